@@ -1,0 +1,44 @@
+//! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
+//! `zig build` installs zig-out/lib/libqrx.so; `zig build test` runs every Zig test.
+const std = @import("std");
+const builtin = @import("builtin");
+
+comptime {
+    // One Zig for everyone: .zig-version pins it and scripts/bootstrap.sh installs it.
+    const required = std.SemanticVersion{ .major = 0, .minor = 14, .patch = 1 };
+    if (builtin.zig_version.order(required) != .eq) {
+        @compileError("qrx needs Zig 0.14.1 (see .zig-version); run `npm run setup`");
+    }
+}
+
+pub fn build(b: *std.Build) void {
+    const target = b.standardTargetOptions(.{});
+    const optimize = b.standardOptimizeOption(.{});
+
+    // libc is linked because the library starts threads inside Bun (pthreads).
+    const lib_module = b.createModule(.{
+        .root_source_file = b.path("zig/lib.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    });
+    const lib = b.addLibrary(.{ .name = "qrx", .linkage = .dynamic, .root_module = lib_module });
+    b.installArtifact(lib);
+
+    const test_module = b.createModule(.{
+        .root_source_file = b.path("zig/test.zig"),
+        .target = target,
+        .optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "tests' mode") orelse .Debug,
+        .link_libc = true,
+    });
+    const tests = b.addTest(.{
+        .root_module = test_module,
+        .filters = if (b.option([]const u8, "test-filter", "run only matching tests")) |f|
+            b.dupeStrings(&.{f})
+        else
+            &.{},
+    });
+    const run_tests = b.addRunArtifact(tests);
+    const test_step = b.step("test", "Run the Zig unit tests");
+    test_step.dependOn(&run_tests.step);
+}

@@ -1,0 +1,309 @@
+//! The C ABI of libqrx, loaded by Bun through bun:ffi (src/native.ts is the other side).
+//! Conventions (vchan.md §5.6): every export returns i32, >= 0 for success or a value and
+//! -errno for failure, with a message available from `qrx_last_error`; handles are u32; lengths
+//! are u32. Nothing here calls into JavaScript. No other Zig file exports symbols.
+const std = @import("std");
+const linux = std.os.linux;
+
+const constants = @import("constants.zig");
+const diag = @import("diag.zig");
+const handles = @import("handles.zig");
+const shm = @import("vchan/shm.zig");
+
+const Vchan = shm.Vchan;
+
+var vchans = handles.Table(Vchan){};
+var config_spin_ns = std.atomic.Value(u32).init(constants.spin_ns_default);
+var config_pages_max = std.atomic.Value(u32).init(0);
+
+/// Keys of `qrx_set_config`.
+const ConfigKey = enum(u32) { spin_ns = 1, pages_max = 2 };
+
+/// Ids of `qrx_constant`, so TypeScript can check its copies of our constants.
+const ConstantId = enum(u32) {
+    abi_version = 1,
+    page_bytes,
+    ring_order_min,
+    ring_order_max,
+    state_disconnected,
+    state_connected,
+    state_waiting,
+    notify_write,
+    notify_read,
+    offset_left_cons,
+    offset_left_prod,
+    offset_right_cons,
+    offset_right_prod,
+    offset_left_order,
+    offset_right_order,
+    offset_cli_live,
+    offset_srv_live,
+    offset_cli_notify,
+    offset_srv_notify,
+    offset_grants,
+    info_bytes,
+    config_spin_ns,
+    config_pages_max,
+    socket_path_bytes_max,
+};
+
+/// What `vx_info` fills in. src/native.ts reads it by these offsets.
+const Info = extern struct {
+    role: u32,
+    state: i32,
+    left_order: u32,
+    right_order: u32,
+    read_ring_bytes: u32,
+    write_ring_bytes: u32,
+    pages: u32,
+    kicks: u32,
+    wakeups: u32,
+    sleeps: u32,
+    spin_hits: u32,
+    spin_misses: u32,
+    spin_budget_ns: u32,
+    local_domain: i32,
+    remote_domain: i32,
+    port: i32,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(Info) == 64);
+}
+
+fn failure() i32 {
+    const errno = diag.errno();
+    std.debug.assert(errno > 0);
+    return -errno;
+}
+
+fn lookup(handle: u32) diag.Fail!*Vchan {
+    return vchans.get(handle) orelse diag.fail(.BADF, "vchan handle {d} is not open", .{handle});
+}
+
+fn result(value: diag.Fail!u32) i32 {
+    const ok = value catch return failure();
+    return @intCast(ok);
+}
+
+export fn qrx_abi_version() i32 {
+    return constants.abi_version;
+}
+
+export fn qrx_constant(id: u32) i32 {
+    const known = std.meta.intToEnum(ConstantId, id) catch return -@as(i32, @intFromEnum(linux.E.INVAL));
+    return switch (known) {
+        .abi_version => constants.abi_version,
+        .page_bytes => constants.page_bytes,
+        .ring_order_min => constants.ring_order_min,
+        .ring_order_max => constants.ring_order_max,
+        .state_disconnected => @intFromEnum(constants.State.disconnected),
+        .state_connected => @intFromEnum(constants.State.connected),
+        .state_waiting => @intFromEnum(constants.State.waiting),
+        .notify_write => constants.notify_write,
+        .notify_read => constants.notify_read,
+        .offset_left_cons => constants.offset_left_cons,
+        .offset_left_prod => constants.offset_left_prod,
+        .offset_right_cons => constants.offset_right_cons,
+        .offset_right_prod => constants.offset_right_prod,
+        .offset_left_order => constants.offset_left_order,
+        .offset_right_order => constants.offset_right_order,
+        .offset_cli_live => constants.offset_cli_live,
+        .offset_srv_live => constants.offset_srv_live,
+        .offset_cli_notify => constants.offset_cli_notify,
+        .offset_srv_notify => constants.offset_srv_notify,
+        .offset_grants => constants.offset_grants,
+        .info_bytes => @sizeOf(Info),
+        .config_spin_ns => @intFromEnum(ConfigKey.spin_ns),
+        .config_pages_max => @intFromEnum(ConfigKey.pages_max),
+        .socket_path_bytes_max => constants.socket_path_bytes_max,
+    };
+}
+
+/// Copies the calling thread's last failure message into `buffer`; returns its length.
+export fn qrx_last_error(buffer: [*]u8, capacity: u32) i32 {
+    const message = diag.message();
+    const count = @min(message.len, capacity);
+    @memcpy(buffer[0..count], message[0..count]);
+    return @intCast(count);
+}
+
+export fn qrx_set_config(key: u32, value: i32) i32 {
+    const known = std.meta.intToEnum(ConfigKey, key) catch {
+        return failure_of(diag.fail(.INVAL, "unknown config key {d}", .{key}));
+    };
+    if (value < 0) return failure_of(diag.fail(.INVAL, "config value {d} is negative", .{value}));
+    const unsigned: u32 = @intCast(value);
+    switch (known) {
+        .spin_ns => {
+            if (unsigned > constants.spin_ns_max) return failure_of(diag.fail(.INVAL, "spin of {d} ns is above the {d} ns limit", .{ unsigned, constants.spin_ns_max }));
+            config_spin_ns.store(unsigned, .release);
+        },
+        .pages_max => config_pages_max.store(unsigned, .release),
+    }
+    return 0;
+}
+
+fn failure_of(fail: diag.Fail) i32 {
+    fail catch {};
+    return failure();
+}
+
+fn options(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) shm.Options {
+    return .{
+        .dir = dir[0..dir_len],
+        .local_domain = local_domain,
+        .remote_domain = remote_domain,
+        .port = port,
+        .pages_max = config_pages_max.load(.acquire),
+        .spin_ns = config_spin_ns.load(.acquire),
+    };
+}
+
+fn register(vchan: *Vchan) i32 {
+    if (vchans.insert(vchan)) |handle| return @intCast(handle);
+    vchan.close();
+    std.heap.c_allocator.destroy(vchan);
+    return failure_of(diag.fail(.MFILE, "too many open vchans (limit {d})", .{constants.handles_max}));
+}
+
+export fn vx_server_init(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32, read_min: u32, write_min: u32) i32 {
+    const vchan = std.heap.c_allocator.create(Vchan) catch return failure_of(diag.fail(.NOMEM, "out of memory", .{}));
+    var server_options = options(dir, dir_len, local_domain, remote_domain, port);
+    server_options.read_min = read_min;
+    server_options.write_min = write_min;
+    vchan.server_init(server_options) catch {
+        std.heap.c_allocator.destroy(vchan);
+        return failure();
+    };
+    return register(vchan);
+}
+
+export fn vx_client_init_async(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) i32 {
+    const vchan = std.heap.c_allocator.create(Vchan) catch return failure_of(diag.fail(.NOMEM, "out of memory", .{}));
+    vchan.client_init(options(dir, dir_len, local_domain, remote_domain, port)) catch {
+        std.heap.c_allocator.destroy(vchan);
+        return failure();
+    };
+    return register(vchan);
+}
+
+export fn vx_client_init_async_finish(handle: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    if (vchan.role != .client) return failure_of(diag.fail(.INVAL, "vchan handle {d} is a server", .{handle}));
+    return result(vchan.finish());
+}
+
+export fn vx_connect_wait(handle: u32, timeout_ms: i32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    vchan.connect_wait(timeout_ms) catch return failure();
+    return 0;
+}
+
+export fn vx_fd_for_select(handle: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    return vchan.fd_for_select();
+}
+
+export fn vx_wait(handle: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    vchan.wait() catch return failure();
+    return 0;
+}
+
+export fn vx_is_open(handle: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    return @intFromEnum(vchan.state());
+}
+
+export fn vx_data_ready(handle: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    return @intCast(vchan.data_ready());
+}
+
+export fn vx_buffer_space(handle: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    return @intCast(vchan.buffer_space());
+}
+
+fn checked_length(len: u32) diag.Fail!u32 {
+    if (len > std.math.maxInt(i32)) return diag.fail(.INVAL, "length {d} is too large", .{len});
+    return len;
+}
+
+export fn vx_read(handle: u32, buffer: [*]u8, len: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    const count = checked_length(len) catch return failure();
+    return result(vchan.read(buffer[0..count]));
+}
+
+export fn vx_recv(handle: u32, buffer: [*]u8, len: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    const count = checked_length(len) catch return failure();
+    return result(vchan.recv(buffer[0..count]));
+}
+
+export fn vx_write(handle: u32, buffer: [*]const u8, len: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    const count = checked_length(len) catch return failure();
+    return result(vchan.write(buffer[0..count]));
+}
+
+export fn vx_send(handle: u32, buffer: [*]const u8, len: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    const count = checked_length(len) catch return failure();
+    return result(vchan.send(buffer[0..count]));
+}
+
+export fn vx_set_blocking(handle: u32, on: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    vchan.blocking = on != 0;
+    return 0;
+}
+
+export fn vx_info(handle: u32, out: *Info) i32 {
+    const vchan = lookup(handle) catch return failure();
+    const mapped = vchan.map != null;
+    out.* = .{
+        .role = @intFromEnum(vchan.role),
+        .state = @intFromEnum(vchan.state()),
+        .left_order = if (mapped) vchan.layout.left_order else 0,
+        .right_order = if (mapped) vchan.layout.right_order else 0,
+        .read_ring_bytes = if (mapped) vchan.read_ring.size else 0,
+        .write_ring_bytes = if (mapped) vchan.write_ring.size else 0,
+        .pages = if (mapped) vchan.layout.pages() else 0,
+        .kicks = vchan.stats.kicks,
+        .wakeups = vchan.stats.wakeups,
+        .sleeps = vchan.stats.sleeps,
+        .spin_hits = vchan.stats.spin_hits,
+        .spin_misses = vchan.stats.spin_misses,
+        .spin_budget_ns = vchan.spin.budget_ns,
+        .local_domain = vchan.local_domain,
+        .remote_domain = vchan.remote_domain,
+        .port = vchan.port,
+    };
+    return 0;
+}
+
+/// Why the vchan disconnected (empty while it has not).
+export fn vx_reason(handle: u32, buffer: [*]u8, capacity: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    const reason = vchan.reason();
+    const count = @min(reason.len, capacity);
+    @memcpy(buffer[0..count], reason[0..count]);
+    return @intCast(count);
+}
+
+export fn vx_close(handle: u32) i32 {
+    const vchan = vchans.remove(handle) orelse return failure_of(diag.fail(.BADF, "vchan handle {d} is not open", .{handle}));
+    vchan.close();
+    std.heap.c_allocator.destroy(vchan);
+    return 0;
+}
+
+/// Test hook: scribble on the shared page as a hostile peer would.
+export fn vx_debug_poke(handle: u32, offset: u32, value: u32) i32 {
+    const vchan = lookup(handle) catch return failure();
+    vchan.debug_poke(offset, value) catch return failure();
+    return 0;
+}

@@ -1,0 +1,88 @@
+//! Thin helpers over raw Linux syscalls. Everything in the library reports failures as an errno
+//! (returned across the C ABI as `-errno`), so the raw `std.os.linux` wrappers, which hand back
+//! the kernel's errno untouched, suit better than `std.posix` error sets.
+const std = @import("std");
+const linux = std.os.linux;
+const diag = @import("diag.zig");
+
+pub const E = linux.E;
+
+pub fn errno_of(rc: usize) E {
+    return linux.E.init(rc);
+}
+
+/// A syscall's result, or `Fail` with "what: ERRNO" recorded.
+pub fn check(rc: usize, what: []const u8) diag.Fail!usize {
+    const errno = linux.E.init(rc);
+    if (errno != .SUCCESS) return diag.fail(errno, "{s}: {s}", .{ what, @tagName(errno) });
+    return rc;
+}
+
+pub fn fd(rc: usize, what: []const u8) diag.Fail!i32 {
+    return @intCast(try check(rc, what));
+}
+
+pub fn close(descriptor: i32) void {
+    if (descriptor >= 0) _ = linux.close(descriptor);
+}
+
+pub fn now_ns() u64 {
+    var ts: linux.timespec = undefined;
+    _ = linux.clock_gettime(.MONOTONIC, &ts);
+    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+}
+
+// Constants the standard library does not name on this Zig version.
+pub const SCM_RIGHTS: i32 = 1;
+pub const SO_PEERCRED: u32 = 17;
+pub const POLLRDHUP: i16 = 0x2000;
+pub const F_ADD_SEALS: i32 = 1033;
+pub const F_GET_SEALS: i32 = 1034;
+pub const F_SEAL_SEAL: u32 = 0x1;
+pub const F_SEAL_SHRINK: u32 = 0x2;
+pub const F_SEAL_GROW: u32 = 0x4;
+
+pub const Ucred = extern struct { pid: i32, uid: u32, gid: u32 };
+
+/// Control buffer big enough for SCM_RIGHTS with up to `n` fds, aligned as cmsghdr must be.
+pub fn CmsgBuffer(comptime n: usize) type {
+    return extern struct {
+        const header_bytes = 16; // struct cmsghdr { u64 len; i32 level; i32 type; }
+        const data_bytes = n * @sizeOf(i32);
+        pub const space = header_bytes + std.mem.alignForward(usize, data_bytes, 8);
+        bytes: [space]u8 align(8) = [_]u8{0} ** space,
+
+        pub fn set_fds(self: *@This(), fds: [n]i32) void {
+            std.mem.writeInt(u64, self.bytes[0..8], header_bytes + data_bytes, .little);
+            std.mem.writeInt(i32, self.bytes[8..12], linux.SOL.SOCKET, .little);
+            std.mem.writeInt(i32, self.bytes[12..16], SCM_RIGHTS, .little);
+            for (fds, 0..) |descriptor, i| {
+                std.mem.writeInt(i32, self.bytes[16 + 4 * i ..][0..4], descriptor, .little);
+            }
+        }
+
+        /// The fds the kernel installed, or null if the message carried none or the wrong count.
+        /// Any fds received beyond what we expect are closed so a hostile sender cannot leak them
+        /// into our process.
+        pub fn take_fds(self: *@This(), controllen: usize) ?[n]i32 {
+            if (controllen < header_bytes) return null;
+            const len = std.mem.readInt(u64, self.bytes[0..8], .little);
+            const level = std.mem.readInt(i32, self.bytes[8..12], .little);
+            const kind = std.mem.readInt(i32, self.bytes[12..16], .little);
+            if (level != linux.SOL.SOCKET or kind != SCM_RIGHTS) return null;
+            if (len < header_bytes or len > space) return null;
+            const count = (len - header_bytes) / 4;
+            var out: [n]i32 = undefined;
+            var i: usize = 0;
+            while (i < count) : (i += 1) {
+                const descriptor = std.mem.readInt(i32, self.bytes[16 + 4 * i ..][0..4], .little);
+                if (i < n) out[i] = descriptor else close(descriptor);
+            }
+            if (count != n) {
+                for (out[0..@min(count, n)]) |descriptor| close(descriptor);
+                return null;
+            }
+            return out;
+        }
+    };
+}

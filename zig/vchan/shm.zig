@@ -1,0 +1,1012 @@
+//! The shared-memory vchan: libxenvchan's page layout and notify protocol (vchan.md §2) over a
+//! sealed memfd, with eventfds standing in for event channels and a unix SOCK_SEQPACKET socket
+//! for the rendezvous (vchan.md §5.3). The semantics are libvchan's as qrexec relies on them
+//! (vchan.md §1.3): blocking by default, partial `read`/`write`, all-or-nothing `recv`/`send`,
+//! `data_ready`/`buffer_space` arming notifications, one `fd_for_select` from init to close.
+//!
+//! Ownership: a Vchan owns every fd and mapping it creates and releases them in `close`. It is
+//! used by one thread at a time.
+//!
+//! Trust: the peer can write the shared page at any moment. Our own indices live in private
+//! copies (the shared ones are only published), the ring orders are private copies validated
+//! once, and each peer index is loaded exactly once per check and validated against the ring
+//! size before it is used. A violation disconnects the vchan with a reason.
+const std = @import("std");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const constants = @import("../constants.zig");
+const diag = @import("../diag.zig");
+const sys = @import("../sys.zig");
+const layout_mod = @import("layout.zig");
+const Layout = layout_mod.Layout;
+const Fail = diag.Fail;
+const State = constants.State;
+
+pub const Role = enum(u32) { server = 0, client = 1 };
+
+/// Where a vchan is in its life. Both roles start `rendezvous` (server: listening; client:
+/// watching the directory for the server's socket), go through `handshake` (a rendezvous
+/// connection exists, fds not yet exchanged) and end `mapped` (the shared page is ours).
+const Phase = enum { rendezvous, handshake, mapped };
+
+/// What an epoll event is about; stored in `epoll_event.data.u32`.
+const Tag = enum(u32) { own_event = 1, listener = 2, connection = 3, watch = 4 };
+
+pub const Options = struct {
+    dir: []const u8,
+    local_domain: i32,
+    remote_domain: i32,
+    port: i32,
+    /// Server only: minimum ring sizes, libvchan's (read_min, write_min).
+    read_min: u32 = 0,
+    write_min: u32 = 0,
+    /// Most pages a vchan may use (a Xen peer's grant budget); 0 means no cap.
+    pages_max: u32 = 0,
+    spin_ns: u32 = constants.spin_ns_default,
+};
+
+pub const Stats = struct {
+    kicks: u32 = 0,
+    wakeups: u32 = 0,
+    sleeps: u32 = 0,
+    spin_hits: u32 = 0,
+    spin_misses: u32 = 0,
+};
+
+/// One direction of the vchan as seen from this side.
+const Ring = struct {
+    bytes: [*]u8,
+    size: u32,
+    /// Where we publish our own index (cons for the ring we read, prod for the one we write).
+    own: *u32,
+    /// The peer's index: untrusted, loaded once per check.
+    peer: *const u32,
+    /// Our index. The shared copy is never read back, so a peer scribbling on it cannot move us.
+    local: u32,
+
+    fn mask(self: Ring) u32 {
+        return self.size - 1;
+    }
+
+    /// Bytes between cons and prod, or null when the peer's index is impossible.
+    fn used_as_reader(self: Ring, untrusted_prod: u32) ?u32 {
+        const used = untrusted_prod -% self.local;
+        if (used > self.size) return null;
+        return used;
+    }
+
+    fn used_as_writer(self: Ring, untrusted_cons: u32) ?u32 {
+        const used = self.local -% untrusted_cons;
+        if (used > self.size) return null;
+        return used;
+    }
+
+    fn load_peer(self: Ring) u32 {
+        return @atomicLoad(u32, self.peer, .seq_cst);
+    }
+
+    fn publish(self: *Ring, advanced: u32) void {
+        assert(advanced <= self.size);
+        self.local +%= advanced;
+        // seq_cst puts the publish in the same total order as the notify-bit RMWs, which the
+        // lost-wakeup argument needs (vchan.md §2.4).
+        @atomicStore(u32, self.own, self.local, .seq_cst);
+    }
+
+    fn copy_out(self: *Ring, target: []u8) void {
+        assert(target.len <= self.size);
+        const position = self.local & self.mask();
+        const first = @min(target.len, self.size - position);
+        @memcpy(target[0..first], self.bytes[position..][0..first]);
+        @memcpy(target[first..], self.bytes[0 .. target.len - first]);
+        self.publish(@intCast(target.len));
+    }
+
+    fn copy_in(self: *Ring, source: []const u8) void {
+        assert(source.len <= self.size);
+        const position = self.local & self.mask();
+        const first = @min(source.len, self.size - position);
+        @memcpy(self.bytes[position..][0..first], source[0..first]);
+        @memcpy(self.bytes[0 .. source.len - first], source[first..]);
+        self.publish(@intCast(source.len));
+    }
+};
+
+/// Adaptive spinning before sleeping (vchan.md §5.3, §7): spinning multiplies small-ring
+/// throughput when both sides have a core, and wastes one when they do not. The budget doubles
+/// after a spin that found work and halves after one that did not; at zero it stays off and is
+/// probed again only after many sleeps, so an idle vchan never keeps a core busy.
+const Spin = struct {
+    max_ns: u32,
+    budget_ns: u32,
+    sleeps_since_off: u32 = 0,
+
+    const probe_after_sleeps = 64;
+    const floor_ns = 1000;
+
+    fn init(max_ns: u32) Spin {
+        const cores = std.Thread.getCpuCount() catch 1;
+        const effective = if (cores < 2) 0 else @min(max_ns, constants.spin_ns_max);
+        return .{ .max_ns = effective, .budget_ns = effective };
+    }
+
+    fn budget(self: *Spin) u32 {
+        if (self.max_ns == 0) return 0;
+        if (self.budget_ns == 0) {
+            self.sleeps_since_off += 1;
+            if (self.sleeps_since_off < probe_after_sleeps) return 0;
+            self.sleeps_since_off = 0;
+            return @max(floor_ns, self.max_ns / 4);
+        }
+        return self.budget_ns;
+    }
+
+    fn hit(self: *Spin) void {
+        self.budget_ns = @min(self.max_ns, @max(floor_ns, self.budget_ns *| 2));
+    }
+
+    fn miss(self: *Spin) void {
+        self.budget_ns /= 2;
+        if (self.budget_ns < floor_ns) self.budget_ns = 0;
+    }
+};
+
+const Hello = extern struct {
+    magic: u32,
+    version: u16,
+    flags: u16,
+    client_domain: i32,
+    server_domain: i32,
+    port: i32,
+    client_pages_max: u32,
+};
+
+const Accept = extern struct {
+    magic: u32,
+    version: u16,
+    /// 0, or the errno for which the server refuses.
+    status: u16,
+    shm_bytes: u32,
+    left_order: u16,
+    right_order: u16,
+};
+
+comptime {
+    assert(@sizeOf(Hello) == 24);
+    assert(@sizeOf(Accept) == 16);
+}
+
+pub const Vchan = struct {
+    role: Role,
+    local_domain: i32,
+    remote_domain: i32,
+    port: i32,
+    pages_max: u32,
+    phase: Phase = .rendezvous,
+    blocking: bool = true,
+    layout: Layout = undefined,
+    map: ?[]align(std.heap.page_size_min) u8 = null,
+    memfd: i32 = -1,
+    own_event: i32 = -1,
+    peer_event: i32 = -1,
+    listener: i32 = -1,
+    connection: i32 = -1,
+    watch: i32 = -1,
+    epoll: i32 = -1,
+    path_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined,
+    path_len: u32 = 0,
+    /// The server saw `cli_live == 1`; from then on `2` means a lying peer, read as gone.
+    seen_connected: bool = false,
+    /// Set by us (rendezvous socket hung up, or the peer broke the protocol); never by the peer.
+    peer_gone: bool = false,
+    read_ring: Ring = undefined,
+    write_ring: Ring = undefined,
+    spin: Spin,
+    stats: Stats = .{},
+    reason_buffer: [200]u8 = undefined,
+    reason_len: u32 = 0,
+
+    // ---------------------------------------------------------------- set-up
+
+    pub fn server_init(self: *Vchan, options: Options) Fail!void {
+        self.* = .{
+            .role = .server,
+            .local_domain = options.local_domain,
+            .remote_domain = options.remote_domain,
+            .port = options.port,
+            .pages_max = options.pages_max,
+            .spin = Spin.init(options.spin_ns),
+        };
+        errdefer self.close();
+        self.layout = layout_mod.select_capped(options.read_min, options.write_min, options.pages_max) catch |err| {
+            return switch (err) {
+                error.RingTooLarge => diag.fail(.MSGSIZE, "ring sizes {d}/{d} exceed the 1 MiB maximum", .{ options.read_min, options.write_min }),
+                error.PageCapExceeded => page_cap_failure(options),
+            };
+        };
+        try self.set_path(options.dir, self.local_domain, self.remote_domain);
+        try self.create_common(options);
+        try self.create_shared_memory();
+        self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        // A stale file from a server that died before its client came would block bind.
+        _ = linux.unlink(self.path());
+        var address = self.socket_address();
+        _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
+            diag.context("cannot listen on {s}", .{self.path()});
+            return error.Fail;
+        };
+        _ = try sys.check(linux.listen(self.listener, 4), "listen");
+        try self.epoll_add(self.listener, .listener, linux.EPOLL.IN);
+    }
+
+    fn page_cap_failure(options: Options) Fail {
+        const wanted = layout_mod.select(options.read_min, options.write_min) catch unreachable;
+        if (layout_mod.largest_symmetric_fit(options.pages_max)) |fit| {
+            return diag.fail(.FBIG, "ring sizes {d}/{d} need {d} pages but the page cap is {d}; " ++
+                "{d} bytes in each direction fit", .{ options.read_min, options.write_min, wanted.pages(), options.pages_max, fit });
+        }
+        return diag.fail(.FBIG, "ring sizes {d}/{d} need {d} pages but the page cap is {d}; no ring fits", .{ options.read_min, options.write_min, wanted.pages(), options.pages_max });
+    }
+
+    /// Starts an asynchronous client; `finish` completes it. Does not wait for the server.
+    pub fn client_init(self: *Vchan, options: Options) Fail!void {
+        self.* = .{
+            .role = .client,
+            .local_domain = options.local_domain,
+            .remote_domain = options.remote_domain,
+            .port = options.port,
+            .pages_max = options.pages_max,
+            .spin = Spin.init(options.spin_ns),
+        };
+        errdefer self.close();
+        if (options.local_domain == options.remote_domain) {
+            return diag.fail(.INVAL, "loopback vchan connection not supported (domain {d} to itself)", .{options.local_domain});
+        }
+        try self.set_path(options.dir, self.remote_domain, self.local_domain);
+        try self.create_common(options);
+        self.watch = try sys.fd(linux.inotify_init1(linux.IN.NONBLOCK | linux.IN.CLOEXEC), "inotify_init1");
+        var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
+        const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
+        _ = try sys.check(linux.inotify_add_watch(self.watch, dir, linux.IN.CREATE | linux.IN.MOVED_TO | linux.IN.ATTRIB), "inotify_add_watch");
+        try self.epoll_add(self.watch, .watch, linux.EPOLL.IN);
+    }
+
+    fn create_common(self: *Vchan, options: Options) Fail!void {
+        if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
+        try make_directory(options.dir);
+        self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
+        self.own_event = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
+    }
+
+    fn create_shared_memory(self: *Vchan) Fail!void {
+        assert(self.role == .server);
+        const total = self.layout.total_bytes();
+        self.memfd = try sys.fd(linux.memfd_create("qrx-vchan", linux.MFD.CLOEXEC | linux.MFD.ALLOW_SEALING), "memfd_create");
+        _ = try sys.check(linux.ftruncate(self.memfd, total), "ftruncate");
+        // Sealed so the client can rely on the size: it cannot be made to SIGBUS by a shrink.
+        _ = try sys.check(linux.fcntl(self.memfd, sys.F_ADD_SEALS, sys.F_SEAL_SHRINK | sys.F_SEAL_GROW | sys.F_SEAL_SEAL), "F_ADD_SEALS");
+        try self.map_shared(total);
+        const page = self.map.?;
+        @memset(page[0..constants.page_bytes], 0);
+        std.mem.writeInt(u16, page[constants.offset_left_order..][0..2], self.layout.left_order, .little);
+        std.mem.writeInt(u16, page[constants.offset_right_order..][0..2], self.layout.right_order, .little);
+        var index: u32 = 0;
+        while (index < self.layout.grants()) : (index += 1) {
+            std.mem.writeInt(u32, page[constants.offset_grants + 4 * index ..][0..4], self.layout.grant(index), .little);
+        }
+        self.byte(constants.offset_cli_live).* = constants.live_waiting;
+        self.byte(constants.offset_srv_live).* = constants.live_connected;
+        // "Tell me when you write": also how the client's first write reaches us.
+        self.byte(constants.offset_cli_notify).* = constants.notify_write;
+        self.byte(constants.offset_srv_notify).* = 0;
+        self.setup_rings(0, 0);
+    }
+
+    fn map_shared(self: *Vchan, total: u32) Fail!void {
+        const address = try sys.check(linux.mmap(null, total, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .SHARED }, self.memfd, 0), "mmap");
+        const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(address);
+        self.map = base[0..total];
+    }
+
+    /// Points the rings at the mapping. `read_local`/`write_local` are our starting indices.
+    fn setup_rings(self: *Vchan, read_local: u32, write_local: u32) void {
+        const page = self.map.?;
+        const left = Ring{
+            .bytes = page.ptr + self.layout.left_offset(),
+            .size = self.layout.left_bytes(),
+            .own = undefined,
+            .peer = undefined,
+            .local = 0,
+        };
+        var right = left;
+        right.bytes = page.ptr + self.layout.right_offset();
+        right.size = self.layout.right_bytes();
+        switch (self.role) {
+            .server => {
+                self.read_ring = left;
+                self.read_ring.own = self.word(constants.offset_left_cons);
+                self.read_ring.peer = self.word(constants.offset_left_prod);
+                self.write_ring = right;
+                self.write_ring.own = self.word(constants.offset_right_prod);
+                self.write_ring.peer = self.word(constants.offset_right_cons);
+            },
+            .client => {
+                self.read_ring = right;
+                self.read_ring.own = self.word(constants.offset_right_cons);
+                self.read_ring.peer = self.word(constants.offset_right_prod);
+                self.write_ring = left;
+                self.write_ring.own = self.word(constants.offset_left_prod);
+                self.write_ring.peer = self.word(constants.offset_left_cons);
+            },
+        }
+        self.read_ring.local = read_local;
+        self.write_ring.local = write_local;
+        assert(self.read_ring.size >= 1024 and self.write_ring.size >= 1024);
+        assert(std.math.isPowerOfTwo(self.read_ring.size));
+        assert(std.math.isPowerOfTwo(self.write_ring.size));
+    }
+
+    fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
+        const written = std.fmt.bufPrintZ(&self.path_buffer, "{s}/shmvchan.{d}.{d}.{d}.sock", .{ dir, server_domain, client_domain, self.port }) catch {
+            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ dir, constants.socket_path_bytes_max });
+        };
+        self.path_len = @intCast(written.len);
+    }
+
+    pub fn path(self: *const Vchan) [:0]const u8 {
+        return self.path_buffer[0..self.path_len :0];
+    }
+
+    fn socket_address(self: *const Vchan) linux.sockaddr.un {
+        var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
+        @memcpy(address.path[0..self.path_len], self.path_buffer[0..self.path_len]);
+        return address;
+    }
+
+    fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
+        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
+        _ = try sys.check(linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event), "epoll_ctl");
+    }
+
+    fn epoll_modify(self: *Vchan, descriptor: i32, tag: Tag, events: u32) void {
+        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
+        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_MOD, descriptor, &event);
+    }
+
+    fn drop(self: *Vchan, descriptor: *i32) void {
+        if (descriptor.* < 0) return;
+        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, descriptor.*, null);
+        sys.close(descriptor.*);
+        descriptor.* = -1;
+    }
+
+    // ---------------------------------------------------------------- rendezvous
+
+    fn server_accept(self: *Vchan) Fail!void {
+        assert(self.role == .server);
+        const rc = linux.accept4(self.listener, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
+        if (sys.errno_of(rc) == .AGAIN) return;
+        const connection = try sys.fd(rc, "accept4");
+        var credentials: sys.Ucred = undefined;
+        var length: linux.socklen_t = @sizeOf(sys.Ucred);
+        if (linux.E.init(linux.getsockopt(connection, linux.SOL.SOCKET, sys.SO_PEERCRED, @ptrCast(&credentials), &length)) != .SUCCESS or
+            (credentials.uid != linux.getuid() and credentials.uid != 0))
+        {
+            // Xen checks this with xenstore permissions; here only our own user (or root) may map us.
+            sys.close(connection);
+            return;
+        }
+        // One pending handshake at a time; a newer caller replaces one that never said hello.
+        self.drop(&self.connection);
+        self.connection = connection;
+        try self.epoll_add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        self.phase = .handshake;
+        try self.server_handshake();
+    }
+
+    fn server_handshake(self: *Vchan) Fail!void {
+        assert(self.role == .server and self.phase == .handshake);
+        var hello: Hello = undefined;
+        var control = sys.CmsgBuffer(1){};
+        const received = receive_message(self.connection, std.mem.asBytes(&hello), &control.bytes) orelse return;
+        if (received.bytes == 0) {
+            // The caller went away before finishing; wait for another.
+            self.drop(&self.connection);
+            self.phase = .rendezvous;
+            return;
+        }
+        const client_event = control.take_fds(received.control_bytes);
+        const refusal: u16 = blk: {
+            if (received.bytes != @sizeOf(Hello) or hello.magic != constants.handshake_magic or hello.version != constants.handshake_version) break :blk @intFromEnum(linux.E.PROTO);
+            if (client_event == null) break :blk @intFromEnum(linux.E.PROTO);
+            if (hello.client_domain != self.remote_domain or hello.server_domain != self.local_domain or hello.port != self.port) break :blk @intFromEnum(linux.E.ACCES);
+            if (hello.client_pages_max != 0 and self.layout.pages() > hello.client_pages_max) break :blk @intFromEnum(linux.E.FBIG);
+            break :blk 0;
+        };
+        if (refusal != 0) {
+            if (client_event) |fds| sys.close(fds[0]);
+            const reply = Accept{ .magic = constants.handshake_magic, .version = constants.handshake_version, .status = refusal, .shm_bytes = 0, .left_order = 0, .right_order = 0 };
+            send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
+            self.drop(&self.connection);
+            self.phase = .rendezvous;
+            return;
+        }
+        const reply = Accept{
+            .magic = constants.handshake_magic,
+            .version = constants.handshake_version,
+            .status = 0,
+            .shm_bytes = self.layout.total_bytes(),
+            .left_order = self.layout.left_order,
+            .right_order = self.layout.right_order,
+        };
+        var fds = sys.CmsgBuffer(2){};
+        fds.set_fds(.{ self.memfd, self.own_event });
+        send_message(self.connection, std.mem.asBytes(&reply), &fds.bytes) catch |err| {
+            sys.close(client_event.?[0]);
+            self.drop(&self.connection);
+            self.phase = .rendezvous;
+            return err;
+        };
+        self.peer_event = client_event.?[0];
+        // Single use, like the xenstore entry a Xen server removes once a client came.
+        self.drop(&self.listener);
+        _ = linux.unlink(self.path());
+        // From now on the socket only tells us when the peer's process is gone.
+        self.epoll_modify(self.connection, .connection, linux.EPOLL.RDHUP);
+        self.phase = .mapped;
+    }
+
+    /// 1 = keep waiting, 0 = connected (libvchan_client_init_async_finish).
+    pub fn finish(self: *Vchan) Fail!u32 {
+        assert(self.role == .client);
+        if (self.phase == .mapped) return 0;
+        if (self.phase == .rendezvous) {
+            drain(self.watch);
+            const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+            var address = self.socket_address();
+            const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => {},
+                .NOENT, .CONNREFUSED, .AGAIN => {
+                    sys.close(connection);
+                    return 1;
+                },
+                else => |errno| {
+                    sys.close(connection);
+                    return diag.fail(errno, "connect {s}: {s}", .{ self.path(), @tagName(errno) });
+                },
+            }
+            const hello = Hello{
+                .magic = constants.handshake_magic,
+                .version = constants.handshake_version,
+                .flags = 0,
+                .client_domain = self.local_domain,
+                .server_domain = self.remote_domain,
+                .port = self.port,
+                .client_pages_max = self.pages_max,
+            };
+            var fds = sys.CmsgBuffer(1){};
+            fds.set_fds(.{self.own_event});
+            send_message(connection, std.mem.asBytes(&hello), &fds.bytes) catch |err| {
+                sys.close(connection);
+                return err;
+            };
+            self.connection = connection;
+            try self.epoll_add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+            self.phase = .handshake;
+        }
+        return self.client_handshake();
+    }
+
+    fn client_handshake(self: *Vchan) Fail!u32 {
+        assert(self.phase == .handshake);
+        var reply: Accept = undefined;
+        var control = sys.CmsgBuffer(2){};
+        const received = receive_message(self.connection, std.mem.asBytes(&reply), &control.bytes) orelse return 1;
+        const fds = control.take_fds(received.control_bytes);
+        if (received.bytes == 0) {
+            // The server went away (or chose another caller); a new one may still appear.
+            self.drop(&self.connection);
+            self.phase = .rendezvous;
+            return 1;
+        }
+        // From here the fds are ours to close (in `close`), and a failure is final.
+        if (fds) |both| {
+            self.memfd = both[0];
+            self.peer_event = both[1];
+        }
+        errdefer {
+            self.peer_gone = true;
+            self.set_reason("{s}", .{diag.message()});
+        }
+        if (received.bytes != @sizeOf(Accept) or reply.magic != constants.handshake_magic or reply.version != constants.handshake_version) {
+            return diag.fail(.PROTO, "vchan server at {s} sent a malformed handshake", .{self.path()});
+        }
+        if (reply.status != 0) {
+            const errno: linux.E = @enumFromInt(reply.status);
+            return diag.fail(errno, "vchan server at {s} refused the connection: {s}", .{ self.path(), @tagName(errno) });
+        }
+        const both = fds orelse return diag.fail(.PROTO, "vchan server at {s} sent no shared memory", .{self.path()});
+        const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
+            return diag.fail(.PROTO, "vchan server offers an impossible ring layout (orders {d}/{d})", .{ reply.left_order, reply.right_order });
+        };
+        if (self.pages_max != 0 and layout.pages() > self.pages_max) {
+            return diag.fail(.FBIG, "vchan server offers {d} pages; the page cap is {d}", .{ layout.pages(), self.pages_max });
+        }
+        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(.PROTO, "vchan server's memory size does not match its layout", .{});
+        try check_memfd(both[0], layout.total_bytes());
+        self.layout = layout;
+        try self.map_shared(layout.total_bytes());
+        try self.check_page();
+        if (layout.right_order >= 12) {
+            // We only read the right ring; mapping it read-only protects the server from our bugs.
+            const start = layout.right_offset();
+            _ = try sys.check(linux.mprotect(self.map.?.ptr + start, layout.right_bytes(), linux.PROT.READ), "mprotect");
+        }
+        // Whatever the indices are at connect time is where we start; later checks keep them sane.
+        self.setup_rings(
+            @atomicLoad(u32, self.word(constants.offset_right_cons), .seq_cst),
+            @atomicLoad(u32, self.word(constants.offset_left_prod), .seq_cst),
+        );
+        self.drop(&self.watch);
+        @atomicStore(u8, self.byte(constants.offset_srv_notify), constants.notify_write, .seq_cst);
+        @atomicStore(u8, self.byte(constants.offset_cli_live), constants.live_connected, .seq_cst);
+        self.phase = .mapped;
+        self.epoll_modify(self.connection, .connection, linux.EPOLL.RDHUP);
+        // The connect kick the Qubes wrapper sends.
+        self.kick();
+        return 0;
+    }
+
+    /// The page header must agree with what the handshake said; grants must be the page indices.
+    fn check_page(self: *Vchan) Fail!void {
+        const page = self.map.?;
+        const left_order = std.mem.readInt(u16, page[constants.offset_left_order..][0..2], .little);
+        const right_order = std.mem.readInt(u16, page[constants.offset_right_order..][0..2], .little);
+        if (left_order != self.layout.left_order or right_order != self.layout.right_order) {
+            return diag.fail(.PROTO, "vchan page orders {d}/{d} differ from the handshake's", .{ left_order, right_order });
+        }
+        var index: u32 = 0;
+        while (index < self.layout.grants()) : (index += 1) {
+            const grant = std.mem.readInt(u32, page[constants.offset_grants + 4 * index ..][0..4], .little);
+            if (grant != self.layout.grant(index)) return diag.fail(.PROTO, "vchan grant list entry {d} is wrong", .{index});
+        }
+    }
+
+    // ---------------------------------------------------------------- events
+
+    fn byte(self: *Vchan, offset: u32) *u8 {
+        assert(offset < constants.offset_grants);
+        return &self.map.?[offset];
+    }
+
+    fn word(self: *Vchan, offset: u32) *u32 {
+        assert(offset % 4 == 0 and offset < constants.offset_left_order);
+        return @ptrCast(@alignCast(&self.map.?[offset]));
+    }
+
+    /// Ask the peer to kick us when it does `bit`: set it in the byte the peer tests.
+    fn request_notify(self: *Vchan, bit: u8) void {
+        const offset = if (self.role == .server) constants.offset_cli_notify else constants.offset_srv_notify;
+        _ = @atomicRmw(u8, self.byte(offset), .Or, bit, .seq_cst);
+    }
+
+    /// We did `bit`; kick the peer only if it asked.
+    fn send_notify(self: *Vchan, bit: u8) void {
+        const offset = if (self.role == .server) constants.offset_srv_notify else constants.offset_cli_notify;
+        const previous = @atomicRmw(u8, self.byte(offset), .And, ~bit, .seq_cst);
+        if (previous & bit != 0) self.kick();
+    }
+
+    fn kick(self: *Vchan) void {
+        if (self.peer_event < 0) return;
+        const one: u64 = 1;
+        _ = linux.write(self.peer_event, std.mem.asBytes(&one), 8);
+        self.stats.kicks +%= 1;
+    }
+
+    /// Sleeps on the epoll set until something happens (or `timeout_ms`), then handles it.
+    pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
+        var events: [4]linux.epoll_event = undefined;
+        const rc = linux.epoll_wait(self.epoll, &events, events.len, timeout_ms);
+        if (sys.errno_of(rc) == .INTR) return;
+        const count = try sys.check(rc, "epoll_wait");
+        if (timeout_ms != 0) self.stats.sleeps +%= 1;
+        for (events[0..count]) |event| {
+            switch (@as(Tag, @enumFromInt(event.data.u32))) {
+                .own_event => {
+                    drain(self.own_event);
+                    self.stats.wakeups +%= 1;
+                },
+                // An earlier event of this batch may have closed the fd an event is about.
+                .listener => if (self.listener >= 0) try self.server_accept(),
+                .connection => if (self.connection >= 0) switch (self.phase) {
+                    .handshake => if (self.role == .server) try self.server_handshake(),
+                    .mapped => self.peer_left("the peer's process closed its vchan socket"),
+                    .rendezvous => {},
+                },
+                .watch => drain(self.watch),
+            }
+        }
+    }
+
+    /// Xen's unmap-notify, emulated: the peer is gone, so its live byte is 0 from now on.
+    fn peer_left(self: *Vchan, why: []const u8) void {
+        if (self.peer_gone) return;
+        self.peer_gone = true;
+        if (self.reason_len == 0) self.set_reason("{s}", .{why});
+        if (self.map != null) {
+            const offset = if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
+            @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
+        }
+        self.drop(&self.connection);
+    }
+
+    fn violation(self: *Vchan, comptime fmt: []const u8, args: anytype) Fail {
+        self.set_reason("peer protocol error: " ++ fmt, args);
+        self.peer_left("peer protocol error");
+        return diag.fail(.PROTO, "peer protocol error: " ++ fmt, args);
+    }
+
+    fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
+        const written = std.fmt.bufPrint(&self.reason_buffer, fmt, args) catch self.reason_buffer[0..];
+        self.reason_len = @intCast(written.len);
+    }
+
+    pub fn reason(self: *const Vchan) []const u8 {
+        return self.reason_buffer[0..self.reason_len];
+    }
+
+    /// When the rendezvous socket has hung up without anyone calling `wait`, notice it now.
+    fn check_connection(self: *Vchan) void {
+        if (self.connection < 0 or self.peer_gone) return;
+        var poll_fd = [_]linux.pollfd{.{ .fd = self.connection, .events = sys.POLLRDHUP, .revents = 0 }};
+        const rc = linux.poll(&poll_fd, 1, 0);
+        if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
+        if (poll_fd[0].revents & (sys.POLLRDHUP | linux.POLL.HUP | linux.POLL.ERR) != 0) {
+            self.peer_left("the peer's process closed its vchan socket");
+        }
+    }
+
+    // ---------------------------------------------------------------- libvchan API
+
+    /// libvchan_is_open. Besides the peer's live byte it asks the kernel whether the peer's
+    /// process still holds its socket, as the Xen wrapper asks about the event channel.
+    pub fn state(self: *Vchan) State {
+        const live = self.state_from_page();
+        if (live != .connected) return live;
+        self.check_connection();
+        return if (self.peer_gone) .disconnected else .connected;
+    }
+
+    /// The state as the shared page tells it, without a syscall (for the fast paths).
+    fn state_from_page(self: *Vchan) State {
+        if (self.peer_gone) return .disconnected;
+        if (self.phase != .mapped) return .waiting;
+        switch (self.role) {
+            .server => {
+                const live = @atomicLoad(u8, self.byte(constants.offset_cli_live), .seq_cst);
+                if (live == constants.live_connected) {
+                    self.seen_connected = true;
+                } else if (live == constants.live_waiting and !self.seen_connected) {
+                    return .waiting;
+                } else {
+                    return .disconnected;
+                }
+            },
+            .client => {
+                const live = @atomicLoad(u8, self.byte(constants.offset_srv_live), .seq_cst);
+                if (live != constants.live_connected) return .disconnected;
+            },
+        }
+        return .connected;
+    }
+
+    pub fn fd_for_select(self: *const Vchan) i32 {
+        return self.epoll;
+    }
+
+    /// Bytes ready to read, or a violation.
+    fn read_ready(self: *Vchan) Fail!u32 {
+        const untrusted_prod = self.read_ring.load_peer();
+        return self.read_ring.used_as_reader(untrusted_prod) orelse self.violation(
+            "read ring producer index {d} is {d} bytes ahead of consumer {d}; the ring holds {d}",
+            .{ untrusted_prod, untrusted_prod -% self.read_ring.local, self.read_ring.local, self.read_ring.size },
+        );
+    }
+
+    fn write_space(self: *Vchan) Fail!u32 {
+        const untrusted_cons = self.write_ring.load_peer();
+        const used = self.write_ring.used_as_writer(untrusted_cons) orelse return self.violation(
+            "write ring consumer index {d} is not within {d} bytes behind producer {d}",
+            .{ untrusted_cons, self.write_ring.size, self.write_ring.local },
+        );
+        return self.write_ring.size - used;
+    }
+
+    pub fn data_ready(self: *Vchan) u32 {
+        if (self.phase != .mapped or self.reason_is_violation()) return 0;
+        self.request_notify(constants.notify_write);
+        return self.read_ready() catch 0;
+    }
+
+    pub fn buffer_space(self: *Vchan) u32 {
+        if (self.phase != .mapped or self.peer_gone) return 0;
+        self.request_notify(constants.notify_read);
+        return self.write_space() catch 0;
+    }
+
+    fn reason_is_violation(self: *const Vchan) bool {
+        return std.mem.startsWith(u8, self.reason(), "peer protocol error");
+    }
+
+    fn require_mapped(self: *Vchan) Fail!void {
+        if (self.phase != .mapped and self.role == .client) {
+            return diag.fail(.NOTCONN, "vchan to domain {d} port {d} is not connected yet", .{ self.remote_domain, self.port });
+        }
+        if (self.reason_is_violation()) return diag.fail(.PROTO, "{s}", .{self.reason()});
+    }
+
+    fn closed_failure(self: *Vchan) Fail {
+        if (self.reason_len > 0) return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed: {s}", .{ self.remote_domain, self.port, self.reason() });
+        return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed by the peer", .{ self.remote_domain, self.port });
+    }
+
+    /// Server only, before a client came: the shared page exists but nobody maps it yet.
+    fn waiting_server(self: *const Vchan) bool {
+        return self.role == .server and self.phase != .mapped;
+    }
+
+    pub fn read(self: *Vchan, target: []u8) Fail!u32 {
+        try self.require_mapped();
+        if (target.len == 0) return 0;
+        while (true) {
+            const ready = try self.read_ready();
+            if (ready > 0) {
+                const count: u32 = @intCast(@min(ready, target.len));
+                self.read_ring.copy_out(target[0..count]);
+                self.send_notify(constants.notify_read);
+                return count;
+            }
+            // Data is checked before liveness: a closed peer's last bytes are still delivered.
+            if (self.state() == .disconnected) return self.closed_failure();
+            if (!self.blocking) return 0;
+            try self.sleep_until(.readable, 1);
+        }
+    }
+
+    pub fn recv(self: *Vchan, target: []u8) Fail!u32 {
+        try self.require_mapped();
+        if (target.len > self.read_ring.size) {
+            return diag.fail(.MSGSIZE, "recv of {d} bytes can never complete: the read ring holds {d}", .{ target.len, self.read_ring.size });
+        }
+        const wanted: u32 = @intCast(target.len);
+        while (true) {
+            const ready = try self.read_ready();
+            if (ready >= wanted) {
+                self.read_ring.copy_out(target);
+                if (wanted > 0) self.send_notify(constants.notify_read);
+                return wanted;
+            }
+            if (self.state() == .disconnected) return self.closed_failure();
+            if (!self.blocking) return 0;
+            try self.sleep_until(.readable, wanted);
+        }
+    }
+
+    pub fn write(self: *Vchan, source: []const u8) Fail!u32 {
+        try self.require_mapped();
+        if (self.state_from_page() == .disconnected) return self.closed_failure();
+        var written: u32 = 0;
+        while (written < source.len) {
+            const space = try self.write_space();
+            if (space > 0) {
+                const count: u32 = @intCast(@min(space, source.len - written));
+                self.write_ring.copy_in(source[written..][0..count]);
+                written += count;
+                self.send_notify(constants.notify_write);
+                continue;
+            }
+            if (self.state() == .disconnected) return self.closed_failure();
+            if (!self.blocking) break;
+            try self.sleep_until(.writable, 1);
+        }
+        return written;
+    }
+
+    pub fn send(self: *Vchan, source: []const u8) Fail!u32 {
+        try self.require_mapped();
+        if (source.len > self.write_ring.size) {
+            return diag.fail(.MSGSIZE, "send of {d} bytes can never complete: the write ring holds {d}", .{ source.len, self.write_ring.size });
+        }
+        const wanted: u32 = @intCast(source.len);
+        while (true) {
+            if (self.state_from_page() == .disconnected) return self.closed_failure();
+            const space = try self.write_space();
+            if (space >= wanted) {
+                self.write_ring.copy_in(source);
+                if (wanted > 0) self.send_notify(constants.notify_write);
+                return wanted;
+            }
+            if (!self.blocking) return 0;
+            if (self.state() == .disconnected) return self.closed_failure();
+            try self.sleep_until(.writable, wanted);
+        }
+    }
+
+    const Want = enum { readable, writable };
+
+    fn ready_for(self: *Vchan, want: Want, amount: u32) Fail!bool {
+        return switch (want) {
+            .readable => try self.read_ready() >= amount,
+            .writable => try self.write_space() >= amount,
+        };
+    }
+
+    /// Waits until the ring may have `amount` bytes (or space), or the peer changed state.
+    /// Spins first when that has been paying off, then arms the notify bit, re-checks (the peer
+    /// may have acted between our check and the arming) and sleeps on the event fd.
+    fn sleep_until(self: *Vchan, want: Want, amount: u32) Fail!void {
+        if (self.phase == .mapped and try self.spin_until(want, amount)) return;
+        if (self.phase == .mapped) {
+            self.request_notify(if (want == .readable) constants.notify_write else constants.notify_read);
+            if (try self.ready_for(want, amount)) return;
+        }
+        try self.wait_event(-1);
+    }
+
+    fn spin_until(self: *Vchan, want: Want, amount: u32) Fail!bool {
+        const budget = self.spin.budget();
+        if (budget == 0) return false;
+        const live_offset = if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
+        const live_before = @atomicLoad(u8, self.byte(live_offset), .monotonic);
+        const start = sys.now_ns();
+        var iteration: u32 = 0;
+        while (true) : (iteration +%= 1) {
+            if (try self.ready_for(want, amount) or
+                @atomicLoad(u8, self.byte(live_offset), .monotonic) != live_before)
+            {
+                self.spin.hit();
+                self.stats.spin_hits +%= 1;
+                return true;
+            }
+            std.atomic.spinLoopHint();
+            if (iteration % 64 == 63 and sys.now_ns() - start > budget) {
+                self.spin.miss();
+                self.stats.spin_misses +%= 1;
+                return false;
+            }
+        }
+    }
+
+    /// libvchan_wait: handle one batch of pending events, sleeping if there is none.
+    pub fn wait(self: *Vchan) Fail!void {
+        if (self.state() == .disconnected) return;
+        try self.wait_event(-1);
+        if (self.role == .client and self.phase != .mapped) _ = try self.finish();
+    }
+
+    /// Waits until connected, for at most `timeout_ms` (negative: no limit).
+    pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
+        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(u64, @intCast(timeout_ms)) * std.time.ns_per_ms;
+        while (true) {
+            if (self.role == .client and self.phase != .mapped) {
+                if (try self.finish() == 0) return;
+            } else switch (self.state()) {
+                .connected => return,
+                .disconnected => return self.closed_failure(),
+                .waiting => {},
+            }
+            const now = sys.now_ns();
+            if (now >= deadline) {
+                if (self.role == .client) return diag.fail(.TIMEDOUT, "no vchan server at {s} after {d} ms", .{ self.path(), timeout_ms });
+                return diag.fail(.TIMEDOUT, "no client connected to {s} within {d} ms", .{ self.path(), timeout_ms });
+            }
+            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(i32, @intCast(@min((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms, std.math.maxInt(i32))));
+            try self.wait_event(remaining_ms);
+        }
+    }
+
+    pub fn close(self: *Vchan) void {
+        if (self.map != null and self.phase == .mapped) {
+            const offset = if (self.role == .server) constants.offset_srv_live else constants.offset_cli_live;
+            @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
+            self.kick();
+        }
+        if (self.role == .server and self.listener >= 0) _ = linux.unlink(self.path());
+        if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
+        self.map = null;
+        inline for (.{ "connection", "listener", "watch", "own_event", "peer_event", "memfd", "epoll" }) |name| {
+            sys.close(@field(self, name));
+            @field(self, name) = -1;
+        }
+    }
+
+    /// Test hook: start both rings at `index` so wraparound of the u32 indices can be tested
+    /// without pushing 4 GiB. Only valid before any data moved.
+    pub fn debug_set_indices(self: *Vchan, index: u32) void {
+        assert(self.phase == .mapped);
+        inline for (.{ constants.offset_left_cons, constants.offset_left_prod, constants.offset_right_cons, constants.offset_right_prod }) |offset| {
+            @atomicStore(u32, self.word(offset), index, .seq_cst);
+        }
+        self.read_ring.local = index;
+        self.write_ring.local = index;
+    }
+
+    /// Test hook: write a u32 into the shared page, as a hostile peer could.
+    pub fn debug_poke(self: *Vchan, offset: u32, value: u32) Fail!void {
+        if (self.map == null) return diag.fail(.NOTCONN, "no shared page yet", .{});
+        if (offset % 4 != 0 or offset + 4 > constants.page_bytes) return diag.fail(.INVAL, "offset {d} is not a u32 in page 0", .{offset});
+        @atomicStore(u32, @as(*u32, @ptrCast(@alignCast(&self.map.?[offset]))), value, .seq_cst);
+    }
+};
+
+// -------------------------------------------------------------------- helpers
+
+fn make_directory(dir: []const u8) Fail!void {
+    std.fs.cwd().makePath(dir) catch |err| {
+        return diag.fail(.ACCES, "cannot create vchan directory {s}: {s}", .{ dir, @errorName(err) });
+    };
+}
+
+fn drain(descriptor: i32) void {
+    if (descriptor < 0) return;
+    var buffer: [512]u8 align(8) = undefined;
+    while (true) {
+        const rc = linux.read(descriptor, &buffer, buffer.len);
+        if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
+    }
+}
+
+/// The memfd from the server must be as big as the layout needs and unable to shrink, or a
+/// hostile server could make our accesses fault.
+fn check_memfd(memfd: i32, expected_bytes: u32) Fail!void {
+    var stat: linux.Stat = undefined;
+    _ = try sys.check(linux.fstat(memfd, &stat), "fstat");
+    if (stat.size < expected_bytes) return diag.fail(.PROTO, "vchan shared memory is {d} bytes, {d} expected", .{ stat.size, expected_bytes });
+    const seals = try sys.check(linux.fcntl(memfd, sys.F_GET_SEALS, 0), "F_GET_SEALS");
+    if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(.PROTO, "vchan shared memory is not sealed against shrinking", .{});
+}
+
+const Received = struct { bytes: usize, control_bytes: usize };
+
+/// One datagram, or null when none is waiting yet. A failed read counts as a hang-up (0 bytes).
+fn receive_message(descriptor: i32, buffer: []u8, control: []u8) ?Received {
+    var iov = [_]std.posix.iovec{.{ .base = buffer.ptr, .len = buffer.len }};
+    var message = linux.msghdr{
+        .name = null,
+        .namelen = 0,
+        .iov = &iov,
+        .iovlen = 1,
+        .control = control.ptr,
+        .controllen = @intCast(control.len),
+        .flags = 0,
+    };
+    const rc = linux.recvmsg(descriptor, &message, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+    switch (sys.errno_of(rc)) {
+        .SUCCESS => {},
+        .AGAIN, .INTR => return null,
+        else => return .{ .bytes = 0, .control_bytes = 0 },
+    }
+    // A truncated datagram or control block is malformed; report a size that fails validation.
+    if (message.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{ .bytes = buffer.len + 1, .control_bytes = message.controllen };
+    return .{ .bytes = rc, .control_bytes = message.controllen };
+}
+
+fn send_message(descriptor: i32, data: []const u8, control: ?[]const u8) Fail!void {
+    var iov = [_]std.posix.iovec_const{.{ .base = data.ptr, .len = data.len }};
+    var message = linux.msghdr_const{
+        .name = null,
+        .namelen = 0,
+        .iov = &iov,
+        .iovlen = 1,
+        .control = if (control) |c| c.ptr else null,
+        .controllen = if (control) |c| @intCast(c.len) else 0,
+        .flags = 0,
+    };
+    const rc = linux.sendmsg(descriptor, &message, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT);
+    const sent = try sys.check(rc, "sendmsg");
+    if (sent != data.len) return diag.fail(.PROTO, "short sendmsg", .{});
+}
