@@ -659,6 +659,11 @@ pub const Vchan = struct {
         return self.reason_buffer[0..self.reason_len];
     }
 
+    fn peer_closed(self: *Vchan) State {
+        if (self.reason_len == 0) self.set_reason("the peer closed the vchan", .{});
+        return .disconnected;
+    }
+
     /// When the rendezvous socket has hung up without anyone calling `wait`, notice it now.
     fn check_connection(self: *Vchan) void {
         if (self.connection < 0 or self.peer_gone) return;
@@ -693,12 +698,12 @@ pub const Vchan = struct {
                 } else if (live == constants.live_waiting and !self.seen_connected) {
                     return .waiting;
                 } else {
-                    return .disconnected;
+                    return self.peer_closed();
                 }
             },
             .client => {
                 const live = @atomicLoad(u8, self.byte(constants.offset_srv_live), .seq_cst);
-                if (live != constants.live_connected) return .disconnected;
+                if (live != constants.live_connected) return self.peer_closed();
             },
         }
         return .connected;

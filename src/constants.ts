@@ -1,0 +1,96 @@
+// Constants of the vchan layer, mirrored from zig/constants.zig. test/constants.test.ts checks
+// every value here against the native library's `qrx_constant`, so the two cannot drift apart.
+
+/** Bumped with zig/constants.zig `abi_version` whenever an export or shared struct changes. */
+export const ABI_VERSION = 1;
+
+export const PAGE_BYTES = 4096;
+export const RING_ORDER_MIN = 10;
+export const RING_ORDER_MAX = 20;
+export const RING_BYTES_MAX = 1 << RING_ORDER_MAX;
+
+/** libvchan_is_open results. */
+export const VchanState = { Disconnected: 0, Connected: 1, Waiting: 2 } as const;
+export type VchanState = (typeof VchanState)[keyof typeof VchanState];
+
+export const NOTIFY_WRITE = 1;
+export const NOTIFY_READ = 2;
+
+/** Offsets in the shared page (libxenvchan `struct vchan_interface`). */
+export const SharedPage = {
+  leftCons: 0,
+  leftProd: 4,
+  rightCons: 8,
+  rightProd: 12,
+  leftOrder: 16,
+  rightOrder: 18,
+  cliLive: 20,
+  srvLive: 21,
+  cliNotify: 22,
+  srvNotify: 23,
+  grants: 24,
+} as const;
+
+/** Keys of `qrx_set_config`. */
+export const ConfigKey = { SpinNs: 1, PagesMax: 2 } as const;
+
+/** Size of the struct `vx_info` fills in. */
+export const INFO_BYTES = 64;
+
+export const SOCKET_PATH_BYTES_MAX = 107;
+
+/** Ids of `qrx_constant`, in zig/lib.zig `ConstantId` order. */
+export const ConstantId = {
+  abiVersion: 1,
+  pageBytes: 2,
+  ringOrderMin: 3,
+  ringOrderMax: 4,
+  stateDisconnected: 5,
+  stateConnected: 6,
+  stateWaiting: 7,
+  notifyWrite: 8,
+  notifyRead: 9,
+  offsetLeftCons: 10,
+  offsetLeftProd: 11,
+  offsetRightCons: 12,
+  offsetRightProd: 13,
+  offsetLeftOrder: 14,
+  offsetRightOrder: 15,
+  offsetCliLive: 16,
+  offsetSrvLive: 17,
+  offsetCliNotify: 18,
+  offsetSrvNotify: 19,
+  offsetGrants: 20,
+  infoBytes: 21,
+  configSpinNs: 22,
+  configPagesMax: 23,
+  socketPathBytesMax: 24,
+} as const;
+
+/** The value TypeScript expects for each constant id. */
+export const expectedConstants: Record<keyof typeof ConstantId, number> = {
+  abiVersion: ABI_VERSION,
+  pageBytes: PAGE_BYTES,
+  ringOrderMin: RING_ORDER_MIN,
+  ringOrderMax: RING_ORDER_MAX,
+  stateDisconnected: VchanState.Disconnected,
+  stateConnected: VchanState.Connected,
+  stateWaiting: VchanState.Waiting,
+  notifyWrite: NOTIFY_WRITE,
+  notifyRead: NOTIFY_READ,
+  offsetLeftCons: SharedPage.leftCons,
+  offsetLeftProd: SharedPage.leftProd,
+  offsetRightCons: SharedPage.rightCons,
+  offsetRightProd: SharedPage.rightProd,
+  offsetLeftOrder: SharedPage.leftOrder,
+  offsetRightOrder: SharedPage.rightOrder,
+  offsetCliLive: SharedPage.cliLive,
+  offsetSrvLive: SharedPage.srvLive,
+  offsetCliNotify: SharedPage.cliNotify,
+  offsetSrvNotify: SharedPage.srvNotify,
+  offsetGrants: SharedPage.grants,
+  infoBytes: INFO_BYTES,
+  configSpinNs: ConfigKey.SpinNs,
+  configPagesMax: ConfigKey.PagesMax,
+  socketPathBytesMax: SOCKET_PATH_BYTES_MAX,
+};
