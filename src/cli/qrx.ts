@@ -1,0 +1,45 @@
+// `qrx`: the user's front door. Commander wiring only; each command lives in its own module.
+import { Command, InvalidArgumentError } from "commander";
+
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
+  if (!match) throw new InvalidArgumentError(`"${text}" is not a size (examples: 1024, 64K, 1M, 1G)`);
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"];
+  return Math.round(Number(match[1]) * unit);
+}
+
+function parseSizeList(text: string): number[] {
+  return text.split(",").map(parseSize);
+}
+
+const program = new Command("qrx")
+  .description("qrexec for one Linux host: domains as processes, vchans in shared memory")
+  .showHelpAfterError();
+
+const bench = program.command("bench").description("measure qrx against a baseline in the same run");
+
+bench
+  .command("vchan")
+  .description("throughput of the shm vchan between two processes, beside a pipe and a socketpair")
+  .option("--json", "print JSON rows instead of a table")
+  .option("--sizes <list>", "ring sizes to measure", parseSizeList, parseSizeList("1K,2K,4K,64K,256K,1M"))
+  .option("--bytes <size>", "bytes moved per measurement", parseSize, parseSize("1G"))
+  .addHelpText("after", "\nExamples:\n  qrx bench vchan\n  qrx bench vchan --json --sizes 1K,1M --bytes 256M\n")
+  .action(async (options: { json?: boolean; sizes: number[]; bytes: number }) => {
+    const { runVchanBench, printVchanBench } = await import("../../bench/vchan.ts");
+    const rows = await runVchanBench({ sizes: options.sizes, bytes: options.bytes, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printVchanBench(rows);
+  });
+
+program
+  .command("demo")
+  .description("show qrx at work (until the lab exists: two processes talking over shm vchans)")
+  .option("--bytes <size>", "size of the large transfer", parseSize, parseSize("1G"))
+  .addHelpText("after", "\nExample:\n  qrx demo\n")
+  .action(async (options: { bytes: number }) => {
+    const { runVchanDemo } = await import("../demo/vchan-demo.ts");
+    process.exitCode = await runVchanDemo({ bytes: options.bytes });
+  });
+
+await program.parseAsync(process.argv);
