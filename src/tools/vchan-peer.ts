@@ -8,8 +8,12 @@ import { NativeError, Vchan, VchanState, configure } from "../native.ts";
 
 export interface PeerTask {
   role: "server" | "client";
-  /** "send"/"recv": stream `bytes` one way; "echo-many"/"call-many": `count` vchans at once. */
-  mode: "send" | "recv" | "echo-many" | "call-many";
+  /**
+   * "send"/"recv": stream `bytes` one way; "echo-many"/"call-many": `count` vchans at once;
+   * "poke": connect, send 100 bytes, then scribble `poke` on the shared page like a hostile peer.
+   */
+  mode: "send" | "recv" | "echo-many" | "call-many" | "poke";
+  poke?: { offset: number; value: number };
   dir: string;
   localDomain: number;
   remoteDomain: number;
@@ -46,7 +50,7 @@ function emit(record: object): void {
 }
 
 /** The sender's stream: block i is a window of a random pool, stamped with i. */
-class Pattern {
+export class Pattern {
   readonly #pool = new Uint8Array(1 << 20);
   readonly #block = new Uint8Array(BLOCK_BYTES);
   readonly #view = new DataView(this.#block.buffer);
@@ -68,7 +72,7 @@ class Pattern {
   }
 }
 
-function chain(hash: bigint, block: Uint8Array): bigint {
+export function chain(hash: bigint, block: Uint8Array): bigint {
   return BigInt(Bun.hash.xxHash64(block, hash));
 }
 
@@ -218,11 +222,23 @@ function many(task: PeerTask): void {
   emit({ event: "done", open: open_, verified, leftoverFds: left.fds, leftoverMaps: left.maps });
 }
 
+/** A hostile peer: corrupts the shared page, then waits to be disconnected. */
+function poke(task: PeerTask): void {
+  const vchan = open(task, task.port);
+  vchan.write(new Uint8Array(100).fill(7));
+  vchan.debugPoke(task.poke!.offset, task.poke!.value);
+  emit({ event: "poked" });
+  // The victim disconnects us; a blocking read then fails, which ends this process.
+  const buffer = new Uint8Array(16);
+  for (;;) vchan.read(buffer);
+}
+
 function main(): void {
   const task = JSON.parse(process.argv[2] ?? "{}") as PeerTask;
   if (task.spinNs !== undefined) configure({ spinNs: task.spinNs });
   try {
     if (task.mode === "echo-many" || task.mode === "call-many") many(task);
+    else if (task.mode === "poke") poke(task);
     else streamOne(task);
   } catch (error) {
     const e = error as NativeError & { state?: number; reason?: string; leftoverFds?: number; leftoverMaps?: number };
