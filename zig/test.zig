@@ -3,4 +3,8 @@ test {
     _ = @import("handles.zig");
     _ = @import("vchan/layout.zig");
     _ = @import("vchan/shm_test.zig");
+    _ = @import("vchan/shm.zig");
+    _ = @import("pump/events.zig");
+    _ = @import("pump/data.zig");
+    _ = @import("pump/pump_test.zig");
 }

@@ -137,7 +137,8 @@ const Spin = struct {
             self.sleeps_since_off += 1;
             if (self.sleeps_since_off < probe_after_sleeps) return 0;
             self.sleeps_since_off = 0;
-            return @max(floor_ns, self.max_ns / 4);
+            // The probe's budget is the new budget: a hit doubles it from here, a miss halves it.
+            self.budget_ns = @max(floor_ns, self.max_ns / 4);
         }
         return self.budget_ns;
     }
@@ -1014,4 +1015,20 @@ fn send_message(descriptor: i32, data: []const u8, control: ?[]const u8) Fail!vo
     const rc = linux.sendmsg(descriptor, &message, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT);
     const sent = try sys.check(rc, "sendmsg");
     if (sent != data.len) return diag.fail(.PROTO, "short sendmsg", .{});
+}
+
+test "spin: a probe that finds work turns spinning back on at the probe's budget" {
+    var spin = Spin{ .max_ns = 40_000, .budget_ns = 0 };
+    var sleeps: u32 = 1;
+    while (sleeps < Spin.probe_after_sleeps) : (sleeps += 1) try std.testing.expectEqual(@as(u32, 0), spin.budget());
+    try std.testing.expectEqual(@as(u32, 10_000), spin.budget());
+    spin.hit();
+    try std.testing.expectEqual(@as(u32, 20_000), spin.budget());
+    spin.miss();
+    spin.miss();
+    spin.miss();
+    try std.testing.expectEqual(@as(u32, 2_500), spin.budget());
+    spin.miss();
+    spin.miss();
+    try std.testing.expectEqual(@as(u32, 0), spin.budget());
 }

@@ -1,0 +1,558 @@
+//! One qrexec data channel: the loop of upstream's `qrexec_process_io` (qrexec-protocol.md §6.2)
+//! as an explicit, non-blocking state machine that the pump thread steps whenever one of the
+//! stream's fds or its vchan may have work.
+//!
+//! Naming follows upstream: `stdin_fd` is where remote data is written (the service's stdin, or
+//! a client's local output), `stdout_fd` is where local data is read (the service's stdout, or a
+//! client's local input), `stderr_fd` is the service's stderr (-1 on clients, socket and dom0
+//! services).
+//!
+//! Flow control (§6.8): a local write never blocks; what does not fit stays in `backlog`, and
+//! while the backlog is non-empty nothing more is taken from the vchan, so the peer is throttled
+//! by the full ring. Local data is read only when the ring has room for a header and a chunk, and
+//! every chunk is sized to fit, so a vchan write never blocks either.
+const std = @import("std");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const protocol = @import("../protocol.zig");
+const sys = @import("../sys.zig");
+const Vchan = @import("../vchan/shm.zig").Vchan;
+const State = @import("../constants.zig").State;
+
+pub const Flags = packed struct(u32) {
+    /// -t: replace unsafe bytes in remote stdout written locally.
+    filter_stdout: bool = false,
+    /// -T: the same for remote stderr.
+    filter_stderr: bool = false,
+    exit_on_client_eof: bool = false,
+    exit_on_service_eof: bool = false,
+    _: u28 = 0,
+};
+
+/// What a finished stream reports.
+pub const Outcome = union(enum) {
+    /// Service: the local status sent. Client: the remote status, -1 when none arrived.
+    done: i32,
+    /// A protocol violation or vchan failure; the message says which.
+    failed: struct { errno: linux.E, message: []const u8 },
+};
+
+const MessageState = union(enum) {
+    header,
+    /// `remaining` body bytes of a data message of `type` are still in the vchan.
+    body: struct { type: protocol.MsgType, remaining: u32 },
+};
+
+pub const Data = struct {
+    vchan: *Vchan,
+    is_service: bool,
+    flags: Flags,
+    max_chunk: u32 = protocol.max_data_chunk_v2,
+    stdin_fd: i32 = -1,
+    stdout_fd: i32 = -1,
+    stderr_fd: i32 = -1,
+    single_socket: bool = false,
+    has_child: bool = false,
+    local_status: ?i32 = null,
+    remote_status: ?i32 = null,
+    /// Remote data accepted from the vchan but not yet written locally.
+    backlog: []u8,
+    backlog_start: u32 = 0,
+    backlog_end: u32 = 0,
+    /// Local data staged for the vchan (one chunk).
+    scratch: []u8,
+    prefix: []u8 = &.{},
+    prefix_sent: u32 = 0,
+    message: MessageState = .header,
+    /// EOF headers and the exit code wait for ring space; these record what is owed.
+    owe_stdout_eof: bool = false,
+    owe_stderr_eof: bool = false,
+    sent_stdout_eof: bool = false,
+    sent_stderr_eof: bool = false,
+    /// Service side, set by `finish_with`: send only what the caller decided, then stop.
+    forced_exit: ?struct { status: i32, eofs: bool } = null,
+    exit_sent: bool = false,
+    exit_bytes: [4]u8 = undefined,
+    exit_have: u32 = 0,
+    outcome: ?Outcome = null,
+    failure_buffer: [200]u8 = undefined,
+
+    pub fn init(vchan: *Vchan, is_service: bool, flags: Flags, backlog: []u8, scratch: []u8) Data {
+        assert(backlog.len >= protocol.max_data_chunk_v3);
+        assert(scratch.len >= protocol.max_data_chunk_v3);
+        return .{ .vchan = vchan, .is_service = is_service, .flags = flags, .backlog = backlog, .scratch = scratch };
+    }
+
+    /// Called once the HELLO exchange fixed the version.
+    pub fn start(self: *Data, version: u32) void {
+        self.max_chunk = protocol.max_data_chunk(version);
+        // §6.2 step 1: a service without a stderr fd announces stderr EOF at once.
+        if (self.is_service and self.stderr_fd < 0) self.owe_stderr_eof = true;
+    }
+
+    pub fn set_fds(self: *Data, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) void {
+        self.stdin_fd = stdin_fd;
+        self.stdout_fd = stdout_fd;
+        self.stderr_fd = stderr_fd;
+        self.has_child = has_child;
+        self.single_socket = stdin_fd >= 0 and stdin_fd == stdout_fd;
+        for ([_]i32{ stdin_fd, stdout_fd, stderr_fd }) |descriptor| {
+            if (descriptor >= 0) set_nonblocking(descriptor, true);
+        }
+    }
+
+    // ------------------------------------------------------------ poll interests
+
+    pub const Interest = struct { stdin: i16 = 0, stdout: i16 = 0, stderr: i16 = 0, immediate: bool = false };
+
+    /// What to poll for, and whether there is work to do without waiting.
+    pub fn interest(self: *Data) Interest {
+        var result = Interest{};
+        if (self.outcome != null) return result;
+        // Stdin is polled even with nothing queued so a hang-up (HUP/ERR) is seen (§13.5).
+        if (self.stdin_fd >= 0) result.stdin = if (self.backlog_len() > 0) linux.POLL.OUT else 0;
+        const space = self.vchan.buffer_space();
+        if (space > protocol.header_bytes) {
+            if (self.stdout_fd >= 0 and self.prefix_sent == self.prefix.len) result.stdout = linux.POLL.IN;
+            if (self.stderr_fd >= 0) result.stderr = linux.POLL.IN;
+        }
+        if (self.prefix_sent < self.prefix.len and space > protocol.header_bytes) result.immediate = true;
+        if (self.backlog_len() == 0 and self.vchan.data_ready() > 0) result.immediate = true;
+        if (self.owes_message() and space >= protocol.exit_code_bytes) result.immediate = true;
+        if (self.ready_to_finish()) result.immediate = true;
+        return result;
+    }
+
+    fn owes_message(self: *const Data) bool {
+        return self.owe_stdout_eof or self.owe_stderr_eof or (self.forced_exit != null and !self.exit_sent);
+    }
+
+    fn backlog_len(self: *const Data) u32 {
+        return self.backlog_end - self.backlog_start;
+    }
+
+    // ------------------------------------------------------------ the step
+
+    /// One iteration of §6.2. `revents` are hints from poll; every action is non-blocking.
+    pub fn step(self: *Data, stdin_revents: i16, stdout_revents: i16, stderr_revents: i16) void {
+        if (self.outcome != null) return;
+        // Step 7: a hung-up output means nothing more can be delivered there.
+        if (self.stdin_fd >= 0 and stdin_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
+            self.close_stdin();
+        }
+        self.remote_to_local() catch return;
+        if (self.outcome != null) return;
+        self.local_to_remote(stdout_revents, stderr_revents) catch return;
+        self.send_owed() catch return;
+        if (self.outcome != null) return;
+        if (self.ready_to_finish()) return self.finish();
+        // Step 4: the peer is gone and nothing is left to deliver.
+        const open = self.vchan.state() != .disconnected;
+        if (!open and self.vchan.data_ready() == 0 and self.backlog_len() == 0) {
+            self.close_all();
+            self.outcome = .{ .done = if (self.is_service) self.local_status orelse -1 else self.remote_status orelse -1 };
+        }
+    }
+
+    fn ready_to_finish(self: *const Data) bool {
+        if (self.forced_exit != null) return self.exit_sent;
+        const local_done = !self.has_child or self.local_status != null;
+        if (self.is_service) {
+            return self.stdin_fd < 0 and self.stdout_fd < 0 and self.stderr_fd < 0 and local_done and
+                !self.owe_stdout_eof and !self.owe_stderr_eof and self.sent_stderr_eof;
+        }
+        return self.stdin_fd < 0 and self.stdout_fd < 0 and local_done and self.remote_status != null and
+            self.backlog_len() == 0 and !self.owe_stdout_eof;
+    }
+
+    fn finish(self: *Data) void {
+        if (self.is_service and !self.exit_sent) {
+            const status = if (self.forced_exit) |forced| forced.status else self.local_status orelse 0;
+            if (!self.try_send_exit(status)) return;
+        }
+        self.close_all();
+        if (self.is_service) {
+            self.outcome = .{ .done = if (self.forced_exit) |forced| forced.status else self.local_status orelse 0 };
+        } else {
+            self.outcome = .{ .done = self.remote_status orelse -1 };
+        }
+    }
+
+    fn fail(self: *Data, errno: linux.E, comptime fmt: []const u8, args: anytype) error{Failed} {
+        const message = std.fmt.bufPrint(&self.failure_buffer, fmt, args) catch self.failure_buffer[0..];
+        self.close_all();
+        self.outcome = .{ .failed = .{ .errno = errno, .message = message } };
+        return error.Failed;
+    }
+
+    // ------------------------------------------------------------ remote -> local
+
+    fn remote_to_local(self: *Data) error{Failed}!void {
+        // Step 8.1: flush the backlog first; while it is not empty, take nothing from the vchan.
+        if (!try self.flush_backlog()) return;
+        var rounds: u32 = 0;
+        while (rounds < 64) : (rounds += 1) {
+            switch (self.message) {
+                .header => {
+                    if (self.vchan.data_ready() < protocol.header_bytes) return;
+                    var raw: [8]u8 = undefined;
+                    _ = self.vchan.recv(&raw) catch return self.vchan_failure();
+                    const untrusted = protocol.Header.decode(raw);
+                    try self.on_header(untrusted);
+                },
+                .body => |body| {
+                    const ready = self.vchan.data_ready();
+                    if (ready == 0) return;
+                    try self.on_body(body.type, body.remaining, ready);
+                    if (self.backlog_len() > 0) return;
+                },
+            }
+            if (self.outcome != null) return;
+        }
+    }
+
+    fn on_header(self: *Data, untrusted: protocol.Header) error{Failed}!void {
+        if (untrusted.len > self.max_chunk) {
+            return self.fail(.PROTO, "peer protocol error: data message of {d} bytes exceeds the {d}-byte chunk limit", .{ untrusted.len, self.max_chunk });
+        }
+        const msg_type: protocol.MsgType = @enumFromInt(untrusted.type);
+        switch (msg_type) {
+            .data_stdin, .data_stdout => {
+                // Either type is accepted on both sides: Windows tools mix them (§13.8).
+                if (untrusted.len == 0) return self.close_stdin();
+                self.message = .{ .body = .{ .type = msg_type, .remaining = untrusted.len } };
+            },
+            .data_stderr => {
+                if (untrusted.len == 0) return;
+                self.message = .{ .body = .{ .type = msg_type, .remaining = untrusted.len } };
+            },
+            .data_exit_code => {
+                if (untrusted.len > 0) self.message = .{ .body = .{ .type = msg_type, .remaining = untrusted.len } };
+                if (untrusted.len == 0) self.on_exit_code(&.{});
+            },
+            else => return self.fail(.PROTO, "peer protocol error: unexpected message type 0x{x} on a data channel", .{untrusted.type}),
+        }
+    }
+
+    fn on_body(self: *Data, msg_type: protocol.MsgType, remaining: u32, ready: u32) error{Failed}!void {
+        if (msg_type == .data_exit_code) {
+            // Only the first 4 bytes mean anything; longer payloads are drained and ignored.
+            const take = @min(remaining, ready, @as(u32, @intCast(self.backlog.len)));
+            const got = self.vchan.read(self.backlog[0..take]) catch return self.vchan_failure();
+            const keep = @min(got, 4 -| self.exit_have);
+            @memcpy(self.exit_bytes[self.exit_have..][0..keep], self.backlog[0..keep]);
+            self.exit_have += keep;
+            const left = remaining - got;
+            if (left > 0) {
+                self.message = .{ .body = .{ .type = msg_type, .remaining = left } };
+                return;
+            }
+            self.message = .header;
+            const status = self.exit_bytes[0..self.exit_have];
+            self.exit_have = 0;
+            return self.on_exit_code(status);
+        }
+        const take = @min(remaining, ready, @as(u32, @intCast(self.backlog.len)));
+        assert(self.backlog_len() == 0);
+        const got = self.vchan.read(self.backlog[0..take]) catch return self.vchan_failure();
+        assert(got <= take);
+        const left = remaining - got;
+        self.message = if (left == 0) .header else .{ .body = .{ .type = msg_type, .remaining = left } };
+        const chunk = self.backlog[0..got];
+        switch (msg_type) {
+            .data_stderr => {
+                // A service ignores stderr from its caller (no log injection, §6.2 step 8.2).
+                if (self.is_service) return;
+                if (self.flags.filter_stderr) filter(chunk);
+                write_all_best_effort(2, chunk);
+            },
+            else => {
+                if (self.stdin_fd < 0) return;
+                if (!self.is_service and self.flags.filter_stdout) filter(chunk);
+                self.backlog_start = 0;
+                self.backlog_end = got;
+                _ = try self.flush_backlog();
+            },
+        }
+    }
+
+    fn on_exit_code(self: *Data, payload: []const u8) void {
+        if (self.is_service) return;
+        // Shorter than 4 bytes: status 255 (§3.3).
+        self.remote_status = if (payload.len >= 4) std.mem.readInt(i32, payload[0..4], .little) else 255;
+        // Step 8.3: stop sending local data once the exit code has been seen.
+        if (self.stdout_fd >= 0) {
+            self.owe_stdout_eof = true;
+            self.close_stdout();
+        }
+    }
+
+    /// True when the backlog is empty afterwards.
+    fn flush_backlog(self: *Data) error{Failed}!bool {
+        while (self.backlog_len() > 0) {
+            if (self.stdin_fd < 0) {
+                self.backlog_start = 0;
+                self.backlog_end = 0;
+                return true;
+            }
+            const pending = self.backlog[self.backlog_start..self.backlog_end];
+            const rc = linux.write(self.stdin_fd, pending.ptr, pending.len);
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => self.backlog_start += @intCast(rc),
+                .AGAIN => return false,
+                .INTR => continue,
+                // A write error is EOF for the receiver (§6.2 step 8.1).
+                else => self.close_stdin(),
+            }
+        }
+        self.backlog_start = 0;
+        self.backlog_end = 0;
+        return true;
+    }
+
+    // ------------------------------------------------------------ local -> remote
+
+    fn local_to_remote(self: *Data, stdout_revents: i16, stderr_revents: i16) error{Failed}!void {
+        const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
+        if (self.prefix_sent < self.prefix.len) {
+            try self.send_prefix(data_type);
+            if (self.prefix_sent < self.prefix.len) return;
+        }
+        if (self.stdout_fd >= 0 and stdout_revents != 0) try self.pump_fd(&self.stdout_fd, data_type);
+        if (self.stderr_fd >= 0 and stderr_revents != 0) try self.pump_fd(&self.stderr_fd, .data_stderr);
+    }
+
+    fn send_prefix(self: *Data, data_type: protocol.MsgType) error{Failed}!void {
+        while (self.prefix_sent < self.prefix.len) {
+            const space = self.vchan.buffer_space();
+            if (space <= protocol.header_bytes) return;
+            const count: u32 = @intCast(@min(space - protocol.header_bytes, self.max_chunk, self.prefix.len - self.prefix_sent));
+            try self.send_data(data_type, self.prefix[self.prefix_sent..][0..count]);
+            self.prefix_sent += count;
+        }
+    }
+
+    /// Step 9: read local data in chunks that fit the ring, until EAGAIN or EOF.
+    fn pump_fd(self: *Data, fd: *i32, data_type: protocol.MsgType) error{Failed}!void {
+        var rounds: u32 = 0;
+        while (fd.* >= 0 and rounds < 16) : (rounds += 1) {
+            const space = self.vchan.buffer_space();
+            if (space <= protocol.header_bytes) return;
+            const count = @min(space - protocol.header_bytes, self.max_chunk);
+            const rc = linux.read(fd.*, self.scratch.ptr, count);
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => {},
+                .AGAIN => return,
+                .INTR => continue,
+                // ECONNRESET counts as EOF (§13.5); so does any other read error.
+                else => {},
+            }
+            const got: u32 = if (sys.errno_of(rc) == .SUCCESS) @intCast(rc) else 0;
+            if (got == 0) {
+                if (data_type == .data_stderr) {
+                    self.owe_stderr_eof = true;
+                    self.close_stderr();
+                } else {
+                    self.owe_stdout_eof = true;
+                    self.close_stdout();
+                    if (self.is_service and self.flags.exit_on_service_eof) self.close_stdin();
+                }
+                return self.send_owed();
+            }
+            try self.send_data(data_type, self.scratch[0..got]);
+        }
+    }
+
+    fn send_data(self: *Data, data_type: protocol.MsgType, data: []const u8) error{Failed}!void {
+        assert(data.len <= self.max_chunk);
+        const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = @intCast(data.len) }).encode();
+        // Space was checked by the caller, so neither write can come back short.
+        const wrote_header = self.vchan.write(&header) catch return self.send_failure();
+        const wrote_data = self.vchan.write(data) catch return self.send_failure();
+        assert(wrote_header == header.len and wrote_data == data.len);
+    }
+
+    /// EOF headers and the exit code, in the order §6.3 requires, as ring space allows.
+    fn send_owed(self: *Data) error{Failed}!void {
+        const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
+        if (self.owe_stdout_eof) {
+            if (self.vchan.buffer_space() < protocol.header_bytes) return;
+            self.send_eof(data_type) catch {
+                // Failing to send the final EOF is not an error (§13.1).
+                if (!self.is_service) {
+                    self.owe_stdout_eof = false;
+                    return;
+                }
+                return self.send_failure();
+            };
+            self.owe_stdout_eof = false;
+            self.sent_stdout_eof = true;
+        }
+        if (self.owe_stderr_eof) {
+            if (self.vchan.buffer_space() < protocol.header_bytes) return;
+            self.send_eof(.data_stderr) catch return self.send_failure();
+            self.owe_stderr_eof = false;
+            self.sent_stderr_eof = true;
+        }
+        if (self.forced_exit) |forced| {
+            if (!self.exit_sent) _ = self.try_send_exit(forced.status);
+        }
+    }
+
+    fn send_eof(self: *Data, data_type: protocol.MsgType) !void {
+        const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = 0 }).encode();
+        _ = try self.vchan.send(&header);
+    }
+
+    fn try_send_exit(self: *Data, status: i32) bool {
+        assert(self.is_service);
+        if (self.vchan.buffer_space() < protocol.exit_code_bytes) return false;
+        var message: [protocol.exit_code_bytes]u8 = undefined;
+        message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.data_exit_code), .len = 4 }).encode();
+        std.mem.writeInt(i32, message[8..12], status, .little);
+        _ = self.vchan.send(&message) catch {
+            self.exit_sent = true;
+            return true;
+        };
+        self.exit_sent = true;
+        return true;
+    }
+
+    fn send_failure(self: *Data) error{Failed} {
+        // §6.2 step 9.5: a client whose remote status is unknown keeps reading for it.
+        if (!self.is_service and self.remote_status == null) {
+            self.close_stdout();
+            return error.Failed;
+        }
+        return self.fail(.PIPE, "vchan closed while sending: {s}", .{self.vchan.reason()});
+    }
+
+    fn vchan_failure(self: *Data) error{Failed} {
+        const errno: linux.E = @enumFromInt(@as(u16, @intCast(@import("../diag.zig").errno())));
+        return self.fail(errno, "{s}", .{@import("../diag.zig").message()});
+    }
+
+    // ------------------------------------------------------------ local events from JS
+
+    pub fn on_local_exit(self: *Data, status: i32) void {
+        self.local_status = status;
+        // §6.2 step 2: the child is gone, so remote input has nowhere to go.
+        if (self.is_service) self.close_stdin();
+    }
+
+    /// Service side: end with `status` (spawn failure: with both EOFs; JUST_EXEC: without).
+    pub fn finish_with(self: *Data, status: i32, eofs: bool) void {
+        self.forced_exit = .{ .status = status, .eofs = eofs };
+        if (eofs) {
+            self.owe_stdout_eof = !self.sent_stdout_eof;
+            self.owe_stderr_eof = !self.sent_stderr_eof;
+        } else {
+            self.owe_stdout_eof = false;
+            self.owe_stderr_eof = false;
+        }
+        self.close_all();
+    }
+
+    /// SIGUSR1 (§6.6): the child writes its output to its stdin socket from now on.
+    pub fn enter_single_socket(self: *Data) void {
+        if (self.single_socket or self.stdin_fd < 0 or self.stdout_fd < 0) return;
+        _ = linux.shutdown(self.stdout_fd, linux.SHUT.RD);
+        sys.close(self.stdout_fd);
+        self.stdout_fd = self.stdin_fd;
+        self.single_socket = true;
+    }
+
+    // ------------------------------------------------------------ closing (§6.4)
+
+    fn close_stdin(self: *Data) void {
+        if (self.stdin_fd < 0) return;
+        if (self.is_service and self.flags.exit_on_client_eof) {
+            if (self.stdout_fd >= 0) {
+                self.owe_stdout_eof = true;
+                self.close_stdout();
+            }
+        }
+        self.close_direction(&self.stdin_fd, linux.SHUT.WR);
+        self.backlog_start = 0;
+        self.backlog_end = 0;
+    }
+
+    fn close_stdout(self: *Data) void {
+        self.close_direction(&self.stdout_fd, linux.SHUT.RD);
+    }
+
+    fn close_stderr(self: *Data) void {
+        if (self.stderr_fd < 0) return;
+        sys.close(self.stderr_fd);
+        self.stderr_fd = -1;
+    }
+
+    /// Half-closes one direction; the fd itself is closed when no direction uses it any more.
+    fn close_direction(self: *Data, fd: *i32, how: i32) void {
+        const descriptor = fd.*;
+        if (descriptor < 0) return;
+        fd.* = -1;
+        const shared = descriptor == self.stdin_fd or descriptor == self.stdout_fd;
+        if (descriptor > 2 or self.single_socket) {
+            const rc = linux.shutdown(descriptor, how);
+            if (sys.errno_of(rc) == .NOTSOCK and !self.single_socket) {
+                sys.close(descriptor);
+                return;
+            }
+            if (!shared) sys.close(descriptor);
+            return;
+        }
+        // An inherited 0-2 goes back to blocking mode before we let go of it.
+        set_nonblocking(descriptor, false);
+        if (!shared) sys.close(descriptor);
+    }
+
+    pub fn close_all(self: *Data) void {
+        self.close_stdin();
+        self.close_stdout();
+        self.close_stderr();
+    }
+};
+
+/// `-t`/`-T` (§6.5): every byte outside printable ASCII becomes `_`, except TAB, LF, CR, BS, BEL.
+pub fn filter(bytes: []u8) void {
+    for (bytes) |*byte| {
+        const c = byte.*;
+        const allowed = (c >= 0x20 and c <= 0x7e) or c == 0x09 or c == 0x0a or c == 0x0d or c == 0x08 or c == 0x07;
+        if (!allowed) byte.* = '_';
+    }
+}
+
+fn set_nonblocking(descriptor: i32, on: bool) void {
+    const flags = linux.fcntl(descriptor, linux.F.GETFL, 0);
+    if (sys.errno_of(flags) != .SUCCESS) return;
+    const nonblock: usize = 1 << @bitOffsetOf(linux.O, "NONBLOCK");
+    const wanted = if (on) flags | nonblock else flags & ~nonblock;
+    if (wanted != flags) _ = linux.fcntl(descriptor, linux.F.SETFL, wanted);
+}
+
+/// Remote stderr on a client goes to our own fd 2; it is rare and small, so a short blocking
+/// wait for a full terminal or pipe is acceptable, but never forever.
+fn write_all_best_effort(descriptor: i32, bytes: []const u8) void {
+    var offset: usize = 0;
+    var attempts: u32 = 0;
+    while (offset < bytes.len and attempts < 1000) : (attempts += 1) {
+        const rc = linux.write(descriptor, bytes[offset..].ptr, bytes.len - offset);
+        switch (sys.errno_of(rc)) {
+            .SUCCESS => offset += rc,
+            .AGAIN => {
+                var poll_fd = [_]linux.pollfd{.{ .fd = descriptor, .events = linux.POLL.OUT, .revents = 0 }};
+                _ = linux.poll(&poll_fd, 1, 10);
+            },
+            .INTR => {},
+            else => return,
+        }
+    }
+}
+
+test "data: filter keeps printable text and the allowed controls" {
+    var text = "ok\t\x1b[31m\x00\xffline\r\n\x07\x08".*;
+    filter(&text);
+    try std.testing.expectEqualStrings("ok\t_[31m__line\r\n\x07\x08", &text);
+}

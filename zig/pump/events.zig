@@ -1,0 +1,116 @@
+//! The pump's reports to JavaScript: records queued in memory, drained by `qp_poll_events`, and a
+//! doorbell pipe that JS reads to learn that records are waiting. The doorbell is rung only when
+//! the queue goes from empty to non-empty, so a burst of records costs one wakeup.
+//!
+//! Record layout (little-endian): u32 stream, u32 kind, i32 value, u32 payload_len, payload,
+//! padding to a multiple of 4. src/native.ts decodes the same layout.
+const std = @import("std");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+pub const Kind = enum(u32) {
+    /// The HELLO exchange finished; value = negotiated protocol version.
+    connected = 1,
+    /// A control message; value = message type, payload = body.
+    message = 2,
+    /// The stream finished normally; value = status (see pump.zig for which one).
+    done = 3,
+    /// The stream failed and is finished; value = -errno, payload = message.
+    failed = 4,
+};
+
+pub const record_header_bytes: u32 = 16;
+
+pub const Queue = struct {
+    bytes: std.ArrayListUnmanaged(u8) = .{},
+    /// Read end handed to JS; write end rung by the pump.
+    doorbell_read: i32 = -1,
+    doorbell_write: i32 = -1,
+    rung: bool = false,
+
+    pub fn init(self: *Queue) !void {
+        var fds: [2]i32 = undefined;
+        const rc = linux.pipe2(&fds, .{ .CLOEXEC = true, .NONBLOCK = true });
+        if (linux.E.init(rc) != .SUCCESS) return error.SystemResources;
+        self.doorbell_read = fds[0];
+        self.doorbell_write = fds[1];
+    }
+
+    pub fn deinit(self: *Queue) void {
+        self.bytes.deinit(std.heap.c_allocator);
+        _ = linux.close(self.doorbell_read);
+        _ = linux.close(self.doorbell_write);
+    }
+
+    /// Queues one record. Out of memory drops the payload but keeps the record, so JS still
+    /// learns that the stream finished.
+    pub fn push(self: *Queue, stream: u32, kind: Kind, value: i32, payload: []const u8) void {
+        const padded = std.mem.alignForward(usize, payload.len, 4);
+        const kept = if (self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes + padded)) payload else |_| payload[0..0];
+        self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes) catch return;
+        var header: [record_header_bytes]u8 = undefined;
+        std.mem.writeInt(u32, header[0..4], stream, .little);
+        std.mem.writeInt(u32, header[4..8], @intFromEnum(kind), .little);
+        std.mem.writeInt(i32, header[8..12], value, .little);
+        std.mem.writeInt(u32, header[12..16], @intCast(kept.len), .little);
+        self.bytes.appendSliceAssumeCapacity(&header);
+        self.bytes.appendSliceAssumeCapacity(kept);
+        self.bytes.appendNTimesAssumeCapacity(0, std.mem.alignForward(usize, kept.len, 4) - kept.len);
+        if (!self.rung) {
+            self.rung = true;
+            const one = [_]u8{1};
+            _ = linux.write(self.doorbell_write, &one, 1);
+        }
+    }
+
+    /// Moves whole records into `out`; returns the bytes written. A record larger than `out`
+    /// stays queued (the caller must offer a bigger buffer; see `pending_record_bytes`).
+    pub fn drain(self: *Queue, out: []u8) u32 {
+        var offset: usize = 0;
+        while (offset + record_header_bytes <= self.bytes.items.len) {
+            const len = std.mem.readInt(u32, self.bytes.items[offset + 12 ..][0..4], .little);
+            const size = record_header_bytes + std.mem.alignForward(usize, len, 4);
+            if (offset + size > out.len) break;
+            offset += size;
+        }
+        @memcpy(out[0..offset], self.bytes.items[0..offset]);
+        std.mem.copyForwards(u8, self.bytes.items[0 .. self.bytes.items.len - offset], self.bytes.items[offset..]);
+        self.bytes.shrinkRetainingCapacity(self.bytes.items.len - offset);
+        if (self.bytes.items.len == 0) {
+            self.rung = false;
+            var sink: [64]u8 = undefined;
+            while (true) {
+                const rc = linux.read(self.doorbell_read, &sink, sink.len);
+                if (linux.E.init(rc) != .SUCCESS or rc == 0) break;
+            }
+        }
+        return @intCast(offset);
+    }
+
+    /// Size of the first queued record (0 if none), so JS can grow its buffer.
+    pub fn pending_record_bytes(self: *const Queue) u32 {
+        if (self.bytes.items.len < record_header_bytes) return 0;
+        const len = std.mem.readInt(u32, self.bytes.items[12..16], .little);
+        return record_header_bytes + @as(u32, @intCast(std.mem.alignForward(usize, len, 4)));
+    }
+};
+
+test "events: records round-trip and the doorbell rings once per batch" {
+    var queue = Queue{};
+    try queue.init();
+    defer queue.deinit();
+    queue.push(7, .connected, 4, "");
+    queue.push(7, .message, 0x200, "hello");
+    var byte: [8]u8 = undefined;
+    try std.testing.expectEqual(@as(usize, 1), linux.read(queue.doorbell_read, &byte, byte.len));
+    var small: [20]u8 = undefined;
+    try std.testing.expectEqual(@as(u32, 16), queue.drain(&small));
+    try std.testing.expectEqual(@as(u32, 24), queue.pending_record_bytes());
+    var out: [64]u8 = undefined;
+    try std.testing.expectEqual(@as(u32, 24), queue.drain(&out));
+    try std.testing.expectEqual(@as(u32, 0x200), std.mem.readInt(u32, out[8..12], .little));
+    try std.testing.expectEqualStrings("hello", out[16..21]);
+    try std.testing.expectEqual(@as(u32, 0), queue.pending_record_bytes());
+    queue.push(1, .done, 0, "");
+    try std.testing.expectEqual(@as(usize, 1), linux.read(queue.doorbell_read, &byte, byte.len));
+}

@@ -1,0 +1,502 @@
+//! The pump: one thread per process that moves every stream's bytes (vchans, service stdio,
+//! local stdio) with one poll loop, so JavaScript never touches data. JS attaches streams and
+//! commands them through `lib.zig`; the pump reports through `events.Queue`.
+//!
+//! A stream goes connecting -> hello -> running -> finished. Connecting waits (with a deadline)
+//! for the vchan's peer; hello exchanges MSG_HELLO and settles the version (min of both,
+//! qrexec-protocol.md §4.2); running is the control or data state machine.
+//!
+//! Locking: `mutex` guards the stream table and the event queue. The pump holds it while it
+//! works and releases it around poll(); JS calls take it briefly and then wake the pump through
+//! `wake_fd`.
+const std = @import("std");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const diag = @import("../diag.zig");
+const handles = @import("../handles.zig");
+const protocol = @import("../protocol.zig");
+const sys = @import("../sys.zig");
+const Vchan = @import("../vchan/shm.zig").Vchan;
+const Control = @import("control.zig").Control;
+const Data = @import("data.zig").Data;
+pub const Flags = @import("data.zig").Flags;
+pub const events = @import("events.zig");
+
+const Fail = diag.Fail;
+
+pub const Kind = enum(u32) { control = 0, data_service = 1, data_client = 2 };
+
+const Phase = enum { connecting, hello, running, finished };
+
+pub const AttachOptions = struct {
+    kind: Kind,
+    own_version: u32,
+    /// Send our HELLO before the peer's arrives (vchan servers, the Linux agent); otherwise
+    /// reply to the peer's with min(own, peer).
+    send_first: bool,
+    connect_timeout_ms: i32,
+    flags: Flags = .{},
+};
+
+const Stream = struct {
+    id: u32 = 0,
+    kind: Kind,
+    vchan: *Vchan,
+    vchan_closed: bool = false,
+    phase: Phase = .connecting,
+    deadline_ns: u64,
+    own_version: u32,
+    send_first: bool,
+    hello_sent: bool = false,
+    peer_version: ?u32 = null,
+    version: u32 = 0,
+    body: union(enum) { control: Control, data: Data },
+    buffers: ?[]u8 = null,
+    /// Poll results for this round, filled from the pollfd array.
+    revents_vchan: i16 = 0,
+    revents_stdin: i16 = 0,
+    revents_stdout: i16 = 0,
+    revents_stderr: i16 = 0,
+};
+
+const streams_max = 1024;
+const pollfds_max = 1 + 4 * streams_max;
+
+pub const Pump = struct {
+    mutex: std.Thread.Mutex = .{},
+    thread: ?std.Thread = null,
+    wake_fd: i32 = -1,
+    stopping: bool = false,
+    streams: handles.Table(Stream) = .{},
+    queue: events.Queue = .{},
+    pollfds: [pollfds_max]linux.pollfd = undefined,
+    /// For each pollfd: the stream it belongs to (null for the wake fd) and which of its fds.
+    owners: [pollfds_max]struct { stream: ?*Stream, which: u2 } = undefined,
+
+    pub fn start(self: *Pump) Fail!void {
+        self.queue.init() catch return diag.fail(.MFILE, "cannot create the pump's doorbell pipe", .{});
+        self.wake_fd = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        self.thread = std.Thread.spawn(.{}, run, .{self}) catch {
+            return diag.fail(.AGAIN, "cannot start the pump thread", .{});
+        };
+    }
+
+    pub fn stop(self: *Pump) void {
+        self.mutex.lock();
+        self.stopping = true;
+        self.mutex.unlock();
+        self.wake();
+        if (self.thread) |thread| thread.join();
+        self.thread = null;
+        for (&self.streams.items) |*slot| {
+            if (slot.*) |stream| self.release(stream);
+            slot.* = null;
+        }
+        sys.close(self.wake_fd);
+        self.queue.deinit();
+    }
+
+    pub fn wake(self: *Pump) void {
+        const one: u64 = 1;
+        _ = linux.write(self.wake_fd, std.mem.asBytes(&one), 8);
+    }
+
+    // ------------------------------------------------------------ commands (any thread)
+
+    /// Takes ownership of `vchan` (also on failure).
+    pub fn attach(self: *Pump, vchan: *Vchan, options: AttachOptions) Fail!u32 {
+        const allocator = std.heap.c_allocator;
+        const stream = allocator.create(Stream) catch {
+            close_vchan(vchan);
+            return diag.fail(.NOMEM, "out of memory", .{});
+        };
+        vchan.blocking = false;
+        const timeout_ns: u64 = if (options.connect_timeout_ms < 0) 0 else @as(u64, @intCast(options.connect_timeout_ms)) * std.time.ns_per_ms;
+        stream.* = .{
+            .kind = options.kind,
+            .vchan = vchan,
+            .deadline_ns = if (options.connect_timeout_ms < 0) 0 else sys.now_ns() + timeout_ns,
+            .own_version = options.own_version,
+            .send_first = options.send_first,
+            .body = undefined,
+        };
+        switch (options.kind) {
+            .control => stream.body = .{ .control = .{ .vchan = vchan } },
+            .data_service, .data_client => {
+                const buffers = allocator.alloc(u8, 2 * protocol.max_data_chunk_v3) catch {
+                    allocator.destroy(stream);
+                    close_vchan(vchan);
+                    return diag.fail(.NOMEM, "out of memory", .{});
+                };
+                stream.buffers = buffers;
+                const half = protocol.max_data_chunk_v3;
+                stream.body = .{ .data = Data.init(vchan, options.kind == .data_service, options.flags, buffers[0..half], buffers[half..]) };
+            },
+        }
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const id = self.streams.insert(stream) orelse {
+            self.release(stream);
+            return diag.fail(.MFILE, "too many streams in this process (limit {d})", .{streams_max});
+        };
+        stream.id = id;
+        self.wake();
+        return id;
+    }
+
+    /// Runs `action(stream, args...)` under the lock, then wakes the pump.
+    pub fn with_stream(self: *Pump, id: u32, comptime action: anytype, args: anytype) @typeInfo(@TypeOf(action)).@"fn".return_type.? {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const stream = self.streams.get(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        defer self.wake();
+        return @call(.auto, action, .{stream} ++ args);
+    }
+
+    // Stream commands, run through `with_stream`.
+
+    fn data_of(stream: *Stream) Fail!*Data {
+        return switch (stream.body) {
+            .data => |*data| data,
+            .control => diag.fail(.INVAL, "stream {d} is a control channel", .{stream.id}),
+        };
+    }
+
+    /// Hands local fds to a data stream; the pump owns (and finally closes) them.
+    pub fn set_stdio(stream: *Stream, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) Fail!void {
+        const data = try data_of(stream);
+        data.set_fds(stdin_fd, stdout_fd, stderr_fd, has_child);
+    }
+
+    /// Creates a service's stdio as upstream does (§5.5): socketpairs for stdin and stdout, a
+    /// pipe for stderr. The pump keeps its ends; the child's ends are returned for spawning.
+    pub fn make_service_stdio(stream: *Stream) Fail![3]i32 {
+        const data = try data_of(stream);
+        var stdin_pair: [2]i32 = undefined;
+        var stdout_pair: [2]i32 = undefined;
+        var stderr_pipe: [2]i32 = undefined;
+        _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdin_pair), "socketpair");
+        errdefer for (stdin_pair) |fd| sys.close(fd);
+        _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdout_pair), "socketpair");
+        errdefer for (stdout_pair) |fd| sys.close(fd);
+        _ = try sys.check(linux.pipe2(&stderr_pipe, .{ .CLOEXEC = true }), "pipe2");
+        data.set_fds(stdin_pair[0], stdout_pair[0], stderr_pipe[0], true);
+        return .{ stdin_pair[1], stdout_pair[1], stderr_pipe[1] };
+    }
+
+    pub fn set_prefix(stream: *Stream, bytes: []const u8) Fail!void {
+        const data = try data_of(stream);
+        if (data.prefix.len > 0) return diag.fail(.INVAL, "prefix data was already given", .{});
+        data.prefix = std.heap.c_allocator.dupe(u8, bytes) catch return diag.fail(.NOMEM, "out of memory", .{});
+    }
+
+    pub fn local_exit(stream: *Stream, status: i32) Fail!void {
+        const data = try data_of(stream);
+        data.on_local_exit(status);
+    }
+
+    pub fn finish_with(stream: *Stream, status: i32, eofs: bool) Fail!void {
+        const data = try data_of(stream);
+        if (!data.is_service) return diag.fail(.INVAL, "only a service side sends an exit code", .{});
+        data.finish_with(status, eofs);
+    }
+
+    pub fn single_socket(stream: *Stream) Fail!void {
+        const data = try data_of(stream);
+        data.enter_single_socket();
+    }
+
+    /// Queues a control message; it must fit the peer's ring whole.
+    pub fn send_message(stream: *Stream, msg_type: u32, body: []const u8) Fail!void {
+        const control = switch (stream.body) {
+            .control => |*control| control,
+            .data => return diag.fail(.INVAL, "stream {d} is a data channel", .{stream.id}),
+        };
+        if (stream.phase == .finished) return diag.fail(.PIPE, "control channel {d} is closed", .{stream.id});
+        if (stream.phase == .connecting) return diag.fail(.NOTCONN, "control channel {d} is not connected yet", .{stream.id});
+        const ring_bytes = stream.vchan.write_ring.size;
+        control.queue(msg_type, body, ring_bytes) catch |err| switch (err) {
+            error.TooLarge => return diag.fail(.MSGSIZE, "control message of {d} bytes does not fit the peer's {d}-byte ring (at most {d} bytes of body)", .{ body.len, ring_bytes, ring_bytes - protocol.header_bytes }),
+            error.OutOfMemory => return diag.fail(.NOMEM, "out of memory", .{}),
+        };
+    }
+
+    pub fn close(self: *Pump, id: u32) Fail!void {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const stream = self.streams.remove(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        self.release(stream);
+        self.wake();
+    }
+
+    pub fn drain_events(self: *Pump, out: []u8) u32 {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        return self.queue.drain(out);
+    }
+
+    pub fn pending_event_bytes(self: *Pump) u32 {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        return self.queue.pending_record_bytes();
+    }
+
+    fn release(self: *Pump, stream: *Stream) void {
+        _ = self;
+        switch (stream.body) {
+            .control => |*control| control.deinit(),
+            .data => |*data| {
+                data.close_all();
+                if (data.prefix.len > 0) std.heap.c_allocator.free(data.prefix);
+            },
+        }
+        if (!stream.vchan_closed) close_vchan(stream.vchan);
+        if (stream.buffers) |buffers| std.heap.c_allocator.free(buffers);
+        std.heap.c_allocator.destroy(stream);
+    }
+
+    // ------------------------------------------------------------ the loop (pump thread)
+
+    fn run(self: *Pump) void {
+        // Signals belong to Bun's threads; the pump never handles one.
+        var all: linux.sigset_t = undefined;
+        @memset(std.mem.asBytes(&all), 0xff);
+        _ = linux.sigprocmask(linux.SIG.BLOCK, &all, null);
+        self.mutex.lock();
+        while (!self.stopping) {
+            const count = self.build_poll_set();
+            const timeout_ms = self.poll_timeout();
+            self.mutex.unlock();
+            _ = linux.poll(&self.pollfds, count, timeout_ms);
+            self.mutex.lock();
+            self.dispatch(count);
+        }
+        self.mutex.unlock();
+    }
+
+    fn add_poll(self: *Pump, count: *u32, fd: i32, interest: i16, stream: ?*Stream, which: u2) void {
+        assert(count.* < pollfds_max);
+        self.pollfds[count.*] = .{ .fd = fd, .events = interest, .revents = 0 };
+        self.owners[count.*] = .{ .stream = stream, .which = which };
+        count.* += 1;
+    }
+
+    fn build_poll_set(self: *Pump) u32 {
+        var count: u32 = 0;
+        self.add_poll(&count, self.wake_fd, linux.POLL.IN, null, 0);
+        for (self.streams.items) |maybe| {
+            const stream = maybe orelse continue;
+            if (stream.phase == .finished) continue;
+            self.add_poll(&count, stream.vchan.fd_for_select(), linux.POLL.IN, stream, 0);
+            if (stream.phase != .running) continue;
+            switch (stream.body) {
+                .control => {},
+                .data => |*data| {
+                    const interest = data.interest();
+                    if (data.stdin_fd >= 0) self.add_poll(&count, data.stdin_fd, interest.stdin, stream, 1);
+                    if (data.stdout_fd >= 0 and interest.stdout != 0) self.add_poll(&count, data.stdout_fd, interest.stdout, stream, 2);
+                    if (data.stderr_fd >= 0 and interest.stderr != 0) self.add_poll(&count, data.stderr_fd, interest.stderr, stream, 3);
+                },
+            }
+        }
+        return count;
+    }
+
+    /// 0 when some stream can make progress without waiting; else the nearest connect deadline.
+    fn poll_timeout(self: *Pump) i32 {
+        var timeout_ms: i32 = -1;
+        const now = sys.now_ns();
+        for (self.streams.items) |maybe| {
+            const stream = maybe orelse continue;
+            switch (stream.phase) {
+                .finished => continue,
+                .connecting, .hello => if (stream.deadline_ns != 0) {
+                    const left_ms: i32 = if (stream.deadline_ns <= now) 0 else @intCast(@min((stream.deadline_ns - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
+                    if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
+                },
+                .running => switch (stream.body) {
+                    .control => |*control| {
+                        if (stream.vchan.data_ready() >= protocol.header_bytes or
+                            (control.has_outgoing() and stream.vchan.buffer_space() > 0)) return 0;
+                    },
+                    .data => |*data| if (data.interest().immediate) return 0,
+                },
+            }
+        }
+        return timeout_ms;
+    }
+
+    fn dispatch(self: *Pump, count: u32) void {
+        for (self.streams.items) |maybe| {
+            const stream = maybe orelse continue;
+            stream.revents_vchan = 0;
+            stream.revents_stdin = 0;
+            stream.revents_stdout = 0;
+            stream.revents_stderr = 0;
+        }
+        var index: u32 = 0;
+        while (index < count) : (index += 1) {
+            const revents = self.pollfds[index].revents;
+            const owner = self.owners[index];
+            const stream = owner.stream orelse {
+                if (revents != 0) drain(self.wake_fd);
+                continue;
+            };
+            // A stream closed by JS while we polled is no longer in the table.
+            if (!self.is_live(stream)) continue;
+            switch (owner.which) {
+                0 => stream.revents_vchan = revents,
+                1 => stream.revents_stdin = revents,
+                2 => stream.revents_stdout = revents,
+                3 => stream.revents_stderr = revents,
+            }
+        }
+        for (self.streams.items) |maybe| {
+            const stream = maybe orelse continue;
+            if (stream.phase != .finished) self.step(stream);
+        }
+    }
+
+    fn is_live(self: *Pump, stream: *Stream) bool {
+        for (self.streams.items) |maybe| {
+            if (maybe == stream) return true;
+        }
+        return false;
+    }
+
+    fn step(self: *Pump, stream: *Stream) void {
+        if (stream.revents_vchan != 0) {
+            stream.vchan.wait_event(0) catch {};
+        }
+        if (stream.phase == .connecting) self.step_connect(stream);
+        if (stream.phase == .hello) self.step_hello(stream);
+        if (stream.phase == .running) switch (stream.body) {
+            .control => |*control| self.step_control(stream, control),
+            .data => |*data| {
+                data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
+                if (data.outcome) |outcome| switch (outcome) {
+                    .done => |status| self.finish(stream, .done, status, ""),
+                    .failed => |failure| self.finish(stream, .failed, -@as(i32, @intCast(@intFromEnum(failure.errno))), failure.message),
+                };
+            },
+        };
+    }
+
+    fn step_connect(self: *Pump, stream: *Stream) void {
+        const vchan = stream.vchan;
+        const connected = switch (vchan.role) {
+            .client => (vchan.finish() catch return self.fail_from_diag(stream)) == 0,
+            .server => vchan.state() == .connected,
+        };
+        if (connected) {
+            stream.phase = .hello;
+            return;
+        }
+        if (vchan.state() == .disconnected) return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), "vchan peer left before the connection was made");
+        if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
+            var buffer: [160]u8 = undefined;
+            const message = std.fmt.bufPrint(&buffer, "vchan to domain {d} port {d}: no connection within the timeout", .{ vchan.remote_domain, vchan.port }) catch "vchan connection timed out";
+            self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.TIMEDOUT)), message);
+        }
+    }
+
+    fn step_hello(self: *Pump, stream: *Stream) void {
+        const vchan = stream.vchan;
+        if (stream.send_first and !stream.hello_sent) {
+            if (!send_hello(vchan, stream.own_version)) return self.lost_peer(stream);
+            stream.hello_sent = true;
+        }
+        if (stream.peer_version == null) {
+            if (vchan.data_ready() < protocol.hello_bytes) {
+                if (vchan.state() == .disconnected) return self.lost_peer(stream);
+                if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
+                    return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.TIMEDOUT)), "peer sent no HELLO within the timeout");
+                }
+                return;
+            }
+            var raw: [protocol.hello_bytes]u8 = undefined;
+            _ = vchan.recv(&raw) catch return self.fail_from_diag(stream);
+            const header = protocol.Header.decode(raw[0..8].*);
+            if (header.type != @intFromEnum(protocol.MsgType.hello) or header.len != 4) {
+                var buffer: [160]u8 = undefined;
+                const message = std.fmt.bufPrint(&buffer, "peer protocol error: expected HELLO, got type 0x{x} length {d}", .{ header.type, header.len }) catch unreachable;
+                return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), message);
+            }
+            const untrusted_version = std.mem.readInt(u32, raw[8..12], .little);
+            if (untrusted_version < protocol.version_min) {
+                var buffer: [160]u8 = undefined;
+                const message = std.fmt.bufPrint(&buffer, "peer protocol error: peer speaks qrexec protocol {d}, at least {d} is needed", .{ untrusted_version, protocol.version_min }) catch unreachable;
+                return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), message);
+            }
+            stream.peer_version = untrusted_version;
+        }
+        stream.version = @min(stream.own_version, stream.peer_version.?);
+        if (!stream.hello_sent) {
+            if (!send_hello(vchan, stream.version)) return self.lost_peer(stream);
+            stream.hello_sent = true;
+        }
+        stream.phase = .running;
+        switch (stream.body) {
+            .control => {},
+            .data => |*data| data.start(stream.version),
+        }
+        self.queue.push(stream.id, .connected, @intCast(stream.version), "");
+    }
+
+    fn step_control(self: *Pump, stream: *Stream, control: *Control) void {
+        control.flush() catch return self.lost_peer(stream);
+        var rounds: u32 = 0;
+        while (rounds < 64) : (rounds += 1) {
+            const received = control.receive(protocol.control_body_bytes_max) catch |err| switch (err) {
+                error.MessageTooLarge => return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), "peer protocol error: control message longer than any valid one"),
+                error.OutOfMemory => return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.NOMEM)), "out of memory"),
+                error.Fail => return self.fail_from_diag(stream),
+            } orelse break;
+            self.queue.push(stream.id, .message, @bitCast(received.type), received.body);
+        }
+        if (stream.vchan.state() == .disconnected and stream.vchan.data_ready() == 0) self.lost_peer(stream);
+    }
+
+    fn lost_peer(self: *Pump, stream: *Stream) void {
+        var buffer: [240]u8 = undefined;
+        const reason = stream.vchan.reason();
+        const message = std.fmt.bufPrint(&buffer, "vchan closed: {s}", .{if (reason.len > 0) reason else "the peer left"}) catch "vchan closed";
+        self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), message);
+    }
+
+    fn fail_from_diag(self: *Pump, stream: *Stream) void {
+        self.finish(stream, .failed, -diag.errno(), diag.message());
+    }
+
+    fn finish(self: *Pump, stream: *Stream, kind: events.Kind, value: i32, message: []const u8) void {
+        assert(stream.phase != .finished);
+        stream.phase = .finished;
+        // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
+        close_vchan(stream.vchan);
+        stream.vchan_closed = true;
+        self.queue.push(stream.id, kind, value, message);
+    }
+};
+
+fn send_hello(vchan: *Vchan, version: u32) bool {
+    var message: [protocol.hello_bytes]u8 = undefined;
+    message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.hello), .len = 4 }).encode();
+    std.mem.writeInt(u32, message[8..12], version, .little);
+    const sent = vchan.send(&message) catch return false;
+    // A fresh ring always has room for 12 bytes; 0 would mean a peer that filled it first.
+    return sent == message.len;
+}
+
+fn close_vchan(vchan: *Vchan) void {
+    vchan.close();
+    std.heap.c_allocator.destroy(vchan);
+}
+
+fn drain(descriptor: i32) void {
+    var buffer: [64]u8 = undefined;
+    while (true) {
+        const rc = linux.read(descriptor, &buffer, buffer.len);
+        if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
+    }
+}
