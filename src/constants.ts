@@ -65,7 +65,22 @@ export const ConstantId = {
   configSpinNs: 22,
   configPagesMax: 23,
   socketPathBytesMax: 24,
+  eventHeaderBytes: 25,
+  streamControl: 26,
+  streamDataService: 27,
+  streamDataClient: 28,
 } as const;
+
+/** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
+export const StreamKind = { Control: 0, DataService: 1, DataClient: 2 } as const;
+export type StreamKind = (typeof StreamKind)[keyof typeof StreamKind];
+
+/** Kinds of pump event records (zig/pump/events.zig `Kind`). */
+export const PumpEventKind = { Connected: 1, Message: 2, Done: 3, Failed: 4 } as const;
+export type PumpEventKind = (typeof PumpEventKind)[keyof typeof PumpEventKind];
+
+/** Size of an event record's header: u32 stream, u32 kind, i32 value, u32 payload length. */
+export const EVENT_HEADER_BYTES = 16;
 
 /** The value TypeScript expects for each constant id. */
 export const expectedConstants: Record<keyof typeof ConstantId, number> = {
@@ -93,4 +108,8 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   configSpinNs: ConfigKey.SpinNs,
   configPagesMax: ConfigKey.PagesMax,
   socketPathBytesMax: SOCKET_PATH_BYTES_MAX,
+  eventHeaderBytes: EVENT_HEADER_BYTES,
+  streamControl: StreamKind.Control,
+  streamDataService: StreamKind.DataService,
+  streamDataClient: StreamKind.DataClient,
 };

@@ -6,7 +6,15 @@ import { dlopen, FFIType } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
-import { ABI_VERSION, ConfigKey, INFO_BYTES, VchanState } from "./constants.ts";
+import {
+  ABI_VERSION,
+  ConfigKey,
+  EVENT_HEADER_BYTES,
+  INFO_BYTES,
+  PumpEventKind,
+  StreamKind,
+  VchanState,
+} from "./constants.ts";
 import { vchanDir } from "./paths.ts";
 
 const { i32, u32, ptr } = FFIType;
@@ -34,6 +42,18 @@ const symbols = {
   vx_reason: { args: [u32, ptr, u32], returns: i32 },
   vx_close: { args: [u32], returns: i32 },
   vx_debug_poke: { args: [u32, u32, u32], returns: i32 },
+  qp_start: { args: [], returns: i32 },
+  qp_attach: { args: [u32, u32, u32, u32, i32, u32], returns: i32 },
+  qp_set_stdio: { args: [u32, i32, i32, i32, u32], returns: i32 },
+  qp_make_service_stdio: { args: [u32, ptr], returns: i32 },
+  qp_set_prefix: { args: [u32, ptr, u32], returns: i32 },
+  qp_send: { args: [u32, u32, ptr, u32], returns: i32 },
+  qp_local_exit: { args: [u32, i32], returns: i32 },
+  qp_finish_with: { args: [u32, i32, u32], returns: i32 },
+  qp_single_socket: { args: [u32], returns: i32 },
+  qp_poll_events: { args: [ptr, u32], returns: i32 },
+  qp_pending_event_bytes: { args: [], returns: i32 },
+  qp_close: { args: [u32], returns: i32 },
 } as const;
 
 export function nativeLibraryPath(): string {
@@ -295,6 +315,26 @@ export class Vchan {
     check(native.vx_debug_poke(this.#guard(), offset, value >>> 0));
   }
 
+  /**
+   * Hands this vchan to the pump thread as a stream; this handle is closed afterwards and the
+   * pump owns the vchan. The stream connects (within `connectTimeoutMs`), exchanges HELLO and
+   * then runs as a control channel or one side of a data channel.
+   */
+  attach(options: StreamOptions): Stream {
+    const handle = this.#guard();
+    const flags =
+      (options.filterStdout ? 1 : 0) |
+      (options.filterStderr ? 2 : 0) |
+      (options.exitOnClientEof ? 4 : 0) |
+      (options.exitOnServiceEof ? 8 : 0);
+    const pump = Pump.get();
+    this.#handle = 0;
+    const id = check(
+      native.qp_attach(handle, options.kind, options.version, options.sendFirst ? 1 : 0, options.connectTimeoutMs, flags),
+    );
+    return pump.register(id, `${this.label} (${streamKindName(options.kind)})`);
+  }
+
   /** Idempotent. Tells the peer (live byte 0 + kick), then frees the memory and fds. */
   close(): void {
     if (this.#handle === 0) return;
@@ -304,4 +344,179 @@ export class Vchan {
   }
 }
 
-export { VchanState };
+export interface StreamOptions {
+  kind: StreamKind;
+  /** Our protocol version; the stream runs at min(ours, peer's). */
+  version: number;
+  /** Send HELLO first (vchan servers, agents); otherwise answer the peer's. */
+  sendFirst: boolean;
+  /** Deadline for the peer to connect and say HELLO (negative: none). */
+  connectTimeoutMs: number;
+  filterStdout?: boolean;
+  filterStderr?: boolean;
+  exitOnClientEof?: boolean;
+  exitOnServiceEof?: boolean;
+}
+
+export interface PumpEvent {
+  kind: PumpEventKind;
+  /** CONNECTED: version; MESSAGE: message type; DONE: status; FAILED: -errno. */
+  value: number;
+  payload: Uint8Array;
+}
+
+function streamKindName(kind: StreamKind): string {
+  return kind === StreamKind.Control ? "control" : kind === StreamKind.DataService ? "service" : "client";
+}
+
+/** Thrown (or delivered) when a stream fails: the pump's reason, with the errno's name. */
+export class StreamError extends NativeError {}
+
+/**
+ * A stream run by the pump thread. Events arrive through `onEvent` (or the `connected` and
+ * `finished` promises); commands go straight to the pump.
+ */
+export class Stream {
+  readonly id: number;
+  readonly label: string;
+  #closed = false;
+  #listeners: Array<(event: PumpEvent) => void> = [];
+  readonly connected: Promise<number>;
+  /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
+  readonly finished: Promise<number>;
+  #resolveConnected!: (version: number) => void;
+  #resolveFinished!: (status: number) => void;
+  #rejectFinished!: (error: Error) => void;
+
+  constructor(id: number, label: string) {
+    this.id = id;
+    this.label = label;
+    this.connected = new Promise<number>((resolve) => (this.#resolveConnected = resolve));
+    this.finished = new Promise<number>((resolve, reject) => {
+      this.#resolveFinished = resolve;
+      this.#rejectFinished = reject;
+    });
+    // A failure nobody awaits must not crash the process; callers that care await `finished`.
+    this.finished.catch(() => {});
+  }
+
+  /** @internal Called by the pump driver. */
+  deliver(event: PumpEvent): void {
+    if (event.kind === PumpEventKind.Connected) this.#resolveConnected(event.value);
+    if (event.kind === PumpEventKind.Done) this.#resolveFinished(event.value);
+    if (event.kind === PumpEventKind.Failed) {
+      this.#rejectFinished(new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`));
+    }
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  onEvent(listener: (event: PumpEvent) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #guard(): number {
+    if (this.#closed) throw new Error(`${this.label} is closed`);
+    return this.id;
+  }
+
+  /** Local fds for a data stream; the pump owns and finally closes them. */
+  setStdio(stdinFd: number, stdoutFd: number, stderrFd: number, hasChild: boolean): void {
+    check(native.qp_set_stdio(this.#guard(), stdinFd, stdoutFd, stderrFd, hasChild ? 1 : 0));
+  }
+
+  /** Creates the service's stdio; returns the child's ends [stdin, stdout, stderr] to spawn with. */
+  makeServiceStdio(): [number, number, number] {
+    const fds = new Int32Array(3);
+    check(native.qp_make_service_stdio(this.#guard(), fds));
+    return [fds[0]!, fds[1]!, fds[2]!];
+  }
+
+  setPrefix(data: Uint8Array): void {
+    check(native.qp_set_prefix(this.#guard(), data, data.length));
+  }
+
+  /** Queues a control message (it must fit the peer's ring whole). */
+  send(type: number, body: Uint8Array): void {
+    check(native.qp_send(this.#guard(), type, body, body.length));
+  }
+
+  /** The local child exited with `status` (exit code, or 128+signal). */
+  localExit(status: number): void {
+    check(native.qp_local_exit(this.#guard(), status));
+  }
+
+  /** Service side: end with `status`, with both EOFs first (spawn failure) or without (JUST_EXEC). */
+  finishWith(status: number, eofs: boolean): void {
+    check(native.qp_finish_with(this.#guard(), status, eofs ? 1 : 0));
+  }
+
+  /** SIGUSR1: the child now writes its output to its stdin socket. */
+  singleSocket(): void {
+    check(native.qp_single_socket(this.#guard()));
+  }
+
+  /** Idempotent; frees the stream (closing its vchan and fds if still open). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    Pump.get().unregister(this.id);
+    check(native.qp_close(this.id));
+  }
+}
+
+/** Reads the pump's doorbell and routes event records to their streams. One per process. */
+class Pump {
+  static #instance: Pump | undefined;
+  readonly #streams = new Map<number, Stream>();
+  #buffer = new Uint8Array(1 << 18);
+  readonly #doorbell: number;
+
+  private constructor() {
+    this.#doorbell = check(native.qp_start());
+    void this.#listen();
+  }
+
+  static get(): Pump {
+    Pump.#instance ??= new Pump();
+    return Pump.#instance;
+  }
+
+  register(id: number, label: string): Stream {
+    const stream = new Stream(id, label);
+    this.#streams.set(id, stream);
+    // Events may already be queued for it (the pump runs while we register).
+    this.#drain();
+    return stream;
+  }
+
+  unregister(id: number): void {
+    this.#streams.delete(id);
+  }
+
+  async #listen(): Promise<void> {
+    for await (const _ of Bun.file(this.#doorbell).stream()) this.#drain();
+  }
+
+  #drain(): void {
+    for (;;) {
+      const length = native.qp_poll_events(this.#buffer, this.#buffer.length);
+      if (length < 0) {
+        this.#buffer = new Uint8Array(Math.max(this.#buffer.length * 2, native.qp_pending_event_bytes()));
+        continue;
+      }
+      if (length === 0) return;
+      const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset, length);
+      for (let offset = 0; offset < length; ) {
+        const id = view.getUint32(offset, true);
+        const kind = view.getUint32(offset + 4, true) as PumpEventKind;
+        const value = view.getInt32(offset + 8, true);
+        const size = view.getUint32(offset + 12, true);
+        const payload = this.#buffer.slice(offset + EVENT_HEADER_BYTES, offset + EVENT_HEADER_BYTES + size);
+        offset += EVENT_HEADER_BYTES + Math.ceil(size / 4) * 4;
+        this.#streams.get(id)?.deliver({ kind, value, payload });
+      }
+    }
+  }
+}
+
+export { PumpEventKind, StreamKind, VchanState };

@@ -9,6 +9,8 @@ const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const handles = @import("handles.zig");
 const shm = @import("vchan/shm.zig");
+const pump_mod = @import("pump/pump.zig");
+const Pump = pump_mod.Pump;
 
 const Vchan = shm.Vchan;
 
@@ -45,6 +47,10 @@ const ConstantId = enum(u32) {
     config_spin_ns,
     config_pages_max,
     socket_path_bytes_max,
+    event_header_bytes,
+    stream_control,
+    stream_data_service,
+    stream_data_client,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -117,6 +123,10 @@ export fn qrx_constant(id: u32) i32 {
         .config_spin_ns => @intFromEnum(ConfigKey.spin_ns),
         .config_pages_max => @intFromEnum(ConfigKey.pages_max),
         .socket_path_bytes_max => constants.socket_path_bytes_max,
+        .event_header_bytes => pump_mod.events.record_header_bytes,
+        .stream_control => @intFromEnum(pump_mod.Kind.control),
+        .stream_data_service => @intFromEnum(pump_mod.Kind.data_service),
+        .stream_data_client => @intFromEnum(pump_mod.Kind.data_client),
     };
 }
 
@@ -305,5 +315,102 @@ export fn vx_close(handle: u32) i32 {
 export fn vx_debug_poke(handle: u32, offset: u32, value: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     vchan.debug_poke(offset, value) catch return failure();
+    return 0;
+}
+
+// ---------------------------------------------------------------- the pump
+
+/// One pump per process, started on first use; its thread lives until the process ends.
+var pump: Pump = .{};
+var pump_started = std.atomic.Value(bool).init(false);
+var pump_start_lock: std.Thread.Mutex = .{};
+
+fn started_pump() diag.Fail!*Pump {
+    if (pump_started.load(.acquire)) return &pump;
+    pump_start_lock.lock();
+    defer pump_start_lock.unlock();
+    if (!pump_started.load(.acquire)) {
+        try pump.start();
+        pump_started.store(true, .release);
+    }
+    return &pump;
+}
+
+/// Starts the pump if needed; returns the doorbell fd JS reads to learn that events wait.
+export fn qp_start() i32 {
+    const started = started_pump() catch return failure();
+    return started.queue.doorbell_read;
+}
+
+/// Hands vchan `handle` to the pump as a stream of `kind`; the handle is dead afterwards.
+export fn qp_attach(handle: u32, kind: u32, own_version: u32, send_first: u32, connect_timeout_ms: i32, flags: u32) i32 {
+    const started = started_pump() catch return failure();
+    const stream_kind = std.meta.intToEnum(pump_mod.Kind, kind) catch return failure_of(diag.fail(.INVAL, "unknown stream kind {d}", .{kind}));
+    if (own_version < 2 or own_version > 4) return failure_of(diag.fail(.INVAL, "protocol version {d} is not 2, 3 or 4", .{own_version}));
+    const vchan = vchans.remove(handle) orelse return failure_of(diag.fail(.BADF, "vchan handle {d} is not open", .{handle}));
+    const id = started.attach(vchan, .{
+        .kind = stream_kind,
+        .own_version = own_version,
+        .send_first = send_first != 0,
+        .connect_timeout_ms = connect_timeout_ms,
+        .flags = @bitCast(flags),
+    }) catch return failure();
+    return @intCast(id);
+}
+
+export fn qp_set_stdio(stream: u32, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: u32) i32 {
+    pump.with_stream(stream, Pump.set_stdio, .{ stdin_fd, stdout_fd, stderr_fd, has_child != 0 }) catch return failure();
+    return 0;
+}
+
+/// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`.
+export fn qp_make_service_stdio(stream: u32, out: *[3]i32) i32 {
+    out.* = pump.with_stream(stream, Pump.make_service_stdio, .{}) catch return failure();
+    return 0;
+}
+
+export fn qp_set_prefix(stream: u32, data: [*]const u8, len: u32) i32 {
+    pump.with_stream(stream, Pump.set_prefix, .{data[0..len]}) catch return failure();
+    return 0;
+}
+
+export fn qp_send(stream: u32, msg_type: u32, data: [*]const u8, len: u32) i32 {
+    pump.with_stream(stream, Pump.send_message, .{ msg_type, data[0..len] }) catch return failure();
+    return 0;
+}
+
+export fn qp_local_exit(stream: u32, status: i32) i32 {
+    pump.with_stream(stream, Pump.local_exit, .{status}) catch return failure();
+    return 0;
+}
+
+export fn qp_finish_with(stream: u32, status: i32, eofs: u32) i32 {
+    pump.with_stream(stream, Pump.finish_with, .{ status, eofs != 0 }) catch return failure();
+    return 0;
+}
+
+export fn qp_single_socket(stream: u32) i32 {
+    pump.with_stream(stream, Pump.single_socket, .{}) catch return failure();
+    return 0;
+}
+
+/// Copies whole event records into `out`; returns the bytes written. When a record does not
+/// fit, returns -EMSGSIZE and `qp_pending_event_bytes` tells the size needed.
+export fn qp_poll_events(out: [*]u8, capacity: u32) i32 {
+    if (!pump_started.load(.acquire)) return 0;
+    const written = pump.drain_events(out[0..capacity]);
+    if (written == 0 and pump.pending_event_bytes() > capacity) {
+        return failure_of(diag.fail(.MSGSIZE, "next event needs {d} bytes", .{pump.pending_event_bytes()}));
+    }
+    return @intCast(written);
+}
+
+export fn qp_pending_event_bytes() i32 {
+    if (!pump_started.load(.acquire)) return 0;
+    return @intCast(pump.pending_event_bytes());
+}
+
+export fn qp_close(stream: u32) i32 {
+    pump.close(stream) catch return failure();
     return 0;
 }

@@ -54,6 +54,9 @@ pub const Data = struct {
     stderr_fd: i32 = -1,
     single_socket: bool = false,
     has_child: bool = false,
+    /// JS has said where local data goes (fds, or a forced finish); nothing runs before that,
+    /// so a service is not reported finished before it was even spawned.
+    configured: bool = false,
     local_status: ?i32 = null,
     remote_status: ?i32 = null,
     /// Remote data accepted from the vchan but not yet written locally.
@@ -97,6 +100,7 @@ pub const Data = struct {
         self.stderr_fd = stderr_fd;
         self.has_child = has_child;
         self.single_socket = stdin_fd >= 0 and stdin_fd == stdout_fd;
+        self.configured = true;
         for ([_]i32{ stdin_fd, stdout_fd, stderr_fd }) |descriptor| {
             if (descriptor >= 0) set_nonblocking(descriptor, true);
         }
@@ -109,7 +113,7 @@ pub const Data = struct {
     /// What to poll for, and whether there is work to do without waiting.
     pub fn interest(self: *Data) Interest {
         var result = Interest{};
-        if (self.outcome != null) return result;
+        if (self.outcome != null or !self.configured) return result;
         // Stdin is polled even with nothing queued so a hang-up (HUP/ERR) is seen (§13.5).
         if (self.stdin_fd >= 0) result.stdin = if (self.backlog_len() > 0) linux.POLL.OUT else 0;
         const space = self.vchan.buffer_space();
@@ -136,7 +140,7 @@ pub const Data = struct {
 
     /// One iteration of §6.2. `revents` are hints from poll; every action is non-blocking.
     pub fn step(self: *Data, stdin_revents: i16, stdout_revents: i16, stderr_revents: i16) void {
-        if (self.outcome != null) return;
+        if (self.outcome != null or !self.configured) return;
         // Step 7: a hung-up output means nothing more can be delivered there.
         if (self.stdin_fd >= 0 and stdin_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
             self.close_stdin();
@@ -443,6 +447,7 @@ pub const Data = struct {
 
     /// Service side: end with `status` (spawn failure: with both EOFs; JUST_EXEC: without).
     pub fn finish_with(self: *Data, status: i32, eofs: bool) void {
+        self.configured = true;
         self.forced_exit = .{ .status = status, .eofs = eofs };
         if (eofs) {
             self.owe_stdout_eof = !self.sent_stdout_eof;

@@ -1,0 +1,81 @@
+// The pump driven from TypeScript: both ends of a call in this process, a real service spawned
+// with the pump's fds, files standing in for the caller's terminal.
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { StreamKind } from "../src/constants.ts";
+import { StreamError, Vchan, type Stream } from "../src/native.ts";
+import { tempDir } from "./helpers/paths.ts";
+
+let dir: ReturnType<typeof tempDir>;
+let streams: Stream[] = [];
+let port = 2000;
+
+beforeEach(() => {
+  dir = tempDir();
+  streams = [];
+});
+
+afterEach(() => {
+  for (const stream of streams) stream.close();
+  dir.remove();
+});
+
+/** Runs `script` as a service for a caller whose input is `input`; returns output and statuses. */
+async function call(script: string, input: string, ringBytes = 65536) {
+  port++;
+  const caller = Vchan.server({ dir: dir.path, localDomain: 2, remoteDomain: 3, port, readMin: ringBytes, writeMin: ringBytes });
+  const target = Vchan.clientAsync({ dir: dir.path, localDomain: 3, remoteDomain: 2, port });
+  const client = caller.attach({ kind: StreamKind.DataClient, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
+  const service = target.attach({ kind: StreamKind.DataService, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
+  streams.push(client, service);
+  const inputPath = join(dir.path, "input");
+  const outputPath = join(dir.path, "output");
+  writeFileSync(inputPath, input);
+  client.setStdio(openSync(outputPath, "w"), openSync(inputPath, "r"), -1, false);
+  expect(await service.connected).toBe(4);
+  const [childStdin, childStdout, childStderr] = service.makeServiceStdio();
+  const child = Bun.spawn(["sh", "-c", script], { stdio: [childStdin, childStdout, childStderr] });
+  for (const fd of [childStdin, childStdout, childStderr]) closeSync(fd);
+  void child.exited.then(() => service.localExit(child.signalCode ? 128 + signalNumber(child.signalCode) : child.exitCode!));
+  const [clientStatus, serviceStatus] = await Promise.all([client.finished, service.finished]);
+  return { output: readFileSync(outputPath, "utf8"), clientStatus, serviceStatus };
+}
+
+function signalNumber(name: string): number {
+  return (require("node:os").constants.signals as Record<string, number>)[name]!;
+}
+
+describe("pump", () => {
+  test("test.Add: 11 22 -> 33, exit 0", async () => {
+    const result = await call("read a b; echo $((a+b))", "11 22\n");
+    expect(result).toEqual({ output: "33\n", clientStatus: 0, serviceStatus: 0 });
+  });
+
+  test("the service's exit status reaches the caller", async () => {
+    const result = await call("cat; exit 42", "echo me\n");
+    expect(result).toEqual({ output: "echo me\n", clientStatus: 42, serviceStatus: 42 });
+  });
+
+  test("a service killed by SIGKILL is 137 at the caller", async () => {
+    const result = await call("kill -9 $$", "");
+    expect(result.clientStatus).toBe(137);
+  });
+
+  test("8 MiB through a 1 KiB ring arrives whole", async () => {
+    const result = await call("head -c 8388608 /dev/zero | tr '\\0' x", "", 1024);
+    expect(result.output.length).toBe(8 << 20);
+    expect(result.output).toMatch(/^x+$/);
+    expect(result.clientStatus).toBe(0);
+  });
+
+  test("a peer that never connects fails the stream with ETIMEDOUT", async () => {
+    const lonely = Vchan.server({ dir: dir.path, localDomain: 2, remoteDomain: 9, port: 1999, readMin: 1024, writeMin: 1024 });
+    const stream = lonely.attach({ kind: StreamKind.DataClient, version: 4, sendFirst: true, connectTimeoutMs: 100 });
+    streams.push(stream);
+    const error = await stream.finished.then(() => null, (e: StreamError) => e);
+    expect(error).toBeInstanceOf(StreamError);
+    expect(error!.code).toBe("ETIMEDOUT");
+    expect(lonely.closed).toBe(true);
+  });
+});
