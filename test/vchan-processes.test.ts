@@ -52,7 +52,7 @@ describe("vchan between two processes", () => {
       expect(received.leftoverFds).toBe(0);
       expect(received.leftoverMaps).toBe(0);
       expect(readdirSync(dir.path)).toEqual([]);
-    });
+    }, 120_000);
   }
 
   test("the checksum is the stream's: recomputed here, it matches what the receiver saw", async () => {
