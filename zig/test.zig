@@ -3,6 +3,7 @@ test {
     _ = @import("handles.zig");
     _ = @import("vchan/layout.zig");
     _ = @import("vchan/shm_test.zig");
+    _ = @import("vchan/socket_test.zig");
     _ = @import("vchan/shm.zig");
     _ = @import("pump/events.zig");
     _ = @import("pump/data.zig");

@@ -230,14 +230,29 @@ pub const Vchan = struct {
         try self.create_common(options);
         try self.create_shared_memory();
         self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
-        // A stale file from a server that died before its client came would block bind.
-        _ = linux.unlink(self.path());
-        var address = self.socket_address();
+        // Bound and listening under a temporary name first, then renamed into place: a client
+        // woken by the name's appearance must never find a socket that is not listening yet
+        // (it would get ECONNREFUSED and no further event).
+        var staging_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined;
+        const staging = std.fmt.bufPrintZ(&staging_buffer, "{s}~", .{self.path()}) catch {
+            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ options.dir, constants.socket_path_bytes_max - 1 });
+        };
+        _ = linux.unlink(staging);
+        var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
+        @memcpy(address.path[0..staging.len], staging);
         _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
         };
-        _ = try sys.check(linux.listen(self.listener, 4), "listen");
+        _ = sys.check(linux.listen(self.listener, 4), "listen") catch {
+            _ = linux.unlink(staging);
+            return error.Fail;
+        };
+        // Replaces a stale file from a server that died before its client came.
+        _ = sys.check(linux.rename(staging, self.path()), "rename") catch {
+            _ = linux.unlink(staging);
+            return error.Fail;
+        };
         try self.epoll_add(self.listener, .listener, linux.EPOLL.IN);
     }
 
@@ -271,6 +286,10 @@ pub const Vchan = struct {
         const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
         _ = try sys.check(linux.inotify_add_watch(self.watch, dir, linux.IN.CREATE | linux.IN.MOVED_TO | linux.IN.ATTRIB), "inotify_add_watch");
         try self.epoll_add(self.watch, .watch, linux.EPOLL.IN);
+        // Like a Xen watch, which fires once when set: a poller wakes and tries `finish` at once,
+        // in case the server is already there.
+        const one: u64 = 1;
+        _ = linux.write(self.own_event, std.mem.asBytes(&one), 8);
     }
 
     fn create_common(self: *Vchan, options: Options) Fail!void {
@@ -739,7 +758,8 @@ pub const Vchan = struct {
     }
 
     pub fn buffer_space(self: *Vchan) u32 {
-        if (self.phase != .mapped or self.peer_gone) return 0;
+        // A waiting server already has its rings and may write; an unmapped client has none.
+        if (self.map == null or self.peer_gone) return 0;
         self.request_notify(constants.notify_read);
         return self.write_space() catch 0;
     }
@@ -921,6 +941,7 @@ pub const Vchan = struct {
             @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
             self.kick();
         }
+        // Still listening: our name is in the directory, and nobody will ever connect to it.
         if (self.role == .server and self.listener >= 0) _ = linux.unlink(self.path());
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
