@@ -37,7 +37,7 @@ async function call(script: string, input: string, ringBytes = 65536) {
   const [childStdin, childStdout, childStderr] = service.makeServiceStdio();
   const child = Bun.spawn(["sh", "-c", script], { stdio: [childStdin, childStdout, childStderr] });
   for (const fd of [childStdin, childStdout, childStderr]) closeSync(fd);
-  void child.exited.then(() => service.localExit(child.signalCode ? 128 + signalNumber(child.signalCode) : child.exitCode!));
+  void child.exited.then(() => service.localExit(child.signalCode ? 128 + signalNumber(String(child.signalCode)) : child.exitCode!));
   const [clientStatus, serviceStatus] = await Promise.all([client.finished, service.finished]);
   return { output: readFileSync(outputPath, "utf8"), clientStatus, serviceStatus };
 }
