@@ -86,3 +86,13 @@ pub fn CmsgBuffer(comptime n: usize) type {
         }
     };
 }
+
+/// Reads a non-blocking fd (eventfd, inotify, pipe) until it has nothing more to give.
+pub fn drain(descriptor: i32) void {
+    if (descriptor < 0) return;
+    var buffer: [512]u8 align(8) = undefined;
+    while (true) {
+        const rc = linux.read(descriptor, &buffer, buffer.len);
+        if (errno_of(rc) != .SUCCESS or rc == 0) return;
+    }
+}

@@ -340,7 +340,7 @@ pub const Pump = struct {
             const revents = self.pollfds[index].revents;
             const owner = self.owners[index];
             const stream = owner.stream orelse {
-                if (revents != 0) drain(self.wake_fd);
+                if (revents != 0) sys.drain(self.wake_fd);
                 continue;
             };
             // A stream closed by JS while we polled is no longer in the table.
@@ -491,12 +491,4 @@ fn send_hello(vchan: *Vchan, version: u32) bool {
 fn close_vchan(vchan: *Vchan) void {
     vchan.close();
     std.heap.c_allocator.destroy(vchan);
-}
-
-fn drain(descriptor: i32) void {
-    var buffer: [64]u8 = undefined;
-    while (true) {
-        const rc = linux.read(descriptor, &buffer, buffer.len);
-        if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
-    }
 }

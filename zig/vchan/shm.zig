@@ -18,6 +18,8 @@ const assert = std.debug.assert;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
+const socket_path = @import("socket_path.zig");
+const SocketPath = socket_path.SocketPath;
 const layout_mod = @import("layout.zig");
 const Layout = layout_mod.Layout;
 const Fail = diag.Fail;
@@ -195,8 +197,7 @@ pub const Vchan = struct {
     connection: i32 = -1,
     watch: i32 = -1,
     epoll: i32 = -1,
-    path_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined,
-    path_len: u32 = 0,
+    socket_path: SocketPath = .{},
     /// The server saw `cli_live == 1`; from then on `2` means a lying peer, read as gone.
     seen_connected: bool = false,
     /// Set by us (rendezvous socket hung up, or the peer broke the protocol); never by the peer.
@@ -238,8 +239,7 @@ pub const Vchan = struct {
             return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ options.dir, constants.socket_path_bytes_max - 1 });
         };
         _ = linux.unlink(staging);
-        var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
-        @memcpy(address.path[0..staging.len], staging);
+        var address = socket_path.address_of(staging);
         _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
@@ -294,7 +294,7 @@ pub const Vchan = struct {
 
     fn create_common(self: *Vchan, options: Options) Fail!void {
         if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
-        try make_directory(options.dir);
+        try socket_path.make_directory(options.dir);
         self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
         self.own_event = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
         try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
@@ -369,20 +369,11 @@ pub const Vchan = struct {
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        const written = std.fmt.bufPrintZ(&self.path_buffer, "{s}/shmvchan.{d}.{d}.{d}.sock", .{ dir, server_domain, client_domain, self.port }) catch {
-            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ dir, constants.socket_path_bytes_max });
-        };
-        self.path_len = @intCast(written.len);
+        self.socket_path = try SocketPath.init(dir, "shmvchan", server_domain, client_domain, self.port);
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
-        return self.path_buffer[0..self.path_len :0];
-    }
-
-    fn socket_address(self: *const Vchan) linux.sockaddr.un {
-        var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
-        @memcpy(address.path[0..self.path_len], self.path_buffer[0..self.path_len]);
-        return address;
+        return self.socket_path.slice();
     }
 
     fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
@@ -483,9 +474,9 @@ pub const Vchan = struct {
         assert(self.role == .client);
         if (self.phase == .mapped) return 0;
         if (self.phase == .rendezvous) {
-            drain(self.watch);
+            sys.drain(self.watch);
             const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
-            var address = self.socket_address();
+            var address = self.socket_path.address();
             const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
             switch (sys.errno_of(rc)) {
                 .SUCCESS => {},
@@ -637,7 +628,7 @@ pub const Vchan = struct {
         for (events[0..count]) |event| {
             switch (@as(Tag, @enumFromInt(event.data.u32))) {
                 .own_event => {
-                    drain(self.own_event);
+                    sys.drain(self.own_event);
                     self.stats.wakeups +%= 1;
                 },
                 // An earlier event of this batch may have closed the fd an event is about.
@@ -647,7 +638,7 @@ pub const Vchan = struct {
                     .mapped => self.peer_left("the peer's process closed its vchan socket"),
                     .rendezvous => {},
                 },
-                .watch => drain(self.watch),
+                .watch => sys.drain(self.watch),
             }
         }
     }
@@ -971,21 +962,6 @@ pub const Vchan = struct {
 };
 
 // -------------------------------------------------------------------- helpers
-
-fn make_directory(dir: []const u8) Fail!void {
-    std.fs.cwd().makePath(dir) catch |err| {
-        return diag.fail(.ACCES, "cannot create vchan directory {s}: {s}", .{ dir, @errorName(err) });
-    };
-}
-
-fn drain(descriptor: i32) void {
-    if (descriptor < 0) return;
-    var buffer: [512]u8 align(8) = undefined;
-    while (true) {
-        const rc = linux.read(descriptor, &buffer, buffer.len);
-        if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
-    }
-}
 
 /// The memfd from the server must be as big as the layout needs and unable to shrink, or a
 /// hostile server could make our accesses fault.

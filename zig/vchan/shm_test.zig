@@ -1,6 +1,7 @@
 //! In-process tests of the shm vchan: both ends live in this test process, connected through the
 //! real rendezvous socket and memfd, so everything but a second process is exercised.
 const std = @import("std");
+const stream = @import("test_stream.zig").stream;
 const testing = std.testing;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
@@ -35,38 +36,6 @@ fn connect_pair(pair: *Pair, pair_options: PairOptions) !void {
     try pair.server.wait_event(0);
     try testing.expectEqual(constants.State.connected, pair.server.state());
     try testing.expectEqual(constants.State.connected, pair.client.state());
-}
-
-fn pattern_byte(position: u64) u8 {
-    return @truncate((position *% 2654435761) >> 7);
-}
-
-/// Pushes `total` bytes of a position-derived stream from `writer` to `reader` in chunks of
-/// awkward sizes, single-threaded with non-blocking ends, and checks every byte.
-fn stream(writer: *Vchan, reader: *Vchan, total: u64) !void {
-    writer.blocking = false;
-    reader.blocking = false;
-    var source: [5000]u8 = undefined;
-    var target: [3001]u8 = undefined;
-    var sent: u64 = 0;
-    var received: u64 = 0;
-    var round: u32 = 0;
-    while (received < total) : (round += 1) {
-        try testing.expect(round < 10_000_000);
-        const want: usize = @intCast(@min(total - sent, 1 + (round * 7919) % source.len));
-        for (source[0..want], 0..) |*b, i| b.* = pattern_byte(sent + i);
-        sent += try writer.write(source[0..want]);
-        const read_len = 1 + (round * 104729) % target.len;
-        const count = try reader.read(target[0..read_len]);
-        for (target[0..count], 0..) |b, i| {
-            if (b != pattern_byte(received + i)) {
-                std.debug.print("byte {d}: got {d}, want {d}\n", .{ received + i, b, pattern_byte(received + i) });
-                return error.TestUnexpectedResult;
-            }
-        }
-        received += count;
-    }
-    try testing.expectEqual(total, sent);
 }
 
 test "shm: connect, exchange both ways, close with data left" {

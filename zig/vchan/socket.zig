@@ -54,6 +54,8 @@ const assert = std.debug.assert;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
+const socket_path = @import("socket_path.zig");
+const SocketPath = socket_path.SocketPath;
 const shm = @import("shm.zig");
 const Fail = diag.Fail;
 const State = constants.State;
@@ -173,8 +175,7 @@ pub const Vchan = struct {
     map: ?[]align(std.heap.page_size_min) u8 = null,
     read_ring: Ring = undefined,
     write_ring: Ring = undefined,
-    path_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined,
-    path_len: u32 = 0,
+    socket_path: SocketPath = .{},
     reason_buffer: [200]u8 = undefined,
     reason_len: u32 = 0,
 
@@ -193,7 +194,7 @@ pub const Vchan = struct {
         // vchan-socket's order: unlink whatever an earlier server left, then bind a fresh one.
         _ = linux.unlink(self.path());
         self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
-        var address = self.socket_address();
+        var address = self.socket_path.address();
         _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
@@ -245,25 +246,16 @@ pub const Vchan = struct {
         self.map = base[0 .. read_bytes + write_bytes];
         self.read_ring = .{ .bytes = base, .size = read_bytes };
         self.write_ring = .{ .bytes = base + read_bytes, .size = write_bytes };
-        try make_directory(options.dir);
+        try socket_path.make_directory(options.dir);
         self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        const written = std.fmt.bufPrintZ(&self.path_buffer, "{s}/vchan.{d}.{d}.{d}.sock", .{ dir, server_domain, client_domain, self.port }) catch {
-            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ dir, constants.socket_path_bytes_max });
-        };
-        self.path_len = @intCast(written.len);
+        self.socket_path = try SocketPath.init(dir, "vchan", server_domain, client_domain, self.port);
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
-        return self.path_buffer[0..self.path_len :0];
-    }
-
-    fn socket_address(self: *const Vchan) linux.sockaddr.un {
-        var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
-        @memcpy(address.path[0..self.path_len], self.path_buffer[0..self.path_len]);
-        return address;
+        return self.socket_path.slice();
     }
 
     /// Sizes of the local rings, for reports (`vx_info`'s read/write ring bytes). There are no
@@ -321,10 +313,10 @@ pub const Vchan = struct {
 
     fn try_connect(self: *Vchan) Fail!void {
         assert(self.role == .client and self.phase == .waiting);
-        drain(self.watch);
-        drain(self.timer);
+        sys.drain(self.watch);
+        sys.drain(self.timer);
         const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
-        var address = self.socket_address();
+        var address = self.socket_path.address();
         const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
         switch (sys.errno_of(rc)) {
             .SUCCESS => {},
@@ -679,19 +671,4 @@ fn ring_bytes(minimum: u32) u32 {
     const size = std.math.ceilPowerOfTwoAssert(u32, @max(minimum, constants.page_bytes));
     assert(size % constants.page_bytes == 0);
     return size;
-}
-
-fn make_directory(dir: []const u8) Fail!void {
-    std.fs.cwd().makePath(dir) catch |err| {
-        return diag.fail(.ACCES, "cannot create vchan directory {s}: {s}", .{ dir, @errorName(err) });
-    };
-}
-
-fn drain(descriptor: i32) void {
-    if (descriptor < 0) return;
-    var buffer: [512]u8 align(8) = undefined;
-    while (true) {
-        const rc = linux.read(descriptor, &buffer, buffer.len);
-        if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
-    }
 }
