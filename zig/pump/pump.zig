@@ -72,7 +72,8 @@ pub const Pump = struct {
     queue: events.Queue = .{},
     pollfds: [pollfds_max]linux.pollfd = undefined,
     /// For each pollfd: the stream it belongs to (null for the wake fd) and which of its fds.
-    owners: [pollfds_max]struct { stream: ?*Stream, which: u2 } = undefined,
+    /// Stream ids, not pointers: JS may close a stream while the pump polls without the lock.
+    owners: [pollfds_max]struct { stream_id: u32, which: u2 } = undefined,
 
     pub fn start(self: *Pump) Fail!void {
         self.queue.init() catch return diag.fail(.MFILE, "cannot create the pump's doorbell pipe", .{});
@@ -278,7 +279,7 @@ pub const Pump = struct {
     fn add_poll(self: *Pump, count: *u32, fd: i32, interest: i16, stream: ?*Stream, which: u2) void {
         assert(count.* < pollfds_max);
         self.pollfds[count.*] = .{ .fd = fd, .events = interest, .revents = 0 };
-        self.owners[count.*] = .{ .stream = stream, .which = which };
+        self.owners[count.*] = .{ .stream_id = if (stream) |known| known.id else 0, .which = which };
         count.* += 1;
     }
 
@@ -339,12 +340,12 @@ pub const Pump = struct {
         while (index < count) : (index += 1) {
             const revents = self.pollfds[index].revents;
             const owner = self.owners[index];
-            const stream = owner.stream orelse {
+            if (owner.stream_id == 0) {
                 if (revents != 0) sys.drain(self.wake_fd);
                 continue;
-            };
+            }
             // A stream closed by JS while we polled is no longer in the table.
-            if (!self.is_live(stream)) continue;
+            const stream = self.streams.get(owner.stream_id) orelse continue;
             switch (owner.which) {
                 0 => stream.revents_vchan = revents,
                 1 => stream.revents_stdin = revents,
@@ -356,13 +357,6 @@ pub const Pump = struct {
             const stream = maybe orelse continue;
             if (stream.phase != .finished) self.step(stream);
         }
-    }
-
-    fn is_live(self: *Pump, stream: *Stream) bool {
-        for (self.streams.items) |maybe| {
-            if (maybe == stream) return true;
-        }
-        return false;
     }
 
     fn step(self: *Pump, stream: *Stream) void {
