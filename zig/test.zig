@@ -8,4 +8,6 @@ test {
     _ = @import("pump/events.zig");
     _ = @import("pump/data.zig");
     _ = @import("pump/pump_test.zig");
+    _ = @import("net_test.zig");
+    _ = @import("signals_test.zig");
 }
