@@ -2,7 +2,7 @@
 // every value here against the native library's `qrx_constant`, so the two cannot drift apart.
 
 /** Bumped with zig/constants.zig `abi_version` whenever an export or shared struct changes. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const PAGE_BYTES = 4096;
 export const RING_ORDER_MIN = 10;
@@ -35,7 +35,11 @@ export const SharedPage = {
 export const ConfigKey = { SpinNs: 1, PagesMax: 2 } as const;
 
 /** Size of the struct `vx_info` fills in. */
-export const INFO_BYTES = 64;
+export const INFO_BYTES = 68;
+
+/** Vchan backends (zig/vchan/vchan.zig `Backend`): the first argument of the vchan inits. */
+export const VchanBackend = { shm: 0, socket: 1 } as const;
+export type VchanBackendName = keyof typeof VchanBackend;
 
 export const SOCKET_PATH_BYTES_MAX = 107;
 
@@ -69,6 +73,8 @@ export const ConstantId = {
   streamControl: 26,
   streamDataService: 27,
   streamDataClient: 28,
+  backendShm: 29,
+  backendSocket: 30,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -112,4 +118,6 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   streamControl: StreamKind.Control,
   streamDataService: StreamKind.DataService,
   streamDataClient: StreamKind.DataClient,
+  backendShm: VchanBackend.shm,
+  backendSocket: VchanBackend.socket,
 };

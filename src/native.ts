@@ -13,9 +13,11 @@ import {
   INFO_BYTES,
   PumpEventKind,
   StreamKind,
+  VchanBackend,
+  type VchanBackendName,
   VchanState,
 } from "./constants.ts";
-import { vchanDir } from "./paths.ts";
+import { defaultVchanDir, vchanBackend } from "./paths.ts";
 
 const { i32, u32, ptr } = FFIType;
 
@@ -24,8 +26,8 @@ const symbols = {
   qrx_constant: { args: [u32], returns: i32 },
   qrx_last_error: { args: [ptr, u32], returns: i32 },
   qrx_set_config: { args: [u32, i32], returns: i32 },
-  vx_server_init: { args: [ptr, u32, i32, i32, i32, u32, u32], returns: i32 },
-  vx_client_init_async: { args: [ptr, u32, i32, i32, i32], returns: i32 },
+  vx_server_init: { args: [u32, ptr, u32, i32, i32, i32, u32, u32], returns: i32 },
+  vx_client_init_async: { args: [u32, ptr, u32, i32, i32, i32], returns: i32 },
   vx_client_init_async_finish: { args: [u32], returns: i32 },
   vx_connect_wait: { args: [u32, i32], returns: i32 },
   vx_fd_for_select: { args: [u32], returns: i32 },
@@ -135,7 +137,12 @@ export interface VchanEndpoint {
   /** The domain at the other end. */
   remoteDomain: number;
   port: number;
-  /** Rendezvous directory; defaults to QRX_VCHAN_DIR or the state directory's `vchan/`. */
+  /** `shm` (ours) or `socket` (upstream's vchan-socket); defaults to QRX_VCHAN, else `shm`. */
+  backend?: VchanBackendName;
+  /**
+   * Rendezvous directory. Defaults for shm to QRX_VCHAN_DIR or the state directory's `vchan/`,
+   * for socket to VCHAN_SOCKET_DIR or /var/run/vchan.
+   */
   dir?: string;
 }
 
@@ -147,6 +154,7 @@ export interface VchanServerOptions extends VchanEndpoint {
 }
 
 export interface VchanInfo {
+  backend: VchanBackendName;
   role: "server" | "client";
   state: VchanState;
   leftOrder: number;
@@ -167,6 +175,17 @@ export interface VchanInfo {
 
 const encoder = new TextEncoder();
 
+/** The backend and directory (encoded for the FFI) an endpoint asks for, env defaults applied. */
+function rendezvous(options: VchanEndpoint): { backend: VchanBackendName; dir: Uint8Array } {
+  const backend = options.backend ?? vchanBackend();
+  if (!Object.hasOwn(VchanBackend, backend)) {
+    throw new Error(`vchan backend must be "shm" or "socket", not ${JSON.stringify(backend)}`);
+  }
+  return { backend, dir: encoder.encode(options.dir ?? defaultVchanDir(backend)) };
+}
+
+export { defaultVchanDir, vchanBackend };
+
 /** libvchan, as upstream qrexec uses it: blocking by default, partial read/write, whole recv/send. */
 export class Vchan {
   #handle: number;
@@ -179,9 +198,10 @@ export class Vchan {
 
   /** libvchan_server_init: shares the rings and returns at once (state WAITING). */
   static server(options: VchanServerOptions): Vchan {
-    const dir = encoder.encode(options.dir ?? vchanDir());
+    const { backend, dir } = rendezvous(options);
     const handle = check(
       native.vx_server_init(
+        VchanBackend[backend],
         dir,
         dir.length,
         options.localDomain,
@@ -196,9 +216,16 @@ export class Vchan {
 
   /** libvchan_client_init_async: call `finish` (or `connectWait`) until connected. */
   static clientAsync(options: VchanEndpoint): Vchan {
-    const dir = encoder.encode(options.dir ?? vchanDir());
+    const { backend, dir } = rendezvous(options);
     const handle = check(
-      native.vx_client_init_async(dir, dir.length, options.localDomain, options.remoteDomain, options.port),
+      native.vx_client_init_async(
+        VchanBackend[backend],
+        dir,
+        dir.length,
+        options.localDomain,
+        options.remoteDomain,
+        options.port,
+      ),
     );
     return new Vchan(handle, `vchan client ${options.localDomain}->${options.remoteDomain}:${options.port}`);
   }
@@ -285,6 +312,7 @@ export class Vchan {
     check(native.vx_info(this.#guard(), raw));
     const u = new Uint32Array(raw.buffer);
     return {
+      backend: u[16] === VchanBackend.socket ? "socket" : "shm",
       role: u[0] === 0 ? "server" : "client",
       state: raw[1] as VchanState,
       leftOrder: u[2]!,
@@ -310,7 +338,7 @@ export class Vchan {
     return decoder.decode(messageBuffer.subarray(0, length));
   }
 
-  /** Test hook: write a u32 into the shared page, as a hostile peer could. */
+  /** Test hook: write a u32 into the shared page, as a hostile peer could (shm only). */
   debugPoke(offset: number, value: number): void {
     check(native.vx_debug_poke(this.#guard(), offset, value >>> 0));
   }
@@ -519,4 +547,4 @@ class Pump {
   }
 }
 
-export { PumpEventKind, StreamKind, VchanState };
+export { PumpEventKind, StreamKind, VchanBackend, type VchanBackendName, VchanState };

@@ -1,7 +1,9 @@
 // Where qrx keeps its runtime state. One state directory per lab; the vchan rendezvous sockets
-// live in its `vchan/` subdirectory unless QRX_VCHAN_DIR says otherwise.
+// live in its `vchan/` subdirectory unless QRX_VCHAN_DIR says otherwise. The socket backend
+// follows upstream's vchan-socket instead: VCHAN_SOCKET_DIR, by default /var/run/vchan.
 import { homedir } from "node:os";
 import { join } from "node:path";
+import type { VchanBackendName } from "./constants.ts";
 
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.QRX_DIR) return env.QRX_DIR;
@@ -11,4 +13,17 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export function vchanDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.QRX_VCHAN_DIR || join(defaultStateDir(env), "vchan");
+}
+
+/** The vchan transport named by QRX_VCHAN: `shm` (the default) or `socket`. */
+export function vchanBackend(env: NodeJS.ProcessEnv = process.env): VchanBackendName {
+  const value = env.QRX_VCHAN;
+  if (value === undefined || value === "" || value === "shm") return "shm";
+  if (value === "socket") return "socket";
+  throw new Error(`QRX_VCHAN must be "shm" or "socket", not ${JSON.stringify(value)}`);
+}
+
+/** Where `backend`'s vchans meet when no directory is given. */
+export function defaultVchanDir(backend: VchanBackendName, env: NodeJS.ProcessEnv = process.env): string {
+  return backend === "socket" ? env.VCHAN_SOCKET_DIR || "/var/run/vchan" : vchanDir(env);
 }

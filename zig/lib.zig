@@ -8,11 +8,11 @@ const linux = std.os.linux;
 const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const handles = @import("handles.zig");
-const shm = @import("vchan/shm.zig");
+const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
 const Pump = pump_mod.Pump;
 
-const Vchan = shm.Vchan;
+const Vchan = vchan_mod.Vchan;
 
 var vchans = handles.Table(Vchan){};
 var config_spin_ns = std.atomic.Value(u32).init(constants.spin_ns_default);
@@ -51,6 +51,8 @@ const ConstantId = enum(u32) {
     stream_control,
     stream_data_service,
     stream_data_client,
+    backend_shm,
+    backend_socket,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -71,10 +73,11 @@ const Info = extern struct {
     local_domain: i32,
     remote_domain: i32,
     port: i32,
+    backend: u32,
 };
 
 comptime {
-    std.debug.assert(@sizeOf(Info) == 64);
+    std.debug.assert(@sizeOf(Info) == 68);
 }
 
 fn failure() i32 {
@@ -127,6 +130,8 @@ export fn qrx_constant(id: u32) i32 {
         .stream_control => @intFromEnum(pump_mod.Kind.control),
         .stream_data_service => @intFromEnum(pump_mod.Kind.data_service),
         .stream_data_client => @intFromEnum(pump_mod.Kind.data_client),
+        .backend_shm => @intFromEnum(vchan_mod.Backend.shm),
+        .backend_socket => @intFromEnum(vchan_mod.Backend.socket),
     };
 }
 
@@ -159,7 +164,7 @@ fn failure_of(fail: diag.Fail) i32 {
     return failure();
 }
 
-fn options(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) shm.Options {
+fn options(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) vchan_mod.Options {
     return .{
         .dir = dir[0..dir_len],
         .local_domain = local_domain,
@@ -177,21 +182,24 @@ fn register(vchan: *Vchan) i32 {
     return failure_of(diag.fail(.MFILE, "too many open vchans (limit {d})", .{constants.handles_max}));
 }
 
-export fn vx_server_init(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32, read_min: u32, write_min: u32) i32 {
+/// `backend`: 0 = shm, 1 = socket (vchan-socket compatible); `dir` is where the socket goes.
+export fn vx_server_init(backend: u32, dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32, read_min: u32, write_min: u32) i32 {
+    const known = vchan_mod.backend_from_id(backend) catch return failure();
     const vchan = std.heap.c_allocator.create(Vchan) catch return failure_of(diag.fail(.NOMEM, "out of memory", .{}));
     var server_options = options(dir, dir_len, local_domain, remote_domain, port);
     server_options.read_min = read_min;
     server_options.write_min = write_min;
-    vchan.server_init(server_options) catch {
+    vchan.server_init(known, server_options) catch {
         std.heap.c_allocator.destroy(vchan);
         return failure();
     };
     return register(vchan);
 }
 
-export fn vx_client_init_async(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) i32 {
+export fn vx_client_init_async(backend: u32, dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) i32 {
+    const known = vchan_mod.backend_from_id(backend) catch return failure();
     const vchan = std.heap.c_allocator.create(Vchan) catch return failure_of(diag.fail(.NOMEM, "out of memory", .{}));
-    vchan.client_init(options(dir, dir_len, local_domain, remote_domain, port)) catch {
+    vchan.client_init(known, options(dir, dir_len, local_domain, remote_domain, port)) catch {
         std.heap.c_allocator.destroy(vchan);
         return failure();
     };
@@ -200,7 +208,7 @@ export fn vx_client_init_async(dir: [*]const u8, dir_len: u32, local_domain: i32
 
 export fn vx_client_init_async_finish(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
-    if (vchan.role != .client) return failure_of(diag.fail(.INVAL, "vchan handle {d} is a server", .{handle}));
+    if (vchan.role() != .client) return failure_of(diag.fail(.INVAL, "vchan handle {d} is a server", .{handle}));
     return result(vchan.finish());
 }
 
@@ -267,30 +275,32 @@ export fn vx_send(handle: u32, buffer: [*]const u8, len: u32) i32 {
 
 export fn vx_set_blocking(handle: u32, on: u32) i32 {
     const vchan = lookup(handle) catch return failure();
-    vchan.blocking = on != 0;
+    vchan.set_blocking(on != 0);
     return 0;
 }
 
 export fn vx_info(handle: u32, out: *Info) i32 {
     const vchan = lookup(handle) catch return failure();
-    const mapped = vchan.map != null;
+    const layout = vchan.layout();
+    const stats = vchan.stats();
     out.* = .{
-        .role = @intFromEnum(vchan.role),
+        .role = @intFromEnum(vchan.role()),
         .state = @intFromEnum(vchan.state()),
-        .left_order = if (mapped) vchan.layout.left_order else 0,
-        .right_order = if (mapped) vchan.layout.right_order else 0,
-        .read_ring_bytes = if (mapped) vchan.read_ring.size else 0,
-        .write_ring_bytes = if (mapped) vchan.write_ring.size else 0,
-        .pages = if (mapped) vchan.layout.pages() else 0,
-        .kicks = vchan.stats.kicks,
-        .wakeups = vchan.stats.wakeups,
-        .sleeps = vchan.stats.sleeps,
-        .spin_hits = vchan.stats.spin_hits,
-        .spin_misses = vchan.stats.spin_misses,
-        .spin_budget_ns = vchan.spin.budget_ns,
-        .local_domain = vchan.local_domain,
-        .remote_domain = vchan.remote_domain,
-        .port = vchan.port,
+        .left_order = if (layout) |known| known.left_order else 0,
+        .right_order = if (layout) |known| known.right_order else 0,
+        .read_ring_bytes = vchan.read_ring_bytes(),
+        .write_ring_bytes = vchan.write_ring_bytes(),
+        .pages = if (layout) |known| known.pages() else 0,
+        .kicks = stats.kicks,
+        .wakeups = stats.wakeups,
+        .sleeps = stats.sleeps,
+        .spin_hits = stats.spin_hits,
+        .spin_misses = stats.spin_misses,
+        .spin_budget_ns = vchan.spin_budget_ns(),
+        .local_domain = vchan.local_domain(),
+        .remote_domain = vchan.remote_domain(),
+        .port = vchan.port(),
+        .backend = @intFromEnum(vchan.backend()),
     };
     return 0;
 }
@@ -311,7 +321,7 @@ export fn vx_close(handle: u32) i32 {
     return 0;
 }
 
-/// Test hook: scribble on the shared page as a hostile peer would.
+/// Test hook: scribble on the shared page as a hostile peer would (shm only).
 export fn vx_debug_poke(handle: u32, offset: u32, value: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     vchan.debug_poke(offset, value) catch return failure();

@@ -7,7 +7,7 @@ const linux = std.os.linux;
 const assert = std.debug.assert;
 
 const protocol = @import("../protocol.zig");
-const Vchan = @import("../vchan/shm.zig").Vchan;
+const Vchan = @import("../vchan/vchan.zig").Vchan;
 
 pub const Control = struct {
     vchan: *Vchan,

@@ -17,7 +17,7 @@ const assert = std.debug.assert;
 
 const protocol = @import("../protocol.zig");
 const sys = @import("../sys.zig");
-const Vchan = @import("../vchan/shm.zig").Vchan;
+const Vchan = @import("../vchan/vchan.zig").Vchan;
 const State = @import("../constants.zig").State;
 
 pub const Flags = packed struct(u32) {

@@ -4,7 +4,8 @@
 //!
 //! A stream goes connecting -> hello -> running -> finished. Connecting waits (with a deadline)
 //! for the vchan's peer; hello exchanges MSG_HELLO and settles the version (min of both,
-//! qrexec-protocol.md §4.2); running is the control or data state machine.
+//! qrexec-protocol.md §4.2); running is the control or data state machine. On the socket
+//! backend a stream that is done may first go through flushing (see `finish`).
 //!
 //! Locking: `mutex` guards the stream table and the event queue. The pump holds it while it
 //! works and releases it around poll(); JS calls take it briefly and then wake the pump through
@@ -17,7 +18,7 @@ const diag = @import("../diag.zig");
 const handles = @import("../handles.zig");
 const protocol = @import("../protocol.zig");
 const sys = @import("../sys.zig");
-const Vchan = @import("../vchan/shm.zig").Vchan;
+const Vchan = @import("../vchan/vchan.zig").Vchan;
 const Control = @import("control.zig").Control;
 const Data = @import("data.zig").Data;
 pub const Flags = @import("data.zig").Flags;
@@ -27,7 +28,10 @@ const Fail = diag.Fail;
 
 pub const Kind = enum(u32) { control = 0, data_service = 1, data_client = 2 };
 
-const Phase = enum { connecting, hello, running, finished };
+const Phase = enum { connecting, hello, running, flushing, finished };
+
+/// Longest a finished stream waits for its socket to take the bytes it wrote.
+const flush_timeout_ms = 10_000;
 
 pub const AttachOptions = struct {
     kind: Kind,
@@ -53,6 +57,9 @@ const Stream = struct {
     version: u32 = 0,
     body: union(enum) { control: Control, data: Data },
     buffers: ?[]u8 = null,
+    /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
+    outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
+    outcome_buffer: [240]u8 = undefined,
     /// Poll results for this round, filled from the pollfd array.
     revents_vchan: i16 = 0,
     revents_stdin: i16 = 0,
@@ -112,7 +119,7 @@ pub const Pump = struct {
             close_vchan(vchan);
             return diag.fail(.NOMEM, "out of memory", .{});
         };
-        vchan.blocking = false;
+        vchan.set_blocking(false);
         const timeout_ns: u64 = if (options.connect_timeout_ms < 0) 0 else @as(u64, @intCast(options.connect_timeout_ms)) * std.time.ns_per_ms;
         stream.* = .{
             .kind = options.kind,
@@ -214,9 +221,9 @@ pub const Pump = struct {
             .control => |*control| control,
             .data => return diag.fail(.INVAL, "stream {d} is a data channel", .{stream.id}),
         };
-        if (stream.phase == .finished) return diag.fail(.PIPE, "control channel {d} is closed", .{stream.id});
+        if (stream.phase == .finished or stream.phase == .flushing) return diag.fail(.PIPE, "control channel {d} is closed", .{stream.id});
         if (stream.phase == .connecting) return diag.fail(.NOTCONN, "control channel {d} is not connected yet", .{stream.id});
-        const ring_bytes = stream.vchan.write_ring.size;
+        const ring_bytes = stream.vchan.write_ring_bytes();
         control.queue(msg_type, body, ring_bytes) catch |err| switch (err) {
             error.TooLarge => return diag.fail(.MSGSIZE, "control message of {d} bytes does not fit the peer's {d}-byte ring (at most {d} bytes of body)", .{ body.len, ring_bytes, ring_bytes - protocol.header_bytes }),
             error.OutOfMemory => return diag.fail(.NOMEM, "out of memory", .{}),
@@ -224,9 +231,13 @@ pub const Pump = struct {
     }
 
     pub fn close(self: *Pump, id: u32) Fail!void {
-        self.mutex.lock();
-        defer self.mutex.unlock();
-        const stream = self.streams.remove(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        const stream = stream: {
+            self.mutex.lock();
+            defer self.mutex.unlock();
+            break :stream self.streams.remove(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        };
+        // Outside the lock: closing a socket vchan may linger until its peer reads, and the
+        // peer may be another stream of this very pump.
         self.release(stream);
         self.wake();
     }
@@ -312,9 +323,15 @@ pub const Pump = struct {
             const stream = maybe orelse continue;
             switch (stream.phase) {
                 .finished => continue,
-                .connecting, .hello => if (stream.deadline_ns != 0) {
-                    const left_ms: i32 = if (stream.deadline_ns <= now) 0 else @intCast(@min((stream.deadline_ns - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
-                    if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
+                .connecting, .hello, .flushing => {
+                    // A socket vchan moves input into its ring whenever it is asked its state;
+                    // its fd does not fire again for bytes it already took.
+                    if (stream.phase == .hello and stream.vchan.data_ready() >= protocol.hello_bytes) return 0;
+                    if (stream.phase == .flushing and stream.vchan.data_ready() > 0) return 0;
+                    if (stream.deadline_ns != 0) {
+                        const left_ms: i32 = if (stream.deadline_ns <= now) 0 else @intCast(@min((stream.deadline_ns - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
+                        if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
+                    }
                 },
                 .running => switch (stream.body) {
                     .control => |*control| {
@@ -363,6 +380,7 @@ pub const Pump = struct {
         if (stream.revents_vchan != 0) {
             stream.vchan.wait_event(0) catch {};
         }
+        if (stream.phase == .flushing) return self.step_flush(stream);
         if (stream.phase == .connecting) self.step_connect(stream);
         if (stream.phase == .hello) self.step_hello(stream);
         if (stream.phase == .running) switch (stream.body) {
@@ -379,7 +397,7 @@ pub const Pump = struct {
 
     fn step_connect(self: *Pump, stream: *Stream) void {
         const vchan = stream.vchan;
-        const connected = switch (vchan.role) {
+        const connected = switch (vchan.role()) {
             .client => (vchan.finish() catch return self.fail_from_diag(stream)) == 0,
             .server => vchan.state() == .connected,
         };
@@ -390,7 +408,7 @@ pub const Pump = struct {
         if (vchan.state() == .disconnected) return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), "vchan peer left before the connection was made");
         if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
             var buffer: [160]u8 = undefined;
-            const message = std.fmt.bufPrint(&buffer, "vchan to domain {d} port {d}: no connection within the timeout", .{ vchan.remote_domain, vchan.port }) catch "vchan connection timed out";
+            const message = std.fmt.bufPrint(&buffer, "vchan to domain {d} port {d}: no connection within the timeout", .{ vchan.remote_domain(), vchan.port() }) catch "vchan connection timed out";
             self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.TIMEDOUT)), message);
         }
     }
@@ -402,8 +420,10 @@ pub const Pump = struct {
             stream.hello_sent = true;
         }
         if (stream.peer_version == null) {
+            // State before data: asking the state may bring in the HELLO (socket backend).
+            const open = vchan.state() != .disconnected;
             if (vchan.data_ready() < protocol.hello_bytes) {
-                if (vchan.state() == .disconnected) return self.lost_peer(stream);
+                if (!open) return self.lost_peer(stream);
                 if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
                     return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.TIMEDOUT)), "peer sent no HELLO within the timeout");
                 }
@@ -464,7 +484,32 @@ pub const Pump = struct {
     }
 
     fn finish(self: *Pump, stream: *Stream, kind: events.Kind, value: i32, message: []const u8) void {
-        assert(stream.phase != .finished);
+        assert(stream.phase != .finished and stream.phase != .flushing);
+        if (stream.vchan.unsent_bytes() == 0) return self.leave(stream, kind, value, message);
+        // A socket vchan still holds bytes the kernel has not taken (the exit code, say). Its
+        // close would block this thread until the peer read them, and the peer may be a stream
+        // of this pump: so flush from the poll loop first, and report once that is done.
+        const length = @min(message.len, stream.outcome_buffer.len);
+        @memcpy(stream.outcome_buffer[0..length], message[0..length]);
+        stream.outcome = .{ .kind = kind, .value = value, .message_len = @intCast(length) };
+        stream.phase = .flushing;
+        stream.deadline_ns = sys.now_ns() + flush_timeout_ms * std.time.ns_per_ms;
+    }
+
+    fn step_flush(self: *Pump, stream: *Stream) void {
+        // Nobody reads any more; dropping input keeps a peer that is blocked sending to us
+        // reading what we flush.
+        var sink: [4096]u8 = undefined;
+        var rounds: u32 = 0;
+        while (rounds < 64 and stream.vchan.data_ready() > 0) : (rounds += 1) {
+            _ = stream.vchan.read(&sink) catch break;
+        }
+        if (stream.vchan.unsent_bytes() > 0 and sys.now_ns() < stream.deadline_ns) return;
+        const outcome = stream.outcome;
+        self.leave(stream, outcome.kind, outcome.value, stream.outcome_buffer[0..outcome.message_len]);
+    }
+
+    fn leave(self: *Pump, stream: *Stream, kind: events.Kind, value: i32, message: []const u8) void {
         stream.phase = .finished;
         // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
         close_vchan(stream.vchan);

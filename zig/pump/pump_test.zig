@@ -1,5 +1,6 @@
-//! The pump end to end inside one process: both ends of a call attached to one pump, real shm
+//! The pump end to end inside one process: both ends of a call attached to one pump, real
 //! vchans, real socketpairs and pipes standing in for the service and the caller's terminal.
+//! Every test runs once per vchan backend (`each_backend`).
 const std = @import("std");
 const linux = std.os.linux;
 const testing = std.testing;
@@ -7,13 +8,25 @@ const testing = std.testing;
 const pump_mod = @import("pump.zig");
 const Pump = pump_mod.Pump;
 const events = pump_mod.events;
-const shm = @import("../vchan/shm.zig");
+const vchan_mod = @import("../vchan/vchan.zig");
+const Backend = vchan_mod.Backend;
 const protocol = @import("../protocol.zig");
 
 const Event = struct { stream: u32, kind: events.Kind, value: i32, payload: []const u8 };
 
+/// Runs `body(backend)` for every backend, naming the backend that failed.
+fn each_backend(comptime body: fn (Backend) anyerror!void) !void {
+    for (std.enums.values(Backend)) |backend| {
+        body(backend) catch |err| {
+            std.debug.print("pump test failed on the {s} backend\n", .{@tagName(backend)});
+            return err;
+        };
+    }
+}
+
 const Harness = struct {
     pump: *Pump,
+    backend: Backend,
     tmp: testing.TmpDir,
     dir_buffer: [std.fs.max_path_bytes]u8 = undefined,
     dir: []const u8 = "",
@@ -21,9 +34,9 @@ const Harness = struct {
     collected: std.ArrayListUnmanaged(Event) = .{},
     arena: std.heap.ArenaAllocator,
 
-    fn init() !*Harness {
+    fn init(backend: Backend) !*Harness {
         const harness = try testing.allocator.create(Harness);
-        harness.* = .{ .pump = try testing.allocator.create(Pump), .tmp = testing.tmpDir(.{}), .arena = std.heap.ArenaAllocator.init(testing.allocator) };
+        harness.* = .{ .pump = try testing.allocator.create(Pump), .backend = backend, .tmp = testing.tmpDir(.{}), .arena = std.heap.ArenaAllocator.init(testing.allocator) };
         harness.pump.* = .{};
         harness.dir = try harness.tmp.dir.realpath(".", &harness.dir_buffer);
         try harness.pump.start();
@@ -38,19 +51,26 @@ const Harness = struct {
         testing.allocator.destroy(self);
     }
 
-    fn vchan(self: *Harness, server: bool, port: i32, ring_bytes: u32) !*shm.Vchan {
-        const v = try std.heap.c_allocator.create(shm.Vchan);
+    /// The client asks for the same ring sizes: shm ignores that (the server decides), a socket
+    /// client sizes its local rings by it, so a "small ring" test is small on both backends.
+    fn vchan(self: *Harness, server: bool, port: i32, ring_bytes: u32) !*vchan_mod.Vchan {
+        const v = try std.heap.c_allocator.create(vchan_mod.Vchan);
+        errdefer std.heap.c_allocator.destroy(v);
         if (server) {
-            try v.server_init(.{ .dir = self.dir, .local_domain = 3, .remote_domain = 4, .port = port, .read_min = ring_bytes, .write_min = ring_bytes, .spin_ns = 0 });
+            try v.server_init(self.backend, .{ .dir = self.dir, .local_domain = 3, .remote_domain = 4, .port = port, .read_min = ring_bytes, .write_min = ring_bytes, .spin_ns = 0 });
         } else {
-            try v.client_init(.{ .dir = self.dir, .local_domain = 4, .remote_domain = 3, .port = port, .spin_ns = 0 });
+            try v.client_init(self.backend, .{ .dir = self.dir, .local_domain = 4, .remote_domain = 3, .port = port, .read_min = ring_bytes, .write_min = ring_bytes, .spin_ns = 0 });
         }
         return v;
     }
 
     /// Collects events until `count` of `kind` arrived (or fails after 5 s).
     fn wait_for(self: *Harness, kind: events.Kind, count: usize) !void {
-        const deadline = std.time.milliTimestamp() + 5000;
+        return self.wait_until(kind, count, 5000);
+    }
+
+    fn wait_until(self: *Harness, kind: events.Kind, count: usize, timeout_ms: i64) !void {
+        const deadline = std.time.milliTimestamp() + timeout_ms;
         while (self.count_of(kind) < count) {
             if (std.time.milliTimestamp() > deadline) return error.Timeout;
             var poll_fd = [_]linux.pollfd{.{ .fd = self.pump.queue.doorbell_read, .events = linux.POLL.IN, .revents = 0 }};
@@ -68,6 +88,14 @@ const Harness = struct {
                 offset += 16 + std.mem.alignForward(usize, len, 4);
             }
         }
+    }
+
+    /// What the stream's vchan holds that its socket has not taken yet (0 once it is closed).
+    fn service_unsent(self: *Harness, stream: u32) u32 {
+        self.pump.mutex.lock();
+        defer self.pump.mutex.unlock();
+        const found = self.pump.streams.get(stream) orelse return 0;
+        return if (found.vchan_closed) 0 else found.vchan.unsent_bytes();
     }
 
     fn count_of(self: *Harness, kind: events.Kind) usize {
@@ -109,7 +137,7 @@ const Call = struct { client: u32, service: u32, child: [3]i32, caller_out: i32,
 fn start_call(harness: *Harness, port: i32, ring_bytes: u32) !Call {
     const pump = harness.pump;
     const client = try pump.attach(try harness.vchan(true, port, ring_bytes), .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
-    const service = try pump.attach(try harness.vchan(false, port, 0), .{ .kind = .data_service, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
+    const service = try pump.attach(try harness.vchan(false, port, ring_bytes), .{ .kind = .data_service, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
     const output = try pipe();
     const input = try pipe();
     try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, false });
@@ -118,7 +146,11 @@ fn start_call(harness: *Harness, port: i32, ring_bytes: u32) !Call {
 }
 
 test "pump: test.Add — stdin to the service, stdout back, exit status last" {
-    const harness = try Harness.init();
+    try each_backend(test_add);
+}
+
+fn test_add(backend: Backend) !void {
+    const harness = try Harness.init(backend);
     defer harness.deinit();
     const call = try start_call(harness, 600, 65536);
     try harness.wait_for(.connected, 2);
@@ -145,43 +177,103 @@ test "pump: test.Add — stdin to the service, stdout back, exit status last" {
 }
 
 test "pump: a large transfer through a small ring, and the remote exit status reaches the caller" {
-    const harness = try Harness.init();
+    try each_backend(large_transfer);
+}
+
+fn large_transfer(backend: Backend) !void {
+    const harness = try Harness.init(backend);
     defer harness.deinit();
     const call = try start_call(harness, 601, 1024);
     try harness.wait_for(.connected, 2);
     _ = linux.close(call.caller_in);
     // The service writes 3 MiB and exits 42; the caller's output must get every byte in order.
     const total = 3 * 1024 * 1024;
-    const writer = try std.Thread.spawn(.{}, struct {
-        fn run(fd: i32) void {
-            var block: [4096]u8 = undefined;
-            var sent: usize = 0;
-            while (sent < total) : (sent += block.len) {
-                for (&block, 0..) |*b, i| b.* = @truncate((sent + i) *% 31);
-                write_all(fd, &block);
-            }
-            _ = linux.close(fd);
-        }
-    }.run, .{call.child[1]});
+    const writer = try std.Thread.spawn(.{}, write_pattern, .{ call.child[1], total });
     _ = linux.close(call.child[0]);
     _ = linux.close(call.child[2]);
-    var received: usize = 0;
-    var chunk: [8192]u8 = undefined;
-    while (true) {
-        const rc = linux.read(call.caller_out, &chunk, chunk.len);
-        if (rc == 0) break;
-        for (chunk[0..rc], 0..) |b, i| try testing.expectEqual(@as(u8, @truncate((received + i) *% 31)), b);
-        received += rc;
-    }
+    try testing.expectEqual(@as(usize, total), try read_pattern(call.caller_out));
     writer.join();
-    try testing.expectEqual(@as(usize, total), received);
     try harness.pump.with_stream(call.service, Pump.local_exit, .{42});
     try harness.wait_for(.done, 2);
     try testing.expectEqual(@as(i32, 42), harness.find(call.client, .done).?.value);
 }
 
+test "pump: socket: a service done while the kernel still refuses its last bytes flushes them before it reports" {
+    const harness = try Harness.init(.socket);
+    defer harness.deinit();
+    const call = try start_call(harness, 603, 4096);
+    try harness.wait_for(.connected, 2);
+    _ = linux.close(call.caller_in);
+    _ = linux.close(call.child[0]);
+    _ = linux.close(call.child[2]);
+    // Nobody reads the caller's output, so the caller (a stream of this same pump) stalls, the
+    // socket between the two fills, and the service's bytes start to stay in its local ring.
+    // Feed the service until they do, in pieces small enough to leave room for the ending.
+    var piece: [1000]u8 = undefined;
+    var sent: usize = 0;
+    while (harness.service_unsent(call.service) == 0) {
+        if (sent > 16 << 20) return error.SocketNeverFilled;
+        for (&piece, 0..) |*b, i| b.* = @truncate((sent + i) *% 31);
+        write_all(call.child[1], &piece);
+        sent += piece.len;
+        try settle(call.child[1]);
+    }
+    const unsent = harness.service_unsent(call.service);
+    try testing.expect(unsent < 4096 - 2 * protocol.header_bytes - protocol.exit_code_bytes);
+    _ = linux.close(call.child[1]);
+    try harness.pump.with_stream(call.service, Pump.local_exit, .{5});
+    // The service is done, but its EOFs and exit code are not with the kernel yet: it must not
+    // close (which would block this pump thread and drop them), nor report done.
+    try testing.expectError(error.Timeout, harness.wait_until(.done, 1, 200));
+    try testing.expect(harness.service_unsent(call.service) > unsent);
+    try testing.expectEqual(@as(usize, sent), try read_pattern(call.caller_out));
+    try harness.wait_for(.done, 2);
+    try testing.expectEqual(@as(i32, 5), harness.find(call.service, .done).?.value);
+    try testing.expectEqual(@as(i32, 5), harness.find(call.client, .done).?.value);
+}
+
+/// Waits until the pump has read everything written to the socket `fd`, and a little more.
+fn settle(fd: i32) !void {
+    var waited: u32 = 0;
+    while (true) : (waited += 1) {
+        if (waited > 2000) return error.NotConsumed;
+        var queued: i32 = 0;
+        if (linux.E.init(linux.ioctl(fd, linux.SIOCOUTQ, @intFromPtr(&queued))) != .SUCCESS) return error.Ioctl;
+        if (queued == 0) break;
+        std.time.sleep(std.time.ns_per_ms);
+    }
+    std.time.sleep(2 * std.time.ns_per_ms);
+}
+
+fn write_pattern(fd: i32, total: usize) void {
+    var block: [4096]u8 = undefined;
+    var sent: usize = 0;
+    while (sent < total) : (sent += block.len) {
+        for (&block, 0..) |*b, i| b.* = @truncate((sent + i) *% 31);
+        write_all(fd, &block);
+    }
+    _ = linux.close(fd);
+}
+
+/// Reads `fd` to its end, checking every byte against `write_pattern`; returns the count.
+fn read_pattern(fd: i32) !usize {
+    var received: usize = 0;
+    var chunk: [8192]u8 = undefined;
+    while (true) {
+        const rc = linux.read(fd, &chunk, chunk.len);
+        if (linux.E.init(rc) != .SUCCESS) return error.Read;
+        if (rc == 0) return received;
+        for (chunk[0..rc], 0..) |b, i| try testing.expectEqual(@as(u8, @truncate((received + i) *% 31)), b);
+        received += rc;
+    }
+}
+
 test "pump: a service that cannot start sends both EOFs and its exit code" {
-    const harness = try Harness.init();
+    try each_backend(service_cannot_start);
+}
+
+fn service_cannot_start(backend: Backend) !void {
+    const harness = try Harness.init(backend);
     defer harness.deinit();
     const call = try start_call(harness, 602, 65536);
     try harness.wait_for(.connected, 2);
@@ -193,11 +285,15 @@ test "pump: a service that cannot start sends both EOFs and its exit code" {
 }
 
 test "pump: control channels negotiate the lower version and carry whole messages" {
-    const harness = try Harness.init();
+    try each_backend(control_channels);
+}
+
+fn control_channels(backend: Backend) !void {
+    const harness = try Harness.init(backend);
     defer harness.deinit();
     const pump = harness.pump;
     const agent = try pump.attach(try harness.vchan(true, 512, 4096), .{ .kind = .control, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
-    const daemon = try pump.attach(try harness.vchan(false, 512, 0), .{ .kind = .control, .own_version = 3, .send_first = false, .connect_timeout_ms = 5000 });
+    const daemon = try pump.attach(try harness.vchan(false, 512, 4096), .{ .kind = .control, .own_version = 3, .send_first = false, .connect_timeout_ms = 5000 });
     try harness.wait_for(.connected, 2);
     try testing.expectEqual(@as(i32, 3), harness.find(agent, .connected).?.value);
     try testing.expectEqual(@as(i32, 3), harness.find(daemon, .connected).?.value);
@@ -217,7 +313,11 @@ test "pump: control channels negotiate the lower version and carry whole message
 }
 
 test "pump: a vchan whose peer never comes times out" {
-    const harness = try Harness.init();
+    try each_backend(peer_never_comes);
+}
+
+fn peer_never_comes(backend: Backend) !void {
+    const harness = try Harness.init(backend);
     defer harness.deinit();
     const lonely = try harness.pump.attach(try harness.vchan(true, 700, 1024), .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 100 });
     try harness.wait_for(.failed, 1);

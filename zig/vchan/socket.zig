@@ -268,6 +268,13 @@ pub const Vchan = struct {
         return self.write_ring.size;
     }
 
+    /// Bytes written but not yet taken by the kernel: a close now would have to linger for
+    /// them, so the pump waits for this to reach 0 before it closes a finished stream.
+    pub fn unsent_bytes(self: *const Vchan) u32 {
+        if (self.write_failed or self.map == null) return 0;
+        return self.write_ring.used();
+    }
+
     fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
         var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
         _ = try sys.check(linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event), "epoll_ctl");
