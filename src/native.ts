@@ -47,7 +47,7 @@ const symbols = {
   qp_start: { args: [], returns: i32 },
   qp_attach: { args: [u32, u32, u32, u32, i32, u32], returns: i32 },
   qp_set_stdio: { args: [u32, i32, i32, i32, u32], returns: i32 },
-  qp_make_service_stdio: { args: [u32, ptr], returns: i32 },
+  qp_make_service_stdio: { args: [u32, ptr, u32], returns: i32 },
   qp_set_prefix: { args: [u32, ptr, u32], returns: i32 },
   qp_send: { args: [u32, u32, ptr, u32], returns: i32 },
   qp_local_exit: { args: [u32, i32], returns: i32 },
@@ -56,6 +56,11 @@ const symbols = {
   qp_poll_events: { args: [ptr, u32], returns: i32 },
   qp_pending_event_bytes: { args: [], returns: i32 },
   qp_close: { args: [u32], returns: i32 },
+  qrx_connect_unix: { args: [ptr, u32], returns: i32 },
+  qrx_connect_tcp: { args: [ptr, u32, u32], returns: i32 },
+  qrx_socketpair: { args: [ptr], returns: i32 },
+  qrx_sigusr1_install: { args: [], returns: i32 },
+  qrx_is_same_or_descendant: { args: [i32, i32], returns: i32 },
 } as const;
 
 export function nativeLibraryPath(): string {
@@ -452,10 +457,13 @@ export class Stream {
     check(native.qp_set_stdio(this.#guard(), stdinFd, stdoutFd, stderrFd, hasChild ? 1 : 0));
   }
 
-  /** Creates the service's stdio; returns the child's ends [stdin, stdout, stderr] to spawn with. */
-  makeServiceStdio(): [number, number, number] {
+  /**
+   * Creates the service's stdio; returns the child's ends [stdin, stdout, stderr] to spawn with.
+   * Without stderr (dom0 services) the last is -1 and the stream sends stderr EOF at once.
+   */
+  makeServiceStdio(withStderr = true): [number, number, number] {
     const fds = new Int32Array(3);
-    check(native.qp_make_service_stdio(this.#guard(), fds));
+    check(native.qp_make_service_stdio(this.#guard(), fds, withStderr ? 1 : 0));
     return [fds[0]!, fds[1]!, fds[2]!];
   }
 
@@ -548,3 +556,58 @@ class Pump {
 }
 
 export { PumpEventKind, StreamKind, VchanBackend, type VchanBackendName, VchanState };
+
+// ---------------------------------------------------------------------------------------------
+// Connections for services and local programs, and SIGUSR1 with its sender.
+
+/** A connected unix stream socket; the fd is the caller's to close. */
+export function connectUnix(path: string): number {
+  const bytes = encoder.encode(path);
+  return check(native.qrx_connect_unix(bytes, bytes.length));
+}
+
+/** A connected TCP socket to a numeric IPv4/IPv6 host. */
+export function connectTcp(host: string, port: number): number {
+  const bytes = encoder.encode(host);
+  return check(native.qrx_connect_tcp(bytes, bytes.length, port));
+}
+
+/** A stream socketpair (close-on-exec; spawning a child dups its end onto 0/1). */
+export function socketPair(): [number, number] {
+  const fds = new Int32Array(2);
+  check(native.qrx_socketpair(fds));
+  return [fds[0]!, fds[1]!];
+}
+
+/** Whether process `pid` is `ancestor` or one of its descendants (via /proc). */
+export function isSameOrDescendant(pid: number, ancestor: number): boolean {
+  return native.qrx_is_same_or_descendant(pid, ancestor) === 1;
+}
+
+const sigusr1Listeners: Array<(senderPid: number) => void> = [];
+
+/**
+ * Calls `listener` with the sender's pid for every SIGUSR1 (§6.6). Bun's own signal events do
+ * not say who sent a signal; a process serving many calls needs that to find the call.
+ */
+export function onSigusr1(listener: (senderPid: number) => void): void {
+  if (sigusr1Listeners.length === 0) {
+    const fd = check(native.qrx_sigusr1_install());
+    void (async () => {
+      let pending = new Uint8Array(0);
+      for await (const chunk of Bun.file(fd).stream()) {
+        const joined = new Uint8Array(pending.length + chunk.length);
+        joined.set(pending);
+        joined.set(chunk, pending.length);
+        const whole = joined.length - (joined.length % 4);
+        const view = new DataView(joined.buffer, 0, whole);
+        for (let offset = 0; offset < whole; offset += 4) {
+          const pid = view.getInt32(offset, true);
+          for (const each of sigusr1Listeners) each(pid);
+        }
+        pending = joined.slice(whole);
+      }
+    })();
+  }
+  sigusr1Listeners.push(listener);
+}

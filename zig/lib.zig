@@ -7,6 +7,8 @@ const linux = std.os.linux;
 
 const constants = @import("constants.zig");
 const diag = @import("diag.zig");
+const net = @import("net.zig");
+const signals = @import("signals.zig");
 const handles = @import("handles.zig");
 const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
@@ -374,8 +376,8 @@ export fn qp_set_stdio(stream: u32, stdin_fd: i32, stdout_fd: i32, stderr_fd: i3
 }
 
 /// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`.
-export fn qp_make_service_stdio(stream: u32, out: *[3]i32) i32 {
-    out.* = pump.with_stream(stream, Pump.make_service_stdio, .{}) catch return failure();
+export fn qp_make_service_stdio(stream: u32, out: *[3]i32, with_stderr: u32) i32 {
+    out.* = pump.with_stream(stream, Pump.make_service_stdio, .{with_stderr != 0}) catch return failure();
     return 0;
 }
 
@@ -423,4 +425,33 @@ export fn qp_pending_event_bytes() i32 {
 export fn qp_close(stream: u32) i32 {
     pump.close(stream) catch return failure();
     return 0;
+}
+
+// ---------------------------------------------------------------- connections and signals
+
+/// A connected unix stream socket (socket services); the fd is the caller's.
+export fn qrx_connect_unix(path: [*]const u8, len: u32) i32 {
+    return net.connect_unix(path[0..len]) catch return failure();
+}
+
+/// A connected TCP socket to a numeric host (/dev/tcp services).
+export fn qrx_connect_tcp(host: [*]const u8, len: u32, port: u32) i32 {
+    if (port == 0 or port > 65535) return failure_of(diag.fail(.INVAL, "TCP port {d} is not 1..65535", .{port}));
+    return net.connect_tcp(host[0..len], @intCast(port)) catch return failure();
+}
+
+/// A stream socketpair (a local program's stdio).
+export fn qrx_socketpair(out: *[2]i32) i32 {
+    out.* = net.socketpair_stream() catch return failure();
+    return 0;
+}
+
+/// Installs the SIGUSR1 handler; returns the fd that yields each sender's pid (4 bytes each).
+export fn qrx_sigusr1_install() i32 {
+    return signals.install_sigusr1() catch return failure();
+}
+
+/// Whether process `pid` is `ancestor` or descends from it.
+export fn qrx_is_same_or_descendant(pid: i32, ancestor: i32) i32 {
+    return @intFromBool(signals.is_same_or_descendant(pid, ancestor));
 }

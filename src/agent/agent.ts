@@ -1,0 +1,327 @@
+// The VM side of qrexec (§5): the control vchan server toward dom0, the trigger socket for
+// qrexec-client-vm, and the service side of every call into this domain. One process serves all
+// calls: each call is a stream in the Zig pump, its service a child process or a socket.
+
+import { chmodSync, rmSync } from "node:fs";
+import { Connection } from "../io/connection.ts";
+import { isSameOrDescendant, PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
+import { parseCommand } from "../protocol/cmdline.ts";
+import {
+  decodeExecCommand,
+  decodeServiceConnect,
+  decodeServiceParams,
+  decodeTrigger4,
+  encodeConnectionTerminated,
+  encodeExecParams,
+  encodeTriggerForVersion,
+  fieldText,
+  withIdent,
+  type ExecParams,
+} from "../protocol/codec.ts";
+import {
+  MAX_SERVICE_NAME_LEN,
+  MSG_CONNECTION_TERMINATED,
+  MSG_EXEC_CMDLINE,
+  MSG_JUST_EXEC,
+  MSG_SERVICE_CONNECT,
+  MSG_SERVICE_REFUSED,
+  MSG_TRIGGER_SERVICE4,
+  QREXEC_PROTOCOL_VERSION,
+  TRIGGER4_FIXED_BYTES,
+  VCHAN_BASE_PORT,
+} from "../protocol/constants.ts";
+import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
+import { SessionGate } from "./session.ts";
+
+/** Linux agents use 4 KiB control rings (§1.1). */
+const CONTROL_RING_BYTES = 4096;
+/** Data vchan connect timeout on the VM side (§13.16). */
+const DATA_CONNECT_TIMEOUT_MS = 120_000;
+const IDENT_PREFIX = "SOCKET";
+
+export interface AgentOptions {
+  /** Our domain id (VCHAN_DOMAIN). */
+  domain: number;
+  agentSocket: string;
+  servicePath: string;
+  configPath: string;
+  env: Record<string, string | undefined>;
+  log: (message: string) => void;
+}
+
+/** A qrexec-client-vm connection waiting for the daemon's answer, or running its call. */
+interface TriggerClient {
+  id: number;
+  connection: Connection;
+  /** Set once SERVICE_CONNECT arrived: the call's data vchan, reported as terminated on close. */
+  params: ExecParams | null;
+}
+
+export class Agent {
+  readonly #options: AgentOptions;
+  readonly #context: ServiceContext;
+  #control: Stream | null = null;
+  #version = 0;
+  /** Resolves when a daemon is connected and the version is known. */
+  #ready!: Promise<void>;
+  #resolveReady: (() => void) | null = null;
+  #listener: ReturnType<typeof Connection.listen> | null = null;
+  #nextClientId = 1;
+  readonly #clients = new Map<number, TriggerClient>();
+  /** Control messages queued while no daemon is connected. */
+  #outbox: Array<{ type: number; body: Uint8Array }> = [];
+  readonly #calls = new Set<Stream>();
+  readonly #session: SessionGate;
+  #stopping = false;
+  /** Child pids of running services, for mapping SIGUSR1 senders to calls. */
+  readonly #servicePids = new Map<number, Stream>();
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    this.#context = {
+      servicePath: options.servicePath,
+      configPath: options.configPath,
+      baseEnv: options.env,
+      agentPid: process.pid,
+      captureStderr: true,
+      log: options.log,
+    };
+    this.#session = new SessionGate(this.#context);
+  }
+
+  get callsRunning(): number {
+    return this.#calls.size;
+  }
+
+  /** Binds the trigger socket and offers the control vchan to dom0. */
+  start(): void {
+    rmSync(this.#options.agentSocket, { force: true });
+    const previousUmask = process.umask(0);
+    try {
+      this.#listener = Connection.listen(this.#options.agentSocket, (connection) => void this.#serveTrigger(connection));
+    } finally {
+      process.umask(previousUmask);
+    }
+    chmodSync(this.#options.agentSocket, 0o777);
+    this.#offerControl();
+  }
+
+  stop(): void {
+    this.#stopping = true;
+    this.#listener?.stop(true);
+    rmSync(this.#options.agentSocket, { force: true });
+    this.#control?.close();
+    for (const call of this.#calls) call.close();
+  }
+
+  // ---------------------------------------------------------------- control channel
+
+  #offerControl(): void {
+    // Triggers already waiting keep waiting on the same promise across a lost daemon.
+    if (!this.#resolveReady) this.#ready = new Promise((resolve) => (this.#resolveReady = resolve));
+    const vchan = Vchan.server({
+      localDomain: this.#options.domain,
+      remoteDomain: 0,
+      port: VCHAN_BASE_PORT,
+      readMin: CONTROL_RING_BYTES,
+      writeMin: CONTROL_RING_BYTES,
+    });
+    const control = vchan.attach({
+      kind: StreamKind.Control,
+      version: QREXEC_PROTOCOL_VERSION,
+      sendFirst: true,
+      connectTimeoutMs: -1,
+    });
+    this.#control = control;
+    void control.connected.then((version) => {
+      this.#version = version;
+      this.#options.log(`dom0 connected, protocol ${version}`);
+      for (const message of this.#outbox.splice(0)) this.#notify(message.type, message.body);
+      this.#resolveReady?.();
+      this.#resolveReady = null;
+    });
+    control.onEvent((event) => {
+      if (event.kind === PumpEventKind.Message) this.#onControlMessage(event.value, event.payload);
+    });
+    control.finished.then(
+      () => this.#controlLost("closed"),
+      (error: Error) => this.#controlLost(error.message),
+    );
+  }
+
+  #controlLost(reason: string): void {
+    this.#control?.close();
+    this.#control = null;
+    this.#version = 0;
+    if (this.#stopping) return;
+    if (!this.#resolveReady) this.#ready = new Promise((resolve) => (this.#resolveReady = resolve));
+    // Upstream exits and relies on a restart; serving on keeps the calls that are running alive.
+    this.#options.log(`control vchan to dom0 lost (${reason}); waiting for the daemon to reconnect`);
+    this.#offerControl();
+  }
+
+  #sendControl(type: number, body: Uint8Array): void {
+    const control = this.#control;
+    if (!control || this.#version === 0) {
+      this.#outbox.push({ type, body });
+      return;
+    }
+    try {
+      control.send(type, body);
+    } catch (error) {
+      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${error instanceof Error ? error.message : error}`);
+      throw error;
+    }
+  }
+
+  /** For notifications nobody can act on when they fail (the log line says it). */
+  #notify(type: number, body: Uint8Array): void {
+    try {
+      this.#sendControl(type, body);
+    } catch {}
+  }
+
+  #onControlMessage(type: number, payload: Uint8Array): void {
+    try {
+      switch (type) {
+        case MSG_EXEC_CMDLINE:
+        case MSG_JUST_EXEC:
+          return this.#onExec(type === MSG_JUST_EXEC, payload);
+        case MSG_SERVICE_CONNECT:
+          return this.#onServiceConnect(payload);
+        case MSG_SERVICE_REFUSED:
+          return this.#onServiceRefused(payload);
+        default:
+          // Upstream exits here; a message we do not know cannot hurt the calls we serve.
+          this.#options.log(`ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`);
+      }
+    } catch (error) {
+      this.#options.log(`bad control message 0x${type.toString(16)}: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+
+  #onServiceConnect(payload: Uint8Array): void {
+    const { connectDomain, connectPort, ident } = decodeServiceConnect(payload, "terminate");
+    const client = this.#clientByIdent(ident);
+    if (!client || client.connection.isClosed) {
+      // A CONNECT for a client that left (or a second one, §13.9): nothing to tell.
+      this.#options.log(`SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}, which is not waiting: ignored`);
+      return;
+    }
+    if (client.params) {
+      this.#options.log(`second SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}: ignored`);
+      return;
+    }
+    client.params = { connectDomain, connectPort };
+    client.connection.write(encodeExecParams(client.params));
+  }
+
+  #onServiceRefused(payload: Uint8Array): void {
+    const client = this.#clientByIdent(decodeServiceParams(payload));
+    if (!client) return;
+    this.#clients.delete(client.id);
+    client.connection.close();
+  }
+
+  #clientByIdent(ident: Uint8Array): TriggerClient | undefined {
+    const text = fieldText(ident);
+    if (!text.startsWith(IDENT_PREFIX)) return undefined;
+    const id = Number(text.slice(IDENT_PREFIX.length));
+    return Number.isSafeInteger(id) ? this.#clients.get(id) : undefined;
+  }
+
+  // ---------------------------------------------------------------- incoming calls
+
+  #onExec(justExec: boolean, payload: Uint8Array): void {
+    const request = decodeExecCommand(payload, "terminate");
+    const parsed = parseCommand(request.command, { stripUser: true });
+    const prepared = prepareService(parsed, this.#context);
+    const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
+    const run = () => this.#runCall(params, prepared, justExec);
+    const waits = prepared.kind === "rpc" && prepared.config.waitForSession && parsed.kind === "rpc" && !parsed.nogui;
+    if (waits) this.#session.whenReady(parsed.kind === "rpc" ? (parsed.user ?? "") : "", parsed.kind === "rpc" ? parsed.source : "", run);
+    else run();
+  }
+
+  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean): void {
+    let stream: Stream;
+    try {
+      const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
+      stream = vchan.attach({
+        kind: StreamKind.DataService,
+        version: QREXEC_PROTOCOL_VERSION,
+        sendFirst: true,
+        connectTimeoutMs: DATA_CONNECT_TIMEOUT_MS,
+        ...serviceStreamFlags(prepared),
+      });
+    } catch (error) {
+      this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${error instanceof Error ? error.message : error}`);
+      this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
+      return;
+    }
+    this.#calls.add(stream);
+    let pid: number | null = null;
+    void stream.connected.then(() => {
+      pid = startService(stream, prepared, justExec, this.#context);
+      if (pid !== null) this.#servicePids.set(pid, stream);
+    });
+    const done = (problem: string | null) => {
+      if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
+      if (pid !== null) this.#servicePids.delete(pid);
+      this.#calls.delete(stream);
+      stream.close();
+      this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
+    };
+    stream.finished.then(
+      () => done(null),
+      (error: Error) => done(error.message),
+    );
+  }
+
+  /**
+   * SIGUSR1 from `senderPid` (§6.6): upstream has one handler process per call; we serve all
+   * calls in one, so the sender is mapped to the call whose service is it or its ancestor.
+   */
+  singleSocketFor(senderPid: number): void {
+    for (const [servicePid, stream] of this.#servicePids) {
+      if (isSameOrDescendant(senderPid, servicePid)) {
+        try {
+          stream.singleSocket();
+        } catch (error) {
+          this.#options.log(`SIGUSR1 from ${senderPid}: ${error instanceof Error ? error.message : error}`);
+        }
+        return;
+      }
+    }
+    this.#options.log(`SIGUSR1 from pid ${senderPid}, which is no service of ours: ignored`);
+  }
+
+  // ---------------------------------------------------------------- trigger socket
+
+  async #serveTrigger(connection: Connection): Promise<void> {
+    const client: TriggerClient = { id: this.#nextClientId++, connection, params: null };
+    connection.label = `${IDENT_PREFIX}${client.id}`;
+    this.#clients.set(client.id, client);
+    connection.onClose(() => {
+      this.#clients.delete(client.id);
+      // The caller's end of a call it was told about: the agent reports it (§2.1 step 8).
+      if (client.params) this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(client.params));
+    });
+    try {
+      const message = await connection.readMessage(TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN);
+      if (message === null) return;
+      const { header, payload } = message;
+      if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
+        throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
+      }
+      const trigger = withIdent(decodeTrigger4(payload), `${IDENT_PREFIX}${client.id}`);
+      await this.#ready;
+      const { type, payload: body } = encodeTriggerForVersion(trigger, this.#version);
+      this.#sendControl(type, body);
+    } catch (error) {
+      this.#options.log(`trigger from ${connection.label} refused: ${error instanceof Error ? error.message : error}`);
+      this.#clients.delete(client.id);
+      connection.close();
+    }
+  }
+}

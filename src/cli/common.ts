@@ -1,0 +1,37 @@
+// What every qrexec program shares: its log line format, the own-domain id, fatal exits.
+
+/** Our domain id: VCHAN_DOMAIN, as upstream's socket vchan reads it (default 0, dom0). */
+export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
+  const text = env.VCHAN_DOMAIN ?? "0";
+  const domain = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(domain)) {
+    throw new Error(`VCHAN_DOMAIN must be a domain id (a non-negative integer), got '${text}'`);
+  }
+  return domain;
+}
+
+/** A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file). */
+export function logger(program: string): (message: string) => void {
+  const prefix = `${program}[${process.pid}]: `;
+  return (message: string) => {
+    process.stderr.write(`${new Date().toISOString()} ${prefix}${message}\n`);
+  };
+}
+
+/** Prints `program: message` and exits with `code`. */
+export function die(program: string, message: string, code: number): never {
+  process.stderr.write(`${program}: ${message}\n`);
+  process.exit(code);
+}
+
+/** Upstream's tools run with SIGPIPE ignored (§13.18); Bun already does. fds 0-2 must be open (§13.21). */
+export function requireStdio(program: string, code: number): void {
+  const { fstatSync } = require("node:fs") as typeof import("node:fs");
+  for (const fd of [0, 1, 2]) {
+    try {
+      fstatSync(fd);
+    } catch {
+      die(program, `file descriptor ${fd} is not open`, code);
+    }
+  }
+}

@@ -1,0 +1,145 @@
+// qrexec-client [options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD   (§9)
+import { Command, CommanderError } from "commander";
+import { ClientError, connectAllowed, isDom0, runDom0Service, runVmCommand, type ClientCall } from "../client/client.ts";
+import { DEFAULT_DAEMON_SOCKET_DIR } from "../protocol/constants.ts";
+import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
+import { defaultConfigPath } from "../services/config.ts";
+import { defaultServicePath } from "../services/lookup.ts";
+import { logger, requireStdio } from "./common.ts";
+
+const PROGRAM = "qrexec-client";
+
+let prefixSeen = false;
+const program = new Command(PROGRAM)
+  .description("run a command or service in a VM (or dom0) from dom0")
+  .usage("[options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD")
+  .argument("[command]", "USER:COMMAND, or DEFAULT:QUBESRPC svc+arg src type target for dom0")
+  .option("-d <domain>", "target: a name, uuid:…, or dom0/@adminvm")
+  .option("-l <command>", "local program connected to the remote stdio (QUBESRPC … runs a dom0 service)")
+  .option("-e", "send MSG_JUST_EXEC: start the command without stdio")
+  .option("-E, --no-exit-code", "exit 0 once the data phase ran")
+  .option("-c <request>", "connect an allowed request: REQID,SRCNAME,SRCID")
+  .option("-t", "filter unsafe characters in remote stdout")
+  .option("-T", "filter unsafe characters in remote stderr")
+  .option("-w <seconds>", "data vchan connection timeout, 0 = none", "10")
+  .option("-W", "with -c: wait until the call ends")
+  .option("-k", "kill the domain when done (needs the lab's admin service)")
+  .option("--socket-dir <dir>", "daemon socket directory", DEFAULT_DAEMON_SOCKET_DIR)
+  .option("-p, --prefix-data <data>", "send DATA before the local input", (value: string) => {
+    if (prefixSeen) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", "--prefix-data may be given only once");
+    prefixSeen = true;
+    return value;
+  })
+  .option("--use-stdin-socket", "fd 0 is a socket used in both directions")
+  .exitOverride()
+  .configureOutput({ writeErr: (text) => process.stderr.write(text) })
+  .addHelpText(
+    "after",
+    `
+Examples:
+  qrexec-client -d work user:'echo hello'
+  qrexec-client -d vault DEFAULT:QUBESRPC test.Add dom0 <<< '11 22'
+  qrexec-client -d dom0 'DEFAULT:QUBESRPC qubes.Echo dom0 name dom0'
+`,
+  );
+
+function usage(code: number): never {
+  (code === 0 ? process.stdout : process.stderr).write(program.helpInformation());
+  process.exit(code);
+}
+
+try {
+  program.parse(process.argv);
+} catch (error) {
+  if (!(error instanceof CommanderError)) throw error;
+  // -h and unknown options share getopt's default case upstream: usage on stdout, exit 0.
+  if (error.code === "commander.helpDisplayed" || error.code === "commander.unknownOption") usage(0);
+  if (error.code === "qrx.once") process.exit(QREXEC_EXIT_USAGE);
+  usage(QREXEC_EXIT_FATAL);
+}
+
+const options = program.opts<{
+  d?: string;
+  l?: string;
+  e?: boolean;
+  exitCode: boolean;
+  c?: string;
+  t?: boolean;
+  T?: boolean;
+  w: string;
+  W?: boolean;
+  k?: boolean;
+  socketDir: string;
+  prefixData?: string;
+  useStdinSocket?: boolean;
+}>();
+const command = program.args[0];
+if (!options.d || !command) usage(QREXEC_EXIT_FATAL);
+if ([options.e, options.l !== undefined, options.c !== undefined].filter(Boolean).length > 1) usage(QREXEC_EXIT_FATAL);
+if (options.useStdinSocket && options.l !== undefined) {
+  process.stderr.write(`${PROGRAM}: --use-stdin-socket cannot be used with -l\n`);
+  process.exit(QREXEC_EXIT_USAGE);
+}
+const timeout = Number(options.w);
+if (!/^\d+$/.test(options.w)) usage(QREXEC_EXIT_FATAL);
+
+requireStdio(PROGRAM, 125);
+const log = logger(PROGRAM);
+if (options.k) log("-k: there is no admin service to kill the domain through; ignored");
+
+const call: ClientCall = {
+  socketDir: options.socketDir,
+  target: options.d,
+  command,
+  localCommand: options.l ?? null,
+  justExec: options.e === true,
+  noExitCode: options.exitCode === false,
+  filterStdout: options.t === true,
+  filterStderr: options.T === true,
+  connectTimeout: timeout,
+  prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
+  useStdinSocket: options.useStdinSocket === true,
+  services: {
+    servicePath: defaultServicePath(),
+    configPath: defaultConfigPath(),
+    baseEnv: process.env,
+    agentPid: process.pid,
+    captureStderr: false,
+    log,
+  },
+};
+
+try {
+  if (options.c !== undefined) {
+    const parts = options.c.split(",");
+    const [ident, sourceName, sourceId] = parts;
+    if (parts.length !== 3 || !sourceName || !/^\d+$/.test(sourceId ?? "") || Buffer.byteLength(ident!) >= 32) {
+      process.stderr.write(`${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`);
+      usage(QREXEC_EXIT_FATAL);
+    }
+    if (sourceName === "dom0" || Number(sourceId) === 0) {
+      process.stderr.write(`${PROGRAM}: -c: the source may not be dom0\n`);
+      process.exit(QREXEC_EXIT_FATAL);
+    }
+    if (isDom0(call.target) && ident === "") {
+      process.stderr.write(`${PROGRAM}: -c: empty request id\n`);
+      process.exit(QREXEC_EXIT_FATAL);
+    }
+    process.exit(await connectAllowed(call, { ident: ident!, sourceName, sourceDomain: Number(sourceId) }, options.W === true));
+  }
+  if (isDom0(call.target)) {
+    if (call.localCommand !== null) {
+      process.stderr.write(`${PROGRAM}: -l is not supported for dom0\n`);
+      process.exit(QREXEC_EXIT_FATAL);
+    }
+    process.exit(await runDom0Service(call));
+  }
+  process.exit(await runVmCommand(call));
+} catch (error) {
+  if (error instanceof ClientError) {
+    process.stderr.write(`${PROGRAM}: ${error.message}\n`);
+    process.exit(error.code);
+  }
+  process.stderr.write(`${PROGRAM}: ${error instanceof Error ? error.message : error}\n`);
+  process.exit(QREXEC_EXIT_FATAL);
+}

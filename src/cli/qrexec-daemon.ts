@@ -1,0 +1,158 @@
+// qrexec-daemon [-q] [--socket-dir=DIR] [-p|--policy-program=PATH] [-D|--direct] [-u|--uuid=UUID]
+//               DOMID NAME [DEFAULT_USER]   (§7.1)
+import { Command, InvalidArgumentError } from "commander";
+import { mkdirSync, openSync } from "node:fs";
+import { join } from "node:path";
+import { Daemon } from "../daemon/daemon.ts";
+import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
+import { defaultConfigPath } from "../services/config.ts";
+import { defaultServicePath } from "../services/lookup.ts";
+import { defaultStateDir } from "../paths.ts";
+import { die, logger } from "./common.ts";
+
+const PROGRAM = "qrexec-daemon";
+const DEFAULT_POLICY_PROGRAM = "/usr/lib/qubes/qrexec-policy-exec";
+const READY_LINE = "ready\n";
+/** Set by the waiting parent: the child reports readiness on its stdout (a pipe to the parent). */
+const NOTIFY_VARIABLE = "QRX_DAEMON_NOTIFY";
+
+function parseDomain(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) <= 0 || !Number.isSafeInteger(Number(text))) {
+    throw new InvalidArgumentError("the domain id must be an integer greater than 0");
+  }
+  return Number(text);
+}
+
+const program = new Command(PROGRAM)
+  .description("dom0's qrexec daemon for one VM: its control vchan, policy queries and call set-up")
+  .argument("<domid>", "the VM's domain id (> 0)", parseDomain)
+  .argument("<name>", "the VM's name")
+  .argument("[default_user]", "user for DEFAULT: commands", "user")
+  .option("-q, --quiet", "do not print progress while waiting for the agent")
+  .option("--socket-dir <dir>", "daemon socket directory", DEFAULT_DAEMON_SOCKET_DIR)
+  .option("-p, --policy-program <path>", "policy evaluator run when the policy socket fails", DEFAULT_POLICY_PROGRAM)
+  .option("--policy-socket <path>", "policy daemon socket (qrx extension)", process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET)
+  .option("-D, --direct", "stay in the foreground and log to stderr")
+  .option("-u, --uuid <uuid>", "the VM's UUID (adds the qrexec.uuid:<uuid> socket link)")
+  .addHelpText(
+    "after",
+    `
+Environment:
+  QREXEC_STARTUP_TIMEOUT  seconds to wait for the agent (default 60)
+  QREXEC_STARTUP_NOWAIT   set: return at once and wait for the agent without a limit
+  QREXEC_SERVICE_PATH     dom0's services, for calls into dom0
+  QREXEC_LOG_DIR          where the log goes without --direct (default /var/log/qubes)
+  QRX_VCHAN               vchan transport: shm (default) or socket
+
+Example:
+  qrexec-daemon --socket-dir=/tmp/qrexec -p ./policy-exec --direct 2 work
+`,
+  );
+
+program.parse(process.argv);
+const [domain, name, defaultUser] = program.processedArgs as [number, string, string];
+const options = program.opts<{
+  quiet?: boolean;
+  socketDir: string;
+  policyProgram: string;
+  policySocket: string;
+  direct?: boolean;
+  uuid?: string;
+}>();
+
+const noWait = process.env.QREXEC_STARTUP_NOWAIT !== undefined;
+const startupSeconds = Number(process.env.QREXEC_STARTUP_TIMEOUT ?? "60");
+const startupTimeoutMs = noWait ? -1 : Number.isFinite(startupSeconds) && startupSeconds > 0 ? startupSeconds * 1000 : 60_000;
+
+if (!options.direct) await runInBackground();
+else await runDaemon();
+
+/** Upstream forks; we start ourselves again with --direct, detached, and wait for it to connect. */
+async function runInBackground(): Promise<never> {
+  const logPath = openLog();
+  const log = openSync(logPath, "a");
+  const argv = [process.execPath, import.meta.path, "--direct", ...process.argv.slice(2)];
+  const env = { ...process.env, [NOTIFY_VARIABLE]: "1" };
+  const child = Bun.spawn(argv, { stdio: ["ignore", noWait ? "ignore" : "pipe", log], detached: true, env });
+  child.unref();
+  if (noWait) process.exit(0);
+  if (!options.quiet) process.stderr.write("Waiting for VM's qrexec agent.");
+  const dots = options.quiet ? null : setInterval(() => process.stderr.write("."), 1000);
+  const output = await firstLine(child.stdout as ReadableStream<Uint8Array>);
+  if (dots) clearInterval(dots);
+  if (output.startsWith(READY_LINE)) {
+    if (!options.quiet) process.stderr.write("connected\n");
+    process.exit(0);
+  }
+  const status = child.exitCode ?? (await child.exited);
+  process.stderr.write(`\n${PROGRAM}: the daemon for ${name} did not start; see ${logPath}\n`);
+  process.exit(status === 3 ? 3 : 1);
+}
+
+/** The child's first line (it keeps stdout open, so reading to the end would never finish). */
+async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stream.getReader();
+  let text = "";
+  try {
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+  } catch {}
+  reader.releaseLock();
+  return text;
+}
+
+function openLog(): string {
+  const candidates = [process.env.QREXEC_LOG_DIR ?? "/var/log/qubes", join(defaultStateDir(), "log")];
+  for (const dir of candidates) {
+    try {
+      mkdirSync(dir, { recursive: true });
+      const path = join(dir, `qrexec.${name}.log`);
+      openSync(path, "a");
+      return path;
+    } catch {}
+  }
+  die(PROGRAM, `cannot open a log file in ${candidates.join(" or ")}`, 1);
+}
+
+async function runDaemon(): Promise<void> {
+  const log = logger(`${PROGRAM}.${name}`);
+  mkdirSync(options.socketDir, { recursive: true });
+  const daemon = new Daemon({
+    domain,
+    name,
+    uuid: options.uuid ?? null,
+    defaultUser,
+    socketDir: options.socketDir,
+    policy: { socketPath: options.policySocket === "" ? null : options.policySocket, program: options.policyProgram },
+    startupTimeoutMs,
+    dom0Services: {
+      servicePath: defaultServicePath(),
+      configPath: defaultConfigPath(),
+      baseEnv: process.env,
+      agentPid: process.pid,
+      captureStderr: false,
+    },
+    log,
+  });
+  const stop = (code: number) => {
+    daemon.stop();
+    process.exit(code);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop(0));
+  try {
+    const version = await daemon.start((reason) => {
+      log(reason);
+      stop(1);
+    });
+    log(`connected to the agent of ${name} (domain ${domain}), protocol ${version}`);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log(`cannot connect to the agent of ${name}: ${message}`);
+    process.exit((error as { code?: string }).code === "ETIMEDOUT" ? 3 : 1);
+  }
+  // The parent waits for this line on our stdout (a pipe) before it exits 0.
+  if (process.env[NOTIFY_VARIABLE]) process.stdout.write(READY_LINE);
+}

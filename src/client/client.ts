@@ -1,0 +1,242 @@
+// qrexec-client's calls (§2.3, §2.4, §9): dom0 -> VM through the VM's daemon, dom0 -> dom0 by
+// running the service here, and `-c` (connecting a request the policy already allowed).
+
+import { closeSync, openSync } from "node:fs";
+import { Connection } from "../io/connection.ts";
+import { socketPair, StreamKind, Vchan } from "../native.ts";
+import { parseCommand } from "../protocol/cmdline.ts";
+import {
+  DEFAULT_USER_PREFIX,
+  MSG_EXEC_CMDLINE,
+  MSG_JUST_EXEC,
+  QREXEC_PROTOCOL_VERSION,
+} from "../protocol/constants.ts";
+import {
+  clientExitCode,
+  QREXEC_EXIT_PROBLEM,
+  QREXEC_EXIT_SERVICE_NOT_FOUND,
+  QREXEC_EXIT_SUCCESS,
+  waitStatus,
+} from "../protocol/exit.ts";
+import { connectDaemon, requestExec } from "../daemon/daemon-client.ts";
+import { executeVm, runToDom0, sourceDaemonAt } from "../daemon/execute.ts";
+import { prepareService, type ServiceContext } from "../services/start.ts";
+import { buildServiceEnvironment, serviceArgv } from "../services/environment.ts";
+import { executableArguments } from "../protocol/cmdline.ts";
+
+const DOM0_NAMES = new Set(["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]);
+const DATA_RING_BYTES = 65536;
+
+export function isDom0(target: string): boolean {
+  return DOM0_NAMES.has(target);
+}
+
+export class ClientError extends Error {
+  constructor(
+    message: string,
+    readonly code: number,
+  ) {
+    super(message);
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export interface ClientCall {
+  socketDir: string;
+  target: string;
+  command: string;
+  localCommand: string | null;
+  justExec: boolean;
+  noExitCode: boolean;
+  filterStdout: boolean;
+  filterStderr: boolean;
+  /** Seconds; 0 waits forever. */
+  connectTimeout: number;
+  prefix: Uint8Array | null;
+  useStdinSocket: boolean;
+  /** dom0's services (for dom0 -> dom0 and `-l QUBESRPC …`). */
+  services: ServiceContext;
+}
+
+/** dom0 -> dom0 (§2.4): "DEFAULT:QUBESRPC svc+arg src type target", run here, no vchan. */
+export async function runDom0Service(call: ClientCall): Promise<number> {
+  if (!call.command.startsWith(DEFAULT_USER_PREFIX)) {
+    throw new ClientError(`a command for dom0 must start with ${DEFAULT_USER_PREFIX}`, QREXEC_EXIT_PROBLEM);
+  }
+  const parsed = parseCommand(call.command.slice(DEFAULT_USER_PREFIX.length), { stripUser: false });
+  if (parsed.kind !== "rpc") throw new ClientError("only QUBESRPC service calls can run in dom0", QREXEC_EXIT_PROBLEM);
+  const prepared = prepareService(parsed, call.services);
+  if (prepared.kind === "failed") throw new ClientError(prepared.reason, prepared.status);
+  if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
+    throw new ClientError("dom0 -> dom0 calls run executable services only", QREXEC_EXIT_PROBLEM);
+  }
+  const check = executableArguments(parsed);
+  const env = buildServiceEnvironment(call.services.baseEnv, {
+    command: parsed,
+    requestedTarget: check.kind === "ok" ? check.requestedTarget : null,
+    agentPid: process.pid,
+  });
+  try {
+    const child = Bun.spawn(serviceArgv(prepared.location.path, parsed.argument), { stdio: ["inherit", "inherit", "inherit"], env });
+    await child.exited;
+    return waitStatus(child);
+  } catch (error) {
+    throw new ClientError(`cannot run ${prepared.location.path}: ${describe(error)}`, (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM);
+  }
+}
+
+/** dom0 -> VM (§2.3). */
+export async function runVmCommand(call: ClientCall): Promise<number> {
+  let daemon: Connection;
+  try {
+    daemon = await connectDaemon(call.socketDir, call.target);
+  } catch (error) {
+    throw new ClientError(`cannot connect to the qrexec daemon of ${call.target}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+  }
+  try {
+    let allocated;
+    try {
+      allocated = await requestExec(daemon, call.justExec ? MSG_JUST_EXEC : MSG_EXEC_CMDLINE, 0, call.command);
+    } catch (error) {
+      throw new ClientError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+    }
+    process.env.QREXEC_REMOTE_DOMAIN = call.target;
+    const local = call.localCommand ? startLocalCommand(call) : null;
+    const vchan = Vchan.server({
+      localDomain: 0,
+      remoteDomain: allocated.connectDomain,
+      port: allocated.connectPort,
+      readMin: DATA_RING_BYTES,
+      writeMin: DATA_RING_BYTES,
+    });
+    const stream = vchan.attach({
+      kind: StreamKind.DataClient,
+      version: QREXEC_PROTOCOL_VERSION,
+      sendFirst: true,
+      connectTimeoutMs: call.connectTimeout === 0 ? -1 : call.connectTimeout * 1000,
+      filterStdout: call.filterStdout,
+      filterStderr: call.filterStderr,
+    });
+    try {
+      if (call.prefix && call.prefix.length > 0) stream.setPrefix(call.prefix);
+      if (local) stream.setStdio(local.stdinFd, local.stdoutFd, -1, true);
+      else if (call.justExec) stream.setStdio(1, openSync("/dev/null", "r"), -1, false);
+      else if (call.useStdinSocket) stream.setStdio(0, 0, -1, false);
+      else stream.setStdio(1, 0, -1, false);
+      let localStatus: number | null = null;
+      void local?.exited.then((status) => {
+        localStatus = status;
+        try {
+          stream.localExit(status);
+        } catch {}
+      });
+      let remote: number;
+      try {
+        remote = await stream.finished;
+      } catch (error) {
+        // The dom0 client reports a data vchan that never came as 125 (§8).
+        throw new ClientError(describe(error), QREXEC_EXIT_PROBLEM);
+      }
+      if (local && localStatus === null) localStatus = await local.exited;
+      if (call.noExitCode) return QREXEC_EXIT_SUCCESS;
+      return clientExitCode(remote === -1 ? null : remote, localStatus);
+    } finally {
+      stream.close();
+    }
+  } finally {
+    daemon.close();
+  }
+}
+
+/** `-l CMD`: a QUBESRPC command runs as a dom0 service, anything else through bash (§9). */
+function startLocalCommand(call: ClientCall): { stdinFd: number; stdoutFd: number; exited: Promise<number> } {
+  const command = call.localCommand!;
+  let argv = ["/bin/bash", "-c", command];
+  let env: Record<string, string | undefined> = process.env;
+  const parsed = parseCommand(command, { stripUser: false });
+  if (parsed.kind === "rpc") {
+    const prepared = prepareService(parsed, call.services);
+    if (prepared.kind === "failed") throw new ClientError(prepared.reason, prepared.status);
+    if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
+      throw new ClientError("-l runs executable services only", QREXEC_EXIT_PROBLEM);
+    }
+    const check = executableArguments(parsed);
+    env = buildServiceEnvironment(call.services.baseEnv, {
+      command: parsed,
+      requestedTarget: check.kind === "ok" ? check.requestedTarget : null,
+      agentPid: process.pid,
+    });
+    argv = serviceArgv(prepared.location.path, parsed.argument);
+  }
+  const [ourStdin, childStdin] = socketPair();
+  const [ourStdout, childStdout] = socketPair();
+  let child;
+  try {
+    child = Bun.spawn(argv, { stdio: [childStdin, childStdout, "inherit"], env });
+  } catch (error) {
+    for (const fd of [ourStdin, childStdin, ourStdout, childStdout]) closeSync(fd);
+    throw new ClientError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+  }
+  closeSync(childStdin);
+  closeSync(childStdout);
+  return { stdinFd: ourStdin, stdoutFd: ourStdout, exited: child.exited.then(() => waitStatus(child)) };
+}
+
+export interface ConnectRequest {
+  ident: string;
+  sourceName: string;
+  sourceDomain: number;
+}
+
+/**
+ * `-c REQID,SRCNAME,SRCID`: carry out a call the policy allowed, as upstream's policy tools did
+ * before the daemon did it itself. Exit 137 when it fails toward a VM (upstream's quirk, §8).
+ */
+export async function connectAllowed(call: ClientCall, request: ConnectRequest, waitForEnd: boolean): Promise<number> {
+  const commandText = call.command.startsWith(DEFAULT_USER_PREFIX) ? call.command.slice(DEFAULT_USER_PREFIX.length) : call.command;
+  if (isDom0(call.target)) {
+    const parsed = parseCommand(commandText, { stripUser: false });
+    if (parsed.kind !== "rpc") throw new ClientError("-c to dom0 needs a QUBESRPC command", QREXEC_EXIT_PROBLEM);
+    const check = executableArguments(parsed);
+    const requested = check.kind === "ok" && check.requestedTarget ? check.requestedTarget : { type: "name", target: "dom0" };
+    try {
+      await runToDom0({
+        socketDir: call.socketDir,
+        sourceDomain: request.sourceDomain,
+        sourceName: request.sourceName,
+        ident: request.ident,
+        service: parsed.descriptor,
+        requestedTarget: requested.type === "keyword" ? `@${requested.target}` : requested.target,
+        context: call.services,
+        source: sourceDaemonAt(call.socketDir, request.sourceDomain),
+      });
+      return QREXEC_EXIT_SUCCESS;
+    } catch (error) {
+      throw new ClientError(describe(error), QREXEC_EXIT_PROBLEM);
+    }
+  }
+  const colon = call.command.indexOf(":");
+  const parsed = parseCommand(call.command, { stripUser: true });
+  if (colon === -1 || parsed.kind !== "rpc") throw new ClientError("-c needs a USER:QUBESRPC command", QREXEC_EXIT_PROBLEM);
+  try {
+    const targetConnection = await executeVm({
+      socketDir: call.socketDir,
+      sourceDomain: request.sourceDomain,
+      sourceName: request.sourceName,
+      ident: request.ident,
+      target: call.target,
+      user: call.command.slice(0, colon),
+      service: parsed.descriptor,
+      keepTargetConnection: waitForEnd,
+      source: sourceDaemonAt(call.socketDir, request.sourceDomain),
+    });
+    // The target daemon closes this connection when the call's port is released (§2.3 step 2).
+    if (targetConnection) await targetConnection.closed;
+    return QREXEC_EXIT_SUCCESS;
+  } catch (error) {
+    throw new ClientError(describe(error), 137);
+  }
+}

@@ -1,0 +1,230 @@
+// A unix stream socket as the qrexec tools use one: exact-length reads of untrusted frames, writes
+// that never block the event loop, and a clear EOF. Used for the trigger socket (client-vm ->
+// agent) and the daemon socket (qrexec-client -> daemon). Data never flows here: only the small
+// messages that set a call up.
+
+import type { Socket, SocketListener } from "bun";
+import { HEADER_BYTES } from "../protocol/constants.ts";
+import { decodeHeader, ProtocolError, type Header } from "../protocol/codec.ts";
+
+interface Waiter {
+  bytes: number;
+  resolve: (data: Uint8Array | null) => void;
+  reject: (error: Error) => void;
+}
+
+/** Thrown by `read` when the peer closed in the middle of what we asked for. */
+export class ShortReadError extends Error {
+  override name = "ShortReadError";
+}
+
+export class Connection {
+  #socket: Socket<Connection> | null = null;
+  #input: Uint8Array[] = [];
+  #inputBytes = 0;
+  #waiter: Waiter | null = null;
+  #pendingWrites: Uint8Array[] = [];
+  #ended = false;
+  #eof = false;
+  #endWhenFlushed = false;
+  readonly #eofWaiters: Array<() => void> = [];
+  readonly #onClose: Array<() => void> = [];
+  readonly #closed: Promise<void>;
+  #resolveClosed!: () => void;
+  /** Free for the owner: a number or name to log the connection by. */
+  label = "";
+
+  constructor() {
+    this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+  }
+
+  /** Connects to a listening unix socket; rejects with the errno's code (ENOENT, ECONNREFUSED...). */
+  static async connect(path: string): Promise<Connection> {
+    const connection = new Connection();
+    await Bun.connect<Connection>({ unix: path, data: connection, socket: Connection.handlers });
+    return connection;
+  }
+
+  /** Listens on `path`; `onConnection` gets each accepted connection once it is open. */
+  static listen(path: string, onConnection: (connection: Connection) => void): SocketListener<Connection> {
+    return Bun.listen<Connection>({
+      unix: path,
+      data: undefined as unknown as Connection,
+      socket: {
+        ...Connection.handlers,
+        open(socket) {
+          const connection = new Connection();
+          socket.data = connection;
+          connection.#attach(socket);
+          onConnection(connection);
+        },
+      },
+    });
+  }
+
+  static readonly handlers = {
+    open(socket: Socket<Connection>) {
+      socket.data.#attach(socket);
+    },
+    data(socket: Socket<Connection>, chunk: Buffer) {
+      socket.data.#receive(new Uint8Array(chunk));
+    },
+    drain(socket: Socket<Connection>) {
+      socket.data.#flush();
+    },
+    end(socket: Socket<Connection>) {
+      socket.data.#receiveEof();
+    },
+    close(socket: Socket<Connection>) {
+      socket.data?.#receiveEof();
+      socket.data?.#finish();
+    },
+    error(socket: Socket<Connection>, _error: Error) {
+      socket.data?.#receiveEof();
+      socket.data?.#finish();
+    },
+  };
+
+  #attach(socket: Socket<Connection>): void {
+    this.#socket = socket;
+  }
+
+  #receive(chunk: Uint8Array): void {
+    this.#input.push(chunk);
+    this.#inputBytes += chunk.length;
+    this.#serve();
+  }
+
+  #receiveEof(): void {
+    this.#eof = true;
+    this.#serve();
+    for (const resolve of this.#eofWaiters.splice(0)) resolve();
+  }
+
+  #finish(): void {
+    this.#receiveEof();
+    this.#ended = true;
+    this.#socket = null;
+    this.#resolveClosed();
+    for (const listener of this.#onClose.splice(0)) listener();
+  }
+
+  #serve(): void {
+    const waiter = this.#waiter;
+    if (!waiter) return;
+    if (this.#inputBytes >= waiter.bytes) {
+      this.#waiter = null;
+      waiter.resolve(this.#take(waiter.bytes));
+    } else if (this.#eof) {
+      this.#waiter = null;
+      if (this.#inputBytes === 0) waiter.resolve(null);
+      else waiter.reject(new ShortReadError(`peer closed after ${this.#inputBytes} of ${waiter.bytes} bytes`));
+    }
+  }
+
+  #take(bytes: number): Uint8Array {
+    const out = new Uint8Array(bytes);
+    let filled = 0;
+    while (filled < bytes) {
+      const chunk = this.#input[0]!;
+      const count = Math.min(chunk.length, bytes - filled);
+      out.set(chunk.subarray(0, count), filled);
+      filled += count;
+      if (count === chunk.length) this.#input.shift();
+      else this.#input[0] = chunk.subarray(count);
+    }
+    this.#inputBytes -= bytes;
+    return out;
+  }
+
+  /** Exactly `bytes` bytes; null on EOF before the first; ShortReadError on EOF in between. */
+  read(bytes: number): Promise<Uint8Array | null> {
+    if (this.#waiter) throw new Error("one read at a time");
+    return new Promise((resolve, reject) => {
+      this.#waiter = { bytes, resolve, reject };
+      this.#serve();
+    });
+  }
+
+  /**
+   * One message: the header, then `len` bytes, refusing a `len` above `payloadBytesMax` before
+   * reading it. Null on a clean EOF before the header.
+   */
+  async readMessage(payloadBytesMax: number): Promise<{ header: Header; payload: Uint8Array } | null> {
+    const head = await this.read(HEADER_BYTES);
+    if (head === null) return null;
+    const header = decodeHeader(head);
+    if (header.len > payloadBytesMax) {
+      throw new ProtocolError(`message type 0x${header.type.toString(16)} announces ${header.len} bytes, limit ${payloadBytesMax}`);
+    }
+    const payload = header.len === 0 ? new Uint8Array(0) : await this.read(header.len);
+    if (payload === null) throw new ShortReadError(`peer closed after the header of a ${header.len}-byte message`);
+    return { header, payload };
+  }
+
+  /** Everything until the peer closes, refusing more than `bytesMax`. */
+  async readToEnd(bytesMax: number): Promise<Uint8Array> {
+    await this.#closedOrEof();
+    if (this.#inputBytes > bytesMax) throw new ProtocolError(`peer sent ${this.#inputBytes} bytes, limit ${bytesMax}`);
+    return this.#take(this.#inputBytes);
+  }
+
+  #closedOrEof(): Promise<void> {
+    if (this.#eof) return Promise.resolve();
+    return new Promise((resolve) => this.#eofWaiters.push(resolve));
+  }
+
+  /** Bytes that arrived and were not read yet. */
+  get buffered(): number {
+    return this.#inputBytes;
+  }
+
+  get isClosed(): boolean {
+    return this.#ended;
+  }
+
+  /** Queues `data`; it goes out as the socket takes it. */
+  write(data: Uint8Array): void {
+    if (this.#ended || !this.#socket) return;
+    this.#pendingWrites.push(data);
+    this.#flush();
+  }
+
+  #flush(): void {
+    const socket = this.#socket;
+    while (socket && this.#pendingWrites.length > 0) {
+      const next = this.#pendingWrites[0]!;
+      const wrote = socket.write(next);
+      if (wrote < 0) return;
+      if (wrote < next.length) {
+        this.#pendingWrites[0] = next.subarray(wrote);
+        return;
+      }
+      this.#pendingWrites.shift();
+    }
+    if (socket && this.#endWhenFlushed && this.#pendingWrites.length === 0) socket.end();
+  }
+
+  /** Closes after queued writes went out. */
+  end(): void {
+    if (!this.#socket || this.#ended) return;
+    this.#endWhenFlushed = true;
+    this.#flush();
+  }
+
+  /** Closes at once. */
+  close(): void {
+    if (!this.#socket) return;
+    this.#socket.terminate();
+  }
+
+  /** Resolves when the socket is closed, by either side. */
+  get closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  onClose(listener: () => void): void {
+    if (this.#ended) listener();
+    else this.#onClose.push(listener);
+  }
+}
