@@ -49,7 +49,8 @@ export class FramePeer {
       const ready = arrived.shift();
       return ready ? Promise.resolve(ready) : new Promise<FramePeer>((resolve) => waiting.push(resolve));
     };
-    return { path, accepted: next(), next, stop: () => listener.stop(true) };
+    // stop(true) would also close the connections already accepted.
+    return { path, accepted: next(), next, stop: () => listener.stop(false) };
   }
 
   send(type: number, payload: Uint8Array = new Uint8Array(0)): void {

@@ -65,7 +65,7 @@ async function exec(command: string, stdin: string[] = [""], type = C.MSG_EXEC_C
   control.send(type, encodeExecCommand({ connectDomain: 0, connectPort: port }, command));
   const data = await listener.accepted;
   listener.stop();
-  expect(await data.receiveHello()).toBe(4);
+  expect(await data.receiveHello().catch((error) => `${error}\n${agentLog.join("")}`)).toBe(4);
   data.sendHello(4);
   for (const chunk of stdin) data.send(C.MSG_DATA_STDIN, bytes(chunk));
   const messages = await data.receiveAll();

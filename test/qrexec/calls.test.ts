@@ -53,8 +53,12 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
   test("the service environment and argument", async () => {
     const result = await system.clientVm("work", ["vault", "test.Env+some-arg"]);
     expect(result.stdout, explain(result)).toBe("work|test.Env+some-arg|some-arg|some-arg\n");
+    // The daemon appends '+' to a service without an argument (§2.1 step 4): the argument is set, empty.
     const plain = await system.clientVm("work", ["vault", "test.Env"]);
-    expect(plain.stdout, explain(plain)).toBe("work|test.Env|unset|\n");
+    expect(plain.stdout, explain(plain)).toBe("work|test.Env+||\n");
+    // A command sent as is (dom0 -> VM) keeps its descriptor: no argument at all.
+    const direct = await system.client(["-d", "vault", "DEFAULT:QUBESRPC test.Env dom0"]);
+    expect(direct.stdout, explain(direct)).toBe("dom0|test.Env|unset|\n");
   });
 
   test("a denied call: 126 and exactly 'Request refused'", async () => {
@@ -84,7 +88,7 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
 
   test("VM -> dom0 by name and by keyword", async () => {
     const byName = await system.clientVm("work", ["dom0", "test.Dom0Env"], "in\n");
-    expect(byName.stdout, explain(byName)).toBe("work|test.Dom0Env|name|dom0\nin\n");
+    expect(byName.stdout, explain(byName)).toBe("work|test.Dom0Env+|name|dom0\nin\n");
     expect(byName.code).toBe(0);
     const byKeyword = await system.clientVm("work", ["@adminvm", "test.Dom0Env+x"], "");
     expect(byKeyword.stdout, explain(byKeyword)).toBe("work|test.Dom0Env+x|keyword|adminvm\n");

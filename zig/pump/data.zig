@@ -90,8 +90,6 @@ pub const Data = struct {
     /// Called once the HELLO exchange fixed the version.
     pub fn start(self: *Data, version: u32) void {
         self.max_chunk = protocol.max_data_chunk(version);
-        // §6.2 step 1: a service without a stderr fd announces stderr EOF at once.
-        if (self.is_service and self.stderr_fd < 0) self.owe_stderr_eof = true;
     }
 
     pub fn set_fds(self: *Data, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) void {
@@ -101,6 +99,9 @@ pub const Data = struct {
         self.has_child = has_child;
         self.single_socket = stdin_fd >= 0 and stdin_fd == stdout_fd;
         self.configured = true;
+        // §6.2 step 1: a service without a stderr fd announces stderr EOF at once. Decided here,
+        // not at HELLO: JS hands over the fds only after the peer connected.
+        if (self.is_service and stderr_fd < 0) self.owe_stderr_eof = true;
         for ([_]i32{ stdin_fd, stdout_fd, stderr_fd }) |descriptor| {
             if (descriptor >= 0) set_nonblocking(descriptor, true);
         }
