@@ -21,6 +21,8 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     system.service("dom0", "test.Dom0Env", 'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat');
     system.policy(
       "test.Deny* * * deny",
+      "test.Ghost* work * allow ghost",
+      "test.Redirect* work * allow vault",
       "test.Dom0Env* work @adminvm allow dom0",
       "test.Dom0Env* work dom0 allow dom0",
       "* work vault allow",
@@ -65,6 +67,18 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     const result = await system.clientVm("work", ["vault", "test.Deny"]);
     expect(result.code, explain(result)).toBe(126);
     expect(result.stderr).toBe("Request refused\n");
+  });
+
+  test("an allowed call whose target has no daemon looks like a refusal (§2.1 step 9)", async () => {
+    const result = await system.clientVm("work", ["anywhere", "test.Ghost"]);
+    expect(result.code, explain(result)).toBe(126);
+    expect(result.stderr).toBe("Request refused\n");
+  });
+
+  test("the policy may redirect the call to another target", async () => {
+    system.service("vault", "test.Redirect", "echo redirected to vault");
+    const result = await system.clientVm("work", ["@default", "test.Redirect"]);
+    expect(result.stdout, explain(result)).toBe("redirected to vault\n");
   });
 
   test("an unknown service: 127", async () => {
