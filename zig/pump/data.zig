@@ -117,13 +117,24 @@ pub const Data = struct {
         if (self.outcome != null or !self.configured) return result;
         // Stdin is polled even with nothing queued so a hang-up (HUP/ERR) is seen (§13.5).
         if (self.stdin_fd >= 0) result.stdin = if (self.backlog_len() > 0) linux.POLL.OUT else 0;
-        const space = self.vchan.buffer_space();
+        // The peer is asked to kick us (the arming `buffer_space`/`data_ready`) only when we are
+        // about to wait for it; a peer kicking after every write and read costs two syscalls
+        // and a wakeup per chunk.
+        var space = self.vchan.peek_buffer_space();
+        const wants_space = self.stdout_fd >= 0 or self.stderr_fd >= 0 or self.prefix_sent < self.prefix.len or self.owes_message();
+        if (wants_space and space <= protocol.exit_code_bytes) space = self.vchan.buffer_space();
         if (space > protocol.header_bytes) {
             if (self.stdout_fd >= 0 and self.prefix_sent == self.prefix.len) result.stdout = linux.POLL.IN;
             if (self.stderr_fd >= 0) result.stderr = linux.POLL.IN;
         }
         if (self.prefix_sent < self.prefix.len and space > protocol.header_bytes) result.immediate = true;
-        if (self.backlog_len() == 0 and self.vchan.data_ready() > 0) result.immediate = true;
+        if (self.backlog_len() == 0) {
+            // A header is taken whole; a body in any piece.
+            const needed: u32 = if (self.message == .header) protocol.header_bytes else 1;
+            var ready = self.vchan.peek_data_ready();
+            if (ready < needed) ready = self.vchan.data_ready();
+            if (ready >= needed) result.immediate = true;
+        }
         if (self.owes_message() and space >= protocol.exit_code_bytes) result.immediate = true;
         if (self.ready_to_finish()) result.immediate = true;
         return result;
@@ -153,8 +164,8 @@ pub const Data = struct {
         if (self.outcome != null) return;
         if (self.ready_to_finish()) return self.finish();
         // Step 4: the peer is gone and nothing is left to deliver.
-        const open = self.vchan.state() != .disconnected;
-        if (!open and self.vchan.data_ready() == 0 and self.backlog_len() == 0) {
+        const open = self.vchan.state_polled() != .disconnected;
+        if (!open and self.vchan.peek_data_ready() == 0 and self.backlog_len() == 0) {
             self.close_all();
             self.outcome = .{ .done = if (self.is_service) self.local_status orelse -1 else self.remote_status orelse -1 };
         }
@@ -200,14 +211,14 @@ pub const Data = struct {
         while (rounds < 64) : (rounds += 1) {
             switch (self.message) {
                 .header => {
-                    if (self.vchan.data_ready() < protocol.header_bytes) return;
+                    if (self.vchan.peek_data_ready() < protocol.header_bytes) return;
                     var raw: [8]u8 = undefined;
                     _ = self.vchan.recv(&raw) catch return self.vchan_failure();
                     const untrusted = protocol.Header.decode(raw);
                     try self.on_header(untrusted);
                 },
                 .body => |body| {
-                    const ready = self.vchan.data_ready();
+                    const ready = self.vchan.peek_data_ready();
                     if (ready == 0) return;
                     try self.on_body(body.type, body.remaining, ready);
                     if (self.backlog_len() > 0) return;
@@ -330,7 +341,7 @@ pub const Data = struct {
 
     fn send_prefix(self: *Data, data_type: protocol.MsgType) error{Failed}!void {
         while (self.prefix_sent < self.prefix.len) {
-            const space = self.vchan.buffer_space();
+            const space = self.vchan.peek_buffer_space();
             if (space <= protocol.header_bytes) return;
             const count: u32 = @intCast(@min(space - protocol.header_bytes, self.max_chunk, self.prefix.len - self.prefix_sent));
             try self.send_data(data_type, self.prefix[self.prefix_sent..][0..count]);
@@ -342,7 +353,7 @@ pub const Data = struct {
     fn pump_fd(self: *Data, fd: *i32, data_type: protocol.MsgType) error{Failed}!void {
         var rounds: u32 = 0;
         while (fd.* >= 0 and rounds < 16) : (rounds += 1) {
-            const space = self.vchan.buffer_space();
+            const space = self.vchan.peek_buffer_space();
             if (space <= protocol.header_bytes) return;
             const count = @min(space - protocol.header_bytes, self.max_chunk);
             const rc = linux.read(fd.*, self.scratch.ptr, count);
@@ -382,7 +393,7 @@ pub const Data = struct {
     fn send_owed(self: *Data) error{Failed}!void {
         const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
         if (self.owe_stdout_eof) {
-            if (self.vchan.buffer_space() < protocol.header_bytes) return;
+            if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
             self.send_eof(data_type) catch {
                 // Failing to send the final EOF is not an error (§13.1).
                 if (!self.is_service) {
@@ -395,7 +406,7 @@ pub const Data = struct {
             self.sent_stdout_eof = true;
         }
         if (self.owe_stderr_eof) {
-            if (self.vchan.buffer_space() < protocol.header_bytes) return;
+            if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
             self.send_eof(.data_stderr) catch return self.send_failure();
             self.owe_stderr_eof = false;
             self.sent_stderr_eof = true;
@@ -412,7 +423,7 @@ pub const Data = struct {
 
     fn try_send_exit(self: *Data, status: i32) bool {
         assert(self.is_service);
-        if (self.vchan.buffer_space() < protocol.exit_code_bytes) return false;
+        if (self.vchan.peek_buffer_space() < protocol.exit_code_bytes) return false;
         var message: [protocol.exit_code_bytes]u8 = undefined;
         message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.data_exit_code), .len = 4 }).encode();
         std.mem.writeInt(i32, message[8..12], status, .little);

@@ -628,7 +628,9 @@ pub const Vchan = struct {
         for (events[0..count]) |event| {
             switch (@as(Tag, @enumFromInt(event.data.u32))) {
                 .own_event => {
-                    sys.drain(self.own_event);
+                    // One read resets an eventfd's counter: no second read to see EAGAIN.
+                    var counter: u64 = 0;
+                    _ = linux.read(self.own_event, std.mem.asBytes(&counter), 8);
                     self.stats.wakeups +%= 1;
                 },
                 // An earlier event of this batch may have closed the fd an event is about.
@@ -697,8 +699,10 @@ pub const Vchan = struct {
         return if (self.peer_gone) .disconnected else .connected;
     }
 
-    /// The state as the shared page tells it, without a syscall (for the fast paths).
-    fn state_from_page(self: *Vchan) State {
+    /// The state as the shared page tells it, without a syscall (for the fast paths). For a
+    /// caller that polls `fd_for_select` and calls `wait_event` whenever it fires (the pump),
+    /// this is as current as `state`: a hang-up of the rendezvous socket wakes that poll.
+    pub fn state_from_page(self: *Vchan) State {
         if (self.peer_gone) return .disconnected;
         if (self.phase != .mapped) return .waiting;
         switch (self.role) {
@@ -752,6 +756,20 @@ pub const Vchan = struct {
         // A waiting server already has its rings and may write; an unmapped client has none.
         if (self.map == null or self.peer_gone) return 0;
         self.request_notify(constants.notify_read);
+        return self.write_space() catch 0;
+    }
+
+    /// `data_ready` without asking the peer for a kick: for a caller that arms the notification
+    /// (with `data_ready`) only when it is about to wait, so a busy peer is not made to kick it
+    /// after every write.
+    pub fn peek_data_ready(self: *Vchan) u32 {
+        if (self.phase != .mapped or self.reason_is_violation()) return 0;
+        return self.read_ready() catch 0;
+    }
+
+    /// `buffer_space` without asking the peer for a kick (see `peek_data_ready`).
+    pub fn peek_buffer_space(self: *Vchan) u32 {
+        if (self.map == null or self.peer_gone) return 0;
         return self.write_space() catch 0;
     }
 

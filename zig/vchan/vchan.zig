@@ -72,6 +72,17 @@ pub const Vchan = union(Backend) {
         };
     }
 
+    /// `state` for a caller that polls `fd_for_select` and calls `wait_event(0)` whenever it
+    /// fires: then the shm page and the events already handled say everything, and the shm
+    /// backend skips its per-call poll of the rendezvous socket. The socket backend needs its
+    /// `state` (it pulls input to see EOF).
+    pub fn state_polled(self: *Vchan) State {
+        return switch (self.*) {
+            .shm => |*v| v.state_from_page(),
+            .socket => |*v| v.state(),
+        };
+    }
+
     pub fn fd_for_select(self: *const Vchan) i32 {
         return switch (self.*) {
             inline else => |*v| v.fd_for_select(),
@@ -99,6 +110,22 @@ pub const Vchan = union(Backend) {
     pub fn buffer_space(self: *Vchan) u32 {
         return switch (self.*) {
             inline else => |*v| v.buffer_space(),
+        };
+    }
+
+    /// `data_ready` without arming the peer's kick (shm); the socket backend has no kicks.
+    pub fn peek_data_ready(self: *Vchan) u32 {
+        return switch (self.*) {
+            .shm => |*v| v.peek_data_ready(),
+            .socket => |*v| v.data_ready(),
+        };
+    }
+
+    /// `buffer_space` without arming the peer's kick (shm); the socket backend has no kicks.
+    pub fn peek_buffer_space(self: *Vchan) u32 {
+        return switch (self.*) {
+            .shm => |*v| v.peek_buffer_space(),
+            .socket => |*v| v.buffer_space(),
         };
     }
 
