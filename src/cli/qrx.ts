@@ -32,6 +32,24 @@ bench
     else printVchanBench(rows);
   });
 
+bench
+  .command("call")
+  .description("whole qrexec calls in a lab of processes: 1 GiB each way beside a 3-hop pipe, and call latency")
+  .option("--json", "print JSON rows instead of a table")
+  .option("--bytes <size>", "bytes moved per throughput row", parseSize, parseSize("1G"))
+  .option("--calls <n>", "calls per latency row", (text: string) => {
+    const calls = Number(text);
+    if (!Number.isSafeInteger(calls) || calls < 1) throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
+    return calls;
+  }, 200)
+  .addHelpText("after", "\nExamples:\n  qrx bench call\n  qrx bench call --json --bytes 256M --calls 50\n")
+  .action(async (options: { json?: boolean; bytes: number; calls: number }) => {
+    const { runCallBench, printCallBench } = await import("../../bench/call.ts");
+    const rows = await runCallBench({ bytes: options.bytes, calls: options.calls, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printCallBench(rows);
+  });
+
 program
   .command("demo")
   .description("show qrx at work (until the lab exists: two processes talking over shm vchans)")

@@ -1,0 +1,236 @@
+// `qrx bench call`: whole qrexec calls through the real programs (bin/), in a lab of processes
+// this benchmark starts and tears down itself: per VM a qrexec-agent and a qrexec-daemon, the
+// policy stand-in test/fixtures/policy-exec, services as shell scripts (test/helpers/system.ts).
+//
+// Throughput: `bytes` through qrexec-client-vm to a service that discards them (to-service) and
+// from a service that produces them (from-service), on the shm transport, beside the 3-hop pipe
+// `head | cat | cat | cat > /dev/null` (same process count) in the same run. Every row is one
+// shell pipeline timed from spawn to exit, so the calls pay for their set-up like any user.
+//
+// Latency: `calls` sequential calls of a service that echoes one line, client process start
+// included (spawn to exit, output checked), VM->VM, VM->dom0 and dom0->VM, beside the start of a
+// bare `bun -e 0`. See docs/benchmarks.md ("Calls") for the exact commands.
+import { join } from "node:path";
+import { BIN, QrexecSystem } from "../test/helpers/system.ts";
+
+export interface CallThroughputRow {
+  name: "to-service" | "from-service" | "baseline:pipe3";
+  bytes: number;
+  seconds: number;
+  mbps: number;
+}
+
+export interface CallLatencyRow {
+  name: "latency-vm-vm" | "latency-vm-dom0" | "latency-dom0-vm" | "baseline:bun-start";
+  calls: number;
+  medianMs: number;
+  p99Ms: number;
+}
+
+export type CallBenchRow = CallThroughputRow | CallLatencyRow;
+
+export interface CallBenchOptions {
+  bytes: number;
+  calls: number;
+  progress: boolean;
+}
+
+const CALLER = { id: 2, name: "work" };
+const TARGET = { id: 3, name: "vault" };
+/** Bytes moved by the correctness check before the timed rows (also a warm-up). */
+const CHECK_BYTES = 16 << 20;
+const LINE = "ping\n";
+const BUN = join(BIN, "..", "node_modules", ".bin", "bun");
+
+/** The shell pipelines, as documented; `client-vm` is bin/qrexec-client-vm. */
+export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm"): Record<CallThroughputRow["name"], string> {
+  return {
+    "baseline:pipe3": `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`,
+    "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET.name} bench.Sink`,
+    "from-service": `${clientVm} ${TARGET.name} bench.Source+${bytes} < /dev/null | cat > /dev/null`,
+  };
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+/** Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit. */
+async function timePipeline(system: QrexecSystem, domain: number, command: string): Promise<{ seconds: number; stdout: string }> {
+  const start = performance.now();
+  const child = Bun.spawn(["bash", "-c", `set -o pipefail; ${command}`], {
+    env: system.env(domain),
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const seconds = (performance.now() - start) / 1000;
+  if (code !== 0) throw new Error(`\`${command}\` exited ${code}: ${stderr}\n${system.logs()}`);
+  return { seconds, stdout };
+}
+
+function throughputRow(name: CallThroughputRow["name"], bytes: number, seconds: number): CallThroughputRow {
+  return { name, bytes, seconds, mbps: bytes / 1e6 / seconds };
+}
+
+/** Nearest-rank percentile of sorted `values`. */
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function median(sorted: number[]): number {
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** `calls` runs of `argv`, one after another; each must print exactly `expect` and exit 0. */
+async function measureLatency(
+  system: QrexecSystem,
+  name: CallLatencyRow["name"],
+  domain: number,
+  argv: string[],
+  calls: number,
+  expect: string,
+): Promise<CallLatencyRow> {
+  const env = system.env(domain);
+  const input = new TextEncoder().encode(LINE);
+  const times: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const start = performance.now();
+    const child = Bun.spawn(argv, { env, stdin: input, stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    times.push(performance.now() - start);
+    if (code !== 0 || stdout !== expect) {
+      throw new Error(`${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}\n${system.logs()}`);
+    }
+  }
+  times.sort((a, b) => a - b);
+  return { name, calls, medianMs: median(times), p99Ms: percentile(times, 99) };
+}
+
+async function startLab(): Promise<QrexecSystem> {
+  const system = new QrexecSystem("shm");
+  try {
+    await system.startVm(CALLER.id, CALLER.name);
+    await system.startVm(TARGET.id, TARGET.name);
+    // `exec`: the service process is the program itself, so the process count matches the pipe's.
+    system.service(TARGET.name, "bench.Sink", "exec cat > /dev/null");
+    system.service(TARGET.name, "bench.Source", 'exec head -c "$1" /dev/zero');
+    system.service(TARGET.name, "bench.Count", "exec wc -c");
+    const echo = 'read -r line; printf "%s\\n" "$line"';
+    system.service(TARGET.name, "bench.Echo", echo);
+    system.service("dom0", "bench.Echo", echo);
+    system.policy(`bench.* ${CALLER.name} ${TARGET.name} allow`, `bench.* ${CALLER.name} dom0 allow`);
+  } catch (error) {
+    await system.stop();
+    throw error;
+  }
+  return system;
+}
+
+/** Byte counts through both directions, checked with `wc -c` at the far end. */
+async function checkBytes(system: QrexecSystem, clientVm: string): Promise<void> {
+  const to = await timePipeline(system, CALLER.id, `head -c ${CHECK_BYTES} /dev/zero | ${clientVm} ${TARGET.name} bench.Count`);
+  const from = await timePipeline(system, CALLER.id, `${clientVm} ${TARGET.name} bench.Source+${CHECK_BYTES} < /dev/null | wc -c`);
+  for (const [direction, result] of [["to-service", to], ["from-service", from]] as const) {
+    if (Number(result.stdout.trim()) !== CHECK_BYTES) {
+      throw new Error(`${direction} check: ${result.stdout.trim()} bytes arrived, ${CHECK_BYTES} sent\n${system.logs()}`);
+    }
+  }
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30 && bytes % (1 << 30) === 0) return `${bytes / (1 << 30)} GiB`;
+  if (bytes >= 1 << 20 && bytes % (1 << 20) === 0) return `${bytes / (1 << 20)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} B`;
+}
+
+function describe(row: CallBenchRow): string {
+  if ("mbps" in row) return `${row.name}: ${row.mbps.toFixed(0)} MB/s (${row.seconds.toFixed(3)} s)`;
+  return `${row.name}: median ${row.medianMs.toFixed(1)} ms, p99 ${row.p99Ms.toFixed(1)} ms (${row.calls} calls)`;
+}
+
+export async function runCallBench(options: CallBenchOptions): Promise<CallBenchRow[]> {
+  const rows: CallBenchRow[] = [];
+  const record = (row: CallBenchRow) => {
+    rows.push(row);
+    if (options.progress) process.stderr.write(`  ${describe(row)}\n`);
+  };
+  const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
+  const clientVm = shellQuote(join(BIN, "qrexec-client-vm"));
+  say("starting the lab: agent + daemon for VMs work (2) and vault (3), shm vchans");
+  const system = await startLab();
+  try {
+    say(`checking byte counts with ${formatBytes(CHECK_BYTES)} each way`);
+    await checkBytes(system, clientVm);
+
+    say(`moving ${formatBytes(options.bytes)} per row`);
+    const commands = throughputCommands(options.bytes, clientVm);
+    // The baseline first, then the calls, in one run: all see the same machine and load.
+    for (const name of ["baseline:pipe3", "to-service", "from-service"] as const) {
+      const { seconds } = await timePipeline(system, CALLER.id, commands[name]);
+      record(throughputRow(name, options.bytes, seconds));
+    }
+
+    say(`${options.calls} calls per latency row`);
+    // The floor under every call: starting Bun itself (`bun -e 0`, no output; touching
+    // process.stdout alone would add ~10 ms of Bun's stream set-up).
+    record(await measureLatency(system, "baseline:bun-start", 0, [BUN, "-e", "0"], options.calls, ""));
+    const echoService = ["bench.Echo"];
+    record(await measureLatency(system, "latency-vm-vm", CALLER.id, [join(BIN, "qrexec-client-vm"), TARGET.name, ...echoService], options.calls, LINE));
+    record(await measureLatency(system, "latency-vm-dom0", CALLER.id, [join(BIN, "qrexec-client-vm"), "dom0", ...echoService], options.calls, LINE));
+    record(
+      await measureLatency(
+        system,
+        "latency-dom0-vm",
+        0,
+        [join(BIN, "qrexec-client"), `--socket-dir=${system.socketDir}`, "-d", TARGET.name, "DEFAULT:QUBESRPC bench.Echo dom0"],
+        options.calls,
+        LINE,
+      ),
+    );
+  } finally {
+    await system.stop();
+  }
+  return rows;
+}
+
+/** One line per target we have rows for: ">= 90% of the 3-hop pipe" both ways, VM->VM <= 5 ms. */
+function targetLines(rows: CallBenchRow[]): string[] {
+  const find = (name: string) => rows.find((row) => row.name === name);
+  const verdict = (ok: boolean) => (ok ? "met" : "MISSED");
+  const lines: string[] = [];
+  const pipe = find("baseline:pipe3") as CallThroughputRow | undefined;
+  for (const name of ["to-service", "from-service"]) {
+    const row = find(name) as CallThroughputRow | undefined;
+    if (!row || !pipe) continue;
+    const ratio = row.mbps / pipe.mbps;
+    lines.push(`${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% (target >= 90%): ${verdict(ratio >= 0.9)}`);
+  }
+  const vmVm = find("latency-vm-vm") as CallLatencyRow | undefined;
+  if (vmVm) lines.push(`VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`);
+  return lines;
+}
+
+function printTable(table: string[][]): void {
+  const widths = table[0]!.map((_, column) => Math.max(...table.map((line) => line[column]!.length)));
+  for (const line of table) {
+    console.log(line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  "));
+  }
+}
+
+export function printCallBench(rows: CallBenchRow[]): void {
+  const throughput = rows.filter((row): row is CallThroughputRow => "mbps" in row);
+  const latency = rows.filter((row): row is CallLatencyRow => "medianMs" in row);
+  if (throughput.length > 0) {
+    printTable([["name", "bytes", "MB/s", "seconds"], ...throughput.map((r) => [r.name, formatBytes(r.bytes), r.mbps.toFixed(0), r.seconds.toFixed(3)])]);
+    console.log("seconds: the whole shell pipeline, spawn to exit (call set-up included)\n");
+  }
+  if (latency.length > 0) {
+    printTable([["name", "calls", "median ms", "p99 ms"], ...latency.map((r) => [r.name, String(r.calls), r.medianMs.toFixed(1), r.p99Ms.toFixed(1)])]);
+    console.log("each call: spawn of the client to its exit, one line echoed and checked\n");
+  }
+  for (const line of targetLines(rows)) console.log(line);
+}
