@@ -13,7 +13,7 @@ beforeAll(async () => {
   await system.startVm(3, "vault");
   system.service("vault", "test.Cat", "cat");
   system.service("vault", "test.Escape", "printf 'a\\033[31mb\\tc\\001\\n'; printf 'e\\033x\\n' >&2");
-  system.service("vault", "test.Touch", 'echo "$QREXEC_REMOTE_DOMAIN" > "$1"');
+  system.service("vault", "test.Touch", `echo "$QREXEC_REMOTE_DOMAIN" > "${system.dir.path}/$1"`);
   system.policy("* work vault allow");
 });
 
@@ -83,9 +83,12 @@ describe("qrexec-client-vm flags", () => {
 
 describe("qrexec-client flags", () => {
   test("-e (JUST_EXEC) starts the command and exits 0 at once", async () => {
-    const marker = join(system.dir.path, "just-exec");
-    const result = await system.client(["-e", "-d", "vault", `DEFAULT:QUBESRPC test.Touch+${marker.replaceAll("/", "_")} dom0`]);
+    const touched = join(system.dir.path, "touched");
+    const result = await system.client(["-e", "-d", "vault", "DEFAULT:QUBESRPC test.Touch+touched dom0"]);
     expect(result.code).toBe(0);
+    for (let i = 0; i < 200 && !(await Bun.file(touched).exists()); i++) await Bun.sleep(10);
+    expect(readFileSync(touched, "utf8")).toBe("dom0\n");
+    const marker = join(system.dir.path, "just-exec");
     const direct = await system.client(["-e", "-d", "vault", `user:echo done > ${marker}`]);
     expect(direct.code).toBe(0);
     for (let i = 0; i < 200 && !(await Bun.file(marker).exists()); i++) await Bun.sleep(10);
