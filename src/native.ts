@@ -506,6 +506,7 @@ class Pump {
   readonly #streams = new Map<number, Stream>();
   #buffer = new Uint8Array(1 << 18);
   readonly #doorbell: number;
+  #draining = false;
 
   private constructor() {
     this.#doorbell = check(native.qp_start());
@@ -534,6 +535,19 @@ class Pump {
   }
 
   #drain(): void {
+    // A listener may attach a stream, whose `register` drains again: that nested call would
+    // refill the buffer this loop is still reading (records lost, others seen twice). The
+    // outer loop polls again until the queue is empty, so a nested call has nothing to do.
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      this.#drainAll();
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #drainAll(): void {
     for (;;) {
       const length = native.qp_poll_events(this.#buffer, this.#buffer.length);
       if (length < 0) {
