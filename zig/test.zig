@@ -5,6 +5,7 @@ test {
     _ = @import("vchan/shm_test.zig");
     _ = @import("vchan/socket_test.zig");
     _ = @import("vchan/shm.zig");
+    _ = @import("vchan/dir_watch.zig");
     _ = @import("vchan/vchan.zig");
     _ = @import("pump/events.zig");
     _ = @import("pump/data.zig");

@@ -61,6 +61,9 @@ pub const Data = struct {
     remote_status: ?i32 = null,
     /// Remote data accepted from the vchan but not yet written locally.
     backlog: []u8,
+    /// Remote data for `stdin_fd` waits in the vchan's read ring itself (zero-copy path), because
+    /// `stdin_fd` took less than offered: the same flow control as a non-empty backlog.
+    stdin_blocked: bool = false,
     backlog_start: u32 = 0,
     backlog_end: u32 = 0,
     /// Local data staged for the vchan (one chunk).
@@ -116,7 +119,7 @@ pub const Data = struct {
         var result = Interest{};
         if (self.outcome != null or !self.configured) return result;
         // Stdin is polled even with nothing queued so a hang-up (HUP/ERR) is seen (§13.5).
-        if (self.stdin_fd >= 0) result.stdin = if (self.backlog_len() > 0) linux.POLL.OUT else 0;
+        if (self.stdin_fd >= 0) result.stdin = if (self.output_blocked()) linux.POLL.OUT else 0;
         // The peer is asked to kick us (the arming `buffer_space`/`data_ready`) only when we are
         // about to wait for it; a peer kicking after every write and read costs two syscalls
         // and a wakeup per chunk.
@@ -128,7 +131,7 @@ pub const Data = struct {
             if (self.stderr_fd >= 0) result.stderr = linux.POLL.IN;
         }
         if (self.prefix_sent < self.prefix.len and space > protocol.header_bytes) result.immediate = true;
-        if (self.backlog_len() == 0) {
+        if (!self.output_blocked()) {
             // A header is taken whole; a body in any piece.
             const needed: u32 = if (self.message == .header) protocol.header_bytes else 1;
             var ready = self.vchan.peek_data_ready();
@@ -146,6 +149,11 @@ pub const Data = struct {
 
     fn backlog_len(self: *const Data) u32 {
         return self.backlog_end - self.backlog_start;
+    }
+
+    /// Remote data is waiting for `stdin_fd` to take it (in the backlog or in the ring).
+    fn output_blocked(self: *const Data) bool {
+        return self.backlog_len() > 0 or self.stdin_blocked;
     }
 
     // ------------------------------------------------------------ the step
@@ -179,7 +187,7 @@ pub const Data = struct {
                 !self.owe_stdout_eof and !self.owe_stderr_eof and self.sent_stderr_eof;
         }
         return self.stdin_fd < 0 and self.stdout_fd < 0 and local_done and self.remote_status != null and
-            self.backlog_len() == 0 and !self.owe_stdout_eof;
+            !self.output_blocked() and !self.owe_stdout_eof;
     }
 
     fn finish(self: *Data) void {
@@ -207,6 +215,8 @@ pub const Data = struct {
     fn remote_to_local(self: *Data) error{Failed}!void {
         // Step 8.1: flush the backlog first; while it is not empty, take nothing from the vchan.
         if (!try self.flush_backlog()) return;
+        // Data left in the ring for a full stdin_fd: offer it again below.
+        self.stdin_blocked = false;
         var rounds: u32 = 0;
         while (rounds < 64) : (rounds += 1) {
             switch (self.message) {
@@ -221,7 +231,7 @@ pub const Data = struct {
                     const ready = self.vchan.peek_data_ready();
                     if (ready == 0) return;
                     try self.on_body(body.type, body.remaining, ready);
-                    if (self.backlog_len() > 0) return;
+                    if (self.output_blocked()) return;
                 },
             }
             if (self.outcome != null) return;
@@ -269,6 +279,13 @@ pub const Data = struct {
             self.exit_have = 0;
             return self.on_exit_code(status);
         }
+        // Straight from the ring to stdin_fd when the bytes go out unchanged (no -t filter, which
+        // must work on a private copy: the peer could rewrite shared bytes after the filter ran).
+        const unfiltered = msg_type != .data_stderr and (self.is_service or !self.flags.filter_stdout);
+        if (unfiltered and self.stdin_fd >= 0) {
+            var pieces: [2]std.posix.iovec = undefined;
+            if (self.vchan.read_window(@min(remaining, ready), &pieces)) |window| return self.write_from_ring(msg_type, remaining, window);
+        }
         const take = @min(remaining, ready, @as(u32, @intCast(self.backlog.len)));
         assert(self.backlog_len() == 0);
         const got = self.vchan.read(self.backlog[0..take]) catch return self.vchan_failure();
@@ -291,6 +308,30 @@ pub const Data = struct {
                 _ = try self.flush_backlog();
             },
         }
+    }
+
+    /// One writev of ring bytes (a body's next piece) to stdin_fd; what it does not take stays in
+    /// the ring, and stdin_fd is polled for room before the ring is read again.
+    fn write_from_ring(self: *Data, msg_type: protocol.MsgType, remaining: u32, window: []std.posix.iovec) error{Failed}!void {
+        var offered: usize = 0;
+        for (window) |piece| offered += piece.len;
+        const rc = linux.writev(self.stdin_fd, @ptrCast(window.ptr), window.len);
+        switch (sys.errno_of(rc)) {
+            .SUCCESS => {},
+            .AGAIN => {
+                self.stdin_blocked = true;
+                return;
+            },
+            // Nothing was taken; the loop offers the bytes again.
+            .INTR => return,
+            // A write error is EOF for the receiver (§6.2 step 8.1); the body is then dropped.
+            else => return self.close_stdin(),
+        }
+        const wrote: u32 = @intCast(rc);
+        self.vchan.commit_read(wrote);
+        const left = remaining - wrote;
+        self.message = if (left == 0) .header else .{ .body = .{ .type = msg_type, .remaining = left } };
+        if (wrote < offered) self.stdin_blocked = true;
     }
 
     fn on_exit_code(self: *Data, payload: []const u8) void {
@@ -356,7 +397,10 @@ pub const Data = struct {
             const space = self.vchan.peek_buffer_space();
             if (space <= protocol.header_bytes) return;
             const count = @min(space - protocol.header_bytes, self.max_chunk);
-            const rc = linux.read(fd.*, self.scratch.ptr, count);
+            // Straight into the ring after room for the header (zero-copy), else via scratch.
+            var pieces: [2]std.posix.iovec = undefined;
+            const window = self.vchan.write_window(protocol.header_bytes, count, &pieces);
+            const rc = if (window) |w| linux.readv(fd.*, w.ptr, w.len) else linux.read(fd.*, self.scratch.ptr, count);
             switch (sys.errno_of(rc)) {
                 .SUCCESS => {},
                 .AGAIN => return,
@@ -376,7 +420,12 @@ pub const Data = struct {
                 }
                 return self.send_owed();
             }
-            try self.send_data(data_type, self.scratch[0..got]);
+            if (window != null) {
+                const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = got }).encode();
+                self.vchan.commit_write(&header, got) catch return self.send_failure();
+            } else {
+                try self.send_data(data_type, self.scratch[0..got]);
+            }
         }
     }
 
@@ -493,6 +542,7 @@ pub const Data = struct {
         self.close_direction(&self.stdin_fd, linux.SHUT.WR);
         self.backlog_start = 0;
         self.backlog_end = 0;
+        self.stdin_blocked = false;
     }
 
     fn close_stdout(self: *Data) void {

@@ -19,6 +19,7 @@ const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
 const socket_path = @import("socket_path.zig");
+const dir_watch = @import("dir_watch.zig");
 const SocketPath = socket_path.SocketPath;
 const layout_mod = @import("layout.zig");
 const Layout = layout_mod.Layout;
@@ -103,6 +104,16 @@ const Ring = struct {
         @memcpy(target[0..first], self.bytes[position..][0..first]);
         @memcpy(target[first..], self.bytes[0 .. target.len - first]);
         self.publish(@intCast(target.len));
+    }
+
+    /// `count` ring bytes starting `skip` past our index, as one or two pieces in stream order.
+    fn window(self: Ring, skip: u32, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+        assert(skip + count <= self.size);
+        const position = (self.local +% skip) & self.mask();
+        const first = @min(count, self.size - position);
+        pieces[0] = .{ .base = self.bytes + position, .len = first };
+        pieces[1] = .{ .base = self.bytes, .len = count - first };
+        return pieces[0..if (count > first) 2 else 1];
     }
 
     fn copy_in(self: *Ring, source: []const u8) void {
@@ -195,7 +206,8 @@ pub const Vchan = struct {
     peer_event: i32 = -1,
     listener: i32 = -1,
     connection: i32 = -1,
-    watch: i32 = -1,
+    /// Client, until mapped: our registration with the process's shared directory watch.
+    watch: ?dir_watch.Registration = null,
     epoll: i32 = -1,
     socket_path: SocketPath = .{},
     /// The server saw `cli_live == 1`; from then on `2` means a lying peer, read as gone.
@@ -281,11 +293,13 @@ pub const Vchan = struct {
         }
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options);
-        self.watch = try sys.fd(linux.inotify_init1(linux.IN.NONBLOCK | linux.IN.CLOEXEC), "inotify_init1");
         var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
         const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
-        _ = try sys.check(linux.inotify_add_watch(self.watch, dir, linux.IN.CREATE | linux.IN.MOVED_TO | linux.IN.ATTRIB), "inotify_add_watch");
-        try self.epoll_add(self.watch, .watch, linux.EPOLL.IN);
+        // One inotify instance per process, shared (dir_watch.zig): closing one of our own
+        // when connected would stall this thread for an SRCU grace period.
+        const watch = try dir_watch.register(dir, self.own_event);
+        self.watch = watch;
+        try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
         // Like a Xen watch, which fires once when set: a poller wakes and tries `finish` at once,
         // in case the server is already there.
         const one: u64 = 1;
@@ -386,6 +400,13 @@ pub const Vchan = struct {
         _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_MOD, descriptor, &event);
     }
 
+    fn stop_watching(self: *Vchan) void {
+        const watch = self.watch orelse return;
+        if (self.epoll >= 0) _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, watch.fd, null);
+        dir_watch.unregister(watch, self.own_event);
+        self.watch = null;
+    }
+
     fn drop(self: *Vchan, descriptor: *i32) void {
         if (descriptor.* < 0) return;
         _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, descriptor.*, null);
@@ -474,7 +495,9 @@ pub const Vchan = struct {
         assert(self.role == .client);
         if (self.phase == .mapped) return 0;
         if (self.phase == .rendezvous) {
-            sys.drain(self.watch);
+            // A caller may poll our fd and call only `finish`: empty the shared watch (waking
+            // the other waiters), or it would stay readable.
+            dir_watch.drain_and_kick();
             const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
             var address = self.socket_path.address();
             const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
@@ -561,7 +584,7 @@ pub const Vchan = struct {
             @atomicLoad(u32, self.word(constants.offset_right_cons), .seq_cst),
             @atomicLoad(u32, self.word(constants.offset_left_prod), .seq_cst),
         );
-        self.drop(&self.watch);
+        self.stop_watching();
         @atomicStore(u8, self.byte(constants.offset_srv_notify), constants.notify_write, .seq_cst);
         @atomicStore(u8, self.byte(constants.offset_cli_live), constants.live_connected, .seq_cst);
         self.phase = .mapped;
@@ -640,7 +663,7 @@ pub const Vchan = struct {
                     .mapped => self.peer_left("the peer's process closed its vchan socket"),
                     .rendezvous => {},
                 },
-                .watch => sys.drain(self.watch),
+                .watch => dir_watch.drain_and_kick(),
             }
         }
     }
@@ -871,6 +894,52 @@ pub const Vchan = struct {
         }
     }
 
+    // ---------------------------------------------------------------- zero-copy (the pump)
+    //
+    // The pump moves bytes between a local fd and the rings with readv/writev on the ring memory
+    // itself, instead of bouncing them through a buffer. Only our private indices decide where;
+    // the peer can scribble on ring bytes at any time, which only changes the data it is sent
+    // or sends, so nothing read through a window is trusted beyond being bytes.
+
+    /// Free write-ring space, `count` bytes starting `skip` past our producer index. The caller
+    /// has seen `peek_buffer_space() >= skip + count`; nothing is published until `commit_write`.
+    pub fn write_window(self: *Vchan, skip: u32, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+        return self.write_ring.window(skip, count, pieces);
+    }
+
+    /// Puts `header` in front of the `count` bytes already placed through `write_window(header.len,
+    /// ...)` and publishes both, kicking the peer if it asked. Fails like `write` when the peer
+    /// is gone.
+    pub fn commit_write(self: *Vchan, header: []const u8, count: u32) Fail!void {
+        try self.require_mapped();
+        if (self.state_from_page() == .disconnected) return self.closed_failure();
+        const total: u32 = @intCast(header.len + count);
+        // Our index and the size bound the space; a peer that moved its consumer backwards since
+        // the caller looked is refused like any other impossible index.
+        if (try self.write_space() < total) return self.violation("write ring consumer moved backwards (space below {d} bytes already offered)", .{total});
+        var pieces: [2]std.posix.iovec = undefined;
+        var offset: usize = 0;
+        for (self.write_ring.window(0, @intCast(header.len), &pieces)) |piece| {
+            @memcpy(piece.base[0..piece.len], header[offset..][0..piece.len]);
+            offset += piece.len;
+        }
+        self.write_ring.publish(total);
+        self.send_notify(constants.notify_write);
+    }
+
+    /// Ready read-ring bytes, the first `count` of them. The caller has seen
+    /// `peek_data_ready() >= count`; they stay in the ring until `commit_read`.
+    pub fn read_window(self: *Vchan, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+        return self.read_ring.window(0, count, pieces);
+    }
+
+    /// Consumes `count` bytes seen through `read_window` and kicks the peer if it asked.
+    pub fn commit_read(self: *Vchan, count: u32) void {
+        if (count == 0) return;
+        self.read_ring.publish(count);
+        self.send_notify(constants.notify_read);
+    }
+
     const Want = enum { readable, writable };
 
     fn ready_for(self: *Vchan, want: Want, amount: u32) Fail!bool {
@@ -954,7 +1023,9 @@ pub const Vchan = struct {
         if (self.role == .server and self.listener >= 0) _ = linux.unlink(self.path());
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
-        inline for (.{ "connection", "listener", "watch", "own_event", "peer_event", "memfd", "epoll" }) |name| {
+        // Before own_event closes: the shared watch kicks it.
+        self.stop_watching();
+        inline for (.{ "connection", "listener", "own_event", "peer_event", "memfd", "epoll" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }

@@ -129,6 +129,37 @@ pub const Vchan = union(Backend) {
         };
     }
 
+    /// Zero-copy writing into the ring (shm only; null on socket, which has its own copying):
+    /// see `shm.Vchan.write_window` and `commit_write`.
+    pub fn write_window(self: *Vchan, skip: u32, count: u32, pieces: *[2]std.posix.iovec) ?[]std.posix.iovec {
+        return switch (self.*) {
+            .shm => |*v| v.write_window(skip, count, pieces),
+            .socket => null,
+        };
+    }
+
+    pub fn commit_write(self: *Vchan, header: []const u8, count: u32) Fail!void {
+        return switch (self.*) {
+            .shm => |*v| v.commit_write(header, count),
+            .socket => unreachable,
+        };
+    }
+
+    /// Zero-copy reading from the ring (shm only; null on socket).
+    pub fn read_window(self: *Vchan, count: u32, pieces: *[2]std.posix.iovec) ?[]std.posix.iovec {
+        return switch (self.*) {
+            .shm => |*v| v.read_window(count, pieces),
+            .socket => null,
+        };
+    }
+
+    pub fn commit_read(self: *Vchan, count: u32) void {
+        switch (self.*) {
+            .shm => |*v| v.commit_read(count),
+            .socket => unreachable,
+        }
+    }
+
     pub fn read(self: *Vchan, target: []u8) Fail!u32 {
         return switch (self.*) {
             inline else => |*v| v.read(target),
