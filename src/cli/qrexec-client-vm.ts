@@ -1,5 +1,9 @@
 // qrexec-client-vm [options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]   (§10)
-import { Command, CommanderError, Option } from "commander";
+//
+// Start-up is part of every call's latency, so the common command line is parsed without
+// commander (importing it costs ~10 ms of a ~30 ms start); anything else (help, errors,
+// combined short flags, `--`) goes through commander exactly as before.
+import { fstatSync } from "node:fs";
 import { CallError, callService } from "../client-vm/client-vm.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
@@ -18,53 +22,7 @@ function parseBufferSize(text: string): number | null {
   return Number.isSafeInteger(value) && value <= INT_MAX ? value : null;
 }
 
-let once: Record<string, boolean> = {};
-function atMostOnce(flag: string) {
-  return (value: string) => {
-    if (once[flag]) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", `${flag} may be given only once`);
-    once[flag] = true;
-    return value;
-  };
-}
-
-const program = new Command(PROGRAM)
-  .description("call a qrexec service in another domain; dom0's policy decides")
-  .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
-  .argument("<target>", "target domain; $ is read as @ ($dispvm, $default); empty lets the policy choose")
-  .argument("<service>", "service name with an optional +ARGUMENT")
-  .argument("[local...]", "local program and its arguments, connected to the service's stdio")
-  .passThroughOptions()
-  .addOption(new Option("--buffer-size <n>", "minimum vchan ring size in each direction").default(String(DEFAULT_BUFFER_SIZE)))
-  .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")
-  .option("--no-filter-escape-chars-stdout", "never filter stdout")
-  .option("-T, --filter-escape-chars-stderr", "replace unsafe characters in the service's stderr")
-  .option("--no-filter-escape-chars-stderr", "never filter stderr")
-  .option("-a, --agent-socket <path>", "agent socket", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
-  .option("-p, --prefix-data <data>", "send DATA before the local input", atMostOnce("--prefix-data"))
-  .option("-s, --source-qube <name>", "source qube for relayed calls", atMostOnce("--source-qube"))
-  .option("--use-stdin-socket", "fd 0 is a socket used in both directions")
-  .exitOverride()
-  .addHelpText(
-    "after",
-    `
-Exit status: the service's (or, when that is 0, the local program's); 126 when the policy refused
-("Request refused"); 128+N when killed by signal N; 255 when the vchan closed before an exit code.
-
-Examples:
-  qrexec-client-vm vault test.Add /usr/bin/add-client 11 22
-  echo hello | qrexec-client-vm --buffer-size=1024 work qubes.Echo
-`,
-  );
-
-try {
-  program.parse(process.argv);
-} catch (error) {
-  if (error instanceof CommanderError) process.exit(error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : QREXEC_EXIT_USAGE);
-  throw error;
-}
-
-const [target, service, local] = program.processedArgs as [string, string, string[]];
-const options = program.opts<{
+interface Options {
   bufferSize: string;
   filterEscapeCharsStdout?: boolean;
   filterEscapeCharsStderr?: boolean;
@@ -72,7 +30,143 @@ const options = program.opts<{
   prefixData?: string;
   sourceQube?: string;
   useStdinSocket?: boolean;
-}>();
+}
+
+interface Parsed {
+  target: string;
+  service: string;
+  local: string[];
+  options: Options;
+}
+
+const defaultAgentSocket = () => process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
+
+/** Options without a value, and what they set. */
+const FLAGS = new Map<string, [key: "filterEscapeCharsStdout" | "filterEscapeCharsStderr" | "useStdinSocket", value: boolean]>([
+  ["-t", ["filterEscapeCharsStdout", true]],
+  ["--filter-escape-chars-stdout", ["filterEscapeCharsStdout", true]],
+  ["--no-filter-escape-chars-stdout", ["filterEscapeCharsStdout", false]],
+  ["-T", ["filterEscapeCharsStderr", true]],
+  ["--filter-escape-chars-stderr", ["filterEscapeCharsStderr", true]],
+  ["--no-filter-escape-chars-stderr", ["filterEscapeCharsStderr", false]],
+  ["--use-stdin-socket", ["useStdinSocket", true]],
+]);
+
+/** Options with a value, and where it goes. */
+const VALUED = new Map<string, "bufferSize" | "agentSocket" | "prefixData" | "sourceQube">([
+  ["--buffer-size", "bufferSize"],
+  ["-a", "agentSocket"],
+  ["--agent-socket", "agentSocket"],
+  ["-p", "prefixData"],
+  ["--prefix-data", "prefixData"],
+  ["-s", "sourceQube"],
+  ["--source-qube", "sourceQube"],
+]);
+
+/**
+ * The command lines commander accepts without comment: known options (`--name`, `--name=value`,
+ * `-x value`, `-xvalue`) before TARGET SERVICE, the first operand ending the options (as
+ * passThroughOptions does). Null for anything else, which commander then parses.
+ */
+function parseFast(args: string[]): Parsed | null {
+  const options: Options = { bufferSize: String(DEFAULT_BUFFER_SIZE), agentSocket: defaultAgentSocket() };
+  let index = 0;
+  for (; index < args.length; index++) {
+    const arg = args[index]!;
+    if (!arg.startsWith("-") || arg === "-") break;
+    const long = arg.startsWith("--");
+    const equals = long ? arg.indexOf("=") : -1;
+    const name = equals >= 0 ? arg.slice(0, equals) : long ? arg : arg.slice(0, 2);
+    const attached = equals >= 0 ? arg.slice(equals + 1) : !long && arg.length > 2 ? arg.slice(2) : undefined;
+    const flag = FLAGS.get(name);
+    if (flag) {
+      // `-tT` and `--flag=x` are commander's to judge.
+      if (attached !== undefined) return null;
+      options[flag[0]] = flag[1];
+      continue;
+    }
+    const key = VALUED.get(name);
+    if (!key) return null;
+    let value = attached;
+    if (value === undefined) {
+      value = args[++index];
+      if (value === undefined || value.startsWith("-")) return null;
+    }
+    // Given twice: commander's error.
+    if ((key === "prefixData" || key === "sourceQube") && options[key] !== undefined) return null;
+    options[key] = value;
+  }
+  const operands = args.slice(index);
+  if (operands.length < 2) return null;
+  return { target: operands[0]!, service: operands[1]!, local: operands.slice(2), options };
+}
+
+async function parseWithCommander(): Promise<Parsed> {
+  const { Command, CommanderError, Option } = await import("commander");
+  const once: Record<string, boolean> = {};
+  function atMostOnce(flag: string) {
+    return (value: string) => {
+      if (once[flag]) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", `${flag} may be given only once`);
+      once[flag] = true;
+      return value;
+    };
+  }
+
+  const program = new Command(PROGRAM)
+    .description("call a qrexec service in another domain; dom0's policy decides")
+    .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
+    .argument("<target>", "target domain; $ is read as @ ($dispvm, $default); empty lets the policy choose")
+    .argument("<service>", "service name with an optional +ARGUMENT")
+    .argument("[local...]", "local program and its arguments, connected to the service's stdio")
+    .passThroughOptions()
+    .addOption(new Option("--buffer-size <n>", "minimum vchan ring size in each direction").default(String(DEFAULT_BUFFER_SIZE)))
+    .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")
+    .option("--no-filter-escape-chars-stdout", "never filter stdout")
+    .option("-T, --filter-escape-chars-stderr", "replace unsafe characters in the service's stderr")
+    .option("--no-filter-escape-chars-stderr", "never filter stderr")
+    .option("-a, --agent-socket <path>", "agent socket", defaultAgentSocket())
+    .option("-p, --prefix-data <data>", "send DATA before the local input", atMostOnce("--prefix-data"))
+    .option("-s, --source-qube <name>", "source qube for relayed calls", atMostOnce("--source-qube"))
+    .option("--use-stdin-socket", "fd 0 is a socket used in both directions")
+    .exitOverride()
+    .addHelpText(
+      "after",
+      `
+Exit status: the service's (or, when that is 0, the local program's); 126 when the policy refused
+("Request refused"); 128+N when killed by signal N; 255 when the vchan closed before an exit code.
+
+Examples:
+  qrexec-client-vm vault test.Add /usr/bin/add-client 11 22
+  echo hello | qrexec-client-vm --buffer-size=1024 work qubes.Echo
+`,
+    );
+
+  try {
+    program.parse(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exit(error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : QREXEC_EXIT_USAGE);
+    }
+    throw error;
+  }
+  const [target, service, local] = program.processedArgs as [string, string, string[]];
+  return { target, service, local, options: program.opts<Options>() };
+}
+
+/**
+ * isatty(3) without Bun's process.stdout or node:tty, either of which costs ~10 ms to set up:
+ * only a character device can be a terminal, and only then is node:tty asked.
+ */
+function isTerminal(fd: number): boolean {
+  try {
+    if (!fstatSync(fd).isCharacterDevice()) return false;
+  } catch {
+    return false;
+  }
+  return (require("node:tty") as typeof import("node:tty")).isatty(fd);
+}
+
+const { target, service, local, options } = parseFast(process.argv.slice(2)) ?? (await parseWithCommander());
 
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
@@ -101,8 +195,8 @@ try {
     source: options.sourceQube ?? "",
     bufferSize,
     prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
-    filterStdout: options.filterEscapeCharsStdout ?? (localProgram === null && process.stdout.isTTY === true),
-    filterStderr: options.filterEscapeCharsStderr ?? process.stderr.isTTY === true,
+    filterStdout: options.filterEscapeCharsStdout ?? (localProgram === null && isTerminal(1)),
+    filterStderr: options.filterEscapeCharsStderr ?? isTerminal(2),
     useStdinSocket: options.useStdinSocket === true,
     localProgram,
     log: logger(PROGRAM),
