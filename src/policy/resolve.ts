@@ -5,7 +5,7 @@
 import type { AllowDecision, AskDecision, Decision, DecisionRequest, DenyDecision } from "./decision.ts";
 import { ADMIN_VM_NAME, type DomainFacts } from "./domains.ts";
 import { formatOrigin } from "./errors.ts";
-import { sourceMatchesReversed, type Bucket } from "./rule-index.ts";
+import { sourceMatchesInOrder, type Bucket } from "./rule-index.ts";
 import type { MatchContext } from "./request.ts";
 import type { Rule } from "./rule.ts";
 import { expandTarget, redirectTarget } from "./targets.ts";
@@ -97,9 +97,13 @@ function allow(rule: Rule, context: MatchContext): AllowDecision | DenyDecision 
 
 /** A choice as offered: @dispvm as the source's template, @adminvm as dom0; null if unusable. */
 function offeredTarget(target: string, context: MatchContext): string | null {
-  const concrete = concreteTarget(target, context.request, context.facts);
-  if ("reason" in concrete) return null;
-  const name = concrete.target;
+  let name = target;
+  if (target.charCodeAt(0) === 64 /* '@' */) {
+    // Keywords only; plain names (nearly all choices) skip this.
+    const concrete = concreteTarget(target, context.request, context.facts);
+    if ("reason" in concrete) return null;
+    name = concrete.target;
+  }
   if (name === context.request.source) return null; // loopback is never a choice
   if (name === ADMIN_VM_NAME) return name;
   if (name.startsWith(DISPVM_PREFIX)) {
@@ -115,14 +119,27 @@ function isRunning(target: string, facts: DomainFacts): boolean {
   return facts.get(target)?.running ?? false;
 }
 
-/** collect_targets_for_ask: later rules first, so an earlier deny removes what a later rule added. */
-function collectTargets(bucket: Bucket, context: MatchContext): Set<string> {
-  const targets = new Set<string>();
-  for (const rule of sourceMatchesReversed(bucket, context)) {
+/**
+ * collect_targets_for_ask. Upstream walks the rules last first, adding what allow/ask rules name
+ * and removing what deny rules name, so the earliest rule naming a target has the last word.
+ * Walking first to last and letting only the first rule that names a target decide is the same,
+ * and can stop early: after a `*` every target is decided, after an @anyvm all but @adminvm.
+ */
+export function collectAskTargets(bucket: Bucket, context: MatchContext): Set<string> {
+  const decided = new Map<string, boolean>();
+  let anyvmSeen = false;
+  for (const rule of sourceMatchesInOrder(bucket, context)) {
     const token = rule.redirect ?? rule.target;
-    if (rule.action === "deny") expandTarget(token, context.facts, (target) => targets.delete(target));
-    else expandTarget(token, context.facts, (target) => targets.add(target));
+    if (token.kind === "anyvm" && anyvmSeen) continue;
+    const offer = rule.action !== "deny";
+    expandTarget(token, context.facts, (target) => {
+      if (!decided.has(target)) decided.set(target, offer);
+    });
+    if (token.kind === "wildcard") break;
+    if (token.kind === "anyvm") anyvmSeen = true;
   }
+  const targets = new Set<string>();
+  for (const [target, offered] of decided) if (offered) targets.add(target);
   return targets;
 }
 
@@ -133,7 +150,7 @@ function ask(rule: Rule, context: MatchContext, bucket: Bucket): AskDecision | D
     const redirect = redirectTarget(rule.redirect, facts);
     candidates = redirect === null ? [] : [redirect];
   } else {
-    candidates = collectTargets(bucket, context);
+    candidates = collectAskTargets(bucket, context);
   }
   const choices = new Set<string>();
   for (const candidate of candidates) {
@@ -143,7 +160,8 @@ function ask(rule: Rule, context: MatchContext, bucket: Bucket): AskDecision | D
   if (choices.size === 0) {
     return denied(rule, request, `ask at ${formatOrigin(rule.origin)} but no target is available to choose from`);
   }
-  const targets = [...choices].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  // The default sort compares UTF-16 code units: the same order as Python's for these names.
+  const targets = [...choices].sort();
   const requestedDefault = rule.defaultTarget === null ? null : redirectTarget(rule.defaultTarget, facts);
   const offeredDefault = requestedDefault === null ? null : offeredTarget(requestedDefault, context);
   return {

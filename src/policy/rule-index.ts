@@ -112,10 +112,9 @@ export function firstMatch(bucket: Bucket, context: MatchContext): Rule | null {
   return null;
 }
 
-/** Every rule matching service, argument and source (not target), last first: ask's walk. */
-export function* sourceMatchesReversed(bucket: Bucket, context: MatchContext): Generator<Rule> {
-  for (let i = bucket.all.length - 1; i >= 0; i--) {
-    const rule = bucket.all[i]!;
+/** Every rule matching service, argument and source (not target), in policy order: ask's walk. */
+export function* sourceMatchesInOrder(bucket: Bucket, context: MatchContext): Generator<Rule> {
+  for (const rule of bucket.all) {
     if (sourceMatches(rule.source, context)) yield rule;
   }
 }

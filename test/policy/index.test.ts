@@ -1,5 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import type { Decision } from "../../src/policy/decision.ts";
+import { ruleMismatch } from "../../src/policy/match.ts";
+import type { CompiledPolicy } from "../../src/policy/policy.ts";
+import { normalizeQuery, type PolicyQuery } from "../../src/policy/request.ts";
+import { collectAskTargets } from "../../src/policy/resolve.ts";
+import { expandTarget } from "../../src/policy/targets.ts";
 import { DOMAINS, facts, policyFrom, policyOf, query, ruleOf, summary } from "./fixtures.ts";
 
 describe("the index keeps first-match order", () => {
@@ -69,6 +74,26 @@ function pick<T>(next: () => number, items: readonly T[]): T {
   return items[Math.floor(next() * items.length)]!;
 }
 
+/** Upstream's collect_targets_for_ask, literally: every rule, last first, deny removes, others add. */
+function referenceAskTargets(policy: CompiledPolicy, call: PolicyQuery): Set<string> | null {
+  const normalized = normalizeQuery(call, facts);
+  if (!normalized.ok) return null;
+  const targets = new Set<string>();
+  for (const rule of [...policy.rules].reverse()) {
+    const mismatch = ruleMismatch(rule, normalized.context);
+    if (mismatch !== null && mismatch !== "target") continue;
+    const token = rule.redirect ?? rule.target;
+    expandTarget(token, facts, (target) => (rule.action === "deny" ? targets.delete(target) : targets.add(target)));
+  }
+  return targets;
+}
+
+function askTargets(policy: CompiledPolicy, call: PolicyQuery): Set<string> | null {
+  const normalized = normalizeQuery(call, facts);
+  if (!normalized.ok) return null;
+  return collectAskTargets(policy.index.bucketFor(normalized.context.service, normalized.context.argument), normalized.context);
+}
+
 function comparable(decision: Decision): unknown {
   return { ...decision, rule: decision.rule?.order ?? null };
 }
@@ -101,6 +126,7 @@ describe("indexed evaluation equals a plain scan of every rule", () => {
         const fast = policy.evaluate(call, facts);
         const slow = policy.explain(call, facts).decision;
         expect(comparable(fast)).toEqual(comparable(slow));
+        expect(askTargets(policy, call)).toEqual(referenceAskTargets(policy, call));
         compared += fast.rule === null ? 0 : 1;
       }
       expect(compared).toBeGreaterThan(100); // most calls were decided by some rule, not all "no match"
