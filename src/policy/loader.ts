@@ -25,6 +25,14 @@ const POLICY_SUFFIX = ".policy";
 /** A policy file outside this charset makes every call be denied (§11.1). */
 const POLICY_FILE_NAME = /^[0-9a-z_.-]+$/;
 
+/** Directive -> how many parameters it takes. */
+const DIRECTIVE_PARAMS = new Map([
+  ["!include", 1],
+  ["!include-dir", 1],
+  ["!include-service", 3],
+  ["!compat-4.0", 0],
+]);
+
 interface PolicyFile {
   name: string;
   path: string;
@@ -140,12 +148,7 @@ class PolicyReader {
 
   directive(words: string[], origin: Origin, topDir: string): void {
     const [name, ...params] = words as [string, ...string[]];
-    const expected = new Map([
-      ["!include", 1],
-      ["!include-dir", 1],
-      ["!include-service", 3],
-      ["!compat-4.0", 0],
-    ]).get(name);
+    const expected = DIRECTIVE_PARAMS.get(name);
     if (expected === undefined) return this.error(origin.file, origin.line, `invalid directive '${name}'`);
     if (params.length !== expected) {
       return this.error(origin.file, origin.line, `${name} takes ${expected} parameter${expected === 1 ? "" : "s"}, got ${params.length}`);

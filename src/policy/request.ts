@@ -4,7 +4,8 @@
 
 import type { DecisionRequest } from "./decision.ts";
 import { ADMIN_VM_NAME, ADMIN_VM_UUID, type Domain, type DomainFacts } from "./domains.ts";
-import { uuidOf } from "./tokens.ts";
+import { isArgument, isServiceName } from "./rule.ts";
+import { DISPVM_PREFIX, uuidOf } from "./tokens.ts";
 
 /** The daemon's request; the same shape as src/protocol/policy-response.ts's PolicyRequest. */
 export interface PolicyQuery {
@@ -34,10 +35,7 @@ export interface MatchContext {
 
 export type NormalizedQuery = { ok: true; context: MatchContext } | { ok: false; request: DecisionRequest; reason: string };
 
-const SERVICE_NAME = /^[A-Za-z0-9._-]+$/;
-const ARGUMENT = /^\+[A-Za-z0-9+._-]*$/;
 const DISPVM = "@dispvm";
-const DISPVM_PREFIX = "@dispvm:";
 
 /** A stand-in when the facts do not list the admin VM: dom0 always exists. */
 const ADMIN_DOMAIN: Domain = Object.freeze({
@@ -102,7 +100,7 @@ export function normalizeQuery(query: PolicyQuery, facts: DomainFacts): Normaliz
   const service = plus === -1 ? query.serviceAndArg : query.serviceAndArg.slice(0, plus);
   const argument = plus === -1 ? "+" : query.serviceAndArg.slice(plus);
   const deny = (reason: string): NormalizedQuery => ({ ok: false, request: rawRequest(query, service, argument), reason });
-  if (!SERVICE_NAME.test(service) || !ARGUMENT.test(argument)) return deny(`invalid service '${query.serviceAndArg}'`);
+  if (!isServiceName(service) || !isArgument(argument)) return deny(`invalid service '${query.serviceAndArg}'`);
 
   const caller = sourceDomainOf(query.source, facts);
   if (caller === undefined) return deny(`unknown source '${query.source}'`);

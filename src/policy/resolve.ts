@@ -9,8 +9,7 @@ import { sourceMatchesInOrder, type Bucket } from "./rule-index.ts";
 import type { MatchContext } from "./request.ts";
 import type { Rule } from "./rule.ts";
 import { expandTarget, redirectTarget } from "./targets.ts";
-
-const DISPVM_PREFIX = "@dispvm:";
+import { DISPVM_PREFIX } from "./tokens.ts";
 
 export function denied(rule: Rule | null, request: DecisionRequest, reason: string, notify = true): DenyDecision {
   return { kind: "deny", rule, request, reason, notify };

@@ -8,7 +8,7 @@ import { answerAskWithIntendedTarget } from "./resolve.ts";
 /** The response lines joined with "\n", no trailing newline (the daemon accepts either). */
 export function policyResponseText(decision: AllowDecision | DenyDecision): string {
   if (decision.kind === "deny") return "result=deny";
-  const lines = [`user=${decision.user || "DEFAULT"}`, "result=allow", `target=${decision.target}`];
+  const lines = [`user=${decision.user ?? "DEFAULT"}`, "result=allow", `target=${decision.target}`];
   if (decision.targetUuid !== null) lines.push(`target_uuid=${decision.targetUuid}`);
   lines.push(`autostart=${decision.autostart ? "True" : "False"}`, `requested_target=${decision.requestedTarget}`);
   if (decision.service !== null) lines.push(`service=${decision.service}`);

@@ -143,7 +143,8 @@ export function buildRule(fields: RuleFields, order: number, origin: Origin, tex
       action,
       redirect,
       defaultTarget,
-      user: params.get("user") ?? null,
+      // An empty user= means the default user, as upstream's `user or "DEFAULT"`.
+      user: params.get("user") || null,
       notify: notify!,
       autostart: autostart!,
       origin,

@@ -4,9 +4,7 @@
 
 import type { DomainFacts } from "./domains.ts";
 import { domainByReference } from "./request.ts";
-import type { Token } from "./tokens.ts";
-
-const DISPVM_PREFIX = "@dispvm:";
+import { DISPVM_PREFIX, type Token } from "./tokens.ts";
 
 /** The target a redirect names, or null if it names no domain the facts know. */
 export function redirectTarget(token: Token, facts: DomainFacts): string | null {

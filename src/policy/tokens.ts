@@ -3,6 +3,9 @@
 
 import { ADMIN_VM_NAME, ADMIN_VM_UUID } from "./domains.ts";
 
+/** "@dispvm:NAME": a new DisposableVM from template NAME, in rules, requests and responses alike. */
+export const DISPVM_PREFIX = "@dispvm:";
+
 export type TokenKind =
   | "wildcard" // *
   | "anyvm" // @anyvm

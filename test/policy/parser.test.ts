@@ -28,6 +28,8 @@ describe("current format: accepted lines", () => {
     ["svc * work @dispvm allow target=@adminvm", {}],
     ["svc * * * allow", {}],
     ["svc * work @default ask", {}],
+    // An empty user= is the default user, as upstream's `user or "DEFAULT"`.
+    ["svc * work vault allow user=", { user: null }],
     ["  svc\t*  work   vault   allow  ", {}],
   ];
   for (const [line, fields] of accepted) {
