@@ -3,7 +3,7 @@
 
 import { basename } from "node:path";
 import { Connection } from "../io/connection.ts";
-import { onSigusr1, socketPair, StreamKind, StreamError, Vchan } from "../native.ts";
+import { onSigusr1, socketPair, StreamKind, StreamError, Vchan, type Stream } from "../native.ts";
 import { decodeExecParams } from "../protocol/codec.ts";
 import { EXEC_PARAMS_FIXED_BYTES, QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import {
@@ -77,6 +77,17 @@ export async function callService(call: ClientVmCall): Promise<number> {
 }
 
 async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: number): Promise<number> {
+  // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
+  // starts: a program that signals at once must not meet the default action (termination).
+  let configured: Stream | null = null;
+  let singleSocketWanted = false;
+  const singleSocket = () => {
+    singleSocketWanted = true;
+    try {
+      configured?.singleSocket();
+    } catch {}
+  };
+  onSigusr1(singleSocket);
   // The local program starts once the call is allowed, before the vchan connects (§10 step 3).
   const local = call.localProgram ? startLocalProgram(call.localProgram) : null;
   const vchan = Vchan.server({ localDomain: call.domain, remoteDomain, port, readMin: call.bufferSize, writeMin: call.bufferSize });
@@ -93,11 +104,9 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
     if (local) stream.setStdio(local.stdinFd, local.stdoutFd, -1, true);
     else if (call.useStdinSocket) stream.setStdio(0, 0, -1, false);
     else stream.setStdio(1, 0, -1, false);
-    onSigusr1(() => {
-      try {
-        stream.singleSocket();
-      } catch {}
-    });
+    // Only once the stdio is set: single-socket mode switches the fds given here.
+    configured = stream;
+    if (singleSocketWanted) singleSocket();
     let localStatus: number | null = null;
     void local?.exited.then((status) => {
       localStatus = status;
