@@ -30,7 +30,7 @@ export interface RunResult {
   stderr: string;
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -47,6 +47,7 @@ export class QrexecSystem {
   readonly policyLog: string;
   readonly vms = new Map<string, Vm>();
   readonly #logs: Array<{ name: string; chunks: string[] }> = [];
+  readonly #logByProcess = new Map<Subprocess, string[]>();
 
   constructor(readonly transport: Transport = "shm") {
     this.vchanDir = join(this.dir.path, "vchan");
@@ -117,6 +118,11 @@ export class QrexecSystem {
     return this.#logs.map(({ name, chunks }) => `--- ${name}\n${chunks.join("")}`).join("\n");
   }
 
+  /** What one process we started wrote to its stderr so far. */
+  logOfProcess(child: Subprocess): string {
+    return (this.#logByProcess.get(child) ?? []).join("");
+  }
+
   logOf(name: string): string {
     return this.#logs.filter((log) => log.name === name).map((log) => log.chunks.join("")).join("");
   }
@@ -140,7 +146,7 @@ export class QrexecSystem {
       env: this.env(vm.id),
       stdio: ["ignore", "ignore", "pipe"],
     });
-    this.#capture(`agent:${vm.name}`, agent.stderr as ReadableStream<Uint8Array>);
+    this.#logByProcess.set(agent, this.#capture(`agent:${vm.name}`, agent.stderr as ReadableStream<Uint8Array>));
     return agent;
   }
 
@@ -149,7 +155,7 @@ export class QrexecSystem {
       [join(BIN, "qrexec-daemon"), "--direct", `--socket-dir=${this.socketDir}`, `--policy-program=${POLICY_PROGRAM}`, "--policy-socket=", String(vm.id), vm.name],
       { env: this.env(0), stdio: ["ignore", "ignore", "pipe"] },
     );
-    this.#capture(`daemon:${vm.name}`, daemon.stderr as ReadableStream<Uint8Array>);
+    this.#logByProcess.set(daemon, this.#capture(`daemon:${vm.name}`, daemon.stderr as ReadableStream<Uint8Array>));
     return daemon;
   }
 
@@ -158,6 +164,50 @@ export class QrexecSystem {
     const child = Bun.spawn(argv, { env: this.env(domain, extraEnv), stdin: typeof input === "string" ? new TextEncoder().encode(input) : input, stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     return { code, stdout, stderr };
+  }
+
+  /** Starts a program with `domain`'s environment and returns it running (stdio as given). */
+  spawn(domain: number, argv: string[], stdio: { stdin?: "pipe" | "ignore" | number | ReturnType<typeof Bun.file>; stdout?: "pipe" | "ignore" | number; stderr?: "pipe" | "ignore" | "inherit" } = {}): Subprocess<"pipe", "pipe", "pipe"> {
+    return Bun.spawn(argv, {
+      env: this.env(domain),
+      stdin: stdio.stdin ?? "pipe",
+      stdout: stdio.stdout ?? "pipe",
+      stderr: stdio.stderr ?? "pipe",
+    }) as Subprocess<"pipe", "pipe", "pipe">;
+  }
+
+  /** qrexec-client-vm in `vm`, left running. */
+  spawnClientVm(vm: string, args: string[], stdio: Parameters<QrexecSystem["spawn"]>[2] = {}): Subprocess<"pipe", "pipe", "pipe"> {
+    return this.spawn(this.vms.get(vm)!.id, [join(BIN, "qrexec-client-vm"), ...args], stdio);
+  }
+
+  /**
+   * Kills the agent of `vm` with SIGKILL; returns once it is reaped and the VM's daemon noticed
+   * (it removes its socket while its agent is gone, §7.1).
+   */
+  async killAgent(name: string): Promise<void> {
+    const vm = this.vms.get(name)!;
+    vm.agent.kill("SIGKILL");
+    await vm.agent.exited;
+    await waitFor(() => !existsSync(join(this.socketDir, `qrexec.${name}`)), `the daemon of ${name} to notice its agent died`);
+  }
+
+  /** Starts a new agent for `vm` (same arguments); returns once its daemon has reconnected. */
+  async reviveAgent(name: string): Promise<void> {
+    const vm = this.vms.get(name)!;
+    vm.agent = this.startAgent(vm);
+    await waitFor(() => existsSync(join(this.socketDir, `qrexec.${name}`)), `the daemon of ${name} to reconnect`, 30_000);
+  }
+
+  /** Kills the daemon of `vm` with SIGKILL and starts a new one; returns once it is connected. */
+  async restartDaemon(name: string): Promise<void> {
+    const vm = this.vms.get(name)!;
+    vm.daemon.kill("SIGKILL");
+    await vm.daemon.exited;
+    vm.daemon = this.startDaemon(vm);
+    const daemon = vm.daemon;
+    await waitFor(() => /connected to the agent/.test(this.logOfProcess(daemon)) || daemon.exitCode !== null, `a new daemon for ${name} to connect`, 30_000);
+    if (daemon.exitCode !== null) throw new Error(`the new daemon of ${name} exited with ${daemon.exitCode}:\n${this.logOfProcess(daemon)}`);
   }
 
   clientVm(vm: string, args: string[], input: string | Uint8Array = ""): Promise<RunResult> {
