@@ -328,6 +328,9 @@ fi`,
     await system.clientVm("work", ["vault", "test.Echo"], "warm-up\n");
     await system.clientVm("work", ["dom0", "test.Dom0"], "warm-up\n");
     const before = resources();
+    // Every control vchan is connected: no rendezvous socket is left, on either transport.
+    expect(before.vchanFiles).toEqual([]);
+    expect(before.listening).toEqual([]);
     for (let i = 0; i < 10; i++) {
       const result = await system.clientVm("work", ["vault", "test.Echo"], `sequential ${i}\n`);
       expect(result.stdout, explain(result)).toBe(`sequential ${i}\n`);
