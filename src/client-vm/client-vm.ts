@@ -1,19 +1,13 @@
 // qrexec-client-vm's call (§10): ask the agent, wait for dom0's answer, then serve the data vchan
 // with our stdio or a local program's. Exit status per §8.
 
-import { basename } from "node:path";
+import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
-import { onSigusr1, socketPair, StreamKind, StreamError, Vchan, type Stream } from "../native.ts";
+import { onSigusr1, type Stream, type StreamError } from "../native.ts";
 import { decodeExecParams } from "../protocol/codec.ts";
-import { EXEC_PARAMS_FIXED_BYTES, QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
-import {
-  clientExitCode,
-  QREXEC_EXIT_FATAL,
-  QREXEC_EXIT_REQUEST_REFUSED,
-  waitStatus,
-} from "../protocol/exit.ts";
+import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
+import { clientExitCode, QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
 import { buildClientTrigger } from "../protocol/validate.ts";
-import { closeSync } from "node:fs";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const CONNECT_TIMEOUT_MS = 120_000;
@@ -89,68 +83,45 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
   };
   onSigusr1(singleSocket);
   // The local program starts once the call is allowed, before the vchan connects (§10 step 3).
-  const local = call.localProgram ? startLocalProgram(call.localProgram) : null;
-  const vchan = Vchan.server({ localDomain: call.domain, remoteDomain, port, readMin: call.bufferSize, writeMin: call.bufferSize });
-  const stream = vchan.attach({
-    kind: StreamKind.DataClient,
-    version: QREXEC_PROTOCOL_VERSION,
-    sendFirst: true,
-    connectTimeoutMs: CONNECT_TIMEOUT_MS,
-    filterStdout: call.filterStdout,
-    filterStderr: call.filterStderr,
-  });
+  const local = call.localProgram ? startClientProgram(call.localProgram) : call.useStdinSocket ? { stdinFd: 0, stdoutFd: 0 } : { stdinFd: 1, stdoutFd: 0 };
+  let result;
   try {
-    if (call.prefix && call.prefix.length > 0) stream.setPrefix(call.prefix);
-    if (local) stream.setStdio(local.stdinFd, local.stdoutFd, -1, true);
-    else if (call.useStdinSocket) stream.setStdio(0, 0, -1, false);
-    else stream.setStdio(1, 0, -1, false);
-    // Only once the stdio is set: single-socket mode switches the fds given here.
-    configured = stream;
-    if (singleSocketWanted) singleSocket();
-    let localStatus: number | null = null;
-    void local?.exited.then((status) => {
-      localStatus = status;
-      try {
-        stream.localExit(status);
-      } catch {}
+    result = await runCaller({
+      localDomain: call.domain,
+      remoteDomain,
+      port,
+      ringBytes: call.bufferSize,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      filterStdout: call.filterStdout,
+      filterStderr: call.filterStderr,
+      prefix: call.prefix,
+      local,
+      onReady: (stream) => {
+        // Only once the stdio is set: single-socket mode switches the fds given here.
+        configured = stream;
+        if (singleSocketWanted) singleSocket();
+      },
     });
-    let remote: number;
-    try {
-      remote = await stream.finished;
-    } catch (error) {
-      // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
-      throw new CallError(describe(error as StreamError), QREXEC_EXIT_FATAL);
-    }
-    if (local && localStatus === null) localStatus = await local.exited;
-    return clientExitCode(remote === -1 ? null : remote, localStatus);
-  } finally {
-    stream.close();
+  } catch (error) {
+    // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
+    throw new CallError(describe(error as StreamError), QREXEC_EXIT_FATAL);
   }
+  return clientExitCode(result.remote, result.local);
 }
 
-/**
- * The local program gets socketpairs as stdin and stdout (so SIGUSR1 single-socket mode works),
- * our stdin and stdout as SAVED_FD_0/1, and our stderr untouched (§10 step 3).
- */
-function startLocalProgram(argv: string[]): { stdinFd: number; stdoutFd: number; exited: Promise<number> } {
-  const [ourStdin, childStdin] = socketPair();
-  const [ourStdout, childStdout] = socketPair();
+/** Our stdin and stdout go to the program as SAVED_FD_0/1 (and stderr as SAVED_FD_2 on request). */
+function startClientProgram(argv: string[]): LocalProgram {
   const env: Record<string, string | undefined> = { ...process.env, SAVED_FD_0: "3", SAVED_FD_1: "4", QREXEC_AGENT_PID: String(process.pid) };
-  const stdio: Array<number | "inherit"> = [childStdin, childStdout, "inherit", 0, 1];
+  const saved = [0, 1];
   if (process.env.PASS_LOCAL_STDERR) {
     env.SAVED_FD_2 = "5";
-    stdio.push(2);
+    saved.push(2);
   } else {
     delete env.SAVED_FD_2;
   }
-  let child;
   try {
-    child = Bun.spawn(argv, { stdio: stdio as never, env, argv0: basename(argv[0]!) });
+    return startLocalProgram(argv, env, saved);
   } catch (error) {
-    for (const fd of [ourStdin, childStdin, ourStdout, childStdout]) closeSync(fd);
     throw new CallError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_FATAL);
   }
-  closeSync(childStdin);
-  closeSync(childStdout);
-  return { stdinFd: ourStdin, stdoutFd: ourStdout, exited: child.exited.then(() => waitStatus(child)) };
 }

@@ -1,16 +1,11 @@
 // qrexec-client's calls (§2.3, §2.4, §9): dom0 -> VM through the VM's daemon, dom0 -> dom0 by
 // running the service here, and `-c` (connecting a request the policy already allowed).
 
-import { closeSync, openSync } from "node:fs";
+import { openSync } from "node:fs";
+import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
-import { socketPair, StreamKind, Vchan } from "../native.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
-import {
-  DEFAULT_USER_PREFIX,
-  MSG_EXEC_CMDLINE,
-  MSG_JUST_EXEC,
-  QREXEC_PROTOCOL_VERSION,
-} from "../protocol/constants.ts";
+import { DEFAULT_USER_PREFIX, MSG_EXEC_CMDLINE, MSG_JUST_EXEC } from "../protocol/constants.ts";
 import {
   clientExitCode,
   QREXEC_EXIT_PROBLEM,
@@ -104,55 +99,39 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       throw new ClientError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
     }
     process.env.QREXEC_REMOTE_DOMAIN = call.target;
-    const local = call.localCommand ? startLocalCommand(call) : null;
-    const vchan = Vchan.server({
-      localDomain: 0,
-      remoteDomain: allocated.connectDomain,
-      port: allocated.connectPort,
-      readMin: DATA_RING_BYTES,
-      writeMin: DATA_RING_BYTES,
-    });
-    const stream = vchan.attach({
-      kind: StreamKind.DataClient,
-      version: QREXEC_PROTOCOL_VERSION,
-      sendFirst: true,
-      connectTimeoutMs: call.connectTimeout === 0 ? -1 : call.connectTimeout * 1000,
-      filterStdout: call.filterStdout,
-      filterStderr: call.filterStderr,
-    });
+    const local: LocalProgram | { stdinFd: number; stdoutFd: number } = call.localCommand
+      ? startLocalCommand(call)
+      : call.justExec
+        ? { stdinFd: 1, stdoutFd: openSync("/dev/null", "r") }
+        : call.useStdinSocket
+          ? { stdinFd: 0, stdoutFd: 0 }
+          : { stdinFd: 1, stdoutFd: 0 };
+    let result;
     try {
-      if (call.prefix && call.prefix.length > 0) stream.setPrefix(call.prefix);
-      if (local) stream.setStdio(local.stdinFd, local.stdoutFd, -1, true);
-      else if (call.justExec) stream.setStdio(1, openSync("/dev/null", "r"), -1, false);
-      else if (call.useStdinSocket) stream.setStdio(0, 0, -1, false);
-      else stream.setStdio(1, 0, -1, false);
-      let localStatus: number | null = null;
-      void local?.exited.then((status) => {
-        localStatus = status;
-        try {
-          stream.localExit(status);
-        } catch {}
+      result = await runCaller({
+        localDomain: 0,
+        remoteDomain: allocated.connectDomain,
+        port: allocated.connectPort,
+        ringBytes: DATA_RING_BYTES,
+        connectTimeoutMs: call.connectTimeout === 0 ? -1 : call.connectTimeout * 1000,
+        filterStdout: call.filterStdout,
+        filterStderr: call.filterStderr,
+        prefix: call.prefix,
+        local,
       });
-      let remote: number;
-      try {
-        remote = await stream.finished;
-      } catch (error) {
-        // The dom0 client reports a data vchan that never came as 125 (§8).
-        throw new ClientError(describe(error), QREXEC_EXIT_PROBLEM);
-      }
-      if (local && localStatus === null) localStatus = await local.exited;
-      if (call.noExitCode) return QREXEC_EXIT_SUCCESS;
-      return clientExitCode(remote === -1 ? null : remote, localStatus);
-    } finally {
-      stream.close();
+    } catch (error) {
+      // The dom0 client reports a data vchan that never came as 125 (§8).
+      throw new ClientError(describe(error), QREXEC_EXIT_PROBLEM);
     }
+    if (call.noExitCode) return QREXEC_EXIT_SUCCESS;
+    return clientExitCode(result.remote, result.local);
   } finally {
     daemon.close();
   }
 }
 
 /** `-l CMD`: a QUBESRPC command runs as a dom0 service, anything else through bash (§9). */
-function startLocalCommand(call: ClientCall): { stdinFd: number; stdoutFd: number; exited: Promise<number> } {
+function startLocalCommand(call: ClientCall): LocalProgram {
   const command = call.localCommand!;
   let argv = ["/bin/bash", "-c", command];
   let env: Record<string, string | undefined> = process.env;
@@ -171,18 +150,11 @@ function startLocalCommand(call: ClientCall): { stdinFd: number; stdoutFd: numbe
     });
     argv = serviceArgv(prepared.location.path, parsed.argument);
   }
-  const [ourStdin, childStdin] = socketPair();
-  const [ourStdout, childStdout] = socketPair();
-  let child;
   try {
-    child = Bun.spawn(argv, { stdio: [childStdin, childStdout, "inherit"], env });
+    return startLocalProgram(argv, env);
   } catch (error) {
-    for (const fd of [ourStdin, childStdin, ourStdout, childStdout]) closeSync(fd);
     throw new ClientError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
   }
-  closeSync(childStdin);
-  closeSync(childStdout);
-  return { stdinFd: ourStdin, stdoutFd: ourStdout, exited: child.exited.then(() => waitStatus(child)) };
 }
 
 export interface ConnectRequest {

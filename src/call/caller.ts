@@ -1,0 +1,97 @@
+// The calling side of a data vchan, shared by qrexec-client-vm and qrexec-client: the vchan
+// server, the pump's client stream over our stdio or a local program's, and the two statuses the
+// exit code is made of (§6.2 step 11, §8).
+
+import { closeSync } from "node:fs";
+import { basename } from "node:path";
+import { socketPair, StreamKind, Vchan, type Stream } from "../native.ts";
+import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
+import { waitStatus } from "../protocol/exit.ts";
+
+export interface LocalProgram {
+  /** Our ends of its stdin and stdout socketpairs (the pump owns them once attached). */
+  stdinFd: number;
+  stdoutFd: number;
+  exited: Promise<number>;
+}
+
+/**
+ * Starts `argv` with socketpairs as stdin and stdout (so SIGUSR1 single-socket mode works) and
+ * our stderr. `extraFds` become its fds 3, 4, ... Throws when it cannot be started.
+ */
+export function startLocalProgram(argv: string[], env: Record<string, string | undefined>, extraFds: number[] = []): LocalProgram {
+  const [ourStdin, childStdin] = socketPair();
+  const [ourStdout, childStdout] = socketPair();
+  let child;
+  try {
+    child = Bun.spawn(argv, { stdio: [childStdin, childStdout, "inherit", ...extraFds] as never, env, argv0: basename(argv[0]!) });
+  } catch (error) {
+    for (const fd of [ourStdin, ourStdout]) closeSync(fd);
+    throw error;
+  } finally {
+    closeSync(childStdin);
+    closeSync(childStdout);
+  }
+  return { stdinFd: ourStdin, stdoutFd: ourStdout, exited: child.exited.then(() => waitStatus(child)) };
+}
+
+export interface CallerOptions {
+  localDomain: number;
+  remoteDomain: number;
+  port: number;
+  /** Minimum ring size in each direction. */
+  ringBytes: number;
+  /** Negative: no limit. */
+  connectTimeoutMs: number;
+  filterStdout: boolean;
+  filterStderr: boolean;
+  prefix: Uint8Array | null;
+  /** The local program, or the fds remote output goes to and local input comes from. */
+  local: LocalProgram | { stdinFd: number; stdoutFd: number };
+  /** Called once the stream's stdio is set (SIGUSR1 may switch it from then on). */
+  onReady?: (stream: Stream) => void;
+}
+
+export interface CallerResult {
+  /** The remote EXIT_CODE, or null when the vchan closed before one arrived. */
+  remote: number | null;
+  /** The local program's status, or null without one. */
+  local: number | null;
+}
+
+/** Serves the data vchan as the caller until the end; rejects with a StreamError on failure. */
+export async function runCaller(options: CallerOptions): Promise<CallerResult> {
+  const program = "exited" in options.local ? options.local : null;
+  const vchan = Vchan.server({
+    localDomain: options.localDomain,
+    remoteDomain: options.remoteDomain,
+    port: options.port,
+    readMin: options.ringBytes,
+    writeMin: options.ringBytes,
+  });
+  const stream = vchan.attach({
+    kind: StreamKind.DataClient,
+    version: QREXEC_PROTOCOL_VERSION,
+    sendFirst: true,
+    connectTimeoutMs: options.connectTimeoutMs,
+    filterStdout: options.filterStdout,
+    filterStderr: options.filterStderr,
+  });
+  try {
+    if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);
+    stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
+    options.onReady?.(stream);
+    let localStatus: number | null = null;
+    void program?.exited.then((status) => {
+      localStatus = status;
+      try {
+        stream.localExit(status);
+      } catch {}
+    });
+    const remote = await stream.finished;
+    if (program && localStatus === null) localStatus = await program.exited;
+    return { remote: remote === -1 ? null : remote, local: localStatus };
+  } finally {
+    stream.close();
+  }
+}
