@@ -4,7 +4,8 @@
 // commander (importing it costs ~10 ms of a ~30 ms start); anything else (help, errors,
 // combined short flags, `--`) goes through commander exactly as before.
 import { fstatSync } from "node:fs";
-import { CallError, callService } from "../client-vm/client-vm.ts";
+import { ExitError } from "../call/exit-error.ts";
+import { callService } from "../client-vm/client-vm.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { logger, ownDomain, requireStdio } from "./common.ts";
@@ -203,6 +204,6 @@ try {
   });
   process.exit(code);
 } catch (error) {
-  if (error instanceof CallError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
+  if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
   fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
 }

@@ -1,10 +1,10 @@
 // qrexec-client [options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD   (§9)
 import { Command, CommanderError } from "commander";
-import { ClientError, connectAllowed, isDom0, runDom0Service, runVmCommand, type ClientCall } from "../client/client.ts";
+import { ExitError } from "../call/exit-error.ts";
+import { connectAllowed, isDom0, runDom0Service, runVmCommand, type ClientCall } from "../client/client.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
-import { defaultConfigPath } from "../services/config.ts";
-import { defaultServicePath } from "../services/lookup.ts";
+import { localServiceContext } from "../services/start.ts";
 import { logger, requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-client";
@@ -99,14 +99,7 @@ const call: ClientCall = {
   connectTimeout: timeout,
   prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
   useStdinSocket: options.useStdinSocket === true,
-  services: {
-    servicePath: defaultServicePath(),
-    configPath: defaultConfigPath(),
-    baseEnv: process.env,
-    agentPid: process.pid,
-    captureStderr: false,
-    log,
-  },
+  services: localServiceContext({ captureStderr: false, log }),
 };
 
 try {
@@ -136,7 +129,7 @@ try {
   }
   process.exit(await runVmCommand(call));
 } catch (error) {
-  if (error instanceof ClientError) {
+  if (error instanceof ExitError) {
     process.stderr.write(`${PROGRAM}: ${error.message}\n`);
     process.exit(error.code);
   }

@@ -5,8 +5,7 @@ import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { Daemon } from "../daemon/daemon.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
-import { defaultConfigPath } from "../services/config.ts";
-import { defaultServicePath } from "../services/lookup.ts";
+import { localServiceContext } from "../services/start.ts";
 import { defaultStateDir } from "../paths.ts";
 import { die, logger } from "./common.ts";
 
@@ -128,13 +127,7 @@ async function runDaemon(): Promise<void> {
     socketDir: options.socketDir,
     policy: { socketPath: options.policySocket === "" ? null : options.policySocket, program: options.policyProgram },
     startupTimeoutMs,
-    dom0Services: {
-      servicePath: defaultServicePath(),
-      configPath: defaultConfigPath(),
-      baseEnv: process.env,
-      agentPid: process.pid,
-      captureStderr: false,
-    },
+    dom0Services: localServiceContext({ captureStderr: false, log }),
     log,
   });
   const stop = (code: number) => {

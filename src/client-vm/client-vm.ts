@@ -1,6 +1,7 @@
 // qrexec-client-vm's call (§10): ask the agent, wait for dom0's answer, then serve the data vchan
 // with our stdio or a local program's. Exit status per §8.
 
+import { ExitError } from "../call/exit-error.ts";
 import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
 import { onSigusr1, type Stream, type StreamError } from "../native.ts";
@@ -28,16 +29,6 @@ export interface ClientVmCall {
   log: (message: string) => void;
 }
 
-/** A problem that ends the call with `code` after printing `message`. */
-export class CallError extends Error {
-  constructor(
-    message: string,
-    readonly code: number,
-  ) {
-    super(message);
-  }
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -45,13 +36,13 @@ function describe(error: unknown): string {
 /** Runs the call and returns the exit code. */
 export async function callService(call: ClientVmCall): Promise<number> {
   const trigger = buildClientTrigger({ target: call.target, service: call.service, source: call.source });
-  if (trigger.kind === "invalid") throw new CallError(`invalid service '${call.service}': ${trigger.reason}`, QREXEC_EXIT_FATAL);
+  if (trigger.kind === "invalid") throw new ExitError(`invalid service '${call.service}': ${trigger.reason}`, QREXEC_EXIT_FATAL);
 
   let agent: Connection;
   try {
     agent = await Connection.connect(call.agentSocket);
   } catch (error) {
-    throw new CallError(`cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`, QREXEC_EXIT_FATAL);
+    throw new ExitError(`cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`, QREXEC_EXIT_FATAL);
   }
   try {
     agent.write(trigger.message);
@@ -59,9 +50,9 @@ export async function callService(call: ClientVmCall): Promise<number> {
     try {
       reply = await agent.read(EXEC_PARAMS_FIXED_BYTES);
     } catch (error) {
-      throw new CallError(`short reply from the qrexec agent: ${describe(error)}`, QREXEC_EXIT_FATAL);
+      throw new ExitError(`short reply from the qrexec agent: ${describe(error)}`, QREXEC_EXIT_FATAL);
     }
-    if (reply === null) throw new CallError("Request refused", QREXEC_EXIT_REQUEST_REFUSED);
+    if (reply === null) throw new ExitError("Request refused", QREXEC_EXIT_REQUEST_REFUSED);
     const { connectDomain, connectPort } = decodeExecParams(reply);
     return await runDataVchan(call, connectDomain, connectPort);
   } finally {
@@ -104,7 +95,7 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
     });
   } catch (error) {
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
-    throw new CallError(describe(error as StreamError), QREXEC_EXIT_FATAL);
+    throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL);
   }
   return clientExitCode(result.remote, result.local);
 }
@@ -122,6 +113,6 @@ function startClientProgram(argv: string[]): LocalProgram {
   try {
     return startLocalProgram(argv, env, saved);
   } catch (error) {
-    throw new CallError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_FATAL);
+    throw new ExitError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_FATAL);
   }
 }

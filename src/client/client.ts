@@ -2,6 +2,7 @@
 // running the service here, and `-c` (connecting a request the policy already allowed).
 
 import { openSync } from "node:fs";
+import { ExitError } from "../call/exit-error.ts";
 import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
@@ -24,15 +25,6 @@ const DATA_RING_BYTES = 65536;
 
 export function isDom0(target: string): boolean {
   return DOM0_NAMES.has(target);
-}
-
-export class ClientError extends Error {
-  constructor(
-    message: string,
-    readonly code: number,
-  ) {
-    super(message);
-  }
 }
 
 function describe(error: unknown): string {
@@ -59,14 +51,14 @@ export interface ClientCall {
 /** dom0 -> dom0 (§2.4): "DEFAULT:QUBESRPC svc+arg src type target", run here, no vchan. */
 export async function runDom0Service(call: ClientCall): Promise<number> {
   if (!call.command.startsWith(DEFAULT_USER_PREFIX)) {
-    throw new ClientError(`a command for dom0 must start with ${DEFAULT_USER_PREFIX}`, QREXEC_EXIT_PROBLEM);
+    throw new ExitError(`a command for dom0 must start with ${DEFAULT_USER_PREFIX}`, QREXEC_EXIT_PROBLEM);
   }
   const parsed = parseCommand(call.command.slice(DEFAULT_USER_PREFIX.length), { stripUser: false });
-  if (parsed.kind !== "rpc") throw new ClientError("only QUBESRPC service calls can run in dom0", QREXEC_EXIT_PROBLEM);
+  if (parsed.kind !== "rpc") throw new ExitError("only QUBESRPC service calls can run in dom0", QREXEC_EXIT_PROBLEM);
   const prepared = prepareService(parsed, call.services);
-  if (prepared.kind === "failed") throw new ClientError(prepared.reason, prepared.status);
+  if (prepared.kind === "failed") throw new ExitError(prepared.reason, prepared.status);
   if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
-    throw new ClientError("dom0 -> dom0 calls run executable services only", QREXEC_EXIT_PROBLEM);
+    throw new ExitError("dom0 -> dom0 calls run executable services only", QREXEC_EXIT_PROBLEM);
   }
   const check = executableArguments(parsed);
   const env = buildServiceEnvironment(call.services.baseEnv, {
@@ -79,7 +71,7 @@ export async function runDom0Service(call: ClientCall): Promise<number> {
     await child.exited;
     return waitStatus(child);
   } catch (error) {
-    throw new ClientError(`cannot run ${prepared.location.path}: ${describe(error)}`, (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM);
+    throw new ExitError(`cannot run ${prepared.location.path}: ${describe(error)}`, (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM);
   }
 }
 
@@ -89,14 +81,14 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
   try {
     daemon = await connectDaemon(call.socketDir, call.target);
   } catch (error) {
-    throw new ClientError(`cannot connect to the qrexec daemon of ${call.target}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+    throw new ExitError(`cannot connect to the qrexec daemon of ${call.target}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
   }
   try {
     let allocated;
     try {
       allocated = await requestExec(daemon, call.justExec ? MSG_JUST_EXEC : MSG_EXEC_CMDLINE, 0, call.command);
     } catch (error) {
-      throw new ClientError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+      throw new ExitError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
     }
     process.env.QREXEC_REMOTE_DOMAIN = call.target;
     const local: LocalProgram | { stdinFd: number; stdoutFd: number } = call.localCommand
@@ -121,7 +113,7 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       });
     } catch (error) {
       // The dom0 client reports a data vchan that never came as 125 (§8).
-      throw new ClientError(describe(error), QREXEC_EXIT_PROBLEM);
+      throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
     if (call.noExitCode) return QREXEC_EXIT_SUCCESS;
     return clientExitCode(result.remote, result.local);
@@ -138,9 +130,9 @@ function startLocalCommand(call: ClientCall): LocalProgram {
   const parsed = parseCommand(command, { stripUser: false });
   if (parsed.kind === "rpc") {
     const prepared = prepareService(parsed, call.services);
-    if (prepared.kind === "failed") throw new ClientError(prepared.reason, prepared.status);
+    if (prepared.kind === "failed") throw new ExitError(prepared.reason, prepared.status);
     if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
-      throw new ClientError("-l runs executable services only", QREXEC_EXIT_PROBLEM);
+      throw new ExitError("-l runs executable services only", QREXEC_EXIT_PROBLEM);
     }
     const check = executableArguments(parsed);
     env = buildServiceEnvironment(call.services.baseEnv, {
@@ -153,7 +145,7 @@ function startLocalCommand(call: ClientCall): LocalProgram {
   try {
     return startLocalProgram(argv, env);
   } catch (error) {
-    throw new ClientError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+    throw new ExitError(`cannot run ${argv[0]}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
   }
 }
 
@@ -171,7 +163,7 @@ export async function connectAllowed(call: ClientCall, request: ConnectRequest, 
   const commandText = call.command.startsWith(DEFAULT_USER_PREFIX) ? call.command.slice(DEFAULT_USER_PREFIX.length) : call.command;
   if (isDom0(call.target)) {
     const parsed = parseCommand(commandText, { stripUser: false });
-    if (parsed.kind !== "rpc") throw new ClientError("-c to dom0 needs a QUBESRPC command", QREXEC_EXIT_PROBLEM);
+    if (parsed.kind !== "rpc") throw new ExitError("-c to dom0 needs a QUBESRPC command", QREXEC_EXIT_PROBLEM);
     const check = executableArguments(parsed);
     const requested = check.kind === "ok" && check.requestedTarget ? check.requestedTarget : { type: "name", target: "dom0" };
     try {
@@ -187,12 +179,12 @@ export async function connectAllowed(call: ClientCall, request: ConnectRequest, 
       });
       return QREXEC_EXIT_SUCCESS;
     } catch (error) {
-      throw new ClientError(describe(error), QREXEC_EXIT_PROBLEM);
+      throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
   }
   const colon = call.command.indexOf(":");
   const parsed = parseCommand(call.command, { stripUser: true });
-  if (colon === -1 || parsed.kind !== "rpc") throw new ClientError("-c needs a USER:QUBESRPC command", QREXEC_EXIT_PROBLEM);
+  if (colon === -1 || parsed.kind !== "rpc") throw new ExitError("-c needs a USER:QUBESRPC command", QREXEC_EXIT_PROBLEM);
   try {
     const targetConnection = await executeVm({
       socketDir: call.socketDir,
@@ -209,6 +201,6 @@ export async function connectAllowed(call: ClientCall, request: ConnectRequest, 
     if (targetConnection) await targetConnection.closed;
     return QREXEC_EXIT_SUCCESS;
   } catch (error) {
-    throw new ClientError(describe(error), 137);
+    throw new ExitError(describe(error), 137);
   }
 }

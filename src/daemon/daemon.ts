@@ -51,7 +51,7 @@ export interface DaemonOptions {
   /** Milliseconds to wait for the agent (negative: forever). */
   startupTimeoutMs: number;
   /** dom0's own services, for calls into dom0. */
-  dom0Services: Omit<ServiceContext, "log">;
+  dom0Services: ServiceContext;
   log: (message: string) => void;
 }
 
@@ -229,7 +229,7 @@ export class Daemon {
           ident: trigger.ident,
           service,
           requestedTarget: decision.requestedTarget,
-          context: { ...this.#options.dom0Services, log: this.#options.log },
+          context: this.#options.dom0Services,
           source: this.#asSource,
         });
         this.#options.log(`dom0 service ${service} for ${source} exited with ${status}`);

@@ -13,9 +13,9 @@ import {
   waitStatus,
 } from "../protocol/exit.ts";
 import { connectTcp, connectUnix, type Stream, type StreamOptions } from "../native.ts";
-import { DEFAULT_SERVICE_CONFIG, loadServiceConfig, type ServiceConfig } from "./config.ts";
+import { DEFAULT_SERVICE_CONFIG, defaultConfigPath, loadServiceConfig, type ServiceConfig } from "./config.ts";
 import { buildServiceEnvironment, serviceArgv } from "./environment.ts";
-import { findService, type ServiceLocation } from "./lookup.ts";
+import { defaultServicePath, findService, type ServiceLocation } from "./lookup.ts";
 
 export interface ServiceContext {
   /** Colon-separated QREXEC_SERVICE_PATH. */
@@ -29,6 +29,17 @@ export interface ServiceContext {
   /** A VM captures service stderr into the call; dom0 leaves it in its log (§6.1). */
   captureStderr: boolean;
   log: (message: string) => void;
+}
+
+/** Services of this domain as the environment names them (QREXEC_SERVICE_PATH, QUBES_RPC_CONFIG_PATH). */
+export function localServiceContext(options: { captureStderr: boolean; log: (message: string) => void }): ServiceContext {
+  return {
+    servicePath: defaultServicePath(),
+    configPath: defaultConfigPath(),
+    baseEnv: process.env,
+    agentPid: process.pid,
+    ...options,
+  };
 }
 
 /** A service ready to start, or the status the call ends with at once. */
