@@ -598,26 +598,30 @@ export function isSameOrDescendant(pid: number, ancestor: number): boolean {
   return native.qrx_is_same_or_descendant(pid, ancestor) === 1;
 }
 
-const sigusr1Listeners: Array<(senderPid: number) => void> = [];
+/** Pids per SIGUSR1 record (zig/signals.zig `chain_len`): the sender, then its ancestors. */
+const SIGUSR1_CHAIN = 8;
+const sigusr1Listeners: Array<(senders: number[]) => void> = [];
 
 /**
- * Calls `listener` with the sender's pid for every SIGUSR1 (§6.6). Bun's own signal events do
- * not say who sent a signal; a process serving many calls needs that to find the call.
+ * Calls `listener` for every SIGUSR1 with the sender's pid and its ancestors (read when the
+ * signal arrived, so a sender that exits at once is still known), §6.6. Bun's own signal events
+ * do not say who sent a signal; a process serving many calls needs that to find the call.
  */
-export function onSigusr1(listener: (senderPid: number) => void): void {
+export function onSigusr1(listener: (senders: number[]) => void): void {
   if (sigusr1Listeners.length === 0) {
     const fd = check(native.qrx_sigusr1_install());
+    const recordBytes = SIGUSR1_CHAIN * 4;
     void (async () => {
       let pending = new Uint8Array(0);
       for await (const chunk of Bun.file(fd).stream()) {
         const joined = new Uint8Array(pending.length + chunk.length);
         joined.set(pending);
         joined.set(chunk, pending.length);
-        const whole = joined.length - (joined.length % 4);
-        const view = new DataView(joined.buffer, 0, whole);
-        for (let offset = 0; offset < whole; offset += 4) {
-          const pid = view.getInt32(offset, true);
-          for (const each of sigusr1Listeners) each(pid);
+        const whole = joined.length - (joined.length % recordBytes);
+        const pids = new Int32Array(joined.buffer, 0, whole / 4);
+        for (let offset = 0; offset < pids.length; offset += SIGUSR1_CHAIN) {
+          const chain = [...pids.subarray(offset, offset + SIGUSR1_CHAIN)].filter((pid) => pid > 0);
+          for (const each of sigusr1Listeners) each(chain);
         }
         pending = joined.slice(whole);
       }

@@ -15,20 +15,33 @@ var write_end = std.atomic.Value(i32).init(-1);
 var read_end: i32 = -1;
 var install_lock: std.Thread.Mutex = .{};
 
+/// Pids per record: the sender, then its ancestors, 0-padded.
+pub const chain_len = 8;
+pub const Record = [chain_len]i32;
+
 /// Runs on whichever thread the kernel picks (any that does not block SIGUSR1), at any point of
-/// that thread's work: only a raw `write` here. The raw syscall leaves libc's errno alone, so
-/// there is nothing to save. A full pipe drops the pid: a flood of signals must not block the
-/// thread that happens to take them.
+/// that thread's work: only raw syscalls here (open/read/close of /proc and one write), which
+/// leave libc's errno alone. The sender's ancestors are read now, not later: a sender that exits
+/// at once (`sh -c 'kill -USR1 ...'`) would otherwise be gone before anyone could map it to a
+/// call. A full pipe drops the record: a flood of signals must not block the thread.
 fn on_sigusr1(_: i32, info: *const std.posix.siginfo_t, _: ?*anyopaque) callconv(.c) void {
     const descriptor = write_end.load(.acquire);
     if (descriptor < 0) return;
-    // 4 bytes, below PIPE_BUF: the write is atomic, so records never interleave.
-    const pid: [4]u8 = @bitCast(info.fields.common.first.piduid.pid);
-    _ = linux.write(descriptor, &pid, pid.len);
+    var record: Record = @splat(0);
+    record[0] = info.fields.common.first.piduid.pid;
+    var index: usize = 1;
+    while (index < chain_len) : (index += 1) {
+        const previous = record[index - 1];
+        if (previous <= 1) break;
+        record[index] = parent_of(previous) orelse break;
+    }
+    // 32 bytes, below PIPE_BUF: the write is atomic, so records never interleave.
+    const bytes = std.mem.asBytes(&record);
+    _ = linux.write(descriptor, bytes.ptr, bytes.len);
 }
 
 /// Installs the SIGUSR1 handler (once) and returns the read end of the non-blocking pipe that
-/// receives each sender's pid as 4 native-endian bytes. Later calls return the same fd.
+/// receives one `Record` (native-endian i32s) per signal. Later calls return the same fd.
 pub fn install_sigusr1() Fail!i32 {
     install_lock.lock();
     defer install_lock.unlock();
@@ -57,9 +70,9 @@ pub fn install_sigusr1() Fail!i32 {
     return read_end;
 }
 
-/// Moves the queued sender pids into `out` without blocking and returns how many it moved.
-/// When that is `out.len`, more may be waiting.
-pub fn read_senders(descriptor: i32, out: []i32) usize {
+/// Moves the queued records into `out` without blocking and returns how many it moved. When
+/// that is `out.len`, more may be waiting.
+pub fn read_senders(descriptor: i32, out: []Record) usize {
     var count: usize = 0;
     while (count < out.len) {
         const bytes = std.mem.sliceAsBytes(out[count..]);
@@ -67,8 +80,8 @@ pub fn read_senders(descriptor: i32, out: []i32) usize {
         const errno = sys.errno_of(rc);
         if (errno == .INTR) continue;
         if (errno != .SUCCESS or rc == 0) break;
-        // Only whole 4-byte records are ever written, so reads come back in whole records.
-        count += rc / 4;
+        // Only whole records are ever written, so reads come back in whole records.
+        count += rc / @sizeOf(Record);
     }
     return count;
 }

@@ -12,15 +12,15 @@ fn next_sender(fd: i32) !i32 {
     var poll_fd = [_]linux.pollfd{.{ .fd = fd, .events = linux.POLL.IN, .revents = 0 }};
     const deadline = sys.now_ns() + 5 * std.time.ns_per_s;
     while (sys.now_ns() < deadline) {
-        var out: [1]i32 = undefined;
-        if (signals.read_senders(fd, &out) == 1) return out[0];
+        var out: [1]signals.Record = undefined;
+        if (signals.read_senders(fd, &out) == 1) return out[0][0];
         _ = linux.poll(&poll_fd, 1, 100);
     }
     return error.NoSignalArrived;
 }
 
 fn expect_empty(fd: i32) !void {
-    var out: [4]i32 = undefined;
+    var out: [4]signals.Record = undefined;
     try testing.expectEqual(@as(usize, 0), signals.read_senders(fd, &out));
 }
 
@@ -54,9 +54,13 @@ test "signals: install_sigusr1 is idempotent and a SIGUSR1 to ourselves reports 
         try testing.expectEqual(linux.E.SUCCESS, sys.errno_of(linux.kill(self, linux.SIG.USR1)));
         try wait_queued(fd, queued);
     }
-    var out: [8]i32 = undefined;
+    var out: [8]signals.Record = undefined;
     try testing.expectEqual(@as(usize, 3), signals.read_senders(fd, &out));
-    for (out[0..3]) |pid| try testing.expectEqual(self, pid);
+    // Each record starts with the sender, then its parent.
+    for (out[0..3]) |record| {
+        try testing.expectEqual(self, record[0]);
+        try testing.expectEqual(linux.getppid(), record[1]);
+    }
     try expect_empty(fd);
 }
 
@@ -67,7 +71,7 @@ fn wait_queued(fd: i32, records: usize) !void {
     while (sys.now_ns() < deadline) {
         var available: i32 = 0;
         _ = linux.ioctl(fd, linux.T.FIONREAD, @intFromPtr(&available));
-        if (available >= records * 4) return;
+        if (available >= records * @sizeOf(signals.Record)) return;
         _ = linux.poll(&poll_fd, 1, 10);
     }
     return error.NoSignalArrived;

@@ -279,21 +279,24 @@ export class Agent {
   }
 
   /**
-   * SIGUSR1 from `senderPid` (§6.6): upstream has one handler process per call; we serve all
-   * calls in one, so the sender is mapped to the call whose service is it or its ancestor.
+   * SIGUSR1 (§6.6) from the first pid of `senders` (then its ancestors): upstream has one handler
+   * process per call; we serve all calls in one, so the sender is mapped to the call whose
+   * service is it or an ancestor of it.
    */
-  singleSocketFor(senderPid: number): void {
+  singleSocketFor(senders: number[]): void {
+    const oldest = senders.at(-1);
     for (const [servicePid, stream] of this.#servicePids) {
-      if (isSameOrDescendant(senderPid, servicePid)) {
+      // The chain read in the signal handler; past its end (deep trees), /proc now.
+      if (senders.includes(servicePid) || (oldest !== undefined && isSameOrDescendant(oldest, servicePid))) {
         try {
           stream.singleSocket();
         } catch (error) {
-          this.#options.log(`SIGUSR1 from ${senderPid}: ${error instanceof Error ? error.message : error}`);
+          this.#options.log(`SIGUSR1 from ${senders[0]}: ${error instanceof Error ? error.message : error}`);
         }
         return;
       }
     }
-    this.#options.log(`SIGUSR1 from pid ${senderPid}, which is no service of ours: ignored`);
+    this.#options.log(`SIGUSR1 from pid ${senders[0]}, which is no service of ours: ignored`);
   }
 
   // ---------------------------------------------------------------- trigger socket

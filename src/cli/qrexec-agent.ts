@@ -50,7 +50,7 @@ try {
 log(`serving domain ${ownDomain()} on ${options.agentSocket}`);
 
 // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
-onSigusr1((senderPid) => agent.singleSocketFor(senderPid));
+onSigusr1((senders) => agent.singleSocketFor(senders));
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.on(signal, () => {
