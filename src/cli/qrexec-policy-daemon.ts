@@ -1,0 +1,68 @@
+// qrexec-policy-daemon [--socket PATH] [--policy-dir DIR]... [--legacy-dir DIR] [--domains FILE]
+//                      [--ask-program CMD] [--no-tty]
+// Answers upstream's policy socket (§7.4, §11.3) and reloads when policy files change.
+import { Command } from "commander";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { chooseAsker } from "../policy/ask.ts";
+import { PolicyDaemon } from "../policy/daemon.ts";
+import { PolicyStore } from "../policy/store.ts";
+import { DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
+import { logger } from "./common.ts";
+import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
+
+const PROGRAM = "qrexec-policy-daemon";
+
+const program = addPolicySourceOptions(
+  new Command(PROGRAM)
+    .description("answer qrexec-daemon's policy queries on a unix socket (upstream's policy.sock protocol)")
+    .option("--socket <path>", "socket to listen on", DEFAULT_POLICY_SOCKET),
+)
+  .option("--ask-program <cmd>", "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)")
+  .option("--no-tty", "never prompt on the terminal for ask rules")
+  .option("--debounce <ms>", "quiet time after a policy change before reloading", (text) => Number(text), 100)
+  .addHelpText(
+    "after",
+    `
+Every decision is logged on stderr with the rule (file:line) that made it. Policy files (and the
+domains file) are watched; a change reloads them, and a policy with errors denies every call
+until fixed (the errors are logged as file:line). An ask rule is answered by --ask-program, else
+a prompt on /dev/tty if there is one, else it is denied.
+${DOMAINS_FILE_HELP}
+
+Examples:
+  qrexec-policy-daemon --socket /run/qubes/policy.sock --domains /etc/qubes/domains.toml
+  qrexec-policy-daemon --socket /tmp/policy.sock --policy-dir ./policy.d --domains domains.toml \\
+      --ask-program 'jq -r .default_target'
+  qrexec-daemon --policy-socket=/tmp/policy.sock --direct 2 work
+`,
+  );
+
+program.parse(process.argv);
+const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; tty: boolean; debounce: number }>();
+const log = logger(PROGRAM);
+
+const source = policySourceFrom(options);
+if (source.domainsFile === null) log("no --domains file: only dom0 is known, so calls from VMs are denied");
+const store = new PolicyStore(source, { log, debounceMs: options.debounce });
+const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
+log(`ask rules are answered by ${asker.description}`);
+mkdirSync(dirname(options.socket), { recursive: true });
+const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log });
+try {
+  daemon.start();
+} catch (error) {
+  log(`cannot listen on ${options.socket}: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+store.watch();
+log(`listening on ${options.socket}`);
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.on(signal, () => {
+    store.close();
+    daemon.stop();
+    process.exit(0);
+  });
+}
+process.on("SIGHUP", () => store.reload());
