@@ -53,6 +53,9 @@ pub const Data = struct {
     stdout_fd: i32 = -1,
     stderr_fd: i32 = -1,
     single_socket: bool = false,
+    /// A service's stdin socket after the caller's EOF shut its write side: kept open, as
+    /// upstream keeps it, so that a later SIGUSR1 can still switch to it (§6.6).
+    saved_stdin_fd: i32 = -1,
     has_child: bool = false,
     /// JS has said where local data goes (fds, or a forced finish); nothing runs before that,
     /// so a service is not reported finished before it was even spawned.
@@ -171,6 +174,14 @@ pub const Data = struct {
         self.send_owed() catch return;
         if (self.outcome != null) return;
         if (self.ready_to_finish()) return self.finish();
+        // §6.9: nothing read locally can reach a departed peer. A service's output fds are
+        // closed now rather than when the call ends: a service blocked writing them (its output
+        // backed up toward the dead caller) would never read the input still being delivered,
+        // and the call would never end. It sees EPIPE or SIGPIPE, as upstream's does.
+        if (self.is_service and (self.stdout_fd >= 0 or self.stderr_fd >= 0) and self.vchan.peer_gone_for_writing()) {
+            self.close_stdout();
+            self.close_stderr();
+        }
         // Step 4: the peer is gone and nothing is left to deliver.
         const open = self.vchan.state_polled() != .disconnected;
         if (!open and self.vchan.peek_data_ready() == 0 and self.backlog_len() == 0) {
@@ -522,10 +533,15 @@ pub const Data = struct {
 
     /// SIGUSR1 (§6.6): the child writes its output to its stdin socket from now on.
     pub fn enter_single_socket(self: *Data) void {
-        if (self.single_socket or self.stdin_fd < 0 or self.stdout_fd < 0) return;
+        if (self.single_socket or self.stdout_fd < 0) return;
+        // After the caller's EOF the socket lives on as `saved_stdin_fd` (upstream's
+        // test_stdio_socket_closed_stdin).
+        const socket_fd = if (self.stdin_fd >= 0) self.stdin_fd else self.saved_stdin_fd;
+        if (socket_fd < 0) return;
         _ = linux.shutdown(self.stdout_fd, linux.SHUT.RD);
         sys.close(self.stdout_fd);
-        self.stdout_fd = self.stdin_fd;
+        self.stdout_fd = socket_fd;
+        if (socket_fd == self.saved_stdin_fd) self.saved_stdin_fd = -1;
         self.single_socket = true;
     }
 
@@ -539,10 +555,19 @@ pub const Data = struct {
                 self.close_stdout();
             }
         }
-        self.close_direction(&self.stdin_fd, linux.SHUT.WR);
         self.backlog_start = 0;
         self.backlog_end = 0;
         self.stdin_blocked = false;
+        const descriptor = self.stdin_fd;
+        if (self.is_service and !self.single_socket and descriptor > 2 and descriptor != self.stdout_fd) {
+            // A socket is only shut down: the service reads EOF, and may still switch to it.
+            if (sys.errno_of(linux.shutdown(descriptor, linux.SHUT.WR)) == .SUCCESS) {
+                self.stdin_fd = -1;
+                self.saved_stdin_fd = descriptor;
+                return;
+            }
+        }
+        self.close_direction(&self.stdin_fd, linux.SHUT.WR);
     }
 
     fn close_stdout(self: *Data) void {
@@ -579,6 +604,10 @@ pub const Data = struct {
         self.close_stdin();
         self.close_stdout();
         self.close_stderr();
+        if (self.saved_stdin_fd >= 0) {
+            sys.close(self.saved_stdin_fd);
+            self.saved_stdin_fd = -1;
+        }
     }
 };
 

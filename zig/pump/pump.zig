@@ -492,7 +492,8 @@ pub const Pump = struct {
             } orelse break;
             self.queue.push(stream.id, .message, @bitCast(received.type), received.body);
         }
-        if (stream.vchan.state() == .disconnected and stream.vchan.data_ready() == 0) self.lost_peer(stream);
+        // Stepped on every wakeup of the pump: the syscall-free state (see `state_polled`).
+        if (stream.vchan.state_polled() == .disconnected and stream.vchan.data_ready() == 0) self.lost_peer(stream);
     }
 
     fn lost_peer(self: *Pump, stream: *Stream) void {

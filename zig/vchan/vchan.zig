@@ -83,6 +83,16 @@ pub const Vchan = union(Backend) {
         };
     }
 
+    /// Nothing written from now on can reach the peer: shm, the peer left (the page says so);
+    /// socket, the peer stopped taking data or closed (the socket backend reports DISCONNECTED
+    /// only once its read ring is drained, which a backed-up call never does).
+    pub fn peer_gone_for_writing(self: *Vchan) bool {
+        return switch (self.*) {
+            .shm => |*v| v.state_from_page() == .disconnected,
+            .socket => |*v| v.write_failed or v.read_ended,
+        };
+    }
+
     pub fn fd_for_select(self: *const Vchan) i32 {
         return switch (self.*) {
             inline else => |*v| v.fd_for_select(),
