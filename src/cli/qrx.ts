@@ -1,5 +1,6 @@
 // `qrx`: the user's front door. Commander wiring only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
+import { addPolicyCommands } from "./policy-commands.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
@@ -59,5 +60,7 @@ program
     const { runVchanDemo } = await import("../demo/vchan-demo.ts");
     process.exitCode = await runVchanDemo({ bytes: options.bytes });
   });
+
+addPolicyCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,101 @@
+// `qrx policy lint|eval|explain|graph`: the commander wiring; the work is in src/policy/tools.ts.
+// Modules are imported inside the actions so `qrx --help` stays fast.
+import type { Command } from "commander";
+import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
+
+const EXIT_DENY = 126;
+
+async function snapshotFor(options: PolicyOptionValues) {
+  const { loadSnapshot } = await import("../policy/store.ts");
+  return loadSnapshot(policySourceFrom(options));
+}
+
+function queryOf(source: string, target: string, service: string) {
+  return { source, requestedSource: null, intendedTarget: target, serviceAndArg: service };
+}
+
+export function addPolicyCommands(program: Command): void {
+  const policy = program
+    .command("policy")
+    .description("check, evaluate and explain qrexec policy (policy.d and legacy formats)")
+    .addHelpText("after", `${DOMAINS_FILE_HELP}\n`);
+
+  addPolicySourceOptions(
+    policy
+      .command("lint")
+      .description("read the policy and print every error as file:line: message (exit 1 if any)")
+      .argument("[dir]", "policy directory (default: --policy-dir)"),
+  )
+    .addHelpText("after", "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n  qrx policy lint --policy-dir /run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n")
+    .action(async (dir: string | undefined, options: PolicyOptionValues) => {
+      const { lintReport } = await import("../policy/tools.ts");
+      const report = lintReport(await snapshotFor(dir === undefined ? options : { ...options, policyDir: [dir] }));
+      for (const line of report.lines) process.stdout.write(`${line}\n`);
+      process.exitCode = report.ok ? 0 : 1;
+    });
+
+  addPolicySourceOptions(
+    policy
+      .command("eval")
+      .description("the answer qrexec-daemon would get for a call: key=value lines on stdout, the deciding rule on stderr")
+      .argument("<source>", "calling domain")
+      .argument("<target>", "intended target ('' or @default: let the policy choose)")
+      .argument("<service>", "SERVICE or SERVICE+ARG"),
+  )
+    .option("--ask-program <cmd>", "answers ask rules (see qrexec-policy-daemon --help)")
+    .option("--no-tty", "never prompt on the terminal for ask rules")
+    .option("--assume-yes-for-ask", "answer ask rules with the intended target, if it is a choice")
+    .option("--just-evaluate", "print only result=allow or result=deny; never ask")
+    .addHelpText("after", "\nExit status: 0 allow, 126 deny.\n\nExamples:\n  qrx policy eval work vault qubes.Filecopy\n  qrx policy eval --domains domains.toml --just-evaluate work @default qubes.OpenURL+https\n")
+    .action(async (source: string, target: string, service: string, options: PolicyOptionValues & { askProgram?: string; tty: boolean; assumeYesForAsk?: boolean; justEvaluate?: boolean }) => {
+      const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] = await Promise.all([
+        import("../policy/answer.ts"),
+        import("../policy/ask.ts"),
+        import("../policy/decision.ts"),
+        import("../policy/store.ts"),
+      ]);
+      const snapshot = await snapshotFor(options);
+      const log = (line: string) => process.stderr.write(`${line}\n`);
+      if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
+      const answered = await answerQuery(
+        queryOf(source, target, service),
+        { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
+        { policy: snapshot.policy, facts: snapshot.facts, asker: chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty }), log },
+      );
+      process.stdout.write(`${answered.text}\n`);
+      log(`decided by ${decidedBy(answered.decision)}`);
+      process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+    });
+
+  addPolicySourceOptions(
+    policy
+      .command("explain")
+      .description("every rule considered for a call, matched or not and why, and which file:line decided")
+      .argument("<source>", "calling domain")
+      .argument("<target>", "intended target")
+      .argument("<service>", "SERVICE or SERVICE+ARG"),
+  )
+    .addHelpText("after", "\nLines: '=>' the rule that decided, '  ' a rule that did not match, ' .' a rule after the winner.\n\nExample:\n  qrx policy explain --domains domains.toml work vault qubes.Filecopy\n")
+    .action(async (source: string, target: string, service: string, options: PolicyOptionValues) => {
+      const { explainText } = await import("../policy/tools.ts");
+      process.stdout.write(`${explainText(await snapshotFor(options), queryOf(source, target, service))}\n`);
+    });
+
+  addPolicySourceOptions(
+    policy
+      .command("graph")
+      .description("who may call what: edges source -> target per service over the known domains")
+      .option("--dot", "print Graphviz DOT (ask edges dashed) instead of text"),
+  )
+    .addHelpText("after", "\nExamples:\n  qrx policy graph --domains domains.toml\n  qrx policy graph --domains domains.toml --dot | dot -Tsvg > policy.svg\n")
+    .action(async (options: PolicyOptionValues & { dot?: boolean }) => {
+      const { policyGraph, graphText, graphDot } = await import("../policy/tools.ts");
+      const snapshot = await snapshotFor(options);
+      if (snapshot.errors.length > 0) {
+        const { describeLoad } = await import("../policy/store.ts");
+        for (const line of describeLoad(snapshot)) process.stderr.write(`${line}\n`);
+      }
+      const edges = policyGraph(snapshot);
+      process.stdout.write(`${options.dot ? graphDot(edges) : graphText(edges)}\n`);
+    });
+}

@@ -1,0 +1,119 @@
+// What `qrx policy lint|explain|graph` print, as functions of a loaded snapshot (the commander
+// wiring is in src/cli/policy-commands.ts). eval is answerQuery plus a line about the rule.
+
+import { decidedBy, describeDecision } from "./decision.ts";
+import { formatOrigin, formatPolicyError } from "./errors.ts";
+import type { PolicyQuery } from "./request.ts";
+import { policyResponseText } from "./response.ts";
+import type { PolicySnapshot } from "./store.ts";
+
+export interface LintReport {
+  ok: boolean;
+  /** One line per problem, "file:line: what is wrong", or a one-line summary when there is none. */
+  lines: string[];
+}
+
+export function lintReport(snapshot: PolicySnapshot): LintReport {
+  if (snapshot.errors.length > 0) return { ok: false, lines: snapshot.errors.map(formatPolicyError) };
+  const files = new Set(snapshot.policy.rules.map((rule) => rule.origin.file));
+  return { ok: true, lines: [`ok: ${snapshot.policy.rules.length} rules from ${files.size} files, no errors`] };
+}
+
+/** Every rule with its verdict and why, the winner, and the response text the daemon would get. */
+export function explainText(snapshot: PolicySnapshot, query: PolicyQuery): string {
+  const { decision, trace, errors } = snapshot.policy.explain(query, snapshot.facts);
+  const lines = [`request: source=${query.source} intended_target=${query.intendedTarget} service_and_arg=${query.serviceAndArg}`];
+  for (const error of errors) lines.push(`policy error: ${formatPolicyError(error)}`);
+  if (trace.length === 0 && errors.length === 0) lines.push("no rule was considered: the request was refused before matching");
+  const width = Math.min(60, Math.max(0, ...trace.map((entry) => formatOrigin(entry.rule.origin).length)));
+  for (const entry of trace) {
+    const mark = entry.verdict === "matched" ? "=>" : entry.verdict === "no match" ? "  " : " .";
+    lines.push(`${mark} ${formatOrigin(entry.rule.origin).padEnd(width)}  ${entry.rule.text}`);
+    lines.push(`   ${"".padEnd(width)}  ${entry.verdict}: ${entry.why}`);
+  }
+  lines.push(`decision: ${describeDecision(decision)}`);
+  lines.push(`decided by: ${decidedBy(decision)}`);
+  if (decision.kind === "ask") {
+    lines.push(`question: choose one of ${decision.targets.join(", ")}; default ${decision.defaultTarget ?? "none"}`);
+  } else {
+    lines.push("response:", ...policyResponseText(decision).split("\n").map((line) => `  ${line}`));
+  }
+  return lines.join("\n");
+}
+
+export interface GraphEdge {
+  service: string;
+  source: string;
+  target: string;
+  /** allow, or ask (the target is one of the choices offered for that intended target). */
+  kind: "allow" | "ask";
+  /** The rule sent the call elsewhere than the intended target (target=, @default, @dispvm). */
+  redirected: boolean;
+  rule: string;
+}
+
+/** A service name no rule names, to see what `*` rules do for every other service. */
+const OTHER_SERVICE = "qrx.AnyOtherService";
+
+/**
+ * Edges source -> target per service over the known domains: every service (+argument) the rules
+ * name, plus "*" for every other service; every domain as source; every domain, @default and
+ * @dispvm as intended target. Denied pairs are not edges.
+ */
+export function policyGraph(snapshot: PolicySnapshot): GraphEdge[] {
+  const { policy, facts } = snapshot;
+  const services = new Map<string, string>(); // label -> service_and_arg to evaluate
+  for (const rule of policy.rules) {
+    const service = rule.service ?? OTHER_SERVICE;
+    const argument = rule.argument === null || rule.argument === "+" ? "" : rule.argument;
+    services.set(`${rule.service ?? "*"}${argument}`, `${service}${argument}`);
+  }
+  const domains = [...facts.all()].map((domain) => domain.name).sort();
+  const targets = [...domains, "@default", "@dispvm"];
+  const edges: GraphEdge[] = [];
+  const seen = new Set<string>();
+  for (const [label, serviceAndArg] of [...services].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const source of domains) {
+      for (const intended of targets) {
+        const decision = policy.evaluate({ source, intendedTarget: intended, serviceAndArg }, facts);
+        let target: string;
+        if (decision.kind === "allow") target = decision.target;
+        else if (decision.kind === "ask" && decision.targets.includes(intended)) target = intended;
+        else continue;
+        const key = `${label}\0${source}\0${target}\0${decision.kind}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        edges.push({ service: label, source, target, kind: decision.kind, redirected: target !== intended, rule: decidedBy(decision) });
+      }
+    }
+  }
+  return edges;
+}
+
+export function graphText(edges: GraphEdge[]): string {
+  const lines: string[] = [];
+  let service: string | null = null;
+  for (const edge of edges) {
+    if (edge.service !== service) {
+      service = edge.service;
+      lines.push(`${service}:`);
+    }
+    const via = edge.redirected ? " (redirected)" : "";
+    lines.push(`  ${edge.source} -> ${edge.target} ${edge.kind}${via}  [${edge.rule}]`);
+  }
+  return lines.length === 0 ? "no call is allowed" : lines.join("\n");
+}
+
+function dotId(text: string): string {
+  return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+export function graphDot(edges: GraphEdge[]): string {
+  const lines = ["digraph policy {", "  rankdir=LR;", "  node [shape=box];"];
+  for (const edge of edges) {
+    const style = edge.kind === "ask" ? ", style=dashed" : "";
+    lines.push(`  ${dotId(edge.source)} -> ${dotId(edge.target)} [label=${dotId(edge.service)}${style}];`);
+  }
+  lines.push("}");
+  return lines.join("\n");
+}
