@@ -61,6 +61,6 @@ program
     process.exitCode = await runVchanDemo({ bytes: options.bytes });
   });
 
-addPolicyCommands(program);
+addPolicyCommands(program, bench);
 
 await program.parseAsync(process.argv);
