@@ -292,14 +292,9 @@ fi`,
     await expectNoLeaks(before);
   });
 
-  // Known pump bug (zig/pump/data.zig, not ours to change here): once the caller is gone, the
-  // service side no longer reads the service's stdout (no ring space toward a dead peer) but
-  // still waits to deliver the caller's last data, which the service, blocked writing its
-  // stdout, never reads: the call never ends. §6.9 wants the local fds closed so the service
-  // sees EOF or SIGPIPE. Always so when the caller's output was backed up (below); with data
-  // merely moving both ways at the kill it happens now and then (seen on shm since the zero-copy
-  // pump, 58e3702), which is why the tests above move data one way only.
-  test.todo("a caller killed while its output is backed up: the service still ends within 1 s", async () => {
+  // Once the caller is gone, the service's stdout and stderr are closed at once (§6.9): a service
+  // blocked writing them would never read its remaining input, and the call would never end.
+  test("a caller killed while its output is backed up: the service still ends within 1 s", async () => {
     // The caller's stdout is a FIFO nobody reads: both directions back up.
     const fifo = join(system.dir.path, "backed-up.fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
@@ -433,12 +428,10 @@ fi`,
     }
   });
 
-  // Known pump bugs (zig/pump/data.zig, not ours to change here): (1) the switch happens when JS
-  // has mapped the sender, asynchronously, while the pump thread may already have read the
-  // exited service's stdout EOF, so the switch finds no stdout left and the output in the
-  // stdin socket is dropped (about 1 call in 5 here); (2) a stdin EOF from the caller closes
-  // the service's stdin socket (upstream only shuts it down), so a later switch finds no socket
-  // and the service dies of SIGPIPE writing to fd 0 (upstream's test_stdio_socket_closed_stdin).
+  // Known race: the switch happens when JS has mapped the sender, asynchronously, while the pump
+  // thread may already have read the exited service's stdout EOF; the switch then finds no
+  // stdout left and the output in the stdin socket is dropped. Moving the mapping into the pump
+  // thread would close most of the window (upstream has it too, in a narrower form).
   test.todo("SIGUSR1: a service that writes to fd 0 and exits at once; the caller gets the output every time", async () => {
     const failures: string[] = [];
     for (let i = 0; i < 20; i++) {
@@ -451,6 +444,9 @@ fi`,
     expect(failures).toEqual([]);
   });
 
+  // The caller's stdin EOF only shuts the service's stdin socket down, so SIGUSR1 can still
+  // switch to it (upstream's test_stdio_socket_closed_stdin): the service no longer dies of
+  // SIGPIPE. Its output is still subject to the race above (it writes and exits at once).
   test.todo("SIGUSR1 after the caller's stdin ended (test_stdio_socket_closed_stdin)", async () => {
     const result = await system.clientVm("work", ["vault", "test.SingleExit+closed"]);
     expect(result.stdout, explain(result)).toBe("hello via fd0 closed\n");
