@@ -108,14 +108,18 @@ export class ProgramAsker implements Asker {
     } catch (error) {
       return { target: null, reason: `${this.description} could not start: ${error instanceof Error ? error.message : String(error)}` };
     }
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, this.timeoutMs);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), this.timeoutMs);
+    });
     try {
-      const [output, status] = await Promise.all([new Response(child.stdout).text(), child.exited]);
-      if (timedOut) return { target: null, reason: `${this.description} gave no answer within ${this.timeoutMs} ms` };
+      // Not waiting for stdout's EOF after a timeout: a grandchild may still hold it open.
+      const result = await Promise.race([Promise.all([new Response(child.stdout).text(), child.exited]), timeout]);
+      if (result === null) {
+        child.kill("SIGKILL");
+        return { target: null, reason: `${this.description} gave no answer within ${this.timeoutMs} ms` };
+      }
+      const [output, status] = result;
       if (status !== 0) return { target: null, reason: `${this.description} exited with status ${status}` };
       const target = parseAnswer(output);
       return { target, reason: target === null ? `${this.description} denied` : `${this.description} chose ${target}` };

@@ -1,0 +1,114 @@
+// The policy programs as a user runs them: qrx policy lint|eval|explain|graph and qrexec-policy-exec.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "../helpers/paths.ts";
+import { BIN } from "../helpers/system.ts";
+
+const dir = tempDir("qrx-pcli-");
+const good = join(dir.path, "good");
+const bad = join(dir.path, "bad");
+const domains = join(dir.path, "domains.toml");
+
+async function run(argv: string[], env: Record<string, string> = {}) {
+  const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, QRX_DOMAINS: "", QRX_POLICY_DIR: "", QRX_ASK_PROGRAM: "", ...env } });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { stdout, stderr, code };
+}
+const qrx = (...args: string[]) => run([join(BIN, "qrx"), "policy", ...args]);
+const source = ["--policy-dir", good, "--domains", domains, "--legacy-dir", join(dir.path, "legacy")];
+
+beforeAll(() => {
+  mkdirSync(good);
+  mkdirSync(bad);
+  writeFileSync(domains, '[domains.work]\npower_state = "Running"\n[domains.vault]\npower_state = "Running"\n[domains.personal]\n');
+  writeFileSync(join(good, "50-test.policy"), "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n");
+  writeFileSync(join(bad, "10-a.policy"), "# fine\ntest.A * work vault allow\ntest.B * work\n");
+  writeFileSync(join(bad, "20-b.policy"), "test.C * @nope vault allow\n!include missing.policy\n");
+});
+afterAll(() => dir.remove());
+
+describe("qrx policy lint", () => {
+  test("a good policy: exit 0", async () => {
+    const result = await qrx("lint", good);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe("ok: 4 rules from 1 files, no errors\n");
+  });
+
+  test("every error as file:line, exit 1", async () => {
+    const result = await qrx("lint", bad);
+    expect(result.code).toBe(1);
+    const lines = result.stdout.trimEnd().split("\n");
+    expect(lines.length).toBe(3);
+    expect(lines[0]).toStartWith(`${join(bad, "10-a.policy")}:3: wrong number of fields`);
+    expect(lines[1]).toStartWith(`${join(bad, "20-b.policy")}:1: `);
+    expect(lines[2]).toStartWith(`${join(bad, "20-b.policy")}:2: cannot read included file`);
+  });
+});
+
+describe("qrx policy eval", () => {
+  test("allow: the key=value text on stdout, the rule on stderr, exit 0", async () => {
+    const result = await qrx("eval", ...source, "work", "personal", "test.Redir");
+    expect(result.stdout).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=personal\n");
+    expect(result.stderr).toContain(`decided by ${join(good, "50-test.policy")}:2`);
+    expect(result.code).toBe(0);
+  });
+
+  test("deny: exit 126", async () => {
+    const result = await qrx("eval", ...source, "work", "vault", "test.Other");
+    expect(result.stdout).toBe("result=deny\n");
+    expect(result.stderr).toContain(`decided by ${join(good, "50-test.policy")}:4`);
+    expect(result.code).toBe(126);
+  });
+
+  test("ask: the ask program answers; --just-evaluate does not ask", async () => {
+    const asked = await qrx("eval", ...source, "--ask-program", "echo personal", "work", "vault", "test.Ask");
+    expect(asked.stdout).toContain("target=personal\n");
+    const evaluated = await qrx("eval", ...source, "--no-tty", "--just-evaluate", "--assume-yes-for-ask", "work", "vault", "test.Ask");
+    expect(evaluated.stdout).toBe("result=allow\n");
+  });
+});
+
+test("qrx policy explain: every rule, its verdict and why, and the winner", async () => {
+  const result = await qrx("explain", ...source, "work", "personal", "test.Redir");
+  const file = join(good, "50-test.policy");
+  expect(result.code).toBe(0);
+  expect(result.stdout).toContain(`   ${file}:1  test.Echo * work vault allow\n`);
+  expect(result.stdout).toContain("no match: service test.Redir is not test.Echo");
+  expect(result.stdout).toContain(`=> ${file}:2  test.Redir * work @anyvm allow target=vault\n`);
+  expect(result.stdout).toContain("matched: service, argument, source work and target personal match: allow");
+  expect(result.stdout).toContain(` . ${file}:4  * * @anyvm @anyvm deny\n`);
+  expect(result.stdout).toContain(`not reached: ${file}:2 decided first`);
+  expect(result.stdout).toContain(`decided by: ${file}:2\n`);
+  expect(result.stdout).toContain("response:\n  user=DEFAULT\n  result=allow\n  target=vault\n");
+});
+
+test("qrx policy graph: text and DOT", async () => {
+  const text = await qrx("graph", ...source);
+  expect(text.stdout).toContain("test.Echo:\n  work -> vault allow");
+  expect(text.stdout).toContain("test.Redir:\n  work -> vault allow (redirected)");
+  expect(text.stdout).toContain("  work -> personal ask");
+  const dot = await qrx("graph", ...source, "--dot");
+  expect(dot.stdout).toStartWith("digraph policy {");
+  expect(dot.stdout).toContain('"work" -> "vault" [label="test.Echo"];');
+  expect(dot.stdout).toContain('"work" -> "personal" [label="test.Ask", style=dashed];');
+});
+
+describe("qrexec-policy-exec", () => {
+  test("options or environment; exit 0 allow, 126 deny", async () => {
+    const allowed = await run([join(BIN, "qrexec-policy-exec"), ...source, "--", "work", "vault", "test.Echo"]);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stdout).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n");
+    expect(allowed.stderr).toContain(`allow to vault by ${join(good, "50-test.policy")}:1`);
+    const denied = await run([join(BIN, "qrexec-policy-exec"), "--", "work", "vault", "test.Nope"], { QRX_POLICY_DIR: good, QRX_DOMAINS: domains });
+    expect(denied.code).toBe(126);
+    expect(denied.stdout).toBe("result=deny\n");
+  });
+
+  test("a broken policy denies and names file:line", async () => {
+    const result = await run([join(BIN, "qrexec-policy-exec"), "--policy-dir", bad, "--domains", domains, "--", "work", "vault", "test.A"]);
+    expect(result.code).toBe(126);
+    expect(result.stdout).toBe("result=deny\n");
+    expect(result.stderr).toContain(`${join(bad, "10-a.policy")}:3: wrong number of fields`);
+  });
+});
