@@ -27,8 +27,10 @@ pub fn close(descriptor: i32) void {
 }
 
 pub fn now_ns() u64 {
-    var ts: linux.timespec = undefined;
-    _ = linux.clock_gettime(.MONOTONIC, &ts);
+    // libc's, which goes through the vDSO: std.os.linux's finds the vDSO only in an executable
+    // Zig started, so in this library loaded by Bun it made a real syscall every time.
+    var ts: std.c.timespec = undefined;
+    _ = std.c.clock_gettime(.MONOTONIC, &ts);
     return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
 }
 

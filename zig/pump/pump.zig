@@ -61,14 +61,20 @@ const Stream = struct {
     outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
     outcome_buffer: [240]u8 = undefined,
     /// Poll results for this round, filled from the pollfd array.
-    revents_vchan: i16 = 0,
+    /// For the vchan's `poll_fds` (one or two of them this round).
+    revents_vchan: [2]i16 = .{ 0, 0 },
+    vchan_fds: u32 = 0,
     revents_stdin: i16 = 0,
     revents_stdout: i16 = 0,
     revents_stderr: i16 = 0,
 };
 
 const streams_max = 1024;
-const pollfds_max = 1 + 4 * streams_max;
+/// Per stream: up to two vchan fds, stdin, stdout, stderr.
+const pollfds_max = 1 + 5 * streams_max;
+
+/// Which of a stream's fds a pollfd is.
+const Which = enum(u3) { vchan0, vchan1, stdin, stdout, stderr };
 
 pub const Pump = struct {
     mutex: std.Thread.Mutex = .{},
@@ -85,7 +91,7 @@ pub const Pump = struct {
     pollfds: [pollfds_max]linux.pollfd = undefined,
     /// For each pollfd: the stream it belongs to (null for the wake fd) and which of its fds.
     /// Stream ids, not pointers: JS may close a stream while the pump polls without the lock.
-    owners: [pollfds_max]struct { stream_id: u32, which: u2 } = undefined,
+    owners: [pollfds_max]struct { stream_id: u32, which: Which } = undefined,
 
     pub fn start(self: *Pump) Fail!void {
         self.queue.init() catch return diag.fail(.MFILE, "cannot create the pump's doorbell pipe", .{});
@@ -314,7 +320,7 @@ pub const Pump = struct {
         self.mutex.unlock();
     }
 
-    fn add_poll(self: *Pump, count: *u32, fd: i32, interest: i16, stream: ?*Stream, which: u2) void {
+    fn add_poll(self: *Pump, count: *u32, fd: i32, interest: i16, stream: ?*Stream, which: Which) void {
         assert(count.* < pollfds_max);
         self.pollfds[count.*] = .{ .fd = fd, .events = interest, .revents = 0 };
         self.owners[count.*] = .{ .stream_id = if (stream) |known| known.id else 0, .which = which };
@@ -323,18 +329,22 @@ pub const Pump = struct {
 
     fn build_poll_set(self: *Pump) u32 {
         var count: u32 = 0;
-        self.add_poll(&count, self.wake_fd, linux.POLL.IN, null, 0);
+        self.add_poll(&count, self.wake_fd, linux.POLL.IN, null, .vchan0);
         for (self.live_streams()) |stream| {
             if (stream.phase == .finished) continue;
-            self.add_poll(&count, stream.vchan.fd_for_select(), linux.POLL.IN, stream, 0);
+            var fds: [2]i32 = undefined;
+            const vchan_fds = stream.vchan.poll_fds(&fds);
+            const vchan_events = stream.vchan.poll_events();
+            stream.vchan_fds = @intCast(vchan_fds.len);
+            for (vchan_fds, 0..) |fd, index| self.add_poll(&count, fd, vchan_events[index], stream, if (index == 0) .vchan0 else .vchan1);
             if (stream.phase != .running) continue;
             switch (stream.body) {
                 .control => {},
                 .data => |*data| {
                     const interest = data.interest();
-                    if (data.stdin_fd >= 0) self.add_poll(&count, data.stdin_fd, interest.stdin, stream, 1);
-                    if (data.stdout_fd >= 0 and interest.stdout != 0) self.add_poll(&count, data.stdout_fd, interest.stdout, stream, 2);
-                    if (data.stderr_fd >= 0 and interest.stderr != 0) self.add_poll(&count, data.stderr_fd, interest.stderr, stream, 3);
+                    if (data.stdin_fd >= 0) self.add_poll(&count, data.stdin_fd, interest.stdin, stream, .stdin);
+                    if (data.stdout_fd >= 0 and interest.stdout != 0) self.add_poll(&count, data.stdout_fd, interest.stdout, stream, .stdout);
+                    if (data.stderr_fd >= 0 and interest.stderr != 0) self.add_poll(&count, data.stderr_fd, interest.stderr, stream, .stderr);
                 },
             }
         }
@@ -372,7 +382,7 @@ pub const Pump = struct {
 
     fn dispatch(self: *Pump, count: u32) void {
         for (self.live_streams()) |stream| {
-            stream.revents_vchan = 0;
+            stream.revents_vchan = .{ 0, 0 };
             stream.revents_stdin = 0;
             stream.revents_stdout = 0;
             stream.revents_stderr = 0;
@@ -382,16 +392,19 @@ pub const Pump = struct {
             const revents = self.pollfds[index].revents;
             const owner = self.owners[index];
             if (owner.stream_id == 0) {
-                if (revents != 0) sys.drain(self.wake_fd);
+                // One read resets the eventfd.
+                var counter: u64 = 0;
+                if (revents != 0) _ = linux.read(self.wake_fd, std.mem.asBytes(&counter), 8);
                 continue;
             }
             // A stream closed by JS while we polled is no longer in the table.
             const stream = self.streams.get(owner.stream_id) orelse continue;
             switch (owner.which) {
-                0 => stream.revents_vchan = revents,
-                1 => stream.revents_stdin = revents,
-                2 => stream.revents_stdout = revents,
-                3 => stream.revents_stderr = revents,
+                .vchan0 => stream.revents_vchan[0] = revents,
+                .vchan1 => stream.revents_vchan[1] = revents,
+                .stdin => stream.revents_stdin = revents,
+                .stdout => stream.revents_stdout = revents,
+                .stderr => stream.revents_stderr = revents,
             }
         }
         for (self.live_streams()) |stream| {
@@ -400,8 +413,11 @@ pub const Pump = struct {
     }
 
     fn step(self: *Pump, stream: *Stream) void {
-        if (stream.revents_vchan != 0) {
-            stream.vchan.wait_event(0) catch {};
+        // `vchan_fds` is 0 for a stream that was not in this round's poll set (attached, or
+        // finished, meanwhile).
+        if (stream.vchan_fds > 0) {
+            stream.vchan.on_poll(stream.revents_vchan[0..stream.vchan_fds]) catch {};
+            stream.vchan_fds = 0;
         }
         if (stream.phase == .flushing) return self.step_flush(stream);
         if (stream.phase == .connecting) self.step_connect(stream);

@@ -641,6 +641,37 @@ pub const Vchan = struct {
         self.stats.kicks +%= 1;
     }
 
+    /// The fds a poll loop watches instead of `fd_for_select` (the pump): once mapped, the event
+    /// fd and the rendezvous socket themselves, so a wakeup costs one read of the event fd and
+    /// no epoll_wait; before that (and after the peer left) the epoll fd.
+    pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
+        if (self.phase == .mapped and self.connection >= 0) {
+            out.* = .{ self.own_event, self.connection };
+            return out[0..2];
+        }
+        out[0] = self.epoll;
+        return out[0..1];
+    }
+
+    pub fn poll_events(self: *const Vchan) [2]i16 {
+        _ = self;
+        return .{ linux.POLL.IN, sys.POLLRDHUP };
+    }
+
+    /// Handles what poll reported for the fds `poll_fds` gave (same order, same count).
+    pub fn on_poll(self: *Vchan, revents: []const i16) Fail!void {
+        if (revents.len == 1) {
+            if (revents[0] != 0) try self.wait_event(0);
+            return;
+        }
+        if (revents[0] != 0) {
+            var counter: u64 = 0;
+            _ = linux.read(self.own_event, std.mem.asBytes(&counter), 8);
+            self.stats.wakeups +%= 1;
+        }
+        if (revents[1] != 0 and self.connection >= 0) self.peer_left("the peer's process closed its vchan socket");
+    }
+
     /// Sleeps on the epoll set until something happens (or `timeout_ms`), then handles it.
     pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
         var events: [4]linux.epoll_event = undefined;

@@ -99,6 +99,33 @@ pub const Vchan = union(Backend) {
         };
     }
 
+    /// For a poll loop (the pump): the fds to watch, one or two, with `poll_events` as the
+    /// events and `on_poll` afterwards instead of `wait_event(0)`. shm gives its event fd and
+    /// socket once mapped (one syscall less per wakeup); otherwise this is `fd_for_select`.
+    pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
+        return switch (self.*) {
+            .shm => |*v| v.poll_fds(out),
+            .socket => |*v| blk: {
+                out[0] = v.fd_for_select();
+                break :blk out[0..1];
+            },
+        };
+    }
+
+    pub fn poll_events(self: *const Vchan) [2]i16 {
+        return switch (self.*) {
+            .shm => |*v| v.poll_events(),
+            .socket => .{ std.os.linux.POLL.IN, 0 },
+        };
+    }
+
+    pub fn on_poll(self: *Vchan, revents: []const i16) Fail!void {
+        return switch (self.*) {
+            .shm => |*v| v.on_poll(revents),
+            .socket => |*v| if (revents[0] != 0) v.wait_event(0),
+        };
+    }
+
     pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
         return switch (self.*) {
             inline else => |*v| v.wait_event(timeout_ms),
