@@ -154,13 +154,18 @@ Examples:
   return { target, service, local, options: program.opts<Options>() };
 }
 
+/** Linux's major number of the memory devices (/dev/null, /dev/zero, /dev/urandom, ...). */
+const MEMORY_DEVICES_MAJOR = 1;
+
 /**
  * isatty(3) without Bun's process.stdout or node:tty, either of which costs ~10 ms to set up:
- * only a character device can be a terminal, and only then is node:tty asked.
+ * only a character device can be a terminal, and not /dev/null and its kind; only for other
+ * character devices is node:tty asked.
  */
 function isTerminal(fd: number): boolean {
   try {
-    if (!fstatSync(fd).isCharacterDevice()) return false;
+    const stat = fstatSync(fd);
+    if (!stat.isCharacterDevice() || Math.floor(stat.rdev / 256) % 4096 === MEMORY_DEVICES_MAJOR) return false;
   } catch {
     return false;
   }
