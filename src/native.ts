@@ -59,8 +59,8 @@ const symbols = {
   qrx_connect_unix: { args: [ptr, u32], returns: i32 },
   qrx_connect_tcp: { args: [ptr, u32, u32], returns: i32 },
   qrx_socketpair: { args: [ptr], returns: i32 },
-  qrx_sigusr1_install: { args: [], returns: i32 },
-  qrx_is_same_or_descendant: { args: [i32, i32], returns: i32 },
+  qp_set_child: { args: [u32, i32], returns: i32 },
+  qp_watch_sigusr1: { args: [u32], returns: i32 },
 } as const;
 
 export function nativeLibraryPath(): string {
@@ -486,6 +486,11 @@ export class Stream {
     check(native.qp_finish_with(this.#guard(), status, eofs ? 1 : 0));
   }
 
+  /** The local child's pid, so a SIGUSR1 from it (or its descendants) finds this stream. */
+  setChild(pid: number): void {
+    check(native.qp_set_child(this.#guard(), pid));
+  }
+
   /** SIGUSR1: the child now writes its output to its stdin socket. */
   singleSocket(): void {
     check(native.qp_single_socket(this.#guard()));
@@ -593,39 +598,12 @@ export function socketPair(): [number, number] {
   return [fds[0]!, fds[1]!];
 }
 
-/** Whether process `pid` is `ancestor` or one of its descendants (via /proc). */
-export function isSameOrDescendant(pid: number, ancestor: number): boolean {
-  return native.qrx_is_same_or_descendant(pid, ancestor) === 1;
-}
-
-/** Pids per SIGUSR1 record (zig/signals.zig `chain_len`): the sender, then its ancestors. */
-const SIGUSR1_CHAIN = 8;
-const sigusr1Listeners: Array<(senders: number[]) => void> = [];
-
 /**
- * Calls `listener` for every SIGUSR1 with the sender's pid and its ancestors (read when the
- * signal arrived, so a sender that exits at once is still known), §6.6. Bun's own signal events
- * do not say who sent a signal; a process serving many calls needs that to find the call.
+ * Has the pump thread take SIGUSR1 (§6.6) and switch the sender's call to single-socket mode:
+ * "by-child" maps the sender (or an ancestor) to the stream whose `setChild` it is, for an agent
+ * serving many calls; "any" switches every data stream, for a client with one call. In the pump
+ * thread, the switch comes before that thread could read the service's stdout EOF.
  */
-export function onSigusr1(listener: (senders: number[]) => void): void {
-  if (sigusr1Listeners.length === 0) {
-    const fd = check(native.qrx_sigusr1_install());
-    const recordBytes = SIGUSR1_CHAIN * 4;
-    void (async () => {
-      let pending = new Uint8Array(0);
-      for await (const chunk of Bun.file(fd).stream()) {
-        const joined = new Uint8Array(pending.length + chunk.length);
-        joined.set(pending);
-        joined.set(chunk, pending.length);
-        const whole = joined.length - (joined.length % recordBytes);
-        const pids = new Int32Array(joined.buffer, 0, whole / 4);
-        for (let offset = 0; offset < pids.length; offset += SIGUSR1_CHAIN) {
-          const chain = [...pids.subarray(offset, offset + SIGUSR1_CHAIN)].filter((pid) => pid > 0);
-          for (const each of sigusr1Listeners) each(chain);
-        }
-        pending = joined.slice(whole);
-      }
-    })();
-  }
-  sigusr1Listeners.push(listener);
+export function watchSigusr1(mode: "by-child" | "any"): void {
+  check(native.qp_watch_sigusr1(mode === "by-child" ? 1 : 2));
 }

@@ -8,7 +8,6 @@ const linux = std.os.linux;
 const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const net = @import("net.zig");
-const signals = @import("signals.zig");
 const handles = @import("handles.zig");
 const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
@@ -401,6 +400,21 @@ export fn qp_finish_with(stream: u32, status: i32, eofs: u32) i32 {
     return 0;
 }
 
+/// The child behind a data stream, so the pump can map SIGUSR1 senders to it.
+export fn qp_set_child(stream: u32, pid: i32) i32 {
+    pump.set_child(stream, pid) catch return failure();
+    return 0;
+}
+
+/// Has the pump thread take SIGUSR1 itself: mode 1 maps senders to streams by their child,
+/// mode 2 switches every data stream (a client's one call).
+export fn qp_watch_sigusr1(mode: u32) i32 {
+    const chosen = std.meta.intToEnum(pump_mod.Sigusr1Mode, mode) catch return failure_of(diag.fail(.INVAL, "SIGUSR1 mode {d} is not 1 or 2", .{mode}));
+    const running = started_pump() catch return failure();
+    running.watch_sigusr1(chosen) catch return failure();
+    return 0;
+}
+
 export fn qp_single_socket(stream: u32) i32 {
     pump.with_stream(stream, Pump.single_socket, .{}) catch return failure();
     return 0;
@@ -446,12 +460,3 @@ export fn qrx_socketpair(out: *[2]i32) i32 {
     return 0;
 }
 
-/// Installs the SIGUSR1 handler; returns the fd that yields each sender's pid (4 bytes each).
-export fn qrx_sigusr1_install() i32 {
-    return signals.install_sigusr1() catch return failure();
-}
-
-/// Whether process `pid` is `ancestor` or descends from it.
-export fn qrx_is_same_or_descendant(pid: i32, ancestor: i32) i32 {
-    return @intFromBool(signals.is_same_or_descendant(pid, ancestor));
-}

@@ -15,7 +15,7 @@ var write_end = std.atomic.Value(i32).init(-1);
 var read_end: i32 = -1;
 var install_lock: std.Thread.Mutex = .{};
 
-/// Pids per record: the sender, then its ancestors, 0-padded.
+/// Pids per record: the sender, its parent, 0-padded (room for a longer chain).
 pub const chain_len = 8;
 pub const Record = [chain_len]i32;
 
@@ -29,12 +29,9 @@ fn on_sigusr1(_: i32, info: *const std.posix.siginfo_t, _: ?*anyopaque) callconv
     if (descriptor < 0) return;
     var record: Record = @splat(0);
     record[0] = info.fields.common.first.piduid.pid;
-    var index: usize = 1;
-    while (index < chain_len) : (index += 1) {
-        const previous = record[index - 1];
-        if (previous <= 1) break;
-        record[index] = parent_of(previous) orelse break;
-    }
+    // Only the parent is read here: each /proc read delays the record, and a service that
+    // signals and exits at once races it (§6.6). Deeper senders are walked later, while alive.
+    if (record[0] > 1) record[1] = parent_of(record[0]) orelse 0;
     // 32 bytes, below PIPE_BUF: the write is atomic, so records never interleave.
     const bytes = std.mem.asBytes(&record);
     _ = linux.write(descriptor, bytes.ptr, bytes.len);

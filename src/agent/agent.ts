@@ -4,7 +4,7 @@
 
 import { chmodSync, rmSync } from "node:fs";
 import { Connection } from "../io/connection.ts";
-import { isSameOrDescendant, PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
+import { PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
 import {
   decodeExecCommand,
@@ -73,8 +73,6 @@ export class Agent {
   readonly #calls = new Set<Stream>();
   readonly #session: SessionGate;
   #stopping = false;
-  /** Child pids of running services, for mapping SIGUSR1 senders to calls. */
-  readonly #servicePids = new Map<number, Stream>();
 
   constructor(options: AgentOptions) {
     this.#options = options;
@@ -260,14 +258,13 @@ export class Agent {
       return;
     }
     this.#calls.add(stream);
-    let pid: number | null = null;
     void stream.connected.then(() => {
-      pid = startService(stream, prepared, justExec, this.#context);
-      if (pid !== null) this.#servicePids.set(pid, stream);
+      const pid = startService(stream, prepared, justExec, this.#context);
+      // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
+      if (pid !== null) stream.setChild(pid);
     });
     const done = (problem: string | null) => {
       if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
-      if (pid !== null) this.#servicePids.delete(pid);
       this.#calls.delete(stream);
       stream.close();
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
@@ -278,26 +275,6 @@ export class Agent {
     );
   }
 
-  /**
-   * SIGUSR1 (§6.6) from the first pid of `senders` (then its ancestors): upstream has one handler
-   * process per call; we serve all calls in one, so the sender is mapped to the call whose
-   * service is it or an ancestor of it.
-   */
-  singleSocketFor(senders: number[]): void {
-    const oldest = senders.at(-1);
-    for (const [servicePid, stream] of this.#servicePids) {
-      // The chain read in the signal handler; past its end (deep trees), /proc now.
-      if (senders.includes(servicePid) || (oldest !== undefined && isSameOrDescendant(oldest, servicePid))) {
-        try {
-          stream.singleSocket();
-        } catch (error) {
-          this.#options.log(`SIGUSR1 from ${senders[0]}: ${error instanceof Error ? error.message : error}`);
-        }
-        return;
-      }
-    }
-    this.#options.log(`SIGUSR1 from pid ${senders[0]}, which is no service of ours: ignored`);
-  }
 
   // ---------------------------------------------------------------- trigger socket
 

@@ -4,7 +4,7 @@
 
 import { closeSync } from "node:fs";
 import { basename } from "node:path";
-import { socketPair, StreamKind, Vchan, type Stream } from "../native.ts";
+import { socketPair, StreamKind, Vchan } from "../native.ts";
 import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { waitStatus } from "../protocol/exit.ts";
 
@@ -48,8 +48,6 @@ export interface CallerOptions {
   prefix: Uint8Array | null;
   /** The local program, or the fds remote output goes to and local input comes from. */
   local: LocalProgram | { stdinFd: number; stdoutFd: number };
-  /** Called once the stream's stdio is set (SIGUSR1 may switch it from then on). */
-  onReady?: (stream: Stream) => void;
 }
 
 export interface CallerResult {
@@ -80,7 +78,6 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
   try {
     if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);
     stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
-    options.onReady?.(stream);
     let localStatus: number | null = null;
     void program?.exited.then((status) => {
       localStatus = status;

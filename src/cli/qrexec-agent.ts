@@ -4,7 +4,7 @@ import { Agent } from "../agent/agent.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
 import { defaultConfigPath } from "../services/config.ts";
 import { defaultServicePath } from "../services/lookup.ts";
-import { onSigusr1 } from "../native.ts";
+import { watchSigusr1 } from "../native.ts";
 import { die, logger, ownDomain, requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-agent";
@@ -50,7 +50,7 @@ try {
 log(`serving domain ${ownDomain()} on ${options.agentSocket}`);
 
 // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
-onSigusr1((senders) => agent.singleSocketFor(senders));
+watchSigusr1("by-child");
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.on(signal, () => {

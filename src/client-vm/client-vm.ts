@@ -4,7 +4,7 @@
 import { ExitError } from "../call/exit-error.ts";
 import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
-import { onSigusr1, type Stream, type StreamError } from "../native.ts";
+import { watchSigusr1, type StreamError } from "../native.ts";
 import { decodeExecParams } from "../protocol/codec.ts";
 import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
 import { clientExitCode, QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
@@ -63,16 +63,9 @@ export async function callService(call: ClientVmCall): Promise<number> {
 
 async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: number): Promise<number> {
   // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
-  // starts: a program that signals at once must not meet the default action (termination).
-  let configured: Stream | null = null;
-  let singleSocketWanted = false;
-  const singleSocket = () => {
-    singleSocketWanted = true;
-    try {
-      configured?.singleSocket();
-    } catch {}
-  };
-  onSigusr1(singleSocket);
+  // starts: a program that signals at once must not meet the default action (termination). The
+  // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
+  watchSigusr1("any");
   // The local program starts once the call is allowed, before the vchan connects (§10 step 3).
   const local = call.localProgram ? startClientProgram(call.localProgram) : call.useStdinSocket ? { stdinFd: 0, stdoutFd: 0 } : { stdinFd: 1, stdoutFd: 0 };
   let result;
@@ -87,11 +80,6 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
       filterStderr: call.filterStderr,
       prefix: call.prefix,
       local,
-      onReady: (stream) => {
-        // Only once the stdio is set: single-socket mode switches the fds given here.
-        configured = stream;
-        if (singleSocketWanted) singleSocket();
-      },
     });
   } catch (error) {
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).

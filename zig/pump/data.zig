@@ -53,6 +53,8 @@ pub const Data = struct {
     stdout_fd: i32 = -1,
     stderr_fd: i32 = -1,
     single_socket: bool = false,
+    /// SIGUSR1 arrived before the fds were set: switch as soon as they are.
+    single_socket_requested: bool = false,
     /// A service's stdin socket after the caller's EOF shut its write side: kept open, as
     /// upstream keeps it, so that a later SIGUSR1 can still switch to it (§6.6).
     saved_stdin_fd: i32 = -1,

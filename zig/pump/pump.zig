@@ -18,6 +18,7 @@ const diag = @import("../diag.zig");
 const handles = @import("../handles.zig");
 const protocol = @import("../protocol.zig");
 const sys = @import("../sys.zig");
+const signals = @import("../signals.zig");
 const Vchan = @import("../vchan/vchan.zig").Vchan;
 const Control = @import("control.zig").Control;
 const Data = @import("data.zig").Data;
@@ -32,6 +33,10 @@ const Phase = enum { connecting, hello, running, flushing, finished };
 
 /// Longest a finished stream waits for its socket to take the bytes it wrote.
 const flush_timeout_ms = 10_000;
+
+/// How a SIGUSR1 finds its stream: by the sender's ancestry (an agent serving many calls), or
+/// every data stream (a client with one call, whose local program signals).
+pub const Sigusr1Mode = enum(u32) { off = 0, by_child = 1, any = 2 };
 
 pub const AttachOptions = struct {
     kind: Kind,
@@ -57,6 +62,8 @@ const Stream = struct {
     version: u32 = 0,
     body: union(enum) { control: Control, data: Data },
     buffers: ?[]u8 = null,
+    /// The local child (service or local program), for mapping SIGUSR1 senders to this stream.
+    child_pid: i32 = 0,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
     outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
     outcome_buffer: [240]u8 = undefined,
@@ -80,6 +87,16 @@ pub const Pump = struct {
     mutex: std.Thread.Mutex = .{},
     thread: ?std.Thread = null,
     wake_fd: i32 = -1,
+    /// SIGUSR1 records (zig/signals.zig), read here so single-socket mode is entered by the same
+    /// thread that reads the service's output, before it could see that output's EOF (§6.6).
+    sigusr1_fd: i32 = -1,
+    sigusr1_mode: Sigusr1Mode = .off,
+    /// A SIGUSR1 in `.any` mode that came before any data stream was configured.
+    sigusr1_pending: bool = false,
+    /// `.by_child` records no stream claimed yet: a service can signal before JS has told us its
+    /// pid (the handler may even run on the JS thread between spawn and `set_child`).
+    unclaimed: [8]signals.Record = undefined,
+    unclaimed_count: u32 = 0,
     stopping: bool = false,
     streams: handles.Table(Stream) = .{},
     /// The streams in `streams`, packed, so the loop visits only live ones (the table has
@@ -164,6 +181,13 @@ pub const Pump = struct {
         stream.id = id;
         self.live[self.live_count] = stream;
         self.live_count += 1;
+        if (self.sigusr1_pending) switch (stream.body) {
+            .data => |*data| {
+                data.single_socket_requested = true;
+                self.sigusr1_pending = false;
+            },
+            .control => {},
+        };
         self.wake();
         return id;
     }
@@ -190,6 +214,7 @@ pub const Pump = struct {
     pub fn set_stdio(stream: *Stream, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) Fail!void {
         const data = try data_of(stream);
         data.set_fds(stdin_fd, stdout_fd, stderr_fd, has_child);
+        if (data.single_socket_requested) data.enter_single_socket();
     }
 
     /// Creates a service's stdio as upstream does (§5.5): socketpairs for stdin and stdout, a
@@ -229,6 +254,33 @@ pub const Pump = struct {
     pub fn single_socket(stream: *Stream) Fail!void {
         const data = try data_of(stream);
         data.enter_single_socket();
+    }
+
+    pub fn set_child(self: *Pump, id: u32, pid: i32) Fail!void {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const stream = self.streams.get(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        const data = try data_of(stream);
+        stream.child_pid = pid;
+        var index: u32 = 0;
+        while (index < self.unclaimed_count) {
+            if (sender_descends_from(self.unclaimed[index], pid)) {
+                if (data.configured) data.enter_single_socket() else data.single_socket_requested = true;
+                self.unclaimed_count -= 1;
+                self.unclaimed[index] = self.unclaimed[self.unclaimed_count];
+                self.wake();
+            } else index += 1;
+        }
+    }
+
+    /// Installs the SIGUSR1 handler and has the pump thread act on the signals itself.
+    pub fn watch_sigusr1(self: *Pump, mode: Sigusr1Mode) Fail!void {
+        const fd = try signals.install_sigusr1();
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        self.sigusr1_fd = fd;
+        self.sigusr1_mode = mode;
+        self.wake();
     }
 
     /// Queues a control message; it must fit the peer's ring whole.
@@ -330,6 +382,7 @@ pub const Pump = struct {
     fn build_poll_set(self: *Pump) u32 {
         var count: u32 = 0;
         self.add_poll(&count, self.wake_fd, linux.POLL.IN, null, .vchan0);
+        if (self.sigusr1_fd >= 0) self.add_poll(&count, self.sigusr1_fd, linux.POLL.IN, null, .vchan1);
         for (self.live_streams()) |stream| {
             if (stream.phase == .finished) continue;
             var fds: [2]i32 = undefined;
@@ -392,9 +445,14 @@ pub const Pump = struct {
             const revents = self.pollfds[index].revents;
             const owner = self.owners[index];
             if (owner.stream_id == 0) {
+                if (revents == 0) continue;
+                if (owner.which == .vchan1) {
+                    self.take_sigusr1();
+                    continue;
+                }
                 // One read resets the eventfd.
                 var counter: u64 = 0;
-                if (revents != 0) _ = linux.read(self.wake_fd, std.mem.asBytes(&counter), 8);
+                _ = linux.read(self.wake_fd, std.mem.asBytes(&counter), 8);
                 continue;
             }
             // A stream closed by JS while we polled is no longer in the table.
@@ -409,6 +467,47 @@ pub const Pump = struct {
         }
         for (self.live_streams()) |stream| {
             if (stream.phase != .finished) self.step(stream);
+        }
+    }
+
+    /// Applies queued SIGUSR1s before any stream steps, so a service that signalled and then
+    /// exited has its stdin socket read before its stdout EOF could end the stream.
+    fn take_sigusr1(self: *Pump) void {
+        var records: [16]signals.Record = undefined;
+        while (true) {
+            const count = signals.read_senders(self.sigusr1_fd, &records);
+            for (records[0..count]) |record| self.apply_sigusr1(record);
+            if (count < records.len) return;
+        }
+    }
+
+    fn apply_sigusr1(self: *Pump, record: signals.Record) void {
+        var applied = false;
+        for (self.live_streams()) |stream| {
+            const data = switch (stream.body) {
+                .data => |*data| data,
+                .control => continue,
+            };
+            if (stream.phase != .running and stream.phase != .hello and stream.phase != .connecting) continue;
+            const matches = switch (self.sigusr1_mode) {
+                .off => false,
+                .any => true,
+                .by_child => stream.child_pid > 0 and sender_descends_from(record, stream.child_pid),
+            };
+            if (!matches) continue;
+            if (data.configured) data.enter_single_socket() else data.single_socket_requested = true;
+            applied = true;
+            if (self.sigusr1_mode == .by_child) return;
+        }
+        if (!applied and self.sigusr1_mode == .any) self.sigusr1_pending = true;
+        if (!applied and self.sigusr1_mode == .by_child) {
+            // Oldest dropped first: a stray signal must not pin the table.
+            if (self.unclaimed_count == self.unclaimed.len) {
+                std.mem.copyForwards(signals.Record, self.unclaimed[0 .. self.unclaimed.len - 1], self.unclaimed[1..]);
+                self.unclaimed_count -= 1;
+            }
+            self.unclaimed[self.unclaimed_count] = record;
+            self.unclaimed_count += 1;
         }
     }
 
@@ -570,4 +669,16 @@ fn send_hello(vchan: *Vchan, version: u32) bool {
 fn close_vchan(vchan: *Vchan) void {
     vchan.close();
     std.heap.c_allocator.destroy(vchan);
+}
+
+/// Whether the record's sender (or an ancestor it listed) is `pid`; past the recorded chain,
+/// /proc is asked about the oldest ancestor the handler saw (alive or a zombie by now).
+fn sender_descends_from(record: signals.Record, pid: i32) bool {
+    var oldest: i32 = 0;
+    for (record) |each| {
+        if (each <= 0) break;
+        if (each == pid) return true;
+        oldest = each;
+    }
+    return oldest > 0 and signals.is_same_or_descendant(oldest, pid);
 }
