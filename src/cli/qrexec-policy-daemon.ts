@@ -1,5 +1,5 @@
 // qrexec-policy-daemon [--socket PATH] [--policy-dir DIR]... [--legacy-dir DIR] [--domains FILE]
-//                      [--ask-program CMD] [--no-tty]
+//                      [--ask-program CMD] [--no-tty] [--eval-simple-socket PATH] [--eval-gui-socket PATH]
 // Answers upstream's policy socket (§7.4, §11.3) and reloads when policy files change.
 import { Command } from "commander";
 import { mkdirSync } from "node:fs";
@@ -20,6 +20,8 @@ const program = addPolicySourceOptions(
 )
   .option("--ask-program <cmd>", "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)")
   .option("--no-tty", "never prompt on the terminal for ask rules")
+  .option("--eval-simple-socket <path>", "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)")
+  .option("--eval-gui-socket <path>", "also serve dom0's socket service policy.EvalGUI here (e.g. /etc/qubes-rpc/policy.EvalGUI)")
   .option("--debounce <ms>", "quiet time after a policy change before reloading", (text) => Number(text), 100)
   .addHelpText(
     "after",
@@ -39,7 +41,7 @@ Examples:
   );
 
 program.parse(process.argv);
-const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; tty: boolean; debounce: number }>();
+const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
 const log = logger(PROGRAM);
 
 const source = policySourceFrom(options);
@@ -48,7 +50,8 @@ const store = new PolicyStore(source, { log, debounceMs: options.debounce });
 const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
 log(`ask rules are answered by ${asker.description}`);
 mkdirSync(dirname(options.socket), { recursive: true });
-const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log });
+for (const path of [options.evalSimpleSocket, options.evalGuiSocket]) if (path !== undefined) mkdirSync(dirname(path), { recursive: true });
+const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log, evalSimpleSocket: options.evalSimpleSocket, evalGuiSocket: options.evalGuiSocket });
 try {
   daemon.start();
 } catch (error) {
@@ -57,6 +60,8 @@ try {
 }
 store.watch();
 log(`listening on ${options.socket}`);
+if (options.evalSimpleSocket !== undefined) log(`serving policy.EvalSimple on ${options.evalSimpleSocket}`);
+if (options.evalGuiSocket !== undefined) log(`serving policy.EvalGUI on ${options.evalGuiSocket}`);
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.on(signal, () => {

@@ -10,6 +10,7 @@ import { chmodSync, lstatSync, unlinkSync } from "node:fs";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import type { Asker } from "./ask.ts";
 import { answerQuery } from "./answer.ts";
+import { EvalServiceServer } from "./eval-services.ts";
 import type { PolicyQuery } from "./request.ts";
 import type { SocketOptions } from "./response.ts";
 import type { PolicyStore } from "./store.ts";
@@ -62,11 +63,15 @@ export interface PolicyDaemonOptions {
   store: PolicyStore;
   asker: Asker;
   log: (message: string) => void;
+  /** Also serve dom0's socket service policy.EvalSimple / policy.EvalGUI here (§11.3). */
+  evalSimpleSocket?: string | null;
+  evalGuiSocket?: string | null;
 }
 
 export class PolicyDaemon {
   #listener: UnixSocketListener<ClientState> | TCPSocketListener<ClientState> | null = null;
   #served = 0;
+  #evalServers: EvalServiceServer[] = [];
 
   constructor(readonly options: PolicyDaemonOptions) {}
 
@@ -83,6 +88,13 @@ export class PolicyDaemon {
       // no such file
     }
     const daemon = this;
+    const { store, log, evalSimpleSocket, evalGuiSocket } = this.options;
+    for (const [kind, path] of [["simple", evalSimpleSocket], ["gui", evalGuiSocket]] as const) {
+      if (path == null) continue;
+      const server = new EvalServiceServer({ kind, socketPath: path, store, log });
+      server.start();
+      this.#evalServers.push(server);
+    }
     this.#listener = Bun.listen<ClientState>({
       unix: socketPath,
       socket: {
@@ -170,6 +182,8 @@ export class PolicyDaemon {
   }
 
   stop(): void {
+    for (const server of this.#evalServers) server.stop();
+    this.#evalServers = [];
     this.#listener?.stop(true);
     this.#listener = null;
     try {

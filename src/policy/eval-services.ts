@@ -1,0 +1,218 @@
+// dom0's socket services policy.EvalSimple and policy.EvalGUI (§11.3), served by the policy
+// daemon. A connection starts with the service descriptor qrexec writes into a socket service
+// (§5.3): `policy.EvalX+<svc+arg> <caller> ...\0`; then at most 96 bytes `source\0target`, read
+// until the caller's EOF (or 96 bytes). Source 1-31 bytes, target 1-63, both only
+// [A-Za-z0-9@_.-] (so `@dispvm:...` is refused). EvalGUI also needs the tag `guivm-<caller>` on
+// both the source and the target qube. Anything wrong: the connection is closed with no answer.
+// The answer is `result=allow\n` or `result=deny\n`, with assume_yes_for_ask and just_evaluate.
+
+import { chmodSync, lstatSync, unlinkSync } from "node:fs";
+import type { Socket, UnixSocketListener } from "bun";
+import type { Asker } from "./ask.ts";
+import { answerQuery } from "./answer.ts";
+import type { DomainFacts } from "./domains.ts";
+import type { PolicyStore } from "./store.ts";
+
+export type EvalKind = "simple" | "gui";
+
+/** The source\0target part is read up to this many bytes (upstream's read(96)). */
+export const EVAL_BODY_BYTES_MAX = 96;
+/** A descriptor longer than this (no NUL yet) is dropped. */
+export const EVAL_DESCRIPTOR_BYTES_MAX = 65536;
+
+const NAME = /^[A-Za-z0-9@_.-]+$/;
+
+export type Parsed<T> = ({ ok: true } & T) | { ok: false; reason: string };
+
+/** The descriptor text without its NUL: the queried service+arg and the calling qube. */
+export function parseEvalDescriptor(text: string): Parsed<{ serviceAndArg: string; caller: string }> {
+  if (!/^[\x21-\x7e ]*$/.test(text)) return { ok: false, reason: "bad byte in the service descriptor" };
+  const [invoked = "", caller = ""] = text.split(" ");
+  const plus = invoked.indexOf("+");
+  if (plus === -1) return { ok: false, reason: `no queried service in '${invoked}'` };
+  const serviceAndArg = invoked.slice(plus + 1);
+  if (serviceAndArg === "" || serviceAndArg.startsWith("+")) return { ok: false, reason: `no queried service in '${invoked}'` };
+  if (caller === "") return { ok: false, reason: "no caller in the service descriptor" };
+  return { ok: true, serviceAndArg, caller };
+}
+
+/** The `source\0target` bytes (at most 96). */
+export function parseEvalNames(body: Buffer): Parsed<{ source: string; target: string }> {
+  const parts = body.toString("latin1").split("\0");
+  if (parts.length !== 2) return { ok: false, reason: "not exactly source\\0target" };
+  const [source, target] = parts as [string, string];
+  if (source.length < 1 || source.length > 31) return { ok: false, reason: `source of ${source.length} bytes` };
+  if (target.length < 1 || target.length > 63) return { ok: false, reason: `target of ${target.length} bytes` };
+  if (!NAME.test(source)) return { ok: false, reason: "bad character in source" };
+  if (!NAME.test(target)) return { ok: false, reason: "bad character in target" };
+  return { ok: true, source, target };
+}
+
+/** EvalGUI: the caller must be the GUI VM of both qubes. */
+export function guiTagProblem(facts: DomainFacts, caller: string, source: string, target: string): string | null {
+  const tag = `guivm-${caller}`;
+  for (const name of [source, target]) {
+    if (!(facts.get(name)?.tags.has(tag) ?? false)) return `${name} has no tag ${tag}`;
+  }
+  return null;
+}
+
+/** Never asked (just_evaluate settles every ask), but answerQuery wants one. */
+const NOBODY: Asker = { description: "nobody (policy.Eval*)", ask: async () => ({ target: null, reason: "policy.Eval* never asks" }) };
+
+/** The answer text for one complete connection, or null: close with no answer. */
+export async function evalServiceAnswer(
+  kind: EvalKind,
+  descriptor: string,
+  body: Buffer,
+  store: PolicyStore,
+  log: (message: string) => void,
+): Promise<string | null> {
+  const what = kind === "gui" ? "policy.EvalGUI" : "policy.EvalSimple";
+  const head = parseEvalDescriptor(descriptor);
+  if (!head.ok) {
+    log(`${what}: no answer: ${head.reason}`);
+    return null;
+  }
+  const names = parseEvalNames(body);
+  if (!names.ok) {
+    log(`${what} from ${head.caller}: no answer: ${names.reason}`);
+    return null;
+  }
+  const snapshot = store.current;
+  if (kind === "gui") {
+    const problem = guiTagProblem(snapshot.facts, head.caller, names.source, names.target);
+    if (problem !== null) {
+      log(`${what} from ${head.caller}: no answer: ${problem}`);
+      return null;
+    }
+  }
+  try {
+    const answered = await answerQuery(
+      { source: names.source, requestedSource: null, intendedTarget: names.target, serviceAndArg: head.serviceAndArg },
+      { assumeYesForAsk: true, justEvaluate: true },
+      { policy: snapshot.policy, facts: snapshot.facts, asker: NOBODY, log: (line) => log(`${what} from ${head.caller}: ${line}`) },
+    );
+    return answered.decision.kind === "allow" ? "result=allow\n" : "result=deny\n";
+  } catch (error) {
+    log(`${what} from ${head.caller}: failed, denied: ${error instanceof Error ? error.message : String(error)}`);
+    return "result=deny\n";
+  }
+}
+
+interface EvalClient {
+  buffer: Buffer;
+  descriptor: string | null;
+  handled: boolean;
+  closed: boolean;
+  pending: Buffer | null;
+}
+
+export interface EvalServiceOptions {
+  kind: EvalKind;
+  socketPath: string;
+  store: PolicyStore;
+  log: (message: string) => void;
+}
+
+/** One listening socket service (EvalSimple or EvalGUI). */
+export class EvalServiceServer {
+  #listener: UnixSocketListener<EvalClient> | null = null;
+
+  constructor(readonly options: EvalServiceOptions) {}
+
+  start(): void {
+    const { socketPath } = this.options;
+    try {
+      if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath);
+    } catch {
+      // no such file
+    }
+    const server = this;
+    this.#listener = Bun.listen<EvalClient>({
+      unix: socketPath,
+      socket: {
+        open(socket) {
+          socket.data = { buffer: Buffer.alloc(0), descriptor: null, handled: false, closed: false, pending: null };
+        },
+        data(socket, chunk) {
+          server.#receive(socket, chunk, false);
+        },
+        end(socket) {
+          server.#receive(socket, Buffer.alloc(0), true);
+        },
+        drain(socket) {
+          server.#flush(socket);
+        },
+        close(socket) {
+          socket.data.closed = true;
+        },
+        error(socket, error) {
+          socket.data.closed = true;
+          server.options.log(`${socketPath} client: ${error.message}`);
+        },
+      },
+    });
+    try {
+      chmodSync(socketPath, 0o660);
+    } catch {
+      // best effort
+    }
+  }
+
+  #receive(socket: Socket<EvalClient>, chunk: Buffer, eof: boolean): void {
+    const state = socket.data;
+    if (state.handled) return;
+    state.buffer = Buffer.concat([state.buffer, chunk]);
+    if (state.descriptor === null) {
+      const nul = state.buffer.indexOf(0);
+      if (nul === -1) {
+        if (eof || state.buffer.length > EVAL_DESCRIPTOR_BYTES_MAX) this.#drop(socket, eof ? "EOF inside the service descriptor" : "service descriptor too long");
+        return;
+      }
+      state.descriptor = state.buffer.subarray(0, nul).toString("latin1");
+      state.buffer = state.buffer.subarray(nul + 1);
+    }
+    if (!eof && state.buffer.length < EVAL_BODY_BYTES_MAX) return;
+    state.handled = true;
+    const body = state.buffer.subarray(0, EVAL_BODY_BYTES_MAX);
+    const { kind, store, log } = this.options;
+    void evalServiceAnswer(kind, state.descriptor, Buffer.from(body), store, log).then((text) => {
+      if (state.closed) return;
+      if (text === null) {
+        socket.end();
+        return;
+      }
+      state.pending = Buffer.from(text);
+      this.#flush(socket);
+    });
+  }
+
+  #drop(socket: Socket<EvalClient>, reason: string): void {
+    socket.data.handled = true;
+    this.options.log(`${this.options.kind === "gui" ? "policy.EvalGUI" : "policy.EvalSimple"}: no answer: ${reason}`);
+    socket.end();
+  }
+
+  #flush(socket: Socket<EvalClient>): void {
+    const pending = socket.data.pending;
+    if (pending === null) return;
+    const written = socket.write(pending);
+    if (written < pending.length) {
+      socket.data.pending = pending.subarray(Math.max(written, 0));
+      return;
+    }
+    socket.data.pending = null;
+    socket.end();
+  }
+
+  stop(): void {
+    this.#listener?.stop(true);
+    this.#listener = null;
+    try {
+      unlinkSync(this.options.socketPath);
+    } catch {
+      // already gone
+    }
+  }
+}
