@@ -117,6 +117,9 @@ describe.each(TRANSPORTS)("robustness over %s", (transport) => {
     system.service("vault", "test.Single", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0; read reply; echo "got $reply" >&0');
     // The same, ending at once after its output.
     system.service("vault", "test.SingleExit", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0');
+    // Reads its (empty) stdin to EOF first; then signals and, once switched, writes to fd 0. The
+    // pause keeps this test about the closed stdin, not the write-and-exit race (todo below).
+    system.service("vault", "test.ClosedStdin", 'cat >/dev/null; kill -USR1 "$QREXEC_AGENT_PID"; sleep 0.3; echo "hello via fd0 $1" >&0');
     system.service(
       "vault",
       "test.Usr1",
@@ -449,7 +452,7 @@ fi`,
   // switch to it (upstream's test_stdio_socket_closed_stdin): the service no longer dies of
   // SIGPIPE.
   test("SIGUSR1 after the caller's stdin ended (test_stdio_socket_closed_stdin)", async () => {
-    const result = await system.clientVm("work", ["vault", "test.SingleExit+closed"]);
+    const result = await system.clientVm("work", ["vault", "test.ClosedStdin+closed"]);
     expect(result.stdout, explain(result)).toBe("hello via fd0 closed\n");
     expect(result.code).toBe(0);
   });
