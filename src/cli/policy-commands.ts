@@ -5,9 +5,12 @@ import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySource
 
 const EXIT_DENY = 126;
 
+/** The policy with the facts it would be evaluated with now (asked live with --system-info-socket). */
 async function snapshotFor(options: PolicyOptionValues) {
-  const { loadSnapshot } = await import("../policy/store.ts");
-  return loadSnapshot(policySourceFrom(options));
+  const { loadSnapshot, factsFor } = await import("../policy/store.ts");
+  const source = policySourceFrom(options);
+  const snapshot = loadSnapshot(source);
+  return { ...snapshot, facts: await factsFor(source, snapshot) };
 }
 
 function queryOf(source: string, target: string, service: string) {

@@ -8,6 +8,7 @@ export interface PolicyOptionValues {
   policyDir?: string[];
   legacyDir: string;
   domains?: string;
+  systemInfoSocket?: string;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -19,13 +20,15 @@ export function addPolicySourceOptions(command: Command): Command {
   return command
     .option("--policy-dir <dir>", `policy directory, repeatable or a colon list (default $QRX_POLICY_DIR, else ${DEFAULT_POLICY_DIRS.join(":")})`, collect)
     .option("--legacy-dir <dir>", "legacy per-service policy directory read by !compat-4.0", DEFAULT_LEGACY_POLICY_DIR)
-    .option("--domains <file>", "domain facts, TOML or JSON (default $QRX_DOMAINS; none: only dom0 is known)");
+    .option("--domains <file>", "domain facts, TOML or JSON (default $QRX_DOMAINS; none: only dom0 is known)")
+    .option("--system-info-socket <path>", "ask domain facts from this qubesd socket (internal.GetSystemInfo) per request, instead of --domains (default $QRX_SYSTEM_INFO_SOCKET)");
 }
 
 export function policySourceFrom(options: PolicyOptionValues): PolicySource {
   const domainsFile = options.domains ?? process.env.QRX_DOMAINS ?? null;
   const dirs = options.policyDir ?? (process.env.QRX_POLICY_DIR ? [process.env.QRX_POLICY_DIR] : undefined);
-  return { dirs: policyDirsFrom(dirs), legacyDir: options.legacyDir, domainsFile: domainsFile === "" ? null : domainsFile };
+  const systemInfoSocket = options.systemInfoSocket ?? (process.env.QRX_SYSTEM_INFO_SOCKET || null);
+  return { dirs: policyDirsFrom(dirs), legacyDir: options.legacyDir, domainsFile: domainsFile === "" ? null : domainsFile, systemInfoSocket };
 }
 
 /** --ask-program's default, so a program started without options (as --policy-program) gets one. */
@@ -48,4 +51,5 @@ relayvm, transport_rpc. dom0 is always there.
 Environment (defaults for the options, e.g. when run as qrexec-daemon's --policy-program):
   QRX_POLICY_DIR   --policy-dir (colon list)
   QRX_DOMAINS      --domains
+  QRX_SYSTEM_INFO_SOCKET  --system-info-socket (the lab sets it to its admin service)
   QRX_ASK_PROGRAM  --ask-program`;

@@ -24,7 +24,7 @@ const program = new Command(PROGRAM)
   .option("-w <seconds>", "data vchan connection timeout, 0 = none", "10")
   .option("-W", "with -c: wait until the call ends")
   .option("-k", "kill the domain when done (needs the lab's admin service)")
-  .option("--socket-dir <dir>", "daemon socket directory", DEFAULT_DAEMON_SOCKET_DIR)
+  .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
   .option("-p, --prefix-data <data>", "send DATA before the local input", (value: string) => {
     if (prefixSeen) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", "--prefix-data may be given only once");
     prefixSeen = true;

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { Daemon } from "../daemon/daemon.ts";
+import { DEFAULT_QUBESD_SOCKET } from "../admin/qubesd.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
 import { localServiceContext } from "../services/start.ts";
 import { defaultStateDir } from "../paths.ts";
@@ -28,11 +29,13 @@ const program = new Command(PROGRAM)
   .argument("<name>", "the VM's name")
   .argument("[default_user]", "user for DEFAULT: commands", "user")
   .option("-q, --quiet", "do not print progress while waiting for the agent")
-  .option("--socket-dir <dir>", "daemon socket directory", DEFAULT_DAEMON_SOCKET_DIR)
+  .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
   .option("-p, --policy-program <path>", "policy evaluator run when the policy socket fails", DEFAULT_POLICY_PROGRAM)
   .option("--policy-socket <path>", "policy daemon socket (qrx extension)", process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET)
   .option("-D, --direct", "stay in the foreground and log to stderr")
   .option("-u, --uuid <uuid>", "the VM's UUID (adds the qrexec.uuid:<uuid> socket link)")
+  .option("--qubesd-socket <path>", "qubesd (admin service) socket for DisposableVMs and autostart; empty: none (qrx extension)", process.env.QRX_QUBESD_SOCKET ?? DEFAULT_QUBESD_SOCKET)
+  .option("--stats-file <path>", "keep call counts in this JSON file (qrx extension, read by qrx lab status)")
   .addHelpText(
     "after",
     `
@@ -42,6 +45,8 @@ Environment:
   QREXEC_SERVICE_PATH     dom0's services, for calls into dom0
   QREXEC_LOG_DIR          where the log goes without --direct (default /var/log/qubes)
   QRX_VCHAN               vchan transport: shm (default) or socket
+  QRX_SOCKET_DIR          default for --socket-dir
+  QRX_QUBESD_SOCKET       default for --qubesd-socket (/run/qubesd.sock)
 
 Example:
   qrexec-daemon --socket-dir=/tmp/qrexec -p ./policy-exec --direct 2 work
@@ -57,6 +62,8 @@ const options = program.opts<{
   policySocket: string;
   direct?: boolean;
   uuid?: string;
+  qubesdSocket: string;
+  statsFile?: string;
 }>();
 
 const noWait = process.env.QREXEC_STARTUP_NOWAIT !== undefined;
@@ -128,6 +135,8 @@ async function runDaemon(): Promise<void> {
     policy: { socketPath: options.policySocket === "" ? null : options.policySocket, program: options.policyProgram },
     startupTimeoutMs,
     dom0Services: localServiceContext({ captureStderr: false, log }),
+    qubesdSocket: options.qubesdSocket === "" ? null : options.qubesdSocket,
+    statsFile: options.statsFile ?? null,
     log,
   });
   const stop = (code: number) => {

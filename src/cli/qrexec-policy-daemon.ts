@@ -45,7 +45,8 @@ const options = program.opts<PolicyOptionValues & { socket: string; askProgram?:
 const log = logger(PROGRAM);
 
 const source = policySourceFrom(options);
-if (source.domainsFile === null) log("no --domains file: only dom0 is known, so calls from VMs are denied");
+if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
+else if (source.domainsFile === null) log("no --domains file: only dom0 is known, so calls from VMs are denied");
 const store = new PolicyStore(source, { log, debounceMs: options.debounce });
 const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
 log(`ask rules are answered by ${asker.description}`);

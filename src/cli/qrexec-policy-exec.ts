@@ -5,7 +5,7 @@
 import { Command } from "commander";
 import { answerQuery } from "../policy/answer.ts";
 import { chooseAsker } from "../policy/ask.ts";
-import { describeLoad, loadSnapshot } from "../policy/store.ts";
+import { describeLoad, factsFor, loadSnapshot } from "../policy/store.ts";
 import { logger } from "./common.ts";
 import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
 
@@ -42,13 +42,24 @@ const [source, target, service] = program.processedArgs as [string, string, stri
 const options = program.opts<PolicyOptionValues & { askProgram?: string; tty: boolean; assumeYesForAsk?: boolean; justEvaluate?: boolean }>();
 const log = logger(PROGRAM);
 
-const snapshot = loadSnapshot(policySourceFrom(options));
+const policySource = policySourceFrom(options);
+const snapshot = loadSnapshot(policySource);
 if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
 const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
 const answered = await answerQuery(
   { source, requestedSource: null, intendedTarget: target, serviceAndArg: service },
   { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
-  { policy: snapshot.policy, facts: snapshot.facts, asker, log },
+  { policy: snapshot.policy, facts: await factsOrExit(), asker, log },
 );
+
+async function factsOrExit() {
+  try {
+    return await factsFor(policySource, snapshot);
+  } catch (error) {
+    log(`domain facts unavailable, denied: ${error instanceof Error ? error.message : String(error)}`);
+    process.stdout.write("result=deny\n");
+    process.exit(EXIT_DENY);
+  }
+}
 process.stdout.write(answered.text + "\n");
 process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;

@@ -1,5 +1,6 @@
 // `qrx`: the user's front door. Commander wiring only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
+import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
 
 export function parseSize(text: string): number {
@@ -15,7 +16,8 @@ function parseSizeList(text: string): number[] {
 
 const program = new Command("qrx")
   .description("qrexec for one Linux host: domains as processes, vchans in shared memory")
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .enablePositionalOptions();
 
 const bench = program.command("bench").description("measure qrx against a baseline in the same run");
 
@@ -61,6 +63,7 @@ program
     process.exitCode = await runVchanDemo({ bytes: options.bytes });
   });
 
+addLabCommands(program);
 addPolicyCommands(program, bench);
 
 await program.parseAsync(process.argv);

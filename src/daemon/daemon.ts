@@ -38,7 +38,9 @@ import { isDataPort, PortAllocator } from "../protocol/ports.ts";
 import { validateAgentMessage } from "../protocol/validate.ts";
 import type { ServiceContext } from "../services/start.ts";
 import { daemonSocketPath } from "./daemon-client.ts";
-import { executeVm, runToDom0 } from "./execute.ts";
+import { DISPVM_PREFIX } from "../policy/tokens.ts";
+import { CallStats } from "./call-stats.ts";
+import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
 
 export interface DaemonOptions {
@@ -52,6 +54,10 @@ export interface DaemonOptions {
   startupTimeoutMs: number;
   /** dom0's own services, for calls into dom0. */
   dom0Services: ServiceContext;
+  /** qubesd's socket, for DisposableVMs and autostart (§7.6); null: neither is possible. */
+  qubesdSocket: string | null;
+  /** Where to keep call counts (qrx extension), or null. */
+  statsFile: string | null;
   log: (message: string) => void;
 }
 
@@ -83,10 +89,14 @@ export class Daemon {
   readonly #pending = new Map<string, PendingRequest>();
   #stopping = false;
   #onFatal: (reason: string) => void = () => {};
+  readonly #admin: AdminService | null;
+  readonly #stats: CallStats;
 
   constructor(options: DaemonOptions) {
     this.#options = options;
     this.#ports = new PortAllocator(options.domain);
+    this.#admin = options.qubesdSocket ? adminServiceAt(options.qubesdSocket) : null;
+    this.#stats = new CallStats(options.statsFile);
   }
 
   /** Connects to the agent and opens the daemon socket; rejects when the agent never comes. */
@@ -99,6 +109,7 @@ export class Daemon {
 
   stop(): void {
     this.#stopping = true;
+    this.#stats.flush();
     this.#unlisten();
     this.#control?.close();
   }
@@ -222,6 +233,7 @@ export class Daemon {
       const source = decision.policySource ?? this.#options.name;
       this.#options.log(`${source} -> ${decision.target} ${service}: allowed`);
       if (decision.target === "dom0") {
+        this.#stats.count("toDom0");
         const status = await runToDom0({
           socketDir: this.#options.socketDir,
           sourceDomain: this.#options.domain,
@@ -233,8 +245,24 @@ export class Daemon {
           source: this.#asSource,
         });
         this.#options.log(`dom0 service ${service} for ${source} exited with ${status}`);
-      } else if (decision.target.startsWith("@dispvm:")) {
-        refuseIfPending(`DisposableVM targets need the lab's admin service, which is not running`);
+      } else if (decision.target.startsWith(DISPVM_PREFIX)) {
+        // §7.6: a DispVM needs autostart (it is never running yet) and qubesd to create it.
+        if (!decision.autostart) return refuseIfPending(`${decision.target} needs autostart`);
+        if (this.#admin === null) return refuseIfPending(`${decision.target}: no admin service (qubesd socket) to create a DisposableVM`);
+        const template = (decision.targetUuid ?? decision.target).slice(DISPVM_PREFIX.length);
+        const dispvm = await executeDispvm({
+          socketDir: this.#options.socketDir,
+          sourceDomain: this.#options.domain,
+          sourceName: source,
+          ident: trigger.ident,
+          user: decision.user,
+          service,
+          source: this.#asSource,
+          template,
+          admin: this.#admin,
+          log: this.#options.log,
+        });
+        this.#options.log(`${source} -> ${dispvm} (DisposableVM of ${template}) ${service}: started`);
       } else {
         await executeVm({
           socketDir: this.#options.socketDir,
@@ -245,6 +273,7 @@ export class Daemon {
           user: decision.user,
           service,
           source: this.#asSource,
+          autostart: decision.autostart && this.#admin !== null ? { admin: this.#admin } : null,
         });
       }
     } catch (error) {
@@ -327,6 +356,7 @@ export class Daemon {
       throw new Error(`malformed request (len ${payload.length}, must be > 8 and NUL-terminated)`);
     }
     const allocated = this.#accept(type, decodeExecParams(payload), connection);
+    if (type !== MSG_SERVICE_CONNECT) this.#stats.count("served");
     if (allocated) connection.write(frame(type, encodeExecParams(allocated)));
     return allocated !== null;
   }

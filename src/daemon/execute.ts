@@ -1,6 +1,7 @@
 // Carrying out an allowed call (§2.1 step 4, §2.2): what upstream's policy child does, here run
 // in the daemon's own process (and by `qrexec-client -c`).
 
+import { qubesdCallText } from "../admin/qubesd.ts";
 import type { Connection } from "../io/connection.ts";
 import { StreamKind, Vchan } from "../native.ts";
 import { buildDom0ServiceCommand, buildVmServiceCommand, parseCommand } from "../protocol/cmdline.ts";
@@ -53,14 +54,52 @@ export interface VmCall {
   source: SourceDaemon;
 }
 
+/** qubesd's calls the daemon makes (§7.6); the lab's admin service answers them. */
+export interface AdminService {
+  /** `admin.vm.CreateDisposable` on a template (name or `uuid:…`); the new DispVM's `uuid:…`. */
+  createDisposable(template: string): Promise<string>;
+  start(domain: string): Promise<void>;
+  kill(domain: string): Promise<void>;
+}
+
+export function adminServiceAt(socketPath: string): AdminService {
+  return {
+    async createDisposable(template) {
+      const reply = await qubesdCallText(socketPath, "admin.vm.CreateDisposable", template, { payload: "uuid" });
+      // §7.6: the reply is checked to be exactly "uuid:" and a 36-character UUID.
+      if (!/^uuid:[0-9a-f-]{36}$/.test(reply)) throw new Error(`admin.vm.CreateDisposable answered ${JSON.stringify(reply.slice(0, 64))}, not uuid:<uuid>`);
+      return reply;
+    },
+    async start(domain) {
+      await qubesdCallText(socketPath, "admin.vm.Start", domain);
+    },
+    async kill(domain) {
+      await qubesdCallText(socketPath, "admin.vm.Kill", domain);
+    },
+  };
+}
+
+function isNotListening(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code === "ENOENT" || code === "ECONNREFUSED";
+}
+
 /**
  * VM -> VM: ask the target's daemon to start the service (it allocates the port), then tell the
  * source's daemon to connect the caller. Resolves once the source daemon has the CONNECT, with
- * the target daemon's connection when asked to keep it.
+ * the target daemon's connection when asked to keep it. A target whose daemon is not listening
+ * is started first when the policy said autostart (§7.6).
  */
-export async function executeVm(call: VmCall): Promise<Connection | null> {
+export async function executeVm(call: VmCall & { autostart?: { admin: AdminService } | null }): Promise<Connection | null> {
   const command = buildVmServiceCommand({ user: call.user, service: call.service, source: call.sourceName });
-  const targetDaemon = await connectDaemon(call.socketDir, call.target);
+  let targetDaemon: Connection;
+  try {
+    targetDaemon = await connectDaemon(call.socketDir, call.target);
+  } catch (error) {
+    if (!call.autostart || !isNotListening(error)) throw error;
+    await call.autostart.admin.start(call.target);
+    targetDaemon = await connectDaemon(call.socketDir, call.target);
+  }
   let allocated;
   try {
     allocated = await requestExec(targetDaemon, MSG_EXEC_CMDLINE, call.sourceDomain, command);
@@ -116,4 +155,27 @@ export async function runToDom0(call: Dom0Call): Promise<number> {
   } finally {
     stream.close();
   }
+}
+
+/**
+ * A call to `@dispvm:TEMPLATE` (§7.6): create a DisposableVM from the template, start it, run the
+ * call in it, and kill it once its daemon closes our connection (the call's port was released).
+ * Resolves when the call is set up; the kill happens later, in the background.
+ */
+export async function executeDispvm(
+  call: Omit<VmCall, "target" | "keepTargetConnection"> & { template: string; admin: AdminService; log: (message: string) => void },
+): Promise<string> {
+  const dispvm = await call.admin.createDisposable(call.template);
+  const kill = () =>
+    call.admin.kill(dispvm).catch((error: unknown) => call.log(`admin.vm.Kill ${dispvm}: ${error instanceof Error ? error.message : String(error)}`));
+  let targetDaemon: Connection | null;
+  try {
+    await call.admin.start(dispvm);
+    targetDaemon = await executeVm({ ...call, target: dispvm, keepTargetConnection: true });
+  } catch (error) {
+    await kill();
+    throw error;
+  }
+  void targetDaemon!.closed.then(kill);
+  return dispvm;
 }

@@ -27,6 +27,7 @@ export class Connection {
   #ended = false;
   #eof = false;
   #endWhenFlushed = false;
+  #shutdownWhenFlushed = false;
   readonly #eofWaiters: Array<() => void> = [];
   readonly #onClose: Array<() => void> = [];
   readonly #closed: Promise<void>;
@@ -45,10 +46,15 @@ export class Connection {
     return connection;
   }
 
-  /** Listens on `path`; `onConnection` gets each accepted connection once it is open. */
-  static listen(path: string, onConnection: (connection: Connection) => void): SocketListener<Connection> {
+  /**
+   * Listens on `path`; `onConnection` gets each accepted connection once it is open. With
+   * `halfOpen`, a client's shutdown of its write side leaves ours open for the reply (qubesd's
+   * protocol: the request ends at the client's EOF).
+   */
+  static listen(path: string, onConnection: (connection: Connection) => void, options: { halfOpen?: boolean } = {}): SocketListener<Connection> {
     return Bun.listen<Connection>({
       unix: path,
+      allowHalfOpen: options.halfOpen ?? false,
       data: undefined as unknown as Connection,
       socket: {
         ...Connection.handlers,
@@ -202,13 +208,26 @@ export class Connection {
       }
       this.#pendingWrites.shift();
     }
-    if (socket && this.#endWhenFlushed && this.#pendingWrites.length === 0) socket.end();
+    if (socket && this.#pendingWrites.length === 0) {
+      if (this.#endWhenFlushed) socket.end();
+      else if (this.#shutdownWhenFlushed) {
+        this.#shutdownWhenFlushed = false;
+        socket.shutdown();
+      }
+    }
   }
 
   /** Closes after queued writes went out. */
   end(): void {
     if (!this.#socket || this.#ended) return;
     this.#endWhenFlushed = true;
+    this.#flush();
+  }
+
+  /** Sends EOF after queued writes went out; reading goes on until the peer closes. */
+  shutdownWrite(): void {
+    if (!this.#socket || this.#ended) return;
+    this.#shutdownWhenFlushed = true;
     this.#flush();
   }
 

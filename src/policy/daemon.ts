@@ -158,7 +158,8 @@ export class PolicyDaemon {
     const snapshot = store.current; // this request keeps this snapshot, whatever reloads meanwhile
     let text: string;
     try {
-      text = (await answerQuery(query, options, { policy: snapshot.policy, facts: snapshot.facts, asker, log })).text;
+      const facts = await store.facts(snapshot);
+      text = (await answerQuery(query, options, { policy: snapshot.policy, facts, asker, log })).text;
     } catch (error) {
       log(`policy request failed, denied: ${error instanceof Error ? error.message : String(error)}`);
       text = "result=deny";

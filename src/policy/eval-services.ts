@@ -80,8 +80,15 @@ export async function evalServiceAnswer(
     return null;
   }
   const snapshot = store.current;
+  let facts;
+  try {
+    facts = await store.facts(snapshot);
+  } catch (error) {
+    log(`${what} from ${head.caller}: no answer: domain facts unavailable: ${error instanceof Error ? error.message : String(error)}`);
+    return null;
+  }
   if (kind === "gui") {
-    const problem = guiTagProblem(snapshot.facts, head.caller, names.source, names.target);
+    const problem = guiTagProblem(facts, head.caller, names.source, names.target);
     if (problem !== null) {
       log(`${what} from ${head.caller}: no answer: ${problem}`);
       return null;
@@ -91,7 +98,7 @@ export async function evalServiceAnswer(
     const answered = await answerQuery(
       { source: names.source, requestedSource: null, intendedTarget: names.target, serviceAndArg: head.serviceAndArg },
       { assumeYesForAsk: true, justEvaluate: true },
-      { policy: snapshot.policy, facts: snapshot.facts, asker: NOBODY, log: (line) => log(`${what} from ${head.caller}: ${line}`) },
+      { policy: snapshot.policy, facts, asker: NOBODY, log: (line) => log(`${what} from ${head.caller}: ${line}`) },
     );
     return answered.decision.kind === "allow" ? "result=allow\n" : "result=deny\n";
   } catch (error) {

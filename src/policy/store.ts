@@ -8,6 +8,7 @@ import { existsSync, watch, type FSWatcher } from "node:fs";
 import { resolve } from "node:path";
 import { TableDomainFacts, type DomainFacts } from "./domains.ts";
 import { DomainsFileError, loadDomainsFile } from "./domains-file.ts";
+import { fetchSystemInfo } from "./system-info.ts";
 import { formatPolicyError, type PolicyError } from "./errors.ts";
 import { DEFAULT_POLICY_DIRS, loadPolicy } from "./load.ts";
 import { CompiledPolicy } from "./policy.ts";
@@ -19,6 +20,8 @@ export interface PolicySource {
   legacyDir?: string;
   /** The domains file, or null: only dom0 is known. */
   domainsFile: string | null;
+  /** qubesd's socket: facts come from internal.GetSystemInfo per request instead of the file. */
+  systemInfoSocket?: string | null;
 }
 
 export interface PolicySnapshot {
@@ -43,7 +46,7 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const { policy } = loadPolicy(source.dirs, { legacyDir: source.legacyDir });
   let facts: DomainFacts = new TableDomainFacts([]);
   const domainErrors: PolicyError[] = [];
-  if (source.domainsFile !== null) {
+  if (source.domainsFile !== null && !source.systemInfoSocket) {
     try {
       facts = loadDomainsFile(source.domainsFile);
     } catch (error) {
@@ -54,10 +57,18 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const errors = [...policy.errors, ...domainErrors];
   const watched = new Set(policy.paths);
   for (const dir of source.dirs) watched.add(resolve(dir));
-  if (source.domainsFile !== null) watched.add(resolve(source.domainsFile));
+  if (source.domainsFile !== null && !source.systemInfoSocket) watched.add(resolve(source.domainsFile));
   // A broken domains file must deny too: fold its error into the policy the engine evaluates.
   const served = domainErrors.length === 0 ? policy : new CompiledPolicy({ rules: [...policy.rules], errors, paths: [...policy.paths] });
   return Object.freeze({ policy: served, facts, errors, watched: [...watched], loadMs: performance.now() - started });
+}
+
+/**
+ * The facts a request is evaluated with: live from the system-info socket when there is one (a
+ * failure there throws, and the request is denied), else the snapshot's.
+ */
+export function factsFor(source: PolicySource, snapshot: PolicySnapshot): Promise<DomainFacts> {
+  return source.systemInfoSocket ? fetchSystemInfo(source.systemInfoSocket) : Promise.resolve(snapshot.facts);
 }
 
 /** One log line per problem, or a summary of a good load. */
@@ -94,6 +105,11 @@ export class PolicyStore {
 
   get current(): PolicySnapshot {
     return this.#current;
+  }
+
+  /** The facts to evaluate a request against `snapshot` with (see factsFor). */
+  facts(snapshot: PolicySnapshot): Promise<DomainFacts> {
+    return factsFor(this.source, snapshot);
   }
 
   /** How many reloads have completed (tests wait on it). */

@@ -1,0 +1,185 @@
+// `qrx lab up|down|status|logs`, `qrx vm list|start|kill|create-disposable`, `qrx run`: the
+// commander wiring; the work is in src/lab/control.ts. Modules load inside the actions so
+// `qrx --help` stays fast.
+import type { Command } from "commander";
+
+const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
+
+/** Runs an action; a LabError prints `qrx: message` and exits with its code. */
+async function guarded(action: () => Promise<number | void>): Promise<void> {
+  const { LabError } = await import("../lab/control.ts");
+  try {
+    process.exitCode = (await action()) ?? 0;
+  } catch (error) {
+    if (!(error instanceof LabError)) throw error;
+    process.stderr.write(`qrx: ${error.message}\n`);
+    process.exitCode = error.exitCode;
+  }
+}
+
+export function addLabCommands(program: Command): void {
+  const lab = program
+    .command("lab")
+    .description("a whole qrexec system on this machine: dom0, VMs and DisposableVMs as processes")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  qrx lab up                      # the default lab: dom0, work, vault, personal, default-dvm
+  qrx lab up --config my-lab.toml --dir /tmp/lab2
+  qrx lab status
+  qrx run work -- qrexec-client-vm vault test.Add <<< '11 22'
+  qrx lab logs vault -f
+  qrx lab down
+`,
+    );
+
+  lab
+    .command("up")
+    .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
+    .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
+    .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n")
+    .action((options: { config?: string; dir?: string }) =>
+      guarded(async () => {
+        const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
+        const layout = labLayout(options.dir);
+        const status = await labUp(layout, { config: options.config, onProgress: (message) => process.stderr.write(`qrx: ${message}\n`) });
+        process.stdout.write(`${formatStatus(status)}\n`);
+      }),
+    );
+
+  lab
+    .command("down")
+    .description("stop every process of the lab and remove its sockets and DisposableVMs (homes and logs stay)")
+    .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExample:\n  qrx lab down --dir /tmp/lab\n")
+    .action((options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout, labDown } = await import("../lab/control.ts");
+        const layout = labLayout(options.dir);
+        await labDown(layout);
+        process.stdout.write(`lab in ${layout.dir} is down\n`);
+      }),
+    );
+
+  lab
+    .command("status")
+    .description("domains, their pids, uptime, calls served and restarts")
+    .option("--dir <dir>", DIR_HELP)
+    .option("--json", "print the status as JSON")
+    .addHelpText("after", "\nExamples:\n  qrx lab status\n  qrx lab status --json | jq '.domains[].name'\n")
+    .action((options: { dir?: string; json?: boolean }) =>
+      guarded(async () => {
+        const { labLayout, labStatus, formatStatus } = await import("../lab/control.ts");
+        const status = await labStatus(labLayout(options.dir));
+        process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
+      }),
+    );
+
+  lab
+    .command("logs")
+    .description("print the logs of a domain (its agent and daemon; dom0: admin service and policy daemon), or all")
+    .argument("[domain]", "domain whose logs to print")
+    .option("--dir <dir>", DIR_HELP)
+    .option("-f, --follow", "keep printing what is appended")
+    .addHelpText("after", "\nExamples:\n  qrx lab logs\n  qrx lab logs work -f\n  qrx lab logs dom0\n")
+    .action((domain: string | undefined, options: { dir?: string; follow?: boolean }) =>
+      guarded(async () => {
+        const { labLayout, logFiles, printLogs } = await import("../lab/control.ts");
+        await printLogs(logFiles(labLayout(options.dir), domain), options.follow ?? false);
+      }),
+    );
+
+  const vm = program
+    .command("vm")
+    .description("the lab's domains: list, start, kill, and create DisposableVMs")
+    .addHelpText("after", "\nExamples:\n  qrx vm list\n  qrx vm start personal\n  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n");
+
+  vm.command("list")
+    .description("every domain with its id, type and state")
+    .option("--dir <dir>", DIR_HELP)
+    .action((options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout, labStatus, formatTable } = await import("../lab/control.ts");
+        const status = await labStatus(labLayout(options.dir));
+        const rows = status.domains.map((domain) => [domain.name, String(domain.id), domain.klass, domain.state, domain.template ?? "-"]);
+        process.stdout.write(`${formatTable(["NAME", "ID", "CLASS", "STATE", "TEMPLATE"], rows)}\n`);
+      }),
+    );
+
+  vm.command("start")
+    .description("start a halted domain (its agent and daemon)")
+    .argument("<name>", "domain to start")
+    .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExample:\n  qrx vm start personal\n")
+    .action((name: string, options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout, labStatus, adminCall } = await import("../lab/control.ts");
+        const layout = labLayout(options.dir);
+        const before = (await labStatus(layout)).domains.find((domain) => domain.name === name);
+        if (before?.state === "Running") {
+          process.stdout.write(`${name} is already running\n`);
+          return;
+        }
+        await adminCall(layout, "admin.vm.Start", name);
+        process.stdout.write(`started ${name}\n`);
+      }),
+    );
+
+  vm.command("kill")
+    .description("stop a domain at once; a DisposableVM is destroyed")
+    .argument("<name>", "domain to kill")
+    .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExample:\n  qrx vm kill work\n")
+    .action((name: string, options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout, adminCall } = await import("../lab/control.ts");
+        await adminCall(labLayout(options.dir), "admin.vm.Kill", name);
+        process.stdout.write(`killed ${name}\n`);
+      }),
+    );
+
+  vm.command("create-disposable")
+    .description("create a DisposableVM from a template (default: the lab's default_dispvm) and start it; prints its name")
+    .argument("[template]", "DisposableVM template")
+    .option("--dir <dir>", DIR_HELP)
+    .option("--no-start", "only create it (halted)")
+    .addHelpText("after", "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n")
+    .action((template: string | undefined, options: { dir?: string; start: boolean }) =>
+      guarded(async () => {
+        const { labLayout, adminCall } = await import("../lab/control.ts");
+        const layout = labLayout(options.dir);
+        const name = await adminCall(layout, "admin.vm.CreateDisposable", template ?? "@dispvm");
+        if (options.start) await adminCall(layout, "admin.vm.Start", name);
+        process.stdout.write(`${name}\n`);
+      }),
+    );
+
+  program
+    .command("run")
+    .description("run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)")
+    .argument("<domain>", "domain to run in (dom0 too)")
+    .argument("<command...>", "the command and its arguments (after --)")
+    .option("--dir <dir>", DIR_HELP)
+    .passThroughOptions()
+    .addHelpText(
+      "after",
+      `
+The command gets the domain's environment: VCHAN_DOMAIN, its agent socket, HOME in its state
+directory, and qrx's bin/ first on PATH. Its exit status is passed through.
+
+Examples:
+  qrx run work -- qrexec-client-vm vault test.Add <<< '11 22'
+  qrx run work -- qrexec-client-vm '$dispvm' test.Whoami
+  qrx run dom0 -- qrexec-client -d vault user:'echo hello from vault'
+`,
+    )
+    .action((domain: string, command: string[], options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout, runInDomain } = await import("../lab/control.ts");
+        // passThroughOptions keeps a `--` that came after the domain.
+        return runInDomain(labLayout(options.dir), domain, command[0] === "--" ? command.slice(1) : command);
+      }),
+    );
+}

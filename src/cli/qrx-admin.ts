@@ -1,0 +1,39 @@
+// The lab's admin service process (src/lab/admin.ts), started detached by `qrx lab up --dir D`:
+//   qrx-admin D
+// It reads D/lab.json, writes D/admin.pid, logs to stderr (D/logs/admin.log) and exits 0 after a
+// clean shutdown (SIGTERM, SIGINT or qrx.lab.Shutdown).
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { LabAdmin } from "../lab/admin.ts";
+import type { LabConfig } from "../lab/config.ts";
+import { LabLayout } from "../lab/layout.ts";
+import { die, logger } from "./common.ts";
+
+const PROGRAM = "qrx-admin";
+const dir = process.argv[2];
+if (dir === undefined) die(PROGRAM, "usage: qrx-admin STATE_DIR (started by qrx lab up)", 2);
+const layout = new LabLayout(dir);
+const log = logger(PROGRAM);
+
+let config: LabConfig;
+try {
+  config = JSON.parse(readFileSync(layout.configFile, "utf8")) as LabConfig;
+} catch (error) {
+  die(PROGRAM, `cannot read ${layout.configFile}: ${error instanceof Error ? error.message : String(error)}`, 1);
+}
+
+writeFileSync(layout.pidFile, `${process.pid}\n`);
+const admin = new LabAdmin(layout, config, log);
+let failed = false;
+admin.onShutdown = () => {
+  rmSync(layout.pidFile, { force: true });
+  process.exit(failed ? 1 : 0);
+};
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => void admin.shutdown());
+
+try {
+  await admin.up();
+} catch (error) {
+  log(`lab failed to come up: ${error instanceof Error ? error.message : String(error)}`);
+  failed = true;
+  await admin.shutdown();
+}

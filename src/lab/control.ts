@@ -1,0 +1,277 @@
+// What the `qrx lab|vm|run` commands do, as functions: bring a lab up (start its admin service
+// detached and wait until it is ready), take it down, read its status and logs, manage domains,
+// and run a command as one of its domains. Every failure is a LabError that says what to do.
+
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, readSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
+import { defaultStateDir } from "../paths.ts";
+import type { LabStatus } from "./admin.ts";
+import { DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
+import { domainEnv } from "./environment.ts";
+import { LabLayout } from "./layout.ts";
+
+const ADMIN_PROGRAM = join(import.meta.dir, "..", "cli", "qrx-admin.ts");
+const UP_TIMEOUT_MS = 60_000;
+const DOWN_TIMEOUT_MS = 20_000;
+
+export class LabError extends Error {
+  override name = "LabError";
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export function labLayout(dir: string | undefined): LabLayout {
+  return new LabLayout(resolve(dir ?? defaultStateDir()));
+}
+
+/** The admin service's pid when it is alive (and really ours: pids get reused). */
+export function adminPid(layout: LabLayout): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(layout.pidFile, "utf8").trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("qrx-admin") ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function noLab(layout: LabLayout): LabError {
+  return new LabError(`no lab running in ${layout.dir}: run qrx lab up${layout.dir === resolve(defaultStateDir()) ? "" : ` --dir ${layout.dir}`}`);
+}
+
+/** One admin call; a missing lab and the service's own errors become LabErrors. */
+export async function adminCall(layout: LabLayout, method: string, dest = "dom0", payload?: string): Promise<string> {
+  if (adminPid(layout) === null) throw noLab(layout);
+  try {
+    return await qubesdCallText(layout.adminSocket, method, dest, { payload });
+  } catch (error) {
+    if (error instanceof QubesdError) throw new LabError(error.message);
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT" || code === "ECONNREFUSED") throw noLab(layout);
+    throw error;
+  }
+}
+
+export async function labStatus(layout: LabLayout): Promise<LabStatus> {
+  return JSON.parse(await adminCall(layout, "qrx.lab.Status")) as LabStatus;
+}
+
+/** Kills what a lab whose admin died left behind (its process group) and its runtime files. */
+function cleanUpAfterCrash(layout: LabLayout): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(layout.pidFile, "utf8").trim());
+  } catch {
+    return false;
+  }
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {}
+  for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
+  for (const dir of [layout.socketDir, layout.vchanDir]) rmSync(dir, { recursive: true, force: true });
+  return true;
+}
+
+function tail(path: string, lines: number): string {
+  try {
+    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+export interface UpOptions {
+  config?: string;
+  onProgress?: (message: string) => void;
+}
+
+export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise<LabStatus> {
+  const running = adminPid(layout);
+  if (running !== null) throw new LabError(`a lab is already running in ${layout.dir} (admin pid ${running}): qrx lab status shows it, qrx lab down stops it`);
+  if (cleanUpAfterCrash(layout)) options.onProgress?.(`cleaned up after a lab in ${layout.dir} that did not shut down`);
+  let config: LabConfig;
+  try {
+    config = loadLabConfig(options.config ?? DEFAULT_LAB_FILE);
+  } catch (error) {
+    throw new LabError(error instanceof Error ? error.message : String(error));
+  }
+  mkdirSync(layout.logDir, { recursive: true });
+  writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
+  const logPath = layout.log("admin");
+  const log = openSync(logPath, "a");
+  const admin = Bun.spawn([process.execPath, ADMIN_PROGRAM, layout.dir], {
+    stdio: ["ignore", log, log],
+    detached: true,
+    env: process.env,
+  });
+  closeSync(log);
+  admin.unref();
+  const deadline = Date.now() + UP_TIMEOUT_MS;
+  for (;;) {
+    await Bun.sleep(20);
+    if (admin.exitCode !== null || admin.signalCode !== null) {
+      throw new LabError(`the lab did not come up (admin exited with ${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`);
+    }
+    if (Date.now() > deadline) {
+      admin.kill("SIGTERM");
+      throw new LabError(`the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n${tail(logPath, 15)}`);
+    }
+    if (!existsSync(layout.adminSocket) || adminPid(layout) === null) continue;
+    try {
+      const status = await labStatus(layout);
+      if (status.ready) return status;
+    } catch {}
+  }
+}
+
+export async function labDown(layout: LabLayout): Promise<void> {
+  const pid = adminPid(layout);
+  if (pid === null) {
+    const crashed = cleanUpAfterCrash(layout);
+    throw new LabError(`no lab running in ${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`);
+  }
+  try {
+    await adminCall(layout, "qrx.lab.Shutdown");
+  } catch {
+    process.kill(pid, "SIGTERM");
+  }
+  const deadline = Date.now() + DOWN_TIMEOUT_MS;
+  while (adminPid(layout) !== null && existsSync(`/proc/${pid}`)) {
+    if (Date.now() > deadline) {
+      cleanUpAfterCrash(layout);
+      throw new LabError(`the lab in ${layout.dir} did not stop within ${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`);
+    }
+    await Bun.sleep(20);
+  }
+}
+
+// ---------------------------------------------------------------- status
+
+export function formatDuration(ms: number): string {
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m${String(Math.floor(seconds % 60)).padStart(2, "0")}s`;
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
+}
+
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((cell, index) => Math.max(cell.length, ...rows.map((row) => row[index]!.length)));
+  return [header, ...rows].map((row) => row.map((cell, index) => cell.padEnd(widths[index]!)).join("  ").trimEnd()).join("\n");
+}
+
+export function formatStatus(status: LabStatus, now = Date.now()): string {
+  const head = [
+    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}`,
+    `config ${status.config}`,
+    `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, DisposableVMs created: ${status.disposablesCreated}`,
+    "",
+  ];
+  const rows = status.domains.map((domain) => [
+    domain.name,
+    String(domain.id),
+    domain.template ? `DispVM(${domain.template})` : domain.klass,
+    domain.state,
+    domain.agentPid === null ? "-" : String(domain.agentPid),
+    domain.daemonPid === null ? "-" : String(domain.daemonPid),
+    domain.runningSince > 0 && domain.state === "Running" ? formatDuration(now - domain.runningSince) : "-",
+    String(domain.calls),
+    String(domain.restarts),
+  ]);
+  return head.join("\n") + formatTable(["DOMAIN", "ID", "TYPE", "STATE", "AGENT", "DAEMON", "UPTIME", "CALLS", "RESTARTS"], rows);
+}
+
+// ---------------------------------------------------------------- logs
+
+/** The log files of `domain` (dom0: the admin service and the policy daemon), or of everything. */
+export function logFiles(layout: LabLayout, domain?: string): string[] {
+  if (!existsSync(layout.logDir)) throw new LabError(`no lab logs in ${layout.dir}: run qrx lab up first`);
+  const all = readdirSync(layout.logDir).filter((name) => name.endsWith(".log")).sort();
+  if (domain === undefined) return all.map((name) => join(layout.logDir, name));
+  const wanted = domain === "dom0" ? ["admin.log", "policy.log"] : [`${domain}.agent.log`, `${domain}.daemon.log`];
+  const found = wanted.filter((name) => all.includes(name));
+  if (found.length === 0) {
+    const domains = [...new Set(all.map((name) => name.split(".")[0]!).filter((name) => name !== "admin" && name !== "policy"))];
+    throw new LabError(`no logs for '${domain}' in ${layout.logDir} (domains with logs: dom0${domains.map((name) => `, ${name}`).join("")})`);
+  }
+  return found.map((name) => join(layout.logDir, name));
+}
+
+/** Prints the files (headed like tail when there are several), then follows them if asked. */
+export async function printLogs(files: string[], follow: boolean, write: (text: string) => void = (text) => process.stdout.write(text)): Promise<void> {
+  const offsets = new Map<string, number>();
+  let last: string | null = null;
+  const emit = (file: string, text: string) => {
+    if (text === "") return;
+    if (files.length > 1 && last !== file) write(`${last === null ? "" : "\n"}==> ${file} <==\n`);
+    last = file;
+    write(text);
+  };
+  const readNew = (file: string) => {
+    let size: number;
+    try {
+      size = statSync(file).size;
+    } catch {
+      return;
+    }
+    const from = offsets.get(file) ?? 0;
+    if (size <= from) return;
+    const buffer = Buffer.alloc(size - from);
+    const fd = openSync(file, "r");
+    try {
+      readSync(fd, buffer, 0, buffer.length, from);
+    } finally {
+      closeSync(fd);
+    }
+    offsets.set(file, size);
+    emit(file, buffer.toString("utf8"));
+  };
+  for (const file of files) readNew(file);
+  while (follow) {
+    await Bun.sleep(200);
+    for (const file of files) readNew(file);
+  }
+}
+
+// ---------------------------------------------------------------- running as a domain
+
+/**
+ * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
+ * Resolves with the command's exit status (128+signal when a signal ended it).
+ */
+export async function runInDomain(layout: LabLayout, domain: string, argv: string[]): Promise<number> {
+  const status = await labStatus(layout);
+  const record = status.domains.find((candidate) => candidate.name === domain);
+  if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
+  if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
+  if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
+  const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  let child;
+  try {
+    child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new LabError(`cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`, code === "ENOENT" ? 127 : 126);
+  }
+  // The terminal's ^C reaches the command; its status is what we report.
+  const ignore = () => {};
+  process.on("SIGINT", ignore);
+  process.on("SIGTERM", () => child.kill("SIGTERM"));
+  const code = await child.exited;
+  process.off("SIGINT", ignore);
+  if (child.signalCode !== null) {
+    const number = (require("node:os") as typeof import("node:os")).constants.signals[child.signalCode as NodeJS.Signals] ?? 0;
+    return 128 + number;
+  }
+  return code;
+}

@@ -1,0 +1,68 @@
+// Where a lab keeps everything: one state directory, so two labs in two directories never meet.
+//
+//   D/lab.json            the definition the lab was brought up with, resolved
+//   D/admin.pid           the admin service (it owns every other process)
+//   D/admin.sock          its API: qubesd's protocol (§7.6) plus qrx.lab.* calls
+//   D/policy.sock         the policy daemon
+//   D/run/                qrexec-daemon sockets (qrexec.<id>, qrexec.<name>, qrexec.uuid:<uuid>)
+//   D/vchan/              vchan rendezvous (shm and socket transports)
+//   D/logs/               admin.log, policy.log, <domain>.agent.log, <domain>.daemon.log
+//   D/domains/<name>/     home/, rpc/, rpc-config/, qrexec-agent.sock, calls.json
+//   D/domains/dom0/       home/, rpc/, rpc-config/, policy.d/
+
+import { join } from "node:path";
+
+export class LabLayout {
+  constructor(readonly dir: string) {}
+
+  get configFile(): string {
+    return join(this.dir, "lab.json");
+  }
+  get pidFile(): string {
+    return join(this.dir, "admin.pid");
+  }
+  get adminSocket(): string {
+    return join(this.dir, "admin.sock");
+  }
+  get policySocket(): string {
+    return join(this.dir, "policy.sock");
+  }
+  get socketDir(): string {
+    return join(this.dir, "run");
+  }
+  get vchanDir(): string {
+    return join(this.dir, "vchan");
+  }
+  get logDir(): string {
+    return join(this.dir, "logs");
+  }
+  get domainsDir(): string {
+    return join(this.dir, "domains");
+  }
+  domainDir(name: string): string {
+    return join(this.domainsDir, name);
+  }
+  home(name: string): string {
+    return join(this.domainDir(name), "home");
+  }
+  rpcDir(name: string): string {
+    return join(this.domainDir(name), "rpc");
+  }
+  rpcConfigDir(name: string): string {
+    return join(this.domainDir(name), "rpc-config");
+  }
+  agentSocket(name: string): string {
+    return join(this.domainDir(name), "qrexec-agent.sock");
+  }
+  /** The daemon of `name` keeps its call count here (qrexec-daemon --stats-file). */
+  statsFile(name: string): string {
+    return join(this.domainDir(name), "calls.json");
+  }
+  get policyDir(): string {
+    return join(this.domainDir("dom0"), "policy.d");
+  }
+  /** `admin`, `policy`, or `<domain>.agent` / `<domain>.daemon`. */
+  log(name: string): string {
+    return join(this.logDir, `${name}.log`);
+  }
+}

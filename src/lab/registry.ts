@@ -1,0 +1,140 @@
+// The lab's domains, as qubesd knows them: names, ids, uuids, kinds, tags, power state. The admin
+// service owns the only instance; the policy reads it through internal.GetSystemInfo.
+
+import { ADMIN_VM_NAME, ADMIN_VM_UUID } from "../policy/domains.ts";
+import type { LabConfig } from "./config.ts";
+
+export type PowerState = "Halted" | "Starting" | "Running" | "Stopping";
+export type DomainClass = "AdminVM" | "AppVM" | "TemplateVM" | "StandaloneVM" | "DispVM";
+
+export interface DomainRecord {
+  readonly name: string;
+  readonly id: number;
+  readonly uuid: string;
+  readonly klass: DomainClass;
+  readonly templateForDispvms: boolean;
+  readonly tags: readonly string[];
+  readonly defaultUser: string;
+  readonly defaultDispvm: string | null;
+  /** DispVMs: the template it was cloned from. */
+  readonly template: string | null;
+  /** Started by `lab up`. */
+  readonly autostartAtUp: boolean;
+  state: PowerState;
+  /** When it last became Running (ms since the epoch), 0 when not running. */
+  runningSince: number;
+}
+
+/** The highest domain id: ports and Xen both top out well below this; we never need more. */
+const DOMAIN_ID_MAX = 32_767;
+
+export class Registry {
+  readonly #byName = new Map<string, DomainRecord>();
+  /** DispVM ids start above the configured domains' so the configured ones are stable. */
+  readonly #firstDispId: number;
+
+  constructor(config: LabConfig) {
+    this.#add({
+      name: ADMIN_VM_NAME,
+      id: 0,
+      uuid: ADMIN_VM_UUID,
+      klass: "AdminVM",
+      templateForDispvms: false,
+      tags: [],
+      defaultUser: "root",
+      defaultDispvm: config.defaultDispvm,
+      template: null,
+      autostartAtUp: true,
+      state: "Running",
+      runningSince: Date.now(),
+    });
+    config.domains.forEach((domain, index) => {
+      this.#add({
+        name: domain.name,
+        id: index + 1,
+        uuid: crypto.randomUUID(),
+        klass: domain.klass,
+        templateForDispvms: domain.templateForDispvms,
+        tags: domain.tags,
+        defaultUser: domain.defaultUser,
+        defaultDispvm: domain.defaultDispvm,
+        template: null,
+        autostartAtUp: domain.start,
+        state: "Halted",
+        runningSince: 0,
+      });
+    });
+    this.#firstDispId = config.domains.length + 1;
+  }
+
+  #add(record: DomainRecord): void {
+    this.#byName.set(record.name, record);
+  }
+
+  all(): DomainRecord[] {
+    return [...this.#byName.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** By name, `uuid:<uuid>` or bare uuid. */
+  find(ref: string): DomainRecord | undefined {
+    const byName = this.#byName.get(ref);
+    if (byName) return byName;
+    const uuid = ref.startsWith("uuid:") ? ref.slice(5) : ref;
+    return this.all().find((record) => record.uuid === uuid);
+  }
+
+  /** A new DispVM of `template`, Halted: the lowest free id, a fresh `dispNNNN` name. */
+  addDisposable(template: DomainRecord): DomainRecord {
+    const used = new Set(this.all().map((record) => record.id));
+    let id = this.#firstDispId;
+    while (used.has(id)) id++;
+    if (id > DOMAIN_ID_MAX) throw new Error("no free domain id");
+    let name: string;
+    do name = `disp${1 + Math.floor(Math.random() * 9999)}`;
+    while (this.#byName.has(name));
+    const record: DomainRecord = {
+      name,
+      id,
+      uuid: crypto.randomUUID(),
+      klass: "DispVM",
+      templateForDispvms: false,
+      tags: [],
+      defaultUser: template.defaultUser,
+      defaultDispvm: template.defaultDispvm,
+      template: template.name,
+      autostartAtUp: false,
+      state: "Halted",
+      runningSince: 0,
+    };
+    this.#add(record);
+    return record;
+  }
+
+  remove(record: DomainRecord): void {
+    this.#byName.delete(record.name);
+  }
+
+  /** qubesd's internal.GetSystemInfo, the shape src/policy/domains-file.ts reads. */
+  systemInfo(): { domains: Record<string, Record<string, unknown>> } {
+    const domains: Record<string, Record<string, unknown>> = {};
+    for (const record of this.all()) {
+      domains[record.name] = {
+        type: record.klass,
+        tags: record.tags,
+        template_for_dispvms: record.templateForDispvms,
+        default_dispvm: record.defaultDispvm,
+        uuid: record.uuid,
+        power_state: record.state === "Running" ? "Running" : record.state === "Halted" ? "Halted" : "Transient",
+        icon: "",
+      };
+    }
+    return { domains };
+  }
+
+  /** admin.vm.List's reply: one "name class=X state=Y" line per domain. */
+  listLines(): string {
+    return this.all()
+      .map((record) => `${record.name} class=${record.klass} state=${record.state}\n`)
+      .join("");
+  }
+}
