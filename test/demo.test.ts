@@ -1,19 +1,28 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 
-test("the demo runs end to end and reports every step ok", async () => {
-  const qrx = join(import.meta.dir, "..", "bin", "qrx");
+const qrx = join(import.meta.dir, "..", "bin", "qrx");
+
+test("the demo brings up the lab, makes every call, tears it down, and says all steps passed", async () => {
   const run = Bun.spawn([qrx, "demo", "--bytes", "16M"], { stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
   expect(err).toBe("");
-  expect(out).toContain("All steps passed.");
-  expect(out).toContain("16 MiB, 64 KiB ring");
+  expect(out).toContain("work$ echo 11 22 | qrexec-client-vm vault test.Add\n  33\n");
+  expect(out).toContain("Request refused\n  (exit status 126)");
+  expect(out).toMatch(/while the call is open, qrx lab status shows disp\d+/);
+  expect(out).toMatch(/after the call: disp\d+ is gone/);
+  expect(out).toContain("vault's test.Sink counted 16777216 bytes");
+  expect(out).toMatch(/sent 16\.00 MiB of 16\.00 MiB in [\d.]+ s/);
+  expect(out).toContain("Taking the lab down.");
+  expect(out).toContain("All steps passed");
   expect(out).not.toContain("FAILED");
+  // The demo's lab lived in its own temporary directory, which is gone.
+  const dir = /default-dvm\) in (\S+)/.exec(out)![1]!;
+  expect(await Bun.file(join(dir, "admin.pid")).exists()).toBe(false);
   expect(code).toBe(0);
-});
+}, 60_000);
 
 test("qrx explains a bad size instead of crashing", async () => {
-  const qrx = join(import.meta.dir, "..", "bin", "qrx");
   const run = Bun.spawn([qrx, "demo", "--bytes", "lots"], { stdout: "pipe", stderr: "pipe" });
   const [err, code] = await Promise.all([new Response(run.stderr).text(), run.exited]);
   expect(err).toContain('"lots" is not a size');

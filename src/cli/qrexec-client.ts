@@ -23,7 +23,7 @@ const program = new Command(PROGRAM)
   .option("-T", "filter unsafe characters in remote stderr")
   .option("-w <seconds>", "data vchan connection timeout, 0 = none", "10")
   .option("-W", "with -c: wait until the call ends")
-  .option("-k", "kill the domain when done (needs the lab's admin service)")
+  .option("-k", "kill the domain (admin.vm.Kill through $QRX_QUBESD_SOCKET, default /run/qubesd.sock) before exiting")
   .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
   .option("-p, --prefix-data <data>", "send DATA before the local input", (value: string) => {
     if (prefixSeen) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", "--prefix-data may be given only once");
@@ -85,7 +85,6 @@ if (!/^\d+$/.test(options.w)) usage(QREXEC_EXIT_FATAL);
 
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
-if (options.k) log("-k: there is no admin service to kill the domain through; ignored");
 
 const call: ClientCall = {
   socketDir: options.socketDir,
@@ -127,7 +126,9 @@ try {
     }
     process.exit(await runDom0Service(call));
   }
-  process.exit(await runVmCommand(call));
+  const status = await runVmCommand(call);
+  if (options.k) await killTarget(call.target);
+  process.exit(status);
 } catch (error) {
   if (error instanceof ExitError) {
     process.stderr.write(`${PROGRAM}: ${error.message}\n`);
@@ -135,4 +136,15 @@ try {
   }
   process.stderr.write(`${PROGRAM}: ${error instanceof Error ? error.message : error}\n`);
   process.exit(QREXEC_EXIT_FATAL);
+}
+
+/** -k: the domain goes when the command is done (upstream uses it for DisposableVMs). */
+async function killTarget(target: string): Promise<void> {
+  const { adminServiceAt } = await import("../daemon/execute.ts");
+  const { DEFAULT_QUBESD_SOCKET } = await import("../admin/qubesd.ts");
+  try {
+    await adminServiceAt(process.env.QRX_QUBESD_SOCKET || DEFAULT_QUBESD_SOCKET).kill(target);
+  } catch (error) {
+    log(`-k: cannot kill ${target}: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }

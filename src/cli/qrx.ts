@@ -55,12 +55,13 @@ bench
 
 program
   .command("demo")
-  .description("show qrx at work (until the lab exists: two processes talking over shm vchans)")
+  .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")
   .option("--bytes <size>", "size of the large transfer", parseSize, parseSize("1G"))
-  .addHelpText("after", "\nExample:\n  qrx demo\n")
-  .action(async (options: { bytes: number }) => {
-    const { runVchanDemo } = await import("../demo/vchan-demo.ts");
-    process.exitCode = await runVchanDemo({ bytes: options.bytes });
+  .option("--dir <dir>", "lab state directory (default: a new temporary one, removed afterwards)")
+  .addHelpText("after", "\nExamples:\n  qrx demo\n  qrx demo --bytes 256M\n")
+  .action(async (options: { bytes: number; dir?: string }) => {
+    const { runLabDemo } = await import("../demo/lab-demo.ts");
+    process.exitCode = await runLabDemo({ bytes: options.bytes, dir: options.dir });
   });
 
 addLabCommands(program);

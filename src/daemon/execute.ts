@@ -79,6 +79,12 @@ export function adminServiceAt(socketPath: string): AdminService {
   };
 }
 
+function notReachable(target: string, error: unknown): Error {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT" || code === "ECONNREFUSED") return new Error(`the daemon of ${target} is not listening (${code}): is ${target} running?`);
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 function isNotListening(error: unknown): boolean {
   const code = (error as { code?: string }).code;
   return code === "ENOENT" || code === "ECONNREFUSED";
@@ -96,9 +102,13 @@ export async function executeVm(call: VmCall & { autostart?: { admin: AdminServi
   try {
     targetDaemon = await connectDaemon(call.socketDir, call.target);
   } catch (error) {
-    if (!call.autostart || !isNotListening(error)) throw error;
+    if (!call.autostart || !isNotListening(error)) throw notReachable(call.target, error);
     await call.autostart.admin.start(call.target);
-    targetDaemon = await connectDaemon(call.socketDir, call.target);
+    try {
+      targetDaemon = await connectDaemon(call.socketDir, call.target);
+    } catch (again) {
+      throw notReachable(call.target, again);
+    }
   }
   let allocated;
   try {

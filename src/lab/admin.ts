@@ -29,6 +29,7 @@ export interface DomainStatus {
   name: string;
   id: number;
   klass: string;
+  templateForDispvms: boolean;
   state: string;
   template: string | null;
   agentPid: number | null;
@@ -160,6 +161,7 @@ export class LabAdmin {
       record.state = "Starting";
       const { layout } = this;
       this.#removeSockets(record);
+      rmSync(layout.statsFile(record.name), { force: true }); // counts are per run
       const env = domainEnv(layout, record, this.config.transport);
       const agent = new Supervised(
         {
@@ -197,7 +199,8 @@ export class LabAdmin {
       this.#running.set(record.name, { agent, daemon });
       agent.start();
       daemon.start();
-      const socket = join(layout.socketDir, `qrexec.${record.name}`);
+      // The daemon links qrexec.uuid:<uuid> last; callers of a DispVM come through that one.
+      const socket = join(layout.socketDir, `qrexec.uuid:${record.uuid}`);
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (!existsSync(socket)) {
         if (Date.now() > deadline || this.#shuttingDown) {
@@ -298,6 +301,7 @@ export class LabAdmin {
           name: record.name,
           id: record.id,
           klass: record.klass,
+          templateForDispvms: record.templateForDispvms,
           state: record.state,
           template: record.template,
           agentPid: running?.agent.pid ?? null,

@@ -180,7 +180,7 @@ export function formatStatus(status: LabStatus, now = Date.now()): string {
   const rows = status.domains.map((domain) => [
     domain.name,
     String(domain.id),
-    domain.template ? `DispVM(${domain.template})` : domain.klass,
+    domain.template ? `DispVM(${domain.template})` : domain.templateForDispvms ? "DispVMTemplate" : domain.klass,
     domain.state,
     domain.agentPid === null ? "-" : String(domain.agentPid),
     domain.daemonPid === null ? "-" : String(domain.daemonPid),

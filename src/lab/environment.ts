@@ -31,6 +31,8 @@ export function domainEnv(
     QREXEC_SERVICE_PATH: layout.rpcDir(domain.name),
     QUBES_RPC_CONFIG_PATH: layout.rpcConfigDir(domain.name),
   });
+  // Bun caches transpiled sources under $HOME; one cache for the lab beats one per domain home.
+  env.BUN_RUNTIME_TRANSPILER_CACHE_PATH ??= layout.bunCacheDir;
   if (domain.id === 0) {
     // dom0's tools: qrexec-client finds the daemons, the policy tools the lab's policy and facts.
     Object.assign(env, {

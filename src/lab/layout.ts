@@ -6,6 +6,7 @@
 //   D/policy.sock         the policy daemon
 //   D/run/                qrexec-daemon sockets (qrexec.<id>, qrexec.<name>, qrexec.uuid:<uuid>)
 //   D/vchan/              vchan rendezvous (shm and socket transports)
+//   D/cache/              Bun's transpiler cache for the lab's processes
 //   D/logs/               admin.log, policy.log, <domain>.agent.log, <domain>.daemon.log
 //   D/domains/<name>/     home/, rpc/, rpc-config/, qrexec-agent.sock, calls.json
 //   D/domains/dom0/       home/, rpc/, rpc-config/, policy.d/
@@ -35,6 +36,10 @@ export class LabLayout {
   }
   get logDir(): string {
     return join(this.dir, "logs");
+  }
+  /** Bun's transpiler cache for the lab's processes (their HOME is a domain's home). */
+  get bunCacheDir(): string {
+    return join(this.dir, "cache");
   }
   get domainsDir(): string {
     return join(this.dir, "domains");

@@ -1,0 +1,214 @@
+// `npm run demo` / `qrx demo`: the default lab brought up in a fresh directory, and what a user
+// of Qubes would try first, shown as they would type it: a service call, a call the policy
+// refuses, a DisposableVM that exists for one call, and a large transfer with its throughput.
+// Every step checks its own result; the exit status is 0 only if all did what they should.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LabStatus } from "../lab/admin.ts";
+import { formatDuration, formatStatus, formatTable, labDown, labLayout, labStatus, labUp } from "../lab/control.ts";
+import { domainEnv } from "../lab/environment.ts";
+import type { LabLayout } from "../lab/layout.ts";
+
+interface Step {
+  what: string;
+  expected: string;
+  seen: string;
+  ms: number;
+  ok: boolean;
+}
+
+const CHUNK_BYTES = 1 << 20;
+const PROGRESS_INTERVAL_MS = 100;
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 2)} ${units[unit]}`;
+}
+
+class Demo {
+  readonly steps: Step[] = [];
+  #transport: "shm" | "socket" = "shm";
+
+  constructor(
+    readonly layout: LabLayout,
+    readonly say: (text: string) => void,
+  ) {}
+
+  set transport(value: string) {
+    this.#transport = value === "socket" ? "socket" : "shm";
+  }
+
+  /** Starts `script` with sh in `domain`, echoing it as a prompt line. */
+  spawn(domain: string, id: number, script: string, stdin: "pipe" | "ignore" = "ignore") {
+    this.say(`\n  ${domain}$ ${script}`);
+    return Bun.spawn(["sh", "-c", script], {
+      env: domainEnv(this.layout, { name: domain, id }, this.#transport),
+      stdin,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+  }
+
+  async run(domain: string, id: number, script: string): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+    const started = performance.now();
+    const child = this.spawn(domain, id, script);
+    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    for (const line of `${stdout}${stderr}`.trimEnd().split("\n")) if (line !== "") this.say(`  ${line}`);
+    this.say(`  (exit status ${code})`);
+    return { code, stdout, stderr, ms: performance.now() - started };
+  }
+
+  record(step: Step): void {
+    this.steps.push(step);
+    if (!step.ok) this.say(`  FAILED: expected ${step.expected}, saw ${step.seen}`);
+  }
+}
+
+function idOf(status: LabStatus, name: string): number {
+  const domain = status.domains.find((candidate) => candidate.name === name);
+  if (!domain) throw new Error(`the lab has no domain ${name}`);
+  return domain.id;
+}
+
+export async function runLabDemo(options: { bytes: number; dir?: string; say?: (text: string) => void }): Promise<number> {
+  const say = options.say ?? ((text: string) => console.log(text));
+  const ownDir = options.dir === undefined;
+  const layout = labLayout(options.dir ?? mkdtempSync(join(tmpdir(), "qrx-demo-")));
+  const demo = new Demo(layout, say);
+  const started = performance.now();
+  let up = false;
+  try {
+    say(`qrx demo: the default lab (dom0, work, vault, personal, default-dvm) in ${layout.dir}`);
+    say("Each domain is an agent process, each has a daemon in dom0, and calls flow over shared-memory vchans.\n");
+    let status = await labUp(layout);
+    up = true;
+    demo.transport = status.transport;
+    say(formatStatus(status));
+    const work = idOf(status, "work");
+
+    say("\n1. A service call: test.Add in vault adds the two numbers work sends (policy: allow).");
+    const add = await demo.run("work", work, "echo 11 22 | qrexec-client-vm vault test.Add");
+    demo.record({ what: "work -> vault test.Add 11 22", expected: "33, exit 0", seen: `${add.stdout.trim() || "nothing"}, exit ${add.code}`, ms: add.ms, ok: add.code === 0 && add.stdout.trim() === "33" });
+
+    say("\n2. A call the policy denies: vault may not call test.Add in work (the catch-all deny rule).");
+    const vault = idOf(status, "vault");
+    const deny = await demo.run("vault", vault, "echo 1 2 | qrexec-client-vm work test.Add");
+    demo.record({
+      what: "vault -> work test.Add (denied)",
+      expected: "Request refused, exit 126",
+      seen: `${deny.stderr.trim() || "nothing"}, exit ${deny.code}`,
+      ms: deny.ms,
+      ok: deny.code === 126 && deny.stderr.trim() === "Request refused",
+    });
+
+    say("\n3. A DisposableVM: $dispvm means a fresh copy of default-dvm, created for this call and destroyed after it.");
+    const dispStarted = performance.now();
+    const dispCall = demo.spawn("work", work, "qrexec-client-vm '$dispvm' test.Add", "pipe");
+    // The call stays open until work sends its numbers, so the DisposableVM can be seen running.
+    let dispvm: string | null = null;
+    const deadline = Date.now() + 10_000;
+    while (dispvm === null && Date.now() < deadline && dispCall.exitCode === null) {
+      status = await labStatus(layout);
+      dispvm = status.domains.find((domain) => domain.klass === "DispVM" && domain.state === "Running")?.name ?? null;
+      if (dispvm === null) await Bun.sleep(10);
+    }
+    say(`  (while the call is open, qrx lab status shows ${dispvm ?? "no DisposableVM"}:)`);
+    for (const line of formatStatus(status).split("\n").filter((line) => line.startsWith("DOMAIN") || line.startsWith("disp"))) say(`    ${line}`);
+    dispCall.stdin.write("2 3\n");
+    await dispCall.stdin.end();
+    const [dispOut, dispErr, dispCode] = await Promise.all([new Response(dispCall.stdout).text(), new Response(dispCall.stderr).text(), dispCall.exited]);
+    for (const line of `${dispOut}${dispErr}`.trimEnd().split("\n")) if (line !== "") say(`  ${line}`);
+    let gone = false;
+    const goneBy = Date.now() + 10_000;
+    while (!gone && Date.now() < goneBy) {
+      status = await labStatus(layout);
+      gone = dispvm !== null && !status.domains.some((domain) => domain.name === dispvm);
+      if (!gone) await Bun.sleep(10);
+    }
+    say(`  (after the call: ${dispvm ?? "the DisposableVM"} ${gone ? "is gone; its directory and domain id are free again" : "is STILL THERE"})`);
+    demo.record({
+      what: "work -> $dispvm test.Add 2 3",
+      expected: "5 from a new DispVM, destroyed after",
+      seen: `${dispOut.trim() || "nothing"} from ${dispvm ?? "no DispVM"}, ${gone ? "destroyed" : "not destroyed"}`,
+      ms: performance.now() - dispStarted,
+      ok: dispCode === 0 && dispOut.trim() === "5" && dispvm !== null && gone,
+    });
+
+    say(`\n4. A large transfer: ${formatBytes(options.bytes)} from work into vault's test.Sink, which counts what arrives.`);
+    say("   (qvm-copy with its own progress comes with the file-copy milestone; this is the same data path.)");
+    const sink = demo.spawn("work", work, "qrexec-client-vm vault test.Sink", "pipe");
+    const sinkOut = new Response(sink.stdout).text();
+    const sinkErr = new Response(sink.stderr).text();
+    const chunk = new Uint8Array(CHUNK_BYTES).fill(0x71);
+    const copyStarted = performance.now();
+    let sent = 0;
+    let lastReport = 0;
+    const progress = (final: boolean) => {
+      const seconds = (performance.now() - copyStarted) / 1000;
+      const rate = seconds > 0 ? sent / seconds : 0;
+      const eta = rate > 0 ? (options.bytes - sent) / rate : 0;
+      const line = final
+        ? `  sent ${formatBytes(sent)} of ${formatBytes(options.bytes)} in ${seconds.toFixed(2)} s, ${formatBytes(rate)}/s`
+        : `  ${formatBytes(sent)} / ${formatBytes(options.bytes)}  ${formatBytes(rate)}/s  ETA ${eta.toFixed(1)} s`;
+      if (process.stdout.isTTY && !options.say) process.stdout.write(`\r\x1b[K${line}${final ? "\n" : ""}`);
+      else if (final) say(line);
+    };
+    while (sent < options.bytes) {
+      const piece = Math.min(CHUNK_BYTES, options.bytes - sent);
+      sink.stdin.write(piece === CHUNK_BYTES ? chunk : chunk.subarray(0, piece));
+      await sink.stdin.flush();
+      sent += piece;
+      if (performance.now() - lastReport >= PROGRESS_INTERVAL_MS) {
+        lastReport = performance.now();
+        progress(false);
+      }
+    }
+    await sink.stdin.end();
+    const [received, sinkStderr, sinkCode] = await Promise.all([sinkOut, sinkErr, sink.exited]);
+    const seconds = (performance.now() - copyStarted) / 1000;
+    progress(true);
+    say(`  vault's test.Sink counted ${received.trim() || "nothing"} bytes${sinkStderr.trim() ? ` (${sinkStderr.trim()})` : ""}`);
+    demo.record({
+      what: `work -> vault ${formatBytes(options.bytes)} (test.Sink)`,
+      expected: `${options.bytes} bytes counted, exit 0`,
+      seen: `${received.trim() || "nothing"} bytes, exit ${sinkCode}, ${formatBytes(options.bytes / seconds)}/s`,
+      ms: seconds * 1000,
+      ok: sinkCode === 0 && Number(received.trim()) === options.bytes,
+    });
+
+    status = await labStatus(layout);
+    say("\nThe lab now (calls served per domain):");
+    say(formatStatus(status));
+  } catch (error) {
+    demo.record({ what: "the demo itself", expected: "no error", seen: error instanceof Error ? error.message : String(error), ms: 0, ok: false });
+  } finally {
+    if (up) {
+      say(`\nTaking the lab down.`);
+      try {
+        await labDown(layout);
+      } catch (error) {
+        demo.record({ what: "qrx lab down", expected: "a clean stop", seen: error instanceof Error ? error.message : String(error), ms: 0, ok: false });
+      }
+    }
+    if (ownDir) rmSync(layout.dir, { recursive: true, force: true });
+  }
+
+  say("\nSummary");
+  say(
+    formatTable(
+      ["STEP", "EXPECTED", "SEEN", "TIME", "OK"],
+      demo.steps.map((step) => [step.what, step.expected, step.seen, formatDuration(step.ms), step.ok ? "ok" : "FAILED"]),
+    ),
+  );
+  const failed = demo.steps.filter((step) => !step.ok).length;
+  say(`\n${failed === 0 ? "All steps passed" : `${failed} step(s) FAILED`} in ${formatDuration(performance.now() - started)}.`);
+  return failed === 0 ? 0 : 1;
+}
