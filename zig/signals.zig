@@ -14,6 +14,9 @@ const Fail = diag.Fail;
 var write_end = std.atomic.Value(i32).init(-1);
 var read_end: i32 = -1;
 var install_lock: std.Thread.Mutex = .{};
+/// Handlers between their first instruction and their record's write: a signal that is no
+/// longer pending but whose record is not in the pipe yet (see `handlers_running`).
+var in_flight = std.atomic.Value(u32).init(0);
 
 /// Pids per record: the sender, its parent, 0-padded (room for a longer chain).
 pub const chain_len = 8;
@@ -25,16 +28,53 @@ pub const Record = [chain_len]i32;
 /// at once (`sh -c 'kill -USR1 ...'`) would otherwise be gone before anyone could map it to a
 /// call. A full pipe drops the record: a flood of signals must not block the thread.
 fn on_sigusr1(_: i32, info: *const std.posix.siginfo_t, _: ?*anyopaque) callconv(.c) void {
+    _ = in_flight.fetchAdd(1, .seq_cst);
+    defer _ = in_flight.fetchSub(1, .seq_cst);
     const descriptor = write_end.load(.acquire);
     if (descriptor < 0) return;
-    var record: Record = @splat(0);
-    record[0] = info.fields.common.first.piduid.pid;
-    // Only the parent is read here: each /proc read delays the record, and a service that
-    // signals and exits at once races it (§6.6). Deeper senders are walked later, while alive.
-    if (record[0] > 1) record[1] = parent_of(record[0]) orelse 0;
+    const record = record_of(info.fields.common.first.piduid.pid);
     // 32 bytes, below PIPE_BUF: the write is atomic, so records never interleave.
     const bytes = std.mem.asBytes(&record);
     _ = linux.write(descriptor, bytes.ptr, bytes.len);
+}
+
+/// The record of a signal from `sender`. Only the parent is read here: each /proc read delays
+/// the record, and a service that signals and exits at once races it (§6.6). Deeper senders are
+/// walked later, while alive.
+fn record_of(sender: i32) Record {
+    var record: Record = @splat(0);
+    record[0] = sender;
+    if (sender > 1) record[1] = parent_of(sender) orelse 0;
+    return record;
+}
+
+/// True while a handler runs: its record is on its way into the pipe. Together with
+/// `take_pending` this tells a caller that every SIGUSR1 sent before now is in the pipe (or in
+/// `out`), except in the short stretch where the kernel has handed a signal to a thread that
+/// has not yet entered the handler.
+pub fn handlers_running() bool {
+    return in_flight.load(.seq_cst) > 0;
+}
+
+/// Takes the SIGUSR1s still pending for the process (sent, but not yet handed to any thread)
+/// and returns their records, without blocking. Only a thread that blocks SIGUSR1 may call this
+/// (the pump thread blocks every signal): for the others the handler takes them.
+pub fn take_pending(out: []Record) usize {
+    var set = linux.empty_sigset;
+    linux.sigaddset(&set, linux.SIG.USR1);
+    const zero = linux.timespec{ .sec = 0, .nsec = 0 };
+    var count: usize = 0;
+    while (count < out.len) {
+        var info: linux.siginfo_t = undefined;
+        const rc = linux.syscall4(.rt_sigtimedwait, @intFromPtr(&set), @intFromPtr(&info), @intFromPtr(&zero), linux.NSIG / 8);
+        const errno = sys.errno_of(rc);
+        if (errno == .INTR) continue;
+        // EAGAIN: none pending. Standard signals do not queue, so one call takes the one there is.
+        if (errno != .SUCCESS) break;
+        out[count] = record_of(info.fields.common.first.piduid.pid);
+        count += 1;
+    }
+    return count;
 }
 
 /// Installs the SIGUSR1 handler (once) and returns the read end of the non-blocking pipe that

@@ -159,3 +159,26 @@ test "signals: parent_from_stat takes comm as it comes and refuses malformed lin
     };
     for (malformed) |line| try testing.expectEqual(@as(?i32, null), signals.parent_from_stat(line));
 }
+
+test "signals: take_pending takes a SIGUSR1 that no handler has run for yet, with its sender" {
+    const fd = try signals.install_sigusr1();
+    try expect_empty(fd);
+    // Blocked here, and sent to this very thread, so no other thread's handler can take it: it
+    // stays pending until take_pending does, as in the pump thread, which blocks every signal.
+    var usr1 = linux.empty_sigset;
+    linux.sigaddset(&usr1, linux.SIG.USR1);
+    var old: linux.sigset_t = undefined;
+    try testing.expectEqual(linux.E.SUCCESS, sys.errno_of(linux.sigprocmask(linux.SIG.BLOCK, &usr1, &old)));
+    defer _ = linux.sigprocmask(linux.SIG.SETMASK, &old, null);
+
+    var records: [4]signals.Record = undefined;
+    try testing.expectEqual(@as(usize, 0), signals.take_pending(&records));
+    const self = linux.getpid();
+    try testing.expectEqual(linux.E.SUCCESS, sys.errno_of(linux.tkill(linux.gettid(), linux.SIG.USR1)));
+    try testing.expectEqual(@as(usize, 1), signals.take_pending(&records));
+    try testing.expectEqual(self, records[0][0]);
+    try testing.expectEqual(linux.getppid(), records[0][1]);
+    try testing.expectEqual(@as(usize, 0), signals.take_pending(&records));
+    try testing.expect(!signals.handlers_running());
+    try expect_empty(fd);
+}

@@ -44,6 +44,11 @@ const MessageState = union(enum) {
     body: struct { type: protocol.MsgType, remaining: u32 },
 };
 
+/// Longest an EOF on a child's stdout is held for a SIGUSR1 that may still come (see
+/// `Data.hold_stdout_eof`). Only reached when the child wrote to its stdin socket without a
+/// signal arriving, or when a signal's record is stuck in a descheduled thread.
+pub const stdout_eof_hold_ns: u64 = 1 * std.time.ns_per_s;
+
 pub const Data = struct {
     vchan: *Vchan,
     is_service: bool,
@@ -55,6 +60,16 @@ pub const Data = struct {
     single_socket: bool = false,
     /// SIGUSR1 arrived before the fds were set: switch as soon as they are.
     single_socket_requested: bool = false,
+    /// Set by the pump before each step when a SIGUSR1 could still switch this stream (§6.6):
+    /// an EOF on `stdout_fd` is then held (`stdout_eof_held`) until the pump has seen every
+    /// signal sent before it, because the child that signals, writes to fd 0 and exits closes
+    /// its stdout at once, and that EOF can reach us before its signal does.
+    hold_stdout_eof: bool = false,
+    /// `stdout_fd` reached EOF, which is neither acted on nor polled until the pump calls
+    /// `release_stdout_eof` or a SIGUSR1 switches the stream (`enter_single_socket`).
+    stdout_eof_held: bool = false,
+    /// When a held EOF is released even if a signal might still come.
+    stdout_eof_held_until_ns: u64 = 0,
     /// A service's stdin socket after the caller's EOF shut its write side: kept open, as
     /// upstream keeps it, so that a later SIGUSR1 can still switch to it (§6.6).
     saved_stdin_fd: i32 = -1,
@@ -132,7 +147,7 @@ pub const Data = struct {
         const wants_space = self.stdout_fd >= 0 or self.stderr_fd >= 0 or self.prefix_sent < self.prefix.len or self.owes_message();
         if (wants_space and space <= protocol.exit_code_bytes) space = self.vchan.buffer_space();
         if (space > protocol.header_bytes) {
-            if (self.stdout_fd >= 0 and self.prefix_sent == self.prefix.len) result.stdout = linux.POLL.IN;
+            if (self.stdout_fd >= 0 and self.prefix_sent == self.prefix.len and !self.stdout_eof_held) result.stdout = linux.POLL.IN;
             if (self.stderr_fd >= 0) result.stderr = linux.POLL.IN;
         }
         if (self.prefix_sent < self.prefix.len and space > protocol.header_bytes) result.immediate = true;
@@ -427,9 +442,12 @@ pub const Data = struct {
                     self.owe_stderr_eof = true;
                     self.close_stderr();
                 } else {
-                    self.owe_stdout_eof = true;
-                    self.close_stdout();
-                    if (self.is_service and self.flags.exit_on_service_eof) self.close_stdin();
+                    if (self.hold_stdout_eof and !self.single_socket) {
+                        self.stdout_eof_held = true;
+                        self.stdout_eof_held_until_ns = sys.now_ns() + stdout_eof_hold_ns;
+                        return;
+                    }
+                    self.on_stdout_eof();
                 }
                 return self.send_owed();
             }
@@ -440,6 +458,30 @@ pub const Data = struct {
                 try self.send_data(data_type, self.scratch[0..got]);
             }
         }
+    }
+
+    fn on_stdout_eof(self: *Data) void {
+        self.owe_stdout_eof = true;
+        self.close_stdout();
+        if (self.is_service and self.flags.exit_on_service_eof) self.close_stdin();
+    }
+
+    /// No SIGUSR1 is coming for this stream: the held EOF on `stdout_fd` is acted on now (it is
+    /// sent on the next step, which `interest` asks for at once).
+    pub fn release_stdout_eof(self: *Data) void {
+        if (!self.stdout_eof_held) return;
+        self.stdout_eof_held = false;
+        self.on_stdout_eof();
+    }
+
+    /// Bytes the child wrote to its stdin socket (its fd 0) that nobody has read: a child that
+    /// did that has signalled SIGUSR1 first, or is about to be told off by losing them.
+    pub fn child_wrote_to_stdin_socket(self: *const Data) bool {
+        const socket_fd = if (self.stdin_fd >= 0) self.stdin_fd else self.saved_stdin_fd;
+        if (socket_fd < 0) return false;
+        var count: c_int = 0;
+        const rc = linux.ioctl(socket_fd, linux.T.FIONREAD, @intFromPtr(&count));
+        return sys.errno_of(rc) == .SUCCESS and count > 0;
     }
 
     fn send_data(self: *Data, data_type: protocol.MsgType, data: []const u8) error{Failed}!void {
@@ -542,6 +584,8 @@ pub const Data = struct {
         if (socket_fd < 0) return;
         _ = linux.shutdown(self.stdout_fd, linux.SHUT.RD);
         sys.close(self.stdout_fd);
+        // A held EOF was the old stdout's, which is gone now.
+        self.stdout_eof_held = false;
         self.stdout_fd = socket_fd;
         if (socket_fd == self.saved_stdin_fd) self.saved_stdin_fd = -1;
         self.single_socket = true;
@@ -573,6 +617,7 @@ pub const Data = struct {
     }
 
     fn close_stdout(self: *Data) void {
+        self.stdout_eof_held = false;
         self.close_direction(&self.stdout_fd, linux.SHUT.RD);
     }
 

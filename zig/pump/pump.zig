@@ -262,6 +262,8 @@ pub const Pump = struct {
         const stream = self.streams.get(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
         const data = try data_of(stream);
         stream.child_pid = pid;
+        // A stream holding its child's stdout EOF for this (`settle_held_eof`) looks again.
+        self.wake();
         var index: u32 = 0;
         while (index < self.unclaimed_count) {
             if (sender_descends_from(self.unclaimed[index], pid)) {
@@ -426,7 +428,16 @@ pub const Pump = struct {
                         if (stream.vchan.data_ready() >= protocol.header_bytes or
                             (control.has_outgoing() and stream.vchan.buffer_space() > 0)) return 0;
                     },
-                    .data => |*data| if (data.interest().immediate) return 0,
+                    .data => |*data| {
+                        if (data.interest().immediate) return 0;
+                        // A held stdout EOF (`settle_held_eof`) is re-examined when a record or
+                        // `set_child` wakes us, and at the latest when the hold runs out.
+                        if (data.stdout_eof_held) {
+                            const until = data.stdout_eof_held_until_ns;
+                            const left_ms: i32 = if (until <= now) 0 else @intCast(@min((until - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
+                            if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
+                        }
+                    },
                 },
             }
         }
@@ -481,6 +492,28 @@ pub const Pump = struct {
         }
     }
 
+    /// A child's stdout reached EOF while a SIGUSR1 could still switch its stream (§6.6). A
+    /// child that signals before it closes its stdout has, by the time we see that EOF, a
+    /// signal that is either still pending (taken here, by this thread, which blocks it), in
+    /// a handler on another thread (its record is on the way: the pipe wakes us), or in the
+    /// pipe (taken here). Only then is the EOF acted on, so a child that signals, writes to fd
+    /// 0 and exits never loses that output. Held longer, up to `stdout_eof_hold_ns`: while JS
+    /// has not named the child yet (`set_child` wakes us), and while the child's writes to fd 0
+    /// wait unread with no record for them yet, which covers the kernel's short hand-over of a
+    /// signal to a thread that has not entered the handler yet.
+    fn settle_held_eof(self: *Pump, stream: *Stream, data: *Data) void {
+        self.take_sigusr1();
+        var records: [4]signals.Record = undefined;
+        for (records[0..signals.take_pending(&records)]) |record| self.apply_sigusr1(record);
+        // A record for this stream switched it; the held EOF went with the old stdout.
+        if (!data.stdout_eof_held) return;
+        const may_come = signals.handlers_running() or
+            (self.sigusr1_mode == .by_child and stream.child_pid == 0) or
+            data.child_wrote_to_stdin_socket();
+        if (may_come and sys.now_ns() < data.stdout_eof_held_until_ns) return;
+        data.release_stdout_eof();
+    }
+
     fn apply_sigusr1(self: *Pump, record: signals.Record) void {
         var applied = false;
         for (self.live_streams()) |stream| {
@@ -524,7 +557,9 @@ pub const Pump = struct {
         if (stream.phase == .running) switch (stream.body) {
             .control => |*control| self.step_control(stream, control),
             .data => |*data| {
+                data.hold_stdout_eof = self.sigusr1_mode != .off and data.has_child;
                 data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
+                if (data.stdout_eof_held) self.settle_held_eof(stream, data);
                 if (data.outcome) |outcome| switch (outcome) {
                     .done => |status| self.finish(stream, .done, status, ""),
                     .failed => |failure| self.finish(stream, .failed, -@as(i32, @intCast(@intFromEnum(failure.errno))), failure.message),
