@@ -53,6 +53,23 @@ bench
     else printCallBench(rows);
   });
 
+bench
+  .command("dispvm")
+  .description("DisposableVM create, start, kill and a whole $dispvm call in the default lab, beside a call to a running VM")
+  .option("--json", "print JSON rows {name, medianMs, p90Ms, samples} instead of a table")
+  .option("--samples <n>", "repetitions of each measurement", (text: string) => {
+    const samples = Number(text);
+    if (!Number.isSafeInteger(samples) || samples < 1) throw new InvalidArgumentError(`"${text}" is not a positive number`);
+    return samples;
+  }, 20)
+  .addHelpText("after", "\nTarget: create <= 200 ms.\n\nExamples:\n  qrx bench dispvm\n  qrx bench dispvm --json --samples 50\n")
+  .action(async (options: { json?: boolean; samples: number }) => {
+    const { runDispvmBench, printDispvmBench } = await import("../../bench/dispvm.ts");
+    const rows = await runDispvmBench({ samples: options.samples, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printDispvmBench(rows);
+  });
+
 program
   .command("demo")
   .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")

@@ -283,12 +283,16 @@ start = false
 });
 
 describe("a lab on the socket transport (upstream's vchan-socket byte stream)", () => {
-  test("calls and DisposableVMs work the same", async () => {
+  test("calls, DisposableVMs and a policy redirect to @dispvm:TEMPLATE work the same", async () => {
     const lab = new TestLab();
     try {
-      await lab.up(lab.config(`transport = "socket"\ndefault_dispvm = "dvm"\npolicy = "test.Add * @anyvm @anyvm allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\nname = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`));
+      await lab.up(lab.config(`transport = "socket"\ndefault_dispvm = "dvm"\npolicy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\nname = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`));
       expect(await lab.run("a", ["qrexec-client-vm", "b", "test.Add"], "1 1\n")).toEqual({ code: 0, stdout: "2\n", stderr: "" });
       expect(await lab.run("a", ["qrexec-client-vm", "$dispvm", "test.Add"], "2 2\n")).toEqual({ code: 0, stdout: "4\n", stderr: "" });
+      // The policy sends a call meant for b to a new DisposableVM instead.
+      const redirected = await lab.run("a", ["qrexec-client-vm", "b", "test.Whoami"]);
+      expect(redirected.code).toBe(0);
+      expect(redirected.stdout).toMatch(/^disp\d+\n$/);
       expect(readdirSync(join(lab.dir, "vchan")).some((name) => name.startsWith("vchan."))).toBe(true);
     } finally {
       await lab.remove();
