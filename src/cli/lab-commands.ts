@@ -53,7 +53,7 @@ Examples:
     .command("down")
     .description("stop every process of the lab and remove its sockets and DisposableVMs (homes and logs stay)")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExample:\n  qrx lab down --dir /tmp/lab\n")
+    .addHelpText("after", "\nExamples:\n  qrx lab down\n  qrx lab down --dir /tmp/lab\n")
     .action((options: { dir?: string }) =>
       guarded(async () => {
         const { labLayout, labDown } = await import("../lab/control.ts");
@@ -99,6 +99,7 @@ Examples:
   vm.command("list")
     .description("every domain with its id, type and state")
     .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExamples:\n  qrx vm list\n  qrx vm list --dir /tmp/lab\n")
     .action((options: { dir?: string }) =>
       guarded(async () => {
         const { labLayout, labStatus, formatTable } = await import("../lab/control.ts");
@@ -112,7 +113,7 @@ Examples:
     .description("start a halted domain (its agent and daemon)")
     .argument("<name>", "domain to start")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExample:\n  qrx vm start personal\n")
+    .addHelpText("after", "\nExamples:\n  qrx vm start personal\n  qrx vm start personal --dir /tmp/lab\n")
     .action((name: string, options: { dir?: string }) =>
       guarded(async () => {
         const { labLayout, labStatus, adminCall } = await import("../lab/control.ts");
@@ -131,7 +132,7 @@ Examples:
     .description("stop a domain at once; a DisposableVM is destroyed")
     .argument("<name>", "domain to kill")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExample:\n  qrx vm kill work\n")
+    .addHelpText("after", "\nExamples:\n  qrx vm kill work\n  qrx vm kill disp1234\n")
     .action((name: string, options: { dir?: string }) =>
       guarded(async () => {
         const { labLayout, adminCall } = await import("../lab/control.ts");

@@ -95,7 +95,15 @@ export interface UpOptions {
   onProgress?: (message: string) => void;
 }
 
+/** sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent socket. */
+const SOCKET_PATH_MAX = 107;
+const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.length;
+
 export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise<LabStatus> {
+  const room = SOCKET_PATH_MAX - LONGEST_SOCKET_SUFFIX;
+  if (Buffer.byteLength(layout.dir) > room) {
+    throw new LabError(`the state directory ${layout.dir} is too long for unix socket paths (${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`);
+  }
   const running = adminPid(layout);
   if (running !== null) throw new LabError(`a lab is already running in ${layout.dir} (admin pid ${running}): qrx lab status shows it, qrx lab down stops it`);
   if (cleanUpAfterCrash(layout)) options.onProgress?.(`cleaned up after a lab in ${layout.dir} that did not shut down`);

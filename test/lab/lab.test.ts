@@ -230,6 +230,14 @@ describe("errors name what is wrong and what to do", () => {
     expect(await lab.qrx(["lab", "logs"])).toMatchObject({ code: 1, stderr: `qrx: no lab logs in ${lab.dir}: run qrx lab up first\n` });
   });
 
+  test("a state directory too long for unix socket paths is refused up front", async () => {
+    const long = join(lab.root.path, "x".repeat(60));
+    const result = await lab.qrx(["lab", "up", "--dir", long], { withDir: false });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`qrx: the state directory ${long} is too long for unix socket paths`);
+    expect(existsSync(long)).toBe(false);
+  });
+
   test("a bad lab definition stops lab up before anything starts", async () => {
     const config = lab.config('[[domain]]\nname = "work"\ntype = "PVH"\n');
     const result = await lab.qrx(["lab", "up", "--config", config]);
@@ -273,7 +281,7 @@ start = false
   });
 
   test("--help everywhere, with examples", async () => {
-    for (const args of [["lab"], ["lab", "up"], ["lab", "status"], ["lab", "logs"], ["vm"], ["vm", "create-disposable"], ["run"], ["demo"]]) {
+    for (const args of [["lab"], ["lab", "up"], ["lab", "down"], ["lab", "status"], ["lab", "logs"], ["vm"], ["vm", "list"], ["vm", "start"], ["vm", "kill"], ["vm", "create-disposable"], ["run"], ["demo"], ["bench", "dispvm"]]) {
       const help = await lab.qrx([...args, "--help"], { withDir: false });
       expect(help.code).toBe(0);
       expect(help.stdout).toContain("Usage: qrx");
