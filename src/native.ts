@@ -408,12 +408,19 @@ export class StreamError extends NativeError {}
 /**
  * A stream run by the pump thread. Events arrive through `onEvent` (or the `connected` and
  * `finished` promises); commands go straight to the pump.
+ *
+ * Events that come before the first `onEvent` listener are kept for it: the pump runs while
+ * `Vchan.attach` registers the stream, and a fast peer can have said HELLO and sent its first
+ * control message before the caller's next statement attaches the listener.
  */
 export class Stream {
   readonly id: number;
   readonly label: string;
   #closed = false;
   #listeners: Array<(event: PumpEvent) => void> = [];
+  /** Events delivered while no listener was attached (or while they are being handed over). */
+  #early: PumpEvent[] = [];
+  #handingOver = false;
   readonly connected: Promise<number>;
   /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
   readonly finished: Promise<number>;
@@ -440,11 +447,26 @@ export class Stream {
     if (event.kind === PumpEventKind.Failed) {
       this.#rejectFinished(new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`));
     }
+    if (this.#listeners.length === 0 || this.#handingOver) {
+      this.#early.push(event);
+      return;
+    }
     for (const listener of this.#listeners) listener(event);
   }
 
+  /**
+   * Adds a listener; the first one is handed at once, in order, every event that came before
+   * it (a listener that drains the pump meanwhile only appends to what it is handed).
+   */
   onEvent(listener: (event: PumpEvent) => void): void {
     this.#listeners.push(listener);
+    if (this.#listeners.length > 1 || this.#early.length === 0) return;
+    this.#handingOver = true;
+    try {
+      for (let event = this.#early.shift(); event !== undefined; event = this.#early.shift()) listener(event);
+    } finally {
+      this.#handingOver = false;
+    }
   }
 
   #guard(): number {

@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { StreamKind } from "../src/constants.ts";
+import { PumpEventKind, StreamKind } from "../src/constants.ts";
 import { StreamError, Vchan, type Stream } from "../src/native.ts";
 import { tempDir } from "./helpers/paths.ts";
 
@@ -67,6 +67,31 @@ describe("pump", () => {
     expect(result.output.length).toBe(8 << 20);
     expect(result.output).toMatch(/^x+$/);
     expect(result.clientStatus).toBe(0);
+  });
+
+  test("events that come before a stream's first listener are handed to it, in order", async () => {
+    // The daemon's reconnect after a protocol error lost the agent's first message this way: the
+    // pump had the HELLO and that message queued before `attach` returned and the daemon's
+    // listener was attached (daemon-wire.test.ts). Here the listener comes late on purpose.
+    port++;
+    const server = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 5, port, readMin: 4096, writeMin: 4096 });
+    const client = Vchan.clientAsync({ dir: dir.path, localDomain: 5, remoteDomain: 0, port });
+    const agent = server.attach({ kind: StreamKind.Control, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
+    const daemon = client.attach({ kind: StreamKind.Control, version: 3, sendFirst: false, connectTimeoutMs: 5000 });
+    streams.push(agent, daemon);
+    expect(await agent.connected).toBe(3);
+    agent.send(0x213, new TextEncoder().encode("first"));
+    agent.send(0x213, new TextEncoder().encode("second"));
+    expect(await daemon.connected).toBe(3);
+    // Long enough for the pump to queue both messages and for them to be drained.
+    await Bun.sleep(200);
+    const seen: string[] = [];
+    daemon.onEvent((event) => seen.push(`${event.kind}:${event.value}:${new TextDecoder().decode(event.payload)}`));
+    expect(seen).toEqual([`${PumpEventKind.Connected}:3:`, `${PumpEventKind.Message}:531:first`, `${PumpEventKind.Message}:531:second`]);
+    agent.send(0x213, new TextEncoder().encode("third"));
+    const deadline = Date.now() + 5000;
+    while (seen.length < 4 && Date.now() < deadline) await Bun.sleep(5);
+    expect(seen[3]).toBe(`${PumpEventKind.Message}:531:third`);
   });
 
   test("a peer that never connects fails the stream with ETIMEDOUT", async () => {

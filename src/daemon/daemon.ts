@@ -130,7 +130,10 @@ export class Daemon {
     });
     this.#control = control;
     control.onEvent((event) => {
-      if (event.kind === PumpEventKind.Message && this.#control === control) this.#onAgentMessage(event.value, event.payload);
+      if (this.#control !== control) return;
+      // The version is needed by the first message, which may come in the same batch.
+      if (event.kind === PumpEventKind.Connected) this.#version = event.value;
+      if (event.kind === PumpEventKind.Message) this.#onAgentMessage(event.value, event.payload);
     });
     this.#version = await Promise.race([control.connected, control.finished.then(() => 0)]);
     if (this.#version === 0) throw new Error("agent closed the control vchan during the handshake");

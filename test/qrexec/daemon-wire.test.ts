@@ -181,27 +181,34 @@ describe("qrexec-daemon on the wire", () => {
     client.close();
   });
 
-  test("a hostile agent (oversize message) is disconnected; the daemon stays up", async () => {
-    agent.sendRaw(new Uint8Array([0x13, 0x02, 0, 0, 0xff, 0xff, 0xff, 0x7f]));
-    expect(await agent.receive().catch(() => null), daemonLog.join("")).toBeNull();
-    agent.close();
-    await Bun.sleep(100);
+  // The daemon drops an agent that breaks the protocol and connects again at once; the agent's
+  // first message on the new connection must be served. It used to be lost about 1 time in 10:
+  // the pump had the HELLO and that message queued while the daemon was still attaching the new
+  // stream, before its listener existed (src/native.ts keeps such events for the first listener).
+  test("a hostile agent (oversize message) is disconnected; the daemon stays up, reconnects at once and serves the new agent", async () => {
+    for (let round = 0; round < 10; round++) {
+      agent.sendRaw(new Uint8Array([0x13, 0x02, 0, 0, 0xff, 0xff, 0xff, 0x7f]));
+      expect(await agent.receive().catch(() => null), daemonLog.join("")).toBeNull();
+      agent.close();
+      agent = await acceptAgent(listener.next());
+      agent.send(C.MSG_TRIGGER_SERVICE4, trigger({ service: "test.Other", ident: `SOCKET${round}` }));
+      const reply = await Promise.race([agent.receive(), Bun.sleep(2000).then(() => "no reply within 2 s")]);
+      expect(typeof reply === "string" ? reply : reply?.type, `round ${round}; daemon log:\n${daemonLog.join("")}`).toBe(C.MSG_SERVICE_REFUSED);
+    }
     expect(daemon.exitCode).toBeNull();
     expect(daemonLog.join("")).toMatch(/agent connection lost \(.*peer protocol error: control message longer than any valid one/);
-  });
+  }, 60_000);
 
-  // Known bug: after dropping an agent for a protocol error, the daemon's reconnect over the
-  // socket transport sometimes stalls (about 1 run in 5; the restart of a killed agent, covered
-  // by test/qrexec/stress.test.ts on both transports, does not). Suspected: the old stream's
-  // socket-backend flushing phase. Until fixed this stays a todo, not a flaky test.
-  test.todo("... and the daemon reconnects; an unknown message type is a protocol error too", async () => {
-    agent = await acceptAgent(listener.next());
-    agent.send(C.MSG_TRIGGER_SERVICE4, trigger({ service: "test.Other", ident: "SOCKET13" }));
-    expect((await agent.receive())?.type).toBe(C.MSG_SERVICE_REFUSED);
-    agent.send(0x2ff, bytes("junk"));
-    expect(await agent.receive().catch(() => null)).toBeNull();
-    agent.close();
-    agent = await acceptAgent(listener.next());
+  test("... an unknown message type is a protocol error too, and the daemon reconnects", async () => {
+    for (let round = 0; round < 5; round++) {
+      agent.send(0x2ff, bytes("junk"));
+      expect(await agent.receive().catch(() => null)).toBeNull();
+      agent.close();
+      agent = await acceptAgent(listener.next());
+      agent.send(C.MSG_TRIGGER_SERVICE4, trigger({ service: "test.Other", ident: `SOCKET${round}` }));
+      const reply = await Promise.race([agent.receive(), Bun.sleep(2000).then(() => "no reply within 2 s")]);
+      expect(typeof reply === "string" ? reply : reply?.type, `round ${round}; daemon log:\n${daemonLog.join("")}`).toBe(C.MSG_SERVICE_REFUSED);
+    }
     expect(daemon.exitCode).toBeNull();
-  });
+  }, 60_000);
 });
