@@ -55,6 +55,8 @@ interface TriggerClient {
   connection: Connection;
   /** Set once SERVICE_CONNECT arrived: the call's data vchan, reported as terminated on close. */
   params: ExecParams | null;
+  /** The control stream its trigger went out on; only that daemon can answer it. */
+  sentOn: Stream | null;
 }
 
 export class Agent {
@@ -148,6 +150,16 @@ export class Agent {
   }
 
   #controlLost(reason: string): void {
+    const lost = this.#control;
+    // A daemon that died with a trigger unanswered never will answer it, and a new one does not
+    // know it: refused (the client says "Request refused"), rather than waiting forever. Sending
+    // it again could run the service twice, if the old daemon had already started it.
+    for (const client of [...this.#clients.values()]) {
+      if (client.params !== null || client.sentOn === null || client.sentOn !== lost) continue;
+      this.#options.log(`request ${client.connection.label} refused: the daemon went away before answering it`);
+      this.#clients.delete(client.id);
+      client.connection.close();
+    }
     this.#control?.close();
     this.#control = null;
     this.#version = 0;
@@ -279,7 +291,7 @@ export class Agent {
   // ---------------------------------------------------------------- trigger socket
 
   async #serveTrigger(connection: Connection): Promise<void> {
-    const client: TriggerClient = { id: this.#nextClientId++, connection, params: null };
+    const client: TriggerClient = { id: this.#nextClientId++, connection, params: null, sentOn: null };
     connection.label = `${IDENT_PREFIX}${client.id}`;
     this.#clients.set(client.id, client);
     connection.onClose(() => {
@@ -298,6 +310,7 @@ export class Agent {
       await this.#ready;
       const { type, payload: body } = encodeTriggerForVersion(trigger, this.#version);
       this.#sendControl(type, body);
+      client.sentOn = this.#control;
     } catch (error) {
       this.#options.log(`trigger from ${connection.label} refused: ${error instanceof Error ? error.message : error}`);
       this.#clients.delete(client.id);

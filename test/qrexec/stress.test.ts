@@ -418,6 +418,28 @@ fi`,
     expect(fromDom0.stdout, explain(fromDom0)).toBe("dom0 too\n");
   });
 
+  test("a daemon that dies with a request unanswered: the agent refuses it at once, no hang", async () => {
+    const rules = ["test.Hang work vault hang", "test.Deny* * * deny", "test.Dom0* work dom0 allow dom0", "* work vault allow", "* vault work allow"];
+    system.policy(...rules);
+    try {
+      const logBefore = existsSync(system.policyLog) ? readFileSync(system.policyLog, "utf8").length : 0;
+      const client = system.spawnClientVm("work", ["vault", "test.Hang"], { stdin: "ignore" });
+      const stderr = new Response(client.stderr).text();
+      await waitFor(() => existsSync(system.policyLog) && readFileSync(system.policyLog, "utf8").slice(logBefore).includes("work vault test.Hang"), "the policy query");
+      const killedAt = performance.now();
+      await system.restartDaemon("work");
+      expect(await client.exited).toBe(126);
+      expect(await stderr).toBe("Request refused\n");
+      // Refused when the agent lost its daemon, not when the 5 s policy answer would have come.
+      expect(performance.now() - killedAt).toBeLessThan(4_000);
+      expect(system.logOfProcess(system.vms.get("work")!.agent)).toContain("refused: the daemon went away before answering it");
+    } finally {
+      system.policy(...rules.slice(1));
+    }
+    const after = await system.clientVm("work", ["vault", "test.Echo"], "next call\n");
+    expect(after.stdout, explain(after)).toBe("next call\n");
+  });
+
   // ------------------------------------------------------------------------- SIGUSR1
 
   test("SIGUSR1: a service switches to its stdin socket for both directions (test_stdio_socket)", async () => {
