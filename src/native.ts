@@ -482,10 +482,11 @@ export class Stream {
   /**
    * Creates the service's stdio; returns the child's ends [stdin, stdout, stderr] to spawn with.
    * Without stderr (dom0 services) the last is -1 and the stream sends stderr EOF at once.
+   * `stdoutPipe`: stdout is a pipe instead of upstream's socketpair (QRX_SERVICE_STDOUT=pipe).
    */
-  makeServiceStdio(withStderr = true): [number, number, number] {
+  makeServiceStdio(withStderr = true, stdoutPipe = false): [number, number, number] {
     const fds = new Int32Array(3);
-    check(native.qp_make_service_stdio(this.#guard(), fds, withStderr ? 1 : 0));
+    check(native.qp_make_service_stdio(this.#guard(), fds, (withStderr ? 1 : 0) | (stdoutPipe ? 2 : 0)));
     return [fds[0]!, fds[1]!, fds[2]!];
   }
 

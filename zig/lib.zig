@@ -374,9 +374,10 @@ export fn qp_set_stdio(stream: u32, stdin_fd: i32, stdout_fd: i32, stderr_fd: i3
     return 0;
 }
 
-/// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`.
-export fn qp_make_service_stdio(stream: u32, out: *[3]i32, with_stderr: u32) i32 {
-    out.* = pump.with_stream(stream, Pump.make_service_stdio, .{with_stderr != 0}) catch return failure();
+/// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`. Flags:
+/// bit 0, a stderr pipe; bit 1, stdout as a pipe instead of a socketpair (qrx option).
+export fn qp_make_service_stdio(stream: u32, out: *[3]i32, flags: u32) i32 {
+    out.* = pump.with_stream(stream, Pump.make_service_stdio, .{ flags & 1 != 0, flags & 2 != 0 }) catch return failure();
     return 0;
 }
 

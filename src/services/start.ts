@@ -91,6 +91,21 @@ export function serviceStreamFlags(prepared: PreparedService): Pick<StreamOption
   return { exitOnClientEof: prepared.config.exitOnClientEof, exitOnServiceEof: prepared.config.exitOnServiceEof };
 }
 
+/**
+ * QRX_SERVICE_STDOUT=pipe gives a spawned service its stdout as a pipe instead of upstream's
+ * socketpair (§5.5): faster for output written in small pieces (docs/benchmarks.md, "Calls"),
+ * but `shutdown(1, ...)` and other socket calls on fd 1 then fail. Stdin stays a socket (SIGUSR1
+ * single-socket mode, §6.6). Default `socket`. Read once: a bad value stops the program at start.
+ */
+export function serviceStdoutPipe(env: Record<string, string | undefined>): boolean {
+  const chosen = env.QRX_SERVICE_STDOUT;
+  if (chosen === undefined || chosen === "" || chosen === "socket") return false;
+  if (chosen === "pipe") return true;
+  throw new Error(`QRX_SERVICE_STDOUT must be "socket" or "pipe", not ${JSON.stringify(chosen)}`);
+}
+
+const SERVICE_STDOUT_PIPE = serviceStdoutPipe(process.env);
+
 function spawnFailureStatus(error: unknown): number {
   return (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM;
 }
@@ -177,7 +192,7 @@ export function startService(stream: Stream, prepared: PreparedService, justExec
     return null;
   }
 
-  const childFds = stream.makeServiceStdio(context.captureStderr);
+  const childFds = stream.makeServiceStdio(context.captureStderr, SERVICE_STDOUT_PIPE);
   let child: ReturnType<typeof Bun.spawn>;
   try {
     child = Bun.spawn(argv, {

@@ -220,14 +220,23 @@ pub const Pump = struct {
     /// Creates a service's stdio as upstream does (§5.5): socketpairs for stdin and stdout, a
     /// pipe for stderr unless it stays out of the call (dom0 services log it; the stream then
     /// sends stderr EOF at once). The pump keeps its ends; the child's are returned (-1: none).
-    pub fn make_service_stdio(stream: *Stream, with_stderr: bool) Fail![3]i32 {
+    /// `stdout_pipe` (an option, not upstream's way) makes stdout a pipe: a unix socket costs
+    /// far more per write than a pipe, and a service that writes its output in small pieces
+    /// (`head`, 8 KiB) is limited by that hop (docs/benchmarks.md). Stdin stays a socket, so
+    /// SIGUSR1's single-socket mode (§6.6) works the same; what a pipe takes away is the
+    /// socket calls on fd 1 (a service's `shutdown(1, SHUT_WR)` fails with ENOTSOCK).
+    pub fn make_service_stdio(stream: *Stream, with_stderr: bool, stdout_pipe: bool) Fail![3]i32 {
         const data = try data_of(stream);
         var stdin_pair: [2]i32 = undefined;
         var stdout_pair: [2]i32 = undefined;
         var stderr_pipe: [2]i32 = .{ -1, -1 };
         _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdin_pair), "socketpair");
         errdefer for (stdin_pair) |fd| sys.close(fd);
-        _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdout_pair), "socketpair");
+        if (stdout_pipe) {
+            _ = try sys.check(linux.pipe2(&stdout_pair, .{ .CLOEXEC = true }), "pipe2");
+        } else {
+            _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdout_pair), "socketpair");
+        }
         errdefer for (stdout_pair) |fd| sys.close(fd);
         if (with_stderr) _ = try sys.check(linux.pipe2(&stderr_pipe, .{ .CLOEXEC = true }), "pipe2");
         data.set_fds(stdin_pair[0], stdout_pair[0], stderr_pipe[0], true);

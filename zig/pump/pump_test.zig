@@ -141,7 +141,7 @@ fn start_call(harness: *Harness, port: i32, ring_bytes: u32) !Call {
     const output = try pipe();
     const input = try pipe();
     try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, false });
-    const child = try pump.with_stream(service, Pump.make_service_stdio, .{true});
+    const child = try pump.with_stream(service, Pump.make_service_stdio, .{ true, false });
     return .{ .client = client, .service = service, .child = child, .caller_out = output[0], .caller_in = input[1] };
 }
 
