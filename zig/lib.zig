@@ -461,3 +461,62 @@ export fn qrx_socketpair(out: *[2]i32) i32 {
     return 0;
 }
 
+// ---------------------------------------------------------------- filecopy names and links
+// Name and symlink-target validation of the qubes.Filecopy receiver (spec filecopy.md §3.4,
+// §3.5). Unlike the exports above, these return the errno as a *positive* value, because it is
+// the value the receiver writes into its result message (§2.6): 0 accepted, 84 EILSEQ (bad
+// name, or forbidden character in a target), 67 ENOLINK (symlink escapes or is top-level).
+// 22 EINVAL means a caller bug: unknown flag bits, or a null pointer with a nonzero length.
+// Nothing is recorded for `qrx_last_error`. `flags` is `filecopy_names.Flags` (bit 0:
+// allow_all_names).
+
+const filecopy_names = @import("filecopy/names.zig");
+
+/// `ptr[0..len]`, or null for a null pointer with a nonzero length. Bun passes null for an
+/// empty buffer, which is the empty string.
+fn names_bytes(ptr: ?[*]const u8, len: u32) ?[]const u8 {
+    const base = ptr orelse return if (len == 0) "" else null;
+    return base[0..len];
+}
+
+fn names_flags(flags: u32) ?filecopy_names.Flags {
+    const decoded: filecopy_names.Flags = @bitCast(flags);
+    if (decoded._pad != 0) return null;
+    return decoded;
+}
+
+const names_errno_invalid: i32 = @intFromEnum(linux.E.INVAL);
+
+/// A regular-file or directory name: 0, or 84 (EILSEQ).
+export fn qf_validate_path(ptr: ?[*]const u8, len: u32, flags: u32) i32 {
+    const name = names_bytes(ptr, len) orelse return names_errno_invalid;
+    const validation = names_flags(flags) orelse return names_errno_invalid;
+    filecopy_names.validatePath(name, validation) catch |err| {
+        return filecopy_names.errnoOf(err);
+    };
+    return 0;
+}
+
+/// A symlink's name and target: 0, 84 (EILSEQ) or 67 (ENOLINK).
+export fn qf_validate_symlink(
+    name_ptr: ?[*]const u8,
+    name_len: u32,
+    target_ptr: ?[*]const u8,
+    target_len: u32,
+    flags: u32,
+) i32 {
+    const name = names_bytes(name_ptr, name_len) orelse return names_errno_invalid;
+    const target = names_bytes(target_ptr, target_len) orelse return names_errno_invalid;
+    const validation = names_flags(flags) orelse return names_errno_invalid;
+    filecopy_names.validateSymlink(name, target, validation) catch |err| {
+        return filecopy_names.errnoOf(err);
+    };
+    return 0;
+}
+
+/// The sender's pre-flight "safe for display" check: 1 safe, 0 not (or a null pointer with a
+/// nonzero length).
+export fn qf_safe_for_display(ptr: ?[*]const u8, len: u32) i32 {
+    const text = names_bytes(ptr, len) orelse return 0;
+    return @intFromBool(filecopy_names.isSafeForDisplay(text));
+}

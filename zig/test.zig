@@ -12,4 +12,5 @@ test {
     _ = @import("pump/pump_test.zig");
     _ = @import("net_test.zig");
     _ = @import("signals_test.zig");
+    _ = @import("filecopy/names_test.zig");
 }
