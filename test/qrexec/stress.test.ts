@@ -515,7 +515,9 @@ fi`,
   test("SIGUSR1 from qrexec-client-vm's local program that writes to fd 0 and exits at once", async () => {
     const pids = join(system.dir.path, "pids");
     const failures: string[] = [];
-    for (let i = 0; i < 10; i++) {
+    // Lost about 1 call in 100: the program's exit hung its stdin socket up, which was closed
+    // (with what it wrote) before the signal was seen; it is now only shut down.
+    for (let i = 0; i < 20; i++) {
       const local = ["/bin/sh", "-c", `kill -USR1 "$QREXEC_AGENT_PID"; echo "local ${i}" >&0`];
       const result = await system.clientVm("work", ["vault", `test.Store+local${i}`, ...local]);
       const stored = existsSync(join(pids, `local${i}`)) ? readFileSync(join(pids, `local${i}`), "utf8") : null;

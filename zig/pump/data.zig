@@ -70,8 +70,9 @@ pub const Data = struct {
     stdout_eof_held: bool = false,
     /// When a held EOF is released even if a signal might still come.
     stdout_eof_held_until_ns: u64 = 0,
-    /// A service's stdin socket after the caller's EOF shut its write side: kept open, as
-    /// upstream keeps it, so that a later SIGUSR1 can still switch to it (§6.6).
+    /// A child's stdin socket (a service's, or a client's local program's) after its write side
+    /// was shut (the remote EOF, or the child hung up by exiting): kept open, as upstream keeps
+    /// it, so that a later SIGUSR1 can still switch to it and read what the child wrote (§6.6).
     saved_stdin_fd: i32 = -1,
     has_child: bool = false,
     /// JS has said where local data goes (fds, or a forced finish); nothing runs before that,
@@ -605,8 +606,11 @@ pub const Data = struct {
         self.backlog_end = 0;
         self.stdin_blocked = false;
         const descriptor = self.stdin_fd;
-        if (self.is_service and !self.single_socket and descriptor > 2 and descriptor != self.stdout_fd) {
-            // A socket is only shut down: the service reads EOF, and may still switch to it.
+        if ((self.is_service or self.has_child) and !self.single_socket and descriptor > 2 and descriptor != self.stdout_fd) {
+            // A socket is only shut down: the child reads EOF, and may still switch to it.
+            // A local program that signals, writes to fd 0 and exits at once hangs the socket
+            // up (POLLHUP here) before its signal may have been seen; closing it would drop
+            // what it wrote.
             if (sys.errno_of(linux.shutdown(descriptor, linux.SHUT.WR)) == .SUCCESS) {
                 self.stdin_fd = -1;
                 self.saved_stdin_fd = descriptor;
