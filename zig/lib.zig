@@ -54,6 +54,13 @@ const ConstantId = enum(u32) {
     stream_data_client,
     backend_shm,
     backend_socket,
+    filecopy_legal_eof,
+    filecopy_path_length_max,
+    filecopy_header_bytes,
+    filecopy_unpack_stats_bytes,
+    filecopy_pack_result_bytes,
+    filecopy_pack_result_last_name_offset,
+    filecopy_pack_result_last_name_bytes,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -133,6 +140,13 @@ export fn qrx_constant(id: u32) i32 {
         .stream_data_client => @intFromEnum(pump_mod.Kind.data_client),
         .backend_shm => @intFromEnum(vchan_mod.Backend.shm),
         .backend_socket => @intFromEnum(vchan_mod.Backend.socket),
+        .filecopy_legal_eof => filecopy_wire.legal_eof,
+        .filecopy_path_length_max => filecopy_wire.path_length_max,
+        .filecopy_header_bytes => filecopy_wire.header_bytes,
+        .filecopy_unpack_stats_bytes => @sizeOf(filecopy_unpack.Stats),
+        .filecopy_pack_result_bytes => @sizeOf(filecopy_pack.Result),
+        .filecopy_pack_result_last_name_offset => @offsetOf(filecopy_pack.Result, "last_name"),
+        .filecopy_pack_result_last_name_bytes => filecopy_pack.last_name_bytes_max,
     };
 }
 
@@ -519,4 +533,51 @@ export fn qf_validate_symlink(
 export fn qf_safe_for_display(ptr: ?[*]const u8, len: u32) i32 {
     const text = names_bytes(ptr, len) orelse return 0;
     return @intFromBool(filecopy_names.isSafeForDisplay(text));
+}
+
+// ---------------------------------------------------------------- filecopy stream engine
+// The qubes.Filecopy sender and receiver (spec filecopy.md §2-§4), each one blocking call on
+// the caller's thread. Conventions as above: -errno with a `qrx_last_error` message on failure.
+
+const filecopy_wire = @import("filecopy/wire.zig");
+const filecopy_pack = @import("filecopy/pack.zig");
+const filecopy_unpack = @import("filecopy/unpack.zig");
+
+/// zlib's CRC-32, chained: `qf_crc32(qf_crc32(0, a), b)` is the CRC of a followed by b.
+export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
+    const base = ptr orelse return previous;
+    return filecopy_wire.crc32(previous, base[0..len]);
+}
+
+/// The receiver: returns the code it sent (0, an errno, 31415926 LEGAL_EOF), or -1 when it
+/// stopped without sending a result (bad nanoseconds, §2.2), with a message. Flags: bit 0
+/// allow_all_names, bit 1 verbose.
+export fn qf_unpack(in_fd: i32, out_fd: i32, dir_fd: i32, flags: u32, stats: *filecopy_unpack.Stats) i32 {
+    const decoded: filecopy_unpack.Flags = @bitCast(flags);
+    if (decoded._pad != 0) {
+        stats.* = std.mem.zeroes(filecopy_unpack.Stats);
+        diag.fail(.INVAL, "unknown unpack flags 0x{x}", .{flags}) catch {};
+        return -1;
+    }
+    return filecopy_unpack.unpack(in_fd, out_fd, dir_fd, decoded, stats);
+}
+
+/// The sender: `paths` are NUL-terminated and concatenated. Returns 0 (CRC matched), a
+/// positive remote code (exact value in `out.remote_code`), -EBADMSG (CRC mismatch), -EPIPE
+/// (EOF instead of a result), or another -errno for a local error. Flags: bit 0
+/// ignore_symlinks. `progress` is called on this thread, at most once per MiB and at the end.
+export fn qf_pack(
+    out_fd: i32,
+    in_fd: i32,
+    paths: ?[*]const u8,
+    paths_len: u32,
+    flags: u32,
+    progress: ?filecopy_pack.Progress,
+    out: *filecopy_pack.Result,
+) i32 {
+    out.* = std.mem.zeroes(filecopy_pack.Result);
+    const decoded: filecopy_pack.Flags = @bitCast(flags);
+    if (decoded._pad != 0) return failure_of(diag.fail(.INVAL, "unknown pack flags 0x{x}", .{flags}));
+    const list: []const u8 = if (paths) |base| base[0..paths_len] else "";
+    return filecopy_pack.pack(out_fd, in_fd, list, decoded, progress, out);
 }

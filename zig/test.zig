@@ -13,4 +13,7 @@ test {
     _ = @import("net_test.zig");
     _ = @import("signals_test.zig");
     _ = @import("filecopy/names_test.zig");
+    _ = @import("filecopy/wire_test.zig");
+    _ = @import("filecopy/pack_test.zig");
+    _ = @import("filecopy/unpack_test.zig");
 }

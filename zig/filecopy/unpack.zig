@@ -1,0 +1,473 @@
+//! The qubes.Filecopy receiver's stream engine (qfile-unpacker's `do_unpack`; spec filecopy.md
+//! §2, §3.4-§3.10): reads entries from `in_fd`, creates them below `dir_fd`, and writes the one
+//! result message (§2.4) to `out_fd`.
+//!
+//! Everything from the stream is untrusted: lengths are checked against the limits before any
+//! buffer is sized by them, names and symlink targets pass names.zig before any syscall sees
+//! them, and syscalls only ever get one path component relative to a directory fd opened
+//! component by component with O_NOFOLLOW. A regular file is invisible until complete
+//! (O_TMPFILE + linkat), so an error leaves nothing half-written under a final name (except in
+//! the O_EXCL fallback, which upstream has too: an unreadable mode-0 file).
+//!
+//! Blocking, on the caller's thread. Buffers are allocated at the start and freed at the end;
+//! the fds stay the caller's (close `in_fd` promptly after an error so the sender sees EPIPE).
+const std = @import("std");
+const assert = std.debug.assert;
+const linux = std.os.linux;
+
+const diag = @import("../diag.zig");
+const wire = @import("wire.zig");
+const names = @import("names.zig");
+
+pub const Flags = packed struct(u32) {
+    /// `--allow-all-names`: character rules off, structure and symlink rules on.
+    allow_all_names: bool = false,
+    /// `-v`: every non-directory name to fd 2 as it is unpacked.
+    verbose: bool = false,
+    _pad: u30 = 0,
+};
+
+/// What `unpack` counts. src/native.ts reads it by offsets.
+pub const Stats = extern struct {
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    /// Regular-file content written.
+    bytes: u64,
+    crc: u32,
+    code: u32,
+};
+
+comptime {
+    assert(@sizeOf(Stats) == 40);
+    assert(@offsetOf(Stats, "crc") == 32);
+    assert(@offsetOf(Stats, "code") == 36);
+}
+
+/// One read from the stream fills at most this much.
+pub const in_bytes: usize = 1024 * 1024;
+
+/// `Report`: stop and send the result (`Unpacker.code`, `Unpacker.last`); `Fatal`: stop without a
+/// result (upstream's `errx(1, ...)`), with diag's message.
+const Stop = error{ Report, Fatal };
+
+/// What the result's extension carries.
+const Last = enum {
+    /// No extension: the failure came before a name was read.
+    none,
+    /// The current (or last) entry's name.
+    name,
+    /// A symlink's target, which upstream reports when the link is refused (§3.5).
+    target,
+};
+
+pub const Unpacker = struct {
+    in_fd: i32,
+    out_fd: i32,
+    dir_fd: i32,
+    flags: Flags,
+    stats: *Stats,
+    allocator: std.mem.Allocator,
+
+    in: []u8,
+    in_pos: usize = 0,
+    in_len: usize = 0,
+    crc: u32 = 0,
+
+    code: u32 = 0,
+    last: Last = .name,
+    /// The current entry's name, NUL-terminated at `name_len` (cut at the first NUL sent).
+    name: [wire.path_length_max + 1]u8 = undefined,
+    name_len: u32 = 0,
+    target: [wire.path_length_max + 1]u8 = undefined,
+    target_len: u32 = 0,
+
+    /// The last parent directory opened, so that a directory's files reuse it.
+    parent_fd: i32 = -1,
+    parent: [wire.path_length_max + 1]u8 = undefined,
+    parent_len: u32 = 0,
+
+    /// O_TMPFILE + linkat through /proc/self/fd; off when /proc is missing or the filesystem
+    /// does not support O_TMPFILE (then O_CREAT|O_EXCL with mode 0, as upstream).
+    use_tmpfile: bool,
+
+    pub fn init(allocator: std.mem.Allocator, in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, stats: *Stats) diag.Fail!*Unpacker {
+        const self = allocator.create(Unpacker) catch return diag.fail(.NOMEM, "out of memory", .{});
+        errdefer allocator.destroy(self);
+        const in = allocator.alloc(u8, in_bytes) catch return diag.fail(.NOMEM, "out of memory", .{});
+        self.* = .{
+            .in_fd = in_fd,
+            .out_fd = out_fd,
+            .dir_fd = dir_fd,
+            .flags = flags,
+            .stats = stats,
+            .allocator = allocator,
+            .in = in,
+            .use_tmpfile = proc_fd_available(),
+        };
+        stats.* = std.mem.zeroes(Stats);
+        return self;
+    }
+
+    pub fn deinit(self: *Unpacker) void {
+        if (self.parent_fd >= 0) _ = linux.close(self.parent_fd);
+        self.allocator.free(self.in);
+        const allocator = self.allocator;
+        allocator.destroy(self);
+    }
+
+    /// The whole receiver. Returns the code it reported, or `Fatal` (nothing sent).
+    pub fn run(self: *Unpacker) diag.Fail!u32 {
+        self.name_len = 0;
+        self.name[0] = 0;
+        self.receive_all() catch |err| switch (err) {
+            error.Fatal => {
+                self.stats.crc = self.crc;
+                return error.Fail;
+            },
+            error.Report => {},
+        };
+        self.stats.crc = self.crc;
+        self.stats.code = self.code;
+        self.send_result();
+        return self.code;
+    }
+
+    fn receive_all(self: *Unpacker) Stop!void {
+        while (true) {
+            var raw: [wire.header_bytes]u8 = undefined;
+            const got = try self.read_stream(&raw);
+            if (got == 0) return self.report(.REMOTEIO, .name); // EOF between entries
+            if (got < raw.len) return self.report_legal_eof(.name);
+            const untrusted = wire.FileHeader.decode(&raw);
+            if (untrusted.namelen == 0) break; // end marker
+            try self.receive_entry(untrusted);
+        }
+        // "Success" must mean "on disk": qvm-move deletes the source after it (§3.10).
+        const rc = linux.syncfs(self.dir_fd);
+        if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+        self.code = 0;
+        self.last = .name;
+    }
+
+    fn receive_entry(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
+        if (untrusted.namelen > wire.name_bytes_max) return self.report(.NAMETOOLONG, .none);
+        const namelen: u32 = untrusted.namelen;
+        if (try self.read_stream(self.name[0..namelen]) < namelen) return self.report_legal_eof(.none);
+        self.name[namelen] = 0;
+        self.name_len = @intCast(std.mem.indexOfScalar(u8, self.name[0 .. namelen + 1], 0).?);
+        self.last = .name;
+        switch (wire.kind_of(untrusted.mode)) {
+            .regular => try self.receive_file(untrusted),
+            .directory => try self.receive_directory(untrusted),
+            .symlink => try self.receive_symlink(untrusted),
+            .other => return self.report(.INVAL, .name),
+        }
+    }
+
+    fn validate_name(self: *Unpacker) Stop!void {
+        // Upstream sends a directory's failure as (uint32)-84 (§3.7); we send EILSEQ for both.
+        names.validatePath(self.name[0..self.name_len], self.names_flags()) catch return self.report(.ILSEQ, .name);
+    }
+
+    fn names_flags(self: *const Unpacker) names.Flags {
+        return .{ .allow_all_names = self.flags.allow_all_names };
+    }
+
+    fn receive_file(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
+        try self.validate_name();
+        if (untrusted.filelen > std.math.maxInt(i64)) return self.report(.DQUOT, .name);
+        const filelen = untrusted.filelen;
+        self.say_name();
+        const place = try self.open_parent();
+
+        var linked = false;
+        var fd: i32 = -1;
+        if (self.use_tmpfile) {
+            const flags: linux.O = .{ .ACCMODE = .WRONLY, .TMPFILE = true, .DIRECTORY = true, .CLOEXEC = true };
+            const rc = linux.openat(place.fd, ".", flags, 0o700);
+            switch (linux.E.init(rc)) {
+                .SUCCESS => fd = @intCast(rc),
+                // No O_TMPFILE here: the fallback for the rest of the run (upstream does too).
+                .OPNOTSUPP, .ISDIR, .NOENT => self.use_tmpfile = false,
+                else => |errno| return self.report(errno, .name),
+            }
+        }
+        if (fd < 0) {
+            const flags: linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .EXCL = true, .NOFOLLOW = true, .CLOEXEC = true };
+            const rc = linux.openat(place.fd, place.last, flags, 0);
+            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+            fd = @intCast(rc);
+            linked = true;
+        }
+        defer _ = linux.close(fd);
+
+        try self.copy_content(fd, filelen);
+
+        if (!linked) {
+            var proc_path: [32]u8 = undefined;
+            const path = std.fmt.bufPrintZ(&proc_path, "/proc/self/fd/{d}", .{fd}) catch unreachable;
+            const rc = linux.linkat(linux.AT.FDCWD, path, place.fd, place.last, linux.AT.SYMLINK_FOLLOW);
+            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+        }
+        try self.apply_mode_and_times(fd, untrusted);
+        self.stats.files += 1;
+    }
+
+    /// Exactly `filelen` bytes from the stream into `fd`.
+    fn copy_content(self: *Unpacker, fd: i32, filelen: u64) Stop!void {
+        var remaining = filelen;
+        while (remaining > 0) {
+            if (self.in_pos == self.in_len) {
+                if (!try self.fill()) return self.report_legal_eof(.name);
+            }
+            const available = self.in_len - self.in_pos;
+            const chunk = self.in[self.in_pos..][0..@intCast(@min(available, remaining))];
+            self.crc = wire.crc32(self.crc, chunk);
+            self.in_pos += chunk.len;
+            remaining -= chunk.len;
+            try self.write_file(fd, chunk);
+            self.stats.bytes += chunk.len;
+        }
+    }
+
+    fn write_file(self: *Unpacker, fd: i32, bytes: []const u8) Stop!void {
+        var written: usize = 0;
+        while (written < bytes.len) {
+            const rc = linux.write(fd, bytes[written..].ptr, bytes.len - written);
+            switch (linux.E.init(rc)) {
+                .SUCCESS => written += rc,
+                .INTR => {},
+                else => |errno| return self.report(errno, .name),
+            }
+        }
+    }
+
+    fn receive_directory(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
+        try self.validate_name();
+        const place = try self.open_parent();
+        // Created 0700 and left so until its closing header, so that its children can still be
+        // written into a directory whose final mode is read-only (§3.7).
+        const made = linux.mkdirat(place.fd, place.last, 0o700);
+        switch (linux.E.init(made)) {
+            .SUCCESS => {
+                self.stats.dirs += 1;
+                return;
+            },
+            .EXIST => {},
+            else => |errno| return self.report(errno, .name),
+        }
+        // The closing header, or a directory that already existed: merge into it.
+        const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .NOFOLLOW = true, .CLOEXEC = true };
+        const rc = linux.openat(place.fd, place.last, flags, 0);
+        if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+        const fd: i32 = @intCast(rc);
+        defer _ = linux.close(fd);
+        try self.apply_mode_and_times(fd, untrusted);
+    }
+
+    fn receive_symlink(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
+        if (untrusted.filelen > wire.target_bytes_max) return self.report(.NAMETOOLONG, .name);
+        const filelen: u32 = @intCast(untrusted.filelen);
+        if (try self.read_stream(self.target[0..filelen]) < filelen) return self.report_legal_eof(.name);
+        self.target[filelen] = 0;
+        self.target_len = @intCast(std.mem.indexOfScalar(u8, self.target[0 .. filelen + 1], 0).?);
+        const name = self.name[0..self.name_len];
+        const target = self.target[0..self.target_len];
+        names.validateSymlink(name, target, self.names_flags()) catch |err| {
+            return self.report(switch (err) {
+                error.InvalidName => .ILSEQ,
+                error.LinkEscapes => .NOLINK,
+            }, .target);
+        };
+        self.say_name();
+        const place = try self.open_parent();
+        const rc = linux.symlinkat(self.target[0..self.target_len :0], place.fd, place.last);
+        if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+        // No mode or times for symlinks (§3.8).
+        self.stats.symlinks += 1;
+    }
+
+    /// Mode `& 07777` and times, through the fd (fchmodat would follow a symlink). Nanoseconds
+    /// above 999999999 would be UTIME_NOW/UTIME_OMIT: upstream exits without a result (§2.2).
+    fn apply_mode_and_times(self: *Unpacker, fd: i32, untrusted: wire.FileHeader) Stop!void {
+        if (untrusted.atime_nsec > wire.nsec_max or untrusted.mtime_nsec > wire.nsec_max) {
+            diag.fail(.INVAL, "Invalid nanoseconds value in the times of an entry ({d}, {d})", .{ untrusted.atime_nsec, untrusted.mtime_nsec }) catch {};
+            return error.Fatal;
+        }
+        const chmod = linux.fchmod(fd, untrusted.mode & wire.mode_permissions);
+        if (linux.E.init(chmod) != .SUCCESS) return self.report(linux.E.init(chmod), .name);
+        const times = [2]linux.timespec{
+            .{ .sec = untrusted.atime, .nsec = untrusted.atime_nsec },
+            .{ .sec = untrusted.mtime, .nsec = untrusted.mtime_nsec },
+        };
+        const utimes = linux.futimens(fd, &times);
+        if (linux.E.init(utimes) != .SUCCESS) return self.report(linux.E.init(utimes), .name);
+    }
+
+    fn say_name(self: *Unpacker) void {
+        if (!self.flags.verbose) return;
+        self.name[self.name_len] = '\n';
+        defer self.name[self.name_len] = 0;
+        write_all(2, self.name[0 .. self.name_len + 1]);
+    }
+
+    const Place = struct {
+        /// The parent directory: `dir_fd`, or the cached parent (owned by the Unpacker).
+        fd: i32,
+        /// The last component, NUL-terminated (a suffix of `name`).
+        last: [*:0]const u8,
+    };
+
+    /// Opens the current name's parent component by component from `dir_fd`, each with
+    /// O_NOFOLLOW|O_DIRECTORY, reusing the last parent (or descending from it).
+    fn open_parent(self: *Unpacker) Stop!Place {
+        const name = self.name[0..self.name_len];
+        const slash = std.mem.lastIndexOfScalar(u8, name, '/') orelse {
+            return .{ .fd = self.dir_fd, .last = @ptrCast(&self.name[0]) };
+        };
+        assert(slash > 0 and slash + 1 < name.len); // validated: no empty component
+        const place_last: [*:0]const u8 = @ptrCast(&self.name[slash + 1]);
+        const wanted = name[0..slash];
+        if (self.parent_fd >= 0 and std.mem.eql(u8, self.parent[0..self.parent_len], wanted)) {
+            return .{ .fd = self.parent_fd, .last = place_last };
+        }
+
+        const old_fd = self.parent_fd;
+        const old_len = self.parent_len;
+        self.parent_fd = -1;
+        self.parent_len = 0;
+        defer if (old_fd >= 0) {
+            _ = linux.close(old_fd);
+        };
+        // Descend from the old parent when the new one is below it (a new subdirectory).
+        var fd = self.dir_fd;
+        var start: usize = 0;
+        if (old_fd >= 0 and wanted.len > old_len and wanted[old_len] == '/' and
+            std.mem.eql(u8, self.parent[0..old_len], wanted[0..old_len]))
+        {
+            fd = old_fd;
+            start = old_len + 1;
+        }
+        @memcpy(self.parent[0..wanted.len], wanted);
+        self.parent[wanted.len] = 0;
+        while (start < wanted.len) {
+            const end = std.mem.indexOfScalarPos(u8, wanted, start, '/') orelse wanted.len;
+            assert(end > start);
+            self.parent[end] = 0;
+            const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .NOFOLLOW = true, .CLOEXEC = true };
+            const rc = linux.openat(fd, @ptrCast(&self.parent[start]), flags, 0);
+            if (end < wanted.len) self.parent[end] = '/';
+            if (fd != self.dir_fd and fd != old_fd) _ = linux.close(fd);
+            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+            fd = @intCast(rc);
+            start = end + 1;
+        }
+        assert(fd != self.dir_fd and fd != old_fd);
+        self.parent_fd = fd;
+        self.parent_len = @intCast(wanted.len);
+        return .{ .fd = fd, .last = place_last };
+    }
+
+    fn report(self: *Unpacker, errno: linux.E, last: Last) Stop {
+        assert(errno != .SUCCESS);
+        self.code = @intFromEnum(errno);
+        self.last = last;
+        return error.Report;
+    }
+
+    fn report_legal_eof(self: *Unpacker, last: Last) Stop {
+        self.code = wire.legal_eof;
+        self.last = last;
+        return error.Report;
+    }
+
+    fn send_result(self: *Unpacker) void {
+        var message: [wire.result_message_bytes_max]u8 = undefined;
+        const last: ?[]const u8 = switch (self.last) {
+            .none => null,
+            .name => self.name[0..self.name_len],
+            .target => self.target[0..self.target_len],
+        };
+        const len = wire.encode_result(&message, self.code, self.crc, last);
+        write_all(self.out_fd, message[0..len]);
+    }
+
+    /// Fills `buffer` from the stream (CRC included); fewer bytes only at EOF.
+    fn read_stream(self: *Unpacker, buffer: []u8) Stop!usize {
+        var got: usize = 0;
+        while (got < buffer.len) {
+            if (self.in_pos == self.in_len) {
+                if (!try self.fill()) break;
+            }
+            const chunk = @min(buffer.len - got, self.in_len - self.in_pos);
+            @memcpy(buffer[got..][0..chunk], self.in[self.in_pos..][0..chunk]);
+            self.in_pos += chunk;
+            got += chunk;
+        }
+        self.crc = wire.crc32(self.crc, buffer[0..got]);
+        return got;
+    }
+
+    /// One read into the empty buffer; false at EOF. A read error is reported as its errno.
+    fn fill(self: *Unpacker) Stop!bool {
+        assert(self.in_pos == self.in_len);
+        self.in_pos = 0;
+        self.in_len = 0;
+        while (true) {
+            const rc = linux.read(self.in_fd, self.in.ptr, self.in.len);
+            switch (linux.E.init(rc)) {
+                .SUCCESS => {
+                    self.in_len = rc;
+                    return rc > 0;
+                },
+                .INTR => {},
+                .AGAIN => {
+                    var fds = [1]linux.pollfd{.{ .fd = self.in_fd, .events = linux.POLL.IN, .revents = 0 }};
+                    _ = linux.poll(&fds, 1, -1);
+                },
+                .CONNRESET => return false,
+                else => |errno| return self.report(errno, .name),
+            }
+        }
+    }
+};
+
+/// Best effort (the result to a sender that went away, a verbose line).
+fn write_all(fd: i32, bytes: []const u8) void {
+    var written: usize = 0;
+    while (written < bytes.len) {
+        const rc = linux.write(fd, bytes[written..].ptr, bytes.len - written);
+        switch (linux.E.init(rc)) {
+            .SUCCESS => written += rc,
+            .INTR => {},
+            .AGAIN => {
+                var fds = [1]linux.pollfd{.{ .fd = fd, .events = linux.POLL.OUT, .revents = 0 }};
+                _ = linux.poll(&fds, 1, -1);
+            },
+            else => return,
+        }
+    }
+}
+
+/// linkat of an O_TMPFILE file goes through /proc/self/fd/N (upstream opens /proc/<pid>/fd
+/// before its chroot for the same purpose).
+fn proc_fd_available() bool {
+    const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .PATH = true, .CLOEXEC = true };
+    const rc = linux.openat(linux.AT.FDCWD, "/proc/self/fd", flags, 0);
+    if (linux.E.init(rc) != .SUCCESS) return false;
+    _ = linux.close(@intCast(rc));
+    return true;
+}
+
+/// The C ABI's view: the code reported (0, errno, LEGAL_EOF...), or -1 when the receiver
+/// stopped without a result (diag has the message).
+pub fn unpack(in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, stats: *Stats) i32 {
+    stats.* = std.mem.zeroes(Stats);
+    const unpacker = Unpacker.init(std.heap.page_allocator, in_fd, out_fd, dir_fd, flags, stats) catch return -1;
+    defer unpacker.deinit();
+    const code = unpacker.run() catch return -1;
+    // Codes are errno values or LEGAL_EOF, all below 2^31.
+    assert(code <= std.math.maxInt(i32));
+    return @intCast(code);
+}
