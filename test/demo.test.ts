@@ -11,8 +11,9 @@ test("the demo brings up the lab, makes every call, tears it down, and says all 
   expect(out).toContain("Request refused\n  (exit status 126)");
   expect(out).toMatch(/while the call is open, qrx lab status shows disp\d+/);
   expect(out).toMatch(/after the call: disp\d+ is gone/);
-  expect(out).toContain("vault's test.Sink counted 16777216 bytes");
-  expect(out).toMatch(/sent 16\.00 MiB of 16\.00 MiB in [\d.]+ s/);
+  expect(out).toContain("work$ cd ~ && qvm-copy --with-progress big.bin");
+  expect(out).toMatch(/sent 16\.00 MiB of 16\.00 MiB in [\d.]+ s, [\d.]+ [KMG]iB\/s/);
+  expect(out).toContain("vault's ~/QubesIncoming/work/big.bin has the same bytes");
   expect(out).toContain("Taking the lab down.");
   expect(out).toContain("All steps passed");
   expect(out).not.toContain("FAILED");

@@ -70,6 +70,25 @@ bench
     else printDispvmBench(rows);
   });
 
+bench
+  .command("copy")
+  .description("qvm-copy from work to vault in a lab: one big file and many small ones, beside a tar | cat | cat | tar pipeline")
+  .option("--json", "print JSON rows {name, bytes, files, seconds, mbps, filesPerSec} instead of a table")
+  .option("--bytes <size>", "size of the big file", parseSize, parseSize("1G"))
+  .option("--files <n>", "number of small files", (text: string) => {
+    const files = Number(text);
+    if (!Number.isSafeInteger(files) || files < 1 || files > 99_999) throw new InvalidArgumentError(`"${text}" is not a number of files (1 to 99999)`);
+    return files;
+  }, 10_000)
+  .option("--file-size <size>", "size of each small file", parseSize, parseSize("4K"))
+  .addHelpText("after", "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\nExamples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n")
+  .action(async (options: { json?: boolean; bytes: number; files: number; fileSize: number }) => {
+    const { runCopyBench, printCopyBench } = await import("../../bench/copy.ts");
+    const rows = await runCopyBench({ bytes: options.bytes, files: options.files, fileBytes: options.fileSize, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printCopyBench(rows);
+  });
+
 program
   .command("demo")
   .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")

@@ -2,7 +2,7 @@
 // own --dir, and HOME / XDG_RUNTIME_DIR point at an empty directory so a test can check that
 // nothing was written outside --dir.
 
-import { readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LabStatus } from "../../src/lab/admin.ts";
 import { tempDir } from "./paths.ts";
@@ -16,13 +16,17 @@ export interface RunResult {
 }
 
 export class TestLab {
-  readonly root = tempDir("qrx-lab-");
-  readonly dir = join(this.root.path, "state");
+  readonly root: { path: string; remove: () => void };
+  readonly dir: string;
   /** HOME and XDG_RUNTIME_DIR of every qrx process: must stay empty. */
-  readonly elsewhere = join(this.root.path, "elsewhere");
+  readonly elsewhere: string;
 
-  constructor() {
-    require("node:fs").mkdirSync(this.elsewhere);
+  /** `base`: where the lab's directory goes (default the temp dir; /dev/shm for big copies). */
+  constructor(base?: string) {
+    this.root = base === undefined ? tempDir("qrx-lab-") : tempDirIn(base, "qrx-lab-");
+    this.dir = join(this.root.path, "state");
+    this.elsewhere = join(this.root.path, "elsewhere");
+    mkdirSync(this.elsewhere);
   }
 
   env(extra: Record<string, string> = {}): Record<string, string> {
@@ -75,6 +79,11 @@ export class TestLab {
     await this.qrx(["lab", "down"]);
     this.root.remove();
   }
+}
+
+function tempDirIn(base: string, prefix: string): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(base, prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
 /** Every process whose command line mentions `text` (our lab's dir), as "pid cmdline". */
