@@ -75,6 +75,13 @@ export const ConstantId = {
   streamDataClient: 28,
   backendShm: 29,
   backendSocket: 30,
+  filecopyLegalEof: 31,
+  filecopyPathLengthMax: 32,
+  filecopyHeaderBytes: 33,
+  filecopyUnpackStatsBytes: 34,
+  filecopyPackResultBytes: 35,
+  filecopyPackResultLastNameOffset: 36,
+  filecopyPackResultLastNameBytes: 37,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -87,6 +94,18 @@ export type PumpEventKind = (typeof PumpEventKind)[keyof typeof PumpEventKind];
 
 /** Size of an event record's header: u32 stream, u32 kind, i32 value, u32 payload length. */
 export const EVENT_HEADER_BYTES = 16;
+
+/** qubes.Filecopy (zig/filecopy/wire.zig, pack.zig, unpack.zig; spec filecopy.md §2). */
+export const FILECOPY_LEGAL_EOF = 31415926;
+export const FILECOPY_PATH_LENGTH_MAX = 16384;
+export const FILECOPY_HEADER_BYTES = 32;
+/** `qf_unpack`'s stats: u64 files, dirs, symlinks, bytes; u32 crc, code. */
+export const FILECOPY_UNPACK_STATS_BYTES = 40;
+/** `qf_pack`'s result: u32 remote_code, local_crc, remote_crc, has_last_name; u64 bytes,
+ * entries; u32 last_name_len; u8 last_name[256]; padded to 8. */
+export const FILECOPY_PACK_RESULT_BYTES = 296;
+export const FILECOPY_PACK_RESULT_LAST_NAME_OFFSET = 36;
+export const FILECOPY_PACK_RESULT_LAST_NAME_BYTES = 256;
 
 /** The value TypeScript expects for each constant id. */
 export const expectedConstants: Record<keyof typeof ConstantId, number> = {
@@ -120,4 +139,11 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   streamDataClient: StreamKind.DataClient,
   backendShm: VchanBackend.shm,
   backendSocket: VchanBackend.socket,
+  filecopyLegalEof: FILECOPY_LEGAL_EOF,
+  filecopyPathLengthMax: FILECOPY_PATH_LENGTH_MAX,
+  filecopyHeaderBytes: FILECOPY_HEADER_BYTES,
+  filecopyUnpackStatsBytes: FILECOPY_UNPACK_STATS_BYTES,
+  filecopyPackResultBytes: FILECOPY_PACK_RESULT_BYTES,
+  filecopyPackResultLastNameOffset: FILECOPY_PACK_RESULT_LAST_NAME_OFFSET,
+  filecopyPackResultLastNameBytes: FILECOPY_PACK_RESULT_LAST_NAME_BYTES,
 };

@@ -2,7 +2,7 @@
 // other side), checks the ABI version, and wraps native handles in classes that throw clear
 // errors and refuse use after close. Every export returns an i32: >= 0 is a value, -errno a
 // failure whose message comes from `qrx_last_error`.
-import { dlopen, FFIType } from "bun:ffi";
+import { dlopen, FFIType, JSCallback } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,10 @@ import {
   ABI_VERSION,
   ConfigKey,
   EVENT_HEADER_BYTES,
+  FILECOPY_LEGAL_EOF,
+  FILECOPY_PACK_RESULT_BYTES,
+  FILECOPY_PACK_RESULT_LAST_NAME_OFFSET,
+  FILECOPY_UNPACK_STATS_BYTES,
   INFO_BYTES,
   PumpEventKind,
   StreamKind,
@@ -61,6 +65,13 @@ const symbols = {
   qrx_socketpair: { args: [ptr], returns: i32 },
   qp_set_child: { args: [u32, i32], returns: i32 },
   qp_watch_sigusr1: { args: [u32], returns: i32 },
+  // filecopy (zig/filecopy): names and links (positive errno), then the stream engine.
+  qf_validate_path: { args: [ptr, u32, u32], returns: i32 },
+  qf_validate_symlink: { args: [ptr, u32, ptr, u32, u32], returns: i32 },
+  qf_safe_for_display: { args: [ptr, u32], returns: i32 },
+  qf_crc32: { args: [u32, ptr, u32], returns: u32 },
+  qf_unpack: { args: [i32, i32, i32, u32, ptr], returns: i32 },
+  qf_pack: { args: [i32, i32, ptr, u32, u32, ptr, ptr], returns: i32 },
 } as const;
 
 export function nativeLibraryPath(): string {
@@ -629,4 +640,177 @@ export function socketPair(): [number, number] {
  */
 export function watchSigusr1(mode: "by-child" | "any"): void {
   check(native.qp_watch_sigusr1(mode === "by-child" ? 1 : 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// filecopy: the qubes.Filecopy stream engine (zig/filecopy; spec filecopy.md). Each call blocks
+// this thread for the whole transfer; the sender's progress callback runs synchronously inside it.
+
+/** What a receiver reports when the stream ends inside an entry ("the sender will explain"). */
+export const LEGAL_EOF = FILECOPY_LEGAL_EOF;
+
+export interface UnpackStats {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+  crc: number;
+}
+
+/**
+ * The receiver (qfile-unpacker's loop): reads the stream from `inFd`, creates the entries below
+ * `dirFd`, writes the one result message to `outFd`. `code` is what it reported (0 ok, an errno,
+ * LEGAL_EOF, 121 EREMOTEIO...), or -1 with `fatal` set when it stopped without sending a result
+ * (nanoseconds above 999999999, §2.2). The fds stay the caller's: close `inFd` (or exit) soon
+ * after an error, so that the sender sees EPIPE.
+ */
+export function unpackStream(options: {
+  inFd: number;
+  outFd: number;
+  dirFd: number;
+  allowAllNames?: boolean;
+  verbose?: boolean;
+}): { code: number; fatal: string | null; stats: UnpackStats } {
+  const raw = new Uint8Array(FILECOPY_UNPACK_STATS_BYTES);
+  const flags = (options.allowAllNames ? 1 : 0) | (options.verbose ? 2 : 0);
+  const code = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, raw);
+  const view = new DataView(raw.buffer);
+  const stats: UnpackStats = {
+    files: Number(view.getBigUint64(0, true)),
+    dirs: Number(view.getBigUint64(8, true)),
+    symlinks: Number(view.getBigUint64(16, true)),
+    bytes: Number(view.getBigUint64(24, true)),
+    crc: view.getUint32(32, true),
+  };
+  return { code, fatal: code < 0 ? lastError() || "stopped without a result" : null, stats };
+}
+
+export interface PackResult {
+  /** ok: CRC matched; remote: the receiver's error `code`; crc: checksum mismatch; eof: the
+   * receiver closed without a result; local: an error here (`code` is the errno). */
+  status: "ok" | "remote" | "crc" | "eof" | "local";
+  /** The remote code (status remote) or errno (other failures); 0 for ok. */
+  code: number;
+  /** Upstream's words for local failures ("open NAME", "Copying file NAME: ..."); "" for ok. */
+  message: string;
+  /** The receiver's last name, sanitized for display (§2.4) and cut to 256 bytes; null if none. */
+  lastName: string | null;
+  /** File content sent. */
+  bytes: number;
+  /** Entries sent (files, directories and symlinks, each once). */
+  entries: number;
+  /** Our CRC of everything sent. */
+  crc: number;
+}
+
+/**
+ * The sender (qfile-agent's loop): walks each path from its parent directory and writes the
+ * stream to `outFd`, then reads the receiver's result from `inFd`. `onProgress` is called on this
+ * thread after entries and content chunks, at most once per MiB of content, and once at the end.
+ * SIGPIPE must be ignored (Bun does), so a receiver that stops turns into EPIPE, then its result.
+ */
+export function packStream(options: {
+  outFd: number;
+  inFd: number;
+  paths: string[];
+  ignoreSymlinks?: boolean;
+  onProgress?: (bytes: number, entries: number) => void;
+}): PackResult {
+  const parts: Uint8Array[] = [];
+  for (const path of options.paths) {
+    if (path.includes("\0")) throw new Error(`a path contains a NUL byte: ${JSON.stringify(path)}`);
+    parts.push(encoder.encode(`${path}\0`));
+  }
+  const list = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    list.set(part, offset);
+    offset += part.length;
+  }
+  const raw = new Uint8Array(FILECOPY_PACK_RESULT_BYTES);
+  const onProgress = options.onProgress;
+  const callback = onProgress
+    ? new JSCallback((bytes: number | bigint, entries: number | bigint) => onProgress(Number(bytes), Number(entries)), {
+        args: [FFIType.u64, FFIType.u64],
+        returns: FFIType.void,
+      })
+    : null;
+  let rc: number;
+  try {
+    rc = native.qf_pack(
+      options.outFd,
+      options.inFd,
+      list.length > 0 ? list : null,
+      list.length,
+      options.ignoreSymlinks ? 1 : 0,
+      callback ? callback.ptr : null,
+      raw,
+    );
+  } finally {
+    callback?.close();
+  }
+  const message = rc < 0 ? lastError() : "";
+  const view = new DataView(raw.buffer);
+  const remoteCode = view.getUint32(0, true);
+  const hasLastName = view.getUint32(12, true) !== 0;
+  const lastNameLength = view.getUint32(32, true);
+  const result: PackResult = {
+    status: "ok",
+    code: 0,
+    message,
+    lastName: hasLastName
+      ? decoder.decode(raw.subarray(FILECOPY_PACK_RESULT_LAST_NAME_OFFSET, FILECOPY_PACK_RESULT_LAST_NAME_OFFSET + lastNameLength))
+      : null,
+    bytes: Number(view.getBigUint64(16, true)),
+    entries: Number(view.getBigUint64(24, true)),
+    crc: view.getUint32(4, true),
+  };
+  if (rc > 0) {
+    result.status = "remote";
+    result.code = remoteCode;
+    result.message = `the receiver reported error ${remoteCode}`;
+  } else if (rc < 0) {
+    result.code = -rc;
+    result.status = -rc === osConstants.errno.EBADMSG ? "crc" : -rc === osConstants.errno.EPIPE ? "eof" : "local";
+    // A local EPIPE/EBADMSG cannot happen: the sender maps write EPIPE to the receiver's result.
+  }
+  return result;
+}
+
+/** zlib's CRC-32, chained like `zlib.crc32(data, previous)`. */
+export function crc32(data: Uint8Array, previous = 0): number {
+  return native.qf_crc32(previous >>> 0, data.length > 0 ? data : null, data.length) >>> 0;
+}
+
+function bytesOf(text: string | Uint8Array): Uint8Array {
+  return typeof text === "string" ? encoder.encode(text) : text;
+}
+
+/** A regular-file or directory name as the receiver checks it (§3.4): 0 or 84 (EILSEQ). */
+export function validateFilecopyPath(name: string | Uint8Array, allowAllNames: boolean): number {
+  const bytes = bytesOf(name);
+  return native.qf_validate_path(bytes.length > 0 ? bytes : null, bytes.length, allowAllNames ? 1 : 0);
+}
+
+/** A symlink's name and target (§3.5): 0, 84 (EILSEQ) or 67 (ENOLINK). */
+export function validateFilecopySymlink(
+  name: string | Uint8Array,
+  target: string | Uint8Array,
+  allowAllNames: boolean,
+): number {
+  const nameBytes = bytesOf(name);
+  const targetBytes = bytesOf(target);
+  return native.qf_validate_symlink(
+    nameBytes.length > 0 ? nameBytes : null,
+    nameBytes.length,
+    targetBytes.length > 0 ? targetBytes : null,
+    targetBytes.length,
+    allowAllNames ? 1 : 0,
+  );
+}
+
+/** The strict character rules of the sender's pre-flight check (qubes-fs-tree-check exit 2). */
+export function safeForDisplay(text: string | Uint8Array): boolean {
+  const bytes = bytesOf(text);
+  return native.qf_safe_for_display(bytes.length > 0 ? bytes : null, bytes.length) === 1;
 }
