@@ -404,17 +404,17 @@ describe("filecopy: the receiver's refusals", () => {
     expect(readlinkSync(join(into, "d/e/l"))).toBe("../x");
   });
 
-  test("a stream cut inside a header, name or content is LEGAL_EOF; between entries EREMOTEIO; nothing half-written", () => {
+  test("a stream cut inside a name or content is LEGAL_EOF; in or before a header EREMOTEIO (as upstream); nothing half-written", () => {
     const stream = workedExample();
     const cases: Array<[number, number, string]> = [
       [0, EREMOTEIO, "before anything"],
-      [20, LEGAL_EOF, "inside the first header"],
+      [20, EREMOTEIO, "inside the first header"],
       [33, LEGAL_EOF, "inside a name"],
       [34, EREMOTEIO, "after the first entry"],
       [75, LEGAL_EOF, "inside the file's content"],
       [77, EREMOTEIO, "after the file"],
       [111, EREMOTEIO, "before the end marker"],
-      [120, LEGAL_EOF, "inside the end marker"],
+      [120, EREMOTEIO, "inside the end marker"],
     ];
     for (const [cut, expected, what] of cases) {
       const into = target(`cut-${cut}`);

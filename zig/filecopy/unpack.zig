@@ -136,9 +136,9 @@ pub const Unpacker = struct {
     fn receive_all(self: *Unpacker) Stop!void {
         while (true) {
             var raw: [wire.header_bytes]u8 = undefined;
-            const got = try self.read_stream(&raw);
-            if (got == 0) return self.report(.REMOTEIO, .name); // EOF between entries
-            if (got < raw.len) return self.report_legal_eof(.name);
+            // Upstream reads a header with one read_all: EOF anywhere in it, as before it, means
+            // "no end marker" (EREMOTEIO, §2.6); LEGAL_EOF is for EOF inside an entry's body.
+            if (try self.read_stream(&raw) < raw.len) return self.report(.REMOTEIO, .name);
             const untrusted = wire.FileHeader.decode(&raw);
             if (untrusted.namelen == 0) break; // end marker
             try self.receive_entry(untrusted);
@@ -393,7 +393,8 @@ pub const Unpacker = struct {
         write_all(self.out_fd, message[0..len]);
     }
 
-    /// Fills `buffer` from the stream (CRC included); fewer bytes only at EOF.
+    /// Fills `buffer` from the stream; fewer bytes only at EOF. The CRC takes the bytes only when
+    /// all came, like upstream's read_all_with_crc (content goes through `copy_content`).
     fn read_stream(self: *Unpacker, buffer: []u8) Stop!usize {
         var got: usize = 0;
         while (got < buffer.len) {
@@ -405,7 +406,7 @@ pub const Unpacker = struct {
             self.in_pos += chunk;
             got += chunk;
         }
-        self.crc = wire.crc32(self.crc, buffer[0..got]);
+        if (got == buffer.len) self.crc = wire.crc32(self.crc, buffer);
         return got;
     }
 

@@ -166,7 +166,7 @@ test "unpack: spec §2.9 worked example and its 21-byte reply" {
     try testing.expectEqualStrings("hi\n", try tmp.dir.readFile("d/a.txt", &content));
 }
 
-test "unpack: a stream cut anywhere gives EREMOTEIO at entry boundaries, LEGAL_EOF inside, and no partial file" {
+test "unpack: a stream cut in or before a header is EREMOTEIO, inside a name or content LEGAL_EOF; no partial file" {
     var stream: [143]u8 = undefined;
     wire_test.worked_example(&stream);
     // Entry boundaries: before d, before d/a.txt, before the closing d, before the end marker.
@@ -177,7 +177,9 @@ test "unpack: a stream cut anywhere gives EREMOTEIO at entry boundaries, LEGAL_E
         const outcome = try run_unpack(stream[0..cut], tmp.dir.fd, .{});
         const at_boundary = std.mem.indexOfScalar(usize, &boundaries, cut) != null;
         const in_name = (cut >= 32 and cut < 34) or (cut >= 66 and cut < 74) or (cut >= 109 and cut < 111);
-        const expected: u32 = if (at_boundary) @intFromEnum(linux.E.REMOTEIO) else wire.legal_eof;
+        const in_header = (cut < 32) or (cut >= 34 and cut < 66) or (cut >= 77 and cut < 109) or cut >= 111;
+        const in_body = !at_boundary and !in_header; // a name or the file's content
+        const expected: u32 = if (in_body) wire.legal_eof else @intFromEnum(linux.E.REMOTEIO);
         // The last name: none when the cut is inside a name; else the last name read.
         const last: ?[]const u8 = if (in_name) null else if (cut < 34) "" else if (cut < 74) "d" else "d/a.txt";
         const last_fixed: ?[]const u8 = if (last != null and cut >= 111) "d" else last;
