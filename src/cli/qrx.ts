@@ -54,6 +54,33 @@ bench
   });
 
 bench
+  .command("sweep")
+  .description("call throughput and CPU per GiB for every vchan ring size, direction and concurrency, in a lab, beside a 3-hop pipe")
+  .option("--sizes <list>", "ring sizes (qrexec-client-vm --buffer-size)", parseSizeList, parseSizeList("1K,2K,4K,16K,64K,256K,1M"))
+  .option("--direction <which>", "to-service, from-service or both", (text: string) => {
+    if (text !== "to-service" && text !== "from-service" && text !== "both") throw new InvalidArgumentError(`"${text}" is not to-service, from-service or both`);
+    return text;
+  }, "both")
+  .option("--concurrency <list>", "calls at once, comma separated", (text: string) => {
+    const values = text.split(",").map(Number);
+    if (values.some((value) => !Number.isSafeInteger(value) || value < 1 || value > 64)) throw new InvalidArgumentError(`"${text}" is not a list of counts from 1 to 64`);
+    return values;
+  }, [1, 4, 16])
+  .option("--bytes <size>", "bytes per measurement (split between concurrent calls)", parseSize, parseSize("256M"))
+  .option("--json <file>", "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, cpuSecondsPerGiB} to FILE")
+  .option("--plot <file>", "also write an SVG chart: throughput against ring size, a line per direction, the pipe drawn")
+  .addHelpText("after", "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n")
+  .action(async (options: { sizes: number[]; direction: string; concurrency: number[]; bytes: number; json?: string; plot?: string }) => {
+    const { runSweep, printSweep, writeSweepOutputs } = await import("../../bench/sweep.ts");
+    const directions = options.direction === "both" ? (["to-service", "from-service"] as const) : ([options.direction] as ["to-service"] | ["from-service"]);
+    const rows = await runSweep({ sizes: options.sizes, directions: [...directions], concurrency: options.concurrency, bytes: options.bytes, progress: true });
+    printSweep(rows);
+    writeSweepOutputs(rows, options.json, options.plot);
+    if (options.json) console.log(`\nrows written to ${options.json}`);
+    if (options.plot) console.log(`chart written to ${options.plot}`);
+  });
+
+bench
   .command("dispvm")
   .description("DisposableVM create, start, kill and a whole $dispvm call in the default lab, beside a call to a running VM")
   .option("--json", "print JSON rows {name, medianMs, p90Ms, samples} instead of a table")
