@@ -43,8 +43,11 @@ export interface StartOptions {
   /** Arguments the kit adds after the command (already plain words; quoted here). */
   append?: string[];
   env: Record<string, string>;
-  stdin?: "ignore" | "pipe";
+  /** Bytes are written and then stdin is closed; "pipe" keeps it open (the kit writes or never closes). */
+  stdin?: "ignore" | "pipe" | Uint8Array;
   stdout?: "ignore" | "pipe";
+  /** Start reading its stdout only after this long (a slow reader). */
+  stdoutDelayMs?: number;
   cwd?: string;
 }
 
@@ -83,6 +86,7 @@ export class ProgramUnderTest {
     })();
     if (options.stdout === "pipe") {
       this.#stdoutDone = (async () => {
+        if (options.stdoutDelayMs) await Bun.sleep(options.stdoutDelayMs);
         try {
           for await (const chunk of this.child.stdout as ReadableStream<Uint8Array>) this.#stdout.push(chunk);
         } catch {}
