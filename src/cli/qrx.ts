@@ -1,5 +1,6 @@
 // `qrx`: the user's front door. Commander wiring only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
+import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
 
@@ -128,6 +129,7 @@ program
   });
 
 addLabCommands(program);
+addConformanceCommand(program);
 addPolicyCommands(program, bench);
 
 await program.parseAsync(process.argv);
