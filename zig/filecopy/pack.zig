@@ -8,9 +8,11 @@
 //! its end; the fds `out_fd`/`in_fd` stay the caller's. SIGPIPE must be ignored by the process
 //! (Bun does) so that a closed stream is a write error (EPIPE), which makes us read the result.
 //!
-//! Throughput: file content is read with reads of up to `out_bytes` (1 MiB) straight into the
-//! output buffer, and headers, names and small files are batched so that one write carries up
-//! to `batch_bytes` of them; the CRC runs over each buffer once, just before it is written.
+//! Throughput: headers, names and small files are batched so that one write carries up to
+//! `batch_bytes` of them, content read with reads of up to `out_bytes` (1 MiB) straight into the
+//! output buffer; the CRC runs over each buffer once, just before it is written. Files of
+//! `splice_min_bytes` and more are spliced from the page cache to `out_fd` instead (no copy
+//! through our memory; the CRC reads them once with pread), see `send_spliced`.
 const std = @import("std");
 const assert = std.debug.assert;
 const linux = std.os.linux;
@@ -62,9 +64,19 @@ pub const poll_interval_bytes: u64 = 15_000_000;
 /// The progress callback is called at most once per this much content (JS rate-limits further).
 pub const progress_interval_bytes: u64 = 1024 * 1024;
 const getdents_bytes: usize = 32 * 1024;
+/// Regular files from this size on are spliced (`send_spliced`); smaller ones are batched.
+pub const splice_min_bytes: u64 = 1024 * 1024;
+/// One splice moves at most this much (also our pipe's size).
+pub const splice_chunk_bytes: usize = 1024 * 1024;
+/// The CRC's pread of a spliced chunk reads this much at a time (stays in the L2 cache).
+pub const crc_buffer_bytes: usize = 128 * 1024;
+const splice_f_move: usize = 1;
+const splice_f_more: usize = 4;
+const f_setpipe_sz: i32 = 1031;
 
 comptime {
     assert(batch_bytes < out_bytes);
+    assert(crc_buffer_bytes <= out_bytes and splice_chunk_bytes <= out_bytes);
     assert(out_slack >= wire.header_bytes + wire.name_bytes_max + 1);
 }
 
@@ -122,6 +134,10 @@ pub const Packer = struct {
     /// getdents buffers of popped levels, for reuse.
     spare: std.ArrayListUnmanaged([]u8) = .{},
     link_target: [wire.path_length_max]u8 = undefined,
+    /// How large files reach `out_fd` (`send_spliced`): decided at the first one.
+    splice: enum { unknown, direct, pipe, off } = .unknown,
+    /// Our pipe between the file and `out_fd` when `splice` is `.pipe`.
+    pipe: [2]i32 = .{ -1, -1 },
 
     pub fn init(allocator: std.mem.Allocator, out_fd: i32, in_fd: i32, flags: Flags, progress: ?Progress, result: *Result) diag.Fail!*Packer {
         const self = allocator.create(Packer) catch return diag.fail(.NOMEM, "out of memory", .{});
@@ -148,6 +164,8 @@ pub const Packer = struct {
         self.levels.deinit(self.allocator);
         for (self.spare.items) |buffer| self.allocator.free(buffer);
         self.spare.deinit(self.allocator);
+        if (self.pipe[0] >= 0) _ = linux.close(self.pipe[0]);
+        if (self.pipe[1] >= 0) _ = linux.close(self.pipe[1]);
         self.allocator.free(self.out);
         const allocator = self.allocator;
         allocator.destroy(self);
@@ -343,8 +361,15 @@ pub const Packer = struct {
         self.out_len += bytes.len;
     }
 
-    /// Exactly `size` bytes of `fd`, read straight into the output buffer.
+    /// Exactly `size` bytes of `fd`: large files spliced (`send_spliced`), the rest (and what a
+    /// refused splice leaves) read straight into the output buffer.
     fn send_content(self: *Packer, fd: i32, size: u64) Stop!void {
+        var offset: u64 = 0;
+        if (size >= splice_min_bytes and self.splice != .off) offset = try self.send_spliced(fd, size);
+        try self.send_copied(fd, size - offset);
+    }
+
+    fn send_copied(self: *Packer, fd: i32, size: u64) Stop!void {
         var remaining = size;
         while (remaining > 0) {
             if (self.out_len >= out_bytes) try self.flush();
@@ -370,8 +395,148 @@ pub const Packer = struct {
         }
     }
 
+    /// A large file goes from the page cache to `out_fd` without passing through our memory:
+    /// splice(2) file -> pipe -> `out_fd` (the kernel moves page references; into an AF_UNIX
+    /// socket too). The CRC still covers every byte sent: each chunk, once in the pipe, is read
+    /// again with pread into a small buffer (hot in the cache for the CRC). If the file changes
+    /// under us, what is sent and what is summed may differ: the receiver's CRC then disagrees
+    /// and the transfer fails, as it must. Returns the bytes sent this way; fewer than `size`
+    /// only when `out_fd` refuses splice (then never again in this run, the caller copies the
+    /// rest from the file's current offset).
+    fn send_spliced(self: *Packer, fd: i32, size: u64) Stop!u64 {
+        try self.flush();
+        if (self.splice == .unknown) self.splice_setup();
+        if (self.splice == .off) return 0;
+        var offset: u64 = 0;
+        while (offset < size) {
+            const want: usize = @intCast(@min(size - offset, splice_chunk_bytes));
+            var file_offset: i64 = @intCast(offset);
+            const into: i32 = if (self.splice == .direct) self.out_fd else self.pipe[1];
+            const moved = splice_call(fd, &file_offset, into, null, want);
+            switch (linux.E.init(moved)) {
+                .SUCCESS => {},
+                .INTR => continue,
+                .AGAIN => {
+                    wait_fd(into, linux.POLL.OUT);
+                    continue;
+                },
+                .PIPE => if (self.splice == .direct) {
+                    try self.read_result();
+                    return self.premature();
+                } else return diag.fail(.PIPE, "Copying file {s}: splice", .{self.path[0..self.path_len]}),
+                // Not a file splice can read, or an output it cannot write: copy from here on.
+                .INVAL, .OPNOTSUPP, .NOSYS, .BADF => {
+                    self.splice = .off;
+                    return self.seek_to(fd, offset);
+                },
+                else => |errno| return diag.fail(errno, "Copying file {s}: Error reading", .{self.path[0..self.path_len]}),
+            }
+            if (moved == 0) return diag.fail(.IO, "Copying file {s}: Unexpected end of data while reading", .{self.path[0..self.path_len]});
+            // The same bytes again, for the CRC; a file cut short meanwhile is cut short here.
+            try self.crc_range(fd, offset, moved);
+            if (self.splice == .pipe) {
+                if (!try self.drain_pipe(moved)) {
+                    // `out_fd` takes no splice: the pipe's bytes go out by write, the rest too.
+                    self.splice = .off;
+                    offset += moved;
+                    self.bytes += moved;
+                    return self.seek_to(fd, offset);
+                }
+            }
+            offset += moved;
+            self.bytes += moved;
+            if (self.bytes - self.bytes_reported >= progress_interval_bytes) self.report_progress();
+            if (self.bytes - self.bytes_polled >= poll_interval_bytes) {
+                self.bytes_polled = self.bytes;
+                try self.poll_result();
+            }
+        }
+        return offset;
+    }
+
+    /// Decides once per run how content reaches `out_fd` by splice: straight in when it is a
+    /// pipe, through our own pipe otherwise (a socket, a file); `off` without a pipe.
+    fn splice_setup(self: *Packer) void {
+        var st: linux.Stat = undefined;
+        if (linux.E.init(linux.fstat(self.out_fd, &st)) == .SUCCESS and st.mode & linux.S.IFMT == linux.S.IFIFO) {
+            self.splice = .direct;
+            return;
+        }
+        if (linux.E.init(linux.pipe2(&self.pipe, .{ .CLOEXEC = true })) != .SUCCESS) {
+            self.splice = .off;
+            return;
+        }
+        // Room for a whole chunk, so that one splice in is one splice out (best effort).
+        _ = linux.fcntl(self.pipe[1], f_setpipe_sz, splice_chunk_bytes);
+        self.splice = .pipe;
+    }
+
+    /// Moves `count` bytes from our pipe to `out_fd`. False when `out_fd` refuses splice before
+    /// any byte went: they are then written from `out` (after a read from the pipe).
+    fn drain_pipe(self: *Packer, count: usize) Stop!bool {
+        var left = count;
+        while (left > 0) {
+            const rc = splice_call(self.pipe[0], null, self.out_fd, null, left);
+            switch (linux.E.init(rc)) {
+                .SUCCESS => left -= rc,
+                .INTR => {},
+                .AGAIN => wait_fd(self.out_fd, linux.POLL.OUT),
+                .PIPE, .CONNRESET => {
+                    // The receiver stopped reading: its result says why (§2.7).
+                    try self.read_result();
+                    return self.premature();
+                },
+                .INVAL, .OPNOTSUPP, .NOSYS, .BADF => {
+                    if (left != count) return diag.fail(.IO, "Writing the stream: splice stopped", .{});
+                    // The bytes are summed already (`crc_range`): write them without the CRC.
+                    assert(self.out_len == 0 and count <= self.out.len);
+                    var got: usize = 0;
+                    while (got < count) {
+                        const read = linux.read(self.pipe[0], self.out[got..].ptr, count - got);
+                        switch (linux.E.init(read)) {
+                            .SUCCESS => got += read,
+                            .INTR => {},
+                            else => |errno| return diag.fail(errno, "Reading back our pipe", .{}),
+                        }
+                    }
+                    try self.write_out(self.out[0..count]);
+                    return false;
+                },
+                else => |errno| return diag.fail(errno, "Writing the stream", .{}),
+            }
+        }
+        return true;
+    }
+
+    /// The CRC of `count` bytes of `fd` at `offset`, read through `crc_buffer`.
+    fn crc_range(self: *Packer, fd: i32, offset: u64, count: usize) Stop!void {
+        var done: usize = 0;
+        while (done < count) {
+            const piece = @min(count - done, crc_buffer_bytes);
+            const rc = linux.pread(fd, self.out.ptr, piece, @intCast(offset + done));
+            switch (linux.E.init(rc)) {
+                .SUCCESS => {},
+                .INTR => continue,
+                else => |errno| return diag.fail(errno, "Copying file {s}: Error reading", .{self.path[0..self.path_len]}),
+            }
+            if (rc == 0) return diag.fail(.IO, "Copying file {s}: Unexpected end of data while reading", .{self.path[0..self.path_len]});
+            self.crc = wire.crc32(self.crc, self.out[0..rc]);
+            done += rc;
+        }
+    }
+
+    /// The copy path continues where splice stopped (splice with an offset leaves the file's
+    /// own offset at 0).
+    fn seek_to(self: *Packer, fd: i32, offset: u64) Stop!u64 {
+        const rc = linux.lseek(fd, @intCast(offset), linux.SEEK.SET);
+        if (linux.E.init(rc) != .SUCCESS) return diag.fail(linux.E.init(rc), "Copying file {s}: Error reading", .{self.path[0..self.path_len]});
+        return offset;
+    }
+
+    /// `send_content` and a flush: the stream so far is then all in `out_fd`.
     pub fn send_content_for_test(self: *Packer, fd: i32, size: u64) Stop!void {
-        return self.send_content(fd, size);
+        try self.send_content(fd, size);
+        try self.flush();
     }
 
     /// After each entry: batch small entries, report progress, look for an early result.
@@ -390,23 +555,27 @@ pub const Packer = struct {
     fn flush(self: *Packer) Stop!void {
         if (self.out_len == 0) return;
         self.crc = wire.crc32(self.crc, self.out[0..self.out_len]);
+        const len = self.out_len;
+        self.out_len = 0;
+        try self.write_out(self.out[0..len]);
+    }
+
+    fn write_out(self: *Packer, bytes: []const u8) Stop!void {
         var written: usize = 0;
-        while (written < self.out_len) {
-            const rc = linux.write(self.out_fd, self.out[written..].ptr, self.out_len - written);
+        while (written < bytes.len) {
+            const rc = linux.write(self.out_fd, bytes[written..].ptr, bytes.len - written);
             switch (linux.E.init(rc)) {
                 .SUCCESS => written += rc,
                 .INTR => {},
                 .AGAIN => wait_fd(self.out_fd, linux.POLL.OUT),
                 .PIPE, .CONNRESET => {
                     // The receiver stopped reading: its result says why (§2.7).
-                    self.out_len = 0;
                     try self.read_result();
                     return self.premature();
                 },
                 else => |errno| return diag.fail(errno, "Writing the stream", .{}),
             }
         }
-        self.out_len = 0;
     }
 
     /// A non-blocking look at `in_fd`: anything there (or its EOF) is the receiver's result.
@@ -482,6 +651,18 @@ pub const Packer = struct {
         return got;
     }
 };
+
+fn splice_call(fd_in: i32, off_in: ?*i64, fd_out: i32, off_out: ?*i64, len: usize) usize {
+    return linux.syscall6(
+        .splice,
+        @as(usize, @bitCast(@as(isize, fd_in))),
+        @intFromPtr(off_in),
+        @as(usize, @bitCast(@as(isize, fd_out))),
+        @intFromPtr(off_out),
+        len,
+        splice_f_move | splice_f_more,
+    );
+}
 
 fn wait_fd(fd: i32, events: i16) void {
     var fds = [1]linux.pollfd{.{ .fd = fd, .events = events, .revents = 0 }};

@@ -232,11 +232,26 @@ const Receiver = struct {
 const Transfer = struct { rc: i32, result: pack.Result, receiver: Receiver };
 
 fn transfer(paths: []const u8, flags: pack.Flags, dir_fd: i32, unpack_flags: unpack.Flags) !Transfer {
+    return transfer_over(.pipes, paths, flags, dir_fd, unpack_flags);
+}
+
+/// Pipes (the sender splices files straight into the stream), or socketpairs as qrexec gives
+/// them (the sender splices through a pipe of its own).
+const Channel = enum { pipes, sockets };
+
+fn channel(kind: Channel, fds: *[2]i32) !void {
+    switch (kind) {
+        .pipes => _ = try ok(linux.pipe2(fds, .{ .CLOEXEC = true })),
+        .sockets => _ = try ok(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, fds)),
+    }
+}
+
+fn transfer_over(kind: Channel, paths: []const u8, flags: pack.Flags, dir_fd: i32, unpack_flags: unpack.Flags) !Transfer {
     ignore_sigpipe();
     var stream: [2]i32 = undefined;
     var back: [2]i32 = undefined;
-    _ = try ok(linux.pipe2(&stream, .{ .CLOEXEC = true }));
-    _ = try ok(linux.pipe2(&back, .{ .CLOEXEC = true }));
+    try channel(kind, &stream);
+    try channel(kind, &back);
     var outcome: Transfer = undefined;
     outcome.receiver = .{ .in_fd = stream[0], .out_fd = back[1], .dir_fd = dir_fd, .flags = unpack_flags };
     const thread = try std.Thread.spawn(.{}, Receiver.run, .{&outcome.receiver});
@@ -376,4 +391,89 @@ test "pack + unpack: an early error reaches the sender mid-stream (EEXIST before
     try testing.expectEqualStrings("d/a", outcome.result.last_name[0..outcome.result.last_name_len]);
     var content: [8]u8 = undefined;
     try testing.expectEqualStrings("old", try target.dir.readFile("d/a", &content));
+}
+
+// ------------------------------------------------------------------------------ splice
+
+fn pattern(buffer: []u8, seed: u8) void {
+    var x: u32 = 0x9e3779b9 +% @as(u32, seed);
+    for (buffer) |*byte| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        byte.* = @truncate(x);
+    }
+}
+
+test "pack + unpack: large files are spliced, over pipes and over socketpairs, byte for byte" {
+    const sizes = [_]usize{ pack.splice_min_bytes - 1, pack.splice_min_bytes, 3 * pack.splice_chunk_bytes + 12345 };
+    var source = testing.tmpDir(.{ .iterate = true });
+    defer source.cleanup();
+    try source.dir.makeDir("big");
+    const data = try testing.allocator.alloc(u8, sizes[2]);
+    defer testing.allocator.free(data);
+    for (sizes, 0..) |size, i| {
+        pattern(data[0..size], @intCast(i));
+        var name: [16]u8 = undefined;
+        try source.dir.writeFile(.{ .sub_path = try std.fmt.bufPrint(&name, "big/f{d}", .{i}), .data = data[0..size] });
+        try source.dir.writeFile(.{ .sub_path = try std.fmt.bufPrint(&name, "big/s{d}", .{i}), .data = "small" });
+    }
+    var paths_buffer: [4096]u8 = undefined;
+    const paths = try path_list(&paths_buffer, &source, &.{"big"});
+    for ([_]Channel{ .pipes, .sockets }) |kind| {
+        var target = testing.tmpDir(.{ .iterate = true });
+        defer target.cleanup();
+        const outcome = try transfer_over(kind, paths, .{}, target.dir.fd, .{});
+        try testing.expectEqual(@as(i32, 0), outcome.rc);
+        try testing.expectEqual(@as(i32, 0), outcome.receiver.code);
+        try testing.expectEqual(outcome.result.local_crc, outcome.receiver.stats.crc);
+        try testing.expectEqual(@as(u64, sizes[0] + sizes[1] + sizes[2] + 15), outcome.result.bytes);
+        try expect_same_tree(source.dir, target.dir, "big");
+    }
+}
+
+test "pack: an output that refuses splice (O_APPEND) gets the same bytes and CRC by copying" {
+    var tmp = testing.tmpDir(.{ .iterate = true });
+    defer tmp.cleanup();
+    const size = 2 * pack.splice_chunk_bytes + 777;
+    const data = try testing.allocator.alloc(u8, size);
+    defer testing.allocator.free(data);
+    pattern(data, 7);
+    const file = try memfd(data);
+    defer _ = linux.close(file);
+    const out_fd: i32 = @intCast(try ok(linux.openat(tmp.dir.fd, "stream", .{ .ACCMODE = .RDWR, .CREAT = true, .APPEND = true, .CLOEXEC = true }, 0o600)));
+    defer _ = linux.close(out_fd);
+    const in_fd = try memfd("");
+    defer _ = linux.close(in_fd);
+    var result: pack.Result = undefined;
+    const packer = try pack.Packer.init(testing.allocator, out_fd, in_fd, .{}, null, &result);
+    defer packer.deinit();
+    try packer.send_content_for_test(file, size);
+    try testing.expectEqual(.off, packer.splice);
+    try testing.expectEqual(@as(u64, size), packer.bytes);
+    try testing.expectEqual(wire.crc32(0, data), packer.crc);
+    const sent = try tmp.dir.readFileAlloc(testing.allocator, "stream", size + 1);
+    defer testing.allocator.free(sent);
+    try testing.expect(std.mem.eql(u8, data, sent));
+}
+
+test "pack: a spliced file shorter than its size is 'Unexpected end of data while reading'" {
+    const out_fd = try memfd("");
+    defer _ = linux.close(out_fd);
+    const in_fd = try memfd("");
+    defer _ = linux.close(in_fd);
+    var result: pack.Result = undefined;
+    const packer = try pack.Packer.init(testing.allocator, out_fd, in_fd, .{}, null, &result);
+    defer packer.deinit();
+    @memcpy(packer.path[0..6], "shrunk");
+    packer.path_len = 6;
+    const data = try testing.allocator.alloc(u8, pack.splice_chunk_bytes + 5);
+    defer testing.allocator.free(data);
+    pattern(data, 3);
+    const file = try memfd(data);
+    defer _ = linux.close(file);
+    try testing.expectError(error.Fail, packer.send_content_for_test(file, 3 * pack.splice_chunk_bytes));
+    try testing.expectEqualStrings("Copying file shrunk: Unexpected end of data while reading", diag.message());
+    try testing.expectEqual(.pipe, packer.splice);
+    try testing.expectEqual(@as(u64, data.len), packer.bytes);
 }
