@@ -370,7 +370,9 @@ export class Vchan {
       (options.filterStdout ? 1 : 0) |
       (options.filterStderr ? 2 : 0) |
       (options.exitOnClientEof ? 4 : 0) |
-      (options.exitOnServiceEof ? 8 : 0);
+      (options.exitOnServiceEof ? 8 : 0) |
+      (options.mirageService ? 16 : 0) |
+      (options.mirageChunkBug ? 32 : 0);
     const pump = Pump.get();
     this.#handle = 0;
     const id = check(
@@ -400,6 +402,10 @@ export interface StreamOptions {
   filterStderr?: boolean;
   exitOnClientEof?: boolean;
   exitOnServiceEof?: boolean;
+  /** Service side of a mirage-qubes 2.0 peer (src/agent/peer-profile.ts, spec §14). */
+  mirageService?: boolean;
+  /** Reproduce mirage-qubes 2.0's chunk-length bug when sending local data (a test knob). */
+  mirageChunkBug?: boolean;
 }
 
 export interface PumpEvent {

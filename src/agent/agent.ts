@@ -13,7 +13,6 @@ import {
   decodeTrigger4,
   encodeConnectionTerminated,
   encodeExecParams,
-  encodeTriggerForVersion,
   fieldText,
   withIdent,
   type ExecParams,
@@ -26,18 +25,15 @@ import {
   MSG_SERVICE_CONNECT,
   MSG_SERVICE_REFUSED,
   MSG_TRIGGER_SERVICE4,
-  QREXEC_PROTOCOL_VERSION,
   TRIGGER4_FIXED_BYTES,
   VCHAN_BASE_PORT,
 } from "../protocol/constants.ts";
 import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
+import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 
-/** Linux agents use 4 KiB control rings (§1.1). */
-const CONTROL_RING_BYTES = 4096;
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
-const IDENT_PREFIX = "SOCKET";
 
 export interface AgentOptions {
   /** Our domain id (VCHAN_DOMAIN). */
@@ -47,6 +43,8 @@ export interface AgentOptions {
   configPath: string;
   env: Record<string, string | undefined>;
   log: (message: string) => void;
+  /** How we behave on the wire (src/agent/peer-profile.ts); the default profile if absent. */
+  profile?: PeerProfile;
 }
 
 /** A qrexec-client-vm connection waiting for the daemon's answer, or running its call. */
@@ -61,6 +59,7 @@ interface TriggerClient {
 
 export class Agent {
   readonly #options: AgentOptions;
+  readonly #profile: PeerProfile;
   readonly #context: ServiceContext;
   #control: Stream | null = null;
   #version = 0;
@@ -78,6 +77,7 @@ export class Agent {
 
   constructor(options: AgentOptions) {
     this.#options = options;
+    this.#profile = options.profile ?? peerProfile("default");
     this.#context = {
       servicePath: options.servicePath,
       configPath: options.configPath,
@@ -123,12 +123,12 @@ export class Agent {
       localDomain: this.#options.domain,
       remoteDomain: 0,
       port: VCHAN_BASE_PORT,
-      readMin: CONTROL_RING_BYTES,
-      writeMin: CONTROL_RING_BYTES,
+      readMin: this.#profile.controlRing.readMin,
+      writeMin: this.#profile.controlRing.writeMin,
     });
     const control = vchan.attach({
       kind: StreamKind.Control,
-      version: QREXEC_PROTOCOL_VERSION,
+      version: this.#profile.version,
       sendFirst: true,
       connectTimeoutMs: -1,
     });
@@ -234,10 +234,8 @@ export class Agent {
   }
 
   #clientByIdent(ident: Uint8Array): TriggerClient | undefined {
-    const text = fieldText(ident);
-    if (!text.startsWith(IDENT_PREFIX)) return undefined;
-    const id = Number(text.slice(IDENT_PREFIX.length));
-    return Number.isSafeInteger(id) ? this.#clients.get(id) : undefined;
+    const id = this.#profile.identCounter(fieldText(ident));
+    return id === null ? undefined : this.#clients.get(id);
   }
 
   // ---------------------------------------------------------------- incoming calls
@@ -259,10 +257,11 @@ export class Agent {
       const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
       stream = vchan.attach({
         kind: StreamKind.DataService,
-        version: QREXEC_PROTOCOL_VERSION,
-        sendFirst: true,
+        version: this.#profile.version,
+        sendFirst: this.#profile.dataHelloFirst,
         connectTimeoutMs: DATA_CONNECT_TIMEOUT_MS,
         ...serviceStreamFlags(prepared),
+        ...this.#profile.serviceFlags,
       });
     } catch (error) {
       this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${error instanceof Error ? error.message : error}`);
@@ -292,7 +291,7 @@ export class Agent {
 
   async #serveTrigger(connection: Connection): Promise<void> {
     const client: TriggerClient = { id: this.#nextClientId++, connection, params: null, sentOn: null };
-    connection.label = `${IDENT_PREFIX}${client.id}`;
+    connection.label = this.#profile.ident(client.id);
     this.#clients.set(client.id, client);
     connection.onClose(() => {
       this.#clients.delete(client.id);
@@ -306,9 +305,9 @@ export class Agent {
       if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
         throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
       }
-      const trigger = withIdent(decodeTrigger4(payload), `${IDENT_PREFIX}${client.id}`);
+      const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
       await this.#ready;
-      const { type, payload: body } = encodeTriggerForVersion(trigger, this.#version);
+      const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
       this.#sendControl(type, body);
       client.sentOn = this.#control;
     } catch (error) {

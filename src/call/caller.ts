@@ -4,7 +4,7 @@
 
 import { closeSync } from "node:fs";
 import { basename } from "node:path";
-import { socketPair, StreamKind, Vchan } from "../native.ts";
+import { socketPair, StreamKind, Vchan, type StreamOptions } from "../native.ts";
 import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { waitStatus } from "../protocol/exit.ts";
 
@@ -41,6 +41,10 @@ export interface CallerOptions {
   port: number;
   /** Minimum ring size in each direction. */
   ringBytes: number;
+  /** Our protocol version (default: the newest); a mirage-profile caller says 3. */
+  version?: number;
+  /** Extra pump flags (a mirage-profile caller's bug knob). */
+  streamFlags?: Pick<StreamOptions, "mirageChunkBug">;
   /** Negative: no limit. */
   connectTimeoutMs: number;
   filterStdout: boolean;
@@ -69,11 +73,12 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
   });
   const stream = vchan.attach({
     kind: StreamKind.DataClient,
-    version: QREXEC_PROTOCOL_VERSION,
+    version: options.version ?? QREXEC_PROTOCOL_VERSION,
     sendFirst: true,
     connectTimeoutMs: options.connectTimeoutMs,
     filterStdout: options.filterStdout,
     filterStderr: options.filterStderr,
+    ...options.streamFlags,
   });
   try {
     if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);

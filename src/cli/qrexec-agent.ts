@@ -1,10 +1,12 @@
-// qrexec-agent [--no-fork-server] [--agent-socket=PATH] [--fork-server-socket=PATH] (§5.1).
-import { Command } from "commander";
+// qrexec-agent [--no-fork-server] [--agent-socket=PATH] [--fork-server-socket=PATH]
+//              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/agent/peer-profile.ts).
+import { Command, Option } from "commander";
 import { Agent } from "../agent/agent.ts";
+import { PEER_PROFILES, parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
 import { defaultConfigPath } from "../services/config.ts";
 import { defaultServicePath } from "../services/lookup.ts";
-import { watchSigusr1 } from "../native.ts";
+import { configure, watchSigusr1 } from "../native.ts";
 import { die, logger, ownDomain, requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-agent";
@@ -14,6 +16,11 @@ const program = new Command(PROGRAM)
   .option("--agent-socket <path>", "trigger socket for qrexec-client-vm", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
   .option("--fork-server-socket <path>", "fork server socket (%s: user); accepted for compatibility", DEFAULT_FORK_SERVER_SOCKET)
   .option("--no-fork-server", "never use a fork server (this agent never does: it serves calls itself)")
+  .addOption(
+    new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)")
+      .choices([...PEER_PROFILES])
+      .default("default"),
+  )
   .addHelpText(
     "after",
     `
@@ -22,20 +29,35 @@ Environment:
   QRX_VCHAN              vchan transport: shm (default) or socket (VCHAN_SOCKET_DIR)
   QREXEC_SERVICE_PATH    where services are looked up (default /run/qubes-rpc:/usr/local/etc/qubes-rpc:/etc/qubes-rpc)
   QUBES_RPC_CONFIG_PATH  per-service configuration files
+  QRX_MAX_PAGES          page cap per vchan (the mirage profile's default: 128)
+  QRX_MIRAGE_BUGS        with --peer-profile=mirage, mirage-qubes 2.0 wire bugs to reproduce
+                         (comma-separated): chunk-length (chunk headers carry the total remaining
+                         length), trigger3-ident (TRIGGER3 carries the request id as service name)
 
-Example:
+Examples:
   VCHAN_DOMAIN=2 QREXEC_SERVICE_PATH=$HOME/rpc qrexec-agent --agent-socket=/tmp/work/qrexec-agent
+  VCHAN_DOMAIN=4 qrexec-agent --peer-profile=mirage --agent-socket=/tmp/mirage/qrexec-agent
 `,
   );
 
 program.parse(process.argv);
-const options = program.opts<{ agentSocket: string }>();
+const options = program.opts<{ agentSocket: string; peerProfile: string }>();
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
+
+let profile: PeerProfile;
+try {
+  profile = peerProfile(parsePeerProfileName(options.peerProfile));
+  // A MirageOS domain's grant table (vchan.md §3); QRX_MAX_PAGES, when given, wins.
+  if (profile.pagesMax !== null && !process.env.QRX_MAX_PAGES) configure({ pagesMax: profile.pagesMax });
+} catch (error) {
+  die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
+}
 
 let agent: Agent;
 try {
   agent = new Agent({
+    profile,
     domain: ownDomain(),
     agentSocket: options.agentSocket,
     servicePath: defaultServicePath(),
@@ -47,7 +69,8 @@ try {
 } catch (error) {
   die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
 }
-log(`serving domain ${ownDomain()} on ${options.agentSocket}`);
+const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
+log(`serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`);
 
 // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
 watchSigusr1("by-child");

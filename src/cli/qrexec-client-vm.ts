@@ -6,6 +6,7 @@
 import { fstatSync } from "node:fs";
 import { ExitError } from "../call/exit-error.ts";
 import { callService } from "../client-vm/client-vm.ts";
+import { parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { logger, ownDomain, requireStdio } from "./common.ts";
@@ -24,7 +25,9 @@ function parseBufferSize(text: string): number | null {
 }
 
 interface Options {
-  bufferSize: string;
+  /** Absent: the profile's default (65536; 1024 for mirage). */
+  bufferSize?: string;
+  peerProfile?: string;
   filterEscapeCharsStdout?: boolean;
   filterEscapeCharsStderr?: boolean;
   agentSocket: string;
@@ -54,8 +57,9 @@ const FLAGS = new Map<string, [key: "filterEscapeCharsStdout" | "filterEscapeCha
 ]);
 
 /** Options with a value, and where it goes. */
-const VALUED = new Map<string, "bufferSize" | "agentSocket" | "prefixData" | "sourceQube">([
+const VALUED = new Map<string, "bufferSize" | "agentSocket" | "prefixData" | "sourceQube" | "peerProfile">([
   ["--buffer-size", "bufferSize"],
+  ["--peer-profile", "peerProfile"],
   ["-a", "agentSocket"],
   ["--agent-socket", "agentSocket"],
   ["-p", "prefixData"],
@@ -70,7 +74,7 @@ const VALUED = new Map<string, "bufferSize" | "agentSocket" | "prefixData" | "so
  * passThroughOptions does). Null for anything else, which commander then parses.
  */
 function parseFast(args: string[]): Parsed | null {
-  const options: Options = { bufferSize: String(DEFAULT_BUFFER_SIZE), agentSocket: defaultAgentSocket() };
+  const options: Options = { agentSocket: defaultAgentSocket() };
   let index = 0;
   for (; index < args.length; index++) {
     const arg = args[index]!;
@@ -120,7 +124,8 @@ async function parseWithCommander(): Promise<Parsed> {
     .argument("<service>", "service name with an optional +ARGUMENT")
     .argument("[local...]", "local program and its arguments, connected to the service's stdio")
     .passThroughOptions()
-    .addOption(new Option("--buffer-size <n>", "minimum vchan ring size in each direction").default(String(DEFAULT_BUFFER_SIZE)))
+    .addOption(new Option("--buffer-size <n>", `minimum vchan ring size in each direction (default: ${DEFAULT_BUFFER_SIZE}; 1024 with --peer-profile=mirage)`))
+    .addOption(new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default, or mirage (a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)").choices(["default", "mirage"]))
     .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")
     .option("--no-filter-escape-chars-stdout", "never filter stdout")
     .option("-T, --filter-escape-chars-stderr", "replace unsafe characters in the service's stderr")
@@ -180,7 +185,13 @@ function fail(message: string, code: number): never {
 }
 
 requireStdio(PROGRAM, 125);
-const bufferSize = parseBufferSize(options.bufferSize);
+let profile: PeerProfile;
+try {
+  profile = peerProfile(parsePeerProfileName(options.peerProfile ?? "default"));
+} catch (error) {
+  fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_USAGE);
+}
+const bufferSize = options.bufferSize === undefined ? profile.dataRingBytes : parseBufferSize(options.bufferSize);
 if (bufferSize === null) fail(`${PROGRAM}: invalid buffer size '${options.bufferSize}'`, QREXEC_EXIT_FATAL);
 const localProgram = local.length > 0 ? local : null;
 if (options.useStdinSocket && localProgram) fail(`${PROGRAM}: --use-stdin-socket cannot be used with a local program`, QREXEC_EXIT_USAGE);
@@ -200,6 +211,7 @@ try {
     service,
     source: options.sourceQube ?? "",
     bufferSize,
+    profile,
     prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
     filterStdout: options.filterEscapeCharsStdout ?? (localProgram === null && isTerminal(1)),
     filterStderr: options.filterEscapeCharsStderr ?? isTerminal(2),

@@ -9,6 +9,7 @@ import { decodeExecParams } from "../protocol/codec.ts";
 import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
 import { clientExitCode, QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
 import { buildClientTrigger } from "../protocol/validate.ts";
+import type { PeerProfile } from "../agent/peer-profile.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const CONNECT_TIMEOUT_MS = 120_000;
@@ -20,6 +21,8 @@ export interface ClientVmCall {
   service: string;
   source: string;
   bufferSize: number;
+  /** The data side's wire behaviour (version, pump flags); the default profile if absent. */
+  profile?: PeerProfile;
   prefix: Uint8Array | null;
   filterStdout: boolean;
   filterStderr: boolean;
@@ -75,6 +78,8 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
       remoteDomain,
       port,
       ringBytes: call.bufferSize,
+      version: call.profile?.version,
+      streamFlags: call.profile?.callerFlags,
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
       filterStdout: call.filterStdout,
       filterStderr: call.filterStderr,

@@ -47,7 +47,7 @@ export async function connectDaemon(socketDir: string, target: string): Promise<
 /** The `{domain, port}` reply a daemon sends when it allocated the port (§7.2). */
 async function readPortReply(connection: Connection, type: number): Promise<ExecParams> {
   const reply = await connection.readMessage(EXEC_PARAMS_FIXED_BYTES);
-  if (reply === null) throw new ProtocolError("daemon closed the connection without allocating a port");
+  if (reply === null) throw new ProtocolError("daemon closed the connection without allocating a port (it refused the request; its log says why)");
   if (reply.header.type !== type || reply.header.len !== EXEC_PARAMS_FIXED_BYTES) {
     throw new ProtocolError(`unexpected daemon reply type 0x${reply.header.type.toString(16)} len ${reply.header.len}`);
   }

@@ -169,13 +169,25 @@ export class Daemon {
   }
 
   #sendToAgent(type: number, body: Uint8Array): boolean {
+    return this.#trySendToAgent(type, body) === null;
+  }
+
+  /**
+   * Queues a control message for the agent; null when done, else why not (logged). A message
+   * must fit the agent's ring whole (§15.3): the pump refuses one that cannot (EMSGSIZE), before
+   * anything is sent, from the ring sizes the vchan really has (1 KiB toward a MirageOS agent).
+   */
+  #trySendToAgent(type: number, body: Uint8Array): string | null {
     try {
       if (!this.#control) throw new Error("agent is not connected");
       this.#control.send(type, body);
-      return true;
+      return null;
     } catch (error) {
-      this.#options.log(`cannot send message 0x${type.toString(16)} to the agent: ${describe(error)}`);
-      return false;
+      const reason = (error as { code?: string }).code === "EMSGSIZE"
+        ? `too long for the agent of ${this.#options.name}: ${describe(error)}`
+        : describe(error);
+      this.#options.log(`cannot send message 0x${type.toString(16)} to the agent: ${reason}`);
+      return reason;
     }
   }
 
@@ -399,9 +411,10 @@ export class Daemon {
     const body = new Uint8Array(EXEC_PARAMS_FIXED_BYTES + tail.length);
     body.set(encodeExecParams({ connectDomain: params.connectDomain, connectPort: port }));
     body.set(tail, EXEC_PARAMS_FIXED_BYTES);
-    if (!this.#sendToAgent(type, body)) {
+    const problem = this.#trySendToAgent(type, body);
+    if (problem !== null) {
       if (allocated) this.#ports.release(params.connectDomain, port);
-      throw new Error("cannot forward the request to the agent");
+      throw new Error(`request refused, not forwarded to the agent: ${problem}`);
     }
     return allocated;
   }

@@ -169,7 +169,7 @@ export function validateAgentMessage(header: Header, body: Uint8Array, version: 
       const trigger = decodeTrigger3(body);
       const target = sanitizeDomainField(trigger.target);
       const name = trigger.service.subarray(0, trigger.service.length - 1);
-      return verdict(trigger.ident, null, target, name, serviceTailProblem(trigger.service));
+      return verdict(trigger.ident, null, target, name, serviceTailProblem(trigger.service) ?? mirageIdentBug(name));
     }
     case MSG_TRIGGER_SERVICE4: {
       const trigger = decodeTrigger4(body);
@@ -186,6 +186,20 @@ export function validateAgentMessage(header: Header, body: Uint8Array, version: 
       return { kind: "connection-terminated", connectDomain, connectPort };
     }
   }
+}
+
+/**
+ * mirage-qubes request ids are "MIRAGE" and 25 digits (§3.5); its TRIGGER3 puts the request id
+ * where the service name belongs (§14, bug 2). Upstream's daemon would put a service of that
+ * name to the policy; we refuse it and say why.
+ */
+export const MIRAGE_IDENT_AS_SERVICE = /^MIRAGE[0-9]{25}$/;
+
+export const MIRAGE_TRIGGER3_BUG =
+  "peer protocol error: TRIGGER3 carries the request id in the service-name field (mirage-qubes 2.0 bug)";
+
+function mirageIdentBug(name: Uint8Array): string | null {
+  return MIRAGE_IDENT_AS_SERVICE.test(String.fromCharCode(...name.subarray(0, 64))) && name.length === 31 ? MIRAGE_TRIGGER3_BUG : null;
 }
 
 /** The ident is checked before the service name, as upstream does. */

@@ -22,6 +22,14 @@ export interface Vm {
   daemon: Subprocess;
   agentLog: string;
   daemonLog: string;
+  /** Extra agent arguments (e.g. --peer-profile=mirage) and environment, kept for restarts. */
+  agentArgs: string[];
+  agentEnv: Record<string, string>;
+}
+
+export interface VmOptions {
+  agentArgs?: string[];
+  agentEnv?: Record<string, string>;
 }
 
 export interface RunResult {
@@ -128,11 +136,11 @@ export class QrexecSystem {
   }
 
   /** Starts a VM: its agent, then its daemon, and waits until both are ready. */
-  async startVm(id: number, name: string): Promise<Vm> {
+  async startVm(id: number, name: string, options: VmOptions = {}): Promise<Vm> {
     const rpcDir = join(this.dir.path, `${name}-rpc`);
     mkdirSync(rpcDir, { recursive: true });
     const agentSocket = join(this.socketDir, `agent-${name}`);
-    const vm = { id, name, rpcDir, agentSocket } as Vm;
+    const vm = { id, name, rpcDir, agentSocket, agentArgs: options.agentArgs ?? [], agentEnv: options.agentEnv ?? {} } as Vm;
     this.vms.set(name, vm);
     vm.agent = this.startAgent(vm);
     await waitFor(() => existsSync(agentSocket), `the agent of ${name}`);
@@ -142,8 +150,8 @@ export class QrexecSystem {
   }
 
   startAgent(vm: Vm): Subprocess {
-    const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${vm.agentSocket}`], {
-      env: this.env(vm.id),
+    const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${vm.agentSocket}`, ...(vm.agentArgs ?? [])], {
+      env: this.env(vm.id, vm.agentEnv ?? {}),
       stdio: ["ignore", "ignore", "pipe"],
     });
     this.#logByProcess.set(agent, this.#capture(`agent:${vm.name}`, agent.stderr as ReadableStream<Uint8Array>));
@@ -210,8 +218,8 @@ export class QrexecSystem {
     if (daemon.exitCode !== null) throw new Error(`the new daemon of ${name} exited with ${daemon.exitCode}:\n${this.logOfProcess(daemon)}`);
   }
 
-  clientVm(vm: string, args: string[], input: string | Uint8Array = ""): Promise<RunResult> {
-    return this.run(this.vms.get(vm)!.id, [join(BIN, "qrexec-client-vm"), ...args], input);
+  clientVm(vm: string, args: string[], input: string | Uint8Array = "", extraEnv: Record<string, string> = {}): Promise<RunResult> {
+    return this.run(this.vms.get(vm)!.id, [join(BIN, "qrexec-client-vm"), ...args], input, extraEnv);
   }
 
   client(args: string[], input: string | Uint8Array = ""): Promise<RunResult> {

@@ -27,8 +27,19 @@ pub const Flags = packed struct(u32) {
     filter_stderr: bool = false,
     exit_on_client_eof: bool = false,
     exit_on_service_eof: bool = false,
-    _: u28 = 0,
+    /// The service side of a mirage-qubes 2.0 peer (qrexec-protocol.md §14; the agent's
+    /// `--peer-profile=mirage`): no stderr EOF ever, stdout EOF only at completion, right before
+    /// the exit code, and any message but DATA_STDIN drops the vchan.
+    mirage_service: bool = false,
+    /// Reproduces mirage-qubes 2.0 bug 1 (§14): local data is sent as one "write" (everything
+    /// read until EOF, or `mirage_write_bytes_max`), split into chunks whose headers each carry
+    /// the total remaining length instead of the chunk's. A test knob (QRX_MIRAGE_BUGS).
+    mirage_chunk_bug: bool = false,
+    _: u26 = 0,
 };
+
+/// The largest "write" the chunk-length bug gathers before it sends (see `Flags`).
+pub const mirage_write_bytes_max: u32 = 1 << 20;
 
 /// What a finished stream reports.
 pub const Outcome = union(enum) {
@@ -104,6 +115,15 @@ pub const Data = struct {
     exit_have: u32 = 0,
     outcome: ?Outcome = null,
     failure_buffer: [200]u8 = undefined,
+    /// `Flags.mirage_chunk_bug`: the gathered "write" (`mirage_write_bytes_max` bytes, given by
+    /// the pump), how much of it is filled and sent, what is left of the current chunk's body,
+    /// whether it is being sent (gathering stopped), and whether stdout's EOF follows it.
+    gathered: []u8 = &.{},
+    gathered_len: u32 = 0,
+    gathered_sent: u32 = 0,
+    gathered_chunk_left: u32 = 0,
+    gathered_sending: bool = false,
+    gathered_eof: bool = false,
 
     pub fn init(vchan: *Vchan, is_service: bool, flags: Flags, backlog: []u8, scratch: []u8) Data {
         assert(backlog.len >= protocol.max_data_chunk_v3);
@@ -125,7 +145,8 @@ pub const Data = struct {
         self.configured = true;
         // §6.2 step 1: a service without a stderr fd announces stderr EOF at once. Decided here,
         // not at HELLO: JS hands over the fds only after the peer connected.
-        if (self.is_service and stderr_fd < 0) self.owe_stderr_eof = true;
+        // A mirage-qubes service never sends one (§14).
+        if (self.is_service and stderr_fd < 0 and !self.flags.mirage_service) self.owe_stderr_eof = true;
         for ([_]i32{ stdin_fd, stdout_fd, stderr_fd }) |descriptor| {
             if (descriptor >= 0) set_nonblocking(descriptor, true);
         }
@@ -145,11 +166,17 @@ pub const Data = struct {
         // about to wait for it; a peer kicking after every write and read costs two syscalls
         // and a wakeup per chunk.
         var space = self.vchan.peek_buffer_space();
-        const wants_space = self.stdout_fd >= 0 or self.stderr_fd >= 0 or self.prefix_sent < self.prefix.len or self.owes_message();
+        const wants_space = self.stdout_fd >= 0 or self.stderr_fd >= 0 or self.prefix_sent < self.prefix.len or self.owes_message() or self.gathered_sending;
         if (wants_space and space <= protocol.exit_code_bytes) space = self.vchan.buffer_space();
         if (space > protocol.header_bytes) {
             if (self.stdout_fd >= 0 and self.prefix_sent == self.prefix.len and !self.stdout_eof_held) result.stdout = linux.POLL.IN;
             if (self.stderr_fd >= 0) result.stderr = linux.POLL.IN;
+        }
+        if (self.flags.mirage_chunk_bug) {
+            // Gathering reads into its own buffer, whatever room the ring has.
+            const gathering = self.stdout_fd >= 0 and !self.gathered_sending and !self.stdout_eof_held and self.prefix_sent == self.prefix.len;
+            result.stdout = if (gathering) linux.POLL.IN else 0;
+            if (self.gathered_sending and space >= (if (self.gathered_chunk_left > 0) 1 else protocol.header_bytes)) result.immediate = true;
         }
         if (self.prefix_sent < self.prefix.len and space > protocol.header_bytes) result.immediate = true;
         if (!self.output_blocked()) {
@@ -213,15 +240,22 @@ pub const Data = struct {
         const local_done = !self.has_child or self.local_status != null;
         if (self.is_service) {
             return self.stdin_fd < 0 and self.stdout_fd < 0 and self.stderr_fd < 0 and local_done and
-                !self.owe_stdout_eof and !self.owe_stderr_eof and self.sent_stderr_eof;
+                !self.owe_stdout_eof and !self.owe_stderr_eof and self.gathered_len == 0 and
+                (self.sent_stderr_eof or self.flags.mirage_service);
         }
         return self.stdin_fd < 0 and self.stdout_fd < 0 and local_done and self.remote_status != null and
-            !self.output_blocked() and !self.owe_stdout_eof;
+            !self.output_blocked() and !self.owe_stdout_eof and self.gathered_len == 0;
     }
 
     fn finish(self: *Data) void {
         if (self.is_service and !self.exit_sent) {
             const status = if (self.forced_exit) |forced| forced.status else self.local_status orelse 0;
+            // A mirage-qubes service ends with DATA_STDOUT("") and the exit code, together (§14).
+            if (self.flags.mirage_service and !self.sent_stdout_eof) {
+                if (self.vchan.peek_buffer_space() < protocol.header_bytes + protocol.exit_code_bytes) return;
+                self.send_eof(.data_stdout) catch {};
+                self.sent_stdout_eof = true;
+            }
             if (!self.try_send_exit(status)) return;
         }
         self.close_all();
@@ -269,9 +303,16 @@ pub const Data = struct {
 
     fn on_header(self: *Data, untrusted: protocol.Header) error{Failed}!void {
         if (untrusted.len > self.max_chunk) {
-            return self.fail(.PROTO, "peer protocol error: data message of {d} bytes exceeds the {d}-byte chunk limit", .{ untrusted.len, self.max_chunk });
+            // Exactly what mirage-qubes 2.0 sends for any write above the chunk limit (§14 bug 1):
+            // the first header of the split announces the whole rest. Its next headers would
+            // each be smaller by one chunk, but no compliant receiver can get that far.
+            return self.fail(.PROTO, "peer protocol error: chunk header carries the total remaining length (mirage-qubes 2.0 bug): a data message of {d} bytes exceeds the {d}-byte chunk limit", .{ untrusted.len, self.max_chunk });
         }
         const msg_type: protocol.MsgType = @enumFromInt(untrusted.type);
+        if (self.is_service and self.flags.mirage_service and msg_type != .data_stdin) {
+            // mirage-qubes reads only DATA_STDIN and drops the vchan on anything else (§14).
+            return self.fail(.PROTO, "peer protocol error: message type 0x{x} on the data channel; a mirage-qubes service reads only DATA_STDIN and drops the vchan", .{untrusted.type});
+        }
         switch (msg_type) {
             .data_stdin, .data_stdout => {
                 // Either type is accepted on both sides: Windows tools mix them (§13.8).
@@ -372,6 +413,7 @@ pub const Data = struct {
             self.owe_stdout_eof = true;
             self.close_stdout();
         }
+        self.drop_gathered();
     }
 
     /// True when the backlog is empty afterwards.
@@ -405,7 +447,10 @@ pub const Data = struct {
             try self.send_prefix(data_type);
             if (self.prefix_sent < self.prefix.len) return;
         }
-        if (self.stdout_fd >= 0 and stdout_revents != 0) try self.pump_fd(&self.stdout_fd, data_type);
+        if (self.flags.mirage_chunk_bug) {
+            if (self.stdout_fd >= 0 and stdout_revents != 0 and !self.gathered_sending) try self.gather();
+            if (self.gathered_sending) try self.send_gathered(data_type);
+        } else if (self.stdout_fd >= 0 and stdout_revents != 0) try self.pump_fd(&self.stdout_fd, data_type);
         if (self.stderr_fd >= 0 and stderr_revents != 0) try self.pump_fd(&self.stderr_fd, .data_stderr);
     }
 
@@ -440,7 +485,7 @@ pub const Data = struct {
             const got: u32 = if (sys.errno_of(rc) == .SUCCESS) @intCast(rc) else 0;
             if (got == 0) {
                 if (data_type == .data_stderr) {
-                    self.owe_stderr_eof = true;
+                    if (!self.flags.mirage_service) self.owe_stderr_eof = true;
                     self.close_stderr();
                 } else {
                     if (self.hold_stdout_eof and !self.single_socket) {
@@ -462,9 +507,89 @@ pub const Data = struct {
     }
 
     fn on_stdout_eof(self: *Data) void {
-        self.owe_stdout_eof = true;
         self.close_stdout();
+        // Gathered data (the chunk-length bug) goes out first, then the EOF.
+        if (self.gathered_len > 0) {
+            self.gathered_sending = true;
+            self.gathered_eof = true;
+        } else self.owe_local_eof();
         if (self.is_service and self.flags.exit_on_service_eof) self.close_stdin();
+    }
+
+    /// The EOF of the local data stream is owed: now, or for a mirage-qubes service at completion
+    /// (`finish`), right before the exit code (§14).
+    fn owe_local_eof(self: *Data) void {
+        if (self.is_service and self.flags.mirage_service) return;
+        self.owe_stdout_eof = true;
+    }
+
+    // ------------------------------------------------------------ mirage-qubes 2.0 bug 1
+
+    /// Reads local data into `gathered` until EAGAIN, EOF or a full buffer; the last two start
+    /// sending it as one write.
+    fn gather(self: *Data) error{Failed}!void {
+        while (self.stdout_fd >= 0 and !self.gathered_sending) {
+            const room = self.gathered[self.gathered_len..];
+            if (room.len == 0) {
+                self.gathered_sending = true;
+                return;
+            }
+            const rc = linux.read(self.stdout_fd, room.ptr, room.len);
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => {},
+                .AGAIN => return,
+                .INTR => continue,
+                else => {},
+            }
+            const got: u32 = if (sys.errno_of(rc) == .SUCCESS) @intCast(rc) else 0;
+            if (got > 0) {
+                self.gathered_len += got;
+                continue;
+            }
+            if (self.hold_stdout_eof and !self.single_socket) {
+                self.stdout_eof_held = true;
+                self.stdout_eof_held_until_ns = sys.now_ns() + stdout_eof_hold_ns;
+                return;
+            }
+            return self.on_stdout_eof();
+        }
+    }
+
+    /// mirage-qubes 2.0's `send` (§14 bug 1): chunks of at most `max_chunk` bytes whose headers
+    /// each carry everything still to send. A write within one chunk comes out right.
+    fn send_gathered(self: *Data, data_type: protocol.MsgType) error{Failed}!void {
+        while (self.gathered_sent < self.gathered_len) {
+            var space = self.vchan.peek_buffer_space();
+            if (self.gathered_chunk_left == 0) {
+                if (space < protocol.header_bytes) return;
+                const rest = self.gathered_len - self.gathered_sent;
+                const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = rest }).encode();
+                const wrote_header = self.vchan.write(&header) catch return self.send_failure();
+                assert(wrote_header == header.len);
+                self.gathered_chunk_left = @min(rest, self.max_chunk);
+                space -= protocol.header_bytes;
+            }
+            if (space == 0) return;
+            const count = @min(space, self.gathered_chunk_left);
+            const wrote = self.vchan.write(self.gathered[self.gathered_sent..][0..count]) catch return self.send_failure();
+            self.gathered_sent += wrote;
+            self.gathered_chunk_left -= wrote;
+            if (wrote < count) return;
+        }
+        const eof = self.gathered_eof;
+        self.drop_gathered();
+        if (eof) {
+            self.owe_local_eof();
+            try self.send_owed();
+        }
+    }
+
+    fn drop_gathered(self: *Data) void {
+        self.gathered_len = 0;
+        self.gathered_sent = 0;
+        self.gathered_chunk_left = 0;
+        self.gathered_sending = false;
+        self.gathered_eof = false;
     }
 
     /// No SIGUSR1 is coming for this stream: the held EOF on `stdout_fd` is acted on now (it is
@@ -543,6 +668,7 @@ pub const Data = struct {
     fn send_failure(self: *Data) error{Failed} {
         // §6.2 step 9.5: a client whose remote status is unknown keeps reading for it.
         if (!self.is_service and self.remote_status == null) {
+            self.drop_gathered();
             self.close_stdout();
             return error.Failed;
         }
@@ -566,9 +692,10 @@ pub const Data = struct {
     pub fn finish_with(self: *Data, status: i32, eofs: bool) void {
         self.configured = true;
         self.forced_exit = .{ .status = status, .eofs = eofs };
+        self.drop_gathered();
         if (eofs) {
             self.owe_stdout_eof = !self.sent_stdout_eof;
-            self.owe_stderr_eof = !self.sent_stderr_eof;
+            self.owe_stderr_eof = !self.sent_stderr_eof and !self.flags.mirage_service;
         } else {
             self.owe_stdout_eof = false;
             self.owe_stderr_eof = false;
@@ -598,7 +725,7 @@ pub const Data = struct {
         if (self.stdin_fd < 0) return;
         if (self.is_service and self.flags.exit_on_client_eof) {
             if (self.stdout_fd >= 0) {
-                self.owe_stdout_eof = true;
+                self.owe_local_eof();
                 self.close_stdout();
             }
         }

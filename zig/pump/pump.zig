@@ -21,7 +21,8 @@ const sys = @import("../sys.zig");
 const signals = @import("../signals.zig");
 const Vchan = @import("../vchan/vchan.zig").Vchan;
 const Control = @import("control.zig").Control;
-const Data = @import("data.zig").Data;
+const data_mod = @import("data.zig");
+const Data = data_mod.Data;
 pub const Flags = @import("data.zig").Flags;
 pub const events = @import("events.zig");
 
@@ -161,14 +162,18 @@ pub const Pump = struct {
         switch (options.kind) {
             .control => stream.body = .{ .control = .{ .vchan = vchan } },
             .data_service, .data_client => {
-                const buffers = allocator.alloc(u8, 2 * protocol.max_data_chunk_v3) catch {
+                // The chunk-length bug knob (a test of mirage-qubes 2.0 behaviour) gathers whole
+                // "writes" in a buffer of its own.
+                const gathered: usize = if (options.flags.mirage_chunk_bug) data_mod.mirage_write_bytes_max else 0;
+                const half = protocol.max_data_chunk_v3;
+                const buffers = allocator.alloc(u8, 2 * half + gathered) catch {
                     allocator.destroy(stream);
                     close_vchan(vchan);
                     return diag.fail(.NOMEM, "out of memory", .{});
                 };
                 stream.buffers = buffers;
-                const half = protocol.max_data_chunk_v3;
-                stream.body = .{ .data = Data.init(vchan, options.kind == .data_service, options.flags, buffers[0..half], buffers[half..]) };
+                stream.body = .{ .data = Data.init(vchan, options.kind == .data_service, options.flags, buffers[0..half], buffers[half .. 2 * half]) };
+                stream.body.data.gathered = buffers[2 * half ..];
             },
         }
         self.mutex.lock();
