@@ -24,9 +24,9 @@ export const PROFILES: Record<string, Profile> = {
       { role: "agent", case: "*", note: "never sends stderr EOF (§14 Incoming calls)", when: / — no STDERR EOF$/ },
       {
         role: "agent",
-        case: "chunk-size-v3",
+        case: "*",
         note: "every chunk header carries the total remaining length (§14 bug 1, QRX_MIRAGE_BUGS=chunk-length)",
-        when: /STDOUT header announces|STDOUT chunk of \d+ bytes|announces \d+ bytes/,
+        when: / — STDOUT header announces \d+ bytes, over the chunk limit/,
       },
       {
         role: "agent",

@@ -45,6 +45,15 @@ export class BaseFixture {
     return () => !this.signal.aborted && (this.program?.running ?? false);
   }
 
+  /** `promise`, or a CaseFailure as soon as the program under test exits first. */
+  async whileAlive<T>(promise: Promise<T>, what: string): Promise<T> {
+    for (;;) {
+      const result = await within(50, promise);
+      if (result !== "timeout") return result as T;
+      if (this.program && !this.program.running) throw new CaseFailure(`the program ${this.program.status()} while ${what}`);
+    }
+  }
+
   /** Executable scripts (`#!/bin/sh` + body) in `dir`; a null body writes a non-executable file. */
   writeScripts(dir: string, scripts: Record<string, string | { body: string; mode: number }>): void {
     mkdirSync(dir, { recursive: true });

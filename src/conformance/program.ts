@@ -27,12 +27,30 @@ export function scratchDir(prefix: string): { path: string; remove: () => void }
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/**
+ * Variables that would point the program at another system (a lab, a real dom0); the kit sets its
+ * own. Others (QRX_MIRAGE_BUGS, QRX_NATIVE_LIB, QRX_SPIN_NS, QRX_MAX_PAGES...) pass through.
+ */
+const POINTS_ELSEWHERE = new Set([
+  "QUBES_RPC_CONFIG_PATH",
+  "QRX_VCHAN",
+  "QRX_VCHAN_DIR",
+  "QRX_AGENT_SOCKET",
+  "QRX_SOCKET_DIR",
+  "QRX_QUBESD_SOCKET",
+  "QRX_DIR",
+  "QRX_DOMAINS",
+  "QRX_POLICY_DIR",
+  "QRX_TEST_POLICY",
+  "QRX_TEST_POLICY_LOG",
+]);
+
 /** The environment without variables that would point the program at a real system. */
 export function baseEnvironment(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue;
-    if (key.startsWith("QREXEC") || key.startsWith("QRX_") || key.startsWith("VCHAN_") || key === "QUBES_RPC_CONFIG_PATH") continue;
+    if (key.startsWith("QREXEC") || key.startsWith("VCHAN_") || POINTS_ELSEWHERE.has(key)) continue;
     env[key] = value;
   }
   return env;

@@ -6,6 +6,8 @@
 import { CaseFailure, CaseSkip, type Case, type CaseContext, type Profile, type Role, type Row } from "./types.ts";
 
 export const DEFAULT_CASE_TIMEOUT_MS = 15_000;
+/** A row's `seen` is cut here: enough to explain, short enough to read. */
+const SEEN_CHARS_MAX = 1500;
 
 /** How a role builds and tears down the world one case runs in. */
 export interface RoleDriver<Fixture> {
@@ -113,6 +115,7 @@ async function runOne<F>(driver: RoleDriver<F>, testCase: Case<F>, options: RunO
     abort.abort();
     if (fixture !== null) await driver.teardown(fixture).catch(() => {});
   }
+  if (result.seen.length > SEEN_CHARS_MAX) result.seen = `${result.seen.slice(0, SEEN_CHARS_MAX)}… (${result.seen.length} characters)`;
   return { ...base, ...result, ms: Math.round(performance.now() - started) };
 }
 

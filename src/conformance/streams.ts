@@ -36,12 +36,17 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
   let exitCode: number | null = null;
   let afterExit = 0;
   let dataAfterEof = false;
-  for (const message of messages) {
+  for (const [index, message] of messages.entries()) {
     if (exits > 0) afterExit++;
     const length = message.payload.length;
+    const isData = message.type === C.MSG_DATA_STDOUT || message.type === C.MSG_DATA_STDERR;
+    if (isData && length > limit) {
+      // Fatal for any receiver (§3.4): what follows cannot be framed, so nothing after it counts.
+      const problem = `${typeName(message.type)} header announces ${length} bytes, over the chunk limit ${limit} at version ${expected.version} (fatal for a receiver)`;
+      return { problems: [problem], stdout, stderr, exitCode, summary: summarize(messages.slice(0, index + 1)) };
+    }
     switch (message.type) {
       case C.MSG_DATA_STDOUT:
-        if (length > limit) problems.push(`a STDOUT chunk of ${length} bytes (limit ${limit} at version ${expected.version})`);
         if (length === 0) stdoutEofs++;
         else {
           if (stdoutEofs > 0) dataAfterEof = true;
@@ -49,7 +54,6 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
         }
         break;
       case C.MSG_DATA_STDERR:
-        if (length > limit) problems.push(`a STDERR chunk of ${length} bytes (limit ${limit})`);
         if (length === 0) stderrEofs++;
         else {
           if (stderrEofs > 0) dataAfterEof = true;
@@ -62,7 +66,8 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
         exitCode = exitCodeOf(message);
         break;
       default:
-        problems.push(`a ${typeName(message.type)} message on a service's data channel`);
+        problems.push(`a ${typeName(message.type)} message on a service's data channel (fatal for a receiver)`);
+        return { problems, stdout, stderr, exitCode, summary: summarize(messages.slice(0, index + 1)) };
     }
   }
   if (exits === 0) problems.push("no EXIT_CODE");

@@ -145,7 +145,8 @@ export function typeName(type: number): string {
 }
 
 function quote(bytes: Uint8Array, limit = 40): string {
-  const text = JSON.stringify(decoder.decode(bytes.subarray(0, limit)));
+  let text = JSON.stringify(decoder.decode(bytes.subarray(0, limit)));
+  if (text.length > 2 * limit) text = `${text.slice(0, 2 * limit)}…"`;
   return bytes.length > limit ? `${text}…(${bytes.length} bytes)` : text;
 }
 
@@ -183,7 +184,16 @@ export function summarize(messages: RawMessage[]): string {
     else parts.push(describe(message));
   }
   flush();
-  return parts.length === 0 ? "(nothing)" : parts.join(", ");
+  // Repeats collapse: `0x0 (0 bytes) ×15`.
+  const collapsed: string[] = [];
+  for (const part of parts) {
+    const last = collapsed.at(-1);
+    const match = last ? /^(.*) ×(\d+)$/.exec(last) : null;
+    if (last === part) collapsed[collapsed.length - 1] = `${part} ×2`;
+    else if (match && match[1] === part) collapsed[collapsed.length - 1] = `${part} ×${Number(match[2]) + 1}`;
+    else collapsed.push(part);
+  }
+  return collapsed.length === 0 ? "(nothing)" : collapsed.join(", ");
 }
 
 export function text(bytes: Uint8Array): string {
