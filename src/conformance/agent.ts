@@ -527,7 +527,7 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
   {
     name: "trigger-forward",
     role: "agent",
-    spec: "§2.1 steps 1-2, §3.5, §9",
+    spec: "§2.1 steps 1-2, §3.5, §15.1",
     checks: "A client's TRIGGER_SERVICE4 is forwarded (at the negotiated version) with its target and service, a valid ident of the agent's choosing; SERVICE_REFUSED closes the client with no bytes.",
     expected: "TRIGGER_SERVICE4 {target vault, service test.Add, valid ident}; client reads EOF after REFUSED",
     async run(f, context) {
