@@ -592,7 +592,12 @@ pub const Pump = struct {
             stream.phase = .hello;
             return;
         }
-        if (vchan.state() == .disconnected) return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), "vchan peer left before the connection was made");
+        if (vchan.state() == .disconnected) {
+            var buffer: [240]u8 = undefined;
+            const why = vchan.reason();
+            const message = if (why.len == 0) "vchan peer left before the connection was made" else std.fmt.bufPrint(&buffer, "vchan peer left before the connection was made: {s}", .{why}) catch "vchan peer left before the connection was made";
+            return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), message);
+        }
         if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
             var buffer: [160]u8 = undefined;
             const message = std.fmt.bufPrint(&buffer, "vchan to domain {d} port {d}: no connection within the timeout", .{ vchan.remote_domain(), vchan.port() }) catch "vchan connection timed out";

@@ -463,6 +463,12 @@ pub const Vchan = struct {
             send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
             self.drop(&self.connection);
             self.phase = .rendezvous;
+            if (refusal == @intFromEnum(linux.E.FBIG)) {
+                // The right client, which can never map these rings (a MirageOS peer's grant
+                // table): nobody else will come, so the vchan fails now instead of at a timeout.
+                self.set_reason("the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}", .{ hello.client_pages_max, self.layout.left_bytes(), self.layout.right_bytes(), self.layout.pages() });
+                self.peer_gone = true;
+            }
             return;
         }
         const reply = Accept{
@@ -560,6 +566,9 @@ pub const Vchan = struct {
         }
         if (reply.status != 0) {
             const errno: linux.E = @enumFromInt(reply.status);
+            if (errno == .FBIG and self.pages_max != 0) {
+                return diag.fail(errno, "vchan server at {s} has rings that need more pages than the page cap of {d}", .{ self.path(), self.pages_max });
+            }
             return diag.fail(errno, "vchan server at {s} refused the connection: {s}", .{ self.path(), @tagName(errno) });
         }
         const both = fds orelse return diag.fail(.PROTO, "vchan server at {s} sent no shared memory", .{self.path()});
