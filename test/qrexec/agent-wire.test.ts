@@ -53,7 +53,7 @@ async function startAgent(version: number): Promise<void> {
   void (async () => {
     for await (const chunk of agent.stderr as ReadableStream<Uint8Array>) agentLog.push(text(chunk));
   })();
-  control = await FramePeer.connect(dir.path, AGENT_DOMAIN, 0, C.VCHAN_BASE_PORT);
+  control = await FramePeer.connectVchan(dir.path, AGENT_DOMAIN, 0, C.VCHAN_BASE_PORT);
   expect(await control.receiveHello()).toBe(4);
   control.sendHello(version);
 }
@@ -61,14 +61,14 @@ async function startAgent(version: number): Promise<void> {
 /** Runs `command` as dom0 would (EXEC_CMDLINE or JUST_EXEC) and returns every data message. */
 async function exec(command: string, stdin: string[] = [""], type = C.MSG_EXEC_CMDLINE): Promise<RawMessage[]> {
   const port = nextPort++;
-  const listener = FramePeer.listen(dir.path, 0, AGENT_DOMAIN, port);
+  const listener = FramePeer.listenVchan(dir.path, 0, AGENT_DOMAIN, port);
   control.send(type, encodeExecCommand({ connectDomain: 0, connectPort: port }, command));
   const data = await listener.accepted;
   listener.stop();
   expect(await data.receiveHello().catch((error) => `${error}\n${agentLog.join("")}`)).toBe(4);
   data.sendHello(4);
   for (const chunk of stdin) data.send(C.MSG_DATA_STDIN, bytes(chunk));
-  const messages = await data.receiveAll();
+  const messages = await data.messagesUntilClose();
   const terminated = await control.receive();
   expect(terminated?.type).toBe(C.MSG_CONNECTION_TERMINATED);
   expect(decodeExecParams(terminated!.payload)).toMatchObject({ connectDomain: 0, connectPort: port });

@@ -27,7 +27,7 @@ const POLICY_PROGRAM = join(import.meta.dir, "..", "fixtures", "policy-exec");
 let dir: ReturnType<typeof tempDir>;
 let daemon: Subprocess;
 let daemonLog: string[] = [];
-let listener: ReturnType<typeof FramePeer.listen>;
+let listener: ReturnType<typeof FramePeer.listenVchan>;
 let agent: FramePeer;
 
 const bytes = (value: string) => new TextEncoder().encode(value);
@@ -61,7 +61,7 @@ beforeAll(async () => {
   mkdirSync(join(dir.path, "dom0-rpc"));
   writeFileSync(join(dir.path, "dom0-rpc", "test.Echo"), "#!/bin/sh\necho \"from dom0: $QREXEC_REMOTE_DOMAIN\"\ncat\n", { mode: 0o755 });
   writeFileSync(join(dir.path, "policy"), "test.Echo* * dom0 allow\n");
-  listener = FramePeer.listen(dir.path, VM, 0, C.VCHAN_BASE_PORT);
+  listener = FramePeer.listenVchan(dir.path, VM, 0, C.VCHAN_BASE_PORT);
   daemon = Bun.spawn(
     [join(BIN, "qrexec-daemon"), "--direct", `--socket-dir=${join(dir.path, "run")}`, `--policy-program=${POLICY_PROGRAM}`, "--policy-socket=", "-u", "0b8e6f0e-0000-4000-8000-000000000042", String(VM), "testvm", "alice"],
     {
@@ -112,13 +112,13 @@ describe("qrexec-daemon on the wire", () => {
     expect(connectDomain).toBe(0);
     expect(fieldText(ident)).toBe("SOCKET12");
     expect(connectPort).toBeGreaterThanOrEqual(513);
-    const data = FramePeer.listen(dir.path, VM, 0, connectPort);
+    const data = FramePeer.listenVchan(dir.path, VM, 0, connectPort);
     const caller = await data.accepted;
     caller.sendHello(4);
     expect(await caller.receiveHello()).toBe(4);
     caller.send(C.MSG_DATA_STDIN, bytes("ping\n"));
     caller.send(C.MSG_DATA_STDIN);
-    const messages = await caller.receiveAll();
+    const messages = await caller.messagesUntilClose();
     data.stop();
     // No stderr in dom0: its EOF comes first (§6.2 step 1); the exit code comes last.
     expect(messages[0]).toMatchObject({ type: C.MSG_DATA_STDERR, payload: new Uint8Array(0) });

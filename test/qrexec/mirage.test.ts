@@ -213,7 +213,7 @@ async function startRawAgent(env: Record<string, string> = {}): Promise<RawAgent
   void (async () => {
     for await (const chunk of agent.stderr as ReadableStream<Uint8Array>) log.push(text(chunk));
   })();
-  const control = await FramePeer.connect(dir.path, AGENT_DOMAIN, 0, C.VCHAN_BASE_PORT);
+  const control = await FramePeer.connectVchan(dir.path, AGENT_DOMAIN, 0, C.VCHAN_BASE_PORT);
   return { dir, agent, log, control, agentSocket };
 }
 
@@ -250,7 +250,7 @@ describe("the mirage agent on the wire (socket transport)", () => {
   /** EXEC_CMDLINE to a fresh port; checks the agent waits for our HELLO; returns the data peer. */
   async function open(command: string): Promise<{ data: FramePeer; port: number }> {
     const port = nextPort++;
-    const listener = FramePeer.listen(raw.dir.path, 0, AGENT_DOMAIN, port);
+    const listener = FramePeer.listenVchan(raw.dir.path, 0, AGENT_DOMAIN, port);
     raw.control.send(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: port }, command));
     const data = await listener.accepted;
     listener.stop();
@@ -274,7 +274,7 @@ describe("the mirage agent on the wire (socket transport)", () => {
     const { data, port } = await open("user:QUBESRPC test.Add dom0");
     data.send(C.MSG_DATA_STDIN, bytes("11 22\n"));
     data.send(C.MSG_DATA_STDIN);
-    expect(summary(await data.receiveAll())).toEqual(['STDOUT "33\\n"', 'STDOUT ""', "EXIT 0"]);
+    expect(summary(await data.messagesUntilClose())).toEqual(['STDOUT "33\\n"', 'STDOUT ""', "EXIT 0"]);
     await terminated(port);
   });
 
@@ -282,7 +282,7 @@ describe("the mirage agent on the wire (socket transport)", () => {
     const { data, port } = await open("user:QUBESRPC test.Err dom0");
     data.send(C.MSG_DATA_STDIN, bytes("in\n"));
     data.send(C.MSG_DATA_STDIN);
-    const messages = summary(await data.receiveAll());
+    const messages = summary(await data.messagesUntilClose());
     expect(messages.slice(-2)).toEqual(['STDOUT ""', "EXIT 3"]);
     expect(messages).toContain('STDERR "oops\\n"');
     expect(messages).toContain('STDOUT "in\\n"');
@@ -297,20 +297,20 @@ describe("the mirage agent on the wire (socket transport)", () => {
     expect(await Promise.race([first.then(() => "message"), Bun.sleep(300).then(() => "nothing")])).toBe("nothing");
     data.send(C.MSG_DATA_STDIN, bytes("go\n"));
     data.send(C.MSG_DATA_STDIN);
-    expect(summary([(await first)!, ...(await data.receiveAll())])).toEqual(['STDOUT ""', "EXIT 0"]);
+    expect(summary([(await first)!, ...(await data.messagesUntilClose())])).toEqual(['STDOUT ""', "EXIT 0"]);
     await terminated(port);
   });
 
   test("a missing service: STDOUT(\"\") and 127, no stderr EOF", async () => {
     const { data, port } = await open("user:QUBESRPC test.Nothing dom0");
-    expect(summary(await data.receiveAll())).toEqual(['STDOUT ""', "EXIT 127"]);
+    expect(summary(await data.messagesUntilClose())).toEqual(['STDOUT ""', "EXIT 127"]);
     await terminated(port);
   });
 
   test("anything but DATA_STDIN drops the vchan (no exit code)", async () => {
     const { data, port } = await open("user:QUBESRPC test.Err dom0");
     data.send(C.MSG_DATA_STDOUT, bytes("not for a service"));
-    const messages = summary(await data.receiveAll());
+    const messages = summary(await data.messagesUntilClose());
     expect(messages.filter((m) => m.startsWith("EXIT"))).toEqual([]);
     await terminated(port);
     expect(raw.log.join("")).toMatch(/a mirage-qubes service reads only DATA_STDIN and drops the vchan/);
@@ -321,7 +321,7 @@ describe("the mirage agent on the wire (socket transport)", () => {
     const { data, port } = await open("user:QUBESRPC test.Add dom0");
     data.send(C.MSG_DATA_STDIN, bytes("1 1\n"));
     data.send(C.MSG_DATA_STDIN);
-    expect(summary(await data.receiveAll())).toContain('STDOUT "2\\n"');
+    expect(summary(await data.messagesUntilClose())).toContain('STDOUT "2\\n"');
     await terminated(port);
     expect(raw.log.join("")).toMatch(/unknown type 0x2ff/);
   });
@@ -371,7 +371,7 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
       raw.control.sendHello(4);
       writeFileSync(join(raw.dir.path, "rpc", "test.Big"), "#!/bin/sh\nhead -c 150000 /dev/zero\n", { mode: 0o755 });
       const port = 650;
-      const listener = FramePeer.listen(raw.dir.path, 0, AGENT_DOMAIN, port);
+      const listener = FramePeer.listenVchan(raw.dir.path, 0, AGENT_DOMAIN, port);
       raw.control.send(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: port }, "user:QUBESRPC test.Big dom0"));
       const data = await listener.accepted;
       listener.stop();
@@ -391,7 +391,7 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
         left -= chunk;
       }
       expect(lengths).toEqual([150_000, 150_000 - 65_536, 150_000 - 2 * 65_536]);
-      expect(summary(await data.receiveAll())).toEqual(['STDOUT ""', "EXIT 0"]);
+      expect(summary(await data.messagesUntilClose())).toEqual(['STDOUT ""', "EXIT 0"]);
     } finally {
       await stopRawAgent(raw);
     }
