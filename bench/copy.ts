@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../src/lab/control.ts";
 import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
+import { writeRandomFile } from "../src/tools/random-file.ts";
 
 export interface CopyBenchRow {
   name: "big-file" | "small-files" | "baseline:tar-big" | "baseline:tar-small";
@@ -36,22 +37,6 @@ export interface CopyBenchOptions {
 
 function row(name: CopyBenchRow["name"], bytes: number, files: number, seconds: number): CopyBenchRow {
   return { name, bytes, files, seconds, mbps: bytes / 1e6 / seconds, filesPerSec: files / seconds };
-}
-
-/** A file of `bytes` pseudo-random bytes (a 1 MiB random block repeated: nothing compresses it). */
-function writeBigFile(path: string, bytes: number): void {
-  const block = new Uint8Array(1 << 20);
-  crypto.getRandomValues(block.subarray(0, 65536));
-  for (let offset = 65536; offset < block.length; offset += 65536) block.copyWithin(offset, 0, 65536);
-  const fd = openSync(path, "w");
-  try {
-    for (let done = 0; done < bytes; ) {
-      const piece = Math.min(block.length, bytes - done);
-      done += writeSync(fd, block, 0, piece);
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function writeSmallFiles(dir: string, files: number, fileBytes: number): void {
@@ -93,7 +78,7 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
     const tarTarget = join(layout.dir, "tar-target");
     mkdirSync(source, { recursive: true });
     say(`writing ${options.bytes} bytes and ${options.files} files of ${options.fileBytes} bytes in work`);
-    writeBigFile(join(source, "big.bin"), options.bytes);
+    writeRandomFile(join(source, "big.bin"), options.bytes);
     writeSmallFiles(join(source, "small"), options.files, options.fileBytes);
 
     const copy = (name: string) => timed([join(BIN_DIR, "qvm-copy-to-vm"), "--without-progress", "vault", name], env, source);

@@ -3,12 +3,14 @@
 // refuses, a DisposableVM that exists for one call, and a large transfer with its throughput.
 // Every step checks its own result; the exit status is 0 only if all did what they should.
 
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LabStatus } from "../lab/admin.ts";
 import { formatDuration, formatStatus, formatTable, labDown, labLayout, labStatus, labUp } from "../lab/control.ts";
 import { domainEnv } from "../lab/environment.ts";
+import { formatBytes } from "../filecopy/progress.ts";
+import { writeRandomFile } from "../tools/random-file.ts";
 import type { LabLayout } from "../lab/layout.ts";
 
 interface Step {
@@ -17,19 +19,6 @@ interface Step {
   seen: string;
   ms: number;
   ok: boolean;
-}
-
-/** A file of pseudo-random bytes: one random 1 MiB block, repeated. */
-function writeRandomFile(path: string, bytes: number): void {
-  const block = new Uint8Array(1 << 20);
-  crypto.getRandomValues(block.subarray(0, 65536));
-  for (let offset = 65536; offset < block.length; offset += 65536) block.copyWithin(offset, 0, 65536);
-  const fd = openSync(path, "w");
-  try {
-    for (let done = 0; done < bytes; ) done += writeSync(fd, block, 0, Math.min(block.length, bytes - done));
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Copies what a stream says to `write` as it arrives; resolves with all of it. */
@@ -49,16 +38,6 @@ async function sameContent(a: string, b: string): Promise<boolean> {
   return (await child.exited) === 0;
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 2)} ${units[unit]}`;
-}
 
 class Demo {
   readonly steps: Step[] = [];
