@@ -12,6 +12,7 @@
 // Rows: {name, rules, medianUs, p99Us, samples, decisionsPerSecond}. decisionsPerSecond is
 // samples / total time (sequential); for reload it is loads per second.
 
+import { Connection } from "../src/io/connection.ts";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
@@ -138,30 +139,8 @@ function requestText(query: PolicyQuery): string {
 }
 
 /** One request over a new connection; resolves with the answer text. */
-function askSocket(path: string, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    Bun.connect({
-      unix: path,
-      socket: {
-        open(socket) {
-          socket.write(request);
-        },
-        data(_socket, chunk) {
-          chunks.push(Buffer.from(chunk));
-        },
-        close() {
-          resolve(Buffer.concat(chunks).toString());
-        },
-        error(_socket, error) {
-          reject(error);
-        },
-        connectError(_socket, error) {
-          reject(error);
-        },
-      },
-    }).catch(reject);
-  });
+async function askSocket(path: string, request: string): Promise<string> {
+  return new TextDecoder().decode(await Connection.exchange(path, request));
 }
 
 export async function runPolicyBench(options: PolicyBenchOptions): Promise<PolicyBenchRow[]> {

@@ -96,14 +96,8 @@ export async function qubesdCall(
   options: { arg?: string; payload?: Uint8Array | string } = {},
 ): Promise<Uint8Array> {
   const payload = typeof options.payload === "string" ? encoder.encode(options.payload) : options.payload;
-  const connection = await Connection.connect(socketPath);
-  try {
-    connection.write(encodeRequest({ method, arg: options.arg ?? "", dest, payload }));
-    connection.shutdownWrite();
-    return decodeReply(await connection.readToEnd(QUBESD_MESSAGE_MAX));
-  } finally {
-    connection.close();
-  }
+  const request = encodeRequest({ method, arg: options.arg ?? "", dest, payload });
+  return decodeReply(await Connection.exchange(socketPath, request, { halfClose: true, bytesMax: QUBESD_MESSAGE_MAX }));
 }
 
 export async function qubesdCallText(socketPath: string, method: string, dest: string, options: { arg?: string; payload?: Uint8Array | string } = {}): Promise<string> {

@@ -18,13 +18,7 @@ function describe(error: unknown): string {
 }
 
 async function askSocket(socketPath: string, request: PolicyRequest): Promise<PolicyResponse> {
-  const connection = await Connection.connect(socketPath);
-  try {
-    connection.write(new TextEncoder().encode(buildPolicyRequest(request)));
-    return parsePolicyResponse(await connection.readToEnd(POLICY_RESPONSE_BYTES_MAX - 1));
-  } finally {
-    connection.close();
-  }
+  return parsePolicyResponse(await Connection.exchange(socketPath, buildPolicyRequest(request), { bytesMax: POLICY_RESPONSE_BYTES_MAX - 1 }));
 }
 
 async function askProgram(program: string, request: PolicyRequest): Promise<PolicyResponse> {

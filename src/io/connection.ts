@@ -47,6 +47,22 @@ export class Connection {
   }
 
   /**
+   * One request, one answer, as the policy and qubesd sockets work: connects, writes `data`,
+   * sends EOF when `halfClose` (the request ends there), and reads the answer until the peer
+   * closes, refusing more than `bytesMax`.
+   */
+  static async exchange(path: string, data: Uint8Array | string, options: { halfClose?: boolean; bytesMax?: number } = {}): Promise<Uint8Array> {
+    const connection = await Connection.connect(path);
+    try {
+      connection.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
+      if (options.halfClose) connection.shutdownWrite();
+      return await connection.readToEnd(options.bytesMax ?? 1 << 20);
+    } finally {
+      connection.close();
+    }
+  }
+
+  /**
    * Listens on `path`; `onConnection` gets each accepted connection once it is open. With
    * `halfOpen`, a client's shutdown of its write side leaves ours open for the reply (qubesd's
    * protocol: the request ends at the client's EOF).

@@ -1,5 +1,6 @@
 // policy.EvalSimple and policy.EvalGUI (§11.3) served by the policy daemon: raw unix-socket
 // clients write the service descriptor, then source\0target, half-close and read the answer.
+import { Connection } from "../../src/io/connection.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -10,28 +11,8 @@ import { PolicyStore } from "../../src/policy/store.ts";
 import { tempDir } from "../helpers/paths.ts";
 
 /** Writes `data`, half-closes unless told not to, and returns everything read until close. */
-function exchange(path: string, data: Buffer | string, halfClose = true): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    Bun.connect({
-      unix: path,
-      socket: {
-        open(socket) {
-          socket.write(data);
-          if (halfClose) socket.shutdown();
-        },
-        data(_socket, chunk) {
-          chunks.push(Buffer.from(chunk));
-        },
-        close() {
-          resolve(Buffer.concat(chunks).toString("latin1"));
-        },
-        error(_socket, error) {
-          reject(error);
-        },
-      },
-    }).catch(reject);
-  });
+async function exchange(path: string, data: Buffer | string, halfClose = true): Promise<string> {
+  return Buffer.from(await Connection.exchange(path, typeof data === "string" ? data : new Uint8Array(data), { halfClose })).toString("latin1");
 }
 
 const call = (service: string, caller: string, source: string, target: string) => `policy.EvalX+${service} ${caller} name ${caller}\0${source}\0${target}`;

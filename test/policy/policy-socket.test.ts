@@ -1,5 +1,6 @@
 // The policy daemon's socket protocol (§7.4, §11.3) and the reloading store, in process: a
 // PolicyDaemon on a temporary socket, driven by raw unix-socket clients.
+import { Connection } from "../../src/io/connection.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -10,28 +11,8 @@ import { waitFor } from "../helpers/system.ts";
 import { tempDir } from "../helpers/paths.ts";
 
 /** Sends `text`, half-closes if asked, and returns everything read until the daemon closes. */
-function exchange(path: string, text: string, halfClose = false): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    Bun.connect({
-      unix: path,
-      socket: {
-        open(socket) {
-          socket.write(text);
-          if (halfClose) socket.shutdown();
-        },
-        data(_socket, chunk) {
-          chunks.push(Buffer.from(chunk));
-        },
-        close() {
-          resolve(Buffer.concat(chunks).toString());
-        },
-        error(_socket, error) {
-          reject(error);
-        },
-      },
-    }).catch(reject);
-  });
+async function exchange(path: string, text: string, halfClose = false): Promise<string> {
+  return new TextDecoder().decode(await Connection.exchange(path, text, { halfClose }));
 }
 
 const request = (lines: string[]) => `${lines.map((line) => `${line}\n`).join("")}\n`;
