@@ -1,5 +1,6 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
-//! `zig build` installs zig-out/lib/libqrx.so; `zig build test` runs every Zig test.
+//! `zig build` installs zig-out/lib/libqrx.so and zig-out/bin/qrexec-client-vm (the client's
+//! native front end); `zig build test` runs every Zig test.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -24,6 +25,17 @@ pub fn build(b: *std.Build) void {
     });
     const lib = b.addLibrary(.{ .name = "qrx", .linkage = .dynamic, .root_module = lib_module });
     b.installArtifact(lib);
+
+    // qrexec-client-vm's front end: static and without libc, so it starts in well under 1 ms.
+    const front_module = b.createModule(.{
+        .root_source_file = b.path("zig/client_host/front_end.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = false,
+        .single_threaded = true,
+        .strip = optimize != .Debug,
+    });
+    b.installArtifact(b.addExecutable(.{ .name = "qrexec-client-vm", .root_module = front_module }));
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/test.zig"),

@@ -1,6 +1,6 @@
-// `qrx bench call`: whole qrexec calls through the real programs (bin/), in a lab of processes
-// this benchmark starts and tears down itself: per VM a qrexec-agent and a qrexec-daemon, the
-// policy stand-in test/fixtures/policy-exec, services as shell scripts (test/helpers/system.ts).
+// `qrx bench call`: whole qrexec calls through the real programs (bin/), in a default lab of
+// its own (`qrx lab up` on /dev/shm: dom0's policy daemon, per VM a qrexec-agent and a
+// qrexec-daemon, the lab's services), torn down at the end.
 //
 // Throughput: `bytes` through qrexec-client-vm to a service that discards them (to-service) and
 // from a service that produces them (from-service), on the shm transport, beside the 3-hop pipe
@@ -10,8 +10,12 @@
 // Latency: `calls` sequential calls of a service that echoes one line, client process start
 // included (spawn to exit, output checked), VM->VM, VM->dom0 and dom0->VM, beside the start of a
 // bare `bun -e 0`. See docs/benchmarks.md ("Calls") for the exact commands.
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BIN, QrexecSystem } from "../test/helpers/system.ts";
+import { labDown, labLayout, labUp } from "../src/lab/control.ts";
+import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
+import type { LabLayout } from "../src/lab/layout.ts";
 
 export interface CallThroughputRow {
   name: "to-service" | "from-service" | "baseline:pipe3";
@@ -35,19 +39,25 @@ export interface CallBenchOptions {
   progress: boolean;
 }
 
-const CALLER = { id: 2, name: "work" };
-const TARGET = { id: 3, name: "vault" };
+const CALLER = "work";
+const TARGET = "vault";
 /** Bytes moved by the correctness check before the timed rows (also a warm-up). */
 const CHECK_BYTES = 16 << 20;
 const LINE = "ping\n";
-const BUN = join(BIN, "..", "node_modules", ".bin", "bun");
+const BUN = join(BIN_DIR, "..", "node_modules", ".bin", "bun");
+
+/** A running lab: the environment of each of its domains, and its logs for error messages. */
+interface Lab {
+  layout: LabLayout;
+  env: (domain: string) => Record<string, string>;
+}
 
 /** The shell pipelines, as documented; `client-vm` is bin/qrexec-client-vm. */
 export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm"): Record<CallThroughputRow["name"], string> {
   return {
     "baseline:pipe3": `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`,
-    "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET.name} bench.Sink`,
-    "from-service": `${clientVm} ${TARGET.name} bench.Source+${bytes} < /dev/null | cat > /dev/null`,
+    "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET} test.Sink > /dev/null`,
+    "from-service": `${clientVm} ${TARGET} test.Source+${bytes} < /dev/null | cat > /dev/null`,
   };
 }
 
@@ -56,17 +66,17 @@ function shellQuote(text: string): string {
 }
 
 /** Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit. */
-async function timePipeline(system: QrexecSystem, domain: number, command: string): Promise<{ seconds: number; stdout: string }> {
+async function timePipeline(lab: Lab, domain: string, command: string): Promise<{ seconds: number; stdout: string }> {
   const start = performance.now();
   const child = Bun.spawn(["bash", "-c", `set -o pipefail; ${command}`], {
-    env: system.env(domain),
+    env: lab.env(domain),
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
   });
   const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   const seconds = (performance.now() - start) / 1000;
-  if (code !== 0) throw new Error(`\`${command}\` exited ${code}: ${stderr}\n${system.logs()}`);
+  if (code !== 0) throw new Error(`\`${command}\` exited ${code}: ${stderr}\n(lab logs: ${lab.layout.dir})`);
   return { seconds, stdout };
 }
 
@@ -86,14 +96,14 @@ function median(sorted: number[]): number {
 
 /** `calls` runs of `argv`, one after another; each must print exactly `expect` and exit 0. */
 async function measureLatency(
-  system: QrexecSystem,
+  lab: Lab,
   name: CallLatencyRow["name"],
-  domain: number,
+  domain: string,
   argv: string[],
   calls: number,
   expect: string,
 ): Promise<CallLatencyRow> {
-  const env = system.env(domain);
+  const env = lab.env(domain);
   const input = new TextEncoder().encode(LINE);
   const times: number[] = [];
   for (let i = 0; i < calls; i++) {
@@ -102,40 +112,34 @@ async function measureLatency(
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     times.push(performance.now() - start);
     if (code !== 0 || stdout !== expect) {
-      throw new Error(`${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}\n${system.logs()}`);
+      throw new Error(`${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}`);
     }
   }
   times.sort((a, b) => a - b);
   return { name, calls, medianMs: median(times), p99Ms: percentile(times, 99) };
 }
 
-async function startLab(): Promise<QrexecSystem> {
-  const system = new QrexecSystem("shm");
-  try {
-    await system.startVm(CALLER.id, CALLER.name);
-    await system.startVm(TARGET.id, TARGET.name);
-    // `exec`: the service process is the program itself, so the process count matches the pipe's.
-    system.service(TARGET.name, "bench.Sink", "exec cat > /dev/null");
-    system.service(TARGET.name, "bench.Source", 'exec head -c "$1" /dev/zero');
-    system.service(TARGET.name, "bench.Count", "exec wc -c");
-    const echo = 'read -r line; printf "%s\\n" "$line"';
-    system.service(TARGET.name, "bench.Echo", echo);
-    system.service("dom0", "bench.Echo", echo);
-    system.policy(`bench.* ${CALLER.name} ${TARGET.name} allow`, `bench.* ${CALLER.name} dom0 allow`);
-  } catch (error) {
-    await system.stop();
-    throw error;
-  }
-  return system;
+async function startLab(layout: LabLayout): Promise<Lab> {
+  const status = await labUp(layout);
+  const transport = status.transport === "socket" ? "socket" : "shm";
+  const envs = new Map(status.domains.map((domain) => [domain.name, domainEnv(layout, domain, transport)]));
+  return {
+    layout,
+    env: (name) => {
+      const env = envs.get(name);
+      if (!env) throw new Error(`the lab has no domain ${name}`);
+      return env;
+    },
+  };
 }
 
 /** Byte counts through both directions, checked with `wc -c` at the far end. */
-async function checkBytes(system: QrexecSystem, clientVm: string): Promise<void> {
-  const to = await timePipeline(system, CALLER.id, `head -c ${CHECK_BYTES} /dev/zero | ${clientVm} ${TARGET.name} bench.Count`);
-  const from = await timePipeline(system, CALLER.id, `${clientVm} ${TARGET.name} bench.Source+${CHECK_BYTES} < /dev/null | wc -c`);
+async function checkBytes(lab: Lab, clientVm: string): Promise<void> {
+  const to = await timePipeline(lab, CALLER, `head -c ${CHECK_BYTES} /dev/zero | ${clientVm} ${TARGET} test.Sink`);
+  const from = await timePipeline(lab, CALLER, `${clientVm} ${TARGET} test.Source+${CHECK_BYTES} < /dev/null | wc -c`);
   for (const [direction, result] of [["to-service", to], ["from-service", from]] as const) {
     if (Number(result.stdout.trim()) !== CHECK_BYTES) {
-      throw new Error(`${direction} check: ${result.stdout.trim()} bytes arrived, ${CHECK_BYTES} sent\n${system.logs()}`);
+      throw new Error(`${direction} check: ${result.stdout.trim()} bytes arrived, ${CHECK_BYTES} sent`);
     }
   }
 }
@@ -159,40 +163,33 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     if (options.progress) process.stderr.write(`  ${describe(row)}\n`);
   };
   const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
-  const clientVm = shellQuote(join(BIN, "qrexec-client-vm"));
-  say("starting the lab: agent + daemon for VMs work (2) and vault (3), shm vchans");
-  const system = await startLab();
+  const clientVm = shellQuote(join(BIN_DIR, "qrexec-client-vm"));
+  const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const layout = labLayout(mkdtempSync(join(base, "qrx-bench-call-")));
+  say(`starting a default lab in ${layout.dir} (shm vchans)`);
   try {
+    const lab = await startLab(layout);
     say(`checking byte counts with ${formatBytes(CHECK_BYTES)} each way`);
-    await checkBytes(system, clientVm);
+    await checkBytes(lab, clientVm);
 
     say(`moving ${formatBytes(options.bytes)} per row`);
     const commands = throughputCommands(options.bytes, clientVm);
     // The baseline first, then the calls, in one run: all see the same machine and load.
     for (const name of ["baseline:pipe3", "to-service", "from-service"] as const) {
-      const { seconds } = await timePipeline(system, CALLER.id, commands[name]);
+      const { seconds } = await timePipeline(lab, CALLER, commands[name]);
       record(throughputRow(name, options.bytes, seconds));
     }
 
     say(`${options.calls} calls per latency row`);
-    // The floor under every call: starting Bun itself (`bun -e 0`, no output; touching
+    // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
     // process.stdout alone would add ~10 ms of Bun's stream set-up).
-    record(await measureLatency(system, "baseline:bun-start", 0, [BUN, "-e", "0"], options.calls, ""));
-    const echoService = ["bench.Echo"];
-    record(await measureLatency(system, "latency-vm-vm", CALLER.id, [join(BIN, "qrexec-client-vm"), TARGET.name, ...echoService], options.calls, LINE));
-    record(await measureLatency(system, "latency-vm-dom0", CALLER.id, [join(BIN, "qrexec-client-vm"), "dom0", ...echoService], options.calls, LINE));
-    record(
-      await measureLatency(
-        system,
-        "latency-dom0-vm",
-        0,
-        [join(BIN, "qrexec-client"), `--socket-dir=${system.socketDir}`, "-d", TARGET.name, "DEFAULT:QUBESRPC bench.Echo dom0"],
-        options.calls,
-        LINE,
-      ),
-    );
+    record(await measureLatency(lab, "baseline:bun-start", "dom0", [BUN, "-e", "0"], options.calls, ""));
+    record(await measureLatency(lab, "latency-vm-vm", CALLER, [join(BIN_DIR, "qrexec-client-vm"), TARGET, "test.Echo"], options.calls, LINE));
+    record(await measureLatency(lab, "latency-vm-dom0", CALLER, [join(BIN_DIR, "qrexec-client-vm"), "dom0", "test.Echo"], options.calls, LINE));
+    record(await measureLatency(lab, "latency-dom0-vm", "dom0", [join(BIN_DIR, "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"], options.calls, LINE));
   } finally {
-    await system.stop();
+    await labDown(layout).catch(() => {});
+    rmSync(layout.dir, { recursive: true, force: true });
   }
   return rows;
 }

@@ -2,7 +2,7 @@
 // every value here against the native library's `qrx_constant`, so the two cannot drift apart.
 
 /** Bumped with zig/constants.zig `abi_version` whenever an export or shared struct changes. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 export const PAGE_BYTES = 4096;
 export const RING_ORDER_MIN = 10;
@@ -82,6 +82,13 @@ export const ConstantId = {
   filecopyPackResultBytes: 35,
   filecopyPackResultLastNameOffset: 36,
   filecopyPackResultLastNameBytes: 37,
+  eventClientRequest: 38,
+  eventClientSignal: 39,
+  eventClientGone: 40,
+  clientReplyExit: 41,
+  clientReplyFallback: 42,
+  clientReplyAccepted: 43,
+  clientRequestPrefixBytes: 44,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -89,7 +96,7 @@ export const StreamKind = { Control: 0, DataService: 1, DataClient: 2 } as const
 export type StreamKind = (typeof StreamKind)[keyof typeof StreamKind];
 
 /** Kinds of pump event records (zig/pump/events.zig `Kind`). */
-export const PumpEventKind = { Connected: 1, Message: 2, Done: 3, Failed: 4 } as const;
+export const PumpEventKind = { Connected: 1, Message: 2, Done: 3, Failed: 4, ClientRequest: 5, ClientSignal: 6, ClientGone: 7 } as const;
 export type PumpEventKind = (typeof PumpEventKind)[keyof typeof PumpEventKind];
 
 /** Size of an event record's header: u32 stream, u32 kind, i32 value, u32 payload length. */
@@ -106,6 +113,11 @@ export const FILECOPY_UNPACK_STATS_BYTES = 40;
 export const FILECOPY_PACK_RESULT_BYTES = 296;
 export const FILECOPY_PACK_RESULT_LAST_NAME_OFFSET = 36;
 export const FILECOPY_PACK_RESULT_LAST_NAME_BYTES = 256;
+
+/** The client host's replies to a qrexec-client-vm front end (zig/client_host/wire.zig `ReplyKind`). */
+export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
+/** A client request record's payload starts with i32 fds[3], u32 argc, u32 envc. */
+export const CLIENT_REQUEST_PREFIX_BYTES = 20;
 
 /** The value TypeScript expects for each constant id. */
 export const expectedConstants: Record<keyof typeof ConstantId, number> = {
@@ -146,4 +158,11 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   filecopyPackResultBytes: FILECOPY_PACK_RESULT_BYTES,
   filecopyPackResultLastNameOffset: FILECOPY_PACK_RESULT_LAST_NAME_OFFSET,
   filecopyPackResultLastNameBytes: FILECOPY_PACK_RESULT_LAST_NAME_BYTES,
+  eventClientRequest: PumpEventKind.ClientRequest,
+  eventClientSignal: PumpEventKind.ClientSignal,
+  eventClientGone: PumpEventKind.ClientGone,
+  clientReplyExit: ClientReply.Exit,
+  clientReplyFallback: ClientReply.Fallback,
+  clientReplyAccepted: ClientReply.Accepted,
+  clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
 };

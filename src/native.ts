@@ -3,11 +3,13 @@
 // errors and refuse use after close. Every export returns an i32: >= 0 is a value, -errno a
 // failure whose message comes from `qrx_last_error`.
 import { dlopen, FFIType, JSCallback } from "bun:ffi";
-import { existsSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import {
   ABI_VERSION,
+  CLIENT_REQUEST_PREFIX_BYTES,
+  ClientReply,
   ConfigKey,
   EVENT_HEADER_BYTES,
   FILECOPY_LEGAL_EOF,
@@ -51,6 +53,7 @@ const symbols = {
   qp_start: { args: [], returns: i32 },
   qp_attach: { args: [u32, u32, u32, u32, i32, u32], returns: i32 },
   qp_set_stdio: { args: [u32, i32, i32, i32, u32], returns: i32 },
+  qp_set_remote_stderr: { args: [u32, i32], returns: i32 },
   qp_make_service_stdio: { args: [u32, ptr, u32], returns: i32 },
   qp_set_prefix: { args: [u32, ptr, u32], returns: i32 },
   qp_send: { args: [u32, u32, ptr, u32], returns: i32 },
@@ -63,8 +66,11 @@ const symbols = {
   qrx_connect_unix: { args: [ptr, u32], returns: i32 },
   qrx_connect_tcp: { args: [ptr, u32, u32], returns: i32 },
   qrx_socketpair: { args: [ptr], returns: i32 },
+  qrx_dup: { args: [i32], returns: i32 },
   qp_set_child: { args: [u32, i32], returns: i32 },
   qp_watch_sigusr1: { args: [u32], returns: i32 },
+  qh_listen: { args: [ptr, u32], returns: i32 },
+  qh_reply: { args: [u32, u32, i32], returns: i32 },
   // filecopy (zig/filecopy): names and links (positive errno), then the stream engine.
   qf_validate_path: { args: [ptr, u32, u32], returns: i32 },
   qf_validate_symlink: { args: [ptr, u32, ptr, u32, u32], returns: i32 },
@@ -496,6 +502,11 @@ export class Stream {
     check(native.qp_set_stdio(this.#guard(), stdinFd, stdoutFd, stderrFd, hasChild ? 1 : 0));
   }
 
+  /** A client's remote stderr goes to `fd` (the pump owns it now) instead of our fd 2. */
+  setRemoteStderr(fd: number): void {
+    check(native.qp_set_remote_stderr(this.#guard(), fd));
+  }
+
   /**
    * Creates the service's stdio; returns the child's ends [stdin, stdout, stderr] to spawn with.
    * Without stderr (dom0 services) the last is -1 and the stream sends stderr EOF at once.
@@ -536,10 +547,14 @@ export class Stream {
     check(native.qp_single_socket(this.#guard()));
   }
 
-  /** Idempotent; frees the stream (closing its vchan and fds if still open). */
+  /**
+   * Idempotent; frees the stream (closing its vchan and fds if still open). A stream closed
+   * before it finished fails with ECANCELED, so nobody awaits `finished` forever.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#rejectFinished(new StreamError(osConstants.errno.ECANCELED, `${this.label}: closed`));
     Pump.get().unregister(this.id);
     check(native.qp_close(this.id));
   }
@@ -608,13 +623,109 @@ class Pump {
         const size = view.getUint32(offset + 12, true);
         const payload = this.#buffer.slice(offset + EVENT_HEADER_BYTES, offset + EVENT_HEADER_BYTES + size);
         offset += EVENT_HEADER_BYTES + Math.ceil(size / 4) * 4;
-        this.#streams.get(id)?.deliver({ kind, value, payload });
+        if (kind >= PumpEventKind.ClientRequest) ClientHost.deliver(id, kind, payload);
+        else this.#streams.get(id)?.deliver({ kind, value, payload });
       }
     }
   }
 }
 
 export { PumpEventKind, StreamKind, VchanBackend, type VchanBackendName, VchanState };
+
+// ---------------------------------------------------------------------------------------------
+// The client host: qrexec-client-vm front ends handing their calls to this process
+// (zig/client_host/, src/agent/client-host.ts).
+
+export interface ClientRequest {
+  connection: number;
+  /** The front end's fds 0, 1, 2 (ours to close). */
+  fds: [number, number, number];
+  /** Its argv without argv[0]. */
+  argv: string[];
+  env: Record<string, string>;
+}
+
+export interface ClientHostHandlers {
+  request(request: ClientRequest): void;
+  /** A SIGUSR1 reached the front end. */
+  signal(connection: number): void;
+  /** The front end closed or died before its final reply. */
+  gone(connection: number): void;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+export class ClientHost {
+  static #instance: ClientHost | null = null;
+  readonly #handlers: ClientHostHandlers;
+
+  private constructor(handlers: ClientHostHandlers) {
+    this.#handlers = handlers;
+  }
+
+  /** Starts serving `path` (one per process; a stale socket there is replaced). */
+  static listen(path: string, handlers: ClientHostHandlers): ClientHost {
+    if (ClientHost.#instance) throw new Error("the client host is already listening");
+    Pump.get();
+    const bytes = encoder.encode(path);
+    check(native.qh_listen(bytes, bytes.length));
+    ClientHost.#instance = new ClientHost(handlers);
+    return ClientHost.#instance;
+  }
+
+  /** @internal Called by the pump driver with a client record. */
+  static deliver(connection: number, kind: PumpEventKind, payload: Uint8Array): void {
+    const host = ClientHost.#instance;
+    if (kind === PumpEventKind.ClientRequest) {
+      const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+      const fds: [number, number, number] = [view.getInt32(0, true), view.getInt32(4, true), view.getInt32(8, true)];
+      const request = host && decodeClientRequest(connection, fds, view.getUint32(12, true), payload.subarray(CLIENT_REQUEST_PREFIX_BYTES));
+      if (request) return host.#handlers.request(request);
+      for (const fd of fds) closeSync(fd);
+      native.qh_reply(connection, ClientReply.Fallback, 0);
+    } else if (kind === PumpEventKind.ClientSignal) host?.#handlers.signal(connection);
+    else if (kind === PumpEventKind.ClientGone) host?.#handlers.gone(connection);
+  }
+
+  /** The front end gave up its stdin and stdout: the call runs here. */
+  accept(connection: number): void {
+    native.qh_reply(connection, ClientReply.Accepted, 0);
+  }
+
+  /** The front end exits with `code` (0-255). A front end that is gone is no error. */
+  reply(connection: number, code: number): void {
+    native.qh_reply(connection, ClientReply.Exit, code);
+  }
+
+  /** The front end runs the Bun CLI itself; only before anything was read from its fds. */
+  fallback(connection: number): void {
+    native.qh_reply(connection, ClientReply.Fallback, 0);
+  }
+}
+
+/** Strings the CLI would see; null (the Bun CLI then runs) for bytes that are not UTF-8. */
+function decodeClientRequest(connection: number, fds: [number, number, number], argc: number, strings: Uint8Array): ClientRequest | null {
+  const argv: string[] = [];
+  const env: Record<string, string> = {};
+  let start = 0;
+  try {
+    for (let index = 0; start < strings.length; index++) {
+      const end = strings.indexOf(0, start);
+      const text = strictUtf8.decode(strings.subarray(start, end));
+      start = end + 1;
+      if (index < argc) {
+        argv.push(text);
+        continue;
+      }
+      const equals = text.indexOf("=");
+      if (equals <= 0) return null;
+      env[text.slice(0, equals)] ??= text.slice(equals + 1);
+    }
+  } catch {
+    return null;
+  }
+  return { connection, fds, argv, env };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Connections for services and local programs, and SIGUSR1 with its sender.
@@ -632,6 +743,11 @@ export function connectTcp(host: string, port: number): number {
 }
 
 /** A stream socketpair (close-on-exec; spawning a child dups its end onto 0/1). */
+/** A close-on-exec copy of `fd`, numbered 3 or above; the caller closes it. */
+export function dupFd(fd: number): number {
+  return check(native.qrx_dup(fd));
+}
+
 export function socketPair(): [number, number] {
   const fds = new Int32Array(2);
   check(native.qrx_socketpair(fds));

@@ -8,10 +8,13 @@ const linux = std.os.linux;
 const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const net = @import("net.zig");
+const sys = @import("sys.zig");
 const handles = @import("handles.zig");
 const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
 const Pump = pump_mod.Pump;
+const client_host_wire = @import("client_host/wire.zig");
+const client_host = @import("client_host/listener.zig");
 
 const Vchan = vchan_mod.Vchan;
 
@@ -61,6 +64,13 @@ const ConstantId = enum(u32) {
     filecopy_pack_result_bytes,
     filecopy_pack_result_last_name_offset,
     filecopy_pack_result_last_name_bytes,
+    event_client_request,
+    event_client_signal,
+    event_client_gone,
+    client_reply_exit,
+    client_reply_fallback,
+    client_reply_accepted,
+    client_request_prefix_bytes,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -147,6 +157,13 @@ export fn qrx_constant(id: u32) i32 {
         .filecopy_pack_result_bytes => @sizeOf(filecopy_pack.Result),
         .filecopy_pack_result_last_name_offset => @offsetOf(filecopy_pack.Result, "last_name"),
         .filecopy_pack_result_last_name_bytes => filecopy_pack.last_name_bytes_max,
+        .event_client_request => @intFromEnum(pump_mod.events.Kind.client_request),
+        .event_client_signal => @intFromEnum(pump_mod.events.Kind.client_signal),
+        .event_client_gone => @intFromEnum(pump_mod.events.Kind.client_gone),
+        .client_reply_exit => @intFromEnum(client_host_wire.ReplyKind.exit),
+        .client_reply_fallback => @intFromEnum(client_host_wire.ReplyKind.fallback),
+        .client_reply_accepted => @intFromEnum(client_host_wire.ReplyKind.accepted),
+        .client_request_prefix_bytes => client_host.request_record_prefix_bytes,
     };
 }
 
@@ -388,6 +405,12 @@ export fn qp_set_stdio(stream: u32, stdin_fd: i32, stdout_fd: i32, stderr_fd: i3
     return 0;
 }
 
+/// Where a client stream writes the remote stderr (default: fd 2); the pump owns `fd` after.
+export fn qp_set_remote_stderr(stream: u32, fd: i32) i32 {
+    pump.with_stream(stream, Pump.set_remote_stderr, .{fd}) catch return failure();
+    return 0;
+}
+
 /// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`. Flags:
 /// bit 0, a stderr pipe; bit 1, stdout as a pipe instead of a socketpair (qrx option).
 export fn qp_make_service_stdio(stream: u32, out: *[3]i32, flags: u32) i32 {
@@ -456,6 +479,30 @@ export fn qp_close(stream: u32) i32 {
     return 0;
 }
 
+// ---------------------------------------------------------------- the client host
+
+/// Accepts qrexec-client-vm front ends (zig/client_host/); one per process.
+var listener: client_host.Listener = .{};
+
+fn report_to_pump(context: *anyopaque, id: u32, kind: pump_mod.events.Kind, value: i32, payload: []const u8) void {
+    const target: *Pump = @ptrCast(@alignCast(context));
+    target.report(id, kind, value, payload);
+}
+
+/// Listens on `path` (a stale socket there is replaced); requests arrive as pump events.
+export fn qh_listen(path: [*]const u8, len: u32) i32 {
+    const started = started_pump() catch return failure();
+    listener.listen(path[0..len], .{ .context = started, .report = report_to_pump }) catch return failure();
+    return 0;
+}
+
+/// Answers front end `connection`: kind 1 exit (value = status), 2 fallback, 3 accepted.
+export fn qh_reply(connection: u32, kind: u32, value: i32) i32 {
+    const reply_kind = std.meta.intToEnum(client_host_wire.ReplyKind, kind) catch return failure_of(diag.fail(.INVAL, "reply kind {d} is not 1, 2 or 3", .{kind}));
+    listener.reply(connection, reply_kind, value) catch return failure();
+    return 0;
+}
+
 // ---------------------------------------------------------------- connections and signals
 
 /// A connected unix stream socket (socket services); the fd is the caller's.
@@ -473,6 +520,11 @@ export fn qrx_connect_tcp(host: [*]const u8, len: u32, port: u32) i32 {
 export fn qrx_socketpair(out: *[2]i32) i32 {
     out.* = net.socketpair_stream() catch return failure();
     return 0;
+}
+
+/// A close-on-exec copy of `fd` numbered 3 or above (Bun's spawn cannot place fd 0 elsewhere).
+export fn qrx_dup(fd: i32) i32 {
+    return sys.fd(linux.fcntl(fd, sys.F_DUPFD_CLOEXEC, 3), "F_DUPFD_CLOEXEC") catch return failure();
 }
 
 // ---------------------------------------------------------------- filecopy names and links

@@ -38,6 +38,7 @@ pub fn now_ns() u64 {
 pub const SCM_RIGHTS: i32 = 1;
 pub const SO_PEERCRED: u32 = 17;
 pub const POLLRDHUP: i16 = 0x2000;
+pub const F_DUPFD_CLOEXEC: i32 = 1030;
 pub const F_ADD_SEALS: i32 = 1033;
 pub const F_GET_SEALS: i32 = 1034;
 pub const F_SEAL_SEAL: u32 = 0x1;
@@ -61,6 +62,32 @@ pub fn CmsgBuffer(comptime n: usize) type {
             for (fds, 0..) |descriptor, i| {
                 std.mem.writeInt(i32, self.bytes[16 + 4 * i ..][0..4], descriptor, .little);
             }
+        }
+
+        pub const Fds = struct {
+            items: [n]i32 = undefined,
+            count: usize = 0,
+
+            pub fn slice(self: *const Fds) []const i32 {
+                return self.items[0..self.count];
+            }
+        };
+
+        /// Every fd the kernel installed (up to `n`; any beyond are closed), however many.
+        pub fn take_fds_any(self: *@This(), controllen: usize) Fds {
+            var out: Fds = .{};
+            if (controllen < header_bytes) return out;
+            const len = std.mem.readInt(u64, self.bytes[0..8], .little);
+            const level = std.mem.readInt(i32, self.bytes[8..12], .little);
+            const kind = std.mem.readInt(i32, self.bytes[12..16], .little);
+            if (level != linux.SOL.SOCKET or kind != SCM_RIGHTS or len < header_bytes or len > space) return out;
+            const count = (len - header_bytes) / 4;
+            for (0..count) |i| {
+                const descriptor = std.mem.readInt(i32, self.bytes[16 + 4 * i ..][0..4], .little);
+                if (i < n) out.items[i] = descriptor else close(descriptor);
+            }
+            out.count = @min(count, n);
+            return out;
         }
 
         /// The fds the kernel installed, or null if the message carried none or the wrong count.

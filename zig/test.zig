@@ -16,4 +16,5 @@ test {
     _ = @import("filecopy/wire_test.zig");
     _ = @import("filecopy/pack_test.zig");
     _ = @import("filecopy/unpack_test.zig");
+    _ = @import("client_host/front_end.zig");
 }

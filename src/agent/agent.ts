@@ -29,6 +29,7 @@ import {
   VCHAN_BASE_PORT,
 } from "../protocol/constants.ts";
 import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
+import { ClientVmHost } from "./client-host.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 
@@ -67,6 +68,7 @@ export class Agent {
   #ready!: Promise<void>;
   #resolveReady: (() => void) | null = null;
   #listener: ReturnType<typeof Connection.listen> | null = null;
+  #clientHost: ClientVmHost | null = null;
   #nextClientId = 1;
   readonly #clients = new Map<number, TriggerClient>();
   /** Control messages queued while no daemon is connected. */
@@ -103,6 +105,11 @@ export class Agent {
       process.umask(previousUmask);
     }
     chmodSync(this.#options.agentSocket, 0o777);
+    // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
+    if (this.#profile.name === "default") {
+      this.#clientHost = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log });
+      this.#clientHost.start();
+    }
     this.#offerControl();
   }
 
@@ -110,6 +117,7 @@ export class Agent {
     this.#stopping = true;
     this.#listener?.stop(true);
     rmSync(this.#options.agentSocket, { force: true });
+    if (this.#clientHost) rmSync(this.#clientHost.socketPath, { force: true });
     this.#control?.close();
     for (const call of this.#calls) call.close();
   }

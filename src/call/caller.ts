@@ -4,7 +4,7 @@
 
 import { closeSync } from "node:fs";
 import { basename } from "node:path";
-import { socketPair, StreamKind, Vchan, type StreamOptions } from "../native.ts";
+import { dupFd, socketPair, StreamKind, Vchan, type Stream, type StreamOptions } from "../native.ts";
 import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { waitStatus } from "../protocol/exit.ts";
 
@@ -22,15 +22,19 @@ export interface LocalProgram {
 export function startLocalProgram(argv: string[], env: Record<string, string | undefined>, extraFds: number[] = []): LocalProgram {
   const [ourStdin, childStdin] = socketPair();
   const [ourStdout, childStdout] = socketPair();
+  // Bun's spawn reads a low fd number in the extra slots as "the same fd" (0 at index 3 gave the
+  // child our fd 3): copies above 2 go in instead.
+  const extra = extraFds.map((fd) => (fd <= 2 ? dupFd(fd) : fd));
   let child;
   try {
-    child = Bun.spawn(argv, { stdio: [childStdin, childStdout, "inherit", ...extraFds] as never, env, argv0: basename(argv[0]!) });
+    child = Bun.spawn(argv, { stdio: [childStdin, childStdout, "inherit", ...extra] as never, env, argv0: basename(argv[0]!) });
   } catch (error) {
     for (const fd of [ourStdin, ourStdout]) closeSync(fd);
     throw error;
   } finally {
     closeSync(childStdin);
     closeSync(childStdout);
+    extra.forEach((fd, index) => fd !== extraFds[index] && closeSync(fd));
   }
   return { stdinFd: ourStdin, stdoutFd: ourStdout, exited: child.exited.then(() => waitStatus(child)) };
 }
@@ -52,6 +56,12 @@ export interface CallerOptions {
   prefix: Uint8Array | null;
   /** The local program, or the fds remote output goes to and local input comes from. */
   local: LocalProgram | { stdinFd: number; stdoutFd: number };
+  /** Where the remote stderr goes (the stream owns it) instead of our fd 2. */
+  remoteStderrFd?: number;
+  /** Called once the stream owns the local fds. */
+  onStream?: (stream: Stream) => void;
+  /** Closes the stream (the call then fails, as when the vchan breaks). */
+  abort?: AbortSignal;
 }
 
 export interface CallerResult {
@@ -83,6 +93,10 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
   try {
     if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);
     stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
+    if (options.remoteStderrFd !== undefined) stream.setRemoteStderr(options.remoteStderrFd);
+    options.onStream?.(stream);
+    if (options.abort?.aborted) stream.close();
+    options.abort?.addEventListener("abort", () => stream.close(), { once: true });
     let localStatus: number | null = null;
     void program?.exited.then((status) => {
       localStatus = status;

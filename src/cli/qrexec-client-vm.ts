@@ -3,110 +3,20 @@
 // Start-up is part of every call's latency, so the common command line is parsed without
 // commander (importing it costs ~10 ms of a ~30 ms start); anything else (help, errors,
 // combined short flags, `--`) goes through commander exactly as before.
-import { fstatSync } from "node:fs";
 import { ExitError } from "../call/exit-error.ts";
 import { callService } from "../client-vm/client-vm.ts";
-import { parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
+import { parseFast, resolveCall, type ClientVmCommandLine, type ClientVmOptions } from "../client-vm/command-line.ts";
+import { watchSigusr1 } from "../native.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
-import { logger, ownDomain, requireStdio } from "./common.ts";
+import { requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-client-vm";
 const DEFAULT_BUFFER_SIZE = 65536;
-const INT_MAX = 0x7fff_ffff;
-
-/** C `strtoul(text, &end, 0)` with upstream's checks: a leading digit, nothing after, <= INT_MAX. */
-function parseBufferSize(text: string): number | null {
-  if (!/^[0-9]/.test(text)) return null;
-  const match = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(text);
-  if (!match) return null;
-  const value = text.startsWith("0x") || text.startsWith("0X") ? Number.parseInt(text.slice(2), 16) : text.length > 1 && text.startsWith("0") ? Number.parseInt(text, 8) : Number(text);
-  return Number.isSafeInteger(value) && value <= INT_MAX ? value : null;
-}
-
-interface Options {
-  /** Absent: the profile's default (65536; 1024 for mirage). */
-  bufferSize?: string;
-  peerProfile?: string;
-  filterEscapeCharsStdout?: boolean;
-  filterEscapeCharsStderr?: boolean;
-  agentSocket: string;
-  prefixData?: string;
-  sourceQube?: string;
-  useStdinSocket?: boolean;
-}
-
-interface Parsed {
-  target: string;
-  service: string;
-  local: string[];
-  options: Options;
-}
 
 const defaultAgentSocket = () => process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
 
-/** Options without a value, and what they set. */
-const FLAGS = new Map<string, [key: "filterEscapeCharsStdout" | "filterEscapeCharsStderr" | "useStdinSocket", value: boolean]>([
-  ["-t", ["filterEscapeCharsStdout", true]],
-  ["--filter-escape-chars-stdout", ["filterEscapeCharsStdout", true]],
-  ["--no-filter-escape-chars-stdout", ["filterEscapeCharsStdout", false]],
-  ["-T", ["filterEscapeCharsStderr", true]],
-  ["--filter-escape-chars-stderr", ["filterEscapeCharsStderr", true]],
-  ["--no-filter-escape-chars-stderr", ["filterEscapeCharsStderr", false]],
-  ["--use-stdin-socket", ["useStdinSocket", true]],
-]);
-
-/** Options with a value, and where it goes. */
-const VALUED = new Map<string, "bufferSize" | "agentSocket" | "prefixData" | "sourceQube" | "peerProfile">([
-  ["--buffer-size", "bufferSize"],
-  ["--peer-profile", "peerProfile"],
-  ["-a", "agentSocket"],
-  ["--agent-socket", "agentSocket"],
-  ["-p", "prefixData"],
-  ["--prefix-data", "prefixData"],
-  ["-s", "sourceQube"],
-  ["--source-qube", "sourceQube"],
-]);
-
-/**
- * The command lines commander accepts without comment: known options (`--name`, `--name=value`,
- * `-x value`, `-xvalue`) before TARGET SERVICE, the first operand ending the options (as
- * passThroughOptions does). Null for anything else, which commander then parses.
- */
-function parseFast(args: string[]): Parsed | null {
-  const options: Options = { agentSocket: defaultAgentSocket() };
-  let index = 0;
-  for (; index < args.length; index++) {
-    const arg = args[index]!;
-    if (!arg.startsWith("-") || arg === "-") break;
-    const long = arg.startsWith("--");
-    const equals = long ? arg.indexOf("=") : -1;
-    const name = equals >= 0 ? arg.slice(0, equals) : long ? arg : arg.slice(0, 2);
-    const attached = equals >= 0 ? arg.slice(equals + 1) : !long && arg.length > 2 ? arg.slice(2) : undefined;
-    const flag = FLAGS.get(name);
-    if (flag) {
-      // `-tT` and `--flag=x` are commander's to judge.
-      if (attached !== undefined) return null;
-      options[flag[0]] = flag[1];
-      continue;
-    }
-    const key = VALUED.get(name);
-    if (!key) return null;
-    let value = attached;
-    if (value === undefined) {
-      value = args[++index];
-      if (value === undefined || value.startsWith("-")) return null;
-    }
-    // Given twice: commander's error.
-    if ((key === "prefixData" || key === "sourceQube") && options[key] !== undefined) return null;
-    options[key] = value;
-  }
-  const operands = args.slice(index);
-  if (operands.length < 2) return null;
-  return { target: operands[0]!, service: operands[1]!, local: operands.slice(2), options };
-}
-
-async function parseWithCommander(): Promise<Parsed> {
+async function parseWithCommander(): Promise<ClientVmCommandLine> {
   const { Command, CommanderError, Option } = await import("commander");
   const once: Record<string, boolean> = {};
   function atMostOnce(flag: string) {
@@ -156,28 +66,10 @@ Examples:
     throw error;
   }
   const [target, service, local] = program.processedArgs as [string, string, string[]];
-  return { target, service, local, options: program.opts<Options>() };
+  return { target, service, local, options: program.opts<ClientVmOptions>() };
 }
 
-/** Linux's major number of the memory devices (/dev/null, /dev/zero, /dev/urandom, ...). */
-const MEMORY_DEVICES_MAJOR = 1;
-
-/**
- * isatty(3) without Bun's process.stdout or node:tty, either of which costs ~10 ms to set up:
- * only a character device can be a terminal, and not /dev/null and its kind; only for other
- * character devices is node:tty asked.
- */
-function isTerminal(fd: number): boolean {
-  try {
-    const stat = fstatSync(fd);
-    if (!stat.isCharacterDevice() || Math.floor(stat.rdev / 256) % 4096 === MEMORY_DEVICES_MAJOR) return false;
-  } catch {
-    return false;
-  }
-  return (require("node:tty") as typeof import("node:tty")).isatty(fd);
-}
-
-const { target, service, local, options } = parseFast(process.argv.slice(2)) ?? (await parseWithCommander());
+const commandLine = parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
 
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
@@ -185,41 +77,13 @@ function fail(message: string, code: number): never {
 }
 
 requireStdio(PROGRAM, 125);
-let profile: PeerProfile;
 try {
-  profile = peerProfile(parsePeerProfileName(options.peerProfile ?? "default"));
-} catch (error) {
-  fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_USAGE);
-}
-const bufferSize = options.bufferSize === undefined ? profile.dataRingBytes : parseBufferSize(options.bufferSize);
-if (bufferSize === null) fail(`${PROGRAM}: invalid buffer size '${options.bufferSize}'`, QREXEC_EXIT_FATAL);
-const localProgram = local.length > 0 ? local : null;
-if (options.useStdinSocket && localProgram) fail(`${PROGRAM}: --use-stdin-socket cannot be used with a local program`, QREXEC_EXIT_USAGE);
-
-let domain: number;
-try {
-  domain = ownDomain();
-} catch (error) {
-  fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
-}
-
-try {
-  const code = await callService({
-    domain,
-    agentSocket: options.agentSocket,
-    target,
-    service,
-    source: options.sourceQube ?? "",
-    bufferSize,
-    profile,
-    prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
-    filterStdout: options.filterEscapeCharsStdout ?? (localProgram === null && isTerminal(1)),
-    filterStderr: options.filterEscapeCharsStderr ?? isTerminal(2),
-    useStdinSocket: options.useStdinSocket === true,
-    localProgram,
-    log: logger(PROGRAM),
-  });
-  process.exit(code);
+  const call = resolveCall(commandLine, process.env, { stdoutFd: 1, stderrFd: 2 });
+  // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
+  // starts: a program that signals at once must not meet the default action (termination). The
+  // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
+  watchSigusr1("any");
+  process.exit(await callService(call));
 } catch (error) {
   if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
   fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);

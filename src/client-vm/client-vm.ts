@@ -4,7 +4,7 @@
 import { ExitError } from "../call/exit-error.ts";
 import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
-import { watchSigusr1, type StreamError } from "../native.ts";
+import type { Stream, StreamError } from "../native.ts";
 import { decodeExecParams } from "../protocol/codec.ts";
 import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
 import { clientExitCode, QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
@@ -29,7 +29,15 @@ export interface ClientVmCall {
   useStdinSocket: boolean;
   /** argv of the local program (path first), or null. */
   localProgram: string[] | null;
-  log: (message: string) => void;
+  /**
+   * Our stdin, stdout and stderr (default 0, 1 and 2); the call owns them once its stream
+   * exists (a stderr other than 2 included).
+   */
+  stdio?: { input: number; output: number; error: number };
+  /** The stream is running with our stdio (for SIGUSR1 delivered by someone else than the pump). */
+  onStream?: (stream: Stream) => void;
+  /** Ends the call early, as if this process had died: the trigger or data vchan is closed. */
+  abort?: AbortSignal;
 }
 
 function describe(error: unknown): string {
@@ -50,11 +58,16 @@ export async function callService(call: ClientVmCall): Promise<number> {
   try {
     agent.write(trigger.message);
     let reply: Uint8Array | null;
+    const aborted = () => agent.close();
+    call.abort?.addEventListener("abort", aborted);
     try {
       reply = await agent.read(EXEC_PARAMS_FIXED_BYTES);
     } catch (error) {
       throw new ExitError(`short reply from the qrexec agent: ${describe(error)}`, QREXEC_EXIT_FATAL);
+    } finally {
+      call.abort?.removeEventListener("abort", aborted);
     }
+    if (call.abort?.aborted) throw new ExitError("call aborted", QREXEC_EXIT_FATAL);
     if (reply === null) throw new ExitError("Request refused", QREXEC_EXIT_REQUEST_REFUSED);
     const { connectDomain, connectPort } = decodeExecParams(reply);
     return await runDataVchan(call, connectDomain, connectPort);
@@ -65,12 +78,10 @@ export async function callService(call: ClientVmCall): Promise<number> {
 }
 
 async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: number): Promise<number> {
-  // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
-  // starts: a program that signals at once must not meet the default action (termination). The
-  // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
-  watchSigusr1("any");
   // The local program starts once the call is allowed, before the vchan connects (§10 step 3).
-  const local = call.localProgram ? startClientProgram(call.localProgram) : call.useStdinSocket ? { stdinFd: 0, stdoutFd: 0 } : { stdinFd: 1, stdoutFd: 0 };
+  // The pump's "stdin" is the local side's: where the remote output goes.
+  const { input, output, error } = call.stdio ?? { input: 0, output: 1, error: 2 };
+  const local = call.localProgram ? startClientProgram(call.localProgram) : { stdinFd: call.useStdinSocket ? input : output, stdoutFd: input };
   let result;
   try {
     result = await runCaller({
@@ -85,6 +96,9 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
       filterStderr: call.filterStderr,
       prefix: call.prefix,
       local,
+      remoteStderrFd: error === 2 ? undefined : error,
+      onStream: call.onStream,
+      abort: call.abort,
     });
   } catch (error) {
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).

@@ -68,6 +68,9 @@ pub const Data = struct {
     stdin_fd: i32 = -1,
     stdout_fd: i32 = -1,
     stderr_fd: i32 = -1,
+    /// Where a client writes the remote stderr: our fd 2, or a copy of a front end's fd 2 that
+    /// the client host handed over (then ours to close).
+    remote_stderr_fd: i32 = 2,
     single_socket: bool = false,
     /// SIGUSR1 arrived before the fds were set: switch as soon as they are.
     single_socket_requested: bool = false,
@@ -368,7 +371,7 @@ pub const Data = struct {
                 // A service ignores stderr from its caller (no log injection, §6.2 step 8.2).
                 if (self.is_service) return;
                 if (self.flags.filter_stderr) filter(chunk);
-                write_all_best_effort(2, chunk);
+                if (self.remote_stderr_fd >= 0) write_all_best_effort(self.remote_stderr_fd, chunk);
             },
             else => {
                 if (self.stdin_fd < 0) return;
@@ -779,6 +782,8 @@ pub const Data = struct {
     }
 
     pub fn close_all(self: *Data) void {
+        if (self.remote_stderr_fd > 2) sys.close(self.remote_stderr_fd);
+        self.remote_stderr_fd = -1;
         self.close_stdin();
         self.close_stdout();
         self.close_stderr();

@@ -17,6 +17,13 @@ pub const Kind = enum(u32) {
     done = 3,
     /// The stream failed and is finished; value = -errno, payload = message.
     failed = 4,
+    /// Client host (zig/client_host/listener.zig), `stream` = connection id: a front end's
+    /// request; payload = its fds 0-2 (i32 each, JS owns them now), u32 argc, u32 envc, strings.
+    client_request = 5,
+    /// The front end got a SIGUSR1.
+    client_signal = 6,
+    /// The front end closed its connection or died before its final reply.
+    client_gone = 7,
 };
 
 pub const record_header_bytes: u32 = 16;

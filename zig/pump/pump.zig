@@ -135,6 +135,13 @@ pub const Pump = struct {
         self.queue.deinit();
     }
 
+    /// Queues an event from another thread (the client host's).
+    pub fn report(self: *Pump, id: u32, kind: events.Kind, value: i32, payload: []const u8) void {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        self.queue.push(id, kind, value, payload);
+    }
+
     pub fn wake(self: *Pump) void {
         const one: u64 = 1;
         _ = linux.write(self.wake_fd, std.mem.asBytes(&one), 8);
@@ -220,6 +227,14 @@ pub const Pump = struct {
         const data = try data_of(stream);
         data.set_fds(stdin_fd, stdout_fd, stderr_fd, has_child);
         if (data.single_socket_requested) data.enter_single_socket();
+    }
+
+    /// A client's remote stderr goes to `fd` instead of our fd 2; the pump owns it from now on.
+    pub fn set_remote_stderr(stream: *Stream, fd: i32) Fail!void {
+        const data = try data_of(stream);
+        if (data.is_service) return diag.fail(.INVAL, "stream {d} is a service's: its stderr is local", .{stream.id});
+        if (data.remote_stderr_fd > 2) sys.close(data.remote_stderr_fd);
+        data.remote_stderr_fd = fd;
     }
 
     /// Creates a service's stdio as upstream does (§5.5): socketpairs for stdin and stdout, a

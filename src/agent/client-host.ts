@@ -1,0 +1,149 @@
+// The agent's client host: runs qrexec-client-vm calls inside the agent, for the native front end
+// (zig/client_host/front.zig) that hands over its command line, environment and stdio instead
+// of starting Bun for every call (Bun's start alone is about the whole latency budget). The call
+// is the CLI's own code (src/client-vm), fed the front end's fds; anything the host would run
+// differently from the CLI (a local program, an unusual command line, another environment) is
+// answered "fallback", and the front end runs the Bun CLI itself.
+import { chmodSync, closeSync, writeSync } from "node:fs";
+import { ExitError } from "../call/exit-error.ts";
+import { callService } from "../client-vm/client-vm.ts";
+import { parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
+import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
+import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
+import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
+
+const PROGRAM = "qrexec-client-vm";
+
+/**
+ * The variables a qrexec-client-vm process reads (directly, or through the native library's
+ * process-wide settings). A call runs in the host only when the front end's values equal the
+ * agent's: the agent's process settings are the ones the call gets.
+ */
+const CLIENT_ENVIRONMENT = [
+  "VCHAN_DOMAIN",
+  "VCHAN_SOCKET_DIR",
+  "QRX_AGENT_SOCKET",
+  "QRX_DIR",
+  "QRX_VCHAN",
+  "QRX_VCHAN_DIR",
+  "QRX_SPIN_NS",
+  "QRX_MAX_PAGES",
+  "QRX_NATIVE_LIB",
+  "QRX_MIRAGE_BUGS",
+] as const;
+
+export function clientHostSocket(agentSocket: string): string {
+  return agentSocket + CLIENT_HOST_SOCKET_SUFFIX;
+}
+
+interface HostedCall {
+  abort: AbortController;
+  stream: Stream | null;
+  /** SIGUSR1s that came before the stream existed. */
+  signalled: boolean;
+}
+
+export class ClientVmHost {
+  readonly #agentSocket: string;
+  readonly #env: Record<string, string | undefined>;
+  readonly #log: (message: string) => void;
+  #host: ClientHost | null = null;
+  readonly #calls = new Map<number, HostedCall>();
+
+  constructor(options: { agentSocket: string; env: Record<string, string | undefined>; log: (message: string) => void }) {
+    this.#agentSocket = options.agentSocket;
+    this.#env = options.env;
+    this.#log = options.log;
+  }
+
+  get socketPath(): string {
+    return clientHostSocket(this.#agentSocket);
+  }
+
+  start(): void {
+    this.#host = ClientHost.listen(this.socketPath, {
+      request: (request) => this.#onRequest(request),
+      signal: (connection) => this.#onSignal(connection),
+      gone: (connection) => this.#calls.get(connection)?.abort.abort(),
+    });
+    // Whoever may use the trigger socket may use this one (§5.1: the agent's socket is 0777).
+    chmodSync(this.socketPath, 0o777);
+  }
+
+  /** The command line, when the host runs it exactly as the CLI would; null for "fallback". */
+  #hostable(request: ClientRequest): ClientVmCommandLine | null {
+    for (const key of CLIENT_ENVIRONMENT) if (request.env[key] !== this.#env[key]) return null;
+    const commandLine = parseFast(request.argv, request.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+    if (commandLine === null || commandLine.local.length > 0) return null;
+    return commandLine.options.agentSocket === this.#agentSocket ? commandLine : null;
+  }
+
+  #onRequest(request: ClientRequest): void {
+    const host = this.#host!;
+    const [input, output, error] = request.fds;
+    const commandLine = this.#hostable(request);
+    let call;
+    try {
+      call = commandLine && resolveCall(commandLine, request.env, { stdoutFd: output, stderrFd: error });
+    } catch {
+      // A bad option: the CLI says what is wrong, in its own words.
+      call = null;
+    }
+    if (!call) {
+      for (const fd of request.fds) closeSync(fd);
+      host.fallback(request.connection);
+      return;
+    }
+    // From here on the front end has given up its stdin and stdout: the call owns them.
+    host.accept(request.connection);
+    const hosted: HostedCall = { abort: new AbortController(), stream: null, signalled: false };
+    this.#calls.set(request.connection, hosted);
+    if (call.useStdinSocket) closeSync(output);
+    // The stream's own copy of the stderr: ours stays for the messages written below.
+    const remoteStderr = dupFd(error);
+    void callService({
+      ...call,
+      stdio: { input, output, error: remoteStderr },
+      abort: hosted.abort.signal,
+      onStream: (stream) => {
+        hosted.stream = stream;
+        if (hosted.signalled) singleSocket(stream);
+      },
+    })
+      .catch((failure: unknown) => {
+        if (hosted.abort.signal.aborted) return QREXEC_EXIT_FATAL;
+        const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
+        const message = failure instanceof Error ? failure.message : String(failure);
+        writeMessage(error, code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`);
+        return code;
+      })
+      .then((code) => {
+        this.#calls.delete(request.connection);
+        // Not handed to a stream (refused, or failed before the vchan): still ours to close.
+        if (hosted.stream === null) for (const fd of call.useStdinSocket ? [input, remoteStderr] : [input, output, remoteStderr]) closeSync(fd);
+        closeSync(error);
+        host.reply(request.connection, code);
+      })
+      .catch((failure: unknown) => this.#log(`hosted call failed: ${failure instanceof Error ? failure.message : failure}`));
+  }
+
+  #onSignal(connection: number): void {
+    const hosted = this.#calls.get(connection);
+    if (!hosted) return;
+    if (hosted.stream) singleSocket(hosted.stream);
+    else hosted.signalled = true;
+  }
+}
+
+/** A signal after the call ended is nobody's business. */
+function singleSocket(stream: Stream): void {
+  try {
+    stream.singleSocket();
+  } catch {}
+}
+
+function writeMessage(fd: number, message: string): void {
+  try {
+    writeSync(fd, `${message}\n`);
+  } catch {}
+}

@@ -1,0 +1,165 @@
+// The native qrexec-client-vm front end and the agent's client host (src/agent/client-host.ts):
+// which calls the agent runs in-process and which fall back to the Bun CLI, and that a hosted
+// call is the same call (data, exit codes, messages, a killed client, SIGUSR1).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, readSync, readlinkSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { socketPair } from "../../src/native.ts";
+import { fdTargets } from "../helpers/procfs.ts";
+import { BIN, QrexecSystem, waitFor } from "../helpers/system.ts";
+
+const FRONT = join(BIN, "..", "zig-out", "bin", "qrexec-client-vm");
+
+/** What the client process is once the call runs: the front end (hosted) or Bun (fallback). */
+function executable(pid: number): string {
+  return readlinkSync(`/proc/${pid}/exe`);
+}
+
+describe("qrexec-client-vm's client host", () => {
+  let system: QrexecSystem;
+  let marks: string;
+
+  beforeAll(async () => {
+    system = new QrexecSystem("shm");
+    marks = join(system.dir.path, "marks");
+    await system.startVm(2, "work");
+    await system.startVm(3, "vault");
+    // Says it started (a file), then echoes until its stdin ends.
+    system.service("vault", "test.Hold", `touch "${marks}.$1"; exec cat`);
+    system.service("vault", "test.Exit", 'cat >/dev/null; exit "$1"');
+    system.service("vault", "test.Sum", "sha256sum | cut -d' ' -f1");
+    system.service("vault", "test.Single", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0" >&0; read reply; echo "got $reply" >&0');
+    system.policy("test.Deny* * * deny", "* work vault allow");
+  });
+
+  afterAll(async () => {
+    await system.stop();
+  });
+
+  function explain(result: { code: number | null; stderr: string }): string {
+    return `exit ${result.code}, stderr: ${result.stderr}\n${system.logs()}`;
+  }
+
+  async function whileRunning(args: string[], env: Record<string, string> = {}): Promise<{ exe: string; code: number; stdout: string }> {
+    const tag = `m${Math.random().toString(36).slice(2)}`;
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), ...args].map((arg) => arg.replace("TAG", tag)), {
+      env: system.env(2, env),
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
+    const exe = executable(child.pid);
+    child.stdin.write("bye\n");
+    await child.stdin.end();
+    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    expect(code, explain({ code, stderr })).toBe(0);
+    return { exe, code, stdout };
+  }
+
+  test("the front end is built and bin/qrexec-client-vm runs it", () => {
+    expect(existsSync(FRONT)).toBe(true);
+  });
+
+  test("a plain call runs in the agent: the client stays the front end", async () => {
+    const { exe, stdout } = await whileRunning(["vault", "test.Hold+TAG"]);
+    expect(exe).toBe(FRONT);
+    expect(stdout).toBe("bye\n");
+  });
+
+  test("a local program falls back to the Bun CLI (the program is the CLI's child)", async () => {
+    const { exe, stdout } = await whileRunning(["vault", "test.Hold+TAG", "/bin/sh", "-c", 'cat <&"$SAVED_FD_0" & exec cat >&"$SAVED_FD_1"']);
+    expect(exe).not.toBe(FRONT);
+    expect(exe).toMatch(/bun/);
+    expect(stdout).toBe("bye\n");
+  });
+
+  test("an environment the agent does not share falls back (QRX_SPIN_NS)", async () => {
+    const { exe } = await whileRunning(["vault", "test.Hold+TAG"], { QRX_SPIN_NS: "0" });
+    expect(exe).toMatch(/bun/);
+  });
+
+  test("QRX_CLIENT_VM_HOST=off runs the Bun CLI", async () => {
+    const { exe } = await whileRunning(["vault", "test.Hold+TAG"], { QRX_CLIENT_VM_HOST: "off" });
+    expect(exe).toMatch(/bun/);
+  });
+
+  test("hosted: 64 MiB both ways with equal checksums", async () => {
+    const data = new Uint8Array(64 << 20);
+    for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096) & 0xff;
+    const result = await system.clientVm("work", ["vault", "test.Sum"], data);
+    expect(result.stdout.trim(), explain(result)).toBe(createHash("sha256").update(data).digest("hex"));
+    expect(result.code).toBe(0);
+  });
+
+  test("hosted: exit codes and messages are the CLI's", async () => {
+    const exit = await system.clientVm("work", ["vault", "test.Exit+7"]);
+    expect(exit.code, explain(exit)).toBe(7);
+    const denied = await system.clientVm("work", ["vault", "test.Deny"]);
+    expect(denied.code, explain(denied)).toBe(126);
+    expect(denied.stderr).toBe("Request refused\n");
+    const missing = await system.clientVm("work", ["vault", "test.Missing"]);
+    expect(missing.code, explain(missing)).toBe(127);
+    // Validated by the CLI's code before anything is sent.
+    const bad = await system.clientVm("work", ["vault", "+bad"]);
+    expect(bad.code, explain(bad)).toBe(1);
+    expect(bad.stderr).toMatch(/^qrexec-client-vm: invalid service/);
+  });
+
+  test("hosted: --help and a bad option are the CLI's (fallback before any input is read)", async () => {
+    const help = await system.clientVm("work", ["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Usage: qrexec-client-vm/);
+    const bad = await system.clientVm("work", ["--buffer-size=x", "vault", "test.Exit+0"], "kept\n");
+    expect(bad.code, explain(bad)).toBe(1);
+    expect(bad.stderr).toMatch(/invalid buffer size/);
+  });
+
+  test("hosted: a client killed mid-call ends the service, and the agent keeps no fd of it", async () => {
+    const agentPid = system.vms.get("work")!.agent.pid;
+    const before = fdTargets(agentPid).length;
+    const tag = `k${Math.random().toString(36).slice(2)}`;
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", `test.Hold+${tag}`], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
+    expect(executable(child.pid)).toBe(FRONT);
+    child.kill("SIGKILL");
+    await child.exited;
+    await waitFor(() => fdTargets(agentPid).length <= before, `the agent to drop the call's fds (${fdTargets(agentPid).join(" ")})`, 5000);
+    const after = await system.clientVm("work", ["vault", "test.Exit+0"]);
+    expect(after.code, explain(after)).toBe(0);
+  });
+
+  // For a caller, SIGUSR1 means that its stdout is a socket to read the input from too (the
+  // pump's single-socket mode from the client's side, §6.6); its stdin is dropped.
+  test("hosted: SIGUSR1 to the front end switches its call to the stdout socket (§6.6)", async () => {
+    system.service("vault", "test.ReadEcho", `touch "${marks}.read-echo"; read line; echo "got $line"`);
+    const [ours, theirs] = socketPair();
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.ReadEcho"], { env: system.env(2), stdin: "pipe", stdout: theirs, stderr: "pipe" });
+    closeSync(theirs);
+    await waitFor(() => existsSync(`${marks}.read-echo`), "the service to start");
+    expect(executable(child.pid)).toBe(FRONT);
+    child.kill("SIGUSR1");
+    // The signal travels front end -> agent -> pump; nothing to observe but its effect.
+    await Bun.sleep(300);
+    writeSync(ours, "x\n");
+    const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    expect(code, explain({ code, stderr })).toBe(0);
+    const buffer = Buffer.alloc(64);
+    const read = readSync(ours, buffer);
+    closeSync(ours);
+    expect(buffer.subarray(0, read).toString()).toBe("got x\n");
+  });
+
+  test("hosted: stdout ends when the service's output ends, while the call still runs", async () => {
+    system.service("vault", "test.CloseEarly", "echo early; exec >&-; read line");
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.CloseEarly"], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const stdout = await new Response(child.stdout).text();
+    expect(stdout).toBe("early\n");
+    expect(child.exitCode).toBeNull();
+    expect(executable(child.pid)).toBe(FRONT);
+    child.stdin.write("late\n");
+    await child.stdin.end();
+    expect(await child.exited).toBe(0);
+  });
+});

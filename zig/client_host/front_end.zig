@@ -1,0 +1,313 @@
+//! `qrexec-client-vm`'s native front end (zig-out/bin/qrexec-client-vm, what bin/qrexec-client-vm
+//! runs when it is built). Starting Bun costs about a whole call's latency budget, so this small
+//! static program hands its arguments, environment and fds 0-2 to the agent's client host
+//! (wire.zig), which runs the call with the CLI's own TypeScript, and exits with the status it is
+//! given. It knows nothing of qrexec: whenever the agent cannot be reached or declines, it execs
+//! the Bun CLI (src/cli/qrexec-client-vm.ts) with the same arguments, before any input was read.
+const std = @import("std");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+const wire = @import("wire.zig");
+
+const default_agent_socket = "/var/run/qubes/qrexec-agent";
+const sun_path_bytes = 108;
+
+/// The socket SIGUSR1 is forwarded on, once the request is out (before, the byte would land in
+/// the middle of it); `signal_pending` keeps a signal that came earlier.
+var signal_socket = std.atomic.Value(i32).init(-1);
+var signal_pending = std.atomic.Value(bool).init(false);
+
+pub fn main() noreturn {
+    const args = std.os.argv[1..];
+    if (std.mem.eql(u8, getenv("QRX_CLIENT_VM_HOST") orelse "", "off")) fallback(args);
+    if (!stdio_open()) fallback(args);
+    var path: [sun_path_bytes]u8 = undefined;
+    const path_len = socket_path(&path, getenv("QRX_AGENT_SOCKET")) orelse fallback(args);
+    const socket = connect(path[0..path_len]) orelse fallback(args);
+    forward_sigusr1();
+    send_request(socket, args) catch {
+        _ = linux.close(socket);
+        fallback(args);
+    };
+    signal_socket.store(socket, .seq_cst);
+    if (signal_pending.load(.seq_cst)) send_signal_byte(socket);
+    while (true) {
+        const reply = read_reply(socket) orelse lost_agent();
+        switch (reply.kind) {
+            .exit => linux.exit_group(exit_status(reply.value)),
+            .fallback => {
+                _ = linux.close(socket);
+                fallback(args);
+            },
+            .accepted => {
+                // The agent holds our stdin and stdout now; our copies would keep a reader of
+                // our output from seeing EOF until we exit.
+                _ = linux.close(0);
+                _ = linux.close(1);
+            },
+        }
+    }
+}
+
+fn getenv(name: []const u8) ?[]const u8 {
+    for (std.os.environ) |entry| {
+        const text = std.mem.span(entry);
+        if (text.len > name.len and text[name.len] == '=' and std.mem.eql(u8, text[0..name.len], name)) return text[name.len + 1 ..];
+    }
+    return null;
+}
+
+/// The CLI says what is wrong when fds 0-2 are not all open (spec §13.21); only it may.
+fn stdio_open() bool {
+    for ([_]i32{ 0, 1, 2 }) |fd| {
+        if (linux.E.init(linux.fcntl(fd, linux.F.GETFD, 0)) != .SUCCESS) return false;
+    }
+    return true;
+}
+
+/// `<agent socket>.clients` into `out` (with its NUL); null when it does not fit sun_path.
+fn socket_path(out: *[sun_path_bytes]u8, agent_socket: ?[]const u8) ?usize {
+    const base = if (agent_socket) |value| (if (value.len == 0) default_agent_socket else value) else default_agent_socket;
+    const len = base.len + wire.socket_suffix.len;
+    if (len + 1 > out.len or std.mem.indexOfScalar(u8, base, 0) != null) return null;
+    @memcpy(out[0..base.len], base);
+    @memcpy(out[base.len..len], wire.socket_suffix);
+    out[len] = 0;
+    return len;
+}
+
+fn connect(path: []const u8) ?i32 {
+    const rc = linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    if (linux.E.init(rc) != .SUCCESS) return null;
+    const socket: i32 = @intCast(rc);
+    var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** sun_path_bytes };
+    @memcpy(address.path[0..path.len], path);
+    while (true) {
+        switch (linux.E.init(linux.connect(socket, &address, @sizeOf(linux.sockaddr.un)))) {
+            .SUCCESS => return socket,
+            .INTR => continue,
+            else => {
+                _ = linux.close(socket);
+                return null;
+            },
+        }
+    }
+}
+
+fn on_sigusr1(_: i32) callconv(.c) void {
+    const socket = signal_socket.load(.seq_cst);
+    if (socket < 0) signal_pending.store(true, .seq_cst) else send_signal_byte(socket);
+}
+
+fn send_signal_byte(socket: i32) void {
+    const byte = [_]u8{wire.signal_byte};
+    _ = linux.sendto(socket, &byte, 1, linux.MSG.NOSIGNAL, null, 0);
+}
+
+fn forward_sigusr1() void {
+    const action = linux.Sigaction{ .handler = .{ .handler = on_sigusr1 }, .mask = linux.empty_sigset, .flags = linux.SA.RESTART };
+    _ = linux.sigaction(linux.SIG.USR1, &action, null);
+}
+
+fn restore_sigusr1() void {
+    const action = linux.Sigaction{ .handler = .{ .handler = linux.SIG.DFL }, .mask = linux.empty_sigset, .flags = 0 };
+    _ = linux.sigaction(linux.SIG.USR1, &action, null);
+}
+
+/// The payload: `args`, then the environment, each NUL-terminated. Null when it does not fit.
+fn encode_payload(out: []u8, args: []const [*:0]const u8, env: []const [*:0]const u8) ?usize {
+    var len: usize = 0;
+    for ([_][]const [*:0]const u8{ args, env }) |strings| {
+        for (strings) |string| {
+            const text = std.mem.span(string);
+            if (len + text.len + 1 > out.len) return null;
+            @memcpy(out[len..][0..text.len], text);
+            out[len + text.len] = 0;
+            len += text.len + 1;
+        }
+    }
+    return len;
+}
+
+var payload_buffer: [wire.payload_bytes_max]u8 = undefined;
+
+fn send_request(socket: i32, args: []const [*:0]const u8) error{ TooLarge, Send }!void {
+    const env: []const [*:0]const u8 = @ptrCast(std.os.environ);
+    const payload_len = encode_payload(&payload_buffer, args, env) orelse return error.TooLarge;
+    const header = wire.RequestHeader{
+        .magic = wire.magic,
+        .version = wire.version,
+        .argc = @intCast(args.len),
+        .envc = @intCast(env.len),
+        .payload_bytes = @intCast(payload_len),
+    };
+    var control: Fds3Control = .{};
+    control.set(.{ 0, 1, 2 });
+    const bytes = std.mem.asBytes(&header);
+    var iov = [_]std.posix.iovec_const{.{ .base = bytes.ptr, .len = bytes.len }};
+    const message = linux.msghdr_const{
+        .name = null,
+        .namelen = 0,
+        .iov = &iov,
+        .iovlen = 1,
+        .control = &control.bytes,
+        .controllen = control.bytes.len,
+        .flags = 0,
+    };
+    var sent: usize = 0;
+    while (true) {
+        const rc = linux.sendmsg(socket, &message, linux.MSG.NOSIGNAL);
+        switch (linux.E.init(rc)) {
+            .SUCCESS => {
+                sent = rc;
+                break;
+            },
+            .INTR => continue,
+            else => return error.Send,
+        }
+    }
+    // The fds went with the first byte; the rest of the header, if any, goes plainly.
+    try write_all(socket, bytes[sent..]);
+    try write_all(socket, payload_buffer[0..payload_len]);
+}
+
+/// A cmsghdr with SCM_RIGHTS for three fds (struct cmsghdr: u64 len, i32 level, i32 type).
+const Fds3Control = extern struct {
+    bytes: [32]u8 align(8) = [_]u8{0} ** 32,
+
+    fn set(self: *Fds3Control, fds: [3]i32) void {
+        std.mem.writeInt(u64, self.bytes[0..8], 16 + 3 * 4, .little);
+        std.mem.writeInt(i32, self.bytes[8..12], linux.SOL.SOCKET, .little);
+        std.mem.writeInt(i32, self.bytes[12..16], 1, .little); // SCM_RIGHTS
+        for (fds, 0..) |fd, i| std.mem.writeInt(i32, self.bytes[16 + 4 * i ..][0..4], fd, .little);
+    }
+};
+
+fn write_all(socket: i32, data: []const u8) error{Send}!void {
+    var done: usize = 0;
+    while (done < data.len) {
+        const rc = linux.sendto(socket, data[done..].ptr, data.len - done, linux.MSG.NOSIGNAL, null, 0);
+        switch (linux.E.init(rc)) {
+            .SUCCESS => done += rc,
+            .INTR => {},
+            else => return error.Send,
+        }
+    }
+}
+
+const Reply = struct { kind: wire.ReplyKind, value: i32 };
+
+/// The next reply, or null at EOF, on an error or an unknown kind.
+fn read_reply(socket: i32) ?Reply {
+    var raw: wire.Reply = undefined;
+    const bytes = std.mem.asBytes(&raw);
+    var got: usize = 0;
+    while (got < bytes.len) {
+        const rc = linux.read(socket, bytes[got..].ptr, bytes.len - got);
+        switch (linux.E.init(rc)) {
+            .SUCCESS => if (rc == 0) return null else {
+                got += rc;
+            },
+            .INTR => {},
+            else => return null,
+        }
+    }
+    return decode_reply(raw);
+}
+
+fn decode_reply(raw: wire.Reply) ?Reply {
+    const kind = std.meta.intToEnum(wire.ReplyKind, raw.kind) catch return null;
+    return .{ .kind = kind, .value = raw.value };
+}
+
+fn exit_status(value: i32) u8 {
+    return if (value >= 0 and value <= 255) @intCast(value) else 255;
+}
+
+fn lost_agent() noreturn {
+    // 255, as for a vchan that closed before an exit code (§8): the agent held the call's vchan.
+    write_stderr("qrexec-client-vm: lost the qrexec agent during the call\n");
+    linux.exit_group(255);
+}
+
+fn write_stderr(text: []const u8) void {
+    _ = linux.write(2, text.ptr, text.len);
+}
+
+/// `<root>` of `<root>/zig-out/bin/<name>`, or null for any other layout.
+fn root_of_executable(path: []const u8) ?[]const u8 {
+    const bin = std.fs.path.dirname(path) orelse return null;
+    if (!std.mem.eql(u8, std.fs.path.basename(bin), "bin")) return null;
+    const out = std.fs.path.dirname(bin) orelse return null;
+    if (!std.mem.eql(u8, std.fs.path.basename(out), "zig-out")) return null;
+    return std.fs.path.dirname(out);
+}
+
+/// Runs the Bun CLI with our arguments; never returns.
+fn fallback(args: []const [*:0]const u8) noreturn {
+    restore_sigusr1();
+    var exe: [std.fs.max_path_bytes]u8 = undefined;
+    const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
+    if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) cannot_run("/proc/self/exe", linux.E.init(rc));
+    const root = root_of_executable(exe[0..rc]) orelse cannot_run(exe[0..rc], .NOENT);
+    var bun_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    var cli_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const bun = std.fmt.bufPrintZ(&bun_buffer, "{s}/node_modules/.bin/bun", .{root}) catch cannot_run(root, .NAMETOOLONG);
+    const cli = std.fmt.bufPrintZ(&cli_buffer, "{s}/src/cli/qrexec-client-vm.ts", .{root}) catch cannot_run(root, .NAMETOOLONG);
+    var argv_buffer: [4096]?[*:0]const u8 = undefined;
+    if (args.len + 3 > argv_buffer.len) cannot_run(bun, .@"2BIG");
+    argv_buffer[0] = bun;
+    argv_buffer[1] = cli;
+    for (args, 0..) |arg, i| argv_buffer[2 + i] = arg;
+    argv_buffer[2 + args.len] = null;
+    const envp: [*:null]const ?[*:0]const u8 = @ptrCast(std.os.environ.ptr);
+    const errno = linux.E.init(linux.execve(bun, @ptrCast(&argv_buffer), envp));
+    cannot_run(bun, errno);
+}
+
+fn cannot_run(what: []const u8, errno: linux.E) noreturn {
+    write_stderr("qrexec-client-vm: cannot run ");
+    write_stderr(what);
+    write_stderr(": ");
+    write_stderr(@tagName(errno));
+    write_stderr("\n");
+    linux.exit_group(1);
+}
+
+test "front end: the client-host socket path" {
+    var out: [sun_path_bytes]u8 = undefined;
+    const len = socket_path(&out, "/run/lab/agent-work").?;
+    try std.testing.expectEqualStrings("/run/lab/agent-work.clients", out[0..len]);
+    try std.testing.expectEqual(@as(u8, 0), out[len]);
+    const default_len = socket_path(&out, null).?;
+    try std.testing.expectEqualStrings(default_agent_socket ++ ".clients", out[0..default_len]);
+    try std.testing.expectEqual(default_len, socket_path(&out, "").?);
+    // 99 + 8 = 107 bytes plus the NUL fits; one more does not.
+    try std.testing.expect(socket_path(&out, "/" ++ "a" ** 98) != null);
+    try std.testing.expect(socket_path(&out, "/" ++ "a" ** 99) == null);
+}
+
+test "front end: payload encoding and its limit" {
+    var out: [32]u8 = undefined;
+    const args = [_][*:0]const u8{ "vault", "", "test.Echo" };
+    const env = [_][*:0]const u8{"A=1"};
+    const len = encode_payload(&out, &args, &env).?;
+    try std.testing.expectEqualStrings("vault\x00\x00test.Echo\x00A=1\x00", out[0..len]);
+    try std.testing.expectEqual(@as(usize, 0), encode_payload(&out, &.{}, &.{}).?);
+    var small: [10]u8 = undefined;
+    try std.testing.expect(encode_payload(&small, &args, &env) == null);
+}
+
+test "front end: replies and exit statuses" {
+    try std.testing.expectEqual(wire.ReplyKind.accepted, decode_reply(.{ .kind = 3, .value = 0 }).?.kind);
+    try std.testing.expect(decode_reply(.{ .kind = 9, .value = 0 }) == null);
+    try std.testing.expectEqual(@as(u8, 137), exit_status(137));
+    try std.testing.expectEqual(@as(u8, 255), exit_status(-1));
+    try std.testing.expectEqual(@as(u8, 255), exit_status(256));
+}
+
+test "front end: the repository root from the executable's path" {
+    try std.testing.expectEqualStrings("/work/qrx", root_of_executable("/work/qrx/zig-out/bin/qrexec-client-vm").?);
+    try std.testing.expect(root_of_executable("/usr/bin/qrexec-client-vm") == null);
+    try std.testing.expect(root_of_executable("qrexec-client-vm") == null);
+}

@@ -1,0 +1,326 @@
+//! The agent's side of the client-host socket (wire.zig): a thread that accepts front ends,
+//! receives their requests with the fds that come along (Bun cannot take SCM_RIGHTS), and
+//! reports to JavaScript through the pump's event queue: a complete request, each SIGUSR1 byte,
+//! and a front end that went away. JS answers with `reply`. The thread never blocks on a peer:
+//! every socket is non-blocking and a request must be complete within `request_timeout_ms`.
+const std = @import("std");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const diag = @import("../diag.zig");
+const sys = @import("../sys.zig");
+const events = @import("../pump/events.zig");
+const wire = @import("wire.zig");
+
+const Fail = diag.Fail;
+
+pub const connections_max = 256;
+const request_timeout_ms = 5_000;
+const slot_bits = 8;
+comptime {
+    assert(connections_max == 1 << slot_bits);
+}
+
+/// Bytes before the payload in a `client_request` record: the three fds, argc and envc.
+pub const request_record_prefix_bytes: u32 = 20;
+
+/// Where reports go: the pump's queue, under the pump's lock (zig/pump/pump.zig `report`).
+pub const Reporter = struct {
+    context: *anyopaque,
+    report: *const fn (context: *anyopaque, id: u32, kind: events.Kind, value: i32, payload: []const u8) void,
+};
+
+/// What a complete header says to do.
+pub const HeaderVerdict = enum { read_payload, fallback, reject };
+
+pub fn judge_header(header: wire.RequestHeader, fds_received: u32) HeaderVerdict {
+    if (header.magic != wire.magic) return .reject;
+    // A front end of another build: the Bun CLI is always right.
+    if (header.version != wire.version) return .fallback;
+    if (fds_received != wire.passed_fds) return .reject;
+    if (header.payload_bytes > wire.payload_bytes_max) return .reject;
+    // Every string takes at least its NUL.
+    if (@as(u64, header.argc) + header.envc > header.payload_bytes) return .reject;
+    return .read_payload;
+}
+
+/// The payload holds exactly argc + envc NUL-terminated strings.
+pub fn payload_valid(header: wire.RequestHeader, payload: []const u8) bool {
+    assert(payload.len == header.payload_bytes);
+    if (payload.len > 0 and payload[payload.len - 1] != 0) return false;
+    return std.mem.count(u8, payload, &.{0}) == @as(usize, header.argc) + header.envc;
+}
+
+const Phase = enum { header, payload, handed, closing };
+
+const Connection = struct {
+    fd: i32,
+    phase: Phase = .header,
+    deadline_ns: u64,
+    header: wire.RequestHeader = undefined,
+    header_got: u32 = 0,
+    fds: [wire.passed_fds]i32 = .{ -1, -1, -1 },
+    fds_received: u32 = 0,
+    /// The request record being assembled: prefix, then the payload.
+    record: []u8 = &.{},
+    payload_got: u32 = 0,
+
+    fn release_fds(self: *Connection) void {
+        for (&self.fds) |*fd| {
+            sys.close(fd.*);
+            fd.* = -1;
+        }
+        self.fds_received = 0;
+    }
+};
+
+pub const Listener = struct {
+    mutex: std.Thread.Mutex = .{},
+    thread: ?std.Thread = null,
+    reporter: Reporter = undefined,
+    wake_fd: i32 = -1,
+    listen_fd: i32 = -1,
+    connections: [connections_max]?*Connection = [_]?*Connection{null} ** connections_max,
+    generations: [connections_max]u32 = [_]u32{0} ** connections_max,
+    count: u32 = 0,
+
+    /// Binds `path` (replacing a stale socket) and starts the thread. One per process.
+    pub fn listen(self: *Listener, path: []const u8, reporter: Reporter) Fail!void {
+        if (self.listen_fd >= 0) return diag.fail(.BUSY, "the client host already listens", .{});
+        var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
+        if (path.len == 0 or path.len >= address.path.len or std.mem.indexOfScalar(u8, path, 0) != null) {
+            return diag.fail(.NAMETOOLONG, "client host socket path must be 1-107 bytes without NUL", .{});
+        }
+        @memcpy(address.path[0..path.len], path);
+        const socket = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket(AF_UNIX)");
+        errdefer sys.close(socket);
+        const path_z: [*:0]const u8 = @ptrCast(&address.path);
+        _ = linux.unlink(path_z);
+        _ = try sys.check(linux.bind(socket, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind client host socket");
+        _ = try sys.check(linux.listen(socket, 128), "listen");
+        self.wake_fd = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        errdefer sys.close(self.wake_fd);
+        self.reporter = reporter;
+        self.listen_fd = socket;
+        self.thread = std.Thread.spawn(.{}, run, .{self}) catch {
+            self.listen_fd = -1;
+            return diag.fail(.AGAIN, "cannot start the client host thread", .{});
+        };
+    }
+
+    /// Answers connection `id` (any thread). `accepted` keeps it open for the final `exit`.
+    pub fn reply(self: *Listener, id: u32, kind: wire.ReplyKind, value: i32) Fail!void {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const connection = self.lookup(id) orelse return diag.fail(.BADF, "client connection {d} is gone", .{id});
+        if (connection.phase != .handed) return diag.fail(.BADF, "client connection {d} is not waiting for a reply", .{id});
+        const message = wire.Reply{ .kind = @intFromEnum(kind), .value = value };
+        const bytes = std.mem.asBytes(&message);
+        const rc = linux.sendto(connection.fd, bytes, bytes.len, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT, null, 0);
+        const written = sys.errno_of(rc) == .SUCCESS and rc == bytes.len;
+        // A short write leaves the front end waiting forever: hang up instead (it exits 255).
+        if (!written or kind != .accepted) {
+            connection.phase = .closing;
+            self.wake();
+        }
+        if (!written) return diag.fail(.PIPE, "client connection {d}: the reply could not be written", .{id});
+    }
+
+    fn wake(self: *Listener) void {
+        const one: u64 = 1;
+        _ = linux.write(self.wake_fd, std.mem.asBytes(&one), 8);
+    }
+
+    fn lookup(self: *Listener, id: u32) ?*Connection {
+        const slot = id & (connections_max - 1);
+        if (self.generations[slot] != id >> slot_bits) return null;
+        return self.connections[slot];
+    }
+
+    fn id_of(self: *Listener, slot: usize) u32 {
+        return (self.generations[slot] << slot_bits) | @as(u32, @intCast(slot));
+    }
+
+    // ------------------------------------------------------------ the thread
+
+    fn run(self: *Listener) void {
+        var pollfds: [2 + connections_max]linux.pollfd = undefined;
+        var slots: [2 + connections_max]usize = undefined;
+        while (true) {
+            self.mutex.lock();
+            var count: usize = 0;
+            pollfds[count] = .{ .fd = self.wake_fd, .events = linux.POLL.IN, .revents = 0 };
+            count += 1;
+            // Full: new front ends wait in the backlog.
+            if (self.count < connections_max) {
+                pollfds[count] = .{ .fd = self.listen_fd, .events = linux.POLL.IN, .revents = 0 };
+                count += 1;
+            }
+            const fixed = count;
+            var timeout_ms: i32 = -1;
+            const now = sys.now_ns();
+            for (self.connections, 0..) |maybe, slot| {
+                const connection = maybe orelse continue;
+                if (connection.phase == .closing) continue;
+                pollfds[count] = .{ .fd = connection.fd, .events = linux.POLL.IN, .revents = 0 };
+                slots[count] = slot;
+                count += 1;
+                if (connection.phase == .header or connection.phase == .payload) {
+                    const left_ms: i32 = if (connection.deadline_ns <= now) 0 else @intCast((connection.deadline_ns - now) / std.time.ns_per_ms + 1);
+                    timeout_ms = if (timeout_ms < 0) left_ms else @min(timeout_ms, left_ms);
+                }
+            }
+            self.mutex.unlock();
+
+            _ = linux.poll(&pollfds, count, timeout_ms);
+
+            self.mutex.lock();
+            defer self.mutex.unlock();
+            sys.drain(self.wake_fd);
+            if (fixed == 2 and pollfds[1].revents != 0) self.accept_all();
+            for (pollfds[fixed..count], slots[fixed..count]) |pollfd, slot| {
+                if (pollfd.revents == 0) continue;
+                const connection = self.connections[slot] orelse continue;
+                if (connection.fd != pollfd.fd) continue;
+                self.serve(slot, connection);
+            }
+            const later = sys.now_ns();
+            for (self.connections, 0..) |maybe, slot| {
+                const connection = maybe orelse continue;
+                const overdue = (connection.phase == .header or connection.phase == .payload) and connection.deadline_ns <= later;
+                if (connection.phase == .closing or overdue) self.drop(slot);
+            }
+        }
+    }
+
+    fn accept_all(self: *Listener) void {
+        while (self.count < connections_max) {
+            const rc = linux.accept4(self.listen_fd, null, null, linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK);
+            if (sys.errno_of(rc) != .SUCCESS) return;
+            const fd: i32 = @intCast(rc);
+            const connection = std.heap.c_allocator.create(Connection) catch {
+                sys.close(fd);
+                return;
+            };
+            connection.* = .{ .fd = fd, .deadline_ns = sys.now_ns() + request_timeout_ms * std.time.ns_per_ms };
+            for (&self.connections, 0..) |*slot, index| {
+                if (slot.* != null) continue;
+                slot.* = connection;
+                self.generations[index] = if (self.generations[index] >= (1 << (31 - slot_bits)) - 1) 1 else self.generations[index] + 1;
+                self.count += 1;
+                break;
+            } else unreachable;
+        }
+    }
+
+    fn drop(self: *Listener, slot: usize) void {
+        const connection = self.connections[slot].?;
+        connection.release_fds();
+        sys.close(connection.fd);
+        if (connection.record.len > 0) std.heap.c_allocator.free(connection.record);
+        std.heap.c_allocator.destroy(connection);
+        self.connections[slot] = null;
+        self.count -= 1;
+    }
+
+    fn serve(self: *Listener, slot: usize, connection: *Connection) void {
+        switch (connection.phase) {
+            .header => self.read_header(slot, connection),
+            .payload => self.read_payload(slot, connection),
+            .handed => self.read_signals(slot, connection),
+            .closing => {},
+        }
+    }
+
+    fn read_header(self: *Listener, slot: usize, connection: *Connection) void {
+        const bytes = std.mem.asBytes(&connection.header);
+        var control: sys.CmsgBuffer(wire.passed_fds + 1) = .{};
+        var iov = [_]std.posix.iovec{.{ .base = bytes[connection.header_got..].ptr, .len = bytes.len - connection.header_got }};
+        var message = linux.msghdr{ .name = null, .namelen = 0, .iov = &iov, .iovlen = 1, .control = &control.bytes, .controllen = control.bytes.len, .flags = 0 };
+        const rc = linux.recvmsg(connection.fd, &message, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+        switch (sys.errno_of(rc)) {
+            .SUCCESS => {},
+            .AGAIN, .INTR => return,
+            else => return self.hang_up(slot, connection),
+        }
+        if (message.controllen > 0) {
+            // Fds come once, with the first bytes; a second batch or a truncated one is hostile.
+            const fds = control.take_fds_any(message.controllen);
+            if (connection.fds_received > 0 or message.flags & linux.MSG.CTRUNC != 0 or fds.count != wire.passed_fds) {
+                for (fds.slice()) |fd| sys.close(fd);
+                connection.phase = .closing;
+                return;
+            }
+            connection.fds = fds.items[0..wire.passed_fds].*;
+            connection.fds_received = @intCast(fds.count);
+        }
+        if (rc == 0) return self.hang_up(slot, connection);
+        connection.header_got += @intCast(rc);
+        if (connection.header_got < bytes.len) return;
+        switch (judge_header(connection.header, connection.fds_received)) {
+            .reject => connection.phase = .closing,
+            .fallback => {
+                const answer = wire.Reply{ .kind = @intFromEnum(wire.ReplyKind.fallback), .value = 0 };
+                _ = linux.sendto(connection.fd, std.mem.asBytes(&answer), @sizeOf(wire.Reply), linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT, null, 0);
+                connection.phase = .closing;
+            },
+            .read_payload => {
+                connection.record = std.heap.c_allocator.alloc(u8, request_record_prefix_bytes + connection.header.payload_bytes) catch {
+                    connection.phase = .closing;
+                    return;
+                };
+                connection.phase = .payload;
+                self.read_payload(slot, connection);
+            },
+        }
+    }
+
+    fn read_payload(self: *Listener, slot: usize, connection: *Connection) void {
+        const payload = connection.record[request_record_prefix_bytes..];
+        while (connection.payload_got < payload.len) {
+            const rc = linux.read(connection.fd, payload[connection.payload_got..].ptr, payload.len - connection.payload_got);
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => if (rc == 0) return self.hang_up(slot, connection),
+                .AGAIN => return,
+                .INTR => continue,
+                else => return self.hang_up(slot, connection),
+            }
+            connection.payload_got += @intCast(rc);
+        }
+        if (!payload_valid(connection.header, payload)) {
+            connection.phase = .closing;
+            return;
+        }
+        for (connection.fds, 0..) |fd, i| std.mem.writeInt(i32, connection.record[4 * i ..][0..4], fd, .little);
+        std.mem.writeInt(u32, connection.record[12..16], connection.header.argc, .little);
+        std.mem.writeInt(u32, connection.record[16..20], connection.header.envc, .little);
+        // The fds are JavaScript's from here on.
+        connection.fds = .{ -1, -1, -1 };
+        connection.fds_received = 0;
+        connection.phase = .handed;
+        self.reporter.report(self.reporter.context, self.id_of(slot), .client_request, 0, connection.record);
+        std.heap.c_allocator.free(connection.record);
+        connection.record = &.{};
+    }
+
+    fn read_signals(self: *Listener, slot: usize, connection: *Connection) void {
+        var buffer: [64]u8 = undefined;
+        while (true) {
+            const rc = linux.read(connection.fd, &buffer, buffer.len);
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => if (rc == 0) return self.hang_up(slot, connection),
+                .AGAIN => return,
+                .INTR => continue,
+                else => return self.hang_up(slot, connection),
+            }
+            const signals = std.mem.count(u8, buffer[0..rc], &.{wire.signal_byte});
+            for (0..signals) |_| self.reporter.report(self.reporter.context, self.id_of(slot), .client_signal, 0, "");
+        }
+    }
+
+    /// The front end closed or died: JS hears of it only once it has the request.
+    fn hang_up(self: *Listener, slot: usize, connection: *Connection) void {
+        if (connection.phase == .handed) self.reporter.report(self.reporter.context, self.id_of(slot), .client_gone, 0, "");
+        connection.phase = .closing;
+    }
+};

@@ -1,0 +1,59 @@
+//! The client-host socket: how the native `qrexec-client-vm` front end (zig/client_host/front_end.zig)
+//! hands a call to the agent it talks to, which runs it in-process (src/agent/client-host.ts)
+//! instead of a new Bun process per call. Local to one domain and one build: both ends come
+//! from this repository, so a version mismatch is answered with `fallback`, never an error.
+//!
+//! Front end -> agent, on `<agent socket>.clients` (AF_UNIX, SOCK_STREAM):
+//!   1. `RequestHeader` in one sendmsg carrying SCM_RIGHTS with exactly 3 fds: its 0, 1, 2.
+//!   2. `payload_bytes` bytes: `argc` NUL-terminated arguments (argv[1..], not argv[0]), then
+//!      `envc` NUL-terminated `KEY=VALUE` environment entries. Nothing else.
+//!   3. Afterwards, one `signal_byte` per SIGUSR1 the front end receives.
+//! Agent -> front end: `fallback`, or `accepted` and later `exit`; the agent closes after either
+//! last one. A front end that sees EOF before it lost its agent mid-call.
+const std = @import("std");
+
+pub const magic: u32 = 0x48585251; // "QRXH", little-endian
+pub const version: u32 = 1;
+
+/// Appended to the agent's trigger socket path.
+pub const socket_suffix = ".clients";
+
+/// Requests larger than this are not sent (the front end falls back to the Bun CLI).
+pub const payload_bytes_max: u32 = 1 << 20;
+
+/// The front end's fds 0, 1 and 2, in that order.
+pub const passed_fds: u32 = 3;
+
+/// Sent by the front end once per SIGUSR1 (single-socket mode, qrexec-protocol.md §6.6).
+pub const signal_byte: u8 = 'U';
+
+pub const RequestHeader = extern struct {
+    magic: u32,
+    version: u32,
+    argc: u32,
+    envc: u32,
+    payload_bytes: u32,
+};
+
+pub const ReplyKind = enum(u32) {
+    /// `value` is the exit status the front end exits with.
+    exit = 1,
+    /// The agent will not run this call; the front end execs the Bun CLI with its own argv,
+    /// having consumed none of its stdin.
+    fallback = 2,
+    /// The agent runs the call on the fds it was given: the front end closes its stdin and
+    /// stdout, so that a reader of its output sees EOF when the call's output ends, not when
+    /// the front end exits.
+    accepted = 3,
+};
+
+pub const Reply = extern struct {
+    kind: u32,
+    value: i32,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(RequestHeader) == 20);
+    std.debug.assert(@sizeOf(Reply) == 8);
+    std.debug.assert(@import("builtin").cpu.arch.endian() == .little);
+}
