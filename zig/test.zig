@@ -17,4 +17,5 @@ test {
     _ = @import("filecopy/pack_test.zig");
     _ = @import("filecopy/unpack_test.zig");
     _ = @import("client_host/front_end.zig");
+    _ = @import("client_host/listener.zig");
 }

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, readSync, readlinkSync, writeSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
 import { fdTargets } from "../helpers/procfs.ts";
@@ -129,6 +130,40 @@ describe("qrexec-client-vm's client host", () => {
     const after = await system.clientVm("work", ["vault", "test.Exit+0"]);
     expect(after.code, explain(after)).toBe(0);
   });
+
+  test("hostile clients of the host socket are dropped, and the host serves on", async () => {
+    const socket = `${system.vms.get("work")!.agentSocket}.clients`;
+    /** Connects, sends `bytes`, and resolves when the agent hangs up (or after `ms`: "open"). */
+    const hangsUp = (bytes: Uint8Array, ms = 3000) =>
+      new Promise<string>((resolve) => {
+        const connection = createConnection(socket, () => connection.write(bytes));
+        const timer = setTimeout(() => {
+          connection.destroy();
+          resolve("open");
+        }, ms);
+        connection.on("data", () => {});
+        connection.on("error", () => {});
+        connection.on("close", () => {
+          clearTimeout(timer);
+          resolve("closed");
+        });
+      });
+    const header = (magic: number) => {
+      const bytes = new Uint8Array(20);
+      new DataView(bytes.buffer).setUint32(0, magic, true);
+      new DataView(bytes.buffer).setUint32(4, 1, true);
+      return bytes;
+    };
+    expect(await hangsUp(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: qrx\r\n\r\n"))).toBe("closed");
+    // Half a header, then silence: dropped when the request's 5 s are up.
+    const started = performance.now();
+    expect(await hangsUp(header(0x48585251).subarray(0, 10), 8000)).toBe("closed");
+    expect(performance.now() - started).toBeGreaterThan(4000);
+    // The right magic, but no fds came with it.
+    expect(await hangsUp(header(0x48585251))).toBe("closed");
+    const { exe } = await whileRunning(["vault", "test.Hold+TAG"]);
+    expect(exe).toBe(FRONT);
+  }, 20_000);
 
   // For a caller, SIGUSR1 means that its stdout is a socket to read the input from too (the
   // pump's single-socket mode from the client's side, §6.6); its stdin is dropped.

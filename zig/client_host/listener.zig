@@ -324,3 +324,31 @@ pub const Listener = struct {
         connection.phase = .closing;
     }
 };
+
+fn test_header(argc: u32, envc: u32, payload_bytes: u32) wire.RequestHeader {
+    return .{ .magic = wire.magic, .version = wire.version, .argc = argc, .envc = envc, .payload_bytes = payload_bytes };
+}
+
+test "client host: headers are judged before any payload is read" {
+    try std.testing.expectEqual(HeaderVerdict.read_payload, judge_header(test_header(2, 1, 20), 3));
+    var bad_magic = test_header(2, 1, 20);
+    bad_magic.magic ^= 1;
+    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(bad_magic, 3));
+    // Another build's front end runs the Bun CLI instead, whatever else it sent.
+    var other_version = test_header(2, 1, 20);
+    other_version.version += 1;
+    try std.testing.expectEqual(HeaderVerdict.fallback, judge_header(other_version, 0));
+    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(2, 1, 20), 2));
+    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(2, 1, wire.payload_bytes_max + 1), 3));
+    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(0xffff_ffff, 1, 20), 3));
+    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(15, 6, 20), 3));
+}
+
+test "client host: a payload holds exactly argc + envc strings" {
+    try std.testing.expect(payload_valid(test_header(2, 1, 12), "vault\x00x\x00A=1\x00\x00"[0..12]));
+    try std.testing.expect(payload_valid(test_header(2, 1, 11), "vault\x00\x00A=1\x00"));
+    try std.testing.expect(payload_valid(test_header(0, 0, 0), ""));
+    try std.testing.expect(!payload_valid(test_header(2, 1, 10), "vault\x00\x00A=1"));
+    try std.testing.expect(!payload_valid(test_header(2, 2, 11), "vault\x00\x00A=1\x00"));
+    try std.testing.expect(!payload_valid(test_header(1, 1, 11), "vault\x00\x00A=1\x00"));
+}
