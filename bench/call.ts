@@ -61,10 +61,6 @@ export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm")
   };
 }
 
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", "'\\''")}'`;
-}
-
 /** Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit. */
 async function timePipeline(lab: Lab, domain: string, command: string): Promise<{ seconds: number; stdout: string }> {
   const start = performance.now();
@@ -163,7 +159,9 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     if (options.progress) process.stderr.write(`  ${describe(row)}\n`);
   };
   const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
-  const clientVm = shellQuote(join(BIN_DIR, "qrexec-client-vm"));
+  // As a user of the lab runs them: found on the domain's PATH (the native front end of
+  // qrexec-client-vm when it is built, else bin/'s launcher).
+  const clientVm = "qrexec-client-vm";
   const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
   const layout = labLayout(mkdtempSync(join(base, "qrx-bench-call-")));
   say(`starting a default lab in ${layout.dir} (shm vchans)`);
@@ -184,9 +182,10 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
     // process.stdout alone would add ~10 ms of Bun's stream set-up).
     record(await measureLatency(lab, "baseline:bun-start", "dom0", [BUN, "-e", "0"], options.calls, ""));
-    record(await measureLatency(lab, "latency-vm-vm", CALLER, [join(BIN_DIR, "qrexec-client-vm"), TARGET, "test.Echo"], options.calls, LINE));
-    record(await measureLatency(lab, "latency-vm-dom0", CALLER, [join(BIN_DIR, "qrexec-client-vm"), "dom0", "test.Echo"], options.calls, LINE));
-    record(await measureLatency(lab, "latency-dom0-vm", "dom0", [join(BIN_DIR, "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"], options.calls, LINE));
+    const onPath = (domain: string, program: string) => Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
+    record(await measureLatency(lab, "latency-vm-vm", CALLER, [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"], options.calls, LINE));
+    record(await measureLatency(lab, "latency-vm-dom0", CALLER, [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"], options.calls, LINE));
+    record(await measureLatency(lab, "latency-dom0-vm", "dom0", [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"], options.calls, LINE));
   } finally {
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });

@@ -1,12 +1,14 @@
 // The environment a process of one lab domain runs with: its domain id and name, its vchan
-// directory, its services and trigger socket, its home, and bin/ first on PATH so
-// `qrexec-client-vm` (in a VM) or `qrexec-client` (in dom0) is the lab's. The agent, the
+// directory, its services and trigger socket, its home, and zig-out/bin and bin/ first on PATH
+// so `qrexec-client-vm` (in a VM) or `qrexec-client` (in dom0) is the lab's. The agent, the
 // services it starts and `qrx run DOMAIN` all get this.
 
 import { join } from "node:path";
 import type { LabLayout } from "./layout.ts";
 
 export const BIN_DIR = join(import.meta.dir, "..", "..", "bin");
+/** Native programs (the qrexec-client-vm front end), ahead of their bin/ launchers on PATH. */
+export const NATIVE_BIN_DIR = join(import.meta.dir, "..", "..", "zig-out", "bin");
 
 /** Variables that say which domain and lab a process belongs to: never inherited from the caller. */
 const DOMAIN_SPECIFIC = /^(QREXEC_|VCHAN_|QUBES_RPC_|QRX_(VCHAN|VCHAN_DIR|AGENT_SOCKET|DIR|SOCKET_DIR|DOMAIN_NAME|QUBESD_SOCKET|SYSTEM_INFO_SOCKET|POLICY_DIR|DOMAINS)$)/;
@@ -20,7 +22,7 @@ export function domainEnv(
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(base)) if (value !== undefined && !DOMAIN_SPECIFIC.test(key)) env[key] = value;
   Object.assign(env, {
-    PATH: `${BIN_DIR}:${env.PATH ?? "/usr/bin:/bin"}`,
+    PATH: `${NATIVE_BIN_DIR}:${BIN_DIR}:${env.PATH ?? "/usr/bin:/bin"}`,
     HOME: layout.home(domain.name),
     QRX_DIR: layout.dir,
     QRX_DOMAIN_NAME: domain.name,
