@@ -147,6 +147,8 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     const big = await system.clientVm("work", ["--buffer-size=1048576", "mirage", "test.Add"], "1 1\n");
     expect(big.code, explain(big)).not.toBe(0);
     expect(big.stderr, explain(big)).toMatch(/the peer's page cap is 128 pages, these rings \(1048576\/1048576 bytes\) need 513/);
+    // The client may be done before the agent's log line has been read from its stderr.
+    await waitFor(() => /need more pages than the page cap of 128/.test(system.logOf("agent:mirage")), "the mirage agent's log line", 5000).catch(() => {});
     expect(system.logOf("agent:mirage")).toMatch(/need more pages than the page cap of 128/);
     expect(Date.now() - started).toBeLessThan(10_000);
     const fits = await system.clientVm("work", ["--buffer-size=65536", "mirage", "test.Add"], "1 1\n");
