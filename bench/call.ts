@@ -10,7 +10,7 @@
 // Latency: `calls` sequential calls of a service that echoes one line, client process start
 // included (spawn to exit, output checked), VM->VM, VM->dom0 and dom0->VM, beside the start of a
 // bare `bun -e 0`. See docs/benchmarks.md ("Calls") for the exact commands.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../src/lab/control.ts";
@@ -56,7 +56,7 @@ interface Lab {
 export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm"): Record<CallThroughputRow["name"], string> {
   return {
     "baseline:pipe3": `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`,
-    "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET} test.Sink > /dev/null`,
+    "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET} bench.Sink`,
     "from-service": `${clientVm} ${TARGET} test.Source+${bytes} < /dev/null | cat > /dev/null`,
   };
 }
@@ -115,7 +115,17 @@ async function measureLatency(
   return { name, calls, medianMs: median(times), p99Ms: percentile(times, 99) };
 }
 
+/** The to-service row's sink: `cat > /dev/null`, as the pipe's last hop (the lab's test.Sink is
+ * `wc -c`, which reads 16 KiB at a time against cat's 128 KiB). Both files survive `lab up`. */
+function addBenchSink(layout: LabLayout): void {
+  mkdirSync(layout.rpcDir(TARGET), { recursive: true });
+  writeFileSync(join(layout.rpcDir(TARGET), "bench.Sink"), "#!/bin/sh\nexec cat > /dev/null\n", { mode: 0o755 });
+  mkdirSync(layout.policyDir, { recursive: true });
+  writeFileSync(join(layout.policyDir, "40-bench.policy"), `bench.Sink * ${CALLER} ${TARGET} allow\n`);
+}
+
 async function startLab(layout: LabLayout): Promise<Lab> {
+  addBenchSink(layout);
   const status = await labUp(layout);
   const transport = status.transport === "socket" ? "socket" : "shm";
   const envs = new Map(status.domains.map((domain) => [domain.name, domainEnv(layout, domain, transport)]));
