@@ -6,8 +6,7 @@
 // (that is what makes old daemons fall back to the policy program). The answer is the key=value
 // text, then the connection is closed.
 
-import { chmodSync, lstatSync, unlinkSync } from "node:fs";
-import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
+import { RequestServer, type Parsed } from "../io/request-server.ts";
 import type { Asker } from "./ask.ts";
 import { answerQuery } from "./answer.ts";
 import { EvalServiceServer } from "./eval-services.ts";
@@ -49,15 +48,6 @@ export function parseSocketRequest(text: string): ParsedRequest {
   };
 }
 
-interface ClientState {
-  chunks: Buffer[];
-  bytes: number;
-  /** Set once the request is complete: further input is ignored. */
-  handled: boolean;
-  closed: boolean;
-  pending: Buffer | null;
-}
-
 export interface PolicyDaemonOptions {
   socketPath: string;
   store: PolicyStore;
@@ -69,7 +59,7 @@ export interface PolicyDaemonOptions {
 }
 
 export class PolicyDaemon {
-  #listener: UnixSocketListener<ClientState> | TCPSocketListener<ClientState> | null = null;
+  #server: RequestServer<ParsedQuery> | null = null;
   #served = 0;
   #evalServers: EvalServiceServer[] = [];
 
@@ -81,79 +71,24 @@ export class PolicyDaemon {
   }
 
   start(): void {
-    const { socketPath } = this.options;
-    try {
-      if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath); // a stale socket from an earlier run
-    } catch {
-      // no such file
-    }
-    const daemon = this;
-    const { store, log, evalSimpleSocket, evalGuiSocket } = this.options;
+    const { socketPath, store, log, evalSimpleSocket, evalGuiSocket } = this.options;
     for (const [kind, path] of [["simple", evalSimpleSocket], ["gui", evalGuiSocket]] as const) {
       if (path == null) continue;
       const server = new EvalServiceServer({ kind, socketPath: path, store, log });
       server.start();
       this.#evalServers.push(server);
     }
-    this.#listener = Bun.listen<ClientState>({
-      unix: socketPath,
-      socket: {
-        open(socket) {
-          socket.data = { chunks: [], bytes: 0, handled: false, closed: false, pending: null };
-        },
-        data(socket, chunk) {
-          daemon.#receive(socket, chunk, false);
-        },
-        end(socket) {
-          daemon.#receive(socket, Buffer.alloc(0), true);
-        },
-        drain(socket) {
-          daemon.#flush(socket);
-        },
-        close(socket) {
-          socket.data.closed = true;
-        },
-        error(socket, error) {
-          socket.data.closed = true;
-          daemon.options.log(`policy socket client: ${error.message}`);
-        },
-      },
+    this.#server = new RequestServer<ParsedQuery>({
+      socketPath,
+      mode: 0o660, // upstream's policy.sock: owner and group (qubes)
+      log,
+      parse: parseQueryBytes,
+      answer: (request) => this.#answer(request),
     });
-    try {
-      chmodSync(socketPath, 0o660); // upstream's policy.sock: owner and group (qubes)
-    } catch {
-      // best effort
-    }
+    this.#server.start();
   }
 
-  #receive(socket: Socket<ClientState>, chunk: Buffer, eof: boolean): void {
-    const state = socket.data;
-    if (state.handled) return;
-    state.chunks.push(chunk);
-    state.bytes += chunk.length;
-    const all = Buffer.concat(state.chunks);
-    state.chunks = [all];
-    const text = all.toString("latin1");
-    const end = text.startsWith("\n") ? 0 : text.indexOf("\n\n");
-    if (end === -1 && !eof) {
-      if (state.bytes > REQUEST_BYTES_MAX) {
-        state.handled = true;
-        this.options.log(`policy request over ${REQUEST_BYTES_MAX} bytes: dropped without an answer`);
-        socket.end();
-      }
-      return;
-    }
-    state.handled = true;
-    const parsed = parseSocketRequest(end === -1 ? text : text.slice(0, end + 1));
-    if (!parsed.ok) {
-      this.options.log(`policy request dropped without an answer: ${parsed.reason}`);
-      socket.end();
-      return;
-    }
-    void this.#answer(socket, parsed.query, parsed.options);
-  }
-
-  async #answer(socket: Socket<ClientState>, query: PolicyQuery, options: SocketOptions): Promise<void> {
+  async #answer({ query, options }: ParsedQuery): Promise<Uint8Array> {
     const { store, asker, log } = this.options;
     const snapshot = store.current; // this request keeps this snapshot, whatever reloads meanwhile
     let text: string;
@@ -165,32 +100,28 @@ export class PolicyDaemon {
       text = "result=deny";
     }
     this.#served++;
-    if (socket.data.closed) return;
-    socket.data.pending = Buffer.from(text + "\n");
-    this.#flush(socket);
-  }
-
-  #flush(socket: Socket<ClientState>): void {
-    const pending = socket.data.pending;
-    if (pending === null) return;
-    const written = socket.write(pending);
-    if (written < pending.length) {
-      socket.data.pending = pending.subarray(Math.max(written, 0));
-      return;
-    }
-    socket.data.pending = null;
-    socket.end();
+    return Buffer.from(text + "\n");
   }
 
   stop(): void {
     for (const server of this.#evalServers) server.stop();
     this.#evalServers = [];
-    this.#listener?.stop(true);
-    this.#listener = null;
-    try {
-      unlinkSync(this.options.socketPath);
-    } catch {
-      // already gone
-    }
+    this.#server?.stop();
+    this.#server = null;
   }
+}
+
+type ParsedQuery = { query: PolicyQuery; options: SocketOptions };
+
+/** A request is whole at its empty line, or at EOF. */
+function parseQueryBytes(received: Buffer, eof: boolean): Parsed<ParsedQuery> {
+  const text = received.toString("latin1");
+  const end = text.startsWith("\n") ? 0 : text.indexOf("\n\n");
+  if (end === -1 && !eof) {
+    if (received.length > REQUEST_BYTES_MAX) return { kind: "drop", reason: `policy request over ${REQUEST_BYTES_MAX} bytes: dropped without an answer` };
+    return { kind: "more" };
+  }
+  const parsed = parseSocketRequest(end === -1 ? text : text.slice(0, end + 1));
+  if (!parsed.ok) return { kind: "drop", reason: `policy request dropped without an answer: ${parsed.reason}` };
+  return { kind: "request", request: { query: parsed.query, options: parsed.options } };
 }

@@ -6,8 +6,7 @@
 // both the source and the target qube. Anything wrong: the connection is closed with no answer.
 // The answer is `result=allow\n` or `result=deny\n`, with assume_yes_for_ask and just_evaluate.
 
-import { chmodSync, lstatSync, unlinkSync } from "node:fs";
-import type { Socket, UnixSocketListener } from "bun";
+import { RequestServer } from "../io/request-server.ts";
 import type { Asker } from "./ask.ts";
 import { answerQuery } from "./answer.ts";
 import type { DomainFacts } from "./domains.ts";
@@ -107,14 +106,6 @@ export async function evalServiceAnswer(
   }
 }
 
-interface EvalClient {
-  buffer: Buffer;
-  descriptor: string | null;
-  handled: boolean;
-  closed: boolean;
-  pending: Buffer | null;
-}
-
 export interface EvalServiceOptions {
   kind: EvalKind;
   socketPath: string;
@@ -124,102 +115,37 @@ export interface EvalServiceOptions {
 
 /** One listening socket service (EvalSimple or EvalGUI). */
 export class EvalServiceServer {
-  #listener: UnixSocketListener<EvalClient> | null = null;
+  readonly #server: RequestServer<{ descriptor: string; body: Buffer }>;
 
-  constructor(readonly options: EvalServiceOptions) {}
-
-  start(): void {
-    const { socketPath } = this.options;
-    try {
-      if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath);
-    } catch {
-      // no such file
-    }
-    const server = this;
-    this.#listener = Bun.listen<EvalClient>({
-      unix: socketPath,
-      socket: {
-        open(socket) {
-          socket.data = { buffer: Buffer.alloc(0), descriptor: null, handled: false, closed: false, pending: null };
-        },
-        data(socket, chunk) {
-          server.#receive(socket, chunk, false);
-        },
-        end(socket) {
-          server.#receive(socket, Buffer.alloc(0), true);
-        },
-        drain(socket) {
-          server.#flush(socket);
-        },
-        close(socket) {
-          socket.data.closed = true;
-        },
-        error(socket, error) {
-          socket.data.closed = true;
-          server.options.log(`${socketPath} client: ${error.message}`);
-        },
+  constructor(readonly options: EvalServiceOptions) {
+    const { kind, socketPath, store, log } = options;
+    const name = kind === "gui" ? "policy.EvalGUI" : "policy.EvalSimple";
+    this.#server = new RequestServer({
+      socketPath,
+      mode: 0o660,
+      log,
+      parse: (received, eof) => {
+        const nul = received.indexOf(0);
+        if (nul === -1) {
+          if (eof || received.length > EVAL_DESCRIPTOR_BYTES_MAX) return { kind: "drop", reason: `${name}: no answer: ${eof ? "EOF inside the service descriptor" : "service descriptor too long"}` };
+          return { kind: "more" };
+        }
+        const body = received.subarray(nul + 1);
+        if (!eof && body.length < EVAL_BODY_BYTES_MAX) return { kind: "more" };
+        return { kind: "request", request: { descriptor: received.subarray(0, nul).toString("latin1"), body: Buffer.from(body.subarray(0, EVAL_BODY_BYTES_MAX)) } };
+      },
+      answer: async ({ descriptor, body }) => {
+        const text = await evalServiceAnswer(kind, descriptor, body, store, log);
+        return text === null ? null : Buffer.from(text);
       },
     });
-    try {
-      chmodSync(socketPath, 0o660);
-    } catch {
-      // best effort
-    }
   }
 
-  #receive(socket: Socket<EvalClient>, chunk: Buffer, eof: boolean): void {
-    const state = socket.data;
-    if (state.handled) return;
-    state.buffer = Buffer.concat([state.buffer, chunk]);
-    if (state.descriptor === null) {
-      const nul = state.buffer.indexOf(0);
-      if (nul === -1) {
-        if (eof || state.buffer.length > EVAL_DESCRIPTOR_BYTES_MAX) this.#drop(socket, eof ? "EOF inside the service descriptor" : "service descriptor too long");
-        return;
-      }
-      state.descriptor = state.buffer.subarray(0, nul).toString("latin1");
-      state.buffer = state.buffer.subarray(nul + 1);
-    }
-    if (!eof && state.buffer.length < EVAL_BODY_BYTES_MAX) return;
-    state.handled = true;
-    const body = state.buffer.subarray(0, EVAL_BODY_BYTES_MAX);
-    const { kind, store, log } = this.options;
-    void evalServiceAnswer(kind, state.descriptor, Buffer.from(body), store, log).then((text) => {
-      if (state.closed) return;
-      if (text === null) {
-        socket.end();
-        return;
-      }
-      state.pending = Buffer.from(text);
-      this.#flush(socket);
-    });
-  }
-
-  #drop(socket: Socket<EvalClient>, reason: string): void {
-    socket.data.handled = true;
-    this.options.log(`${this.options.kind === "gui" ? "policy.EvalGUI" : "policy.EvalSimple"}: no answer: ${reason}`);
-    socket.end();
-  }
-
-  #flush(socket: Socket<EvalClient>): void {
-    const pending = socket.data.pending;
-    if (pending === null) return;
-    const written = socket.write(pending);
-    if (written < pending.length) {
-      socket.data.pending = pending.subarray(Math.max(written, 0));
-      return;
-    }
-    socket.data.pending = null;
-    socket.end();
+  start(): void {
+    this.#server.start();
   }
 
   stop(): void {
-    this.#listener?.stop(true);
-    this.#listener = null;
-    try {
-      unlinkSync(this.options.socketPath);
-    } catch {
-      // already gone
-    }
+    this.#server.stop();
   }
 }
