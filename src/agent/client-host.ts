@@ -7,7 +7,7 @@
 import { chmodSync, closeSync, writeSync } from "node:fs";
 import { ExitError } from "../call/exit-error.ts";
 import { callService } from "../client-vm/client-vm.ts";
-import { parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
+import { isTerminal, parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
 import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
@@ -73,6 +73,10 @@ export class ClientVmHost {
   /** The command line, when the host runs it exactly as the CLI would; null for "fallback". */
   #hostable(request: ClientRequest): ClientVmCommandLine | null {
     for (const key of CLIENT_ENVIRONMENT) if (request.env[key] !== this.#env[key]) return null;
+    // A terminal stays with a process of its session: were it the agent's controlling terminal
+    // too, reading or writing it from outside the foreground job would stop the agent (SIGTTIN,
+    // SIGTTOU). Interactive calls are not the ones whose start-up matters.
+    if (request.fds.some((fd) => isTerminal(fd))) return null;
     const commandLine = parseFast(request.argv, request.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
     if (commandLine === null || commandLine.local.length > 0) return null;
     return commandLine.options.agentSocket === this.#agentSocket ? commandLine : null;

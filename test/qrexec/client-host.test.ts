@@ -3,7 +3,7 @@
 // call is the same call (data, exit codes, messages, a killed client, SIGUSR1).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, readSync, readlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, readdirSync, readFileSync, readSync, readlinkSync, writeSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
@@ -78,6 +78,26 @@ describe("qrexec-client-vm's client host", () => {
 
   test("an environment the agent does not share falls back (QRX_SPIN_NS)", async () => {
     const { exe } = await whileRunning(["vault", "test.Hold+TAG"], { QRX_SPIN_NS: "0" });
+    expect(exe).toMatch(/bun/);
+  });
+
+  // A terminal must stay with the client's own process (job control), so the Bun CLI runs.
+  test.skipIf(!Bun.which("script"))("a terminal on stdio falls back to the Bun CLI", async () => {
+    const tag = `t${Math.random().toString(36).slice(2)}`;
+    const command = `${join(BIN, "qrexec-client-vm")} vault test.Hold+${tag}`;
+    const child = Bun.spawn(["script", "-qec", command, "/dev/null"], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
+    const clients = readdirSync("/proc").filter((pid) => {
+      try {
+        return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(`test.Hold+${tag}`) && !readFileSync(`/proc/${pid}/cmdline`, "latin1").startsWith("script");
+      } catch {
+        return false;
+      }
+    });
+    expect(clients.length).toBe(1);
+    const exe = executable(Number(clients[0]));
+    child.kill("SIGKILL");
+    await child.exited;
     expect(exe).toMatch(/bun/);
   });
 
