@@ -187,6 +187,21 @@ fi`,
       .map((child) => `${child.pid} (${child.comm}, parent ${child.ppid})`);
   }
 
+  /**
+   * Resources once the calls before have been torn down everywhere: a client can exit before
+   * the far ends (a daemon serving a call into dom0, say) have closed their side of its vchan.
+   */
+  async function settledResources(): Promise<Resources> {
+    const deadline = Date.now() + 3000;
+    let previous = resources();
+    for (;;) {
+      await Bun.sleep(100);
+      const current = resources();
+      if (JSON.stringify(current) === JSON.stringify(previous) || Date.now() > deadline) return current;
+      previous = current;
+    }
+  }
+
   /** What differs from `before` beyond the slack: leaked fds, shm, zombies, rendezvous files. */
   function leaks(before: Resources): string[] {
     const now = resources();
@@ -263,7 +278,7 @@ fi`,
   // ------------------------------------------------------------------------- peers killed
 
   test("a service killed mid-transfer: the caller exits with 137 within 1 s", async () => {
-    const before = resources();
+    const before = await settledResources();
     const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-service"], { stdin: Bun.file("/dev/zero"), stdout: "ignore" });
     const pid = await servicePid("killed-service");
     await midTransfer(pid);
@@ -280,7 +295,7 @@ fi`,
     ["reading: its stdin ends", "test.Sink", { stdin: Bun.file("/dev/zero"), stdout: "ignore" as const }],
     ["writing: it gets SIGPIPE", "test.Source", { stdin: "ignore" as const, stdout: "ignore" as const }],
   ])("a caller killed mid-call, the service %s within 1 s; the agents serve on", async (_, service, stdio) => {
-    const before = resources();
+    const before = await settledResources();
     const name = `killed-caller-${service}`;
     const client = system.spawnClientVm("work", ["vault", `${service}+${name}`], stdio);
     const pid = await servicePid(name);
@@ -327,7 +342,7 @@ fi`,
     // Warm up every path once: the runtime opens some fds lazily, on first use.
     await system.clientVm("work", ["vault", "test.Echo"], "warm-up\n");
     await system.clientVm("work", ["dom0", "test.Dom0"], "warm-up\n");
-    const before = resources();
+    const before = await settledResources();
     // Every control vchan is connected: no rendezvous socket is left, on either transport.
     expect(before.vchanFiles).toEqual([]);
     expect(before.listening).toEqual([]);
@@ -346,7 +361,7 @@ fi`,
   });
 
   test("the target's agent killed mid-call: the caller ends with 255 within 1 s; after a restart nothing leaked", async () => {
-    const before = resources();
+    const before = await settledResources();
     const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-agent"], { stdin: Bun.file("/dev/zero"), stdout: "ignore" });
     const pid = await servicePid("killed-agent");
     await midTransfer(pid);
