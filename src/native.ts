@@ -687,9 +687,9 @@ export class ClientHost {
     else if (kind === PumpEventKind.ClientGone) host?.#handlers.gone(connection);
   }
 
-  /** The front end gave up its stdin and stdout: the call runs here. */
-  accept(connection: number): void {
-    native.qh_reply(connection, ClientReply.Accepted, 0);
+  /** Tells the front end to give up its stdin and stdout: the call runs here. False if it is gone. */
+  accept(connection: number): boolean {
+    return native.qh_reply(connection, ClientReply.Accepted, 0) >= 0;
   }
 
   /** The front end exits with `code` (0-255). A front end that is gone is no error. */

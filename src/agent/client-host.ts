@@ -6,7 +6,7 @@
 // answered "fallback", and the front end runs the Bun CLI itself.
 import { chmodSync, closeSync, writeSync } from "node:fs";
 import { ExitError } from "../call/exit-error.ts";
-import { callService } from "../client-vm/client-vm.ts";
+import { callService, type ClientVmCall } from "../client-vm/client-vm.ts";
 import { isTerminal, parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
 import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
@@ -99,36 +99,46 @@ export class ClientVmHost {
       return;
     }
     // From here on the front end has given up its stdin and stdout: the call owns them.
-    host.accept(request.connection);
+    const accepted = host.accept(request.connection);
     const hosted: HostedCall = { abort: new AbortController(), stream: null, signalled: false };
     this.#calls.set(request.connection, hosted);
+    // Gone before it heard of it: the call ends at once, as for a client killed mid-call.
+    if (!accepted) hosted.abort.abort();
+    void this.#run(request, call, hosted)
+      .then((code) => host.reply(request.connection, code))
+      .catch((failure: unknown) => this.#log(`hosted call failed: ${failure instanceof Error ? failure.message : failure}`))
+      .finally(() => this.#calls.delete(request.connection));
+  }
+
+  /** The call on the front end's fds; its exit status. Every fd is closed or handed on. */
+  async #run(request: ClientRequest, call: ClientVmCall, hosted: HostedCall): Promise<number> {
+    const [input, output, error] = request.fds;
+    const owned = new Set(call.useStdinSocket ? [input, error] : [input, output, error]);
     if (call.useStdinSocket) closeSync(output);
-    // The stream's own copy of the stderr: ours stays for the messages written below.
-    const remoteStderr = dupFd(error);
-    void callService({
-      ...call,
-      stdio: { input, output, error: remoteStderr },
-      abort: hosted.abort.signal,
-      onStream: (stream) => {
-        hosted.stream = stream;
-        if (hosted.signalled) singleSocket(stream);
-      },
-    })
-      .catch((failure: unknown) => {
-        if (hosted.abort.signal.aborted) return QREXEC_EXIT_FATAL;
-        const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
-        const message = failure instanceof Error ? failure.message : String(failure);
-        writeMessage(error, code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`);
-        return code;
-      })
-      .then((code) => {
-        this.#calls.delete(request.connection);
-        // Not handed to a stream (refused, or failed before the vchan): still ours to close.
-        if (hosted.stream === null) for (const fd of call.useStdinSocket ? [input, remoteStderr] : [input, output, remoteStderr]) closeSync(fd);
-        closeSync(error);
-        host.reply(request.connection, code);
-      })
-      .catch((failure: unknown) => this.#log(`hosted call failed: ${failure instanceof Error ? failure.message : failure}`));
+    try {
+      // The stream's own copy of the stderr: ours stays for the messages written below.
+      const remoteStderr = dupFd(error);
+      owned.add(remoteStderr);
+      return await callService({
+        ...call,
+        stdio: { input, output, error: remoteStderr },
+        abort: hosted.abort.signal,
+        onStream: (stream) => {
+          // The stream owns its fds now.
+          for (const fd of [input, output, remoteStderr]) owned.delete(fd);
+          hosted.stream = stream;
+          if (hosted.signalled) singleSocket(stream);
+        },
+      });
+    } catch (failure) {
+      if (hosted.abort.signal.aborted) return QREXEC_EXIT_FATAL;
+      const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
+      const message = failure instanceof Error ? failure.message : String(failure);
+      writeMessage(error, code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`);
+      return code;
+    } finally {
+      for (const fd of owned) closeSync(fd);
+    }
   }
 
   #onSignal(connection: number): void {

@@ -49,6 +49,7 @@ export async function callService(call: ClientVmCall): Promise<number> {
   const trigger = buildClientTrigger({ target: call.target, service: call.service, source: call.source });
   if (trigger.kind === "invalid") throw new ExitError(`invalid service '${call.service}': ${trigger.reason}`, QREXEC_EXIT_FATAL);
 
+  if (call.abort?.aborted) throw new ExitError("call aborted", QREXEC_EXIT_FATAL);
   let agent: Connection;
   try {
     agent = await Connection.connect(call.agentSocket);
