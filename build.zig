@@ -28,7 +28,7 @@ pub fn build(b: *std.Build) void {
 
     // qrexec-client-vm's front end: static and without libc, so it starts in well under 1 ms.
     const front_module = b.createModule(.{
-        .root_source_file = b.path("zig/client_host/front_end.zig"),
+        .root_source_file = b.path("zig/qrexec_client_vm.zig"),
         .target = target,
         .optimize = optimize,
         .link_libc = false,

@@ -8,6 +8,7 @@ const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 const wire = @import("wire.zig");
+const sys = @import("../sys.zig");
 
 const default_agent_socket = "/var/run/qubes/qrexec-agent";
 const sun_path_bytes = 108;
@@ -141,8 +142,8 @@ fn send_request(socket: i32, args: []const [*:0]const u8) error{ TooLarge, Send 
         .envc = @intCast(env.len),
         .payload_bytes = @intCast(payload_len),
     };
-    var control: Fds3Control = .{};
-    control.set(.{ 0, 1, 2 });
+    var control: sys.CmsgBuffer(wire.passed_fds) = .{};
+    control.set_fds(.{ 0, 1, 2 });
     const bytes = std.mem.asBytes(&header);
     var iov = [_]std.posix.iovec_const{.{ .base = bytes.ptr, .len = bytes.len }};
     const message = linux.msghdr_const{
@@ -170,18 +171,6 @@ fn send_request(socket: i32, args: []const [*:0]const u8) error{ TooLarge, Send 
     try write_all(socket, bytes[sent..]);
     try write_all(socket, payload_buffer[0..payload_len]);
 }
-
-/// A cmsghdr with SCM_RIGHTS for three fds (struct cmsghdr: u64 len, i32 level, i32 type).
-const Fds3Control = extern struct {
-    bytes: [32]u8 align(8) = [_]u8{0} ** 32,
-
-    fn set(self: *Fds3Control, fds: [3]i32) void {
-        std.mem.writeInt(u64, self.bytes[0..8], 16 + 3 * 4, .little);
-        std.mem.writeInt(i32, self.bytes[8..12], linux.SOL.SOCKET, .little);
-        std.mem.writeInt(i32, self.bytes[12..16], 1, .little); // SCM_RIGHTS
-        for (fds, 0..) |fd, i| std.mem.writeInt(i32, self.bytes[16 + 4 * i ..][0..4], fd, .little);
-    }
-};
 
 fn write_all(socket: i32, data: []const u8) error{Send}!void {
     var done: usize = 0;
