@@ -107,8 +107,14 @@ export class Agent {
     chmodSync(this.#options.agentSocket, 0o777);
     // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
     if (this.#profile.name === "default") {
-      this.#clientHost = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log });
-      this.#clientHost.start();
+      const host = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log });
+      try {
+        host.start();
+        this.#clientHost = host;
+      } catch (error) {
+        // Front ends then find no host and run the Bun CLI: slower calls, nothing lost.
+        this.#options.log(`no client host on ${host.socketPath}: ${error instanceof Error ? error.message : error}`);
+      }
     }
     this.#offerControl();
   }

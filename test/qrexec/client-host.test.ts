@@ -3,7 +3,7 @@
 // call is the same call (data, exit codes, messages, a killed client, SIGUSR1).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, readdirSync, readFileSync, readSync, readlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, readSync, readlinkSync, writeSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
@@ -149,6 +149,26 @@ describe("qrexec-client-vm's client host", () => {
     await waitFor(() => fdTargets(agentPid).length <= before, `the agent to drop the call's fds (${fdTargets(agentPid).join(" ")})`, 5000);
     const after = await system.clientVm("work", ["vault", "test.Exit+0"]);
     expect(after.code, explain(after)).toBe(0);
+  });
+
+  test("an agent whose host socket path would be too long serves without a host", async () => {
+    const dir = join(system.dir.path, "x".repeat(Math.max(1, 104 - system.dir.path.length - "/agent".length)));
+    mkdirSync(dir, { recursive: true });
+    const agentSocket = join(dir, "agent");
+    const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${agentSocket}`], { env: system.env(5), stdio: ["ignore", "ignore", "pipe"] });
+    try {
+      let log = "";
+      const decoder = new TextDecoder();
+      void (async () => {
+        for await (const chunk of agent.stderr) log += decoder.decode(chunk, { stream: true });
+      })();
+      await waitFor(() => log.includes("serving domain 5"), "the agent to start");
+      expect(log).toContain("no client host on");
+      expect(agent.exitCode).toBeNull();
+    } finally {
+      agent.kill();
+      await agent.exited;
+    }
   });
 
   test("hostile clients of the host socket are dropped, and the host serves on", async () => {
