@@ -35,7 +35,12 @@ pub fn build(b: *std.Build) void {
         .single_threaded = true,
         .strip = optimize != .Debug,
     });
-    b.installArtifact(b.addExecutable(.{ .name = "qrexec-client-vm", .root_module = front_module }));
+    const front = b.addExecutable(.{ .name = "qrexec-client-vm", .root_module = front_module });
+    // Zig's start code raises RLIMIT_STACK to the executable's stack size (16 MiB by default),
+    // and the fallback Bun CLI and every program it runs would inherit that. Its own frames need
+    // under 64 KiB (the largest holds the fallback's argv), so 256 KiB leaves a usual limit alone.
+    front.stack_size = 256 * 1024;
+    b.installArtifact(front);
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/test.zig"),

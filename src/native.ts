@@ -677,6 +677,11 @@ export class ClientHost {
   static deliver(connection: number, kind: PumpEventKind, payload: Uint8Array): void {
     const host = ClientHost.#instance;
     if (kind === PumpEventKind.ClientRequest) {
+      // Out of memory, the pump keeps a record without its payload: no fds to close then.
+      if (payload.length < CLIENT_REQUEST_PREFIX_BYTES) {
+        native.qh_reply(connection, ClientReply.Fallback, 0);
+        return;
+      }
       const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
       const fds: [number, number, number] = [view.getInt32(0, true), view.getInt32(4, true), view.getInt32(8, true)];
       const request = host && decodeClientRequest(connection, fds, view.getUint32(12, true), payload.subarray(CLIENT_REQUEST_PREFIX_BYTES));
@@ -742,12 +747,12 @@ export function connectTcp(host: string, port: number): number {
   return check(native.qrx_connect_tcp(bytes, bytes.length, port));
 }
 
-/** A stream socketpair (close-on-exec; spawning a child dups its end onto 0/1). */
 /** A close-on-exec copy of `fd`, numbered 3 or above; the caller closes it. */
 export function dupFd(fd: number): number {
   return check(native.qrx_dup(fd));
 }
 
+/** A stream socketpair (close-on-exec; spawning a child dups its end onto 0/1). */
 export function socketPair(): [number, number] {
   const fds = new Int32Array(2);
   check(native.qrx_socketpair(fds));

@@ -1,5 +1,5 @@
 // The agent's client host: runs qrexec-client-vm calls inside the agent, for the native front end
-// (zig/client_host/front.zig) that hands over its command line, environment and stdio instead
+// (zig/client_host/front_end.zig) that hands over its command line, environment and stdio instead
 // of starting Bun for every call (Bun's start alone is about the whole latency budget). The call
 // is the CLI's own code (src/client-vm), fed the front end's fds; anything the host would run
 // differently from the CLI (a local program, an unusual command line, another environment) is

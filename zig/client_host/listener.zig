@@ -16,6 +16,7 @@ const Fail = diag.Fail;
 
 pub const connections_max = 256;
 const request_timeout_ms = 5_000;
+const accept_pause_ms = 100;
 const slot_bits = 8;
 comptime {
     assert(connections_max == 1 << slot_bits);
@@ -83,6 +84,9 @@ pub const Listener = struct {
     connections: [connections_max]?*Connection = [_]?*Connection{null} ** connections_max,
     generations: [connections_max]u32 = [_]u32{0} ** connections_max,
     count: u32 = 0,
+    /// After accept4 failed for want of fds or memory, the listener (still readable) is left
+    /// out of the poll set until then, instead of spinning.
+    accept_paused_until_ns: u64 = 0,
 
     /// Binds `path` (replacing a stale socket) and starts the thread. One per process.
     pub fn listen(self: *Listener, path: []const u8, reporter: Reporter) Fail!void {
@@ -151,14 +155,16 @@ pub const Listener = struct {
             var count: usize = 0;
             pollfds[count] = .{ .fd = self.wake_fd, .events = linux.POLL.IN, .revents = 0 };
             count += 1;
+            const now = sys.now_ns();
+            var timeout_ms: i32 = -1;
             // Full: new front ends wait in the backlog.
-            if (self.count < connections_max) {
+            if (self.count < connections_max and now >= self.accept_paused_until_ns) {
                 pollfds[count] = .{ .fd = self.listen_fd, .events = linux.POLL.IN, .revents = 0 };
                 count += 1;
+            } else if (now < self.accept_paused_until_ns) {
+                timeout_ms = @intCast((self.accept_paused_until_ns - now) / std.time.ns_per_ms + 1);
             }
             const fixed = count;
-            var timeout_ms: i32 = -1;
-            const now = sys.now_ns();
             for (self.connections, 0..) |maybe, slot| {
                 const connection = maybe orelse continue;
                 if (connection.phase == .closing) continue;
@@ -196,7 +202,14 @@ pub const Listener = struct {
     fn accept_all(self: *Listener) void {
         while (self.count < connections_max) {
             const rc = linux.accept4(self.listen_fd, null, null, linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK);
-            if (sys.errno_of(rc) != .SUCCESS) return;
+            switch (sys.errno_of(rc)) {
+                .SUCCESS => {},
+                .MFILE, .NFILE, .NOMEM, .NOBUFS => {
+                    self.accept_paused_until_ns = sys.now_ns() + accept_pause_ms * std.time.ns_per_ms;
+                    return;
+                },
+                else => return,
+            }
             const fd: i32 = @intCast(rc);
             const connection = std.heap.c_allocator.create(Connection) catch {
                 sys.close(fd);
@@ -303,18 +316,18 @@ pub const Listener = struct {
         connection.record = &.{};
     }
 
+    /// One read per poll round and at most one event for it: single-socket mode is entered once,
+    /// and a peer that writes without end must neither hold the thread nor grow the queue.
     fn read_signals(self: *Listener, slot: usize, connection: *Connection) void {
         var buffer: [64]u8 = undefined;
-        while (true) {
-            const rc = linux.read(connection.fd, &buffer, buffer.len);
-            switch (sys.errno_of(rc)) {
-                .SUCCESS => if (rc == 0) return self.hang_up(slot, connection),
-                .AGAIN => return,
-                .INTR => continue,
-                else => return self.hang_up(slot, connection),
-            }
-            const signals = std.mem.count(u8, buffer[0..rc], &.{wire.signal_byte});
-            for (0..signals) |_| self.reporter.report(self.reporter.context, self.id_of(slot), .client_signal, 0, "");
+        const rc = linux.read(connection.fd, &buffer, buffer.len);
+        switch (sys.errno_of(rc)) {
+            .SUCCESS => if (rc == 0) return self.hang_up(slot, connection),
+            .AGAIN, .INTR => return,
+            else => return self.hang_up(slot, connection),
+        }
+        if (std.mem.indexOfScalar(u8, buffer[0..rc], wire.signal_byte) != null) {
+            self.reporter.report(self.reporter.context, self.id_of(slot), .client_signal, 0, "");
         }
     }
 
