@@ -85,16 +85,18 @@ describe("qrexec-client-vm's client host", () => {
   test.skipIf(!Bun.which("script"))("a terminal on stdio falls back to the Bun CLI", async () => {
     const tag = `t${Math.random().toString(36).slice(2)}`;
     const command = `${join(BIN, "qrexec-client-vm")} vault test.Hold+${tag}`;
-    const child = Bun.spawn(["script", "-qec", command, "/dev/null"], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const child = Bun.spawn(["script", "-qec", command, "/dev/null"], { env: system.env(2, { SHELL: "/bin/sh" }), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
     await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
+    // The client is the process with the service as an argument of its own: script and the
+    // shell it runs (which may or may not exec the command) carry the whole command line as one.
     const clients = readdirSync("/proc").filter((pid) => {
       try {
-        return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(`test.Hold+${tag}`) && !readFileSync(`/proc/${pid}/cmdline`, "latin1").startsWith("script");
+        return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").includes(`test.Hold+${tag}`);
       } catch {
         return false;
       }
     });
-    expect(clients.length).toBe(1);
+    expect(clients.length, clients.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "latin1")).join("\n")).toBe(1);
     const exe = executable(Number(clients[0]));
     child.kill("SIGKILL");
     await child.exited;
