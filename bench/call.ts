@@ -10,15 +10,16 @@
 // Latency: `calls` sequential calls of a service that echoes one line, client process start
 // included (spawn to exit, output checked), VM->VM, VM->dom0 and dom0->VM, beside the start of a
 // bare `bun -e 0`. See docs/benchmarks.md ("Calls") for the exact commands.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../src/lab/control.ts";
 import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
 import type { LabLayout } from "../src/lab/layout.ts";
+import { socketPair } from "../src/native.ts";
 
 export interface CallThroughputRow {
-  name: "to-service" | "from-service" | "baseline:pipe3";
+  name: "to-service" | "from-service" | "baseline:pipe3" | "ceiling:socketpair1";
   bytes: number;
   seconds: number;
   mbps: number;
@@ -53,7 +54,7 @@ interface Lab {
 }
 
 /** The shell pipelines, as documented; `client-vm` is bin/qrexec-client-vm. */
-export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm"): Record<CallThroughputRow["name"], string> {
+export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm"): Record<Exclude<CallThroughputRow["name"], "ceiling:socketpair1">, string> {
   return {
     "baseline:pipe3": `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`,
     "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET} bench.Sink`,
@@ -74,6 +75,28 @@ async function timePipeline(lab: Lab, domain: string, command: string): Promise<
   const seconds = (performance.now() - start) / 1000;
   if (code !== 0) throw new Error(`\`${command}\` exited ${code}: ${stderr}\n(lab logs: ${lab.layout.dir})`);
   return { seconds, stdout };
+}
+
+/**
+ * from-service's first hop alone: `head -c N /dev/zero` writing into a unix socketpair (a
+ * service's stdout, §5.5) and `cat > /dev/null` reading it, two processes on the machine's two
+ * cores. No call whose service writes like this can be faster.
+ */
+async function timeSocketpairHop(bytes: number): Promise<number> {
+  const [writer, reader] = socketPair();
+  const start = performance.now();
+  const children = [];
+  try {
+    children.push(Bun.spawn(["head", "-c", String(bytes), "/dev/zero"], { stdio: ["ignore", writer, "inherit"] }));
+    children.push(Bun.spawn(["cat"], { stdio: [reader, "ignore", "inherit"] }));
+  } finally {
+    // The children hold their own copies; ours would keep the reader from seeing EOF.
+    closeSync(writer);
+    closeSync(reader);
+  }
+  const codes = await Promise.all(children.map((child) => child.exited));
+  if (codes.some((code) => code !== 0)) throw new Error(`the socketpair hop exited ${codes.join(", ")}`);
+  return (performance.now() - start) / 1000;
 }
 
 function throughputRow(name: CallThroughputRow["name"], bytes: number, seconds: number): CallThroughputRow {
@@ -187,6 +210,7 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
       const { seconds } = await timePipeline(lab, CALLER, commands[name]);
       record(throughputRow(name, options.bytes, seconds));
     }
+    record(throughputRow("ceiling:socketpair1", options.bytes, await timeSocketpairHop(options.bytes)));
 
     say(`${options.calls} calls per latency row`);
     // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
@@ -215,6 +239,8 @@ function targetLines(rows: CallBenchRow[]): string[] {
     const ratio = row.mbps / pipe.mbps;
     lines.push(`${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% (target >= 90%): ${verdict(ratio >= 0.9)}`);
   }
+  const ceiling = find("ceiling:socketpair1") as CallThroughputRow | undefined;
+  if (ceiling && pipe) lines.push(`a service's socketpair alone (head into it, cat out): ${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`);
   const vmVm = find("latency-vm-vm") as CallLatencyRow | undefined;
   if (vmVm) lines.push(`VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`);
   return lines;

@@ -94,6 +94,15 @@ function counterAfter(prefix: string, digits: number | null) {
   };
 }
 
+/**
+ * Data rings of 128 KiB each way where upstream has 64 KiB (§9, §10; still a minimum, and
+ * `--buffer-size` is honoured exactly): a 64 KiB ring cannot hold one full v3 chunk and its
+ * header, so the two pumps of a call take turns instead of overlapping. Measured in
+ * `qrx bench call`: to-service from ~80% to ~100% of the 3-hop pipe (docs/benchmarks.md).
+ * 65 pages, inside a MirageOS peer's 128-page cap.
+ */
+export const DEFAULT_DATA_RING_BYTES = 131072;
+
 const DEFAULT_PROFILE: PeerProfile = {
   name: "default",
   version: QREXEC_PROTOCOL_VERSION,
@@ -101,7 +110,7 @@ const DEFAULT_PROFILE: PeerProfile = {
   controlRing: { readMin: 4096, writeMin: 4096 },
   pagesMax: null,
   dataHelloFirst: true,
-  dataRingBytes: 65536,
+  dataRingBytes: DEFAULT_DATA_RING_BYTES,
   identPrefix: SOCKET_PREFIX,
   ident: (counter) => `${SOCKET_PREFIX}${counter}`,
   identCounter: counterAfter(SOCKET_PREFIX, null),

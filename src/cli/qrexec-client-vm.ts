@@ -3,6 +3,7 @@
 // Start-up is part of every call's latency, so the common command line is parsed without
 // commander (importing it costs ~10 ms of a ~30 ms start); anything else (help, errors,
 // combined short flags, `--`) goes through commander exactly as before.
+import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { ExitError } from "../call/exit-error.ts";
 import { callService } from "../client-vm/client-vm.ts";
 import { parseFast, resolveCall, type ClientVmCommandLine, type ClientVmOptions } from "../client-vm/command-line.ts";
@@ -12,7 +13,6 @@ import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-client-vm";
-const DEFAULT_BUFFER_SIZE = 65536;
 
 const defaultAgentSocket = () => process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
 
@@ -34,7 +34,7 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     .argument("<service>", "service name with an optional +ARGUMENT")
     .argument("[local...]", "local program and its arguments, connected to the service's stdio")
     .passThroughOptions()
-    .addOption(new Option("--buffer-size <n>", `minimum vchan ring size in each direction (default: ${DEFAULT_BUFFER_SIZE}; 1024 with --peer-profile=mirage)`))
+    .addOption(new Option("--buffer-size <n>", `minimum vchan ring size in each direction (default: ${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`))
     .addOption(new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default, or mirage (a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)").choices(["default", "mirage"]))
     .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")
     .option("--no-filter-escape-chars-stdout", "never filter stdout")

@@ -20,7 +20,7 @@ export function parseBufferSize(text: string): number | null {
 }
 
 export interface ClientVmOptions {
-  /** Absent: the profile's default (65536; 1024 for mirage). */
+  /** Absent: the profile's default (131072; 1024 for mirage). */
   bufferSize?: string;
   peerProfile?: string;
   filterEscapeCharsStdout?: boolean;

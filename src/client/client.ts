@@ -14,6 +14,7 @@ import {
   QREXEC_EXIT_SUCCESS,
   waitStatus,
 } from "../protocol/exit.ts";
+import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { connectDaemon, requestExec } from "../daemon/daemon-client.ts";
 import { executeVm, runToDom0, sourceDaemonAt } from "../daemon/execute.ts";
 import { prepareService, type ServiceContext } from "../services/start.ts";
@@ -21,7 +22,6 @@ import { buildServiceEnvironment, serviceArgv } from "../services/environment.ts
 import { executableArguments } from "../protocol/cmdline.ts";
 
 const DOM0_NAMES = new Set(["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]);
-const DATA_RING_BYTES = 65536;
 
 export function isDom0(target: string): boolean {
   return DOM0_NAMES.has(target);
@@ -104,7 +104,7 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
         localDomain: 0,
         remoteDomain: allocated.connectDomain,
         port: allocated.connectPort,
-        ringBytes: DATA_RING_BYTES,
+        ringBytes: DEFAULT_DATA_RING_BYTES,
         connectTimeoutMs: call.connectTimeout === 0 ? -1 : call.connectTimeout * 1000,
         filterStdout: call.filterStdout,
         filterStderr: call.filterStderr,

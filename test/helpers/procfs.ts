@@ -33,6 +33,19 @@ export function memfdMappings(pid: number): number {
   }
 }
 
+/** Bytes of each memfd a process maps, by inode (a vchan's mapping may be split by mprotect). */
+export function memfdBytes(pid: number): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const line of readFileSync(`/proc/${pid}/maps`, "utf8").split("\n")) {
+    if (!line.includes("/memfd:")) continue;
+    // start-end perms offset dev inode path
+    const [range, , , , inode] = line.split(/\s+/);
+    const [start, end] = range!.split("-").map((hex) => Number.parseInt(hex, 16));
+    sizes.set(inode!, (sizes.get(inode!) ?? 0) + end! - start!);
+  }
+  return sizes;
+}
+
 export interface ProcStat {
   pid: number;
   state: string;

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, QrexecSystem } from "../helpers/system.ts";
+import { memfdBytes } from "../helpers/procfs.ts";
+import { BIN, QrexecSystem, waitFor } from "../helpers/system.ts";
 
 let system: QrexecSystem;
 
@@ -41,6 +42,29 @@ describe("qrexec-client-vm flags", () => {
     expect(result.code).toBe(0);
     expect(result.stdout.length).toBe(input.length);
     expect(result.stdout === input).toBe(true);
+  });
+
+  test("rings: 128 KiB each way by default, what --buffer-size asks otherwise (the service side maps them)", async () => {
+    const vault = system.vms.get("vault")!.agent.pid;
+    const page = 4096;
+    for (const [args, bytes] of [
+      [[], page + 2 * 131072],
+      [["--buffer-size=65536"], page + 2 * 65536],
+      [["--buffer-size=1024"], page],
+    ] as const) {
+      const before = memfdBytes(vault);
+      const child = system.spawnClientVm("work", [...args, "vault", "test.Cat"]);
+      let added: number[] = [];
+      await waitFor(() => {
+        added = [...memfdBytes(vault)].filter(([inode]) => !before.has(inode)).map(([, size]) => size);
+        return added.length > 0;
+      }, "the call's data vchan in vault's agent");
+      child.stdin.write("x\n");
+      await child.stdin.end();
+      expect(await new Response(child.stdout).text()).toBe("x\n");
+      expect(await child.exited).toBe(0);
+      expect(added, `qrexec-client-vm ${args.join(" ")}`).toEqual([bytes]);
+    }
   });
 
   test("a bad --buffer-size exits 1 before calling", async () => {
