@@ -117,6 +117,40 @@ pub fn CmsgBuffer(comptime n: usize) type {
 }
 
 /// Reads a non-blocking fd (eventfd, inotify, pipe) until it has nothing more to give.
+/// sendmsg of one buffer and an optional control block (SCM_RIGHTS); the raw result.
+pub fn send_one(descriptor: i32, data: []const u8, control: ?[]const u8, flags: u32) usize {
+    var iov = [_]std.posix.iovec_const{.{ .base = data.ptr, .len = data.len }};
+    const message = linux.msghdr_const{
+        .name = null,
+        .namelen = 0,
+        .iov = &iov,
+        .iovlen = 1,
+        .control = if (control) |c| c.ptr else null,
+        .controllen = if (control) |c| @intCast(c.len) else 0,
+        .flags = 0,
+    };
+    return linux.sendmsg(descriptor, &message, flags);
+}
+
+pub const Received = struct { rc: usize, flags: u32, control_bytes: usize };
+
+/// recvmsg into one buffer and a control block: the raw result, the message's flags
+/// (TRUNC, CTRUNC) and how much of `control` the kernel filled.
+pub fn receive_one(descriptor: i32, buffer: []u8, control: []u8, flags: u32) Received {
+    var iov = [_]std.posix.iovec{.{ .base = buffer.ptr, .len = buffer.len }};
+    var message = linux.msghdr{
+        .name = null,
+        .namelen = 0,
+        .iov = &iov,
+        .iovlen = 1,
+        .control = control.ptr,
+        .controllen = @intCast(control.len),
+        .flags = 0,
+    };
+    const rc = linux.recvmsg(descriptor, &message, flags);
+    return .{ .rc = rc, .flags = @bitCast(message.flags), .control_bytes = message.controllen };
+}
+
 pub fn drain(descriptor: i32) void {
     if (descriptor < 0) return;
     var buffer: [512]u8 align(8) = undefined;

@@ -145,19 +145,9 @@ fn send_request(socket: i32, args: []const [*:0]const u8) error{ TooLarge, Send 
     var control: sys.CmsgBuffer(wire.passed_fds) = .{};
     control.set_fds(.{ 0, 1, 2 });
     const bytes = std.mem.asBytes(&header);
-    var iov = [_]std.posix.iovec_const{.{ .base = bytes.ptr, .len = bytes.len }};
-    const message = linux.msghdr_const{
-        .name = null,
-        .namelen = 0,
-        .iov = &iov,
-        .iovlen = 1,
-        .control = &control.bytes,
-        .controllen = control.bytes.len,
-        .flags = 0,
-    };
     var sent: usize = 0;
     while (true) {
-        const rc = linux.sendmsg(socket, &message, linux.MSG.NOSIGNAL);
+        const rc = sys.send_one(socket, bytes, &control.bytes, linux.MSG.NOSIGNAL);
         switch (linux.E.init(rc)) {
             .SUCCESS => {
                 sent = rc;

@@ -248,17 +248,16 @@ pub const Listener = struct {
     fn read_header(self: *Listener, slot: usize, connection: *Connection) void {
         const bytes = std.mem.asBytes(&connection.header);
         var control: sys.CmsgBuffer(wire.passed_fds + 1) = .{};
-        var iov = [_]std.posix.iovec{.{ .base = bytes[connection.header_got..].ptr, .len = bytes.len - connection.header_got }};
-        var message = linux.msghdr{ .name = null, .namelen = 0, .iov = &iov, .iovlen = 1, .control = &control.bytes, .controllen = control.bytes.len, .flags = 0 };
-        const rc = linux.recvmsg(connection.fd, &message, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+        const message = sys.receive_one(connection.fd, bytes[connection.header_got..], &control.bytes, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+        const rc = message.rc;
         switch (sys.errno_of(rc)) {
             .SUCCESS => {},
             .AGAIN, .INTR => return,
             else => return self.hang_up(slot, connection),
         }
-        if (message.controllen > 0) {
+        if (message.control_bytes > 0) {
             // Fds come once, with the first bytes; a second batch or a truncated one is hostile.
-            const fds = control.take_fds_any(message.controllen);
+            const fds = control.take_fds_any(message.control_bytes);
             if (connection.fds_received > 0 or message.flags & linux.MSG.CTRUNC != 0 or fds.count != wire.passed_fds) {
                 for (fds.slice()) |fd| sys.close(fd);
                 connection.phase = .closing;

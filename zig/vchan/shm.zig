@@ -1106,39 +1106,19 @@ const Received = struct { bytes: usize, control_bytes: usize };
 
 /// One datagram, or null when none is waiting yet. A failed read counts as a hang-up (0 bytes).
 fn receive_message(descriptor: i32, buffer: []u8, control: []u8) ?Received {
-    var iov = [_]std.posix.iovec{.{ .base = buffer.ptr, .len = buffer.len }};
-    var message = linux.msghdr{
-        .name = null,
-        .namelen = 0,
-        .iov = &iov,
-        .iovlen = 1,
-        .control = control.ptr,
-        .controllen = @intCast(control.len),
-        .flags = 0,
-    };
-    const rc = linux.recvmsg(descriptor, &message, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
-    switch (sys.errno_of(rc)) {
+    const received = sys.receive_one(descriptor, buffer, control, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+    switch (sys.errno_of(received.rc)) {
         .SUCCESS => {},
         .AGAIN, .INTR => return null,
         else => return .{ .bytes = 0, .control_bytes = 0 },
     }
     // A truncated datagram or control block is malformed; report a size that fails validation.
-    if (message.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{ .bytes = buffer.len + 1, .control_bytes = message.controllen };
-    return .{ .bytes = rc, .control_bytes = message.controllen };
+    if (received.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{ .bytes = buffer.len + 1, .control_bytes = received.control_bytes };
+    return .{ .bytes = received.rc, .control_bytes = received.control_bytes };
 }
 
 fn send_message(descriptor: i32, data: []const u8, control: ?[]const u8) Fail!void {
-    var iov = [_]std.posix.iovec_const{.{ .base = data.ptr, .len = data.len }};
-    var message = linux.msghdr_const{
-        .name = null,
-        .namelen = 0,
-        .iov = &iov,
-        .iovlen = 1,
-        .control = if (control) |c| c.ptr else null,
-        .controllen = if (control) |c| @intCast(c.len) else 0,
-        .flags = 0,
-    };
-    const rc = linux.sendmsg(descriptor, &message, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT);
+    const rc = sys.send_one(descriptor, data, control, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT);
     const sent = try sys.check(rc, "sendmsg");
     if (sent != data.len) return diag.fail(.PROTO, "short sendmsg", .{});
 }
