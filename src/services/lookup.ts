@@ -3,7 +3,6 @@
 // is opened, connected or run here.
 
 import { accessSync, constants, lstatSync, readlinkSync, statSync, type Stats } from "node:fs";
-import { isIP } from "node:net";
 import { DEFAULT_SERVICE_PATH, NAME_MAX } from "../protocol/constants.ts";
 
 export type ServiceLocation =
@@ -118,7 +117,9 @@ function tcpService(path: string, linkTarget: string, argument: string): Service
   const endpoint = tcpEndpoint(linkTarget.slice(TCP_DEVICE.length), argument);
   if ("problem" in endpoint) return { kind: "problem", reason: `${path} -> ${linkTarget}: ${endpoint.problem}` };
   if (endpoint.host === "") return { kind: "problem", reason: `${path} -> ${linkTarget}: empty host` };
-  const family = isIP(endpoint.host);
+  // Loaded here, not at the top: node:net costs every Bun process that imports this file ~8 ms
+  // to start, and only a /dev/tcp service needs it.
+  const family = (require("node:net") as typeof import("node:net")).isIP(endpoint.host);
   if (family !== 4 && family !== 6) {
     return { kind: "problem", reason: `${path} -> ${linkTarget}: host '${endpoint.host}' is not a numeric address` };
   }
