@@ -116,7 +116,6 @@ pub fn CmsgBuffer(comptime n: usize) type {
     };
 }
 
-/// Reads a non-blocking fd (eventfd, inotify, pipe) until it has nothing more to give.
 /// sendmsg of one buffer and an optional control block (SCM_RIGHTS); the raw result.
 pub fn send_one(descriptor: i32, data: []const u8, control: ?[]const u8, flags: u32) usize {
     var iov = [_]std.posix.iovec_const{.{ .base = data.ptr, .len = data.len }};
@@ -151,6 +150,7 @@ pub fn receive_one(descriptor: i32, buffer: []u8, control: []u8, flags: u32) Rec
     return .{ .rc = rc, .flags = @bitCast(message.flags), .control_bytes = message.controllen };
 }
 
+/// Reads a non-blocking fd (eventfd, inotify, pipe) until it has nothing more to give.
 pub fn drain(descriptor: i32) void {
     if (descriptor < 0) return;
     var buffer: [512]u8 align(8) = undefined;
