@@ -15,6 +15,8 @@ export interface DecisionRequest {
   caller: string;
   /** Normalized: a domain name, "@default", "@adminvm", "@dispvm" or "@dispvm:TEMPLATE". */
   intendedTarget: string;
+  /** The intended target exactly as the caller wrote it (assume_yes_for_ask compares this). */
+  writtenTarget: string;
   /** The relayed RemoteVM (the response's policy_source), else null. */
   policySource: string | null;
 }

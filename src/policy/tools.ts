@@ -13,10 +13,19 @@ export interface LintReport {
   lines: string[];
 }
 
+/** Errors (exit 1), then warnings ("file:line: warning: ..."), which alone keep exit 0. */
 export function lintReport(snapshot: PolicySnapshot): LintReport {
-  if (snapshot.errors.length > 0) return { ok: false, lines: snapshot.errors.map(formatPolicyError) };
+  const warnings = snapshot.policy.warnings.map((warning) =>
+    formatPolicyError({ ...warning, message: `warning: ${warning.message}` }),
+  );
+  if (snapshot.errors.length > 0) {
+    return { ok: false, lines: [...snapshot.errors.map(formatPolicyError), ...warnings] };
+  }
   const files = new Set(snapshot.policy.rules.map((rule) => rule.origin.file));
-  return { ok: true, lines: [`ok: ${snapshot.policy.rules.length} rules from ${files.size} files, no errors`] };
+  const plural = warnings.length === 1 ? "" : "s";
+  const count = warnings.length === 0 ? "" : `, ${warnings.length} warning${plural}`;
+  const summary = `ok: ${snapshot.policy.rules.length} rules from ${files.size} files, no errors${count}`;
+  return { ok: true, lines: [...warnings, summary] };
 }
 
 /** Every rule with its verdict and why, the winner, and the response text the daemon would get. */

@@ -9,6 +9,9 @@ const dir = tempDir("qrx-pcli-");
 const good = join(dir.path, "good");
 const bad = join(dir.path, "bad");
 const domains = join(dir.path, "domains.toml");
+const adminDeny = join(dir.path, "admin-deny");
+const compat = join(dir.path, "compat");
+const r2Legacy = join(dir.path, "r2-legacy");
 
 async function run(argv: string[], env: Record<string, string> = {}) {
   const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, QRX_DOMAINS: "", QRX_POLICY_DIR: "", QRX_ASK_PROGRAM: "", ...env } });
@@ -25,6 +28,12 @@ beforeAll(() => {
   writeFileSync(join(good, "50-test.policy"), "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n");
   writeFileSync(join(bad, "10-a.policy"), "# fine\ntest.A * work vault allow\ntest.B * work\n");
   writeFileSync(join(bad, "20-b.policy"), "test.C * @nope vault allow\n!include missing.policy\n");
+  mkdirSync(adminDeny);
+  writeFileSync(join(adminDeny, "50-test.policy"), "test.Echo * @anyvm @type:AdminVM deny\ntest.Echo * @anyvm * allow\n");
+  mkdirSync(compat);
+  mkdirSync(r2Legacy);
+  writeFileSync(join(compat, "35-compat.policy"), "!compat-4.0\n");
+  writeFileSync(join(r2Legacy, "test.Old"), "work $anyvm allow\nanyvm dispvm allow\nwork vault ask,default_target=dispvm\n");
 });
 afterAll(() => dir.remove());
 
@@ -46,7 +55,30 @@ describe("qrx policy lint", () => {
   });
 });
 
+test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and still passes", async () => {
+  const result = await qrx("lint", compat, "--legacy-dir", r2Legacy);
+  const file = join(r2Legacy, "test.Old");
+  expect(result.stdout).toBe(
+    `${file}:2: warning: bare 'anyvm' (write '$anyvm') and 'dispvm' (write '$dispvm') read as the keyword here; ` +
+      "upstream's 4.x compat parser reads it as a qube name\n" +
+      `${file}:3: warning: bare 'dispvm' (write '$dispvm') read as the keyword here; ` +
+      "upstream's 4.x compat parser reads it as a qube name\n" +
+      "ok: 3 rules from 1 files, no errors, 2 warnings\n",
+  );
+  expect(result.code).toBe(0);
+});
+
 describe("qrx policy eval", () => {
+  test("a deny for @type:AdminVM stops dom0 however the caller spells it (no bypass by spelling)", async () => {
+    for (const target of ["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]) {
+      const result = await qrx("eval", "--policy-dir", adminDeny, "--domains", domains, "work", target, "test.Echo");
+      expect([target, result.stdout, result.code]).toEqual([target, "result=deny\n", 126]);
+      expect(result.stderr).toContain(`decided by ${join(adminDeny, "50-test.policy")}:1`);
+    }
+    const other = await qrx("eval", "--policy-dir", adminDeny, "--domains", domains, "work", "vault", "test.Echo");
+    expect(other.code).toBe(0);
+  });
+
   test("allow: the key=value text on stdout, the rule on stderr, exit 0", async () => {
     const result = await qrx("eval", ...source, "work", "personal", "test.Redir");
     expect(result.stdout).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=personal\n");
