@@ -23,6 +23,7 @@ const program = addPolicySourceOptions(
   .option("--no-tty", "never prompt on the terminal for ask rules")
   .option("--assume-yes-for-ask", "answer ask rules with the intended target, if it is a choice")
   .option("--just-evaluate", "print only result=allow or result=deny; never ask")
+  .option("--path <dir>", "upstream's name for one --policy-dir")
   .addHelpText(
     "after",
     `
@@ -39,7 +40,9 @@ program.showHelpAfterError();
 program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 1));
 program.parse(process.argv);
 const [source, target, service] = program.processedArgs as [string, string, string];
-const options = program.opts<PolicyOptionValues & { askProgram?: string; tty: boolean; assumeYesForAsk?: boolean; justEvaluate?: boolean }>();
+type ExecOptions = PolicyOptionValues & { askProgram?: string; tty: boolean; assumeYesForAsk?: boolean; justEvaluate?: boolean; path?: string };
+const options = program.opts<ExecOptions>();
+if (options.path !== undefined) options.policyDir = [...(options.policyDir ?? []), options.path];
 const log = logger(PROGRAM);
 
 const policySource = policySourceFrom(options);

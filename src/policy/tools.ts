@@ -64,31 +64,52 @@ export interface GraphEdge {
 /** A service name no rule names, to see what `*` rules do for every other service. */
 const OTHER_SERVICE = "qrx.AnyOtherService";
 
+/** Upstream qrexec-policy-graph's limits; an empty or absent list limits nothing. */
+export interface GraphFilter {
+  /** Keep ask edges (upstream leaves them out unless --include-ask). */
+  includeAsk?: boolean;
+  sources?: readonly string[];
+  targets?: readonly string[];
+  /** Service names, with or without +ARG. */
+  services?: readonly string[];
+}
+
+function keeps(list: readonly string[] | undefined, ...values: string[]): boolean {
+  return list === undefined || list.length === 0 || values.some((value) => list.includes(value));
+}
+
+/** label -> service_and_arg to evaluate, for every service (+argument) the rules name. */
+function graphServices(snapshot: PolicySnapshot, filter: GraphFilter): [string, string][] {
+  const services = new Map<string, string>();
+  for (const rule of snapshot.policy.rules) {
+    const service = rule.service ?? OTHER_SERVICE;
+    const argument = rule.argument === null || rule.argument === "+" ? "" : rule.argument;
+    const label = `${rule.service ?? "*"}${argument}`;
+    if (keeps(filter.services, label, rule.service ?? "*")) services.set(label, `${service}${argument}`);
+  }
+  return [...services].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 /**
  * Edges source -> target per service over the known domains: every service (+argument) the rules
  * name, plus "*" for every other service; every domain as source; every domain, @default and
  * @dispvm as intended target. Denied pairs are not edges.
  */
-export function policyGraph(snapshot: PolicySnapshot): GraphEdge[] {
+export function policyGraph(snapshot: PolicySnapshot, filter: GraphFilter = { includeAsk: true }): GraphEdge[] {
   const { policy, facts } = snapshot;
-  const services = new Map<string, string>(); // label -> service_and_arg to evaluate
-  for (const rule of policy.rules) {
-    const service = rule.service ?? OTHER_SERVICE;
-    const argument = rule.argument === null || rule.argument === "+" ? "" : rule.argument;
-    services.set(`${rule.service ?? "*"}${argument}`, `${service}${argument}`);
-  }
   const domains = [...facts.all()].map((domain) => domain.name).sort();
   const targets = [...domains, "@default", "@dispvm"];
   const edges: GraphEdge[] = [];
   const seen = new Set<string>();
-  for (const [label, serviceAndArg] of [...services].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    for (const source of domains) {
+  for (const [label, serviceAndArg] of graphServices(snapshot, filter)) {
+    for (const source of domains.filter((name) => keeps(filter.sources, name))) {
       for (const intended of targets) {
         const decision = policy.evaluate({ source, intendedTarget: intended, serviceAndArg }, facts);
         let target: string;
         if (decision.kind === "allow") target = decision.target;
-        else if (decision.kind === "ask" && decision.targets.includes(intended)) target = intended;
+        else if (decision.kind === "ask" && filter.includeAsk && decision.targets.includes(intended)) target = intended;
         else continue;
+        if (!keeps(filter.targets, target)) continue;
         const key = `${label}\0${source}\0${target}\0${decision.kind}`;
         if (seen.has(key)) continue;
         seen.add(key);
@@ -99,9 +120,14 @@ export function policyGraph(snapshot: PolicySnapshot): GraphEdge[] {
   return edges;
 }
 
-export function graphText(edges: GraphEdge[]): string {
+/** Text; `skipLabels` drops the per-service headings and lists each source -> target once. */
+export function graphText(edges: GraphEdge[], skipLabels = false): string {
   const lines: string[] = [];
   let service: string | null = null;
+  if (skipLabels) {
+    for (const edge of unlabelled(edges).values()) lines.push(`${edge.source} -> ${edge.target} ${edge.kind}`);
+    return lines.length === 0 ? "no call is allowed" : lines.join("\n");
+  }
   for (const edge of edges) {
     if (edge.service !== service) {
       service = edge.service;
@@ -117,9 +143,28 @@ function dotId(text: string): string {
   return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
-export function graphDot(edges: GraphEdge[]): string {
+/** Each source -> target pair once, "allow" when any service allows it outright. */
+function unlabelled(edges: GraphEdge[]): Map<string, { source: string; target: string; kind: GraphEdge["kind"] }> {
+  const pairs = new Map<string, { source: string; target: string; kind: GraphEdge["kind"] }>();
+  for (const { source, target, kind } of edges) {
+    const key = `${source}\0${target}`;
+    const seen = pairs.get(key);
+    if (seen === undefined) pairs.set(key, { source, target, kind });
+    else if (kind === "allow") seen.kind = kind;
+  }
+  return pairs;
+}
+
+/** DOT; `skipLabels` drops the service names and draws each source -> target pair once. */
+export function graphDot(edges: GraphEdge[], skipLabels = false): string {
   const lines = ["digraph policy {", "  rankdir=LR;", "  node [shape=box];"];
-  for (const edge of edges) {
+  if (skipLabels) {
+    for (const edge of unlabelled(edges).values()) {
+      const style = edge.kind === "ask" ? " [style=dashed]" : "";
+      lines.push(`  ${dotId(edge.source)} -> ${dotId(edge.target)}${style};`);
+    }
+  }
+  for (const edge of skipLabels ? [] : edges) {
     const style = edge.kind === "ask" ? ", style=dashed" : "";
     lines.push(`  ${dotId(edge.source)} -> ${dotId(edge.target)} [label=${dotId(edge.service)}${style}];`);
   }
