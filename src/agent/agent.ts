@@ -221,7 +221,8 @@ export class Agent {
           this.#options.log(`ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`);
       }
     } catch (error) {
-      this.#options.log(`bad control message 0x${type.toString(16)}: ${untrusted(String(error instanceof Error ? error.message : error), 512)}`);
+      const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
+      this.#options.log(`bad control message 0x${type.toString(16)}: ${reason}`);
     }
   }
 
@@ -230,7 +231,8 @@ export class Agent {
     const client = this.#clientByIdent(ident);
     if (!client || client.connection.isClosed) {
       // A CONNECT for a client that left (or a second one, §13.9): nothing to tell.
-      this.#options.log(`SERVICE_CONNECT for '${untrusted(fieldText(ident))}', which is not waiting: ignored`);
+      const waiting = untrusted(fieldText(ident));
+      this.#options.log(`SERVICE_CONNECT for '${waiting}', which is not waiting: ignored`);
       return;
     }
     if (client.params) {
@@ -326,7 +328,8 @@ export class Agent {
       this.#sendControl(type, body);
       client.sentOn = this.#control;
     } catch (error) {
-      this.#options.log(`trigger from ${connection.label} refused: ${untrusted(String(error instanceof Error ? error.message : error), 512)}`);
+      const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
+      this.#options.log(`trigger from ${connection.label} refused: ${reason}`);
       this.#clients.delete(client.id);
       connection.close();
     }

@@ -95,7 +95,14 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
       .argument("<target>", "intended target")
       .argument("<service>", "SERVICE or SERVICE+ARG"),
   )
-    .addHelpText("after", "\nLines: '=>' the rule that decided, '  ' a rule that did not match, ' .' a rule after the winner.\nExit status: 0, or 1 when the policy has errors (every call is then denied).\n\nExample:\n  qrx policy explain --domains domains.toml work vault qubes.Filecopy\n")
+    .addHelpText(
+      "after",
+      "\nLines: '=>' the rule that decided, '  ' a rule that did not match," +
+        " ' .' a rule after the winner.\n" +
+        "Exit status: 0, or 1 when the policy has errors (every call is then denied).\n" +
+        "\nExample:\n" +
+        "  qrx policy explain --domains domains.toml work vault qubes.Filecopy\n",
+    )
     .action(async (source: string, target: string, service: string, options: PolicyOptionValues) => {
       const { explainText } = await import("../policy/tools.ts");
       const snapshot = await snapshotFor(options);
@@ -103,28 +110,34 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
       process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
     });
 
+  addGraphCommand(policy);
+}
+
+/** `qrx policy graph`, with upstream qrexec-policy-graph's options. */
+function addGraphCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("graph")
       .description("who may call what: edges source -> target per service over the known domains")
       .option("--dot", "print Graphviz DOT (ask edges dashed) instead of text")
-      .option("--include-ask", "include edges an ask rule could allow (left out by default, as upstream)")
+      .option("--include-ask", "include what ask rules could allow (left out by default)")
       .option("--source <domain...>", "only calls from these domains")
       .option("--target <domain...>", "only calls to these domains")
       .option("--service <service...>", "only these services (SERVICE or SERVICE+ARG)")
       .option("--output <file>", "write to FILE instead of stdout; DOT when it ends in .dot")
       .option("--skip-labels", "no service names; each source -> target once")
-      .option("--system-info <file>", "domain facts from this JSON file (upstream's name for --domains)"),
+      .option("--system-info <file>", "domain facts from this JSON file (upstream's --domains)"),
   )
     .addHelpText(
       "after",
-      "\nExit status: 0, or 1 when the policy has errors (the graph then shows what the engine would\n" +
-        "allow: nothing).\n\nExamples:\n  qrx policy graph --domains domains.toml\n" +
+      "\nExit status: 0, or 1 when the policy has errors (the graph then shows what the engine\n" +
+        "would allow: nothing).\n\nExamples:\n  qrx policy graph --domains domains.toml\n" +
         "  qrx policy graph --domains domains.toml --include-ask --output policy.dot\n",
     )
     .action(async (options: GraphOptionValues) => {
       const { policyGraph, graphText, graphDot } = await import("../policy/tools.ts");
-      const snapshot = await snapshotFor({ ...options, domains: options.domains ?? options.systemInfo });
+      const domains = options.domains ?? options.systemInfo;
+      const snapshot = await snapshotFor({ ...options, domains });
       await reportLoadErrors(snapshot);
       const edges = policyGraph(snapshot, {
         includeAsk: options.includeAsk,
@@ -133,7 +146,8 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         services: options.service,
       });
       const dot = options.dot || (options.output?.endsWith(".dot") ?? false);
-      const text = `${dot ? graphDot(edges, options.skipLabels) : graphText(edges, options.skipLabels)}\n`;
+      const skip = options.skipLabels;
+      const text = `${dot ? graphDot(edges, skip) : graphText(edges, skip)}\n`;
       if (options.output === undefined) process.stdout.write(text);
       else await Bun.write(options.output, text);
       process.exitCode = snapshot.errors.length > 0 ? 1 : 0;

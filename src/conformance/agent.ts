@@ -622,9 +622,11 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§6.9",
     checks:
-      "dom0 closes the control vchan: the agent exits cleanly, at once or (as upstream) with status 1 at " +
-      "its next write, here a client's trigger; or it offers a new control vchan to a reconnecting daemon.",
-    expected: "a clean exit (at once or on the next trigger), or a fresh HELLO on a new control connection",
+      "dom0 closes the control vchan: the agent exits cleanly, at once or (as upstream) with " +
+      "status 1 at its next write, here a client's trigger; or it offers a new control vchan " +
+      "to a reconnecting daemon.",
+    expected:
+      "a clean exit (at once or on the next trigger), or a fresh HELLO on a new control connection",
     async run(f, context) {
       await handshake(f);
       f.ctl.close();
@@ -633,12 +635,12 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
       if (early !== null) return early;
       // Upstream's agent only learns of the close when it next writes to the control vchan.
       const client = await triggerClient(f, context).catch(() => null);
-      context.step("a client's trigger sent: waiting for the agent to exit or offer a new control vchan");
+      context.step("a client's trigger sent: waiting for the agent to exit or offer a new vchan");
       const late = await disconnectOutcome(f, 5000);
       if (late !== null) return `${late}${client === null ? "" : " after a client's trigger"}`;
-      throw new CaseFailure(
-        `the agent neither exited nor offered a new control vchan, even after a client's trigger (${f.prog.status()})`,
-      );
+      const status = f.prog.status();
+      const what = "the agent neither exited nor offered a new control vchan";
+      throw new CaseFailure(`${what}, even after a client's trigger (${status})`);
     },
   },
 ];

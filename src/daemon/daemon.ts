@@ -227,14 +227,16 @@ export class Daemon {
     const key = identKey(trigger.ident);
     if (this.#pending.size >= MAX_CLIENTS || this.#pending.has(key)) {
       const ident = untrusted(fieldText(trigger.ident));
-      this.#refusals.log(this.#options.name, `request '${ident}' refused: too many pending or duplicate ident`);
+      const why = "too many pending or duplicate ident";
+      this.#refusals.log(this.#options.name, `request '${ident}' refused: ${why}`);
       return this.#refuse(trigger.ident);
     }
     const entry: PendingRequest = { ident: trigger.ident, state: "pending" };
     this.#pending.set(key, entry);
     const control = this.#control;
     const refuseIfPending = (why: string) => {
-      const call = `${this.#options.name} -> ${untrusted(trigger.target)} ${untrusted(trigger.service)}`;
+      const target = untrusted(trigger.target);
+      const call = `${this.#options.name} -> ${target} ${untrusted(trigger.service)}`;
       this.#refusals.log(this.#options.name, `${call}: ${untrusted(why, 512)}`);
       if (this.#pending.get(key) === entry && entry.state === "pending" && this.#control === control) this.#refuse(trigger.ident);
     };
@@ -249,7 +251,9 @@ export class Daemon {
         { ...this.#options.policy, log: this.#options.log },
       );
       if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
-      for (const unknown of decision.unknownKeys) this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
+      for (const unknown of decision.unknownKeys) {
+        this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
+      }
       const service = decision.service ?? trigger.service;
       const source = decision.policySource ?? this.#options.name;
       this.#options.log(`${source} -> ${decision.target} ${untrusted(service)}: allowed`);
@@ -283,7 +287,8 @@ export class Daemon {
           admin: this.#admin,
           log: this.#options.log,
         });
-        this.#options.log(`${source} -> ${dispvm} (DisposableVM of ${template}) ${untrusted(service)}: started`);
+        const call = `${source} -> ${dispvm} (DisposableVM of ${template})`;
+        this.#options.log(`${call} ${untrusted(service)}: started`);
       } else {
         await executeVm({
           socketDir: this.#options.socketDir,

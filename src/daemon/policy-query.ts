@@ -40,14 +40,17 @@ export async function queryPolicy(request: PolicyRequest, endpoints: PolicyEndpo
       const response = await askSocket(endpoints.socketPath, request);
       if (response.kind !== "malformed") return response;
       const reason = untrusted(response.reason, 512);
-      endpoints.log(`policy socket ${endpoints.socketPath}: ${reason}; asking ${endpoints.program}`);
+      const fallback = `asking ${endpoints.program}`;
+      endpoints.log(`policy socket ${endpoints.socketPath}: ${reason}; ${fallback}`);
     } catch (error) {
       endpoints.log(`policy socket ${endpoints.socketPath}: ${describe(error)}; asking ${endpoints.program}`);
     }
   }
   try {
     const response = await askProgram(endpoints.program, request);
-    if (response.kind === "malformed") endpoints.log(`policy program ${endpoints.program}: ${untrusted(response.reason, 512)}`);
+    if (response.kind === "malformed") {
+      endpoints.log(`policy program ${endpoints.program}: ${untrusted(response.reason, 512)}`);
+    }
     return response;
   } catch (error) {
     endpoints.log(`policy program ${endpoints.program}: ${describe(error)}`);

@@ -66,7 +66,8 @@ export class RefusalLog {
     window.dropped++;
     if (window.lines === this.#burst + 1) {
       const seconds = this.#windowMs / 1000;
-      this.#log(`more than ${this.#burst} refusals from ${untrusted(source)} in ${seconds} s: not logging more of them for now`);
+      const from = `${this.#burst} refusals from ${untrusted(source)} in ${seconds} s`;
+      this.#log(`more than ${from}: not logging more of them for now`);
     }
   }
 
@@ -75,7 +76,8 @@ export class RefusalLog {
     let window = this.#sources.get(source);
     if (window !== undefined && now - window.started < this.#windowMs) return window;
     if (window !== undefined && window.dropped > 0) {
-      this.#log(`${window.dropped} refusal line(s) from ${untrusted(source)} were not logged (rate limit)`);
+      const from = `${window.dropped} refusal line(s) from ${untrusted(source)}`;
+      this.#log(`${from} were not logged (rate limit)`);
     }
     if (window === undefined && this.#sources.size >= SOURCES_MAX) this.#sources.clear();
     window = { started: now, lines: 0, dropped: 0 };

@@ -101,9 +101,11 @@ export class PolicyDaemon {
     try {
       const facts = await store.facts(snapshot);
       const logRefusal = (line: string) => this.#refusals.log(query.source, line);
-      text = (await answerQuery(query, options, { policy: snapshot.policy, facts, asker, log, logRefusal })).text;
+      const context = { policy: snapshot.policy, facts, asker, log, logRefusal };
+      text = (await answerQuery(query, options, context)).text;
     } catch (error) {
-      log(`policy request failed, denied: ${untrusted(error instanceof Error ? error.message : String(error), 512)}`);
+      const reason = untrusted(error instanceof Error ? error.message : String(error), 512);
+      log(`policy request failed, denied: ${reason}`);
       text = "result=deny";
     }
     this.#served++;
@@ -129,6 +131,9 @@ function parseQueryBytes(received: Buffer, eof: boolean): Parsed<ParsedQuery> {
     return { kind: "more" };
   }
   const parsed = parseSocketRequest(end === -1 ? text : text.slice(0, end + 1));
-  if (!parsed.ok) return { kind: "drop", reason: `policy request dropped without an answer: ${untrusted(parsed.reason, 512)}` };
+  if (!parsed.ok) {
+    const reason = untrusted(parsed.reason, 512);
+    return { kind: "drop", reason: `policy request dropped without an answer: ${reason}` };
+  }
   return { kind: "request", request: { query: parsed.query, options: parsed.options } };
 }

@@ -47,7 +47,8 @@ function bareKeywordsIn(words: readonly string[]): string[] {
 function bareKeywordWarning(bare: readonly string[]): string | null {
   if (bare.length === 0) return null;
   const each = bare.map((word) => `'${word}' (write '$${word}')`).join(" and ");
-  return `bare ${each} read as the keyword here; upstream's 4.x compat parser reads it as a qube name`;
+  const upstream = "upstream's 4.x compat parser reads it as a qube name";
+  return `bare ${each} read as the keyword here; ${upstream}`;
 }
 
 /** One legacy line for SERVICE/ARGUMENT (the file's name, or !include-service's parameters). */

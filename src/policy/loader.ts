@@ -17,7 +17,7 @@ export interface ReadOptions {
 export interface ReadPolicy {
   rules: Rule[];
   errors: PolicyError[];
-  /** Lines that load, but that upstream reads differently; lint shows them, evaluation ignores them. */
+  /** Lines that load but that upstream reads differently: lint shows them, evaluation does not. */
   warnings?: PolicyError[];
   /** Every file and directory read, so a watcher knows what a reload depends on. */
   paths: string[];
@@ -234,12 +234,14 @@ class PolicyReader {
 export function readPolicy(directories: string[], options: ReadOptions = {}): ReadPolicy {
   const reader = new PolicyReader(options.fs ?? diskFileSystem, resolve(options.legacyDir ?? DEFAULT_LEGACY_POLICY_DIR));
   reader.readTopLevel(directories);
-  return { rules: reader.rules, errors: reader.errors, warnings: reader.warnings, paths: [...reader.paths] };
+  const { rules, errors, warnings } = reader;
+  return { rules, errors, warnings, paths: [...reader.paths] };
 }
 
 /** Reads a legacy directory alone, exactly as a policy.d holding only `!compat-4.0` would. */
 export function readLegacyPolicy(legacyDir: string, options: Omit<ReadOptions, "legacyDir"> = {}): ReadPolicy {
   const reader = new PolicyReader(options.fs ?? diskFileSystem, resolve(legacyDir));
   reader.compat40({ file: reader.legacyDir, line: 0 });
-  return { rules: reader.rules, errors: reader.errors, warnings: reader.warnings, paths: [...reader.paths] };
+  const { rules, errors, warnings } = reader;
+  return { rules, errors, warnings, paths: [...reader.paths] };
 }

@@ -204,7 +204,8 @@ export function answerAskWithIntendedTarget(decision: AskDecision, facts: Domain
   const written = decision.request.writtenTarget;
   if (!decision.targets.includes(written)) {
     const shown = written === "" ? '""' : written;
-    return denied(decision.rule, decision.request, `intended target ${shown} is not one of the choices`);
+    const reason = `intended target ${shown} is not one of the choices`;
+    return denied(decision.rule, decision.request, reason);
   }
   return answerAsk(decision, written, facts);
 }

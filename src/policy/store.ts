@@ -62,7 +62,12 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const served =
     domainErrors.length === 0
       ? policy
-      : new CompiledPolicy({ rules: [...policy.rules], errors, warnings: [...policy.warnings], paths: [...policy.paths] });
+      : new CompiledPolicy({
+          rules: [...policy.rules],
+          errors,
+          warnings: [...policy.warnings],
+          paths: [...policy.paths],
+        });
   return Object.freeze({ policy: served, facts, errors, watched: [...watched], loadMs: performance.now() - started });
 }
 

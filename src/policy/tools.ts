@@ -1,7 +1,7 @@
 // What `qrx policy lint|explain|graph` print, as functions of a loaded snapshot (the commander
 // wiring is in src/cli/policy-commands.ts). eval is answerQuery plus a line about the rule.
 
-import { decidedBy, describeDecision } from "./decision.ts";
+import { decidedBy, describeDecision, type Decision } from "./decision.ts";
 import { formatOrigin, formatPolicyError } from "./errors.ts";
 import type { PolicyQuery } from "./request.ts";
 import { policyResponseText } from "./response.ts";
@@ -24,7 +24,8 @@ export function lintReport(snapshot: PolicySnapshot): LintReport {
   const files = new Set(snapshot.policy.rules.map((rule) => rule.origin.file));
   const plural = warnings.length === 1 ? "" : "s";
   const count = warnings.length === 0 ? "" : `, ${warnings.length} warning${plural}`;
-  const summary = `ok: ${snapshot.policy.rules.length} rules from ${files.size} files, no errors${count}`;
+  const rules = snapshot.policy.rules.length;
+  const summary = `ok: ${rules} rules from ${files.size} files, no errors${count}`;
   return { ok: true, lines: [...warnings, summary] };
 }
 
@@ -85,9 +86,17 @@ function graphServices(snapshot: PolicySnapshot, filter: GraphFilter): [string, 
     const service = rule.service ?? OTHER_SERVICE;
     const argument = rule.argument === null || rule.argument === "+" ? "" : rule.argument;
     const label = `${rule.service ?? "*"}${argument}`;
-    if (keeps(filter.services, label, rule.service ?? "*")) services.set(label, `${service}${argument}`);
+    if (!keeps(filter.services, label, rule.service ?? "*")) continue;
+    services.set(label, `${service}${argument}`);
   }
   return [...services].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Where a decision lets the call go: an allow's target, or a choice of an ask; else null. */
+function edgeTarget(decision: Decision, intended: string, includeAsk: boolean): string | null {
+  if (decision.kind === "allow") return decision.target;
+  if (decision.kind === "ask" && includeAsk && decision.targets.includes(intended)) return intended;
+  return null;
 }
 
 /**
@@ -95,7 +104,10 @@ function graphServices(snapshot: PolicySnapshot, filter: GraphFilter): [string, 
  * name, plus "*" for every other service; every domain as source; every domain, @default and
  * @dispvm as intended target. Denied pairs are not edges.
  */
-export function policyGraph(snapshot: PolicySnapshot, filter: GraphFilter = { includeAsk: true }): GraphEdge[] {
+export function policyGraph(
+  snapshot: PolicySnapshot,
+  filter: GraphFilter = { includeAsk: true },
+): GraphEdge[] {
   const { policy, facts } = snapshot;
   const domains = [...facts.all()].map((domain) => domain.name).sort();
   const targets = [...domains, "@default", "@dispvm"];
@@ -105,11 +117,8 @@ export function policyGraph(snapshot: PolicySnapshot, filter: GraphFilter = { in
     for (const source of domains.filter((name) => keeps(filter.sources, name))) {
       for (const intended of targets) {
         const decision = policy.evaluate({ source, intendedTarget: intended, serviceAndArg }, facts);
-        let target: string;
-        if (decision.kind === "allow") target = decision.target;
-        else if (decision.kind === "ask" && filter.includeAsk && decision.targets.includes(intended)) target = intended;
-        else continue;
-        if (!keeps(filter.targets, target)) continue;
+        const target = edgeTarget(decision, intended, filter.includeAsk ?? false);
+        if (target === null || !keeps(filter.targets, target)) continue;
         const key = `${label}\0${source}\0${target}\0${decision.kind}`;
         if (seen.has(key)) continue;
         seen.add(key);
@@ -125,7 +134,9 @@ export function graphText(edges: GraphEdge[], skipLabels = false): string {
   const lines: string[] = [];
   let service: string | null = null;
   if (skipLabels) {
-    for (const edge of unlabelled(edges).values()) lines.push(`${edge.source} -> ${edge.target} ${edge.kind}`);
+    for (const edge of unlabelled(edges).values()) {
+      lines.push(`${edge.source} -> ${edge.target} ${edge.kind}`);
+    }
     return lines.length === 0 ? "no call is allowed" : lines.join("\n");
   }
   for (const edge of edges) {
@@ -144,8 +155,10 @@ function dotId(text: string): string {
 }
 
 /** Each source -> target pair once, "allow" when any service allows it outright. */
-function unlabelled(edges: GraphEdge[]): Map<string, { source: string; target: string; kind: GraphEdge["kind"] }> {
-  const pairs = new Map<string, { source: string; target: string; kind: GraphEdge["kind"] }>();
+type Pair = { source: string; target: string; kind: GraphEdge["kind"] };
+
+function unlabelled(edges: GraphEdge[]): Map<string, Pair> {
+  const pairs = new Map<string, Pair>();
   for (const { source, target, kind } of edges) {
     const key = `${source}\0${target}`;
     const seen = pairs.get(key);
