@@ -32,6 +32,7 @@ import { prepareService, serviceStreamFlags, startService, type ServiceContext }
 import { ClientVmHost } from "./client-host.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
+import { untrusted } from "../io/log-text.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
@@ -220,7 +221,8 @@ export class Agent {
           this.#options.log(`ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`);
       }
     } catch (error) {
-      this.#options.log(`bad control message 0x${type.toString(16)}: ${error instanceof Error ? error.message : error}`);
+      const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
+      this.#options.log(`bad control message 0x${type.toString(16)}: ${reason}`);
     }
   }
 
@@ -229,11 +231,12 @@ export class Agent {
     const client = this.#clientByIdent(ident);
     if (!client || client.connection.isClosed) {
       // A CONNECT for a client that left (or a second one, §13.9): nothing to tell.
-      this.#options.log(`SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}, which is not waiting: ignored`);
+      const waiting = untrusted(fieldText(ident));
+      this.#options.log(`SERVICE_CONNECT for '${waiting}', which is not waiting: ignored`);
       return;
     }
     if (client.params) {
-      this.#options.log(`second SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}: ignored`);
+      this.#options.log(`second SERVICE_CONNECT for '${untrusted(fieldText(ident))}': ignored`);
       return;
     }
     client.params = { connectDomain, connectPort };
@@ -325,7 +328,8 @@ export class Agent {
       this.#sendControl(type, body);
       client.sentOn = this.#control;
     } catch (error) {
-      this.#options.log(`trigger from ${connection.label} refused: ${error instanceof Error ? error.message : error}`);
+      const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
+      this.#options.log(`trigger from ${connection.label} refused: ${reason}`);
       this.#clients.delete(client.id);
       connection.close();
     }

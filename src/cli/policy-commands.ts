@@ -1,6 +1,7 @@
 // `qrx policy lint|eval|explain|graph`: the commander wiring; the work is in src/policy/tools.ts.
 // Modules are imported inside the actions so `qrx --help` stays fast.
 import type { Command } from "commander";
+import type { PolicySnapshot } from "../policy/store.ts";
 import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
 
 const EXIT_DENY = 126;
@@ -94,27 +95,79 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
       .argument("<target>", "intended target")
       .argument("<service>", "SERVICE or SERVICE+ARG"),
   )
-    .addHelpText("after", "\nLines: '=>' the rule that decided, '  ' a rule that did not match, ' .' a rule after the winner.\n\nExample:\n  qrx policy explain --domains domains.toml work vault qubes.Filecopy\n")
+    .addHelpText(
+      "after",
+      "\nLines: '=>' the rule that decided, '  ' a rule that did not match," +
+        " ' .' a rule after the winner.\n" +
+        "Exit status: 0, or 1 when the policy has errors (every call is then denied).\n" +
+        "\nExample:\n" +
+        "  qrx policy explain --domains domains.toml work vault qubes.Filecopy\n",
+    )
     .action(async (source: string, target: string, service: string, options: PolicyOptionValues) => {
       const { explainText } = await import("../policy/tools.ts");
-      process.stdout.write(`${explainText(await snapshotFor(options), queryOf(source, target, service))}\n`);
+      const snapshot = await snapshotFor(options);
+      process.stdout.write(`${explainText(snapshot, queryOf(source, target, service))}\n`);
+      process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
     });
 
+  addGraphCommand(policy);
+}
+
+/** `qrx policy graph`, with upstream qrexec-policy-graph's options. */
+function addGraphCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("graph")
       .description("who may call what: edges source -> target per service over the known domains")
-      .option("--dot", "print Graphviz DOT (ask edges dashed) instead of text"),
+      .option("--dot", "print Graphviz DOT (ask edges dashed) instead of text")
+      .option("--include-ask", "include what ask rules could allow (left out by default)")
+      .option("--source <domain...>", "only calls from these domains")
+      .option("--target <domain...>", "only calls to these domains")
+      .option("--service <service...>", "only these services (SERVICE or SERVICE+ARG)")
+      .option("--output <file>", "write to FILE instead of stdout; DOT when it ends in .dot")
+      .option("--skip-labels", "no service names; each source -> target once")
+      .option("--system-info <file>", "domain facts from this JSON file (upstream's --domains)"),
   )
-    .addHelpText("after", "\nExamples:\n  qrx policy graph --domains domains.toml\n  qrx policy graph --domains domains.toml --dot | dot -Tsvg > policy.svg\n")
-    .action(async (options: PolicyOptionValues & { dot?: boolean }) => {
+    .addHelpText(
+      "after",
+      "\nExit status: 0, or 1 when the policy has errors (the graph then shows what the engine\n" +
+        "would allow: nothing).\n\nExamples:\n  qrx policy graph --domains domains.toml\n" +
+        "  qrx policy graph --domains domains.toml --include-ask --output policy.dot\n",
+    )
+    .action(async (options: GraphOptionValues) => {
       const { policyGraph, graphText, graphDot } = await import("../policy/tools.ts");
-      const snapshot = await snapshotFor(options);
-      if (snapshot.errors.length > 0) {
-        const { describeLoad } = await import("../policy/store.ts");
-        for (const line of describeLoad(snapshot)) process.stderr.write(`${line}\n`);
-      }
-      const edges = policyGraph(snapshot);
-      process.stdout.write(`${options.dot ? graphDot(edges) : graphText(edges)}\n`);
+      const domains = options.domains ?? options.systemInfo;
+      const snapshot = await snapshotFor({ ...options, domains });
+      await reportLoadErrors(snapshot);
+      const edges = policyGraph(snapshot, {
+        includeAsk: options.includeAsk,
+        sources: options.source,
+        targets: options.target,
+        services: options.service,
+      });
+      const dot = options.dot || (options.output?.endsWith(".dot") ?? false);
+      const skip = options.skipLabels;
+      const text = `${dot ? graphDot(edges, skip) : graphText(edges, skip)}\n`;
+      if (options.output === undefined) process.stdout.write(text);
+      else await Bun.write(options.output, text);
+      process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
     });
+}
+
+interface GraphOptionValues extends PolicyOptionValues {
+  dot?: boolean;
+  includeAsk?: boolean;
+  source?: string[];
+  target?: string[];
+  service?: string[];
+  output?: string;
+  skipLabels?: boolean;
+  systemInfo?: string;
+}
+
+/** The load errors on stderr: the tools still show what the (all-denying) policy does. */
+async function reportLoadErrors(snapshot: PolicySnapshot): Promise<void> {
+  if (snapshot.errors.length === 0) return;
+  const { describeLoad } = await import("../policy/store.ts");
+  for (const line of describeLoad(snapshot)) process.stderr.write(`${line}\n`);
 }

@@ -4,6 +4,7 @@
 
 import { rmSync, symlinkSync } from "node:fs";
 import { Connection } from "../io/connection.ts";
+import { RefusalLog, untrusted } from "../io/log-text.ts";
 import { PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
 import { substituteDefaultUser } from "../protocol/cmdline.ts";
 import {
@@ -91,12 +92,15 @@ export class Daemon {
   #onFatal: (reason: string) => void = () => {};
   readonly #admin: AdminService | null;
   readonly #stats: CallStats;
+  /** Refusals are free for the VM to cause: their lines are rate-limited. */
+  readonly #refusals: RefusalLog;
 
   constructor(options: DaemonOptions) {
     this.#options = options;
     this.#ports = new PortAllocator(options.domain);
     this.#admin = options.qubesdSocket ? adminServiceAt(options.qubesdSocket) : null;
     this.#stats = new CallStats(options.statsFile);
+    this.#refusals = new RefusalLog(options.log);
   }
 
   /** Connects to the agent and opens the daemon socket; rejects when the agent never comes. */
@@ -202,7 +206,7 @@ export class Daemon {
       case "fatal":
         return this.#dropAgent(verdict.reason);
       case "refused":
-        this.#options.log(`request refused: ${verdict.reason}`);
+        this.#refusals.log(this.#options.name, `request refused: ${untrusted(verdict.reason)}`);
         return this.#refuse(verdict.ident);
       case "connection-terminated":
         return this.#onConnectionTerminated(verdict.connectDomain, verdict.connectPort);
@@ -222,14 +226,18 @@ export class Daemon {
   async #handleTrigger(trigger: { source: string | null; target: string; service: string; ident: Uint8Array }): Promise<void> {
     const key = identKey(trigger.ident);
     if (this.#pending.size >= MAX_CLIENTS || this.#pending.has(key)) {
-      this.#options.log(`request ${JSON.stringify(fieldText(trigger.ident))} refused: too many pending or duplicate ident`);
+      const ident = untrusted(fieldText(trigger.ident));
+      const why = "too many pending or duplicate ident";
+      this.#refusals.log(this.#options.name, `request '${ident}' refused: ${why}`);
       return this.#refuse(trigger.ident);
     }
     const entry: PendingRequest = { ident: trigger.ident, state: "pending" };
     this.#pending.set(key, entry);
     const control = this.#control;
     const refuseIfPending = (why: string) => {
-      this.#options.log(`${this.#options.name} -> ${trigger.target} ${trigger.service}: ${why}`);
+      const target = untrusted(trigger.target);
+      const call = `${this.#options.name} -> ${target} ${untrusted(trigger.service)}`;
+      this.#refusals.log(this.#options.name, `${call}: ${untrusted(why, 512)}`);
       if (this.#pending.get(key) === entry && entry.state === "pending" && this.#control === control) this.#refuse(trigger.ident);
     };
     try {
@@ -243,10 +251,12 @@ export class Daemon {
         { ...this.#options.policy, log: this.#options.log },
       );
       if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
-      for (const unknown of decision.unknownKeys) this.#options.log(`policy response: unknown key '${unknown}' ignored`);
+      for (const unknown of decision.unknownKeys) {
+        this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
+      }
       const service = decision.service ?? trigger.service;
       const source = decision.policySource ?? this.#options.name;
-      this.#options.log(`${source} -> ${decision.target} ${service}: allowed`);
+      this.#options.log(`${source} -> ${decision.target} ${untrusted(service)}: allowed`);
       if (decision.target === "dom0") {
         this.#stats.count("toDom0");
         const status = await runToDom0({
@@ -259,7 +269,7 @@ export class Daemon {
           context: this.#options.dom0Services,
           source: this.#asSource,
         });
-        this.#options.log(`dom0 service ${service} for ${source} exited with ${status}`);
+        this.#options.log(`dom0 service ${untrusted(service)} for ${source} exited with ${status}`);
       } else if (decision.target.startsWith(DISPVM_PREFIX)) {
         // §7.6: a DispVM needs autostart (it is never running yet) and qubesd to create it.
         if (!decision.autostart) return refuseIfPending(`${decision.target} needs autostart`);
@@ -277,7 +287,8 @@ export class Daemon {
           admin: this.#admin,
           log: this.#options.log,
         });
-        this.#options.log(`${source} -> ${dispvm} (DisposableVM of ${template}) ${service}: started`);
+        const call = `${source} -> ${dispvm} (DisposableVM of ${template})`;
+        this.#options.log(`${call} ${untrusted(service)}: started`);
       } else {
         await executeVm({
           socketDir: this.#options.socketDir,

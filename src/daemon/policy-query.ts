@@ -4,6 +4,7 @@
 import { Connection } from "../io/connection.ts";
 import { POLICY_RESPONSE_BYTES_MAX } from "../protocol/constants.ts";
 import { buildPolicyRequest, parsePolicyResponse, type PolicyRequest, type PolicyResponse } from "../protocol/policy-response.ts";
+import { untrusted } from "../io/log-text.ts";
 
 export interface PolicyEndpoints {
   /** The policy daemon's socket, or null to go straight to the program. */
@@ -38,14 +39,18 @@ export async function queryPolicy(request: PolicyRequest, endpoints: PolicyEndpo
     try {
       const response = await askSocket(endpoints.socketPath, request);
       if (response.kind !== "malformed") return response;
-      endpoints.log(`policy socket ${endpoints.socketPath}: ${response.reason}; asking ${endpoints.program}`);
+      const reason = untrusted(response.reason, 512);
+      const fallback = `asking ${endpoints.program}`;
+      endpoints.log(`policy socket ${endpoints.socketPath}: ${reason}; ${fallback}`);
     } catch (error) {
       endpoints.log(`policy socket ${endpoints.socketPath}: ${describe(error)}; asking ${endpoints.program}`);
     }
   }
   try {
     const response = await askProgram(endpoints.program, request);
-    if (response.kind === "malformed") endpoints.log(`policy program ${endpoints.program}: ${response.reason}`);
+    if (response.kind === "malformed") {
+      endpoints.log(`policy program ${endpoints.program}: ${untrusted(response.reason, 512)}`);
+    }
     return response;
   } catch (error) {
     endpoints.log(`policy program ${endpoints.program}: ${describe(error)}`);

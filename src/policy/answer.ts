@@ -24,12 +24,14 @@ export interface AnswerContext {
   facts: DomainFacts;
   asker: Asker;
   log: (message: string) => void;
+  /** Where a request the policy denies outright is logged (a rate-limited log); default `log`. */
+  logRefusal?: (message: string) => void;
 }
 
 export async function answerQuery(query: PolicyQuery, options: SocketOptions, context: AnswerContext): Promise<Answered> {
   const { policy, facts, asker, log } = context;
   const evaluated = policy.evaluate(query, facts);
-  log(describeDecision(evaluated));
+  (evaluated.kind === "deny" ? (context.logRefusal ?? log) : log)(describeDecision(evaluated));
   let decision: AllowDecision | DenyDecision;
   if (evaluated.kind !== "ask") {
     decision = evaluated;

@@ -13,6 +13,7 @@ import { EvalServiceServer } from "./eval-services.ts";
 import type { PolicyQuery } from "./request.ts";
 import type { SocketOptions } from "./response.ts";
 import type { PolicyStore } from "./store.ts";
+import { RefusalLog, untrusted } from "../io/log-text.ts";
 
 /** More than any real request; a client sending more is dropped. */
 export const REQUEST_BYTES_MAX = 65536;
@@ -63,7 +64,12 @@ export class PolicyDaemon {
   #served = 0;
   #evalServers: EvalServiceServer[] = [];
 
-  constructor(readonly options: PolicyDaemonOptions) {}
+  /** Denials per calling domain are rate-limited: a VM causes them for free. */
+  readonly #refusals: RefusalLog;
+
+  constructor(readonly options: PolicyDaemonOptions) {
+    this.#refusals = new RefusalLog(options.log);
+  }
 
   /** Requests answered so far. */
   get served(): number {
@@ -94,9 +100,12 @@ export class PolicyDaemon {
     let text: string;
     try {
       const facts = await store.facts(snapshot);
-      text = (await answerQuery(query, options, { policy: snapshot.policy, facts, asker, log })).text;
+      const logRefusal = (line: string) => this.#refusals.log(query.source, line);
+      const context = { policy: snapshot.policy, facts, asker, log, logRefusal };
+      text = (await answerQuery(query, options, context)).text;
     } catch (error) {
-      log(`policy request failed, denied: ${error instanceof Error ? error.message : String(error)}`);
+      const reason = untrusted(error instanceof Error ? error.message : String(error), 512);
+      log(`policy request failed, denied: ${reason}`);
       text = "result=deny";
     }
     this.#served++;
@@ -122,6 +131,9 @@ function parseQueryBytes(received: Buffer, eof: boolean): Parsed<ParsedQuery> {
     return { kind: "more" };
   }
   const parsed = parseSocketRequest(end === -1 ? text : text.slice(0, end + 1));
-  if (!parsed.ok) return { kind: "drop", reason: `policy request dropped without an answer: ${parsed.reason}` };
+  if (!parsed.ok) {
+    const reason = untrusted(parsed.reason, 512);
+    return { kind: "drop", reason: `policy request dropped without an answer: ${reason}` };
+  }
   return { kind: "request", request: { query: parsed.query, options: parsed.options } };
 }

@@ -1,6 +1,7 @@
 // What evaluation returns. Every decision carries the rule that made it (null only when no rule
 // did: no match, a broken policy, an invalid request), so it can be logged as file:line.
 
+import { untrusted } from "../io/log-text.ts";
 import { formatOrigin } from "./errors.ts";
 import type { Rule } from "./rule.ts";
 
@@ -15,6 +16,8 @@ export interface DecisionRequest {
   caller: string;
   /** Normalized: a domain name, "@default", "@adminvm", "@dispvm" or "@dispvm:TEMPLATE". */
   intendedTarget: string;
+  /** The intended target exactly as the caller wrote it (assume_yes_for_ask compares this). */
+  writtenTarget: string;
   /** The relayed RemoteVM (the response's policy_source), else null. */
   policySource: string | null;
 }
@@ -68,14 +71,16 @@ export function decidedBy(decision: Decision): string {
 /** One log line: what was asked, what was decided, and by which rule. */
 export function describeDecision(decision: Decision): string {
   const { request } = decision;
-  const call = `${request.source} -> ${request.intendedTarget} ${request.service}${request.argument}`;
-  const via = request.caller === request.source ? "" : ` (via ${request.caller})`;
+  // Every field may come from a VM (up to 64 KB of service name): cut and escaped.
+  const service = untrusted(`${request.service}${request.argument}`);
+  const call = `${untrusted(request.source)} -> ${untrusted(request.intendedTarget)} ${service}`;
+  const via = request.caller === request.source ? "" : ` (via ${untrusted(request.caller)})`;
   const by = decidedBy(decision);
   switch (decision.kind) {
     case "allow":
       return `${call}${via}: allow to ${decision.target} by ${by}`;
     case "deny":
-      return `${call}${via}: deny (${decision.reason}) by ${by}`;
+      return `${call}${via}: deny (${untrusted(decision.reason, 512)}) by ${by}`;
     case "ask":
       return `${call}${via}: ask [${decision.targets.join(", ")}] default ${decision.defaultTarget ?? "none"} by ${by}`;
   }

@@ -11,6 +11,7 @@ import type { Asker } from "./ask.ts";
 import { answerQuery } from "./answer.ts";
 import type { DomainFacts } from "./domains.ts";
 import type { PolicyStore } from "./store.ts";
+import { untrusted } from "../io/log-text.ts";
 
 export type EvalKind = "simple" | "gui";
 
@@ -70,12 +71,12 @@ export async function evalServiceAnswer(
   const what = kind === "gui" ? "policy.EvalGUI" : "policy.EvalSimple";
   const head = parseEvalDescriptor(descriptor);
   if (!head.ok) {
-    log(`${what}: no answer: ${head.reason}`);
+    log(`${what}: no answer: ${untrusted(head.reason, 512)}`);
     return null;
   }
   const names = parseEvalNames(body);
   if (!names.ok) {
-    log(`${what} from ${head.caller}: no answer: ${names.reason}`);
+    log(`${what} from ${untrusted(head.caller)}: no answer: ${untrusted(names.reason, 512)}`);
     return null;
   }
   const snapshot = store.current;
@@ -89,7 +90,7 @@ export async function evalServiceAnswer(
   if (kind === "gui") {
     const problem = guiTagProblem(facts, head.caller, names.source, names.target);
     if (problem !== null) {
-      log(`${what} from ${head.caller}: no answer: ${problem}`);
+      log(`${what} from ${untrusted(head.caller)}: no answer: ${untrusted(problem, 512)}`);
       return null;
     }
   }

@@ -11,12 +11,14 @@ export const DEFAULT_LEGACY_POLICY_DIR = "/etc/qubes-rpc/policy";
 export type LegacyLine =
   | { kind: "skip" }
   | { kind: "include"; path: string }
-  | { kind: "rule"; fields: RuleFields }
+  /** `warning`: the line reads differently under upstream's compat parser (bare R2 keywords). */
+  | { kind: "rule"; fields: RuleFields; warning: string | null }
   | { kind: "error"; message: string };
 
 /**
  * R2 wrote `anyvm` and `dispvm` without a sigil. Upstream's translation leaves them alone, so they
- * would name qubes called "anyvm"/"dispvm"; they meant the keywords, so they are mapped here.
+ * would name qubes called "anyvm"/"dispvm"; they meant the keywords, so they are mapped here, and
+ * each such line gets a warning, because upstream's 4.x compat parser reads it the other way.
  * (`dom0` needs no mapping: it is the admin VM in both formats.)
  */
 const R2_KEYWORDS = new Map([
@@ -34,6 +36,19 @@ function withKeywordParam(param: string): string {
     if (param.startsWith(key)) return key + withKeyword(param.slice(key.length));
   }
   return param;
+}
+
+/** The bare R2 keywords among a line's domain words (param values included), once each. */
+function bareKeywordsIn(words: readonly string[]): string[] {
+  const values = words.map((word) => word.replace(/^(default_)?target=/, ""));
+  return [...new Set(values.filter((value) => R2_KEYWORDS.has(value)))];
+}
+
+function bareKeywordWarning(bare: readonly string[]): string | null {
+  if (bare.length === 0) return null;
+  const each = bare.map((word) => `'${word}' (write '$${word}')`).join(" and ");
+  const upstream = "upstream's 4.x compat parser reads it as a qube name";
+  return `bare ${each} read as the keyword here; ${upstream}`;
 }
 
 /** One legacy line for SERVICE/ARGUMENT (the file's name, or !include-service's parameters). */
@@ -54,6 +69,7 @@ export function translateLegacyLine(raw: string, service: string, argument: stri
   const [source, target, action, ...params] = words as [string, string, string, ...string[]];
   return {
     kind: "rule",
+    warning: bareKeywordWarning(bareKeywordsIn([source, target, ...params])),
     fields: {
       service,
       argument,

@@ -17,6 +17,8 @@ export interface ReadOptions {
 export interface ReadPolicy {
   rules: Rule[];
   errors: PolicyError[];
+  /** Lines that load but that upstream reads differently: lint shows them, evaluation does not. */
+  warnings?: PolicyError[];
   /** Every file and directory read, so a watcher knows what a reload depends on. */
   paths: string[];
 }
@@ -46,6 +48,7 @@ function errorText(error: unknown): string {
 class PolicyReader {
   readonly rules: Rule[] = [];
   readonly errors: PolicyError[] = [];
+  readonly warnings: PolicyError[] = [];
   readonly paths = new Set<string>();
   /** Files being read right now, outermost first: an include of one of them is a loop. */
   readonly #reading: string[] = [];
@@ -194,7 +197,10 @@ class PolicyReader {
       const line = translateLegacyLine(lines[index]!, service, argument);
       if (line.kind === "error") this.error(path, origin.line, line.message);
       else if (line.kind === "include") this.readLegacyFile(resolve(baseDir, line.path), service, argument, baseDir, origin);
-      else if (line.kind === "rule") this.addRule(line.fields, origin, lines[index]!.trim());
+      else if (line.kind === "rule") {
+        if (line.warning !== null) this.warnings.push({ ...origin, message: line.warning });
+        this.addRule(line.fields, origin, lines[index]!.trim());
+      }
     }
     this.#reading.pop();
   }
@@ -228,12 +234,14 @@ class PolicyReader {
 export function readPolicy(directories: string[], options: ReadOptions = {}): ReadPolicy {
   const reader = new PolicyReader(options.fs ?? diskFileSystem, resolve(options.legacyDir ?? DEFAULT_LEGACY_POLICY_DIR));
   reader.readTopLevel(directories);
-  return { rules: reader.rules, errors: reader.errors, paths: [...reader.paths] };
+  const { rules, errors, warnings } = reader;
+  return { rules, errors, warnings, paths: [...reader.paths] };
 }
 
 /** Reads a legacy directory alone, exactly as a policy.d holding only `!compat-4.0` would. */
 export function readLegacyPolicy(legacyDir: string, options: Omit<ReadOptions, "legacyDir"> = {}): ReadPolicy {
   const reader = new PolicyReader(options.fs ?? diskFileSystem, resolve(legacyDir));
   reader.compat40({ file: reader.legacyDir, line: 0 });
-  return { rules: reader.rules, errors: reader.errors, paths: [...reader.paths] };
+  const { rules, errors, warnings } = reader;
+  return { rules, errors, warnings, paths: [...reader.paths] };
 }

@@ -50,7 +50,7 @@ export function targetMatches(token: Token, context: MatchContext): boolean {
     case "default":
       return target === "@default";
     case "type":
-      // Only named domains: an intended dom0 is the keyword @adminvm, as upstream.
+      // dom0 too, however the caller spelled it (targetDomain is dom0's facts for @adminvm).
       return context.targetDomain !== undefined && token.value === context.targetDomain.type;
     case "tag":
       return context.targetDomain !== undefined && context.targetDomain.tags.has(token.value);

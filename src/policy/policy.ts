@@ -15,6 +15,8 @@ export class CompiledPolicy {
   readonly rules: readonly Rule[];
   /** Load problems; when there is any, every call is denied. */
   readonly errors: readonly PolicyError[];
+  /** Lines upstream would read differently (see ReadPolicy); they never change a decision. */
+  readonly warnings: readonly PolicyError[];
   /** Files and directories it was read from (what a reload watcher should watch). */
   readonly paths: readonly string[];
   readonly index: RuleIndex;
@@ -22,6 +24,7 @@ export class CompiledPolicy {
   constructor(read: ReadPolicy) {
     this.rules = Object.freeze([...read.rules]);
     this.errors = Object.freeze([...read.errors]);
+    this.warnings = Object.freeze([...(read.warnings ?? [])]);
     this.paths = Object.freeze([...read.paths]);
     this.index = new RuleIndex(this.rules);
     Object.freeze(this);

@@ -27,7 +27,7 @@ export interface MatchContext {
   readonly sourceIsAdmin: boolean;
   /** Normalized intended target (see DecisionRequest). */
   readonly target: string;
-  /** The intended target's domain when it is a plain name. */
+  /** The intended target's domain when it is a plain name or dom0 (in any spelling). */
   readonly targetDomain: Domain | undefined;
   /** The template an intended @dispvm / @dispvm:T stands for, else null. */
   readonly intendedTemplate: string | null;
@@ -66,6 +66,16 @@ function sourceDomainOf(name: string, facts: DomainFacts): Domain | undefined {
   return domainByReference(name, facts);
 }
 
+/**
+ * The intended target's domain. An intended dom0 is the keyword @adminvm whatever the caller
+ * wrote, and @type:/@tag: rules must still see dom0's facts: upstream skips them when the caller
+ * writes @adminvm, so a deny written for dom0 could be dodged by spelling (spec §11.1 note).
+ */
+function targetDomainOf(target: string, facts: DomainFacts): Domain | undefined {
+  if (target === "@adminvm") return facts.get(ADMIN_VM_NAME) ?? ADMIN_DOMAIN;
+  return target.startsWith("@") ? undefined : facts.get(target);
+}
+
 /** The normalized intended target, or a reason to deny (§11.1, "as the caller's intended target"). */
 export function normalizeIntendedTarget(target: string, facts: DomainFacts): { ok: true; target: string } | { ok: false; reason: string } {
   if (target === "" || target === "@default") return { ok: true, target: "@default" };
@@ -91,6 +101,7 @@ function rawRequest(query: PolicyQuery, service: string, argument: string): Deci
     source: query.source,
     caller: query.source,
     intendedTarget: query.intendedTarget,
+    writtenTarget: query.intendedTarget,
     policySource: null,
   };
 }
@@ -119,7 +130,7 @@ export function normalizeQuery(query: PolicyQuery, facts: DomainFacts): Normaliz
   const intended = normalizeIntendedTarget(query.intendedTarget, facts);
   if (!intended.ok) return deny(intended.reason);
   const target = intended.target;
-  const targetDomain = target.startsWith("@") ? undefined : facts.get(target);
+  const targetDomain = targetDomainOf(target, facts);
   const intendedTemplate =
     target === DISPVM ? sourceDomain.defaultDispvm : target.startsWith(DISPVM_PREFIX) ? target.slice(DISPVM_PREFIX.length) : null;
   const sourceIsAdmin = sourceDomain.type === "AdminVM";
@@ -129,6 +140,7 @@ export function normalizeQuery(query: PolicyQuery, facts: DomainFacts): Normaliz
     source: sourceIsAdmin ? ADMIN_VM_NAME : sourceDomain.name,
     caller: caller.name,
     intendedTarget: target,
+    writtenTarget: query.intendedTarget,
     policySource,
   };
   return {

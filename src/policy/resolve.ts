@@ -195,12 +195,17 @@ export function answerAsk(decision: AskDecision, answer: string | null, facts: D
   return allowTo(answer, rule, request, decision, facts);
 }
 
-/** assume_yes_for_ask: allow with the caller's intended target, which must be one of the choices. */
+/**
+ * assume_yes_for_ask: allow with the caller's intended target, compared literally with the
+ * choices as upstream does, so "@adminvm", "@dispvm" or a uuid that is not itself a choice is
+ * denied (spec §11.1 note): a GUI VM asking policy.EvalSimple gets upstream's answer.
+ */
 export function answerAskWithIntendedTarget(decision: AskDecision, facts: DomainFacts): AllowDecision | DenyDecision {
-  const concrete = concreteTarget(decision.request.intendedTarget, decision.request, facts);
-  if ("reason" in concrete) return denied(decision.rule, decision.request, concrete.reason);
-  if (!decision.targets.includes(concrete.target)) {
-    return denied(decision.rule, decision.request, `intended target ${decision.request.intendedTarget} is not one of the choices`);
+  const written = decision.request.writtenTarget;
+  if (!decision.targets.includes(written)) {
+    const shown = written === "" ? '""' : written;
+    const reason = `intended target ${shown} is not one of the choices`;
+    return denied(decision.rule, decision.request, reason);
   }
-  return answerAsk(decision, concrete.target, facts);
+  return answerAsk(decision, written, facts);
 }

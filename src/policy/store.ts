@@ -59,7 +59,15 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
   for (const dir of source.dirs) watched.add(resolve(dir));
   if (source.domainsFile !== null && !source.systemInfoSocket) watched.add(resolve(source.domainsFile));
   // A broken domains file must deny too: fold its error into the policy the engine evaluates.
-  const served = domainErrors.length === 0 ? policy : new CompiledPolicy({ rules: [...policy.rules], errors, paths: [...policy.paths] });
+  const served =
+    domainErrors.length === 0
+      ? policy
+      : new CompiledPolicy({
+          rules: [...policy.rules],
+          errors,
+          warnings: [...policy.warnings],
+          paths: [...policy.paths],
+        });
   return Object.freeze({ policy: served, facts, errors, watched: [...watched], loadMs: performance.now() - started });
 }
 

@@ -123,6 +123,8 @@ function lexOnce(text: string): TokenResult {
 
 /** Parses `text` as a token of `column`; `label` names the column in messages ("source", "target=", ...). */
 export function parseToken(text: string, column: Column, label: string = column): TokenResult {
+  // Only a parameter can be empty (`target=`); upstream's parser refuses it, so do we.
+  if (text === "") return failure(`${label} is empty: it must name a domain or a keyword`);
   const result = lexOnce(text);
   if (!result.ok) return result;
   if (!ACCEPTED[column].has(result.token.kind)) return failure(`'${text}' is not allowed as ${label}`);

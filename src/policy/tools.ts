@@ -1,7 +1,7 @@
 // What `qrx policy lint|explain|graph` print, as functions of a loaded snapshot (the commander
 // wiring is in src/cli/policy-commands.ts). eval is answerQuery plus a line about the rule.
 
-import { decidedBy, describeDecision } from "./decision.ts";
+import { decidedBy, describeDecision, type Decision } from "./decision.ts";
 import { formatOrigin, formatPolicyError } from "./errors.ts";
 import type { PolicyQuery } from "./request.ts";
 import { policyResponseText } from "./response.ts";
@@ -13,10 +13,20 @@ export interface LintReport {
   lines: string[];
 }
 
+/** Errors (exit 1), then warnings ("file:line: warning: ..."), which alone keep exit 0. */
 export function lintReport(snapshot: PolicySnapshot): LintReport {
-  if (snapshot.errors.length > 0) return { ok: false, lines: snapshot.errors.map(formatPolicyError) };
+  const warnings = snapshot.policy.warnings.map((warning) =>
+    formatPolicyError({ ...warning, message: `warning: ${warning.message}` }),
+  );
+  if (snapshot.errors.length > 0) {
+    return { ok: false, lines: [...snapshot.errors.map(formatPolicyError), ...warnings] };
+  }
   const files = new Set(snapshot.policy.rules.map((rule) => rule.origin.file));
-  return { ok: true, lines: [`ok: ${snapshot.policy.rules.length} rules from ${files.size} files, no errors`] };
+  const plural = warnings.length === 1 ? "" : "s";
+  const count = warnings.length === 0 ? "" : `, ${warnings.length} warning${plural}`;
+  const rules = snapshot.policy.rules.length;
+  const summary = `ok: ${rules} rules from ${files.size} files, no errors${count}`;
+  return { ok: true, lines: [...warnings, summary] };
 }
 
 /** Every rule with its verdict and why, the winner, and the response text the daemon would get. */
@@ -55,31 +65,60 @@ export interface GraphEdge {
 /** A service name no rule names, to see what `*` rules do for every other service. */
 const OTHER_SERVICE = "qrx.AnyOtherService";
 
+/** Upstream qrexec-policy-graph's limits; an empty or absent list limits nothing. */
+export interface GraphFilter {
+  /** Keep ask edges (upstream leaves them out unless --include-ask). */
+  includeAsk?: boolean;
+  sources?: readonly string[];
+  targets?: readonly string[];
+  /** Service names, with or without +ARG. */
+  services?: readonly string[];
+}
+
+function keeps(list: readonly string[] | undefined, ...values: string[]): boolean {
+  return list === undefined || list.length === 0 || values.some((value) => list.includes(value));
+}
+
+/** label -> service_and_arg to evaluate, for every service (+argument) the rules name. */
+function graphServices(snapshot: PolicySnapshot, filter: GraphFilter): [string, string][] {
+  const services = new Map<string, string>();
+  for (const rule of snapshot.policy.rules) {
+    const service = rule.service ?? OTHER_SERVICE;
+    const argument = rule.argument === null || rule.argument === "+" ? "" : rule.argument;
+    const label = `${rule.service ?? "*"}${argument}`;
+    if (!keeps(filter.services, label, rule.service ?? "*")) continue;
+    services.set(label, `${service}${argument}`);
+  }
+  return [...services].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** Where a decision lets the call go: an allow's target, or a choice of an ask; else null. */
+function edgeTarget(decision: Decision, intended: string, includeAsk: boolean): string | null {
+  if (decision.kind === "allow") return decision.target;
+  if (decision.kind === "ask" && includeAsk && decision.targets.includes(intended)) return intended;
+  return null;
+}
+
 /**
  * Edges source -> target per service over the known domains: every service (+argument) the rules
  * name, plus "*" for every other service; every domain as source; every domain, @default and
  * @dispvm as intended target. Denied pairs are not edges.
  */
-export function policyGraph(snapshot: PolicySnapshot): GraphEdge[] {
+export function policyGraph(
+  snapshot: PolicySnapshot,
+  filter: GraphFilter = { includeAsk: true },
+): GraphEdge[] {
   const { policy, facts } = snapshot;
-  const services = new Map<string, string>(); // label -> service_and_arg to evaluate
-  for (const rule of policy.rules) {
-    const service = rule.service ?? OTHER_SERVICE;
-    const argument = rule.argument === null || rule.argument === "+" ? "" : rule.argument;
-    services.set(`${rule.service ?? "*"}${argument}`, `${service}${argument}`);
-  }
   const domains = [...facts.all()].map((domain) => domain.name).sort();
   const targets = [...domains, "@default", "@dispvm"];
   const edges: GraphEdge[] = [];
   const seen = new Set<string>();
-  for (const [label, serviceAndArg] of [...services].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    for (const source of domains) {
+  for (const [label, serviceAndArg] of graphServices(snapshot, filter)) {
+    for (const source of domains.filter((name) => keeps(filter.sources, name))) {
       for (const intended of targets) {
         const decision = policy.evaluate({ source, intendedTarget: intended, serviceAndArg }, facts);
-        let target: string;
-        if (decision.kind === "allow") target = decision.target;
-        else if (decision.kind === "ask" && decision.targets.includes(intended)) target = intended;
-        else continue;
+        const target = edgeTarget(decision, intended, filter.includeAsk ?? false);
+        if (target === null || !keeps(filter.targets, target)) continue;
         const key = `${label}\0${source}\0${target}\0${decision.kind}`;
         if (seen.has(key)) continue;
         seen.add(key);
@@ -90,9 +129,16 @@ export function policyGraph(snapshot: PolicySnapshot): GraphEdge[] {
   return edges;
 }
 
-export function graphText(edges: GraphEdge[]): string {
+/** Text; `skipLabels` drops the per-service headings and lists each source -> target once. */
+export function graphText(edges: GraphEdge[], skipLabels = false): string {
   const lines: string[] = [];
   let service: string | null = null;
+  if (skipLabels) {
+    for (const edge of unlabelled(edges).values()) {
+      lines.push(`${edge.source} -> ${edge.target} ${edge.kind}`);
+    }
+    return lines.length === 0 ? "no call is allowed" : lines.join("\n");
+  }
   for (const edge of edges) {
     if (edge.service !== service) {
       service = edge.service;
@@ -108,9 +154,30 @@ function dotId(text: string): string {
   return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
-export function graphDot(edges: GraphEdge[]): string {
+/** Each source -> target pair once, "allow" when any service allows it outright. */
+type Pair = { source: string; target: string; kind: GraphEdge["kind"] };
+
+function unlabelled(edges: GraphEdge[]): Map<string, Pair> {
+  const pairs = new Map<string, Pair>();
+  for (const { source, target, kind } of edges) {
+    const key = `${source}\0${target}`;
+    const seen = pairs.get(key);
+    if (seen === undefined) pairs.set(key, { source, target, kind });
+    else if (kind === "allow") seen.kind = kind;
+  }
+  return pairs;
+}
+
+/** DOT; `skipLabels` drops the service names and draws each source -> target pair once. */
+export function graphDot(edges: GraphEdge[], skipLabels = false): string {
   const lines = ["digraph policy {", "  rankdir=LR;", "  node [shape=box];"];
-  for (const edge of edges) {
+  if (skipLabels) {
+    for (const edge of unlabelled(edges).values()) {
+      const style = edge.kind === "ask" ? " [style=dashed]" : "";
+      lines.push(`  ${dotId(edge.source)} -> ${dotId(edge.target)}${style};`);
+    }
+  }
+  for (const edge of skipLabels ? [] : edges) {
     const style = edge.kind === "ask" ? ", style=dashed" : "";
     lines.push(`  ${dotId(edge.source)} -> ${dotId(edge.target)} [label=${dotId(edge.service)}${style}];`);
   }

@@ -37,6 +37,7 @@ const TARGETED: Record<Role, Array<{ mode: string; fail: string[]; pass: string[
     { mode: "silent-data", fail: ["exec-service", "just-exec"], pass: [] },
     { mode: "crash", fail: ["exec-service"], pass: [] },
     { mode: "no-terminated", fail: ["exec-service", "just-exec"], pass: [] },
+    { mode: "ignore-disconnect", fail: ["control-disconnect"], pass: ["exec-service"] },
   ],
   daemon: [
     { mode: "hello-4", fail: ["handshake-v3", "handshake-v2"], pass: ["handshake-v4", "refused-bad-ident"] },
@@ -67,6 +68,11 @@ describe("deliberately broken programs fail the cases their bug breaks", () => {
     }
   }
 });
+
+test("agent: upstream's reaction to a closed control vchan (exit 1 at the next trigger) passes control-disconnect", async () => {
+  const rows = await run("agent", brokenCommand("agent"), { cases: ["control-disconnect"], env: { BROKEN_MODE: "upstream-disconnect" } });
+  expect([rows[0]!.result, rows[0]!.seen]).toEqual(["pass", "the agent exited (exit 1) after a client's trigger"]);
+}, 60_000);
 
 describe("documented deviations", () => {
   test("an agent that never sends stderr EOF: deviation under --profile mirage, fail under strict", async () => {

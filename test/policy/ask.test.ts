@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { AskDecision, Decision } from "../../src/policy/decision.ts";
 import { answerAsk, answerAskWithIntendedTarget } from "../../src/policy/resolve.ts";
-import { facts, policyOf, query, ruleOf, summary } from "./fixtures.ts";
+import { facts, policyOf, query, ruleOf, summary, uuid } from "./fixtures.ts";
 
 const { policy, errors } = policyOf(
   [
@@ -106,20 +106,26 @@ describe("ask: the answer", () => {
     expect(answerAsk(question(), null, facts)).toMatchObject({ kind: "deny", reason: "denied by the user", notify: false });
   });
 
-  test("assume_yes_for_ask answers with the intended target when it is a choice", () => {
-    expect(summary(answerAskWithIntendedTarget(ask(policy.evaluate(query("work", "personal", "test.Any"), facts)), facts))).toBe("allow personal");
-    expect(summary(answerAskWithIntendedTarget(ask(policy.evaluate(query("work", "@dispvm", "test.Any"), facts)), facts))).toBe(
-      "allow @dispvm:default-dvm",
-    );
-    expect(summary(answerAskWithIntendedTarget(ask(policy.evaluate(query("work", "dom0", "test.Pick"), facts)), facts))).toBe("allow dom0");
+  const assumeYes = (target: string, service: string) =>
+    summary(answerAskWithIntendedTarget(ask(policy.evaluate(query("work", target, service), facts)), facts));
+
+  test("assume_yes_for_ask answers with the intended target when it is literally a choice", () => {
+    expect(assumeYes("personal", "test.Any")).toBe("allow personal");
+    expect(assumeYes("@dispvm:default-dvm", "test.Any")).toBe("allow @dispvm:default-dvm");
+    expect(assumeYes("dom0", "test.Pick")).toBe("allow dom0");
   });
 
   test("assume_yes_for_ask denies an intended target that is not a choice, or @default", () => {
-    expect(summary(answerAskWithIntendedTarget(ask(policy.evaluate(query("work", "personal", "test.Pick"), facts)), facts))).toBe(
-      "deny: intended target personal is not one of the choices",
-    );
-    expect(summary(answerAskWithIntendedTarget(question(), facts))).toBe(
-      "deny: no target: the caller asked for @default and the rule has no target=",
-    );
+    expect(assumeYes("personal", "test.Pick")).toBe("deny: intended target personal is not one of the choices");
+    expect(summary(answerAskWithIntendedTarget(question(), facts))).toBe('deny: intended target "" is not one of the choices');
+    expect(assumeYes("@default", "test.Any")).toBe("deny: intended target @default is not one of the choices");
+  });
+
+  test("assume_yes_for_ask compares the spelling literally, as upstream: keywords and uuids are no choice", () => {
+    // The choices hold dom0, @dispvm:default-dvm and personal; other spellings of them do not count.
+    expect(assumeYes("@adminvm", "test.Pick")).toBe("deny: intended target @adminvm is not one of the choices");
+    expect(assumeYes(`uuid:${uuid("0")}`, "test.Pick")).toBe(`deny: intended target uuid:${uuid("0")} is not one of the choices`);
+    expect(assumeYes("@dispvm", "test.Any")).toBe("deny: intended target @dispvm is not one of the choices");
+    expect(assumeYes(`uuid:${uuid("2")}`, "test.Any")).toBe(`deny: intended target uuid:${uuid("2")} is not one of the choices`);
   });
 });

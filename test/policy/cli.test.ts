@@ -9,6 +9,9 @@ const dir = tempDir("qrx-pcli-");
 const good = join(dir.path, "good");
 const bad = join(dir.path, "bad");
 const domains = join(dir.path, "domains.toml");
+const adminDeny = join(dir.path, "admin-deny");
+const compat = join(dir.path, "compat");
+const r2Legacy = join(dir.path, "r2-legacy");
 
 async function run(argv: string[], env: Record<string, string> = {}) {
   const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, QRX_DOMAINS: "", QRX_POLICY_DIR: "", QRX_ASK_PROGRAM: "", ...env } });
@@ -25,6 +28,12 @@ beforeAll(() => {
   writeFileSync(join(good, "50-test.policy"), "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n");
   writeFileSync(join(bad, "10-a.policy"), "# fine\ntest.A * work vault allow\ntest.B * work\n");
   writeFileSync(join(bad, "20-b.policy"), "test.C * @nope vault allow\n!include missing.policy\n");
+  mkdirSync(adminDeny);
+  writeFileSync(join(adminDeny, "50-test.policy"), "test.Echo * @anyvm @type:AdminVM deny\ntest.Echo * @anyvm * allow\n");
+  mkdirSync(compat);
+  mkdirSync(r2Legacy);
+  writeFileSync(join(compat, "35-compat.policy"), "!compat-4.0\n");
+  writeFileSync(join(r2Legacy, "test.Old"), "work $anyvm allow\nanyvm dispvm allow\nwork vault ask,default_target=dispvm\n");
 });
 afterAll(() => dir.remove());
 
@@ -46,7 +55,30 @@ describe("qrx policy lint", () => {
   });
 });
 
+test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and still passes", async () => {
+  const result = await qrx("lint", compat, "--legacy-dir", r2Legacy);
+  const file = join(r2Legacy, "test.Old");
+  expect(result.stdout).toBe(
+    `${file}:2: warning: bare 'anyvm' (write '$anyvm') and 'dispvm' (write '$dispvm') read as the keyword here; ` +
+      "upstream's 4.x compat parser reads it as a qube name\n" +
+      `${file}:3: warning: bare 'dispvm' (write '$dispvm') read as the keyword here; ` +
+      "upstream's 4.x compat parser reads it as a qube name\n" +
+      "ok: 3 rules from 1 files, no errors, 2 warnings\n",
+  );
+  expect(result.code).toBe(0);
+});
+
 describe("qrx policy eval", () => {
+  test("a deny for @type:AdminVM stops dom0 however the caller spells it (no bypass by spelling)", async () => {
+    for (const target of ["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]) {
+      const result = await qrx("eval", "--policy-dir", adminDeny, "--domains", domains, "work", target, "test.Echo");
+      expect([target, result.stdout, result.code]).toEqual([target, "result=deny\n", 126]);
+      expect(result.stderr).toContain(`decided by ${join(adminDeny, "50-test.policy")}:1`);
+    }
+    const other = await qrx("eval", "--policy-dir", adminDeny, "--domains", domains, "work", "vault", "test.Echo");
+    expect(other.code).toBe(0);
+  });
+
   test("allow: the key=value text on stdout, the rule on stderr, exit 0", async () => {
     const result = await qrx("eval", ...source, "work", "personal", "test.Redir");
     expect(result.stdout).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=personal\n");
@@ -83,12 +115,53 @@ test("qrx policy explain: every rule, its verdict and why, and the winner", asyn
   expect(result.stdout).toContain("response:\n  user=DEFAULT\n  result=allow\n  target=vault\n");
 });
 
+test("qrx policy explain and graph exit 1 when the policy has errors", async () => {
+  const explained = await qrx("explain", "--policy-dir", bad, "--domains", domains, "work", "vault", "test.A");
+  expect(explained.stdout).toContain(`policy error: ${join(bad, "10-a.policy")}:3: wrong number of fields`);
+  expect(explained.code).toBe(1);
+  const graphed = await qrx("graph", "--policy-dir", bad, "--domains", domains);
+  expect(graphed.stderr).toContain(`${join(bad, "10-a.policy")}:3: wrong number of fields`);
+  expect(graphed.code).toBe(1);
+});
+
+test("qrx policy lint rejects an empty target= or default_target=, as upstream's parser", async () => {
+  const emptyTargets = join(dir.path, "empty-targets");
+  mkdirSync(emptyTargets);
+  writeFileSync(join(emptyTargets, "50-e.policy"), "test.A * work @anyvm allow target=\ntest.B * work @anyvm ask default_target=\n");
+  const result = await qrx("lint", emptyTargets);
+  expect(result.stdout).toBe(
+    `${join(emptyTargets, "50-e.policy")}:1: target= is empty: it must name a domain or a keyword\n` +
+      `${join(emptyTargets, "50-e.policy")}:2: default_target= is empty: it must name a domain or a keyword\n`,
+  );
+  expect(result.code).toBe(1);
+});
+
+test("qrx policy graph: upstream qrexec-policy-graph's options", async () => {
+  // Without --include-ask, as upstream, ask edges are left out.
+  const plain = await qrx("graph", ...source);
+  expect(plain.stdout).not.toContain("work -> personal ask");
+  const limited = await qrx("graph", ...source, "--include-ask", "--source", "work", "--target", "vault", "personal", "--service", "test.Ask");
+  expect(limited.stdout).toBe(`test.Ask:\n  work -> personal ask  [${join(good, "50-test.policy")}:3]\n  work -> vault ask  [${join(good, "50-test.policy")}:3]\n`);
+  const output = join(dir.path, "graph.dot");
+  const written = await qrx("graph", ...source, "--include-ask", "--skip-labels", "--service", "test.Ask", "test.Echo", "--output", output);
+  expect([written.code, written.stdout]).toEqual([0, ""]);
+  const dot = await Bun.file(output).text();
+  expect(dot).toStartWith("digraph policy {");
+  expect(dot).not.toContain("label=");
+  // test.Echo allows work -> vault and test.Ask offers it: one edge when labels are skipped.
+  expect(dot.split("\n").filter((line) => line.includes('"work" -> "vault"'))).toEqual(['  "work" -> "vault";']);
+  const systemInfo = join(dir.path, "system-info.json");
+  writeFileSync(systemInfo, JSON.stringify({ domains: { work: {}, vault: {} } }));
+  const fromSystemInfo = await qrx("graph", "--policy-dir", good, "--system-info", systemInfo, "--service", "test.Echo");
+  expect(fromSystemInfo.stdout).toBe(`test.Echo:\n  work -> vault allow  [${join(good, "50-test.policy")}:1]\n`);
+});
+
 test("qrx policy graph: text and DOT", async () => {
-  const text = await qrx("graph", ...source);
+  const text = await qrx("graph", ...source, "--include-ask");
   expect(text.stdout).toContain("test.Echo:\n  work -> vault allow");
   expect(text.stdout).toContain("test.Redir:\n  work -> vault allow (redirected)");
   expect(text.stdout).toContain("  work -> personal ask");
-  const dot = await qrx("graph", ...source, "--dot");
+  const dot = await qrx("graph", ...source, "--dot", "--include-ask");
   expect(dot.stdout).toStartWith("digraph policy {");
   expect(dot.stdout).toContain('"work" -> "vault" [label="test.Echo"];');
   expect(dot.stdout).toContain('"work" -> "personal" [label="test.Ask", style=dashed];');
@@ -103,6 +176,14 @@ describe("qrexec-policy-exec", () => {
     const denied = await run([join(BIN, "qrexec-policy-exec"), "--", "work", "vault", "test.Nope"], { QRX_POLICY_DIR: good, QRX_DOMAINS: domains });
     expect(denied.code).toBe(126);
     expect(denied.stdout).toBe("result=deny\n");
+  });
+
+  test("--path is upstream's name for the policy directory", async () => {
+    const argv = [join(BIN, "qrexec-policy-exec"), "--path", good, "--domains", domains, "--", "work", "vault", "test.Echo"];
+    const allowed = await run(argv);
+    expect([allowed.code, allowed.stdout]).toEqual([0, "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n"]);
+    const denied = await run([join(BIN, "qrexec-policy-exec"), "--path", bad, "--domains", domains, "--", "work", "vault", "test.A"]);
+    expect([denied.code, denied.stdout]).toEqual([126, "result=deny\n"]);
   });
 
   test("a broken policy denies and names file:line", async () => {

@@ -75,6 +75,7 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
         "test.Echo * work personal allow",
         "test.Echo * personal vault allow",
         "test.Ask * work @anyvm ask default_target=vault",
+        "test.AskAdmin * work @adminvm ask",
         "* * @anyvm @anyvm deny",
         "",
       ].join("\n"),
@@ -111,6 +112,12 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
     expect(await exchange(simple, call("test.Ask", "personal", "work", "vault"))).toBe("result=allow\n");
     // The intended target is not among the choices (@anyvm excludes dom0): deny, not the asker's "personal".
     expect(await exchange(simple, call("test.Ask", "personal", "work", "dom0"))).toBe("result=deny\n");
+  });
+
+  test("EvalSimple: assume_yes_for_ask compares the intended target literally with the choices", async () => {
+    expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "dom0"))).toBe("result=allow\n");
+    // The only choice is dom0; the keyword is another spelling, which upstream does not accept.
+    expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "@adminvm"))).toBe("result=deny\n");
   });
 
   test("the service argument reaches the policy", async () => {

@@ -143,7 +143,7 @@ table(
       "test.Z * work dom0 allow",
       "test.Z * personal @adminvm allow",
       `test.Z * untrusted uuid:${uuid("0")} allow`,
-      // As upstream: an intended dom0 is the keyword @adminvm, which no @type/@tag matches.
+      // dom0's type and tags match an intended dom0, as upstream does for the name dom0.
       "test.Z * vault @type:AdminVM allow",
       "test.Z * standalone @tag:admin-tag allow",
     ].join("\n"),
@@ -156,9 +156,38 @@ table(
     ["work", "dom0", "test.Z", "allow dom0", `${R}:5`],
     ["personal", "@adminvm", "test.Z", "allow dom0", `${R}:6`],
     ["untrusted", "dom0", "test.Z", "allow dom0", `${R}:7`],
-    ["vault", "dom0", "test.Z", "deny: no matching rule", "-"],
-    ["standalone", "dom0", "test.Z", "deny: no matching rule", "-"],
+    ["vault", "dom0", "test.Z", "allow dom0", `${R}:8`],
+    ["vault", "@adminvm", "test.Z", "allow dom0", `${R}:8`],
+    ["standalone", "dom0", "test.Z", "allow dom0", `${R}:9`],
+    ["standalone", `uuid:${uuid("0")}`, "test.Z", "allow dom0", `${R}:9`],
+    ["personal", "vault", "test.Z", "deny: no matching rule", "-"],
   ],
+);
+
+// A deny (or ask) written for dom0 by type, tag or wildcard stops every spelling of dom0; upstream
+// misses @adminvm (spec §11.1 note), which would let a caller walk past the deny to a later allow.
+const DOM0_SPELLINGS = ["dom0", "@adminvm", `uuid:${uuid("0")}`];
+table(
+  "a rule for dom0 by type, tag or * stops every spelling of dom0",
+  policyOf(
+    [
+      "test.T * @anyvm @type:AdminVM deny",
+      "test.G * @anyvm @tag:admin-tag deny notify=no",
+      "test.W * @anyvm * deny",
+      "test.K * work @type:AdminVM ask",
+      "test.T * @anyvm * allow",
+      "test.G * @anyvm * allow",
+      "test.W * @anyvm * allow",
+    ].join("\n"),
+  ),
+  DOM0_SPELLINGS.flatMap((target): Case[] => [
+    ["work", target, "test.T", `deny: denied by /policy/${R}:1`, `${R}:1`],
+    ["work", target, "test.G", `deny: denied by /policy/${R}:2`, `${R}:2`],
+    ["work", target, "test.W", `deny: denied by /policy/${R}:3`, `${R}:3`],
+    ["work", target, "test.K", "ask dom0 default -", `${R}:4`],
+    // The type rule is about dom0 only: another target goes on to the allow.
+    ["work", "vault", "test.T", "allow vault", `${R}:5`],
+  ]),
 );
 
 table(

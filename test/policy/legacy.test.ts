@@ -142,3 +142,41 @@ describe("legacy line translation", () => {
     expect(policy.rules.map((rule) => `${rule.origin.file}:${rule.origin.line} ${rule.service}`)).toEqual(["/legacy/include/shared:1 test.Inc"]);
   });
 });
+
+describe("bare R2 keywords: kept as keywords, with a warning (upstream's compat parser reads names)", () => {
+  const warningOf = (line: string) => {
+    const result = translateLegacyLine(line, "s", "*");
+    if (result.kind !== "rule") throw new Error(result.kind);
+    return result.warning;
+  };
+
+  test("each bare word is named once, with its $-form", () => {
+    expect(warningOf("anyvm dispvm allow")).toBe(
+      "bare 'anyvm' (write '$anyvm') and 'dispvm' (write '$dispvm') read as the keyword here; " +
+        "upstream's 4.x compat parser reads it as a qube name",
+    );
+    expect(warningOf("anyvm anyvm deny")).toBe(
+      "bare 'anyvm' (write '$anyvm') read as the keyword here; upstream's 4.x compat parser reads it as a qube name",
+    );
+    expect(warningOf("work $anyvm allow,target=dispvm")).toContain("'dispvm' (write '$dispvm')");
+    expect(warningOf("work $anyvm ask,default_target=dispvm")).toContain("'dispvm' (write '$dispvm')");
+  });
+
+  test("the $-forms, names containing a keyword and other params give no warning", () => {
+    for (const line of ["$anyvm $dispvm allow", "anyvm2 mydispvm allow,target=dispvm-x", "work vault allow,user=anyvm"]) {
+      expect(warningOf(line)).toBeNull();
+    }
+  });
+
+  test("the loader keeps them as file:line warnings, which never make the policy fail", () => {
+    const loaded = legacyPolicyFrom(LEGACY);
+    expect(loaded.errors).toEqual([]);
+    expect(loaded.policy.warnings.map((warning) => `${warning.file}:${warning.line}`)).toEqual([
+      "/legacy/test.Legacy:4",
+      "/legacy/test.Legacy:10",
+      "/legacy/test.Legacy:11",
+    ]);
+    const viaInclude = policyFrom({ "50-test.policy": "!include-service test.Legacy * /legacy/test.Legacy\n" }, LEGACY);
+    expect(viaInclude.policy.warnings.length).toBe(3);
+  });
+});

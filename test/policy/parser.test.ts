@@ -86,6 +86,9 @@ describe("current format: rejected lines, with file:line messages", () => {
     ["svc * work @default allow", ["allow with target @default must have target="]],
     ["svc * work vault allow target=@anyvm", ["'@anyvm' is not allowed as target="]],
     ["svc * work vault allow target=*", ["'*' is not allowed as target="]],
+    // Upstream's parser refuses an empty redirect; an empty user= is the default user.
+    ["svc * work vault allow target=", ["target= is empty: it must name a domain or a keyword"]],
+    ["svc * work @default ask default_target=", ["default_target= is empty: it must name a domain or a keyword"]],
     ["svc * work vault allow target=@default", ["'@default' is not allowed as target="]],
     ["svc * work vault allow target=@tag:x", ["'@tag:x' is not allowed as target="]],
     ["svc * work vault allow target=@type:AppVM", ["'@type:AppVM' is not allowed as target="]],

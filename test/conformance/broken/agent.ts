@@ -10,6 +10,9 @@
 //   silent-data      connects the data vchan and never says anything
 //   crash            dies with SIGSEGV on the first EXEC_CMDLINE
 //   no-terminated    never sends CONNECTION_TERMINATED
+//   upstream-disconnect  as upstream: stays up after dom0 closes the control vchan, exits 1 when a
+//                        client's trigger makes it write there (not a bug: the kit must pass it)
+//   ignore-disconnect    stays up after dom0 closes the control vchan and ignores clients' triggers
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Connection } from "../../../src/io/connection.ts";
@@ -74,15 +77,36 @@ async function serveCall(control: Connection, justExec: boolean, port: number, c
   if (mode !== "no-terminated") control.write(frame(C.MSG_CONNECTION_TERMINATED, encodeConnectionTerminated({ connectDomain: 0, connectPort: port })));
 }
 
+/** The modes that outlive the control vchan take clients' triggers on --agent-socket. */
+function listenForClients(): void {
+  const socket = process.argv.find((arg) => arg.startsWith("--agent-socket="))?.slice("--agent-socket=".length);
+  if (socket === undefined) return;
+  if (existsSync(socket)) rmSync(socket);
+  Connection.listen(socket, (client) => {
+    void readMessage(client).then((trigger) => {
+      if (trigger !== null && mode === "upstream-disconnect") process.exit(1);
+    });
+  });
+}
+
+const outlivesControl = mode === "upstream-disconnect" || mode === "ignore-disconnect";
+
+function controlClosed(): void {
+  if (!outlivesControl) process.exit(0);
+}
+
+listenForClients();
 const path = join(dir, `vchan.${domain}.0.512.sock`);
 if (existsSync(path)) rmSync(path);
 const listener = Connection.listen(path, (control) => {
+  // Like upstream's vchan server: one control connection, never a second one.
+  if (outlivesControl) listener.stop();
   void (async () => {
     control.write(helloMessage(mode === "hello-3" ? 3 : 4));
     await readMessage(control);
     for (;;) {
       const message = await readMessage(control);
-      if (!message) process.exit(0);
+      if (!message) return controlClosed();
       const { type } = message.header;
       if (type !== C.MSG_EXEC_CMDLINE && type !== C.MSG_JUST_EXEC) continue;
       if (mode === "crash") process.kill(process.pid, "SIGSEGV");
