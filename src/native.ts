@@ -378,7 +378,8 @@ export class Vchan {
       (options.exitOnClientEof ? 4 : 0) |
       (options.exitOnServiceEof ? 8 : 0) |
       (options.mirageService ? 16 : 0) |
-      (options.mirageChunkBug ? 32 : 0);
+      (options.mirageChunkBug ? 32 : 0) |
+      (options.stderrEofFirst ? 64 : 0);
     const pump = Pump.get();
     this.#handle = 0;
     const id = check(
@@ -412,6 +413,8 @@ export interface StreamOptions {
   mirageService?: boolean;
   /** Reproduce mirage-qubes 2.0's chunk-length bug when sending local data (a test knob). */
   mirageChunkBug?: boolean;
+  /** Service side that never has a stderr fd (dom0): stderr's EOF leads, failures included. */
+  stderrEofFirst?: boolean;
 }
 
 export interface PumpEvent {
