@@ -18,7 +18,6 @@ import {
   QREXEC_EXIT_PROBLEM,
   QREXEC_EXIT_SERVICE_NOT_FOUND,
   QREXEC_EXIT_SUCCESS,
-  waitStatus,
 } from "../protocol/exit.ts";
 import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { connectDaemon, requestExec } from "../daemon/daemon-client.ts";
@@ -26,6 +25,8 @@ import { executeVmCommand, runInDom0, sourceDaemonAt } from "../daemon/execute.t
 import { prepareService, type ServiceContext } from "../services/start.ts";
 import { buildServiceEnvironment, serviceArgv } from "../services/environment.ts";
 import { executableArguments } from "../protocol/cmdline.ts";
+import { execProcess, NativeError } from "../native.ts";
+import { needsSession, waitForSession } from "../services/wait-for-session.ts";
 
 const DOM0_NAMES = new Set(["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]);
 
@@ -54,8 +55,12 @@ export interface ClientCall {
   services: ServiceContext;
 }
 
-/** dom0 -> dom0 (§2.4): "DEFAULT:QUBESRPC svc+arg src type target", run here, no vchan. */
-export async function runDom0Service(call: ClientCall): Promise<number> {
+/**
+ * dom0 -> dom0 (§2.4): "DEFAULT:QUBESRPC svc+arg src type target", run here, no vchan. The
+ * service replaces this process, as upstream's does, so it is what a signal to the client (a
+ * SIGSTOP, a SIGTERM) reaches, and its exit status is the client's.
+ */
+export async function runDom0Service(call: ClientCall): Promise<never> {
   if (!call.command.startsWith(DEFAULT_USER_PREFIX)) {
     throw new ExitError(`a command for dom0 must start with ${DEFAULT_USER_PREFIX}`, QREXEC_EXIT_PROBLEM);
   }
@@ -66,18 +71,21 @@ export async function runDom0Service(call: ClientCall): Promise<number> {
   if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
     throw new ExitError("dom0 -> dom0 calls run executable services only", QREXEC_EXIT_PROBLEM);
   }
+  if (needsSession(parsed, prepared)) await waitForSession(parsed.source, call.services);
   const check = executableArguments(parsed);
   const env = buildServiceEnvironment(call.services.baseEnv, {
     command: parsed,
     requestedTarget: check.kind === "ok" ? check.requestedTarget : null,
     agentPid: process.pid,
   });
+  const path = prepared.location.path;
   try {
-    const child = Bun.spawn(serviceArgv(prepared.location.path, parsed.argument), { stdio: ["inherit", "inherit", "inherit"], env });
-    await child.exited;
-    return waitStatus(child);
+    execProcess(path, serviceArgv(path, parsed.argument), env);
   } catch (error) {
-    throw new ExitError(`cannot run ${prepared.location.path}: ${describe(error)}`, (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM);
+    if (!(error instanceof NativeError)) throw error;
+    // ENOENT (the file, or its interpreter) is "not found", anything else a problem (§5.5).
+    const status = error.code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM;
+    throw new ExitError(`cannot run ${path}: ${error.message} (${error.code})`, status);
   }
 }
 
