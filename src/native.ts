@@ -768,8 +768,9 @@ export function execProcess(path: string, argv: string[], env: Record<string, st
   const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`);
   const args = packStrings(argv);
   const environment = packStrings(variables);
-  const pathBytes = packStrings([path]).bytes;
-  check(native.qrx_exec(pathBytes, args.bytes, args.length, argv.length, environment.bytes, environment.length, variables.length));
+  const file = packStrings([path]).bytes;
+  const [envBytes, envLength, envCount] = [environment.bytes, environment.length, variables.length];
+  check(native.qrx_exec(file, args.bytes, args.length, argv.length, envBytes, envLength, envCount));
   throw new NativeError(0, "execve returned without an error");
 }
 

@@ -178,7 +178,9 @@ export interface ConnectRequest {
 export async function connectAllowed(call: ClientCall, request: ConnectRequest, waitForEnd: boolean): Promise<number> {
   if (isDom0(call.target)) return connectToDom0(call, request);
   if (commandBytes(call.command) > MAX_FORWARDED_COMMAND_BYTES) {
-    throw new ExitError(`the command is ${commandBytes(call.command)} bytes, at most ${MAX_FORWARDED_COMMAND_BYTES} fit a message`, 137);
+    const length = commandBytes(call.command);
+    const limit = MAX_FORWARDED_COMMAND_BYTES;
+    throw new ExitError(`the command is ${length} bytes, at most ${limit} fit a message`, 137);
   }
   try {
     const targetConnection = await executeVmCommand({
@@ -198,7 +200,7 @@ export async function connectAllowed(call: ClientCall, request: ConnectRequest, 
   }
 }
 
-/** EXEC_CMDLINE's payload: exec_params, the command and its NUL, within the daemon's limit (§7.2). */
+/** EXEC_CMDLINE's payload: exec_params, the command, its NUL; the daemon's limit (§7.2). */
 const MAX_FORWARDED_COMMAND_BYTES = MAX_QREXEC_CMD_LEN - EXEC_PARAMS_FIXED_BYTES - 1;
 
 function commandBytes(command: string): number {
@@ -207,7 +209,9 @@ function commandBytes(command: string): number {
 
 /** `-c … -d dom0 CMD`: exit with the status sent to the caller; -E: 0 if the command started. */
 async function connectToDom0(call: ClientCall, request: ConnectRequest): Promise<number> {
-  const command = call.command.startsWith(DEFAULT_USER_PREFIX) ? call.command.slice(DEFAULT_USER_PREFIX.length) : call.command;
+  const command = call.command.startsWith(DEFAULT_USER_PREFIX)
+    ? call.command.slice(DEFAULT_USER_PREFIX.length)
+    : call.command;
   let result;
   try {
     result = await runInDom0({

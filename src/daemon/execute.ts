@@ -4,7 +4,12 @@
 import { qubesdCallText } from "../admin/qubesd.ts";
 import type { Connection } from "../io/connection.ts";
 import { StreamKind, Vchan } from "../native.ts";
-import { buildDom0ServiceCommand, buildVmServiceCommand, parseCommand, type ParsedCommand } from "../protocol/cmdline.ts";
+import {
+  buildDom0ServiceCommand,
+  buildVmServiceCommand,
+  parseCommand,
+  type ParsedCommand,
+} from "../protocol/cmdline.ts";
 import type { ExecParams, FixedField } from "../protocol/codec.ts";
 import { MSG_EXEC_CMDLINE, QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import {
@@ -146,7 +151,9 @@ export async function executeVmCommand(call: VmCommand): Promise<Connection | nu
   return call.keepTargetConnection ? targetDaemon : null;
 }
 
-async function connectTarget(call: Pick<VmCommand, "socketDir" | "target" | "autostart">): Promise<Connection> {
+async function connectTarget(
+  call: Pick<VmCommand, "socketDir" | "target" | "autostart">,
+): Promise<Connection> {
   try {
     return await connectDaemon(call.socketDir, call.target);
   } catch (error) {
@@ -177,9 +184,9 @@ export interface Dom0Call {
  * allowed request, run as `runInDom0` does. Resolves with the service's status.
  */
 export async function runToDom0(call: Dom0Call): Promise<number> {
-  const command = buildDom0ServiceCommand({ service: call.service, source: call.sourceName, requestedTarget: call.requestedTarget });
-  const result = await runInDom0({ ident: call.ident, sourceName: call.sourceName, command, context: call.context, source: call.source });
-  return result.status;
+  const { service, sourceName, requestedTarget, ident, context, source } = call;
+  const command = buildDom0ServiceCommand({ service, source: sourceName, requestedTarget });
+  return (await runInDom0({ ident, sourceName, command, context, source })).status;
 }
 
 export interface Dom0Command {
@@ -211,7 +218,8 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   const parsed = parseCommand(call.command, { stripUser: false });
   const prepared = prepareDom0(parsed, call.sourceName, call.context);
   if (needsSession(parsed, prepared)) await waitForSession(call.sourceName, call.context);
-  const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain: allocated.connectDomain, port: allocated.connectPort });
+  const { connectDomain: remoteDomain, connectPort: port } = allocated;
+  const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain, port });
   const stream = vchan.attach({
     kind: StreamKind.DataService,
     version: QREXEC_PROTOCOL_VERSION,
@@ -231,7 +239,11 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
 }
 
 /** A service as in a VM; a shell command through /bin/bash with the source named (§3.6). */
-function prepareDom0(parsed: ParsedCommand, sourceName: string, context: ServiceContext): PreparedService {
+function prepareDom0(
+  parsed: ParsedCommand,
+  sourceName: string,
+  context: ServiceContext,
+): PreparedService {
   if (parsed.kind !== "legacy") return prepareService(parsed, context);
   return { kind: "legacy", command: parsed.command, shell: "/bin/bash", remoteDomain: sourceName };
 }

@@ -129,7 +129,8 @@ function processSpec(prepared: PreparedService & { kind: "rpc" | "legacy" }, con
     for (const [name, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[name] = value;
     env.QREXEC_AGENT_PID = String(context.agentPid);
     if (prepared.remoteDomain !== undefined) env.QREXEC_REMOTE_DOMAIN = prepared.remoteDomain;
-    return { argv: [prepared.shell ?? (context.baseEnv.SHELL || "/bin/sh"), "-c", prepared.command], env };
+    const shell = prepared.shell ?? (context.baseEnv.SHELL || "/bin/sh");
+    return { argv: [shell, "-c", prepared.command], env };
   }
   const check = executableArguments(prepared.command);
   const requestedTarget = check.kind === "ok" ? check.requestedTarget : null;
@@ -173,13 +174,20 @@ const NOT_STARTED: Launched = { started: false, pid: null };
 const STARTED_WITHOUT_CHILD: Launched = { started: true, pid: null };
 
 /** `startService`, also saying whether the service started (`qrexec-client -E`, §8). */
-export function launchService(stream: Stream, prepared: PreparedService, justExec: boolean, context: ServiceContext): Launched {
+export function launchService(
+  stream: Stream,
+  prepared: PreparedService,
+  justExec: boolean,
+  context: ServiceContext,
+): Launched {
   if (prepared.kind === "failed") {
     context.log(prepared.reason);
     stream.finishWith(prepared.status, !justExec);
     return NOT_STARTED;
   }
-  if (prepared.kind === "rpc" && prepared.location.kind !== "executable") return launchConnected(stream, prepared, justExec, context);
+  if (prepared.kind === "rpc" && prepared.location.kind !== "executable") {
+    return launchConnected(stream, prepared, justExec, context);
+  }
 
   const { argv, env } = processSpec(prepared, context);
   if (justExec) {
@@ -220,7 +228,12 @@ export function launchService(stream: Stream, prepared: PreparedService, justExe
 }
 
 /** A socket or TCP service: connected, and the connection is its stdin and stdout. */
-function launchConnected(stream: Stream, prepared: PreparedService & { kind: "rpc" }, justExec: boolean, context: ServiceContext): Launched {
+function launchConnected(
+  stream: Stream,
+  prepared: PreparedService & { kind: "rpc" },
+  justExec: boolean,
+  context: ServiceContext,
+): Launched {
   let fd: number;
   try {
     fd = connectService(prepared);

@@ -4,11 +4,17 @@
 //   -d dom0 CMD: CMD runs here as given (a QUBESRPC service with its own tokens, or bash -c);
 //   failures before it starts send STDERR EOF, STDOUT EOF, EXIT_CODE 125|127, which is also the
 //   exit status; wait-for-session; the requested target as the service sees it.
-//   -d VM CMD: CMD forwarded byte for byte, CONNECT to the source daemon, exit 0 at once (-W waits).
+//   -d VM CMD: CMD forwarded byte for byte, CONNECT to the source daemon, exit 0 at once (-W
+//   waits).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeExecCommand, decodeServiceConnect, encodeExecParams, fieldText } from "../../src/protocol/codec.ts";
+import {
+  decodeExecCommand,
+  decodeServiceConnect,
+  encodeExecParams,
+  fieldText,
+} from "../../src/protocol/codec.ts";
 import * as C from "../../src/protocol/constants.ts";
 import { RawPeer, summarize } from "../../src/conformance/wire.ts";
 import { FramePeer } from "../helpers/frame-peer.ts";
@@ -37,7 +43,11 @@ interface DaemonRequest {
  * A raw daemon on run/qrexec.NAME: HELLO both ways, then one request per connection, answered by
  * `reply` (a port for port-0 requests); the connection is left open, as a daemon leaves it.
  */
-function rawDaemon(name: string, reply: (request: DaemonRequest) => number | null): { requests: DaemonRequest[]; next: () => Promise<DaemonRequest> } {
+function rawDaemon(
+  name: string,
+  reply: (request: DaemonRequest) => number | null,
+): { requests: DaemonRequest[]; next: () => Promise<DaemonRequest> } {
+  const domain = name === "vault" ? TARGET_ID : SOURCE_ID;
   const listener = RawPeer.listen(join(runDir, `qrexec.${name}`));
   listeners.push(listener);
   const requests: DaemonRequest[] = [];
@@ -51,7 +61,9 @@ function rawDaemon(name: string, reply: (request: DaemonRequest) => number | nul
       if (!message) continue;
       const request = { ...message, peer };
       const port = reply(request);
-      if (port !== null) peer.send(message.type, encodeExecParams({ connectDomain: name === "vault" ? TARGET_ID : SOURCE_ID, connectPort: port }));
+      if (port !== null) {
+        peer.send(message.type, encodeExecParams({ connectDomain: domain, connectPort: port }));
+      }
       requests.push(request);
       waiting.shift()?.(request);
     }
@@ -62,7 +74,9 @@ function rawDaemon(name: string, reply: (request: DaemonRequest) => number | nul
 
 function clientEnv(): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith("QREXEC")) env[key] = value;
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith("QREXEC")) env[key] = value;
+  }
   return {
     ...env,
     VCHAN_DOMAIN: "0",
@@ -74,7 +88,8 @@ function clientEnv(): Record<string, string> {
 }
 
 function spawnClient(args: string[]) {
-  return Bun.spawn([join(BIN, "qrexec-client"), `--socket-dir=${runDir}`, ...args], { env: clientEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const argv = [join(BIN, "qrexec-client"), `--socket-dir=${runDir}`, ...args];
+  return Bun.spawn(argv, { env: clientEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
 }
 
 let sourcePorts: number[] = [];
@@ -84,11 +99,13 @@ async function callDom0(command: string, stdin: string[] = [""], extra: string[]
   const port = nextPort++;
   sourcePorts.push(port);
   const caller = FramePeer.listenVchan(dir.path, SOURCE_ID, 0, port);
-  const client = spawnClient([...extra, "-d", "dom0", "-c", `SOCKET${port},work,${SOURCE_ID}`, command]);
+  const request = `SOCKET${port},work,${SOURCE_ID}`;
+  const client = spawnClient([...extra, "-d", "dom0", "-c", request, command]);
   const stderr = new Response(client.stderr).text();
-  const connected = await Promise.race([caller.accepted, client.exited.then(async (code) => `exited ${code}: ${await stderr}`)]);
+  const gone = client.exited.then(async (code) => `exited ${code}: ${await stderr}`);
+  const connected = await Promise.race([caller.accepted, gone]);
   caller.stop();
-  if (typeof connected === "string") throw new Error(`the client never connected the data vchan: ${connected}`);
+  if (typeof connected === "string") throw new Error(`no data vchan from the client: ${connected}`);
   connected.sendHello(4);
   expect(await connected.receiveHello()).toBe(4);
   for (const chunk of stdin) connected.send(C.MSG_DATA_STDIN, bytes(chunk));
@@ -111,9 +128,17 @@ beforeAll(() => {
   for (const sub of [runDir, rpcDir, configDir]) mkdirSync(sub);
   service("test.Echo", "cat");
   service("test.Exit", 'exit "$1"');
-  service("test.Env", 'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET|$QREXEC_REQUESTED_TARGET_KEYWORD"');
+  const requested = "$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET";
+  service("test.Env", `echo "$QREXEC_REMOTE_DOMAIN|${requested}|$QREXEC_REQUESTED_TARGET_KEYWORD"`);
   service("test.Session", `cat "${sessionLog}" 2>/dev/null; rm -f "${sessionLog}"`);
-  service("qubes.WaitForSession", `if read line; then echo "stdin: $line" >>"${sessionLog}"; fi\necho "waited for $QREXEC_REMOTE_DOMAIN" >>"${sessionLog}"\nexit "$(cat "${sessionLog}.status" 2>/dev/null || echo 0)"`);
+  service(
+    "qubes.WaitForSession",
+    [
+      `if read line; then echo "stdin: $line" >>"${sessionLog}"; fi`,
+      `echo "waited for $QREXEC_REMOTE_DOMAIN" >>"${sessionLog}"`,
+      `exit "$(cat "${sessionLog}.status" 2>/dev/null || echo 0)"`,
+    ].join("\n"),
+  );
   writeFileSync(join(configDir, "test.Session+"), "wait-for-session = 1\n");
   writeFileSync(join(configDir, "test.Exit+bad"), "wait-for-session = +1\n");
   // The source daemon: a port for the CONNECT into dom0, nothing for a forwarded one.
@@ -129,14 +154,15 @@ afterAll(() => {
 });
 
 describe("qrexec-client -c … -d dom0 CMD", () => {
-  test("a service with no stderr fd: the empty STDERR first, the service's status is the exit status", async () => {
+  test("no stderr fd: the empty STDERR first; the exit status is the service's", async () => {
     const echo = await callDom0("QUBESRPC test.Echo work name dom0", ["hi\n", ""]);
     expect(echo.order, echo.stderr).toBe('STDERR EOF, STDOUT "hi\\n", STDOUT EOF, EXIT_CODE 0');
     expect(echo.code).toBe(0);
     const exit = await callDom0("QUBESRPC test.Exit+3 work name dom0");
     expect(exit.order, exit.stderr).toBe("STDERR EOF, STDOUT EOF, EXIT_CODE 3");
     expect(exit.code).toBe(3);
-    expect(fieldText(decodeServiceConnect(source.requests.at(-1)!.payload).ident)).toMatch(/^SOCKET\d+$/);
+    const connect = decodeServiceConnect(source.requests.at(-1)!.payload);
+    expect(fieldText(connect.ident)).toMatch(/^SOCKET\d+$/);
   });
 
   test.each([
@@ -145,7 +171,7 @@ describe("qrexec-client -c … -d dom0 CMD", () => {
     ["5 tokens", "QUBESRPC test.Echo work name dom0 extra", 125],
     ["a bad config value (wait-for-session = +1)", "QUBESRPC test.Exit+bad work name dom0", 125],
     ["QUBESRPC without its space", "QUBESRPCtest.Echo work name dom0", 125],
-  ])("%s: STDERR EOF, STDOUT EOF, EXIT_CODE, and the same exit status", async (_name, command, status) => {
+  ])("%s: STDERR EOF, STDOUT EOF, EXIT_CODE, the same exit status", async (_, command, status) => {
     const result = await callDom0(command);
     expect(result.order, result.stderr).toBe(`STDERR EOF, STDOUT EOF, EXIT_CODE ${status}`);
     expect(result.code).toBe(status);
@@ -160,15 +186,19 @@ describe("qrexec-client -c … -d dom0 CMD", () => {
   });
 
   test("a command without QUBESRPC runs through /bin/bash -c, its stderr left local", async () => {
-    const result = await callDom0('echo "$QREXEC_REMOTE_DOMAIN ${BASH_VERSION:+bash}"; echo to-log >&2; exit 4');
-    expect(result.order, result.stderr).toBe('STDERR EOF, STDOUT "work bash\\n", STDOUT EOF, EXIT_CODE 4');
+    const script = 'echo "$QREXEC_REMOTE_DOMAIN ${BASH_VERSION:+bash}"; echo to-log >&2; exit 4';
+    const result = await callDom0(script);
+    const expected = 'STDERR EOF, STDOUT "work bash\\n", STDOUT EOF, EXIT_CODE 4';
+    expect(result.order, result.stderr).toBe(expected);
     expect(result.stderr).toContain("to-log");
     expect(result.code).toBe(4);
   });
 
-  test("wait-for-session: qubes.WaitForSession runs first, stdin closed, for the source", async () => {
+  const waitedOrder = 'STDERR EOF, STDOUT "waited for work\\n", STDOUT EOF, EXIT_CODE 0';
+
+  test("wait-for-session: qubes.WaitForSession first, stdin closed, for the source", async () => {
     const waited = await callDom0("QUBESRPC test.Session work name dom0");
-    expect(waited.order, waited.stderr).toBe('STDERR EOF, STDOUT "waited for work\\n", STDOUT EOF, EXIT_CODE 0');
+    expect(waited.order, waited.stderr).toBe(waitedOrder);
     const nogui = await callDom0("nogui:QUBESRPC test.Session work name dom0");
     expect(nogui.order, nogui.stderr).toBe("STDERR EOF, STDOUT EOF, EXIT_CODE 0");
   });
@@ -176,16 +206,17 @@ describe("qrexec-client -c … -d dom0 CMD", () => {
   test("wait-for-session: a failing qubes.WaitForSession is only logged", async () => {
     writeFileSync(`${sessionLog}.status`, "3\n");
     const result = await callDom0("QUBESRPC test.Session work name dom0");
-    expect(result.order, result.stderr).toBe('STDERR EOF, STDOUT "waited for work\\n", STDOUT EOF, EXIT_CODE 0');
+    expect(result.order, result.stderr).toBe(waitedOrder);
     expect(result.stderr).toMatch(/qubes\.WaitForSession exited with 3/);
     expect(result.code).toBe(0);
   });
 
   test("the requested target: dom0 by name, @adminvm as the keyword", async () => {
     const byName = await callDom0("QUBESRPC test.Env work name dom0");
-    expect(byName.order, byName.stderr).toBe('STDERR EOF, STDOUT "work|name|dom0|\\n", STDOUT EOF, EXIT_CODE 0');
+    const order = (line: string) => `STDERR EOF, STDOUT "${line}\\n", STDOUT EOF, EXIT_CODE 0`;
+    expect(byName.order, byName.stderr).toBe(order("work|name|dom0|"));
     const byKeyword = await callDom0("QUBESRPC test.Env work keyword adminvm");
-    expect(byKeyword.order, byKeyword.stderr).toBe('STDERR EOF, STDOUT "work|keyword||adminvm\\n", STDOUT EOF, EXIT_CODE 0');
+    expect(byKeyword.order, byKeyword.stderr).toBe(order("work|keyword||adminvm"));
   });
 });
 
@@ -195,7 +226,7 @@ describe("qrexec-client -c … -d VM CMD", () => {
     target = rawDaemon("vault", () => 650);
   });
 
-  test("CMD is forwarded byte for byte; CONNECT goes to the source daemon, which never closes; exit 0 at once", async () => {
+  test("CMD byte for byte; CONNECT to the source daemon, never closed by it; exit 0", async () => {
     const command = "user:echo 'any  shell'; exit 3";
     const forwarded = source.next();
     const client = spawnClient(["-d", "vault", "-c", "SOCKET5,work,42", command]);
@@ -207,14 +238,16 @@ describe("qrexec-client -c … -d VM CMD", () => {
     expect(exec).toMatchObject({ connectDomain: SOURCE_ID, connectPort: 0, command });
     const connect = await forwarded;
     expect(connect.type).toBe(C.MSG_SERVICE_CONNECT);
-    expect(decodeServiceConnect(connect.payload)).toMatchObject({ connectDomain: TARGET_ID, connectPort: 650 });
-    expect(fieldText(decodeServiceConnect(connect.payload).ident)).toBe("SOCKET5");
+    const params = decodeServiceConnect(connect.payload);
+    expect(params).toMatchObject({ connectDomain: TARGET_ID, connectPort: 650 });
+    expect(fieldText(params.ident)).toBe("SOCKET5");
   });
 
   test("-W waits until the target daemon closes the connection", async () => {
     const forwarded = source.next();
     const request = target.next();
-    const client = spawnClient(["-W", "-d", "vault", "-c", "SOCKET6,work,42", "DEFAULT:QUBESRPC test.Echo work"]);
+    const command = "DEFAULT:QUBESRPC test.Echo work";
+    const client = spawnClient(["-W", "-d", "vault", "-c", "SOCKET6,work,42", command]);
     await forwarded;
     // Still waiting after the CONNECT went out (a missing wait would have exited by now).
     await Bun.sleep(300);

@@ -17,15 +17,21 @@ beforeAll(async () => {
   system.service("dom0", "test.Cat", "exec cat");
   system.service("dom0", "test.Pid", "echo $$");
   const sessionLog = join(system.dir.path, "session.log");
-  system.service("dom0", "qubes.WaitForSession", `echo "waited for $QREXEC_REMOTE_DOMAIN" >"${sessionLog}"`);
+  const waiter = `echo "waited for $QREXEC_REMOTE_DOMAIN" >"${sessionLog}"`;
+  system.service("dom0", "qubes.WaitForSession", waiter);
   system.service("dom0", "test.Session", `cat "${sessionLog}"`);
   system.serviceConfig("dom0", "test.Session", "wait-for-session = true\n");
-  writeFileSync(join(system.dom0RpcDir, "test.BadInterpreter"), "#!/nonexistent/interpreter\n", { mode: 0o755 });
+  const badInterpreter = join(system.dom0RpcDir, "test.BadInterpreter");
+  writeFileSync(badInterpreter, "#!/nonexistent/interpreter\n", { mode: 0o755 });
 });
 
 afterAll(async () => {
   await system.stop();
 });
+
+function spawnClient(args: string[]) {
+  return system.spawn(0, [join(BIN, "qrexec-client"), `--socket-dir=${system.socketDir}`, ...args]);
+}
 
 /** Collects a child's stdout as it arrives. */
 function collect(stream: ReadableStream<Uint8Array>): { text: () => string } {
@@ -40,12 +46,13 @@ describe.each([
   ["dom0 -> VM", ["-d", "vault", "DEFAULT:QUBESRPC test.Cat dom0"]],
   ["dom0 -> dom0", ["-d", "dom0", "DEFAULT:QUBESRPC test.Cat dom0 name dom0"]],
 ])("qrexec-client %s under SIGSTOP", (_name, args) => {
-  test("nothing moves while stopped; after SIGCONT it does, and SIGTERM ends the client", async () => {
-    const client = system.spawn(0, [join(BIN, "qrexec-client"), `--socket-dir=${system.socketDir}`, ...args]);
+  test("nothing moves while stopped; after SIGCONT it does; SIGTERM ends the client", async () => {
+    const client = spawnClient(args);
     const output = collect(client.stdout);
     client.stdin.write("one\n");
     client.stdin.flush();
-    await waitFor(() => output.text() === "one\n", `the first line back (stderr: ${system.logs()})`, 20_000);
+    const what = `the first line back (logs: ${system.logs()})`;
+    await waitFor(() => output.text() === "one\n", what, 20_000);
 
     client.kill("SIGSTOP");
     // Wait until the kernel reports the whole process stopped.
@@ -66,19 +73,21 @@ describe.each([
 
 describe("qrexec-client dom0 -> dom0 execs the service", () => {
   test("the service runs as the client's own process", async () => {
-    const client = system.spawn(0, [join(BIN, "qrexec-client"), `--socket-dir=${system.socketDir}`, "-d", "dom0", "DEFAULT:QUBESRPC test.Pid dom0 name dom0"]);
+    const client = spawnClient(["-d", "dom0", "DEFAULT:QUBESRPC test.Pid dom0 name dom0"]);
     const [stdout, code] = await Promise.all([new Response(client.stdout).text(), client.exited]);
     expect(code).toBe(0);
     expect(stdout).toBe(`${client.pid}\n`);
   });
 
   test("wait-for-session: qubes.WaitForSession runs first, for the source", async () => {
-    const result = await system.client(["-d", "dom0", "DEFAULT:QUBESRPC test.Session work name dom0"]);
+    const command = "DEFAULT:QUBESRPC test.Session work name dom0";
+    const result = await system.client(["-d", "dom0", command]);
     expect(result.stdout, result.stderr).toBe("waited for work\n");
   });
 
   test("a service exec cannot find (a missing interpreter) is 127, with the reason", async () => {
-    const result = await system.client(["-d", "dom0", "DEFAULT:QUBESRPC test.BadInterpreter dom0 name dom0"]);
+    const command = "DEFAULT:QUBESRPC test.BadInterpreter dom0 name dom0";
+    const result = await system.client(["-d", "dom0", command]);
     expect(result.code).toBe(127);
     expect(result.stderr).toMatch(/cannot run .*test\.BadInterpreter: .*ENOENT/);
   });

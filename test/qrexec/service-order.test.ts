@@ -28,7 +28,8 @@ const bytes = (value: string) => new TextEncoder().encode(value);
 async function exec(command: string, stdin: string[]): Promise<RawMessage[]> {
   const port = nextPort++;
   const listener = FramePeer.listenVchan(dir.path, 0, AGENT_DOMAIN, port);
-  control.send(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: port }, command));
+  const request = encodeExecCommand({ connectDomain: 0, connectPort: port }, command);
+  control.send(C.MSG_EXEC_CMDLINE, request);
   const data = await listener.accepted;
   listener.stop();
   expect(await data.receiveHello()).toBe(4);
@@ -68,7 +69,9 @@ beforeAll(async () => {
     stdio: ["ignore", "ignore", "pipe"],
   });
   void (async () => {
-    for await (const chunk of agent.stderr as ReadableStream<Uint8Array>) agentLog.push(new TextDecoder().decode(chunk));
+    for await (const chunk of agent.stderr as ReadableStream<Uint8Array>) {
+      agentLog.push(new TextDecoder().decode(chunk));
+    }
   })();
   control = await FramePeer.connectVchan(dir.path, AGENT_DOMAIN, 0, C.VCHAN_BASE_PORT);
   expect(await control.receiveHello()).toBe(4);
@@ -83,13 +86,14 @@ afterAll(async () => {
 });
 
 describe("a service side without a stderr fd", () => {
-  test("exit-on-client-eof with the caller's EOF already waiting: STDERR, STDOUT, EXIT_CODE", async () => {
+  test("exit-on-client-eof, the EOF already there: STDERR, STDOUT, EXIT_CODE", async () => {
     const messages = await exec("user:QUBESRPC test.EofExit dom0", [""]);
     expect(summarize(messages), agentLog.join("")).toBe("STDERR EOF, STDOUT EOF, EXIT_CODE 0");
   });
 
   test("the empty STDERR comes before the socket service's first output", async () => {
     const messages = await exec("user:QUBESRPC test.Greet dom0", []);
-    expect(summarize(messages), agentLog.join("")).toBe('STDERR EOF, STDOUT "hello\\n", STDOUT EOF, EXIT_CODE 0');
+    const expected = 'STDERR EOF, STDOUT "hello\\n", STDOUT EOF, EXIT_CODE 0';
+    expect(summarize(messages), agentLog.join("")).toBe(expected);
   });
 });
