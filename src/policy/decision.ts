@@ -15,6 +15,8 @@ export interface DecisionRequest {
   caller: string;
   /** Normalized: a domain name, "@default", "@adminvm", "@dispvm" or "@dispvm:TEMPLATE". */
   intendedTarget: string;
+  /** The intended target exactly as the caller wrote it (assume_yes_for_ask compares this). */
+  writtenTarget: string;
   /** The relayed RemoteVM (the response's policy_source), else null. */
   policySource: string | null;
 }
@@ -31,7 +33,7 @@ export interface AllowDecision {
   user: string | null;
   autostart: boolean;
   notify: boolean;
-  /** The caller's intended target, normalized; a redirect does not change it. */
+  /** The caller's intended target as written (empty: @default); a redirect does not change it. */
   requestedTarget: string;
   /** RemoteVM targets: the service the relay runs instead ("<transport_rpc>+<remote>+<svc><arg>"). */
   service: string | null;

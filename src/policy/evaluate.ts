@@ -44,7 +44,15 @@ function isDecision(value: MatchContext | Decision): value is Decision {
 }
 
 function unexpectedFailure(query: PolicyQuery, error: unknown): Decision {
-  const request = { service: query.serviceAndArg, argument: "", source: query.source, caller: query.source, intendedTarget: query.intendedTarget, policySource: null };
+  const request = {
+    service: query.serviceAndArg,
+    argument: "",
+    source: query.source,
+    caller: query.source,
+    intendedTarget: query.intendedTarget,
+    writtenTarget: query.intendedTarget,
+    policySource: null,
+  };
   return denied(null, request, failureReason(error));
 }
 

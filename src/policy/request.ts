@@ -91,6 +91,7 @@ function rawRequest(query: PolicyQuery, service: string, argument: string): Deci
     source: query.source,
     caller: query.source,
     intendedTarget: query.intendedTarget,
+    writtenTarget: query.intendedTarget,
     policySource: null,
   };
 }
@@ -129,6 +130,7 @@ export function normalizeQuery(query: PolicyQuery, facts: DomainFacts): Normaliz
     source: sourceIsAdmin ? ADMIN_VM_NAME : sourceDomain.name,
     caller: caller.name,
     intendedTarget: target,
+    writtenTarget: query.intendedTarget,
     policySource,
   };
   return {
