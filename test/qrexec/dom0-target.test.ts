@@ -10,7 +10,8 @@ let system: PolicySystem;
 beforeAll(async () => {
   system = new PolicySystem("socket");
   system.domains("[domains.work]\npower_state = \"Running\"\n");
-  system.writePolicy("50-test.policy", "test.Env * work dom0 allow\ntest.Env * work @adminvm allow\n");
+  const rules = ["test.Env * work dom0 allow", "test.Env * work @adminvm allow"];
+  system.writePolicy("50-test.policy", `${rules.join("\n")}\n`);
   await system.startPolicyDaemon();
   await system.startVm(2, "work");
   const requested = "$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET";
