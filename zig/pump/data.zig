@@ -231,10 +231,11 @@ pub const Data = struct {
     pub fn step(self: *Data, stdin_revents: i16, stdout_revents: i16, stderr_revents: i16) void {
         if (self.outcome != null or !self.configured) return;
         // Step 1: an owed leading stderr EOF goes before anything else; without ring space for
-        // it, nothing else happens yet.
+        // it, nothing else happens yet, unless the peer is gone (step 4 must still end the call).
         if (self.stderr_eof_first and self.owe_stderr_eof) {
             self.send_owed_stderr_eof() catch return;
-            if (self.owe_stderr_eof) return;
+            const open = self.vchan.state_polled() != .disconnected;
+            if (self.owe_stderr_eof and open) return;
         }
         // Step 7: a hung-up output means nothing more can be delivered there.
         if (self.stdin_fd >= 0 and stdin_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
