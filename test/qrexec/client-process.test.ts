@@ -17,7 +17,8 @@ beforeAll(async () => {
   system.service("dom0", "test.Cat", "exec cat");
   system.service("dom0", "test.Pid", "echo $$");
   const sessionLog = join(system.dir.path, "session.log");
-  const waiter = `echo "waited for $QREXEC_REMOTE_DOMAIN" >"${sessionLog}"`;
+  const status = '"${QRX_TEST_WAIT_STATUS:-0}"';
+  const waiter = `echo "waited for $QREXEC_REMOTE_DOMAIN" >"${sessionLog}"; exit ${status}`;
   system.service("dom0", "qubes.WaitForSession", waiter);
   system.service("dom0", "test.Session", `cat "${sessionLog}"`);
   system.serviceConfig("dom0", "test.Session", "wait-for-session = true\n");
@@ -83,6 +84,16 @@ describe("qrexec-client dom0 -> dom0 execs the service", () => {
     const command = "DEFAULT:QUBESRPC test.Session work name dom0";
     const result = await system.client(["-d", "dom0", command]);
     expect(result.stdout, result.stderr).toBe("waited for work\n");
+  });
+
+  test("wait-for-session: a failure is logged (before the exec); the service runs", async () => {
+    const command = "DEFAULT:QUBESRPC test.Session work name dom0";
+    const client = join(BIN, "qrexec-client");
+    const argv = [client, `--socket-dir=${system.socketDir}`, "-d", "dom0", command];
+    const result = await system.run(0, argv, "", { QRX_TEST_WAIT_STATUS: "3" });
+    expect(result.stdout, result.stderr).toBe("waited for work\n");
+    expect(result.stderr).toMatch(/WaitForSession exited with 3; running the service anyway/);
+    expect(result.code).toBe(0);
   });
 
   test("a service exec cannot find (a missing interpreter) is 127, with the reason", async () => {
