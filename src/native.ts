@@ -67,6 +67,7 @@ const symbols = {
   qrx_connect_tcp: { args: [ptr, u32, u32], returns: i32 },
   qrx_socketpair: { args: [ptr], returns: i32 },
   qrx_dup: { args: [i32], returns: i32 },
+  qrx_exec: { args: [ptr, ptr, u32, u32, ptr, u32, u32], returns: i32 },
   qp_set_child: { args: [u32, i32], returns: i32 },
   qp_watch_sigusr1: { args: [u32], returns: i32 },
   qh_listen: { args: [ptr, u32], returns: i32 },
@@ -378,7 +379,8 @@ export class Vchan {
       (options.exitOnClientEof ? 4 : 0) |
       (options.exitOnServiceEof ? 8 : 0) |
       (options.mirageService ? 16 : 0) |
-      (options.mirageChunkBug ? 32 : 0);
+      (options.mirageChunkBug ? 32 : 0) |
+      (options.stderrEofFirst ? 64 : 0);
     const pump = Pump.get();
     this.#handle = 0;
     const id = check(
@@ -412,6 +414,8 @@ export interface StreamOptions {
   mirageService?: boolean;
   /** Reproduce mirage-qubes 2.0's chunk-length bug when sending local data (a test knob). */
   mirageChunkBug?: boolean;
+  /** Service side that never has a stderr fd (dom0): stderr's EOF leads, failures included. */
+  stderrEofFirst?: boolean;
 }
 
 export interface PumpEvent {
@@ -745,6 +749,29 @@ export function connectUnix(path: string): number {
 export function connectTcp(host: string, port: number): number {
   const bytes = encoder.encode(host);
   return check(native.qrx_connect_tcp(bytes, bytes.length, port));
+}
+
+/**
+ * NUL-terminated strings one after another, as `qrx_exec` takes its lists; `length` leaves out
+ * one spare NUL, there so that an empty list is still a real buffer.
+ */
+function packStrings(strings: string[]): { bytes: Buffer; length: number } {
+  const text = strings.map((item) => `${item}\0`).join("");
+  return { bytes: Buffer.from(`${text}\0`), length: Buffer.byteLength(text) };
+}
+
+/**
+ * Replaces this process with `path` (`argv` includes argv[0]), as upstream's dom0 -> dom0 call
+ * does with the service. Returns only by throwing a NativeError (`code` ENOENT, EACCES, ...).
+ */
+export function execProcess(path: string, argv: string[], env: Record<string, string>): never {
+  const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+  const args = packStrings(argv);
+  const environment = packStrings(variables);
+  const file = packStrings([path]).bytes;
+  const [envBytes, envLength, envCount] = [environment.bytes, environment.length, variables.length];
+  check(native.qrx_exec(file, args.bytes, args.length, argv.length, envBytes, envLength, envCount));
+  throw new NativeError(0, "execve returned without an error");
 }
 
 /** A close-on-exec copy of `fd`, numbered 3 or above; the caller closes it. */

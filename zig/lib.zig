@@ -9,6 +9,7 @@ const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const net = @import("net.zig");
 const sys = @import("sys.zig");
+const exec = @import("exec.zig");
 const handles = @import("handles.zig");
 const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
@@ -520,6 +521,21 @@ export fn qrx_connect_tcp(host: [*]const u8, len: u32, port: u32) i32 {
 export fn qrx_socketpair(out: *[2]i32) i32 {
     out.* = net.socketpair_stream() catch return failure();
     return 0;
+}
+
+/// Replaces this process with `path` (zig/exec.zig); returns only on failure. `argv` and `env`
+/// are `argc` and `envc` NUL-terminated strings packed one after another.
+export fn qrx_exec(
+    path: [*:0]const u8,
+    argv: [*]const u8,
+    argv_len: u32,
+    argc: u32,
+    env: [*]const u8,
+    env_len: u32,
+    envc: u32,
+) i32 {
+    const errno = exec.exec(path, argv[0..argv_len], argc, env[0..env_len], envc);
+    return failure_of(diag.fail(errno, "execve failed", .{}));
 }
 
 /// A close-on-exec copy of `fd` numbered 3 or above (Bun's spawn cannot place fd 0 elsewhere).

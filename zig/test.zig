@@ -11,6 +11,7 @@ test {
     _ = @import("pump/data.zig");
     _ = @import("pump/pump_test.zig");
     _ = @import("net_test.zig");
+    _ = @import("exec.zig");
     _ = @import("signals_test.zig");
     _ = @import("filecopy/names_test.zig");
     _ = @import("filecopy/wire_test.zig");

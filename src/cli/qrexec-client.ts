@@ -124,7 +124,7 @@ try {
       process.stderr.write(`${PROGRAM}: -l is not supported for dom0\n`);
       process.exit(QREXEC_EXIT_FATAL);
     }
-    process.exit(await runDom0Service(call));
+    await runDom0Service(call);
   }
   const status = await runVmCommand(call);
   if (options.k) await killTarget(call.target);

@@ -35,7 +35,12 @@ pub const Flags = packed struct(u32) {
     /// read until EOF, or `mirage_write_bytes_max`), split into chunks whose headers each carry
     /// the total remaining length instead of the chunk's. A test knob (QRX_MIRAGE_BUGS).
     mirage_chunk_bug: bool = false,
-    _: u26 = 0,
+    /// The service side has no stderr fd whatever happens (a dom0 service: its stderr stays in
+    /// the log), so its stderr EOF comes first even when it fails before starting: STDERR(""),
+    /// STDOUT(""), EXIT_CODE, as upstream's `handle_failed_exec` (an agent's failure sends
+    /// stdout's EOF first, §5.9).
+    stderr_eof_first: bool = false,
+    _: u25 = 0,
 };
 
 /// The largest "write" the chunk-length bug gathers before it sends (see `Flags`).
@@ -111,6 +116,8 @@ pub const Data = struct {
     owe_stderr_eof: bool = false,
     sent_stdout_eof: bool = false,
     sent_stderr_eof: bool = false,
+    /// The owed stderr EOF goes out before anything else (§6.2 step 1, `Flags.stderr_eof_first`).
+    stderr_eof_first: bool = false,
     /// Service side, set by `finish_with`: send only what the caller decided, then stop.
     forced_exit: ?struct { status: i32, eofs: bool } = null,
     exit_sent: bool = false,
@@ -131,7 +138,14 @@ pub const Data = struct {
     pub fn init(vchan: *Vchan, is_service: bool, flags: Flags, backlog: []u8, scratch: []u8) Data {
         assert(backlog.len >= protocol.max_data_chunk_v3);
         assert(scratch.len >= protocol.max_data_chunk_v3);
-        return .{ .vchan = vchan, .is_service = is_service, .flags = flags, .backlog = backlog, .scratch = scratch };
+        return .{
+            .vchan = vchan,
+            .is_service = is_service,
+            .flags = flags,
+            .backlog = backlog,
+            .scratch = scratch,
+            .stderr_eof_first = is_service and flags.stderr_eof_first,
+        };
     }
 
     /// Called once the HELLO exchange fixed the version.
@@ -148,8 +162,12 @@ pub const Data = struct {
         self.configured = true;
         // §6.2 step 1: a service without a stderr fd announces stderr EOF at once. Decided here,
         // not at HELLO: JS hands over the fds only after the peer connected.
-        // A mirage-qubes service never sends one (§14).
-        if (self.is_service and stderr_fd < 0 and !self.flags.mirage_service) self.owe_stderr_eof = true;
+        // It is the first data message, before remote input is handled and before any stdout
+        // data or EOF (`step` sends it first). A mirage-qubes service never sends one (§14).
+        if (self.is_service and stderr_fd < 0 and !self.flags.mirage_service) {
+            self.owe_stderr_eof = true;
+            self.stderr_eof_first = true;
+        }
         for ([_]i32{ stdin_fd, stdout_fd, stderr_fd }) |descriptor| {
             if (descriptor >= 0) set_nonblocking(descriptor, true);
         }
@@ -212,6 +230,13 @@ pub const Data = struct {
     /// One iteration of §6.2. `revents` are hints from poll; every action is non-blocking.
     pub fn step(self: *Data, stdin_revents: i16, stdout_revents: i16, stderr_revents: i16) void {
         if (self.outcome != null or !self.configured) return;
+        // Step 1: an owed leading stderr EOF goes before anything else; without ring space for
+        // it, nothing else happens yet, unless the peer is gone (step 4 must still end the call).
+        if (self.stderr_eof_first and self.owe_stderr_eof) {
+            self.send_owed_stderr_eof() catch return;
+            const open = self.vchan.state_polled() != .disconnected;
+            if (self.owe_stderr_eof and open) return;
+        }
         // Step 7: a hung-up output means nothing more can be delivered there.
         if (self.stdin_fd >= 0 and stdin_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
             self.close_stdin();
@@ -622,31 +647,44 @@ pub const Data = struct {
         assert(wrote_header == header.len and wrote_data == data.len);
     }
 
-    /// EOF headers and the exit code, in the order §6.3 requires, as ring space allows.
+    /// EOF headers and the exit code, in the order §6.3 requires, as ring space allows: stdout's
+    /// EOF before stderr's unless stderr's leads (`stderr_eof_first`), the exit code last.
     fn send_owed(self: *Data) error{Failed}!void {
-        const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
-        if (self.owe_stdout_eof) {
-            if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
-            self.send_eof(data_type) catch {
-                // Failing to send the final EOF is not an error (§13.1).
-                if (!self.is_service) {
-                    self.owe_stdout_eof = false;
-                    return;
-                }
-                return self.send_failure();
-            };
-            self.owe_stdout_eof = false;
-            self.sent_stdout_eof = true;
+        if (self.stderr_eof_first) {
+            try self.send_owed_stderr_eof();
+            if (self.owe_stderr_eof) return;
         }
-        if (self.owe_stderr_eof) {
-            if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
-            self.send_eof(.data_stderr) catch return self.send_failure();
-            self.owe_stderr_eof = false;
-            self.sent_stderr_eof = true;
-        }
+        try self.send_owed_stdout_eof();
+        if (self.owe_stdout_eof) return;
+        try self.send_owed_stderr_eof();
+        if (self.owe_stderr_eof) return;
         if (self.forced_exit) |forced| {
             if (!self.exit_sent) _ = self.try_send_exit(forced.status);
         }
+    }
+
+    fn send_owed_stdout_eof(self: *Data) error{Failed}!void {
+        if (!self.owe_stdout_eof) return;
+        if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
+        const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
+        self.send_eof(data_type) catch {
+            // Failing to send the final EOF is not an error (§13.1).
+            if (!self.is_service) {
+                self.owe_stdout_eof = false;
+                return;
+            }
+            return self.send_failure();
+        };
+        self.owe_stdout_eof = false;
+        self.sent_stdout_eof = true;
+    }
+
+    fn send_owed_stderr_eof(self: *Data) error{Failed}!void {
+        if (!self.owe_stderr_eof) return;
+        if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
+        self.send_eof(.data_stderr) catch return self.send_failure();
+        self.owe_stderr_eof = false;
+        self.sent_stderr_eof = true;
     }
 
     fn send_eof(self: *Data, data_type: protocol.MsgType) !void {
