@@ -1,0 +1,183 @@
+// qfile-agent and qfile-unpacker as upstream's users and tests drive them (issue 15 items 10-14):
+// the real programs, wired to each other (or to a hostile fake receiver) through socketpairs.
+import { afterAll, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { socketPair } from "../../src/native.ts";
+import { parseUnpackerArgs } from "../../src/filecopy/unpacker-args.ts";
+import { concat, dirEntry, END, fileEntry, parseResult } from "../helpers/filecopy-stream.ts";
+import { tempDir } from "../helpers/paths.ts";
+import { BIN } from "../helpers/system.ts";
+
+const AGENT = join(BIN, "qfile-agent");
+const UNPACKER = join(BIN, "qfile-unpacker");
+const FAKE_RECEIVER = join(import.meta.dir, "..", "helpers", "filecopy-fake-receiver.ts");
+const root = tempDir("qrx-fc-parity-");
+afterAll(() => root.remove());
+let counter = 0;
+
+function fresh(name: string): string {
+  const path = join(root.path, `${name}-${counter++}`);
+  mkdirSync(path);
+  return path;
+}
+
+interface Pair {
+  agent: { status: number; stderr: string };
+  receiver: { status: number; stderr: string };
+}
+
+/** qfile-agent ARGS in `cwd`, its stream going to `receiver` (argv) and the result coming back. */
+async function agentTo(args: string[], cwd: string, receiver: string[], agentPrefix: string[] = []): Promise<Pair> {
+  const [agentOut, receiverIn] = socketPair();
+  const [receiverOut, agentIn] = socketPair();
+  const agent = Bun.spawn([...agentPrefix, AGENT, ...args], { cwd, stdin: agentIn, stdout: agentOut, stderr: "pipe" });
+  const other = Bun.spawn(receiver, { stdin: receiverIn, stdout: receiverOut, stderr: "pipe" });
+  for (const fd of [agentOut, receiverIn, receiverOut, agentIn]) closeSync(fd);
+  const [agentStatus, agentStderr, receiverStatus, receiverStderr] = await Promise.all([
+    agent.exited,
+    new Response(agent.stderr).text(),
+    other.exited,
+    new Response(other.stderr).text(),
+  ]);
+  return { agent: { status: agentStatus, stderr: agentStderr }, receiver: { status: receiverStatus, stderr: receiverStderr } };
+}
+
+function unpackerInto(dir: string): string[] {
+  return [UNPACKER, String(process.getuid!()), dir];
+}
+
+async function receive(stream: Uint8Array, args: string[]) {
+  const child = Bun.spawn([UNPACKER, ...args], { stdin: stream, stdout: "pipe", stderr: "pipe" });
+  const [raw, stderr, status] = await Promise.all([new Response(child.stdout).bytes(), new Response(child.stderr).text(), child.exited]);
+  return { status, raw, stderr, result: raw.length >= 16 ? parseResult(raw) : null };
+}
+
+describe("qfile-agent's command line (item 10)", () => {
+  test("`qfile-agent -- -name` sends a file named -name; --ignore-symlinks then -- works too", async () => {
+    const source = fresh("src");
+    writeFileSync(join(source, "-name"), "dash");
+    writeFileSync(join(source, "--"), "two dashes");
+    const into = fresh("into");
+    const pair = await agentTo(["--", "-name"], source, unpackerInto(into));
+    expect(pair).toEqual({ agent: { status: 0, stderr: "" }, receiver: { status: 0, stderr: "" } });
+    expect(readFileSync(join(into, "-name"), "utf8")).toBe("dash");
+    const again = await agentTo(["--ignore-symlinks", "--", "--"], source, unpackerInto(into));
+    expect(again.agent.status).toBe(0);
+    expect(readFileSync(join(into, "--"), "utf8")).toBe("two dashes");
+  });
+
+  test("usage errors (no argument, an empty one, an unknown option) print usage and exit 1", async () => {
+    for (const args of [[], [""], ["--"], ["--", ""], ["-name"], ["--bogus", "x"]]) {
+      const child = Bun.spawn([AGENT, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+      const [status, stdout, stderr] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
+      expect({ args, status, stdout }).toEqual({ args, status: 1, stdout: "" });
+      expect(stderr).toContain("usage: qfile-agent [--ignore-symlinks] [--] PATH...");
+      expect(stderr).not.toContain("Error");
+      expect(stderr).not.toContain("    at ");
+    }
+  });
+});
+
+describe("qfile-agent checks the receiver's result as upstream (items 11, 14)", () => {
+  test("a CRC field with bit 32 (or bit 63) set is a checksum mismatch: exit 1", async () => {
+    const source = fresh("src");
+    writeFileSync(join(source, "f"), "content");
+    for (const high of [0, 1, 0x80000000]) {
+      const pair = await agentTo(["f"], source, [process.execPath, FAKE_RECEIVER, "0", String(high)]);
+      if (high === 0) {
+        expect(pair.agent).toEqual({ status: 0, stderr: "" });
+        continue;
+      }
+      expect({ high, status: pair.agent.status }).toEqual({ high, status: 1 });
+      expect(pair.agent.stderr).toBe("qfile-agent: Fatal error: File transfer failed: checksum mismatch (error type: Success)\n");
+    }
+  });
+
+  test("a remote error is reported in upstream's words with (error type: strerror)", async () => {
+    const source = fresh("src");
+    writeFileSync(join(source, "f"), "x");
+    const into = fresh("into");
+    writeFileSync(join(into, "f"), "already here");
+    const pair = await agentTo(["f"], source, unpackerInto(into));
+    expect(pair.receiver.status).toBe(17);
+    expect(pair.agent.status).toBe(1);
+    expect(pair.agent.stderr).toBe(
+      "qfile-agent: Fatal error: File copy: not overwriting existing file. Clean QubesIncoming dir, and retry copy; Last file: f (error type: File exists)\n",
+    );
+    const odd = await agentTo(["f"], source, [process.execPath, FAKE_RECEIVER, String(2 ** 32 - 84), "0"]);
+    expect(odd.agent.stderr).toBe('qfile-agent: Fatal error: File copy: "Unknown error -84" (error type: Unknown error -84)\n');
+  });
+
+  test("an unreadable local file: exit 1 with its name and the reason", async () => {
+    const source = fresh("src");
+    writeFileSync(join(source, "secret"), "x", { mode: 0 });
+    const into = fresh("into");
+    // Root reads anything: run the agent without the capabilities that bypass file modes.
+    const prefix = process.getuid!() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] : [];
+    const pair = await agentTo(["secret"], source, unpackerInto(into), prefix);
+    expect(pair.agent.status).toBe(1);
+    expect(pair.agent.stderr).toBe("qfile-agent: Fatal error: open secret (error type: Permission denied)\n");
+    expect(readdirSync(into)).toEqual([]);
+  });
+});
+
+describe("qfile-unpacker as upstream (items 12-14, issue 16 item 5)", () => {
+  test("a parent component that fails is named in the reply: ENOTDIR, ENOENT", async () => {
+    const cases: Array<[Uint8Array, number, string]> = [
+      [concat(fileEntry("f", "file"), fileEntry("f/x", "x"), END), 20, "f"],
+      [concat(fileEntry("missing/x", "x"), END), 2, "missing"],
+      [concat(dirEntry("d"), fileEntry("d/f", ""), dirEntry("d/f/deeper/e"), END), 20, "f"],
+    ];
+    for (const [stream, code, last] of cases) {
+      const received = await receive(stream, [String(process.getuid!()), fresh("into")]);
+      expect({ status: received.status, result: received.result }).toMatchObject({ status: code, result: { code, lastName: last } });
+    }
+  });
+
+  test("a directory the stream made 0000 is not entered, even by a root receiver: EACCES (13)", async () => {
+    const into = fresh("into");
+    const stream = concat(dirEntry("a"), dirEntry("a/b"), dirEntry("a/b", 0), fileEntry("a/b/y", "y"), END);
+    const received = await receive(stream, [String(process.getuid!()), into]);
+    expect(received.status).toBe(13);
+    expect(received.result).toMatchObject({ code: 13, lastName: "b" });
+    expect(existsSync(join(into, "a/b/y"))).toBe(false);
+    // Same for a top directory made 0000 before its child is written.
+    const top = await receive(concat(dirEntry("t"), dirEntry("t", 0), fileEntry("t/y", "y"), END), [String(process.getuid!()), fresh("into")]);
+    expect(top.result).toMatchObject({ code: 13, lastName: "t" });
+  });
+
+  test("a directory name that fails validation: reply (uint32)-84, exit 172, as upstream", async () => {
+    for (const name of ["..", "a//b", "tab\tdir"]) {
+      const received = await receive(concat(dirEntry(name), END), [String(process.getuid!()), fresh("into")]);
+      expect({ name, status: received.status }).toEqual({ name, status: 172 });
+      expect(received.result?.code).toBe(2 ** 32 - 84);
+    }
+    // A file with a bad name stays EILSEQ (84).
+    expect((await receive(concat(fileEntry("a//b", "x"), END), [String(process.getuid!()), fresh("into")])).status).toBe(84);
+  });
+
+  test("a DIR that does not exist is not created: upstream's message, exit 1", async () => {
+    const missing = join(root.path, `missing-${counter++}`, "deeper");
+    const received = await receive(concat(fileEntry("f", "x"), END), [String(process.getuid!()), missing]);
+    expect(received.status).toBe(1);
+    expect(received.stderr).toBe(`qfile-unpacker: Fatal error: Error chdir to ${missing} (error type: No such file or directory)\n`);
+    expect(existsSync(join(missing, ".."))).toBe(false);
+  });
+
+  test("-w/--wait-for-space MARGIN is accepted in both command-line forms", async () => {
+    expect(parseUnpackerArgs(["--wait-for-space", "4096", "1000", "/d"])).toEqual({ allowAllNames: false, verbose: false, waitForSpace: 4096, uid: 1000, dir: "/d" });
+    expect(parseUnpackerArgs(["--wait-for-space=7"])).toMatchObject({ waitForSpace: 7 });
+    expect(parseUnpackerArgs(["-w", "9", "-v"])).toMatchObject({ waitForSpace: 9, verbose: true });
+    expect(parseUnpackerArgs(["-w12"])).toMatchObject({ waitForSpace: 12 });
+    expect(parseUnpackerArgs(["1000", "/d", "-v", "-w"])).toMatchObject({ uid: 1000, dir: "/d", verbose: true, waitForSpace: 1 });
+    expect(parseUnpackerArgs(["1000", "/d", "-w", "5"])).toMatchObject({ waitForSpace: 5 });
+    for (const bad of [["-w", "0"], ["--wait-for-space"], ["-w", "2147483648"], ["--wait-for-space=x"]]) {
+      expect({ bad, parsed: "error" in parseUnpackerArgs(bad) }).toEqual({ bad, parsed: true });
+    }
+    const into = fresh("into");
+    const received = await receive(concat(fileEntry("f", "x"), END), ["--wait-for-space", "1", String(process.getuid!()), into]);
+    expect(received.result).toMatchObject({ code: 0, lastName: "f" });
+    expect(readFileSync(join(into, "f"), "utf8")).toBe("x");
+  });
+});
