@@ -1,6 +1,7 @@
 // qfile-agent and qfile-unpacker as upstream's users and tests drive them (issue 15 items 10-14):
 // the real programs, wired to each other (or to a hostile fake receiver) through socketpairs.
 import { afterAll, describe, expect, test } from "bun:test";
+import { execFileSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
@@ -122,6 +123,18 @@ describe("qfile-agent checks the receiver's result as upstream (items 11, 14)", 
   });
 });
 
+/** A 1 MiB tmpfs at a fresh directory, or null where mounting is not allowed. */
+function smallDisk(): string | null {
+  const path = fresh("disk");
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", path], { stdio: "pipe" });
+    return path;
+  } catch (error) {
+    console.log(`filecopy: skipped the wait-for-space test: cannot mount a tmpfs (${String(error).split("\n")[0]})`);
+    return null;
+  }
+}
+
 describe("qfile-unpacker as upstream (items 12-14, issue 16 item 5)", () => {
   test("a parent component that fails is named in the reply: ENOTDIR, ENOENT", async () => {
     const cases: Array<[Uint8Array, number, string]> = [
@@ -179,5 +192,29 @@ describe("qfile-unpacker as upstream (items 12-14, issue 16 item 5)", () => {
     const received = await receive(concat(fileEntry("f", "x"), END), ["--wait-for-space", "1", String(process.getuid!()), into]);
     expect(received.result).toMatchObject({ code: 0, lastName: "f" });
     expect(readFileSync(join(into, "f"), "utf8")).toBe("x");
+  });
+
+  test("--wait-for-space waits until the disk has room for the file and the margin", async () => {
+    const disk = smallDisk();
+    if (disk === null) return;
+    try {
+      const child = Bun.spawn([UNPACKER, "--wait-for-space", "2000000", String(process.getuid!()), disk], {
+        stdin: concat(fileEntry("f", "x"), END),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      // 1 MiB cannot hold 2 MB of margin: it must still be waiting (a late check only errs
+      // towards passing on a slow machine).
+      await Bun.sleep(1500);
+      expect(existsSync(join(disk, "f"))).toBe(false);
+      expect(child.exitCode).toBeNull();
+      execFileSync("mount", ["-o", "remount,size=8m", disk]);
+      const [raw, status] = await Promise.all([new Response(child.stdout).bytes(), child.exited]);
+      expect(status).toBe(0);
+      expect(parseResult(raw)).toMatchObject({ code: 0, lastName: "f" });
+      expect(readFileSync(join(disk, "f"), "utf8")).toBe("x");
+    } finally {
+      execFileSync("umount", ["-l", disk]);
+    }
   });
 });
