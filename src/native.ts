@@ -803,7 +803,8 @@ export function unpackStream(options: {
 }): { code: number; fatal: string | null; stats: UnpackStats } {
   const raw = new Uint8Array(FILECOPY_UNPACK_STATS_BYTES);
   const flags = (options.allowAllNames ? 1 : 0) | (options.verbose ? 2 : 0);
-  const pattern = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, options.waitForSpace ?? 0, raw);
+  const margin = options.waitForSpace ?? 0;
+  const pattern = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, margin, raw);
   const code = pattern === -1 ? -1 : pattern >>> 0;
   const view = new DataView(raw.buffer);
   const stats: UnpackStats = {

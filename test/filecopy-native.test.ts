@@ -374,7 +374,8 @@ describe("filecopy: the receiver's refusals", () => {
     for (const [kind, mode] of [["file", 0o100644], ["dir", 0o40755]] as const) {
       // Upstream's directory quirk (spec §3.7): the wire carries (uint32)-84, not EILSEQ.
       const expected = kind === "dir" ? 2 ** 32 - EILSEQ : EILSEQ;
-      test(`${kind} ${JSON.stringify(name)} is ${kind === "dir" ? "(uint32)-84" : "EILSEQ"} and creates nothing`, () => {
+      const what = kind === "dir" ? "(uint32)-84" : "EILSEQ";
+      test(`${kind} ${JSON.stringify(name)} is ${what} and creates nothing`, () => {
         const into = target();
         const { code, reply } = unpackBytes(new StreamBuilder().entry(name, mode, "").end().bytes(), into);
         expect(code).toBe(expected);

@@ -59,7 +59,8 @@ const { paths, ignoreSymlinks } = parseArgs(process.argv.slice(2));
 if (process.env.PROGRESS_TYPE === "console") {
   const totalText = process.env.FILECOPY_TOTAL_BYTES;
   const total = totalText !== undefined && /^\d+$/.test(totalText) ? Number(totalText) : null;
-  progress = new Progress({ total, terminal: isatty(2), write: (text) => process.stderr.write(text) });
+  const write = (text: string) => process.stderr.write(text);
+  progress = new Progress({ total, terminal: isatty(2), write });
 }
 const guiFd = guiFdOf(process.env);
 let lastGui = 0;

@@ -35,13 +35,14 @@ const { uid, dir: dirArgument, allowAllNames, verbose, waitForSpace } = parsed;
 if (uid !== undefined) {
   const own = process.getuid?.() ?? 0;
   // Upstream's rule since CA 25ce49cd: only root may name another user; we never switch users.
-  if (uid !== own) die(`UID ${uid} is not the user this runs as (${own}); the receiver never changes users`);
+  if (uid !== own) die(`UID ${uid} is not the user this runs as (${own}); it never changes users`);
 }
 
 function defaultDir(): string {
   const source = process.env.QREXEC_REMOTE_DOMAIN;
   if (!source) die("Fatal error: Cannot get remote domain name");
-  if (source.includes("/") || source === "." || source === "..") die(`'${source}' is not a domain name`);
+  const bad = source.includes("/") || source === "." || source === "..";
+  if (bad) die(`'${source}' is not a domain name`);
   const incoming = join(process.env.HOME || homedir(), "QubesIncoming");
   // As upstream: both made 0700 if missing, errors left to the open below.
   for (const path of [incoming, join(incoming, source)]) {
@@ -60,7 +61,8 @@ try {
   fatal(`Error chdir to ${dir}`, errnoOf(error));
 }
 
-const { code, fatal: stopped } = unpackStream({ inFd: 0, outFd: 1, dirFd, allowAllNames, verbose, waitForSpace });
+const options = { inFd: 0, outFd: 1, dirFd, allowAllNames, verbose, waitForSpace };
+const { code, fatal: stopped } = unpackStream(options);
 closeSync(dirFd);
 if (code < 0) die(stopped ?? "stopped without a result");
 process.exit(receiverStatus(code));

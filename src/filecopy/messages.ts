@@ -53,6 +53,8 @@ export function fatalMessage(message: string, errno: number): string {
   return `Fatal error: ${message} (error type: ${strerror(errno)})`;
 }
 
+const NOT_OVERWRITING = "not overwriting existing file. Clean QubesIncoming dir, and retry copy";
+
 /**
  * What upstream's sender says about a receiver's error code (pack.c wait_for_result, spec §2.6);
  * `lastName` is what the receiver last saw, already sanitized. gui-fatal appends the code's
@@ -62,7 +64,7 @@ export function remoteErrorMessage(code: number, lastName: string | null): strin
   const last = lastName ? `; Last file: ${lastName}` : "";
   switch (code) {
     case 17:
-      return `File copy: not overwriting existing file. Clean QubesIncoming dir, and retry copy${last}`;
+      return `File copy: ${NOT_OVERWRITING}${last}`;
     case 22:
       return `File copy: Corrupted data from packer${last}`;
     default:

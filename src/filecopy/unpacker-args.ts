@@ -19,6 +19,10 @@ export interface UnpackerArgs {
 
 const INT_MAX = 2 ** 31 - 1;
 
+function defaults(): UnpackerArgs {
+  return { allowAllNames: false, verbose: false, waitForSpace: 0 };
+}
+
 function margin(text: string | undefined): number | null {
   if (text === undefined || !/^\d+$/.test(text)) return null;
   const value = Number(text);
@@ -32,7 +36,7 @@ function uidOf(text: string): number | null {
 function legacy(args: string[]): UnpackerArgs | { error: string } {
   const uid = uidOf(args[0]!);
   if (uid === null) return { error: `invalid UID '${args[0]}'` };
-  const out: UnpackerArgs = { allowAllNames: false, verbose: false, waitForSpace: 0, uid, dir: args[1] };
+  const out: UnpackerArgs = { ...defaults(), uid, dir: args[1] };
   for (let index = 2; index < args.length; index++) {
     const arg = args[index]!;
     if (arg === "-v") out.verbose = true;
@@ -43,6 +47,13 @@ function legacy(args: string[]): UnpackerArgs | { error: string } {
     } else return { error: `unexpected argument '${arg}'` };
   }
   return out;
+}
+
+/** `-w M`, `-wM`, `--wait-for-space M`, `--wait-for-space=M` (anything else: undefined). */
+function marginText(arg: string, args: string[], index: number): string | undefined {
+  if (arg === "-w" || arg === "--wait-for-space") return args[index + 1];
+  if (arg.startsWith("--wait-for-space=")) return arg.slice("--wait-for-space=".length);
+  return arg.startsWith("--") ? undefined : arg.slice(2);
 }
 
 const LONG_FLAGS: Record<string, (out: UnpackerArgs) => void> = {
@@ -61,12 +72,10 @@ function options(args: string[], out: UnpackerArgs): number | { error: string } 
     const flag = LONG_FLAGS[arg];
     if (flag) flag(out);
     else if (arg === "-v") out.verbose = true;
-    else if (arg.startsWith("-w") || arg === "--wait-for-space" || arg.startsWith("--wait-for-space=")) {
-      let text: string | undefined;
-      if (arg === "-w" || arg === "--wait-for-space") text = args[++index];
-      else text = arg.startsWith("--") ? arg.slice("--wait-for-space=".length) : arg.slice(2);
-      const value = margin(text);
-      if (value === null) return { error: `--wait-for-space needs a MARGIN from 1 to ${INT_MAX} bytes` };
+    else if (arg.startsWith("-w") || arg.startsWith("--wait-for-space")) {
+      const value = margin(marginText(arg, args, index));
+      if (arg === "-w" || arg === "--wait-for-space") index++;
+      if (value === null) return { error: `${arg} needs a MARGIN from 1 to ${INT_MAX} bytes` };
       out.waitForSpace = value;
     } else if (arg === "--allow-unsafe-symlinks" || arg === "--no-allow-unsafe-symlinks") {
       return { error: `${arg} is not supported (qubes.Filecopy never uses it)` };
@@ -77,7 +86,7 @@ function options(args: string[], out: UnpackerArgs): number | { error: string } 
 
 export function parseUnpackerArgs(args: string[]): UnpackerArgs | { error: string } {
   if (args.length >= 2 && /^\d/.test(args[0]!)) return legacy(args);
-  const out: UnpackerArgs = { allowAllNames: false, verbose: false, waitForSpace: 0 };
+  const out = defaults();
   const start = options(args, out);
   if (typeof start !== "number") return start;
   const positional = args.slice(start);

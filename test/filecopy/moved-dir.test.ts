@@ -6,7 +6,15 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { concat, dirEntry, END, fileEntry, header, parseResult, S_IFREG } from "../helpers/filecopy-stream.ts";
+import {
+  concat,
+  dirEntry,
+  END,
+  fileEntry,
+  header,
+  parseResult,
+  S_IFREG,
+} from "../helpers/filecopy-stream.ts";
 import { tempDir } from "../helpers/paths.ts";
 import { fdTargets } from "../helpers/procfs.ts";
 import { BIN, waitFor } from "../helpers/system.ts";
@@ -16,7 +24,8 @@ afterAll(() => root.remove());
 let counter = 0;
 
 function start(into: string) {
-  const child = Bun.spawn([join(BIN, "qfile-unpacker"), String(process.getuid!()), into], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const argv = [join(BIN, "qfile-unpacker"), String(process.getuid!()), into];
+  const child = Bun.spawn(argv, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   const send = (bytes: Uint8Array) => {
     child.stdin.write(bytes);
     child.stdin.flush();
@@ -39,7 +48,7 @@ function places() {
 }
 
 describe("a directory moved out of the target mid-transfer", () => {
-  test("between entries: the next entry in it fails with ENOENT (2) and nothing lands outside", async () => {
+  test("between entries: the next entry fails with ENOENT (2), nothing lands outside", async () => {
     const { into, outside } = places();
     const receiver = start(into);
     receiver.send(concat(dirEntry("a"), dirEntry("a/sub"), fileEntry("a/sub/x", "first")));
@@ -58,9 +67,11 @@ describe("a directory moved out of the target mid-transfer", () => {
     const receiver = start(into);
     const content = new Uint8Array(10_000).fill(0x61);
     const name = new TextEncoder().encode("a/big\0");
-    receiver.send(concat(dirEntry("a"), header(name.length, S_IFREG | 0o644, content.length), name, content.subarray(0, 4000)));
+    const head = header(name.length, S_IFREG | 0o644, content.length);
+    receiver.send(concat(dirEntry("a"), head, name, content.subarray(0, 4000)));
     // The receiver holds the file open (O_TMPFILE, shown as "#inode (deleted)") in a/.
-    const tmpfile = () => fdTargets(receiver.pid).some((path) => path.startsWith(join(into, "a") + "/"));
+    const inA = join(into, "a") + "/";
+    const tmpfile = () => fdTargets(receiver.pid).some((path) => path.startsWith(inA));
     await waitFor(tmpfile, "the receiver to open the file in a/");
     renameSync(join(into, "a"), join(outside, "a"));
     receiver.send(concat(content.subarray(4000), END));
@@ -70,7 +81,7 @@ describe("a directory moved out of the target mid-transfer", () => {
     expect(readdirSync(join(outside, "a"))).toEqual([]);
   });
 
-  test("a directory moved within the target and back is still found (the path, not the fd, counts)", async () => {
+  test("a directory replaced within the target: the path counts, not the old fd", async () => {
     const { into } = places();
     const receiver = start(into);
     receiver.send(concat(dirEntry("a"), fileEntry("a/x", "1")));

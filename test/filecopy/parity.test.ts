@@ -2,7 +2,8 @@
 // the real programs, wired to each other (or to a hostile fake receiver) through socketpairs.
 import { afterAll, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
 import { parseUnpackerArgs } from "../../src/filecopy/unpacker-args.ts";
@@ -13,6 +14,12 @@ import { BIN } from "../helpers/system.ts";
 const AGENT = join(BIN, "qfile-agent");
 const UNPACKER = join(BIN, "qfile-unpacker");
 const FAKE_RECEIVER = join(import.meta.dir, "..", "helpers", "filecopy-fake-receiver.ts");
+const FATAL = "qfile-agent: Fatal error: ";
+
+/** The hostile receiver: answers `code` with its true CRC plus `high` in the field's top half. */
+function fakeReceiver(code: number, high: number): string[] {
+  return [process.execPath, FAKE_RECEIVER, String(code), String(high)];
+}
 const root = tempDir("qrx-fc-parity-");
 afterAll(() => root.remove());
 let counter = 0;
@@ -28,20 +35,22 @@ interface Pair {
   receiver: { status: number; stderr: string };
 }
 
+async function ended(child: Bun.Subprocess<"ignore" | number, number | "pipe", "pipe">) {
+  const [status, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+  return { status, stderr };
+}
+
 /** qfile-agent ARGS in `cwd`, its stream going to `receiver` (argv) and the result coming back. */
-async function agentTo(args: string[], cwd: string, receiver: string[], agentPrefix: string[] = []): Promise<Pair> {
+async function agentTo(args: string[], cwd: string, receiver: string[], prefix: string[] = []) {
   const [agentOut, receiverIn] = socketPair();
   const [receiverOut, agentIn] = socketPair();
-  const agent = Bun.spawn([...agentPrefix, AGENT, ...args], { cwd, stdin: agentIn, stdout: agentOut, stderr: "pipe" });
+  const agentArgv = [...prefix, AGENT, ...args];
+  const agent = Bun.spawn(agentArgv, { cwd, stdin: agentIn, stdout: agentOut, stderr: "pipe" });
   const other = Bun.spawn(receiver, { stdin: receiverIn, stdout: receiverOut, stderr: "pipe" });
   for (const fd of [agentOut, receiverIn, receiverOut, agentIn]) closeSync(fd);
-  const [agentStatus, agentStderr, receiverStatus, receiverStderr] = await Promise.all([
-    agent.exited,
-    new Response(agent.stderr).text(),
-    other.exited,
-    new Response(other.stderr).text(),
-  ]);
-  return { agent: { status: agentStatus, stderr: agentStderr }, receiver: { status: receiverStatus, stderr: receiverStderr } };
+  const [agentEnd, receiverEnd] = await Promise.all([ended(agent), ended(other)]);
+  const pair: Pair = { agent: agentEnd, receiver: receiverEnd };
+  return pair;
 }
 
 function unpackerInto(dir: string): string[] {
@@ -50,12 +59,17 @@ function unpackerInto(dir: string): string[] {
 
 async function receive(stream: Uint8Array, args: string[]) {
   const child = Bun.spawn([UNPACKER, ...args], { stdin: stream, stdout: "pipe", stderr: "pipe" });
-  const [raw, stderr, status] = await Promise.all([new Response(child.stdout).bytes(), new Response(child.stderr).text(), child.exited]);
-  return { status, raw, stderr, result: raw.length >= 16 ? parseResult(raw) : null };
+  const [raw, end] = await Promise.all([new Response(child.stdout).bytes(), ended(child)]);
+  return { ...end, raw, result: raw.length >= 16 ? parseResult(raw) : null };
+}
+
+/** The real receiver into a fresh directory, as this user. */
+function receiveFresh(stream: Uint8Array) {
+  return receive(stream, [String(process.getuid!()), fresh("into")]);
 }
 
 describe("qfile-agent's command line (item 10)", () => {
-  test("`qfile-agent -- -name` sends a file named -name; --ignore-symlinks then -- works too", async () => {
+  test("`qfile-agent -- -name` sends -name; `--ignore-symlinks -- --` sends --", async () => {
     const source = fresh("src");
     writeFileSync(join(source, "-name"), "dash");
     writeFileSync(join(source, "--"), "two dashes");
@@ -68,10 +82,11 @@ describe("qfile-agent's command line (item 10)", () => {
     expect(readFileSync(join(into, "--"), "utf8")).toBe("two dashes");
   });
 
-  test("usage errors (no argument, an empty one, an unknown option) print usage and exit 1", async () => {
+  test("usage errors (no PATH, an empty one, an unknown option): usage and exit 1", async () => {
     for (const args of [[], [""], ["--"], ["--", ""], ["-name"], ["--bogus", "x"]]) {
-      const child = Bun.spawn([AGENT, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-      const [status, stdout, stderr] = await Promise.all([child.exited, new Response(child.stdout).text(), new Response(child.stderr).text()]);
+      const child = Bun.spawn([AGENT, ...args], { stdout: "pipe", stderr: "pipe" });
+      const stdoutText = new Response(child.stdout).text();
+      const [{ status, stderr }, stdout] = await Promise.all([ended(child), stdoutText]);
       expect({ args, status, stdout }).toEqual({ args, status: 1, stdout: "" });
       expect(stderr).toContain("usage: qfile-agent [--ignore-symlinks] [--] PATH...");
       expect(stderr).not.toContain("Error");
@@ -85,13 +100,14 @@ describe("qfile-agent checks the receiver's result as upstream (items 11, 14)", 
     const source = fresh("src");
     writeFileSync(join(source, "f"), "content");
     for (const high of [0, 1, 0x80000000]) {
-      const pair = await agentTo(["f"], source, [process.execPath, FAKE_RECEIVER, "0", String(high)]);
+      const pair = await agentTo(["f"], source, fakeReceiver(0, high));
       if (high === 0) {
         expect(pair.agent).toEqual({ status: 0, stderr: "" });
         continue;
       }
       expect({ high, status: pair.agent.status }).toEqual({ high, status: 1 });
-      expect(pair.agent.stderr).toBe("qfile-agent: Fatal error: File transfer failed: checksum mismatch (error type: Success)\n");
+      const mismatch = "File transfer failed: checksum mismatch (error type: Success)";
+      expect(pair.agent.stderr).toBe(`${FATAL}${mismatch}\n`);
     }
   });
 
@@ -104,10 +120,13 @@ describe("qfile-agent checks the receiver's result as upstream (items 11, 14)", 
     expect(pair.receiver.status).toBe(17);
     expect(pair.agent.status).toBe(1);
     expect(pair.agent.stderr).toBe(
-      "qfile-agent: Fatal error: File copy: not overwriting existing file. Clean QubesIncoming dir, and retry copy; Last file: f (error type: File exists)\n",
+      `${FATAL}File copy: not overwriting existing file. ` +
+        "Clean QubesIncoming dir, and retry copy; " +
+        "Last file: f (error type: File exists)\n",
     );
-    const odd = await agentTo(["f"], source, [process.execPath, FAKE_RECEIVER, String(2 ** 32 - 84), "0"]);
-    expect(odd.agent.stderr).toBe('qfile-agent: Fatal error: File copy: "Unknown error -84" (error type: Unknown error -84)\n');
+    const odd = await agentTo(["f"], source, fakeReceiver(2 ** 32 - 84, 0));
+    const unknown = 'File copy: "Unknown error -84" (error type: Unknown error -84)';
+    expect(odd.agent.stderr).toBe(`${FATAL}${unknown}\n`);
   });
 
   test("an unreadable local file: exit 1 with its name and the reason", async () => {
@@ -115,10 +134,11 @@ describe("qfile-agent checks the receiver's result as upstream (items 11, 14)", 
     writeFileSync(join(source, "secret"), "x", { mode: 0 });
     const into = fresh("into");
     // Root reads anything: run the agent without the capabilities that bypass file modes.
-    const prefix = process.getuid!() === 0 ? ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] : [];
+    const drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"];
+    const prefix = process.getuid!() === 0 ? drop : [];
     const pair = await agentTo(["secret"], source, unpackerInto(into), prefix);
     expect(pair.agent.status).toBe(1);
-    expect(pair.agent.stderr).toBe("qfile-agent: Fatal error: open secret (error type: Permission denied)\n");
+    expect(pair.agent.stderr).toBe(`${FATAL}open secret (error type: Permission denied)\n`);
     expect(readdirSync(into)).toEqual([]);
   });
 });
@@ -130,7 +150,8 @@ function smallDisk(): string | null {
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", path], { stdio: "pipe" });
     return path;
   } catch (error) {
-    console.log(`filecopy: skipped the wait-for-space test: cannot mount a tmpfs (${String(error).split("\n")[0]})`);
+    const reason = String(error).split("\n")[0];
+    console.log(`filecopy: skipped the wait-for-space test: cannot mount a tmpfs (${reason})`);
     return null;
   }
 }
@@ -143,53 +164,68 @@ describe("qfile-unpacker as upstream (items 12-14, issue 16 item 5)", () => {
       [concat(dirEntry("d"), fileEntry("d/f", ""), dirEntry("d/f/deeper/e"), END), 20, "f"],
     ];
     for (const [stream, code, last] of cases) {
-      const received = await receive(stream, [String(process.getuid!()), fresh("into")]);
-      expect({ status: received.status, result: received.result }).toMatchObject({ status: code, result: { code, lastName: last } });
+      const { status, result } = await receiveFresh(stream);
+      expect({ status, result }).toMatchObject({ status: code, result: { code, lastName: last } });
     }
   });
 
-  test("a directory the stream made 0000 is not entered, even by a root receiver: EACCES (13)", async () => {
+  test("a directory the stream made 0000 is not entered, even by root: EACCES (13)", async () => {
     const into = fresh("into");
-    const stream = concat(dirEntry("a"), dirEntry("a/b"), dirEntry("a/b", 0), fileEntry("a/b/y", "y"), END);
+    // The closing header of a/b sets its mode 0000 before a/b/y comes.
+    const closed = dirEntry("a/b", 0);
+    const stream = concat(dirEntry("a"), dirEntry("a/b"), closed, fileEntry("a/b/y", "y"), END);
     const received = await receive(stream, [String(process.getuid!()), into]);
     expect(received.status).toBe(13);
     expect(received.result).toMatchObject({ code: 13, lastName: "b" });
     expect(existsSync(join(into, "a/b/y"))).toBe(false);
     // Same for a top directory made 0000 before its child is written.
-    const top = await receive(concat(dirEntry("t"), dirEntry("t", 0), fileEntry("t/y", "y"), END), [String(process.getuid!()), fresh("into")]);
+    const topStream = concat(dirEntry("t"), dirEntry("t", 0), fileEntry("t/y", "y"), END);
+    const top = await receiveFresh(topStream);
     expect(top.result).toMatchObject({ code: 13, lastName: "t" });
   });
 
-  test("a directory name that fails validation: reply (uint32)-84, exit 172, as upstream", async () => {
+  test("a directory name that fails validation: (uint32)-84, exit 172, as upstream", async () => {
     for (const name of ["..", "a//b", "tab\tdir"]) {
-      const received = await receive(concat(dirEntry(name), END), [String(process.getuid!()), fresh("into")]);
+      const received = await receiveFresh(concat(dirEntry(name), END));
       expect({ name, status: received.status }).toEqual({ name, status: 172 });
       expect(received.result?.code).toBe(2 ** 32 - 84);
     }
     // A file with a bad name stays EILSEQ (84).
-    expect((await receive(concat(fileEntry("a//b", "x"), END), [String(process.getuid!()), fresh("into")])).status).toBe(84);
+    expect((await receiveFresh(concat(fileEntry("a//b", "x"), END))).status).toBe(84);
   });
 
   test("a DIR that does not exist is not created: upstream's message, exit 1", async () => {
     const missing = join(root.path, `missing-${counter++}`, "deeper");
-    const received = await receive(concat(fileEntry("f", "x"), END), [String(process.getuid!()), missing]);
+    const args = [String(process.getuid!()), missing];
+    const received = await receive(concat(fileEntry("f", "x"), END), args);
     expect(received.status).toBe(1);
-    expect(received.stderr).toBe(`qfile-unpacker: Fatal error: Error chdir to ${missing} (error type: No such file or directory)\n`);
+    const reason = "(error type: No such file or directory)";
+    const message = `qfile-unpacker: Fatal error: Error chdir to ${missing} ${reason}`;
+    expect(received.stderr).toBe(`${message}\n`);
     expect(existsSync(join(missing, ".."))).toBe(false);
   });
 
   test("-w/--wait-for-space MARGIN is accepted in both command-line forms", async () => {
-    expect(parseUnpackerArgs(["--wait-for-space", "4096", "1000", "/d"])).toEqual({ allowAllNames: false, verbose: false, waitForSpace: 4096, uid: 1000, dir: "/d" });
+    expect(parseUnpackerArgs(["--wait-for-space", "4096", "1000", "/d"])).toEqual({
+      allowAllNames: false,
+      verbose: false,
+      waitForSpace: 4096,
+      uid: 1000,
+      dir: "/d",
+    });
     expect(parseUnpackerArgs(["--wait-for-space=7"])).toMatchObject({ waitForSpace: 7 });
     expect(parseUnpackerArgs(["-w", "9", "-v"])).toMatchObject({ waitForSpace: 9, verbose: true });
     expect(parseUnpackerArgs(["-w12"])).toMatchObject({ waitForSpace: 12 });
-    expect(parseUnpackerArgs(["1000", "/d", "-v", "-w"])).toMatchObject({ uid: 1000, dir: "/d", verbose: true, waitForSpace: 1 });
+    const legacy = { uid: 1000, dir: "/d", verbose: true, waitForSpace: 1 };
+    expect(parseUnpackerArgs(["1000", "/d", "-v", "-w"])).toMatchObject(legacy);
     expect(parseUnpackerArgs(["1000", "/d", "-w", "5"])).toMatchObject({ waitForSpace: 5 });
-    for (const bad of [["-w", "0"], ["--wait-for-space"], ["-w", "2147483648"], ["--wait-for-space=x"]]) {
+    const bads = [["-w", "0"], ["--wait-for-space"], ["-w", "2147483648"], ["--wait-for-space=x"]];
+    for (const bad of bads) {
       expect({ bad, parsed: "error" in parseUnpackerArgs(bad) }).toEqual({ bad, parsed: true });
     }
     const into = fresh("into");
-    const received = await receive(concat(fileEntry("f", "x"), END), ["--wait-for-space", "1", String(process.getuid!()), into]);
+    const args = ["--wait-for-space", "1", String(process.getuid!()), into];
+    const received = await receive(concat(fileEntry("f", "x"), END), args);
     expect(received.result).toMatchObject({ code: 0, lastName: "f" });
     expect(readFileSync(join(into, "f"), "utf8")).toBe("x");
   });
@@ -198,7 +234,8 @@ describe("qfile-unpacker as upstream (items 12-14, issue 16 item 5)", () => {
     const disk = smallDisk();
     if (disk === null) return;
     try {
-      const child = Bun.spawn([UNPACKER, "--wait-for-space", "2000000", String(process.getuid!()), disk], {
+      const argv = [UNPACKER, "--wait-for-space", "2000000", String(process.getuid!()), disk];
+      const child = Bun.spawn(argv, {
         stdin: concat(fileEntry("f", "x"), END),
         stdout: "pipe",
         stderr: "pipe",

@@ -111,7 +111,10 @@ describe("qvm-copy in the lab", () => {
     writeFileSync(join(workHome, "to-vm.txt"), "second");
     const again = await inWork(["qvm-copy-to-vm", "--without-progress", "vault", "to-vm.txt"]);
     expect(again.code).toBe(17);
-    expect(again.stderr).toContain("qfile-agent: Fatal error: File copy: not overwriting existing file. Clean QubesIncoming dir, and retry copy; Last file: to-vm.txt (error type: File exists)");
+    expect(again.stderr).toContain(
+      "qfile-agent: Fatal error: File copy: not overwriting existing file. Clean QubesIncoming dir, " +
+        "and retry copy; Last file: to-vm.txt (error type: File exists)",
+    );
     expect(readFileSync(join(incoming, "to-vm.txt"), "utf8")).toBe("first");
   });
 
@@ -130,7 +133,7 @@ describe("qvm-copy in the lab", () => {
     expect(readFileSync(join(workHome, "moving", "m.txt"), "utf8")).toBe("keep me");
   });
 
-  test("`qvm-copy -- -name` copies a file whose name starts with '-' (and qvm-move removes it)", async () => {
+  test("`qvm-copy -- -name` copies a file named -name (and qvm-move removes it)", async () => {
     writeFileSync(join(workHome, "-dash"), "dash");
     const copy = await inWork(["qvm-copy", "--without-progress", "--", "-dash"]);
     expect(copy).toMatchObject({ code: 0, stderr: "" });

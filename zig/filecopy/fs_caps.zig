@@ -44,9 +44,8 @@ pub const Saved = struct {
 pub fn drop() Saved {
     var saved: Saved = .{ .data = std.mem.zeroes([2]Data), .changed = false };
     var header: Header = .{ .version = version_3, .pid = 0 };
-    if (linux.E.init(linux.syscall2(.capget, @intFromPtr(&header), @intFromPtr(&saved.data))) != .SUCCESS) {
-        return saved;
-    }
+    const got = linux.syscall2(.capget, @intFromPtr(&header), @intFromPtr(&saved.data));
+    if (linux.E.init(got) != .SUCCESS) return saved;
     var lowered = saved.data;
     for (fs_caps) |cap| lowered[cap >> 5].effective &= ~(@as(u32, 1) << @intCast(cap & 31));
     if (std.mem.eql(u8, std.mem.asBytes(&lowered), std.mem.asBytes(&saved.data))) return saved;

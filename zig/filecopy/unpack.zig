@@ -220,7 +220,13 @@ pub const Unpacker = struct {
                 else => |errno| return self.report(errno, .name),
             }
         }
-        const flags: linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .EXCL = true, .NOFOLLOW = true, .CLOEXEC = true };
+        const flags: linux.O = .{
+            .ACCMODE = .WRONLY,
+            .CREAT = true,
+            .EXCL = true,
+            .NOFOLLOW = true,
+            .CLOEXEC = true,
+        };
         const rc = linux.openat(place.fd, place.last, flags, 0);
         if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
         return .{ .fd = @intCast(rc), .linked = true };
@@ -244,7 +250,8 @@ pub const Unpacker = struct {
     fn link_tmpfile(self: *Unpacker, fd: i32, place: Place) Stop!void {
         var proc_path: [32]u8 = undefined;
         const path = std.fmt.bufPrintZ(&proc_path, "/proc/self/fd/{d}", .{fd}) catch unreachable;
-        const rc = linux.linkat(linux.AT.FDCWD, path, place.fd, place.last, linux.AT.SYMLINK_FOLLOW);
+        const follow = linux.AT.SYMLINK_FOLLOW;
+        const rc = linux.linkat(linux.AT.FDCWD, path, place.fd, place.last, follow);
         if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
     }
 
@@ -540,9 +547,17 @@ pub fn unpack(in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, stats: *Stats)
 }
 
 /// `unpack` with `--wait-for-space space_margin` (0: off).
-pub fn unpack_waiting(in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, space_margin: u64, stats: *Stats) i32 {
+pub fn unpack_waiting(
+    in_fd: i32,
+    out_fd: i32,
+    dir_fd: i32,
+    flags: Flags,
+    space_margin: u64,
+    stats: *Stats,
+) i32 {
     stats.* = std.mem.zeroes(Stats);
-    const unpacker = Unpacker.init(std.heap.page_allocator, in_fd, out_fd, dir_fd, flags, stats) catch return -1;
+    const allocator = std.heap.page_allocator;
+    const unpacker = Unpacker.init(allocator, in_fd, out_fd, dir_fd, flags, stats) catch return -1;
     defer unpacker.deinit();
     unpacker.space_margin = space_margin;
     const code = unpacker.run() catch return -1;

@@ -209,7 +209,8 @@ test "unpack: every rejected-name class is EILSEQ, for files and directories, an
             try stream.end();
             const outcome = try run_unpack(stream.bytes.items, tmp.dir.fd, .{});
             // Upstream's directory quirk (§3.7): (uint32)-84 instead of EILSEQ.
-            const code: u32 = if (mode == 0o40755) unpack.code_directory_name_invalid else @intFromEnum(linux.E.ILSEQ);
+            const ilseq: u32 = @intFromEnum(linux.E.ILSEQ);
+            const code = if (mode == 0o40755) unpack.code_directory_name_invalid else ilseq;
             outcome.expect_reply(code, name) catch |err| {
                 std.debug.print("name {any} mode {o}\n", .{ name, mode });
                 return err;
@@ -322,7 +323,13 @@ test "unpack: parents are opened without following symlinks" {
 }
 
 test "unpack: a parent that cannot be opened is reported by its component (ENOTDIR, ENOENT)" {
-    const cases = [_]struct { setup: []const u8, name: []const u8, errno: linux.E, component: []const u8 }{
+    const Case = struct {
+        setup: []const u8,
+        name: []const u8,
+        errno: linux.E,
+        component: []const u8,
+    };
+    const cases = [_]Case{
         .{ .setup = "f", .name = "f/x", .errno = .NOTDIR, .component = "f" },
         .{ .setup = "", .name = "missing/x", .errno = .NOENT, .component = "missing" },
         .{ .setup = "d", .name = "d/f/deeper/x", .errno = .NOTDIR, .component = "f" },
