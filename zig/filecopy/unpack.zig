@@ -5,9 +5,12 @@
 //! Everything from the stream is untrusted: lengths are checked against the limits before any
 //! buffer is sized by them, names and symlink targets pass names.zig before any syscall sees
 //! them, and syscalls only ever get one path component relative to a directory fd opened
-//! component by component with O_NOFOLLOW. A regular file is invisible until complete
-//! (O_TMPFILE + linkat), so an error leaves nothing half-written under a final name (except in
-//! the O_EXCL fallback, which upstream has too: an unreadable mode-0 file).
+//! component by component with O_NOFOLLOW, from `dir_fd` afresh for every entry (so a directory
+//! moved out of the target is not followed; upstream's bind mount forbids that move). A regular
+//! file is invisible until complete (O_TMPFILE + linkat), so an error leaves nothing
+//! half-written under a final name (except in the O_EXCL fallback, which upstream has too: an
+//! unreadable mode-0 file). Permission checks apply as to the receiving user even when it is
+//! root (fs_caps.zig), as upstream's `setfsuid` makes them.
 //!
 //! Blocking, on the caller's thread. Buffers are allocated at the start and freed at the end;
 //! the fds stay the caller's (close `in_fd` promptly after an error so the sender sees EPIPE).
@@ -195,10 +198,10 @@ pub const Unpacker = struct {
         defer place.close();
         const file = try self.create_file(place);
         defer _ = linux.close(file.fd);
-        try self.wait_for_space(file.fd, filelen);
+        const slept = try self.wait_for_space(file.fd, filelen);
         const fills = self.fills;
         try self.copy_content(file.fd, filelen);
-        try self.link_file(place, file, self.fills != fills);
+        try self.link_file(place, file, slept or self.fills != fills);
         try self.apply_mode_and_times(file.fd, untrusted);
         self.stats.files += 1;
     }
@@ -232,9 +235,10 @@ pub const Unpacker = struct {
         return .{ .fd = @intCast(rc), .linked = true };
     }
 
-    /// Gives a complete file its name. When its content made us wait for the peer, the parent
-    /// is opened again from the target first: a directory the local user moved out of the
-    /// target meanwhile is then not found (ENOENT), instead of getting the file at its new place.
+    /// Gives a complete file its name. When we waited (for the peer's content, or for space)
+    /// since the parent was opened, it is opened again from the target first: a directory the
+    /// local user moved out of the target meanwhile is then not found (ENOENT), instead of
+    /// getting the file at its new place.
     fn link_file(self: *Unpacker, place: Place, file: Created, waited: bool) Stop!void {
         if (!waited) {
             if (!file.linked) try self.link_tmpfile(file.fd, place);
@@ -257,16 +261,19 @@ pub const Unpacker = struct {
 
     /// `--wait-for-space MARGIN` (spec §3.9, for restores into a small disk): before a file's
     /// content, wait until its filesystem has room for it and the margin, looking once a second.
-    fn wait_for_space(self: *Unpacker, fd: i32, filelen: u64) Stop!void {
-        if (self.space_margin == 0) return;
+    /// Returns whether it slept.
+    fn wait_for_space(self: *Unpacker, fd: i32, filelen: u64) Stop!bool {
+        if (self.space_margin == 0) return false;
         const needed = filelen +| self.space_margin;
+        var slept = false;
         while (true) {
             var st: Statfs = undefined;
             const rc = linux.syscall2(.fstatfs, @as(usize, @intCast(fd)), @intFromPtr(&st));
             if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
-            if (st.bavail *| st.bsize >= needed) return;
+            if (st.bavail *| st.bsize >= needed) return slept;
             const second: linux.timespec = .{ .sec = 1, .nsec = 0 };
             _ = linux.nanosleep(&second, null);
+            slept = true;
         }
     }
 
