@@ -193,11 +193,14 @@ test "unpack: a stream cut in or before a header is EREMOTEIO, inside a name or 
     }
 }
 
-test "unpack: every rejected-name class is EILSEQ, for files and directories, and creates nothing" {
+test "unpack: every rejected-name class is EILSEQ ((uint32)-84 for a directory), nothing made" {
     const rejected = [_][]const u8{
-        "",             "/abs",         "a//b",            "./a",             "a/.",      ".",                     "..",   "a/../b",
-        "a/",           "a/b/",         "tab\there",       "esc\x1b",         "bell\x07", "del\x7f",               "\xff", "\xc3",
-        "\xed\xa0\x80", "nbsp\xc2\xa0", "rtl\xe2\x80\xae", "zwj\xe2\x80\x8d", "\xd7\x90", "emoji\xf0\x9f\x98\x80",
+        "",             "/abs",                  "a//b",            "./a",
+        "a/.",          ".",                     "..",              "a/../b",
+        "a/",           "a/b/",                  "tab\there",       "esc\x1b",
+        "bell\x07",     "del\x7f",               "\xff",            "\xc3",
+        "\xed\xa0\x80", "nbsp\xc2\xa0",          "rtl\xe2\x80\xae", "zwj\xe2\x80\x8d",
+        "\xd7\x90",     "emoji\xf0\x9f\x98\x80",
     };
     for (rejected) |name| {
         for ([_]u32{ 0o100644, 0o40755 }) |mode| {
@@ -494,6 +497,83 @@ test "unpack: many files in many directories (siblings, descent, return)" {
     }
     try testing.expectEqual(@as(u64, 5), outcome.stats.files);
     try testing.expectEqual(@as(u64, 4), outcome.stats.dirs);
+}
+
+/// Plays the sender on a pipe: `first`, then (once `a/f` exists in the target) moves `a` out of
+/// it, optionally puts a new `a` in its place, and sends `rest`.
+const Mover = struct {
+    write_fd: i32,
+    root: std.fs.Dir,
+    first: []const u8,
+    rest: []const u8,
+    replace: bool,
+
+    fn run(self: *const Mover) void {
+        self.play() catch |err| std.debug.print("mover: {s}\n", .{@errorName(err)});
+        _ = linux.close(self.write_fd);
+    }
+
+    fn play(self: *const Mover) !void {
+        _ = try ok(linux.write(self.write_fd, self.first.ptr, self.first.len));
+        var waited: u32 = 0;
+        while (!exists(self.root, "target/a/f")) : (waited += 1) {
+            if (waited > 10_000) return error.Timeout;
+            std.time.sleep(std.time.ns_per_ms);
+        }
+        try self.root.rename("target/a", "outside/a");
+        if (self.replace) try self.root.makeDir("target/a");
+        _ = try ok(linux.write(self.write_fd, self.rest.ptr, self.rest.len));
+    }
+};
+
+fn fallback_with_move(replace: bool) !Outcome {
+    var tmp = testing.tmpDir(.{ .iterate = true });
+    defer tmp.cleanup();
+    try tmp.dir.makeDir("target");
+    try tmp.dir.makeDir("outside");
+    var target = try tmp.dir.openDir("target", .{});
+    defer target.close();
+    var stream = Stream.init();
+    defer stream.deinit();
+    try stream.dir("a");
+    try stream.file("a/f", "0123456789");
+    try stream.end();
+    const cut = stream.bytes.items.len - 32 - 6; // inside a/f's content
+    var fds: [2]i32 = undefined;
+    _ = try ok(linux.pipe2(&fds, .{ .CLOEXEC = true }));
+    defer _ = linux.close(fds[0]);
+    const mover: Mover = .{
+        .write_fd = fds[1],
+        .root = tmp.dir,
+        .first = stream.bytes.items[0..cut],
+        .rest = stream.bytes.items[cut..],
+        .replace = replace,
+    };
+    const thread = try std.Thread.spawn(.{}, Mover.run, .{&mover});
+    const out_fd = try memfd("");
+    defer _ = linux.close(out_fd);
+    var outcome: Outcome = undefined;
+    const stats = &outcome.stats;
+    const allocator = testing.allocator;
+    const unpacker = try unpack.Unpacker.init(allocator, fds[0], out_fd, target.fd, .{}, stats);
+    unpacker.use_tmpfile = false;
+    outcome.code = if (unpacker.run()) |code| @bitCast(code) else |_| -1;
+    unpacker.deinit();
+    thread.join();
+    _ = try ok(linux.lseek(out_fd, 0, linux.SEEK.SET));
+    outcome.reply_len = try ok(linux.read(out_fd, &outcome.reply, outcome.reply.len));
+    // The fallback named the file at once, so it moved with its directory (as upstream's would
+    // without its bind mount); what matters is that the copy does not report success.
+    try testing.expect(exists(tmp.dir, "outside/a/f"));
+    try testing.expect(!exists(tmp.dir, "target/a/f"));
+    return outcome;
+}
+
+test "unpack: the O_EXCL fallback fails when the parent is moved out mid-file (ENOENT, EXDEV)" {
+    const gone = try fallback_with_move(false);
+    try gone.expect_reply(@intFromEnum(linux.E.NOENT), "a");
+    const replaced = try fallback_with_move(true);
+    try replaced.expect_reply(@intFromEnum(linux.E.XDEV), "a/f");
 }
 
 test "unpack: the O_EXCL fallback without O_TMPFILE makes the same tree" {
