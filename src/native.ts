@@ -77,7 +77,7 @@ const symbols = {
   qf_validate_symlink: { args: [ptr, u32, ptr, u32, u32], returns: i32 },
   qf_safe_for_display: { args: [ptr, u32], returns: i32 },
   qf_crc32: { args: [u32, ptr, u32], returns: u32 },
-  qf_unpack: { args: [i32, i32, i32, u32, ptr], returns: i32 },
+  qf_unpack: { args: [i32, i32, i32, u32, u32, ptr], returns: i32 },
   qf_pack: { args: [i32, i32, ptr, u32, u32, ptr, ptr], returns: i32 },
 } as const;
 
@@ -814,9 +814,11 @@ export interface UnpackStats {
 /**
  * The receiver (qfile-unpacker's loop): reads the stream from `inFd`, creates the entries below
  * `dirFd`, writes the one result message to `outFd`. `code` is what it reported (0 ok, an errno,
- * LEGAL_EOF, 121 EREMOTEIO...), or -1 with `fatal` set when it stopped without sending a result
- * (nanoseconds above 999999999, §2.2). The fds stay the caller's: close `inFd` (or exit) soon
- * after an error, so that the sender sees EPIPE.
+ * LEGAL_EOF, 121 EREMOTEIO, 4294967212 = (uint32)-84 for a bad directory name...), or -1 with
+ * `fatal` set when it stopped without sending a result (nanoseconds above 999999999, §2.2).
+ * `waitForSpace`: before each file, wait until the disk has room for it plus this many bytes.
+ * The fds stay the caller's: close `inFd` (or exit) soon after an error, so that the sender sees
+ * EPIPE.
  */
 export function unpackStream(options: {
   inFd: number;
@@ -824,10 +826,13 @@ export function unpackStream(options: {
   dirFd: number;
   allowAllNames?: boolean;
   verbose?: boolean;
+  waitForSpace?: number;
 }): { code: number; fatal: string | null; stats: UnpackStats } {
   const raw = new Uint8Array(FILECOPY_UNPACK_STATS_BYTES);
   const flags = (options.allowAllNames ? 1 : 0) | (options.verbose ? 2 : 0);
-  const code = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, raw);
+  const margin = options.waitForSpace ?? 0;
+  const pattern = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, margin, raw);
+  const code = pattern === -1 ? -1 : pattern >>> 0;
   const view = new DataView(raw.buffer);
   const stats: UnpackStats = {
     files: Number(view.getBigUint64(0, true)),

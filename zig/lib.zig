@@ -617,17 +617,25 @@ export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
     return filecopy_wire.crc32(previous, base[0..len]);
 }
 
-/// The receiver: returns the code it sent (0, an errno, 31415926 LEGAL_EOF), or -1 when it
-/// stopped without sending a result (bad nanoseconds, §2.2), with a message. Flags: bit 0
-/// allow_all_names, bit 1 verbose.
-export fn qf_unpack(in_fd: i32, out_fd: i32, dir_fd: i32, flags: u32, stats: *filecopy_unpack.Stats) i32 {
+/// The receiver: returns the code it sent as its 32-bit pattern (0, an errno, 31415926
+/// LEGAL_EOF, (uint32)-84 for a bad directory name), or -1 when it stopped without sending a
+/// result (bad nanoseconds, §2.2), with a message. Flags: bit 0 allow_all_names, bit 1 verbose.
+/// `space_margin`: `--wait-for-space` (0: off).
+export fn qf_unpack(
+    in_fd: i32,
+    out_fd: i32,
+    dir_fd: i32,
+    flags: u32,
+    space_margin: u32,
+    stats: *filecopy_unpack.Stats,
+) i32 {
     const decoded: filecopy_unpack.Flags = @bitCast(flags);
     if (decoded._pad != 0) {
         stats.* = std.mem.zeroes(filecopy_unpack.Stats);
         diag.fail(.INVAL, "unknown unpack flags 0x{x}", .{flags}) catch {};
         return -1;
     }
-    return filecopy_unpack.unpack(in_fd, out_fd, dir_fd, decoded, stats);
+    return filecopy_unpack.unpack_waiting(in_fd, out_fd, dir_fd, decoded, space_margin, stats);
 }
 
 /// The sender: `paths` are NUL-terminated and concatenated. Returns 0 (CRC matched), a
