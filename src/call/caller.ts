@@ -92,8 +92,10 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
   });
   try {
     if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);
-    stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
+    // Before the stdio: once that is set the pump thread may write remote stderr, to our fd 2
+    // if nothing else is set yet (a hosted call's stderr would land in the agent's log).
     if (options.remoteStderrFd !== undefined) stream.setRemoteStderr(options.remoteStderrFd);
+    stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
     options.onStream?.(stream);
     if (options.abort?.aborted) stream.close();
     options.abort?.addEventListener("abort", () => stream.close(), { once: true });
