@@ -42,10 +42,13 @@ describe("qrexec-client-vm's client host", () => {
     return `exit ${result.code}, stderr: ${result.stderr}\n${system.logs()}`;
   }
 
-  async function whileRunning(args: string[], env: Record<string, string> = {}): Promise<{ exe: string; code: number; stdout: string }> {
+  /** `unset` names variables of the domain's environment to leave out (QRX_AGENT_SOCKET). */
+  async function whileRunning(args: string[], env: Record<string, string> = {}, unset: string[] = []): Promise<{ exe: string; code: number; stdout: string }> {
     const tag = `m${Math.random().toString(36).slice(2)}`;
+    const childEnv = system.env(2, env);
+    for (const name of unset) delete childEnv[name];
     const child = Bun.spawn([join(BIN, "qrexec-client-vm"), ...args].map((arg) => arg.replace("TAG", tag)), {
-      env: system.env(2, env),
+      env: childEnv,
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
@@ -102,6 +105,48 @@ describe("qrexec-client-vm's client host", () => {
     await child.exited;
     expect(exe).toMatch(/bun/);
   });
+
+  // Issue 15 item 9: the front end finds the agent where the CLI would look for it.
+  test("a non-default agent socket given on the command line is served by the front end", async () => {
+    const agentSocket = system.vms.get("work")!.agentSocket;
+    for (const spelling of [[`--agent-socket=${agentSocket}`], ["--agent-socket", agentSocket], ["-a", agentSocket], [`-a${agentSocket}`]]) {
+      const { exe, stdout } = await whileRunning([...spelling, "vault", "test.Hold+TAG"], {}, ["QRX_AGENT_SOCKET"]);
+      expect(exe, spelling.join(" ")).toBe(FRONT);
+      expect(stdout).toBe("bye\n");
+    }
+    // The command line wins over the variable, as in the CLI.
+    const { exe } = await whileRunning([`--agent-socket=${agentSocket}`, "vault", "test.Hold+TAG"], { QRX_AGENT_SOCKET: join(system.dir.path, "nowhere") });
+    expect(exe).toBe(FRONT);
+  });
+
+  test("an agent socket where no agent is fails as the CLI does", async () => {
+    const nowhere = join(system.dir.path, "nowhere");
+    const result = await system.clientVm("work", [`--agent-socket=${nowhere}`, "vault", "test.Exit+0"]);
+    expect(result.code, explain(result)).toBe(1);
+    expect(result.stderr).toStartWith(`qrexec-client-vm: cannot connect to the qrexec agent at ${nowhere}: `);
+  });
+
+  // Issue 15 item 8 (spec §13.21): checked before Bun starts, which would reopen them.
+  for (const fd of [0, 1, 2]) {
+    const close = ["0<&-", "1>&-", "2>&-"][fd]!;
+    test(`a closed fd ${fd} is refused with 125 before any call: qrexec-client-vm and qrexec-client`, async () => {
+      const tag = `c${fd}${Math.random().toString(36).slice(2)}`;
+      const programs = [
+        ["qrexec-client-vm", `"${join(BIN, "qrexec-client-vm")}" vault test.Hold+${tag}`],
+        ["qrexec-client", `"${join(BIN, "qrexec-client")}" --socket-dir="${system.socketDir}" -d vault user:QUBESRPC\\ test.Hold+${tag}\\ dom0`],
+      ];
+      for (const [name, command] of programs) {
+        // stderr goes to a file, so that fd 2 can be closed for the program alone.
+        const log = join(system.dir.path, `closed-${tag}-${name}`);
+        const child = Bun.spawn(["sh", "-c", `exec 3>"${log}"; ${command} 2>&3 3>&- ${close}`], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+        child.stdin.end();
+        expect(await child.exited, name).toBe(125);
+        const message = fd === 2 ? "" : `${name}: File descriptor ${fd} is closed, cannot continue\n`;
+        expect(readFileSync(log, "utf8"), name).toBe(message);
+      }
+      expect(existsSync(`${marks}.${tag}`)).toBe(false);
+    });
+  }
 
   test("QRX_CLIENT_VM_HOST=off runs the Bun CLI", async () => {
     const { exe } = await whileRunning(["vault", "test.Hold+TAG"], { QRX_CLIENT_VM_HOST: "off" });
