@@ -74,7 +74,10 @@ fn refuse_closed_stdio() void {
 
 /// The options that take a value, as the CLI's fast parser knows them (`VALUED` in
 /// src/client-vm/command-line.ts); only they can hide an operand-looking word.
-const valued_options = [_][]const u8{ "--buffer-size", "--peer-profile", "-a", "--agent-socket", "-p", "--prefix-data", "-s", "--source-qube" };
+const valued_options = [_][]const u8{
+    "--buffer-size", "--peer-profile", "-a", "--agent-socket",
+    "-p",            "--prefix-data",  "-s", "--source-qube",
+};
 
 /// The agent socket the command line names (`-a PATH`, `-aPATH`, `--agent-socket PATH`,
 /// `--agent-socket=PATH`, the last one winning), read the way the CLI's fast parser reads it:
@@ -89,7 +92,9 @@ fn agent_socket_option(args: []const [*:0]const u8) ?[]const u8 {
         const long = arg[1] == '-';
         const equals = if (long) std.mem.indexOfScalar(u8, arg, '=') else null;
         const name = if (equals) |at| arg[0..at] else if (long) arg else arg[0..2];
-        var value: ?[]const u8 = if (equals) |at| arg[at + 1 ..] else if (!long and arg.len > 2) arg[2..] else null;
+        const short_attached = !long and arg.len > 2;
+        var value: ?[]const u8 = null;
+        if (equals) |at| value = arg[at + 1 ..] else if (short_attached) value = arg[2..];
         if (!is_valued_option(name)) continue;
         if (value == null) {
             index += 1;
@@ -315,7 +320,10 @@ test "front end: the agent socket from the command line, as the CLI's fast parse
         .{ .args = &.{ "-a", "/run/c", "vault", "test.Echo" }, .expected = "/run/c" },
         .{ .args = &.{ "-a/run/d", "vault", "test.Echo" }, .expected = "/run/d" },
         // The last one wins; values of other options are skipped, flags are not values.
-        .{ .args = &.{ "-a", "/run/e", "-t", "--prefix-data", "vault", "-a/run/f", "vault", "s" }, .expected = "/run/f" },
+        .{
+            .args = &.{ "-a", "/run/e", "-t", "--prefix-data", "vault", "-a/run/f", "vault", "s" },
+            .expected = "/run/f",
+        },
         .{ .args = &.{ "-p", "-a", "vault", "test.Echo" }, .expected = null },
         // Operands end the options: an -a after TARGET belongs to the local program.
         .{ .args = &.{ "vault", "test.Echo", "prog", "-a", "/run/g" }, .expected = null },

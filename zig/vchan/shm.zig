@@ -580,7 +580,12 @@ pub const Vchan = struct {
             return diag.fail(errno, "vchan server at {s} refused the connection: {s}", .{ self.path(), @tagName(errno) });
         }
         if (fds.count != 1) {
-            return diag.fail(.PROTO, "vchan server at {s} sent {d} fds with its accept; protocol version {d} sends exactly one, the shared memory", .{ self.path(), fds.count, constants.handshake_version });
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent {d} fds with its accept; " ++
+                    "protocol version {d} sends exactly one, the shared memory",
+                .{ self.path(), fds.count, constants.handshake_version },
+            );
         }
         const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
             return diag.fail(.PROTO, "vchan server offers an impossible ring layout (orders {d}/{d})", .{ reply.left_order, reply.right_order });
@@ -659,7 +664,8 @@ pub const Vchan = struct {
     fn kick(self: *Vchan) void {
         if (self.phase != .mapped or self.connection < 0) return;
         const one = [1]u8{1};
-        _ = linux.sendto(self.connection, &one, 1, linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL, null, 0);
+        const flags = linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL;
+        _ = linux.sendto(self.connection, &one, 1, flags, null, 0);
         self.stats.kicks +%= 1;
     }
 
@@ -672,7 +678,16 @@ pub const Vchan = struct {
         var messages: [batch]linux.mmsghdr = undefined;
         for (&messages, &pieces, 0..) |*message, *piece, index| {
             piece.* = .{ .base = bytes[index..].ptr, .len = 1 };
-            message.* = .{ .hdr = .{ .name = null, .namelen = 0, .iov = piece[0..1], .iovlen = 1, .control = null, .controllen = 0, .flags = 0 }, .len = 0 };
+            const header = linux.msghdr{
+                .name = null,
+                .namelen = 0,
+                .iov = piece[0..1],
+                .iovlen = 1,
+                .control = null,
+                .controllen = 0,
+                .flags = 0,
+            };
+            message.* = .{ .hdr = header, .len = 0 };
         }
         // A full batch may leave more queued: the socket stays readable and the next poll says so.
         _ = linux.recvmmsg(self.connection, &messages, batch, linux.MSG.DONTWAIT, null);
@@ -694,7 +709,8 @@ pub const Vchan = struct {
     /// rendezvous socket itself (kicks and hang-up), so a wakeup costs no epoll_wait; before
     /// that (and after the peer left) the epoll fd.
     pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
-        out[0] = if (self.phase == .mapped and self.connection >= 0) self.connection else self.epoll;
+        const socket_ready = self.phase == .mapped and self.connection >= 0;
+        out[0] = if (socket_ready) self.connection else self.epoll;
         return out[0..1];
     }
 
@@ -713,7 +729,8 @@ pub const Vchan = struct {
         var events: u32 = 0;
         if (seen & linux.POLL.IN != 0) events |= linux.EPOLL.IN;
         if (seen & @as(u16, @bitCast(sys.POLLRDHUP)) != 0) events |= linux.EPOLL.RDHUP;
-        if (seen & (linux.POLL.HUP | linux.POLL.ERR | linux.POLL.NVAL) != 0) events |= linux.EPOLL.HUP;
+        const gone = linux.POLL.HUP | linux.POLL.ERR | linux.POLL.NVAL;
+        if (seen & gone != 0) events |= linux.EPOLL.HUP;
         self.on_connection(events);
     }
 
@@ -1132,11 +1149,16 @@ pub const Vchan = struct {
 fn check_memfd(memfd: i32, expected_bytes: u32) Fail!void {
     var stat: linux.Stat = undefined;
     _ = try sys.check(linux.fstat(memfd, &stat), "fstat");
-    if (!linux.S.ISREG(stat.mode)) return diag.fail(.PROTO, "vchan shared memory is not a memfd (mode 0o{o})", .{stat.mode});
+    if (!linux.S.ISREG(stat.mode)) {
+        return diag.fail(.PROTO, "vchan shared memory is not a memfd (mode 0o{o})", .{stat.mode});
+    }
     // Only shmem files (a memfd) take seals: anything else fails here.
-    const seals_rc = linux.fcntl(memfd, sys.F_GET_SEALS, 0);
-    if (sys.errno_of(seals_rc) != .SUCCESS) return diag.fail(.PROTO, "vchan shared memory is not a memfd (F_GET_SEALS: {s})", .{@tagName(sys.errno_of(seals_rc))});
-    const seals = seals_rc;
+    const seals = linux.fcntl(memfd, sys.F_GET_SEALS, 0);
+    const seals_errno = sys.errno_of(seals);
+    if (seals_errno != .SUCCESS) {
+        const what = "vchan shared memory is not a memfd (F_GET_SEALS: {s})";
+        return diag.fail(.PROTO, what, .{@tagName(seals_errno)});
+    }
     if (stat.size < expected_bytes) return diag.fail(.PROTO, "vchan shared memory is {d} bytes, {d} expected", .{ stat.size, expected_bytes });
     if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(.PROTO, "vchan shared memory is not sealed against shrinking", .{});
 }

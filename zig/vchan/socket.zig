@@ -226,7 +226,8 @@ pub const Vchan = struct {
         const write_bytes = if (options.write_min == 0) client_ring_bytes_default else options.write_min;
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options, read_bytes, write_bytes);
-        self.own_event = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        const event_flags = linux.EFD.CLOEXEC | linux.EFD.NONBLOCK;
+        self.own_event = try sys.fd(linux.eventfd(0, event_flags), "eventfd");
         try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
         var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
         // Shorter than the socket path, which fitted.

@@ -377,7 +377,13 @@ test "socket: pending clients share one inotify instance, and a server still wak
     const pending = 150;
     var clients: [pending]Vchan = undefined;
     for (&clients, 0..) |*client, index| {
-        try client.client_init(.{ .dir = dir, .local_domain = 7, .remote_domain = 0, .port = @intCast(600 + index) });
+        const port: i32 = @intCast(600 + index);
+        try client.client_init(.{
+            .dir = dir,
+            .local_domain = 7,
+            .remote_domain = 0,
+            .port = port,
+        });
     }
     defer for (&clients) |*client| client.close();
     try testing.expect(try inotify_instances() <= @max(before, 1));
