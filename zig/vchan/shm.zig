@@ -1,6 +1,6 @@
 //! The shared-memory vchan: libxenvchan's page layout and notify protocol (vchan.md §2) over a
-//! sealed memfd, with eventfds standing in for event channels and a unix SOCK_SEQPACKET socket
-//! for the rendezvous (vchan.md §5.3). The semantics are libvchan's as qrexec relies on them
+//! sealed memfd, with a unix SOCK_SEQPACKET socket for the rendezvous that then stands in for
+//! the event channel (vchan.md §5.3; the spec's eventfds were replaced, see "Wake-ups" below). The semantics are libvchan's as qrexec relies on them
 //! (vchan.md §1.3): blocking by default, partial `read`/`write`, all-or-nothing `recv`/`send`,
 //! `data_ready`/`buffer_space` arming notifications, one `fd_for_select` from init to close.
 //!
