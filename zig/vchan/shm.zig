@@ -1,8 +1,9 @@
 //! The shared-memory vchan: libxenvchan's page layout and notify protocol (vchan.md §2) over a
 //! sealed memfd, with a unix SOCK_SEQPACKET socket for the rendezvous that then stands in for
-//! the event channel (vchan.md §5.3; the spec's eventfds were replaced, see "Wake-ups" below). The semantics are libvchan's as qrexec relies on them
-//! (vchan.md §1.3): blocking by default, partial `read`/`write`, all-or-nothing `recv`/`send`,
-//! `data_ready`/`buffer_space` arming notifications, one `fd_for_select` from init to close.
+//! the event channel (vchan.md §5.3; the spec's eventfds were replaced, see "Wake-ups" below).
+//! The semantics are libvchan's as qrexec relies on them (vchan.md §1.3): blocking by default,
+//! partial `read`/`write`, all-or-nothing `recv`/`send`, `data_ready`/`buffer_space` arming
+//! notifications, one `fd_for_select` from init to close.
 //!
 //! Ownership: a Vchan owns every fd and mapping it creates and releases them in `close`. It is
 //! used by one thread at a time.
@@ -723,7 +724,7 @@ pub const Vchan = struct {
     pub fn on_poll(self: *Vchan, revents: []const i16) Fail!void {
         assert(revents.len == 1);
         if (revents[0] == 0) return;
-        // Still true since `poll_fds`: only this call's own handling changes either.
+        // The same test as `poll_fds` made: nothing since could have changed it.
         if (self.phase != .mapped or self.connection < 0) return self.wait_event(0);
         const seen: u16 = @bitCast(revents[0]);
         var events: u32 = 0;
