@@ -1,6 +1,18 @@
 # Sourced by the launchers in bin/ with $program and $here set: runs src/cli/$program.ts with
 # Bun, bootstrapping first on a fresh clone. exec keeps the PID, so signals reach the program.
 root="${here%/*}"
+# Upstream's clients refuse a closed fd 0, 1 or 2 (spec §13.21). Checked here because Bun
+# reopens closed fds 0-2 as /dev/null before any JavaScript runs. /proc/$$/fd is this shell's.
+case $program in
+qrexec-client | qrexec-client-vm)
+    for fd in 0 1 2; do
+        if [ -d "/proc/$$/fd" ] && [ ! -L "/proc/$$/fd/$fd" ]; then
+            echo "$program: File descriptor $fd is closed, cannot continue" >&2
+            exit 125
+        fi
+    done
+    ;;
+esac
 bun="$root/node_modules/.bin/bun"
 if [ ! -x "$bun" ] || [ ! -f "$root/zig-out/lib/libqrx.so" ]; then
     sh "$root/scripts/bootstrap.sh" >&2 || exit 1

@@ -17,12 +17,13 @@ const PROGRAM = "qrexec-client-vm";
 /**
  * The variables a qrexec-client-vm process reads (directly, or through the native library's
  * process-wide settings). A call runs in the host only when the front end's values equal the
- * agent's: the agent's process settings are the ones the call gets.
+ * agent's: the agent's process settings are the ones the call gets. QRX_AGENT_SOCKET is not
+ * among them: it only says where the agent is, and the call must name this agent's socket
+ * (by it or by --agent-socket), which `#hostable` checks.
  */
 const CLIENT_ENVIRONMENT = [
   "VCHAN_DOMAIN",
   "VCHAN_SOCKET_DIR",
-  "QRX_AGENT_SOCKET",
   "QRX_DIR",
   "QRX_VCHAN",
   "QRX_VCHAN_DIR",

@@ -20,10 +20,11 @@ var signal_pending = std.atomic.Value(bool).init(false);
 
 pub fn main() noreturn {
     const args = std.os.argv[1..];
+    refuse_closed_stdio();
     if (std.mem.eql(u8, getenv("QRX_CLIENT_VM_HOST") orelse "", "off")) fallback(args);
-    if (!stdio_open()) fallback(args);
     var path: [sun_path_bytes]u8 = undefined;
-    const path_len = socket_path(&path, getenv("QRX_AGENT_SOCKET")) orelse fallback(args);
+    const agent = agent_socket_option(args) orelse getenv("QRX_AGENT_SOCKET");
+    const path_len = socket_path(&path, agent) orelse fallback(args);
     const socket = connect(path[0..path_len]) orelse fallback(args);
     forward_sigusr1();
     send_request(socket, args) catch {
@@ -58,12 +59,56 @@ fn getenv(name: []const u8) ?[]const u8 {
     return null;
 }
 
-/// The CLI says what is wrong when fds 0-2 are not all open (spec §13.21); only it may.
-fn stdio_open() bool {
-    for ([_]i32{ 0, 1, 2 }) |fd| {
-        if (linux.E.init(linux.fcntl(fd, linux.F.GETFD, 0)) != .SUCCESS) return false;
+/// Upstream's check (spec §13.21): a closed fd 0, 1 or 2 ends the program with 125 before
+/// anything could open a file under that number. It must be made here: Bun reopens closed fds
+/// 0-2 as /dev/null before any JavaScript runs, so the CLI cannot see them closed.
+fn refuse_closed_stdio() void {
+    for ([_]u8{ 0, 1, 2 }) |fd| {
+        if (linux.E.init(linux.fcntl(fd, linux.F.GETFD, 0)) == .SUCCESS) continue;
+        write_stderr("qrexec-client-vm: File descriptor ");
+        write_stderr(&[_]u8{'0' + fd});
+        write_stderr(" is closed, cannot continue\n");
+        linux.exit_group(125);
     }
-    return true;
+}
+
+/// The options that take a value, as the CLI's fast parser knows them (`VALUED` in
+/// src/client-vm/command-line.ts); only they can hide an operand-looking word.
+const valued_options = [_][]const u8{
+    "--buffer-size", "--peer-profile", "-a", "--agent-socket",
+    "-p",            "--prefix-data",  "-s", "--source-qube",
+};
+
+/// The agent socket the command line names (`-a PATH`, `-aPATH`, `--agent-socket PATH`,
+/// `--agent-socket=PATH`, the last one winning), read the way the CLI's fast parser reads it:
+/// options up to the first operand. Null when none is given. For a command line that parser
+/// refuses, the answer does not matter: the agent tells us to fall back whatever it is.
+fn agent_socket_option(args: []const [*:0]const u8) ?[]const u8 {
+    var found: ?[]const u8 = null;
+    var index: usize = 0;
+    while (index < args.len) : (index += 1) {
+        const arg = std.mem.span(args[index]);
+        if (arg.len < 2 or arg[0] != '-') break;
+        const long = arg[1] == '-';
+        const equals = if (long) std.mem.indexOfScalar(u8, arg, '=') else null;
+        const name = if (equals) |at| arg[0..at] else if (long) arg else arg[0..2];
+        const short_attached = !long and arg.len > 2;
+        var value: ?[]const u8 = null;
+        if (equals) |at| value = arg[at + 1 ..] else if (short_attached) value = arg[2..];
+        if (!is_valued_option(name)) continue;
+        if (value == null) {
+            index += 1;
+            if (index == args.len) break;
+            value = std.mem.span(args[index]);
+        }
+        if (std.mem.eql(u8, name, "-a") or std.mem.eql(u8, name, "--agent-socket")) found = value;
+    }
+    return found;
+}
+
+fn is_valued_option(name: []const u8) bool {
+    for (valued_options) |option| if (std.mem.eql(u8, option, name)) return true;
+    return false;
 }
 
 /// `<agent socket>.clients` into `out` (with its NUL); null when it does not fit sun_path.
@@ -264,6 +309,33 @@ test "front end: the client-host socket path" {
     // 99 + 8 = 107 bytes plus the NUL fits; one more does not.
     try std.testing.expect(socket_path(&out, "/" ++ "a" ** 98) != null);
     try std.testing.expect(socket_path(&out, "/" ++ "a" ** 99) == null);
+}
+
+test "front end: the agent socket from the command line, as the CLI's fast parser reads it" {
+    const Case = struct { args: []const [*:0]const u8, expected: ?[]const u8 };
+    const cases = [_]Case{
+        .{ .args = &.{ "vault", "test.Echo" }, .expected = null },
+        .{ .args = &.{ "--agent-socket=/run/a", "vault", "test.Echo" }, .expected = "/run/a" },
+        .{ .args = &.{ "--agent-socket", "/run/b", "vault", "test.Echo" }, .expected = "/run/b" },
+        .{ .args = &.{ "-a", "/run/c", "vault", "test.Echo" }, .expected = "/run/c" },
+        .{ .args = &.{ "-a/run/d", "vault", "test.Echo" }, .expected = "/run/d" },
+        // The last one wins; values of other options are skipped, flags are not values.
+        .{
+            .args = &.{ "-a", "/run/e", "-t", "--prefix-data", "vault", "-a/run/f", "vault", "s" },
+            .expected = "/run/f",
+        },
+        .{ .args = &.{ "-p", "-a", "vault", "test.Echo" }, .expected = null },
+        // Operands end the options: an -a after TARGET belongs to the local program.
+        .{ .args = &.{ "vault", "test.Echo", "prog", "-a", "/run/g" }, .expected = null },
+        .{ .args = &.{ "-", "-a", "/run/h" }, .expected = null },
+        .{ .args = &.{"-a"}, .expected = null },
+    };
+    for (cases) |case| {
+        const got = agent_socket_option(case.args);
+        if (case.expected) |expected| {
+            try std.testing.expectEqualStrings(expected, got.?);
+        } else try std.testing.expect(got == null);
+    }
 }
 
 test "front end: payload encoding and its limit" {
