@@ -117,6 +117,32 @@ bench
     else printCopyBench(rows);
   });
 
+function positiveInteger(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`"${text}" is not a positive whole number`);
+  }
+  return value;
+}
+
+// The reliability benches (docs/reliability.md).
+bench
+  .command("soak")
+  .description(
+    "calls without a pause in a lab, one at a time then 20 at once: failures, calls/s, " +
+      "fds and RSS of every lab process",
+  )
+  .option("--seconds <n>", "total duration (half sequential, half concurrent)", positiveInteger, 60)
+  .option("--json", "print JSON rows {name, calls, failures, callsPerSecond, fdGrowth, ...}")
+  .addHelpText("after", "\nExamples:\n  qrx bench soak --seconds 600\n  qrx bench soak --json\n")
+  .action(async (options: { seconds: number; json?: boolean }) => {
+    const { runSoak, printSoak } = await import("../../bench/soak.ts");
+    const rows = await runSoak({ seconds: options.seconds, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printSoak(rows);
+    if (rows.some((row) => row.failures > 0)) process.exitCode = 1;
+  });
+
 program
   .command("demo")
   .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")
