@@ -10,6 +10,9 @@ import { labDown, labLayout, labStatus, labUp } from "../src/lab/control.ts";
 import { domainEnv } from "../src/lab/environment.ts";
 import type { LabLayout } from "../src/lab/layout.ts";
 
+/** How long a lab may take to restart what died, and a survivor to close a call's fds. */
+const SETTLE_MS = 30_000;
+
 export interface BenchLabSpec {
   /** Directory name prefix under /dev/shm (or the temp dir). */
   prefix: string;
@@ -202,3 +205,73 @@ export async function waitUntil(check: () => boolean, ms: number, stepMs = 20): 
   }
   return true;
 }
+
+/** Mappings of memfd files (vchan shared pages) in a process, or -1 when it is gone. */
+export function memfdMappings(pid: number): number {
+  try {
+    const maps = readFileSync(`/proc/${pid}/maps`, "utf8");
+    return maps.split("\n").filter((line) => line.includes("/memfd:")).length;
+  } catch {
+    return -1;
+  }
+}
+
+export interface Snapshot {
+  samples: ProcessSample[];
+  memfds: Map<number, number>;
+  vchan: string[];
+}
+
+export function snapshot(lab: BenchLab): Snapshot {
+  const samples = sample(lab.processes());
+  const memfds = new Map(samples.map((entry) => [entry.pid, memfdMappings(entry.pid)]));
+  return { samples, memfds, vchan: vchanEntries(lab.layout) };
+}
+
+/** Waits until the admin service has restarted whatever died (every lab process has a pid). */
+export async function labComplete(lab: BenchLab): Promise<boolean> {
+  const deadline = Date.now() + SETTLE_MS;
+  while (Date.now() < deadline) {
+    const status = await lab.refresh().catch(() => null);
+    const vms = status?.domains.filter((domain) => domain.id !== 0) ?? [];
+    const running = vms.filter((domain) => domain.state === "Running");
+    const whole = running.every((domain) => domain.agentPid !== null && domain.daemonPid !== null);
+    if (status && status.policyPid !== null && running.length >= 2 && whole) return true;
+    await Bun.sleep(50);
+  }
+  return false;
+}
+
+/** What the row left behind: compared with `before`, for the lab processes that survived. */
+export async function findLeaks(lab: BenchLab, before: Snapshot): Promise<string[]> {
+  const leaks: string[] = [];
+  if (!(await labComplete(lab))) leaks.push("the lab did not restart every process in 30 s");
+  const pids = new Set(lab.processes().map((entry) => entry.pid));
+  const survivors = before.samples.filter((entry) => pids.has(entry.pid));
+  for (const entry of await settledSample(survivors)) {
+    const was = survivors.find((first) => first.pid === entry.pid)!;
+    if (entry.fds > was.fds) leaks.push(`${entry.label}: ${entry.fds - was.fds} more fds`);
+    const memfds = memfdMappings(entry.pid) - before.memfds.get(entry.pid)!;
+    if (memfds > 0) leaks.push(`${entry.label}: ${memfds} more shared-memory mappings`);
+  }
+  const processes = allProcesses();
+  for (const proc of processes) {
+    if (pids.has(proc.pid) || proc.pid === process.pid) continue;
+    const ours = proc.cmdline.includes(lab.layout.dir) || pids.has(proc.ppid);
+    if (ours) leaks.push(`process ${proc.pid} (${proc.state}) ${proc.cmdline.slice(0, 60)}`);
+  }
+  const added = vchanEntries(lab.layout).filter((name) => !before.vchan.includes(name));
+  if (added.length > 0) leaks.push(`vchan directory: ${added.join(", ")}`);
+  return leaks;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+

@@ -143,6 +143,41 @@ bench
     if (rows.some((row) => row.failures > 0)) process.exitCode = 1;
   });
 
+bench
+  .command("faults")
+  .description("the fault matrix: SIGKILL of each process during a 256 MiB call; who ends, how, what leaked")
+  .option("--json", "print JSON rows {victim, caller, callerEndedMs, serviceEndedMs, ...}")
+  .option("--bytes <size>", "size of the call", parseSize, parseSize("256M"))
+  .option("--victims <list>", "processes to kill, comma separated (default: all)", (text: string) => {
+    return text.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  })
+  .addHelpText("after", "\nExamples:\n  qrx bench faults\n  qrx bench faults --victims service,caller\n")
+  .action(async (options: { json?: boolean; bytes: number; victims?: string[] }) => {
+    const { runFaults, printFaults, VICTIMS } = await import("../../bench/faults.ts");
+    const victims = options.victims ?? [...VICTIMS];
+    const unknown = victims.filter((name) => !(VICTIMS as readonly string[]).includes(name));
+    if (unknown.length > 0) program.error(`unknown victim ${unknown[0]} (one of ${VICTIMS.join(", ")})`);
+    const rows = await runFaults({ bytes: options.bytes, victims: victims as typeof VICTIMS[number][], progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printFaults(rows, options.bytes);
+  });
+
+bench
+  .command("exhaustion")
+  .description("1,000 calls at once, fd limit 256, a service or a client that never reads: outcomes and lab memory")
+  .option("--json", "print JSON rows {name, calls, ok, outcomes, rssBeforeKb, rssPeakKb, ...}")
+  .option("--scenarios <list>", "comma separated (default: all)", (text: string) => text.split(","))
+  .addHelpText("after", "\nExamples:\n  qrx bench exhaustion\n  qrx bench exhaustion --scenarios nofile-256\n")
+  .action(async (options: { json?: boolean; scenarios?: string[] }) => {
+    const { runExhaustion, printExhaustion, SCENARIO_NAMES } = await import("../../bench/exhaustion.ts");
+    const names = options.scenarios ?? SCENARIO_NAMES;
+    const unknown = names.find((name) => !SCENARIO_NAMES.includes(name));
+    if (unknown) program.error(`unknown scenario ${unknown} (one of ${SCENARIO_NAMES.join(", ")})`);
+    const rows = await runExhaustion({ names, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printExhaustion(rows);
+  });
+
 program
   .command("demo")
   .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")
