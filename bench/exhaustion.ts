@@ -25,7 +25,9 @@ export interface ExhaustionRow {
   outcomes: Record<string, number>;
   /** The most frequent first lines of the callers' stderr, as "N x line". */
   messages: string[];
+  /** Wall time of the whole scenario, and of its slowest call. */
   seconds: number;
+  slowestCallSeconds: number;
   rssBeforeKb: number;
   rssPeakKb: number;
   rssAfterKb: number;
@@ -94,11 +96,12 @@ export const SCENARIO_NAMES = SCENARIOS.map((scenario) => scenario.name);
 
 /** The bash script that starts every call at once in the background and waits for them all. */
 function driver(scenario: Scenario): string {
-  const status = `echo "\${PIPESTATUS[${scenario.clientAt}]}" > $i.rc`;
+  // The call's exit status and how long it took (bash's clock: no process per call).
+  const status = `echo "\${PIPESTATUS[${scenario.clientAt}]} $t $EPOCHREALTIME" > $i.rc`;
   return [
     `i=0`,
     `while [ $i -lt ${scenario.calls} ]; do`,
-    `  { ${scenario.command}; ${status}; } > $i.out 2> $i.err &`,
+    `  { t=$EPOCHREALTIME; ${scenario.command}; ${status}; } > $i.out 2> $i.err &`,
     `  i=$((i + 1))`,
     `done`,
     `wait`,
@@ -144,8 +147,10 @@ function tally(scenario: Scenario, dir: string) {
   const outcomes: Record<string, number> = {};
   const lines = new Map<string, number>();
   let ok = 0;
+  let slowest = 0;
   for (let i = 0; i < scenario.calls; i++) {
-    const rc = readOr(join(dir, `${i}.rc`), "").trim();
+    const [rc = "", start, end] = readOr(join(dir, `${i}.rc`), "").trim().split(" ");
+    if (start && end) slowest = Math.max(slowest, Number(end) - Number(start));
     const outcome = rc === "" ? "no exit status" : `exit ${rc}`;
     outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     if (rc === "0" && readOr(join(dir, `${i}.out`), "") === scenario.expect(i)) ok++;
@@ -156,7 +161,7 @@ function tally(scenario: Scenario, dir: string) {
     .sort((a, b) => b[1] - a[1])
     .slice(0, 3)
     .map(([line, count]) => `${count} x ${line.slice(0, 160)}`);
-  return { ok, outcomes, messages };
+  return { ok, outcomes, messages, slowestCallSeconds: Math.round(slowest * 10) / 10 };
 }
 
 async function echoWorks(lab: BenchLab): Promise<boolean> {
@@ -179,7 +184,7 @@ async function runScenario(scenario: Scenario): Promise<ExhaustionRow> {
   try {
     if (!(await echoWorks(lab))) throw new Error(`the lab in ${lab.layout.dir} does not answer`);
     await scenario.prepare?.(lab);
-    const before = snapshot(lab);
+    const before = await snapshot(lab);
     const agents = ["work.agent", "vault.agent"].map((label) => [label, lab.pid(label)] as const);
     const peak: Peak = { ...totals(before.samples) };
     const started = performance.now();
@@ -224,7 +229,8 @@ function describe(row: ExhaustionRow): string {
   const outcomes = Object.entries(row.outcomes).map(([what, n]) => `${n} x ${what}`);
   const mb = (kb: number) => `${(kb / 1024).toFixed(0)} MiB`;
   return (
-    `${row.ok}/${row.calls} ok (${outcomes.join(", ")}) in ${row.seconds} s; ` +
+    `${row.ok}/${row.calls} ok (${outcomes.join(", ")}) in ${row.seconds} s ` +
+    `(slowest call ${row.slowestCallSeconds} s); ` +
     `lab RSS ${mb(row.rssBeforeKb)} -> peak ${mb(row.rssPeakKb)} -> ${mb(row.rssAfterKb)}; ` +
     `fds ${row.fdsBefore} -> peak ${row.fdsPeak} -> ${row.fdsAfter}; ` +
     `agents ${row.agentsSurvived ? "survived" : "DIED"}; new call ` +

@@ -180,7 +180,7 @@ async function measureRow(lab: BenchLab, victim: Victim, bytes: number): Promise
   writeFileSync(input, "");
   truncateSync(input, bytes);
   if (!(await echoWorks(lab))) throw new Error(`the lab in ${lab.layout.dir} does not answer`);
-  const before = snapshot(lab);
+  const before = await snapshot(lab);
   const { call, service, killedAt } = await strike(lab, victim, input, bytes);
   const since = () => Math.round(performance.now() - killedAt);
   let serviceEndedMs: number | null = null;
@@ -190,7 +190,7 @@ async function measureRow(lab: BenchLab, victim: Victim, bytes: number): Promise
   // New calls are tried from the kill on, while the struck call winds down.
   const recovery = recoveryTime(lab, since);
   const callerEnded = call.child.exited.then(since);
-  const exited = await Promise.race([callerEnded, Bun.sleep(DEADLINE_MS).then(() => null)]);
+  const exited = await within(callerEnded, DEADLINE_MS);
   if (exited === null) call.child.kill("SIGKILL");
   const [stdout, stderr] = await call.output;
   await serviceWatch;
@@ -208,6 +208,17 @@ async function measureRow(lab: BenchLab, victim: Victim, bytes: number): Promise
     ...recovered,
     leaks,
   };
+}
+
+/** `promise`'s value, or null when it takes longer than `ms` (no timer is left behind). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | null> {
+  let timer: Timer | undefined;
+  const timeout = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** New calls from the kill on until one succeeds: when it did, and how many failed before. */

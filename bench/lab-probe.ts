@@ -222,8 +222,19 @@ export interface Snapshot {
   vchan: string[];
 }
 
-export function snapshot(lab: BenchLab): Snapshot {
-  const samples = sample(lab.processes());
+/**
+ * The lab at rest, to compare with later: taken once the fd count has held still for 200 ms
+ * (at most 3 s), so a call that just ended is not counted in.
+ */
+export async function snapshot(lab: BenchLab): Promise<Snapshot> {
+  const deadline = Date.now() + 3_000;
+  let samples = sample(lab.processes());
+  for (let still = 0; still < 4 && Date.now() < deadline; ) {
+    await Bun.sleep(50);
+    const next = sample(lab.processes());
+    still = totals(next).fds === totals(samples).fds ? still + 1 : 0;
+    samples = next;
+  }
   const memfds = new Map(samples.map((entry) => [entry.pid, memfdMappings(entry.pid)]));
   return { samples, memfds, vchan: vchanEntries(lab.layout) };
 }

@@ -36,6 +36,8 @@ export interface SoakRow {
   fdGrowth: number;
   /** Sum over the lab processes of (RSS at the end - RSS at the start), KiB. */
   rssGrowthKb: number;
+  /** The same from the end of the first interval on (Bun's heaps grow on the first calls). */
+  rssSteadyGrowthKb: number;
   /** The first few failures, as "exit N: stderr". */
   errors: string[];
   timeline: SoakTimelinePoint[];
@@ -144,6 +146,7 @@ async function measuredPhase(
     callsPerSecond: Math.round((phase.calls / elapsedS) * 10) / 10,
     fdGrowth: totals(end).fds - totals(start).fds,
     rssGrowthKb: totals(end).rssKb - totals(start).rssKb,
+    rssSteadyGrowthKb: totals(end).rssKb - (phase.timeline[0]?.rssKb ?? totals(start).rssKb),
     errors: phase.errors,
     timeline: phase.timeline,
     processes: processRows(start, end),
