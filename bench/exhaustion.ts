@@ -70,9 +70,10 @@ const SCENARIOS: Scenario[] = [
     prepare: async (lab) => {
       for (const label of ["work.agent", "vault.agent"]) {
         const pid = String(lab.pid(label));
-        const child = Bun.spawn(["prlimit", `--pid=${pid}`, "--nofile=256:256"], { stderr: "pipe" });
-        const code = await child.exited;
-        if (code !== 0) throw new Error(`prlimit failed: ${await new Response(child.stderr).text()}`);
+        const argv = ["prlimit", `--pid=${pid}`, "--nofile=256:256"];
+        const child = Bun.spawn(argv, { stderr: "pipe" });
+        const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+        if (code !== 0) throw new Error(`prlimit failed: ${stderr}`);
       }
     },
   },
@@ -234,7 +235,8 @@ function describe(row: ExhaustionRow): string {
     `lab RSS ${mb(row.rssBeforeKb)} -> peak ${mb(row.rssPeakKb)} -> ${mb(row.rssAfterKb)}; ` +
     `fds ${row.fdsBefore} -> peak ${row.fdsPeak} -> ${row.fdsAfter}; ` +
     `agents ${row.agentsSurvived ? "survived" : "DIED"}; new call ` +
-    `${row.recovered ? "works" : "FAILS"}; leaks: ${row.leaks.length ? row.leaks.join("; ") : "none"}`
+    `${row.recovered ? "works" : "FAILS"}; ` +
+    `leaks: ${row.leaks.length ? row.leaks.join("; ") : "none"}`
   );
 }
 

@@ -267,7 +267,8 @@ function describe(row: FaultRow): string {
 }
 
 export function printFaults(rows: FaultRow[], bytes: number): void {
-  console.log(`SIGKILL during a ${formatBytes(bytes)} call from work to vault (times from the kill)`);
+  const call = formatBytes(bytes);
+  console.log(`SIGKILL during a ${call} call from work to vault (times from the kill)`);
   const header = ["killed", "caller", "after", "service ended", "delivered", "new call ok after"];
   header.push("failed new calls", "leaks");
   const table = rows.map((row) => [
@@ -280,7 +281,7 @@ export function printFaults(rows: FaultRow[], bytes: number): void {
     String(row.failedNewCalls),
     row.leaks.length === 0 ? "none" : row.leaks.join("; "),
   ]);
-  const widths = header.map((cell, i) => Math.max(cell.length, ...table.map((line) => line[i]!.length)));
+  const widths = header.map((cell, i) => Math.max(cell.length, ...table.map((l) => l[i]!.length)));
   for (const line of [header, ...table]) {
     console.log(line.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
   }

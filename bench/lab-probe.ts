@@ -79,7 +79,9 @@ export class BenchLab {
       found.push({ label: "policy-daemon", pid: this.#status.policyPid });
     }
     for (const domain of this.#status.domains) {
-      if (domain.agentPid !== null) found.push({ label: `${domain.name}.agent`, pid: domain.agentPid });
+      if (domain.agentPid !== null) {
+        found.push({ label: `${domain.name}.agent`, pid: domain.agentPid });
+      }
       if (domain.daemonPid !== null) {
         found.push({ label: `${domain.name}.daemon`, pid: domain.daemonPid });
       }

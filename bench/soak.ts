@@ -80,7 +80,8 @@ async function echoCall(clientVm: string, env: Record<string, string>, line: str
     child.exited,
   ]);
   if (code === 0 && stdout === line) return null;
-  return `exit ${code}, output ${JSON.stringify(stdout.slice(0, 80))}: ${stderr.trim().slice(0, 300)}`;
+  const output = JSON.stringify(stdout.slice(0, 80));
+  return `exit ${code}, output ${output}: ${stderr.trim().slice(0, 300)}`;
 }
 
 async function runPhase(lab: BenchLab, workers: number, seconds: number, intervalS: number) {
@@ -136,7 +137,9 @@ async function measuredPhase(
   // A process the admin service had to restart has another pid: its figures would mislead.
   await lab.refresh();
   const pids = lab.processes().map((entry) => entry.pid);
-  if (start.some((entry, index) => pids[index] !== entry.pid)) phase.fail("a lab process was restarted during the phase (see the lab's admin.log)");
+  if (start.some((entry, index) => pids[index] !== entry.pid)) {
+    phase.fail("a lab process was restarted during the phase (see the lab's admin.log)");
+  }
   return {
     name,
     concurrency: workers,
@@ -161,8 +164,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakRow[]> {
   try {
     // Bun's processes reach their working set on the first calls: measure from after them.
     for (let i = 0; i < WARM_UP_CALLS; i++) {
-      const error = await echoCall(lab.which("work", "qrexec-client-vm"), lab.env("work"), "warm\n");
-      if (error !== null) throw new Error(`warm-up call failed: ${error} (lab in ${lab.layout.dir})`);
+      const error = await echoCall(lab.which("work", "qrexec-client-vm"), lab.env("work"), "hi\n");
+      if (error !== null) throw new Error(`warm-up call failed: ${error} (in ${lab.layout.dir})`);
     }
     say(`bench soak: ${half} s of sequential calls`);
     const sequential = await measuredPhase(lab, "sequential", 1, half);

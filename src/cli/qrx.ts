@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
+import { addReliabilityBenches } from "./reliability-commands.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
@@ -117,67 +118,6 @@ bench
     else printCopyBench(rows);
   });
 
-function positiveInteger(text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidArgumentError(`"${text}" is not a positive whole number`);
-  }
-  return value;
-}
-
-// The reliability benches (docs/reliability.md).
-bench
-  .command("soak")
-  .description(
-    "calls without a pause in a lab, one at a time then 20 at once: failures, calls/s, " +
-      "fds and RSS of every lab process",
-  )
-  .option("--seconds <n>", "total duration (half sequential, half concurrent)", positiveInteger, 60)
-  .option("--json", "print JSON rows {name, calls, failures, callsPerSecond, fdGrowth, ...}")
-  .addHelpText("after", "\nExamples:\n  qrx bench soak --seconds 600\n  qrx bench soak --json\n")
-  .action(async (options: { seconds: number; json?: boolean }) => {
-    const { runSoak, printSoak } = await import("../../bench/soak.ts");
-    const rows = await runSoak({ seconds: options.seconds, progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printSoak(rows);
-    if (rows.some((row) => row.failures > 0)) process.exitCode = 1;
-  });
-
-bench
-  .command("faults")
-  .description("the fault matrix: SIGKILL of each process during a 256 MiB call; who ends, how, what leaked")
-  .option("--json", "print JSON rows {victim, caller, callerEndedMs, serviceEndedMs, ...}")
-  .option("--bytes <size>", "size of the call", parseSize, parseSize("256M"))
-  .option("--victims <list>", "processes to kill, comma separated (default: all)", (text: string) => {
-    return text.split(",").map((name) => name.trim()).filter((name) => name !== "");
-  })
-  .addHelpText("after", "\nExamples:\n  qrx bench faults\n  qrx bench faults --victims service,caller\n")
-  .action(async (options: { json?: boolean; bytes: number; victims?: string[] }) => {
-    const { runFaults, printFaults, VICTIMS } = await import("../../bench/faults.ts");
-    const victims = options.victims ?? [...VICTIMS];
-    const unknown = victims.filter((name) => !(VICTIMS as readonly string[]).includes(name));
-    if (unknown.length > 0) program.error(`unknown victim ${unknown[0]} (one of ${VICTIMS.join(", ")})`);
-    const rows = await runFaults({ bytes: options.bytes, victims: victims as typeof VICTIMS[number][], progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printFaults(rows, options.bytes);
-  });
-
-bench
-  .command("exhaustion")
-  .description("1,000 calls at once, fd limit 256, a service or a client that never reads: outcomes and lab memory")
-  .option("--json", "print JSON rows {name, calls, ok, outcomes, rssBeforeKb, rssPeakKb, ...}")
-  .option("--scenarios <list>", "comma separated (default: all)", (text: string) => text.split(","))
-  .addHelpText("after", "\nExamples:\n  qrx bench exhaustion\n  qrx bench exhaustion --scenarios nofile-256\n")
-  .action(async (options: { json?: boolean; scenarios?: string[] }) => {
-    const { runExhaustion, printExhaustion, SCENARIO_NAMES } = await import("../../bench/exhaustion.ts");
-    const names = options.scenarios ?? SCENARIO_NAMES;
-    const unknown = names.find((name) => !SCENARIO_NAMES.includes(name));
-    if (unknown) program.error(`unknown scenario ${unknown} (one of ${SCENARIO_NAMES.join(", ")})`);
-    const rows = await runExhaustion({ names, progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printExhaustion(rows);
-  });
-
 program
   .command("demo")
   .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")
@@ -192,5 +132,6 @@ program
 addLabCommands(program);
 addConformanceCommand(program);
 addPolicyCommands(program, bench);
+addReliabilityBenches(bench, parseSize);
 
 await program.parseAsync(process.argv);

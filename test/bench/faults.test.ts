@@ -18,7 +18,7 @@ async function qrx(args: string[]) {
   return { stdout, stderr, code };
 }
 
-test("SIGKILL of the service and of the target's daemon mid-call: codes, delivery, no leaks", async () => {
+test("SIGKILL of the service or the target's daemon mid-call: codes, data, no leaks", async () => {
   const args = ["bench", "faults", "--victims", "service,target-daemon", "--bytes", "64M"];
   const result = await qrx([...args, "--json"]);
   expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: "" });

@@ -13,7 +13,7 @@ const LAB_PROCESSES = [
   "vault.daemon",
 ];
 
-test("a short soak: sequential then 20 concurrent calls, none failed, fds and RSS per process", async () => {
+test("a short soak: one, then 20 calls at once; none failed; fds and RSS per process", async () => {
   const run = Bun.spawn([QRX, "bench", "soak", "--seconds", "6", "--json"], {
     stdout: "pipe",
     stderr: "pipe",
@@ -38,9 +38,12 @@ test("a short soak: sequential then 20 concurrent calls, none failed, fds and RS
     expect(row.timeline.every((point) => point.callsPerSecond > 0 && point.fds > 0)).toBe(true);
     expect(row.processes.map((entry) => entry.label)).toEqual(LAB_PROCESSES);
     for (const entry of row.processes) {
-      expect(Math.min(entry.fdsStart, entry.fdsEnd, entry.rssStartKb, entry.rssEndKb)).toBeGreaterThan(0);
+      const figures = [entry.fdsStart, entry.fdsEnd, entry.rssStartKb, entry.rssEndKb];
+      expect(Math.min(...figures)).toBeGreaterThan(0);
     }
-    const fdSum = (pick: "fdsStart" | "fdsEnd") => row.processes.reduce((sum, e) => sum + e[pick], 0);
+    const fdSum = (pick: "fdsStart" | "fdsEnd") => {
+      return row.processes.reduce((sum, entry) => sum + entry[pick], 0);
+    };
     expect(row.fdGrowth).toBe(fdSum("fdsEnd") - fdSum("fdsStart"));
     // A call's fds are closed once it is over: no growth that scales with the calls made.
     expect(row.fdGrowth).toBeLessThanOrEqual(2);
