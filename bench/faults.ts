@@ -40,8 +40,9 @@ export interface FaultRow {
   /** Kill to the first new call from work to vault that succeeded (tried from the kill on, one
    * after another, beside the struck call); null: none in 30 s. */
   recoveredMs: number | null;
-  /** New calls that failed before that one. */
+  /** New calls that failed before that one, and how the first of them failed. */
   failedNewCalls: number;
+  firstFailure: string;
   /** What was left behind once the lab settled ([] when nothing). */
   leaks: string[];
 }
@@ -134,15 +135,21 @@ function victimPid(lab: BenchLab, victim: Victim, call: Call, service: number): 
   }
 }
 
-async function echoWorks(lab: BenchLab): Promise<boolean> {
+/** A new echo call from work to vault: null when it worked, else how it failed. */
+async function echoCall(lab: BenchLab): Promise<string | null> {
   const child = Bun.spawn([lab.which("work", "qrexec-client-vm"), "vault", "test.Echo"], {
     env: lab.env("work"),
     stdin: new TextEncoder().encode("ping\n"),
     stdout: "pipe",
-    stderr: "ignore",
+    stderr: "pipe",
   });
-  const [out, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
-  return code === 0 && out === "ping\n";
+  const [out, err, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  if (code === 0 && out === "ping\n") return null;
+  return `exit ${code}${err.trim() ? `: ${err.trim().split("\n")[0]}` : ""}`;
 }
 
 function callerEnd(child: Subprocess): string {
@@ -179,7 +186,8 @@ async function measureRow(lab: BenchLab, victim: Victim, bytes: number): Promise
   const input = join(lab.layout.dir, "input");
   writeFileSync(input, "");
   truncateSync(input, bytes);
-  if (!(await echoWorks(lab))) throw new Error(`the lab in ${lab.layout.dir} does not answer`);
+  const problem = await echoCall(lab);
+  if (problem !== null) throw new Error(`the lab in ${lab.layout.dir} does not answer: ${problem}`);
   const before = await snapshot(lab);
   const { call, service, killedAt } = await strike(lab, victim, input, bytes);
   const since = () => Math.round(performance.now() - killedAt);
@@ -225,12 +233,14 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | null> {
 async function recoveryTime(lab: BenchLab, since: () => number) {
   const deadline = Date.now() + DEADLINE_MS;
   let failed = 0;
+  let firstFailure = "";
   while (Date.now() < deadline) {
-    if (await echoWorks(lab)) return { recoveredMs: since(), failedNewCalls: failed };
-    failed++;
+    const problem = await echoCall(lab);
+    if (problem === null) return { recoveredMs: since(), failedNewCalls: failed, firstFailure };
+    if (failed++ === 0) firstFailure = problem;
     await Bun.sleep(20);
   }
-  return { recoveredMs: null, failedNewCalls: failed };
+  return { recoveredMs: null, failedNewCalls: failed, firstFailure };
 }
 
 export async function runFaults(options: FaultOptions): Promise<FaultRow[]> {
@@ -285,5 +295,8 @@ export function printFaults(rows: FaultRow[], bytes: number): void {
   for (const line of [header, ...table]) {
     console.log(line.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
   }
-  for (const row of rows) if (row.callerMessage) console.log(`${row.victim}: ${row.callerMessage}`);
+  for (const row of rows) {
+    if (row.callerMessage) console.log(`${row.victim}: the caller said: ${row.callerMessage}`);
+    if (row.firstFailure) console.log(`${row.victim}: first failed new call: ${row.firstFailure}`);
+  }
 }
