@@ -35,7 +35,8 @@ test("a short soak: one, then 20 calls at once; none failed; fds and RSS per pro
     expect(row.calls).toBeGreaterThan(row.concurrency);
     expect(row.callsPerSecond).toBeCloseTo(row.calls / row.seconds, -1);
     expect(row.timeline.length).toBeGreaterThanOrEqual(2);
-    expect(row.timeline.every((point) => point.callsPerSecond > 0 && point.fds > 0)).toBe(true);
+    expect(row.timeline.some((point) => point.callsPerSecond > 0)).toBe(true);
+    expect(row.timeline.every((point) => point.fds > 0 && point.rssKb > 0)).toBe(true);
     expect(row.processes.map((entry) => entry.label)).toEqual(LAB_PROCESSES);
     for (const entry of row.processes) {
       const figures = [entry.fdsStart, entry.fdsEnd, entry.rssStartKb, entry.rssEndKb];
