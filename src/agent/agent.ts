@@ -30,6 +30,7 @@ import {
 } from "../protocol/constants.ts";
 import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
+import { FdShortage } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 
@@ -75,6 +76,7 @@ export class Agent {
   #outbox: Array<{ type: number; body: Uint8Array }> = [];
   readonly #calls = new Set<Stream>();
   readonly #session: SessionGate;
+  readonly #shortage: FdShortage;
   #stopping = false;
 
   constructor(options: AgentOptions) {
@@ -89,6 +91,7 @@ export class Agent {
       log: options.log,
     };
     this.#session = new SessionGate(this.#context);
+    this.#shortage = new FdShortage(options.log);
   }
 
   get callsRunning(): number {
@@ -107,7 +110,7 @@ export class Agent {
     chmodSync(this.#options.agentSocket, 0o777);
     // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
     if (this.#profile.name === "default") {
-      const host = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log });
+      const host = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log, shortage: this.#shortage });
       try {
         host.start();
         this.#clientHost = host;

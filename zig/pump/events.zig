@@ -24,6 +24,9 @@ pub const Kind = enum(u32) {
     client_signal = 6,
     /// The front end closed its connection or died before its final reply.
     client_gone = 7,
+    /// The client host turned a front end away for want of a resource (its fds could not be
+    /// received); value = -errno (EMFILE, ENFILE). The front end was told and exits 126.
+    client_refused = 8,
 };
 
 pub const record_header_bytes: u32 = 16;
