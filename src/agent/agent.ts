@@ -30,12 +30,18 @@ import {
 } from "../protocol/constants.ts";
 import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
-import { FdShortage } from "./fd-shortage.ts";
+import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
+/** How soon a data vchan that failed for want of fds is tried again. */
+const FD_RETRY_MS = 100;
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 export interface AgentOptions {
   /** Our domain id (VCHAN_DOMAIN). */
@@ -268,7 +274,16 @@ export class Agent {
     else run();
   }
 
-  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean): void {
+  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean, deadline = Date.now() + DATA_CONNECT_TIMEOUT_MS): void {
+    // Out of fds, the data vchan is tried again until the caller's connect timeout, rather
+    // than leaving the caller to wait that long for a vchan that will never come.
+    const retry = (error: unknown): boolean => {
+      const code = fdErrorCode(error);
+      if (code === null || Date.now() + FD_RETRY_MS >= deadline || this.#stopping) return false;
+      this.#shortage.refused(code, `data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${describe(error)} (trying again)`);
+      setTimeout(() => this.#runCall(params, prepared, justExec, deadline), FD_RETRY_MS);
+      return true;
+    };
     let stream: Stream;
     try {
       const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
@@ -276,33 +291,37 @@ export class Agent {
         kind: StreamKind.DataService,
         version: this.#profile.version,
         sendFirst: this.#profile.dataHelloFirst,
-        connectTimeoutMs: DATA_CONNECT_TIMEOUT_MS,
+        connectTimeoutMs: Math.max(deadline - Date.now(), 1),
         ...serviceStreamFlags(prepared),
         ...this.#profile.serviceFlags,
       });
     } catch (error) {
-      this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${error instanceof Error ? error.message : error}`);
+      if (retry(error)) return;
+      this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${describe(error)}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
       return;
     }
     this.#calls.add(stream);
+    let connected = false;
     void stream.connected.then(() => {
+      connected = true;
+      this.#shortage.recovered();
       const pid = startService(stream, prepared, justExec, this.#context);
       // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
       if (pid !== null) stream.setChild(pid);
     });
-    const done = (problem: string | null) => {
-      if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
+    const done = (error: Error | null) => {
       this.#calls.delete(stream);
       stream.close();
+      if (error && !connected && retry(error)) return;
+      if (error) this.#options.log(`call on port ${params.connectPort}: ${error.message}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
     };
     stream.finished.then(
       () => done(null),
-      (error: Error) => done(error.message),
+      (error: Error) => done(error),
     );
   }
-
 
   // ---------------------------------------------------------------- trigger socket
 

@@ -19,12 +19,12 @@ export function fdHeadroom(): number {
     if (!match || match[1] === "unlimited") return Number.POSITIVE_INFINITY;
     return Number(match[1]) - readdirSync("/proc/self/fd").length;
   } catch (error) {
-    return shortCode(error) ? 0 : Number.POSITIVE_INFINITY;
+    return fdErrorCode(error) ? 0 : Number.POSITIVE_INFINITY;
   }
 }
 
 /** "EMFILE" or "ENFILE" when `error` (or what caused it) is that errno. */
-function shortCode(error: unknown): string | null {
+export function fdErrorCode(error: unknown): string | null {
   for (let cause = error; cause instanceof Error; cause = cause.cause) {
     const { code, errno } = cause as { code?: unknown; errno?: unknown };
     if (typeof code === "string" && SHORT_CODES.has(code)) return code;
@@ -39,7 +39,7 @@ function shortCode(error: unknown): string | null {
  * (Bun reports a failed `socket()` in a connect as ECONNREFUSED), a process that is short now.
  */
 export function outOfFds(error: unknown): string | null {
-  return shortCode(error) ?? (fdHeadroom() < SET_UP_FDS ? "EMFILE" : null);
+  return fdErrorCode(error) ?? (fdHeadroom() < SET_UP_FDS ? "EMFILE" : null);
 }
 
 /** A call set up this long after the last refusal ends a shortage (calls that still find an
