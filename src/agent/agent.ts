@@ -4,7 +4,7 @@
 
 import { chmodSync, rmSync } from "node:fs";
 import { Connection } from "../io/connection.ts";
-import { PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
+import { NativeError, PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
 import {
   decodeExecCommand,
@@ -166,9 +166,10 @@ export class Agent {
     control.onEvent((event) => {
       if (event.kind === PumpEventKind.Message) this.#onControlMessage(event.value, event.payload);
     });
+    // Only for the channel in use: one dropped by `#sendControl` was replaced already.
     control.finished.then(
-      () => this.#controlLost("closed"),
-      (error: Error) => this.#controlLost(error.message),
+      () => this.#control === control && this.#controlLost("closed"),
+      (error: Error) => this.#control === control && this.#controlLost(error.message),
     );
   }
 
@@ -202,7 +203,10 @@ export class Agent {
     try {
       control.send(type, body);
     } catch (error) {
-      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${error instanceof Error ? error.message : error}`);
+      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${describe(error)}`);
+      // A daemon that leaves our messages unread up to the pump's limit is dropped at once:
+      // later triggers wait for the next one instead of each being refused here.
+      if (error instanceof NativeError && error.code === "ENOBUFS") this.#controlLost(describe(error));
       throw error;
     }
   }
