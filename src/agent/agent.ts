@@ -18,6 +18,7 @@ import {
   type ExecParams,
 } from "../protocol/codec.ts";
 import {
+  HEADER_BYTES,
   MAX_SERVICE_NAME_LEN,
   MSG_CONNECTION_TERMINATED,
   MSG_EXEC_CMDLINE,
@@ -36,6 +37,8 @@ import { SessionGate } from "./session.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
+/** The longest trigger a caller may send (header and TRIGGER4). */
+const TRIGGER_INPUT_BYTES_MAX = HEADER_BYTES + TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN;
 /** How soon a data vchan that failed for want of fds is tried again. */
 const FD_RETRY_MS = 100;
 
@@ -109,7 +112,8 @@ export class Agent {
     rmSync(this.#options.agentSocket, { force: true });
     const previousUmask = process.umask(0);
     try {
-      this.#listener = Connection.listen(this.#options.agentSocket, (connection) => void this.#serveTrigger(connection));
+      // A caller sends one trigger and then only EOF: nothing more is ever held for it.
+      this.#listener = Connection.listen(this.#options.agentSocket, (connection) => void this.#serveTrigger(connection), { inputBytesMax: TRIGGER_INPUT_BYTES_MAX });
     } finally {
       process.umask(previousUmask);
     }

@@ -22,6 +22,7 @@ import {
 import {
   DEFAULT_USER_PREFIX,
   EXEC_PARAMS_FIXED_BYTES,
+  HEADER_BYTES,
   IDENT_BYTES,
   MAX_CLIENTS,
   MAX_QREXEC_CMD_LEN,
@@ -42,6 +43,9 @@ import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
 import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
+
+/** What a qrexec-client sends at most: its HELLO, then one request. */
+const CLIENT_INPUT_BYTES_MAX = 2 * HEADER_BYTES + PEER_INFO_BYTES + MAX_QREXEC_CMD_LEN;
 
 export interface DaemonOptions {
   domain: number;
@@ -310,7 +314,7 @@ export class Daemon {
   #listen(): void {
     const { main, links } = this.#socketPaths();
     rmSync(main, { force: true });
-    this.#listener = Connection.listen(main, (connection) => void this.#serveClient(connection));
+    this.#listener = Connection.listen(main, (connection) => void this.#serveClient(connection), { inputBytesMax: CLIENT_INPUT_BYTES_MAX });
     for (const link of links) {
       rmSync(link, { force: true });
       // Relative, as upstream: the directory can move without breaking the links.

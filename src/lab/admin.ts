@@ -317,7 +317,7 @@ export class LabAdmin {
   // ---------------------------------------------------------------- API
 
   #listen(): void {
-    this.#listener = Connection.listen(this.layout.adminSocket, (connection) => void this.#serve(connection), { halfOpen: true });
+    this.#listener = Connection.listen(this.layout.adminSocket, (connection) => void this.#serve(connection), { halfOpen: true, inputBytesMax: QUBESD_MESSAGE_MAX + 1 });
     chmodSync(this.layout.adminSocket, 0o600);
   }
 
