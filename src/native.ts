@@ -676,7 +676,12 @@ export class ClientHost {
   }
 
   /** @internal Called by the pump driver with a client record. */
-  static deliver(connection: number, kind: PumpEventKind, value: number, payload: Uint8Array): void {
+  static deliver(
+    connection: number,
+    kind: PumpEventKind,
+    value: number,
+    payload: Uint8Array,
+  ): void {
     const host = ClientHost.#instance;
     if (kind === PumpEventKind.ClientRequest) {
       // Out of memory, the pump keeps a record without its payload: no fds to close then.

@@ -113,14 +113,19 @@ export class Agent {
     const previousUmask = process.umask(0);
     try {
       // A caller sends one trigger and then only EOF: nothing more is ever held for it.
-      this.#listener = Connection.listen(this.#options.agentSocket, (connection) => void this.#serveTrigger(connection), { inputBytesMax: TRIGGER_INPUT_BYTES_MAX });
+      this.#listener = Connection.listen(
+        this.#options.agentSocket,
+        (connection) => void this.#serveTrigger(connection),
+        { inputBytesMax: TRIGGER_INPUT_BYTES_MAX },
+      );
     } finally {
       process.umask(previousUmask);
     }
     chmodSync(this.#options.agentSocket, 0o777);
     // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
     if (this.#profile.name === "default") {
-      const host = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log, shortage: this.#shortage });
+      const { agentSocket, env, log } = this.#options;
+      const host = new ClientVmHost({ agentSocket, env, log, shortage: this.#shortage });
       try {
         host.start();
         this.#clientHost = host;
@@ -210,7 +215,8 @@ export class Agent {
       this.#options.log(`cannot send control message 0x${type.toString(16)}: ${describe(error)}`);
       // A daemon that leaves our messages unread up to the pump's limit is dropped at once:
       // later triggers wait for the next one instead of each being refused here.
-      if (error instanceof NativeError && error.code === "ENOBUFS") this.#controlLost(describe(error));
+      const slowPeer = error instanceof NativeError && error.code === "ENOBUFS";
+      if (slowPeer) this.#controlLost(describe(error));
       throw error;
     }
   }
@@ -282,13 +288,19 @@ export class Agent {
     else run();
   }
 
-  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean, deadline = Date.now() + DATA_CONNECT_TIMEOUT_MS): void {
+  #runCall(
+    params: ExecParams,
+    prepared: ReturnType<typeof prepareService>,
+    justExec: boolean,
+    deadline = Date.now() + DATA_CONNECT_TIMEOUT_MS,
+  ): void {
+    const where = `data vchan to domain ${params.connectDomain} port ${params.connectPort}`;
     // Out of fds, the data vchan is tried again until the caller's connect timeout, rather
     // than leaving the caller to wait that long for a vchan that will never come.
     const retry = (error: unknown): boolean => {
       const code = fdErrorCode(error);
       if (code === null || Date.now() + FD_RETRY_MS >= deadline || this.#stopping) return false;
-      this.#shortage.refused(code, `data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${describe(error)} (trying again)`);
+      this.#shortage.refused(code, `${where}: ${describe(error)} (trying again)`);
       setTimeout(() => this.#runCall(params, prepared, justExec, deadline), FD_RETRY_MS);
       return true;
     };
@@ -305,7 +317,7 @@ export class Agent {
       });
     } catch (error) {
       if (retry(error)) return;
-      this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${describe(error)}`);
+      this.#options.log(`cannot open ${where}: ${describe(error)}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
       return;
     }

@@ -5,6 +5,7 @@
 // differently from the CLI (a local program, an unusual command line, another environment) is
 // answered "fallback", and the front end runs the Bun CLI itself.
 import { chmodSync, closeSync, writeSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { ExitError } from "../call/exit-error.ts";
 import { callService, type ClientVmCall } from "../client-vm/client-vm.ts";
 import { isTerminal, parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
@@ -14,6 +15,8 @@ import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit
 import { FdShortage, outOfFds } from "./fd-shortage.ts";
 
 const PROGRAM = "qrexec-client-vm";
+/** What the caller reads when the agent could not set its call up (as the front end says). */
+const REFUSED_OUT_OF_FDS = "Request refused: the qrexec agent is out of file descriptors";
 
 /**
  * The variables a qrexec-client-vm process reads (directly, or through the native library's
@@ -52,7 +55,12 @@ export class ClientVmHost {
   #host: ClientHost | null = null;
   readonly #calls = new Map<number, HostedCall>();
 
-  constructor(options: { agentSocket: string; env: Record<string, string | undefined>; log: (message: string) => void; shortage: FdShortage }) {
+  constructor(options: {
+    agentSocket: string;
+    env: Record<string, string | undefined>;
+    log: (message: string) => void;
+    shortage: FdShortage;
+  }) {
     this.#agentSocket = options.agentSocket;
     this.#env = options.env;
     this.#log = options.log;
@@ -68,7 +76,10 @@ export class ClientVmHost {
       request: (request) => this.#onRequest(request),
       signal: (connection) => this.#onSignal(connection),
       gone: (connection) => this.#calls.get(connection)?.abort.abort(),
-      refused: (_, errno) => this.#shortage.refused(errno === 23 ? "ENFILE" : "EMFILE", "a qrexec-client-vm's stdio could not be received"),
+      refused: (_, errno) => {
+        const code = errno === osConstants.errno.ENFILE ? "ENFILE" : "EMFILE";
+        this.#shortage.refused(code, "a qrexec-client-vm's stdio could not be received");
+      },
     });
     // Whoever may use the trigger socket may use this one (§5.1: the agent's socket is 0777).
     chmodSync(this.socketPath, 0o777);
@@ -142,7 +153,7 @@ export class ClientVmHost {
       const short = hosted.stream === null ? this.#shortOfFds(failure) : null;
       if (short !== null) {
         this.#shortage.refused(short, message);
-        writeMessage(error, `Request refused: the qrexec agent is out of file descriptors (${short})`);
+        writeMessage(error, `${REFUSED_OUT_OF_FDS} (${short})`);
         return QREXEC_EXIT_REQUEST_REFUSED;
       }
       const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
@@ -158,8 +169,9 @@ export class ClientVmHost {
    * says ECONNREFUSED whatever the cause (Bun's), so during a shortage it is put down to it.
    */
   #shortOfFds(failure: unknown): string | null {
-    const cause = failure instanceof Error ? (failure.cause as { syscall?: unknown } | undefined) : undefined;
-    return outOfFds(failure) ?? (cause?.syscall === "connect" ? this.#shortage.ongoing : null);
+    const cause = failure instanceof Error ? failure.cause : undefined;
+    const connecting = (cause as { syscall?: unknown } | undefined)?.syscall === "connect";
+    return outOfFds(failure) ?? (connecting ? this.#shortage.ongoing : null);
   }
 
   #onSignal(connection: number): void {

@@ -15,7 +15,8 @@ const SET_UP_FDS = 16;
 /** Free fds under the soft RLIMIT_NOFILE; 0 when looking needs an fd we do not have. */
 export function fdHeadroom(): number {
   try {
-    const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    const limits = readFileSync("/proc/self/limits", "utf8");
+    const match = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
     if (!match || match[1] === "unlimited") return Number.POSITIVE_INFINITY;
     return Number(match[1]) - readdirSync("/proc/self/fd").length;
   } catch (error) {
@@ -29,7 +30,8 @@ export function fdErrorCode(error: unknown): string | null {
     const { code, errno } = cause as { code?: unknown; errno?: unknown };
     if (typeof code === "string" && SHORT_CODES.has(code)) return code;
     // Native errors carry a positive errno, node's a negative one.
-    if (typeof errno === "number" && SHORT_ERRNOS.has(Math.abs(errno))) return SHORT_ERRNOS.get(Math.abs(errno))!;
+    const named = typeof errno === "number" ? SHORT_ERRNOS.get(Math.abs(errno)) : undefined;
+    if (named) return named;
   }
   return null;
 }
@@ -65,13 +67,16 @@ export class FdShortage {
   refused(code: string, detail: string): void {
     this.#lastRefusal = Date.now();
     this.#code = code;
-    if (this.#refused++ === 0) this.#log(`out of file descriptors (${code}): refusing new calls until some are free; first: ${detail}`);
+    if (this.#refused++ > 0) return;
+    const until = "refusing new calls until some are free";
+    this.#log(`out of file descriptors (${code}): ${until}; first: ${detail}`);
   }
 
   /** A call was set up again: the shortage, if any, is over. */
   recovered(): void {
     if (this.#refused === 0 || Date.now() - this.#lastRefusal < QUIET_MS) return;
-    this.#log(`file descriptors available again; ${this.#refused} call(s) were refused for want of them`);
+    const count = this.#refused;
+    this.#log(`file descriptors available again; ${count} call(s) were refused for want of them`);
     this.#refused = 0;
   }
 }

@@ -54,7 +54,8 @@ export async function callService(call: ClientVmCall): Promise<number> {
   try {
     agent = await Connection.connect(call.agentSocket);
   } catch (error) {
-    throw new ExitError(`cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`, QREXEC_EXIT_FATAL, { cause: error });
+    const message = `cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`;
+    throw new ExitError(message, QREXEC_EXIT_FATAL, { cause: error });
   }
   try {
     agent.write(trigger.message);

@@ -314,7 +314,9 @@ export class Daemon {
   #listen(): void {
     const { main, links } = this.#socketPaths();
     rmSync(main, { force: true });
-    this.#listener = Connection.listen(main, (connection) => void this.#serveClient(connection), { inputBytesMax: CLIENT_INPUT_BYTES_MAX });
+    const limits = { inputBytesMax: CLIENT_INPUT_BYTES_MAX };
+    const serve = (connection: Connection) => void this.#serveClient(connection);
+    this.#listener = Connection.listen(main, serve, limits);
     for (const link of links) {
       rmSync(link, { force: true });
       // Relative, as upstream: the directory can move without breaking the links.

@@ -85,7 +85,11 @@ export class Connection {
    * `halfOpen`, a client's shutdown of its write side leaves ours open for the reply (qubesd's
    * protocol: the request ends at the client's EOF).
    */
-  static listen(path: string, onConnection: (connection: Connection) => void, options: { halfOpen?: boolean } & ConnectionOptions = {}): SocketListener<Connection> {
+  static listen(
+    path: string,
+    onConnection: (connection: Connection) => void,
+    options: { halfOpen?: boolean } & ConnectionOptions = {},
+  ): SocketListener<Connection> {
     return Bun.listen<Connection>({
       unix: path,
       allowHalfOpen: options.halfOpen ?? false,
@@ -138,7 +142,8 @@ export class Connection {
   }
 
   #cutOff(): void {
-    this.#overflow = new ProtocolError(`peer sent ${this.#inputBytes} bytes that were not read (limit ${this.#inputBytesMax})`);
+    const [sent, limit] = [this.#inputBytes, this.#inputBytesMax];
+    this.#overflow = new ProtocolError(`peer sent ${sent} bytes that were not read (limit ${limit})`);
     this.#input = [];
     this.#inputBytes = 0;
     const waiter = this.#waiter;
