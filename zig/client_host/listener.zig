@@ -343,9 +343,13 @@ pub const Listener = struct {
         if (sys.errno_of(probe) == .SUCCESS) sys.close(@intCast(probe));
         // The table may have room again by now; ENFILE is the only other cause we can name.
         const errno: linux.E = if (sys.errno_of(probe) == .NFILE) .NFILE else .MFILE;
-        const answer = wire.Reply{ .kind = @intFromEnum(wire.ReplyKind.refused), .value = @intCast(@intFromEnum(errno)) };
+        const answer = wire.Reply{
+            .kind = @intFromEnum(wire.ReplyKind.refused),
+            .value = @intCast(@intFromEnum(errno)),
+        };
         const bytes = std.mem.asBytes(&answer);
-        _ = linux.sendto(connection.fd, bytes, bytes.len, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT, null, 0);
+        const flags = linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT;
+        _ = linux.sendto(connection.fd, bytes, bytes.len, flags, null, 0);
         const value = -@as(i32, @intCast(@intFromEnum(errno)));
         self.reporter.report(self.reporter.context, self.id_of(slot), .client_refused, value, "");
     }

@@ -16,7 +16,7 @@ const Vchan = @import("../vchan/vchan.zig").Vchan;
 
 /// Room for 16 of the largest messages behind a full ring: far more than any working peer lets
 /// pile up (a Linux agent's control ring is 4 KiB), little memory per channel.
-pub const outgoing_bytes_max: usize = 16 * (protocol.header_bytes + protocol.control_body_bytes_max);
+pub const outgoing_bytes_max: usize = 16 * incoming_bytes_max;
 /// The receive buffer never holds more than one whole message.
 pub const incoming_bytes_max: usize = protocol.header_bytes + protocol.control_body_bytes_max;
 
@@ -42,7 +42,8 @@ pub const Control = struct {
     /// that would take the unsent bytes past `outgoing_bytes_max` is refused as `Unread`.
     pub fn queue(self: *Control, msg_type: u32, body: []const u8, ring_bytes: u32) Error!void {
         if (protocol.header_bytes + body.len > ring_bytes) return error.TooLarge;
-        if (self.overflowed or self.unsent_bytes() + protocol.header_bytes + body.len > outgoing_bytes_max) {
+        const unsent_after = self.unsent_bytes() + protocol.header_bytes + body.len;
+        if (self.overflowed or unsent_after > outgoing_bytes_max) {
             self.overflowed = true;
             return error.Unread;
         }
@@ -65,7 +66,8 @@ pub const Control = struct {
     fn compact(self: *Control) void {
         if (self.outgoing_sent == 0) return;
         const unsent = self.unsent_bytes();
-        std.mem.copyForwards(u8, self.outgoing.items[0..unsent], self.outgoing.items[self.outgoing_sent..]);
+        const items = self.outgoing.items;
+        std.mem.copyForwards(u8, items[0..unsent], items[self.outgoing_sent..]);
         self.outgoing.shrinkRetainingCapacity(unsent);
         self.outgoing_sent = 0;
     }

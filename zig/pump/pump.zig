@@ -84,7 +84,8 @@ const Stream = struct {
 const streams_max = 1024;
 /// Event records a stream can leave queued besides control messages: connected, then done or
 /// failed with a message of at most `outcome_buffer`'s size (events.zig, "Limits").
-pub const lifecycle_bytes_max = streams_max * 2 * (events.record_header_bytes + outcome_message_bytes_max);
+pub const lifecycle_bytes_max =
+    streams_max * 2 * (events.record_header_bytes + outcome_message_bytes_max);
 const outcome_message_bytes_max = 240;
 /// Per stream: up to two vchan fds, stdin, stdout, stderr.
 const pollfds_max = 1 + 5 * streams_max;
@@ -334,7 +335,11 @@ pub const Pump = struct {
         control.queue(msg_type, body, ring_bytes) catch |err| switch (err) {
             error.TooLarge => return diag.fail(.MSGSIZE, "control message of {d} bytes does not fit the peer's {d}-byte ring (at most {d} bytes of body)", .{ body.len, ring_bytes, ring_bytes - protocol.header_bytes }),
             // The pump thread fails the channel (`step_control`); `with_stream` wakes it.
-            error.Unread => return diag.fail(.NOBUFS, "control channel {d}: " ++ slow_peer_reason, .{ stream.id, control.unsent_bytes(), control_mod.outgoing_bytes_max }),
+            error.Unread => {
+                const limit = control_mod.outgoing_bytes_max;
+                const format = "control channel {d}: " ++ slow_peer_reason;
+                return diag.fail(.NOBUFS, format, .{ stream.id, control.unsent_bytes(), limit });
+            },
             error.OutOfMemory => return diag.fail(.NOMEM, "out of memory", .{}),
         };
     }
@@ -468,7 +473,8 @@ pub const Pump = struct {
                 },
                 .running => switch (stream.body) {
                     .control => |*control| {
-                        const readable = stream.vchan.data_ready() >= protocol.header_bytes and !self.queue.congested();
+                        const ready = stream.vchan.data_ready() >= protocol.header_bytes;
+                        const readable = ready and !self.queue.congested();
                         if (readable or control.overflowed or
                             (control.has_outgoing() and stream.vchan.buffer_space() > 0)) return 0;
                     },
@@ -683,7 +689,10 @@ pub const Pump = struct {
     fn step_control(self: *Pump, stream: *Stream, control: *Control) void {
         if (control.overflowed) {
             var buffer: [160]u8 = undefined;
-            const message = std.fmt.bufPrint(&buffer, slow_peer_reason, .{ control.unsent_bytes(), control_mod.outgoing_bytes_max }) catch unreachable;
+            const limit = control_mod.outgoing_bytes_max;
+            const unsent = control.unsent_bytes();
+            const arguments = .{ unsent, limit };
+            const message = std.fmt.bufPrint(&buffer, slow_peer_reason, arguments) catch unreachable;
             return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.NOBUFS)), message);
         }
         control.flush() catch return self.lost_peer(stream);
@@ -742,7 +751,8 @@ pub const Pump = struct {
         // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
         close_vchan(stream.vchan);
         stream.vchan_closed = true;
-        self.queue.push(stream.id, kind, value, message[0..@min(message.len, outcome_message_bytes_max)]);
+        const kept = message[0..@min(message.len, outcome_message_bytes_max)];
+        self.queue.push(stream.id, kind, value, kept);
     }
 };
 

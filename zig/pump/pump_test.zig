@@ -328,12 +328,19 @@ fn peer_never_comes(backend: Backend) !void {
 /// A control peer outside the pump (it reads and writes only when the test says), connected
 /// to a pump control stream that sent its HELLO first; the peer's HELLO answers it.
 fn raw_control_peer(harness: *Harness, port: i32) !struct { stream: u32, peer: *vchan_mod.Vchan } {
-    const stream = try harness.pump.attach(try harness.vchan(true, port, 4096), .{ .kind = .control, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
+    const options: pump_mod.AttachOptions = .{
+        .kind = .control,
+        .own_version = 4,
+        .send_first = true,
+        .connect_timeout_ms = 5000,
+    };
+    const stream = try harness.pump.attach(try harness.vchan(true, port, 4096), options);
     const peer = try harness.vchan(false, port, 4096);
     try peer.connect_wait(5000);
     peer.set_blocking(true);
     var hello: [protocol.hello_bytes]u8 = undefined;
-    hello[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.hello), .len = 4 }).encode();
+    const header = protocol.Header{ .type = @intFromEnum(protocol.MsgType.hello), .len = 4 };
+    hello[0..8].* = header.encode();
     std.mem.writeInt(u32, hello[8..12], 4, .little);
     _ = try peer.send(&hello);
     try harness.wait_for(.connected, 1);
@@ -345,7 +352,7 @@ fn close_peer(peer: *vchan_mod.Vchan) void {
     std.heap.c_allocator.destroy(peer);
 }
 
-test "pump: a control peer that never reads: sends are refused at the limit, the channel fails as a slow peer" {
+test "pump: a control peer that never reads: sends refused at the limit, fails as a slow peer" {
     // shm only: a socket stream that ends with bytes unsent reports after the flush timeout
     // every finishing socket stream gets (pump.zig `finish`), 10 s.
     control_peer_never_reads(.shm) catch |err| {
@@ -375,7 +382,8 @@ fn control_peer_never_reads(backend: Backend) !void {
     try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.NOBUFS)), failed.value);
     try testing.expectStringStartsWith(failed.payload, "slow peer: ");
     // Refused from then on, without a crash or a queue that grows.
-    try testing.expectError(error.Fail, harness.pump.with_stream(pair.stream, Pump.send_message, .{ 0x210, "" }));
+    const refused = harness.pump.with_stream(pair.stream, Pump.send_message, .{ 0x210, "" });
+    try testing.expectError(error.Fail, refused);
 }
 
 test "pump: control messages wait in their ring while JS leaves the event queue congested" {
@@ -409,12 +417,14 @@ fn congested_events(backend: Backend) !void {
         harness.pump.mutex.lock();
         defer harness.pump.mutex.unlock();
         const record_max = events.record_header_bytes + std.mem.alignForward(usize, body_bytes, 4);
-        try testing.expect(harness.pump.queue.bytes.items.len < events.congested_bytes + record_max);
+        const queued = harness.pump.queue.bytes.items.len;
+        try testing.expect(queued < events.congested_bytes + record_max);
     }
     // Drained, every message arrives, in order and whole.
     try harness.wait_until(.message, count, 20_000);
     for (harness.collected.items) |event| {
-        if (event.kind == .message) try testing.expectEqual(@as(usize, body_bytes), event.payload.len);
+        if (event.kind != .message) continue;
+        try testing.expectEqual(@as(usize, body_bytes), event.payload.len);
     }
 }
 
