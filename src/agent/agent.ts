@@ -6,6 +6,7 @@ import { chmodSync, rmSync } from "node:fs";
 import { Connection } from "../io/connection.ts";
 import { NativeError, PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
+import { QREXEC_EXIT_PROBLEM } from "../protocol/exit.ts";
 import {
   decodeExecCommand,
   decodeServiceConnect,
@@ -326,9 +327,20 @@ export class Agent {
     void stream.connected.then(() => {
       connected = true;
       this.#shortage.recovered();
-      const pid = startService(stream, prepared, justExec, this.#context);
-      // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
-      if (pid !== null) stream.setChild(pid);
+      try {
+        const pid = startService(stream, prepared, justExec, this.#context);
+        // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
+        if (pid !== null) stream.setChild(pid);
+      } catch (error) {
+        // Never an unhandled rejection: that would end the agent and every call it serves.
+        const port = params.connectPort;
+        this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
+        try {
+          stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
+        } catch {
+          stream.close();
+        }
+      }
     });
     const done = (error: Error | null) => {
       this.#calls.delete(stream);
