@@ -76,7 +76,7 @@ function describeTransport(transport: Transport, body: (system: QrexecSystem) =>
 // calls. On the socket transport, so that what runs out is the agent's alone: on shm the data
 // vchan's handshake also passes fds (see the report of issue 16 item 6).
 describeTransport("socket", (system) => {
-  test("a caller's agent out of fds refuses calls (126), logs it once, recovers", async () => {
+  test("a caller's agent out of fds refuses calls (126), logs it in a line, recovers", async () => {
     const agent = system.vms.get("work")!.agent;
     const warm = await system.clientVm("work", ["vault", "test.Hold"], "warm\n");
     expect(warm.stdout).toBe("got warm\n");
@@ -90,7 +90,8 @@ describeTransport("socket", (system) => {
       else expect({ code, stderr }, seen).toEqual({ code: 126, stderr: REFUSED });
     }
     // The flood did exhaust the agent, and some calls still went through.
-    expect(counts.get(`126 ${REFUSED.trim()}`) ?? 0).toBeGreaterThan(0);
+    const refused = counts.get(`126 ${REFUSED.trim()}`) ?? 0;
+    expect(refused).toBeGreaterThan(20);
     expect(counts.get("0 ") ?? 0).toBeGreaterThan(0);
     expect(agent.exitCode).toBeNull();
     const settled = () => fdCount(agent.pid) <= baseline + 2;
@@ -99,8 +100,11 @@ describeTransport("socket", (system) => {
     await Bun.sleep(1_100);
     expect(await system.clientVm("work", ["vault", "test.Hold"], "again\n")).toEqual(AGAIN);
     const log = system.logOfProcess(agent);
+    // One line per shortage, not per refused call (a lull of a second in the flood may end
+    // one and start another).
     const shortages = log.match(/out of file descriptors \(EMFILE\): refusing new calls/g);
-    expect(shortages?.length, log).toBe(1);
+    expect(shortages?.length ?? 0, log).toBeGreaterThanOrEqual(1);
+    expect(shortages?.length ?? 0, log).toBeLessThanOrEqual(3);
     expect(log).toMatch(/file descriptors available again; \d+ call\(s\) were refused/);
   }, 90_000);
 });
