@@ -2,11 +2,12 @@
 // call, and logging it once per shortage rather than once per refused call, since a flood of
 // callers is what causes it and would flood the log too.
 import { readdirSync, readFileSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 
 const SHORT_CODES = new Set(["EMFILE", "ENFILE"]);
 const SHORT_ERRNOS = new Map([
-  [24, "EMFILE"],
-  [23, "ENFILE"],
+  [osConstants.errno.EMFILE, "EMFILE"],
+  [osConstants.errno.ENFILE, "ENFILE"],
 ]);
 /** A call set-up needs a handful of fds (trigger socket pair, vchan, stdio copies): fewer free
  * than this, and a failure is put down to the shortage even when its error does not say so. */
