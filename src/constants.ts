@@ -89,6 +89,7 @@ export const ConstantId = {
   clientReplyFallback: 42,
   clientReplyAccepted: 43,
   clientRequestPrefixBytes: 44,
+  eventClientRefused: 45,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -96,7 +97,16 @@ export const StreamKind = { Control: 0, DataService: 1, DataClient: 2 } as const
 export type StreamKind = (typeof StreamKind)[keyof typeof StreamKind];
 
 /** Kinds of pump event records (zig/pump/events.zig `Kind`). */
-export const PumpEventKind = { Connected: 1, Message: 2, Done: 3, Failed: 4, ClientRequest: 5, ClientSignal: 6, ClientGone: 7 } as const;
+export const PumpEventKind = {
+  Connected: 1,
+  Message: 2,
+  Done: 3,
+  Failed: 4,
+  ClientRequest: 5,
+  ClientSignal: 6,
+  ClientGone: 7,
+  ClientRefused: 8,
+} as const;
 export type PumpEventKind = (typeof PumpEventKind)[keyof typeof PumpEventKind];
 
 /** Size of an event record's header: u32 stream, u32 kind, i32 value, u32 payload length. */
@@ -165,4 +175,5 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   clientReplyFallback: ClientReply.Fallback,
   clientReplyAccepted: ClientReply.Accepted,
   clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
+  eventClientRefused: PumpEventKind.ClientRefused,
 };

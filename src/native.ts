@@ -627,7 +627,7 @@ class Pump {
         const size = view.getUint32(offset + 12, true);
         const payload = this.#buffer.slice(offset + EVENT_HEADER_BYTES, offset + EVENT_HEADER_BYTES + size);
         offset += EVENT_HEADER_BYTES + Math.ceil(size / 4) * 4;
-        if (kind >= PumpEventKind.ClientRequest) ClientHost.deliver(id, kind, payload);
+        if (kind >= PumpEventKind.ClientRequest) ClientHost.deliver(id, kind, value, payload);
         else this.#streams.get(id)?.deliver({ kind, value, payload });
       }
     }
@@ -655,6 +655,8 @@ export interface ClientHostHandlers {
   signal(connection: number): void;
   /** The front end closed or died before its final reply. */
   gone(connection: number): void;
+  /** A front end was turned away: its fds could not be received (`errno`: EMFILE, ENFILE). */
+  refused?(connection: number, errno: number): void;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -678,7 +680,12 @@ export class ClientHost {
   }
 
   /** @internal Called by the pump driver with a client record. */
-  static deliver(connection: number, kind: PumpEventKind, payload: Uint8Array): void {
+  static deliver(
+    connection: number,
+    kind: PumpEventKind,
+    value: number,
+    payload: Uint8Array,
+  ): void {
     const host = ClientHost.#instance;
     if (kind === PumpEventKind.ClientRequest) {
       // Out of memory, the pump keeps a record without its payload: no fds to close then.
@@ -694,6 +701,7 @@ export class ClientHost {
       native.qh_reply(connection, ClientReply.Fallback, 0);
     } else if (kind === PumpEventKind.ClientSignal) host?.#handlers.signal(connection);
     else if (kind === PumpEventKind.ClientGone) host?.#handlers.gone(connection);
+    else if (kind === PumpEventKind.ClientRefused) host?.#handlers.refused?.(connection, -value);
   }
 
   /** Tells the front end to give up its stdin and stdout: the call runs here. False if it is gone. */

@@ -4,8 +4,9 @@
 
 import { chmodSync, rmSync } from "node:fs";
 import { Connection } from "../io/connection.ts";
-import { PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
+import { NativeError, PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
+import { QREXEC_EXIT_PROBLEM } from "../protocol/exit.ts";
 import {
   decodeExecCommand,
   decodeServiceConnect,
@@ -18,6 +19,7 @@ import {
   type ExecParams,
 } from "../protocol/codec.ts";
 import {
+  HEADER_BYTES,
   MAX_SERVICE_NAME_LEN,
   MSG_CONNECTION_TERMINATED,
   MSG_EXEC_CMDLINE,
@@ -30,12 +32,21 @@ import {
 } from "../protocol/constants.ts";
 import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
+import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
+/** The longest trigger a caller may send (header and TRIGGER4). */
+const TRIGGER_INPUT_BYTES_MAX = HEADER_BYTES + TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN;
+/** How soon a data vchan that failed for want of fds is tried again. */
+const FD_RETRY_MS = 100;
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 export interface AgentOptions {
   /** Our domain id (VCHAN_DOMAIN). */
@@ -76,6 +87,7 @@ export class Agent {
   #outbox: Array<{ type: number; body: Uint8Array }> = [];
   readonly #calls = new Set<Stream>();
   readonly #session: SessionGate;
+  readonly #shortage: FdShortage;
   #stopping = false;
 
   constructor(options: AgentOptions) {
@@ -90,6 +102,7 @@ export class Agent {
       log: options.log,
     };
     this.#session = new SessionGate(this.#context);
+    this.#shortage = new FdShortage(options.log);
   }
 
   get callsRunning(): number {
@@ -101,14 +114,20 @@ export class Agent {
     rmSync(this.#options.agentSocket, { force: true });
     const previousUmask = process.umask(0);
     try {
-      this.#listener = Connection.listen(this.#options.agentSocket, (connection) => void this.#serveTrigger(connection));
+      // A caller sends one trigger and then only EOF: nothing more is ever held for it.
+      this.#listener = Connection.listen(
+        this.#options.agentSocket,
+        (connection) => void this.#serveTrigger(connection),
+        { inputBytesMax: TRIGGER_INPUT_BYTES_MAX },
+      );
     } finally {
       process.umask(previousUmask);
     }
     chmodSync(this.#options.agentSocket, 0o777);
     // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
     if (this.#profile.name === "default") {
-      const host = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log });
+      const { agentSocket, env, log } = this.#options;
+      const host = new ClientVmHost({ agentSocket, env, log, shortage: this.#shortage });
       try {
         host.start();
         this.#clientHost = host;
@@ -158,9 +177,10 @@ export class Agent {
     control.onEvent((event) => {
       if (event.kind === PumpEventKind.Message) this.#onControlMessage(event.value, event.payload);
     });
+    // Only for the channel in use: one dropped by `#sendControl` was replaced already.
     control.finished.then(
-      () => this.#controlLost("closed"),
-      (error: Error) => this.#controlLost(error.message),
+      () => this.#control === control && this.#controlLost("closed"),
+      (error: Error) => this.#control === control && this.#controlLost(error.message),
     );
   }
 
@@ -194,7 +214,11 @@ export class Agent {
     try {
       control.send(type, body);
     } catch (error) {
-      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${error instanceof Error ? error.message : error}`);
+      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${describe(error)}`);
+      // A daemon that leaves our messages unread up to the pump's limit is dropped at once:
+      // later triggers wait for the next one instead of each being refused here.
+      const slowPeer = error instanceof NativeError && error.code === "ENOBUFS";
+      if (slowPeer) this.#controlLost(describe(error));
       throw error;
     }
   }
@@ -268,7 +292,22 @@ export class Agent {
     else run();
   }
 
-  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean): void {
+  #runCall(
+    params: ExecParams,
+    prepared: ReturnType<typeof prepareService>,
+    justExec: boolean,
+    deadline = Date.now() + DATA_CONNECT_TIMEOUT_MS,
+  ): void {
+    const where = `data vchan to domain ${params.connectDomain} port ${params.connectPort}`;
+    // Out of fds, the data vchan is tried again until the caller's connect timeout, rather
+    // than leaving the caller to wait that long for a vchan that will never come.
+    const retry = (error: unknown): boolean => {
+      const code = fdErrorCode(error);
+      if (code === null || Date.now() + FD_RETRY_MS >= deadline || this.#stopping) return false;
+      this.#shortage.refused(code, `${where}: ${describe(error)} (trying again)`);
+      setTimeout(() => this.#runCall(params, prepared, justExec, deadline), FD_RETRY_MS);
+      return true;
+    };
     let stream: Stream;
     try {
       const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
@@ -276,33 +315,48 @@ export class Agent {
         kind: StreamKind.DataService,
         version: this.#profile.version,
         sendFirst: this.#profile.dataHelloFirst,
-        connectTimeoutMs: DATA_CONNECT_TIMEOUT_MS,
+        connectTimeoutMs: Math.max(deadline - Date.now(), 1),
         ...serviceStreamFlags(prepared),
         ...this.#profile.serviceFlags,
       });
     } catch (error) {
-      this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${error instanceof Error ? error.message : error}`);
+      if (retry(error)) return;
+      this.#options.log(`cannot open ${where}: ${describe(error)}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
       return;
     }
     this.#calls.add(stream);
+    let connected = false;
     void stream.connected.then(() => {
-      const pid = startService(stream, prepared, justExec, this.#context);
-      // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
-      if (pid !== null) stream.setChild(pid);
+      connected = true;
+      this.#shortage.recovered();
+      try {
+        const pid = startService(stream, prepared, justExec, this.#context);
+        // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
+        if (pid !== null) stream.setChild(pid);
+      } catch (error) {
+        // Never an unhandled rejection: that would end the agent and every call it serves.
+        const port = params.connectPort;
+        this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
+        try {
+          stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
+        } catch {
+          stream.close();
+        }
+      }
     });
-    const done = (problem: string | null) => {
-      if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
+    const done = (error: Error | null) => {
       this.#calls.delete(stream);
       stream.close();
+      if (error && !connected && retry(error)) return;
+      if (error) this.#options.log(`call on port ${params.connectPort}: ${error.message}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
     };
     stream.finished.then(
       () => done(null),
-      (error: Error) => done(error.message),
+      (error: Error) => done(error),
     );
   }
-
 
   // ---------------------------------------------------------------- trigger socket
 

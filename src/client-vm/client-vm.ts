@@ -54,7 +54,8 @@ export async function callService(call: ClientVmCall): Promise<number> {
   try {
     agent = await Connection.connect(call.agentSocket);
   } catch (error) {
-    throw new ExitError(`cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`, QREXEC_EXIT_FATAL);
+    const message = `cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`;
+    throw new ExitError(message, QREXEC_EXIT_FATAL, { cause: error });
   }
   try {
     agent.write(trigger.message);
@@ -103,7 +104,7 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
     });
   } catch (error) {
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
-    throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL);
+    throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL, { cause: error });
   }
   return clientExitCode(result.remote, result.local);
 }

@@ -23,6 +23,7 @@ import {
 import {
   DEFAULT_USER_PREFIX,
   EXEC_PARAMS_FIXED_BYTES,
+  HEADER_BYTES,
   IDENT_BYTES,
   MAX_CLIENTS,
   MAX_QREXEC_CMD_LEN,
@@ -43,6 +44,9 @@ import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
 import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
+
+/** What a qrexec-client sends at most: its HELLO, then one request. */
+const CLIENT_INPUT_BYTES_MAX = 2 * HEADER_BYTES + PEER_INFO_BYTES + MAX_QREXEC_CMD_LEN;
 
 export interface DaemonOptions {
   domain: number;
@@ -321,7 +325,9 @@ export class Daemon {
   #listen(): void {
     const { main, links } = this.#socketPaths();
     rmSync(main, { force: true });
-    this.#listener = Connection.listen(main, (connection) => void this.#serveClient(connection));
+    const limits = { inputBytesMax: CLIENT_INPUT_BYTES_MAX };
+    const serve = (connection: Connection) => void this.#serveClient(connection);
+    this.#listener = Connection.listen(main, serve, limits);
     for (const link of links) {
       rmSync(link, { force: true });
       // Relative, as upstream: the directory can move without breaking the links.

@@ -317,7 +317,9 @@ export class LabAdmin {
   // ---------------------------------------------------------------- API
 
   #listen(): void {
-    this.#listener = Connection.listen(this.layout.adminSocket, (connection) => void this.#serve(connection), { halfOpen: true });
+    const options = { halfOpen: true, inputBytesMax: QUBESD_MESSAGE_MAX + 1 };
+    const serve = (connection: Connection) => void this.#serve(connection);
+    this.#listener = Connection.listen(this.layout.adminSocket, serve, options);
     chmodSync(this.layout.adminSocket, 0o600);
   }
 

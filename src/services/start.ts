@@ -203,7 +203,15 @@ export function launchService(
     return STARTED_WITHOUT_CHILD;
   }
 
-  const childFds = stream.makeServiceStdio(context.captureStderr, SERVICE_STDOUT_PIPE);
+  let childFds: [number, number, number];
+  try {
+    childFds = stream.makeServiceStdio(context.captureStderr, SERVICE_STDOUT_PIPE);
+  } catch (error) {
+    // Out of fds, say: an fd set-up failure is 125 (§5.9, §8), and the agent serves on.
+    context.log(`cannot set up the stdio of ${argv[0]}: ${describe(error)}`);
+    stream.finishWith(QREXEC_EXIT_PROBLEM, true);
+    return null;
+  }
   let child: ReturnType<typeof Bun.spawn>;
   try {
     child = Bun.spawn(argv, {

@@ -41,6 +41,7 @@ pub fn main() noreturn {
                 _ = linux.close(socket);
                 fallback(args);
             },
+            .refused => refused(reply.value),
             .accepted => {
                 // The agent holds our stdin and stdout now; our copies would keep a reader of
                 // our output from seeing EOF until we exit.
@@ -252,6 +253,15 @@ fn lost_agent() noreturn {
     // 255, as for a vchan that closed before an exit code (§8): the agent held the call's vchan.
     write_stderr("qrexec-client-vm: lost the qrexec agent during the call\n");
     linux.exit_group(255);
+}
+
+/// The agent could not take the call (its fds never reached it): 126, as a refused request.
+/// The listener sends this only for EMFILE and ENFILE.
+fn refused(errno: i32) noreturn {
+    const nfile = errno == @intFromEnum(linux.E.NFILE);
+    write_stderr("Request refused: the qrexec agent is out of file descriptors ");
+    write_stderr(if (nfile) "(ENFILE)\n" else "(EMFILE)\n");
+    linux.exit_group(126);
 }
 
 fn write_stderr(text: []const u8) void {
