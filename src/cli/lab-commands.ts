@@ -17,6 +17,20 @@ async function guarded(action: () => Promise<number | void>): Promise<void> {
   }
 }
 
+const ASK_HELP = `
+Ask rules (--ask, or ask = "..." in the definition):
+  tty          the question goes to the terminal of the qrx run that made the call (Enter
+               takes the default); without a terminal, or from another one: qrx lab asks, then
+               qrx lab answer ID TARGET|deny (unanswered after 5 minutes: denied)
+  program:CMD  sh -c CMD answers (question as JSON on stdin; prints the target, or deny)
+  deny         every ask is denied, as upstream without a GUI VM
+
+Examples:
+  qrx lab up
+  qrx lab up --config lab.toml --dir /tmp/lab
+  qrx lab up --ask 'program:jq -r .default_target'
+`;
+
 export function addLabCommands(program: Command): void {
   const lab = program
     .command("lab")
@@ -39,13 +53,46 @@ Examples:
     .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
     .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n")
-    .action((options: { config?: string; dir?: string }) =>
+    .option("--ask <mode>", "who answers the policy's ask rules: tty (default), program:CMD or deny")
+    .addHelpText("after", ASK_HELP)
+    .action((options: { config?: string; dir?: string; ask?: string }) =>
       guarded(async () => {
         const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
         const layout = labLayout(options.dir);
-        const status = await labUp(layout, { config: options.config, onProgress: (message) => process.stderr.write(`qrx: ${message}\n`) });
+        const onProgress = (message: string) => process.stderr.write(`qrx: ${message}\n`);
+        const status = await labUp(layout, { config: options.config, ask: options.ask, onProgress });
         process.stdout.write(`${formatStatus(status)}\n`);
+      }),
+    );
+
+  lab
+    .command("asks")
+    .description("the policy's questions (ask rules) waiting for an answer")
+    .option("--dir <dir>", DIR_HELP)
+    .option("--json", "print them as JSON")
+    .addHelpText("after", "\nExamples:\n  qrx lab asks\n  qrx lab answer 1 vault\n")
+    .action((options: { dir?: string; json?: boolean }) =>
+      guarded(async () => {
+        const { labLayout } = await import("../lab/control.ts");
+        const { listAsks, formatAsks } = await import("../lab/asks.ts");
+        const layout = labLayout(options.dir);
+        const asks = listAsks(layout);
+        process.stdout.write(options.json ? `${JSON.stringify(asks, null, 2)}\n` : `${formatAsks(asks, layout)}\n`);
+      }),
+    );
+
+  lab
+    .command("answer")
+    .description("answer a policy question: allow the call to a target among its choices, or deny it")
+    .argument("<id>", "the question (qrx lab asks lists them)")
+    .argument("<target>", "a target among the choices, its number, or deny")
+    .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExamples:\n  qrx lab answer 1 vault\n  qrx lab answer 2 deny\n")
+    .action((id: string, target: string, options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout } = await import("../lab/control.ts");
+        const { answerAsk } = await import("../lab/asks.ts");
+        process.stdout.write(`${answerAsk(labLayout(options.dir), id, target)}\n`);
       }),
     );
 

@@ -7,7 +7,8 @@ import { join, resolve } from "node:path";
 import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
 import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
-import { DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
+import { AskWatcher } from "./ask-prompt.ts";
+import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
 import { LabLayout } from "./layout.ts";
 
@@ -45,8 +46,13 @@ export function adminPid(layout: LabLayout): number | null {
   }
 }
 
+/** " --dir D" when the lab is not in the default directory, for commands printed as advice. */
+export function dirOption(layout: LabLayout): string {
+  return layout.dir === resolve(defaultStateDir()) ? "" : ` --dir ${layout.dir}`;
+}
+
 function noLab(layout: LabLayout): LabError {
-  return new LabError(`no lab running in ${layout.dir}: run qrx lab up${layout.dir === resolve(defaultStateDir()) ? "" : ` --dir ${layout.dir}`}`);
+  return new LabError(`no lab running in ${layout.dir}: run qrx lab up${dirOption(layout)}`);
 }
 
 /** One admin call; a missing lab and the service's own errors become LabErrors. */
@@ -78,7 +84,7 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
     process.kill(-pid, "SIGKILL");
   } catch {}
   for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-  for (const dir of [layout.socketDir, layout.vchanDir]) rmSync(dir, { recursive: true, force: true });
+  for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });
   return true;
 }
 
@@ -92,6 +98,8 @@ function tail(path: string, lines: number): string {
 
 export interface UpOptions {
   config?: string;
+  /** --ask: overrides the definition's `ask`. */
+  ask?: string;
   onProgress?: (message: string) => void;
 }
 
@@ -112,6 +120,11 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     config = loadLabConfig(options.config ?? DEFAULT_LAB_FILE);
   } catch (error) {
     throw new LabError(error instanceof Error ? error.message : String(error));
+  }
+  if (options.ask !== undefined) {
+    const problem = askModeProblem(options.ask);
+    if (problem !== null) throw new LabError(`--ask: ${problem}`, 2);
+    config.ask = options.ask;
   }
   mkdirSync(layout.logDir, { recursive: true });
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
@@ -275,7 +288,10 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   const ignore = () => {};
   process.on("SIGINT", ignore);
   process.on("SIGTERM", () => child.kill("SIGTERM"));
+  const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
+  asks.start();
   const code = await child.exited;
+  asks.stop();
   process.off("SIGINT", ignore);
   if (child.signalCode !== null) {
     const number = (require("node:os") as typeof import("node:os")).constants.signals[child.signalCode as NodeJS.Signals] ?? 0;
