@@ -24,8 +24,11 @@ export function formatQuestion(id: string, question: AskQuestion): string {
     lines.push(`  ${index + 1}) ${target}${mark}`);
   });
   lines.push("  n) deny");
-  const enter = question.defaultTarget ?? "deny";
-  return `${lines.join("\n")}\nAllow to which target? [Enter = ${enter}] `;
+  return `${lines.join("\n")}\n${promptLine(question)}`;
+}
+
+function promptLine(question: AskQuestion): string {
+  return `Allow to which target? [Enter = ${question.defaultTarget ?? "deny"}] `;
 }
 
 /** The answer an input line means: a target, null for deny, or undefined when it means none. */
@@ -49,6 +52,8 @@ export class AskWatcher {
   /** The question on the terminal now, and what has been typed toward its answer. */
   #current: { id: string; typed: string } | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
+  /** Questions asked before this command started are about other calls. */
+  #since = 0;
 
   constructor(
     readonly dir: string,
@@ -58,6 +63,7 @@ export class AskWatcher {
   ) {}
 
   start(): void {
+    this.#since = Date.now();
     try {
       // A description of its own, non-blocking: the command's stdin is left as it is.
       this.#tty = openSync("/dev/tty", constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -77,7 +83,8 @@ export class AskWatcher {
 
   #tick(): void {
     for (const pending of pendingAsks(this.dir)) {
-      if (pending.question.source !== this.domain || this.#tracked.has(pending.id)) continue;
+      if (pending.question.source !== this.domain || pending.askedAt < this.#since) continue;
+      if (this.#tracked.has(pending.id)) continue;
       this.#tracked.set(pending.id, { question: pending.question, prompted: false });
     }
     for (const [id, tracked] of this.#tracked) {
@@ -139,7 +146,7 @@ export class AskWatcher {
     const choice = parseChoice(current.typed.slice(0, newline), question);
     if (choice === undefined) {
       current.typed = "";
-      this.#toTerminal(`not one of the choices; ${formatQuestion(current.id, question)}`);
+      this.#toTerminal(`not one of the choices (a number, a name, or n)\n${promptLine(question)}`);
       return;
     }
     this.#current = null;
