@@ -54,13 +54,15 @@ Examples:
     .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
     .option("--dir <dir>", DIR_HELP)
     .option("--ask <mode>", "who answers the policy's ask rules: tty (default), program:CMD or deny")
+    .option("--allow-broken-policy", "come up even if the policy has errors (it then denies every call)")
     .addHelpText("after", ASK_HELP)
-    .action((options: { config?: string; dir?: string; ask?: string }) =>
+    .action((options: { config?: string; dir?: string; ask?: string; allowBrokenPolicy?: boolean }) =>
       guarded(async () => {
         const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
         const layout = labLayout(options.dir);
         const onProgress = (message: string) => process.stderr.write(`qrx: ${message}\n`);
-        const status = await labUp(layout, { config: options.config, ask: options.ask, onProgress });
+        const { config, ask, allowBrokenPolicy } = options;
+        const status = await labUp(layout, { config, ask, allowBrokenPolicy, onProgress });
         process.stdout.write(`${formatStatus(status)}\n`);
       }),
     );
@@ -207,27 +209,36 @@ Examples:
   program
     .command("run")
     .description("run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)")
+    .usage("[--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]")
     .argument("<domain>", "domain to run in (dom0 too)")
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
+    .option("-v, --verbose", "after the command, say why the policy refused a call it made (the rule, and how to explain it)")
     .passThroughOptions()
     .addHelpText(
       "after",
       `
 The command gets the domain's environment: VCHAN_DOMAIN, its agent socket, HOME in its state
-directory, and qrx's bin/ first on PATH. Its exit status is passed through.
+directory, and qrx's bin/ first on PATH. Its exit status is passed through. A policy question
+(ask) about one of its calls is asked on this terminal. Options go before the command's --
+(before or after DOMAIN).
 
 Examples:
   qrx run work -- qrexec-client-vm vault test.Add <<< '11 22'
   qrx run work -- qrexec-client-vm '$dispvm' test.Whoami
+  qrx run -v personal -- qrexec-client-vm vault test.Add     # refused: which rule, and why
   qrx run dom0 -- qrexec-client -d vault user:'echo hello from vault'
+  qrx run dom0 -- qvm-run -p work 'echo hello from work'
 `,
     )
-    .action((domain: string, command: string[], options: { dir?: string }) =>
+    .action((domain: string, command: string[], options: { dir?: string; verbose?: boolean }) =>
       guarded(async () => {
-        const { labLayout, runInDomain } = await import("../lab/control.ts");
-        // passThroughOptions keeps a `--` that came after the domain.
-        return runInDomain(labLayout(options.dir), domain, command[0] === "--" ? command.slice(1) : command);
+        const { labLayout, runInDomain, LabError } = await import("../lab/control.ts");
+        const { splitRunArguments } = await import("../lab/run-arguments.ts");
+        const split = splitRunArguments(command);
+        if (typeof split === "string") throw new LabError(split, 2);
+        const dir = split.dir ?? options.dir;
+        return runInDomain(labLayout(dir), domain, split.argv, split.verbose || options.verbose === true);
       }),
     );
 }

@@ -8,6 +8,9 @@ import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
 import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
 import { AskWatcher } from "./ask-prompt.ts";
+import { PolicyLogReader } from "./policy-notes.ts";
+import { formatPolicyError } from "../policy/errors.ts";
+import { loadPolicy } from "../policy/load.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
 import { LabLayout } from "./layout.ts";
@@ -100,12 +103,36 @@ export interface UpOptions {
   config?: string;
   /** --ask: overrides the definition's `ask`. */
   ask?: string;
+  /** --allow-broken-policy: come up with a policy that has errors (it denies every call). */
+  allowBrokenPolicy?: boolean;
   onProgress?: (message: string) => void;
 }
 
 /** sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent socket. */
 const SOCKET_PATH_MAX = 107;
 const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.length;
+
+/**
+ * The policy the lab will have (its own file, written now as the admin service would, beside the
+ * user's files in policy.d) must load without errors: a broken policy denies every call, which
+ * looks like every call being refused for no reason.
+ */
+function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOptions): void {
+  mkdirSync(layout.policyDir, { recursive: true });
+  if (config.policy !== null) writeFileSync(join(layout.policyDir, "50-lab.policy"), config.policy);
+  const { errors } = loadPolicy(layout.policyDir);
+  if (errors.length === 0) return;
+  const list = errors.map((error) => `  ${formatPolicyError(error)}`).join("\n");
+  if (!options.allowBrokenPolicy) {
+    throw new LabError(
+      `the lab's policy has errors, so the lab was not brought up:\n${list}\n` +
+        `fix them (qrx policy lint ${layout.policyDir}), or bring the lab up anyway with --allow-broken-policy`,
+    );
+  }
+  options.onProgress?.(
+    `WARNING: --allow-broken-policy: the lab's policy has errors and DENIES EVERY CALL until they are fixed:\n${list}`,
+  );
+}
 
 export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise<LabStatus> {
   const room = SOCKET_PATH_MAX - LONGEST_SOCKET_SUFFIX;
@@ -126,6 +153,7 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     if (problem !== null) throw new LabError(`--ask: ${problem}`, 2);
     config.ask = options.ask;
   }
+  checkPolicy(layout, config, options);
   mkdirSync(layout.logDir, { recursive: true });
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
   const logPath = layout.log("admin");
@@ -270,7 +298,7 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
  * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
  * Resolves with the command's exit status (128+signal when a signal ended it).
  */
-export async function runInDomain(layout: LabLayout, domain: string, argv: string[]): Promise<number> {
+export async function runInDomain(layout: LabLayout, domain: string, argv: string[], verbose = false): Promise<number> {
   const status = await labStatus(layout);
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
@@ -289,9 +317,11 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   process.on("SIGINT", ignore);
   process.on("SIGTERM", () => child.kill("SIGTERM"));
   const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
+  const policyLog = new PolicyLogReader(layout.log("policy"));
   asks.start();
   const code = await child.exited;
   asks.stop();
+  for (const note of policyLog.notes(domain, verbose)) process.stderr.write(`${note}\n`);
   process.off("SIGINT", ignore);
   if (child.signalCode !== null) {
     const number = (require("node:os") as typeof import("node:os")).constants.signals[child.signalCode as NodeJS.Signals] ?? 0;
