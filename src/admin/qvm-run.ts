@@ -58,7 +58,8 @@ export function shellQuote(word: string): string {
 
 /** The shell line qubes.VMShell reads: the command, its arguments quoted, then exit. */
 export function vmShellInput(options: Pick<QvmRunOptions, "command" | "args" | "noShell">): string {
-  const words = options.noShell ? [options.command, ...options.args].map(shellQuote) : [options.command, ...options.args.map(shellQuote)];
+  const command = options.noShell ? shellQuote(options.command) : options.command;
+  const words = [command, ...options.args.map(shellQuote)];
   return `${words.join(" ")}; exit\n`;
 }
 
@@ -69,7 +70,8 @@ async function admin(sockets: Dom0Sockets, method: string, dest: string, payload
     if (error instanceof QubesdError) throw new QvmRunError(error.message, 1);
     const code = (error as { code?: string }).code;
     if (code === "ENOENT" || code === "ECONNREFUSED") {
-      throw new QvmRunError(`cannot connect to qubesd at ${sockets.qubesd}: is the lab up? (qrx lab up)`, 1);
+      const why = `cannot connect to qubesd at ${sockets.qubesd}: is the lab up? (qrx lab up)`;
+      throw new QvmRunError(why, 1);
     }
     throw error;
   }
@@ -88,7 +90,11 @@ async function qubeStates(sockets: Dom0Sockets): Promise<Map<string, string>> {
 }
 
 /** The qube to run in, started if it has to be; a DisposableVM is created (and killed after). */
-async function prepareQube(options: QvmRunOptions, sockets: Dom0Sockets, say: (text: string) => void) {
+async function prepareQube(
+  options: QvmRunOptions,
+  sockets: Dom0Sockets,
+  say: (text: string) => void,
+): Promise<{ name: string; disposable: boolean }> {
   if (options.dispvm !== undefined) {
     const name = await admin(sockets, "admin.vm.CreateDisposable", options.dispvm ?? "@dispvm");
     await admin(sockets, "admin.vm.Start", name);
@@ -98,7 +104,9 @@ async function prepareQube(options: QvmRunOptions, sockets: Dom0Sockets, say: (t
   const state = (await qubeStates(sockets)).get(name);
   if (state === undefined) throw new QvmRunError(`no such domain: '${name}'`, 2);
   if (state !== "Running") {
-    if (!options.autostart) throw new QvmRunError(`Qube '${name}' is not running (--no-autostart)`, 1);
+    if (!options.autostart) {
+      throw new QvmRunError(`Qube '${name}' is not running (--no-autostart)`, 1);
+    }
     if (options.verbose > 1) say(`Starting ${name}`);
     await admin(sockets, "admin.vm.Start", name);
   }

@@ -18,8 +18,8 @@ const program = new Command(PROGRAM)
   .option("--localcmd <command>", "with --pass-io, connect the command's stdio to local COMMAND")
   .option("--service", "COMMAND is a service (NAME+ARG) to call, not a shell command")
   .option("--no-shell", "run COMMAND and ARGS without shell interpretation")
-  .option("--dispvm [base_appvm]", "run in a new DisposableVM (of BASE_APPVM, default: the default)")
-  .option("--filter-escape-chars", "filter terminal escape sequences (default when stdout is a terminal)")
+  .option("--dispvm [base_appvm]", "run in a new DisposableVM (of BASE_APPVM, else the default)")
+  .option("--filter-escape-chars", "filter terminal escape sequences (default: stdout a terminal)")
   .option("--no-filter-escape-chars", "do not filter terminal escape sequences")
   .option("--gui", "accepted for compatibility: the lab has no GUI")
   .option("--no-gui", "accepted for compatibility: the lab has no GUI")
@@ -54,7 +54,7 @@ try {
   program.parse(process.argv);
 } catch (error) {
   if (!(error instanceof CommanderError)) throw error;
-  process.exit(error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : 2);
+  process.exit(error.exitCode === 0 ? 0 : 2);
 }
 
 type Flags = {
@@ -76,7 +76,9 @@ if (words[0] === "--") words.shift();
 const dispvm = flags.dispvm === undefined ? undefined : flags.dispvm === true ? null : flags.dispvm;
 const vm = dispvm === undefined ? (words.shift() ?? null) : null;
 const command = words.shift();
-if (dispvm === undefined && vm === null) usageError("the following arguments are required: VMNAME, COMMAND");
+if (dispvm === undefined && vm === null) {
+  usageError("the following arguments are required: VMNAME, COMMAND");
+}
 if (command === undefined) usageError("the following arguments are required: COMMAND");
 if (flags.localcmd !== undefined && !flags.passIo) usageError("--localcmd requires --pass-io");
 
@@ -91,7 +93,7 @@ const options: QvmRunOptions = {
   service: flags.service === true,
   noShell: flags.shell === false,
   dispvm,
-  filterEscapes: flags.filterEscapeChars ?? (flags.passIo === true && process.stdout.isTTY === true),
+  filterEscapes: flags.filterEscapeChars ?? (flags.passIo === true && !!process.stdout.isTTY),
   verbose: 1 + flags.verbose - flags.quiet,
 };
 

@@ -66,7 +66,8 @@ export class AskWatcher {
     this.#since = Date.now();
     try {
       // A description of its own, non-blocking: the command's stdin is left as it is.
-      this.#tty = openSync("/dev/tty", constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOCTTY);
+      const flags = constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOCTTY;
+      this.#tty = openSync("/dev/tty", flags);
     } catch {
       this.#tty = null;
     }
@@ -102,9 +103,9 @@ export class AskWatcher {
   }
 
   #refusal(id: string, question: AskQuestion, by: string): string {
+    const argument = question.argument === "+" ? "" : question.argument;
     return `qrx: the policy asked (question ${id}, rule ${question.rule}) whether ` +
-      `${question.source} may call ${question.service}${question.argument === "+" ? "" : question.argument}` +
-      `, and the answer was no (${by})\n`;
+      `${question.source} may call ${question.service}${argument}, and the answer was no (${by})\n`;
   }
 
   #promptNext(): void {
@@ -112,10 +113,11 @@ export class AskWatcher {
       if (tracked.prompted) continue;
       tracked.prompted = true;
       if (this.#tty === null) {
+        const { source, service } = tracked.question;
+        const dir = this.labDirOption;
         this.#said(
-          `qrx: policy question ${id} waits for an answer: ${tracked.question.source} -> ` +
-            `${tracked.question.service}; from another terminal: qrx lab asks${this.labDirOption}, ` +
-            `then qrx lab answer${this.labDirOption} ${id} TARGET|deny\n`,
+          `qrx: policy question ${id} waits for an answer: ${source} -> ${service}; ` +
+            `from another terminal: qrx lab asks${dir}, then qrx lab answer${dir} ${id} TARGET|deny\n`,
         );
         continue;
       }

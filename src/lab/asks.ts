@@ -7,7 +7,8 @@ import { adminPid, dirOption, formatDuration, formatTable, LabError } from "./co
 import type { LabLayout } from "./layout.ts";
 
 function requireLab(layout: LabLayout): void {
-  if (adminPid(layout) === null) throw new LabError(`no lab running in ${layout.dir}: run qrx lab up${dirOption(layout)}`);
+  if (adminPid(layout) !== null) return;
+  throw new LabError(`no lab running in ${layout.dir}: run qrx lab up${dirOption(layout)}`);
 }
 
 export function listAsks(layout: LabLayout): PendingAsk[] {
@@ -22,12 +23,13 @@ export function formatAsks(asks: PendingAsk[], layout: LabLayout, now = Date.now
     question.source,
     `${question.service}${question.argument === "+" ? "" : question.argument}`,
     question.intendedTarget,
-    question.targets.map((target) => (target === question.defaultTarget ? `${target}*` : target)).join(","),
+    question.targets.map((target) => (target === question.defaultTarget ? `${target}*` : target)).join(),
     formatDuration(now - askedAt),
     question.rule,
   ]);
   const header = ["ID", "SOURCE", "SERVICE", "ASKED FOR", "CHOICES (*default)", "WAITING", "RULE"];
-  return `${formatTable(header, rows)}\n\nanswer with: qrx lab answer${dirOption(layout)} ID TARGET|deny`;
+  const how = `answer with: qrx lab answer${dirOption(layout)} ID TARGET|deny`;
+  return `${formatTable(header, rows)}\n\n${how}`;
 }
 
 /** Answers question `id` with a target among its choices (or its number), or `deny`. */
@@ -37,13 +39,15 @@ export function answerAsk(layout: LabLayout, id: string, answer: string): string
   if (pending === undefined) {
     const result = answerQueued(layout.asksDir, id, null, "qrx lab answer");
     const why = result === "already answered" ? "was already answered" : "is not waiting";
-    throw new LabError(`policy question ${id} ${why} (qrx lab asks${dirOption(layout)} lists those that are)`);
+    const list = `qrx lab asks${dirOption(layout)}`;
+    throw new LabError(`policy question ${id} ${why} (${list} lists those that are)`);
   }
   const { question } = pending;
   const choice = answer === "" ? undefined : parseChoice(answer, question);
   if (choice === undefined) {
     const choices = question.targets.join(", ");
-    throw new LabError(`'${answer}' is not a choice for question ${id}: give one of ${choices}, or deny`, 2);
+    const message = `'${answer}' is not a choice for question ${id}: give one of ${choices}, or deny`;
+    throw new LabError(message, 2);
   }
   const result = answerQueued(layout.asksDir, id, choice, "qrx lab answer");
   if (result !== "answered") throw new LabError(`policy question ${id}: ${result}`);

@@ -50,6 +50,7 @@ export class KeyLines {
 
   /** The line of `key` in `section`, else of the section's header, else null. */
   of(section: Section, key = ""): number | null {
-    return this.#lines.get(sectionKey(section, key)) ?? this.#lines.get(sectionKey(section, "")) ?? null;
+    const line = this.#lines.get(sectionKey(section, key));
+    return line ?? this.#lines.get(sectionKey(section, "")) ?? null;
   }
 }

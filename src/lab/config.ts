@@ -138,20 +138,23 @@ class Checker {
 
   services(section: Section, value: unknown, what: string): ServiceFile[] {
     if (value === undefined) {
-      return builtinServiceNames().map((name) => ({ name, path: join(BUILTIN_SERVICES_DIR, name) }));
+      const names = builtinServiceNames();
+      return names.map((name) => ({ name, path: join(BUILTIN_SERVICES_DIR, name) }));
     }
     const out: ServiceFile[] = [];
     for (const entry of this.strings(section, "services", value, what) ?? []) {
       // A path installs that file under its own name; a bare name is one of ours.
       const isPath = entry.includes("/");
       const base = dirname(this.file);
-      const path = isPath ? (isAbsolute(entry) ? entry : resolve(base, entry)) : join(BUILTIN_SERVICES_DIR, entry);
+      const given = isAbsolute(entry) ? entry : resolve(base, entry);
+      const path = isPath ? given : join(BUILTIN_SERVICES_DIR, entry);
       const name = basename(path);
       const fail = (message: string) => this.problem(section, "services", `${what}: ${message}`);
       if (!SERVICE_NAME.test(name)) fail(`'${name}' is not a valid service name`);
       else if (!existsSync(path) || !statSync(path).isFile()) {
         const builtin = builtinServiceNames().join(", ");
-        fail(isPath ? `${path} does not exist` : `no built-in service '${entry}' (built-in: ${builtin}; or give a path)`);
+        const none = `no built-in service '${entry}' (built-in: ${builtin}; or give a path)`;
+        fail(isPath ? `${path} does not exist` : none);
       } else if (out.some((service) => service.name === name)) fail(`'${name}' listed twice`);
       else out.push({ name, path });
     }
@@ -210,11 +213,12 @@ function topLevel(check: Checker, data: Record<string, unknown>): LabConfig {
       dom0Services = check.services("dom0", data.dom0.services, "dom0.services");
     }
   }
+  const defaultDispvm = check.str("top", "default_dispvm", data.default_dispvm, "default_dispvm");
   return {
     file: check.file,
     domains: [],
     dom0Services,
-    defaultDispvm: check.str("top", "default_dispvm", data.default_dispvm, "default_dispvm") ?? null,
+    defaultDispvm: defaultDispvm ?? null,
     policy: check.str("top", "policy", data.policy, "policy") ?? null,
     transport: transport as "shm" | "socket",
     ask,
@@ -256,39 +260,40 @@ function domainEntry(
   check.unknownKeys(index, raw, DOMAIN_KEYS, `domain #${index + 1}: `);
   const name = check.str(index, "name", raw.name, `domain #${index + 1}: name`);
   if (name === undefined) {
-    if (raw.name === undefined) check.problem(index, "", `domain #${index + 1}: name must be a string`);
+    const missing = `domain #${index + 1}: name must be a string`;
+    if (raw.name === undefined) check.problem(index, "", missing);
     return undefined;
   }
   const at = `domain '${name}'`;
-  const problems = check.problems.length;
+  const fail = (key: string, message: string) => check.problem(index, key, `${at}: ${message}`);
+  const str = (key: string) => check.str(index, key, raw[key], `${at}: ${key}`);
   if (!NAME.test(name)) {
-    const rule = "a name starts with a letter and has at most 31 letters, digits, '_', '.' or '-'";
-    check.problem(index, "name", `${at}: ${rule}`);
+    fail("name", "a name starts with a letter and has at most 31 letters, digits, '_', '.' or '-'");
   }
-  if (name === "dom0") check.problem(index, "name", `${at}: dom0 is always there; configure it in [dom0]`);
-  const type = check.str(index, "type", raw.type, `${at}: type`) ?? "AppVM";
+  if (name === "dom0") fail("name", "dom0 is always there; configure it in [dom0]");
+  const type = str("type") ?? "AppVM";
   if (!(LAB_DOMAIN_TYPES as readonly string[]).includes(type)) {
-    check.problem(index, "type", `${at}: type must be one of ${LAB_DOMAIN_TYPES.join(", ")}, not "${type}"`);
+    fail("type", `type must be one of ${LAB_DOMAIN_TYPES.join(", ")}, not "${type}"`);
   }
   const tags = check.strings(index, "tags", raw.tags, `${at}: tags`) ?? [];
   for (const tag of tags) {
-    if (!TAG.test(tag)) check.problem(index, "tags", `${at}: '${tag}' is not a valid tag (letters, digits, '_' and '-')`);
+    if (!TAG.test(tag)) fail("tags", `'${tag}' is not a valid tag (letters, digits, '_' and '-')`);
   }
-  const defaultUser = check.str(index, "default_user", raw.default_user, `${at}: default_user`) ?? "user";
-  if (!USER.test(defaultUser)) check.problem(index, "default_user", `${at}: '${defaultUser}' is not a valid user name`);
-  const forDispvms = check.bool(index, "template_for_dispvms", raw.template_for_dispvms, `${at}: template_for_dispvms`);
-  const domain: LabDomainConfig = {
+  const defaultUser = str("default_user") ?? "user";
+  if (!USER.test(defaultUser)) fail("default_user", `'${defaultUser}' is not a valid user name`);
+  const bool = (key: string) => check.bool(index, key, raw[key], `${at}: ${key}`);
+  const forDispvms = bool("template_for_dispvms");
+  if (!NAME.test(name) || name === "dom0") return undefined;
+  return {
     name,
     klass: type === "DispVMTemplate" ? "AppVM" : (type as LabDomainConfig["klass"]),
     templateForDispvms: type === "DispVMTemplate" || forDispvms === true,
     tags,
     defaultUser,
-    defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : (check.str(index, "default_dispvm", raw.default_dispvm, `${at}: default_dispvm`) ?? null),
+    defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : str("default_dispvm") ?? null,
     services: check.services(index, raw.services, `${at}: services`),
-    start: check.bool(index, "start", raw.start, `${at}: start`) ?? true,
+    start: bool("start") ?? true,
   };
-  const unusable = !NAME.test(name) || name === "dom0";
-  return check.problems.length > problems && unusable ? undefined : domain;
 }
 
 function dispvmReferences(check: Checker, config: LabConfig): void {
@@ -300,11 +305,15 @@ function dispvmReferences(check: Checker, config: LabConfig): void {
     const at = `domain '${domain.name}': default_dispvm '${template}'`;
     if (!target) check.problem(index, "default_dispvm", `${at} is not a domain of this lab`);
     else if (!target.templateForDispvms) {
-      check.problem(index, "default_dispvm", `${at} is not a DisposableVM template (type = "DispVMTemplate")`);
+      const why = `${at} is not a DisposableVM template (type = "DispVMTemplate")`;
+      check.problem(index, "default_dispvm", why);
     }
   });
   const { defaultDispvm } = config;
-  if (defaultDispvm !== null && !config.domains.some((domain) => domain.name === defaultDispvm && domain.templateForDispvms)) {
-    check.problem("top", "default_dispvm", `default_dispvm '${defaultDispvm}' is not a DisposableVM template of this lab`);
+  const isTemplate = (domain: LabDomainConfig) =>
+    domain.name === defaultDispvm && domain.templateForDispvms;
+  if (defaultDispvm !== null && !config.domains.some(isTemplate)) {
+    const why = `default_dispvm '${defaultDispvm}' is not a DisposableVM template of this lab`;
+    check.problem("top", "default_dispvm", why);
   }
 }

@@ -50,9 +50,10 @@ export function policyNotes(text: string, domain: string, verbose: boolean): str
   for (const line of text.split("\n")) {
     const match = LINE.exec(line);
     if (match === null || match[1] !== domain) continue;
-    const [, source, target, service, rest] = match as unknown as [string, string, string, string, string];
+    const [, source, target, service, rest] = match as unknown as string[] & { 4: string };
     if (UNKNOWN.test(rest)) {
-      notes.push(`qrx: ${rest} (no domain '${target}' in the lab: dom0's policy decided where the call went)`);
+      const decided = "dom0's policy decided where the call went";
+      notes.push(`qrx: ${rest} (no domain '${target}' in the lab: ${decided})`);
       continue;
     }
     const deny = DENY.exec(rest);
@@ -61,7 +62,8 @@ export function policyNotes(text: string, domain: string, verbose: boolean): str
     const why = reason.startsWith("denied by ") ? "" : ` (${reason})`;
     notes.push(`qrx: the policy refused ${source} -> ${target} ${service}${why}, by ${rule}:`);
     notes.push(`qrx:   ${ruleText(rule)}`);
-    notes.push(`qrx: every rule considered: qrx run dom0 -- qrx policy explain ${source} ${target} ${service}`);
+    const explain = `qrx run dom0 -- qrx policy explain ${source} ${target} ${service}`;
+    notes.push(`qrx: every rule considered: ${explain}`);
   }
   return notes;
 }

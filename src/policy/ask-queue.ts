@@ -8,8 +8,8 @@
 //   ID.answer  "TARGET" or "deny", a newline, then who answered
 //   ID.done    the same, after the policy daemon took the answer (or "deny\nREASON" on timeout)
 
-import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
-import { writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AskAnswer, Asker, AskQuestion } from "./ask.ts";
 
@@ -79,7 +79,12 @@ export function askOutcome(dir: string, id: string): AskOutcome | null {
 export type AnswerResult = "answered" | "already answered" | "no such question";
 
 /** Answers `id` with a target or null (deny); only the first answer counts. */
-export function answerQueued(dir: string, id: string, target: string | null, by: string): AnswerResult {
+export function answerQueued(
+  dir: string,
+  id: string,
+  target: string | null,
+  by: string,
+): AnswerResult {
   if (!/^\d+$/.test(id) || readText(join(dir, `${id}.ask`)) === null) {
     return readText(join(dir, `${id}.done`)) === null ? "no such question" : "already answered";
   }
@@ -121,7 +126,8 @@ export class QueueAsker implements Asker {
         rmSync(join(this.dir, `${id}.ask`), { force: true });
         const outcome = parseOutcome(text);
         const who = outcome.by || "someone";
-        const reason = outcome.target === null ? `denied by ${who}` : `${outcome.target} chosen by ${who}`;
+        const chosen = outcome.target === null ? "denied" : `${outcome.target} chosen`;
+        const reason = `${chosen} by ${who}`;
         return { target: outcome.target, reason: `question ${id}: ${reason}` };
       }
       if (Date.now() > deadline) return this.#expire(id, doneFile);
@@ -161,7 +167,8 @@ export class QueueAsker implements Asker {
     for (const name of readdirSync(this.dir)) {
       if (!name.endsWith(".done")) continue;
       try {
-        if (now - statSync(join(this.dir, name)).mtimeMs > DONE_KEEP_MS) rmSync(join(this.dir, name));
+        const path = join(this.dir, name);
+        if (now - statSync(path).mtimeMs > DONE_KEEP_MS) rmSync(path);
       } catch {}
     }
   }

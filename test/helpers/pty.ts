@@ -17,7 +17,9 @@ export class PtySession {
     });
     const reading = (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of this.#child.stdout) this.#output += decoder.decode(chunk, { stream: true });
+      for await (const chunk of this.#child.stdout) {
+        this.#output += decoder.decode(chunk, { stream: true });
+      }
     })();
     this.exited = Promise.all([reading, this.#child.exited]).then(([, code]) => code);
   }
@@ -28,7 +30,8 @@ export class PtySession {
   }
 
   async waitFor(text: string, timeoutMs = 20_000): Promise<void> {
-    await waitFor(() => this.output.includes(text), `'${text}' on the terminal`, timeoutMs).catch((error) => {
+    const seen = () => this.output.includes(text);
+    await waitFor(seen, `'${text}' on the terminal`, timeoutMs).catch((error) => {
       throw new Error(`${(error as Error).message}; it shows:\n${this.output}`);
     });
   }

@@ -79,13 +79,16 @@ describe("ask = tty", () => {
       stdout: "pipe",
       stderr: "pipe",
     });
-    const stderr = new Response(child.stderr).text();
-    let asks: Array<{ id: string; question: { source: string; targets: string[]; defaultTarget: string } }> = [];
-    await waitFor(() => {
-      const listed = Bun.spawnSync([QRX, "lab", "asks", "--json", "--dir", lab.dir], { env: lab.env() });
-      asks = JSON.parse(listed.stdout.toString());
-      return asks.length === 1;
-    }, "the question in qrx lab asks", 20_000);
+    let stderr = "";
+    const reading = (async () => {
+      for await (const chunk of child.stderr) stderr += new TextDecoder().decode(chunk);
+    })();
+    // What a user without a terminal sees first: how to answer from another one.
+    await waitFor(() => stderr.includes("waits for an answer"), "the hint on stderr", 20_000);
+    expect(stderr).toMatch(/policy question \d+ waits for an answer: work -> test.Add; from another terminal: qrx lab asks/);
+    const listed = Bun.spawnSync([QRX, "lab", "asks", "--json", "--dir", lab.dir], { env: lab.env() });
+    const asks = JSON.parse(listed.stdout.toString()) as Array<{ id: string; question: object }>;
+    expect(asks).toHaveLength(1);
     expect(asks[0]!.question).toMatchObject({ source: "work", targets: ["other", "vault"], defaultTarget: "vault" });
     const id = asks[0]!.id;
     const table = await lab.qrx(["lab", "asks"]);
@@ -95,7 +98,8 @@ describe("ask = tty", () => {
     expect(await lab.qrx(["lab", "answer", id, "other"])).toMatchObject({ code: 0, stdout: `question ${id}: other allowed\n` });
     expect(await new Response(child.stdout).text()).toBe("3\n");
     expect(await child.exited).toBe(0);
-    expect(await stderr).toContain(`policy question ${id} waits for an answer: work -> test.Add; from another terminal: qrx lab asks`);
+    await reading;
+    expect(stderr).toContain(`qrx lab answer ${id} TARGET|deny`);
     const again = await lab.qrx(["lab", "answer", id, "deny"]);
     expect(again).toMatchObject({ code: 1, stderr: `qrx: policy question ${id} was already answered (qrx lab asks --dir ${lab.dir} lists those that are)\n` });
   }, 30_000);
