@@ -226,7 +226,7 @@ directory, and qrx's bin/ first on PATH. Its exit status is passed through. A po
 Examples:
   qrx run work -- qrexec-client-vm vault test.Add <<< '11 22'
   qrx run work -- qrexec-client-vm '$dispvm' test.Whoami
-  qrx run -v personal -- qrexec-client-vm vault test.Add     # refused: which rule, and why
+  qrx run -v vault -- qrexec-client-vm work test.Add         # refused: which rule, and why
   qrx run dom0 -- qrexec-client -d vault user:'echo hello from vault'
   qrx run dom0 -- qvm-run -p work 'echo hello from work'
 `,
