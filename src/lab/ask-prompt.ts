@@ -77,12 +77,13 @@ export class AskWatcher {
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    this.#tick();
+    // The last outcomes are still told; nothing new is put on the terminal.
+    this.#tick(false);
     if (this.#tty !== null) closeSync(this.#tty);
     this.#tty = null;
   }
 
-  #tick(): void {
+  #tick(prompting = true): void {
     for (const pending of pendingAsks(this.dir)) {
       if (pending.question.source !== this.domain || pending.askedAt < this.#since) continue;
       if (this.#tracked.has(pending.id)) continue;
@@ -98,6 +99,7 @@ export class AskWatcher {
       }
       if (outcome.target === null) this.#said(this.#refusal(id, tracked.question, outcome.by));
     }
+    if (!prompting) return;
     if (this.#current === null) this.#promptNext();
     else this.#readAnswer();
   }
