@@ -9,8 +9,6 @@ import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
 import { AskWatcher } from "./ask-prompt.ts";
 import { PolicyLogReader } from "./policy-notes.ts";
-import { formatPolicyError } from "../policy/errors.ts";
-import { loadPolicy } from "../policy/load.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
 import { LabLayout } from "./layout.ts";
@@ -117,7 +115,10 @@ const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.len
  * user's files in policy.d) must load without errors: a broken policy denies every call, which
  * looks like every call being refused for no reason.
  */
-function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOptions): void {
+async function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOptions) {
+  // Loaded here: every other qrx command (qrx run above all) starts faster without the policy.
+  const { loadPolicy } = await import("../policy/load.ts");
+  const { formatPolicyError } = await import("../policy/errors.ts");
   mkdirSync(layout.policyDir, { recursive: true });
   if (config.policy !== null) writeFileSync(join(layout.policyDir, "50-lab.policy"), config.policy);
   const { errors } = loadPolicy(layout.policyDir);
@@ -153,7 +154,7 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     if (problem !== null) throw new LabError(`--ask: ${problem}`, 2);
     config.ask = options.ask;
   }
-  checkPolicy(layout, config, options);
+  await checkPolicy(layout, config, options);
   mkdirSync(layout.logDir, { recursive: true });
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
   const logPath = layout.log("admin");
