@@ -28,6 +28,10 @@ describe("qvm-run in dom0", () => {
       stderr: "Running 'echo lost; exit 3' on work\nwork: command failed with code: 3\n",
     });
     expect(await dom0(["-q", "work", "exit 4"])).toEqual({ code: 4, stdout: "", stderr: "" });
+    // --localcmd: the command's output goes to a local program instead.
+    const local = await dom0(["-p", "-q", "--localcmd", 'read a; echo "local got $a" >&2', "work", "echo hello"]);
+    expect(local).toEqual({ code: 0, stdout: "", stderr: "local got hello\n" });
+    expect((await dom0(["--localcmd", "true", "work", "true"])).stderr).toEndWith("qvm-run: error: --localcmd requires --pass-io\n");
   }, 30_000);
 
   test("--service calls a service with its argument; --user is accepted", async () => {
