@@ -36,10 +36,10 @@ const program = new Command(PROGRAM)
   .addHelpText(
     "after",
     `
-Examples:
+Examples (in a lab: qrx run dom0 -- qrexec-client ...):
   qrexec-client -d work user:'echo hello'
-  qrexec-client -d vault DEFAULT:QUBESRPC test.Add dom0 <<< '11 22'
-  qrexec-client -d dom0 'DEFAULT:QUBESRPC qubes.Echo dom0 name dom0'
+  qrexec-client -d vault 'DEFAULT:QUBESRPC test.Add dom0' <<< '11 22'
+  qrexec-client -d dom0 'DEFAULT:QUBESRPC test.Echo dom0 name dom0' <<< 'hello'
 `,
   );
 
@@ -52,8 +52,10 @@ try {
   program.parse(process.argv);
 } catch (error) {
   if (!(error instanceof CommanderError)) throw error;
-  // -h and unknown options share getopt's default case upstream: usage on stdout, exit 0.
-  if (error.code === "commander.helpDisplayed" || error.code === "commander.unknownOption") usage(0);
+  // commander has printed the help already.
+  if (error.code === "commander.helpDisplayed") process.exit(0);
+  // Unknown options share getopt's default case with -h upstream: usage on stdout, exit 0.
+  if (error.code === "commander.unknownOption") usage(0);
   if (error.code === "qrx.once") process.exit(QREXEC_EXIT_USAGE);
   usage(QREXEC_EXIT_FATAL);
 }
@@ -81,7 +83,11 @@ if (options.useStdinSocket && options.l !== undefined) {
   process.exit(QREXEC_EXIT_USAGE);
 }
 const timeout = Number(options.w);
-if (!/^\d+$/.test(options.w)) usage(QREXEC_EXIT_FATAL);
+if (!/^\d+$/.test(options.w) || !Number.isSafeInteger(timeout)) {
+  // Upstream's parse_int: errx(1, "Invalid %s: %s", ...).
+  process.stderr.write(`${PROGRAM}: Invalid connection timeout: ${options.w}\n`);
+  process.exit(QREXEC_EXIT_FATAL);
+}
 
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);

@@ -19,6 +19,7 @@ const program = addPolicySourceOptions(
     .option("--socket <path>", "socket to listen on", DEFAULT_POLICY_SOCKET),
 )
   .option("--ask-program <cmd>", "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)")
+  .option("--ask-queue <dir>", "leave ask questions in DIR for any terminal to answer (qrx lab asks/answer)")
   .option("--no-tty", "never prompt on the terminal for ask rules")
   .option("--eval-simple-socket <path>", "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)")
   .option("--eval-gui-socket <path>", "also serve dom0's socket service policy.EvalGUI here (e.g. /etc/qubes-rpc/policy.EvalGUI)")
@@ -29,7 +30,7 @@ const program = addPolicySourceOptions(
 Every decision is logged on stderr with the rule (file:line) that made it. Policy files (and the
 domains file) are watched; a change reloads them, and a policy with errors denies every call
 until fixed (the errors are logged as file:line). An ask rule is answered by --ask-program, else
-a prompt on /dev/tty if there is one, else it is denied.
+through --ask-queue, else a prompt on /dev/tty if there is one, else it is denied.
 ${DOMAINS_FILE_HELP}
 
 Examples:
@@ -41,14 +42,14 @@ Examples:
   );
 
 program.parse(process.argv);
-const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
+const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; askQueue?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
 const log = logger(PROGRAM);
 
 const source = policySourceFrom(options);
 if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
 else if (source.domainsFile === null) log("no --domains file: only dom0 is known, so calls from VMs are denied");
 const store = new PolicyStore(source, { log, debounceMs: options.debounce });
-const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
+const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), askQueue: options.askQueue, terminal: options.tty });
 log(`ask rules are answered by ${asker.description}`);
 mkdirSync(dirname(options.socket), { recursive: true });
 for (const path of [options.evalSimpleSocket, options.evalGuiSocket]) if (path !== undefined) mkdirSync(dirname(path), { recursive: true });

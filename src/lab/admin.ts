@@ -52,6 +52,13 @@ export interface LabStatus {
   disposablesCreated: number;
 }
 
+/** The policy daemon's options for the lab's `ask` mode (tty, program:CMD or deny). */
+function askOptions(ask: string | undefined, layout: LabLayout): string[] {
+  if (ask === undefined || ask === "tty") return [`--ask-queue=${layout.asksDir}`, "--no-tty"];
+  if (ask.startsWith("program:")) return [`--ask-program=${ask.slice("program:".length)}`];
+  return ["--no-tty"];
+}
+
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -96,6 +103,7 @@ export class LabAdmin {
     for (const dir of [layout.socketDir, layout.vchanDir, layout.logDir, layout.domainsDir]) mkdirSync(dir, { recursive: true });
     // Whatever a crashed lab left: sockets, rendezvous files, DisposableVMs.
     for (const dir of [layout.socketDir, layout.vchanDir]) for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
+    rmSync(layout.asksDir, { recursive: true, force: true }); // questions of a lab that is gone
     for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
     for (const entry of readdirSync(layout.domainsDir)) {
       if (/^disp\d+$/.test(entry) && !this.registry.find(entry)) rmSync(layout.domainDir(entry), { recursive: true, force: true });
@@ -127,7 +135,7 @@ export class LabAdmin {
           `--socket=${layout.policySocket}`,
           `--policy-dir=${layout.policyDir}`,
           `--system-info-socket=${layout.adminSocket}`,
-          "--no-tty",
+          ...askOptions(this.config.ask, layout),
         ],
         env: domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport),
         cwd: layout.home("dom0"),
@@ -388,7 +396,7 @@ export class LabAdmin {
       this.#listener?.stop(true);
       const { layout } = this;
       for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-      for (const dir of [layout.socketDir, layout.vchanDir]) rmSync(dir, { recursive: true, force: true });
+      for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });
       this.log("lab down");
       this.onShutdown();
     })();
