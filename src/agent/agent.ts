@@ -33,6 +33,7 @@ import { ClientVmHost } from "./client-host.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
@@ -240,6 +241,10 @@ export class Agent {
       return;
     }
     client.params = { connectDomain, connectPort };
+    if (tracing) {
+      const keys = [triggerKey(this.#options.domain, fieldText(ident)), portKey(this.#options.domain, connectDomain, connectPort)];
+      traceKeyed(this.#options.domain, "agent-service-connect", keys);
+    }
     client.connection.write(encodeExecParams(client.params));
   }
 
@@ -262,13 +267,15 @@ export class Agent {
     const parsed = parseCommand(request.command, { stripUser: true });
     const prepared = prepareService(parsed, this.#context);
     const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
-    const run = () => this.#runCall(params, prepared, justExec);
+    const trace = traceCall(this.#options.domain)?.link(portKey(this.#options.domain, params.connectDomain, params.connectPort));
+    trace?.stage("exec-request", { command: request.command.slice(0, 80) });
+    const run = () => this.#runCall(params, prepared, justExec, trace);
     const waits = prepared.kind === "rpc" && prepared.config.waitForSession && parsed.kind === "rpc" && !parsed.nogui;
     if (waits) this.#session.whenReady(parsed.kind === "rpc" ? (parsed.user ?? "") : "", parsed.kind === "rpc" ? parsed.source : "", run);
     else run();
   }
 
-  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean): void {
+  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean, trace: CallTrace | null): void {
     let stream: Stream;
     try {
       const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
@@ -287,12 +294,16 @@ export class Agent {
     }
     this.#calls.add(stream);
     void stream.connected.then(() => {
+      trace?.stage("data-connected");
       const pid = startService(stream, prepared, justExec, this.#context);
+      trace?.stage("service-spawned", { child: pid });
       // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
       if (pid !== null) stream.setChild(pid);
     });
     const done = (problem: string | null) => {
       if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
+      trace?.pumpStages(stream.pumpMarks);
+      trace?.stage("teardown", problem ? { problem } : {});
       this.#calls.delete(stream);
       stream.close();
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
@@ -323,6 +334,8 @@ export class Agent {
         throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
+      const trace = traceCall(this.#options.domain)?.link(triggerKey(this.#options.domain, this.#profile.ident(client.id)));
+      trace?.stage("agent-trigger", { target: fieldText(trigger.target), service: fieldText(trigger.service) });
       await this.#ready;
       const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
       this.#sendControl(type, body);

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
+import { addTraceCommand } from "./trace-command.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
@@ -131,5 +132,6 @@ program
 addLabCommands(program);
 addConformanceCommand(program);
 addPolicyCommands(program, bench);
+addTraceCommand(program);
 
 await program.parseAsync(process.argv);

@@ -43,6 +43,7 @@ import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
 import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey } from "../trace.ts";
 
 export interface DaemonOptions {
   domain: number;
@@ -240,7 +241,10 @@ export class Daemon {
       this.#refusals.log(this.#options.name, `${call}: ${untrusted(why, 512)}`);
       if (this.#pending.get(key) === entry && entry.state === "pending" && this.#control === control) this.#refuse(trigger.ident);
     };
+    const trace = traceCall(0)?.link(triggerKey(this.#options.domain, fieldText(trigger.ident)));
+    trace?.stage("daemon-received", { vm: this.#options.name, target: trigger.target, service: trigger.service });
     try {
+      trace?.stage("policy-asked");
       const decision = await queryPolicy(
         {
           source: this.#options.name,
@@ -250,6 +254,7 @@ export class Daemon {
         },
         { ...this.#options.policy, log: this.#options.log },
       );
+      trace?.stage("policy-answered", { decision: decision.kind, ...(decision.kind === "allow" ? { to: decision.target } : {}) });
       if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
       for (const unknown of decision.unknownKeys) {
         this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
@@ -394,8 +399,8 @@ export class Daemon {
    */
   #accept(type: number, params: ExecParams & { tail: Uint8Array }, watcher: Connection | null): ExecParams | null {
     let tail = params.tail;
+    const ident = new Uint8Array(IDENT_BYTES);
     if (type === MSG_SERVICE_CONNECT) {
-      const ident = new Uint8Array(IDENT_BYTES);
       ident.set(tail.subarray(0, IDENT_BYTES));
       const entry = this.#pending.get(identKey(ident));
       if (!entry || entry.state !== "pending") throw new Error(`SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}, which is not pending`);
@@ -422,11 +427,20 @@ export class Daemon {
     const body = new Uint8Array(EXEC_PARAMS_FIXED_BYTES + tail.length);
     body.set(encodeExecParams({ connectDomain: params.connectDomain, connectPort: port }));
     body.set(tail, EXEC_PARAMS_FIXED_BYTES);
+    // Before the send: the agent's own event for this port may otherwise come first.
+    if (tracing) this.#traceForward(type, params.connectDomain, port, ident, allocated !== null);
     const problem = this.#trySendToAgent(type, body);
     if (problem !== null) {
       if (allocated) this.#ports.release(params.connectDomain, port);
       throw new Error(`request refused, not forwarded to the agent: ${problem}`);
     }
     return allocated;
+  }
+
+  #traceForward(type: number, connectDomain: number, port: number, ident: Uint8Array, allocated: boolean): void {
+    const keys = [portKey(this.#options.domain, connectDomain, port)];
+    if (type === MSG_SERVICE_CONNECT) keys.push(triggerKey(this.#options.domain, fieldText(ident)));
+    const stage = type === MSG_SERVICE_CONNECT ? "service-connect-sent" : "exec-request-sent";
+    traceKeyed(0, stage, keys, { vm: this.#options.name }, allocated ? keys[0] : undefined);
   }
 }
