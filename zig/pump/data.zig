@@ -686,6 +686,7 @@ pub const Data = struct {
         if (!self.owe_stdout_eof) return;
         if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
         const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
+        self.mark(.eof_sent);
         self.send_eof(data_type) catch {
             // Failing to send the final EOF is not an error (§13.1).
             if (!self.is_service) {
@@ -696,7 +697,6 @@ pub const Data = struct {
         };
         self.owe_stdout_eof = false;
         self.sent_stdout_eof = true;
-        self.mark(.eof_sent);
     }
 
     fn send_owed_stderr_eof(self: *Data) error{Failed}!void {
@@ -718,12 +718,13 @@ pub const Data = struct {
         var message: [protocol.exit_code_bytes]u8 = undefined;
         message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.data_exit_code), .len = 4 }).encode();
         std.mem.writeInt(i32, message[8..12], status, .little);
+        // Marked before the send: once sent, the peer may time its receipt before we get here.
+        self.mark(.exit_sent);
         _ = self.vchan.send(&message) catch {
             self.exit_sent = true;
             return true;
         };
         self.exit_sent = true;
-        self.mark(.exit_sent);
         return true;
     }
 
