@@ -2,6 +2,7 @@
 // commander wiring; the work is in src/lab/control.ts. Modules load inside the actions so
 // `qrx --help` stays fast.
 import type { Command } from "commander";
+import { resolve } from "node:path";
 
 const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
@@ -39,10 +40,12 @@ Examples:
     .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
     .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
     .option("--dir <dir>", DIR_HELP)
+    .option("--trace <file>", "the lab's programs append a per-stage timing trace of every call to FILE (QRX_TRACE; read it with qrx trace)")
     .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n")
-    .action((options: { config?: string; dir?: string }) =>
+    .action((options: { config?: string; dir?: string; trace?: string }) =>
       guarded(async () => {
         const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
+        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         const layout = labLayout(options.dir);
         const status = await labUp(layout, { config: options.config, onProgress: (message) => process.stderr.write(`qrx: ${message}\n`) });
         process.stdout.write(`${formatStatus(status)}\n`);
@@ -163,6 +166,7 @@ Examples:
     .argument("<domain>", "domain to run in (dom0 too)")
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
+    .option("--trace <file>", "the command's own qrx programs append a timing trace to FILE (the lab's agents and daemons trace when started with qrx lab up --trace)")
     .passThroughOptions()
     .addHelpText(
       "after",
@@ -176,9 +180,10 @@ Examples:
   qrx run dom0 -- qrexec-client -d vault user:'echo hello from vault'
 `,
     )
-    .action((domain: string, command: string[], options: { dir?: string }) =>
+    .action((domain: string, command: string[], options: { dir?: string; trace?: string }) =>
       guarded(async () => {
         const { labLayout, runInDomain } = await import("../lab/control.ts");
+        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         // passThroughOptions keeps a `--` that came after the domain.
         return runInDomain(labLayout(options.dir), domain, command[0] === "--" ? command.slice(1) : command);
       }),
