@@ -20,7 +20,7 @@ export interface MemoryRow {
 /** Long enough for start-up garbage to be collected or at least settle. */
 const SETTLE_MS = 2000;
 
-function twentyDomainConfig(dir: string): string {
+export function twentyDomainConfig(dir: string): string {
   const domains = Array.from({ length: 20 }, (_, index) => `[[domain]]\nname = "vm${String(index + 1).padStart(2, "0")}"\ntype = "AppVM"\n`);
   const file = join(dir, "lab-20.toml");
   writeFileSync(file, `policy = """\ntest.Echo * @anyvm @anyvm allow\n"""\n\n[dom0]\nservices = []\n\n${domains.join("\n")}`);
@@ -38,7 +38,7 @@ function memoryOf(pid: number): { rss: number; pss: number } | null {
   }
 }
 
-async function measureLab(name: MemoryRow["name"], config: string | undefined): Promise<MemoryRow> {
+export async function measureLab(name: MemoryRow["name"], config: string | undefined): Promise<MemoryRow> {
   const base = mkdtempSync(join(tmpdir(), "qrx-bench-memory-"));
   const layout = labLayout(join(base, "lab"));
   try {
