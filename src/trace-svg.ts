@@ -4,7 +4,7 @@
 import { stageLabel, type TracedCall } from "./trace-report.ts";
 
 const ROW = 16;
-const LABEL_WIDTH = 330;
+const LABEL_WIDTH = 470;
 const CHART_WIDTH = 560;
 const MARGIN = 10;
 const COLOURS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f"];
