@@ -29,7 +29,9 @@ function files(dir: string): Record<string, string> {
   writeFileSync(join(dir, "policy", "30-test.policy"), "test.Echo * @anyvm @anyvm allow\n");
   writeFileSync(join(dir, "domains.toml"), "[domains.work]\n[domains.vault]\n");
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !/^(QRX_|QREXEC_|VCHAN_)/.test(key)) env[key] = value;
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !/^(QRX_|QREXEC_|VCHAN_)/.test(key)) env[key] = value;
+  }
   if (process.env.QRX_TRACE) env.QRX_TRACE = process.env.QRX_TRACE;
   return {
     ...env,
@@ -47,8 +49,11 @@ async function waitForFiles(paths: string[], children: Subprocess[]): Promise<vo
   const deadline = Date.now() + 30_000;
   while (!paths.every((path) => existsSync(path))) {
     const dead = children.find((child) => child.exitCode !== null);
-    if (dead) throw new Error(`by-hand set-up: a program exited ${dead.exitCode} before the daemons were up`);
-    if (Date.now() > deadline) throw new Error(`by-hand set-up: no ${paths.filter((path) => !existsSync(path)).join(", ")} after 30 s`);
+    if (dead) throw new Error(`by-hand set-up: a program exited ${dead.exitCode} before it was up`);
+    if (Date.now() > deadline) {
+      const missing = paths.filter((path) => !existsSync(path)).join(", ");
+      throw new Error(`by-hand set-up: no ${missing} after 30 s`);
+    }
     await Bun.sleep(20);
   }
 }
@@ -57,15 +62,25 @@ export async function startByHand(): Promise<ByHandSystem> {
   const dir = mkdtempSync(join(tmpdir(), "qrx-hand-"));
   const env = files(dir);
   const run = join(dir, "run");
+  const quiet = { stdin: "ignore", stdout: "ignore", stderr: "ignore" } as const;
   const spawn = (argv: string[], extra: Record<string, string> = {}) =>
-    Bun.spawn(argv, { env: { ...env, ...extra }, stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    Bun.spawn(argv, { env: { ...env, ...extra }, ...quiet });
   const policyExec = join(BIN_DIR, "qrexec-policy-exec");
+  const agent = (name: string, domain: number, extra: Record<string, string> = {}) =>
+    spawn([join(BIN_DIR, "qrexec-agent"), `--agent-socket=${run}/agent-${name}`], {
+      VCHAN_DOMAIN: String(domain),
+      ...extra,
+    });
+  // -D keeps each daemon in the foreground, so it can be stopped by its pid.
+  const daemon = (name: string, domain: number) => {
+    const options = ["-D", `--socket-dir=${run}`, "-p", policyExec];
+    return spawn([join(BIN_DIR, "qrexec-daemon"), ...options, String(domain), name]);
+  };
   const children = [
-    spawn([join(BIN_DIR, "qrexec-agent"), `--agent-socket=${run}/agent-work`], { VCHAN_DOMAIN: String(WORK) }),
-    spawn([join(BIN_DIR, "qrexec-agent"), `--agent-socket=${run}/agent-vault`], { VCHAN_DOMAIN: String(VAULT), QREXEC_SERVICE_PATH: join(dir, "vault-rpc") }),
-    // -D keeps each daemon in the foreground, so it can be stopped by its pid.
-    spawn([join(BIN_DIR, "qrexec-daemon"), "-D", `--socket-dir=${run}`, "-p", policyExec, String(WORK), "work"]),
-    spawn([join(BIN_DIR, "qrexec-daemon"), "-D", `--socket-dir=${run}`, "-p", policyExec, String(VAULT), "vault"]),
+    agent("work", WORK),
+    agent("vault", VAULT, { QREXEC_SERVICE_PATH: join(dir, "vault-rpc") }),
+    daemon("work", WORK),
+    daemon("vault", VAULT),
   ];
   const stop = async () => {
     for (const child of children) child.kill();
@@ -73,7 +88,8 @@ export async function startByHand(): Promise<ByHandSystem> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitForFiles([`${run}/qrexec.${WORK}`, `${run}/qrexec.${VAULT}`, `${run}/agent-work`], children);
+    const ready = [`${run}/qrexec.${WORK}`, `${run}/qrexec.${VAULT}`, `${run}/agent-work`];
+    await waitForFiles(ready, children);
   } catch (error) {
     await stop();
     throw error;

@@ -41,33 +41,49 @@ const TARGETS: Record<string, number> = {
 
 const LINE = "ping\n";
 const BUN = process.execPath;
+/** --help runs per program (there are 13 of them). */
+const HELP_RUNS_MAX = 10;
+
+type Env = Record<string, string>;
 
 interface Run {
   argv: string[];
-  env: Record<string, string>;
+  env: Env;
   input?: string;
-  expect: string;
+  /** The exact output, or "usage": exit 0, or any exit with a usage text (`--help`). */
+  expect: string | { usage: true };
   cwd?: string;
   /** Undoes what a run left behind, untimed (the copied file). */
   after?: () => void;
 }
 
+function checkOutput(run: Run, code: number, stdout: string, stderr: string): boolean {
+  if (typeof run.expect === "string") return code === 0 && stdout === run.expect;
+  // qfile-agent and qfile-unpacker, which upstream gives no --help, print their usage, exit 1.
+  return code === 0 ? stdout.length + stderr.length > 0 : /usage/i.test(stdout + stderr);
+}
+
 /**
  * `calls` runs, one after another, after one untimed run (a new lab's Bun transpiler cache is
- * empty: the first start of each program pays for it). Each must print `expect` and exit 0.
- * Sorted times in ms.
+ * empty: the first start of each program pays for it). Sorted times in ms.
  */
 async function timeRuns(name: string, run: Run, calls: number): Promise<number[]> {
   const input = new TextEncoder().encode(run.input ?? "");
-  const argv = [Bun.which(run.argv[0]!, { PATH: run.env.PATH }) ?? run.argv[0]!, ...run.argv.slice(1)];
+  const program = Bun.which(run.argv[0]!, { PATH: run.env.PATH }) ?? run.argv[0]!;
+  const argv = [program, ...run.argv.slice(1)];
   const times: number[] = [];
   for (let i = -1; i < calls; i++) {
     const start = performance.now();
-    const child = Bun.spawn(argv, { env: run.env, cwd: run.cwd, stdin: input, stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const pipes = { stdin: input, stdout: "pipe", stderr: "pipe" } as const;
+    const child = Bun.spawn(argv, { env: run.env, cwd: run.cwd, ...pipes });
+    const out = new Response(child.stdout).text();
+    const err = new Response(child.stderr).text();
+    const [stdout, stderr, code] = await Promise.all([out, err, child.exited]);
     if (i >= 0) times.push(performance.now() - start);
-    if (code !== 0 || stdout !== run.expect) {
-      throw new Error(`${name}: run ${i + 1} of ${argv.join(" ")} exited ${code} with ${JSON.stringify(stdout.slice(0, 200))} (expected ${JSON.stringify(run.expect.slice(0, 200))}): ${stderr.slice(0, 500)}`);
+    if (!checkOutput(run, code, stdout, stderr)) {
+      const got = JSON.stringify(stdout.slice(0, 200));
+      const problem = `${argv.join(" ")} exited ${code} with ${got}: ${stderr.slice(0, 500)}`;
+      throw new Error(`${name}: run ${i + 2}: ${problem} (expected ${JSON.stringify(run.expect)})`);
     }
     run.after?.();
   }
@@ -88,74 +104,93 @@ function round(value: number): number {
 }
 
 function row(name: string, times: number[], extra: Partial<LatencyRow> = {}): LatencyRow {
-  const targetMs = TARGETS[name] ?? null;
-  return { name, calls: times.length, medianMs: round(median(times)), p99Ms: round(p99(times)), targetMs, ...extra };
+  const figures = { calls: times.length, medianMs: round(median(times)), p99Ms: round(p99(times)) };
+  return { name, ...figures, targetMs: TARGETS[name] ?? null, ...extra };
 }
 
 /** The lab's rows, each run the way a user of the lab would type it. */
-function labRuns(layout: LabLayout, env: (domain: string) => Record<string, string>): Array<[string, Run]> {
+function labRuns(layout: LabLayout, env: (domain: string) => Env): Array<[string, Run]> {
   const incoming = join(layout.home("vault"), "QubesIncoming", "work");
   writeFileSync(join(layout.home("work"), "one-byte"), "x");
+  const echo = { input: LINE, expect: LINE };
+  const client = (target: string) => ["qrexec-client-vm", target, "test.Echo"];
+  const qrx = join(BIN_DIR, "qrx");
+  const toVault = ["qrexec-client", "-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"];
+  const copy: Run = {
+    argv: ["qvm-copy", "--without-progress", "one-byte"],
+    env: env("work"),
+    cwd: layout.home("work"),
+    expect: "",
+    after: () => rmSync(incoming, { recursive: true, force: true }),
+  };
+  const dispvm = ["qrexec-client-vm", "$dispvm", "test.Add"];
   return [
-    ["latency-dom0-vm", { argv: ["qrexec-client", "-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"], env: env("dom0"), input: LINE, expect: LINE }],
-    ["latency-vm-dom0", { argv: ["qrexec-client-vm", "dom0", "test.Echo"], env: env("work"), input: LINE, expect: LINE }],
-    ["latency-vm-vm", { argv: ["qrexec-client-vm", "vault", "test.Echo"], env: env("work"), input: LINE, expect: LINE }],
-    [
-      "copy-1-byte",
-      {
-        argv: ["qvm-copy", "--without-progress", "one-byte"],
-        env: env("work"),
-        cwd: layout.home("work"),
-        expect: "",
-        after: () => rmSync(incoming, { recursive: true, force: true }),
-      },
-    ],
-    ["dispvm-call", { argv: ["qrexec-client-vm", "$dispvm", "test.Add"], env: env("work"), input: "1 2\n", expect: "3\n" }],
-    ["run-true", { argv: [join(BIN_DIR, "qrx"), "run", "work", "--", "true"], env: env("dom0"), expect: "" }],
+    ["latency-dom0-vm", { argv: toVault, env: env("dom0"), ...echo }],
+    ["latency-vm-dom0", { argv: client("dom0"), env: env("work"), ...echo }],
+    ["latency-vm-vm", { argv: client("vault"), env: env("work"), ...echo }],
+    ["copy-1-byte", copy],
+    ["dispvm-call", { argv: dispvm, env: env("work"), input: "1 2\n", expect: "3\n" }],
+    ["run-true", { argv: [qrx, "run", "work", "--", "true"], env: env("dom0"), expect: "" }],
   ];
 }
 
 /** Every program in bin/ with --help; the row is the slowest one's. */
-async function helpSlowest(env: Record<string, string>, calls: number, say: (text: string) => void): Promise<LatencyRow> {
+type Say = (text: string) => void;
+
+async function helpSlowest(env: Env, calls: number, say: Say): Promise<LatencyRow> {
   const programs = readdirSync(BIN_DIR).filter((name) => !name.endsWith(".sh")).sort();
   let slowest: LatencyRow | null = null;
   for (const program of programs) {
-    const argv = [join(BIN_DIR, program), "--help"];
-    const times = await timeRunsAnyOutput(program, argv, env, calls);
+    const run: Run = { argv: [join(BIN_DIR, program), "--help"], env, expect: { usage: true } };
+    const times = await timeRuns(`${program} --help`, run, calls);
     say(`    ${program} --help: median ${median(times).toFixed(1)} ms`);
-    if (slowest === null || median(times) > slowest.medianMs) slowest = row("help-slowest", times, { program });
+    if (slowest === null || median(times) > slowest.medianMs) {
+      slowest = row("help-slowest", times, { program });
+    }
   }
   return slowest!;
-}
-
-/**
- * --help must exit 0 and print something; qfile-agent and qfile-unpacker, which upstream gives
- * no --help, print their usage and exit 1.
- */
-async function timeRunsAnyOutput(name: string, argv: string[], env: Record<string, string>, calls: number): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = -1; i < calls; i++) {
-    const start = performance.now();
-    const child = Bun.spawn(argv, { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-    if (i >= 0) times.push(performance.now() - start);
-    const usage = /usage/i.test(stdout + stderr);
-    if (!usage && (code !== 0 || stdout.length + stderr.length === 0)) throw new Error(`${name} --help exited ${code}: ${stderr.slice(0, 300)}`);
-  }
-  return times.sort((a, b) => a - b);
 }
 
 async function byHandRow(calls: number, vmVm: LatencyRow | undefined): Promise<LatencyRow> {
   const system = await startByHand();
   try {
-    const call = { argv: [...system.clientArgv, "vault", "test.Echo"], env: system.callEnv, input: LINE, expect: LINE };
+    const argv = [...system.clientArgv, "vault", "test.Echo"];
+    const env = system.callEnv;
+    const call: Run = { argv, env, input: LINE, expect: LINE };
     const times = await timeRuns("latency-vm-vm-policy-program", call, calls);
-    const policy = await timeRuns("policy program", { argv: system.policyArgv, env: system.callEnv, expect: "result=allow\n" }, calls);
-    const policyProgramMs = round(median(policy));
+    const evaluate: Run = { argv: system.policyArgv, env, expect: "result=allow\n" };
+    const policyProgramMs = round(median(await timeRuns("policy program", evaluate, calls)));
     const targetMs = vmVm ? round(vmVm.medianMs + policyProgramMs) : null;
     return { ...row("latency-vm-vm-policy-program", times), targetMs, policyProgramMs };
   } finally {
     await system.stop();
+  }
+}
+
+type Recorder = (entry: LatencyRow) => void;
+
+async function labRows(calls: number, say: Say, record: Recorder): Promise<void> {
+  const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const layout = labLayout(mkdtempSync(join(base, "qrx-bench-latency-")));
+  say(`starting a default lab in ${layout.dir}; ${calls} runs per row`);
+  try {
+    const status = await labUp(layout);
+    const transport = status.transport === "socket" ? "socket" : "shm";
+    const envOf = (domain: (typeof status.domains)[number]) => domainEnv(layout, domain, transport);
+    const envs = new Map(status.domains.map((domain) => [domain.name, envOf(domain)]));
+    const env = (name: string) => envs.get(name)!;
+    const floors: Array<[string, Run]> = [
+      ["baseline:sh", { argv: ["sh", "-c", "true"], env: env("dom0"), expect: "" }],
+      ["baseline:bun-start", { argv: [BUN, "-e", "0"], env: env("dom0"), expect: "" }],
+    ];
+    for (const [name, run] of [...floors, ...labRuns(layout, env)]) {
+      record(row(name, await timeRuns(name, run, calls)));
+    }
+    say("  --help of every program:");
+    record(await helpSlowest(env("work"), Math.min(calls, HELP_RUNS_MAX), say));
+  } finally {
+    await labDown(layout).catch(() => {});
+    rmSync(layout.dir, { recursive: true, force: true });
   }
 }
 
@@ -164,39 +199,31 @@ export async function runLatencyBench(options: LatencyOptions): Promise<LatencyR
   const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
   const record = (entry: LatencyRow) => {
     rows.push(entry);
-    say(`  ${entry.name}: median ${entry.medianMs.toFixed(2)} ms, p99 ${entry.p99Ms.toFixed(2)} ms (${entry.calls} runs)`);
+    const figures = `median ${entry.medianMs.toFixed(2)} ms, p99 ${entry.p99Ms.toFixed(2)} ms`;
+    say(`  ${entry.name}: ${figures} (${entry.calls} runs)`);
   };
-  const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
-  const layout = labLayout(mkdtempSync(join(base, "qrx-bench-latency-")));
-  say(`starting a default lab in ${layout.dir}; ${options.calls} runs per row`);
-  try {
-    const status = await labUp(layout);
-    const transport = status.transport === "socket" ? "socket" : "shm";
-    const envs = new Map(status.domains.map((domain) => [domain.name, domainEnv(layout, domain, transport)]));
-    const env = (name: string) => envs.get(name)!;
-    record(row("baseline:sh", await timeRuns("baseline:sh", { argv: ["sh", "-c", "true"], env: env("dom0"), expect: "" }, options.calls)));
-    record(row("baseline:bun-start", await timeRuns("baseline:bun-start", { argv: [BUN, "-e", "0"], env: env("dom0"), expect: "" }, options.calls)));
-    for (const [name, run] of labRuns(layout, env)) record(row(name, await timeRuns(name, run, options.calls)));
-    say("  --help of every program:");
-    record(await helpSlowest(env("work"), Math.min(options.calls, 10), say));
-  } finally {
-    await labDown(layout).catch(() => {});
-    rmSync(layout.dir, { recursive: true, force: true });
-  }
+  await labRows(options.calls, say, record);
   say("  the README's by-hand two-domain set-up, policy program and all:");
   record(await byHandRow(options.calls, rows.find((entry) => entry.name === "latency-vm-vm")));
   return rows;
 }
 
+function tableLine(entry: LatencyRow): string[] {
+  const { targetMs, medianMs, program, policyProgramMs: policy } = entry;
+  const verdict = targetMs === null ? "" : medianMs <= targetMs ? "met" : "MISSED";
+  const policyNote = policy !== undefined ? ` (policy program ${policy.toFixed(1)} ms)` : "";
+  const note = program ? ` (${program})` : policyNote;
+  const target = targetMs === null ? "-" : targetMs.toFixed(1);
+  const figures = [String(entry.calls), medianMs.toFixed(2), entry.p99Ms.toFixed(2), target];
+  return [entry.name + note, ...figures, verdict];
+}
+
 export function printLatencyBench(rows: LatencyRow[]): void {
-  const table = [["name", "runs", "median ms", "p99 ms", "target ms", ""]];
-  for (const entry of rows) {
-    const verdict = entry.targetMs === null ? "" : entry.medianMs <= entry.targetMs ? "met" : "MISSED";
-    const note = entry.program ? ` (${entry.program})` : entry.policyProgramMs !== undefined ? ` (policy program ${entry.policyProgramMs.toFixed(1)} ms)` : "";
-    const target = entry.targetMs === null ? "-" : entry.targetMs.toFixed(1);
-    table.push([entry.name + note, String(entry.calls), entry.medianMs.toFixed(2), entry.p99Ms.toFixed(2), target, verdict]);
-  }
-  const widths = table[0]!.map((_, column) => Math.max(...table.map((line) => line[column]!.length)));
-  for (const line of table) console.log(line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  "));
+  const table = [["name", "runs", "median ms", "p99 ms", "target ms", ""], ...rows.map(tableLine)];
+  const width = (column: number) => Math.max(...table.map((line) => line[column]!.length));
+  const widths = table[0]!.map((_, column) => width(column));
+  const pad = (cell: string, column: number) =>
+    column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!);
+  for (const line of table) console.log(line.map(pad).join("  "));
   console.log("each run: spawn of the program to its exit, its output checked");
 }

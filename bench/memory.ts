@@ -21,9 +21,12 @@ export interface MemoryRow {
 const SETTLE_MS = 2000;
 
 export function twentyDomainConfig(dir: string): string {
-  const domains = Array.from({ length: 20 }, (_, index) => `[[domain]]\nname = "vm${String(index + 1).padStart(2, "0")}"\ntype = "AppVM"\n`);
+  const name = (index: number) => `vm${String(index + 1).padStart(2, "0")}`;
+  const domain = (index: number) => `[[domain]]\nname = "${name(index)}"\ntype = "AppVM"\n`;
+  const domains = Array.from({ length: 20 }, (_, index) => domain(index));
   const file = join(dir, "lab-20.toml");
-  writeFileSync(file, `policy = """\ntest.Echo * @anyvm @anyvm allow\n"""\n\n[dom0]\nservices = []\n\n${domains.join("\n")}`);
+  const policy = `policy = """\ntest.Echo * @anyvm @anyvm allow\n"""\n`;
+  writeFileSync(file, `${policy}\n[dom0]\nservices = []\n\n${domains.join("\n")}`);
   return file;
 }
 
@@ -31,24 +34,29 @@ export function twentyDomainConfig(dir: string): string {
 function memoryOf(pid: number): { rss: number; pss: number } | null {
   try {
     const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
-    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+    const field = (name: string) => {
+      return Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+    };
     return { rss: field("Rss"), pss: field("Pss") };
   } catch {
     return null;
   }
 }
 
-export async function measureLab(name: MemoryRow["name"], config: string | undefined): Promise<MemoryRow> {
+export async function measureLab(name: MemoryRow["name"], config?: string): Promise<MemoryRow> {
   const base = mkdtempSync(join(tmpdir(), "qrx-bench-memory-"));
   const layout = labLayout(join(base, "lab"));
   try {
     const status = await labUp(layout, { config });
     await Bun.sleep(SETTLE_MS);
     const running = status.domains.filter((domain) => domain.state === "Running");
-    const pids = [status.adminPid, status.policyPid, ...running.flatMap((domain) => [domain.agentPid, domain.daemonPid])];
-    const measured = pids.filter((pid): pid is number => pid !== null).map(memoryOf).filter((entry) => entry !== null);
-    const sum = (key: "rss" | "pss") => Math.round(measured.reduce((total, entry) => total + entry[key], 0) / 102.4) / 10;
-    return { name, domains: running.length, processes: measured.length, rssMB: sum("rss"), pssMB: sum("pss") };
+    const perDomain = running.flatMap((domain) => [domain.agentPid, domain.daemonPid]);
+    const pids = [status.adminPid, status.policyPid, ...perDomain].filter((pid) => pid !== null);
+    const measured = pids.map(memoryOf).filter((entry) => entry !== null);
+    const kB = (key: "rss" | "pss") => measured.reduce((total, entry) => total + entry[key], 0);
+    const mB = (key: "rss" | "pss") => Math.round(kB(key) / 102.4) / 10;
+    const counts = { domains: running.length, processes: measured.length };
+    return { name, ...counts, rssMB: mB("rss"), pssMB: mB("pss") };
   } finally {
     await labDown(layout).catch(() => {});
     rmSync(base, { recursive: true, force: true });
@@ -70,9 +78,14 @@ export async function runMemoryBench(options: { progress: boolean }): Promise<Me
 }
 
 export function printMemoryBench(rows: MemoryRow[]): void {
-  console.log(`${"lab".padEnd(20)} ${"domains".padStart(8)} ${"processes".padStart(10)} ${"RSS MB".padStart(8)} ${"PSS MB".padStart(8)}`);
+  const pad = (cell: string, i: number) => (i === 0 ? cell.padEnd(20) : cell.padStart(10));
+  const line = (cells: string[]) => cells.map(pad).join(" ");
+  console.log(line(["lab", "domains", "processes", "RSS MB", "PSS MB"]));
   for (const row of rows) {
-    console.log(`${row.name.padEnd(20)} ${String(row.domains).padStart(8)} ${String(row.processes).padStart(10)} ${row.rssMB.toFixed(1).padStart(8)} ${row.pssMB.toFixed(1).padStart(8)}`);
+    const counts = [String(row.domains), String(row.processes)];
+    const figures = [...counts, row.rssMB.toFixed(1), row.pssMB.toFixed(1)];
+    console.log(line([row.name, ...figures]));
   }
-  console.log("every process of the lab (admin service, policy daemon, an agent and a daemon per VM), after 2 s idle");
+  console.log("every process of the lab (admin service, policy daemon, an agent and a daemon");
+  console.log("per VM), after 2 s idle");
 }

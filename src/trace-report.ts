@@ -30,7 +30,8 @@ export function parseTrace(text: string): ParsedTrace {
     if (line.trim() === "") continue;
     try {
       const event = JSON.parse(line) as TraceEvent;
-      const valid = typeof event.t === "number" && typeof event.stage === "string" && typeof event.pid === "number";
+      const { t, stage, pid } = event;
+      const valid = typeof t === "number" && typeof stage === "string" && typeof pid === "number";
       if (valid) events.push(event);
       else badLines++;
     } catch {
@@ -47,7 +48,8 @@ class Joiner {
   readonly #byKey = new Map<string, number>();
 
   find(node: number): number {
-    while (this.#parent[node] !== node) node = this.#parent[node] = this.#parent[this.#parent[node]!]!;
+    const parent = this.#parent;
+    while (parent[node] !== node) node = parent[node] = parent[parent[node]!]!;
     return node;
   }
 
@@ -83,11 +85,11 @@ function sides(events: TraceEvent[]): Map<string, string> {
 }
 
 function titleOf(events: TracedEvent[]): string {
-  const asked = events.find((event) => typeof event.service === "string" && typeof event.target === "string");
+  const asked = events.find((e) => typeof e.service === "string" && typeof e.target === "string");
   const client = events.find((event) => event.side === "client");
   const from = client ? domainName(client.dom) : "?";
   if (asked) return `${from} -> ${asked.target} ${asked.service}`;
-  const exec = events.find((event) => event.stage === "exec-request" && typeof event.command === "string");
+  const exec = events.find((e) => e.stage === "exec-request" && typeof e.command === "string");
   const named = events.find((event) => event.side === "client" && typeof event.target === "string");
   const target = named ? String(named.target) : exec ? domainName(exec.dom) : "?";
   return exec ? `${from} -> ${target}: ${exec.command}` : `${from} -> ${target}`;
@@ -106,14 +108,16 @@ export function groupCalls(events: TraceEvent[]): TracedCall[] {
   const byCall = new Map<number, TracedEvent[]>();
   ordered.forEach((event, index) => {
     const root = joiner.find(nodes[index]!);
-    const traced: TracedEvent = { ...event, side: side.get(`${event.pid}:${event.call}`) ?? event.prog };
+    const sideOf = side.get(`${event.pid}:${event.call}`) ?? event.prog;
+    const traced: TracedEvent = { ...event, side: sideOf };
     const list = byCall.get(root);
     if (list) list.push(traced);
     else byCall.set(root, [traced]);
   });
   return [...byCall.values()].map((list, index) => {
     const start = list[0]!.t;
-    return { number: index + 1, title: titleOf(list), start, durationMs: list.at(-1)!.t - start, events: list };
+    const durationMs = list.at(-1)!.t - start;
+    return { number: index + 1, title: titleOf(list), start, durationMs, events: list };
   });
 }
 
@@ -136,7 +140,9 @@ export function waterfallText(call: TracedCall): string[] {
     const bar = " ".repeat(from) + "#".repeat(Math.min(to, BAR_WIDTH) - from);
     const who = `${event.prog}[${event.pid}] dom${event.dom}`;
     const step = (event.t - previous).toFixed(2);
-    lines.push(`  ${offset.toFixed(2).padStart(8)} ${`+${step}`.padStart(8)}  ${stageLabel(event).padEnd(34)} ${who.padEnd(28)} |${bar.padEnd(BAR_WIDTH)}|`);
+    const times = `${offset.toFixed(2).padStart(8)} ${`+${step}`.padStart(8)}`;
+    const what = `${stageLabel(event).padEnd(34)} ${who.padEnd(28)}`;
+    lines.push(`  ${times}  ${what} |${bar.padEnd(BAR_WIDTH)}|`);
     previous = Math.max(previous, event.t);
   }
   return lines;
@@ -167,27 +173,34 @@ export function summarize(calls: TracedCall[]): { stages: StageSummary[]; median
       offsets.set(label, [...(offsets.get(label) ?? []), event.t - call.start]);
     }
   }
-  const stages = [...offsets].map(([label, values]) => ({ label, calls: values.length, medianMs: median(values) }));
+  const stages = [...offsets].map(([label, values]) => {
+    return { label, calls: values.length, medianMs: median(values) };
+  });
   stages.sort((a, b) => a.medianMs - b.medianMs);
-  return { stages, medianCallMs: calls.length === 0 ? 0 : median(calls.map((call) => call.durationMs)) };
+  const medianCallMs = calls.length === 0 ? 0 : median(calls.map((call) => call.durationMs));
+  return { stages, medianCallMs };
 }
 
 /** A summary per kind of call (its title): medians over different paths would mean nothing. */
 export function summaryText(calls: TracedCall[]): string[] {
   const kinds = new Map<string, TracedCall[]>();
   for (const call of calls) kinds.set(call.title, [...(kinds.get(call.title) ?? []), call]);
-  return [...kinds].flatMap(([title, group], index) => [...(index > 0 ? [""] : []), ...kindSummary(title, group)]);
+  const blocks = [...kinds].map(([title, group]) => kindSummary(title, group));
+  return blocks.flatMap((block, index) => (index > 0 ? ["", ...block] : block));
 }
 
 function kindSummary(title: string, calls: TracedCall[]): string[] {
   const { stages, medianCallMs } = summarize(calls);
   const count = `${calls.length} call${calls.length === 1 ? "" : "s"}`;
-  const lines = [`summary of ${title}: ${count}, median ${medianCallMs.toFixed(2)} ms from first to last stage`];
-  lines.push(`  ${"median ms".padStart(10)} ${"step".padStart(8)}  ${"stage [side]".padEnd(34)} calls`);
+  const typical = medianCallMs.toFixed(2);
+  const lines = [`summary of ${title}: ${count}, median ${typical} ms from first to last stage`];
+  const heading = `${"median ms".padStart(10)} ${"step".padStart(8)}  ${"stage [side]".padEnd(34)}`;
+  lines.push(`  ${heading} calls`);
   let previous = 0;
   for (const stage of stages) {
     const step = (stage.medianMs - previous).toFixed(2);
-    lines.push(`  ${stage.medianMs.toFixed(2).padStart(10)} ${`+${step}`.padStart(8)}  ${stage.label.padEnd(34)} ${stage.calls}`);
+    const times = `${stage.medianMs.toFixed(2).padStart(10)} ${`+${step}`.padStart(8)}`;
+    lines.push(`  ${times}  ${stage.label.padEnd(34)} ${stage.calls}`);
     previous = stage.medianMs;
   }
   return lines;

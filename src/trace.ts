@@ -83,7 +83,8 @@ export class CallTrace {
   }
 
   stage(stage: string, extra: Record<string, unknown> = {}, t = traceNow()): this {
-    const event: TraceEvent = { t, stage, pid: process.pid, prog: program, dom: this.#dom, call: this.#id, ...extra };
+    const event: TraceEvent = { t, stage, pid: process.pid, prog: program, dom: this.#dom };
+    Object.assign(event, { call: this.#id }, extra);
     if (this.#keys.length > 0) event.keys = this.#keys;
     if (this.#fresh) event.fresh = this.#fresh;
     this.#keys = [];
@@ -105,7 +106,13 @@ export function traceCall(dom: number): CallTrace | null {
 }
 
 /** One event joined to a call by its keys alone (no process-local state to keep). */
-export function traceKeyed(dom: number, stage: string, keys: string[], extra: Record<string, unknown> = {}, fresh?: string): void {
+export function traceKeyed(
+  dom: number,
+  stage: string,
+  keys: string[],
+  extra: Record<string, unknown> = {},
+  fresh?: string,
+): void {
   if (file === null) return;
   const trace = new CallTrace(dom);
   for (const key of keys) trace.link(key, key === fresh);
@@ -128,7 +135,14 @@ export function processCall(dom: number): CallTrace | null {
 }
 
 /** Order of the pump's stage marks in a data stream's DONE payload (zig/pump/data.zig `Mark`). */
-export const PUMP_STAGES = ["first-byte-sent", "first-byte-received", "eof-sent", "eof-received", "exit-sent", "exit-received"] as const;
+export const PUMP_STAGES = [
+  "first-byte-sent",
+  "first-byte-received",
+  "eof-sent",
+  "eof-received",
+  "exit-sent",
+  "exit-received",
+] as const;
 
 /** The stages the pump reached (u64 CLOCK_REALTIME ns each, 0 = not reached), in ms. */
 export function pumpStages(marks: Uint8Array | null): Array<{ stage: string; t: number }> {

@@ -242,8 +242,10 @@ export class Agent {
     }
     client.params = { connectDomain, connectPort };
     if (tracing) {
-      const keys = [triggerKey(this.#options.domain, fieldText(ident)), portKey(this.#options.domain, connectDomain, connectPort)];
-      traceKeyed(this.#options.domain, "agent-service-connect", keys);
+      const domain = this.#options.domain;
+      const data = portKey(domain, connectDomain, connectPort);
+      const keys = [triggerKey(domain, fieldText(ident)), data];
+      traceKeyed(domain, "agent-service-connect", keys);
     }
     client.connection.write(encodeExecParams(client.params));
   }
@@ -267,7 +269,9 @@ export class Agent {
     const parsed = parseCommand(request.command, { stripUser: true });
     const prepared = prepareService(parsed, this.#context);
     const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
-    const trace = traceCall(this.#options.domain)?.link(portKey(this.#options.domain, params.connectDomain, params.connectPort));
+    const domain = this.#options.domain;
+    const { connectDomain, connectPort } = params;
+    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort));
     trace?.stage("exec-request", { command: request.command.slice(0, 80) });
     const run = () => this.#runCall(params, prepared, justExec, trace);
     const waits = prepared.kind === "rpc" && prepared.config.waitForSession && parsed.kind === "rpc" && !parsed.nogui;
@@ -275,7 +279,12 @@ export class Agent {
     else run();
   }
 
-  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean, trace: CallTrace | null): void {
+  #runCall(
+    params: ExecParams,
+    prepared: ReturnType<typeof prepareService>,
+    justExec: boolean,
+    trace: CallTrace | null,
+  ): void {
     let stream: Stream;
     try {
       const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
@@ -334,8 +343,10 @@ export class Agent {
         throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
-      const trace = traceCall(this.#options.domain)?.link(triggerKey(this.#options.domain, this.#profile.ident(client.id)));
-      trace?.stage("agent-trigger", { target: fieldText(trigger.target), service: fieldText(trigger.service) });
+      const domain = this.#options.domain;
+      const trace = traceCall(domain)?.link(triggerKey(domain, this.#profile.ident(client.id)));
+      const asked = { target: fieldText(trigger.target), service: fieldText(trigger.service) };
+      trace?.stage("agent-trigger", asked);
       await this.#ready;
       const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
       this.#sendControl(type, body);

@@ -40,7 +40,7 @@ Examples:
     .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
     .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
     .option("--dir <dir>", DIR_HELP)
-    .option("--trace <file>", "the lab's programs append a per-stage timing trace of every call to FILE (QRX_TRACE; read it with qrx trace)")
+    .option("--trace <file>", "its programs write a timing trace of every call to FILE (qrx trace)")
     .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n")
     .action((options: { config?: string; dir?: string; trace?: string }) =>
       guarded(async () => {
@@ -166,7 +166,7 @@ Examples:
     .argument("<domain>", "domain to run in (dom0 too)")
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
-    .option("--trace <file>", "the command's own qrx programs append a timing trace to FILE (the lab's agents and daemons trace when started with qrx lab up --trace)")
+    .option("--trace <file>", "the command's own qrx programs write a timing trace to FILE")
     .passThroughOptions()
     .addHelpText(
       "after",

@@ -120,15 +120,25 @@ bench
 
 bench
   .command("latency")
-  .description("the fixed cost of small things in a lab: calls each way, a 1-byte qvm-copy, a $dispvm call, qrx run, --help, the by-hand set-up; beside sh and bun starts")
-  .option("--json", "print JSON rows {name, calls, medianMs, p99Ms, targetMs, program?, policyProgramMs?}")
+  .description(
+    "the fixed cost of small things in a lab: calls each way, a 1-byte qvm-copy, a $dispvm " +
+      "call, qrx run, --help, the by-hand set-up; beside sh and bun starts",
+  )
+  .option("--json", "print JSON rows {name, calls, medianMs, p99Ms, targetMs, program?, ...}")
   .option("--calls <n>", "runs per row (--help: at most 10 per program)", (text: string) => {
     const calls = Number(text);
-    if (!Number.isSafeInteger(calls) || calls < 1) throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
+    if (!Number.isSafeInteger(calls) || calls < 1) {
+      throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
+    }
     return calls;
   }, 50)
-  .option("--trace <file>", "the lab's programs append a per-stage timing trace to FILE (read it with qrx trace)")
-  .addHelpText("after", "\nTargets (medians): dom0->VM 5 ms, VM->dom0 4, VM->VM 4, 1-byte qvm-copy 30, $dispvm 50, qrx run 15, --help 15.\n\nExamples:\n  qrx bench latency\n  qrx bench latency --json --calls 20 --trace /tmp/latency.jsonl\n")
+  .option("--trace <file>", "the lab's programs write a timing trace to FILE (see qrx trace)")
+  .addHelpText(
+    "after",
+    "\nTargets (medians): dom0->VM 5 ms, VM->dom0 4, VM->VM 4, 1-byte qvm-copy 30, $dispvm 50," +
+      " qrx run 15, --help 15.\n\nExamples:\n  qrx bench latency\n" +
+      "  qrx bench latency --json --calls 20 --trace /tmp/latency.jsonl\n",
+  )
   .action(async (options: { json?: boolean; calls: number; trace?: string }) => {
     if (options.trace) process.env.QRX_TRACE = (await import("node:path")).resolve(options.trace);
     const { runLatencyBench, printLatencyBench } = await import("../../bench/latency.ts");
@@ -140,7 +150,7 @@ bench
 bench
   .command("memory")
   .description("idle RSS and PSS of every process of the default lab and of a 20-domain lab")
-  .option("--json", "print JSON rows {name, domains, processes, rssMB, pssMB} instead of a table")
+  .option("--json", "print JSON rows {name, domains, processes, rssMB, pssMB}")
   .addHelpText("after", "\nExamples:\n  qrx bench memory\n  qrx bench memory --json\n")
   .action(async (options: { json?: boolean }) => {
     const { runMemoryBench, printMemoryBench } = await import("../../bench/memory.ts");

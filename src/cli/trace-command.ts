@@ -10,7 +10,9 @@ interface TraceOptions {
 
 function positive(text: string): number {
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`"${text}" is not a positive number`);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`"${text}" is not a positive number`);
+  }
   return value;
 }
 
@@ -21,19 +23,25 @@ async function showTrace(file: string, options: TraceOptions): Promise<number> {
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    process.stderr.write(`qrx trace: cannot read ${file}: ${error instanceof Error ? error.message : error}\n`);
+    const reason = error instanceof Error ? error.message : error;
+    process.stderr.write(`qrx trace: cannot read ${file}: ${reason}\n`);
     return 1;
   }
   const { events, badLines } = parseTrace(text);
-  if (badLines > 0) process.stderr.write(`qrx trace: ${badLines} line(s) in ${file} are not trace events; skipped\n`);
-  const calls = groupCalls(events).filter((call) => !options.match || call.title.includes(options.match));
+  if (badLines > 0) {
+    const what = `${badLines} line(s) in ${file} are not trace events`;
+    process.stderr.write(`qrx trace: ${what}; skipped\n`);
+  }
+  const match = options.match;
+  const calls = groupCalls(events).filter((call) => !match || call.title.includes(match));
   if (calls.length === 0) {
-    process.stderr.write(`qrx trace: no calls in ${file}${options.match ? ` matching "${options.match}"` : ""}\n`);
+    process.stderr.write(`qrx trace: no calls in ${file}${match ? ` matching "${match}"` : ""}\n`);
     return 1;
   }
   const shown = calls.slice(-options.limit);
   for (const call of shown) console.log(`${waterfallText(call).join("\n")}\n`);
-  if (shown.length < calls.length) console.log(`(${calls.length - shown.length} earlier calls not drawn; --limit N)\n`);
+  const hidden = calls.length - shown.length;
+  if (hidden > 0) console.log(`(${hidden} earlier calls not drawn; --limit N)\n`);
   console.log(summaryText(calls).join("\n"));
   if (options.svg) {
     const { waterfallSvg } = await import("../trace-svg.ts");
@@ -46,7 +54,10 @@ async function showTrace(file: string, options: TraceOptions): Promise<number> {
 export function addTraceCommand(program: Command): void {
   program
     .command("trace")
-    .description("show the calls in a QRX_TRACE file: a waterfall per call (each stage, the process and domain that reached it) and the median per stage")
+    .description(
+      "show the calls in a QRX_TRACE file: a waterfall per call (each stage, the process and " +
+        "domain that reached it) and the median per stage",
+    )
     .argument("<file>", "a trace written by programs run with QRX_TRACE=FILE (or --trace FILE)")
     .option("--svg <out>", "also draw the waterfalls as an SVG")
     .option("--limit <n>", "waterfalls of the last N calls (the summary covers all)", positive, 10)

@@ -107,7 +107,8 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       throw new ExitError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
     }
     process.env.QREXEC_REMOTE_DOMAIN = call.target;
-    trace?.link(portKey(0, allocated.connectDomain, allocated.connectPort)).stage("call-allowed", { target: call.target });
+    trace?.link(portKey(0, allocated.connectDomain, allocated.connectPort));
+    trace?.stage("call-allowed", { target: call.target });
     const local: LocalProgram | { stdinFd: number; stdoutFd: number } = call.localCommand
       ? startLocalCommand(call)
       : call.justExec
@@ -133,7 +134,9 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       // The dom0 client reports a data vchan that never came as 125 (§8).
       throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
-    const code = call.noExitCode ? QREXEC_EXIT_SUCCESS : clientExitCode(result.remote, result.local);
+    const code = call.noExitCode
+      ? QREXEC_EXIT_SUCCESS
+      : clientExitCode(result.remote, result.local);
     trace?.stage("exit-code", { code });
     return code;
   } finally {

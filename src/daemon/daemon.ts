@@ -43,7 +43,7 @@ import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
 import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
-import { portKey, traceCall, traceKeyed, tracing, triggerKey } from "../trace.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
 export interface DaemonOptions {
   domain: number;
@@ -241,8 +241,7 @@ export class Daemon {
       this.#refusals.log(this.#options.name, `${call}: ${untrusted(why, 512)}`);
       if (this.#pending.get(key) === entry && entry.state === "pending" && this.#control === control) this.#refuse(trigger.ident);
     };
-    const trace = traceCall(0)?.link(triggerKey(this.#options.domain, fieldText(trigger.ident)));
-    trace?.stage("daemon-received", { vm: this.#options.name, target: trigger.target, service: trigger.service });
+    const trace = this.#traceTrigger(trigger);
     try {
       trace?.stage("policy-asked");
       const decision = await queryPolicy(
@@ -254,7 +253,7 @@ export class Daemon {
         },
         { ...this.#options.policy, log: this.#options.log },
       );
-      trace?.stage("policy-answered", { decision: decision.kind, ...(decision.kind === "allow" ? { to: decision.target } : {}) });
+      trace?.stage("policy-answered", { to: decision.kind === "allow" ? decision.target : "-" });
       if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
       for (const unknown of decision.unknownKeys) {
         this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
@@ -437,10 +436,16 @@ export class Daemon {
     return allocated;
   }
 
-  #traceForward(type: number, connectDomain: number, port: number, ident: Uint8Array, allocated: boolean): void {
-    const keys = [portKey(this.#options.domain, connectDomain, port)];
+  #traceTrigger(trigger: { target: string; service: string; ident: Uint8Array }): CallTrace | null {
+    const trace = traceCall(0)?.link(triggerKey(this.#options.domain, fieldText(trigger.ident)));
+    const asked = { vm: this.#options.name, target: trigger.target, service: trigger.service };
+    return trace?.stage("daemon-received", asked) ?? null;
+  }
+
+  #traceForward(type: number, peer: number, port: number, ident: Uint8Array, fresh: boolean): void {
+    const keys = [portKey(this.#options.domain, peer, port)];
     if (type === MSG_SERVICE_CONNECT) keys.push(triggerKey(this.#options.domain, fieldText(ident)));
     const stage = type === MSG_SERVICE_CONNECT ? "service-connect-sent" : "exec-request-sent";
-    traceKeyed(0, stage, keys, { vm: this.#options.name }, allocated ? keys[0] : undefined);
+    traceKeyed(0, stage, keys, { vm: this.#options.name }, fresh ? keys[0] : undefined);
   }
 }

@@ -220,7 +220,8 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   const prepared = prepareDom0(parsed, call.sourceName, call.context);
   if (needsSession(parsed, prepared)) await waitForSession(call.sourceName, call.context);
   const { connectDomain: remoteDomain, connectPort: port } = allocated;
-  const trace = traceCall(0)?.link(portKey(0, remoteDomain, port)).stage("exec-request", { command: call.command.slice(0, 80) });
+  const trace = traceCall(0)?.link(portKey(0, remoteDomain, port));
+  trace?.stage("exec-request", { command: call.command.slice(0, 80) });
   const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain, port });
   const stream = vchan.attach({
     kind: StreamKind.DataService,
@@ -254,6 +255,10 @@ function prepareDom0(
   return { kind: "legacy", command: parsed.command, shell: "/bin/bash", remoteDomain: sourceName };
 }
 
+function identText(ident: FixedField): string {
+  return typeof ident === "string" ? ident : fieldText(ident);
+}
+
 /**
  * A call to `@dispvm:TEMPLATE` (§7.6): create a DisposableVM from the template, start it, run the
  * call in it, and kill it once its daemon closes our connection (the call's port was released).
@@ -262,7 +267,7 @@ function prepareDom0(
 export async function executeDispvm(
   call: Omit<VmCall, "target" | "keepTargetConnection"> & { template: string; admin: AdminService; log: (message: string) => void },
 ): Promise<string> {
-  const key = tracing ? triggerKey(call.sourceDomain, typeof call.ident === "string" ? call.ident : fieldText(call.ident)) : "";
+  const key = tracing ? triggerKey(call.sourceDomain, identText(call.ident)) : "";
   const dispvm = await call.admin.createDisposable(call.template);
   traceKeyed(0, "dispvm-created", [key], { dispvm });
   const kill = () =>

@@ -17,7 +17,8 @@ describe("qrx bench memory", () => {
     const dir = tempDir();
     try {
       const config = loadLabConfig(twentyDomainConfig(dir.path));
-      expect(config.domains.map((domain) => domain.name)).toEqual(Array.from({ length: 20 }, (_, i) => `vm${String(i + 1).padStart(2, "0")}`));
+      const names = Array.from({ length: 20 }, (_, i) => `vm${String(i + 1).padStart(2, "0")}`);
+      expect(config.domains.map((domain) => domain.name)).toEqual(names);
       expect(config.domains.every((domain) => domain.klass === "AppVM" && domain.start)).toBe(true);
     } finally {
       dir.remove();

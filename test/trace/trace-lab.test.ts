@@ -13,8 +13,10 @@ beforeAll(async () => {
   file = join(lab.root.path, "trace.jsonl");
   const up = await lab.qrx(["lab", "up"], { env: { QRX_TRACE: file } });
   if (up.code !== 0) throw new Error(`qrx lab up failed: ${up.stderr}`);
-  expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n")).toMatchObject({ code: 0, stdout: "33\n" });
-  const dom0 = await lab.qrx(["run", "dom0", "--", "qrexec-client", "-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"], {
+  const vmToVm = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n");
+  expect(vmToVm).toMatchObject({ code: 0, stdout: "33\n" });
+  const client = ["qrexec-client", "-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"];
+  const dom0 = await lab.qrx(["run", "dom0", "--", ...client], {
     input: "hi\n",
     withDir: false,
     env: { QRX_DIR: lab.dir, QRX_TRACE: file },
@@ -36,7 +38,8 @@ function callTitled(text: string): TracedCall {
 /** The time `stage` was reached on `side` (the first time), failing when it never was. */
 function at(call: TracedCall, label: string): number {
   const event = call.events.find((candidate) => `${candidate.stage} [${candidate.side}]` === label);
-  if (!event) throw new Error(`${label} missing from ${call.title}: ${call.events.map((e) => `${e.stage} [${e.side}]`).join(", ")}`);
+  const all = () => call.events.map((e) => `${e.stage} [${e.side}]`).join(", ");
+  if (!event) throw new Error(`${label} missing from ${call.title}: ${all()}`);
   return event.t;
 }
 
@@ -46,7 +49,9 @@ function expectInOrder(call: TracedCall, labels: string[]): void {
   for (let index = 1; index < times.length; index++) {
     const [before, earlier] = times[index - 1]!;
     const [after, later] = times[index]!;
-    if (later < earlier) throw new Error(`${after} (${later}) came before ${before} (${earlier}) in ${call.title}`);
+    if (later < earlier) {
+      throw new Error(`${after} (${later}) came before ${before} (${earlier}) in ${call.title}`);
+    }
   }
 }
 
@@ -71,7 +76,12 @@ describe("QRX_TRACE in a lab", () => {
       "exit-received [client]",
       "exit-code [client]",
     ]);
-    expectInOrder(call, ["exec-request-sent [qrexec-daemon]", "exec-request [service]", "data-connected [service]", "service-spawned [service]"]);
+    expectInOrder(call, [
+      "exec-request-sent [qrexec-daemon]",
+      "exec-request [service]",
+      "data-connected [service]",
+      "service-spawned [service]",
+    ]);
     expectInOrder(call, ["eof-sent [client]", "eof-received [service]"]);
     expectInOrder(call, ["eof-sent [service]", "eof-received [client]"]);
     expectInOrder(call, ["exit-sent [service]", "exit-received [client]"]);
@@ -81,7 +91,8 @@ describe("QRX_TRACE in a lab", () => {
     expect(new Set(call.events.map((event) => event.pid)).size).toBeGreaterThanOrEqual(4);
     const domOf = (side: string) => call.events.find((event) => event.side === side)!.dom;
     expect(domOf("client")).not.toBe(domOf("service"));
-    expect(new Set(call.events.map((event) => event.dom))).toEqual(new Set([0, domOf("client"), domOf("service")]));
+    const doms = new Set(call.events.map((event) => event.dom));
+    expect(doms).toEqual(new Set([0, domOf("client"), domOf("service")]));
   });
 
   test("a dom0 -> VM call from qrexec-client starts with the client process itself", () => {
@@ -98,7 +109,8 @@ describe("QRX_TRACE in a lab", () => {
       "exit-received [client]",
       "exit-code [client]",
     ]);
-    expect(call.events.find((event) => event.stage === "process-start")!.prog).toBe("qrexec-client");
+    const started = call.events.find((event) => event.stage === "process-start")!;
+    expect(started.prog).toBe("qrexec-client");
   });
 
   test("qrx trace draws each call, a summary per kind of call, and a well-formed SVG", async () => {
@@ -106,15 +118,25 @@ describe("QRX_TRACE in a lab", () => {
     const shown = await lab.qrx(["trace", file, "--svg", svg], { withDir: false });
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/^call 1: dom\d+ -> vault test\.Add {2}\(\d+\.\d\d ms\)$/m);
-    expect(shown.stdout).toMatch(/^ +\d+\.\d\d +\+\d+\.\d\d {2}policy-answered \[qrexec-daemon\] +qrexec-daemon\[\d+\] dom0 +\|[ #]+\|$/m);
-    expect(shown.stdout).toMatch(/^summary of dom\d+ -> vault test\.Add: 1 call, median \d+\.\d\d ms/m);
-    expect(shown.stdout).toContain("summary of dom0 -> vault: user:QUBESRPC test.Echo dom0: 1 call");
-    const parsed = Bun.spawnSync(["python3", "-c", "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(d.documentElement.tagName, len(d.getElementsByTagName('rect')))", svg]);
+    const times = / +\d+\.\d\d +\+\d+\.\d\d {2}/.source;
+    const who = /policy-answered \[qrexec-daemon\] +qrexec-daemon\[\d+\] dom0 +\|[ #]+\|/.source;
+    expect(shown.stdout).toMatch(new RegExp(`^${times}${who}$`, "m"));
+    const summary = /^summary of dom\d+ -> vault test\.Add: 1 call, median \d+\.\d\d ms/m;
+    expect(shown.stdout).toMatch(summary);
+    const dom0 = "summary of dom0 -> vault: user:QUBESRPC test.Echo dom0: 1 call";
+    expect(shown.stdout).toContain(dom0);
+    const check = [
+      "import sys, xml.dom.minidom as m",
+      "d = m.parse(sys.argv[1])",
+      "print(d.documentElement.tagName, len(d.getElementsByTagName('rect')))",
+    ].join("\n");
+    const parsed = Bun.spawnSync(["python3", "-c", check, svg]);
     expect(parsed.stderr.toString()).toBe("");
     const [tag, rects] = parsed.stdout.toString().trim().split(" ");
     expect(tag).toBe("svg");
     // A background and one bar per event.
-    const events = groupCalls(parseTrace(readFileSync(file, "utf8")).events).reduce((sum, call) => sum + call.events.length, 0);
+    const calls = groupCalls(parseTrace(readFileSync(file, "utf8")).events);
+    const events = calls.reduce((sum, call) => sum + call.events.length, 0);
     expect(Number(rects)).toBe(events + 1);
   });
 });

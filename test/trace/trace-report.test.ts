@@ -7,8 +7,11 @@ import { portKey, pumpStages, triggerKey, type TraceEvent } from "../../src/trac
 import { QRX } from "../helpers/lab.ts";
 import { tempDir } from "../helpers/paths.ts";
 
-function event(t: number, stage: string, pid: number, call: string, more: Partial<TraceEvent> = {}): TraceEvent {
-  return { t, stage, pid, prog: pid === 1 ? "qrexec-agent" : "qrexec-daemon", dom: pid === 1 ? 2 : 0, call, ...more };
+type Extra = Partial<TraceEvent>;
+
+function event(t: number, stage: string, pid: number, call: string, more: Extra = {}): TraceEvent {
+  const prog = pid === 1 ? "qrexec-agent" : "qrexec-daemon";
+  return { t, stage, pid, prog, dom: pid === 1 ? 2 : 0, call, ...more };
 }
 
 /** One VM -> VM call on `port` as four processes would write it, from time `t0`. */
@@ -17,7 +20,11 @@ function vmCall(t0: number, n: number, port: number): TraceEvent[] {
   const data = portKey(2, 3, port);
   return [
     event(t0, "client-start", 1, `1.${10 * n}`),
-    event(t0 + 1, "agent-trigger", 1, `1.${10 * n + 1}`, { keys: [trigger], target: "vault", service: "test.Add" }),
+    event(t0 + 1, "agent-trigger", 1, `1.${10 * n + 1}`, {
+      keys: [trigger],
+      target: "vault",
+      service: "test.Add",
+    }),
     event(t0 + 2, "daemon-received", 2, `2.${n}`, { keys: [trigger] }),
     event(t0 + 3, "exec-request-sent", 3, `3.${n}`, { keys: [data], fresh: data }),
     event(t0 + 4, "exec-request", 4, `4.${n}`, { keys: [data], dom: 3 }),
@@ -32,7 +39,8 @@ describe("joining a trace into calls", () => {
   test("two calls that reuse a port stay two calls, each with all four processes", () => {
     const calls = groupCalls([...vmCall(100, 1, 513), ...vmCall(200, 2, 513)]);
     expect(calls.map((call) => call.events.length)).toEqual([9, 9]);
-    expect(calls.map((call) => call.title)).toEqual(["dom2 -> vault test.Add", "dom2 -> vault test.Add"]);
+    const title = "dom2 -> vault test.Add";
+    expect(calls.map((call) => call.title)).toEqual([title, title]);
     expect(calls[1]!.events.map((e) => e.t)).toEqual([200, 201, 202, 203, 204, 205, 206, 207, 208]);
     expect(calls[0]!.events.find((e) => e.stage === "exec-request")!.side).toBe("service");
     expect(calls[0]!.durationMs).toBe(8);
@@ -46,9 +54,11 @@ describe("joining a trace into calls", () => {
 
   test("the summary is the median offset per stage and side over the calls", () => {
     const slow = vmCall(300, 3, 515).map((e) => (e.stage === "exit-code" ? { ...e, t: 320 } : e));
-    const { stages, medianCallMs } = summarize(groupCalls([...vmCall(100, 1, 513), ...vmCall(200, 2, 513), ...slow]));
+    const calls = groupCalls([...vmCall(100, 1, 513), ...vmCall(200, 2, 513), ...slow]);
+    const { stages, medianCallMs } = summarize(calls);
     expect(medianCallMs).toBe(8);
-    expect(stages.find((s) => s.label === "exec-request [service]")).toEqual({ label: "exec-request [service]", calls: 3, medianMs: 4 });
+    const exec = "exec-request [service]";
+    expect(stages.find((s) => s.label === exec)).toEqual({ label: exec, calls: 3, medianMs: 4 });
     expect(stages.at(-1)).toEqual({ label: "exit-code [client]", calls: 3, medianMs: 8 });
   });
 
@@ -84,7 +94,8 @@ describe("qrx trace on bad input", () => {
       writeFileSync(junk, "hello\n");
       const empty = Bun.spawnSync([QRX, "trace", junk]);
       expect(empty.exitCode).toBe(1);
-      expect(empty.stderr.toString()).toBe(`qrx trace: 1 line(s) in ${junk} are not trace events; skipped\nqrx trace: no calls in ${junk}\n`);
+      const skipped = `qrx trace: 1 line(s) in ${junk} are not trace events; skipped\n`;
+      expect(empty.stderr.toString()).toBe(`${skipped}qrx trace: no calls in ${junk}\n`);
     } finally {
       dir.remove();
     }

@@ -590,7 +590,10 @@ pub const Pump = struct {
                 data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
                 if (data.stdout_eof_held) self.settle_held_eof(stream, data);
                 if (data.outcome) |outcome| switch (outcome) {
-                    .done => |status| self.finish(stream, .done, status, std.mem.asBytes(&data.marks)),
+                    // The payload: when the pump reached each stage, for the timing trace.
+                    .done => |status| {
+                        self.finish(stream, .done, status, std.mem.asBytes(&data.marks));
+                    },
                     .failed => |failure| self.finish(stream, .failed, -@as(i32, @intCast(@intFromEnum(failure.errno))), failure.message),
                 };
             },

@@ -169,7 +169,8 @@ fn test_add(backend: Backend) !void {
     try harness.wait_for(.done, 2);
     try testing.expectEqual(@as(i32, 0), harness.find(call.service, .done).?.value);
     try testing.expectEqual(@as(i32, 0), harness.find(call.client, .done).?.value);
-    try expect_marks(harness.find(call.client, .done).?.payload, harness.find(call.service, .done).?.payload);
+    const client_done = harness.find(call.client, .done).?;
+    try expect_marks(client_done.payload, harness.find(call.service, .done).?.payload);
     var answer: [64]u8 = undefined;
     const answered = try read_to_end(call.caller_out, &answer);
     try testing.expectEqualStrings("33\n", answer[0..answered]);
@@ -185,7 +186,8 @@ fn expect_marks(client_payload: []const u8, service_payload: []const u8) !void {
     try testing.expectEqual(@as(usize, count * 8), service_payload.len);
     const at = struct {
         fn at(payload: []const u8, mark: Mark) u64 {
-            return std.mem.readInt(u64, payload[@as(usize, @intFromEnum(mark)) * 8 ..][0..8], .little);
+            const offset = @as(usize, @intFromEnum(mark)) * 8;
+            return std.mem.readInt(u64, payload[offset..][0..8], .little);
         }
     }.at;
     try testing.expectEqual(@as(u64, 0), at(client_payload, .exit_sent));
