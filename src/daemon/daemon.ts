@@ -253,7 +253,7 @@ export class Daemon {
         },
         { ...this.#options.policy, log: this.#options.log },
       );
-      trace?.stage("policy-answered", { to: decision.kind === "allow" ? decision.target : "-" });
+      trace?.stage("policy-answered", { answer: decision.kind === "allow" ? decision.target : "no" });
       if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
       for (const unknown of decision.unknownKeys) {
         this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
