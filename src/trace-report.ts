@@ -1,6 +1,7 @@
 // Reads a QRX_TRACE file (src/trace.ts) back into calls: joins each process's events by their
 // keys, then renders a per-call waterfall, a summary (median per stage over all calls) and an SVG.
 
+import { untrusted } from "./io/log-text.ts";
 import type { TraceEvent } from "./trace.ts";
 
 export interface TracedEvent extends TraceEvent {
@@ -84,7 +85,12 @@ function sides(events: TraceEvent[]): Map<string, string> {
   return side;
 }
 
+/** Service names and commands come from the calling domain: escaped before a terminal sees them. */
 function titleOf(events: TracedEvent[]): string {
+  return untrusted(rawTitle(events), 200);
+}
+
+function rawTitle(events: TracedEvent[]): string {
   const asked = events.find((e) => typeof e.service === "string" && typeof e.target === "string");
   const client = events.find((event) => event.side === "client");
   const from = client ? domainName(client.dom) : "?";

@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { groupCalls, parseTrace, summarize } from "../../src/trace-report.ts";
+import { waterfallSvg } from "../../src/trace-svg.ts";
 import { portKey, pumpStages, triggerKey, type TraceEvent } from "../../src/trace.ts";
 import { QRX } from "../helpers/lab.ts";
 import { tempDir } from "../helpers/paths.ts";
@@ -60,6 +61,15 @@ describe("joining a trace into calls", () => {
     const exec = "exec-request [service]";
     expect(stages.find((s) => s.label === exec)).toEqual({ label: exec, calls: 3, medianMs: 4 });
     expect(stages.at(-1)).toEqual({ label: "exit-code [client]", calls: 3, medianMs: 8 });
+  });
+
+  test("a hostile service name reaches the title escaped (no terminal escapes, valid XML)", () => {
+    const calls = groupCalls([
+      event(1, "client-start", 1, "1.1"),
+      event(2, "trigger-sent", 1, "1.1", { target: "vault", service: "x\x1b[2J\x07<svg>" }),
+    ]);
+    expect(calls[0]!.title).toBe("dom2 -> vault x\\x1b[2J\\x07<svg>");
+    expect(waterfallSvg(calls)).toContain("dom2 -&gt; vault x\\x1b[2J\\x07&lt;svg&gt;");
   });
 
   test("torn and foreign lines are counted and skipped", () => {
