@@ -11,15 +11,16 @@ let file: string;
 beforeAll(async () => {
   lab = new TestLab();
   file = join(lab.root.path, "trace.jsonl");
-  const up = await lab.qrx(["lab", "up"], { env: { QRX_TRACE: file } });
+  // The lab's programs trace through `lab up --trace`, the client through `run --trace`.
+  const up = await lab.qrx(["lab", "up", "--trace", file]);
   if (up.code !== 0) throw new Error(`qrx lab up failed: ${up.stderr}`);
   const vmToVm = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n");
   expect(vmToVm).toMatchObject({ code: 0, stdout: "33\n" });
   const client = ["qrexec-client", "-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"];
-  const dom0 = await lab.qrx(["run", "dom0", "--", ...client], {
+  const dom0 = await lab.qrx(["run", "--trace", file, "dom0", "--", ...client], {
     input: "hi\n",
     withDir: false,
-    env: { QRX_DIR: lab.dir, QRX_TRACE: file },
+    env: { QRX_DIR: lab.dir },
   });
   expect(dom0).toMatchObject({ code: 0, stdout: "hi\n" });
 }, 60_000);
