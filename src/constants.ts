@@ -89,6 +89,7 @@ export const ConstantId = {
   clientReplyFallback: 42,
   clientReplyAccepted: 43,
   clientRequestPrefixBytes: 44,
+  pumpMarkCount: 45,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -113,6 +114,19 @@ export const FILECOPY_UNPACK_STATS_BYTES = 40;
 export const FILECOPY_PACK_RESULT_BYTES = 296;
 export const FILECOPY_PACK_RESULT_LAST_NAME_OFFSET = 36;
 export const FILECOPY_PACK_RESULT_LAST_NAME_BYTES = 256;
+
+/**
+ * A data stream's DONE payload: when the pump first reached each of these stages, u64
+ * CLOCK_REALTIME ns each (0: not reached), in this order (zig/pump/data.zig `Mark`).
+ */
+export const PUMP_MARKS = [
+  "first-byte-sent",
+  "first-byte-received",
+  "eof-sent",
+  "eof-received",
+  "exit-sent",
+  "exit-received",
+] as const;
 
 /** The client host's replies to a qrexec-client-vm front end (zig/client_host/wire.zig `ReplyKind`). */
 export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
@@ -165,4 +179,5 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   clientReplyFallback: ClientReply.Fallback,
   clientReplyAccepted: ClientReply.Accepted,
   clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
+  pumpMarkCount: PUMP_MARKS.length,
 };

@@ -4,15 +4,16 @@
 // sites hold a `CallTrace | null` and use `?.`.
 //
 // A call has no id that every process knows without changing the wire protocol, so events carry
-// keys the reader (src/trace/read.ts) joins: a process-local id, the trigger's ident as the
+// keys the reader (src/trace-report.ts) joins: a process-local id, the trigger's ident as the
 // source domain's agent and daemon know it, and the data vchan (domains and port) that every
 // process of the call learns. Ports are reused, so the daemon that allocates one marks its key
 // fresh: from then on that key means the new call.
 
-import { closeSync, openSync, writeSync } from "node:fs";
+import { openSync, writeSync } from "node:fs";
+import { PUMP_MARKS } from "./constants.ts";
 
 /** Where each stage's time was taken, the clock shared by every process (ms, µs precision). */
-export function traceNow(): number {
+function traceNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
@@ -134,30 +135,14 @@ export function processCall(dom: number): CallTrace | null {
   return processTrace;
 }
 
-/** Order of the pump's stage marks in a data stream's DONE payload (zig/pump/data.zig `Mark`). */
-export const PUMP_STAGES = [
-  "first-byte-sent",
-  "first-byte-received",
-  "eof-sent",
-  "eof-received",
-  "exit-sent",
-  "exit-received",
-] as const;
-
 /** The stages the pump reached (u64 CLOCK_REALTIME ns each, 0 = not reached), in ms. */
 export function pumpStages(marks: Uint8Array | null): Array<{ stage: string; t: number }> {
-  if (!marks || marks.length < PUMP_STAGES.length * 8) return [];
+  if (!marks || marks.length < PUMP_MARKS.length * 8) return [];
   const view = new DataView(marks.buffer, marks.byteOffset, marks.byteLength);
   const stages = [];
-  for (const [index, stage] of PUMP_STAGES.entries()) {
+  for (const [index, stage] of PUMP_MARKS.entries()) {
     const ns = view.getBigUint64(index * 8, true);
     if (ns !== 0n) stages.push({ stage, t: Number(ns / 1000n) / 1000 });
   }
   return stages;
-}
-
-/** For tests that write traces from this process. */
-export function closeTrace(): void {
-  if (fd >= 0) closeSync(fd);
-  fd = -1;
 }

@@ -24,6 +24,8 @@ const Control = @import("control.zig").Control;
 const data_mod = @import("data.zig");
 const Data = data_mod.Data;
 pub const Flags = @import("data.zig").Flags;
+/// Stage times in a data stream's DONE record (u64 each, `data.Mark` order).
+pub const mark_count = data_mod.mark_count;
 pub const events = @import("events.zig");
 
 const Fail = diag.Fail;
