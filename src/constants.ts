@@ -90,6 +90,7 @@ export const ConstantId = {
   clientReplyAccepted: 43,
   clientRequestPrefixBytes: 44,
   eventClientRefused: 45,
+  pumpMarkCount: 46,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -123,6 +124,19 @@ export const FILECOPY_UNPACK_STATS_BYTES = 40;
 export const FILECOPY_PACK_RESULT_BYTES = 296;
 export const FILECOPY_PACK_RESULT_LAST_NAME_OFFSET = 36;
 export const FILECOPY_PACK_RESULT_LAST_NAME_BYTES = 256;
+
+/**
+ * A data stream's DONE payload: when the pump first reached each of these stages, u64
+ * CLOCK_REALTIME ns each (0: not reached), in this order (zig/pump/data.zig `Mark`).
+ */
+export const PUMP_MARKS = [
+  "first-byte-sent",
+  "first-byte-received",
+  "eof-sent",
+  "eof-received",
+  "exit-sent",
+  "exit-received",
+] as const;
 
 /** The client host's replies to a qrexec-client-vm front end (zig/client_host/wire.zig `ReplyKind`). */
 export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
@@ -176,4 +190,5 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   clientReplyAccepted: ClientReply.Accepted,
   clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
   eventClientRefused: PumpEventKind.ClientRefused,
+  pumpMarkCount: PUMP_MARKS.length,
 };

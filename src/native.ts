@@ -449,6 +449,8 @@ export class Stream {
   #early: PumpEvent[] = [];
   #handingOver = false;
   readonly connected: Promise<number>;
+  /** A data stream's stage times from its DONE record, for the trace (src/trace.ts). */
+  pumpMarks: Uint8Array | null = null;
   /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
   readonly finished: Promise<number>;
   #resolveConnected!: (version: number) => void;
@@ -470,7 +472,10 @@ export class Stream {
   /** @internal Called by the pump driver. */
   deliver(event: PumpEvent): void {
     if (event.kind === PumpEventKind.Connected) this.#resolveConnected(event.value);
-    if (event.kind === PumpEventKind.Done) this.#resolveFinished(event.value);
+    if (event.kind === PumpEventKind.Done) {
+      this.pumpMarks = event.payload;
+      this.#resolveFinished(event.value);
+    }
     if (event.kind === PumpEventKind.Failed) {
       this.#rejectFinished(new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`));
     }

@@ -73,6 +73,7 @@ const ConstantId = enum(u32) {
     client_reply_accepted,
     client_request_prefix_bytes,
     event_client_refused,
+    pump_mark_count,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -167,6 +168,7 @@ export fn qrx_constant(id: u32) i32 {
         .client_reply_accepted => @intFromEnum(client_host_wire.ReplyKind.accepted),
         .client_request_prefix_bytes => client_host.request_record_prefix_bytes,
         .event_client_refused => @intFromEnum(pump_mod.events.Kind.client_refused),
+        .pump_mark_count => pump_mod.mark_count,
     };
 }
 

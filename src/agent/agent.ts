@@ -36,6 +36,7 @@ import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
@@ -264,6 +265,12 @@ export class Agent {
       return;
     }
     client.params = { connectDomain, connectPort };
+    if (tracing) {
+      const domain = this.#options.domain;
+      const data = portKey(domain, connectDomain, connectPort);
+      const keys = [triggerKey(domain, fieldText(ident)), data];
+      traceKeyed(domain, "agent-service-connect", keys);
+    }
     client.connection.write(encodeExecParams(client.params));
   }
 
@@ -286,7 +293,11 @@ export class Agent {
     const parsed = parseCommand(request.command, { stripUser: true });
     const prepared = prepareService(parsed, this.#context);
     const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
-    const run = () => this.#runCall(params, prepared, justExec);
+    const domain = this.#options.domain;
+    const { connectDomain, connectPort } = params;
+    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort));
+    trace?.stage("exec-request", { command: request.command.slice(0, 80) });
+    const run = () => this.#runCall(params, prepared, justExec, trace);
     const waits = prepared.kind === "rpc" && prepared.config.waitForSession && parsed.kind === "rpc" && !parsed.nogui;
     if (waits) this.#session.whenReady(parsed.kind === "rpc" ? (parsed.user ?? "") : "", parsed.kind === "rpc" ? parsed.source : "", run);
     else run();
@@ -296,6 +307,7 @@ export class Agent {
     params: ExecParams,
     prepared: ReturnType<typeof prepareService>,
     justExec: boolean,
+    trace: CallTrace | null,
     deadline = Date.now() + DATA_CONNECT_TIMEOUT_MS,
   ): void {
     const where = `data vchan to domain ${params.connectDomain} port ${params.connectPort}`;
@@ -305,7 +317,7 @@ export class Agent {
       const code = fdErrorCode(error);
       if (code === null || Date.now() + FD_RETRY_MS >= deadline || this.#stopping) return false;
       this.#shortage.refused(code, `${where}: ${describe(error)} (trying again)`);
-      setTimeout(() => this.#runCall(params, prepared, justExec, deadline), FD_RETRY_MS);
+      setTimeout(() => this.#runCall(params, prepared, justExec, trace, deadline), FD_RETRY_MS);
       return true;
     };
     let stream: Stream;
@@ -330,8 +342,10 @@ export class Agent {
     void stream.connected.then(() => {
       connected = true;
       this.#shortage.recovered();
+      trace?.stage("data-connected");
       try {
         const pid = startService(stream, prepared, justExec, this.#context);
+        trace?.stage("service-spawned", { child: pid });
         // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
         if (pid !== null) stream.setChild(pid);
       } catch (error) {
@@ -346,6 +360,8 @@ export class Agent {
       }
     });
     const done = (error: Error | null) => {
+      trace?.pumpStages(stream.pumpMarks);
+      trace?.stage("teardown", error ? { problem: error.message } : {});
       this.#calls.delete(stream);
       stream.close();
       if (error && !connected && retry(error)) return;
@@ -377,6 +393,10 @@ export class Agent {
         throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
+      const domain = this.#options.domain;
+      const trace = traceCall(domain)?.link(triggerKey(domain, this.#profile.ident(client.id)));
+      const asked = { target: fieldText(trigger.target), service: fieldText(trigger.service) };
+      trace?.stage("agent-trigger", asked);
       await this.#ready;
       const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
       this.#sendControl(type, body);

@@ -13,6 +13,7 @@ import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
 import { FdShortage, outOfFds } from "./fd-shortage.ts";
+import { traceCall } from "../trace.ts";
 
 const PROGRAM = "qrexec-client-vm";
 /** What the caller reads when the agent could not set its call up (as the front end says). */
@@ -139,6 +140,7 @@ export class ClientVmHost {
         ...call,
         stdio: { input, output, error: remoteStderr },
         abort: hosted.abort.signal,
+        trace: traceCall(call.domain)?.stage("client-start", { hosted: true }),
         onStream: (stream) => {
           // The stream owns its fds now.
           for (const fd of [input, output, remoteStderr]) owned.delete(fd);

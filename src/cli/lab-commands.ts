@@ -2,6 +2,7 @@
 // commander wiring; the work is in src/lab/control.ts. Modules load inside the actions so
 // `qrx --help` stays fast.
 import type { Command } from "commander";
+import { resolve } from "node:path";
 
 const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
@@ -55,10 +56,12 @@ Examples:
     .option("--dir <dir>", DIR_HELP)
     .option("--ask <mode>", "who answers the policy's ask rules: tty (default), program:CMD or deny")
     .option("--allow-broken-policy", "come up even if the policy has errors (it then denies every call)")
+    .option("--trace <file>", "its programs write a timing trace of every call to FILE (qrx trace)")
     .addHelpText("after", ASK_HELP)
-    .action((options: { config?: string; dir?: string; ask?: string; allowBrokenPolicy?: boolean }) =>
+    .action((options: { config?: string; dir?: string; ask?: string; allowBrokenPolicy?: boolean; trace?: string }) =>
       guarded(async () => {
         const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
+        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         const layout = labLayout(options.dir);
         const onProgress = (message: string) => process.stderr.write(`qrx: ${message}\n`);
         const { config, ask, allowBrokenPolicy } = options;
@@ -214,6 +217,7 @@ Examples:
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
     .option("-v, --verbose", "after the command, say why the policy refused a call it made (the rule, and how to explain it)")
+    .option("--trace <file>", "the command's own qrx programs write a timing trace to FILE")
     .passThroughOptions()
     .addHelpText(
       "after",
@@ -231,10 +235,11 @@ Examples:
   qrx run dom0 -- qvm-run -p work 'echo hello from work'
 `,
     )
-    .action((domain: string, command: string[], options: { dir?: string; verbose?: boolean }) =>
+    .action((domain: string, command: string[], options: { dir?: string; verbose?: boolean; trace?: string }) =>
       guarded(async () => {
         const { labLayout, runInDomain, LabError } = await import("../lab/control.ts");
         const { splitRunArguments } = await import("../lab/run-arguments.ts");
+        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         const split = splitRunArguments(command);
         if (typeof split === "string") throw new LabError(split, 2);
         const dir = split.dir ?? options.dir;

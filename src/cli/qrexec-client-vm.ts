@@ -11,6 +11,7 @@ import { watchSigusr1 } from "../native.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { requireStdio } from "./common.ts";
+import { processCall } from "../trace.ts";
 
 const PROGRAM = "qrexec-client-vm";
 
@@ -83,7 +84,7 @@ try {
   // starts: a program that signals at once must not meet the default action (termination). The
   // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
   watchSigusr1("any");
-  process.exit(await callService(call));
+  process.exit(await callService({ ...call, trace: processCall(call.domain) }));
 } catch (error) {
   if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
   fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);

@@ -4,6 +4,7 @@ import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
 import { addReliabilityBenches } from "./reliability-commands.ts";
+import { addTraceCommand } from "./trace-command.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
@@ -118,6 +119,47 @@ bench
     else printCopyBench(rows);
   });
 
+bench
+  .command("latency")
+  .description(
+    "the fixed cost of small things in a lab: calls each way, a 1-byte qvm-copy, a $dispvm " +
+      "call, qrx run, --help, the by-hand set-up; beside sh and bun starts",
+  )
+  .option("--json", "print JSON rows {name, calls, medianMs, p99Ms, targetMs, program?, ...}")
+  .option("--calls <n>", "runs per row (--help: at most 10 per program)", (text: string) => {
+    const calls = Number(text);
+    if (!Number.isSafeInteger(calls) || calls < 1) {
+      throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
+    }
+    return calls;
+  }, 50)
+  .option("--trace <file>", "the lab's programs write a timing trace to FILE (see qrx trace)")
+  .addHelpText(
+    "after",
+    "\nTargets (medians): dom0->VM 5 ms, VM->dom0 4, VM->VM 4, 1-byte qvm-copy 30, $dispvm 50," +
+      " qrx run 15, --help 15.\n\nExamples:\n  qrx bench latency\n" +
+      "  qrx bench latency --json --calls 20 --trace /tmp/latency.jsonl\n",
+  )
+  .action(async (options: { json?: boolean; calls: number; trace?: string }) => {
+    if (options.trace) process.env.QRX_TRACE = (await import("node:path")).resolve(options.trace);
+    const { runLatencyBench, printLatencyBench } = await import("../../bench/latency.ts");
+    const rows = await runLatencyBench({ calls: options.calls, progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printLatencyBench(rows);
+  });
+
+bench
+  .command("memory")
+  .description("idle RSS and PSS of every process of the default lab and of a 20-domain lab")
+  .option("--json", "print JSON rows {name, domains, processes, rssMB, pssMB}")
+  .addHelpText("after", "\nExamples:\n  qrx bench memory\n  qrx bench memory --json\n")
+  .action(async (options: { json?: boolean }) => {
+    const { runMemoryBench, printMemoryBench } = await import("../../bench/memory.ts");
+    const rows = await runMemoryBench({ progress: !options.json });
+    if (options.json) console.log(JSON.stringify(rows, null, 2));
+    else printMemoryBench(rows);
+  });
+
 program
   .command("demo")
   .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")
@@ -133,5 +175,6 @@ addLabCommands(program);
 addConformanceCommand(program);
 addPolicyCommands(program, bench);
 addReliabilityBenches(bench, parseSize);
+addTraceCommand(program);
 
 await program.parseAsync(process.argv);

@@ -27,6 +27,7 @@ import { buildServiceEnvironment, serviceArgv } from "../services/environment.ts
 import { executableArguments } from "../protocol/cmdline.ts";
 import { execProcess, NativeError } from "../native.ts";
 import { needsSession, waitForSession } from "../services/wait-for-session.ts";
+import { portKey, processCall } from "../trace.ts";
 
 const DOM0_NAMES = new Set(["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]);
 
@@ -91,6 +92,7 @@ export async function runDom0Service(call: ClientCall): Promise<never> {
 
 /** dom0 -> VM (§2.3). */
 export async function runVmCommand(call: ClientCall): Promise<number> {
+  const trace = processCall(0);
   let daemon: Connection;
   try {
     daemon = await connectDaemon(call.socketDir, call.target);
@@ -105,6 +107,8 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       throw new ExitError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
     }
     process.env.QREXEC_REMOTE_DOMAIN = call.target;
+    trace?.link(portKey(0, allocated.connectDomain, allocated.connectPort));
+    trace?.stage("call-allowed", { target: call.target });
     const local: LocalProgram | { stdinFd: number; stdoutFd: number } = call.localCommand
       ? startLocalCommand(call)
       : call.justExec
@@ -124,13 +128,17 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
         filterStderr: call.filterStderr,
         prefix: call.prefix,
         local,
+        trace,
       });
     } catch (error) {
       // The dom0 client reports a data vchan that never came as 125 (§8).
       throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
-    if (call.noExitCode) return QREXEC_EXIT_SUCCESS;
-    return clientExitCode(result.remote, result.local);
+    const code = call.noExitCode
+      ? QREXEC_EXIT_SUCCESS
+      : clientExitCode(result.remote, result.local);
+    trace?.stage("exit-code", { code });
+    return code;
   } finally {
     daemon.close();
   }

@@ -10,7 +10,7 @@ import {
   parseCommand,
   type ParsedCommand,
 } from "../protocol/cmdline.ts";
-import type { ExecParams, FixedField } from "../protocol/codec.ts";
+import { fieldText, type ExecParams, type FixedField } from "../protocol/codec.ts";
 import { MSG_EXEC_CMDLINE, QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import {
   launchService,
@@ -21,6 +21,7 @@ import {
 } from "../services/start.ts";
 import { needsSession, waitForSession } from "../services/wait-for-session.ts";
 import { connectDaemon, requestExec, requestServiceConnect } from "./daemon-client.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey } from "../trace.ts";
 
 /** The daemon's fixed VM -> dom0 connection timeout (§13.16). */
 const DOM0_CONNECT_TIMEOUT_MS = 5_000;
@@ -219,6 +220,8 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   const prepared = prepareDom0(parsed, call.sourceName, call.context);
   if (needsSession(parsed, prepared)) await waitForSession(call.sourceName, call.context);
   const { connectDomain: remoteDomain, connectPort: port } = allocated;
+  const trace = traceCall(0)?.link(portKey(0, remoteDomain, port));
+  trace?.stage("exec-request", { command: call.command.slice(0, 80) });
   const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain, port });
   const stream = vchan.attach({
     kind: StreamKind.DataService,
@@ -231,8 +234,12 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   try {
     // `finished` rejects when the caller never connects; `connected` alone would wait forever.
     await Promise.race([stream.connected, stream.finished]);
+    trace?.stage("data-connected");
     const { started } = launchService(stream, prepared, false, call.context);
-    return { status: await stream.finished, started };
+    trace?.stage("service-spawned");
+    const status = await stream.finished;
+    trace?.pumpStages(stream.pumpMarks).stage("teardown");
+    return { status, started };
   } finally {
     stream.close();
   }
@@ -248,6 +255,10 @@ function prepareDom0(
   return { kind: "legacy", command: parsed.command, shell: "/bin/bash", remoteDomain: sourceName };
 }
 
+function identText(ident: FixedField): string {
+  return typeof ident === "string" ? ident : fieldText(ident);
+}
+
 /**
  * A call to `@dispvm:TEMPLATE` (§7.6): create a DisposableVM from the template, start it, run the
  * call in it, and kill it once its daemon closes our connection (the call's port was released).
@@ -256,12 +267,15 @@ function prepareDom0(
 export async function executeDispvm(
   call: Omit<VmCall, "target" | "keepTargetConnection"> & { template: string; admin: AdminService; log: (message: string) => void },
 ): Promise<string> {
+  const key = tracing ? triggerKey(call.sourceDomain, identText(call.ident)) : "";
   const dispvm = await call.admin.createDisposable(call.template);
+  traceKeyed(0, "dispvm-created", [key], { dispvm });
   const kill = () =>
     call.admin.kill(dispvm).catch((error: unknown) => call.log(`admin.vm.Kill ${dispvm}: ${error instanceof Error ? error.message : String(error)}`));
   let targetDaemon: Connection | null;
   try {
     await call.admin.start(dispvm);
+    traceKeyed(0, "dispvm-started", [key], { dispvm });
     targetDaemon = await executeVm({ ...call, target: dispvm, keepTargetConnection: true });
   } catch (error) {
     await kill();

@@ -65,8 +65,24 @@ const MessageState = union(enum) {
 /// signal arriving, or when a signal's record is stuck in a descheduled thread.
 pub const stdout_eof_hold_ns: u64 = 1 * std.time.ns_per_s;
 
+/// Stages of a call only the pump sees, timed for the trace (src/trace.ts `PUMP_STAGES`, same
+/// order): the DONE record carries `marks` as its payload.
+pub const Mark = enum(u3) {
+    first_byte_sent,
+    first_byte_received,
+    eof_sent,
+    eof_received,
+    exit_sent,
+    exit_received,
+};
+
+pub const mark_count = @typeInfo(Mark).@"enum".fields.len;
+
 pub const Data = struct {
     vchan: *Vchan,
+    /// CLOCK_REALTIME ns at which each `Mark` was first reached (0: not reached); the clock
+    /// JavaScript's `performance.timeOrigin + now()` counts on, so processes compare.
+    marks: [mark_count]u64 = [_]u64{0} ** mark_count,
     is_service: bool,
     flags: Flags,
     max_chunk: u32 = protocol.max_data_chunk_v2,
@@ -344,6 +360,7 @@ pub const Data = struct {
         switch (msg_type) {
             .data_stdin, .data_stdout => {
                 // Either type is accepted on both sides: Windows tools mix them (§13.8).
+                self.mark(if (untrusted.len == 0) .eof_received else .first_byte_received);
                 if (untrusted.len == 0) return self.close_stdin();
                 self.message = .{ .body = .{ .type = msg_type, .remaining = untrusted.len } };
             },
@@ -434,6 +451,7 @@ pub const Data = struct {
 
     fn on_exit_code(self: *Data, payload: []const u8) void {
         if (self.is_service) return;
+        self.mark(.exit_received);
         // Shorter than 4 bytes: status 255 (§3.3).
         self.remote_status = if (payload.len >= 4) std.mem.readInt(i32, payload[0..4], .little) else 255;
         // Step 8.3: stop sending local data once the exit code has been seen.
@@ -525,6 +543,7 @@ pub const Data = struct {
                 }
                 return self.send_owed();
             }
+            if (data_type != .data_stderr) self.mark(.first_byte_sent);
             if (window != null) {
                 const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = got }).encode();
                 self.vchan.commit_write(&header, got) catch return self.send_failure();
@@ -667,6 +686,7 @@ pub const Data = struct {
         if (!self.owe_stdout_eof) return;
         if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
         const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
+        self.mark(.eof_sent);
         self.send_eof(data_type) catch {
             // Failing to send the final EOF is not an error (§13.1).
             if (!self.is_service) {
@@ -698,12 +718,22 @@ pub const Data = struct {
         var message: [protocol.exit_code_bytes]u8 = undefined;
         message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.data_exit_code), .len = 4 }).encode();
         std.mem.writeInt(i32, message[8..12], status, .little);
+        // Marked before the send: once sent, the peer may time its receipt before we get here.
+        self.mark(.exit_sent);
         _ = self.vchan.send(&message) catch {
             self.exit_sent = true;
             return true;
         };
         self.exit_sent = true;
         return true;
+    }
+
+    fn mark(self: *Data, which: Mark) void {
+        const slot = &self.marks[@intFromEnum(which)];
+        if (slot.* != 0) return;
+        var ts: std.c.timespec = undefined;
+        _ = std.c.clock_gettime(.REALTIME, &ts);
+        slot.* = @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
     }
 
     fn send_failure(self: *Data) error{Failed} {

@@ -25,6 +25,8 @@ const Control = control_mod.Control;
 const data_mod = @import("data.zig");
 const Data = data_mod.Data;
 pub const Flags = @import("data.zig").Flags;
+/// Stage times in a data stream's DONE record (u64 each, `data.Mark` order).
+pub const mark_count = data_mod.mark_count;
 pub const events = @import("events.zig");
 
 const Fail = diag.Fail;
@@ -611,7 +613,10 @@ pub const Pump = struct {
                 data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
                 if (data.stdout_eof_held) self.settle_held_eof(stream, data);
                 if (data.outcome) |outcome| switch (outcome) {
-                    .done => |status| self.finish(stream, .done, status, ""),
+                    // The payload: when the pump reached each stage, for the timing trace.
+                    .done => |status| {
+                        self.finish(stream, .done, status, std.mem.asBytes(&data.marks));
+                    },
                     .failed => |failure| self.finish(stream, .failed, -@as(i32, @intCast(@intFromEnum(failure.errno))), failure.message),
                 };
             },

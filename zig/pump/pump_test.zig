@@ -169,11 +169,40 @@ fn test_add(backend: Backend) !void {
     try harness.wait_for(.done, 2);
     try testing.expectEqual(@as(i32, 0), harness.find(call.service, .done).?.value);
     try testing.expectEqual(@as(i32, 0), harness.find(call.client, .done).?.value);
+    const client_done = harness.find(call.client, .done).?;
+    try expect_marks(client_done.payload, harness.find(call.service, .done).?.payload);
     var answer: [64]u8 = undefined;
     const answered = try read_to_end(call.caller_out, &answer);
     try testing.expectEqualStrings("33\n", answer[0..answered]);
     try harness.pump.close(call.client);
     try harness.pump.close(call.service);
+}
+
+/// The DONE records' stage times (the trace's): each side's own, each after its cause.
+fn expect_marks(client_payload: []const u8, service_payload: []const u8) !void {
+    const Mark = @import("data.zig").Mark;
+    const count = @import("data.zig").mark_count;
+    try testing.expectEqual(@as(usize, count * 8), client_payload.len);
+    try testing.expectEqual(@as(usize, count * 8), service_payload.len);
+    const at = struct {
+        fn at(payload: []const u8, mark: Mark) u64 {
+            const offset = @as(usize, @intFromEnum(mark)) * 8;
+            return std.mem.readInt(u64, payload[offset..][0..8], .little);
+        }
+    }.at;
+    try testing.expectEqual(@as(u64, 0), at(client_payload, .exit_sent));
+    try testing.expectEqual(@as(u64, 0), at(service_payload, .exit_received));
+    const pairs = [_][2]u64{
+        .{ at(client_payload, .first_byte_sent), at(service_payload, .first_byte_received) },
+        .{ at(client_payload, .eof_sent), at(service_payload, .eof_received) },
+        .{ at(service_payload, .first_byte_sent), at(client_payload, .first_byte_received) },
+        .{ at(service_payload, .eof_sent), at(client_payload, .eof_received) },
+        .{ at(service_payload, .exit_sent), at(client_payload, .exit_received) },
+    };
+    for (pairs) |pair| {
+        try testing.expect(pair[0] != 0);
+        try testing.expect(pair[0] <= pair[1]);
+    }
 }
 
 test "pump: a large transfer through a small ring, and the remote exit status reaches the caller" {
