@@ -69,22 +69,26 @@ Examples:
   return { target, service, local, options: program.opts<ClientVmOptions>() };
 }
 
-const commandLine = parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
-
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
   process.exit(code);
 }
 
-requireStdio(PROGRAM, 125);
-try {
-  const call = resolveCall(commandLine, process.env, { stdoutFd: 1, stderrFd: 2 });
-  // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
-  // starts: a program that signals at once must not meet the default action (termination). The
-  // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
-  watchSigusr1("any");
-  process.exit(await callService(call));
-} catch (error) {
-  if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
-  fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<never> {
+  const commandLine = parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
+  requireStdio(PROGRAM, 125);
+  try {
+    const call = resolveCall(commandLine, process.env, { stdoutFd: 1, stderrFd: 2 });
+    // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
+    // starts: a program that signals at once must not meet the default action (termination). The
+    // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
+    watchSigusr1("any");
+    process.exit(await callService(call));
+  } catch (error) {
+    if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
+    fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
+  }
 }
+
+void main();

@@ -101,42 +101,47 @@ const call: ClientCall = {
   services: localServiceContext({ captureStderr: false, log }),
 };
 
-try {
-  if (options.c !== undefined) {
-    const parts = options.c.split(",");
-    const [ident, sourceName, sourceId] = parts;
-    if (parts.length !== 3 || !sourceName || !/^\d+$/.test(sourceId ?? "") || Buffer.byteLength(ident!) >= 32) {
-      process.stderr.write(`${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`);
-      usage(QREXEC_EXIT_FATAL);
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<never> {
+  try {
+    if (options.c !== undefined) {
+      const parts = options.c.split(",");
+      const [ident, sourceName, sourceId] = parts;
+      if (parts.length !== 3 || !sourceName || !/^\d+$/.test(sourceId ?? "") || Buffer.byteLength(ident!) >= 32) {
+        process.stderr.write(`${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`);
+        usage(QREXEC_EXIT_FATAL);
+      }
+      if (sourceName === "dom0" || Number(sourceId) === 0) {
+        process.stderr.write(`${PROGRAM}: -c: the source may not be dom0\n`);
+        process.exit(QREXEC_EXIT_FATAL);
+      }
+      if (isDom0(call.target) && ident === "") {
+        process.stderr.write(`${PROGRAM}: -c: empty request id\n`);
+        process.exit(QREXEC_EXIT_FATAL);
+      }
+      process.exit(await connectAllowed(call, { ident: ident!, sourceName, sourceDomain: Number(sourceId) }, options.W === true));
     }
-    if (sourceName === "dom0" || Number(sourceId) === 0) {
-      process.stderr.write(`${PROGRAM}: -c: the source may not be dom0\n`);
-      process.exit(QREXEC_EXIT_FATAL);
+    if (isDom0(call.target)) {
+      if (call.localCommand !== null) {
+        process.stderr.write(`${PROGRAM}: -l is not supported for dom0\n`);
+        process.exit(QREXEC_EXIT_FATAL);
+      }
+      await runDom0Service(call);
     }
-    if (isDom0(call.target) && ident === "") {
-      process.stderr.write(`${PROGRAM}: -c: empty request id\n`);
-      process.exit(QREXEC_EXIT_FATAL);
+    const status = await runVmCommand(call);
+    if (options.k) await killTarget(call.target);
+    process.exit(status);
+  } catch (error) {
+    if (error instanceof ExitError) {
+      process.stderr.write(`${PROGRAM}: ${error.message}\n`);
+      process.exit(error.code);
     }
-    process.exit(await connectAllowed(call, { ident: ident!, sourceName, sourceDomain: Number(sourceId) }, options.W === true));
+    process.stderr.write(`${PROGRAM}: ${error instanceof Error ? error.message : error}\n`);
+    process.exit(QREXEC_EXIT_FATAL);
   }
-  if (isDom0(call.target)) {
-    if (call.localCommand !== null) {
-      process.stderr.write(`${PROGRAM}: -l is not supported for dom0\n`);
-      process.exit(QREXEC_EXIT_FATAL);
-    }
-    await runDom0Service(call);
-  }
-  const status = await runVmCommand(call);
-  if (options.k) await killTarget(call.target);
-  process.exit(status);
-} catch (error) {
-  if (error instanceof ExitError) {
-    process.stderr.write(`${PROGRAM}: ${error.message}\n`);
-    process.exit(error.code);
-  }
-  process.stderr.write(`${PROGRAM}: ${error instanceof Error ? error.message : error}\n`);
-  process.exit(QREXEC_EXIT_FATAL);
 }
+
+void main();
 
 /** -k: the domain goes when the command is done (upstream uses it for DisposableVMs). */
 async function killTarget(target: string): Promise<void> {

@@ -70,14 +70,15 @@ const noWait = process.env.QREXEC_STARTUP_NOWAIT !== undefined;
 const startupSeconds = Number(process.env.QREXEC_STARTUP_TIMEOUT ?? "60");
 const startupTimeoutMs = noWait ? -1 : Number.isFinite(startupSeconds) && startupSeconds > 0 ? startupSeconds * 1000 : 60_000;
 
-if (!options.direct) await runInBackground();
-else await runDaemon();
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+void (options.direct ? runDaemon() : runInBackground());
 
 /** Upstream forks; we start ourselves again with --direct, detached, and wait for it to connect. */
 async function runInBackground(): Promise<never> {
   const logPath = openLog();
   const log = openSync(logPath, "a");
-  const argv = [process.execPath, import.meta.path, "--direct", ...process.argv.slice(2)];
+  // argv[1]: the script this process runs, the bundle or the source file.
+  const argv = [process.execPath, process.argv[1]!, "--direct", ...process.argv.slice(2)];
   const env = { ...process.env, [NOTIFY_VARIABLE]: "1" };
   const child = Bun.spawn(argv, { stdio: ["ignore", noWait ? "ignore" : "pipe", log], detached: true, env });
   child.unref();

@@ -83,11 +83,6 @@ const snapshot = loadSnapshot(policySource);
 if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
 const askProgram = askProgramFrom(options.askProgram);
 const asker = chooseAsker({ askProgram, terminal: options.tty });
-const answered = await answerQuery(
-  { source, requestedSource: null, intendedTarget: target, serviceAndArg: service },
-  { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
-  { policy: snapshot.policy, facts: await factsOrExit(), asker, log },
-);
 
 async function factsOrExit() {
   try {
@@ -114,9 +109,19 @@ async function connectLegacy(call: LegacyCall, result: Answered): Promise<number
   return status;
 }
 
-if (legacy !== null) {
-  process.exitCode = await connectLegacy(legacy, answered);
-} else {
-  process.stdout.write(answered.text + "\n");
-  process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<void> {
+  const answered = await answerQuery(
+    { source, requestedSource: null, intendedTarget: target, serviceAndArg: service },
+    { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
+    { policy: snapshot.policy, facts: await factsOrExit(), asker, log },
+  );
+  if (legacy !== null) {
+    process.exitCode = await connectLegacy(legacy, answered);
+  } else {
+    process.stdout.write(answered.text + "\n");
+    process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+  }
 }
+
+void main();

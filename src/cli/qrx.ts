@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
+import { cheapOutput } from "./output.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
 
 export function parseSize(text: string): number {
@@ -15,7 +16,7 @@ function parseSizeList(text: string): number[] {
   return text.split(",").map(parseSize);
 }
 
-const program = new Command("qrx")
+const program = cheapOutput(new Command("qrx"))
   .description("qrexec for one Linux host: domains as processes, vchans in shared memory")
   .showHelpAfterError()
   .enablePositionalOptions();
@@ -132,4 +133,4 @@ addLabCommands(program);
 addConformanceCommand(program);
 addPolicyCommands(program, bench);
 
-await program.parseAsync(process.argv);
+void program.parseAsync(process.argv);

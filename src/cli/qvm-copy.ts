@@ -10,7 +10,7 @@ import { isatty } from "node:tty";
 import { checkTree, normalizeSource } from "../filecopy/tree-check.ts";
 
 const BIN = join(import.meta.dir, "..", "..", "bin");
-const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.ts$/, "");
+const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.[jt]s$/, "");
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
 
@@ -83,15 +83,17 @@ const argv = [
 const child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
 // ^C reaches the whole process group; the status is what qrexec-client-vm reports.
 process.on("SIGINT", () => {});
-const status = await child.exited;
-if (status === 0 && move) {
-  for (const source of sources) {
-    try {
-      rmSync(source, { recursive: true, force: true });
-    } catch (error) {
-      process.stderr.write(`${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+void child.exited.then((status) => {
+  if (status === 0 && move) {
+    for (const source of sources) {
+      try {
+        rmSync(source, { recursive: true, force: true });
+      } catch (error) {
+        process.stderr.write(`${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.exit(1);
+      }
     }
   }
-}
-process.exit(status);
+  process.exit(status);
+});
