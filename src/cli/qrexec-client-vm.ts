@@ -1,16 +1,15 @@
 // qrexec-client-vm [options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]   (§10)
 //
 // Start-up is part of every call's latency, so the common command line is parsed without
-// commander (importing it costs ~10 ms of a ~30 ms start); anything else (help, errors,
-// combined short flags, `--`) goes through commander exactly as before.
+// commander (importing it costs ~7 ms of CPU); anything else (help, errors, combined short
+// flags, `--`) goes through commander exactly as before.
 import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { ExitError } from "../call/exit-error.ts";
-import { callService } from "../client-vm/client-vm.ts";
 import { parseFast, resolveCall, type ClientVmCommandLine, type ClientVmOptions } from "../client-vm/command-line.ts";
-import { watchSigusr1 } from "../native.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { requireStdio } from "./common.ts";
+import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-client-vm";
 
@@ -27,7 +26,7 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     };
   }
 
-  const program = new Command(PROGRAM)
+  const program = cheapOutput(new Command(PROGRAM))
     .description("call a qrexec service in another domain; dom0's policy decides")
     .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
     .argument("<target>", "target domain; $ is read as @ ($dispvm, $default); empty lets the policy choose")
@@ -74,10 +73,13 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+// The call's modules load here, after parsing (help and usage errors need only commander), and
+// no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 async function main(): Promise<never> {
   const commandLine = parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
   requireStdio(PROGRAM, 125);
+  const { callService } = await import("../client-vm/client-vm.ts");
+  const { watchSigusr1 } = await import("../native.ts");
   try {
     const call = resolveCall(commandLine, process.env, { stdoutFd: 1, stderrFd: 2 });
     // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program

@@ -1,16 +1,16 @@
 // qrexec-client [options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD   (§9)
 import { Command, CommanderError } from "commander";
 import { ExitError } from "../call/exit-error.ts";
-import { connectAllowed, isDom0, runDom0Service, runVmCommand, type ClientCall } from "../client/client.ts";
+import type { ClientCall } from "../client/client.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
-import { localServiceContext } from "../services/start.ts";
 import { logger, requireStdio } from "./common.ts";
+import { cheapOutput, writeText } from "./output.ts";
 
 const PROGRAM = "qrexec-client";
 
 let prefixSeen = false;
-const program = new Command(PROGRAM)
+const program = cheapOutput(new Command(PROGRAM))
   .description("run a command or service in a VM (or dom0) from dom0")
   .usage("[options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD")
   .argument("[command]", "USER:COMMAND, or DEFAULT:QUBESRPC svc+arg src type target for dom0")
@@ -32,7 +32,6 @@ const program = new Command(PROGRAM)
   })
   .option("--use-stdin-socket", "fd 0 is a socket used in both directions")
   .exitOverride()
-  .configureOutput({ writeErr: (text) => process.stderr.write(text) })
   .addHelpText(
     "after",
     `
@@ -44,7 +43,7 @@ Examples:
   );
 
 function usage(code: number): never {
-  (code === 0 ? process.stdout : process.stderr).write(program.helpInformation());
+  writeText(code === 0 ? 1 : 2, program.helpInformation());
   process.exit(code);
 }
 
@@ -86,7 +85,7 @@ if (!/^\d+$/.test(options.w)) usage(QREXEC_EXIT_FATAL);
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
 
-const call: ClientCall = {
+const callOptions: Omit<ClientCall, "services"> = {
   socketDir: options.socketDir,
   target: options.d,
   command,
@@ -98,11 +97,14 @@ const call: ClientCall = {
   connectTimeout: timeout,
   prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
   useStdinSocket: options.useStdinSocket === true,
-  services: localServiceContext({ captureStderr: false, log }),
 };
 
-// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+// The client's modules load here, after parsing (--help and usage errors need only commander),
+// and no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 async function main(): Promise<never> {
+  const { connectAllowed, isDom0, runDom0Service, runVmCommand } = await import("../client/client.ts");
+  const { localServiceContext } = await import("../services/start.ts");
+  const call: ClientCall = { ...callOptions, services: localServiceContext({ captureStderr: false, log }) };
   try {
     if (options.c !== undefined) {
       const parts = options.c.split(",");

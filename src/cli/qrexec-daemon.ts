@@ -3,12 +3,11 @@
 import { Command, InvalidArgumentError } from "commander";
 import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
-import { Daemon } from "../daemon/daemon.ts";
 import { DEFAULT_QUBESD_SOCKET } from "../admin/qubesd.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
-import { localServiceContext } from "../services/start.ts";
 import { defaultStateDir } from "../paths.ts";
 import { die, logger } from "./common.ts";
+import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-daemon";
 const DEFAULT_POLICY_PROGRAM = "/usr/lib/qubes/qrexec-policy-exec";
@@ -23,7 +22,7 @@ function parseDomain(text: string): number {
   return Number(text);
 }
 
-const program = new Command(PROGRAM)
+const program = cheapOutput(new Command(PROGRAM))
   .description("dom0's qrexec daemon for one VM: its control vchan, policy queries and call set-up")
   .argument("<domid>", "the VM's domain id (> 0)", parseDomain)
   .argument("<name>", "the VM's name")
@@ -124,7 +123,10 @@ function openLog(): string {
   die(PROGRAM, `cannot open a log file in ${candidates.join(" or ")}`, 1);
 }
 
+/** The daemon's modules load here: --help, usage errors and the waiting parent need few. */
 async function runDaemon(): Promise<void> {
+  const { Daemon } = await import("../daemon/daemon.ts");
+  const { localServiceContext } = await import("../services/start.ts");
   const log = logger(`${PROGRAM}.${name}`);
   mkdirSync(options.socketDir, { recursive: true });
   const daemon = new Daemon({
