@@ -1,7 +1,9 @@
 # Sourced by the launchers in bin/ with $program and $here set: runs src/cli/$program.ts (or its
 # bundle) with Bun, bootstrapping first on a fresh clone. exec keeps the PID, so signals reach
 # the program.
-root="${here%/*}"
+# $here is bin/ as the launcher found it: without readlink when $0 is the launcher itself (a
+# fork less at every start), so possibly relative or through a symlinked directory.
+root=$here/..
 # Upstream's clients refuse a closed fd 0, 1 or 2 (spec §13.21). Checked here because Bun
 # reopens closed fds 0-2 as /dev/null before any JavaScript runs. /proc/$$/fd is this shell's.
 case $program in
