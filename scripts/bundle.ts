@@ -1,6 +1,7 @@
 // Prebuilt start-up bundles (docs/architecture.md, "Start-up"): one file per program in bin/,
 // with Bun's bytecode beside it, so a start neither transpiles nor parses our sources.
 // Run by scripts/bootstrap.sh; rebuilds only programs whose check says they are stale.
+// Usage: bun scripts/bundle.ts [--force] [--strict (exit 1 if one fails)] [PROGRAM...]
 //
 // bundle/PROGRAM.js (+ .js.jsc)  CommonJS: Bun's bytecode cache needs it (so no top-level await)
 // bundle/PROGRAM.check.sh        sourced by bin/launch.sh with $root and $bundle set: returns 0
@@ -85,7 +86,7 @@ const lazyCommanderRequires: import("bun").BunPlugin = {
 
 /** The filesystem's own clock (it stamps the sources), read before any source is. */
 function fsNow(): number {
-  const stamp = join(outDir, ".stamp");
+  const stamp = join(outDir, `.stamp-${process.pid}`);
   writeFileSync(stamp, "");
   const seconds = statSync(stamp).mtimeMs / 1000;
   rmSync(stamp);
@@ -100,24 +101,25 @@ async function build(program: string): Promise<void> {
   // Back-dated a little: an edit in the same clock tick as the build start still reads as newer.
   const started = fsNow() - 0.01;
   const temp = join(outDir, `.tmp-${program}-${process.pid}`);
-  const result = await Bun.build({
-    entrypoints: [join(root, "src", "cli", `${program}.ts`)],
-    outdir: temp,
-    target: "bun",
-    format: "cjs",
-    bytecode: true,
-    metafile: true,
-    plugins: [lazyCommanderRequires],
-  });
   try {
+    const result = await Bun.build({
+      entrypoints: [join(root, "src", "cli", `${program}.ts`)],
+      outdir: temp,
+      target: "bun",
+      format: "cjs",
+      bytecode: true,
+      metafile: true,
+      plugins: [lazyCommanderRequires],
+    });
     if (!result.success) throw new AggregateError(result.logs, "bundle failed");
     const inputs = Object.keys(result.metafile!.inputs).map((path) => relative(root, resolve(root, path)));
-    const check = checkScript(inputs);
-    // The bytecode first: a reader never pairs a new .js with an old .jsc it would trust.
+    writeFileSync(join(temp, "check.sh"), checkScript(inputs));
+    // Each file replaced whole, the bytecode first and the check last: a launcher running now
+    // never pairs a new .js with an old .jsc, nor an old .js with a new check.
     renameSync(join(temp, `${program}.js.jsc`), join(outDir, `${program}.js.jsc`));
     utimesSync(join(temp, `${program}.js`), started, started);
     renameSync(join(temp, `${program}.js`), join(outDir, `${program}.js`));
-    writeFileSync(join(outDir, `${program}.check.sh`), check);
+    renameSync(join(temp, "check.sh"), join(outDir, `${program}.check.sh`));
   } finally {
     rmSync(temp, { recursive: true, force: true });
   }
@@ -127,7 +129,15 @@ async function main(): Promise<number> {
   process.chdir(root);
   mkdirSync(outDir, { recursive: true });
   const force = process.argv.includes("--force");
-  const stale = programs().filter((program) => force || !fresh(program));
+  // Program names among the arguments: only those (the tests build one in a copy of the tree).
+  const named = process.argv.slice(2).filter((arg) => !arg.startsWith("--"));
+  const unknown = named.filter((name) => !programs().includes(name));
+  if (unknown.length > 0) {
+    process.stderr.write(`bundle: no program ${unknown.join(", ")} in bin/\n`);
+    return 2;
+  }
+  const chosen = named.length > 0 ? named : programs();
+  const stale = chosen.filter((program) => force || !fresh(program));
   let failed = 0;
   await Promise.all(
     stale.map((program) =>
