@@ -76,8 +76,8 @@ const lazyCommanderRequires: import("bun").BunPlugin = {
       let text = await Bun.file(path).text();
       for (const [line, module] of LAZY_COMMANDER_REQUIRES) {
         const name = line.split(" ")[1]!;
-        const lazy = `const ${name} = new Proxy({}, { get: (_, key) => require('${module}')[key] });`;
-        text = text.replace(line, lazy);
+        const lazy = `new Proxy({}, { get: (_, key) => require('${module}')[key] })`;
+        text = text.replace(line, `const ${name} = ${lazy};`);
       }
       return { contents: text, loader: "js" };
     });
@@ -94,7 +94,9 @@ function fsNow(): number {
 }
 
 function remove(program: string): void {
-  for (const suffix of [".js", ".js.jsc", ".check.sh"]) rmSync(join(outDir, program + suffix), { force: true });
+  for (const suffix of [".js", ".js.jsc", ".check.sh"]) {
+    rmSync(join(outDir, program + suffix), { force: true });
+  }
 }
 
 async function build(program: string): Promise<void> {
@@ -112,7 +114,9 @@ async function build(program: string): Promise<void> {
       plugins: [lazyCommanderRequires],
     });
     if (!result.success) throw new AggregateError(result.logs, "bundle failed");
-    const inputs = Object.keys(result.metafile!.inputs).map((path) => relative(root, resolve(root, path)));
+    const inputs = Object.keys(result.metafile!.inputs).map((path) => {
+      return relative(root, resolve(root, path));
+    });
     writeFileSync(join(temp, "check.sh"), checkScript(inputs));
     // Each file replaced whole, the bytecode first and the check last: a launcher running now
     // never pairs a new .js with an old .jsc, nor an old .js with a new check.
@@ -145,12 +149,16 @@ async function main(): Promise<number> {
         // The launcher runs this program from its sources until a build succeeds.
         remove(program);
         failed++;
-        const reason = error instanceof AggregateError ? error.errors.map(String).join("\n") : String(error);
-        process.stderr.write(`qrx setup: cannot bundle ${program} (it will start from sources): ${reason}\n`);
+        const reason =
+          error instanceof AggregateError ? error.errors.map(String).join("\n") : String(error);
+        const what = `cannot bundle ${program} (it will start from sources)`;
+        process.stderr.write(`qrx setup: ${what}: ${reason}\n`);
       }),
     ),
   );
-  if (stale.length > 0) process.stderr.write(`qrx setup: bundled ${stale.length - failed} program(s)\n`);
+  if (stale.length > 0) {
+    process.stderr.write(`qrx setup: bundled ${stale.length - failed} program(s)\n`);
+  }
   return failed > 0 && process.argv.includes("--strict") ? 1 : 0;
 }
 

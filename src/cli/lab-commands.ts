@@ -176,11 +176,13 @@ Examples:
   qrx run dom0 -- qrexec-client -d vault user:'echo hello from vault'
 `,
     )
-    .action((domain: string, command: string[], options: { dir?: string }) => runInLab(domain, command, options.dir));
+    .action((domain: string, command: string[], options: { dir?: string }) =>
+      runInLab(domain, command, options.dir),
+    );
 }
 
 /** `qrx run`'s work, for commander and for the fast path that skips it (src/cli/qrx.ts). */
-export function runInLab(domain: string, command: string[], dir: string | undefined): Promise<void> {
+export function runInLab(domain: string, command: string[], dir?: string): Promise<void> {
   return guarded(async () => {
     const { labLayout, runInDomain } = await import("../lab/control.ts");
     // passThroughOptions keeps a `--` that came after the domain.

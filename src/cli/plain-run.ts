@@ -13,8 +13,9 @@ export function plainRun(args: readonly string[]): PlainRun | null {
   if (args[0] !== "run") return null;
   let index = 1;
   let dir: string | undefined;
-  if (args[index] === "--dir" && args[index + 1] !== undefined && !args[index + 1]!.startsWith("-")) {
-    dir = args[index + 1];
+  const next = args[index + 1];
+  if (args[index] === "--dir" && next !== undefined && !next.startsWith("-")) {
+    dir = next;
     index += 2;
   } else if (args[index]?.startsWith("--dir=")) {
     dir = args[index]!.slice("--dir=".length);

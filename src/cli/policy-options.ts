@@ -1,6 +1,10 @@
 // The options every policy tool shares: where the policy and the domain facts come from.
 import type { Command } from "commander";
-import { DEFAULT_LEGACY_POLICY_DIR, DEFAULT_POLICY_DIRS, policyDirsFrom } from "../policy/defaults.ts";
+import {
+  DEFAULT_LEGACY_POLICY_DIR,
+  DEFAULT_POLICY_DIRS,
+  policyDirsFrom,
+} from "../policy/defaults.ts";
 import type { PolicySource } from "../policy/store.ts";
 
 export interface PolicyOptionValues {

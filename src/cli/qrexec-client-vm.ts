@@ -76,7 +76,8 @@ function fail(message: string, code: number): never {
 // The call's modules load here, after parsing (help and usage errors need only commander), and
 // no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 async function main(): Promise<never> {
-  const commandLine = parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
+  const commandLine =
+    parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
   requireStdio(PROGRAM, 125);
   const { callService } = await import("../client-vm/client-vm.ts");
   const { watchSigusr1 } = await import("../native.ts");

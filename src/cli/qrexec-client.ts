@@ -102,9 +102,12 @@ const callOptions: Omit<ClientCall, "services"> = {
 // The client's modules load here, after parsing (--help and usage errors need only commander),
 // and no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 async function main(): Promise<never> {
-  const { connectAllowed, isDom0, runDom0Service, runVmCommand } = await import("../client/client.ts");
+  const { connectAllowed, isDom0, runDom0Service, runVmCommand } = await import(
+    "../client/client.ts"
+  );
   const { localServiceContext } = await import("../services/start.ts");
-  const call: ClientCall = { ...callOptions, services: localServiceContext({ captureStderr: false, log }) };
+  const services = localServiceContext({ captureStderr: false, log });
+  const call: ClientCall = { ...callOptions, services };
   try {
     if (options.c !== undefined) {
       const parts = options.c.split(",");

@@ -4,10 +4,10 @@
 
 /** Upstream's directories, in precedence order (§11.1). */
 export const DEFAULT_POLICY_DIRS = ["/run/qubes/policy.d", "/etc/qubes/policy.d"];
-/** Where R4.0 kept per-service files; `!compat-4.0` reads this unless the loader is told otherwise. */
+/** Where R4.0 kept per-service files, read by `!compat-4.0` unless the loader is told otherwise. */
 export const DEFAULT_LEGACY_POLICY_DIR = "/etc/qubes-rpc/policy";
 
-/** Splits --policy-dir values: repeatable, each possibly a colon list. Empty: upstream's default. */
+/** Splits --policy-dir values: repeatable, each maybe a colon list. Empty: upstream's default. */
 export function policyDirsFrom(values: readonly string[] | undefined): string[] {
   const dirs = (values ?? []).flatMap((value) => value.split(":")).filter((dir) => dir !== "");
   return dirs.length > 0 ? dirs : [...DEFAULT_POLICY_DIRS];

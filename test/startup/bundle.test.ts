@@ -2,7 +2,8 @@
 // rename, package change or move of the tree ever lets a stale one run old code.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { cpSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync } from "node:fs";
+import { utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../helpers/paths.ts";
 
@@ -25,7 +26,8 @@ function copyTree(): string {
 }
 
 function bundle(tree: string, ...args: string[]): void {
-  const result = spawnSync(BUN, [join(tree, "scripts", "bundle.ts"), "--strict", ...args], { encoding: "utf8" });
+  const argv = [join(tree, "scripts", "bundle.ts"), "--strict", ...args];
+  const result = spawnSync(BUN, argv, { encoding: "utf8" });
   expect(result.stderr).not.toContain("cannot bundle");
   expect(result.status).toBe(0);
 }
@@ -40,10 +42,13 @@ function usage(tree: string): string {
 const sourceOf = (tree: string) => join(tree, "src", "cli", "qvm-copy.ts");
 const bundleTime = (tree: string) => statSync(join(tree, "bundle", "qvm-copy.js")).mtimeMs / 1000;
 
+const edited = (source: string, text: string) =>
+  readFileSync(source, "utf8").replace(/Files arrive in [^\n`]*/, text);
+
 /** Rewrites the usage line in place, its mtime put back before the bundle was built. */
 function editUnseen(tree: string, text: string): void {
   const source = sourceOf(tree);
-  writeFileSync(source, readFileSync(source, "utf8").replace(/Files arrive in [^\n`]*/, text));
+  writeFileSync(source, edited(source, text));
   const before = bundleTime(tree) - 10;
   utimesSync(source, before, before);
 }
@@ -70,7 +75,7 @@ describe("the launcher and a bundle", () => {
     const source = sourceOf(tree);
     // Renamed over the input with an mtime older than the bundle: the directory's mtime tells.
     const replacement = join(tree, "replacement.ts");
-    writeFileSync(replacement, readFileSync(source, "utf8").replace(/Files arrive in [^\n`]*/, "Files arrive in EDIT-C"));
+    writeFileSync(replacement, edited(source, "Files arrive in EDIT-C"));
     const before = bundleTime(tree) - 10;
     utimesSync(replacement, before, before);
     renameSync(replacement, source);
@@ -101,8 +106,8 @@ describe("the programs in bin/", () => {
     bundle(ROOT);
     const programs = new Set<string>();
     for (const launcher of launchers) {
-      const match = /\bprogram=([a-z0-9-]+)/.exec(readFileSync(join(ROOT, "bin", launcher), "utf8"));
-      programs.add(match![1]!);
+      const text = readFileSync(join(ROOT, "bin", launcher), "utf8");
+      programs.add(/\bprogram=([a-z0-9-]+)/.exec(text)![1]!);
     }
     for (const program of programs) {
       const env = { ...process.env, root: ROOT, bundle: join(ROOT, "bundle", `${program}.js`) };
@@ -113,7 +118,8 @@ describe("the programs in bin/", () => {
 
   test.each(launchers)("%s --help prints what its sources print", (launcher) => {
     const run = (env: Record<string, string>) => {
-      const result = spawnSync(join(ROOT, "bin", launcher), ["--help"], { encoding: "utf8", env: { ...process.env, ...env } });
+      const options = { encoding: "utf8", env: { ...process.env, ...env } } as const;
+      const result = spawnSync(join(ROOT, "bin", launcher), ["--help"], options);
       return { status: result.status, stdout: result.stdout, stderr: result.stderr };
     };
     const fromSources = run({ QRX_BUNDLE: "off" });
