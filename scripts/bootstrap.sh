@@ -30,3 +30,6 @@ fi
 
 # ReleaseFast for runs and benchmarks; `zig build test` builds its own Debug test binaries.
 "$zig" build -Doptimize=ReleaseFast
+
+# Start-up bundles for the programs in bin/ (scripts/bundle.ts; only the stale ones are rebuilt).
+node_modules/.bin/bun scripts/bundle.ts

@@ -26,7 +26,8 @@ const program = programName(process.argv[1] ?? process.argv[0] ?? "bun");
 
 function programName(path: string): string {
   const base = path.slice(path.lastIndexOf("/") + 1);
-  return base.endsWith(".ts") ? base.slice(0, -3) : base;
+  // A program runs from its source (.ts) or its start-up bundle (.js): the same name either way.
+  return base.replace(/\.(ts|js)$/, "");
 }
 
 export interface TraceEvent {

@@ -235,15 +235,28 @@ Examples:
   qrx run dom0 -- qvm-run -p work 'echo hello from work'
 `,
     )
-    .action((domain: string, command: string[], options: { dir?: string; verbose?: boolean; trace?: string }) =>
-      guarded(async () => {
-        const { labLayout, runInDomain, LabError } = await import("../lab/control.ts");
-        const { splitRunArguments } = await import("../lab/run-arguments.ts");
-        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
-        const split = splitRunArguments(command);
-        if (typeof split === "string") throw new LabError(split, 2);
-        const dir = split.dir ?? options.dir;
-        return runInDomain(labLayout(dir), domain, split.argv, split.verbose || options.verbose === true);
-      }),
+    .action((domain: string, command: string[], options: RunOptions) =>
+      runInLab(domain, command, options),
     );
+}
+
+/** `qrx run`'s options given before DOMAIN (more may follow it, before `--`). */
+export interface RunOptions {
+  dir?: string;
+  verbose?: boolean;
+  trace?: string;
+}
+
+/** `qrx run`'s work, for commander and for the fast path that skips it (src/cli/qrx.ts). */
+export function runInLab(domain: string, command: string[], options: RunOptions): Promise<void> {
+  return guarded(async () => {
+    const { labLayout, runInDomain, LabError } = await import("../lab/control.ts");
+    const { splitRunArguments } = await import("../lab/run-arguments.ts");
+    if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
+    const split = splitRunArguments(command);
+    if (typeof split === "string") throw new LabError(split, 2);
+    const dir = split.dir ?? options.dir;
+    const verbose = split.verbose || options.verbose === true;
+    return runInDomain(labLayout(dir), domain, split.argv, verbose);
+  });
 }

@@ -8,10 +8,10 @@
 // Bun takes the first `--` after the script for itself: bin/qfile-agent passes one of its own,
 // so a user's `--` (and a file named `-name` after it) arrives here intact.
 import { writeSync } from "node:fs";
-import { isatty } from "node:tty";
 import { fatalMessage, remoteErrorMessage } from "../filecopy/messages.ts";
 import { Progress } from "../filecopy/progress.ts";
 import { packStream } from "../native.ts";
+import { isTerminal } from "./output.ts";
 
 const PROGRAM = "qfile-agent";
 const USAGE = `usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...`;
@@ -60,7 +60,7 @@ if (process.env.PROGRESS_TYPE === "console") {
   const totalText = process.env.FILECOPY_TOTAL_BYTES;
   const total = totalText !== undefined && /^\d+$/.test(totalText) ? Number(totalText) : null;
   const write = (text: string) => process.stderr.write(text);
-  progress = new Progress({ total, terminal: isatty(2), write });
+  progress = new Progress({ total, terminal: isTerminal(2), write });
 }
 const guiFd = guiFdOf(process.env);
 let lastGui = 0;

@@ -97,10 +97,15 @@ const options: QvmRunOptions = {
   verbose: 1 + flags.verbose - flags.quiet,
 };
 
-try {
-  process.exit(await qvmRun(options));
-} catch (error) {
-  if (!(error instanceof QvmRunError)) throw error;
-  process.stderr.write(`${PROGRAM}: error: ${error.message}\n`);
-  process.exit(error.exitCode);
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<never> {
+  try {
+    process.exit(await qvmRun(options));
+  } catch (error) {
+    if (!(error instanceof QvmRunError)) throw error;
+    process.stderr.write(`${PROGRAM}: error: ${error.message}\n`);
+    process.exit(error.exitCode);
+  }
 }
+
+void main();

@@ -277,26 +277,31 @@ fn root_of_executable(path: []const u8) ?[]const u8 {
     return std.fs.path.dirname(out);
 }
 
-/// Runs the Bun CLI with our arguments; never returns.
+/// Runs the Bun CLI with our arguments through bin/launch.sh, which picks its start-up bundle
+/// while that is fresh (docs/architecture.md, "Start-up"); never returns.
 fn fallback(args: []const [*:0]const u8) noreturn {
     restore_sigusr1();
     var exe: [std.fs.max_path_bytes]u8 = undefined;
     const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
     if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) cannot_run("/proc/self/exe", linux.E.init(rc));
     const root = root_of_executable(exe[0..rc]) orelse cannot_run(exe[0..rc], .NOENT);
-    var bun_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    var cli_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const bun = std.fmt.bufPrintZ(&bun_buffer, "{s}/node_modules/.bin/bun", .{root}) catch cannot_run(root, .NAMETOOLONG);
-    const cli = std.fmt.bufPrintZ(&cli_buffer, "{s}/src/cli/qrexec-client-vm.ts", .{root}) catch cannot_run(root, .NAMETOOLONG);
+    var launcher_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const launcher = std.fmt.bufPrintZ(&launcher_buffer, "{s}/bin/launch.sh", .{root}) catch
+        cannot_run(root, .NAMETOOLONG);
+    const shell = "/bin/sh";
+    // launch.sh is sourced with $program and $here set, as by the launchers in bin/.
+    const script = "program=qrexec-client-vm here=${0%/*} && . \"$0\"";
     var argv_buffer: [4096]?[*:0]const u8 = undefined;
-    if (args.len + 3 > argv_buffer.len) cannot_run(bun, .@"2BIG");
-    argv_buffer[0] = bun;
-    argv_buffer[1] = cli;
-    for (args, 0..) |arg, i| argv_buffer[2 + i] = arg;
-    argv_buffer[2 + args.len] = null;
+    if (args.len + 5 > argv_buffer.len) cannot_run(shell, .@"2BIG");
+    argv_buffer[0] = shell;
+    argv_buffer[1] = "-c";
+    argv_buffer[2] = script;
+    argv_buffer[3] = launcher;
+    for (args, 0..) |arg, i| argv_buffer[4 + i] = arg;
+    argv_buffer[4 + args.len] = null;
     const envp: [*:null]const ?[*:0]const u8 = @ptrCast(std.os.environ.ptr);
-    const errno = linux.E.init(linux.execve(bun, @ptrCast(&argv_buffer), envp));
-    cannot_run(bun, errno);
+    const errno = linux.E.init(linux.execve(shell, @ptrCast(&argv_buffer), envp));
+    cannot_run(shell, errno);
 }
 
 fn cannot_run(what: []const u8, errno: linux.E) noreturn {
