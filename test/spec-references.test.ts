@@ -175,7 +175,9 @@ function filesUnder(path: string): string[] {
     .filter((entry) => !skippedDirs.has(entry.name) && `${path}/${entry.name}` !== self)
     .flatMap((entry) => {
       const child = `${path}/${entry.name}`;
-      return entry.isDirectory() ? filesUnder(child) : [child];
+      // Sockets, fifos and links a running test may leave are not sources.
+      if (entry.isDirectory()) return filesUnder(child);
+      return entry.isFile() ? [child] : [];
     });
 }
 
@@ -196,11 +198,12 @@ function problem(ref: Reference): string | null {
   let items = ref.items;
   if (!section) {
     // §13.21 is item 21 of §13 where §13 has no heading 13.21 (README rule 3).
-    const dot = ref.section.indexOf(".");
+    const dot = ref.section.lastIndexOf(".");
     const parent = dot < 0 ? undefined : sections.get(ref.section.slice(0, dot));
-    const item = parseItemPath(ref.section.slice(dot + 1));
-    const asItem = parent && ref.kind !== "item" && hasItem(listItems(parent.own), item);
-    if (!asItem) return "no such section";
+    const item = [Number(ref.section.slice(dot + 1))];
+    if (!parent || ref.kind === "item" || !hasItem(listItems(parent.own), item)) {
+      return "no such section";
+    }
     section = parent;
     items = [];
   }
@@ -273,7 +276,9 @@ describe("the resolver itself", () => {
     expect(resolve("§13.99")[0]![2]).toBe("no such section");
     expect(resolve("§42")[0]![2]).toBe("no such section");
     expect(resolve("§2.10", "filecopy.md")[0]![2]).toBe("no such section");
-    expect(resolve('§9 "no such words"')[0]![2]).toBe('the section does not contain "no such words"');
+    const quote = '§9 "no such words"';
+    expect(resolve(quote)[0]![2]).toBe('the section does not contain "no such words"');
+    expect(resolve("§13.2 step 1")[0]![2]).toBe("no such section");
   });
 
   test("another document's § is not ours", () => {
