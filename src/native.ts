@@ -828,7 +828,7 @@ export interface UnpackStats {
  * The receiver (qfile-unpacker's loop): reads the stream from `inFd`, creates the entries below
  * `dirFd`, writes the one result message to `outFd`. `code` is what it reported (0 ok, an errno,
  * LEGAL_EOF, 121 EREMOTEIO, 4294967212 = (uint32)-84 for a bad directory name...), or -1 with
- * `fatal` set when it stopped without sending a result (nanoseconds above 999999999, §2.2).
+ * `fatal` set when it stopped without a result (nanoseconds above 999999999, filecopy.md §2.2).
  * `waitForSpace`: before each file, wait until the disk has room for it plus this many bytes.
  * The fds stay the caller's: close `inFd` (or exit) soon after an error, so that the sender sees
  * EPIPE.
@@ -865,7 +865,7 @@ export interface PackResult {
   code: number;
   /** Upstream's words for local failures ("open NAME", "Copying file NAME: ..."); "" for ok. */
   message: string;
-  /** The receiver's last name, sanitized for display (§2.4) and cut to 256 bytes; null if none. */
+  /** The receiver's last name, made safe to show (filecopy.md §2.4), <= 256 bytes; null if none. */
   lastName: string | null;
   /** File content sent. */
   bytes: number;
@@ -958,13 +958,13 @@ function bytesOf(text: string | Uint8Array): Uint8Array {
   return typeof text === "string" ? encoder.encode(text) : text;
 }
 
-/** A regular-file or directory name as the receiver checks it (§3.4): 0 or 84 (EILSEQ). */
+/** A file or directory name as the receiver checks it (filecopy.md §3.4): 0 or 84 (EILSEQ). */
 export function validateFilecopyPath(name: string | Uint8Array, allowAllNames: boolean): number {
   const bytes = bytesOf(name);
   return native.qf_validate_path(bytes.length > 0 ? bytes : null, bytes.length, allowAllNames ? 1 : 0);
 }
 
-/** A symlink's name and target (§3.5): 0, 84 (EILSEQ) or 67 (ENOLINK). */
+/** A symlink's name and target (filecopy.md §3.5): 0, 84 (EILSEQ) or 67 (ENOLINK). */
 export function validateFilecopySymlink(
   name: string | Uint8Array,
   target: string | Uint8Array,

@@ -550,7 +550,7 @@ export fn qrx_dup(fd: i32) i32 {
 // ---------------------------------------------------------------- filecopy names and links
 // Name and symlink-target validation of the qubes.Filecopy receiver (spec filecopy.md §3.4,
 // §3.5). Unlike the exports above, these return the errno as a *positive* value, because it is
-// the value the receiver writes into its result message (§2.6): 0 accepted, 84 EILSEQ (bad
+// the value the receiver writes into its result (filecopy.md §2.6): 0 accepted, 84 EILSEQ (bad
 // name, or forbidden character in a target), 67 ENOLINK (symlink escapes or is top-level).
 // 22 EINVAL means a caller bug: unknown flag bits, or a null pointer with a nonzero length.
 // Nothing is recorded for `qrx_last_error`. `flags` is `filecopy_names.Flags` (bit 0:
@@ -623,8 +623,8 @@ export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
 
 /// The receiver: returns the code it sent as its 32-bit pattern (0, an errno, 31415926
 /// LEGAL_EOF, (uint32)-84 for a bad directory name), or -1 when it stopped without sending a
-/// result (bad nanoseconds, §2.2), with a message. Flags: bit 0 allow_all_names, bit 1 verbose.
-/// `space_margin`: `--wait-for-space` (0: off).
+/// result (bad nanoseconds, filecopy.md §2.2), with a message. Flags: bit 0 allow_all_names,
+/// bit 1 verbose. `space_margin`: `--wait-for-space` (0: off).
 export fn qf_unpack(
     in_fd: i32,
     out_fd: i32,
