@@ -88,12 +88,18 @@ export function answerQueued(
   if (!/^\d+$/.test(id) || readText(join(dir, `${id}.ask`)) === null) {
     return readText(join(dir, `${id}.done`)) === null ? "no such question" : "already answered";
   }
+  // Whole before anyone can see it (the daemon polls for ID.answer and would read a file being
+  // written as an empty answer, a deny), and only the first answer: link, which fails on EEXIST.
+  const temp = join(dir, `.answer-${process.pid}-${id}-${Date.now()}`);
+  writeFileSync(temp, `${target ?? "deny"}\n${by}\n`);
   try {
-    writeFileSync(join(dir, `${id}.answer`), `${target ?? "deny"}\n${by}\n`, { flag: "wx" });
+    linkSync(temp, join(dir, `${id}.answer`));
     return "answered";
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") return "already answered";
     throw error;
+  } finally {
+    rmSync(temp, { force: true });
   }
 }
 
