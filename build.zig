@@ -1,6 +1,7 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
-//! `zig build` installs zig-out/lib/libqrx.so and zig-out/bin/qrexec-client-vm (the client's
-//! native front end); `zig build test` runs every Zig test.
+//! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
+//! native front end) and zig-out/bin/qrexec-client (dom0 -> VM calls natively); `zig build test`
+//! runs every Zig test.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -41,6 +42,18 @@ pub fn build(b: *std.Build) void {
     // under 64 KiB (the largest holds the fallback's argv), so 256 KiB leaves a usual limit alone.
     front.stack_size = 256 * 1024;
     b.installArtifact(front);
+
+    // qrexec-client's native program for dom0 -> VM calls: it runs the pump itself, so it links
+    // libc (threads, the vDSO clock) like the library.
+    const client_module = b.createModule(.{
+        .root_source_file = b.path("zig/qrexec_client.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        .strip = optimize != .Debug,
+    });
+    const client = b.addExecutable(.{ .name = "qrexec-client", .root_module = client_module });
+    b.installArtifact(client);
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/test.zig"),

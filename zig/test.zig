@@ -19,4 +19,6 @@ test {
     _ = @import("filecopy/unpack_test.zig");
     _ = @import("client_host/front_end.zig");
     _ = @import("client_host/listener.zig");
+    _ = @import("client_host/bun_cli.zig");
+    _ = @import("dom0_client/main.zig");
 }

@@ -1,0 +1,83 @@
+//! What the native client front ends share: the environment, upstream's closed-stdio check, and
+//! the way out to the Bun CLI (`<root>/src/cli/<program>.ts`) for whatever they do not handle
+//! themselves, exec'd with the same arguments before any input was read.
+const std = @import("std");
+const linux = std.os.linux;
+
+pub fn getenv(name: []const u8) ?[]const u8 {
+    for (std.os.environ) |entry| {
+        const text = std.mem.span(entry);
+        if (text.len <= name.len or text[name.len] != '=') continue;
+        if (std.mem.eql(u8, text[0..name.len], name)) return text[name.len + 1 ..];
+    }
+    return null;
+}
+
+/// Upstream's check (spec §13.21): a closed fd 0, 1 or 2 ends the program with 125 before
+/// anything could open a file under that number. It must be made natively: Bun reopens closed
+/// fds 0-2 as /dev/null before any JavaScript runs, so the CLI cannot see them closed.
+pub fn refuse_closed_stdio(program: []const u8) void {
+    for ([_]u8{ 0, 1, 2 }) |fd| {
+        if (linux.E.init(linux.fcntl(fd, linux.F.GETFD, 0)) == .SUCCESS) continue;
+        write_stderr(program);
+        write_stderr(": File descriptor ");
+        write_stderr(&[_]u8{'0' + fd});
+        write_stderr(" is closed, cannot continue\n");
+        linux.exit_group(125);
+    }
+}
+
+pub fn write_stderr(text: []const u8) void {
+    _ = linux.write(2, text.ptr, text.len);
+}
+
+/// `<root>` of `<root>/zig-out/bin/<name>`, or null for any other layout.
+pub fn root_of_executable(path: []const u8) ?[]const u8 {
+    const bin = std.fs.path.dirname(path) orelse return null;
+    if (!std.mem.eql(u8, std.fs.path.basename(bin), "bin")) return null;
+    const out = std.fs.path.dirname(bin) orelse return null;
+    if (!std.mem.eql(u8, std.fs.path.basename(out), "zig-out")) return null;
+    return std.fs.path.dirname(out);
+}
+
+/// Runs `src/cli/<program>.ts` with Bun and our arguments; never returns.
+pub fn exec(program: []const u8, args: []const [*:0]const u8) noreturn {
+    var exe: [std.fs.max_path_bytes]u8 = undefined;
+    const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
+    if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) {
+        cannot_run(program, "/proc/self/exe", linux.E.init(rc));
+    }
+    const root = root_of_executable(exe[0..rc]) orelse cannot_run(program, exe[0..rc], .NOENT);
+    var bun_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    var cli_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const bun = std.fmt.bufPrintZ(&bun_buffer, "{s}/node_modules/.bin/bun", .{root}) catch
+        cannot_run(program, root, .NAMETOOLONG);
+    const cli = std.fmt.bufPrintZ(&cli_buffer, "{s}/src/cli/{s}.ts", .{ root, program }) catch
+        cannot_run(program, root, .NAMETOOLONG);
+    var argv_buffer: [4096]?[*:0]const u8 = undefined;
+    if (args.len + 3 > argv_buffer.len) cannot_run(program, bun, .@"2BIG");
+    argv_buffer[0] = bun;
+    argv_buffer[1] = cli;
+    for (args, 0..) |arg, i| argv_buffer[2 + i] = arg;
+    argv_buffer[2 + args.len] = null;
+    const envp: [*:null]const ?[*:0]const u8 = @ptrCast(std.os.environ.ptr);
+    const errno = linux.E.init(linux.execve(bun, @ptrCast(&argv_buffer), envp));
+    cannot_run(program, bun, errno);
+}
+
+fn cannot_run(program: []const u8, what: []const u8, errno: linux.E) noreturn {
+    write_stderr(program);
+    write_stderr(": cannot run ");
+    write_stderr(what);
+    write_stderr(": ");
+    write_stderr(@tagName(errno));
+    write_stderr("\n");
+    linux.exit_group(1);
+}
+
+test "bun cli: the repository root from the executable's path" {
+    const root = root_of_executable("/work/qrx/zig-out/bin/qrexec-client-vm").?;
+    try std.testing.expectEqualStrings("/work/qrx", root);
+    try std.testing.expect(root_of_executable("/usr/bin/qrexec-client-vm") == null);
+    try std.testing.expect(root_of_executable("qrexec-client-vm") == null);
+}
