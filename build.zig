@@ -1,7 +1,7 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
 //! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
-//! native front end) and zig-out/bin/qrexec-client (dom0 -> VM calls natively); `zig build test`
-//! runs every Zig test.
+//! native front end), zig-out/bin/qrexec-client (dom0 -> VM calls natively) and
+//! zig-out/bin/qfile-agent and qfile-unpacker (file copy); `zig build test` runs every Zig test.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -54,6 +54,22 @@ pub fn build(b: *std.Build) void {
     });
     const client = b.addExecutable(.{ .name = "qrexec-client", .root_module = client_module });
     b.installArtifact(client);
+
+    // The file-copy sender and receiver, natively: their work is the library's filecopy engine.
+    for ([_][2][]const u8{
+        .{ "qfile-agent", "zig/qfile_agent.zig" },
+        .{ "qfile-unpacker", "zig/qfile_unpacker.zig" },
+    }) |program| {
+        const module = b.createModule(.{
+            .root_source_file = b.path(program[1]),
+            .target = target,
+            .optimize = optimize,
+            .link_libc = true,
+            .single_threaded = true,
+            .strip = optimize != .Debug,
+        });
+        b.installArtifact(b.addExecutable(.{ .name = program[0], .root_module = module }));
+    }
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/test.zig"),

@@ -21,4 +21,7 @@ test {
     _ = @import("client_host/listener.zig");
     _ = @import("client_host/bun_cli.zig");
     _ = @import("dom0_client/main.zig");
+    _ = @import("path_join.zig");
+    _ = @import("filecopy/cli/messages.zig");
+    _ = @import("filecopy/cli/unpacker_args.zig");
 }

@@ -42,6 +42,16 @@ pub fn root_of_executable(path: []const u8) ?[]const u8 {
 
 /// Runs `src/cli/<program>.ts` with Bun and our arguments; never returns.
 pub fn exec(program: []const u8, args: []const [*:0]const u8) noreturn {
+    exec_bun(program, false, args);
+}
+
+/// The same with a `--` first, for Bun, which takes the first one after the script: the user's
+/// own `--` then reaches the program (as bin/'s file-copy launchers do).
+pub fn exec_with_separator(program: []const u8, args: []const [*:0]const u8) noreturn {
+    exec_bun(program, true, args);
+}
+
+fn exec_bun(program: []const u8, separator: bool, args: []const [*:0]const u8) noreturn {
     var exe: [std.fs.max_path_bytes]u8 = undefined;
     const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
     if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) {
@@ -55,11 +65,13 @@ pub fn exec(program: []const u8, args: []const [*:0]const u8) noreturn {
     const cli = std.fmt.bufPrintZ(&cli_buffer, "{s}/src/cli/{s}.ts", .{ root, program }) catch
         cannot_run(program, root, .NAMETOOLONG);
     var argv_buffer: [4096]?[*:0]const u8 = undefined;
-    if (args.len + 3 > argv_buffer.len) cannot_run(program, bun, .@"2BIG");
+    if (args.len + 4 > argv_buffer.len) cannot_run(program, bun, .@"2BIG");
     argv_buffer[0] = bun;
     argv_buffer[1] = cli;
-    for (args, 0..) |arg, i| argv_buffer[2 + i] = arg;
-    argv_buffer[2 + args.len] = null;
+    const first: usize = if (separator) 3 else 2;
+    if (separator) argv_buffer[2] = "--";
+    for (args, 0..) |arg, i| argv_buffer[first + i] = arg;
+    argv_buffer[first + args.len] = null;
     const envp: [*:null]const ?[*:0]const u8 = @ptrCast(std.os.environ.ptr);
     const errno = linux.E.init(linux.execve(bun, @ptrCast(&argv_buffer), envp));
     cannot_run(program, bun, errno);

@@ -5,6 +5,7 @@ const std = @import("std");
 const bun_cli = @import("../client_host/bun_cli.zig");
 const constants = @import("../constants.zig");
 const Backend = @import("../vchan/vchan.zig").Backend;
+const path_join = @import("../path_join.zig");
 
 pub const Settings = struct {
     backend: Backend,
@@ -62,9 +63,9 @@ fn number(value: []const u8, max: u32) ?u32 {
 /// QRX_VCHAN_DIR, else `vchan/` in the state directory (src/paths.ts).
 fn shm_dir(buffer: []u8) ?[]const u8 {
     if (set("QRX_VCHAN_DIR")) |dir| return dir;
-    if (set("QRX_DIR")) |dir| return joined(buffer, &.{ dir, "vchan" });
-    if (set("XDG_RUNTIME_DIR")) |dir| return joined(buffer, &.{ dir, "qrx", "vchan" });
-    if (set("HOME")) |dir| return joined(buffer, &.{ dir, ".local", "state", "qrx", "vchan" });
+    if (set("QRX_DIR")) |dir| return path_join.join(buffer, &.{ dir, "vchan" });
+    if (set("XDG_RUNTIME_DIR")) |dir| return path_join.join(buffer, &.{ dir, "qrx", "vchan" });
+    if (set("HOME")) |dir| return path_join.join(buffer, &.{ dir, ".local", "state", "qrx", "vchan" });
     return null;
 }
 
@@ -72,35 +73,7 @@ fn shm_dir(buffer: []u8) ?[]const u8 {
 pub fn daemon_socket_path(buffer: []u8, socket_dir: []const u8, target: []const u8) ?[]const u8 {
     var name_buffer: [256]u8 = undefined;
     const name = std.fmt.bufPrint(&name_buffer, "qrexec.{s}", .{target}) catch return null;
-    return joined(buffer, &.{ socket_dir, name });
-}
-
-/// Node's `path.join` of `parts`, for parts it would not change: null when one holds an empty,
-/// `.` or `..` component or a trailing slash, which `join` would normalise away.
-fn joined(buffer: []u8, parts: []const []const u8) ?[]const u8 {
-    var len: usize = 0;
-    for (parts, 0..) |part, index| {
-        if (!clean(part, index == 0)) return null;
-        const separator: usize = if (index == 0) 0 else 1;
-        if (len + separator + part.len > buffer.len) return null;
-        if (separator == 1) buffer[len] = '/';
-        @memcpy(buffer[len + separator ..][0..part.len], part);
-        len += separator + part.len;
-    }
-    return buffer[0..len];
-}
-
-fn clean(part: []const u8, first: bool) bool {
-    if (part.len == 0) return false;
-    var components = std.mem.splitScalar(u8, part, '/');
-    var index: usize = 0;
-    while (components.next()) |component| : (index += 1) {
-        // Only a first part's leading slash (an absolute path) makes an empty component.
-        if (component.len == 0 and first and index == 0 and part.len > 1) continue;
-        if (component.len == 0) return false;
-        if (std.mem.eql(u8, component, ".") or std.mem.eql(u8, component, "..")) return false;
-    }
-    return true;
+    return path_join.join(buffer, &.{ socket_dir, name });
 }
 
 test "settings: paths are joined only where path.join would not change them" {

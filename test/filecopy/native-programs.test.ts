@@ -1,0 +1,120 @@
+// qfile-agent and qfile-unpacker as native programs (zig/filecopy/cli/, issue 17 target 3):
+// bin/ runs them, not Bun, and they say and exit exactly what the Bun programs
+// (src/cli/qfile-*.ts) do, case by case. The transfers themselves are the other suites' (they
+// run these same launchers).
+import { afterAll, describe, expect, test } from "bun:test";
+import { closeSync, mkdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { socketPair } from "../../src/native.ts";
+import { tempDir } from "../helpers/paths.ts";
+import { BIN, waitFor } from "../helpers/system.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+const root = tempDir("qrx-fc-native-");
+afterAll(() => root.remove());
+const home = join(root.path, "home");
+mkdirSync(home);
+writeFileSync(join(root.path, "one"), "x");
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(argv: string[], env: Record<string, string>, input = ""): Promise<Result> {
+  const child = Bun.spawn(argv, {
+    cwd: root.path,
+    env: { PATH: process.env.PATH!, HOME: home, ...env },
+    stdin: new TextEncoder().encode(input),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** The launcher in bin/ and the Bun program, on the same arguments and environment. */
+async function both(program: string, args: string[], env: Record<string, string> = {}, input = "") {
+  const native = await run([join(BIN, program), ...args], env, input);
+  const bun = await run([process.execPath, join(ROOT, "src", "cli", `${program}.ts`), "--", ...args], env, input);
+  return { native, bun };
+}
+
+function executable(pid: number): string {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return "";
+  }
+}
+
+describe("native file-copy programs", () => {
+  test.each(["qfile-unpacker", "qfile-agent"])("bin/%s runs the native program", async (program) => {
+    // Each waits on its stdin: the unpacker for the stream, the agent for the receiver's result.
+    const [ours, theirs] = socketPair();
+    const args = program === "qfile-agent" ? ["one"] : [String(process.getuid!()), root.path];
+    const child = Bun.spawn([join(BIN, program), ...args], {
+      cwd: root.path,
+      stdin: theirs,
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    closeSync(theirs);
+    const settled = () => new RegExp(`/${program}$|bun`).test(executable(child.pid));
+    await waitFor(settled, `${program} to exec (exe ${executable(child.pid)})`);
+    expect(executable(child.pid)).toEndWith(`/zig-out/bin/${program}`);
+    closeSync(ours);
+    expect(await child.exited).not.toBe(0);
+  });
+
+  const uid = String(process.getuid!());
+  test.each([
+    ["no arguments, no source domain", [], {}],
+    ["an unknown option", ["-x"], {}],
+    ["too many arguments", ["--", uid, "/d", "more"], {}],
+    ["an invalid UID", ["me"], {}],
+    ["an invalid legacy UID", ["1x", "/d"], {}],
+    ["another user", ["4242", root.path], {}],
+    ["a zero margin", ["-w", "0"], {}],
+    ["an unsupported option", ["--allow-unsafe-symlinks"], {}],
+    ["a legacy extra argument", [uid, root.path, "x"], {}],
+    ["a missing directory", [uid, join(root.path, "missing")], {}],
+    ["a bad source domain", [], { QREXEC_REMOTE_DOMAIN: ".." }],
+    ["an empty stream", ["--verbose"], { QREXEC_REMOTE_DOMAIN: "work" }],
+    ["a truncated stream", ["-w1", uid, root.path], {}, "\x01\x00"],
+  ] as Array<[string, string[], Record<string, string>, string?]>)(
+    "qfile-unpacker, %s: as the Bun program",
+    async (_name, args, env, input = "") => {
+      const { native, bun } = await both("qfile-unpacker", args, env, input);
+      expect(native).toEqual(bun);
+    },
+  );
+
+  test.each([
+    ["no file", [], {}],
+    ["an unknown option", ["--ignore-symlinks", "-x", "one"], {}],
+    ["an empty name", ["--", ""], {}],
+    ["a missing file", ["missing"], {}],
+    ["no result from the receiver", ["one"], {}],
+    ["a receiver's error code", ["one"], {}, `\x11${"\x00".repeat(15)}`],
+    ["a bad GUI fd", ["--", "one"], { PROGRESS_TYPE: "gui", SAVED_FD_1: "99" }],
+  ] as Array<[string, string[], Record<string, string>, string?]>)(
+    "qfile-agent, %s: as the Bun program",
+    async (_name, args, env, input = "") => {
+      const { native, bun } = await both("qfile-agent", args, env, input);
+      expect(native).toEqual(bun);
+    },
+  );
+
+  test("the unpacker's own words for a missing directory", async () => {
+    const result = await run([join(BIN, "qfile-unpacker"), uid, "/nonexistent/x"], {});
+    expect(result.code).toBe(1);
+    const words = "qfile-unpacker: Fatal error: Error chdir to /nonexistent/x";
+    expect(result.stderr).toBe(`${words} (error type: No such file or directory)\n`);
+  });
+});
