@@ -1,7 +1,7 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
 //! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
 //! native front end), zig-out/bin/qrexec-client (dom0 -> VM calls natively) and
-//! zig-out/bin/qfile-agent and qfile-unpacker (file copy); `zig build test` runs every Zig test.
+//! zig-out/bin/qfile-agent, qfile-unpacker and qvm-copy (file copy); `zig build test` runs every Zig test.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -55,10 +55,11 @@ pub fn build(b: *std.Build) void {
     const client = b.addExecutable(.{ .name = "qrexec-client", .root_module = client_module });
     b.installArtifact(client);
 
-    // The file-copy sender and receiver, natively: their work is the library's filecopy engine.
+    // The file-copy programs, natively: their work is the library's filecopy engine.
     for ([_][2][]const u8{
         .{ "qfile-agent", "zig/qfile_agent.zig" },
         .{ "qfile-unpacker", "zig/qfile_unpacker.zig" },
+        .{ "qvm-copy", "zig/qvm_copy.zig" },
     }) |program| {
         const module = b.createModule(.{
             .root_source_file = b.path(program[1]),

@@ -41,3 +41,81 @@ test "path join: joined only where path.join would not change them" {
     try std.testing.expect(join(&buffer, &.{ "/a", "/b" }) == null);
     try std.testing.expect(join(&buffer, &.{ "/a", "b" ** 40 }) == null);
 }
+
+/// Node's `path.join` itself (posix): the parts joined with `/`, then normalised (empty and `.`
+/// components dropped, `..` applied, one trailing slash kept). Null when it does not fit.
+pub fn join_normalized(buffer: []u8, parts: []const []const u8) ?[]const u8 {
+    var joined_buffer: [std.fs.max_path_bytes * 2]u8 = undefined;
+    var len: usize = 0;
+    for (parts) |part| {
+        if (part.len == 0) continue;
+        const separator: usize = if (len == 0) 0 else 1;
+        if (len + separator + part.len > joined_buffer.len) return null;
+        if (separator == 1) joined_buffer[len] = '/';
+        @memcpy(joined_buffer[len + separator ..][0..part.len], part);
+        len += separator + part.len;
+    }
+    return normalize(buffer, joined_buffer[0..len]);
+}
+
+fn normalize(buffer: []u8, path: []const u8) ?[]const u8 {
+    if (path.len == 0) return copy(buffer, ".");
+    const absolute = path[0] == '/';
+    const trailing = path[path.len - 1] == '/';
+    var segments: [std.fs.max_path_bytes / 2 + 1][]const u8 = undefined;
+    var count: usize = 0;
+    var components = std.mem.splitScalar(u8, path, '/');
+    while (components.next()) |component| {
+        if (component.len == 0 or std.mem.eql(u8, component, ".")) continue;
+        if (std.mem.eql(u8, component, "..")) {
+            if (count > 0 and !std.mem.eql(u8, segments[count - 1], "..")) {
+                count -= 1;
+                continue;
+            }
+            if (absolute) continue;
+        }
+        if (count == segments.len) return null;
+        segments[count] = component;
+        count += 1;
+    }
+    if (count == 0) return copy(buffer, if (absolute) "/" else if (trailing) "./" else ".");
+    var len: usize = 0;
+    for (segments[0..count], 0..) |segment, index| {
+        const slash = absolute or index > 0;
+        if (len + @intFromBool(slash) + segment.len > buffer.len) return null;
+        if (slash) buffer[len] = '/';
+        len += @intFromBool(slash);
+        @memcpy(buffer[len..][0..segment.len], segment);
+        len += segment.len;
+    }
+    if (trailing) {
+        if (len == buffer.len) return null;
+        buffer[len] = '/';
+        len += 1;
+    }
+    return buffer[0..len];
+}
+
+fn copy(buffer: []u8, text: []const u8) ?[]const u8 {
+    if (text.len > buffer.len) return null;
+    @memcpy(buffer[0..text.len], text);
+    return buffer[0..text.len];
+}
+
+test "path join: normalised as Node's path.join" {
+    var buffer: [64]u8 = undefined;
+    const cases = [_][3][]const u8{
+        .{ "./a", "x", "a/x" },
+        .{ "a/", "x", "a/x" },
+        .{ "/a/../b", "x", "/b/x" },
+        .{ "../a", "x", "../a/x" },
+        .{ "a/..", "..", ".." },
+        .{ "/", "..", "/" },
+        .{ ".", ".", "." },
+        .{ "a", "", "a" },
+        .{ "a//b/", "c/", "a/b/c/" },
+    };
+    for (cases) |case| {
+        try std.testing.expectEqualStrings(case[2], join_normalized(&buffer, &.{ case[0], case[1] }).?);
+    }
+}

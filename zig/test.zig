@@ -24,4 +24,5 @@ test {
     _ = @import("path_join.zig");
     _ = @import("filecopy/cli/messages.zig");
     _ = @import("filecopy/cli/unpacker_args.zig");
+    _ = @import("filecopy/cli/tree_check.zig");
 }

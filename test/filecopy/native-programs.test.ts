@@ -3,7 +3,7 @@
 // (src/cli/qfile-*.ts) do, case by case. The transfers themselves are the other suites' (they
 // run these same launchers).
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
 import { tempDir } from "../helpers/paths.ts";
@@ -116,5 +116,72 @@ describe("native file-copy programs", () => {
     expect(result.code).toBe(1);
     const words = "qfile-unpacker: Fatal error: Error chdir to /nonexistent/x";
     expect(result.stderr).toBe(`${words} (error type: No such file or directory)\n`);
+  });
+});
+
+describe("native qvm-copy", () => {
+  const tree = join(root.path, "tree");
+  mkdirSync(join(tree, "dir"), { recursive: true });
+  writeFileSync(join(tree, "dir", "file"), "abc");
+  symlinkSync("../../outside", join(tree, "dir", "escape"));
+  symlinkSync("dir/file", join(tree, "top"));
+  // Not safe for display: qubes.Filecopy+allow-all-names.
+  writeFileSync(join(tree, "dir", "bell\x07"), "");
+  const noAgent = { QRX_AGENT_SOCKET: join(root.path, "no-agent"), VCHAN_DOMAIN: "2" };
+
+  /** bin/NAME and the Bun program, in `tree`. */
+  async function copyBoth(name: string, args: string[], env: Record<string, string> = {}) {
+    const base = { QRX_PROGRAM_NAME: name, ...noAgent, ...env };
+    const cwd = tree;
+    const runIn = async (argv: string[]) => {
+      const child = Bun.spawn(argv, { cwd, env: { PATH: process.env.PATH!, HOME: home, ...base }, stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(child.stdout).text(),
+        new Response(child.stderr).text(),
+        child.exited,
+      ]);
+      return { code, stdout, stderr };
+    };
+    const native = await runIn([join(BIN, name), ...args]);
+    const bun = await runIn([process.execPath, join(ROOT, "src", "cli", "qvm-copy.ts"), "--", ...args]);
+    return { native, bun };
+  }
+
+  test.each([
+    ["qvm-copy", "no file", []],
+    ["qvm-copy", "--help", ["--help"]],
+    ["qvm-copy-to-vm", "-h", ["-h"]],
+    ["qvm-copy", "an unknown option", ["--bogus", "dir"]],
+    ["qvm-copy-to-vm", "no file after the VM", ["vault"]],
+    ["qvm-copy", "'.', '..', '/' and an empty name", [".", "dir/..", "/", ""]],
+    ["qvm-copy", "a missing file and a top-level link", ["missing", "top"]],
+    ["qvm-copy", "a link out of the tree", ["--without-progress", "dir/"]],
+    ["qvm-copy", "links left out, no agent", ["--ignore-symlinks", "dir", "top"]],
+    ["qvm-copy-to-vm", "no agent", ["--", "vault", "dir/file"]],
+    ["qvm-copy", "an unsafe name, no agent", ["--with-progress", "--ignore-symlinks", "dir"]],
+  ])("%s, %s: as the Bun program", async (name, _what, args) => {
+    const { native, bun } = await copyBoth(name, args);
+    expect(native).toEqual(bun);
+  });
+
+  test("bin/qvm-copy runs the native program, and its status is qrexec-client-vm's", async () => {
+    // An agent that takes the trigger and never answers holds the call (and qvm-copy) open.
+    const agentSocket = join(root.path, "silent-agent");
+    const held: Array<{ end: () => void }> = [];
+    const listener = Bun.listen({ unix: agentSocket, socket: { open: (socket) => void held.push(socket), data() {} } });
+    try {
+      const env = { PATH: process.env.PATH!, HOME: home, QRX_AGENT_SOCKET: agentSocket, VCHAN_DOMAIN: "2" };
+      const child = Bun.spawn([join(BIN, "qvm-copy"), "dir/file"], { cwd: tree, env, stdout: "pipe", stderr: "pipe" });
+      const settled = () => /\/qvm-copy$|bun/.test(executable(child.pid));
+      await waitFor(settled, `qvm-copy to exec (exe ${executable(child.pid)})`);
+      expect(executable(child.pid)).toEndWith("/zig-out/bin/qvm-copy");
+      await waitFor(() => held.length > 0, "the trigger");
+      for (const socket of held) socket.end();
+      // The agent hung up without an answer: qrexec-client-vm's "Request refused", 126.
+      expect(await child.exited).toBe(126);
+      expect(await new Response(child.stderr).text()).toBe("Request refused\n");
+    } finally {
+      listener.stop(true);
+    }
   });
 });

@@ -51,13 +51,16 @@ pub fn exec_with_separator(program: []const u8, args: []const [*:0]const u8) nor
     exec_bun(program, true, args);
 }
 
+/// The repository this executable was built in (`<root>/zig-out/bin/<name>`), in `buffer`.
+pub fn repository_root(buffer: *[std.fs.max_path_bytes]u8) ?[]const u8 {
+    const rc = linux.readlink("/proc/self/exe", buffer, buffer.len);
+    if (linux.E.init(rc) != .SUCCESS or rc >= buffer.len) return null;
+    return root_of_executable(buffer[0..rc]);
+}
+
 fn exec_bun(program: []const u8, separator: bool, args: []const [*:0]const u8) noreturn {
     var exe: [std.fs.max_path_bytes]u8 = undefined;
-    const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
-    if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) {
-        cannot_run(program, "/proc/self/exe", linux.E.init(rc));
-    }
-    const root = root_of_executable(exe[0..rc]) orelse cannot_run(program, exe[0..rc], .NOENT);
+    const root = repository_root(&exe) orelse cannot_run(program, "/proc/self/exe", .NOENT);
     var bun_buffer: [std.fs.max_path_bytes]u8 = undefined;
     var cli_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const bun = std.fmt.bufPrintZ(&bun_buffer, "{s}/node_modules/.bin/bun", .{root}) catch
