@@ -12,6 +12,7 @@ import { Connection } from "../io/connection.ts";
 import type { LabConfig, ServiceFile } from "./config.ts";
 import { BIN_DIR, domainEnv } from "./environment.ts";
 import type { LabLayout } from "./layout.ts";
+import { DispvmPool } from "./preload.ts";
 import { Registry, type DomainRecord } from "./registry.ts";
 import { Supervised } from "./supervisor.ts";
 
@@ -37,6 +38,8 @@ export interface DomainStatus {
   runningSince: number;
   calls: number;
   restarts: number;
+  /** A preloaded DispVM no call has taken yet. */
+  preloaded: boolean;
 }
 
 export interface LabStatus {
@@ -70,6 +73,7 @@ export class LabAdmin {
   /** Calls DispVMs served before they were destroyed (their stats files go with them). */
   #disposedCalls = 0;
   onShutdown: () => void = () => {};
+  readonly #pool: DispvmPool;
 
   constructor(
     readonly layout: LabLayout,
@@ -77,6 +81,14 @@ export class LabAdmin {
     readonly log: (message: string) => void,
   ) {
     this.registry = new Registry(config);
+    const sizes = new Map(config.domains.map((domain) => [domain.name, domain.preloadDispvm]));
+    this.#pool = new DispvmPool(sizes, {
+      create: (template) => this.createDisposable(template),
+      start: (record) => this.start(record),
+      kill: (record) => this.kill(record),
+      stopping: () => this.#shuttingDown !== null,
+      log: this.log,
+    });
   }
 
   // ---------------------------------------------------------------- bring-up
@@ -89,6 +101,8 @@ export class LabAdmin {
     await Promise.all(initial.map((record) => this.start(record)));
     this.#ready = true;
     this.log(`lab ready: ${initial.map((record) => record.name).join(", ") || "no domains"} running`);
+    // After the lab is ready, so `lab up` does not wait for them.
+    for (const template of this.registry.all().filter((record) => record.templateForDispvms)) void this.#pool.fill(template);
   }
 
   #prepareDirs(): void {
@@ -309,6 +323,7 @@ export class LabAdmin {
           runningSince: record.id === 0 ? this.#startedAt : record.runningSince,
           calls: record.id === 0 ? toDom0 : counts.get(record.name)!.served,
           restarts: (running?.agent.restarts ?? 0) + (running?.daemon.restarts ?? 0),
+          preloaded: record.preloaded === true,
         };
       }),
     };
@@ -360,7 +375,8 @@ export class LabAdmin {
         // `@dispvm` (keyword dispvm) is dom0's default DisposableVM template.
         const templateName = request.dest === "@dispvm" ? this.config.defaultDispvm : request.dest;
         if (templateName === null) throw new QubesdError("QubesException", "the lab has no default_dispvm");
-        const record = this.createDisposable(this.#domain(templateName));
+        const template = this.#domain(templateName);
+        const record = this.#pool.take(template) ?? this.createDisposable(template);
         return new TextDecoder().decode(request.payload) === "uuid" ? `uuid:${record.uuid}` : record.name;
       }
       case "internal.GetSystemInfo":

@@ -29,6 +29,11 @@ export interface LabDomainConfig {
   services: ServiceFile[];
   /** Started by `lab up`; otherwise halted until started (qrx vm start, or autostart=yes). */
   start: boolean;
+  /**
+   * DispVM templates: how many DisposableVMs of it the lab keeps created and started ahead of
+   * `$dispvm` calls (Qubes 4.3's preloaded disposables, feature `preload-dispvm-max`).
+   */
+  preloadDispvm: number;
 }
 
 export interface LabConfig {
@@ -53,7 +58,9 @@ const TAG = /^[a-zA-Z0-9_-]{1,64}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SERVICE_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
 const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "dom0", "domain"]);
-const DOMAIN_KEYS = new Set(["name", "type", "tags", "default_user", "services", "default_dispvm", "template_for_dispvms", "start"]);
+const DOMAIN_KEYS = new Set(["name", "type", "tags", "default_user", "services", "default_dispvm", "template_for_dispvms", "start", "preload_dispvm"]);
+/** More would only hold memory: a call takes one and the next is started at once. */
+const PRELOAD_DISPVM_MAX = 8;
 
 export function builtinServiceNames(): string[] {
   return readdirSync(BUILTIN_SERVICES_DIR).sort();
@@ -140,6 +147,11 @@ export function parseLabConfig(text: string, file: string): LabConfig {
     const defaultUser = raw.default_user === undefined ? "user" : str(raw.default_user, `${at}: default_user`);
     if (!USER.test(defaultUser)) fail(`${at}: '${defaultUser}' is not a valid user name`);
     const templateForDispvms = type === "DispVMTemplate" || (raw.template_for_dispvms !== undefined && bool(raw.template_for_dispvms, `${at}: template_for_dispvms`));
+    const preloadDispvm = raw.preload_dispvm === undefined ? 0 : raw.preload_dispvm;
+    if (typeof preloadDispvm !== "number" || !Number.isInteger(preloadDispvm) || preloadDispvm < 0 || preloadDispvm > PRELOAD_DISPVM_MAX) {
+      fail(`${at}: preload_dispvm must be a whole number from 0 to ${PRELOAD_DISPVM_MAX}`);
+    }
+    if (preloadDispvm > 0 && !templateForDispvms) fail(`${at}: preload_dispvm is for DisposableVM templates (type = "DispVMTemplate")`);
     domains.push({
       name,
       klass: type === "DispVMTemplate" ? "AppVM" : (type as LabDomainConfig["klass"]),
@@ -149,6 +161,7 @@ export function parseLabConfig(text: string, file: string): LabConfig {
       defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : str(raw.default_dispvm, `${at}: default_dispvm`),
       services: services(raw.services, `${at}: services`),
       start: raw.start === undefined ? true : bool(raw.start, `${at}: start`),
+      preloadDispvm: preloadDispvm as number,
     });
   });
 
