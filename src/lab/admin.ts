@@ -85,6 +85,7 @@ export class LabAdmin {
     this.#pool = new DispvmPool(sizes, {
       create: (template) => this.createDisposable(template),
       start: (record) => this.start(record),
+      warmUp: (record) => this.#warmUp(record),
       kill: (record) => this.kill(record),
       stopping: () => this.#shuttingDown !== null,
       log: this.log,
@@ -230,6 +231,16 @@ export class LabAdmin {
     });
   }
 
+  /** `qrexec-client -d NAME DEFAULT:true` from dom0; throws unless it exits 0. */
+  async #warmUp(record: DomainRecord): Promise<void> {
+    const { layout } = this;
+    const argv = [join(BIN_DIR, "qrexec-client"), `--socket-dir=${layout.socketDir}`, "-d", record.name, "DEFAULT:true"];
+    const env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
+    const child = Bun.spawn(argv, { env, cwd: layout.home("dom0"), stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const [code, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+    if (code !== 0) throw new Error(`the first call to ${record.name} exited ${code}: ${stderr.trim()}`);
+  }
+
   /** Stops `record`'s processes; a DisposableVM is destroyed with them (its dirs and id go). */
   kill(record: DomainRecord): Promise<void> {
     if (record.id === 0) return Promise.reject(new QubesdError("QubesException", "dom0 cannot be killed"));
@@ -287,6 +298,8 @@ export class LabAdmin {
     rmSync(this.layout.domainDir(record.name), { recursive: true, force: true });
     this.registry.remove(record);
     this.log(`${record.name} destroyed (domain id ${record.id} free again)`);
+    const template = record.template === null ? undefined : this.registry.find(record.template);
+    if (template && !record.preloaded) this.#pool.released(template);
   }
 
   #callCounts(name: string): CallCounts {

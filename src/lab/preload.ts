@@ -1,7 +1,8 @@
 // Preloaded DisposableVMs (Qubes 4.3's `preload-dispvm-max`): a DispVM template with
-// `preload_dispvm = N` has N DispVMs created and started ahead of time, so a `$dispvm` call does
-// not wait for one to start (its agent and daemon are Bun processes: tens of ms). A call takes a
-// running one and the pool starts the next at once, off the call's path. Until it is handed out a
+// `preload_dispvm = N` has N DispVMs created, started and called once ahead of time, so a
+// `$dispvm` call does not wait for one to start (its agent and daemon are Bun processes: tens to
+// hundreds of ms). A call takes a running one; its replacement starts once that call's DispVM is
+// destroyed, off the call's path. Until it is handed out a
 // preloaded DispVM is not in the policy's domain facts (Registry.systemInfo), so it cannot be
 // called by name before its caller gets it; like Qubes' own, it is a copy of the template as it
 // was when it was preloaded.
@@ -12,6 +13,12 @@ export interface PoolHooks {
   /** A new Halted DispVM of `template` (throws when it cannot be made). */
   create(template: DomainRecord): DomainRecord;
   start(record: DomainRecord): Promise<void>;
+  /**
+   * Runs a first, trivial call through it. The first call a fresh agent and daemon serve costs
+   * tens to hundreds of ms more than the next (code paths Bun has not run yet); Qubes' preload
+   * likewise waits until the qube has answered before it counts it as ready.
+   */
+  warmUp(record: DomainRecord): Promise<void>;
   /** Stops and destroys a DispVM. */
   kill(record: DomainRecord): Promise<void>;
   stopping(): boolean;
@@ -43,8 +50,16 @@ export class DispvmPool {
     if (!record) return null;
     record.preloaded = false;
     this.hooks.log(`${record.name} handed out (preloaded from ${template.name})`);
-    void this.fill(template);
     return record;
+  }
+
+  /**
+   * A DispVM of `template` was destroyed: its call is over, so its replacement starts now. Not
+   * when it was handed out: starting two Bun processes beside the call it was taken for would
+   * slow that call down on a small machine.
+   */
+  released(template: DomainRecord): void {
+    void this.fill(template);
   }
 
   #count(name: string): number {
@@ -58,6 +73,7 @@ export class DispvmPool {
       record = this.hooks.create(template);
       record.preloaded = true;
       await this.hooks.start(record);
+      await this.hooks.warmUp(record);
       if (this.hooks.stopping()) return;
       const ready = this.#ready.get(template.name) ?? [];
       ready.push(record);
