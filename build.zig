@@ -1,7 +1,8 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
 //! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
 //! native front end), zig-out/bin/qrexec-client (dom0 -> VM calls natively) and
-//! zig-out/bin/qfile-agent, qfile-unpacker and qvm-copy (file copy); `zig build test` runs every Zig test.
+//! zig-out/bin/qfile-agent, qfile-unpacker and qvm-copy (file copy); `zig build test` runs every
+//! Zig test.
 const std = @import("std");
 const builtin = @import("builtin");
 

@@ -116,6 +116,7 @@ test "path join: normalised as Node's path.join" {
         .{ "a//b/", "c/", "a/b/c/" },
     };
     for (cases) |case| {
-        try std.testing.expectEqualStrings(case[2], join_normalized(&buffer, &.{ case[0], case[1] }).?);
+        const joined = join_normalized(&buffer, &.{ case[0], case[1] }).?;
+        try std.testing.expectEqualStrings(case[2], joined);
     }
 }

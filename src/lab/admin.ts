@@ -103,7 +103,8 @@ export class LabAdmin {
     this.#ready = true;
     this.log(`lab ready: ${initial.map((record) => record.name).join(", ") || "no domains"} running`);
     // After the lab is ready, so `lab up` does not wait for them.
-    for (const template of this.registry.all().filter((record) => record.templateForDispvms)) void this.#pool.fill(template);
+    const templates = this.registry.all().filter((record) => record.templateForDispvms);
+    for (const template of templates) void this.#pool.fill(template);
   }
 
   #prepareDirs(): void {
@@ -234,11 +235,15 @@ export class LabAdmin {
   /** `qrexec-client -d NAME DEFAULT:true` from dom0; throws unless it exits 0. */
   async #warmUp(record: DomainRecord): Promise<void> {
     const { layout } = this;
-    const argv = [join(BIN_DIR, "qrexec-client"), `--socket-dir=${layout.socketDir}`, "-d", record.name, "DEFAULT:true"];
+    const client = join(BIN_DIR, "qrexec-client");
+    const argv = [client, `--socket-dir=${layout.socketDir}`, "-d", record.name, "DEFAULT:true"];
     const env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
-    const child = Bun.spawn(argv, { env, cwd: layout.home("dom0"), stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const cwd = layout.home("dom0");
+    const child = Bun.spawn(argv, { env, cwd, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
     const [code, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
-    if (code !== 0) throw new Error(`the first call to ${record.name} exited ${code}: ${stderr.trim()}`);
+    if (code !== 0) {
+      throw new Error(`the first call to ${record.name} exited ${code}: ${stderr.trim()}`);
+    }
   }
 
   /** Stops `record`'s processes; a DisposableVM is destroyed with them (its dirs and id go). */

@@ -58,7 +58,17 @@ const TAG = /^[a-zA-Z0-9_-]{1,64}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SERVICE_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
 const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "dom0", "domain"]);
-const DOMAIN_KEYS = new Set(["name", "type", "tags", "default_user", "services", "default_dispvm", "template_for_dispvms", "start", "preload_dispvm"]);
+const DOMAIN_KEYS = new Set([
+  "name",
+  "type",
+  "tags",
+  "default_user",
+  "services",
+  "default_dispvm",
+  "template_for_dispvms",
+  "start",
+  "preload_dispvm",
+]);
 /** More would only hold memory: a call takes one and the next is started at once. */
 const PRELOAD_DISPVM_MAX = 8;
 
@@ -148,10 +158,13 @@ export function parseLabConfig(text: string, file: string): LabConfig {
     if (!USER.test(defaultUser)) fail(`${at}: '${defaultUser}' is not a valid user name`);
     const templateForDispvms = type === "DispVMTemplate" || (raw.template_for_dispvms !== undefined && bool(raw.template_for_dispvms, `${at}: template_for_dispvms`));
     const preloadDispvm = raw.preload_dispvm === undefined ? 0 : raw.preload_dispvm;
-    if (typeof preloadDispvm !== "number" || !Number.isInteger(preloadDispvm) || preloadDispvm < 0 || preloadDispvm > PRELOAD_DISPVM_MAX) {
+    const preloadOk = typeof preloadDispvm === "number" && Number.isInteger(preloadDispvm);
+    if (!preloadOk || preloadDispvm < 0 || preloadDispvm > PRELOAD_DISPVM_MAX) {
       fail(`${at}: preload_dispvm must be a whole number from 0 to ${PRELOAD_DISPVM_MAX}`);
     }
-    if (preloadDispvm > 0 && !templateForDispvms) fail(`${at}: preload_dispvm is for DisposableVM templates (type = "DispVMTemplate")`);
+    if (preloadDispvm > 0 && !templateForDispvms) {
+      fail(`${at}: preload_dispvm is for DisposableVM templates (type = "DispVMTemplate")`);
+    }
     domains.push({
       name,
       klass: type === "DispVMTemplate" ? "AppVM" : (type as LabDomainConfig["klass"]),

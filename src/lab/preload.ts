@@ -39,7 +39,9 @@ export class DispvmPool {
   async fill(template: DomainRecord): Promise<void> {
     const missing = (this.sizes.get(template.name) ?? 0) - this.#count(template.name);
     const pending: Array<Promise<void>> = [];
-    for (let i = 0; i < missing && !this.hooks.stopping(); i++) pending.push(this.#preloadOne(template));
+    for (let i = 0; i < missing && !this.hooks.stopping(); i++) {
+      pending.push(this.#preloadOne(template));
+    }
     await Promise.all(pending);
   }
 
@@ -79,7 +81,8 @@ export class DispvmPool {
       ready.push(record);
       this.#ready.set(template.name, ready);
     } catch (error) {
-      this.hooks.log(`preloading a DispVM of ${template.name}: ${error instanceof Error ? error.message : String(error)}`);
+      const why = error instanceof Error ? error.message : String(error);
+      this.hooks.log(`preloading a DispVM of ${template.name}: ${why}`);
       // One that was made but did not start is not kept half-made.
       if (record) await this.hooks.kill(record).catch(() => {});
     } finally {

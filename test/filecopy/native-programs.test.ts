@@ -41,7 +41,8 @@ async function run(argv: string[], env: Record<string, string>, input = ""): Pro
 /** The launcher in bin/ and the Bun program, on the same arguments and environment. */
 async function both(program: string, args: string[], env: Record<string, string> = {}, input = "") {
   const native = await run([join(BIN, program), ...args], env, input);
-  const bun = await run([process.execPath, join(ROOT, "src", "cli", `${program}.ts`), "--", ...args], env, input);
+  const script = join(ROOT, "src", "cli", `${program}.ts`);
+  const bun = await run([process.execPath, script, "--", ...args], env, input);
   return { native, bun };
 }
 
@@ -54,7 +55,8 @@ function executable(pid: number): string {
 }
 
 describe("native file-copy programs", () => {
-  test.each(["qfile-unpacker", "qfile-agent"])("bin/%s runs the native program", async (program) => {
+  const programs = ["qfile-unpacker", "qfile-agent"];
+  test.each(programs)("bin/%s runs the native program", async (program) => {
     // Each waits on its stdin: the unpacker for the stream, the agent for the receiver's result.
     const [ours, theirs] = socketPair();
     const args = program === "qfile-agent" ? ["one"] : [String(process.getuid!()), root.path];
@@ -134,7 +136,8 @@ describe("native qvm-copy", () => {
     const base = { QRX_PROGRAM_NAME: name, ...noAgent, ...env };
     const cwd = tree;
     const runIn = async (argv: string[]) => {
-      const child = Bun.spawn(argv, { cwd, env: { PATH: process.env.PATH!, HOME: home, ...base }, stdout: "pipe", stderr: "pipe" });
+      const env = { PATH: process.env.PATH!, HOME: home, ...base };
+      const child = Bun.spawn(argv, { cwd, env, stdout: "pipe", stderr: "pipe" });
       const [stdout, stderr, code] = await Promise.all([
         new Response(child.stdout).text(),
         new Response(child.stderr).text(),
@@ -143,7 +146,8 @@ describe("native qvm-copy", () => {
       return { code, stdout, stderr };
     };
     const native = await runIn([join(BIN, name), ...args]);
-    const bun = await runIn([process.execPath, join(ROOT, "src", "cli", "qvm-copy.ts"), "--", ...args]);
+    const script = join(ROOT, "src", "cli", "qvm-copy.ts");
+    const bun = await runIn([process.execPath, script, "--", ...args]);
     return { native, bun };
   }
 
@@ -168,10 +172,15 @@ describe("native qvm-copy", () => {
     // An agent that takes the trigger and never answers holds the call (and qvm-copy) open.
     const agentSocket = join(root.path, "silent-agent");
     const held: Array<{ end: () => void }> = [];
-    const listener = Bun.listen({ unix: agentSocket, socket: { open: (socket) => void held.push(socket), data() {} } });
+    const listener = Bun.listen({
+      unix: agentSocket,
+      socket: { open: (socket) => void held.push(socket), data() {} },
+    });
     try {
-      const env = { PATH: process.env.PATH!, HOME: home, QRX_AGENT_SOCKET: agentSocket, VCHAN_DOMAIN: "2" };
-      const child = Bun.spawn([join(BIN, "qvm-copy"), "dir/file"], { cwd: tree, env, stdout: "pipe", stderr: "pipe" });
+      const env = { PATH: process.env.PATH!, HOME: home, QRX_AGENT_SOCKET: agentSocket };
+      Object.assign(env, { VCHAN_DOMAIN: "2" });
+      const argv = [join(BIN, "qvm-copy"), "dir/file"];
+      const child = Bun.spawn(argv, { cwd: tree, env, stdout: "pipe", stderr: "pipe" });
       const settled = () => /\/qvm-copy$|bun/.test(executable(child.pid));
       await waitFor(settled, `qvm-copy to exec (exe ${executable(child.pid)})`);
       expect(executable(child.pid)).toEndWith("/zig-out/bin/qvm-copy");

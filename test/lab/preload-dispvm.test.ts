@@ -47,7 +47,9 @@ async function nextPreloaded(not?: string): Promise<DomainStatus> {
   };
   const deadline = Date.now() + 30_000;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`no preloaded DispVM: ${JSON.stringify(await lab.status())}`);
+    if (Date.now() > deadline) {
+      throw new Error(`no preloaded DispVM: ${JSON.stringify(await lab.status())}`);
+    }
     await Bun.sleep(50);
   }
   return found[0]!;
@@ -63,7 +65,8 @@ describe("preloaded DisposableVMs", () => {
     const second = await nextPreloaded(first.name);
     expect(second.name).not.toBe(first.name);
     // The used one is destroyed after its call, as any DispVM.
-    await waitFor(() => !existsSync(join(lab.dir, "domains", first.name)), `${first.name} destroyed`);
+    const gone = () => !existsSync(join(lab.dir, "domains", first.name));
+    await waitFor(gone, `${first.name} destroyed`);
     expect((await lab.status()).disposablesCreated).toBe(created + 1);
   }, 60_000);
 
@@ -81,18 +84,22 @@ describe("preloaded DisposableVMs", () => {
     await nextPreloaded();
     await lab.down();
     expect(processesMentioning(lab.dir)).toEqual([]);
-    expect(readdirSync(join(lab.dir, "domains")).filter((name) => name.startsWith("disp"))).toEqual([]);
+    const left = readdirSync(join(lab.dir, "domains")).filter((name) => name.startsWith("disp"));
+    expect(left).toEqual([]);
   }, 60_000);
 });
 
 describe("preload_dispvm in a lab definition", () => {
   test("only on DispVM templates, 0 to 8", () => {
     const base = '[[domain]]\nname = "t"\ntype = "DispVMTemplate"\n';
-    expect(parseLabConfig(`${base}preload_dispvm = 2\n`, "/l.toml").domains[0]!.preloadDispvm).toBe(2);
-    expect(parseLabConfig(base, "/l.toml").domains[0]!.preloadDispvm).toBe(0);
+    const preload = (text: string) => parseLabConfig(text, "/l.toml").domains[0]!.preloadDispvm;
+    expect(preload(`${base}preload_dispvm = 2\n`)).toBe(2);
+    expect(preload(base)).toBe(0);
     for (const bad of ["9", "-1", "1.5", '"1"']) {
-      expect(() => parseLabConfig(`${base}preload_dispvm = ${bad}\n`, "/l.toml")).toThrow(/preload_dispvm must be a whole number from 0 to 8/);
+      const range = /preload_dispvm must be a whole number from 0 to 8/;
+      expect(() => preload(`${base}preload_dispvm = ${bad}\n`)).toThrow(range);
     }
-    expect(() => parseLabConfig('[[domain]]\nname = "a"\npreload_dispvm = 1\n', "/l.toml")).toThrow(/preload_dispvm is for DisposableVM templates/);
+    const appVm = '[[domain]]\nname = "a"\npreload_dispvm = 1\n';
+    expect(() => preload(appVm)).toThrow(/preload_dispvm is for DisposableVM templates/);
   });
 });

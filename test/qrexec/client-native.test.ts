@@ -57,7 +57,8 @@ describe("native qrexec-client", () => {
     expect(await new Response(native.stdout).text()).toBe("through\n");
     expect(await native.exited).toBe(0);
 
-    const local = system.spawn(0, [CLIENT, ...args, "-l", "true", "DEFAULT:QUBESRPC test.Cat dom0"]);
+    const withLocal = [CLIENT, ...args, "-l", "true", "DEFAULT:QUBESRPC test.Cat dom0"];
+    const local = system.spawn(0, withLocal);
     await waitFor(() => /bun/.test(executable(local.pid)), `Bun (exe ${executable(local.pid)})`);
     local.stdin.end();
     expect(await local.exited).toBe(0);
@@ -68,7 +69,7 @@ describe("native qrexec-client", () => {
     ["-E", ["-E", "-d", "vault", "DEFAULT:QUBESRPC test.Mixed dom0"], ""],
     ["-t and -T", ["-t", "-T", "-d", "vault", "DEFAULT:QUBESRPC test.Unsafe dom0"], ""],
     ["no filter", ["-dvault", "DEFAULT:QUBESRPC test.Unsafe dom0"], ""],
-    ["-p", ["-d", "vault", "--prefix-data=head:", "-w", "0", "DEFAULT:QUBESRPC test.Cat dom0"], "tail\n"],
+    ["-p", ["-dvault", "--prefix-data=head:", "-w", "0", "user:cat"], "tail\n"],
     ["a missing service", ["-d", "vault", "DEFAULT:QUBESRPC test.Missing dom0"], ""],
     ["a shell command", ["-d", "vault", "user:echo $((6*7))"], ""],
     ["1 MiB of output", ["-d", "vault", "DEFAULT:QUBESRPC test.Big dom0"], ""],
@@ -85,18 +86,21 @@ describe("native qrexec-client", () => {
       stdout: "out\n",
       stderr: "err\n",
     });
-    const prefixed = await client(["-d", "vault", "-p", "head:", "DEFAULT:QUBESRPC test.Cat dom0"], "tail\n");
+    const cat = "DEFAULT:QUBESRPC test.Cat dom0";
+    const prefixed = await client(["-d", "vault", "-p", "head:", cat], "tail\n");
     expect(prefixed.stdout).toBe("head:tail\n");
     const filtered = await client(["-t", "-T", "-d", "vault", "DEFAULT:QUBESRPC test.Unsafe dom0"]);
     expect(filtered.stdout).toBe("a_[31mb\n");
     expect(filtered.stderr).toBe("c_d\n");
-    expect((await client(["-d", "vault", "DEFAULT:QUBESRPC test.Big dom0"])).stdout).toBe("x".repeat(1 << 20));
+    const big = await client(["-d", "vault", "DEFAULT:QUBESRPC test.Big dom0"]);
+    expect(big.stdout).toBe("x".repeat(1 << 20));
   });
 
   test("a closed fd 0 is refused with 125, as upstream", async () => {
     const line = `exec <&- "${CLIENT}" --socket-dir="${system.socketDir}" -d vault user:true`;
     const result = await system.run(0, ["sh", "-c", line]);
-    expect(result).toEqual({ code: 125, stdout: "", stderr: "qrexec-client: File descriptor 0 is closed, cannot continue\n" });
+    const stderr = "qrexec-client: File descriptor 0 is closed, cannot continue\n";
+    expect(result).toEqual({ code: 125, stdout: "", stderr });
   });
 });
 
@@ -116,14 +120,33 @@ describe("native qrexec-client against a raw daemon", () => {
     return listener;
   }
 
-  const reply = (type: number, payload: number[]) => (peer: RawPeer) => peer.send(type, Uint8Array.from(payload));
+  const reply = (type: number, payload: number[]) => (peer: RawPeer) => {
+    peer.send(type, Uint8Array.from(payload));
+  };
+  const port600 = [9, 0, 0, 0, 0x58, 2, 0, 0];
 
   test.each([
-    ["closes without a port", (peer: RawPeer) => peer.close(), /refused the command: daemon closed the connection/],
-    ["replies with another type", reply(MSG_HELLO, [3, 0, 0, 0, 0, 2, 0, 0]), /unexpected daemon reply type 0x300 len 8/],
-    ["announces too much", reply(MSG_EXEC_CMDLINE, [3, 0, 0, 0, 0, 2, 0, 0, 0]), /announces 9 bytes, limit 8/],
+    [
+      "closes without a port",
+      (peer: RawPeer) => peer.close(),
+      /refused the command: daemon closed the connection/,
+    ],
+    [
+      "replies with another type",
+      reply(MSG_HELLO, [3, 0, 0, 0, 0, 2, 0, 0]),
+      /unexpected daemon reply type 0x300 len 8/,
+    ],
+    [
+      "announces too much",
+      reply(MSG_EXEC_CMDLINE, [3, 0, 0, 0, 0, 2, 0, 0, 0]),
+      /announces 9 bytes, limit 8/,
+    ],
     // Nobody connects to the data vchan: -w 1 gives up after a second.
-    ["allocates a port nobody uses", reply(MSG_EXEC_CMDLINE, [9, 0, 0, 0, 0x58, 2, 0, 0]), /vchan server 0<-9:600 \(client\)/],
+    [
+      "allocates a port nobody uses",
+      reply(MSG_EXEC_CMDLINE, port600),
+      /vchan server 0<-9:600 \(client\)/,
+    ],
   ])("a daemon that %s: the same message and 125 as the Bun CLI", async (name, answer, message) => {
     const daemonName = `fake-${name.replaceAll(" ", "-")}`;
     const listener = fakeDaemon(daemonName, answer);

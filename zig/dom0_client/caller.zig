@@ -69,7 +69,8 @@ fn start(call: Call, allocated: Allocated, settings: *const Settings) diag.Fail!
 fn wait(id: u32, label: []const u8) Outcome {
     var records: [4096]u8 align(4) = undefined;
     while (true) {
-        var poll_fd = [_]linux.pollfd{.{ .fd = pump.queue.doorbell_read, .events = linux.POLL.IN, .revents = 0 }};
+        const doorbell = pump.queue.doorbell_read;
+        var poll_fd = [_]linux.pollfd{.{ .fd = doorbell, .events = linux.POLL.IN, .revents = 0 }};
         _ = linux.poll(&poll_fd, 1, -1);
         const len = pump.drain_events(&records);
         var offset: usize = 0;

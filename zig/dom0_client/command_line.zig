@@ -148,7 +148,8 @@ test "command line: the dom0 -> VM calls run natively" {
     try std.testing.expectEqual(@as(i32, -1), full.connect_timeout_ms);
     try std.testing.expectEqualStrings("ab", full.prefix.?);
     try std.testing.expectEqualStrings("vault", full.target);
-    const from_env = parse(&.{ "-d", "work", "-w", "3", "-p", "x", "--no-exit-code", "u:c" }, "/e").?;
+    const short = [_][]const u8{ "-d", "work", "-w", "3", "-p", "x", "--no-exit-code", "u:c" };
+    const from_env = parse(&short, "/e").?;
     try std.testing.expectEqualStrings("/e", from_env.socket_dir);
     try std.testing.expectEqual(@as(i32, 3000), from_env.connect_timeout_ms);
     try std.testing.expect(from_env.no_exit_code);

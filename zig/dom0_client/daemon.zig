@@ -99,6 +99,8 @@ fn read_exact(socket: i32, out: []u8, failure: *Failure) error{Failed}!bool {
             .SUCCESS => if (rc == 0) return false else {
                 got += rc;
             },
+            // A daemon that closes with our request unread resets the connection: it closed.
+            .CONNRESET => return false,
             .INTR => {},
             else => |errno| return failure.set("read: {s}", .{@tagName(errno)}),
         }
@@ -109,7 +111,8 @@ fn read_exact(socket: i32, out: []u8, failure: *Failure) error{Failed}!bool {
 fn write_all(socket: i32, data: []const u8) error{ BrokenPipe, WriteFailed }!void {
     var done: usize = 0;
     while (done < data.len) {
-        const rc = linux.sendto(socket, data[done..].ptr, data.len - done, linux.MSG.NOSIGNAL, null, 0);
+        const left = data[done..];
+        const rc = linux.sendto(socket, left.ptr, left.len, linux.MSG.NOSIGNAL, null, 0);
         switch (linux.E.init(rc)) {
             .SUCCESS => done += rc,
             .INTR => {},
@@ -121,7 +124,8 @@ fn write_all(socket: i32, data: []const u8) error{ BrokenPipe, WriteFailed }!voi
 
 test "daemon: an exchange with a daemon that allocates a port" {
     var pair: [2]i32 = undefined;
-    try std.testing.expectEqual(@as(usize, 0), linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM, 0, &pair));
+    const made = linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM, 0, &pair);
+    try std.testing.expectEqual(@as(usize, 0), made);
     defer for (pair) |fd| {
         _ = linux.close(fd);
     };
@@ -142,12 +146,14 @@ test "daemon: an exchange with a daemon that allocates a port" {
 
 test "daemon: a refusal and a malformed reply are described as the Bun CLI does" {
     var pair: [2]i32 = undefined;
-    try std.testing.expectEqual(@as(usize, 0), linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM, 0, &pair));
+    const made = linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM, 0, &pair);
+    try std.testing.expectEqual(@as(usize, 0), made);
     defer _ = linux.close(pair[0]);
     try write_all(pair[1], &[_]u8{ 0, 2, 0, 0, 9, 0, 0, 0 });
     var failure = Failure{};
     try std.testing.expectError(error.Failed, request_exec(pair[0], "x", &failure));
-    try std.testing.expectEqualStrings("message type 0x200 announces 9 bytes, limit 8", failure.text());
+    const expected = "message type 0x200 announces 9 bytes, limit 8";
+    try std.testing.expectEqualStrings(expected, failure.text());
     _ = linux.close(pair[1]);
     try std.testing.expectError(error.Failed, request_exec(pair[0], "x", &failure));
     try std.testing.expectStringStartsWith(failure.text(), "daemon closed the connection without");

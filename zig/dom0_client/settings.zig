@@ -42,7 +42,8 @@ pub fn from_environment() ?*const Settings {
         settings.* = .{ .backend = .shm, .dir = "" };
         settings.dir = shm_dir(&settings.dir_buffer) orelse return null;
     } else if (std.mem.eql(u8, transport, "socket")) {
-        settings.* = .{ .backend = .socket, .dir = set("VCHAN_SOCKET_DIR") orelse "/var/run/vchan" };
+        const dir = set("VCHAN_SOCKET_DIR") orelse "/var/run/vchan";
+        settings.* = .{ .backend = .socket, .dir = dir };
     } else return null;
     if (set("QRX_SPIN_NS")) |value| {
         settings.spin_ns = number(value, constants.spin_ns_max) orelse return null;
@@ -65,7 +66,8 @@ fn shm_dir(buffer: []u8) ?[]const u8 {
     if (set("QRX_VCHAN_DIR")) |dir| return dir;
     if (set("QRX_DIR")) |dir| return path_join.join(buffer, &.{ dir, "vchan" });
     if (set("XDG_RUNTIME_DIR")) |dir| return path_join.join(buffer, &.{ dir, "qrx", "vchan" });
-    if (set("HOME")) |dir| return path_join.join(buffer, &.{ dir, ".local", "state", "qrx", "vchan" });
+    const state = [_][]const u8{ ".local", "state", "qrx", "vchan" };
+    if (set("HOME")) |dir| return path_join.join(buffer, &([_][]const u8{dir} ++ state));
     return null;
 }
 

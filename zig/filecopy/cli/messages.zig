@@ -72,11 +72,16 @@ pub fn remote_error(buffer: []u8, code: u32, last_name: ?[]const u8) []const u8 
     var number: [32]u8 = undefined;
     const separator: []const u8 = if (last_name != null) "; Last file: " else "";
     const last = last_name orelse "";
-    const result = switch (code) {
-        17 => std.fmt.bufPrint(buffer, "File copy: {s}{s}{s}", .{ not_overwriting, separator, last }),
-        22 => std.fmt.bufPrint(buffer, "File copy: Corrupted data from packer{s}{s}", .{ separator, last }),
-        else => std.fmt.bufPrint(buffer, "File copy: \"{s}{s}{s}\"", .{ strerror(&number, code), separator, last }),
+    const text = strerror(&number, code);
+    const what = switch (code) {
+        17 => not_overwriting,
+        22 => "Corrupted data from packer",
+        else => "",
     };
+    const result = if (what.len > 0)
+        std.fmt.bufPrint(buffer, "File copy: {s}{s}{s}", .{ what, separator, last })
+    else
+        std.fmt.bufPrint(buffer, "File copy: \"{s}{s}{s}\"", .{ text, separator, last });
     return result catch buffer[0..];
 }
 
@@ -84,12 +89,15 @@ test "messages: strerror and the sender's words" {
     var buffer: [512]u8 = undefined;
     try std.testing.expectEqualStrings("Success", strerror(&buffer, 0));
     try std.testing.expectEqualStrings("Broken pipe", strerror(&buffer, 32));
-    try std.testing.expectEqualStrings("Unknown error -84", strerror(&buffer, @bitCast(@as(i32, -84))));
+    const minus_84: u32 = @bitCast(@as(i32, -84));
+    try std.testing.expectEqualStrings("Unknown error -84", strerror(&buffer, minus_84));
     try std.testing.expectEqualStrings("Unknown error 31415926", strerror(&buffer, 31415926));
     try std.testing.expectEqualStrings(
         "File copy: " ++ not_overwriting ++ "; Last file: a/b",
         remote_error(&buffer, 17, "a/b"),
     );
-    try std.testing.expectEqualStrings("File copy: Corrupted data from packer", remote_error(&buffer, 22, null));
-    try std.testing.expectEqualStrings("File copy: \"Permission denied\"", remote_error(&buffer, 13, null));
+    const corrupted = remote_error(&buffer, 22, null);
+    try std.testing.expectEqualStrings("File copy: Corrupted data from packer", corrupted);
+    const denied = remote_error(&buffer, 13, null);
+    try std.testing.expectEqualStrings("File copy: \"Permission denied\"", denied);
 }

@@ -58,7 +58,8 @@ fn run(paths: []const [*:0]const u8, ignore_symlinks: bool) noreturn {
     }
     if (rc > 0) {
         var buffer: [512]u8 = undefined;
-        const last_name = if (result.has_last_name != 0) result.last_name[0..result.last_name_len] else null;
+        const name = result.last_name[0..result.last_name_len];
+        const last_name = if (result.has_last_name != 0) name else null;
         fatal(messages.remote_error(&buffer, result.remote_code, last_name), result.remote_code);
     }
     const errno: u32 = @intCast(-rc);

@@ -25,7 +25,8 @@ const Options = struct {
 pub fn main() noreturn {
     const argv = std.os.argv[1..];
     const name = bun_cli.getenv("QRX_PROGRAM_NAME") orelse "qvm-copy";
-    if (std.mem.startsWith(u8, name, "qvm-move") or !std.unicode.utf8ValidateSlice(name)) fallback(argv);
+    const moves = std.mem.startsWith(u8, name, "qvm-move");
+    if (moves or !std.unicode.utf8ValidateSlice(name)) fallback(argv);
     for (argv) |arg| if (!std.unicode.utf8ValidateSlice(std.mem.span(arg))) fallback(argv);
     var options = Options{ .name = name, .to_vm = std.mem.endsWith(u8, name, "-to-vm") };
     parse(&options, argv);
@@ -35,9 +36,13 @@ pub fn main() noreturn {
     const target: []const u8 = if (options.to_vm) std.mem.span(positional[0]) else "@default";
     if (options.to_vm) positional = positional[1..];
     var sources: [sources_max][]const u8 = undefined;
-    for (positional, 0..) |source, i| sources[i] = tree_check.normalize_source(std.mem.span(source));
+    for (positional, 0..) |source, i| {
+        sources[i] = tree_check.normalize_source(std.mem.span(source));
+    }
     var check = tree_check.Check{ .ignore_symlinks = options.ignore_symlinks, .program = name };
-    for (sources[0..positional.len]) |source| tree_check.check_source(&check, source) catch fallback(argv);
+    for (sources[0..positional.len]) |source| {
+        tree_check.check_source(&check, source) catch fallback(argv);
+    }
     if (options.to_vm) {
         const other = "qvm-copy";
         write_all(2, &.{ name, ": consider ", other, ", which lets dom0 choose the target\n" });
@@ -46,7 +51,8 @@ pub fn main() noreturn {
         messages.write_stderr(check.text.items);
         linux.exit_group(1);
     }
-    const service = if (check.status() == .needs_all_names) "qubes.Filecopy+allow-all-names" else "qubes.Filecopy";
+    const all_names = check.status() == .needs_all_names;
+    const service = if (all_names) "qubes.Filecopy+allow-all-names" else "qubes.Filecopy";
     const show = options.progress == .on or (options.progress == .auto and isatty(2));
     run(argv, target, service, sources[0..positional.len], &options, show, check.total_bytes);
 }
@@ -141,13 +147,18 @@ fn run(
     command.build(target, service, sources, options.ignore_symlinks) catch fallback(argv);
     command.environment(show_progress, total_bytes) catch fallback(argv);
     // ^C reaches the whole process group; the status is what qrexec-client-vm reports.
-    const action = linux.Sigaction{ .handler = .{ .handler = on_sigint }, .mask = linux.empty_sigset, .flags = linux.SA.RESTART };
+    const action = linux.Sigaction{
+        .handler = .{ .handler = on_sigint },
+        .mask = linux.empty_sigset,
+        .flags = linux.SA.RESTART,
+    };
     _ = linux.sigaction(linux.SIG.INT, &action, null);
     const pid = linux.fork();
     if (linux.E.init(pid) != .SUCCESS) fallback(argv);
     if (pid == 0) {
         const rc = linux.execve(command.argv[0].?, @ptrCast(&command.argv), @ptrCast(&command.env));
-        write_all(2, &.{ options.name, ": cannot run qrexec-client-vm: ", @tagName(linux.E.init(rc)), "\n" });
+        const why = @tagName(linux.E.init(rc));
+        write_all(2, &.{ options.name, ": cannot run qrexec-client-vm: ", why, "\n" });
         linux.exit_group(127);
     }
     var status: u32 = 0;
@@ -180,15 +191,18 @@ const Command = struct {
         const root = bun_cli.repository_root(&self.paths[0]) orelse return error.Failed;
         const client = std.fmt.bufPrintZ(&self.paths[1], "{s}/bin/qrexec-client-vm", .{root}) catch
             return error.Failed;
-        const target_z = std.fmt.bufPrintZ(&self.strings[0], "{s}", .{target}) catch return error.Failed;
-        const service_z = std.fmt.bufPrintZ(&self.strings[1], "{s}", .{service}) catch return error.Failed;
+        const target_z = copy_z(&self.strings[0], target) orelse return error.Failed;
+        const service_z = copy_z(&self.strings[1], service) orelse return error.Failed;
         var agent_buffer: [std.fs.max_path_bytes]u8 = undefined;
         const agent_text = std.fmt.bufPrint(&agent_buffer, "{s}/bin/qfile-agent", .{root}) catch
             return error.Failed;
         // The root's buffer is reused for the agent's path from here on.
-        const agent = std.fmt.bufPrintZ(&self.paths[0], "{s}", .{agent_text}) catch return error.Failed;
+        const agent = copy_z(&self.paths[0], agent_text) orelse return error.Failed;
         var count: usize = 0;
-        for ([_][*:0]const u8{ client, "--filter-escape-chars-stderr", "--", target_z, service_z, agent }) |arg| {
+        const fixed = [_][*:0]const u8{
+            client, "--filter-escape-chars-stderr", "--", target_z, service_z, agent,
+        };
+        for (fixed) |arg| {
             self.argv[count] = arg;
             count += 1;
         }
@@ -219,10 +233,18 @@ const Command = struct {
             count += 1;
         }
         const kind = if (show_progress) "console" else "none";
-        self.env[count] = (std.fmt.bufPrintZ(&self.progress_type, "PROGRESS_TYPE={s}", .{kind}) catch
-            return error.Failed).ptr;
-        self.env[count + 1] = (std.fmt.bufPrintZ(&self.total, "FILECOPY_TOTAL_BYTES={d}", .{total_bytes}) catch
-            return error.Failed).ptr;
+        const progress = std.fmt.bufPrintZ(&self.progress_type, "PROGRESS_TYPE={s}", .{kind});
+        self.env[count] = (progress catch return error.Failed).ptr;
+        const total = std.fmt.bufPrintZ(&self.total, "FILECOPY_TOTAL_BYTES={d}", .{total_bytes});
+        self.env[count + 1] = (total catch return error.Failed).ptr;
         self.env[count + 2] = null;
     }
 };
+
+/// `text` with a NUL, in `buffer`; null when it does not fit.
+fn copy_z(buffer: []u8, text: []const u8) ?[:0]const u8 {
+    if (text.len + 1 > buffer.len) return null;
+    @memcpy(buffer[0..text.len], text);
+    buffer[text.len] = 0;
+    return buffer[0..text.len :0];
+}

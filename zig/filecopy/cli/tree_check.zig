@@ -98,12 +98,19 @@ fn walk(check: *Check, path: []const u8, relative: []const u8) Error!void {
     // fifos, sockets, devices: the sender skips them, so do we.
 }
 
-fn symlink(check: *Check, z: [*:0]const u8, path: []const u8, relative: []const u8, stat: linux.Stat) Error!void {
+fn symlink(
+    check: *Check,
+    z: [*:0]const u8,
+    path: []const u8,
+    relative: []const u8,
+    stat: linux.Stat,
+) Error!void {
     if (check.ignore_symlinks) return;
     var target_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const rc = linux.readlink(z, &target_buffer, target_buffer.len);
     if (linux.E.init(rc) != .SUCCESS) {
-        return check.refuse(&.{ "cannot read the link '", path, "': ", try describe(linux.E.init(rc)) });
+        const why = try describe(linux.E.init(rc));
+        return check.refuse(&.{ "cannot read the link '", path, "': ", why });
     }
     const target = target_buffer[0..rc];
     if (!std.unicode.utf8ValidateSlice(target)) return error.Unsure;

@@ -5,8 +5,8 @@
 //!   legacy (first argument starts with a digit, at least two): UID DIR [-v] [-w [MARGIN]]
 const std = @import("std");
 
-pub const usage = "usage: qfile-unpacker [--allow-all-names|--no-allow-all-names] [-v|--verbose] " ++
-    "[-w MARGIN|--wait-for-space MARGIN] [UID [DIR]]";
+pub const usage = "usage: qfile-unpacker [--allow-all-names|--no-allow-all-names] " ++
+    "[-v|--verbose] [-w MARGIN|--wait-for-space MARGIN] [UID [DIR]]";
 
 const int_max: u64 = std.math.maxInt(i32);
 
@@ -77,7 +77,9 @@ fn margin_text(arg: []const u8, args: []const []const u8, index: usize) ?[]const
 }
 
 /// The modern form's options; the index of the first positional argument.
-fn options(args: []const []const u8, out: *Args, err: *Error) union(enum) { start: usize, err: Parsed } {
+const Start = union(enum) { start: usize, err: Parsed };
+
+fn options(args: []const []const u8, out: *Args, err: *Error) Start {
     var index: usize = 0;
     while (index < args.len) : (index += 1) {
         const arg = args[index];
@@ -89,7 +91,9 @@ fn options(args: []const []const u8, out: *Args, err: *Error) union(enum) { star
             out.allow_all_names = false;
         } else if (std.mem.eql(u8, arg, "--verbose") or std.mem.eql(u8, arg, "-v")) {
             out.verbose = true;
-        } else if (std.mem.startsWith(u8, arg, "-w") or std.mem.startsWith(u8, arg, "--wait-for-space")) {
+        } else if (std.mem.startsWith(u8, arg, "-w") or
+            std.mem.startsWith(u8, arg, "--wait-for-space"))
+        {
             const value = margin(margin_text(arg, args, index));
             if (std.mem.eql(u8, arg, "-w") or std.mem.eql(u8, arg, "--wait-for-space")) index += 1;
             const fmt = "{s} needs a MARGIN from 1 to {d} bytes";
@@ -105,7 +109,8 @@ fn options(args: []const []const u8, out: *Args, err: *Error) union(enum) { star
 }
 
 pub fn parse(args: []const []const u8, err: *Error) Parsed {
-    if (args.len >= 2 and args[0].len > 0 and std.ascii.isDigit(args[0][0])) return legacy(args, err);
+    const old_form = args.len >= 2 and args[0].len > 0 and std.ascii.isDigit(args[0][0]);
+    if (old_form) return legacy(args, err);
     var out = Args{};
     const start = switch (options(args, &out, err)) {
         .start => |start| start,
@@ -114,7 +119,8 @@ pub fn parse(args: []const []const u8, err: *Error) Parsed {
     const positional = args[@min(start, args.len)..];
     if (positional.len > 2) return fail(err, "too many arguments", .{});
     if (positional.len > 0) {
-        out.uid = uid_of(positional[0]) orelse return fail(err, "invalid UID '{s}'", .{positional[0]});
+        const uid = positional[0];
+        out.uid = uid_of(uid) orelse return fail(err, "invalid UID '{s}'", .{uid});
     }
     if (positional.len > 1) out.dir = positional[1];
     return .{ .ok = out };
@@ -129,15 +135,18 @@ test "unpacker args: both forms and their errors" {
     try std.testing.expectEqualStrings("/d", modern.dir.?);
     const old = parse(&.{ "1000", "/d", "-v", "-w" }, &err).ok;
     try std.testing.expect(old.verbose and old.wait_for_space == 1);
-    try std.testing.expectEqual(@as(u32, 7), parse(&.{"--wait-for-space=7"}, &err).ok.wait_for_space);
+    const long = parse(&.{"--wait-for-space=7"}, &err).ok;
+    try std.testing.expectEqual(@as(u32, 7), long.wait_for_space);
     try std.testing.expectEqual(@as(u32, 8), parse(&.{"-w8"}, &err).ok.wait_for_space);
     try std.testing.expectEqualStrings("unknown option -x", parse(&.{"-x"}, &err).err);
-    try std.testing.expectEqualStrings("too many arguments", parse(&.{ "--", "1", "2", "3" }, &err).err);
+    const many = parse(&.{ "--", "1", "2", "3" }, &err).err;
+    try std.testing.expectEqualStrings("too many arguments", many);
     try std.testing.expectEqualStrings("invalid UID 'me'", parse(&.{"me"}, &err).err);
     try std.testing.expectEqualStrings("invalid UID '1x'", parse(&.{ "1x", "/d" }, &err).err);
     try std.testing.expectEqualStrings(
         "-w needs a MARGIN from 1 to 2147483647 bytes",
         parse(&.{ "-w", "0" }, &err).err,
     );
-    try std.testing.expectEqualStrings("unexpected argument 'x'", parse(&.{ "1", "/d", "x" }, &err).err);
+    const extra = parse(&.{ "1", "/d", "x" }, &err).err;
+    try std.testing.expectEqualStrings("unexpected argument 'x'", extra);
 }
