@@ -172,10 +172,21 @@ describe("native qvm-copy", () => {
     // An agent that takes the trigger and never answers holds the call (and qvm-copy) open.
     const agentSocket = join(root.path, "silent-agent");
     const held: Array<{ end: () => void }> = [];
+    let received = new Uint8Array(0);
     const listener = Bun.listen({
       unix: agentSocket,
-      socket: { open: (socket) => void held.push(socket), data() {} },
+      socket: {
+        open: (socket) => void held.push(socket),
+        data: (_socket, chunk) => void (received = Buffer.concat([received, chunk])),
+      },
     });
+    // The whole trigger (its header says how long): hanging up before would reset the client's
+    // read (exit 1), not end it (126).
+    const triggerIn = () => {
+      if (received.length < 8) return false;
+      const header = new DataView(received.buffer, received.byteOffset);
+      return received.length >= 8 + header.getUint32(4, true);
+    };
     try {
       const env = { PATH: process.env.PATH!, HOME: home, QRX_AGENT_SOCKET: agentSocket };
       Object.assign(env, { VCHAN_DOMAIN: "2" });
@@ -184,7 +195,7 @@ describe("native qvm-copy", () => {
       const settled = () => /\/qvm-copy$|bun/.test(executable(child.pid));
       await waitFor(settled, `qvm-copy to exec (exe ${executable(child.pid)})`);
       expect(executable(child.pid)).toEndWith("/zig-out/bin/qvm-copy");
-      await waitFor(() => held.length > 0, "the trigger");
+      await waitFor(triggerIn, "the trigger");
       for (const socket of held) socket.end();
       // The agent hung up without an answer: qrexec-client-vm's "Request refused", 126.
       expect(await child.exited).toBe(126);
