@@ -1,5 +1,7 @@
 // What every qrexec program shares: its log line format, the own-domain id, fatal exits.
 
+import { writeSync } from "node:fs";
+
 /** Our domain id: VCHAN_DOMAIN, as upstream's socket vchan reads it (default 0, dom0). */
 export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
   const text = env.VCHAN_DOMAIN ?? "0";
@@ -13,9 +15,20 @@ export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
 /** A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file). */
 export function logger(program: string): (message: string) => void {
   const prefix = `${program}[${process.pid}]: `;
-  return (message: string) => {
-    process.stderr.write(`${new Date().toISOString()} ${prefix}${message}\n`);
-  };
+  return (message: string) => writeLogLine(`${new Date().toISOString()} ${prefix}${message}\n`);
+}
+
+/**
+ * One log line, written before the caller goes on: Bun's process.stderr may hold a write back, and
+ * whoever reads the log after an event (qrx run's policy notes, tests) must find its line there.
+ */
+function writeLogLine(line: string): void {
+  try {
+    writeSync(2, line);
+  } catch {
+    // A non-blocking stderr that is full (EAGAIN): queued by Bun instead of lost.
+    process.stderr.write(line);
+  }
 }
 
 /** Prints `program: message` and exits with `code`. */

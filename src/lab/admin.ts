@@ -12,6 +12,7 @@ import { Connection } from "../io/connection.ts";
 import type { LabConfig, ServiceFile } from "./config.ts";
 import { BIN_DIR, domainEnv } from "./environment.ts";
 import type { LabLayout } from "./layout.ts";
+import { DispvmPool } from "./preload.ts";
 import { Registry, type DomainRecord } from "./registry.ts";
 import { Supervised } from "./supervisor.ts";
 
@@ -37,6 +38,8 @@ export interface DomainStatus {
   runningSince: number;
   calls: number;
   restarts: number;
+  /** A preloaded DispVM no call has taken yet. */
+  preloaded: boolean;
 }
 
 export interface LabStatus {
@@ -77,6 +80,7 @@ export class LabAdmin {
   /** Calls DispVMs served before they were destroyed (their stats files go with them). */
   #disposedCalls = 0;
   onShutdown: () => void = () => {};
+  readonly #pool: DispvmPool;
 
   constructor(
     readonly layout: LabLayout,
@@ -84,6 +88,15 @@ export class LabAdmin {
     readonly log: (message: string) => void,
   ) {
     this.registry = new Registry(config);
+    const sizes = new Map(config.domains.map((domain) => [domain.name, domain.preloadDispvm]));
+    this.#pool = new DispvmPool(sizes, {
+      create: (template) => this.createDisposable(template),
+      start: (record) => this.start(record),
+      warmUp: (record) => this.#warmUp(record),
+      kill: (record) => this.kill(record),
+      stopping: () => this.#shuttingDown !== null,
+      log: this.log,
+    });
   }
 
   // ---------------------------------------------------------------- bring-up
@@ -96,6 +109,9 @@ export class LabAdmin {
     await Promise.all(initial.map((record) => this.start(record)));
     this.#ready = true;
     this.log(`lab ready: ${initial.map((record) => record.name).join(", ") || "no domains"} running`);
+    // After the lab is ready, so `lab up` does not wait for them.
+    const templates = this.registry.all().filter((record) => record.templateForDispvms);
+    for (const template of templates) void this.#pool.fill(template);
   }
 
   #prepareDirs(): void {
@@ -224,6 +240,20 @@ export class LabAdmin {
     });
   }
 
+  /** `qrexec-client -d NAME DEFAULT:true` from dom0; throws unless it exits 0. */
+  async #warmUp(record: DomainRecord): Promise<void> {
+    const { layout } = this;
+    const client = join(BIN_DIR, "qrexec-client");
+    const argv = [client, `--socket-dir=${layout.socketDir}`, "-d", record.name, "DEFAULT:true"];
+    const env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
+    const cwd = layout.home("dom0");
+    const child = Bun.spawn(argv, { env, cwd, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const [code, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+    if (code !== 0) {
+      throw new Error(`the first call to ${record.name} exited ${code}: ${stderr.trim()}`);
+    }
+  }
+
   /** Stops `record`'s processes; a DisposableVM is destroyed with them (its dirs and id go). */
   kill(record: DomainRecord): Promise<void> {
     if (record.id === 0) return Promise.reject(new QubesdError("QubesException", "dom0 cannot be killed"));
@@ -281,6 +311,8 @@ export class LabAdmin {
     rmSync(this.layout.domainDir(record.name), { recursive: true, force: true });
     this.registry.remove(record);
     this.log(`${record.name} destroyed (domain id ${record.id} free again)`);
+    const template = record.template === null ? undefined : this.registry.find(record.template);
+    if (template && !record.preloaded) this.#pool.released(template);
   }
 
   #callCounts(name: string): CallCounts {
@@ -317,6 +349,7 @@ export class LabAdmin {
           runningSince: record.id === 0 ? this.#startedAt : record.runningSince,
           calls: record.id === 0 ? toDom0 : counts.get(record.name)!.served,
           restarts: (running?.agent.restarts ?? 0) + (running?.daemon.restarts ?? 0),
+          preloaded: record.preloaded === true,
         };
       }),
     };
@@ -370,7 +403,8 @@ export class LabAdmin {
         // `@dispvm` (keyword dispvm) is dom0's default DisposableVM template.
         const templateName = request.dest === "@dispvm" ? this.config.defaultDispvm : request.dest;
         if (templateName === null) throw new QubesdError("QubesException", "the lab has no default_dispvm");
-        const record = this.createDisposable(this.#domain(templateName));
+        const template = this.#domain(templateName);
+        const record = this.#pool.take(template) ?? this.createDisposable(template);
         return new TextDecoder().decode(request.payload) === "uuid" ? `uuid:${record.uuid}` : record.name;
       }
       case "internal.GetSystemInfo":

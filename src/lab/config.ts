@@ -31,6 +31,11 @@ export interface LabDomainConfig {
   services: ServiceFile[];
   /** Started by `lab up`; otherwise halted until started (qrx vm start, or autostart=yes). */
   start: boolean;
+  /**
+   * DispVM templates: how many DisposableVMs of it the lab keeps created and started ahead of
+   * `$dispvm` calls (Qubes 4.3's preloaded disposables, feature `preload-dispvm-max`).
+   */
+  preloadDispvm: number;
 }
 
 export interface LabConfig {
@@ -76,7 +81,10 @@ const DOMAIN_KEYS = new Set([
   "default_dispvm",
   "template_for_dispvms",
   "start",
+  "preload_dispvm",
 ]);
+/** More would only hold memory: a call takes one and the next is started at once. */
+const PRELOAD_DISPVM_MAX = 8;
 
 export function builtinServiceNames(): string[] {
   return readdirSync(BUILTIN_SERVICES_DIR).sort();
@@ -283,17 +291,36 @@ function domainEntry(
   if (!USER.test(defaultUser)) fail("default_user", `'${defaultUser}' is not a valid user name`);
   const bool = (key: string) => check.bool(index, key, raw[key], `${at}: ${key}`);
   const forDispvms = bool("template_for_dispvms");
+  const templateForDispvms = type === "DispVMTemplate" || forDispvms === true;
+  const preloadProblem = (why: string) => fail("preload_dispvm", why);
+  const preloadDispvm = preloadCount(raw.preload_dispvm, templateForDispvms, preloadProblem);
   if (!NAME.test(name) || name === "dom0") return undefined;
   return {
     name,
     klass: type === "DispVMTemplate" ? "AppVM" : (type as LabDomainConfig["klass"]),
-    templateForDispvms: type === "DispVMTemplate" || forDispvms === true,
+    templateForDispvms,
     tags,
     defaultUser,
     defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : str("default_dispvm") ?? null,
     services: check.services(index, raw.services, `${at}: services`),
     start: bool("start") ?? true,
+    preloadDispvm,
   };
+}
+
+/** `preload_dispvm`: how many started DisposableVMs a template keeps ready (0 when unset). */
+function preloadCount(value: unknown, template: boolean, problem: (why: string) => void): number {
+  if (value === undefined) return 0;
+  const whole = typeof value === "number" && Number.isInteger(value);
+  if (!whole || value < 0 || value > PRELOAD_DISPVM_MAX) {
+    problem(`preload_dispvm must be a whole number from 0 to ${PRELOAD_DISPVM_MAX}`);
+    return 0;
+  }
+  if (value > 0 && !template) {
+    problem(`preload_dispvm is for DisposableVM templates (type = "DispVMTemplate")`);
+    return 0;
+  }
+  return value;
 }
 
 function dispvmReferences(check: Checker, config: LabConfig): void {

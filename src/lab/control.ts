@@ -306,6 +306,9 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  // Where the policy log stands before the command can make a call (a refused one is over in
+  // milliseconds, before the lines after the spawn run).
+  const policyLog = new PolicyLogReader(layout.log("policy"));
   let child;
   try {
     child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
@@ -318,7 +321,6 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   process.on("SIGINT", ignore);
   process.on("SIGTERM", () => child.kill("SIGTERM"));
   const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
-  const policyLog = new PolicyLogReader(layout.log("policy"));
   asks.start();
   const code = await child.exited;
   asks.stop();

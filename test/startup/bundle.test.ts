@@ -32,9 +32,12 @@ function bundle(tree: string, ...args: string[]): void {
   expect(result.status).toBe(0);
 }
 
-/** qvm-copy's usage text (the line this test edits), as the launcher runs it. */
+/**
+ * The usage text of src/cli/qvm-copy.ts (the line this test edits), as the launcher runs it:
+ * through qvm-move, which has no native program (qvm-copy's would answer by itself).
+ */
 function usage(tree: string): string {
-  const result = spawnSync(join(tree, "bin", "qvm-copy"), ["--help"], { encoding: "utf8" });
+  const result = spawnSync(join(tree, "bin", "qvm-move"), ["--help"], { encoding: "utf8" });
   expect(result.status).toBe(0);
   return result.stdout.split("\n").find((line) => line.startsWith("Files arrive in"))!;
 }

@@ -9,6 +9,11 @@ const linux = std.os.linux;
 const assert = std.debug.assert;
 const wire = @import("wire.zig");
 const sys = @import("../sys.zig");
+const bun_cli = @import("bun_cli.zig");
+const getenv = bun_cli.getenv;
+const write_stderr = bun_cli.write_stderr;
+
+const program = "qrexec-client-vm";
 
 const default_agent_socket = "/var/run/qubes/qrexec-agent";
 const sun_path_bytes = 108;
@@ -20,7 +25,7 @@ var signal_pending = std.atomic.Value(bool).init(false);
 
 pub fn main() noreturn {
     const args = std.os.argv[1..];
-    refuse_closed_stdio();
+    bun_cli.refuse_closed_stdio(program);
     if (std.mem.eql(u8, getenv("QRX_CLIENT_VM_HOST") orelse "", "off")) fallback(args);
     var path: [sun_path_bytes]u8 = undefined;
     const agent = agent_socket_option(args) orelse getenv("QRX_AGENT_SOCKET");
@@ -49,27 +54,6 @@ pub fn main() noreturn {
                 _ = linux.close(1);
             },
         }
-    }
-}
-
-fn getenv(name: []const u8) ?[]const u8 {
-    for (std.os.environ) |entry| {
-        const text = std.mem.span(entry);
-        if (text.len > name.len and text[name.len] == '=' and std.mem.eql(u8, text[0..name.len], name)) return text[name.len + 1 ..];
-    }
-    return null;
-}
-
-/// Upstream's check (spec §13.21): a closed fd 0, 1 or 2 ends the program with 125 before
-/// anything could open a file under that number. It must be made here: Bun reopens closed fds
-/// 0-2 as /dev/null before any JavaScript runs, so the CLI cannot see them closed.
-fn refuse_closed_stdio() void {
-    for ([_]u8{ 0, 1, 2 }) |fd| {
-        if (linux.E.init(linux.fcntl(fd, linux.F.GETFD, 0)) == .SUCCESS) continue;
-        write_stderr("qrexec-client-vm: File descriptor ");
-        write_stderr(&[_]u8{'0' + fd});
-        write_stderr(" is closed, cannot continue\n");
-        linux.exit_group(125);
     }
 }
 
@@ -264,53 +248,10 @@ fn refused(errno: i32) noreturn {
     linux.exit_group(126);
 }
 
-fn write_stderr(text: []const u8) void {
-    _ = linux.write(2, text.ptr, text.len);
-}
-
-/// `<root>` of `<root>/zig-out/bin/<name>`, or null for any other layout.
-fn root_of_executable(path: []const u8) ?[]const u8 {
-    const bin = std.fs.path.dirname(path) orelse return null;
-    if (!std.mem.eql(u8, std.fs.path.basename(bin), "bin")) return null;
-    const out = std.fs.path.dirname(bin) orelse return null;
-    if (!std.mem.eql(u8, std.fs.path.basename(out), "zig-out")) return null;
-    return std.fs.path.dirname(out);
-}
-
-/// Runs the Bun CLI with our arguments through bin/launch.sh, which picks its start-up bundle
-/// while that is fresh (docs/architecture.md, "Start-up"); never returns.
+/// Runs the Bun CLI with our arguments; never returns.
 fn fallback(args: []const [*:0]const u8) noreturn {
     restore_sigusr1();
-    var exe: [std.fs.max_path_bytes]u8 = undefined;
-    const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
-    if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) cannot_run("/proc/self/exe", linux.E.init(rc));
-    const root = root_of_executable(exe[0..rc]) orelse cannot_run(exe[0..rc], .NOENT);
-    var launcher_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const launcher = std.fmt.bufPrintZ(&launcher_buffer, "{s}/bin/launch.sh", .{root}) catch
-        cannot_run(root, .NAMETOOLONG);
-    const shell = "/bin/sh";
-    // launch.sh is sourced with $program and $here set, as by the launchers in bin/.
-    const script = "program=qrexec-client-vm here=${0%/*} && . \"$0\"";
-    var argv_buffer: [4096]?[*:0]const u8 = undefined;
-    if (args.len + 5 > argv_buffer.len) cannot_run(shell, .@"2BIG");
-    argv_buffer[0] = shell;
-    argv_buffer[1] = "-c";
-    argv_buffer[2] = script;
-    argv_buffer[3] = launcher;
-    for (args, 0..) |arg, i| argv_buffer[4 + i] = arg;
-    argv_buffer[4 + args.len] = null;
-    const envp: [*:null]const ?[*:0]const u8 = @ptrCast(std.os.environ.ptr);
-    const errno = linux.E.init(linux.execve(shell, @ptrCast(&argv_buffer), envp));
-    cannot_run(shell, errno);
-}
-
-fn cannot_run(what: []const u8, errno: linux.E) noreturn {
-    write_stderr("qrexec-client-vm: cannot run ");
-    write_stderr(what);
-    write_stderr(": ");
-    write_stderr(@tagName(errno));
-    write_stderr("\n");
-    linux.exit_group(1);
+    bun_cli.exec(program, args);
 }
 
 test "front end: the client-host socket path" {
@@ -370,10 +311,4 @@ test "front end: replies and exit statuses" {
     try std.testing.expectEqual(@as(u8, 137), exit_status(137));
     try std.testing.expectEqual(@as(u8, 255), exit_status(-1));
     try std.testing.expectEqual(@as(u8, 255), exit_status(256));
-}
-
-test "front end: the repository root from the executable's path" {
-    try std.testing.expectEqualStrings("/work/qrx", root_of_executable("/work/qrx/zig-out/bin/qrexec-client-vm").?);
-    try std.testing.expect(root_of_executable("/usr/bin/qrexec-client-vm") == null);
-    try std.testing.expect(root_of_executable("qrexec-client-vm") == null);
 }
