@@ -306,13 +306,16 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
-  // Where the policy log stands before the command can make a call (a refused one is over in
-  // milliseconds, before the lines after the spawn run).
+  // Where the policy log and the questions stand before the command can make a call (a call is
+  // refused or asked about in milliseconds, before the lines after the spawn run).
   const policyLog = new PolicyLogReader(layout.log("policy"));
+  const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
+  asks.start();
   let child;
   try {
     child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
   } catch (error) {
+    asks.stop();
     const code = (error as { code?: string }).code;
     throw new LabError(`cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`, code === "ENOENT" ? 127 : 126);
   }
@@ -320,8 +323,6 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   const ignore = () => {};
   process.on("SIGINT", ignore);
   process.on("SIGTERM", () => child.kill("SIGTERM"));
-  const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
-  asks.start();
   const code = await child.exited;
   asks.stop();
   for (const note of policyLog.notes(domain, verbose)) process.stderr.write(`${note}\n`);
