@@ -89,6 +89,8 @@ export const ConstantId = {
   clientReplyFallback: 42,
   clientReplyAccepted: 43,
   clientRequestPrefixBytes: 44,
+  domainUidBase: 45,
+  domainUidCount: 46,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -118,6 +120,11 @@ export const FILECOPY_PACK_RESULT_LAST_NAME_BYTES = 256;
 export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
 /** A client request record's payload starts with i32 fds[3], u32 argc, u32 envc. */
 export const CLIENT_REQUEST_PREFIX_BYTES = 20;
+
+/** Isolated lab domains run as host uid DOMAIN_UID_BASE + id when the lab runs as root; a vchan
+ * server accepts peers in this range (zig/constants.zig). */
+export const DOMAIN_UID_BASE = 0x5152_0000;
+export const DOMAIN_UID_COUNT = 0x1_0000;
 
 /** The value TypeScript expects for each constant id. */
 export const expectedConstants: Record<keyof typeof ConstantId, number> = {
@@ -165,4 +172,6 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   clientReplyFallback: ClientReply.Fallback,
   clientReplyAccepted: ClientReply.Accepted,
   clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
+  domainUidBase: DOMAIN_UID_BASE,
+  domainUidCount: DOMAIN_UID_COUNT,
 };

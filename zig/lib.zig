@@ -72,6 +72,8 @@ const ConstantId = enum(u32) {
     client_reply_fallback,
     client_reply_accepted,
     client_request_prefix_bytes,
+    domain_uid_base,
+    domain_uid_count,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -165,6 +167,8 @@ export fn qrx_constant(id: u32) i32 {
         .client_reply_fallback => @intFromEnum(client_host_wire.ReplyKind.fallback),
         .client_reply_accepted => @intFromEnum(client_host_wire.ReplyKind.accepted),
         .client_request_prefix_bytes => client_host.request_record_prefix_bytes,
+        .domain_uid_base => @bitCast(constants.domain_uid_base),
+        .domain_uid_count => @bitCast(constants.domain_uid_count),
     };
 }
 

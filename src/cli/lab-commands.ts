@@ -39,12 +39,16 @@ Examples:
     .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
     .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n")
-    .action((options: { config?: string; dir?: string }) =>
+    .option("--isolation <mode>", 'namespaces (each VM domain in its own Linux namespaces) or none; default: the lab file\'s "isolation", else namespaces')
+    .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n  qrx lab up --isolation none\n")
+    .action((options: { config?: string; dir?: string; isolation?: string }) =>
       guarded(async () => {
-        const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
+        const { labLayout, labUp, formatStatus, LabError } = await import("../lab/control.ts");
+        const { ISOLATION_MODES } = await import("../lab/isolation.ts");
+        const isolation = options.isolation as (typeof ISOLATION_MODES)[number] | undefined;
+        if (isolation !== undefined && !ISOLATION_MODES.includes(isolation)) throw new LabError(`--isolation must be namespaces or none, not '${options.isolation}'`, 2);
         const layout = labLayout(options.dir);
-        const status = await labUp(layout, { config: options.config, onProgress: (message) => process.stderr.write(`qrx: ${message}\n`) });
+        const status = await labUp(layout, { config: options.config, isolation, onProgress: (message) => process.stderr.write(`qrx: ${message}\n`) });
         process.stdout.write(`${formatStatus(status)}\n`);
       }),
     );

@@ -4,6 +4,7 @@
 
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { ISOLATION_MODES, type IsolationMode } from "./isolation.ts";
 
 export const DEFAULT_LAB_FILE = join(import.meta.dir, "default-lab.toml");
 export const BUILTIN_SERVICES_DIR = join(import.meta.dir, "services");
@@ -41,6 +42,8 @@ export interface LabConfig {
   /** Text of policy.d/50-lab.policy, or null to leave policy.d as it is. */
   policy: string | null;
   transport: "shm" | "socket";
+  /** Each VM domain in its own namespaces (the default), or a process on the host as dom0. */
+  isolation: IsolationMode;
 }
 
 export class LabConfigError extends Error {
@@ -52,7 +55,7 @@ const NAME = /^[a-zA-Z][a-zA-Z0-9_.-]{0,30}$/;
 const TAG = /^[a-zA-Z0-9_-]{1,64}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SERVICE_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
-const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "dom0", "domain"]);
+const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "isolation", "dom0", "domain"]);
 const DOMAIN_KEYS = new Set(["name", "type", "tags", "default_user", "services", "default_dispvm", "template_for_dispvms", "start"]);
 
 export function builtinServiceNames(): string[] {
@@ -111,6 +114,8 @@ export function parseLabConfig(text: string, file: string): LabConfig {
 
   const transport = data.transport === undefined ? "shm" : str(data.transport, "transport");
   if (transport !== "shm" && transport !== "socket") fail(`transport must be "shm" or "socket", not "${transport}"`);
+  const isolation = data.isolation === undefined ? "namespaces" : str(data.isolation, "isolation");
+  if (!(ISOLATION_MODES as readonly string[]).includes(isolation)) fail(`isolation must be "namespaces" or "none", not "${isolation}"`);
   const defaultDispvm = data.default_dispvm === undefined ? null : str(data.default_dispvm, "default_dispvm");
   const policy = data.policy === undefined ? null : str(data.policy, "policy");
 
@@ -162,5 +167,5 @@ export function parseLabConfig(text: string, file: string): LabConfig {
   if (defaultDispvm !== null && !domains.some((domain) => domain.name === defaultDispvm && domain.templateForDispvms)) {
     fail(`default_dispvm '${defaultDispvm}' is not a DisposableVM template of this lab`);
   }
-  return { file, domains, dom0Services, defaultDispvm, policy, transport };
+  return { file, domains, dom0Services, defaultDispvm, policy, transport, isolation: isolation as IsolationMode };
 }

@@ -9,6 +9,7 @@ import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
 import { DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
+import { domainProcess, domainVchanDir, enterArgv, type IsolationMode, probeIsolation } from "./isolation.ts";
 import { LabLayout } from "./layout.ts";
 
 const ADMIN_PROGRAM = join(import.meta.dir, "..", "cli", "qrx-admin.ts");
@@ -92,6 +93,8 @@ function tail(path: string, lines: number): string {
 
 export interface UpOptions {
   config?: string;
+  /** Overrides the lab file's `isolation`. */
+  isolation?: IsolationMode;
   onProgress?: (message: string) => void;
 }
 
@@ -113,7 +116,9 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
   } catch (error) {
     throw new LabError(error instanceof Error ? error.message : String(error));
   }
+  if (options.isolation !== undefined) config.isolation = options.isolation;
   mkdirSync(layout.logDir, { recursive: true });
+  checkIsolation(layout, config);
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
   const logPath = layout.log("admin");
   const log = openSync(logPath, "a");
@@ -140,6 +145,17 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
       if (status.ready) return status;
     } catch {}
   }
+}
+
+/** Isolation the lab asks for and this machine cannot give is an error, never a silent fallback. */
+function checkIsolation(layout: LabLayout, config: LabConfig): void {
+  if (config.isolation === "none") return;
+  const off = `--isolation none (or isolation = "none" in the lab file) runs the domains unisolated`;
+  if (config.transport === "socket") {
+    throw new LabError(`transport "socket" cannot be isolated: upstream's vchan-socket lets any process that can reach a socket claim any domain id; use transport = "shm", or ${off}`);
+  }
+  const missing = probeIsolation(layout);
+  if (missing !== null) throw new LabError(`cannot isolate the lab's domains: ${missing}; ${off}`);
 }
 
 export async function labDown(layout: LabLayout): Promise<void> {
@@ -180,7 +196,7 @@ export function formatTable(header: string[], rows: string[][]): string {
 
 export function formatStatus(status: LabStatus, now = Date.now()): string {
   const head = [
-    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}`,
+    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}, isolation ${status.isolation ?? "none"}`,
     `config ${status.config}`,
     `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, DisposableVMs created: ${status.disposablesCreated}`,
     "",
@@ -195,8 +211,9 @@ export function formatStatus(status: LabStatus, now = Date.now()): string {
     domain.runningSince > 0 && domain.state === "Running" ? formatDuration(now - domain.runningSince) : "-",
     String(domain.calls),
     String(domain.restarts),
+    domain.isolation ?? "none",
   ]);
-  return head.join("\n") + formatTable(["DOMAIN", "ID", "TYPE", "STATE", "AGENT", "DAEMON", "UPTIME", "CALLS", "RESTARTS"], rows);
+  return head.join("\n") + formatTable(["DOMAIN", "ID", "TYPE", "STATE", "AGENT", "DAEMON", "UPTIME", "CALLS", "RESTARTS", "ISOLATION"], rows);
 }
 
 // ---------------------------------------------------------------- logs
@@ -253,6 +270,18 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
 
 // ---------------------------------------------------------------- running as a domain
 
+/** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
+function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus["domains"][number], argv: string[], env: Record<string, string>): string[] {
+  if (record.isolation !== "namespaces") {
+    if (record.id === 0 && status.isolation === "namespaces") env.QRX_VCHAN_DIR = env.VCHAN_SOCKET_DIR = domainVchanDir(layout, 0);
+    return argv;
+  }
+  const target = record.agentPid === null ? null : domainProcess(record.agentPid);
+  if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
+  env.TMPDIR = "/tmp";
+  return enterArgv(target, record.id, argv);
+}
+
 /**
  * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
  * Resolves with the command's exit status (128+signal when a signal ended it).
@@ -264,9 +293,10 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  const command = isolatedCommand(layout, status, record, argv, env);
   let child;
   try {
-    child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
+    child = Bun.spawn(command, { env, stdio: ["inherit", "inherit", "inherit"] });
   } catch (error) {
     const code = (error as { code?: string }).code;
     throw new LabError(`cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`, code === "ENOENT" ? 127 : 126);

@@ -1,0 +1,127 @@
+// The host's side of the shm vchan rendezvous under isolation: what Xen's xenstore permissions
+// do. Every domain has its own rendezvous directory (D/vchan/ID, mounted as D/vchan inside it;
+// dom0's processes use D/vchan/0 directly), where only it and the host can create files. A vchan
+// server there names itself and its one client: shmvchan.SERVER.CLIENT.PORT.sock. The broker
+// watches each directory and hard-links a socket into its client's directory only when SERVER is
+// the domain whose directory it appeared in; when the server removes it (single use), the link
+// goes too. So a domain cannot offer a vchan as another domain, and sees only the sockets offered
+// to it: a vchan of another pair is not there to connect to.
+
+import { type FSWatcher, linkSync, lstatSync, readdirSync, renameSync, rmSync, watch } from "node:fs";
+import { join } from "node:path";
+
+const NAME = /^shmvchan\.(\d+)\.(\d+)\.(\d+)\.sock$/;
+/** The server's own staging name (zig/vchan/shm.zig binds there, then renames). */
+const STAGING = /^shmvchan\..*\.sock~$/;
+/** Our link under construction in a client's directory. */
+const LINK_PREFIX = ".broker.";
+
+interface Link {
+  /** The server socket's inode: the client-side link is removed only if it is still this one. */
+  ino: number;
+  target: string;
+}
+
+export class VchanBroker {
+  readonly #watchers = new Map<number, FSWatcher>();
+  readonly #dirs = new Map<number, string>();
+  /** Server-side path -> its link in the client's directory. */
+  readonly #links = new Map<string, Link>();
+
+  constructor(readonly log: (message: string) => void) {}
+
+  /** Starts brokering `dir` as domain `id`'s directory (it exists and is empty). */
+  add(id: number, dir: string, name: string): void {
+    this.remove(id);
+    this.#dirs.set(id, dir);
+    const watcher = watch(dir, (_event, file) => {
+      if (typeof file === "string") this.#reconcile(id, name, file);
+    });
+    watcher.on("error", (error) => this.log(`vchan broker: watching ${dir}: ${error.message}`));
+    this.#watchers.set(id, watcher);
+    // Offers made to this domain before it was here (a server may be quicker than our watch).
+    for (const [other, otherDir] of this.#dirs) {
+      for (const file of readdirSync(otherDir)) if (NAME.exec(file)?.[2] === String(id)) this.#reconcile(other, `domain ${other}`, file);
+    }
+  }
+
+  /** Stops brokering domain `id`; links it had handed out are removed. */
+  remove(id: number): void {
+    this.#watchers.get(id)?.close();
+    this.#watchers.delete(id);
+    const dir = this.#dirs.get(id);
+    this.#dirs.delete(id);
+    if (dir === undefined) return;
+    for (const [source, link] of this.#links) {
+      if (!source.startsWith(`${dir}/`) && !link.target.startsWith(`${dir}/`)) continue;
+      this.#unlinkIfSame(link);
+      this.#links.delete(source);
+    }
+  }
+
+  close(): void {
+    for (const id of [...this.#watchers.keys()]) this.remove(id);
+  }
+
+  #reconcile(owner: number, ownerName: string, file: string): void {
+    if (STAGING.test(file) || file.startsWith(LINK_PREFIX)) return;
+    const match = NAME.exec(file);
+    const dir = this.#dirs.get(owner);
+    if (dir === undefined) return;
+    const source = join(dir, file);
+    if (match === null) return;
+    const [server, client] = [Number(match[1]), Number(match[2])];
+    // A link we made into this directory (its server is the peer), or the domain's own
+    // forgery of one: either way only this domain can reach it.
+    if (client === owner && server !== owner) return;
+    if (server !== owner) {
+      this.log(`vchan broker: refused ${file} in ${ownerName}'s directory: ${ownerName} is domain ${owner}, not ${server}`);
+      rmSync(source, { force: true });
+      return;
+    }
+    this.#offer(source, file, client, ownerName);
+  }
+
+  #offer(source: string, file: string, client: number, ownerName: string): void {
+    let ino: number;
+    try {
+      const stat = lstatSync(source);
+      if (!stat.isSocket()) return this.log(`vchan broker: ignored ${file} from ${ownerName}: not a socket`);
+      ino = stat.ino;
+    } catch {
+      // Gone: the server accepted its client (or gave up); its link goes with it.
+      const link = this.#links.get(source);
+      this.#links.delete(source);
+      if (link) this.#unlinkIfSame(link);
+      return;
+    }
+    const known = this.#links.get(source);
+    if (known?.ino === ino) return;
+    const clientDir = this.#dirs.get(client);
+    if (clientDir === undefined) return; // no such domain running: nobody to connect
+    const target = join(clientDir, file);
+    const staging = join(clientDir, `${LINK_PREFIX}${file}`);
+    try {
+      rmSync(staging, { force: true });
+      // link() does not follow symlinks: whatever the name holds now is what gets checked.
+      linkSync(source, staging);
+      const linked = lstatSync(staging);
+      if (!linked.isSocket() || linked.ino !== ino) {
+        rmSync(staging, { force: true });
+        return;
+      }
+      renameSync(staging, target);
+      this.#links.set(source, { ino, target });
+    } catch (error) {
+      rmSync(staging, { force: true });
+      // The server may have been quicker (accepted and unlinked): nothing to hand out then.
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") this.log(`vchan broker: ${file}: ${(error as Error).message}`);
+    }
+  }
+
+  #unlinkIfSame(link: Link): void {
+    try {
+      if (lstatSync(link.target).ino === link.ino) rmSync(link.target, { force: true });
+    } catch {}
+  }
+}
