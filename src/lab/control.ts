@@ -279,6 +279,7 @@ function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus
   const target = record.agentPid === null ? null : domainProcess(record.agentPid);
   if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
   env.TMPDIR = "/tmp";
+  env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;
   return enterArgv(target, record.id, argv);
 }
 

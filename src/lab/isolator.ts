@@ -52,12 +52,13 @@ export class Isolator {
   /** dom0's processes (daemons, policy daemon) meet domains in dom0's rendezvous directory. */
   hostEnv(env: Record<string, string>): Record<string, string> {
     if (!this.#broker) return env;
-    return { ...env, QRX_VCHAN_DIR: domainVchanDir(this.layout, 0), VCHAN_SOCKET_DIR: domainVchanDir(this.layout, 0) };
+    const dir = domainVchanDir(this.layout, 0);
+    return { ...env, QRX_VCHAN_DIR: dir, VCHAN_SOCKET_DIR: dir, BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir };
   }
 
-  /** A domain's own processes: its /tmp is private, so the host's TMPDIR means nothing there. */
+  /** A domain's own processes: its /tmp is private, and only the lab's cache (read-only) is there. */
   domainEnv(env: Record<string, string>): Record<string, string> {
-    return this.#broker ? { ...env, TMPDIR: "/tmp" } : env;
+    return this.#broker ? { ...env, TMPDIR: "/tmp", BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir } : env;
   }
 
   /** Before `domain` starts: its directories, and its agent's command inside its namespaces. */
