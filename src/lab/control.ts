@@ -9,7 +9,7 @@ import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
 import { DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
-import { domainProcess, domainVchanDir, enterArgv, type IsolationMode, probeIsolation } from "./isolation.ts";
+import { domainProcesses, domainVchanDir, enterArgv, type IsolationMode, probeIsolation } from "./isolation.ts";
 import { LabLayout } from "./layout.ts";
 
 const ADMIN_PROGRAM = join(import.meta.dir, "..", "cli", "qrx-admin.ts");
@@ -276,7 +276,7 @@ function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus
     if (record.id === 0 && status.isolation === "namespaces") env.QRX_VCHAN_DIR = env.VCHAN_SOCKET_DIR = domainVchanDir(layout, 0);
     return argv;
   }
-  const target = record.agentPid === null ? null : domainProcess(record.agentPid);
+  const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
   if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
   env.TMPDIR = "/tmp";
   env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;

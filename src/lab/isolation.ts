@@ -120,10 +120,23 @@ function explainProbeFailure(stderr: string): string {
   return `${cause} (${why})`;
 }
 
-/** Host pid of the process `unsharePid`'s namespace runs the domain's program as. */
-export function domainProcess(unsharePid: number): number | null {
+/** The pids (host's view) of a domain's init (bin/qrx-domain-ns) and of its program. */
+export interface DomainProcesses {
+  init: number;
+  program: number;
+}
+
+/** The processes `unsharePid` (what the supervisor started) runs the domain as. */
+export function domainProcesses(unsharePid: number): DomainProcesses | null {
   const init = childOf(unsharePid);
-  return init === null ? null : childOf(init);
+  const program = init === null ? null : childOf(init);
+  return init === null || program === null ? null : { init, program };
+}
+
+/** `pid` as its own PID namespace numbers it (the last NSpid field). */
+function innerPid(pid: number): number | null {
+  const line = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return line === undefined ? null : Number(line.trim().split(/\s+/).at(-1));
 }
 
 function childOf(parent: number): number | null {
@@ -139,10 +152,18 @@ function childOf(parent: number): number | null {
   return null;
 }
 
-/** `argv` entered into the namespaces of the domain whose program runs as host pid `target`. */
-export function enterArgv(target: number, id: number, argv: string[]): string[] {
+/** `argv` entered into domain `id`'s namespaces: the same ones, uid and locks as its program. */
+export function enterArgv(domain: DomainProcesses, id: number, argv: string[]): string[] {
   const namespaces = ["--mount", "--pid", "--ipc", "--uts", "--net", "--root", "--wd"];
-  if (!privileged()) return ["nsenter", `--target=${target}`, "--user", ...namespaces, "--", ...argv];
+  if (!privileged()) {
+    // Unprivileged, the program's namespaces belong to init's user namespace and its own (a
+    // nested one) only locks the mounts: enter init's, then, from inside, the program's.
+    const inner = innerPid(domain.program);
+    if (inner === null) throw new Error(`no NSpid for pid ${domain.program}`);
+    const nested = ["nsenter", `--target=${inner}`, "--user", "--preserve-credentials", "--mount", "--root", "--wd", "--"];
+    return ["nsenter", `--target=${domain.init}`, "--user", "--preserve-credentials", ...namespaces, "--", ...nested, ...argv];
+  }
+  const target = domain.program;
   const uid = domainUid(id);
   const drop = ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"];
   return ["nsenter", `--target=${target}`, ...namespaces, "--", ...drop, ...argv];
