@@ -15,6 +15,12 @@ const NAME = /^shmvchan\.(\d+)\.(\d+)\.(\d+)\.sock$/;
 const STAGING = /^shmvchan\..*\.sock~$/;
 /** Our link under construction in a client's directory. */
 const LINK_PREFIX = ".broker.";
+/**
+ * Bun's fs.watch merges or drops events for a name that changes again before it reports (a
+ * socket renamed into place and unlinked within a millisecond gives one event), so an event
+ * only says "look at this directory", and every directory is looked at this often as well.
+ */
+const SWEEP_MS = 200;
 
 interface Link {
   /** The server socket's inode: the client-side link is removed only if it is still this one. */
@@ -27,6 +33,8 @@ export class VchanBroker {
   readonly #dirs = new Map<number, string>();
   /** Server-side path -> its link in the client's directory. */
   readonly #links = new Map<string, Link>();
+  readonly #names = new Map<number, string>();
+  #sweeper: Timer | null = null;
 
   constructor(readonly log: (message: string) => void) {}
 
@@ -34,15 +42,16 @@ export class VchanBroker {
   add(id: number, dir: string, name: string): void {
     this.remove(id);
     this.#dirs.set(id, dir);
-    const watcher = watch(dir, (_event, file) => {
-      if (typeof file === "string") this.#reconcile(id, name, file);
-    });
+    this.#names.set(id, name);
+    const watcher = watch(dir, () => this.#rescan(id));
     watcher.on("error", (error) => this.log(`vchan broker: watching ${dir}: ${error.message}`));
     this.#watchers.set(id, watcher);
     // Offers made to this domain before it was here (a server may be quicker than our watch).
-    for (const [other, otherDir] of this.#dirs) {
-      for (const file of readdirSync(otherDir)) if (NAME.exec(file)?.[2] === String(id)) this.#reconcile(other, `domain ${other}`, file);
-    }
+    for (const other of this.#dirs.keys()) this.#rescan(other);
+    this.#sweeper ??= setInterval(() => {
+      for (const other of this.#dirs.keys()) this.#rescan(other);
+    }, SWEEP_MS);
+    this.#sweeper.unref();
   }
 
   /** Stops brokering domain `id`; links it had handed out are removed. */
@@ -51,6 +60,9 @@ export class VchanBroker {
     this.#watchers.delete(id);
     const dir = this.#dirs.get(id);
     this.#dirs.delete(id);
+    this.#names.delete(id);
+    if (this.#dirs.size === 0 && this.#sweeper) clearInterval(this.#sweeper);
+    if (this.#dirs.size === 0) this.#sweeper = null;
     if (dir === undefined) return;
     for (const [source, link] of this.#links) {
       if (!source.startsWith(`${dir}/`) && !link.target.startsWith(`${dir}/`)) continue;
@@ -63,13 +75,30 @@ export class VchanBroker {
     for (const id of [...this.#watchers.keys()]) this.remove(id);
   }
 
-  #reconcile(owner: number, ownerName: string, file: string): void {
-    if (STAGING.test(file) || file.startsWith(LINK_PREFIX)) return;
-    const match = NAME.exec(file);
+  /** Hands out what domain `owner` offers, and takes back links whose offer is gone. */
+  #rescan(owner: number): void {
     const dir = this.#dirs.get(owner);
     if (dir === undefined) return;
-    const source = join(dir, file);
+    let files: string[];
+    try {
+      files = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const file of files) this.#reconcile(owner, dir, file);
+    for (const [source, link] of this.#links) {
+      if (!source.startsWith(`${dir}/`) || files.includes(source.slice(dir.length + 1))) continue;
+      this.#links.delete(source);
+      this.#unlinkIfSame(link);
+    }
+  }
+
+  #reconcile(owner: number, dir: string, file: string): void {
+    if (STAGING.test(file) || file.startsWith(LINK_PREFIX)) return;
+    const match = NAME.exec(file);
     if (match === null) return;
+    const source = join(dir, file);
+    const ownerName = this.#names.get(owner) ?? `domain ${owner}`;
     const [server, client] = [Number(match[1]), Number(match[2])];
     // A link we made into this directory (its server is the peer), or the domain's own
     // forgery of one: either way only this domain can reach it.
@@ -86,7 +115,10 @@ export class VchanBroker {
     let ino: number;
     try {
       const stat = lstatSync(source);
-      if (!stat.isSocket()) return this.log(`vchan broker: ignored ${file} from ${ownerName}: not a socket`);
+      if (!stat.isSocket()) {
+        this.log(`vchan broker: removed ${file} from ${ownerName}'s directory: not a socket`);
+        return rmSync(source, { force: true });
+      }
       ino = stat.ino;
     } catch {
       // Gone: the server accepted its client (or gave up); its link goes with it.

@@ -68,7 +68,7 @@ services = ["test.Echo", "./my.Service"]
 
   test("every mistake is named with the file", () => {
     expect(problem("[[domain]\nname=")).toStartWith(`${FILE}: not valid TOML`);
-    expect(problem("colour = 1")).toBe(`${FILE}: unknown key 'colour' (known: default_dispvm, policy, transport, dom0, domain)`);
+    expect(problem("colour = 1")).toBe(`${FILE}: unknown key 'colour' (known: default_dispvm, policy, transport, isolation, dom0, domain)`);
     expect(problem('[[domain]]\nname = "work"\nram = 4')).toContain("domain #1: unknown key 'ram'");
     expect(problem("[[domain]]\ntype = \"AppVM\"")).toContain("domain #1: name must be a string");
     expect(problem('[[domain]]\nname = "9lives"')).toContain("domain '9lives': a name starts with a letter");
@@ -89,6 +89,13 @@ services = ["test.Echo", "./my.Service"]
     expect(problem('transport = "tcp"')).toContain('transport must be "shm" or "socket", not "tcp"');
     expect(problem("[dom0]\nname = 1")).toContain("[dom0]: unknown key 'name'");
     expect(problem("domain = 3")).toContain("domains are [[domain]] tables");
+  });
+
+  test("isolation: namespaces unless the file says none; anything else is named", () => {
+    expect(loadLabConfig().isolation).toBe("namespaces");
+    expect(parseLabConfig('isolation = "none"\n', FILE).isolation).toBe("none");
+    expect(problem('isolation = "vm"\n')).toBe(`${FILE}: isolation must be "namespaces" or "none", not "vm"`);
+    expect(problem("isolation = true\n")).toBe(`${FILE}: isolation must be a string`);
   });
 
   test("a missing file is reported, not thrown raw", () => {

@@ -132,8 +132,14 @@ describe("an isolated lab", () => {
       const [seen, outcome] = stolen.stdout.trim().split("\n");
       expect((JSON.parse(seen!) as string[]).every((name) => /^shmvchan\.(1\.\d+|\d+\.1)\.\d+\.sock$/.test(name))).toBe(true);
       expect(outcome).toMatch(/^failed: no vchan server at .*shmvchan\.0\.2\.1701\.sock after 1000 ms$/);
-      // The offer was real: vault itself gets it.
-      expect((await take("vault")).stdout).toContain("connected");
+      // The offer was real: vault itself gets it (our end accepts while we wait here).
+      const rightful = take("vault");
+      try {
+        offer.connectWait(20_000);
+      } catch {
+        // vault may be gone again already (it closes at once): its output says whether it got in.
+      }
+      expect((await rightful).stdout).toContain("connected");
     } finally {
       offer.close();
     }
@@ -176,4 +182,13 @@ describe("an isolated lab", () => {
     expect(processesMentioning(`domains/${name}`)).toEqual([]);
     expect(existsSync(join(lab.dir, "roots", name))).toBe(false);
   });
+
+  test("no rendezvous socket outlives its call: the host takes back what it handed out", async () => {
+    for (let call = 0; call < 5; call++) expect((await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 1\n")).stdout).toBe("2\n");
+    const left = () => ["0", "1", "2"].flatMap((id) => readdirSync(join(lab.dir, "vchan", id)).map((name) => `${id}/${name}`));
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && left().length > 0) await Bun.sleep(50);
+    expect(left()).toEqual([]);
+  }, 30_000);
 });
+
