@@ -92,7 +92,7 @@ export class LabAdmin {
     this.#prepareDirs();
     this.#listen();
     this.#startPolicy();
-    await this.#isolator.warm(this.#isolator.hostEnv(domainEnv(this.layout, { name: "dom0", id: 0 }, this.config.transport)));
+    await this.#isolator.warm(domainEnv(this.layout, { name: "dom0", id: 0 }, this.config.transport));
     const initial = this.registry.all().filter((record) => record.id !== 0 && record.autostartAtUp);
     await Promise.all(initial.map((record) => this.start(record)));
     this.#ready = true;
@@ -138,7 +138,7 @@ export class LabAdmin {
           `--system-info-socket=${layout.adminSocket}`,
           "--no-tty",
         ],
-        env: this.#isolator.hostEnv(domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport)),
+        env: domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport),
         cwd: layout.home("dom0"),
         logFile: layout.log("policy"),
       },
@@ -183,7 +183,7 @@ export class LabAdmin {
         },
         this.log,
       );
-      const dom0Env = this.#isolator.hostEnv(domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport));
+      const dom0Env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
       const daemon = new Supervised(
         {
           label: `daemon of ${record.name}`,

@@ -9,7 +9,7 @@ import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
 import { DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
-import { domainProcesses, domainVchanDir, enterArgv, type IsolationMode, probeIsolation } from "./isolation.ts";
+import { domainProcesses, enterArgv, type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
 import { LabLayout } from "./layout.ts";
 
 const ADMIN_PROGRAM = join(import.meta.dir, "..", "cli", "qrx-admin.ts");
@@ -79,7 +79,7 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
     process.kill(-pid, "SIGKILL");
   } catch {}
   for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-  for (const dir of [layout.socketDir, layout.vchanDir]) rmSync(dir, { recursive: true, force: true });
+  for (const dir of [layout.socketDir, layout.vchanDir, isolationDir(layout)]) rmSync(dir, { recursive: true, force: true });
   return true;
 }
 
@@ -272,15 +272,21 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
 
 /** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
 function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus["domains"][number], argv: string[], env: Record<string, string>): string[] {
-  if (record.isolation !== "namespaces") {
-    if (record.id === 0 && status.isolation === "namespaces") env.QRX_VCHAN_DIR = env.VCHAN_SOCKET_DIR = domainVchanDir(layout, 0);
-    return argv;
-  }
+  if (record.isolation !== "namespaces") return argv;
   const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
   if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
   env.TMPDIR = "/tmp";
   env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;
   return enterArgv(target, record.id, argv);
+}
+
+/** How to start `argv` as a process of `domain` in a running lab: the command line (entering its
+ * namespaces when it is isolated) and its environment. */
+export function domainCommand(layout: LabLayout, status: LabStatus, domain: string, argv: string[]): { argv: string[]; env: Record<string, string> } {
+  const record = status.domains.find((candidate) => candidate.name === domain);
+  if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
+  const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  return { argv: isolatedCommand(layout, status, record, argv, env), env };
 }
 
 /**
@@ -293,11 +299,10 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
   if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
-  const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
-  const command = isolatedCommand(layout, status, record, argv, env);
+  const command = domainCommand(layout, status, domain, argv);
   let child;
   try {
-    child = Bun.spawn(command, { env, stdio: ["inherit", "inherit", "inherit"] });
+    child = Bun.spawn(command.argv, { env: command.env, stdio: ["inherit", "inherit", "inherit"] });
   } catch (error) {
     const code = (error as { code?: string }).code;
     throw new LabError(`cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`, code === "ENOENT" ? 127 : 126);

@@ -31,13 +31,22 @@ export function domainUid(id: number): number {
   return DOMAIN_UID_BASE + id;
 }
 
-/** Where domain `id`'s vchan rendezvous lives on the host; inside the domain it is D/vchan. */
-export function domainVchanDir(layout: LabLayout, id: number): string {
-  return join(layout.vchanDir, String(id));
+/** Everything isolation keeps on the host (bin/qrx-domain-ns knows the same paths). */
+export function isolationDir(layout: LabLayout): string {
+  return join(layout.dir, "isolation");
 }
 
+/**
+ * Domain `id`'s vchan rendezvous directory on the host; inside the domain it is D/vchan. dom0's
+ * is D/vchan itself, so dom0's tools need nothing but the environment they always had.
+ */
+export function domainVchanDir(layout: LabLayout, id: number): string {
+  return id === 0 ? layout.vchanDir : join(isolationDir(layout), "vchan", String(id));
+}
+
+/** Mount points of the domains' root directories (mounted only inside their namespaces). */
 export function rootsDir(layout: LabLayout): string {
-  return join(layout.dir, "roots");
+  return join(isolationDir(layout), "roots");
 }
 
 function unshareArgs(): string[] {

@@ -7,7 +7,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { VchanBroker } from "./broker.ts";
 import { BIN_DIR } from "./environment.ts";
-import { domainVchanDir, type IsolationMode, isolatedArgv, prepareDomainDirs, rootsDir } from "./isolation.ts";
+import { domainVchanDir, type IsolationMode, isolatedArgv, isolationDir, prepareDomainDirs, rootsDir } from "./isolation.ts";
 import type { LabLayout } from "./layout.ts";
 
 /** The Bun programs that run inside domains: their compiled modules are cached by dom0. */
@@ -32,9 +32,9 @@ export class Isolator {
   /** At lab up, after the lab's directories were cleaned: dom0's rendezvous directory. */
   prepare(): void {
     if (!this.#broker) return;
-    rmSync(rootsDir(this.layout), { recursive: true, force: true });
+    rmSync(isolationDir(this.layout), { recursive: true, force: true });
     const dom0 = domainVchanDir(this.layout, 0);
-    mkdirSync(dom0, { recursive: true, mode: 0o755 });
+    mkdirSync(dom0, { recursive: true });
     this.#broker.add(0, dom0, "dom0");
   }
 
@@ -43,17 +43,11 @@ export class Isolator {
    * they could write would feed code to dom0's processes), so without this every agent and
    * DisposableVM would compile its modules again at each start.
    */
-  async warm(env: Record<string, string>): Promise<void> {
+  async warm(dom0Env: Record<string, string>): Promise<void> {
     if (!this.#broker) return;
+    const env = { ...dom0Env, BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir };
     const runs = DOMAIN_PROGRAMS.map((program) => Bun.spawn([join(BIN_DIR, program), "--help"], { env, stdio: ["ignore", "ignore", "ignore"] }).exited);
     await Promise.all(runs);
-  }
-
-  /** dom0's processes (daemons, policy daemon) meet domains in dom0's rendezvous directory. */
-  hostEnv(env: Record<string, string>): Record<string, string> {
-    if (!this.#broker) return env;
-    const dir = domainVchanDir(this.layout, 0);
-    return { ...env, QRX_VCHAN_DIR: dir, VCHAN_SOCKET_DIR: dir, BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir };
   }
 
   /** A domain's own processes: its /tmp is private, and only the lab's cache (read-only) is there. */
@@ -79,6 +73,6 @@ export class Isolator {
 
   close(): void {
     this.#broker?.close();
-    if (this.#broker) rmSync(rootsDir(this.layout), { recursive: true, force: true });
+    if (this.#broker) rmSync(isolationDir(this.layout), { recursive: true, force: true });
   }
 }

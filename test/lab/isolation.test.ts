@@ -108,7 +108,7 @@ describe("an isolated lab", () => {
     ].join("\n");
     const impostor = lab.run("work", bunInside(code));
     // dom0 waits for vault on that port: nothing may come.
-    expect(() => Vchan.client({ localDomain: 0, remoteDomain: 2, port, dir: join(lab.dir, "vchan", "0"), timeoutMs: 1000 })).toThrow(NativeError);
+    expect(() => Vchan.client({ localDomain: 0, remoteDomain: 2, port, dir: join(lab.dir, "vchan"), timeoutMs: 1000 })).toThrow(NativeError);
     expect((await impostor).stdout).toContain("served");
     const log = readFileSync(join(lab.dir, "logs", "admin.log"), "utf8");
     expect(log).toContain(`refused shmvchan.2.0.${port}.sock in work's directory: work is domain 1, not 2`);
@@ -118,7 +118,7 @@ describe("an isolated lab", () => {
   test("work cannot connect to a vchan offered to vault, nor see another pair's sockets", async () => {
     const port = 1701;
     // dom0 offers vault a vchan; work claims to be vault and tries to take it.
-    const offer = Vchan.server({ localDomain: 0, remoteDomain: 2, port, readMin: 1024, writeMin: 1024, dir: join(lab.dir, "vchan", "0") });
+    const offer = Vchan.server({ localDomain: 0, remoteDomain: 2, port, readMin: 1024, writeMin: 1024, dir: join(lab.dir, "vchan") });
     try {
       const take = (domain: string) =>
         lab.run(domain, bunInside([
@@ -178,14 +178,15 @@ describe("an isolated lab", () => {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && existsSync(join(lab.dir, "domains", name))) await Bun.sleep(50);
     expect(existsSync(join(lab.dir, "domains", name))).toBe(false);
-    expect(readdirSync(join(lab.dir, "vchan")).sort()).toEqual(["0", "1", "2"]);
+    expect(readdirSync(join(lab.dir, "isolation", "vchan")).sort()).toEqual(["1", "2"]);
     expect(processesMentioning(`domains/${name}`)).toEqual([]);
-    expect(existsSync(join(lab.dir, "roots", name))).toBe(false);
+    expect(existsSync(join(lab.dir, "isolation", "roots", name))).toBe(false);
   });
 
   test("no rendezvous socket outlives its call: the host takes back what it handed out", async () => {
     for (let call = 0; call < 5; call++) expect((await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 1\n")).stdout).toBe("2\n");
-    const left = () => ["0", "1", "2"].flatMap((id) => readdirSync(join(lab.dir, "vchan", id)).map((name) => `${id}/${name}`));
+    const dirs = ["vchan", "isolation/vchan/1", "isolation/vchan/2"];
+    const left = () => dirs.flatMap((dir) => readdirSync(join(lab.dir, dir)).map((name) => `${dir}/${name}`));
     const deadline = Date.now() + 5_000;
     while (Date.now() < deadline && left().length > 0) await Bun.sleep(50);
     expect(left()).toEqual([]);
