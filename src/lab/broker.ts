@@ -20,7 +20,7 @@ const LINK_PREFIX = ".broker.";
  * socket renamed into place and unlinked within a millisecond gives one event), so an event
  * only says "look at this directory", and every directory is looked at this often as well.
  */
-const SWEEP_MS = 200;
+const SWEEP_MS = 50;
 
 interface Link {
   /** The server socket's inode: the client-side link is removed only if it is still this one. */

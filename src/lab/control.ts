@@ -273,6 +273,10 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
 /** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
 function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus["domains"][number], argv: string[], env: Record<string, string>): string[] {
   if (record.isolation !== "namespaces") return argv;
+  // As unisolated: the domain's PATH names the same system and project directories it sees.
+  if (argv[0] !== undefined && !argv[0].includes("/") && Bun.which(argv[0], { PATH: env.PATH ?? "" }) === null) {
+    throw new LabError(`cannot run ${argv[0]}: command not found`, 127);
+  }
   const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
   if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
   env.TMPDIR = "/tmp";
