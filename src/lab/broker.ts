@@ -7,7 +7,15 @@
 // goes too. So a domain cannot offer a vchan as another domain, and sees only the sockets offered
 // to it: a vchan of another pair is not there to connect to.
 
-import { type FSWatcher, linkSync, lstatSync, readdirSync, renameSync, rmSync, watch } from "node:fs";
+import {
+  type FSWatcher,
+  linkSync,
+  lstatSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  watch,
+} from "node:fs";
 import { join } from "node:path";
 
 const NAME = /^shmvchan\.(\d+)\.(\d+)\.(\d+)\.sock$/;
@@ -104,7 +112,8 @@ export class VchanBroker {
     // forgery of one: either way only this domain can reach it.
     if (client === owner && server !== owner) return;
     if (server !== owner) {
-      this.log(`vchan broker: refused ${file} in ${ownerName}'s directory: ${ownerName} is domain ${owner}, not ${server}`);
+      const why = `${ownerName} is domain ${owner}, not ${server}`;
+      this.log(`vchan broker: refused ${file} in ${ownerName}'s directory: ${why}`);
       rmSync(source, { force: true });
       return;
     }
@@ -147,7 +156,9 @@ export class VchanBroker {
     } catch (error) {
       rmSync(staging, { force: true });
       // The server may have been quicker (accepted and unlinked): nothing to hand out then.
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") this.log(`vchan broker: ${file}: ${(error as Error).message}`);
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        this.log(`vchan broker: ${file}: ${(error as Error).message}`);
+      }
     }
   }
 

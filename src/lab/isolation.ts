@@ -5,7 +5,15 @@
 // This module decides whether the kernel allows it, wraps a domain's command, and enters a
 // running domain for `qrx run`.
 
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { join } from "node:path";
 import { DOMAIN_UID_BASE, DOMAIN_UID_COUNT } from "../constants.ts";
 import type { LabLayout } from "./layout.ts";
@@ -50,14 +58,20 @@ export function rootsDir(layout: LabLayout): string {
 }
 
 function unshareArgs(): string[] {
-  const common = ["--mount", "--pid", "--fork", "--ipc", "--uts", "--net", "--kill-child", "--propagation", "private"];
+  const common = ["--mount", "--pid", "--fork", "--ipc", "--uts", "--net", "--kill-child"];
+  common.push("--propagation", "private");
   return ["unshare", ...(privileged() ? [] : ["--user", "--map-root-user"]), ...common];
 }
 
 /** `argv` run as isolated domain `name` (id `id`): the supervisor starts this instead. */
-export function isolatedArgv(layout: LabLayout, domain: { name: string; id: number }, argv: string[]): string[] {
+export function isolatedArgv(
+  layout: LabLayout,
+  domain: { name: string; id: number },
+  argv: string[],
+): string[] {
   const { name, id } = domain;
-  return [...unshareArgs(), "--", NS_HELPER, layout.dir, name, String(id), String(domainUid(id)), PROJECT_DIR, "--", ...argv];
+  const helper = [NS_HELPER, layout.dir, name, String(id), String(domainUid(id)), PROJECT_DIR];
+  return [...unshareArgs(), "--", ...helper, "--", ...argv];
 }
 
 /** Gives a domain's directories to its uid (as root) before it starts: its home is its own. */
@@ -87,7 +101,8 @@ function chownTree(path: string, uid: number): void {
  */
 export function probeIsolation(layout: LabLayout): string | null {
   const path = process.env.PATH ?? "/usr/bin:/bin";
-  const missing = TOOLS.filter((tool) => !path.split(":").some((dir) => existsSync(join(dir, tool))));
+  const found = (tool: string) => path.split(":").some((dir) => existsSync(join(dir, tool)));
+  const missing = TOOLS.filter((tool) => !found(tool));
   if (missing.length > 0) return `missing programs: ${missing.join(", ")} (util-linux, iproute2)`;
   const probe = { name: "isolation-probe", id: 1 };
   const scratch = layout.domainDir(probe.name);
@@ -120,12 +135,20 @@ function explainProbeFailure(stderr: string): string {
       return null;
     }
   };
-  if (read("/proc/sys/user/max_user_namespaces") === "0") limits.push("user.max_user_namespaces is 0");
-  if (read("/proc/sys/kernel/unprivileged_userns_clone") === "0") limits.push("kernel.unprivileged_userns_clone is 0");
-  if (read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
-    limits.push("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)");
+  if (read("/proc/sys/user/max_user_namespaces") === "0") {
+    limits.push("user.max_user_namespaces is 0");
   }
-  const cause = limits.length > 0 ? limits.join(", ") : "unprivileged user namespaces are not available";
+  if (read("/proc/sys/kernel/unprivileged_userns_clone") === "0") {
+    limits.push("kernel.unprivileged_userns_clone is 0");
+  }
+  if (read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
+    limits.push(
+      "AppArmor restricts unprivileged user namespaces " +
+        "(kernel.apparmor_restrict_unprivileged_userns=1)",
+    );
+  }
+  const cause =
+    limits.length > 0 ? limits.join(", ") : "unprivileged user namespaces are not available";
   return `${cause} (${why})`;
 }
 
@@ -169,11 +192,13 @@ export function enterArgv(domain: DomainProcesses, id: number, argv: string[]): 
     // nested one) only locks the mounts: enter init's, then, from inside, the program's.
     const inner = innerPid(domain.program);
     if (inner === null) throw new Error(`no NSpid for pid ${domain.program}`);
-    const nested = ["nsenter", `--target=${inner}`, "--user", "--preserve-credentials", "--mount", "--root", "--wd", "--"];
-    return ["nsenter", `--target=${domain.init}`, "--user", "--preserve-credentials", ...namespaces, "--", ...nested, ...argv];
+    const user = ["--user", "--preserve-credentials"];
+    const nested = ["nsenter", `--target=${inner}`, ...user, "--mount", "--root", "--wd", "--"];
+    return ["nsenter", `--target=${domain.init}`, ...user, ...namespaces, "--", ...nested, ...argv];
   }
   const target = domain.program;
   const uid = domainUid(id);
-  const drop = ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"];
+  const drop = ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups"];
+  drop.push("--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--");
   return ["nsenter", `--target=${target}`, ...namespaces, "--", ...drop, ...argv];
 }

@@ -7,11 +7,24 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { VchanBroker } from "./broker.ts";
 import { BIN_DIR } from "./environment.ts";
-import { domainVchanDir, type IsolationMode, isolatedArgv, isolationDir, prepareDomainDirs, rootsDir } from "./isolation.ts";
+import {
+  domainVchanDir,
+  type IsolationMode,
+  isolatedArgv,
+  isolationDir,
+  prepareDomainDirs,
+  rootsDir,
+} from "./isolation.ts";
 import type { LabLayout } from "./layout.ts";
 
 /** The Bun programs that run inside domains: their compiled modules are cached by dom0. */
-const DOMAIN_PROGRAMS = ["qrexec-agent", "qrexec-client-vm", "qfile-unpacker", "qfile-agent", "qvm-copy"];
+const DOMAIN_PROGRAMS = [
+  "qrexec-agent",
+  "qrexec-client-vm",
+  "qfile-unpacker",
+  "qfile-agent",
+  "qvm-copy",
+];
 
 interface Domain {
   name: string;
@@ -46,13 +59,15 @@ export class Isolator {
   async warm(dom0Env: Record<string, string>): Promise<void> {
     if (!this.#broker) return;
     const env = { ...dom0Env, BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir };
-    const runs = DOMAIN_PROGRAMS.map((program) => Bun.spawn([join(BIN_DIR, program), "--help"], { env, stdio: ["ignore", "ignore", "ignore"] }).exited);
-    await Promise.all(runs);
+    const help = (program: string) =>
+      Bun.spawn([join(BIN_DIR, program), "--help"], { env, stdio: ["ignore", "ignore", "ignore"] });
+    await Promise.all(DOMAIN_PROGRAMS.map((program) => help(program).exited));
   }
 
-  /** A domain's own processes: its /tmp is private, and only the lab's cache (read-only) is there. */
+  /** A domain's own processes: a private /tmp, and only the lab's cache (read-only) is there. */
   domainEnv(env: Record<string, string>): Record<string, string> {
-    return this.#broker ? { ...env, TMPDIR: "/tmp", BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir } : env;
+    if (!this.#broker) return env;
+    return { ...env, TMPDIR: "/tmp", BUN_RUNTIME_TRANSPILER_CACHE_PATH: this.layout.bunCacheDir };
   }
 
   /** Before `domain` starts: its directories, and its agent's command inside its namespaces. */
