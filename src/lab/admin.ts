@@ -244,6 +244,7 @@ export class LabAdmin {
   async #stopProcesses(record: DomainRecord): Promise<void> {
     const running = this.#running.get(record.name);
     this.#running.delete(record.name);
+    if (running) this.#isolator.stopping(running.agent.pid);
     if (running) await Promise.all([running.daemon.stop(), running.agent.stop()]);
     this.#isolator.stopped(record);
     this.#removeSockets(record);

@@ -122,6 +122,7 @@ export class VchanBroker {
 
   #offer(source: string, file: string, client: number, ownerName: string): void {
     let ino: number;
+    let nlink: number;
     try {
       const stat = lstatSync(source);
       if (!stat.isSocket()) {
@@ -129,6 +130,7 @@ export class VchanBroker {
         return rmSync(source, { force: true });
       }
       ino = stat.ino;
+      nlink = stat.nlink;
     } catch {
       // Gone: the server accepted its client (or gave up); its link goes with it.
       const link = this.#links.get(source);
@@ -138,6 +140,11 @@ export class VchanBroker {
     }
     const known = this.#links.get(source);
     if (known?.ino === ino) return;
+    if (nlink !== 1) {
+      // A hard link to a socket it was handed (a vchan offered to it) is not its own offer.
+      this.log(`vchan broker: refused ${file} in ${ownerName}'s directory: not a socket of its own`);
+      return rmSync(source, { force: true });
+    }
     const clientDir = this.#dirs.get(client);
     if (clientDir === undefined) return; // no such domain running: nobody to connect
     const target = join(clientDir, file);

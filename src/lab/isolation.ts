@@ -8,6 +8,7 @@
 import {
   chownSync,
   existsSync,
+  lchownSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -85,14 +86,11 @@ export function prepareDomainDirs(layout: LabLayout, domain: { name: string; id:
   if (uid !== 0) chownSync(vchan, uid, uid);
 }
 
+/** Never follows a link the domain left: only its own tree changes hands. */
 function chownTree(path: string, uid: number): void {
-  chownSync(path, uid, uid);
+  lchownSync(path, uid, uid);
   if (!lstatSync(path).isDirectory()) return;
-  for (const entry of readdirSync(path)) {
-    const child = join(path, entry);
-    if (lstatSync(child).isSymbolicLink()) continue;
-    chownTree(child, uid);
-  }
+  for (const entry of readdirSync(path)) chownTree(join(path, entry), uid);
 }
 
 /**

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { VchanBroker } from "./broker.ts";
 import { BIN_DIR } from "./environment.ts";
 import {
+  domainProcesses,
   domainVchanDir,
   type IsolationMode,
   isolatedArgv,
@@ -76,6 +77,19 @@ export class Isolator {
     prepareDomainDirs(this.layout, domain);
     this.#broker.add(domain.id, domainVchanDir(this.layout, domain.id), domain.name);
     return isolatedArgv(this.layout, domain, argv);
+  }
+
+  /**
+   * Before the supervisor stops a domain's agent (`unsharePid`): `unshare` blocks SIGTERM while
+   * it waits, so the namespace's init gets it instead; it passes it to the agent and exits, and
+   * the kernel ends whatever else runs in the domain.
+   */
+  stopping(unsharePid: number | null): void {
+    if (!this.#broker || unsharePid === null) return;
+    const processes = domainProcesses(unsharePid);
+    try {
+      if (processes) process.kill(processes.init, "SIGTERM");
+    } catch {}
   }
 
   /** After `domain`'s processes are gone: its rendezvous directory and root mount point go. */

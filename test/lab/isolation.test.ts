@@ -115,6 +115,26 @@ describe("an isolated lab", () => {
     await expectVaultUntouched();
   });
 
+  test("work cannot pass on, as its own offer, a vchan socket it was handed", async () => {
+    // dom0 offers work a vchan; work hard-links that socket under a name offering it to vault.
+    const offer = Vchan.server({ localDomain: 0, remoteDomain: 1, port: 1702, readMin: 1024, writeMin: 1024, dir: join(lab.dir, "vchan") });
+    try {
+      const vchan = join(lab.dir, "vchan");
+      const handed = `${vchan}/shmvchan.0.1.1702.sock`;
+      const wait = `for i in $(seq 200); do [ -S ${handed} ] && break; sleep 0.05; done`;
+      const relay = await lab.run("work", ["sh", "-c", `${wait}; ln ${handed} ${vchan}/shmvchan.1.2.1703.sock && echo linked`]);
+      expect(relay.stdout).toBe("linked\n");
+      const log = join(lab.dir, "logs", "admin.log");
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && !readFileSync(log, "utf8").includes("shmvchan.1.2.1703.sock")) await Bun.sleep(50);
+      expect(readFileSync(log, "utf8")).toContain("refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own");
+      expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain("shmvchan.1.2.1703.sock");
+    } finally {
+      offer.close();
+    }
+    await expectVaultUntouched();
+  });
+
   test("work cannot connect to a vchan offered to vault, nor see another pair's sockets", async () => {
     const port = 1701;
     // dom0 offers vault a vchan; work claims to be vault and tries to take it.
