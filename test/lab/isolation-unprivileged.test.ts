@@ -2,11 +2,12 @@
 // unprivileged user namespaces exist"). As root, the test becomes `nobody` for every qrx
 // command; run unprivileged, test/lab/isolation.test.ts already is this case.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chownSync, readFileSync } from "node:fs";
+import { chownSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { QRX, type RunResult, TestLab } from "../helpers/lab.ts";
 
 const NOBODY = 65534;
+const BUN = join(import.meta.dir, "..", "..", "node_modules", ".bin", "bun");
 const root = process.getuid?.() === 0;
 const lab = new TestLab();
 
@@ -49,5 +50,29 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
 
     expect(readFileSync(join(lab.dir, "domains", "vault", "home", "secret"), "utf8")).toBe("vault-secret\n");
     expect(await qrx(["run", "work", "--", "qrexec-client-vm", "vault", "test.Add"], "20 22\n")).toMatchObject({ code: 0, stdout: "42\n" });
+  }, 30_000);
+
+  test("work cannot pass on, as its own offer, a vchan socket it was handed", async () => {
+    // Same uid everywhere, so the kernel lets work hard-link the socket dom0 offered it: the
+    // broker is what refuses to hand it on to vault.
+    const vchan = join(lab.dir, "vchan");
+    const native = join(import.meta.dir, "..", "..", "src", "native.ts");
+    const serve = [
+      `const { Vchan } = await import(${JSON.stringify(native)});`,
+      `const v = Vchan.server({ localDomain: 0, remoteDomain: 1, port: 1702, readMin: 1024, writeMin: 1024 });`,
+      "await Bun.sleep(4000); v.close();",
+    ].join("\n");
+    const offer = qrx(["run", "dom0", "--", BUN, "-e", serve]);
+    const handed = `${vchan}/shmvchan.0.1.1702.sock`;
+    const wait = `for i in $(seq 200); do [ -S ${handed} ] && break; sleep 0.05; done`;
+    const relay = await qrx(["run", "work", "--", "sh", "-c", `${wait}; ln ${handed} ${vchan}/shmvchan.1.2.1703.sock`]);
+    expect(relay).toMatchObject({ code: 0, stderr: "" });
+    const log = join(lab.dir, "logs", "admin.log");
+    const refused = "refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own";
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused)) await Bun.sleep(50);
+    expect(readFileSync(log, "utf8")).toContain(refused);
+    expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain("shmvchan.1.2.1703.sock");
+    expect((await offer).code).toBe(0);
   }, 30_000);
 });
