@@ -149,7 +149,7 @@ function addBenchSink(layout: LabLayout): void {
 
 async function startLab(layout: LabLayout): Promise<Lab> {
   addBenchSink(layout);
-  const status = await labUp(layout);
+  const status = await labUp(layout, { isolation: "none" });
   const transport = status.transport === "socket" ? "socket" : "shm";
   const envs = new Map(status.domains.map((domain) => [domain.name, domainEnv(layout, domain, transport)]));
   return {

@@ -70,7 +70,7 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
   };
   try {
     say(`bench copy: lab in ${layout.dir}`);
-    const status = await labUp(layout);
+    const status = await labUp(layout, { isolation: "none" });
     const work = status.domains.find((domain) => domain.name === "work")!;
     const env = domainEnv(layout, work, status.transport === "socket" ? "socket" : "shm");
     const source = join(layout.home("work"), "bench");

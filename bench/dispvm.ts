@@ -45,7 +45,7 @@ export async function runDispvmBench(options: { samples: number; progress: boole
   const layout = labLayout(mkdtempSync(join(tmpdir(), "qrx-bench-dispvm-")));
   const note = (text: string) => options.progress && process.stderr.write(`${text}\n`);
   try {
-    const status = await labUp(layout);
+    const status = await labUp(layout, { isolation: "none" });
     const admin = (method: string, dest: string, payload?: string) => qubesdCallText(layout.adminSocket, method, dest, { payload });
     const create: number[] = [];
     const start: number[] = [];

@@ -44,7 +44,7 @@ export class BenchLab {
         mkdirSync(layout.policyDir, { recursive: true });
         writeFileSync(join(layout.policyDir, "40-bench.policy"), spec.policy);
       }
-      return new BenchLab(layout, await labUp(layout));
+      return new BenchLab(layout, await labUp(layout, { isolation: "none" }));
     } catch (error) {
       rmSync(layout.dir, { recursive: true, force: true });
       throw error;

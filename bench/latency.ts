@@ -174,7 +174,7 @@ async function labRows(calls: number, say: Say, record: Recorder): Promise<void>
   const layout = labLayout(mkdtempSync(join(base, "qrx-bench-latency-")));
   say(`starting a default lab in ${layout.dir}; ${calls} runs per row`);
   try {
-    const status = await labUp(layout);
+    const status = await labUp(layout, { isolation: "none" });
     const transport = status.transport === "socket" ? "socket" : "shm";
     const envOf = (domain: (typeof status.domains)[number]) => domainEnv(layout, domain, transport);
     const envs = new Map(status.domains.map((domain) => [domain.name, envOf(domain)]));

@@ -123,7 +123,7 @@ export async function withSweepLab<T>(work: (env: Record<string, string>, agents
   const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
   const layout = labLayout(mkdtempSync(join(base, "qrx-sweep-")));
   try {
-    const status: LabStatus = await labUp(layout);
+    const status: LabStatus = await labUp(layout, { isolation: "none" });
     const domain = (name: string) => status.domains.find((entry) => entry.name === name)!;
     const env = domainEnv(layout, domain("work"), status.transport === "socket" ? "socket" : "shm");
     return await work(env, [domain("work").agentPid, domain("vault").agentPid]);

@@ -91,6 +91,8 @@ export const ConstantId = {
   clientRequestPrefixBytes: 44,
   eventClientRefused: 45,
   pumpMarkCount: 46,
+  domainUidBase: 47,
+  domainUidCount: 48,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -143,6 +145,11 @@ export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
 /** A client request record's payload starts with i32 fds[3], u32 argc, u32 envc. */
 export const CLIENT_REQUEST_PREFIX_BYTES = 20;
 
+/** Isolated lab domains run as host uid DOMAIN_UID_BASE + id when the lab runs as root; a vchan
+ * server accepts peers in this range (zig/constants.zig). */
+export const DOMAIN_UID_BASE = 0x5152_0000;
+export const DOMAIN_UID_COUNT = 0x1_0000;
+
 /** The value TypeScript expects for each constant id. */
 export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   abiVersion: ABI_VERSION,
@@ -191,4 +198,6 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
   eventClientRefused: PumpEventKind.ClientRefused,
   pumpMarkCount: PUMP_MARKS.length,
+  domainUidBase: DOMAIN_UID_BASE,
+  domainUidCount: DOMAIN_UID_COUNT,
 };

@@ -43,6 +43,12 @@ pub const live_waiting: u8 = 2;
 pub const handshake_magic: u32 = 0x564d4853;
 pub const handshake_version: u16 = 2;
 
+/// Host uids of isolated lab domains when the lab runs as root: domain N runs as base + N
+/// (docs/lab.md, "Isolation"). A vchan server accepts a peer in this range besides its own uid
+/// and root: under isolation, which peer can reach its socket at all is the host's decision.
+pub const domain_uid_base: u32 = 0x5152_0000;
+pub const domain_uid_count: u32 = 0x1_0000;
+
 /// A unix socket path must fit `sockaddr_un.sun_path` (108 bytes with the NUL).
 pub const socket_path_bytes_max: u32 = 107;
 

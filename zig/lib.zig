@@ -74,6 +74,8 @@ const ConstantId = enum(u32) {
     client_request_prefix_bytes,
     event_client_refused,
     pump_mark_count,
+    domain_uid_base,
+    domain_uid_count,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -169,6 +171,8 @@ export fn qrx_constant(id: u32) i32 {
         .client_request_prefix_bytes => client_host.request_record_prefix_bytes,
         .event_client_refused => @intFromEnum(pump_mod.events.Kind.client_refused),
         .pump_mark_count => pump_mod.mark_count,
+        .domain_uid_base => @bitCast(constants.domain_uid_base),
+        .domain_uid_count => @bitCast(constants.domain_uid_count),
     };
 }
 

@@ -4,6 +4,19 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 
+const ISOLATION_HELP =
+  "namespaces (each VM domain in its own Linux namespaces) or none; " +
+  "default: the lab file's \"isolation\", else namespaces";
+
+interface LabUpOptions {
+  config?: string;
+  dir?: string;
+  ask?: string;
+  allowBrokenPolicy?: boolean;
+  trace?: string;
+  isolation?: string;
+}
+
 const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
 /** Runs an action; a LabError prints `qrx: message` and exits with its code. */
@@ -30,6 +43,7 @@ Examples:
   qrx lab up
   qrx lab up --config lab.toml --dir /tmp/lab
   qrx lab up --ask 'program:jq -r .default_target'
+  qrx lab up --isolation none
 `;
 
 export function addLabCommands(program: Command): void {
@@ -57,15 +71,22 @@ Examples:
     .option("--ask <mode>", "who answers the policy's ask rules: tty (default), program:CMD or deny")
     .option("--allow-broken-policy", "come up even if the policy has errors (it then denies every call)")
     .option("--trace <file>", "its programs write a timing trace of every call to FILE (qrx trace)")
+    .option("--isolation <mode>", ISOLATION_HELP)
     .addHelpText("after", ASK_HELP)
-    .action((options: { config?: string; dir?: string; ask?: string; allowBrokenPolicy?: boolean; trace?: string }) =>
+    .action((options: LabUpOptions) =>
       guarded(async () => {
-        const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
+        const { labLayout, labUp, formatStatus, LabError } = await import("../lab/control.ts");
+        const { ISOLATION_MODES } = await import("../lab/isolation.ts");
+        const isolation = options.isolation as (typeof ISOLATION_MODES)[number] | undefined;
+        if (isolation !== undefined && !ISOLATION_MODES.includes(isolation)) {
+          throw new LabError(`--isolation must be namespaces or none, not '${options.isolation}'`, 2);
+        }
         if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         const layout = labLayout(options.dir);
         const onProgress = (message: string) => process.stderr.write(`qrx: ${message}\n`);
         const { config, ask, allowBrokenPolicy } = options;
-        const status = await labUp(layout, { config, ask, allowBrokenPolicy, onProgress });
+        const settings = { config, ask, allowBrokenPolicy, isolation, onProgress };
+        const status = await labUp(layout, settings);
         process.stdout.write(`${formatStatus(status)}\n`);
       }),
     );

@@ -7,8 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LabStatus } from "../lab/admin.ts";
-import { formatDuration, formatStatus, formatTable, labDown, labLayout, labStatus, labUp } from "../lab/control.ts";
-import { domainEnv } from "../lab/environment.ts";
+import { domainCommand, formatDuration, formatStatus, formatTable, labDown, labLayout, labStatus, labUp } from "../lab/control.ts";
 import { formatBytes } from "../filecopy/progress.ts";
 import { writeRandomFile } from "../tools/random-file.ts";
 import type { LabLayout } from "../lab/layout.ts";
@@ -41,31 +40,29 @@ async function sameContent(a: string, b: string): Promise<boolean> {
 
 class Demo {
   readonly steps: Step[] = [];
-  #transport: "shm" | "socket" = "shm";
+  /** The lab as `lab up` left it: how to enter its domains. */
+  status: LabStatus | null = null;
 
   constructor(
     readonly layout: LabLayout,
     readonly say: (text: string) => void,
   ) {}
 
-  set transport(value: string) {
-    this.#transport = value === "socket" ? "socket" : "shm";
-  }
-
   /** Starts `script` with sh in `domain`, echoing it as a prompt line. */
-  spawn(domain: string, id: number, script: string, stdin: "pipe" | "ignore" = "ignore", stderr: "pipe" | "inherit" = "pipe") {
+  spawn(domain: string, script: string, stdin: "pipe" | "ignore" = "ignore", stderr: "pipe" | "inherit" = "pipe") {
     this.say(`\n  ${domain}$ ${script}`);
-    return Bun.spawn(["sh", "-c", script], {
-      env: domainEnv(this.layout, { name: domain, id }, this.#transport),
+    const command = domainCommand(this.layout, this.status!, domain, ["sh", "-c", script]);
+    return Bun.spawn(command.argv, {
+      env: command.env,
       stdin,
       stdout: "pipe",
       stderr,
     });
   }
 
-  async run(domain: string, id: number, script: string): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  async run(domain: string, script: string): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
     const started = performance.now();
-    const child = this.spawn(domain, id, script);
+    const child = this.spawn(domain, script);
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     for (const line of `${stdout}${stderr}`.trimEnd().split("\n")) if (line !== "") this.say(`  ${line}`);
     this.say(`  (exit status ${code})`);
@@ -76,12 +73,6 @@ class Demo {
     this.steps.push(step);
     if (!step.ok) this.say(`  FAILED: expected ${step.expected}, saw ${step.seen}`);
   }
-}
-
-function idOf(status: LabStatus, name: string): number {
-  const domain = status.domains.find((candidate) => candidate.name === name);
-  if (!domain) throw new Error(`the lab has no domain ${name}`);
-  return domain.id;
 }
 
 export async function runLabDemo(options: { bytes: number; dir?: string; say?: (text: string) => void }): Promise<number> {
@@ -97,17 +88,15 @@ export async function runLabDemo(options: { bytes: number; dir?: string; say?: (
     say("Each domain is an agent process, each has a daemon in dom0, and calls flow over shared-memory vchans.\n");
     let status = await labUp(layout);
     up = true;
-    demo.transport = status.transport;
+    demo.status = status;
     say(formatStatus(status));
-    const work = idOf(status, "work");
 
     say("\n1. A service call: test.Add in vault adds the two numbers work sends (policy: allow).");
-    const add = await demo.run("work", work, "echo 11 22 | qrexec-client-vm vault test.Add");
+    const add = await demo.run("work", "echo 11 22 | qrexec-client-vm vault test.Add");
     demo.record({ what: "work -> vault test.Add 11 22", expected: "33, exit 0", seen: `${add.stdout.trim() || "nothing"}, exit ${add.code}`, ms: add.ms, ok: add.code === 0 && add.stdout.trim() === "33" });
 
     say("\n2. A call the policy denies: vault may not call test.Add in work (the catch-all deny rule).");
-    const vault = idOf(status, "vault");
-    const deny = await demo.run("vault", vault, "echo 1 2 | qrexec-client-vm work test.Add");
+    const deny = await demo.run("vault", "echo 1 2 | qrexec-client-vm work test.Add");
     demo.record({
       what: "vault -> work test.Add (denied)",
       expected: "Request refused, exit 126",
@@ -118,7 +107,7 @@ export async function runLabDemo(options: { bytes: number; dir?: string; say?: (
 
     say("\n3. A DisposableVM: $dispvm means a fresh copy of default-dvm, created for this call and destroyed after it.");
     const dispStarted = performance.now();
-    const dispCall = demo.spawn("work", work, "qrexec-client-vm '$dispvm' test.Add", "pipe");
+    const dispCall = demo.spawn("work", "qrexec-client-vm '$dispvm' test.Add", "pipe");
     // The call stays open until work sends its numbers, so the DisposableVM can be seen running.
     let dispvm: string | null = null;
     const deadline = Date.now() + 10_000;
@@ -157,7 +146,7 @@ export async function runLabDemo(options: { bytes: number; dir?: string; say?: (
     // On a terminal qfile-agent draws its progress there itself; otherwise it prints lines,
     // passed through as they come.
     const live = process.stderr.isTTY === true && options.say === undefined;
-    const copy = demo.spawn("work", work, "cd ~ && qvm-copy --with-progress big.bin", "ignore", live ? "inherit" : "pipe");
+    const copy = demo.spawn("work", "cd ~ && qvm-copy --with-progress big.bin", "ignore", live ? "inherit" : "pipe");
     const [copyOut, copyErr, copyCode] = await Promise.all([
       new Response(copy.stdout).text(),
       live ? Promise.resolve("") : relay(copy.stderr as ReadableStream<Uint8Array>, (text) => say(text.trimEnd().replace(/^/gm, "  "))),

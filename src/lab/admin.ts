@@ -13,6 +13,7 @@ import type { LabConfig, ServiceFile } from "./config.ts";
 import { BIN_DIR, domainEnv } from "./environment.ts";
 import type { LabLayout } from "./layout.ts";
 import { DispvmPool } from "./preload.ts";
+import { Isolator } from "./isolator.ts";
 import { Registry, type DomainRecord } from "./registry.ts";
 import { Supervised } from "./supervisor.ts";
 
@@ -40,12 +41,15 @@ export interface DomainStatus {
   restarts: number;
   /** A preloaded DispVM no call has taken yet. */
   preloaded: boolean;
+  /** "namespaces" or "none"; dom0 is always "host". */
+  isolation: string;
 }
 
 export interface LabStatus {
   dir: string;
   config: string;
   transport: string;
+  isolation: string;
   adminPid: number;
   policyPid: number | null;
   startedAt: number;
@@ -68,6 +72,7 @@ function describe(error: unknown): string {
 
 export class LabAdmin {
   readonly registry: Registry;
+  readonly #isolator: Isolator;
   readonly #running = new Map<string, Running>();
   /** Start or kill in progress, per domain: the next one waits for it. */
   readonly #busy = new Map<string, Promise<void>>();
@@ -97,6 +102,8 @@ export class LabAdmin {
       stopping: () => this.#shuttingDown !== null,
       log: this.log,
     });
+    // Labs brought up before isolation existed have no such key: they ran unisolated.
+    this.#isolator = new Isolator(layout, config.isolation ?? "none", log);
   }
 
   // ---------------------------------------------------------------- bring-up
@@ -105,6 +112,7 @@ export class LabAdmin {
     this.#prepareDirs();
     this.#listen();
     this.#startPolicy();
+    await this.#isolator.warm(domainEnv(this.layout, { name: "dom0", id: 0 }, this.config.transport));
     const initial = this.registry.all().filter((record) => record.id !== 0 && record.autostartAtUp);
     await Promise.all(initial.map((record) => this.start(record)));
     this.#ready = true;
@@ -128,6 +136,7 @@ export class LabAdmin {
     for (const domain of this.config.domains) this.#prepareDomain(domain.name, domain.services);
     mkdirSync(layout.policyDir, { recursive: true });
     if (this.config.policy !== null) writeFileSync(join(layout.policyDir, "50-lab.policy"), this.config.policy);
+    this.#isolator.prepare();
   }
 
   #prepareDomain(name: string, services: ServiceFile[]): void {
@@ -186,11 +195,12 @@ export class LabAdmin {
       const { layout } = this;
       this.#removeSockets(record);
       rmSync(layout.statsFile(record.name), { force: true }); // counts are per run
-      const env = domainEnv(layout, record, this.config.transport);
+      const env = this.#isolator.domainEnv(domainEnv(layout, record, this.config.transport));
+      const agentArgv = [join(BIN_DIR, "qrexec-agent"), `--agent-socket=${layout.agentSocket(record.name)}`];
       const agent = new Supervised(
         {
           label: `agent of ${record.name}`,
-          argv: [join(BIN_DIR, "qrexec-agent"), `--agent-socket=${layout.agentSocket(record.name)}`],
+          argv: this.#isolator.starting(record, agentArgv),
           env,
           cwd: layout.home(record.name),
           logFile: layout.log(`${record.name}.agent`),
@@ -272,7 +282,9 @@ export class LabAdmin {
   async #stopProcesses(record: DomainRecord): Promise<void> {
     const running = this.#running.get(record.name);
     this.#running.delete(record.name);
+    if (running) this.#isolator.stopping(running.agent.pid);
     if (running) await Promise.all([running.daemon.stop(), running.agent.stop()]);
+    this.#isolator.stopped(record);
     this.#removeSockets(record);
   }
 
@@ -330,6 +342,7 @@ export class LabAdmin {
       dir: this.layout.dir,
       config: this.config.file,
       transport: this.config.transport,
+      isolation: this.#isolator.mode,
       adminPid: process.pid,
       policyPid: this.#policy?.pid ?? null,
       startedAt: this.#startedAt,
@@ -350,6 +363,7 @@ export class LabAdmin {
           calls: record.id === 0 ? toDom0 : counts.get(record.name)!.served,
           restarts: (running?.agent.restarts ?? 0) + (running?.daemon.restarts ?? 0),
           preloaded: record.preloaded === true,
+          isolation: record.id === 0 ? "host" : this.#isolator.mode,
         };
       }),
     };
@@ -428,6 +442,7 @@ export class LabAdmin {
       await Promise.all(domains.map((record) => this.kill(record).catch((error: unknown) => this.log(`stopping ${record.name}: ${describe(error)}`))));
       await this.#policy?.stop();
       this.#listener?.stop(true);
+      this.#isolator.close();
       const { layout } = this;
       for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
       for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });

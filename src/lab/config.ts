@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { KeyLines, type Section } from "./config-lines.ts";
+import { ISOLATION_MODES, type IsolationMode } from "./isolation.ts";
 
 export const DEFAULT_LAB_FILE = join(import.meta.dir, "default-lab.toml");
 export const BUILTIN_SERVICES_DIR = join(import.meta.dir, "services");
@@ -60,6 +61,8 @@ export function askModeProblem(ask: string): string | null {
   if (ask === "tty" || ask === "deny") return null;
   if (ask.startsWith("program:") && ask.slice("program:".length).trim() !== "") return null;
   return `ask must be ${LAB_ASK_HELP}; not "${ask}"`;
+  /** Each VM domain in its own namespaces (the default), or a process on the host as dom0. */
+  isolation: IsolationMode;
 }
 
 export class LabConfigError extends Error {
@@ -71,7 +74,7 @@ const NAME = /^[a-zA-Z][a-zA-Z0-9_.-]{0,30}$/;
 const TAG = /^[a-zA-Z0-9_-]{1,64}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SERVICE_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
-const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "ask", "dom0", "domain"]);
+const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "ask", "isolation", "dom0", "domain"]);
 const DOMAIN_KEYS = new Set([
   "name",
   "type",
@@ -210,6 +213,10 @@ function topLevel(check: Checker, data: Record<string, unknown>): LabConfig {
     check.problem("top", "transport", `transport must be "shm" or "socket", not "${transport}"`);
     transport = "shm";
   }
+  const isolation = check.str("top", "isolation", data.isolation, "isolation") ?? "namespaces";
+  if (!(ISOLATION_MODES as readonly string[]).includes(isolation)) {
+    check.problem("top", "isolation", `isolation must be "namespaces" or "none", not "${isolation}"`);
+  }
   const ask = check.str("top", "ask", data.ask, "ask") ?? "tty";
   const askProblem = askModeProblem(ask);
   if (askProblem !== null) check.problem("top", "ask", askProblem);
@@ -230,6 +237,7 @@ function topLevel(check: Checker, data: Record<string, unknown>): LabConfig {
     policy: check.str("top", "policy", data.policy, "policy") ?? null,
     transport: transport as "shm" | "socket",
     ask,
+    isolation: isolation as IsolationMode,
   };
 }
 

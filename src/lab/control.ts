@@ -11,6 +11,7 @@ import { AskWatcher } from "./ask-prompt.ts";
 import { PolicyLogReader } from "./policy-notes.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
+import { domainProcesses, enterArgv, type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
 import { LabLayout } from "./layout.ts";
 
 const ADMIN_PROGRAM = join(import.meta.dir, "..", "cli", "qrx-admin.ts");
@@ -85,7 +86,9 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
     process.kill(-pid, "SIGKILL");
   } catch {}
   for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-  for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });
+  for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir, isolationDir(layout)]) {
+    rmSync(dir, { recursive: true, force: true });
+  }
   return true;
 }
 
@@ -103,6 +106,8 @@ export interface UpOptions {
   ask?: string;
   /** --allow-broken-policy: come up with a policy that has errors (it denies every call). */
   allowBrokenPolicy?: boolean;
+  /** Overrides the lab file's `isolation`. */
+  isolation?: IsolationMode;
   onProgress?: (message: string) => void;
 }
 
@@ -154,8 +159,10 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     if (problem !== null) throw new LabError(`--ask: ${problem}`, 2);
     config.ask = options.ask;
   }
+  if (options.isolation !== undefined) config.isolation = options.isolation;
   await checkPolicy(layout, config, options);
   mkdirSync(layout.logDir, { recursive: true });
+  checkIsolation(layout, config);
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
   const logPath = layout.log("admin");
   const log = openSync(logPath, "a");
@@ -182,6 +189,17 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
       if (status.ready) return status;
     } catch {}
   }
+}
+
+/** Isolation the lab asks for and this machine cannot give is an error, never a silent fallback. */
+function checkIsolation(layout: LabLayout, config: LabConfig): void {
+  if (config.isolation === "none") return;
+  const off = `--isolation none (or isolation = "none" in the lab file) runs the domains unisolated`;
+  if (config.transport === "socket") {
+    throw new LabError(`transport "socket" cannot be isolated: upstream's vchan-socket lets any process that can reach a socket claim any domain id; use transport = "shm", or ${off}`);
+  }
+  const missing = probeIsolation(layout);
+  if (missing !== null) throw new LabError(`cannot isolate the lab's domains: ${missing}; ${off}`);
 }
 
 export async function labDown(layout: LabLayout): Promise<void> {
@@ -222,7 +240,7 @@ export function formatTable(header: string[], rows: string[][]): string {
 
 export function formatStatus(status: LabStatus, now = Date.now()): string {
   const head = [
-    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}`,
+    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}, isolation ${status.isolation ?? "none"}`,
     `config ${status.config}`,
     `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, DisposableVMs created: ${status.disposablesCreated}`,
     "",
@@ -237,8 +255,9 @@ export function formatStatus(status: LabStatus, now = Date.now()): string {
     domain.runningSince > 0 && domain.state === "Running" ? formatDuration(now - domain.runningSince) : "-",
     String(domain.calls),
     String(domain.restarts),
+    domain.isolation ?? "none",
   ]);
-  return head.join("\n") + formatTable(["DOMAIN", "ID", "TYPE", "STATE", "AGENT", "DAEMON", "UPTIME", "CALLS", "RESTARTS"], rows);
+  return head.join("\n") + formatTable(["DOMAIN", "ID", "TYPE", "STATE", "AGENT", "DAEMON", "UPTIME", "CALLS", "RESTARTS", "ISOLATION"], rows);
 }
 
 // ---------------------------------------------------------------- logs
@@ -295,6 +314,29 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
 
 // ---------------------------------------------------------------- running as a domain
 
+/** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
+function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus["domains"][number], argv: string[], env: Record<string, string>): string[] {
+  if (record.isolation !== "namespaces") return argv;
+  // As unisolated: the domain's PATH names the same system and project directories it sees.
+  if (argv[0] !== undefined && !argv[0].includes("/") && Bun.which(argv[0], { PATH: env.PATH ?? "" }) === null) {
+    throw new LabError(`cannot run ${argv[0]}: command not found`, 127);
+  }
+  const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
+  if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
+  env.TMPDIR = "/tmp";
+  env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;
+  return enterArgv(target, record.id, argv);
+}
+
+/** How to start `argv` as a process of `domain` in a running lab: the command line (entering its
+ * namespaces when it is isolated) and its environment. */
+export function domainCommand(layout: LabLayout, status: LabStatus, domain: string, argv: string[]): { argv: string[]; env: Record<string, string> } {
+  const record = status.domains.find((candidate) => candidate.name === domain);
+  if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
+  const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  return { argv: isolatedCommand(layout, status, record, argv, env), env };
+}
+
 /**
  * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
  * Resolves with the command's exit status (128+signal when a signal ended it).
@@ -305,7 +347,7 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
   if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
-  const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  const command = domainCommand(layout, status, domain, argv);
   // Where the policy log and the questions stand before the command can make a call (a call is
   // refused or asked about in milliseconds, before the lines after the spawn run).
   const policyLog = new PolicyLogReader(layout.log("policy"));
@@ -313,7 +355,7 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   asks.start();
   let child;
   try {
-    child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
+    child = Bun.spawn(command.argv, { env: command.env, stdio: ["inherit", "inherit", "inherit"] });
   } catch (error) {
     asks.stop();
     const code = (error as { code?: string }).code;

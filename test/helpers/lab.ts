@@ -58,8 +58,9 @@ export class TestLab {
     return file;
   }
 
-  async up(config?: string): Promise<void> {
-    const result = await this.qrx(["lab", "up", ...(config ? ["--config", config] : [])]);
+  /** Unisolated unless asked: most tests reach into domains' files from the host (test/lab/isolation.test.ts is the isolated lab's). */
+  async up(config?: string, isolation: "namespaces" | "none" = "none"): Promise<void> {
+    const result = await this.qrx(["lab", "up", "--isolation", isolation, ...(config ? ["--config", config] : [])]);
     if (result.code !== 0) throw new Error(`qrx lab up failed (${result.code}):\n${result.stdout}${result.stderr}`);
   }
 

@@ -68,7 +68,7 @@ services = ["test.Echo", "./my.Service"]
 
   test("every mistake is named with the file", () => {
     expect(problem("[[domain]\nname=")).toStartWith(`${FILE}:1: not valid TOML`);
-    expect(problem("colour = 1")).toBe(`${FILE}:1: unknown key 'colour' (known: default_dispvm, policy, transport, ask, dom0, domain)`);
+    expect(problem("colour = 1")).toBe(`${FILE}:1: unknown key 'colour' (known: default_dispvm, policy, transport, ask, isolation, dom0, domain)`);
     expect(problem('[[domain]]\nname = "work"\nram = 4')).toContain("domain #1: unknown key 'ram'");
     expect(problem("[[domain]]\ntype = \"AppVM\"")).toContain("domain #1: name must be a string");
     expect(problem('[[domain]]\nname = "9lives"')).toContain("domain '9lives': a name starts with a letter");
@@ -124,6 +124,13 @@ services = ["test.Echo", "./my.Service"]
     );
     expect(parseLabConfig('ask = "program:jq -r .default_target"', FILE).ask).toBe("program:jq -r .default_target");
     expect(parseLabConfig("", FILE).ask).toBe("tty");
+  });
+
+  test("isolation: namespaces unless the file says none; anything else is named", () => {
+    expect(loadLabConfig().isolation).toBe("namespaces");
+    expect(parseLabConfig('isolation = "none"\n', FILE).isolation).toBe("none");
+    expect(problem('isolation = "vm"\n')).toBe(`${FILE}:1: isolation must be "namespaces" or "none", not "vm"`);
+    expect(problem("isolation = true\n")).toBe(`${FILE}:1: isolation must be a string`);
   });
 
   test("a missing file is reported, not thrown raw", () => {

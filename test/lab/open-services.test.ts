@@ -17,7 +17,7 @@ describe("open and date services", () => {
       `[ -f "$1" ] && grep -q draft "$1" && sed -i s/draft/final/ "$1"\nexit 0\n`;
     writeFileSync(opener, script, { mode: 0o755 });
     // The ask rules for OpenInVM/OpenURL to a named VM are answered "vault".
-    const up = await lab.qrx(["lab", "up", "--ask", "program:echo vault"], { env: { QRX_OPEN_PROGRAM: opener } });
+    const up = await lab.qrx(["lab", "up", "--isolation", "none", "--ask", "program:echo vault"], { env: { QRX_OPEN_PROGRAM: opener } });
     if (up.code !== 0) throw new Error(up.stderr);
   }, 30_000);
   afterAll(() => lab.remove());

@@ -12,7 +12,7 @@ beforeAll(async () => {
   lab = new TestLab();
   file = join(lab.root.path, "trace.jsonl");
   // The lab's programs trace through `lab up --trace`, the client through `run --trace`.
-  const up = await lab.qrx(["lab", "up", "--trace", file]);
+  const up = await lab.qrx(["lab", "up", "--isolation", "none", "--trace", file]);
   if (up.code !== 0) throw new Error(`qrx lab up failed: ${up.stderr}`);
   const vmToVm = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n");
   expect(vmToVm).toMatchObject({ code: 0, stdout: "33\n" });

@@ -268,6 +268,12 @@ pub const Vchan = struct {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
         };
+        // Who may connect is decided by who can reach the name (and the peer uid check in
+        // `server_accept`), not by the umask: under isolation the client is another uid.
+        _ = sys.check(linux.fchmodat(linux.AT.FDCWD, staging, 0o666, 0), "chmod") catch {
+            _ = linux.unlink(staging);
+            return error.Fail;
+        };
         _ = sys.check(linux.listen(self.listener, 4), "listen") catch {
             _ = linux.unlink(staging);
             return error.Fail;
@@ -428,6 +434,14 @@ pub const Vchan = struct {
 
     // ---------------------------------------------------------------- rendezvous
 
+    /// Xen checks this with xenstore permissions. Here: our own user, root, or an isolated lab
+    /// domain's uid; under isolation only the host decides who can reach the socket at all (the
+    /// lab's broker links a server's socket into its one peer's directory, src/lab/broker.ts).
+    fn peer_uid_allowed(uid: u32) bool {
+        if (uid == linux.getuid() or uid == 0) return true;
+        return uid -% constants.domain_uid_base < constants.domain_uid_count;
+    }
+
     fn server_accept(self: *Vchan) Fail!void {
         assert(self.role == .server);
         const rc = linux.accept4(self.listener, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
@@ -436,9 +450,8 @@ pub const Vchan = struct {
         var credentials: sys.Ucred = undefined;
         var length: linux.socklen_t = @sizeOf(sys.Ucred);
         if (linux.E.init(linux.getsockopt(connection, linux.SOL.SOCKET, sys.SO_PEERCRED, @ptrCast(&credentials), &length)) != .SUCCESS or
-            (credentials.uid != linux.getuid() and credentials.uid != 0))
+            !peer_uid_allowed(credentials.uid))
         {
-            // Xen checks this with xenstore permissions; here only our own user (or root) may map us.
             sys.close(connection);
             return;
         }
