@@ -5,7 +5,6 @@
 import { dlopen, FFIType, JSCallback } from "bun:ffi";
 import { closeSync, existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { join } from "node:path";
 import {
   ABI_VERSION,
   CLIENT_REQUEST_PREFIX_BYTES,
@@ -23,6 +22,7 @@ import {
   type VchanBackendName,
   VchanState,
 } from "./constants.ts";
+import { defaultNativeLibraryPath } from "./install-paths.ts";
 import { defaultVchanDir, vchanBackend } from "./paths.ts";
 
 const { i32, u32, ptr } = FFIType;
@@ -81,7 +81,7 @@ const symbols = {
 } as const;
 
 export function nativeLibraryPath(): string {
-  return process.env.QRX_NATIVE_LIB || join(import.meta.dir, "..", "zig-out", "lib", "libqrx.so");
+  return process.env.QRX_NATIVE_LIB || defaultNativeLibraryPath();
 }
 
 function load() {

@@ -13,6 +13,21 @@ import { packStream } from "../native.ts";
 const PROGRAM = "qfile-agent";
 const GUI_INTERVAL_MS = 100;
 
+const USAGE = `Usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...`;
+const HELP = `the sending side of qubes.Filecopy, run by qrexec-client-vm as its local program:
+the stream goes out on stdout, the receiver's one result comes back on stdin
+
+Options:
+  --ignore-symlinks  skip symbolic links instead of sending them
+  -h, --help         display this help
+
+Environment:
+  PROGRESS_TYPE          console (with FILECOPY_TOTAL_BYTES), gui (byte counts on SAVED_FD_1)
+                         or none
+`;
+// Declared before the first fatal() (argument errors) can reach it.
+let progress: Progress | null = null;
+
 function fatal(message: string): never {
   progress?.clear();
   process.stderr.write(`${PROGRAM}: Fatal error: ${message}\n`);
@@ -26,6 +41,10 @@ let options = true;
 for (const arg of args) {
   if (options && arg === "--") options = false;
   else if (options && arg === "--ignore-symlinks") ignoreSymlinks = true;
+  else if (options && (arg === "-h" || arg === "--help")) {
+    process.stdout.write(`${USAGE}\n\n${HELP}`);
+    process.exit(0);
+  }
   else if (options && arg.startsWith("-") && arg !== "-") fatal(`unknown option ${arg} (usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...)`);
   else paths.push(arg);
 }
@@ -34,7 +53,6 @@ if (paths.some((path) => path === "")) fatal("an empty file name was given");
 
 const progressType = process.env.PROGRESS_TYPE ?? "none";
 const totalText = process.env.FILECOPY_TOTAL_BYTES;
-let progress: Progress | null = null;
 if (progressType === "console") {
   const total = totalText !== undefined && /^\d+$/.test(totalText) ? Number(totalText) : null;
   progress = new Progress({ total, terminal: isatty(2), write: (text) => process.stderr.write(text) });

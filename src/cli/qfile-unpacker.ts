@@ -15,6 +15,16 @@ import { unpackStream } from "../native.ts";
 const PROGRAM = "qfile-unpacker";
 const USAGE = `usage: ${PROGRAM} [--allow-all-names|--no-allow-all-names] [-v|--verbose] [UID [DIR]]`;
 
+const HELP = `the receiving side of qubes.Filecopy: unpacks the stream on stdin into DIR
+(default ~/QubesIncoming/$QREXEC_REMOTE_DOMAIN) and answers on stdout
+
+Options:
+  --allow-all-names     accept any file name that is safe for the file system
+  --no-allow-all-names  accept only names safe for display (the default)
+  -v, --verbose         print each received name on stderr
+  -h, --help            display this help
+`;
+
 function die(message: string): never {
   process.stderr.write(`${PROGRAM}: ${message}\n`);
   process.exit(1);
@@ -24,7 +34,10 @@ let allowAllNames = false;
 let verbose = false;
 const positional: string[] = [];
 for (const arg of process.argv.slice(2)) {
-  if (arg === "--allow-all-names") allowAllNames = true;
+  if (arg === "-h" || arg === "--help") {
+    process.stdout.write(`${USAGE.replace("usage:", "Usage:")}\n\n${HELP}`);
+    process.exit(0);
+  } else if (arg === "--allow-all-names") allowAllNames = true;
   else if (arg === "--no-allow-all-names") allowAllNames = false;
   else if (arg === "-v" || arg === "--verbose") verbose = true;
   else if (arg === "--allow-unsafe-symlinks" || arg === "--no-allow-unsafe-symlinks") die(`${arg} is not supported (qubes.Filecopy never uses it)`);

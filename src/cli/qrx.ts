@@ -18,7 +18,10 @@ function parseSizeList(text: string): number[] {
 const program = new Command("qrx")
   .description("qrexec for one Linux host: domains as processes, vchans in shared memory")
   .showHelpAfterError()
-  .enablePositionalOptions();
+  .enablePositionalOptions()
+  // Handled before parsing (below): the ABI version needs an await that commander's option
+  // events cannot give.
+  .option("-V, --version", "print qrx's version and its native library's ABI version");
 
 const bench = program.command("bench").description("measure qrx against a baseline in the same run");
 
@@ -132,4 +135,9 @@ addLabCommands(program);
 addConformanceCommand(program);
 addPolicyCommands(program, bench);
 
-await program.parseAsync(process.argv);
+if (process.argv[2] === "-V" || process.argv[2] === "--version") {
+  const { versionText } = await import("./version.ts");
+  console.log(await versionText());
+} else {
+  await program.parseAsync(process.argv);
+}
