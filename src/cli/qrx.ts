@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
+import { addToolCommands } from "./tool-commands.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
@@ -134,6 +135,7 @@ program
 addLabCommands(program);
 addConformanceCommand(program);
 addPolicyCommands(program, bench);
+addToolCommands(program);
 
 if (process.argv[2] === "-V" || process.argv[2] === "--version") {
   const { versionText } = await import("./version.ts");
