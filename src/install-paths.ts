@@ -31,6 +31,7 @@ export const INTERNAL_ENTRIES = {
   "qrx-vchan-peer": "src/tools/vchan-peer.ts",
   "qrx-baseline-peer": "bench/baseline-peer.ts",
   "qrexec-daemon": "src/cli/qrexec-daemon.ts",
+  "qrx-noop": "src/cli/noop.ts",
 } as const;
 
 export type InternalEntry = keyof typeof INTERNAL_ENTRIES;

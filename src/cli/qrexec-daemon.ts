@@ -9,6 +9,7 @@ import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/co
 import { localServiceContext } from "../services/start.ts";
 import { defaultStateDir } from "../paths.ts";
 import { die, logger } from "./common.ts";
+import { entryCommand } from "../install-paths.ts";
 
 const PROGRAM = "qrexec-daemon";
 const DEFAULT_POLICY_PROGRAM = "/usr/lib/qubes/qrexec-policy-exec";
@@ -77,9 +78,10 @@ else await runDaemon();
 async function runInBackground(): Promise<never> {
   const logPath = openLog();
   const log = openSync(logPath, "a");
-  const argv = [process.execPath, import.meta.path, "--direct", ...process.argv.slice(2)];
+  const { cmd, argv0 } = entryCommand("qrexec-daemon", ["--direct", ...process.argv.slice(2)]);
   const env = { ...process.env, [NOTIFY_VARIABLE]: "1" };
-  const child = Bun.spawn(argv, { stdio: ["ignore", noWait ? "ignore" : "pipe", log], detached: true, env });
+  const stdio = ["ignore", noWait ? "ignore" : "pipe", log] as const;
+  const child = Bun.spawn(cmd, { argv0, stdio: [...stdio], detached: true, env });
   child.unref();
   if (noWait) process.exit(0);
   if (!options.quiet) process.stderr.write("Waiting for VM's qrexec agent.");

@@ -8,8 +8,9 @@ import { rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { isatty } from "node:tty";
 import { checkTree, normalizeSource } from "../filecopy/tree-check.ts";
+import { BIN_DIR } from "../install-paths.ts";
 
-const BIN = join(import.meta.dir, "..", "..", "bin");
+const BIN = BIN_DIR;
 const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.ts$/, "");
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
