@@ -1,4 +1,6 @@
 // What every qrexec program shares: its log line format, the own-domain id, fatal exits.
+import type { Command } from "commander";
+import { createLogger, type Logger, setLogLevel } from "../log.ts";
 
 /** Our domain id: VCHAN_DOMAIN, as upstream's socket vchan reads it (default 0, dom0). */
 export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
@@ -10,12 +12,15 @@ export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
   return domain;
 }
 
-/** A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file). */
-export function logger(program: string): (message: string) => void {
+/**
+ * A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file), at the
+ * level of src/log.ts: a plain call is info, `.debug` and `.warn` say otherwise.
+ */
+export function logger(program: string): Logger {
   const prefix = `${program}[${process.pid}]: `;
-  return (message: string) => {
+  return createLogger((message: string) => {
     process.stderr.write(`${new Date().toISOString()} ${prefix}${message}\n`);
-  };
+  });
 }
 
 /** Prints `program: message` and exits with `code`. */
@@ -34,4 +39,17 @@ export function requireStdio(program: string, code: number): void {
       die(program, `file descriptor ${fd} is not open`, code);
     }
   }
+}
+
+/**
+ * -v/--verbose and --quiet (src/log.ts), applied as they are parsed (the later one wins).
+ * `quiet`: false where the program has a --quiet of its own (qrexec-daemon's), which then sets
+ * the level too.
+ */
+export function addLogOptions<T extends Command>(command: T, quiet = true): T {
+  command.option("-v, --verbose", "log more: what each step decided (QRX_LOG=debug)");
+  if (quiet) command.option("--quiet", "log only warnings and errors (QRX_LOG=warn)");
+  command.on("option:verbose", () => setLogLevel("debug"));
+  command.on("option:quiet", () => setLogLevel("warn"));
+  return command;
 }

@@ -7,7 +7,8 @@ import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/co
 import { defaultConfigPath } from "../services/config.ts";
 import { defaultServicePath } from "../services/lookup.ts";
 import { configure, watchSigusr1 } from "../native.ts";
-import { die, logger, ownDomain, requireStdio } from "./common.ts";
+import { vchanBackend } from "../paths.ts";
+import { addLogOptions, die, logger, ownDomain, requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-agent";
 
@@ -40,6 +41,7 @@ Examples:
 `,
   );
 
+addLogOptions(program);
 program.parse(process.argv);
 const options = program.opts<{ agentSocket: string; peerProfile: string }>();
 requireStdio(PROGRAM, 125);
@@ -71,6 +73,8 @@ try {
 }
 const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
 log(`serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`);
+
+log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
 
 // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
 watchSigusr1("by-child");

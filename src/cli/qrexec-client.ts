@@ -5,7 +5,7 @@ import { connectAllowed, isDom0, runDom0Service, runVmCommand, type ClientCall }
 import { DEFAULT_DAEMON_SOCKET_DIR } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { localServiceContext } from "../services/start.ts";
-import { logger, requireStdio } from "./common.ts";
+import { addLogOptions, logger, requireStdio } from "./common.ts";
 
 const PROGRAM = "qrexec-client";
 
@@ -48,6 +48,7 @@ function usage(code: number): never {
   process.exit(code);
 }
 
+addLogOptions(program);
 try {
   program.parse(process.argv);
 } catch (error) {
@@ -100,6 +101,7 @@ const call: ClientCall = {
   useStdinSocket: options.useStdinSocket === true,
   services: localServiceContext({ captureStderr: false, log }),
 };
+log.debug(`call: -d ${call.target} ${JSON.stringify(command)} through ${call.socketDir}`);
 
 try {
   if (options.c !== undefined) {
@@ -145,6 +147,6 @@ async function killTarget(target: string): Promise<void> {
   try {
     await adminServiceAt(process.env.QRX_QUBESD_SOCKET || DEFAULT_QUBESD_SOCKET).kill(target);
   } catch (error) {
-    log(`-k: cannot kill ${target}: ${error instanceof Error ? error.message : String(error)}`);
+    log.warn(`-k: cannot kill ${target}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }

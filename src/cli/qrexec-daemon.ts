@@ -8,7 +8,7 @@ import { DEFAULT_QUBESD_SOCKET } from "../admin/qubesd.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
 import { localServiceContext } from "../services/start.ts";
 import { defaultStateDir } from "../paths.ts";
-import { die, logger } from "./common.ts";
+import { addLogOptions, die, logger } from "./common.ts";
 import { entryCommand } from "../install-paths.ts";
 
 const PROGRAM = "qrexec-daemon";
@@ -29,7 +29,7 @@ const program = new Command(PROGRAM)
   .argument("<domid>", "the VM's domain id (> 0)", parseDomain)
   .argument("<name>", "the VM's name")
   .argument("[default_user]", "user for DEFAULT: commands", "user")
-  .option("-q, --quiet", "do not print progress while waiting for the agent")
+  .option("-q, --quiet", "do not print progress while waiting for the agent; log only warnings")
   .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
   .option("-p, --policy-program <path>", "policy evaluator run when the policy socket fails", DEFAULT_POLICY_PROGRAM)
   .option("--policy-socket <path>", "policy daemon socket (qrx extension)", process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET)
@@ -54,6 +54,7 @@ Example:
 `,
   );
 
+addLogOptions(program, false);
 program.parse(process.argv);
 const [domain, name, defaultUser] = program.processedArgs as [number, string, string];
 const options = program.opts<{
@@ -128,6 +129,7 @@ function openLog(): string {
 async function runDaemon(): Promise<void> {
   const log = logger(`${PROGRAM}.${name}`);
   mkdirSync(options.socketDir, { recursive: true });
+  log.debug(`sockets in ${options.socketDir}; policy from ${options.policySocket || "(no socket)"}, else ${options.policyProgram}`);
   const daemon = new Daemon({
     domain,
     name,
@@ -154,7 +156,7 @@ async function runDaemon(): Promise<void> {
     log(`connected to the agent of ${name} (domain ${domain}), protocol ${version}`);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    log(`cannot connect to the agent of ${name}: ${message}`);
+    log.warn(`cannot connect to the agent of ${name}: ${message}`);
     process.exit((error as { code?: string }).code === "ETIMEDOUT" ? 3 : 1);
   }
   // The parent waits for this line on our stdout (a pipe) before it exits 0.

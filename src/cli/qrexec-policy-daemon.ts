@@ -8,7 +8,7 @@ import { chooseAsker } from "../policy/ask.ts";
 import { PolicyDaemon } from "../policy/daemon.ts";
 import { PolicyStore } from "../policy/store.ts";
 import { DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
-import { logger } from "./common.ts";
+import { addLogOptions, logger } from "./common.ts";
 import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
 
 const PROGRAM = "qrexec-policy-daemon";
@@ -40,13 +40,14 @@ Examples:
 `,
   );
 
+addLogOptions(program);
 program.parse(process.argv);
 const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
 const log = logger(PROGRAM);
 
 const source = policySourceFrom(options);
 if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
-else if (source.domainsFile === null) log("no --domains file: only dom0 is known, so calls from VMs are denied");
+else if (source.domainsFile === null) log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
 const store = new PolicyStore(source, { log, debounceMs: options.debounce });
 const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
 log(`ask rules are answered by ${asker.description}`);
@@ -56,7 +57,7 @@ const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log,
 try {
   daemon.start();
 } catch (error) {
-  log(`cannot listen on ${options.socket}: ${error instanceof Error ? error.message : String(error)}`);
+  log.warn(`cannot listen on ${options.socket}: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 }
 store.watch();

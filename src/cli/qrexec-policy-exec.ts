@@ -9,7 +9,7 @@ import { answerQuery, type Answered } from "../policy/answer.ts";
 import { chooseAsker } from "../policy/ask.ts";
 import { connectLegacyCall, legacyClientArgs, type LegacyCall } from "../policy/legacy-exec.ts";
 import { describeLoad, factsFor, loadSnapshot } from "../policy/store.ts";
-import { logger } from "./common.ts";
+import { addLogOptions, logger } from "./common.ts";
 import {
   addPolicySourceOptions,
   askProgramFrom,
@@ -55,6 +55,7 @@ Examples:
     (options for the program then come from QRX_DOMAINS and the default policy directories)
 `,
   );
+addLogOptions(program);
 program.showHelpAfterError();
 program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
 program.parse(process.argv);
@@ -78,6 +79,7 @@ const request = legacy === null ? positional : positional.slice(1, 4);
 const [source, target, service] = request as [string, string, string];
 const log = logger(PROGRAM);
 
+log.debug(`request: ${source} -> ${target || "@default"} ${service}${legacy === null ? "" : " (legacy form)"}`);
 const policySource = policySourceFrom(options);
 const snapshot = loadSnapshot(policySource);
 if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
@@ -94,7 +96,7 @@ async function factsOrExit() {
     return await factsFor(policySource, snapshot);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    log(`domain facts unavailable, denied: ${reason}`);
+    log.warn(`domain facts unavailable, denied: ${reason}`);
     if (legacy === null) process.stdout.write("result=deny\n");
     process.exit(EXIT_DENY);
   }
@@ -106,11 +108,11 @@ async function connectLegacy(call: LegacyCall, result: Answered): Promise<number
   if (options.justEvaluate) return 0;
   const client = legacyClientArgs(result.decision, call);
   if ("error" in client) {
-    log(`cannot connect the call: ${client.error}`);
+    log.warn(`cannot connect the call: ${client.error}`);
     return 125;
   }
   const status = await connectLegacyCall(client.args);
-  if (status !== 0) log(`qrexec-client ${client.args.join(" ")} exited with ${status}`);
+  if (status !== 0) log.warn(`qrexec-client ${client.args.join(" ")} exited with ${status}`);
   return status;
 }
 

@@ -1,5 +1,6 @@
 // `qrx`: the user's front door. Commander wiring only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
+import { addLogOptions } from "./common.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
@@ -23,6 +24,8 @@ const program = new Command("qrx")
   // Handled before parsing (below): the ABI version needs an await that commander's option
   // events cannot give.
   .option("-V, --version", "print qrx's version and its native library's ABI version");
+// Before the subcommands, for every program qrx starts (QRX_LOG): `qrx -v run work -- ...`.
+addLogOptions(program);
 
 const bench = program.command("bench").description("measure qrx against a baseline in the same run");
 
