@@ -75,13 +75,18 @@ bench
     return values;
   }, [1, 4, 16])
   .option("--bytes <size>", "bytes per measurement (split between concurrent calls)", parseSize, parseSize("256M"))
-  .option("--json <file>", "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, cpuSecondsPerGiB} to FILE")
-  .option("--plot <file>", "also write an SVG chart: throughput against ring size, a line per direction, the pipe drawn")
+  .option("--samples <n>", "measurements per point (rows carry the median and every sample)", (text: string) => {
+    const samples = Number(text);
+    if (!Number.isSafeInteger(samples) || samples < 1 || samples > 100) throw new InvalidArgumentError(`"${text}" is not a number of samples (1 to 100)`);
+    return samples;
+  }, 3)
+  .option("--json <file>", "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, cpuSecondsPerGiB, samples} to FILE")
+  .option("--plot <file>", "also write an SVG chart: throughput and CPU per GiB against ring size, the pipe drawn, the spread of the samples")
   .addHelpText("after", "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n")
-  .action(async (options: { sizes: number[]; direction: string; concurrency: number[]; bytes: number; json?: string; plot?: string }) => {
+  .action(async (options: { sizes: number[]; direction: string; concurrency: number[]; bytes: number; samples: number; json?: string; plot?: string }) => {
     const { runSweep, printSweep, writeSweepOutputs } = await import("../../bench/sweep.ts");
     const directions = options.direction === "both" ? (["to-service", "from-service"] as const) : ([options.direction] as ["to-service"] | ["from-service"]);
-    const rows = await runSweep({ sizes: options.sizes, directions: [...directions], concurrency: options.concurrency, bytes: options.bytes, progress: true });
+    const rows = await runSweep({ sizes: options.sizes, directions: [...directions], concurrency: options.concurrency, bytes: options.bytes, samples: options.samples, progress: true });
     printSweep(rows);
     writeSweepOutputs(rows, options.json, options.plot);
     if (options.json) console.log(`\nrows written to ${options.json}`);
