@@ -33,6 +33,7 @@ import { ClientVmHost } from "./client-host.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
+import type { CallStatusFile } from "./call-status.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
@@ -47,6 +48,8 @@ export interface AgentOptions {
   log: (message: string) => void;
   /** How we behave on the wire (src/agent/peer-profile.ts); the default profile if absent. */
   profile?: PeerProfile;
+  /** Where the running calls are kept for `qrx lab top` (src/agent/call-status.ts); none if absent. */
+  statusFile?: CallStatusFile;
 }
 
 /** A qrexec-client-vm connection waiting for the daemon's answer, or running its call. */
@@ -286,6 +289,10 @@ export class Agent {
       return;
     }
     this.#calls.add(stream);
+    if (prepared.kind === "rpc") {
+      const { source, serviceName, argument } = prepared.command;
+      this.#options.statusFile?.add(stream, source, argument ? `${serviceName}+${argument}` : serviceName);
+    }
     void stream.connected.then(() => {
       const pid = startService(stream, prepared, justExec, this.#context);
       // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
@@ -294,6 +301,7 @@ export class Agent {
     const done = (problem: string | null) => {
       if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
       this.#calls.delete(stream);
+      this.#options.statusFile?.remove(stream);
       stream.close();
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
     };

@@ -2,6 +2,7 @@
 // commander wiring; the work is in src/lab/control.ts. Modules load inside the actions so
 // `qrx --help` stays fast.
 import type { Command } from "commander";
+import { addLabTopCommand } from "./lab-top.ts";
 
 const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
@@ -90,6 +91,8 @@ Examples:
         await printLogs(logFiles(labLayout(options.dir), domain), options.follow ?? false);
       }),
     );
+
+  addLabTopCommand(lab);
 
   const vm = program
     .command("vm")

@@ -2,6 +2,7 @@
 //              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/agent/peer-profile.ts).
 import { Command, Option } from "commander";
 import { Agent } from "../agent/agent.ts";
+import { CallStatusFile } from "../agent/call-status.ts";
 import { PEER_PROFILES, parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
 import { defaultConfigPath } from "../services/config.ts";
@@ -17,6 +18,7 @@ const program = new Command(PROGRAM)
   .option("--agent-socket <path>", "trigger socket for qrexec-client-vm", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
   .option("--fork-server-socket <path>", "fork server socket (%s: user); accepted for compatibility", DEFAULT_FORK_SERVER_SOCKET)
   .option("--no-fork-server", "never use a fork server (this agent never does: it serves calls itself)")
+  .option("--status-file <path>", "keep the running calls in this JSON file (qrx extension, read by qrx lab top)")
   .addOption(
     new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)")
       .choices([...PEER_PROFILES])
@@ -43,7 +45,7 @@ Examples:
 
 addLogOptions(program);
 program.parse(process.argv);
-const options = program.opts<{ agentSocket: string; peerProfile: string }>();
+const options = program.opts<{ agentSocket: string; peerProfile: string; statusFile?: string }>();
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
 
@@ -66,6 +68,7 @@ try {
     configPath: defaultConfigPath(),
     env: process.env,
     log,
+    statusFile: new CallStatusFile(options.statusFile ?? null, process.env.QRX_DOMAIN_NAME || String(ownDomain())),
   });
   agent.start();
 } catch (error) {

@@ -166,7 +166,11 @@ export class LabAdmin {
       const agent = new Supervised(
         {
           label: `agent of ${record.name}`,
-          argv: [join(BIN_DIR, "qrexec-agent"), `--agent-socket=${layout.agentSocket(record.name)}`],
+          argv: [
+            join(BIN_DIR, "qrexec-agent"),
+            `--agent-socket=${layout.agentSocket(record.name)}`,
+            `--status-file=${layout.callStatusFile(record.name)}`,
+          ],
           env,
           cwd: layout.home(record.name),
           logFile: layout.log(`${record.name}.agent`),
