@@ -53,3 +53,25 @@ export function addLogOptions<T extends Command>(command: T, quiet = true): T {
   command.on("option:quiet", () => setLogLevel("warn"));
   return command;
 }
+
+function isBrokenPipe(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === "EPIPE";
+}
+
+/**
+ * Runs `main` so that a reader going away (`qrx lab logs | head -1`) ends the program as SIGPIPE
+ * ends C tools: quietly, with status 141. Bun ignores SIGPIPE, so a write fails with EPIPE
+ * instead, synchronously or on the stream.
+ */
+export async function runUntilBrokenPipe(main: () => Promise<unknown>): Promise<void> {
+  process.stdout.on("error", (error) => {
+    if (isBrokenPipe(error)) process.exit(141);
+    throw error;
+  });
+  try {
+    await main();
+  } catch (error) {
+    if (isBrokenPipe(error)) process.exit(141);
+    throw error;
+  }
+}

@@ -1,6 +1,6 @@
 // `qrx`: the user's front door. Commander wiring only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
-import { addLogOptions } from "./common.ts";
+import { addLogOptions, runUntilBrokenPipe } from "./common.ts";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
@@ -149,5 +149,5 @@ if (process.argv[2] === "-V" || process.argv[2] === "--version") {
   const { versionText } = await import("./version.ts");
   console.log(await versionText());
 } else {
-  await program.parseAsync(process.argv);
+  await runUntilBrokenPipe(() => program.parseAsync(process.argv));
 }

@@ -61,8 +61,12 @@ for (const file of ["README.md", "docs/lab.md"]) {
       test(`the block at line ${block.line} runs`, async () => {
         const script = join(state, `block-${block.line}.sh`);
         writeFileSync(script, `${block.code}\n`);
-        const child = Bun.spawn(["bash", "-e", "-o", "pipefail", script], { cwd: ROOT, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-        const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+        // Output into files, as onto a terminal: Bun's own stdio pipes are sockets, which a
+        // finished qrexec-client-vm shuts down for every later writer (as upstream does).
+        const [out, err] = [`${script}.out`, `${script}.err`];
+        const child = Bun.spawn(["bash", "-e", "-o", "pipefail", script], { cwd: ROOT, env, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err) });
+        const code = await child.exited;
+        const [stdout, stderr] = [readFileSync(out, "utf8"), readFileSync(err, "utf8")];
         if (code !== 0) throw new Error(`${file}:${block.line} exited ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`);
       }, 60_000);
     }
