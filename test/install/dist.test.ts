@@ -46,7 +46,7 @@ test("a lab from the executable: a call, a file copy, nothing run from the check
   try {
     await lab.up();
     expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "2 3\n")).toMatchObject({ code: 0, stdout: "5\n" });
-    const copy = await lab.run("work", ["sh", "-c", "echo hello > note && qvm-copy --without-progress note"]);
+    const copy = await lab.run("work", ["sh", "-c", "cd && echo hello > note && qvm-copy --without-progress note"]);
     expect(copy).toMatchObject({ code: 0, stderr: "" });
     expect(readFileSync(join(lab.dir, "domains", "vault", "home", "QubesIncoming", "work", "note"), "utf8")).toBe("hello\n");
     // The admin service, policy daemon, agents and daemons: all the one executable.
