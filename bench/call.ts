@@ -220,7 +220,8 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     say(`${options.calls} calls per latency row`);
     // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
     // process.stdout alone would add ~10 ms of Bun's stream set-up).
-    record(await measureLatency(lab, "baseline:bun-start", "dom0", BUN_START.cmd, options.calls, "", BUN_START.argv0));
+    const { cmd, argv0 } = BUN_START;
+    record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, options.calls, "", argv0));
     const onPath = (domain: string, program: string) => Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
     record(await measureLatency(lab, "latency-vm-vm", CALLER, [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"], options.calls, LINE));
     record(await measureLatency(lab, "latency-vm-dom0", CALLER, [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"], options.calls, LINE));

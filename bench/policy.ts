@@ -173,7 +173,11 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
     // socket, through the real daemon
     const socketPath = join(generated.dir, "policy.sock");
     daemon = Bun.spawn(
-      [join(BIN_DIR, "qrexec-policy-daemon"), "--socket", socketPath, "--policy-dir", generated.policyDir, "--legacy-dir", source.legacyDir!, "--domains", generated.domainsFile, "--no-tty"],
+      [
+        join(BIN_DIR, "qrexec-policy-daemon"),
+        ...["--socket", socketPath, "--policy-dir", generated.policyDir],
+        ...["--legacy-dir", source.legacyDir!, "--domains", generated.domainsFile, "--no-tty"],
+      ],
       { stdio: ["ignore", "ignore", "ignore"] },
     );
     const deadline = Date.now() + 30_000;

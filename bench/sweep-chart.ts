@@ -39,7 +39,11 @@ const CHAR_W = 7;
 type Metric = "mbps" | "cpuSecondsPerGiB";
 
 export function escapeXml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
+  return text
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;");
 }
 
 export function formatSize(bytes: number): string {
@@ -73,6 +77,36 @@ function tickLabel(value: number, step: number): string {
   return step < 1 ? value.toFixed(step < 0.1 ? 2 : 1) : value.toFixed(0);
 }
 
+type Attributes = Record<string, string | number | undefined>;
+
+/** `<name a="v" .../>` or `<name ...>text</name>`: numbers to one decimal, strings escaped. */
+function element(name: string, attributes: Attributes, text?: string): string {
+  const list = Object.entries(attributes)
+    .filter(([, value]) => value !== undefined && value !== "")
+    .map(([key, value]) => {
+      const shown =
+        typeof value === "number"
+          ? Number.isInteger(value)
+            ? String(value)
+            : value.toFixed(1)
+          : escapeXml(value!);
+      return ` ${key}="${shown}"`;
+    })
+    .join("");
+  return text === undefined ? `<${name}${list}/>` : `<${name}${list}>${escapeXml(text)}</${name}>`;
+}
+
+function line(
+  x1: number,
+  y1: number,
+  x2: number,
+  y2: number,
+  stroke: string,
+  more: Attributes = {},
+): string {
+  return element("line", { x1, y1, x2, y2, stroke, ...more });
+}
+
 interface Panel {
   metric: Metric;
   label: string;
@@ -80,67 +114,111 @@ interface Panel {
   x: (bytes: number) => number;
 }
 
-function drawAxes(parts: string[], panel: Panel, rows: ChartRow[], sizes: number[]): (v: number) => number {
+function drawAxes(
+  parts: string[],
+  panel: Panel,
+  rows: ChartRow[],
+  sizes: number[],
+): (v: number) => number {
   const axis = axisFor(rows.flatMap((row) => spread(row, panel.metric)));
   const y = (value: number) => panel.top + PANEL_H - (value / axis.max) * PANEL_H;
+  const right = MARGIN.left + PLOT_W;
+  const bottom = panel.top + PANEL_H;
   for (let value = 0; value <= axis.max + axis.step / 2; value += axis.step) {
-    const at = y(value).toFixed(1);
-    parts.push(`<line x1="${MARGIN.left}" y1="${at}" x2="${MARGIN.left + PLOT_W}" y2="${at}" stroke="#e4e4e4"/>`);
-    parts.push(`<text x="${MARGIN.left - 8}" y="${(y(value) + 4).toFixed(1)}" text-anchor="end">${tickLabel(value, axis.step)}</text>`);
+    parts.push(line(MARGIN.left, y(value), right, y(value), "#e4e4e4"));
+    const label = { x: MARGIN.left - 8, y: y(value) + 4, "text-anchor": "end" };
+    parts.push(element("text", label, tickLabel(value, axis.step)));
   }
   for (const size of sizes) {
-    const at = panel.x(size).toFixed(1);
-    parts.push(`<line x1="${at}" y1="${panel.top}" x2="${at}" y2="${panel.top + PANEL_H}" stroke="#f0f0f0"/>`);
-    parts.push(`<text x="${at}" y="${panel.top + PANEL_H + 16}" text-anchor="middle">${formatSize(size)}</text>`);
+    parts.push(line(panel.x(size), panel.top, panel.x(size), bottom, "#f0f0f0"));
+    const label = { x: panel.x(size), y: bottom + 16, "text-anchor": "middle" };
+    parts.push(element("text", label, formatSize(size)));
   }
-  const bottom = panel.top + PANEL_H;
-  parts.push(`<line x1="${MARGIN.left}" y1="${bottom}" x2="${MARGIN.left + PLOT_W}" y2="${bottom}" stroke="black"/>`);
-  parts.push(`<line x1="${MARGIN.left}" y1="${panel.top}" x2="${MARGIN.left}" y2="${bottom}" stroke="black"/>`);
-  const middle = panel.top + PANEL_H / 2;
-  parts.push(`<text transform="translate(20 ${middle}) rotate(-90)" text-anchor="middle">${escapeXml(panel.label)}</text>`);
+  parts.push(line(MARGIN.left, bottom, right, bottom, "black"));
+  parts.push(line(MARGIN.left, panel.top, MARGIN.left, bottom, "black"));
+  const rotated = {
+    transform: `translate(20 ${panel.top + PANEL_H / 2}) rotate(-90)`,
+    "text-anchor": "middle",
+  };
+  parts.push(element("text", rotated, panel.label));
   return y;
 }
 
-function drawSeries(parts: string[], panel: Panel, y: (v: number) => number, points: ChartRow[], color: string, dash: string): void {
-  const path = points.map((row) => `${panel.x(row.ringBytes).toFixed(1)},${y(row[panel.metric]).toFixed(1)}`).join(" ");
-  const dashed = dash ? ` stroke-dasharray="${dash}"` : "";
-  parts.push(`<polyline points="${path}" fill="none" stroke="${color}" stroke-width="2.5"${dashed}/>`);
+function drawSeries(
+  parts: string[],
+  panel: Panel,
+  y: (v: number) => number,
+  points: ChartRow[],
+  style: { color: string; dash: string },
+): void {
+  const path = points.map(
+    (row) => `${panel.x(row.ringBytes).toFixed(1)},${y(row[panel.metric]).toFixed(1)}`,
+  );
+  const stroke = { stroke: style.color, "stroke-width": 2.5, "stroke-dasharray": style.dash };
+  parts.push(element("polyline", { points: path.join(" "), fill: "none", ...stroke }));
   for (const row of points) {
-    const cx = panel.x(row.ringBytes).toFixed(1);
+    const cx = panel.x(row.ringBytes);
     const [low, high] = spread(row, panel.metric);
     if (high > low) {
-      const y1 = y(low).toFixed(1);
-      const y2 = y(high).toFixed(1);
-      parts.push(`<path class="spread" d="M${cx} ${y1}V${y2}M${Number(cx) - 4} ${y1}h8M${Number(cx) - 4} ${y2}h8" stroke="${color}"/>`);
+      const [y1, y2] = [y(low).toFixed(1), y(high).toFixed(1)];
+      const left = (cx - 4).toFixed(1);
+      const d = `M${cx.toFixed(1)} ${y1}V${y2}M${left} ${y1}h8M${left} ${y2}h8`;
+      parts.push(element("path", { class: "spread", d, stroke: style.color }));
     }
-    parts.push(`<circle cx="${cx}" cy="${y(row[panel.metric]).toFixed(1)}" r="3" fill="${color}"/>`);
+    parts.push(element("circle", { cx, cy: y(row[panel.metric]), r: 3, fill: style.color }));
   }
 }
 
-function drawBaseline(parts: string[], panel: Panel, y: (v: number) => number, row: ChartRow, index: number, many: boolean): void {
-  const at = y(row[panel.metric]).toFixed(1);
+function drawBaseline(
+  parts: string[],
+  panel: Panel,
+  y: (v: number) => number,
+  row: ChartRow,
+  index: number,
+  many: boolean,
+): void {
+  const at = y(row[panel.metric]);
   const grey = GREYS[index % GREYS.length]!;
   const dash = DASHES[index % DASHES.length] || "4 4";
-  parts.push(`<line x1="${MARGIN.left}" y1="${at}" x2="${MARGIN.left + PLOT_W}" y2="${at}" stroke="${grey}" stroke-width="1.5" stroke-dasharray="${dash}"/>`);
+  const right = MARGIN.left + PLOT_W;
+  parts.push(
+    line(MARGIN.left, at, right, at, grey, { "stroke-width": 1.5, "stroke-dasharray": dash }),
+  );
   const label = many ? `pipe ×${row.concurrency}` : "pipe";
-  parts.push(`<text x="${MARGIN.left + PLOT_W + 4}" y="${(Number(at) + 4).toFixed(1)}" fill="${grey}">${label}</text>`);
+  parts.push(element("text", { x: right + 4, y: at + 4, fill: grey }, label));
 }
 
-function drawPanel(parts: string[], panel: Panel, rows: ChartRow[], sizes: number[], concurrencies: number[]): void {
+function drawPanel(
+  parts: string[],
+  panel: Panel,
+  rows: ChartRow[],
+  sizes: number[],
+  concurrencies: number[],
+): void {
   const y = drawAxes(parts, panel, rows, sizes);
   const many = concurrencies.length > 1;
   concurrencies.forEach((concurrency, index) => {
-    const baseline = rows.find((row) => row.name === "baseline:pipe3" && row.concurrency === concurrency);
+    const mine = rows.filter((row) => row.concurrency === concurrency);
+    const baseline = mine.find((row) => row.name === "baseline:pipe3");
     if (baseline) drawBaseline(parts, panel, y, baseline, index, many);
     for (const direction of ["to-service", "from-service"] as const) {
-      const points = rows.filter((row) => row.name === direction && row.concurrency === concurrency).sort((a, b) => a.ringBytes - b.ringBytes);
-      if (points.length > 0) drawSeries(parts, panel, y, points, COLORS[direction], DASHES[index % DASHES.length]!);
+      const points = mine
+        .filter((row) => row.name === direction)
+        .sort((a, b) => a.ringBytes - b.ringBytes);
+      const style = { color: COLORS[direction], dash: DASHES[index % DASHES.length]! };
+      if (points.length > 0) drawSeries(parts, panel, y, points, style);
     }
   });
 }
 
+interface LegendEntry {
+  color: string;
+  dash: string;
+  label: string;
+}
+
 /** Legend entries under the panels, as many per line as fit. Returns the height used. */
-function drawLegend(parts: string[], top: number, entries: Array<{ color: string; dash: string; label: string }>): number {
+function drawLegend(parts: string[], top: number, entries: LegendEntry[]): number {
   let x = MARGIN.left;
   let y = top;
   for (const entry of entries) {
@@ -149,53 +227,87 @@ function drawLegend(parts: string[], top: number, entries: Array<{ color: string
       x = MARGIN.left;
       y += 20;
     }
-    const dashed = entry.dash ? ` stroke-dasharray="${entry.dash}"` : "";
-    parts.push(`<line x1="${x}" y1="${y}" x2="${x + 32}" y2="${y}" stroke="${entry.color}" stroke-width="2.5"${dashed}/>`);
-    parts.push(`<text class="legend" x="${x + 40}" y="${y + 4}">${escapeXml(entry.label)}</text>`);
+    parts.push(
+      line(x, y, x + 32, y, entry.color, { "stroke-width": 2.5, "stroke-dasharray": entry.dash }),
+    );
+    parts.push(element("text", { class: "legend", x: x + 40, y: y + 4 }, entry.label));
     x += width;
   }
   return y - top + 20;
 }
 
-function legendEntries(rows: ChartRow[], concurrencies: number[]) {
+function legendEntries(rows: ChartRow[], concurrencies: number[]): LegendEntry[] {
   const many = concurrencies.length > 1;
-  const entries: Array<{ color: string; dash: string; label: string }> = [];
+  const entries: LegendEntry[] = [];
   concurrencies.forEach((concurrency, index) => {
     const suffix = many ? `, ${concurrency} at once` : "";
     const dash = DASHES[index % DASHES.length]!;
+    const mine = rows.filter((row) => row.concurrency === concurrency);
     for (const direction of ["to-service", "from-service"] as const) {
-      if (rows.some((row) => row.name === direction && row.concurrency === concurrency)) {
+      if (mine.some((row) => row.name === direction))
         entries.push({ color: COLORS[direction], dash, label: `${direction}${suffix}` });
-      }
     }
-    if (rows.some((row) => row.name === "baseline:pipe3" && row.concurrency === concurrency)) {
-      entries.push({ color: GREYS[index % GREYS.length]!, dash: dash || "4 4", label: `3-hop pipe${suffix}` });
+    if (mine.some((row) => row.name === "baseline:pipe3")) {
+      entries.push({
+        color: GREYS[index % GREYS.length]!,
+        dash: dash || "4 4",
+        label: `3-hop pipe${suffix}`,
+      });
     }
   });
   return entries;
 }
 
+const X_TITLE = "vchan ring size per direction (qrexec-client-vm --buffer-size), log scale";
+
 export function sweepSvg(rows: ChartRow[], options: ChartOptions = {}): string {
   const title = options.title ?? "qrexec call throughput and CPU by vchan ring size";
-  const sizes = [...new Set(rows.filter((row) => row.ringBytes > 0).map((row) => row.ringBytes))].sort((a, b) => a - b);
+  const sizes = [
+    ...new Set(rows.filter((row) => row.ringBytes > 0).map((row) => row.ringBytes)),
+  ].sort((a, b) => a - b);
   const concurrencies = [...new Set(rows.map((row) => row.concurrency))].sort((a, b) => a - b);
   const logMin = Math.log2(sizes[0] ?? 1024);
   const logMax = Math.log2(sizes.at(-1) ?? 1 << 20);
-  const x = (bytes: number) => MARGIN.left + (logMax === logMin ? PLOT_W / 2 : ((Math.log2(bytes) - logMin) / (logMax - logMin)) * PLOT_W);
-  const body: string[] = [];
-  body.push(`<text x="${MARGIN.left}" y="26" font-size="16" font-weight="bold">${escapeXml(title)}</text>`);
-  if (options.parameters) body.push(`<text class="parameters" x="${MARGIN.left}" y="46" fill="#333333">${escapeXml(options.parameters)}</text>`);
+  const share = (bytes: number) =>
+    logMax === logMin ? 0.5 : (Math.log2(bytes) - logMin) / (logMax - logMin);
+  const x = (bytes: number) => MARGIN.left + share(bytes) * PLOT_W;
+  const body: string[] = [
+    element("text", { x: MARGIN.left, y: 26, "font-size": 16, "font-weight": "bold" }, title),
+  ];
+  if (options.parameters) {
+    body.push(
+      element(
+        "text",
+        { class: "parameters", x: MARGIN.left, y: 46, fill: "#333333" },
+        options.parameters,
+      ),
+    );
+  }
   const throughput: Panel = { metric: "mbps", label: "throughput, MB/s", top: TOP, x };
-  const cpu: Panel = { metric: "cpuSecondsPerGiB", label: "CPU seconds per GiB", top: TOP + PANEL_H + GAP, x };
+  const cpu: Panel = {
+    metric: "cpuSecondsPerGiB",
+    label: "CPU seconds per GiB",
+    top: TOP + PANEL_H + GAP,
+    x,
+  };
   drawPanel(body, throughput, rows, sizes, concurrencies);
   drawPanel(body, cpu, rows, sizes, concurrencies);
-  const axisTitleY = cpu.top + PANEL_H + 36;
-  body.push(`<text x="${MARGIN.left + PLOT_W / 2}" y="${axisTitleY}" text-anchor="middle">vchan ring size per direction (qrexec-client-vm --buffer-size), log scale</text>`);
-  const legendHeight = drawLegend(body, axisTitleY + 26, legendEntries(rows, concurrencies));
-  const height = axisTitleY + 26 + legendHeight;
+  const titleY = cpu.top + PANEL_H + 36;
+  body.push(
+    element("text", { x: MARGIN.left + PLOT_W / 2, y: titleY, "text-anchor": "middle" }, X_TITLE),
+  );
+  const height = titleY + 26 + drawLegend(body, titleY + 26, legendEntries(rows, concurrencies));
+  const size = { width: WIDTH, height, viewBox: `0 0 ${WIDTH} ${height}` };
+  const svg = {
+    xmlns: "http://www.w3.org/2000/svg",
+    ...size,
+    "font-family": "sans-serif",
+    "font-size": 12,
+  };
+  const open = element("svg", svg).replace("/>", ">");
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect x="0" y="0" width="${WIDTH}" height="${height}" fill="white"/>`,
+    open,
+    element("rect", { x: 0, y: 0, width: WIDTH, height, fill: "white" }),
     ...body,
     "</svg>",
     "",

@@ -204,7 +204,8 @@ export function sweepParameters(rows: SweepRow[]): string {
   const samples = Math.max(1, ...rows.map((row) => row.samples.length));
   const concurrency = [...new Set(rows.map((row) => row.concurrency))].join(", ");
   const spread = samples > 1 ? " (median, bar: lowest to highest)" : "";
-  const moved = bytes >= GiB ? `${(bytes / GiB).toFixed(1)} GiB` : `${(bytes / (1 << 20)).toFixed(0)} MiB`;
+  const moved =
+    bytes >= GiB ? `${(bytes / GiB).toFixed(1)} GiB` : `${(bytes / (1 << 20)).toFixed(0)} MiB`;
   return `${moved} per point, ${samples} sample${samples > 1 ? "s" : ""} per point${spread}; ` +
     `concurrency ${concurrency}; ${availableParallelism()} CPUs`;
 }

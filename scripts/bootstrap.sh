@@ -59,7 +59,8 @@ wait "$ticker_pid" 2>/dev/null || true
 
 # Man pages from the help texts (src/cli/man-pages.ts), rewritten when a command line changed.
 man1=share/man/man1
-if [ ! -f "$man1/qrx.1" ] || [ -n "$(find src/cli package.json -newer "$man1/qrx.1" -print | head -n 1)" ]; then
+newer() { find src/cli package.json -newer "$man1/qrx.1" -print | head -n 1; }
+if [ ! -f "$man1/qrx.1" ] || [ -n "$(newer)" ]; then
     say "writing man pages into $man1"
     node_modules/.bin/bun src/cli/qrx.ts man-pages "$man1" >&2
 fi

@@ -17,7 +17,8 @@ cp zig-out/lib/libqrx.so "$out/libqrx.so"
 cp src/lab/default-lab.toml "$out/share/qrx/lab/"
 cp -Rp src/lab/services "$out/share/qrx/lab/services"
 cp -Rp share/man/man1 "$out/share/man/man1"
-names=$(node_modules/.bin/bun -e 'console.log(Object.keys(require("./package.json").bin).join(" "))')
+names=$(node_modules/.bin/bun -e \
+    'console.log(Object.keys(require("./package.json").bin).join(" "))')
 for name in $names; do
     [ "$name" = qrx ] || ln -s qrx "$out/$name"
 done

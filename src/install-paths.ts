@@ -15,7 +15,9 @@ export const BIN_DIR = COMPILED ? EXE_DIR : join(ROOT, "bin");
 /** Native programs (the qrexec-client-vm front end), ahead of BIN_DIR on a domain's PATH. */
 export const NATIVE_BIN_DIR = COMPILED ? EXE_DIR : join(ROOT, "zig-out", "bin");
 /** The lab's data files (default-lab.toml, the built-in services). */
-export const LAB_DATA_DIR = COMPILED ? join(EXE_DIR, "share", "qrx", "lab") : join(ROOT, "src", "lab");
+export const LAB_DATA_DIR = COMPILED
+  ? join(EXE_DIR, "share", "qrx", "lab")
+  : join(ROOT, "src", "lab");
 
 export function defaultNativeLibraryPath(): string {
   return COMPILED ? join(EXE_DIR, "libqrx.so") : join(ROOT, "zig-out", "lib", "libqrx.so");
@@ -37,7 +39,10 @@ export const INTERNAL_ENTRIES = {
 export type InternalEntry = keyof typeof INTERNAL_ENTRIES;
 
 /** `cmd` and `argv0` for Bun.spawn to run `entry` with `args`. */
-export function entryCommand(entry: InternalEntry, args: string[]): { cmd: string[]; argv0?: string } {
+export function entryCommand(
+  entry: InternalEntry,
+  args: string[],
+): { cmd: string[]; argv0?: string } {
   if (COMPILED) return { cmd: [process.execPath, ...args], argv0: entry };
   return { cmd: [process.execPath, join(ROOT, INTERNAL_ENTRIES[entry]), ...args] };
 }

@@ -16,7 +16,9 @@ function fromEnvironment(env: NodeJS.ProcessEnv): LogLevel {
   if (text === undefined || text === "") return "info";
   if ((LOG_LEVELS as readonly string[]).includes(text)) return text as LogLevel;
   // Said once, and not fatal: a typo in a variable must not stop a daemon from starting.
-  process.stderr.write(`qrx: QRX_LOG must be debug, info or warn, not ${JSON.stringify(text)}; using info\n`);
+  process.stderr.write(
+    `qrx: QRX_LOG must be debug, info or warn, not ${JSON.stringify(text)}; using info\n`,
+  );
   return "info";
 }
 
@@ -51,4 +53,5 @@ export function createLogger(write: (message: string) => void): Logger {
 }
 
 /** Help text lines for programs that take the flags. */
-export const LOG_HELP = "  QRX_LOG                debug, info (default) or warn; -v and --quiet set it";
+export const LOG_HELP =
+  "  QRX_LOG                debug, info (default) or warn; -v and --quiet set it";

@@ -564,7 +564,12 @@ export class Stream {
     if (status === -osConstants.errno.ENOTCONN) return null;
     check(status);
     const [bytesRead, bytesWritten, readRingBytes, writeRingBytes] = [...out].map(Number);
-    return { bytesRead: bytesRead!, bytesWritten: bytesWritten!, readRingBytes: readRingBytes!, writeRingBytes: writeRingBytes! };
+    return {
+      bytesRead: bytesRead!,
+      bytesWritten: bytesWritten!,
+      readRingBytes: readRingBytes!,
+      writeRingBytes: writeRingBytes!,
+    };
   }
 
   /**

@@ -48,7 +48,7 @@ export interface AgentOptions {
   log: (message: string) => void;
   /** How we behave on the wire (src/agent/peer-profile.ts); the default profile if absent. */
   profile?: PeerProfile;
-  /** Where the running calls are kept for `qrx lab top` (src/agent/call-status.ts); none if absent. */
+  /** Keeps the running calls for `qrx lab top` (src/agent/call-status.ts); none if absent. */
   statusFile?: CallStatusFile;
 }
 
@@ -291,7 +291,8 @@ export class Agent {
     this.#calls.add(stream);
     if (prepared.kind === "rpc") {
       const { source, serviceName, argument } = prepared.command;
-      this.#options.statusFile?.add(stream, source, argument ? `${serviceName}+${argument}` : serviceName);
+      const service = argument ? `${serviceName}+${argument}` : serviceName;
+      this.#options.statusFile?.add(stream, source, service);
     }
     void stream.connected.then(() => {
       const pid = startService(stream, prepared, justExec, this.#context);

@@ -55,7 +55,8 @@ async function takeSample(layout: LabLayout): Promise<Sample> {
   return { at, status, calls };
 }
 
-const callKey = (call: Sample["calls"][number]) => `${call.target}|${call.source}|${call.service}|${call.startedAt}`;
+const callKey = (call: Sample["calls"][number]) =>
+  `${call.target}|${call.source}|${call.service}|${call.startedAt}`;
 
 /** The frame shown after `current`: rates are differences to `previous`. */
 export function topFrame(previous: Sample, current: Sample): TopFrame {
@@ -77,7 +78,8 @@ export function topFrame(previous: Sample, current: Sample): TopFrame {
     name: domain.name,
     state: domain.state,
     calls: domain.calls,
-    callsPerSecond: Math.max(0, domain.calls - (countBefore.get(domain.name) ?? domain.calls)) / seconds,
+    callsPerSecond:
+      Math.max(0, domain.calls - (countBefore.get(domain.name) ?? domain.calls)) / seconds,
   }));
   return { dir: current.status.dir, at: current.at, intervalSeconds: seconds, calls, domains };
 }
@@ -97,9 +99,13 @@ function formatRing(bytes: number): string {
   return bytes % 1024 === 0 ? `${bytes / 1024}K` : String(bytes);
 }
 
-export function renderFrame(frame: TopFrame, table: (header: string[], rows: string[][]) => string): string {
+export function renderFrame(
+  frame: TopFrame,
+  table: (header: string[], rows: string[][]) => string,
+): string {
   const time = new Date(frame.at).toISOString().slice(11, 19);
-  const head = `qrx lab top: ${frame.dir}, ${time}, ${frame.calls.length} call${frame.calls.length === 1 ? "" : "s"} running`;
+  const count = `${frame.calls.length} call${frame.calls.length === 1 ? "" : "s"} running`;
+  const head = `qrx lab top: ${frame.dir}, ${time}, ${count}`;
   const callRows = frame.calls.map((call) => [
     `${call.source} -> ${call.target}`,
     call.service,
@@ -110,11 +116,25 @@ export function renderFrame(frame: TopFrame, table: (header: string[], rows: str
     `${formatBytes(call.fromServiceRate)}/s`,
     `${call.ageSeconds.toFixed(1)}s`,
   ]);
-  const callHeader = ["CALL", "SERVICE", "RINGS TO/FROM", "TO SERVICE", "FROM SERVICE", "RATE TO", "RATE FROM", "AGE"];
+  const callHeader = [
+    "CALL",
+    "SERVICE",
+    "RINGS TO/FROM",
+    "TO SERVICE",
+    "FROM SERVICE",
+    "RATE TO",
+    "RATE FROM",
+    "AGE",
+  ];
   const calls = callRows.length > 0 ? table(callHeader, callRows) : "(no call running)";
   const domainRows = frame.domains
     .filter((domain) => domain.state === "Running" || domain.calls > 0)
-    .map((domain) => [domain.name, domain.state, String(domain.calls), domain.callsPerSecond.toFixed(1)]);
+    .map((domain) => [
+      domain.name,
+      domain.state,
+      String(domain.calls),
+      domain.callsPerSecond.toFixed(1),
+    ]);
   return `${head}\n\n${calls}\n\n${table(["DOMAIN", "STATE", "CALLS", "CALLS/S"], domainRows)}\n`;
 }
 
@@ -122,7 +142,9 @@ function positiveNumber(what: string, integer: boolean) {
   return (text: string): number => {
     const value = Number(text);
     if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isSafeInteger(value))) {
-      throw new InvalidArgumentError(`"${text}" is not a ${integer ? "positive whole number" : "positive number"} of ${what}`);
+      throw new InvalidArgumentError(
+        `"${text}" is not a ${integer ? "positive whole number" : "positive number"} of ${what}`,
+      );
     }
     return value;
   };
@@ -148,19 +170,40 @@ async function runTop(options: TopOptions): Promise<void> {
     const frame = topFrame(previous, current);
     previous = current;
     if (options.json) process.stdout.write(`${JSON.stringify(frame, null, 2)}\n`);
-    else process.stdout.write(`${clear}${shown > 0 && !clear ? "\n" : ""}${renderFrame(frame, formatTable)}`);
+    else
+      process.stdout.write(
+        `${clear}${shown > 0 && !clear ? "\n" : ""}${renderFrame(frame, formatTable)}`,
+      );
   }
 }
 
 export function addLabTopCommand(lab: Command): void {
   lab
     .command("top")
-    .description("watch a lab: each running call (source -> target, service, rings, bytes each way, rate) and calls/s per domain")
-    .option("--dir <dir>", "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)")
-    .option("--interval <seconds>", "time between frames; rates are over it", positiveNumber("seconds", false), 1)
-    .option("--count <n>", "stop after N frames (default: until Ctrl-C)", positiveNumber("frames", true))
+    .description(
+      "watch a lab: each running call (source -> target, service, rings, bytes each way, " +
+        "rate) and calls/s per domain",
+    )
+    .option(
+      "--dir <dir>",
+      "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)",
+    )
+    .option(
+      "--interval <seconds>",
+      "time between frames; rates are over it",
+      positiveNumber("seconds", false),
+      1,
+    )
+    .option(
+      "--count <n>",
+      "stop after N frames (default: until Ctrl-C)",
+      positiveNumber("frames", true),
+    )
     .option("--once", "print one frame (rates over one interval) and exit")
-    .option("--json", "print one frame as JSON and exit: {dir, at, intervalSeconds, calls, domains}")
+    .option(
+      "--json",
+      "print one frame as JSON and exit: {dir, at, intervalSeconds, calls, domains}",
+    )
     .addHelpText(
       "after",
       `

@@ -32,7 +32,10 @@ const PROGRAMS: Record<string, Entry> = {
 const name = basename(process.argv0).replace(/^-/, "");
 const entry = PROGRAMS[name];
 if (entry === undefined) {
-  process.stderr.write(`qrx: started as '${name}', which is none of its programs: ${Object.keys(PROGRAMS).join(", ")}\n`);
+  process.stderr.write(
+    `qrx: started as '${name}', which is none of its programs: ` +
+      `${Object.keys(PROGRAMS).join(", ")}\n`,
+  );
   process.exit(127);
 }
 if (name.startsWith("qvm-")) process.env.QRX_PROGRAM_NAME = name;

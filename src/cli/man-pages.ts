@@ -37,9 +37,16 @@ function roffBody(help: string): string[] {
 export function manPage(name: string, help: string, more: string[] = []): string {
   const lines = help.replace(/^\s+/, "").split("\n");
   const usage = lines[0]!.replace(/^usage:\s*/i, "");
-  const description = lines.slice(1).find((line) => line.trim() !== "")?.trim() ?? name;
+  const description =
+    lines
+      .slice(1)
+      .find((line) => line.trim() !== "")
+      ?.trim() ?? name;
   // The description is the NAME line; the page goes on with what follows it.
-  const rest = lines.slice(1).join("\n").replace(/^\s*[^\n]*\n/, "");
+  const rest = lines
+    .slice(1)
+    .join("\n")
+    .replace(/^\s*[^\n]*\n/, "");
   return [
     `.TH ${name.toUpperCase()} 1 "" "qrx ${packageJson.version}" "qrx manual"`,
     ".SH NAME",
@@ -62,7 +69,12 @@ export function qrxManPage(root: Command): string {
     for (const sub of command.commands) {
       const full = `${path} ${sub.name()}`;
       sub.configureHelp({ helpWidth: 90 });
-      more.push(`.SS ${roffText(full)}`, ".nf", ...sub.helpInformation().trimEnd().split("\n").map(roffText), ".fi");
+      more.push(
+        `.SS ${roffText(full)}`,
+        ".nf",
+        ...sub.helpInformation().trimEnd().split("\n").map(roffText),
+        ".fi",
+      );
       visit(sub, full);
     }
   };
@@ -76,10 +88,16 @@ export async function writeManPages(root: Command, dir: string, programs: string
   writeFileSync(join(dir, "qrx.1"), qrxManPage(root));
   await Promise.all(
     programs.map(async (program) => {
-      // Without the domain variables of the caller's shell, so the defaults shown are the real ones.
-      const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(QRX_|QREXEC_|VCHAN_)/.test(key)));
+      // Without the domain variables of the caller's shell: the defaults shown are the real ones.
+      const env = Object.fromEntries(
+        Object.entries(process.env).filter(([key]) => !/^(QRX_|QREXEC_|VCHAN_)/.test(key)),
+      );
       Object.assign(env, { COLUMNS: "90", QRX_PROGRAM_NAME: program });
-      const child = Bun.spawn([join(BIN_DIR, program), "--help"], { env, stdin: "ignore", stdout: "pipe" });
+      const child = Bun.spawn([join(BIN_DIR, program), "--help"], {
+        env,
+        stdin: "ignore",
+        stdout: "pipe",
+      });
       const [help, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
       if (code !== 0 || help === "") throw new Error(`${program} --help failed (exit ${code})`);
       writeFileSync(join(dir, `${program}.1`), manPage(program, help));

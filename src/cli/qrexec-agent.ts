@@ -18,7 +18,10 @@ const program = new Command(PROGRAM)
   .option("--agent-socket <path>", "trigger socket for qrexec-client-vm", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
   .option("--fork-server-socket <path>", "fork server socket (%s: user); accepted for compatibility", DEFAULT_FORK_SERVER_SOCKET)
   .option("--no-fork-server", "never use a fork server (this agent never does: it serves calls itself)")
-  .option("--status-file <path>", "keep the running calls in this JSON file (qrx extension, read by qrx lab top)")
+  .option(
+    "--status-file <path>",
+    "keep the running calls in this JSON file (qrx extension, read by qrx lab top)",
+  )
   .addOption(
     new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)")
       .choices([...PEER_PROFILES])
@@ -68,7 +71,10 @@ try {
     configPath: defaultConfigPath(),
     env: process.env,
     log,
-    statusFile: new CallStatusFile(options.statusFile ?? null, process.env.QRX_DOMAIN_NAME || String(ownDomain())),
+    statusFile: new CallStatusFile(
+      options.statusFile ?? null,
+      process.env.QRX_DOMAIN_NAME || String(ownDomain()),
+    ),
   });
   agent.start();
 } catch (error) {

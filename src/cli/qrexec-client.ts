@@ -147,6 +147,7 @@ async function killTarget(target: string): Promise<void> {
   try {
     await adminServiceAt(process.env.QRX_QUBESD_SOCKET || DEFAULT_QUBESD_SOCKET).kill(target);
   } catch (error) {
-    log.warn(`-k: cannot kill ${target}: ${error instanceof Error ? error.message : String(error)}`);
+    const reason = error instanceof Error ? error.message : String(error);
+    log.warn(`-k: cannot kill ${target}: ${reason}`);
   }
 }

@@ -129,7 +129,9 @@ function openLog(): string {
 async function runDaemon(): Promise<void> {
   const log = logger(`${PROGRAM}.${name}`);
   mkdirSync(options.socketDir, { recursive: true });
-  log.debug(`sockets in ${options.socketDir}; policy from ${options.policySocket || "(no socket)"}, else ${options.policyProgram}`);
+  const policySocket = options.policySocket || "(no socket)";
+  const policy = `${policySocket}, else ${options.policyProgram}`;
+  log.debug(`sockets in ${options.socketDir}; policy from ${policy}`);
   const daemon = new Daemon({
     domain,
     name,

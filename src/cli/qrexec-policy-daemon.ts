@@ -47,7 +47,9 @@ const log = logger(PROGRAM);
 
 const source = policySourceFrom(options);
 if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
-else if (source.domainsFile === null) log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
+else if (source.domainsFile === null) {
+  log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
+}
 const store = new PolicyStore(source, { log, debounceMs: options.debounce });
 const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
 log(`ask rules are answered by ${asker.description}`);
@@ -57,7 +59,8 @@ const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log,
 try {
   daemon.start();
 } catch (error) {
-  log.warn(`cannot listen on ${options.socket}: ${error instanceof Error ? error.message : String(error)}`);
+  const reason = error instanceof Error ? error.message : String(error);
+  log.warn(`cannot listen on ${options.socket}: ${reason}`);
   process.exit(1);
 }
 store.watch();

@@ -79,7 +79,8 @@ const request = legacy === null ? positional : positional.slice(1, 4);
 const [source, target, service] = request as [string, string, string];
 const log = logger(PROGRAM);
 
-log.debug(`request: ${source} -> ${target || "@default"} ${service}${legacy === null ? "" : " (legacy form)"}`);
+const form = legacy === null ? "" : " (legacy form)";
+log.debug(`request: ${source} -> ${target || "@default"} ${service}${form}`);
 const policySource = policySourceFrom(options);
 const snapshot = loadSnapshot(policySource);
 if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);

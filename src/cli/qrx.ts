@@ -17,6 +17,24 @@ function parseSizeList(text: string): number[] {
   return text.split(",").map(parseSize);
 }
 
+function parseSamples(text: string): number {
+  const samples = Number(text);
+  if (!Number.isSafeInteger(samples) || samples < 1 || samples > 100) {
+    throw new InvalidArgumentError(`"${text}" is not a number of samples (1 to 100)`);
+  }
+  return samples;
+}
+
+interface SweepCommandOptions {
+  sizes: number[];
+  direction: string;
+  concurrency: number[];
+  bytes: number;
+  samples: number;
+  json?: string;
+  plot?: string;
+}
+
 const program = new Command("qrx")
   .description("qrexec for one Linux host: domains as processes, vchans in shared memory")
   .showHelpAfterError()
@@ -75,18 +93,23 @@ bench
     return values;
   }, [1, 4, 16])
   .option("--bytes <size>", "bytes per measurement (split between concurrent calls)", parseSize, parseSize("256M"))
-  .option("--samples <n>", "measurements per point (rows carry the median and every sample)", (text: string) => {
-    const samples = Number(text);
-    if (!Number.isSafeInteger(samples) || samples < 1 || samples > 100) throw new InvalidArgumentError(`"${text}" is not a number of samples (1 to 100)`);
-    return samples;
-  }, 3)
-  .option("--json <file>", "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, cpuSecondsPerGiB, samples} to FILE")
-  .option("--plot <file>", "also write an SVG chart: throughput and CPU per GiB against ring size, the pipe drawn, the spread of the samples")
+  .option("--samples <n>", "measurements per point (rows: medians, every sample)", parseSamples, 3)
+  .option(
+    "--json <file>",
+    "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, " +
+      "cpuSecondsPerGiB, samples} to FILE",
+  )
+  .option(
+    "--plot <file>",
+    "also write an SVG chart: throughput and CPU per GiB by ring size, the pipe, the spread",
+  )
   .addHelpText("after", "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n")
-  .action(async (options: { sizes: number[]; direction: string; concurrency: number[]; bytes: number; samples: number; json?: string; plot?: string }) => {
+  .action(async (options: SweepCommandOptions) => {
     const { runSweep, printSweep, writeSweepOutputs } = await import("../../bench/sweep.ts");
     const directions = options.direction === "both" ? (["to-service", "from-service"] as const) : ([options.direction] as ["to-service"] | ["from-service"]);
-    const rows = await runSweep({ sizes: options.sizes, directions: [...directions], concurrency: options.concurrency, bytes: options.bytes, samples: options.samples, progress: true });
+    const { sizes, concurrency, bytes, samples } = options;
+    const sweep = { sizes, directions: [...directions], concurrency, bytes, samples };
+    const rows = await runSweep({ ...sweep, progress: true });
     printSweep(rows);
     writeSweepOutputs(rows, options.json, options.plot);
     if (options.json) console.log(`\nrows written to ${options.json}`);

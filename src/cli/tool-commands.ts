@@ -8,7 +8,8 @@ export function addToolCommands(program: Command): void {
     .command("completion")
     .description("print a shell completion script for qrx (bash or zsh)")
     .argument("<shell>", "bash or zsh", (text: string) => {
-      if (text !== "bash" && text !== "zsh") throw new InvalidArgumentError(`"${text}" is not bash or zsh`);
+      if (text !== "bash" && text !== "zsh")
+        throw new InvalidArgumentError(`"${text}" is not bash or zsh`);
       return text;
     })
     .addHelpText(

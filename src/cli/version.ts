@@ -10,6 +10,7 @@ export async function versionText(): Promise<string> {
     const { nativeLibraryPath } = await import("../native.ts");
     return `${head}\nnative library: ${nativeLibraryPath()} (ABI version ${ABI_VERSION})`;
   } catch (error) {
-    return `${head}\nnative library: unusable: ${error instanceof Error ? error.message : String(error)}`;
+    const reason = error instanceof Error ? error.message : String(error);
+    return `${head}\nnative library: unusable: ${reason}`;
   }
 }

@@ -36,7 +36,10 @@ function wellFormedXml(text: string): string | null {
 test("the sweep writes a row per size, direction and concurrency, agreeing with a direct measurement, and a valid chart", async () => {
   const json = join(out.path, "rows.json");
   const svg = join(out.path, "chart.svg");
-  const run = Bun.spawn([QRX, "bench", "sweep", "--sizes", "4K,64K", "--concurrency", "1", "--bytes", "48M", "--samples", "2", "--json", json, "--plot", svg], { stdout: "pipe", stderr: "pipe" });
+  const sweep = ["--sizes", "4K,64K", "--concurrency", "1", "--bytes", "48M", "--samples", "2"];
+  const outputs = ["--json", json, "--plot", svg];
+  const argv = [QRX, "bench", "sweep", ...sweep, ...outputs];
+  const run = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr, code] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
   expect(code).toBe(0);
   expect(stderr).toContain("[5/5]");
@@ -65,8 +68,10 @@ test("the sweep writes a row per size, direction and concurrency, agreeing with 
     await lab.up();
     // Timed inside the domain, as the sweep times its pipeline: not `qrx run`'s own start.
     // (The call's output is captured: at its EOF the client shuts a socket stdout down for all.)
-    const call = "head -c 50331648 /dev/zero | qrexec-client-vm --buffer-size=65536 vault test.Sink";
-    const script = `start=$(date +%s%N); got=$(${call}); echo "$got"; echo $(( $(date +%s%N) - start ))`;
+    const call =
+      "head -c 50331648 /dev/zero | qrexec-client-vm --buffer-size=65536 vault test.Sink";
+    const clock = "$(date +%s%N)";
+    const script = `start=${clock}; got=$(${call}); echo "$got"; echo $(( ${clock} - start ))`;
     const direct = await lab.run("work", ["bash", "-c", script]);
     expect(direct).toMatchObject({ code: 0, stderr: "" });
     const [received, nanoseconds] = direct.stdout.trim().split("\n").map(Number);
@@ -92,16 +97,12 @@ test("the sweep writes a row per size, direction and concurrency, agreeing with 
   expect(chart).toContain("vchan ring size per direction");
 }, 120_000);
 
-const synthetic = (name: SweepRow["name"], ringBytes: number, concurrency: number, mbps: number, cpu = 1): SweepRow => ({
-  name,
-  ringBytes,
-  concurrency,
-  bytes: 1,
-  seconds: 1,
-  mbps,
-  cpuSecondsPerGiB: cpu,
-  samples: [{ seconds: 1, mbps, cpuSecondsPerGiB: cpu }],
-});
+type Name = SweepRow["name"];
+function synthetic(name: Name, ringBytes: number, concurrency: number, mbps: number, cpu = 1) {
+  const sample = { seconds: 1, mbps, cpuSecondsPerGiB: cpu };
+  const row: SweepRow = { name, ringBytes, concurrency, bytes: 1, ...sample, samples: [sample] };
+  return row;
+}
 
 test("the chart draws every concurrency and escapes its title", () => {
   const rows = [
@@ -142,7 +143,8 @@ const MANY = [1, 4, 16].flatMap((concurrency) => [
 ]);
 
 test("every label, the legend included, lies inside the picture", () => {
-  const chart = sweepSvg(MANY, { parameters: "256 MiB per point, 3 samples per point; concurrency 1, 4, 16; 2 CPUs" });
+  const parameters = "256 MiB per point, 3 samples per point; concurrency 1, 4, 16; 2 CPUs";
+  const chart = sweepSvg(MANY, { parameters });
   const width = Number(/width="(\d+)"/.exec(chart)![1]);
   const height = Number(/height="(\d+)"/.exec(chart)![1]);
   const all = texts(chart).filter((text) => !text.rotated);
@@ -150,8 +152,9 @@ test("every label, the legend included, lies inside the picture", () => {
   for (const text of all) {
     // 7 px per character is more than sans-serif at 12 px needs.
     const extent = text.content.length * 7;
-    const right = text.anchor === "start" ? text.x + extent : text.anchor === "middle" ? text.x + extent / 2 : text.x;
-    expect({ text: text.content, inside: right <= width && text.y <= height && text.y > 0 }).toEqual({ text: text.content, inside: true });
+    const right = { start: text.x + extent, middle: text.x + extent / 2 }[text.anchor] ?? text.x;
+    const inside = right <= width && text.y <= height && text.y > 0;
+    expect({ text: text.content, inside }).toEqual({ text: text.content, inside: true });
   }
 });
 
@@ -161,9 +164,10 @@ test("each y-axis is scaled to its data: throughput and CPU per GiB", () => {
     synthetic("to-service", 65536, 1, 87, 0.3),
     synthetic("baseline:pipe3", 0, 1, 63, 0.5),
   ];
-  const labels = texts(sweepSvg(small)).filter((text) => text.anchor === "end").map((text) => Number(text.content));
+  const ticks = texts(sweepSvg(small)).filter((text) => text.anchor === "end");
+  const labels = ticks.map((text) => Number(text.content));
   // Two axes, each from 0 to the first tick above its largest value.
-  const tops = labels.filter((value, index) => index + 1 === labels.length || labels[index + 1] === 0);
+  const tops = labels.filter((_, index) => index + 1 === labels.length || labels[index + 1] === 0);
   expect(tops).toEqual([100, 0.8]);
   const chart = sweepSvg(small);
   expect(chart).toContain(">CPU seconds per GiB<");
@@ -182,13 +186,15 @@ test("several samples per point are drawn as their spread; one sample draws none
   const chart = sweepSvg([spreadRow, synthetic("to-service", 65536, 1, 300, 1)]);
   // One bar per panel for the point with three samples, none for the other.
   expect(chart.match(/<path class="spread"/g)?.length).toBe(2);
-  const axisTop = Math.max(...texts(chart).filter((text) => text.anchor === "end").map((text) => Number(text.content)));
+  const ticks = texts(chart).filter((text) => text.anchor === "end");
+  const axisTop = Math.max(...ticks.map((text) => Number(text.content)));
   expect(axisTop).toBeGreaterThanOrEqual(300);
 });
 
 test("the baselines of different concurrencies can be told apart", () => {
   const chart = sweepSvg(MANY);
-  const baselines = [...chart.matchAll(/<line [^>]*stroke="(#[0-9a-f]{6})" stroke-width="1.5" stroke-dasharray="([^"]+)"\/>/g)];
+  const look = /<line [^>]*stroke="(#[0-9a-f]{6})" stroke-width="1.5" stroke-dasharray="([^"]+)"/g;
+  const baselines = [...chart.matchAll(look)];
   // Three concurrencies, two panels: six lines, three distinct looks.
   expect(baselines.length).toBe(6);
   expect(new Set(baselines.map(([, color, dash]) => `${color} ${dash}`)).size).toBe(3);

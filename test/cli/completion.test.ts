@@ -8,7 +8,11 @@ const haveZsh = Bun.spawnSync(["sh", "-c", "command -v zsh"]).exitCode === 0;
 
 function shell(argv: string[]): { code: number; stdout: string; stderr: string } {
   const result = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
-  return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+  return {
+    code: result.exitCode,
+    stdout: result.stdout.toString(),
+    stderr: result.stderr.toString(),
+  };
 }
 
 /** What bash offers after `words` (the last one is the word being completed). */
@@ -25,7 +29,9 @@ complete -p qrx`;
 
 test("bash: top level, a group, a nested command's options, a prefix", () => {
   const top = bashOffers(["qrx", ""]);
-  expect(top.slice(0, -1)).toEqual(expect.arrayContaining(["bench", "lab", "policy", "completion", "--version", "-V"]));
+  expect(top.slice(0, -1)).toEqual(
+    expect.arrayContaining(["bench", "lab", "policy", "completion", "--version", "-V"]),
+  );
   expect(top.at(-1)).toBe("complete -o default -F _qrx_complete qrx");
   expect(bashOffers(["qrx", "lab", ""])).toEqual(expect.arrayContaining(["up", "down", "status"]));
   expect(bashOffers(["qrx", "bench", "sweep", "--p"]).slice(0, -1)).toEqual(["--plot"]);

@@ -14,13 +14,32 @@ writeFileSync(join(dir.path, "30-test.policy"), "test.Add * work vault allow\n")
 writeFileSync(join(dir.path, "domains.toml"), "[domains.work]\n[domains.vault]\n");
 
 function policyExec(flags: string[], env: Record<string, string> = {}) {
-  const argv = [join(BIN, "qrexec-policy-exec"), ...flags, "--policy-dir", dir.path, "--domains", join(dir.path, "domains.toml")];
+  const argv = [
+    join(BIN, "qrexec-policy-exec"),
+    ...flags,
+    "--policy-dir",
+    dir.path,
+    "--domains",
+    join(dir.path, "domains.toml"),
+  ];
   const base = { ...process.env } as Record<string, string>;
   delete base.QRX_LOG;
-  const result = Bun.spawnSync([...argv, "--", "work", "vault", "test.Add"], { env: { ...base, ...env }, stdout: "pipe", stderr: "pipe" });
+  const result = Bun.spawnSync([...argv, "--", "work", "vault", "test.Add"], {
+    env: { ...base, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   // Timestamps and pids differ between runs; what is said does not.
-  const lines = result.stderr.toString().replace(/^\S+ qrexec-policy-exec\[\d+\]: /gm, "").trimEnd().split("\n");
-  return { code: result.exitCode, stdout: result.stdout.toString(), lines: lines.filter((line) => line !== "") };
+  const lines = result.stderr
+    .toString()
+    .replace(/^\S+ qrexec-policy-exec\[\d+\]: /gm, "")
+    .trimEnd()
+    .split("\n");
+  return {
+    code: result.exitCode,
+    stdout: result.stdout.toString(),
+    lines: lines.filter((line) => line !== ""),
+  };
 }
 
 const DECISION = "work -> vault test.Add+: allow to vault by 30-test.policy:1";
@@ -34,7 +53,11 @@ test("the default prints the decision line and nothing more", () => {
 });
 
 test("-v, --verbose and QRX_LOG=debug add the debug lines; the default ones stay", () => {
-  for (const run of [policyExec(["-v"]), policyExec(["--verbose"]), policyExec([], { QRX_LOG: "debug" })]) {
+  for (const run of [
+    policyExec(["-v"]),
+    policyExec(["--verbose"]),
+    policyExec([], { QRX_LOG: "debug" }),
+  ]) {
     expect(run.code).toBe(0);
     expect(run.lines[0]).toBe(REQUEST);
     expect(run.lines.slice(1).map((line) => line.replace(/ by .*\//, " by "))).toEqual([DECISION]);
@@ -42,7 +65,11 @@ test("-v, --verbose and QRX_LOG=debug add the debug lines; the default ones stay
 });
 
 test("--quiet and QRX_LOG=warn drop the info lines, not the answer", () => {
-  for (const run of [policyExec(["--quiet"]), policyExec([], { QRX_LOG: "warn" }), policyExec(["-v", "--quiet"])]) {
+  for (const run of [
+    policyExec(["--quiet"]),
+    policyExec([], { QRX_LOG: "warn" }),
+    policyExec(["-v", "--quiet"]),
+  ]) {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("result=allow\ntarget=vault\n");
     expect(run.lines).toEqual([]);
@@ -56,7 +83,7 @@ test("a bad QRX_LOG is said once, and the default level is used", () => {
   expect(result.lines.length).toBe(2);
 });
 
-test("qrx -v passes the level to the lab's programs; without it their logs have no debug line", async () => {
+test("qrx -v passes the level to the lab's programs; without it, no debug line", async () => {
   const agentLog = (lab: TestLab) => readFileSync(join(lab.dir, "logs", "work.agent.log"), "utf8");
   const quiet = new TestLab();
   const verbose = new TestLab();

@@ -36,11 +36,22 @@ function freshEnv(state: string): Record<string, string> {
     if (value !== undefined && !/^(QRX_|QREXEC_|VCHAN_)/.test(key)) env[key] = value;
   }
   for (const dir of ["home", "run"]) mkdirSync(join(state, dir), { recursive: true });
-  return { ...env, HOME: join(state, "home"), XDG_RUNTIME_DIR: join(state, "run"), PATH: `${join(ROOT, "bin")}:${env.PATH}` };
+  return {
+    ...env,
+    HOME: join(state, "home"),
+    XDG_RUNTIME_DIR: join(state, "run"),
+    PATH: `${join(ROOT, "bin")}:${env.PATH}`,
+  };
 }
 
 const scratch = tempDir("qrx-docs-");
 afterAll(() => scratch.remove());
+
+/** The checkout's uncommitted changes: the blocks must not write into it. */
+function checkoutChanges(): string {
+  return Bun.spawnSync(["git", "status", "--porcelain"], { cwd: ROOT }).stdout.toString();
+}
+const before = checkoutChanges();
 
 for (const file of ["README.md", "docs/lab.md"]) {
   describe(file, () => {
@@ -49,12 +60,17 @@ for (const file of ["README.md", "docs/lab.md"]) {
     const env = freshEnv(state);
     afterAll(() => {
       // A block that failed half-way may have left its lab up.
-      Bun.spawnSync([join(ROOT, "bin", "qrx"), "lab", "down"], { env, stdout: "ignore", stderr: "ignore" });
+      Bun.spawnSync([join(ROOT, "bin", "qrx"), "lab", "down"], {
+        env,
+        stdout: "ignore",
+        stderr: "ignore",
+      });
     });
 
     test("has command blocks, and every skipped one says why", () => {
       expect(blocks.filter((block) => block.skip === null).length).toBeGreaterThan(0);
-      for (const block of blocks) if (block.skip !== null) expect(block.skip.length).toBeGreaterThan(10);
+      for (const block of blocks)
+        if (block.skip !== null) expect(block.skip.length).toBeGreaterThan(10);
     });
 
     for (const block of blocks.filter((candidate) => candidate.skip === null)) {
@@ -64,17 +80,30 @@ for (const file of ["README.md", "docs/lab.md"]) {
         // Output into files, as onto a terminal: Bun's own stdio pipes are sockets, which a
         // finished qrexec-client-vm shuts down for every later writer (as upstream does).
         const [out, err] = [`${script}.out`, `${script}.err`];
-        const child = Bun.spawn(["bash", "-e", "-o", "pipefail", script], { cwd: ROOT, env, stdin: "ignore", stdout: Bun.file(out), stderr: Bun.file(err) });
+        const child = Bun.spawn(["bash", "-e", "-o", "pipefail", script], {
+          cwd: ROOT,
+          env,
+          stdin: "ignore",
+          stdout: Bun.file(out),
+          stderr: Bun.file(err),
+        });
         const code = await child.exited;
         const [stdout, stderr] = [readFileSync(out, "utf8"), readFileSync(err, "utf8")];
-        if (code !== 0) throw new Error(`${file}:${block.line} exited ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`);
+        if (code !== 0)
+          throw new Error(
+            `${file}:${block.line} exited ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`,
+          );
+        expect(checkoutChanges()).toBe(before);
       }, 60_000);
     }
   });
 }
 
 test("a block with a failing command fails (the runner's own check)", () => {
-  const blocks = commandBlocks("text\n```sh\ntrue\nfalse\ntrue\n```\n<!-- docs-test: skip: not runnable here -->\n```sh\nx\n```\n");
+  const blocks = commandBlocks(
+    "text\n```sh\ntrue\nfalse\ntrue\n```\n" +
+      "<!-- docs-test: skip: not runnable here -->\n```sh\nx\n```\n",
+  );
   expect(blocks).toEqual([
     { line: 2, code: "true\nfalse\ntrue", skip: null },
     { line: 8, code: "x", skip: "not runnable here" },

@@ -1,7 +1,14 @@
 // scripts/bootstrap.sh's long Zig build is not silent: run in a copy of the tree whose `zig`
 // is a stand-in that takes 3 s to build (the real one takes a minute, too long for a test).
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../helpers/paths.ts";
 
@@ -19,7 +26,11 @@ function fakeTree(buildSeconds: number): string {
   copyFileSync(join(ROOT, "package.json"), join(root, "package.json"));
   symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"));
   const zig = join(root, ".tools/zig/ziglang/zig");
-  writeFileSync(zig, `#!/bin/sh\n[ "$1" = version ] && exec cat "${join(root, ".zig-version")}"\nsleep ${buildSeconds}\n`);
+  writeFileSync(
+    zig,
+    `#!/bin/sh\n[ "$1" = version ] && exec cat "${join(root, ".zig-version")}"\n` +
+      `sleep ${buildSeconds}\n`,
+  );
   chmodSync(zig, 0o755);
   // Older than node_modules and the man pages: only the build step has work to do.
   const old = new Date(Date.now() - 86_400_000);
@@ -30,7 +41,10 @@ function fakeTree(buildSeconds: number): string {
 
 async function bootstrap(root: string) {
   const started = performance.now();
-  const child = Bun.spawn(["sh", join(root, "scripts", "bootstrap.sh")], { stdout: "pipe", stderr: "pipe" });
+  const child = Bun.spawn(["sh", join(root, "scripts", "bootstrap.sh")], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const [stdout, stderr, code] = await Promise.all([
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
@@ -39,10 +53,12 @@ async function bootstrap(root: string) {
   return { code, stdout, stderr, seconds: (performance.now() - started) / 1000 };
 }
 
-test("a build longer than 2 s (4 s here) says so, and nothing keeps the output open after it", async () => {
+test("a build longer than 2 s (4 s here) says so; nothing keeps the output open", async () => {
   const result = await bootstrap(fakeTree(4));
   expect(result.code).toBe(0);
-  expect(result.stderr).toBe("qrx setup: building the native library with Zig (about a minute the first time)\n");
+  expect(result.stderr).toBe(
+    "qrx setup: building the native library with Zig (about a minute the first time)\n",
+  );
   // The 10 s sleep of the ticker must die with it, or the pipe stays open until it ends.
   expect(result.seconds).toBeLessThan(10);
 }, 20_000);

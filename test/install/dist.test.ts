@@ -9,15 +9,27 @@ import { processesMentioning, TestLab } from "../helpers/lab.ts";
 import { tempDir } from "../helpers/paths.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
-const PACKAGE = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; bin: object };
+const PACKAGE = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+  version: string;
+  bin: object;
+};
 const dir = tempDir("qrx-dist-");
 // Built in one place and moved: nothing may point back at where it was built, or at the checkout.
 const dist = join(dir.path, "moved");
 const qrx = join(dist, "qrx");
 
 function run(argv: string[], env: Record<string, string> = {}) {
-  const result = Bun.spawnSync(argv, { cwd: dir.path, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+  const result = Bun.spawnSync(argv, {
+    cwd: dir.path,
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return {
+    code: result.exitCode,
+    stdout: result.stdout.toString(),
+    stderr: result.stderr.toString(),
+  };
 }
 
 beforeAll(() => {
@@ -33,7 +45,10 @@ test("every program of package.json is a symlink to the one executable", () => {
   }
   const version = run([qrx, "-V"]);
   expect(version.code).toBe(0);
-  expect(version.stdout).toBe(`qrx ${PACKAGE.version}\nnative library: ${join(dist, "libqrx.so")} (ABI version ${ABI_VERSION})\n`);
+  expect(version.stdout).toBe(
+    `qrx ${PACKAGE.version}\n` +
+      `native library: ${join(dist, "libqrx.so")} (ABI version ${ABI_VERSION})\n`,
+  );
   const help = run([join(dist, "qvm-move-to-vm"), "--help"]);
   expect(help.stdout).toStartWith("usage: qvm-move-to-vm ");
   const wrong = run(["bash", "-c", `exec -a nonsense ${qrx}`]);
@@ -45,10 +60,21 @@ test("a lab from the executable: a call, a file copy, nothing run from the check
   const lab = new TestLab(undefined, qrx);
   try {
     await lab.up();
-    expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "2 3\n")).toMatchObject({ code: 0, stdout: "5\n" });
-    const copy = await lab.run("work", ["sh", "-c", "cd && echo hello > note && qvm-copy --without-progress note"]);
+    expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "2 3\n")).toMatchObject(
+      { code: 0, stdout: "5\n" },
+    );
+    const copy = await lab.run("work", [
+      "sh",
+      "-c",
+      "cd && echo hello > note && qvm-copy --without-progress note",
+    ]);
     expect(copy).toMatchObject({ code: 0, stderr: "" });
-    expect(readFileSync(join(lab.dir, "domains", "vault", "home", "QubesIncoming", "work", "note"), "utf8")).toBe("hello\n");
+    expect(
+      readFileSync(
+        join(lab.dir, "domains", "vault", "home", "QubesIncoming", "work", "note"),
+        "utf8",
+      ),
+    ).toBe("hello\n");
     // The admin service, policy daemon, agents and daemons: all the one executable.
     const pids = processesMentioning(lab.dir).map((line) => line.split(" ")[0]!);
     expect(pids.length).toBeGreaterThanOrEqual(6);
@@ -63,7 +89,11 @@ test("qrx bench vchan and qrx bench call run their helper processes from the exe
   const vchan = run([qrx, "bench", "vchan", "--json", "--sizes", "4K", "--bytes", "1M"]);
   expect(vchan.code).toBe(0);
   const rows = JSON.parse(vchan.stdout) as Array<{ name: string; bytes: number }>;
-  expect(rows.map((row) => row.name).sort()).toEqual(["baseline:pipe", "baseline:socketpair", "shm"]);
+  expect(rows.map((row) => row.name).sort()).toEqual([
+    "baseline:pipe",
+    "baseline:socketpair",
+    "shm",
+  ]);
   const call = run([qrx, "bench", "call", "--json", "--bytes", "1M", "--calls", "2"]);
   expect(call.code).toBe(0);
   const names = (JSON.parse(call.stdout) as Array<{ name: string }>).map((row) => row.name);

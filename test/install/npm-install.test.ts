@@ -18,14 +18,23 @@ const dir = tempDir("qrx-install-");
 const prefix = join(dir.path, "prefix");
 
 function run(argv: string[], env: Record<string, string> = {}) {
-  const result = Bun.spawnSync(argv, { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
-  return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+  const result = Bun.spawnSync(argv, {
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return {
+    code: result.exitCode,
+    stdout: result.stdout.toString(),
+    stderr: result.stderr.toString(),
+  };
 }
 
 beforeAll(() => {
   const flags = ["--no-audit", "--no-fund", "--offline", "--loglevel=error"];
   const install = run(["npm", "install", "-g", "--prefix", prefix, ...flags, ROOT]);
-  if (install.code !== 0) throw new Error(`npm install -g failed:\n${install.stdout}${install.stderr}`);
+  if (install.code !== 0)
+    throw new Error(`npm install -g failed:\n${install.stdout}${install.stderr}`);
 });
 afterAll(() => dir.remove());
 
@@ -45,7 +54,9 @@ test("the installed qrx --version and -V print the version and the native ABI ve
     expect(result.stdout).toStartWith(`qrx ${PACKAGE.version}\n`);
     expect(result.stdout).toContain(`ABI version ${ABI_VERSION})`);
   }
-  const broken = run([join(prefix, "bin", "qrx"), "-V"], { QRX_NATIVE_LIB: join(dir.path, "none.so") });
+  const broken = run([join(prefix, "bin", "qrx"), "-V"], {
+    QRX_NATIVE_LIB: join(dir.path, "none.so"),
+  });
   expect(broken.code).toBe(0);
   expect(broken.stdout).toContain("native library: unusable:");
   expect(broken.stdout).toContain("none.so is missing");
@@ -61,7 +72,9 @@ test("man finds the installed pages", () => {
   expect(result.stdout).toContain("qrexec-client-vm");
   expect(result.stdout).toContain("--agent-socket");
   // qrx's page carries every subcommand's help.
-  const qrx = run(["man", "-M", join(prefix, "share", "man"), "-P", "cat", "qrx"], { MANWIDTH: "100" });
+  const qrx = run(["man", "-M", join(prefix, "share", "man"), "-P", "cat", "qrx"], {
+    MANWIDTH: "100",
+  });
   expect(qrx.stdout).toContain("qrx bench sweep");
   expect(qrx.stdout).toContain("--plot <file>");
 });

@@ -296,7 +296,9 @@ pub const Pump = struct {
     /// What a live stream's vchan moved so far and its ring sizes (`qp_stream_traffic`): the
     /// numbers `qrx lab top` shows. A finished stream has left its vchan: ENOTCONN.
     pub fn traffic(stream: *Stream) Fail!Traffic {
-        if (stream.vchan_closed) return diag.fail(.NOTCONN, "stream {d} has left its vchan", .{stream.id});
+        if (stream.vchan_closed) {
+            return diag.fail(.NOTCONN, "stream {d} has left its vchan", .{stream.id});
+        }
         const stats = stream.vchan.stats();
         return .{
             .bytes_read = stats.bytes_read,
