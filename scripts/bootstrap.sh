@@ -6,6 +6,11 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# npm runs this as the package's `prepare` (so `npm install -g` of a checkout sets it up and
+# links its man pages), also inside the `npm ci` below: that nested run has nothing to do.
+[ -z "${QRX_BOOTSTRAPPING:-}" ] || exit 0
+QRX_BOOTSTRAPPING=1 && export QRX_BOOTSTRAPPING
+
 zig_version=$(cat .zig-version)
 zig="$root/.tools/zig/ziglang/zig"
 
