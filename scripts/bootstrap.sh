@@ -19,6 +19,9 @@ say() { printf 'qrx setup: %s\n' "$*" >&2; }
 if [ ! -x node_modules/.bin/bun ] || [ ! -d node_modules/commander ] || [ package.json -nt node_modules/.package-lock.json ]; then
     command -v npm >/dev/null 2>&1 || { say "npm is needed to install Bun (apt-get install npm)"; exit 1; }
     say "installing Bun and JS dependencies with npm"
+    # Under `npm install -g` (this script as `prepare`) npm's settings for the global install
+    # are in the environment; the project's own dependencies install locally.
+    unset npm_config_global npm_config_prefix npm_config_location
     if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error >&2
     else npm install --no-audit --no-fund --loglevel=error >&2; fi
 fi
