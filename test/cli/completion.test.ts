@@ -1,6 +1,8 @@
 // `qrx completion bash|zsh`, run in the real shells: the scripts come from the command tree, so a
 // command path typed so far completes to that command's subcommands and options.
 import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const QRX = join(import.meta.dir, "..", "..", "bin", "qrx");
@@ -47,15 +49,48 @@ test.skipIf(!haveZsh)("zsh: the entries handed to _describe carry descriptions",
 _describe() { print -rl -- "\${(@P)4}"; }
 _files() { print -r -- "_files"; }
 source <('${QRX}' completion zsh) || exit 9
-words=(qrx policy ''); CURRENT=3; _qrx_complete`;
+words=(qrx policy ''); CURRENT=3; _qrx`;
   const result = shell(["zsh", "-c", script]);
   expect(result).toMatchObject({ code: 0, stderr: "" });
   const lines = result.stdout.trimEnd().split("\n");
-  expect(lines[0]).toBe("compdef _qrx_complete qrx");
+  expect(lines[0]).toBe("compdef _qrx qrx");
   expect(lines).toContain("-h:display help for command");
   expect(lines.some((line) => line.startsWith("lint:read the policy"))).toBe(true);
   expect(lines.at(-1)).toBe("_files");
 });
+
+test.skipIf(!haveZsh)(
+  "zsh through a pty: TAB completes, loaded from $fpath or sourced",
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), "qrx-zsh-"));
+    try {
+      writeFileSync(join(dir, "_qrx"), shell([QRX, "completion", "zsh"]).stdout);
+      const driver = join(import.meta.dir, "..", "helpers", "zsh-complete.zsh");
+      const typed = [
+        "qrx pol",
+        "qrx policy ",
+        "qrx lab to",
+        "qrx lab top ",
+        "qrx bench sweep --sam",
+        "--samples ",
+      ];
+      const fromFpath = shell(["zsh", "-f", driver, `fpath=(${dir} $fpath)`, ":", ...typed]);
+      expect(fromFpath).toEqual({ code: 0, stdout: "OK\n", stderr: "" });
+      const sourced = shell([
+        "zsh",
+        "-f",
+        driver,
+        ":",
+        `source ${join(dir, "_qrx")}`,
+        ...typed.slice(0, 2),
+      ]);
+      expect(sourced).toEqual({ code: 0, stdout: "OK\n", stderr: "" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  60_000,
+);
 
 test("an unknown shell is a usage error", () => {
   const result = shell([QRX, "completion", "fish"]);
