@@ -10,7 +10,6 @@ import { isatty } from "node:tty";
 import { checkTree, normalizeSource } from "../filecopy/tree-check.ts";
 import { BIN_DIR } from "../install-paths.ts";
 
-const BIN = BIN_DIR;
 const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.ts$/, "");
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
@@ -71,12 +70,12 @@ const service = check.status === 2 ? "qubes.Filecopy+allow-all-names" : "qubes.F
 const showProgress = progressMode === "on" || (progressMode === "auto" && isatty(2));
 const env: Record<string, string | undefined> = { ...process.env, PROGRESS_TYPE: showProgress ? "console" : "none", FILECOPY_TOTAL_BYTES: String(check.totalBytes) };
 const argv = [
-  join(BIN, "qrexec-client-vm"),
+  join(BIN_DIR, "qrexec-client-vm"),
   "--filter-escape-chars-stderr",
   "--",
   target,
   service,
-  join(BIN, "qfile-agent"),
+  join(BIN_DIR, "qfile-agent"),
   ...(ignoreSymlinks ? ["--ignore-symlinks"] : []),
   "--",
   ...sources,
