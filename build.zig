@@ -1,6 +1,8 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
-//! `zig build` installs zig-out/lib/libqrx.so and zig-out/bin/qrexec-client-vm (the client's
-//! native front end); `zig build test` runs every Zig test.
+//! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
+//! native front end), zig-out/bin/qrexec-client (dom0 -> VM calls natively) and
+//! zig-out/bin/qfile-agent, qfile-unpacker and qvm-copy (file copy); `zig build test` runs every
+//! Zig test.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -41,6 +43,35 @@ pub fn build(b: *std.Build) void {
     // under 64 KiB (the largest holds the fallback's argv), so 256 KiB leaves a usual limit alone.
     front.stack_size = 256 * 1024;
     b.installArtifact(front);
+
+    // qrexec-client's native program for dom0 -> VM calls: it runs the pump itself, so it links
+    // libc (threads, the vDSO clock) like the library.
+    const client_module = b.createModule(.{
+        .root_source_file = b.path("zig/qrexec_client.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        .strip = optimize != .Debug,
+    });
+    const client = b.addExecutable(.{ .name = "qrexec-client", .root_module = client_module });
+    b.installArtifact(client);
+
+    // The file-copy programs, natively: their work is the library's filecopy engine.
+    for ([_][2][]const u8{
+        .{ "qfile-agent", "zig/qfile_agent.zig" },
+        .{ "qfile-unpacker", "zig/qfile_unpacker.zig" },
+        .{ "qvm-copy", "zig/qvm_copy.zig" },
+    }) |program| {
+        const module = b.createModule(.{
+            .root_source_file = b.path(program[1]),
+            .target = target,
+            .optimize = optimize,
+            .link_libc = true,
+            .single_threaded = true,
+            .strip = optimize != .Debug,
+        });
+        b.installArtifact(b.addExecutable(.{ .name = program[0], .root_module = module }));
+    }
 
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/test.zig"),

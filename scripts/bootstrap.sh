@@ -72,3 +72,6 @@ if [ ! -f "$man1/qrx.1" ] || [ -n "$(newer)" ]; then
     say "writing man pages into $man1"
     node_modules/.bin/bun src/cli/qrx.ts man-pages "$man1" >&2
 fi
+
+# Start-up bundles for the programs in bin/ (scripts/bundle.ts; only the stale ones are rebuilt).
+node_modules/.bin/bun scripts/bundle.ts

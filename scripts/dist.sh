@@ -1,6 +1,7 @@
 #!/bin/sh
 # `npm run dist`: qrx as one executable. dist/qrx is `bun build --compile` of src/cli/main.ts;
-# every other program (qrexec-*, qvm-*, qfile-*) is a symlink to it, chosen by argv[0]. Beside
+# every other program (qrexec-*, qvm-*, qfile-*) is a symlink to it, chosen by argv[0], but for
+# the shell scripts of bin/ (qvm-open-in-*), copied as they are. Beside
 # it: libqrx.so (loaded with dlopen, so it cannot be embedded) and share/qrx/lab (the default
 # lab and its services, which domains run as files). Move the directory anywhere; PATH=dist:$PATH.
 set -eu
@@ -19,7 +20,12 @@ cp -Rp src/lab/services "$out/share/qrx/lab/services"
 cp -Rp share/man/man1 "$out/share/man/man1"
 names=$(node_modules/.bin/bun -e \
     'console.log(Object.keys(require("./package.json").bin).join(" "))')
+scripts=$(node_modules/.bin/bun -e \
+    'console.log(require("./src/cli/programs.ts").SCRIPT_PROGRAMS.join(" "))')
 for name in $names; do
-    [ "$name" = qrx ] || ln -s qrx "$out/$name"
+    case " $scripts " in
+    *" $name "*) cp bin/"$name" "$out/$name" ;;
+    *) [ "$name" = qrx ] || ln -s qrx "$out/$name" ;;
+    esac
 done
 printf 'qrx dist: %s (%s programs)\n' "$out" "$(echo $names | wc -w)" >&2

@@ -89,6 +89,8 @@ export const ConstantId = {
   clientReplyFallback: 42,
   clientReplyAccepted: 43,
   clientRequestPrefixBytes: 44,
+  eventClientRefused: 45,
+  pumpMarkCount: 46,
 } as const;
 
 /** Kinds of pump streams (zig/pump/pump.zig `Kind`). */
@@ -96,7 +98,16 @@ export const StreamKind = { Control: 0, DataService: 1, DataClient: 2 } as const
 export type StreamKind = (typeof StreamKind)[keyof typeof StreamKind];
 
 /** Kinds of pump event records (zig/pump/events.zig `Kind`). */
-export const PumpEventKind = { Connected: 1, Message: 2, Done: 3, Failed: 4, ClientRequest: 5, ClientSignal: 6, ClientGone: 7 } as const;
+export const PumpEventKind = {
+  Connected: 1,
+  Message: 2,
+  Done: 3,
+  Failed: 4,
+  ClientRequest: 5,
+  ClientSignal: 6,
+  ClientGone: 7,
+  ClientRefused: 8,
+} as const;
 export type PumpEventKind = (typeof PumpEventKind)[keyof typeof PumpEventKind];
 
 /** Size of an event record's header: u32 stream, u32 kind, i32 value, u32 payload length. */
@@ -113,6 +124,19 @@ export const FILECOPY_UNPACK_STATS_BYTES = 40;
 export const FILECOPY_PACK_RESULT_BYTES = 296;
 export const FILECOPY_PACK_RESULT_LAST_NAME_OFFSET = 36;
 export const FILECOPY_PACK_RESULT_LAST_NAME_BYTES = 256;
+
+/**
+ * A data stream's DONE payload: when the pump first reached each of these stages, u64
+ * CLOCK_REALTIME ns each (0: not reached), in this order (zig/pump/data.zig `Mark`).
+ */
+export const PUMP_MARKS = [
+  "first-byte-sent",
+  "first-byte-received",
+  "eof-sent",
+  "eof-received",
+  "exit-sent",
+  "exit-received",
+] as const;
 
 /** The client host's replies to a qrexec-client-vm front end (zig/client_host/wire.zig `ReplyKind`). */
 export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
@@ -165,4 +189,6 @@ export const expectedConstants: Record<keyof typeof ConstantId, number> = {
   clientReplyFallback: ClientReply.Fallback,
   clientReplyAccepted: ClientReply.Accepted,
   clientRequestPrefixBytes: CLIENT_REQUEST_PREFIX_BYTES,
+  eventClientRefused: PumpEventKind.ClientRefused,
+  pumpMarkCount: PUMP_MARKS.length,
 };

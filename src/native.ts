@@ -68,6 +68,7 @@ const symbols = {
   qrx_connect_tcp: { args: [ptr, u32, u32], returns: i32 },
   qrx_socketpair: { args: [ptr], returns: i32 },
   qrx_dup: { args: [i32], returns: i32 },
+  qrx_exec: { args: [ptr, ptr, u32, u32, ptr, u32, u32], returns: i32 },
   qp_set_child: { args: [u32, i32], returns: i32 },
   qp_watch_sigusr1: { args: [u32], returns: i32 },
   qh_listen: { args: [ptr, u32], returns: i32 },
@@ -77,7 +78,7 @@ const symbols = {
   qf_validate_symlink: { args: [ptr, u32, ptr, u32, u32], returns: i32 },
   qf_safe_for_display: { args: [ptr, u32], returns: i32 },
   qf_crc32: { args: [u32, ptr, u32], returns: u32 },
-  qf_unpack: { args: [i32, i32, i32, u32, ptr], returns: i32 },
+  qf_unpack: { args: [i32, i32, i32, u32, u32, ptr], returns: i32 },
   qf_pack: { args: [i32, i32, ptr, u32, u32, ptr, ptr], returns: i32 },
 } as const;
 
@@ -379,7 +380,8 @@ export class Vchan {
       (options.exitOnClientEof ? 4 : 0) |
       (options.exitOnServiceEof ? 8 : 0) |
       (options.mirageService ? 16 : 0) |
-      (options.mirageChunkBug ? 32 : 0);
+      (options.mirageChunkBug ? 32 : 0) |
+      (options.stderrEofFirst ? 64 : 0);
     const pump = Pump.get();
     this.#handle = 0;
     const id = check(
@@ -413,6 +415,8 @@ export interface StreamOptions {
   mirageService?: boolean;
   /** Reproduce mirage-qubes 2.0's chunk-length bug when sending local data (a test knob). */
   mirageChunkBug?: boolean;
+  /** Service side that never has a stderr fd (dom0): stderr's EOF leads, failures included. */
+  stderrEofFirst?: boolean;
 }
 
 export interface PumpEvent {
@@ -454,6 +458,8 @@ export class Stream {
   #early: PumpEvent[] = [];
   #handingOver = false;
   readonly connected: Promise<number>;
+  /** A data stream's stage times from its DONE record, for the trace (src/trace.ts). */
+  pumpMarks: Uint8Array | null = null;
   /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
   readonly finished: Promise<number>;
   #resolveConnected!: (version: number) => void;
@@ -475,7 +481,10 @@ export class Stream {
   /** @internal Called by the pump driver. */
   deliver(event: PumpEvent): void {
     if (event.kind === PumpEventKind.Connected) this.#resolveConnected(event.value);
-    if (event.kind === PumpEventKind.Done) this.#resolveFinished(event.value);
+    if (event.kind === PumpEventKind.Done) {
+      this.pumpMarks = event.payload;
+      this.#resolveFinished(event.value);
+    }
     if (event.kind === PumpEventKind.Failed) {
       this.#rejectFinished(new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`));
     }
@@ -648,7 +657,7 @@ class Pump {
         const size = view.getUint32(offset + 12, true);
         const payload = this.#buffer.slice(offset + EVENT_HEADER_BYTES, offset + EVENT_HEADER_BYTES + size);
         offset += EVENT_HEADER_BYTES + Math.ceil(size / 4) * 4;
-        if (kind >= PumpEventKind.ClientRequest) ClientHost.deliver(id, kind, payload);
+        if (kind >= PumpEventKind.ClientRequest) ClientHost.deliver(id, kind, value, payload);
         else this.#streams.get(id)?.deliver({ kind, value, payload });
       }
     }
@@ -676,6 +685,8 @@ export interface ClientHostHandlers {
   signal(connection: number): void;
   /** The front end closed or died before its final reply. */
   gone(connection: number): void;
+  /** A front end was turned away: its fds could not be received (`errno`: EMFILE, ENFILE). */
+  refused?(connection: number, errno: number): void;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -699,7 +710,12 @@ export class ClientHost {
   }
 
   /** @internal Called by the pump driver with a client record. */
-  static deliver(connection: number, kind: PumpEventKind, payload: Uint8Array): void {
+  static deliver(
+    connection: number,
+    kind: PumpEventKind,
+    value: number,
+    payload: Uint8Array,
+  ): void {
     const host = ClientHost.#instance;
     if (kind === PumpEventKind.ClientRequest) {
       // Out of memory, the pump keeps a record without its payload: no fds to close then.
@@ -715,6 +731,7 @@ export class ClientHost {
       native.qh_reply(connection, ClientReply.Fallback, 0);
     } else if (kind === PumpEventKind.ClientSignal) host?.#handlers.signal(connection);
     else if (kind === PumpEventKind.ClientGone) host?.#handlers.gone(connection);
+    else if (kind === PumpEventKind.ClientRefused) host?.#handlers.refused?.(connection, -value);
   }
 
   /** Tells the front end to give up its stdin and stdout: the call runs here. False if it is gone. */
@@ -772,6 +789,29 @@ export function connectTcp(host: string, port: number): number {
   return check(native.qrx_connect_tcp(bytes, bytes.length, port));
 }
 
+/**
+ * NUL-terminated strings one after another, as `qrx_exec` takes its lists; `length` leaves out
+ * one spare NUL, there so that an empty list is still a real buffer.
+ */
+function packStrings(strings: string[]): { bytes: Buffer; length: number } {
+  const text = strings.map((item) => `${item}\0`).join("");
+  return { bytes: Buffer.from(`${text}\0`), length: Buffer.byteLength(text) };
+}
+
+/**
+ * Replaces this process with `path` (`argv` includes argv[0]), as upstream's dom0 -> dom0 call
+ * does with the service. Returns only by throwing a NativeError (`code` ENOENT, EACCES, ...).
+ */
+export function execProcess(path: string, argv: string[], env: Record<string, string>): never {
+  const variables = Object.entries(env).map(([name, value]) => `${name}=${value}`);
+  const args = packStrings(argv);
+  const environment = packStrings(variables);
+  const file = packStrings([path]).bytes;
+  const [envBytes, envLength, envCount] = [environment.bytes, environment.length, variables.length];
+  check(native.qrx_exec(file, args.bytes, args.length, argv.length, envBytes, envLength, envCount));
+  throw new NativeError(0, "execve returned without an error");
+}
+
 /** A close-on-exec copy of `fd`, numbered 3 or above; the caller closes it. */
 export function dupFd(fd: number): number {
   return check(native.qrx_dup(fd));
@@ -812,9 +852,11 @@ export interface UnpackStats {
 /**
  * The receiver (qfile-unpacker's loop): reads the stream from `inFd`, creates the entries below
  * `dirFd`, writes the one result message to `outFd`. `code` is what it reported (0 ok, an errno,
- * LEGAL_EOF, 121 EREMOTEIO...), or -1 with `fatal` set when it stopped without sending a result
- * (nanoseconds above 999999999, §2.2). The fds stay the caller's: close `inFd` (or exit) soon
- * after an error, so that the sender sees EPIPE.
+ * LEGAL_EOF, 121 EREMOTEIO, 4294967212 = (uint32)-84 for a bad directory name...), or -1 with
+ * `fatal` set when it stopped without a result (nanoseconds above 999999999, filecopy.md §2.2).
+ * `waitForSpace`: before each file, wait until the disk has room for it plus this many bytes.
+ * The fds stay the caller's: close `inFd` (or exit) soon after an error, so that the sender sees
+ * EPIPE.
  */
 export function unpackStream(options: {
   inFd: number;
@@ -822,10 +864,13 @@ export function unpackStream(options: {
   dirFd: number;
   allowAllNames?: boolean;
   verbose?: boolean;
+  waitForSpace?: number;
 }): { code: number; fatal: string | null; stats: UnpackStats } {
   const raw = new Uint8Array(FILECOPY_UNPACK_STATS_BYTES);
   const flags = (options.allowAllNames ? 1 : 0) | (options.verbose ? 2 : 0);
-  const code = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, raw);
+  const margin = options.waitForSpace ?? 0;
+  const pattern = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, margin, raw);
+  const code = pattern === -1 ? -1 : pattern >>> 0;
   const view = new DataView(raw.buffer);
   const stats: UnpackStats = {
     files: Number(view.getBigUint64(0, true)),
@@ -845,7 +890,7 @@ export interface PackResult {
   code: number;
   /** Upstream's words for local failures ("open NAME", "Copying file NAME: ..."); "" for ok. */
   message: string;
-  /** The receiver's last name, sanitized for display (§2.4) and cut to 256 bytes; null if none. */
+  /** The receiver's last name, made safe to show (filecopy.md §2.4), <= 256 bytes; null if none. */
   lastName: string | null;
   /** File content sent. */
   bytes: number;
@@ -938,13 +983,13 @@ function bytesOf(text: string | Uint8Array): Uint8Array {
   return typeof text === "string" ? encoder.encode(text) : text;
 }
 
-/** A regular-file or directory name as the receiver checks it (§3.4): 0 or 84 (EILSEQ). */
+/** A file or directory name as the receiver checks it (filecopy.md §3.4): 0 or 84 (EILSEQ). */
 export function validateFilecopyPath(name: string | Uint8Array, allowAllNames: boolean): number {
   const bytes = bytesOf(name);
   return native.qf_validate_path(bytes.length > 0 ? bytes : null, bytes.length, allowAllNames ? 1 : 0);
 }
 
-/** A symlink's name and target (§3.5): 0, 84 (EILSEQ) or 67 (ENOLINK). */
+/** A symlink's name and target (filecopy.md §3.5): 0, 84 (EILSEQ) or 67 (ENOLINK). */
 export function validateFilecopySymlink(
   name: string | Uint8Array,
   target: string | Uint8Array,

@@ -38,9 +38,10 @@ pub const live_exited: u8 = 0;
 pub const live_connected: u8 = 1;
 pub const live_waiting: u8 = 2;
 
-/// Rendezvous handshake (SOCK_SEQPACKET): magic "SHMV" and our protocol version.
+/// Rendezvous handshake (SOCK_SEQPACKET): magic "SHMV" and our protocol version. Version 2: the
+/// ACCEPT carries only the memfd; kicks travel on the socket itself, no eventfd is exchanged.
 pub const handshake_magic: u32 = 0x564d4853;
-pub const handshake_version: u16 = 1;
+pub const handshake_version: u16 = 2;
 
 /// A unix socket path must fit `sockaddr_un.sun_path` (108 bytes with the NUL).
 pub const socket_path_bytes_max: u32 = 107;

@@ -9,6 +9,7 @@ const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const net = @import("net.zig");
 const sys = @import("sys.zig");
+const exec = @import("exec.zig");
 const handles = @import("handles.zig");
 const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
@@ -71,6 +72,8 @@ const ConstantId = enum(u32) {
     client_reply_fallback,
     client_reply_accepted,
     client_request_prefix_bytes,
+    event_client_refused,
+    pump_mark_count,
 };
 
 /// What `vx_info` fills in. src/native.ts reads it by these offsets.
@@ -164,6 +167,8 @@ export fn qrx_constant(id: u32) i32 {
         .client_reply_fallback => @intFromEnum(client_host_wire.ReplyKind.fallback),
         .client_reply_accepted => @intFromEnum(client_host_wire.ReplyKind.accepted),
         .client_request_prefix_bytes => client_host.request_record_prefix_bytes,
+        .event_client_refused => @intFromEnum(pump_mod.events.Kind.client_refused),
+        .pump_mark_count => pump_mod.mark_count,
     };
 }
 
@@ -528,6 +533,21 @@ export fn qrx_socketpair(out: *[2]i32) i32 {
     return 0;
 }
 
+/// Replaces this process with `path` (zig/exec.zig); returns only on failure. `argv` and `env`
+/// are `argc` and `envc` NUL-terminated strings packed one after another.
+export fn qrx_exec(
+    path: [*:0]const u8,
+    argv: [*]const u8,
+    argv_len: u32,
+    argc: u32,
+    env: [*]const u8,
+    env_len: u32,
+    envc: u32,
+) i32 {
+    const errno = exec.exec(path, argv[0..argv_len], argc, env[0..env_len], envc);
+    return failure_of(diag.fail(errno, "execve failed", .{}));
+}
+
 /// A close-on-exec copy of `fd` numbered 3 or above (Bun's spawn cannot place fd 0 elsewhere).
 export fn qrx_dup(fd: i32) i32 {
     return sys.fd(linux.fcntl(fd, sys.F_DUPFD_CLOEXEC, 3), "F_DUPFD_CLOEXEC") catch return failure();
@@ -536,7 +556,7 @@ export fn qrx_dup(fd: i32) i32 {
 // ---------------------------------------------------------------- filecopy names and links
 // Name and symlink-target validation of the qubes.Filecopy receiver (spec filecopy.md §3.4,
 // §3.5). Unlike the exports above, these return the errno as a *positive* value, because it is
-// the value the receiver writes into its result message (§2.6): 0 accepted, 84 EILSEQ (bad
+// the value the receiver writes into its result (filecopy.md §2.6): 0 accepted, 84 EILSEQ (bad
 // name, or forbidden character in a target), 67 ENOLINK (symlink escapes or is top-level).
 // 22 EINVAL means a caller bug: unknown flag bits, or a null pointer with a nonzero length.
 // Nothing is recorded for `qrx_last_error`. `flags` is `filecopy_names.Flags` (bit 0:
@@ -607,17 +627,25 @@ export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
     return filecopy_wire.crc32(previous, base[0..len]);
 }
 
-/// The receiver: returns the code it sent (0, an errno, 31415926 LEGAL_EOF), or -1 when it
-/// stopped without sending a result (bad nanoseconds, §2.2), with a message. Flags: bit 0
-/// allow_all_names, bit 1 verbose.
-export fn qf_unpack(in_fd: i32, out_fd: i32, dir_fd: i32, flags: u32, stats: *filecopy_unpack.Stats) i32 {
+/// The receiver: returns the code it sent as its 32-bit pattern (0, an errno, 31415926
+/// LEGAL_EOF, (uint32)-84 for a bad directory name), or -1 when it stopped without sending a
+/// result (bad nanoseconds, filecopy.md §2.2), with a message. Flags: bit 0 allow_all_names,
+/// bit 1 verbose. `space_margin`: `--wait-for-space` (0: off).
+export fn qf_unpack(
+    in_fd: i32,
+    out_fd: i32,
+    dir_fd: i32,
+    flags: u32,
+    space_margin: u32,
+    stats: *filecopy_unpack.Stats,
+) i32 {
     const decoded: filecopy_unpack.Flags = @bitCast(flags);
     if (decoded._pad != 0) {
         stats.* = std.mem.zeroes(filecopy_unpack.Stats);
         diag.fail(.INVAL, "unknown unpack flags 0x{x}", .{flags}) catch {};
         return -1;
     }
-    return filecopy_unpack.unpack(in_fd, out_fd, dir_fd, decoded, stats);
+    return filecopy_unpack.unpack_waiting(in_fd, out_fd, dir_fd, decoded, space_margin, stats);
 }
 
 /// The sender: `paths` are NUL-terminated and concatenated. Returns 0 (CRC matched), a

@@ -11,6 +11,7 @@ test {
     _ = @import("pump/data.zig");
     _ = @import("pump/pump_test.zig");
     _ = @import("net_test.zig");
+    _ = @import("exec.zig");
     _ = @import("signals_test.zig");
     _ = @import("filecopy/names_test.zig");
     _ = @import("filecopy/wire_test.zig");
@@ -18,4 +19,10 @@ test {
     _ = @import("filecopy/unpack_test.zig");
     _ = @import("client_host/front_end.zig");
     _ = @import("client_host/listener.zig");
+    _ = @import("client_host/bun_cli.zig");
+    _ = @import("dom0_client/main.zig");
+    _ = @import("path_join.zig");
+    _ = @import("filecopy/cli/messages.zig");
+    _ = @import("filecopy/cli/unpacker_args.zig");
+    _ = @import("filecopy/cli/tree_check.zig");
 }

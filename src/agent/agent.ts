@@ -4,8 +4,9 @@
 
 import { chmodSync, rmSync } from "node:fs";
 import { Connection } from "../io/connection.ts";
-import { PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
+import { NativeError, PumpEventKind, StreamKind, Vchan, type Stream } from "../native.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
+import { QREXEC_EXIT_PROBLEM } from "../protocol/exit.ts";
 import {
   decodeExecCommand,
   decodeServiceConnect,
@@ -18,6 +19,7 @@ import {
   type ExecParams,
 } from "../protocol/codec.ts";
 import {
+  HEADER_BYTES,
   MAX_SERVICE_NAME_LEN,
   MSG_CONNECTION_TERMINATED,
   MSG_EXEC_CMDLINE,
@@ -30,13 +32,23 @@ import {
 } from "../protocol/constants.ts";
 import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
+import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
 import type { CallStatusFile } from "./call-status.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const DATA_CONNECT_TIMEOUT_MS = 120_000;
+/** The longest trigger a caller may send (header and TRIGGER4). */
+const TRIGGER_INPUT_BYTES_MAX = HEADER_BYTES + TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN;
+/** How soon a data vchan that failed for want of fds is tried again. */
+const FD_RETRY_MS = 100;
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 export interface AgentOptions {
   /** Our domain id (VCHAN_DOMAIN). */
@@ -79,6 +91,7 @@ export class Agent {
   #outbox: Array<{ type: number; body: Uint8Array }> = [];
   readonly #calls = new Set<Stream>();
   readonly #session: SessionGate;
+  readonly #shortage: FdShortage;
   #stopping = false;
 
   constructor(options: AgentOptions) {
@@ -93,6 +106,7 @@ export class Agent {
       log: options.log,
     };
     this.#session = new SessionGate(this.#context);
+    this.#shortage = new FdShortage(options.log);
   }
 
   get callsRunning(): number {
@@ -104,14 +118,20 @@ export class Agent {
     rmSync(this.#options.agentSocket, { force: true });
     const previousUmask = process.umask(0);
     try {
-      this.#listener = Connection.listen(this.#options.agentSocket, (connection) => void this.#serveTrigger(connection));
+      // A caller sends one trigger and then only EOF: nothing more is ever held for it.
+      this.#listener = Connection.listen(
+        this.#options.agentSocket,
+        (connection) => void this.#serveTrigger(connection),
+        { inputBytesMax: TRIGGER_INPUT_BYTES_MAX },
+      );
     } finally {
       process.umask(previousUmask);
     }
     chmodSync(this.#options.agentSocket, 0o777);
     // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
     if (this.#profile.name === "default") {
-      const host = new ClientVmHost({ agentSocket: this.#options.agentSocket, env: this.#options.env, log: this.#options.log });
+      const { agentSocket, env, log } = this.#options;
+      const host = new ClientVmHost({ agentSocket, env, log, shortage: this.#shortage });
       try {
         host.start();
         this.#clientHost = host;
@@ -161,9 +181,10 @@ export class Agent {
     control.onEvent((event) => {
       if (event.kind === PumpEventKind.Message) this.#onControlMessage(event.value, event.payload);
     });
+    // Only for the channel in use: one dropped by `#sendControl` was replaced already.
     control.finished.then(
-      () => this.#controlLost("closed"),
-      (error: Error) => this.#controlLost(error.message),
+      () => this.#control === control && this.#controlLost("closed"),
+      (error: Error) => this.#control === control && this.#controlLost(error.message),
     );
   }
 
@@ -197,7 +218,11 @@ export class Agent {
     try {
       control.send(type, body);
     } catch (error) {
-      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${error instanceof Error ? error.message : error}`);
+      this.#options.log(`cannot send control message 0x${type.toString(16)}: ${describe(error)}`);
+      // A daemon that leaves our messages unread up to the pump's limit is dropped at once:
+      // later triggers wait for the next one instead of each being refused here.
+      const slowPeer = error instanceof NativeError && error.code === "ENOBUFS";
+      if (slowPeer) this.#controlLost(describe(error));
       throw error;
     }
   }
@@ -243,6 +268,12 @@ export class Agent {
       return;
     }
     client.params = { connectDomain, connectPort };
+    if (tracing) {
+      const domain = this.#options.domain;
+      const data = portKey(domain, connectDomain, connectPort);
+      const keys = [triggerKey(domain, fieldText(ident)), data];
+      traceKeyed(domain, "agent-service-connect", keys);
+    }
     client.connection.write(encodeExecParams(client.params));
   }
 
@@ -265,13 +296,33 @@ export class Agent {
     const parsed = parseCommand(request.command, { stripUser: true });
     const prepared = prepareService(parsed, this.#context);
     const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
-    const run = () => this.#runCall(params, prepared, justExec);
+    const domain = this.#options.domain;
+    const { connectDomain, connectPort } = params;
+    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort));
+    trace?.stage("exec-request", { command: request.command.slice(0, 80) });
+    const run = () => this.#runCall(params, prepared, justExec, trace);
     const waits = prepared.kind === "rpc" && prepared.config.waitForSession && parsed.kind === "rpc" && !parsed.nogui;
     if (waits) this.#session.whenReady(parsed.kind === "rpc" ? (parsed.user ?? "") : "", parsed.kind === "rpc" ? parsed.source : "", run);
     else run();
   }
 
-  #runCall(params: ExecParams, prepared: ReturnType<typeof prepareService>, justExec: boolean): void {
+  #runCall(
+    params: ExecParams,
+    prepared: ReturnType<typeof prepareService>,
+    justExec: boolean,
+    trace: CallTrace | null,
+    deadline = Date.now() + DATA_CONNECT_TIMEOUT_MS,
+  ): void {
+    const where = `data vchan to domain ${params.connectDomain} port ${params.connectPort}`;
+    // Out of fds, the data vchan is tried again until the caller's connect timeout, rather
+    // than leaving the caller to wait that long for a vchan that will never come.
+    const retry = (error: unknown): boolean => {
+      const code = fdErrorCode(error);
+      if (code === null || Date.now() + FD_RETRY_MS >= deadline || this.#stopping) return false;
+      this.#shortage.refused(code, `${where}: ${describe(error)} (trying again)`);
+      setTimeout(() => this.#runCall(params, prepared, justExec, trace, deadline), FD_RETRY_MS);
+      return true;
+    };
     let stream: Stream;
     try {
       const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
@@ -279,12 +330,13 @@ export class Agent {
         kind: StreamKind.DataService,
         version: this.#profile.version,
         sendFirst: this.#profile.dataHelloFirst,
-        connectTimeoutMs: DATA_CONNECT_TIMEOUT_MS,
+        connectTimeoutMs: Math.max(deadline - Date.now(), 1),
         ...serviceStreamFlags(prepared),
         ...this.#profile.serviceFlags,
       });
     } catch (error) {
-      this.#options.log(`cannot open data vchan to domain ${params.connectDomain} port ${params.connectPort}: ${error instanceof Error ? error.message : error}`);
+      if (retry(error)) return;
+      this.#options.log(`cannot open ${where}: ${describe(error)}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
       return;
     }
@@ -294,24 +346,42 @@ export class Agent {
       const service = argument ? `${serviceName}+${argument}` : serviceName;
       this.#options.statusFile?.add(stream, source, service);
     }
+    let connected = false;
     void stream.connected.then(() => {
-      const pid = startService(stream, prepared, justExec, this.#context);
-      // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
-      if (pid !== null) stream.setChild(pid);
+      connected = true;
+      this.#shortage.recovered();
+      trace?.stage("data-connected");
+      try {
+        const pid = startService(stream, prepared, justExec, this.#context);
+        trace?.stage("service-spawned", { child: pid });
+        // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
+        if (pid !== null) stream.setChild(pid);
+      } catch (error) {
+        // Never an unhandled rejection: that would end the agent and every call it serves.
+        const port = params.connectPort;
+        this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
+        try {
+          stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
+        } catch {
+          stream.close();
+        }
+      }
     });
-    const done = (problem: string | null) => {
-      if (problem) this.#options.log(`call on port ${params.connectPort}: ${problem}`);
+    const done = (error: Error | null) => {
+      trace?.pumpStages(stream.pumpMarks);
+      trace?.stage("teardown", error ? { problem: error.message } : {});
       this.#calls.delete(stream);
       this.#options.statusFile?.remove(stream);
       stream.close();
+      if (error && !connected && retry(error)) return;
+      if (error) this.#options.log(`call on port ${params.connectPort}: ${error.message}`);
       this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(params));
     };
     stream.finished.then(
       () => done(null),
-      (error: Error) => done(error.message),
+      (error: Error) => done(error),
     );
   }
-
 
   // ---------------------------------------------------------------- trigger socket
 
@@ -332,6 +402,10 @@ export class Agent {
         throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
+      const domain = this.#options.domain;
+      const trace = traceCall(domain)?.link(triggerKey(domain, this.#profile.ident(client.id)));
+      const asked = { target: fieldText(trigger.target), service: fieldText(trigger.service) };
+      trace?.stage("agent-trigger", asked);
       await this.#ready;
       const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
       this.#sendControl(type, body);

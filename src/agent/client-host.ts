@@ -5,24 +5,30 @@
 // differently from the CLI (a local program, an unusual command line, another environment) is
 // answered "fallback", and the front end runs the Bun CLI itself.
 import { chmodSync, closeSync, writeSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import { ExitError } from "../call/exit-error.ts";
 import { callService, type ClientVmCall } from "../client-vm/client-vm.ts";
 import { isTerminal, parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
 import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
+import { FdShortage, outOfFds } from "./fd-shortage.ts";
+import { traceCall } from "../trace.ts";
 
 const PROGRAM = "qrexec-client-vm";
+/** What the caller reads when the agent could not set its call up (as the front end says). */
+const REFUSED_OUT_OF_FDS = "Request refused: the qrexec agent is out of file descriptors";
 
 /**
  * The variables a qrexec-client-vm process reads (directly, or through the native library's
  * process-wide settings). A call runs in the host only when the front end's values equal the
- * agent's: the agent's process settings are the ones the call gets.
+ * agent's: the agent's process settings are the ones the call gets. QRX_AGENT_SOCKET is not
+ * among them: it only says where the agent is, and the call must name this agent's socket
+ * (by it or by --agent-socket), which `#hostable` checks.
  */
 const CLIENT_ENVIRONMENT = [
   "VCHAN_DOMAIN",
   "VCHAN_SOCKET_DIR",
-  "QRX_AGENT_SOCKET",
   "QRX_DIR",
   "QRX_VCHAN",
   "QRX_VCHAN_DIR",
@@ -47,13 +53,20 @@ export class ClientVmHost {
   readonly #agentSocket: string;
   readonly #env: Record<string, string | undefined>;
   readonly #log: (message: string) => void;
+  readonly #shortage: FdShortage;
   #host: ClientHost | null = null;
   readonly #calls = new Map<number, HostedCall>();
 
-  constructor(options: { agentSocket: string; env: Record<string, string | undefined>; log: (message: string) => void }) {
+  constructor(options: {
+    agentSocket: string;
+    env: Record<string, string | undefined>;
+    log: (message: string) => void;
+    shortage: FdShortage;
+  }) {
     this.#agentSocket = options.agentSocket;
     this.#env = options.env;
     this.#log = options.log;
+    this.#shortage = options.shortage;
   }
 
   get socketPath(): string {
@@ -65,6 +78,10 @@ export class ClientVmHost {
       request: (request) => this.#onRequest(request),
       signal: (connection) => this.#onSignal(connection),
       gone: (connection) => this.#calls.get(connection)?.abort.abort(),
+      refused: (_, errno) => {
+        const code = errno === osConstants.errno.ENFILE ? "ENFILE" : "EMFILE";
+        this.#shortage.refused(code, "a qrexec-client-vm's stdio could not be received");
+      },
     });
     // Whoever may use the trigger socket may use this one (§5.1: the agent's socket is 0777).
     chmodSync(this.socketPath, 0o777);
@@ -123,22 +140,41 @@ export class ClientVmHost {
         ...call,
         stdio: { input, output, error: remoteStderr },
         abort: hosted.abort.signal,
+        trace: traceCall(call.domain)?.stage("client-start", { hosted: true }),
         onStream: (stream) => {
           // The stream owns its fds now.
           for (const fd of [input, output, remoteStderr]) owned.delete(fd);
           hosted.stream = stream;
+          this.#shortage.recovered();
           if (hosted.signalled) singleSocket(stream);
         },
       });
     } catch (failure) {
       if (hosted.abort.signal.aborted) return QREXEC_EXIT_FATAL;
-      const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
       const message = failure instanceof Error ? failure.message : String(failure);
+      // The agent could not set the call up (§8: 126, as when it closes the trigger socket).
+      const short = hosted.stream === null ? this.#shortOfFds(failure) : null;
+      if (short !== null) {
+        this.#shortage.refused(short, message);
+        writeMessage(error, `${REFUSED_OUT_OF_FDS} (${short})`);
+        return QREXEC_EXIT_REQUEST_REFUSED;
+      }
+      const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
       writeMessage(error, code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`);
       return code;
     } finally {
       for (const fd of owned) closeSync(fd);
     }
+  }
+
+  /**
+   * The errno when a call failed for want of fds. A failed connect to our own trigger socket
+   * says ECONNREFUSED whatever the cause (Bun's), so during a shortage it is put down to it.
+   */
+  #shortOfFds(failure: unknown): string | null {
+    const cause = failure instanceof Error ? failure.cause : undefined;
+    const connecting = (cause as { syscall?: unknown } | undefined)?.syscall === "connect";
+    return outOfFds(failure) ?? (connecting ? this.#shortage.ongoing : null);
   }
 
   #onSignal(connection: number): void {

@@ -7,6 +7,7 @@ import { basename } from "node:path";
 import { dupFd, socketPair, StreamKind, Vchan, type Stream, type StreamOptions } from "../native.ts";
 import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { waitStatus } from "../protocol/exit.ts";
+import type { CallTrace } from "../trace.ts";
 
 export interface LocalProgram {
   /** Our ends of its stdin and stdout socketpairs (the pump owns them once attached). */
@@ -62,6 +63,7 @@ export interface CallerOptions {
   onStream?: (stream: Stream) => void;
   /** Closes the stream (the call then fails, as when the vchan breaks). */
   abort?: AbortSignal;
+  trace?: CallTrace | null;
 }
 
 export interface CallerResult {
@@ -92,9 +94,12 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
   });
   try {
     if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);
-    stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
+    // Before the stdio: once that is set the pump thread may write remote stderr, to our fd 2
+    // if nothing else is set yet (a hosted call's stderr would land in the agent's log).
     if (options.remoteStderrFd !== undefined) stream.setRemoteStderr(options.remoteStderrFd);
+    stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
     options.onStream?.(stream);
+    void stream.connected.then(() => options.trace?.stage("data-connected"));
     if (options.abort?.aborted) stream.close();
     options.abort?.addEventListener("abort", () => stream.close(), { once: true });
     let localStatus: number | null = null;
@@ -105,6 +110,7 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
       } catch {}
     });
     const remote = await stream.finished;
+    options.trace?.pumpStages(stream.pumpMarks).stage("teardown");
     if (program && localStatus === null) localStatus = await program.exited;
     return { remote: remote === -1 ? null : remote, local: localStatus };
   } finally {

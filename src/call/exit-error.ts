@@ -3,7 +3,9 @@ export class ExitError extends Error {
   constructor(
     message: string,
     readonly code: number,
+    /** `cause`: the failure behind it, for callers that act on its errno. */
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }

@@ -1,4 +1,5 @@
 // What every qrexec program shares: its log line format, the own-domain id, fatal exits.
+import { writeSync } from "node:fs";
 import type { Command } from "commander";
 import { createLogger, type Logger, setLogLevel } from "../log.ts";
 
@@ -18,9 +19,22 @@ export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
  */
 export function logger(program: string): Logger {
   const prefix = `${program}[${process.pid}]: `;
-  return createLogger((message: string) => {
-    process.stderr.write(`${new Date().toISOString()} ${prefix}${message}\n`);
-  });
+  return createLogger((message: string) =>
+    writeLogLine(`${new Date().toISOString()} ${prefix}${message}\n`),
+  );
+}
+
+/**
+ * One log line, written before the caller goes on: Bun's process.stderr may hold a write back, and
+ * whoever reads the log after an event (qrx run's policy notes, tests) must find its line there.
+ */
+function writeLogLine(line: string): void {
+  try {
+    writeSync(2, line);
+  } catch {
+    // A non-blocking stderr that is full (EAGAIN): queued by Bun instead of lost.
+    process.stderr.write(line);
+  }
 }
 
 /** Prints `program: message` and exits with `code`. */

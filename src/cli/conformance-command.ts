@@ -33,6 +33,8 @@ export function addConformanceCommand(program: Command): Command {
     .option("--list", "list the role's cases (or every role's) and exit")
     .option("-v, --verbose", "add the program's log tail to every failure")
     .addHelpText("after", EXAMPLES)
+    // commander exits 1 on a bad option; the help promises 2 for a usage error.
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
     .action(async (options: { role?: "agent" | "daemon" | "client-vm"; cmd?: string; transport: string; json?: boolean; case?: string[]; profile: string; timeoutScale: number; list?: boolean; verbose?: boolean }) => {
       const { CATALOGUE, PROFILES, runConformance } = await import("../conformance/catalogue.ts");
       const { formatRow, formatSummary } = await import("../conformance/runner.ts");

@@ -2,7 +2,7 @@
 // commander wiring; the work is in src/lab/control.ts. Modules load inside the actions so
 // `qrx --help` stays fast.
 import type { Command } from "commander";
-import { addLabTopCommand } from "./lab-top.ts";
+import { resolve } from "node:path";
 
 const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
@@ -17,6 +17,20 @@ async function guarded(action: () => Promise<number | void>): Promise<void> {
     process.exitCode = error.exitCode;
   }
 }
+
+const ASK_HELP = `
+Ask rules (--ask, or ask = "..." in the definition):
+  tty          the question goes to the terminal of the qrx run that made the call (Enter
+               takes the default); without a terminal, or from another one: qrx lab asks, then
+               qrx lab answer ID TARGET|deny (unanswered after 5 minutes: denied)
+  program:CMD  sh -c CMD answers (question as JSON on stdin; prints the target, or deny)
+  deny         every ask is denied, as upstream without a GUI VM
+
+Examples:
+  qrx lab up
+  qrx lab up --config lab.toml --dir /tmp/lab
+  qrx lab up --ask 'program:jq -r .default_target'
+`;
 
 export function addLabCommands(program: Command): void {
   const lab = program
@@ -40,13 +54,50 @@ Examples:
     .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
     .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExamples:\n  qrx lab up\n  qrx lab up --config lab.toml --dir /tmp/lab\n")
-    .action((options: { config?: string; dir?: string }) =>
+    .option("--ask <mode>", "who answers the policy's ask rules: tty (default), program:CMD or deny")
+    .option("--allow-broken-policy", "come up even if the policy has errors (it then denies every call)")
+    .option("--trace <file>", "its programs write a timing trace of every call to FILE (qrx trace)")
+    .addHelpText("after", ASK_HELP)
+    .action((options: { config?: string; dir?: string; ask?: string; allowBrokenPolicy?: boolean; trace?: string }) =>
       guarded(async () => {
         const { labLayout, labUp, formatStatus } = await import("../lab/control.ts");
+        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         const layout = labLayout(options.dir);
-        const status = await labUp(layout, { config: options.config, onProgress: (message) => process.stderr.write(`qrx: ${message}\n`) });
+        const onProgress = (message: string) => process.stderr.write(`qrx: ${message}\n`);
+        const { config, ask, allowBrokenPolicy } = options;
+        const status = await labUp(layout, { config, ask, allowBrokenPolicy, onProgress });
         process.stdout.write(`${formatStatus(status)}\n`);
+      }),
+    );
+
+  lab
+    .command("asks")
+    .description("the policy's questions (ask rules) waiting for an answer")
+    .option("--dir <dir>", DIR_HELP)
+    .option("--json", "print them as JSON")
+    .addHelpText("after", "\nExamples:\n  qrx lab asks\n  qrx lab answer 1 vault\n")
+    .action((options: { dir?: string; json?: boolean }) =>
+      guarded(async () => {
+        const { labLayout } = await import("../lab/control.ts");
+        const { listAsks, formatAsks } = await import("../lab/asks.ts");
+        const layout = labLayout(options.dir);
+        const asks = listAsks(layout);
+        process.stdout.write(options.json ? `${JSON.stringify(asks, null, 2)}\n` : `${formatAsks(asks, layout)}\n`);
+      }),
+    );
+
+  lab
+    .command("answer")
+    .description("answer a policy question: allow the call to a target among its choices, or deny it")
+    .argument("<id>", "the question (qrx lab asks lists them)")
+    .argument("<target>", "a target among the choices, its number, or deny")
+    .option("--dir <dir>", DIR_HELP)
+    .addHelpText("after", "\nExamples:\n  qrx lab answer 1 vault\n  qrx lab answer 2 deny\n")
+    .action((id: string, target: string, options: { dir?: string }) =>
+      guarded(async () => {
+        const { labLayout } = await import("../lab/control.ts");
+        const { answerAsk } = await import("../lab/asks.ts");
+        process.stdout.write(`${answerAsk(labLayout(options.dir), id, target)}\n`);
       }),
     );
 
@@ -92,6 +143,8 @@ Examples:
       }),
     );
 
+  // Required here, not imported: lab-top loads commander, which qrx run's fast path never does.
+  const { addLabTopCommand } = require("./lab-top.ts") as typeof import("./lab-top.ts");
   addLabTopCommand(lab);
 
   const vm = program
@@ -163,27 +216,51 @@ Examples:
   program
     .command("run")
     .description("run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)")
+    .usage("[--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]")
     .argument("<domain>", "domain to run in (dom0 too)")
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
+    .option("-v, --verbose", "after the command, say why the policy refused a call it made (the rule, and how to explain it)")
+    .option("--trace <file>", "the command's own qrx programs write a timing trace to FILE")
     .passThroughOptions()
     .addHelpText(
       "after",
       `
 The command gets the domain's environment: VCHAN_DOMAIN, its agent socket, HOME in its state
-directory, and qrx's bin/ first on PATH. Its exit status is passed through.
+directory, and qrx's bin/ first on PATH. Its exit status is passed through. A policy question
+(ask) about one of its calls is asked on this terminal. Options go before the command's --
+(before or after DOMAIN).
 
 Examples:
   qrx run work -- qrexec-client-vm vault test.Add <<< '11 22'
   qrx run work -- qrexec-client-vm '$dispvm' test.Whoami
+  qrx run -v vault -- qrexec-client-vm work test.Add         # refused: which rule, and why
   qrx run dom0 -- qrexec-client -d vault user:'echo hello from vault'
+  qrx run dom0 -- qvm-run -p work 'echo hello from work'
 `,
     )
-    .action((domain: string, command: string[], options: { dir?: string }) =>
-      guarded(async () => {
-        const { labLayout, runInDomain } = await import("../lab/control.ts");
-        // passThroughOptions keeps a `--` that came after the domain.
-        return runInDomain(labLayout(options.dir), domain, command[0] === "--" ? command.slice(1) : command);
-      }),
+    .action((domain: string, command: string[], options: RunOptions) =>
+      runInLab(domain, command, options),
     );
+}
+
+/** `qrx run`'s options given before DOMAIN (more may follow it, before `--`). */
+export interface RunOptions {
+  dir?: string;
+  verbose?: boolean;
+  trace?: string;
+}
+
+/** `qrx run`'s work, for commander and for the fast path that skips it (src/cli/qrx.ts). */
+export function runInLab(domain: string, command: string[], options: RunOptions): Promise<void> {
+  return guarded(async () => {
+    const { labLayout, runInDomain, LabError } = await import("../lab/control.ts");
+    const { splitRunArguments } = await import("../lab/run-arguments.ts");
+    if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
+    const split = splitRunArguments(command);
+    if (typeof split === "string") throw new LabError(split, 2);
+    const dir = split.dir ?? options.dir;
+    const verbose = split.verbose || options.verbose === true;
+    return runInDomain(labLayout(dir), domain, split.argv, verbose);
+  });
 }

@@ -1,8 +1,11 @@
 // The options every policy tool shares: where the policy and the domain facts come from.
 import type { Command } from "commander";
-import { DEFAULT_LEGACY_POLICY_DIR } from "../policy/legacy.ts";
-import { DEFAULT_POLICY_DIRS } from "../policy/load.ts";
-import { policyDirsFrom, type PolicySource } from "../policy/store.ts";
+import {
+  DEFAULT_LEGACY_POLICY_DIR,
+  DEFAULT_POLICY_DIRS,
+  policyDirsFrom,
+} from "../policy/defaults.ts";
+import type { PolicySource } from "../policy/store.ts";
 
 export interface PolicyOptionValues {
   policyDir?: string[];

@@ -1,5 +1,5 @@
 // Every program the single executable can be (src/cli/main.ts): those on PATH (package.json
-// `bin`; test/install/programs.test.ts keeps the two lists and bin/ in step), then the internal
+// `bin`; test/install/programs.test.ts keeps the lists and bin/ in step), then the internal
 // ones (src/install-paths.ts). Each entry imports the program's module, which runs it.
 
 type Entry = () => Promise<unknown>;
@@ -20,8 +20,12 @@ export const PROGRAMS: Record<string, Entry> = {
   "qvm-copy-to-vm": QVM_COPY,
   "qvm-move": QVM_COPY,
   "qvm-move-to-vm": QVM_COPY,
+  "qvm-run": () => import("./qvm-run.ts"),
   "qrx-admin": () => import("./qrx-admin.ts"),
   "qrx-vchan-peer": async () => (await import("../tools/vchan-peer.ts")).main(),
   "qrx-baseline-peer": async () => (await import("../../bench/baseline-peer.ts")).main(),
   "qrx-noop": async () => {},
 };
+
+/** Programs that are shell scripts in bin/: `npm run dist` copies them beside the executable. */
+export const SCRIPT_PROGRAMS = ["qvm-open-in-vm", "qvm-open-in-dvm"] as const;

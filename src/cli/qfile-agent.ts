@@ -4,16 +4,19 @@
 //
 // Progress (§4.2): PROGRESS_TYPE=console with FILECOPY_TOTAL_BYTES draws ours on stderr;
 // PROGRESS_TYPE=gui writes the byte count as a decimal line to SAVED_FD_1; otherwise silent.
+//
+// Bun takes the first `--` after the script for itself: bin/qfile-agent passes one of its own,
+// so a user's `--` (and a file named `-name` after it) arrives here intact.
 import { writeSync } from "node:fs";
-import { isatty } from "node:tty";
-import { remoteErrorMessage, strerror } from "../filecopy/messages.ts";
+import { fatalMessage, remoteErrorMessage } from "../filecopy/messages.ts";
 import { Progress } from "../filecopy/progress.ts";
 import { packStream } from "../native.ts";
+import { isTerminal } from "./output.ts";
 
 const PROGRAM = "qfile-agent";
+const USAGE = `usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...`;
 const GUI_INTERVAL_MS = 100;
 
-const USAGE = `Usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...`;
 const HELP = `the sending side of qubes.Filecopy, run by qrexec-client-vm as its local program:
 the stream goes out on stdout, the receiver's one result comes back on stdin
 
@@ -25,40 +28,58 @@ Environment:
   PROGRESS_TYPE          console (with FILECOPY_TOTAL_BYTES), gui (byte counts on SAVED_FD_1)
                          or none
 `;
-// Declared before the first fatal() (argument errors) can reach it.
 let progress: Progress | null = null;
 
-function fatal(message: string): never {
-  progress?.clear();
-  process.stderr.write(`${PROGRAM}: Fatal error: ${message}\n`);
+function usageError(problem: string): never {
+  process.stderr.write(`${PROGRAM}: ${problem}\n${USAGE}\n`);
   process.exit(1);
 }
 
-const args = process.argv.slice(2);
-let ignoreSymlinks = false;
-const paths: string[] = [];
-let options = true;
-for (const arg of args) {
-  if (options && arg === "--") options = false;
-  else if (options && arg === "--ignore-symlinks") ignoreSymlinks = true;
-  else if (options && (arg === "-h" || arg === "--help")) {
-    process.stdout.write(`${USAGE}\n\n${HELP}`);
-    process.exit(0);
-  }
-  else if (options && arg.startsWith("-") && arg !== "-") fatal(`unknown option ${arg} (usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...)`);
-  else paths.push(arg);
+function fatal(message: string, errno: number): never {
+  progress?.clear();
+  process.stderr.write(`${PROGRAM}: ${fatalMessage(message, errno)}\n`);
+  process.exit(1);
 }
-if (paths.length === 0) fatal(`nothing to send (usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...)`);
-if (paths.some((path) => path === "")) fatal("an empty file name was given");
 
-const progressType = process.env.PROGRESS_TYPE ?? "none";
-const totalText = process.env.FILECOPY_TOTAL_BYTES;
-if (progressType === "console") {
-  const total = totalText !== undefined && /^\d+$/.test(totalText) ? Number(totalText) : null;
-  progress = new Progress({ total, terminal: isatty(2), write: (text) => process.stderr.write(text) });
+function printHelp(): never {
+  process.stdout.write(`${USAGE.replace("usage:", "Usage:")}\n\n${HELP}`);
+  process.exit(0);
 }
-let guiFd: number | null = null;
-if (progressType === "gui" && process.env.SAVED_FD_1 && /^\d+$/.test(process.env.SAVED_FD_1)) guiFd = Number(process.env.SAVED_FD_1);
+
+function parseArgs(args: string[]): { paths: string[]; ignoreSymlinks: boolean } {
+  let ignoreSymlinks = false;
+  let index = 0;
+  for (; index < args.length; index++) {
+    const arg = args[index]!;
+    if (arg === "--") {
+      index++;
+      break;
+    }
+    if (arg === "--ignore-symlinks") ignoreSymlinks = true;
+    else if (arg === "-h" || arg === "--help") printHelp();
+    else if (arg.startsWith("-") && arg !== "-") usageError(`unknown option ${arg}`);
+    else break;
+  }
+  const paths = args.slice(index);
+  if (paths.length === 0) usageError("no file to send");
+  if (paths.includes("")) usageError("an empty file name was given");
+  if (paths.some((path) => path.includes("\0"))) usageError("a file name contains a NUL byte");
+  return { paths, ignoreSymlinks };
+}
+
+function guiFdOf(env: NodeJS.ProcessEnv): number | null {
+  const fd = env.SAVED_FD_1;
+  return env.PROGRESS_TYPE === "gui" && fd && /^\d+$/.test(fd) ? Number(fd) : null;
+}
+
+const { paths, ignoreSymlinks } = parseArgs(process.argv.slice(2));
+if (process.env.PROGRESS_TYPE === "console") {
+  const totalText = process.env.FILECOPY_TOTAL_BYTES;
+  const total = totalText !== undefined && /^\d+$/.test(totalText) ? Number(totalText) : null;
+  const write = (text: string) => process.stderr.write(text);
+  progress = new Progress({ total, terminal: isTerminal(2), write });
+}
+const guiFd = guiFdOf(process.env);
 let lastGui = 0;
 
 const result = packStream({
@@ -90,11 +111,12 @@ switch (result.status) {
     }
     process.exit(0);
   case "remote":
-    fatal(remoteErrorMessage(result.code, result.lastName));
+    fatal(remoteErrorMessage(result.code, result.lastName), result.code);
   case "crc":
-    fatal("File transfer failed: checksum mismatch");
+    // errno is still the remote code (0) when upstream reports this.
+    fatal("File transfer failed: checksum mismatch", 0);
   case "eof":
-    fatal("the receiving side closed without a result (EOF instead of result)");
+    fatal("the receiving side closed without a result (EOF instead of result)", result.code);
   case "local":
-    fatal(result.message || strerror(result.code));
+    fatal(result.message || "local error", result.code);
 }

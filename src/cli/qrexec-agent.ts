@@ -1,19 +1,14 @@
 // qrexec-agent [--no-fork-server] [--agent-socket=PATH] [--fork-server-socket=PATH]
 //              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/agent/peer-profile.ts).
 import { Command, Option } from "commander";
-import { Agent } from "../agent/agent.ts";
-import { CallStatusFile } from "../agent/call-status.ts";
 import { PEER_PROFILES, parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
-import { defaultConfigPath } from "../services/config.ts";
-import { defaultServicePath } from "../services/lookup.ts";
-import { configure, watchSigusr1 } from "../native.ts";
-import { vchanBackend } from "../paths.ts";
 import { addLogOptions, die, logger, ownDomain, requireStdio } from "./common.ts";
+import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-agent";
 
-const program = new Command(PROGRAM)
+const program = cheapOutput(new Command(PROGRAM))
   .description("the qrexec agent of this domain: serves dom0's control vchan and qrexec-client-vm")
   .option("--agent-socket <path>", "trigger socket for qrexec-client-vm", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
   .option("--fork-server-socket <path>", "fork server socket (%s: user); accepted for compatibility", DEFAULT_FORK_SERVER_SOCKET)
@@ -52,45 +47,55 @@ const options = program.opts<{ agentSocket: string; peerProfile: string; statusF
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
 
-let profile: PeerProfile;
-try {
-  profile = peerProfile(parsePeerProfileName(options.peerProfile));
-  // A MirageOS domain's grant table (vchan.md §3); QRX_MAX_PAGES, when given, wins.
-  if (profile.pagesMax !== null && !process.env.QRX_MAX_PAGES) configure({ pagesMax: profile.pagesMax });
-} catch (error) {
-  die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
-}
+void serve();
 
-let agent: Agent;
-try {
-  agent = new Agent({
-    profile,
-    domain: ownDomain(),
-    agentSocket: options.agentSocket,
-    servicePath: defaultServicePath(),
-    configPath: defaultConfigPath(),
-    env: process.env,
-    log,
-    statusFile: new CallStatusFile(
-      options.statusFile ?? null,
-      process.env.QRX_DOMAIN_NAME || String(ownDomain()),
-    ),
-  });
-  agent.start();
-} catch (error) {
-  die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
-}
-const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
-log(`serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`);
+/** The agent's modules load here, after parsing: --help and usage errors need only commander. */
+async function serve(): Promise<void> {
+  const { Agent } = await import("../agent/agent.ts");
+  const { CallStatusFile } = await import("../agent/call-status.ts");
+  const { configure, watchSigusr1 } = await import("../native.ts");
+  const { defaultConfigPath } = await import("../services/config.ts");
+  const { defaultServicePath } = await import("../services/lookup.ts");
+  const { vchanBackend } = await import("../paths.ts");
+  let profile: PeerProfile;
+  try {
+    profile = peerProfile(parsePeerProfileName(options.peerProfile));
+    // A MirageOS domain's grant table (vchan.md §3); QRX_MAX_PAGES, when given, wins.
+    if (profile.pagesMax !== null && !process.env.QRX_MAX_PAGES) configure({ pagesMax: profile.pagesMax });
+  } catch (error) {
+    die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
+  }
 
-log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
+  let agent: InstanceType<typeof Agent>;
+  try {
+    agent = new Agent({
+      profile,
+      domain: ownDomain(),
+      agentSocket: options.agentSocket,
+      servicePath: defaultServicePath(),
+      configPath: defaultConfigPath(),
+      env: process.env,
+      log,
+      statusFile: new CallStatusFile(
+        options.statusFile ?? null,
+        process.env.QRX_DOMAIN_NAME || String(ownDomain()),
+      ),
+    });
+    agent.start();
+  } catch (error) {
+    die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
+  }
+  const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
+  log(`serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`);
+  log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
 
-// Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
-watchSigusr1("by-child");
+  // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
+  watchSigusr1("by-child");
 
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.on(signal, () => {
-    agent.stop();
-    process.exit(0);
-  });
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      agent.stop();
+      process.exit(0);
+    });
+  }
 }

@@ -1,16 +1,16 @@
 // qrexec-client-vm [options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]   (§10)
 //
 // Start-up is part of every call's latency, so the common command line is parsed without
-// commander (importing it costs ~10 ms of a ~30 ms start); anything else (help, errors,
-// combined short flags, `--`) goes through commander exactly as before.
+// commander (importing it costs ~7 ms of CPU); anything else (help, errors, combined short
+// flags, `--`) goes through commander exactly as before.
 import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { ExitError } from "../call/exit-error.ts";
-import { callService } from "../client-vm/client-vm.ts";
 import { parseFast, resolveCall, type ClientVmCommandLine, type ClientVmOptions } from "../client-vm/command-line.ts";
-import { watchSigusr1 } from "../native.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { requireStdio } from "./common.ts";
+import { processCall } from "../trace.ts";
+import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-client-vm";
 
@@ -27,7 +27,7 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     };
   }
 
-  const program = new Command(PROGRAM)
+  const program = cheapOutput(new Command(PROGRAM))
     .description("call a qrexec service in another domain; dom0's policy decides")
     .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
     .argument("<target>", "target domain; $ is read as @ ($dispvm, $default); empty lets the policy choose")
@@ -69,22 +69,30 @@ Examples:
   return { target, service, local, options: program.opts<ClientVmOptions>() };
 }
 
-const commandLine = parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
-
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
   process.exit(code);
 }
 
-requireStdio(PROGRAM, 125);
-try {
-  const call = resolveCall(commandLine, process.env, { stdoutFd: 1, stderrFd: 2 });
-  // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
-  // starts: a program that signals at once must not meet the default action (termination). The
-  // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
-  watchSigusr1("any");
-  process.exit(await callService(call));
-} catch (error) {
-  if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
-  fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
+// The call's modules load here, after parsing (help and usage errors need only commander), and
+// no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<never> {
+  const commandLine =
+    parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
+  requireStdio(PROGRAM, 125);
+  const { callService } = await import("../client-vm/client-vm.ts");
+  const { watchSigusr1 } = await import("../native.ts");
+  try {
+    const call = resolveCall(commandLine, process.env, { stdoutFd: 1, stderrFd: 2 });
+    // SIGUSR1 asks for single-socket mode (§6.6). The handler goes in before the local program
+    // starts: a program that signals at once must not meet the default action (termination). The
+    // pump keeps a signal that comes before the stream exists and applies it once the stdio is set.
+    watchSigusr1("any");
+    process.exit(await callService({ ...call, trace: processCall(call.domain) }));
+  } catch (error) {
+    if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
+    fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
+  }
 }
+
+void main();

@@ -1,16 +1,16 @@
 // qrexec-client [options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD   (§9)
 import { Command, CommanderError } from "commander";
 import { ExitError } from "../call/exit-error.ts";
-import { connectAllowed, isDom0, runDom0Service, runVmCommand, type ClientCall } from "../client/client.ts";
+import type { ClientCall } from "../client/client.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
-import { localServiceContext } from "../services/start.ts";
 import { addLogOptions, logger, requireStdio } from "./common.ts";
+import { cheapOutput, writeText } from "./output.ts";
 
 const PROGRAM = "qrexec-client";
 
 let prefixSeen = false;
-const program = new Command(PROGRAM)
+const program = cheapOutput(new Command(PROGRAM))
   .description("run a command or service in a VM (or dom0) from dom0")
   .usage("[options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD")
   .argument("[command]", "USER:COMMAND, or DEFAULT:QUBESRPC svc+arg src type target for dom0")
@@ -32,19 +32,18 @@ const program = new Command(PROGRAM)
   })
   .option("--use-stdin-socket", "fd 0 is a socket used in both directions")
   .exitOverride()
-  .configureOutput({ writeErr: (text) => process.stderr.write(text) })
   .addHelpText(
     "after",
     `
-Examples:
+Examples (in a lab: qrx run dom0 -- qrexec-client ...):
   qrexec-client -d work user:'echo hello'
-  qrexec-client -d vault DEFAULT:QUBESRPC test.Add dom0 <<< '11 22'
-  qrexec-client -d dom0 'DEFAULT:QUBESRPC qubes.Echo dom0 name dom0'
+  qrexec-client -d vault 'DEFAULT:QUBESRPC test.Add dom0' <<< '11 22'
+  qrexec-client -d dom0 'DEFAULT:QUBESRPC test.Echo dom0 name dom0' <<< 'hello'
 `,
   );
 
 function usage(code: number): never {
-  (code === 0 ? process.stdout : process.stderr).write(program.helpInformation());
+  writeText(code === 0 ? 1 : 2, program.helpInformation());
   process.exit(code);
 }
 
@@ -53,8 +52,10 @@ try {
   program.parse(process.argv);
 } catch (error) {
   if (!(error instanceof CommanderError)) throw error;
-  // -h and unknown options share getopt's default case upstream: usage on stdout, exit 0.
-  if (error.code === "commander.helpDisplayed" || error.code === "commander.unknownOption") usage(0);
+  // commander has printed the help already.
+  if (error.code === "commander.helpDisplayed") process.exit(0);
+  // Unknown options share getopt's default case with -h upstream: usage on stdout, exit 0.
+  if (error.code === "commander.unknownOption") usage(0);
   if (error.code === "qrx.once") process.exit(QREXEC_EXIT_USAGE);
   usage(QREXEC_EXIT_FATAL);
 }
@@ -82,12 +83,16 @@ if (options.useStdinSocket && options.l !== undefined) {
   process.exit(QREXEC_EXIT_USAGE);
 }
 const timeout = Number(options.w);
-if (!/^\d+$/.test(options.w)) usage(QREXEC_EXIT_FATAL);
+if (!/^\d+$/.test(options.w) || !Number.isSafeInteger(timeout)) {
+  // Upstream's parse_int: errx(1, "Invalid %s: %s", ...).
+  process.stderr.write(`${PROGRAM}: Invalid connection timeout: ${options.w}\n`);
+  process.exit(QREXEC_EXIT_FATAL);
+}
 
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
 
-const call: ClientCall = {
+const callOptions: Omit<ClientCall, "services"> = {
   socketDir: options.socketDir,
   target: options.d,
   command,
@@ -99,46 +104,57 @@ const call: ClientCall = {
   connectTimeout: timeout,
   prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
   useStdinSocket: options.useStdinSocket === true,
-  services: localServiceContext({ captureStderr: false, log }),
 };
-log.debug(`call: -d ${call.target} ${JSON.stringify(command)} through ${call.socketDir}`);
 
-try {
-  if (options.c !== undefined) {
-    const parts = options.c.split(",");
-    const [ident, sourceName, sourceId] = parts;
-    if (parts.length !== 3 || !sourceName || !/^\d+$/.test(sourceId ?? "") || Buffer.byteLength(ident!) >= 32) {
-      process.stderr.write(`${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`);
-      usage(QREXEC_EXIT_FATAL);
+// The client's modules load here, after parsing (--help and usage errors need only commander),
+// and no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<never> {
+  const { connectAllowed, isDom0, runDom0Service, runVmCommand } = await import(
+    "../client/client.ts"
+  );
+  const { localServiceContext } = await import("../services/start.ts");
+  const services = localServiceContext({ captureStderr: false, log });
+  const call: ClientCall = { ...callOptions, services };
+  log.debug(`call: -d ${call.target} ${JSON.stringify(command)} through ${call.socketDir}`);
+  try {
+    if (options.c !== undefined) {
+      const parts = options.c.split(",");
+      const [ident, sourceName, sourceId] = parts;
+      if (parts.length !== 3 || !sourceName || !/^\d+$/.test(sourceId ?? "") || Buffer.byteLength(ident!) >= 32) {
+        process.stderr.write(`${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`);
+        usage(QREXEC_EXIT_FATAL);
+      }
+      if (sourceName === "dom0" || Number(sourceId) === 0) {
+        process.stderr.write(`${PROGRAM}: -c: the source may not be dom0\n`);
+        process.exit(QREXEC_EXIT_FATAL);
+      }
+      if (isDom0(call.target) && ident === "") {
+        process.stderr.write(`${PROGRAM}: -c: empty request id\n`);
+        process.exit(QREXEC_EXIT_FATAL);
+      }
+      process.exit(await connectAllowed(call, { ident: ident!, sourceName, sourceDomain: Number(sourceId) }, options.W === true));
     }
-    if (sourceName === "dom0" || Number(sourceId) === 0) {
-      process.stderr.write(`${PROGRAM}: -c: the source may not be dom0\n`);
-      process.exit(QREXEC_EXIT_FATAL);
+    if (isDom0(call.target)) {
+      if (call.localCommand !== null) {
+        process.stderr.write(`${PROGRAM}: -l is not supported for dom0\n`);
+        process.exit(QREXEC_EXIT_FATAL);
+      }
+      await runDom0Service(call);
     }
-    if (isDom0(call.target) && ident === "") {
-      process.stderr.write(`${PROGRAM}: -c: empty request id\n`);
-      process.exit(QREXEC_EXIT_FATAL);
+    const status = await runVmCommand(call);
+    if (options.k) await killTarget(call.target);
+    process.exit(status);
+  } catch (error) {
+    if (error instanceof ExitError) {
+      process.stderr.write(`${PROGRAM}: ${error.message}\n`);
+      process.exit(error.code);
     }
-    process.exit(await connectAllowed(call, { ident: ident!, sourceName, sourceDomain: Number(sourceId) }, options.W === true));
+    process.stderr.write(`${PROGRAM}: ${error instanceof Error ? error.message : error}\n`);
+    process.exit(QREXEC_EXIT_FATAL);
   }
-  if (isDom0(call.target)) {
-    if (call.localCommand !== null) {
-      process.stderr.write(`${PROGRAM}: -l is not supported for dom0\n`);
-      process.exit(QREXEC_EXIT_FATAL);
-    }
-    process.exit(await runDom0Service(call));
-  }
-  const status = await runVmCommand(call);
-  if (options.k) await killTarget(call.target);
-  process.exit(status);
-} catch (error) {
-  if (error instanceof ExitError) {
-    process.stderr.write(`${PROGRAM}: ${error.message}\n`);
-    process.exit(error.code);
-  }
-  process.stderr.write(`${PROGRAM}: ${error instanceof Error ? error.message : error}\n`);
-  process.exit(QREXEC_EXIT_FATAL);
 }
+
+void main();
 
 /** -k: the domain goes when the command is done (upstream uses it for DisposableVMs). */
 async function killTarget(target: string): Promise<void> {

@@ -3,13 +3,12 @@
 import { Command, InvalidArgumentError } from "commander";
 import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
-import { Daemon } from "../daemon/daemon.ts";
 import { DEFAULT_QUBESD_SOCKET } from "../admin/qubesd.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
-import { localServiceContext } from "../services/start.ts";
 import { defaultStateDir } from "../paths.ts";
+import { COMPILED, entryCommand } from "../install-paths.ts";
 import { addLogOptions, die, logger } from "./common.ts";
-import { entryCommand } from "../install-paths.ts";
+import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-daemon";
 const DEFAULT_POLICY_PROGRAM = "/usr/lib/qubes/qrexec-policy-exec";
@@ -24,7 +23,7 @@ function parseDomain(text: string): number {
   return Number(text);
 }
 
-const program = new Command(PROGRAM)
+const program = cheapOutput(new Command(PROGRAM))
   .description("dom0's qrexec daemon for one VM: its control vchan, policy queries and call set-up")
   .argument("<domid>", "the VM's domain id (> 0)", parseDomain)
   .argument("<name>", "the VM's name")
@@ -72,14 +71,19 @@ const noWait = process.env.QREXEC_STARTUP_NOWAIT !== undefined;
 const startupSeconds = Number(process.env.QREXEC_STARTUP_TIMEOUT ?? "60");
 const startupTimeoutMs = noWait ? -1 : Number.isFinite(startupSeconds) && startupSeconds > 0 ? startupSeconds * 1000 : 60_000;
 
-if (!options.direct) await runInBackground();
-else await runDaemon();
+// No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+void (options.direct ? runDaemon() : runInBackground());
 
 /** Upstream forks; we start ourselves again with --direct, detached, and wait for it to connect. */
 async function runInBackground(): Promise<never> {
   const logPath = openLog();
   const log = openSync(logPath, "a");
-  const { cmd, argv0 } = entryCommand("qrexec-daemon", ["--direct", ...process.argv.slice(2)]);
+  // argv[1]: the script this process runs, the bundle or the source file; compiled, the
+  // executable itself under the daemon's name.
+  const args = ["--direct", ...process.argv.slice(2)];
+  const { cmd, argv0 } = COMPILED
+    ? entryCommand("qrexec-daemon", args)
+    : { cmd: [process.execPath, process.argv[1]!, ...args], argv0: undefined };
   const env = { ...process.env, [NOTIFY_VARIABLE]: "1" };
   const stdio = ["ignore", noWait ? "ignore" : "pipe", log] as const;
   const child = Bun.spawn(cmd, { argv0, stdio: [...stdio], detached: true, env });
@@ -126,7 +130,10 @@ function openLog(): string {
   die(PROGRAM, `cannot open a log file in ${candidates.join(" or ")}`, 1);
 }
 
+/** The daemon's modules load here: --help, usage errors and the waiting parent need few. */
 async function runDaemon(): Promise<void> {
+  const { Daemon } = await import("../daemon/daemon.ts");
+  const { localServiceContext } = await import("../services/start.ts");
   const log = logger(`${PROGRAM}.${name}`);
   mkdirSync(options.socketDir, { recursive: true });
   const policySocket = options.policySocket || "(no socket)";

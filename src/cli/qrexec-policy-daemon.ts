@@ -4,21 +4,20 @@
 import { Command } from "commander";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { chooseAsker } from "../policy/ask.ts";
-import { PolicyDaemon } from "../policy/daemon.ts";
-import { PolicyStore } from "../policy/store.ts";
 import { DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
 import { addLogOptions, logger } from "./common.ts";
+import { cheapOutput } from "./output.ts";
 import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
 
 const PROGRAM = "qrexec-policy-daemon";
 
 const program = addPolicySourceOptions(
-  new Command(PROGRAM)
+  cheapOutput(new Command(PROGRAM))
     .description("answer qrexec-daemon's policy queries on a unix socket (upstream's policy.sock protocol)")
     .option("--socket <path>", "socket to listen on", DEFAULT_POLICY_SOCKET),
 )
   .option("--ask-program <cmd>", "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)")
+  .option("--ask-queue <dir>", "leave ask questions in DIR for any terminal to answer (qrx lab asks/answer)")
   .option("--no-tty", "never prompt on the terminal for ask rules")
   .option("--eval-simple-socket <path>", "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)")
   .option("--eval-gui-socket <path>", "also serve dom0's socket service policy.EvalGUI here (e.g. /etc/qubes-rpc/policy.EvalGUI)")
@@ -29,7 +28,7 @@ const program = addPolicySourceOptions(
 Every decision is logged on stderr with the rule (file:line) that made it. Policy files (and the
 domains file) are watched; a change reloads them, and a policy with errors denies every call
 until fixed (the errors are logged as file:line). An ask rule is answered by --ask-program, else
-a prompt on /dev/tty if there is one, else it is denied.
+through --ask-queue, else a prompt on /dev/tty if there is one, else it is denied.
 ${DOMAINS_FILE_HELP}
 
 Examples:
@@ -42,37 +41,49 @@ Examples:
 
 addLogOptions(program);
 program.parse(process.argv);
-const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
+const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; askQueue?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
 const log = logger(PROGRAM);
 
-const source = policySourceFrom(options);
-if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
-else if (source.domainsFile === null) {
-  log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
-}
-const store = new PolicyStore(source, { log, debounceMs: options.debounce });
-const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
-log(`ask rules are answered by ${asker.description}`);
-mkdirSync(dirname(options.socket), { recursive: true });
-for (const path of [options.evalSimpleSocket, options.evalGuiSocket]) if (path !== undefined) mkdirSync(dirname(path), { recursive: true });
-const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log, evalSimpleSocket: options.evalSimpleSocket, evalGuiSocket: options.evalGuiSocket });
-try {
-  daemon.start();
-} catch (error) {
-  const reason = error instanceof Error ? error.message : String(error);
-  log.warn(`cannot listen on ${options.socket}: ${reason}`);
-  process.exit(1);
-}
-store.watch();
-log(`listening on ${options.socket}`);
-if (options.evalSimpleSocket !== undefined) log(`serving policy.EvalSimple on ${options.evalSimpleSocket}`);
-if (options.evalGuiSocket !== undefined) log(`serving policy.EvalGUI on ${options.evalGuiSocket}`);
+void serve();
 
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.on(signal, () => {
-    store.close();
-    daemon.stop();
-    process.exit(0);
+/** The policy engine loads here, after parsing: --help and usage errors need only commander. */
+async function serve(): Promise<void> {
+  const { chooseAsker } = await import("../policy/ask.ts");
+  const { PolicyDaemon } = await import("../policy/daemon.ts");
+  const { PolicyStore } = await import("../policy/store.ts");
+  const source = policySourceFrom(options);
+  if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
+  else if (source.domainsFile === null) {
+    log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
+  }
+  const store = new PolicyStore(source, { log, debounceMs: options.debounce });
+  const asker = chooseAsker({
+    askProgram: askProgramFrom(options.askProgram),
+    askQueue: options.askQueue,
+    terminal: options.tty,
   });
+  log(`ask rules are answered by ${asker.description}`);
+  mkdirSync(dirname(options.socket), { recursive: true });
+  for (const path of [options.evalSimpleSocket, options.evalGuiSocket]) if (path !== undefined) mkdirSync(dirname(path), { recursive: true });
+  const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log, evalSimpleSocket: options.evalSimpleSocket, evalGuiSocket: options.evalGuiSocket });
+  try {
+    daemon.start();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    log.warn(`cannot listen on ${options.socket}: ${reason}`);
+    process.exit(1);
+  }
+  store.watch();
+  log(`listening on ${options.socket}`);
+  if (options.evalSimpleSocket !== undefined) log(`serving policy.EvalSimple on ${options.evalSimpleSocket}`);
+  if (options.evalGuiSocket !== undefined) log(`serving policy.EvalGUI on ${options.evalGuiSocket}`);
+
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      store.close();
+      daemon.stop();
+      process.exit(0);
+    });
+  }
+  process.on("SIGHUP", () => store.reload());
 }
-process.on("SIGHUP", () => store.reload());

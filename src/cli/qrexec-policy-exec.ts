@@ -5,11 +5,11 @@
 // exit 0 for allow, 126 for deny. The decision and its rule (file:line) go to stderr. The legacy
 // 5-argument form connects an allowed call itself, through qrexec-client -c.
 import { Command } from "commander";
-import { answerQuery, type Answered } from "../policy/answer.ts";
-import { chooseAsker } from "../policy/ask.ts";
-import { connectLegacyCall, legacyClientArgs, type LegacyCall } from "../policy/legacy-exec.ts";
-import { describeLoad, factsFor, loadSnapshot } from "../policy/store.ts";
+import type { Answered } from "../policy/answer.ts";
+import type { LegacyCall } from "../policy/legacy-exec.ts";
+import type { PolicySnapshot } from "../policy/store.ts";
 import { addLogOptions, logger } from "./common.ts";
+import { cheapOutput } from "./output.ts";
 import {
   addPolicySourceOptions,
   askProgramFrom,
@@ -27,7 +27,7 @@ const ASK_PROGRAM_HELP =
   "prints the target, or nothing to deny)";
 
 const program = addPolicySourceOptions(
-  new Command(PROGRAM)
+  cheapOutput(new Command(PROGRAM))
     .description("evaluate the policy for one call and print the answer qrexec-daemon expects")
     .usage(`[options] -- SOURCE TARGET SERVICE+ARG\n       ${PROGRAM} [options] -- ${LEGACY_ARGS}`)
     .argument("<arguments...>", `SOURCE TARGET SERVICE+ARG, or the legacy ${LEGACY_ARGS}`),
@@ -82,17 +82,10 @@ const log = logger(PROGRAM);
 const form = legacy === null ? "" : " (legacy form)";
 log.debug(`request: ${source} -> ${target || "@default"} ${service}${form}`);
 const policySource = policySourceFrom(options);
-const snapshot = loadSnapshot(policySource);
-if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
-const askProgram = askProgramFrom(options.askProgram);
-const asker = chooseAsker({ askProgram, terminal: options.tty });
-const answered = await answerQuery(
-  { source, requestedSource: null, intendedTarget: target, serviceAndArg: service },
-  { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
-  { policy: snapshot.policy, facts: await factsOrExit(), asker, log },
-);
 
-async function factsOrExit() {
+/** The facts to decide with; none (a broken domains file, no qubesd) is a deny. */
+async function factsOrExit(snapshot: PolicySnapshot) {
+  const { factsFor } = await import("../policy/store.ts");
   try {
     return await factsFor(policySource, snapshot);
   } catch (error) {
@@ -107,6 +100,7 @@ async function factsOrExit() {
 async function connectLegacy(call: LegacyCall, result: Answered): Promise<number> {
   if (result.decision.kind !== "allow") return EXIT_DENY;
   if (options.justEvaluate) return 0;
+  const { connectLegacyCall, legacyClientArgs } = await import("../policy/legacy-exec.ts");
   const client = legacyClientArgs(result.decision, call);
   if ("error" in client) {
     log.warn(`cannot connect the call: ${client.error}`);
@@ -117,9 +111,26 @@ async function connectLegacy(call: LegacyCall, result: Answered): Promise<number
   return status;
 }
 
-if (legacy !== null) {
-  process.exitCode = await connectLegacy(legacy, answered);
-} else {
-  process.stdout.write(answered.text + "\n");
-  process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+// The policy engine loads here, after parsing (--help and usage errors need only commander), and
+// no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
+async function main(): Promise<void> {
+  const { describeLoad, loadSnapshot } = await import("../policy/store.ts");
+  const { chooseAsker } = await import("../policy/ask.ts");
+  const { answerQuery } = await import("../policy/answer.ts");
+  const snapshot = loadSnapshot(policySource);
+  if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
+  const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
+  const answered = await answerQuery(
+    { source, requestedSource: null, intendedTarget: target, serviceAndArg: service },
+    { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
+    { policy: snapshot.policy, facts: await factsOrExit(snapshot), asker, log },
+  );
+  if (legacy !== null) {
+    process.exitCode = await connectLegacy(legacy, answered);
+  } else {
+    process.stdout.write(answered.text + "\n");
+    process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+  }
 }
+
+void main();

@@ -6,11 +6,10 @@
 // only once the receiver reported success, which it does only after syncing them to disk.
 import { rmSync } from "node:fs";
 import { basename, join } from "node:path";
-import { isatty } from "node:tty";
-import { checkTree, normalizeSource } from "../filecopy/tree-check.ts";
 import { BIN_DIR } from "../install-paths.ts";
+import { isTerminal, writeText } from "./output.ts";
 
-const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.ts$/, "");
+const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.[jt]s$/, "");
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
 
@@ -31,7 +30,7 @@ Examples:
   ${toVm ? `${name} vault report.pdf photos/` : `${name} report.pdf photos/`}
   ${name} --without-progress ${toVm ? "vault " : ""}big.iso
 `;
-  (code === 0 ? process.stdout : process.stderr).write(text);
+  writeText(code === 0 ? 1 : 2, text);
   process.exit(code);
 }
 
@@ -57,41 +56,47 @@ for (; index < args.length; index++) {
 positional.push(...args.slice(index));
 if (positional.length < (toVm ? 2 : 1)) usage(1);
 const target = toVm ? positional.shift()! : "@default";
-if (toVm) process.stderr.write(`${name}: consider ${move ? "qvm-move" : "qvm-copy"}, which lets dom0 choose the target\n`);
-const sources = positional.map(normalizeSource);
+if (toVm) writeText(2, `${name}: consider ${move ? "qvm-move" : "qvm-copy"}, which lets dom0 choose the target\n`);
+void copy();
 
-const check = checkTree(sources, { ignoreSymlinks });
-if (check.status === 1) {
-  for (const problem of check.problems) process.stderr.write(`${name}: ${problem}\n`);
-  process.exit(1);
-}
-const service = check.status === 2 ? "qubes.Filecopy+allow-all-names" : "qubes.Filecopy";
+/** The tree check (and the native library under it) loads here: --help needs neither. */
+async function copy(): Promise<void> {
+  const { checkTree, normalizeSource } = await import("../filecopy/tree-check.ts");
+  const sources = positional.map(normalizeSource);
 
-const showProgress = progressMode === "on" || (progressMode === "auto" && isatty(2));
-const env: Record<string, string | undefined> = { ...process.env, PROGRESS_TYPE: showProgress ? "console" : "none", FILECOPY_TOTAL_BYTES: String(check.totalBytes) };
-const argv = [
-  join(BIN_DIR, "qrexec-client-vm"),
-  "--filter-escape-chars-stderr",
-  "--",
-  target,
-  service,
-  join(BIN_DIR, "qfile-agent"),
-  ...(ignoreSymlinks ? ["--ignore-symlinks"] : []),
-  "--",
-  ...sources,
-];
-const child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
-// ^C reaches the whole process group; the status is what qrexec-client-vm reports.
-process.on("SIGINT", () => {});
-const status = await child.exited;
-if (status === 0 && move) {
-  for (const source of sources) {
-    try {
-      rmSync(source, { recursive: true, force: true });
-    } catch (error) {
-      process.stderr.write(`${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
+  const check = checkTree(sources, { ignoreSymlinks });
+  if (check.status === 1) {
+    for (const problem of check.problems) writeText(2, `${name}: ${problem}\n`);
+    process.exit(1);
+  }
+  const service = check.status === 2 ? "qubes.Filecopy+allow-all-names" : "qubes.Filecopy";
+
+  const showProgress = progressMode === "on" || (progressMode === "auto" && isTerminal(2));
+  const env: Record<string, string | undefined> = { ...process.env, PROGRESS_TYPE: showProgress ? "console" : "none", FILECOPY_TOTAL_BYTES: String(check.totalBytes) };
+  const argv = [
+    join(BIN_DIR, "qrexec-client-vm"),
+    "--filter-escape-chars-stderr",
+    "--",
+    target,
+    service,
+    join(BIN_DIR, "qfile-agent"),
+    ...(ignoreSymlinks ? ["--ignore-symlinks"] : []),
+    "--",
+    ...sources,
+  ];
+  const child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
+  // ^C reaches the whole process group; the status is what qrexec-client-vm reports.
+  process.on("SIGINT", () => {});
+  const status = await child.exited;
+  if (status === 0 && move) {
+    for (const source of sources) {
+      try {
+        rmSync(source, { recursive: true, force: true });
+      } catch (error) {
+        writeText(2, `${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.exit(1);
+      }
     }
   }
+  process.exit(status);
 }
-process.exit(status);

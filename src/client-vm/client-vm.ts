@@ -10,6 +10,7 @@ import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
 import { clientExitCode, QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
 import { buildClientTrigger } from "../protocol/validate.ts";
 import type { PeerProfile } from "../agent/peer-profile.ts";
+import { portKey, type CallTrace } from "../trace.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
 const CONNECT_TIMEOUT_MS = 120_000;
@@ -38,6 +39,7 @@ export interface ClientVmCall {
   onStream?: (stream: Stream) => void;
   /** Ends the call early, as if this process had died: the trigger or data vchan is closed. */
   abort?: AbortSignal;
+  trace?: CallTrace | null;
 }
 
 function describe(error: unknown): string {
@@ -54,10 +56,12 @@ export async function callService(call: ClientVmCall): Promise<number> {
   try {
     agent = await Connection.connect(call.agentSocket);
   } catch (error) {
-    throw new ExitError(`cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`, QREXEC_EXIT_FATAL);
+    const message = `cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`;
+    throw new ExitError(message, QREXEC_EXIT_FATAL, { cause: error });
   }
   try {
     agent.write(trigger.message);
+    call.trace?.stage("trigger-sent", { target: call.target, service: call.service });
     let reply: Uint8Array | null;
     const aborted = () => agent.close();
     call.abort?.addEventListener("abort", aborted);
@@ -71,7 +75,10 @@ export async function callService(call: ClientVmCall): Promise<number> {
     if (call.abort?.aborted) throw new ExitError("call aborted", QREXEC_EXIT_FATAL);
     if (reply === null) throw new ExitError("Request refused", QREXEC_EXIT_REQUEST_REFUSED);
     const { connectDomain, connectPort } = decodeExecParams(reply);
-    return await runDataVchan(call, connectDomain, connectPort);
+    call.trace?.link(portKey(call.domain, connectDomain, connectPort)).stage("call-allowed");
+    const code = await runDataVchan(call, connectDomain, connectPort);
+    call.trace?.stage("exit-code", { code });
+    return code;
   } finally {
     // Closing the trigger connection tells the agent the call ended (CONNECTION_TERMINATED).
     agent.close();
@@ -100,10 +107,11 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
       remoteStderrFd: error === 2 ? undefined : error,
       onStream: call.onStream,
       abort: call.abort,
+      trace: call.trace,
     });
   } catch (error) {
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
-    throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL);
+    throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL, { cause: error });
   }
   return clientExitCode(result.remote, result.local);
 }

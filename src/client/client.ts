@@ -6,20 +6,28 @@ import { ExitError } from "../call/exit-error.ts";
 import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
-import { DEFAULT_USER_PREFIX, MSG_EXEC_CMDLINE, MSG_JUST_EXEC } from "../protocol/constants.ts";
+import {
+  DEFAULT_USER_PREFIX,
+  EXEC_PARAMS_FIXED_BYTES,
+  MAX_QREXEC_CMD_LEN,
+  MSG_EXEC_CMDLINE,
+  MSG_JUST_EXEC,
+} from "../protocol/constants.ts";
 import {
   clientExitCode,
   QREXEC_EXIT_PROBLEM,
   QREXEC_EXIT_SERVICE_NOT_FOUND,
   QREXEC_EXIT_SUCCESS,
-  waitStatus,
 } from "../protocol/exit.ts";
 import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { connectDaemon, requestExec } from "../daemon/daemon-client.ts";
-import { executeVm, runToDom0, sourceDaemonAt } from "../daemon/execute.ts";
+import { executeVmCommand, runInDom0, sourceDaemonAt } from "../daemon/execute.ts";
 import { prepareService, type ServiceContext } from "../services/start.ts";
 import { buildServiceEnvironment, serviceArgv } from "../services/environment.ts";
 import { executableArguments } from "../protocol/cmdline.ts";
+import { execProcess, NativeError } from "../native.ts";
+import { needsSession, waitForSession } from "../services/wait-for-session.ts";
+import { portKey, processCall } from "../trace.ts";
 
 const DOM0_NAMES = new Set(["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]);
 
@@ -48,8 +56,12 @@ export interface ClientCall {
   services: ServiceContext;
 }
 
-/** dom0 -> dom0 (§2.4): "DEFAULT:QUBESRPC svc+arg src type target", run here, no vchan. */
-export async function runDom0Service(call: ClientCall): Promise<number> {
+/**
+ * dom0 -> dom0 (§2.4): "DEFAULT:QUBESRPC svc+arg src type target", run here, no vchan. The
+ * service replaces this process, as upstream's does, so it is what a signal to the client (a
+ * SIGSTOP, a SIGTERM) reaches, and its exit status is the client's.
+ */
+export async function runDom0Service(call: ClientCall): Promise<never> {
   if (!call.command.startsWith(DEFAULT_USER_PREFIX)) {
     throw new ExitError(`a command for dom0 must start with ${DEFAULT_USER_PREFIX}`, QREXEC_EXIT_PROBLEM);
   }
@@ -60,23 +72,27 @@ export async function runDom0Service(call: ClientCall): Promise<number> {
   if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
     throw new ExitError("dom0 -> dom0 calls run executable services only", QREXEC_EXIT_PROBLEM);
   }
+  if (needsSession(parsed, prepared)) await waitForSession(parsed.source, call.services);
   const check = executableArguments(parsed);
   const env = buildServiceEnvironment(call.services.baseEnv, {
     command: parsed,
     requestedTarget: check.kind === "ok" ? check.requestedTarget : null,
     agentPid: process.pid,
   });
+  const path = prepared.location.path;
   try {
-    const child = Bun.spawn(serviceArgv(prepared.location.path, parsed.argument), { stdio: ["inherit", "inherit", "inherit"], env });
-    await child.exited;
-    return waitStatus(child);
+    execProcess(path, serviceArgv(path, parsed.argument), env);
   } catch (error) {
-    throw new ExitError(`cannot run ${prepared.location.path}: ${describe(error)}`, (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM);
+    if (!(error instanceof NativeError)) throw error;
+    // ENOENT (the file, or its interpreter) is "not found", anything else a problem (§5.5).
+    const status = error.code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM;
+    throw new ExitError(`cannot run ${path}: ${error.message} (${error.code})`, status);
   }
 }
 
 /** dom0 -> VM (§2.3). */
 export async function runVmCommand(call: ClientCall): Promise<number> {
+  const trace = processCall(0);
   let daemon: Connection;
   try {
     daemon = await connectDaemon(call.socketDir, call.target);
@@ -91,6 +107,8 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       throw new ExitError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
     }
     process.env.QREXEC_REMOTE_DOMAIN = call.target;
+    trace?.link(portKey(0, allocated.connectDomain, allocated.connectPort));
+    trace?.stage("call-allowed", { target: call.target });
     const local: LocalProgram | { stdinFd: number; stdoutFd: number } = call.localCommand
       ? startLocalCommand(call)
       : call.justExec
@@ -110,13 +128,17 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
         filterStderr: call.filterStderr,
         prefix: call.prefix,
         local,
+        trace,
       });
     } catch (error) {
       // The dom0 client reports a data vchan that never came as 125 (§8).
       throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
-    if (call.noExitCode) return QREXEC_EXIT_SUCCESS;
-    return clientExitCode(result.remote, result.local);
+    const code = call.noExitCode
+      ? QREXEC_EXIT_SUCCESS
+      : clientExitCode(result.remote, result.local);
+    trace?.stage("exit-code", { code });
+    return code;
   } finally {
     daemon.close();
   }
@@ -157,50 +179,58 @@ export interface ConnectRequest {
 
 /**
  * `-c REQID,SRCNAME,SRCID`: carry out a call the policy allowed, as upstream's policy tools did
- * before the daemon did it itself. Exit 137 when it fails toward a VM (upstream's quirk, §8).
+ * before the daemon did it itself (§9 "`-c` in detail"). Into dom0 the command runs here as
+ * given, and its status is ours; toward a VM it is forwarded byte for byte, and any failure
+ * exits 137 (upstream's quirk, §8).
  */
 export async function connectAllowed(call: ClientCall, request: ConnectRequest, waitForEnd: boolean): Promise<number> {
-  const commandText = call.command.startsWith(DEFAULT_USER_PREFIX) ? call.command.slice(DEFAULT_USER_PREFIX.length) : call.command;
-  if (isDom0(call.target)) {
-    const parsed = parseCommand(commandText, { stripUser: false });
-    if (parsed.kind !== "rpc") throw new ExitError("-c to dom0 needs a QUBESRPC command", QREXEC_EXIT_PROBLEM);
-    const check = executableArguments(parsed);
-    const requested = check.kind === "ok" && check.requestedTarget ? check.requestedTarget : { type: "name", target: "dom0" };
-    try {
-      await runToDom0({
-        socketDir: call.socketDir,
-        sourceDomain: request.sourceDomain,
-        sourceName: request.sourceName,
-        ident: request.ident,
-        service: parsed.descriptor,
-        requestedTarget: requested.type === "keyword" ? `@${requested.target}` : requested.target,
-        context: call.services,
-        source: sourceDaemonAt(call.socketDir, request.sourceDomain),
-      });
-      return QREXEC_EXIT_SUCCESS;
-    } catch (error) {
-      throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
-    }
+  if (isDom0(call.target)) return connectToDom0(call, request);
+  if (commandBytes(call.command) > MAX_FORWARDED_COMMAND_BYTES) {
+    const length = commandBytes(call.command);
+    const limit = MAX_FORWARDED_COMMAND_BYTES;
+    throw new ExitError(`the command is ${length} bytes, at most ${limit} fit a message`, 137);
   }
-  const colon = call.command.indexOf(":");
-  const parsed = parseCommand(call.command, { stripUser: true });
-  if (colon === -1 || parsed.kind !== "rpc") throw new ExitError("-c needs a USER:QUBESRPC command", QREXEC_EXIT_PROBLEM);
   try {
-    const targetConnection = await executeVm({
+    const targetConnection = await executeVmCommand({
       socketDir: call.socketDir,
       sourceDomain: request.sourceDomain,
-      sourceName: request.sourceName,
       ident: request.ident,
       target: call.target,
-      user: call.command.slice(0, colon),
-      service: parsed.descriptor,
+      command: call.command,
       keepTargetConnection: waitForEnd,
       source: sourceDaemonAt(call.socketDir, request.sourceDomain),
     });
-    // The target daemon closes this connection when the call's port is released (§2.3 step 2).
+    // -W: the target daemon closes this connection when the call's port is released (§2.3).
     if (targetConnection) await targetConnection.closed;
     return QREXEC_EXIT_SUCCESS;
   } catch (error) {
     throw new ExitError(describe(error), 137);
   }
+}
+
+/** EXEC_CMDLINE's payload: exec_params, the command, its NUL; the daemon's limit (§7.2). */
+const MAX_FORWARDED_COMMAND_BYTES = MAX_QREXEC_CMD_LEN - EXEC_PARAMS_FIXED_BYTES - 1;
+
+function commandBytes(command: string): number {
+  return Buffer.byteLength(command, "utf8");
+}
+
+/** `-c … -d dom0 CMD`: exit with the status sent to the caller; -E: 0 if the command started. */
+async function connectToDom0(call: ClientCall, request: ConnectRequest): Promise<number> {
+  const command = call.command.startsWith(DEFAULT_USER_PREFIX)
+    ? call.command.slice(DEFAULT_USER_PREFIX.length)
+    : call.command;
+  let result;
+  try {
+    result = await runInDom0({
+      ident: request.ident,
+      sourceName: request.sourceName,
+      command,
+      context: call.services,
+      source: sourceDaemonAt(call.socketDir, request.sourceDomain),
+    });
+  } catch (error) {
+    throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
+  }
+  return call.noExitCode && result.started ? QREXEC_EXIT_SUCCESS : result.status;
 }

@@ -46,7 +46,7 @@ export interface CaseContext {
 export interface Case<Fixture> {
   name: string;
   role: Role;
-  /** Spec section(s) of /work/shared/spec/qrexec-protocol.md. */
+  /** Spec section(s) of docs/spec/qrexec-protocol.md. */
   spec: string;
   /** What the case checks, one sentence (docs/conformance.md and `--list`). */
   checks: string;

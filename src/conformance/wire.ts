@@ -9,6 +9,9 @@ import { Connection } from "../io/connection.ts";
 import { decodeExitCode, decodeHeader, frame, helloMessage } from "../protocol/codec.ts";
 import * as C from "../protocol/constants.ts";
 
+/** A raw peer takes what the program under test sends, however much (its reads say so). */
+const RAW_INPUT = { inputBytesMax: Number.POSITIVE_INFINITY };
+
 export interface RawMessage {
   type: number;
   payload: Uint8Array;
@@ -29,7 +32,7 @@ export class RawPeer {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        return new RawPeer(await Connection.connect(path));
+        return new RawPeer(await Connection.connect(path, RAW_INPUT));
       } catch (error) {
         if (Date.now() > deadline) throw new Error(`nothing accepted on ${path} within ${timeoutMs} ms`);
         if (!alive()) throw new Error(`the program exited before listening on ${path}`);
@@ -48,7 +51,7 @@ export class RawPeer {
       const waiter = waiting.shift();
       if (waiter) waiter(peer);
       else arrived.push(peer);
-    });
+    }, RAW_INPUT);
     const next = () => {
       const ready = arrived.shift();
       return ready ? Promise.resolve(ready) : new Promise<RawPeer>((resolve) => waiting.push(resolve));

@@ -23,6 +23,7 @@ import {
 import {
   DEFAULT_USER_PREFIX,
   EXEC_PARAMS_FIXED_BYTES,
+  HEADER_BYTES,
   IDENT_BYTES,
   MAX_CLIENTS,
   MAX_QREXEC_CMD_LEN,
@@ -43,6 +44,10 @@ import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
 import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
+
+/** What a qrexec-client sends at most: its HELLO, then one request. */
+const CLIENT_INPUT_BYTES_MAX = 2 * HEADER_BYTES + PEER_INFO_BYTES + MAX_QREXEC_CMD_LEN;
 
 export interface DaemonOptions {
   domain: number;
@@ -240,7 +245,9 @@ export class Daemon {
       this.#refusals.log(this.#options.name, `${call}: ${untrusted(why, 512)}`);
       if (this.#pending.get(key) === entry && entry.state === "pending" && this.#control === control) this.#refuse(trigger.ident);
     };
+    const trace = this.#traceTrigger(trigger);
     try {
+      trace?.stage("policy-asked");
       const decision = await queryPolicy(
         {
           source: this.#options.name,
@@ -250,6 +257,7 @@ export class Daemon {
         },
         { ...this.#options.policy, log: this.#options.log },
       );
+      trace?.stage("policy-answered", { answer: decision.kind === "allow" ? decision.target : "no" });
       if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
       for (const unknown of decision.unknownKeys) {
         this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
@@ -321,7 +329,9 @@ export class Daemon {
   #listen(): void {
     const { main, links } = this.#socketPaths();
     rmSync(main, { force: true });
-    this.#listener = Connection.listen(main, (connection) => void this.#serveClient(connection));
+    const limits = { inputBytesMax: CLIENT_INPUT_BYTES_MAX };
+    const serve = (connection: Connection) => void this.#serveClient(connection);
+    this.#listener = Connection.listen(main, serve, limits);
     for (const link of links) {
       rmSync(link, { force: true });
       // Relative, as upstream: the directory can move without breaking the links.
@@ -394,8 +404,8 @@ export class Daemon {
    */
   #accept(type: number, params: ExecParams & { tail: Uint8Array }, watcher: Connection | null): ExecParams | null {
     let tail = params.tail;
+    const ident = new Uint8Array(IDENT_BYTES);
     if (type === MSG_SERVICE_CONNECT) {
-      const ident = new Uint8Array(IDENT_BYTES);
       ident.set(tail.subarray(0, IDENT_BYTES));
       const entry = this.#pending.get(identKey(ident));
       if (!entry || entry.state !== "pending") throw new Error(`SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}, which is not pending`);
@@ -422,11 +432,26 @@ export class Daemon {
     const body = new Uint8Array(EXEC_PARAMS_FIXED_BYTES + tail.length);
     body.set(encodeExecParams({ connectDomain: params.connectDomain, connectPort: port }));
     body.set(tail, EXEC_PARAMS_FIXED_BYTES);
+    // Before the send: the agent's own event for this port may otherwise come first.
+    if (tracing) this.#traceForward(type, params.connectDomain, port, ident, allocated !== null);
     const problem = this.#trySendToAgent(type, body);
     if (problem !== null) {
       if (allocated) this.#ports.release(params.connectDomain, port);
       throw new Error(`request refused, not forwarded to the agent: ${problem}`);
     }
     return allocated;
+  }
+
+  #traceTrigger(trigger: { target: string; service: string; ident: Uint8Array }): CallTrace | null {
+    const trace = traceCall(0)?.link(triggerKey(this.#options.domain, fieldText(trigger.ident)));
+    const asked = { vm: this.#options.name, target: trigger.target, service: trigger.service };
+    return trace?.stage("daemon-received", asked) ?? null;
+  }
+
+  #traceForward(type: number, peer: number, port: number, ident: Uint8Array, fresh: boolean): void {
+    const keys = [portKey(this.#options.domain, peer, port)];
+    if (type === MSG_SERVICE_CONNECT) keys.push(triggerKey(this.#options.domain, fieldText(ident)));
+    const stage = type === MSG_SERVICE_CONNECT ? "service-connect-sent" : "exec-request-sent";
+    traceKeyed(0, stage, keys, { vm: this.#options.name }, fresh ? keys[0] : undefined);
   }
 }

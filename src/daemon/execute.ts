@@ -4,11 +4,24 @@
 import { qubesdCallText } from "../admin/qubesd.ts";
 import type { Connection } from "../io/connection.ts";
 import { StreamKind, Vchan } from "../native.ts";
-import { buildDom0ServiceCommand, buildVmServiceCommand, parseCommand } from "../protocol/cmdline.ts";
-import type { ExecParams, FixedField } from "../protocol/codec.ts";
+import {
+  buildDom0ServiceCommand,
+  buildVmServiceCommand,
+  parseCommand,
+  type ParsedCommand,
+} from "../protocol/cmdline.ts";
+import { fieldText, type ExecParams, type FixedField } from "../protocol/codec.ts";
 import { MSG_EXEC_CMDLINE, QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
-import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
+import {
+  launchService,
+  prepareService,
+  serviceStreamFlags,
+  type PreparedService,
+  type ServiceContext,
+} from "../services/start.ts";
+import { needsSession, waitForSession } from "../services/wait-for-session.ts";
 import { connectDaemon, requestExec, requestServiceConnect } from "./daemon-client.ts";
+import { portKey, traceCall, traceKeyed, tracing, triggerKey } from "../trace.ts";
 
 /** The daemon's fixed VM -> dom0 connection timeout (§13.16). */
 const DOM0_CONNECT_TIMEOUT_MS = 5_000;
@@ -22,15 +35,21 @@ export interface SourceDaemon {
   serviceConnect(params: ExecParams, ident: FixedField): Promise<ExecParams | null>;
 }
 
-/** The source daemon reached through its socket. */
+/**
+ * The source daemon reached through its socket (`qrexec-client -c`). A forwarded CONNECT gets
+ * no reply and the daemon never closes the connection first (it keeps serving its clients), so
+ * we close it once the request is written.
+ */
 export function sourceDaemonAt(socketDir: string, domain: number): SourceDaemon {
   return {
     async serviceConnect(params, ident) {
       const connection = await connectDaemon(socketDir, String(domain));
       try {
         const allocated = await requestServiceConnect(connection, params, ident);
-        // Without a reply, the daemon's close says it has read the request.
-        if (allocated === null) await connection.closed;
+        if (allocated === null) {
+          connection.end();
+          await connection.closed;
+        }
         return allocated;
       } finally {
         connection.close();
@@ -98,21 +117,27 @@ function isNotListening(error: unknown): boolean {
  */
 export async function executeVm(call: VmCall & { autostart?: { admin: AdminService } | null }): Promise<Connection | null> {
   const command = buildVmServiceCommand({ user: call.user, service: call.service, source: call.sourceName });
-  let targetDaemon: Connection;
-  try {
-    targetDaemon = await connectDaemon(call.socketDir, call.target);
-  } catch (error) {
-    if (!call.autostart || !isNotListening(error)) throw notReachable(call.target, error);
-    await call.autostart.admin.start(call.target);
-    try {
-      targetDaemon = await connectDaemon(call.socketDir, call.target);
-    } catch (again) {
-      throw notReachable(call.target, again);
-    }
-  }
+  return executeVmCommand({ ...call, command });
+}
+
+export interface VmCommand {
+  socketDir: string;
+  sourceDomain: number;
+  ident: FixedField;
+  target: string;
+  /** Sent byte for byte in EXEC_CMDLINE (`qrexec-client -c … -d VM CMD`, §9). */
+  command: string;
+  keepTargetConnection?: boolean;
+  source: SourceDaemon;
+  autostart?: { admin: AdminService } | null;
+}
+
+/** `executeVm` with the command as given. */
+export async function executeVmCommand(call: VmCommand): Promise<Connection | null> {
+  const targetDaemon = await connectTarget(call);
   let allocated;
   try {
-    allocated = await requestExec(targetDaemon, MSG_EXEC_CMDLINE, call.sourceDomain, command);
+    allocated = await requestExec(targetDaemon, MSG_EXEC_CMDLINE, call.sourceDomain, call.command);
   } catch (error) {
     targetDaemon.close();
     throw error;
@@ -125,6 +150,22 @@ export async function executeVm(call: VmCall & { autostart?: { admin: AdminServi
     throw error;
   }
   return call.keepTargetConnection ? targetDaemon : null;
+}
+
+async function connectTarget(
+  call: Pick<VmCommand, "socketDir" | "target" | "autostart">,
+): Promise<Connection> {
+  try {
+    return await connectDaemon(call.socketDir, call.target);
+  } catch (error) {
+    if (!call.autostart || !isNotListening(error)) throw notReachable(call.target, error);
+    await call.autostart.admin.start(call.target);
+    try {
+      return await connectDaemon(call.socketDir, call.target);
+    } catch (again) {
+      throw notReachable(call.target, again);
+    }
+  }
 }
 
 export interface Dom0Call {
@@ -140,31 +181,82 @@ export interface Dom0Call {
 }
 
 /**
- * VM -> dom0: the source's daemon allocates the port and connects the caller; we connect to the
- * caller's vchan as the service side, HELLO after the caller's (§4.2), and run the service here.
- * Resolves with the service's status when the call ends.
+ * VM -> dom0 (§2.2): the command "QUBESRPC svc[+] source name|keyword target" built from the
+ * allowed request, run as `runInDom0` does. Resolves with the service's status.
  */
 export async function runToDom0(call: Dom0Call): Promise<number> {
-  const command = buildDom0ServiceCommand({ service: call.service, source: call.sourceName, requestedTarget: call.requestedTarget });
+  const { service, sourceName, requestedTarget, ident, context, source } = call;
+  const command = buildDom0ServiceCommand({ service, source: sourceName, requestedTarget });
+  return (await runInDom0({ ident, sourceName, command, context, source })).status;
+}
+
+export interface Dom0Command {
+  ident: FixedField;
+  /** The calling VM: QREXEC_REMOTE_DOMAIN of a shell command, and who waits for the session. */
+  sourceName: string;
+  /** Run as given (§3.6): a QUBESRPC service call with its own tokens, or a shell command. */
+  command: string;
+  context: ServiceContext;
+  source: SourceDaemon;
+}
+
+export interface Dom0Result {
+  /** What was sent as EXIT_CODE: the service's status, or 125/127 when it could not start. */
+  status: number;
+  /** Whether the service (or shell command) started at all (`qrexec-client -E`, §8). */
+  started: boolean;
+}
+
+/**
+ * A call into dom0: the source's daemon allocates the port and connects the caller; we connect
+ * to the caller's vchan as the service side, HELLO after the caller's (§4.2), and run the command
+ * here, its stderr left in our log. A failure before the service starts still goes to the caller
+ * (STDERR EOF, STDOUT EOF, EXIT_CODE 125|127) once the vchan is up.
+ */
+export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   const allocated = await call.source.serviceConnect({ connectDomain: 0, connectPort: 0 }, call.ident);
   if (allocated === null) throw new Error("daemon allocated no port");
-  const prepared = prepareService(parseCommand(command, { stripUser: false }), call.context);
-  const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain: allocated.connectDomain, port: allocated.connectPort });
+  const parsed = parseCommand(call.command, { stripUser: false });
+  const prepared = prepareDom0(parsed, call.sourceName, call.context);
+  if (needsSession(parsed, prepared)) await waitForSession(call.sourceName, call.context);
+  const { connectDomain: remoteDomain, connectPort: port } = allocated;
+  const trace = traceCall(0)?.link(portKey(0, remoteDomain, port));
+  trace?.stage("exec-request", { command: call.command.slice(0, 80) });
+  const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain, port });
   const stream = vchan.attach({
     kind: StreamKind.DataService,
     version: QREXEC_PROTOCOL_VERSION,
     sendFirst: false,
     connectTimeoutMs: DOM0_CONNECT_TIMEOUT_MS,
+    stderrEofFirst: true,
     ...serviceStreamFlags(prepared),
   });
   try {
     // `finished` rejects when the caller never connects; `connected` alone would wait forever.
     await Promise.race([stream.connected, stream.finished]);
-    startService(stream, prepared, false, call.context);
-    return await stream.finished;
+    trace?.stage("data-connected");
+    const { started } = launchService(stream, prepared, false, call.context);
+    trace?.stage("service-spawned");
+    const status = await stream.finished;
+    trace?.pumpStages(stream.pumpMarks).stage("teardown");
+    return { status, started };
   } finally {
     stream.close();
   }
+}
+
+/** A service as in a VM; a shell command through /bin/bash with the source named (§3.6). */
+function prepareDom0(
+  parsed: ParsedCommand,
+  sourceName: string,
+  context: ServiceContext,
+): PreparedService {
+  if (parsed.kind !== "legacy") return prepareService(parsed, context);
+  return { kind: "legacy", command: parsed.command, shell: "/bin/bash", remoteDomain: sourceName };
+}
+
+function identText(ident: FixedField): string {
+  return typeof ident === "string" ? ident : fieldText(ident);
 }
 
 /**
@@ -175,12 +267,15 @@ export async function runToDom0(call: Dom0Call): Promise<number> {
 export async function executeDispvm(
   call: Omit<VmCall, "target" | "keepTargetConnection"> & { template: string; admin: AdminService; log: (message: string) => void },
 ): Promise<string> {
+  const key = tracing ? triggerKey(call.sourceDomain, identText(call.ident)) : "";
   const dispvm = await call.admin.createDisposable(call.template);
+  traceKeyed(0, "dispvm-created", [key], { dispvm });
   const kill = () =>
     call.admin.kill(dispvm).catch((error: unknown) => call.log(`admin.vm.Kill ${dispvm}: ${error instanceof Error ? error.message : String(error)}`));
   let targetDaemon: Connection | null;
   try {
     await call.admin.start(dispvm);
+    traceKeyed(0, "dispvm-started", [key], { dispvm });
     targetDaemon = await executeVm({ ...call, target: dispvm, keepTargetConnection: true });
   } catch (error) {
     await kill();

@@ -2,6 +2,10 @@
 // that never block the event loop, and a clear EOF. Used for the trigger socket (client-vm ->
 // agent) and the daemon socket (qrexec-client -> daemon). Data never flows here: only the small
 // messages that set a call up.
+//
+// Bounded: what arrives and is not read yet is held up to `inputBytesMax` (set by each user to
+// the most it can ask for); a peer that sends more is cut off, and reads fail with a
+// ProtocolError naming the limit, rather than memory growing for as long as it keeps sending.
 
 import type { Socket, SocketListener } from "bun";
 import { HEADER_BYTES } from "../protocol/constants.ts";
@@ -13,6 +17,14 @@ interface Waiter {
   reject: (error: Error) => void;
 }
 
+/** Unread input a connection holds unless its user says otherwise. */
+export const INPUT_BYTES_MAX_DEFAULT = 16 << 20;
+
+export interface ConnectionOptions {
+  /** Most bytes held unread; a peer that sends more is disconnected. */
+  inputBytesMax?: number;
+}
+
 /** Thrown by `read` when the peer closed in the middle of what we asked for. */
 export class ShortReadError extends Error {
   override name = "ShortReadError";
@@ -22,6 +34,9 @@ export class Connection {
   #socket: Socket<Connection> | null = null;
   #input: Uint8Array[] = [];
   #inputBytes = 0;
+  readonly #inputBytesMax: number;
+  /** Set when the peer sent more than `#inputBytesMax` unread: every read fails with it. */
+  #overflow: ProtocolError | null = null;
   #waiter: Waiter | null = null;
   #pendingWrites: Uint8Array[] = [];
   #ended = false;
@@ -35,13 +50,14 @@ export class Connection {
   /** Free for the owner: a number or name to log the connection by. */
   label = "";
 
-  constructor() {
+  constructor(options: ConnectionOptions = {}) {
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#inputBytesMax = options.inputBytesMax ?? INPUT_BYTES_MAX_DEFAULT;
   }
 
   /** Connects to a listening unix socket; rejects with the errno's code (ENOENT, ECONNREFUSED...). */
-  static async connect(path: string): Promise<Connection> {
-    const connection = new Connection();
+  static async connect(path: string, options: ConnectionOptions = {}): Promise<Connection> {
+    const connection = new Connection(options);
     await Bun.connect<Connection>({ unix: path, data: connection, socket: Connection.handlers });
     return connection;
   }
@@ -52,11 +68,13 @@ export class Connection {
    * closes, refusing more than `bytesMax`.
    */
   static async exchange(path: string, data: Uint8Array | string, options: { halfClose?: boolean; bytesMax?: number } = {}): Promise<Uint8Array> {
-    const connection = await Connection.connect(path);
+    // One byte more than allowed is what `readToEnd` needs to see to refuse.
+    const bytesMax = options.bytesMax ?? 1 << 20;
+    const connection = await Connection.connect(path, { inputBytesMax: bytesMax + 1 });
     try {
       connection.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
       if (options.halfClose) connection.shutdownWrite();
-      return await connection.readToEnd(options.bytesMax ?? 1 << 20);
+      return await connection.readToEnd(bytesMax);
     } finally {
       connection.close();
     }
@@ -67,7 +85,11 @@ export class Connection {
    * `halfOpen`, a client's shutdown of its write side leaves ours open for the reply (qubesd's
    * protocol: the request ends at the client's EOF).
    */
-  static listen(path: string, onConnection: (connection: Connection) => void, options: { halfOpen?: boolean } = {}): SocketListener<Connection> {
+  static listen(
+    path: string,
+    onConnection: (connection: Connection) => void,
+    options: { halfOpen?: boolean } & ConnectionOptions = {},
+  ): SocketListener<Connection> {
     return Bun.listen<Connection>({
       unix: path,
       allowHalfOpen: options.halfOpen ?? false,
@@ -75,7 +97,7 @@ export class Connection {
       socket: {
         ...Connection.handlers,
         open(socket) {
-          const connection = new Connection();
+          const connection = new Connection(options);
           socket.data = connection;
           connection.#attach(socket);
           onConnection(connection);
@@ -112,9 +134,23 @@ export class Connection {
   }
 
   #receive(chunk: Uint8Array): void {
+    if (this.#overflow) return;
     this.#input.push(chunk);
     this.#inputBytes += chunk.length;
+    if (this.#inputBytes > this.#inputBytesMax) return this.#cutOff();
     this.#serve();
+  }
+
+  #cutOff(): void {
+    const [sent, limit] = [this.#inputBytes, this.#inputBytesMax];
+    this.#overflow = new ProtocolError(`peer sent ${sent} bytes that were not read (limit ${limit})`);
+    this.#input = [];
+    this.#inputBytes = 0;
+    const waiter = this.#waiter;
+    this.#waiter = null;
+    waiter?.reject(this.#overflow);
+    for (const resolve of this.#eofWaiters.splice(0)) resolve();
+    this.#socket?.terminate();
   }
 
   #receiveEof(): void {
@@ -134,6 +170,10 @@ export class Connection {
   #serve(): void {
     const waiter = this.#waiter;
     if (!waiter) return;
+    if (this.#overflow) {
+      this.#waiter = null;
+      return waiter.reject(this.#overflow);
+    }
     if (this.#inputBytes >= waiter.bytes) {
       this.#waiter = null;
       waiter.resolve(this.#take(waiter.bytes));
@@ -187,12 +227,13 @@ export class Connection {
   /** Everything until the peer closes, refusing more than `bytesMax`. */
   async readToEnd(bytesMax: number): Promise<Uint8Array> {
     await this.#closedOrEof();
+    if (this.#overflow) throw this.#overflow;
     if (this.#inputBytes > bytesMax) throw new ProtocolError(`peer sent ${this.#inputBytes} bytes, limit ${bytesMax}`);
     return this.#take(this.#inputBytes);
   }
 
   #closedOrEof(): Promise<void> {
-    if (this.#eof) return Promise.resolve();
+    if (this.#eof || this.#overflow) return Promise.resolve();
     return new Promise((resolve) => this.#eofWaiters.push(resolve));
   }
 

@@ -12,6 +12,7 @@ import { Connection } from "../io/connection.ts";
 import type { LabConfig, ServiceFile } from "./config.ts";
 import { BIN_DIR, domainEnv } from "./environment.ts";
 import type { LabLayout } from "./layout.ts";
+import { DispvmPool } from "./preload.ts";
 import { Registry, type DomainRecord } from "./registry.ts";
 import { Supervised } from "./supervisor.ts";
 
@@ -37,6 +38,8 @@ export interface DomainStatus {
   runningSince: number;
   calls: number;
   restarts: number;
+  /** A preloaded DispVM no call has taken yet. */
+  preloaded: boolean;
 }
 
 export interface LabStatus {
@@ -50,6 +53,13 @@ export interface LabStatus {
   ready: boolean;
   domains: DomainStatus[];
   disposablesCreated: number;
+}
+
+/** The policy daemon's options for the lab's `ask` mode (tty, program:CMD or deny). */
+function askOptions(ask: string | undefined, layout: LabLayout): string[] {
+  if (ask === undefined || ask === "tty") return [`--ask-queue=${layout.asksDir}`, "--no-tty"];
+  if (ask.startsWith("program:")) return [`--ask-program=${ask.slice("program:".length)}`];
+  return ["--no-tty"];
 }
 
 function describe(error: unknown): string {
@@ -70,6 +80,7 @@ export class LabAdmin {
   /** Calls DispVMs served before they were destroyed (their stats files go with them). */
   #disposedCalls = 0;
   onShutdown: () => void = () => {};
+  readonly #pool: DispvmPool;
 
   constructor(
     readonly layout: LabLayout,
@@ -77,6 +88,15 @@ export class LabAdmin {
     readonly log: (message: string) => void,
   ) {
     this.registry = new Registry(config);
+    const sizes = new Map(config.domains.map((domain) => [domain.name, domain.preloadDispvm]));
+    this.#pool = new DispvmPool(sizes, {
+      create: (template) => this.createDisposable(template),
+      start: (record) => this.start(record),
+      warmUp: (record) => this.#warmUp(record),
+      kill: (record) => this.kill(record),
+      stopping: () => this.#shuttingDown !== null,
+      log: this.log,
+    });
   }
 
   // ---------------------------------------------------------------- bring-up
@@ -89,6 +109,9 @@ export class LabAdmin {
     await Promise.all(initial.map((record) => this.start(record)));
     this.#ready = true;
     this.log(`lab ready: ${initial.map((record) => record.name).join(", ") || "no domains"} running`);
+    // After the lab is ready, so `lab up` does not wait for them.
+    const templates = this.registry.all().filter((record) => record.templateForDispvms);
+    for (const template of templates) void this.#pool.fill(template);
   }
 
   #prepareDirs(): void {
@@ -96,6 +119,7 @@ export class LabAdmin {
     for (const dir of [layout.socketDir, layout.vchanDir, layout.logDir, layout.domainsDir]) mkdirSync(dir, { recursive: true });
     // Whatever a crashed lab left: sockets, rendezvous files, DisposableVMs.
     for (const dir of [layout.socketDir, layout.vchanDir]) for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
+    rmSync(layout.asksDir, { recursive: true, force: true }); // questions of a lab that is gone
     for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
     for (const entry of readdirSync(layout.domainsDir)) {
       if (/^disp\d+$/.test(entry) && !this.registry.find(entry)) rmSync(layout.domainDir(entry), { recursive: true, force: true });
@@ -127,7 +151,7 @@ export class LabAdmin {
           `--socket=${layout.policySocket}`,
           `--policy-dir=${layout.policyDir}`,
           `--system-info-socket=${layout.adminSocket}`,
-          "--no-tty",
+          ...askOptions(this.config.ask, layout),
         ],
         env: domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport),
         cwd: layout.home("dom0"),
@@ -220,6 +244,20 @@ export class LabAdmin {
     });
   }
 
+  /** `qrexec-client -d NAME DEFAULT:true` from dom0; throws unless it exits 0. */
+  async #warmUp(record: DomainRecord): Promise<void> {
+    const { layout } = this;
+    const client = join(BIN_DIR, "qrexec-client");
+    const argv = [client, `--socket-dir=${layout.socketDir}`, "-d", record.name, "DEFAULT:true"];
+    const env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
+    const cwd = layout.home("dom0");
+    const child = Bun.spawn(argv, { env, cwd, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const [code, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
+    if (code !== 0) {
+      throw new Error(`the first call to ${record.name} exited ${code}: ${stderr.trim()}`);
+    }
+  }
+
   /** Stops `record`'s processes; a DisposableVM is destroyed with them (its dirs and id go). */
   kill(record: DomainRecord): Promise<void> {
     if (record.id === 0) return Promise.reject(new QubesdError("QubesException", "dom0 cannot be killed"));
@@ -277,6 +315,8 @@ export class LabAdmin {
     rmSync(this.layout.domainDir(record.name), { recursive: true, force: true });
     this.registry.remove(record);
     this.log(`${record.name} destroyed (domain id ${record.id} free again)`);
+    const template = record.template === null ? undefined : this.registry.find(record.template);
+    if (template && !record.preloaded) this.#pool.released(template);
   }
 
   #callCounts(name: string): CallCounts {
@@ -313,6 +353,7 @@ export class LabAdmin {
           runningSince: record.id === 0 ? this.#startedAt : record.runningSince,
           calls: record.id === 0 ? toDom0 : counts.get(record.name)!.served,
           restarts: (running?.agent.restarts ?? 0) + (running?.daemon.restarts ?? 0),
+          preloaded: record.preloaded === true,
         };
       }),
     };
@@ -321,7 +362,9 @@ export class LabAdmin {
   // ---------------------------------------------------------------- API
 
   #listen(): void {
-    this.#listener = Connection.listen(this.layout.adminSocket, (connection) => void this.#serve(connection), { halfOpen: true });
+    const options = { halfOpen: true, inputBytesMax: QUBESD_MESSAGE_MAX + 1 };
+    const serve = (connection: Connection) => void this.#serve(connection);
+    this.#listener = Connection.listen(this.layout.adminSocket, serve, options);
     chmodSync(this.layout.adminSocket, 0o600);
   }
 
@@ -364,7 +407,8 @@ export class LabAdmin {
         // `@dispvm` (keyword dispvm) is dom0's default DisposableVM template.
         const templateName = request.dest === "@dispvm" ? this.config.defaultDispvm : request.dest;
         if (templateName === null) throw new QubesdError("QubesException", "the lab has no default_dispvm");
-        const record = this.createDisposable(this.#domain(templateName));
+        const template = this.#domain(templateName);
+        const record = this.#pool.take(template) ?? this.createDisposable(template);
         return new TextDecoder().decode(request.payload) === "uuid" ? `uuid:${record.uuid}` : record.name;
       }
       case "internal.GetSystemInfo":
@@ -390,7 +434,7 @@ export class LabAdmin {
       this.#listener?.stop(true);
       const { layout } = this;
       for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-      for (const dir of [layout.socketDir, layout.vchanDir]) rmSync(dir, { recursive: true, force: true });
+      for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });
       this.log("lab down");
       this.onShutdown();
     })();

@@ -1,10 +1,12 @@
 // The lab definition: which domains exist, of what kind, with which services, and dom0's policy.
 // A TOML file (Bun's parser); src/lab/default-lab.toml is the one used without --config and the
-// documented example. Every problem is reported as "FILE: what is wrong", before anything starts.
+// documented example. Every problem is reported at once, each as "FILE:LINE: what is wrong",
+// before anything starts.
 
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { LAB_DATA_DIR } from "../install-paths.ts";
+import { KeyLines, type Section } from "./config-lines.ts";
 
 export const DEFAULT_LAB_FILE = join(LAB_DATA_DIR, "default-lab.toml");
 export const BUILTIN_SERVICES_DIR = join(LAB_DATA_DIR, "services");
@@ -30,6 +32,11 @@ export interface LabDomainConfig {
   services: ServiceFile[];
   /** Started by `lab up`; otherwise halted until started (qrx vm start, or autostart=yes). */
   start: boolean;
+  /**
+   * DispVM templates: how many DisposableVMs of it the lab keeps created and started ahead of
+   * `$dispvm` calls (Qubes 4.3's preloaded disposables, feature `preload-dispvm-max`).
+   */
+  preloadDispvm: number;
 }
 
 export interface LabConfig {
@@ -42,6 +49,18 @@ export interface LabConfig {
   /** Text of policy.d/50-lab.policy, or null to leave policy.d as it is. */
   policy: string | null;
   transport: "shm" | "socket";
+  /** Who answers the policy's ask rules: "tty", "deny" or "program:CMD" (see LAB_ASK_HELP). */
+  ask: string;
+}
+
+export const LAB_ASK_HELP =
+  "tty (the terminal of qrx run, or qrx lab answer), program:CMD (sh -c CMD answers), or deny";
+
+/** The reason `ask` is not a valid ask mode, or null when it is. */
+export function askModeProblem(ask: string): string | null {
+  if (ask === "tty" || ask === "deny") return null;
+  if (ask.startsWith("program:") && ask.slice("program:".length).trim() !== "") return null;
+  return `ask must be ${LAB_ASK_HELP}; not "${ask}"`;
 }
 
 export class LabConfigError extends Error {
@@ -53,8 +72,20 @@ const NAME = /^[a-zA-Z][a-zA-Z0-9_.-]{0,30}$/;
 const TAG = /^[a-zA-Z0-9_-]{1,64}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SERVICE_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
-const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "dom0", "domain"]);
-const DOMAIN_KEYS = new Set(["name", "type", "tags", "default_user", "services", "default_dispvm", "template_for_dispvms", "start"]);
+const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "ask", "dom0", "domain"]);
+const DOMAIN_KEYS = new Set([
+  "name",
+  "type",
+  "tags",
+  "default_user",
+  "services",
+  "default_dispvm",
+  "template_for_dispvms",
+  "start",
+  "preload_dispvm",
+]);
+/** More would only hold memory: a call takes one and the next is started at once. */
+const PRELOAD_DISPVM_MAX = 8;
 
 export function builtinServiceNames(): string[] {
   return readdirSync(BUILTIN_SERVICES_DIR).sort();
@@ -70,98 +101,247 @@ export function loadLabConfig(file: string = DEFAULT_LAB_FILE): LabConfig {
     text = readFileSync(file, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new LabConfigError(code === "ENOENT" ? `${file}: no such file` : `${file}: cannot read: ${(error as Error).message}`);
+    const why = code === "ENOENT" ? "no such file" : `cannot read: ${(error as Error).message}`;
+    throw new LabConfigError(`${file}: ${why}`);
   }
   return parseLabConfig(text, resolve(file));
 }
 
+/** Collects every problem with its line; a value with a problem reads as undefined. */
+class Checker {
+  readonly problems: string[] = [];
+
+  constructor(
+    readonly file: string,
+    readonly lines: KeyLines,
+  ) {}
+
+  problem(section: Section, key: string, message: string): undefined {
+    const line = this.lines.of(section, key);
+    this.problems.push(`${this.file}${line === null ? "" : `:${line}`}: ${message}`);
+    return undefined;
+  }
+
+  str(section: Section, key: string, value: unknown, what: string): string | undefined {
+    if (value === undefined || typeof value === "string") return value;
+    return this.problem(section, key, `${what} must be a string`);
+  }
+
+  bool(section: Section, key: string, value: unknown, what: string): boolean | undefined {
+    if (value === undefined || typeof value === "boolean") return value;
+    return this.problem(section, key, `${what} must be true or false`);
+  }
+
+  strings(section: Section, key: string, value: unknown, what: string): string[] | undefined {
+    if (value === undefined) return undefined;
+    if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
+    return this.problem(section, key, `${what} must be a list of strings`);
+  }
+
+  unknownKeys(section: Section, table: Record<string, unknown>, known: Set<string>, where: string) {
+    for (const key of Object.keys(table)) {
+      if (known.has(key)) continue;
+      this.problem(section, key, `${where}unknown key '${key}' (known: ${[...known].join(", ")})`);
+    }
+  }
+
+  services(section: Section, value: unknown, what: string): ServiceFile[] {
+    if (value === undefined) {
+      const names = builtinServiceNames();
+      return names.map((name) => ({ name, path: join(BUILTIN_SERVICES_DIR, name) }));
+    }
+    const out: ServiceFile[] = [];
+    for (const entry of this.strings(section, "services", value, what) ?? []) {
+      // A path installs that file under its own name; a bare name is one of ours.
+      const isPath = entry.includes("/");
+      const base = dirname(this.file);
+      const given = isAbsolute(entry) ? entry : resolve(base, entry);
+      const path = isPath ? given : join(BUILTIN_SERVICES_DIR, entry);
+      const name = basename(path);
+      const fail = (message: string) => this.problem(section, "services", `${what}: ${message}`);
+      if (!SERVICE_NAME.test(name)) fail(`'${name}' is not a valid service name`);
+      else if (!existsSync(path) || !statSync(path).isFile()) {
+        const builtin = builtinServiceNames().join(", ");
+        const none = `no built-in service '${entry}' (built-in: ${builtin}; or give a path)`;
+        fail(isPath ? `${path} does not exist` : none);
+      } else if (out.some((service) => service.name === name)) fail(`'${name}' listed twice`);
+      else out.push({ name, path });
+    }
+    return out;
+  }
+}
+
 export function parseLabConfig(text: string, file: string): LabConfig {
-  const fail = (message: string): never => {
-    throw new LabConfigError(`${file}: ${message}`);
-  };
   let data: unknown;
   try {
     data = Bun.TOML.parse(text);
   } catch (error) {
-    fail(`not valid TOML: ${(error as Error).message}`);
+    const message = (error as Error).message.replace(/^TOML Parse error: /, "");
+    throw new LabConfigError(`${file}:${syntaxErrorLine(text)}: not valid TOML: ${message}`);
   }
-  if (!isTable(data)) return fail("expected a table at the top level");
-  for (const key of Object.keys(data)) if (!TOP_KEYS.has(key)) fail(`unknown key '${key}' (known: ${[...TOP_KEYS].join(", ")})`);
+  const check = new Checker(file, new KeyLines(text));
+  if (!isTable(data)) throw new LabConfigError(`${file}: expected a table at the top level`);
+  check.unknownKeys("top", data, TOP_KEYS, "");
+  const config = topLevel(check, data);
+  config.domains = domainEntries(check, data.domain, config.defaultDispvm);
+  dispvmReferences(check, config);
+  if (check.problems.length > 0) throw new LabConfigError(check.problems.join("\n"));
+  return config;
+}
 
-  const str = (value: unknown, what: string): string => (typeof value === "string" ? value : fail(`${what} must be a string`));
-  const bool = (value: unknown, what: string): boolean => (typeof value === "boolean" ? value : fail(`${what} must be true or false`));
-  const strings = (value: unknown, what: string): string[] =>
-    Array.isArray(value) && value.every((item) => typeof item === "string") ? (value as string[]) : fail(`${what} must be a list of strings`);
+/**
+ * The line of a TOML syntax error. Bun's parser does not say, so: the line after the longest
+ * prefix of whole lines that parses (a prefix that stops inside a multi-line string fails too,
+ * which is why it is the longest, not the first failing one).
+ */
+function syntaxErrorLine(text: string): number {
+  const lines = text.split("\n");
+  for (let count = lines.length - 1; count > 0; count--) {
+    try {
+      Bun.TOML.parse(lines.slice(0, count).join("\n"));
+      return count + 1;
+    } catch {}
+  }
+  return 1;
+}
 
-  const services = (value: unknown, what: string): ServiceFile[] => {
-    if (value === undefined) return builtinServiceNames().map((name) => ({ name, path: join(BUILTIN_SERVICES_DIR, name) }));
-    const out: ServiceFile[] = [];
-    for (const entry of strings(value, what)) {
-      // A path installs that file under its own name; a bare name is one of ours.
-      const path = entry.includes("/") ? (isAbsolute(entry) ? entry : resolve(dirname(file), entry)) : join(BUILTIN_SERVICES_DIR, entry);
-      const name = basename(path);
-      if (!SERVICE_NAME.test(name)) fail(`${what}: '${name}' is not a valid service name`);
-      if (!existsSync(path) || !statSync(path).isFile()) {
-        fail(entry.includes("/") ? `${what}: ${path} does not exist` : `${what}: no built-in service '${entry}' (built-in: ${builtinServiceNames().join(", ")}; or give a path)`);
-      }
-      if (out.some((service) => service.name === name)) fail(`${what}: '${name}' listed twice`);
-      out.push({ name, path });
-    }
-    return out;
-  };
-
-  const transport = data.transport === undefined ? "shm" : str(data.transport, "transport");
-  if (transport !== "shm" && transport !== "socket") fail(`transport must be "shm" or "socket", not "${transport}"`);
-  const defaultDispvm = data.default_dispvm === undefined ? null : str(data.default_dispvm, "default_dispvm");
-  const policy = data.policy === undefined ? null : str(data.policy, "policy");
-
-  let dom0Services = services(undefined, "dom0.services");
+function topLevel(check: Checker, data: Record<string, unknown>): LabConfig {
+  let transport = check.str("top", "transport", data.transport, "transport") ?? "shm";
+  if (transport !== "shm" && transport !== "socket") {
+    check.problem("top", "transport", `transport must be "shm" or "socket", not "${transport}"`);
+    transport = "shm";
+  }
+  const ask = check.str("top", "ask", data.ask, "ask") ?? "tty";
+  const askProblem = askModeProblem(ask);
+  if (askProblem !== null) check.problem("top", "ask", askProblem);
+  let dom0Services = check.services("dom0", undefined, "dom0.services");
   if (data.dom0 !== undefined) {
-    if (!isTable(data.dom0)) fail("[dom0] must be a table");
-    for (const key of Object.keys(data.dom0 as object)) if (key !== "services") fail(`[dom0]: unknown key '${key}' (known: services)`);
-    dom0Services = services((data.dom0 as Record<string, unknown>).services, "dom0.services");
+    if (!isTable(data.dom0)) check.problem("top", "dom0", "[dom0] must be a table");
+    else {
+      check.unknownKeys("dom0", data.dom0, new Set(["services"]), "[dom0]: ");
+      dom0Services = check.services("dom0", data.dom0.services, "dom0.services");
+    }
   }
+  const defaultDispvm = check.str("top", "default_dispvm", data.default_dispvm, "default_dispvm");
+  return {
+    file: check.file,
+    domains: [],
+    dom0Services,
+    defaultDispvm: defaultDispvm ?? null,
+    policy: check.str("top", "policy", data.policy, "policy") ?? null,
+    transport: transport as "shm" | "socket",
+    ask,
+  };
+}
 
-  const rawDomains = data.domain === undefined ? [] : data.domain;
-  if (!Array.isArray(rawDomains)) return fail("domains are [[domain]] tables");
+/** Each domain's [[domain]] entry, for the lines of problems found after the entries are read. */
+const entryIndex = new WeakMap<LabDomainConfig, number>();
+
+function domainEntries(check: Checker, raw: unknown, defaultDispvm: string | null) {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) {
+    check.problem("top", "domain", "domains are [[domain]] tables");
+    return [];
+  }
   const domains: LabDomainConfig[] = [];
-  rawDomains.forEach((raw: unknown, index: number) => {
-    const where = `domain #${index + 1}`;
-    if (!isTable(raw)) return fail(`${where} must be a table`);
-    for (const key of Object.keys(raw)) if (!DOMAIN_KEYS.has(key)) fail(`${where}: unknown key '${key}' (known: ${[...DOMAIN_KEYS].join(", ")})`);
-    const name = str(raw.name, `${where}: name`);
-    const at = `domain '${name}'`;
-    if (!NAME.test(name)) fail(`${at}: a name starts with a letter and has at most 31 letters, digits, '_', '.' or '-'`);
-    if (name === "dom0") fail(`${at}: dom0 is always there; configure it in [dom0]`);
-    if (domains.some((domain) => domain.name === name)) fail(`${at} is defined twice`);
-    const type = raw.type === undefined ? "AppVM" : str(raw.type, `${at}: type`);
-    if (!(LAB_DOMAIN_TYPES as readonly string[]).includes(type)) fail(`${at}: type must be one of ${LAB_DOMAIN_TYPES.join(", ")}, not "${type}"`);
-    const tags = raw.tags === undefined ? [] : strings(raw.tags, `${at}: tags`);
-    for (const tag of tags) if (!TAG.test(tag)) fail(`${at}: '${tag}' is not a valid tag (letters, digits, '_' and '-')`);
-    const defaultUser = raw.default_user === undefined ? "user" : str(raw.default_user, `${at}: default_user`);
-    if (!USER.test(defaultUser)) fail(`${at}: '${defaultUser}' is not a valid user name`);
-    const templateForDispvms = type === "DispVMTemplate" || (raw.template_for_dispvms !== undefined && bool(raw.template_for_dispvms, `${at}: template_for_dispvms`));
-    domains.push({
-      name,
-      klass: type === "DispVMTemplate" ? "AppVM" : (type as LabDomainConfig["klass"]),
-      templateForDispvms,
-      tags,
-      defaultUser,
-      defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : str(raw.default_dispvm, `${at}: default_dispvm`),
-      services: services(raw.services, `${at}: services`),
-      start: raw.start === undefined ? true : bool(raw.start, `${at}: start`),
-    });
+  raw.forEach((entry: unknown, index: number) => {
+    if (!isTable(entry)) check.problem(index, "", `domain #${index + 1} must be a table`);
+    else {
+      const domain = domainEntry(check, entry, index, defaultDispvm);
+      if (domain === undefined) return;
+      if (domains.some((other) => other.name === domain.name)) {
+        check.problem(index, "name", `domain '${domain.name}' is defined twice`);
+      } else {
+        domains.push(domain);
+        entryIndex.set(domain, index);
+      }
+    }
   });
+  return domains;
+}
 
-  for (const domain of domains) {
+function domainEntry(
+  check: Checker,
+  raw: Record<string, unknown>,
+  index: number,
+  defaultDispvm: string | null,
+): LabDomainConfig | undefined {
+  check.unknownKeys(index, raw, DOMAIN_KEYS, `domain #${index + 1}: `);
+  const name = check.str(index, "name", raw.name, `domain #${index + 1}: name`);
+  if (name === undefined) {
+    const missing = `domain #${index + 1}: name must be a string`;
+    if (raw.name === undefined) check.problem(index, "", missing);
+    return undefined;
+  }
+  const at = `domain '${name}'`;
+  const fail = (key: string, message: string) => check.problem(index, key, `${at}: ${message}`);
+  const str = (key: string) => check.str(index, key, raw[key], `${at}: ${key}`);
+  if (!NAME.test(name)) {
+    fail("name", "a name starts with a letter and has at most 31 letters, digits, '_', '.' or '-'");
+  }
+  if (name === "dom0") fail("name", "dom0 is always there; configure it in [dom0]");
+  const type = str("type") ?? "AppVM";
+  if (!(LAB_DOMAIN_TYPES as readonly string[]).includes(type)) {
+    fail("type", `type must be one of ${LAB_DOMAIN_TYPES.join(", ")}, not "${type}"`);
+  }
+  const tags = check.strings(index, "tags", raw.tags, `${at}: tags`) ?? [];
+  for (const tag of tags) {
+    if (!TAG.test(tag)) fail("tags", `'${tag}' is not a valid tag (letters, digits, '_' and '-')`);
+  }
+  const defaultUser = str("default_user") ?? "user";
+  if (!USER.test(defaultUser)) fail("default_user", `'${defaultUser}' is not a valid user name`);
+  const bool = (key: string) => check.bool(index, key, raw[key], `${at}: ${key}`);
+  const forDispvms = bool("template_for_dispvms");
+  const templateForDispvms = type === "DispVMTemplate" || forDispvms === true;
+  const preloadProblem = (why: string) => fail("preload_dispvm", why);
+  const preloadDispvm = preloadCount(raw.preload_dispvm, templateForDispvms, preloadProblem);
+  if (!NAME.test(name) || name === "dom0") return undefined;
+  return {
+    name,
+    klass: type === "DispVMTemplate" ? "AppVM" : (type as LabDomainConfig["klass"]),
+    templateForDispvms,
+    tags,
+    defaultUser,
+    defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : str("default_dispvm") ?? null,
+    services: check.services(index, raw.services, `${at}: services`),
+    start: bool("start") ?? true,
+    preloadDispvm,
+  };
+}
+
+/** `preload_dispvm`: how many started DisposableVMs a template keeps ready (0 when unset). */
+function preloadCount(value: unknown, template: boolean, problem: (why: string) => void): number {
+  if (value === undefined) return 0;
+  const whole = typeof value === "number" && Number.isInteger(value);
+  if (!whole || value < 0 || value > PRELOAD_DISPVM_MAX) {
+    problem(`preload_dispvm must be a whole number from 0 to ${PRELOAD_DISPVM_MAX}`);
+    return 0;
+  }
+  if (value > 0 && !template) {
+    problem(`preload_dispvm is for DisposableVM templates (type = "DispVMTemplate")`);
+    return 0;
+  }
+  return value;
+}
+
+function dispvmReferences(check: Checker, config: LabConfig): void {
+  config.domains.forEach((domain) => {
     const template = domain.defaultDispvm;
-    if (template === null) continue;
-    const target = domains.find((candidate) => candidate.name === template);
-    if (!target) fail(`domain '${domain.name}': default_dispvm '${template}' is not a domain of this lab`);
-    else if (!target.templateForDispvms) fail(`domain '${domain.name}': default_dispvm '${template}' is not a DisposableVM template (type = "DispVMTemplate")`);
+    if (template === null || template === config.defaultDispvm) return;
+    const index = entryIndex.get(domain)!;
+    const target = config.domains.find((candidate) => candidate.name === template);
+    const at = `domain '${domain.name}': default_dispvm '${template}'`;
+    if (!target) check.problem(index, "default_dispvm", `${at} is not a domain of this lab`);
+    else if (!target.templateForDispvms) {
+      const why = `${at} is not a DisposableVM template (type = "DispVMTemplate")`;
+      check.problem(index, "default_dispvm", why);
+    }
+  });
+  const { defaultDispvm } = config;
+  const isTemplate = (domain: LabDomainConfig) =>
+    domain.name === defaultDispvm && domain.templateForDispvms;
+  if (defaultDispvm !== null && !config.domains.some(isTemplate)) {
+    const why = `default_dispvm '${defaultDispvm}' is not a DisposableVM template of this lab`;
+    check.problem("top", "default_dispvm", why);
   }
-  if (defaultDispvm !== null && !domains.some((domain) => domain.name === defaultDispvm && domain.templateForDispvms)) {
-    fail(`default_dispvm '${defaultDispvm}' is not a DisposableVM template of this lab`);
-  }
-  return { file, domains, dom0Services, defaultDispvm, policy, transport };
 }

@@ -7,7 +7,9 @@ import { join, resolve } from "node:path";
 import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
 import { defaultStateDir } from "../paths.ts";
 import type { LabStatus } from "./admin.ts";
-import { DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
+import { AskWatcher } from "./ask-prompt.ts";
+import { PolicyLogReader } from "./policy-notes.ts";
+import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
 import { LabLayout } from "./layout.ts";
 import { entryCommand } from "../install-paths.ts";
@@ -45,8 +47,13 @@ export function adminPid(layout: LabLayout): number | null {
   }
 }
 
+/** " --dir D" when the lab is not in the default directory, for commands printed as advice. */
+export function dirOption(layout: LabLayout): string {
+  return layout.dir === resolve(defaultStateDir()) ? "" : ` --dir ${layout.dir}`;
+}
+
 function noLab(layout: LabLayout): LabError {
-  return new LabError(`no lab running in ${layout.dir}: run qrx lab up${layout.dir === resolve(defaultStateDir()) ? "" : ` --dir ${layout.dir}`}`);
+  return new LabError(`no lab running in ${layout.dir}: run qrx lab up${dirOption(layout)}`);
 }
 
 /** One admin call; a missing lab and the service's own errors become LabErrors. */
@@ -78,7 +85,7 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
     process.kill(-pid, "SIGKILL");
   } catch {}
   for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-  for (const dir of [layout.socketDir, layout.vchanDir]) rmSync(dir, { recursive: true, force: true });
+  for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });
   return true;
 }
 
@@ -92,12 +99,41 @@ function tail(path: string, lines: number): string {
 
 export interface UpOptions {
   config?: string;
+  /** --ask: overrides the definition's `ask`. */
+  ask?: string;
+  /** --allow-broken-policy: come up with a policy that has errors (it denies every call). */
+  allowBrokenPolicy?: boolean;
   onProgress?: (message: string) => void;
 }
 
 /** sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent socket. */
 const SOCKET_PATH_MAX = 107;
 const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.length;
+
+/**
+ * The policy the lab will have (its own file, written now as the admin service would, beside the
+ * user's files in policy.d) must load without errors: a broken policy denies every call, which
+ * looks like every call being refused for no reason.
+ */
+async function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOptions) {
+  // Loaded here: every other qrx command (qrx run above all) starts faster without the policy.
+  const { loadPolicy } = await import("../policy/load.ts");
+  const { formatPolicyError } = await import("../policy/errors.ts");
+  mkdirSync(layout.policyDir, { recursive: true });
+  if (config.policy !== null) writeFileSync(join(layout.policyDir, "50-lab.policy"), config.policy);
+  const { errors } = loadPolicy(layout.policyDir);
+  if (errors.length === 0) return;
+  const list = errors.map((error) => `  ${formatPolicyError(error)}`).join("\n");
+  if (!options.allowBrokenPolicy) {
+    throw new LabError(
+      `the lab's policy has errors, so the lab was not brought up:\n${list}\n` +
+        `fix them (qrx policy lint ${layout.policyDir}), or bring the lab up anyway with --allow-broken-policy`,
+    );
+  }
+  options.onProgress?.(
+    `WARNING: --allow-broken-policy: the lab's policy has errors and DENIES EVERY CALL until they are fixed:\n${list}`,
+  );
+}
 
 export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise<LabStatus> {
   const room = SOCKET_PATH_MAX - LONGEST_SOCKET_SUFFIX;
@@ -113,6 +149,12 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
   } catch (error) {
     throw new LabError(error instanceof Error ? error.message : String(error));
   }
+  if (options.ask !== undefined) {
+    const problem = askModeProblem(options.ask);
+    if (problem !== null) throw new LabError(`--ask: ${problem}`, 2);
+    config.ask = options.ask;
+  }
+  await checkPolicy(layout, config, options);
   mkdirSync(layout.logDir, { recursive: true });
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
   const logPath = layout.log("admin");
@@ -259,13 +301,16 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
  * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
  * Resolves with the command's exit status (128+signal when a signal ended it).
  */
-export async function runInDomain(layout: LabLayout, domain: string, argv: string[]): Promise<number> {
+export async function runInDomain(layout: LabLayout, domain: string, argv: string[], verbose = false): Promise<number> {
   const status = await labStatus(layout);
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
   if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
+  // Where the policy log stands before the command can make a call (a refused one is over in
+  // milliseconds, before the lines after the spawn run).
+  const policyLog = new PolicyLogReader(layout.log("policy"));
   let child;
   try {
     child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit"] });
@@ -277,7 +322,11 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   const ignore = () => {};
   process.on("SIGINT", ignore);
   process.on("SIGTERM", () => child.kill("SIGTERM"));
+  const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
+  asks.start();
   const code = await child.exited;
+  asks.stop();
+  for (const note of policyLog.notes(domain, verbose)) process.stderr.write(`${note}\n`);
   process.off("SIGINT", ignore);
   if (child.signalCode !== null) {
     const number = (require("node:os") as typeof import("node:os")).constants.signals[child.signalCode as NodeJS.Signals] ?? 0;

@@ -6,6 +6,7 @@
 //   D/policy.sock         the policy daemon
 //   D/run/                qrexec-daemon sockets (qrexec.<id>, qrexec.<name>, qrexec.uuid:<uuid>)
 //   D/vchan/              vchan rendezvous (shm and socket transports)
+//   D/asks/               policy questions waiting for an answer (ask = "tty")
 //   D/cache/              Bun's transpiler cache for the lab's processes
 //   D/logs/               admin.log, policy.log, <domain>.agent.log, <domain>.daemon.log
 //   D/domains/<name>/     home/, rpc/, rpc-config/, qrexec-agent.sock, calls.json
@@ -33,6 +34,10 @@ export class LabLayout {
   }
   get vchanDir(): string {
     return join(this.dir, "vchan");
+  }
+  /** The ask queue: questions of `ask` rules waiting for someone to answer (ask = "tty"). */
+  get asksDir(): string {
+    return join(this.dir, "asks");
   }
   get logDir(): string {
     return join(this.dir, "logs");

@@ -23,6 +23,11 @@ export interface DomainRecord {
   state: PowerState;
   /** When it last became Running (ms since the epoch), 0 when not running. */
   runningSince: number;
+  /**
+   * A DispVM started ahead of a `$dispvm` call and not handed to one yet: the policy does not
+   * see it, so nobody can call it by name and spoil it for the caller who gets it.
+   */
+  preloaded?: boolean;
 }
 
 /** The highest domain id: ports and Xen both top out well below this; we never need more. */
@@ -118,6 +123,7 @@ export class Registry {
   systemInfo(): { domains: Record<string, Record<string, unknown>> } {
     const domains: Record<string, Record<string, unknown>> = {};
     for (const record of this.all()) {
+      if (record.preloaded) continue;
       domains[record.name] = {
         type: record.klass,
         tags: record.tags,

@@ -7,6 +7,7 @@ import { describeDecision, type AllowDecision, type Decision, type DenyDecision 
 import type { DomainFacts } from "./domains.ts";
 import type { CompiledPolicy } from "./policy.ts";
 import type { PolicyQuery } from "./request.ts";
+import { untrusted } from "../io/log-text.ts";
 import { answerAsk } from "./resolve.ts";
 import { justEvaluateText, policyResponseText, settleWithoutAsking, type SocketOptions } from "./response.ts";
 
@@ -31,7 +32,14 @@ export interface AnswerContext {
 export async function answerQuery(query: PolicyQuery, options: SocketOptions, context: AnswerContext): Promise<Answered> {
   const { policy, facts, asker, log } = context;
   const evaluated = policy.evaluate(query, facts);
-  (evaluated.kind === "deny" ? (context.logRefusal ?? log) : log)(describeDecision(evaluated));
+  const logFirst = evaluated.kind === "deny" ? (context.logRefusal ?? log) : log;
+  const asked = query.intendedTarget;
+  if (asked !== "" && asked !== "@default" && evaluated.request.intendedTarget === "@default") {
+    // Upstream's words: a typo in a VM name is otherwise invisible (the call may still go ahead).
+    const target = untrusted(asked);
+    logFirst(`${untrusted(query.source)} -> ${target}: target '${target}' does not exist, using @default`);
+  }
+  logFirst(describeDecision(evaluated));
   let decision: AllowDecision | DenyDecision;
   if (evaluated.kind !== "ask") {
     decision = evaluated;

@@ -12,6 +12,7 @@
 
 import { closeSync, openSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
+import { QueueAsker } from "./ask-queue.ts";
 import type { AskDecision } from "./decision.ts";
 import { decidedBy } from "./decision.ts";
 
@@ -186,6 +187,8 @@ export class TerminalAsker implements Asker {
 export interface AskerOptions {
   /** --ask-program; wins over the terminal when given. */
   askProgram?: string | null;
+  /** --ask-queue: a directory where questions wait for any terminal to answer (the lab's tty). */
+  askQueue?: string | null;
   /** Whether a terminal prompt is allowed (false: --no-tty). */
   terminal?: boolean;
 }
@@ -193,6 +196,7 @@ export interface AskerOptions {
 /** The asker for these options: the program, else the terminal if there is one, else nobody. */
 export function chooseAsker(options: AskerOptions): Asker {
   if (options.askProgram) return new ProgramAsker(options.askProgram);
+  if (options.askQueue) return new QueueAsker(options.askQueue);
   if (options.terminal === false) return new NoAsker("no --ask-program and terminal prompts are off");
   if (terminalAvailable()) return new TerminalAsker();
   return new NoAsker("no --ask-program and no terminal (/dev/tty)");

@@ -34,7 +34,7 @@ export interface AllowDecision {
   user: string | null;
   autostart: boolean;
   notify: boolean;
-  /** The caller's intended target, normalized; a redirect does not change it. */
+  /** The caller's intended target as written (empty: @default); a redirect does not change it. */
   requestedTarget: string;
   /** RemoteVM targets: the service the relay runs instead ("<transport_rpc>+<remote>+<svc><arg>"). */
   service: string | null;

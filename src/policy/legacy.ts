@@ -5,9 +5,6 @@
 import { compareBytewise, type PolicyFileSystem } from "./files.ts";
 import type { RuleFields } from "./rule.ts";
 
-/** Where R4.0 kept them; `!compat-4.0` reads this unless the loader is told otherwise. */
-export const DEFAULT_LEGACY_POLICY_DIR = "/etc/qubes-rpc/policy";
-
 export type LegacyLine =
   | { kind: "skip" }
   | { kind: "include"; path: string }

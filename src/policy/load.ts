@@ -4,9 +4,6 @@ import { readLegacyPolicy, readPolicy, type ReadOptions } from "./loader.ts";
 import type { PolicyError } from "./errors.ts";
 import { CompiledPolicy } from "./policy.ts";
 
-/** Upstream's directories, in precedence order (§11.1). */
-export const DEFAULT_POLICY_DIRS = ["/run/qubes/policy.d", "/etc/qubes/policy.d"];
-
 export interface LoadedPolicy {
   /** Always usable: with errors it denies every call. */
   policy: CompiledPolicy;

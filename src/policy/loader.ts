@@ -5,7 +5,8 @@
 import { resolve } from "node:path";
 import type { Origin, PolicyError } from "./errors.ts";
 import { compareBytewise, diskFileSystem, type PolicyFileSystem } from "./files.ts";
-import { DEFAULT_LEGACY_POLICY_DIR, listLegacyServiceFiles, translateLegacyLine } from "./legacy.ts";
+import { DEFAULT_LEGACY_POLICY_DIR } from "./defaults.ts";
+import { listLegacyServiceFiles, translateLegacyLine } from "./legacy.ts";
 import { buildRule, serviceArgumentErrors, type Rule, type RuleFields } from "./rule.ts";
 
 export interface ReadOptions {

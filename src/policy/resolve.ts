@@ -76,7 +76,9 @@ export function allowTo(target: string, rule: Rule, request: DecisionRequest, gr
     user,
     autostart: grant.autostart,
     notify: grant.notify,
-    requestedTarget: request.intendedTarget,
+    // What the caller wrote (an empty one is @default): a dom0 service sees "name dom0" or
+    // "keyword adminvm" as it was asked for (§2.2 step 1).
+    requestedTarget: request.writtenTarget === "" ? "@default" : request.writtenTarget,
     service,
   };
 }

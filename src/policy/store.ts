@@ -10,7 +10,7 @@ import { TableDomainFacts, type DomainFacts } from "./domains.ts";
 import { DomainsFileError, loadDomainsFile } from "./domains-file.ts";
 import { fetchSystemInfo } from "./system-info.ts";
 import { formatPolicyError, type PolicyError } from "./errors.ts";
-import { DEFAULT_POLICY_DIRS, loadPolicy } from "./load.ts";
+import { loadPolicy } from "./load.ts";
 import { CompiledPolicy } from "./policy.ts";
 
 export interface PolicySource {
@@ -35,11 +35,6 @@ export interface PolicySnapshot {
   readonly loadMs: number;
 }
 
-/** Splits --policy-dir values: repeatable, each possibly a colon list. Empty: upstream's default. */
-export function policyDirsFrom(values: readonly string[] | undefined): string[] {
-  const dirs = (values ?? []).flatMap((value) => value.split(":")).filter((dir) => dir !== "");
-  return dirs.length > 0 ? dirs : [...DEFAULT_POLICY_DIRS];
-}
 
 export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const started = performance.now();

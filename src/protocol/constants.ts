@@ -1,4 +1,4 @@
-// Numbers of the qrexec wire protocol (spec/qrexec-protocol.md §3, §4, §7.5, §8). Pure data: every
+// qrexec's wire numbers (docs/spec/qrexec-protocol.md §3, §4, §7.5, §8). Pure data: every
 // limit the protocol layer checks is named here, and `protocolConstants` lists each numeric one
 // under a stable snake_case name so a test can compare it with the Zig side.
 

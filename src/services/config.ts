@@ -46,7 +46,8 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
 type Value = { type: "bool"; value: boolean } | { type: "integer"; value: number } | { type: "string"; value: string };
 
 const LINE = /^([A-Za-z0-9_-]+)[ \t]*=[ \t]*(.*)$/s;
-const INTEGER = /^[+-]?(0|[1-9][0-9]*)/;
+/** Digits only, as upstream's parser: no sign, no leading zero (`+1`, `-0`, `01` are errors). */
+const INTEGER = /^(0|[1-9][0-9]*)/;
 /** A literal string: no quote and no control character except tab inside. */
 const LITERAL_STRING = /^'([^'\x00-\x08\x0a-\x1f\x7f]*)'/;
 

@@ -50,7 +50,11 @@ export type PreparedService =
       location: Exclude<ServiceLocation, { kind: "not-found" } | { kind: "problem" }>;
       config: ServiceConfig;
     }
-  | { kind: "legacy"; command: string }
+  /**
+   * A shell command: in a VM through `$SHELL -c`; in dom0 (`qrexec-client -c`, §3.6) through
+   * `/bin/bash -c` with QREXEC_REMOTE_DOMAIN set to the source.
+   */
+  | { kind: "legacy"; command: string; shell?: string; remoteDomain?: string }
   | { kind: "failed"; status: number; reason: string };
 
 function failed(status: number, reason: string): PreparedService {
@@ -124,7 +128,9 @@ function processSpec(prepared: PreparedService & { kind: "rpc" | "legacy" }, con
     const env: Record<string, string> = {};
     for (const [name, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[name] = value;
     env.QREXEC_AGENT_PID = String(context.agentPid);
-    return { argv: [context.baseEnv.SHELL || "/bin/sh", "-c", prepared.command], env };
+    if (prepared.remoteDomain !== undefined) env.QREXEC_REMOTE_DOMAIN = prepared.remoteDomain;
+    const shell = prepared.shell ?? (context.baseEnv.SHELL || "/bin/sh");
+    return { argv: [shell, "-c", prepared.command], env };
   }
   const check = executableArguments(prepared.command);
   const requestedTarget = check.kind === "ok" ? check.requestedTarget : null;
@@ -155,27 +161,32 @@ function connectService(prepared: PreparedService & { kind: "rpc" }): number {
  * call with 127 or 125 and the EOFs before it (§5.9); JUST_EXEC sends only the exit code (§5.8).
  */
 export function startService(stream: Stream, prepared: PreparedService, justExec: boolean, context: ServiceContext): number | null {
+  return launchService(stream, prepared, justExec, context).pid;
+}
+
+/** What `launchService` did: whether the service runs (or ran, for JUST_EXEC), and its pid. */
+export interface Launched {
+  started: boolean;
+  pid: number | null;
+}
+
+const NOT_STARTED: Launched = { started: false, pid: null };
+const STARTED_WITHOUT_CHILD: Launched = { started: true, pid: null };
+
+/** `startService`, also saying whether the service started (`qrexec-client -E`, §8). */
+export function launchService(
+  stream: Stream,
+  prepared: PreparedService,
+  justExec: boolean,
+  context: ServiceContext,
+): Launched {
   if (prepared.kind === "failed") {
     context.log(prepared.reason);
     stream.finishWith(prepared.status, !justExec);
-    return null;
+    return NOT_STARTED;
   }
   if (prepared.kind === "rpc" && prepared.location.kind !== "executable") {
-    let fd: number;
-    try {
-      fd = connectService(prepared);
-    } catch (error) {
-      context.log(`cannot connect service ${prepared.command.serviceDescriptor}: ${describe(error)}`);
-      stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
-      return null;
-    }
-    if (justExec) {
-      closeSync(fd);
-      stream.finishWith(QREXEC_EXIT_SUCCESS, false);
-    } else {
-      stream.setStdio(fd, fd, -1, false);
-    }
-    return null;
+    return launchConnected(stream, prepared, justExec, context);
   }
 
   const { argv, env } = processSpec(prepared, context);
@@ -186,13 +197,21 @@ export function startService(stream: Stream, prepared: PreparedService, justExec
     } catch (error) {
       context.log(`cannot run ${argv[0]}: ${describe(error)}`);
       stream.finishWith(spawnFailureStatus(error), false);
-      return null;
+      return NOT_STARTED;
     }
     stream.finishWith(QREXEC_EXIT_SUCCESS, false);
-    return null;
+    return STARTED_WITHOUT_CHILD;
   }
 
-  const childFds = stream.makeServiceStdio(context.captureStderr, SERVICE_STDOUT_PIPE);
+  let childFds: [number, number, number];
+  try {
+    childFds = stream.makeServiceStdio(context.captureStderr, SERVICE_STDOUT_PIPE);
+  } catch (error) {
+    // Out of fds, say: an fd set-up failure is 125 (§5.9, §8), and the agent serves on.
+    context.log(`cannot set up the stdio of ${argv[0]}: ${describe(error)}`);
+    stream.finishWith(QREXEC_EXIT_PROBLEM, true);
+    return null;
+  }
   let child: ReturnType<typeof Bun.spawn>;
   try {
     child = Bun.spawn(argv, {
@@ -203,7 +222,7 @@ export function startService(stream: Stream, prepared: PreparedService, justExec
     closeAll(childFds);
     context.log(`cannot run ${argv[0]}: ${describe(error)}`);
     stream.finishWith(spawnFailureStatus(error), true);
-    return null;
+    return NOT_STARTED;
   }
   closeAll(childFds);
   void child.exited.then(() => {
@@ -213,5 +232,29 @@ export function startService(stream: Stream, prepared: PreparedService, justExec
       // The stream already ended (peer gone) and was closed: nothing is waiting for the status.
     }
   });
-  return child.pid;
+  return { started: true, pid: child.pid };
+}
+
+/** A socket or TCP service: connected, and the connection is its stdin and stdout. */
+function launchConnected(
+  stream: Stream,
+  prepared: PreparedService & { kind: "rpc" },
+  justExec: boolean,
+  context: ServiceContext,
+): Launched {
+  let fd: number;
+  try {
+    fd = connectService(prepared);
+  } catch (error) {
+    context.log(`cannot connect service ${prepared.command.serviceDescriptor}: ${describe(error)}`);
+    stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
+    return NOT_STARTED;
+  }
+  if (justExec) {
+    closeSync(fd);
+    stream.finishWith(QREXEC_EXIT_SUCCESS, false);
+  } else {
+    stream.setStdio(fd, fd, -1, false);
+  }
+  return STARTED_WITHOUT_CHILD;
 }

@@ -111,7 +111,10 @@ describe("qvm-copy in the lab", () => {
     writeFileSync(join(workHome, "to-vm.txt"), "second");
     const again = await inWork(["qvm-copy-to-vm", "--without-progress", "vault", "to-vm.txt"]);
     expect(again.code).toBe(17);
-    expect(again.stderr).toContain('a file named "to-vm.txt" already exists');
+    expect(again.stderr).toContain(
+      "qfile-agent: Fatal error: File copy: not overwriting existing file. Clean QubesIncoming dir, " +
+        "and retry copy; Last file: to-vm.txt (error type: File exists)",
+    );
     expect(readFileSync(join(incoming, "to-vm.txt"), "utf8")).toBe("first");
   });
 
@@ -128,6 +131,18 @@ describe("qvm-copy in the lab", () => {
     const failed = await inWork(["qvm-move", "--without-progress", "moving"]);
     expect(failed.code).toBe(17);
     expect(readFileSync(join(workHome, "moving", "m.txt"), "utf8")).toBe("keep me");
+  });
+
+  test("`qvm-copy -- -name` copies a file named -name (and qvm-move removes it)", async () => {
+    writeFileSync(join(workHome, "-dash"), "dash");
+    const copy = await inWork(["qvm-copy", "--without-progress", "--", "-dash"]);
+    expect(copy).toMatchObject({ code: 0, stderr: "" });
+    expect(readFileSync(join(incoming, "-dash"), "utf8")).toBe("dash");
+    writeFileSync(join(workHome, "-moved"), "moved");
+    const move = await inWork(["qvm-move", "--without-progress", "--", "-moved"]);
+    expect(move.code).toBe(0);
+    expect(existsSync(join(workHome, "-moved"))).toBe(false);
+    expect(readFileSync(join(incoming, "-moved"), "utf8")).toBe("moved");
   });
 
   test("names outside the strict set go as qubes.Filecopy+allow-all-names and arrive", async () => {

@@ -67,8 +67,8 @@ services = ["test.Echo", "./my.Service"]
   });
 
   test("every mistake is named with the file", () => {
-    expect(problem("[[domain]\nname=")).toStartWith(`${FILE}: not valid TOML`);
-    expect(problem("colour = 1")).toBe(`${FILE}: unknown key 'colour' (known: default_dispvm, policy, transport, dom0, domain)`);
+    expect(problem("[[domain]\nname=")).toStartWith(`${FILE}:1: not valid TOML`);
+    expect(problem("colour = 1")).toBe(`${FILE}:1: unknown key 'colour' (known: default_dispvm, policy, transport, ask, dom0, domain)`);
     expect(problem('[[domain]]\nname = "work"\nram = 4')).toContain("domain #1: unknown key 'ram'");
     expect(problem("[[domain]]\ntype = \"AppVM\"")).toContain("domain #1: name must be a string");
     expect(problem('[[domain]]\nname = "9lives"')).toContain("domain '9lives': a name starts with a letter");
@@ -89,6 +89,41 @@ services = ["test.Echo", "./my.Service"]
     expect(problem('transport = "tcp"')).toContain('transport must be "shm" or "socket", not "tcp"');
     expect(problem("[dom0]\nname = 1")).toContain("[dom0]: unknown key 'name'");
     expect(problem("domain = 3")).toContain("domains are [[domain]] tables");
+  });
+
+  test("every mistake is reported at once, each with its line; TOML syntax errors too", () => {
+    const text = [
+      'transport = "tcp"', // 1
+      'policy = """', // 2
+      "name = 1", // 3: inside the policy string, not a key
+      '"""', // 4
+      "[dom0]", // 5
+      'services = ["test.Nope"]', // 6
+      "[[domain]]", // 7
+      'name = "work"', // 8
+      'type = "HVM"', // 9
+      "[[domain]]", // 10
+      'name = "9x"', // 11
+      "[[domain]]", // 12
+      'name = "vault"', // 13
+      'default_dispvm = "work"', // 14
+      'ask = "maybe"', // 15: a domain key, so unknown here
+    ].join("\n");
+    expect(problem(text).split("\n")).toEqual([
+      `${FILE}:1: transport must be "shm" or "socket", not "tcp"`,
+      expect.stringContaining(`${FILE}:6: dom0.services: no built-in service 'test.Nope'`),
+      expect.stringContaining(`${FILE}:9: domain 'work': type must be one of`),
+      expect.stringContaining(`${FILE}:11: domain '9x': a name starts with a letter`),
+      expect.stringContaining(`${FILE}:15: domain #3: unknown key 'ask'`),
+      `${FILE}:14: domain 'vault': default_dispvm 'work' is not a DisposableVM template (type = "DispVMTemplate")`,
+    ]);
+    expect(problem('a = 1\n[[domain]\nname = "x"')).toStartWith(`${FILE}:2: not valid TOML: Expected ']]'`);
+    expect(problem('policy = """\nx\ny\n"""\na = "unterminated\nb = 1')).toStartWith(`${FILE}:5: not valid TOML`);
+    expect(problem('ask = "maybe"')).toBe(
+      `${FILE}:1: ask must be tty (the terminal of qrx run, or qrx lab answer), program:CMD (sh -c CMD answers), or deny; not "maybe"`,
+    );
+    expect(parseLabConfig('ask = "program:jq -r .default_target"', FILE).ask).toBe("program:jq -r .default_target");
+    expect(parseLabConfig("", FILE).ask).toBe("tty");
   });
 
   test("a missing file is reported, not thrown raw", () => {

@@ -239,7 +239,7 @@ describe("errors name what is wrong and what to do", () => {
     const config = lab.config('[[domain]]\nname = "work"\ntype = "PVH"\n');
     const result = await lab.qrx(["lab", "up", "--config", config]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`qrx: ${config}: domain 'work': type must be one of AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`);
+    expect(result.stderr).toBe(`qrx: ${config}:3: domain 'work': type must be one of AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`);
     expect(existsSync(join(lab.dir, "admin.pid"))).toBe(false);
     const missing = await lab.qrx(["lab", "up", "--config", "/nonexistent.toml"]);
     expect(missing).toMatchObject({ code: 1, stderr: "qrx: /nonexistent.toml: no such file\n" });

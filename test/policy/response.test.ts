@@ -32,7 +32,16 @@ describe("response text (§11.1 allow response format)", () => {
       settled("work", "vault"),
       `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid("4")}\nautostart=True\nrequested_target=vault`,
     ],
-    ["dom0: no target_uuid; requested_target keeps the keyword", settled("work", "dom0"), "user=root\nresult=allow\ntarget=dom0\nautostart=False\nrequested_target=@adminvm"],
+    [
+      "dom0: no target_uuid; requested_target as the caller wrote it (name dom0)",
+      settled("work", "dom0"),
+      "user=root\nresult=allow\ntarget=dom0\nautostart=False\nrequested_target=dom0",
+    ],
+    [
+      "dom0 as @adminvm: requested_target keeps the keyword",
+      settled("work", "@adminvm"),
+      "user=root\nresult=allow\ntarget=dom0\nautostart=False\nrequested_target=@adminvm",
+    ],
     [
       "DispVM: the template's uuid",
       settled("work", "@dispvm"),

@@ -42,10 +42,17 @@ describe("qrexec-client-vm's client host", () => {
     return `exit ${result.code}, stderr: ${result.stderr}\n${system.logs()}`;
   }
 
-  async function whileRunning(args: string[], env: Record<string, string> = {}): Promise<{ exe: string; code: number; stdout: string }> {
+  /** `unset` names variables of the domain's environment to leave out (QRX_AGENT_SOCKET). */
+  async function whileRunning(
+    args: string[],
+    env: Record<string, string> = {},
+    unset: string[] = [],
+  ): Promise<{ exe: string; code: number; stdout: string }> {
     const tag = `m${Math.random().toString(36).slice(2)}`;
+    const childEnv = system.env(2, env);
+    for (const name of unset) delete childEnv[name];
     const child = Bun.spawn([join(BIN, "qrexec-client-vm"), ...args].map((arg) => arg.replace("TAG", tag)), {
-      env: system.env(2, env),
+      env: childEnv,
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
@@ -102,6 +109,64 @@ describe("qrexec-client-vm's client host", () => {
     await child.exited;
     expect(exe).toMatch(/bun/);
   });
+
+  // Issue 15 item 9: the front end finds the agent where the CLI would look for it.
+  test("a non-default agent socket on the command line is served by the front end", async () => {
+    const socket = system.vms.get("work")!.agentSocket;
+    const spellings = [
+      [`--agent-socket=${socket}`],
+      ["--agent-socket", socket],
+      ["-a", socket],
+      [`-a${socket}`],
+    ];
+    for (const spelling of spellings) {
+      const args = [...spelling, "vault", "test.Hold+TAG"];
+      const { exe, stdout } = await whileRunning(args, {}, ["QRX_AGENT_SOCKET"]);
+      expect(exe, spelling.join(" ")).toBe(FRONT);
+      expect(stdout).toBe("bye\n");
+    }
+    // The command line wins over the variable, as in the CLI.
+    const elsewhere = { QRX_AGENT_SOCKET: join(system.dir.path, "nowhere") };
+    const args = [`--agent-socket=${socket}`, "vault", "test.Hold+TAG"];
+    const { exe } = await whileRunning(args, elsewhere);
+    expect(exe).toBe(FRONT);
+  });
+
+  test("an agent socket where no agent is fails as the CLI does", async () => {
+    const nowhere = join(system.dir.path, "nowhere");
+    const args = [`--agent-socket=${nowhere}`, "vault", "test.Exit+0"];
+    const result = await system.clientVm("work", args);
+    expect(result.code, explain(result)).toBe(1);
+    const message = `qrexec-client-vm: cannot connect to the qrexec agent at ${nowhere}: `;
+    expect(result.stderr).toStartWith(message);
+  });
+
+  // Issue 15 item 8 (spec §13.21): checked before Bun starts, which would reopen them.
+  for (const fd of [0, 1, 2]) {
+    const close = ["0<&-", "1>&-", "2>&-"][fd]!;
+    test(`a closed fd ${fd} is refused with 125 before any call (client-vm, client)`, async () => {
+      const tag = `c${fd}${Math.random().toString(36).slice(2)}`;
+      const command = `user:QUBESRPC\\ test.Hold+${tag}\\ dom0`;
+      const client = `"${join(BIN, "qrexec-client")}" --socket-dir="${system.socketDir}"`;
+      const programs = [
+        ["qrexec-client-vm", `"${join(BIN, "qrexec-client-vm")}" vault test.Hold+${tag}`],
+        ["qrexec-client", `${client} -d vault ${command}`],
+      ];
+      for (const [name, line] of programs) {
+        // stderr goes to a file, so that fd 2 can be closed for the program alone.
+        const log = join(system.dir.path, `closed-${tag}-${name}`);
+        const script = `exec 3>"${log}"; ${line} 2>&3 3>&- ${close}`;
+        const stdio = { stdin: "pipe", stdout: "pipe" } as const;
+        const child = Bun.spawn(["sh", "-c", script], { env: system.env(2), ...stdio });
+        child.stdin.end();
+        expect(await child.exited, name).toBe(125);
+        const closed = `${name}: File descriptor ${fd} is closed, cannot continue\n`;
+        const message = fd === 2 ? "" : closed;
+        expect(readFileSync(log, "utf8"), name).toBe(message);
+      }
+      expect(existsSync(`${marks}.${tag}`)).toBe(false);
+    });
+  }
 
   test("QRX_CLIENT_VM_HOST=off runs the Bun CLI", async () => {
     const { exe } = await whileRunning(["vault", "test.Hold+TAG"], { QRX_CLIENT_VM_HOST: "off" });

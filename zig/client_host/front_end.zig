@@ -9,6 +9,11 @@ const linux = std.os.linux;
 const assert = std.debug.assert;
 const wire = @import("wire.zig");
 const sys = @import("../sys.zig");
+const bun_cli = @import("bun_cli.zig");
+const getenv = bun_cli.getenv;
+const write_stderr = bun_cli.write_stderr;
+
+const program = "qrexec-client-vm";
 
 const default_agent_socket = "/var/run/qubes/qrexec-agent";
 const sun_path_bytes = 108;
@@ -20,10 +25,11 @@ var signal_pending = std.atomic.Value(bool).init(false);
 
 pub fn main() noreturn {
     const args = std.os.argv[1..];
+    bun_cli.refuse_closed_stdio(program);
     if (std.mem.eql(u8, getenv("QRX_CLIENT_VM_HOST") orelse "", "off")) fallback(args);
-    if (!stdio_open()) fallback(args);
     var path: [sun_path_bytes]u8 = undefined;
-    const path_len = socket_path(&path, getenv("QRX_AGENT_SOCKET")) orelse fallback(args);
+    const agent = agent_socket_option(args) orelse getenv("QRX_AGENT_SOCKET");
+    const path_len = socket_path(&path, agent) orelse fallback(args);
     const socket = connect(path[0..path_len]) orelse fallback(args);
     forward_sigusr1();
     send_request(socket, args) catch {
@@ -40,6 +46,7 @@ pub fn main() noreturn {
                 _ = linux.close(socket);
                 fallback(args);
             },
+            .refused => refused(reply.value),
             .accepted => {
                 // The agent holds our stdin and stdout now; our copies would keep a reader of
                 // our output from seeing EOF until we exit.
@@ -50,20 +57,43 @@ pub fn main() noreturn {
     }
 }
 
-fn getenv(name: []const u8) ?[]const u8 {
-    for (std.os.environ) |entry| {
-        const text = std.mem.span(entry);
-        if (text.len > name.len and text[name.len] == '=' and std.mem.eql(u8, text[0..name.len], name)) return text[name.len + 1 ..];
+/// The options that take a value, as the CLI's fast parser knows them (`VALUED` in
+/// src/client-vm/command-line.ts); only they can hide an operand-looking word.
+const valued_options = [_][]const u8{
+    "--buffer-size", "--peer-profile", "-a", "--agent-socket",
+    "-p",            "--prefix-data",  "-s", "--source-qube",
+};
+
+/// The agent socket the command line names (`-a PATH`, `-aPATH`, `--agent-socket PATH`,
+/// `--agent-socket=PATH`, the last one winning), read the way the CLI's fast parser reads it:
+/// options up to the first operand. Null when none is given. For a command line that parser
+/// refuses, the answer does not matter: the agent tells us to fall back whatever it is.
+fn agent_socket_option(args: []const [*:0]const u8) ?[]const u8 {
+    var found: ?[]const u8 = null;
+    var index: usize = 0;
+    while (index < args.len) : (index += 1) {
+        const arg = std.mem.span(args[index]);
+        if (arg.len < 2 or arg[0] != '-') break;
+        const long = arg[1] == '-';
+        const equals = if (long) std.mem.indexOfScalar(u8, arg, '=') else null;
+        const name = if (equals) |at| arg[0..at] else if (long) arg else arg[0..2];
+        const short_attached = !long and arg.len > 2;
+        var value: ?[]const u8 = null;
+        if (equals) |at| value = arg[at + 1 ..] else if (short_attached) value = arg[2..];
+        if (!is_valued_option(name)) continue;
+        if (value == null) {
+            index += 1;
+            if (index == args.len) break;
+            value = std.mem.span(args[index]);
+        }
+        if (std.mem.eql(u8, name, "-a") or std.mem.eql(u8, name, "--agent-socket")) found = value;
     }
-    return null;
+    return found;
 }
 
-/// The CLI says what is wrong when fds 0-2 are not all open (spec §13.21); only it may.
-fn stdio_open() bool {
-    for ([_]i32{ 0, 1, 2 }) |fd| {
-        if (linux.E.init(linux.fcntl(fd, linux.F.GETFD, 0)) != .SUCCESS) return false;
-    }
-    return true;
+fn is_valued_option(name: []const u8) bool {
+    for (valued_options) |option| if (std.mem.eql(u8, option, name)) return true;
+    return false;
 }
 
 /// `<agent socket>.clients` into `out` (with its NUL); null when it does not fit sun_path.
@@ -209,48 +239,19 @@ fn lost_agent() noreturn {
     linux.exit_group(255);
 }
 
-fn write_stderr(text: []const u8) void {
-    _ = linux.write(2, text.ptr, text.len);
-}
-
-/// `<root>` of `<root>/zig-out/bin/<name>`, or null for any other layout.
-fn root_of_executable(path: []const u8) ?[]const u8 {
-    const bin = std.fs.path.dirname(path) orelse return null;
-    if (!std.mem.eql(u8, std.fs.path.basename(bin), "bin")) return null;
-    const out = std.fs.path.dirname(bin) orelse return null;
-    if (!std.mem.eql(u8, std.fs.path.basename(out), "zig-out")) return null;
-    return std.fs.path.dirname(out);
+/// The agent could not take the call (its fds never reached it): 126, as a refused request.
+/// The listener sends this only for EMFILE and ENFILE.
+fn refused(errno: i32) noreturn {
+    const nfile = errno == @intFromEnum(linux.E.NFILE);
+    write_stderr("Request refused: the qrexec agent is out of file descriptors ");
+    write_stderr(if (nfile) "(ENFILE)\n" else "(EMFILE)\n");
+    linux.exit_group(126);
 }
 
 /// Runs the Bun CLI with our arguments; never returns.
 fn fallback(args: []const [*:0]const u8) noreturn {
     restore_sigusr1();
-    var exe: [std.fs.max_path_bytes]u8 = undefined;
-    const rc = linux.readlink("/proc/self/exe", &exe, exe.len);
-    if (linux.E.init(rc) != .SUCCESS or rc >= exe.len) cannot_run("/proc/self/exe", linux.E.init(rc));
-    const root = root_of_executable(exe[0..rc]) orelse cannot_run(exe[0..rc], .NOENT);
-    var bun_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    var cli_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const bun = std.fmt.bufPrintZ(&bun_buffer, "{s}/node_modules/.bin/bun", .{root}) catch cannot_run(root, .NAMETOOLONG);
-    const cli = std.fmt.bufPrintZ(&cli_buffer, "{s}/src/cli/qrexec-client-vm.ts", .{root}) catch cannot_run(root, .NAMETOOLONG);
-    var argv_buffer: [4096]?[*:0]const u8 = undefined;
-    if (args.len + 3 > argv_buffer.len) cannot_run(bun, .@"2BIG");
-    argv_buffer[0] = bun;
-    argv_buffer[1] = cli;
-    for (args, 0..) |arg, i| argv_buffer[2 + i] = arg;
-    argv_buffer[2 + args.len] = null;
-    const envp: [*:null]const ?[*:0]const u8 = @ptrCast(std.os.environ.ptr);
-    const errno = linux.E.init(linux.execve(bun, @ptrCast(&argv_buffer), envp));
-    cannot_run(bun, errno);
-}
-
-fn cannot_run(what: []const u8, errno: linux.E) noreturn {
-    write_stderr("qrexec-client-vm: cannot run ");
-    write_stderr(what);
-    write_stderr(": ");
-    write_stderr(@tagName(errno));
-    write_stderr("\n");
-    linux.exit_group(1);
+    bun_cli.exec(program, args);
 }
 
 test "front end: the client-host socket path" {
@@ -264,6 +265,33 @@ test "front end: the client-host socket path" {
     // 99 + 8 = 107 bytes plus the NUL fits; one more does not.
     try std.testing.expect(socket_path(&out, "/" ++ "a" ** 98) != null);
     try std.testing.expect(socket_path(&out, "/" ++ "a" ** 99) == null);
+}
+
+test "front end: the agent socket from the command line, as the CLI's fast parser reads it" {
+    const Case = struct { args: []const [*:0]const u8, expected: ?[]const u8 };
+    const cases = [_]Case{
+        .{ .args = &.{ "vault", "test.Echo" }, .expected = null },
+        .{ .args = &.{ "--agent-socket=/run/a", "vault", "test.Echo" }, .expected = "/run/a" },
+        .{ .args = &.{ "--agent-socket", "/run/b", "vault", "test.Echo" }, .expected = "/run/b" },
+        .{ .args = &.{ "-a", "/run/c", "vault", "test.Echo" }, .expected = "/run/c" },
+        .{ .args = &.{ "-a/run/d", "vault", "test.Echo" }, .expected = "/run/d" },
+        // The last one wins; values of other options are skipped, flags are not values.
+        .{
+            .args = &.{ "-a", "/run/e", "-t", "--prefix-data", "vault", "-a/run/f", "vault", "s" },
+            .expected = "/run/f",
+        },
+        .{ .args = &.{ "-p", "-a", "vault", "test.Echo" }, .expected = null },
+        // Operands end the options: an -a after TARGET belongs to the local program.
+        .{ .args = &.{ "vault", "test.Echo", "prog", "-a", "/run/g" }, .expected = null },
+        .{ .args = &.{ "-", "-a", "/run/h" }, .expected = null },
+        .{ .args = &.{"-a"}, .expected = null },
+    };
+    for (cases) |case| {
+        const got = agent_socket_option(case.args);
+        if (case.expected) |expected| {
+            try std.testing.expectEqualStrings(expected, got.?);
+        } else try std.testing.expect(got == null);
+    }
 }
 
 test "front end: payload encoding and its limit" {
@@ -283,10 +311,4 @@ test "front end: replies and exit statuses" {
     try std.testing.expectEqual(@as(u8, 137), exit_status(137));
     try std.testing.expectEqual(@as(u8, 255), exit_status(-1));
     try std.testing.expectEqual(@as(u8, 255), exit_status(256));
-}
-
-test "front end: the repository root from the executable's path" {
-    try std.testing.expectEqualStrings("/work/qrx", root_of_executable("/work/qrx/zig-out/bin/qrexec-client-vm").?);
-    try std.testing.expect(root_of_executable("/usr/bin/qrexec-client-vm") == null);
-    try std.testing.expect(root_of_executable("qrexec-client-vm") == null);
 }

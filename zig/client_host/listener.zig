@@ -255,11 +255,14 @@ pub const Listener = struct {
             .AGAIN, .INTR => return,
             else => return self.hang_up(slot, connection),
         }
-        if (message.control_bytes > 0) {
-            // Fds come once, with the first bytes; a second batch or a truncated one is hostile.
+        const truncated = message.flags & linux.MSG.CTRUNC != 0;
+        if (message.control_bytes > 0 or truncated) {
+            // Fds come once, with the first bytes; a second batch or a truncated one is hostile,
+            // unless the kernel could not install them (then none or only some came).
             const fds = control.take_fds_any(message.control_bytes);
-            if (connection.fds_received > 0 or message.flags & linux.MSG.CTRUNC != 0 or fds.count != wire.passed_fds) {
+            if (connection.fds_received > 0 or truncated or fds.count != wire.passed_fds) {
                 for (fds.slice()) |fd| sys.close(fd);
+                if (truncated) self.refuse_if_short(slot, connection, @intCast(fds.count));
                 connection.phase = .closing;
                 return;
             }
@@ -328,6 +331,27 @@ pub const Listener = struct {
         if (std.mem.indexOfScalar(u8, buffer[0..rc], wire.signal_byte) != null) {
             self.reporter.report(self.reporter.context, self.id_of(slot), .client_signal, 0, "");
         }
+    }
+
+    /// The kernel sets MSG_CTRUNC and installs fewer fds than were sent when this process has
+    /// no room for them (a sender of too many fills the buffer instead: hostile). Out of fds,
+    /// the front end hears why (`refused`) instead of a hang-up that looks like a dead agent,
+    /// and JS logs it.
+    fn refuse_if_short(self: *Listener, slot: usize, connection: *Connection, installed: u32) void {
+        if (installed >= wire.passed_fds) return;
+        const probe = linux.fcntl(connection.fd, sys.F_DUPFD_CLOEXEC, 0);
+        if (sys.errno_of(probe) == .SUCCESS) sys.close(@intCast(probe));
+        // The table may have room again by now; ENFILE is the only other cause we can name.
+        const errno: linux.E = if (sys.errno_of(probe) == .NFILE) .NFILE else .MFILE;
+        const answer = wire.Reply{
+            .kind = @intFromEnum(wire.ReplyKind.refused),
+            .value = @intCast(@intFromEnum(errno)),
+        };
+        const bytes = std.mem.asBytes(&answer);
+        const flags = linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT;
+        _ = linux.sendto(connection.fd, bytes, bytes.len, flags, null, 0);
+        const value = -@as(i32, @intCast(@intFromEnum(errno)));
+        self.reporter.report(self.reporter.context, self.id_of(slot), .client_refused, value, "");
     }
 
     /// The front end closed or died: JS hears of it only once it has the request.

@@ -45,6 +45,9 @@ pub const ReplyKind = enum(u32) {
     /// stdout, so that a reader of its output sees EOF when the call's output ends, not when
     /// the front end exits.
     accepted = 3,
+    /// The agent cannot take a call now (`value` = errno: EMFILE, ENFILE): the front end says
+    /// so and exits 126, as a call whose set-up failed before CONNECT (qrexec-protocol.md §8).
+    refused = 4,
 };
 
 pub const Reply = extern struct {

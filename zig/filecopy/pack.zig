@@ -125,6 +125,8 @@ pub const Packer = struct {
     bytes_reported: u64 = 0,
     bytes_polled: u64 = 0,
     outcome: Outcome = .ok,
+    /// The receiver's whole CRC field (the result shows its low 32 bits).
+    remote_crc: u64 = 0,
 
     /// The wire name of the current entry, NUL-terminated at `path_len`; the current entry's
     /// own component is its suffix, so it doubles as the `*at()` syscalls' argument.
@@ -208,7 +210,7 @@ pub const Packer = struct {
         self.report_progress();
         try self.read_result();
         assert(self.outcome == .ok);
-        if (self.result.remote_crc != self.crc) {
+        if (self.remote_crc != self.crc) {
             self.outcome = .crc_mismatch;
             diag.fail(.BADMSG, "File transfer failed: checksum mismatch", .{}) catch {};
         }
@@ -608,7 +610,8 @@ pub const Packer = struct {
         }
         const decoded = wire.ResultHeader.decode(&header);
         self.result.remote_code = decoded.error_code;
-        self.result.remote_crc = decoded.crc;
+        self.remote_crc = decoded.crc;
+        self.result.remote_crc = @truncate(decoded.crc);
 
         var ext: [wire.result_ext_bytes]u8 = undefined;
         if (try self.read_in(&ext) == ext.len) {

@@ -168,6 +168,16 @@ test "pack: a wrong CRC, a remote code, EOF instead of a result, an old receiver
     try testing.expectEqual(@as(u32, 0), result.has_last_name);
 }
 
+test "pack: the whole 64-bit CRC field is compared (bit 32 set is a mismatch, as upstream)" {
+    var result: pack.Result = undefined;
+    const mismatch = -@as(i32, @intFromEnum(linux.E.BADMSG));
+    const high = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 1, 0, 0, 0 };
+    try testing.expectEqual(mismatch, try pack_with_reply(&high, &result));
+    try testing.expectEqualStrings("File transfer failed: checksum mismatch", diag.message());
+    const top = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0x80 };
+    try testing.expectEqual(mismatch, try pack_with_reply(&top, &result));
+}
+
 test "pack: local errors use upstream's words" {
     var tmp = testing.tmpDir(.{});
     defer tmp.cleanup();

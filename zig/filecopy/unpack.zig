@@ -5,9 +5,12 @@
 //! Everything from the stream is untrusted: lengths are checked against the limits before any
 //! buffer is sized by them, names and symlink targets pass names.zig before any syscall sees
 //! them, and syscalls only ever get one path component relative to a directory fd opened
-//! component by component with O_NOFOLLOW. A regular file is invisible until complete
-//! (O_TMPFILE + linkat), so an error leaves nothing half-written under a final name (except in
-//! the O_EXCL fallback, which upstream has too: an unreadable mode-0 file).
+//! component by component with O_NOFOLLOW, from `dir_fd` afresh for every entry (so a directory
+//! moved out of the target is not followed; upstream's bind mount forbids that move). A regular
+//! file is invisible until complete (O_TMPFILE + linkat), so an error leaves nothing
+//! half-written under a final name (except in the O_EXCL fallback, which upstream has too: an
+//! unreadable mode-0 file). Permission checks apply as to the receiving user even when it is
+//! root (fs_caps.zig), as upstream's `setfsuid` makes them.
 //!
 //! Blocking, on the caller's thread. Buffers are allocated at the start and freed at the end;
 //! the fds stay the caller's (close `in_fd` promptly after an error so the sender sees EPIPE).
@@ -18,6 +21,7 @@ const linux = std.os.linux;
 const diag = @import("../diag.zig");
 const wire = @import("wire.zig");
 const names = @import("names.zig");
+const fs_caps = @import("fs_caps.zig");
 
 pub const Flags = packed struct(u32) {
     /// `--allow-all-names`: character rules off, structure and symlink rules on.
@@ -51,12 +55,18 @@ pub const in_bytes: usize = 1024 * 1024;
 /// result (upstream's `errx(1, ...)`), with diag's message.
 const Stop = error{ Report, Fatal };
 
+/// Upstream hands a directory's failed name check (a negative number) straight to its exit
+/// path (spec §3.7): the wire carries (uint32)-84 and the exit status is 172.
+pub const code_directory_name_invalid: u32 = @bitCast(-@as(i32, @intFromEnum(linux.E.ILSEQ)));
+
 /// What the result's extension carries.
 const Last = enum {
     /// No extension: the failure came before a name was read.
     none,
     /// The current (or last) entry's name.
     name,
+    /// The parent component that could not be opened (upstream's `opendir_safe`).
+    component,
     /// A symlink's target, which upstream reports when the link is refused (§3.5).
     target,
 };
@@ -82,10 +92,15 @@ pub const Unpacker = struct {
     target: [wire.path_length_max + 1]u8 = undefined,
     target_len: u32 = 0,
 
-    /// The last parent directory opened, so that a directory's files reuse it.
-    parent_fd: i32 = -1,
-    parent: [wire.path_length_max + 1]u8 = undefined,
-    parent_len: u32 = 0,
+    /// With `Last.component`: where the component is in `name`.
+    component_start: u32 = 0,
+    component_len: u32 = 0,
+
+    /// Reads from `in_fd` so far: a file whose content needed one may have waited for the peer
+    /// since its parent was opened (see `link_file`).
+    fills: u64 = 0,
+    /// `--wait-for-space`: free bytes to keep beyond each file (0: do not wait).
+    space_margin: u64 = 0,
 
     /// O_TMPFILE + linkat through /proc/self/fd; off when /proc is missing or the filesystem
     /// does not support O_TMPFILE (then O_CREAT|O_EXCL with mode 0, as upstream).
@@ -110,7 +125,6 @@ pub const Unpacker = struct {
     }
 
     pub fn deinit(self: *Unpacker) void {
-        if (self.parent_fd >= 0) _ = linux.close(self.parent_fd);
         self.allocator.free(self.in);
         const allocator = self.allocator;
         allocator.destroy(self);
@@ -118,6 +132,8 @@ pub const Unpacker = struct {
 
     /// The whole receiver. Returns the code it reported, or `Fatal` (nothing sent).
     pub fn run(self: *Unpacker) diag.Fail!u32 {
+        const caps = fs_caps.drop();
+        defer fs_caps.restore(caps);
         self.name_len = 0;
         self.name[0] = 0;
         self.receive_all() catch |err| switch (err) {
@@ -166,7 +182,6 @@ pub const Unpacker = struct {
     }
 
     fn validate_name(self: *Unpacker) Stop!void {
-        // Upstream sends a directory's failure as (uint32)-84 (§3.7); we send EILSEQ for both.
         names.validatePath(self.name[0..self.name_len], self.names_flags()) catch return self.report(.ILSEQ, .name);
     }
 
@@ -180,38 +195,86 @@ pub const Unpacker = struct {
         const filelen = untrusted.filelen;
         self.say_name();
         const place = try self.open_parent();
+        defer place.close();
+        const file = try self.create_file(place);
+        defer _ = linux.close(file.fd);
+        const slept = try self.wait_for_space(file.fd, filelen);
+        const fills = self.fills;
+        try self.copy_content(file.fd, filelen);
+        try self.link_file(place, file, slept or self.fills != fills);
+        try self.apply_mode_and_times(file.fd, untrusted);
+        self.stats.files += 1;
+    }
 
-        var linked = false;
-        var fd: i32 = -1;
+    const Created = struct {
+        fd: i32,
+        /// Already under its final name (the O_EXCL fallback).
+        linked: bool,
+    };
+
+    fn create_file(self: *Unpacker, place: Place) Stop!Created {
         if (self.use_tmpfile) {
             const flags: linux.O = .{ .ACCMODE = .WRONLY, .TMPFILE = true, .DIRECTORY = true, .CLOEXEC = true };
             const rc = linux.openat(place.fd, ".", flags, 0o700);
             switch (linux.E.init(rc)) {
-                .SUCCESS => fd = @intCast(rc),
+                .SUCCESS => return .{ .fd = @intCast(rc), .linked = false },
                 // No O_TMPFILE here: the fallback for the rest of the run (upstream does too).
                 .OPNOTSUPP, .ISDIR, .NOENT => self.use_tmpfile = false,
                 else => |errno| return self.report(errno, .name),
             }
         }
-        if (fd < 0) {
-            const flags: linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .EXCL = true, .NOFOLLOW = true, .CLOEXEC = true };
-            const rc = linux.openat(place.fd, place.last, flags, 0);
-            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
-            fd = @intCast(rc);
-            linked = true;
-        }
-        defer _ = linux.close(fd);
+        const flags: linux.O = .{
+            .ACCMODE = .WRONLY,
+            .CREAT = true,
+            .EXCL = true,
+            .NOFOLLOW = true,
+            .CLOEXEC = true,
+        };
+        const rc = linux.openat(place.fd, place.last, flags, 0);
+        if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+        return .{ .fd = @intCast(rc), .linked = true };
+    }
 
-        try self.copy_content(fd, filelen);
-
-        if (!linked) {
-            var proc_path: [32]u8 = undefined;
-            const path = std.fmt.bufPrintZ(&proc_path, "/proc/self/fd/{d}", .{fd}) catch unreachable;
-            const rc = linux.linkat(linux.AT.FDCWD, path, place.fd, place.last, linux.AT.SYMLINK_FOLLOW);
-            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+    /// Gives a complete file its name. When we waited (for the peer's content, or for space)
+    /// since the parent was opened, it is opened again from the target first: a directory the
+    /// local user moved out of the target meanwhile is then not found (ENOENT), instead of
+    /// getting the file at its new place.
+    fn link_file(self: *Unpacker, place: Place, file: Created, waited: bool) Stop!void {
+        if (!waited) {
+            if (!file.linked) try self.link_tmpfile(file.fd, place);
+            return;
         }
-        try self.apply_mode_and_times(fd, untrusted);
-        self.stats.files += 1;
+        const again = try self.open_parent();
+        defer again.close();
+        if (!file.linked) return self.link_tmpfile(file.fd, again);
+        // The fallback named the file at once: it must still be in the target's directory.
+        if (!same_inode(place.fd, again.fd)) return self.report(.XDEV, .name);
+    }
+
+    fn link_tmpfile(self: *Unpacker, fd: i32, place: Place) Stop!void {
+        var proc_path: [32]u8 = undefined;
+        const path = std.fmt.bufPrintZ(&proc_path, "/proc/self/fd/{d}", .{fd}) catch unreachable;
+        const follow = linux.AT.SYMLINK_FOLLOW;
+        const rc = linux.linkat(linux.AT.FDCWD, path, place.fd, place.last, follow);
+        if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+    }
+
+    /// `--wait-for-space MARGIN` (spec §3.9, for restores into a small disk): before a file's
+    /// content, wait until its filesystem has room for it and the margin, looking once a second.
+    /// Returns whether it slept.
+    fn wait_for_space(self: *Unpacker, fd: i32, filelen: u64) Stop!bool {
+        if (self.space_margin == 0) return false;
+        const needed = filelen +| self.space_margin;
+        var slept = false;
+        while (true) {
+            var st: Statfs = undefined;
+            const rc = linux.syscall2(.fstatfs, @as(usize, @intCast(fd)), @intFromPtr(&st));
+            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+            if (st.bavail *| st.bsize >= needed) return slept;
+            const second: linux.timespec = .{ .sec = 1, .nsec = 0 };
+            _ = linux.nanosleep(&second, null);
+            slept = true;
+        }
     }
 
     /// Exactly `filelen` bytes from the stream into `fd`.
@@ -244,8 +307,11 @@ pub const Unpacker = struct {
     }
 
     fn receive_directory(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
-        try self.validate_name();
+        names.validatePath(self.name[0..self.name_len], self.names_flags()) catch {
+            return self.report_code(code_directory_name_invalid, .name);
+        };
         const place = try self.open_parent();
+        defer place.close();
         // Created 0700 and left so until its closing header, so that its children can still be
         // written into a directory whose final mode is read-only (§3.7).
         const made = linux.mkdirat(place.fd, place.last, 0o700);
@@ -282,6 +348,7 @@ pub const Unpacker = struct {
         };
         self.say_name();
         const place = try self.open_parent();
+        defer place.close();
         const rc = linux.symlinkat(self.target[0..self.target_len :0], place.fd, place.last);
         if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
         // No mode or times for symlinks (§3.8).
@@ -313,65 +380,58 @@ pub const Unpacker = struct {
     }
 
     const Place = struct {
-        /// The parent directory: `dir_fd`, or the cached parent (owned by the Unpacker).
+        /// The parent directory: `dir_fd`, or a directory below it that `close` closes.
         fd: i32,
+        owned: bool,
         /// The last component, NUL-terminated (a suffix of `name`).
         last: [*:0]const u8,
+
+        fn close(place: Place) void {
+            if (place.owned) _ = linux.close(place.fd);
+        }
     };
 
     /// Opens the current name's parent component by component from `dir_fd`, each with
-    /// O_NOFOLLOW|O_DIRECTORY, reusing the last parent (or descending from it).
+    /// O_NOFOLLOW|O_DIRECTORY, afresh for every entry: a cached fd would follow a directory
+    /// that the local user moved out of the target (upstream's bind mount forbids the move).
     fn open_parent(self: *Unpacker) Stop!Place {
         const name = self.name[0..self.name_len];
         const slash = std.mem.lastIndexOfScalar(u8, name, '/') orelse {
-            return .{ .fd = self.dir_fd, .last = @ptrCast(&self.name[0]) };
+            return .{ .fd = self.dir_fd, .owned = false, .last = @ptrCast(&self.name[0]) };
         };
         assert(slash > 0 and slash + 1 < name.len); // validated: no empty component
-        const place_last: [*:0]const u8 = @ptrCast(&self.name[slash + 1]);
-        const wanted = name[0..slash];
-        if (self.parent_fd >= 0 and std.mem.eql(u8, self.parent[0..self.parent_len], wanted)) {
-            return .{ .fd = self.parent_fd, .last = place_last };
-        }
-
-        const old_fd = self.parent_fd;
-        const old_len = self.parent_len;
-        self.parent_fd = -1;
-        self.parent_len = 0;
-        defer if (old_fd >= 0) {
-            _ = linux.close(old_fd);
-        };
-        // Descend from the old parent when the new one is below it (a new subdirectory).
         var fd = self.dir_fd;
         var start: usize = 0;
-        if (old_fd >= 0 and wanted.len > old_len and wanted[old_len] == '/' and
-            std.mem.eql(u8, self.parent[0..old_len], wanted[0..old_len]))
-        {
-            fd = old_fd;
-            start = old_len + 1;
-        }
-        @memcpy(self.parent[0..wanted.len], wanted);
-        self.parent[wanted.len] = 0;
-        while (start < wanted.len) {
-            const end = std.mem.indexOfScalarPos(u8, wanted, start, '/') orelse wanted.len;
-            assert(end > start);
-            self.parent[end] = 0;
+        while (start < slash) {
+            const end = std.mem.indexOfScalarPos(u8, name, start, '/').?;
+            assert(end > start and end <= slash);
+            self.name[end] = 0;
             const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .NOFOLLOW = true, .CLOEXEC = true };
-            const rc = linux.openat(fd, @ptrCast(&self.parent[start]), flags, 0);
-            if (end < wanted.len) self.parent[end] = '/';
-            if (fd != self.dir_fd and fd != old_fd) _ = linux.close(fd);
-            if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
+            const rc = linux.openat(fd, @ptrCast(&self.name[start]), flags, 0);
+            self.name[end] = '/';
+            if (fd != self.dir_fd) _ = linux.close(fd);
+            if (linux.E.init(rc) != .SUCCESS) {
+                self.component_start = @intCast(start);
+                self.component_len = @intCast(end - start);
+                return self.report(linux.E.init(rc), .component);
+            }
             fd = @intCast(rc);
             start = end + 1;
         }
-        assert(fd != self.dir_fd and fd != old_fd);
-        self.parent_fd = fd;
-        self.parent_len = @intCast(wanted.len);
-        return .{ .fd = fd, .last = place_last };
+        assert(fd != self.dir_fd);
+        return .{ .fd = fd, .owned = true, .last = @ptrCast(&self.name[slash + 1]) };
     }
 
     fn report(self: *Unpacker, errno: linux.E, last: Last) Stop {
         assert(errno != .SUCCESS);
         self.code = @intFromEnum(errno);
+        self.last = last;
+        return error.Report;
+    }
+
+    fn report_code(self: *Unpacker, code: u32, last: Last) Stop {
+        assert(code != 0);
+        self.code = code;
         self.last = last;
         return error.Report;
     }
@@ -387,6 +447,7 @@ pub const Unpacker = struct {
         const last: ?[]const u8 = switch (self.last) {
             .none => null,
             .name => self.name[0..self.name_len],
+            .component => self.name[self.component_start..][0..self.component_len],
             .target => self.target[0..self.target_len],
         };
         const len = wire.encode_result(&message, self.code, self.crc, last);
@@ -420,6 +481,7 @@ pub const Unpacker = struct {
             switch (linux.E.init(rc)) {
                 .SUCCESS => {
                     self.in_len = rc;
+                    self.fills += 1;
                     return rc > 0;
                 },
                 .INTR => {},
@@ -451,6 +513,30 @@ fn write_all(fd: i32, bytes: []const u8) void {
     }
 }
 
+fn same_inode(a: i32, b: i32) bool {
+    var first: linux.Stat = undefined;
+    var second: linux.Stat = undefined;
+    if (linux.E.init(linux.fstat(a, &first)) != .SUCCESS) return false;
+    if (linux.E.init(linux.fstat(b, &second)) != .SUCCESS) return false;
+    return first.dev == second.dev and first.ino == second.ino;
+}
+
+/// `struct statfs` of x86_64 and aarch64 (every field a 64-bit word; `fsid` two ints).
+const Statfs = extern struct {
+    type: u64,
+    bsize: u64,
+    blocks: u64,
+    bfree: u64,
+    bavail: u64,
+    files: u64,
+    ffree: u64,
+    fsid: u64,
+    namelen: u64,
+    frsize: u64,
+    flags: u64,
+    spare: [4]u64,
+};
+
 /// linkat of an O_TMPFILE file goes through /proc/self/fd/N (upstream opens /proc/<pid>/fd
 /// before its chroot for the same purpose).
 fn proc_fd_available() bool {
@@ -461,14 +547,28 @@ fn proc_fd_available() bool {
     return true;
 }
 
-/// The C ABI's view: the code reported (0, errno, LEGAL_EOF...), or -1 when the receiver
-/// stopped without a result (diag has the message).
+/// The C ABI's view: the code reported (0, errno, LEGAL_EOF, (uint32)-84...) as its 32-bit
+/// pattern, or -1 when the receiver stopped without a result (diag has the message).
 pub fn unpack(in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, stats: *Stats) i32 {
+    return unpack_waiting(in_fd, out_fd, dir_fd, flags, 0, stats);
+}
+
+/// `unpack` with `--wait-for-space space_margin` (0: off).
+pub fn unpack_waiting(
+    in_fd: i32,
+    out_fd: i32,
+    dir_fd: i32,
+    flags: Flags,
+    space_margin: u64,
+    stats: *Stats,
+) i32 {
     stats.* = std.mem.zeroes(Stats);
-    const unpacker = Unpacker.init(std.heap.page_allocator, in_fd, out_fd, dir_fd, flags, stats) catch return -1;
+    const allocator = std.heap.page_allocator;
+    const unpacker = Unpacker.init(allocator, in_fd, out_fd, dir_fd, flags, stats) catch return -1;
     defer unpacker.deinit();
+    unpacker.space_margin = space_margin;
     const code = unpacker.run() catch return -1;
-    // Codes are errno values or LEGAL_EOF, all below 2^31.
-    assert(code <= std.math.maxInt(i32));
-    return @intCast(code);
+    // No reported code has all bits set (errno values, LEGAL_EOF, -84): -1 stays "no result".
+    assert(code != std.math.maxInt(u32));
+    return @bitCast(code);
 }

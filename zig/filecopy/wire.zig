@@ -70,10 +70,12 @@ pub const FileHeader = struct {
 };
 
 /// `struct result_header` (§2.4): error code, a zero pad (upstream leaked stack there until
-/// 2017) and the CRC in the low 32 bits of a u64.
+/// 2017) and the CRC in the low 32 bits of a u64. The sender compares the whole u64 with its
+/// CRC, as upstream's does (`hdr.crc32 != crc32_sum`): a receiver setting any upper bit is a
+/// checksum mismatch.
 pub const ResultHeader = struct {
     error_code: u32,
-    crc: u32,
+    crc: u64,
 
     pub fn encode(result: ResultHeader, out: *[result_bytes]u8) void {
         std.mem.writeInt(u32, out[0..4], result.error_code, .little);
@@ -81,11 +83,11 @@ pub const ResultHeader = struct {
         std.mem.writeInt(u64, out[8..16], result.crc, .little);
     }
 
-    /// The pad and the upper CRC bits are ignored, as upstream's sender does.
+    /// The pad is ignored, as upstream's sender does.
     pub fn decode(bytes: *const [result_bytes]u8) ResultHeader {
         return .{
             .error_code = std.mem.readInt(u32, bytes[0..4], .little),
-            .crc = @truncate(std.mem.readInt(u64, bytes[8..16], .little)),
+            .crc = std.mem.readInt(u64, bytes[8..16], .little),
         };
     }
 };

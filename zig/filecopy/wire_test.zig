@@ -67,7 +67,7 @@ test "spec §2.9: worked example bytes and CRC" {
     var stream: [143]u8 = undefined;
     worked_example(&stream);
     const expected_first = [_]u8{
-        0x02, 0x00, 0x00, 0x00, 0xed, 0x41, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x02, 0x00, 0x00, 0x00, 0xed, 0x41, 0x00, 0x00, 0,    0,    0,    0,    0, 0, 0, 0,
         0x00, 0xf1, 0x53, 0x65, 0,    0,    0,    0,    0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0,
     };
     try testing.expectEqualSlices(u8, &expected_first, stream[0..32]);
@@ -83,7 +83,7 @@ test "spec §2.9: worked example bytes and CRC" {
     const len = wire.encode_result(&reply, 0, 0x6c088f02, "d");
     try testing.expectEqualSlices(u8, &[_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0, 1, 0, 0, 0, 'd' }, reply[0..len]);
     const result = wire.ResultHeader.decode(reply[0..16]);
-    try testing.expectEqual(@as(u32, 0x6c088f02), result.crc);
+    try testing.expectEqual(@as(u64, 0x6c088f02), result.crc);
     try testing.expectEqual(@as(u32, 0), result.error_code);
     try testing.expectEqual(@as(u32, 16), wire.encode_result(&reply, 36, 1, null));
 }

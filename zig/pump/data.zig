@@ -35,7 +35,12 @@ pub const Flags = packed struct(u32) {
     /// read until EOF, or `mirage_write_bytes_max`), split into chunks whose headers each carry
     /// the total remaining length instead of the chunk's. A test knob (QRX_MIRAGE_BUGS).
     mirage_chunk_bug: bool = false,
-    _: u26 = 0,
+    /// The service side has no stderr fd whatever happens (a dom0 service: its stderr stays in
+    /// the log), so its stderr EOF comes first even when it fails before starting: STDERR(""),
+    /// STDOUT(""), EXIT_CODE, as upstream's `handle_failed_exec` (an agent's failure sends
+    /// stdout's EOF first, §5.9).
+    stderr_eof_first: bool = false,
+    _: u25 = 0,
 };
 
 /// The largest "write" the chunk-length bug gathers before it sends (see `Flags`).
@@ -60,8 +65,24 @@ const MessageState = union(enum) {
 /// signal arriving, or when a signal's record is stuck in a descheduled thread.
 pub const stdout_eof_hold_ns: u64 = 1 * std.time.ns_per_s;
 
+/// Stages of a call only the pump sees, timed for the trace (src/trace.ts `PUMP_STAGES`, same
+/// order): the DONE record carries `marks` as its payload.
+pub const Mark = enum(u3) {
+    first_byte_sent,
+    first_byte_received,
+    eof_sent,
+    eof_received,
+    exit_sent,
+    exit_received,
+};
+
+pub const mark_count = @typeInfo(Mark).@"enum".fields.len;
+
 pub const Data = struct {
     vchan: *Vchan,
+    /// CLOCK_REALTIME ns at which each `Mark` was first reached (0: not reached); the clock
+    /// JavaScript's `performance.timeOrigin + now()` counts on, so processes compare.
+    marks: [mark_count]u64 = [_]u64{0} ** mark_count,
     is_service: bool,
     flags: Flags,
     max_chunk: u32 = protocol.max_data_chunk_v2,
@@ -111,6 +132,8 @@ pub const Data = struct {
     owe_stderr_eof: bool = false,
     sent_stdout_eof: bool = false,
     sent_stderr_eof: bool = false,
+    /// The owed stderr EOF goes out before anything else (§6.2 step 1, `Flags.stderr_eof_first`).
+    stderr_eof_first: bool = false,
     /// Service side, set by `finish_with`: send only what the caller decided, then stop.
     forced_exit: ?struct { status: i32, eofs: bool } = null,
     exit_sent: bool = false,
@@ -131,7 +154,14 @@ pub const Data = struct {
     pub fn init(vchan: *Vchan, is_service: bool, flags: Flags, backlog: []u8, scratch: []u8) Data {
         assert(backlog.len >= protocol.max_data_chunk_v3);
         assert(scratch.len >= protocol.max_data_chunk_v3);
-        return .{ .vchan = vchan, .is_service = is_service, .flags = flags, .backlog = backlog, .scratch = scratch };
+        return .{
+            .vchan = vchan,
+            .is_service = is_service,
+            .flags = flags,
+            .backlog = backlog,
+            .scratch = scratch,
+            .stderr_eof_first = is_service and flags.stderr_eof_first,
+        };
     }
 
     /// Called once the HELLO exchange fixed the version.
@@ -148,8 +178,12 @@ pub const Data = struct {
         self.configured = true;
         // §6.2 step 1: a service without a stderr fd announces stderr EOF at once. Decided here,
         // not at HELLO: JS hands over the fds only after the peer connected.
-        // A mirage-qubes service never sends one (§14).
-        if (self.is_service and stderr_fd < 0 and !self.flags.mirage_service) self.owe_stderr_eof = true;
+        // It is the first data message, before remote input is handled and before any stdout
+        // data or EOF (`step` sends it first). A mirage-qubes service never sends one (§14).
+        if (self.is_service and stderr_fd < 0 and !self.flags.mirage_service) {
+            self.owe_stderr_eof = true;
+            self.stderr_eof_first = true;
+        }
         for ([_]i32{ stdin_fd, stdout_fd, stderr_fd }) |descriptor| {
             if (descriptor >= 0) set_nonblocking(descriptor, true);
         }
@@ -212,6 +246,13 @@ pub const Data = struct {
     /// One iteration of §6.2. `revents` are hints from poll; every action is non-blocking.
     pub fn step(self: *Data, stdin_revents: i16, stdout_revents: i16, stderr_revents: i16) void {
         if (self.outcome != null or !self.configured) return;
+        // Step 1: an owed leading stderr EOF goes before anything else; without ring space for
+        // it, nothing else happens yet, unless the peer is gone (step 4 must still end the call).
+        if (self.stderr_eof_first and self.owe_stderr_eof) {
+            self.send_owed_stderr_eof() catch return;
+            const open = self.vchan.state_polled() != .disconnected;
+            if (self.owe_stderr_eof and open) return;
+        }
         // Step 7: a hung-up output means nothing more can be delivered there.
         if (self.stdin_fd >= 0 and stdin_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
             self.close_stdin();
@@ -319,6 +360,7 @@ pub const Data = struct {
         switch (msg_type) {
             .data_stdin, .data_stdout => {
                 // Either type is accepted on both sides: Windows tools mix them (§13.8).
+                self.mark(if (untrusted.len == 0) .eof_received else .first_byte_received);
                 if (untrusted.len == 0) return self.close_stdin();
                 self.message = .{ .body = .{ .type = msg_type, .remaining = untrusted.len } };
             },
@@ -409,6 +451,7 @@ pub const Data = struct {
 
     fn on_exit_code(self: *Data, payload: []const u8) void {
         if (self.is_service) return;
+        self.mark(.exit_received);
         // Shorter than 4 bytes: status 255 (§3.3).
         self.remote_status = if (payload.len >= 4) std.mem.readInt(i32, payload[0..4], .little) else 255;
         // Step 8.3: stop sending local data once the exit code has been seen.
@@ -500,6 +543,7 @@ pub const Data = struct {
                 }
                 return self.send_owed();
             }
+            if (data_type != .data_stderr) self.mark(.first_byte_sent);
             if (window != null) {
                 const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = got }).encode();
                 self.vchan.commit_write(&header, got) catch return self.send_failure();
@@ -622,31 +666,45 @@ pub const Data = struct {
         assert(wrote_header == header.len and wrote_data == data.len);
     }
 
-    /// EOF headers and the exit code, in the order §6.3 requires, as ring space allows.
+    /// EOF headers and the exit code, in the order §6.3 requires, as ring space allows: stdout's
+    /// EOF before stderr's unless stderr's leads (`stderr_eof_first`), the exit code last.
     fn send_owed(self: *Data) error{Failed}!void {
-        const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
-        if (self.owe_stdout_eof) {
-            if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
-            self.send_eof(data_type) catch {
-                // Failing to send the final EOF is not an error (§13.1).
-                if (!self.is_service) {
-                    self.owe_stdout_eof = false;
-                    return;
-                }
-                return self.send_failure();
-            };
-            self.owe_stdout_eof = false;
-            self.sent_stdout_eof = true;
+        if (self.stderr_eof_first) {
+            try self.send_owed_stderr_eof();
+            if (self.owe_stderr_eof) return;
         }
-        if (self.owe_stderr_eof) {
-            if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
-            self.send_eof(.data_stderr) catch return self.send_failure();
-            self.owe_stderr_eof = false;
-            self.sent_stderr_eof = true;
-        }
+        try self.send_owed_stdout_eof();
+        if (self.owe_stdout_eof) return;
+        try self.send_owed_stderr_eof();
+        if (self.owe_stderr_eof) return;
         if (self.forced_exit) |forced| {
             if (!self.exit_sent) _ = self.try_send_exit(forced.status);
         }
+    }
+
+    fn send_owed_stdout_eof(self: *Data) error{Failed}!void {
+        if (!self.owe_stdout_eof) return;
+        if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
+        const data_type: protocol.MsgType = if (self.is_service) .data_stdout else .data_stdin;
+        self.mark(.eof_sent);
+        self.send_eof(data_type) catch {
+            // Failing to send the final EOF is not an error (§13.1).
+            if (!self.is_service) {
+                self.owe_stdout_eof = false;
+                return;
+            }
+            return self.send_failure();
+        };
+        self.owe_stdout_eof = false;
+        self.sent_stdout_eof = true;
+    }
+
+    fn send_owed_stderr_eof(self: *Data) error{Failed}!void {
+        if (!self.owe_stderr_eof) return;
+        if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
+        self.send_eof(.data_stderr) catch return self.send_failure();
+        self.owe_stderr_eof = false;
+        self.sent_stderr_eof = true;
     }
 
     fn send_eof(self: *Data, data_type: protocol.MsgType) !void {
@@ -660,12 +718,22 @@ pub const Data = struct {
         var message: [protocol.exit_code_bytes]u8 = undefined;
         message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.data_exit_code), .len = 4 }).encode();
         std.mem.writeInt(i32, message[8..12], status, .little);
+        // Marked before the send: once sent, the peer may time its receipt before we get here.
+        self.mark(.exit_sent);
         _ = self.vchan.send(&message) catch {
             self.exit_sent = true;
             return true;
         };
         self.exit_sent = true;
         return true;
+    }
+
+    fn mark(self: *Data, which: Mark) void {
+        const slot = &self.marks[@intFromEnum(which)];
+        if (slot.* != 0) return;
+        var ts: std.c.timespec = undefined;
+        _ = std.c.clock_gettime(.REALTIME, &ts);
+        slot.* = @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
     }
 
     fn send_failure(self: *Data) error{Failed} {

@@ -4,6 +4,15 @@
 //!
 //! Record layout (little-endian): u32 stream, u32 kind, i32 value, u32 payload_len, payload,
 //! padding to a multiple of 4. src/native.ts decodes the same layout.
+//!
+//! Limits: what a peer can make us queue is bounded. Control messages are the only records a
+//! peer can send without end; the pump cuts them only while the queue is below
+//! `congested_bytes` (above it they wait in their vchan's ring, and its peer waits for room, as
+//! for a reader that is slow). The other records are one per stream or connection state change
+//! (connected, done or failed; a front end's request, gone or refused), so their number is
+//! bounded by the streams and connections that can exist at once, and a front end's SIGUSR1s
+//! are coalesced into one pending record. Hence at most `congested_bytes` + one message record
+//! + those lifecycle records (pump.zig `lifecycle_bytes_max`).
 const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -24,9 +33,15 @@ pub const Kind = enum(u32) {
     client_signal = 6,
     /// The front end closed its connection or died before its final reply.
     client_gone = 7,
+    /// The client host turned a front end away for want of a resource (its fds could not be
+    /// received); value = -errno (EMFILE, ENFILE). The front end was told and exits 126.
+    client_refused = 8,
 };
 
 pub const record_header_bytes: u32 = 16;
+
+/// Above this many queued bytes the pump leaves control messages in their rings until JS drains.
+pub const congested_bytes: usize = 1 << 20;
 
 pub const Queue = struct {
     bytes: std.ArrayListUnmanaged(u8) = .{},
@@ -52,6 +67,11 @@ pub const Queue = struct {
     /// Queues one record. Out of memory drops the payload but keeps the record, so JS still
     /// learns that the stream finished.
     pub fn push(self: *Queue, stream: u32, kind: Kind, value: i32, payload: []const u8) void {
+        // The pump checks `congested` before it cuts a message.
+        assert(kind != .message or !self.congested());
+        // One pending SIGUSR1 record per front end is all JS needs (single-socket mode is
+        // entered once), so a front end that signals without end cannot grow the queue.
+        if (kind == .client_signal and self.pending(stream, kind)) return;
         const padded = std.mem.alignForward(usize, payload.len, 4);
         const kept = if (self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes + padded)) payload else |_| payload[0..0];
         self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes) catch return;
@@ -68,6 +88,23 @@ pub const Queue = struct {
             const one = [_]u8{1};
             _ = linux.write(self.doorbell_write, &one, 1);
         }
+    }
+
+    pub fn congested(self: *const Queue) bool {
+        return self.bytes.items.len >= congested_bytes;
+    }
+
+    /// Whether a record of `kind` for `stream` waits to be drained.
+    fn pending(self: *const Queue, stream: u32, kind: Kind) bool {
+        var offset: usize = 0;
+        while (offset + record_header_bytes <= self.bytes.items.len) {
+            const record = self.bytes.items[offset..];
+            const len = std.mem.readInt(u32, record[12..16], .little);
+            if (std.mem.readInt(u32, record[0..4], .little) == stream and
+                std.mem.readInt(u32, record[4..8], .little) == @intFromEnum(kind)) return true;
+            offset += record_header_bytes + std.mem.alignForward(usize, len, 4);
+        }
+        return false;
     }
 
     /// Moves whole records into `out`; returns the bytes written. A record larger than `out`
@@ -120,4 +157,24 @@ test "events: records round-trip and the doorbell rings once per batch" {
     try std.testing.expectEqual(@as(u32, 0), queue.pending_record_bytes());
     queue.push(1, .done, 0, "");
     try std.testing.expectEqual(@as(usize, 1), linux.read(queue.doorbell_read, &byte, byte.len));
+}
+
+test "events: a front end's signals wait as one record; congestion starts at the limit" {
+    var queue = Queue{};
+    try queue.init();
+    defer queue.deinit();
+    queue.push(3, .client_signal, 0, "");
+    queue.push(4, .client_signal, 0, "");
+    queue.push(3, .client_signal, 0, "");
+    var out: [128]u8 = undefined;
+    try std.testing.expectEqual(@as(u32, 2 * record_header_bytes), queue.drain(&out));
+    // Drained, the next signal is queued again.
+    queue.push(3, .client_signal, 0, "");
+    try std.testing.expectEqual(@as(u32, record_header_bytes), queue.drain(&out));
+    const body = [_]u8{0} ** 4080;
+    while (!queue.congested()) queue.push(1, .message, 0x200, &body);
+    try std.testing.expectEqual(congested_bytes, queue.bytes.items.len);
+    // Lifecycle records still get through: JS must learn that a stream ended.
+    queue.push(1, .failed, -1, "gone");
+    try std.testing.expect(queue.pending(1, .failed));
 }

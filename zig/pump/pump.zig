@@ -20,13 +20,19 @@ const protocol = @import("../protocol.zig");
 const sys = @import("../sys.zig");
 const signals = @import("../signals.zig");
 const Vchan = @import("../vchan/vchan.zig").Vchan;
-const Control = @import("control.zig").Control;
+const control_mod = @import("control.zig");
+const Control = control_mod.Control;
 const data_mod = @import("data.zig");
 const Data = data_mod.Data;
 pub const Flags = @import("data.zig").Flags;
+/// Stage times in a data stream's DONE record (u64 each, `data.Mark` order).
+pub const mark_count = data_mod.mark_count;
 pub const events = @import("events.zig");
 
 const Fail = diag.Fail;
+
+/// Why a control channel fails when its peer leaves too much unread (control.zig's limit).
+const slow_peer_reason = "slow peer: {d} bytes of control messages left unread (limit {d})";
 
 pub const Kind = enum(u32) { control = 0, data_service = 1, data_client = 2 };
 
@@ -67,7 +73,7 @@ const Stream = struct {
     child_pid: i32 = 0,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
     outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
-    outcome_buffer: [240]u8 = undefined,
+    outcome_buffer: [outcome_message_bytes_max]u8 = undefined,
     /// Poll results for this round, filled from the pollfd array.
     /// For the vchan's `poll_fds` (one or two of them this round).
     revents_vchan: [2]i16 = .{ 0, 0 },
@@ -86,6 +92,11 @@ pub const Traffic = extern struct {
 };
 
 const streams_max = 1024;
+/// Event records a stream can leave queued besides control messages: connected, then done or
+/// failed with a message of at most `outcome_buffer`'s size (events.zig, "Limits").
+pub const lifecycle_bytes_max =
+    streams_max * 2 * (events.record_header_bytes + outcome_message_bytes_max);
+const outcome_message_bytes_max = 240;
 /// Per stream: up to two vchan fds, stdin, stdout, stderr.
 const pollfds_max = 1 + 5 * streams_max;
 
@@ -348,6 +359,12 @@ pub const Pump = struct {
         const ring_bytes = stream.vchan.write_ring_bytes();
         control.queue(msg_type, body, ring_bytes) catch |err| switch (err) {
             error.TooLarge => return diag.fail(.MSGSIZE, "control message of {d} bytes does not fit the peer's {d}-byte ring (at most {d} bytes of body)", .{ body.len, ring_bytes, ring_bytes - protocol.header_bytes }),
+            // The pump thread fails the channel (`step_control`); `with_stream` wakes it.
+            error.Unread => {
+                const limit = control_mod.outgoing_bytes_max;
+                const format = "control channel {d}: " ++ slow_peer_reason;
+                return diag.fail(.NOBUFS, format, .{ stream.id, control.unsent_bytes(), limit });
+            },
             error.OutOfMemory => return diag.fail(.NOMEM, "out of memory", .{}),
         };
     }
@@ -384,7 +401,11 @@ pub const Pump = struct {
     pub fn drain_events(self: *Pump, out: []u8) u32 {
         self.mutex.lock();
         defer self.mutex.unlock();
-        return self.queue.drain(out);
+        const was_congested = self.queue.congested();
+        const drained = self.queue.drain(out);
+        // Control messages left in their rings can be cut again.
+        if (was_congested and !self.queue.congested()) self.wake();
+        return drained;
     }
 
     pub fn pending_event_bytes(self: *Pump) u32 {
@@ -477,7 +498,9 @@ pub const Pump = struct {
                 },
                 .running => switch (stream.body) {
                     .control => |*control| {
-                        if (stream.vchan.data_ready() >= protocol.header_bytes or
+                        const ready = stream.vchan.data_ready() >= protocol.header_bytes;
+                        const readable = ready and !self.queue.congested();
+                        if (readable or control.overflowed or
                             (control.has_outgoing() and stream.vchan.buffer_space() > 0)) return 0;
                     },
                     .data => |*data| {
@@ -613,7 +636,10 @@ pub const Pump = struct {
                 data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
                 if (data.stdout_eof_held) self.settle_held_eof(stream, data);
                 if (data.outcome) |outcome| switch (outcome) {
-                    .done => |status| self.finish(stream, .done, status, ""),
+                    // The payload: when the pump reached each stage, for the timing trace.
+                    .done => |status| {
+                        self.finish(stream, .done, status, std.mem.asBytes(&data.marks));
+                    },
                     .failed => |failure| self.finish(stream, .failed, -@as(i32, @intCast(@intFromEnum(failure.errno))), failure.message),
                 };
             },
@@ -689,9 +715,17 @@ pub const Pump = struct {
     }
 
     fn step_control(self: *Pump, stream: *Stream, control: *Control) void {
+        if (control.overflowed) {
+            var buffer: [160]u8 = undefined;
+            const limit = control_mod.outgoing_bytes_max;
+            const unsent = control.unsent_bytes();
+            const arguments = .{ unsent, limit };
+            const message = std.fmt.bufPrint(&buffer, slow_peer_reason, arguments) catch unreachable;
+            return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.NOBUFS)), message);
+        }
         control.flush() catch return self.lost_peer(stream);
         var rounds: u32 = 0;
-        while (rounds < 64) : (rounds += 1) {
+        while (rounds < 64 and !self.queue.congested()) : (rounds += 1) {
             const received = control.receive(protocol.control_body_bytes_max) catch |err| switch (err) {
                 error.MessageTooLarge => return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), "peer protocol error: control message longer than any valid one"),
                 error.OutOfMemory => return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.NOMEM)), "out of memory"),
@@ -745,7 +779,8 @@ pub const Pump = struct {
         // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
         close_vchan(stream.vchan);
         stream.vchan_closed = true;
-        self.queue.push(stream.id, kind, value, message);
+        const kept = message[0..@min(message.len, outcome_message_bytes_max)];
+        self.queue.push(stream.id, kind, value, kept);
     }
 };
 

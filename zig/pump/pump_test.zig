@@ -169,11 +169,40 @@ fn test_add(backend: Backend) !void {
     try harness.wait_for(.done, 2);
     try testing.expectEqual(@as(i32, 0), harness.find(call.service, .done).?.value);
     try testing.expectEqual(@as(i32, 0), harness.find(call.client, .done).?.value);
+    const client_done = harness.find(call.client, .done).?;
+    try expect_marks(client_done.payload, harness.find(call.service, .done).?.payload);
     var answer: [64]u8 = undefined;
     const answered = try read_to_end(call.caller_out, &answer);
     try testing.expectEqualStrings("33\n", answer[0..answered]);
     try harness.pump.close(call.client);
     try harness.pump.close(call.service);
+}
+
+/// The DONE records' stage times (the trace's): each side's own, each after its cause.
+fn expect_marks(client_payload: []const u8, service_payload: []const u8) !void {
+    const Mark = @import("data.zig").Mark;
+    const count = @import("data.zig").mark_count;
+    try testing.expectEqual(@as(usize, count * 8), client_payload.len);
+    try testing.expectEqual(@as(usize, count * 8), service_payload.len);
+    const at = struct {
+        fn at(payload: []const u8, mark: Mark) u64 {
+            const offset = @as(usize, @intFromEnum(mark)) * 8;
+            return std.mem.readInt(u64, payload[offset..][0..8], .little);
+        }
+    }.at;
+    try testing.expectEqual(@as(u64, 0), at(client_payload, .exit_sent));
+    try testing.expectEqual(@as(u64, 0), at(service_payload, .exit_received));
+    const pairs = [_][2]u64{
+        .{ at(client_payload, .first_byte_sent), at(service_payload, .first_byte_received) },
+        .{ at(client_payload, .eof_sent), at(service_payload, .eof_received) },
+        .{ at(service_payload, .first_byte_sent), at(client_payload, .first_byte_received) },
+        .{ at(service_payload, .eof_sent), at(client_payload, .eof_received) },
+        .{ at(service_payload, .exit_sent), at(client_payload, .exit_received) },
+    };
+    for (pairs) |pair| {
+        try testing.expect(pair[0] != 0);
+        try testing.expect(pair[0] <= pair[1]);
+    }
 }
 
 test "pump: a large transfer through a small ring, and the remote exit status reaches the caller" {
@@ -323,4 +352,125 @@ fn peer_never_comes(backend: Backend) !void {
     try harness.wait_for(.failed, 1);
     const event = harness.find(lonely, .failed).?;
     try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.TIMEDOUT)), event.value);
+}
+
+/// A control peer outside the pump (it reads and writes only when the test says), connected
+/// to a pump control stream that sent its HELLO first; the peer's HELLO answers it.
+fn raw_control_peer(harness: *Harness, port: i32) !struct { stream: u32, peer: *vchan_mod.Vchan } {
+    const options: pump_mod.AttachOptions = .{
+        .kind = .control,
+        .own_version = 4,
+        .send_first = true,
+        .connect_timeout_ms = 5000,
+    };
+    const stream = try harness.pump.attach(try harness.vchan(true, port, 4096), options);
+    const peer = try harness.vchan(false, port, 4096);
+    try peer.connect_wait(5000);
+    peer.set_blocking(true);
+    var hello: [protocol.hello_bytes]u8 = undefined;
+    const header = protocol.Header{ .type = @intFromEnum(protocol.MsgType.hello), .len = 4 };
+    hello[0..8].* = header.encode();
+    std.mem.writeInt(u32, hello[8..12], 4, .little);
+    _ = try peer.send(&hello);
+    try harness.wait_for(.connected, 1);
+    return .{ .stream = stream, .peer = peer };
+}
+
+fn close_peer(peer: *vchan_mod.Vchan) void {
+    peer.close();
+    std.heap.c_allocator.destroy(peer);
+}
+
+test "pump: a control peer that never reads: sends refused at the limit, fails as a slow peer" {
+    // shm only: a socket stream that ends with bytes unsent reports after the flush timeout
+    // every finishing socket stream gets (pump.zig `finish`), 10 s.
+    control_peer_never_reads(.shm) catch |err| {
+        std.debug.print("pump test failed on the shm backend\n", .{});
+        return err;
+    };
+}
+
+fn control_peer_never_reads(backend: Backend) !void {
+    const harness = try Harness.init(backend);
+    defer harness.deinit();
+    const pair = try raw_control_peer(harness, 520);
+    defer close_peer(pair.peer);
+    const control_mod = @import("control.zig");
+    const body = [_]u8{0x41} ** 1000;
+    var sent: usize = 0;
+    while (sent < 10_000) : (sent += 1) {
+        harness.pump.with_stream(pair.stream, Pump.send_message, .{ 0x210, &body }) catch break;
+    }
+    // Refused once the next one would take what waits past the limit (what the ring took
+    // does not count).
+    const per_message = protocol.header_bytes + body.len;
+    try testing.expect(sent < 10_000);
+    try testing.expect((sent + 1) * per_message > control_mod.outgoing_bytes_max);
+    try harness.wait_for(.failed, 1);
+    const failed = harness.find(pair.stream, .failed).?;
+    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.NOBUFS)), failed.value);
+    try testing.expectStringStartsWith(failed.payload, "slow peer: ");
+    // Refused from then on, without a crash or a queue that grows.
+    const refused = harness.pump.with_stream(pair.stream, Pump.send_message, .{ 0x210, "" });
+    try testing.expectError(error.Fail, refused);
+}
+
+test "pump: control messages wait in their ring while JS leaves the event queue congested" {
+    try each_backend(congested_events);
+}
+
+fn send_messages(peer: *vchan_mod.Vchan, count: usize, body_bytes: u32) void {
+    var message: [4096]u8 = undefined;
+    message[0..8].* = (protocol.Header{ .type = 0x210, .len = body_bytes }).encode();
+    @memset(message[8..][0..body_bytes], 0x42);
+    for (0..count) |_| {
+        // A blocking send may still find no room (0): wait for the pump to read some.
+        while ((peer.send(message[0 .. 8 + body_bytes]) catch return) == 0) {
+            std.time.sleep(std.time.ns_per_ms);
+        }
+    }
+}
+
+fn congested_events(backend: Backend) !void {
+    const harness = try Harness.init(backend);
+    defer harness.deinit();
+    const pair = try raw_control_peer(harness, 521);
+    defer close_peer(pair.peer);
+    const body_bytes = 2000;
+    // Twice what congests the queue: the peer must block halfway until the test drains.
+    const count = 2 * events.congested_bytes / (events.record_header_bytes + body_bytes);
+    const sender = try std.Thread.spawn(.{}, send_messages, .{ pair.peer, count, body_bytes });
+    defer sender.join();
+    const deadline = std.time.milliTimestamp() + 5000;
+    while (!queue_congested(harness.pump)) {
+        if (std.time.milliTimestamp() > deadline) {
+            const queued = harness.pump.queue.bytes.items.len;
+            std.debug.print("the queue never congested: {d} bytes\n", .{queued});
+            return error.Timeout;
+        }
+        std.time.sleep(5 * std.time.ns_per_ms);
+    }
+    std.time.sleep(100 * std.time.ns_per_ms);
+    {
+        harness.pump.mutex.lock();
+        defer harness.pump.mutex.unlock();
+        const record_max = events.record_header_bytes + std.mem.alignForward(usize, body_bytes, 4);
+        const queued = harness.pump.queue.bytes.items.len;
+        try testing.expect(queued < events.congested_bytes + record_max);
+    }
+    // Drained, every message arrives, in order and whole.
+    harness.wait_until(.message, count, 20_000) catch |err| {
+        std.debug.print("{d} of {d} messages arrived\n", .{ harness.count_of(.message), count });
+        return err;
+    };
+    for (harness.collected.items) |event| {
+        if (event.kind != .message) continue;
+        try testing.expectEqual(@as(usize, body_bytes), event.payload.len);
+    }
+}
+
+fn queue_congested(pump: *Pump) bool {
+    pump.mutex.lock();
+    defer pump.mutex.unlock();
+    return pump.queue.congested();
 }

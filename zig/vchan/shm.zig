@@ -1,8 +1,9 @@
 //! The shared-memory vchan: libxenvchan's page layout and notify protocol (vchan.md §2) over a
-//! sealed memfd, with eventfds standing in for event channels and a unix SOCK_SEQPACKET socket
-//! for the rendezvous (vchan.md §5.3). The semantics are libvchan's as qrexec relies on them
-//! (vchan.md §1.3): blocking by default, partial `read`/`write`, all-or-nothing `recv`/`send`,
-//! `data_ready`/`buffer_space` arming notifications, one `fd_for_select` from init to close.
+//! sealed memfd, with a unix SOCK_SEQPACKET socket for the rendezvous that then stands in for
+//! the event channel (vchan.md §5.3; the spec's eventfds were replaced, see "Wake-ups" below).
+//! The semantics are libvchan's as qrexec relies on them (vchan.md §1.3): blocking by default,
+//! partial `read`/`write`, all-or-nothing `recv`/`send`, `data_ready`/`buffer_space` arming
+//! notifications, one `fd_for_select` from init to close.
 //!
 //! Ownership: a Vchan owns every fd and mapping it creates and releases them in `close`. It is
 //! used by one thread at a time.
@@ -11,6 +12,17 @@
 //! copies (the shared ones are only published), the ring orders are private copies validated
 //! once, and each peer index is loaded exactly once per check and validated against the ring
 //! size before it is used. A violation disconnects the vchan with a reason.
+//!
+//! Wake-ups (the event channel): a side kicks its peer by sending one byte on its own end of the
+//! connected rendezvous socket with MSG_DONTWAIT, and sleeps on its end becoming readable. No fd
+//! the peer made or holds is ever written: an eventfd or pipe received from the peer shares its
+//! file description, whose O_NONBLOCK the peer can clear and whose counter or buffer it can
+//! fill, so one write to it could block this process's only pump thread for ever. Our socket end
+//! is ours alone (the peer holds the other end) and MSG_DONTWAIT is a per-call flag nobody else
+//! can undo; the queue is charged to our send buffer, which only the peer's unread kicks fill,
+//! so EAGAIN means a wake-up is already pending for it and the kick can be dropped: a peer that
+//! stops draining only slows itself. The handshake therefore carries exactly one fd, the
+//! server's memfd, checked to be one; anything else is refused with a reason.
 const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -33,7 +45,8 @@ pub const Role = enum(u32) { server = 0, client = 1 };
 /// connection exists, fds not yet exchanged) and end `mapped` (the shared page is ours).
 const Phase = enum { rendezvous, handshake, mapped };
 
-/// What an epoll event is about; stored in `epoll_event.data.u32`.
+/// What an epoll event is about; stored in `epoll_event.data.u32`. `own_event` is only ever
+/// written by this process (the shared directory watch, `client_init`), never by the peer.
 const Tag = enum(u32) { own_event = 1, listener = 2, connection = 3, watch = 4 };
 
 pub const Options = struct {
@@ -207,7 +220,6 @@ pub const Vchan = struct {
     map: ?[]align(std.heap.page_size_min) u8 = null,
     memfd: i32 = -1,
     own_event: i32 = -1,
-    peer_event: i32 = -1,
     listener: i32 = -1,
     connection: i32 = -1,
     /// Client, until mapped: our registration with the process's shared directory watch.
@@ -453,16 +465,17 @@ pub const Vchan = struct {
             self.phase = .rendezvous;
             return;
         }
-        const client_event = control.take_fds(received.control_bytes);
+        // A HELLO carries no fd (see the file comment): any the caller sent are closed unused.
+        const sent_fds = control.take_fds_any(received.control_bytes);
+        for (sent_fds.slice()) |descriptor| sys.close(descriptor);
         const refusal: u16 = blk: {
             if (received.bytes != @sizeOf(Hello) or hello.magic != constants.handshake_magic or hello.version != constants.handshake_version) break :blk @intFromEnum(linux.E.PROTO);
-            if (client_event == null) break :blk @intFromEnum(linux.E.PROTO);
+            if (sent_fds.count != 0) break :blk @intFromEnum(linux.E.PROTO);
             if (hello.client_domain != self.remote_domain or hello.server_domain != self.local_domain or hello.port != self.port) break :blk @intFromEnum(linux.E.ACCES);
             if (hello.client_pages_max != 0 and self.layout.pages() > hello.client_pages_max) break :blk @intFromEnum(linux.E.FBIG);
             break :blk 0;
         };
         if (refusal != 0) {
-            if (client_event) |fds| sys.close(fds[0]);
             const reply = Accept{ .magic = constants.handshake_magic, .version = constants.handshake_version, .status = refusal, .shm_bytes = 0, .left_order = 0, .right_order = 0 };
             send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
             self.drop(&self.connection);
@@ -483,20 +496,18 @@ pub const Vchan = struct {
             .left_order = self.layout.left_order,
             .right_order = self.layout.right_order,
         };
-        var fds = sys.CmsgBuffer(2){};
-        fds.set_fds(.{ self.memfd, self.own_event });
+        var fds = sys.CmsgBuffer(1){};
+        fds.set_fds(.{self.memfd});
         send_message(self.connection, std.mem.asBytes(&reply), &fds.bytes) catch |err| {
-            sys.close(client_event.?[0]);
             self.drop(&self.connection);
             self.phase = .rendezvous;
             return err;
         };
-        self.peer_event = client_event.?[0];
         // Single use, like the xenstore entry a Xen server removes once a client came.
         self.drop(&self.listener);
         _ = linux.unlink(self.path());
-        // From now on the socket only tells us when the peer's process is gone.
-        self.epoll_modify(self.connection, .connection, linux.EPOLL.RDHUP);
+        // From now on the socket carries only the peer's kicks, and its hang-up when it is gone.
+        self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         self.phase = .mapped;
     }
 
@@ -531,9 +542,7 @@ pub const Vchan = struct {
                 .port = self.port,
                 .client_pages_max = self.pages_max,
             };
-            var fds = sys.CmsgBuffer(1){};
-            fds.set_fds(.{self.own_event});
-            send_message(connection, std.mem.asBytes(&hello), &fds.bytes) catch |err| {
+            send_message(connection, std.mem.asBytes(&hello), null) catch |err| {
                 sys.close(connection);
                 return err;
             };
@@ -547,20 +556,20 @@ pub const Vchan = struct {
     fn client_handshake(self: *Vchan) Fail!u32 {
         assert(self.phase == .handshake);
         var reply: Accept = undefined;
+        // Room for one fd more than the protocol sends, to name a server that sends extra.
         var control = sys.CmsgBuffer(2){};
         const received = receive_message(self.connection, std.mem.asBytes(&reply), &control.bytes) orelse return 1;
-        const fds = control.take_fds(received.control_bytes);
+        const fds = control.take_fds_any(received.control_bytes);
         if (received.bytes == 0) {
+            for (fds.slice()) |descriptor| sys.close(descriptor);
             // The server went away (or chose another caller); a new one may still appear.
             self.drop(&self.connection);
             self.phase = .rendezvous;
             return 1;
         }
-        // From here the fds are ours to close (in `close`), and a failure is final.
-        if (fds) |both| {
-            self.memfd = both[0];
-            self.peer_event = both[1];
-        }
+        // From here a failure is final; the memfd is ours to close (in `close`).
+        if (fds.count >= 1) self.memfd = fds.items[0];
+        for (fds.slice()[@min(fds.count, 1)..]) |descriptor| sys.close(descriptor);
         errdefer {
             self.peer_gone = true;
             self.set_reason("{s}", .{diag.message()});
@@ -575,7 +584,14 @@ pub const Vchan = struct {
             }
             return diag.fail(errno, "vchan server at {s} refused the connection: {s}", .{ self.path(), @tagName(errno) });
         }
-        const both = fds orelse return diag.fail(.PROTO, "vchan server at {s} sent no shared memory", .{self.path()});
+        if (fds.count != 1) {
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent {d} fds with its accept; " ++
+                    "protocol version {d} sends exactly one, the shared memory",
+                .{ self.path(), fds.count, constants.handshake_version },
+            );
+        }
         const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
             return diag.fail(.PROTO, "vchan server offers an impossible ring layout (orders {d}/{d})", .{ reply.left_order, reply.right_order });
         };
@@ -583,7 +599,7 @@ pub const Vchan = struct {
             return diag.fail(.FBIG, "vchan server offers {d} pages; the page cap is {d}", .{ layout.pages(), self.pages_max });
         }
         if (reply.shm_bytes != layout.total_bytes()) return diag.fail(.PROTO, "vchan server's memory size does not match its layout", .{});
-        try check_memfd(both[0], layout.total_bytes());
+        try check_memfd(self.memfd, layout.total_bytes());
         self.layout = layout;
         try self.map_shared(layout.total_bytes());
         try self.check_page();
@@ -601,7 +617,7 @@ pub const Vchan = struct {
         @atomicStore(u8, self.byte(constants.offset_srv_notify), constants.notify_write, .seq_cst);
         @atomicStore(u8, self.byte(constants.offset_cli_live), constants.live_connected, .seq_cst);
         self.phase = .mapped;
-        self.epoll_modify(self.connection, .connection, linux.EPOLL.RDHUP);
+        self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         // The connect kick the Qubes wrapper sends.
         self.kick();
         return 0;
@@ -647,42 +663,80 @@ pub const Vchan = struct {
         if (previous & bit != 0) self.kick();
     }
 
+    /// Never blocks, whatever the peer does (see the file comment). EAGAIN: the peer has kicks
+    /// queued that it has not read, so it is due to wake anyway. EPIPE and the like: the peer is
+    /// gone, which the socket's hang-up reports.
     fn kick(self: *Vchan) void {
-        if (self.peer_event < 0) return;
-        const one: u64 = 1;
-        _ = linux.write(self.peer_event, std.mem.asBytes(&one), 8);
+        if (self.phase != .mapped or self.connection < 0) return;
+        const one = [1]u8{1};
+        const flags = linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL;
+        _ = linux.sendto(self.connection, &one, 1, flags, null, 0);
         self.stats.kicks +%= 1;
     }
 
-    /// The fds a poll loop watches instead of `fd_for_select` (the pump): once mapped, the event
-    /// fd and the rendezvous socket themselves, so a wakeup costs one read of the event fd and
-    /// no epoll_wait; before that (and after the peer left) the epoll fd.
-    pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
-        if (self.phase == .mapped and self.connection >= 0) {
-            out.* = .{ self.own_event, self.connection };
-            return out[0..2];
+    /// Reads every queued kick in one call (each is a 1-byte datagram; longer ones from a
+    /// hostile peer are truncated, and any fds it attaches are discarded by the kernel, as we
+    /// give no control buffer).
+    fn drain_kicks(self: *Vchan) void {
+        var bytes: [batch]u8 = undefined;
+        var pieces: [batch]std.posix.iovec = undefined;
+        var messages: [batch]linux.mmsghdr = undefined;
+        for (&messages, &pieces, 0..) |*message, *piece, index| {
+            piece.* = .{ .base = bytes[index..].ptr, .len = 1 };
+            const header = linux.msghdr{
+                .name = null,
+                .namelen = 0,
+                .iov = piece[0..1],
+                .iovlen = 1,
+                .control = null,
+                .controllen = 0,
+                .flags = 0,
+            };
+            message.* = .{ .hdr = header, .len = 0 };
         }
-        out[0] = self.epoll;
+        // A full batch may leave more queued: the socket stays readable and the next poll says so.
+        _ = linux.recvmmsg(self.connection, &messages, batch, linux.MSG.DONTWAIT, null);
+        self.stats.wakeups +%= 1;
+    }
+
+    const batch = 16;
+
+    /// The socket said something: kicks to take, or (also) the peer's hang-up.
+    fn on_connection(self: *Vchan, events: u32) void {
+        assert(self.phase == .mapped and self.connection >= 0);
+        if (events & linux.EPOLL.IN != 0) self.drain_kicks();
+        if (events & (linux.EPOLL.RDHUP | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) {
+            self.peer_left("the peer's process closed its vchan socket");
+        }
+    }
+
+    /// The fds a poll loop watches instead of `fd_for_select` (the pump): once mapped, the
+    /// rendezvous socket itself (kicks and hang-up), so a wakeup costs no epoll_wait; before
+    /// that (and after the peer left) the epoll fd.
+    pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
+        const socket_ready = self.phase == .mapped and self.connection >= 0;
+        out[0] = if (socket_ready) self.connection else self.epoll;
         return out[0..1];
     }
 
     pub fn poll_events(self: *const Vchan) [2]i16 {
         _ = self;
-        return .{ linux.POLL.IN, sys.POLLRDHUP };
+        return .{ linux.POLL.IN | sys.POLLRDHUP, 0 };
     }
 
-    /// Handles what poll reported for the fds `poll_fds` gave (same order, same count).
+    /// Handles what poll reported for the fd `poll_fds` gave.
     pub fn on_poll(self: *Vchan, revents: []const i16) Fail!void {
-        if (revents.len == 1) {
-            if (revents[0] != 0) try self.wait_event(0);
-            return;
-        }
-        if (revents[0] != 0) {
-            var counter: u64 = 0;
-            _ = linux.read(self.own_event, std.mem.asBytes(&counter), 8);
-            self.stats.wakeups +%= 1;
-        }
-        if (revents[1] != 0 and self.connection >= 0) self.peer_left("the peer's process closed its vchan socket");
+        assert(revents.len == 1);
+        if (revents[0] == 0) return;
+        // The same test as `poll_fds` made: nothing since could have changed it.
+        if (self.phase != .mapped or self.connection < 0) return self.wait_event(0);
+        const seen: u16 = @bitCast(revents[0]);
+        var events: u32 = 0;
+        if (seen & linux.POLL.IN != 0) events |= linux.EPOLL.IN;
+        if (seen & @as(u16, @bitCast(sys.POLLRDHUP)) != 0) events |= linux.EPOLL.RDHUP;
+        const gone = linux.POLL.HUP | linux.POLL.ERR | linux.POLL.NVAL;
+        if (seen & gone != 0) events |= linux.EPOLL.HUP;
+        self.on_connection(events);
     }
 
     /// Sleeps on the epoll set until something happens (or `timeout_ms`), then handles it.
@@ -698,13 +752,12 @@ pub const Vchan = struct {
                     // One read resets an eventfd's counter: no second read to see EAGAIN.
                     var counter: u64 = 0;
                     _ = linux.read(self.own_event, std.mem.asBytes(&counter), 8);
-                    self.stats.wakeups +%= 1;
                 },
                 // An earlier event of this batch may have closed the fd an event is about.
                 .listener => if (self.listener >= 0) try self.server_accept(),
                 .connection => if (self.connection >= 0) switch (self.phase) {
                     .handshake => if (self.role == .server) try self.server_handshake(),
-                    .mapped => self.peer_left("the peer's process closed its vchan socket"),
+                    .mapped => self.on_connection(event.events),
                     .rendezvous => {},
                 },
                 .watch => dir_watch.drain_and_kick(),
@@ -1075,7 +1128,7 @@ pub const Vchan = struct {
         self.map = null;
         // Before own_event closes: the shared watch kicks it.
         self.stop_watching();
-        inline for (.{ "connection", "listener", "own_event", "peer_event", "memfd", "epoll" }) |name| {
+        inline for (.{ "connection", "listener", "own_event", "memfd", "epoll" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }
@@ -1107,8 +1160,17 @@ pub const Vchan = struct {
 fn check_memfd(memfd: i32, expected_bytes: u32) Fail!void {
     var stat: linux.Stat = undefined;
     _ = try sys.check(linux.fstat(memfd, &stat), "fstat");
+    if (!linux.S.ISREG(stat.mode)) {
+        return diag.fail(.PROTO, "vchan shared memory is not a memfd (mode 0o{o})", .{stat.mode});
+    }
+    // Only shmem files (a memfd) take seals: anything else fails here.
+    const seals = linux.fcntl(memfd, sys.F_GET_SEALS, 0);
+    const seals_errno = sys.errno_of(seals);
+    if (seals_errno != .SUCCESS) {
+        const what = "vchan shared memory is not a memfd (F_GET_SEALS: {s})";
+        return diag.fail(.PROTO, what, .{@tagName(seals_errno)});
+    }
     if (stat.size < expected_bytes) return diag.fail(.PROTO, "vchan shared memory is {d} bytes, {d} expected", .{ stat.size, expected_bytes });
-    const seals = try sys.check(linux.fcntl(memfd, sys.F_GET_SEALS, 0), "F_GET_SEALS");
     if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(.PROTO, "vchan shared memory is not sealed against shrinking", .{});
 }
 

@@ -33,7 +33,9 @@
 //!   connection is accepted.
 //! - Client ring sizes are not on the wire, so a client uses `read_min`/`write_min` when given
 //!   and 64 KiB otherwise (upstream uses 4096).
-//! - A client retries `connect` when inotify reports a change in the directory, and on a
+//! - A client retries `connect` when inotify reports a change in the directory (the process's
+//!   one shared watch, dir_watch.zig, as for shm: an inotify instance per pending client would
+//!   let a caller that leaves calls pending exhaust the user's instances), and on a
 //!   100 ms timer whose first tick is immediate: the timer covers the moment between a server's
 //!   bind and its listen (connect then fails and no further inotify event follows), and the
 //!   immediate tick makes `fd_for_select` readable at once for a caller that polls before it
@@ -56,6 +58,7 @@ const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
 const socket_path = @import("socket_path.zig");
 const SocketPath = socket_path.SocketPath;
+const dir_watch = @import("dir_watch.zig");
 const shm = @import("shm.zig");
 const Fail = diag.Fail;
 const State = constants.State;
@@ -76,7 +79,8 @@ const close_discard_bytes_max: u32 = constants.ring_bytes_max;
 const Phase = enum { waiting, connected };
 
 /// What an epoll event is about; stored in `epoll_event.data.u32`.
-const Tag = enum(u32) { listener = 1, connection = 2, watch = 3, timer = 4 };
+/// `own_event` is the waiting client's eventfd, kicked by the shared directory watch.
+const Tag = enum(u32) { listener = 1, connection = 2, watch = 3, timer = 4, own_event = 5 };
 
 /// One direction's local buffer. Indices run freely and wrap with u32 arithmetic, which is
 /// exact because the size is a power of two.
@@ -163,7 +167,10 @@ pub const Vchan = struct {
     stats: shm.Stats = .{},
     listener: i32 = -1,
     connection: i32 = -1,
-    watch: i32 = -1,
+    /// Client, until connected: our registration with the process's shared directory watch,
+    /// which kicks `own_event`.
+    watch: ?dir_watch.Registration = null,
+    own_event: i32 = -1,
     timer: i32 = -1,
     epoll: i32 = -1,
     /// The epoll events the connection is registered for; 0 means not registered.
@@ -219,12 +226,15 @@ pub const Vchan = struct {
         const write_bytes = if (options.write_min == 0) client_ring_bytes_default else options.write_min;
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options, read_bytes, write_bytes);
-        self.watch = try sys.fd(linux.inotify_init1(linux.IN.NONBLOCK | linux.IN.CLOEXEC), "inotify_init1");
+        const event_flags = linux.EFD.CLOEXEC | linux.EFD.NONBLOCK;
+        self.own_event = try sys.fd(linux.eventfd(0, event_flags), "eventfd");
+        try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
         var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
         // Shorter than the socket path, which fitted.
         const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
-        _ = try sys.check(linux.inotify_add_watch(self.watch, dir, linux.IN.CREATE | linux.IN.MOVED_TO), "inotify_add_watch");
-        try self.epoll_add(self.watch, .watch, linux.EPOLL.IN);
+        const watch = try dir_watch.register(dir, self.own_event);
+        self.watch = watch;
+        try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
         self.timer = try sys.fd(linux.timerfd_create(.MONOTONIC, .{ .NONBLOCK = true, .CLOEXEC = true }), "timerfd_create");
         const schedule = linux.itimerspec{
             .it_value = .{ .sec = 0, .nsec = 1 },
@@ -287,6 +297,14 @@ pub const Vchan = struct {
         descriptor.* = -1;
     }
 
+    /// Leaves the shared watch (its fd is not ours to close). Before `own_event` closes.
+    fn stop_watching(self: *Vchan) void {
+        const watch = self.watch orelse return;
+        if (self.epoll >= 0) _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, watch.fd, null);
+        dir_watch.unregister(watch, self.own_event);
+        self.watch = null;
+    }
+
     // ---------------------------------------------------------------- connecting
 
     fn accept_one(self: *Vchan) Fail!void {
@@ -320,7 +338,10 @@ pub const Vchan = struct {
 
     fn try_connect(self: *Vchan) Fail!void {
         assert(self.role == .client and self.phase == .waiting);
-        sys.drain(self.watch);
+        // A caller may poll our fd and call only `finish`: empty the shared watch (waking the
+        // other waiters), or it would stay readable.
+        dir_watch.drain_and_kick();
+        sys.drain(self.own_event);
         sys.drain(self.timer);
         const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
         var address = self.socket_path.address();
@@ -337,7 +358,8 @@ pub const Vchan = struct {
                 return diag.fail(errno, "connect {s}: {s}", .{ self.path(), @tagName(errno) });
             },
         }
-        self.drop(&self.watch);
+        self.stop_watching();
+        self.drop(&self.own_event);
         self.drop(&self.timer);
         self.connected(connection);
     }
@@ -460,7 +482,11 @@ pub const Vchan = struct {
             switch (@as(Tag, @enumFromInt(event.data.u32))) {
                 // An earlier event of this batch may have closed the fd an event is about.
                 .listener => if (self.listener >= 0) try self.accept_one(),
-                .watch, .timer => retry_connect = true,
+                .watch => {
+                    dir_watch.drain_and_kick();
+                    retry_connect = true;
+                },
+                .own_event, .timer => retry_connect = true,
                 .connection => if (self.connection >= 0) {
                     if (event.events & (linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.fill();
                     if (event.events & (linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.flush();
@@ -628,7 +654,8 @@ pub const Vchan = struct {
         if (self.connection >= 0) self.linger();
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
-        inline for (.{ "connection", "listener", "watch", "timer", "epoll" }) |name| {
+        self.stop_watching();
+        inline for (.{ "connection", "listener", "own_event", "timer", "epoll" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }

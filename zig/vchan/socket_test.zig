@@ -359,3 +359,50 @@ test "socket: loopback, oversized rings and over-long paths are refused" {
     try testing.expectError(error.Fail, vchan.client_init(.{ .dir = long, .local_domain = 4, .remote_domain = 5, .port = 1 }));
     try expect_errno(.NAMETOOLONG);
 }
+
+/// inotify instances this process holds now (fds whose link reads "anon_inode:inotify").
+fn inotify_instances() !u32 {
+    var dir = try std.fs.openDirAbsolute("/proc/self/fd", .{ .iterate = true });
+    defer dir.close();
+    var iterator = dir.iterate();
+    var count: u32 = 0;
+    var link_buffer: [64]u8 = undefined;
+    while (try iterator.next()) |entry| {
+        const link = dir.readLink(entry.name, &link_buffer) catch continue;
+        if (std.mem.eql(u8, link, "anon_inode:inotify")) count += 1;
+    }
+    return count;
+}
+
+test "socket: pending clients share one inotify instance, and a server still wakes each" {
+    var tmp = testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buffer);
+    const before = try inotify_instances();
+    // More pending clients than a user's default inotify instances (128).
+    const pending = 150;
+    var clients: [pending]Vchan = undefined;
+    for (&clients, 0..) |*client, index| {
+        const port: i32 = @intCast(600 + index);
+        try client.client_init(.{
+            .dir = dir,
+            .local_domain = 7,
+            .remote_domain = 0,
+            .port = port,
+        });
+    }
+    defer for (&clients) |*client| client.close();
+    try testing.expect(try inotify_instances() <= @max(before, 1));
+    // The one watch still reaches the client whose server appears (port 600 + 77).
+    var server: Vchan = undefined;
+    try server.server_init(.{ .dir = dir, .local_domain = 0, .remote_domain = 7, .port = 677 });
+    defer server.close();
+    const client = &clients[77];
+    var rounds: u32 = 0;
+    while (client.phase != .connected) : (rounds += 1) {
+        try testing.expect(rounds < 100);
+        try client.wait_event(50);
+    }
+    try testing.expectEqual(@as(u32, 0), try client.finish());
+}

@@ -100,7 +100,7 @@ pub const Vchan = union(Backend) {
     }
 
     /// For a poll loop (the pump): the fds to watch, one or two, with `poll_events` as the
-    /// events and `on_poll` afterwards instead of `wait_event(0)`. shm gives its event fd and
+    /// events and `on_poll` afterwards instead of `wait_event(0)`. shm gives its rendezvous
     /// socket once mapped (one syscall less per wakeup); otherwise this is `fd_for_select`.
     pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
         return switch (self.*) {

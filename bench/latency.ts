@@ -1,0 +1,229 @@
+// `qrx bench latency`: the fixed cost of everything small, each measured as a user meets it
+// (spawn of the program to its exit, output checked), in a default lab of its own, beside the
+// two floors every row stands on (`sh -c true` and `bun -e 0`) measured in the same run. The
+// targets are issue 17's, for a 2-core machine where those two take ~1.8 ms and ~5 ms.
+
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { labDown, labLayout, labUp } from "../src/lab/control.ts";
+import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
+import type { LabLayout } from "../src/lab/layout.ts";
+import { startByHand } from "./by-hand.ts";
+
+export interface LatencyRow {
+  name: string;
+  calls: number;
+  medianMs: number;
+  p99Ms: number;
+  /** The issue's target for the median, or null for a baseline. */
+  targetMs: number | null;
+  /** help-slowest: which program's --help it was. */
+  program?: string;
+  /** latency-vm-vm-policy-program: the policy program's own median run (part of its target). */
+  policyProgramMs?: number;
+}
+
+export interface LatencyOptions {
+  calls: number;
+  progress: boolean;
+}
+
+const TARGETS: Record<string, number> = {
+  "latency-dom0-vm": 5,
+  "latency-vm-dom0": 4,
+  "latency-vm-vm": 4,
+  "copy-1-byte": 30,
+  "dispvm-call": 50,
+  "run-true": 15,
+  "help-slowest": 15,
+};
+
+const LINE = "ping\n";
+const BUN = process.execPath;
+/** --help runs per program (there are 13 of them). */
+const HELP_RUNS_MAX = 10;
+
+type Env = Record<string, string>;
+
+interface Run {
+  argv: string[];
+  env: Env;
+  input?: string;
+  /** The exact output, or "usage": exit 0, or any exit with a usage text (`--help`). */
+  expect: string | { usage: true };
+  cwd?: string;
+  /** Undoes what a run left behind, untimed (the copied file). */
+  after?: () => void;
+}
+
+function checkOutput(run: Run, code: number, stdout: string, stderr: string): boolean {
+  if (typeof run.expect === "string") return code === 0 && stdout === run.expect;
+  // qfile-agent and qfile-unpacker, which upstream gives no --help, print their usage, exit 1.
+  return code === 0 ? stdout.length + stderr.length > 0 : /usage/i.test(stdout + stderr);
+}
+
+/**
+ * `calls` runs, one after another, after one untimed run (a new lab's Bun transpiler cache is
+ * empty: the first start of each program pays for it). Sorted times in ms.
+ */
+async function timeRuns(name: string, run: Run, calls: number): Promise<number[]> {
+  const input = new TextEncoder().encode(run.input ?? "");
+  const program = Bun.which(run.argv[0]!, { PATH: run.env.PATH }) ?? run.argv[0]!;
+  const argv = [program, ...run.argv.slice(1)];
+  const times: number[] = [];
+  for (let i = -1; i < calls; i++) {
+    const start = performance.now();
+    const pipes = { stdin: input, stdout: "pipe", stderr: "pipe" } as const;
+    const child = Bun.spawn(argv, { env: run.env, cwd: run.cwd, ...pipes });
+    const out = new Response(child.stdout).text();
+    const err = new Response(child.stderr).text();
+    const [stdout, stderr, code] = await Promise.all([out, err, child.exited]);
+    if (i >= 0) times.push(performance.now() - start);
+    if (!checkOutput(run, code, stdout, stderr)) {
+      const got = JSON.stringify(stdout.slice(0, 200));
+      const problem = `${argv.join(" ")} exited ${code} with ${got}: ${stderr.slice(0, 500)}`;
+      throw new Error(`${name}: run ${i + 2}: ${problem} (expected ${JSON.stringify(run.expect)})`);
+    }
+    run.after?.();
+  }
+  return times.sort((a, b) => a - b);
+}
+
+function median(sorted: number[]): number {
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function p99(sorted: number[]): number {
+  return sorted[Math.max(0, Math.ceil(0.99 * sorted.length) - 1)]!;
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+function row(name: string, times: number[], extra: Partial<LatencyRow> = {}): LatencyRow {
+  const figures = { calls: times.length, medianMs: round(median(times)), p99Ms: round(p99(times)) };
+  return { name, ...figures, targetMs: TARGETS[name] ?? null, ...extra };
+}
+
+/** The lab's rows, each run the way a user of the lab would type it. */
+function labRuns(layout: LabLayout, env: (domain: string) => Env): Array<[string, Run]> {
+  const incoming = join(layout.home("vault"), "QubesIncoming", "work");
+  writeFileSync(join(layout.home("work"), "one-byte"), "x");
+  const echo = { input: LINE, expect: LINE };
+  const client = (target: string) => ["qrexec-client-vm", target, "test.Echo"];
+  const qrx = join(BIN_DIR, "qrx");
+  const toVault = ["qrexec-client", "-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"];
+  const copy: Run = {
+    argv: ["qvm-copy", "--without-progress", "one-byte"],
+    env: env("work"),
+    cwd: layout.home("work"),
+    expect: "",
+    after: () => rmSync(incoming, { recursive: true, force: true }),
+  };
+  const dispvm = ["qrexec-client-vm", "$dispvm", "test.Add"];
+  return [
+    ["latency-dom0-vm", { argv: toVault, env: env("dom0"), ...echo }],
+    ["latency-vm-dom0", { argv: client("dom0"), env: env("work"), ...echo }],
+    ["latency-vm-vm", { argv: client("vault"), env: env("work"), ...echo }],
+    ["copy-1-byte", copy],
+    ["dispvm-call", { argv: dispvm, env: env("work"), input: "1 2\n", expect: "3\n" }],
+    ["run-true", { argv: [qrx, "run", "work", "--", "true"], env: env("dom0"), expect: "" }],
+  ];
+}
+
+/** Every program in bin/ with --help; the row is the slowest one's. */
+type Say = (text: string) => void;
+
+async function helpSlowest(env: Env, calls: number, say: Say): Promise<LatencyRow> {
+  const programs = readdirSync(BIN_DIR).filter((name) => !name.endsWith(".sh")).sort();
+  let slowest: LatencyRow | null = null;
+  for (const program of programs) {
+    const run: Run = { argv: [join(BIN_DIR, program), "--help"], env, expect: { usage: true } };
+    const times = await timeRuns(`${program} --help`, run, calls);
+    say(`    ${program} --help: median ${median(times).toFixed(1)} ms`);
+    if (slowest === null || median(times) > slowest.medianMs) {
+      slowest = row("help-slowest", times, { program });
+    }
+  }
+  return slowest!;
+}
+
+async function byHandRow(calls: number, vmVm: LatencyRow | undefined): Promise<LatencyRow> {
+  const system = await startByHand();
+  try {
+    const argv = [...system.clientArgv, "vault", "test.Echo"];
+    const env = system.callEnv;
+    const call: Run = { argv, env, input: LINE, expect: LINE };
+    const times = await timeRuns("latency-vm-vm-policy-program", call, calls);
+    const evaluate: Run = { argv: system.policyArgv, env, expect: "result=allow\n" };
+    const policyProgramMs = round(median(await timeRuns("policy program", evaluate, calls)));
+    const targetMs = vmVm ? round(vmVm.medianMs + policyProgramMs) : null;
+    return { ...row("latency-vm-vm-policy-program", times), targetMs, policyProgramMs };
+  } finally {
+    await system.stop();
+  }
+}
+
+type Recorder = (entry: LatencyRow) => void;
+
+async function labRows(calls: number, say: Say, record: Recorder): Promise<void> {
+  const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const layout = labLayout(mkdtempSync(join(base, "qrx-bench-latency-")));
+  say(`starting a default lab in ${layout.dir}; ${calls} runs per row`);
+  try {
+    const status = await labUp(layout);
+    const transport = status.transport === "socket" ? "socket" : "shm";
+    const envOf = (domain: (typeof status.domains)[number]) => domainEnv(layout, domain, transport);
+    const envs = new Map(status.domains.map((domain) => [domain.name, envOf(domain)]));
+    const env = (name: string) => envs.get(name)!;
+    const floors: Array<[string, Run]> = [
+      ["baseline:sh", { argv: ["sh", "-c", "true"], env: env("dom0"), expect: "" }],
+      ["baseline:bun-start", { argv: [BUN, "-e", "0"], env: env("dom0"), expect: "" }],
+    ];
+    for (const [name, run] of [...floors, ...labRuns(layout, env)]) {
+      record(row(name, await timeRuns(name, run, calls)));
+    }
+    say("  --help of every program:");
+    record(await helpSlowest(env("work"), Math.min(calls, HELP_RUNS_MAX), say));
+  } finally {
+    await labDown(layout).catch(() => {});
+    rmSync(layout.dir, { recursive: true, force: true });
+  }
+}
+
+export async function runLatencyBench(options: LatencyOptions): Promise<LatencyRow[]> {
+  const rows: LatencyRow[] = [];
+  const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
+  const record = (entry: LatencyRow) => {
+    rows.push(entry);
+    const figures = `median ${entry.medianMs.toFixed(2)} ms, p99 ${entry.p99Ms.toFixed(2)} ms`;
+    say(`  ${entry.name}: ${figures} (${entry.calls} runs)`);
+  };
+  await labRows(options.calls, say, record);
+  say("  the README's by-hand two-domain set-up, policy program and all:");
+  record(await byHandRow(options.calls, rows.find((entry) => entry.name === "latency-vm-vm")));
+  return rows;
+}
+
+function tableLine(entry: LatencyRow): string[] {
+  const { targetMs, medianMs, program, policyProgramMs: policy } = entry;
+  const verdict = targetMs === null ? "" : medianMs <= targetMs ? "met" : "MISSED";
+  const policyNote = policy !== undefined ? ` (policy program ${policy.toFixed(1)} ms)` : "";
+  const note = program ? ` (${program})` : policyNote;
+  const target = targetMs === null ? "-" : targetMs.toFixed(1);
+  const figures = [String(entry.calls), medianMs.toFixed(2), entry.p99Ms.toFixed(2), target];
+  return [entry.name + note, ...figures, verdict];
+}
+
+export function printLatencyBench(rows: LatencyRow[]): void {
+  const table = [["name", "runs", "median ms", "p99 ms", "target ms", ""], ...rows.map(tableLine)];
+  const width = (column: number) => Math.max(...table.map((line) => line[column]!.length));
+  const widths = table[0]!.map((_, column) => width(column));
+  const pad = (cell: string, column: number) =>
+    column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!);
+  for (const line of table) console.log(line.map(pad).join("  "));
+  console.log("each run: spawn of the program to its exit, its output checked");
+}
