@@ -42,6 +42,8 @@ function fakeTree(buildSeconds: number, name = `tree-${buildSeconds}`): string {
   const old = new Date(Date.now() - 86_400_000);
   for (const path of ["package.json", "src/cli"]) utimesSync(join(root, path), old, old);
   writeFileSync(join(root, "share/man/man1/qrx.1"), "");
+  // The bundle step's own output is scripts/bundle.ts's: a stand-in with nothing to bundle.
+  writeFileSync(join(root, "scripts", "bundle.ts"), "");
   return root;
 }
 

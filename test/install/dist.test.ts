@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, readlinkSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { SCRIPT_PROGRAMS } from "../../src/cli/programs.ts";
 import { ABI_VERSION } from "../../src/constants.ts";
 import { processesMentioning, TestLab } from "../helpers/lab.ts";
 import { tempDir } from "../helpers/paths.ts";
@@ -39,9 +40,13 @@ beforeAll(() => {
 }, 120_000);
 afterAll(() => dir.remove());
 
-test("every program of package.json is a symlink to the one executable", () => {
+test("every program of package.json is a symlink to the one executable, or a script copied", () => {
+  const scripts: string[] = [...SCRIPT_PROGRAMS];
   for (const name of Object.keys(PACKAGE.bin)) {
-    if (name !== "qrx") expect(readlinkSync(join(dist, name))).toBe("qrx");
+    if (scripts.includes(name)) {
+      const copied = readFileSync(join(dist, name), "utf8");
+      expect(copied).toBe(readFileSync(join(ROOT, "bin", name), "utf8"));
+    } else if (name !== "qrx") expect(readlinkSync(join(dist, name))).toBe("qrx");
   }
   const version = run([qrx, "-V"]);
   expect(version.code).toBe(0);
@@ -51,6 +56,8 @@ test("every program of package.json is a symlink to the one executable", () => {
   );
   const help = run([join(dist, "qvm-move-to-vm"), "--help"]);
   expect(help.stdout).toStartWith("usage: qvm-move-to-vm ");
+  expect(run([join(dist, "qvm-run"), "--help"]).stdout).toStartWith("Usage: qvm-run ");
+  expect(run([join(dist, "qvm-open-in-dvm"), "--help"]).stdout).toStartWith("usage: qvm-open-in-dvm ");
   const wrong = run(["bash", "-c", `exec -a nonsense ${qrx}`]);
   expect(wrong.code).toBe(127);
   expect(wrong.stderr).toContain("started as 'nonsense', which is none of its programs");
@@ -75,6 +82,8 @@ test("a lab from the executable: a call, a file copy, nothing run from the check
         "utf8",
       ),
     ).toBe("hello\n");
+    const shell = await lab.run("dom0", ["qvm-run", "-p", "work", "echo hi"]);
+    expect(shell).toMatchObject({ code: 0, stdout: "hi\n" });
     // The admin service, policy daemon, agents and daemons: all the one executable.
     const pids = processesMentioning(lab.dir).map((line) => line.split(" ")[0]!);
     expect(pids.length).toBeGreaterThanOrEqual(6);
