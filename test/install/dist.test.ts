@@ -57,7 +57,8 @@ test("every program of package.json is a symlink to the one executable, or a scr
   const help = run([join(dist, "qvm-move-to-vm"), "--help"]);
   expect(help.stdout).toStartWith("usage: qvm-move-to-vm ");
   expect(run([join(dist, "qvm-run"), "--help"]).stdout).toStartWith("Usage: qvm-run ");
-  expect(run([join(dist, "qvm-open-in-dvm"), "--help"]).stdout).toStartWith("usage: qvm-open-in-dvm ");
+  const openHelp = run([join(dist, "qvm-open-in-dvm"), "--help"]);
+  expect(openHelp.stdout).toStartWith("usage: qvm-open-in-dvm ");
   const wrong = run(["bash", "-c", `exec -a nonsense ${qrx}`]);
   expect(wrong.code).toBe(127);
   expect(wrong.stderr).toContain("started as 'nonsense', which is none of its programs");

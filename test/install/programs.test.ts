@@ -22,7 +22,9 @@ test("bin/, package.json bin and man, and the executable's programs name the sam
   expect(sorted(PACKAGE.man)).toEqual(sorted(launchers.map((name) => `share/man/man1/${name}.1`)));
   const internal = Object.keys(INTERNAL_ENTRIES).filter((name) => !launchers.includes(name));
   const scripts: string[] = [...SCRIPT_PROGRAMS];
-  for (const name of scripts) expect(readFileSync(join(ROOT, "bin", name), "utf8")).toStartWith("#!/bin/sh");
+  for (const name of scripts) {
+    expect(readFileSync(join(ROOT, "bin", name), "utf8")).toStartWith("#!/bin/sh");
+  }
   const bun = launchers.filter((name) => !scripts.includes(name));
   expect(sorted(Object.keys(PROGRAMS))).toEqual(sorted([...bun, ...internal]));
 });
