@@ -85,7 +85,7 @@ function read(fd: number, total: number): { bytes: number; seconds: number } {
   return { bytes: received, seconds };
 }
 
-function main(): void {
+export function main(): void {
   const [role, bytesText] = process.argv.slice(2);
   const total = Number(bytesText);
   if (!Number.isSafeInteger(total) || total <= 0 || (role !== "write" && role !== "read")) {

@@ -14,6 +14,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../src/lab/control.ts";
+import { COMPILED, entryCommand } from "../src/install-paths.ts";
 import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
 import type { LabLayout } from "../src/lab/layout.ts";
 import { socketPair } from "../src/native.ts";
@@ -45,7 +46,10 @@ const TARGET = "vault";
 /** Bytes moved by the correctness check before the timed rows (also a warm-up). */
 const CHECK_BYTES = 16 << 20;
 const LINE = "ping\n";
-const BUN = join(BIN_DIR, "..", "node_modules", ".bin", "bun");
+/** Starting Bun and exiting; in the single executable, starting that executable. */
+const BUN_START = COMPILED
+  ? entryCommand("qrx-noop", [])
+  : { cmd: [join(BIN_DIR, "..", "node_modules", ".bin", "bun"), "-e", "0"], argv0: undefined };
 
 /** A running lab: the environment of each of its domains, and its logs for error messages. */
 interface Lab {
@@ -121,13 +125,14 @@ async function measureLatency(
   argv: string[],
   calls: number,
   expect: string,
+  argv0?: string,
 ): Promise<CallLatencyRow> {
   const env = lab.env(domain);
   const input = new TextEncoder().encode(LINE);
   const times: number[] = [];
   for (let i = 0; i < calls; i++) {
     const start = performance.now();
-    const child = Bun.spawn(argv, { env, stdin: input, stdout: "pipe", stderr: "pipe" });
+    const child = Bun.spawn(argv, { argv0, env, stdin: input, stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     times.push(performance.now() - start);
     if (code !== 0 || stdout !== expect) {
@@ -215,7 +220,8 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     say(`${options.calls} calls per latency row`);
     // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
     // process.stdout alone would add ~10 ms of Bun's stream set-up).
-    record(await measureLatency(lab, "baseline:bun-start", "dom0", [BUN, "-e", "0"], options.calls, ""));
+    const { cmd, argv0 } = BUN_START;
+    record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, options.calls, "", argv0));
     const onPath = (domain: string, program: string) => Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
     record(await measureLatency(lab, "latency-vm-vm", CALLER, [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"], options.calls, LINE));
     record(await measureLatency(lab, "latency-vm-dom0", CALLER, [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"], options.calls, LINE));

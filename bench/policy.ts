@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import type { PolicyQuery } from "../src/policy/request.ts";
 import { loadSnapshot, type PolicySource } from "../src/policy/store.ts";
+import { BIN_DIR } from "../src/install-paths.ts";
 
 export interface PolicyBenchRow {
   name: "in-process" | "socket" | "reload";
@@ -39,7 +40,6 @@ export interface PolicyBenchOptions {
 
 export const DEFAULT_POLICY_BENCH: PolicyBenchOptions = { rules: 10_000, domains: 500, decisions: 50_000, reloads: 30, progress: true };
 
-const ROOT = join(import.meta.dir, "..");
 const FILES = 10;
 const SERVICES = 250;
 const TAGS = 20;
@@ -173,7 +173,11 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
     // socket, through the real daemon
     const socketPath = join(generated.dir, "policy.sock");
     daemon = Bun.spawn(
-      [join(ROOT, "bin", "qrexec-policy-daemon"), "--socket", socketPath, "--policy-dir", generated.policyDir, "--legacy-dir", source.legacyDir!, "--domains", generated.domainsFile, "--no-tty"],
+      [
+        join(BIN_DIR, "qrexec-policy-daemon"),
+        ...["--socket", socketPath, "--policy-dir", generated.policyDir],
+        ...["--legacy-dir", source.legacyDir!, "--domains", generated.domainsFile, "--no-tty"],
+      ],
       { stdio: ["ignore", "ignore", "ignore"] },
     );
     const deadline = Date.now() + 30_000;

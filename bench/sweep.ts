@@ -10,27 +10,39 @@
 // the wall time. CPU per GiB counts every process of the data path: the shell pipeline's (bash's
 // `times` for its children) and the two agents' (from /proc, before and after).
 //
+// Each point is measured `samples` times, one after the other; the row carries the medians and
+// every sample (the chart draws their spread).
+//
 // Rows: {name: "to-service"|"from-service"|"baseline:pipe3", ringBytes, concurrency, bytes,
-// seconds, mbps, cpuSecondsPerGiB}. The baseline has ringBytes 0.
+// seconds, mbps, cpuSecondsPerGiB, samples: [{seconds, mbps, cpuSecondsPerGiB}]}. The baseline
+// has ringBytes 0.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LabStatus } from "../src/lab/admin.ts";
 import { labDown, labLayout, labUp } from "../src/lab/control.ts";
 import { domainEnv } from "../src/lab/environment.ts";
+import { formatSize, sweepSvg } from "./sweep-chart.ts";
+
+export { formatSize, sweepSvg };
 
 export type SweepDirection = "to-service" | "from-service";
 
-export interface SweepRow {
+export interface SweepSample {
+  seconds: number;
+  mbps: number;
+  cpuSecondsPerGiB: number;
+}
+
+export interface SweepRow extends SweepSample {
   name: SweepDirection | "baseline:pipe3";
   ringBytes: number;
   concurrency: number;
   bytes: number;
-  seconds: number;
-  mbps: number;
-  cpuSecondsPerGiB: number;
+  /** Every measurement of this point; the row's own numbers are their medians. */
+  samples: SweepSample[];
 }
 
 export interface SweepOptions {
@@ -38,6 +50,8 @@ export interface SweepOptions {
   directions: SweepDirection[];
   concurrency: number[];
   bytes: number;
+  /** Measurements per point (default 1). */
+  samples?: number;
   progress: boolean;
 }
 
@@ -105,16 +119,35 @@ export async function measure(
   return { seconds, cpuSeconds };
 }
 
-function toRow(name: SweepRow["name"], ringBytes: number, concurrency: number, bytes: number, measured: Measured): SweepRow {
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+export function toRow(
+  name: SweepRow["name"],
+  ringBytes: number,
+  concurrency: number,
+  bytes: number,
+  measured: Measured[],
+): SweepRow {
   const moved = Math.floor(bytes / concurrency) * concurrency;
+  const samples = measured.map((one) => ({
+    seconds: one.seconds,
+    mbps: moved / 1e6 / one.seconds,
+    cpuSecondsPerGiB: one.cpuSeconds / (moved / GiB),
+  }));
+  const seconds = median(samples.map((sample) => sample.seconds));
   return {
     name,
     ringBytes,
     concurrency,
     bytes: moved,
-    seconds: measured.seconds,
-    mbps: moved / 1e6 / measured.seconds,
-    cpuSecondsPerGiB: measured.cpuSeconds / (moved / GiB),
+    seconds,
+    mbps: moved / 1e6 / seconds,
+    cpuSecondsPerGiB: median(samples.map((sample) => sample.cpuSecondsPerGiB)),
+    samples,
   };
 }
 
@@ -136,35 +169,45 @@ export async function withSweepLab<T>(work: (env: Record<string, string>, agents
 export async function runSweep(options: SweepOptions): Promise<SweepRow[]> {
   const rows: SweepRow[] = [];
   const total = options.concurrency.length * (1 + options.sizes.length * options.directions.length);
-  let done = 0;
+  const samples = options.samples ?? 1;
   const note = (row: SweepRow) => {
-    done++;
+    rows.push(row);
     if (!options.progress) return;
     const ring = row.ringBytes === 0 ? "" : ` ring ${formatSize(row.ringBytes)}`;
-    process.stderr.write(`[${done}/${total}] ${row.name}${ring} x${row.concurrency}: ${row.mbps.toFixed(0)} MB/s, ${row.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB\n`);
+    const head = `[${rows.length}/${total}] ${row.name}${ring} x${row.concurrency}`;
+    const cpu = row.cpuSecondsPerGiB.toFixed(2);
+    process.stderr.write(`${head}: ${row.mbps.toFixed(0)} MB/s, ${cpu} CPU s/GiB\n`);
   };
   return withSweepLab(async (env, agents) => {
+    const point = async (name: SweepRow["name"], ringBytes: number, concurrency: number) => {
+      const measured: Measured[] = [];
+      const using = name === "baseline:pipe3" ? [] : agents;
+      for (let i = 0; i < samples; i++) {
+        measured.push(await measure(env, using, name, ringBytes, options.bytes, concurrency));
+      }
+      note(toRow(name, ringBytes, concurrency, options.bytes, measured));
+    };
     for (const concurrency of options.concurrency) {
       // The baseline once per concurrency, first, on the same machine state as the calls after it.
-      const baseline = toRow("baseline:pipe3", 0, concurrency, options.bytes, await measure(env, [], "baseline:pipe3", 0, options.bytes, concurrency));
-      rows.push(baseline);
-      note(baseline);
+      await point("baseline:pipe3", 0, concurrency);
       for (const ringBytes of options.sizes) {
-        for (const direction of options.directions) {
-          const row = toRow(direction, ringBytes, concurrency, options.bytes, await measure(env, agents, direction, ringBytes, options.bytes, concurrency));
-          rows.push(row);
-          note(row);
-        }
+        for (const direction of options.directions) await point(direction, ringBytes, concurrency);
       }
     }
     return rows;
   });
 }
 
-export function formatSize(bytes: number): string {
-  if (bytes >= 1 << 20 && bytes % (1 << 20) === 0) return `${bytes / (1 << 20)}M`;
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024}K`;
-  return String(bytes);
+/** The line of run parameters the chart prints under its title. */
+export function sweepParameters(rows: SweepRow[]): string {
+  const bytes = Math.max(0, ...rows.map((row) => row.bytes));
+  const samples = Math.max(1, ...rows.map((row) => row.samples.length));
+  const concurrency = [...new Set(rows.map((row) => row.concurrency))].join(", ");
+  const spread = samples > 1 ? " (median, bar: lowest to highest)" : "";
+  const moved =
+    bytes >= GiB ? `${(bytes / GiB).toFixed(1)} GiB` : `${(bytes / (1 << 20)).toFixed(0)} MiB`;
+  return `${moved} per point, ${samples} sample${samples > 1 ? "s" : ""} per point${spread}; ` +
+    `concurrency ${concurrency}; ${availableParallelism()} CPUs`;
 }
 
 export function printSweep(rows: SweepRow[]): void {
@@ -183,84 +226,7 @@ export function printSweep(rows: SweepRow[]): void {
   }
 }
 
-function escapeXml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
-}
-
-/**
- * Throughput against ring size (log scale), one line per direction (and concurrency, dashed
- * differently), the 3-hop pipe drawn as a horizontal line: readable without explanation.
- */
-export function sweepSvg(rows: SweepRow[], title = "qrexec call throughput by vchan ring size"): string {
-  const width = 760;
-  const height = 440;
-  const margin = { left: 70, right: 190, top: 50, bottom: 55 };
-  const plotW = width - margin.left - margin.right;
-  const plotH = height - margin.top - margin.bottom;
-  const calls = rows.filter((row) => row.name !== "baseline:pipe3");
-  const sizes = [...new Set(calls.map((row) => row.ringBytes))].sort((a, b) => a - b);
-  const maxMbps = Math.max(1, ...rows.map((row) => row.mbps));
-  const yMax = niceCeiling(maxMbps * 1.05);
-  const logMin = Math.log2(sizes[0] ?? 1024);
-  const logMax = Math.log2(sizes[sizes.length - 1] ?? 1 << 20);
-  const x = (bytes: number) => margin.left + (logMax === logMin ? plotW / 2 : ((Math.log2(bytes) - logMin) / (logMax - logMin)) * plotW);
-  const y = (mbps: number) => margin.top + plotH - (mbps / yMax) * plotH;
-  const colors: Record<string, string> = { "to-service": "#1f77b4", "from-service": "#d62728", "baseline:pipe3": "#555555" };
-  const dashes = ["", "6 3", "2 3", "10 3 2 3"];
-  const concurrencies = [...new Set(rows.map((row) => row.concurrency))].sort((a, b) => a - b);
-  const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
-  parts.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="white"/>`);
-  parts.push(`<text x="${margin.left}" y="28" font-size="16" font-weight="bold">${escapeXml(title)}</text>`);
-  // Grid and axes.
-  for (let step = 0; step <= 5; step++) {
-    const value = (yMax / 5) * step;
-    parts.push(`<line x1="${margin.left}" y1="${y(value).toFixed(1)}" x2="${margin.left + plotW}" y2="${y(value).toFixed(1)}" stroke="#e0e0e0"/>`);
-    parts.push(`<text x="${margin.left - 8}" y="${(y(value) + 4).toFixed(1)}" text-anchor="end">${value.toFixed(0)}</text>`);
-  }
-  for (const size of sizes) {
-    parts.push(`<line x1="${x(size).toFixed(1)}" y1="${margin.top}" x2="${x(size).toFixed(1)}" y2="${margin.top + plotH}" stroke="#f0f0f0"/>`);
-    parts.push(`<text x="${x(size).toFixed(1)}" y="${margin.top + plotH + 18}" text-anchor="middle">${formatSize(size)}</text>`);
-  }
-  parts.push(`<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${margin.left + plotW}" y2="${margin.top + plotH}" stroke="black"/>`);
-  parts.push(`<line x1="${margin.left}" y1="${margin.top}" x2="${margin.left}" y2="${margin.top + plotH}" stroke="black"/>`);
-  parts.push(`<text x="${margin.left + plotW / 2}" y="${height - 12}" text-anchor="middle">vchan ring size per direction (qrexec-client-vm --buffer-size), log scale</text>`);
-  parts.push(`<text transform="translate(18 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">throughput, MB/s</text>`);
-  // Lines and legend.
-  let legendY = margin.top + 10;
-  const legend = (color: string, dash: string, label: string) => {
-    parts.push(`<line x1="${margin.left + plotW + 15}" y1="${legendY}" x2="${margin.left + plotW + 45}" y2="${legendY}" stroke="${color}" stroke-width="2.5"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`);
-    parts.push(`<text x="${margin.left + plotW + 52}" y="${legendY + 4}">${escapeXml(label)}</text>`);
-    legendY += 20;
-  };
-  concurrencies.forEach((concurrency, index) => {
-    const dash = dashes[index % dashes.length]!;
-    const suffix = concurrencies.length > 1 ? `, ${concurrency} at once` : "";
-    for (const direction of ["to-service", "from-service"] as const) {
-      const points = calls.filter((row) => row.name === direction && row.concurrency === concurrency).sort((a, b) => a.ringBytes - b.ringBytes);
-      if (points.length === 0) continue;
-      const path = points.map((row) => `${x(row.ringBytes).toFixed(1)},${y(row.mbps).toFixed(1)}`).join(" ");
-      parts.push(`<polyline points="${path}" fill="none" stroke="${colors[direction]}" stroke-width="2.5"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`);
-      for (const row of points) parts.push(`<circle cx="${x(row.ringBytes).toFixed(1)}" cy="${y(row.mbps).toFixed(1)}" r="3" fill="${colors[direction]}"/>`);
-      legend(colors[direction]!, dash, `${direction}${suffix}`);
-    }
-    const baseline = rows.find((row) => row.name === "baseline:pipe3" && row.concurrency === concurrency);
-    if (baseline) {
-      parts.push(`<line x1="${margin.left}" y1="${y(baseline.mbps).toFixed(1)}" x2="${margin.left + plotW}" y2="${y(baseline.mbps).toFixed(1)}" stroke="${colors["baseline:pipe3"]}" stroke-width="1.5" stroke-dasharray="${dash || "4 4"}"/>`);
-      legend(colors["baseline:pipe3"]!, dash || "4 4", `3-hop pipe${suffix}`);
-    }
-  });
-  parts.push("</svg>");
-  return `${parts.join("\n")}\n`;
-}
-
-function niceCeiling(value: number): number {
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= value) return step * magnitude;
-  return 10 * magnitude;
-}
-
 export function writeSweepOutputs(rows: SweepRow[], json?: string, plot?: string): void {
   if (json) writeFileSync(json, `${JSON.stringify(rows, null, 2)}\n`);
-  if (plot) writeFileSync(plot, sweepSvg(rows));
+  if (plot) writeFileSync(plot, sweepSvg(rows, { parameters: sweepParameters(rows) }));
 }

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeerProcess, type PeerEvent } from "../src/tools/peer-process.ts";
 import { openChannel, type ChannelKind } from "./baseline-peer.ts";
+import { entryCommand } from "../src/install-paths.ts";
 
 export interface BenchRow {
   name: string;
@@ -17,7 +18,6 @@ export interface BenchRow {
   mbps: number;
 }
 
-const BASELINE_SCRIPT = new URL("./baseline-peer.ts", import.meta.url).pathname;
 const FIRST_PORT = 4100;
 
 function row(name: string, ringBytes: number, bytes: number, seconds: number): BenchRow {
@@ -58,11 +58,14 @@ async function measureShm(ringBytes: number, bytes: number, port: number, dir: s
 
 async function measureBaseline(kind: ChannelKind, bytes: number): Promise<BenchRow> {
   const channel = openChannel(kind);
-  const spawn = (role: "write" | "read", fd: number) =>
-    Bun.spawn([process.execPath, BASELINE_SCRIPT, role, String(bytes)], {
+  const spawn = (role: "write" | "read", fd: number) => {
+    const { cmd, argv0 } = entryCommand("qrx-baseline-peer", [role, String(bytes)]);
+    return Bun.spawn(cmd, {
+      argv0,
       // The channel lands on fd 3, where baseline-peer.ts looks for it (CHANNEL_FD).
       stdio: ["ignore", "pipe", "inherit", fd],
     });
+  };
   let writer: ReturnType<typeof spawn> | undefined;
   let reader: ReturnType<typeof spawn> | undefined;
   try {

@@ -2,7 +2,7 @@
 // every value here against the native library's `qrx_constant`, so the two cannot drift apart.
 
 /** Bumped with zig/constants.zig `abi_version` whenever an export or shared struct changes. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 export const PAGE_BYTES = 4096;
 export const RING_ORDER_MIN = 10;

@@ -5,7 +5,6 @@
 import { dlopen, FFIType, JSCallback } from "bun:ffi";
 import { closeSync, existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { join } from "node:path";
 import {
   ABI_VERSION,
   CLIENT_REQUEST_PREFIX_BYTES,
@@ -23,6 +22,7 @@ import {
   type VchanBackendName,
   VchanState,
 } from "./constants.ts";
+import { defaultNativeLibraryPath } from "./install-paths.ts";
 import { defaultVchanDir, vchanBackend } from "./paths.ts";
 
 const { i32, u32, ptr } = FFIType;
@@ -60,6 +60,7 @@ const symbols = {
   qp_local_exit: { args: [u32, i32], returns: i32 },
   qp_finish_with: { args: [u32, i32, u32], returns: i32 },
   qp_single_socket: { args: [u32], returns: i32 },
+  qp_stream_traffic: { args: [u32, ptr], returns: i32 },
   qp_poll_events: { args: [ptr, u32], returns: i32 },
   qp_pending_event_bytes: { args: [], returns: i32 },
   qp_close: { args: [u32], returns: i32 },
@@ -82,7 +83,7 @@ const symbols = {
 } as const;
 
 export function nativeLibraryPath(): string {
-  return process.env.QRX_NATIVE_LIB || join(import.meta.dir, "..", "zig-out", "lib", "libqrx.so");
+  return process.env.QRX_NATIVE_LIB || defaultNativeLibraryPath();
 }
 
 function load() {
@@ -432,6 +433,14 @@ function streamKindName(kind: StreamKind): string {
 /** Thrown (or delivered) when a stream fails: the pump's reason, with the errno's name. */
 export class StreamError extends NativeError {}
 
+/** Bytes a stream's vchan moved each way (headers included) and its ring sizes. */
+export interface StreamTraffic {
+  bytesRead: number;
+  bytesWritten: number;
+  readRingBytes: number;
+  writeRingBytes: number;
+}
+
 /**
  * A stream run by the pump thread. Events arrive through `onEvent` (or the `connected` and
  * `finished` promises); commands go straight to the pump.
@@ -554,6 +563,22 @@ export class Stream {
   /** SIGUSR1: the child now writes its output to its stdin socket. */
   singleSocket(): void {
     check(native.qp_single_socket(this.#guard()));
+  }
+
+  /** What the stream's vchan moved so far and its ring sizes; null once it left the vchan. */
+  traffic(): StreamTraffic | null {
+    if (this.#closed) return null;
+    const out = new BigUint64Array(4);
+    const status = native.qp_stream_traffic(this.id, out);
+    if (status === -osConstants.errno.ENOTCONN) return null;
+    check(status);
+    const [bytesRead, bytesWritten, readRingBytes, writeRingBytes] = [...out].map(Number);
+    return {
+      bytesRead: bytesRead!,
+      bytesWritten: bytesWritten!,
+      readRingBytes: readRingBytes!,
+      writeRingBytes: writeRingBytes!,
+    };
   }
 
   /**

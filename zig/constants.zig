@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever an export's signature or a shared struct changes.
-pub const abi_version: u32 = 5;
+pub const abi_version: u32 = 6;
 
 pub const page_bytes: u32 = 4096;
 

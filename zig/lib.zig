@@ -462,6 +462,12 @@ export fn qp_watch_sigusr1(mode: u32) i32 {
     return 0;
 }
 
+/// A data stream's vchan traffic and ring sizes, for `qrx lab top` (ENOTCONN once it finished).
+export fn qp_stream_traffic(stream: u32, out: *pump_mod.Traffic) i32 {
+    out.* = pump.with_stream(stream, Pump.traffic, .{}) catch return failure();
+    return 0;
+}
+
 export fn qp_single_socket(stream: u32) i32 {
     pump.with_stream(stream, Pump.single_socket, .{}) catch return failure();
     return 0;

@@ -4,10 +4,11 @@
 // the --service given) as USER, pass the stdio with --pass-io, and end with the command's status.
 
 import { join } from "node:path";
+import { BIN_DIR } from "../install-paths.ts";
 import { defaultStateDir } from "../paths.ts";
 import { qubesdCallText, QubesdError } from "./qubesd.ts";
 
-const QREXEC_CLIENT = join(import.meta.dir, "..", "..", "bin", "qrexec-client");
+const QREXEC_CLIENT = join(BIN_DIR, "qrexec-client");
 
 export interface QvmRunOptions {
   /** null with --dispvm. */

@@ -36,6 +36,7 @@ import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
+import type { CallStatusFile } from "./call-status.ts";
 import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */
@@ -59,6 +60,8 @@ export interface AgentOptions {
   log: (message: string) => void;
   /** How we behave on the wire (src/agent/peer-profile.ts); the default profile if absent. */
   profile?: PeerProfile;
+  /** Keeps the running calls for `qrx lab top` (src/agent/call-status.ts); none if absent. */
+  statusFile?: CallStatusFile;
 }
 
 /** A qrexec-client-vm connection waiting for the daemon's answer, or running its call. */
@@ -338,6 +341,11 @@ export class Agent {
       return;
     }
     this.#calls.add(stream);
+    if (prepared.kind === "rpc") {
+      const { source, serviceName, argument } = prepared.command;
+      const service = argument ? `${serviceName}+${argument}` : serviceName;
+      this.#options.statusFile?.add(stream, source, service);
+    }
     let connected = false;
     void stream.connected.then(() => {
       connected = true;
@@ -363,6 +371,7 @@ export class Agent {
       trace?.pumpStages(stream.pumpMarks);
       trace?.stage("teardown", error ? { problem: error.message } : {});
       this.#calls.delete(stream);
+      this.#options.statusFile?.remove(stream);
       stream.close();
       if (error && !connected && retry(error)) return;
       if (error) this.#options.log(`call on port ${params.connectPort}: ${error.message}`);

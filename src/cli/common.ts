@@ -1,6 +1,7 @@
 // What every qrexec program shares: its log line format, the own-domain id, fatal exits.
-
 import { writeSync } from "node:fs";
+import type { Command } from "commander";
+import { createLogger, type Logger, setLogLevel } from "../log.ts";
 
 /** Our domain id: VCHAN_DOMAIN, as upstream's socket vchan reads it (default 0, dom0). */
 export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
@@ -12,10 +13,15 @@ export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
   return domain;
 }
 
-/** A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file). */
-export function logger(program: string): (message: string) => void {
+/**
+ * A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file), at the
+ * level of src/log.ts: a plain call is info, `.debug` and `.warn` say otherwise.
+ */
+export function logger(program: string): Logger {
   const prefix = `${program}[${process.pid}]: `;
-  return (message: string) => writeLogLine(`${new Date().toISOString()} ${prefix}${message}\n`);
+  return createLogger((message: string) =>
+    writeLogLine(`${new Date().toISOString()} ${prefix}${message}\n`),
+  );
 }
 
 /**
@@ -46,5 +52,40 @@ export function requireStdio(program: string, code: number): void {
     } catch {
       die(program, `file descriptor ${fd} is not open`, code);
     }
+  }
+}
+
+/**
+ * -v/--verbose and --quiet (src/log.ts), applied as they are parsed (the later one wins).
+ * `quiet`: false where the program has a --quiet of its own (qrexec-daemon's), which then sets
+ * the level too.
+ */
+export function addLogOptions<T extends Command>(command: T, quiet = true): T {
+  command.option("-v, --verbose", "log more: what each step decided (QRX_LOG=debug)");
+  if (quiet) command.option("--quiet", "log only warnings and errors (QRX_LOG=warn)");
+  command.on("option:verbose", () => setLogLevel("debug"));
+  command.on("option:quiet", () => setLogLevel("warn"));
+  return command;
+}
+
+function isBrokenPipe(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === "EPIPE";
+}
+
+/**
+ * Runs `main` so that a reader going away (`qrx lab logs | head -1`) ends the program as SIGPIPE
+ * ends C tools: quietly, with status 141. Bun ignores SIGPIPE, so a write fails with EPIPE
+ * instead, synchronously or on the stream.
+ */
+export async function runUntilBrokenPipe(main: () => Promise<unknown>): Promise<void> {
+  process.stdout.on("error", (error) => {
+    if (isBrokenPipe(error)) process.exit(141);
+    throw error;
+  });
+  try {
+    await main();
+  } catch (error) {
+    if (isBrokenPipe(error)) process.exit(141);
+    throw error;
   }
 }

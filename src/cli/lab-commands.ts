@@ -164,6 +164,10 @@ Examples:
       }),
     );
 
+  // Required here, not imported: lab-top loads commander, which qrx run's fast path never does.
+  const { addLabTopCommand } = require("./lab-top.ts") as typeof import("./lab-top.ts");
+  addLabTopCommand(lab);
+
   const vm = program
     .command("vm")
     .description("the lab's domains: list, start, kill, and create DisposableVMs")

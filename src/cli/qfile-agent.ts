@@ -17,6 +17,17 @@ const PROGRAM = "qfile-agent";
 const USAGE = `usage: ${PROGRAM} [--ignore-symlinks] [--] PATH...`;
 const GUI_INTERVAL_MS = 100;
 
+const HELP = `the sending side of qubes.Filecopy, run by qrexec-client-vm as its local program:
+the stream goes out on stdout, the receiver's one result comes back on stdin
+
+Options:
+  --ignore-symlinks  skip symbolic links instead of sending them
+  -h, --help         display this help
+
+Environment:
+  PROGRESS_TYPE          console (with FILECOPY_TOTAL_BYTES), gui (byte counts on SAVED_FD_1)
+                         or none
+`;
 let progress: Progress | null = null;
 
 function usageError(problem: string): never {
@@ -30,6 +41,11 @@ function fatal(message: string, errno: number): never {
   process.exit(1);
 }
 
+function printHelp(): never {
+  process.stdout.write(`${USAGE.replace("usage:", "Usage:")}\n\n${HELP}`);
+  process.exit(0);
+}
+
 function parseArgs(args: string[]): { paths: string[]; ignoreSymlinks: boolean } {
   let ignoreSymlinks = false;
   let index = 0;
@@ -40,6 +56,7 @@ function parseArgs(args: string[]): { paths: string[]; ignoreSymlinks: boolean }
       break;
     }
     if (arg === "--ignore-symlinks") ignoreSymlinks = true;
+    else if (arg === "-h" || arg === "--help") printHelp();
     else if (arg.startsWith("-") && arg !== "-") usageError(`unknown option ${arg}`);
     else break;
   }

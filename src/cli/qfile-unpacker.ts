@@ -19,6 +19,18 @@ import { unpackStream } from "../native.ts";
 
 const PROGRAM = "qfile-unpacker";
 
+const HELP = `the receiving side of qubes.Filecopy: unpacks the stream on stdin into DIR
+(default ~/QubesIncoming/$QREXEC_REMOTE_DOMAIN) and answers on stdout
+
+Options:
+  --allow-all-names     accept any file name that is safe for the file system
+  --no-allow-all-names  accept only names safe for display (the default)
+  -v, --verbose         print each received name on stderr
+  -w, --wait-for-space MARGIN
+                        wait until MARGIN bytes beyond each file are free before writing it
+  -h, --help            display this help
+`;
+
 function die(message: string): never {
   process.stderr.write(`${PROGRAM}: ${message}\n`);
   process.exit(1);
@@ -29,7 +41,12 @@ function fatal(message: string, errno: number): never {
   die(`Fatal error: ${message} (error type: ${strerror(errno)})`);
 }
 
-const parsed = parseUnpackerArgs(process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv[0] === "-h" || argv[0] === "--help") {
+  process.stdout.write(`${UNPACKER_USAGE.replace("usage:", "Usage:")}\n\n${HELP}`);
+  process.exit(0);
+}
+const parsed = parseUnpackerArgs(argv);
 if ("error" in parsed) die(`${parsed.error}\n${UNPACKER_USAGE}`);
 const { uid, dir: dirArgument, allowAllNames, verbose, waitForSpace } = parsed;
 if (uid !== undefined) {

@@ -3,7 +3,7 @@
 import { Command, Option } from "commander";
 import { PEER_PROFILES, parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
-import { die, logger, ownDomain, requireStdio } from "./common.ts";
+import { addLogOptions, die, logger, ownDomain, requireStdio } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-agent";
@@ -13,6 +13,10 @@ const program = cheapOutput(new Command(PROGRAM))
   .option("--agent-socket <path>", "trigger socket for qrexec-client-vm", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
   .option("--fork-server-socket <path>", "fork server socket (%s: user); accepted for compatibility", DEFAULT_FORK_SERVER_SOCKET)
   .option("--no-fork-server", "never use a fork server (this agent never does: it serves calls itself)")
+  .option(
+    "--status-file <path>",
+    "keep the running calls in this JSON file (qrx extension, read by qrx lab top)",
+  )
   .addOption(
     new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)")
       .choices([...PEER_PROFILES])
@@ -37,8 +41,9 @@ Examples:
 `,
   );
 
+addLogOptions(program);
 program.parse(process.argv);
-const options = program.opts<{ agentSocket: string; peerProfile: string }>();
+const options = program.opts<{ agentSocket: string; peerProfile: string; statusFile?: string }>();
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
 
@@ -47,9 +52,11 @@ void serve();
 /** The agent's modules load here, after parsing: --help and usage errors need only commander. */
 async function serve(): Promise<void> {
   const { Agent } = await import("../agent/agent.ts");
+  const { CallStatusFile } = await import("../agent/call-status.ts");
   const { configure, watchSigusr1 } = await import("../native.ts");
   const { defaultConfigPath } = await import("../services/config.ts");
   const { defaultServicePath } = await import("../services/lookup.ts");
+  const { vchanBackend } = await import("../paths.ts");
   let profile: PeerProfile;
   try {
     profile = peerProfile(parsePeerProfileName(options.peerProfile));
@@ -69,6 +76,10 @@ async function serve(): Promise<void> {
       configPath: defaultConfigPath(),
       env: process.env,
       log,
+      statusFile: new CallStatusFile(
+        options.statusFile ?? null,
+        process.env.QRX_DOMAIN_NAME || String(ownDomain()),
+      ),
     });
     agent.start();
   } catch (error) {
@@ -76,6 +87,7 @@ async function serve(): Promise<void> {
   }
   const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
   log(`serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`);
+  log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
 
   // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).
   watchSigusr1("by-child");

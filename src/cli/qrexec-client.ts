@@ -4,7 +4,7 @@ import { ExitError } from "../call/exit-error.ts";
 import type { ClientCall } from "../client/client.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
-import { logger, requireStdio } from "./common.ts";
+import { addLogOptions, logger, requireStdio } from "./common.ts";
 import { cheapOutput, writeText } from "./output.ts";
 
 const PROGRAM = "qrexec-client";
@@ -47,6 +47,7 @@ function usage(code: number): never {
   process.exit(code);
 }
 
+addLogOptions(program);
 try {
   program.parse(process.argv);
 } catch (error) {
@@ -114,6 +115,7 @@ async function main(): Promise<never> {
   const { localServiceContext } = await import("../services/start.ts");
   const services = localServiceContext({ captureStderr: false, log });
   const call: ClientCall = { ...callOptions, services };
+  log.debug(`call: -d ${call.target} ${JSON.stringify(command)} through ${call.socketDir}`);
   try {
     if (options.c !== undefined) {
       const parts = options.c.split(",");
@@ -161,6 +163,7 @@ async function killTarget(target: string): Promise<void> {
   try {
     await adminServiceAt(process.env.QRX_QUBESD_SOCKET || DEFAULT_QUBESD_SOCKET).kill(target);
   } catch (error) {
-    log(`-k: cannot kill ${target}: ${error instanceof Error ? error.message : String(error)}`);
+    const reason = error instanceof Error ? error.message : String(error);
+    log.warn(`-k: cannot kill ${target}: ${reason}`);
   }
 }

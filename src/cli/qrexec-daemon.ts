@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { DEFAULT_QUBESD_SOCKET } from "../admin/qubesd.ts";
 import { DEFAULT_DAEMON_SOCKET_DIR, DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
 import { defaultStateDir } from "../paths.ts";
-import { die, logger } from "./common.ts";
+import { COMPILED, entryCommand } from "../install-paths.ts";
+import { addLogOptions, die, logger } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-daemon";
@@ -27,7 +28,7 @@ const program = cheapOutput(new Command(PROGRAM))
   .argument("<domid>", "the VM's domain id (> 0)", parseDomain)
   .argument("<name>", "the VM's name")
   .argument("[default_user]", "user for DEFAULT: commands", "user")
-  .option("-q, --quiet", "do not print progress while waiting for the agent")
+  .option("-q, --quiet", "do not print progress while waiting for the agent; log only warnings")
   .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
   .option("-p, --policy-program <path>", "policy evaluator run when the policy socket fails", DEFAULT_POLICY_PROGRAM)
   .option("--policy-socket <path>", "policy daemon socket (qrx extension)", process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET)
@@ -52,6 +53,7 @@ Example:
 `,
   );
 
+addLogOptions(program, false);
 program.parse(process.argv);
 const [domain, name, defaultUser] = program.processedArgs as [number, string, string];
 const options = program.opts<{
@@ -76,10 +78,15 @@ void (options.direct ? runDaemon() : runInBackground());
 async function runInBackground(): Promise<never> {
   const logPath = openLog();
   const log = openSync(logPath, "a");
-  // argv[1]: the script this process runs, the bundle or the source file.
-  const argv = [process.execPath, process.argv[1]!, "--direct", ...process.argv.slice(2)];
+  // argv[1]: the script this process runs, the bundle or the source file; compiled, the
+  // executable itself under the daemon's name.
+  const args = ["--direct", ...process.argv.slice(2)];
+  const { cmd, argv0 } = COMPILED
+    ? entryCommand("qrexec-daemon", args)
+    : { cmd: [process.execPath, process.argv[1]!, ...args], argv0: undefined };
   const env = { ...process.env, [NOTIFY_VARIABLE]: "1" };
-  const child = Bun.spawn(argv, { stdio: ["ignore", noWait ? "ignore" : "pipe", log], detached: true, env });
+  const stdio = ["ignore", noWait ? "ignore" : "pipe", log] as const;
+  const child = Bun.spawn(cmd, { argv0, stdio: [...stdio], detached: true, env });
   child.unref();
   if (noWait) process.exit(0);
   if (!options.quiet) process.stderr.write("Waiting for VM's qrexec agent.");
@@ -129,6 +136,9 @@ async function runDaemon(): Promise<void> {
   const { localServiceContext } = await import("../services/start.ts");
   const log = logger(`${PROGRAM}.${name}`);
   mkdirSync(options.socketDir, { recursive: true });
+  const policySocket = options.policySocket || "(no socket)";
+  const policy = `${policySocket}, else ${options.policyProgram}`;
+  log.debug(`sockets in ${options.socketDir}; policy from ${policy}`);
   const daemon = new Daemon({
     domain,
     name,
@@ -155,7 +165,7 @@ async function runDaemon(): Promise<void> {
     log(`connected to the agent of ${name} (domain ${domain}), protocol ${version}`);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    log(`cannot connect to the agent of ${name}: ${message}`);
+    log.warn(`cannot connect to the agent of ${name}: ${message}`);
     process.exit((error as { code?: string }).code === "ETIMEDOUT" ? 3 : 1);
   }
   // The parent waits for this line on our stdout (a pipe) before it exits 0.

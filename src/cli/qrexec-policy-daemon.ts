@@ -5,7 +5,7 @@ import { Command } from "commander";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
-import { logger } from "./common.ts";
+import { addLogOptions, logger } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
 
@@ -39,6 +39,7 @@ Examples:
 `,
   );
 
+addLogOptions(program);
 program.parse(process.argv);
 const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; askQueue?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
 const log = logger(PROGRAM);
@@ -52,7 +53,9 @@ async function serve(): Promise<void> {
   const { PolicyStore } = await import("../policy/store.ts");
   const source = policySourceFrom(options);
   if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
-  else if (source.domainsFile === null) log("no --domains file: only dom0 is known, so calls from VMs are denied");
+  else if (source.domainsFile === null) {
+    log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
+  }
   const store = new PolicyStore(source, { log, debounceMs: options.debounce });
   const asker = chooseAsker({
     askProgram: askProgramFrom(options.askProgram),
@@ -66,7 +69,8 @@ async function serve(): Promise<void> {
   try {
     daemon.start();
   } catch (error) {
-    log(`cannot listen on ${options.socket}: ${error instanceof Error ? error.message : String(error)}`);
+    const reason = error instanceof Error ? error.message : String(error);
+    log.warn(`cannot listen on ${options.socket}: ${reason}`);
     process.exit(1);
   }
   store.watch();

@@ -8,7 +8,7 @@ import { Command } from "commander";
 import type { Answered } from "../policy/answer.ts";
 import type { LegacyCall } from "../policy/legacy-exec.ts";
 import type { PolicySnapshot } from "../policy/store.ts";
-import { logger } from "./common.ts";
+import { addLogOptions, logger } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 import {
   addPolicySourceOptions,
@@ -55,6 +55,7 @@ Examples:
     (options for the program then come from QRX_DOMAINS and the default policy directories)
 `,
   );
+addLogOptions(program);
 program.showHelpAfterError();
 program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE));
 program.parse(process.argv);
@@ -78,6 +79,8 @@ const request = legacy === null ? positional : positional.slice(1, 4);
 const [source, target, service] = request as [string, string, string];
 const log = logger(PROGRAM);
 
+const form = legacy === null ? "" : " (legacy form)";
+log.debug(`request: ${source} -> ${target || "@default"} ${service}${form}`);
 const policySource = policySourceFrom(options);
 
 /** The facts to decide with; none (a broken domains file, no qubesd) is a deny. */
@@ -87,7 +90,7 @@ async function factsOrExit(snapshot: PolicySnapshot) {
     return await factsFor(policySource, snapshot);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    log(`domain facts unavailable, denied: ${reason}`);
+    log.warn(`domain facts unavailable, denied: ${reason}`);
     if (legacy === null) process.stdout.write("result=deny\n");
     process.exit(EXIT_DENY);
   }
@@ -100,11 +103,11 @@ async function connectLegacy(call: LegacyCall, result: Answered): Promise<number
   const { connectLegacyCall, legacyClientArgs } = await import("../policy/legacy-exec.ts");
   const client = legacyClientArgs(result.decision, call);
   if ("error" in client) {
-    log(`cannot connect the call: ${client.error}`);
+    log.warn(`cannot connect the call: ${client.error}`);
     return 125;
   }
   const status = await connectLegacyCall(client.args);
-  if (status !== 0) log(`qrexec-client ${client.args.join(" ")} exited with ${status}`);
+  if (status !== 0) log.warn(`qrexec-client ${client.args.join(" ")} exited with ${status}`);
   return status;
 }
 

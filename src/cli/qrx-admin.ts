@@ -33,7 +33,7 @@ for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal
 try {
   await admin.up();
 } catch (error) {
-  log(`lab failed to come up: ${error instanceof Error ? error.message : String(error)}`);
+  log.warn(`lab failed to come up: ${error instanceof Error ? error.message : String(error)}`);
   failed = true;
   await admin.shutdown();
 }

@@ -3,9 +3,11 @@
 import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
 import { addLabCommands } from "./lab-commands.ts";
+import { addLogOptions, runUntilBrokenPipe } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
 import { addReliabilityBenches } from "./reliability-commands.ts";
+import { addToolCommands } from "./tool-commands.ts";
 import { addTraceCommand } from "./trace-command.ts";
 
 export function parseSize(text: string): number {
@@ -19,10 +21,32 @@ function parseSizeList(text: string): number[] {
   return text.split(",").map(parseSize);
 }
 
+function parseSamples(text: string): number {
+  const samples = Number(text);
+  if (!Number.isSafeInteger(samples) || samples < 1 || samples > 100) {
+    throw new InvalidArgumentError(`"${text}" is not a number of samples (1 to 100)`);
+  }
+  return samples;
+}
+
+interface SweepCommandOptions {
+  sizes: number[];
+  direction: string;
+  concurrency: number[];
+  bytes: number;
+  samples: number;
+  json?: string;
+  plot?: string;
+}
+
 const program = cheapOutput(new Command("qrx"))
   .description("qrexec for one Linux host: domains as processes, vchans in shared memory")
   .showHelpAfterError()
-  .enablePositionalOptions();
+  .enablePositionalOptions()
+  // Answered by src/cli/qrx.ts before this module loads; declared here for --help.
+  .option("-V, --version", "print qrx's version and its native library's ABI version");
+// Before the subcommands, for every program qrx starts (QRX_LOG): `qrx -v run work -- ...`.
+addLogOptions(program);
 
 const bench = program.command("bench").description("measure qrx against a baseline in the same run");
 
@@ -72,13 +96,23 @@ bench
     return values;
   }, [1, 4, 16])
   .option("--bytes <size>", "bytes per measurement (split between concurrent calls)", parseSize, parseSize("256M"))
-  .option("--json <file>", "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, cpuSecondsPerGiB} to FILE")
-  .option("--plot <file>", "also write an SVG chart: throughput against ring size, a line per direction, the pipe drawn")
+  .option("--samples <n>", "measurements per point (rows: medians, every sample)", parseSamples, 3)
+  .option(
+    "--json <file>",
+    "also write the rows {name, ringBytes, concurrency, bytes, seconds, mbps, " +
+      "cpuSecondsPerGiB, samples} to FILE",
+  )
+  .option(
+    "--plot <file>",
+    "also write an SVG chart: throughput and CPU per GiB by ring size, the pipe, the spread",
+  )
   .addHelpText("after", "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n")
-  .action(async (options: { sizes: number[]; direction: string; concurrency: number[]; bytes: number; json?: string; plot?: string }) => {
+  .action(async (options: SweepCommandOptions) => {
     const { runSweep, printSweep, writeSweepOutputs } = await import("../../bench/sweep.ts");
     const directions = options.direction === "both" ? (["to-service", "from-service"] as const) : ([options.direction] as ["to-service"] | ["from-service"]);
-    const rows = await runSweep({ sizes: options.sizes, directions: [...directions], concurrency: options.concurrency, bytes: options.bytes, progress: true });
+    const { sizes, concurrency, bytes, samples } = options;
+    const sweep = { sizes, directions: [...directions], concurrency, bytes, samples };
+    const rows = await runSweep({ ...sweep, progress: true });
     printSweep(rows);
     writeSweepOutputs(rows, options.json, options.plot);
     if (options.json) console.log(`\nrows written to ${options.json}`);
@@ -178,5 +212,6 @@ addConformanceCommand(program);
 addPolicyCommands(program, bench);
 addReliabilityBenches(bench, parseSize);
 addTraceCommand(program);
+addToolCommands(program);
 
-void program.parseAsync(process.argv);
+void runUntilBrokenPipe(() => program.parseAsync(process.argv));

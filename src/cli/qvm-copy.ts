@@ -6,9 +6,9 @@
 // only once the receiver reported success, which it does only after syncing them to disk.
 import { rmSync } from "node:fs";
 import { basename, join } from "node:path";
+import { BIN_DIR } from "../install-paths.ts";
 import { isTerminal, writeText } from "./output.ts";
 
-const BIN = join(import.meta.dir, "..", "..", "bin");
 const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.[jt]s$/, "");
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
@@ -74,12 +74,12 @@ async function copy(): Promise<void> {
   const showProgress = progressMode === "on" || (progressMode === "auto" && isTerminal(2));
   const env: Record<string, string | undefined> = { ...process.env, PROGRESS_TYPE: showProgress ? "console" : "none", FILECOPY_TOTAL_BYTES: String(check.totalBytes) };
   const argv = [
-    join(BIN, "qrexec-client-vm"),
+    join(BIN_DIR, "qrexec-client-vm"),
     "--filter-escape-chars-stderr",
     "--",
     target,
     service,
-    join(BIN, "qfile-agent"),
+    join(BIN_DIR, "qfile-agent"),
     ...(ignoreSymlinks ? ["--ignore-symlinks"] : []),
     "--",
     ...sources,

@@ -196,7 +196,11 @@ export class LabAdmin {
       this.#removeSockets(record);
       rmSync(layout.statsFile(record.name), { force: true }); // counts are per run
       const env = this.#isolator.domainEnv(domainEnv(layout, record, this.config.transport));
-      const agentArgv = [join(BIN_DIR, "qrexec-agent"), `--agent-socket=${layout.agentSocket(record.name)}`];
+      const agentArgv = [
+        join(BIN_DIR, "qrexec-agent"),
+        `--agent-socket=${layout.agentSocket(record.name)}`,
+        `--status-file=${layout.callStatusFile(record.name)}`,
+      ];
       const agent = new Supervised(
         {
           label: `agent of ${record.name}`,

@@ -5,11 +5,12 @@
 
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { LAB_DATA_DIR } from "../install-paths.ts";
 import { KeyLines, type Section } from "./config-lines.ts";
 import { ISOLATION_MODES, type IsolationMode } from "./isolation.ts";
 
-export const DEFAULT_LAB_FILE = join(import.meta.dir, "default-lab.toml");
-export const BUILTIN_SERVICES_DIR = join(import.meta.dir, "services");
+export const DEFAULT_LAB_FILE = join(LAB_DATA_DIR, "default-lab.toml");
+export const BUILTIN_SERVICES_DIR = join(LAB_DATA_DIR, "services");
 
 /** Qubes' domain kinds; a DisposableVM template is an AppVM with template_for_dispvms. */
 export const LAB_DOMAIN_TYPES = ["AppVM", "TemplateVM", "DispVMTemplate", "StandaloneVM"] as const;

@@ -13,8 +13,8 @@ import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from 
 import { domainEnv } from "./environment.ts";
 import { domainProcesses, enterArgv, type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
 import { LabLayout } from "./layout.ts";
+import { entryCommand } from "../install-paths.ts";
 
-const ADMIN_PROGRAM = join(import.meta.dir, "..", "cli", "qrx-admin.ts");
 const UP_TIMEOUT_MS = 60_000;
 const DOWN_TIMEOUT_MS = 20_000;
 
@@ -166,7 +166,9 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
   writeFileSync(layout.configFile, `${JSON.stringify(config, null, 2)}\n`);
   const logPath = layout.log("admin");
   const log = openSync(logPath, "a");
-  const admin = Bun.spawn([process.execPath, ADMIN_PROGRAM, layout.dir], {
+  const { cmd, argv0 } = entryCommand("qrx-admin", [layout.dir]);
+  const admin = Bun.spawn(cmd, {
+    argv0,
     stdio: ["ignore", log, log],
     detached: true,
     env: process.env,

@@ -3,12 +3,10 @@
 // so `qrexec-client-vm` (in a VM) or `qrexec-client` (in dom0) is the lab's. The agent, the
 // services it starts and `qrx run DOMAIN` all get this.
 
-import { join } from "node:path";
+import { BIN_DIR, NATIVE_BIN_DIR } from "../install-paths.ts";
 import type { LabLayout } from "./layout.ts";
 
-export const BIN_DIR = join(import.meta.dir, "..", "..", "bin");
-/** Native programs (the qrexec-client-vm front end), ahead of their bin/ launchers on PATH. */
-export const NATIVE_BIN_DIR = join(import.meta.dir, "..", "..", "zig-out", "bin");
+export { BIN_DIR, NATIVE_BIN_DIR };
 
 /** Variables that say which domain and lab a process belongs to: never inherited from the caller. */
 const DOMAIN_SPECIFIC = /^(QREXEC_|VCHAN_|QUBES_RPC_|QRX_(VCHAN|VCHAN_DIR|AGENT_SOCKET|DIR|SOCKET_DIR|DOMAIN_NAME|QUBESD_SOCKET|SYSTEM_INFO_SOCKET|POLICY_DIR|DOMAINS)$)/;

@@ -17,13 +17,13 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { DOMAIN_UID_BASE, DOMAIN_UID_COUNT } from "../constants.ts";
+import { LIBEXEC_DIR, PROJECT_DIR } from "../install-paths.ts";
 import type { LabLayout } from "./layout.ts";
 
 export const ISOLATION_MODES = ["namespaces", "none"] as const;
 export type IsolationMode = (typeof ISOLATION_MODES)[number];
 
-const PROJECT_DIR = join(import.meta.dir, "..", "..");
-const NS_HELPER = join(PROJECT_DIR, "libexec", "qrx-domain-ns");
+const NS_HELPER = join(LIBEXEC_DIR, "qrx-domain-ns");
 /** Programs the namespaces need besides sh: util-linux and iproute2. */
 const TOOLS = ["unshare", "nsenter", "setpriv", "pivot_root", "mount", "umount", "hostname", "ip"];
 const PROBE_TIMEOUT_MS = 20_000;

@@ -64,6 +64,10 @@ export class LabLayout {
   agentSocket(name: string): string {
     return join(this.domainDir(name), "qrexec-agent.sock");
   }
+  /** The agent of `name` keeps its running calls here (qrexec-agent --status-file). */
+  callStatusFile(name: string): string {
+    return join(this.domainDir(name), "calls-running.json");
+  }
   /** The daemon of `name` keeps its call count here (qrexec-daemon --stats-file). */
   statsFile(name: string): string {
     return join(this.domainDir(name), "calls.json");

@@ -7,6 +7,7 @@ import { buildDom0ServiceCommand, buildVmServiceCommand } from "../protocol/cmdl
 import type { AllowDecision } from "./decision.ts";
 import { ADMIN_VM_NAME } from "./domains.ts";
 import { DISPVM_PREFIX } from "./tokens.ts";
+import { BIN_DIR } from "../install-paths.ts";
 
 export interface LegacyCall {
   /** The calling domain's id, as the daemon gave it. */
@@ -15,7 +16,7 @@ export interface LegacyCall {
   ident: string;
 }
 
-const QREXEC_CLIENT = join(import.meta.dir, "..", "..", "bin", "qrexec-client");
+const QREXEC_CLIENT = join(BIN_DIR, "qrexec-client");
 
 /** qrexec-client's arguments for an allowed call, or why this form cannot make it. */
 export function legacyClientArgs(

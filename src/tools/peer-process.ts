@@ -1,8 +1,8 @@
 // Runs src/tools/vchan-peer.ts as a separate process and reads its JSON-line events.
 import type { Subprocess } from "bun";
 import type { PeerTask } from "./vchan-peer.ts";
+import { entryCommand } from "../install-paths.ts";
 
-const PEER_SCRIPT = new URL("./vchan-peer.ts", import.meta.url).pathname;
 
 export interface PeerEvent {
   event: string;
@@ -17,7 +17,9 @@ export class PeerProcess {
   readonly exited: Promise<number>;
 
   constructor(task: PeerTask, env: Record<string, string | undefined> = process.env) {
-    this.process = Bun.spawn([process.execPath, PEER_SCRIPT, JSON.stringify(task)], {
+    const { cmd, argv0 } = entryCommand("qrx-vchan-peer", [JSON.stringify(task)]);
+    this.process = Bun.spawn(cmd, {
+      argv0,
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -233,7 +233,7 @@ function poke(task: PeerTask): void {
   for (;;) vchan.read(buffer);
 }
 
-function main(): void {
+export function main(): void {
   const task = JSON.parse(process.argv[2] ?? "{}") as PeerTask;
   if (task.spinNs !== undefined) configure({ spinNs: task.spinNs });
   try {

@@ -21,8 +21,11 @@ export class TestLab {
   /** HOME and XDG_RUNTIME_DIR of every qrx process: must stay empty. */
   readonly elsewhere: string;
 
-  /** `base`: where the lab's directory goes (default the temp dir; /dev/shm for big copies). */
-  constructor(base?: string) {
+  /**
+   * `base`: where the lab's directory goes (default the temp dir; /dev/shm for big copies).
+   * `program`: the qrx to drive (an installed or compiled one; default the checkout's bin/qrx).
+   */
+  constructor(base?: string, readonly program: string = QRX) {
     this.root = base === undefined ? tempDir("qrx-lab-") : tempDirIn(base, "qrx-lab-");
     this.dir = join(this.root.path, "state");
     this.elsewhere = join(this.root.path, "elsewhere");
@@ -40,7 +43,7 @@ export class TestLab {
 
   /** `qrx ARGS` (with --dir appended where `withDir`), stdin from `input`. */
   async qrx(args: string[], options: { input?: string; withDir?: boolean; env?: Record<string, string> } = {}): Promise<RunResult> {
-    const argv = [QRX, ...args, ...(options.withDir === false ? [] : ["--dir", this.dir])];
+    const argv = [this.program, ...args, ...(options.withDir === false ? [] : ["--dir", this.dir])];
     const child = Bun.spawn(argv, { env: this.env(options.env), stdin: new TextEncoder().encode(options.input ?? ""), stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     return { code, stdout, stderr };

@@ -110,13 +110,13 @@ describe("qrexec-client flags", () => {
     const touched = join(system.dir.path, "touched");
     const result = await system.client(["-e", "-d", "vault", "DEFAULT:QUBESRPC test.Touch+touched dom0"]);
     expect(result.code).toBe(0);
-    for (let i = 0; i < 200 && !(await Bun.file(touched).exists()); i++) await Bun.sleep(10);
-    expect(readFileSync(touched, "utf8")).toBe("dom0\n");
+    // The file exists before its line is in it: wait for the content, not the name.
+    const contentOf = (path: string) => (Bun.file(path).size > 0 ? readFileSync(path, "utf8") : "");
+    await waitFor(() => contentOf(touched) === "dom0\n", "test.Touch's line");
     const marker = join(system.dir.path, "just-exec");
     const direct = await system.client(["-e", "-d", "vault", `user:echo done > ${marker}`]);
     expect(direct.code).toBe(0);
-    for (let i = 0; i < 200 && !(await Bun.file(marker).exists()); i++) await Bun.sleep(10);
-    expect(readFileSync(marker, "utf8")).toBe("done\n");
+    await waitFor(() => contentOf(marker) === "done\n", "the command's line");
   });
 
   test("--prefix-data and -l with a local program", async () => {

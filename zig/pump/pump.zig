@@ -83,6 +83,14 @@ const Stream = struct {
     revents_stderr: i16 = 0,
 };
 
+/// The layout `qp_stream_traffic` fills (four u64, src/native.ts reads them in this order).
+pub const Traffic = extern struct {
+    bytes_read: u64,
+    bytes_written: u64,
+    read_ring_bytes: u64,
+    write_ring_bytes: u64,
+};
+
 const streams_max = 1024;
 /// Event records a stream can leave queued besides control messages: connected, then done or
 /// failed with a message of at most `outcome_buffer`'s size (events.zig, "Limits").
@@ -294,6 +302,21 @@ pub const Pump = struct {
     pub fn single_socket(stream: *Stream) Fail!void {
         const data = try data_of(stream);
         data.enter_single_socket();
+    }
+
+    /// What a live stream's vchan moved so far and its ring sizes (`qp_stream_traffic`): the
+    /// numbers `qrx lab top` shows. A finished stream has left its vchan: ENOTCONN.
+    pub fn traffic(stream: *Stream) Fail!Traffic {
+        if (stream.vchan_closed) {
+            return diag.fail(.NOTCONN, "stream {d} has left its vchan", .{stream.id});
+        }
+        const stats = stream.vchan.stats();
+        return .{
+            .bytes_read = stats.bytes_read,
+            .bytes_written = stats.bytes_written,
+            .read_ring_bytes = stream.vchan.read_ring_bytes(),
+            .write_ring_bytes = stream.vchan.write_ring_bytes(),
+        };
     }
 
     pub fn set_child(self: *Pump, id: u32, pid: i32) Fail!void {

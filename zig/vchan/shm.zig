@@ -68,6 +68,10 @@ pub const Stats = struct {
     sleeps: u32 = 0,
     spin_hits: u32 = 0,
     spin_misses: u32 = 0,
+    /// Payload bytes taken from the read ring and put into the write ring since the start
+    /// (headers included: the vchan does not know the protocol). `qrx lab top` shows them.
+    bytes_read: u64 = 0,
+    bytes_written: u64 = 0,
 };
 
 /// One direction of the vchan as seen from this side.
@@ -931,6 +935,7 @@ pub const Vchan = struct {
             if (ready > 0) {
                 const count: u32 = @intCast(@min(ready, target.len));
                 self.read_ring.copy_out(target[0..count]);
+                self.stats.bytes_read +%= count;
                 self.send_notify(constants.notify_read);
                 return count;
             }
@@ -951,6 +956,7 @@ pub const Vchan = struct {
             const ready = try self.read_ready();
             if (ready >= wanted) {
                 self.read_ring.copy_out(target);
+                self.stats.bytes_read +%= wanted;
                 if (wanted > 0) self.send_notify(constants.notify_read);
                 return wanted;
             }
@@ -970,6 +976,7 @@ pub const Vchan = struct {
                 const count: u32 = @intCast(@min(space, source.len - written));
                 self.write_ring.copy_in(source[written..][0..count]);
                 written += count;
+                self.stats.bytes_written +%= count;
                 self.send_notify(constants.notify_write);
                 continue;
             }
@@ -991,6 +998,7 @@ pub const Vchan = struct {
             const space = try self.write_space();
             if (space >= wanted) {
                 self.write_ring.copy_in(source);
+                self.stats.bytes_written +%= wanted;
                 if (wanted > 0) self.send_notify(constants.notify_write);
                 return wanted;
             }
@@ -1030,6 +1038,7 @@ pub const Vchan = struct {
             offset += piece.len;
         }
         self.write_ring.publish(total);
+        self.stats.bytes_written +%= total;
         self.send_notify(constants.notify_write);
     }
 
@@ -1043,6 +1052,7 @@ pub const Vchan = struct {
     pub fn commit_read(self: *Vchan, count: u32) void {
         if (count == 0) return;
         self.read_ring.publish(count);
+        self.stats.bytes_read +%= count;
         self.send_notify(constants.notify_read);
     }
 

@@ -206,6 +206,35 @@ test "shm: loopback and over-long paths are refused" {
     try testing.expectError(error.Fail, client.client_init(.{ .dir = long, .local_domain = 4, .remote_domain = 5, .port = 1 }));
 }
 
+test "shm: bytes_read and bytes_written count every path through the rings" {
+    var pair: Pair = undefined;
+    try connect_pair(&pair, .{});
+    defer pair.deinit();
+    const server = &pair.server;
+    const client = &pair.client;
+    try testing.expectEqual(@as(u64, 0), client.stats.bytes_written);
+    // write and send; then a zero-copy write: a 3-byte header in front of 5 placed bytes.
+    try testing.expectEqual(@as(u32, 10), try client.write("0123456789"));
+    try testing.expectEqual(@as(u32, 4), try client.send("abcd"));
+    var pieces: [2]std.posix.iovec = undefined;
+    for (client.write_window(3, 5, &pieces)) |piece| @memset(piece.base[0..piece.len], 'z');
+    try client.commit_write("hdr", 5);
+    try testing.expectEqual(@as(u64, 22), client.stats.bytes_written);
+    // read, recv, then the rest through a read window.
+    var buffer: [16]u8 = undefined;
+    try testing.expectEqual(@as(u32, 6), try server.read(buffer[0..6]));
+    try testing.expectEqual(@as(u32, 4), try server.recv(buffer[0..4]));
+    try testing.expectEqual(@as(u64, 10), server.stats.bytes_read);
+    const rest = server.data_ready();
+    try testing.expectEqual(@as(u32, 12), rest);
+    _ = server.read_window(rest, &pieces);
+    server.commit_read(rest);
+    try testing.expectEqual(@as(u64, 22), server.stats.bytes_read);
+    // Nothing went the other way.
+    try testing.expectEqual(@as(u64, 0), server.stats.bytes_written);
+    try testing.expectEqual(@as(u64, 0), client.stats.bytes_read);
+}
+
 test "shm: a peer that never drains its wake-ups does not slow the kicker" {
     var pair: Pair = undefined;
     try connect_pair(&pair, .{});

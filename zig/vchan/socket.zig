@@ -544,6 +544,7 @@ pub const Vchan = struct {
 
     fn take(self: *Vchan, target: []u8) void {
         self.read_ring.copy_out(target);
+        self.stats.bytes_read +%= target.len;
         self.sync_interest();
     }
 
@@ -589,6 +590,7 @@ pub const Vchan = struct {
             const count: u32 = @intCast(@min(self.write_ring.free(), source.len - written));
             self.write_ring.copy_in(source[written..][0..count]);
             written += count;
+            self.stats.bytes_written +%= count;
             self.flush();
             if (self.write_failed) return self.closed_failure();
             if (written == source.len) return written;
@@ -607,6 +609,7 @@ pub const Vchan = struct {
             if (self.read_ended or self.write_failed) return self.closed_failure();
             if (self.write_ring.free() >= wanted) {
                 self.write_ring.copy_in(source);
+                self.stats.bytes_written +%= wanted;
                 self.flush();
                 if (self.write_failed) return self.closed_failure();
                 return wanted;

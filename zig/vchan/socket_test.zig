@@ -71,6 +71,13 @@ test "socket: a position-derived stream both ways through 4096-byte rings" {
     try stream(&pair.client, &pair.server, 3 << 20);
     try stream(&pair.server, &pair.client, 3 << 20);
     try testing.expect(pair.client.stats.kicks > 0);
+    // Every byte of the four streams is counted once on each side.
+    const client_to_server: u64 = 3 * 4096 + 12345 + (3 << 20);
+    const server_to_client: u64 = 3 * 4096 + 777 + (3 << 20);
+    try testing.expectEqual(client_to_server, pair.client.stats.bytes_written);
+    try testing.expectEqual(client_to_server, pair.server.stats.bytes_read);
+    try testing.expectEqual(server_to_client, pair.server.stats.bytes_written);
+    try testing.expectEqual(server_to_client, pair.client.stats.bytes_read);
 }
 
 test "socket: blocking ends in two threads carry a stream, and the close delivers the tail" {

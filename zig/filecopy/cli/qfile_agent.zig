@@ -33,6 +33,8 @@ pub fn main() noreturn {
         }
         if (std.mem.eql(u8, arg, "--ignore-symlinks")) {
             ignore_symlinks = true;
+        } else if (is_help(arg)) {
+            fallback(argv);
         } else if (arg.len > 1 and arg[0] == '-') {
             usage_error(&.{ "unknown option ", arg });
         } else break;
@@ -138,6 +140,11 @@ fn usage_error(parts: []const []const u8) noreturn {
     for (parts) |part| messages.write_stderr(part);
     messages.write_stderr("\n" ++ usage ++ "\n");
     linux.exit_group(1);
+}
+
+/// The help text is the Bun program's alone.
+fn is_help(arg: []const u8) bool {
+    return std.mem.eql(u8, arg, "-h") or std.mem.eql(u8, arg, "--help");
 }
 
 fn fallback(argv: []const [*:0]const u8) noreturn {

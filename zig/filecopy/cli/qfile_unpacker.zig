@@ -20,6 +20,8 @@ pub fn main() noreturn {
     const argv = std.os.argv[1..];
     var strings: [args_max][]const u8 = undefined;
     if (argv.len > args_max) fallback(argv);
+    // The help text is the Bun program's alone.
+    if (argv.len > 0 and is_help(std.mem.span(argv[0]))) fallback(argv);
     for (argv, 0..) |arg, i| {
         strings[i] = std.mem.span(arg);
         if (!std.unicode.utf8ValidateSlice(strings[i])) fallback(argv);
@@ -101,6 +103,10 @@ fn die(parts: []const []const u8) noreturn {
     for (parts) |part| messages.write_stderr(part);
     messages.write_stderr("\n");
     linux.exit_group(1);
+}
+
+fn is_help(arg: []const u8) bool {
+    return std.mem.eql(u8, arg, "-h") or std.mem.eql(u8, arg, "--help");
 }
 
 fn fallback(argv: []const [*:0]const u8) noreturn {
