@@ -18,4 +18,5 @@ test {
     _ = @import("filecopy/unpack_test.zig");
     _ = @import("client_host/front_end.zig");
     _ = @import("client_host/listener.zig");
+    _ = @import("fuzz/replay_test.zig");
 }
