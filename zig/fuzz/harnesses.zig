@@ -13,6 +13,8 @@ pub const all = [_]Harness{
     .{ .name = "names", .run = @import("names_fuzz.zig").run, .brief_runs = 20_000 },
     .{ .name = "wire", .run = @import("wire_fuzz.zig").run, .brief_runs = 20_000 },
     .{ .name = "layout", .run = @import("layout_fuzz.zig").run, .brief_runs = 20_000 },
+    .{ .name = "ring", .run = @import("ring_fuzz.zig").run, .brief_runs = 5_000 },
+    .{ .name = "control", .run = @import("control_fuzz.zig").run, .brief_runs = 5_000 },
 };
 
 pub fn get(comptime name: []const u8) Harness {

@@ -110,6 +110,14 @@ test "fuzz replay: layout" {
     try replay("layout");
 }
 
+test "fuzz replay: ring" {
+    try replay("ring");
+}
+
+test "fuzz replay: control" {
+    try replay("control");
+}
+
 test {
     _ = @import("input.zig");
 }
