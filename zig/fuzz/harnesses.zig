@@ -7,6 +7,8 @@ pub const Harness = struct {
     run: *const fn ([]const u8) void,
     /// Inputs tried per replay in `zig build test` beyond the corpus (kept to about a second).
     brief_runs: u32,
+    /// Undoes what `run` set up for the whole process (replay only: AFL++ kills its targets).
+    finish: ?*const fn () void = null,
 };
 
 pub const all = [_]Harness{
@@ -15,7 +17,10 @@ pub const all = [_]Harness{
     .{ .name = "layout", .run = @import("layout_fuzz.zig").run, .brief_runs = 20_000 },
     .{ .name = "ring", .run = @import("ring_fuzz.zig").run, .brief_runs = 5_000 },
     .{ .name = "control", .run = @import("control_fuzz.zig").run, .brief_runs = 5_000 },
+    .{ .name = "unpack", .run = unpack.run, .brief_runs = 1_000, .finish = unpack.finish },
 };
+
+const unpack = @import("unpack_fuzz.zig");
 
 pub fn get(comptime name: []const u8) Harness {
     for (all) |harness| {

@@ -38,7 +38,7 @@ fn structurally_valid(name: []const u8) bool {
 
 /// Resolves `target` lexically from the link's directory: no component may climb to or above
 /// the transfer's root (depth 0), so the link stays inside what was copied.
-fn stays_inside(name: []const u8, target: []const u8) bool {
+pub fn stays_inside(name: []const u8, target: []const u8) bool {
     if (target.len > 0 and target[0] == '/') return false;
     var depth: usize = std.mem.count(u8, name, "/"); // components of the link's directory
     var components = std.mem.splitScalar(u8, target, '/');

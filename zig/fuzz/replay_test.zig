@@ -18,6 +18,7 @@ fn replay(comptime name: []const u8) !void {
         corpus.deinit();
     }
     try load_corpus(name, &corpus);
+    defer if (harness.finish) |finish| finish();
     for (corpus.items) |item| harness.run(item);
     var prng = std.Random.DefaultPrng.init(0x5172_7866_757a_7a00 ^ name.len);
     const random = prng.random();
@@ -116,6 +117,10 @@ test "fuzz replay: ring" {
 
 test "fuzz replay: control" {
     try replay("control");
+}
+
+test "fuzz replay: unpack" {
+    try replay("unpack");
 }
 
 test {
