@@ -9,3 +9,7 @@ const harness = harnesses.get(options.harness);
 export fn qrx_fuzz_one(bytes: [*]const u8, len: usize) void {
     harness.run(bytes[0..len]);
 }
+
+export fn qrx_fuzz_finish() void {
+    if (harness.finish) |finish| finish();
+}

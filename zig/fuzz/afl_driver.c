@@ -9,6 +9,7 @@
 __thread unsigned long __sancov_lowest_stack;
 
 void qrx_fuzz_one(const unsigned char *bytes, size_t len);
+void qrx_fuzz_finish(void);
 
 __AFL_FUZZ_INIT();
 
@@ -20,5 +21,7 @@ int main(void) {
     while (__AFL_LOOP(100000)) {
         qrx_fuzz_one(bytes, (size_t)__AFL_FUZZ_TESTCASE_LEN);
     }
+    /* AFL++ forks a new process every so many inputs: leave no scratch directory behind. */
+    qrx_fuzz_finish();
     return 0;
 }
