@@ -17,6 +17,7 @@ pub const all = [_]Harness{
     .{ .name = "layout", .run = @import("layout_fuzz.zig").run, .brief_runs = 20_000 },
     .{ .name = "ring", .run = @import("ring_fuzz.zig").run, .brief_runs = 5_000 },
     .{ .name = "control", .run = @import("control_fuzz.zig").run, .brief_runs = 5_000 },
+    .{ .name = "data", .run = @import("data_fuzz.zig").run, .brief_runs = 3_000 },
     .{ .name = "unpack", .run = unpack.run, .brief_runs = 1_000, .finish = unpack.finish },
 };
 

@@ -119,6 +119,10 @@ test "fuzz replay: control" {
     try replay("control");
 }
 
+test "fuzz replay: data" {
+    try replay("data");
+}
+
 test "fuzz replay: unpack" {
     try replay("unpack");
 }
