@@ -19,7 +19,8 @@ pub fn run(bytes: []const u8) void {
     };
     pair_mod.reset(pair, 0);
     var input = Input.init(bytes);
-    const limit: u32 = if (input.int(u8) & 1 == 0) protocol.control_body_bytes_max else input.int(u16) % 512;
+    const small = input.int(u8) & 1 == 1;
+    const limit: u32 = if (small) input.int(u16) % 512 else protocol.control_body_bytes_max;
     const cuts = input.int(u32);
     const stream = input.rest();
 
@@ -59,7 +60,8 @@ fn drain(control: *Control, limit: u32, decoded: *std.ArrayList(u8)) bool {
             else => std.debug.panic("fuzz: receive failed: {s}", .{@errorName(err)}),
         } orelse return false;
         check.that(message.body.len <= limit, "body of {d} over the limit", .{message.body.len});
-        const header = (protocol.Header{ .type = message.type, .len = @intCast(message.body.len) }).encode();
+        const len: u32 = @intCast(message.body.len);
+        const header = (protocol.Header{ .type = message.type, .len = len }).encode();
         decoded.appendSlice(&header) catch @panic("out of memory");
         decoded.appendSlice(message.body) catch @panic("out of memory");
     }
@@ -71,7 +73,11 @@ fn expect_reference(stream: []const u8, decoded: []const u8, limit: u32, refused
     while (stream.len - at >= protocol.header_bytes) {
         const len = std.mem.readInt(u32, stream[at + 4 ..][0..4], .little);
         if (len > limit) {
-            check.that(refused and decoded.len == at, "length {d} over {d} not refused at {d}", .{ len, limit, at });
+            check.that(
+                refused and decoded.len == at,
+                "length {d} over {d} not refused at {d}",
+                .{ len, limit, at },
+            );
             return;
         }
         if (stream.len - at - protocol.header_bytes < len) break;
@@ -79,5 +85,9 @@ fn expect_reference(stream: []const u8, decoded: []const u8, limit: u32, refused
     }
     check.that(!refused, "refused a stream the reference accepts", .{});
     check.that(decoded.len == at, "decoded {d} bytes, reference {d}", .{ decoded.len, at });
-    check.that(std.mem.eql(u8, decoded, stream[0..at]), "messages do not re-encode to the stream", .{});
+    check.that(
+        std.mem.eql(u8, decoded, stream[0..at]),
+        "messages do not re-encode to the stream",
+        .{},
+    );
 }

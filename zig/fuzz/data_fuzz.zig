@@ -60,7 +60,15 @@ fn make_pipe() [2]i32 {
 }
 
 /// Writes the stream in pieces and steps the receiver until it makes no more progress.
-fn feed(pair: pair_mod.Pair, data: *data_mod.Data, stream: []const u8, cuts: u32, out: i32, err: i32, got: *Collected) void {
+fn feed(
+    pair: pair_mod.Pair,
+    data: *data_mod.Data,
+    stream: []const u8,
+    cuts: u32,
+    out: i32,
+    err: i32,
+    got: *Collected,
+) void {
     var sent: usize = 0;
     var round: u5 = 0;
     while (data.outcome == null) : (round +%= 1) {
@@ -122,10 +130,11 @@ const Reference = struct {
             switch (header.type) {
                 0x190, 0x191 => if (header.len == 0) {
                     out_closed = true;
-                } else if (!out_closed) r.out.appendSlice(std.heap.c_allocator, body) catch @panic("oom"),
-                0x192 => r.err.appendSlice(std.heap.c_allocator, body) catch @panic("oom"),
+                } else if (!out_closed) append(&r.out, body),
+                0x192 => append(&r.err, body),
                 else => if (body.len == header.len) {
-                    r.status = if (body.len >= 4) std.mem.readInt(i32, body[0..4], .little) else 255;
+                    const short = body.len < 4;
+                    r.status = if (short) 255 else std.mem.readInt(i32, body[0..4], .little);
                 },
             }
             if (r.out_at_finish == null and out_closed and r.status != null) {
@@ -142,17 +151,38 @@ const Reference = struct {
     }
 };
 
-fn expect_reference(data: *const data_mod.Data, stream: []const u8, max_chunk: u32, got: *const Collected) void {
+fn append(list: *std.ArrayListUnmanaged(u8), bytes: []const u8) void {
+    list.appendSlice(std.heap.c_allocator, bytes) catch @panic("out of memory");
+}
+
+fn expect_reference(
+    data: *const data_mod.Data,
+    stream: []const u8,
+    max_chunk: u32,
+    got: *const Collected,
+) void {
     var ref = Reference.read(stream, max_chunk);
     defer ref.deinit();
     const outcome = data.outcome;
     // Output stops at its EOF, so it is the reference's whatever the ending.
-    check.that(std.mem.eql(u8, got.out.items, ref.out.items), "output: {d} bytes, reference {d}", .{ got.out.items.len, ref.out.items.len });
-    check.that(std.mem.startsWith(u8, ref.err.items, got.err.items), "stderr is not a prefix of the reference", .{});
+    check.that(
+        std.mem.eql(u8, got.out.items, ref.out.items),
+        "output: {d} bytes, reference {d}",
+        .{ got.out.items.len, ref.out.items.len },
+    );
+    check.that(
+        std.mem.startsWith(u8, ref.err.items, got.err.items),
+        "stderr is not a prefix of the reference",
+        .{},
+    );
     if (outcome) |o| switch (o) {
         .done => |status| {
             check.that(ref.out_at_finish != null, "done before output EOF and exit code", .{});
-            check.that(status == ref.status.?, "exit status {d}, reference {?d}", .{ status, ref.status });
+            check.that(
+                status == ref.status.?,
+                "exit status {d}, reference {?d}",
+                .{ status, ref.status },
+            );
             check.that(got.err.items.len >= ref.err_at_finish, "stderr cut before the end", .{});
         },
         .failed => |failure| {
@@ -164,5 +194,9 @@ fn expect_reference(data: *const data_mod.Data, stream: []const u8, max_chunk: u
         check.that(!ref.bad and ref.out_at_finish == null, "the call went on past its end", .{});
         check.that(got.err.items.len == ref.err.items.len, "stderr lost", .{});
     }
-    if (ref.bad and !ref.bad_after_finish) check.that(outcome != null and outcome.? == .failed, "bad frame accepted", .{});
+    if (ref.bad and !ref.bad_after_finish) check.that(
+        outcome != null and outcome.? == .failed,
+        "bad frame accepted",
+        .{},
+    );
 }

@@ -20,11 +20,23 @@ pub fn run(bytes: []const u8) void {
     const read_min = input.int(u32) % (constants.ring_bytes_max + 2);
     const write_min = input.int(u32) % (constants.ring_bytes_max + 2);
     const chosen = layout_mod.select(read_min, write_min) catch {
-        check.that(read_min > constants.ring_bytes_max or write_min > constants.ring_bytes_max, "select refused {d} {d}", .{ read_min, write_min });
+        check.that(
+            read_min > constants.ring_bytes_max or write_min > constants.ring_bytes_max,
+            "select refused {d} {d}",
+            .{ read_min, write_min },
+        );
         return;
     };
-    check.that(chosen.left_bytes() >= read_min and chosen.right_bytes() >= write_min, "select too small", .{});
-    check.that(layout_mod.validate(chosen.left_order, chosen.right_order) != null, "select result refused", .{});
+    check.that(
+        chosen.left_bytes() >= read_min and chosen.right_bytes() >= write_min,
+        "select too small",
+        .{},
+    );
+    check.that(
+        layout_mod.validate(chosen.left_order, chosen.right_order) != null,
+        "select result refused",
+        .{},
+    );
 }
 
 fn check_layout(layout: layout_mod.Layout) void {

@@ -34,8 +34,22 @@ fn connect_or_error(read_min: u32, write_min: u32) !Pair {
     const allocator = std.heap.c_allocator;
     const server = try allocator.create(Vchan);
     const client = try allocator.create(Vchan);
-    try server.server_init(.shm, .{ .dir = dir, .local_domain = 0, .remote_domain = 9, .port = 600, .read_min = read_min, .write_min = write_min, .spin_ns = 0 });
-    try client.client_init(.shm, .{ .dir = dir, .local_domain = 9, .remote_domain = 0, .port = 600, .spin_ns = 0 });
+    try server.server_init(
+        .shm,
+        .{
+            .dir = dir,
+            .local_domain = 0,
+            .remote_domain = 9,
+            .port = 600,
+            .read_min = read_min,
+            .write_min = write_min,
+            .spin_ns = 0,
+        },
+    );
+    try client.client_init(
+        .shm,
+        .{ .dir = dir, .local_domain = 9, .remote_domain = 0, .port = 600, .spin_ns = 0 },
+    );
     var attempts: u32 = 0;
     while (try client.finish() != 0) : (attempts += 1) {
         if (attempts > 1000) return error.Timeout;

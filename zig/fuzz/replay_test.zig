@@ -25,7 +25,9 @@ fn replay(comptime name: []const u8) !void {
     var buffer: [4096]u8 = undefined;
     var runs: u32 = 0;
     while (runs < harness.brief_runs) : (runs += 1) {
-        const seed: []const u8 = if (corpus.items.len == 0) "" else corpus.items[random.uintLessThan(usize, corpus.items.len)];
+        const items = corpus.items;
+        const pick = if (items.len == 0) 0 else random.uintLessThan(usize, items.len);
+        const seed: []const u8 = if (items.len == 0) "" else items[pick];
         harness.run(mutate(random, seed, &buffer));
     }
 }
@@ -33,7 +35,8 @@ fn replay(comptime name: []const u8) !void {
 fn load_corpus(comptime name: []const u8, corpus: *std.ArrayList([]u8)) !void {
     var root = try std.fs.openDirAbsolute(options.corpus_dir, .{});
     defer root.close();
-    const known = root.readFileAlloc(allocator, "known-failing.txt", 1 << 20) catch |err| switch (err) {
+    const list = root.readFileAlloc(allocator, "known-failing.txt", 1 << 20);
+    const known = list catch |err| switch (err) {
         error.FileNotFound => try allocator.dupe(u8, ""),
         else => return err,
     };
@@ -76,7 +79,8 @@ fn mutate(random: std.Random, seed: []const u8, buffer: []u8) []const u8 {
                 buffer[random.uintLessThan(usize, len)] ^= @as(u8, 1) << random.int(u3);
             },
             1 => if (len > 0) {
-                buffer[random.uintLessThan(usize, len)] = interesting[random.uintLessThan(usize, interesting.len)];
+                const value = interesting[random.uintLessThan(usize, interesting.len)];
+                buffer[random.uintLessThan(usize, len)] = value;
             },
             2 => if (len < buffer.len) {
                 const at = random.uintLessThan(usize, len + 1);

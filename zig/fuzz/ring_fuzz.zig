@@ -59,7 +59,12 @@ pub fn run(bytes: []const u8) void {
     const pair = both[input.int(u8) & 1];
     const start = input.int(u32);
     pair_mod.reset(pair, start);
-    var model = Model{ .victim = pair.server, .page = pair.server.shm.map.?, .cons = start, .prod = start };
+    var model = Model{
+        .victim = pair.server,
+        .page = pair.server.shm.map.?,
+        .cons = start,
+        .prod = start,
+    };
     var ops: u32 = 0;
     while (!input.done() and ops < 256) : (ops += 1) step(&model, &input);
 }
@@ -68,7 +73,7 @@ fn step(model: *Model, input: *Input) void {
     const size: u32 = @intCast(model.ring().len);
     switch (input.int(u8) % 8) {
         0 => honest_write(model, input),
-        1 => model.poke(constants.offset_left_prod, model.cons +% (input.int(u32) % (size + 17)) -% 8),
+        1 => model.poke(constants.offset_left_prod, near(model.cons, input.int(u32), size)),
         2 => model.poke(constants.offset_left_prod, input.int(u32)),
         3 => model.poke(constants.offset_left_cons, input.int(u32)), // our index: must not matter
         4 => victim_read(model, input.int(u16) % (size + 9), false),
@@ -76,6 +81,11 @@ fn step(model: *Model, input: *Input) void {
         6 => victim_window(model, input.int(u16)),
         else => victim_write(model, input),
     }
+}
+
+/// An index within a few bytes either side of the legal range around `index`.
+fn near(index: u32, choice: u32, size: u32) u32 {
+    return index +% (choice % (2 * size + 17)) -% (size + 8);
 }
 
 fn honest_write(model: *Model, input: *Input) void {
@@ -97,8 +107,13 @@ fn victim_read(model: *Model, want: u32, all_or_nothing: bool) void {
     const target = buffer[0..want];
     const result = if (all_or_nothing) model.victim.recv(target) else model.victim.read(target);
     const got = result catch {
-        const impossible = published == null or model.violated or (all_or_nothing and want > ring.len);
-        check.that(impossible, "read of {d} failed with {?d} bytes published", .{ want, published });
+        const too_big = all_or_nothing and want > ring.len;
+        const impossible = published == null or model.violated or too_big;
+        check.that(
+            impossible,
+            "read of {d} failed with {?d} bytes published",
+            .{ want, published },
+        );
         if (published == null) model.violated = true;
         if (published == null or model.violated) {
             check.that(model.victim.data_ready() == 0, "data ready after a refused index", .{});
@@ -111,13 +126,25 @@ fn victim_read(model: *Model, want: u32, all_or_nothing: bool) void {
         check.that(false, "read {d} bytes past an impossible index", .{got});
         unreachable;
     };
-    check.that(got <= want and got <= available, "read {d} of {d}, {d} published", .{ got, want, available });
+    check.that(
+        got <= want and got <= available,
+        "read {d} of {d}, {d} published",
+        .{ got, want, available },
+    );
     if (all_or_nothing) check.that(got == if (available >= want) want else 0, "recv {d}", .{got});
     if (!all_or_nothing and want > 0) check.that(got == @min(want, available), "read {d}", .{got});
-    check.that(same_as_ring(ring, model.cons, buffer[0..got]), "read other bytes than the ring's", .{});
+    check.that(
+        same_as_ring(ring, model.cons, buffer[0..got]),
+        "read other bytes than the ring's",
+        .{},
+    );
     model.cons +%= got;
     const own = std.mem.readInt(u32, model.page[constants.offset_left_cons..][0..4], .little);
-    check.that(got == 0 or own == model.cons, "published consumer {d} != {d}", .{ own, model.cons });
+    check.that(
+        got == 0 or own == model.cons,
+        "published consumer {d} != {d}",
+        .{ own, model.cons },
+    );
 }
 
 /// `bytes` are the ring's, starting at index `from` (the victim never writes its read ring).
@@ -149,7 +176,11 @@ fn victim_window(model: *Model, want: u16) void {
     for (window) |piece| {
         // Each piece lies in the ring and continues the stream where the last one stopped.
         const start = @intFromPtr(piece.base) -% @intFromPtr(ring.ptr);
-        check.that(start < ring.len and piece.len <= ring.len - start, "window outside the ring", .{});
+        check.that(
+            start < ring.len and piece.len <= ring.len - start,
+            "window outside the ring",
+            .{},
+        );
         check.that(start == (model.cons +% seen) & (ring.len - 1), "window order", .{});
         seen += @intCast(piece.len);
     }
@@ -161,7 +192,7 @@ fn victim_window(model: *Model, want: u16) void {
 fn victim_write(model: *Model, input: *Input) void {
     const size = model.out_ring_size();
     switch (input.int(u8) % 3) {
-        0 => model.poke(constants.offset_right_cons, model.prod -% (input.int(u32) % (size + 17)) +% 8),
+        0 => model.poke(constants.offset_right_cons, near(model.prod, input.int(u32), size)),
         1 => model.poke(constants.offset_right_cons, input.int(u32)),
         else => {},
     }

@@ -54,7 +54,11 @@ pub fn finish() void {
 fn make_places() !Places {
     var at: Places = undefined;
     const base = if (std.fs.accessAbsolute("/dev/shm", .{})) "/dev/shm" else |_| "/tmp";
-    const path = try std.fmt.bufPrint(&at.path, "{s}/qrx-fuzz-unpack-{d}", .{ base, linux.getpid() });
+    const path = try std.fmt.bufPrint(
+        &at.path,
+        "{s}/qrx-fuzz-unpack-{d}",
+        .{ base, linux.getpid() },
+    );
     at.path_len = path.len;
     std.fs.deleteTreeAbsolute(path) catch {};
     try std.fs.makeDirAbsolute(path);
@@ -85,8 +89,16 @@ fn check_outside(root: std.fs.Dir) void {
     var entries = root.iterate();
     var count: u32 = 0;
     while (entries.next() catch null) |entry| : (count += 1) {
-        const known = std.mem.eql(u8, entry.name, "target") or std.mem.eql(u8, entry.name, "outside");
-        check.that(known and entry.kind == .directory, "{s} appeared beside the target", .{entry.name});
+        const known = std.mem.eql(u8, entry.name, "target") or std.mem.eql(
+            u8,
+            entry.name,
+            "outside",
+        );
+        check.that(
+            known and entry.kind == .directory,
+            "{s} appeared beside the target",
+            .{entry.name},
+        );
     }
     check.that(count == 2, "the target's parent has {d} entries", .{count});
     var outside = root.openDir("outside", .{ .iterate = true }) catch @panic("outside vanished");
@@ -103,7 +115,11 @@ fn check_reply(code: i32, stats: unpack.Stats, reply: []const u8) void {
     if (code < 0) return check.that(reply.len == 0, "a fatal stop sent a reply", .{});
     check.that(reply.len >= wire.result_bytes, "reply of {d} bytes", .{reply.len});
     const header = wire.ResultHeader.decode(reply[0..wire.result_bytes]);
-    check.that(header.error_code == code, "reply code {d}, returned {d}", .{ header.error_code, code });
+    check.that(
+        header.error_code == code,
+        "reply code {d}, returned {d}",
+        .{ header.error_code, code },
+    );
     check.that(header.crc == stats.crc, "reply crc {x}, counted {x}", .{ header.crc, stats.crc });
     check.that(stats.code == code, "stats code {d}, returned {d}", .{ stats.code, code });
     if (reply.len == wire.result_bytes) return;
@@ -111,7 +127,12 @@ fn check_reply(code: i32, stats: unpack.Stats, reply: []const u8) void {
     check.that(reply.len == wire.result_bytes + 4 + ext, "reply extension of {d}", .{ext});
 }
 
-fn check_tree(target: std.fs.Dir, model: *const model_mod.Model, code: i32, stats: unpack.Stats) void {
+fn check_tree(
+    target: std.fs.Dir,
+    model: *const model_mod.Model,
+    code: i32,
+    stats: unpack.Stats,
+) void {
     var walker = target.walk(std.heap.c_allocator) catch @panic("out of memory");
     defer walker.deinit();
     var seen: u64 = 0;
@@ -127,20 +148,41 @@ fn check_tree(target: std.fs.Dir, model: *const model_mod.Model, code: i32, stat
                 const content = read_file(target, entry.path);
                 defer std.heap.c_allocator.free(content);
                 bytes += content.len;
-                const entry_model = expected orelse std.debug.panic("file {s} not in the stream", .{entry.path});
+                const entry_model = expected orelse std.debug.panic(
+                    "file {s} not in the stream",
+                    .{entry.path},
+                );
                 check.that(entry_model.kind == .regular, "{s} is a file", .{entry.path});
-                check.that(std.mem.eql(u8, content, entry_model.payload), "{s}: other content", .{entry.path});
+                check.that(
+                    std.mem.eql(u8, content, entry_model.payload),
+                    "{s}: other content",
+                    .{entry.path},
+                );
             },
             .sym_link => {
                 links += 1;
                 var buffer: [std.fs.max_path_bytes]u8 = undefined;
                 const link = target.readLink(entry.path, &buffer) catch @panic("readlink");
-                check.that(names_fuzz.stays_inside(entry.path, link), "{s} -> {s} escapes", .{ entry.path, link });
-                const entry_model = expected orelse std.debug.panic("link {s} not in the stream", .{entry.path});
-                check.that(std.mem.eql(u8, link, entry_model.payload), "{s}: other target", .{entry.path});
+                check.that(
+                    names_fuzz.stays_inside(entry.path, link),
+                    "{s} -> {s} escapes",
+                    .{ entry.path, link },
+                );
+                const entry_model = expected orelse std.debug.panic(
+                    "link {s} not in the stream",
+                    .{entry.path},
+                );
+                check.that(
+                    std.mem.eql(u8, link, entry_model.payload),
+                    "{s}: other target",
+                    .{entry.path},
+                );
             },
             .directory => {
-                const entry_model = expected orelse std.debug.panic("dir {s} not in the stream", .{entry.path});
+                const entry_model = expected orelse std.debug.panic(
+                    "dir {s} not in the stream",
+                    .{entry.path},
+                );
                 check.that(entry_model.kind == .directory, "{s} is a directory", .{entry.path});
             },
             else => std.debug.panic("{s}: a {s}", .{ entry.path, @tagName(entry.kind) }),
@@ -148,12 +190,24 @@ fn check_tree(target: std.fs.Dir, model: *const model_mod.Model, code: i32, stat
     }
     // A file is counted once its mode and times are set: one that failed there stays on disk.
     const uncounted = files -% stats.files;
-    check.that(uncounted == 0 or (code != 0 and uncounted == 1), "{d} files, {d} counted", .{ files, stats.files });
+    check.that(
+        uncounted == 0 or (code != 0 and uncounted == 1),
+        "{d} files, {d} counted",
+        .{ files, stats.files },
+    );
     check.that(links == stats.symlinks, "{d} links, {d} counted", .{ links, stats.symlinks });
-    check.that(bytes == stats.bytes or code != 0, "{d} bytes on disk, {d} counted", .{ bytes, stats.bytes });
+    check.that(
+        bytes == stats.bytes or code != 0,
+        "{d} bytes on disk, {d} counted",
+        .{ bytes, stats.bytes },
+    );
     if (code != 0) return;
     check.that(model.complete, "success on a stream without its end marker", .{});
-    check.that(seen == model.count(), "{d} entries on disk, {d} in the stream", .{ seen, model.count() });
+    check.that(
+        seen == model.count(),
+        "{d} entries on disk, {d} in the stream",
+        .{ seen, model.count() },
+    );
     check.that(stats.crc == wire.crc32_reference(0, model.consumed), "crc of the stream", .{});
 }
 
@@ -166,6 +220,9 @@ fn read_file(dir: std.fs.Dir, path: []const u8) []u8 {
 fn clear(target: std.fs.Dir) void {
     var entries = target.iterate();
     while (entries.next() catch null) |entry| {
-        target.deleteTree(entry.name) catch |err| std.debug.panic("clean {s}: {s}", .{ entry.name, @errorName(err) });
+        target.deleteTree(entry.name) catch |err| std.debug.panic(
+            "clean {s}: {s}",
+            .{ entry.name, @errorName(err) },
+        );
     }
 }

@@ -13,7 +13,11 @@ pub const Model = struct {
     complete: bool,
 
     pub fn read(stream: []const u8) Model {
-        var model = Model{ .entries = std.StringHashMap(Entry).init(std.heap.c_allocator), .consumed = stream, .complete = false };
+        var model = Model{
+            .entries = std.StringHashMap(Entry).init(std.heap.c_allocator),
+            .consumed = stream,
+            .complete = false,
+        };
         var at: usize = 0;
         while (stream.len - at >= wire.header_bytes) {
             const header = wire.FileHeader.decode(stream[at..][0..wire.header_bytes]);
@@ -32,7 +36,8 @@ pub const Model = struct {
             if (payload_len > stream.len - at) break;
             const payload = stream[at..][0..@intCast(payload_len)];
             at += @intCast(payload_len);
-            const cut = if (kind == .symlink) payload[0 .. std.mem.indexOfScalar(u8, payload, 0) orelse payload.len] else payload;
+            const nul = std.mem.indexOfScalar(u8, payload, 0) orelse payload.len;
+            const cut = if (kind == .symlink) payload[0..nul] else payload;
             // The first entry of a name is the one on disk: a later one fails or merges into it.
             const slot = model.entries.getOrPut(name) catch @panic("out of memory");
             if (!slot.found_existing) slot.value_ptr.* = .{ .kind = kind, .payload = cut };
