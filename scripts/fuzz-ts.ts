@@ -14,7 +14,8 @@ function parseArgs(argv: string[]): { seconds: number; only: string[] } {
     if (argv[i] === "--seconds") seconds = Number(argv[++i]);
     else only.push(argv[i]!);
   }
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error("--seconds needs a positive number");
+  if (!Number.isFinite(seconds) || seconds <= 0)
+    throw new Error("--seconds needs a positive number");
   return { seconds, only };
 }
 
@@ -29,15 +30,27 @@ for (const harness of harnesses) {
       executions++;
       harness.property(input);
     }),
-    { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: seconds * 1000, markInterruptAsFailure: false },
+    {
+      numRuns: Number.MAX_SAFE_INTEGER,
+      interruptAfterTimeLimit: seconds * 1000,
+      markInterruptAsFailure: false,
+    },
   );
   const elapsed = (performance.now() - started) / 1000;
-  const row = { name: harness.name, executions, seconds: Math.round(elapsed), executionsPerSecond: Math.round(executions / elapsed), failures: 0 };
+  const row = {
+    name: harness.name,
+    executions,
+    seconds: Math.round(elapsed),
+    executionsPerSecond: Math.round(executions / elapsed),
+    failures: 0,
+  };
   if (result.failed && result.counterexample !== null) {
     row.failures = 1;
     failed = true;
     const path = keep(harness, result.counterexample[0] as never);
-    console.error(`${harness.name}: property failed; input kept in ${path}\n${fc.defaultReportMessage(result)}`);
+    console.error(
+      `${harness.name}: property failed; input kept in ${path}\n${fc.defaultReportMessage(result)}`,
+    );
   }
   console.log(JSON.stringify(row));
 }

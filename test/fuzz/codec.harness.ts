@@ -28,9 +28,19 @@ import { identProblem, validateAgentMessage } from "../../src/protocol/validate.
 import { bytesInput, type Harness } from "./harness.ts";
 
 const TYPES = [
-  C.MSG_DATA_STDIN, C.MSG_DATA_STDOUT, C.MSG_DATA_STDERR, C.MSG_DATA_EXIT_CODE, C.MSG_EXEC_CMDLINE,
-  C.MSG_JUST_EXEC, C.MSG_SERVICE_CONNECT, C.MSG_SERVICE_REFUSED, C.MSG_TRIGGER_SERVICE,
-  C.MSG_CONNECTION_TERMINATED, C.MSG_TRIGGER_SERVICE3, C.MSG_TRIGGER_SERVICE4, C.MSG_HELLO,
+  C.MSG_DATA_STDIN,
+  C.MSG_DATA_STDOUT,
+  C.MSG_DATA_STDERR,
+  C.MSG_DATA_EXIT_CODE,
+  C.MSG_EXEC_CMDLINE,
+  C.MSG_JUST_EXEC,
+  C.MSG_SERVICE_CONNECT,
+  C.MSG_SERVICE_REFUSED,
+  C.MSG_TRIGGER_SERVICE,
+  C.MSG_CONNECTION_TERMINATED,
+  C.MSG_TRIGGER_SERVICE3,
+  C.MSG_TRIGGER_SERVICE4,
+  C.MSG_HELLO,
 ];
 
 function assert(ok: boolean, message: string): asserts ok {
@@ -85,7 +95,8 @@ function checkMessage(type: number, payload: Uint8Array, version: number): void 
   const message = refusing(() => decodeMessage(header, payload));
   if (message !== null) {
     const again = reencode(message, payload);
-    const compared = message.kind === "exit-code" ? payload.subarray(0, again?.length ?? 0) : payload;
+    const compared =
+      message.kind === "exit-code" ? payload.subarray(0, again?.length ?? 0) : payload;
     if (again !== null) assert(equalBytes(again, compared), `${message.kind} does not re-encode`);
     if (message.kind === "exec-cmdline" || message.kind === "just-exec") {
       assert(!message.command.includes("\0"), "a command with NUL");
@@ -97,10 +108,17 @@ function checkMessage(type: number, payload: Uint8Array, version: number): void 
 const SERVICE = /^[A-Za-z0-9_.+-]+$/;
 const DOMAIN = /^[A-Za-z0-9_.@:-]*$/;
 
-function checkVerdict(header: { type: number; len: number }, body: Uint8Array, version: number): void {
+function checkVerdict(
+  header: { type: number; len: number },
+  body: Uint8Array,
+  version: number,
+): void {
   const verdict = validateAgentMessage(header, body, version);
   if (verdict.kind === "ok") {
-    assert(SERVICE.test(verdict.service) && !verdict.service.startsWith("+"), `service ${verdict.service}`);
+    assert(
+      SERVICE.test(verdict.service) && !verdict.service.startsWith("+"),
+      `service ${verdict.service}`,
+    );
     assert(verdict.service.length <= C.MAX_SERVICE_NAME_LEN, "service name too long");
     assert(DOMAIN.test(verdict.target), `target ${verdict.target}`);
     assert(verdict.source === null || DOMAIN.test(verdict.source), `source ${verdict.source}`);
@@ -110,7 +128,10 @@ function checkVerdict(header: { type: number; len: number }, body: Uint8Array, v
       assert(tail.indexOf(0) === tail.length - 1, "a service area with an interior NUL passed");
     }
   } else if (verdict.kind === "connection-terminated") {
-    assert(verdict.connectPort >= C.DATA_PORT_MIN && verdict.connectPort <= C.DATA_PORT_MAX, "port range");
+    assert(
+      verdict.connectPort >= C.DATA_PORT_MIN && verdict.connectPort <= C.DATA_PORT_MAX,
+      "port range",
+    );
   }
 }
 
@@ -130,22 +151,42 @@ function checkStream(bytes: Uint8Array, limit: number, version: number): void {
 }
 
 /** Mostly well-formed frames of known types, with hostile lengths and bytes mixed in. */
-const frameArbitrary = fc.tuple(fc.constantFrom(...TYPES, 0, 0xffffffff), fc.uint8Array({ maxLength: 300 }));
+const frameArbitrary = fc.tuple(
+  fc.constantFrom(...TYPES, 0, 0xffffffff),
+  fc.uint8Array({ maxLength: 300 }),
+);
 const streamArbitrary = fc.oneof(
   fc.uint8Array({ maxLength: 600 }),
-  fc.array(frameArbitrary, { maxLength: 6 }).map((frames) => new Uint8Array(frames.flatMap(([type, payload]) => [...frame(type, payload)]))),
+  fc
+    .array(frameArbitrary, { maxLength: 6 })
+    .map(
+      (frames) => new Uint8Array(frames.flatMap(([type, payload]) => [...frame(type, payload)])),
+    ),
 );
 
 export const codecHarness: Harness<{ bytes: Uint8Array; limit: number; version: number }> = {
   name: "ts-codec",
-  arbitrary: fc.record({ bytes: streamArbitrary, limit: fc.constantFrom(0, 100, 65536, 65160), version: fc.constantFrom(2, 3, 4) }),
+  arbitrary: fc.record({
+    bytes: streamArbitrary,
+    limit: fc.constantFrom(0, 100, 65536, 65160),
+    version: fc.constantFrom(2, 3, 4),
+  }),
   property: ({ bytes, limit, version }) => checkStream(bytes, limit, version),
   ...bytesInput(["bytes"]),
 };
 
-function checkHello(own: number, peer: number, type: number, len: number, payload: Uint8Array): void {
+function checkHello(
+  own: number,
+  peer: number,
+  type: number,
+  len: number,
+  payload: Uint8Array,
+): void {
   const version = refusing(() => negotiateVersion(own, peer));
-  assert((version === null) === (Math.min(own, peer) < C.QREXEC_PROTOCOL_VERSION_MIN), "negotiation refusal");
+  assert(
+    (version === null) === Math.min(own, peer) < C.QREXEC_PROTOCOL_VERSION_MIN,
+    "negotiation refusal",
+  );
   if (version !== null) assert(version === Math.min(own, peer), "negotiated version");
   const decoded = refusing(() => decodeHello({ type, len }, payload));
   const valid = type === C.MSG_HELLO && len === 4 && payload.length === 4;
@@ -156,7 +197,13 @@ function checkHello(own: number, peer: number, type: number, len: number, payloa
   assert(back !== null && decodeHello(back.header, back.payload) === own, "hello round trip");
 }
 
-export const helloHarness: Harness<{ own: number; peer: number; type: number; len: number; payload: Uint8Array }> = {
+export const helloHarness: Harness<{
+  own: number;
+  peer: number;
+  type: number;
+  len: number;
+  payload: Uint8Array;
+}> = {
   name: "ts-hello",
   arbitrary: fc.record({
     own: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.nat({ max: 0xffffffff })),

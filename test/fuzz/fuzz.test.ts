@@ -17,13 +17,18 @@ for (const harness of harnesses) {
         try {
           harness.property(input);
         } catch (error) {
-          throw new Error(`${harness.name}/${file}: ${error instanceof Error ? error.message : error}`);
+          throw new Error(
+            `${harness.name}/${file}: ${error instanceof Error ? error.message : error}`,
+          );
         }
       }
     });
 
     test(`holds for ${runs} generated inputs`, () => {
-      const result = fc.check(fc.property(harness.arbitrary, (input) => harness.property(input)), { numRuns: runs, seed: 0x71727866 });
+      const result = fc.check(
+        fc.property(harness.arbitrary, (input) => harness.property(input)),
+        { numRuns: runs, seed: 0x71727866 },
+      );
       expect(result.failed ? fc.defaultReportMessage(result) : null).toBeNull();
     });
   });

@@ -13,20 +13,27 @@ export interface Harness<T> {
 }
 
 /** JSON conversion for an input object whose `fields` are Uint8Arrays (kept as hex). */
-export function bytesInput<T extends object>(fields: string[]): Pick<Harness<T>, "toJson" | "fromJson"> {
+export function bytesInput<T extends object>(
+  fields: string[],
+): Pick<Harness<T>, "toJson" | "fromJson"> {
   return {
     toJson: (input) => {
       const out: Record<string, unknown> = { ...input };
-      for (const field of fields) out[field] = Buffer.from(out[field] as Uint8Array).toString("hex");
+      for (const field of fields)
+        out[field] = Buffer.from(out[field] as Uint8Array).toString("hex");
       return out;
     },
     fromJson: (json) => {
       const out = { ...(json as Record<string, unknown>) };
-      for (const field of fields) out[field] = new Uint8Array(Buffer.from(out[field] as string, "hex"));
+      for (const field of fields)
+        out[field] = new Uint8Array(Buffer.from(out[field] as string, "hex"));
       return out as T;
     },
   };
 }
 
 /** For inputs that are plain JSON already. */
-export const jsonInput = { toJson: (input: unknown) => input, fromJson: (json: unknown) => json as never };
+export const jsonInput = {
+  toJson: (input: unknown) => input,
+  fromJson: (json: unknown) => json as never,
+};

@@ -5,4 +5,9 @@ import { configHarness } from "./config.harness.ts";
 import type { Harness } from "./harness.ts";
 import { policyHarness } from "./policy.harness.ts";
 
-export const harnesses: Harness<never>[] = [codecHarness, helloHarness, configHarness, policyHarness] as Harness<never>[];
+export const harnesses: Harness<never>[] = [
+  codecHarness,
+  helloHarness,
+  configHarness,
+  policyHarness,
+] as Harness<never>[];

@@ -19,9 +19,26 @@ const DOMAINS: (DomainSpec & { type?: string; tags?: string[] })[] = [
 const facts = new TableDomainFacts(DOMAINS as DomainSpec[]);
 
 const NAMES = ["dom0", "work", "vault", "personal", "fedora"];
-const SOURCE_TOKENS = [...NAMES, "nosuch", "*", "@anyvm", "@adminvm", "@tag:trusted", "@tag:secret", "@type:AppVM", "@type:TemplateVM"];
+const SOURCE_TOKENS = [
+  ...NAMES,
+  "nosuch",
+  "*",
+  "@anyvm",
+  "@adminvm",
+  "@tag:trusted",
+  "@tag:secret",
+  "@type:AppVM",
+  "@type:TemplateVM",
+];
 const TARGET_TOKENS = [...SOURCE_TOKENS, "@default", "@dispvm"];
-const ACTIONS = ["allow", "deny", "ask", "allow target=vault", "ask default_target=vault", "deny notify=no"];
+const ACTIONS = [
+  "allow",
+  "deny",
+  "ask",
+  "allow target=vault",
+  "ask default_target=vault",
+  "deny notify=no",
+];
 const SERVICES = ["test.A", "test.B", "*"];
 const ARGUMENTS = ["*", "+", "+x"];
 const CALLS = ["test.A", "test.A+", "test.A+x", "test.B", "test.B+y"];
@@ -59,8 +76,12 @@ function tokenMatchesDomain(token: string, name: string): Tri {
 }
 
 function targetMatches(token: string, target: string): Tri {
-  if (target === "@adminvm") return token === "@adminvm" || token === "dom0" || token === "*" ? "yes" : tokenMatchesDomain(token, "dom0");
-  if (target === "@default") return token === "@default" ? "yes" : token === "*" || token === "@anyvm" ? "unknown" : "no";
+  if (target === "@adminvm")
+    return token === "@adminvm" || token === "dom0" || token === "*"
+      ? "yes"
+      : tokenMatchesDomain(token, "dom0");
+  if (target === "@default")
+    return token === "@default" ? "yes" : token === "*" || token === "@anyvm" ? "unknown" : "no";
   return tokenMatchesDomain(token, target);
 }
 
@@ -70,7 +91,12 @@ function both(...values: Tri[]): Tri {
 }
 
 /** "deny" when the first rule that can match is a deny rule, or when none can; else no claim. */
-function reference(rules: Rule[], source: string, target: string, call: string): "deny" | "no claim" {
+function reference(
+  rules: Rule[],
+  source: string,
+  target: string,
+  call: string,
+): "deny" | "no claim" {
   const plus = call.indexOf("+");
   const service = plus === -1 ? call : call.slice(0, plus);
   const argument = plus === -1 ? "+" : call.slice(plus);
@@ -98,14 +124,20 @@ export const tally = { denyClaims: 0, noClaims: 0, allowed: 0 };
 function check({ rules, garbage, calls }: Input): void {
   const lines = rules.map((r) => `${r.service} ${r.argument} ${r.source} ${r.target} ${r.action}`);
   if (garbage !== null) lines.splice(garbage.length % (lines.length + 1), 0, garbage);
-  const loaded = loadPolicy("/policy", { fs: memoryFileSystem({ "/policy/50-fuzz.policy": lines.join("\n") + "\n" }) });
+  const loaded = loadPolicy("/policy", {
+    fs: memoryFileSystem({ "/policy/50-fuzz.policy": lines.join("\n") + "\n" }),
+  });
   for (const { source, target, call } of calls) {
     const query = { source, intendedTarget: target, serviceAndArg: call, requestedSource: null };
     const decision = loaded.policy.evaluate(query, facts);
     const explained = loaded.policy.explain(query, facts).decision;
     const at = `${source} -> ${target} ${call}`;
-    assert(explained.kind === decision.kind && explained.rule === decision.rule, `explain disagrees on ${at}`);
-    if (loaded.errors.length > 0) assert(decision.kind === "deny", `a broken policy decided ${decision.kind} for ${at}`);
+    assert(
+      explained.kind === decision.kind && explained.rule === decision.rule,
+      `explain disagrees on ${at}`,
+    );
+    if (loaded.errors.length > 0)
+      assert(decision.kind === "deny", `a broken policy decided ${decision.kind} for ${at}`);
     if (decision.kind === "allow") tally.allowed++;
     if (garbage !== null) continue;
     if (reference(rules, source, target, call) === "deny") {
@@ -118,25 +150,42 @@ function check({ rules, garbage, calls }: Input): void {
 }
 
 // A `*` service takes only a `*` argument (anything else is a load error, tried apart).
-const rule = fc.record({
-  service: fc.constantFrom(...SERVICES),
-  argument: fc.constantFrom(...ARGUMENTS),
-  source: fc.constantFrom(...SOURCE_TOKENS),
-  target: fc.constantFrom(...TARGET_TOKENS),
-  action: fc.constantFrom(...ACTIONS),
-}).map((r) => (r.service === "*" ? { ...r, argument: "*" } : r));
+const rule = fc
+  .record({
+    service: fc.constantFrom(...SERVICES),
+    argument: fc.constantFrom(...ARGUMENTS),
+    source: fc.constantFrom(...SOURCE_TOKENS),
+    target: fc.constantFrom(...TARGET_TOKENS),
+    action: fc.constantFrom(...ACTIONS),
+  })
+  .map((r) => (r.service === "*" ? { ...r, argument: "*" } : r));
 
 const garbage = fc.oneof(
   fc.string({ maxLength: 30 }),
-  fc.constantFrom("!include nosuch", "test.A * work", "test.A * work vault allow bogus=1", "* +x work vault deny"),
+  fc.constantFrom(
+    "!include nosuch",
+    "test.A * work",
+    "test.A * work vault allow bogus=1",
+    "* +x work vault deny",
+  ),
 );
 
 export const policyHarness: Harness<Input> = {
   name: "ts-policy",
   arbitrary: fc.record({
     rules: fc.array(rule, { maxLength: 10 }),
-    garbage: fc.oneof({ arbitrary: fc.constant(null), weight: 6 }, { arbitrary: garbage, weight: 1 }),
-    calls: fc.array(fc.record({ source: fc.constantFrom(...NAMES), target: fc.constantFrom(...TARGETS), call: fc.constantFrom(...CALLS) }), { minLength: 1, maxLength: 8 }),
+    garbage: fc.oneof(
+      { arbitrary: fc.constant(null), weight: 6 },
+      { arbitrary: garbage, weight: 1 },
+    ),
+    calls: fc.array(
+      fc.record({
+        source: fc.constantFrom(...NAMES),
+        target: fc.constantFrom(...TARGETS),
+        call: fc.constantFrom(...CALLS),
+      }),
+      { minLength: 1, maxLength: 8 },
+    ),
   }),
   property: check,
   ...jsonInput,
