@@ -24,7 +24,9 @@ while [ $# -gt 0 ]; do
         *) only="$only $1"; shift ;;
     esac
 done
-case "$seconds" in ''|*[!0-9]*|0) say "--seconds needs a whole number of seconds above 0"; exit 2 ;; esac
+case "$seconds" in
+    ''|*[!0-9]*|0) say "--seconds needs a whole number of seconds above 0"; exit 2 ;;
+esac
 case "$execs" in *[!0-9]*|0) say "--execs needs a whole number above 0"; exit 2 ;; esac
 if [ -n "$execs" ]; then budget="-E $execs"; else budget="-V $seconds"; fi
 wanted() { [ -z "$only" ] || case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -66,18 +68,26 @@ stat_of() { sed -n "s/^$1 *: *//p" "$runs/$2/default/fuzzer_stats"; }
 for target in zig-out/fuzz/*; do
     name=$(basename "$target")
     wanted "$name" || continue
-    [ -n "$(ls "test/fuzz/corpus/$name" 2>/dev/null)" ] || { say "$name: no seed in test/fuzz/corpus/$name"; exit 1; }
+    if [ -z "$(ls "test/fuzz/corpus/$name" 2>/dev/null)" ]; then
+        say "$name: no seed in test/fuzz/corpus/$name"
+        exit 1
+    fi
     rm -rf "${runs:?}/$name"
     say "$name: AFL++ ($budget)"
     # shellcheck disable=SC2086 # $budget is an option and its value
     AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
         AFL_SKIP_CRASHES=1 afl-fuzz -i "test/fuzz/corpus/$name" -o "$runs/$name" $budget \
-        -- "$target" > "$runs/$name.log" 2>&1 || { say "$name: afl-fuzz failed, see $runs/$name.log"; tail -5 "$runs/$name.log" >&2; exit 1; }
+        -- "$target" > "$runs/$name.log" 2>&1 || {
+        say "$name: afl-fuzz failed, see $runs/$name.log"
+        tail -5 "$runs/$name.log" >&2
+        exit 1
+    }
     crashes=$(stat_of saved_crashes "$name")
     hangs=$(stat_of saved_hangs "$name")
     printf '{"name":"%s","executions":%s,"seconds":%s,"executionsPerSecond":%s,"failures":%s}\n' \
         "$name" "$(stat_of execs_done "$name")" "$(stat_of run_time "$name")" \
-        "$(stat_of execs_per_sec "$name" | cut -d. -f1)" "$((crashes + hangs))" | tee "$runs/$name.json"
+        "$(stat_of execs_per_sec "$name" | cut -d. -f1)" "$((crashes + hangs))" |
+        tee "$runs/$name.json"
     if [ "$((crashes + hangs))" -gt 0 ]; then failed=1; keep_findings "$name"; fi
 done
 
@@ -87,10 +97,13 @@ for scratch in /dev/shm/qrx-fuzz-unpack-* /tmp/qrx-fuzz-unpack-*; do
 done
 
 ts_harnesses=""
-for name in ts-codec ts-hello ts-config ts-policy; do wanted "$name" && ts_harnesses="$ts_harnesses $name"; done
+for name in ts-codec ts-hello ts-config ts-policy; do
+    wanted "$name" && ts_harnesses="$ts_harnesses $name"
+done
 if [ -n "$ts_harnesses" ]; then
     # shellcheck disable=SC2086 # one argument per harness
-    node_modules/.bin/bun scripts/fuzz-ts.ts --seconds "$seconds" $ts_harnesses | tee "$runs/ts.jsonl" || failed=1
+    node_modules/.bin/bun scripts/fuzz-ts.ts --seconds "$seconds" $ts_harnesses |
+        tee "$runs/ts.jsonl" || failed=1
 fi
 say "results in $runs/*.json*, AFL++ output in $runs/<harness>/"
 [ "$failed" = 0 ] || say "failing inputs were kept under test/fuzz/corpus/ (see above)"
