@@ -102,8 +102,10 @@ for name in ts-codec ts-hello ts-config ts-policy; do
 done
 if [ -n "$ts_harnesses" ]; then
     # shellcheck disable=SC2086 # one argument per harness
-    node_modules/.bin/bun scripts/fuzz-ts.ts --seconds "$seconds" $ts_harnesses |
-        tee "$runs/ts.jsonl" || failed=1
+    # Not through a pipe: the exit status is the runner's.
+    node_modules/.bin/bun scripts/fuzz-ts.ts --seconds "$seconds" $ts_harnesses > "$runs/ts.jsonl" ||
+        failed=1
+    cat "$runs/ts.jsonl"
 fi
 say "results in $runs/*.json*, AFL++ output in $runs/<harness>/"
 [ "$failed" = 0 ] || say "failing inputs were kept under test/fuzz/corpus/ (see above)"
