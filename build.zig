@@ -1,6 +1,7 @@
 //! Builds libqrx.so (the data plane loaded by Bun through bun:ffi) and its tests.
 //! `zig build` installs zig-out/lib/libqrx.so and zig-out/bin/qrexec-client-vm (the client's
-//! native front end); `zig build test` runs every Zig test.
+//! native front end); `zig build test` runs every Zig test; `zig build fuzz` builds the AFL++
+//! fuzz targets (zig/fuzz/, docs/reliability.md).
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -78,7 +79,6 @@ fn add_fuzz_targets(b: *std.Build, target: std.Build.ResolvedTarget) void {
             .target = target,
             .optimize = .ReleaseSafe,
             .link_libc = true,
-            .stack_check = false,
         });
         module.addOptions("fuzz_options", options);
         const object = b.addObject(.{ .name = b.fmt("fuzz-{s}", .{name}), .root_module = module });
