@@ -2,7 +2,7 @@
 //! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
 //! native front end), zig-out/bin/qrexec-client (dom0 -> VM calls natively) and
 //! zig-out/bin/qfile-agent, qfile-unpacker and qvm-copy (file copy); `zig build test` runs every
-//! Zig test.
+//! Zig test; `zig build fuzz` builds the AFL++ fuzz targets (zig/fuzz/, docs/reliability.md).
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -79,6 +79,9 @@ pub fn build(b: *std.Build) void {
         .optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "tests' mode") orelse .Debug,
         .link_libc = true,
     });
+    const fuzz_options = b.addOptions();
+    fuzz_options.addOption([]const u8, "corpus_dir", b.pathFromRoot("test/fuzz/corpus"));
+    test_module.addOptions("fuzz_options", fuzz_options);
     const tests = b.addTest(.{
         .root_module = test_module,
         .filters = if (b.option([]const u8, "test-filter", "run only matching tests")) |f|
@@ -89,4 +92,34 @@ pub fn build(b: *std.Build) void {
     const run_tests = b.addRunArtifact(tests);
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);
+
+    add_fuzz_targets(b, target);
+}
+
+/// `zig build fuzz`: one AFL++ persistent-mode executable per harness in zig-out/fuzz/, the
+/// harness compiled by Zig with trace-pc-guard coverage and linked by afl-clang-fast around
+/// zig/fuzz/afl_driver.c (scripts/fuzz.sh runs them; `zig build test` needs none of this).
+fn add_fuzz_targets(b: *std.Build, target: std.Build.ResolvedTarget) void {
+    const fuzz_step = b.step("fuzz", "Build the AFL++ fuzz targets (needs afl-clang-fast)");
+    for (@import("zig/fuzz/list.zig").names) |name| {
+        const options = b.addOptions();
+        options.addOption([]const u8, "harness", name);
+        const module = b.createModule(.{
+            .root_source_file = b.path("zig/afl_fuzz.zig"),
+            .target = target,
+            .optimize = .ReleaseSafe,
+            .link_libc = true,
+        });
+        module.addOptions("fuzz_options", options);
+        const object = b.addObject(.{ .name = b.fmt("fuzz-{s}", .{name}), .root_module = module });
+        object.sanitize_coverage_trace_pc_guard = true;
+        object.bundle_compiler_rt = true;
+        const link = b.addSystemCommand(&.{ "afl-clang-fast", "-O2", "-o" });
+        const executable = link.addOutputFileArg(name);
+        link.addFileArg(b.path("zig/fuzz/afl_driver.c"));
+        link.addFileArg(object.getEmittedBin());
+        link.addArg("-lpthread");
+        const install = b.addInstallFileWithDir(executable, .{ .custom = "fuzz" }, name);
+        fuzz_step.dependOn(&install.step);
+    }
 }

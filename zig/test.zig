@@ -25,4 +25,5 @@ test {
     _ = @import("filecopy/cli/messages.zig");
     _ = @import("filecopy/cli/unpacker_args.zig");
     _ = @import("filecopy/cli/tree_check.zig");
+    _ = @import("fuzz/replay_test.zig");
 }

@@ -1,0 +1,231 @@
+//! Harness `unpack`: the file-copy receiver (zig/filecopy/unpack.zig) on a hostile stream, into
+//! a real directory on tmpfs beside a sibling it must never touch. Properties: nothing appears
+//! outside the target; every symlink made stays inside what was copied; the reply is the code
+//! it returned with the CRC it counted; on success the tree is exactly what a plain reading of
+//! the stream says, the counts and CRC match it; on failure every file present is whole.
+const std = @import("std");
+const linux = std.os.linux;
+const unpack = @import("../filecopy/unpack.zig");
+const wire = @import("../filecopy/wire.zig");
+const names_fuzz = @import("names_fuzz.zig");
+const model_mod = @import("unpack_model.zig");
+const check = @import("check.zig");
+
+const Places = struct { root: std.fs.Dir, target: std.fs.Dir, path: [64]u8, path_len: usize };
+var places: ?Places = null;
+
+pub fn run(bytes: []const u8) void {
+    const at = places orelse blk: {
+        places = make_places() catch |err| std.debug.panic("fuzz set-up: {s}", .{@errorName(err)});
+        break :blk places.?;
+    };
+    const flags = unpack.Flags{ .allow_all_names = bytes.len > 0 and bytes[0] & 1 == 1 };
+    const stream = if (bytes.len > 0) bytes[1..] else bytes;
+    var stats: unpack.Stats = undefined;
+    var reply: [wire.result_message_bytes_max + 1]u8 = undefined;
+    const in_fd = memfd(stream);
+    defer _ = linux.close(in_fd);
+    const out_fd = memfd("");
+    defer _ = linux.close(out_fd);
+    const code = unpack.unpack(in_fd, out_fd, at.target.fd, flags, &stats);
+    _ = linux.lseek(out_fd, 0, linux.SEEK.SET);
+    const reply_len = linux.read(out_fd, &reply, reply.len);
+    check.that(linux.E.init(reply_len) == .SUCCESS, "reply unreadable", .{});
+
+    check_outside(at.root);
+    check_reply(code, stats, reply[0..reply_len]);
+    var model = model_mod.Model.read(stream);
+    defer model.deinit();
+    check_tree(at.target, &model, code, stats);
+    clear(at.target);
+}
+
+/// Runs once per process, so that it does not leave a directory behind in /dev/shm.
+pub fn finish() void {
+    const at = places orelse return;
+    var root = at.root;
+    root.close();
+    var target = at.target;
+    target.close();
+    std.fs.deleteTreeAbsolute(at.path[0..at.path_len]) catch {};
+    places = null;
+}
+
+fn make_places() !Places {
+    var at: Places = undefined;
+    const base = if (std.fs.accessAbsolute("/dev/shm", .{})) "/dev/shm" else |_| "/tmp";
+    const path = try std.fmt.bufPrint(
+        &at.path,
+        "{s}/qrx-fuzz-unpack-{d}",
+        .{ base, linux.getpid() },
+    );
+    at.path_len = path.len;
+    std.fs.deleteTreeAbsolute(path) catch {};
+    try std.fs.makeDirAbsolute(path);
+    at.root = try std.fs.openDirAbsolute(path, .{ .iterate = true });
+    try at.root.makeDir("target");
+    try at.root.makeDir("outside");
+    try at.root.writeFile(.{ .sub_path = "outside/keep", .data = "keep" });
+    at.target = try at.root.openDir("target", .{ .iterate = true });
+    return at;
+}
+
+fn memfd(contents: []const u8) i32 {
+    const rc = linux.memfd_create("qrx-fuzz", linux.MFD.CLOEXEC);
+    check.that(linux.E.init(rc) == .SUCCESS, "memfd_create failed", .{});
+    const fd: i32 = @intCast(rc);
+    var written: usize = 0;
+    while (written < contents.len) {
+        const n = linux.write(fd, contents[written..].ptr, contents.len - written);
+        check.that(linux.E.init(n) == .SUCCESS, "memfd write failed", .{});
+        written += n;
+    }
+    _ = linux.lseek(fd, 0, linux.SEEK.SET);
+    return fd;
+}
+
+/// The root holds `target` and `outside` only, and `outside` only its one file.
+fn check_outside(root: std.fs.Dir) void {
+    var entries = root.iterate();
+    var count: u32 = 0;
+    while (entries.next() catch null) |entry| : (count += 1) {
+        const known = std.mem.eql(u8, entry.name, "target") or std.mem.eql(
+            u8,
+            entry.name,
+            "outside",
+        );
+        check.that(
+            known and entry.kind == .directory,
+            "{s} appeared beside the target",
+            .{entry.name},
+        );
+    }
+    check.that(count == 2, "the target's parent has {d} entries", .{count});
+    var outside = root.openDir("outside", .{ .iterate = true }) catch @panic("outside vanished");
+    defer outside.close();
+    var inner = outside.iterate();
+    count = 0;
+    while (inner.next() catch null) |entry| : (count += 1) {
+        check.that(std.mem.eql(u8, entry.name, "keep"), "{s} appeared outside", .{entry.name});
+    }
+    check.that(count == 1, "outside has {d} entries", .{count});
+}
+
+fn check_reply(code: i32, stats: unpack.Stats, reply: []const u8) void {
+    // -1 alone is a stop without a result; other negative codes are replies, e.g. a directory
+    // name that fails validation, (uint32)-84 as upstream (filecopy.md §2.6).
+    if (code == -1) return check.that(reply.len == 0, "a fatal stop sent a reply", .{});
+    check.that(reply.len >= wire.result_bytes, "reply of {d} bytes", .{reply.len});
+    const header = wire.ResultHeader.decode(reply[0..wire.result_bytes]);
+    check.that(
+        header.error_code == @as(u32, @bitCast(code)),
+        "reply code {d}, returned {d}",
+        .{ header.error_code, code },
+    );
+    check.that(header.crc == stats.crc, "reply crc {x}, counted {x}", .{ header.crc, stats.crc });
+    const returned: u32 = @bitCast(code);
+    check.that(stats.code == returned, "stats code {d}, returned {d}", .{ stats.code, code });
+    if (reply.len == wire.result_bytes) return;
+    const ext = std.mem.readInt(u32, reply[wire.result_bytes..][0..4], .little);
+    check.that(reply.len == wire.result_bytes + 4 + ext, "reply extension of {d}", .{ext});
+}
+
+fn check_tree(
+    target: std.fs.Dir,
+    model: *const model_mod.Model,
+    code: i32,
+    stats: unpack.Stats,
+) void {
+    var walker = target.walk(std.heap.c_allocator) catch @panic("out of memory");
+    defer walker.deinit();
+    var seen: u64 = 0;
+    var files: u64 = 0;
+    var links: u64 = 0;
+    var bytes: u64 = 0;
+    while (walker.next() catch |err| std.debug.panic("walk: {s}", .{@errorName(err)})) |entry| {
+        seen += 1;
+        const expected = model.get(entry.path);
+        switch (entry.kind) {
+            .file => {
+                files += 1;
+                const content = read_file(target, entry.path);
+                defer std.heap.c_allocator.free(content);
+                bytes += content.len;
+                const entry_model = expected orelse std.debug.panic(
+                    "file {s} not in the stream",
+                    .{entry.path},
+                );
+                check.that(entry_model.kind == .regular, "{s} is a file", .{entry.path});
+                check.that(
+                    std.mem.eql(u8, content, entry_model.payload),
+                    "{s}: other content",
+                    .{entry.path},
+                );
+            },
+            .sym_link => {
+                links += 1;
+                var buffer: [std.fs.max_path_bytes]u8 = undefined;
+                const link = target.readLink(entry.path, &buffer) catch @panic("readlink");
+                check.that(
+                    names_fuzz.stays_inside(entry.path, link),
+                    "{s} -> {s} escapes",
+                    .{ entry.path, link },
+                );
+                const entry_model = expected orelse std.debug.panic(
+                    "link {s} not in the stream",
+                    .{entry.path},
+                );
+                check.that(
+                    std.mem.eql(u8, link, entry_model.payload),
+                    "{s}: other target",
+                    .{entry.path},
+                );
+            },
+            .directory => {
+                const entry_model = expected orelse std.debug.panic(
+                    "dir {s} not in the stream",
+                    .{entry.path},
+                );
+                check.that(entry_model.kind == .directory, "{s} is a directory", .{entry.path});
+            },
+            else => std.debug.panic("{s}: a {s}", .{ entry.path, @tagName(entry.kind) }),
+        }
+    }
+    // A file is counted once its mode and times are set: one that failed there stays on disk.
+    const uncounted = files -% stats.files;
+    check.that(
+        uncounted == 0 or (code != 0 and uncounted == 1),
+        "{d} files, {d} counted",
+        .{ files, stats.files },
+    );
+    check.that(links == stats.symlinks, "{d} links, {d} counted", .{ links, stats.symlinks });
+    check.that(
+        bytes == stats.bytes or code != 0,
+        "{d} bytes on disk, {d} counted",
+        .{ bytes, stats.bytes },
+    );
+    if (code != 0) return;
+    check.that(model.complete, "success on a stream without its end marker", .{});
+    check.that(
+        seen == model.count(),
+        "{d} entries on disk, {d} in the stream",
+        .{ seen, model.count() },
+    );
+    check.that(stats.crc == wire.crc32_reference(0, model.consumed), "crc of the stream", .{});
+}
+
+fn read_file(dir: std.fs.Dir, path: []const u8) []u8 {
+    return dir.readFileAlloc(std.heap.c_allocator, path, 1 << 30) catch |err| {
+        std.debug.panic("read {s}: {s}", .{ path, @errorName(err) });
+    };
+}
+
+fn clear(target: std.fs.Dir) void {
+    var entries = target.iterate();
+    while (entries.next() catch null) |entry| {
+        target.deleteTree(entry.name) catch |err| std.debug.panic(
+            "clean {s}: {s}",
+            .{ entry.name, @errorName(err) },
+        );
+    }
+}
