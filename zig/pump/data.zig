@@ -390,9 +390,12 @@ pub fn DataOver(comptime V: type) type {
             // syscalls and a wakeup per chunk.
             var space = self.vchan.peek_buffer_space();
             const prefix_left = self.prefix_sent < self.prefix.len;
+            const finishing = self.ready_to_finish();
             const wants_space = self.stdout.reads_fd() or self.stderr == .open or prefix_left or
-                self.owes_message() or self.gather == .sending;
-            if (wants_space and space <= protocol.exit_code_bytes) space = self.vchan.buffer_space();
+                self.owes_message() or self.gather == .sending or finishing;
+            // Below this, the next step may find no room: ask for a kick when the peer reads.
+            const room_wanted = if (finishing) @max(self.finish_bytes(), protocol.exit_code_bytes + 1) else protocol.exit_code_bytes + 1;
+            if (wants_space and space < room_wanted) space = self.vchan.buffer_space();
             if (space > protocol.header_bytes) {
                 if (self.stdout == .open and !prefix_left) result.stdout = linux.POLL.IN;
                 if (self.stderr == .open) result.stderr = linux.POLL.IN;
@@ -413,8 +416,16 @@ pub fn DataOver(comptime V: type) type {
                 if (ready >= needed) result.immediate = true;
             }
             if (self.owes_message() and space >= protocol.exit_code_bytes) result.immediate = true;
-            if (self.ready_to_finish()) result.immediate = true;
+            if (finishing and space >= self.finish_bytes()) result.immediate = true;
             return result;
+        }
+
+        /// Ring space `finish` needs: the exit code (a mirage-qubes service's stdout EOF with
+        /// it), none once it is sent or on a client.
+        fn finish_bytes(self: *const Self) u32 {
+            if (!self.is_service or self.exit == .sent) return 0;
+            const eof: u32 = if (self.flags.mirage_service and self.stdout != .eof_sent) protocol.header_bytes else 0;
+            return eof + protocol.exit_code_bytes;
         }
 
         fn owes_message(self: *const Self) bool {
@@ -453,7 +464,12 @@ pub fn DataOver(comptime V: type) type {
             self.local_to_remote(stdout_revents, stderr_revents) catch return;
             self.send_owed() catch return;
             if (self.phase != .running) return;
-            if (self.ready_to_finish()) return self.finish();
+            if (self.ready_to_finish()) {
+                self.finish();
+                // Else the exit code waits for ring space, which a departed peer never makes:
+                // step 4 ends the call then.
+                if (self.phase != .running) return;
+            }
             // §6.9: nothing read locally can reach a departed peer. A service's output fds are
             // closed now rather than when the call ends: a service blocked writing them (its
             // output backed up toward the dead caller) would never read the input still being
