@@ -17,6 +17,7 @@ const assert = std.debug.assert;
 
 const diag = @import("../diag.zig");
 const protocol = @import("../protocol.zig");
+const MsgType = protocol.MsgType;
 const sys = @import("../sys.zig");
 const Vchan = @import("../vchan/vchan.zig").Vchan;
 const State = @import("../constants.zig").State;
@@ -58,7 +59,11 @@ pub const Outcome = union(enum) {
 const MessageState = union(enum) {
     header,
     /// `remaining` body bytes of a data message of `type` are still in the vchan.
-    body: struct { type: protocol.MsgType, remaining: u32 },
+    body: struct { type: MsgType, remaining: u32 },
+
+    fn of(msg_type: MsgType, remaining: u32) MessageState {
+        return .{ .body = .{ .type = msg_type, .remaining = remaining } };
+    }
 };
 
 /// Longest an EOF on a child's stdout is held for a SIGUSR1 that may still come (see
@@ -273,7 +278,13 @@ pub fn DataOver(comptime V: type) type {
             assert(self.max_chunk <= self.backlog.len and self.max_chunk <= self.scratch.len);
         }
 
-        pub fn set_fds(self: *Self, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) void {
+        pub fn set_fds(
+            self: *Self,
+            stdin_fd: i32,
+            stdout_fd: i32,
+            stderr_fd: i32,
+            has_child: bool,
+        ) void {
             self.stdin_fd = stdin_fd;
             self.stdout_fd = stdout_fd;
             self.stderr_fd = stderr_fd;
@@ -355,10 +366,13 @@ pub fn DataOver(comptime V: type) type {
             assert(self.backlog_start <= self.backlog_end and self.backlog_end <= self.backlog.len);
             assert(self.stdin != .full or self.backlog_len() == 0);
             assert(self.prefix_sent <= self.prefix.len);
-            assert(self.gathered_sent <= self.gathered_len and self.gathered_len <= self.gathered.len);
+            assert(self.gathered_sent <= self.gathered_len);
+            assert(self.gathered_len <= self.gathered.len);
             if (self.stdout == .eof_after_gathered) assert(self.gather == .sending);
             if (!self.is_service) assert(self.exit == .pending);
-            if (self.phase == .done) assert(self.stdin_fd < 0 and self.stdout_fd < 0 and self.stderr_fd < 0);
+            if (self.phase == .done) {
+                assert(self.stdin_fd < 0 and self.stdout_fd < 0 and self.stderr_fd < 0);
+            }
         }
 
         /// The state an EOF read from `stdout_fd` leads to, once any gathered data is out:
@@ -394,7 +408,11 @@ pub fn DataOver(comptime V: type) type {
             const wants_space = self.stdout.reads_fd() or self.stderr == .open or prefix_left or
                 self.owes_message() or self.gather == .sending or finishing;
             // Below this, the next step may find no room: ask for a kick when the peer reads.
-            const room_wanted = if (finishing) @max(self.finish_bytes(), protocol.exit_code_bytes + 1) else protocol.exit_code_bytes + 1;
+            const room_usual = protocol.exit_code_bytes + 1;
+            const room_wanted = if (finishing)
+                @max(self.finish_bytes(), room_usual)
+            else
+                room_usual;
             if (wants_space and space < room_wanted) space = self.vchan.buffer_space();
             if (space > protocol.header_bytes) {
                 if (self.stdout == .open and !prefix_left) result.stdout = linux.POLL.IN;
@@ -424,8 +442,8 @@ pub fn DataOver(comptime V: type) type {
         /// it), none once it is sent or on a client.
         fn finish_bytes(self: *const Self) u32 {
             if (!self.is_service or self.exit == .sent) return 0;
-            const eof: u32 = if (self.flags.mirage_service and self.stdout != .eof_sent) protocol.header_bytes else 0;
-            return eof + protocol.exit_code_bytes;
+            const with_eof = self.flags.mirage_service and self.stdout != .eof_sent;
+            return protocol.exit_code_bytes + if (with_eof) protocol.header_bytes else 0;
         }
 
         fn owes_message(self: *const Self) bool {
@@ -444,7 +462,7 @@ pub fn DataOver(comptime V: type) type {
         // ------------------------------------------------------------ the step
 
         /// One iteration of §6.2. `revents` are hints from poll; every action is non-blocking.
-        pub fn step(self: *Self, stdin_revents: i16, stdout_revents: i16, stderr_revents: i16) void {
+        pub fn step(self: *Self, in_revents: i16, out_revents: i16, err_revents: i16) void {
             if (self.phase != .running) return;
             defer self.check();
             // Step 1: an owed leading stderr EOF goes before anything else; without ring space
@@ -456,12 +474,12 @@ pub fn DataOver(comptime V: type) type {
                 if (self.stderr == .eof_owed and open) return;
             }
             // Step 7: a hung-up output means nothing more can be delivered there.
-            if (self.stdin != .closed and stdin_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
+            if (self.stdin != .closed and in_revents & (linux.POLL.HUP | linux.POLL.ERR) != 0) {
                 self.close_stdin();
             }
             self.remote_to_local() catch return;
             if (self.phase != .running) return;
-            self.local_to_remote(stdout_revents, stderr_revents) catch return;
+            self.local_to_remote(out_revents, err_revents) catch return;
             self.send_owed() catch return;
             if (self.phase != .running) return;
             if (self.ready_to_finish()) {
@@ -479,9 +497,11 @@ pub fn DataOver(comptime V: type) type {
                 self.close_stdout(.closed);
                 self.close_stderr(.closed);
             }
-            // Step 4: the peer is gone and nothing is left to deliver.
+            // Step 4: the peer is gone and nothing is left to deliver (a header it did not
+            // finish is nothing: it can never be read whole).
             const open = self.vchan.state_polled() != .disconnected;
-            if (!open and self.vchan.peek_data_ready() == 0 and self.backlog_len() == 0) {
+            const usable: u32 = if (self.message == .header) protocol.header_bytes else 1;
+            if (!open and self.vchan.peek_data_ready() < usable and self.backlog_len() == 0) {
                 self.close_all();
                 const status = if (self.is_service) self.local_status else self.remote_status;
                 self.set_done(.{ .done = status orelse -1 });
@@ -532,7 +552,9 @@ pub fn DataOver(comptime V: type) type {
             self.set_done(.{ .done = status });
         }
 
-        fn fail(self: *Self, errno: linux.E, comptime fmt: []const u8, args: anytype) error{Failed} {
+        const Failed = error{Failed};
+
+        fn fail(self: *Self, errno: linux.E, comptime fmt: []const u8, args: anytype) Failed {
             const buffer = &self.failure_buffer;
             const message = std.fmt.bufPrint(buffer, fmt, args) catch buffer[0..];
             self.close_all();
@@ -542,7 +564,7 @@ pub fn DataOver(comptime V: type) type {
 
         // ------------------------------------------------------------ remote -> local
 
-        fn remote_to_local(self: *Self) error{Failed}!void {
+        fn remote_to_local(self: *Self) Failed!void {
             // Step 8.1: flush the backlog first; while it is not empty, take nothing from the
             // vchan.
             if (!try self.flush_backlog()) return;
@@ -570,7 +592,7 @@ pub fn DataOver(comptime V: type) type {
             }
         }
 
-        fn on_header(self: *Self, untrusted: protocol.Header) error{Failed}!void {
+        fn on_header(self: *Self, untrusted: protocol.Header) Failed!void {
             if (untrusted.len > self.max_chunk) {
                 // Exactly what mirage-qubes 2.0 sends for any write above the chunk limit (§14
                 // bug 1): the first header of the split announces the whole rest. Its next
@@ -580,13 +602,17 @@ pub fn DataOver(comptime V: type) type {
                     "remaining length (mirage-qubes 2.0 bug): a data message of {d} bytes " ++
                     "exceeds the {d}-byte chunk limit", .{ untrusted.len, self.max_chunk });
             }
-            const msg_type: protocol.MsgType = @enumFromInt(untrusted.type);
+            const msg_type: MsgType = @enumFromInt(untrusted.type);
             if (self.is_service and self.flags.mirage_service and msg_type != .data_stdin) {
                 // mirage-qubes reads only DATA_STDIN and drops the vchan on anything else (§14).
-                return self.fail(.PROTO, "peer protocol error: message type 0x{x} on the data " ++
-                    "channel; a mirage-qubes service reads only DATA_STDIN and drops the vchan", .{untrusted.type});
+                return self.fail(
+                    .PROTO,
+                    "peer protocol error: message type 0x{x} on the data " ++
+                        "channel; a mirage-qubes service reads only DATA_STDIN and drops the vchan",
+                    .{untrusted.type},
+                );
             }
-            const body: MessageState = .{ .body = .{ .type = msg_type, .remaining = untrusted.len } };
+            const body = MessageState.of(msg_type, untrusted.len);
             switch (msg_type) {
                 .data_stdin, .data_stdout => {
                     // Either type is accepted on both sides: Windows tools mix them (§13.8).
@@ -606,13 +632,14 @@ pub fn DataOver(comptime V: type) type {
             }
         }
 
-        fn on_body(self: *Self, msg_type: protocol.MsgType, remaining: u32, ready: u32) error{Failed}!void {
+        fn on_body(self: *Self, msg_type: MsgType, remaining: u32, ready: u32) Failed!void {
             assert(ready > 0 and remaining > 0);
             if (msg_type == .data_exit_code) return self.on_exit_body(remaining, ready);
             // Straight from the ring to stdin_fd when the bytes go out unchanged (no -t filter,
             // which must work on a private copy: the peer could rewrite shared bytes after the
             // filter ran).
-            const unfiltered = msg_type != .data_stderr and (self.is_service or !self.flags.filter_stdout);
+            const filtered = !self.is_service and self.flags.filter_stdout;
+            const unfiltered = msg_type != .data_stderr and !filtered;
             assert(self.stdin != .full);
             if (unfiltered and self.stdin == .open) {
                 var pieces: [2]std.posix.iovec = undefined;
@@ -632,7 +659,8 @@ pub fn DataOver(comptime V: type) type {
                     // A service ignores stderr from its caller (no log injection, §6.2 step 8.2).
                     if (self.is_service) return;
                     if (self.flags.filter_stderr) filter(chunk);
-                    if (self.remote_stderr_fd >= 0) write_all_best_effort(self.remote_stderr_fd, chunk);
+                    const fd = self.remote_stderr_fd;
+                    if (fd >= 0) write_all_best_effort(fd, chunk);
                 },
                 else => {
                     if (self.stdin == .closed) return;
@@ -644,13 +672,13 @@ pub fn DataOver(comptime V: type) type {
             }
         }
 
-        fn set_body_left(self: *Self, msg_type: protocol.MsgType, left: u32) void {
-            self.message = if (left == 0) .header else .{ .body = .{ .type = msg_type, .remaining = left } };
+        fn set_body_left(self: *Self, msg_type: MsgType, left: u32) void {
+            self.message = if (left == 0) .header else MessageState.of(msg_type, left);
         }
 
         /// Only the first 4 bytes of an exit code mean anything; longer payloads are drained
         /// and ignored.
-        fn on_exit_body(self: *Self, remaining: u32, ready: u32) error{Failed}!void {
+        fn on_exit_body(self: *Self, remaining: u32, ready: u32) Failed!void {
             const take = @min(remaining, ready, @as(u32, @intCast(self.backlog.len)));
             const got = self.vchan.read(self.backlog[0..take]) catch return self.vchan_failure();
             assert(got <= take);
@@ -667,7 +695,12 @@ pub fn DataOver(comptime V: type) type {
 
         /// One writev of ring bytes (a body's next piece) to stdin_fd; what it does not take
         /// stays in the ring, and stdin_fd is polled for room before the ring is read again.
-        fn write_from_ring(self: *Self, msg_type: protocol.MsgType, remaining: u32, window: []std.posix.iovec) error{Failed}!void {
+        fn write_from_ring(
+            self: *Self,
+            msg_type: MsgType,
+            remaining: u32,
+            window: []std.posix.iovec,
+        ) Failed!void {
             var offered: usize = 0;
             for (window) |piece| offered += piece.len;
             assert(offered > 0 and offered <= remaining);
@@ -691,15 +724,15 @@ pub fn DataOver(comptime V: type) type {
             if (self.is_service) return;
             self.mark(.exit_received);
             // Shorter than 4 bytes: status 255 (§3.3).
-            const status = if (payload.len >= 4) std.mem.readInt(i32, payload[0..4], .little) else 255;
-            self.remote_status = status;
+            const status = if (payload.len >= 4) payload[0..4] else null;
+            self.remote_status = if (status) |bytes| std.mem.readInt(i32, bytes, .little) else 255;
             // Step 8.3: stop sending local data once the exit code has been seen.
             self.close_stdout(.eof_owed);
             self.drop_gathered();
         }
 
         /// True when the backlog is empty afterwards.
-        fn flush_backlog(self: *Self) error{Failed}!bool {
+        fn flush_backlog(self: *Self) Failed!bool {
             while (self.backlog_len() > 0) {
                 if (self.stdin == .closed) break;
                 const pending = self.backlog[self.backlog_start..self.backlog_end];
@@ -722,11 +755,11 @@ pub fn DataOver(comptime V: type) type {
 
         // ------------------------------------------------------------ local -> remote
 
-        fn local_type(self: *const Self) protocol.MsgType {
+        fn local_type(self: *const Self) MsgType {
             return if (self.is_service) .data_stdout else .data_stdin;
         }
 
-        fn local_to_remote(self: *Self, stdout_revents: i16, stderr_revents: i16) error{Failed}!void {
+        fn local_to_remote(self: *Self, out_revents: i16, err_revents: i16) Failed!void {
             const data_type = self.local_type();
             if (self.prefix_sent < self.prefix.len) {
                 try self.send_prefix(data_type);
@@ -734,18 +767,19 @@ pub fn DataOver(comptime V: type) type {
             }
             if (self.flags.mirage_chunk_bug) {
                 const filling = self.gather == .filling;
-                if (self.stdout == .open and stdout_revents != 0 and filling) try self.gather_local();
+                if (self.stdout == .open and out_revents != 0 and filling) try self.gather_local();
                 if (self.gather == .sending) try self.send_gathered(data_type);
-            } else if (self.stdout == .open and stdout_revents != 0) try self.pump_fd(.stdout);
-            if (self.stderr == .open and stderr_revents != 0) try self.pump_fd(.stderr);
+            } else if (self.stdout == .open and out_revents != 0) try self.pump_fd(.stdout);
+            if (self.stderr == .open and err_revents != 0) try self.pump_fd(.stderr);
         }
 
-        fn send_prefix(self: *Self, data_type: protocol.MsgType) error{Failed}!void {
+        fn send_prefix(self: *Self, data_type: MsgType) Failed!void {
             while (self.prefix_sent < self.prefix.len) {
                 const space = self.vchan.peek_buffer_space();
                 if (space <= protocol.header_bytes) return;
                 const left = self.prefix.len - self.prefix_sent;
-                const count: u32 = @intCast(@min(space - protocol.header_bytes, self.max_chunk, left));
+                const room = space - protocol.header_bytes;
+                const count: u32 = @intCast(@min(room, self.max_chunk, left));
                 try self.send_data(data_type, self.prefix[self.prefix_sent..][0..count]);
                 self.prefix_sent += count;
             }
@@ -754,8 +788,8 @@ pub fn DataOver(comptime V: type) type {
         const Source = enum { stdout, stderr };
 
         /// Step 9: read local data in chunks that fit the ring, until EAGAIN or EOF.
-        fn pump_fd(self: *Self, source: Source) error{Failed}!void {
-            const data_type: protocol.MsgType = if (source == .stderr) .data_stderr else self.local_type();
+        fn pump_fd(self: *Self, source: Source) Failed!void {
+            const data_type: MsgType = if (source == .stderr) .data_stderr else self.local_type();
             const fd = if (source == .stderr) self.stderr_fd else self.stdout_fd;
             assert(fd >= 0);
             var rounds: u32 = 0;
@@ -782,7 +816,7 @@ pub fn DataOver(comptime V: type) type {
                 if (got == 0) return self.on_fd_eof(source);
                 if (source == .stdout) self.mark(.first_byte_sent);
                 if (window != null) {
-                    const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = got }).encode();
+                    const header = header_of(data_type, got);
                     self.vchan.commit_write(&header, got) catch return self.send_failure();
                 } else {
                     try self.send_data(data_type, self.scratch[0..got]);
@@ -790,7 +824,7 @@ pub fn DataOver(comptime V: type) type {
             }
         }
 
-        fn on_fd_eof(self: *Self, source: Source) error{Failed}!void {
+        fn on_fd_eof(self: *Self, source: Source) Failed!void {
             switch (source) {
                 .stderr => self.close_stderr(if (self.flags.mirage_service) .closed else .eof_owed),
                 .stdout => {
@@ -818,7 +852,7 @@ pub fn DataOver(comptime V: type) type {
 
         /// Reads local data into `gathered` until EAGAIN, EOF or a full buffer; the last two
         /// start sending it as one write.
-        fn gather_local(self: *Self) error{Failed}!void {
+        fn gather_local(self: *Self) Failed!void {
             while (self.stdout == .open and self.gather == .filling) {
                 const room = self.gathered[self.gathered_len..];
                 if (room.len == 0) {
@@ -849,13 +883,13 @@ pub fn DataOver(comptime V: type) type {
         /// mirage-qubes 2.0's `send` (§14 bug 1): chunks of at most `max_chunk` bytes whose
         /// headers each carry everything still to send. A write within one chunk comes out
         /// right.
-        fn send_gathered(self: *Self, data_type: protocol.MsgType) error{Failed}!void {
+        fn send_gathered(self: *Self, data_type: MsgType) Failed!void {
             while (self.gathered_sent < self.gathered_len) {
                 var space = self.vchan.peek_buffer_space();
                 if (self.gathered_chunk_left == 0) {
                     if (space < protocol.header_bytes) return;
                     const rest = self.gathered_len - self.gathered_sent;
-                    const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = rest }).encode();
+                    const header = header_of(data_type, rest);
                     const wrote_header = self.vchan.write(&header) catch return self.send_failure();
                     assert(wrote_header == header.len);
                     self.gathered_chunk_left = @min(rest, self.max_chunk);
@@ -902,9 +936,9 @@ pub fn DataOver(comptime V: type) type {
             return sys.errno_of(rc) == .SUCCESS and count > 0;
         }
 
-        fn send_data(self: *Self, data_type: protocol.MsgType, data: []const u8) error{Failed}!void {
+        fn send_data(self: *Self, data_type: MsgType, data: []const u8) Failed!void {
             assert(data.len <= self.max_chunk);
-            const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = @intCast(data.len) }).encode();
+            const header = header_of(data_type, @intCast(data.len));
             // Space was checked by the caller, so neither write can come back short.
             const wrote_header = self.vchan.write(&header) catch return self.send_failure();
             const wrote_data = self.vchan.write(data) catch return self.send_failure();
@@ -913,7 +947,7 @@ pub fn DataOver(comptime V: type) type {
 
         /// EOF headers and the exit code, in the order §6.3 requires, as ring space allows:
         /// stdout's EOF before stderr's unless stderr's leads (`eof_order`), the exit code last.
-        fn send_owed(self: *Self) error{Failed}!void {
+        fn send_owed(self: *Self) Failed!void {
             if (self.eof_order == .stderr_first) {
                 try self.send_owed_stderr_eof();
                 if (self.stderr == .eof_owed) return;
@@ -928,7 +962,7 @@ pub fn DataOver(comptime V: type) type {
             }
         }
 
-        fn send_owed_stdout_eof(self: *Self) error{Failed}!void {
+        fn send_owed_stdout_eof(self: *Self) Failed!void {
             if (self.stdout != .eof_owed) return;
             if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
             self.mark(.eof_sent);
@@ -940,15 +974,15 @@ pub fn DataOver(comptime V: type) type {
             self.set_stdout(.eof_sent);
         }
 
-        fn send_owed_stderr_eof(self: *Self) error{Failed}!void {
+        fn send_owed_stderr_eof(self: *Self) Failed!void {
             if (self.stderr != .eof_owed) return;
             if (self.vchan.peek_buffer_space() < protocol.header_bytes) return;
             self.send_eof(.data_stderr) catch return self.send_failure();
             self.set_stderr(.eof_sent);
         }
 
-        fn send_eof(self: *Self, data_type: protocol.MsgType) !void {
-            const header = (protocol.Header{ .type = @intFromEnum(data_type), .len = 0 }).encode();
+        fn send_eof(self: *Self, data_type: MsgType) !void {
+            const header = header_of(data_type, 0);
             _ = try self.vchan.send(&header);
         }
 
@@ -956,8 +990,7 @@ pub fn DataOver(comptime V: type) type {
             assert(self.is_service and self.exit != .sent);
             if (self.vchan.peek_buffer_space() < protocol.exit_code_bytes) return false;
             var message: [protocol.exit_code_bytes]u8 = undefined;
-            const header = protocol.Header{ .type = @intFromEnum(protocol.MsgType.data_exit_code), .len = 4 };
-            message[0..8].* = header.encode();
+            message[0..8].* = header_of(.data_exit_code, 4);
             std.mem.writeInt(i32, message[8..12], status, .little);
             // Marked before the send: once sent, the peer may time its receipt before we get
             // here.
@@ -976,7 +1009,7 @@ pub fn DataOver(comptime V: type) type {
             slot.* = @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
         }
 
-        fn send_failure(self: *Self) error{Failed} {
+        fn send_failure(self: *Self) Failed {
             // §6.2 step 9.5: a client whose remote status is unknown keeps reading for it.
             if (!self.is_service and self.remote_status == null) {
                 self.drop_gathered();
@@ -986,7 +1019,7 @@ pub fn DataOver(comptime V: type) type {
             return self.fail(.PIPE, "vchan closed while sending: {s}", .{self.vchan.reason()});
         }
 
-        fn vchan_failure(self: *Self) error{Failed} {
+        fn vchan_failure(self: *Self) Failed {
             const errno: linux.E = @enumFromInt(@as(u16, @intCast(diag.errno())));
             return self.fail(errno, "{s}", .{diag.message()});
         }
@@ -1129,9 +1162,14 @@ pub fn DataOver(comptime V: type) type {
 pub fn filter(bytes: []u8) void {
     for (bytes) |*byte| {
         const c = byte.*;
-        const allowed = (c >= 0x20 and c <= 0x7e) or c == 0x09 or c == 0x0a or c == 0x0d or c == 0x08 or c == 0x07;
+        const printable = c >= 0x20 and c <= 0x7e;
+        const allowed = printable or c == 0x09 or c == 0x0a or c == 0x0d or c == 0x08 or c == 0x07;
         if (!allowed) byte.* = '_';
     }
+}
+
+fn header_of(msg_type: MsgType, len: u32) [protocol.header_bytes]u8 {
+    return (protocol.Header{ .type = @intFromEnum(msg_type), .len = len }).encode();
 }
 
 fn set_nonblocking(descriptor: i32, on: bool) void {
@@ -1152,7 +1190,12 @@ fn write_all_best_effort(descriptor: i32, bytes: []const u8) void {
         switch (sys.errno_of(rc)) {
             .SUCCESS => offset += rc,
             .AGAIN => {
-                var poll_fd = [_]linux.pollfd{.{ .fd = descriptor, .events = linux.POLL.OUT, .revents = 0 }};
+                const wanted = linux.pollfd{
+                    .fd = descriptor,
+                    .events = linux.POLL.OUT,
+                    .revents = 0,
+                };
+                var poll_fd = [_]linux.pollfd{wanted};
                 _ = linux.poll(&poll_fd, 1, 10);
             },
             .INTR => {},

@@ -24,6 +24,8 @@ const Data = data_mod.DataOver(FakeVchan);
 /// F_SETPIPE_SZ (fcntl.h), which std.os.linux does not name.
 const f_setpipe_sz = 1031;
 const MsgType = protocol.MsgType;
+const Iovec = std.posix.iovec;
+const Pieces = [2]Iovec;
 
 /// A ring as a vchan has it: free-running indices over a power-of-two buffer.
 const Ring = struct {
@@ -42,7 +44,7 @@ const Ring = struct {
     }
 
     /// `count` bytes starting `skip` past `index`, as one or two pieces in stream order.
-    fn window(self: *Ring, index: u32, skip: u32, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+    fn window(self: *Ring, index: u32, skip: u32, count: u32, pieces: *Pieces) []Iovec {
         const size: u32 = @intCast(self.bytes.len);
         const position = (index +% skip) & (size - 1);
         const first = @min(count, size - position);
@@ -53,7 +55,7 @@ const Ring = struct {
 
     fn push(self: *Ring, source: []const u8) u32 {
         const count: u32 = @intCast(@min(source.len, self.space()));
-        var pieces: [2]std.posix.iovec = undefined;
+        var pieces: Pieces = undefined;
         var offset: usize = 0;
         for (self.window(self.prod, 0, count, &pieces)) |piece| {
             @memcpy(piece.base[0..piece.len], source[offset..][0..piece.len]);
@@ -65,7 +67,7 @@ const Ring = struct {
 
     fn pop(self: *Ring, target: []u8) u32 {
         const count: u32 = @intCast(@min(target.len, self.used()));
-        var pieces: [2]std.posix.iovec = undefined;
+        var pieces: Pieces = undefined;
         var offset: usize = 0;
         for (self.window(self.cons, 0, count, &pieces)) |piece| {
             @memcpy(target[offset..][0..piece.len], piece.base[0..piece.len]);
@@ -130,7 +132,7 @@ const FakeVchan = struct {
         if (self.out.space() < source.len) return 0;
         return self.out.push(source);
     }
-    pub fn write_window(self: *FakeVchan, skip: u32, count: u32, pieces: *[2]std.posix.iovec) ?[]std.posix.iovec {
+    pub fn write_window(self: *FakeVchan, skip: u32, count: u32, pieces: *Pieces) ?[]Iovec {
         if (!self.windows) return null;
         assert(skip + count <= self.out.space());
         return self.out.window(self.out.prod, skip, count, pieces);
@@ -138,7 +140,7 @@ const FakeVchan = struct {
     pub fn commit_write(self: *FakeVchan, header: []const u8, count: u32) diag.Fail!void {
         if (!self.alive) return gone();
         assert(header.len + count <= self.out.space());
-        var pieces: [2]std.posix.iovec = undefined;
+        var pieces: Pieces = undefined;
         var offset: usize = 0;
         for (self.out.window(self.out.prod, 0, @intCast(header.len), &pieces)) |piece| {
             @memcpy(piece.base[0..piece.len], header[offset..][0..piece.len]);
@@ -146,7 +148,7 @@ const FakeVchan = struct {
         }
         self.out.prod +%= @as(u32, @intCast(header.len)) + count;
     }
-    pub fn read_window(self: *FakeVchan, count: u32, pieces: *[2]std.posix.iovec) ?[]std.posix.iovec {
+    pub fn read_window(self: *FakeVchan, count: u32, pieces: *Pieces) ?[]Iovec {
         if (!self.windows) return null;
         assert(count <= self.in.used());
         return self.in.window(self.in.cons, 0, count, pieces);
@@ -180,13 +182,16 @@ const Peer = struct {
     first: ?struct { type: u32, len: u32 } = null,
 
     fn deinit(self: *Peer) void {
-        inline for (.{ "queued", "received", "got_data", "got_stderr", "sent_data", "sent_stderr" }) |name| {
+        const lists = .{ "queued", "received", "got_data", "got_stderr", "sent_data" };
+        inline for (lists) |name| {
             @field(self, name).deinit(testing.allocator);
         }
+        self.sent_stderr.deinit(testing.allocator);
     }
 
     fn queue(self: *Peer, msg_type: MsgType, body: []const u8) !void {
-        const header = (protocol.Header{ .type = @intFromEnum(msg_type), .len = @intCast(body.len) }).encode();
+        const len: u32 = @intCast(body.len);
+        const header = (protocol.Header{ .type = @intFromEnum(msg_type), .len = len }).encode();
         try self.queued.appendSlice(testing.allocator, &header);
         try self.queued.appendSlice(testing.allocator, body);
     }
@@ -228,11 +233,11 @@ const Peer = struct {
         const index = self.messages;
         self.messages += 1;
         if (self.first == null) self.first = .{ .type = header.type, .len = header.len };
-        if (self.exit_at != null) return fault("message type 0x{x} after the exit code", .{header.type});
+        if (self.exit_at != null) return fault("type 0x{x} after the exit code", .{header.type});
         const msg_type: MsgType = @enumFromInt(header.type);
         switch (msg_type) {
             .data_stdin, .data_stdout => {
-                if (self.eof_data_at != null) return fault("data stream message after its EOF", .{});
+                if (self.eof_data_at != null) return fault("data after its EOF", .{});
                 if (header.len == 0) self.eof_data_at = index;
                 try self.got_data.appendSlice(testing.allocator, body);
             },
@@ -301,15 +306,17 @@ const Model = struct {
         const out_order = random.intRangeAtMost(u5, 5, 16);
         const in_order = random.intRangeAtMost(u5, 5, 16);
         const chunk = protocol.max_data_chunk_v3;
-        const buffers = try testing.allocator.alloc(u8, (@as(usize, 1) << out_order) + (@as(usize, 1) << in_order) + 2 * chunk);
+        const out_bytes = @as(usize, 1) << out_order;
+        const in_bytes = @as(usize, 1) << in_order;
+        const buffers = try testing.allocator.alloc(u8, out_bytes + in_bytes + 2 * chunk);
         model.* = .{
             .random = random,
             .is_service = random.boolean(),
             .version = random.intRangeAtMost(u32, protocol.version_min, protocol.version_max),
             .flags = .{},
             .vchan = .{
-                .out = .{ .bytes = buffers[0 .. @as(usize, 1) << out_order] },
-                .in = .{ .bytes = buffers[@as(usize, 1) << out_order ..][0 .. @as(usize, 1) << in_order] },
+                .out = .{ .bytes = buffers[0..out_bytes] },
+                .in = .{ .bytes = buffers[out_bytes..][0..in_bytes] },
                 .windows = random.boolean(),
             },
             .buffers = buffers,
@@ -355,7 +362,8 @@ const Model = struct {
         self.data.start(self.version);
         // Prefix data is a caller's (qrexec-client's local command line for the service).
         if (!self.is_service and random.uintLessThan(u8, 4) == 0) {
-            self.prefix = try testing.allocator.alloc(u8, random.uintAtMost(usize, 3 * self.data.max_chunk));
+            const len = random.uintAtMost(usize, 3 * self.data.max_chunk);
+            self.prefix = try testing.allocator.alloc(u8, len);
             random.bytes(self.prefix);
             self.data.prefix = self.prefix;
         }
@@ -371,16 +379,12 @@ const Model = struct {
 
     fn make_fds(self: *Model) !void {
         const random = self.random;
-        var stdin_pair: [2]i32 = undefined;
-        var stdout_pair: [2]i32 = undefined;
         var stderr_pipe: [2]i32 = .{ -1, -1 };
-        const nonblock = linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
         if (self.is_service) {
-            try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | nonblock, 0, &stdin_pair));
-            if (random.boolean()) {
-                try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | nonblock, 0, &stdout_pair));
-            } else try check(linux.pipe2(&stdout_pair, .{ .NONBLOCK = true, .CLOEXEC = true }));
-            if (random.boolean()) try check(linux.pipe2(&stderr_pipe, .{ .NONBLOCK = true, .CLOEXEC = true }));
+            const stdin_pair = try socket_pair(linux.SOCK.NONBLOCK);
+            const socket = random.boolean();
+            const stdout_pair = if (socket) try socket_pair(linux.SOCK.NONBLOCK) else try pipe();
+            if (random.boolean()) stderr_pipe = try pipe();
             self.data.set_fds(stdin_pair[0], stdout_pair[0], stderr_pipe[0], true);
             self.child_in = stdin_pair[1];
             self.child_out = stdout_pair[1];
@@ -389,22 +393,19 @@ const Model = struct {
         } else {
             self.has_child = random.boolean();
             self.single = random.uintLessThan(u8, 4) == 0;
-            var out_pipe: [2]i32 = undefined;
-            var in_pipe: [2]i32 = undefined;
-            var err_pipe: [2]i32 = undefined;
-            try check(linux.pipe2(&err_pipe, .{ .NONBLOCK = true, .CLOEXEC = true }));
+            const err_pipe = try pipe();
             // A big pipe: remote stderr is written with a bounded blocking wait (it is rare).
             _ = linux.fcntl(err_pipe[1], f_setpipe_sz, 1 << 20);
             self.data.remote_stderr_fd = err_pipe[1];
             self.remote_err = err_pipe[0];
             if (self.single) {
-                try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | nonblock, 0, &stdin_pair));
+                const stdin_pair = try socket_pair(linux.SOCK.NONBLOCK);
                 self.data.set_fds(stdin_pair[0], stdin_pair[0], -1, self.has_child);
                 self.child_in = stdin_pair[1];
                 self.child_out = try dup(stdin_pair[1]);
             } else {
-                try check(linux.pipe2(&out_pipe, .{ .NONBLOCK = true, .CLOEXEC = true }));
-                try check(linux.pipe2(&in_pipe, .{ .NONBLOCK = true, .CLOEXEC = true }));
+                const out_pipe = try pipe();
+                const in_pipe = try pipe();
                 self.data.set_fds(out_pipe[1], in_pipe[0], -1, self.has_child);
                 self.child_in = out_pipe[0];
                 self.child_out = in_pipe[1];
@@ -441,7 +442,9 @@ const Model = struct {
         const busy = interest.immediate or self.vchan.kicked or
             (linux.E.init(ready) == .SUCCESS and ready > 0);
         if (busy) self.vchan.kicked = false;
-        if (busy or (spurious and self.random.uintLessThan(u8, 8) == 0)) self.data.step(revents[0], revents[1], revents[2]);
+        if (busy or (spurious and self.random.uintLessThan(u8, 8) == 0)) {
+            self.data.step(revents[0], revents[1], revents[2]);
+        }
         if (self.data.stdout == .eof_held and self.random.uintLessThan(u8, 3) == 0) {
             self.data.release_stdout_eof();
         }
@@ -512,9 +515,11 @@ const Model = struct {
         if (stderr and self.is_service) return;
         var buffer: [65536]u8 = undefined;
         const max = self.data.max_chunk;
-        const count = if (self.random.uintLessThan(u8, 8) == 0) max else self.random.intRangeAtMost(u32, 1, @min(max, 700));
+        const small = self.random.intRangeAtMost(u32, 1, @min(max, 700));
+        const count = if (self.random.uintLessThan(u8, 8) == 0) max else small;
         self.random.bytes(buffer[0..count]);
-        const msg_type: MsgType = if (stderr) .data_stderr else if (self.is_service) .data_stdin else .data_stdout;
+        const local: MsgType = if (self.is_service) .data_stdin else .data_stdout;
+        const msg_type: MsgType = if (stderr) .data_stderr else local;
         try self.peer.queue(msg_type, buffer[0..count]);
         const record = if (stderr) &self.peer.sent_stderr else &self.peer.sent_data;
         try record.appendSlice(testing.allocator, buffer[0..count]);
@@ -529,7 +534,8 @@ const Model = struct {
     }
 
     fn peer_exit(self: *Model) !void {
-        if (self.is_service or self.peer_sent_exit or self.peer_died or !self.peer_sent_eofs) return;
+        if (self.is_service or self.peer_sent_exit or self.peer_died) return;
+        if (!self.peer_sent_eofs) return;
         if (self.peer_waits and self.peer.eof_data_at == null) return;
         self.peer_sent_exit = true;
         var status: [4]u8 = undefined;
@@ -595,7 +601,7 @@ const Model = struct {
             if (self.data.stdout == .eof_held) self.data.release_stdout_eof();
             moved = try self.pump(false) or moved;
             idle = if (moved) 0 else idle + 1;
-            if (idle > 64) return fault("the stream sleeps with nothing left to wake it: {any}", .{self.data.phase});
+            if (idle > 64) return fault("the stream sleeps with nothing to wake it", .{});
         }
         // What is still in the rings and pipes.
         _ = try self.exchange(1 << 30);
@@ -651,7 +657,8 @@ const Model = struct {
         const done = self.data.outcome().? == .done;
         if (!self.is_service) {
             if (peer.exit_at != null) return fault("a client sent an exit code", .{});
-            if (peer.got_stderr.items.len > 0 or peer.eof_stderr_at != null) return fault("a client sent stderr", .{});
+            const stderr = peer.got_stderr.items.len > 0 or peer.eof_stderr_at != null;
+            if (stderr) return fault("a client sent stderr", .{});
             return;
         }
         if (self.peer_died or !done) return;
@@ -660,15 +667,18 @@ const Model = struct {
         if (exit_at + 1 != peer.messages) return fault("messages after the exit code", .{});
         const eofs = self.start != .just_exec;
         if (self.flags.mirage_service) {
-            if (peer.eof_stderr_at != null) return fault("a mirage-qubes service sent stderr EOF", .{});
-            if (eofs and peer.eof_data_at != exit_at - 1) return fault("mirage stdout EOF not right before the exit code", .{});
+            if (peer.eof_stderr_at != null) return fault("mirage-qubes sent stderr EOF", .{});
+            if (eofs and peer.eof_data_at != exit_at - 1) {
+                return fault("mirage stdout EOF not right before the exit code", .{});
+            }
             return;
         }
         if (!eofs) {
             if (peer.messages != 1) return fault("JUST_EXEC sent more than its exit code", .{});
             return;
         }
-        if (peer.eof_data_at == null or peer.eof_stderr_at == null) return fault("an EOF is missing", .{});
+        const eof_missing = peer.eof_data_at == null or peer.eof_stderr_at == null;
+        if (eof_missing) return fault("an EOF is missing", .{});
         // stderr's EOF leads where there is no stderr (§6.2 step 1); a failed spawn sends
         // stdout's first unless told otherwise (§5.9).
         const first = peer.first.?;
@@ -679,8 +689,10 @@ const Model = struct {
         };
         const stdout_leads = self.start == .spawn_failed and !self.flags.stderr_eof_first;
         const leader: MsgType = if (stderr_leads) .data_stderr else .data_stdout;
-        if ((stderr_leads or stdout_leads) and (first.type != @intFromEnum(leader) or first.len != 0)) {
-            return fault("first message type 0x{x} length {d}, expected {s} EOF", .{ first.type, first.len, @tagName(leader) });
+        const wrong = first.type != @intFromEnum(leader) or first.len != 0;
+        if ((stderr_leads or stdout_leads) and wrong) {
+            const args = .{ first.type, first.len, @tagName(leader) };
+            return fault("first message type 0x{x} length {d}, expected {s} EOF", args);
         }
     }
 
@@ -691,11 +703,13 @@ const Model = struct {
         defer expected.deinit(testing.allocator);
         try expected.appendSlice(testing.allocator, self.prefix);
         try expected.appendSlice(testing.allocator, self.wrote_out.items);
-        const full_out = !self.peer_died and self.start == .child and !self.flags.exit_on_client_eof and
-            (self.is_service or self.peer_waits) and self.data.outcome().? == .done;
+        const cut = self.flags.exit_on_client_eof or (!self.is_service and !self.peer_waits);
+        const full_out = !self.peer_died and self.start == .child and !cut and
+            self.data.outcome().? == .done;
         try expect_bytes("local data to the peer", expected.items, peer.got_data.items, full_out);
         if (self.is_service) {
-            try expect_bytes("stderr to the peer", self.wrote_err.items, peer.got_stderr.items, full_out);
+            const got = peer.got_stderr.items;
+            try expect_bytes("stderr to the peer", self.wrote_err.items, got, full_out);
         }
         // Remote -> local, filtered as the client's -t/-T say.
         const sent = try testing.allocator.dupe(u8, peer.sent_data.items);
@@ -707,7 +721,8 @@ const Model = struct {
             const sent_err = try testing.allocator.dupe(u8, peer.sent_stderr.items);
             defer testing.allocator.free(sent_err);
             if (self.flags.filter_stderr) data_mod.filter(sent_err);
-            try expect_bytes("remote stderr", sent_err, self.read_remote_err.items, !self.peer_died);
+            const got = self.read_remote_err.items;
+            try expect_bytes("remote stderr", sent_err, got, !self.peer_died);
         }
     }
 
@@ -716,26 +731,44 @@ const Model = struct {
         if (self.peer_died) return;
         const status = switch (outcome) {
             .done => |status| status,
-            .failed => |failure| return fault("failed with the peer alive: {s}", .{failure.message}),
+            .failed => |failure| return fault("failed, peer alive: {s}", .{failure.message}),
         };
         const expected: i32 = switch (self.start) {
             .child => self.child_status,
             .spawn_failed, .just_exec => self.forced_status,
         };
-        if (status != expected) return fault("outcome status {d}, expected {d}", .{ status, expected });
-        if (self.is_service and self.peer.exit_status != expected) return fault("exit code {d} sent, expected {d}", .{ self.peer.exit_status, expected });
+        if (status != expected) return fault("status {d}, expected {d}", .{ status, expected });
+        const sent = self.peer.exit_status;
+        if (self.is_service and sent != expected) {
+            return fault("exit code {d} sent, expected {d}", .{ sent, expected });
+        }
     }
 };
 
 fn expect_bytes(what: []const u8, sent: []const u8, got: []const u8, whole: bool) !void {
     if (got.len > sent.len or !std.mem.eql(u8, sent[0..got.len], got)) {
-        return fault("{s}: {d} bytes arrived that are not a prefix of the {d} sent", .{ what, got.len, sent.len });
+        const args = .{ what, got.len, sent.len };
+        return fault("{s}: {d} bytes arrived that are not a prefix of the {d} sent", args);
     }
-    if (whole and got.len != sent.len) return fault("{s}: {d} of {d} bytes arrived", .{ what, got.len, sent.len });
+    const args = .{ what, got.len, sent.len };
+    if (whole and got.len != sent.len) return fault("{s}: {d} of {d} bytes arrived", args);
 }
 
 fn check(rc: usize) !void {
     if (linux.E.init(rc) != .SUCCESS) return error.Unexpected;
+}
+
+fn socket_pair(flags: i32) ![2]i32 {
+    var pair: [2]i32 = undefined;
+    const kind = linux.SOCK.STREAM | linux.SOCK.CLOEXEC | flags;
+    try check(linux.socketpair(linux.AF.UNIX, kind, 0, &pair));
+    return pair;
+}
+
+fn pipe() ![2]i32 {
+    var pair: [2]i32 = undefined;
+    try check(linux.pipe2(&pair, .{ .NONBLOCK = true, .CLOEXEC = true }));
+    return pair;
 }
 
 fn dup(fd: i32) !i32 {
@@ -746,7 +779,11 @@ fn dup(fd: i32) !i32 {
 
 /// Writes to a local fd whose reader is gone must fail with EPIPE, as in the pump thread.
 fn ignore_sigpipe() void {
-    const action = linux.Sigaction{ .handler = .{ .handler = linux.SIG.IGN }, .mask = linux.empty_sigset, .flags = 0 };
+    const action = linux.Sigaction{
+        .handler = .{ .handler = linux.SIG.IGN },
+        .mask = linux.empty_sigset,
+        .flags = 0,
+    };
     _ = linux.sigaction(linux.SIG.PIPE, &action, null);
 }
 
@@ -756,7 +793,9 @@ fn run_seed(seed: u64) !void {
     defer model.deinit();
     model.run() catch |err| {
         model.describe();
-        std.debug.print("data model: seed {d} failed ({s}); replay: zig build model -Dseed={d} -Dseconds=0\n", .{ seed, @errorName(err), seed });
+        const args = .{ seed, @errorName(err), seed };
+        std.debug.print("data model: seed {d} failed ({s}); replay: " ++
+            "zig build model -Dseed={d} -Dseconds=0\n", args);
         return err;
     };
 }
@@ -770,7 +809,8 @@ test "data model: random interleavings keep bytes, EOFs and the exit code in ord
     ignore_sigpipe();
     // Fixed in `zig build test`; QRX_MODEL_SEED / QRX_MODEL_SECONDS for longer, random runs.
     const seconds = env_u64("QRX_MODEL_SECONDS");
-    const seed = env_u64("QRX_MODEL_SEED") orelse if (seconds != null) std.crypto.random.int(u64) else 0x51ed_da7a;
+    const fixed: u64 = if (seconds != null) std.crypto.random.int(u64) else 0x51ed_da7a;
+    const seed = env_u64("QRX_MODEL_SEED") orelse fixed;
     if (seconds) |limit| std.debug.print("data model: seed {d}, {d} s\n", .{ seed, limit });
     const deadline = std.time.milliTimestamp() + @as(i64, @intCast(seconds orelse 0)) * 1000;
     var runs: u64 = 0;
@@ -786,18 +826,20 @@ test "data: a service whose caller left before its exit code fits still finishes
     // ring space for ever and `interest` said `immediate` each time, so the pump thread spun.
     ignore_sigpipe();
     var rings: [2][64]u8 = undefined;
-    var vchan = FakeVchan{ .out = .{ .bytes = &rings[0] }, .in = .{ .bytes = &rings[1] }, .windows = true };
+    var vchan = FakeVchan{
+        .out = .{ .bytes = &rings[0] },
+        .in = .{ .bytes = &rings[1] },
+        .windows = true,
+    };
     const buffers = try testing.allocator.alloc(u8, 2 * protocol.max_data_chunk_v3);
     defer testing.allocator.free(buffers);
     const chunk = protocol.max_data_chunk_v3;
     var data = Data.init(&vchan, true, .{}, buffers[0..chunk], buffers[chunk..]);
     defer data.close_all();
     data.start(protocol.version_max);
-    var stdin_pair: [2]i32 = undefined;
-    var stdout_pair: [2]i32 = undefined;
-    try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdin_pair));
+    const stdin_pair = try socket_pair(0);
     defer _ = linux.close(stdin_pair[1]);
-    try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdout_pair));
+    const stdout_pair = try socket_pair(0);
     data.set_fds(stdin_pair[0], stdout_pair[0], -1, true);
     // The service ends its output; both EOFs go out.
     _ = linux.close(stdout_pair[1]);
@@ -817,18 +859,20 @@ test "data: a service waiting for room for its exit code sleeps until the caller
     // caller that stopped reading with the ring full made the pump thread spin.
     ignore_sigpipe();
     var rings: [2][64]u8 = undefined;
-    var vchan = FakeVchan{ .out = .{ .bytes = &rings[0] }, .in = .{ .bytes = &rings[1] }, .windows = true };
+    var vchan = FakeVchan{
+        .out = .{ .bytes = &rings[0] },
+        .in = .{ .bytes = &rings[1] },
+        .windows = true,
+    };
     const buffers = try testing.allocator.alloc(u8, 2 * protocol.max_data_chunk_v3);
     defer testing.allocator.free(buffers);
     const chunk = protocol.max_data_chunk_v3;
     var data = Data.init(&vchan, true, .{}, buffers[0..chunk], buffers[chunk..]);
     defer data.close_all();
     data.start(protocol.version_max);
-    var stdin_pair: [2]i32 = undefined;
-    var stdout_pair: [2]i32 = undefined;
-    try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdin_pair));
+    const stdin_pair = try socket_pair(0);
     defer _ = linux.close(stdin_pair[1]);
-    try check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdout_pair));
+    const stdout_pair = try socket_pair(0);
     data.set_fds(stdin_pair[0], stdout_pair[0], -1, true);
     // stderr's EOF (8 bytes), 32 bytes of output (40), stdout's EOF (8): 8 bytes are left,
     // too few for the exit code.
@@ -848,4 +892,31 @@ test "data: a service waiting for room for its exit code sleeps until the caller
     data.step(0, 0, 0);
     try testing.expectEqual(@as(?data_mod.Outcome, .{ .done = 3 }), data.outcome());
     try testing.expectEqual(@as(u32, protocol.exit_code_bytes), vchan.out.used());
+}
+
+test "data: a caller's stream ends when its peer died in the middle of a header" {
+    // Found by the model: step 4 waited for an empty ring, and the 5 bytes of a header a dead
+    // peer left behind never go: the stream slept for ever.
+    ignore_sigpipe();
+    var rings: [2][64]u8 = undefined;
+    var vchan = FakeVchan{
+        .out = .{ .bytes = &rings[0] },
+        .in = .{ .bytes = &rings[1] },
+        .windows = true,
+    };
+    const buffers = try testing.allocator.alloc(u8, 2 * protocol.max_data_chunk_v3);
+    defer testing.allocator.free(buffers);
+    const chunk = protocol.max_data_chunk_v3;
+    var data = Data.init(&vchan, false, .{}, buffers[0..chunk], buffers[chunk..]);
+    defer data.close_all();
+    data.start(protocol.version_max);
+    const output = try pipe();
+    defer _ = linux.close(output[0]);
+    const input = try pipe();
+    defer _ = linux.close(input[1]);
+    data.set_fds(output[1], input[0], -1, false);
+    _ = vchan.in.push("\x01\x01\x00\x00\x05");
+    vchan.alive = false;
+    data.step(0, 0, 0);
+    try testing.expectEqual(@as(?data_mod.Outcome, .{ .done = -1 }), data.outcome());
 }
