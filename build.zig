@@ -93,6 +93,26 @@ pub fn build(b: *std.Build) void {
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);
 
+    // The data pump's model test (zig/pump/data_model_test.zig) for longer runs: a random seed
+    // (or -Dseed) for -Dseconds, optimised with its assertions on. `zig build test` runs it
+    // briefly with a fixed seed.
+    const model_module = b.createModule(.{
+        .root_source_file = b.path("zig/test.zig"),
+        .target = target,
+        .optimize = .ReleaseSafe,
+        .link_libc = true,
+    });
+    model_module.addOptions("fuzz_options", fuzz_options);
+    const model_tests = b.addTest(.{ .root_module = model_module, .filters = &.{"data model"} });
+    const run_model = b.addRunArtifact(model_tests);
+    run_model.has_side_effects = true;
+    const seconds = b.option(u64, "seconds", "model test: seconds to run (default 60)") orelse 60;
+    run_model.setEnvironmentVariable("QRX_MODEL_SECONDS", b.fmt("{d}", .{seconds}));
+    if (b.option(u64, "seed", "model test: the first run's seed (default: random)")) |seed| {
+        run_model.setEnvironmentVariable("QRX_MODEL_SEED", b.fmt("{d}", .{seed}));
+    }
+    const model_step = b.step("model", "Run the data pump's model test with random seeds");
+    model_step.dependOn(&run_model.step);
     add_fuzz_targets(b, target);
 }
 

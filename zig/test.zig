@@ -9,6 +9,7 @@ test {
     _ = @import("vchan/vchan.zig");
     _ = @import("pump/events.zig");
     _ = @import("pump/data.zig");
+    _ = @import("pump/data_model_test.zig");
     _ = @import("pump/pump_test.zig");
     _ = @import("net_test.zig");
     _ = @import("exec.zig");

@@ -71,13 +71,13 @@ fn feed(
 ) void {
     var sent: usize = 0;
     var round: u5 = 0;
-    while (data.outcome == null) : (round +%= 1) {
+    while (data.outcome() == null) : (round +%= 1) {
         const piece = 1 + ((cuts >> round) & 0x3ff);
         sent += pair.client.write(stream[sent..@min(stream.len, sent + piece)]) catch |e| {
             std.debug.panic("fuzz: honest write failed: {s}", .{@errorName(e)});
         };
         var idle: u32 = 0;
-        while (idle < 3 and data.outcome == null) {
+        while (idle < 3 and data.outcome() == null) {
             const before = pair.server.peek_data_ready();
             data.step(0, 0, 0);
             const drained = drain(out, &got.out) + drain(err, &got.err);
@@ -173,7 +173,7 @@ fn expect_reference(
 ) void {
     var ref = Reference.read(stream, max_chunk);
     defer ref.deinit();
-    const outcome = data.outcome;
+    const outcome = data.outcome();
     // Output stops at its EOF, so it is the reference's whatever the ending.
     check.that(
         std.mem.eql(u8, got.out.items, ref.out.items),

@@ -214,7 +214,7 @@ pub const Pump = struct {
         self.live_count += 1;
         if (self.sigusr1_pending) switch (stream.body) {
             .data => |*data| {
-                data.single_socket_requested = true;
+                data.request_single_socket();
                 self.sigusr1_pending = false;
             },
             .control => {},
@@ -245,7 +245,7 @@ pub const Pump = struct {
     pub fn set_stdio(stream: *Stream, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) Fail!void {
         const data = try data_of(stream);
         data.set_fds(stdin_fd, stdout_fd, stderr_fd, has_child);
-        if (data.single_socket_requested) data.enter_single_socket();
+        if (data.sockets == .requested) data.enter_single_socket();
     }
 
     /// A client's remote stderr goes to `fd` instead of our fd 2; the pump owns it from now on.
@@ -330,7 +330,7 @@ pub const Pump = struct {
         var index: u32 = 0;
         while (index < self.unclaimed_count) {
             if (sender_descends_from(self.unclaimed[index], pid)) {
-                if (data.configured) data.enter_single_socket() else data.single_socket_requested = true;
+                data.request_single_socket();
                 self.unclaimed_count -= 1;
                 self.unclaimed[index] = self.unclaimed[self.unclaimed_count];
                 self.wake();
@@ -507,8 +507,7 @@ pub const Pump = struct {
                         if (data.interest().immediate) return 0;
                         // A held stdout EOF (`settle_held_eof`) is re-examined when a record or
                         // `set_child` wakes us, and at the latest when the hold runs out.
-                        if (data.stdout_eof_held) {
-                            const until = data.stdout_eof_held_until_ns;
+                        if (data.stdout_eof_held_until()) |until| {
                             const left_ms: i32 = if (until <= now) 0 else @intCast(@min((until - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
                             if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
                         }
@@ -581,11 +580,11 @@ pub const Pump = struct {
         var records: [4]signals.Record = undefined;
         for (records[0..signals.take_pending(&records)]) |record| self.apply_sigusr1(record);
         // A record for this stream switched it; the held EOF went with the old stdout.
-        if (!data.stdout_eof_held) return;
+        const until = data.stdout_eof_held_until() orelse return;
         const may_come = signals.handlers_running() or
             (self.sigusr1_mode == .by_child and stream.child_pid == 0) or
             data.child_wrote_to_stdin_socket();
-        if (may_come and sys.now_ns() < data.stdout_eof_held_until_ns) return;
+        if (may_come and sys.now_ns() < until) return;
         data.release_stdout_eof();
     }
 
@@ -603,7 +602,7 @@ pub const Pump = struct {
                 .by_child => stream.child_pid > 0 and sender_descends_from(record, stream.child_pid),
             };
             if (!matches) continue;
-            if (data.configured) data.enter_single_socket() else data.single_socket_requested = true;
+            data.request_single_socket();
             applied = true;
             if (self.sigusr1_mode == .by_child) return;
         }
@@ -634,8 +633,8 @@ pub const Pump = struct {
             .data => |*data| {
                 data.hold_stdout_eof = self.sigusr1_mode != .off and data.has_child;
                 data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
-                if (data.stdout_eof_held) self.settle_held_eof(stream, data);
-                if (data.outcome) |outcome| switch (outcome) {
+                if (data.stdout == .eof_held) self.settle_held_eof(stream, data);
+                if (data.outcome()) |outcome| switch (outcome) {
                     // The payload: when the pump reached each stage, for the timing trace.
                     .done => |status| {
                         self.finish(stream, .done, status, std.mem.asBytes(&data.marks));
