@@ -96,6 +96,18 @@ for scratch in /dev/shm/qrx-fuzz-unpack-* /tmp/qrx-fuzz-unpack-*; do
     [ -d "$scratch" ] && ! kill -0 "${scratch##*-}" 2>/dev/null && rm -rf "$scratch"
 done
 
+# The data pump's seeded model test (zig/pump/data_model_test.zig), random seeds for the time.
+if wanted model; then
+    say "model: the data pump's model test, random seeds (${seconds} s)"
+    if .tools/zig/ziglang/zig build model -Dseconds="$seconds" > "$runs/model.log" 2>&1; then
+        printf '{"name":"model","seconds":%s,"failures":0}\n' "$seconds" | tee "$runs/model.json"
+    else
+        failed=1
+        say "model: a run failed; replay its seed: zig build model -Dseed=SEED -Dseconds=0"
+        tail -20 "$runs/model.log" >&2
+    fi
+fi
+
 ts_harnesses=""
 for name in ts-codec ts-hello ts-config ts-policy; do
     wanted "$name" && ts_harnesses="$ts_harnesses $name"
