@@ -49,16 +49,18 @@ export function openChannel(kind: ChannelKind): Channel {
     const bufferBytes = c.fcntl(fds[1]!, F_GETPIPE_SZ);
     return { readFd: fds[0]!, writeFd: fds[1]!, bufferBytes };
   }
-  if (c.socketpair(AF_UNIX, SOCK_STREAM | O_CLOEXEC, 0, fds) !== 0) throw new Error("socketpair failed");
+  if (c.socketpair(AF_UNIX, SOCK_STREAM | O_CLOEXEC, 0, fds) !== 0)
+    throw new Error("socketpair failed");
   const value = new Int32Array(1);
   const length = new Uint32Array([4]);
-  if (c.getsockopt(fds[0]!, SOL_SOCKET, SO_SNDBUF, value, length) !== 0) throw new Error("getsockopt failed");
+  if (c.getsockopt(fds[0]!, SOL_SOCKET, SO_SNDBUF, value, length) !== 0)
+    throw new Error("getsockopt failed");
   return { writeFd: fds[0]!, readFd: fds[1]!, bufferBytes: value[0]! };
 }
 
 function write(fd: number, total: number): void {
   const block = new Uint8Array(BLOCK_BYTES).fill(0x5a);
-  for (let sent = 0; sent < total; ) {
+  for (let sent = 0; sent < total;) {
     const length = Math.min(BLOCK_BYTES, total - sent);
     sent += writeSync(fd, block, 0, length);
   }

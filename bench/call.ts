@@ -58,7 +58,10 @@ interface Lab {
 }
 
 /** The shell pipelines, as documented; `client-vm` is bin/qrexec-client-vm. */
-export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm"): Record<Exclude<CallThroughputRow["name"], "baseline:socketpair+pipe2">, string> {
+export function throughputCommands(
+  bytes: number,
+  clientVm = "qrexec-client-vm",
+): Record<Exclude<CallThroughputRow["name"], "baseline:socketpair+pipe2">, string> {
   return {
     "baseline:pipe3": `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`,
     "to-service": `head -c ${bytes} /dev/zero | ${clientVm} ${TARGET} bench.Sink`,
@@ -67,7 +70,11 @@ export function throughputCommands(bytes: number, clientVm = "qrexec-client-vm")
 }
 
 /** Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit. */
-async function timePipeline(lab: Lab, domain: string, command: string): Promise<{ seconds: number; stdout: string }> {
+async function timePipeline(
+  lab: Lab,
+  domain: string,
+  command: string,
+): Promise<{ seconds: number; stdout: string }> {
   const start = performance.now();
   const child = Bun.spawn(["bash", "-c", `set -o pipefail; ${command}`], {
     env: lab.env(domain),
@@ -75,9 +82,14 @@ async function timePipeline(lab: Lab, domain: string, command: string): Promise<
     stdout: "pipe",
     stderr: "pipe",
   });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   const seconds = (performance.now() - start) / 1000;
-  if (code !== 0) throw new Error(`\`${command}\` exited ${code}: ${stderr}\n(lab logs: ${lab.layout.dir})`);
+  if (code !== 0)
+    throw new Error(`\`${command}\` exited ${code}: ${stderr}\n(lab logs: ${lab.layout.dir})`);
   return { seconds, stdout };
 }
 
@@ -91,19 +103,32 @@ async function timeSocketpairPipe(bytes: number): Promise<number> {
   const start = performance.now();
   const children = [];
   try {
-    children.push(Bun.spawn(["head", "-c", String(bytes), "/dev/zero"], { stdio: ["ignore", writer, "inherit"] }));
-    children.push(Bun.spawn(["bash", "-c", "cat | cat | cat > /dev/null"], { stdio: [reader, "ignore", "inherit"] }));
+    children.push(
+      Bun.spawn(["head", "-c", String(bytes), "/dev/zero"], {
+        stdio: ["ignore", writer, "inherit"],
+      }),
+    );
+    children.push(
+      Bun.spawn(["bash", "-c", "cat | cat | cat > /dev/null"], {
+        stdio: [reader, "ignore", "inherit"],
+      }),
+    );
   } finally {
     // The children hold their own copies; ours would keep the reader from seeing EOF.
     closeSync(writer);
     closeSync(reader);
   }
   const codes = await Promise.all(children.map((child) => child.exited));
-  if (codes.some((code) => code !== 0)) throw new Error(`the socketpair pipeline exited ${codes.join(", ")}`);
+  if (codes.some((code) => code !== 0))
+    throw new Error(`the socketpair pipeline exited ${codes.join(", ")}`);
   return (performance.now() - start) / 1000;
 }
 
-function throughputRow(name: CallThroughputRow["name"], bytes: number, seconds: number): CallThroughputRow {
+function throughputRow(
+  name: CallThroughputRow["name"],
+  bytes: number,
+  seconds: number,
+): CallThroughputRow {
   return { name, bytes, seconds, mbps: bytes / 1e6 / seconds };
 }
 
@@ -133,10 +158,16 @@ async function measureLatency(
   for (let i = 0; i < calls; i++) {
     const start = performance.now();
     const child = Bun.spawn(argv, { argv0, env, stdin: input, stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     times.push(performance.now() - start);
     if (code !== 0 || stdout !== expect) {
-      throw new Error(`${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}`);
+      throw new Error(
+        `${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}`,
+      );
     }
   }
   times.sort((a, b) => a - b);
@@ -147,16 +178,23 @@ async function measureLatency(
  * `wc -c`, which reads 16 KiB at a time against cat's 128 KiB). Both files survive `lab up`. */
 function addBenchSink(layout: LabLayout): void {
   mkdirSync(layout.rpcDir(TARGET), { recursive: true });
-  writeFileSync(join(layout.rpcDir(TARGET), "bench.Sink"), "#!/bin/sh\nexec cat > /dev/null\n", { mode: 0o755 });
+  writeFileSync(join(layout.rpcDir(TARGET), "bench.Sink"), "#!/bin/sh\nexec cat > /dev/null\n", {
+    mode: 0o755,
+  });
   mkdirSync(layout.policyDir, { recursive: true });
-  writeFileSync(join(layout.policyDir, "40-bench.policy"), `bench.Sink * ${CALLER} ${TARGET} allow\n`);
+  writeFileSync(
+    join(layout.policyDir, "40-bench.policy"),
+    `bench.Sink * ${CALLER} ${TARGET} allow\n`,
+  );
 }
 
 async function startLab(layout: LabLayout): Promise<Lab> {
   addBenchSink(layout);
   const status = await labUp(layout, { isolation: "none" });
   const transport = status.transport === "socket" ? "socket" : "shm";
-  const envs = new Map(status.domains.map((domain) => [domain.name, domainEnv(layout, domain, transport)]));
+  const envs = new Map(
+    status.domains.map((domain) => [domain.name, domainEnv(layout, domain, transport)]),
+  );
   return {
     layout,
     env: (name) => {
@@ -169,11 +207,24 @@ async function startLab(layout: LabLayout): Promise<Lab> {
 
 /** Byte counts through both directions, checked with `wc -c` at the far end. */
 async function checkBytes(lab: Lab, clientVm: string): Promise<void> {
-  const to = await timePipeline(lab, CALLER, `head -c ${CHECK_BYTES} /dev/zero | ${clientVm} ${TARGET} test.Sink`);
-  const from = await timePipeline(lab, CALLER, `${clientVm} ${TARGET} test.Source+${CHECK_BYTES} < /dev/null | wc -c`);
-  for (const [direction, result] of [["to-service", to], ["from-service", from]] as const) {
+  const to = await timePipeline(
+    lab,
+    CALLER,
+    `head -c ${CHECK_BYTES} /dev/zero | ${clientVm} ${TARGET} test.Sink`,
+  );
+  const from = await timePipeline(
+    lab,
+    CALLER,
+    `${clientVm} ${TARGET} test.Source+${CHECK_BYTES} < /dev/null | wc -c`,
+  );
+  for (const [direction, result] of [
+    ["to-service", to],
+    ["from-service", from],
+  ] as const) {
     if (Number(result.stdout.trim()) !== CHECK_BYTES) {
-      throw new Error(`${direction} check: ${result.stdout.trim()} bytes arrived, ${CHECK_BYTES} sent`);
+      throw new Error(
+        `${direction} check: ${result.stdout.trim()} bytes arrived, ${CHECK_BYTES} sent`,
+      );
     }
   }
 }
@@ -186,7 +237,8 @@ function formatBytes(bytes: number): string {
 }
 
 function describe(row: CallBenchRow): string {
-  if ("mbps" in row) return `${row.name}: ${row.mbps.toFixed(0)} MB/s (${row.seconds.toFixed(3)} s)`;
+  if ("mbps" in row)
+    return `${row.name}: ${row.mbps.toFixed(0)} MB/s (${row.seconds.toFixed(3)} s)`;
   return `${row.name}: median ${row.medianMs.toFixed(1)} ms, p99 ${row.p99Ms.toFixed(1)} ms (${row.calls} calls)`;
 }
 
@@ -215,17 +267,51 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
       const { seconds } = await timePipeline(lab, CALLER, commands[name]);
       record(throughputRow(name, options.bytes, seconds));
     }
-    record(throughputRow("baseline:socketpair+pipe2", options.bytes, await timeSocketpairPipe(options.bytes)));
+    record(
+      throughputRow(
+        "baseline:socketpair+pipe2",
+        options.bytes,
+        await timeSocketpairPipe(options.bytes),
+      ),
+    );
 
     say(`${options.calls} calls per latency row`);
     // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
     // process.stdout alone would add ~10 ms of Bun's stream set-up).
     const { cmd, argv0 } = BUN_START;
     record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, options.calls, "", argv0));
-    const onPath = (domain: string, program: string) => Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
-    record(await measureLatency(lab, "latency-vm-vm", CALLER, [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"], options.calls, LINE));
-    record(await measureLatency(lab, "latency-vm-dom0", CALLER, [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"], options.calls, LINE));
-    record(await measureLatency(lab, "latency-dom0-vm", "dom0", [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"], options.calls, LINE));
+    const onPath = (domain: string, program: string) =>
+      Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
+    record(
+      await measureLatency(
+        lab,
+        "latency-vm-vm",
+        CALLER,
+        [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"],
+        options.calls,
+        LINE,
+      ),
+    );
+    record(
+      await measureLatency(
+        lab,
+        "latency-vm-dom0",
+        CALLER,
+        [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"],
+        options.calls,
+        LINE,
+      ),
+    );
+    record(
+      await measureLatency(
+        lab,
+        "latency-dom0-vm",
+        "dom0",
+        [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"],
+        options.calls,
+        LINE,
+      ),
+    );
   } finally {
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
@@ -243,19 +329,35 @@ function targetLines(rows: CallBenchRow[]): string[] {
     const row = find(name) as CallThroughputRow | undefined;
     if (!row || !pipe) continue;
     const ratio = row.mbps / pipe.mbps;
-    lines.push(`${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% (target >= 90%): ${verdict(ratio >= 0.9)}`);
+    lines.push(
+      `${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% (target >= 90%): ${verdict(ratio >= 0.9)}`,
+    );
   }
   const ceiling = find("baseline:socketpair+pipe2") as CallThroughputRow | undefined;
-  if (ceiling && pipe) lines.push(`3-hop pipe with a socketpair as its first hop (as a service's stdout): ${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`);
+  if (ceiling && pipe)
+    lines.push(
+      `3-hop pipe with a socketpair as its first hop (as a service's stdout): ${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`,
+    );
   const vmVm = find("latency-vm-vm") as CallLatencyRow | undefined;
-  if (vmVm) lines.push(`VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`);
+  if (vmVm)
+    lines.push(
+      `VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`,
+    );
   return lines;
 }
 
 function printTable(table: string[][]): void {
-  const widths = table[0]!.map((_, column) => Math.max(...table.map((line) => line[column]!.length)));
+  const widths = table[0]!.map((_, column) =>
+    Math.max(...table.map((line) => line[column]!.length)),
+  );
   for (const line of table) {
-    console.log(line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  "));
+    console.log(
+      line
+        .map((cell, column) =>
+          column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!),
+        )
+        .join("  "),
+    );
   }
 }
 
@@ -263,11 +365,22 @@ export function printCallBench(rows: CallBenchRow[]): void {
   const throughput = rows.filter((row): row is CallThroughputRow => "mbps" in row);
   const latency = rows.filter((row): row is CallLatencyRow => "medianMs" in row);
   if (throughput.length > 0) {
-    printTable([["name", "bytes", "MB/s", "seconds"], ...throughput.map((r) => [r.name, formatBytes(r.bytes), r.mbps.toFixed(0), r.seconds.toFixed(3)])]);
+    printTable([
+      ["name", "bytes", "MB/s", "seconds"],
+      ...throughput.map((r) => [
+        r.name,
+        formatBytes(r.bytes),
+        r.mbps.toFixed(0),
+        r.seconds.toFixed(3),
+      ]),
+    ]);
     console.log("seconds: the whole shell pipeline, spawn to exit (call set-up included)\n");
   }
   if (latency.length > 0) {
-    printTable([["name", "calls", "median ms", "p99 ms"], ...latency.map((r) => [r.name, String(r.calls), r.medianMs.toFixed(1), r.p99Ms.toFixed(1)])]);
+    printTable([
+      ["name", "calls", "median ms", "p99 ms"],
+      ...latency.map((r) => [r.name, String(r.calls), r.medianMs.toFixed(1), r.p99Ms.toFixed(1)]),
+    ]);
     console.log("each call: spawn of the client to its exit, one line echoed and checked\n");
   }
   for (const line of targetLines(rows)) console.log(line);

@@ -12,7 +12,16 @@
 // Rows: {name: "big-file"|"small-files"|"baseline:tar-big"|"baseline:tar-small", bytes, files,
 // seconds, mbps, filesPerSec}.
 
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../src/lab/control.ts";
@@ -35,7 +44,12 @@ export interface CopyBenchOptions {
   progress: boolean;
 }
 
-function row(name: CopyBenchRow["name"], bytes: number, files: number, seconds: number): CopyBenchRow {
+function row(
+  name: CopyBenchRow["name"],
+  bytes: number,
+  files: number,
+  seconds: number,
+): CopyBenchRow {
   return { name, bytes, files, seconds, mbps: bytes / 1e6 / seconds, filesPerSec: files / seconds };
 }
 
@@ -53,7 +67,11 @@ function writeSmallFiles(dir: string, files: number, fileBytes: number): void {
 async function timed(argv: string[], env: Record<string, string>, cwd: string): Promise<number> {
   const started = performance.now();
   const child = Bun.spawn(argv, { env, cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   const seconds = (performance.now() - started) / 1000;
   if (code !== 0) throw new Error(`\`${argv.join(" ")}\` exited ${code}: ${stdout}${stderr}`);
   return seconds;
@@ -66,7 +84,9 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
   const rows: CopyBenchRow[] = [];
   const record = (entry: CopyBenchRow) => {
     rows.push(entry);
-    say(`  ${entry.name}: ${entry.mbps.toFixed(0)} MB/s, ${entry.filesPerSec.toFixed(0)} files/s (${entry.seconds.toFixed(3)} s)`);
+    say(
+      `  ${entry.name}: ${entry.mbps.toFixed(0)} MB/s, ${entry.filesPerSec.toFixed(0)} files/s (${entry.seconds.toFixed(3)} s)`,
+    );
   };
   try {
     say(`bench copy: lab in ${layout.dir}`);
@@ -77,15 +97,26 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
     const incoming = join(layout.home("vault"), "QubesIncoming", "work");
     const tarTarget = join(layout.dir, "tar-target");
     mkdirSync(source, { recursive: true });
-    say(`writing ${options.bytes} bytes and ${options.files} files of ${options.fileBytes} bytes in work`);
+    say(
+      `writing ${options.bytes} bytes and ${options.files} files of ${options.fileBytes} bytes in work`,
+    );
     writeRandomFile(join(source, "big.bin"), options.bytes);
     writeSmallFiles(join(source, "small"), options.files, options.fileBytes);
 
-    const copy = (name: string) => timed([join(BIN_DIR, "qvm-copy-to-vm"), "--without-progress", "vault", name], env, source);
+    const copy = (name: string) =>
+      timed([join(BIN_DIR, "qvm-copy-to-vm"), "--without-progress", "vault", name], env, source);
     const tar = (name: string) => {
       rmSync(tarTarget, { recursive: true, force: true });
       mkdirSync(tarTarget);
-      return timed(["bash", "-c", `set -o pipefail; tar -C '${source}' -cf - '${name}' | cat | cat | tar -C '${tarTarget}' -xf -`], env, source);
+      return timed(
+        [
+          "bash",
+          "-c",
+          `set -o pipefail; tar -C '${source}' -cf - '${name}' | cat | cat | tar -C '${tarTarget}' -xf -`,
+        ],
+        env,
+        source,
+      );
     };
     const clearIncoming = () => rmSync(incoming, { recursive: true, force: true });
 
@@ -93,12 +124,14 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
     record(row("baseline:tar-big", options.bytes, 1, await tar("big.bin")));
     clearIncoming();
     record(row("big-file", options.bytes, 1, await copy("big.bin")));
-    if (statSync(join(incoming, "big.bin")).size !== options.bytes) throw new Error("big-file: the received file has the wrong size");
+    if (statSync(join(incoming, "big.bin")).size !== options.bytes)
+      throw new Error("big-file: the received file has the wrong size");
     const smallBytes = options.files * options.fileBytes;
     record(row("baseline:tar-small", smallBytes, options.files, await tar("small")));
     clearIncoming();
     record(row("small-files", smallBytes, options.files, await copy("small")));
-    if (!existsSync(join(incoming, "small", `f${String(options.files - 1).padStart(5, "0")}`))) throw new Error("small-files: the last file did not arrive");
+    if (!existsSync(join(incoming, "small", `f${String(options.files - 1).padStart(5, "0")}`)))
+      throw new Error("small-files: the last file did not arrive");
     return rows;
   } finally {
     await labDown(layout).catch(() => {});
@@ -107,9 +140,13 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
 }
 
 export function printCopyBench(rows: CopyBenchRow[]): void {
-  console.log(`${"name".padEnd(20)} ${"MB/s".padStart(8)} ${"files/s".padStart(9)} ${"seconds".padStart(8)}`);
+  console.log(
+    `${"name".padEnd(20)} ${"MB/s".padStart(8)} ${"files/s".padStart(9)} ${"seconds".padStart(8)}`,
+  );
   for (const entry of rows) {
-    console.log(`${entry.name.padEnd(20)} ${entry.mbps.toFixed(0).padStart(8)} ${entry.filesPerSec.toFixed(0).padStart(9)} ${entry.seconds.toFixed(3).padStart(8)}`);
+    console.log(
+      `${entry.name.padEnd(20)} ${entry.mbps.toFixed(0).padStart(8)} ${entry.filesPerSec.toFixed(0).padStart(9)} ${entry.seconds.toFixed(3).padStart(8)}`,
+    );
   }
   const find = (name: string) => rows.find((entry) => entry.name === name);
   const big = find("big-file");
@@ -117,7 +154,12 @@ export function printCopyBench(rows: CopyBenchRow[]): void {
   const small = find("small-files");
   if (big && tarBig) {
     const ratio = big.mbps / tarBig.mbps;
-    console.log(`\nbig file vs tar pipeline: ${(ratio * 100).toFixed(0)}% (target >= 80%): ${ratio >= 0.8 ? "met" : "MISSED"}`);
+    console.log(
+      `\nbig file vs tar pipeline: ${(ratio * 100).toFixed(0)}% (target >= 80%): ${ratio >= 0.8 ? "met" : "MISSED"}`,
+    );
   }
-  if (small) console.log(`small files: ${small.filesPerSec.toFixed(0)} files/s (target >= 5,000): ${small.filesPerSec >= 5000 ? "met" : "MISSED"}`);
+  if (small)
+    console.log(
+      `small files: ${small.filesPerSec.toFixed(0)} files/s (target >= 5,000): ${small.filesPerSec >= 5000 ? "met" : "MISSED"}`,
+    );
 }

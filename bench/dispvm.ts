@@ -32,7 +32,12 @@ function quantile(sorted: number[], q: number): number {
 function row(name: DispvmBenchRow["name"], times: number[]): DispvmBenchRow {
   const sorted = [...times].sort((a, b) => a - b);
   const round = (value: number) => Math.round(value * 100) / 100;
-  return { name, medianMs: round(quantile(sorted, 0.5)), p90Ms: round(quantile(sorted, 0.9)), samples: times.length };
+  return {
+    name,
+    medianMs: round(quantile(sorted, 0.5)),
+    p90Ms: round(quantile(sorted, 0.9)),
+    samples: times.length,
+  };
 }
 
 async function timed(work: () => Promise<unknown>): Promise<number> {
@@ -41,28 +46,44 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
   return performance.now() - started;
 }
 
-export async function runDispvmBench(options: { samples: number; progress: boolean }): Promise<DispvmBenchRow[]> {
+export async function runDispvmBench(options: {
+  samples: number;
+  progress: boolean;
+}): Promise<DispvmBenchRow[]> {
   const layout = labLayout(mkdtempSync(join(tmpdir(), "qrx-bench-dispvm-")));
   const note = (text: string) => options.progress && process.stderr.write(`${text}\n`);
   try {
     const status = await labUp(layout, { isolation: "none" });
-    const admin = (method: string, dest: string, payload?: string) => qubesdCallText(layout.adminSocket, method, dest, { payload });
+    const admin = (method: string, dest: string, payload?: string) =>
+      qubesdCallText(layout.adminSocket, method, dest, { payload });
     const create: number[] = [];
     const start: number[] = [];
     const kill: number[] = [];
     note(`bench dispvm: ${options.samples} x create/start/kill of a DisposableVM of default-dvm`);
     for (let sample = 0; sample < options.samples; sample++) {
       let name = "";
-      create.push(await timed(async () => (name = await admin("admin.vm.CreateDisposable", "default-dvm", "uuid"))));
+      create.push(
+        await timed(
+          async () => (name = await admin("admin.vm.CreateDisposable", "default-dvm", "uuid")),
+        ),
+      );
       start.push(await timed(() => admin("admin.vm.Start", name)));
       kill.push(await timed(() => admin("admin.vm.Kill", name)));
     }
     const work = status.domains.find((domain) => domain.name === "work")!;
     const env = domainEnv(layout, work, status.transport === "socket" ? "socket" : "shm");
     const call = async (target: string) => {
-      const child = Bun.spawn(["qrexec-client-vm", target, "test.Add"], { env, stdin: new TextEncoder().encode("1 2\n"), stdout: "pipe", stderr: "inherit" });
+      const child = Bun.spawn(["qrexec-client-vm", target, "test.Add"], {
+        env,
+        stdin: new TextEncoder().encode("1 2\n"),
+        stdout: "pipe",
+        stderr: "inherit",
+      });
       const [out, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
-      if (code !== 0 || out !== "3\n") throw new Error(`qrexec-client-vm ${target} test.Add gave ${JSON.stringify(out)}, exit ${code}`);
+      if (code !== 0 || out !== "3\n")
+        throw new Error(
+          `qrexec-client-vm ${target} test.Add gave ${JSON.stringify(out)}, exit ${code}`,
+        );
     };
     note(`bench dispvm: ${options.samples} x test.Add to $dispvm and to vault (running)`);
     const dispvmCalls: number[] = [];
@@ -71,7 +92,13 @@ export async function runDispvmBench(options: { samples: number; progress: boole
       dispvmCalls.push(await timed(() => call("$dispvm")));
       runningCalls.push(await timed(() => call("vault")));
     }
-    return [row("create", create), row("start", start), row("kill", kill), row("call:$dispvm", dispvmCalls), row("baseline:call-running-vm", runningCalls)];
+    return [
+      row("create", create),
+      row("start", start),
+      row("kill", kill),
+      row("call:$dispvm", dispvmCalls),
+      row("baseline:call-running-vm", runningCalls),
+    ];
   } finally {
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
@@ -80,8 +107,12 @@ export async function runDispvmBench(options: { samples: number; progress: boole
 
 export function printDispvmBench(rows: DispvmBenchRow[]): void {
   console.log("DisposableVMs in the default lab (milliseconds)");
-  console.log(`${"row".padEnd(26)} ${"median".padStart(8)} ${"p90".padStart(8)} ${"samples".padStart(8)}`);
+  console.log(
+    `${"row".padEnd(26)} ${"median".padStart(8)} ${"p90".padStart(8)} ${"samples".padStart(8)}`,
+  );
   for (const entry of rows) {
-    console.log(`${entry.name.padEnd(26)} ${entry.medianMs.toFixed(1).padStart(8)} ${entry.p90Ms.toFixed(1).padStart(8)} ${String(entry.samples).padStart(8)}`);
+    console.log(
+      `${entry.name.padEnd(26)} ${entry.medianMs.toFixed(1).padStart(8)} ${entry.p90Ms.toFixed(1).padStart(8)} ${String(entry.samples).padStart(8)}`,
+    );
   }
 }

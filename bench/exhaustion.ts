@@ -150,12 +150,16 @@ function tally(scenario: Scenario, dir: string) {
   let ok = 0;
   let slowest = 0;
   for (let i = 0; i < scenario.calls; i++) {
-    const [rc = "", start, end] = readOr(join(dir, `${i}.rc`), "").trim().split(" ");
+    const [rc = "", start, end] = readOr(join(dir, `${i}.rc`), "")
+      .trim()
+      .split(" ");
     if (start && end) slowest = Math.max(slowest, Number(end) - Number(start));
     const outcome = rc === "" ? "no exit status" : `exit ${rc}`;
     outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     if (rc === "0" && readOr(join(dir, `${i}.out`), "") === scenario.expect(i)) ok++;
-    const line = readOr(join(dir, `${i}.err`), "").split("\n")[0]!.trim();
+    const line = readOr(join(dir, `${i}.err`), "")
+      .split("\n")[0]!
+      .trim();
     if (line !== "") lines.set(line, (lines.get(line) ?? 0) + 1);
   }
   const messages = [...lines.entries()]

@@ -167,10 +167,14 @@ async function strike(lab: BenchLab, victim: Victim, input: string, bytes: numbe
   if (victim.endsWith("-bun")) env.QRX_CLIENT_VM_HOST = "off";
   const call = startCall(lab, input, env);
   let service: number | null = null;
-  const reached = await waitUntil(() => {
-    service ??= servicePid(lab);
-    return service !== null && bytesRead(service) >= bytes / 4;
-  }, DEADLINE_MS, 5);
+  const reached = await waitUntil(
+    () => {
+      service ??= servicePid(lab);
+      return service !== null && bytesRead(service) >= bytes / 4;
+    },
+    DEADLINE_MS,
+    5,
+  );
   if (!reached || service === null) {
     call.child.kill("SIGKILL");
     const [, stderr] = await call.output;
@@ -293,7 +297,12 @@ export function printFaults(rows: FaultRow[], bytes: number): void {
   ]);
   const widths = header.map((cell, i) => Math.max(cell.length, ...table.map((l) => l[i]!.length)));
   for (const line of [header, ...table]) {
-    console.log(line.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
+    console.log(
+      line
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    );
   }
   for (const row of rows) {
     if (row.callerMessage) console.log(`${row.victim}: the caller said: ${row.callerMessage}`);

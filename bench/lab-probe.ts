@@ -231,7 +231,7 @@ export interface Snapshot {
 export async function snapshot(lab: BenchLab): Promise<Snapshot> {
   const deadline = Date.now() + 3_000;
   let samples = sample(lab.processes());
-  for (let still = 0; still < 4 && Date.now() < deadline; ) {
+  for (let still = 0; still < 4 && Date.now() < deadline;) {
     await Bun.sleep(50);
     const next = sample(lab.processes());
     still = totals(next).fds === totals(samples).fds ? still + 1 : 0;
@@ -287,4 +287,3 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
-

@@ -138,7 +138,9 @@ function labRuns(layout: LabLayout, env: (domain: string) => Env): Array<[string
 type Say = (text: string) => void;
 
 async function helpSlowest(env: Env, calls: number, say: Say): Promise<LatencyRow> {
-  const programs = readdirSync(BIN_DIR).filter((name) => !name.endsWith(".sh")).sort();
+  const programs = readdirSync(BIN_DIR)
+    .filter((name) => !name.endsWith(".sh"))
+    .sort();
   let slowest: LatencyRow | null = null;
   for (const program of programs) {
     const run: Run = { argv: [join(BIN_DIR, program), "--help"], env, expect: { usage: true } };
@@ -204,7 +206,12 @@ export async function runLatencyBench(options: LatencyOptions): Promise<LatencyR
   };
   await labRows(options.calls, say, record);
   say("  the README's by-hand two-domain set-up, policy program and all:");
-  record(await byHandRow(options.calls, rows.find((entry) => entry.name === "latency-vm-vm")));
+  record(
+    await byHandRow(
+      options.calls,
+      rows.find((entry) => entry.name === "latency-vm-vm"),
+    ),
+  );
   return rows;
 }
 

@@ -38,7 +38,13 @@ export interface PolicyBenchOptions {
   progress: boolean;
 }
 
-export const DEFAULT_POLICY_BENCH: PolicyBenchOptions = { rules: 10_000, domains: 500, decisions: 50_000, reloads: 30, progress: true };
+export const DEFAULT_POLICY_BENCH: PolicyBenchOptions = {
+  rules: 10_000,
+  domains: 500,
+  decisions: 50_000,
+  reloads: 30,
+  progress: true,
+};
 
 const FILES = 10;
 const SERVICES = 250;
@@ -75,7 +81,12 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
 
   const domainLines: string[] = [];
   for (let i = 0; i < domains; i++) {
-    domainLines.push(`[domains.${vm(i)}]`, `tags = ["tag${i % TAGS}"]`, `default_dispvm = "dvm"`, `power_state = "${i % 3 === 0 ? "Halted" : "Running"}"`);
+    domainLines.push(
+      `[domains.${vm(i)}]`,
+      `tags = ["tag${i % TAGS}"]`,
+      `default_dispvm = "dvm"`,
+      `power_state = "${i % 3 === 0 ? "Halted" : "Running"}"`,
+    );
   }
   domainLines.push(`[domains.dvm]`, `template_for_dispvms = true`);
   const domainsFile = join(dir, "domains.toml");
@@ -88,30 +99,52 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
     const redirect = action === "allow" && i % 11 === 0 ? ` target=${vm(pick(domains))}` : "";
     const argument = i % 7 === 0 ? `+arg${i % 13}` : "*";
     const target = action === "ask" ? `@tag:tag${pick(TAGS)}` : vm(pick(domains));
-    lines.push(`bench.S${pick(SERVICES)} ${argument} ${vm(pick(domains))} ${target} ${action}${redirect}`);
+    lines.push(
+      `bench.S${pick(SERVICES)} ${argument} ${vm(pick(domains))} ${target} ${action}${redirect}`,
+    );
   }
   for (let i = 0; i < generic; i++) {
     const source = i % 2 === 0 ? `@tag:tag${pick(TAGS)}` : "@anyvm";
-    lines.push(`bench.S${pick(SERVICES)} * ${source} @tag:tag${pick(TAGS)} ${i % 3 === 0 ? "deny" : "allow"}`);
+    lines.push(
+      `bench.S${pick(SERVICES)} * ${source} @tag:tag${pick(TAGS)} ${i % 3 === 0 ? "deny" : "allow"}`,
+    );
   }
   lines.push("* * @anyvm @anyvm deny");
   const perFile = Math.ceil(lines.length / FILES);
   for (let file = 0; file < FILES; file++) {
     const chunk = lines.slice(file * perFile, (file + 1) * perFile);
-    writeFileSync(join(policyDir, `${String(file * 10).padStart(2, "0")}-bench.policy`), chunk.join("\n") + "\n");
+    writeFileSync(
+      join(policyDir, `${String(file * 10).padStart(2, "0")}-bench.policy`),
+      chunk.join("\n") + "\n",
+    );
   }
 
   // Requests: 70% copy a specific rule's service/source/target, 30% random triples.
   const queries: PolicyQuery[] = [];
   for (let i = 0; i < 4096; i++) {
     if (next() < 0.7) {
-      const [service, argument, source, target] = lines[pick(rules - generic - 1)]!.split(" ") as [string, string, string, string];
+      const [service, argument, source, target] = lines[pick(rules - generic - 1)]!.split(" ") as [
+        string,
+        string,
+        string,
+        string,
+      ];
       // An @tag:tagN target (the ask rules): a domain that has the tag, so the ask is reached.
       const tag = /^@tag:tag(\d+)$/.exec(target);
       const intended = tag ? vm(Number(tag[1]) + TAGS * pick(Math.floor(domains / TAGS))) : target;
-      queries.push({ source, intendedTarget: intended, serviceAndArg: argument === "*" ? service : `${service}${argument}`, requestedSource: null });
+      queries.push({
+        source,
+        intendedTarget: intended,
+        serviceAndArg: argument === "*" ? service : `${service}${argument}`,
+        requestedSource: null,
+      });
     } else {
-      queries.push({ source: vm(pick(domains)), intendedTarget: vm(pick(domains)), serviceAndArg: `bench.S${pick(SERVICES)}`, requestedSource: null });
+      queries.push({
+        source: vm(pick(domains)),
+        intendedTarget: vm(pick(domains)),
+        serviceAndArg: `bench.S${pick(SERVICES)}`,
+        requestedSource: null,
+      });
     }
   }
   return { dir, policyDir, domainsFile, queries };
@@ -121,7 +154,12 @@ function percentile(sorted: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))]!;
 }
 
-function row(name: PolicyBenchRow["name"], rules: number, samplesUs: number[], totalUs: number): PolicyBenchRow {
+function row(
+  name: PolicyBenchRow["name"],
+  rules: number,
+  samplesUs: number[],
+  totalUs: number,
+): PolicyBenchRow {
   const sorted = [...samplesUs].sort((a, b) => a - b);
   const round = (value: number) => Math.round(value * 100) / 100;
   return {
@@ -146,17 +184,26 @@ async function askSocket(path: string, request: string): Promise<string> {
 export async function runPolicyBench(options: PolicyBenchOptions): Promise<PolicyBenchRow[]> {
   const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
   const generated = generatePolicy(options.rules, options.domains);
-  const source: PolicySource = { dirs: [generated.policyDir], legacyDir: join(generated.dir, "no-legacy"), domainsFile: generated.domainsFile };
+  const source: PolicySource = {
+    dirs: [generated.policyDir],
+    legacyDir: join(generated.dir, "no-legacy"),
+    domainsFile: generated.domainsFile,
+  };
   const rows: PolicyBenchRow[] = [];
   let daemon: ReturnType<typeof Bun.spawn> | null = null;
   try {
     const snapshot = loadSnapshot(source);
-    if (snapshot.errors.length > 0) throw new Error(`generated policy has errors: ${JSON.stringify(snapshot.errors.slice(0, 3))}`);
+    if (snapshot.errors.length > 0)
+      throw new Error(
+        `generated policy has errors: ${JSON.stringify(snapshot.errors.slice(0, 3))}`,
+      );
     const { policy, facts } = snapshot;
     const queries = generated.queries;
     const kinds = { allow: 0, deny: 0, ask: 0 };
     for (const query of queries) kinds[policy.evaluate(query, facts).kind]++;
-    say(`policy: ${policy.rules.length} rules, ${options.domains} domains; request mix: ${kinds.allow} allow, ${kinds.deny} deny, ${kinds.ask} ask of ${queries.length}`);
+    say(
+      `policy: ${policy.rules.length} rules, ${options.domains} domains; request mix: ${kinds.allow} allow, ${kinds.deny} deny, ${kinds.ask} ask of ${queries.length}`,
+    );
 
     // in-process
     for (let i = 0; i < 20_000; i++) policy.evaluate(queries[i % queries.length]!, facts); // warm-up (JIT)
@@ -167,7 +214,9 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
       policy.evaluate(queries[i % queries.length]!, facts);
       inProcess[i] = (Bun.nanoseconds() - t0) / 1000;
     }
-    rows.push(row("in-process", policy.rules.length, inProcess, (Bun.nanoseconds() - started) / 1000));
+    rows.push(
+      row("in-process", policy.rules.length, inProcess, (Bun.nanoseconds() - started) / 1000),
+    );
     say(`in-process: median ${rows.at(-1)!.medianUs} us, p99 ${rows.at(-1)!.p99Us} us`);
 
     // socket, through the real daemon
@@ -182,11 +231,13 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
     );
     const deadline = Date.now() + 30_000;
     while (!existsSync(socketPath)) {
-      if (Date.now() > deadline || daemon.exitCode !== null) throw new Error("the policy daemon did not start");
+      if (Date.now() > deadline || daemon.exitCode !== null)
+        throw new Error("the policy daemon did not start");
       await Bun.sleep(10);
     }
     const socketCount = Math.max(1000, Math.floor(options.decisions / 10));
-    for (let i = 0; i < 500; i++) await askSocket(socketPath, requestText(queries[i % queries.length]!)); // warm-up
+    for (let i = 0; i < 500; i++)
+      await askSocket(socketPath, requestText(queries[i % queries.length]!)); // warm-up
     const overSocket: number[] = new Array(socketCount);
     const socketStarted = Bun.nanoseconds();
     for (let i = 0; i < socketCount; i++) {
@@ -194,9 +245,14 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
       const t0 = Bun.nanoseconds();
       const answer = await askSocket(socketPath, requestText(query));
       overSocket[i] = (Bun.nanoseconds() - t0) / 1000;
-      if (!answer.includes("result=")) throw new Error(`no answer from the policy daemon for ${JSON.stringify(query)}: '${answer}'`);
+      if (!answer.includes("result="))
+        throw new Error(
+          `no answer from the policy daemon for ${JSON.stringify(query)}: '${answer}'`,
+        );
     }
-    rows.push(row("socket", policy.rules.length, overSocket, (Bun.nanoseconds() - socketStarted) / 1000));
+    rows.push(
+      row("socket", policy.rules.length, overSocket, (Bun.nanoseconds() - socketStarted) / 1000),
+    );
     say(`socket: median ${rows.at(-1)!.medianUs} us, p99 ${rows.at(-1)!.p99Us} us`);
 
     // reload
@@ -208,8 +264,12 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
       loadSnapshot(source);
       reloads.push((Bun.nanoseconds() - t0) / 1000);
     }
-    rows.push(row("reload", policy.rules.length, reloads, (Bun.nanoseconds() - reloadStarted) / 1000));
-    say(`reload: median ${(rows.at(-1)!.medianUs / 1000).toFixed(1)} ms, p99 ${(rows.at(-1)!.p99Us / 1000).toFixed(1)} ms`);
+    rows.push(
+      row("reload", policy.rules.length, reloads, (Bun.nanoseconds() - reloadStarted) / 1000),
+    );
+    say(
+      `reload: median ${(rows.at(-1)!.medianUs / 1000).toFixed(1)} ms, p99 ${(rows.at(-1)!.p99Us / 1000).toFixed(1)} ms`,
+    );
   } finally {
     if (daemon !== null) {
       daemon.kill("SIGTERM");
@@ -221,10 +281,15 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
 }
 
 export function printPolicyBench(rows: PolicyBenchRow[]): void {
-  const targets: Record<PolicyBenchRow["name"], number> = { "in-process": 20, socket: 200, reload: 100_000 };
+  const targets: Record<PolicyBenchRow["name"], number> = {
+    "in-process": 20,
+    socket: 200,
+    reload: 100_000,
+  };
   console.log("row         rules   median      p99         per second  target");
   for (const r of rows) {
-    const unit = (us: number) => (r.name === "reload" ? `${(us / 1000).toFixed(1)} ms` : `${us.toFixed(1)} us`);
+    const unit = (us: number) =>
+      r.name === "reload" ? `${(us / 1000).toFixed(1)} ms` : `${us.toFixed(1)} us`;
     const met = r.medianUs <= targets[r.name] ? "met" : "MISSED";
     console.log(
       `${r.name.padEnd(11)} ${String(r.rules).padEnd(7)} ${unit(r.medianUs).padEnd(11)} ${unit(r.p99Us).padEnd(11)} ${String(r.decisionsPerSecond).padEnd(11)} median <= ${unit(targets[r.name])}: ${met}`,

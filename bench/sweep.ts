@@ -111,10 +111,22 @@ export async function measure(
   const agentCpu = () => agents.reduce((sum: number, pid) => sum + cpuSecondsOf(pid), 0);
   const before = agentCpu();
   const started = performance.now();
-  const child = Bun.spawn(["bash", "-c", script], { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const child = Bun.spawn(["bash", "-c", script], {
+    env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   const seconds = (performance.now() - started) / 1000;
-  if (code !== 0) throw new Error(`${name} with a ${ringBytes}-byte ring failed (${code}): ${stderr.trim() || stdout.trim()}`);
+  if (code !== 0)
+    throw new Error(
+      `${name} with a ${ringBytes}-byte ring failed (${code}): ${stderr.trim() || stdout.trim()}`,
+    );
   const cpuSeconds = childrenCpu(stdout) + (name === "baseline:pipe3" ? 0 : agentCpu() - before);
   return { seconds, cpuSeconds };
 }
@@ -152,7 +164,9 @@ export function toRow(
 }
 
 /** The lab the sweep runs in, for the sweep itself and for tests that measure beside it. */
-export async function withSweepLab<T>(work: (env: Record<string, string>, agents: Array<number | null>) => Promise<T>): Promise<T> {
+export async function withSweepLab<T>(
+  work: (env: Record<string, string>, agents: Array<number | null>) => Promise<T>,
+): Promise<T> {
   const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
   const layout = labLayout(mkdtempSync(join(base, "qrx-sweep-")));
   try {
@@ -206,20 +220,40 @@ export function sweepParameters(rows: SweepRow[]): string {
   const spread = samples > 1 ? " (median, bar: lowest to highest)" : "";
   const moved =
     bytes >= GiB ? `${(bytes / GiB).toFixed(1)} GiB` : `${(bytes / (1 << 20)).toFixed(0)} MiB`;
-  return `${moved} per point, ${samples} sample${samples > 1 ? "s" : ""} per point${spread}; ` +
-    `concurrency ${concurrency}; ${availableParallelism()} CPUs`;
+  return (
+    `${moved} per point, ${samples} sample${samples > 1 ? "s" : ""} per point${spread}; ` +
+    `concurrency ${concurrency}; ${availableParallelism()} CPUs`
+  );
 }
 
 export function printSweep(rows: SweepRow[]): void {
   for (const concurrency of [...new Set(rows.map((row) => row.concurrency))]) {
-    const baseline = rows.find((row) => row.name === "baseline:pipe3" && row.concurrency === concurrency);
-    console.log(`\nconcurrency ${concurrency}${baseline ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB` : ""}`);
-    const directions = [...new Set(rows.filter((row) => row.name !== "baseline:pipe3").map((row) => row.name))];
-    console.log(["ring".padStart(6), ...directions.map((name) => `${name} MB/s (CPU s/GiB)`.padStart(30))].join("  "));
-    for (const size of [...new Set(rows.filter((row) => row.ringBytes > 0).map((row) => row.ringBytes))]) {
+    const baseline = rows.find(
+      (row) => row.name === "baseline:pipe3" && row.concurrency === concurrency,
+    );
+    console.log(
+      `\nconcurrency ${concurrency}${baseline ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB` : ""}`,
+    );
+    const directions = [
+      ...new Set(rows.filter((row) => row.name !== "baseline:pipe3").map((row) => row.name)),
+    ];
+    console.log(
+      [
+        "ring".padStart(6),
+        ...directions.map((name) => `${name} MB/s (CPU s/GiB)`.padStart(30)),
+      ].join("  "),
+    );
+    for (const size of [
+      ...new Set(rows.filter((row) => row.ringBytes > 0).map((row) => row.ringBytes)),
+    ]) {
       const cells = directions.map((name) => {
-        const row = rows.find((entry) => entry.name === name && entry.ringBytes === size && entry.concurrency === concurrency);
-        return (row ? `${row.mbps.toFixed(0)} (${row.cpuSecondsPerGiB.toFixed(2)})` : "-").padStart(30);
+        const row = rows.find(
+          (entry) =>
+            entry.name === name && entry.ringBytes === size && entry.concurrency === concurrency,
+        );
+        return (row ? `${row.mbps.toFixed(0)} (${row.cpuSecondsPerGiB.toFixed(2)})` : "-").padStart(
+          30,
+        );
       });
       console.log([formatSize(size).padStart(6), ...cells].join("  "));
     }

@@ -31,18 +31,39 @@ function timeoutMs(bytes: number): number {
 
 function expectDone(event: PeerEvent, side: string, bytes: number): PeerEvent {
   if (event.event !== "done") throw new Error(`${side} failed: ${JSON.stringify(event)}`);
-  if (event.bytes !== bytes) throw new Error(`${side} moved ${String(event.bytes)} bytes, expected ${bytes}`);
+  if (event.bytes !== bytes)
+    throw new Error(`${side} moved ${String(event.bytes)} bytes, expected ${bytes}`);
   return event;
 }
 
-async function measureShm(ringBytes: number, bytes: number, port: number, dir: string): Promise<BenchRow> {
+async function measureShm(
+  ringBytes: number,
+  bytes: number,
+  port: number,
+  dir: string,
+): Promise<BenchRow> {
   const common = { dir, port, ringBytes, bytes, verify: false };
-  const receiver = new PeerProcess({ ...common, role: "server", mode: "recv", localDomain: 0, remoteDomain: 5 });
+  const receiver = new PeerProcess({
+    ...common,
+    role: "server",
+    mode: "recv",
+    localDomain: 0,
+    remoteDomain: 5,
+  });
   let sender: PeerProcess | undefined;
   try {
     await receiver.waitFor("listening");
-    sender = new PeerProcess({ ...common, role: "client", mode: "send", localDomain: 5, remoteDomain: 0 });
-    const [received, sent] = await Promise.all([receiver.result(timeoutMs(bytes)), sender.result(timeoutMs(bytes))]);
+    sender = new PeerProcess({
+      ...common,
+      role: "client",
+      mode: "send",
+      localDomain: 5,
+      remoteDomain: 0,
+    });
+    const [received, sent] = await Promise.all([
+      receiver.result(timeoutMs(bytes)),
+      sender.result(timeoutMs(bytes)),
+    ]);
     // The receiver returns "done" only once its read loop has counted all `bytes` in; a short
     // stream ends in EPIPE ("error") instead.
     expectDone(sent, "shm sender", bytes);
@@ -85,7 +106,8 @@ async function measureBaseline(kind: ChannelKind, bytes: number): Promise<BenchR
     throw new Error(`${kind} baseline: reader exited ${readerCode}, writer ${writerCode}`);
   }
   const result = JSON.parse(output) as { bytes: number; seconds: number };
-  if (result.bytes !== bytes) throw new Error(`${kind} baseline moved ${result.bytes} bytes, expected ${bytes}`);
+  if (result.bytes !== bytes)
+    throw new Error(`${kind} baseline moved ${result.bytes} bytes, expected ${bytes}`);
   return row(`baseline:${kind}`, channel.bufferBytes, bytes, result.seconds);
 }
 
@@ -100,15 +122,21 @@ function describe(r: BenchRow): string {
   return `${r.name} ${formatBytes(r.ringBytes)}: ${r.mbps.toFixed(0)} MB/s (${r.seconds.toFixed(3)} s)`;
 }
 
-export async function runVchanBench(options: { sizes: number[]; bytes: number; progress: boolean }): Promise<BenchRow[]> {
+export async function runVchanBench(options: {
+  sizes: number[];
+  bytes: number;
+  progress: boolean;
+}): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const record = (r: BenchRow) => {
     rows.push(r);
     if (options.progress) process.stderr.write(`  ${describe(r)}\n`);
   };
-  if (options.progress) process.stderr.write(`moving ${formatBytes(options.bytes)} per measurement\n`);
+  if (options.progress)
+    process.stderr.write(`moving ${formatBytes(options.bytes)} per measurement\n`);
   // Baselines first and shm after, in one run: both see the same machine and the same load.
-  for (const kind of ["pipe", "socketpair"] as const) record(await measureBaseline(kind, options.bytes));
+  for (const kind of ["pipe", "socketpair"] as const)
+    record(await measureBaseline(kind, options.bytes));
   const dir = mkdtempSync(join(tmpdir(), "qrx-bench-"));
   try {
     for (const [i, size] of options.sizes.entries()) {
@@ -130,7 +158,9 @@ function targetLines(rows: BenchRow[]): string[] {
   const ring64k = shm(64 * 1024);
   if (ring64k && socketpair) {
     const ratio = ring64k.mbps / socketpair.mbps;
-    lines.push(`64 KiB ring vs socketpair: ${ratio.toFixed(2)}x (target >= 1x): ${verdict(ratio >= 1)}`);
+    lines.push(
+      `64 KiB ring vs socketpair: ${ratio.toFixed(2)}x (target >= 1x): ${verdict(ratio >= 1)}`,
+    );
   }
   const ring1m = shm(1 << 20);
   if (ring1m && pipe) {
@@ -140,7 +170,9 @@ function targetLines(rows: BenchRow[]): string[] {
   const small = rows.filter((r) => r.name === "shm" && r.ringBytes >= 1024 && r.ringBytes <= 4096);
   if (small.length > 0) {
     const slowest = Math.min(...small.map((r) => r.mbps));
-    lines.push(`1-4 KiB rings, slowest: ${slowest.toFixed(0)} MB/s (target >= 300 MB/s): ${verdict(slowest >= 300)}`);
+    lines.push(
+      `1-4 KiB rings, slowest: ${slowest.toFixed(0)} MB/s (target >= 300 MB/s): ${verdict(slowest >= 300)}`,
+    );
   }
   return lines;
 }
@@ -150,14 +182,24 @@ export function printVchanBench(rows: BenchRow[]): void {
     ["name", "ring", "MB/s", "seconds"],
     ...rows.map((r) => [r.name, formatBytes(r.ringBytes), r.mbps.toFixed(0), r.seconds.toFixed(3)]),
   ];
-  const widths = table[0]!.map((_, column) => Math.max(...table.map((line) => line[column]!.length)));
+  const widths = table[0]!.map((_, column) =>
+    Math.max(...table.map((line) => line[column]!.length)),
+  );
   for (const line of table) {
     // Text left-aligned, numbers right-aligned.
-    console.log(line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  "));
+    console.log(
+      line
+        .map((cell, column) =>
+          column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!),
+        )
+        .join("  "),
+    );
   }
   const bytes = rows[0]?.bytes;
   if (bytes !== undefined) {
-    console.log(`\n${formatBytes(bytes)} per row, 64 KiB blocks; seconds: the receiver's, sender connected (pipe, socket: first byte) to last byte`);
+    console.log(
+      `\n${formatBytes(bytes)} per row, 64 KiB blocks; seconds: the receiver's, sender connected (pipe, socket: first byte) to last byte`,
+    );
   }
   for (const line of targetLines(rows)) console.log(line);
 }

@@ -24,6 +24,9 @@ export function vchanBackend(env: NodeJS.ProcessEnv = process.env): VchanBackend
 }
 
 /** Where `backend`'s vchans meet when no directory is given. */
-export function defaultVchanDir(backend: VchanBackendName, env: NodeJS.ProcessEnv = process.env): string {
+export function defaultVchanDir(
+  backend: VchanBackendName,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   return backend === "socket" ? env.VCHAN_SOCKET_DIR || "/var/run/vchan" : vchanDir(env);
 }

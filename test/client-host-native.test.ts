@@ -72,7 +72,10 @@ interface FrontEndResult {
   eof: boolean;
 }
 
-type HostEvent = { type: "request"; request: ClientRequest } | { type: "signal"; connection: number } | { type: "gone"; connection: number };
+type HostEvent =
+  | { type: "request"; request: ClientRequest }
+  | { type: "signal"; connection: number }
+  | { type: "gone"; connection: number };
 
 describe("ClientHost (native listener, fake front end)", () => {
   let dir: { path: string; remove: () => void };
@@ -101,19 +104,34 @@ describe("ClientHost (native listener, fake front end)", () => {
   }
 
   /** Runs the fake front end; `during` sees its process while the test serves it. */
-  async function frontEnd(spec: FrontEndSpec, during?: () => Promise<void>): Promise<FrontEndResult> {
-    const child = Bun.spawn(["python3", script, socketPath, JSON.stringify(spec)], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-    const outputs = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  async function frontEnd(
+    spec: FrontEndSpec,
+    during?: () => Promise<void>,
+  ): Promise<FrontEndResult> {
+    const child = Bun.spawn(["python3", script, socketPath, JSON.stringify(spec)], {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const outputs = Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     if (during) await during();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("the front end's stdio did not end: an fd copy was not closed")), 5000);
+      timer = setTimeout(
+        () => reject(new Error("the front end's stdio did not end: an fd copy was not closed")),
+        5000,
+      );
     });
     try {
       const [stdout, stderr, code] = await Promise.race([outputs, timeout]);
       let parsed: { reply: [number, number] | null; eof: boolean } = { reply: null, eof: false };
       if (stderr.startsWith("{")) parsed = JSON.parse(stderr);
-      else if (spec.then !== "exit") throw new Error(`fake front end failed (exit ${code}): ${stderr}`);
+      else if (spec.then !== "exit")
+        throw new Error(`fake front end failed (exit ${code}): ${stderr}`);
       return { code, stdout, ...parsed };
     } finally {
       clearTimeout(timer);
@@ -139,25 +157,30 @@ describe("ClientHost (native listener, fake front end)", () => {
   });
 
   test("a second listen in the same process is refused", () => {
-    expect(() => ClientHost.listen(join(dir.path, "other"), { request() {}, signal() {}, gone() {} })).toThrow();
+    expect(() =>
+      ClientHost.listen(join(dir.path, "other"), { request() {}, signal() {}, gone() {} }),
+    ).toThrow();
   });
 
   test("a request arrives decoded with usable fds; a 'U' byte is a signal; reply(42) reaches the front end", async () => {
-    const result = await frontEnd({ argv: ["vault", "test.Echo+arg", "ünï"], env: ["A=1", "B=x=y", "EMPTY="], signals: 1 }, async () => {
-      const event = await next();
-      if (event.type !== "request") throw new Error(`expected a request, got ${event.type}`);
-      const { request } = event;
-      expect(request.argv).toEqual(["vault", "test.Echo+arg", "ünï"]);
-      expect(request.env).toEqual({ A: "1", B: "x=y", EMPTY: "" });
-      expect(request.fds.every((fd) => fd > 2)).toBe(true);
-      writeSync(request.fds[1], "through fd 1\n");
-      for (const fd of request.fds) closeSync(fd);
-      expect(await next()).toEqual({ type: "signal", connection: request.connection });
-      host.reply(request.connection, 42);
-      // Answered: the host closes the connection and reports nothing more for it.
-      host.reply(request.connection, 1);
-      host.fallback(request.connection);
-    });
+    const result = await frontEnd(
+      { argv: ["vault", "test.Echo+arg", "ünï"], env: ["A=1", "B=x=y", "EMPTY="], signals: 1 },
+      async () => {
+        const event = await next();
+        if (event.type !== "request") throw new Error(`expected a request, got ${event.type}`);
+        const { request } = event;
+        expect(request.argv).toEqual(["vault", "test.Echo+arg", "ünï"]);
+        expect(request.env).toEqual({ A: "1", B: "x=y", EMPTY: "" });
+        expect(request.fds.every((fd) => fd > 2)).toBe(true);
+        writeSync(request.fds[1], "through fd 1\n");
+        for (const fd of request.fds) closeSync(fd);
+        expect(await next()).toEqual({ type: "signal", connection: request.connection });
+        host.reply(request.connection, 42);
+        // Answered: the host closes the connection and reports nothing more for it.
+        host.reply(request.connection, 1);
+        host.fallback(request.connection);
+      },
+    );
     expect(result).toEqual({ code: 0, stdout: "through fd 1\n", reply: [1, 42], eof: true });
     await Bun.sleep(100);
     expect(events).toEqual([]);
@@ -189,7 +212,10 @@ describe("ClientHost (native listener, fake front end)", () => {
     ];
     for (const spec of drops) {
       const result = await frontEnd(spec);
-      expect({ spec, result }).toEqual({ spec, result: { code: 0, stdout: "", reply: null, eof: true } });
+      expect({ spec, result }).toEqual({
+        spec,
+        result: { code: 0, stdout: "", reply: null, eof: true },
+      });
     }
     expect(events).toEqual([]);
     // The host serves on.
@@ -216,7 +242,10 @@ describe("ClientHost (native listener, fake front end)", () => {
       { argv: ["vault", "x"], env: ["NOEQUALS"] },
     ]) {
       const result = await frontEnd(spec);
-      expect({ spec, result }).toEqual({ spec, result: { code: 0, stdout: "", reply: [2, 0], eof: true } });
+      expect({ spec, result }).toEqual({
+        spec,
+        result: { code: 0, stdout: "", reply: [2, 0], eof: true },
+      });
     }
     expect(events).toEqual([]);
   });

@@ -5,7 +5,11 @@ const qrx = join(import.meta.dir, "..", "bin", "qrx");
 
 test("the demo brings up the lab, makes every call, tears it down, and says all steps passed", async () => {
   const run = Bun.spawn([qrx, "demo", "--bytes", "16M"], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
+  const [out, err, code] = await Promise.all([
+    new Response(run.stdout).text(),
+    new Response(run.stderr).text(),
+    run.exited,
+  ]);
   expect(err).toBe("");
   expect(out).toContain("work$ echo 11 22 | qrexec-client-vm vault test.Add\n  33\n");
   expect(out).toContain("Request refused\n  (exit status 126)");

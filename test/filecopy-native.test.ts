@@ -48,7 +48,12 @@ afterEach(() => {
 
 // ---------------------------------------------------------------------------- stream builder
 
-function header(namelen: number, mode: number, filelen: bigint | number, t: Partial<Times> = {}): Uint8Array {
+function header(
+  namelen: number,
+  mode: number,
+  filelen: bigint | number,
+  t: Partial<Times> = {},
+): Uint8Array {
   const bytes = new Uint8Array(32);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, namelen, true);
@@ -70,16 +75,31 @@ interface Times {
 
 class StreamBuilder {
   parts: Uint8Array[] = [];
-  entry(name: string | Uint8Array, mode: number, payload: string | Uint8Array = "", t: Partial<Times> = {}): this {
+  entry(
+    name: string | Uint8Array,
+    mode: number,
+    payload: string | Uint8Array = "",
+    t: Partial<Times> = {},
+  ): this {
     const nameBytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
     const body = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
-    this.parts.push(header(nameBytes.length + 1, mode, body.length, t), nameBytes, new Uint8Array([0]), body);
+    this.parts.push(
+      header(nameBytes.length + 1, mode, body.length, t),
+      nameBytes,
+      new Uint8Array([0]),
+      body,
+    );
     return this;
   }
   dir(name: string, t: Partial<Times> = {}): this {
     return this.entry(name, 0o40755, "", t);
   }
-  file(name: string | Uint8Array, content: string | Uint8Array, mode = 0o100644, t: Partial<Times> = {}): this {
+  file(
+    name: string | Uint8Array,
+    content: string | Uint8Array,
+    mode = 0o100644,
+    t: Partial<Times> = {},
+  ): this {
     return this.entry(name, mode, content, t);
   }
   link(name: string, target: string): this {
@@ -108,7 +128,11 @@ function hex(bytes: Uint8Array): string {
 }
 
 /** Runs the receiver in this process on a stream held in a file; returns its reply bytes. */
-function unpackBytes(stream: Uint8Array, target: string, options: { allowAllNames?: boolean } = {}) {
+function unpackBytes(
+  stream: Uint8Array,
+  target: string,
+  options: { allowAllNames?: boolean } = {},
+) {
   const inPath = join(dir.path, `in-${Math.random()}`);
   const outPath = join(dir.path, `out-${Math.random()}`);
   writeFileSync(inPath, stream);
@@ -148,7 +172,9 @@ function target(name = "target"): string {
  */
 async function transfer(
   paths: string[],
-  receiver: { kind: "unpack"; into: string; allowAllNames?: boolean } | { kind: "fake"; reply: Uint8Array; expect: number },
+  receiver:
+    | { kind: "unpack"; into: string; allowAllNames?: boolean }
+    | { kind: "fake"; reply: Uint8Array; expect: number },
   options: { ignoreSymlinks?: boolean; onProgress?: (bytes: number, entries: number) => void } = {},
 ) {
   const [streamOurs, streamTheirs] = socketPair();
@@ -166,7 +192,11 @@ async function transfer(
          while (got < ${receiver.expect}) { const n = readSync(0, buffer, got, buffer.length - got, null); if (n === 0) break; got += n; }
          writeFileSync(${JSON.stringify(recorded)}, buffer.subarray(0, got));
          writeSync(1, Buffer.from(${JSON.stringify(hex(receiver.reply))}, "hex"));`;
-  const child = Bun.spawn([bun, "-e", script], { stdin: streamTheirs, stdout: replyTheirs, stderr: "inherit" });
+  const child = Bun.spawn([bun, "-e", script], {
+    stdin: streamTheirs,
+    stdout: replyTheirs,
+    stderr: "inherit",
+  });
   closeSync(streamTheirs);
   closeSync(replyTheirs);
   const started = performance.now();
@@ -176,7 +206,12 @@ async function transfer(
   closeSync(replyOurs);
   await child.exited;
   const output = readFileSync(recorded);
-  return { result, seconds, receiver: receiver.kind === "unpack" ? JSON.parse(output.toString()) : null, recorded: new Uint8Array(output) };
+  return {
+    result,
+    seconds,
+    receiver: receiver.kind === "unpack" ? JSON.parse(output.toString()) : null,
+    recorded: new Uint8Array(output),
+  };
 }
 
 /** Kinds, modes, sizes, contents, link targets and mtimes (ns) of two trees agree. */
@@ -255,9 +290,21 @@ describe("filecopy: spec §2.9 worked example", () => {
     execFileSync("touch", ["-m", "-h", "-d", "@1700000000.000000007", join(source, "d/a.txt")]);
     utimesSync(join(source, "d"), 1700000000, 1700000000);
     const reply = Buffer.from("0000000000000000028f086c000000000100000064", "hex");
-    const { result, recorded } = await transfer([join(source, "d") + "/"], { kind: "fake", reply, expect: 143 });
+    const { result, recorded } = await transfer([join(source, "d") + "/"], {
+      kind: "fake",
+      reply,
+      expect: 143,
+    });
     expect(hex(recorded)).toBe(hex(workedExample()));
-    expect(result).toEqual({ status: "ok", code: 0, message: "", lastName: "d", bytes: 3, entries: 2, crc: 0x6c088f02 });
+    expect(result).toEqual({
+      status: "ok",
+      code: 0,
+      message: "",
+      lastName: "d",
+      bytes: 3,
+      entries: 2,
+      crc: 0x6c088f02,
+    });
   });
 
   test("a wrong CRC in the reply is detected by the sender", async () => {
@@ -273,13 +320,21 @@ describe("filecopy: spec §2.9 worked example", () => {
   test("a receiver that closes without a result is 'eof'; a remote code is 'remote' with a sanitized name", async () => {
     const source = join(dir.path, "src");
     mkdirSync(join(source, "d"), { recursive: true });
-    const eof = await transfer([join(source, "d")], { kind: "fake", reply: new Uint8Array(0), expect: 100 });
+    const eof = await transfer([join(source, "d")], {
+      kind: "fake",
+      reply: new Uint8Array(0),
+      expect: 100,
+    });
     expect(eof.result.status).toBe("eof");
     const remote = Buffer.concat([
       Buffer.from("1100000000000000000000000000000006000000", "hex"),
       Buffer.from([0x64, 0x2f, 0x22, 0x1b, 0xc3, 0xa9]),
     ]);
-    const { result } = await transfer([join(source, "d")], { kind: "fake", reply: remote, expect: 100 });
+    const { result } = await transfer([join(source, "d")], {
+      kind: "fake",
+      reply: remote,
+      expect: 100,
+    });
     expect(result.status).toBe("remote");
     expect(result.code).toBe(EEXIST);
     expect(result.lastName).toBe("d/____");
@@ -298,7 +353,10 @@ describe("filecopy: round trips through a child receiver", () => {
     writeFileSync(join(top, "sub/deeper/deepest/leaf"), "leaf");
     writeFileSync(join(top, "Grüße-καλημέρα-привет-漢字.txt"), "unicode");
     writeFileSync(join(top, "setgid/run"), "#!/bin/sh\n");
-    writeFileSync(join(top, "sub/big"), new Uint8Array(3_000_000).map((_, i) => (i * 7) & 0xff));
+    writeFileSync(
+      join(top, "sub/big"),
+      new Uint8Array(3_000_000).map((_, i) => (i * 7) & 0xff),
+    );
     symlinkSync("../empty", join(top, "sub/up"));
     symlinkSync("deeper/deepest/leaf", join(top, "sub/down"));
     execFileSync("mkfifo", [join(top, "fifo")]); // skipped by the sender
@@ -306,13 +364,34 @@ describe("filecopy: round trips through a child receiver", () => {
     chmodSync(join(top, "setgid/run"), 0o755);
     chmodSync(join(top, "setgid"), 0o2755);
     chmodSync(join(top, "sub"), 0o750);
-    const stamped = ["empty", "sub/private", "sub/big", "sub/deeper/deepest/leaf", "setgid/run", "sub/deeper/deepest", "sub/deeper", "sub", "setgid", "empty-dir", ""];
+    const stamped = [
+      "empty",
+      "sub/private",
+      "sub/big",
+      "sub/deeper/deepest/leaf",
+      "setgid/run",
+      "sub/deeper/deepest",
+      "sub/deeper",
+      "sub",
+      "setgid",
+      "empty-dir",
+      "",
+    ];
     stamped.forEach((name, i) => {
-      execFileSync("touch", ["-h", "-d", `@${1650000000 + i}.${String(999999999 - i).padStart(9, "0")}`, join(top, name)]);
+      execFileSync("touch", [
+        "-h",
+        "-d",
+        `@${1650000000 + i}.${String(999999999 - i).padStart(9, "0")}`,
+        join(top, name),
+      ]);
     });
     const into = target();
     const progress: number[] = [];
-    const { result, receiver } = await transfer([top], { kind: "unpack", into }, { onProgress: (bytes) => progress.push(bytes) });
+    const { result, receiver } = await transfer(
+      [top],
+      { kind: "unpack", into },
+      { onProgress: (bytes) => progress.push(bytes) },
+    );
     expect(result.status).toBe("ok");
     expect(result.lastName).toBe("top");
     expect(result.bytes).toBe(3_000_000 + 6 + 4 + 7 + 10);
@@ -332,7 +411,11 @@ describe("filecopy: round trips through a child receiver", () => {
     symlinkSync("f", join(source, "a/l"));
     writeFileSync(join(source, "loose.txt"), "loose");
     const into = target();
-    const { result, receiver } = await transfer([join(source, "a"), join(source, "loose.txt")], { kind: "unpack", into }, { ignoreSymlinks: true });
+    const { result, receiver } = await transfer(
+      [join(source, "a"), join(source, "loose.txt")],
+      { kind: "unpack", into },
+      { ignoreSymlinks: true },
+    );
     expect(result.status).toBe("ok");
     expect(result.lastName).toBe("loose.txt");
     expect(receiver.stats.symlinks).toBe(0);
@@ -351,7 +434,9 @@ describe("filecopy: round trips through a child receiver", () => {
     expect(result.status).toBe("ok");
     expect(receiver.stats.bytes).toBe(256 * 1024 * 1024);
     expect(lstatSync(join(into, "sparse.img")).size).toBe(256 * 1024 * 1024);
-    console.log(`filecopy: 256 MiB sparse file in ${seconds.toFixed(2)} s (${(256 / seconds).toFixed(0)} MiB/s)`);
+    console.log(
+      `filecopy: 256 MiB sparse file in ${seconds.toFixed(2)} s (${(256 / seconds).toFixed(0)} MiB/s)`,
+    );
   });
 
   test("an existing name stops the copy with EEXIST; nothing is overwritten", async () => {
@@ -369,15 +454,37 @@ describe("filecopy: round trips through a child receiver", () => {
 });
 
 describe("filecopy: the receiver's refusals", () => {
-  const rejected = ["", "/abs", "a//b", "./a", "a/.", "..", "a/../b", "a/", "esc\x1b", "del\x7f", "nbsp\u00a0", "rtl\u202e", "\u05d0", "zwj\u200d", "smile\u{1f600}"];
+  const rejected = [
+    "",
+    "/abs",
+    "a//b",
+    "./a",
+    "a/.",
+    "..",
+    "a/../b",
+    "a/",
+    "esc\x1b",
+    "del\x7f",
+    "nbsp\u00a0",
+    "rtl\u202e",
+    "\u05d0",
+    "zwj\u200d",
+    "smile\u{1f600}",
+  ];
   for (const name of rejected) {
-    for (const [kind, mode] of [["file", 0o100644], ["dir", 0o40755]] as const) {
+    for (const [kind, mode] of [
+      ["file", 0o100644],
+      ["dir", 0o40755],
+    ] as const) {
       // Upstream's directory quirk (spec §3.7): the wire carries (uint32)-84, not EILSEQ.
       const expected = kind === "dir" ? 2 ** 32 - EILSEQ : EILSEQ;
       const what = kind === "dir" ? "(uint32)-84" : "EILSEQ";
       test(`${kind} ${JSON.stringify(name)} is ${what} and creates nothing`, () => {
         const into = target();
-        const { code, reply } = unpackBytes(new StreamBuilder().entry(name, mode, "").end().bytes(), into);
+        const { code, reply } = unpackBytes(
+          new StreamBuilder().entry(name, mode, "").end().bytes(),
+          into,
+        );
         expect(code).toBe(expected);
         expect(replyCode(reply)).toBe(expected);
         expect(readdirSync(into)).toEqual([]);
@@ -390,20 +497,35 @@ describe("filecopy: the receiver's refusals", () => {
     const into = target();
     expect(unpackBytes(new StreamBuilder().file(name, "x").end().bytes(), into).code).toBe(EILSEQ);
     expect(readdirSync(into)).toEqual([]);
-    expect(unpackBytes(new StreamBuilder().file(name, "x").end().bytes(), into, { allowAllNames: true }).code).toBe(0);
+    expect(
+      unpackBytes(new StreamBuilder().file(name, "x").end().bytes(), into, { allowAllNames: true })
+        .code,
+    ).toBe(0);
     expect(readdirSync(into).length).toBe(1);
   });
 
   test("symlinks that could escape the copied tree are ENOLINK, reported with the target", () => {
-    for (const [name, linkTarget] of [["top", "x"], ["d/l", "../x"], ["d/l", "/etc/passwd"], ["d/e/l", "../../x"], ["d/e/l", "a/../../x"]]) {
+    for (const [name, linkTarget] of [
+      ["top", "x"],
+      ["d/l", "../x"],
+      ["d/l", "/etc/passwd"],
+      ["d/e/l", "../../x"],
+      ["d/e/l", "a/../../x"],
+    ]) {
       const into = target(`t-${Math.random()}`);
-      const { code, reply } = unpackBytes(new StreamBuilder().dir("d").dir("d/e").link(name!, linkTarget!).end().bytes(), into);
+      const { code, reply } = unpackBytes(
+        new StreamBuilder().dir("d").dir("d/e").link(name!, linkTarget!).end().bytes(),
+        into,
+      );
       expect({ name, code }).toEqual({ name, code: ENOLINK });
       expect(replyName(reply)).toBe(linkTarget!);
       expect(existsSync(join(into, name!))).toBe(false);
     }
     const into = target();
-    expect(unpackBytes(new StreamBuilder().dir("d").dir("d/e").link("d/e/l", "../x").end().bytes(), into).code).toBe(0);
+    expect(
+      unpackBytes(new StreamBuilder().dir("d").dir("d/e").link("d/e/l", "../x").end().bytes(), into)
+        .code,
+    ).toBe(0);
     expect(readlinkSync(join(into, "d/e/l"))).toBe("../x");
   });
 
@@ -430,7 +552,10 @@ describe("filecopy: the receiver's refusals", () => {
 
   test("nanoseconds above 999999999 stop the receiver without a result (-1, fatal)", () => {
     const into = target();
-    const { code, fatal, reply } = unpackBytes(new StreamBuilder().file("f", "x", 0o100644, { mtimeNsec: 1_000_000_000 }).end().bytes(), into);
+    const { code, fatal, reply } = unpackBytes(
+      new StreamBuilder().file("f", "x", 0o100644, { mtimeNsec: 1_000_000_000 }).end().bytes(),
+      into,
+    );
     expect(code).toBe(-1);
     expect(fatal).toContain("nanoseconds");
     expect(reply.length).toBe(0);
@@ -441,12 +566,17 @@ describe("filecopy: the receiver's refusals", () => {
     try {
       execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", into], { stdio: "pipe" });
     } catch (error) {
-      console.log(`filecopy: skipped the full-disk test: cannot mount a tmpfs (${String(error).split("\n")[0]})`);
+      console.log(
+        `filecopy: skipped the full-disk test: cannot mount a tmpfs (${String(error).split("\n")[0]})`,
+      );
       return;
     }
     try {
       const big = new Uint8Array(2 * 1024 * 1024).fill(0x78);
-      const { code, reply } = unpackBytes(new StreamBuilder().file("small", "fits").file("big", big).end().bytes(), into);
+      const { code, reply } = unpackBytes(
+        new StreamBuilder().file("small", "fits").file("big", big).end().bytes(),
+        into,
+      );
       expect(code).toBe(ENOSPC);
       expect(replyName(reply)).toBe("big");
       expect(readdirSync(into)).toEqual(["small"]);

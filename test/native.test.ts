@@ -19,7 +19,14 @@ afterEach(() => {
 });
 
 function pair(readMin = 1024, writeMin = 1024, port = 600): { server: Vchan; client: Vchan } {
-  const server = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 9, port, readMin, writeMin });
+  const server = Vchan.server({
+    dir: dir.path,
+    localDomain: 0,
+    remoteDomain: 9,
+    port,
+    readMin,
+    writeMin,
+  });
   const client = Vchan.clientAsync({ dir: dir.path, localDomain: 9, remoteDomain: 0, port });
   opened.push(server, client);
   // One thread plays both ends: the client says hello, the server answers in wait().
@@ -45,8 +52,18 @@ describe("Vchan", () => {
     expect(server.isOpen()).toBe(VchanState.Connected);
     expect(client.isOpen()).toBe(VchanState.Connected);
     const info = server.info();
-    expect(info).toMatchObject({ role: "server", leftOrder: 16, rightOrder: 16, pages: 33, readRingBytes: 65536 });
-    expect(client.info()).toMatchObject({ role: "client", readRingBytes: 65536, writeRingBytes: 65536 });
+    expect(info).toMatchObject({
+      role: "server",
+      leftOrder: 16,
+      rightOrder: 16,
+      pages: 33,
+      readRingBytes: 65536,
+    });
+    expect(client.info()).toMatchObject({
+      role: "client",
+      readRingBytes: 65536,
+      writeRingBytes: 65536,
+    });
     const message = new TextEncoder().encode("11 22\n");
     expect(client.write(message)).toBe(message.length);
     expect(server.dataReady()).toBe(message.length);
@@ -59,7 +76,14 @@ describe("Vchan", () => {
   });
 
   test("the rendezvous socket is removed once the client came", () => {
-    const server = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 9, port: 601, readMin: 1024, writeMin: 1024 });
+    const server = Vchan.server({
+      dir: dir.path,
+      localDomain: 0,
+      remoteDomain: 9,
+      port: 601,
+      readMin: 1024,
+      writeMin: 1024,
+    });
     opened.push(server);
     expect(readdirSync(dir.path)).toEqual(["shmvchan.0.9.601.sock"]);
     const client = Vchan.clientAsync({ dir: dir.path, localDomain: 9, remoteDomain: 0, port: 601 });
@@ -90,7 +114,14 @@ describe("Vchan", () => {
   });
 
   test("fd_for_select is one fd from init to close", () => {
-    const server = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 9, port: 602, readMin: 1024, writeMin: 1024 });
+    const server = Vchan.server({
+      dir: dir.path,
+      localDomain: 0,
+      remoteDomain: 9,
+      port: 602,
+      readMin: 1024,
+      writeMin: 1024,
+    });
     const client = Vchan.clientAsync({ dir: dir.path, localDomain: 9, remoteDomain: 0, port: 602 });
     opened.push(server, client);
     const serverFd = server.fd;
@@ -129,26 +160,49 @@ describe("Vchan", () => {
   test("the page cap refuses a big ring and says which size fits", () => {
     configure({ pagesMax: 128 });
     const error = errorOf(() =>
-      Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 9, port: 603, readMin: 1 << 20, writeMin: 1 << 20 }),
+      Vchan.server({
+        dir: dir.path,
+        localDomain: 0,
+        remoteDomain: 9,
+        port: 603,
+        readMin: 1 << 20,
+        writeMin: 1 << 20,
+      }),
     );
     expect(error.code).toBe("EFBIG");
     expect(error.message).toContain("131072 bytes in each direction fit");
     // The Mirage-sized ring fits the cap.
-    const small = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 9, port: 604, readMin: 1024, writeMin: 1024 });
+    const small = Vchan.server({
+      dir: dir.path,
+      localDomain: 0,
+      remoteDomain: 9,
+      port: 604,
+      readMin: 1024,
+      writeMin: 1024,
+    });
     opened.push(small);
     expect(errorOf(() => configure({ spinNs: -1 })).code).toBe("EINVAL");
   });
 
   test("rings above 1 MiB are refused", () => {
     const error = errorOf(() =>
-      Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 9, port: 605, readMin: (1 << 20) + 1, writeMin: 1024 }),
+      Vchan.server({
+        dir: dir.path,
+        localDomain: 0,
+        remoteDomain: 9,
+        port: 605,
+        readMin: (1 << 20) + 1,
+        writeMin: 1024,
+      }),
     );
     expect(error.code).toBe("EMSGSIZE");
   });
 
   test("a client with no server times out with a message naming the socket", () => {
     const started = performance.now();
-    const error = errorOf(() => Vchan.client({ dir: dir.path, localDomain: 9, remoteDomain: 0, port: 606, timeoutMs: 200 }));
+    const error = errorOf(() =>
+      Vchan.client({ dir: dir.path, localDomain: 9, remoteDomain: 0, port: 606, timeoutMs: 200 }),
+    );
     const elapsed = performance.now() - started;
     expect(error.code).toBe("ETIMEDOUT");
     expect(error.message).toContain("shmvchan.0.9.606.sock");
@@ -157,9 +211,21 @@ describe("Vchan", () => {
   });
 
   test("a loopback vchan and an over-long directory are refused", () => {
-    expect(errorOf(() => Vchan.clientAsync({ dir: dir.path, localDomain: 4, remoteDomain: 4, port: 1 })).code).toBe("EINVAL");
+    expect(
+      errorOf(() => Vchan.clientAsync({ dir: dir.path, localDomain: 4, remoteDomain: 4, port: 1 }))
+        .code,
+    ).toBe("EINVAL");
     const long = `${dir.path}/${"x".repeat(120)}`;
-    const error = errorOf(() => Vchan.server({ dir: long, localDomain: 0, remoteDomain: 4, port: 1, readMin: 1, writeMin: 1 }));
+    const error = errorOf(() =>
+      Vchan.server({
+        dir: long,
+        localDomain: 0,
+        remoteDomain: 4,
+        port: 1,
+        readMin: 1,
+        writeMin: 1,
+      }),
+    );
     expect(error.code).toBe("ENAMETOOLONG");
     expect(existsSync(long)).toBe(false);
   });

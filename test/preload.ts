@@ -3,5 +3,7 @@ import { existsSync } from "node:fs";
 import { nativeLibraryPathForTests } from "./helpers/paths.ts";
 
 if (!existsSync(nativeLibraryPathForTests())) {
-  throw new Error(`${nativeLibraryPathForTests()} is missing: run \`npm run setup\` (or \`npm test\`, which builds it)`);
+  throw new Error(
+    `${nativeLibraryPathForTests()} is missing: run \`npm run setup\` (or \`npm test\`, which builds it)`,
+  );
 }

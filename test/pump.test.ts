@@ -24,10 +24,27 @@ afterEach(() => {
 /** Runs `script` as a service for a caller whose input is `input`; returns output and statuses. */
 async function call(script: string, input: string, ringBytes = 65536) {
   port++;
-  const caller = Vchan.server({ dir: dir.path, localDomain: 2, remoteDomain: 3, port, readMin: ringBytes, writeMin: ringBytes });
+  const caller = Vchan.server({
+    dir: dir.path,
+    localDomain: 2,
+    remoteDomain: 3,
+    port,
+    readMin: ringBytes,
+    writeMin: ringBytes,
+  });
   const target = Vchan.clientAsync({ dir: dir.path, localDomain: 3, remoteDomain: 2, port });
-  const client = caller.attach({ kind: StreamKind.DataClient, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
-  const service = target.attach({ kind: StreamKind.DataService, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
+  const client = caller.attach({
+    kind: StreamKind.DataClient,
+    version: 4,
+    sendFirst: true,
+    connectTimeoutMs: 5000,
+  });
+  const service = target.attach({
+    kind: StreamKind.DataService,
+    version: 4,
+    sendFirst: true,
+    connectTimeoutMs: 5000,
+  });
   streams.push(client, service);
   const inputPath = join(dir.path, "input");
   const outputPath = join(dir.path, "output");
@@ -37,7 +54,11 @@ async function call(script: string, input: string, ringBytes = 65536) {
   const [childStdin, childStdout, childStderr] = service.makeServiceStdio();
   const child = Bun.spawn(["sh", "-c", script], { stdio: [childStdin, childStdout, childStderr] });
   for (const fd of [childStdin, childStdout, childStderr]) closeSync(fd);
-  void child.exited.then(() => service.localExit(child.signalCode ? 128 + signalNumber(String(child.signalCode)) : child.exitCode!));
+  void child.exited.then(() =>
+    service.localExit(
+      child.signalCode ? 128 + signalNumber(String(child.signalCode)) : child.exitCode!,
+    ),
+  );
   const [clientStatus, serviceStatus] = await Promise.all([client.finished, service.finished]);
   return { output: readFileSync(outputPath, "utf8"), clientStatus, serviceStatus };
 }
@@ -74,10 +95,27 @@ describe("pump", () => {
     // pump had the HELLO and that message queued before `attach` returned and the daemon's
     // listener was attached (daemon-wire.test.ts). Here the listener comes late on purpose.
     port++;
-    const server = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 5, port, readMin: 4096, writeMin: 4096 });
+    const server = Vchan.server({
+      dir: dir.path,
+      localDomain: 0,
+      remoteDomain: 5,
+      port,
+      readMin: 4096,
+      writeMin: 4096,
+    });
     const client = Vchan.clientAsync({ dir: dir.path, localDomain: 5, remoteDomain: 0, port });
-    const agent = server.attach({ kind: StreamKind.Control, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
-    const daemon = client.attach({ kind: StreamKind.Control, version: 3, sendFirst: false, connectTimeoutMs: 5000 });
+    const agent = server.attach({
+      kind: StreamKind.Control,
+      version: 4,
+      sendFirst: true,
+      connectTimeoutMs: 5000,
+    });
+    const daemon = client.attach({
+      kind: StreamKind.Control,
+      version: 3,
+      sendFirst: false,
+      connectTimeoutMs: 5000,
+    });
     streams.push(agent, daemon);
     expect(await agent.connected).toBe(3);
     agent.send(0x213, new TextEncoder().encode("first"));
@@ -86,8 +124,14 @@ describe("pump", () => {
     // Long enough for the pump to queue both messages and for them to be drained.
     await Bun.sleep(200);
     const seen: string[] = [];
-    daemon.onEvent((event) => seen.push(`${event.kind}:${event.value}:${new TextDecoder().decode(event.payload)}`));
-    expect(seen).toEqual([`${PumpEventKind.Connected}:3:`, `${PumpEventKind.Message}:531:first`, `${PumpEventKind.Message}:531:second`]);
+    daemon.onEvent((event) =>
+      seen.push(`${event.kind}:${event.value}:${new TextDecoder().decode(event.payload)}`),
+    );
+    expect(seen).toEqual([
+      `${PumpEventKind.Connected}:3:`,
+      `${PumpEventKind.Message}:531:first`,
+      `${PumpEventKind.Message}:531:second`,
+    ]);
     agent.send(0x213, new TextEncoder().encode("third"));
     const deadline = Date.now() + 5000;
     while (seen.length < 4 && Date.now() < deadline) await Bun.sleep(5);
@@ -95,10 +139,25 @@ describe("pump", () => {
   });
 
   test("a peer that never connects fails the stream with ETIMEDOUT", async () => {
-    const lonely = Vchan.server({ dir: dir.path, localDomain: 2, remoteDomain: 9, port: 1999, readMin: 1024, writeMin: 1024 });
-    const stream = lonely.attach({ kind: StreamKind.DataClient, version: 4, sendFirst: true, connectTimeoutMs: 100 });
+    const lonely = Vchan.server({
+      dir: dir.path,
+      localDomain: 2,
+      remoteDomain: 9,
+      port: 1999,
+      readMin: 1024,
+      writeMin: 1024,
+    });
+    const stream = lonely.attach({
+      kind: StreamKind.DataClient,
+      version: 4,
+      sendFirst: true,
+      connectTimeoutMs: 100,
+    });
     streams.push(stream);
-    const error = await stream.finished.then(() => null, (e: StreamError) => e);
+    const error = await stream.finished.then(
+      () => null,
+      (e: StreamError) => e,
+    );
     expect(error).toBeInstanceOf(StreamError);
     expect(error!.code).toBe("ETIMEDOUT");
     expect(lonely.closed).toBe(true);

@@ -31,9 +31,25 @@ function start(task: Omit<PeerTask, "dir">): PeerProcess {
 
 /** A receiving server in domain 0 and a sending client in domain 5, in two processes. */
 async function startTransfer(ringBytes: number, bytes: number, port: number) {
-  const receiver = start({ role: "server", mode: "recv", localDomain: 0, remoteDomain: 5, port, ringBytes, bytes });
+  const receiver = start({
+    role: "server",
+    mode: "recv",
+    localDomain: 0,
+    remoteDomain: 5,
+    port,
+    ringBytes,
+    bytes,
+  });
   await receiver.waitFor("listening");
-  const sender = start({ role: "client", mode: "send", localDomain: 5, remoteDomain: 0, port, ringBytes, bytes });
+  const sender = start({
+    role: "client",
+    mode: "send",
+    localDomain: 5,
+    remoteDomain: 0,
+    port,
+    ringBytes,
+    bytes,
+  });
   return { receiver, sender };
 }
 
@@ -66,7 +82,9 @@ describe("vchan between two processes", () => {
     }
     expect(received.hash).toBe(expected.toString());
     // One byte less is a different stream and a different hash.
-    expect(chain(0n, pattern.block(0).subarray(0, 100))).not.toBe(chain(0n, pattern.block(0).subarray(0, 99)));
+    expect(chain(0n, pattern.block(0).subarray(0, 100))).not.toBe(
+      chain(0n, pattern.block(0).subarray(0, 99)),
+    );
   });
 
   test("sender killed with SIGKILL mid-transfer: the receiver sees DISCONNECTED within 1 s, nothing left", async () => {
@@ -102,23 +120,73 @@ describe("vchan between two processes", () => {
 
   test("50 vchans open at once between two processes", async () => {
     const count = 50;
-    const server = start({ role: "server", mode: "echo-many", localDomain: 0, remoteDomain: 6, port: 800, ringBytes: 1024, count });
+    const server = start({
+      role: "server",
+      mode: "echo-many",
+      localDomain: 0,
+      remoteDomain: 6,
+      port: 800,
+      ringBytes: 1024,
+      count,
+    });
     await server.waitFor("listening");
-    const client = start({ role: "client", mode: "call-many", localDomain: 6, remoteDomain: 0, port: 800, ringBytes: 1024, count });
+    const client = start({
+      role: "client",
+      mode: "call-many",
+      localDomain: 6,
+      remoteDomain: 0,
+      port: 800,
+      ringBytes: 1024,
+      count,
+    });
     const [served, called] = await Promise.all([server.result(), client.result()]);
-    expect(served).toMatchObject({ event: "done", open: count, verified: count, leftoverFds: 0, leftoverMaps: 0 });
-    expect(called).toMatchObject({ event: "done", open: count, verified: count, leftoverFds: 0, leftoverMaps: 0 });
+    expect(served).toMatchObject({
+      event: "done",
+      open: count,
+      verified: count,
+      leftoverFds: 0,
+      leftoverMaps: 0,
+    });
+    expect(called).toMatchObject({
+      event: "done",
+      open: count,
+      verified: count,
+      leftoverFds: 0,
+      leftoverMaps: 0,
+    });
     expect(readdirSync(dir.path)).toEqual([]);
   });
 
   const corruptions = [
-    { what: "a producer index past the ring size", offset: SharedPage.leftProd, value: 5000, victimReads: true },
-    { what: "a producer index moved backwards", offset: SharedPage.leftProd, value: 0xfffffff0, victimReads: true },
-    { what: "a consumer index ahead of the producer", offset: SharedPage.rightCons, value: 4096, victimReads: false },
+    {
+      what: "a producer index past the ring size",
+      offset: SharedPage.leftProd,
+      value: 5000,
+      victimReads: true,
+    },
+    {
+      what: "a producer index moved backwards",
+      offset: SharedPage.leftProd,
+      value: 0xfffffff0,
+      victimReads: true,
+    },
+    {
+      what: "a consumer index ahead of the producer",
+      offset: SharedPage.rightCons,
+      value: 4096,
+      victimReads: false,
+    },
   ];
   for (const corruption of corruptions) {
     test(`a peer process writing ${corruption.what} is disconnected with a reason`, async () => {
-      const victim = Vchan.server({ dir: dir.path, localDomain: 0, remoteDomain: 8, port: 900, readMin: 1024, writeMin: 1024 });
+      const victim = Vchan.server({
+        dir: dir.path,
+        localDomain: 0,
+        remoteDomain: 8,
+        port: 900,
+        readMin: 1024,
+        writeMin: 1024,
+      });
       try {
         const attacker = start({
           role: "client",
@@ -132,7 +200,9 @@ describe("vchan between two processes", () => {
         victim.connectWait(10_000);
         await attacker.waitFor("poked");
         const buffer = new Uint8Array(4096);
-        const attempt = corruption.victimReads ? () => victim.read(buffer) : () => victim.write(buffer.subarray(0, 2000));
+        const attempt = corruption.victimReads
+          ? () => victim.read(buffer)
+          : () => victim.write(buffer.subarray(0, 2000));
         expect(attempt).toThrow(/peer protocol error/);
         expect(victim.isOpen()).toBe(VchanState.Disconnected);
         expect(victim.reason()).toContain("peer protocol error");

@@ -56,24 +56,48 @@ describe("choosing the vchan backend", () => {
     expect(vchanBackend({ QRX_VCHAN: "" })).toBe("shm");
     expect(vchanBackend({ QRX_VCHAN: "shm" })).toBe("shm");
     expect(vchanBackend({ QRX_VCHAN: "socket" })).toBe("socket");
-    expect(() => vchanBackend({ QRX_VCHAN: "tcp" })).toThrow('QRX_VCHAN must be "shm" or "socket", not "tcp"');
+    expect(() => vchanBackend({ QRX_VCHAN: "tcp" })).toThrow(
+      'QRX_VCHAN must be "shm" or "socket", not "tcp"',
+    );
   });
 
   test("default directories: VCHAN_SOCKET_DIR or /var/run/vchan for socket, QRX_VCHAN_DIR for shm", () => {
     expect(defaultVchanDir("socket", {})).toBe("/var/run/vchan");
-    expect(defaultVchanDir("socket", { VCHAN_SOCKET_DIR: "/tmp/s", QRX_VCHAN_DIR: "/tmp/q" })).toBe("/tmp/s");
-    expect(defaultVchanDir("shm", { VCHAN_SOCKET_DIR: "/tmp/s", QRX_VCHAN_DIR: "/tmp/q" })).toBe("/tmp/q");
+    expect(defaultVchanDir("socket", { VCHAN_SOCKET_DIR: "/tmp/s", QRX_VCHAN_DIR: "/tmp/q" })).toBe(
+      "/tmp/s",
+    );
+    expect(defaultVchanDir("shm", { VCHAN_SOCKET_DIR: "/tmp/s", QRX_VCHAN_DIR: "/tmp/q" })).toBe(
+      "/tmp/q",
+    );
   });
 
   test("QRX_VCHAN=socket makes an endpoint without options a vchan-socket one, in VCHAN_SOCKET_DIR", () => {
     process.env.QRX_VCHAN = "socket";
     process.env.VCHAN_SOCKET_DIR = dir.path;
-    const server = Vchan.server({ localDomain: 5, remoteDomain: 6, port: 700, readMin: 4096, writeMin: 4096 });
+    const server = Vchan.server({
+      localDomain: 5,
+      remoteDomain: 6,
+      port: 700,
+      readMin: 4096,
+      writeMin: 4096,
+    });
     opened.push(server);
     expect(readdirSync(dir.path)).toEqual(["vchan.5.6.700.sock"]);
-    expect(server.info()).toMatchObject({ backend: "socket", role: "server", state: VchanState.Waiting });
+    expect(server.info()).toMatchObject({
+      backend: "socket",
+      role: "server",
+      state: VchanState.Waiting,
+    });
     // An explicit backend wins over the environment.
-    const shm = Vchan.server({ backend: "shm", dir: dir.path, localDomain: 5, remoteDomain: 6, port: 701, readMin: 1024, writeMin: 1024 });
+    const shm = Vchan.server({
+      backend: "shm",
+      dir: dir.path,
+      localDomain: 5,
+      remoteDomain: 6,
+      port: 701,
+      readMin: 1024,
+      writeMin: 1024,
+    });
     opened.push(shm);
     expect(shm.info().backend).toBe("shm");
     expect(readdirSync(dir.path).sort()).toEqual(["shmvchan.5.6.701.sock", "vchan.5.6.700.sock"]);
@@ -81,19 +105,44 @@ describe("choosing the vchan backend", () => {
 
   test("a bad QRX_VCHAN fails the vchan before anything is created", () => {
     process.env.QRX_VCHAN = "xen";
-    const error = errorOf(() => Vchan.server({ dir: dir.path, localDomain: 5, remoteDomain: 6, port: 702, readMin: 1024, writeMin: 1024 }));
+    const error = errorOf(() =>
+      Vchan.server({
+        dir: dir.path,
+        localDomain: 5,
+        remoteDomain: 6,
+        port: 702,
+        readMin: 1024,
+        writeMin: 1024,
+      }),
+    );
     expect(error).not.toBeInstanceOf(NativeError);
     expect(error.message).toContain("QRX_VCHAN");
     expect(error.message).toContain('"shm" or "socket"');
-    expect(() => Vchan.clientAsync({ dir: dir.path, localDomain: 6, remoteDomain: 5, port: 702 })).toThrow("QRX_VCHAN");
+    expect(() =>
+      Vchan.clientAsync({ dir: dir.path, localDomain: 6, remoteDomain: 5, port: 702 }),
+    ).toThrow("QRX_VCHAN");
     expect(readdirSync(dir.path)).toEqual([]);
   });
 });
 
 describe("socket vchan through the FFI", () => {
   function pair(port: number): { server: Vchan; client: Vchan } {
-    const server = Vchan.server({ backend: "socket", dir: dir.path, localDomain: 0, remoteDomain: 9, port, readMin: 4096, writeMin: 8192 });
-    const client = Vchan.clientAsync({ backend: "socket", dir: dir.path, localDomain: 9, remoteDomain: 0, port });
+    const server = Vchan.server({
+      backend: "socket",
+      dir: dir.path,
+      localDomain: 0,
+      remoteDomain: 9,
+      port,
+      readMin: 4096,
+      writeMin: 8192,
+    });
+    const client = Vchan.clientAsync({
+      backend: "socket",
+      dir: dir.path,
+      localDomain: 9,
+      remoteDomain: 0,
+      port,
+    });
     opened.push(server, client);
     // The server listens already, so the client connects at once; the server accepts in wait().
     expect(client.finish()).toBe(true);
@@ -122,7 +171,12 @@ describe("socket vchan through the FFI", () => {
       remoteDomain: 9,
       port: 801,
     });
-    expect(client.info()).toMatchObject({ backend: "socket", role: "client", readRingBytes: 65536, writeRingBytes: 65536 });
+    expect(client.info()).toMatchObject({
+      backend: "socket",
+      role: "client",
+      readRingBytes: 65536,
+      writeRingBytes: 65536,
+    });
     const message = new TextEncoder().encode("11 22\n");
     expect(client.send(message)).toBe(message.length);
     const buffer = new Uint8Array(message.length);
@@ -157,11 +211,35 @@ describe("socket vchan under the pump", () => {
   /** Runs `script` as a service over a socket vchan; the caller's input is `input`. */
   async function call(script: string, input: Uint8Array, ringBytes = 4096) {
     port++;
-    const caller = Vchan.server({ backend: "socket", dir: dir.path, localDomain: 2, remoteDomain: 3, port, readMin: ringBytes, writeMin: ringBytes });
-    const target = Vchan.clientAsync({ backend: "socket", dir: dir.path, localDomain: 3, remoteDomain: 2, port });
+    const caller = Vchan.server({
+      backend: "socket",
+      dir: dir.path,
+      localDomain: 2,
+      remoteDomain: 3,
+      port,
+      readMin: ringBytes,
+      writeMin: ringBytes,
+    });
+    const target = Vchan.clientAsync({
+      backend: "socket",
+      dir: dir.path,
+      localDomain: 3,
+      remoteDomain: 2,
+      port,
+    });
     expect(readdirSync(dir.path)).toContain(`vchan.2.3.${port}.sock`);
-    const client = caller.attach({ kind: StreamKind.DataClient, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
-    const service = target.attach({ kind: StreamKind.DataService, version: 4, sendFirst: true, connectTimeoutMs: 5000 });
+    const client = caller.attach({
+      kind: StreamKind.DataClient,
+      version: 4,
+      sendFirst: true,
+      connectTimeoutMs: 5000,
+    });
+    const service = target.attach({
+      kind: StreamKind.DataService,
+      version: 4,
+      sendFirst: true,
+      connectTimeoutMs: 5000,
+    });
     streams.push(client, service);
     const inputPath = join(dir.path, "input");
     const outputPath = join(dir.path, "output");
@@ -170,7 +248,10 @@ describe("socket vchan under the pump", () => {
     expect(await service.connected).toBe(4);
     expect(await client.connected).toBe(4);
     const [childStdin, childStdout, childStderr] = service.makeServiceStdio();
-    const child = Bun.spawn(["sh", "-c", script], { stdio: [childStdin, childStdout, childStderr], cwd: dir.path });
+    const child = Bun.spawn(["sh", "-c", script], {
+      stdio: [childStdin, childStdout, childStderr],
+      cwd: dir.path,
+    });
     for (const fd of [childStdin, childStdout, childStderr]) closeSync(fd);
     void child.exited.then((code) => service.localExit(code));
     const [clientStatus, serviceStatus] = await Promise.all([client.finished, service.finished]);
@@ -188,7 +269,11 @@ describe("socket vchan under the pump", () => {
 
   test("3 MB made by the service arrive as the service wrote them", async () => {
     // The service keeps its own copy, so the check does not trust anything on the way.
-    const result = await call("head -c 3000000 /dev/urandom | tee sent.bin", new Uint8Array(0), 65536);
+    const result = await call(
+      "head -c 3000000 /dev/urandom | tee sent.bin",
+      new Uint8Array(0),
+      65536,
+    );
     const sent = new Uint8Array(readFileSync(join(dir.path, "sent.bin")));
     expect(sent.length).toBe(3_000_000);
     expect(sha256(result.output)).toBe(sha256(sent));

@@ -37,10 +37,14 @@ export class QubesdError extends Error {
   }
 }
 
-export function encodeRequest(request: Omit<QubesdRequest, "source" | "payload"> & { source?: string; payload?: Uint8Array }): Uint8Array {
+export function encodeRequest(
+  request: Omit<QubesdRequest, "source" | "payload"> & { source?: string; payload?: Uint8Array },
+): Uint8Array {
   const keyword = request.dest.startsWith("@");
   const dest = keyword ? `keyword ${request.dest.slice(1)}` : `name ${request.dest}`;
-  const head = encoder.encode(`${request.method}+${request.arg} ${request.source ?? "dom0"} ${dest}\0`);
+  const head = encoder.encode(
+    `${request.method}+${request.arg} ${request.source ?? "dom0"} ${dest}\0`,
+  );
   const payload = request.payload ?? new Uint8Array(0);
   const out = new Uint8Array(head.length + payload.length);
   out.set(head);
@@ -53,9 +57,14 @@ export function decodeRequest(bytes: Uint8Array): QubesdRequest {
   const end = bytes.indexOf(0);
   if (end < 0) throw new QubesdError("ProtocolError", "request has no NUL-terminated header");
   const words = decoder.decode(bytes.subarray(0, end)).split(" ");
-  if (words.length !== 4) throw new QubesdError("ProtocolError", `request header has ${words.length} fields, expected 4`);
+  if (words.length !== 4)
+    throw new QubesdError("ProtocolError", `request header has ${words.length} fields, expected 4`);
   const [call, source, kind, name] = words as [string, string, string, string];
-  if (kind !== "name" && kind !== "keyword") throw new QubesdError("ProtocolError", `destination type '${kind}' is neither name nor keyword`);
+  if (kind !== "name" && kind !== "keyword")
+    throw new QubesdError(
+      "ProtocolError",
+      `destination type '${kind}' is neither name nor keyword`,
+    );
   const plus = call.indexOf("+");
   return {
     method: plus < 0 ? call : call.slice(0, plus),
@@ -85,7 +94,12 @@ export function decodeReply(bytes: Uint8Array): Uint8Array {
     const [type = "", , message = ""] = decoder.decode(bytes.subarray(2)).split("\0");
     throw new QubesdError(type || "QubesException", message || type || "unknown error");
   }
-  throw new QubesdError("ProtocolError", bytes.length === 0 ? "the admin service closed without a reply" : "malformed reply from the admin service");
+  throw new QubesdError(
+    "ProtocolError",
+    bytes.length === 0
+      ? "the admin service closed without a reply"
+      : "malformed reply from the admin service",
+  );
 }
 
 /** One call: connect, send, shut the write side, read the reply to EOF. */
@@ -95,11 +109,22 @@ export async function qubesdCall(
   dest: string,
   options: { arg?: string; payload?: Uint8Array | string } = {},
 ): Promise<Uint8Array> {
-  const payload = typeof options.payload === "string" ? encoder.encode(options.payload) : options.payload;
+  const payload =
+    typeof options.payload === "string" ? encoder.encode(options.payload) : options.payload;
   const request = encodeRequest({ method, arg: options.arg ?? "", dest, payload });
-  return decodeReply(await Connection.exchange(socketPath, request, { halfClose: true, bytesMax: QUBESD_MESSAGE_MAX }));
+  return decodeReply(
+    await Connection.exchange(socketPath, request, {
+      halfClose: true,
+      bytesMax: QUBESD_MESSAGE_MAX,
+    }),
+  );
 }
 
-export async function qubesdCallText(socketPath: string, method: string, dest: string, options: { arg?: string; payload?: Uint8Array | string } = {}): Promise<string> {
+export async function qubesdCallText(
+  socketPath: string,
+  method: string,
+  dest: string,
+  options: { arg?: string; payload?: Uint8Array | string } = {},
+): Promise<string> {
   return decoder.decode(await qubesdCall(socketPath, method, dest, options));
 }

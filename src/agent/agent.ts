@@ -30,7 +30,12 @@ import {
   TRIGGER4_FIXED_BYTES,
   VCHAN_BASE_PORT,
 } from "../protocol/constants.ts";
-import { prepareService, serviceStreamFlags, startService, type ServiceContext } from "../services/start.ts";
+import {
+  prepareService,
+  serviceStreamFlags,
+  startService,
+  type ServiceContext,
+} from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
 import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "./peer-profile.ts";
@@ -137,7 +142,9 @@ export class Agent {
         this.#clientHost = host;
       } catch (error) {
         // Front ends then find no host and run the Bun CLI: slower calls, nothing lost.
-        this.#options.log(`no client host on ${host.socketPath}: ${error instanceof Error ? error.message : error}`);
+        this.#options.log(
+          `no client host on ${host.socketPath}: ${error instanceof Error ? error.message : error}`,
+        );
       }
     }
     this.#offerControl();
@@ -195,7 +202,9 @@ export class Agent {
     // it again could run the service twice, if the old daemon had already started it.
     for (const client of [...this.#clients.values()]) {
       if (client.params !== null || client.sentOn === null || client.sentOn !== lost) continue;
-      this.#options.log(`request ${client.connection.label} refused: the daemon went away before answering it`);
+      this.#options.log(
+        `request ${client.connection.label} refused: the daemon went away before answering it`,
+      );
       this.#clients.delete(client.id);
       client.connection.close();
     }
@@ -205,7 +214,9 @@ export class Agent {
     if (this.#stopping) return;
     if (!this.#resolveReady) this.#ready = new Promise((resolve) => (this.#resolveReady = resolve));
     // Upstream exits and relies on a restart; serving on keeps the calls that are running alive.
-    this.#options.log(`control vchan to dom0 lost (${reason}); waiting for the daemon to reconnect`);
+    this.#options.log(
+      `control vchan to dom0 lost (${reason}); waiting for the daemon to reconnect`,
+    );
     this.#offerControl();
   }
 
@@ -246,7 +257,9 @@ export class Agent {
           return this.#onServiceRefused(payload);
         default:
           // Upstream exits here; a message we do not know cannot hurt the calls we serve.
-          this.#options.log(`ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`);
+          this.#options.log(
+            `ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`,
+          );
       }
     } catch (error) {
       const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
@@ -301,8 +314,17 @@ export class Agent {
     const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort));
     trace?.stage("exec-request", { command: request.command.slice(0, 80) });
     const run = () => this.#runCall(params, prepared, justExec, trace);
-    const waits = prepared.kind === "rpc" && prepared.config.waitForSession && parsed.kind === "rpc" && !parsed.nogui;
-    if (waits) this.#session.whenReady(parsed.kind === "rpc" ? (parsed.user ?? "") : "", parsed.kind === "rpc" ? parsed.source : "", run);
+    const waits =
+      prepared.kind === "rpc" &&
+      prepared.config.waitForSession &&
+      parsed.kind === "rpc" &&
+      !parsed.nogui;
+    if (waits)
+      this.#session.whenReady(
+        parsed.kind === "rpc" ? (parsed.user ?? "") : "",
+        parsed.kind === "rpc" ? parsed.source : "",
+        run,
+      );
     else run();
   }
 
@@ -325,7 +347,11 @@ export class Agent {
     };
     let stream: Stream;
     try {
-      const vchan = Vchan.clientAsync({ localDomain: this.#options.domain, remoteDomain: params.connectDomain, port: params.connectPort });
+      const vchan = Vchan.clientAsync({
+        localDomain: this.#options.domain,
+        remoteDomain: params.connectDomain,
+        port: params.connectPort,
+      });
       stream = vchan.attach({
         kind: StreamKind.DataService,
         version: this.#profile.version,
@@ -386,20 +412,28 @@ export class Agent {
   // ---------------------------------------------------------------- trigger socket
 
   async #serveTrigger(connection: Connection): Promise<void> {
-    const client: TriggerClient = { id: this.#nextClientId++, connection, params: null, sentOn: null };
+    const client: TriggerClient = {
+      id: this.#nextClientId++,
+      connection,
+      params: null,
+      sentOn: null,
+    };
     connection.label = this.#profile.ident(client.id);
     this.#clients.set(client.id, client);
     connection.onClose(() => {
       this.#clients.delete(client.id);
       // The caller's end of a call it was told about: the agent reports it (§2.1 step 8).
-      if (client.params) this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(client.params));
+      if (client.params)
+        this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(client.params));
     });
     try {
       const message = await connection.readMessage(TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN);
       if (message === null) return;
       const { header, payload } = message;
       if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
-        throw new Error(`expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`);
+        throw new Error(
+          `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
+        );
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
       const domain = this.#options.domain;

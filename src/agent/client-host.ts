@@ -8,7 +8,12 @@ import { chmodSync, closeSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { ExitError } from "../call/exit-error.ts";
 import { callService, type ClientVmCall } from "../client-vm/client-vm.ts";
-import { isTerminal, parseFast, resolveCall, type ClientVmCommandLine } from "../client-vm/command-line.ts";
+import {
+  isTerminal,
+  parseFast,
+  resolveCall,
+  type ClientVmCommandLine,
+} from "../client-vm/command-line.ts";
 import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
@@ -94,7 +99,10 @@ export class ClientVmHost {
     // too, reading or writing it from outside the foreground job would stop the agent (SIGTTIN,
     // SIGTTOU). Interactive calls are not the ones whose start-up matters.
     if (request.fds.some((fd) => isTerminal(fd))) return null;
-    const commandLine = parseFast(request.argv, request.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET);
+    const commandLine = parseFast(
+      request.argv,
+      request.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET,
+    );
     if (commandLine === null || commandLine.local.length > 0) return null;
     return commandLine.options.agentSocket === this.#agentSocket ? commandLine : null;
   }
@@ -105,7 +113,8 @@ export class ClientVmHost {
     const commandLine = this.#hostable(request);
     let call;
     try {
-      call = commandLine && resolveCall(commandLine, request.env, { stdoutFd: output, stderrFd: error });
+      call =
+        commandLine && resolveCall(commandLine, request.env, { stdoutFd: output, stderrFd: error });
     } catch {
       // A bad option: the CLI says what is wrong, in its own words.
       call = null;
@@ -123,7 +132,9 @@ export class ClientVmHost {
     if (!accepted) hosted.abort.abort();
     void this.#run(request, call, hosted)
       .then((code) => host.reply(request.connection, code))
-      .catch((failure: unknown) => this.#log(`hosted call failed: ${failure instanceof Error ? failure.message : failure}`))
+      .catch((failure: unknown) =>
+        this.#log(`hosted call failed: ${failure instanceof Error ? failure.message : failure}`),
+      )
       .finally(() => this.#calls.delete(request.connection));
   }
 
@@ -160,7 +171,10 @@ export class ClientVmHost {
         return QREXEC_EXIT_REQUEST_REFUSED;
       }
       const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
-      writeMessage(error, code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`);
+      writeMessage(
+        error,
+        code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`,
+      );
       return code;
     } finally {
       for (const fd of owned) closeSync(fd);

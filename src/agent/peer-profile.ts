@@ -64,7 +64,10 @@ export interface PeerProfile {
 /** Parses QRX_MIRAGE_BUGS ("chunk-length,trigger3-ident"); unknown names are an error. */
 export function parseMirageBugs(text: string | undefined): Set<MirageBug> {
   const bugs = new Set<MirageBug>();
-  for (const item of (text ?? "").split(",").map((part) => part.trim()).filter(Boolean)) {
+  for (const item of (text ?? "")
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean)) {
     if (!(MIRAGE_BUGS as readonly string[]).includes(item)) {
       throw new Error(`QRX_MIRAGE_BUGS: unknown bug '${item}' (known: ${MIRAGE_BUGS.join(", ")})`);
     }
@@ -148,15 +151,23 @@ function mirageProfile(bugs: Set<MirageBug>): PeerProfile {
       // Bug 2: the V3 branch of `service_params` writes the request id where the name belongs.
       const trigger3 = trigger4To3(trigger);
       const ident = encodeFixedField(trigger3.ident, IDENT_BYTES);
-      const identText = new TextDecoder().decode(ident.subarray(0, ident.indexOf(0) === -1 ? IDENT_BYTES : ident.indexOf(0)));
-      return { type: MSG_TRIGGER_SERVICE3, payload: encodeTrigger3({ ...trigger3, service: identText }) };
+      const identText = new TextDecoder().decode(
+        ident.subarray(0, ident.indexOf(0) === -1 ? IDENT_BYTES : ident.indexOf(0)),
+      );
+      return {
+        type: MSG_TRIGGER_SERVICE3,
+        payload: encodeTrigger3({ ...trigger3, service: identText }),
+      };
     },
     bugs,
   };
 }
 
 /** The profile `name`, with QRX_MIRAGE_BUGS from `env` for the mirage profile. */
-export function peerProfile(name: PeerProfileName, env: Record<string, string | undefined> = process.env): PeerProfile {
+export function peerProfile(
+  name: PeerProfileName,
+  env: Record<string, string | undefined> = process.env,
+): PeerProfile {
   if (name === "default") return DEFAULT_PROFILE;
   return mirageProfile(parseMirageBugs(env.QRX_MIRAGE_BUGS));
 }

@@ -26,18 +26,28 @@ export class SessionGate {
   #startWaiter(user: string, source: string): void {
     const location = findService(WAIT_FOR_SESSION_SERVICE, this.#context.servicePath);
     if (location.kind !== "executable") {
-      this.#context.log(`${WAIT_FOR_SESSION_SERVICE} is not an executable service here; not waiting`);
+      this.#context.log(
+        `${WAIT_FOR_SESSION_SERVICE} is not an executable service here; not waiting`,
+      );
       return this.#release();
     }
     this.#waiting = true;
     try {
       const env: Record<string, string> = {};
-      for (const [name, value] of Object.entries(this.#context.baseEnv)) if (value !== undefined) env[name] = value;
+      for (const [name, value] of Object.entries(this.#context.baseEnv))
+        if (value !== undefined) env[name] = value;
       env.QREXEC_REMOTE_DOMAIN = source;
-      const waiter = Bun.spawn([location.path], { stdin: new TextEncoder().encode(`${user}\n`), stdout: "ignore", stderr: "inherit", env });
+      const waiter = Bun.spawn([location.path], {
+        stdin: new TextEncoder().encode(`${user}\n`),
+        stdout: "ignore",
+        stderr: "inherit",
+        env,
+      });
       void waiter.exited.then(() => this.#release());
     } catch (error) {
-      this.#context.log(`cannot run ${location.path}: ${error instanceof Error ? error.message : error}`);
+      this.#context.log(
+        `cannot run ${location.path}: ${error instanceof Error ? error.message : error}`,
+      );
       this.#release();
     }
   }

@@ -4,7 +4,14 @@
 
 import { closeSync } from "node:fs";
 import { basename } from "node:path";
-import { dupFd, socketPair, StreamKind, Vchan, type Stream, type StreamOptions } from "../native.ts";
+import {
+  dupFd,
+  socketPair,
+  StreamKind,
+  Vchan,
+  type Stream,
+  type StreamOptions,
+} from "../native.ts";
 import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { waitStatus } from "../protocol/exit.ts";
 import type { CallTrace } from "../trace.ts";
@@ -20,7 +27,11 @@ export interface LocalProgram {
  * Starts `argv` with socketpairs as stdin and stdout (so SIGUSR1 single-socket mode works) and
  * our stderr. `extraFds` become its fds 3, 4, ... Throws when it cannot be started.
  */
-export function startLocalProgram(argv: string[], env: Record<string, string | undefined>, extraFds: number[] = []): LocalProgram {
+export function startLocalProgram(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  extraFds: number[] = [],
+): LocalProgram {
   const [ourStdin, childStdin] = socketPair();
   const [ourStdout, childStdout] = socketPair();
   // Bun's spawn reads a low fd number in the extra slots as "the same fd" (0 at index 3 gave the
@@ -28,7 +39,11 @@ export function startLocalProgram(argv: string[], env: Record<string, string | u
   const extra = extraFds.map((fd) => (fd <= 2 ? dupFd(fd) : fd));
   let child;
   try {
-    child = Bun.spawn(argv, { stdio: [childStdin, childStdout, "inherit", ...extra] as never, env, argv0: basename(argv[0]!) });
+    child = Bun.spawn(argv, {
+      stdio: [childStdin, childStdout, "inherit", ...extra] as never,
+      env,
+      argv0: basename(argv[0]!),
+    });
   } catch (error) {
     for (const fd of [ourStdin, ourStdout]) closeSync(fd);
     throw error;
@@ -37,7 +52,11 @@ export function startLocalProgram(argv: string[], env: Record<string, string | u
     closeSync(childStdout);
     extra.forEach((fd, index) => fd !== extraFds[index] && closeSync(fd));
   }
-  return { stdinFd: ourStdin, stdoutFd: ourStdout, exited: child.exited.then(() => waitStatus(child)) };
+  return {
+    stdinFd: ourStdin,
+    stdoutFd: ourStdout,
+    exited: child.exited.then(() => waitStatus(child)),
+  };
 }
 
 export interface CallerOptions {

@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 
 const ISOLATION_HELP =
   "namespaces (each VM domain in its own Linux namespaces) or none; " +
-  "default: the lab file's \"isolation\", else namespaces";
+  'default: the lab file\'s "isolation", else namespaces';
 
 interface LabUpOptions {
   config?: string;
@@ -17,7 +17,8 @@ interface LabUpOptions {
   isolation?: string;
 }
 
-const DIR_HELP = "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
+const DIR_HELP =
+  "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
 /** Runs an action; a LabError prints `qrx: message` and exits with its code. */
 async function guarded(action: () => Promise<number | void>): Promise<void> {
@@ -65,11 +66,22 @@ Examples:
 
   lab
     .command("up")
-    .description("bring a lab up: its admin service, policy daemon, and an agent and daemon per domain")
-    .option("--config <file>", "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)")
+    .description(
+      "bring a lab up: its admin service, policy daemon, and an agent and daemon per domain",
+    )
+    .option(
+      "--config <file>",
+      "lab definition (TOML; default: the built-in lab, src/lab/default-lab.toml)",
+    )
     .option("--dir <dir>", DIR_HELP)
-    .option("--ask <mode>", "who answers the policy's ask rules: tty (default), program:CMD or deny")
-    .option("--allow-broken-policy", "come up even if the policy has errors (it then denies every call)")
+    .option(
+      "--ask <mode>",
+      "who answers the policy's ask rules: tty (default), program:CMD or deny",
+    )
+    .option(
+      "--allow-broken-policy",
+      "come up even if the policy has errors (it then denies every call)",
+    )
     .option("--trace <file>", "its programs write a timing trace of every call to FILE (qrx trace)")
     .option("--isolation <mode>", ISOLATION_HELP)
     .addHelpText("after", ASK_HELP)
@@ -79,7 +91,10 @@ Examples:
         const { ISOLATION_MODES } = await import("../lab/isolation.ts");
         const isolation = options.isolation as (typeof ISOLATION_MODES)[number] | undefined;
         if (isolation !== undefined && !ISOLATION_MODES.includes(isolation)) {
-          throw new LabError(`--isolation must be namespaces or none, not '${options.isolation}'`, 2);
+          throw new LabError(
+            `--isolation must be namespaces or none, not '${options.isolation}'`,
+            2,
+          );
         }
         if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
         const layout = labLayout(options.dir);
@@ -103,13 +118,17 @@ Examples:
         const { listAsks, formatAsks } = await import("../lab/asks.ts");
         const layout = labLayout(options.dir);
         const asks = listAsks(layout);
-        process.stdout.write(options.json ? `${JSON.stringify(asks, null, 2)}\n` : `${formatAsks(asks, layout)}\n`);
+        process.stdout.write(
+          options.json ? `${JSON.stringify(asks, null, 2)}\n` : `${formatAsks(asks, layout)}\n`,
+        );
       }),
     );
 
   lab
     .command("answer")
-    .description("answer a policy question: allow the call to a target among its choices, or deny it")
+    .description(
+      "answer a policy question: allow the call to a target among its choices, or deny it",
+    )
     .argument("<id>", "the question (qrx lab asks lists them)")
     .argument("<target>", "a target among the choices, its number, or deny")
     .option("--dir <dir>", DIR_HELP)
@@ -124,7 +143,9 @@ Examples:
 
   lab
     .command("down")
-    .description("stop every process of the lab and remove its sockets and DisposableVMs (homes and logs stay)")
+    .description(
+      "stop every process of the lab and remove its sockets and DisposableVMs (homes and logs stay)",
+    )
     .option("--dir <dir>", DIR_HELP)
     .addHelpText("after", "\nExamples:\n  qrx lab down\n  qrx lab down --dir /tmp/lab\n")
     .action((options: { dir?: string }) =>
@@ -141,22 +162,32 @@ Examples:
     .description("domains, their pids, uptime, calls served and restarts")
     .option("--dir <dir>", DIR_HELP)
     .option("--json", "print the status as JSON")
-    .addHelpText("after", "\nExamples:\n  qrx lab status\n  qrx lab status --json | jq '.domains[].name'\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  qrx lab status\n  qrx lab status --json | jq '.domains[].name'\n",
+    )
     .action((options: { dir?: string; json?: boolean }) =>
       guarded(async () => {
         const { labLayout, labStatus, formatStatus } = await import("../lab/control.ts");
         const status = await labStatus(labLayout(options.dir));
-        process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
+        process.stdout.write(
+          options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`,
+        );
       }),
     );
 
   lab
     .command("logs")
-    .description("print the logs of a domain (its agent and daemon; dom0: admin service and policy daemon), or all")
+    .description(
+      "print the logs of a domain (its agent and daemon; dom0: admin service and policy daemon), or all",
+    )
     .argument("[domain]", "domain whose logs to print")
     .option("--dir <dir>", DIR_HELP)
     .option("-f, --follow", "keep printing what is appended")
-    .addHelpText("after", "\nExamples:\n  qrx lab logs\n  qrx lab logs work -f\n  qrx lab logs dom0\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  qrx lab logs\n  qrx lab logs work -f\n  qrx lab logs dom0\n",
+    )
     .action((domain: string | undefined, options: { dir?: string; follow?: boolean }) =>
       guarded(async () => {
         const { labLayout, logFiles, printLogs } = await import("../lab/control.ts");
@@ -171,7 +202,10 @@ Examples:
   const vm = program
     .command("vm")
     .description("the lab's domains: list, start, kill, and create DisposableVMs")
-    .addHelpText("after", "\nExamples:\n  qrx vm list\n  qrx vm start personal\n  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n");
+    .addHelpText(
+      "after",
+      "\nExamples:\n  qrx vm list\n  qrx vm start personal\n  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n",
+    );
 
   vm.command("list")
     .description("every domain with its id, type and state")
@@ -181,8 +215,16 @@ Examples:
       guarded(async () => {
         const { labLayout, labStatus, formatTable } = await import("../lab/control.ts");
         const status = await labStatus(labLayout(options.dir));
-        const rows = status.domains.map((domain) => [domain.name, String(domain.id), domain.klass, domain.state, domain.template ?? "-"]);
-        process.stdout.write(`${formatTable(["NAME", "ID", "CLASS", "STATE", "TEMPLATE"], rows)}\n`);
+        const rows = status.domains.map((domain) => [
+          domain.name,
+          String(domain.id),
+          domain.klass,
+          domain.state,
+          domain.template ?? "-",
+        ]);
+        process.stdout.write(
+          `${formatTable(["NAME", "ID", "CLASS", "STATE", "TEMPLATE"], rows)}\n`,
+        );
       }),
     );
 
@@ -190,7 +232,10 @@ Examples:
     .description("start a halted domain (its agent and daemon)")
     .argument("<name>", "domain to start")
     .option("--dir <dir>", DIR_HELP)
-    .addHelpText("after", "\nExamples:\n  qrx vm start personal\n  qrx vm start personal --dir /tmp/lab\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  qrx vm start personal\n  qrx vm start personal --dir /tmp/lab\n",
+    )
     .action((name: string, options: { dir?: string }) =>
       guarded(async () => {
         const { labLayout, labStatus, adminCall } = await import("../lab/control.ts");
@@ -219,11 +264,16 @@ Examples:
     );
 
   vm.command("create-disposable")
-    .description("create a DisposableVM from a template (default: the lab's default_dispvm) and start it; prints its name")
+    .description(
+      "create a DisposableVM from a template (default: the lab's default_dispvm) and start it; prints its name",
+    )
     .argument("[template]", "DisposableVM template")
     .option("--dir <dir>", DIR_HELP)
     .option("--no-start", "only create it (halted)")
-    .addHelpText("after", "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n",
+    )
     .action((template: string | undefined, options: { dir?: string; start: boolean }) =>
       guarded(async () => {
         const { labLayout, adminCall } = await import("../lab/control.ts");
@@ -236,12 +286,17 @@ Examples:
 
   program
     .command("run")
-    .description("run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)")
+    .description(
+      "run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)",
+    )
     .usage("[--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]")
     .argument("<domain>", "domain to run in (dom0 too)")
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
-    .option("-v, --verbose", "after the command, say why the policy refused a call it made (the rule, and how to explain it)")
+    .option(
+      "-v, --verbose",
+      "after the command, say why the policy refused a call it made (the rule, and how to explain it)",
+    )
     .option("--trace <file>", "the command's own qrx programs write a timing trace to FILE")
     .passThroughOptions()
     .addHelpText(

@@ -2,7 +2,13 @@
 // Modules are imported inside the actions so `qrx --help` stays fast.
 import type { Command } from "commander";
 import type { PolicySnapshot } from "../policy/store.ts";
-import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
+import {
+  addPolicySourceOptions,
+  askProgramFrom,
+  DOMAINS_FILE_HELP,
+  policySourceFrom,
+  type PolicyOptionValues,
+} from "./policy-options.ts";
 
 const EXIT_DENY = 126;
 
@@ -22,18 +28,37 @@ function queryOf(source: string, target: string, service: string) {
 export function addPolicyCommands(program: Command, bench?: Command): void {
   bench
     ?.command("policy")
-    .description("policy decisions on a generated 10,000-rule policy over 500 domains: in process, through the policy daemon's socket, and reload time")
+    .description(
+      "policy decisions on a generated 10,000-rule policy over 500 domains: in process, through the policy daemon's socket, and reload time",
+    )
     .option("--json", "print JSON rows {name, rules, medianUs, p99Us, samples, decisionsPerSecond}")
     .option("--rules <n>", "rules in the generated policy", (text) => Number(text), 10_000)
     .option("--domains <n>", "domains", (text) => Number(text), 500)
-    .option("--decisions <n>", "decisions timed in process (the socket row times a tenth, at least 1000)", (text) => Number(text), 50_000)
-    .addHelpText("after", "\nTargets: in-process median <= 20 us, socket median <= 200 us, reload <= 100 ms.\n\nExamples:\n  qrx bench policy\n  qrx bench policy --json\n")
-    .action(async (options: { json?: boolean; rules: number; domains: number; decisions: number }) => {
-      const { runPolicyBench, printPolicyBench, DEFAULT_POLICY_BENCH } = await import("../../bench/policy.ts");
-      const rows = await runPolicyBench({ ...DEFAULT_POLICY_BENCH, rules: options.rules, domains: options.domains, decisions: options.decisions, progress: !options.json });
-      if (options.json) console.log(JSON.stringify(rows, null, 2));
-      else printPolicyBench(rows);
-    });
+    .option(
+      "--decisions <n>",
+      "decisions timed in process (the socket row times a tenth, at least 1000)",
+      (text) => Number(text),
+      50_000,
+    )
+    .addHelpText(
+      "after",
+      "\nTargets: in-process median <= 20 us, socket median <= 200 us, reload <= 100 ms.\n\nExamples:\n  qrx bench policy\n  qrx bench policy --json\n",
+    )
+    .action(
+      async (options: { json?: boolean; rules: number; domains: number; decisions: number }) => {
+        const { runPolicyBench, printPolicyBench, DEFAULT_POLICY_BENCH } =
+          await import("../../bench/policy.ts");
+        const rows = await runPolicyBench({
+          ...DEFAULT_POLICY_BENCH,
+          rules: options.rules,
+          domains: options.domains,
+          decisions: options.decisions,
+          progress: !options.json,
+        });
+        if (options.json) console.log(JSON.stringify(rows, null, 2));
+        else printPolicyBench(rows);
+      },
+    );
 
   const policy = program
     .command("policy")
@@ -46,10 +71,15 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
       .description("read the policy and print every error as file:line: message (exit 1 if any)")
       .argument("[dir]", "policy directory (default: --policy-dir)"),
   )
-    .addHelpText("after", "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n  qrx policy lint --policy-dir /run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n  qrx policy lint --policy-dir /run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n",
+    )
     .action(async (dir: string | undefined, options: PolicyOptionValues) => {
       const { lintReport } = await import("../policy/tools.ts");
-      const report = lintReport(await snapshotFor(dir === undefined ? options : { ...options, policyDir: [dir] }));
+      const report = lintReport(
+        await snapshotFor(dir === undefined ? options : { ...options, policyDir: [dir] }),
+      );
       for (const line of report.lines) process.stdout.write(`${line}\n`);
       process.exitCode = report.ok ? 0 : 1;
     });
@@ -57,7 +87,9 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
   addPolicySourceOptions(
     policy
       .command("eval")
-      .description("the answer qrexec-daemon would get for a call: key=value lines on stdout, the deciding rule on stderr")
+      .description(
+        "the answer qrexec-daemon would get for a call: key=value lines on stdout, the deciding rule on stderr",
+      )
       .argument("<source>", "calling domain")
       .argument("<target>", "intended target ('' or @default: let the policy choose)")
       .argument("<service>", "SERVICE or SERVICE+ARG"),
@@ -66,31 +98,57 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     .option("--no-tty", "never prompt on the terminal for ask rules")
     .option("--assume-yes-for-ask", "answer ask rules with the intended target, if it is a choice")
     .option("--just-evaluate", "print only result=allow or result=deny; never ask")
-    .addHelpText("after", "\nExit status: 0 allow, 126 deny.\n\nExamples:\n  qrx policy eval work vault qubes.Filecopy\n  qrx policy eval --domains domains.toml --just-evaluate work @default qubes.OpenURL+https\n")
-    .action(async (source: string, target: string, service: string, options: PolicyOptionValues & { askProgram?: string; tty: boolean; assumeYesForAsk?: boolean; justEvaluate?: boolean }) => {
-      const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] = await Promise.all([
-        import("../policy/answer.ts"),
-        import("../policy/ask.ts"),
-        import("../policy/decision.ts"),
-        import("../policy/store.ts"),
-      ]);
-      const snapshot = await snapshotFor(options);
-      const log = (line: string) => process.stderr.write(`${line}\n`);
-      if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
-      const answered = await answerQuery(
-        queryOf(source, target, service),
-        { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
-        { policy: snapshot.policy, facts: snapshot.facts, asker: chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty }), log },
-      );
-      process.stdout.write(`${answered.text}\n`);
-      log(`decided by ${decidedBy(answered.decision)}`);
-      process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
-    });
+    .addHelpText(
+      "after",
+      "\nExit status: 0 allow, 126 deny.\n\nExamples:\n  qrx policy eval work vault qubes.Filecopy\n  qrx policy eval --domains domains.toml --just-evaluate work @default qubes.OpenURL+https\n",
+    )
+    .action(
+      async (
+        source: string,
+        target: string,
+        service: string,
+        options: PolicyOptionValues & {
+          askProgram?: string;
+          tty: boolean;
+          assumeYesForAsk?: boolean;
+          justEvaluate?: boolean;
+        },
+      ) => {
+        const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] =
+          await Promise.all([
+            import("../policy/answer.ts"),
+            import("../policy/ask.ts"),
+            import("../policy/decision.ts"),
+            import("../policy/store.ts"),
+          ]);
+        const snapshot = await snapshotFor(options);
+        const log = (line: string) => process.stderr.write(`${line}\n`);
+        if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
+        const answered = await answerQuery(
+          queryOf(source, target, service),
+          { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
+          {
+            policy: snapshot.policy,
+            facts: snapshot.facts,
+            asker: chooseAsker({
+              askProgram: askProgramFrom(options.askProgram),
+              terminal: options.tty,
+            }),
+            log,
+          },
+        );
+        process.stdout.write(`${answered.text}\n`);
+        log(`decided by ${decidedBy(answered.decision)}`);
+        process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+      },
+    );
 
   addPolicySourceOptions(
     policy
       .command("explain")
-      .description("every rule considered for a call, matched or not and why, and which file:line decided")
+      .description(
+        "every rule considered for a call, matched or not and why, and which file:line decided",
+      )
       .argument("<source>", "calling domain")
       .argument("<target>", "intended target")
       .argument("<service>", "SERVICE or SERVICE+ARG"),
@@ -103,12 +161,14 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         "\nExample:\n" +
         "  qrx policy explain --domains domains.toml work vault qubes.Filecopy\n",
     )
-    .action(async (source: string, target: string, service: string, options: PolicyOptionValues) => {
-      const { explainText } = await import("../policy/tools.ts");
-      const snapshot = await snapshotFor(options);
-      process.stdout.write(`${explainText(snapshot, queryOf(source, target, service))}\n`);
-      process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
-    });
+    .action(
+      async (source: string, target: string, service: string, options: PolicyOptionValues) => {
+        const { explainText } = await import("../policy/tools.ts");
+        const snapshot = await snapshotFor(options);
+        process.stdout.write(`${explainText(snapshot, queryOf(source, target, service))}\n`);
+        process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
+      },
+    );
 
   addGraphCommand(policy);
 }

@@ -21,17 +21,37 @@ function collect(value: string, previous: string[] | undefined): string[] {
 /** Adds --policy-dir (repeatable, colon lists), --legacy-dir and --domains. */
 export function addPolicySourceOptions(command: Command): Command {
   return command
-    .option("--policy-dir <dir>", `policy directory, repeatable or a colon list (default $QRX_POLICY_DIR, else ${DEFAULT_POLICY_DIRS.join(":")})`, collect)
-    .option("--legacy-dir <dir>", "legacy per-service policy directory read by !compat-4.0", DEFAULT_LEGACY_POLICY_DIR)
-    .option("--domains <file>", "domain facts, TOML or JSON (default $QRX_DOMAINS; none: only dom0 is known)")
-    .option("--system-info-socket <path>", "ask domain facts from this qubesd socket (internal.GetSystemInfo) per request, instead of --domains (default $QRX_SYSTEM_INFO_SOCKET)");
+    .option(
+      "--policy-dir <dir>",
+      `policy directory, repeatable or a colon list (default $QRX_POLICY_DIR, else ${DEFAULT_POLICY_DIRS.join(":")})`,
+      collect,
+    )
+    .option(
+      "--legacy-dir <dir>",
+      "legacy per-service policy directory read by !compat-4.0",
+      DEFAULT_LEGACY_POLICY_DIR,
+    )
+    .option(
+      "--domains <file>",
+      "domain facts, TOML or JSON (default $QRX_DOMAINS; none: only dom0 is known)",
+    )
+    .option(
+      "--system-info-socket <path>",
+      "ask domain facts from this qubesd socket (internal.GetSystemInfo) per request, instead of --domains (default $QRX_SYSTEM_INFO_SOCKET)",
+    );
 }
 
 export function policySourceFrom(options: PolicyOptionValues): PolicySource {
   const domainsFile = options.domains ?? process.env.QRX_DOMAINS ?? null;
-  const dirs = options.policyDir ?? (process.env.QRX_POLICY_DIR ? [process.env.QRX_POLICY_DIR] : undefined);
+  const dirs =
+    options.policyDir ?? (process.env.QRX_POLICY_DIR ? [process.env.QRX_POLICY_DIR] : undefined);
   const systemInfoSocket = options.systemInfoSocket ?? (process.env.QRX_SYSTEM_INFO_SOCKET || null);
-  return { dirs: policyDirsFrom(dirs), legacyDir: options.legacyDir, domainsFile: domainsFile === "" ? null : domainsFile, systemInfoSocket };
+  return {
+    dirs: policyDirsFrom(dirs),
+    legacyDir: options.legacyDir,
+    domainsFile: domainsFile === "" ? null : domainsFile,
+    systemInfoSocket,
+  };
 }
 
 /** --ask-program's default, so a program started without options (as --policy-program) gets one. */

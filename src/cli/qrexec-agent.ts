@@ -1,7 +1,12 @@
 // qrexec-agent [--no-fork-server] [--agent-socket=PATH] [--fork-server-socket=PATH]
 //              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/agent/peer-profile.ts).
 import { Command, Option } from "commander";
-import { PEER_PROFILES, parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
+import {
+  PEER_PROFILES,
+  parsePeerProfileName,
+  peerProfile,
+  type PeerProfile,
+} from "../agent/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
 import { addLogOptions, die, logger, ownDomain, requireStdio } from "./common.ts";
 import { cheapOutput } from "./output.ts";
@@ -10,15 +15,29 @@ const PROGRAM = "qrexec-agent";
 
 const program = cheapOutput(new Command(PROGRAM))
   .description("the qrexec agent of this domain: serves dom0's control vchan and qrexec-client-vm")
-  .option("--agent-socket <path>", "trigger socket for qrexec-client-vm", process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET)
-  .option("--fork-server-socket <path>", "fork server socket (%s: user); accepted for compatibility", DEFAULT_FORK_SERVER_SOCKET)
-  .option("--no-fork-server", "never use a fork server (this agent never does: it serves calls itself)")
+  .option(
+    "--agent-socket <path>",
+    "trigger socket for qrexec-client-vm",
+    process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET,
+  )
+  .option(
+    "--fork-server-socket <path>",
+    "fork server socket (%s: user); accepted for compatibility",
+    DEFAULT_FORK_SERVER_SOCKET,
+  )
+  .option(
+    "--no-fork-server",
+    "never use a fork server (this agent never does: it serves calls itself)",
+  )
   .option(
     "--status-file <path>",
     "keep the running calls in this JSON file (qrx extension, read by qrx lab top)",
   )
   .addOption(
-    new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)")
+    new Option(
+      "--peer-profile <name>",
+      "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)",
+    )
       .choices([...PEER_PROFILES])
       .default("default"),
   )
@@ -61,7 +80,8 @@ async function serve(): Promise<void> {
   try {
     profile = peerProfile(parsePeerProfileName(options.peerProfile));
     // A MirageOS domain's grant table (vchan.md §3); QRX_MAX_PAGES, when given, wins.
-    if (profile.pagesMax !== null && !process.env.QRX_MAX_PAGES) configure({ pagesMax: profile.pagesMax });
+    if (profile.pagesMax !== null && !process.env.QRX_MAX_PAGES)
+      configure({ pagesMax: profile.pagesMax });
   } catch (error) {
     die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
   }
@@ -86,7 +106,9 @@ async function serve(): Promise<void> {
     die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
   }
   const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
-  log(`serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`);
+  log(
+    `serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`,
+  );
   log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
 
   // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).

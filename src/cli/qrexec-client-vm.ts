@@ -5,7 +5,12 @@
 // flags, `--`) goes through commander exactly as before.
 import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
 import { ExitError } from "../call/exit-error.ts";
-import { parseFast, resolveCall, type ClientVmCommandLine, type ClientVmOptions } from "../client-vm/command-line.ts";
+import {
+  parseFast,
+  resolveCall,
+  type ClientVmCommandLine,
+  type ClientVmOptions,
+} from "../client-vm/command-line.ts";
 import { DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import { requireStdio } from "./common.ts";
@@ -21,7 +26,8 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
   const once: Record<string, boolean> = {};
   function atMostOnce(flag: string) {
     return (value: string) => {
-      if (once[flag]) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", `${flag} may be given only once`);
+      if (once[flag])
+        throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", `${flag} may be given only once`);
       once[flag] = true;
       return value;
     };
@@ -30,19 +36,40 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
   const program = cheapOutput(new Command(PROGRAM))
     .description("call a qrexec service in another domain; dom0's policy decides")
     .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
-    .argument("<target>", "target domain; $ is read as @ ($dispvm, $default); empty lets the policy choose")
+    .argument(
+      "<target>",
+      "target domain; $ is read as @ ($dispvm, $default); empty lets the policy choose",
+    )
     .argument("<service>", "service name with an optional +ARGUMENT")
     .argument("[local...]", "local program and its arguments, connected to the service's stdio")
     .passThroughOptions()
-    .addOption(new Option("--buffer-size <n>", `minimum vchan ring size in each direction (default: ${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`))
-    .addOption(new Option("--peer-profile <name>", "behave on the wire as this kind of peer: default, or mirage (a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)").choices(["default", "mirage"]))
+    .addOption(
+      new Option(
+        "--buffer-size <n>",
+        `minimum vchan ring size in each direction (default: ${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`,
+      ),
+    )
+    .addOption(
+      new Option(
+        "--peer-profile <name>",
+        "behave on the wire as this kind of peer: default, or mirage (a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)",
+      ).choices(["default", "mirage"]),
+    )
     .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")
     .option("--no-filter-escape-chars-stdout", "never filter stdout")
     .option("-T, --filter-escape-chars-stderr", "replace unsafe characters in the service's stderr")
     .option("--no-filter-escape-chars-stderr", "never filter stderr")
     .option("-a, --agent-socket <path>", "agent socket", defaultAgentSocket())
-    .option("-p, --prefix-data <data>", "send DATA before the local input", atMostOnce("--prefix-data"))
-    .option("-s, --source-qube <name>", "source qube for relayed calls", atMostOnce("--source-qube"))
+    .option(
+      "-p, --prefix-data <data>",
+      "send DATA before the local input",
+      atMostOnce("--prefix-data"),
+    )
+    .option(
+      "-s, --source-qube <name>",
+      "source qube for relayed calls",
+      atMostOnce("--source-qube"),
+    )
     .option("--use-stdin-socket", "fd 0 is a socket used in both directions")
     .exitOverride()
     .addHelpText(
@@ -61,7 +88,11 @@ Examples:
     program.parse(process.argv);
   } catch (error) {
     if (error instanceof CommanderError) {
-      process.exit(error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : QREXEC_EXIT_USAGE);
+      process.exit(
+        error.code === "commander.helpDisplayed" || error.code === "commander.version"
+          ? 0
+          : QREXEC_EXIT_USAGE,
+      );
     }
     throw error;
   }
@@ -90,7 +121,8 @@ async function main(): Promise<never> {
     watchSigusr1("any");
     process.exit(await callService({ ...call, trace: processCall(call.domain) }));
   } catch (error) {
-    if (error instanceof ExitError) fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
+    if (error instanceof ExitError)
+      fail(error.code === 126 ? error.message : `${PROGRAM}: ${error.message}`, error.code);
     fail(`${PROGRAM}: ${error instanceof Error ? error.message : error}`, QREXEC_EXIT_FATAL);
   }
 }

@@ -15,7 +15,10 @@ const program = cheapOutput(new Command(PROGRAM))
   .usage("[options] -d DOMAIN [-l LOCAL | -c REQID,SRCNAME,SRCID | -e] USER:CMD")
   .argument("[command]", "USER:COMMAND, or DEFAULT:QUBESRPC svc+arg src type target for dom0")
   .option("-d <domain>", "target: a name, uuid:…, or dom0/@adminvm")
-  .option("-l <command>", "local program connected to the remote stdio (QUBESRPC … runs a dom0 service)")
+  .option(
+    "-l <command>",
+    "local program connected to the remote stdio (QUBESRPC … runs a dom0 service)",
+  )
   .option("-e", "send MSG_JUST_EXEC: start the command without stdio")
   .option("-E, --no-exit-code", "exit 0 once the data phase ran")
   .option("-c <request>", "connect an allowed request: REQID,SRCNAME,SRCID")
@@ -23,10 +26,22 @@ const program = cheapOutput(new Command(PROGRAM))
   .option("-T", "filter unsafe characters in remote stderr")
   .option("-w <seconds>", "data vchan connection timeout, 0 = none", "10")
   .option("-W", "with -c: wait until the call ends")
-  .option("-k", "kill the domain (admin.vm.Kill through $QRX_QUBESD_SOCKET, default /run/qubesd.sock) before exiting")
-  .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
+  .option(
+    "-k",
+    "kill the domain (admin.vm.Kill through $QRX_QUBESD_SOCKET, default /run/qubesd.sock) before exiting",
+  )
+  .option(
+    "--socket-dir <dir>",
+    "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)",
+    process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR,
+  )
   .option("-p, --prefix-data <data>", "send DATA before the local input", (value: string) => {
-    if (prefixSeen) throw new CommanderError(QREXEC_EXIT_USAGE, "qrx.once", "--prefix-data may be given only once");
+    if (prefixSeen)
+      throw new CommanderError(
+        QREXEC_EXIT_USAGE,
+        "qrx.once",
+        "--prefix-data may be given only once",
+      );
     prefixSeen = true;
     return value;
   })
@@ -77,7 +92,8 @@ const options = program.opts<{
 }>();
 const command = program.args[0];
 if (!options.d || !command) usage(QREXEC_EXIT_FATAL);
-if ([options.e, options.l !== undefined, options.c !== undefined].filter(Boolean).length > 1) usage(QREXEC_EXIT_FATAL);
+if ([options.e, options.l !== undefined, options.c !== undefined].filter(Boolean).length > 1)
+  usage(QREXEC_EXIT_FATAL);
 if (options.useStdinSocket && options.l !== undefined) {
   process.stderr.write(`${PROGRAM}: --use-stdin-socket cannot be used with -l\n`);
   process.exit(QREXEC_EXIT_USAGE);
@@ -109,9 +125,8 @@ const callOptions: Omit<ClientCall, "services"> = {
 // The client's modules load here, after parsing (--help and usage errors need only commander),
 // and no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 async function main(): Promise<never> {
-  const { connectAllowed, isDom0, runDom0Service, runVmCommand } = await import(
-    "../client/client.ts"
-  );
+  const { connectAllowed, isDom0, runDom0Service, runVmCommand } =
+    await import("../client/client.ts");
   const { localServiceContext } = await import("../services/start.ts");
   const services = localServiceContext({ captureStderr: false, log });
   const call: ClientCall = { ...callOptions, services };
@@ -120,8 +135,15 @@ async function main(): Promise<never> {
     if (options.c !== undefined) {
       const parts = options.c.split(",");
       const [ident, sourceName, sourceId] = parts;
-      if (parts.length !== 3 || !sourceName || !/^\d+$/.test(sourceId ?? "") || Buffer.byteLength(ident!) >= 32) {
-        process.stderr.write(`${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`);
+      if (
+        parts.length !== 3 ||
+        !sourceName ||
+        !/^\d+$/.test(sourceId ?? "") ||
+        Buffer.byteLength(ident!) >= 32
+      ) {
+        process.stderr.write(
+          `${PROGRAM}: -c needs REQID,SRCNAME,SRCID (REQID shorter than 32 bytes)\n`,
+        );
         usage(QREXEC_EXIT_FATAL);
       }
       if (sourceName === "dom0" || Number(sourceId) === 0) {
@@ -132,7 +154,13 @@ async function main(): Promise<never> {
         process.stderr.write(`${PROGRAM}: -c: empty request id\n`);
         process.exit(QREXEC_EXIT_FATAL);
       }
-      process.exit(await connectAllowed(call, { ident: ident!, sourceName, sourceDomain: Number(sourceId) }, options.W === true));
+      process.exit(
+        await connectAllowed(
+          call,
+          { ident: ident!, sourceName, sourceDomain: Number(sourceId) },
+          options.W === true,
+        ),
+      );
     }
     if (isDom0(call.target)) {
       if (call.localCommand !== null) {

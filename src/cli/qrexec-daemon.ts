@@ -29,13 +29,32 @@ const program = cheapOutput(new Command(PROGRAM))
   .argument("<name>", "the VM's name")
   .argument("[default_user]", "user for DEFAULT: commands", "user")
   .option("-q, --quiet", "do not print progress while waiting for the agent; log only warnings")
-  .option("--socket-dir <dir>", "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)", process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR)
-  .option("-p, --policy-program <path>", "policy evaluator run when the policy socket fails", DEFAULT_POLICY_PROGRAM)
-  .option("--policy-socket <path>", "policy daemon socket (qrx extension)", process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET)
+  .option(
+    "--socket-dir <dir>",
+    "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)",
+    process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR,
+  )
+  .option(
+    "-p, --policy-program <path>",
+    "policy evaluator run when the policy socket fails",
+    DEFAULT_POLICY_PROGRAM,
+  )
+  .option(
+    "--policy-socket <path>",
+    "policy daemon socket (qrx extension)",
+    process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET,
+  )
   .option("-D, --direct", "stay in the foreground and log to stderr")
   .option("-u, --uuid <uuid>", "the VM's UUID (adds the qrexec.uuid:<uuid> socket link)")
-  .option("--qubesd-socket <path>", "qubesd (admin service) socket for DisposableVMs and autostart; empty: none (qrx extension)", process.env.QRX_QUBESD_SOCKET ?? DEFAULT_QUBESD_SOCKET)
-  .option("--stats-file <path>", "keep call counts in this JSON file (qrx extension, read by qrx lab status)")
+  .option(
+    "--qubesd-socket <path>",
+    "qubesd (admin service) socket for DisposableVMs and autostart; empty: none (qrx extension)",
+    process.env.QRX_QUBESD_SOCKET ?? DEFAULT_QUBESD_SOCKET,
+  )
+  .option(
+    "--stats-file <path>",
+    "keep call counts in this JSON file (qrx extension, read by qrx lab status)",
+  )
   .addHelpText(
     "after",
     `
@@ -69,7 +88,11 @@ const options = program.opts<{
 
 const noWait = process.env.QREXEC_STARTUP_NOWAIT !== undefined;
 const startupSeconds = Number(process.env.QREXEC_STARTUP_TIMEOUT ?? "60");
-const startupTimeoutMs = noWait ? -1 : Number.isFinite(startupSeconds) && startupSeconds > 0 ? startupSeconds * 1000 : 60_000;
+const startupTimeoutMs = noWait
+  ? -1
+  : Number.isFinite(startupSeconds) && startupSeconds > 0
+    ? startupSeconds * 1000
+    : 60_000;
 
 // No top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 void (options.direct ? runDaemon() : runInBackground());
@@ -118,7 +141,10 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
 }
 
 function openLog(): string {
-  const candidates = [process.env.QREXEC_LOG_DIR ?? "/var/log/qubes", join(defaultStateDir(), "log")];
+  const candidates = [
+    process.env.QREXEC_LOG_DIR ?? "/var/log/qubes",
+    join(defaultStateDir(), "log"),
+  ];
   for (const dir of candidates) {
     try {
       mkdirSync(dir, { recursive: true });
@@ -145,7 +171,10 @@ async function runDaemon(): Promise<void> {
     uuid: options.uuid ?? null,
     defaultUser,
     socketDir: options.socketDir,
-    policy: { socketPath: options.policySocket === "" ? null : options.policySocket, program: options.policyProgram },
+    policy: {
+      socketPath: options.policySocket === "" ? null : options.policySocket,
+      program: options.policyProgram,
+    },
     startupTimeoutMs,
     dom0Services: localServiceContext({ captureStderr: false, log }),
     qubesdSocket: options.qubesdSocket === "" ? null : options.qubesdSocket,

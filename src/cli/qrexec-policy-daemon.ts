@@ -7,21 +7,46 @@ import { dirname } from "node:path";
 import { DEFAULT_POLICY_SOCKET } from "../protocol/constants.ts";
 import { addLogOptions, logger } from "./common.ts";
 import { cheapOutput } from "./output.ts";
-import { addPolicySourceOptions, askProgramFrom, DOMAINS_FILE_HELP, policySourceFrom, type PolicyOptionValues } from "./policy-options.ts";
+import {
+  addPolicySourceOptions,
+  askProgramFrom,
+  DOMAINS_FILE_HELP,
+  policySourceFrom,
+  type PolicyOptionValues,
+} from "./policy-options.ts";
 
 const PROGRAM = "qrexec-policy-daemon";
 
 const program = addPolicySourceOptions(
   cheapOutput(new Command(PROGRAM))
-    .description("answer qrexec-daemon's policy queries on a unix socket (upstream's policy.sock protocol)")
+    .description(
+      "answer qrexec-daemon's policy queries on a unix socket (upstream's policy.sock protocol)",
+    )
     .option("--socket <path>", "socket to listen on", DEFAULT_POLICY_SOCKET),
 )
-  .option("--ask-program <cmd>", "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)")
-  .option("--ask-queue <dir>", "leave ask questions in DIR for any terminal to answer (qrx lab asks/answer)")
+  .option(
+    "--ask-program <cmd>",
+    "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)",
+  )
+  .option(
+    "--ask-queue <dir>",
+    "leave ask questions in DIR for any terminal to answer (qrx lab asks/answer)",
+  )
   .option("--no-tty", "never prompt on the terminal for ask rules")
-  .option("--eval-simple-socket <path>", "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)")
-  .option("--eval-gui-socket <path>", "also serve dom0's socket service policy.EvalGUI here (e.g. /etc/qubes-rpc/policy.EvalGUI)")
-  .option("--debounce <ms>", "quiet time after a policy change before reloading", (text) => Number(text), 100)
+  .option(
+    "--eval-simple-socket <path>",
+    "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)",
+  )
+  .option(
+    "--eval-gui-socket <path>",
+    "also serve dom0's socket service policy.EvalGUI here (e.g. /etc/qubes-rpc/policy.EvalGUI)",
+  )
+  .option(
+    "--debounce <ms>",
+    "quiet time after a policy change before reloading",
+    (text) => Number(text),
+    100,
+  )
   .addHelpText(
     "after",
     `
@@ -41,7 +66,17 @@ Examples:
 
 addLogOptions(program);
 program.parse(process.argv);
-const options = program.opts<PolicyOptionValues & { socket: string; askProgram?: string; askQueue?: string; tty: boolean; debounce: number; evalSimpleSocket?: string; evalGuiSocket?: string }>();
+const options = program.opts<
+  PolicyOptionValues & {
+    socket: string;
+    askProgram?: string;
+    askQueue?: string;
+    tty: boolean;
+    debounce: number;
+    evalSimpleSocket?: string;
+    evalGuiSocket?: string;
+  }
+>();
 const log = logger(PROGRAM);
 
 void serve();
@@ -52,7 +87,8 @@ async function serve(): Promise<void> {
   const { PolicyDaemon } = await import("../policy/daemon.ts");
   const { PolicyStore } = await import("../policy/store.ts");
   const source = policySourceFrom(options);
-  if (source.systemInfoSocket) log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
+  if (source.systemInfoSocket)
+    log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
   else if (source.domainsFile === null) {
     log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");
   }
@@ -64,8 +100,16 @@ async function serve(): Promise<void> {
   });
   log(`ask rules are answered by ${asker.description}`);
   mkdirSync(dirname(options.socket), { recursive: true });
-  for (const path of [options.evalSimpleSocket, options.evalGuiSocket]) if (path !== undefined) mkdirSync(dirname(path), { recursive: true });
-  const daemon = new PolicyDaemon({ socketPath: options.socket, store, asker, log, evalSimpleSocket: options.evalSimpleSocket, evalGuiSocket: options.evalGuiSocket });
+  for (const path of [options.evalSimpleSocket, options.evalGuiSocket])
+    if (path !== undefined) mkdirSync(dirname(path), { recursive: true });
+  const daemon = new PolicyDaemon({
+    socketPath: options.socket,
+    store,
+    asker,
+    log,
+    evalSimpleSocket: options.evalSimpleSocket,
+    evalGuiSocket: options.evalGuiSocket,
+  });
   try {
     daemon.start();
   } catch (error) {
@@ -75,8 +119,10 @@ async function serve(): Promise<void> {
   }
   store.watch();
   log(`listening on ${options.socket}`);
-  if (options.evalSimpleSocket !== undefined) log(`serving policy.EvalSimple on ${options.evalSimpleSocket}`);
-  if (options.evalGuiSocket !== undefined) log(`serving policy.EvalGUI on ${options.evalGuiSocket}`);
+  if (options.evalSimpleSocket !== undefined)
+    log(`serving policy.EvalSimple on ${options.evalSimpleSocket}`);
+  if (options.evalGuiSocket !== undefined)
+    log(`serving policy.EvalGUI on ${options.evalGuiSocket}`);
 
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.on(signal, () => {

@@ -119,7 +119,10 @@ async function main(): Promise<void> {
   const { answerQuery } = await import("../policy/answer.ts");
   const snapshot = loadSnapshot(policySource);
   if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
-  const asker = chooseAsker({ askProgram: askProgramFrom(options.askProgram), terminal: options.tty });
+  const asker = chooseAsker({
+    askProgram: askProgramFrom(options.askProgram),
+    terminal: options.tty,
+  });
   const answered = await answerQuery(
     { source, requestedSource: null, intendedTarget: target, serviceAndArg: service },
     { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },

@@ -18,7 +18,11 @@ let config: LabConfig;
 try {
   config = JSON.parse(readFileSync(layout.configFile, "utf8")) as LabConfig;
 } catch (error) {
-  die(PROGRAM, `cannot read ${layout.configFile}: ${error instanceof Error ? error.message : String(error)}`, 1);
+  die(
+    PROGRAM,
+    `cannot read ${layout.configFile}: ${error instanceof Error ? error.message : String(error)}`,
+    1,
+  );
 }
 
 writeFileSync(layout.pidFile, `${process.pid}\n`);
@@ -28,7 +32,8 @@ admin.onShutdown = () => {
   rmSync(layout.pidFile, { force: true });
   process.exit(failed ? 1 : 0);
 };
-for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => void admin.shutdown());
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const)
+  process.on(signal, () => void admin.shutdown());
 
 try {
   await admin.up();

@@ -12,8 +12,11 @@ import { addTraceCommand } from "./trace-command.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
-  if (!match) throw new InvalidArgumentError(`"${text}" is not a size (examples: 1024, 64K, 1M, 1G)`);
-  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[match[2]!.toLowerCase() as "" | "k" | "m" | "g"];
+  if (!match)
+    throw new InvalidArgumentError(`"${text}" is not a size (examples: 1024, 64K, 1M, 1G)`);
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[
+    match[2]!.toLowerCase() as "" | "k" | "m" | "g"
+  ];
   return Math.round(Number(match[1]) * unit);
 }
 
@@ -48,54 +51,107 @@ const program = cheapOutput(new Command("qrx"))
 // Before the subcommands, for every program qrx starts (QRX_LOG): `qrx -v run work -- ...`.
 addLogOptions(program);
 
-const bench = program.command("bench").description("measure qrx against a baseline in the same run");
+const bench = program
+  .command("bench")
+  .description("measure qrx against a baseline in the same run");
 
 bench
   .command("vchan")
   .description("throughput of the shm vchan between two processes, beside a pipe and a socketpair")
   .option("--json", "print JSON rows instead of a table")
-  .option("--sizes <list>", "ring sizes to measure", parseSizeList, parseSizeList("1K,2K,4K,64K,256K,1M"))
+  .option(
+    "--sizes <list>",
+    "ring sizes to measure",
+    parseSizeList,
+    parseSizeList("1K,2K,4K,64K,256K,1M"),
+  )
   .option("--bytes <size>", "bytes moved per measurement", parseSize, parseSize("1G"))
-  .addHelpText("after", "\nExamples:\n  qrx bench vchan\n  qrx bench vchan --json --sizes 1K,1M --bytes 256M\n")
+  .addHelpText(
+    "after",
+    "\nExamples:\n  qrx bench vchan\n  qrx bench vchan --json --sizes 1K,1M --bytes 256M\n",
+  )
   .action(async (options: { json?: boolean; sizes: number[]; bytes: number }) => {
     const { runVchanBench, printVchanBench } = await import("../../bench/vchan.ts");
-    const rows = await runVchanBench({ sizes: options.sizes, bytes: options.bytes, progress: !options.json });
+    const rows = await runVchanBench({
+      sizes: options.sizes,
+      bytes: options.bytes,
+      progress: !options.json,
+    });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
     else printVchanBench(rows);
   });
 
 bench
   .command("call")
-  .description("whole qrexec calls in a lab of processes: 1 GiB each way beside a 3-hop pipe, and call latency")
+  .description(
+    "whole qrexec calls in a lab of processes: 1 GiB each way beside a 3-hop pipe, and call latency",
+  )
   .option("--json", "print JSON rows instead of a table")
   .option("--bytes <size>", "bytes moved per throughput row", parseSize, parseSize("1G"))
-  .option("--calls <n>", "calls per latency row", (text: string) => {
-    const calls = Number(text);
-    if (!Number.isSafeInteger(calls) || calls < 1) throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
-    return calls;
-  }, 200)
-  .addHelpText("after", "\nExamples:\n  qrx bench call\n  qrx bench call --json --bytes 256M --calls 50\n")
+  .option(
+    "--calls <n>",
+    "calls per latency row",
+    (text: string) => {
+      const calls = Number(text);
+      if (!Number.isSafeInteger(calls) || calls < 1)
+        throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
+      return calls;
+    },
+    200,
+  )
+  .addHelpText(
+    "after",
+    "\nExamples:\n  qrx bench call\n  qrx bench call --json --bytes 256M --calls 50\n",
+  )
   .action(async (options: { json?: boolean; bytes: number; calls: number }) => {
     const { runCallBench, printCallBench } = await import("../../bench/call.ts");
-    const rows = await runCallBench({ bytes: options.bytes, calls: options.calls, progress: !options.json });
+    const rows = await runCallBench({
+      bytes: options.bytes,
+      calls: options.calls,
+      progress: !options.json,
+    });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
     else printCallBench(rows);
   });
 
 bench
   .command("sweep")
-  .description("call throughput and CPU per GiB for every vchan ring size, direction and concurrency, in a lab, beside a 3-hop pipe")
-  .option("--sizes <list>", "ring sizes (qrexec-client-vm --buffer-size)", parseSizeList, parseSizeList("1K,2K,4K,16K,64K,256K,1M"))
-  .option("--direction <which>", "to-service, from-service or both", (text: string) => {
-    if (text !== "to-service" && text !== "from-service" && text !== "both") throw new InvalidArgumentError(`"${text}" is not to-service, from-service or both`);
-    return text;
-  }, "both")
-  .option("--concurrency <list>", "calls at once, comma separated", (text: string) => {
-    const values = text.split(",").map(Number);
-    if (values.some((value) => !Number.isSafeInteger(value) || value < 1 || value > 64)) throw new InvalidArgumentError(`"${text}" is not a list of counts from 1 to 64`);
-    return values;
-  }, [1, 4, 16])
-  .option("--bytes <size>", "bytes per measurement (split between concurrent calls)", parseSize, parseSize("256M"))
+  .description(
+    "call throughput and CPU per GiB for every vchan ring size, direction and concurrency, in a lab, beside a 3-hop pipe",
+  )
+  .option(
+    "--sizes <list>",
+    "ring sizes (qrexec-client-vm --buffer-size)",
+    parseSizeList,
+    parseSizeList("1K,2K,4K,16K,64K,256K,1M"),
+  )
+  .option(
+    "--direction <which>",
+    "to-service, from-service or both",
+    (text: string) => {
+      if (text !== "to-service" && text !== "from-service" && text !== "both")
+        throw new InvalidArgumentError(`"${text}" is not to-service, from-service or both`);
+      return text;
+    },
+    "both",
+  )
+  .option(
+    "--concurrency <list>",
+    "calls at once, comma separated",
+    (text: string) => {
+      const values = text.split(",").map(Number);
+      if (values.some((value) => !Number.isSafeInteger(value) || value < 1 || value > 64))
+        throw new InvalidArgumentError(`"${text}" is not a list of counts from 1 to 64`);
+      return values;
+    },
+    [1, 4, 16],
+  )
+  .option(
+    "--bytes <size>",
+    "bytes per measurement (split between concurrent calls)",
+    parseSize,
+    parseSize("256M"),
+  )
   .option("--samples <n>", "measurements per point (rows: medians, every sample)", parseSamples, 3)
   .option(
     "--json <file>",
@@ -106,10 +162,16 @@ bench
     "--plot <file>",
     "also write an SVG chart: throughput and CPU per GiB by ring size, the pipe, the spread",
   )
-  .addHelpText("after", "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n")
+  .addHelpText(
+    "after",
+    "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n",
+  )
   .action(async (options: SweepCommandOptions) => {
     const { runSweep, printSweep, writeSweepOutputs } = await import("../../bench/sweep.ts");
-    const directions = options.direction === "both" ? (["to-service", "from-service"] as const) : ([options.direction] as ["to-service"] | ["from-service"]);
+    const directions =
+      options.direction === "both"
+        ? (["to-service", "from-service"] as const)
+        : ([options.direction] as ["to-service"] | ["from-service"]);
     const { sizes, concurrency, bytes, samples } = options;
     const sweep = { sizes, directions: [...directions], concurrency, bytes, samples };
     const rows = await runSweep({ ...sweep, progress: true });
@@ -121,14 +183,25 @@ bench
 
 bench
   .command("dispvm")
-  .description("DisposableVM create, start, kill and a whole $dispvm call in the default lab, beside a call to a running VM")
+  .description(
+    "DisposableVM create, start, kill and a whole $dispvm call in the default lab, beside a call to a running VM",
+  )
   .option("--json", "print JSON rows {name, medianMs, p90Ms, samples} instead of a table")
-  .option("--samples <n>", "repetitions of each measurement", (text: string) => {
-    const samples = Number(text);
-    if (!Number.isSafeInteger(samples) || samples < 1) throw new InvalidArgumentError(`"${text}" is not a positive number`);
-    return samples;
-  }, 20)
-  .addHelpText("after", "\nTarget: create <= 200 ms.\n\nExamples:\n  qrx bench dispvm\n  qrx bench dispvm --json --samples 50\n")
+  .option(
+    "--samples <n>",
+    "repetitions of each measurement",
+    (text: string) => {
+      const samples = Number(text);
+      if (!Number.isSafeInteger(samples) || samples < 1)
+        throw new InvalidArgumentError(`"${text}" is not a positive number`);
+      return samples;
+    },
+    20,
+  )
+  .addHelpText(
+    "after",
+    "\nTarget: create <= 200 ms.\n\nExamples:\n  qrx bench dispvm\n  qrx bench dispvm --json --samples 50\n",
+  )
   .action(async (options: { json?: boolean; samples: number }) => {
     const { runDispvmBench, printDispvmBench } = await import("../../bench/dispvm.ts");
     const rows = await runDispvmBench({ samples: options.samples, progress: !options.json });
@@ -138,19 +211,38 @@ bench
 
 bench
   .command("copy")
-  .description("qvm-copy from work to vault in a lab: one big file and many small ones, beside a tar | cat | cat | tar pipeline")
-  .option("--json", "print JSON rows {name, bytes, files, seconds, mbps, filesPerSec} instead of a table")
+  .description(
+    "qvm-copy from work to vault in a lab: one big file and many small ones, beside a tar | cat | cat | tar pipeline",
+  )
+  .option(
+    "--json",
+    "print JSON rows {name, bytes, files, seconds, mbps, filesPerSec} instead of a table",
+  )
   .option("--bytes <size>", "size of the big file", parseSize, parseSize("1G"))
-  .option("--files <n>", "number of small files", (text: string) => {
-    const files = Number(text);
-    if (!Number.isSafeInteger(files) || files < 1 || files > 99_999) throw new InvalidArgumentError(`"${text}" is not a number of files (1 to 99999)`);
-    return files;
-  }, 10_000)
+  .option(
+    "--files <n>",
+    "number of small files",
+    (text: string) => {
+      const files = Number(text);
+      if (!Number.isSafeInteger(files) || files < 1 || files > 99_999)
+        throw new InvalidArgumentError(`"${text}" is not a number of files (1 to 99999)`);
+      return files;
+    },
+    10_000,
+  )
   .option("--file-size <size>", "size of each small file", parseSize, parseSize("4K"))
-  .addHelpText("after", "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\nExamples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n")
+  .addHelpText(
+    "after",
+    "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\nExamples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n",
+  )
   .action(async (options: { json?: boolean; bytes: number; files: number; fileSize: number }) => {
     const { runCopyBench, printCopyBench } = await import("../../bench/copy.ts");
-    const rows = await runCopyBench({ bytes: options.bytes, files: options.files, fileBytes: options.fileSize, progress: !options.json });
+    const rows = await runCopyBench({
+      bytes: options.bytes,
+      files: options.files,
+      fileBytes: options.fileSize,
+      progress: !options.json,
+    });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
     else printCopyBench(rows);
   });
@@ -162,13 +254,18 @@ bench
       "call, qrx run, --help, the by-hand set-up; beside sh and bun starts",
   )
   .option("--json", "print JSON rows {name, calls, medianMs, p99Ms, targetMs, program?, ...}")
-  .option("--calls <n>", "runs per row (--help: at most 10 per program)", (text: string) => {
-    const calls = Number(text);
-    if (!Number.isSafeInteger(calls) || calls < 1) {
-      throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
-    }
-    return calls;
-  }, 50)
+  .option(
+    "--calls <n>",
+    "runs per row (--help: at most 10 per program)",
+    (text: string) => {
+      const calls = Number(text);
+      if (!Number.isSafeInteger(calls) || calls < 1) {
+        throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
+      }
+      return calls;
+    },
+    50,
+  )
   .option("--trace <file>", "the lab's programs write a timing trace to FILE (see qrx trace)")
   .addHelpText(
     "after",
@@ -198,7 +295,9 @@ bench
 
 program
   .command("demo")
-  .description("bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down")
+  .description(
+    "bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down",
+  )
   .option("--bytes <size>", "size of the large transfer", parseSize, parseSize("1G"))
   .option("--dir <dir>", "lab state directory (default: a new temporary one, removed afterwards)")
   .addHelpText("after", "\nExamples:\n  qrx demo\n  qrx demo --bytes 256M\n")

@@ -9,7 +9,8 @@ import { basename, join } from "node:path";
 import { BIN_DIR } from "../install-paths.ts";
 import { isTerminal, writeText } from "./output.ts";
 
-const name = process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.[jt]s$/, "");
+const name =
+  process.env.QRX_PROGRAM_NAME ?? basename(process.argv[1] ?? "qvm-copy").replace(/\.[jt]s$/, "");
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
 
@@ -56,7 +57,11 @@ for (; index < args.length; index++) {
 positional.push(...args.slice(index));
 if (positional.length < (toVm ? 2 : 1)) usage(1);
 const target = toVm ? positional.shift()! : "@default";
-if (toVm) writeText(2, `${name}: consider ${move ? "qvm-move" : "qvm-copy"}, which lets dom0 choose the target\n`);
+if (toVm)
+  writeText(
+    2,
+    `${name}: consider ${move ? "qvm-move" : "qvm-copy"}, which lets dom0 choose the target\n`,
+  );
 void copy();
 
 /** The tree check (and the native library under it) loads here: --help needs neither. */
@@ -72,7 +77,11 @@ async function copy(): Promise<void> {
   const service = check.status === 2 ? "qubes.Filecopy+allow-all-names" : "qubes.Filecopy";
 
   const showProgress = progressMode === "on" || (progressMode === "auto" && isTerminal(2));
-  const env: Record<string, string | undefined> = { ...process.env, PROGRESS_TYPE: showProgress ? "console" : "none", FILECOPY_TOTAL_BYTES: String(check.totalBytes) };
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    PROGRESS_TYPE: showProgress ? "console" : "none",
+    FILECOPY_TOTAL_BYTES: String(check.totalBytes),
+  };
   const argv = [
     join(BIN_DIR, "qrexec-client-vm"),
     "--filter-escape-chars-stderr",
@@ -93,7 +102,10 @@ async function copy(): Promise<void> {
       try {
         rmSync(source, { recursive: true, force: true });
       } catch (error) {
-        writeText(2, `${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`);
+        writeText(
+          2,
+          `${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`,
+        );
         process.exit(1);
       }
     }

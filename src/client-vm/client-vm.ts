@@ -7,7 +7,11 @@ import { Connection } from "../io/connection.ts";
 import type { Stream, StreamError } from "../native.ts";
 import { decodeExecParams } from "../protocol/codec.ts";
 import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
-import { clientExitCode, QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
+import {
+  clientExitCode,
+  QREXEC_EXIT_FATAL,
+  QREXEC_EXIT_REQUEST_REFUSED,
+} from "../protocol/exit.ts";
 import { buildClientTrigger } from "../protocol/validate.ts";
 import type { PeerProfile } from "../agent/peer-profile.ts";
 import { portKey, type CallTrace } from "../trace.ts";
@@ -48,8 +52,13 @@ function describe(error: unknown): string {
 
 /** Runs the call and returns the exit code. */
 export async function callService(call: ClientVmCall): Promise<number> {
-  const trigger = buildClientTrigger({ target: call.target, service: call.service, source: call.source });
-  if (trigger.kind === "invalid") throw new ExitError(`invalid service '${call.service}': ${trigger.reason}`, QREXEC_EXIT_FATAL);
+  const trigger = buildClientTrigger({
+    target: call.target,
+    service: call.service,
+    source: call.source,
+  });
+  if (trigger.kind === "invalid")
+    throw new ExitError(`invalid service '${call.service}': ${trigger.reason}`, QREXEC_EXIT_FATAL);
 
   if (call.abort?.aborted) throw new ExitError("call aborted", QREXEC_EXIT_FATAL);
   let agent: Connection;
@@ -68,7 +77,10 @@ export async function callService(call: ClientVmCall): Promise<number> {
     try {
       reply = await agent.read(EXEC_PARAMS_FIXED_BYTES);
     } catch (error) {
-      throw new ExitError(`short reply from the qrexec agent: ${describe(error)}`, QREXEC_EXIT_FATAL);
+      throw new ExitError(
+        `short reply from the qrexec agent: ${describe(error)}`,
+        QREXEC_EXIT_FATAL,
+      );
     } finally {
       call.abort?.removeEventListener("abort", aborted);
     }
@@ -85,11 +97,17 @@ export async function callService(call: ClientVmCall): Promise<number> {
   }
 }
 
-async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: number): Promise<number> {
+async function runDataVchan(
+  call: ClientVmCall,
+  remoteDomain: number,
+  port: number,
+): Promise<number> {
   // The local program starts once the call is allowed, before the vchan connects (§10 step 3).
   // The pump's "stdin" is the local side's: where the remote output goes.
   const { input, output, error } = call.stdio ?? { input: 0, output: 1, error: 2 };
-  const local = call.localProgram ? startClientProgram(call.localProgram) : { stdinFd: call.useStdinSocket ? input : output, stdoutFd: input };
+  const local = call.localProgram
+    ? startClientProgram(call.localProgram)
+    : { stdinFd: call.useStdinSocket ? input : output, stdoutFd: input };
   let result;
   try {
     result = await runCaller({
@@ -118,7 +136,12 @@ async function runDataVchan(call: ClientVmCall, remoteDomain: number, port: numb
 
 /** Our stdin and stdout go to the program as SAVED_FD_0/1 (and stderr as SAVED_FD_2 on request). */
 function startClientProgram(argv: string[]): LocalProgram {
-  const env: Record<string, string | undefined> = { ...process.env, SAVED_FD_0: "3", SAVED_FD_1: "4", QREXEC_AGENT_PID: String(process.pid) };
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    SAVED_FD_0: "3",
+    SAVED_FD_1: "4",
+    QREXEC_AGENT_PID: String(process.pid),
+  };
   const saved = [0, 1];
   if (process.env.PASS_LOCAL_STDERR) {
     env.SAVED_FD_2 = "5";

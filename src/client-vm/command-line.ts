@@ -15,7 +15,12 @@ export function parseBufferSize(text: string): number | null {
   if (!/^[0-9]/.test(text)) return null;
   const match = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(text);
   if (!match) return null;
-  const value = text.startsWith("0x") || text.startsWith("0X") ? Number.parseInt(text.slice(2), 16) : text.length > 1 && text.startsWith("0") ? Number.parseInt(text, 8) : Number(text);
+  const value =
+    text.startsWith("0x") || text.startsWith("0X")
+      ? Number.parseInt(text.slice(2), 16)
+      : text.length > 1 && text.startsWith("0")
+        ? Number.parseInt(text, 8)
+        : Number(text);
   return Number.isSafeInteger(value) && value <= INT_MAX ? value : null;
 }
 
@@ -40,7 +45,10 @@ export interface ClientVmCommandLine {
 }
 
 /** Options without a value, and what they set. */
-const FLAGS = new Map<string, [key: "filterEscapeCharsStdout" | "filterEscapeCharsStderr" | "useStdinSocket", value: boolean]>([
+const FLAGS = new Map<
+  string,
+  [key: "filterEscapeCharsStdout" | "filterEscapeCharsStderr" | "useStdinSocket", value: boolean]
+>([
   ["-t", ["filterEscapeCharsStdout", true]],
   ["--filter-escape-chars-stdout", ["filterEscapeCharsStdout", true]],
   ["--no-filter-escape-chars-stdout", ["filterEscapeCharsStdout", false]],
@@ -51,7 +59,10 @@ const FLAGS = new Map<string, [key: "filterEscapeCharsStdout" | "filterEscapeCha
 ]);
 
 /** Options with a value, and where it goes. */
-const VALUED = new Map<string, "bufferSize" | "agentSocket" | "prefixData" | "sourceQube" | "peerProfile">([
+const VALUED = new Map<
+  string,
+  "bufferSize" | "agentSocket" | "prefixData" | "sourceQube" | "peerProfile"
+>([
   ["--buffer-size", "bufferSize"],
   ["--peer-profile", "peerProfile"],
   ["-a", "agentSocket"],
@@ -77,7 +88,8 @@ export function parseFast(args: string[], defaultAgentSocket: string): ClientVmC
     const long = arg.startsWith("--");
     const equals = long ? arg.indexOf("=") : -1;
     const name = equals >= 0 ? arg.slice(0, equals) : long ? arg : arg.slice(0, 2);
-    const attached = equals >= 0 ? arg.slice(equals + 1) : !long && arg.length > 2 ? arg.slice(2) : undefined;
+    const attached =
+      equals >= 0 ? arg.slice(equals + 1) : !long && arg.length > 2 ? arg.slice(2) : undefined;
     const flag = FLAGS.get(name);
     if (flag) {
       // `-tT` and `--flag=x` are commander's to judge.
@@ -112,7 +124,8 @@ const MEMORY_DEVICES_MAJOR = 1;
 export function isTerminal(fd: number): boolean {
   try {
     const stat = fstatSync(fd);
-    if (!stat.isCharacterDevice() || Math.floor(stat.rdev / 256) % 4096 === MEMORY_DEVICES_MAJOR) return false;
+    if (!stat.isCharacterDevice() || Math.floor(stat.rdev / 256) % 4096 === MEMORY_DEVICES_MAJOR)
+      return false;
   } catch {
     return false;
   }
@@ -136,10 +149,16 @@ export function resolveCall(
   } catch (error) {
     throw new ExitError(error instanceof Error ? error.message : String(error), QREXEC_EXIT_USAGE);
   }
-  const bufferSize = options.bufferSize === undefined ? profile.dataRingBytes : parseBufferSize(options.bufferSize);
-  if (bufferSize === null) throw new ExitError(`invalid buffer size '${options.bufferSize}'`, QREXEC_EXIT_FATAL);
+  const bufferSize =
+    options.bufferSize === undefined ? profile.dataRingBytes : parseBufferSize(options.bufferSize);
+  if (bufferSize === null)
+    throw new ExitError(`invalid buffer size '${options.bufferSize}'`, QREXEC_EXIT_FATAL);
   const localProgram = local.length > 0 ? local : null;
-  if (options.useStdinSocket && localProgram) throw new ExitError("--use-stdin-socket cannot be used with a local program", QREXEC_EXIT_USAGE);
+  if (options.useStdinSocket && localProgram)
+    throw new ExitError(
+      "--use-stdin-socket cannot be used with a local program",
+      QREXEC_EXIT_USAGE,
+    );
   let domain: number;
   try {
     domain = ownDomain(env);
@@ -155,7 +174,8 @@ export function resolveCall(
     bufferSize,
     profile,
     prefix: options.prefixData !== undefined ? new TextEncoder().encode(options.prefixData) : null,
-    filterStdout: options.filterEscapeCharsStdout ?? (localProgram === null && isTerminal(stdio.stdoutFd)),
+    filterStdout:
+      options.filterEscapeCharsStdout ?? (localProgram === null && isTerminal(stdio.stdoutFd)),
     filterStderr: options.filterEscapeCharsStderr ?? isTerminal(stdio.stderrFd),
     useStdinSocket: options.useStdinSocket === true,
     localProgram,

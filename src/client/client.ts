@@ -63,10 +63,14 @@ export interface ClientCall {
  */
 export async function runDom0Service(call: ClientCall): Promise<never> {
   if (!call.command.startsWith(DEFAULT_USER_PREFIX)) {
-    throw new ExitError(`a command for dom0 must start with ${DEFAULT_USER_PREFIX}`, QREXEC_EXIT_PROBLEM);
+    throw new ExitError(
+      `a command for dom0 must start with ${DEFAULT_USER_PREFIX}`,
+      QREXEC_EXIT_PROBLEM,
+    );
   }
   const parsed = parseCommand(call.command.slice(DEFAULT_USER_PREFIX.length), { stripUser: false });
-  if (parsed.kind !== "rpc") throw new ExitError("only QUBESRPC service calls can run in dom0", QREXEC_EXIT_PROBLEM);
+  if (parsed.kind !== "rpc")
+    throw new ExitError("only QUBESRPC service calls can run in dom0", QREXEC_EXIT_PROBLEM);
   const prepared = prepareService(parsed, call.services);
   if (prepared.kind === "failed") throw new ExitError(prepared.reason, prepared.status);
   if (prepared.kind !== "rpc" || prepared.location.kind !== "executable") {
@@ -97,14 +101,25 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
   try {
     daemon = await connectDaemon(call.socketDir, call.target);
   } catch (error) {
-    throw new ExitError(`cannot connect to the qrexec daemon of ${call.target}: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+    throw new ExitError(
+      `cannot connect to the qrexec daemon of ${call.target}: ${describe(error)}`,
+      QREXEC_EXIT_PROBLEM,
+    );
   }
   try {
     let allocated;
     try {
-      allocated = await requestExec(daemon, call.justExec ? MSG_JUST_EXEC : MSG_EXEC_CMDLINE, 0, call.command);
+      allocated = await requestExec(
+        daemon,
+        call.justExec ? MSG_JUST_EXEC : MSG_EXEC_CMDLINE,
+        0,
+        call.command,
+      );
     } catch (error) {
-      throw new ExitError(`the daemon of ${call.target} refused the command: ${describe(error)}`, QREXEC_EXIT_PROBLEM);
+      throw new ExitError(
+        `the daemon of ${call.target} refused the command: ${describe(error)}`,
+        QREXEC_EXIT_PROBLEM,
+      );
     }
     process.env.QREXEC_REMOTE_DOMAIN = call.target;
     trace?.link(portKey(0, allocated.connectDomain, allocated.connectPort));
@@ -183,7 +198,11 @@ export interface ConnectRequest {
  * given, and its status is ours; toward a VM it is forwarded byte for byte, and any failure
  * exits 137 (upstream's quirk, §8).
  */
-export async function connectAllowed(call: ClientCall, request: ConnectRequest, waitForEnd: boolean): Promise<number> {
+export async function connectAllowed(
+  call: ClientCall,
+  request: ConnectRequest,
+  waitForEnd: boolean,
+): Promise<number> {
   if (isDom0(call.target)) return connectToDom0(call, request);
   if (commandBytes(call.command) > MAX_FORWARDED_COMMAND_BYTES) {
     const length = commandBytes(call.command);

@@ -18,10 +18,21 @@ export const PROFILES: Record<string, Profile> = {
   strict: { name: "strict", description: "every difference is a failure", deviations: [] },
   mirage: {
     name: "mirage",
-    description: "mirage-qubes 2.0 (spec §14): HELLO 3 only, never a stderr EOF, and its two wire bugs",
+    description:
+      "mirage-qubes 2.0 (spec §14): HELLO 3 only, never a stderr EOF, and its two wire bugs",
     deviations: [
-      { role: "agent", case: "handshake-v4", note: "sends HELLO 3 only (§14 Version)", when: /HELLO carries version 3$/ },
-      { role: "agent", case: "*", note: "never sends stderr EOF (§14 Incoming calls)", when: / — no STDERR EOF$/ },
+      {
+        role: "agent",
+        case: "handshake-v4",
+        note: "sends HELLO 3 only (§14 Version)",
+        when: /HELLO carries version 3$/,
+      },
+      {
+        role: "agent",
+        case: "*",
+        note: "never sends stderr EOF (§14 Incoming calls)",
+        when: / — no STDERR EOF$/,
+      },
       {
         role: "agent",
         case: "*",

@@ -8,7 +8,12 @@ import { join } from "node:path";
 import { decodeTrigger4, encodeExecParams, encodeExitCode, fieldText } from "../protocol/codec.ts";
 import * as C from "../protocol/constants.ts";
 import { BaseFixture, within } from "./fixture.ts";
-import { baseEnvironment, expandPlaceholders, hasPlaceholder, ProgramUnderTest } from "./program.ts";
+import {
+  baseEnvironment,
+  expandPlaceholders,
+  hasPlaceholder,
+  ProgramUnderTest,
+} from "./program.ts";
 import type { RoleDriver } from "./runner.ts";
 import { CaseFailure, check, type Case, type CaseContext } from "./types.ts";
 import { header, RawPeer, summarize, text, typeName, vchanPath, type RawMessage } from "./wire.ts";
@@ -56,9 +61,24 @@ interface Launch {
 }
 
 /** Starts the client and accepts its trigger connection; returns the trigger message. */
-async function launch(f: ClientVmFixture, context: CaseContext, launch: Launch = {}): Promise<{ trigger: RawPeer; message: RawMessage }> {
-  const env = { ...baseEnvironment(), QRX_VCHAN: "socket", VCHAN_SOCKET_DIR: f.vchanDir, VCHAN_DOMAIN: String(CLIENT_DOMAIN), QRX_AGENT_SOCKET: f.agentSocket };
-  const values = { AGENT_SOCKET: f.agentSocket, VCHAN_SOCKET_DIR: f.vchanDir, DOMAIN: String(CLIENT_DOMAIN), DIR: f.dir };
+async function launch(
+  f: ClientVmFixture,
+  context: CaseContext,
+  launch: Launch = {},
+): Promise<{ trigger: RawPeer; message: RawMessage }> {
+  const env = {
+    ...baseEnvironment(),
+    QRX_VCHAN: "socket",
+    VCHAN_SOCKET_DIR: f.vchanDir,
+    VCHAN_DOMAIN: String(CLIENT_DOMAIN),
+    QRX_AGENT_SOCKET: f.agentSocket,
+  };
+  const values = {
+    AGENT_SOCKET: f.agentSocket,
+    VCHAN_SOCKET_DIR: f.vchanDir,
+    DOMAIN: String(CLIENT_DOMAIN),
+    DIR: f.dir,
+  };
   const append = [
     ...(hasPlaceholder(f.command, "AGENT_SOCKET") ? [] : [`--agent-socket=${f.agentSocket}`]),
     ...(launch.options ?? []),
@@ -80,13 +100,18 @@ async function launch(f: ClientVmFixture, context: CaseContext, launch: Launch =
   let trigger: RawPeer | "timeout" = "timeout";
   while (trigger === "timeout") {
     trigger = await within(50, accepted);
-    if (trigger === "timeout" && !f.prog.running) throw new CaseFailure(`the client ${f.prog.status()} without connecting to the agent socket; stderr: ${f.prog.log().trim().slice(-300)}`);
+    if (trigger === "timeout" && !f.prog.running)
+      throw new CaseFailure(
+        `the client ${f.prog.status()} without connecting to the agent socket; stderr: ${f.prog.log().trim().slice(-300)}`,
+      );
   }
   f.own(trigger);
   context.step("waiting for the client's trigger message");
-  const message = await trigger.receive(C.TRIGGER4_FIXED_BYTES + C.MAX_SERVICE_NAME_LEN + 1).catch((error: Error) => {
-    throw new CaseFailure(`trigger socket: ${error.message}`);
-  });
+  const message = await trigger
+    .receive(C.TRIGGER4_FIXED_BYTES + C.MAX_SERVICE_NAME_LEN + 1)
+    .catch((error: Error) => {
+      throw new CaseFailure(`trigger socket: ${error.message}`);
+    });
   check(message !== null, "the client closed the trigger socket without sending a trigger");
   return { trigger, message };
 }
@@ -100,11 +125,22 @@ interface Call {
 }
 
 /** Allows the call: exec_params on the trigger socket, then the kit connects the data vchan as the target. */
-async function allow(f: ClientVmFixture, context: CaseContext, launched: Launch = {}, version = C.QREXEC_PROTOCOL_VERSION): Promise<Call> {
+async function allow(
+  f: ClientVmFixture,
+  context: CaseContext,
+  launched: Launch = {},
+  version = C.QREXEC_PROTOCOL_VERSION,
+): Promise<Call> {
   const { trigger } = await launch(f, context, launched);
   trigger.sendRaw(encodeExecParams({ connectDomain: TARGET_DOMAIN, connectPort: DATA_PORT }));
   context.step(`waiting for the client to serve the data vchan (${TARGET_DOMAIN}, ${DATA_PORT})`);
-  const data = f.own(await RawPeer.connect(vchanPath(f.vchanDir, CLIENT_DOMAIN, TARGET_DOMAIN, DATA_PORT), context.remainingMs(), f.alive));
+  const data = f.own(
+    await RawPeer.connect(
+      vchanPath(f.vchanDir, CLIENT_DOMAIN, TARGET_DOMAIN, DATA_PORT),
+      context.remainingMs(),
+      f.alive,
+    ),
+  );
   context.step("waiting for the client's data HELLO (the vchan server sends first)");
   const hello = await data.receiveHello().catch((error: Error) => {
     throw new CaseFailure(`data vchan: ${error.message}`);
@@ -123,7 +159,15 @@ async function exitOf(f: ClientVmFixture, context: CaseContext, ms = 5000): Prom
 }
 
 /** Every message the client sends until it closes (it is the caller: STDIN only). */
-async function callerMessages(data: RawPeer): Promise<{ messages: RawMessage[]; stdin: string; eofs: number; foreign: RawMessage[]; largest: number }> {
+async function callerMessages(
+  data: RawPeer,
+): Promise<{
+  messages: RawMessage[];
+  stdin: string;
+  eofs: number;
+  foreign: RawMessage[];
+  largest: number;
+}> {
   const { messages } = await data.receiveAll();
   let stdin = "";
   let eofs = 0;
@@ -151,7 +195,12 @@ function finish(call: Call, code: number, stdout = ""): void {
   call.data.send(C.MSG_DATA_EXIT_CODE, encodeExitCode(code));
 }
 
-function exitCodeCase(name: string, code: number, spec: string, checks: string): Case<ClientVmFixture> {
+function exitCodeCase(
+  name: string,
+  code: number,
+  spec: string,
+  checks: string,
+): Case<ClientVmFixture> {
   return {
     name,
     role: "client-vm",
@@ -164,14 +213,23 @@ function exitCodeCase(name: string, code: number, spec: string, checks: string):
       const exit = await exitOf(f, context);
       call.data.close();
       const stdout = text(await f.prog.stdout(true));
-      check(exit === code && stdout === "hello\n", `exit ${exit}, stdout ${JSON.stringify(stdout)}`);
+      check(
+        exit === code && stdout === "hello\n",
+        `exit ${exit}, stdout ${JSON.stringify(stdout)}`,
+      );
       return `exit ${exit}, stdout ${JSON.stringify(stdout)}`;
     },
   };
 }
 
 /** A hostile service side: the client must end the call (exit `code`, or any clean non-zero). */
-async function failsWith(f: ClientVmFixture, context: CaseContext, what: string, send: (call: Call) => void, code: number): Promise<string> {
+async function failsWith(
+  f: ClientVmFixture,
+  context: CaseContext,
+  what: string,
+  send: (call: Call) => void,
+  code: number,
+): Promise<string> {
   const call = await allow(f, context);
   send(call);
   const exit = await exitOf(f, context);
@@ -184,15 +242,31 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "trigger4",
     role: "client-vm",
     spec: "§2.1 step 1, §3.3, §10",
-    checks: "The client sends TRIGGER_SERVICE4 with len = 160 + name + 1: empty source, the target with '$' turned into '@', request_id \"SOCKET\", the service and one NUL.",
+    checks:
+      "The client sends TRIGGER_SERVICE4 with len = 160 + name + 1: empty source, the target with '$' turned into '@', request_id \"SOCKET\", the service and one NUL.",
     expected: 'TRIGGER_SERVICE4 {source "", target "@dispvm", ident "SOCKET", "test.Add+arg\\0"}',
     async run(f, context) {
-      const { trigger, message } = await launch(f, context, { target: "$dispvm", service: "test.Add+arg" });
-      check(message.type === C.MSG_TRIGGER_SERVICE4, `${typeName(message.type)} on the trigger socket`);
-      check(message.payload.length === C.TRIGGER4_FIXED_BYTES + "test.Add+arg".length + 1, `payload of ${message.payload.length} bytes`);
+      const { trigger, message } = await launch(f, context, {
+        target: "$dispvm",
+        service: "test.Add+arg",
+      });
+      check(
+        message.type === C.MSG_TRIGGER_SERVICE4,
+        `${typeName(message.type)} on the trigger socket`,
+      );
+      check(
+        message.payload.length === C.TRIGGER4_FIXED_BYTES + "test.Add+arg".length + 1,
+        `payload of ${message.payload.length} bytes`,
+      );
       const t = decodeTrigger4(message.payload);
       const seen = `source ${JSON.stringify(fieldText(t.source))}, target ${JSON.stringify(fieldText(t.target))}, ident ${JSON.stringify(fieldText(t.ident))}, service ${JSON.stringify(text(t.service))}`;
-      check(fieldText(t.source) === "" && fieldText(t.target) === "@dispvm" && fieldText(t.ident) === "SOCKET" && text(t.service) === "test.Add+arg\0", seen);
+      check(
+        fieldText(t.source) === "" &&
+          fieldText(t.target) === "@dispvm" &&
+          fieldText(t.ident) === "SOCKET" &&
+          text(t.service) === "test.Add+arg\0",
+        seen,
+      );
       trigger.close();
       await exitOf(f, context);
       return seen;
@@ -202,7 +276,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "refused-126",
     role: "client-vm",
     spec: "§2.1 step 9, §8, §10 step 2-3",
-    checks: "The agent closes the trigger socket without a reply: \"Request refused\" on stderr, exit 126, and the local program never starts.",
+    checks:
+      'The agent closes the trigger socket without a reply: "Request refused" on stderr, exit 126, and the local program never starts.',
     expected: 'exit 126, stderr "Request refused", the local program not run',
     async run(f, context) {
       const marker = join(f.dir, "local-program-ran");
@@ -219,7 +294,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "handshake-v4",
     role: "client-vm",
     spec: "§4.2, §10 step 4",
-    checks: "Once allowed the client serves the data vchan and, as its server, sends HELLO 4 at once.",
+    checks:
+      "Once allowed the client serves the data vchan and, as its server, sends HELLO 4 at once.",
     expected: "HELLO 4 from the client before the kit's; exit 0 after EXIT_CODE 0",
     async run(f, context) {
       const call = await allow(f, context);
@@ -234,7 +310,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "handshake-v2",
     role: "client-vm",
     spec: "§4.2, §3.4",
-    checks: "With a service side that says HELLO 2, 20000 bytes of stdin go out in STDIN chunks of at most 4096 bytes.",
+    checks:
+      "With a service side that says HELLO 2, 20000 bytes of stdin go out in STDIN chunks of at most 4096 bytes.",
     expected: "20000 bytes of STDIN in chunks of ≤ 4096, one STDIN EOF",
     async run(f, context) {
       const call = await allow(f, context, { stdin: bytes("y".repeat(20000)) }, 2);
@@ -250,7 +327,10 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
       const total = received.reduce((sum, m) => sum + m.payload.length, 0);
       finish(call, 0);
       await exitOf(f, context);
-      check(largest <= C.MAX_DATA_CHUNK_V2 && total === 20000, `${summarize(received)}; largest chunk ${largest}`);
+      check(
+        largest <= C.MAX_DATA_CHUNK_V2 && total === 20000,
+        `${summarize(received)}; largest chunk ${largest}`,
+      );
       return `${summarize(received)}; largest chunk ${largest}`;
     },
   },
@@ -258,7 +338,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "stdin-and-eof",
     role: "client-vm",
     spec: "§6.1, §6.2 step 9, §13.8",
-    checks: "The client's stdin goes out as STDIN data and one STDIN EOF; a caller never sends STDOUT, STDERR or EXIT_CODE.",
+    checks:
+      "The client's stdin goes out as STDIN data and one STDIN EOF; a caller never sends STDOUT, STDERR or EXIT_CODE.",
     expected: 'STDIN "abc", STDIN EOF and nothing else; exit 0',
     async run(f, context) {
       const call = await allow(f, context, { stdin: bytes("abc") });
@@ -276,8 +357,15 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
       const all = [...received, ...(rest === "timeout" ? [] : rest.messages)];
       const stdin = all.filter((m) => m.type === C.MSG_DATA_STDIN);
       const seen = `${summarize(all)}; exit ${exit}`;
-      check(all.every((m) => m.type === C.MSG_DATA_STDIN), seen);
-      check(stdin.filter((m) => m.payload.length === 0).length === 1 && stdin.map((m) => text(m.payload)).join("") === "abc", seen);
+      check(
+        all.every((m) => m.type === C.MSG_DATA_STDIN),
+        seen,
+      );
+      check(
+        stdin.filter((m) => m.payload.length === 0).length === 1 &&
+          stdin.map((m) => text(m.payload)).join("") === "abc",
+        seen,
+      );
       check(exit === 0, seen);
       return seen;
     },
@@ -289,7 +377,10 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     checks: "--prefix-data goes out as the first STDIN bytes, before the client's stdin.",
     expected: 'STDIN "prefix data\\nrest", then STDIN EOF',
     async run(f, context) {
-      const call = await allow(f, context, { options: ["--prefix-data=prefix data\n"], stdin: bytes("rest") });
+      const call = await allow(f, context, {
+        options: ["--prefix-data=prefix data\n"],
+        stdin: bytes("rest"),
+      });
       context.step("reading the client's STDIN until its EOF");
       let stdin = "";
       const received: RawMessage[] = [];
@@ -307,15 +398,36 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
       return summarize(received);
     },
   },
-  exitCodeCase("exit-code-0", 0, "§8", "A remote EXIT_CODE 0 (and stdout data) gives exit 0 and the data on stdout."),
-  exitCodeCase("exit-code-125", 125, "§8", "A remote EXIT_CODE 125 (service cannot run) is the client's exit status."),
-  exitCodeCase("exit-code-127", 127, "§8", "A remote EXIT_CODE 127 (service not found) is the client's exit status."),
-  exitCodeCase("exit-code-service-status", 42, "§8", "The remote service's own status (42) is the client's exit status."),
+  exitCodeCase(
+    "exit-code-0",
+    0,
+    "§8",
+    "A remote EXIT_CODE 0 (and stdout data) gives exit 0 and the data on stdout.",
+  ),
+  exitCodeCase(
+    "exit-code-125",
+    125,
+    "§8",
+    "A remote EXIT_CODE 125 (service cannot run) is the client's exit status.",
+  ),
+  exitCodeCase(
+    "exit-code-127",
+    127,
+    "§8",
+    "A remote EXIT_CODE 127 (service not found) is the client's exit status.",
+  ),
+  exitCodeCase(
+    "exit-code-service-status",
+    42,
+    "§8",
+    "The remote service's own status (42) is the client's exit status.",
+  ),
   {
     name: "local-program-status",
     role: "client-vm",
     spec: "§8, §13.2",
-    checks: "With a local program: remote 0 and the local program exiting 3 gives exit 3 (a failed local program must not look like success).",
+    checks:
+      "With a local program: remote 0 and the local program exiting 3 gives exit 3 (a failed local program must not look like success).",
     expected: "exit 3",
     async run(f, context) {
       const call = await allow(f, context, { local: ["/bin/sh", "-c", "cat >/dev/null; exit 3"] });
@@ -330,7 +442,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "remote-exit-ends-call",
     role: "client-vm",
     spec: "§6.2 step 8.3, §6.3",
-    checks: "EXIT_CODE from the service ends the call although the client's stdin is still open: the client sends its STDIN EOF and exits with the code.",
+    checks:
+      "EXIT_CODE from the service ends the call although the client's stdin is still open: the client sends its STDIN EOF and exits with the code.",
     expected: "STDIN EOF sent after EXIT_CODE; exit 6",
     async run(f, context) {
       const call = await allow(f, context, { stdin: "pipe" });
@@ -346,7 +459,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "stdout-slow-reader",
     role: "client-vm",
     spec: "§6.2 step 8, §6.8",
-    checks: "8 MiB of STDOUT while whoever reads the client's stdout waits 1 s: the client buffers or throttles, loses nothing and exits with the code.",
+    checks:
+      "8 MiB of STDOUT while whoever reads the client's stdout waits 1 s: the client buffers or throttles, loses nothing and exits with the code.",
     expected: "8388608 bytes on stdout, exit 0",
     async run(f, context) {
       const call = await allow(f, context, { stdoutDelayMs: 1000 });
@@ -355,7 +469,10 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
       finish(call, 0);
       const exit = await exitOf(f, context, 15_000);
       const stdout = await f.prog.stdout(true);
-      check(exit === 0 && stdout.length === 8388608, `exit ${exit}, ${stdout.length} bytes on stdout`);
+      check(
+        exit === 0 && stdout.length === 8388608,
+        `exit ${exit}, ${stdout.length} bytes on stdout`,
+      );
       return `exit 0, ${stdout.length} bytes on stdout`;
     },
     timeoutMs: 30_000,
@@ -364,7 +481,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "no-stderr-eof-needed",
     role: "client-vm",
     spec: "§14, §6.2 step 3",
-    checks: "A service side that never sends STDERR EOF (mirage-qubes) and keeps the vchan open: the client still ends at EXIT_CODE.",
+    checks:
+      "A service side that never sends STDERR EOF (mirage-qubes) and keeps the vchan open: the client still ends at EXIT_CODE.",
     expected: "exit 0 within 5 s without a STDERR EOF",
     async run(f, context) {
       const call = await allow(f, context);
@@ -380,14 +498,21 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     name: "no-exit-code-255",
     role: "client-vm",
     spec: "§6.9, §8",
-    checks: "The service side closes the data vchan after both EOFs but before EXIT_CODE: exit 255.",
+    checks:
+      "The service side closes the data vchan after both EOFs but before EXIT_CODE: exit 255.",
     expected: "exit 255",
     run: (f, context) =>
-      failsWith(f, context, "both EOFs and a close without EXIT_CODE", (call) => {
-        call.data.send(C.MSG_DATA_STDOUT);
-        call.data.send(C.MSG_DATA_STDERR);
-        call.data.connection.end();
-      }, 255),
+      failsWith(
+        f,
+        context,
+        "both EOFs and a close without EXIT_CODE",
+        (call) => {
+          call.data.send(C.MSG_DATA_STDOUT);
+          call.data.send(C.MSG_DATA_STDERR);
+          call.data.connection.end();
+        },
+        255,
+      ),
   },
   {
     name: "short-exit-code-255",
@@ -396,32 +521,53 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     checks: "An EXIT_CODE whose payload is shorter than 4 bytes means status 255.",
     expected: "exit 255",
     run: (f, context) =>
-      failsWith(f, context, "a 2-byte EXIT_CODE", (call) => {
-        call.data.send(C.MSG_DATA_STDOUT);
-        call.data.send(C.MSG_DATA_STDERR);
-        call.data.send(C.MSG_DATA_EXIT_CODE, new Uint8Array(2));
-        call.data.connection.end();
-      }, 255),
+      failsWith(
+        f,
+        context,
+        "a 2-byte EXIT_CODE",
+        (call) => {
+          call.data.send(C.MSG_DATA_STDOUT);
+          call.data.send(C.MSG_DATA_STDERR);
+          call.data.send(C.MSG_DATA_EXIT_CODE, new Uint8Array(2));
+          call.data.connection.end();
+        },
+        255,
+      ),
   },
   {
     name: "data-peer-disconnect",
     role: "client-vm",
     spec: "§6.9",
-    checks: "The service side vanishes right after the HELLO exchange: the client notices and exits 255 (no status).",
+    checks:
+      "The service side vanishes right after the HELLO exchange: the client notices and exits 255 (no status).",
     expected: "exit 255",
-    run: (f, context) => failsWith(f, context, "the service side closing the data vchan", (call) => call.data.close(), 255),
+    run: (f, context) =>
+      failsWith(
+        f,
+        context,
+        "the service side closing the data vchan",
+        (call) => call.data.close(),
+        255,
+      ),
   },
   {
     name: "oversize-data-chunk",
     role: "client-vm",
     spec: "§3.4, §6.2 step 8.2",
-    checks: "A STDOUT header announcing 65537 bytes is fatal: the client exits 1 at once (no hang, no crash).",
+    checks:
+      "A STDOUT header announcing 65537 bytes is fatal: the client exits 1 at once (no hang, no crash).",
     expected: "exit 1",
     run: (f, context) =>
-      failsWith(f, context, "a 65537-byte STDOUT header", (call) => {
-        call.data.sendRaw(header(C.MSG_DATA_STDOUT, C.MAX_DATA_CHUNK_V3 + 1));
-        call.data.sendRaw(new Uint8Array(C.MAX_DATA_CHUNK_V3 + 1));
-      }, 1),
+      failsWith(
+        f,
+        context,
+        "a 65537-byte STDOUT header",
+        (call) => {
+          call.data.sendRaw(header(C.MSG_DATA_STDOUT, C.MAX_DATA_CHUNK_V3 + 1));
+          call.data.sendRaw(new Uint8Array(C.MAX_DATA_CHUNK_V3 + 1));
+        },
+        1,
+      ),
   },
   {
     name: "unknown-data-message",
@@ -429,7 +575,13 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     spec: "§6.2 step 8.2",
     checks: "An unknown message type on the data vchan is fatal: exit 1.",
     expected: "exit 1",
-    run: (f, context) => failsWith(f, context, "a message of type 0x1ff", (call) => call.data.send(0x1ff, bytes("junk")), 1),
+    run: (f, context) =>
+      failsWith(
+        f,
+        context,
+        "a message of type 0x1ff",
+        (call) => call.data.send(0x1ff, bytes("junk")),
+        1,
+      ),
   },
 ];
-

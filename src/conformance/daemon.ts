@@ -20,11 +20,25 @@ import {
 } from "../protocol/codec.ts";
 import * as C from "../protocol/constants.ts";
 import { BaseFixture, Inbox, within } from "./fixture.ts";
-import { baseEnvironment, expandPlaceholders, hasPlaceholder, ProgramUnderTest } from "./program.ts";
+import {
+  baseEnvironment,
+  expandPlaceholders,
+  hasPlaceholder,
+  ProgramUnderTest,
+} from "./program.ts";
 import type { RoleDriver } from "./runner.ts";
 import { checkServiceStream, describeCheck } from "./streams.ts";
 import { CaseFailure, check, type Case, type CaseContext } from "./types.ts";
-import { describe, header, RawPeer, summarize, text, typeName, vchanPath, type RawMessage } from "./wire.ts";
+import {
+  describe,
+  header,
+  RawPeer,
+  summarize,
+  text,
+  typeName,
+  vchanPath,
+  type RawMessage,
+} from "./wire.ts";
 
 export const VM_DOMAIN = 42;
 export const VM_NAME = "testvm";
@@ -34,7 +48,8 @@ export const DEFAULT_USER = "user";
 const OTHER_DOMAIN = 43;
 const OTHER_NAME = "othervm";
 
-const ALLOW_DOM0 = "result=allow\nuser=DEFAULT\ntarget=dom0\nautostart=False\nrequested_target=dom0\n";
+const ALLOW_DOM0 =
+  "result=allow\nuser=DEFAULT\ntarget=dom0\nautostart=False\nrequested_target=dom0\n";
 const ALLOW_OTHER = `result=allow\nuser=DEFAULT\ntarget=${OTHER_NAME}\nautostart=False\nrequested_target=${OTHER_NAME}\n`;
 
 /** service_and_arg → the policy's answer; anything else is denied. */
@@ -87,7 +102,9 @@ export class DaemonFixture extends BaseFixture {
 
   /** Every policy question seen (socket and program), as "SOURCE TARGET SERVICE". */
   queries(): string[] {
-    const fromProgram = existsSync(this.policyLog) ? readFileSync(this.policyLog, "utf8").split("\n").filter(Boolean) : [];
+    const fromProgram = existsSync(this.policyLog)
+      ? readFileSync(this.policyLog, "utf8").split("\n").filter(Boolean)
+      : [];
     return [...this.policyQueries, ...fromProgram.map((line) => line.replace(/^program /, ""))];
   }
 }
@@ -107,8 +124,15 @@ function servePolicySocket(f: DaemonFixture): () => void {
         request += text(chunk);
         if (request.length > 70_000) return connection.close();
       }
-      const fields = Object.fromEntries(request.split("\n").filter((line) => line.includes("=")).map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
-      f.policyQueries.push(`${fields.source ?? ""} ${fields.intended_target ?? ""} ${fields.service_and_arg ?? ""}`);
+      const fields = Object.fromEntries(
+        request
+          .split("\n")
+          .filter((line) => line.includes("="))
+          .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+      );
+      f.policyQueries.push(
+        `${fields.source ?? ""} ${fields.intended_target ?? ""} ${fields.service_and_arg ?? ""}`,
+      );
       connection.write(new TextEncoder().encode(answerFor(fields.service_and_arg ?? "")));
       connection.end();
     })();
@@ -127,7 +151,8 @@ export function daemonDriver(command: string): RoleDriver<DaemonFixture> {
       f.writeScripts(f.rpcDir, DOM0_SERVICES);
       writeFileSync(f.policyProgram, POLICY_PROGRAM, { mode: 0o755 });
       mkdirSync(join(f.dir, "policy"));
-      for (const [service, answer] of Object.entries(POLICY)) writeFileSync(join(f.dir, "policy", service), answer);
+      for (const [service, answer] of Object.entries(POLICY))
+        writeFileSync(join(f.dir, "policy", service), answer);
       f.ownListener(servePolicySocket(f));
       f.controlListener = RawPeer.listen(vchanPath(f.vchanDir, VM_DOMAIN, 0, C.VCHAN_BASE_PORT));
       f.ownListener(f.controlListener.stop);
@@ -155,8 +180,22 @@ export function daemonDriver(command: string): RoleDriver<DaemonFixture> {
       };
       const append = hasPlaceholder(command, "DOMID")
         ? []
-        : ["--direct", `--socket-dir=${f.socketDir}`, `--policy-program=${f.policyProgram}`, "-u", VM_UUID, String(VM_DOMAIN), VM_NAME, DEFAULT_USER];
-      f.program = new ProgramUnderTest({ command: expandPlaceholders(command, values), append, env, cwd: f.dir });
+        : [
+            "--direct",
+            `--socket-dir=${f.socketDir}`,
+            `--policy-program=${f.policyProgram}`,
+            "-u",
+            VM_UUID,
+            String(VM_DOMAIN),
+            VM_NAME,
+            DEFAULT_USER,
+          ];
+      f.program = new ProgramUnderTest({
+        command: expandPlaceholders(command, values),
+        append,
+        env,
+        cwd: f.dir,
+      });
       const accepted = f.controlListener.next();
       for (;;) {
         const peer = await within(50, accepted);
@@ -164,7 +203,8 @@ export function daemonDriver(command: string): RoleDriver<DaemonFixture> {
           f.control = f.own(peer);
           return;
         }
-        if (!f.alive()) throw new Error(`the daemon ${f.prog.status()} before connecting to the agent's vchan`);
+        if (!f.alive())
+          throw new Error(`the daemon ${f.prog.status()} before connecting to the agent's vchan`);
       }
     },
     teardown: (f) => f.teardown(),
@@ -173,7 +213,11 @@ export function daemonDriver(command: string): RoleDriver<DaemonFixture> {
 }
 
 /** The agent's side of the control HELLO: ours first (we are the server), then the daemon's. */
-async function handshake(f: DaemonFixture, context: CaseContext, version = C.QREXEC_PROTOCOL_VERSION): Promise<number> {
+async function handshake(
+  f: DaemonFixture,
+  context: CaseContext,
+  version = C.QREXEC_PROTOCOL_VERSION,
+): Promise<number> {
   f.ctl.sendHello(version);
   context.step("waiting for the daemon's HELLO on the control vchan");
   let reply: number;
@@ -197,7 +241,11 @@ async function waitForSocket(f: DaemonFixture, context: CaseContext): Promise<st
 }
 
 /** A daemon-socket client after the HELLO exchange (the daemon's HELLO 3 first, §4.2). */
-async function daemonClient(f: DaemonFixture, context: CaseContext, version = C.QREXEC_CLIENT_PROTOCOL_VERSION): Promise<RawPeer> {
+async function daemonClient(
+  f: DaemonFixture,
+  context: CaseContext,
+  version = C.QREXEC_CLIENT_PROTOCOL_VERSION,
+): Promise<RawPeer> {
   const path = await waitForSocket(f, context);
   const client = f.own(await RawPeer.connect(path, 5000, f.alive));
   context.step("waiting for the daemon's HELLO on its socket");
@@ -207,7 +255,10 @@ async function daemonClient(f: DaemonFixture, context: CaseContext, version = C.
   } catch (error) {
     throw new CaseFailure(`daemon socket: ${(error as Error).message}`);
   }
-  check(hello === C.QREXEC_CLIENT_PROTOCOL_VERSION, `the daemon's socket HELLO carries version ${hello}, expected 3`);
+  check(
+    hello === C.QREXEC_CLIENT_PROTOCOL_VERSION,
+    `the daemon's socket HELLO carries version ${hello}, expected 3`,
+  );
   client.sendHello(version);
   return client;
 }
@@ -215,7 +266,11 @@ async function daemonClient(f: DaemonFixture, context: CaseContext, version = C.
 const bytes = (value: string) => new TextEncoder().encode(value);
 
 /** A TRIGGER_SERVICE4 payload; `service`/`ident` may be raw bytes. */
-function trigger4(service: string | Uint8Array, ident: string | Uint8Array = "SOCKET9", target = "dom0"): Uint8Array {
+function trigger4(
+  service: string | Uint8Array,
+  ident: string | Uint8Array = "SOCKET9",
+  target = "dom0",
+): Uint8Array {
   return encodeTrigger4({ source: "", target, ident, service });
 }
 
@@ -227,10 +282,21 @@ async function answer(f: DaemonFixture, context: CaseContext, what: string): Pro
   return message;
 }
 
-async function expectRefused(f: DaemonFixture, context: CaseContext, what: string, rawIdent: Uint8Array): Promise<string> {
+async function expectRefused(
+  f: DaemonFixture,
+  context: CaseContext,
+  what: string,
+  rawIdent: Uint8Array,
+): Promise<string> {
   const message = await answer(f, context, what);
-  check(message.type === C.MSG_SERVICE_REFUSED, `${describe(message)} for ${what}; expected SERVICE_REFUSED`);
-  check(message.payload.length === C.IDENT_BYTES, `SERVICE_REFUSED of ${message.payload.length} bytes (expected 32)`);
+  check(
+    message.type === C.MSG_SERVICE_REFUSED,
+    `${describe(message)} for ${what}; expected SERVICE_REFUSED`,
+  );
+  check(
+    message.payload.length === C.IDENT_BYTES,
+    `SERVICE_REFUSED of ${message.payload.length} bytes (expected 32)`,
+  );
   check(
     message.payload.every((b, i) => b === rawIdent[i]),
     `SERVICE_REFUSED carries ident ${JSON.stringify(fieldText(message.payload))}, not the raw 32 bytes sent`,
@@ -242,7 +308,10 @@ async function expectRefused(f: DaemonFixture, context: CaseContext, what: strin
 async function dropsAgent(f: DaemonFixture, context: CaseContext, what: string): Promise<string> {
   context.step(`waiting for the daemon to drop the agent after ${what}`);
   const ended = await within(5000, f.messages.whenEnded());
-  check(ended !== "timeout", `the daemon kept the control vchan open 5 s after ${what} (received: ${summarize(f.messages.all)})`);
+  check(
+    ended !== "timeout",
+    `the daemon kept the control vchan open 5 s after ${what} (received: ${summarize(f.messages.all)})`,
+  );
   return `${what}: control vchan closed; ${await reconnectsOrExits(f, context)}`;
 }
 
@@ -255,7 +324,12 @@ async function reconnectsOrExits(f: DaemonFixture, context: CaseContext): Promis
     if (peer !== "timeout") {
       f.control = f.own(peer);
       const version = await handshake(f, context);
-      const ident = encodeTrigger4({ source: "", target: "dom0", ident: "SOCKET77", service: "test.Denied" });
+      const ident = encodeTrigger4({
+        source: "",
+        target: "dom0",
+        ident: "SOCKET77",
+        service: "test.Denied",
+      });
       f.ctl.send(C.MSG_TRIGGER_SERVICE4, ident);
       await expectRefused(f, context, "a trigger after the reconnect", ident.subarray(128, 160));
       return `the daemon reconnected (HELLO ${version}) and serves`;
@@ -265,11 +339,19 @@ async function reconnectsOrExits(f: DaemonFixture, context: CaseContext): Promis
       return `the daemon exited (${f.prog.status()})`;
     }
   }
-  throw new CaseFailure(`the daemon neither reconnected nor exited within 10 s (${f.prog.status()})`);
+  throw new CaseFailure(
+    `the daemon neither reconnected nor exited within 10 s (${f.prog.status()})`,
+  );
 }
 
 /** The client's EXEC/JUST_EXEC: the port reply and what the agent receives. */
-async function clientExec(f: DaemonFixture, context: CaseContext, type: number, peer: number, command: string): Promise<{ client: RawPeer; port: number; forwarded: RawMessage }> {
+async function clientExec(
+  f: DaemonFixture,
+  context: CaseContext,
+  type: number,
+  peer: number,
+  command: string,
+): Promise<{ client: RawPeer; port: number; forwarded: RawMessage }> {
   const client = await daemonClient(f, context);
   client.send(type, encodeExecCommand({ connectDomain: peer, connectPort: 0 }, command));
   context.step("waiting for the daemon's port reply");
@@ -277,26 +359,53 @@ async function clientExec(f: DaemonFixture, context: CaseContext, type: number, 
     throw new CaseFailure(`daemon socket: ${error.message}`);
   });
   check(reply !== null, "the daemon closed the client instead of replying with a port");
-  check(reply.type === type && reply.payload.length === 8, `${describe(reply)}; expected ${typeName(type)} with 8 bytes of exec_params`);
+  check(
+    reply.type === type && reply.payload.length === 8,
+    `${describe(reply)}; expected ${typeName(type)} with 8 bytes of exec_params`,
+  );
   const params = decodeExecParams(reply.payload);
-  check(params.connectDomain === VM_DOMAIN, `reply {${params.connectDomain}, ${params.connectPort}}: the domain must be the VM's (${VM_DOMAIN})`);
-  check(params.connectPort >= C.DATA_PORT_MIN && params.connectPort <= C.DATA_PORT_MAX, `port ${params.connectPort} outside 513…768`);
+  check(
+    params.connectDomain === VM_DOMAIN,
+    `reply {${params.connectDomain}, ${params.connectPort}}: the domain must be the VM's (${VM_DOMAIN})`,
+  );
+  check(
+    params.connectPort >= C.DATA_PORT_MIN && params.connectPort <= C.DATA_PORT_MAX,
+    `port ${params.connectPort} outside 513…768`,
+  );
   const forwarded = await answer(f, context, `the client's ${typeName(type)}`);
   return { client, port: params.connectPort, forwarded };
 }
 
 /** VM → dom0 data: the kit is qrexec-client-vm (the vchan server for dom0 on `port`). */
-async function dom0Call(f: DaemonFixture, context: CaseContext, service: string, stdin: Uint8Array[], expected: { stdout?: string; exitCode: number }): Promise<string> {
+async function dom0Call(
+  f: DaemonFixture,
+  context: CaseContext,
+  service: string,
+  stdin: Uint8Array[],
+  expected: { stdout?: string; exitCode: number },
+): Promise<string> {
   await handshake(f, context);
   await waitForSocket(f, context);
   const payload = trigger4(service, "SOCKET12");
   f.ctl.send(C.MSG_TRIGGER_SERVICE4, payload);
   const connect = await answer(f, context, `a trigger for ${service}`);
-  check(connect.type === C.MSG_SERVICE_CONNECT, `${describe(connect)}; expected SERVICE_CONNECT (the policy allows ${service} to dom0)`);
+  check(
+    connect.type === C.MSG_SERVICE_CONNECT,
+    `${describe(connect)}; expected SERVICE_CONNECT (the policy allows ${service} to dom0)`,
+  );
   const { connectDomain, connectPort, ident } = decodeServiceConnect(connect.payload, "terminate");
-  check(connectDomain === 0, `SERVICE_CONNECT{${connectDomain}, …}: a call into dom0 connects to domain 0`);
-  check(fieldText(ident) === "SOCKET12", `SERVICE_CONNECT ident ${JSON.stringify(fieldText(ident))}, expected "SOCKET12"`);
-  check(connectPort >= C.DATA_PORT_MIN && connectPort <= C.DATA_PORT_MAX, `port ${connectPort} outside 513…768`);
+  check(
+    connectDomain === 0,
+    `SERVICE_CONNECT{${connectDomain}, …}: a call into dom0 connects to domain 0`,
+  );
+  check(
+    fieldText(ident) === "SOCKET12",
+    `SERVICE_CONNECT ident ${JSON.stringify(fieldText(ident))}, expected "SOCKET12"`,
+  );
+  check(
+    connectPort >= C.DATA_PORT_MIN && connectPort <= C.DATA_PORT_MAX,
+    `port ${connectPort} outside 513…768`,
+  );
   const listener = RawPeer.listen(vchanPath(f.vchanDir, VM_DOMAIN, 0, connectPort));
   f.ownListener(listener.stop);
   context.step(`waiting for dom0's service side to connect the data vchan (port ${connectPort})`);
@@ -311,7 +420,10 @@ async function dom0Call(f: DaemonFixture, context: CaseContext, service: string,
   const { messages, error } = await data.receiveAll();
   const result = checkServiceStream(messages, { ...expected, version: Math.min(hello, 4) }, error);
   check(result.problems.length === 0, describeCheck(result));
-  f.ctl.send(C.MSG_CONNECTION_TERMINATED, encodeConnectionTerminated({ connectDomain: 0, connectPort }));
+  f.ctl.send(
+    C.MSG_CONNECTION_TERMINATED,
+    encodeConnectionTerminated({ connectDomain: 0, connectPort }),
+  );
   return `SERVICE_CONNECT{0, ${connectPort}}; ${result.summary}`;
 }
 
@@ -320,7 +432,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "handshake-v4",
     role: "daemon",
     spec: "§4.2",
-    checks: "The daemon (control vchan client) answers the agent's HELLO 4 with HELLO 4 and creates its socket.",
+    checks:
+      "The daemon (control vchan client) answers the agent's HELLO 4 with HELLO 4 and creates its socket.",
     expected: "HELLO 4 after the agent's; the daemon socket qrexec.<domid> appears",
     async run(f, context) {
       const version = await handshake(f, context, 4);
@@ -361,15 +474,22 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "handshake-below-minimum",
     role: "daemon",
     spec: "§4.2",
-    checks: "An agent HELLO 1 (below the minimum 2) is refused: the daemon drops the control connection, then reconnects or exits, no crash.",
+    checks:
+      "An agent HELLO 1 (below the minimum 2) is refused: the daemon drops the control connection, then reconnects or exits, no crash.",
     expected: "control vchan closed; a reconnect or a clean exit",
     async run(f, context) {
       f.ctl.sendHello(1);
       context.step("waiting for the daemon to drop an agent that says HELLO 1");
       const inbox = new Inbox(f.ctl);
       const ended = await within(5000, inbox.whenEnded());
-      check(ended !== "timeout", `the control vchan stayed open 5 s after HELLO 1 (received: ${summarize(inbox.all)})`);
-      check(!inbox.all.some((m) => m.type !== C.MSG_HELLO), `the daemon sent ${summarize(inbox.all)}`);
+      check(
+        ended !== "timeout",
+        `the control vchan stayed open 5 s after HELLO 1 (received: ${summarize(inbox.all)})`,
+      );
+      check(
+        !inbox.all.some((m) => m.type !== C.MSG_HELLO),
+        `the daemon sent ${summarize(inbox.all)}`,
+      );
       return `control vchan closed; ${await reconnectsOrExits(f, context)}`;
     },
   },
@@ -377,7 +497,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "client-handshake",
     role: "daemon",
     spec: "§4.2, §7.2",
-    checks: "On the daemon socket the daemon sends HELLO 3 first; a client answering HELLO 2 is dropped.",
+    checks:
+      "On the daemon socket the daemon sends HELLO 3 first; a client answering HELLO 2 is dropped.",
     expected: "HELLO 3 from the daemon; a HELLO 2 client closed",
     async run(f, context) {
       await handshake(f, context);
@@ -392,20 +513,39 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "client-exec",
     role: "daemon",
     spec: "§2.3, §7.2",
-    checks: "A client's EXEC_CMDLINE{0,0}: reply {domid, P} with P in 513…768; forwarded as EXEC_CMDLINE{0, P} with DEFAULT: replaced by the default user; CONNECTION_TERMINATED for P closes the client.",
+    checks:
+      "A client's EXEC_CMDLINE{0,0}: reply {domid, P} with P in 513…768; forwarded as EXEC_CMDLINE{0, P} with DEFAULT: replaced by the default user; CONNECTION_TERMINATED for P closes the client.",
     expected: `reply {${VM_DOMAIN}, P}; agent gets EXEC_CMDLINE{0, P, "${DEFAULT_USER}:QUBESRPC test.X dom0"}; client closed on release`,
     async run(f, context) {
       await handshake(f, context);
-      const { client, port, forwarded } = await clientExec(f, context, C.MSG_EXEC_CMDLINE, 0, "DEFAULT:QUBESRPC test.X dom0");
+      const { client, port, forwarded } = await clientExec(
+        f,
+        context,
+        C.MSG_EXEC_CMDLINE,
+        0,
+        "DEFAULT:QUBESRPC test.X dom0",
+      );
       check(forwarded.type === C.MSG_EXEC_CMDLINE, `the agent got ${describe(forwarded)}`);
       const params = decodeExecParams(forwarded.payload);
       const command = text(params.tail);
-      check(params.connectDomain === 0 && params.connectPort === port, `forwarded exec_params {${params.connectDomain}, ${params.connectPort}}, expected {0, ${port}}`);
-      check(command === `${DEFAULT_USER}:QUBESRPC test.X dom0\0`, `forwarded command ${JSON.stringify(command)}`);
-      f.ctl.send(C.MSG_CONNECTION_TERMINATED, encodeConnectionTerminated({ connectDomain: 0, connectPort: port }));
+      check(
+        params.connectDomain === 0 && params.connectPort === port,
+        `forwarded exec_params {${params.connectDomain}, ${params.connectPort}}, expected {0, ${port}}`,
+      );
+      check(
+        command === `${DEFAULT_USER}:QUBESRPC test.X dom0\0`,
+        `forwarded command ${JSON.stringify(command)}`,
+      );
+      f.ctl.send(
+        C.MSG_CONNECTION_TERMINATED,
+        encodeConnectionTerminated({ connectDomain: 0, connectPort: port }),
+      );
       context.step("waiting for the daemon to close the client when the port is released");
       const rest = await within(5000, client.receiveAll());
-      check(rest !== "timeout", "the client was still connected 5 s after CONNECTION_TERMINATED for its port");
+      check(
+        rest !== "timeout",
+        "the client was still connected 5 s after CONNECTION_TERMINATED for its port",
+      );
       return `port ${port}; forwarded ${JSON.stringify(command)}; client closed on release`;
     },
   },
@@ -420,8 +560,14 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       const { port, forwarded } = await clientExec(f, context, C.MSG_JUST_EXEC, 0, "DEFAULT:true");
       check(forwarded.type === C.MSG_JUST_EXEC, `the agent got ${describe(forwarded)}`);
       const params = decodeExecParams(forwarded.payload);
-      check(params.connectPort === port, `forwarded port ${params.connectPort}, the client was told ${port}`);
-      check(text(params.tail) === `${DEFAULT_USER}:true\0`, `forwarded command ${JSON.stringify(text(params.tail))}`);
+      check(
+        params.connectPort === port,
+        `forwarded port ${params.connectPort}, the client was told ${port}`,
+      );
+      check(
+        text(params.tail) === `${DEFAULT_USER}:true\0`,
+        `forwarded command ${JSON.stringify(text(params.tail))}`,
+      );
       return `JUST_EXEC{0, ${port}}`;
     },
   },
@@ -429,14 +575,19 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "port-parity",
     role: "daemon",
     spec: "§7.5",
-    checks: "Ports for a peer with a higher domain id are even, for a lower one odd; the next one for a higher peer is higher.",
+    checks:
+      "Ports for a peer with a higher domain id are even, for a lower one odd; the next one for a higher peer is higher.",
     expected: "peer 43: even P1; peer 44: even P2 > P1; peer 7: odd",
     async run(f, context) {
       await handshake(f, context);
       const ports: number[] = [];
-      for (const peer of [43, 44, 7]) ports.push((await clientExec(f, context, C.MSG_EXEC_CMDLINE, peer, "user:true")).port);
+      for (const peer of [43, 44, 7])
+        ports.push((await clientExec(f, context, C.MSG_EXEC_CMDLINE, peer, "user:true")).port);
       const [a, b, c] = ports as [number, number, number];
-      check(a % 2 === 0 && b % 2 === 0 && b > a && c % 2 === 1, `ports ${ports.join(", ")} for peers 43, 44, 7`);
+      check(
+        a % 2 === 0 && b % 2 === 0 && b > a && c % 2 === 1,
+        `ports ${ports.join(", ")} for peers 43, 44, 7`,
+      );
       return `ports ${ports.join(", ")} for peers 43, 44, 7`;
     },
   },
@@ -444,7 +595,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "refused-by-policy",
     role: "daemon",
     spec: "§2.1 steps 3-4, 9, §7.4",
-    checks: "A trigger the policy denies is answered with SERVICE_REFUSED carrying the request's ident, after asking the policy.",
+    checks:
+      "A trigger the policy denies is answered with SERVICE_REFUSED carrying the request's ident, after asking the policy.",
     expected: "the policy asked (testvm dom0 test.Denied); SERVICE_REFUSED{SOCKET11}",
     async run(f, context) {
       await handshake(f, context);
@@ -452,7 +604,10 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       f.ctl.send(C.MSG_TRIGGER_SERVICE4, payload);
       const seen = await expectRefused(f, context, "a denied call", payload.subarray(128, 160));
       const queries = f.queries();
-      check(queries.some((q) => q.includes("test.Denied")), `the policy was not asked about test.Denied (asked: ${JSON.stringify(queries)})`);
+      check(
+        queries.some((q) => q.includes("test.Denied")),
+        `the policy was not asked about test.Denied (asked: ${JSON.stringify(queries)})`,
+      );
       return `${seen}; policy asked: ${queries.join(" | ")}`;
     },
   },
@@ -460,14 +615,23 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "refused-bad-ident",
     role: "daemon",
     spec: "§3.5, §7.3, §13.12",
-    checks: "Invalid idents (a bad character; bytes after the NUL) are refused with the raw 32 bytes and never reach the policy.",
+    checks:
+      "Invalid idents (a bad character; bytes after the NUL) are refused with the raw 32 bytes and never reach the policy.",
     expected: "SERVICE_REFUSED with the unsanitized ident, twice; no policy query",
     async run(f, context) {
       await handshake(f, context);
-      const idents = [bytes("bad!ident".padEnd(32, "\0")), new Uint8Array([65, 0, 66, ...new Array(29).fill(0)])];
+      const idents = [
+        bytes("bad!ident".padEnd(32, "\0")),
+        new Uint8Array([65, 0, 66, ...new Array(29).fill(0)]),
+      ];
       for (const ident of idents) {
         f.ctl.send(C.MSG_TRIGGER_SERVICE4, trigger4("test.Echo", ident));
-        await expectRefused(f, context, `ident ${JSON.stringify(text(ident).replace(/\0+$/, ""))}`, ident);
+        await expectRefused(
+          f,
+          context,
+          `ident ${JSON.stringify(text(ident).replace(/\0+$/, ""))}`,
+          ident,
+        );
       }
       check(f.queries().length === 0, `the policy was asked: ${f.queries().join(" | ")}`);
       return "both refused with the raw ident; no policy query";
@@ -477,14 +641,22 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "refused-bad-service",
     role: "daemon",
     spec: "§7.3, §13.12",
-    checks: "Service names that start with '+', contain a NUL or are empty are refused without a policy query.",
-    expected: "SERVICE_REFUSED for each of \"+arg\", \"a\\0b\", \"\"; no policy query",
+    checks:
+      "Service names that start with '+', contain a NUL or are empty are refused without a policy query.",
+    expected: 'SERVICE_REFUSED for each of "+arg", "a\\0b", ""; no policy query',
     async run(f, context) {
       await handshake(f, context);
-      const names: Array<[string, Uint8Array]> = [["+arg", bytes("+arg")], ["a\\0b", new Uint8Array([97, 0, 98])], ["(empty)", new Uint8Array(0)]];
+      const names: Array<[string, Uint8Array]> = [
+        ["+arg", bytes("+arg")],
+        ["a\\0b", new Uint8Array([97, 0, 98])],
+        ["(empty)", new Uint8Array(0)],
+      ];
       for (const [label, name] of names) {
         // An empty name is the fixed part and its single NUL (the encoder refuses to build one).
-        const payload = name.length > 0 ? trigger4(name, "SOCKET5") : new Uint8Array([...trigger4("x", "SOCKET5").subarray(0, C.TRIGGER4_FIXED_BYTES), 0]);
+        const payload =
+          name.length > 0
+            ? trigger4(name, "SOCKET5")
+            : new Uint8Array([...trigger4("x", "SOCKET5").subarray(0, C.TRIGGER4_FIXED_BYTES), 0]);
         f.ctl.send(C.MSG_TRIGGER_SERVICE4, payload);
         await expectRefused(f, context, `service ${label}`, payload.subarray(128, 160));
       }
@@ -496,17 +668,25 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "call-to-dom0",
     role: "daemon",
     spec: "§2.2, §6.2 step 1, §6.3",
-    checks: "An allowed call into dom0: SERVICE_CONNECT{0, P, ident}; the daemon's service side connects to the VM's data vchan, gets the caller's HELLO first, and sends the service's output, STDERR EOF (no stderr in dom0), STDOUT EOF, EXIT_CODE 0 last.",
-    expected: 'SERVICE_CONNECT{0, P, SOCKET12}; STDOUT "from dom0: testvm\\nping\\n", both EOFs, EXIT_CODE 0 last',
-    run: (f, context) => dom0Call(f, context, "test.Echo", [bytes("ping\n"), new Uint8Array(0)], { stdout: "from dom0: testvm\nping\n", exitCode: 0 }),
+    checks:
+      "An allowed call into dom0: SERVICE_CONNECT{0, P, ident}; the daemon's service side connects to the VM's data vchan, gets the caller's HELLO first, and sends the service's output, STDERR EOF (no stderr in dom0), STDOUT EOF, EXIT_CODE 0 last.",
+    expected:
+      'SERVICE_CONNECT{0, P, SOCKET12}; STDOUT "from dom0: testvm\\nping\\n", both EOFs, EXIT_CODE 0 last',
+    run: (f, context) =>
+      dom0Call(f, context, "test.Echo", [bytes("ping\n"), new Uint8Array(0)], {
+        stdout: "from dom0: testvm\nping\n",
+        exitCode: 0,
+      }),
   },
   {
     name: "call-to-dom0-127",
     role: "daemon",
     spec: "§2.2 step 5, §8",
-    checks: "An allowed call to a dom0 service that does not exist: both EOFs and EXIT_CODE 127 on the data vchan.",
+    checks:
+      "An allowed call to a dom0 service that does not exist: both EOFs and EXIT_CODE 127 on the data vchan.",
     expected: "SERVICE_CONNECT; STDOUT EOF, STDERR EOF, EXIT_CODE 127",
-    run: (f, context) => dom0Call(f, context, "test.Missing", [new Uint8Array(0)], { stdout: "", exitCode: 127 }),
+    run: (f, context) =>
+      dom0Call(f, context, "test.Missing", [new Uint8Array(0)], { stdout: "", exitCode: 127 }),
   },
   {
     name: "call-to-dom0-status",
@@ -514,13 +694,15 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     spec: "§6.2 step 3, §8",
     checks: "A dom0 service's own exit status (5) is the EXIT_CODE.",
     expected: "SERVICE_CONNECT; both EOFs, EXIT_CODE 5",
-    run: (f, context) => dom0Call(f, context, "test.Status", [new Uint8Array(0)], { stdout: "", exitCode: 5 }),
+    run: (f, context) =>
+      dom0Call(f, context, "test.Status", [new Uint8Array(0)], { stdout: "", exitCode: 5 }),
   },
   {
     name: "call-to-vm",
     role: "daemon",
     spec: "§2.1 step 4, §2.5",
-    checks: "An allowed VM → VM call: the daemon asks the target's daemon (the kit, HELLO 3) with EXEC_CMDLINE{source, 0, \"DEFAULT:QUBESRPC svc+ source\"}, then sends SERVICE_CONNECT{target, P, ident} to the agent.",
+    checks:
+      'An allowed VM → VM call: the daemon asks the target\'s daemon (the kit, HELLO 3) with EXEC_CMDLINE{source, 0, "DEFAULT:QUBESRPC svc+ source"}, then sends SERVICE_CONNECT{target, P, ident} to the agent.',
     expected: `target daemon gets EXEC_CMDLINE{${VM_DOMAIN}, 0, "DEFAULT:QUBESRPC test.Add+ ${VM_NAME}"}; agent gets SERVICE_CONNECT{${OTHER_DOMAIN}, 516, SOCKET21}`,
     async run(f, context) {
       await handshake(f, context);
@@ -541,13 +723,30 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       check(exec.type === C.MSG_EXEC_CMDLINE, `the target daemon got ${describe(exec)}`);
       const params = decodeExecParams(exec.payload);
       const command = text(params.tail);
-      check(params.connectDomain === VM_DOMAIN && params.connectPort === 0, `EXEC_CMDLINE{${params.connectDomain}, ${params.connectPort}}, expected {${VM_DOMAIN}, 0}`);
-      check(command === `DEFAULT:QUBESRPC test.Add+ ${VM_NAME}\0`, `the target daemon got ${JSON.stringify(command)}`);
-      target.send(C.MSG_EXEC_CMDLINE, encodeExecParams({ connectDomain: OTHER_DOMAIN, connectPort: 516 }));
+      check(
+        params.connectDomain === VM_DOMAIN && params.connectPort === 0,
+        `EXEC_CMDLINE{${params.connectDomain}, ${params.connectPort}}, expected {${VM_DOMAIN}, 0}`,
+      );
+      check(
+        command === `DEFAULT:QUBESRPC test.Add+ ${VM_NAME}\0`,
+        `the target daemon got ${JSON.stringify(command)}`,
+      );
+      target.send(
+        C.MSG_EXEC_CMDLINE,
+        encodeExecParams({ connectDomain: OTHER_DOMAIN, connectPort: 516 }),
+      );
       const connect = await answer(f, context, "the allowed VM → VM call");
-      check(connect.type === C.MSG_SERVICE_CONNECT, `${describe(connect)}; expected SERVICE_CONNECT`);
+      check(
+        connect.type === C.MSG_SERVICE_CONNECT,
+        `${describe(connect)}; expected SERVICE_CONNECT`,
+      );
       const sc = decodeServiceConnect(connect.payload, "terminate");
-      check(sc.connectDomain === OTHER_DOMAIN && sc.connectPort === 516 && fieldText(sc.ident) === "SOCKET21", `SERVICE_CONNECT{${sc.connectDomain}, ${sc.connectPort}, ${JSON.stringify(fieldText(sc.ident))}}`);
+      check(
+        sc.connectDomain === OTHER_DOMAIN &&
+          sc.connectPort === 516 &&
+          fieldText(sc.ident) === "SOCKET21",
+        `SERVICE_CONNECT{${sc.connectDomain}, ${sc.connectPort}, ${JSON.stringify(fieldText(sc.ident))}}`,
+      );
       return `target daemon got ${JSON.stringify(command)}; agent got SERVICE_CONNECT{${OTHER_DOMAIN}, 516, SOCKET21}`;
     },
   },
@@ -555,17 +754,24 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "unknown-connect-dropped",
     role: "daemon",
     spec: "§7.2, §13.9",
-    checks: "A client's SERVICE_CONNECT whose ident matches no pending request is dropped; the daemon serves on.",
+    checks:
+      "A client's SERVICE_CONNECT whose ident matches no pending request is dropped; the daemon serves on.",
     expected: "that client closed, nothing sent to the agent; a following EXEC served",
     async run(f, context) {
       await handshake(f, context);
       const client = await daemonClient(f, context);
-      client.send(C.MSG_SERVICE_CONNECT, encodeServiceConnect({ connectDomain: 0, connectPort: 0 }, "NOPE"));
+      client.send(
+        C.MSG_SERVICE_CONNECT,
+        encodeServiceConnect({ connectDomain: 0, connectPort: 0 }, "NOPE"),
+      );
       context.step("waiting for the daemon to drop the client");
       const rest = await within(5000, client.receiveAll());
       check(rest !== "timeout", "a client with an unknown ident was still connected after 5 s");
       const { port } = await clientExec(f, context, C.MSG_EXEC_CMDLINE, 0, "user:true");
-      check(f.messages.pending().length === 0, `the agent also got ${summarize(f.messages.pending())}`);
+      check(
+        f.messages.pending().length === 0,
+        `the agent also got ${summarize(f.messages.pending())}`,
+      );
       return `dropped (${summarize(rest.messages)}); next EXEC got port ${port}`;
     },
   },
@@ -573,7 +779,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "oversize-client-message",
     role: "daemon",
     spec: "§7.2, §3.4",
-    checks: "A client header announcing 2 GiB is rejected at once (client dropped, no allocation, no wait); the daemon serves on.",
+    checks:
+      "A client header announcing 2 GiB is rejected at once (client dropped, no allocation, no wait); the daemon serves on.",
     expected: "that client closed; a following EXEC served",
     async run(f, context) {
       await handshake(f, context);
@@ -581,7 +788,10 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       client.sendRaw(header(C.MSG_EXEC_CMDLINE, 0x7fffffff));
       context.step("waiting for the daemon to drop the client");
       const rest = await within(5000, client.receiveAll());
-      check(rest !== "timeout", "a client announcing a 2 GiB message was still connected after 5 s");
+      check(
+        rest !== "timeout",
+        "a client announcing a 2 GiB message was still connected after 5 s",
+      );
       const { port } = await clientExec(f, context, C.MSG_EXEC_CMDLINE, 0, "user:true");
       return `dropped; next EXEC got port ${port}`;
     },
@@ -590,7 +800,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "oversize-agent-message",
     role: "daemon",
     spec: "§7.3, §3.4",
-    checks: "A TRIGGER_SERVICE4 header announcing 2 GiB from the agent is a protocol error: the control vchan is dropped at once (upstream exits; reconnecting is fine), no crash, no hang.",
+    checks:
+      "A TRIGGER_SERVICE4 header announcing 2 GiB from the agent is a protocol error: the control vchan is dropped at once (upstream exits; reconnecting is fine), no crash, no hang.",
     expected: "control vchan closed; a reconnect or a clean exit",
     async run(f, context) {
       await handshake(f, context);
@@ -602,7 +813,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "unknown-agent-message",
     role: "daemon",
     spec: "§7.3",
-    checks: "An unknown message type from the agent is a protocol error: the control vchan is dropped (upstream exits), no crash, no hang.",
+    checks:
+      "An unknown message type from the agent is a protocol error: the control vchan is dropped (upstream exits), no crash, no hang.",
     expected: "control vchan closed; a reconnect or a clean exit",
     async run(f, context) {
       await handshake(f, context);
@@ -614,7 +826,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     name: "agent-disconnect",
     role: "daemon",
     spec: "§7.1 agent restart, §6.9",
-    checks: "The agent goes away: the daemon removes its socket, disconnects its clients, and reconnects to a new agent (or exits cleanly).",
+    checks:
+      "The agent goes away: the daemon removes its socket, disconnects its clients, and reconnects to a new agent (or exits cleanly).",
     expected: "the socket removed and a client dropped; a reconnect that serves, or a clean exit",
     async run(f, context) {
       await handshake(f, context);
@@ -622,7 +835,10 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       f.ctl.close();
       context.step("waiting for the daemon to drop its clients after the agent went away");
       const rest = await within(5000, client.receiveAll());
-      check(rest !== "timeout", "a daemon client was still connected 5 s after the agent went away");
+      check(
+        rest !== "timeout",
+        "a daemon client was still connected 5 s after the agent went away",
+      );
       return `client dropped; ${await reconnectsOrExits(f, context)}`;
     },
   },

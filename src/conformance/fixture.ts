@@ -50,12 +50,16 @@ export class BaseFixture {
     for (;;) {
       const result = await within(50, promise);
       if (result !== "timeout") return result as T;
-      if (this.program && !this.program.running) throw new CaseFailure(`the program ${this.program.status()} while ${what}`);
+      if (this.program && !this.program.running)
+        throw new CaseFailure(`the program ${this.program.status()} while ${what}`);
     }
   }
 
   /** Executable scripts (`#!/bin/sh` + body) in `dir`; a null body writes a non-executable file. */
-  writeScripts(dir: string, scripts: Record<string, string | { body: string; mode: number }>): void {
+  writeScripts(
+    dir: string,
+    scripts: Record<string, string | { body: string; mode: number }>,
+  ): void {
     mkdirSync(dir, { recursive: true });
     for (const [name, script] of Object.entries(scripts)) {
       const { body, mode } = typeof script === "string" ? { body: script, mode: 0o755 } : script;
@@ -144,7 +148,10 @@ export class Inbox {
   }
 
   /** Like take, but waits at most `ms`; "timeout" when nothing matched in time. */
-  async takeWithin(ms: number, match: (message: RawMessage) => boolean = () => true): Promise<RawMessage | null | "timeout"> {
+  async takeWithin(
+    ms: number,
+    match: (message: RawMessage) => boolean = () => true,
+  ): Promise<RawMessage | null | "timeout"> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const result = await Promise.race([
       this.take(match),
@@ -164,8 +171,12 @@ export class Inbox {
   /** The next message, which must be of `type`. */
   async expect(type: number, what: string): Promise<RawMessage> {
     const message = await this.take();
-    if (!message) throw new CaseFailure(`the channel closed while waiting for ${what}${this.error ? ` (${this.error})` : ""}`);
-    if (message.type !== type) throw new CaseFailure(`${describe(message)} while waiting for ${what}`);
+    if (!message)
+      throw new CaseFailure(
+        `the channel closed while waiting for ${what}${this.error ? ` (${this.error})` : ""}`,
+      );
+    if (message.type !== type)
+      throw new CaseFailure(`${describe(message)} while waiting for ${what}`);
     return message;
   }
 }
@@ -178,7 +189,10 @@ export function pause(ms: number): Promise<void> {
 /** Races `promise` against `ms`; "timeout" if it did not settle. */
 export async function within<T>(ms: number, promise: Promise<T>): Promise<T | "timeout"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const result = await Promise.race([promise, new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)))]);
+  const result = await Promise.race([
+    promise,
+    new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms))),
+  ]);
   clearTimeout(timer);
   return result;
 }

@@ -14,7 +14,9 @@ export function shellQuote(word: string): string {
 
 /** `{NAME}` placeholders in the command, replaced by shell-quoted values. */
 export function expandPlaceholders(command: string, values: Record<string, string>): string {
-  return command.replace(/\{([A-Z_]+)\}/g, (whole, name: string) => (name in values ? shellQuote(values[name]!) : whole));
+  return command.replace(/\{([A-Z_]+)\}/g, (whole, name: string) =>
+    name in values ? shellQuote(values[name]!) : whole,
+  );
 }
 
 export function hasPlaceholder(command: string, name: string): boolean {
@@ -98,7 +100,8 @@ export class ProgramUnderTest {
           // Keep the last ~64 KiB: enough to explain a failure.
           this.#log.push(decoder.decode(chunk));
           this.#logBytes += chunk.length;
-          while (this.#logBytes > 65536 && this.#log.length > 1) this.#logBytes -= this.#log.shift()!.length;
+          while (this.#logBytes > 65536 && this.#log.length > 1)
+            this.#logBytes -= this.#log.shift()!.length;
         }
       } catch {}
     })();
@@ -106,7 +109,8 @@ export class ProgramUnderTest {
       this.#stdoutDone = (async () => {
         if (options.stdoutDelayMs) await Bun.sleep(options.stdoutDelayMs);
         try {
-          for await (const chunk of this.child.stdout as ReadableStream<Uint8Array>) this.#stdout.push(chunk);
+          for await (const chunk of this.child.stdout as ReadableStream<Uint8Array>)
+            this.#stdout.push(chunk);
         } catch {}
       })();
     }

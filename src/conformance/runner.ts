@@ -3,7 +3,15 @@
 // failed case and never a hung kit. Failures that match a documented deviation of the chosen
 // profile are reported as "deviation".
 
-import { CaseFailure, CaseSkip, type Case, type CaseContext, type Profile, type Role, type Row } from "./types.ts";
+import {
+  CaseFailure,
+  CaseSkip,
+  type Case,
+  type CaseContext,
+  type Profile,
+  type Role,
+  type Row,
+} from "./types.ts";
 
 export const DEFAULT_CASE_TIMEOUT_MS = 15_000;
 /** A row's `seen` is cut here: enough to explain, short enough to read. */
@@ -45,7 +53,9 @@ export function selectCases<F>(driver: RoleDriver<F>, names: string[] | undefine
   const known = new Set(driver.cases.map((c) => c.name));
   const unknown = names.filter((name) => !known.has(name));
   if (unknown.length > 0) {
-    throw new Error(`unknown case${unknown.length > 1 ? "s" : ""} for role ${driver.role}: ${unknown.join(", ")} (qrx conformance --role ${driver.role} --list)`);
+    throw new Error(
+      `unknown case${unknown.length > 1 ? "s" : ""} for role ${driver.role}: ${unknown.join(", ")} (qrx conformance --role ${driver.role} --list)`,
+    );
   }
   return driver.cases.filter((c) => names.includes(c.name));
 }
@@ -60,8 +70,14 @@ export async function runCases<F>(driver: RoleDriver<F>, options: RunOptions = {
   return rows;
 }
 
-async function runOne<F>(driver: RoleDriver<F>, testCase: Case<F>, options: RunOptions): Promise<Row> {
-  const timeoutMs = Math.round((testCase.timeoutMs ?? DEFAULT_CASE_TIMEOUT_MS) * (options.timeoutScale ?? 1));
+async function runOne<F>(
+  driver: RoleDriver<F>,
+  testCase: Case<F>,
+  options: RunOptions,
+): Promise<Row> {
+  const timeoutMs = Math.round(
+    (testCase.timeoutMs ?? DEFAULT_CASE_TIMEOUT_MS) * (options.timeoutScale ?? 1),
+  );
   const started = performance.now();
   const deadline = Date.now() + timeoutMs;
   let step = "starting the program under test";
@@ -80,7 +96,12 @@ async function runOne<F>(driver: RoleDriver<F>, testCase: Case<F>, options: RunO
       reject(new Timeout());
     }, timeoutMs);
   });
-  const base = { case: testCase.name, role: driver.role, expected: testCase.expected, spec: testCase.spec };
+  const base = {
+    case: testCase.name,
+    role: driver.role,
+    expected: testCase.expected,
+    spec: testCase.spec,
+  };
   let result: Pick<Row, "result" | "seen" | "note">;
   try {
     const work = (async () => {
@@ -102,20 +123,26 @@ async function runOne<F>(driver: RoleDriver<F>, testCase: Case<F>, options: RunO
       else seen = `${step}: ${(error as Error).message ?? String(error)}`;
       if (fixture !== null) {
         const diagnosis = driver.diagnose(fixture);
-        if (diagnosis && (options.verboseFailures || error instanceof Timeout)) seen += `; ${diagnosis}`;
+        if (diagnosis && (options.verboseFailures || error instanceof Timeout))
+          seen += `; ${diagnosis}`;
       }
       result = { result: "fail", seen };
       const deviation = options.profile?.deviations.find(
-        (d) => d.role === driver.role && (d.case === testCase.name || d.case === "*") && (!d.when || d.when.test(seen)),
+        (d) =>
+          d.role === driver.role &&
+          (d.case === testCase.name || d.case === "*") &&
+          (!d.when || d.when.test(seen)),
       );
-      if (deviation) result = { result: "deviation", seen, note: `${options.profile!.name}: ${deviation.note}` };
+      if (deviation)
+        result = { result: "deviation", seen, note: `${options.profile!.name}: ${deviation.note}` };
     }
   } finally {
     clearTimeout(timer);
     abort.abort();
     if (fixture !== null) await driver.teardown(fixture).catch(() => {});
   }
-  if (result.seen.length > SEEN_CHARS_MAX) result.seen = `${result.seen.slice(0, SEEN_CHARS_MAX)}… (${result.seen.length} characters)`;
+  if (result.seen.length > SEEN_CHARS_MAX)
+    result.seen = `${result.seen.slice(0, SEEN_CHARS_MAX)}… (${result.seen.length} characters)`;
   return { ...base, ...result, ms: Math.round(performance.now() - started) };
 }
 

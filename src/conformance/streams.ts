@@ -25,7 +25,11 @@ export interface StreamCheck {
 }
 
 /** Every problem of a service side's messages against §6.3 and the expectation. */
-export function checkServiceStream(messages: RawMessage[], expected: ServiceStreamExpectation, endError?: string): StreamCheck {
+export function checkServiceStream(
+  messages: RawMessage[],
+  expected: ServiceStreamExpectation,
+  endError?: string,
+): StreamCheck {
   const problems: string[] = [];
   const limit = maxDataChunk(Math.max(2, expected.version));
   let stdout = "";
@@ -43,7 +47,13 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
     if (isData && length > limit) {
       // Fatal for any receiver (§3.4): what follows cannot be framed, so nothing after it counts.
       const problem = `${typeName(message.type)} header announces ${length} bytes, over the chunk limit ${limit} at version ${expected.version} (fatal for a receiver)`;
-      return { problems: [problem], stdout, stderr, exitCode, summary: summarize(messages.slice(0, index + 1)) };
+      return {
+        problems: [problem],
+        stdout,
+        stderr,
+        exitCode,
+        summary: summarize(messages.slice(0, index + 1)),
+      };
     }
     switch (message.type) {
       case C.MSG_DATA_STDOUT:
@@ -66,8 +76,16 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
         exitCode = exitCodeOf(message);
         break;
       default:
-        problems.push(`a ${typeName(message.type)} message on a service's data channel (fatal for a receiver)`);
-        return { problems, stdout, stderr, exitCode, summary: summarize(messages.slice(0, index + 1)) };
+        problems.push(
+          `a ${typeName(message.type)} message on a service's data channel (fatal for a receiver)`,
+        );
+        return {
+          problems,
+          stdout,
+          stderr,
+          exitCode,
+          summary: summarize(messages.slice(0, index + 1)),
+        };
     }
   }
   if (exits === 0) problems.push("no EXIT_CODE");
@@ -75,17 +93,24 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
   if (afterExit > 0) problems.push(`${afterExit} message(s) after EXIT_CODE`);
   if (dataAfterEof) problems.push("data after a stream's EOF");
   if (expected.exitCodeOnly) {
-    if (messages.some((m) => m.type !== C.MSG_DATA_EXIT_CODE)) problems.push("messages besides EXIT_CODE (JUST_EXEC sends only the exit code, §5.8)");
+    if (messages.some((m) => m.type !== C.MSG_DATA_EXIT_CODE))
+      problems.push("messages besides EXIT_CODE (JUST_EXEC sends only the exit code, §5.8)");
   } else {
     if (stdoutEofs === 0) problems.push("no STDOUT EOF");
     if (stdoutEofs > 1) problems.push(`${stdoutEofs} STDOUT EOFs`);
     if (stderrEofs > 1) problems.push(`${stderrEofs} STDERR EOFs`);
     if (stderrEofs === 0) problems.push("no STDERR EOF");
   }
-  if (expected.exitCode !== undefined && exitCode !== null && exitCode !== expected.exitCode) problems.push(`exit code ${exitCode}, expected ${expected.exitCode}`);
-  const matches = (want: ServiceStreamExpectation["stdout"], got: string) => (typeof want === "function" ? want(got) : want === got);
-  if (expected.stdout !== undefined && !matches(expected.stdout, stdout)) problems.push(`stdout ${JSON.stringify(stdout.slice(0, 80))}${stdout.length > 80 ? ` (${stdout.length} chars)` : ""}`);
-  if (expected.stderr !== undefined && !matches(expected.stderr, stderr)) problems.push(`stderr ${JSON.stringify(stderr.slice(0, 80))}`);
+  if (expected.exitCode !== undefined && exitCode !== null && exitCode !== expected.exitCode)
+    problems.push(`exit code ${exitCode}, expected ${expected.exitCode}`);
+  const matches = (want: ServiceStreamExpectation["stdout"], got: string) =>
+    typeof want === "function" ? want(got) : want === got;
+  if (expected.stdout !== undefined && !matches(expected.stdout, stdout))
+    problems.push(
+      `stdout ${JSON.stringify(stdout.slice(0, 80))}${stdout.length > 80 ? ` (${stdout.length} chars)` : ""}`,
+    );
+  if (expected.stderr !== undefined && !matches(expected.stderr, stderr))
+    problems.push(`stderr ${JSON.stringify(stderr.slice(0, 80))}`);
   if (endError) problems.push(endError);
   // "no STDERR EOF" last, so a profile that never sends it can match the problem list exactly.
   problems.sort((a, b) => Number(a === "no STDERR EOF") - Number(b === "no STDERR EOF"));
@@ -94,5 +119,7 @@ export function checkServiceStream(messages: RawMessage[], expected: ServiceStre
 
 /** `summary`, or `summary — problem; problem` */
 export function describeCheck(check: StreamCheck): string {
-  return check.problems.length === 0 ? check.summary : `${check.summary} — ${check.problems.join("; ")}`;
+  return check.problems.length === 0
+    ? check.summary
+    : `${check.summary} — ${check.problems.join("; ")}`;
 }

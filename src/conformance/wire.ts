@@ -28,13 +28,18 @@ export class RawPeer {
   constructor(readonly connection: Connection) {}
 
   /** Connects to a unix socket, retrying while it does not exist or refuses (the program starts). */
-  static async connect(path: string, timeoutMs: number, alive: () => boolean = () => true): Promise<RawPeer> {
+  static async connect(
+    path: string,
+    timeoutMs: number,
+    alive: () => boolean = () => true,
+  ): Promise<RawPeer> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
         return new RawPeer(await Connection.connect(path, RAW_INPUT));
       } catch (error) {
-        if (Date.now() > deadline) throw new Error(`nothing accepted on ${path} within ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(`nothing accepted on ${path} within ${timeoutMs} ms`);
         if (!alive()) throw new Error(`the program exited before listening on ${path}`);
         await Bun.sleep(5);
       }
@@ -46,15 +51,21 @@ export class RawPeer {
     if (existsSync(path)) rmSync(path);
     const arrived: RawPeer[] = [];
     const waiting: Array<(peer: RawPeer) => void> = [];
-    const listener = Connection.listen(path, (connection) => {
-      const peer = new RawPeer(connection);
-      const waiter = waiting.shift();
-      if (waiter) waiter(peer);
-      else arrived.push(peer);
-    }, RAW_INPUT);
+    const listener = Connection.listen(
+      path,
+      (connection) => {
+        const peer = new RawPeer(connection);
+        const waiter = waiting.shift();
+        if (waiter) waiter(peer);
+        else arrived.push(peer);
+      },
+      RAW_INPUT,
+    );
     const next = () => {
       const ready = arrived.shift();
-      return ready ? Promise.resolve(ready) : new Promise<RawPeer>((resolve) => waiting.push(resolve));
+      return ready
+        ? Promise.resolve(ready)
+        : new Promise<RawPeer>((resolve) => waiting.push(resolve));
     };
     return {
       path,
@@ -85,7 +96,8 @@ export class RawPeer {
     const head = await this.connection.read(C.HEADER_BYTES);
     if (head === null) return null;
     const header = decodeHeader(head);
-    if (header.len > payloadBytesMax) throw new Error(`${typeName(header.type)} announces ${header.len} bytes`);
+    if (header.len > payloadBytesMax)
+      throw new Error(`${typeName(header.type)} announces ${header.len} bytes`);
     const payload = header.len === 0 ? new Uint8Array(0) : await this.connection.read(header.len);
     if (payload === null) throw new Error(`EOF inside a ${typeName(header.type)} message`);
     return { type: header.type, payload };
@@ -95,7 +107,8 @@ export class RawPeer {
   async receiveHello(): Promise<number> {
     const message = await this.receive(64);
     if (!message) throw new Error("expected HELLO, got EOF");
-    if (message.type !== C.MSG_HELLO || message.payload.length !== 4) throw new Error(`expected HELLO, got ${describe(message)}`);
+    if (message.type !== C.MSG_HELLO || message.payload.length !== 4)
+      throw new Error(`expected HELLO, got ${describe(message)}`);
     return new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0, true);
   }
 
@@ -157,9 +170,12 @@ function quote(bytes: Uint8Array, limit = 40): string {
 export function describe(message: RawMessage): string {
   const name = typeName(message.type);
   if (message.type === C.MSG_DATA_EXIT_CODE) {
-    return message.payload.length === 4 ? `EXIT_CODE ${decodeExitCode(message.payload)}` : `EXIT_CODE (${message.payload.length}-byte payload)`;
+    return message.payload.length === 4
+      ? `EXIT_CODE ${decodeExitCode(message.payload)}`
+      : `EXIT_CODE (${message.payload.length}-byte payload)`;
   }
-  if (message.type === C.MSG_HELLO && message.payload.length === 4) return `HELLO ${new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0, true)}`;
+  if (message.type === C.MSG_HELLO && message.payload.length === 4)
+    return `HELLO ${new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0, true)}`;
   if (message.type >= C.MSG_DATA_STDIN && message.type <= C.MSG_DATA_STDERR) {
     return message.payload.length === 0 ? `${name} EOF` : `${name} ${quote(message.payload)}`;
   }
@@ -172,18 +188,31 @@ export function summarize(messages: RawMessage[]): string {
   let run: { type: number; chunks: number; bytes: number; first: Uint8Array } | null = null;
   const flush = () => {
     if (!run) return;
-    parts.push(run.chunks === 1 ? describe({ type: run.type, payload: run.first }) : `${typeName(run.type)} ${run.chunks} chunks, ${run.bytes} bytes`);
+    parts.push(
+      run.chunks === 1
+        ? describe({ type: run.type, payload: run.first })
+        : `${typeName(run.type)} ${run.chunks} chunks, ${run.bytes} bytes`,
+    );
     run = null;
   };
   for (const message of messages) {
-    const isData = message.type >= C.MSG_DATA_STDIN && message.type <= C.MSG_DATA_STDERR && message.payload.length > 0;
+    const isData =
+      message.type >= C.MSG_DATA_STDIN &&
+      message.type <= C.MSG_DATA_STDERR &&
+      message.payload.length > 0;
     if (isData && run && run.type === message.type) {
       run.chunks++;
       run.bytes += message.payload.length;
       continue;
     }
     flush();
-    if (isData) run = { type: message.type, chunks: 1, bytes: message.payload.length, first: message.payload };
+    if (isData)
+      run = {
+        type: message.type,
+        chunks: 1,
+        bytes: message.payload.length,
+        first: message.payload,
+      };
     else parts.push(describe(message));
   }
   flush();
@@ -193,7 +222,8 @@ export function summarize(messages: RawMessage[]): string {
     const last = collapsed.at(-1);
     const match = last ? /^(.*) ×(\d+)$/.exec(last) : null;
     if (last === part) collapsed[collapsed.length - 1] = `${part} ×2`;
-    else if (match && match[1] === part) collapsed[collapsed.length - 1] = `${part} ×${Number(match[2]) + 1}`;
+    else if (match && match[1] === part)
+      collapsed[collapsed.length - 1] = `${part} ×${Number(match[2]) + 1}`;
     else collapsed.push(part);
   }
   return collapsed.length === 0 ? "(nothing)" : collapsed.join(", ");

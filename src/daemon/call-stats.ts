@@ -19,7 +19,8 @@ export class CallStats {
     if (path === null) return;
     try {
       const saved = JSON.parse(readFileSync(path, "utf8")) as Partial<CallCounts>;
-      for (const key of ["served", "toDom0"] as const) if (Number.isSafeInteger(saved[key])) this.counts[key] = saved[key]!;
+      for (const key of ["served", "toDom0"] as const)
+        if (Number.isSafeInteger(saved[key])) this.counts[key] = saved[key]!;
     } catch {}
     this.flush();
   }

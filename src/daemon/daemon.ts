@@ -42,7 +42,13 @@ import type { ServiceContext } from "../services/start.ts";
 import { daemonSocketPath } from "./daemon-client.ts";
 import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
-import { adminServiceAt, executeDispvm, executeVm, runToDom0, type AdminService } from "./execute.ts";
+import {
+  adminServiceAt,
+  executeDispvm,
+  executeVm,
+  runToDom0,
+  type AdminService,
+} from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
 import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
@@ -130,7 +136,11 @@ export class Daemon {
   // ---------------------------------------------------------------- agent
 
   async #connectAgent(): Promise<void> {
-    const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain: this.#options.domain, port: VCHAN_BASE_PORT });
+    const vchan = Vchan.clientAsync({
+      localDomain: 0,
+      remoteDomain: this.#options.domain,
+      port: VCHAN_BASE_PORT,
+    });
     const control = vchan.attach({
       kind: StreamKind.Control,
       version: QREXEC_PROTOCOL_VERSION,
@@ -192,9 +202,10 @@ export class Daemon {
       this.#control.send(type, body);
       return null;
     } catch (error) {
-      const reason = (error as { code?: string }).code === "EMSGSIZE"
-        ? `too long for the agent of ${this.#options.name}: ${describe(error)}`
-        : describe(error);
+      const reason =
+        (error as { code?: string }).code === "EMSGSIZE"
+          ? `too long for the agent of ${this.#options.name}: ${describe(error)}`
+          : describe(error);
       this.#options.log(`cannot send message 0x${type.toString(16)} to the agent: ${reason}`);
       return reason;
     }
@@ -228,7 +239,12 @@ export class Daemon {
     watcher?.close();
   }
 
-  async #handleTrigger(trigger: { source: string | null; target: string; service: string; ident: Uint8Array }): Promise<void> {
+  async #handleTrigger(trigger: {
+    source: string | null;
+    target: string;
+    service: string;
+    ident: Uint8Array;
+  }): Promise<void> {
     const key = identKey(trigger.ident);
     if (this.#pending.size >= MAX_CLIENTS || this.#pending.has(key)) {
       const ident = untrusted(fieldText(trigger.ident));
@@ -243,7 +259,12 @@ export class Daemon {
       const target = untrusted(trigger.target);
       const call = `${this.#options.name} -> ${target} ${untrusted(trigger.service)}`;
       this.#refusals.log(this.#options.name, `${call}: ${untrusted(why, 512)}`);
-      if (this.#pending.get(key) === entry && entry.state === "pending" && this.#control === control) this.#refuse(trigger.ident);
+      if (
+        this.#pending.get(key) === entry &&
+        entry.state === "pending" &&
+        this.#control === control
+      )
+        this.#refuse(trigger.ident);
     };
     const trace = this.#traceTrigger(trigger);
     try {
@@ -257,8 +278,11 @@ export class Daemon {
         },
         { ...this.#options.policy, log: this.#options.log },
       );
-      trace?.stage("policy-answered", { answer: decision.kind === "allow" ? decision.target : "no" });
-      if (decision.kind !== "allow") return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
+      trace?.stage("policy-answered", {
+        answer: decision.kind === "allow" ? decision.target : "no",
+      });
+      if (decision.kind !== "allow")
+        return refuseIfPending(decision.kind === "deny" ? "denied by policy" : decision.reason);
       for (const unknown of decision.unknownKeys) {
         this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
       }
@@ -281,7 +305,10 @@ export class Daemon {
       } else if (decision.target.startsWith(DISPVM_PREFIX)) {
         // §7.6: a DispVM needs autostart (it is never running yet) and qubesd to create it.
         if (!decision.autostart) return refuseIfPending(`${decision.target} needs autostart`);
-        if (this.#admin === null) return refuseIfPending(`${decision.target}: no admin service (qubesd socket) to create a DisposableVM`);
+        if (this.#admin === null)
+          return refuseIfPending(
+            `${decision.target}: no admin service (qubesd socket) to create a DisposableVM`,
+          );
         const template = (decision.targetUuid ?? decision.target).slice(DISPVM_PREFIX.length);
         const dispvm = await executeDispvm({
           socketDir: this.#options.socketDir,
@@ -322,7 +349,8 @@ export class Daemon {
   #socketPaths(): { main: string; links: string[] } {
     const main = daemonSocketPath(this.#options.socketDir, String(this.#options.domain));
     const links = [daemonSocketPath(this.#options.socketDir, this.#options.name)];
-    if (this.#options.uuid) links.push(daemonSocketPath(this.#options.socketDir, `uuid:${this.#options.uuid}`));
+    if (this.#options.uuid)
+      links.push(daemonSocketPath(this.#options.socketDir, `uuid:${this.#options.uuid}`));
     return { main, links };
   }
 
@@ -357,7 +385,8 @@ export class Daemon {
       const hello = await connection.readMessage(PEER_INFO_BYTES);
       if (hello === null) return connection.close();
       const version = decodeHello(hello.header, hello.payload);
-      if (version < QREXEC_CLIENT_PROTOCOL_VERSION) throw new Error(`client speaks protocol ${version}, at least 3 is needed`);
+      if (version < QREXEC_CLIENT_PROTOCOL_VERSION)
+        throw new Error(`client speaks protocol ${version}, at least 3 is needed`);
       const message = await connection.readMessage(MAX_QREXEC_CMD_LEN);
       if (message === null) return connection.close();
       if (!this.#handleClientMessage(connection, message.header, message.payload)) {
@@ -402,18 +431,27 @@ export class Daemon {
    * and forward it to the agent (§7.2). Returns the allocated `{our domain, port}`, or null when
    * the request named its port. Throws when the request must be dropped.
    */
-  #accept(type: number, params: ExecParams & { tail: Uint8Array }, watcher: Connection | null): ExecParams | null {
+  #accept(
+    type: number,
+    params: ExecParams & { tail: Uint8Array },
+    watcher: Connection | null,
+  ): ExecParams | null {
     let tail = params.tail;
     const ident = new Uint8Array(IDENT_BYTES);
     if (type === MSG_SERVICE_CONNECT) {
       ident.set(tail.subarray(0, IDENT_BYTES));
       const entry = this.#pending.get(identKey(ident));
-      if (!entry || entry.state !== "pending") throw new Error(`SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}, which is not pending`);
+      if (!entry || entry.state !== "pending")
+        throw new Error(
+          `SERVICE_CONNECT for ${JSON.stringify(fieldText(ident))}, which is not pending`,
+        );
       entry.state = "allowed";
     } else {
       const command = new TextDecoder().decode(tail.subarray(0, tail.length - 1));
       if (command.startsWith(DEFAULT_USER_PREFIX)) {
-        tail = new TextEncoder().encode(`${substituteDefaultUser(command, this.#options.defaultUser)}\0`);
+        tail = new TextEncoder().encode(
+          `${substituteDefaultUser(command, this.#options.defaultUser)}\0`,
+        );
       }
     }
     let port = params.connectPort;

@@ -84,9 +84,14 @@ export interface AdminService {
 export function adminServiceAt(socketPath: string): AdminService {
   return {
     async createDisposable(template) {
-      const reply = await qubesdCallText(socketPath, "admin.vm.CreateDisposable", template, { payload: "uuid" });
+      const reply = await qubesdCallText(socketPath, "admin.vm.CreateDisposable", template, {
+        payload: "uuid",
+      });
       // §7.6: the reply is checked to be exactly "uuid:" and a 36-character UUID.
-      if (!/^uuid:[0-9a-f-]{36}$/.test(reply)) throw new Error(`admin.vm.CreateDisposable answered ${JSON.stringify(reply.slice(0, 64))}, not uuid:<uuid>`);
+      if (!/^uuid:[0-9a-f-]{36}$/.test(reply))
+        throw new Error(
+          `admin.vm.CreateDisposable answered ${JSON.stringify(reply.slice(0, 64))}, not uuid:<uuid>`,
+        );
       return reply;
     },
     async start(domain) {
@@ -100,7 +105,8 @@ export function adminServiceAt(socketPath: string): AdminService {
 
 function notReachable(target: string, error: unknown): Error {
   const code = (error as { code?: string }).code;
-  if (code === "ENOENT" || code === "ECONNREFUSED") return new Error(`the daemon of ${target} is not listening (${code}): is ${target} running?`);
+  if (code === "ENOENT" || code === "ECONNREFUSED")
+    return new Error(`the daemon of ${target} is not listening (${code}): is ${target} running?`);
   return error instanceof Error ? error : new Error(String(error));
 }
 
@@ -115,8 +121,14 @@ function isNotListening(error: unknown): boolean {
  * the target daemon's connection when asked to keep it. A target whose daemon is not listening
  * is started first when the policy said autostart (§7.6).
  */
-export async function executeVm(call: VmCall & { autostart?: { admin: AdminService } | null }): Promise<Connection | null> {
-  const command = buildVmServiceCommand({ user: call.user, service: call.service, source: call.sourceName });
+export async function executeVm(
+  call: VmCall & { autostart?: { admin: AdminService } | null },
+): Promise<Connection | null> {
+  const command = buildVmServiceCommand({
+    user: call.user,
+    service: call.service,
+    source: call.sourceName,
+  });
   return executeVmCommand({ ...call, command });
 }
 
@@ -214,7 +226,10 @@ export interface Dom0Result {
  * (STDERR EOF, STDOUT EOF, EXIT_CODE 125|127) once the vchan is up.
  */
 export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
-  const allocated = await call.source.serviceConnect({ connectDomain: 0, connectPort: 0 }, call.ident);
+  const allocated = await call.source.serviceConnect(
+    { connectDomain: 0, connectPort: 0 },
+    call.ident,
+  );
   if (allocated === null) throw new Error("daemon allocated no port");
   const parsed = parseCommand(call.command, { stripUser: false });
   const prepared = prepareDom0(parsed, call.sourceName, call.context);
@@ -265,13 +280,23 @@ function identText(ident: FixedField): string {
  * Resolves when the call is set up; the kill happens later, in the background.
  */
 export async function executeDispvm(
-  call: Omit<VmCall, "target" | "keepTargetConnection"> & { template: string; admin: AdminService; log: (message: string) => void },
+  call: Omit<VmCall, "target" | "keepTargetConnection"> & {
+    template: string;
+    admin: AdminService;
+    log: (message: string) => void;
+  },
 ): Promise<string> {
   const key = tracing ? triggerKey(call.sourceDomain, identText(call.ident)) : "";
   const dispvm = await call.admin.createDisposable(call.template);
   traceKeyed(0, "dispvm-created", [key], { dispvm });
   const kill = () =>
-    call.admin.kill(dispvm).catch((error: unknown) => call.log(`admin.vm.Kill ${dispvm}: ${error instanceof Error ? error.message : String(error)}`));
+    call.admin
+      .kill(dispvm)
+      .catch((error: unknown) =>
+        call.log(
+          `admin.vm.Kill ${dispvm}: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      );
   let targetDaemon: Connection | null;
   try {
     await call.admin.start(dispvm);

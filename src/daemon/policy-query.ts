@@ -3,7 +3,12 @@
 
 import { Connection } from "../io/connection.ts";
 import { POLICY_RESPONSE_BYTES_MAX } from "../protocol/constants.ts";
-import { buildPolicyRequest, parsePolicyResponse, type PolicyRequest, type PolicyResponse } from "../protocol/policy-response.ts";
+import {
+  buildPolicyRequest,
+  parsePolicyResponse,
+  type PolicyRequest,
+  type PolicyResponse,
+} from "../protocol/policy-response.ts";
 import { untrusted } from "../io/log-text.ts";
 
 export interface PolicyEndpoints {
@@ -19,22 +24,32 @@ function describe(error: unknown): string {
 }
 
 async function askSocket(socketPath: string, request: PolicyRequest): Promise<PolicyResponse> {
-  return parsePolicyResponse(await Connection.exchange(socketPath, buildPolicyRequest(request), { bytesMax: POLICY_RESPONSE_BYTES_MAX - 1 }));
+  return parsePolicyResponse(
+    await Connection.exchange(socketPath, buildPolicyRequest(request), {
+      bytesMax: POLICY_RESPONSE_BYTES_MAX - 1,
+    }),
+  );
 }
 
 async function askProgram(program: string, request: PolicyRequest): Promise<PolicyResponse> {
-  const child = Bun.spawn([program, "--", request.source, request.intendedTarget, request.serviceAndArg], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "inherit",
-  });
+  const child = Bun.spawn(
+    [program, "--", request.source, request.intendedTarget, request.serviceAndArg],
+    {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+    },
+  );
   const [output, status] = await Promise.all([new Response(child.stdout).bytes(), child.exited]);
   if (status !== 0) return { kind: "deny", unknownKeys: [] };
   return parsePolicyResponse(output);
 }
 
 /** The decision for `request`; every failure to get a well-formed one is a deny. */
-export async function queryPolicy(request: PolicyRequest, endpoints: PolicyEndpoints): Promise<PolicyResponse> {
+export async function queryPolicy(
+  request: PolicyRequest,
+  endpoints: PolicyEndpoints,
+): Promise<PolicyResponse> {
   if (endpoints.socketPath !== null) {
     try {
       const response = await askSocket(endpoints.socketPath, request);
@@ -43,7 +58,9 @@ export async function queryPolicy(request: PolicyRequest, endpoints: PolicyEndpo
       const fallback = `asking ${endpoints.program}`;
       endpoints.log(`policy socket ${endpoints.socketPath}: ${reason}; ${fallback}`);
     } catch (error) {
-      endpoints.log(`policy socket ${endpoints.socketPath}: ${describe(error)}; asking ${endpoints.program}`);
+      endpoints.log(
+        `policy socket ${endpoints.socketPath}: ${describe(error)}; asking ${endpoints.program}`,
+      );
     }
   }
   try {

@@ -24,7 +24,8 @@ export function formatRate(bytesPerSecond: number): string {
 
 export function formatSeconds(seconds: number): string {
   if (seconds < 10) return `${seconds.toFixed(1)} s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`;
+  if (seconds < 3600)
+    return `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`;
   return `${Math.floor(seconds / 3600)}:${String(Math.floor((seconds % 3600) / 60)).padStart(2, "0")}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`;
 }
 
@@ -54,7 +55,10 @@ export class Progress {
     const { total } = this.options;
     const of = total === null ? formatBytes(done) : `${formatBytes(done)} / ${formatBytes(total)}`;
     const percent = total ? ` (${Math.floor((100 * done) / total)}%)` : "";
-    const eta = total !== null && rate > 0 && done < total ? `, ETA ${formatSeconds((total - done) / rate)}` : "";
+    const eta =
+      total !== null && rate > 0 && done < total
+        ? `, ETA ${formatSeconds((total - done) / rate)}`
+        : "";
     return `${of}${percent}, ${formatRate(rate)}${eta}`;
   }
 
@@ -85,6 +89,8 @@ export class Progress {
     const seconds = (this.#now() - this.#started) / 1000;
     const rate = seconds > 0 ? done / seconds : 0;
     const of = this.options.total === null ? "" : ` of ${formatBytes(this.options.total)}`;
-    this.options.write(`sent ${formatBytes(done)}${of} in ${seconds.toFixed(1)} s, ${formatRate(rate)}\n`);
+    this.options.write(
+      `sent ${formatBytes(done)}${of} in ${seconds.toFixed(1)} s, ${formatRate(rate)}\n`,
+    );
   }
 }

@@ -39,7 +39,13 @@ export function normalizeSource(path: string): string {
 }
 
 export function checkTree(sources: string[], options: TreeCheckOptions): TreeCheckResult {
-  const result: TreeCheckResult = { status: 0, totalBytes: 0, files: 0, problems: [], unsafeNames: [] };
+  const result: TreeCheckResult = {
+    status: 0,
+    totalBytes: 0,
+    files: 0,
+    problems: [],
+    unsafeNames: [],
+  };
   const refuse = (message: string) => result.problems.push(message);
 
   const walk = (path: string, relative: string) => {
@@ -88,7 +94,8 @@ export function checkTree(sources: string[], options: TreeCheckOptions): TreeChe
     const source = normalizeSource(raw);
     const name = basename(source);
     if (source === "") refuse("an empty file name cannot be copied");
-    else if (source === "/" || name === "" || name === "." || name === "..") refuse(`cannot copy '${raw}': name the files or the directory itself, not '.', '..' or '/'`);
+    else if (source === "/" || name === "" || name === "." || name === "..")
+      refuse(`cannot copy '${raw}': name the files or the directory itself, not '.', '..' or '/'`);
     else walk(source, name);
   }
   result.status = result.problems.length > 0 ? 1 : result.unsafeNames.length > 0 ? 2 : 0;

@@ -4,7 +4,8 @@
 import { chmodSync, lstatSync, unlinkSync } from "node:fs";
 import type { Socket, UnixSocketListener } from "bun";
 
-export type Parsed<Request> = { kind: "more" } | { kind: "drop"; reason: string } | { kind: "request"; request: Request };
+export type Parsed<Request> =
+  { kind: "more" } | { kind: "drop"; reason: string } | { kind: "request"; request: Request };
 
 export interface RequestServerOptions<Request> {
   socketPath: string;

@@ -3,10 +3,27 @@
 // DisposableVMs, runs the policy daemon, answers internal.GetSystemInfo for the policy, and
 // restarts whatever crashes. One process; its API is qubesd's socket protocol plus qrx.lab.*.
 
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  copyFileSync,
+  chmodSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { SocketListener } from "bun";
-import { decodeRequest, encodeError, encodeSuccess, QUBESD_MESSAGE_MAX, QubesdError, type QubesdRequest } from "../admin/qubesd.ts";
+import {
+  decodeRequest,
+  encodeError,
+  encodeSuccess,
+  QUBESD_MESSAGE_MAX,
+  QubesdError,
+  type QubesdRequest,
+} from "../admin/qubesd.ts";
 import type { CallCounts } from "../daemon/call-stats.ts";
 import { Connection } from "../io/connection.ts";
 import type { LabConfig, ServiceFile } from "./config.ts";
@@ -112,11 +129,15 @@ export class LabAdmin {
     this.#prepareDirs();
     this.#listen();
     this.#startPolicy();
-    await this.#isolator.warm(domainEnv(this.layout, { name: "dom0", id: 0 }, this.config.transport));
+    await this.#isolator.warm(
+      domainEnv(this.layout, { name: "dom0", id: 0 }, this.config.transport),
+    );
     const initial = this.registry.all().filter((record) => record.id !== 0 && record.autostartAtUp);
     await Promise.all(initial.map((record) => this.start(record)));
     this.#ready = true;
-    this.log(`lab ready: ${initial.map((record) => record.name).join(", ") || "no domains"} running`);
+    this.log(
+      `lab ready: ${initial.map((record) => record.name).join(", ") || "no domains"} running`,
+    );
     // After the lab is ready, so `lab up` does not wait for them.
     const templates = this.registry.all().filter((record) => record.templateForDispvms);
     for (const template of templates) void this.#pool.fill(template);
@@ -124,24 +145,30 @@ export class LabAdmin {
 
   #prepareDirs(): void {
     const { layout } = this;
-    for (const dir of [layout.socketDir, layout.vchanDir, layout.logDir, layout.domainsDir]) mkdirSync(dir, { recursive: true });
+    for (const dir of [layout.socketDir, layout.vchanDir, layout.logDir, layout.domainsDir])
+      mkdirSync(dir, { recursive: true });
     // Whatever a crashed lab left: sockets, rendezvous files, DisposableVMs.
-    for (const dir of [layout.socketDir, layout.vchanDir]) for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
+    for (const dir of [layout.socketDir, layout.vchanDir])
+      for (const entry of readdirSync(dir))
+        rmSync(join(dir, entry), { recursive: true, force: true });
     rmSync(layout.asksDir, { recursive: true, force: true }); // questions of a lab that is gone
     for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
     for (const entry of readdirSync(layout.domainsDir)) {
-      if (/^disp\d+$/.test(entry) && !this.registry.find(entry)) rmSync(layout.domainDir(entry), { recursive: true, force: true });
+      if (/^disp\d+$/.test(entry) && !this.registry.find(entry))
+        rmSync(layout.domainDir(entry), { recursive: true, force: true });
     }
     this.#prepareDomain("dom0", this.config.dom0Services);
     for (const domain of this.config.domains) this.#prepareDomain(domain.name, domain.services);
     mkdirSync(layout.policyDir, { recursive: true });
-    if (this.config.policy !== null) writeFileSync(join(layout.policyDir, "50-lab.policy"), this.config.policy);
+    if (this.config.policy !== null)
+      writeFileSync(join(layout.policyDir, "50-lab.policy"), this.config.policy);
     this.#isolator.prepare();
   }
 
   #prepareDomain(name: string, services: ServiceFile[]): void {
     const { layout } = this;
-    for (const dir of [layout.home(name), layout.rpcDir(name), layout.rpcConfigDir(name)]) mkdirSync(dir, { recursive: true });
+    for (const dir of [layout.home(name), layout.rpcDir(name), layout.rpcConfigDir(name)])
+      mkdirSync(dir, { recursive: true });
     for (const service of services) {
       const target = join(layout.rpcDir(name), service.name);
       copyFileSync(service.path, target);
@@ -244,13 +271,18 @@ export class LabAdmin {
         if (Date.now() > deadline || this.#shuttingDown) {
           await this.#stopProcesses(record);
           record.state = "Halted";
-          throw new QubesdError("QubesException", `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ${layout.log(`${record.name}.agent`)} and ${layout.log(`${record.name}.daemon`)}`);
+          throw new QubesdError(
+            "QubesException",
+            `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ${layout.log(`${record.name}.agent`)} and ${layout.log(`${record.name}.daemon`)}`,
+          );
         }
         await Bun.sleep(READY_POLL_MS);
       }
       record.state = "Running";
       record.runningSince = Date.now();
-      this.log(`${record.name} (domain ${record.id}) started in ${(performance.now() - started).toFixed(0)} ms: agent pid ${agent.pid}, daemon pid ${daemon.pid}`);
+      this.log(
+        `${record.name} (domain ${record.id}) started in ${(performance.now() - started).toFixed(0)} ms: agent pid ${agent.pid}, daemon pid ${daemon.pid}`,
+      );
     });
   }
 
@@ -270,7 +302,8 @@ export class LabAdmin {
 
   /** Stops `record`'s processes; a DisposableVM is destroyed with them (its dirs and id go). */
   kill(record: DomainRecord): Promise<void> {
-    if (record.id === 0) return Promise.reject(new QubesdError("QubesException", "dom0 cannot be killed"));
+    if (record.id === 0)
+      return Promise.reject(new QubesdError("QubesException", "dom0 cannot be killed"));
     return this.#serialized(record, async () => {
       if (record.state !== "Halted") {
         record.state = "Stopping";
@@ -293,13 +326,15 @@ export class LabAdmin {
   }
 
   #removeSockets(record: DomainRecord): void {
-    for (const name of [String(record.id), record.name, `uuid:${record.uuid}`]) rmSync(join(this.layout.socketDir, `qrexec.${name}`), { force: true });
+    for (const name of [String(record.id), record.name, `uuid:${record.uuid}`])
+      rmSync(join(this.layout.socketDir, `qrexec.${name}`), { force: true });
     rmSync(this.layout.agentSocket(record.name), { force: true });
   }
 
   /** A Halted DispVM of `template`, its dirs cloned from the template's. */
   createDisposable(template: DomainRecord): DomainRecord {
-    if (!template.templateForDispvms) throw new QubesdError("QubesException", `${template.name} is not a DisposableVM template`);
+    if (!template.templateForDispvms)
+      throw new QubesdError("QubesException", `${template.name} is not a DisposableVM template`);
     if (this.#shuttingDown) throw new QubesdError("QubesException", "the lab is shutting down");
     const started = performance.now();
     const record = this.registry.addDisposable(template);
@@ -315,10 +350,15 @@ export class LabAdmin {
       }
     } catch (error) {
       this.#destroy(record);
-      throw new QubesdError("QubesException", `cannot create a DisposableVM of ${template.name}: ${describe(error)}`);
+      throw new QubesdError(
+        "QubesException",
+        `cannot create a DisposableVM of ${template.name}: ${describe(error)}`,
+      );
     }
     this.#disposablesCreated++;
-    this.log(`${record.name} (domain ${record.id}) created from ${template.name} in ${(performance.now() - started).toFixed(1)} ms`);
+    this.log(
+      `${record.name} (domain ${record.id}) created from ${template.name} in ${(performance.now() - started).toFixed(1)} ms`,
+    );
     return record;
   }
 
@@ -340,7 +380,9 @@ export class LabAdmin {
   }
 
   status(): LabStatus {
-    const counts = new Map(this.registry.all().map((record) => [record.name, this.#callCounts(record.name)]));
+    const counts = new Map(
+      this.registry.all().map((record) => [record.name, this.#callCounts(record.name)]),
+    );
     const toDom0 = [...counts.values()].reduce((sum, count) => sum + count.toDom0, 0);
     return {
       dir: this.layout.dir,
@@ -413,17 +455,21 @@ export class LabAdmin {
         return "";
       case "admin.vm.Kill": {
         const record = this.#domain(request.dest);
-        if (record.state === "Halted" && record.klass !== "DispVM") throw new QubesdError("QubesVMNotStartedError", `domain ${record.name} is not running`);
+        if (record.state === "Halted" && record.klass !== "DispVM")
+          throw new QubesdError("QubesVMNotStartedError", `domain ${record.name} is not running`);
         await this.kill(record);
         return "";
       }
       case "admin.vm.CreateDisposable": {
         // `@dispvm` (keyword dispvm) is dom0's default DisposableVM template.
         const templateName = request.dest === "@dispvm" ? this.config.defaultDispvm : request.dest;
-        if (templateName === null) throw new QubesdError("QubesException", "the lab has no default_dispvm");
+        if (templateName === null)
+          throw new QubesdError("QubesException", "the lab has no default_dispvm");
         const template = this.#domain(templateName);
         const record = this.#pool.take(template) ?? this.createDisposable(template);
-        return new TextDecoder().decode(request.payload) === "uuid" ? `uuid:${record.uuid}` : record.name;
+        return new TextDecoder().decode(request.payload) === "uuid"
+          ? `uuid:${record.uuid}`
+          : record.name;
       }
       case "internal.GetSystemInfo":
         return JSON.stringify(this.registry.systemInfo());
@@ -443,13 +489,20 @@ export class LabAdmin {
     this.#shuttingDown ??= (async () => {
       this.log("shutting down");
       const domains = this.registry.all().filter((record) => record.id !== 0);
-      await Promise.all(domains.map((record) => this.kill(record).catch((error: unknown) => this.log(`stopping ${record.name}: ${describe(error)}`))));
+      await Promise.all(
+        domains.map((record) =>
+          this.kill(record).catch((error: unknown) =>
+            this.log(`stopping ${record.name}: ${describe(error)}`),
+          ),
+        ),
+      );
       await this.#policy?.stop();
       this.#listener?.stop(true);
       this.#isolator.close();
       const { layout } = this;
       for (const path of [layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
-      for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir]) rmSync(dir, { recursive: true, force: true });
+      for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir])
+        rmSync(dir, { recursive: true, force: true });
       this.log("lab down");
       this.onShutdown();
     })();

@@ -106,8 +106,10 @@ export class AskWatcher {
 
   #refusal(id: string, question: AskQuestion, by: string): string {
     const argument = question.argument === "+" ? "" : question.argument;
-    return `qrx: the policy asked (question ${id}, rule ${question.rule}) whether ` +
-      `${question.source} may call ${question.service}${argument}, and the answer was no (${by})\n`;
+    return (
+      `qrx: the policy asked (question ${id}, rule ${question.rule}) whether ` +
+      `${question.source} may call ${question.service}${argument}, and the answer was no (${by})\n`
+    );
   }
 
   #promptNext(): void {

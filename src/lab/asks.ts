@@ -23,7 +23,9 @@ export function formatAsks(asks: PendingAsk[], layout: LabLayout, now = Date.now
     question.source,
     `${question.service}${question.argument === "+" ? "" : question.argument}`,
     question.intendedTarget,
-    question.targets.map((target) => (target === question.defaultTarget ? `${target}*` : target)).join(),
+    question.targets
+      .map((target) => (target === question.defaultTarget ? `${target}*` : target))
+      .join(),
     formatDuration(now - askedAt),
     question.rule,
   ]);

@@ -142,7 +142,9 @@ export class VchanBroker {
     if (known?.ino === ino) return;
     if (nlink !== 1) {
       // A hard link to a socket it was handed (a vchan offered to it) is not its own offer.
-      this.log(`vchan broker: refused ${file} in ${ownerName}'s directory: not a socket of its own`);
+      this.log(
+        `vchan broker: refused ${file} in ${ownerName}'s directory: not a socket of its own`,
+      );
       return rmSync(source, { force: true });
     }
     const clientDir = this.#dirs.get(client);

@@ -75,7 +75,15 @@ const NAME = /^[a-zA-Z][a-zA-Z0-9_.-]{0,30}$/;
 const TAG = /^[a-zA-Z0-9_-]{1,64}$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const SERVICE_NAME = /^[A-Za-z0-9_.+-]{1,64}$/;
-const TOP_KEYS = new Set(["default_dispvm", "policy", "transport", "ask", "isolation", "dom0", "domain"]);
+const TOP_KEYS = new Set([
+  "default_dispvm",
+  "policy",
+  "transport",
+  "ask",
+  "isolation",
+  "dom0",
+  "domain",
+]);
 const DOMAIN_KEYS = new Set([
   "name",
   "type",
@@ -216,7 +224,11 @@ function topLevel(check: Checker, data: Record<string, unknown>): LabConfig {
   }
   const isolation = check.str("top", "isolation", data.isolation, "isolation") ?? "namespaces";
   if (!(ISOLATION_MODES as readonly string[]).includes(isolation)) {
-    check.problem("top", "isolation", `isolation must be "namespaces" or "none", not "${isolation}"`);
+    check.problem(
+      "top",
+      "isolation",
+      `isolation must be "namespaces" or "none", not "${isolation}"`,
+    );
   }
   const ask = check.str("top", "ask", data.ask, "ask") ?? "tty";
   const askProblem = askModeProblem(ask);
@@ -310,7 +322,8 @@ function domainEntry(
     templateForDispvms,
     tags,
     defaultUser,
-    defaultDispvm: raw.default_dispvm === undefined ? defaultDispvm : str("default_dispvm") ?? null,
+    defaultDispvm:
+      raw.default_dispvm === undefined ? defaultDispvm : (str("default_dispvm") ?? null),
     services: check.services(index, raw.services, `${at}: services`),
     start: bool("start") ?? true,
     preloadDispvm,

@@ -2,7 +2,18 @@
 // detached and wait until it is ready), take it down, read its status and logs, manage domains,
 // and run a command as one of its domains. Every failure is a LabError that says what to do.
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, readSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  readSync,
+} from "node:fs";
 import { join, resolve } from "node:path";
 import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
 import { defaultStateDir } from "../paths.ts";
@@ -11,7 +22,13 @@ import { AskWatcher } from "./ask-prompt.ts";
 import { PolicyLogReader } from "./policy-notes.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
 import { domainEnv } from "./environment.ts";
-import { domainProcesses, enterArgv, type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
+import {
+  domainProcesses,
+  enterArgv,
+  type IsolationMode,
+  isolationDir,
+  probeIsolation,
+} from "./isolation.ts";
 import { LabLayout } from "./layout.ts";
 import { entryCommand } from "../install-paths.ts";
 
@@ -58,7 +75,12 @@ function noLab(layout: LabLayout): LabError {
 }
 
 /** One admin call; a missing lab and the service's own errors become LabErrors. */
-export async function adminCall(layout: LabLayout, method: string, dest = "dom0", payload?: string): Promise<string> {
+export async function adminCall(
+  layout: LabLayout,
+  method: string,
+  dest = "dom0",
+  payload?: string,
+): Promise<string> {
   if (adminPid(layout) === null) throw noLab(layout);
   try {
     return await qubesdCallText(layout.adminSocket, method, dest, { payload });
@@ -85,7 +107,8 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
   try {
     process.kill(-pid, "SIGKILL");
   } catch {}
-  for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket]) rmSync(path, { force: true });
+  for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket])
+    rmSync(path, { force: true });
   for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir, isolationDir(layout)]) {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -143,11 +166,17 @@ async function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOpti
 export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise<LabStatus> {
   const room = SOCKET_PATH_MAX - LONGEST_SOCKET_SUFFIX;
   if (Buffer.byteLength(layout.dir) > room) {
-    throw new LabError(`the state directory ${layout.dir} is too long for unix socket paths (${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`);
+    throw new LabError(
+      `the state directory ${layout.dir} is too long for unix socket paths (${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`,
+    );
   }
   const running = adminPid(layout);
-  if (running !== null) throw new LabError(`a lab is already running in ${layout.dir} (admin pid ${running}): qrx lab status shows it, qrx lab down stops it`);
-  if (cleanUpAfterCrash(layout)) options.onProgress?.(`cleaned up after a lab in ${layout.dir} that did not shut down`);
+  if (running !== null)
+    throw new LabError(
+      `a lab is already running in ${layout.dir} (admin pid ${running}): qrx lab status shows it, qrx lab down stops it`,
+    );
+  if (cleanUpAfterCrash(layout))
+    options.onProgress?.(`cleaned up after a lab in ${layout.dir} that did not shut down`);
   let config: LabConfig;
   try {
     config = loadLabConfig(options.config ?? DEFAULT_LAB_FILE);
@@ -179,11 +208,15 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
   for (;;) {
     await Bun.sleep(20);
     if (admin.exitCode !== null || admin.signalCode !== null) {
-      throw new LabError(`the lab did not come up (admin exited with ${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`);
+      throw new LabError(
+        `the lab did not come up (admin exited with ${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`,
+      );
     }
     if (Date.now() > deadline) {
       admin.kill("SIGTERM");
-      throw new LabError(`the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n${tail(logPath, 15)}`);
+      throw new LabError(
+        `the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n${tail(logPath, 15)}`,
+      );
     }
     if (!existsSync(layout.adminSocket) || adminPid(layout) === null) continue;
     try {
@@ -198,7 +231,9 @@ function checkIsolation(layout: LabLayout, config: LabConfig): void {
   if (config.isolation === "none") return;
   const off = `--isolation none (or isolation = "none" in the lab file) runs the domains unisolated`;
   if (config.transport === "socket") {
-    throw new LabError(`transport "socket" cannot be isolated: upstream's vchan-socket lets any process that can reach a socket claim any domain id; use transport = "shm", or ${off}`);
+    throw new LabError(
+      `transport "socket" cannot be isolated: upstream's vchan-socket lets any process that can reach a socket claim any domain id; use transport = "shm", or ${off}`,
+    );
   }
   const missing = probeIsolation(layout);
   if (missing !== null) throw new LabError(`cannot isolate the lab's domains: ${missing}; ${off}`);
@@ -208,7 +243,9 @@ export async function labDown(layout: LabLayout): Promise<void> {
   const pid = adminPid(layout);
   if (pid === null) {
     const crashed = cleanUpAfterCrash(layout);
-    throw new LabError(`no lab running in ${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`);
+    throw new LabError(
+      `no lab running in ${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`,
+    );
   }
   try {
     await adminCall(layout, "qrx.lab.Shutdown");
@@ -219,7 +256,9 @@ export async function labDown(layout: LabLayout): Promise<void> {
   while (adminPid(layout) !== null && existsSync(`/proc/${pid}`)) {
     if (Date.now() > deadline) {
       cleanUpAfterCrash(layout);
-      throw new LabError(`the lab in ${layout.dir} did not stop within ${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`);
+      throw new LabError(
+        `the lab in ${layout.dir} did not stop within ${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`,
+      );
     }
     await Bun.sleep(20);
   }
@@ -236,8 +275,17 @@ export function formatDuration(ms: number): string {
 }
 
 export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((cell, index) => Math.max(cell.length, ...rows.map((row) => row[index]!.length)));
-  return [header, ...rows].map((row) => row.map((cell, index) => cell.padEnd(widths[index]!)).join("  ").trimEnd()).join("\n");
+  const widths = header.map((cell, index) =>
+    Math.max(cell.length, ...rows.map((row) => row[index]!.length)),
+  );
+  return [header, ...rows]
+    .map((row) =>
+      row
+        .map((cell, index) => cell.padEnd(widths[index]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 export function formatStatus(status: LabStatus, now = Date.now()): string {
@@ -250,36 +298,77 @@ export function formatStatus(status: LabStatus, now = Date.now()): string {
   const rows = status.domains.map((domain) => [
     domain.name,
     String(domain.id),
-    domain.template ? `DispVM(${domain.template})` : domain.templateForDispvms ? "DispVMTemplate" : domain.klass,
+    domain.template
+      ? `DispVM(${domain.template})`
+      : domain.templateForDispvms
+        ? "DispVMTemplate"
+        : domain.klass,
     domain.state,
     domain.agentPid === null ? "-" : String(domain.agentPid),
     domain.daemonPid === null ? "-" : String(domain.daemonPid),
-    domain.runningSince > 0 && domain.state === "Running" ? formatDuration(now - domain.runningSince) : "-",
+    domain.runningSince > 0 && domain.state === "Running"
+      ? formatDuration(now - domain.runningSince)
+      : "-",
     String(domain.calls),
     String(domain.restarts),
     domain.isolation ?? "none",
   ]);
-  return head.join("\n") + formatTable(["DOMAIN", "ID", "TYPE", "STATE", "AGENT", "DAEMON", "UPTIME", "CALLS", "RESTARTS", "ISOLATION"], rows);
+  return (
+    head.join("\n") +
+    formatTable(
+      [
+        "DOMAIN",
+        "ID",
+        "TYPE",
+        "STATE",
+        "AGENT",
+        "DAEMON",
+        "UPTIME",
+        "CALLS",
+        "RESTARTS",
+        "ISOLATION",
+      ],
+      rows,
+    )
+  );
 }
 
 // ---------------------------------------------------------------- logs
 
 /** The log files of `domain` (dom0: the admin service and the policy daemon), or of everything. */
 export function logFiles(layout: LabLayout, domain?: string): string[] {
-  if (!existsSync(layout.logDir)) throw new LabError(`no lab logs in ${layout.dir}: run qrx lab up first`);
-  const all = readdirSync(layout.logDir).filter((name) => name.endsWith(".log")).sort();
+  if (!existsSync(layout.logDir))
+    throw new LabError(`no lab logs in ${layout.dir}: run qrx lab up first`);
+  const all = readdirSync(layout.logDir)
+    .filter((name) => name.endsWith(".log"))
+    .sort();
   if (domain === undefined) return all.map((name) => join(layout.logDir, name));
-  const wanted = domain === "dom0" ? ["admin.log", "policy.log"] : [`${domain}.agent.log`, `${domain}.daemon.log`];
+  const wanted =
+    domain === "dom0"
+      ? ["admin.log", "policy.log"]
+      : [`${domain}.agent.log`, `${domain}.daemon.log`];
   const found = wanted.filter((name) => all.includes(name));
   if (found.length === 0) {
-    const domains = [...new Set(all.map((name) => name.split(".")[0]!).filter((name) => name !== "admin" && name !== "policy"))];
-    throw new LabError(`no logs for '${domain}' in ${layout.logDir} (domains with logs: dom0${domains.map((name) => `, ${name}`).join("")})`);
+    const domains = [
+      ...new Set(
+        all
+          .map((name) => name.split(".")[0]!)
+          .filter((name) => name !== "admin" && name !== "policy"),
+      ),
+    ];
+    throw new LabError(
+      `no logs for '${domain}' in ${layout.logDir} (domains with logs: dom0${domains.map((name) => `, ${name}`).join("")})`,
+    );
   }
   return found.map((name) => join(layout.logDir, name));
 }
 
 /** Prints the files (headed like tail when there are several), then follows them if asked. */
-export async function printLogs(files: string[], follow: boolean, write: (text: string) => void = (text) => process.stdout.write(text)): Promise<void> {
+export async function printLogs(
+  files: string[],
+  follow: boolean,
+  write: (text: string) => void = (text) => process.stdout.write(text),
+): Promise<void> {
   const offsets = new Map<string, number>();
   let last: string | null = null;
   const emit = (file: string, text: string) => {
@@ -317,14 +406,27 @@ export async function printLogs(files: string[], follow: boolean, write: (text: 
 // ---------------------------------------------------------------- running as a domain
 
 /** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
-function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus["domains"][number], argv: string[], env: Record<string, string>): string[] {
+function isolatedCommand(
+  layout: LabLayout,
+  status: LabStatus,
+  record: LabStatus["domains"][number],
+  argv: string[],
+  env: Record<string, string>,
+): string[] {
   if (record.isolation !== "namespaces") return argv;
   // As unisolated: the domain's PATH names the same system and project directories it sees.
-  if (argv[0] !== undefined && !argv[0].includes("/") && Bun.which(argv[0], { PATH: env.PATH ?? "" }) === null) {
+  if (
+    argv[0] !== undefined &&
+    !argv[0].includes("/") &&
+    Bun.which(argv[0], { PATH: env.PATH ?? "" }) === null
+  ) {
     throw new LabError(`cannot run ${argv[0]}: command not found`, 127);
   }
   const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
-  if (target === null) throw new LabError(`cannot find ${record.name}'s namespaces (its agent is restarting?): try again`);
+  if (target === null)
+    throw new LabError(
+      `cannot find ${record.name}'s namespaces (its agent is restarting?): try again`,
+    );
   env.TMPDIR = "/tmp";
   env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;
   return enterArgv(target, record.id, argv);
@@ -332,9 +434,17 @@ function isolatedCommand(layout: LabLayout, status: LabStatus, record: LabStatus
 
 /** How to start `argv` as a process of `domain` in a running lab: the command line (entering its
  * namespaces when it is isolated) and its environment. */
-export function domainCommand(layout: LabLayout, status: LabStatus, domain: string, argv: string[]): { argv: string[]; env: Record<string, string> } {
+export function domainCommand(
+  layout: LabLayout,
+  status: LabStatus,
+  domain: string,
+  argv: string[],
+): { argv: string[]; env: Record<string, string> } {
   const record = status.domains.find((candidate) => candidate.name === domain);
-  if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
+  if (!record)
+    throw new LabError(
+      `no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`,
+    );
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
   return { argv: isolatedCommand(layout, status, record, argv, env), env };
 }
@@ -343,12 +453,22 @@ export function domainCommand(layout: LabLayout, status: LabStatus, domain: stri
  * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
  * Resolves with the command's exit status (128+signal when a signal ended it).
  */
-export async function runInDomain(layout: LabLayout, domain: string, argv: string[], verbose = false): Promise<number> {
+export async function runInDomain(
+  layout: LabLayout,
+  domain: string,
+  argv: string[],
+  verbose = false,
+): Promise<number> {
   const status = await labStatus(layout);
   const record = status.domains.find((candidate) => candidate.name === domain);
-  if (!record) throw new LabError(`no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`);
-  if (record.state !== "Running") throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
-  if (argv.length === 0) throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
+  if (!record)
+    throw new LabError(
+      `no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`,
+    );
+  if (record.state !== "Running")
+    throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
+  if (argv.length === 0)
+    throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
   const command = domainCommand(layout, status, domain, argv);
   // Where the policy log and the questions stand before the command can make a call (a call is
   // refused or asked about in milliseconds, before the lines after the spawn run).
@@ -361,7 +481,10 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   } catch (error) {
     asks.stop();
     const code = (error as { code?: string }).code;
-    throw new LabError(`cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`, code === "ENOENT" ? 127 : 126);
+    throw new LabError(
+      `cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`,
+      code === "ENOENT" ? 127 : 126,
+    );
   }
   // The terminal's ^C reaches the command; its status is what we report.
   const ignore = () => {};
@@ -372,7 +495,10 @@ export async function runInDomain(layout: LabLayout, domain: string, argv: strin
   for (const note of policyLog.notes(domain, verbose)) process.stderr.write(`${note}\n`);
   process.off("SIGINT", ignore);
   if (child.signalCode !== null) {
-    const number = (require("node:os") as typeof import("node:os")).constants.signals[child.signalCode as NodeJS.Signals] ?? 0;
+    const number =
+      (require("node:os") as typeof import("node:os")).constants.signals[
+        child.signalCode as NodeJS.Signals
+      ] ?? 0;
     return 128 + number;
   }
   return code;

@@ -9,7 +9,8 @@ import type { LabLayout } from "./layout.ts";
 export { BIN_DIR, NATIVE_BIN_DIR };
 
 /** Variables that say which domain and lab a process belongs to: never inherited from the caller. */
-const DOMAIN_SPECIFIC = /^(QREXEC_|VCHAN_|QUBES_RPC_|QRX_(VCHAN|VCHAN_DIR|AGENT_SOCKET|DIR|SOCKET_DIR|DOMAIN_NAME|QUBESD_SOCKET|SYSTEM_INFO_SOCKET|POLICY_DIR|DOMAINS)$)/;
+const DOMAIN_SPECIFIC =
+  /^(QREXEC_|VCHAN_|QUBES_RPC_|QRX_(VCHAN|VCHAN_DIR|AGENT_SOCKET|DIR|SOCKET_DIR|DOMAIN_NAME|QUBESD_SOCKET|SYSTEM_INFO_SOCKET|POLICY_DIR|DOMAINS)$)/;
 
 export function domainEnv(
   layout: LabLayout,
@@ -18,7 +19,8 @@ export function domainEnv(
   base: Record<string, string | undefined> = process.env,
 ): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(base)) if (value !== undefined && !DOMAIN_SPECIFIC.test(key)) env[key] = value;
+  for (const [key, value] of Object.entries(base))
+    if (value !== undefined && !DOMAIN_SPECIFIC.test(key)) env[key] = value;
   Object.assign(env, {
     PATH: `${NATIVE_BIN_DIR}:${BIN_DIR}:${env.PATH ?? "/usr/bin:/bin"}`,
     HOME: layout.home(domain.name),

@@ -130,7 +130,12 @@ export class Registry {
         template_for_dispvms: record.templateForDispvms,
         default_dispvm: record.defaultDispvm,
         uuid: record.uuid,
-        power_state: record.state === "Running" ? "Running" : record.state === "Halted" ? "Halted" : "Transient",
+        power_state:
+          record.state === "Running"
+            ? "Running"
+            : record.state === "Halted"
+              ? "Halted"
+              : "Transient",
         icon: "",
       };
     }

@@ -38,7 +38,9 @@ export class Supervised {
   ) {}
 
   get pid(): number | null {
-    return this.#child?.exitCode === null && this.#child.signalCode === null ? this.#child.pid : null;
+    return this.#child?.exitCode === null && this.#child.signalCode === null
+      ? this.#child.pid
+      : null;
   }
 
   /** Whether the current child has exited (or never started). */

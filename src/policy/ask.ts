@@ -93,7 +93,8 @@ export class ProgramAsker implements Asker {
       rule: question.rule,
     });
     const env: Record<string, string> = {};
-    for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+    for (const [key, value] of Object.entries(process.env))
+      if (value !== undefined) env[key] = value;
     Object.assign(env, {
       QRX_ASK_SOURCE: question.source,
       QRX_ASK_SERVICE: question.service,
@@ -105,9 +106,17 @@ export class ProgramAsker implements Asker {
     });
     let child;
     try {
-      child = Bun.spawn(["/bin/sh", "-c", this.command], { stdin: new TextEncoder().encode(json + "\n"), stdout: "pipe", stderr: "inherit", env });
+      child = Bun.spawn(["/bin/sh", "-c", this.command], {
+        stdin: new TextEncoder().encode(json + "\n"),
+        stdout: "pipe",
+        stderr: "inherit",
+        env,
+      });
     } catch (error) {
-      return { target: null, reason: `${this.description} could not start: ${error instanceof Error ? error.message : String(error)}` };
+      return {
+        target: null,
+        reason: `${this.description} could not start: ${error instanceof Error ? error.message : String(error)}`,
+      };
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<null>((resolve) => {
@@ -115,15 +124,26 @@ export class ProgramAsker implements Asker {
     });
     try {
       // Not waiting for stdout's EOF after a timeout: a grandchild may still hold it open.
-      const result = await Promise.race([Promise.all([new Response(child.stdout).text(), child.exited]), timeout]);
+      const result = await Promise.race([
+        Promise.all([new Response(child.stdout).text(), child.exited]),
+        timeout,
+      ]);
       if (result === null) {
         child.kill("SIGKILL");
-        return { target: null, reason: `${this.description} gave no answer within ${this.timeoutMs} ms` };
+        return {
+          target: null,
+          reason: `${this.description} gave no answer within ${this.timeoutMs} ms`,
+        };
       }
       const [output, status] = result;
-      if (status !== 0) return { target: null, reason: `${this.description} exited with status ${status}` };
+      if (status !== 0)
+        return { target: null, reason: `${this.description} exited with status ${status}` };
       const target = parseAnswer(output);
-      return { target, reason: target === null ? `${this.description} denied` : `${this.description} chose ${target}` };
+      return {
+        target,
+        reason:
+          target === null ? `${this.description} denied` : `${this.description} chose ${target}`,
+      };
     } finally {
       clearTimeout(timer);
     }
@@ -161,11 +181,20 @@ export class TerminalAsker implements Asker {
     try {
       tty = await open(this.path, "r+");
     } catch (error) {
-      return { target: null, reason: `cannot open ${this.path}: ${error instanceof Error ? error.message : String(error)}` };
+      return {
+        target: null,
+        reason: `cannot open ${this.path}: ${error instanceof Error ? error.message : String(error)}`,
+      };
     }
     try {
-      const lines = [`\nqrx policy: ${question.source} wants to call ${question.service}${question.argument} (rule ${question.rule})`];
-      question.targets.forEach((target, index) => lines.push(`  ${index + 1}) ${target}${target === question.defaultTarget ? " (default)" : ""}`));
+      const lines = [
+        `\nqrx policy: ${question.source} wants to call ${question.service}${question.argument} (rule ${question.rule})`,
+      ];
+      question.targets.forEach((target, index) =>
+        lines.push(
+          `  ${index + 1}) ${target}${target === question.defaultTarget ? " (default)" : ""}`,
+        ),
+      );
       const empty = question.defaultTarget === null ? "deny" : question.defaultTarget;
       lines.push(`Target? [number or name; empty = ${empty}; n = deny] `);
       await tty.write(lines.join("\n"));
@@ -177,7 +206,10 @@ export class TerminalAsker implements Asker {
       else if (input === "n" || input === "no" || input === "deny") target = null;
       else if (/^\d+$/.test(input)) target = question.targets[Number(input) - 1] ?? input;
       else target = input;
-      return { target, reason: target === null ? "denied at the terminal" : `${target} chosen at the terminal` };
+      return {
+        target,
+        reason: target === null ? "denied at the terminal" : `${target} chosen at the terminal`,
+      };
     } finally {
       await tty.close();
     }
@@ -197,7 +229,8 @@ export interface AskerOptions {
 export function chooseAsker(options: AskerOptions): Asker {
   if (options.askProgram) return new ProgramAsker(options.askProgram);
   if (options.askQueue) return new QueueAsker(options.askQueue);
-  if (options.terminal === false) return new NoAsker("no --ask-program and terminal prompts are off");
+  if (options.terminal === false)
+    return new NoAsker("no --ask-program and terminal prompts are off");
   if (terminalAvailable()) return new TerminalAsker();
   return new NoAsker("no --ask-program and no terminal (/dev/tty)");
 }

@@ -22,7 +22,8 @@ const REQUIRED = ["source", "intended_target", "service_and_arg"] as const;
 const OPTIONAL = ["requested_source", "assume_yes_for_ask", "just_evaluate"] as const;
 const KNOWN: ReadonlySet<string> = new Set<string>([...REQUIRED, ...OPTIONAL]);
 
-export type ParsedRequest = { ok: true; query: PolicyQuery; options: SocketOptions } | { ok: false; reason: string };
+export type ParsedRequest =
+  { ok: true; query: PolicyQuery; options: SocketOptions } | { ok: false; reason: string };
 
 /** The request text up to (not including) the empty line. */
 export function parseSocketRequest(text: string): ParsedRequest {
@@ -45,7 +46,10 @@ export function parseSocketRequest(text: string): ParsedRequest {
       intendedTarget: values.get("intended_target")!,
       serviceAndArg: values.get("service_and_arg")!,
     },
-    options: { assumeYesForAsk: values.get("assume_yes_for_ask") === "yes", justEvaluate: values.get("just_evaluate") === "yes" },
+    options: {
+      assumeYesForAsk: values.get("assume_yes_for_ask") === "yes",
+      justEvaluate: values.get("just_evaluate") === "yes",
+    },
   };
 }
 
@@ -78,7 +82,10 @@ export class PolicyDaemon {
 
   start(): void {
     const { socketPath, store, log, evalSimpleSocket, evalGuiSocket } = this.options;
-    for (const [kind, path] of [["simple", evalSimpleSocket], ["gui", evalGuiSocket]] as const) {
+    for (const [kind, path] of [
+      ["simple", evalSimpleSocket],
+      ["gui", evalGuiSocket],
+    ] as const) {
       if (path == null) continue;
       const server = new EvalServiceServer({ kind, socketPath: path, store, log });
       server.start();
@@ -127,7 +134,11 @@ function parseQueryBytes(received: Buffer, eof: boolean): Parsed<ParsedQuery> {
   const text = received.toString("latin1");
   const end = text.startsWith("\n") ? 0 : text.indexOf("\n\n");
   if (end === -1 && !eof) {
-    if (received.length > REQUEST_BYTES_MAX) return { kind: "drop", reason: `policy request over ${REQUEST_BYTES_MAX} bytes: dropped without an answer` };
+    if (received.length > REQUEST_BYTES_MAX)
+      return {
+        kind: "drop",
+        reason: `policy request over ${REQUEST_BYTES_MAX} bytes: dropped without an answer`,
+      };
     return { kind: "more" };
   }
   const parsed = parseSocketRequest(end === -1 ? text : text.slice(0, end + 1));

@@ -18,7 +18,14 @@
 import { readFileSync } from "node:fs";
 import { TableDomainFacts, type DomainSpec, type DomainType } from "./domains.ts";
 
-const TYPES: readonly DomainType[] = ["AdminVM", "AppVM", "TemplateVM", "DispVM", "StandaloneVM", "RemoteVM"];
+const TYPES: readonly DomainType[] = [
+  "AdminVM",
+  "AppVM",
+  "TemplateVM",
+  "DispVM",
+  "StandaloneVM",
+  "RemoteVM",
+];
 const NAME = /^[A-Za-z0-9_.-]{1,31}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const KEYS = new Set([
@@ -63,7 +70,8 @@ export function parseDomains(text: string, file: string): DomainSpec[] {
   } catch (error) {
     fail(`cannot parse: ${error instanceof Error ? error.message : String(error)}`);
   }
-  if (!isTable(data) || !isTable(data.domains)) return fail("expected a 'domains' table keyed by domain name");
+  if (!isTable(data) || !isTable(data.domains))
+    return fail("expected a 'domains' table keyed by domain name");
   const specs: DomainSpec[] = [];
   for (const [name, entry] of Object.entries(data.domains)) {
     const at = (message: string) => fail(`domain '${name}': ${message}`);
@@ -85,14 +93,16 @@ export function parseDomains(text: string, file: string): DomainSpec[] {
     const type = string("type") ?? (name === "dom0" ? "AdminVM" : "AppVM");
     if (!TYPES.includes(type as DomainType)) at(`type must be one of ${TYPES.join(", ")}`);
     const tags = entry.tags ?? [];
-    if (!Array.isArray(tags) || tags.some((tag) => typeof tag !== "string")) at("tags must be a list of strings");
+    if (!Array.isArray(tags) || tags.some((tag) => typeof tag !== "string"))
+      at("tags must be a list of strings");
     let uuid = string("uuid");
     if (uuid !== null) {
       if (uuid.startsWith("uuid:")) uuid = uuid.slice(5);
       if (!UUID.test(uuid)) at(`uuid '${uuid}' is not a lowercase UUID`);
     }
     const powerState = string("power_state");
-    const running = boolean("running") ?? (powerState === null ? type === "AdminVM" : powerState === "Running");
+    const running =
+      boolean("running") ?? (powerState === null ? type === "AdminVM" : powerState === "Running");
     specs.push({
       name,
       type: type as DomainType,
@@ -115,7 +125,10 @@ export function loadDomainsFile(file: string): TableDomainFacts {
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    throw new DomainsFileError(file, `cannot read: ${error instanceof Error ? error.message : String(error)}`);
+    throw new DomainsFileError(
+      file,
+      `cannot read: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   return new TableDomainFacts(parseDomains(text, file));
 }

@@ -5,7 +5,8 @@
 export const ADMIN_VM_NAME = "dom0";
 export const ADMIN_VM_UUID = "00000000-0000-0000-0000-000000000000";
 
-export type DomainType = "AdminVM" | "AppVM" | "TemplateVM" | "DispVM" | "StandaloneVM" | "RemoteVM";
+export type DomainType =
+  "AdminVM" | "AppVM" | "TemplateVM" | "DispVM" | "StandaloneVM" | "RemoteVM";
 
 export interface Domain {
   readonly name: string;
@@ -76,7 +77,9 @@ export class TableDomainFacts implements DomainFacts {
       this.#add(domainFrom(spec));
     }
     if (!this.#byName.has(ADMIN_VM_NAME)) {
-      this.#add(domainFrom({ name: ADMIN_VM_NAME, type: "AdminVM", running: true, uuid: ADMIN_VM_UUID }));
+      this.#add(
+        domainFrom({ name: ADMIN_VM_NAME, type: "AdminVM", running: true, uuid: ADMIN_VM_UUID }),
+      );
     }
   }
 

@@ -19,5 +19,7 @@ export interface Origin {
 }
 
 export function formatOrigin(origin: Origin): string {
-  return origin.note === undefined ? `${origin.file}:${origin.line}` : `${origin.file}:${origin.line} (${origin.note})`;
+  return origin.note === undefined
+    ? `${origin.file}:${origin.line}`
+    : `${origin.file}:${origin.line} (${origin.note})`;
 }

@@ -25,13 +25,17 @@ const NAME = /^[A-Za-z0-9@_.-]+$/;
 export type Parsed<T> = ({ ok: true } & T) | { ok: false; reason: string };
 
 /** The descriptor text without its NUL: the queried service+arg and the calling qube. */
-export function parseEvalDescriptor(text: string): Parsed<{ serviceAndArg: string; caller: string }> {
-  if (!/^[\x21-\x7e ]*$/.test(text)) return { ok: false, reason: "bad byte in the service descriptor" };
+export function parseEvalDescriptor(
+  text: string,
+): Parsed<{ serviceAndArg: string; caller: string }> {
+  if (!/^[\x21-\x7e ]*$/.test(text))
+    return { ok: false, reason: "bad byte in the service descriptor" };
   const [invoked = "", caller = ""] = text.split(" ");
   const plus = invoked.indexOf("+");
   if (plus === -1) return { ok: false, reason: `no queried service in '${invoked}'` };
   const serviceAndArg = invoked.slice(plus + 1);
-  if (serviceAndArg === "" || serviceAndArg.startsWith("+")) return { ok: false, reason: `no queried service in '${invoked}'` };
+  if (serviceAndArg === "" || serviceAndArg.startsWith("+"))
+    return { ok: false, reason: `no queried service in '${invoked}'` };
   if (caller === "") return { ok: false, reason: "no caller in the service descriptor" };
   return { ok: true, serviceAndArg, caller };
 }
@@ -41,15 +45,22 @@ export function parseEvalNames(body: Buffer): Parsed<{ source: string; target: s
   const parts = body.toString("latin1").split("\0");
   if (parts.length !== 2) return { ok: false, reason: "not exactly source\\0target" };
   const [source, target] = parts as [string, string];
-  if (source.length < 1 || source.length > 31) return { ok: false, reason: `source of ${source.length} bytes` };
-  if (target.length < 1 || target.length > 63) return { ok: false, reason: `target of ${target.length} bytes` };
+  if (source.length < 1 || source.length > 31)
+    return { ok: false, reason: `source of ${source.length} bytes` };
+  if (target.length < 1 || target.length > 63)
+    return { ok: false, reason: `target of ${target.length} bytes` };
   if (!NAME.test(source)) return { ok: false, reason: "bad character in source" };
   if (!NAME.test(target)) return { ok: false, reason: "bad character in target" };
   return { ok: true, source, target };
 }
 
 /** EvalGUI: the caller must be the GUI VM of both qubes. */
-export function guiTagProblem(facts: DomainFacts, caller: string, source: string, target: string): string | null {
+export function guiTagProblem(
+  facts: DomainFacts,
+  caller: string,
+  source: string,
+  target: string,
+): string | null {
   const tag = `guivm-${caller}`;
   for (const name of [source, target]) {
     if (!(facts.get(name)?.tags.has(tag) ?? false)) return `${name} has no tag ${tag}`;
@@ -58,7 +69,10 @@ export function guiTagProblem(facts: DomainFacts, caller: string, source: string
 }
 
 /** Never asked (just_evaluate settles every ask), but answerQuery wants one. */
-const NOBODY: Asker = { description: "nobody (policy.Eval*)", ask: async () => ({ target: null, reason: "policy.Eval* never asks" }) };
+const NOBODY: Asker = {
+  description: "nobody (policy.Eval*)",
+  ask: async () => ({ target: null, reason: "policy.Eval* never asks" }),
+};
 
 /** The answer text for one complete connection, or null: close with no answer. */
 export async function evalServiceAnswer(
@@ -84,7 +98,9 @@ export async function evalServiceAnswer(
   try {
     facts = await store.facts(snapshot);
   } catch (error) {
-    log(`${what} from ${head.caller}: no answer: domain facts unavailable: ${error instanceof Error ? error.message : String(error)}`);
+    log(
+      `${what} from ${head.caller}: no answer: domain facts unavailable: ${error instanceof Error ? error.message : String(error)}`,
+    );
     return null;
   }
   if (kind === "gui") {
@@ -96,13 +112,25 @@ export async function evalServiceAnswer(
   }
   try {
     const answered = await answerQuery(
-      { source: names.source, requestedSource: null, intendedTarget: names.target, serviceAndArg: head.serviceAndArg },
+      {
+        source: names.source,
+        requestedSource: null,
+        intendedTarget: names.target,
+        serviceAndArg: head.serviceAndArg,
+      },
       { assumeYesForAsk: true, justEvaluate: true },
-      { policy: snapshot.policy, facts, asker: NOBODY, log: (line) => log(`${what} from ${head.caller}: ${line}`) },
+      {
+        policy: snapshot.policy,
+        facts,
+        asker: NOBODY,
+        log: (line) => log(`${what} from ${head.caller}: ${line}`),
+      },
     );
     return answered.decision.kind === "allow" ? "result=allow\n" : "result=deny\n";
   } catch (error) {
-    log(`${what} from ${head.caller}: failed, denied: ${error instanceof Error ? error.message : String(error)}`);
+    log(
+      `${what} from ${head.caller}: failed, denied: ${error instanceof Error ? error.message : String(error)}`,
+    );
     return "result=deny\n";
   }
 }
@@ -128,12 +156,22 @@ export class EvalServiceServer {
       parse: (received, eof) => {
         const nul = received.indexOf(0);
         if (nul === -1) {
-          if (eof || received.length > EVAL_DESCRIPTOR_BYTES_MAX) return { kind: "drop", reason: `${name}: no answer: ${eof ? "EOF inside the service descriptor" : "service descriptor too long"}` };
+          if (eof || received.length > EVAL_DESCRIPTOR_BYTES_MAX)
+            return {
+              kind: "drop",
+              reason: `${name}: no answer: ${eof ? "EOF inside the service descriptor" : "service descriptor too long"}`,
+            };
           return { kind: "more" };
         }
         const body = received.subarray(nul + 1);
         if (!eof && body.length < EVAL_BODY_BYTES_MAX) return { kind: "more" };
-        return { kind: "request", request: { descriptor: received.subarray(0, nul).toString("latin1"), body: Buffer.from(body.subarray(0, EVAL_BODY_BYTES_MAX)) } };
+        return {
+          kind: "request",
+          request: {
+            descriptor: received.subarray(0, nul).toString("latin1"),
+            body: Buffer.from(body.subarray(0, EVAL_BODY_BYTES_MAX)),
+          },
+        };
       },
       answer: async ({ descriptor, body }) => {
         const text = await evalServiceAnswer(kind, descriptor, body, store, log);

@@ -29,13 +29,19 @@ function failureReason(error: unknown): string {
 }
 
 /** Denies for a broken policy or an invalid request; otherwise hands over the match context. */
-function prepare(policy: EvaluablePolicy, query: PolicyQuery, facts: DomainFacts): MatchContext | Decision {
+function prepare(
+  policy: EvaluablePolicy,
+  query: PolicyQuery,
+  facts: DomainFacts,
+): MatchContext | Decision {
   const normalized = normalizeQuery(query, facts);
   if (!normalized.ok) {
-    if (policy.errors.length > 0) return denied(null, normalized.request, brokenPolicyReason(policy.errors));
+    if (policy.errors.length > 0)
+      return denied(null, normalized.request, brokenPolicyReason(policy.errors));
     return denied(null, normalized.request, normalized.reason);
   }
-  if (policy.errors.length > 0) return denied(null, normalized.context.request, brokenPolicyReason(policy.errors));
+  if (policy.errors.length > 0)
+    return denied(null, normalized.context.request, brokenPolicyReason(policy.errors));
   return normalized.context;
 }
 
@@ -56,7 +62,11 @@ function unexpectedFailure(query: PolicyQuery, error: unknown): Decision {
   return denied(null, request, failureReason(error));
 }
 
-export function evaluate(policy: EvaluablePolicy, query: PolicyQuery, facts: DomainFacts): Decision {
+export function evaluate(
+  policy: EvaluablePolicy,
+  query: PolicyQuery,
+  facts: DomainFacts,
+): Decision {
   try {
     const prepared = prepare(policy, query, facts);
     if (isDecision(prepared)) return prepared;
@@ -103,7 +113,11 @@ function why(mismatch: Mismatch, rule: Rule, context: MatchContext): string {
 }
 
 /** The decision with every rule's verdict. Slow on purpose (no index); for tools, not the daemon. */
-export function explain(policy: EvaluablePolicy, query: PolicyQuery, facts: DomainFacts): Explanation {
+export function explain(
+  policy: EvaluablePolicy,
+  query: PolicyQuery,
+  facts: DomainFacts,
+): Explanation {
   const trace: TraceEntry[] = [];
   let decision: Decision;
   try {
@@ -112,11 +126,19 @@ export function explain(policy: EvaluablePolicy, query: PolicyQuery, facts: Doma
     let winner: Rule | null = null;
     for (const rule of policy.rules) {
       if (winner !== null) {
-        trace.push({ rule, verdict: "not reached", why: `${winner.origin.file}:${winner.origin.line} decided first` });
+        trace.push({
+          rule,
+          verdict: "not reached",
+          why: `${winner.origin.file}:${winner.origin.line} decided first`,
+        });
         continue;
       }
       const mismatch = ruleMismatch(rule, prepared);
-      trace.push({ rule, verdict: mismatch === null ? "matched" : "no match", why: why(mismatch, rule, prepared) });
+      trace.push({
+        rule,
+        verdict: mismatch === null ? "matched" : "no match",
+        why: why(mismatch, rule, prepared),
+      });
       if (mismatch === null) winner = rule;
     }
     decision =

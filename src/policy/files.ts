@@ -36,7 +36,13 @@ export const diskFileSystem: PolicyFileSystem = {
   list: (directory) =>
     readdirSync(directory, { withFileTypes: true }).map((entry) => ({
       name: entry.name,
-      kind: entry.isSymbolicLink() ? kindOf(`${directory}/${entry.name}`) : entry.isFile() ? "file" : entry.isDirectory() ? "directory" : "other",
+      kind: entry.isSymbolicLink()
+        ? kindOf(`${directory}/${entry.name}`)
+        : entry.isFile()
+          ? "file"
+          : entry.isDirectory()
+            ? "directory"
+            : "other",
     })),
   exists: (path) => {
     try {
@@ -49,7 +55,9 @@ export const diskFileSystem: PolicyFileSystem = {
 };
 
 function notFound(path: string): Error {
-  return Object.assign(new Error(`ENOENT: no such file or directory, '${path}'`), { code: "ENOENT" });
+  return Object.assign(new Error(`ENOENT: no such file or directory, '${path}'`), {
+    code: "ENOENT",
+  });
 }
 
 /** Files given as absolute path -> text; directories exist wherever some file lies below them. */

@@ -56,12 +56,17 @@ export function translateLegacyLine(raw: string, service: string, argument: stri
   line = line.replaceAll("$include:", "!include ").replaceAll("$", "@").replaceAll(",", " ");
   const words = line.split(/\s+/);
   if (line.startsWith("!")) {
-    if (words[0] !== "!include") return { kind: "error", message: `invalid directive '${words[0]}' in a legacy policy file` };
-    if (words.length !== 2) return { kind: "error", message: `$include: takes 1 path, got ${words.length - 1}` };
+    if (words[0] !== "!include")
+      return { kind: "error", message: `invalid directive '${words[0]}' in a legacy policy file` };
+    if (words.length !== 2)
+      return { kind: "error", message: `$include: takes 1 path, got ${words.length - 1}` };
     return { kind: "include", path: words[1]! };
   }
   if (words.length < 3) {
-    return { kind: "error", message: `wrong number of fields: expected SOURCE TARGET ACTION[,PARAM=VALUE...], got ${words.length}` };
+    return {
+      kind: "error",
+      message: `wrong number of fields: expected SOURCE TARGET ACTION[,PARAM=VALUE...], got ${words.length}`,
+    };
   }
   const [source, target, action, ...params] = words as [string, string, string, ...string[]];
   return {
@@ -101,7 +106,10 @@ function legacyFileOf(directory: string, name: string): LegacyServiceFile | null
  * The files `!compat-4.0` imports, in its order: services sorted; per service the `+ARG` files
  * sorted, then the generic file. A missing directory holds no legacy policy.
  */
-export function listLegacyServiceFiles(fs: PolicyFileSystem, directory: string): LegacyServiceFile[] {
+export function listLegacyServiceFiles(
+  fs: PolicyFileSystem,
+  directory: string,
+): LegacyServiceFile[] {
   if (!fs.exists(directory)) return [];
   const files = fs
     .list(directory)

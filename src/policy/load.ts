@@ -20,7 +20,10 @@ export function loadPolicy(dirs: string | string[], options: ReadOptions = {}): 
 }
 
 /** Loads a legacy per-service directory alone, with `!compat-4.0` semantics. */
-export function loadLegacyPolicy(legacyDir: string, options: Omit<ReadOptions, "legacyDir"> = {}): LoadedPolicy {
+export function loadLegacyPolicy(
+  legacyDir: string,
+  options: Omit<ReadOptions, "legacyDir"> = {},
+): LoadedPolicy {
   const policy = new CompiledPolicy(readLegacyPolicy(legacyDir, options));
   return { policy, errors: policy.errors };
 }

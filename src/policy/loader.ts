@@ -42,7 +42,8 @@ interface PolicyFile {
 }
 
 function errorText(error: unknown): string {
-  if (typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT") return "no such file or directory";
+  if (typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT")
+    return "no such file or directory";
   return error instanceof Error ? error.message : String(error);
 }
 
@@ -68,13 +69,19 @@ class PolicyReader {
     this.paths.add(directory);
     return this.fs
       .list(directory)
-      .filter((entry) => entry.kind === "file" && entry.name.endsWith(POLICY_SUFFIX) && !entry.name.startsWith("."))
+      .filter(
+        (entry) =>
+          entry.kind === "file" &&
+          entry.name.endsWith(POLICY_SUFFIX) &&
+          !entry.name.startsWith("."),
+      )
       .map((entry) => ({ name: entry.name, path: `${directory}/${entry.name}` }))
       .sort((a, b) => compareBytewise(a.name, b.name));
   }
 
   checkFileName(file: PolicyFile): void {
-    if (!POLICY_FILE_NAME.test(file.name)) this.error(file.path, 0, "file name has characters outside [0-9a-z_.-]");
+    if (!POLICY_FILE_NAME.test(file.name))
+      this.error(file.path, 0, "file name has characters outside [0-9a-z_.-]");
   }
 
   readTopLevel(directories: string[]): void {
@@ -114,7 +121,13 @@ class PolicyReader {
       this.paths.add(path);
       return text;
     } catch (error) {
-      this.error(at.file, at.line, includedFrom === null ? `cannot read: ${errorText(error)}` : `cannot read ${what} ${path}: ${errorText(error)}`);
+      this.error(
+        at.file,
+        at.line,
+        includedFrom === null
+          ? `cannot read: ${errorText(error)}`
+          : `cannot read ${what} ${path}: ${errorText(error)}`,
+      );
       return null;
     }
   }
@@ -135,10 +148,21 @@ class PolicyReader {
         continue;
       }
       if (words.length < 5) {
-        this.error(path, origin.line, `wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got ${words.length}`);
+        this.error(
+          path,
+          origin.line,
+          `wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got ${words.length}`,
+        );
         continue;
       }
-      const [service, argument, source, target, action, ...params] = words as [string, string, string, string, string, ...string[]];
+      const [service, argument, source, target, action, ...params] = words as [
+        string,
+        string,
+        string,
+        string,
+        string,
+        ...string[],
+      ];
       this.addRule({ service, argument, source, target, action, params }, origin, line);
     }
     this.#reading.pop();
@@ -153,9 +177,14 @@ class PolicyReader {
   directive(words: string[], origin: Origin, topDir: string): void {
     const [name, ...params] = words as [string, ...string[]];
     const expected = DIRECTIVE_PARAMS.get(name);
-    if (expected === undefined) return this.error(origin.file, origin.line, `invalid directive '${name}'`);
+    if (expected === undefined)
+      return this.error(origin.file, origin.line, `invalid directive '${name}'`);
     if (params.length !== expected) {
-      return this.error(origin.file, origin.line, `${name} takes ${expected} parameter${expected === 1 ? "" : "s"}, got ${params.length}`);
+      return this.error(
+        origin.file,
+        origin.line,
+        `${name} takes ${expected} parameter${expected === 1 ? "" : "s"}, got ${params.length}`,
+      );
     }
     switch (name) {
       case "!include":
@@ -166,7 +195,8 @@ class PolicyReader {
         const [service, argument, path] = params as [string, string, string];
         const problems = serviceArgumentErrors(service, argument);
         for (const message of problems) this.error(origin.file, origin.line, message);
-        if (problems.length === 0) this.readLegacyFile(resolve(topDir, path), service, argument, topDir, origin);
+        if (problems.length === 0)
+          this.readLegacyFile(resolve(topDir, path), service, argument, topDir, origin);
         return;
       }
       case "!compat-4.0":
@@ -179,7 +209,11 @@ class PolicyReader {
     try {
       files = this.policyFilesIn(directory);
     } catch (error) {
-      return this.error(origin.file, origin.line, `cannot read included directory ${directory}: ${errorText(error)}`);
+      return this.error(
+        origin.file,
+        origin.line,
+        `cannot read included directory ${directory}: ${errorText(error)}`,
+      );
     }
     for (const file of files) {
       this.checkFileName(file);
@@ -188,7 +222,13 @@ class PolicyReader {
   }
 
   /** A legacy-format file for one service; its `$include:` lines resolve against `baseDir`. */
-  readLegacyFile(path: string, service: string, argument: string, baseDir: string, includedFrom: Origin | null): void {
+  readLegacyFile(
+    path: string,
+    service: string,
+    argument: string,
+    baseDir: string,
+    includedFrom: Origin | null,
+  ): void {
     const text = this.open(path, includedFrom, "legacy policy file");
     if (text === null) return;
     this.#reading.push(path);
@@ -197,7 +237,8 @@ class PolicyReader {
       const origin = { file: path, line: index + 1 };
       const line = translateLegacyLine(lines[index]!, service, argument);
       if (line.kind === "error") this.error(path, origin.line, line.message);
-      else if (line.kind === "include") this.readLegacyFile(resolve(baseDir, line.path), service, argument, baseDir, origin);
+      else if (line.kind === "include")
+        this.readLegacyFile(resolve(baseDir, line.path), service, argument, baseDir, origin);
       else if (line.kind === "rule") {
         if (line.warning !== null) this.warnings.push({ ...origin, message: line.warning });
         this.addRule(line.fields, origin, lines[index]!.trim());
@@ -216,7 +257,11 @@ class PolicyReader {
     try {
       files = listLegacyServiceFiles(this.fs, this.legacyDir);
     } catch (error) {
-      return this.error(origin.file, origin.line, `cannot read legacy policy directory ${this.legacyDir}: ${errorText(error)}`);
+      return this.error(
+        origin.file,
+        origin.line,
+        `cannot read legacy policy directory ${this.legacyDir}: ${errorText(error)}`,
+      );
     }
     this.paths.add(this.legacyDir);
     for (const file of files) {
@@ -224,7 +269,14 @@ class PolicyReader {
       if (file.argument === "*") continue;
       const implicit = { ...origin, note: `implicit deny after ${file.path}` };
       for (const target of ["@anyvm", "@adminvm"]) {
-        const fields = { service: file.service, argument: file.argument, source: "@anyvm", target, action: "deny", params: [] };
+        const fields = {
+          service: file.service,
+          argument: file.argument,
+          source: "@anyvm",
+          target,
+          action: "deny",
+          params: [],
+        };
         this.addRule(fields, implicit, `${file.service} ${file.argument} @anyvm ${target} deny`);
       }
     }
@@ -233,14 +285,20 @@ class PolicyReader {
 
 /** Reads the policy in `directories` (earlier ones hide same-named files in later ones). */
 export function readPolicy(directories: string[], options: ReadOptions = {}): ReadPolicy {
-  const reader = new PolicyReader(options.fs ?? diskFileSystem, resolve(options.legacyDir ?? DEFAULT_LEGACY_POLICY_DIR));
+  const reader = new PolicyReader(
+    options.fs ?? diskFileSystem,
+    resolve(options.legacyDir ?? DEFAULT_LEGACY_POLICY_DIR),
+  );
   reader.readTopLevel(directories);
   const { rules, errors, warnings } = reader;
   return { rules, errors, warnings, paths: [...reader.paths] };
 }
 
 /** Reads a legacy directory alone, exactly as a policy.d holding only `!compat-4.0` would. */
-export function readLegacyPolicy(legacyDir: string, options: Omit<ReadOptions, "legacyDir"> = {}): ReadPolicy {
+export function readLegacyPolicy(
+  legacyDir: string,
+  options: Omit<ReadOptions, "legacyDir"> = {},
+): ReadPolicy {
   const reader = new PolicyReader(options.fs ?? diskFileSystem, resolve(legacyDir));
   reader.compat40({ file: reader.legacyDir, line: 0 });
   const { rules, errors, warnings } = reader;

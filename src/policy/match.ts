@@ -30,7 +30,9 @@ export function sourceMatches(token: Token, context: MatchContext): boolean {
 
 /** The template `@dispvm:NAME`/`@dispvm:uuid:U` names, if that domain exists. */
 function templateName(reference: string, context: MatchContext): string | undefined {
-  return reference.startsWith("uuid:") ? domainByReference(reference, context.facts)?.name : reference;
+  return reference.startsWith("uuid:")
+    ? domainByReference(reference, context.facts)?.name
+    : reference;
 }
 
 export function targetMatches(token: Token, context: MatchContext): boolean {
@@ -58,11 +60,16 @@ export function targetMatches(token: Token, context: MatchContext): boolean {
       return target === "@dispvm";
     case "dispvm-template":
       // Also an intended @dispvm whose source's default template is NAME.
-      return context.intendedTemplate !== null && context.intendedTemplate === templateName(token.value, context);
+      return (
+        context.intendedTemplate !== null &&
+        context.intendedTemplate === templateName(token.value, context)
+      );
     case "dispvm-tag": {
       if (context.intendedTemplate === null) return false;
       const template = context.facts.get(context.intendedTemplate);
-      return template !== undefined && template.templateForDispvms && template.tags.has(token.value);
+      return (
+        template !== undefined && template.templateForDispvms && template.tags.has(token.value)
+      );
     }
   }
 }

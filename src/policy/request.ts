@@ -33,7 +33,8 @@ export interface MatchContext {
   readonly intendedTemplate: string | null;
 }
 
-export type NormalizedQuery = { ok: true; context: MatchContext } | { ok: false; request: DecisionRequest; reason: string };
+export type NormalizedQuery =
+  { ok: true; context: MatchContext } | { ok: false; request: DecisionRequest; reason: string };
 
 const DISPVM = "@dispvm";
 
@@ -77,18 +78,25 @@ function targetDomainOf(target: string, facts: DomainFacts): Domain | undefined 
 }
 
 /** The normalized intended target, or a reason to deny (§11.1, "as the caller's intended target"). */
-export function normalizeIntendedTarget(target: string, facts: DomainFacts): { ok: true; target: string } | { ok: false; reason: string } {
+export function normalizeIntendedTarget(
+  target: string,
+  facts: DomainFacts,
+): { ok: true; target: string } | { ok: false; reason: string } {
   if (target === "" || target === "@default") return { ok: true, target: "@default" };
   if (isAdminAlias(target)) return { ok: true, target: "@adminvm" };
   if (target === DISPVM) return { ok: true, target };
   if (target.startsWith(DISPVM_PREFIX)) {
     const template = domainByReference(target.slice(DISPVM_PREFIX.length), facts);
     if (template === undefined || !template.templateForDispvms) {
-      return { ok: false, reason: `${target.slice(DISPVM_PREFIX.length)} is not a DisposableVM template` };
+      return {
+        ok: false,
+        reason: `${target.slice(DISPVM_PREFIX.length)} is not a DisposableVM template`,
+      };
     }
     return { ok: true, target: DISPVM_PREFIX + template.name };
   }
-  if (target.startsWith("@") || target === "*") return { ok: false, reason: `invalid intended target '${target}'` };
+  if (target.startsWith("@") || target === "*")
+    return { ok: false, reason: `invalid intended target '${target}'` };
   const domain = domainByReference(target, facts);
   if (domain === undefined) return { ok: true, target: "@default" };
   return { ok: true, target: domain.type === "AdminVM" ? "@adminvm" : domain.name };
@@ -110,8 +118,13 @@ export function normalizeQuery(query: PolicyQuery, facts: DomainFacts): Normaliz
   const plus = query.serviceAndArg.indexOf("+");
   const service = plus === -1 ? query.serviceAndArg : query.serviceAndArg.slice(0, plus);
   const argument = plus === -1 ? "+" : query.serviceAndArg.slice(plus);
-  const deny = (reason: string): NormalizedQuery => ({ ok: false, request: rawRequest(query, service, argument), reason });
-  if (!isServiceName(service) || !isArgument(argument)) return deny(`invalid service '${query.serviceAndArg}'`);
+  const deny = (reason: string): NormalizedQuery => ({
+    ok: false,
+    request: rawRequest(query, service, argument),
+    reason,
+  });
+  if (!isServiceName(service) || !isArgument(argument))
+    return deny(`invalid service '${query.serviceAndArg}'`);
 
   const caller = sourceDomainOf(query.source, facts);
   if (caller === undefined) return deny(`unknown source '${query.source}'`);
@@ -132,7 +145,11 @@ export function normalizeQuery(query: PolicyQuery, facts: DomainFacts): Normaliz
   const target = intended.target;
   const targetDomain = targetDomainOf(target, facts);
   const intendedTemplate =
-    target === DISPVM ? sourceDomain.defaultDispvm : target.startsWith(DISPVM_PREFIX) ? target.slice(DISPVM_PREFIX.length) : null;
+    target === DISPVM
+      ? sourceDomain.defaultDispvm
+      : target.startsWith(DISPVM_PREFIX)
+        ? target.slice(DISPVM_PREFIX.length)
+        : null;
   const sourceIsAdmin = sourceDomain.type === "AdminVM";
   const request: DecisionRequest = {
     service,

@@ -2,7 +2,13 @@
 // resolution and its refusals), deny, or ask (the choices and the default), and how an answer to
 // the question becomes allow or deny.
 
-import type { AllowDecision, AskDecision, Decision, DecisionRequest, DenyDecision } from "./decision.ts";
+import type {
+  AllowDecision,
+  AskDecision,
+  Decision,
+  DecisionRequest,
+  DenyDecision,
+} from "./decision.ts";
 import { ADMIN_VM_NAME, type DomainFacts } from "./domains.ts";
 import { formatOrigin } from "./errors.ts";
 import { sourceMatchesInOrder, type Bucket } from "./rule-index.ts";
@@ -11,16 +17,27 @@ import type { Rule } from "./rule.ts";
 import { expandTarget, redirectTarget } from "./targets.ts";
 import { DISPVM_PREFIX } from "./tokens.ts";
 
-export function denied(rule: Rule | null, request: DecisionRequest, reason: string, notify = true): DenyDecision {
+export function denied(
+  rule: Rule | null,
+  request: DecisionRequest,
+  reason: string,
+  notify = true,
+): DenyDecision {
   return { kind: "deny", rule, request, reason, notify };
 }
 
 /** @default, @dispvm and @adminvm made concrete for an allow (steps 2-4), or why that fails. */
-function concreteTarget(target: string, request: DecisionRequest, facts: DomainFacts): { target: string } | { reason: string } {
-  if (target === "@default") return { reason: "no target: the caller asked for @default and the rule has no target=" };
+function concreteTarget(
+  target: string,
+  request: DecisionRequest,
+  facts: DomainFacts,
+): { target: string } | { reason: string } {
+  if (target === "@default")
+    return { reason: "no target: the caller asked for @default and the rule has no target=" };
   if (target === "@dispvm") {
     const template = facts.get(request.source)?.defaultDispvm ?? null;
-    if (template === null) return { reason: `${request.source} has no default DisposableVM template` };
+    if (template === null)
+      return { reason: `${request.source} has no default DisposableVM template` };
     return { target: DISPVM_PREFIX + template };
   }
   if (target === "@adminvm") return { target: ADMIN_VM_NAME };
@@ -34,7 +51,13 @@ interface Grant {
 }
 
 /** An allow to a concrete target (steps 5-6, plus existence), with what the response needs. */
-export function allowTo(target: string, rule: Rule, request: DecisionRequest, grant: Grant, facts: DomainFacts): AllowDecision | DenyDecision {
+export function allowTo(
+  target: string,
+  rule: Rule,
+  request: DecisionRequest,
+  grant: Grant,
+  facts: DomainFacts,
+): AllowDecision | DenyDecision {
   const refuse = (reason: string) => denied(rule, request, reason);
   let running: boolean;
   let targetUuid: string | null = null;
@@ -55,7 +78,8 @@ export function allowTo(target: string, rule: Rule, request: DecisionRequest, gr
     if (domain === undefined) return refuse(`target ${target} does not exist`);
     running = domain.running;
     if (domain.type === "RemoteVM") {
-      if (domain.relayvm === null || domain.transportRpc === null) return refuse(`RemoteVM ${target} has no relay`);
+      if (domain.relayvm === null || domain.transportRpc === null)
+        return refuse(`RemoteVM ${target} has no relay`);
       const relay = facts.get(domain.relayvm);
       responseTarget = domain.relayvm;
       targetUuid = relay?.uuid ? `uuid:${relay.uuid}` : null;
@@ -65,7 +89,8 @@ export function allowTo(target: string, rule: Rule, request: DecisionRequest, gr
       targetUuid = `uuid:${domain.uuid}`;
     }
   }
-  if (!grant.autostart && !running) return refuse(`target ${target} is not running and the rule has autostart=no`);
+  if (!grant.autostart && !running)
+    return refuse(`target ${target} is not running and the rule has autostart=no`);
   if (target === request.source) return refuse("loopback qrexec connection not supported");
   return {
     kind: "allow",
@@ -88,7 +113,8 @@ function allow(rule: Rule, context: MatchContext): AllowDecision | DenyDecision 
   let target = context.target;
   if (rule.redirect !== null) {
     const redirect = redirectTarget(rule.redirect, facts);
-    if (redirect === null) return denied(rule, request, `target=${rule.redirect.text} names no domain`);
+    if (redirect === null)
+      return denied(rule, request, `target=${rule.redirect.text} names no domain`);
     target = redirect;
   }
   const concrete = concreteTarget(target, request, facts);
@@ -159,12 +185,18 @@ function ask(rule: Rule, context: MatchContext, bucket: Bucket): AskDecision | D
     if (offered !== null && (rule.autostart || isRunning(offered, facts))) choices.add(offered);
   }
   if (choices.size === 0) {
-    return denied(rule, request, `ask at ${formatOrigin(rule.origin)} but no target is available to choose from`);
+    return denied(
+      rule,
+      request,
+      `ask at ${formatOrigin(rule.origin)} but no target is available to choose from`,
+    );
   }
   // The default sort compares UTF-16 code units: the same order as Python's for these names.
   const targets = [...choices].sort();
-  const requestedDefault = rule.defaultTarget === null ? null : redirectTarget(rule.defaultTarget, facts);
-  const offeredDefault = requestedDefault === null ? null : offeredTarget(requestedDefault, context);
+  const requestedDefault =
+    rule.defaultTarget === null ? null : redirectTarget(rule.defaultTarget, facts);
+  const offeredDefault =
+    requestedDefault === null ? null : offeredTarget(requestedDefault, context);
   return {
     kind: "ask",
     rule,
@@ -190,10 +222,15 @@ export function decide(rule: Rule, context: MatchContext, bucket: Bucket): Decis
 }
 
 /** The user's answer to an ask: a target (which must be one of the choices) or null for deny. */
-export function answerAsk(decision: AskDecision, answer: string | null, facts: DomainFacts): AllowDecision | DenyDecision {
+export function answerAsk(
+  decision: AskDecision,
+  answer: string | null,
+  facts: DomainFacts,
+): AllowDecision | DenyDecision {
   const { rule, request } = decision;
   if (answer === null) return denied(rule, request, "denied by the user", false);
-  if (!decision.targets.includes(answer)) return denied(rule, request, `answer '${answer}' is not one of the choices`);
+  if (!decision.targets.includes(answer))
+    return denied(rule, request, `answer '${answer}' is not one of the choices`);
   return allowTo(answer, rule, request, decision, facts);
 }
 
@@ -202,7 +239,10 @@ export function answerAsk(decision: AskDecision, answer: string | null, facts: D
  * choices as upstream does, so "@adminvm", "@dispvm" or a uuid that is not itself a choice is
  * denied (spec §11.1 note): a GUI VM asking policy.EvalSimple gets upstream's answer.
  */
-export function answerAskWithIntendedTarget(decision: AskDecision, facts: DomainFacts): AllowDecision | DenyDecision {
+export function answerAskWithIntendedTarget(
+  decision: AskDecision,
+  facts: DomainFacts,
+): AllowDecision | DenyDecision {
   const written = decision.request.writtenTarget;
   if (!decision.targets.includes(written)) {
     const shown = written === "" ? '""' : written;

@@ -10,9 +10,13 @@ export function policyResponseText(decision: AllowDecision | DenyDecision): stri
   if (decision.kind === "deny") return "result=deny";
   const lines = [`user=${decision.user ?? "DEFAULT"}`, "result=allow", `target=${decision.target}`];
   if (decision.targetUuid !== null) lines.push(`target_uuid=${decision.targetUuid}`);
-  lines.push(`autostart=${decision.autostart ? "True" : "False"}`, `requested_target=${decision.requestedTarget}`);
+  lines.push(
+    `autostart=${decision.autostart ? "True" : "False"}`,
+    `requested_target=${decision.requestedTarget}`,
+  );
   if (decision.service !== null) lines.push(`service=${decision.service}`);
-  if (decision.request.policySource !== null) lines.push(`policy_source=${decision.request.policySource}`);
+  if (decision.request.policySource !== null)
+    lines.push(`policy_source=${decision.request.policySource}`);
   return lines.join("\n");
 }
 
@@ -27,7 +31,11 @@ export interface SocketOptions {
  * Settles a decision without a human: applies assume_yes_for_ask, and turns a remaining ask into
  * null (the caller must ask someone, or deny). Used for policy.EvalSimple/EvalGUI (§11.3).
  */
-export function settleWithoutAsking(decision: Decision, options: SocketOptions, facts: DomainFacts): AllowDecision | DenyDecision | null {
+export function settleWithoutAsking(
+  decision: Decision,
+  options: SocketOptions,
+  facts: DomainFacts,
+): AllowDecision | DenyDecision | null {
   if (decision.kind !== "ask") return decision;
   if (options.assumeYesForAsk) return answerAskWithIntendedTarget(decision, facts);
   return null;

@@ -64,8 +64,10 @@ export function isArgument(argument: string): boolean {
 export function serviceArgumentErrors(service: string, argument: string): string[] {
   const errors: string[] = [];
   if (service !== "*" && !isServiceName(service)) errors.push(`invalid service name '${service}'`);
-  if (argument !== "*" && !isArgument(argument)) errors.push(`invalid argument '${argument}' (expected * or +ARG)`);
-  else if (service === "*" && argument !== "*") errors.push(`only * argument allowed for * service`);
+  if (argument !== "*" && !isArgument(argument))
+    errors.push(`invalid argument '${argument}' (expected * or +ARG)`);
+  else if (service === "*" && argument !== "*")
+    errors.push(`only * argument allowed for * service`);
   return errors;
 }
 
@@ -105,7 +107,12 @@ function parseParams(params: string[], errors: string[]): ReadonlyMap<string, st
 export type RuleResult = { ok: true; rule: Rule } | { ok: false; errors: string[] };
 
 /** Validates `fields` and builds the rule, or lists every problem with it. */
-export function buildRule(fields: RuleFields, order: number, origin: Origin, text: string): RuleResult {
+export function buildRule(
+  fields: RuleFields,
+  order: number,
+  origin: Origin,
+  text: string,
+): RuleResult {
   const errors = serviceArgumentErrors(fields.service, fields.argument);
   const source = parseColumn(fields.source, "source", "source", errors);
   const target = parseColumn(fields.target, "target", "target", errors);
@@ -121,12 +128,18 @@ export function buildRule(fields: RuleFields, order: number, origin: Origin, tex
   }
   const redirectText = params.get("target");
   const defaultText = params.get("default_target");
-  const redirect = redirectText === undefined ? null : parseColumn(redirectText, "redirect", "target=", errors);
-  const defaultTarget = defaultText === undefined ? null : parseColumn(defaultText, "redirect", "default_target=", errors);
+  const redirect =
+    redirectText === undefined ? null : parseColumn(redirectText, "redirect", "target=", errors);
+  const defaultTarget =
+    defaultText === undefined
+      ? null
+      : parseColumn(defaultText, "redirect", "default_target=", errors);
   const notifyText = params.get("notify");
   const autostartText = params.get("autostart");
-  const notify = notifyText === undefined ? action === "deny" : parseBoolean("notify", notifyText, errors);
-  const autostart = autostartText === undefined ? true : parseBoolean("autostart", autostartText, errors);
+  const notify =
+    notifyText === undefined ? action === "deny" : parseBoolean("notify", notifyText, errors);
+  const autostart =
+    autostartText === undefined ? true : parseBoolean("autostart", autostartText, errors);
   if (action === "allow" && target?.kind === "default" && redirectText === undefined) {
     errors.push("allow with target @default must have target=");
   }

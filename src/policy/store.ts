@@ -35,7 +35,6 @@ export interface PolicySnapshot {
   readonly loadMs: number;
 }
 
-
 export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const started = performance.now();
   const { policy } = loadPolicy(source.dirs, { legacyDir: source.legacyDir });
@@ -45,14 +44,18 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
     try {
       facts = loadDomainsFile(source.domainsFile);
     } catch (error) {
-      const problem = error instanceof DomainsFileError ? error : new DomainsFileError(source.domainsFile, String(error));
+      const problem =
+        error instanceof DomainsFileError
+          ? error
+          : new DomainsFileError(source.domainsFile, String(error));
       domainErrors.push({ file: problem.file, line: 0, message: problem.detail });
     }
   }
   const errors = [...policy.errors, ...domainErrors];
   const watched = new Set(policy.paths);
   for (const dir of source.dirs) watched.add(resolve(dir));
-  if (source.domainsFile !== null && !source.systemInfoSocket) watched.add(resolve(source.domainsFile));
+  if (source.domainsFile !== null && !source.systemInfoSocket)
+    watched.add(resolve(source.domainsFile));
   // A broken domains file must deny too: fold its error into the policy the engine evaluates.
   const served =
     domainErrors.length === 0
@@ -63,7 +66,13 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
           warnings: [...policy.warnings],
           paths: [...policy.paths],
         });
-  return Object.freeze({ policy: served, facts, errors, watched: [...watched], loadMs: performance.now() - started });
+  return Object.freeze({
+    policy: served,
+    facts,
+    errors,
+    watched: [...watched],
+    loadMs: performance.now() - started,
+  });
 }
 
 /**
@@ -71,7 +80,9 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
  * failure there throws, and the request is denied), else the snapshot's.
  */
 export function factsFor(source: PolicySource, snapshot: PolicySnapshot): Promise<DomainFacts> {
-  return source.systemInfoSocket ? fetchSystemInfo(source.systemInfoSocket) : Promise.resolve(snapshot.facts);
+  return source.systemInfoSocket
+    ? fetchSystemInfo(source.systemInfoSocket)
+    : Promise.resolve(snapshot.facts);
 }
 
 /** One log line per problem, or a summary of a good load. */
@@ -154,7 +165,9 @@ export class PolicyStore {
         watcher.on("error", () => this.#schedule());
         this.#watchers.push(watcher);
       } catch (error) {
-        this.options.log(`cannot watch ${path}: ${error instanceof Error ? error.message : String(error)}`);
+        this.options.log(
+          `cannot watch ${path}: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
     }
   }

@@ -15,7 +15,10 @@ export function redirectTarget(token: Token, facts: DomainFacts): string | null 
       return "@dispvm";
     case "name":
     case "uuid": {
-      const domain = domainByReference(token.kind === "uuid" ? `uuid:${token.value}` : token.value, facts);
+      const domain = domainByReference(
+        token.kind === "uuid" ? `uuid:${token.value}` : token.value,
+        facts,
+      );
       if (domain === undefined) return token.kind === "name" ? token.value : null;
       return domain.type === "AdminVM" ? "@adminvm" : domain.name;
     }
@@ -29,7 +32,11 @@ export function redirectTarget(token: Token, facts: DomainFacts): string | null 
 }
 
 /** Every target `token` stands for, as upstream's expand(). */
-export function expandTarget(token: Token, facts: DomainFacts, into: (target: string) => void): void {
+export function expandTarget(
+  token: Token,
+  facts: DomainFacts,
+  into: (target: string) => void,
+): void {
   switch (token.kind) {
     case "wildcard":
     case "anyvm":
@@ -45,7 +52,10 @@ export function expandTarget(token: Token, facts: DomainFacts, into: (target: st
       return;
     case "name":
     case "uuid": {
-      const domain = domainByReference(token.kind === "uuid" ? `uuid:${token.value}` : token.value, facts);
+      const domain = domainByReference(
+        token.kind === "uuid" ? `uuid:${token.value}` : token.value,
+        facts,
+      );
       if (domain !== undefined) into(domain.type === "AdminVM" ? "@adminvm" : domain.name);
       return;
     }
@@ -54,7 +64,8 @@ export function expandTarget(token: Token, facts: DomainFacts, into: (target: st
     case "type":
     case "tag":
       for (const domain of facts.all()) {
-        if (token.kind === "type" ? domain.type !== token.value : !domain.tags.has(token.value)) continue;
+        if (token.kind === "type" ? domain.type !== token.value : !domain.tags.has(token.value))
+          continue;
         into(domain.type === "AdminVM" ? "@adminvm" : domain.name);
       }
       return;
@@ -68,7 +79,8 @@ export function expandTarget(token: Token, facts: DomainFacts, into: (target: st
     }
     case "dispvm-tag":
       for (const domain of facts.all()) {
-        if (domain.templateForDispvms && domain.tags.has(token.value)) into(DISPVM_PREFIX + domain.name);
+        if (domain.templateForDispvms && domain.tags.has(token.value))
+          into(DISPVM_PREFIX + domain.name);
       }
       return;
   }

@@ -32,7 +32,17 @@ export interface Token {
 export type Column = "source" | "target" | "redirect";
 
 const ACCEPTED: Record<Column, ReadonlySet<TokenKind>> = {
-  source: new Set<TokenKind>(["wildcard", "anyvm", "adminvm", "name", "uuid", "type", "tag", "dispvm-template", "dispvm-tag"]),
+  source: new Set<TokenKind>([
+    "wildcard",
+    "anyvm",
+    "adminvm",
+    "name",
+    "uuid",
+    "type",
+    "tag",
+    "dispvm-template",
+    "dispvm-tag",
+  ]),
   target: new Set<TokenKind>([
     "wildcard",
     "anyvm",
@@ -90,7 +100,8 @@ function lex(text: string): TokenResult {
   if (exact !== undefined) return token(exact, text);
   const uuid = uuidOf(text);
   if (uuid === "") return failure(`invalid uuid in '${text}'`);
-  if (uuid !== null) return uuid === ADMIN_VM_UUID ? token("adminvm", text) : token("uuid", text, uuid);
+  if (uuid !== null)
+    return uuid === ADMIN_VM_UUID ? token("adminvm", text) : token("uuid", text, uuid);
   if (!text.startsWith("@")) return token("name", text, text);
   for (const [prefix, kind] of PREFIXES) {
     if (!text.startsWith(prefix)) continue;
@@ -98,7 +109,8 @@ function lex(text: string): TokenResult {
     if (value === "") return failure(`invalid token '${text}': empty value after '${prefix}'`);
     // "@dispvm:@foo" is neither a template name nor a longer prefix we know.
     if (value.startsWith("@")) continue;
-    if (kind === "dispvm-template" && uuidOf(value) === "") return failure(`invalid uuid in '${text}'`);
+    if (kind === "dispvm-template" && uuidOf(value) === "")
+      return failure(`invalid uuid in '${text}'`);
     return token(kind, text, value);
   }
   return failure(`invalid token '${text}'`);
@@ -127,6 +139,7 @@ export function parseToken(text: string, column: Column, label: string = column)
   if (text === "") return failure(`${label} is empty: it must name a domain or a keyword`);
   const result = lexOnce(text);
   if (!result.ok) return result;
-  if (!ACCEPTED[column].has(result.token.kind)) return failure(`'${text}' is not allowed as ${label}`);
+  if (!ACCEPTED[column].has(result.token.kind))
+    return failure(`'${text}' is not allowed as ${label}`);
   return result;
 }

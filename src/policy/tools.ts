@@ -32,10 +32,16 @@ export function lintReport(snapshot: PolicySnapshot): LintReport {
 /** Every rule with its verdict and why, the winner, and the response text the daemon would get. */
 export function explainText(snapshot: PolicySnapshot, query: PolicyQuery): string {
   const { decision, trace, errors } = snapshot.policy.explain(query, snapshot.facts);
-  const lines = [`request: source=${query.source} intended_target=${query.intendedTarget} service_and_arg=${query.serviceAndArg}`];
+  const lines = [
+    `request: source=${query.source} intended_target=${query.intendedTarget} service_and_arg=${query.serviceAndArg}`,
+  ];
   for (const error of errors) lines.push(`policy error: ${formatPolicyError(error)}`);
-  if (trace.length === 0 && errors.length === 0) lines.push("no rule was considered: the request was refused before matching");
-  const width = Math.min(60, Math.max(0, ...trace.map((entry) => formatOrigin(entry.rule.origin).length)));
+  if (trace.length === 0 && errors.length === 0)
+    lines.push("no rule was considered: the request was refused before matching");
+  const width = Math.min(
+    60,
+    Math.max(0, ...trace.map((entry) => formatOrigin(entry.rule.origin).length)),
+  );
   for (const entry of trace) {
     const mark = entry.verdict === "matched" ? "=>" : entry.verdict === "no match" ? "  " : " .";
     lines.push(`${mark} ${formatOrigin(entry.rule.origin).padEnd(width)}  ${entry.rule.text}`);
@@ -44,9 +50,16 @@ export function explainText(snapshot: PolicySnapshot, query: PolicyQuery): strin
   lines.push(`decision: ${describeDecision(decision)}`);
   lines.push(`decided by: ${decidedBy(decision)}`);
   if (decision.kind === "ask") {
-    lines.push(`question: choose one of ${decision.targets.join(", ")}; default ${decision.defaultTarget ?? "none"}`);
+    lines.push(
+      `question: choose one of ${decision.targets.join(", ")}; default ${decision.defaultTarget ?? "none"}`,
+    );
   } else {
-    lines.push("response:", ...policyResponseText(decision).split("\n").map((line) => `  ${line}`));
+    lines.push(
+      "response:",
+      ...policyResponseText(decision)
+        .split("\n")
+        .map((line) => `  ${line}`),
+    );
   }
   return lines.join("\n");
 }
@@ -116,13 +129,23 @@ export function policyGraph(
   for (const [label, serviceAndArg] of graphServices(snapshot, filter)) {
     for (const source of domains.filter((name) => keeps(filter.sources, name))) {
       for (const intended of targets) {
-        const decision = policy.evaluate({ source, intendedTarget: intended, serviceAndArg }, facts);
+        const decision = policy.evaluate(
+          { source, intendedTarget: intended, serviceAndArg },
+          facts,
+        );
         const target = edgeTarget(decision, intended, filter.includeAsk ?? false);
         if (target === null || !keeps(filter.targets, target)) continue;
         const key = `${label}\0${source}\0${target}\0${decision.kind}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        edges.push({ service: label, source, target, kind: decision.kind, redirected: target !== intended, rule: decidedBy(decision) });
+        edges.push({
+          service: label,
+          source,
+          target,
+          kind: decision.kind,
+          redirected: target !== intended,
+          rule: decidedBy(decision),
+        });
       }
     }
   }
@@ -179,7 +202,9 @@ export function graphDot(edges: GraphEdge[], skipLabels = false): string {
   }
   for (const edge of skipLabels ? [] : edges) {
     const style = edge.kind === "ask" ? ", style=dashed" : "";
-    lines.push(`  ${dotId(edge.source)} -> ${dotId(edge.target)} [label=${dotId(edge.service)}${style}];`);
+    lines.push(
+      `  ${dotId(edge.source)} -> ${dotId(edge.target)} [label=${dotId(edge.service)}${style}];`,
+    );
   }
   lines.push("}");
   return lines.join("\n");

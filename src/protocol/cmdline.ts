@@ -79,7 +79,9 @@ export function parseCommand(cmdline: string, options: { stripUser: boolean }): 
   if (descriptorEnd === -1) return invalid("no space after the service descriptor");
   const descriptor = socketDescriptor.slice(0, descriptorEnd);
   if (byteLength(descriptor) > MAX_SERVICE_NAME_LEN) {
-    return invalid(`service descriptor too long (${byteLength(descriptor)} bytes, at most ${MAX_SERVICE_NAME_LEN})`);
+    return invalid(
+      `service descriptor too long (${byteLength(descriptor)} bytes, at most ${MAX_SERVICE_NAME_LEN})`,
+    );
   }
   const plus = descriptor.indexOf("+");
   const serviceName = plus === -1 ? descriptor : descriptor.slice(0, plus);
@@ -116,9 +118,11 @@ export function executableArguments(
 ): { kind: "ok"; requestedTarget: RequestedTarget | null } | { kind: "invalid"; reason: string } {
   const tokens = command.socketDescriptor.split(" ").filter((token) => token !== "");
   if (tokens.length === 2) return { kind: "ok", requestedTarget: null };
-  if (tokens.length !== 4) return invalid(`service command has ${tokens.length} arguments, expected 2 or 4`);
+  if (tokens.length !== 4)
+    return invalid(`service command has ${tokens.length} arguments, expected 2 or 4`);
   const [, , type, target] = tokens as [string, string, string, string];
-  if (type !== "name" && type !== "keyword") return invalid(`requested target type '${type}' is not name or keyword`);
+  if (type !== "name" && type !== "keyword")
+    return invalid(`requested target type '${type}' is not name or keyword`);
   return { kind: "ok", requestedTarget: { type, target } };
 }
 
@@ -137,7 +141,8 @@ export function requestedTargetOf(requestedTarget: string): RequestedTarget {
 
 function requireToken(value: string, what: string): void {
   if (value === "") throw new ProtocolError(`${what} is empty`);
-  if (/[ \0]/.test(value)) throw new ProtocolError(`${what} must not contain a space or NUL: '${value}'`);
+  if (/[ \0]/.test(value))
+    throw new ProtocolError(`${what} must not contain a space or NUL: '${value}'`);
 }
 
 /** The service descriptor with '+' appended when it has none. */
@@ -146,7 +151,11 @@ function withPlus(service: string): string {
 }
 
 /** The command the daemon sends to a target VM: "<user>:QUBESRPC <svc>[+] <source>" (§2.1). */
-export function buildVmServiceCommand(request: { user: string; service: string; source: string }): string {
+export function buildVmServiceCommand(request: {
+  user: string;
+  service: string;
+  source: string;
+}): string {
   if (request.user === "" || /[:\0]/.test(request.user)) {
     throw new ProtocolError(`user must be non-empty with no ':' or NUL: '${request.user}'`);
   }
@@ -156,7 +165,11 @@ export function buildVmServiceCommand(request: { user: string; service: string; 
 }
 
 /** The command for a call into dom0: "QUBESRPC <svc>[+] <source> <name|keyword> <target>" (§2.2). */
-export function buildDom0ServiceCommand(request: { service: string; source: string; requestedTarget: string }): string {
+export function buildDom0ServiceCommand(request: {
+  service: string;
+  source: string;
+  requestedTarget: string;
+}): string {
   requireToken(request.service, "service");
   requireToken(request.source, "source");
   const { type, target } = requestedTargetOf(request.requestedTarget);

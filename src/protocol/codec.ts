@@ -92,7 +92,9 @@ export type FixedField = string | Uint8Array;
 export function encodeFixedField(value: FixedField, size: number): Uint8Array {
   if (value instanceof Uint8Array) {
     if (value.length !== size) {
-      throw new ProtocolError(`a raw ${size}-byte field must be ${size} bytes, got ${value.length}`);
+      throw new ProtocolError(
+        `a raw ${size}-byte field must be ${size} bytes, got ${value.length}`,
+      );
     }
     return value.slice();
   }
@@ -199,7 +201,8 @@ export function negotiateVersion(own: number, peer: number): number {
 
 /** The data payload limit after negotiating `version`. */
 export function maxDataChunk(version: number): number {
-  if (version < QREXEC_PROTOCOL_VERSION_MIN) throw new ProtocolError(`unsupported protocol version ${version}`);
+  if (version < QREXEC_PROTOCOL_VERSION_MIN)
+    throw new ProtocolError(`unsupported protocol version ${version}`);
   return version === QREXEC_PROTOCOL_V2 ? MAX_DATA_CHUNK_V2 : MAX_DATA_CHUNK_V3;
 }
 
@@ -221,7 +224,8 @@ export function decodeHello(header: Header, payload: Uint8Array): number {
   if (header.type !== MSG_HELLO) {
     throw new ProtocolError(`expected MSG_HELLO, got type 0x${header.type.toString(16)}`);
   }
-  if (header.len !== PEER_INFO_BYTES) throw new ProtocolError(`MSG_HELLO with len ${header.len}, expected 4`);
+  if (header.len !== PEER_INFO_BYTES)
+    throw new ProtocolError(`MSG_HELLO with len ${header.len}, expected 4`);
   requireLength(payload, PEER_INFO_BYTES, "MSG_HELLO payload");
   return readU32(payload, 0);
 }
@@ -268,7 +272,10 @@ export interface ExecCommand extends ExecParams {
   command: string;
 }
 
-export function decodeExecCommand(payload: Uint8Array, termination: CommandTermination): ExecCommand {
+export function decodeExecCommand(
+  payload: Uint8Array,
+  termination: CommandTermination,
+): ExecCommand {
   const { connectDomain, connectPort, tail } = decodeExecParams(payload);
   if (tail.length === 0) throw new ProtocolError("exec request without a command");
   if (termination === "strict" && tail[tail.length - 1] !== 0) {
@@ -295,7 +302,9 @@ export function decodeServiceConnect(
 ): ExecParams & { ident: Uint8Array } {
   const { connectDomain, connectPort, tail } = decodeExecParams(payload);
   if (tail.length === 0 || tail.length > IDENT_BYTES) {
-    throw new ProtocolError(`MSG_SERVICE_CONNECT ident of ${tail.length} bytes, expected 1..${IDENT_BYTES}`);
+    throw new ProtocolError(
+      `MSG_SERVICE_CONNECT ident of ${tail.length} bytes, expected 1..${IDENT_BYTES}`,
+    );
   }
   if (termination === "strict" && tail[tail.length - 1] !== 0) {
     throw new ProtocolError("MSG_SERVICE_CONNECT ident is not NUL-terminated");
@@ -387,7 +396,8 @@ export interface Trigger4Fields extends Trigger3Fields {
 }
 
 function serviceTail(service: ServiceName): Uint8Array {
-  const tail = service instanceof Uint8Array ? service.slice() : nulTerminated(service, "service name");
+  const tail =
+    service instanceof Uint8Array ? service.slice() : nulTerminated(service, "service name");
   if (tail.length === 0) throw new ProtocolError("empty service name area");
   return tail;
 }
@@ -460,7 +470,11 @@ export function trigger4To3(trigger: Trigger4): Trigger3 {
       `cannot send a source qube ("${fieldText(source)}") to a daemon older than protocol 4`,
     );
   }
-  return { target: trigger.target.slice(), ident: trigger.ident.slice(), service: trigger.service.slice() };
+  return {
+    target: trigger.target.slice(),
+    ident: trigger.ident.slice(),
+    service: trigger.service.slice(),
+  };
 }
 
 /** TRIGGER3 → TRIGGER (v2): the name must fit in 63 bytes and the target in 31. */
@@ -485,15 +499,23 @@ export function trigger3To2(trigger: Trigger3): TriggerV2 {
 }
 
 /** The same trigger with another ident (the agent sets "SOCKET<fd>", §2.1 step 2). */
-export function withIdent<T extends TriggerV2 | Trigger3 | Trigger4>(trigger: T, ident: FixedField): T {
+export function withIdent<T extends TriggerV2 | Trigger3 | Trigger4>(
+  trigger: T,
+  ident: FixedField,
+): T {
   return { ...trigger, ident: encodeFixedField(ident, IDENT_BYTES) };
 }
 
 /** A TRIGGER4 as the message the daemon at `version` accepts (§3.2). */
-export function encodeTriggerForVersion(trigger: Trigger4, version: number): { type: number; payload: Uint8Array } {
-  if (version >= QREXEC_PROTOCOL_V4) return { type: MSG_TRIGGER_SERVICE4, payload: encodeTrigger4(trigger) };
+export function encodeTriggerForVersion(
+  trigger: Trigger4,
+  version: number,
+): { type: number; payload: Uint8Array } {
+  if (version >= QREXEC_PROTOCOL_V4)
+    return { type: MSG_TRIGGER_SERVICE4, payload: encodeTrigger4(trigger) };
   const trigger3 = trigger4To3(trigger);
-  if (version >= QREXEC_PROTOCOL_V3) return { type: MSG_TRIGGER_SERVICE3, payload: encodeTrigger3(trigger3) };
+  if (version >= QREXEC_PROTOCOL_V3)
+    return { type: MSG_TRIGGER_SERVICE3, payload: encodeTrigger3(trigger3) };
   if (version >= QREXEC_PROTOCOL_V2) {
     return { type: MSG_TRIGGER_SERVICE, payload: encodeTriggerV2(trigger3To2(trigger3)) };
   }

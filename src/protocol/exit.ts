@@ -22,9 +22,13 @@ export function signalExitStatus(signal: number | NodeJS.Signals): number {
 }
 
 /** A finished child's status: its exit code, or 128+N when signal N killed it. */
-export function waitStatus(result: { exitCode: number | null; signalCode: number | NodeJS.Signals | null }): number {
+export function waitStatus(result: {
+  exitCode: number | null;
+  signalCode: number | NodeJS.Signals | null;
+}): number {
   if (result.signalCode !== null) return signalExitStatus(result.signalCode);
-  if (result.exitCode === null) throw new RangeError("a finished process has an exit code or a signal");
+  if (result.exitCode === null)
+    throw new RangeError("a finished process has an exit code or a signal");
   return result.exitCode;
 }
 

@@ -14,13 +14,17 @@ export interface PolicyRequest {
 }
 
 function requireLineSafe(value: string, key: string): void {
-  if (/[\n\0]/.test(value)) throw new ProtocolError(`policy request ${key} contains a newline or NUL`);
+  if (/[\n\0]/.test(value))
+    throw new ProtocolError(`policy request ${key} contains a newline or NUL`);
 }
 
 export function buildPolicyRequest(request: PolicyRequest): string {
   const lines: [string, string][] = [["source", request.source]];
   if (request.requestedSource !== null) lines.push(["requested_source", request.requestedSource]);
-  lines.push(["intended_target", request.intendedTarget], ["service_and_arg", request.serviceAndArg]);
+  lines.push(
+    ["intended_target", request.intendedTarget],
+    ["service_and_arg", request.serviceAndArg],
+  );
   for (const [key, value] of lines) requireLineSafe(value, key);
   return `${lines.map(([key, value]) => `${key}=${value}\n`).join("")}\n`;
 }
@@ -44,9 +48,7 @@ export interface PolicyAllow {
 }
 
 export type PolicyResponse =
-  | PolicyAllow
-  | { kind: "deny"; unknownKeys: string[] }
-  | { kind: "malformed"; reason: string };
+  PolicyAllow | { kind: "deny"; unknownKeys: string[] } | { kind: "malformed"; reason: string };
 
 const KNOWN_KEYS = [
   "result",
@@ -101,12 +103,14 @@ export function parsePolicyResponse(response: string | Uint8Array): PolicyRespon
     if (present.length > 0) return malformed(`deny with ${present.join(", ")}`);
     return { kind: "deny", unknownKeys };
   }
-  if (result !== "allow") return malformed(result === undefined ? "no result" : `bad result '${result}'`);
+  if (result !== "allow")
+    return malformed(result === undefined ? "no result" : `bad result '${result}'`);
 
   const missing = ALLOW_ONLY_KEYS.filter((key) => !values.has(key));
   if (missing.length > 0) return malformed(`allow without ${missing.join(", ")}`);
   const autostart = values.get("autostart");
-  if (autostart !== "True" && autostart !== "False") return malformed(`bad autostart '${autostart}'`);
+  if (autostart !== "True" && autostart !== "False")
+    return malformed(`bad autostart '${autostart}'`);
   return {
     kind: "allow",
     user: values.get("user")!,

@@ -40,7 +40,8 @@ export class PortAllocator {
    * checks the range first and exits on a bad one.
    */
   release(connectDomain: number, port: number): boolean {
-    if (!isDataPort(port)) throw new RangeError(`port ${port} is outside ${DATA_PORT_MIN}..${DATA_PORT_MAX}`);
+    if (!isDataPort(port))
+      throw new RangeError(`port ${port} is outside ${DATA_PORT_MIN}..${DATA_PORT_MAX}`);
     const slot = port - DATA_PORT_MIN;
     if (this.#peers[slot] !== connectDomain) return false;
     this.#peers[slot] = FREE;

@@ -34,12 +34,22 @@ const PLUS = 0x2b;
 const UNDERSCORE = 0x5f;
 
 function isAlnum(byte: number): boolean {
-  return (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a);
+  return (
+    (byte >= 0x30 && byte <= 0x39) ||
+    (byte >= 0x41 && byte <= 0x5a) ||
+    (byte >= 0x61 && byte <= 0x7a)
+  );
 }
 
 /** `[0-9A-Za-z_.-]` plus the given extra characters. */
 function isNameByte(byte: number, extra: string): boolean {
-  return isAlnum(byte) || byte === 0x5f || byte === 0x2e || byte === 0x2d || extra.includes(String.fromCharCode(byte));
+  return (
+    isAlnum(byte) ||
+    byte === 0x5f ||
+    byte === 0x2e ||
+    byte === 0x2d ||
+    extra.includes(String.fromCharCode(byte))
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -47,7 +57,8 @@ function isNameByte(byte: number, extra: string): boolean {
 
 /** Why an ident is invalid, or null if it passes `validate_request_id`. An all-NUL ident passes. */
 export function identProblem(ident: Uint8Array): string | null {
-  if (ident.length !== IDENT_BYTES) return `ident must be ${IDENT_BYTES} bytes, got ${ident.length}`;
+  if (ident.length !== IDENT_BYTES)
+    return `ident must be ${IDENT_BYTES} bytes, got ${ident.length}`;
   const terminator = ident.indexOf(0);
   if (terminator === -1) return "ident is not NUL-terminated";
   for (let i = 0; i < terminator; i++) {
@@ -55,7 +66,8 @@ export function identProblem(ident: Uint8Array): string | null {
     if (!isNameByte(byte, " ")) return `ident has invalid byte ${byte} at offset ${i}`;
   }
   for (let i = terminator + 1; i < IDENT_BYTES; i++) {
-    if (ident[i] !== 0) return `ident has non-NUL byte ${ident[i]} at offset ${i} after its terminator at ${terminator}`;
+    if (ident[i] !== 0)
+      return `ident has non-NUL byte ${ident[i]} at offset ${i} after its terminator at ${terminator}`;
   }
   return null;
 }
@@ -65,7 +77,8 @@ export function identProblem(ident: Uint8Array): string | null {
 
 function sanitize(bytes: Uint8Array, extra: string): string {
   let text = "";
-  for (const byte of bytes) text += String.fromCharCode(isNameByte(byte, extra) ? byte : UNDERSCORE);
+  for (const byte of bytes)
+    text += String.fromCharCode(isNameByte(byte, extra) ? byte : UNDERSCORE);
   return text;
 }
 
@@ -118,7 +131,9 @@ function fatal(reason: string): Fatal {
 
 function checkVariableLength(header: Header, fixed: number, name: string): Fatal | null {
   if (header.len <= fixed || header.len - fixed > MAX_SERVICE_NAME_LEN) {
-    return fatal(`${name} with len ${header.len}, expected ${fixed} < len <= ${fixed + MAX_SERVICE_NAME_LEN}`);
+    return fatal(
+      `${name} with len ${header.len}, expected ${fixed} < len <= ${fixed + MAX_SERVICE_NAME_LEN}`,
+    );
   }
   return null;
 }
@@ -143,7 +158,9 @@ export function checkAgentHeader(header: Header, version: number): Fatal | null 
       return checkVariableLength(header, TRIGGER4_FIXED_BYTES, "MSG_TRIGGER_SERVICE4");
     case MSG_CONNECTION_TERMINATED:
       if (header.len !== EXEC_PARAMS_FIXED_BYTES) {
-        return fatal(`MSG_CONNECTION_TERMINATED with len ${header.len}, expected ${EXEC_PARAMS_FIXED_BYTES}`);
+        return fatal(
+          `MSG_CONNECTION_TERMINATED with len ${header.len}, expected ${EXEC_PARAMS_FIXED_BYTES}`,
+        );
       }
       return null;
     default:
@@ -152,10 +169,15 @@ export function checkAgentHeader(header: Header, version: number): Fatal | null 
 }
 
 /** Header and body checks for one message from the agent. */
-export function validateAgentMessage(header: Header, body: Uint8Array, version: number): AgentMessageVerdict {
+export function validateAgentMessage(
+  header: Header,
+  body: Uint8Array,
+  version: number,
+): AgentMessageVerdict {
   const headerProblem = checkAgentHeader(header, version);
   if (headerProblem) return headerProblem;
-  if (body.length !== header.len) return fatal(`header len ${header.len} but ${body.length} body bytes`);
+  if (body.length !== header.len)
+    return fatal(`header len ${header.len} but ${body.length} body bytes`);
   switch (header.type) {
     case MSG_TRIGGER_SERVICE: {
       const trigger = decodeTriggerV2(body);
@@ -169,7 +191,13 @@ export function validateAgentMessage(header: Header, body: Uint8Array, version: 
       const trigger = decodeTrigger3(body);
       const target = sanitizeDomainField(trigger.target);
       const name = trigger.service.subarray(0, trigger.service.length - 1);
-      return verdict(trigger.ident, null, target, name, serviceTailProblem(trigger.service) ?? mirageIdentBug(name));
+      return verdict(
+        trigger.ident,
+        null,
+        target,
+        name,
+        serviceTailProblem(trigger.service) ?? mirageIdentBug(name),
+      );
     }
     case MSG_TRIGGER_SERVICE4: {
       const trigger = decodeTrigger4(body);
@@ -181,7 +209,9 @@ export function validateAgentMessage(header: Header, body: Uint8Array, version: 
     default: {
       const { connectDomain, connectPort } = decodeConnectionTerminated(body);
       if (connectPort < DATA_PORT_MIN || connectPort > DATA_PORT_MAX) {
-        return fatal(`MSG_CONNECTION_TERMINATED for port ${connectPort}, outside ${DATA_PORT_MIN}..${DATA_PORT_MAX}`);
+        return fatal(
+          `MSG_CONNECTION_TERMINATED for port ${connectPort}, outside ${DATA_PORT_MIN}..${DATA_PORT_MAX}`,
+        );
       }
       return { kind: "connection-terminated", connectDomain, connectPort };
     }
@@ -199,7 +229,10 @@ export const MIRAGE_TRIGGER3_BUG =
   "peer protocol error: TRIGGER3 carries the request id in the service-name field (mirage-qubes 2.0 bug)";
 
 function mirageIdentBug(name: Uint8Array): string | null {
-  return MIRAGE_IDENT_AS_SERVICE.test(String.fromCharCode(...name.subarray(0, 64))) && name.length === 31 ? MIRAGE_TRIGGER3_BUG : null;
+  return MIRAGE_IDENT_AS_SERVICE.test(String.fromCharCode(...name.subarray(0, 64))) &&
+    name.length === 31
+    ? MIRAGE_TRIGGER3_BUG
+    : null;
 }
 
 /** The ident is checked before the service name, as upstream does. */
@@ -247,7 +280,10 @@ const CLIENT_REQUEST_ID = "SOCKET";
  * the first 63 bytes are kept (silently, as upstream). Returns the 64-byte target_domain field.
  */
 export function encodeClientTarget(target: string): Uint8Array {
-  return encodeFixedField(target === "" ? "@default" : target.replaceAll("$", "@"), DOMAIN_NAME_BYTES);
+  return encodeFixedField(
+    target === "" ? "@default" : target.replaceAll("$", "@"),
+    DOMAIN_NAME_BYTES,
+  );
 }
 
 /**
@@ -278,8 +314,10 @@ export function buildClientTrigger(
 ): { kind: "ok"; message: Uint8Array } | { kind: "invalid"; reason: string } {
   const problem = clientServiceProblem(request.service);
   if (problem) return { kind: "invalid", reason: problem };
-  if (request.target.includes("\0")) return { kind: "invalid", reason: "target must not contain NUL" };
-  if ((request.source ?? "").includes("\0")) return { kind: "invalid", reason: "source qube must not contain NUL" };
+  if (request.target.includes("\0"))
+    return { kind: "invalid", reason: "target must not contain NUL" };
+  if ((request.source ?? "").includes("\0"))
+    return { kind: "invalid", reason: "source qube must not contain NUL" };
   const payload = encodeTrigger4({
     source: request.source ?? "",
     target: encodeClientTarget(request.target),

@@ -27,8 +27,7 @@ export const DEFAULT_SERVICE_CONFIG: Readonly<ServiceConfig> = Object.freeze({
 
 export type ParsedConfig =
   /** `unknownKeys` were ignored and should be logged. */
-  | { kind: "ok"; config: ServiceConfig; unknownKeys: string[] }
-  | { kind: "error"; reason: string };
+  { kind: "ok"; config: ServiceConfig; unknownKeys: string[] } | { kind: "error"; reason: string };
 
 export type LoadedConfig =
   /** `path` is null when no file exists and the defaults apply. */
@@ -43,7 +42,10 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string 
 // The TOML subset: "key = value" lines, '#' comments, no sections, no leading whitespace, values
 // true/false, integers and 'single-quoted' strings.
 
-type Value = { type: "bool"; value: boolean } | { type: "integer"; value: number } | { type: "string"; value: string };
+type Value =
+  | { type: "bool"; value: boolean }
+  | { type: "integer"; value: number }
+  | { type: "string"; value: string };
 
 const LINE = /^([A-Za-z0-9_-]+)[ \t]*=[ \t]*(.*)$/s;
 /** Digits only, as upstream's parser: no sign, no leading zero (`+1`, `-0`, `01` are errors). */
@@ -59,9 +61,14 @@ function parseValue(text: string): { value: Value; rest: string } | null {
     }
   }
   const integer = INTEGER.exec(text);
-  if (integer) return { value: { type: "integer", value: Number(integer[0]) }, rest: text.slice(integer[0].length) };
+  if (integer)
+    return {
+      value: { type: "integer", value: Number(integer[0]) },
+      rest: text.slice(integer[0].length),
+    };
   const string = LITERAL_STRING.exec(text);
-  if (string) return { value: { type: "string", value: string[1]! }, rest: text.slice(string[0].length) };
+  if (string)
+    return { value: { type: "string", value: string[1]! }, rest: text.slice(string[0].length) };
   return null;
 }
 
@@ -91,11 +98,17 @@ function applyKey(config: ServiceConfig, key: string, value: Value): string | nu
     return null;
   }
   // Only wait-for-session also accepts the integers 0 and 1 (qubes.StartApp uses 1).
-  if (key === "wait-for-session" && value.type === "integer" && (value.value === 0 || value.value === 1)) {
+  if (
+    key === "wait-for-session" &&
+    value.type === "integer" &&
+    (value.value === 0 || value.value === 1)
+  ) {
     config[field] = value.value === 1;
     return null;
   }
-  return key === "wait-for-session" ? `'${key}' must be true, false, 0 or 1` : `'${key}' must be true or false`;
+  return key === "wait-for-session"
+    ? `'${key}' must be true, false, 0 or 1`
+    : `'${key}' must be true or false`;
 }
 
 function parseError(lineNumber: number, reason: string): ParsedConfig {
@@ -115,13 +128,18 @@ export function parseServiceConfig(text: string): ParsedConfig {
     if (line === "" || line.startsWith("#")) continue;
     if (/^[ \t]/.test(line)) return parseError(lineNumber, "leading whitespace is not supported");
     const match = LINE.exec(line);
-    if (!match) return parseError(lineNumber, `expected 'key = value', got ${JSON.stringify(line)}`);
+    if (!match)
+      return parseError(lineNumber, `expected 'key = value', got ${JSON.stringify(line)}`);
     const key = match[1]!;
     // The value is parsed before the key is looked at, so an unknown key with a bad value fails.
     const parsed = parseValue(match[2]!);
-    if (!parsed) return parseError(lineNumber, `bad value for '${key}': ${JSON.stringify(match[2])}`);
+    if (!parsed)
+      return parseError(lineNumber, `bad value for '${key}': ${JSON.stringify(match[2])}`);
     if (!/^[ \t]*(#.*)?$/.test(parsed.rest)) {
-      return parseError(lineNumber, `unexpected text after the value of '${key}': ${JSON.stringify(parsed.rest)}`);
+      return parseError(
+        lineNumber,
+        `unexpected text after the value of '${key}': ${JSON.stringify(parsed.rest)}`,
+      );
     }
     if (seen.has(key)) return parseError(lineNumber, `duplicate key '${key}'`);
     seen.add(key);
@@ -153,19 +171,26 @@ export function parseServiceConfig(text: string): ParsedConfig {
 // Lookup: "svc+arg" across every directory first, then "svc". A call without an argument is
 // looked up as "svc+" first, as for the service itself.
 
-export function loadServiceConfig(descriptor: string, configPath: string = defaultConfigPath()): LoadedConfig {
+export function loadServiceConfig(
+  descriptor: string,
+  configPath: string = defaultConfigPath(),
+): LoadedConfig {
   const serviceDescriptor = descriptor.includes("+") ? descriptor : `${descriptor}+`;
   const serviceName = serviceDescriptor.slice(0, serviceDescriptor.indexOf("+"));
   let found = findFile(configPath, serviceDescriptor);
   if (found.kind === "absent") found = findFile(configPath, serviceName);
-  if (found.kind === "absent") return { kind: "ok", config: { ...DEFAULT_SERVICE_CONFIG }, unknownKeys: [], path: null };
+  if (found.kind === "absent")
+    return { kind: "ok", config: { ...DEFAULT_SERVICE_CONFIG }, unknownKeys: [], path: null };
   if (found.kind === "error") return { kind: "error", reason: found.reason };
 
   let text: string;
   try {
     text = readFileSync(found.path, "utf8");
   } catch (error) {
-    return { kind: "error", reason: `cannot read ${found.path}: ${error instanceof Error ? error.message : error}` };
+    return {
+      kind: "error",
+      reason: `cannot read ${found.path}: ${error instanceof Error ? error.message : error}`,
+    };
   }
   const parsed = parseServiceConfig(text);
   if (parsed.kind === "error") return { kind: "error", reason: `${found.path}: ${parsed.reason}` };

@@ -31,7 +31,8 @@ export function buildServiceEnvironment(
   if (command.argument !== null) env.QREXEC_SERVICE_ARGUMENT = command.argument;
   env.QREXEC_REQUESTED_TARGET_TYPE = requestedTarget?.type ?? "";
   if (requestedTarget?.type === "name") env.QREXEC_REQUESTED_TARGET = requestedTarget.target;
-  if (requestedTarget?.type === "keyword") env.QREXEC_REQUESTED_TARGET_KEYWORD = requestedTarget.target;
+  if (requestedTarget?.type === "keyword")
+    env.QREXEC_REQUESTED_TARGET_KEYWORD = requestedTarget.target;
   if (request.agentPid !== undefined) env.QREXEC_AGENT_PID = String(request.agentPid);
   return env;
 }

@@ -50,7 +50,8 @@ function describe(error: unknown): string {
  */
 export function findFile(searchPath: string, name: string): FoundFile {
   if (Buffer.byteLength(name, "utf8") > NAME_MAX) return { kind: "absent" };
-  if (name.includes("\0")) return { kind: "error", reason: `name contains NUL: ${JSON.stringify(name)}` };
+  if (name.includes("\0"))
+    return { kind: "error", reason: `name contains NUL: ${JSON.stringify(name)}` };
   for (const directory of searchPath.split(":")) {
     if (directory === "") continue;
     const path = `${directory}/${name}`;
@@ -78,7 +79,11 @@ export function findFile(searchPath: string, name: string): FoundFile {
 // Service lookup.
 
 /** `svc+arg` in every directory, then `svc` in every directory (not per directory, §5.3). */
-function findServiceFile(searchPath: string, serviceDescriptor: string, serviceName: string): FoundFile {
+function findServiceFile(
+  searchPath: string,
+  serviceDescriptor: string,
+  serviceName: string,
+): FoundFile {
   const specific = findFile(searchPath, serviceDescriptor);
   return specific.kind === "absent" ? findFile(searchPath, serviceName) : specific;
 }
@@ -87,7 +92,10 @@ function findServiceFile(searchPath: string, serviceDescriptor: string, serviceN
  * The service for `descriptor` ("svc+arg", or "svc", which is looked up as "svc+" first).
  * `searchPath` is colon-separated.
  */
-export function findService(descriptor: string, searchPath: string = defaultServicePath()): ServiceLocation {
+export function findService(
+  descriptor: string,
+  searchPath: string = defaultServicePath(),
+): ServiceLocation {
   const serviceDescriptor = descriptor.includes("+") ? descriptor : `${descriptor}+`;
   const plus = serviceDescriptor.indexOf("+");
   const serviceName = serviceDescriptor.slice(0, plus);
@@ -115,34 +123,49 @@ export function findService(descriptor: string, searchPath: string = defaultServ
 
 function tcpService(path: string, linkTarget: string, argument: string): ServiceLocation {
   const endpoint = tcpEndpoint(linkTarget.slice(TCP_DEVICE.length), argument);
-  if ("problem" in endpoint) return { kind: "problem", reason: `${path} -> ${linkTarget}: ${endpoint.problem}` };
-  if (endpoint.host === "") return { kind: "problem", reason: `${path} -> ${linkTarget}: empty host` };
+  if ("problem" in endpoint)
+    return { kind: "problem", reason: `${path} -> ${linkTarget}: ${endpoint.problem}` };
+  if (endpoint.host === "")
+    return { kind: "problem", reason: `${path} -> ${linkTarget}: empty host` };
   // Loaded here, not at the top: node:net costs every Bun process that imports this file ~8 ms
   // to start, and only a /dev/tcp service needs it.
   const family = (require("node:net") as typeof import("node:net")).isIP(endpoint.host);
   if (family !== 4 && family !== 6) {
-    return { kind: "problem", reason: `${path} -> ${linkTarget}: host '${endpoint.host}' is not a numeric address` };
+    return {
+      kind: "problem",
+      reason: `${path} -> ${linkTarget}: host '${endpoint.host}' is not a numeric address`,
+    };
   }
   if (!/^[1-9][0-9]{0,4}$/.test(endpoint.port) || Number(endpoint.port) > 65535) {
-    return { kind: "problem", reason: `${path} -> ${linkTarget}: port '${endpoint.port}' is not 1..65535` };
+    return {
+      kind: "problem",
+      reason: `${path} -> ${linkTarget}: port '${endpoint.port}' is not 1..65535`,
+    };
   }
   return { kind: "tcp", host: endpoint.host, port: Number(endpoint.port), family, path };
 }
 
 /** `rest` is the link target after "/dev/tcp": "", "/HOST" or "/HOST/PORT". */
-function tcpEndpoint(rest: string, argument: string): { host: string; port: string } | { problem: string } {
+function tcpEndpoint(
+  rest: string,
+  argument: string,
+): { host: string; port: string } | { problem: string } {
   if (rest === "") {
     // The whole endpoint is in the argument. '+' stands for ':' because the daemon turns ':' in a
     // service name into '_', which is why '_' itself cannot be part of a valid argument.
     if (argument.includes("_")) return { problem: `argument '${argument}' contains '_'` };
     const lastPlus = argument.lastIndexOf("+");
     if (lastPlus === -1) return { problem: `argument '${argument}' is not HOST+PORT` };
-    return { host: argument.slice(0, lastPlus).replaceAll("+", ":"), port: argument.slice(lastPlus + 1) };
+    return {
+      host: argument.slice(0, lastPlus).replaceAll("+", ":"),
+      port: argument.slice(lastPlus + 1),
+    };
   }
   const hostAndPort = rest.slice(1);
   const slash = hostAndPort.indexOf("/");
   const host = slash === -1 ? hostAndPort : hostAndPort.slice(0, slash);
   if (slash === -1) return { host, port: argument };
-  if (argument !== "") return { problem: `the link fixes the port, but the call has argument '${argument}'` };
+  if (argument !== "")
+    return { problem: `the link fixes the port, but the call has argument '${argument}'` };
   return { host, port: hostAndPort.slice(slash + 1) };
 }

@@ -13,7 +13,12 @@ import {
   waitStatus,
 } from "../protocol/exit.ts";
 import { connectTcp, connectUnix, type Stream, type StreamOptions } from "../native.ts";
-import { DEFAULT_SERVICE_CONFIG, defaultConfigPath, loadServiceConfig, type ServiceConfig } from "./config.ts";
+import {
+  DEFAULT_SERVICE_CONFIG,
+  defaultConfigPath,
+  loadServiceConfig,
+  type ServiceConfig,
+} from "./config.ts";
 import { buildServiceEnvironment, serviceArgv } from "./environment.ts";
 import { defaultServicePath, findService, type ServiceLocation } from "./lookup.ts";
 
@@ -32,7 +37,10 @@ export interface ServiceContext {
 }
 
 /** Services of this domain as the environment names them (QREXEC_SERVICE_PATH, QUBES_RPC_CONFIG_PATH). */
-export function localServiceContext(options: { captureStderr: boolean; log: (message: string) => void }): ServiceContext {
+export function localServiceContext(options: {
+  captureStderr: boolean;
+  log: (message: string) => void;
+}): ServiceContext {
   return {
     servicePath: defaultServicePath(),
     configPath: defaultConfigPath(),
@@ -63,36 +71,63 @@ function failed(status: number, reason: string): PreparedService {
 
 /** Everything decided before the data vchan exists: parse result, config, lookup (§5.2). */
 export function prepareService(parsed: ParsedCommand, context: ServiceContext): PreparedService {
-  if (parsed.kind === "invalid") return failed(QREXEC_EXIT_PROBLEM, `bad command: ${parsed.reason}`);
+  if (parsed.kind === "invalid")
+    return failed(QREXEC_EXIT_PROBLEM, `bad command: ${parsed.reason}`);
   if (parsed.kind === "legacy") return { kind: "legacy", command: parsed.command };
 
   const loaded = loadServiceConfig(parsed.descriptor, context.configPath);
-  if (loaded.kind === "error") return failed(QREXEC_EXIT_PROBLEM, `service config: ${loaded.reason}`);
+  if (loaded.kind === "error")
+    return failed(QREXEC_EXIT_PROBLEM, `service config: ${loaded.reason}`);
   for (const key of loaded.unknownKeys) context.log(`${loaded.path}: unknown key '${key}' ignored`);
   const config = loaded.config;
-  if (config.forceUser !== null && (config.skipServiceDescriptor || config.exitOnClientEof || config.exitOnServiceEof)) {
-    return failed(QREXEC_EXIT_PROBLEM, `${loaded.path}: force-user cannot be combined with socket-only options`);
+  if (
+    config.forceUser !== null &&
+    (config.skipServiceDescriptor || config.exitOnClientEof || config.exitOnServiceEof)
+  ) {
+    return failed(
+      QREXEC_EXIT_PROBLEM,
+      `${loaded.path}: force-user cannot be combined with socket-only options`,
+    );
   }
 
   const location = findService(parsed.descriptor, context.servicePath);
   if (location.kind === "not-found") {
-    return failed(QREXEC_EXIT_SERVICE_NOT_FOUND, `service ${parsed.serviceDescriptor} not found in ${context.servicePath}`);
+    return failed(
+      QREXEC_EXIT_SERVICE_NOT_FOUND,
+      `service ${parsed.serviceDescriptor} not found in ${context.servicePath}`,
+    );
   }
   if (location.kind === "problem") return failed(QREXEC_EXIT_PROBLEM, location.reason);
   if (location.kind === "executable") {
-    const socketOnly = config.skipServiceDescriptor || config.exitOnClientEof || config.exitOnServiceEof;
-    if (socketOnly) context.log(`${location.path}: socket-only options ignored for an executable service`);
+    const socketOnly =
+      config.skipServiceDescriptor || config.exitOnClientEof || config.exitOnServiceEof;
+    if (socketOnly)
+      context.log(`${location.path}: socket-only options ignored for an executable service`);
     const argumentCheck = executableArguments(parsed);
     if (argumentCheck.kind === "invalid") return failed(QREXEC_EXIT_PROBLEM, argumentCheck.reason);
-    return { kind: "rpc", command: parsed, location, config: { ...DEFAULT_SERVICE_CONFIG, forceUser: config.forceUser, waitForSession: config.waitForSession } };
+    return {
+      kind: "rpc",
+      command: parsed,
+      location,
+      config: {
+        ...DEFAULT_SERVICE_CONFIG,
+        forceUser: config.forceUser,
+        waitForSession: config.waitForSession,
+      },
+    };
   }
   return { kind: "rpc", command: parsed, location, config };
 }
 
 /** The stream flags a prepared service needs (the exit-on-*-eof options of socket services). */
-export function serviceStreamFlags(prepared: PreparedService): Pick<StreamOptions, "exitOnClientEof" | "exitOnServiceEof"> {
+export function serviceStreamFlags(
+  prepared: PreparedService,
+): Pick<StreamOptions, "exitOnClientEof" | "exitOnServiceEof"> {
   if (prepared.kind !== "rpc") return {};
-  return { exitOnClientEof: prepared.config.exitOnClientEof, exitOnServiceEof: prepared.config.exitOnServiceEof };
+  return {
+    exitOnClientEof: prepared.config.exitOnClientEof,
+    exitOnServiceEof: prepared.config.exitOnServiceEof,
+  };
 }
 
 /**
@@ -111,7 +146,9 @@ export function serviceStdoutPipe(env: Record<string, string | undefined>): bool
 const SERVICE_STDOUT_PIPE = serviceStdoutPipe(process.env);
 
 function spawnFailureStatus(error: unknown): number {
-  return (error as NodeJS.ErrnoException).code === "ENOENT" ? QREXEC_EXIT_SERVICE_NOT_FOUND : QREXEC_EXIT_PROBLEM;
+  return (error as NodeJS.ErrnoException).code === "ENOENT"
+    ? QREXEC_EXIT_SERVICE_NOT_FOUND
+    : QREXEC_EXIT_PROBLEM;
 }
 
 function describe(error: unknown): string {
@@ -123,10 +160,14 @@ function closeAll(fds: number[]): void {
 }
 
 /** The argv and environment of an executable service or a legacy shell command. */
-function processSpec(prepared: PreparedService & { kind: "rpc" | "legacy" }, context: ServiceContext): { argv: string[]; env: Record<string, string> } {
+function processSpec(
+  prepared: PreparedService & { kind: "rpc" | "legacy" },
+  context: ServiceContext,
+): { argv: string[]; env: Record<string, string> } {
   if (prepared.kind === "legacy") {
     const env: Record<string, string> = {};
-    for (const [name, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[name] = value;
+    for (const [name, value] of Object.entries(context.baseEnv))
+      if (value !== undefined) env[name] = value;
     env.QREXEC_AGENT_PID = String(context.agentPid);
     if (prepared.remoteDomain !== undefined) env.QREXEC_REMOTE_DOMAIN = prepared.remoteDomain;
     const shell = prepared.shell ?? (context.baseEnv.SHELL || "/bin/sh");
@@ -134,15 +175,23 @@ function processSpec(prepared: PreparedService & { kind: "rpc" | "legacy" }, con
   }
   const check = executableArguments(prepared.command);
   const requestedTarget = check.kind === "ok" ? check.requestedTarget : null;
-  const env = buildServiceEnvironment(context.baseEnv, { command: prepared.command, requestedTarget, agentPid: context.agentPid });
+  const env = buildServiceEnvironment(context.baseEnv, {
+    command: prepared.command,
+    requestedTarget,
+    agentPid: context.agentPid,
+  });
   return { argv: serviceArgv(prepared.location.path, prepared.command.argument), env };
 }
 
 /** Connects a socket or TCP service and sends it the service descriptor unless skipped. */
 function connectService(prepared: PreparedService & { kind: "rpc" }): number {
   const { location, command, config } = prepared;
-  if (location.kind === "executable") throw new Error("an executable service is spawned, not connected");
-  const fd = location.kind === "socket" ? connectUnix(location.path) : connectTcp(location.host, location.port);
+  if (location.kind === "executable")
+    throw new Error("an executable service is spawned, not connected");
+  const fd =
+    location.kind === "socket"
+      ? connectUnix(location.path)
+      : connectTcp(location.host, location.port);
   if (!config.skipServiceDescriptor) {
     // A few hundred bytes into a fresh socket: the kernel takes them without blocking.
     try {
@@ -160,7 +209,12 @@ function connectService(prepared: PreparedService & { kind: "rpc" }): number {
  * process runs (so SIGUSR1 from it can be mapped to this call), else null. Failures end the
  * call with 127 or 125 and the EOFs before it (§5.9); JUST_EXEC sends only the exit code (§5.8).
  */
-export function startService(stream: Stream, prepared: PreparedService, justExec: boolean, context: ServiceContext): number | null {
+export function startService(
+  stream: Stream,
+  prepared: PreparedService,
+  justExec: boolean,
+  context: ServiceContext,
+): number | null {
   return launchService(stream, prepared, justExec, context).pid;
 }
 
@@ -192,7 +246,10 @@ export function launchService(
   const { argv, env } = processSpec(prepared, context);
   if (justExec) {
     try {
-      const child = Bun.spawn(argv, { stdio: ["ignore", "ignore", context.captureStderr ? "ignore" : "inherit"], env });
+      const child = Bun.spawn(argv, {
+        stdio: ["ignore", "ignore", context.captureStderr ? "ignore" : "inherit"],
+        env,
+      });
       child.unref();
     } catch (error) {
       context.log(`cannot run ${argv[0]}: ${describe(error)}`);

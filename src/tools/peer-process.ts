@@ -3,7 +3,6 @@ import type { Subprocess } from "bun";
 import type { PeerTask } from "./vchan-peer.ts";
 import { entryCommand } from "../install-paths.ts";
 
-
 export interface PeerEvent {
   event: string;
   [key: string]: unknown;
@@ -62,7 +61,9 @@ export class PeerProcess {
       if (found) return found;
       if (this.#ended) {
         const stderr = await new Response(this.process.stderr).text();
-        throw new Error(`peer exited without "${name}" (code ${await this.exited}): ${stderr.slice(-2000)}`);
+        throw new Error(
+          `peer exited without "${name}" (code ${await this.exited}): ${stderr.slice(-2000)}`,
+        );
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new Error(`peer sent no "${name}" within ${timeoutMs} ms`);

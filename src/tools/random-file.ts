@@ -5,10 +5,12 @@ import { closeSync, openSync, writeSync } from "node:fs";
 export function writeRandomFile(path: string, bytes: number): void {
   const block = new Uint8Array(1 << 20);
   crypto.getRandomValues(block.subarray(0, 65536));
-  for (let offset = 65536; offset < block.length; offset += 65536) block.copyWithin(offset, 0, 65536);
+  for (let offset = 65536; offset < block.length; offset += 65536)
+    block.copyWithin(offset, 0, 65536);
   const fd = openSync(path, "w");
   try {
-    for (let done = 0; done < bytes; ) done += writeSync(fd, block, 0, Math.min(block.length, bytes - done));
+    for (let done = 0; done < bytes;)
+      done += writeSync(fd, block, 0, Math.min(block.length, bytes - done));
   } finally {
     closeSync(fd);
   }

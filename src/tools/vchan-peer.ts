@@ -136,7 +136,12 @@ function leftovers(): { fds: number; maps: number } {
 }
 
 function open(task: PeerTask, port: number): Vchan {
-  const endpoint = { dir: task.dir, localDomain: task.localDomain, remoteDomain: task.remoteDomain, port };
+  const endpoint = {
+    dir: task.dir,
+    localDomain: task.localDomain,
+    remoteDomain: task.remoteDomain,
+    port,
+  };
   if (task.role === "server") {
     return Vchan.server({ ...endpoint, readMin: task.ringBytes, writeMin: task.ringBytes });
   }
@@ -154,13 +159,21 @@ function streamOne(task: PeerTask): void {
   const cpuStart = process.cpuUsage();
   let hash = "";
   try {
-    hash = task.mode === "send" ? send(vchan, bytes, task.verify ?? true) : receive(vchan, bytes, task.verify ?? true);
+    hash =
+      task.mode === "send"
+        ? send(vchan, bytes, task.verify ?? true)
+        : receive(vchan, bytes, task.verify ?? true);
   } catch (error) {
     const state = vchan.isOpen();
     const reason = vchan.reason();
     vchan.close();
     const left = leftovers();
-    throw Object.assign(error as Error, { state, reason, leftoverFds: left.fds, leftoverMaps: left.maps });
+    throw Object.assign(error as Error, {
+      state,
+      reason,
+      leftoverFds: left.fds,
+      leftoverMaps: left.maps,
+    });
   }
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
@@ -214,7 +227,8 @@ function many(task: PeerTask): void {
       verified++;
     } else {
       vchan.recv(message);
-      if (new DataView(message.buffer).getBigUint64(0, true) === BigInt(task.port + i) * 1_000_003n) verified++;
+      if (new DataView(message.buffer).getBigUint64(0, true) === BigInt(task.port + i) * 1_000_003n)
+        verified++;
     }
   }
   for (const vchan of vchans) vchan.close();
@@ -241,7 +255,12 @@ export function main(): void {
     else if (task.mode === "poke") poke(task);
     else streamOne(task);
   } catch (error) {
-    const e = error as NativeError & { state?: number; reason?: string; leftoverFds?: number; leftoverMaps?: number };
+    const e = error as NativeError & {
+      state?: number;
+      reason?: string;
+      leftoverFds?: number;
+      leftoverMaps?: number;
+    };
     emit({
       event: "error",
       code: e.code ?? "EUNKNOWN",

@@ -18,7 +18,8 @@ function wellFormedXml(text: string): string | null {
   let roots = 0;
   for (const match of text.matchAll(tag)) {
     const between = text.slice(last, match.index);
-    if (between.includes("<") || between.includes(">")) return `stray markup before offset ${match.index}`;
+    if (between.includes("<") || between.includes(">"))
+      return `stray markup before offset ${match.index}`;
     last = match.index! + match[0].length;
     const [, closing, name, , selfClosing] = match;
     if (closing) {
@@ -40,7 +41,11 @@ test("the sweep writes a row per size, direction and concurrency, agreeing with 
   const outputs = ["--json", json, "--plot", svg];
   const argv = [QRX, "bench", "sweep", ...sweep, ...outputs];
   const run = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(run.stdout).text(),
+    new Response(run.stderr).text(),
+    run.exited,
+  ]);
   expect(code).toBe(0);
   expect(stderr).toContain("[5/5]");
   expect(stdout).toMatch(/concurrency 1; baseline 3-hop pipe: \d+ MB\/s/);

@@ -12,14 +12,29 @@ export function brokenCommand(role: Role): string {
   return `${BUN} ${join(BROKEN, `${role}.ts`)}`;
 }
 
-export async function run(role: Role, command: string, options: { cases?: string[]; profile?: string; timeoutScale?: number; env?: Record<string, string> } = {}): Promise<Row[]> {
+export async function run(
+  role: Role,
+  command: string,
+  options: {
+    cases?: string[];
+    profile?: string;
+    timeoutScale?: number;
+    env?: Record<string, string>;
+  } = {},
+): Promise<Row[]> {
   const saved: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(options.env ?? {})) {
     saved[key] = process.env[key];
     process.env[key] = value;
   }
   try {
-    return await runConformance({ role, command, cases: options.cases, profile: PROFILES[options.profile ?? "strict"], timeoutScale: options.timeoutScale });
+    return await runConformance({
+      role,
+      command,
+      cases: options.cases,
+      profile: PROFILES[options.profile ?? "strict"],
+      timeoutScale: options.timeoutScale,
+    });
   } finally {
     for (const [key, value] of Object.entries(saved)) {
       if (value === undefined) delete process.env[key];
@@ -34,5 +49,8 @@ export function resultOf(rows: Row[], name: string): Row["result"] | undefined {
 
 /** Failed rows, readable in an assertion message. */
 export function failures(rows: Row[]): string {
-  return rows.filter((row) => row.result === "fail").map((row) => `${row.case}: expected ${row.expected}; seen ${row.seen}`).join("\n");
+  return rows
+    .filter((row) => row.result === "fail")
+    .map((row) => `${row.case}: expected ${row.expected}; seen ${row.seen}`)
+    .join("\n");
 }

@@ -6,7 +6,11 @@ import { CATALOGUE } from "../../src/conformance/catalogue.ts";
 import { ROLES, type Row } from "../../src/conformance/types.ts";
 import { BUN, failures, ROOT, run } from "./helpers.ts";
 
-const PROGRAMS = { agent: "qrexec-agent", daemon: "qrexec-daemon", "client-vm": "qrexec-client-vm" } as const;
+const PROGRAMS = {
+  agent: "qrexec-agent",
+  daemon: "qrexec-daemon",
+  "client-vm": "qrexec-client-vm",
+} as const;
 
 describe("the conformance kit against our programs", () => {
   for (const role of ROLES) {
@@ -20,14 +24,31 @@ describe("the conformance kit against our programs", () => {
 });
 
 describe("qrx conformance (command line)", () => {
-  const cli = (args: string[]) => Bun.spawn([BUN, join(import.meta.dir, "cli-entry.ts"), "conformance", ...args], { stdout: "pipe", stderr: "pipe", cwd: ROOT });
+  const cli = (args: string[]) =>
+    Bun.spawn([BUN, join(import.meta.dir, "cli-entry.ts"), "conformance", ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+      cwd: ROOT,
+    });
 
   test("--json prints rows {case, role, result, expected, seen, ms}; exit 0 when nothing failed", async () => {
-    const child = cli(["--role", "agent", "--cmd", join(ROOT, "bin", "qrexec-agent"), "--json", "--case", "exec-service", "exit-code-127"]);
+    const child = cli([
+      "--role",
+      "agent",
+      "--cmd",
+      join(ROOT, "bin", "qrexec-agent"),
+      "--json",
+      "--case",
+      "exec-service",
+      "exit-code-127",
+    ]);
     const [stdout, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
     const rows = JSON.parse(stdout) as Row[];
     expect(code).toBe(0);
-    expect(rows.map((row) => [row.case, row.role, row.result])).toEqual([["exec-service", "agent", "pass"], ["exit-code-127", "agent", "pass"]]);
+    expect(rows.map((row) => [row.case, row.role, row.result])).toEqual([
+      ["exec-service", "agent", "pass"],
+      ["exit-code-127", "agent", "pass"],
+    ]);
     for (const row of rows) {
       expect(typeof row.expected).toBe("string");
       expect(row.seen).toContain("EXIT_CODE");
@@ -36,7 +57,14 @@ describe("qrx conformance (command line)", () => {
   }, 60_000);
 
   test("a failed case: exit 1, PASS/FAIL lines with expected and seen", async () => {
-    const child = cli(["--role", "client-vm", "--cmd", "/bin/sh -c 'exit 0'", "--case", "trigger4"]);
+    const child = cli([
+      "--role",
+      "client-vm",
+      "--cmd",
+      "/bin/sh -c 'exit 0'",
+      "--case",
+      "trigger4",
+    ]);
     const [stdout, code] = await Promise.all([new Response(child.stdout).text(), child.exited]);
     expect(code).toBe(1);
     expect(stdout).toMatch(/FAIL  client-vm trigger4/);
@@ -46,7 +74,11 @@ describe("qrx conformance (command line)", () => {
   }, 60_000);
 
   test("usage errors exit 2: unknown case, missing --cmd, unknown role", async () => {
-    for (const args of [["--role", "agent", "--cmd", "x", "--case", "no-such-case"], ["--role", "agent"], ["--role", "vm", "--cmd", "x"]]) {
+    for (const args of [
+      ["--role", "agent", "--cmd", "x", "--case", "no-such-case"],
+      ["--role", "agent"],
+      ["--role", "vm", "--cmd", "x"],
+    ]) {
       const child = cli(args);
       const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
       expect(code, stderr).not.toBe(0);
@@ -56,7 +88,11 @@ describe("qrx conformance (command line)", () => {
 
   test("--list prints every role's catalogue", async () => {
     const child = cli(["--list", "--json"]);
-    const rows = JSON.parse(await new Response(child.stdout).text()) as Array<{ role: string; case: string; spec: string }>;
+    const rows = JSON.parse(await new Response(child.stdout).text()) as Array<{
+      role: string;
+      case: string;
+      spec: string;
+    }>;
     expect(rows.length).toBe(ROLES.reduce((sum, role) => sum + CATALOGUE[role].length, 0));
     expect(rows.every((row) => row.spec.startsWith("§"))).toBe(true);
   });

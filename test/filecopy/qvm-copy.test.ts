@@ -1,7 +1,17 @@
 // qvm-copy and friends end to end in a lab: work sends, dom0's policy sends @default to vault,
 // vault's qubes.Filecopy service receives into ~/QubesIncoming/work. Real programs throughout.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { TestLab } from "../helpers/lab.ts";
 
@@ -32,7 +42,10 @@ interface Entry {
   content?: string;
 }
 
-function describeTree(dir: string, readContent: (path: string, size: number) => boolean = (_, size) => size < 1 << 20): Entry[] {
+function describeTree(
+  dir: string,
+  readContent: (path: string, size: number) => boolean = (_, size) => size < 1 << 20,
+): Entry[] {
   const out: Entry[] = [];
   const walk = (path: string, relative: string) => {
     for (const name of readdirSync(path).sort()) {
@@ -40,12 +53,26 @@ function describeTree(dir: string, readContent: (path: string, size: number) => 
       const rel = relative ? `${relative}/${name}` : name;
       const stat = lstatSync(full, { bigint: true });
       const mode = Number(stat.mode & 0o7777n);
-      if (stat.isSymbolicLink()) out.push({ path: rel, kind: "link", mode: 0, size: 0, mtimeNs: null, target: readlinkSync(full) });
+      if (stat.isSymbolicLink())
+        out.push({
+          path: rel,
+          kind: "link",
+          mode: 0,
+          size: 0,
+          mtimeNs: null,
+          target: readlinkSync(full),
+        });
       else if (stat.isDirectory()) {
         out.push({ path: rel, kind: "dir", mode, size: 0, mtimeNs: stat.mtimeNs });
         walk(full, rel);
       } else {
-        const entry: Entry = { path: rel, kind: "file", mode, size: Number(stat.size), mtimeNs: stat.mtimeNs };
+        const entry: Entry = {
+          path: rel,
+          kind: "file",
+          mode,
+          size: Number(stat.size),
+          mtimeNs: stat.mtimeNs,
+        };
         if (readContent(rel, Number(stat.size))) entry.content = readFileSync(full, "latin1");
         out.push(entry);
       }
@@ -64,7 +91,10 @@ describe("qvm-copy in the lab", () => {
     writeFileSync(join(tree, "empty-file"), "");
     writeFileSync(join(tree, "nested", "a", "b", "c.txt"), "deep content\n");
     writeFileSync(join(tree, "žluťoučký kůň.txt"), "unicode\n");
-    writeFileSync(join(tree, "日本語", "ファイル"), Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 251)));
+    writeFileSync(
+      join(tree, "日本語", "ファイル"),
+      Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 251)),
+    );
     writeFileSync(join(tree, "run.sh"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
     writeFileSync(join(tree, "secret"), "s", { mode: 0o600 });
     symlinkSync("../empty-file", join(tree, "nested", "link-up"));
@@ -96,7 +126,9 @@ describe("qvm-copy in the lab", () => {
     writeFileSync(join(workHome, "progress.bin"), Buffer.alloc(3 * 1024 * 1024, 7));
     const shown = await inWork(["qvm-copy", "--with-progress", "progress.bin"]);
     expect(shown.code).toBe(0);
-    expect(shown.stderr).toMatch(/^sent 3\.00 MiB of 3\.00 MiB in \d+\.\d s, [\d.]+ [KMG]?i?B\/s\n$/m);
+    expect(shown.stderr).toMatch(
+      /^sent 3\.00 MiB of 3\.00 MiB in \d+\.\d s, [\d.]+ [KMG]?i?B\/s\n$/m,
+    );
     rmSync(join(incoming, "progress.bin"));
     const quiet = await inWork(["qvm-copy", "--without-progress", "progress.bin"]);
     expect(quiet).toEqual({ code: 0, stdout: "", stderr: "" });
@@ -179,7 +211,11 @@ describe("qvm-copy in the lab", () => {
 
   test("a copy the policy refuses: 126, Request refused", async () => {
     expect((await lab.qrx(["vm", "start", "personal"])).code).toBe(0);
-    const result = await lab.run("personal", ["sh", "-c", 'cd "$HOME" && echo x > f && qvm-copy --without-progress f']);
+    const result = await lab.run("personal", [
+      "sh",
+      "-c",
+      'cd "$HOME" && echo x > f && qvm-copy --without-progress f',
+    ]);
     expect(result.code).toBe(126);
     expect(result.stderr).toBe("Request refused\n");
   });

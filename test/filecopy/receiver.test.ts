@@ -1,9 +1,29 @@
 // qfile-unpacker (the receiver) against hand-made, often hostile, streams: the real program, a
 // real directory, the result read back from its stdout.
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
-import { concat, crcOf, dirEntry, END, fileEntry, header, LEGAL_EOF_STATUS, linkEntry, parseResult, S_IFREG, type ParsedResult } from "../helpers/filecopy-stream.ts";
+import {
+  concat,
+  crcOf,
+  dirEntry,
+  END,
+  fileEntry,
+  header,
+  LEGAL_EOF_STATUS,
+  linkEntry,
+  parseResult,
+  S_IFREG,
+  type ParsedResult,
+} from "../helpers/filecopy-stream.ts";
 import { tempDir } from "../helpers/paths.ts";
 
 const UNPACKER = join(import.meta.dir, "..", "..", "bin", "qfile-unpacker");
@@ -22,8 +42,16 @@ interface Received {
 async function receive(stream: Uint8Array, args: string[] = []): Promise<Received> {
   const dir = join(root.path, `t${counter++}`);
   mkdirSync(dir);
-  const child = Bun.spawn([UNPACKER, ...args, String(process.getuid!()), dir], { stdin: stream, stdout: "pipe", stderr: "pipe" });
-  const [raw, stderr, status] = await Promise.all([new Response(child.stdout).bytes(), new Response(child.stderr).text(), child.exited]);
+  const child = Bun.spawn([UNPACKER, ...args, String(process.getuid!()), dir], {
+    stdin: stream,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [raw, stderr, status] = await Promise.all([
+    new Response(child.stdout).bytes(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   return { status, result: raw.length > 0 ? parseResult(raw) : null, raw, stderr, dir };
 }
 
@@ -43,12 +71,19 @@ function tree(dir: string): string[] {
 describe("qfile-unpacker", () => {
   test("the spec's worked example (§2.9): 143 bytes, CRC 0x6c088f02, a 21-byte reply", async () => {
     const times = { atime: 1_700_000_000, mtime: 1_700_000_000 };
-    const stream = concat(dirEntry("d", 0o755, times), fileEntry("d/a.txt", "hi\n", 0o644, { ...times, atimeNsec: 5, mtimeNsec: 7 }), dirEntry("d", 0o755, times), END);
+    const stream = concat(
+      dirEntry("d", 0o755, times),
+      fileEntry("d/a.txt", "hi\n", 0o644, { ...times, atimeNsec: 5, mtimeNsec: 7 }),
+      dirEntry("d", 0o755, times),
+      END,
+    );
     expect(stream.length).toBe(143);
     expect(crcOf(stream)).toBe(0x6c088f02);
     const received = await receive(stream);
     expect(received.status).toBe(0);
-    expect(Buffer.from(received.raw).toString("hex")).toBe("0000000000000000028f086c000000000100000064");
+    expect(Buffer.from(received.raw).toString("hex")).toBe(
+      "0000000000000000028f086c000000000100000064",
+    );
     // Times first: reading the file would move its atime.
     const file = lstatSync(join(received.dir, "d", "a.txt"), { bigint: true });
     expect(Number(file.mode & 0o7777n)).toBe(0o644);
@@ -83,26 +118,50 @@ describe("qfile-unpacker", () => {
     ];
     for (const name of names) {
       const received = await receive(concat(fileEntry(name, "x"), END));
-      expect({ name: String(name), code: received.result?.code }).toEqual({ name: String(name), code: 84 });
+      expect({ name: String(name), code: received.result?.code }).toEqual({
+        name: String(name),
+        code: 84,
+      });
       expect(received.status).toBe(84);
       expect(tree(received.dir)).toEqual([]);
     }
     // An empty name: namelen 1 (just the NUL).
-    const empty = await receive(concat(header(1, S_IFREG | 0o644, 1), new Uint8Array([0]), new TextEncoder().encode("x"), END));
+    const empty = await receive(
+      concat(
+        header(1, S_IFREG | 0o644, 1),
+        new Uint8Array([0]),
+        new TextEncoder().encode("x"),
+        END,
+      ),
+    );
     expect(empty.result?.code).toBe(84);
   });
 
   test("allow-all-names accepts any character but keeps the structural rules", async () => {
-    const ok = await receive(concat(fileEntry("tab\there \u05d0 \u{1f600}", "x"), END), ["--allow-all-names"]);
+    const ok = await receive(concat(fileEntry("tab\there \u05d0 \u{1f600}", "x"), END), [
+      "--allow-all-names",
+    ]);
     expect(ok.result?.code).toBe(0);
     expect(tree(ok.dir)).toEqual(["tab\there \u05d0 \u{1f600}"]);
     for (const name of ["../x", "/abs", "a//b", "a/"]) {
-      expect((await receive(concat(fileEntry(name, "x"), END), ["--allow-all-names"])).result?.code).toBe(84);
+      expect(
+        (await receive(concat(fileEntry(name, "x"), END), ["--allow-all-names"])).result?.code,
+      ).toBe(84);
     }
   });
 
   test("symlinks: only inside the copied tree, never at top level (ENOLINK, 67)", async () => {
-    const good = await receive(concat(dirEntry("t"), dirEntry("t/sub"), linkEntry("t/sub/up", "../file"), linkEntry("t/here", "file"), fileEntry("t/file", "f"), dirEntry("t"), END));
+    const good = await receive(
+      concat(
+        dirEntry("t"),
+        dirEntry("t/sub"),
+        linkEntry("t/sub/up", "../file"),
+        linkEntry("t/here", "file"),
+        fileEntry("t/file", "f"),
+        dirEntry("t"),
+        END,
+      ),
+    );
     expect(good.result?.code).toBe(0);
     expect(readlinkSync(join(good.dir, "t/sub/up"))).toBe("../file");
     expect(readFileSync(join(good.dir, "t/sub/up"), "utf8")).toBe("f");
@@ -112,7 +171,14 @@ describe("qfile-unpacker", () => {
       ["t/abs", "/etc/passwd"],
       ["t/s/deep", "../../x"],
     ] as const) {
-      const received = await receive(concat(dirEntry("t"), name === "t/s/deep" ? dirEntry("t/s") : new Uint8Array(0), linkEntry(name, target), END));
+      const received = await receive(
+        concat(
+          dirEntry("t"),
+          name === "t/s/deep" ? dirEntry("t/s") : new Uint8Array(0),
+          linkEntry(name, target),
+          END,
+        ),
+      );
       expect({ name, code: received.result?.code }).toEqual({ name, code: 67 });
       // The last name reported is the target (§3.5).
       expect(received.result?.lastName).toBe(target);
@@ -138,7 +204,12 @@ describe("qfile-unpacker", () => {
       const received = await receive(full.subarray(0, length));
       expect({ where, status: received.status }).toEqual({ where, status });
       // Complete entries stay, the cut one is not visible (O_TMPFILE).
-      const complete = length >= first.length + second.length ? ["done.txt", "partial.bin"] : length >= first.length ? ["done.txt"] : [];
+      const complete =
+        length >= first.length + second.length
+          ? ["done.txt", "partial.bin"]
+          : length >= first.length
+            ? ["done.txt"]
+            : [];
       expect({ where, tree: tree(received.dir) }).toEqual({ where, tree: complete });
     }
   });
@@ -148,7 +219,11 @@ describe("qfile-unpacker", () => {
     const received = await (async () => {
       mkdirSync(dir);
       writeFileSync(join(dir, "keep.txt"), "original");
-      const child = Bun.spawn([UNPACKER, String(process.getuid!()), dir], { stdin: concat(fileEntry("keep.txt", "replacement"), END), stdout: "pipe", stderr: "pipe" });
+      const child = Bun.spawn([UNPACKER, String(process.getuid!()), dir], {
+        stdin: concat(fileEntry("keep.txt", "replacement"), END),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       counter++;
       const [raw, status] = await Promise.all([new Response(child.stdout).bytes(), child.exited]);
       return { raw, status };
@@ -160,14 +235,26 @@ describe("qfile-unpacker", () => {
   });
 
   test("an existing directory is merged into; modes and times apply on its second header", async () => {
-    const received = await receive(concat(dirEntry("m", 0o750), fileEntry("m/one", "1"), dirEntry("m", 0o750, { mtime: 1_600_000_000 }), dirEntry("m", 0o700), fileEntry("m/two", "2"), dirEntry("m", 0o755), END));
+    const received = await receive(
+      concat(
+        dirEntry("m", 0o750),
+        fileEntry("m/one", "1"),
+        dirEntry("m", 0o750, { mtime: 1_600_000_000 }),
+        dirEntry("m", 0o700),
+        fileEntry("m/two", "2"),
+        dirEntry("m", 0o755),
+        END,
+      ),
+    );
     expect(received.result?.code).toBe(0);
     expect(tree(received.dir)).toEqual(["m", "m/one", "m/two"]);
     expect(Number(lstatSync(join(received.dir, "m")).mode & 0o7777)).toBe(0o755);
   });
 
   test("a nanosecond field over 999999999 stops the receiver without a result (exit 1)", async () => {
-    const received = await receive(concat(fileEntry("bad-time", "x", 0o644, { mtimeNsec: 1_000_000_000 }), END));
+    const received = await receive(
+      concat(fileEntry("bad-time", "x", 0o644, { mtimeNsec: 1_000_000_000 }), END),
+    );
     expect(received.status).toBe(1);
     expect(received.raw.length).toBe(0);
     expect(received.stderr).toContain("qfile-unpacker");
@@ -176,12 +263,20 @@ describe("qfile-unpacker", () => {
   test("an over-long name: ENAMETOOLONG (36) without a last name; an unknown entry type: EINVAL (22)", async () => {
     const long = await receive(concat(header(16384, S_IFREG | 0o644, 0), END));
     expect(long.result).toMatchObject({ code: 36, lastName: null, bytes: 16 });
-    const fifo = await receive(concat(header(5, 0o010644, 0), new TextEncoder().encode("fifo\0"), END));
+    const fifo = await receive(
+      concat(header(5, 0o010644, 0), new TextEncoder().encode("fifo\0"), END),
+    );
     expect(fifo.result?.code).toBe(22);
   });
 
   test("the result's CRC covers every byte consumed", async () => {
-    const stream = concat(fileEntry("a", "alpha"), dirEntry("b"), fileEntry("b/c", ""), dirEntry("b"), END);
+    const stream = concat(
+      fileEntry("a", "alpha"),
+      dirEntry("b"),
+      fileEntry("b/c", ""),
+      dirEntry("b"),
+      END,
+    );
     const received = await receive(stream);
     expect(received.result).toMatchObject({ code: 0, crc: crcOf(stream), lastName: "b" });
   });

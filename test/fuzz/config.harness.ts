@@ -35,37 +35,27 @@ const literal = fc.stringMatching(/^[^'\x00-\x08\x0a-\x1f\x7f]{0,12}$/);
 
 const flagLine = fc
   .tuple(fc.constantFrom(...FLAGS), fc.boolean(), spaces, spaces, comment)
-  .map(
-    ([[key, field], on, before, after, note]): Line => ({
-      kind: "set",
-      key,
-      field,
-      parsed: on,
-      value: `${key}${before}=${after}${on}${note}`,
-    }),
-  );
-const sessionNumber = fc
-  .tuple(fc.constantFrom(0, 1), comment)
-  .map(
-    ([n, note]): Line => ({
-      kind: "set",
-      key: "wait-for-session",
-      field: "waitForSession",
-      parsed: n === 1,
-      value: `wait-for-session = ${n}${note}`,
-    }),
-  );
-const userLine = fc
-  .tuple(literal, comment)
-  .map(
-    ([user, note]): Line => ({
-      kind: "set",
-      key: "force-user",
-      field: "forceUser",
-      parsed: user,
-      value: `force-user = '${user}'${note}`,
-    }),
-  );
+  .map(([[key, field], on, before, after, note]): Line => ({
+    kind: "set",
+    key,
+    field,
+    parsed: on,
+    value: `${key}${before}=${after}${on}${note}`,
+  }));
+const sessionNumber = fc.tuple(fc.constantFrom(0, 1), comment).map(([n, note]): Line => ({
+  kind: "set",
+  key: "wait-for-session",
+  field: "waitForSession",
+  parsed: n === 1,
+  value: `wait-for-session = ${n}${note}`,
+}));
+const userLine = fc.tuple(literal, comment).map(([user, note]): Line => ({
+  kind: "set",
+  key: "force-user",
+  field: "forceUser",
+  parsed: user,
+  value: `force-user = '${user}'${note}`,
+}));
 const unknownLine = fc
   .tuple(
     fc.stringMatching(/^[a-z][a-z0-9_-]{0,10}$/),
@@ -76,9 +66,11 @@ const unknownLine = fc
       literal.map((s) => `'${s}'`),
     ),
   )
-  .map(
-    ([key, value]): Line => ({ kind: "unknown", key: `x-${key}`, value: `x-${key} = ${value}` }),
-  );
+  .map(([key, value]): Line => ({
+    kind: "unknown",
+    key: `x-${key}`,
+    value: `x-${key} = ${value}`,
+  }));
 const blankLine = fc
   .constantFrom("", "# comment", "#", "#force-user = 'root'")
   .map((text): Line => ({ kind: "blank", text }));

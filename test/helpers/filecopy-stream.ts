@@ -17,7 +17,12 @@ export interface EntryTimes {
 
 const encoder = new TextEncoder();
 
-export function header(namelen: number, mode: number, filelen: number | bigint, times: EntryTimes = {}): Uint8Array {
+export function header(
+  namelen: number,
+  mode: number,
+  filelen: number | bigint,
+  times: EntryTimes = {},
+): Uint8Array {
   const bytes = new Uint8Array(32);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, namelen, true);
@@ -44,13 +49,22 @@ function nameBytes(name: string | Uint8Array): Uint8Array {
   return concat(typeof name === "string" ? encoder.encode(name) : name, new Uint8Array([0]));
 }
 
-export function fileEntry(name: string | Uint8Array, content: string | Uint8Array, mode = 0o644, times: EntryTimes = {}): Uint8Array {
+export function fileEntry(
+  name: string | Uint8Array,
+  content: string | Uint8Array,
+  mode = 0o644,
+  times: EntryTimes = {},
+): Uint8Array {
   const data = typeof content === "string" ? encoder.encode(content) : content;
   const encodedName = nameBytes(name);
   return concat(header(encodedName.length, S_IFREG | mode, data.length, times), encodedName, data);
 }
 
-export function dirEntry(name: string | Uint8Array, mode = 0o755, times: EntryTimes = {}): Uint8Array {
+export function dirEntry(
+  name: string | Uint8Array,
+  mode = 0o755,
+  times: EntryTimes = {},
+): Uint8Array {
   const encodedName = nameBytes(name);
   return concat(header(encodedName.length, S_IFDIR | mode, 0, times), encodedName);
 }

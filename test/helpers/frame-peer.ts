@@ -9,7 +9,13 @@ export type { RawMessage };
 
 export class FramePeer extends RawPeer {
   /** Connects as the vchan client of (server, client=us, port); retries while the server is not up. */
-  static async connectVchan(dir: string, server: number, client: number, port: number, timeoutMs = 10_000): Promise<FramePeer> {
+  static async connectVchan(
+    dir: string,
+    server: number,
+    client: number,
+    port: number,
+    timeoutMs = 10_000,
+  ): Promise<FramePeer> {
     const peer = await RawPeer.connect(vchanPath(dir, server, client, port), timeoutMs);
     return new FramePeer(peer.connection);
   }
@@ -18,7 +24,17 @@ export class FramePeer extends RawPeer {
    * Listens as the vchan server (us, client, port). `accepted` is the first connection, `next()`
    * each following one (a daemon reconnecting after we dropped it).
    */
-  static listenVchan(dir: string, server: number, client: number, port: number): { path: string; accepted: Promise<FramePeer>; next: () => Promise<FramePeer>; stop: () => void } {
+  static listenVchan(
+    dir: string,
+    server: number,
+    client: number,
+    port: number,
+  ): {
+    path: string;
+    accepted: Promise<FramePeer>;
+    next: () => Promise<FramePeer>;
+    stop: () => void;
+  } {
     const listener = RawPeer.listen(vchanPath(dir, server, client, port));
     const next = async () => new FramePeer((await listener.next()).connection);
     return { path: listener.path, accepted: next(), next, stop: listener.stop };

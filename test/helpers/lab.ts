@@ -25,7 +25,10 @@ export class TestLab {
    * `base`: where the lab's directory goes (default the temp dir; /dev/shm for big copies).
    * `program`: the qrx to drive (an installed or compiled one; default the checkout's bin/qrx).
    */
-  constructor(base?: string, readonly program: string = QRX) {
+  constructor(
+    base?: string,
+    readonly program: string = QRX,
+  ) {
     this.root = base === undefined ? tempDir("qrx-lab-") : tempDirIn(base, "qrx-lab-");
     this.dir = join(this.root.path, "state");
     this.elsewhere = join(this.root.path, "elsewhere");
@@ -35,23 +38,49 @@ export class TestLab {
   env(extra: Record<string, string> = {}): Record<string, string> {
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(process.env)) {
-      if (value !== undefined && !/^(QRX_(DIR|VCHAN|VCHAN_DIR|AGENT_SOCKET|SOCKET_DIR|DOMAIN_NAME)|QREXEC_|VCHAN_)/.test(key)) env[key] = value;
+      if (
+        value !== undefined &&
+        !/^(QRX_(DIR|VCHAN|VCHAN_DIR|AGENT_SOCKET|SOCKET_DIR|DOMAIN_NAME)|QREXEC_|VCHAN_)/.test(key)
+      )
+        env[key] = value;
     }
     // Bun's own transpiler cache would land in HOME: not lab state, so it goes beside.
-    return { ...env, HOME: this.elsewhere, XDG_RUNTIME_DIR: this.elsewhere, BUN_RUNTIME_TRANSPILER_CACHE_PATH: join(this.root.path, "bun-cache"), ...extra };
+    return {
+      ...env,
+      HOME: this.elsewhere,
+      XDG_RUNTIME_DIR: this.elsewhere,
+      BUN_RUNTIME_TRANSPILER_CACHE_PATH: join(this.root.path, "bun-cache"),
+      ...extra,
+    };
   }
 
   /** `qrx ARGS` (with --dir appended where `withDir`), stdin from `input`. */
-  async qrx(args: string[], options: { input?: string; withDir?: boolean; env?: Record<string, string> } = {}): Promise<RunResult> {
+  async qrx(
+    args: string[],
+    options: { input?: string; withDir?: boolean; env?: Record<string, string> } = {},
+  ): Promise<RunResult> {
     const argv = [this.program, ...args, ...(options.withDir === false ? [] : ["--dir", this.dir])];
-    const child = Bun.spawn(argv, { env: this.env(options.env), stdin: new TextEncoder().encode(options.input ?? ""), stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const child = Bun.spawn(argv, {
+      env: this.env(options.env),
+      stdin: new TextEncoder().encode(options.input ?? ""),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     return { code, stdout, stderr };
   }
 
   /** `qrx run DOMAIN -- ARGV` in this lab (QRX_DIR names it, as a user's shell would). */
   run(domain: string, argv: string[], input = ""): Promise<RunResult> {
-    return this.qrx(["run", domain, "--", ...argv], { input, withDir: false, env: { QRX_DIR: this.dir } });
+    return this.qrx(["run", domain, "--", ...argv], {
+      input,
+      withDir: false,
+      env: { QRX_DIR: this.dir },
+    });
   }
 
   /** A lab definition file in the test's directory. */
@@ -63,13 +92,21 @@ export class TestLab {
 
   /** Unisolated unless asked: most tests reach into domains' files from the host (test/lab/isolation.test.ts is the isolated lab's). */
   async up(config?: string, isolation: "namespaces" | "none" = "none"): Promise<void> {
-    const result = await this.qrx(["lab", "up", "--isolation", isolation, ...(config ? ["--config", config] : [])]);
-    if (result.code !== 0) throw new Error(`qrx lab up failed (${result.code}):\n${result.stdout}${result.stderr}`);
+    const result = await this.qrx([
+      "lab",
+      "up",
+      "--isolation",
+      isolation,
+      ...(config ? ["--config", config] : []),
+    ]);
+    if (result.code !== 0)
+      throw new Error(`qrx lab up failed (${result.code}):\n${result.stdout}${result.stderr}`);
   }
 
   async down(): Promise<void> {
     const result = await this.qrx(["lab", "down"]);
-    if (result.code !== 0) throw new Error(`qrx lab down failed (${result.code}):\n${result.stdout}${result.stderr}`);
+    if (result.code !== 0)
+      throw new Error(`qrx lab down failed (${result.code}):\n${result.stdout}${result.stderr}`);
   }
 
   async status(): Promise<LabStatus> {
@@ -96,7 +133,9 @@ export function processesMentioning(text: string): string[] {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      const cmdline = require("node:fs").readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
+      const cmdline = require("node:fs")
+        .readFileSync(`/proc/${entry}/cmdline`, "utf8")
+        .replaceAll("\0", " ");
       const environ = require("node:fs").readFileSync(`/proc/${entry}/environ`, "utf8");
       if (cmdline.includes(text) || environ.includes(text)) found.push(`${entry} ${cmdline}`);
     } catch {}

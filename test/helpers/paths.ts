@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export function nativeLibraryPathForTests(): string {
-  return process.env.QRX_NATIVE_LIB || join(import.meta.dir, "..", "..", "zig-out", "lib", "libqrx.so");
+  return (
+    process.env.QRX_NATIVE_LIB || join(import.meta.dir, "..", "..", "zig-out", "lib", "libqrx.so")
+  );
 }
 
 /** A fresh directory under /tmp (short: unix socket paths must stay under 108 bytes). */

@@ -51,21 +51,43 @@ export class PolicySystem extends QrexecSystem {
   }
 
   #policyEnv(): Record<string, string> {
-    return { QRX_POLICY_DIR: this.policyDir, QRX_DOMAINS: this.domainsFile, QRX_ASK_PROGRAM: this.askProgram };
+    return {
+      QRX_POLICY_DIR: this.policyDir,
+      QRX_DOMAINS: this.domainsFile,
+      QRX_ASK_PROGRAM: this.askProgram,
+    };
   }
 
   /** Starts bin/qrexec-policy-daemon on `policySocket` (socket mode); waits until it listens. */
   async startPolicyDaemon(): Promise<void> {
     const daemon = Bun.spawn(
-      [join(BIN, "qrexec-policy-daemon"), "--socket", this.policySocket, "--policy-dir", this.policyDir, "--domains", this.domainsFile, "--ask-program", this.askProgram, "--no-tty", "--debounce", "50"],
+      [
+        join(BIN, "qrexec-policy-daemon"),
+        "--socket",
+        this.policySocket,
+        "--policy-dir",
+        this.policyDir,
+        "--domains",
+        this.domainsFile,
+        "--ask-program",
+        this.askProgram,
+        "--no-tty",
+        "--debounce",
+        "50",
+      ],
       { env: this.env(0), stdio: ["ignore", "ignore", "pipe"] },
     );
     this.policyDaemon = daemon;
     void (async () => {
-      for await (const chunk of daemon.stderr as ReadableStream<Uint8Array>) this.#policyDaemonLog.push(new TextDecoder().decode(chunk));
+      for await (const chunk of daemon.stderr as ReadableStream<Uint8Array>)
+        this.#policyDaemonLog.push(new TextDecoder().decode(chunk));
     })();
-    await waitFor(() => existsSync(this.policySocket) || daemon.exitCode !== null, "the policy daemon");
-    if (daemon.exitCode !== null) throw new Error(`the policy daemon exited: ${this.policyDaemonLog()}`);
+    await waitFor(
+      () => existsSync(this.policySocket) || daemon.exitCode !== null,
+      "the policy daemon",
+    );
+    if (daemon.exitCode !== null)
+      throw new Error(`the policy daemon exited: ${this.policyDaemonLog()}`);
   }
 
   policyDaemonLog(): string {
@@ -78,15 +100,29 @@ export class PolicySystem extends QrexecSystem {
   }
 
   override startDaemon(vm: Vm): Subprocess {
-    const policy = this.mode === "socket" ? [`--policy-socket=${this.policySocket}`, "--policy-program=/bin/false"] : ["--policy-socket=", `--policy-program=${join(BIN, "qrexec-policy-exec")}`];
-    const daemon = Bun.spawn([join(BIN, "qrexec-daemon"), "--direct", `--socket-dir=${this.socketDir}`, ...policy, String(vm.id), vm.name], {
-      env: this.env(0, this.#policyEnv()),
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const policy =
+      this.mode === "socket"
+        ? [`--policy-socket=${this.policySocket}`, "--policy-program=/bin/false"]
+        : ["--policy-socket=", `--policy-program=${join(BIN, "qrexec-policy-exec")}`];
+    const daemon = Bun.spawn(
+      [
+        join(BIN, "qrexec-daemon"),
+        "--direct",
+        `--socket-dir=${this.socketDir}`,
+        ...policy,
+        String(vm.id),
+        vm.name,
+      ],
+      {
+        env: this.env(0, this.#policyEnv()),
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     const chunks: string[] = [];
     this.#daemonLogs.set(vm.name, chunks);
     void (async () => {
-      for await (const chunk of daemon.stderr as ReadableStream<Uint8Array>) chunks.push(new TextDecoder().decode(chunk));
+      for await (const chunk of daemon.stderr as ReadableStream<Uint8Array>)
+        chunks.push(new TextDecoder().decode(chunk));
     })();
     return daemon;
   }
@@ -100,6 +136,10 @@ export class PolicySystem extends QrexecSystem {
   }
 
   allLogs(): string {
-    return [...this.#daemonLogs].map(([name, chunks]) => `--- daemon:${name}\n${chunks.join("")}`).join("\n") + `\n--- policy daemon\n${this.policyDaemonLog()}`;
+    return (
+      [...this.#daemonLogs]
+        .map(([name, chunks]) => `--- daemon:${name}\n${chunks.join("")}`)
+        .join("\n") + `\n--- policy daemon\n${this.policyDaemonLog()}`
+    );
   }
 }

@@ -38,7 +38,11 @@ export interface RunResult {
   stderr: string;
 }
 
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -63,14 +67,16 @@ export class QrexecSystem {
     this.dom0RpcDir = join(this.dir.path, "dom0-rpc");
     this.policyFile = join(this.dir.path, "policy");
     this.policyLog = join(this.dir.path, "policy.log");
-    for (const dir of [this.vchanDir, this.socketDir, this.dom0RpcDir]) mkdirSync(dir, { recursive: true });
+    for (const dir of [this.vchanDir, this.socketDir, this.dom0RpcDir])
+      mkdirSync(dir, { recursive: true });
     writeFileSync(this.policyFile, "");
   }
 
   /** The environment of a process in `domain` (0 = dom0). */
   env(domain: number, extra: Record<string, string> = {}): Record<string, string> {
     const env: Record<string, string> = {};
-    for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !key.startsWith("QREXEC")) env[key] = value;
+    for (const [key, value] of Object.entries(process.env))
+      if (value !== undefined && !key.startsWith("QREXEC")) env[key] = value;
     Object.assign(env, {
       VCHAN_DOMAIN: String(domain),
       QRX_VCHAN: this.transport,
@@ -78,7 +84,10 @@ export class QrexecSystem {
       VCHAN_SOCKET_DIR: this.vchanDir,
       QRX_TEST_POLICY: this.policyFile,
       QRX_TEST_POLICY_LOG: this.policyLog,
-      QUBES_RPC_CONFIG_PATH: join(this.dir.path, domain === 0 ? "dom0-config" : `vm${domain}-config`),
+      QUBES_RPC_CONFIG_PATH: join(
+        this.dir.path,
+        domain === 0 ? "dom0-config" : `vm${domain}-config`,
+      ),
     });
     if (domain === 0) env.QREXEC_SERVICE_PATH = this.dom0RpcDir;
     else {
@@ -132,7 +141,10 @@ export class QrexecSystem {
   }
 
   logOf(name: string): string {
-    return this.#logs.filter((log) => log.name === name).map((log) => log.chunks.join("")).join("");
+    return this.#logs
+      .filter((log) => log.name === name)
+      .map((log) => log.chunks.join(""))
+      .join("");
   }
 
   /** Starts a VM: its agent, then its daemon, and waits until both are ready. */
@@ -140,42 +152,91 @@ export class QrexecSystem {
     const rpcDir = join(this.dir.path, `${name}-rpc`);
     mkdirSync(rpcDir, { recursive: true });
     const agentSocket = join(this.socketDir, `agent-${name}`);
-    const vm = { id, name, rpcDir, agentSocket, agentArgs: options.agentArgs ?? [], agentEnv: options.agentEnv ?? {} } as Vm;
+    const vm = {
+      id,
+      name,
+      rpcDir,
+      agentSocket,
+      agentArgs: options.agentArgs ?? [],
+      agentEnv: options.agentEnv ?? {},
+    } as Vm;
     this.vms.set(name, vm);
     vm.agent = this.startAgent(vm);
     await waitFor(() => existsSync(agentSocket), `the agent of ${name}`);
     vm.daemon = this.startDaemon(vm);
-    await waitFor(() => existsSync(join(this.socketDir, `qrexec.${name}`)), `the daemon of ${name}`);
+    await waitFor(
+      () => existsSync(join(this.socketDir, `qrexec.${name}`)),
+      `the daemon of ${name}`,
+    );
     return vm;
   }
 
   startAgent(vm: Vm): Subprocess {
-    const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${vm.agentSocket}`, ...(vm.agentArgs ?? [])], {
-      env: this.env(vm.id, vm.agentEnv ?? {}),
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    this.#logByProcess.set(agent, this.#capture(`agent:${vm.name}`, agent.stderr as ReadableStream<Uint8Array>));
+    const agent = Bun.spawn(
+      [join(BIN, "qrexec-agent"), `--agent-socket=${vm.agentSocket}`, ...(vm.agentArgs ?? [])],
+      {
+        env: this.env(vm.id, vm.agentEnv ?? {}),
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    this.#logByProcess.set(
+      agent,
+      this.#capture(`agent:${vm.name}`, agent.stderr as ReadableStream<Uint8Array>),
+    );
     return agent;
   }
 
   startDaemon(vm: Vm): Subprocess {
     const daemon = Bun.spawn(
-      [join(BIN, "qrexec-daemon"), "--direct", `--socket-dir=${this.socketDir}`, `--policy-program=${POLICY_PROGRAM}`, "--policy-socket=", String(vm.id), vm.name],
+      [
+        join(BIN, "qrexec-daemon"),
+        "--direct",
+        `--socket-dir=${this.socketDir}`,
+        `--policy-program=${POLICY_PROGRAM}`,
+        "--policy-socket=",
+        String(vm.id),
+        vm.name,
+      ],
       { env: this.env(0), stdio: ["ignore", "ignore", "pipe"] },
     );
-    this.#logByProcess.set(daemon, this.#capture(`daemon:${vm.name}`, daemon.stderr as ReadableStream<Uint8Array>));
+    this.#logByProcess.set(
+      daemon,
+      this.#capture(`daemon:${vm.name}`, daemon.stderr as ReadableStream<Uint8Array>),
+    );
     return daemon;
   }
 
   /** Runs a program with `domain`'s environment; stdin from `input`. */
-  async run(domain: number, argv: string[], input: string | Uint8Array = "", extraEnv: Record<string, string> = {}): Promise<RunResult> {
-    const child = Bun.spawn(argv, { env: this.env(domain, extraEnv), stdin: typeof input === "string" ? new TextEncoder().encode(input) : input, stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  async run(
+    domain: number,
+    argv: string[],
+    input: string | Uint8Array = "",
+    extraEnv: Record<string, string> = {},
+  ): Promise<RunResult> {
+    const child = Bun.spawn(argv, {
+      env: this.env(domain, extraEnv),
+      stdin: typeof input === "string" ? new TextEncoder().encode(input) : input,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     return { code, stdout, stderr };
   }
 
   /** Starts a program with `domain`'s environment and returns it running (stdio as given). */
-  spawn(domain: number, argv: string[], stdio: { stdin?: "pipe" | "ignore" | number | ReturnType<typeof Bun.file>; stdout?: "pipe" | "ignore" | number; stderr?: "pipe" | "ignore" | "inherit" } = {}): Subprocess<"pipe", "pipe", "pipe"> {
+  spawn(
+    domain: number,
+    argv: string[],
+    stdio: {
+      stdin?: "pipe" | "ignore" | number | ReturnType<typeof Bun.file>;
+      stdout?: "pipe" | "ignore" | number;
+      stderr?: "pipe" | "ignore" | "inherit";
+    } = {},
+  ): Subprocess<"pipe", "pipe", "pipe"> {
     return Bun.spawn(argv, {
       env: this.env(domain),
       stdin: stdio.stdin ?? "pipe",
@@ -185,7 +246,11 @@ export class QrexecSystem {
   }
 
   /** qrexec-client-vm in `vm`, left running. */
-  spawnClientVm(vm: string, args: string[], stdio: Parameters<QrexecSystem["spawn"]>[2] = {}): Subprocess<"pipe", "pipe", "pipe"> {
+  spawnClientVm(
+    vm: string,
+    args: string[],
+    stdio: Parameters<QrexecSystem["spawn"]>[2] = {},
+  ): Subprocess<"pipe", "pipe", "pipe"> {
     return this.spawn(this.vms.get(vm)!.id, [join(BIN, "qrexec-client-vm"), ...args], stdio);
   }
 
@@ -197,14 +262,21 @@ export class QrexecSystem {
     const vm = this.vms.get(name)!;
     vm.agent.kill("SIGKILL");
     await vm.agent.exited;
-    await waitFor(() => !existsSync(join(this.socketDir, `qrexec.${name}`)), `the daemon of ${name} to notice its agent died`);
+    await waitFor(
+      () => !existsSync(join(this.socketDir, `qrexec.${name}`)),
+      `the daemon of ${name} to notice its agent died`,
+    );
   }
 
   /** Starts a new agent for `vm` (same arguments); returns once its daemon has reconnected. */
   async reviveAgent(name: string): Promise<void> {
     const vm = this.vms.get(name)!;
     vm.agent = this.startAgent(vm);
-    await waitFor(() => existsSync(join(this.socketDir, `qrexec.${name}`)), `the daemon of ${name} to reconnect`, 30_000);
+    await waitFor(
+      () => existsSync(join(this.socketDir, `qrexec.${name}`)),
+      `the daemon of ${name} to reconnect`,
+      30_000,
+    );
   }
 
   /** Kills the daemon of `vm` with SIGKILL and starts a new one; returns once it is connected. */
@@ -214,16 +286,37 @@ export class QrexecSystem {
     await vm.daemon.exited;
     vm.daemon = this.startDaemon(vm);
     const daemon = vm.daemon;
-    await waitFor(() => /connected to the agent/.test(this.logOfProcess(daemon)) || daemon.exitCode !== null, `a new daemon for ${name} to connect`, 30_000);
-    if (daemon.exitCode !== null) throw new Error(`the new daemon of ${name} exited with ${daemon.exitCode}:\n${this.logOfProcess(daemon)}`);
+    await waitFor(
+      () => /connected to the agent/.test(this.logOfProcess(daemon)) || daemon.exitCode !== null,
+      `a new daemon for ${name} to connect`,
+      30_000,
+    );
+    if (daemon.exitCode !== null)
+      throw new Error(
+        `the new daemon of ${name} exited with ${daemon.exitCode}:\n${this.logOfProcess(daemon)}`,
+      );
   }
 
-  clientVm(vm: string, args: string[], input: string | Uint8Array = "", extraEnv: Record<string, string> = {}): Promise<RunResult> {
-    return this.run(this.vms.get(vm)!.id, [join(BIN, "qrexec-client-vm"), ...args], input, extraEnv);
+  clientVm(
+    vm: string,
+    args: string[],
+    input: string | Uint8Array = "",
+    extraEnv: Record<string, string> = {},
+  ): Promise<RunResult> {
+    return this.run(
+      this.vms.get(vm)!.id,
+      [join(BIN, "qrexec-client-vm"), ...args],
+      input,
+      extraEnv,
+    );
   }
 
   client(args: string[], input: string | Uint8Array = ""): Promise<RunResult> {
-    return this.run(0, [join(BIN, "qrexec-client"), `--socket-dir=${this.socketDir}`, ...args], input);
+    return this.run(
+      0,
+      [join(BIN, "qrexec-client"), `--socket-dir=${this.socketDir}`, ...args],
+      input,
+    );
   }
 
   async stop(): Promise<void> {

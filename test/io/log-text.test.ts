@@ -7,7 +7,9 @@ describe("untrusted: a peer's string in a log line", () => {
   });
 
   test("control characters and backslashes are escaped, so a line cannot be faked or a terminal driven", () => {
-    expect(untrusted("a\nb\r\tc\x1b[31m\x00\x7f\x85\\")).toBe("a\\nb\\r\\tc\\x1b[31m\\x00\\x7f\\x85\\\\");
+    expect(untrusted("a\nb\r\tc\x1b[31m\x00\x7f\x85\\")).toBe(
+      "a\\nb\\r\\tc\\x1b[31m\\x00\\x7f\\x85\\\\",
+    );
   });
 
   test("a long string is cut, with its real length", () => {
@@ -22,17 +24,29 @@ describe("RefusalLog: refusals rate-limited per source", () => {
   function setup() {
     const lines: string[] = [];
     let now = 1000;
-    const log = new RefusalLog((line) => lines.push(line), { burst: 3, windowMs: 10_000, now: () => now });
+    const log = new RefusalLog((line) => lines.push(line), {
+      burst: 3,
+      windowMs: 10_000,
+      now: () => now,
+    });
     return { lines, log, advance: (ms: number) => (now += ms) };
   }
 
   test("a burst is logged, then one notice, then nothing until the window ends, then how many were dropped", () => {
     const { lines, log, advance } = setup();
     for (let i = 0; i < 10; i++) log.log("work", `refused ${i}`);
-    expect(lines).toEqual(["refused 0", "refused 1", "refused 2", "more than 3 refusals from work in 10 s: not logging more of them for now"]);
+    expect(lines).toEqual([
+      "refused 0",
+      "refused 1",
+      "refused 2",
+      "more than 3 refusals from work in 10 s: not logging more of them for now",
+    ]);
     advance(10_000);
     log.log("work", "refused 10");
-    expect(lines.slice(4)).toEqual(["7 refusal line(s) from work were not logged (rate limit)", "refused 10"]);
+    expect(lines.slice(4)).toEqual([
+      "7 refusal line(s) from work were not logged (rate limit)",
+      "refused 10",
+    ]);
   });
 
   test("each source has its own limit", () => {

@@ -51,7 +51,9 @@ describe("ask = tty", () => {
   test("the caller's terminal shows the question; Enter takes the default", async () => {
     const pty = onTerminal(lab, "work", "qrexec-client-vm @default test.Add");
     await pty.waitFor("Allow to which target? [Enter = vault]");
-    expect(pty.output).toContain("work wants to call test.Add (argument: none), asking for @default");
+    expect(pty.output).toContain(
+      "work wants to call test.Add (argument: none), asking for @default",
+    );
     // The caller itself is no choice.
     expect(pty.output).toMatch(/1\) other\n\s+2\) vault \(default\)\n\s+n\) deny/);
     pty.type("\n");
@@ -68,55 +70,92 @@ describe("ask = tty", () => {
     await pty.waitFor("not one of the choices");
     pty.type("n\n");
     expect(await pty.finish()).toBe(126);
-    expect(pty.output).toMatch(/the policy asked \(question \d+, rule \S+50-lab.policy:2\) whether work may call test.Echo, and the answer was no/);
+    expect(pty.output).toMatch(
+      /the policy asked \(question \d+, rule \S+50-lab.policy:2\) whether work may call test.Echo, and the answer was no/,
+    );
     expect(pty.output).toContain("Request refused");
   }, 30_000);
 
   test("without a terminal the question waits for qrx lab answer from another one", async () => {
-    const child = Bun.spawn(["setsid", "-w", QRX, "run", "work", "--", "qrexec-client-vm", "@default", "test.Add"], {
-      env: lab.env({ QRX_DIR: lab.dir }),
-      stdin: new TextEncoder().encode("1 2\n"),
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const child = Bun.spawn(
+      ["setsid", "-w", QRX, "run", "work", "--", "qrexec-client-vm", "@default", "test.Add"],
+      {
+        env: lab.env({ QRX_DIR: lab.dir }),
+        stdin: new TextEncoder().encode("1 2\n"),
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     let stderr = "";
     const reading = (async () => {
       for await (const chunk of child.stderr) stderr += new TextDecoder().decode(chunk);
     })();
     // What a user without a terminal sees first: how to answer from another one.
     await waitFor(() => stderr.includes("waits for an answer"), "the hint on stderr", 20_000);
-    expect(stderr).toMatch(/policy question \d+ waits for an answer: work -> test.Add; from another terminal: qrx lab asks/);
-    const listed = Bun.spawnSync([QRX, "lab", "asks", "--json", "--dir", lab.dir], { env: lab.env() });
+    expect(stderr).toMatch(
+      /policy question \d+ waits for an answer: work -> test.Add; from another terminal: qrx lab asks/,
+    );
+    const listed = Bun.spawnSync([QRX, "lab", "asks", "--json", "--dir", lab.dir], {
+      env: lab.env(),
+    });
     const asks = JSON.parse(listed.stdout.toString()) as Array<{ id: string; question: object }>;
     expect(asks).toHaveLength(1);
-    expect(asks[0]!.question).toMatchObject({ source: "work", targets: ["other", "vault"], defaultTarget: "vault" });
+    expect(asks[0]!.question).toMatchObject({
+      source: "work",
+      targets: ["other", "vault"],
+      defaultTarget: "vault",
+    });
     const id = asks[0]!.id;
     const table = await lab.qrx(["lab", "asks"]);
-    expect(table.stdout).toMatch(new RegExp(`^${id} +work +test.Add +@default +other,vault\\* `, "m"));
+    expect(table.stdout).toMatch(
+      new RegExp(`^${id} +work +test.Add +@default +other,vault\\* `, "m"),
+    );
     const wrong = await lab.qrx(["lab", "answer", id, "ghost"]);
-    expect(wrong).toMatchObject({ code: 2, stderr: `qrx: 'ghost' is not a choice for question ${id}: give one of other, vault, or deny\n` });
-    expect(await lab.qrx(["lab", "answer", id, "other"])).toMatchObject({ code: 0, stdout: `question ${id}: other allowed\n` });
+    expect(wrong).toMatchObject({
+      code: 2,
+      stderr: `qrx: 'ghost' is not a choice for question ${id}: give one of other, vault, or deny\n`,
+    });
+    expect(await lab.qrx(["lab", "answer", id, "other"])).toMatchObject({
+      code: 0,
+      stdout: `question ${id}: other allowed\n`,
+    });
     expect(await new Response(child.stdout).text()).toBe("3\n");
     expect(await child.exited).toBe(0);
     await reading;
     expect(stderr).toContain(`qrx lab answer ${id} TARGET|deny`);
     const again = await lab.qrx(["lab", "answer", id, "deny"]);
-    expect(again).toMatchObject({ code: 1, stderr: `qrx: policy question ${id} was already answered (qrx lab asks --dir ${lab.dir} lists those that are)\n` });
+    expect(again).toMatchObject({
+      code: 1,
+      stderr: `qrx: policy question ${id} was already answered (qrx lab asks --dir ${lab.dir} lists those that are)\n`,
+    });
   }, 30_000);
 });
 
 describe("other ask modes", () => {
-  test("--ask program:CMD answers with the program; ask = \"deny\" denies at once", async () => {
+  test('--ask program:CMD answers with the program; ask = "deny" denies at once', async () => {
     const lab = new TestLab();
     try {
       const program = join(lab.root.path, "answer.sh");
-      writeFileSync(program, "#!/bin/sh\ncat > \"$(dirname \"$0\")/question.json\"\necho other\n", { mode: 0o755 });
-      const up = await lab.qrx(["lab", "up", "--config", lab.config(LAB), "--ask", `program:${program}`]);
+      writeFileSync(program, '#!/bin/sh\ncat > "$(dirname "$0")/question.json"\necho other\n', {
+        mode: 0o755,
+      });
+      const up = await lab.qrx([
+        "lab",
+        "up",
+        "--config",
+        lab.config(LAB),
+        "--ask",
+        `program:${program}`,
+      ]);
       expect(up.code).toBe(0);
       const call = await lab.run("work", ["qrexec-client-vm", "@default", "test.Add"], "2 3\n");
       expect(call).toMatchObject({ code: 0, stdout: "5\n" });
       const question = JSON.parse(readFileSync(join(lab.root.path, "question.json"), "utf8"));
-      expect(question).toMatchObject({ source: "work", service: "test.Add", default_target: "vault" });
+      expect(question).toMatchObject({
+        source: "work",
+        service: "test.Add",
+        default_target: "vault",
+      });
       await lab.down();
       const bad = await lab.qrx(["lab", "up", "--config", lab.config(LAB), "--ask", "sometimes"]);
       expect(bad.code).toBe(2);
@@ -144,12 +183,19 @@ describe("the default lab", () => {
       });
       await waitFor(() => existsSync(join(lab.dir, "asks", "1.ask")), "the question", 20_000);
       const asks = JSON.parse((await lab.qrx(["lab", "asks", "--json"])).stdout);
-      expect(asks[0].question.targets).toEqual(expect.arrayContaining(["work", "personal", "default-dvm"]));
+      expect(asks[0].question.targets).toEqual(
+        expect.arrayContaining(["work", "personal", "default-dvm"]),
+      );
       expect(asks[0].question.targets).not.toContain("vault");
       expect((await lab.qrx(["lab", "answer", "1", "work"])).code).toBe(0);
       const code = await copy.exited;
       expect({ code, stderr: await new Response(copy.stderr).text() }).toMatchObject({ code: 0 });
-      expect(readFileSync(join(lab.dir, "domains", "work", "home", "QubesIncoming", "vault", "note.txt"), "utf8")).toBe("from vault\n");
+      expect(
+        readFileSync(
+          join(lab.dir, "domains", "work", "home", "QubesIncoming", "vault", "note.txt"),
+          "utf8",
+        ),
+      ).toBe("from vault\n");
     } finally {
       await lab.remove();
     }

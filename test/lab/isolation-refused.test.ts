@@ -10,8 +10,16 @@ describe("asking for isolation", () => {
     const other = new TestLab();
     try {
       const bad = await other.qrx(["lab", "up", "--isolation", "vm"]);
-      expect(bad).toMatchObject({ code: 2, stderr: "qrx: --isolation must be namespaces or none, not 'vm'\n" });
-      const socket = await other.qrx(["lab", "up", "--config", other.config('transport = "socket"\n')]);
+      expect(bad).toMatchObject({
+        code: 2,
+        stderr: "qrx: --isolation must be namespaces or none, not 'vm'\n",
+      });
+      const socket = await other.qrx([
+        "lab",
+        "up",
+        "--config",
+        other.config('transport = "socket"\n'),
+      ]);
       expect(socket.code).toBe(1);
       expect(socket.stderr).toContain('transport "socket" cannot be isolated');
       expect(socket.stderr).toContain("--isolation none");
@@ -30,13 +38,16 @@ describe("asking for isolation", () => {
       for (const dir of ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"]) {
         if (!existsSync(dir)) continue;
         for (const name of readdirSync(dir)) {
-          if (name !== "unshare" && !existsSync(join(bin, name))) symlinkSync(join(dir, name), join(bin, name));
+          if (name !== "unshare" && !existsSync(join(bin, name)))
+            symlinkSync(join(dir, name), join(bin, name));
         }
       }
       const env = { PATH: bin };
       const refused = await other.qrx(["lab", "up"], { env });
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toContain("cannot isolate the lab's domains: missing programs: unshare");
+      expect(refused.stderr).toContain(
+        "cannot isolate the lab's domains: missing programs: unshare",
+      );
       expect(refused.stderr).toContain("--isolation none");
       const asked = await other.qrx(["lab", "up", "--isolation", "none"], { env });
       expect(asked.code).toBe(0);

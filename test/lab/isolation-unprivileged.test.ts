@@ -12,15 +12,42 @@ const BUN = join(import.meta.dir, "..", "..", "node_modules", ".bin", "bun");
  * `mktemp -d` is 0700), which the test checks by trying, as nobody. */
 const root =
   process.getuid?.() === 0 &&
-  Bun.spawnSync(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", "test", "-x", QRX]).exitCode === 0;
-if (process.getuid?.() === 0 && !root) console.warn(`skipped: nobody cannot run ${QRX} in this checkout`);
+  Bun.spawnSync([
+    "setpriv",
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    "--clear-groups",
+    "--",
+    "test",
+    "-x",
+    QRX,
+  ]).exitCode === 0;
+if (process.getuid?.() === 0 && !root)
+  console.warn(`skipped: nobody cannot run ${QRX} in this checkout`);
 const lab = new TestLab();
 
 /** `qrx ARGS` as nobody, in this lab. */
 async function qrx(args: string[], input = ""): Promise<RunResult> {
-  const argv = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", QRX, ...args];
-  const child = Bun.spawn(argv, { env: lab.env({ QRX_DIR: lab.dir }), stdin: new TextEncoder().encode(input), stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const argv = [
+    "setpriv",
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    "--clear-groups",
+    "--",
+    QRX,
+    ...args,
+  ];
+  const child = Bun.spawn(argv, {
+    env: lab.env({ QRX_DIR: lab.dir }),
+    stdin: new TextEncoder().encode(input),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   return { code, stdout, stderr };
 }
 
@@ -38,12 +65,24 @@ afterAll(async () => {
 
 describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
   test("its domains are in user namespaces: calls work, vault's home and mounts are out of reach", async () => {
-    const status = JSON.parse((await qrx(["lab", "status", "--json"])).stdout) as { domains: { name: string; isolation: string }[] };
+    const status = JSON.parse((await qrx(["lab", "status", "--json"])).stdout) as {
+      domains: { name: string; isolation: string }[];
+    };
     expect(status.domains.find((domain) => domain.name === "work")!.isolation).toBe("namespaces");
-    expect(await qrx(["run", "work", "--", "qrexec-client-vm", "vault", "test.Add"], "11 22\n")).toMatchObject({ code: 0, stdout: "33\n" });
-    expect((await qrx(["run", "vault", "--", "sh", "-c", "echo vault-secret > ~/secret"])).code).toBe(0);
+    expect(
+      await qrx(["run", "work", "--", "qrexec-client-vm", "vault", "test.Add"], "11 22\n"),
+    ).toMatchObject({ code: 0, stdout: "33\n" });
+    expect(
+      (await qrx(["run", "vault", "--", "sh", "-c", "echo vault-secret > ~/secret"])).code,
+    ).toBe(0);
 
-    const read = await qrx(["run", "work", "--", "cat", join(lab.dir, "domains", "vault", "home", "secret")]);
+    const read = await qrx([
+      "run",
+      "work",
+      "--",
+      "cat",
+      join(lab.dir, "domains", "vault", "home", "secret"),
+    ]);
     expect(read.code).not.toBe(0);
     expect(read.stderr).toContain("No such file or directory");
     // Root of its own user namespace, yet the read-only system and project trees stay so.
@@ -53,8 +92,12 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
     const write = await qrx(["run", "work", "--", "touch", join(import.meta.dir, "escaped")]);
     expect(write.stderr).toContain("Read-only file system");
 
-    expect(readFileSync(join(lab.dir, "domains", "vault", "home", "secret"), "utf8")).toBe("vault-secret\n");
-    expect(await qrx(["run", "work", "--", "qrexec-client-vm", "vault", "test.Add"], "20 22\n")).toMatchObject({ code: 0, stdout: "42\n" });
+    expect(readFileSync(join(lab.dir, "domains", "vault", "home", "secret"), "utf8")).toBe(
+      "vault-secret\n",
+    );
+    expect(
+      await qrx(["run", "work", "--", "qrexec-client-vm", "vault", "test.Add"], "20 22\n"),
+    ).toMatchObject({ code: 0, stdout: "42\n" });
   }, 30_000);
 
   test("work cannot pass on, as its own offer, a vchan socket it was handed", async () => {
@@ -70,14 +113,24 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
     const offer = qrx(["run", "dom0", "--", BUN, "-e", serve]);
     const handed = `${vchan}/shmvchan.0.1.1702.sock`;
     const wait = `for i in $(seq 200); do [ -S ${handed} ] && break; sleep 0.05; done`;
-    const relay = await qrx(["run", "work", "--", "sh", "-c", `${wait}; ln ${handed} ${vchan}/shmvchan.1.2.1703.sock`]);
+    const relay = await qrx([
+      "run",
+      "work",
+      "--",
+      "sh",
+      "-c",
+      `${wait}; ln ${handed} ${vchan}/shmvchan.1.2.1703.sock`,
+    ]);
     expect(relay).toMatchObject({ code: 0, stderr: "" });
     const log = join(lab.dir, "logs", "admin.log");
     const refused = "refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own";
     const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused)) await Bun.sleep(50);
+    while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused))
+      await Bun.sleep(50);
     expect(readFileSync(log, "utf8")).toContain(refused);
-    expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain("shmvchan.1.2.1703.sock");
+    expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain(
+      "shmvchan.1.2.1703.sock",
+    );
     expect((await offer).code).toBe(0);
   }, 30_000);
 });

@@ -23,7 +23,10 @@ beforeAll(async () => {
   const base = readFileSync(DEFAULT_LAB_FILE, "utf8");
   const marker = "test.Whoami      *    work       @dispvm";
   expect(base).toContain(marker);
-  await lab.up(lab.config(base.replace(marker, `qubes.VMShell * work @dispvm allow\n${marker}`)), "namespaces");
+  await lab.up(
+    lab.config(base.replace(marker, `qubes.VMShell * work @dispvm allow\n${marker}`)),
+    "namespaces",
+  );
   vaultAgent = (await lab.status()).domains.find((domain) => domain.name === "vault")!.agentPid!;
   const planted = await lab.run("vault", ["sh", "-c", "echo vault-secret > ~/secret"]);
   expect(planted.code).toBe(0);
@@ -37,7 +40,9 @@ afterAll(async () => {
 async function expectVaultUntouched(): Promise<void> {
   const call = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "20 22\n");
   expect(call).toMatchObject({ code: 0, stdout: "42\n" });
-  expect(readFileSync(join(lab.dir, "domains", "vault", "home", "secret"), "utf8")).toBe("vault-secret\n");
+  expect(readFileSync(join(lab.dir, "domains", "vault", "home", "secret"), "utf8")).toBe(
+    "vault-secret\n",
+  );
   const vault = (await lab.status()).domains.find((domain) => domain.name === "vault")!;
   expect(vault).toMatchObject({ agentPid: vaultAgent, restarts: 0, state: "Running" });
 }
@@ -46,11 +51,17 @@ describe("an isolated lab", () => {
   test("status shows each domain's isolation; a domain is its own host, uid and process tree", async () => {
     const status = await lab.status();
     expect(status.isolation).toBe("namespaces");
-    const isolation = Object.fromEntries(status.domains.map((domain) => [domain.name, domain.isolation]));
+    const isolation = Object.fromEntries(
+      status.domains.map((domain) => [domain.name, domain.isolation]),
+    );
     expect(isolation).toMatchObject({ dom0: "host", work: "namespaces", vault: "namespaces" });
     const text = await lab.qrx(["lab", "status"]);
     expect(text.stdout).toContain("isolation namespaces");
-    const work = await lab.run("work", ["sh", "-c", "hostname; id -u; ls /proc | grep -c '^[0-9]'"]);
+    const work = await lab.run("work", [
+      "sh",
+      "-c",
+      "hostname; id -u; ls /proc | grep -c '^[0-9]'",
+    ]);
     const vault = await lab.run("vault", ["sh", "-c", "hostname; id -u"]);
     const [workHost, workUid, workProcesses] = work.stdout.trim().split("\n");
     const [vaultHost, vaultUid] = vault.stdout.trim().split("\n");
@@ -61,14 +72,19 @@ describe("an isolated lab", () => {
   });
 
   test("a call the policy allows works, one it denies gets 126", async () => {
-    expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n")).toMatchObject({ code: 0, stdout: "33\n" });
+    expect(
+      await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n"),
+    ).toMatchObject({ code: 0, stdout: "33\n" });
     const denied = await lab.run("vault", ["qrexec-client-vm", "work", "test.Add"], "1 2\n");
     expect(denied.code).toBe(126);
     expect(denied.stderr).toContain("Request refused");
   });
 
   test("work cannot read a file in vault's home", async () => {
-    const read = await lab.run("work", ["cat", join(lab.dir, "domains", "vault", "home", "secret")]);
+    const read = await lab.run("work", [
+      "cat",
+      join(lab.dir, "domains", "vault", "home", "secret"),
+    ]);
     expect(read.code).not.toBe(0);
     expect(read.stderr).toContain("No such file or directory");
     expect(read.stdout).toBe("");
@@ -93,7 +109,11 @@ describe("an isolated lab", () => {
       expect(attempt.stdout.trim()).toBe("ENOENT");
     }
     // The front end, pointed at vault's agent, says why it cannot call.
-    const call = await lab.run("work", ["qrexec-client-vm", `--agent-socket=${agentSocket}`, "vault", "test.Add"], "1 2\n");
+    const call = await lab.run(
+      "work",
+      ["qrexec-client-vm", `--agent-socket=${agentSocket}`, "vault", "test.Add"],
+      "1 2\n",
+    );
     expect(call.code).not.toBe(0);
     expect(call.stderr).toContain(agentSocket);
     await expectVaultUntouched();
@@ -108,32 +128,57 @@ describe("an isolated lab", () => {
     ].join("\n");
     const impostor = lab.run("work", bunInside(code));
     // dom0 waits for vault on that port: nothing may come.
-    expect(() => Vchan.client({ localDomain: 0, remoteDomain: 2, port, dir: join(lab.dir, "vchan"), timeoutMs: 1000 })).toThrow(NativeError);
+    expect(() =>
+      Vchan.client({
+        localDomain: 0,
+        remoteDomain: 2,
+        port,
+        dir: join(lab.dir, "vchan"),
+        timeoutMs: 1000,
+      }),
+    ).toThrow(NativeError);
     expect((await impostor).stdout).toContain("served");
     const log = readFileSync(join(lab.dir, "logs", "admin.log"), "utf8");
-    expect(log).toContain(`refused shmvchan.2.0.${port}.sock in work's directory: work is domain 1, not 2`);
+    expect(log).toContain(
+      `refused shmvchan.2.0.${port}.sock in work's directory: work is domain 1, not 2`,
+    );
     await expectVaultUntouched();
   });
 
   test("work cannot pass on, as its own offer, a vchan socket it was handed", async () => {
     // dom0 offers work a vchan; work hard-links that socket under a name offering it to vault.
-    const offer = Vchan.server({ localDomain: 0, remoteDomain: 1, port: 1702, readMin: 1024, writeMin: 1024, dir: join(lab.dir, "vchan") });
+    const offer = Vchan.server({
+      localDomain: 0,
+      remoteDomain: 1,
+      port: 1702,
+      readMin: 1024,
+      writeMin: 1024,
+      dir: join(lab.dir, "vchan"),
+    });
     try {
       const vchan = join(lab.dir, "vchan");
       const handed = `${vchan}/shmvchan.0.1.1702.sock`;
       const wait = `for i in $(seq 200); do [ -S ${handed} ] && break; sleep 0.05; done`;
-      const relay = await lab.run("work", ["sh", "-c", `${wait}; ln ${handed} ${vchan}/shmvchan.1.2.1703.sock`]);
+      const relay = await lab.run("work", [
+        "sh",
+        "-c",
+        `${wait}; ln ${handed} ${vchan}/shmvchan.1.2.1703.sock`,
+      ]);
       if (relay.code !== 0) {
         // As root the socket is dom0's, and the kernel (fs.protected_hardlinks) refuses already.
         expect(relay.stderr).toContain("Operation not permitted");
       } else {
         const log = join(lab.dir, "logs", "admin.log");
-        const refused = "refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own";
+        const refused =
+          "refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own";
         const deadline = Date.now() + 10_000;
-        while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused)) await Bun.sleep(50);
+        while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused))
+          await Bun.sleep(50);
         expect(readFileSync(log, "utf8")).toContain(refused);
       }
-      expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain("shmvchan.1.2.1703.sock");
+      expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain(
+        "shmvchan.1.2.1703.sock",
+      );
     } finally {
       offer.close();
     }
@@ -143,20 +188,38 @@ describe("an isolated lab", () => {
   test("work cannot connect to a vchan offered to vault, nor see another pair's sockets", async () => {
     const port = 1701;
     // dom0 offers vault a vchan; work claims to be vault and tries to take it.
-    const offer = Vchan.server({ localDomain: 0, remoteDomain: 2, port, readMin: 1024, writeMin: 1024, dir: join(lab.dir, "vchan") });
+    const offer = Vchan.server({
+      localDomain: 0,
+      remoteDomain: 2,
+      port,
+      readMin: 1024,
+      writeMin: 1024,
+      dir: join(lab.dir, "vchan"),
+    });
     try {
       const take = (domain: string) =>
-        lab.run(domain, bunInside([
-          `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
-          `const { readdirSync } = await import("node:fs");`,
-          `console.log(JSON.stringify(readdirSync(process.env.QRX_VCHAN_DIR)));`,
-          `try { Vchan.client({ localDomain: 2, remoteDomain: 0, port: ${port}, timeoutMs: 1000 }).close(); console.log("connected"); }`,
-          `catch (e) { console.log("failed: " + e.message); }`,
-        ].join("\n")));
+        lab.run(
+          domain,
+          bunInside(
+            [
+              `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
+              `const { readdirSync } = await import("node:fs");`,
+              `console.log(JSON.stringify(readdirSync(process.env.QRX_VCHAN_DIR)));`,
+              `try { Vchan.client({ localDomain: 2, remoteDomain: 0, port: ${port}, timeoutMs: 1000 }).close(); console.log("connected"); }`,
+              `catch (e) { console.log("failed: " + e.message); }`,
+            ].join("\n"),
+          ),
+        );
       const stolen = await take("work");
       const [seen, outcome] = stolen.stdout.trim().split("\n");
-      expect((JSON.parse(seen!) as string[]).every((name) => /^shmvchan\.(1\.\d+|\d+\.1)\.\d+\.sock$/.test(name))).toBe(true);
-      expect(outcome).toMatch(/^failed: no vchan server at .*shmvchan\.0\.2\.1701\.sock after 1000 ms$/);
+      expect(
+        (JSON.parse(seen!) as string[]).every((name) =>
+          /^shmvchan\.(1\.\d+|\d+\.1)\.\d+\.sock$/.test(name),
+        ),
+      ).toBe(true);
+      expect(outcome).toMatch(
+        /^failed: no vchan server at .*shmvchan\.0\.2\.1701\.sock after 1000 ms$/,
+      );
       // The offer was real: vault itself gets it (our end accepts while we wait here).
       const rightful = take("vault");
       try {
@@ -177,7 +240,11 @@ describe("an isolated lab", () => {
       const code = `await Bun.connect({ hostname: "127.0.0.1", port: ${listener.port}, socket: { data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
       const attempt = await lab.run("work", bunInside(code));
       expect(attempt.stdout.trim()).toBe("ECONNREFUSED");
-      const links = await lab.run("work", ["sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"]);
+      const links = await lab.run("work", [
+        "sh",
+        "-c",
+        "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
+      ]);
       expect(links.stdout.trim().split("\n")).toEqual(["lo"]);
     } finally {
       listener.stop(true);
@@ -186,7 +253,11 @@ describe("an isolated lab", () => {
   });
 
   test("qvm-copy lands in vault's ~/QubesIncoming, owned by vault", async () => {
-    const copy = await lab.run("work", ["sh", "-c", "echo report > report.txt && qvm-copy report.txt"]);
+    const copy = await lab.run("work", [
+      "sh",
+      "-c",
+      "echo report > report.txt && qvm-copy report.txt",
+    ]);
     expect(copy.code).toBe(0);
     const landed = join(lab.dir, "domains", "vault", "home", "QubesIncoming", "work", "report.txt");
     expect(readFileSync(landed, "utf8")).toBe("report\n");
@@ -209,12 +280,15 @@ describe("an isolated lab", () => {
   });
 
   test("no rendezvous socket outlives its call: the host takes back what it handed out", async () => {
-    for (let call = 0; call < 5; call++) expect((await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 1\n")).stdout).toBe("2\n");
+    for (let call = 0; call < 5; call++)
+      expect(
+        (await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 1\n")).stdout,
+      ).toBe("2\n");
     const dirs = ["vchan", "isolation/vchan/1", "isolation/vchan/2"];
-    const left = () => dirs.flatMap((dir) => readdirSync(join(lab.dir, dir)).map((name) => `${dir}/${name}`));
+    const left = () =>
+      dirs.flatMap((dir) => readdirSync(join(lab.dir, dir)).map((name) => `${dir}/${name}`));
     const deadline = Date.now() + 5_000;
     while (Date.now() < deadline && left().length > 0) await Bun.sleep(50);
     expect(left()).toEqual([]);
   }, 30_000);
 });
-

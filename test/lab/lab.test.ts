@@ -13,8 +13,14 @@ describe("a lab's lifecycle", () => {
         await lab.up();
         const status = await lab.status();
         expect(status.ready).toBe(true);
-        expect(status.domains.filter((domain) => domain.state === "Running").map((domain) => domain.name)).toEqual(["dom0", "work", "vault"]);
-        for (const domain of status.domains.filter((domain) => domain.name === "work" || domain.name === "vault")) {
+        expect(
+          status.domains
+            .filter((domain) => domain.state === "Running")
+            .map((domain) => domain.name),
+        ).toEqual(["dom0", "work", "vault"]);
+        for (const domain of status.domains.filter(
+          (domain) => domain.name === "work" || domain.name === "vault",
+        )) {
           expect(domain.agentPid).toBeGreaterThan(0);
           expect(domain.daemonPid).toBeGreaterThan(0);
         }
@@ -24,7 +30,8 @@ describe("a lab's lifecycle", () => {
         await lab.down();
         expect(processesMentioning(lab.dir)).toEqual([]);
         expect(socketsUnder(lab.dir)).toEqual([]);
-        for (const gone of ["admin.pid", "admin.sock", "policy.sock", "run", "vchan"]) expect(existsSync(join(lab.dir, gone))).toBe(false);
+        for (const gone of ["admin.pid", "admin.sock", "policy.sock", "run", "vchan"])
+          expect(existsSync(join(lab.dir, gone))).toBe(false);
         expect(readdirSync(lab.elsewhere)).toEqual([]);
       }
       // Homes and logs stay, as a VM's disk would.
@@ -69,7 +76,9 @@ describe("a lab's lifecycle", () => {
       expect(down.stderr).toContain("cleaned up after one that did not shut down");
       expect(processesMentioning(lab.dir)).toEqual([]);
       await lab.up();
-      expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "2 2\n")).toMatchObject({ code: 0, stdout: "4\n" });
+      expect(
+        await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "2 2\n"),
+      ).toMatchObject({ code: 0, stdout: "4\n" });
     } finally {
       await lab.remove();
     }
@@ -82,16 +91,35 @@ describe("in the default lab", () => {
   afterAll(() => lab.remove());
 
   test("test.Add from work to vault, and a denied call (126, Request refused)", async () => {
-    expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n")).toEqual({ code: 0, stdout: "33\n", stderr: "" });
-    expect(await lab.run("vault", ["qrexec-client-vm", "work", "test.Add"], "1 2\n")).toEqual({ code: 126, stdout: "", stderr: "Request refused\n" });
+    expect(await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n")).toEqual({
+      code: 0,
+      stdout: "33\n",
+      stderr: "",
+    });
+    expect(await lab.run("vault", ["qrexec-client-vm", "work", "test.Add"], "1 2\n")).toEqual({
+      code: 126,
+      stdout: "",
+      stderr: "Request refused\n",
+    });
   });
 
   test("a service in dom0, and dom0 -> VM with qrexec-client", async () => {
-    expect(await lab.run("work", ["qrexec-client-vm", "dom0", "test.Echo"], "to dom0\n")).toEqual({ code: 0, stdout: "to dom0\n", stderr: "" });
-    const client = await lab.run("dom0", ["qrexec-client", "-d", "vault", "user:echo $QRX_DOMAIN_NAME; exit 3"]);
+    expect(await lab.run("work", ["qrexec-client-vm", "dom0", "test.Echo"], "to dom0\n")).toEqual({
+      code: 0,
+      stdout: "to dom0\n",
+      stderr: "",
+    });
+    const client = await lab.run("dom0", [
+      "qrexec-client",
+      "-d",
+      "vault",
+      "user:echo $QRX_DOMAIN_NAME; exit 3",
+    ]);
     expect(client).toMatchObject({ code: 3, stdout: "vault\n" });
     const status = await lab.status();
-    expect(status.domains.find((domain) => domain.name === "dom0")!.calls).toBeGreaterThanOrEqual(1);
+    expect(status.domains.find((domain) => domain.name === "dom0")!.calls).toBeGreaterThanOrEqual(
+      1,
+    );
   });
 
   test("qrx run passes the exit status through, 128+signal, and 127 for a missing command", async () => {
@@ -116,17 +144,25 @@ describe("in the default lab", () => {
       await Bun.sleep(20);
       after = await lab.status();
     }
-    expect(after.domains.map((domain) => domain.name)).toEqual(before.domains.map((domain) => domain.name));
+    expect(after.domains.map((domain) => domain.name)).toEqual(
+      before.domains.map((domain) => domain.name),
+    );
     expect(after.disposablesCreated).toBe(before.disposablesCreated + 1);
     expect(existsSync(join(lab.dir, "domains", name))).toBe(false);
     // @dispvm:TEMPLATE names the template explicitly.
-    expect(await lab.run("work", ["qrexec-client-vm", "@dispvm:default-dvm", "test.Add"], "20 22\n")).toMatchObject({ code: 0, stdout: "42\n" });
+    expect(
+      await lab.run("work", ["qrexec-client-vm", "@dispvm:default-dvm", "test.Add"], "20 22\n"),
+    ).toMatchObject({ code: 0, stdout: "42\n" });
   });
 
   test("20 concurrent $dispvm calls: all answered correctly, all destroyed", async () => {
-    const calls = Array.from({ length: 20 }, (_, index) => lab.run("work", ["qrexec-client-vm", "$dispvm", "test.Add"], `${index} 1000\n`));
+    const calls = Array.from({ length: 20 }, (_, index) =>
+      lab.run("work", ["qrexec-client-vm", "$dispvm", "test.Add"], `${index} 1000\n`),
+    );
     const results = await Promise.all(calls);
-    results.forEach((result, index) => expect(result).toEqual({ code: 0, stdout: `${index + 1000}\n`, stderr: "" }));
+    results.forEach((result, index) =>
+      expect(result).toEqual({ code: 0, stdout: `${index + 1000}\n`, stderr: "" }),
+    );
     const deadline = Date.now() + 10_000;
     let status = await lab.status();
     while (status.domains.some((domain) => domain.klass === "DispVM") && Date.now() < deadline) {
@@ -134,15 +170,28 @@ describe("in the default lab", () => {
       status = await lab.status();
     }
     expect(status.domains.filter((domain) => domain.klass === "DispVM")).toEqual([]);
-    expect(readdirSync(join(lab.dir, "domains")).filter((name) => name.startsWith("disp"))).toEqual([]);
+    expect(readdirSync(join(lab.dir, "domains")).filter((name) => name.startsWith("disp"))).toEqual(
+      [],
+    );
     expect(processesMentioning(join(lab.dir, "domains", "disp"))).toEqual([]);
   }, 60_000);
 
   test("autostart: a call to a halted domain starts it when the policy says so", async () => {
-    expect((await lab.status()).domains.find((domain) => domain.name === "personal")!.state).toBe("Halted");
-    expect(await lab.run("work", ["qrexec-client-vm", "personal", "test.Whoami"])).toEqual({ code: 0, stdout: "personal\n", stderr: "" });
-    expect((await lab.status()).domains.find((domain) => domain.name === "personal")!.state).toBe("Running");
-    expect(await lab.qrx(["vm", "kill", "personal"])).toMatchObject({ code: 0, stdout: "killed personal\n" });
+    expect((await lab.status()).domains.find((domain) => domain.name === "personal")!.state).toBe(
+      "Halted",
+    );
+    expect(await lab.run("work", ["qrexec-client-vm", "personal", "test.Whoami"])).toEqual({
+      code: 0,
+      stdout: "personal\n",
+      stderr: "",
+    });
+    expect((await lab.status()).domains.find((domain) => domain.name === "personal")!.state).toBe(
+      "Running",
+    );
+    expect(await lab.qrx(["vm", "kill", "personal"])).toMatchObject({
+      code: 0,
+      stdout: "killed personal\n",
+    });
   });
 
   /** work -> vault test.Add, retried while the killed process is being restarted. */
@@ -165,7 +214,9 @@ describe("in the default lab", () => {
     expect(after.agentPid).not.toBe(before.agentPid);
     expect(after.daemonPid).toBe(before.daemonPid);
     const logs = await lab.qrx(["lab", "logs", "dom0"]);
-    expect(logs.stdout).toContain(`agent of vault (pid ${before.agentPid}) was killed by SIGKILL; restarting`);
+    expect(logs.stdout).toContain(
+      `agent of vault (pid ${before.agentPid}) was killed by SIGKILL; restarting`,
+    );
   }, 60_000);
 
   test("a killed daemon is restarted and re-handshakes with its agent", async () => {
@@ -187,10 +238,15 @@ describe("in the default lab", () => {
     const name = created.stdout.trim();
     expect(name).toMatch(/^disp\d+$/);
     expect((await lab.run(name, ["sh", "-c", "echo $QRX_DOMAIN_NAME"])).stdout).toBe(`${name}\n`);
-    expect(await lab.run("dom0", ["qrexec-client", "-d", name, "user:echo from $QRX_DOMAIN_NAME"])).toMatchObject({ code: 0, stdout: `from ${name}\n` });
+    expect(
+      await lab.run("dom0", ["qrexec-client", "-d", name, "user:echo from $QRX_DOMAIN_NAME"]),
+    ).toMatchObject({ code: 0, stdout: `from ${name}\n` });
     expect(await lab.qrx(["vm", "kill", name])).toMatchObject({ code: 0 });
     expect((await lab.status()).domains.some((domain) => domain.name === name)).toBe(false);
-    expect(await lab.qrx(["vm", "start", "work"])).toMatchObject({ code: 0, stdout: "work is already running\n" });
+    expect(await lab.qrx(["vm", "start", "work"])).toMatchObject({
+      code: 0,
+      stdout: "work is already running\n",
+    });
   });
 
   test("qrx lab logs: a domain's agent and daemon, dom0's admin and policy daemon", async () => {
@@ -207,7 +263,9 @@ describe("in the default lab", () => {
     const status = await lab.qrx(["lab", "status"]);
     expect(status.code).toBe(0);
     expect(status.stdout).toContain(`lab in ${lab.dir}`);
-    expect(status.stdout).toMatch(/DOMAIN\s+ID\s+TYPE\s+STATE\s+AGENT\s+DAEMON\s+UPTIME\s+CALLS\s+RESTARTS/);
+    expect(status.stdout).toMatch(
+      /DOMAIN\s+ID\s+TYPE\s+STATE\s+AGENT\s+DAEMON\s+UPTIME\s+CALLS\s+RESTARTS/,
+    );
     expect(status.stdout).toMatch(/\ndefault-dvm\s+4\s+DispVMTemplate\s+Halted/);
     expect(status.stdout).toMatch(/\nvault\s+2\s+AppVM\s+Running\s+\d+\s+\d+\s+[\dhms.]+\s+\d+/);
   });
@@ -219,19 +277,36 @@ describe("errors name what is wrong and what to do", () => {
 
   test("without a lab", async () => {
     const hint = `no lab running in ${lab.dir}: run qrx lab up --dir ${lab.dir}\n`;
-    for (const args of [["lab", "status"], ["vm", "list"], ["vm", "start", "work"], ["vm", "kill", "work"], ["vm", "create-disposable"]]) {
+    for (const args of [
+      ["lab", "status"],
+      ["vm", "list"],
+      ["vm", "start", "work"],
+      ["vm", "kill", "work"],
+      ["vm", "create-disposable"],
+    ]) {
       expect(await lab.qrx(args)).toEqual({ code: 1, stdout: "", stderr: `qrx: ${hint}` });
     }
-    expect(await lab.qrx(["lab", "down"])).toEqual({ code: 1, stdout: "", stderr: `qrx: no lab running in ${lab.dir}\n` });
-    expect(await lab.qrx(["run", "work", "--", "true"], { withDir: false, env: { QRX_DIR: lab.dir } })).toMatchObject({ code: 1, stderr: `qrx: ${hint.replace(` --dir ${lab.dir}`, "")}` });
-    expect(await lab.qrx(["lab", "logs"])).toMatchObject({ code: 1, stderr: `qrx: no lab logs in ${lab.dir}: run qrx lab up first\n` });
+    expect(await lab.qrx(["lab", "down"])).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `qrx: no lab running in ${lab.dir}\n`,
+    });
+    expect(
+      await lab.qrx(["run", "work", "--", "true"], { withDir: false, env: { QRX_DIR: lab.dir } }),
+    ).toMatchObject({ code: 1, stderr: `qrx: ${hint.replace(` --dir ${lab.dir}`, "")}` });
+    expect(await lab.qrx(["lab", "logs"])).toMatchObject({
+      code: 1,
+      stderr: `qrx: no lab logs in ${lab.dir}: run qrx lab up first\n`,
+    });
   });
 
   test("a state directory too long for unix socket paths is refused up front", async () => {
     const long = join(lab.root.path, "x".repeat(60));
     const result = await lab.qrx(["lab", "up", "--dir", long], { withDir: false });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`qrx: the state directory ${long} is too long for unix socket paths`);
+    expect(result.stderr).toContain(
+      `qrx: the state directory ${long} is too long for unix socket paths`,
+    );
     expect(existsSync(long)).toBe(false);
   });
 
@@ -239,7 +314,9 @@ describe("errors name what is wrong and what to do", () => {
     const config = lab.config('[[domain]]\nname = "work"\ntype = "PVH"\n');
     const result = await lab.qrx(["lab", "up", "--config", config]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`qrx: ${config}:3: domain 'work': type must be one of AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`);
+    expect(result.stderr).toBe(
+      `qrx: ${config}:3: domain 'work': type must be one of AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`,
+    );
     expect(existsSync(join(lab.dir, "admin.pid"))).toBe(false);
     const missing = await lab.qrx(["lab", "up", "--config", "/nonexistent.toml"]);
     expect(missing).toMatchObject({ code: 1, stderr: "qrx: /nonexistent.toml: no such file\n" });
@@ -262,15 +339,45 @@ start = false
     await lab.up(config);
     const again = await lab.qrx(["lab", "up"]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(/^qrx: a lab is already running in .* \(admin pid \d+\): qrx lab status shows it, qrx lab down stops it\n$/);
-    expect(await lab.run("nope", ["true"])).toMatchObject({ code: 1, stderr: "qrx: no domain 'nope' in the lab (domains: dom0, one, off, dvm)\n" });
-    expect(await lab.run("off", ["true"])).toMatchObject({ code: 1, stderr: "qrx: off is not running (Halted): run qrx vm start off\n" });
-    expect(await lab.run("one", [])).toMatchObject({ code: 2, stderr: "qrx: no command given: qrx run DOMAIN -- COMMAND [ARGS...]\n" });
-    expect(await lab.qrx(["vm", "start", "nope"])).toEqual({ code: 1, stdout: "", stderr: "qrx: no such domain: 'nope'\n" });
-    expect(await lab.qrx(["vm", "kill", "off"])).toEqual({ code: 1, stdout: "", stderr: "qrx: domain off is not running\n" });
-    expect(await lab.qrx(["vm", "kill", "dom0"])).toEqual({ code: 1, stdout: "", stderr: "qrx: dom0 cannot be killed\n" });
-    expect(await lab.qrx(["vm", "create-disposable", "one"])).toEqual({ code: 1, stdout: "", stderr: "qrx: one is not a DisposableVM template\n" });
-    expect(await lab.qrx(["lab", "logs", "ghost"])).toMatchObject({ code: 1, stderr: expect.stringContaining("qrx: no logs for 'ghost'") });
+    expect(again.stderr).toMatch(
+      /^qrx: a lab is already running in .* \(admin pid \d+\): qrx lab status shows it, qrx lab down stops it\n$/,
+    );
+    expect(await lab.run("nope", ["true"])).toMatchObject({
+      code: 1,
+      stderr: "qrx: no domain 'nope' in the lab (domains: dom0, one, off, dvm)\n",
+    });
+    expect(await lab.run("off", ["true"])).toMatchObject({
+      code: 1,
+      stderr: "qrx: off is not running (Halted): run qrx vm start off\n",
+    });
+    expect(await lab.run("one", [])).toMatchObject({
+      code: 2,
+      stderr: "qrx: no command given: qrx run DOMAIN -- COMMAND [ARGS...]\n",
+    });
+    expect(await lab.qrx(["vm", "start", "nope"])).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "qrx: no such domain: 'nope'\n",
+    });
+    expect(await lab.qrx(["vm", "kill", "off"])).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "qrx: domain off is not running\n",
+    });
+    expect(await lab.qrx(["vm", "kill", "dom0"])).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "qrx: dom0 cannot be killed\n",
+    });
+    expect(await lab.qrx(["vm", "create-disposable", "one"])).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "qrx: one is not a DisposableVM template\n",
+    });
+    expect(await lab.qrx(["lab", "logs", "ghost"])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("qrx: no logs for 'ghost'"),
+    });
     // A service the domain does not have: 127 from qrexec-client-vm, as upstream.
     const unknown = await lab.run("one", ["qrexec-client-vm", "dom0", "test.Nothing"]);
     expect(unknown.code).not.toBe(0);
@@ -278,7 +385,21 @@ start = false
   });
 
   test("--help everywhere, with examples", async () => {
-    for (const args of [["lab"], ["lab", "up"], ["lab", "down"], ["lab", "status"], ["lab", "logs"], ["vm"], ["vm", "list"], ["vm", "start"], ["vm", "kill"], ["vm", "create-disposable"], ["run"], ["demo"], ["bench", "dispvm"]]) {
+    for (const args of [
+      ["lab"],
+      ["lab", "up"],
+      ["lab", "down"],
+      ["lab", "status"],
+      ["lab", "logs"],
+      ["vm"],
+      ["vm", "list"],
+      ["vm", "start"],
+      ["vm", "kill"],
+      ["vm", "create-disposable"],
+      ["run"],
+      ["demo"],
+      ["bench", "dispvm"],
+    ]) {
       const help = await lab.qrx([...args, "--help"], { withDir: false });
       expect(help.code).toBe(0);
       expect(help.stdout).toContain("Usage: qrx");
@@ -291,14 +412,28 @@ describe("a lab on the socket transport (upstream's vchan-socket byte stream)", 
   test("calls, DisposableVMs and a policy redirect to @dispvm:TEMPLATE work the same", async () => {
     const lab = new TestLab();
     try {
-      await lab.up(lab.config(`transport = "socket"\ndefault_dispvm = "dvm"\npolicy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\nname = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`));
-      expect(await lab.run("a", ["qrexec-client-vm", "b", "test.Add"], "1 1\n")).toEqual({ code: 0, stdout: "2\n", stderr: "" });
-      expect(await lab.run("a", ["qrexec-client-vm", "$dispvm", "test.Add"], "2 2\n")).toEqual({ code: 0, stdout: "4\n", stderr: "" });
+      await lab.up(
+        lab.config(
+          `transport = "socket"\ndefault_dispvm = "dvm"\npolicy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\nname = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`,
+        ),
+      );
+      expect(await lab.run("a", ["qrexec-client-vm", "b", "test.Add"], "1 1\n")).toEqual({
+        code: 0,
+        stdout: "2\n",
+        stderr: "",
+      });
+      expect(await lab.run("a", ["qrexec-client-vm", "$dispvm", "test.Add"], "2 2\n")).toEqual({
+        code: 0,
+        stdout: "4\n",
+        stderr: "",
+      });
       // The policy sends a call meant for b to a new DisposableVM instead.
       const redirected = await lab.run("a", ["qrexec-client-vm", "b", "test.Whoami"]);
       expect(redirected.code).toBe(0);
       expect(redirected.stdout).toMatch(/^disp\d+\n$/);
-      expect(readdirSync(join(lab.dir, "vchan")).some((name) => name.startsWith("vchan."))).toBe(true);
+      expect(readdirSync(join(lab.dir, "vchan")).some((name) => name.startsWith("vchan."))).toBe(
+        true,
+      );
     } finally {
       await lab.remove();
     }

@@ -13,11 +13,14 @@ describe("open and date services", () => {
   beforeAll(async () => {
     const opener = join(lab.root.path, "opener.sh");
     // An "editor" that edits files that say draft, and notes everything it was given.
-    const script = `#!/bin/sh\necho "$QRX_DOMAIN_NAME $1" >> ${lab.root.path}/opened.log\n` +
+    const script =
+      `#!/bin/sh\necho "$QRX_DOMAIN_NAME $1" >> ${lab.root.path}/opened.log\n` +
       `[ -f "$1" ] && grep -q draft "$1" && sed -i s/draft/final/ "$1"\nexit 0\n`;
     writeFileSync(opener, script, { mode: 0o755 });
     // The ask rules for OpenInVM/OpenURL to a named VM are answered "vault".
-    const up = await lab.qrx(["lab", "up", "--isolation", "none", "--ask", "program:echo vault"], { env: { QRX_OPEN_PROGRAM: opener } });
+    const up = await lab.qrx(["lab", "up", "--isolation", "none", "--ask", "program:echo vault"], {
+      env: { QRX_OPEN_PROGRAM: opener },
+    });
     if (up.code !== 0) throw new Error(up.stderr);
   }, 30_000);
   afterAll(() => lab.remove());
@@ -26,7 +29,10 @@ describe("open and date services", () => {
   test("qvm-open-in-vm: the file is opened in the target and the edited file comes back", async () => {
     const file = join(home("work"), "letter.txt");
     writeFileSync(file, "a draft\n");
-    expect(await lab.run("work", ["qvm-open-in-vm", "vault", file])).toMatchObject({ code: 0, stderr: "" });
+    expect(await lab.run("work", ["qvm-open-in-vm", "vault", file])).toMatchObject({
+      code: 0,
+      stderr: "",
+    });
     expect(readFileSync(file, "utf8")).toBe("a final\n");
     expect(opened()).toMatch(/^vault \S+\/domains\/vault\/home\/\.qopen\/\w+\/letter.txt$/m);
     expect(readdirSync(join(home("vault"), ".qopen"))).toEqual([]); // the copy is removed after
@@ -49,15 +55,30 @@ describe("open and date services", () => {
     expect(readFileSync(file, "utf8")).toBe("final form\n");
     const dispvm = /^(disp\d+) .*form.txt$/m.exec(opened())?.[1];
     expect(dispvm).toBeDefined();
-    await waitFor(() => !existsSync(join(lab.dir, "domains", dispvm!)), "the DisposableVM destroyed", 20_000);
+    await waitFor(
+      () => !existsSync(join(lab.dir, "domains", dispvm!)),
+      "the DisposableVM destroyed",
+      20_000,
+    );
   }, 30_000);
 
   test("qubes.OpenURL records the URL in the target; qubes.GetDate tells the time", async () => {
-    expect((await lab.run("work", ["qvm-open-in-vm", "vault", "https://example.com/a?b"])).code).toBe(0);
-    expect(readFileSync(join(home("vault"), "opened-urls.txt"), "utf8")).toBe("https://example.com/a?b\n");
+    expect(
+      (await lab.run("work", ["qvm-open-in-vm", "vault", "https://example.com/a?b"])).code,
+    ).toBe(0);
+    expect(readFileSync(join(home("vault"), "opened-urls.txt"), "utf8")).toBe(
+      "https://example.com/a?b\n",
+    );
     expect(opened()).toContain("vault https://example.com/a?b\n");
-    const bad = await lab.run("work", ["qrexec-client-vm", "vault", "qubes.OpenURL"], "file:///etc/passwd\n");
-    expect(bad).toMatchObject({ code: 1, stderr: "qubes.OpenURL: not an http, https or ftp URL\n" });
+    const bad = await lab.run(
+      "work",
+      ["qrexec-client-vm", "vault", "qubes.OpenURL"],
+      "file:///etc/passwd\n",
+    );
+    expect(bad).toMatchObject({
+      code: 1,
+      stderr: "qubes.OpenURL: not an http, https or ftp URL\n",
+    });
     const date = await lab.run("work", ["qrexec-client-vm", "vault", "qubes.GetDate"]);
     expect(date.code).toBe(0);
     expect(Math.abs(Date.parse(date.stdout.trim()) - Date.now())).toBeLessThan(60_000);

@@ -27,7 +27,10 @@ describe("the ask queue", () => {
       expect(pending!.question).toEqual(QUESTION);
       expect(answerQueued(dir.path, pending!.id, "other", "test")).toBe("answered");
       expect(answerQueued(dir.path, pending!.id, null, "late")).toBe("already answered");
-      expect(await answer).toEqual({ target: "other", reason: `question ${pending!.id}: other chosen by test` });
+      expect(await answer).toEqual({
+        target: "other",
+        reason: `question ${pending!.id}: other chosen by test`,
+      });
       expect(pendingAsks(dir.path)).toEqual([]);
       expect(askOutcome(dir.path, pending!.id)).toEqual({ target: "other", by: "test" });
       expect(answerQueued(dir.path, "99", null, "x")).toBe("no such question");
@@ -46,7 +49,10 @@ describe("the ask queue", () => {
     try {
       const result = await new QueueAsker(dir.path, 100).ask(QUESTION);
       expect(result).toEqual({ target: null, reason: "question 1: nobody answered within 0.1 s" });
-      expect(askOutcome(dir.path, "1")).toEqual({ target: null, by: "nobody answered within 0.1 s" });
+      expect(askOutcome(dir.path, "1")).toEqual({
+        target: null,
+        by: "nobody answered within 0.1 s",
+      });
       expect(answerQueued(dir.path, "1", "vault", "late")).toBe("already answered");
       expect(existsSync(join(dir.path, "1.ask"))).toBe(false);
       expect(readdirSync(dir.path).filter((name) => name.startsWith(".tmp"))).toEqual([]);

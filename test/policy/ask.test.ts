@@ -51,9 +51,24 @@ describe("ask: the question", () => {
   });
 
   test("the same targets whatever the caller intended, as long as this rule matches; an earlier deny removes its target", () => {
-    const all = ["@dispvm:default-dvm", "@dispvm:untrusted-dvm", "default-dvm", "disp123", "fedora", "personal", "relay", "remote", "standalone", "untrusted-dvm", "vault"];
+    const all = [
+      "@dispvm:default-dvm",
+      "@dispvm:untrusted-dvm",
+      "default-dvm",
+      "disp123",
+      "fedora",
+      "personal",
+      "relay",
+      "remote",
+      "standalone",
+      "untrusted-dvm",
+      "vault",
+    ];
     for (const target of ["personal", "@default", "vault", "@dispvm"]) {
-      expect(ask(policy.evaluate(query("work", target, "test.Any"), facts))).toMatchObject({ targets: all, defaultTarget: "vault" });
+      expect(ask(policy.evaluate(query("work", target, "test.Any"), facts))).toMatchObject({
+        targets: all,
+        defaultTarget: "vault",
+      });
     }
   });
 
@@ -63,7 +78,10 @@ describe("ask: the question", () => {
   });
 
   test("target= is the only choice; @dispvm in target= and default_target= is the source's template", () => {
-    expect(ask(policy.evaluate(query("work", "", "test.Redirect"), facts))).toMatchObject({ targets: ["vault"], defaultTarget: "vault" });
+    expect(ask(policy.evaluate(query("work", "", "test.Redirect"), facts))).toMatchObject({
+      targets: ["vault"],
+      defaultTarget: "vault",
+    });
     expect(ask(policy.evaluate(query("personal", "", "test.Redirect"), facts))).toMatchObject({
       targets: ["@dispvm:default-dvm"],
       defaultTarget: "@dispvm:default-dvm",
@@ -80,11 +98,16 @@ describe("ask: the question", () => {
   });
 
   test("autostart=no keeps only running targets (a new DispVM never runs)", () => {
-    expect(ask(policy.evaluate(query("work", "", "test.Running"), facts)).targets).toEqual(["vault"]);
+    expect(ask(policy.evaluate(query("work", "", "test.Running"), facts)).targets).toEqual([
+      "vault",
+    ]);
   });
 
   test("@adminvm and dom0 are offered as dom0", () => {
-    expect(ask(policy.evaluate(query("work", "", "test.Admin"), facts))).toMatchObject({ targets: ["dom0", "vault"], defaultTarget: "dom0" });
+    expect(ask(policy.evaluate(query("work", "", "test.Admin"), facts))).toMatchObject({
+      targets: ["dom0", "vault"],
+      defaultTarget: "dom0",
+    });
   });
 });
 
@@ -93,21 +116,41 @@ describe("ask: the answer", () => {
 
   test("a choice becomes an allow by the ask rule, keeping the requested target", () => {
     const decision = answerAsk(question(), "personal", facts);
-    expect(decision).toMatchObject({ kind: "allow", target: "personal", user: "alice", requestedTarget: "@default", autostart: true });
+    expect(decision).toMatchObject({
+      kind: "allow",
+      target: "personal",
+      user: "alice",
+      requestedTarget: "@default",
+      autostart: true,
+    });
     expect(ruleOf(decision)).toBe("50-test.policy:2");
-    expect(answerAsk(question(), "@dispvm:default-dvm", facts)).toMatchObject({ kind: "allow", target: "@dispvm:default-dvm" });
+    expect(answerAsk(question(), "@dispvm:default-dvm", facts)).toMatchObject({
+      kind: "allow",
+      target: "@dispvm:default-dvm",
+    });
   });
 
   test("an answer that is not a choice is a deny", () => {
-    expect(summary(answerAsk(question(), "vault", facts))).toBe("deny: answer 'vault' is not one of the choices");
+    expect(summary(answerAsk(question(), "vault", facts))).toBe(
+      "deny: answer 'vault' is not one of the choices",
+    );
   });
 
   test("the user saying no is a deny (not notified: the user knows)", () => {
-    expect(answerAsk(question(), null, facts)).toMatchObject({ kind: "deny", reason: "denied by the user", notify: false });
+    expect(answerAsk(question(), null, facts)).toMatchObject({
+      kind: "deny",
+      reason: "denied by the user",
+      notify: false,
+    });
   });
 
   const assumeYes = (target: string, service: string) =>
-    summary(answerAskWithIntendedTarget(ask(policy.evaluate(query("work", target, service), facts)), facts));
+    summary(
+      answerAskWithIntendedTarget(
+        ask(policy.evaluate(query("work", target, service), facts)),
+        facts,
+      ),
+    );
 
   test("assume_yes_for_ask answers with the intended target when it is literally a choice", () => {
     expect(assumeYes("personal", "test.Any")).toBe("allow personal");
@@ -116,16 +159,30 @@ describe("ask: the answer", () => {
   });
 
   test("assume_yes_for_ask denies an intended target that is not a choice, or @default", () => {
-    expect(assumeYes("personal", "test.Pick")).toBe("deny: intended target personal is not one of the choices");
-    expect(summary(answerAskWithIntendedTarget(question(), facts))).toBe('deny: intended target "" is not one of the choices');
-    expect(assumeYes("@default", "test.Any")).toBe("deny: intended target @default is not one of the choices");
+    expect(assumeYes("personal", "test.Pick")).toBe(
+      "deny: intended target personal is not one of the choices",
+    );
+    expect(summary(answerAskWithIntendedTarget(question(), facts))).toBe(
+      'deny: intended target "" is not one of the choices',
+    );
+    expect(assumeYes("@default", "test.Any")).toBe(
+      "deny: intended target @default is not one of the choices",
+    );
   });
 
   test("assume_yes_for_ask compares the spelling literally, as upstream: keywords and uuids are no choice", () => {
     // The choices hold dom0, @dispvm:default-dvm and personal; other spellings of them do not count.
-    expect(assumeYes("@adminvm", "test.Pick")).toBe("deny: intended target @adminvm is not one of the choices");
-    expect(assumeYes(`uuid:${uuid("0")}`, "test.Pick")).toBe(`deny: intended target uuid:${uuid("0")} is not one of the choices`);
-    expect(assumeYes("@dispvm", "test.Any")).toBe("deny: intended target @dispvm is not one of the choices");
-    expect(assumeYes(`uuid:${uuid("2")}`, "test.Any")).toBe(`deny: intended target uuid:${uuid("2")} is not one of the choices`);
+    expect(assumeYes("@adminvm", "test.Pick")).toBe(
+      "deny: intended target @adminvm is not one of the choices",
+    );
+    expect(assumeYes(`uuid:${uuid("0")}`, "test.Pick")).toBe(
+      `deny: intended target uuid:${uuid("0")} is not one of the choices`,
+    );
+    expect(assumeYes("@dispvm", "test.Any")).toBe(
+      "deny: intended target @dispvm is not one of the choices",
+    );
+    expect(assumeYes(`uuid:${uuid("2")}`, "test.Any")).toBe(
+      `deny: intended target uuid:${uuid("2")} is not one of the choices`,
+    );
   });
 });

@@ -14,26 +14,54 @@ const compat = join(dir.path, "compat");
 const r2Legacy = join(dir.path, "r2-legacy");
 
 async function run(argv: string[], env: Record<string, string> = {}) {
-  const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, QRX_DOMAINS: "", QRX_POLICY_DIR: "", QRX_ASK_PROGRAM: "", ...env } });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const child = Bun.spawn(argv, {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, QRX_DOMAINS: "", QRX_POLICY_DIR: "", QRX_ASK_PROGRAM: "", ...env },
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   return { stdout, stderr, code };
 }
 const qrx = (...args: string[]) => run([join(BIN, "qrx"), "policy", ...args]);
-const source = ["--policy-dir", good, "--domains", domains, "--legacy-dir", join(dir.path, "legacy")];
+const source = [
+  "--policy-dir",
+  good,
+  "--domains",
+  domains,
+  "--legacy-dir",
+  join(dir.path, "legacy"),
+];
 
 beforeAll(() => {
   mkdirSync(good);
   mkdirSync(bad);
-  writeFileSync(domains, '[domains.work]\npower_state = "Running"\n[domains.vault]\npower_state = "Running"\n[domains.personal]\n');
-  writeFileSync(join(good, "50-test.policy"), "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n");
+  writeFileSync(
+    domains,
+    '[domains.work]\npower_state = "Running"\n[domains.vault]\npower_state = "Running"\n[domains.personal]\n',
+  );
+  writeFileSync(
+    join(good, "50-test.policy"),
+    "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n",
+  );
   writeFileSync(join(bad, "10-a.policy"), "# fine\ntest.A * work vault allow\ntest.B * work\n");
   writeFileSync(join(bad, "20-b.policy"), "test.C * @nope vault allow\n!include missing.policy\n");
   mkdirSync(adminDeny);
-  writeFileSync(join(adminDeny, "50-test.policy"), "test.Echo * @anyvm @type:AdminVM deny\ntest.Echo * @anyvm * allow\n");
+  writeFileSync(
+    join(adminDeny, "50-test.policy"),
+    "test.Echo * @anyvm @type:AdminVM deny\ntest.Echo * @anyvm * allow\n",
+  );
   mkdirSync(compat);
   mkdirSync(r2Legacy);
   writeFileSync(join(compat, "35-compat.policy"), "!compat-4.0\n");
-  writeFileSync(join(r2Legacy, "test.Old"), "work $anyvm allow\nanyvm dispvm allow\nwork vault ask,default_target=dispvm\n");
+  writeFileSync(
+    join(r2Legacy, "test.Old"),
+    "work $anyvm allow\nanyvm dispvm allow\nwork vault ask,default_target=dispvm\n",
+  );
 });
 afterAll(() => dir.remove());
 
@@ -71,17 +99,37 @@ test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and st
 describe("qrx policy eval", () => {
   test("a deny for @type:AdminVM stops dom0 however the caller spells it (no bypass by spelling)", async () => {
     for (const target of ["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]) {
-      const result = await qrx("eval", "--policy-dir", adminDeny, "--domains", domains, "work", target, "test.Echo");
+      const result = await qrx(
+        "eval",
+        "--policy-dir",
+        adminDeny,
+        "--domains",
+        domains,
+        "work",
+        target,
+        "test.Echo",
+      );
       expect([target, result.stdout, result.code]).toEqual([target, "result=deny\n", 126]);
       expect(result.stderr).toContain(`decided by ${join(adminDeny, "50-test.policy")}:1`);
     }
-    const other = await qrx("eval", "--policy-dir", adminDeny, "--domains", domains, "work", "vault", "test.Echo");
+    const other = await qrx(
+      "eval",
+      "--policy-dir",
+      adminDeny,
+      "--domains",
+      domains,
+      "work",
+      "vault",
+      "test.Echo",
+    );
     expect(other.code).toBe(0);
   });
 
   test("allow: the key=value text on stdout, the rule on stderr, exit 0", async () => {
     const result = await qrx("eval", ...source, "work", "personal", "test.Redir");
-    expect(result.stdout).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=personal\n");
+    expect(result.stdout).toBe(
+      "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=personal\n",
+    );
     expect(result.stderr).toContain(`decided by ${join(good, "50-test.policy")}:2`);
     expect(result.code).toBe(0);
   });
@@ -94,9 +142,26 @@ describe("qrx policy eval", () => {
   });
 
   test("ask: the ask program answers; --just-evaluate does not ask", async () => {
-    const asked = await qrx("eval", ...source, "--ask-program", "echo personal", "work", "vault", "test.Ask");
+    const asked = await qrx(
+      "eval",
+      ...source,
+      "--ask-program",
+      "echo personal",
+      "work",
+      "vault",
+      "test.Ask",
+    );
     expect(asked.stdout).toContain("target=personal\n");
-    const evaluated = await qrx("eval", ...source, "--no-tty", "--just-evaluate", "--assume-yes-for-ask", "work", "vault", "test.Ask");
+    const evaluated = await qrx(
+      "eval",
+      ...source,
+      "--no-tty",
+      "--just-evaluate",
+      "--assume-yes-for-ask",
+      "work",
+      "vault",
+      "test.Ask",
+    );
     expect(evaluated.stdout).toBe("result=allow\n");
   });
 });
@@ -108,7 +173,9 @@ test("qrx policy explain: every rule, its verdict and why, and the winner", asyn
   expect(result.stdout).toContain(`   ${file}:1  test.Echo * work vault allow\n`);
   expect(result.stdout).toContain("no match: service test.Redir is not test.Echo");
   expect(result.stdout).toContain(`=> ${file}:2  test.Redir * work @anyvm allow target=vault\n`);
-  expect(result.stdout).toContain("matched: service, argument, source work and target personal match: allow");
+  expect(result.stdout).toContain(
+    "matched: service, argument, source work and target personal match: allow",
+  );
   expect(result.stdout).toContain(` . ${file}:4  * * @anyvm @anyvm deny\n`);
   expect(result.stdout).toContain(`not reached: ${file}:2 decided first`);
   expect(result.stdout).toContain(`decided by: ${file}:2\n`);
@@ -116,8 +183,19 @@ test("qrx policy explain: every rule, its verdict and why, and the winner", asyn
 });
 
 test("qrx policy explain and graph exit 1 when the policy has errors", async () => {
-  const explained = await qrx("explain", "--policy-dir", bad, "--domains", domains, "work", "vault", "test.A");
-  expect(explained.stdout).toContain(`policy error: ${join(bad, "10-a.policy")}:3: wrong number of fields`);
+  const explained = await qrx(
+    "explain",
+    "--policy-dir",
+    bad,
+    "--domains",
+    domains,
+    "work",
+    "vault",
+    "test.A",
+  );
+  expect(explained.stdout).toContain(
+    `policy error: ${join(bad, "10-a.policy")}:3: wrong number of fields`,
+  );
   expect(explained.code).toBe(1);
   const graphed = await qrx("graph", "--policy-dir", bad, "--domains", domains);
   expect(graphed.stderr).toContain(`${join(bad, "10-a.policy")}:3: wrong number of fields`);
@@ -127,7 +205,10 @@ test("qrx policy explain and graph exit 1 when the policy has errors", async () 
 test("qrx policy lint rejects an empty target= or default_target=, as upstream's parser", async () => {
   const emptyTargets = join(dir.path, "empty-targets");
   mkdirSync(emptyTargets);
-  writeFileSync(join(emptyTargets, "50-e.policy"), "test.A * work @anyvm allow target=\ntest.B * work @anyvm ask default_target=\n");
+  writeFileSync(
+    join(emptyTargets, "50-e.policy"),
+    "test.A * work @anyvm allow target=\ntest.B * work @anyvm ask default_target=\n",
+  );
   const result = await qrx("lint", emptyTargets);
   expect(result.stdout).toBe(
     `${join(emptyTargets, "50-e.policy")}:1: target= is empty: it must name a domain or a keyword\n` +
@@ -140,20 +221,55 @@ test("qrx policy graph: upstream qrexec-policy-graph's options", async () => {
   // Without --include-ask, as upstream, ask edges are left out.
   const plain = await qrx("graph", ...source);
   expect(plain.stdout).not.toContain("work -> personal ask");
-  const limited = await qrx("graph", ...source, "--include-ask", "--source", "work", "--target", "vault", "personal", "--service", "test.Ask");
-  expect(limited.stdout).toBe(`test.Ask:\n  work -> personal ask  [${join(good, "50-test.policy")}:3]\n  work -> vault ask  [${join(good, "50-test.policy")}:3]\n`);
+  const limited = await qrx(
+    "graph",
+    ...source,
+    "--include-ask",
+    "--source",
+    "work",
+    "--target",
+    "vault",
+    "personal",
+    "--service",
+    "test.Ask",
+  );
+  expect(limited.stdout).toBe(
+    `test.Ask:\n  work -> personal ask  [${join(good, "50-test.policy")}:3]\n  work -> vault ask  [${join(good, "50-test.policy")}:3]\n`,
+  );
   const output = join(dir.path, "graph.dot");
-  const written = await qrx("graph", ...source, "--include-ask", "--skip-labels", "--service", "test.Ask", "test.Echo", "--output", output);
+  const written = await qrx(
+    "graph",
+    ...source,
+    "--include-ask",
+    "--skip-labels",
+    "--service",
+    "test.Ask",
+    "test.Echo",
+    "--output",
+    output,
+  );
   expect([written.code, written.stdout]).toEqual([0, ""]);
   const dot = await Bun.file(output).text();
   expect(dot).toStartWith("digraph policy {");
   expect(dot).not.toContain("label=");
   // test.Echo allows work -> vault and test.Ask offers it: one edge when labels are skipped.
-  expect(dot.split("\n").filter((line) => line.includes('"work" -> "vault"'))).toEqual(['  "work" -> "vault";']);
+  expect(dot.split("\n").filter((line) => line.includes('"work" -> "vault"'))).toEqual([
+    '  "work" -> "vault";',
+  ]);
   const systemInfo = join(dir.path, "system-info.json");
   writeFileSync(systemInfo, JSON.stringify({ domains: { work: {}, vault: {} } }));
-  const fromSystemInfo = await qrx("graph", "--policy-dir", good, "--system-info", systemInfo, "--service", "test.Echo");
-  expect(fromSystemInfo.stdout).toBe(`test.Echo:\n  work -> vault allow  [${join(good, "50-test.policy")}:1]\n`);
+  const fromSystemInfo = await qrx(
+    "graph",
+    "--policy-dir",
+    good,
+    "--system-info",
+    systemInfo,
+    "--service",
+    "test.Echo",
+  );
+  expect(fromSystemInfo.stdout).toBe(
+    `test.Echo:\n  work -> vault allow  [${join(good, "50-test.policy")}:1]\n`,
+  );
 });
 
 test("qrx policy graph: text and DOT", async () => {
@@ -169,25 +285,70 @@ test("qrx policy graph: text and DOT", async () => {
 
 describe("qrexec-policy-exec", () => {
   test("options or environment; exit 0 allow, 126 deny", async () => {
-    const allowed = await run([join(BIN, "qrexec-policy-exec"), ...source, "--", "work", "vault", "test.Echo"]);
+    const allowed = await run([
+      join(BIN, "qrexec-policy-exec"),
+      ...source,
+      "--",
+      "work",
+      "vault",
+      "test.Echo",
+    ]);
     expect(allowed.code).toBe(0);
-    expect(allowed.stdout).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n");
+    expect(allowed.stdout).toBe(
+      "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n",
+    );
     expect(allowed.stderr).toContain(`allow to vault by ${join(good, "50-test.policy")}:1`);
-    const denied = await run([join(BIN, "qrexec-policy-exec"), "--", "work", "vault", "test.Nope"], { QRX_POLICY_DIR: good, QRX_DOMAINS: domains });
+    const denied = await run(
+      [join(BIN, "qrexec-policy-exec"), "--", "work", "vault", "test.Nope"],
+      { QRX_POLICY_DIR: good, QRX_DOMAINS: domains },
+    );
     expect(denied.code).toBe(126);
     expect(denied.stdout).toBe("result=deny\n");
   });
 
   test("--path is upstream's name for the policy directory", async () => {
-    const argv = [join(BIN, "qrexec-policy-exec"), "--path", good, "--domains", domains, "--", "work", "vault", "test.Echo"];
+    const argv = [
+      join(BIN, "qrexec-policy-exec"),
+      "--path",
+      good,
+      "--domains",
+      domains,
+      "--",
+      "work",
+      "vault",
+      "test.Echo",
+    ];
     const allowed = await run(argv);
-    expect([allowed.code, allowed.stdout]).toEqual([0, "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n"]);
-    const denied = await run([join(BIN, "qrexec-policy-exec"), "--path", bad, "--domains", domains, "--", "work", "vault", "test.A"]);
+    expect([allowed.code, allowed.stdout]).toEqual([
+      0,
+      "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n",
+    ]);
+    const denied = await run([
+      join(BIN, "qrexec-policy-exec"),
+      "--path",
+      bad,
+      "--domains",
+      domains,
+      "--",
+      "work",
+      "vault",
+      "test.A",
+    ]);
     expect([denied.code, denied.stdout]).toEqual([126, "result=deny\n"]);
   });
 
   test("a broken policy denies and names file:line", async () => {
-    const result = await run([join(BIN, "qrexec-policy-exec"), "--policy-dir", bad, "--domains", domains, "--", "work", "vault", "test.A"]);
+    const result = await run([
+      join(BIN, "qrexec-policy-exec"),
+      "--policy-dir",
+      bad,
+      "--domains",
+      domains,
+      "--",
+      "work",
+      "vault",
+      "test.A",
+    ]);
     expect(result.code).toBe(126);
     expect(result.stdout).toBe("result=deny\n");
     expect(result.stderr).toContain(`${join(bad, "10-a.policy")}:3: wrong number of fields`);

@@ -12,14 +12,22 @@ import { tempDir } from "../helpers/paths.ts";
 
 /** Writes `data`, half-closes unless told not to, and returns everything read until close. */
 async function exchange(path: string, data: Buffer | string, halfClose = true): Promise<string> {
-  return Buffer.from(await Connection.exchange(path, typeof data === "string" ? data : new Uint8Array(data), { halfClose })).toString("latin1");
+  return Buffer.from(
+    await Connection.exchange(path, typeof data === "string" ? data : new Uint8Array(data), {
+      halfClose,
+    }),
+  ).toString("latin1");
 }
 
-const call = (service: string, caller: string, source: string, target: string) => `policy.EvalX+${service} ${caller} name ${caller}\0${source}\0${target}`;
+const call = (service: string, caller: string, source: string, target: string) =>
+  `policy.EvalX+${service} ${caller} name ${caller}\0${source}\0${target}`;
 
 describe("parsers", () => {
   test.each([
-    ["policy.EvalSimple+test.Echo+arg guivm keyword guivm", { ok: true, serviceAndArg: "test.Echo+arg", caller: "guivm" }],
+    [
+      "policy.EvalSimple+test.Echo+arg guivm keyword guivm",
+      { ok: true, serviceAndArg: "test.Echo+arg", caller: "guivm" },
+    ],
     ["policy.EvalSimple+test.Echo work", { ok: true, serviceAndArg: "test.Echo", caller: "work" }],
     ["policy.EvalSimple work", { ok: false }],
     ["policy.EvalSimple+ work", { ok: false }],
@@ -80,7 +88,10 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
         "",
       ].join("\n"),
     );
-    store = new PolicyStore({ dirs: [policyDir], legacyDir: join(dir.path, "legacy"), domainsFile }, { log: (line) => log.push(line) });
+    store = new PolicyStore(
+      { dirs: [policyDir], legacyDir: join(dir.path, "legacy"), domainsFile },
+      { log: (line) => log.push(line) },
+    );
     // The asker would say "personal" (allow): an EvalX answer must never come from it.
     daemon = new PolicyDaemon({
       socketPath: join(dir.path, "policy.sock"),
@@ -100,31 +111,49 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
   });
 
   test("EvalSimple: allow", async () => {
-    expect(await exchange(simple, call("test.Echo", "personal", "work", "vault"))).toBe("result=allow\n");
+    expect(await exchange(simple, call("test.Echo", "personal", "work", "vault"))).toBe(
+      "result=allow\n",
+    );
   });
 
   test("EvalSimple: deny", async () => {
-    expect(await exchange(simple, call("test.Other", "personal", "work", "vault"))).toBe("result=deny\n");
-    expect(await exchange(simple, call("test.Echo", "personal", "vault", "work"))).toBe("result=deny\n");
+    expect(await exchange(simple, call("test.Other", "personal", "work", "vault"))).toBe(
+      "result=deny\n",
+    );
+    expect(await exchange(simple, call("test.Echo", "personal", "vault", "work"))).toBe(
+      "result=deny\n",
+    );
   });
 
   test("EvalSimple: ask is settled with assume_yes_for_ask (the intended target), never asked", async () => {
-    expect(await exchange(simple, call("test.Ask", "personal", "work", "vault"))).toBe("result=allow\n");
+    expect(await exchange(simple, call("test.Ask", "personal", "work", "vault"))).toBe(
+      "result=allow\n",
+    );
     // The intended target is not among the choices (@anyvm excludes dom0): deny, not the asker's "personal".
-    expect(await exchange(simple, call("test.Ask", "personal", "work", "dom0"))).toBe("result=deny\n");
+    expect(await exchange(simple, call("test.Ask", "personal", "work", "dom0"))).toBe(
+      "result=deny\n",
+    );
   });
 
   test("EvalSimple: assume_yes_for_ask compares the intended target literally with the choices", async () => {
-    expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "dom0"))).toBe("result=allow\n");
+    expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "dom0"))).toBe(
+      "result=allow\n",
+    );
     // The only choice is dom0; the keyword is another spelling, which upstream does not accept.
-    expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "@adminvm"))).toBe("result=deny\n");
+    expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "@adminvm"))).toBe(
+      "result=deny\n",
+    );
   });
 
   test("the service argument reaches the policy", async () => {
     writeFileSync(join(policyDir, "40-arg.policy"), "test.Arg +yes work vault allow\n");
     store.reload();
-    expect(await exchange(simple, call("test.Arg+yes", "personal", "work", "vault"))).toBe("result=allow\n");
-    expect(await exchange(simple, call("test.Arg+no", "personal", "work", "vault"))).toBe("result=deny\n");
+    expect(await exchange(simple, call("test.Arg+yes", "personal", "work", "vault"))).toBe(
+      "result=allow\n",
+    );
+    expect(await exchange(simple, call("test.Arg+no", "personal", "work", "vault"))).toBe(
+      "result=deny\n",
+    );
   });
 
   test("exactly 96 bytes answer without a half-close (and are refused: too long)", async () => {
@@ -148,15 +177,25 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
   });
 
   test("EvalGUI: both qubes tagged guivm-<caller> -> evaluated", async () => {
-    expect(await exchange(gui, call("test.Echo", "sys_gui", "work", "vault"))).toBe("result=allow\n");
-    expect(await exchange(gui, call("test.Other", "sys_gui", "work", "vault"))).toBe("result=deny\n");
-    expect(await exchange(gui, call("test.Ask", "sys_gui", "work", "vault"))).toBe("result=allow\n");
+    expect(await exchange(gui, call("test.Echo", "sys_gui", "work", "vault"))).toBe(
+      "result=allow\n",
+    );
+    expect(await exchange(gui, call("test.Other", "sys_gui", "work", "vault"))).toBe(
+      "result=deny\n",
+    );
+    expect(await exchange(gui, call("test.Ask", "sys_gui", "work", "vault"))).toBe(
+      "result=allow\n",
+    );
   });
 
   test("EvalGUI: an untagged source or target, or another caller -> no answer", async () => {
     // Each of these is allowed by the policy, so only the tag check can make them silent.
-    expect(await exchange(simple, call("test.Echo", "sys_gui", "work", "personal"))).toBe("result=allow\n");
-    expect(await exchange(simple, call("test.Echo", "sys_gui", "personal", "vault"))).toBe("result=allow\n");
+    expect(await exchange(simple, call("test.Echo", "sys_gui", "work", "personal"))).toBe(
+      "result=allow\n",
+    );
+    expect(await exchange(simple, call("test.Echo", "sys_gui", "personal", "vault"))).toBe(
+      "result=allow\n",
+    );
     expect(await exchange(gui, call("test.Echo", "sys_gui", "work", "personal"))).toBe(""); // target untagged
     expect(await exchange(gui, call("test.Echo", "sys_gui", "personal", "vault"))).toBe(""); // source untagged
     expect(await exchange(gui, call("test.Echo", "personal", "work", "vault"))).toBe(""); // not their GUI VM

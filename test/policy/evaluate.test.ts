@@ -45,14 +45,26 @@ table(
     ["dom0", "vault", "test.A", "deny: no matching rule", "-"],
     // Choices: every target an allow/ask rule for this source names (dom0 through line 5), less
     // the source itself and internal VMs, sorted.
-    ["work", "personal", "test.A", "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,default-dvm,disp123,dom0,fedora,personal,relay,remote,standalone,untrusted,untrusted-dvm,vault default -", `${R}:6`],
+    [
+      "work",
+      "personal",
+      "test.A",
+      "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,default-dvm,disp123,dom0,fedora,personal,relay,remote,standalone,untrusted,untrusted-dvm,vault default -",
+      `${R}:6`,
+    ],
     ["work", "vault", "other.Service", "deny: no matching rule", "-"],
   ],
 );
 
 table(
   "arguments",
-  policyOf(["test.Arg +exact work vault allow", "test.Arg + work vault allow target=personal", "test.Arg * work vault deny"].join("\n")),
+  policyOf(
+    [
+      "test.Arg +exact work vault allow",
+      "test.Arg + work vault allow target=personal",
+      "test.Arg * work vault deny",
+    ].join("\n"),
+  ),
   [
     ["work", "vault", "test.Arg+exact", "allow vault", `${R}:1`],
     // A call without argument is matched as "+".
@@ -113,8 +125,20 @@ table(
     ["work", "ghost", "test.R", "allow vault", `${R}:1`],
     ["personal", "@default", "test.R", "allow @dispvm:default-dvm", `${R}:2`],
     ["personal", "vault", "test.R", "allow dom0", `${R}:3`],
-    ["untrusted", "@default", "test.R", "deny: no target: the caller asked for @default and the rule has no target=", `${R}:4`],
-    ["untrusted", "untrusted", "test.R", "deny: loopback qrexec connection not supported", `${R}:4`],
+    [
+      "untrusted",
+      "@default",
+      "test.R",
+      "deny: no target: the caller asked for @default and the rule has no target=",
+      `${R}:4`,
+    ],
+    [
+      "untrusted",
+      "untrusted",
+      "test.R",
+      "deny: loopback qrexec connection not supported",
+      `${R}:4`,
+    ],
     ["vault", "work", "test.R", "deny: target ghost does not exist", `${R}:5`],
     ["standalone", "work", "test.R", "deny: fedora is not a DisposableVM template", `${R}:6`],
     ["disp123", "work", "test.R", "allow personal", `${R}:7`],
@@ -123,11 +147,25 @@ table(
 
 table(
   "autostart=no",
-  policyOf(["test.S * work dom0 allow autostart=no", "test.S * work @anyvm allow autostart=no"].join("\n")),
+  policyOf(
+    ["test.S * work dom0 allow autostart=no", "test.S * work @anyvm allow autostart=no"].join("\n"),
+  ),
   [
     ["work", "vault", "test.S", "allow vault", `${R}:2`],
-    ["work", "personal", "test.S", "deny: target personal is not running and the rule has autostart=no", `${R}:2`],
-    ["work", "@dispvm", "test.S", "deny: target @dispvm:default-dvm is not running and the rule has autostart=no", `${R}:2`],
+    [
+      "work",
+      "personal",
+      "test.S",
+      "deny: target personal is not running and the rule has autostart=no",
+      `${R}:2`,
+    ],
+    [
+      "work",
+      "@dispvm",
+      "test.S",
+      "deny: target @dispvm:default-dvm is not running and the rule has autostart=no",
+      `${R}:2`,
+    ],
     ["work", "dom0", "test.S", "allow dom0", `${R}:1`],
   ],
 );
@@ -192,7 +230,9 @@ table(
 
 table(
   "uuid tokens",
-  policyOf([`test.U * uuid:${uuid("1")} uuid:${uuid("4")} allow`, "test.U * work vault deny"].join("\n")),
+  policyOf(
+    [`test.U * uuid:${uuid("1")} uuid:${uuid("4")} allow`, "test.U * work vault deny"].join("\n"),
+  ),
   [
     ["work", "vault", "test.U", "allow vault", `${R}:1`],
     ["work", `uuid:${uuid("4")}`, "test.U", "allow vault", `${R}:1`],
@@ -200,18 +240,14 @@ table(
   ],
 );
 
-table(
-  "requests that never reach the rules",
-  policyOf("* * * * allow"),
-  [
-    ["ghost", "vault", "test.X", "deny: unknown source 'ghost'", "-"],
-    ["work", "vault", "bad$name", "deny: invalid service 'bad$name'", "-"],
-    ["work", "vault", "+arg", "deny: invalid service '+arg'", "-"],
-    ["work", "@anyvm", "test.X", "deny: invalid intended target '@anyvm'", "-"],
-    ["work", "@tag:x", "test.X", "deny: invalid intended target '@tag:x'", "-"],
-    ["work", "*", "test.X", "deny: invalid intended target '*'", "-"],
-  ],
-);
+table("requests that never reach the rules", policyOf("* * * * allow"), [
+  ["ghost", "vault", "test.X", "deny: unknown source 'ghost'", "-"],
+  ["work", "vault", "bad$name", "deny: invalid service 'bad$name'", "-"],
+  ["work", "vault", "+arg", "deny: invalid service '+arg'", "-"],
+  ["work", "@anyvm", "test.X", "deny: invalid intended target '@anyvm'", "-"],
+  ["work", "@tag:x", "test.X", "deny: invalid intended target '@tag:x'", "-"],
+  ["work", "*", "test.X", "deny: invalid intended target '*'", "-"],
+]);
 
 table(
   "first match wins across files and includes",
@@ -229,15 +265,27 @@ table(
 );
 
 describe("relays (requested_source)", () => {
-  const { policy } = policyOf(["test.Relay * remote vault allow", "test.Relay * relay vault deny", "test.Relay * work remote allow user=bob"].join("\n"));
+  const { policy } = policyOf(
+    [
+      "test.Relay * remote vault allow",
+      "test.Relay * relay vault deny",
+      "test.Relay * work remote allow user=bob",
+    ].join("\n"),
+  );
 
   test("a RemoteVM relayed by the caller is evaluated as the source, and named as policy_source", () => {
     const decision = policy.evaluate(query("relay", "vault", "test.Relay", "remote"), facts);
-    expect(decision).toMatchObject({ kind: "allow", target: "vault", request: { source: "remote", caller: "relay", policySource: "remote" } });
+    expect(decision).toMatchObject({
+      kind: "allow",
+      target: "vault",
+      request: { source: "remote", caller: "relay", policySource: "remote" },
+    });
   });
 
   test("an empty requested source is no relay", () => {
-    expect(summary(policy.evaluate(query("relay", "vault", "test.Relay", ""), facts))).toBe("deny: denied by /policy/50-test.policy:2");
+    expect(summary(policy.evaluate(query("relay", "vault", "test.Relay", ""), facts))).toBe(
+      "deny: denied by /policy/50-test.policy:2",
+    );
   });
 
   test("a requested source that is not a RemoteVM relayed by the caller is refused", () => {
@@ -264,7 +312,11 @@ describe("relays (requested_source)", () => {
 
 describe("what a decision carries", () => {
   const { policy } = policyOf(
-    ["test.C * work vault allow user=alice notify=yes autostart=no", "test.C * work @default allow target=vault", "test.C * work personal deny notify=no"].join("\n"),
+    [
+      "test.C * work vault allow user=alice notify=yes autostart=no",
+      "test.C * work @default allow target=vault",
+      "test.C * work personal deny notify=no",
+    ].join("\n"),
   );
 
   test("allow: target, uuid, user, autostart, notify, the rule, and the requested target as the caller gave it", () => {
@@ -278,23 +330,49 @@ describe("what a decision carries", () => {
       notify: true,
       requestedTarget: "vault",
       service: null,
-      request: { service: "test.C", argument: "+arg", source: "work", caller: "work", intendedTarget: "vault", policySource: null },
+      request: {
+        service: "test.C",
+        argument: "+arg",
+        source: "work",
+        caller: "work",
+        intendedTarget: "vault",
+        policySource: null,
+      },
     });
     expect(ruleOf(decision)).toBe(`${R}:1`);
-    expect(describeDecision(decision)).toBe("work -> vault test.C+arg: allow to vault by /policy/50-test.policy:1");
+    expect(describeDecision(decision)).toBe(
+      "work -> vault test.C+arg: allow to vault by /policy/50-test.policy:1",
+    );
   });
 
   test("a redirect changes the target, never requested_target", () => {
-    expect(policy.evaluate(query("work", "", "test.C"), facts)).toMatchObject({ kind: "allow", target: "vault", requestedTarget: "@default" });
+    expect(policy.evaluate(query("work", "", "test.C"), facts)).toMatchObject({
+      kind: "allow",
+      target: "vault",
+      requestedTarget: "@default",
+    });
   });
 
   test("deny: notify defaults to yes, notify=no is kept", () => {
-    expect(policy.evaluate(query("work", "personal", "test.C"), facts)).toMatchObject({ kind: "deny", notify: false });
-    expect(policy.evaluate(query("work", "untrusted", "test.C"), facts)).toMatchObject({ kind: "deny", notify: true, rule: null });
+    expect(policy.evaluate(query("work", "personal", "test.C"), facts)).toMatchObject({
+      kind: "deny",
+      notify: false,
+    });
+    expect(policy.evaluate(query("work", "untrusted", "test.C"), facts)).toMatchObject({
+      kind: "deny",
+      notify: true,
+      rule: null,
+    });
   });
 
   test("a facts source that throws means deny, never allow", () => {
-    const broken = { get: () => { throw new Error("lab unreachable"); }, getByUuid: () => undefined, all: () => [] };
+    const broken = {
+      get: () => {
+        throw new Error("lab unreachable");
+      },
+      getByUuid: () => undefined,
+      all: () => [],
+    };
     const decision = policy.evaluate(query("work", "vault", "test.C"), broken);
     expect(summary(decision)).toBe("deny: policy evaluation failed: lab unreachable");
   });

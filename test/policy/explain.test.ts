@@ -4,12 +4,21 @@ import type { Explanation } from "../../src/policy/evaluate.ts";
 import { facts, policyFrom, policyOf, query, summary } from "./fixtures.ts";
 
 function lines(explanation: Explanation): string[] {
-  return explanation.trace.map((entry) => `${formatOrigin(entry.rule.origin).replace("/policy/", "")} ${entry.verdict}: ${entry.why}`);
+  return explanation.trace.map(
+    (entry) =>
+      `${formatOrigin(entry.rule.origin).replace("/policy/", "")} ${entry.verdict}: ${entry.why}`,
+  );
 }
 
 describe("explain", () => {
   const { policy } = policyFrom({
-    "10-a.policy": ["other.Svc * work vault allow", "test.E +x work vault allow", "test.E * personal vault allow", "test.E * work @tag:secret ask", "test.E * work vault deny"].join("\n"),
+    "10-a.policy": [
+      "other.Svc * work vault allow",
+      "test.E +x work vault allow",
+      "test.E * personal vault allow",
+      "test.E * work @tag:secret ask",
+      "test.E * work vault deny",
+    ].join("\n"),
     "20-b.policy": "* * @anyvm @anyvm deny\n",
   });
 
@@ -24,12 +33,16 @@ describe("explain", () => {
       "20-b.policy:1 not reached: /policy/10-a.policy:4 decided first",
     ]);
     expect(summary(explanation.decision)).toBe("ask vault default -");
-    expect(explanation.decision).toEqual(policy.evaluate(query("work", "vault", "test.E+y"), facts));
+    expect(explanation.decision).toEqual(
+      policy.evaluate(query("work", "vault", "test.E+y"), facts),
+    );
   });
 
   test("target mismatches name the normalized intended target", () => {
     const explanation = policy.explain(query("work", "dom0", "test.E+y"), facts);
-    expect(lines(explanation)[3]).toBe("10-a.policy:4 no match: target @adminvm does not match @tag:secret");
+    expect(lines(explanation)[3]).toBe(
+      "10-a.policy:4 no match: target @adminvm does not match @tag:secret",
+    );
     expect(summary(explanation.decision)).toBe("deny: no matching rule");
   });
 
@@ -43,6 +56,9 @@ describe("explain", () => {
 
   test("an invalid request never reaches the rules", () => {
     const explanation = policy.explain(query("ghost", "vault", "test.E"), facts);
-    expect([explanation.trace, summary(explanation.decision)]).toEqual([[], "deny: unknown source 'ghost'"]);
+    expect([explanation.trace, summary(explanation.decision)]).toEqual([
+      [],
+      "deny: unknown source 'ghost'",
+    ]);
   });
 });

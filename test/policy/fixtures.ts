@@ -8,13 +8,26 @@ import type { Decision } from "../../src/policy/decision.ts";
 export const POLICY_DIR = "/policy";
 export const LEGACY_DIR = "/legacy";
 
-export const uuid = (digit: string): string => `${digit.repeat(8)}-${digit.repeat(4)}-${digit.repeat(4)}-${digit.repeat(4)}-${digit.repeat(12)}`;
+export const uuid = (digit: string): string =>
+  `${digit.repeat(8)}-${digit.repeat(4)}-${digit.repeat(4)}-${digit.repeat(4)}-${digit.repeat(12)}`;
 
 export const DOMAINS: DomainSpec[] = [
   { name: "dom0", type: "AdminVM", running: true, uuid: uuid("0"), tags: ["admin-tag"] },
   { name: "work", tags: ["trusted"], defaultDispvm: "default-dvm", running: true, uuid: uuid("1") },
-  { name: "personal", tags: ["trusted"], defaultDispvm: "default-dvm", running: false, uuid: uuid("2") },
-  { name: "untrusted", tags: ["untrusted"], defaultDispvm: "untrusted-dvm", running: true, uuid: uuid("3") },
+  {
+    name: "personal",
+    tags: ["trusted"],
+    defaultDispvm: "default-dvm",
+    running: false,
+    uuid: uuid("2"),
+  },
+  {
+    name: "untrusted",
+    tags: ["untrusted"],
+    defaultDispvm: "untrusted-dvm",
+    running: true,
+    uuid: uuid("3"),
+  },
   { name: "vault", tags: ["secret"], defaultDispvm: null, running: true, uuid: uuid("4") },
   { name: "default-dvm", templateForDispvms: true, tags: ["dvm"], uuid: uuid("5") },
   { name: "untrusted-dvm", templateForDispvms: true, tags: ["dvm", "untrusted"], uuid: uuid("6") },
@@ -23,16 +36,27 @@ export const DOMAINS: DomainSpec[] = [
   { name: "standalone", type: "StandaloneVM", running: true, uuid: uuid("9") },
   { name: "sys-hidden", internal: true, running: true, uuid: uuid("a") },
   { name: "relay", running: true, uuid: uuid("b") },
-  { name: "remote", type: "RemoteVM", relayvm: "relay", transportRpc: "qubesair.SSHProxy", uuid: uuid("c") },
+  {
+    name: "remote",
+    type: "RemoteVM",
+    relayvm: "relay",
+    transportRpc: "qubesair.SSHProxy",
+    uuid: uuid("c"),
+  },
 ];
 
 export const facts = new TableDomainFacts(DOMAINS);
 
 /** Loads `files` (names relative to /policy unless absolute) from memory. */
-export function policyFrom(files: Record<string, string>, legacy: Record<string, string> = {}): LoadedPolicy {
+export function policyFrom(
+  files: Record<string, string>,
+  legacy: Record<string, string> = {},
+): LoadedPolicy {
   const all: Record<string, string> = {};
-  for (const [name, text] of Object.entries(files)) all[name.startsWith("/") ? name : `${POLICY_DIR}/${name}`] = text;
-  for (const [name, text] of Object.entries(legacy)) all[name.startsWith("/") ? name : `${LEGACY_DIR}/${name}`] = text;
+  for (const [name, text] of Object.entries(files))
+    all[name.startsWith("/") ? name : `${POLICY_DIR}/${name}`] = text;
+  for (const [name, text] of Object.entries(legacy))
+    all[name.startsWith("/") ? name : `${LEGACY_DIR}/${name}`] = text;
   return loadPolicy(POLICY_DIR, { fs: memoryFileSystem(all), legacyDir: LEGACY_DIR });
 }
 
@@ -65,6 +89,11 @@ export function ruleOf(decision: Decision): string {
   return `${decision.rule.origin.file.replace(`${POLICY_DIR}/`, "")}:${decision.rule.origin.line}`;
 }
 
-export function query(source: string, target: string, serviceAndArg: string, requestedSource: string | null = null) {
+export function query(
+  source: string,
+  target: string,
+  serviceAndArg: string,
+  requestedSource: string | null = null,
+) {
   return { source, intendedTarget: target, serviceAndArg, requestedSource };
 }

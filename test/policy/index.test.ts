@@ -9,7 +9,13 @@ import { DOMAINS, facts, policyFrom, policyOf, query, ruleOf, summary } from "./
 
 describe("the index keeps first-match order", () => {
   const { policy, errors } = policyFrom({
-    "10-a.policy": ["test.A * work vault allow", "* * @anyvm @anyvm deny", "test.A * work personal allow", "test.A +x work personal allow", "test.B * work @tag:trusted allow"].join("\n"),
+    "10-a.policy": [
+      "test.A * work vault allow",
+      "* * @anyvm @anyvm deny",
+      "test.A * work personal allow",
+      "test.A +x work personal allow",
+      "test.B * work @tag:trusted allow",
+    ].join("\n"),
     "20-b.policy": "test.A * work untrusted allow\n",
   });
 
@@ -31,30 +37,56 @@ describe("the index keeps first-match order", () => {
   }
 
   test("a `*` service rule before a service's own rules wins for every argument, the same source name in both", () => {
-    const { policy } = policyOf(["test.A +y work vault allow", "* * work vault deny", "test.A * work vault allow", "test.A +x work vault allow"].join("\n"));
-    expect(ruleOf(policy.evaluate(query("work", "vault", "test.A+y"), facts))).toBe("50-test.policy:1");
+    const { policy } = policyOf(
+      [
+        "test.A +y work vault allow",
+        "* * work vault deny",
+        "test.A * work vault allow",
+        "test.A +x work vault allow",
+      ].join("\n"),
+    );
+    expect(ruleOf(policy.evaluate(query("work", "vault", "test.A+y"), facts))).toBe(
+      "50-test.policy:1",
+    );
     for (const service of ["test.A", "test.A+x", "test.A+z", "test.Other"]) {
-      expect(ruleOf(policy.evaluate(query("work", "vault", service), facts))).toBe("50-test.policy:2");
+      expect(ruleOf(policy.evaluate(query("work", "vault", service), facts))).toBe(
+        "50-test.policy:2",
+      );
     }
   });
 
   test("rules for one source name and rules for any source interleave in policy order", () => {
-    const { policy } = policyOf(["s * @anyvm vault deny", "s * work vault allow", "s * work personal allow", "s * @tag:trusted personal deny", "s * personal untrusted allow"].join("\n"));
+    const { policy } = policyOf(
+      [
+        "s * @anyvm vault deny",
+        "s * work vault allow",
+        "s * work personal allow",
+        "s * @tag:trusted personal deny",
+        "s * personal untrusted allow",
+      ].join("\n"),
+    );
     expect(ruleOf(policy.evaluate(query("work", "vault", "s"), facts))).toBe("50-test.policy:1");
     expect(ruleOf(policy.evaluate(query("work", "personal", "s"), facts))).toBe("50-test.policy:3");
-    expect(ruleOf(policy.evaluate(query("personal", "personal", "s"), facts))).toBe("50-test.policy:4");
-    expect(ruleOf(policy.evaluate(query("personal", "untrusted", "s"), facts))).toBe("50-test.policy:5");
+    expect(ruleOf(policy.evaluate(query("personal", "personal", "s"), facts))).toBe(
+      "50-test.policy:4",
+    );
+    expect(ruleOf(policy.evaluate(query("personal", "untrusted", "s"), facts))).toBe(
+      "50-test.policy:5",
+    );
   });
 
   test("a call only looks at its own service's rules and the `*` ones", () => {
     const lines = ["* * dom0 @anyvm allow"];
-    for (let i = 0; i < 1000; i++) lines.push(`svc.S${i % 100} ${i % 2 === 0 ? "*" : `+a${i % 4}`} work vault allow`);
+    for (let i = 0; i < 1000; i++)
+      lines.push(`svc.S${i % 100} ${i % 2 === 0 ? "*" : `+a${i % 4}`} work vault allow`);
     const { policy } = policyOf(lines.join("\n"));
     expect(policy.index.bucketFor("svc.S1", "+a1").all).toHaveLength(11); // the `*` rule + 10
     expect(policy.index.bucketFor("svc.S2", "+a1").all).toHaveLength(11); // the `*` rule + 10 with argument *
     expect(policy.index.bucketFor("svc.S1", "+a3").all).toHaveLength(1); // only the `*` rule
     // Arguments no rule names share one bucket, so callers cannot grow the cache.
-    expect(policy.index.bucketFor("svc.S1", "+a3")).toBe(policy.index.bucketFor("svc.S1", "+anything"));
+    expect(policy.index.bucketFor("svc.S1", "+a3")).toBe(
+      policy.index.bucketFor("svc.S1", "+anything"),
+    );
     expect(policy.index.bucketFor("svc.None", "+").all).toHaveLength(1);
     expect(policy.index.bucketFor("svc.S1", "+a1").bySource.get("work")).toHaveLength(10);
   });
@@ -83,7 +115,9 @@ function referenceAskTargets(policy: CompiledPolicy, call: PolicyQuery): Set<str
     const mismatch = ruleMismatch(rule, normalized.context);
     if (mismatch !== null && mismatch !== "target") continue;
     const token = rule.redirect ?? rule.target;
-    expandTarget(token, facts, (target) => (rule.action === "deny" ? targets.delete(target) : targets.add(target)));
+    expandTarget(token, facts, (target) =>
+      rule.action === "deny" ? targets.delete(target) : targets.add(target),
+    );
   }
   return targets;
 }
@@ -91,7 +125,10 @@ function referenceAskTargets(policy: CompiledPolicy, call: PolicyQuery): Set<str
 function askTargets(policy: CompiledPolicy, call: PolicyQuery): Set<string> | null {
   const normalized = normalizeQuery(call, facts);
   if (!normalized.ok) return null;
-  return collectAskTargets(policy.index.bucketFor(normalized.context.service, normalized.context.argument), normalized.context);
+  return collectAskTargets(
+    policy.index.bucketFor(normalized.context.service, normalized.context.argument),
+    normalized.context,
+  );
 }
 
 function comparable(decision: Decision): unknown {
@@ -100,7 +137,18 @@ function comparable(decision: Decision): unknown {
 
 describe("indexed evaluation equals a plain scan of every rule", () => {
   const names = DOMAINS.map((domain) => domain.name);
-  const sources = ["*", "@anyvm", "dom0", "@adminvm", "@tag:trusted", "@tag:dvm", "@type:AppVM", "@type:DispVM", "@dispvm:default-dvm", ...names];
+  const sources = [
+    "*",
+    "@anyvm",
+    "dom0",
+    "@adminvm",
+    "@tag:trusted",
+    "@tag:dvm",
+    "@type:AppVM",
+    "@type:DispVM",
+    "@dispvm:default-dvm",
+    ...names,
+  ];
   const targets = [...sources, "@default", "@dispvm", "@dispvm:untrusted-dvm", "@dispvm:@tag:dvm"];
   const services = ["s.A", "s.B", "s.C"];
   const arguments_ = ["*", "+", "+x", "+y"];
@@ -115,14 +163,21 @@ describe("indexed evaluation equals a plain scan of every rule", () => {
         const argument = service === "*" ? "*" : pick(next, arguments_);
         const target = pick(next, targets);
         const action = pick(next, ["allow", "deny", "ask"]);
-        const redirect = action !== "deny" && (target === "@default" || next() < 0.1) ? ` target=${pick(next, ["vault", "work", "@dispvm", "dom0"])}` : "";
+        const redirect =
+          action !== "deny" && (target === "@default" || next() < 0.1)
+            ? ` target=${pick(next, ["vault", "work", "@dispvm", "dom0"])}`
+            : "";
         lines.push(`${service} ${argument} ${pick(next, sources)} ${target} ${action}${redirect}`);
       }
       const { policy, errors } = policyOf(lines.join("\n"));
       expect(errors).toEqual([]);
       let compared = 0;
       for (let i = 0; i < 400; i++) {
-        const call = query(pick(next, names), pick(next, intended), `${pick(next, [...services, "s.D"])}${pick(next, ["", "+x", "+y", "+z"])}`);
+        const call = query(
+          pick(next, names),
+          pick(next, intended),
+          `${pick(next, [...services, "s.D"])}${pick(next, ["", "+x", "+y", "+z"])}`,
+        );
         const fast = policy.evaluate(call, facts);
         const slow = policy.explain(call, facts).decision;
         expect(comparable(fast)).toEqual(comparable(slow));
@@ -135,12 +190,18 @@ describe("indexed evaluation equals a plain scan of every rule", () => {
 });
 
 describe("scale (the benchmark's shape: 10,000 rules over 500 domains)", () => {
-  const domains = Array.from({ length: 500 }, (_, i) => ({ name: `vm${i}`, tags: [`t${i % 20}`], running: true }));
+  const domains = Array.from({ length: 500 }, (_, i) => ({
+    name: `vm${i}`,
+    tags: [`t${i % 20}`],
+    running: true,
+  }));
   const lines: string[] = [];
   for (let i = 0; i < 10_000; i++) {
     const source = i % 7 === 0 ? `@tag:t${i % 20}` : `vm${(i * 7) % 500}`;
     const target = i % 5 === 0 ? "@anyvm" : `vm${(i * 13) % 500}`;
-    lines.push(`svc.S${i % 200} ${i % 3 === 0 ? "*" : `+a${i % 4}`} ${source} ${target} ${i % 2 === 0 ? "allow" : "deny"}`);
+    lines.push(
+      `svc.S${i % 200} ${i % 3 === 0 ? "*" : `+a${i % 4}`} ${source} ${target} ${i % 2 === 0 ? "allow" : "deny"}`,
+    );
   }
 
   test("loads in well under a second and decides in microseconds (loose bounds: shared machines are noisy)", async () => {
@@ -159,7 +220,9 @@ describe("scale (the benchmark's shape: 10,000 rules over 500 domains)", () => {
     }
     times.sort((a, b) => a - b);
     const medianUs = times[times.length >> 1]! * 1000;
-    console.log(`10,000 rules: load ${loadMs.toFixed(1)} ms, median decision ${medianUs.toFixed(2)} µs`);
+    console.log(
+      `10,000 rules: load ${loadMs.toFixed(1)} ms, median decision ${medianUs.toFixed(2)} µs`,
+    );
     expect(loadMs).toBeLessThan(1000);
     expect(medianUs).toBeLessThan(200);
   });

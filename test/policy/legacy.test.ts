@@ -46,19 +46,40 @@ const CURRENT = [
 /** A decision without where it came from, so the two formats can be compared. */
 function comparable(decision: Decision): unknown {
   const { rule, ...rest } = decision;
-  if (rest.kind === "deny") return { ...rest, reason: rest.reason.replace(/ by \/.*$/, " by a rule"), rule: rule?.action ?? null };
+  if (rest.kind === "deny")
+    return {
+      ...rest,
+      reason: rest.reason.replace(/ by \/.*$/, " by a rule"),
+      rule: rule?.action ?? null,
+    };
   return { ...rest, rule: rule.action };
 }
 
 const SOURCES = DOMAINS.map((domain) => domain.name).filter((name) => name !== "remote");
-const TARGETS = ["", "@default", "dom0", "@adminvm", "@dispvm", "@dispvm:untrusted-dvm", "@dispvm:default-dvm", "vault", "work", "personal", "ghost"];
+const TARGETS = [
+  "",
+  "@default",
+  "dom0",
+  "@adminvm",
+  "@dispvm",
+  "@dispvm:untrusted-dvm",
+  "@dispvm:default-dvm",
+  "vault",
+  "work",
+  "personal",
+  "ghost",
+];
 const SERVICES = ["test.Legacy", "test.Legacy+arg", "test.Legacy+other"];
 
 function decisions(policy: CompiledPolicy): Map<string, unknown> {
   const all = new Map<string, unknown>();
   for (const source of SOURCES) {
     for (const target of TARGETS) {
-      for (const service of SERVICES) all.set(`${source} -> ${target} ${service}`, comparable(policy.evaluate(query(source, target, service), facts)));
+      for (const service of SERVICES)
+        all.set(
+          `${source} -> ${target} ${service}`,
+          comparable(policy.evaluate(query(source, target, service), facts)),
+        );
     }
   }
   return all;
@@ -68,25 +89,41 @@ describe("legacy format: the same decisions as its current-format translation", 
   const legacy = legacyPolicyFrom(LEGACY);
   const current = policyFrom({ "50-test.policy": CURRENT });
   const viaCompat = policyFrom({ "35-compat.policy": "!compat-4.0\n" }, LEGACY);
-  const viaIncludeService = policyFrom({
-    "50-test.policy": "!include-service test.Legacy +arg /legacy/test.Legacy+arg\ntest.Legacy +arg @anyvm @anyvm deny\ntest.Legacy +arg @anyvm @adminvm deny\n!include-service test.Legacy * /legacy/test.Legacy\n",
-  }, LEGACY);
+  const viaIncludeService = policyFrom(
+    {
+      "50-test.policy":
+        "!include-service test.Legacy +arg /legacy/test.Legacy+arg\ntest.Legacy +arg @anyvm @anyvm deny\ntest.Legacy +arg @anyvm @adminvm deny\n!include-service test.Legacy * /legacy/test.Legacy\n",
+    },
+    LEGACY,
+  );
 
   test("all four load", () => {
-    for (const loaded of [legacy, current, viaCompat, viaIncludeService]) expect(loaded.errors.map(formatPolicyError)).toEqual([]);
+    for (const loaded of [legacy, current, viaCompat, viaIncludeService])
+      expect(loaded.errors.map(formatPolicyError)).toEqual([]);
   });
 
   const expected = decisions(current.policy);
   test(`over ${expected.size} requests: a legacy directory, !compat-4.0 and !include-service all agree with the translation`, () => {
-    for (const loaded of [legacy, viaCompat, viaIncludeService]) expect(decisions(loaded.policy)).toEqual(expected);
+    for (const loaded of [legacy, viaCompat, viaIncludeService])
+      expect(decisions(loaded.policy)).toEqual(expected);
   });
 
   // The equivalence alone would pass if both sides were wrong the same way; pin some rows.
   const pinned: [string, string, string, string][] = [
     ["work", "vault", "test.Legacy", "allow vault"],
     ["work", "personal", "test.Legacy+arg", "allow personal"],
-    ["work", "vault", "test.Legacy+arg", "deny: denied by /legacy:0 (implicit deny after /legacy/test.Legacy+arg)"],
-    ["work", "dom0", "test.Legacy+arg", "deny: denied by /legacy:0 (implicit deny after /legacy/test.Legacy+arg)"],
+    [
+      "work",
+      "vault",
+      "test.Legacy+arg",
+      "deny: denied by /legacy:0 (implicit deny after /legacy/test.Legacy+arg)",
+    ],
+    [
+      "work",
+      "dom0",
+      "test.Legacy+arg",
+      "deny: denied by /legacy:0 (implicit deny after /legacy/test.Legacy+arg)",
+    ],
     // test.Legacy+other has no file of its own: the generic file decides.
     ["work", "vault", "test.Legacy+other", "allow vault"],
     // R2 `anyvm` is the keyword, not a qube called "anyvm".
@@ -101,7 +138,12 @@ describe("legacy format: the same decisions as its current-format translation", 
     // R2 `dispvm` as a target: the source's default template.
     ["disp123", "@dispvm", "test.Legacy", "allow @dispvm:default-dvm"],
     // The ask offers what lines 6, 11 and 12 allow; line 13's deny comes later, so it removes nothing.
-    ["disp123", "dom0", "test.Legacy", "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,dom0 default -"],
+    [
+      "disp123",
+      "dom0",
+      "test.Legacy",
+      "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,dom0 default -",
+    ],
     ["disp123", "vault", "test.Legacy", "deny: denied by /legacy/test.Legacy:13"],
   ];
   for (const [source, target, service, outcome] of pinned) {
@@ -114,7 +156,10 @@ describe("legacy format: the same decisions as its current-format translation", 
 describe("legacy line translation", () => {
   const rows: [string, string][] = [
     ["anyvm dispvm allow", "@anyvm @dispvm allow"],
-    ["$anyvm $dispvm:$tag:dvm allow,user=root,target=$dispvm", "@anyvm @dispvm:@tag:dvm allow user=root target=@dispvm"],
+    [
+      "$anyvm $dispvm:$tag:dvm allow,user=root,target=$dispvm",
+      "@anyvm @dispvm:@tag:dvm allow user=root target=@dispvm",
+    ],
     ["dom0 anyvm ask,default_target=dispvm", "dom0 @anyvm ask default_target=@dispvm"],
     ["$tag:a $type:AppVM deny", "@tag:a @type:AppVM deny"],
     ["* * allow", "* * allow"],
@@ -131,15 +176,26 @@ describe("legacy line translation", () => {
   }
 
   test("$include: becomes an include; other directives are errors", () => {
-    expect(translateLegacyLine("$include:/etc/qubes-rpc/policy/include/x", "s", "*")).toEqual({ kind: "include", path: "/etc/qubes-rpc/policy/include/x" });
-    expect(translateLegacyLine("!compat-4.0", "s", "*")).toEqual({ kind: "error", message: "invalid directive '!compat-4.0' in a legacy policy file" });
+    expect(translateLegacyLine("$include:/etc/qubes-rpc/policy/include/x", "s", "*")).toEqual({
+      kind: "include",
+      path: "/etc/qubes-rpc/policy/include/x",
+    });
+    expect(translateLegacyLine("!compat-4.0", "s", "*")).toEqual({
+      kind: "error",
+      message: "invalid directive '!compat-4.0' in a legacy policy file",
+    });
     expect(translateLegacyLine("   # comment", "s", "*")).toEqual({ kind: "skip" });
   });
 
   test("$include: in a legacy directory resolves relative paths against that directory", () => {
-    const { policy, errors } = legacyPolicyFrom({ "test.Inc": "$include:include/shared\n", "include/shared": "work vault allow\n" });
+    const { policy, errors } = legacyPolicyFrom({
+      "test.Inc": "$include:include/shared\n",
+      "include/shared": "work vault allow\n",
+    });
     expect(errors).toEqual([]);
-    expect(policy.rules.map((rule) => `${rule.origin.file}:${rule.origin.line} ${rule.service}`)).toEqual(["/legacy/include/shared:1 test.Inc"]);
+    expect(
+      policy.rules.map((rule) => `${rule.origin.file}:${rule.origin.line} ${rule.service}`),
+    ).toEqual(["/legacy/include/shared:1 test.Inc"]);
   });
 });
 
@@ -159,11 +215,17 @@ describe("bare R2 keywords: kept as keywords, with a warning (upstream's compat 
       "bare 'anyvm' (write '$anyvm') read as the keyword here; upstream's 4.x compat parser reads it as a qube name",
     );
     expect(warningOf("work $anyvm allow,target=dispvm")).toContain("'dispvm' (write '$dispvm')");
-    expect(warningOf("work $anyvm ask,default_target=dispvm")).toContain("'dispvm' (write '$dispvm')");
+    expect(warningOf("work $anyvm ask,default_target=dispvm")).toContain(
+      "'dispvm' (write '$dispvm')",
+    );
   });
 
   test("the $-forms, names containing a keyword and other params give no warning", () => {
-    for (const line of ["$anyvm $dispvm allow", "anyvm2 mydispvm allow,target=dispvm-x", "work vault allow,user=anyvm"]) {
+    for (const line of [
+      "$anyvm $dispvm allow",
+      "anyvm2 mydispvm allow,target=dispvm-x",
+      "work vault allow,user=anyvm",
+    ]) {
       expect(warningOf(line)).toBeNull();
     }
   });
@@ -176,7 +238,10 @@ describe("bare R2 keywords: kept as keywords, with a warning (upstream's compat 
       "/legacy/test.Legacy:10",
       "/legacy/test.Legacy:11",
     ]);
-    const viaInclude = policyFrom({ "50-test.policy": "!include-service test.Legacy * /legacy/test.Legacy\n" }, LEGACY);
+    const viaInclude = policyFrom(
+      { "50-test.policy": "!include-service test.Legacy * /legacy/test.Legacy\n" },
+      LEGACY,
+    );
     expect(viaInclude.policy.warnings.length).toBe(3);
   });
 });

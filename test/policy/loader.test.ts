@@ -10,7 +10,9 @@ import { policyFrom } from "./fixtures.ts";
 
 /** Each rule as "file:line" (with the /policy/ and /legacy/ prefixes dropped). */
 function order(policy: CompiledPolicy): string[] {
-  return policy.rules.map((rule) => formatOrigin(rule.origin).replaceAll("/policy/", "").replaceAll("/legacy/", "legacy/"));
+  return policy.rules.map((rule) =>
+    formatOrigin(rule.origin).replaceAll("/policy/", "").replaceAll("/legacy/", "legacy/"),
+  );
 }
 
 describe("which files, in which order", () => {
@@ -23,7 +25,13 @@ describe("which files, in which order", () => {
       "9-c.policy": "s * work vault allow\n",
     });
     expect(errors).toEqual([]);
-    expect(order(policy)).toEqual(["10-b.policy:1", "9-c.policy:1", "a-x.policy:1", "a.policy:1", "a_x.policy:1"]);
+    expect(order(policy)).toEqual([
+      "10-b.policy:1",
+      "9-c.policy:1",
+      "a-x.policy:1",
+      "a.policy:1",
+      "a_x.policy:1",
+    ]);
   });
 
   test("only *.policy regular files not starting with '.'", () => {
@@ -69,7 +77,12 @@ describe("includes", () => {
       "inc/x.policy": "s * work vault ask\ns * work personal ask\n",
     });
     expect(errors).toEqual([]);
-    expect(order(policy)).toEqual(["10-a.policy:1", "inc/x.policy:1", "inc/x.policy:2", "10-a.policy:3"]);
+    expect(order(policy)).toEqual([
+      "10-a.policy:1",
+      "inc/x.policy:1",
+      "inc/x.policy:2",
+      "10-a.policy:3",
+    ]);
   });
 
   test("relative paths resolve against the top-level file's policy directory, even when nested", () => {
@@ -94,11 +107,18 @@ describe("includes", () => {
     const { policy, errors } = loadPolicy(["/run/p", "/etc/p"], { fs });
     expect(errors).toEqual([]);
     // /run/p/inc.policy is itself a top-level file too (it ends in .policy): read after 20-b.
-    expect(order(policy)).toEqual(["/run/p/inc.policy:1", "/etc/p/inc.policy:1", "/run/p/inc.policy:1"]);
+    expect(order(policy)).toEqual([
+      "/run/p/inc.policy:1",
+      "/etc/p/inc.policy:1",
+      "/run/p/inc.policy:1",
+    ]);
   });
 
   test("absolute include paths are used as they are", () => {
-    const { policy, errors } = policyFrom({ "10-a.policy": "!include /shared/x\n", "/shared/x": "s * work vault allow\n" });
+    const { policy, errors } = policyFrom({
+      "10-a.policy": "!include /shared/x\n",
+      "/shared/x": "s * work vault allow\n",
+    });
     expect(errors).toEqual([]);
     expect(order(policy)).toEqual(["/shared/x:1"]);
   });
@@ -116,14 +136,21 @@ describe("includes", () => {
   });
 
   test("an include loop is an error at the include that closes it", () => {
-    const { errors } = policyFrom({ "10-a.policy": "!include inc/x.policy\n", "inc/x.policy": "!include inc/y.policy\n", "inc/y.policy": "!include inc/x.policy\n" });
+    const { errors } = policyFrom({
+      "10-a.policy": "!include inc/x.policy\n",
+      "inc/x.policy": "!include inc/y.policy\n",
+      "inc/y.policy": "!include inc/x.policy\n",
+    });
     expect(errors.map(formatPolicyError)).toEqual([
       "/policy/inc/y.policy:1: include loop: /policy/10-a.policy -> /policy/inc/x.policy -> /policy/inc/y.policy -> /policy/inc/x.policy",
     ]);
   });
 
   test("including the same file twice (not a loop) is allowed", () => {
-    const { policy, errors } = policyFrom({ "10-a.policy": "!include x.inc\n!include x.inc\n", "x.inc": "s * work vault allow\n" });
+    const { policy, errors } = policyFrom({
+      "10-a.policy": "!include x.inc\n!include x.inc\n",
+      "x.inc": "s * work vault allow\n",
+    });
     expect(errors).toEqual([]);
     expect(order(policy)).toEqual(["x.inc:1", "x.inc:1"]);
   });
@@ -131,12 +158,21 @@ describe("includes", () => {
   test("!include-service reads a legacy file for the given service and argument", () => {
     const { policy, errors } = policyFrom({
       "10-a.policy": "!include-service qubes.Svc +arg legacy/svc\n",
-      "legacy/svc": "# legacy comment\n$anyvm $dispvm allow,user=root\nwork $default allow,target=vault\n$include:legacy/more\n",
+      "legacy/svc":
+        "# legacy comment\n$anyvm $dispvm allow,user=root\nwork $default allow,target=vault\n$include:legacy/more\n",
       "legacy/more": "$tag:trusted $anyvm ask,default_target=vault\n",
     });
     expect(errors).toEqual([]);
     expect(order(policy)).toEqual(["legacy/svc:2", "legacy/svc:3", "legacy/more:1"]);
-    expect(policy.rules.map((rule) => [rule.service, rule.argument, rule.source.text, rule.target.text, rule.action])).toEqual([
+    expect(
+      policy.rules.map((rule) => [
+        rule.service,
+        rule.argument,
+        rule.source.text,
+        rule.target.text,
+        rule.action,
+      ]),
+    ).toEqual([
       ["qubes.Svc", "+arg", "@anyvm", "@dispvm", "allow"],
       ["qubes.Svc", "+arg", "work", "@default", "allow"],
       ["qubes.Svc", "+arg", "@tag:trusted", "@anyvm", "ask"],
@@ -145,7 +181,10 @@ describe("includes", () => {
   });
 
   test("errors in legacy files carry the legacy file's line", () => {
-    const { errors } = policyFrom({ "10-a.policy": "!include-service s * legacy/svc\n", "legacy/svc": "\n$anyvm\n$anyvm $anyvm allow,frob=1\n" });
+    const { errors } = policyFrom({
+      "10-a.policy": "!include-service s * legacy/svc\n",
+      "legacy/svc": "\n$anyvm\n$anyvm $anyvm allow,frob=1\n",
+    });
     expect(errors.map(formatPolicyError)).toEqual([
       "/policy/legacy/svc:2: wrong number of fields: expected SOURCE TARGET ACTION[,PARAM=VALUE...], got 1",
       "/policy/legacy/svc:3: parameter 'frob' is not valid for allow",
@@ -168,7 +207,10 @@ describe("!compat-4.0", () => {
   };
 
   test("services sorted; per service the +ARG files sorted, each followed by two implicit denies; the generic file last", () => {
-    const { policy, errors } = policyFrom({ "35-compat.policy": "s * work vault allow\n!compat-4.0\n" }, legacy);
+    const { policy, errors } = policyFrom(
+      { "35-compat.policy": "s * work vault allow\n!compat-4.0\n" },
+      legacy,
+    );
     expect(errors).toEqual([]);
     expect(order(policy)).toEqual([
       "35-compat.policy:1",
@@ -188,7 +230,10 @@ describe("!compat-4.0", () => {
       "b.Svc +z @anyvm @anyvm deny",
       "b.Svc +z @anyvm @adminvm deny",
     ]);
-    expect(policy.rules.find((rule) => rule.origin.file === "/legacy/b.Svc")).toMatchObject({ service: "b.Svc", argument: null });
+    expect(policy.rules.find((rule) => rule.origin.file === "/legacy/b.Svc")).toMatchObject({
+      service: "b.Svc",
+      argument: null,
+    });
   });
 
   test("a missing legacy directory imports nothing", () => {
@@ -213,9 +258,18 @@ describe("on disk", () => {
     symlinkSync(join(dir.path, "nowhere"), join(policyDir, "30-dangling.policy"));
     const { policy, errors } = loadPolicy(policyDir);
     expect(errors.map(formatPolicyError)).toEqual([]);
-    expect(policy.rules.map((rule) => rule.origin.file)).toEqual([join(policyDir, "10-link.policy"), join(policyDir, "inc", "x.policy")]);
+    expect(policy.rules.map((rule) => rule.origin.file)).toEqual([
+      join(policyDir, "10-link.policy"),
+      join(policyDir, "inc", "x.policy"),
+    ]);
     expect([...policy.paths].sort()).toEqual(
-      [policyDir, join(policyDir, "10-link.policy"), join(policyDir, "20-plain.policy"), join(policyDir, "inc"), join(policyDir, "inc", "x.policy")].sort(),
+      [
+        policyDir,
+        join(policyDir, "10-link.policy"),
+        join(policyDir, "20-plain.policy"),
+        join(policyDir, "inc"),
+        join(policyDir, "inc", "x.policy"),
+      ].sort(),
     );
   });
 });

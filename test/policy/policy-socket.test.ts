@@ -20,7 +20,10 @@ const request = (lines: string[]) => `${lines.map((line) => `${line}\n`).join(""
 describe("parseSocketRequest", () => {
   test.each([
     ["source=work\nintended_target=vault\nservice_and_arg=a.B+c\n", true],
-    ["source=work\nrequested_source=\nintended_target=\nservice_and_arg=a.B\nassume_yes_for_ask=yes\njust_evaluate=no\n", true],
+    [
+      "source=work\nrequested_source=\nintended_target=\nservice_and_arg=a.B\nassume_yes_for_ask=yes\njust_evaluate=no\n",
+      true,
+    ],
     ["source=work\ndomain_id=2\nintended_target=vault\nservice_and_arg=a.B\n", false], // old daemons' key
     ["source=work\nintended_target=vault\n", false], // missing service_and_arg
     ["source=work\nintended_target vault\nservice_and_arg=a.B\n", false], // no '='
@@ -30,7 +33,9 @@ describe("parseSocketRequest", () => {
   });
 
   test("options and values", () => {
-    const parsed = parseSocketRequest("source=work\nintended_target=x=y\nservice_and_arg=a.B\njust_evaluate=yes\n");
+    const parsed = parseSocketRequest(
+      "source=work\nintended_target=x=y\nservice_and_arg=a.B\njust_evaluate=yes\n",
+    );
     expect(parsed).toEqual({
       ok: true,
       query: { source: "work", requestedSource: null, intendedTarget: "x=y", serviceAndArg: "a.B" },
@@ -52,12 +57,29 @@ describe("PolicyDaemon on a socket", () => {
     mkdirSync(policyDir);
     writeFileSync(
       domainsFile,
-      JSON.stringify({ domains: { work: { power_state: "Running" }, vault: { power_state: "Running", uuid: "44444444-4444-4444-4444-444444444444" }, personal: {} } }),
+      JSON.stringify({
+        domains: {
+          work: { power_state: "Running" },
+          vault: { power_state: "Running", uuid: "44444444-4444-4444-4444-444444444444" },
+          personal: {},
+        },
+      }),
     );
-    writeFileSync(join(policyDir, "50-test.policy"), "test.Echo * work vault allow\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n");
-    store = new PolicyStore({ dirs: [policyDir], legacyDir: join(dir.path, "legacy"), domainsFile }, { log: (line) => log.push(line), debounceMs: 20 });
+    writeFileSync(
+      join(policyDir, "50-test.policy"),
+      "test.Echo * work vault allow\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n",
+    );
+    store = new PolicyStore(
+      { dirs: [policyDir], legacyDir: join(dir.path, "legacy"), domainsFile },
+      { log: (line) => log.push(line), debounceMs: 20 },
+    );
     store.watch();
-    daemon = new PolicyDaemon({ socketPath, store, asker: new ProgramAsker("cat >/dev/null; echo personal"), log: (line) => log.push(line) });
+    daemon = new PolicyDaemon({
+      socketPath,
+      store,
+      asker: new ProgramAsker("cat >/dev/null; echo personal"),
+      log: (line) => log.push(line),
+    });
     daemon.start();
   });
 
@@ -68,51 +90,123 @@ describe("PolicyDaemon on a socket", () => {
   });
 
   test("allow: upstream's response lines, with target_uuid", async () => {
-    const answer = await exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]));
-    expect(answer).toBe("user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:44444444-4444-4444-4444-444444444444\nautostart=True\nrequested_target=vault\n");
+    const answer = await exchange(
+      socketPath,
+      request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]),
+    );
+    expect(answer).toBe(
+      "user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:44444444-4444-4444-4444-444444444444\nautostart=True\nrequested_target=vault\n",
+    );
   });
 
   test("deny", async () => {
-    expect(await exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Other"]))).toBe("result=deny\n");
+    expect(
+      await exchange(
+        socketPath,
+        request(["source=work", "intended_target=vault", "service_and_arg=test.Other"]),
+      ),
+    ).toBe("result=deny\n");
   });
 
   test("an unknown key drops the connection with no answer", async () => {
     const before = daemon.served;
-    expect(await exchange(socketPath, request(["source=work", "domain_id=2", "intended_target=vault", "service_and_arg=test.Echo"]))).toBe("");
+    expect(
+      await exchange(
+        socketPath,
+        request([
+          "source=work",
+          "domain_id=2",
+          "intended_target=vault",
+          "service_and_arg=test.Echo",
+        ]),
+      ),
+    ).toBe("");
     expect(daemon.served).toBe(before);
-    expect(log.join("\n")).toContain("policy request dropped without an answer: unknown key 'domain_id'");
+    expect(log.join("\n")).toContain(
+      "policy request dropped without an answer: unknown key 'domain_id'",
+    );
   });
 
   test("a missing required key: no answer", async () => {
-    expect(await exchange(socketPath, request(["source=work", "service_and_arg=test.Echo"]))).toBe("");
+    expect(await exchange(socketPath, request(["source=work", "service_and_arg=test.Echo"]))).toBe(
+      "",
+    );
   });
 
   test("ask goes to the asker; just_evaluate never asks; assume_yes_for_ask takes the intended target", async () => {
-    const asked = await exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Ask"]));
+    const asked = await exchange(
+      socketPath,
+      request(["source=work", "intended_target=vault", "service_and_arg=test.Ask"]),
+    );
     expect(asked).toContain("target=personal\n");
-    expect(await exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Ask", "just_evaluate=yes"]))).toBe("result=deny\n");
-    const assumed = await exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Ask", "assume_yes_for_ask=yes"]));
+    expect(
+      await exchange(
+        socketPath,
+        request([
+          "source=work",
+          "intended_target=vault",
+          "service_and_arg=test.Ask",
+          "just_evaluate=yes",
+        ]),
+      ),
+    ).toBe("result=deny\n");
+    const assumed = await exchange(
+      socketPath,
+      request([
+        "source=work",
+        "intended_target=vault",
+        "service_and_arg=test.Ask",
+        "assume_yes_for_ask=yes",
+      ]),
+    );
     expect(assumed).toContain("target=vault\n");
-    const both = await exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Ask", "assume_yes_for_ask=yes", "just_evaluate=yes"]));
+    const both = await exchange(
+      socketPath,
+      request([
+        "source=work",
+        "intended_target=vault",
+        "service_and_arg=test.Ask",
+        "assume_yes_for_ask=yes",
+        "just_evaluate=yes",
+      ]),
+    );
     expect(both).toBe("result=allow\n");
   });
 
   test("a request ended by EOF instead of an empty line is answered", async () => {
-    expect(await exchange(socketPath, "source=work\nintended_target=vault\nservice_and_arg=test.Echo\n", true)).toContain("result=allow");
+    expect(
+      await exchange(
+        socketPath,
+        "source=work\nintended_target=vault\nservice_and_arg=test.Echo\n",
+        true,
+      ),
+    ).toContain("result=allow");
   }, 10_000);
 
   test("many connections at once", async () => {
     const answers = await Promise.all(
-      Array.from({ length: 50 }, () => exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]))),
+      Array.from({ length: 50 }, () =>
+        exchange(
+          socketPath,
+          request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]),
+        ),
+      ),
     );
     for (const answer of answers) expect(answer).toContain("result=allow");
   });
 
   test("reload: a new file is used, a broken one denies and logs file:line, a broken domains file denies", async () => {
-    const ask = () => exchange(socketPath, request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]));
+    const ask = () =>
+      exchange(
+        socketPath,
+        request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]),
+      );
     const reloads = store.reloads;
     writeFileSync(join(policyDir, "10-first.policy"), "test.Echo * work vault deny\n");
-    await waitFor(() => store.reloads > reloads && store.current.policy.rules.length === 4, "the reload");
+    await waitFor(
+      () => store.reloads > reloads && store.current.policy.rules.length === 4,
+      "the reload",
+    );
     expect(await ask()).toBe("result=deny\n");
 
     writeFileSync(join(policyDir, "10-first.policy"), "test.Echo * work vault allow bogus=1\n");
@@ -134,5 +228,10 @@ describe("PolicyDaemon on a socket", () => {
 test("loadSnapshot of a missing directory denies everything", () => {
   const snapshot = loadSnapshot({ dirs: ["/nonexistent/policy.d"], domainsFile: null });
   expect(snapshot.errors.length).toBe(1);
-  expect(snapshot.policy.evaluate({ source: "dom0", intendedTarget: "dom0", serviceAndArg: "a.B" }, snapshot.facts).kind).toBe("deny");
+  expect(
+    snapshot.policy.evaluate(
+      { source: "dom0", intendedTarget: "dom0", serviceAndArg: "a.B" },
+      snapshot.facts,
+    ).kind,
+  ).toBe("deny");
 });

@@ -1,7 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import type { AllowDecision, DenyDecision } from "../../src/policy/decision.ts";
 import { TableDomainFacts } from "../../src/policy/domains.ts";
-import { justEvaluateText, policyResponseText, settleWithoutAsking } from "../../src/policy/response.ts";
+import {
+  justEvaluateText,
+  policyResponseText,
+  settleWithoutAsking,
+} from "../../src/policy/response.ts";
 import { parsePolicyResponse } from "../../src/protocol/policy-response.ts";
 import { DOMAINS, facts, policyOf, query, uuid } from "./fixtures.ts";
 
@@ -19,7 +23,11 @@ const { policy } = policyOf(
   ].join("\n"),
 );
 
-function settled(source: string, target: string, requestedSource: string | null = null): AllowDecision | DenyDecision {
+function settled(
+  source: string,
+  target: string,
+  requestedSource: string | null = null,
+): AllowDecision | DenyDecision {
   const decision = policy.evaluate(query(source, target, "test.R+arg", requestedSource), facts);
   if (decision.kind === "ask") throw new Error("unexpected ask");
   return decision;
@@ -72,7 +80,9 @@ describe("response text (§11.1 allow response format)", () => {
   test("a domain the facts know no uuid for gets no target_uuid", () => {
     const plain = new TableDomainFacts(DOMAINS.map((domain) => ({ ...domain, uuid: null })));
     const decision = policy.evaluate(query("work", "vault", "test.R"), plain);
-    expect(decision.kind === "allow" && policyResponseText(decision)).toBe("user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault");
+    expect(decision.kind === "allow" && policyResponseText(decision)).toBe(
+      "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault",
+    );
   });
 });
 
@@ -105,22 +115,34 @@ describe("round trip through the daemon's parser (src/protocol/policy-response.t
   }
 
   test("deny", () => {
-    expect(parsePolicyResponse(policyResponseText(settled("work", "untrusted")))).toEqual({ kind: "deny", unknownKeys: [] });
+    expect(parsePolicyResponse(policyResponseText(settled("work", "untrusted")))).toEqual({
+      kind: "deny",
+      unknownKeys: [],
+    });
   });
 });
 
 describe("socket options (§7.4, §11.3)", () => {
   test("just_evaluate: a bare result; an ask counts as deny", () => {
-    expect(justEvaluateText(policy.evaluate(query("work", "vault", "test.R"), facts))).toBe("result=allow");
-    expect(justEvaluateText(policy.evaluate(query("work", "personal", "test.R"), facts))).toBe("result=deny");
-    expect(justEvaluateText(policy.evaluate(query("work", "untrusted", "test.R"), facts))).toBe("result=deny");
+    expect(justEvaluateText(policy.evaluate(query("work", "vault", "test.R"), facts))).toBe(
+      "result=allow",
+    );
+    expect(justEvaluateText(policy.evaluate(query("work", "personal", "test.R"), facts))).toBe(
+      "result=deny",
+    );
+    expect(justEvaluateText(policy.evaluate(query("work", "untrusted", "test.R"), facts))).toBe(
+      "result=deny",
+    );
   });
 
   test("settling without a human: assume_yes_for_ask answers with the intended target; otherwise an ask stays open (null)", () => {
     const ask = policy.evaluate(query("personal", "vault", "test.R"), facts);
     expect(ask.kind).toBe("ask");
     expect(settleWithoutAsking(ask, {}, facts)).toBeNull();
-    expect(settleWithoutAsking(ask, { assumeYesForAsk: true }, facts)).toMatchObject({ kind: "allow", target: "vault" });
+    expect(settleWithoutAsking(ask, { assumeYesForAsk: true }, facts)).toMatchObject({
+      kind: "allow",
+      target: "vault",
+    });
     const allow = policy.evaluate(query("work", "vault", "test.R"), facts);
     expect(settleWithoutAsking(allow, {}, facts)).toBe(allow as AllowDecision);
   });

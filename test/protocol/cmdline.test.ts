@@ -15,7 +15,8 @@ const dom0 = (cmdline: string) => parseCommand(cmdline, { stripUser: false });
 
 function rpc(cmdline: string, stripUser = true): RpcCommand {
   const parsed = parseCommand(cmdline, { stripUser });
-  if (parsed.kind !== "rpc") throw new Error(`expected an rpc command, got ${JSON.stringify(parsed)}`);
+  if (parsed.kind !== "rpc")
+    throw new Error(`expected an rpc command, got ${JSON.stringify(parsed)}`);
   return parsed;
 }
 
@@ -44,7 +45,11 @@ describe("parseCommand: service calls (§3.6)", () => {
 
   test("an empty argument is still an argument", () => {
     const command = rpc("user:QUBESRPC qubes.Svc+ work");
-    expect([command.descriptor, command.serviceDescriptor, command.argument]).toEqual(["qubes.Svc+", "qubes.Svc+", ""]);
+    expect([command.descriptor, command.serviceDescriptor, command.argument]).toEqual([
+      "qubes.Svc+",
+      "qubes.Svc+",
+      "",
+    ]);
   });
 
   test("the name ends at the first '+'", () => {
@@ -53,7 +58,12 @@ describe("parseCommand: service calls (§3.6)", () => {
   });
 
   test("the user ends at the first ':'", () => {
-    expect(vm("us:er:QUBESRPC a b")).toEqual({ kind: "legacy", user: "us", nogui: false, command: "er:QUBESRPC a b" });
+    expect(vm("us:er:QUBESRPC a b")).toEqual({
+      kind: "legacy",
+      user: "us",
+      nogui: false,
+      command: "er:QUBESRPC a b",
+    });
     expect(rpc("user:QUBESRPC a+x:y b:c").source).toBe("b:c");
   });
 
@@ -75,12 +85,18 @@ describe("parseCommand: service calls (§3.6)", () => {
 
   test("limits: name 1..255 bytes, descriptor at most 65000 bytes", () => {
     expect(rpc(`u:QUBESRPC ${"n".repeat(255)}+x s`).serviceName.length).toBe(255);
-    expect(vm(`u:QUBESRPC ${"n".repeat(256)}+x s`)).toEqual({ kind: "invalid", reason: expect.stringMatching(/256 bytes/) });
+    expect(vm(`u:QUBESRPC ${"n".repeat(256)}+x s`)).toEqual({
+      kind: "invalid",
+      reason: expect.stringMatching(/256 bytes/),
+    });
     // Multi-byte characters count as bytes: 128 two-byte characters are 256 bytes.
     expect(vm(`u:QUBESRPC ${"é".repeat(128)} s`).kind).toBe("invalid");
     const argumentMax = "a".repeat(65000 - 2);
     expect(rpc(`u:QUBESRPC n+${argumentMax} s`).descriptor.length).toBe(65000);
-    expect(vm(`u:QUBESRPC n+${argumentMax}a s`)).toEqual({ kind: "invalid", reason: expect.stringMatching(/65001 bytes/) });
+    expect(vm(`u:QUBESRPC n+${argumentMax}a s`)).toEqual({
+      kind: "invalid",
+      reason: expect.stringMatching(/65001 bytes/),
+    });
   });
 
   const invalid: [string, string, RegExp][] = [
@@ -113,13 +129,21 @@ describe("parseCommand: legacy commands", () => {
   });
 
   test("dom0 legacy command keeps its colons", () => {
-    expect(dom0("echo a:b")).toEqual({ kind: "legacy", user: null, nogui: false, command: "echo a:b" });
+    expect(dom0("echo a:b")).toEqual({
+      kind: "legacy",
+      user: null,
+      nogui: false,
+      command: "echo a:b",
+    });
   });
 });
 
 describe("executableArguments: 2 or 4 tokens", () => {
   test("VM form", () => {
-    expect(executableArguments(rpc("u:QUBESRPC a+b src"))).toEqual({ kind: "ok", requestedTarget: null });
+    expect(executableArguments(rpc("u:QUBESRPC a+b src"))).toEqual({
+      kind: "ok",
+      requestedTarget: null,
+    });
   });
   test("dom0 forms", () => {
     expect(executableArguments(rpc("QUBESRPC a+ src name dom0", false))).toEqual({
@@ -163,36 +187,66 @@ describe("DEFAULT: user substitution (§7.2)", () => {
 
 describe("command builders (§2.1, §2.2)", () => {
   test("VM command appends '+' only when absent", () => {
-    expect(buildVmServiceCommand({ user: "DEFAULT", service: "test.Add", source: "S" })).toBe("DEFAULT:QUBESRPC test.Add+ S");
+    expect(buildVmServiceCommand({ user: "DEFAULT", service: "test.Add", source: "S" })).toBe(
+      "DEFAULT:QUBESRPC test.Add+ S",
+    );
     expect(buildVmServiceCommand({ user: "root", service: "qubes.Svc+arg", source: "work" })).toBe(
       "root:QUBESRPC qubes.Svc+arg work",
     );
   });
 
   test("dom0 command: keyword when the requested target starts with '@'", () => {
-    expect(buildDom0ServiceCommand({ service: "qubes.Svc", source: "work", requestedTarget: "@adminvm" })).toBe(
-      "QUBESRPC qubes.Svc+ work keyword adminvm",
-    );
-    expect(buildDom0ServiceCommand({ service: "qubes.Svc+a", source: "work", requestedTarget: "dom0" })).toBe(
-      "QUBESRPC qubes.Svc+a work name dom0",
-    );
+    expect(
+      buildDom0ServiceCommand({
+        service: "qubes.Svc",
+        source: "work",
+        requestedTarget: "@adminvm",
+      }),
+    ).toBe("QUBESRPC qubes.Svc+ work keyword adminvm");
+    expect(
+      buildDom0ServiceCommand({ service: "qubes.Svc+a", source: "work", requestedTarget: "dom0" }),
+    ).toBe("QUBESRPC qubes.Svc+a work name dom0");
     expect(requestedTargetOf("@adminvm")).toEqual({ type: "keyword", target: "adminvm" });
   });
 
   test("what the builders make, the parser reads back", () => {
-    const vmCommand = rpc(substituteDefaultUser(buildVmServiceCommand({ user: "DEFAULT", service: "x.Y", source: "s" }), "u"));
-    expect([vmCommand.user, vmCommand.serviceDescriptor, vmCommand.source]).toEqual(["u", "x.Y+", "s"]);
-    const dom0Command = rpc(buildDom0ServiceCommand({ service: "x.Y+z", source: "s", requestedTarget: "@adminvm" }), false);
-    expect(executableArguments(dom0Command)).toEqual({ kind: "ok", requestedTarget: { type: "keyword", target: "adminvm" } });
+    const vmCommand = rpc(
+      substituteDefaultUser(
+        buildVmServiceCommand({ user: "DEFAULT", service: "x.Y", source: "s" }),
+        "u",
+      ),
+    );
+    expect([vmCommand.user, vmCommand.serviceDescriptor, vmCommand.source]).toEqual([
+      "u",
+      "x.Y+",
+      "s",
+    ]);
+    const dom0Command = rpc(
+      buildDom0ServiceCommand({ service: "x.Y+z", source: "s", requestedTarget: "@adminvm" }),
+      false,
+    );
+    expect(executableArguments(dom0Command)).toEqual({
+      kind: "ok",
+      requestedTarget: { type: "keyword", target: "adminvm" },
+    });
   });
 
   test.each([
     ["a user with ':'", () => buildVmServiceCommand({ user: "a:b", service: "s", source: "w" })],
     ["an empty user", () => buildVmServiceCommand({ user: "", service: "s", source: "w" })],
-    ["a service with a space", () => buildVmServiceCommand({ user: "u", service: "s x", source: "w" })],
+    [
+      "a service with a space",
+      () => buildVmServiceCommand({ user: "u", service: "s x", source: "w" }),
+    ],
     ["an empty source", () => buildVmServiceCommand({ user: "u", service: "s", source: "" })],
-    ["an empty keyword", () => buildDom0ServiceCommand({ service: "s", source: "w", requestedTarget: "@" })],
-    ["a target with a space", () => buildDom0ServiceCommand({ service: "s", source: "w", requestedTarget: "a b" })],
+    [
+      "an empty keyword",
+      () => buildDom0ServiceCommand({ service: "s", source: "w", requestedTarget: "@" }),
+    ],
+    [
+      "a target with a space",
+      () => buildDom0ServiceCommand({ service: "s", source: "w", requestedTarget: "a b" }),
+    ],
   ])("refuses %s", (_name, build) => {
     expect(build).toThrow(ProtocolError);
   });

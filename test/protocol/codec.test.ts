@@ -80,7 +80,10 @@ describe("header and framing", () => {
   });
 
   test("readFrame splits a stream, waits for more bytes, and bounds the announced length", () => {
-    const stream = new Uint8Array([...frame(C.MSG_DATA_STDOUT, text.encode("abc")), ...helloMessage(4)]);
+    const stream = new Uint8Array([
+      ...frame(C.MSG_DATA_STDOUT, text.encode("abc")),
+      ...helloMessage(4),
+    ]);
     const first = readFrame(stream, 65536)!;
     expect(first.header).toEqual({ type: C.MSG_DATA_STDOUT, len: 3 });
     expect(new TextDecoder().decode(first.payload)).toBe("abc");
@@ -89,9 +92,13 @@ describe("header and framing", () => {
     expect(decodeHello(second.header, second.payload)).toBe(4);
     expect(readFrame(stream.subarray(0, 7), 65536)).toBeNull();
     expect(readFrame(stream.subarray(0, 10), 65536)).toBeNull();
-    expect(() => readFrame(frame(C.MSG_DATA_STDOUT, new Uint8Array(4097)), 4096)).toThrow(ProtocolError);
+    expect(() => readFrame(frame(C.MSG_DATA_STDOUT, new Uint8Array(4097)), 4096)).toThrow(
+      ProtocolError,
+    );
     // The limit applies as soon as the header is there, before the payload arrives.
-    expect(() => readFrame(encodeHeader({ type: C.MSG_DATA_STDIN, len: 2 ** 31 }), 65536)).toThrow(/limit 65536/);
+    expect(() => readFrame(encodeHeader({ type: C.MSG_DATA_STDIN, len: 2 ** 31 }), 65536)).toThrow(
+      /limit 65536/,
+    );
   });
 });
 
@@ -124,9 +131,13 @@ describe("versions (§4)", () => {
   test("a HELLO with the wrong type or len is fatal", () => {
     const payload = Uint8Array.from([4, 0, 0, 0]);
     expect(decodeHello({ type: C.MSG_HELLO, len: 4 }, payload)).toBe(4);
-    expect(() => decodeHello({ type: C.MSG_EXEC_CMDLINE, len: 4 }, payload)).toThrow(/expected MSG_HELLO/);
+    expect(() => decodeHello({ type: C.MSG_EXEC_CMDLINE, len: 4 }, payload)).toThrow(
+      /expected MSG_HELLO/,
+    );
     expect(() => decodeHello({ type: C.MSG_HELLO, len: 5 }, new Uint8Array(5))).toThrow(/len 5/);
-    expect(() => decodeHello({ type: C.MSG_HELLO, len: 4 }, new Uint8Array(3))).toThrow(ProtocolError);
+    expect(() => decodeHello({ type: C.MSG_HELLO, len: 4 }, new Uint8Array(3))).toThrow(
+      ProtocolError,
+    );
   });
 });
 
@@ -153,7 +164,9 @@ describe("fixed char fields", () => {
 describe("exec_params and friends (§3.3)", () => {
   test("EXEC_CMDLINE payload: domain, port, command, NUL", () => {
     const payload = encodeExecCommand({ connectDomain: 7, connectPort: 513 }, "user:QUBESRPC a b");
-    expect(hex(payload)).toBe(`${le(7)}${le(513)}${Buffer.from("user:QUBESRPC a b\0").toString("hex")}`);
+    expect(hex(payload)).toBe(
+      `${le(7)}${le(513)}${Buffer.from("user:QUBESRPC a b\0").toString("hex")}`,
+    );
     expect(decodeExecCommand(payload, "strict")).toEqual({
       connectDomain: 7,
       connectPort: 513,
@@ -162,7 +175,11 @@ describe("exec_params and friends (§3.3)", () => {
   });
 
   test("strict decoding needs the NUL; the agent's mode overwrites the last byte", () => {
-    const unterminated = new Uint8Array([...encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "").subarray(0, 8), 0x61, 0x62]);
+    const unterminated = new Uint8Array([
+      ...encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "").subarray(0, 8),
+      0x61,
+      0x62,
+    ]);
     expect(() => decodeExecCommand(unterminated, "strict")).toThrow(/NUL-terminated/);
     expect(decodeExecCommand(unterminated, "terminate").command).toBe("a");
     expect(() => decodeExecCommand(new Uint8Array(8), "terminate")).toThrow(/without a command/);
@@ -175,11 +192,15 @@ describe("exec_params and friends (§3.3)", () => {
   });
 
   test("a command containing NUL cannot be encoded", () => {
-    expect(() => encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "a\0b")).toThrow(ProtocolError);
+    expect(() => encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "a\0b")).toThrow(
+      ProtocolError,
+    );
   });
 
   test("decodeExecParams leaves the tail alone", () => {
-    const { connectDomain, connectPort, tail } = decodeExecParams(Uint8Array.from([1, 0, 0, 0, 2, 3, 0, 0, 9]));
+    const { connectDomain, connectPort, tail } = decodeExecParams(
+      Uint8Array.from([1, 0, 0, 0, 2, 3, 0, 0, 9]),
+    );
     expect([connectDomain, connectPort, [...tail]]).toEqual([1, 0x302, [9]]);
   });
 
@@ -188,18 +209,27 @@ describe("exec_params and friends (§3.3)", () => {
     expect(payload.length).toBe(40);
     expect(hex(payload)).toBe(`${le(3)}${le(600)}${padded("SOCKET12", 32)}`);
     const decoded = decodeServiceConnect(payload);
-    expect([decoded.connectDomain, decoded.connectPort, fieldText(decoded.ident)]).toEqual([3, 600, "SOCKET12"]);
+    expect([decoded.connectDomain, decoded.connectPort, fieldText(decoded.ident)]).toEqual([
+      3,
+      600,
+      "SOCKET12",
+    ]);
   });
 
   test("SERVICE_CONNECT: strict decoding wants the last byte NUL; the agent's mode does not", () => {
     const full = new Uint8Array([...new Uint8Array(8), ...new Uint8Array(32).fill(0x41)]);
     expect(() => decodeServiceConnect(full)).toThrow(/not NUL-terminated/);
     expect(fieldText(decodeServiceConnect(full, "terminate").ident)).toBe("A".repeat(32));
-    expect(() => decodeMessage({ type: C.MSG_SERVICE_CONNECT, len: 40 }, full)).toThrow(ProtocolError);
+    expect(() => decodeMessage({ type: C.MSG_SERVICE_CONNECT, len: 40 }, full)).toThrow(
+      ProtocolError,
+    );
   });
 
   test("SERVICE_CONNECT: a short ident is zero-padded; none or more than 32 bytes is an error", () => {
-    const short = decodeServiceConnect(new Uint8Array([...new Uint8Array(8), ...text.encode("ab")]), "terminate");
+    const short = decodeServiceConnect(
+      new Uint8Array([...new Uint8Array(8), ...text.encode("ab")]),
+      "terminate",
+    );
     expect(short.ident.length).toBe(32);
     expect(hex(short.ident)).toBe(padded("ab", 32));
     expect(() => decodeServiceConnect(new Uint8Array(8))).toThrow(ProtocolError);
@@ -233,7 +263,8 @@ describe("exit code", () => {
   });
 
   test("fewer than 4 bytes means 255; extra bytes are ignored", () => {
-    for (const length of [0, 1, 2, 3]) expect(decodeExitCode(new Uint8Array(length).fill(1))).toBe(255);
+    for (const length of [0, 1, 2, 3])
+      expect(decodeExitCode(new Uint8Array(length).fill(1))).toBe(255);
     expect(decodeExitCode(Uint8Array.from([42, 0, 0, 0, 9, 9]))).toBe(42);
   });
 });
@@ -242,37 +273,46 @@ describe("triggers (§3.3)", () => {
   test("TRIGGER (v2) layout: service[64], target[32], ident[32]", () => {
     const payload = encodeTriggerV2({ service: "qubes.Svc+a", target: "work", ident: "SOCKET7" });
     expect(payload.length).toBe(128);
-    expect(hex(payload)).toBe(`${padded("qubes.Svc+a", 64)}${padded("work", 32)}${padded("SOCKET7", 32)}`);
+    expect(hex(payload)).toBe(
+      `${padded("qubes.Svc+a", 64)}${padded("work", 32)}${padded("SOCKET7", 32)}`,
+    );
     const decoded = decodeTriggerV2(payload);
-    expect([fieldText(decoded.service), fieldText(decoded.target), fieldText(decoded.ident)]).toEqual([
-      "qubes.Svc+a",
-      "work",
-      "SOCKET7",
-    ]);
+    expect([
+      fieldText(decoded.service),
+      fieldText(decoded.target),
+      fieldText(decoded.ident),
+    ]).toEqual(["qubes.Svc+a", "work", "SOCKET7"]);
     expect(() => decodeTriggerV2(new Uint8Array(127))).toThrow(ProtocolError);
     expect(() => decodeTriggerV2(new Uint8Array(129))).toThrow(ProtocolError);
   });
 
   test("TRIGGER3 layout: target[64], ident[32], name + NUL", () => {
     const payload = encodeTrigger3({ target: "@dispvm", ident: "SOCKET7", service: "qubes.Svc" });
-    expect(hex(payload)).toBe(`${padded("@dispvm", 64)}${padded("SOCKET7", 32)}${Buffer.from("qubes.Svc\0").toString("hex")}`);
+    expect(hex(payload)).toBe(
+      `${padded("@dispvm", 64)}${padded("SOCKET7", 32)}${Buffer.from("qubes.Svc\0").toString("hex")}`,
+    );
     const decoded = decodeTrigger3(payload);
     expect(new TextDecoder().decode(decoded.service)).toBe("qubes.Svc\0");
     expect(() => decodeTrigger3(new Uint8Array(96))).toThrow(ProtocolError);
   });
 
   test("TRIGGER4 layout: source[64], target[64], ident[32], name + NUL", () => {
-    const payload = encodeTrigger4({ source: "relay", target: "work", ident: "SOCKET", service: "test.Add" });
+    const payload = encodeTrigger4({
+      source: "relay",
+      target: "work",
+      ident: "SOCKET",
+      service: "test.Add",
+    });
     expect(payload.length).toBe(160 + 9);
     expect(hex(payload)).toBe(
       `${padded("relay", 64)}${padded("work", 64)}${padded("SOCKET", 32)}${Buffer.from("test.Add\0").toString("hex")}`,
     );
     const decoded = decodeTrigger4(payload);
-    expect([fieldText(decoded.source), fieldText(decoded.target), fieldText(decoded.ident)]).toEqual([
-      "relay",
-      "work",
-      "SOCKET",
-    ]);
+    expect([
+      fieldText(decoded.source),
+      fieldText(decoded.target),
+      fieldText(decoded.ident),
+    ]).toEqual(["relay", "work", "SOCKET"]);
     expect(() => decodeTrigger4(new Uint8Array(160))).toThrow(ProtocolError);
   });
 
@@ -280,11 +320,15 @@ describe("triggers (§3.3)", () => {
     const tail = Uint8Array.from([0x61, 0x00, 0x62, 0x00]);
     const decoded = decodeTrigger3(encodeTrigger3({ target: "t", ident: "i", service: tail }));
     expect(decoded.service).toEqual(tail);
-    expect(() => encodeTrigger3({ target: "t", ident: "i", service: new Uint8Array(0) })).toThrow(ProtocolError);
+    expect(() => encodeTrigger3({ target: "t", ident: "i", service: new Uint8Array(0) })).toThrow(
+      ProtocolError,
+    );
   });
 
   test("withIdent replaces only the ident", () => {
-    const trigger = decodeTrigger4(encodeTrigger4({ source: "", target: "work", ident: "SOCKET", service: "s" }));
+    const trigger = decodeTrigger4(
+      encodeTrigger4({ source: "", target: "work", ident: "SOCKET", service: "s" }),
+    );
     const relabelled = withIdent(trigger, "SOCKET42");
     expect(fieldText(relabelled.ident)).toBe("SOCKET42");
     expect(relabelled.target).toEqual(trigger.target);
@@ -306,7 +350,9 @@ describe("trigger downgrade (§15.1)", () => {
   test("v3 drops the empty source field", () => {
     const { type, payload } = encodeTriggerForVersion(trigger4("", "work", "qubes.Svc+arg"), 3);
     expect(type).toBe(C.MSG_TRIGGER_SERVICE3);
-    expect(payload).toEqual(encodeTrigger3({ target: "work", ident: "SOCKET9", service: "qubes.Svc+arg" }));
+    expect(payload).toEqual(
+      encodeTrigger3({ target: "work", ident: "SOCKET9", service: "qubes.Svc+arg" }),
+    );
   });
 
   test("a source qube cannot be sent below v4", () => {
@@ -318,7 +364,9 @@ describe("trigger downgrade (§15.1)", () => {
   test("v2 packs name and target into the fixed fields", () => {
     const { type, payload } = encodeTriggerForVersion(trigger4("", "work", "qubes.Svc+arg"), 2);
     expect(type).toBe(C.MSG_TRIGGER_SERVICE);
-    expect(payload).toEqual(encodeTriggerV2({ service: "qubes.Svc+arg", target: "work", ident: "SOCKET9" }));
+    expect(payload).toEqual(
+      encodeTriggerV2({ service: "qubes.Svc+arg", target: "work", ident: "SOCKET9" }),
+    );
   });
 
   test("v2 limits: name at most 63 bytes, target at most 31", () => {
@@ -339,10 +387,25 @@ describe("decodeMessage", () => {
   const cases: [string, number, Uint8Array, Record<string, unknown>][] = [
     ["hello", C.MSG_HELLO, Uint8Array.from([3, 0, 0, 0]), { kind: "hello", version: 3 }],
     ["stdin", C.MSG_DATA_STDIN, text.encode("in"), { kind: "data-stdin", data: text.encode("in") }],
-    ["stdout EOF", C.MSG_DATA_STDOUT, new Uint8Array(0), { kind: "data-stdout", data: new Uint8Array(0) }],
-    ["stderr", C.MSG_DATA_STDERR, text.encode("e"), { kind: "data-stderr", data: text.encode("e") }],
+    [
+      "stdout EOF",
+      C.MSG_DATA_STDOUT,
+      new Uint8Array(0),
+      { kind: "data-stdout", data: new Uint8Array(0) },
+    ],
+    [
+      "stderr",
+      C.MSG_DATA_STDERR,
+      text.encode("e"),
+      { kind: "data-stderr", data: text.encode("e") },
+    ],
     ["exit code", C.MSG_DATA_EXIT_CODE, encodeExitCode(3), { kind: "exit-code", status: 3 }],
-    ["short exit code", C.MSG_DATA_EXIT_CODE, new Uint8Array(2), { kind: "exit-code", status: 255 }],
+    [
+      "short exit code",
+      C.MSG_DATA_EXIT_CODE,
+      new Uint8Array(2),
+      { kind: "exit-code", status: 255 },
+    ],
     [
       "exec",
       C.MSG_EXEC_CMDLINE,
@@ -370,15 +433,24 @@ describe("decodeMessage", () => {
     const connect = encodeServiceConnect({ connectDomain: 2, connectPort: 520 }, "SOCKET3");
     const decoded = decodeMessage({ type: C.MSG_SERVICE_CONNECT, len: 40 }, connect);
     expect(decoded.kind).toBe("service-connect");
-    const refused = decodeMessage({ type: C.MSG_SERVICE_REFUSED, len: 32 }, encodeServiceParams("SOCKET3"));
+    const refused = decodeMessage(
+      { type: C.MSG_SERVICE_REFUSED, len: 32 },
+      encodeServiceParams("SOCKET3"),
+    );
     expect(refused.kind === "service-refused" && fieldText(refused.ident)).toBe("SOCKET3");
     const trigger = encodeTrigger4({ source: "", target: "t", ident: "i", service: "s" });
-    expect(decodeMessage({ type: C.MSG_TRIGGER_SERVICE4, len: trigger.length }, trigger).kind).toBe("trigger4");
+    expect(decodeMessage({ type: C.MSG_TRIGGER_SERVICE4, len: trigger.length }, trigger).kind).toBe(
+      "trigger4",
+    );
   });
 
   test("unknown types and a len that disagrees with the payload are errors", () => {
-    expect(() => decodeMessage({ type: 0x204, len: 0 }, new Uint8Array(0))).toThrow(/unknown message type 0x204/);
-    expect(() => decodeMessage({ type: C.MSG_DATA_STDIN, len: 5 }, new Uint8Array(4))).toThrow(ProtocolError);
+    expect(() => decodeMessage({ type: 0x204, len: 0 }, new Uint8Array(0))).toThrow(
+      /unknown message type 0x204/,
+    );
+    expect(() => decodeMessage({ type: C.MSG_DATA_STDIN, len: 5 }, new Uint8Array(4))).toThrow(
+      ProtocolError,
+    );
   });
 
   test("random bytes only ever produce a message or a ProtocolError", () => {
@@ -390,7 +462,10 @@ describe("decodeMessage", () => {
       seed ^= seed << 5;
       return seed >>> 0;
     };
-    const types = [0x190, 0x191, 0x192, 0x193, 0x200, 0x201, 0x202, 0x203, 0x210, 0x211, 0x212, 0x213, 0x300, 0x204];
+    const types = [
+      0x190, 0x191, 0x192, 0x193, 0x200, 0x201, 0x202, 0x203, 0x210, 0x211, 0x212, 0x213, 0x300,
+      0x204,
+    ];
     for (let round = 0; round < 3000; round++) {
       const length = next() % 200;
       const payload = Uint8Array.from({ length }, () => next() & 0xff);

@@ -6,21 +6,37 @@ describe("protocol constants", () => {
     expect([C.MSG_DATA_STDIN, C.MSG_DATA_STDOUT, C.MSG_DATA_STDERR, C.MSG_DATA_EXIT_CODE]).toEqual([
       0x190, 0x191, 0x192, 0x193,
     ]);
-    expect([C.MSG_EXEC_CMDLINE, C.MSG_JUST_EXEC, C.MSG_SERVICE_CONNECT, C.MSG_SERVICE_REFUSED]).toEqual([
-      0x200, 0x201, 0x202, 0x203,
-    ]);
-    expect([C.MSG_TRIGGER_SERVICE, C.MSG_CONNECTION_TERMINATED, C.MSG_TRIGGER_SERVICE3, C.MSG_TRIGGER_SERVICE4]).toEqual(
-      [0x210, 0x211, 0x212, 0x213],
-    );
+    expect([
+      C.MSG_EXEC_CMDLINE,
+      C.MSG_JUST_EXEC,
+      C.MSG_SERVICE_CONNECT,
+      C.MSG_SERVICE_REFUSED,
+    ]).toEqual([0x200, 0x201, 0x202, 0x203]);
+    expect([
+      C.MSG_TRIGGER_SERVICE,
+      C.MSG_CONNECTION_TERMINATED,
+      C.MSG_TRIGGER_SERVICE3,
+      C.MSG_TRIGGER_SERVICE4,
+    ]).toEqual([0x210, 0x211, 0x212, 0x213]);
     expect(C.MSG_HELLO).toBe(0x300);
   });
 
   test("versions, limits, ports and exit codes", () => {
-    expect([C.QREXEC_PROTOCOL_VERSION, C.QREXEC_CLIENT_PROTOCOL_VERSION, C.QREXEC_PROTOCOL_VERSION_MIN]).toEqual([4, 3, 2]);
+    expect([
+      C.QREXEC_PROTOCOL_VERSION,
+      C.QREXEC_CLIENT_PROTOCOL_VERSION,
+      C.QREXEC_PROTOCOL_VERSION_MIN,
+    ]).toEqual([4, 3, 2]);
     expect([C.MAX_DATA_CHUNK_V2, C.MAX_DATA_CHUNK_V3]).toEqual([4096, 65536]);
     expect([C.MAX_SERVICE_NAME_LEN, C.NAME_MAX, C.MAX_QREXEC_CMD_LEN]).toEqual([65000, 255, 65535]);
-    expect([C.VCHAN_BASE_PORT, C.MAX_CLIENTS, C.DATA_PORT_MIN, C.DATA_PORT_MAX]).toEqual([512, 256, 513, 768]);
-    expect([C.QREXEC_EXIT_PROBLEM, C.QREXEC_EXIT_REQUEST_REFUSED, C.QREXEC_EXIT_SERVICE_NOT_FOUND]).toEqual([125, 126, 127]);
+    expect([C.VCHAN_BASE_PORT, C.MAX_CLIENTS, C.DATA_PORT_MIN, C.DATA_PORT_MAX]).toEqual([
+      512, 256, 513, 768,
+    ]);
+    expect([
+      C.QREXEC_EXIT_PROBLEM,
+      C.QREXEC_EXIT_REQUEST_REFUSED,
+      C.QREXEC_EXIT_SERVICE_NOT_FOUND,
+    ]).toEqual([125, 126, 127]);
   });
 
   test("struct sizes add up from their fields (§3.3)", () => {
@@ -34,7 +50,11 @@ describe("protocol constants", () => {
   });
 
   test("default paths (§5.3, §5.4, §10)", () => {
-    expect(C.DEFAULT_SERVICE_PATH.split(":")).toEqual(["/run/qubes-rpc", "/usr/local/etc/qubes-rpc", "/etc/qubes-rpc"]);
+    expect(C.DEFAULT_SERVICE_PATH.split(":")).toEqual([
+      "/run/qubes-rpc",
+      "/usr/local/etc/qubes-rpc",
+      "/etc/qubes-rpc",
+    ]);
     expect(C.DEFAULT_RPC_CONFIG_PATH.split(":")).toEqual([
       "/run/qubes/rpc-config",
       "/usr/local/etc/qubes/rpc-config",
@@ -67,7 +87,8 @@ describe("protocol constants", () => {
   test("every numeric export is listed in protocolConstants", () => {
     const listed = new Set(Object.keys(C.protocolConstants).map(exportNameOf));
     for (const [name, value] of Object.entries(C)) {
-      if (typeof value === "number") expect({ name, listed: listed.has(name) }).toEqual({ name, listed: true });
+      if (typeof value === "number")
+        expect({ name, listed: listed.has(name) }).toEqual({ name, listed: true });
     }
   });
 });

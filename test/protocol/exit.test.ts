@@ -11,7 +11,11 @@ import {
 
 describe("exit statuses (§8)", () => {
   test("the qrexec codes", () => {
-    expect([QREXEC_EXIT_PROBLEM, QREXEC_EXIT_REQUEST_REFUSED, QREXEC_EXIT_SERVICE_NOT_FOUND]).toEqual([125, 126, 127]);
+    expect([
+      QREXEC_EXIT_PROBLEM,
+      QREXEC_EXIT_REQUEST_REFUSED,
+      QREXEC_EXIT_SERVICE_NOT_FOUND,
+    ]).toEqual([125, 126, 127]);
   });
 
   test("killed by signal N → 128+N", () => {
@@ -29,7 +33,12 @@ describe("exit statuses (§8)", () => {
   });
 
   test("exit() keeps the low 8 bits", () => {
-    expect([processExitCode(-1), processExitCode(256), processExitCode(300), processExitCode(42)]).toEqual([255, 0, 44, 42]);
+    expect([
+      processExitCode(-1),
+      processExitCode(256),
+      processExitCode(300),
+      processExitCode(42),
+    ]).toEqual([255, 0, 44, 42]);
   });
 
   test.each([

@@ -22,7 +22,12 @@ function field(content: string | Uint8Array, size: number): Buffer {
   return bytes;
 }
 
-function trigger4(parts: { source?: string | Uint8Array; target?: string | Uint8Array; ident?: string | Uint8Array; tail: string }) {
+function trigger4(parts: {
+  source?: string | Uint8Array;
+  target?: string | Uint8Array;
+  ident?: string | Uint8Array;
+  tail: string;
+}) {
   return Buffer.concat([
     field(parts.source ?? "", 64),
     field(parts.target ?? "work", 64),
@@ -31,12 +36,28 @@ function trigger4(parts: { source?: string | Uint8Array; target?: string | Uint8
   ]);
 }
 
-function trigger3(parts: { target?: string | Uint8Array; ident?: string | Uint8Array; tail: string }) {
-  return Buffer.concat([field(parts.target ?? "work", 64), field(parts.ident ?? "SOCKET5", 32), Buffer.from(parts.tail, "latin1")]);
+function trigger3(parts: {
+  target?: string | Uint8Array;
+  ident?: string | Uint8Array;
+  tail: string;
+}) {
+  return Buffer.concat([
+    field(parts.target ?? "work", 64),
+    field(parts.ident ?? "SOCKET5", 32),
+    Buffer.from(parts.tail, "latin1"),
+  ]);
 }
 
-function triggerV2(parts: { service: string | Uint8Array; target?: string; ident?: string | Uint8Array }) {
-  return Buffer.concat([field(parts.service, 64), field(parts.target ?? "work", 32), field(parts.ident ?? "SOCKET5", 32)]);
+function triggerV2(parts: {
+  service: string | Uint8Array;
+  target?: string;
+  ident?: string | Uint8Array;
+}) {
+  return Buffer.concat([
+    field(parts.service, 64),
+    field(parts.target ?? "work", 32),
+    field(parts.ident ?? "SOCKET5", 32),
+  ]);
 }
 
 function validate(type: number, body: Uint8Array, version = 4) {
@@ -63,7 +84,11 @@ describe("ident validation (§3.5)", () => {
     ["bad byte 0xff", ident(Uint8Array.from([0x41, 0xff])), /invalid byte 255/],
     ["newline", ident("a\n"), /invalid byte 10/],
     ["not NUL-terminated", new Uint8Array(32).fill(0x41), /not NUL-terminated/],
-    ["data after the NUL (trailing data)", ident(Uint8Array.from([0x61, 0, 0x62])), /offset 2 after its terminator at 1/],
+    [
+      "data after the NUL (trailing data)",
+      ident(Uint8Array.from([0x61, 0, 0x62])),
+      /offset 2 after its terminator at 1/,
+    ],
     ["last byte non-NUL after a NUL", Uint8Array.from([...new Uint8Array(31), 0x61]), /offset 31/],
     ["wrong length", new Uint8Array(31), /32 bytes/],
   ];
@@ -89,7 +114,10 @@ describe("sanitizing (§7.3)", () => {
 
 describe("TRIGGER4 body checks (§7.3)", () => {
   test("a good trigger is accepted with sanitized fields and the raw ident", () => {
-    const verdict = validate(C.MSG_TRIGGER_SERVICE4, trigger4({ source: "relay", target: "$work!", tail: "qubes.Svc+a/b\0" }));
+    const verdict = validate(
+      C.MSG_TRIGGER_SERVICE4,
+      trigger4({ source: "relay", target: "$work!", tail: "qubes.Svc+a/b\0" }),
+    );
     expect(verdict).toEqual({
       kind: "ok",
       source: "relay",
@@ -105,19 +133,33 @@ describe("TRIGGER4 body checks (§7.3)", () => {
   });
 
   test("an all-NUL ident passes", () => {
-    expect(validate(C.MSG_TRIGGER_SERVICE4, trigger4({ ident: new Uint8Array(32), tail: "s\0" })).kind).toBe("ok");
+    expect(
+      validate(C.MSG_TRIGGER_SERVICE4, trigger4({ ident: new Uint8Array(32), tail: "s\0" })).kind,
+    ).toBe("ok");
   });
 
   const refused: [string, { ident?: string | Uint8Array; tail: string }, RegExp][] = [
     ["bad ident byte", { ident: "SOCK$", tail: "s\0" }, /invalid byte 36/],
-    ["non-terminated ident", { ident: new Uint8Array(32).fill(0x42), tail: "s\0" }, /not NUL-terminated/],
-    ["ident with trailing data", { ident: Uint8Array.from([0x61, 0, 0x62]), tail: "s\0" }, /after its terminator/],
+    [
+      "non-terminated ident",
+      { ident: new Uint8Array(32).fill(0x42), tail: "s\0" },
+      /not NUL-terminated/,
+    ],
+    [
+      "ident with trailing data",
+      { ident: Uint8Array.from([0x61, 0, 0x62]), tail: "s\0" },
+      /after its terminator/,
+    ],
     ["empty service name", { tail: "\0" }, /empty service name/],
     ["leading '+'", { tail: "+arg\0" }, /starts with '\+'/],
     ["lone '+'", { tail: "+\0" }, /starts with '\+'/],
     ["interior NUL", { tail: "a\0b\0" }, /interior NUL/],
     ["no terminating NUL", { tail: "abc" }, /not NUL-terminated/],
-    ["ident is checked before the service name", { ident: "a/b", tail: "\0" }, /ident has invalid byte/],
+    [
+      "ident is checked before the service name",
+      { ident: "a/b", tail: "\0" },
+      /ident has invalid byte/,
+    ],
   ];
   test.each(refused)("refuses %s, echoing the raw ident", (_name, parts, reason) => {
     const body = trigger4(parts);
@@ -132,7 +174,13 @@ describe("TRIGGER4 body checks (§7.3)", () => {
 describe("TRIGGER3 and TRIGGER (v2) body checks", () => {
   test("TRIGGER3 is accepted at v3 and at v4, with no source", () => {
     for (const version of [3, 4]) {
-      expect(validate(C.MSG_TRIGGER_SERVICE3, trigger3({ target: "@default", tail: "qubes.Svc\0" }), version)).toEqual({
+      expect(
+        validate(
+          C.MSG_TRIGGER_SERVICE3,
+          trigger3({ target: "@default", tail: "qubes.Svc\0" }),
+          version,
+        ),
+      ).toEqual({
         kind: "ok",
         source: null,
         target: "@default",
@@ -153,8 +201,18 @@ describe("TRIGGER3 and TRIGGER (v2) body checks", () => {
   });
 
   test("TRIGGER (v2) force-terminates the 64-byte name and sanitizes it", () => {
-    const verdict = validate(C.MSG_TRIGGER_SERVICE, triggerV2({ service: "s".repeat(64), target: "w$" }), 2);
-    expect(verdict).toEqual({ kind: "ok", source: null, target: "w_", service: "s".repeat(63), ident: ident("SOCKET5") });
+    const verdict = validate(
+      C.MSG_TRIGGER_SERVICE,
+      triggerV2({ service: "s".repeat(64), target: "w$" }),
+      2,
+    );
+    expect(verdict).toEqual({
+      kind: "ok",
+      source: null,
+      target: "w_",
+      service: "s".repeat(63),
+      ident: ident("SOCKET5"),
+    });
   });
 
   test.each([
@@ -165,7 +223,9 @@ describe("TRIGGER3 and TRIGGER (v2) body checks", () => {
   });
 
   test("TRIGGER (v2) refuses a bad ident", () => {
-    expect(validate(C.MSG_TRIGGER_SERVICE, triggerV2({ service: "s", ident: "a:b" }), 2).kind).toBe("refused");
+    expect(validate(C.MSG_TRIGGER_SERVICE, triggerV2({ service: "s", ident: "a:b" }), 2).kind).toBe(
+      "refused",
+    );
   });
 });
 
@@ -206,7 +266,9 @@ describe("header rules (§7.3): violations are fatal", () => {
 
   test("a body whose size disagrees with the header is fatal", () => {
     const body = trigger4({ tail: "s\0" });
-    expect(validateAgentMessage({ type: C.MSG_TRIGGER_SERVICE4, len: body.length + 1 }, body, 4).kind).toBe("fatal");
+    expect(
+      validateAgentMessage({ type: C.MSG_TRIGGER_SERVICE4, len: body.length + 1 }, body, 4).kind,
+    ).toBe("fatal");
   });
 });
 
@@ -230,13 +292,20 @@ describe("CONNECTION_TERMINATED (§7.3)", () => {
 });
 
 describe("qube names (qube-name.c)", () => {
-  test.each(["work", "a", "A1", "x".repeat(31), "my-vm.1_2", "sys-net", "dom0", "nonesuch", "vm-dmx"])(
-    "'%s' is valid",
-    (name) => {
-      expect(qubeNameProblem(name)).toBeNull();
-      expect(isValidQubeName(name)).toBe(true);
-    },
-  );
+  test.each([
+    "work",
+    "a",
+    "A1",
+    "x".repeat(31),
+    "my-vm.1_2",
+    "sys-net",
+    "dom0",
+    "nonesuch",
+    "vm-dmx",
+  ])("'%s' is valid", (name) => {
+    expect(qubeNameProblem(name)).toBeNull();
+    expect(isValidQubeName(name)).toBe(true);
+  });
   test.each([
     ["", /1\.\.31/],
     ["x".repeat(32), /1\.\.31/],
@@ -284,12 +353,19 @@ describe("qrexec-client-vm TARGET and SERVICE (§10)", () => {
     expect(built.kind === "invalid" && built.reason).toMatch(reason);
   });
 
-  test.each(["qubes.Svc+arg", "a$b", "s".repeat(64999), "qubes.Filecopy"])("service %#: accepted", (service) => {
-    expect(clientServiceProblem(service)).toBeNull();
-  });
+  test.each(["qubes.Svc+arg", "a$b", "s".repeat(64999), "qubes.Filecopy"])(
+    "service %#: accepted",
+    (service) => {
+      expect(clientServiceProblem(service)).toBeNull();
+    },
+  );
 
   test("the built TRIGGER4 is what the daemon accepts", () => {
-    const built = buildClientTrigger({ target: "$dispvm:fedora", service: "qubes.Svc+x", source: "relay" });
+    const built = buildClientTrigger({
+      target: "$dispvm:fedora",
+      service: "qubes.Svc+x",
+      source: "relay",
+    });
     if (built.kind !== "ok") throw new Error(built.reason);
     const header = decodeHeader(built.message);
     expect(header).toEqual({ type: C.MSG_TRIGGER_SERVICE4, len: 160 + "qubes.Svc+x".length + 1 });

@@ -51,7 +51,8 @@ async function startAgent(version: number): Promise<void> {
   });
   agentLog = [];
   void (async () => {
-    for await (const chunk of agent.stderr as ReadableStream<Uint8Array>) agentLog.push(text(chunk));
+    for await (const chunk of agent.stderr as ReadableStream<Uint8Array>)
+      agentLog.push(text(chunk));
   })();
   control = await FramePeer.connectVchan(dir.path, AGENT_DOMAIN, 0, C.VCHAN_BASE_PORT);
   expect(await control.receiveHello()).toBe(4);
@@ -59,7 +60,11 @@ async function startAgent(version: number): Promise<void> {
 }
 
 /** Runs `command` as dom0 would (EXEC_CMDLINE or JUST_EXEC) and returns every data message. */
-async function exec(command: string, stdin: string[] = [""], type = C.MSG_EXEC_CMDLINE): Promise<RawMessage[]> {
+async function exec(
+  command: string,
+  stdin: string[] = [""],
+  type = C.MSG_EXEC_CMDLINE,
+): Promise<RawMessage[]> {
   const port = nextPort++;
   const listener = FramePeer.listenVchan(dir.path, 0, AGENT_DOMAIN, port);
   control.send(type, encodeExecCommand({ connectDomain: 0, connectPort: port }, command));
@@ -71,22 +76,36 @@ async function exec(command: string, stdin: string[] = [""], type = C.MSG_EXEC_C
   const messages = await data.messagesUntilClose();
   const terminated = await control.receive();
   expect(terminated?.type).toBe(C.MSG_CONNECTION_TERMINATED);
-  expect(decodeExecParams(terminated!.payload)).toMatchObject({ connectDomain: 0, connectPort: port });
+  expect(decodeExecParams(terminated!.payload)).toMatchObject({
+    connectDomain: 0,
+    connectPort: port,
+  });
   return messages;
 }
 
 function summary(messages: RawMessage[]): string[] {
   return messages.map((message) => {
-    const name = { [C.MSG_DATA_STDOUT]: "STDOUT", [C.MSG_DATA_STDERR]: "STDERR", [C.MSG_DATA_EXIT_CODE]: "EXIT" }[message.type] ?? `0x${message.type.toString(16)}`;
-    return message.type === C.MSG_DATA_EXIT_CODE ? `EXIT ${exitCodeOf(message)}` : `${name} ${JSON.stringify(text(message.payload))}`;
+    const name =
+      {
+        [C.MSG_DATA_STDOUT]: "STDOUT",
+        [C.MSG_DATA_STDERR]: "STDERR",
+        [C.MSG_DATA_EXIT_CODE]: "EXIT",
+      }[message.type] ?? `0x${message.type.toString(16)}`;
+    return message.type === C.MSG_DATA_EXIT_CODE
+      ? `EXIT ${exitCodeOf(message)}`
+      : `${name} ${JSON.stringify(text(message.payload))}`;
   });
 }
 
 beforeAll(async () => {
   dir = tempDir("qrx-agent-");
   mkdirSync(join(dir.path, "rpc"));
-  writeFileSync(join(dir.path, "rpc", "test.Add"), "#!/bin/sh\nread a b; echo $((a+b))\n", { mode: 0o755 });
-  writeFileSync(join(dir.path, "rpc", "test.Err"), "#!/bin/sh\necho oops >&2; exit 3\n", { mode: 0o755 });
+  writeFileSync(join(dir.path, "rpc", "test.Add"), "#!/bin/sh\nread a b; echo $((a+b))\n", {
+    mode: 0o755,
+  });
+  writeFileSync(join(dir.path, "rpc", "test.Err"), "#!/bin/sh\necho oops >&2; exit 3\n", {
+    mode: 0o755,
+  });
   await startAgent(4);
 });
 
@@ -100,7 +119,9 @@ describe("qrexec-agent on the wire", () => {
   test("test.Add: stdout data, one EOF per stream, EXIT_CODE last", async () => {
     const messages = summary(await exec("user:QUBESRPC test.Add dom0", ["11 22\n", ""]));
     expect(messages.at(-1)).toBe("EXIT 0");
-    expect(messages.slice(0, -1).sort()).toEqual(['STDERR ""', 'STDOUT ""', 'STDOUT "33\\n"'].sort());
+    expect(messages.slice(0, -1).sort()).toEqual(
+      ['STDERR ""', 'STDOUT ""', 'STDOUT "33\\n"'].sort(),
+    );
     expect(messages.indexOf('STDOUT "33\\n"')).toBeLessThan(messages.indexOf('STDOUT ""'));
   });
 
@@ -113,7 +134,11 @@ describe("qrexec-agent on the wire", () => {
   });
 
   test("a missing service: both EOFs, then 127", async () => {
-    expect(summary(await exec("user:QUBESRPC test.Nothing dom0"))).toEqual(['STDOUT ""', 'STDERR ""', "EXIT 127"]);
+    expect(summary(await exec("user:QUBESRPC test.Nothing dom0"))).toEqual([
+      'STDOUT ""',
+      'STDERR ""',
+      "EXIT 127",
+    ]);
   });
 
   test("a command that does not parse: 125", async () => {
@@ -121,13 +146,22 @@ describe("qrexec-agent on the wire", () => {
   });
 
   test("JUST_EXEC sends only the exit code", async () => {
-    expect(summary(await exec("user:QUBESRPC test.Add dom0", [], C.MSG_JUST_EXEC))).toEqual(["EXIT 0"]);
-    expect(summary(await exec("user:QUBESRPC test.None dom0", [], C.MSG_JUST_EXEC))).toEqual(["EXIT 127"]);
+    expect(summary(await exec("user:QUBESRPC test.Add dom0", [], C.MSG_JUST_EXEC))).toEqual([
+      "EXIT 0",
+    ]);
+    expect(summary(await exec("user:QUBESRPC test.None dom0", [], C.MSG_JUST_EXEC))).toEqual([
+      "EXIT 127",
+    ]);
   });
 
   test("a trigger is forwarded with ident SOCKET<n>; REFUSED closes the client", async () => {
     const client = await Connection.connect(agentSocket);
-    client.write(frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", target: "vault", ident: "SOCKET", service: "test.Add+x" })));
+    client.write(
+      frame(
+        C.MSG_TRIGGER_SERVICE4,
+        encodeTrigger4({ source: "", target: "vault", ident: "SOCKET", service: "test.Add+x" }),
+      ),
+    );
     const forwarded = await control.receive();
     expect(forwarded?.type).toBe(C.MSG_TRIGGER_SERVICE4);
     const trigger = decodeTrigger4(forwarded!.payload);
@@ -140,16 +174,33 @@ describe("qrexec-agent on the wire", () => {
 
   test("SERVICE_CONNECT hands the raw exec_params to the client, and its close is reported", async () => {
     const client = await Connection.connect(agentSocket);
-    client.write(frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", target: "vault", ident: "SOCKET", service: "test.Add" })));
+    client.write(
+      frame(
+        C.MSG_TRIGGER_SERVICE4,
+        encodeTrigger4({ source: "", target: "vault", ident: "SOCKET", service: "test.Add" }),
+      ),
+    );
     const trigger = decodeTrigger4((await control.receive())!.payload);
-    control.send(C.MSG_SERVICE_CONNECT, encodeServiceConnect({ connectDomain: 7, connectPort: 700 }, trigger.ident));
-    expect(decodeExecParams((await client.read(8))!)).toMatchObject({ connectDomain: 7, connectPort: 700 });
+    control.send(
+      C.MSG_SERVICE_CONNECT,
+      encodeServiceConnect({ connectDomain: 7, connectPort: 700 }, trigger.ident),
+    );
+    expect(decodeExecParams((await client.read(8))!)).toMatchObject({
+      connectDomain: 7,
+      connectPort: 700,
+    });
     // A second CONNECT for the same request is ignored (§13.9).
-    control.send(C.MSG_SERVICE_CONNECT, encodeServiceConnect({ connectDomain: 7, connectPort: 702 }, trigger.ident));
+    control.send(
+      C.MSG_SERVICE_CONNECT,
+      encodeServiceConnect({ connectDomain: 7, connectPort: 702 }, trigger.ident),
+    );
     client.close();
     const terminated = await control.receive();
     expect(terminated?.type).toBe(C.MSG_CONNECTION_TERMINATED);
-    expect(decodeExecParams(terminated!.payload)).toMatchObject({ connectDomain: 7, connectPort: 700 });
+    expect(decodeExecParams(terminated!.payload)).toMatchObject({
+      connectDomain: 7,
+      connectPort: 700,
+    });
   });
 
   test("hostile input: a bad trigger closes that client, unknown control messages are ignored", async () => {
@@ -175,7 +226,12 @@ describe("qrexec-agent toward an older daemon", () => {
     control.close();
     await startAgent(3);
     const client = await Connection.connect(agentSocket);
-    client.write(frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", target: "vault", ident: "SOCKET", service: "test.Add" })));
+    client.write(
+      frame(
+        C.MSG_TRIGGER_SERVICE4,
+        encodeTrigger4({ source: "", target: "vault", ident: "SOCKET", service: "test.Add" }),
+      ),
+    );
     const forwarded = await control.receive();
     expect(forwarded?.type).toBe(C.MSG_TRIGGER_SERVICE3);
     expect(fieldText(decodeTrigger3(forwarded!.payload).service)).toBe("test.Add");

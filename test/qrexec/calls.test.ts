@@ -16,9 +16,17 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     system.service("vault", "test.Add", "read a b; echo $((a+b))");
     system.service("vault", "test.Exit", 'cat >/dev/null; exit "$1"');
     system.service("vault", "test.Kill", "kill -9 $$");
-    system.service("vault", "test.Env", 'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|${QREXEC_SERVICE_ARGUMENT-unset}|$*"');
+    system.service(
+      "vault",
+      "test.Env",
+      'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|${QREXEC_SERVICE_ARGUMENT-unset}|$*"',
+    );
     system.service("work", "test.Echo", "cat");
-    system.service("dom0", "test.Dom0Env", 'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat');
+    system.service(
+      "dom0",
+      "test.Dom0Env",
+      'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat',
+    );
     system.policy(
       "test.Deny* * * deny",
       "test.Ghost* work * allow ghost",
@@ -40,7 +48,7 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
 
   test("VM -> VM: test.Add with a local program (the design notes' example)", async () => {
     const client = join(system.dir.path, "add-client");
-    writeFileSync(client, '#!/bin/sh\necho $1 $2\nexec cat >&$SAVED_FD_1\n', { mode: 0o755 });
+    writeFileSync(client, "#!/bin/sh\necho $1 $2\nexec cat >&$SAVED_FD_1\n", { mode: 0o755 });
     const result = await system.clientVm("work", ["vault", "test.Add", client, "11", "22"]);
     expect(result.stdout, explain(result)).toBe("33\n");
     expect(result.code).toBe(0);
@@ -94,9 +102,21 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
   });
 
   test("local program status when the remote one is 0, the remote one otherwise", async () => {
-    const localFails = await system.clientVm("work", ["vault", "test.Exit+0", "/bin/sh", "-c", "exit 7"]);
+    const localFails = await system.clientVm("work", [
+      "vault",
+      "test.Exit+0",
+      "/bin/sh",
+      "-c",
+      "exit 7",
+    ]);
     expect(localFails.code, explain(localFails)).toBe(7);
-    const bothFail = await system.clientVm("work", ["vault", "test.Exit+5", "/bin/sh", "-c", "exit 7"]);
+    const bothFail = await system.clientVm("work", [
+      "vault",
+      "test.Exit+5",
+      "/bin/sh",
+      "-c",
+      "exit 7",
+    ]);
     expect(bothFail.code, explain(bothFail)).toBe(5);
   });
 
@@ -118,7 +138,10 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
   });
 
   test("dom0 -> dom0 runs the service directly", async () => {
-    const result = await system.client(["-d", "dom0", "DEFAULT:QUBESRPC test.Dom0Env dom0 name dom0"], "x\n");
+    const result = await system.client(
+      ["-d", "dom0", "DEFAULT:QUBESRPC test.Dom0Env dom0 name dom0"],
+      "x\n",
+    );
     expect(result.stdout, explain(result)).toBe("dom0|test.Dom0Env|name|dom0\nx\n");
     expect(result.code).toBe(0);
   });

@@ -245,7 +245,13 @@ describe("qrexec-client -c … -d VM CMD", () => {
 
   test("a command longer than a message can carry is refused with 137, nothing sent", async () => {
     const before = target.requests.length;
-    const client = spawnClient(["-d", "vault", "-c", "SOCKET7,work,42", `user:${"x".repeat(65530)}`]);
+    const client = spawnClient([
+      "-d",
+      "vault",
+      "-c",
+      "SOCKET7,work,42",
+      `user:${"x".repeat(65530)}`,
+    ]);
     const stderr = await new Response(client.stderr).text();
     expect(await client.exited).toBe(137);
     expect(stderr).toMatch(/at most 65526 fit a message/);

@@ -3,7 +3,16 @@
 // call is the same call (data, exit codes, messages, a killed client, SIGUSR1).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, readdirSync, readFileSync, readSync, readlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  readlinkSync,
+  writeSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { socketPair } from "../../src/native.ts";
@@ -30,7 +39,11 @@ describe("qrexec-client-vm's client host", () => {
     system.service("vault", "test.Hold", `touch "${marks}.$1"; exec cat`);
     system.service("vault", "test.Exit", 'cat >/dev/null; exit "$1"');
     system.service("vault", "test.Sum", "sha256sum | cut -d' ' -f1");
-    system.service("vault", "test.Single", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0" >&0; read reply; echo "got $reply" >&0');
+    system.service(
+      "vault",
+      "test.Single",
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0" >&0; read reply; echo "got $reply" >&0',
+    );
     system.policy("test.Deny* * * deny", "* work vault allow");
   });
 
@@ -51,17 +64,24 @@ describe("qrexec-client-vm's client host", () => {
     const tag = `m${Math.random().toString(36).slice(2)}`;
     const childEnv = system.env(2, env);
     for (const name of unset) delete childEnv[name];
-    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), ...args].map((arg) => arg.replace("TAG", tag)), {
-      env: childEnv,
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const child = Bun.spawn(
+      [join(BIN, "qrexec-client-vm"), ...args].map((arg) => arg.replace("TAG", tag)),
+      {
+        env: childEnv,
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
     const exe = executable(child.pid);
     child.stdin.write("bye\n");
     await child.stdin.end();
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     expect(code, explain({ code, stderr })).toBe(0);
     return { exe, code, stdout };
   }
@@ -77,7 +97,13 @@ describe("qrexec-client-vm's client host", () => {
   });
 
   test("a local program falls back to the Bun CLI (the program is the CLI's child)", async () => {
-    const { exe, stdout } = await whileRunning(["vault", "test.Hold+TAG", "/bin/sh", "-c", 'cat <&"$SAVED_FD_0" & exec cat >&"$SAVED_FD_1"']);
+    const { exe, stdout } = await whileRunning([
+      "vault",
+      "test.Hold+TAG",
+      "/bin/sh",
+      "-c",
+      'cat <&"$SAVED_FD_0" & exec cat >&"$SAVED_FD_1"',
+    ]);
     expect(exe).not.toBe(FRONT);
     expect(exe).toMatch(/bun/);
     expect(stdout).toBe("bye\n");
@@ -92,18 +118,29 @@ describe("qrexec-client-vm's client host", () => {
   test.skipIf(!Bun.which("script"))("a terminal on stdio falls back to the Bun CLI", async () => {
     const tag = `t${Math.random().toString(36).slice(2)}`;
     const command = `${join(BIN, "qrexec-client-vm")} vault test.Hold+${tag}`;
-    const child = Bun.spawn(["script", "-qec", command, "/dev/null"], { env: system.env(2, { SHELL: "/bin/sh" }), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const child = Bun.spawn(["script", "-qec", command, "/dev/null"], {
+      env: system.env(2, { SHELL: "/bin/sh" }),
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
     // The client is the process with the service as an argument of its own: script and the
     // shell it runs (which may or may not exec the command) carry the whole command line as one.
     const clients = readdirSync("/proc").filter((pid) => {
       try {
-        return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").includes(`test.Hold+${tag}`);
+        return (
+          /^\d+$/.test(pid) &&
+          readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").includes(`test.Hold+${tag}`)
+        );
       } catch {
         return false;
       }
     });
-    expect(clients.length, clients.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "latin1")).join("\n")).toBe(1);
+    expect(
+      clients.length,
+      clients.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "latin1")).join("\n"),
+    ).toBe(1);
     const exe = executable(Number(clients[0]));
     child.kill("SIGKILL");
     await child.exited;
@@ -177,7 +214,9 @@ describe("qrexec-client-vm's client host", () => {
     const data = new Uint8Array(64 << 20);
     for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096) & 0xff;
     const result = await system.clientVm("work", ["vault", "test.Sum"], data);
-    expect(result.stdout.trim(), explain(result)).toBe(createHash("sha256").update(data).digest("hex"));
+    expect(result.stdout.trim(), explain(result)).toBe(
+      createHash("sha256").update(data).digest("hex"),
+    );
     expect(result.code).toBe(0);
   });
 
@@ -199,7 +238,11 @@ describe("qrexec-client-vm's client host", () => {
     const help = await system.clientVm("work", ["--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: qrexec-client-vm/);
-    const bad = await system.clientVm("work", ["--buffer-size=x", "vault", "test.Exit+0"], "kept\n");
+    const bad = await system.clientVm(
+      "work",
+      ["--buffer-size=x", "vault", "test.Exit+0"],
+      "kept\n",
+    );
     expect(bad.code, explain(bad)).toBe(1);
     expect(bad.stderr).toMatch(/invalid buffer size/);
   });
@@ -208,21 +251,36 @@ describe("qrexec-client-vm's client host", () => {
     const agentPid = system.vms.get("work")!.agent.pid;
     const before = fdTargets(agentPid).length;
     const tag = `k${Math.random().toString(36).slice(2)}`;
-    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", `test.Hold+${tag}`], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", `test.Hold+${tag}`], {
+      env: system.env(2),
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
     expect(executable(child.pid)).toBe(FRONT);
     child.kill("SIGKILL");
     await child.exited;
-    await waitFor(() => fdTargets(agentPid).length <= before, `the agent to drop the call's fds (${fdTargets(agentPid).join(" ")})`, 5000);
+    await waitFor(
+      () => fdTargets(agentPid).length <= before,
+      `the agent to drop the call's fds (${fdTargets(agentPid).join(" ")})`,
+      5000,
+    );
     const after = await system.clientVm("work", ["vault", "test.Exit+0"]);
     expect(after.code, explain(after)).toBe(0);
   });
 
   test("an agent whose host socket path would be too long serves without a host", async () => {
-    const dir = join(system.dir.path, "x".repeat(Math.max(1, 104 - system.dir.path.length - "/agent".length)));
+    const dir = join(
+      system.dir.path,
+      "x".repeat(Math.max(1, 104 - system.dir.path.length - "/agent".length)),
+    );
     mkdirSync(dir, { recursive: true });
     const agentSocket = join(dir, "agent");
-    const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${agentSocket}`], { env: system.env(5), stdio: ["ignore", "ignore", "pipe"] });
+    const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${agentSocket}`], {
+      env: system.env(5),
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     try {
       let log = "";
       const decoder = new TextDecoder();
@@ -261,7 +319,9 @@ describe("qrexec-client-vm's client host", () => {
       new DataView(bytes.buffer).setUint32(4, 1, true);
       return bytes;
     };
-    expect(await hangsUp(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: qrx\r\n\r\n"))).toBe("closed");
+    expect(await hangsUp(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: qrx\r\n\r\n"))).toBe(
+      "closed",
+    );
     // Half a header, then silence: dropped when the request's 5 s are up.
     const started = performance.now();
     expect(await hangsUp(header(0x48585251).subarray(0, 10), 8000)).toBe("closed");
@@ -275,9 +335,18 @@ describe("qrexec-client-vm's client host", () => {
   // For a caller, SIGUSR1 means that its stdout is a socket to read the input from too (the
   // pump's single-socket mode from the client's side, §6.6); its stdin is dropped.
   test("hosted: SIGUSR1 to the front end switches its call to the stdout socket (§6.6)", async () => {
-    system.service("vault", "test.ReadEcho", `touch "${marks}.read-echo"; read line; echo "got $line"`);
+    system.service(
+      "vault",
+      "test.ReadEcho",
+      `touch "${marks}.read-echo"; read line; echo "got $line"`,
+    );
     const [ours, theirs] = socketPair();
-    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.ReadEcho"], { env: system.env(2), stdin: "pipe", stdout: theirs, stderr: "pipe" });
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.ReadEcho"], {
+      env: system.env(2),
+      stdin: "pipe",
+      stdout: theirs,
+      stderr: "pipe",
+    });
     closeSync(theirs);
     await waitFor(() => existsSync(`${marks}.read-echo`), "the service to start");
     expect(executable(child.pid)).toBe(FRONT);
@@ -295,7 +364,12 @@ describe("qrexec-client-vm's client host", () => {
 
   test("hosted: stdout ends when the service's output ends, while the call still runs", async () => {
     system.service("vault", "test.CloseEarly", "echo early; exec >&-; read line");
-    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.CloseEarly"], { env: system.env(2), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.CloseEarly"], {
+      env: system.env(2),
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const stdout = await new Response(child.stdout).text();
     expect(stdout).toBe("early\n");
     expect(child.exitCode).toBeNull();

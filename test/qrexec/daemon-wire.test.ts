@@ -33,8 +33,17 @@ let agent: FramePeer;
 const bytes = (value: string) => new TextEncoder().encode(value);
 const text = (value: Uint8Array) => new TextDecoder().decode(value);
 
-function trigger(fields: { target?: string; ident?: string | Uint8Array; service?: string | Uint8Array }): Uint8Array {
-  return encodeTrigger4({ source: "", target: fields.target ?? "dom0", ident: fields.ident ?? "SOCKET9", service: fields.service ?? "test.Echo" });
+function trigger(fields: {
+  target?: string;
+  ident?: string | Uint8Array;
+  service?: string | Uint8Array;
+}): Uint8Array {
+  return encodeTrigger4({
+    source: "",
+    target: fields.target ?? "dom0",
+    ident: fields.ident ?? "SOCKET9",
+    service: fields.service ?? "test.Echo",
+  });
 }
 
 async function acceptAgent(peer: Promise<FramePeer>): Promise<FramePeer> {
@@ -59,21 +68,45 @@ beforeAll(async () => {
   dir = tempDir("qrx-daemon-");
   mkdirSync(join(dir.path, "run"));
   mkdirSync(join(dir.path, "dom0-rpc"));
-  writeFileSync(join(dir.path, "dom0-rpc", "test.Echo"), "#!/bin/sh\necho \"from dom0: $QREXEC_REMOTE_DOMAIN\"\ncat\n", { mode: 0o755 });
+  writeFileSync(
+    join(dir.path, "dom0-rpc", "test.Echo"),
+    '#!/bin/sh\necho "from dom0: $QREXEC_REMOTE_DOMAIN"\ncat\n',
+    { mode: 0o755 },
+  );
   writeFileSync(join(dir.path, "policy"), "test.Echo* * dom0 allow\n");
   listener = FramePeer.listenVchan(dir.path, VM, 0, C.VCHAN_BASE_PORT);
   daemon = Bun.spawn(
-    [join(BIN, "qrexec-daemon"), "--direct", `--socket-dir=${join(dir.path, "run")}`, `--policy-program=${POLICY_PROGRAM}`, "--policy-socket=", "-u", "0b8e6f0e-0000-4000-8000-000000000042", String(VM), "testvm", "alice"],
+    [
+      join(BIN, "qrexec-daemon"),
+      "--direct",
+      `--socket-dir=${join(dir.path, "run")}`,
+      `--policy-program=${POLICY_PROGRAM}`,
+      "--policy-socket=",
+      "-u",
+      "0b8e6f0e-0000-4000-8000-000000000042",
+      String(VM),
+      "testvm",
+      "alice",
+    ],
     {
-      env: { ...process.env, VCHAN_DOMAIN: "0", QRX_VCHAN: "socket", VCHAN_SOCKET_DIR: dir.path, QREXEC_SERVICE_PATH: join(dir.path, "dom0-rpc"), QRX_TEST_POLICY: join(dir.path, "policy") },
+      env: {
+        ...process.env,
+        VCHAN_DOMAIN: "0",
+        QRX_VCHAN: "socket",
+        VCHAN_SOCKET_DIR: dir.path,
+        QREXEC_SERVICE_PATH: join(dir.path, "dom0-rpc"),
+        QRX_TEST_POLICY: join(dir.path, "policy"),
+      },
       stdio: ["ignore", "ignore", "pipe"],
     },
   );
   void (async () => {
-    for await (const chunk of daemon.stderr as ReadableStream<Uint8Array>) daemonLog.push(text(chunk));
+    for await (const chunk of daemon.stderr as ReadableStream<Uint8Array>)
+      daemonLog.push(text(chunk));
   })();
   agent = await acceptAgent(listener.accepted);
-  for (let i = 0; i < 500 && !existsSync(join(dir.path, "run", "qrexec.testvm")); i++) await Bun.sleep(10);
+  for (let i = 0; i < 500 && !existsSync(join(dir.path, "run", "qrexec.testvm")); i++)
+    await Bun.sleep(10);
 });
 
 afterAll(async () => {
@@ -86,7 +119,10 @@ afterAll(async () => {
 describe("qrexec-daemon on the wire", () => {
   test.each([
     ["an ident with a bad character", { ident: "bad!ident" }],
-    ["an ident with bytes after its NUL", { ident: new Uint8Array([65, 0, 66, ...new Array(29).fill(0)]) }],
+    [
+      "an ident with bytes after its NUL",
+      { ident: new Uint8Array([65, 0, 66, ...new Array(29).fill(0)]) },
+    ],
     ["a service starting with '+'", { service: "+arg" }],
     ["a service with an interior NUL", { service: new Uint8Array([97, 0, 98]) }],
   ])("%s is refused with the raw ident", async (_, fields) => {
@@ -123,23 +159,40 @@ describe("qrexec-daemon on the wire", () => {
     // No stderr in dom0: its EOF comes first (§6.2 step 1); the exit code comes last.
     expect(messages[0]).toMatchObject({ type: C.MSG_DATA_STDERR, payload: new Uint8Array(0) });
     expect(messages.at(-1)?.type).toBe(C.MSG_DATA_EXIT_CODE);
-    const stdout = messages.filter((m) => m.type === C.MSG_DATA_STDOUT).map((m) => text(m.payload)).join("");
+    const stdout = messages
+      .filter((m) => m.type === C.MSG_DATA_STDOUT)
+      .map((m) => text(m.payload))
+      .join("");
     expect(stdout).toBe("from dom0: testvm\nping\n");
-    agent.send(C.MSG_CONNECTION_TERMINATED, encodeConnectionTerminated({ connectDomain: 0, connectPort }));
+    agent.send(
+      C.MSG_CONNECTION_TERMINATED,
+      encodeConnectionTerminated({ connectDomain: 0, connectPort }),
+    );
   });
 
   test("a client's EXEC_CMDLINE: port reply, DEFAULT: replaced, forwarded; release closes the client", async () => {
     const client = await daemonClient();
-    client.write(frame(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "DEFAULT:QUBESRPC test.X dom0")));
+    client.write(
+      frame(
+        C.MSG_EXEC_CMDLINE,
+        encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "DEFAULT:QUBESRPC test.X dom0"),
+      ),
+    );
     const reply = await client.readMessage(8);
     const { connectDomain, connectPort } = decodeExecParams(reply!.payload);
     expect(connectDomain).toBe(VM);
     const forwarded = await agent.receive();
     expect(forwarded?.type).toBe(C.MSG_EXEC_CMDLINE);
     const params = decodeExecParams(forwarded!.payload);
-    expect({ domain: params.connectDomain, port: params.connectPort }).toEqual({ domain: 0, port: connectPort });
+    expect({ domain: params.connectDomain, port: params.connectPort }).toEqual({
+      domain: 0,
+      port: connectPort,
+    });
     expect(text(params.tail)).toBe("alice:QUBESRPC test.X dom0\0");
-    agent.send(C.MSG_CONNECTION_TERMINATED, encodeConnectionTerminated({ connectDomain: 0, connectPort }));
+    agent.send(
+      C.MSG_CONNECTION_TERMINATED,
+      encodeConnectionTerminated({ connectDomain: 0, connectPort }),
+    );
     await client.closed;
     expect(client.isClosed).toBe(true);
   });
@@ -148,7 +201,12 @@ describe("qrexec-daemon on the wire", () => {
     const ports: number[] = [];
     for (const peer of [43, 44, 7]) {
       const client = await daemonClient();
-      client.write(frame(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: peer, connectPort: 0 }, "user:true")));
+      client.write(
+        frame(
+          C.MSG_EXEC_CMDLINE,
+          encodeExecCommand({ connectDomain: peer, connectPort: 0 }, "user:true"),
+        ),
+      );
       ports.push(decodeExecParams((await client.readMessage(8))!.payload).connectPort);
       await agent.receive();
       client.close();
@@ -171,11 +229,21 @@ describe("qrexec-daemon on the wire", () => {
     expect(await huge.read(1)).toBeNull();
 
     const unknownIdent = await daemonClient();
-    unknownIdent.write(frame(C.MSG_SERVICE_CONNECT, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, ...bytes("NOPE"), ...new Array(28).fill(0)])));
+    unknownIdent.write(
+      frame(
+        C.MSG_SERVICE_CONNECT,
+        new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, ...bytes("NOPE"), ...new Array(28).fill(0)]),
+      ),
+    );
     expect(await unknownIdent.read(1)).toBeNull();
 
     const client = await daemonClient();
-    client.write(frame(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "user:true")));
+    client.write(
+      frame(
+        C.MSG_EXEC_CMDLINE,
+        encodeExecCommand({ connectDomain: 0, connectPort: 0 }, "user:true"),
+      ),
+    );
     expect((await client.readMessage(8))?.header.len).toBe(8);
     await agent.receive();
     client.close();
@@ -191,12 +259,23 @@ describe("qrexec-daemon on the wire", () => {
       expect(await agent.receive().catch(() => null), daemonLog.join("")).toBeNull();
       agent.close();
       agent = await acceptAgent(listener.next());
-      agent.send(C.MSG_TRIGGER_SERVICE4, trigger({ service: "test.Other", ident: `SOCKET${round}` }));
-      const reply = await Promise.race([agent.receive(), Bun.sleep(2000).then(() => "no reply within 2 s")]);
-      expect(typeof reply === "string" ? reply : reply?.type, `round ${round}; daemon log:\n${daemonLog.join("")}`).toBe(C.MSG_SERVICE_REFUSED);
+      agent.send(
+        C.MSG_TRIGGER_SERVICE4,
+        trigger({ service: "test.Other", ident: `SOCKET${round}` }),
+      );
+      const reply = await Promise.race([
+        agent.receive(),
+        Bun.sleep(2000).then(() => "no reply within 2 s"),
+      ]);
+      expect(
+        typeof reply === "string" ? reply : reply?.type,
+        `round ${round}; daemon log:\n${daemonLog.join("")}`,
+      ).toBe(C.MSG_SERVICE_REFUSED);
     }
     expect(daemon.exitCode).toBeNull();
-    expect(daemonLog.join("")).toMatch(/agent connection lost \(.*peer protocol error: control message longer than any valid one/);
+    expect(daemonLog.join("")).toMatch(
+      /agent connection lost \(.*peer protocol error: control message longer than any valid one/,
+    );
   }, 60_000);
 
   test("... an unknown message type is a protocol error too, and the daemon reconnects", async () => {
@@ -205,9 +284,18 @@ describe("qrexec-daemon on the wire", () => {
       expect(await agent.receive().catch(() => null)).toBeNull();
       agent.close();
       agent = await acceptAgent(listener.next());
-      agent.send(C.MSG_TRIGGER_SERVICE4, trigger({ service: "test.Other", ident: `SOCKET${round}` }));
-      const reply = await Promise.race([agent.receive(), Bun.sleep(2000).then(() => "no reply within 2 s")]);
-      expect(typeof reply === "string" ? reply : reply?.type, `round ${round}; daemon log:\n${daemonLog.join("")}`).toBe(C.MSG_SERVICE_REFUSED);
+      agent.send(
+        C.MSG_TRIGGER_SERVICE4,
+        trigger({ service: "test.Other", ident: `SOCKET${round}` }),
+      );
+      const reply = await Promise.race([
+        agent.receive(),
+        Bun.sleep(2000).then(() => "no reply within 2 s"),
+      ]);
+      expect(
+        typeof reply === "string" ? reply : reply?.type,
+        `round ${round}; daemon log:\n${daemonLog.join("")}`,
+      ).toBe(C.MSG_SERVICE_REFUSED);
     }
     expect(daemon.exitCode).toBeNull();
   }, 60_000);

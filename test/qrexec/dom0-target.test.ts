@@ -9,7 +9,7 @@ let system: PolicySystem;
 
 beforeAll(async () => {
   system = new PolicySystem("socket");
-  system.domains("[domains.work]\npower_state = \"Running\"\n");
+  system.domains('[domains.work]\npower_state = "Running"\n');
   const rules = ["test.Env * work dom0 allow", "test.Env * work @adminvm allow"];
   system.writePolicy("50-test.policy", `${rules.join("\n")}\n`);
   await system.startPolicyDaemon();

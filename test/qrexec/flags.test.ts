@@ -13,7 +13,11 @@ beforeAll(async () => {
   await system.startVm(2, "work");
   await system.startVm(3, "vault");
   system.service("vault", "test.Cat", "cat");
-  system.service("vault", "test.Escape", "printf 'a\\033[31mb\\tc\\001\\n'; printf 'e\\033x\\n' >&2");
+  system.service(
+    "vault",
+    "test.Escape",
+    "printf 'a\\033[31mb\\tc\\001\\n'; printf 'e\\033x\\n' >&2",
+  );
   system.service("vault", "test.Touch", `echo "$QREXEC_REMOTE_DOMAIN" > "${system.dir.path}/$1"`);
   system.policy("* work vault allow");
 });
@@ -24,7 +28,11 @@ afterAll(async () => {
 
 describe("qrexec-client-vm flags", () => {
   test("--prefix-data goes first, then stdin", async () => {
-    const result = await system.clientVm("work", ["--prefix-data=first ", "vault", "test.Cat"], "second\n");
+    const result = await system.clientVm(
+      "work",
+      ["--prefix-data=first ", "vault", "test.Cat"],
+      "second\n",
+    );
     expect(result.stdout).toBe("first second\n");
   });
 
@@ -38,7 +46,11 @@ describe("qrexec-client-vm flags", () => {
 
   test("--buffer-size sets the ring: 1 KiB still moves 1 MiB intact", async () => {
     const input = "0123456789abcdef".repeat(65536);
-    const result = await system.clientVm("work", ["--buffer-size=1024", "vault", "test.Cat"], input);
+    const result = await system.clientVm(
+      "work",
+      ["--buffer-size=1024", "vault", "test.Cat"],
+      input,
+    );
     expect(result.code).toBe(0);
     expect(result.stdout.length).toBe(input.length);
     expect(result.stdout === input).toBe(true);
@@ -56,7 +68,9 @@ describe("qrexec-client-vm flags", () => {
       const child = system.spawnClientVm("work", [...args, "vault", "test.Cat"]);
       let added: number[] = [];
       await waitFor(() => {
-        added = [...memfdBytes(vault)].filter(([inode]) => !before.has(inode)).map(([, size]) => size);
+        added = [...memfdBytes(vault)]
+          .filter(([inode]) => !before.has(inode))
+          .map(([, size]) => size);
         return added.length > 0;
       }, "the call's data vchan in vault's agent");
       child.stdin.write("x\n");
@@ -93,13 +107,24 @@ describe("qrexec-client-vm flags", () => {
 
   test("the local program does not run when the call is refused", async () => {
     const marker = join(system.dir.path, "should-not-exist");
-    const result = await system.clientVm("work", ["work", "test.Cat", "/bin/sh", "-c", `touch ${marker}`]);
+    const result = await system.clientVm("work", [
+      "work",
+      "test.Cat",
+      "/bin/sh",
+      "-c",
+      `touch ${marker}`,
+    ]);
     expect(result.code).toBe(126);
     expect(await Bun.file(marker).exists()).toBe(false);
   });
 
   test("no agent: a clear error, exit 1", async () => {
-    const result = await system.run(2, [join(BIN, "qrexec-client-vm"), "--agent-socket=/nonexistent/agent", "vault", "test.Cat"]);
+    const result = await system.run(2, [
+      join(BIN, "qrexec-client-vm"),
+      "--agent-socket=/nonexistent/agent",
+      "vault",
+      "test.Cat",
+    ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/cannot connect to the qrexec agent at \/nonexistent\/agent/);
   });
@@ -108,7 +133,12 @@ describe("qrexec-client-vm flags", () => {
 describe("qrexec-client flags", () => {
   test("-e (JUST_EXEC) starts the command and exits 0 at once", async () => {
     const touched = join(system.dir.path, "touched");
-    const result = await system.client(["-e", "-d", "vault", "DEFAULT:QUBESRPC test.Touch+touched dom0"]);
+    const result = await system.client([
+      "-e",
+      "-d",
+      "vault",
+      "DEFAULT:QUBESRPC test.Touch+touched dom0",
+    ]);
     expect(result.code).toBe(0);
     // The file exists before its line is in it: wait for the content, not the name.
     const contentOf = (path: string) => (Bun.file(path).size > 0 ? readFileSync(path, "utf8") : "");
@@ -120,7 +150,15 @@ describe("qrexec-client flags", () => {
   });
 
   test("--prefix-data and -l with a local program", async () => {
-    const result = await system.client(["-d", "vault", "-p", "pre:", "-l", "echo local-out; exec 1>&-; cat >&2", "DEFAULT:QUBESRPC test.Cat dom0"]);
+    const result = await system.client([
+      "-d",
+      "vault",
+      "-p",
+      "pre:",
+      "-l",
+      "echo local-out; exec 1>&-; cat >&2",
+      "DEFAULT:QUBESRPC test.Cat dom0",
+    ]);
     expect(result.code).toBe(0);
     expect(result.stderr).toBe("pre:local-out\n");
   });

@@ -25,12 +25,16 @@ const children: Subprocess[] = [];
 
 function collect(child: Subprocess, into: string[]): void {
   void (async () => {
-    for await (const chunk of child.stderr as ReadableStream<Uint8Array>) into.push(new TextDecoder().decode(chunk));
+    for await (const chunk of child.stderr as ReadableStream<Uint8Array>)
+      into.push(new TextDecoder().decode(chunk));
   })();
 }
 
 function start(argv: string[], env: Record<string, string>, into: string[]): Subprocess {
-  const child = Bun.spawn(argv, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = Bun.spawn(argv, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   children.push(child);
   collect(child, into);
   return child;
@@ -43,11 +47,23 @@ beforeAll(async () => {
   mkdirSync(join(dir.path, "policy.d"));
   writeFileSync(join(dir.path, "policy.d", "50-test.policy"), "test.Echo * @anyvm @anyvm allow\n");
   writeFileSync(join(dir.path, "domains.toml"), "[domains.testvm]\n[domains.vault]\n");
-  const policyArgs = ["--socket", policySocket, "--policy-dir", join(dir.path, "policy.d"), "--domains", join(dir.path, "domains.toml")];
+  const policyArgs = [
+    "--socket",
+    policySocket,
+    "--policy-dir",
+    join(dir.path, "policy.d"),
+    "--domains",
+    join(dir.path, "domains.toml"),
+  ];
   start([join(BIN, "qrexec-policy-daemon"), ...policyArgs, "--no-tty"], {}, policyLog);
   await waitFor(() => existsSync(policySocket), "the policy daemon's socket");
   const listener = FramePeer.listenVchan(dir.path, VM, 0, C.VCHAN_BASE_PORT);
-  const daemonArgs = ["--direct", `--socket-dir=${join(dir.path, "run")}`, `--policy-socket=${policySocket}`, "--policy-program=/bin/false"];
+  const daemonArgs = [
+    "--direct",
+    `--socket-dir=${join(dir.path, "run")}`,
+    `--policy-socket=${policySocket}`,
+    "--policy-program=/bin/false",
+  ];
   const env = { VCHAN_DOMAIN: "0", QRX_VCHAN: "socket", VCHAN_SOCKET_DIR: dir.path };
   start([join(BIN, "qrexec-daemon"), ...daemonArgs, String(VM), "testvm"], env, daemonLog);
   agent = await listener.accepted;
@@ -64,7 +80,8 @@ function trigger(ident: string, service: string | Uint8Array): Uint8Array {
   return encodeTrigger4({ source: "", target: "vault", ident, service });
 }
 
-const bytesOf = (lines: string[]) => lines.reduce((sum, chunk) => sum + Buffer.byteLength(chunk), 0);
+const bytesOf = (lines: string[]) =>
+  lines.reduce((sum, chunk) => sum + Buffer.byteLength(chunk), 0);
 
 test("a flood of refused 64 KB triggers grows dom0's logs by a bounded amount, with a drop notice", async () => {
   const before = { daemon: bytesOf(daemonLog), policy: bytesOf(policyLog) };
@@ -74,24 +91,44 @@ test("a flood of refused 64 KB triggers grows dom0's logs by a bounded amount, w
   for (let i = 0; i < FLOOD; i++) {
     agent.send(C.MSG_TRIGGER_SERVICE4, trigger(`SOCKET${i}`, i % 2 === 0 ? denied : invalid));
     const reply = await agent.receive();
-    expect(reply?.type, `trigger ${i}; daemon log:\n${daemonLog.join("").slice(-2000)}`).toBe(C.MSG_SERVICE_REFUSED);
+    expect(reply?.type, `trigger ${i}; daemon log:\n${daemonLog.join("").slice(-2000)}`).toBe(
+      C.MSG_SERVICE_REFUSED,
+    );
   }
-  await waitFor(() => daemonLog.join("").includes("more than 20 refusals from testvm"), "the daemon's drop notice");
-  await waitFor(() => policyLog.join("").includes("more than 20 refusals from testvm"), "the policy daemon's drop notice");
-  const grown = { daemon: bytesOf(daemonLog) - before.daemon, policy: bytesOf(policyLog) - before.policy };
+  await waitFor(
+    () => daemonLog.join("").includes("more than 20 refusals from testvm"),
+    "the daemon's drop notice",
+  );
+  await waitFor(
+    () => policyLog.join("").includes("more than 20 refusals from testvm"),
+    "the policy daemon's drop notice",
+  );
+  const grown = {
+    daemon: bytesOf(daemonLog) - before.daemon,
+    policy: bytesOf(policyLog) - before.policy,
+  };
   // 60 x 64 KB were sent; at most 20 cut lines of a few hundred bytes each, plus the notice.
   expect(grown.daemon).toBeLessThan(16_384);
   expect(grown.policy).toBeLessThan(16_384);
   // The name is cut, with its length (the policy daemon sees it with the empty argument "+").
   expect(daemonLog.join("")).toContain(`...(${"test.Denied".length + NAME_BYTES} bytes in all)`);
-  expect(policyLog.join("")).toContain(`...(${"test.Denied".length + NAME_BYTES + 1} bytes in all)`);
+  expect(policyLog.join("")).toContain(
+    `...(${"test.Denied".length + NAME_BYTES + 1} bytes in all)`,
+  );
 });
 
 test("control characters from a request reach the policy daemon's log escaped", async () => {
   const client = await Connection.connect(policySocket);
-  client.write(new TextEncoder().encode("source=vault\nintended_target=testvm\nservice_and_arg=test.\x1b[2JEcho\n\n"));
+  client.write(
+    new TextEncoder().encode(
+      "source=vault\nintended_target=testvm\nservice_and_arg=test.\x1b[2JEcho\n\n",
+    ),
+  );
   expect(new TextDecoder().decode(await client.readToEnd(4096))).toBe("result=deny\n");
-  await waitFor(() => policyLog.join("").includes("test.\\x1b[2JEcho"), "the escaped service name in the policy daemon's log");
+  await waitFor(
+    () => policyLog.join("").includes("test.\\x1b[2JEcho"),
+    "the escaped service name in the policy daemon's log",
+  );
   expect(policyLog.join("")).not.toContain("\x1b");
   client.close();
 });

@@ -27,7 +27,8 @@ const TRANSPORTS: Transport[] = ["shm", "socket"];
 setDefaultTimeout(60_000);
 const MIRAGE = ["--peer-profile=mirage"];
 const BIG = 200_000;
-const CHUNK_BUG = /peer protocol error: chunk header carries the total remaining length \(mirage-qubes 2\.0 bug\)/;
+const CHUNK_BUG =
+  /peer protocol error: chunk header carries the total remaining length \(mirage-qubes 2\.0 bug\)/;
 
 describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
   let system: QrexecSystem;
@@ -37,7 +38,10 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     await system.startVm(2, "work");
     // Two mirage-profile domains: one faithful apart from its ring sizes, one with both bugs.
     await system.startVm(4, "mirage", { agentArgs: MIRAGE });
-    await system.startVm(5, "buggy", { agentArgs: MIRAGE, agentEnv: { QRX_MIRAGE_BUGS: "chunk-length,trigger3-ident" } });
+    await system.startVm(5, "buggy", {
+      agentArgs: MIRAGE,
+      agentEnv: { QRX_MIRAGE_BUGS: "chunk-length,trigger3-ident" },
+    });
     for (const vm of ["work", "mirage", "buggy"]) {
       system.service(vm, "test.Echo", "cat");
       system.service(vm, "test.Add", "read a b; echo $((a+b))");
@@ -57,7 +61,10 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
   }
 
   test("the mirage agent says HELLO 3 and its daemon runs the control channel at 3", async () => {
-    await waitFor(() => /protocol 3/.test(system.logOf("agent:mirage")), "the mirage agent's dom0 connection");
+    await waitFor(
+      () => /protocol 3/.test(system.logOf("agent:mirage")),
+      "the mirage agent's dom0 connection",
+    );
     expect(system.logOf("agent:mirage")).toMatch(/as a mirage peer/);
     expect(system.logOf("agent:work")).toMatch(/dom0 connected, protocol 4/);
   });
@@ -121,11 +128,18 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
 
   test("chunk-length bug, caller side: our agent reports the peer protocol error and the call ends", async () => {
     const input = "w".repeat(100_000);
-    const result = await system.clientVm("mirage", [...MIRAGE, "work", "test.Count"], input, { QRX_MIRAGE_BUGS: "chunk-length" });
+    const result = await system.clientVm("mirage", [...MIRAGE, "work", "test.Count"], input, {
+      QRX_MIRAGE_BUGS: "chunk-length",
+    });
     expect(result.code, explain(result)).not.toBe(0);
-    await waitFor(() => CHUNK_BUG.test(system.logOf("agent:work")), "work's agent to log the chunk-length bug");
+    await waitFor(
+      () => CHUNK_BUG.test(system.logOf("agent:work")),
+      "work's agent to log the chunk-length bug",
+    );
     // Under the chunk size the knob changes nothing.
-    const small = await system.clientVm("mirage", [...MIRAGE, "work", "test.Count"], "12345", { QRX_MIRAGE_BUGS: "chunk-length" });
+    const small = await system.clientVm("mirage", [...MIRAGE, "work", "test.Count"], "12345", {
+      QRX_MIRAGE_BUGS: "chunk-length",
+    });
     expect(small.stdout.trim(), explain(small)).toBe("5");
   });
 
@@ -134,7 +148,10 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(result.code, explain(result)).toBe(126);
     expect(result.stderr).toBe("Request refused\n");
     await waitFor(
-      () => /request refused: peer protocol error: TRIGGER3 carries the request id in the service-name field \(mirage-qubes 2\.0 bug\)/.test(system.logOf("daemon:buggy")),
+      () =>
+        /request refused: peer protocol error: TRIGGER3 carries the request id in the service-name field \(mirage-qubes 2\.0 bug\)/.test(
+          system.logOf("daemon:buggy"),
+        ),
       "the daemon to name the TRIGGER3 bug",
     );
     // The faithful mirage agent's TRIGGER3 (same profile, no knob) is fine.
@@ -142,40 +159,73 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(fine.stdout, explain(fine)).toBe("2\n");
   });
 
-  test.if(transport === "shm")("the 128-page cap: a caller's 1 MiB rings (513 pages) are refused, 64 KiB ones (33) are fine", async () => {
-    const started = Date.now();
-    const big = await system.clientVm("work", ["--buffer-size=1048576", "mirage", "test.Add"], "1 1\n");
-    expect(big.code, explain(big)).not.toBe(0);
-    expect(big.stderr, explain(big)).toMatch(/the peer's page cap is 128 pages, these rings \(1048576\/1048576 bytes\) need 513/);
-    // The client may be done before the agent's log line has been read from its stderr.
-    await waitFor(() => /need more pages than the page cap of 128/.test(system.logOf("agent:mirage")), "the mirage agent's log line", 5000).catch(() => {});
-    expect(system.logOf("agent:mirage")).toMatch(/need more pages than the page cap of 128/);
-    expect(Date.now() - started).toBeLessThan(10_000);
-    const fits = await system.clientVm("work", ["--buffer-size=65536", "mirage", "test.Add"], "1 1\n");
-    expect(fits.stdout, explain(fits)).toBe("2\n");
-  });
+  test.if(transport === "shm")(
+    "the 128-page cap: a caller's 1 MiB rings (513 pages) are refused, 64 KiB ones (33) are fine",
+    async () => {
+      const started = Date.now();
+      const big = await system.clientVm(
+        "work",
+        ["--buffer-size=1048576", "mirage", "test.Add"],
+        "1 1\n",
+      );
+      expect(big.code, explain(big)).not.toBe(0);
+      expect(big.stderr, explain(big)).toMatch(
+        /the peer's page cap is 128 pages, these rings \(1048576\/1048576 bytes\) need 513/,
+      );
+      // The client may be done before the agent's log line has been read from its stderr.
+      await waitFor(
+        () => /need more pages than the page cap of 128/.test(system.logOf("agent:mirage")),
+        "the mirage agent's log line",
+        5000,
+      ).catch(() => {});
+      expect(system.logOf("agent:mirage")).toMatch(/need more pages than the page cap of 128/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const fits = await system.clientVm(
+        "work",
+        ["--buffer-size=65536", "mirage", "test.Add"],
+        "1 1\n",
+      );
+      expect(fits.stdout, explain(fits)).toBe("2\n");
+    },
+  );
 
-  test.if(transport === "shm")("an oversize service name toward the 1 KiB ring: refused before sending, nothing crashes", async () => {
-    const long = `test.Echo+${"a".repeat(1100)}`;
-    // dom0 -> mirage: the daemon refuses to forward it; qrexec-client fails cleanly.
-    const direct = await system.client(["-d", "mirage", `user:QUBESRPC ${long} dom0`]);
-    expect(direct.code, explain(direct)).not.toBe(0);
-    expect(direct.stderr).toMatch(/refused the command/);
-    await waitFor(() => /too long for the agent of mirage: control message of \d+ bytes does not fit the peer's 1024-byte ring/.test(system.logOf("daemon:mirage")), "the daemon's clear error");
-    // VM -> mirage through the policy: the caller gets a refusal, not a hang.
-    const viaVm = await system.clientVm("work", ["mirage", long], "x");
-    expect(viaVm.code, explain(viaVm)).toBe(126);
-    // The same name fits a Linux agent's 4 KiB ring.
-    const linux = await system.clientVm("mirage", [...MIRAGE, "work", "test.Echo+" + "b".repeat(900)], "fits\n");
-    expect(linux.code, explain(linux)).toBe(0);
-    // Nothing crashed: the next calls work.
-    expect(system.vms.get("mirage")!.daemon.exitCode).toBeNull();
-    expect(system.vms.get("mirage")!.agent.exitCode).toBeNull();
-    const next = await system.clientVm("work", ["mirage", "test.Add"], "8 8\n");
-    expect(next.stdout, explain(next)).toBe("16\n");
-    const nextDirect = await system.client(["-d", "mirage", "user:QUBESRPC test.Add dom0"], "1 1\n");
-    expect(nextDirect.stdout, explain(nextDirect)).toBe("2\n");
-  });
+  test.if(transport === "shm")(
+    "an oversize service name toward the 1 KiB ring: refused before sending, nothing crashes",
+    async () => {
+      const long = `test.Echo+${"a".repeat(1100)}`;
+      // dom0 -> mirage: the daemon refuses to forward it; qrexec-client fails cleanly.
+      const direct = await system.client(["-d", "mirage", `user:QUBESRPC ${long} dom0`]);
+      expect(direct.code, explain(direct)).not.toBe(0);
+      expect(direct.stderr).toMatch(/refused the command/);
+      await waitFor(
+        () =>
+          /too long for the agent of mirage: control message of \d+ bytes does not fit the peer's 1024-byte ring/.test(
+            system.logOf("daemon:mirage"),
+          ),
+        "the daemon's clear error",
+      );
+      // VM -> mirage through the policy: the caller gets a refusal, not a hang.
+      const viaVm = await system.clientVm("work", ["mirage", long], "x");
+      expect(viaVm.code, explain(viaVm)).toBe(126);
+      // The same name fits a Linux agent's 4 KiB ring.
+      const linux = await system.clientVm(
+        "mirage",
+        [...MIRAGE, "work", "test.Echo+" + "b".repeat(900)],
+        "fits\n",
+      );
+      expect(linux.code, explain(linux)).toBe(0);
+      // Nothing crashed: the next calls work.
+      expect(system.vms.get("mirage")!.daemon.exitCode).toBeNull();
+      expect(system.vms.get("mirage")!.agent.exitCode).toBeNull();
+      const next = await system.clientVm("work", ["mirage", "test.Add"], "8 8\n");
+      expect(next.stdout, explain(next)).toBe("16\n");
+      const nextDirect = await system.client(
+        ["-d", "mirage", "user:QUBESRPC test.Add dom0"],
+        "1 1\n",
+      );
+      expect(nextDirect.stdout, explain(nextDirect)).toBe("2\n");
+    },
+  );
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -196,8 +246,12 @@ interface RawAgent {
 async function startRawAgent(env: Record<string, string> = {}): Promise<RawAgent> {
   const dir = tempDir("qrx-mirage-");
   mkdirSync(join(dir.path, "rpc"));
-  writeFileSync(join(dir.path, "rpc", "test.Add"), "#!/bin/sh\nread a b; echo $((a+b))\n", { mode: 0o755 });
-  writeFileSync(join(dir.path, "rpc", "test.Err"), "#!/bin/sh\necho oops >&2; cat; exit 3\n", { mode: 0o755 });
+  writeFileSync(join(dir.path, "rpc", "test.Add"), "#!/bin/sh\nread a b; echo $((a+b))\n", {
+    mode: 0o755,
+  });
+  writeFileSync(join(dir.path, "rpc", "test.Err"), "#!/bin/sh\necho oops >&2; cat; exit 3\n", {
+    mode: 0o755,
+  });
   const agentSocket = join(dir.path, "agent.sock");
   const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${agentSocket}`, ...MIRAGE], {
     env: {
@@ -228,8 +282,11 @@ async function stopRawAgent(raw: RawAgent): Promise<void> {
 
 function summary(messages: RawMessage[]): string[] {
   return messages.map((message) => {
-    if (message.type === C.MSG_DATA_EXIT_CODE) return `EXIT ${new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(0, true)}`;
-    const name = { [C.MSG_DATA_STDOUT]: "STDOUT", [C.MSG_DATA_STDERR]: "STDERR" }[message.type] ?? `0x${message.type.toString(16)}`;
+    if (message.type === C.MSG_DATA_EXIT_CODE)
+      return `EXIT ${new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(0, true)}`;
+    const name =
+      { [C.MSG_DATA_STDOUT]: "STDOUT", [C.MSG_DATA_STDERR]: "STDERR" }[message.type] ??
+      `0x${message.type.toString(16)}`;
     return `${name} ${JSON.stringify(text(message.payload))}`;
   });
 }
@@ -253,30 +310,44 @@ describe("the mirage agent on the wire (socket transport)", () => {
   async function open(command: string): Promise<{ data: FramePeer; port: number }> {
     const port = nextPort++;
     const listener = FramePeer.listenVchan(raw.dir.path, 0, AGENT_DOMAIN, port);
-    raw.control.send(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: port }, command));
+    raw.control.send(
+      C.MSG_EXEC_CMDLINE,
+      encodeExecCommand({ connectDomain: 0, connectPort: port }, command),
+    );
     const data = await listener.accepted;
     listener.stop();
     // As the data client it waits for the caller's HELLO before its own (§14).
     const first = data.receive();
-    expect(await Promise.race([first.then(() => "message"), Bun.sleep(300).then(() => "nothing")])).toBe("nothing");
+    expect(
+      await Promise.race([first.then(() => "message"), Bun.sleep(300).then(() => "nothing")]),
+    ).toBe("nothing");
     data.sendHello(4);
     const hello = await first;
     expect(hello?.type).toBe(C.MSG_HELLO);
-    expect(new DataView(hello!.payload.buffer, hello!.payload.byteOffset).getUint32(0, true)).toBe(3);
+    expect(new DataView(hello!.payload.buffer, hello!.payload.byteOffset).getUint32(0, true)).toBe(
+      3,
+    );
     return { data, port };
   }
 
   async function terminated(port: number): Promise<void> {
     const message = await raw.control.receive();
     expect(message?.type).toBe(C.MSG_CONNECTION_TERMINATED);
-    expect(decodeExecParams(message!.payload)).toMatchObject({ connectDomain: 0, connectPort: port });
+    expect(decodeExecParams(message!.payload)).toMatchObject({
+      connectDomain: 0,
+      connectPort: port,
+    });
   }
 
-  test("a call: stdout data, then STDOUT(\"\") and EXIT_CODE; never a stderr EOF", async () => {
+  test('a call: stdout data, then STDOUT("") and EXIT_CODE; never a stderr EOF', async () => {
     const { data, port } = await open("user:QUBESRPC test.Add dom0");
     data.send(C.MSG_DATA_STDIN, bytes("11 22\n"));
     data.send(C.MSG_DATA_STDIN);
-    expect(summary(await data.messagesUntilClose())).toEqual(['STDOUT "33\\n"', 'STDOUT ""', "EXIT 0"]);
+    expect(summary(await data.messagesUntilClose())).toEqual([
+      'STDOUT "33\\n"',
+      'STDOUT ""',
+      "EXIT 0",
+    ]);
     await terminated(port);
   });
 
@@ -293,17 +364,26 @@ describe("the mirage agent on the wire (socket transport)", () => {
   });
 
   test("a service that closes its stdout early: the EOF waits for completion", async () => {
-    writeFileSync(join(raw.dir.path, "rpc", "test.Early"), "#!/bin/sh\nexec >&-\nread x\nexit 0\n", { mode: 0o755 });
+    writeFileSync(
+      join(raw.dir.path, "rpc", "test.Early"),
+      "#!/bin/sh\nexec >&-\nread x\nexit 0\n",
+      { mode: 0o755 },
+    );
     const { data, port } = await open("user:QUBESRPC test.Early dom0");
     const first = data.receive();
-    expect(await Promise.race([first.then(() => "message"), Bun.sleep(300).then(() => "nothing")])).toBe("nothing");
+    expect(
+      await Promise.race([first.then(() => "message"), Bun.sleep(300).then(() => "nothing")]),
+    ).toBe("nothing");
     data.send(C.MSG_DATA_STDIN, bytes("go\n"));
     data.send(C.MSG_DATA_STDIN);
-    expect(summary([(await first)!, ...(await data.messagesUntilClose())])).toEqual(['STDOUT ""', "EXIT 0"]);
+    expect(summary([(await first)!, ...(await data.messagesUntilClose())])).toEqual([
+      'STDOUT ""',
+      "EXIT 0",
+    ]);
     await terminated(port);
   });
 
-  test("a missing service: STDOUT(\"\") and 127, no stderr EOF", async () => {
+  test('a missing service: STDOUT("") and 127, no stderr EOF', async () => {
     const { data, port } = await open("user:QUBESRPC test.Nothing dom0");
     expect(summary(await data.messagesUntilClose())).toEqual(['STDOUT ""', "EXIT 127"]);
     await terminated(port);
@@ -315,7 +395,9 @@ describe("the mirage agent on the wire (socket transport)", () => {
     const messages = summary(await data.messagesUntilClose());
     expect(messages.filter((m) => m.startsWith("EXIT"))).toEqual([]);
     await terminated(port);
-    expect(raw.log.join("")).toMatch(/a mirage-qubes service reads only DATA_STDIN and drops the vchan/);
+    expect(raw.log.join("")).toMatch(
+      /a mirage-qubes service reads only DATA_STDIN and drops the vchan/,
+    );
   });
 
   test("unknown control messages are logged and ignored", async () => {
@@ -330,15 +412,26 @@ describe("the mirage agent on the wire (socket transport)", () => {
 
   test("outgoing: TRIGGER3 with a MIRAGE<25 digits> request id and the real service name", async () => {
     const client = await Connection.connect(raw.agentSocket);
-    client.write(frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", target: "work", ident: "SOCKET", service: "test.Add+x" })));
+    client.write(
+      frame(
+        C.MSG_TRIGGER_SERVICE4,
+        encodeTrigger4({ source: "", target: "work", ident: "SOCKET", service: "test.Add+x" }),
+      ),
+    );
     const forwarded = await raw.control.receive();
     expect(forwarded?.type).toBe(C.MSG_TRIGGER_SERVICE3);
     const trigger = decodeTrigger3(forwarded!.payload);
     expect(fieldText(trigger.ident)).toMatch(/^MIRAGE\d{25}$/);
     expect(fieldText(trigger.service)).toBe("test.Add+x");
     expect(fieldText(trigger.target)).toBe("work");
-    raw.control.send(C.MSG_SERVICE_CONNECT, encodeServiceConnect({ connectDomain: 7, connectPort: 700 }, trigger.ident));
-    expect(decodeExecParams((await client.read(8))!)).toMatchObject({ connectDomain: 7, connectPort: 700 });
+    raw.control.send(
+      C.MSG_SERVICE_CONNECT,
+      encodeServiceConnect({ connectDomain: 7, connectPort: 700 }, trigger.ident),
+    );
+    expect(decodeExecParams((await client.read(8))!)).toMatchObject({
+      connectDomain: 7,
+      connectPort: 700,
+    });
     client.close();
     await terminated(700).catch(async () => {});
   });
@@ -351,15 +444,29 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
       expect(await raw.control.receiveHello()).toBe(3);
       raw.control.sendHello(3);
       const client = await Connection.connect(raw.agentSocket);
-      client.write(frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", target: "work", ident: "SOCKET", service: "test.Add" })));
+      client.write(
+        frame(
+          C.MSG_TRIGGER_SERVICE4,
+          encodeTrigger4({ source: "", target: "work", ident: "SOCKET", service: "test.Add" }),
+        ),
+      );
       const forwarded = await raw.control.receive();
       expect(forwarded?.type).toBe(C.MSG_TRIGGER_SERVICE3);
       const trigger = decodeTrigger3(forwarded!.payload);
       expect(fieldText(trigger.service)).toBe(fieldText(trigger.ident));
       expect(fieldText(trigger.service)).toMatch(/^MIRAGE\d{25}$/);
       // What our daemon makes of it.
-      const verdict = validateAgentMessage({ type: forwarded!.type, len: forwarded!.payload.length }, forwarded!.payload, 3);
-      expect(verdict).toMatchObject({ kind: "refused", reason: expect.stringMatching(/TRIGGER3 carries the request id in the service-name field \(mirage-qubes 2\.0 bug\)/) });
+      const verdict = validateAgentMessage(
+        { type: forwarded!.type, len: forwarded!.payload.length },
+        forwarded!.payload,
+        3,
+      );
+      expect(verdict).toMatchObject({
+        kind: "refused",
+        reason: expect.stringMatching(
+          /TRIGGER3 carries the request id in the service-name field \(mirage-qubes 2\.0 bug\)/,
+        ),
+      });
       client.close();
     } finally {
       await stopRawAgent(raw);
@@ -371,10 +478,17 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
     try {
       expect(await raw.control.receiveHello()).toBe(3);
       raw.control.sendHello(4);
-      writeFileSync(join(raw.dir.path, "rpc", "test.Big"), "#!/bin/sh\nhead -c 150000 /dev/zero\n", { mode: 0o755 });
+      writeFileSync(
+        join(raw.dir.path, "rpc", "test.Big"),
+        "#!/bin/sh\nhead -c 150000 /dev/zero\n",
+        { mode: 0o755 },
+      );
       const port = 650;
       const listener = FramePeer.listenVchan(raw.dir.path, 0, AGENT_DOMAIN, port);
-      raw.control.send(C.MSG_EXEC_CMDLINE, encodeExecCommand({ connectDomain: 0, connectPort: port }, "user:QUBESRPC test.Big dom0"));
+      raw.control.send(
+        C.MSG_EXEC_CMDLINE,
+        encodeExecCommand({ connectDomain: 0, connectPort: port }, "user:QUBESRPC test.Big dom0"),
+      );
       const data = await listener.accepted;
       listener.stop();
       data.sendHello(4);
@@ -405,17 +519,40 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
 
 describe("the mirage agent's vchans (shm)", () => {
   test("control vchan: it reads 1024 and writes 2048 bytes, one page; a Linux agent 4096/4096", async () => {
-    for (const [args, read, write, pages] of [[MIRAGE, 1024, 2048, 1], [[], 4096, 4096, 3]] as const) {
+    for (const [args, read, write, pages] of [
+      [MIRAGE, 1024, 2048, 1],
+      [[], 4096, 4096, 3],
+    ] as const) {
       const dir = tempDir("qrx-mirage-shm-");
-      const agent = Bun.spawn([join(BIN, "qrexec-agent"), `--agent-socket=${join(dir.path, "agent.sock")}`, ...args], {
-        env: { ...process.env, VCHAN_DOMAIN: String(AGENT_DOMAIN), QRX_VCHAN: "shm", QRX_VCHAN_DIR: dir.path, QREXEC_SERVICE_PATH: dir.path },
-        stdio: ["ignore", "ignore", "ignore"],
-      });
+      const agent = Bun.spawn(
+        [join(BIN, "qrexec-agent"), `--agent-socket=${join(dir.path, "agent.sock")}`, ...args],
+        {
+          env: {
+            ...process.env,
+            VCHAN_DOMAIN: String(AGENT_DOMAIN),
+            QRX_VCHAN: "shm",
+            QRX_VCHAN_DIR: dir.path,
+            QREXEC_SERVICE_PATH: dir.path,
+          },
+          stdio: ["ignore", "ignore", "ignore"],
+        },
+      );
       try {
-        const vchan = Vchan.client({ localDomain: 0, remoteDomain: AGENT_DOMAIN, port: C.VCHAN_BASE_PORT, backend: "shm", dir: dir.path, timeoutMs: 10_000 });
+        const vchan = Vchan.client({
+          localDomain: 0,
+          remoteDomain: AGENT_DOMAIN,
+          port: C.VCHAN_BASE_PORT,
+          backend: "shm",
+          dir: dir.path,
+          timeoutMs: 10_000,
+        });
         const info = vchan.info();
         // Seen from dom0 (the client): what the agent writes is what we read.
-        expect({ agentReads: info.writeRingBytes, agentWrites: info.readRingBytes, pages: info.pages }).toEqual({ agentReads: read, agentWrites: write, pages });
+        expect({
+          agentReads: info.writeRingBytes,
+          agentWrites: info.readRingBytes,
+          pages: info.pages,
+        }).toEqual({ agentReads: read, agentWrites: write, pages });
         vchan.close();
       } finally {
         agent.kill("SIGTERM");

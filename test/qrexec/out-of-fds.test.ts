@@ -131,7 +131,10 @@ describeTransport("shm", (system) => {
         expect({ code, said }, counts).toEqual({ code: 1, said: true });
       }
     }
-    expect(outcomes.some(({ code }) => code !== 0), counts).toBe(true);
+    expect(
+      outcomes.some(({ code }) => code !== 0),
+      counts,
+    ).toBe(true);
     expect(agent.exitCode).toBeNull();
     expect(await system.clientVm("work", ["vault", "test.Hold"], "again\n")).toEqual(AGAIN);
   }, 90_000);

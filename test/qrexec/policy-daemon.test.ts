@@ -45,8 +45,19 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`);
     if (mode === "socket") await system.startPolicyDaemon();
     await system.startVm(2, "work");
     await system.startVm(3, "vault");
-    for (const service of ["test.Echo", "test.Redirect", "test.Ask", "test.AskNo", "test.Deny", "test.Arg"]) {
-      system.service("vault", service, `echo "vault $QREXEC_SERVICE_FULL_NAME from $QREXEC_REMOTE_DOMAIN"`);
+    for (const service of [
+      "test.Echo",
+      "test.Redirect",
+      "test.Ask",
+      "test.AskNo",
+      "test.Deny",
+      "test.Arg",
+    ]) {
+      system.service(
+        "vault",
+        service,
+        `echo "vault $QREXEC_SERVICE_FULL_NAME from $QREXEC_REMOTE_DOMAIN"`,
+      );
     }
   });
 
@@ -54,22 +65,28 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`);
     await system.stop();
   });
 
-  const why = (result: { code: number; stderr: string }) => `exit ${result.code}, stderr: ${result.stderr}\n${system.allLogs()}`;
+  const why = (result: { code: number; stderr: string }) =>
+    `exit ${result.code}, stderr: ${result.stderr}\n${system.allLogs()}`;
   /** Where the decisions are logged: the policy daemon's log, or (program) the qrexec-daemon's. */
-  const decisionLog = () => (mode === "socket" ? system.policyDaemonLog() : system.daemonLog("work"));
+  const decisionLog = () =>
+    mode === "socket" ? system.policyDaemonLog() : system.daemonLog("work");
 
   test("allow, with the rule's file:line in the log", async () => {
     const result = await system.clientVm("work", ["vault", "test.Echo"]);
     expect(result.stdout, why(result)).toBe("vault test.Echo+ from work\n");
     expect(result.code).toBe(0);
-    expect(decisionLog()).toContain(`work -> vault test.Echo+: allow to vault by ${join(system.policyDir, "50-test.policy")}:2`);
+    expect(decisionLog()).toContain(
+      `work -> vault test.Echo+: allow to vault by ${join(system.policyDir, "50-test.policy")}:2`,
+    );
   });
 
   test("deny", async () => {
     const result = await system.clientVm("work", ["vault", "test.Deny"]);
     expect(result.code, why(result)).toBe(126);
     expect(result.stderr).toContain("Request refused");
-    expect(decisionLog()).toContain(`deny (denied by ${join(system.policyDir, "50-test.policy")}:3)`);
+    expect(decisionLog()).toContain(
+      `deny (denied by ${join(system.policyDir, "50-test.policy")}:3)`,
+    );
   });
 
   test("no matching rule and an unknown source's argument deny", async () => {
@@ -88,9 +105,18 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`);
   test("ask answered by the ask program", async () => {
     const result = await system.clientVm("work", ["personal", "test.Ask"]);
     expect(result.stdout, why(result)).toBe("vault test.Ask+ from work\n");
-    expect(readFileSync(askLog, "utf8")).toContain("work|test.Ask|@dispvm:default-dvm default-dvm personal vault|vault");
+    expect(readFileSync(askLog, "utf8")).toContain(
+      "work|test.Ask|@dispvm:default-dvm default-dvm personal vault|vault",
+    );
     const question = JSON.parse(readFileSync(`${askLog}.json`, "utf8"));
-    expect(question).toMatchObject({ source: "work", service: "test.Ask", argument: "+", targets: ["@dispvm:default-dvm", "default-dvm", "personal", "vault"], default_target: "vault", intended_target: "personal" });
+    expect(question).toMatchObject({
+      source: "work",
+      service: "test.Ask",
+      argument: "+",
+      targets: ["@dispvm:default-dvm", "default-dvm", "personal", "vault"],
+      default_target: "vault",
+      intended_target: "personal",
+    });
     expect(question.rule).toBe(`${join(system.policyDir, "50-test.policy")}:5`);
   });
 
@@ -102,18 +128,34 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`);
 
   test("a changed file is used for the next call; a broken file denies with file:line in the log", async () => {
     const file = system.writePolicy("40-override.policy", "test.Echo * work vault deny\n");
-    if (mode === "socket") await waitFor(() => system.policyDaemonLog().includes("policy reloaded: 8 rules"), "the reload");
+    if (mode === "socket")
+      await waitFor(
+        () => system.policyDaemonLog().includes("policy reloaded: 8 rules"),
+        "the reload",
+      );
     const denied = await system.clientVm("work", ["vault", "test.Echo"]);
     expect(denied.code, why(denied)).toBe(126);
 
     system.writePolicy("40-override.policy", "test.Echo * work\n");
-    if (mode === "socket") await waitFor(() => system.policyDaemonLog().includes(`policy error: ${file}:1: wrong number of fields`), "the broken reload");
+    if (mode === "socket")
+      await waitFor(
+        () => system.policyDaemonLog().includes(`policy error: ${file}:1: wrong number of fields`),
+        "the broken reload",
+      );
     const broken = await system.clientVm("work", ["vault", "test.Echo"]);
     expect(broken.code, why(broken)).toBe(126);
-    await waitFor(() => decisionLog().includes(`so every call is denied; first: ${file}:1: wrong number of fields`), "the denial's log line");
+    await waitFor(
+      () =>
+        decisionLog().includes(`so every call is denied; first: ${file}:1: wrong number of fields`),
+      "the denial's log line",
+    );
 
     system.writePolicy("40-override.policy", "# fixed\n");
-    if (mode === "socket") await waitFor(() => system.policyDaemonLog().split("policy reloaded: 7 rules").length > 1, "the fixed reload");
+    if (mode === "socket")
+      await waitFor(
+        () => system.policyDaemonLog().split("policy reloaded: 7 rules").length > 1,
+        "the fixed reload",
+      );
     const fixed = await system.clientVm("work", ["vault", "test.Echo"]);
     expect(fixed.stdout, why(fixed)).toBe("vault test.Echo+ from work\n");
   });

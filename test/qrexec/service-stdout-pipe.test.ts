@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { QrexecSystem } from "../helpers/system.ts";
 import { serviceStdoutPipe } from "../../src/services/start.ts";
 
-const STDIO_KINDS = 'for fd in 0 1; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; elif [ -S /dev/fd/$fd ]; then echo "$fd socket"; else echo "$fd other"; fi; done';
+const STDIO_KINDS =
+  'for fd in 0 1; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; elif [ -S /dev/fd/$fd ]; then echo "$fd socket"; else echo "$fd other"; fi; done';
 
 describe.each([
   ["pipe", "0 socket\n1 pipe\n"],
@@ -26,7 +27,11 @@ describe.each([
     system.service("vault", "test.Kinds", STDIO_KINDS);
     system.service("vault", "test.Echo", "exec cat");
     system.service("vault", "test.Zeros", 'head -c "$1" /dev/zero');
-    system.service("vault", "test.SingleExit", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0');
+    system.service(
+      "vault",
+      "test.SingleExit",
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0',
+    );
     system.policy("* work vault allow");
   });
 
@@ -52,7 +57,8 @@ describe.each([
     const failures: string[] = [];
     for (let i = 0; i < 20; i++) {
       const result = await system.clientVm("work", ["vault", `test.SingleExit+${i}`]);
-      if (result.stdout !== `hello via fd0 ${i}\n` || result.code !== 0) failures.push(`${i}: exit ${result.code}, output ${JSON.stringify(result.stdout)}`);
+      if (result.stdout !== `hello via fd0 ${i}\n` || result.code !== 0)
+        failures.push(`${i}: exit ${result.code}, output ${JSON.stringify(result.stdout)}`);
     }
     expect(failures).toEqual([]);
   });
@@ -63,5 +69,7 @@ test("QRX_SERVICE_STDOUT takes socket (the default) or pipe, nothing else", () =
   expect(serviceStdoutPipe({ QRX_SERVICE_STDOUT: "" })).toBe(false);
   expect(serviceStdoutPipe({ QRX_SERVICE_STDOUT: "socket" })).toBe(false);
   expect(serviceStdoutPipe({ QRX_SERVICE_STDOUT: "pipe" })).toBe(true);
-  expect(() => serviceStdoutPipe({ QRX_SERVICE_STDOUT: "fifo" })).toThrow(/must be "socket" or "pipe", not "fifo"/);
+  expect(() => serviceStdoutPipe({ QRX_SERVICE_STDOUT: "fifo" })).toThrow(
+    /must be "socket" or "pipe", not "fifo"/,
+  );
 });

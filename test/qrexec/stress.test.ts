@@ -8,14 +8,22 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync }
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { QrexecSystem, waitFor, type Transport } from "../helpers/system.ts";
-import { bytesRead, childrenOf, fdTargets, isRunning, listeningSocketsIn, memfdMappings } from "../helpers/procfs.ts";
+import {
+  bytesRead,
+  childrenOf,
+  fdTargets,
+  isRunning,
+  listeningSocketsIn,
+  memfdMappings,
+} from "../helpers/procfs.ts";
 
 const TRANSPORTS: Transport[] = ["shm", "socket"];
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 
 /** A cheap deterministic non-periodic byte stream: the AES-128-CTR keystream of a fixed key. */
-const GENERATOR = "openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null";
+const GENERATOR =
+  "openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null";
 /** sha256 of stdin, as `<hex> *stdin` (openssl's uses the CPU's SHA extensions; sha256sum may not). */
 const SHA256 = "openssl dgst -sha256 -r";
 
@@ -25,7 +33,9 @@ const referenceSums = new Map<number, string>();
 async function referenceSum(bytes: number): Promise<string> {
   const known = referenceSums.get(bytes);
   if (known) return known;
-  const child = Bun.spawn(["sh", "-c", `${GENERATOR} | head -c ${bytes} | ${SHA256}`], { stdout: "pipe" });
+  const child = Bun.spawn(["sh", "-c", `${GENERATOR} | head -c ${bytes} | ${SHA256}`], {
+    stdout: "pipe",
+  });
   const sum = hexSum(await new Response(child.stdout).text());
   expect(await child.exited).toBe(0);
   referenceSums.set(bytes, sum);
@@ -55,7 +65,11 @@ class OutputReader {
   }
 
   async until(wanted: string, timeoutMs = 20_000): Promise<void> {
-    await waitFor(() => this.#text.includes(wanted), `${JSON.stringify(wanted)} in the output (so far ${JSON.stringify(this.#text)})`, timeoutMs);
+    await waitFor(
+      () => this.#text.includes(wanted),
+      `${JSON.stringify(wanted)} in the output (so far ${JSON.stringify(this.#text)})`,
+      timeoutMs,
+    );
   }
 
   async rest(): Promise<string> {
@@ -111,15 +125,31 @@ describe.each(TRANSPORTS)("robustness over %s", (transport) => {
     system.service("vault", "test.Pid", `echo $$ > "${pids}/$1"; exec cat`);
     system.service("vault", "test.Sink", `echo $$ > "${pids}/$1"; exec cat >/dev/null`);
     system.service("vault", "test.Source", `echo $$ > "${pids}/$1"; exec cat /dev/zero`);
-    system.service("vault", "test.Token", 'echo "ready $1"; read token; echo "$1 $token $(($1 * $1 + 7))"');
+    system.service(
+      "vault",
+      "test.Token",
+      'echo "ready $1"; read token; echo "$1 $token $(($1 * $1 + 7))"',
+    );
     system.service("vault", "test.Kill", "kill -9 $$");
     // SIGUSR1 (§6.6), then both directions on fd 0; it ends only after the caller answered.
-    system.service("vault", "test.Single", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0; read reply; echo "got $reply" >&0');
+    system.service(
+      "vault",
+      "test.Single",
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0; read reply; echo "got $reply" >&0',
+    );
     // The same, ending at once after its output: its stdout EOF may reach the agent before its
     // signal does.
-    system.service("vault", "test.SingleExit", 'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0');
+    system.service(
+      "vault",
+      "test.SingleExit",
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0',
+    );
     // Reads its (empty) stdin to EOF first; then signals, writes to fd 0 and exits at once.
-    system.service("vault", "test.ClosedStdin", 'cat >/dev/null; kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0');
+    system.service(
+      "vault",
+      "test.ClosedStdin",
+      'cat >/dev/null; kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0',
+    );
     // Stores what the caller sends, under its argument's name.
     system.service("vault", "test.Store", `cat > "${pids}/$1"`);
     system.service(
@@ -137,7 +167,12 @@ fi`,
     system.service("vault", "test.Echo", "exec cat");
     system.service("work", "test.Echo", "exec cat");
     system.service("dom0", "test.Dom0", "exec cat");
-    system.policy("test.Deny* * * deny", "test.Dom0* work dom0 allow dom0", "* work vault allow", "* vault work allow");
+    system.policy(
+      "test.Deny* * * deny",
+      "test.Dom0* work dom0 allow dom0",
+      "* work vault allow",
+      "* vault work allow",
+    );
   });
 
   afterAll(async () => {
@@ -150,13 +185,19 @@ fi`,
 
   /** The pid a test.Pid service wrote under `name`. */
   async function servicePid(name: string): Promise<number> {
-    await waitFor(() => existsSync(pidFile(name)) && readFileSync(pidFile(name), "utf8").endsWith("\n"), `the service ${name} to start`);
+    await waitFor(
+      () => existsSync(pidFile(name)) && readFileSync(pidFile(name), "utf8").endsWith("\n"),
+      `the service ${name} to start`,
+    );
     return Number(readFileSync(pidFile(name), "utf8").trim());
   }
 
   /** Waits until the running service `pid` has read `bytes` of the call's stdin. */
   async function midTransfer(pid: number, bytes = 8 * MiB): Promise<void> {
-    await waitFor(() => bytesRead(pid) >= bytes, `service ${pid} to read ${bytes} bytes (read ${bytesRead(pid)})`);
+    await waitFor(
+      () => bytesRead(pid) >= bytes,
+      `service ${pid} to read ${bytes} bytes (read ${bytesRead(pid)})`,
+    );
   }
 
   function explain(result: { code: number | null; stderr?: string }): string {
@@ -175,7 +216,13 @@ fi`,
       .filter(({ pid }) => isRunning(pid))
       .map(({ role, pid }) => {
         const targets = fdTargets(pid);
-        return { role, pid, fds: targets.length, memfds: targets.filter((target) => target.startsWith("/memfd:")).length, memfdMaps: memfdMappings(pid) };
+        return {
+          role,
+          pid,
+          fds: targets.length,
+          memfds: targets.filter((target) => target.startsWith("/memfd:")).length,
+          memfdMaps: memfdMappings(pid),
+        };
       });
     const vchanFiles = transport === "shm" ? readdirSync(system.vchanDir).sort() : [];
     return { processes, vchanFiles, listening: listeningSocketsIn(system.vchanDir).sort() };
@@ -197,7 +244,8 @@ fi`,
     for (;;) {
       await Bun.sleep(100);
       const current = resources();
-      if (JSON.stringify(current) === JSON.stringify(previous) || Date.now() > deadline) return current;
+      if (JSON.stringify(current) === JSON.stringify(previous) || Date.now() > deadline)
+        return current;
       previous = current;
     }
   }
@@ -209,12 +257,25 @@ fi`,
     for (const earlier of before.processes) {
       const current = now.processes.find((entry) => entry.pid === earlier.pid);
       if (!current) continue; // killed by the test
-      if (current.fds > earlier.fds + FD_SLACK) problems.push(`${earlier.role}: ${earlier.fds} fds before, ${current.fds} after: ${fdTargets(earlier.pid).join(" ")}`);
-      if (current.memfds !== earlier.memfds) problems.push(`${earlier.role}: ${earlier.memfds} memfd fds before, ${current.memfds} after`);
-      if (current.memfdMaps !== earlier.memfdMaps) problems.push(`${earlier.role}: ${earlier.memfdMaps} memfd mappings before, ${current.memfdMaps} after`);
+      if (current.fds > earlier.fds + FD_SLACK)
+        problems.push(
+          `${earlier.role}: ${earlier.fds} fds before, ${current.fds} after: ${fdTargets(earlier.pid).join(" ")}`,
+        );
+      if (current.memfds !== earlier.memfds)
+        problems.push(
+          `${earlier.role}: ${earlier.memfds} memfd fds before, ${current.memfds} after`,
+        );
+      if (current.memfdMaps !== earlier.memfdMaps)
+        problems.push(
+          `${earlier.role}: ${earlier.memfdMaps} memfd mappings before, ${current.memfdMaps} after`,
+        );
     }
-    if (now.vchanFiles.join() !== before.vchanFiles.join()) problems.push(`vchan dir held [${before.vchanFiles}] before, [${now.vchanFiles}] after`);
-    if (now.listening.join() !== before.listening.join()) problems.push(`listening vchan sockets [${before.listening}] before, [${now.listening}] after`);
+    if (now.vchanFiles.join() !== before.vchanFiles.join())
+      problems.push(`vchan dir held [${before.vchanFiles}] before, [${now.vchanFiles}] after`);
+    if (now.listening.join() !== before.listening.join())
+      problems.push(
+        `listening vchan sockets [${before.listening}] before, [${now.listening}] after`,
+      );
     for (const zombie of zombies()) problems.push(`zombie child ${zombie}`);
     return problems;
   }
@@ -234,7 +295,12 @@ fi`,
 
   test(`${bigLabel} from the caller into a service: the service's sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
-    const result = await system.run(2, ["sh", "-c", `${GENERATOR} | head -c ${bigBytes} | qrexec-client-vm vault test.Sha`], "", { PATH: `${join(import.meta.dir, "..", "..", "bin")}:${process.env.PATH}` });
+    const result = await system.run(
+      2,
+      ["sh", "-c", `${GENERATOR} | head -c ${bigBytes} | qrexec-client-vm vault test.Sha`],
+      "",
+      { PATH: `${join(import.meta.dir, "..", "..", "bin")}:${process.env.PATH}` },
+    );
     expect(result.code, explain(result)).toBe(0);
     expect(hexSum(result.stdout)).toBe(expected);
   });
@@ -242,7 +308,9 @@ fi`,
   test(`${bigLabel} from a service to the caller: the caller's sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
     const script = `qrexec-client-vm vault test.Gen+${bigBytes} | ${SHA256}; echo "client exit \${PIPESTATUS[0]}"`;
-    const result = await system.run(2, ["bash", "-c", script], "", { PATH: `${join(import.meta.dir, "..", "..", "bin")}:${process.env.PATH}` });
+    const result = await system.run(2, ["bash", "-c", script], "", {
+      PATH: `${join(import.meta.dir, "..", "..", "bin")}:${process.env.PATH}`,
+    });
     expect(result.stdout, explain(result)).toContain("client exit 0\n");
     expect(hexSum(result.stdout)).toBe(expected);
   });
@@ -253,7 +321,12 @@ fi`,
     const count = 100;
     const calls = Array.from({ length: count }, (_, index) => {
       const child = system.spawnClientVm("work", ["vault", `test.Token+${index}`]);
-      return { index, child, output: new OutputReader(child.stdout), errors: new Response(child.stderr).text() };
+      return {
+        index,
+        child,
+        output: new OutputReader(child.stdout),
+        errors: new Response(child.stderr).text(),
+      };
     });
     let results;
     try {
@@ -263,14 +336,23 @@ fi`,
         call.child.stdin.write(`token-${call.index}-${transport}\n`);
         await call.child.stdin.end();
       }
-      results = await Promise.all(calls.map(async (call) => ({ ...call, code: await exitWithin(call.child, 30_000), stdout: await call.output.rest(), stderr: await call.errors })));
+      results = await Promise.all(
+        calls.map(async (call) => ({
+          ...call,
+          code: await exitWithin(call.child, 30_000),
+          stdout: await call.output.rest(),
+          stderr: await call.errors,
+        })),
+      );
     } finally {
       // A failure must not leave 100 calls behind for the next tests.
       for (const call of calls) call.child.kill("SIGKILL");
     }
     for (const result of results) {
       const { index } = result;
-      expect(result.stdout, explain(result)).toBe(`ready ${index}\n${index} token-${index}-${transport} ${index * index + 7}\n`);
+      expect(result.stdout, explain(result)).toBe(
+        `ready ${index}\n${index} token-${index}-${transport} ${index * index + 7}\n`,
+      );
       expect(result.code, explain(result)).toBe(0);
     }
   }, 120_000);
@@ -279,7 +361,10 @@ fi`,
 
   test("a service killed mid-transfer: the caller exits with 137 within 1 s", async () => {
     const before = await settledResources();
-    const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-service"], { stdin: Bun.file("/dev/zero"), stdout: "ignore" });
+    const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-service"], {
+      stdin: Bun.file("/dev/zero"),
+      stdout: "ignore",
+    });
     const pid = await servicePid("killed-service");
     await midTransfer(pid);
     process.kill(pid, "SIGKILL");
@@ -292,25 +377,36 @@ fi`,
   });
 
   test.each([
-    ["reading: its stdin ends", "test.Sink", { stdin: Bun.file("/dev/zero"), stdout: "ignore" as const }],
-    ["writing: it gets SIGPIPE", "test.Source", { stdin: "ignore" as const, stdout: "ignore" as const }],
-  ])("a caller killed mid-call, the service %s within 1 s; the agents serve on", async (_, service, stdio) => {
-    const before = await settledResources();
-    const name = `killed-caller-${service}`;
-    const client = system.spawnClientVm("work", ["vault", `${service}+${name}`], stdio);
-    const pid = await servicePid(name);
-    await midTransfer(pid);
-    client.kill("SIGKILL");
-    const killedAt = performance.now();
-    await waitFor(() => !isRunning(pid), `the service of a killed caller to end`, 5000);
-    expect(performance.now() - killedAt).toBeLessThan(1000);
-    expect(system.vms.get("vault")!.agent.exitCode).toBeNull();
-    expect(system.vms.get("work")!.agent.exitCode).toBeNull();
-    const after = await system.clientVm("work", ["vault", "test.Echo"], "still serving\n");
-    expect(after.stdout, explain(after)).toBe("still serving\n");
-    expect(after.code).toBe(0);
-    await expectNoLeaks(before);
-  });
+    [
+      "reading: its stdin ends",
+      "test.Sink",
+      { stdin: Bun.file("/dev/zero"), stdout: "ignore" as const },
+    ],
+    [
+      "writing: it gets SIGPIPE",
+      "test.Source",
+      { stdin: "ignore" as const, stdout: "ignore" as const },
+    ],
+  ])(
+    "a caller killed mid-call, the service %s within 1 s; the agents serve on",
+    async (_, service, stdio) => {
+      const before = await settledResources();
+      const name = `killed-caller-${service}`;
+      const client = system.spawnClientVm("work", ["vault", `${service}+${name}`], stdio);
+      const pid = await servicePid(name);
+      await midTransfer(pid);
+      client.kill("SIGKILL");
+      const killedAt = performance.now();
+      await waitFor(() => !isRunning(pid), `the service of a killed caller to end`, 5000);
+      expect(performance.now() - killedAt).toBeLessThan(1000);
+      expect(system.vms.get("vault")!.agent.exitCode).toBeNull();
+      expect(system.vms.get("work")!.agent.exitCode).toBeNull();
+      const after = await system.clientVm("work", ["vault", "test.Echo"], "still serving\n");
+      expect(after.stdout, explain(after)).toBe("still serving\n");
+      expect(after.code).toBe(0);
+      await expectNoLeaks(before);
+    },
+  );
 
   // Once the caller is gone, the service's stdout and stderr are closed at once (§6.9): a service
   // blocked writing them would never read its remaining input, and the call would never end.
@@ -320,7 +416,10 @@ fi`,
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
     const sink = openSync(fifo, "r+");
     try {
-      const client = system.spawnClientVm("work", ["vault", "test.Pid+backed-up"], { stdin: Bun.file("/dev/zero"), stdout: sink });
+      const client = system.spawnClientVm("work", ["vault", "test.Pid+backed-up"], {
+        stdin: Bun.file("/dev/zero"),
+        stdout: sink,
+      });
       const pid = await servicePid("backed-up");
       let last = -1;
       await waitFor(() => {
@@ -350,19 +449,31 @@ fi`,
       const result = await system.clientVm("work", ["vault", "test.Echo"], `sequential ${i}\n`);
       expect(result.stdout, explain(result)).toBe(`sequential ${i}\n`);
     }
-    const parallel = await Promise.all(Array.from({ length: 10 }, (_, i) => system.clientVm("work", ["vault", "test.Echo"], `parallel ${i}\n`)));
+    const parallel = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        system.clientVm("work", ["vault", "test.Echo"], `parallel ${i}\n`),
+      ),
+    );
     parallel.forEach((result, i) => expect(result.stdout, explain(result)).toBe(`parallel ${i}\n`));
-    expect((await system.clientVm("work", ["dom0", "test.Dom0"], "to dom0\n")).stdout).toBe("to dom0\n");
+    expect((await system.clientVm("work", ["dom0", "test.Dom0"], "to dom0\n")).stdout).toBe(
+      "to dom0\n",
+    );
     expect((await system.clientVm("work", ["vault", "test.Deny"])).code).toBe(126);
     expect((await system.clientVm("work", ["vault", "test.Missing"])).code).toBe(127);
     expect((await system.clientVm("work", ["vault", "test.Kill"])).code).toBe(137);
-    expect((await system.client(["-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"], "from dom0\n")).stdout).toBe("from dom0\n");
+    expect(
+      (await system.client(["-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"], "from dom0\n"))
+        .stdout,
+    ).toBe("from dom0\n");
     await expectNoLeaks(before);
   });
 
   test("the target's agent killed mid-call: the caller ends with 255 within 1 s; after a restart nothing leaked", async () => {
     const before = await settledResources();
-    const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-agent"], { stdin: Bun.file("/dev/zero"), stdout: "ignore" });
+    const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-agent"], {
+      stdin: Bun.file("/dev/zero"),
+      stdout: "ignore",
+    });
     const pid = await servicePid("killed-agent");
     await midTransfer(pid);
     try {
@@ -399,11 +510,16 @@ fi`,
     // The same daemon process, reconnected (§7.1, §13.17).
     expect(vault.daemon.pid).toBe(daemonPid);
     expect(vault.daemon.exitCode).toBeNull();
-    expect(system.logOfProcess(vault.daemon).slice(logBefore)).toMatch(/agent reconnected, protocol 4/);
+    expect(system.logOfProcess(vault.daemon).slice(logBefore)).toMatch(
+      /agent reconnected, protocol 4/,
+    );
     const result = await system.clientVm("work", ["vault", "test.Echo"], "after the restart\n");
     expect(result.stdout, explain(result)).toBe("after the restart\n");
     expect(result.code).toBe(0);
-    const fromDom0 = await system.client(["-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"], "dom0 too\n");
+    const fromDom0 = await system.client(
+      ["-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"],
+      "dom0 too\n",
+    );
     expect(fromDom0.stdout, explain(fromDom0)).toBe("dom0 too\n");
     // The restarted agent also calls out.
     const outgoing = await system.clientVm("vault", ["work", "test.Echo"], "and calls out\n");
@@ -429,25 +545,43 @@ fi`,
     const result = await system.clientVm("work", ["vault", "test.Echo"], "through new daemons\n");
     expect(result.stdout, explain(result)).toBe("through new daemons\n");
     expect(result.code).toBe(0);
-    const fromDom0 = await system.client(["-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"], "dom0 too\n");
+    const fromDom0 = await system.client(
+      ["-d", "vault", "DEFAULT:QUBESRPC test.Echo dom0"],
+      "dom0 too\n",
+    );
     expect(fromDom0.stdout, explain(fromDom0)).toBe("dom0 too\n");
   });
 
   test("a daemon that dies with a request unanswered: the agent refuses it at once, no hang", async () => {
-    const rules = ["test.Hang work vault hang", "test.Deny* * * deny", "test.Dom0* work dom0 allow dom0", "* work vault allow", "* vault work allow"];
+    const rules = [
+      "test.Hang work vault hang",
+      "test.Deny* * * deny",
+      "test.Dom0* work dom0 allow dom0",
+      "* work vault allow",
+      "* vault work allow",
+    ];
     system.policy(...rules);
     try {
-      const logBefore = existsSync(system.policyLog) ? readFileSync(system.policyLog, "utf8").length : 0;
+      const logBefore = existsSync(system.policyLog)
+        ? readFileSync(system.policyLog, "utf8").length
+        : 0;
       const client = system.spawnClientVm("work", ["vault", "test.Hang"], { stdin: "ignore" });
       const stderr = new Response(client.stderr).text();
-      await waitFor(() => existsSync(system.policyLog) && readFileSync(system.policyLog, "utf8").slice(logBefore).includes("work vault test.Hang"), "the policy query");
+      await waitFor(
+        () =>
+          existsSync(system.policyLog) &&
+          readFileSync(system.policyLog, "utf8").slice(logBefore).includes("work vault test.Hang"),
+        "the policy query",
+      );
       const killedAt = performance.now();
       await system.restartDaemon("work");
       expect(await client.exited).toBe(126);
       expect(await stderr).toBe("Request refused\n");
       // Refused when the agent lost its daemon, not when the 5 s policy answer would have come.
       expect(performance.now() - killedAt).toBeLessThan(4_000);
-      expect(system.logOfProcess(system.vms.get("work")!.agent)).toContain("refused: the daemon went away before answering it");
+      expect(system.logOfProcess(system.vms.get("work")!.agent)).toContain(
+        "refused: the daemon went away before answering it",
+      );
     } finally {
       system.policy(...rules.slice(1));
     }
@@ -480,7 +614,8 @@ fi`,
       const output = new OutputReader(client.stdout);
       const code = await exitWithin(client, 5000);
       const text = await output.rest();
-      if (text !== `hello via fd0 ${i}\n` || code !== 0) failures.push(`${i}: exit ${code}, output ${JSON.stringify(text)}`);
+      if (text !== `hello via fd0 ${i}\n` || code !== 0)
+        failures.push(`${i}: exit ${code}, output ${JSON.stringify(text)}`);
     }
     expect(failures).toEqual([]);
   });
@@ -520,10 +655,15 @@ fi`,
       "-c",
       'kill -USR1 "$QREXEC_AGENT_PID"; echo "from local" >&0; read reply; echo "local got: $reply; agent pid is parent: $([ "$QREXEC_AGENT_PID" = "$PPID" ] && echo yes)" >&"$SAVED_FD_1"',
     ];
-    const client = system.spawnClientVm("work", ["vault", "test.Echo", ...local], { stdin: "ignore" });
+    const client = system.spawnClientVm("work", ["vault", "test.Echo", ...local], {
+      stdin: "ignore",
+    });
     const output = new OutputReader(client.stdout);
     const code = await exitWithin(client, 10_000);
-    expect(await output.rest(), explain({ code, stderr: await new Response(client.stderr).text() })).toBe("local got: from local; agent pid is parent: yes\n");
+    expect(
+      await output.rest(),
+      explain({ code, stderr: await new Response(client.stderr).text() }),
+    ).toBe("local got: from local; agent pid is parent: yes\n");
     expect(code).toBe(0);
   });
 
@@ -535,8 +675,13 @@ fi`,
     for (let i = 0; i < 20; i++) {
       const local = ["/bin/sh", "-c", `kill -USR1 "$QREXEC_AGENT_PID"; echo "local ${i}" >&0`];
       const result = await system.clientVm("work", ["vault", `test.Store+local${i}`, ...local]);
-      const stored = existsSync(join(pids, `local${i}`)) ? readFileSync(join(pids, `local${i}`), "utf8") : null;
-      if (stored !== `local ${i}\n` || result.code !== 0) failures.push(`${i}: exit ${result.code}, stored ${JSON.stringify(stored)} ${result.stderr}`);
+      const stored = existsSync(join(pids, `local${i}`))
+        ? readFileSync(join(pids, `local${i}`), "utf8")
+        : null;
+      if (stored !== `local ${i}\n` || result.code !== 0)
+        failures.push(
+          `${i}: exit ${result.code}, stored ${JSON.stringify(stored)} ${result.stderr}`,
+        );
     }
     expect(failures).toEqual([]);
   });

@@ -24,7 +24,11 @@ describe("TOML subset: accepted (§5.4)", () => {
     ["qubes.StartApp: wait-for-session=1", "wait-for-session=1\n", { waitForSession: true }],
     ["wait-for-session = 0", "wait-for-session = 0\n", { waitForSession: false }],
     ["force-user", "force-user = 'root'\n", { forceUser: "root" }],
-    ["a string with '#' and spaces, then a comment", "force-user = 'a b#c'  # who\n", { forceUser: "a b#c" }],
+    [
+      "a string with '#' and spaces, then a comment",
+      "force-user = 'a b#c'  # who\n",
+      { forceUser: "a b#c" },
+    ],
     ["an empty string", "force-user = ''\n", { forceUser: "" }],
     [
       "qubes.ConnectTCP",
@@ -41,7 +45,12 @@ describe("TOML subset: accepted (§5.4)", () => {
       { forceUser: "u" },
     ],
     ["an unknown key with a string", "foo = 'x'\n", {}, ["foo"]],
-    ["an unknown key with an integer and one with a bool", "foo = 3\nbar = false\n", {}, ["foo", "bar"]],
+    [
+      "an unknown key with an integer and one with a bool",
+      "foo = 3\nbar = false\n",
+      {},
+      ["foo", "bar"],
+    ],
   ];
   test.each(accepted)("%s", (_name, text, expected, unknownKeys = []) => {
     expect(parseServiceConfig(text)).toEqual({ kind: "ok", config: config(expected), unknownKeys });
@@ -53,7 +62,11 @@ describe("TOML subset: rejected (125)", () => {
     ["leading space", " wait-for-session = true\n", /leading whitespace/],
     ["leading tab", "\twait-for-session = true\n", /leading whitespace/],
     ["a whitespace-only line", "  \n", /leading whitespace/],
-    ["a duplicate key", "wait-for-session = true\nwait-for-session = false\n", /line 2: duplicate key/],
+    [
+      "a duplicate key",
+      "wait-for-session = true\nwait-for-session = false\n",
+      /line 2: duplicate key/,
+    ],
     ["a duplicate unknown key", "foo = 1\nfoo = 1\n", /duplicate key 'foo'/],
     ["a double-quoted string, even for an unknown key", 'foo = "x"\n', /bad value for 'foo'/],
     ["a double-quoted force-user", 'force-user = "root"\n', /bad value/],
@@ -82,9 +95,21 @@ describe("TOML subset: rejected (125)", () => {
     ["a control character in a string", "force-user = 'a\u0001b'\n", /bad value/],
     ["CRLF line ends", "wait-for-session = true\r\n", /unexpected text/],
     ["NUL", "wait-for-session = true\0\n", /NUL/],
-    ["force-user with skip-service-descriptor", "force-user = 'u'\nskip-service-descriptor = true\n", /conflicts with skip-service-descriptor/],
-    ["force-user with exit-on-service-eof", "exit-on-service-eof = true\nforce-user = 'u'\n", /conflicts with exit-on-service-eof/],
-    ["force-user with exit-on-client-eof", "force-user = 'u'\nexit-on-client-eof = true\n", /conflicts with exit-on-client-eof/],
+    [
+      "force-user with skip-service-descriptor",
+      "force-user = 'u'\nskip-service-descriptor = true\n",
+      /conflicts with skip-service-descriptor/,
+    ],
+    [
+      "force-user with exit-on-service-eof",
+      "exit-on-service-eof = true\nforce-user = 'u'\n",
+      /conflicts with exit-on-service-eof/,
+    ],
+    [
+      "force-user with exit-on-client-eof",
+      "force-user = 'u'\nexit-on-client-eof = true\n",
+      /conflicts with exit-on-client-eof/,
+    ],
   ];
   test.each(rejected)("%s", (_name, text, reason) => {
     const parsed = parseServiceConfig(text);
@@ -127,16 +152,27 @@ describe("config lookup in QUBES_RPC_CONFIG_PATH", () => {
   test("a call without '+' looks for svc+ first", () => {
     writeFileSync(join(a, "svc"), "wait-for-session = true\n");
     writeFileSync(join(b, "svc+"), "exit-on-client-eof = true\n");
-    expect(loadServiceConfig("svc", configPath)).toMatchObject({ path: join(b, "svc+"), config: config({ exitOnClientEof: true }) });
+    expect(loadServiceConfig("svc", configPath)).toMatchObject({
+      path: join(b, "svc+"),
+      config: config({ exitOnClientEof: true }),
+    });
   });
 
   test("no file: the defaults, with no path", () => {
-    expect(loadServiceConfig("svc+arg", configPath)).toEqual({ kind: "ok", config: config({}), unknownKeys: [], path: null });
+    expect(loadServiceConfig("svc+arg", configPath)).toEqual({
+      kind: "ok",
+      config: config({}),
+      unknownKeys: [],
+      path: null,
+    });
   });
 
   test("unknown keys are reported", () => {
     writeFileSync(join(a, "svc"), "future-key = 'x'\n");
-    expect(loadServiceConfig("svc", configPath)).toMatchObject({ kind: "ok", unknownKeys: ["future-key"] });
+    expect(loadServiceConfig("svc", configPath)).toMatchObject({
+      kind: "ok",
+      unknownKeys: ["future-key"],
+    });
   });
 
   test("a bad file fails the call and names the file", () => {
@@ -149,15 +185,24 @@ describe("config lookup in QUBES_RPC_CONFIG_PATH", () => {
 
   test("an unreadable entry (a directory) fails the call", () => {
     mkdirSync(join(a, "svc+"));
-    expect(loadServiceConfig("svc", configPath)).toMatchObject({ kind: "error", reason: expect.stringMatching(/cannot read/) });
+    expect(loadServiceConfig("svc", configPath)).toMatchObject({
+      kind: "error",
+      reason: expect.stringMatching(/cannot read/),
+    });
   });
 
   test("a link into /dev/null/… fails the call; a dangling link is skipped", () => {
     symlinkSync(join(root.path, "missing"), join(a, "svc+"));
     writeFileSync(join(b, "svc+"), "wait-for-session = 1\n");
-    expect(loadServiceConfig("svc", configPath)).toMatchObject({ kind: "ok", path: join(b, "svc+") });
+    expect(loadServiceConfig("svc", configPath)).toMatchObject({
+      kind: "ok",
+      path: join(b, "svc+"),
+    });
     symlinkSync("/dev/null/x", join(a, "other"));
-    expect(loadServiceConfig("other+x", configPath)).toMatchObject({ kind: "error", reason: expect.stringMatching(/ENOTDIR/) });
+    expect(loadServiceConfig("other+x", configPath)).toMatchObject({
+      kind: "error",
+      reason: expect.stringMatching(/ENOTDIR/),
+    });
   });
 
   test("QUBES_RPC_CONFIG_PATH, else the built-in path", () => {

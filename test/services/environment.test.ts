@@ -29,7 +29,9 @@ const BASE = {
 describe("service environment (§5.5)", () => {
   test("a VM call with an argument", () => {
     const command = rpc("user:QUBESRPC qubes.Svc+arg work");
-    expect(buildServiceEnvironment(BASE, { command, requestedTarget: null, agentPid: 4242 })).toEqual({
+    expect(
+      buildServiceEnvironment(BASE, { command, requestedTarget: null, agentPid: 4242 }),
+    ).toEqual({
       PATH: "/usr/bin:/bin",
       HOME: "/home/user",
       QREXEC_SERVICE_PATH: "/etc/qubes-rpc",
@@ -43,19 +45,28 @@ describe("service environment (§5.5)", () => {
   });
 
   test("no '+': no QREXEC_SERVICE_ARGUMENT, and the full name has no '+' added", () => {
-    const env = buildServiceEnvironment(BASE, { command: rpc("user:QUBESRPC qubes.Svc work"), requestedTarget: null });
+    const env = buildServiceEnvironment(BASE, {
+      command: rpc("user:QUBESRPC qubes.Svc work"),
+      requestedTarget: null,
+    });
     expect(env.QREXEC_SERVICE_FULL_NAME).toBe("qubes.Svc");
     expect("QREXEC_SERVICE_ARGUMENT" in env).toBe(false);
   });
 
   test("a trailing '+': QREXEC_SERVICE_ARGUMENT is set and empty", () => {
-    const env = buildServiceEnvironment({}, { command: rpc("user:QUBESRPC qubes.Svc+ work"), requestedTarget: null });
+    const env = buildServiceEnvironment(
+      {},
+      { command: rpc("user:QUBESRPC qubes.Svc+ work"), requestedTarget: null },
+    );
     expect(env.QREXEC_SERVICE_ARGUMENT).toBe("");
     expect(env.QREXEC_SERVICE_FULL_NAME).toBe("qubes.Svc+");
   });
 
   test("without an agent pid the inherited QREXEC_AGENT_PID is kept", () => {
-    const env = buildServiceEnvironment(BASE, { command: rpc("u:QUBESRPC s w"), requestedTarget: null });
+    const env = buildServiceEnvironment(BASE, {
+      command: rpc("u:QUBESRPC s w"),
+      requestedTarget: null,
+    });
     expect(env.QREXEC_AGENT_PID).toBe("1");
   });
 
@@ -92,14 +103,20 @@ describe("what a service started this way sees", () => {
 
   test("parse → lookup → environment and argv → the service's own view", () => {
     const script = join(root.path, "test.Echo");
-    writeFileSync(script, '#!/bin/sh\nprintf \'%s|%s|%s|%s|%s\\n\' "$#" "$1" "$QREXEC_SERVICE_FULL_NAME" "$QREXEC_REMOTE_DOMAIN" "${QREXEC_SERVICE_ARGUMENT-unset}"\n');
+    writeFileSync(
+      script,
+      '#!/bin/sh\nprintf \'%s|%s|%s|%s|%s\\n\' "$#" "$1" "$QREXEC_SERVICE_FULL_NAME" "$QREXEC_REMOTE_DOMAIN" "${QREXEC_SERVICE_ARGUMENT-unset}"\n',
+    );
     chmodSync(script, 0o755);
 
     const run = (cmdline: string) => {
       const command = rpc(cmdline);
       const found = findService(command.serviceDescriptor, root.path);
       if (found.kind !== "executable") throw new Error(JSON.stringify(found));
-      const env = buildServiceEnvironment({ PATH: process.env.PATH }, { command, requestedTarget: null, agentPid: process.pid });
+      const env = buildServiceEnvironment(
+        { PATH: process.env.PATH },
+        { command, requestedTarget: null, agentPid: process.pid },
+      );
       const result = Bun.spawnSync(serviceArgv(found.path, command.argument), { env });
       return result.stdout.toString();
     };

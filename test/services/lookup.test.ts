@@ -85,7 +85,10 @@ describe("search order (§5.3)", () => {
 
   test("a svc+arg longer than NAME_MAX counts as absent, so svc is used", () => {
     const general = executable(join(a, "svc"));
-    expect(findService(`svc+${"x".repeat(252)}`, searchPath)).toEqual({ kind: "executable", path: general });
+    expect(findService(`svc+${"x".repeat(252)}`, searchPath)).toEqual({
+      kind: "executable",
+      path: general,
+    });
     expect(findFile(searchPath, `svc+${"x".repeat(251)}`)).toEqual({ kind: "absent" });
   });
 
@@ -118,18 +121,27 @@ describe("broken entries (§5.3, d5d7184)", () => {
   test("a symlink loop stops the search", () => {
     symlinkSync(join(a, "svc+arg"), join(a, "svc+arg"));
     executable(join(b, "svc+arg"));
-    expect(findService("svc+arg", searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/ELOOP/) });
+    expect(findService("svc+arg", searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/ELOOP/),
+    });
   });
 
   test("a search path entry that is a file stops the search", () => {
     const file = plainFile(join(root.path, "file"));
     executable(join(b, "svc"));
-    expect(findService("svc", `${file}:${b}`)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/ENOTDIR/) });
+    expect(findService("svc", `${file}:${b}`)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/ENOTDIR/),
+    });
   });
 
   test("a missing search directory is just absent", () => {
     const general = executable(join(b, "svc"));
-    expect(findService("svc", `${join(root.path, "nope")}:${b}`)).toEqual({ kind: "executable", path: general });
+    expect(findService("svc", `${join(root.path, "nope")}:${b}`)).toEqual({
+      kind: "executable",
+      path: general,
+    });
   });
 });
 
@@ -137,7 +149,10 @@ describe("result types", () => {
   test("a non-executable file is a problem (125), and it shadows later directories", () => {
     plainFile(join(a, "svc"));
     executable(join(b, "svc"));
-    expect(findService("svc", searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/neither executable nor a socket/) });
+    expect(findService("svc", searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/neither executable nor a socket/),
+    });
   });
 
   test("a directory is a problem", () => {
@@ -169,14 +184,29 @@ describe("TCP services (symlinks to /dev/tcp…)", () => {
 
   test("/dev/tcp/HOST/PORT needs an empty argument", () => {
     const path = tcpLink("svc", "/dev/tcp/127.0.0.1/22");
-    expect(findService("svc", searchPath)).toEqual({ kind: "tcp", host: "127.0.0.1", port: 22, family: 4, path });
+    expect(findService("svc", searchPath)).toEqual({
+      kind: "tcp",
+      host: "127.0.0.1",
+      port: 22,
+      family: 4,
+      path,
+    });
     expect(findService("svc+", searchPath)).toMatchObject({ kind: "tcp", port: 22 });
-    expect(findService("svc+80", searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/fixes the port/) });
+    expect(findService("svc+80", searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/fixes the port/),
+    });
   });
 
   test("/dev/tcp/HOST takes the port from the argument", () => {
     const path = tcpLink("svc", "/dev/tcp/127.0.0.1");
-    expect(findService("svc+8080", searchPath)).toEqual({ kind: "tcp", host: "127.0.0.1", port: 8080, family: 4, path });
+    expect(findService("svc+8080", searchPath)).toEqual({
+      kind: "tcp",
+      host: "127.0.0.1",
+      port: 8080,
+      family: 4,
+      path,
+    });
     expect(findService("svc+65535", searchPath)).toMatchObject({ kind: "tcp", port: 65535 });
   });
 
@@ -190,25 +220,50 @@ describe("TCP services (symlinks to /dev/tcp…)", () => {
     ["spaces", "svc+ 80"],
   ])("/dev/tcp/HOST rejects a port that is %s", (_name, descriptor) => {
     tcpLink("svc", "/dev/tcp/127.0.0.1");
-    expect(findService(descriptor, searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/port/) });
+    expect(findService(descriptor, searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/port/),
+    });
   });
 
   test("test_connect_socket_tcp_empty_host: a bare /dev/tcp/ is an error", () => {
     tcpLink("svc", "/dev/tcp/");
-    expect(findService("svc+22", searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/empty host/) });
+    expect(findService("svc+22", searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/empty host/),
+    });
   });
 
   test("the host must be numeric; IPv6 when it has ':'", () => {
     tcpLink("name", "/dev/tcp/localhost/22");
-    expect(findService("name", searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(/numeric/) });
+    expect(findService("name", searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(/numeric/),
+    });
     tcpLink("six", "/dev/tcp/::1/22");
-    expect(findService("six", searchPath)).toMatchObject({ kind: "tcp", host: "::1", port: 22, family: 6 });
+    expect(findService("six", searchPath)).toMatchObject({
+      kind: "tcp",
+      host: "::1",
+      port: 22,
+      family: 6,
+    });
   });
 
   test("/dev/tcp takes HOST+PORT from the argument, '+' in the host standing for ':'", () => {
     const path = tcpLink("svc", "/dev/tcp");
-    expect(findService("svc+10.0.0.1+22", searchPath)).toEqual({ kind: "tcp", host: "10.0.0.1", port: 22, family: 4, path });
-    expect(findService("svc+fe80++1+443", searchPath)).toMatchObject({ kind: "tcp", host: "fe80::1", port: 443, family: 6 });
+    expect(findService("svc+10.0.0.1+22", searchPath)).toEqual({
+      kind: "tcp",
+      host: "10.0.0.1",
+      port: 22,
+      family: 4,
+      path,
+    });
+    expect(findService("svc+fe80++1+443", searchPath)).toMatchObject({
+      kind: "tcp",
+      host: "fe80::1",
+      port: 443,
+      family: 6,
+    });
     expect(findService("svc+++1+443", searchPath)).toMatchObject({ kind: "tcp", host: "::1" });
   });
 
@@ -221,7 +276,10 @@ describe("TCP services (symlinks to /dev/tcp…)", () => {
     ["bad port", "svc+10.0.0.1+99999", /port/],
   ])("/dev/tcp rejects %s", (_name, descriptor, reason) => {
     tcpLink("svc", "/dev/tcp");
-    expect(findService(descriptor, searchPath)).toMatchObject({ kind: "problem", reason: expect.stringMatching(reason) });
+    expect(findService(descriptor, searchPath)).toMatchObject({
+      kind: "problem",
+      reason: expect.stringMatching(reason),
+    });
   });
 
   test("/dev/tcpfoo is an ordinary (here dangling) symlink", () => {

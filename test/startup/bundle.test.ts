@@ -121,14 +121,18 @@ describe("the programs in bin/", () => {
     }
   }, 60_000);
 
-  test.each(launchers)("%s --help prints what its sources print", (launcher) => {
-    const run = (env: Record<string, string>) => {
-      const options = { encoding: "utf8", env: { ...process.env, ...env } } as const;
-      const result = spawnSync(join(ROOT, "bin", launcher), ["--help"], options);
-      return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-    };
-    const fromSources = run({ QRX_BUNDLE: "off" });
-    expect(fromSources.stdout + fromSources.stderr).toMatch(/usage/i);
-    expect(run({})).toEqual(fromSources);
-  }, 20_000);
+  test.each(launchers)(
+    "%s --help prints what its sources print",
+    (launcher) => {
+      const run = (env: Record<string, string>) => {
+        const options = { encoding: "utf8", env: { ...process.env, ...env } } as const;
+        const result = spawnSync(join(ROOT, "bin", launcher), ["--help"], options);
+        return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+      };
+      const fromSources = run({ QRX_BUNDLE: "off" });
+      expect(fromSources.stdout + fromSources.stderr).toMatch(/usage/i);
+      expect(run({})).toEqual(fromSources);
+    },
+    20_000,
+  );
 });

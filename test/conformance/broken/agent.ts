@@ -16,7 +16,13 @@
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Connection } from "../../../src/io/connection.ts";
-import { decodeExecCommand, encodeConnectionTerminated, encodeExitCode, frame, helloMessage } from "../../../src/protocol/codec.ts";
+import {
+  decodeExecCommand,
+  encodeConnectionTerminated,
+  encodeExitCode,
+  frame,
+  helloMessage,
+} from "../../../src/protocol/codec.ts";
 import * as C from "../../../src/protocol/constants.ts";
 
 const mode = process.env.BROKEN_MODE ?? "";
@@ -38,7 +44,12 @@ async function connectRetry(path: string): Promise<Connection> {
   }
 }
 
-async function serveCall(control: Connection, justExec: boolean, port: number, command: string): Promise<void> {
+async function serveCall(
+  control: Connection,
+  justExec: boolean,
+  port: number,
+  command: string,
+): Promise<void> {
   const data = await connectRetry(join(dir, `vchan.0.${domain}.${port}.sock`));
   if (mode === "silent-data") return;
   await readMessage(data);
@@ -57,15 +68,24 @@ async function serveCall(control: Connection, justExec: boolean, port: number, c
         chunks.push(message.payload);
       }
     }
-    const child = Bun.spawn(["/bin/sh", path], { stdin: new Blob(chunks), stdout: "pipe", stderr: "pipe" });
-    [stdout, stderr, code] = await Promise.all([new Response(child.stdout).bytes(), new Response(child.stderr).bytes(), child.exited]);
+    const child = Bun.spawn(["/bin/sh", path], {
+      stdin: new Blob(chunks),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).bytes(),
+      new Response(child.stderr).bytes(),
+      child.exited,
+    ]);
   }
   if (mode === "wrong-code") code = 0;
   const exit = frame(C.MSG_DATA_EXIT_CODE, encodeExitCode(code));
   if (mode === "exit-first" && !justExec) data.write(exit);
   if (!justExec) {
     const limit = mode === "huge-chunk" ? Infinity : C.MAX_DATA_CHUNK_V3;
-    for (let offset = 0; offset < stdout.length; offset += limit) data.write(frame(C.MSG_DATA_STDOUT, stdout.subarray(offset, offset + limit)));
+    for (let offset = 0; offset < stdout.length; offset += limit)
+      data.write(frame(C.MSG_DATA_STDOUT, stdout.subarray(offset, offset + limit)));
     if (stderr.length > 0) data.write(frame(C.MSG_DATA_STDERR, stderr));
     data.write(frame(C.MSG_DATA_STDOUT));
     if (mode === "double-eof") data.write(frame(C.MSG_DATA_STDOUT));
@@ -74,12 +94,20 @@ async function serveCall(control: Connection, justExec: boolean, port: number, c
   if (mode !== "exit-first" || justExec) data.write(exit);
   data.end();
   await data.closed;
-  if (mode !== "no-terminated") control.write(frame(C.MSG_CONNECTION_TERMINATED, encodeConnectionTerminated({ connectDomain: 0, connectPort: port })));
+  if (mode !== "no-terminated")
+    control.write(
+      frame(
+        C.MSG_CONNECTION_TERMINATED,
+        encodeConnectionTerminated({ connectDomain: 0, connectPort: port }),
+      ),
+    );
 }
 
 /** The modes that outlive the control vchan take clients' triggers on --agent-socket. */
 function listenForClients(): void {
-  const socket = process.argv.find((arg) => arg.startsWith("--agent-socket="))?.slice("--agent-socket=".length);
+  const socket = process.argv
+    .find((arg) => arg.startsWith("--agent-socket="))
+    ?.slice("--agent-socket=".length);
   if (socket === undefined) return;
   if (existsSync(socket)) rmSync(socket);
   Connection.listen(socket, (client) => {

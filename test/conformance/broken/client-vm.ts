@@ -8,7 +8,14 @@
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Connection } from "../../../src/io/connection.ts";
-import { decodeExecParams, decodeExitCode, encodeTrigger3, encodeTrigger4, frame, helloMessage } from "../../../src/protocol/codec.ts";
+import {
+  decodeExecParams,
+  decodeExitCode,
+  encodeTrigger3,
+  encodeTrigger4,
+  frame,
+  helloMessage,
+} from "../../../src/protocol/codec.ts";
 import * as C from "../../../src/protocol/constants.ts";
 
 const mode = process.env.BROKEN_MODE ?? "";
@@ -23,14 +30,21 @@ for (const arg of process.argv.slice(2)) {
 const [target = "", service = ""] = positional;
 const agent = await Connection.connect(agentSocket);
 const fields = { target: target.replaceAll("$", "@"), ident: "SOCKET", service };
-agent.write(mode === "trigger3" ? frame(C.MSG_TRIGGER_SERVICE3, encodeTrigger3(fields)) : frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", ...fields })));
+agent.write(
+  mode === "trigger3"
+    ? frame(C.MSG_TRIGGER_SERVICE3, encodeTrigger3(fields))
+    : frame(C.MSG_TRIGGER_SERVICE4, encodeTrigger4({ source: "", ...fields })),
+);
 const reply = await agent.read(8).catch(() => null);
 if (reply === null) {
   process.stderr.write("Request refused\n");
   process.exit(126);
 }
 const { connectDomain, connectPort } = decodeExecParams(reply);
-const path = join(process.env.VCHAN_SOCKET_DIR!, `vchan.${process.env.VCHAN_DOMAIN}.${connectDomain}.${connectPort}.sock`);
+const path = join(
+  process.env.VCHAN_SOCKET_DIR!,
+  `vchan.${process.env.VCHAN_DOMAIN}.${connectDomain}.${connectPort}.sock`,
+);
 if (existsSync(path)) rmSync(path);
 const data = await new Promise<Connection>((resolve) => {
   const listener = Connection.listen(path, (connection) => {
@@ -41,9 +55,11 @@ const data = await new Promise<Connection>((resolve) => {
 data.write(helloMessage(4));
 await data.readMessage(4);
 void (async () => {
-  if (prefix && mode !== "no-prefix") data.write(frame(C.MSG_DATA_STDIN, new TextEncoder().encode(prefix)));
+  if (prefix && mode !== "no-prefix")
+    data.write(frame(C.MSG_DATA_STDIN, new TextEncoder().encode(prefix)));
   for await (const chunk of Bun.stdin.stream()) {
-    for (let offset = 0; offset < chunk.length; offset += 4096) data.write(frame(C.MSG_DATA_STDIN, chunk.subarray(offset, offset + 4096)));
+    for (let offset = 0; offset < chunk.length; offset += 4096)
+      data.write(frame(C.MSG_DATA_STDIN, chunk.subarray(offset, offset + 4096)));
   }
   if (mode !== "no-stdin-eof") data.write(frame(C.MSG_DATA_STDIN));
 })();

@@ -13,7 +13,9 @@ import * as C from "../../../src/protocol/constants.ts";
 const mode = process.env.BROKEN_MODE ?? "";
 const args = process.argv.slice(2);
 const socketDir = args.find((arg) => arg.startsWith("--socket-dir="))!.slice(13);
-const [domain, name] = args.filter((arg) => !arg.startsWith("-")).filter((arg) => !arg.includes("-0000-"));
+const [domain, name] = args
+  .filter((arg) => !arg.startsWith("-"))
+  .filter((arg) => !arg.includes("-0000-"));
 const path = join(process.env.VCHAN_SOCKET_DIR!, `vchan.${domain}.0.512.sock`);
 let control: Connection;
 for (;;) {
@@ -36,7 +38,12 @@ if (mode !== "no-socket") {
       await client.readMessage(4);
       const message = await client.readMessage(65535).catch(() => null);
       if (!message) return client.close();
-      client.write(frame(message.header.type, encodeExecParams({ connectDomain: Number(domain), connectPort: 513 })));
+      client.write(
+        frame(
+          message.header.type,
+          encodeExecParams({ connectDomain: Number(domain), connectPort: 513 }),
+        ),
+      );
       control.write(frame(message.header.type, message.payload));
     })();
   });
@@ -47,6 +54,11 @@ for (;;) {
   if (!message) process.exit(0);
   const type = message.header.type;
   if (mode === "ignore-triggers") continue;
-  const identAt = { [C.MSG_TRIGGER_SERVICE]: 96, [C.MSG_TRIGGER_SERVICE3]: 64, [C.MSG_TRIGGER_SERVICE4]: 128 }[type];
-  if (identAt !== undefined) control.write(frame(C.MSG_SERVICE_REFUSED, message.payload.slice(identAt, identAt + 32)));
+  const identAt = {
+    [C.MSG_TRIGGER_SERVICE]: 96,
+    [C.MSG_TRIGGER_SERVICE3]: 64,
+    [C.MSG_TRIGGER_SERVICE4]: 128,
+  }[type];
+  if (identAt !== undefined)
+    control.write(frame(C.MSG_SERVICE_REFUSED, message.payload.slice(identAt, identAt + 32)));
 }
