@@ -2,7 +2,8 @@
 //! `zig build` installs zig-out/lib/libqrx.so, zig-out/bin/qrexec-client-vm (the client's
 //! native front end), zig-out/bin/qrexec-client (dom0 -> VM calls natively) and
 //! zig-out/bin/qfile-agent, qfile-unpacker and qvm-copy (file copy); `zig build test` runs every
-//! Zig test; `zig build fuzz` builds the AFL++ fuzz targets (zig/fuzz/, docs/reliability.md).
+//! Zig test; `zig build fuzz` builds the AFL++ fuzz targets (zig/fuzz/, docs/reliability.md);
+//! `zig build abi` writes src/abi.generated.ts.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -114,6 +115,27 @@ pub fn build(b: *std.Build) void {
     const model_step = b.step("model", "Run the data pump's model test with random seeds");
     model_step.dependOn(&run_model.step);
     add_fuzz_targets(b, target);
+    add_abi_step(b, &.{ test_module, model_module });
+}
+
+/// `zig build abi`: writes src/abi.generated.ts from zig/abi.zig and zig/lib.zig's exports
+/// (zig/abi_gen.zig). The tests learn its path: one fails while the checked-in file is stale.
+fn add_abi_step(b: *std.Build, test_modules: []const *std.Build.Module) void {
+    const generated_path = b.pathFromRoot("src/abi.generated.ts");
+    const options = b.addOptions();
+    options.addOption([]const u8, "generated_path", generated_path);
+    for (test_modules) |module| module.addOptions("abi_options", options);
+    const module = b.createModule(.{
+        .root_source_file = b.path("zig/abi_gen.zig"),
+        .target = b.graph.host,
+        .link_libc = true,
+    });
+    module.addOptions("abi_options", options);
+    const generator = b.addExecutable(.{ .name = "abi-gen", .root_module = module });
+    const generate = b.addRunArtifact(generator);
+    generate.addArg(generated_path);
+    const step = b.step("abi", "Write src/abi.generated.ts (the TypeScript side of the ABI)");
+    step.dependOn(&generate.step);
 }
 
 /// `zig build fuzz`: one AFL++ persistent-mode executable per harness in zig-out/fuzz/, the

@@ -1,10 +1,11 @@
-// The kernel baselines of `qrx bench vchan`: a pipe and a unix socketpair between two Bun processes.
-// The parent creates the channel (openChannel) and hands one end to each child as fd 3; the children
-// run this file: `bun bench/baseline-peer.ts write|read <bytes>`. They move 64 KiB blocks with
-// synchronous readSync/writeSync, the same block size and call pattern as the shm peers' FFI calls.
-// The reader prints one JSON line on stdout: {"event":"done","bytes":N,"seconds":S}.
-import { dlopen, FFIType } from "bun:ffi";
+// The kernel baselines of `qrx bench vchan`: a pipe and a unix socketpair between two Bun
+// processes. The parent creates the channel (openChannel) and hands one end to each child as fd 3;
+// the children run this file: `bun bench/baseline-peer.ts write|read <bytes>`. They move 64 KiB
+// blocks with synchronous readSync/writeSync, the same block size and call pattern as the shm
+// peers' FFI calls. The reader prints one JSON line on stdout:
+// {"event":"done","bytes":N,"seconds":S}.
 import { closeSync, readSync, writeSync } from "node:fs";
+import { kernelBufferBytes, pipe, socketPair } from "../src/native.ts";
 
 export const BLOCK_BYTES = 64 * 1024;
 /** Where each child finds its end of the channel (0-2 stay stdio, so Bun leaves it alone). */
@@ -21,41 +22,18 @@ export interface Channel {
   bufferBytes: number;
 }
 
-// Bun has no pipe() or socketpair(), and its streams are async; raw fds from libc let both
-// children use plain blocking reads and writes, like the shm peers.
-function libc() {
-  const { i32, ptr } = FFIType;
-  return dlopen("libc.so.6", {
-    pipe2: { args: [ptr, i32], returns: i32 },
-    socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
-    fcntl: { args: [i32, i32], returns: i32 },
-    getsockopt: { args: [i32, i32, i32, ptr, ptr], returns: i32 },
-  }).symbols;
-}
-
-const O_CLOEXEC = 0o2000000;
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOL_SOCKET = 1;
-const SO_SNDBUF = 7;
-const F_GETPIPE_SZ = 1032;
-
-/** A fresh channel whose fds are close-on-exec: only the child it is handed to inherits it. */
+/**
+ * A fresh channel whose fds are close-on-exec: only the child it is handed to inherits it. Bun
+ * has no pipe() or socketpair(), and its streams are async; raw fds from the native library let
+ * both children use plain blocking reads and writes, like the shm peers.
+ */
 export function openChannel(kind: ChannelKind): Channel {
-  const c = libc();
-  const fds = new Int32Array(2);
   if (kind === "pipe") {
-    if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new Error("pipe2 failed");
-    const bufferBytes = c.fcntl(fds[1]!, F_GETPIPE_SZ);
-    return { readFd: fds[0]!, writeFd: fds[1]!, bufferBytes };
+    const [readFd, writeFd] = pipe();
+    return { readFd, writeFd, bufferBytes: kernelBufferBytes(writeFd) };
   }
-  if (c.socketpair(AF_UNIX, SOCK_STREAM | O_CLOEXEC, 0, fds) !== 0)
-    throw new Error("socketpair failed");
-  const value = new Int32Array(1);
-  const length = new Uint32Array([4]);
-  if (c.getsockopt(fds[0]!, SOL_SOCKET, SO_SNDBUF, value, length) !== 0)
-    throw new Error("getsockopt failed");
-  return { writeFd: fds[0]!, readFd: fds[1]!, bufferBytes: value[0]! };
+  const [writeFd, readFd] = socketPair();
+  return { writeFd, readFd, bufferBytes: kernelBufferBytes(writeFd) };
 }
 
 function write(fd: number, total: number): void {

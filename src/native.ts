@@ -5,82 +5,11 @@
 import { dlopen, FFIType, JSCallback } from "bun:ffi";
 import { closeSync, existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import {
-  ABI_VERSION,
-  CLIENT_REQUEST_PREFIX_BYTES,
-  ClientReply,
-  ConfigKey,
-  EVENT_HEADER_BYTES,
-  FILECOPY_LEGAL_EOF,
-  FILECOPY_PACK_RESULT_BYTES,
-  FILECOPY_PACK_RESULT_LAST_NAME_OFFSET,
-  FILECOPY_UNPACK_STATS_BYTES,
-  INFO_BYTES,
-  PumpEventKind,
-  StreamKind,
-  VchanBackend,
-  type VchanBackendName,
-  VchanState,
-} from "./constants.ts";
+import * as abi from "./abi.generated.ts";
+import { PumpEventKind, StreamKind, VchanState } from "./abi.generated.ts";
+import { VchanBackend, type VchanBackendName } from "./constants.ts";
 import { defaultNativeLibraryPath } from "./install-paths.ts";
 import { defaultVchanDir, vchanBackend } from "./paths.ts";
-
-const { i32, u32, ptr } = FFIType;
-
-const symbols = {
-  qrx_abi_version: { args: [], returns: i32 },
-  qrx_constant: { args: [u32], returns: i32 },
-  qrx_last_error: { args: [ptr, u32], returns: i32 },
-  qrx_set_config: { args: [u32, i32], returns: i32 },
-  vx_server_init: { args: [u32, ptr, u32, i32, i32, i32, u32, u32], returns: i32 },
-  vx_client_init_async: { args: [u32, ptr, u32, i32, i32, i32], returns: i32 },
-  vx_client_init_async_finish: { args: [u32], returns: i32 },
-  vx_connect_wait: { args: [u32, i32], returns: i32 },
-  vx_fd_for_select: { args: [u32], returns: i32 },
-  vx_wait: { args: [u32], returns: i32 },
-  vx_is_open: { args: [u32], returns: i32 },
-  vx_data_ready: { args: [u32], returns: i32 },
-  vx_buffer_space: { args: [u32], returns: i32 },
-  vx_read: { args: [u32, ptr, u32], returns: i32 },
-  vx_recv: { args: [u32, ptr, u32], returns: i32 },
-  vx_write: { args: [u32, ptr, u32], returns: i32 },
-  vx_send: { args: [u32, ptr, u32], returns: i32 },
-  vx_set_blocking: { args: [u32, u32], returns: i32 },
-  vx_info: { args: [u32, ptr], returns: i32 },
-  vx_reason: { args: [u32, ptr, u32], returns: i32 },
-  vx_close: { args: [u32], returns: i32 },
-  vx_debug_poke: { args: [u32, u32, u32], returns: i32 },
-  qp_start: { args: [], returns: i32 },
-  qp_attach: { args: [u32, u32, u32, u32, i32, u32], returns: i32 },
-  qp_set_stdio: { args: [u32, i32, i32, i32, u32], returns: i32 },
-  qp_set_remote_stderr: { args: [u32, i32], returns: i32 },
-  qp_make_service_stdio: { args: [u32, ptr, u32], returns: i32 },
-  qp_set_prefix: { args: [u32, ptr, u32], returns: i32 },
-  qp_send: { args: [u32, u32, ptr, u32], returns: i32 },
-  qp_local_exit: { args: [u32, i32], returns: i32 },
-  qp_finish_with: { args: [u32, i32, u32], returns: i32 },
-  qp_single_socket: { args: [u32], returns: i32 },
-  qp_stream_traffic: { args: [u32, ptr], returns: i32 },
-  qp_poll_events: { args: [ptr, u32], returns: i32 },
-  qp_pending_event_bytes: { args: [], returns: i32 },
-  qp_close: { args: [u32], returns: i32 },
-  qrx_connect_unix: { args: [ptr, u32], returns: i32 },
-  qrx_connect_tcp: { args: [ptr, u32, u32], returns: i32 },
-  qrx_socketpair: { args: [ptr], returns: i32 },
-  qrx_dup: { args: [i32], returns: i32 },
-  qrx_exec: { args: [ptr, ptr, u32, u32, ptr, u32, u32], returns: i32 },
-  qp_set_child: { args: [u32, i32], returns: i32 },
-  qp_watch_sigusr1: { args: [u32], returns: i32 },
-  qh_listen: { args: [ptr, u32], returns: i32 },
-  qh_reply: { args: [u32, u32, i32], returns: i32 },
-  // filecopy (zig/filecopy): names and links (positive errno), then the stream engine.
-  qf_validate_path: { args: [ptr, u32, u32], returns: i32 },
-  qf_validate_symlink: { args: [ptr, u32, ptr, u32, u32], returns: i32 },
-  qf_safe_for_display: { args: [ptr, u32], returns: i32 },
-  qf_crc32: { args: [u32, ptr, u32], returns: u32 },
-  qf_unpack: { args: [i32, i32, i32, u32, u32, ptr], returns: i32 },
-  qf_pack: { args: [i32, i32, ptr, u32, u32, ptr, ptr], returns: i32 },
-} as const;
 
 export function nativeLibraryPath(): string {
   return process.env.QRX_NATIVE_LIB || defaultNativeLibraryPath();
@@ -91,11 +20,12 @@ function load() {
   if (!existsSync(path)) {
     throw new Error(`native library ${path} is missing: run \`npm run setup\` to build it`);
   }
-  const lib = dlopen(path, symbols);
+  const lib = dlopen(path, abi.symbols);
   const version = lib.symbols.qrx_abi_version();
-  if (version !== ABI_VERSION) {
+  if (version !== abi.ABI_VERSION) {
     throw new Error(
-      `native library ${path} has ABI version ${version}, this code needs ${ABI_VERSION}: run \`npm run setup\``,
+      `native library ${path} has ABI version ${version}, this code needs ` +
+        `${abi.ABI_VERSION}: run \`npm run setup\``,
     );
   }
   return lib.symbols;
@@ -133,9 +63,59 @@ function check(rc: number): number {
   throw new NativeError(-rc, lastError());
 }
 
-/** A constant as the native library defines it (for the constants cross-check). */
-export function nativeConstant(id: number): number {
-  return check(native.qrx_constant(id));
+/** An `extern struct` of zig/abi.zig as src/abi.generated.ts describes it. */
+interface Layout {
+  readonly bytes: number;
+  readonly fields: { readonly [name: string]: Field };
+}
+interface Field {
+  readonly offset: number;
+  readonly type: string;
+  readonly count?: number;
+}
+
+/** The struct's scalar fields by name (arrays are read through their `offset`). */
+type Scalars<L extends Layout> = {
+  -readonly [
+    K in keyof L["fields"] as L["fields"][K] extends { count: number } ? never : K
+  ]: number;
+};
+
+/** Decodes the scalar fields of a `layout` struct starting at `base` in `bytes`. */
+function readStruct<L extends Layout>(layout: L, bytes: Uint8Array, base = 0): Scalars<L> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + base, layout.bytes);
+  const values: Record<string, number> = {};
+  for (const [name, field] of Object.entries(layout.fields)) {
+    if (field.count === undefined) values[name] = readScalar(view, field);
+  }
+  return values as Scalars<L>;
+}
+
+function readScalar(view: DataView, field: Field): number {
+  switch (field.type) {
+    case "u8":
+      return view.getUint8(field.offset);
+    case "u16":
+      return view.getUint16(field.offset, true);
+    case "u32":
+      return view.getUint32(field.offset, true);
+    case "i32":
+      return view.getInt32(field.offset, true);
+    case "u64":
+      return Number(view.getBigUint64(field.offset, true));
+    default:
+      throw new Error(`no decoder for a ${field.type} field`);
+  }
+}
+
+/** The `flags` word for the bits of `mask` (name -> bit) that `options` sets. */
+function flagsOf<M extends Record<string, number>>(
+  mask: M,
+  options: { readonly [K in keyof M]?: boolean | undefined },
+): number {
+  let flags = 0;
+  for (const [name, bit] of Object.entries(mask)) if (options[name as keyof M]) flags |= bit;
+  return flags;
 }
 
 export interface NativeConfig {
@@ -147,8 +127,10 @@ export interface NativeConfig {
 
 /** Process-wide settings applied to vchans created afterwards. */
 export function configure(config: NativeConfig): void {
-  if (config.spinNs !== undefined) check(native.qrx_set_config(ConfigKey.SpinNs, config.spinNs));
-  if (config.pagesMax !== undefined) check(native.qrx_set_config(ConfigKey.PagesMax, config.pagesMax));
+  if (config.spinNs !== undefined)
+    check(native.qrx_set_config(abi.ConfigKey.SpinNs, config.spinNs));
+  if (config.pagesMax !== undefined)
+    check(native.qrx_set_config(abi.ConfigKey.PagesMax, config.pagesMax));
 }
 
 // Environment knobs, read once so every qrx process honours them the same way.
@@ -210,7 +192,10 @@ function rendezvous(options: VchanEndpoint): { backend: VchanBackendName; dir: U
 
 export { defaultVchanDir, vchanBackend };
 
-/** libvchan, as upstream qrexec uses it: blocking by default, partial read/write, whole recv/send. */
+/**
+ * libvchan, as upstream qrexec uses it: blocking by default, partial read/write, whole
+ * recv/send.
+ */
 export class Vchan {
   #handle: number;
   readonly label: string;
@@ -235,7 +220,10 @@ export class Vchan {
         options.writeMin,
       ),
     );
-    return new Vchan(handle, `vchan server ${options.localDomain}<-${options.remoteDomain}:${options.port}`);
+    return new Vchan(
+      handle,
+      `vchan server ${options.localDomain}<-${options.remoteDomain}:${options.port}`,
+    );
   }
 
   /** libvchan_client_init_async: call `finish` (or `connectWait`) until connected. */
@@ -251,7 +239,10 @@ export class Vchan {
         options.port,
       ),
     );
-    return new Vchan(handle, `vchan client ${options.localDomain}->${options.remoteDomain}:${options.port}`);
+    return new Vchan(
+      handle,
+      `vchan client ${options.localDomain}->${options.remoteDomain}:${options.port}`,
+    );
   }
 
   /** A connected client, or a NativeError (ETIMEDOUT) after `timeoutMs`. */
@@ -332,27 +323,14 @@ export class Vchan {
   }
 
   info(): VchanInfo {
-    const raw = new Int32Array(INFO_BYTES / 4);
+    const raw = new Uint8Array(abi.Info.bytes);
     check(native.vx_info(this.#guard(), raw));
-    const u = new Uint32Array(raw.buffer);
+    const { backend, role, state, ...counts } = readStruct(abi.Info, raw);
     return {
-      backend: u[16] === VchanBackend.socket ? "socket" : "shm",
-      role: u[0] === 0 ? "server" : "client",
-      state: raw[1] as VchanState,
-      leftOrder: u[2]!,
-      rightOrder: u[3]!,
-      readRingBytes: u[4]!,
-      writeRingBytes: u[5]!,
-      pages: u[6]!,
-      kicks: u[7]!,
-      wakeups: u[8]!,
-      sleeps: u[9]!,
-      spinHits: u[10]!,
-      spinMisses: u[11]!,
-      spinBudgetNs: u[12]!,
-      localDomain: raw[13]!,
-      remoteDomain: raw[14]!,
-      port: raw[15]!,
+      ...counts,
+      backend: backend === VchanBackend.socket ? "socket" : "shm",
+      role: role === abi.VchanRole.Server ? "server" : "client",
+      state: state as VchanState,
     };
   }
 
@@ -374,18 +352,18 @@ export class Vchan {
    */
   attach(options: StreamOptions): Stream {
     const handle = this.#guard();
-    const flags =
-      (options.filterStdout ? 1 : 0) |
-      (options.filterStderr ? 2 : 0) |
-      (options.exitOnClientEof ? 4 : 0) |
-      (options.exitOnServiceEof ? 8 : 0) |
-      (options.mirageService ? 16 : 0) |
-      (options.mirageChunkBug ? 32 : 0) |
-      (options.stderrEofFirst ? 64 : 0);
+    const flags = flagsOf(abi.AttachFlags, options);
     const pump = Pump.get();
     this.#handle = 0;
     const id = check(
-      native.qp_attach(handle, options.kind, options.version, options.sendFirst ? 1 : 0, options.connectTimeoutMs, flags),
+      native.qp_attach(
+        handle,
+        options.kind,
+        options.version,
+        options.sendFirst ? 1 : 0,
+        options.connectTimeoutMs,
+        flags,
+      ),
     );
     return pump.register(id, `${this.label} (${streamKindName(options.kind)})`);
   }
@@ -427,7 +405,11 @@ export interface PumpEvent {
 }
 
 function streamKindName(kind: StreamKind): string {
-  return kind === StreamKind.Control ? "control" : kind === StreamKind.DataService ? "service" : "client";
+  return kind === StreamKind.Control
+    ? "control"
+    : kind === StreamKind.DataService
+      ? "service"
+      : "client";
 }
 
 /** Thrown (or delivered) when a stream fails: the pump's reason, with the errno's name. */
@@ -486,7 +468,9 @@ export class Stream {
       this.#resolveFinished(event.value);
     }
     if (event.kind === PumpEventKind.Failed) {
-      this.#rejectFinished(new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`));
+      this.#rejectFinished(
+        new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`),
+      );
     }
     if (this.#listeners.length === 0 || this.#handingOver) {
       this.#early.push(event);
@@ -504,7 +488,8 @@ export class Stream {
     if (this.#listeners.length > 1 || this.#early.length === 0) return;
     this.#handingOver = true;
     try {
-      for (let event = this.#early.shift(); event !== undefined; event = this.#early.shift()) listener(event);
+      for (let event = this.#early.shift(); event !== undefined; event = this.#early.shift())
+        listener(event);
     } finally {
       this.#handingOver = false;
     }
@@ -532,7 +517,8 @@ export class Stream {
    */
   makeServiceStdio(withStderr = true, stdoutPipe = false): [number, number, number] {
     const fds = new Int32Array(3);
-    check(native.qp_make_service_stdio(this.#guard(), fds, (withStderr ? 1 : 0) | (stdoutPipe ? 2 : 0)));
+    const flags = flagsOf(abi.ServiceStdioFlags, { stderrPipe: withStderr, stdoutPipe });
+    check(native.qp_make_service_stdio(this.#guard(), fds, flags));
     return [fds[0]!, fds[1]!, fds[2]!];
   }
 
@@ -550,7 +536,10 @@ export class Stream {
     check(native.qp_local_exit(this.#guard(), status));
   }
 
-  /** Service side: end with `status`, with both EOFs first (spawn failure) or without (JUST_EXEC). */
+  /**
+   * Service side: end with `status`, with both EOFs first (spawn failure) or without
+   * (JUST_EXEC).
+   */
   finishWith(status: number, eofs: boolean): void {
     check(native.qp_finish_with(this.#guard(), status, eofs ? 1 : 0));
   }
@@ -568,17 +557,11 @@ export class Stream {
   /** What the stream's vchan moved so far and its ring sizes; null once it left the vchan. */
   traffic(): StreamTraffic | null {
     if (this.#closed) return null;
-    const out = new BigUint64Array(4);
-    const status = native.qp_stream_traffic(this.id, out);
+    const raw = new Uint8Array(abi.StreamTraffic.bytes);
+    const status = native.qp_stream_traffic(this.id, raw);
     if (status === -osConstants.errno.ENOTCONN) return null;
     check(status);
-    const [bytesRead, bytesWritten, readRingBytes, writeRingBytes] = [...out].map(Number);
-    return {
-      bytesRead: bytesRead!,
-      bytesWritten: bytesWritten!,
-      readRingBytes: readRingBytes!,
-      writeRingBytes: writeRingBytes!,
-    };
+    return readStruct(abi.StreamTraffic, raw);
   }
 
   /**
@@ -645,22 +628,27 @@ class Pump {
     for (;;) {
       const length = native.qp_poll_events(this.#buffer, this.#buffer.length);
       if (length < 0) {
-        this.#buffer = new Uint8Array(Math.max(this.#buffer.length * 2, native.qp_pending_event_bytes()));
+        this.#buffer = new Uint8Array(
+          Math.max(this.#buffer.length * 2, native.qp_pending_event_bytes()),
+        );
         continue;
       }
       if (length === 0) return;
-      const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset, length);
-      for (let offset = 0; offset < length; ) {
-        const id = view.getUint32(offset, true);
-        const kind = view.getUint32(offset + 4, true) as PumpEventKind;
-        const value = view.getInt32(offset + 8, true);
-        const size = view.getUint32(offset + 12, true);
-        const payload = this.#buffer.slice(offset + EVENT_HEADER_BYTES, offset + EVENT_HEADER_BYTES + size);
-        offset += EVENT_HEADER_BYTES + Math.ceil(size / 4) * 4;
-        if (kind >= PumpEventKind.ClientRequest) ClientHost.deliver(id, kind, value, payload);
-        else this.#streams.get(id)?.deliver({ kind, value, payload });
-      }
+      for (let offset = 0; offset < length;) offset = this.#route(offset);
     }
+  }
+
+  /** Hands the record at `offset` in the buffer to its stream; returns where the next starts. */
+  #route(offset: number): number {
+    const header = readStruct(abi.EventHeader, this.#buffer, offset);
+    const start = offset + abi.EventHeader.bytes;
+    const payload = this.#buffer.slice(start, start + header.payloadLen);
+    const kind = header.kind as PumpEventKind;
+    if (kind >= PumpEventKind.ClientRequest) {
+      ClientHost.deliver(header.stream, kind, header.value, payload);
+    } else this.#streams.get(header.stream)?.deliver({ kind, value: header.value, payload });
+    const padded = Math.ceil(header.payloadLen / abi.EVENT_RECORD_ALIGN) * abi.EVENT_RECORD_ALIGN;
+    return start + padded;
   }
 }
 
@@ -717,41 +705,58 @@ export class ClientHost {
     payload: Uint8Array,
   ): void {
     const host = ClientHost.#instance;
+    const handlers = host ? host.#handlers : undefined;
     if (kind === PumpEventKind.ClientRequest) {
       // Out of memory, the pump keeps a record without its payload: no fds to close then.
-      if (payload.length < CLIENT_REQUEST_PREFIX_BYTES) {
-        native.qh_reply(connection, ClientReply.Fallback, 0);
+      if (payload.length < abi.ClientRequestPrefix.bytes) {
+        native.qh_reply(connection, abi.ClientReply.Fallback, 0);
         return;
       }
-      const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-      const fds: [number, number, number] = [view.getInt32(0, true), view.getInt32(4, true), view.getInt32(8, true)];
-      const request = host && decodeClientRequest(connection, fds, view.getUint32(12, true), payload.subarray(CLIENT_REQUEST_PREFIX_BYTES));
-      if (request) return host.#handlers.request(request);
+      const fds = requestFds(payload);
+      const { argc } = readStruct(abi.ClientRequestPrefix, payload);
+      const strings = payload.subarray(abi.ClientRequestPrefix.bytes);
+      const request = handlers && decodeClientRequest(connection, fds, argc, strings);
+      if (request) return handlers.request(request);
       for (const fd of fds) closeSync(fd);
-      native.qh_reply(connection, ClientReply.Fallback, 0);
-    } else if (kind === PumpEventKind.ClientSignal) host?.#handlers.signal(connection);
-    else if (kind === PumpEventKind.ClientGone) host?.#handlers.gone(connection);
-    else if (kind === PumpEventKind.ClientRefused) host?.#handlers.refused?.(connection, -value);
+      native.qh_reply(connection, abi.ClientReply.Fallback, 0);
+    } else if (kind === PumpEventKind.ClientSignal) handlers?.signal(connection);
+    else if (kind === PumpEventKind.ClientGone) handlers?.gone(connection);
+    else if (kind === PumpEventKind.ClientRefused) handlers?.refused?.(connection, -value);
   }
 
-  /** Tells the front end to give up its stdin and stdout: the call runs here. False if it is gone. */
+  /**
+   * Tells the front end to give up its stdin and stdout: the call runs here. False if it is
+   * gone.
+   */
   accept(connection: number): boolean {
-    return native.qh_reply(connection, ClientReply.Accepted, 0) >= 0;
+    return native.qh_reply(connection, abi.ClientReply.Accepted, 0) >= 0;
   }
 
   /** The front end exits with `code` (0-255). A front end that is gone is no error. */
   reply(connection: number, code: number): void {
-    native.qh_reply(connection, ClientReply.Exit, code);
+    native.qh_reply(connection, abi.ClientReply.Exit, code);
   }
 
   /** The front end runs the Bun CLI itself; only before anything was read from its fds. */
   fallback(connection: number): void {
-    native.qh_reply(connection, ClientReply.Fallback, 0);
+    native.qh_reply(connection, abi.ClientReply.Fallback, 0);
   }
 }
 
+/** The front end's fds 0, 1 and 2 from a request record's payload. */
+function requestFds(payload: Uint8Array): [number, number, number] {
+  const { offset, count } = abi.ClientRequestPrefix.fields.fds;
+  const view = new DataView(payload.buffer, payload.byteOffset + offset, count * 4);
+  return [view.getInt32(0, true), view.getInt32(4, true), view.getInt32(8, true)];
+}
+
 /** Strings the CLI would see; null (the Bun CLI then runs) for bytes that are not UTF-8. */
-function decodeClientRequest(connection: number, fds: [number, number, number], argc: number, strings: Uint8Array): ClientRequest | null {
+function decodeClientRequest(
+  connection: number,
+  fds: [number, number, number],
+  argc: number,
+  strings: Uint8Array,
+): ClientRequest | null {
   const argv: string[] = [];
   const env: Record<string, string> = {};
   let start = 0;
@@ -824,6 +829,18 @@ export function socketPair(): [number, number] {
   return [fds[0]!, fds[1]!];
 }
 
+/** A close-on-exec pipe: [read end, write end]. */
+export function pipe(): [number, number] {
+  const fds = new Int32Array(2);
+  check(native.qrx_pipe(fds));
+  return [fds[0]!, fds[1]!];
+}
+
+/** What the kernel buffers between the ends of `fd`: a pipe's capacity, a socket's send buffer. */
+export function kernelBufferBytes(fd: number): number {
+  return check(native.qrx_kernel_buffer_bytes(fd));
+}
+
 /**
  * Has the pump thread take SIGUSR1 (§6.6) and switch the sender's call to single-socket mode:
  * "by-child" maps the sender (or an ancestor) to the stream whose `setChild` it is, for an agent
@@ -831,7 +848,9 @@ export function socketPair(): [number, number] {
  * thread, the switch comes before that thread could read the service's stdout EOF.
  */
 export function watchSigusr1(mode: "by-child" | "any"): void {
-  check(native.qp_watch_sigusr1(mode === "by-child" ? 1 : 2));
+  check(
+    native.qp_watch_sigusr1(mode === "by-child" ? abi.Sigusr1Mode.ByChild : abi.Sigusr1Mode.Any),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -839,7 +858,7 @@ export function watchSigusr1(mode: "by-child" | "any"): void {
 // this thread for the whole transfer; the sender's progress callback runs synchronously inside it.
 
 /** What a receiver reports when the stream ends inside an entry ("the sender will explain"). */
-export const LEGAL_EOF = FILECOPY_LEGAL_EOF;
+export const LEGAL_EOF = abi.FILECOPY_LEGAL_EOF;
 
 export interface UnpackStats {
   files: number;
@@ -866,19 +885,12 @@ export function unpackStream(options: {
   verbose?: boolean;
   waitForSpace?: number;
 }): { code: number; fatal: string | null; stats: UnpackStats } {
-  const raw = new Uint8Array(FILECOPY_UNPACK_STATS_BYTES);
-  const flags = (options.allowAllNames ? 1 : 0) | (options.verbose ? 2 : 0);
+  const raw = new Uint8Array(abi.UnpackStats.bytes);
+  const flags = flagsOf(abi.UnpackFlags, options);
   const margin = options.waitForSpace ?? 0;
   const pattern = native.qf_unpack(options.inFd, options.outFd, options.dirFd, flags, margin, raw);
   const code = pattern === -1 ? -1 : pattern >>> 0;
-  const view = new DataView(raw.buffer);
-  const stats: UnpackStats = {
-    files: Number(view.getBigUint64(0, true)),
-    dirs: Number(view.getBigUint64(8, true)),
-    symlinks: Number(view.getBigUint64(16, true)),
-    bytes: Number(view.getBigUint64(24, true)),
-    crc: view.getUint32(32, true),
-  };
+  const { code: _sent, ...stats } = readStruct(abi.UnpackStats, raw);
   return { code, fatal: code < 0 ? lastError() || "stopped without a result" : null, stats };
 }
 
@@ -890,7 +902,7 @@ export interface PackResult {
   code: number;
   /** Upstream's words for local failures ("open NAME", "Copying file NAME: ..."); "" for ok. */
   message: string;
-  /** The receiver's last name, made safe to show (filecopy.md §2.4), <= 256 bytes; null if none. */
+  /** The receiver's last name, made safe to show (filecopy.md §2.4), <= 256 bytes, or null. */
   lastName: string | null;
   /** File content sent. */
   bytes: number;
@@ -913,8 +925,37 @@ export function packStream(options: {
   ignoreSymlinks?: boolean;
   onProgress?: (bytes: number, entries: number) => void;
 }): PackResult {
+  const list = nulTerminated(options.paths);
+  const raw = new Uint8Array(abi.PackResult.bytes);
+  const onProgress = options.onProgress;
+  const callback = onProgress
+    ? new JSCallback(
+        (bytes: number | bigint, entries: number | bigint) =>
+          onProgress(Number(bytes), Number(entries)),
+        { args: [FFIType.u64, FFIType.u64], returns: FFIType.void },
+      )
+    : null;
+  let rc: number;
+  try {
+    rc = native.qf_pack(
+      options.outFd,
+      options.inFd,
+      list.length > 0 ? list : null,
+      list.length,
+      flagsOf(abi.PackFlags, options),
+      callback ? callback.ptr : null,
+      raw,
+    );
+  } finally {
+    callback?.close();
+  }
+  return packResult(rc, raw);
+}
+
+/** `paths` as `qf_pack` takes them: each NUL-terminated, one after another. */
+function nulTerminated(paths: string[]): Uint8Array {
   const parts: Uint8Array[] = [];
-  for (const path of options.paths) {
+  for (const path of paths) {
     if (path.includes("\0")) throw new Error(`a path contains a NUL byte: ${JSON.stringify(path)}`);
     parts.push(encoder.encode(`${path}\0`));
   }
@@ -924,51 +965,33 @@ export function packStream(options: {
     list.set(part, offset);
     offset += part.length;
   }
-  const raw = new Uint8Array(FILECOPY_PACK_RESULT_BYTES);
-  const onProgress = options.onProgress;
-  const callback = onProgress
-    ? new JSCallback((bytes: number | bigint, entries: number | bigint) => onProgress(Number(bytes), Number(entries)), {
-        args: [FFIType.u64, FFIType.u64],
-        returns: FFIType.void,
-      })
-    : null;
-  let rc: number;
-  try {
-    rc = native.qf_pack(
-      options.outFd,
-      options.inFd,
-      list.length > 0 ? list : null,
-      list.length,
-      options.ignoreSymlinks ? 1 : 0,
-      callback ? callback.ptr : null,
-      raw,
-    );
-  } finally {
-    callback?.close();
-  }
+  return list;
+}
+
+/** What `qf_pack`'s return code `rc` and its result struct `raw` say. */
+function packResult(rc: number, raw: Uint8Array): PackResult {
   const message = rc < 0 ? lastError() : "";
-  const view = new DataView(raw.buffer);
-  const remoteCode = view.getUint32(0, true);
-  const hasLastName = view.getUint32(12, true) !== 0;
-  const lastNameLength = view.getUint32(32, true);
+  const fields = readStruct(abi.PackResult, raw);
+  const nameStart = abi.PackResult.fields.lastName.offset;
   const result: PackResult = {
     status: "ok",
     code: 0,
     message,
-    lastName: hasLastName
-      ? decoder.decode(raw.subarray(FILECOPY_PACK_RESULT_LAST_NAME_OFFSET, FILECOPY_PACK_RESULT_LAST_NAME_OFFSET + lastNameLength))
+    lastName: fields.hasLastName
+      ? decoder.decode(raw.subarray(nameStart, nameStart + fields.lastNameLen))
       : null,
-    bytes: Number(view.getBigUint64(16, true)),
-    entries: Number(view.getBigUint64(24, true)),
-    crc: view.getUint32(4, true),
+    bytes: fields.bytes,
+    entries: fields.entries,
+    crc: fields.localCrc,
   };
   if (rc > 0) {
     result.status = "remote";
-    result.code = remoteCode;
-    result.message = `the receiver reported error ${remoteCode}`;
+    result.code = fields.remoteCode;
+    result.message = `the receiver reported error ${fields.remoteCode}`;
   } else if (rc < 0) {
     result.code = -rc;
-    result.status = -rc === osConstants.errno.EBADMSG ? "crc" : -rc === osConstants.errno.EPIPE ? "eof" : "local";
+    const { EBADMSG, EPIPE } = osConstants.errno;
+    result.status = -rc === EBADMSG ? "crc" : -rc === EPIPE ? "eof" : "local";
     // A local EPIPE/EBADMSG cannot happen: the sender maps write EPIPE to the receiver's result.
   }
   return result;
@@ -986,7 +1009,8 @@ function bytesOf(text: string | Uint8Array): Uint8Array {
 /** A file or directory name as the receiver checks it (filecopy.md §3.4): 0 or 84 (EILSEQ). */
 export function validateFilecopyPath(name: string | Uint8Array, allowAllNames: boolean): number {
   const bytes = bytesOf(name);
-  return native.qf_validate_path(bytes.length > 0 ? bytes : null, bytes.length, allowAllNames ? 1 : 0);
+  const flags = flagsOf(abi.NamesFlags, { allowAllNames });
+  return native.qf_validate_path(bytes.length > 0 ? bytes : null, bytes.length, flags);
 }
 
 /** A symlink's name and target (filecopy.md §3.5): 0, 84 (EILSEQ) or 67 (ENOLINK). */
@@ -1002,7 +1026,7 @@ export function validateFilecopySymlink(
     nameBytes.length,
     targetBytes.length > 0 ? targetBytes : null,
     targetBytes.length,
-    allowAllNames ? 1 : 0,
+    flagsOf(abi.NamesFlags, { allowAllNames }),
   );
 }
 

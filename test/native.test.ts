@@ -1,7 +1,15 @@
 // The Vchan handle class against the real library, both ends in this process.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
-import { NativeError, Vchan, VchanState, configure } from "../src/native.ts";
+import { closeSync, existsSync, openSync, readdirSync, readSync, writeSync } from "node:fs";
+import {
+  NativeError,
+  Vchan,
+  VchanState,
+  configure,
+  kernelBufferBytes,
+  pipe,
+  socketPair,
+} from "../src/native.ts";
 import { tempDir } from "./helpers/paths.ts";
 
 let dir: ReturnType<typeof tempDir>;
@@ -75,6 +83,30 @@ describe("Vchan", () => {
     expect(client.bufferSpace()).toBe(65536);
   });
 
+  test("info decodes every field of the library's struct", () => {
+    const { server, client } = pair(2048, 4096, 611);
+    server.setBlocking(false);
+    expect(server.read(new Uint8Array(1))).toBe(0);
+    expect(server.info()).toEqual({
+      ...server.info(),
+      backend: "shm",
+      role: "server",
+      state: VchanState.Connected,
+      leftOrder: 11,
+      rightOrder: 12,
+      readRingBytes: 2048,
+      writeRingBytes: 4096,
+      localDomain: 0,
+      remoteDomain: 9,
+      port: 611,
+    });
+    const info = client.info();
+    expect(info).toMatchObject({ role: "client", localDomain: 9, remoteDomain: 0, port: 611 });
+    expect(info.readRingBytes).toBe(4096);
+    expect(info.writeRingBytes).toBe(2048);
+    for (const value of Object.values(info)) expect(value).toBeDefined();
+  });
+
   test("the rendezvous socket is removed once the client came", () => {
     const server = Vchan.server({
       dir: dir.path,
@@ -104,7 +136,7 @@ describe("Vchan", () => {
     expect(server.recv(new Uint8Array(1024))).toBe(1024);
   });
 
-  test("non-blocking read of an empty ring returns 0, blocking write of more than the ring is partial", () => {
+  test("a non-blocking read of an empty ring returns 0, a write past the ring is partial", () => {
     const { server, client } = pair(1024, 1024);
     server.setBlocking(false);
     expect(server.read(new Uint8Array(10))).toBe(0);
@@ -228,5 +260,33 @@ describe("Vchan", () => {
     );
     expect(error.code).toBe("ENAMETOOLONG");
     expect(existsSync(long)).toBe(false);
+  });
+});
+
+describe("kernel channels for the benchmark's baselines", () => {
+  test("a pipe carries bytes from its write end to its read end and knows its capacity", () => {
+    const [readFd, writeFd] = pipe();
+    try {
+      expect(writeSync(writeFd, "abc")).toBe(3);
+      const buffer = new Uint8Array(8);
+      expect(readSync(readFd, buffer)).toBe(3);
+      expect(kernelBufferBytes(writeFd)).toBeGreaterThanOrEqual(4096);
+      expect(kernelBufferBytes(readFd)).toBe(kernelBufferBytes(writeFd));
+    } finally {
+      closeSync(readFd);
+      closeSync(writeFd);
+    }
+  });
+
+  test("a socket reports its send buffer; a regular file is refused, a closed fd too", () => {
+    const [left, right] = socketPair();
+    const file = openSync("/dev/null", "r");
+    try {
+      expect(kernelBufferBytes(left)).toBeGreaterThan(0);
+      expect(errorOf(() => kernelBufferBytes(file)).code).toBe("EINVAL");
+    } finally {
+      for (const fd of [left, right, file]) closeSync(fd);
+    }
+    expect(errorOf(() => kernelBufferBytes(left)).code).toBe("EBADF");
   });
 });

@@ -1,9 +1,6 @@
-//! Limits and wire constants of the vchan layer. src/constants.ts holds the same values for
-//! TypeScript; test/constants.test.ts checks the two against `qrx_constant`.
+//! Limits and wire constants of the vchan layer. Those TypeScript needs reach it through
+//! zig/abi.zig (src/abi.generated.ts).
 const std = @import("std");
-
-/// Bumped whenever an export's signature or a shared struct changes.
-pub const abi_version: u32 = 6;
 
 pub const page_bytes: u32 = 4096;
 
@@ -20,18 +17,31 @@ pub const State = enum(i32) { disconnected = 0, connected = 1, waiting = 2 };
 pub const notify_write: u8 = 1;
 pub const notify_read: u8 = 2;
 
-/// Offsets in the shared page (`struct vchan_interface`, little-endian).
-pub const offset_left_cons: u32 = 0;
-pub const offset_left_prod: u32 = 4;
-pub const offset_right_cons: u32 = 8;
-pub const offset_right_prod: u32 = 12;
-pub const offset_left_order: u32 = 16;
-pub const offset_right_order: u32 = 18;
-pub const offset_cli_live: u32 = 20;
-pub const offset_srv_live: u32 = 21;
-pub const offset_cli_notify: u32 = 22;
-pub const offset_srv_notify: u32 = 23;
-pub const offset_grants: u32 = 24;
+/// The start of the shared page (`struct vchan_interface`, little-endian); the grant list follows.
+pub const SharedPageHeader = extern struct {
+    left_cons: u32,
+    left_prod: u32,
+    right_cons: u32,
+    right_prod: u32,
+    left_order: u16,
+    right_order: u16,
+    cli_live: u8,
+    srv_live: u8,
+    cli_notify: u8,
+    srv_notify: u8,
+};
+
+pub const offset_left_cons: u32 = @offsetOf(SharedPageHeader, "left_cons");
+pub const offset_left_prod: u32 = @offsetOf(SharedPageHeader, "left_prod");
+pub const offset_right_cons: u32 = @offsetOf(SharedPageHeader, "right_cons");
+pub const offset_right_prod: u32 = @offsetOf(SharedPageHeader, "right_prod");
+pub const offset_left_order: u32 = @offsetOf(SharedPageHeader, "left_order");
+pub const offset_right_order: u32 = @offsetOf(SharedPageHeader, "right_order");
+pub const offset_cli_live: u32 = @offsetOf(SharedPageHeader, "cli_live");
+pub const offset_srv_live: u32 = @offsetOf(SharedPageHeader, "srv_live");
+pub const offset_cli_notify: u32 = @offsetOf(SharedPageHeader, "cli_notify");
+pub const offset_srv_notify: u32 = @offsetOf(SharedPageHeader, "srv_notify");
+pub const offset_grants: u32 = @sizeOf(SharedPageHeader);
 
 /// Live byte values.
 pub const live_exited: u8 = 0;
@@ -61,6 +71,8 @@ pub const handles_max: u32 = 4096;
 comptime {
     std.debug.assert(ring_bytes_max == 1024 * 1024);
     std.debug.assert((@as(u32, 1) << ring_order_min) == 1024);
+    // libxenvchan's layout, which a Xen peer shares.
+    std.debug.assert(offset_left_order == 16 and offset_cli_live == 20 and offset_grants == 24);
     // Two external order-20 rings need 512 grants; they must fit after the 24-byte header.
     std.debug.assert(offset_grants + 4 * 2 * (ring_bytes_max / page_bytes) <= page_bytes);
 }

@@ -5,6 +5,7 @@
 const std = @import("std");
 const linux = std.os.linux;
 
+const abi = @import("abi.zig");
 const constants = @import("constants.zig");
 const diag = @import("diag.zig");
 const net = @import("net.zig");
@@ -14,7 +15,6 @@ const handles = @import("handles.zig");
 const vchan_mod = @import("vchan/vchan.zig");
 const pump_mod = @import("pump/pump.zig");
 const Pump = pump_mod.Pump;
-const client_host_wire = @import("client_host/wire.zig");
 const client_host = @import("client_host/listener.zig");
 
 const Vchan = vchan_mod.Vchan;
@@ -22,86 +22,6 @@ const Vchan = vchan_mod.Vchan;
 var vchans = handles.Table(Vchan){};
 var config_spin_ns = std.atomic.Value(u32).init(constants.spin_ns_default);
 var config_pages_max = std.atomic.Value(u32).init(0);
-
-/// Keys of `qrx_set_config`.
-const ConfigKey = enum(u32) { spin_ns = 1, pages_max = 2 };
-
-/// Ids of `qrx_constant`, so TypeScript can check its copies of our constants.
-const ConstantId = enum(u32) {
-    abi_version = 1,
-    page_bytes,
-    ring_order_min,
-    ring_order_max,
-    state_disconnected,
-    state_connected,
-    state_waiting,
-    notify_write,
-    notify_read,
-    offset_left_cons,
-    offset_left_prod,
-    offset_right_cons,
-    offset_right_prod,
-    offset_left_order,
-    offset_right_order,
-    offset_cli_live,
-    offset_srv_live,
-    offset_cli_notify,
-    offset_srv_notify,
-    offset_grants,
-    info_bytes,
-    config_spin_ns,
-    config_pages_max,
-    socket_path_bytes_max,
-    event_header_bytes,
-    stream_control,
-    stream_data_service,
-    stream_data_client,
-    backend_shm,
-    backend_socket,
-    filecopy_legal_eof,
-    filecopy_path_length_max,
-    filecopy_header_bytes,
-    filecopy_unpack_stats_bytes,
-    filecopy_pack_result_bytes,
-    filecopy_pack_result_last_name_offset,
-    filecopy_pack_result_last_name_bytes,
-    event_client_request,
-    event_client_signal,
-    event_client_gone,
-    client_reply_exit,
-    client_reply_fallback,
-    client_reply_accepted,
-    client_request_prefix_bytes,
-    event_client_refused,
-    pump_mark_count,
-    domain_uid_base,
-    domain_uid_count,
-};
-
-/// What `vx_info` fills in. src/native.ts reads it by these offsets.
-const Info = extern struct {
-    role: u32,
-    state: i32,
-    left_order: u32,
-    right_order: u32,
-    read_ring_bytes: u32,
-    write_ring_bytes: u32,
-    pages: u32,
-    kicks: u32,
-    wakeups: u32,
-    sleeps: u32,
-    spin_hits: u32,
-    spin_misses: u32,
-    spin_budget_ns: u32,
-    local_domain: i32,
-    remote_domain: i32,
-    port: i32,
-    backend: u32,
-};
-
-comptime {
-    std.debug.assert(@sizeOf(Info) == 68);
-}
 
 fn failure() i32 {
     const errno = diag.errno();
@@ -113,86 +33,40 @@ fn lookup(handle: u32) diag.Fail!*Vchan {
     return vchans.get(handle) orelse diag.fail(.BADF, "vchan handle {d} is not open", .{handle});
 }
 
+fn not_open(handle: u32) i32 {
+    return refuse(.BADF, "vchan handle {d} is not open", .{handle});
+}
+
 fn result(value: diag.Fail!u32) i32 {
     const ok = value catch return failure();
     return @intCast(ok);
 }
 
-export fn qrx_abi_version() i32 {
-    return constants.abi_version;
-}
-
-export fn qrx_constant(id: u32) i32 {
-    const known = std.meta.intToEnum(ConstantId, id) catch return -@as(i32, @intFromEnum(linux.E.INVAL));
-    return switch (known) {
-        .abi_version => constants.abi_version,
-        .page_bytes => constants.page_bytes,
-        .ring_order_min => constants.ring_order_min,
-        .ring_order_max => constants.ring_order_max,
-        .state_disconnected => @intFromEnum(constants.State.disconnected),
-        .state_connected => @intFromEnum(constants.State.connected),
-        .state_waiting => @intFromEnum(constants.State.waiting),
-        .notify_write => constants.notify_write,
-        .notify_read => constants.notify_read,
-        .offset_left_cons => constants.offset_left_cons,
-        .offset_left_prod => constants.offset_left_prod,
-        .offset_right_cons => constants.offset_right_cons,
-        .offset_right_prod => constants.offset_right_prod,
-        .offset_left_order => constants.offset_left_order,
-        .offset_right_order => constants.offset_right_order,
-        .offset_cli_live => constants.offset_cli_live,
-        .offset_srv_live => constants.offset_srv_live,
-        .offset_cli_notify => constants.offset_cli_notify,
-        .offset_srv_notify => constants.offset_srv_notify,
-        .offset_grants => constants.offset_grants,
-        .info_bytes => @sizeOf(Info),
-        .config_spin_ns => @intFromEnum(ConfigKey.spin_ns),
-        .config_pages_max => @intFromEnum(ConfigKey.pages_max),
-        .socket_path_bytes_max => constants.socket_path_bytes_max,
-        .event_header_bytes => pump_mod.events.record_header_bytes,
-        .stream_control => @intFromEnum(pump_mod.Kind.control),
-        .stream_data_service => @intFromEnum(pump_mod.Kind.data_service),
-        .stream_data_client => @intFromEnum(pump_mod.Kind.data_client),
-        .backend_shm => @intFromEnum(vchan_mod.Backend.shm),
-        .backend_socket => @intFromEnum(vchan_mod.Backend.socket),
-        .filecopy_legal_eof => filecopy_wire.legal_eof,
-        .filecopy_path_length_max => filecopy_wire.path_length_max,
-        .filecopy_header_bytes => filecopy_wire.header_bytes,
-        .filecopy_unpack_stats_bytes => @sizeOf(filecopy_unpack.Stats),
-        .filecopy_pack_result_bytes => @sizeOf(filecopy_pack.Result),
-        .filecopy_pack_result_last_name_offset => @offsetOf(filecopy_pack.Result, "last_name"),
-        .filecopy_pack_result_last_name_bytes => filecopy_pack.last_name_bytes_max,
-        .event_client_request => @intFromEnum(pump_mod.events.Kind.client_request),
-        .event_client_signal => @intFromEnum(pump_mod.events.Kind.client_signal),
-        .event_client_gone => @intFromEnum(pump_mod.events.Kind.client_gone),
-        .client_reply_exit => @intFromEnum(client_host_wire.ReplyKind.exit),
-        .client_reply_fallback => @intFromEnum(client_host_wire.ReplyKind.fallback),
-        .client_reply_accepted => @intFromEnum(client_host_wire.ReplyKind.accepted),
-        .client_request_prefix_bytes => client_host.request_record_prefix_bytes,
-        .event_client_refused => @intFromEnum(pump_mod.events.Kind.client_refused),
-        .pump_mark_count => pump_mod.mark_count,
-        .domain_uid_base => @bitCast(constants.domain_uid_base),
-        .domain_uid_count => @bitCast(constants.domain_uid_count),
-    };
+pub export fn qrx_abi_version() i32 {
+    return abi.abi_version;
 }
 
 /// Copies the calling thread's last failure message into `buffer`; returns its length.
-export fn qrx_last_error(buffer: [*]u8, capacity: u32) i32 {
+pub export fn qrx_last_error(buffer: [*]u8, capacity: u32) i32 {
     const message = diag.message();
     const count = @min(message.len, capacity);
     @memcpy(buffer[0..count], message[0..count]);
     return @intCast(count);
 }
 
-export fn qrx_set_config(key: u32, value: i32) i32 {
-    const known = std.meta.intToEnum(ConfigKey, key) catch {
-        return failure_of(diag.fail(.INVAL, "unknown config key {d}", .{key}));
+pub export fn qrx_set_config(key: u32, value: i32) i32 {
+    const known = std.meta.intToEnum(abi.ConfigKey, key) catch {
+        return refuse(.INVAL, "unknown config key {d}", .{key});
     };
-    if (value < 0) return failure_of(diag.fail(.INVAL, "config value {d} is negative", .{value}));
+    if (value < 0) return refuse(.INVAL, "config value {d} is negative", .{value});
     const unsigned: u32 = @intCast(value);
     switch (known) {
         .spin_ns => {
-            if (unsigned > constants.spin_ns_max) return failure_of(diag.fail(.INVAL, "spin of {d} ns is above the {d} ns limit", .{ unsigned, constants.spin_ns_max }));
+            if (unsigned > constants.spin_ns_max) {
+                const limit = constants.spin_ns_max;
+                const format = "spin of {d} ns is above the {d} ns limit";
+                return refuse(.INVAL, format, .{ unsigned, limit });
+            }
             config_spin_ns.store(unsigned, .release);
         },
         .pages_max => config_pages_max.store(unsigned, .release),
@@ -200,12 +74,19 @@ export fn qrx_set_config(key: u32, value: i32) i32 {
     return 0;
 }
 
-fn failure_of(fail: diag.Fail) i32 {
-    fail catch {};
+/// Records why an export fails and returns its -errno.
+fn refuse(code: linux.E, comptime format: []const u8, args: anytype) i32 {
+    diag.fail(code, format, args) catch {};
     return failure();
 }
 
-fn options(dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) vchan_mod.Options {
+fn options(
+    dir: [*]const u8,
+    dir_len: u32,
+    local_domain: i32,
+    remote_domain: i32,
+    port: i32,
+) vchan_mod.Options {
     return .{
         .dir = dir[0..dir_len],
         .local_domain = local_domain,
@@ -220,13 +101,24 @@ fn register(vchan: *Vchan) i32 {
     if (vchans.insert(vchan)) |handle| return @intCast(handle);
     vchan.close();
     std.heap.c_allocator.destroy(vchan);
-    return failure_of(diag.fail(.MFILE, "too many open vchans (limit {d})", .{constants.handles_max}));
+    return refuse(.MFILE, "too many open vchans (limit {d})", .{constants.handles_max});
 }
 
 /// `backend`: 0 = shm, 1 = socket (vchan-socket compatible); `dir` is where the socket goes.
-export fn vx_server_init(backend: u32, dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32, read_min: u32, write_min: u32) i32 {
+pub export fn vx_server_init(
+    backend: u32,
+    dir: [*]const u8,
+    dir_len: u32,
+    local_domain: i32,
+    remote_domain: i32,
+    port: i32,
+    read_min: u32,
+    write_min: u32,
+) i32 {
     const known = vchan_mod.backend_from_id(backend) catch return failure();
-    const vchan = std.heap.c_allocator.create(Vchan) catch return failure_of(diag.fail(.NOMEM, "out of memory", .{}));
+    const vchan = std.heap.c_allocator.create(Vchan) catch {
+        return refuse(.NOMEM, "out of memory", .{});
+    };
     var server_options = options(dir, dir_len, local_domain, remote_domain, port);
     server_options.read_min = read_min;
     server_options.write_min = write_min;
@@ -237,9 +129,18 @@ export fn vx_server_init(backend: u32, dir: [*]const u8, dir_len: u32, local_dom
     return register(vchan);
 }
 
-export fn vx_client_init_async(backend: u32, dir: [*]const u8, dir_len: u32, local_domain: i32, remote_domain: i32, port: i32) i32 {
+pub export fn vx_client_init_async(
+    backend: u32,
+    dir: [*]const u8,
+    dir_len: u32,
+    local_domain: i32,
+    remote_domain: i32,
+    port: i32,
+) i32 {
     const known = vchan_mod.backend_from_id(backend) catch return failure();
-    const vchan = std.heap.c_allocator.create(Vchan) catch return failure_of(diag.fail(.NOMEM, "out of memory", .{}));
+    const vchan = std.heap.c_allocator.create(Vchan) catch {
+        return refuse(.NOMEM, "out of memory", .{});
+    };
     vchan.client_init(known, options(dir, dir_len, local_domain, remote_domain, port)) catch {
         std.heap.c_allocator.destroy(vchan);
         return failure();
@@ -247,40 +148,42 @@ export fn vx_client_init_async(backend: u32, dir: [*]const u8, dir_len: u32, loc
     return register(vchan);
 }
 
-export fn vx_client_init_async_finish(handle: u32) i32 {
+pub export fn vx_client_init_async_finish(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
-    if (vchan.role() != .client) return failure_of(diag.fail(.INVAL, "vchan handle {d} is a server", .{handle}));
+    if (vchan.role() != .client) {
+        return refuse(.INVAL, "vchan handle {d} is a server", .{handle});
+    }
     return result(vchan.finish());
 }
 
-export fn vx_connect_wait(handle: u32, timeout_ms: i32) i32 {
+pub export fn vx_connect_wait(handle: u32, timeout_ms: i32) i32 {
     const vchan = lookup(handle) catch return failure();
     vchan.connect_wait(timeout_ms) catch return failure();
     return 0;
 }
 
-export fn vx_fd_for_select(handle: u32) i32 {
+pub export fn vx_fd_for_select(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     return vchan.fd_for_select();
 }
 
-export fn vx_wait(handle: u32) i32 {
+pub export fn vx_wait(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     vchan.wait() catch return failure();
     return 0;
 }
 
-export fn vx_is_open(handle: u32) i32 {
+pub export fn vx_is_open(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     return @intFromEnum(vchan.state());
 }
 
-export fn vx_data_ready(handle: u32) i32 {
+pub export fn vx_data_ready(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     return @intCast(vchan.data_ready());
 }
 
-export fn vx_buffer_space(handle: u32) i32 {
+pub export fn vx_buffer_space(handle: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     return @intCast(vchan.buffer_space());
 }
@@ -290,37 +193,37 @@ fn checked_length(len: u32) diag.Fail!u32 {
     return len;
 }
 
-export fn vx_read(handle: u32, buffer: [*]u8, len: u32) i32 {
+pub export fn vx_read(handle: u32, buffer: [*]u8, len: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     const count = checked_length(len) catch return failure();
     return result(vchan.read(buffer[0..count]));
 }
 
-export fn vx_recv(handle: u32, buffer: [*]u8, len: u32) i32 {
+pub export fn vx_recv(handle: u32, buffer: [*]u8, len: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     const count = checked_length(len) catch return failure();
     return result(vchan.recv(buffer[0..count]));
 }
 
-export fn vx_write(handle: u32, buffer: [*]const u8, len: u32) i32 {
+pub export fn vx_write(handle: u32, buffer: [*]const u8, len: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     const count = checked_length(len) catch return failure();
     return result(vchan.write(buffer[0..count]));
 }
 
-export fn vx_send(handle: u32, buffer: [*]const u8, len: u32) i32 {
+pub export fn vx_send(handle: u32, buffer: [*]const u8, len: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     const count = checked_length(len) catch return failure();
     return result(vchan.send(buffer[0..count]));
 }
 
-export fn vx_set_blocking(handle: u32, on: u32) i32 {
+pub export fn vx_set_blocking(handle: u32, on: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     vchan.set_blocking(on != 0);
     return 0;
 }
 
-export fn vx_info(handle: u32, out: *Info) i32 {
+pub export fn vx_info(handle: u32, out: *abi.Info) i32 {
     const vchan = lookup(handle) catch return failure();
     const layout = vchan.layout();
     const stats = vchan.stats();
@@ -347,7 +250,7 @@ export fn vx_info(handle: u32, out: *Info) i32 {
 }
 
 /// Why the vchan disconnected (empty while it has not).
-export fn vx_reason(handle: u32, buffer: [*]u8, capacity: u32) i32 {
+pub export fn vx_reason(handle: u32, buffer: [*]u8, capacity: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     const reason = vchan.reason();
     const count = @min(reason.len, capacity);
@@ -355,15 +258,15 @@ export fn vx_reason(handle: u32, buffer: [*]u8, capacity: u32) i32 {
     return @intCast(count);
 }
 
-export fn vx_close(handle: u32) i32 {
-    const vchan = vchans.remove(handle) orelse return failure_of(diag.fail(.BADF, "vchan handle {d} is not open", .{handle}));
+pub export fn vx_close(handle: u32) i32 {
+    const vchan = vchans.remove(handle) orelse return not_open(handle);
     vchan.close();
     std.heap.c_allocator.destroy(vchan);
     return 0;
 }
 
 /// Test hook: scribble on the shared page as a hostile peer would (shm only).
-export fn vx_debug_poke(handle: u32, offset: u32, value: u32) i32 {
+pub export fn vx_debug_poke(handle: u32, offset: u32, value: u32) i32 {
     const vchan = lookup(handle) catch return failure();
     vchan.debug_poke(offset, value) catch return failure();
     return 0;
@@ -388,17 +291,28 @@ fn started_pump() diag.Fail!*Pump {
 }
 
 /// Starts the pump if needed; returns the doorbell fd JS reads to learn that events wait.
-export fn qp_start() i32 {
+pub export fn qp_start() i32 {
     const started = started_pump() catch return failure();
     return started.queue.doorbell_read;
 }
 
 /// Hands vchan `handle` to the pump as a stream of `kind`; the handle is dead afterwards.
-export fn qp_attach(handle: u32, kind: u32, own_version: u32, send_first: u32, connect_timeout_ms: i32, flags: u32) i32 {
+pub export fn qp_attach(
+    handle: u32,
+    kind: u32,
+    own_version: u32,
+    send_first: u32,
+    connect_timeout_ms: i32,
+    flags: u32,
+) i32 {
     const started = started_pump() catch return failure();
-    const stream_kind = std.meta.intToEnum(pump_mod.Kind, kind) catch return failure_of(diag.fail(.INVAL, "unknown stream kind {d}", .{kind}));
-    if (own_version < 2 or own_version > 4) return failure_of(diag.fail(.INVAL, "protocol version {d} is not 2, 3 or 4", .{own_version}));
-    const vchan = vchans.remove(handle) orelse return failure_of(diag.fail(.BADF, "vchan handle {d} is not open", .{handle}));
+    const stream_kind = std.meta.intToEnum(abi.StreamKind, kind) catch {
+        return refuse(.INVAL, "unknown stream kind {d}", .{kind});
+    };
+    if (own_version < 2 or own_version > 4) {
+        return refuse(.INVAL, "protocol version {d} is not 2, 3 or 4", .{own_version});
+    }
+    const vchan = vchans.remove(handle) orelse return not_open(handle);
     const id = started.attach(vchan, .{
         .kind = stream_kind,
         .own_version = own_version,
@@ -409,87 +323,100 @@ export fn qp_attach(handle: u32, kind: u32, own_version: u32, send_first: u32, c
     return @intCast(id);
 }
 
-export fn qp_set_stdio(stream: u32, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: u32) i32 {
-    pump.with_stream(stream, Pump.set_stdio, .{ stdin_fd, stdout_fd, stderr_fd, has_child != 0 }) catch return failure();
+pub export fn qp_set_stdio(
+    stream: u32,
+    stdin_fd: i32,
+    stdout_fd: i32,
+    stderr_fd: i32,
+    has_child: u32,
+) i32 {
+    const fds = .{ stdin_fd, stdout_fd, stderr_fd, has_child != 0 };
+    pump.with_stream(stream, Pump.set_stdio, fds) catch return failure();
     return 0;
 }
 
 /// Where a client stream writes the remote stderr (default: fd 2); the pump owns `fd` after.
-export fn qp_set_remote_stderr(stream: u32, fd: i32) i32 {
+pub export fn qp_set_remote_stderr(stream: u32, fd: i32) i32 {
     pump.with_stream(stream, Pump.set_remote_stderr, .{fd}) catch return failure();
     return 0;
 }
 
-/// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`. Flags:
-/// bit 0, a stderr pipe; bit 1, stdout as a pipe instead of a socketpair (qrx option).
-export fn qp_make_service_stdio(stream: u32, out: *[3]i32, flags: u32) i32 {
-    out.* = pump.with_stream(stream, Pump.make_service_stdio, .{ flags & 1 != 0, flags & 2 != 0 }) catch return failure();
+/// Creates a service's stdio; writes the child's ends (stdin, stdout, stderr) to `out`.
+/// `flags` is `abi.ServiceStdioFlags`.
+pub export fn qp_make_service_stdio(stream: u32, out: *[3]i32, flags: u32) i32 {
+    const wanted: abi.ServiceStdioFlags = @bitCast(flags);
+    if (wanted._pad != 0) return refuse(.INVAL, "unknown service stdio flags 0x{x}", .{flags});
+    const pipes = .{ wanted.stderr_pipe, wanted.stdout_pipe };
+    out.* = pump.with_stream(stream, Pump.make_service_stdio, pipes) catch return failure();
     return 0;
 }
 
-export fn qp_set_prefix(stream: u32, data: [*]const u8, len: u32) i32 {
+pub export fn qp_set_prefix(stream: u32, data: [*]const u8, len: u32) i32 {
     pump.with_stream(stream, Pump.set_prefix, .{data[0..len]}) catch return failure();
     return 0;
 }
 
-export fn qp_send(stream: u32, msg_type: u32, data: [*]const u8, len: u32) i32 {
+pub export fn qp_send(stream: u32, msg_type: u32, data: [*]const u8, len: u32) i32 {
     pump.with_stream(stream, Pump.send_message, .{ msg_type, data[0..len] }) catch return failure();
     return 0;
 }
 
-export fn qp_local_exit(stream: u32, status: i32) i32 {
+pub export fn qp_local_exit(stream: u32, status: i32) i32 {
     pump.with_stream(stream, Pump.local_exit, .{status}) catch return failure();
     return 0;
 }
 
-export fn qp_finish_with(stream: u32, status: i32, eofs: u32) i32 {
+pub export fn qp_finish_with(stream: u32, status: i32, eofs: u32) i32 {
     pump.with_stream(stream, Pump.finish_with, .{ status, eofs != 0 }) catch return failure();
     return 0;
 }
 
 /// The child behind a data stream, so the pump can map SIGUSR1 senders to it.
-export fn qp_set_child(stream: u32, pid: i32) i32 {
+pub export fn qp_set_child(stream: u32, pid: i32) i32 {
     pump.set_child(stream, pid) catch return failure();
     return 0;
 }
 
 /// Has the pump thread take SIGUSR1 itself: mode 1 maps senders to streams by their child,
 /// mode 2 switches every data stream (a client's one call).
-export fn qp_watch_sigusr1(mode: u32) i32 {
-    const chosen = std.meta.intToEnum(pump_mod.Sigusr1Mode, mode) catch return failure_of(diag.fail(.INVAL, "SIGUSR1 mode {d} is not 1 or 2", .{mode}));
+pub export fn qp_watch_sigusr1(mode: u32) i32 {
+    const chosen = std.meta.intToEnum(abi.Sigusr1Mode, mode) catch {
+        return refuse(.INVAL, "SIGUSR1 mode {d} is not 1 or 2", .{mode});
+    };
     const running = started_pump() catch return failure();
     running.watch_sigusr1(chosen) catch return failure();
     return 0;
 }
 
 /// A data stream's vchan traffic and ring sizes, for `qrx lab top` (ENOTCONN once it finished).
-export fn qp_stream_traffic(stream: u32, out: *pump_mod.Traffic) i32 {
+pub export fn qp_stream_traffic(stream: u32, out: *pump_mod.Traffic) i32 {
     out.* = pump.with_stream(stream, Pump.traffic, .{}) catch return failure();
     return 0;
 }
 
-export fn qp_single_socket(stream: u32) i32 {
+pub export fn qp_single_socket(stream: u32) i32 {
     pump.with_stream(stream, Pump.single_socket, .{}) catch return failure();
     return 0;
 }
 
 /// Copies whole event records into `out`; returns the bytes written. When a record does not
 /// fit, returns -EMSGSIZE and `qp_pending_event_bytes` tells the size needed.
-export fn qp_poll_events(out: [*]u8, capacity: u32) i32 {
+pub export fn qp_poll_events(out: [*]u8, capacity: u32) i32 {
     if (!pump_started.load(.acquire)) return 0;
     const written = pump.drain_events(out[0..capacity]);
     if (written == 0 and pump.pending_event_bytes() > capacity) {
-        return failure_of(diag.fail(.MSGSIZE, "next event needs {d} bytes", .{pump.pending_event_bytes()}));
+        const needed = pump.pending_event_bytes();
+        return refuse(.MSGSIZE, "next event needs {d} bytes", .{needed});
     }
     return @intCast(written);
 }
 
-export fn qp_pending_event_bytes() i32 {
+pub export fn qp_pending_event_bytes() i32 {
     if (!pump_started.load(.acquire)) return 0;
     return @intCast(pump.pending_event_bytes());
 }
 
-export fn qp_close(stream: u32) i32 {
+pub export fn qp_close(stream: u32) i32 {
     pump.close(stream) catch return failure();
     return 0;
 }
@@ -499,21 +426,30 @@ export fn qp_close(stream: u32) i32 {
 /// Accepts qrexec-client-vm front ends (zig/client_host/); one per process.
 var listener: client_host.Listener = .{};
 
-fn report_to_pump(context: *anyopaque, id: u32, kind: pump_mod.events.Kind, value: i32, payload: []const u8) void {
+fn report_to_pump(
+    context: *anyopaque,
+    id: u32,
+    kind: pump_mod.events.Kind,
+    value: i32,
+    payload: []const u8,
+) void {
     const target: *Pump = @ptrCast(@alignCast(context));
     target.report(id, kind, value, payload);
 }
 
 /// Listens on `path` (a stale socket there is replaced); requests arrive as pump events.
-export fn qh_listen(path: [*]const u8, len: u32) i32 {
+pub export fn qh_listen(path: [*]const u8, len: u32) i32 {
     const started = started_pump() catch return failure();
-    listener.listen(path[0..len], .{ .context = started, .report = report_to_pump }) catch return failure();
+    const reporter: client_host.Reporter = .{ .context = started, .report = report_to_pump };
+    listener.listen(path[0..len], reporter) catch return failure();
     return 0;
 }
 
 /// Answers front end `connection`: kind 1 exit (value = status), 2 fallback, 3 accepted.
-export fn qh_reply(connection: u32, kind: u32, value: i32) i32 {
-    const reply_kind = std.meta.intToEnum(client_host_wire.ReplyKind, kind) catch return failure_of(diag.fail(.INVAL, "reply kind {d} is not 1, 2 or 3", .{kind}));
+pub export fn qh_reply(connection: u32, kind: u32, value: i32) i32 {
+    const reply_kind = std.meta.intToEnum(abi.ClientReply, kind) catch {
+        return refuse(.INVAL, "reply kind {d} is not 1, 2 or 3", .{kind});
+    };
     listener.reply(connection, reply_kind, value) catch return failure();
     return 0;
 }
@@ -521,25 +457,51 @@ export fn qh_reply(connection: u32, kind: u32, value: i32) i32 {
 // ---------------------------------------------------------------- connections and signals
 
 /// A connected unix stream socket (socket services); the fd is the caller's.
-export fn qrx_connect_unix(path: [*]const u8, len: u32) i32 {
+pub export fn qrx_connect_unix(path: [*]const u8, len: u32) i32 {
     return net.connect_unix(path[0..len]) catch return failure();
 }
 
 /// A connected TCP socket to a numeric host (/dev/tcp services).
-export fn qrx_connect_tcp(host: [*]const u8, len: u32, port: u32) i32 {
-    if (port == 0 or port > 65535) return failure_of(diag.fail(.INVAL, "TCP port {d} is not 1..65535", .{port}));
+pub export fn qrx_connect_tcp(host: [*]const u8, len: u32, port: u32) i32 {
+    if (port == 0 or port > 65535) {
+        return refuse(.INVAL, "TCP port {d} is not 1..65535", .{port});
+    }
     return net.connect_tcp(host[0..len], @intCast(port)) catch return failure();
 }
 
 /// A stream socketpair (a local program's stdio).
-export fn qrx_socketpair(out: *[2]i32) i32 {
+pub export fn qrx_socketpair(out: *[2]i32) i32 {
     out.* = net.socketpair_stream() catch return failure();
     return 0;
 }
 
+/// A close-on-exec pipe: `out` gets the read end, then the write end (the vchan benchmark's
+/// kernel baseline; Bun has no pipe()).
+pub export fn qrx_pipe(out: *[2]i32) i32 {
+    _ = sys.check(linux.pipe2(out, .{ .CLOEXEC = true }), "pipe2") catch return failure();
+    return 0;
+}
+
+const F_GETPIPE_SZ: i32 = 1032;
+
+/// What the kernel buffers between the ends of `fd`: a pipe's capacity, a socket's send buffer.
+pub export fn qrx_kernel_buffer_bytes(fd: i32) i32 {
+    var stat: linux.Stat = undefined;
+    _ = sys.check(linux.fstat(fd, &stat), "fstat") catch return failure();
+    if (linux.S.ISFIFO(stat.mode)) {
+        return sys.fd(linux.fcntl(fd, F_GETPIPE_SZ, 0), "F_GETPIPE_SZ") catch failure();
+    }
+    if (!linux.S.ISSOCK(stat.mode)) return refuse(.INVAL, "fd {d} is no pipe or socket", .{fd});
+    var bytes: i32 = 0;
+    var length: linux.socklen_t = @sizeOf(i32);
+    const rc = linux.getsockopt(fd, linux.SOL.SOCKET, linux.SO.SNDBUF, @ptrCast(&bytes), &length);
+    _ = sys.check(rc, "getsockopt(SO_SNDBUF)") catch return failure();
+    return bytes;
+}
+
 /// Replaces this process with `path` (zig/exec.zig); returns only on failure. `argv` and `env`
 /// are `argc` and `envc` NUL-terminated strings packed one after another.
-export fn qrx_exec(
+pub export fn qrx_exec(
     path: [*:0]const u8,
     argv: [*]const u8,
     argv_len: u32,
@@ -549,12 +511,13 @@ export fn qrx_exec(
     envc: u32,
 ) i32 {
     const errno = exec.exec(path, argv[0..argv_len], argc, env[0..env_len], envc);
-    return failure_of(diag.fail(errno, "execve failed", .{}));
+    return refuse(errno, "execve failed", .{});
 }
 
 /// A close-on-exec copy of `fd` numbered 3 or above (Bun's spawn cannot place fd 0 elsewhere).
-export fn qrx_dup(fd: i32) i32 {
-    return sys.fd(linux.fcntl(fd, sys.F_DUPFD_CLOEXEC, 3), "F_DUPFD_CLOEXEC") catch return failure();
+pub export fn qrx_dup(fd: i32) i32 {
+    const rc = linux.fcntl(fd, sys.F_DUPFD_CLOEXEC, 3);
+    return sys.fd(rc, "F_DUPFD_CLOEXEC") catch return failure();
 }
 
 // ---------------------------------------------------------------- filecopy names and links
@@ -584,7 +547,7 @@ fn names_flags(flags: u32) ?filecopy_names.Flags {
 const names_errno_invalid: i32 = @intFromEnum(linux.E.INVAL);
 
 /// A regular-file or directory name: 0, or 84 (EILSEQ).
-export fn qf_validate_path(ptr: ?[*]const u8, len: u32, flags: u32) i32 {
+pub export fn qf_validate_path(ptr: ?[*]const u8, len: u32, flags: u32) i32 {
     const name = names_bytes(ptr, len) orelse return names_errno_invalid;
     const validation = names_flags(flags) orelse return names_errno_invalid;
     filecopy_names.validatePath(name, validation) catch |err| {
@@ -594,7 +557,7 @@ export fn qf_validate_path(ptr: ?[*]const u8, len: u32, flags: u32) i32 {
 }
 
 /// A symlink's name and target: 0, 84 (EILSEQ) or 67 (ENOLINK).
-export fn qf_validate_symlink(
+pub export fn qf_validate_symlink(
     name_ptr: ?[*]const u8,
     name_len: u32,
     target_ptr: ?[*]const u8,
@@ -612,7 +575,7 @@ export fn qf_validate_symlink(
 
 /// The sender's pre-flight "safe for display" check: 1 safe, 0 not (or a null pointer with a
 /// nonzero length).
-export fn qf_safe_for_display(ptr: ?[*]const u8, len: u32) i32 {
+pub export fn qf_safe_for_display(ptr: ?[*]const u8, len: u32) i32 {
     const text = names_bytes(ptr, len) orelse return 0;
     return @intFromBool(filecopy_names.isSafeForDisplay(text));
 }
@@ -626,7 +589,7 @@ const filecopy_pack = @import("filecopy/pack.zig");
 const filecopy_unpack = @import("filecopy/unpack.zig");
 
 /// zlib's CRC-32, chained: `qf_crc32(qf_crc32(0, a), b)` is the CRC of a followed by b.
-export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
+pub export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
     const base = ptr orelse return previous;
     return filecopy_wire.crc32(previous, base[0..len]);
 }
@@ -635,7 +598,7 @@ export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
 /// LEGAL_EOF, (uint32)-84 for a bad directory name), or -1 when it stopped without sending a
 /// result (bad nanoseconds, filecopy.md §2.2), with a message. Flags: bit 0 allow_all_names,
 /// bit 1 verbose. `space_margin`: `--wait-for-space` (0: off).
-export fn qf_unpack(
+pub export fn qf_unpack(
     in_fd: i32,
     out_fd: i32,
     dir_fd: i32,
@@ -656,7 +619,7 @@ export fn qf_unpack(
 /// positive remote code (exact value in `out.remote_code`), -EBADMSG (CRC mismatch), -EPIPE
 /// (EOF instead of a result), or another -errno for a local error. Flags: bit 0
 /// ignore_symlinks. `progress` is called on this thread, at most once per MiB and at the end.
-export fn qf_pack(
+pub export fn qf_pack(
     out_fd: i32,
     in_fd: i32,
     paths: ?[*]const u8,
@@ -667,7 +630,9 @@ export fn qf_pack(
 ) i32 {
     out.* = std.mem.zeroes(filecopy_pack.Result);
     const decoded: filecopy_pack.Flags = @bitCast(flags);
-    if (decoded._pad != 0) return failure_of(diag.fail(.INVAL, "unknown pack flags 0x{x}", .{flags}));
+    if (decoded._pad != 0) {
+        return refuse(.INVAL, "unknown pack flags 0x{x}", .{flags});
+    }
     const list: []const u8 = if (paths) |base| base[0..paths_len] else "";
     return filecopy_pack.pack(out_fd, in_fd, list, decoded, progress, out);
 }

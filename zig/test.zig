@@ -27,4 +27,5 @@ test {
     _ = @import("filecopy/cli/unpacker_args.zig");
     _ = @import("filecopy/cli/tree_check.zig");
     _ = @import("fuzz/replay_test.zig");
+    _ = @import("abi_gen.zig");
 }
