@@ -1,7 +1,9 @@
 //! The C ABI of libqrx, loaded by Bun through bun:ffi (src/native.ts is the other side).
 //! Conventions (vchan.md §5.6): every export returns i32, >= 0 for success or a value and
 //! -errno for failure, with a message available from `qrx_last_error`; handles are u32; lengths
-//! are u32. Nothing here calls into JavaScript. No other Zig file exports symbols.
+//! are u32. Nothing here calls into JavaScript. No other Zig file exports symbols, and every
+//! export is `pub`, which is how zig/abi_gen.zig finds them for src/abi.generated.ts; the types
+//! they share with TypeScript live in zig/abi.zig.
 const std = @import("std");
 const linux = std.os.linux;
 
