@@ -1,7 +1,8 @@
 // The only TypeScript file that touches the FFI boundary: it loads libqrx.so (zig/lib.zig is the
-// other side), checks the ABI version, and wraps native handles in classes that throw clear
-// errors and refuse use after close. Every export returns an i32: >= 0 is a value, -errno a
-// failure whose message comes from `qrx_last_error`.
+// other side) with the symbols of src/abi.generated.ts, checks the ABI version, decodes the
+// library's structs by the generated field offsets, and wraps native handles in classes that
+// throw clear errors and refuse use after close. Every export returns an i32: >= 0 is a value,
+// -errno a failure whose message comes from `qrx_last_error`.
 import { dlopen, FFIType, JSCallback } from "bun:ffi";
 import { closeSync, existsSync } from "node:fs";
 import { constants as osConstants } from "node:os";
@@ -746,8 +747,10 @@ export class ClientHost {
 /** The front end's fds 0, 1 and 2 from a request record's payload. */
 function requestFds(payload: Uint8Array): [number, number, number] {
   const { offset, count } = abi.ClientRequestPrefix.fields.fds;
-  const view = new DataView(payload.buffer, payload.byteOffset + offset, count * 4);
-  return [view.getInt32(0, true), view.getInt32(4, true), view.getInt32(8, true)];
+  const fds = new Int32Array(
+    payload.slice(offset, offset + count * Int32Array.BYTES_PER_ELEMENT).buffer,
+  );
+  return [fds[0]!, fds[1]!, fds[2]!];
 }
 
 /** Strings the CLI would see; null (the Bun CLI then runs) for bytes that are not UTF-8. */
