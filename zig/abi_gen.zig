@@ -145,14 +145,28 @@ fn write_name(writer: anytype, name: []const u8, case: Case) !void {
     }
 }
 
-/// `abi-gen PATH`: writes the rendering to PATH.
+/// `abi-gen PATH`: writes the rendering to PATH, unless the ABI changed and `abi.abi_version`
+/// did not: a library built before the change would otherwise pass src/native.ts's check.
 pub fn main() !void {
     var arena = std.heap.ArenaAllocator.init(std.heap.page_allocator);
     defer arena.deinit();
     const args = try std.process.argsAlloc(arena.allocator());
     if (args.len != 2) return error.Usage;
     const text = try rendered(arena.allocator());
-    try std.fs.cwd().writeFile(.{ .sub_path = args[1], .data = text });
+    const cwd = std.fs.cwd();
+    if (cwd.readFileAlloc(arena.allocator(), args[1], 1 << 20)) |previous| {
+        if (!std.mem.eql(u8, previous, text) and same_version(previous, text)) {
+            std.debug.print("the ABI changed: bump abi_version in zig/abi.zig first\n", .{});
+            return error.AbiVersionNotBumped;
+        }
+    } else |err| if (err != error.FileNotFound) return err;
+    try cwd.writeFile(.{ .sub_path = args[1], .data = text });
+}
+
+fn same_version(previous: []const u8, text: []const u8) bool {
+    const line = std.fmt.comptimePrint("\nexport const ABI_VERSION = {d};\n", .{abi.abi_version});
+    std.debug.assert(std.mem.indexOf(u8, text, line) != null);
+    return std.mem.indexOf(u8, previous, line) != null;
 }
 
 fn rendered(allocator: std.mem.Allocator) ![]u8 {
