@@ -80,7 +80,8 @@ pub fn CmsgBuffer(comptime n: usize) type {
             const len = std.mem.readInt(u64, self.bytes[0..8], .little);
             const level = std.mem.readInt(i32, self.bytes[8..12], .little);
             const kind = std.mem.readInt(i32, self.bytes[12..16], .little);
-            if (level != linux.SOL.SOCKET or kind != SCM_RIGHTS or len < header_bytes or len > space) return out;
+            const malformed = level != linux.SOL.SOCKET or kind != SCM_RIGHTS;
+            if (malformed or len < header_bytes or len > space) return out;
             const count = (len - header_bytes) / 4;
             for (0..count) |i| {
                 const descriptor = std.mem.readInt(i32, self.bytes[16 + 4 * i ..][0..4], .little);

@@ -47,6 +47,7 @@ pub fn finish() void {
     root.close();
     var target = at.target;
     target.close();
+    // At exit nobody is left to tell: a tree left behind only costs space.
     std.fs.deleteTreeAbsolute(at.path[0..at.path_len]) catch {};
     places = null;
 }
@@ -60,6 +61,7 @@ fn make_places() !Places {
         .{ base, linux.getpid() },
     );
     at.path_len = path.len;
+    // Usually absent; one that cannot be deleted fails makeDirAbsolute just below.
     std.fs.deleteTreeAbsolute(path) catch {};
     try std.fs.makeDirAbsolute(path);
     at.root = try std.fs.openDirAbsolute(path, .{ .iterate = true });

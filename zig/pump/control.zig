@@ -96,7 +96,9 @@ pub const Control = struct {
         const allocator = std.heap.c_allocator;
         if (self.incoming.items.len >= protocol.header_bytes) {
             const header = protocol.Header.decode(self.incoming.items[0..8].*);
-            if (self.incoming.items.len == protocol.header_bytes + header.len) self.incoming.clearRetainingCapacity();
+            if (self.incoming.items.len == protocol.header_bytes + header.len) {
+                self.incoming.clearRetainingCapacity();
+            }
         }
         if (self.incoming.items.len < protocol.header_bytes) {
             if (self.vchan.data_ready() < protocol.header_bytes) return null;
@@ -116,7 +118,10 @@ pub const Control = struct {
             const got = try self.vchan.read(self.incoming.items[have..][0..take]);
             self.incoming.shrinkRetainingCapacity(have + got);
         }
-        return .{ .type = untrusted.type, .body = self.incoming.items[protocol.header_bytes..total] };
+        return .{
+            .type = untrusted.type,
+            .body = self.incoming.items[protocol.header_bytes..total],
+        };
     }
 };
 

@@ -73,7 +73,10 @@ pub const Queue = struct {
         // entered once), so a front end that signals without end cannot grow the queue.
         if (kind == .client_signal and self.pending(stream, kind)) return;
         const padded = std.mem.alignForward(usize, payload.len, 4);
-        const kept = if (self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes + padded)) payload else |_| payload[0..0];
+        const kept = if (self.bytes.ensureUnusedCapacity(
+            std.heap.c_allocator,
+            record_header_bytes + padded,
+        )) payload else |_| payload[0..0];
         self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes) catch return;
         var header: [record_header_bytes]u8 = undefined;
         std.mem.writeInt(u32, header[0..4], stream, .little);
@@ -82,7 +85,10 @@ pub const Queue = struct {
         std.mem.writeInt(u32, header[12..16], @intCast(kept.len), .little);
         self.bytes.appendSliceAssumeCapacity(&header);
         self.bytes.appendSliceAssumeCapacity(kept);
-        self.bytes.appendNTimesAssumeCapacity(0, std.mem.alignForward(usize, kept.len, 4) - kept.len);
+        self.bytes.appendNTimesAssumeCapacity(
+            0,
+            std.mem.alignForward(usize, kept.len, 4) - kept.len,
+        );
         if (!self.rung) {
             self.rung = true;
             const one = [_]u8{1};
@@ -118,7 +124,11 @@ pub const Queue = struct {
             offset += size;
         }
         @memcpy(out[0..offset], self.bytes.items[0..offset]);
-        std.mem.copyForwards(u8, self.bytes.items[0 .. self.bytes.items.len - offset], self.bytes.items[offset..]);
+        std.mem.copyForwards(
+            u8,
+            self.bytes.items[0 .. self.bytes.items.len - offset],
+            self.bytes.items[offset..],
+        );
         self.bytes.shrinkRetainingCapacity(self.bytes.items.len - offset);
         if (self.bytes.items.len == 0) {
             self.rung = false;

@@ -249,26 +249,48 @@ pub const Vchan = struct {
             .spin = Spin.init(options.spin_ns),
         };
         errdefer self.close();
-        self.layout = layout_mod.select_capped(options.read_min, options.write_min, options.pages_max) catch |err| {
+        self.layout = layout_mod.select_capped(
+            options.read_min,
+            options.write_min,
+            options.pages_max,
+        ) catch |err| {
             return switch (err) {
-                error.RingTooLarge => diag.fail(.MSGSIZE, "ring sizes {d}/{d} exceed the 1 MiB maximum", .{ options.read_min, options.write_min }),
+                error.RingTooLarge => diag.fail(
+                    .MSGSIZE,
+                    "ring sizes {d}/{d} exceed the 1 MiB maximum",
+                    .{ options.read_min, options.write_min },
+                ),
                 error.PageCapExceeded => page_cap_failure(options),
             };
         };
         try self.set_path(options.dir, self.local_domain, self.remote_domain);
         try self.create_common(options);
         try self.create_shared_memory();
-        self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        self.listener = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket",
+        );
         // Bound and listening under a temporary name first, then renamed into place: a client
         // woken by the name's appearance must never find a socket that is not listening yet
         // (it would get ECONNREFUSED and no further event).
         var staging_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined;
         const staging = std.fmt.bufPrintZ(&staging_buffer, "{s}~", .{self.path()}) catch {
-            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ options.dir, constants.socket_path_bytes_max - 1 });
+            return diag.fail(
+                .NAMETOOLONG,
+                "vchan directory {s} is too long for a unix socket path (max {d} bytes)",
+                .{ options.dir, constants.socket_path_bytes_max - 1 },
+            );
         };
         _ = linux.unlink(staging);
         var address = socket_path.address_of(staging);
-        _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
+        _ = sys.check(
+            linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
+            "bind",
+        ) catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
         };
@@ -294,9 +316,19 @@ pub const Vchan = struct {
         const wanted = layout_mod.select(options.read_min, options.write_min) catch unreachable;
         if (layout_mod.largest_symmetric_fit(options.pages_max)) |fit| {
             return diag.fail(.FBIG, "ring sizes {d}/{d} need {d} pages but the page cap is {d}; " ++
-                "{d} bytes in each direction fit", .{ options.read_min, options.write_min, wanted.pages(), options.pages_max, fit });
+                "{d} bytes in each direction fit", .{
+                options.read_min,
+                options.write_min,
+                wanted.pages(),
+                options.pages_max,
+                fit,
+            });
         }
-        return diag.fail(.FBIG, "ring sizes {d}/{d} need {d} pages but the page cap is {d}; no ring fits", .{ options.read_min, options.write_min, wanted.pages(), options.pages_max });
+        return diag.fail(
+            .FBIG,
+            "ring sizes {d}/{d} need {d} pages but the page cap is {d}; no ring fits",
+            .{ options.read_min, options.write_min, wanted.pages(), options.pages_max },
+        );
     }
 
     /// Starts an asynchronous client; `finish` completes it. Does not wait for the server.
@@ -311,7 +343,11 @@ pub const Vchan = struct {
         };
         errdefer self.close();
         if (options.local_domain == options.remote_domain) {
-            return diag.fail(.INVAL, "loopback vchan connection not supported (domain {d} to itself)", .{options.local_domain});
+            return diag.fail(
+                .INVAL,
+                "loopback vchan connection not supported (domain {d} to itself)",
+                .{options.local_domain},
+            );
         }
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options);
@@ -332,25 +368,53 @@ pub const Vchan = struct {
         if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
         try socket_path.make_directory(options.dir);
         self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
-        self.own_event = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        self.own_event = try sys.fd(
+            linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK),
+            "eventfd",
+        );
         try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
     }
 
     fn create_shared_memory(self: *Vchan) Fail!void {
         assert(self.role == .server);
         const total = self.layout.total_bytes();
-        self.memfd = try sys.fd(linux.memfd_create("qrx-vchan", linux.MFD.CLOEXEC | linux.MFD.ALLOW_SEALING), "memfd_create");
+        self.memfd = try sys.fd(
+            linux.memfd_create("qrx-vchan", linux.MFD.CLOEXEC | linux.MFD.ALLOW_SEALING),
+            "memfd_create",
+        );
         _ = try sys.check(linux.ftruncate(self.memfd, total), "ftruncate");
         // Sealed so the client can rely on the size: it cannot be made to SIGBUS by a shrink.
-        _ = try sys.check(linux.fcntl(self.memfd, sys.F_ADD_SEALS, sys.F_SEAL_SHRINK | sys.F_SEAL_GROW | sys.F_SEAL_SEAL), "F_ADD_SEALS");
+        _ = try sys.check(
+            linux.fcntl(
+                self.memfd,
+                sys.F_ADD_SEALS,
+                sys.F_SEAL_SHRINK | sys.F_SEAL_GROW | sys.F_SEAL_SEAL,
+            ),
+            "F_ADD_SEALS",
+        );
         try self.map_shared(total);
         const page = self.map.?;
         @memset(page[0..constants.page_bytes], 0);
-        std.mem.writeInt(u16, page[constants.offset_left_order..][0..2], self.layout.left_order, .little);
-        std.mem.writeInt(u16, page[constants.offset_right_order..][0..2], self.layout.right_order, .little);
+        std.mem.writeInt(
+            u16,
+            page[constants.offset_left_order..][0..2],
+            self.layout.left_order,
+            .little,
+        );
+        std.mem.writeInt(
+            u16,
+            page[constants.offset_right_order..][0..2],
+            self.layout.right_order,
+            .little,
+        );
         var index: u32 = 0;
         while (index < self.layout.grants()) : (index += 1) {
-            std.mem.writeInt(u32, page[constants.offset_grants + 4 * index ..][0..4], self.layout.grant(index), .little);
+            std.mem.writeInt(
+                u32,
+                page[constants.offset_grants + 4 * index ..][0..4],
+                self.layout.grant(index),
+                .little,
+            );
         }
         self.byte(constants.offset_cli_live).* = constants.live_waiting;
         self.byte(constants.offset_srv_live).* = constants.live_connected;
@@ -361,7 +425,17 @@ pub const Vchan = struct {
     }
 
     fn map_shared(self: *Vchan, total: u32) Fail!void {
-        const address = try sys.check(linux.mmap(null, total, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .SHARED }, self.memfd, 0), "mmap");
+        const address = try sys.check(
+            linux.mmap(
+                null,
+                total,
+                linux.PROT.READ | linux.PROT.WRITE,
+                .{ .TYPE = .SHARED },
+                self.memfd,
+                0,
+            ),
+            "mmap",
+        );
         const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(address);
         self.map = base[0..total];
     }
@@ -405,7 +479,13 @@ pub const Vchan = struct {
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        self.socket_path = try SocketPath.init(dir, "shmvchan", server_domain, client_domain, self.port);
+        self.socket_path = try SocketPath.init(
+            dir,
+            "shmvchan",
+            server_domain,
+            client_domain,
+            self.port,
+        );
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
@@ -414,7 +494,10 @@ pub const Vchan = struct {
 
     fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
         var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = try sys.check(linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event), "epoll_ctl");
+        _ = try sys.check(
+            linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event),
+            "epoll_ctl",
+        );
     }
 
     fn epoll_modify(self: *Vchan, descriptor: i32, tag: Tag, events: u32) void {
@@ -448,12 +531,25 @@ pub const Vchan = struct {
 
     fn server_accept(self: *Vchan) Fail!void {
         assert(self.role == .server);
-        const rc = linux.accept4(self.listener, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
+        const rc = linux.accept4(
+            self.listener,
+            null,
+            null,
+            linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC,
+        );
         if (sys.errno_of(rc) == .AGAIN) return;
         const connection = try sys.fd(rc, "accept4");
         var credentials: sys.Ucred = undefined;
         var length: linux.socklen_t = @sizeOf(sys.Ucred);
-        if (linux.E.init(linux.getsockopt(connection, linux.SOL.SOCKET, sys.SO_PEERCRED, @ptrCast(&credentials), &length)) != .SUCCESS or
+        if (linux.E.init(
+            linux.getsockopt(
+                connection,
+                linux.SOL.SOCKET,
+                sys.SO_PEERCRED,
+                @ptrCast(&credentials),
+                &length,
+            ),
+        ) != .SUCCESS or
             !peer_uid_allowed(credentials.uid))
         {
             sys.close(connection);
@@ -471,7 +567,11 @@ pub const Vchan = struct {
         assert(self.role == .server and self.phase == .handshake);
         var hello: Hello = undefined;
         var control = sys.CmsgBuffer(1){};
-        const received = receive_message(self.connection, std.mem.asBytes(&hello), &control.bytes) orelse return;
+        const received = receive_message(
+            self.connection,
+            std.mem.asBytes(&hello),
+            &control.bytes,
+        ) orelse return;
         if (received.bytes == 0) {
             // The caller went away before finishing; wait for another.
             self.drop(&self.connection);
@@ -482,21 +582,42 @@ pub const Vchan = struct {
         const sent_fds = control.take_fds_any(received.control_bytes);
         for (sent_fds.slice()) |descriptor| sys.close(descriptor);
         const refusal: u16 = blk: {
-            if (received.bytes != @sizeOf(Hello) or hello.magic != constants.handshake_magic or hello.version != constants.handshake_version) break :blk @intFromEnum(linux.E.PROTO);
+            const foreign = hello.magic != constants.handshake_magic or
+                hello.version != constants.handshake_version;
+            if (received.bytes != @sizeOf(Hello) or foreign) break :blk @intFromEnum(linux.E.PROTO);
             if (sent_fds.count != 0) break :blk @intFromEnum(linux.E.PROTO);
-            if (hello.client_domain != self.remote_domain or hello.server_domain != self.local_domain or hello.port != self.port) break :blk @intFromEnum(linux.E.ACCES);
-            if (hello.client_pages_max != 0 and self.layout.pages() > hello.client_pages_max) break :blk @intFromEnum(linux.E.FBIG);
+            const elsewhere = hello.client_domain != self.remote_domain or
+                hello.server_domain != self.local_domain or hello.port != self.port;
+            if (elsewhere) break :blk @intFromEnum(linux.E.ACCES);
+            const too_big = self.layout.pages() > hello.client_pages_max;
+            if (hello.client_pages_max != 0 and too_big) break :blk @intFromEnum(linux.E.FBIG);
             break :blk 0;
         };
         if (refusal != 0) {
-            const reply = Accept{ .magic = constants.handshake_magic, .version = constants.handshake_version, .status = refusal, .shm_bytes = 0, .left_order = 0, .right_order = 0 };
+            const reply = Accept{
+                .magic = constants.handshake_magic,
+                .version = constants.handshake_version,
+                .status = refusal,
+                .shm_bytes = 0,
+                .left_order = 0,
+                .right_order = 0,
+            };
+            // A courtesy to a caller that may be gone already: it is dropped either way.
             send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
             self.drop(&self.connection);
             self.phase = .rendezvous;
             if (refusal == @intFromEnum(linux.E.FBIG)) {
                 // The right client, which can never map these rings (a MirageOS peer's grant
                 // table): nobody else will come, so the vchan fails now instead of at a timeout.
-                self.set_reason("the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}", .{ hello.client_pages_max, self.layout.left_bytes(), self.layout.right_bytes(), self.layout.pages() });
+                self.set_reason(
+                    "the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}",
+                    .{
+                        hello.client_pages_max,
+                        self.layout.left_bytes(),
+                        self.layout.right_bytes(),
+                        self.layout.pages(),
+                    },
+                );
                 self.peer_gone = true;
             }
             return;
@@ -532,7 +653,14 @@ pub const Vchan = struct {
             // A caller may poll our fd and call only `finish`: empty the shared watch (waking
             // the other waiters), or it would stay readable.
             dir_watch.drain_and_kick();
-            const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+            const connection = try sys.fd(
+                linux.socket(
+                    linux.AF.UNIX,
+                    linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                    0,
+                ),
+                "socket",
+            );
             var address = self.socket_path.address();
             const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
             switch (sys.errno_of(rc)) {
@@ -571,7 +699,11 @@ pub const Vchan = struct {
         var reply: Accept = undefined;
         // Room for one fd more than the protocol sends, to name a server that sends extra.
         var control = sys.CmsgBuffer(2){};
-        const received = receive_message(self.connection, std.mem.asBytes(&reply), &control.bytes) orelse return 1;
+        const received = receive_message(
+            self.connection,
+            std.mem.asBytes(&reply),
+            &control.bytes,
+        ) orelse return 1;
         const fds = control.take_fds_any(received.control_bytes);
         if (received.bytes == 0) {
             for (fds.slice()) |descriptor| sys.close(descriptor);
@@ -587,15 +719,29 @@ pub const Vchan = struct {
             self.peer_gone = true;
             self.set_reason("{s}", .{diag.message()});
         }
-        if (received.bytes != @sizeOf(Accept) or reply.magic != constants.handshake_magic or reply.version != constants.handshake_version) {
-            return diag.fail(.PROTO, "vchan server at {s} sent a malformed handshake", .{self.path()});
+        const foreign = reply.magic != constants.handshake_magic or
+            reply.version != constants.handshake_version;
+        if (received.bytes != @sizeOf(Accept) or foreign) {
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent a malformed handshake",
+                .{self.path()},
+            );
         }
         if (reply.status != 0) {
             const errno: linux.E = @enumFromInt(reply.status);
             if (errno == .FBIG and self.pages_max != 0) {
-                return diag.fail(errno, "vchan server at {s} has rings that need more pages than the page cap of {d}", .{ self.path(), self.pages_max });
+                return diag.fail(
+                    errno,
+                    "vchan server at {s} has rings that need more pages than the page cap of {d}",
+                    .{ self.path(), self.pages_max },
+                );
             }
-            return diag.fail(errno, "vchan server at {s} refused the connection: {s}", .{ self.path(), @tagName(errno) });
+            return diag.fail(
+                errno,
+                "vchan server at {s} refused the connection: {s}",
+                .{ self.path(), @tagName(errno) },
+            );
         }
         if (fds.count != 1) {
             return diag.fail(
@@ -606,12 +752,24 @@ pub const Vchan = struct {
             );
         }
         const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
-            return diag.fail(.PROTO, "vchan server offers an impossible ring layout (orders {d}/{d})", .{ reply.left_order, reply.right_order });
+            return diag.fail(
+                .PROTO,
+                "vchan server offers an impossible ring layout (orders {d}/{d})",
+                .{ reply.left_order, reply.right_order },
+            );
         };
         if (self.pages_max != 0 and layout.pages() > self.pages_max) {
-            return diag.fail(.FBIG, "vchan server offers {d} pages; the page cap is {d}", .{ layout.pages(), self.pages_max });
+            return diag.fail(
+                .FBIG,
+                "vchan server offers {d} pages; the page cap is {d}",
+                .{ layout.pages(), self.pages_max },
+            );
         }
-        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(.PROTO, "vchan server's memory size does not match its layout", .{});
+        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(
+            .PROTO,
+            "vchan server's memory size does not match its layout",
+            .{},
+        );
         try check_memfd(self.memfd, layout.total_bytes());
         self.layout = layout;
         try self.map_shared(layout.total_bytes());
@@ -619,7 +777,10 @@ pub const Vchan = struct {
         if (layout.right_order >= 12) {
             // We only read the right ring; mapping it read-only protects the server from our bugs.
             const start = layout.right_offset();
-            _ = try sys.check(linux.mprotect(self.map.?.ptr + start, layout.right_bytes(), linux.PROT.READ), "mprotect");
+            _ = try sys.check(
+                linux.mprotect(self.map.?.ptr + start, layout.right_bytes(), linux.PROT.READ),
+                "mprotect",
+            );
         }
         // Whatever the indices are at connect time is where we start; later checks keep them sane.
         self.setup_rings(
@@ -640,14 +801,30 @@ pub const Vchan = struct {
     fn check_page(self: *Vchan) Fail!void {
         const page = self.map.?;
         const left_order = std.mem.readInt(u16, page[constants.offset_left_order..][0..2], .little);
-        const right_order = std.mem.readInt(u16, page[constants.offset_right_order..][0..2], .little);
+        const right_order = std.mem.readInt(
+            u16,
+            page[constants.offset_right_order..][0..2],
+            .little,
+        );
         if (left_order != self.layout.left_order or right_order != self.layout.right_order) {
-            return diag.fail(.PROTO, "vchan page orders {d}/{d} differ from the handshake's", .{ left_order, right_order });
+            return diag.fail(
+                .PROTO,
+                "vchan page orders {d}/{d} differ from the handshake's",
+                .{ left_order, right_order },
+            );
         }
         var index: u32 = 0;
         while (index < self.layout.grants()) : (index += 1) {
-            const grant = std.mem.readInt(u32, page[constants.offset_grants + 4 * index ..][0..4], .little);
-            if (grant != self.layout.grant(index)) return diag.fail(.PROTO, "vchan grant list entry {d} is wrong", .{index});
+            const grant = std.mem.readInt(
+                u32,
+                page[constants.offset_grants + 4 * index ..][0..4],
+                .little,
+            );
+            if (grant != self.layout.grant(index)) return diag.fail(
+                .PROTO,
+                "vchan grant list entry {d} is wrong",
+                .{index},
+            );
         }
     }
 
@@ -665,13 +842,15 @@ pub const Vchan = struct {
 
     /// Ask the peer to kick us when it does `bit`: set it in the byte the peer tests.
     fn request_notify(self: *Vchan, bit: u8) void {
-        const offset = if (self.role == .server) constants.offset_cli_notify else constants.offset_srv_notify;
+        const offset =
+            if (self.role == .server) constants.offset_cli_notify else constants.offset_srv_notify;
         _ = @atomicRmw(u8, self.byte(offset), .Or, bit, .seq_cst);
     }
 
     /// We did `bit`; kick the peer only if it asked.
     fn send_notify(self: *Vchan, bit: u8) void {
-        const offset = if (self.role == .server) constants.offset_srv_notify else constants.offset_cli_notify;
+        const offset =
+            if (self.role == .server) constants.offset_srv_notify else constants.offset_cli_notify;
         const previous = @atomicRmw(u8, self.byte(offset), .And, ~bit, .seq_cst);
         if (previous & bit != 0) self.kick();
     }
@@ -784,7 +963,8 @@ pub const Vchan = struct {
         self.peer_gone = true;
         if (self.reason_len == 0) self.set_reason("{s}", .{why});
         if (self.map != null) {
-            const offset = if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
+            const offset =
+                if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
             @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
         }
         self.drop(&self.connection);
@@ -797,7 +977,11 @@ pub const Vchan = struct {
     }
 
     fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
-        const written = std.fmt.bufPrint(&self.reason_buffer, fmt, args) catch self.reason_buffer[0..];
+        const written = std.fmt.bufPrint(
+            &self.reason_buffer,
+            fmt,
+            args,
+        ) catch self.reason_buffer[0..];
         self.reason_len = @intCast(written.len);
     }
 
@@ -813,7 +997,9 @@ pub const Vchan = struct {
     /// When the rendezvous socket has hung up without anyone calling `wait`, notice it now.
     fn check_connection(self: *Vchan) void {
         if (self.connection < 0 or self.peer_gone) return;
-        var poll_fd = [_]linux.pollfd{.{ .fd = self.connection, .events = sys.POLLRDHUP, .revents = 0 }};
+        var poll_fd = [_]linux.pollfd{
+            .{ .fd = self.connection, .events = sys.POLLRDHUP, .revents = 0 },
+        };
         const rc = linux.poll(&poll_fd, 1, 0);
         if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
         if (poll_fd[0].revents & (sys.POLLRDHUP | linux.POLL.HUP | linux.POLL.ERR) != 0) {
@@ -866,7 +1052,12 @@ pub const Vchan = struct {
         const untrusted_prod = self.read_ring.load_peer();
         return self.read_ring.used_as_reader(untrusted_prod) orelse self.violation(
             "read ring producer index {d} is {d} bytes ahead of consumer {d}; the ring holds {d}",
-            .{ untrusted_prod, untrusted_prod -% self.read_ring.local, self.read_ring.local, self.read_ring.size },
+            .{
+                untrusted_prod,
+                untrusted_prod -% self.read_ring.local,
+                self.read_ring.local,
+                self.read_ring.size,
+            },
         );
     }
 
@@ -912,14 +1103,26 @@ pub const Vchan = struct {
 
     fn require_mapped(self: *Vchan) Fail!void {
         if (self.phase != .mapped and self.role == .client) {
-            return diag.fail(.NOTCONN, "vchan to domain {d} port {d} is not connected yet", .{ self.remote_domain, self.port });
+            return diag.fail(
+                .NOTCONN,
+                "vchan to domain {d} port {d} is not connected yet",
+                .{ self.remote_domain, self.port },
+            );
         }
         if (self.reason_is_violation()) return diag.fail(.PROTO, "{s}", .{self.reason()});
     }
 
     fn closed_failure(self: *Vchan) Fail {
-        if (self.reason_len > 0) return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed: {s}", .{ self.remote_domain, self.port, self.reason() });
-        return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed by the peer", .{ self.remote_domain, self.port });
+        if (self.reason_len > 0) return diag.fail(
+            .PIPE,
+            "vchan to domain {d} port {d} is closed: {s}",
+            .{ self.remote_domain, self.port, self.reason() },
+        );
+        return diag.fail(
+            .PIPE,
+            "vchan to domain {d} port {d} is closed by the peer",
+            .{ self.remote_domain, self.port },
+        );
     }
 
     /// Server only, before a client came: the shared page exists but nobody maps it yet.
@@ -949,7 +1152,11 @@ pub const Vchan = struct {
     pub fn recv(self: *Vchan, target: []u8) Fail!u32 {
         try self.require_mapped();
         if (target.len > self.read_ring.size) {
-            return diag.fail(.MSGSIZE, "recv of {d} bytes can never complete: the read ring holds {d}", .{ target.len, self.read_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "recv of {d} bytes can never complete: the read ring holds {d}",
+                .{ target.len, self.read_ring.size },
+            );
         }
         const wanted: u32 = @intCast(target.len);
         while (true) {
@@ -990,7 +1197,11 @@ pub const Vchan = struct {
     pub fn send(self: *Vchan, source: []const u8) Fail!u32 {
         try self.require_mapped();
         if (source.len > self.write_ring.size) {
-            return diag.fail(.MSGSIZE, "send of {d} bytes can never complete: the write ring holds {d}", .{ source.len, self.write_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "send of {d} bytes can never complete: the write ring holds {d}",
+                .{ source.len, self.write_ring.size },
+            );
         }
         const wanted: u32 = @intCast(source.len);
         while (true) {
@@ -1017,7 +1228,12 @@ pub const Vchan = struct {
 
     /// Free write-ring space, `count` bytes starting `skip` past our producer index. The caller
     /// has seen `peek_buffer_space() >= skip + count`; nothing is published until `commit_write`.
-    pub fn write_window(self: *Vchan, skip: u32, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+    pub fn write_window(
+        self: *Vchan,
+        skip: u32,
+        count: u32,
+        pieces: *[2]std.posix.iovec,
+    ) []std.posix.iovec {
         return self.write_ring.window(skip, count, pieces);
     }
 
@@ -1030,7 +1246,10 @@ pub const Vchan = struct {
         const total: u32 = @intCast(header.len + count);
         // Our index and the size bound the space; a peer that moved its consumer backwards since
         // the caller looked is refused like any other impossible index.
-        if (try self.write_space() < total) return self.violation("write ring consumer moved backwards (space below {d} bytes already offered)", .{total});
+        if (try self.write_space() < total) return self.violation(
+            "write ring consumer moved backwards (space below {d} bytes already offered)",
+            .{total},
+        );
         var pieces: [2]std.posix.iovec = undefined;
         var offset: usize = 0;
         for (self.write_ring.window(0, @intCast(header.len), &pieces)) |piece| {
@@ -1071,7 +1290,9 @@ pub const Vchan = struct {
     fn sleep_until(self: *Vchan, want: Want, amount: u32) Fail!void {
         if (self.phase == .mapped and try self.spin_until(want, amount)) return;
         if (self.phase == .mapped) {
-            self.request_notify(if (want == .readable) constants.notify_write else constants.notify_read);
+            self.request_notify(
+                if (want == .readable) constants.notify_write else constants.notify_read,
+            );
             if (try self.ready_for(want, amount)) return;
         }
         try self.wait_event(-1);
@@ -1080,7 +1301,8 @@ pub const Vchan = struct {
     fn spin_until(self: *Vchan, want: Want, amount: u32) Fail!bool {
         const budget = self.spin.budget();
         if (budget == 0) return false;
-        const live_offset = if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
+        const live_offset =
+            if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
         const live_before = @atomicLoad(u8, self.byte(live_offset), .monotonic);
         const start = sys.now_ns();
         var iteration: u32 = 0;
@@ -1110,7 +1332,10 @@ pub const Vchan = struct {
 
     /// Waits until connected, for at most `timeout_ms` (negative: no limit).
     pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
-        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(u64, @intCast(timeout_ms)) * std.time.ns_per_ms;
+        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(
+            u64,
+            @intCast(timeout_ms),
+        ) * std.time.ns_per_ms;
         while (true) {
             if (self.role == .client and self.phase != .mapped) {
                 if (try self.finish() == 0) return;
@@ -1121,17 +1346,34 @@ pub const Vchan = struct {
             }
             const now = sys.now_ns();
             if (now >= deadline) {
-                if (self.role == .client) return diag.fail(.TIMEDOUT, "no vchan server at {s} after {d} ms", .{ self.path(), timeout_ms });
-                return diag.fail(.TIMEDOUT, "no client connected to {s} within {d} ms", .{ self.path(), timeout_ms });
+                if (self.role == .client) return diag.fail(
+                    .TIMEDOUT,
+                    "no vchan server at {s} after {d} ms",
+                    .{ self.path(), timeout_ms },
+                );
+                return diag.fail(
+                    .TIMEDOUT,
+                    "no client connected to {s} within {d} ms",
+                    .{ self.path(), timeout_ms },
+                );
             }
-            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(i32, @intCast(@min((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms, std.math.maxInt(i32))));
+            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(
+                i32,
+                @intCast(
+                    @min(
+                        (deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms,
+                        std.math.maxInt(i32),
+                    ),
+                ),
+            );
             try self.wait_event(remaining_ms);
         }
     }
 
     pub fn close(self: *Vchan) void {
         if (self.map != null and self.phase == .mapped) {
-            const offset = if (self.role == .server) constants.offset_srv_live else constants.offset_cli_live;
+            const offset =
+                if (self.role == .server) constants.offset_srv_live else constants.offset_cli_live;
             @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
             self.kick();
         }
@@ -1151,7 +1393,12 @@ pub const Vchan = struct {
     /// without pushing 4 GiB. Only valid before any data moved.
     pub fn debug_set_indices(self: *Vchan, index: u32) void {
         assert(self.phase == .mapped);
-        inline for (.{ constants.offset_left_cons, constants.offset_left_prod, constants.offset_right_cons, constants.offset_right_prod }) |offset| {
+        inline for (.{
+            constants.offset_left_cons,
+            constants.offset_left_prod,
+            constants.offset_right_cons,
+            constants.offset_right_prod,
+        }) |offset| {
             @atomicStore(u32, self.word(offset), index, .seq_cst);
         }
         self.read_ring.local = index;
@@ -1161,7 +1408,11 @@ pub const Vchan = struct {
     /// Test hook: write a u32 into the shared page, as a hostile peer could.
     pub fn debug_poke(self: *Vchan, offset: u32, value: u32) Fail!void {
         if (self.map == null) return diag.fail(.NOTCONN, "no shared page yet", .{});
-        if (offset % 4 != 0 or offset + 4 > constants.page_bytes) return diag.fail(.INVAL, "offset {d} is not a u32 in page 0", .{offset});
+        if (offset % 4 != 0 or offset + 4 > constants.page_bytes) return diag.fail(
+            .INVAL,
+            "offset {d} is not a u32 in page 0",
+            .{offset},
+        );
         @atomicStore(u32, @as(*u32, @ptrCast(@alignCast(&self.map.?[offset]))), value, .seq_cst);
     }
 };
@@ -1183,22 +1434,38 @@ fn check_memfd(memfd: i32, expected_bytes: u32) Fail!void {
         const what = "vchan shared memory is not a memfd (F_GET_SEALS: {s})";
         return diag.fail(.PROTO, what, .{@tagName(seals_errno)});
     }
-    if (stat.size < expected_bytes) return diag.fail(.PROTO, "vchan shared memory is {d} bytes, {d} expected", .{ stat.size, expected_bytes });
-    if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(.PROTO, "vchan shared memory is not sealed against shrinking", .{});
+    if (stat.size < expected_bytes) return diag.fail(
+        .PROTO,
+        "vchan shared memory is {d} bytes, {d} expected",
+        .{ stat.size, expected_bytes },
+    );
+    if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(
+        .PROTO,
+        "vchan shared memory is not sealed against shrinking",
+        .{},
+    );
 }
 
 const Received = struct { bytes: usize, control_bytes: usize };
 
 /// One datagram, or null when none is waiting yet. A failed read counts as a hang-up (0 bytes).
 fn receive_message(descriptor: i32, buffer: []u8, control: []u8) ?Received {
-    const received = sys.receive_one(descriptor, buffer, control, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+    const received = sys.receive_one(
+        descriptor,
+        buffer,
+        control,
+        linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT,
+    );
     switch (sys.errno_of(received.rc)) {
         .SUCCESS => {},
         .AGAIN, .INTR => return null,
         else => return .{ .bytes = 0, .control_bytes = 0 },
     }
     // A truncated datagram or control block is malformed; report a size that fails validation.
-    if (received.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{ .bytes = buffer.len + 1, .control_bytes = received.control_bytes };
+    if (received.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{
+        .bytes = buffer.len + 1,
+        .control_bytes = received.control_bytes,
+    };
     return .{ .bytes = received.rc, .control_bytes = received.control_bytes };
 }
 
@@ -1211,7 +1478,10 @@ fn send_message(descriptor: i32, data: []const u8, control: ?[]const u8) Fail!vo
 test "spin: a probe that finds work turns spinning back on at the probe's budget" {
     var spin = Spin{ .max_ns = 40_000, .budget_ns = 0 };
     var sleeps: u32 = 1;
-    while (sleeps < Spin.probe_after_sleeps) : (sleeps += 1) try std.testing.expectEqual(@as(u32, 0), spin.budget());
+    while (sleeps < Spin.probe_after_sleeps) : (sleeps += 1) try std.testing.expectEqual(
+        @as(u32, 0),
+        spin.budget(),
+    );
     try std.testing.expectEqual(@as(u32, 10_000), spin.budget());
     spin.hit();
     try std.testing.expectEqual(@as(u32, 20_000), spin.budget());

@@ -200,9 +200,19 @@ pub const Vchan = struct {
         try self.create_common(options, options.read_min, options.write_min);
         // vchan-socket's order: unlink whatever an earlier server left, then bind a fresh one.
         _ = linux.unlink(self.path());
-        self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        self.listener = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket",
+        );
         var address = self.socket_path.address();
-        _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
+        _ = sys.check(
+            linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
+            "bind",
+        ) catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
         };
@@ -220,10 +230,16 @@ pub const Vchan = struct {
         };
         errdefer self.close();
         if (options.local_domain == options.remote_domain) {
-            return diag.fail(.INVAL, "loopback vchan connection not supported (domain {d} to itself)", .{options.local_domain});
+            return diag.fail(
+                .INVAL,
+                "loopback vchan connection not supported (domain {d} to itself)",
+                .{options.local_domain},
+            );
         }
-        const read_bytes = if (options.read_min == 0) client_ring_bytes_default else options.read_min;
-        const write_bytes = if (options.write_min == 0) client_ring_bytes_default else options.write_min;
+        const read_bytes =
+            if (options.read_min == 0) client_ring_bytes_default else options.read_min;
+        const write_bytes =
+            if (options.write_min == 0) client_ring_bytes_default else options.write_min;
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options, read_bytes, write_bytes);
         const event_flags = linux.EFD.CLOEXEC | linux.EFD.NONBLOCK;
@@ -235,23 +251,43 @@ pub const Vchan = struct {
         const watch = try dir_watch.register(dir, self.own_event);
         self.watch = watch;
         try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
-        self.timer = try sys.fd(linux.timerfd_create(.MONOTONIC, .{ .NONBLOCK = true, .CLOEXEC = true }), "timerfd_create");
+        self.timer = try sys.fd(
+            linux.timerfd_create(.MONOTONIC, .{ .NONBLOCK = true, .CLOEXEC = true }),
+            "timerfd_create",
+        );
         const schedule = linux.itimerspec{
             .it_value = .{ .sec = 0, .nsec = 1 },
             .it_interval = .{ .sec = 0, .nsec = connect_retry_ms * std.time.ns_per_ms },
         };
-        _ = try sys.check(linux.timerfd_settime(self.timer, .{}, &schedule, null), "timerfd_settime");
+        _ = try sys.check(
+            linux.timerfd_settime(self.timer, .{}, &schedule, null),
+            "timerfd_settime",
+        );
         try self.epoll_add(self.timer, .timer, linux.EPOLL.IN);
     }
 
     fn create_common(self: *Vchan, options: Options, read_min: u32, write_min: u32) Fail!void {
         if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
         if (read_min > constants.ring_bytes_max or write_min > constants.ring_bytes_max) {
-            return diag.fail(.MSGSIZE, "ring sizes {d}/{d} exceed the 1 MiB maximum", .{ read_min, write_min });
+            return diag.fail(
+                .MSGSIZE,
+                "ring sizes {d}/{d} exceed the 1 MiB maximum",
+                .{ read_min, write_min },
+            );
         }
         const read_bytes = ring_bytes(read_min);
         const write_bytes = ring_bytes(write_min);
-        const address = try sys.check(linux.mmap(null, read_bytes + write_bytes, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0), "mmap");
+        const address = try sys.check(
+            linux.mmap(
+                null,
+                read_bytes + write_bytes,
+                linux.PROT.READ | linux.PROT.WRITE,
+                .{ .TYPE = .PRIVATE, .ANONYMOUS = true },
+                -1,
+                0,
+            ),
+            "mmap",
+        );
         const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(address);
         self.map = base[0 .. read_bytes + write_bytes];
         self.read_ring = .{ .bytes = base, .size = read_bytes };
@@ -261,7 +297,13 @@ pub const Vchan = struct {
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        self.socket_path = try SocketPath.init(dir, "vchan", server_domain, client_domain, self.port);
+        self.socket_path = try SocketPath.init(
+            dir,
+            "vchan",
+            server_domain,
+            client_domain,
+            self.port,
+        );
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
@@ -287,7 +329,10 @@ pub const Vchan = struct {
 
     fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
         var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = try sys.check(linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event), "epoll_ctl");
+        _ = try sys.check(
+            linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event),
+            "epoll_ctl",
+        );
     }
 
     fn drop(self: *Vchan, descriptor: *i32) void {
@@ -309,7 +354,12 @@ pub const Vchan = struct {
 
     fn accept_one(self: *Vchan) Fail!void {
         assert(self.role == .server and self.phase == .waiting);
-        const rc = linux.accept4(self.listener, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
+        const rc = linux.accept4(
+            self.listener,
+            null,
+            null,
+            linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC,
+        );
         switch (sys.errno_of(rc)) {
             .AGAIN, .INTR, .CONNABORTED => return,
             else => {},
@@ -317,7 +367,15 @@ pub const Vchan = struct {
         const connection = try sys.fd(rc, "accept4");
         var credentials: sys.Ucred = undefined;
         var length: linux.socklen_t = @sizeOf(sys.Ucred);
-        if (linux.E.init(linux.getsockopt(connection, linux.SOL.SOCKET, sys.SO_PEERCRED, @ptrCast(&credentials), &length)) != .SUCCESS or
+        if (linux.E.init(
+            linux.getsockopt(
+                connection,
+                linux.SOL.SOCKET,
+                sys.SO_PEERCRED,
+                @ptrCast(&credentials),
+                &length,
+            ),
+        ) != .SUCCESS or
             (credentials.uid != linux.getuid() and credentials.uid != 0))
         {
             // Xen checks this with xenstore permissions; here only our own user (or root).
@@ -343,7 +401,14 @@ pub const Vchan = struct {
         dir_watch.drain_and_kick();
         sys.drain(self.own_event);
         sys.drain(self.timer);
-        const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        const connection = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket",
+        );
         var address = self.socket_path.address();
         const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
         switch (sys.errno_of(rc)) {
@@ -416,7 +481,11 @@ pub const Vchan = struct {
                 .flags = 0,
             };
             // NOSIGNAL: a departed peer must become PIPE, not a SIGPIPE that kills the process.
-            const rc = linux.sendmsg(self.connection, &message, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT);
+            const rc = linux.sendmsg(
+                self.connection,
+                &message,
+                linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
+            );
             switch (sys.errno_of(rc)) {
                 .SUCCESS => {},
                 .AGAIN => break,
@@ -441,7 +510,10 @@ pub const Vchan = struct {
         self.write_failed = true;
         // Nobody will ever take these bytes.
         self.write_ring.cons = self.write_ring.prod;
-        if (self.reason_len == 0) self.set_reason("the peer stopped taking data: {s}", .{@tagName(errno)});
+        if (self.reason_len == 0) self.set_reason(
+            "the peer stopped taking data: {s}",
+            .{@tagName(errno)},
+        );
     }
 
     /// Makes the connection's epoll registration match the rings. Called after every change to
@@ -454,8 +526,16 @@ pub const Vchan = struct {
         if (!self.read_ended and self.read_ring.free() > 0) wanted |= linux.EPOLL.IN;
         if (!self.write_failed and self.write_ring.used() > 0) wanted |= linux.EPOLL.OUT;
         if (wanted == self.interest) return;
-        const operation: u32 = if (self.interest == 0) linux.EPOLL.CTL_ADD else if (wanted == 0) linux.EPOLL.CTL_DEL else linux.EPOLL.CTL_MOD;
-        var event = linux.epoll_event{ .events = wanted, .data = .{ .u32 = @intFromEnum(Tag.connection) } };
+        const operation: u32 = if (self.interest == 0)
+            linux.EPOLL.CTL_ADD
+        else if (wanted == 0)
+            linux.EPOLL.CTL_DEL
+        else
+            linux.EPOLL.CTL_MOD;
+        var event = linux.epoll_event{
+            .events = wanted,
+            .data = .{ .u32 = @intFromEnum(Tag.connection) },
+        };
         const errno = sys.errno_of(linux.epoll_ctl(self.epoll, operation, self.connection, &event));
         if (errno != .SUCCESS) {
             // ADD can fail (ENOMEM, ENOSPC). Unwatched, the vchan could block forever; a
@@ -488,8 +568,9 @@ pub const Vchan = struct {
                 },
                 .own_event, .timer => retry_connect = true,
                 .connection => if (self.connection >= 0) {
-                    if (event.events & (linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.fill();
-                    if (event.events & (linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.flush();
+                    const ended = linux.EPOLL.HUP | linux.EPOLL.ERR;
+                    if (event.events & (linux.EPOLL.IN | ended) != 0) self.fill();
+                    if (event.events & (linux.EPOLL.OUT | ended) != 0) self.flush();
                 },
             }
         }
@@ -497,7 +578,11 @@ pub const Vchan = struct {
     }
 
     fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
-        const written = std.fmt.bufPrint(&self.reason_buffer, fmt, args) catch self.reason_buffer[0..];
+        const written = std.fmt.bufPrint(
+            &self.reason_buffer,
+            fmt,
+            args,
+        ) catch self.reason_buffer[0..];
         self.reason_len = @intCast(written.len);
     }
 
@@ -530,8 +615,16 @@ pub const Vchan = struct {
     }
 
     fn closed_failure(self: *Vchan) Fail {
-        if (self.reason_len > 0) return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed: {s}", .{ self.remote_domain, self.port, self.reason() });
-        return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed by the peer", .{ self.remote_domain, self.port });
+        if (self.reason_len > 0) return diag.fail(
+            .PIPE,
+            "vchan to domain {d} port {d} is closed: {s}",
+            .{ self.remote_domain, self.port, self.reason() },
+        );
+        return diag.fail(
+            .PIPE,
+            "vchan to domain {d} port {d} is closed by the peer",
+            .{ self.remote_domain, self.port },
+        );
     }
 
     /// Where the blocking calls sleep. They only get here when an event can end the sleep:
@@ -567,7 +660,11 @@ pub const Vchan = struct {
 
     pub fn recv(self: *Vchan, target: []u8) Fail!u32 {
         if (target.len > self.read_ring.size) {
-            return diag.fail(.MSGSIZE, "recv of {d} bytes can never complete: the read ring holds {d}", .{ target.len, self.read_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "recv of {d} bytes can never complete: the read ring holds {d}",
+                .{ target.len, self.read_ring.size },
+            );
         }
         const wanted: u32 = @intCast(target.len);
         while (true) {
@@ -602,7 +699,11 @@ pub const Vchan = struct {
 
     pub fn send(self: *Vchan, source: []const u8) Fail!u32 {
         if (source.len > self.write_ring.size) {
-            return diag.fail(.MSGSIZE, "send of {d} bytes can never complete: the write ring holds {d}", .{ source.len, self.write_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "send of {d} bytes can never complete: the write ring holds {d}",
+                .{ source.len, self.write_ring.size },
+            );
         }
         const wanted: u32 = @intCast(source.len);
         while (true) {
@@ -635,15 +736,34 @@ pub const Vchan = struct {
     /// peer has already left counts: what it sent is still to be read, as with qrexec's
     /// qubes_wait_for_vchan_connection_with_timeout.
     pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
-        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(u64, @intCast(timeout_ms)) * std.time.ns_per_ms;
+        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(
+            u64,
+            @intCast(timeout_ms),
+        ) * std.time.ns_per_ms;
         if (self.role == .client) _ = try self.finish();
         while (self.phase != .connected) {
             const now = sys.now_ns();
             if (now >= deadline) {
-                if (self.role == .client) return diag.fail(.TIMEDOUT, "no vchan server at {s} after {d} ms", .{ self.path(), timeout_ms });
-                return diag.fail(.TIMEDOUT, "no client connected to {s} within {d} ms", .{ self.path(), timeout_ms });
+                if (self.role == .client) return diag.fail(
+                    .TIMEDOUT,
+                    "no vchan server at {s} after {d} ms",
+                    .{ self.path(), timeout_ms },
+                );
+                return diag.fail(
+                    .TIMEDOUT,
+                    "no client connected to {s} within {d} ms",
+                    .{ self.path(), timeout_ms },
+                );
             }
-            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(i32, @intCast(@min((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms, std.math.maxInt(i32))));
+            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(
+                i32,
+                @intCast(
+                    @min(
+                        (deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms,
+                        std.math.maxInt(i32),
+                    ),
+                ),
+            );
             try self.wait_event(remaining_ms);
         }
     }
@@ -673,9 +793,14 @@ pub const Vchan = struct {
             if (self.write_failed or self.write_ring.used() == 0) break;
             const now = sys.now_ns();
             if (now >= deadline) break;
-            const events: i16 = if (self.read_ended or discarded >= close_discard_bytes_max) linux.POLL.OUT else linux.POLL.OUT | linux.POLL.IN;
-            var poll_fd = [_]linux.pollfd{.{ .fd = self.connection, .events = events, .revents = 0 }};
-            const remaining_ms: i32 = @intCast((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms);
+            const discarding = !self.read_ended and discarded < close_discard_bytes_max;
+            const events: i16 = if (discarding) linux.POLL.OUT | linux.POLL.IN else linux.POLL.OUT;
+            var poll_fd = [_]linux.pollfd{
+                .{ .fd = self.connection, .events = events, .revents = 0 },
+            };
+            const remaining_ms: i32 = @intCast(
+                (deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms,
+            );
             _ = linux.poll(&poll_fd, 1, remaining_ms);
         }
         self.discard_input(&discarded);

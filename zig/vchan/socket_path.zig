@@ -1,5 +1,6 @@
-//! Rendezvous socket names shared by both vchan backends: `<dir>/<prefix>.<server>.<client>.<port>.sock`
-//! (shm: `shmvchan`, vchan-socket: `vchan`), kept within `sockaddr_un`'s 108 bytes.
+//! Rendezvous socket names shared by both vchan backends:
+//! `<dir>/<prefix>.<server>.<client>.<port>.sock` (shm: `shmvchan`, vchan-socket: `vchan`),
+//! kept within `sockaddr_un`'s 108 bytes.
 const std = @import("std");
 const linux = std.os.linux;
 const constants = @import("../constants.zig");
@@ -9,10 +10,24 @@ pub const SocketPath = struct {
     buffer: [constants.socket_path_bytes_max + 1]u8 = undefined,
     len: u32 = 0,
 
-    pub fn init(dir: []const u8, prefix: []const u8, server_domain: i32, client_domain: i32, port: i32) diag.Fail!SocketPath {
+    pub fn init(
+        dir: []const u8,
+        prefix: []const u8,
+        server_domain: i32,
+        client_domain: i32,
+        port: i32,
+    ) diag.Fail!SocketPath {
         var result = SocketPath{};
-        const written = std.fmt.bufPrintZ(&result.buffer, "{s}/{s}.{d}.{d}.{d}.sock", .{ dir, prefix, server_domain, client_domain, port }) catch {
-            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ dir, constants.socket_path_bytes_max });
+        const written = std.fmt.bufPrintZ(
+            &result.buffer,
+            "{s}/{s}.{d}.{d}.{d}.sock",
+            .{ dir, prefix, server_domain, client_domain, port },
+        ) catch {
+            return diag.fail(
+                .NAMETOOLONG,
+                "vchan directory {s} is too long for a unix socket path (max {d} bytes)",
+                .{ dir, constants.socket_path_bytes_max },
+            );
         };
         result.len = @intCast(written.len);
         return result;
@@ -36,6 +51,10 @@ pub fn address_of(path: []const u8) linux.sockaddr.un {
 
 pub fn make_directory(dir: []const u8) diag.Fail!void {
     std.fs.cwd().makePath(dir) catch |err| {
-        return diag.fail(.ACCES, "cannot create vchan directory {s}: {s}", .{ dir, @errorName(err) });
+        return diag.fail(
+            .ACCES,
+            "cannot create vchan directory {s}: {s}",
+            .{ dir, @errorName(err) },
+        );
     };
 }
