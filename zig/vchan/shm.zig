@@ -266,6 +266,11 @@ pub const Vchan = struct {
         try self.set_path(options.dir, self.local_domain, self.remote_domain);
         try self.create_common(options);
         try self.create_shared_memory();
+        try self.listen(options.dir);
+    }
+
+    /// Opens the rendezvous socket at `path()`.
+    fn listen(self: *Vchan, dir: []const u8) Fail!void {
         self.listener = try sys.fd(
             linux.socket(
                 linux.AF.UNIX,
@@ -282,7 +287,7 @@ pub const Vchan = struct {
             return diag.fail(
                 .NAMETOOLONG,
                 "vchan directory {s} is too long for a unix socket path (max {d} bytes)",
-                .{ options.dir, constants.socket_path_bytes_max - 1 },
+                .{ dir, constants.socket_path_bytes_max - 1 },
             );
         };
         _ = linux.unlink(staging);
@@ -581,47 +586,8 @@ pub const Vchan = struct {
         // A HELLO carries no fd (see the file comment): any the caller sent are closed unused.
         const sent_fds = control.take_fds_any(received.control_bytes);
         for (sent_fds.slice()) |descriptor| sys.close(descriptor);
-        const refusal: u16 = blk: {
-            const foreign = hello.magic != constants.handshake_magic or
-                hello.version != constants.handshake_version;
-            if (received.bytes != @sizeOf(Hello) or foreign) break :blk @intFromEnum(linux.E.PROTO);
-            if (sent_fds.count != 0) break :blk @intFromEnum(linux.E.PROTO);
-            const elsewhere = hello.client_domain != self.remote_domain or
-                hello.server_domain != self.local_domain or hello.port != self.port;
-            if (elsewhere) break :blk @intFromEnum(linux.E.ACCES);
-            const too_big = self.layout.pages() > hello.client_pages_max;
-            if (hello.client_pages_max != 0 and too_big) break :blk @intFromEnum(linux.E.FBIG);
-            break :blk 0;
-        };
-        if (refusal != 0) {
-            const reply = Accept{
-                .magic = constants.handshake_magic,
-                .version = constants.handshake_version,
-                .status = refusal,
-                .shm_bytes = 0,
-                .left_order = 0,
-                .right_order = 0,
-            };
-            // A courtesy to a caller that may be gone already: it is dropped either way.
-            send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
-            self.drop(&self.connection);
-            self.phase = .rendezvous;
-            if (refusal == @intFromEnum(linux.E.FBIG)) {
-                // The right client, which can never map these rings (a MirageOS peer's grant
-                // table): nobody else will come, so the vchan fails now instead of at a timeout.
-                self.set_reason(
-                    "the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}",
-                    .{
-                        hello.client_pages_max,
-                        self.layout.left_bytes(),
-                        self.layout.right_bytes(),
-                        self.layout.pages(),
-                    },
-                );
-                self.peer_gone = true;
-            }
-            return;
-        }
+        const refusal = self.hello_refusal(hello, received.bytes, sent_fds.count);
+        if (refusal != 0) return self.refuse(refusal, hello.client_pages_max);
         const reply = Accept{
             .magic = constants.handshake_magic,
             .version = constants.handshake_version,
@@ -643,6 +609,51 @@ pub const Vchan = struct {
         // From now on the socket carries only the peer's kicks, and its hang-up when it is gone.
         self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         self.phase = .mapped;
+    }
+
+    /// Why the HELLO is refused, as an errno (0: accepted).
+    fn hello_refusal(self: *const Vchan, hello: Hello, bytes: usize, fd_count: usize) u16 {
+        const foreign = hello.magic != constants.handshake_magic or
+            hello.version != constants.handshake_version;
+        if (bytes != @sizeOf(Hello) or foreign) return @intFromEnum(linux.E.PROTO);
+        if (fd_count != 0) return @intFromEnum(linux.E.PROTO);
+        const elsewhere = hello.client_domain != self.remote_domain or
+            hello.server_domain != self.local_domain or hello.port != self.port;
+        if (elsewhere) return @intFromEnum(linux.E.ACCES);
+        const too_big = self.layout.pages() > hello.client_pages_max;
+        if (hello.client_pages_max != 0 and too_big) return @intFromEnum(linux.E.FBIG);
+        return 0;
+    }
+
+    /// Answers a refused HELLO and waits for another caller, unless the page cap rules out
+    /// every caller.
+    fn refuse(self: *Vchan, refusal: u16, client_pages_max: u32) void {
+        const reply = Accept{
+            .magic = constants.handshake_magic,
+            .version = constants.handshake_version,
+            .status = refusal,
+            .shm_bytes = 0,
+            .left_order = 0,
+            .right_order = 0,
+        };
+        // A courtesy to a caller that may be gone already: it is dropped either way.
+        send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
+        self.drop(&self.connection);
+        self.phase = .rendezvous;
+        if (refusal == @intFromEnum(linux.E.FBIG)) {
+            // The right client, which can never map these rings (a MirageOS peer's grant
+            // table): nobody else will come, so the vchan fails now instead of at a timeout.
+            self.set_reason(
+                "the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}",
+                .{
+                    client_pages_max,
+                    self.layout.left_bytes(),
+                    self.layout.right_bytes(),
+                    self.layout.pages(),
+                },
+            );
+            self.peer_gone = true;
+        }
     }
 
     /// 1 = keep waiting, 0 = connected (libvchan_client_init_async_finish).
@@ -719,57 +730,7 @@ pub const Vchan = struct {
             self.peer_gone = true;
             self.set_reason("{s}", .{diag.message()});
         }
-        const foreign = reply.magic != constants.handshake_magic or
-            reply.version != constants.handshake_version;
-        if (received.bytes != @sizeOf(Accept) or foreign) {
-            return diag.fail(
-                .PROTO,
-                "vchan server at {s} sent a malformed handshake",
-                .{self.path()},
-            );
-        }
-        if (reply.status != 0) {
-            const errno: linux.E = @enumFromInt(reply.status);
-            if (errno == .FBIG and self.pages_max != 0) {
-                return diag.fail(
-                    errno,
-                    "vchan server at {s} has rings that need more pages than the page cap of {d}",
-                    .{ self.path(), self.pages_max },
-                );
-            }
-            return diag.fail(
-                errno,
-                "vchan server at {s} refused the connection: {s}",
-                .{ self.path(), @tagName(errno) },
-            );
-        }
-        if (fds.count != 1) {
-            return diag.fail(
-                .PROTO,
-                "vchan server at {s} sent {d} fds with its accept; " ++
-                    "protocol version {d} sends exactly one, the shared memory",
-                .{ self.path(), fds.count, constants.handshake_version },
-            );
-        }
-        const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
-            return diag.fail(
-                .PROTO,
-                "vchan server offers an impossible ring layout (orders {d}/{d})",
-                .{ reply.left_order, reply.right_order },
-            );
-        };
-        if (self.pages_max != 0 and layout.pages() > self.pages_max) {
-            return diag.fail(
-                .FBIG,
-                "vchan server offers {d} pages; the page cap is {d}",
-                .{ layout.pages(), self.pages_max },
-            );
-        }
-        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(
-            .PROTO,
-            "vchan server's memory size does not match its layout",
-            .{},
-        );
+        const layout = try self.accepted_layout(reply, received.bytes, fds.count);
         try check_memfd(self.memfd, layout.total_bytes());
         self.layout = layout;
         try self.map_shared(layout.total_bytes());
@@ -795,6 +756,67 @@ pub const Vchan = struct {
         // The connect kick the Qubes wrapper sends.
         self.kick();
         return 0;
+    }
+
+    /// The ring layout of the server's ACCEPT, once it and its `fd_count` fds are checked.
+    fn accepted_layout(
+        self: *const Vchan,
+        reply: Accept,
+        bytes: usize,
+        fd_count: usize,
+    ) Fail!layout_mod.Layout {
+        const foreign = reply.magic != constants.handshake_magic or
+            reply.version != constants.handshake_version;
+        if (bytes != @sizeOf(Accept) or foreign) {
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent a malformed handshake",
+                .{self.path()},
+            );
+        }
+        if (reply.status != 0) {
+            const errno: linux.E = @enumFromInt(reply.status);
+            if (errno == .FBIG and self.pages_max != 0) {
+                return diag.fail(
+                    errno,
+                    "vchan server at {s} has rings that need more pages than the page cap of {d}",
+                    .{ self.path(), self.pages_max },
+                );
+            }
+            return diag.fail(
+                errno,
+                "vchan server at {s} refused the connection: {s}",
+                .{ self.path(), @tagName(errno) },
+            );
+        }
+        if (fd_count != 1) {
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent {d} fds with its accept; " ++
+                    "protocol version {d} sends exactly one, the shared memory",
+                .{ self.path(), fd_count, constants.handshake_version },
+            );
+        }
+        const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
+            return diag.fail(
+                .PROTO,
+                "vchan server offers an impossible ring layout (orders {d}/{d})",
+                .{ reply.left_order, reply.right_order },
+            );
+        };
+        if (self.pages_max != 0 and layout.pages() > self.pages_max) {
+            return diag.fail(
+                .FBIG,
+                "vchan server offers {d} pages; the page cap is {d}",
+                .{ layout.pages(), self.pages_max },
+            );
+        }
+        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(
+            .PROTO,
+            "vchan server's memory size does not match its layout",
+            .{},
+        );
+        return layout;
     }
 
     /// The page header must agree with what the handshake said; grants must be the page indices.
@@ -1357,15 +1379,10 @@ pub const Vchan = struct {
                     .{ self.path(), timeout_ms },
                 );
             }
-            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(
-                i32,
-                @intCast(
-                    @min(
-                        (deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms,
-                        std.math.maxInt(i32),
-                    ),
-                ),
-            );
+            const remaining_ms = if (deadline == std.math.maxInt(u64))
+                -1
+            else
+                sys.ms_until(deadline, now);
             try self.wait_event(remaining_ms);
         }
     }
