@@ -1,6 +1,7 @@
 //! Gathers every Zig test for `zig build test`.
 test {
     _ = @import("handles.zig");
+    _ = @import("sys.zig");
     _ = @import("vchan/layout.zig");
     _ = @import("vchan/shm_test.zig");
     _ = @import("vchan/socket_test.zig");

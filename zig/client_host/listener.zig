@@ -208,7 +208,7 @@ pub const Listener = struct {
                 pollfds[count] = .{ .fd = self.listen_fd, .events = linux.POLL.IN, .revents = 0 };
                 count += 1;
             } else if (now < self.accept_paused_until_ns) {
-                timeout_ms = @intCast((self.accept_paused_until_ns - now) / std.time.ns_per_ms + 1);
+                timeout_ms = sys.ms_until(self.accept_paused_until_ns, now);
             }
             const fixed = count;
             for (self.connections, 0..) |maybe, slot| {
@@ -218,9 +218,7 @@ pub const Listener = struct {
                 slots[count] = slot;
                 count += 1;
                 if (connection.phase == .header or connection.phase == .payload) {
-                    const left_ms: i32 = if (connection.deadline_ns <= now) 0 else @intCast(
-                        (connection.deadline_ns - now) / std.time.ns_per_ms + 1,
-                    );
+                    const left_ms = sys.ms_until(connection.deadline_ns, now);
                     timeout_ms = if (timeout_ms < 0) left_ms else @min(timeout_ms, left_ms);
                 }
             }

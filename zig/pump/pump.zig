@@ -619,12 +619,7 @@ pub const Pump = struct {
                     if (stream.phase == .hello and hello_waiting) return 0;
                     if (stream.phase == .flushing and stream.vchan.data_ready() > 0) return 0;
                     if (stream.deadline_ns != 0) {
-                        const left_ms: i32 = if (stream.deadline_ns <= now) 0 else @intCast(
-                            @min(
-                                (stream.deadline_ns - now) / std.time.ns_per_ms + 1,
-                                std.math.maxInt(i32),
-                            ),
-                        );
+                        const left_ms = sys.ms_until(stream.deadline_ns, now);
                         if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
                     }
                 },
@@ -640,9 +635,7 @@ pub const Pump = struct {
                         // A held stdout EOF (`settle_held_eof`) is re-examined when a record or
                         // `set_child` wakes us, and at the latest when the hold runs out.
                         if (data.stdout_eof_held_until()) |until| {
-                            const left_ms: i32 = if (until <= now) 0 else @intCast(
-                                @min((until - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)),
-                            );
+                            const left_ms = sys.ms_until(until, now);
                             if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
                         }
                     },

@@ -755,15 +755,10 @@ pub const Vchan = struct {
                     .{ self.path(), timeout_ms },
                 );
             }
-            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(
-                i32,
-                @intCast(
-                    @min(
-                        (deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms,
-                        std.math.maxInt(i32),
-                    ),
-                ),
-            );
+            const remaining_ms = if (deadline == std.math.maxInt(u64))
+                -1
+            else
+                sys.ms_until(deadline, now);
             try self.wait_event(remaining_ms);
         }
     }
@@ -798,10 +793,7 @@ pub const Vchan = struct {
             var poll_fd = [_]linux.pollfd{
                 .{ .fd = self.connection, .events = events, .revents = 0 },
             };
-            const remaining_ms: i32 = @intCast(
-                (deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms,
-            );
-            _ = linux.poll(&poll_fd, 1, remaining_ms);
+            _ = linux.poll(&poll_fd, 1, sys.ms_until(deadline, now));
         }
         self.discard_input(&discarded);
     }
