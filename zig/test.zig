@@ -7,6 +7,7 @@ test {
     _ = @import("vchan/socket_test.zig");
     _ = @import("vchan/shm.zig");
     _ = @import("vchan/dir_watch.zig");
+    _ = @import("vchan/backend_common.zig");
     _ = @import("vchan/vchan.zig");
     _ = @import("pump/events.zig");
     _ = @import("pump/data.zig");

@@ -30,9 +30,9 @@ const assert = std.debug.assert;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
-const socket_path = @import("socket_path.zig");
+const backend_common = @import("backend_common.zig");
 const dir_watch = @import("dir_watch.zig");
-const SocketPath = socket_path.SocketPath;
+const SocketPath = backend_common.SocketPath;
 const layout_mod = @import("layout.zig");
 const Layout = layout_mod.Layout;
 const Fail = diag.Fail;
@@ -224,7 +224,7 @@ pub const Vchan = struct {
     connection: i32 = -1,
     /// Client, until mapped: our registration with the process's shared directory watch.
     watch: ?dir_watch.Registration = null,
-    epoll: i32 = -1,
+    epoll: backend_common.Epoll(Tag) = .{},
     socket_path: SocketPath = .{},
     /// The server saw `cli_live == 1`; from then on `2` means a lying peer, read as gone.
     seen_connected: bool = false,
@@ -234,8 +234,7 @@ pub const Vchan = struct {
     write_ring: Ring = undefined,
     spin: Spin,
     stats: Stats = .{},
-    reason_buffer: [200]u8 = undefined,
-    reason_len: u32 = 0,
+    cause: backend_common.Reason = .{},
 
     // ---------------------------------------------------------------- set-up
 
@@ -291,7 +290,7 @@ pub const Vchan = struct {
             );
         };
         _ = linux.unlink(staging);
-        var address = socket_path.address_of(staging);
+        var address = backend_common.address_of(staging);
         _ = sys.check(
             linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
             "bind",
@@ -314,7 +313,7 @@ pub const Vchan = struct {
             _ = linux.unlink(staging);
             return error.Fail;
         };
-        try self.epoll_add(self.listener, .listener, linux.EPOLL.IN);
+        try self.epoll.add(self.listener, .listener, linux.EPOLL.IN);
     }
 
     fn page_cap_failure(options: Options) Fail {
@@ -362,7 +361,7 @@ pub const Vchan = struct {
         // when connected would stall this thread for an SRCU grace period.
         const watch = try dir_watch.register(dir, self.own_event);
         self.watch = watch;
-        try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
+        try self.epoll.add(watch.fd, .watch, linux.EPOLL.IN);
         // Like a Xen watch, which fires once when set: a poller wakes and tries `finish` at once,
         // in case the server is already there.
         const one: u64 = 1;
@@ -371,13 +370,13 @@ pub const Vchan = struct {
 
     fn create_common(self: *Vchan, options: Options) Fail!void {
         if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
-        try socket_path.make_directory(options.dir);
-        self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
+        try backend_common.make_directory(options.dir);
+        try self.epoll.create();
         self.own_event = try sys.fd(
             linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK),
             "eventfd",
         );
-        try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
+        try self.epoll.add(self.own_event, .own_event, linux.EPOLL.IN);
     }
 
     fn create_shared_memory(self: *Vchan) Fail!void {
@@ -497,33 +496,6 @@ pub const Vchan = struct {
         return self.socket_path.slice();
     }
 
-    fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
-        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = try sys.check(
-            linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event),
-            "epoll_ctl",
-        );
-    }
-
-    fn epoll_modify(self: *Vchan, descriptor: i32, tag: Tag, events: u32) void {
-        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_MOD, descriptor, &event);
-    }
-
-    fn stop_watching(self: *Vchan) void {
-        const watch = self.watch orelse return;
-        if (self.epoll >= 0) _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, watch.fd, null);
-        dir_watch.unregister(watch, self.own_event);
-        self.watch = null;
-    }
-
-    fn drop(self: *Vchan, descriptor: *i32) void {
-        if (descriptor.* < 0) return;
-        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, descriptor.*, null);
-        sys.close(descriptor.*);
-        descriptor.* = -1;
-    }
-
     // ---------------------------------------------------------------- rendezvous
 
     /// Xen checks this with xenstore permissions. Here: our own user, root, or an isolated lab
@@ -561,9 +533,9 @@ pub const Vchan = struct {
             return;
         }
         // One pending handshake at a time; a newer caller replaces one that never said hello.
-        self.drop(&self.connection);
+        self.epoll.drop(&self.connection);
         self.connection = connection;
-        try self.epoll_add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         self.phase = .handshake;
         try self.server_handshake();
     }
@@ -579,7 +551,7 @@ pub const Vchan = struct {
         ) orelse return;
         if (received.bytes == 0) {
             // The caller went away before finishing; wait for another.
-            self.drop(&self.connection);
+            self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return;
         }
@@ -599,15 +571,15 @@ pub const Vchan = struct {
         var fds = sys.CmsgBuffer(1){};
         fds.set_fds(.{self.memfd});
         send_message(self.connection, std.mem.asBytes(&reply), &fds.bytes) catch |err| {
-            self.drop(&self.connection);
+            self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return err;
         };
         // Single use, like the xenstore entry a Xen server removes once a client came.
-        self.drop(&self.listener);
+        self.epoll.drop(&self.listener);
         _ = linux.unlink(self.path());
         // From now on the socket carries only the peer's kicks, and its hang-up when it is gone.
-        self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        self.epoll.modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         self.phase = .mapped;
     }
 
@@ -638,12 +610,13 @@ pub const Vchan = struct {
         };
         // A courtesy to a caller that may be gone already: it is dropped either way.
         send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
-        self.drop(&self.connection);
+        self.epoll.drop(&self.connection);
         self.phase = .rendezvous;
         if (refusal == @intFromEnum(linux.E.FBIG)) {
             // The right client, which can never map these rings (a MirageOS peer's grant
             // table): nobody else will come, so the vchan fails now instead of at a timeout.
-            self.set_reason(
+            self.cause.set(
+                .closed,
                 "the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}",
                 .{
                     client_pages_max,
@@ -699,7 +672,7 @@ pub const Vchan = struct {
                 return err;
             };
             self.connection = connection;
-            try self.epoll_add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+            try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
             self.phase = .handshake;
         }
         return self.client_handshake();
@@ -719,7 +692,7 @@ pub const Vchan = struct {
         if (received.bytes == 0) {
             for (fds.slice()) |descriptor| sys.close(descriptor);
             // The server went away (or chose another caller); a new one may still appear.
-            self.drop(&self.connection);
+            self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return 1;
         }
@@ -728,7 +701,7 @@ pub const Vchan = struct {
         for (fds.slice()[@min(fds.count, 1)..]) |descriptor| sys.close(descriptor);
         errdefer {
             self.peer_gone = true;
-            self.set_reason("{s}", .{diag.message()});
+            self.cause.set(.closed, "{s}", .{diag.message()});
         }
         const layout = try self.accepted_layout(reply, received.bytes, fds.count);
         try check_memfd(self.memfd, layout.total_bytes());
@@ -748,11 +721,11 @@ pub const Vchan = struct {
             @atomicLoad(u32, self.word(constants.offset_right_cons), .seq_cst),
             @atomicLoad(u32, self.word(constants.offset_left_prod), .seq_cst),
         );
-        self.stop_watching();
+        self.epoll.stop_watching(&self.watch, self.own_event);
         @atomicStore(u8, self.byte(constants.offset_srv_notify), constants.notify_write, .seq_cst);
         @atomicStore(u8, self.byte(constants.offset_cli_live), constants.live_connected, .seq_cst);
         self.phase = .mapped;
-        self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        self.epoll.modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         // The connect kick the Qubes wrapper sends.
         self.kick();
         return 0;
@@ -929,7 +902,7 @@ pub const Vchan = struct {
     /// that (and after the peer left) the epoll fd.
     pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
         const socket_ready = self.phase == .mapped and self.connection >= 0;
-        out[0] = if (socket_ready) self.connection else self.epoll;
+        out[0] = if (socket_ready) self.connection else self.epoll.fd;
         return out[0..1];
     }
 
@@ -956,7 +929,7 @@ pub const Vchan = struct {
     /// Sleeps on the epoll set until something happens (or `timeout_ms`), then handles it.
     pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
         var events: [4]linux.epoll_event = undefined;
-        const rc = linux.epoll_wait(self.epoll, &events, events.len, timeout_ms);
+        const rc = linux.epoll_wait(self.epoll.fd, &events, events.len, timeout_ms);
         if (sys.errno_of(rc) == .INTR) return;
         const count = try sys.check(rc, "epoll_wait");
         if (timeout_ms != 0) self.stats.sleeps +%= 1;
@@ -983,36 +956,27 @@ pub const Vchan = struct {
     fn peer_left(self: *Vchan, why: []const u8) void {
         if (self.peer_gone) return;
         self.peer_gone = true;
-        if (self.reason_len == 0) self.set_reason("{s}", .{why});
+        if (self.cause.kind == .none) self.cause.set(.closed, "{s}", .{why});
         if (self.map != null) {
             const offset =
                 if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
             @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
         }
-        self.drop(&self.connection);
+        self.epoll.drop(&self.connection);
     }
 
     fn violation(self: *Vchan, comptime fmt: []const u8, args: anytype) Fail {
-        self.set_reason("peer protocol error: " ++ fmt, args);
+        self.cause.set(.violation, "peer protocol error: " ++ fmt, args);
         self.peer_left("peer protocol error");
         return diag.fail(.PROTO, "peer protocol error: " ++ fmt, args);
     }
 
-    fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
-        const written = std.fmt.bufPrint(
-            &self.reason_buffer,
-            fmt,
-            args,
-        ) catch self.reason_buffer[0..];
-        self.reason_len = @intCast(written.len);
-    }
-
     pub fn reason(self: *const Vchan) []const u8 {
-        return self.reason_buffer[0..self.reason_len];
+        return self.cause.slice();
     }
 
     fn peer_closed(self: *Vchan) State {
-        if (self.reason_len == 0) self.set_reason("the peer closed the vchan", .{});
+        if (self.cause.kind == .none) self.cause.set(.closed, "the peer closed the vchan", .{});
         return .disconnected;
     }
 
@@ -1066,7 +1030,7 @@ pub const Vchan = struct {
     }
 
     pub fn fd_for_select(self: *const Vchan) i32 {
-        return self.epoll;
+        return self.epoll.fd;
     }
 
     /// Bytes ready to read, or a violation.
@@ -1093,7 +1057,7 @@ pub const Vchan = struct {
     }
 
     pub fn data_ready(self: *Vchan) u32 {
-        if (self.phase != .mapped or self.reason_is_violation()) return 0;
+        if (self.phase != .mapped or self.cause.kind == .violation) return 0;
         self.request_notify(constants.notify_write);
         return self.read_ready() catch 0;
     }
@@ -1109,7 +1073,7 @@ pub const Vchan = struct {
     /// (with `data_ready`) only when it is about to wait, so a busy peer is not made to kick it
     /// after every write.
     pub fn peek_data_ready(self: *Vchan) u32 {
-        if (self.phase != .mapped or self.reason_is_violation()) return 0;
+        if (self.phase != .mapped or self.cause.kind == .violation) return 0;
         return self.read_ready() catch 0;
     }
 
@@ -1117,10 +1081,6 @@ pub const Vchan = struct {
     pub fn peek_buffer_space(self: *Vchan) u32 {
         if (self.map == null or self.peer_gone) return 0;
         return self.write_space() catch 0;
-    }
-
-    fn reason_is_violation(self: *const Vchan) bool {
-        return std.mem.startsWith(u8, self.reason(), "peer protocol error");
     }
 
     fn require_mapped(self: *Vchan) Fail!void {
@@ -1131,20 +1091,11 @@ pub const Vchan = struct {
                 .{ self.remote_domain, self.port },
             );
         }
-        if (self.reason_is_violation()) return diag.fail(.PROTO, "{s}", .{self.reason()});
+        if (self.cause.kind == .violation) return diag.fail(.PROTO, "{s}", .{self.reason()});
     }
 
-    fn closed_failure(self: *Vchan) Fail {
-        if (self.reason_len > 0) return diag.fail(
-            .PIPE,
-            "vchan to domain {d} port {d} is closed: {s}",
-            .{ self.remote_domain, self.port, self.reason() },
-        );
-        return diag.fail(
-            .PIPE,
-            "vchan to domain {d} port {d} is closed by the peer",
-            .{ self.remote_domain, self.port },
-        );
+    fn closed_failure(self: *const Vchan) Fail {
+        return self.cause.closed_failure(self.remote_domain, self.port);
     }
 
     /// Server only, before a client came: the shared page exists but nobody maps it yet.
@@ -1354,10 +1305,7 @@ pub const Vchan = struct {
 
     /// Waits until connected, for at most `timeout_ms` (negative: no limit).
     pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
-        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(
-            u64,
-            @intCast(timeout_ms),
-        ) * std.time.ns_per_ms;
+        const deadline = backend_common.ConnectDeadline.init(timeout_ms);
         while (true) {
             if (self.role == .client and self.phase != .mapped) {
                 if (try self.finish() == 0) return;
@@ -1366,24 +1314,7 @@ pub const Vchan = struct {
                 .disconnected => return self.closed_failure(),
                 .waiting => {},
             }
-            const now = sys.now_ns();
-            if (now >= deadline) {
-                if (self.role == .client) return diag.fail(
-                    .TIMEDOUT,
-                    "no vchan server at {s} after {d} ms",
-                    .{ self.path(), timeout_ms },
-                );
-                return diag.fail(
-                    .TIMEDOUT,
-                    "no client connected to {s} within {d} ms",
-                    .{ self.path(), timeout_ms },
-                );
-            }
-            const remaining_ms = if (deadline == std.math.maxInt(u64))
-                -1
-            else
-                sys.ms_until(deadline, now);
-            try self.wait_event(remaining_ms);
+            try self.wait_event(try deadline.remaining_ms(self.role == .client, self.path()));
         }
     }
 
@@ -1399,11 +1330,12 @@ pub const Vchan = struct {
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
         // Before own_event closes: the shared watch kicks it.
-        self.stop_watching();
-        inline for (.{ "connection", "listener", "own_event", "memfd", "epoll" }) |name| {
+        self.epoll.stop_watching(&self.watch, self.own_event);
+        inline for (.{ "connection", "listener", "own_event", "memfd" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }
+        self.epoll.close();
     }
 
     /// Test hook: start both rings at `index` so wraparound of the u32 indices can be tested

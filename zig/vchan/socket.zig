@@ -56,8 +56,8 @@ const assert = std.debug.assert;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
-const socket_path = @import("socket_path.zig");
-const SocketPath = socket_path.SocketPath;
+const backend_common = @import("backend_common.zig");
+const SocketPath = backend_common.SocketPath;
 const dir_watch = @import("dir_watch.zig");
 const shm = @import("shm.zig");
 const Fail = diag.Fail;
@@ -172,7 +172,7 @@ pub const Vchan = struct {
     watch: ?dir_watch.Registration = null,
     own_event: i32 = -1,
     timer: i32 = -1,
-    epoll: i32 = -1,
+    epoll: backend_common.Epoll(Tag) = .{},
     /// The epoll events the connection is registered for; 0 means not registered.
     interest: u32 = 0,
     /// The socket returned EOF or an error to a read: everything the peer sent is in the ring.
@@ -183,8 +183,7 @@ pub const Vchan = struct {
     read_ring: Ring = undefined,
     write_ring: Ring = undefined,
     socket_path: SocketPath = .{},
-    reason_buffer: [200]u8 = undefined,
-    reason_len: u32 = 0,
+    cause: backend_common.Reason = .{},
 
     // ---------------------------------------------------------------- set-up
 
@@ -217,7 +216,7 @@ pub const Vchan = struct {
             return error.Fail;
         };
         _ = try sys.check(linux.listen(self.listener, 1), "listen");
-        try self.epoll_add(self.listener, .listener, linux.EPOLL.IN);
+        try self.epoll.add(self.listener, .listener, linux.EPOLL.IN);
     }
 
     /// Starts an asynchronous client; `finish` (or `wait_event`) completes it. Does not wait.
@@ -244,13 +243,13 @@ pub const Vchan = struct {
         try self.create_common(options, read_bytes, write_bytes);
         const event_flags = linux.EFD.CLOEXEC | linux.EFD.NONBLOCK;
         self.own_event = try sys.fd(linux.eventfd(0, event_flags), "eventfd");
-        try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
+        try self.epoll.add(self.own_event, .own_event, linux.EPOLL.IN);
         var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
         // Shorter than the socket path, which fitted.
         const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
         const watch = try dir_watch.register(dir, self.own_event);
         self.watch = watch;
-        try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
+        try self.epoll.add(watch.fd, .watch, linux.EPOLL.IN);
         self.timer = try sys.fd(
             linux.timerfd_create(.MONOTONIC, .{ .NONBLOCK = true, .CLOEXEC = true }),
             "timerfd_create",
@@ -263,7 +262,7 @@ pub const Vchan = struct {
             linux.timerfd_settime(self.timer, .{}, &schedule, null),
             "timerfd_settime",
         );
-        try self.epoll_add(self.timer, .timer, linux.EPOLL.IN);
+        try self.epoll.add(self.timer, .timer, linux.EPOLL.IN);
     }
 
     fn create_common(self: *Vchan, options: Options, read_min: u32, write_min: u32) Fail!void {
@@ -292,8 +291,8 @@ pub const Vchan = struct {
         self.map = base[0 .. read_bytes + write_bytes];
         self.read_ring = .{ .bytes = base, .size = read_bytes };
         self.write_ring = .{ .bytes = base + read_bytes, .size = write_bytes };
-        try socket_path.make_directory(options.dir);
-        self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
+        try backend_common.make_directory(options.dir);
+        try self.epoll.create();
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
@@ -325,29 +324,6 @@ pub const Vchan = struct {
     pub fn unsent_bytes(self: *const Vchan) u32 {
         if (self.write_failed or self.map == null) return 0;
         return self.write_ring.used();
-    }
-
-    fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
-        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = try sys.check(
-            linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event),
-            "epoll_ctl",
-        );
-    }
-
-    fn drop(self: *Vchan, descriptor: *i32) void {
-        if (descriptor.* < 0) return;
-        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, descriptor.*, null);
-        sys.close(descriptor.*);
-        descriptor.* = -1;
-    }
-
-    /// Leaves the shared watch (its fd is not ours to close). Before `own_event` closes.
-    fn stop_watching(self: *Vchan) void {
-        const watch = self.watch orelse return;
-        if (self.epoll >= 0) _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, watch.fd, null);
-        dir_watch.unregister(watch, self.own_event);
-        self.watch = null;
     }
 
     // ---------------------------------------------------------------- connecting
@@ -383,7 +359,7 @@ pub const Vchan = struct {
             return;
         }
         // One connection per server, as upstream; the socket file stays (see the top).
-        self.drop(&self.listener);
+        self.epoll.drop(&self.listener);
         self.connected(connection);
     }
 
@@ -423,9 +399,9 @@ pub const Vchan = struct {
                 return diag.fail(errno, "connect {s}: {s}", .{ self.path(), @tagName(errno) });
             },
         }
-        self.stop_watching();
-        self.drop(&self.own_event);
-        self.drop(&self.timer);
+        self.epoll.stop_watching(&self.watch, self.own_event);
+        self.epoll.drop(&self.own_event);
+        self.epoll.drop(&self.timer);
         self.connected(connection);
     }
 
@@ -503,14 +479,15 @@ pub const Vchan = struct {
 
     fn end_reading(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
         self.read_ended = true;
-        if (self.reason_len == 0) self.set_reason(fmt, args);
+        if (self.cause.kind == .none) self.cause.set(.closed, fmt, args);
     }
 
     fn fail_writing(self: *Vchan, errno: linux.E) void {
         self.write_failed = true;
         // Nobody will ever take these bytes.
         self.write_ring.cons = self.write_ring.prod;
-        if (self.reason_len == 0) self.set_reason(
+        if (self.cause.kind == .none) self.cause.set(
+            .closed,
             "the peer stopped taking data: {s}",
             .{@tagName(errno)},
         );
@@ -536,7 +513,8 @@ pub const Vchan = struct {
             .events = wanted,
             .data = .{ .u32 = @intFromEnum(Tag.connection) },
         };
-        const errno = sys.errno_of(linux.epoll_ctl(self.epoll, operation, self.connection, &event));
+        const rc = linux.epoll_ctl(self.epoll.fd, operation, self.connection, &event);
+        const errno = sys.errno_of(rc);
         if (errno != .SUCCESS) {
             // ADD can fail (ENOMEM, ENOSPC). Unwatched, the vchan could block forever; a
             // disconnect with a reason is the honest outcome.
@@ -552,7 +530,7 @@ pub const Vchan = struct {
     /// socket.
     pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
         var events: [4]linux.epoll_event = undefined;
-        const rc = linux.epoll_wait(self.epoll, &events, events.len, timeout_ms);
+        const rc = linux.epoll_wait(self.epoll.fd, &events, events.len, timeout_ms);
         if (sys.errno_of(rc) == .INTR) return;
         const count = try sys.check(rc, "epoll_wait");
         if (timeout_ms != 0) self.stats.sleeps +%= 1;
@@ -577,18 +555,9 @@ pub const Vchan = struct {
         if (retry_connect and self.phase == .waiting) try self.try_connect();
     }
 
-    fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
-        const written = std.fmt.bufPrint(
-            &self.reason_buffer,
-            fmt,
-            args,
-        ) catch self.reason_buffer[0..];
-        self.reason_len = @intCast(written.len);
-    }
-
     /// Why the vchan disconnected or stopped taking writes (empty while neither happened).
     pub fn reason(self: *const Vchan) []const u8 {
-        return self.reason_buffer[0..self.reason_len];
+        return self.cause.slice();
     }
 
     // ---------------------------------------------------------------- libvchan API
@@ -602,7 +571,7 @@ pub const Vchan = struct {
     }
 
     pub fn fd_for_select(self: *const Vchan) i32 {
-        return self.epoll;
+        return self.epoll.fd;
     }
 
     pub fn data_ready(self: *Vchan) u32 {
@@ -614,17 +583,8 @@ pub const Vchan = struct {
         return self.write_ring.free();
     }
 
-    fn closed_failure(self: *Vchan) Fail {
-        if (self.reason_len > 0) return diag.fail(
-            .PIPE,
-            "vchan to domain {d} port {d} is closed: {s}",
-            .{ self.remote_domain, self.port, self.reason() },
-        );
-        return diag.fail(
-            .PIPE,
-            "vchan to domain {d} port {d} is closed by the peer",
-            .{ self.remote_domain, self.port },
-        );
+    fn closed_failure(self: *const Vchan) Fail {
+        return self.cause.closed_failure(self.remote_domain, self.port);
     }
 
     /// Where the blocking calls sleep. They only get here when an event can end the sleep:
@@ -736,30 +696,10 @@ pub const Vchan = struct {
     /// peer has already left counts: what it sent is still to be read, as with qrexec's
     /// qubes_wait_for_vchan_connection_with_timeout.
     pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
-        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(
-            u64,
-            @intCast(timeout_ms),
-        ) * std.time.ns_per_ms;
+        const deadline = backend_common.ConnectDeadline.init(timeout_ms);
         if (self.role == .client) _ = try self.finish();
         while (self.phase != .connected) {
-            const now = sys.now_ns();
-            if (now >= deadline) {
-                if (self.role == .client) return diag.fail(
-                    .TIMEDOUT,
-                    "no vchan server at {s} after {d} ms",
-                    .{ self.path(), timeout_ms },
-                );
-                return diag.fail(
-                    .TIMEDOUT,
-                    "no client connected to {s} within {d} ms",
-                    .{ self.path(), timeout_ms },
-                );
-            }
-            const remaining_ms = if (deadline == std.math.maxInt(u64))
-                -1
-            else
-                sys.ms_until(deadline, now);
-            try self.wait_event(remaining_ms);
+            try self.wait_event(try deadline.remaining_ms(self.role == .client, self.path()));
         }
     }
 
@@ -769,11 +709,12 @@ pub const Vchan = struct {
         if (self.connection >= 0) self.linger();
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
-        self.stop_watching();
-        inline for (.{ "connection", "listener", "own_event", "timer", "epoll" }) |name| {
+        self.epoll.stop_watching(&self.watch, self.own_event);
+        inline for (.{ "connection", "listener", "own_event", "timer" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }
+        self.epoll.close();
         self.interest = 0;
     }
 
