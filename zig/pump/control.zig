@@ -22,6 +22,7 @@ pub const incoming_bytes_max: usize = protocol.header_bytes + protocol.control_b
 
 pub const Control = struct {
     vchan: *Vchan,
+    allocator: std.mem.Allocator,
     /// Bytes of the message being received: header first, then its body.
     incoming: std.ArrayListUnmanaged(u8) = .{},
     /// Encoded messages waiting for ring space, in order.
@@ -31,8 +32,8 @@ pub const Control = struct {
     overflowed: bool = false,
 
     pub fn deinit(self: *Control) void {
-        self.incoming.deinit(std.heap.c_allocator);
-        self.outgoing.deinit(std.heap.c_allocator);
+        self.incoming.deinit(self.allocator);
+        self.outgoing.deinit(self.allocator);
     }
 
     pub const Error = error{ TooLarge, Unread, OutOfMemory };
@@ -50,7 +51,7 @@ pub const Control = struct {
         // Sent bytes are only dropped once all are sent (`flush`): reclaim them now.
         self.compact();
         const header = (protocol.Header{ .type = msg_type, .len = @intCast(body.len) }).encode();
-        try self.outgoing.ensureUnusedCapacity(std.heap.c_allocator, header.len + body.len);
+        try self.outgoing.ensureUnusedCapacity(self.allocator, header.len + body.len);
         self.outgoing.appendSliceAssumeCapacity(&header);
         self.outgoing.appendSliceAssumeCapacity(body);
     }
@@ -93,7 +94,7 @@ pub const Control = struct {
     /// until the next call. A length above `body_bytes_max` is a protocol error.
     pub fn receive(self: *Control, body_bytes_max: u32) !?Received {
         assert(body_bytes_max <= protocol.control_body_bytes_max);
-        const allocator = std.heap.c_allocator;
+        const allocator = self.allocator;
         if (self.incoming.items.len >= protocol.header_bytes) {
             const header = protocol.Header.decode(self.incoming.items[0..8].*);
             if (self.incoming.items.len == protocol.header_bytes + header.len) {
@@ -126,7 +127,7 @@ pub const Control = struct {
 };
 
 test "control: unsent messages are bounded and the channel is marked at the limit" {
-    var control = Control{ .vchan = undefined };
+    var control = Control{ .vchan = undefined, .allocator = std.testing.allocator };
     defer control.deinit();
     const body = [_]u8{0x5a} ** 1000;
     var queued: usize = 0;

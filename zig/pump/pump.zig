@@ -56,6 +56,8 @@ pub const AttachOptions = struct {
 };
 
 const Stream = struct {
+    /// The pump's, for what the stream holds (stream commands get no pump).
+    allocator: std.mem.Allocator,
     id: u32 = 0,
     kind: Kind,
     vchan: *Vchan,
@@ -104,6 +106,10 @@ const pollfds_max = 1 + 5 * streams_max;
 const Which = enum(u3) { vchan0, vchan1, stdin, stdout, stderr };
 
 pub const Pump = struct {
+    /// Streams and their buffers, vchans (`attach` takes ones made with it), queued control
+    /// messages and the event queue. libc's in the library, whose threads all share it; tests
+    /// pass `std.testing.allocator`, so that a leak fails them.
+    allocator: std.mem.Allocator = std.heap.c_allocator,
     mutex: std.Thread.Mutex = .{},
     thread: ?std.Thread = null,
     wake_fd: i32 = -1,
@@ -124,14 +130,15 @@ pub const Pump = struct {
     /// pump's CPU in a 1 GiB call). Changed only under `mutex`.
     live: [streams_max]*Stream = undefined,
     live_count: u32 = 0,
-    queue: events.Queue = .{},
+    /// Set up by `start`; `stop` is for a pump that started.
+    queue: events.Queue = undefined,
     pollfds: [pollfds_max]linux.pollfd = undefined,
     /// For each pollfd: the stream it belongs to (null for the wake fd) and which of its fds.
     /// Stream ids, not pointers: JS may close a stream while the pump polls without the lock.
     owners: [pollfds_max]struct { stream_id: u32, which: Which } = undefined,
 
     pub fn start(self: *Pump) Fail!void {
-        self.queue.init() catch return diag.fail(
+        self.queue = events.Queue.init(self.allocator) catch return diag.fail(
             .MFILE,
             "cannot create the pump's doorbell pipe",
             .{},
@@ -177,50 +184,7 @@ pub const Pump = struct {
 
     /// Takes ownership of `vchan` (also on failure).
     pub fn attach(self: *Pump, vchan: *Vchan, options: AttachOptions) Fail!u32 {
-        const allocator = std.heap.c_allocator;
-        const stream = allocator.create(Stream) catch {
-            close_vchan(vchan);
-            return diag.fail(.NOMEM, "out of memory", .{});
-        };
-        vchan.set_blocking(false);
-        const timeout_ns: u64 = if (options.connect_timeout_ms < 0) 0 else @as(
-            u64,
-            @intCast(options.connect_timeout_ms),
-        ) * std.time.ns_per_ms;
-        stream.* = .{
-            .kind = options.kind,
-            .vchan = vchan,
-            .deadline_ns = if (options.connect_timeout_ms < 0) 0 else sys.now_ns() + timeout_ns,
-            .own_version = options.own_version,
-            .send_first = options.send_first,
-            .body = undefined,
-        };
-        switch (options.kind) {
-            .control => stream.body = .{ .control = .{ .vchan = vchan } },
-            .data_service, .data_client => {
-                // The chunk-length bug knob (a test of mirage-qubes 2.0 behaviour) gathers whole
-                // "writes" in a buffer of its own.
-                const gathered: usize =
-                    if (options.flags.mirage_chunk_bug) data_mod.mirage_write_bytes_max else 0;
-                const half = protocol.max_data_chunk_v3;
-                const buffers = allocator.alloc(u8, 2 * half + gathered) catch {
-                    allocator.destroy(stream);
-                    close_vchan(vchan);
-                    return diag.fail(.NOMEM, "out of memory", .{});
-                };
-                stream.buffers = buffers;
-                stream.body = .{
-                    .data = Data.init(
-                        vchan,
-                        options.kind == .data_service,
-                        options.flags,
-                        buffers[0..half],
-                        buffers[half .. 2 * half],
-                    ),
-                };
-                stream.body.data.gathered = buffers[2 * half ..];
-            },
-        }
+        const stream = try self.create_stream(vchan, options);
         self.mutex.lock();
         defer self.mutex.unlock();
         // The poll set has room for `streams_max` streams; the handle table alone has more slots.
@@ -245,6 +209,55 @@ pub const Pump = struct {
         };
         self.wake();
         return id;
+    }
+
+    /// A stream around `vchan`, not yet in the table; closes `vchan` when it fails.
+    fn create_stream(self: *Pump, vchan: *Vchan, options: AttachOptions) Fail!*Stream {
+        const allocator = self.allocator;
+        errdefer close_vchan(allocator, vchan);
+        const stream = allocator.create(Stream) catch {
+            return diag.fail(.NOMEM, "out of memory", .{});
+        };
+        errdefer allocator.destroy(stream);
+        vchan.set_blocking(false);
+        const timeout_ns: u64 = if (options.connect_timeout_ms < 0) 0 else @as(
+            u64,
+            @intCast(options.connect_timeout_ms),
+        ) * std.time.ns_per_ms;
+        stream.* = .{
+            .allocator = allocator,
+            .kind = options.kind,
+            .vchan = vchan,
+            .deadline_ns = if (options.connect_timeout_ms < 0) 0 else sys.now_ns() + timeout_ns,
+            .own_version = options.own_version,
+            .send_first = options.send_first,
+            .body = undefined,
+        };
+        switch (options.kind) {
+            .control => stream.body = .{ .control = .{ .vchan = vchan, .allocator = allocator } },
+            .data_service, .data_client => {
+                // The chunk-length bug knob (a test of mirage-qubes 2.0 behaviour) gathers whole
+                // "writes" in a buffer of its own.
+                const gathered: usize =
+                    if (options.flags.mirage_chunk_bug) data_mod.mirage_write_bytes_max else 0;
+                const half = protocol.max_data_chunk_v3;
+                const buffers = allocator.alloc(u8, 2 * half + gathered) catch {
+                    return diag.fail(.NOMEM, "out of memory", .{});
+                };
+                stream.buffers = buffers;
+                stream.body = .{
+                    .data = Data.init(
+                        vchan,
+                        options.kind == .data_service,
+                        options.flags,
+                        buffers[0..half],
+                        buffers[half .. 2 * half],
+                    ),
+                };
+                stream.body.data.gathered = buffers[2 * half ..];
+            },
+        }
+        return stream;
     }
 
     /// Runs `action(stream, args...)` under the lock, then wakes the pump.
@@ -342,7 +355,7 @@ pub const Pump = struct {
     pub fn set_prefix(stream: *Stream, bytes: []const u8) Fail!void {
         const data = try data_of(stream);
         if (data.prefix.len > 0) return diag.fail(.INVAL, "prefix data was already given", .{});
-        data.prefix = std.heap.c_allocator.dupe(u8, bytes) catch return diag.fail(
+        data.prefix = stream.allocator.dupe(u8, bytes) catch return diag.fail(
             .NOMEM,
             "out of memory",
             .{},
@@ -501,17 +514,16 @@ pub const Pump = struct {
     }
 
     fn release(self: *Pump, stream: *Stream) void {
-        _ = self;
         switch (stream.body) {
             .control => |*control| control.deinit(),
             .data => |*data| {
                 data.close_all();
-                if (data.prefix.len > 0) std.heap.c_allocator.free(data.prefix);
+                if (data.prefix.len > 0) self.allocator.free(data.prefix);
             },
         }
-        if (!stream.vchan_closed) close_vchan(stream.vchan);
-        if (stream.buffers) |buffers| std.heap.c_allocator.free(buffers);
-        std.heap.c_allocator.destroy(stream);
+        if (!stream.vchan_closed) close_vchan(self.allocator, stream.vchan);
+        if (stream.buffers) |buffers| self.allocator.free(buffers);
+        self.allocator.destroy(stream);
     }
 
     // ------------------------------------------------------------ the loop (pump thread)
@@ -988,7 +1000,7 @@ pub const Pump = struct {
     ) void {
         stream.phase = .finished;
         // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
-        close_vchan(stream.vchan);
+        close_vchan(self.allocator, stream.vchan);
         stream.vchan_closed = true;
         const kept = message[0..@min(message.len, outcome_message_bytes_max)];
         self.queue.push(stream.id, kind, value, kept);
@@ -1007,9 +1019,9 @@ fn send_hello(vchan: *Vchan, version: u32) bool {
     return sent == message.len;
 }
 
-fn close_vchan(vchan: *Vchan) void {
+fn close_vchan(allocator: std.mem.Allocator, vchan: *Vchan) void {
     vchan.close();
-    std.heap.c_allocator.destroy(vchan);
+    allocator.destroy(vchan);
 }
 
 /// Whether the record's sender (or an ancestor it listed) is `pid`; past the recorded chain,

@@ -42,7 +42,7 @@ const Harness = struct {
             .tmp = testing.tmpDir(.{}),
             .arena = std.heap.ArenaAllocator.init(testing.allocator),
         };
-        harness.pump.* = .{};
+        harness.pump.* = .{ .allocator = testing.allocator };
         harness.dir = try harness.tmp.dir.realpath(".", &harness.dir_buffer);
         try harness.pump.start();
         return harness;
@@ -59,8 +59,8 @@ const Harness = struct {
     /// The client asks for the same ring sizes: shm ignores that (the server decides), a socket
     /// client sizes its local rings by it, so a "small ring" test is small on both backends.
     fn vchan(self: *Harness, server: bool, port: i32, ring_bytes: u32) !*vchan_mod.Vchan {
-        const v = try std.heap.c_allocator.create(vchan_mod.Vchan);
-        errdefer std.heap.c_allocator.destroy(v);
+        const v = try testing.allocator.create(vchan_mod.Vchan);
+        errdefer testing.allocator.destroy(v);
         if (server) {
             try v.server_init(
                 self.backend,
@@ -458,7 +458,7 @@ fn raw_control_peer(harness: *Harness, port: i32) !struct { stream: u32, peer: *
 
 fn close_peer(peer: *vchan_mod.Vchan) void {
     peer.close();
-    std.heap.c_allocator.destroy(peer);
+    testing.allocator.destroy(peer);
 }
 
 test "pump: a control peer that never reads: sends refused at the limit, fails as a slow peer" {
