@@ -524,9 +524,8 @@ pub const Packer = struct {
     /// pipe, through our own pipe otherwise (a socket, a file); `off` without a pipe.
     fn splice_setup(self: *Packer) void {
         var st: linux.Stat = undefined;
-        if (linux.E.init(
-            linux.fstat(self.out_fd, &st),
-        ) == .SUCCESS and st.mode & linux.S.IFMT == linux.S.IFIFO) {
+        const stat_ok = linux.E.init(linux.fstat(self.out_fd, &st)) == .SUCCESS;
+        if (stat_ok and st.mode & linux.S.IFMT == linux.S.IFIFO) {
             self.splice = .direct;
             return;
         }

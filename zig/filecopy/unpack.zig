@@ -184,9 +184,8 @@ pub const Unpacker = struct {
     fn receive_entry(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
         if (untrusted.namelen > wire.name_bytes_max) return self.report(.NAMETOOLONG, .none);
         const namelen: u32 = untrusted.namelen;
-        if (try self.read_stream(
-            self.name[0..namelen],
-        ) < namelen) return self.report_legal_eof(.none);
+        const name_bytes = self.name[0..namelen];
+        if (try self.read_stream(name_bytes) < namelen) return self.report_legal_eof(.none);
         self.name[namelen] = 0;
         self.name_len = @intCast(std.mem.indexOfScalar(u8, self.name[0 .. namelen + 1], 0).?);
         self.last = .name;
@@ -365,9 +364,8 @@ pub const Unpacker = struct {
     fn receive_symlink(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
         if (untrusted.filelen > wire.target_bytes_max) return self.report(.NAMETOOLONG, .name);
         const filelen: u32 = @intCast(untrusted.filelen);
-        if (try self.read_stream(
-            self.target[0..filelen],
-        ) < filelen) return self.report_legal_eof(.name);
+        const target_bytes = self.target[0..filelen];
+        if (try self.read_stream(target_bytes) < filelen) return self.report_legal_eof(.name);
         self.target[filelen] = 0;
         self.target_len = @intCast(std.mem.indexOfScalar(u8, self.target[0 .. filelen + 1], 0).?);
         const name = self.name[0..self.name_len];

@@ -65,6 +65,7 @@ pub const Control = struct {
     }
 
     fn compact(self: *Control) void {
+        assert(self.outgoing_sent <= self.outgoing.items.len);
         if (self.outgoing_sent == 0) return;
         const unsent = self.unsent_bytes();
         const items = self.outgoing.items;
@@ -79,6 +80,8 @@ pub const Control = struct {
             const pending = self.outgoing.items[self.outgoing_sent..];
             const header = protocol.Header.decode(pending[0..8].*);
             const size = protocol.header_bytes + header.len;
+            // Our own encoding: whole messages, each within the ring it was queued for.
+            assert(size <= pending.len);
             if (self.vchan.buffer_space() < size) return;
             const wrote = try self.vchan.write(pending[0..size]);
             assert(wrote == size);
@@ -117,8 +120,10 @@ pub const Control = struct {
             const take = @min(ready, total - have);
             try self.incoming.resize(allocator, have + take);
             const got = try self.vchan.read(self.incoming.items[have..][0..take]);
+            assert(got <= take);
             self.incoming.shrinkRetainingCapacity(have + got);
         }
+        assert(self.incoming.items.len == total);
         return .{
             .type = untrusted.type,
             .body = self.incoming.items[protocol.header_bytes..total],

@@ -72,6 +72,8 @@ pub const Queue = struct {
         // One pending SIGUSR1 record per front end is all JS needs (single-socket mode is
         // entered once), so a front end that signals without end cannot grow the queue.
         if (kind == .client_signal and self.pending(stream, kind)) return;
+        // Records are padded to 4 bytes, so each header starts aligned for JS's reads.
+        assert(self.bytes.items.len % 4 == 0);
         const padded = std.mem.alignForward(usize, payload.len, 4);
         const kept = if (self.bytes.ensureUnusedCapacity(
             self.allocator,

@@ -801,6 +801,7 @@ pub const Pump = struct {
     }
 
     fn step_connect(self: *Pump, stream: *Stream) void {
+        assert(stream.phase == .connecting);
         const vchan = stream.vchan;
         const connected = switch (vchan.role()) {
             .client => (vchan.finish() catch return self.fail_from_diag(stream)) == 0,
@@ -832,6 +833,7 @@ pub const Pump = struct {
     }
 
     fn step_hello(self: *Pump, stream: *Stream) void {
+        assert(stream.phase == .hello);
         const vchan = stream.vchan;
         if (stream.send_first and !stream.hello_sent) {
             if (!send_hello(vchan, stream.own_version)) return self.lost_peer(stream);
@@ -891,6 +893,7 @@ pub const Pump = struct {
             if (!send_hello(vchan, stream.version)) return self.lost_peer(stream);
             stream.hello_sent = true;
         }
+        assert(stream.hello_sent and stream.version <= stream.own_version);
         stream.phase = .running;
         switch (stream.body) {
             .control => {},
@@ -998,6 +1001,7 @@ pub const Pump = struct {
         value: i32,
         message: []const u8,
     ) void {
+        assert(stream.phase != .finished and !stream.vchan_closed);
         stream.phase = .finished;
         // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
         close_vchan(self.allocator, stream.vchan);

@@ -1207,6 +1207,7 @@ pub const Vchan = struct {
         count: u32,
         pieces: *[2]std.posix.iovec,
     ) []std.posix.iovec {
+        assert(self.map != null);
         return self.write_ring.window(skip, count, pieces);
     }
 
@@ -1229,6 +1230,7 @@ pub const Vchan = struct {
             @memcpy(piece.base[0..piece.len], header[offset..][0..piece.len]);
             offset += piece.len;
         }
+        assert(offset == header.len);
         self.write_ring.publish(total);
         self.stats.bytes_written +%= total;
         self.send_notify(constants.notify_write);
@@ -1237,11 +1239,13 @@ pub const Vchan = struct {
     /// Ready read-ring bytes, the first `count` of them. The caller has seen
     /// `peek_data_ready() >= count`; they stay in the ring until `commit_read`.
     pub fn read_window(self: *Vchan, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+        assert(self.phase == .mapped);
         return self.read_ring.window(0, count, pieces);
     }
 
     /// Consumes `count` bytes seen through `read_window` and kicks the peer if it asked.
     pub fn commit_read(self: *Vchan, count: u32) void {
+        assert(self.phase == .mapped);
         if (count == 0) return;
         self.read_ring.publish(count);
         self.stats.bytes_read +%= count;
