@@ -40,12 +40,8 @@ test "signals: install_sigusr1 is idempotent and a SIGUSR1 to ourselves reports 
     const fd = try signals.install_sigusr1();
     try testing.expectEqual(fd, try signals.install_sigusr1());
     try testing.expect(linux.fcntl(fd, linux.F.GETFD, 0) & linux.FD_CLOEXEC != 0);
-    try testing.expect(
-        linux.fcntl(fd, linux.F.GETFL, 0) & @as(
-            usize,
-            @as(u32, @bitCast(linux.O{ .NONBLOCK = true })),
-        ) != 0,
-    );
+    const nonblock: usize = @as(u32, @bitCast(linux.O{ .NONBLOCK = true }));
+    try testing.expect(linux.fcntl(fd, linux.F.GETFL, 0) & nonblock != 0);
     try expect_empty(fd);
 
     const self = linux.getpid();

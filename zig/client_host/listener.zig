@@ -98,11 +98,8 @@ pub const Listener = struct {
     pub fn listen(self: *Listener, path: []const u8, reporter: Reporter) Fail!void {
         if (self.listen_fd >= 0) return diag.fail(.BUSY, "the client host already listens", .{});
         var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
-        if (path.len == 0 or path.len >= address.path.len or std.mem.indexOfScalar(
-            u8,
-            path,
-            0,
-        ) != null) {
+        const has_nul = std.mem.indexOfScalar(u8, path, 0) != null;
+        if (path.len == 0 or path.len >= address.path.len or has_nul) {
             return diag.fail(
                 .NAMETOOLONG,
                 "client host socket path must be 1-107 bytes without NUL",

@@ -220,10 +220,8 @@ pub const Pump = struct {
         };
         errdefer allocator.destroy(stream);
         vchan.set_blocking(false);
-        const timeout_ns: u64 = if (options.connect_timeout_ms < 0) 0 else @as(
-            u64,
-            @intCast(options.connect_timeout_ms),
-        ) * std.time.ns_per_ms;
+        const timeout_ms: u64 = @intCast(@max(options.connect_timeout_ms, 0));
+        const timeout_ns = timeout_ms * std.time.ns_per_ms;
         stream.* = .{
             .allocator = allocator,
             .kind = options.kind,
