@@ -78,7 +78,7 @@ pub export fn qrx_set_config(key: u32, value: i32) i32 {
 
 /// Records why an export fails and returns its -errno.
 fn refuse(code: linux.E, comptime format: []const u8, args: anytype) i32 {
-    diag.fail(code, format, args) catch {};
+    diag.record(code, format, args);
     return failure();
 }
 
@@ -611,7 +611,7 @@ pub export fn qf_unpack(
     const decoded: filecopy_unpack.Flags = @bitCast(flags);
     if (decoded._pad != 0) {
         stats.* = std.mem.zeroes(filecopy_unpack.Stats);
-        diag.fail(.INVAL, "unknown unpack flags 0x{x}", .{flags}) catch {};
+        diag.record(.INVAL, "unknown unpack flags 0x{x}", .{flags});
         return -1;
     }
     return filecopy_unpack.unpack_waiting(in_fd, out_fd, dir_fd, decoded, space_margin, stats);
