@@ -7,9 +7,17 @@
 // bundle/PROGRAM.check.sh        sourced by bin/launch.sh with $root and $bundle set: returns 0
 //                                only if $root is the tree it was built in (the same directory)
 //                                and no input (or its directory, for renames and deletions) is
-//                                newer than the bundle
+//                                newer than the bundle; then it also defines replay_help (below)
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { utimesSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
@@ -28,6 +36,23 @@ const LAZY_COMMANDER_REQUIRES = [
 ] as const;
 /** Names that need no quoting in the generated shell (our tree's own file names). */
 const PLAIN_PATH = /^[A-Za-z0-9._/+-]+$/;
+/** The help options whose output the check replays without starting Bun (see recordHelp). */
+const HELP_ARGS = ["--help", "-h"] as const;
+/**
+ * Preloaded into a help run: which environment variables the program read, so a replay happens
+ * only under the same values. A program that lists the environment cannot be replayed.
+ */
+const ENV_RECORDER = `
+const out = process.env.QRX_HELP_ENV_OUT, names = new Set(); let listed = false;
+const note = (key) => { if (typeof key === "string") names.add(key); };
+process.env = new Proxy(process.env, {
+  get(target, key) { note(key); return Reflect.get(target, key); },
+  has(target, key) { note(key); return Reflect.has(target, key); },
+  getOwnPropertyDescriptor(target, key) { note(key); return Reflect.getOwnPropertyDescriptor(target, key); },
+  ownKeys(target) { listed = true; return Reflect.ownKeys(target); },
+});
+process.on("exit", () => require("node:fs").writeFileSync(out, JSON.stringify({ names: [...names], listed })));
+`;
 
 /** Programs whose launcher in bin/ sets `program=NAME` and sources launch.sh. */
 export function programs(): string[] {
@@ -44,8 +69,94 @@ function quote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
+/** What one help run printed and the environment it read (undefined: unset). */
+type HelpRecord = {
+  arg: string;
+  stdout: string;
+  stderr: string;
+  status: number;
+  env: Map<string, string | undefined>;
+};
+
+/**
+ * Runs the new bundle (in TEMP) with ARG as its one argument, output to pipes, noting what it
+ * read of the environment. Undefined when a replay could not be faithful: a signal or timeout,
+ * a NUL in the text (no shell string holds one), the listed environment, a variable name the
+ * shell cannot test, or a path of the build in the text.
+ */
+async function recordHelp(
+  program: string,
+  temp: string,
+  arg: string,
+): Promise<HelpRecord | undefined> {
+  const envOut = join(temp, `env-${arg}.json`);
+  const recorder = join(temp, "env-recorder.js");
+  writeFileSync(recorder, ENV_RECORDER);
+  const child = Bun.spawn(
+    [process.execPath, "--preload", recorder, join(temp, `${program}.js`), arg],
+    {
+      cwd: root,
+      env: { ...process.env, QRX_HELP_ENV_OUT: envOut },
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 30_000,
+    },
+  );
+  const [stdout, stderr, status] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  if (child.signalCode !== null || !existsSync(envOut)) return undefined;
+  if ((stdout + stderr).includes("\0") || (stdout + stderr).includes(temp)) return undefined;
+  const seen = JSON.parse(readFileSync(envOut, "utf8")) as { names: string[]; listed: boolean };
+  if (seen.listed || seen.names.some((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))) {
+    return undefined;
+  }
+  const env = new Map(seen.names.sort().map((name) => [name, process.env[name]]));
+  return { arg, stdout, stderr, status, env };
+}
+
+/** The help options whose text can be replayed: `-h` only where it prints what `--help` does. */
+async function recordHelps(program: string, temp: string): Promise<HelpRecord[]> {
+  const records = [];
+  for (const arg of HELP_ARGS) {
+    const record = await recordHelp(program, temp, arg);
+    if (record !== undefined) records.push(record);
+  }
+  const [long, short] = records;
+  const same = long?.arg === "--help" && short !== undefined && short.stdout === long.stdout;
+  return records.filter((record) => record.arg === "--help" || same);
+}
+
+/** replay_help ARG in the shell: RECORDS' text and status, if the environment matches. */
+function replayFunction(records: HelpRecord[]): string[] {
+  const lines = [
+    "# replay_help ARG: prints what `PROGRAM ARG` printed when the bundle was built, and exits",
+    "# with its status, if no output is a terminal (commander would ask it for width and colours)",
+    "# and each variable the program read then has the same value; else returns 1.",
+    "replay_help() {",
+    "    if [ -t 1 ] || [ -t 2 ]; then return 1; fi",
+    "    case $1 in",
+  ];
+  for (const record of records) {
+    lines.push(`    ${record.arg})`);
+    for (const [name, value] of record.env) {
+      const test =
+        value === undefined
+          ? `[ -z "\${${name}+set}" ]`
+          : `[ -n "\${${name}+set}" ] && [ "\${${name}}" = ${quote(value)} ]`;
+      lines.push(`        { ${test}; } || return 1`);
+    }
+    if (record.stdout !== "") lines.push(`        printf %s ${quote(record.stdout)}`);
+    if (record.stderr !== "") lines.push(`        printf %s ${quote(record.stderr)} >&2`);
+    lines.push(`        exit ${record.status} ;;`);
+  }
+  lines.push("    esac", "    return 1", "}");
+  return lines;
+}
+
 /** The shell check for one bundle: inputs (node_modules stands for package files) and dirs. */
-function checkScript(inputs: string[]): string {
+function checkScript(inputs: string[], helps: HelpRecord[]): string {
   const files = inputs.filter((path) => !path.startsWith("node_modules/"));
   const paths = [...new Set([...files, ...EXTRA_INPUTS, ...files.map((path) => dirname(path))])];
   const odd = paths.find((path) => !PLAIN_PATH.test(path));
@@ -56,6 +167,7 @@ function checkScript(inputs: string[]): string {
     `for f in ${paths.sort().join(" ")}; do`,
     '    [ "$root/$f" -nt "$bundle" ] && return 1',
     "done",
+    ...replayFunction(helps),
     "return 0",
     "",
   ].join("\n");
@@ -117,7 +229,8 @@ async function build(program: string): Promise<void> {
     const inputs = Object.keys(result.metafile!.inputs).map((path) => {
       return relative(root, resolve(root, path));
     });
-    writeFileSync(join(temp, "check.sh"), checkScript(inputs));
+    const helps = await recordHelps(program, temp);
+    writeFileSync(join(temp, "check.sh"), checkScript(inputs, helps));
     // Each file replaced whole, the bytecode first and the check last: a launcher running now
     // never pairs a new .js with an old .jsc, nor an old .js with a new check.
     renameSync(join(temp, `${program}.js.jsc`), join(outDir, `${program}.js.jsc`));
