@@ -97,15 +97,17 @@ async function recordHelp(
   program: string,
   temp: string,
   arg: string,
+  variant: Record<string, string>,
 ): Promise<HelpRecord | undefined> {
-  const envOut = join(temp, `env-${arg}.json`);
+  const envOut = join(temp, `env-${process.hrtime.bigint()}.json`);
   const recorder = join(temp, "env-recorder.js");
   writeFileSync(recorder, ENV_RECORDER);
+  const env: Record<string, string | undefined> = { ...process.env, ...variant };
   const child = Bun.spawn(
     [process.execPath, "--preload", recorder, join(temp, `${program}.js`), arg],
     {
       cwd: root,
-      env: { ...process.env, QRX_HELP_ENV_OUT: envOut },
+      env: { ...env, QRX_HELP_ENV_OUT: envOut },
       stdio: ["ignore", "pipe", "pipe"],
       timeout: 30_000,
     },
@@ -121,23 +123,45 @@ async function recordHelp(
   if (seen.listed || seen.names.some((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))) {
     return undefined;
   }
-  const env = new Map(seen.names.sort().map((name) => [name, process.env[name]]));
-  return { arg, stdout, stderr, status, env };
+  return {
+    arg,
+    stdout,
+    stderr,
+    status,
+    env: new Map(seen.names.sort().map((name) => [name, env[name]])),
+  };
 }
 
-/** The help options whose text can be replayed: `-h` only where it prints what `--help` does. */
-async function recordHelps(program: string, temp: string): Promise<HelpRecord[]> {
-  const records = [];
-  for (const arg of HELP_ARGS) {
-    const record = await recordHelp(program, temp, arg);
-    if (record !== undefined) records.push(record);
+/**
+ * The environments PROGRAM's help is recorded in: the builder's, and each launcher's in bin/
+ * that sets QRX_PROGRAM_NAME for it (qvm-move runs qvm-copy's bundle under its own name).
+ */
+function helpVariants(program: string): Record<string, string>[] {
+  const variants: Record<string, string>[] = [{}];
+  for (const file of readdirSync(join(root, "bin"))) {
+    const text = readFileSync(join(root, "bin", file), "utf8");
+    const name = /^QRX_PROGRAM_NAME=([a-z0-9-]+) /m.exec(text)?.[1];
+    if (name !== undefined && new RegExp(`\\bprogram=${program}\\b`).test(text)) {
+      variants.push({ QRX_PROGRAM_NAME: name });
+    }
   }
-  const [long, short] = records;
-  const same = long?.arg === "--help" && short !== undefined && short.stdout === long.stdout;
-  return records.filter((record) => record.arg === "--help" || same);
+  return variants;
 }
 
-/** replay_help ARG in the shell: RECORDS' text and status, if the environment matches. */
+/** The help texts that can be replayed: `-h` only where it prints what `--help` does. */
+async function recordHelps(program: string, temp: string): Promise<HelpRecord[]> {
+  const records: HelpRecord[] = [];
+  for (const variant of helpVariants(program)) {
+    const long = await recordHelp(program, temp, "--help", variant);
+    if (long === undefined) continue;
+    records.push(long);
+    const short = await recordHelp(program, temp, "-h", variant);
+    if (short !== undefined && short.stdout === long.stdout) records.push(short);
+  }
+  return records;
+}
+
+/** replay_help ARG in the shell: a record's text and status, if the environment matches. */
 function replayFunction(records: HelpRecord[]): string[] {
   const lines = [
     "# replay_help ARG: prints what `PROGRAM ARG` printed when the bundle was built, and exits",
@@ -145,22 +169,22 @@ function replayFunction(records: HelpRecord[]): string[] {
     "# and each variable the program read then has the same value; else returns 1.",
     "replay_help() {",
     "    if [ -t 1 ] || [ -t 2 ]; then return 1; fi",
-    "    case $1 in",
   ];
   for (const record of records) {
-    lines.push(`    ${record.arg})`);
+    const tests = [`[ "$1" = ${quote(record.arg)} ]`];
     for (const [name, value] of record.env) {
-      const test =
+      tests.push(
         value === undefined
           ? `[ -z "\${${name}+set}" ]`
-          : `[ -n "\${${name}+set}" ] && [ "\${${name}}" = ${quote(value)} ]`;
-      lines.push(`        { ${test}; } || return 1`);
+          : `[ -n "\${${name}+set}" ] && [ "\${${name}}" = ${quote(value)} ]`,
+      );
     }
+    lines.push(`    if ${tests.join(" && ")}; then`);
     if (record.stdout !== "") lines.push(`        printf %s ${quote(record.stdout)}`);
     if (record.stderr !== "") lines.push(`        printf %s ${quote(record.stderr)} >&2`);
-    lines.push(`        exit ${record.status} ;;`);
+    lines.push(`        exit ${record.status}`, "    fi");
   }
-  lines.push("    esac", "    return 1", "}");
+  lines.push("    return 1", "}");
   return lines;
 }
 

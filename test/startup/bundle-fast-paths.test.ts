@@ -116,13 +116,25 @@ describe("the help a launcher replays", () => {
   test("starts Bun when a variable the program read differs from the recording", () => {
     const tree = copyTreeWithBunLog();
     bundleQvmCopy(tree);
-    // qvm-copy's text names the program it runs as, from QRX_PROGRAM_NAME (unset when recorded).
+    // qvm-copy's text names the program it runs as, from QRX_PROGRAM_NAME: recorded unset and
+    // as each launcher in bin/ sets it, not as this name.
+    const other = launch(tree, ["--help"], { QRX_PROGRAM_NAME: "qvm-elsewhere" });
+    expect(other.startedBun).toBe(true);
+    expect(other.stdout).toStartWith("usage: qvm-elsewhere ");
+    const fromSources = { QRX_BUNDLE: "off", QRX_PROGRAM_NAME: "qvm-elsewhere" };
+    expect(launch(tree, ["--help"], fromSources)).toEqual(other);
+  }, 60_000);
+
+  test("is recorded for each name a launcher in bin/ gives the program", () => {
+    const tree = copyTreeWithBunLog();
+    bundleQvmCopy(tree);
     const moved = launch(tree, ["--help"], { QRX_PROGRAM_NAME: "qvm-move" });
-    expect(moved.startedBun).toBe(true);
     expect(moved.stdout).toStartWith("usage: qvm-move ");
-    expect(launch(tree, ["--help"], { QRX_BUNDLE: "off", QRX_PROGRAM_NAME: "qvm-move" })).toEqual(
-      moved,
-    );
+    const fromSources = launch(tree, ["--help"], {
+      QRX_BUNDLE: "off",
+      QRX_PROGRAM_NAME: "qvm-move",
+    });
+    expect(moved).toEqual({ ...fromSources, startedBun: false });
   }, 60_000);
 
   test("starts Bun when an output is a terminal (commander asks it for width and colours)", () => {
