@@ -112,12 +112,20 @@ async function recordHelp(
       timeout: 30_000,
     },
   );
-  const [stdout, stderr, status] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
+  const [outBytes, errBytes, status] = await Promise.all([
+    new Response(child.stdout).arrayBuffer(),
+    new Response(child.stderr).arrayBuffer(),
     child.exited,
   ]);
   if (child.signalCode !== null || !existsSync(envOut)) return undefined;
+  // The check is written as UTF-8: other bytes would not come back the same.
+  let stdout: string, stderr: string;
+  try {
+    const decoder = new TextDecoder("utf-8", { fatal: true });
+    [stdout, stderr] = [decoder.decode(outBytes), decoder.decode(errBytes)];
+  } catch {
+    return undefined;
+  }
   if ((stdout + stderr).includes("\0") || (stdout + stderr).includes(temp)) return undefined;
   const seen = JSON.parse(readFileSync(envOut, "utf8")) as { names: string[]; listed: boolean };
   if (seen.listed || seen.names.some((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))) {
@@ -165,9 +173,11 @@ async function recordHelps(program: string, temp: string): Promise<HelpRecord[]>
 function replayFunction(records: HelpRecord[]): string[] {
   const lines = [
     "# replay_help ARG: prints what `PROGRAM ARG` printed when the bundle was built, and exits",
-    "# with its status, if no output is a terminal (commander would ask it for width and colours)",
-    "# and each variable the program read then has the same value; else returns 1.",
+    "# with its status, if fds 1 and 2 are open (Bun would write a closed one's share to",
+    "# /dev/null) and no terminal (commander would ask it for width and colours), and each",
+    "# variable the program read then has the same value; else returns 1.",
     "replay_help() {",
+    '    if [ ! -L "/proc/$$/fd/1" ] || [ ! -L "/proc/$$/fd/2" ]; then return 1; fi',
     "    if [ -t 1 ] || [ -t 2 ]; then return 1; fi",
   ];
   for (const record of records) {

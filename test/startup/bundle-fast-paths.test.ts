@@ -59,12 +59,12 @@ const bundleQvmCopy = (tree: string) => bundleProgram(tree, "qvm-copy");
 type Run = { status: number | null; stdout: string; stderr: string; startedBun: boolean };
 
 /** qvm-copy's launcher path (bin/launch.sh for the Bun program) with ARGS, output to pipes. */
-function launch(tree: string, args: string[], env: Record<string, string> = {}): Run {
+function launch(tree: string, args: string[], env: Record<string, string> = {}, prefix = ""): Run {
   const log = join(tree, "node_modules", "bun.log");
   rmSync(log, { force: true });
   const base = { ...process.env };
   delete base.QRX_PROGRAM_NAME;
-  const script = 'program=qvm-copy here=$1 && shift && . "$here/launch.sh"';
+  const script = `${prefix}program=qvm-copy here=$1 && shift && . "$here/launch.sh"`;
   const result = spawnSync("/bin/sh", ["-c", script, "sh", join(tree, "bin"), ...args], {
     encoding: "utf8",
     env: { ...base, ...env },
@@ -135,6 +135,18 @@ describe("the help a launcher replays", () => {
       QRX_PROGRAM_NAME: "qvm-move",
     });
     expect(moved).toEqual({ ...fromSources, startedBun: false });
+  }, 60_000);
+
+  test("starts Bun when stdout is closed (Bun writes it to /dev/null)", () => {
+    const tree = copyTreeWithBunLog();
+    bundleQvmCopy(tree);
+    const closed = launch(tree, ["--help"], {}, "exec 1>&-; ");
+    expect(closed.startedBun).toBe(true);
+    const fromSources = launch(tree, ["--help"], { QRX_BUNDLE: "off" }, "exec 1>&-; ");
+    expect({ status: closed.status, stderr: closed.stderr }).toEqual({
+      status: fromSources.status,
+      stderr: fromSources.stderr,
+    });
   }, 60_000);
 
   test("starts Bun when an output is a terminal (commander asks it for width and colours)", () => {
