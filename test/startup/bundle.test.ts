@@ -22,6 +22,9 @@ function copyTree(): string {
   }
   symlinkSync(join(ROOT, "node_modules"), join(dir.path, "node_modules"));
   symlinkSync(join(ROOT, "zig-out"), join(dir.path, "zig-out"));
+  // A build dates its bundle 10 ms before it starts (an edit in that tick must read as newer),
+  // so a copy made just before would make the new bundle stale from the start.
+  Bun.sleepSync(50);
   return dir.path;
 }
 
