@@ -75,6 +75,16 @@ describe("the launcher and a bundle", () => {
     expect(usage(tree)).toBe("Files arrive in EDIT-A");
   }, 30_000);
 
+  test("stays fresh when a file unrelated to the programs is written at the checkout's root", () => {
+    const tree = copyTree();
+    bundle(tree, "qvm-copy");
+    editUnseen(tree, "Files arrive in EDIT-A");
+    writeFileSync(join(tree, "notes.txt"), "a user's note\n");
+    expect(usage(tree)).toBe(ORIGINAL);
+    writeFileSync(join(tree, "tsconfig.json"), "{}\n");
+    expect(usage(tree)).toBe("Files arrive in EDIT-A");
+  }, 30_000);
+
   test("sees an input replaced by an older file, a changed package.json and a moved tree", () => {
     const tree = copyTree();
     bundle(tree, "qvm-copy");
