@@ -24,7 +24,13 @@ import { dirname, join, relative, resolve } from "node:path";
 const root = join(import.meta.dir, "..");
 const outDir = join(root, "bundle");
 /** Inputs outside src/ and bench/ that change what a bundle holds. */
-const EXTRA_INPUTS = ["package.json", "package-lock.json", "scripts/bundle.ts"];
+const EXTRA_INPUTS = [
+  "package.json",
+  "package-lock.json",
+  "bunfig.toml",
+  "tsconfig.json",
+  "scripts/bundle.ts",
+];
 /**
  * commander loads node:fs and node:child_process (~3 ms of a start) for executable subcommands,
  * which we never use: in a bundle they load on first use. Unmatched (another commander), the
@@ -201,7 +207,10 @@ function replayFunction(records: HelpRecord[]): string[] {
 /** The shell check for one bundle: inputs (node_modules stands for package files) and dirs. */
 function checkScript(inputs: string[], helps: HelpRecord[], parts: string[]): string {
   const files = inputs.filter((path) => !path.startsWith("node_modules/"));
-  const paths = [...new Set([...files, ...EXTRA_INPUTS, ...files.map((path) => dirname(path))])];
+  // A directory stands for a module added beside the ones read; the checkout's root holds none,
+  // only the files above, and a log or a note written there must not make every program stale.
+  const dirs = files.map((path) => dirname(path)).filter((dir) => dir !== ".");
+  const paths = [...new Set([...files, ...EXTRA_INPUTS, ...dirs])];
   const odd = paths.find((path) => !PLAIN_PATH.test(path));
   if (odd !== undefined) throw new Error(`input ${odd} has a name the check cannot hold`);
   return [
