@@ -7,7 +7,6 @@ export const ABI_VERSION = 6;
 export const PAGE_BYTES = 4096;
 export const RING_ORDER_MIN = 10;
 export const RING_ORDER_MAX = 20;
-export const RING_BYTES_MAX = 1 << RING_ORDER_MAX;
 
 /** libvchan_is_open results. */
 export const VchanState = { Disconnected: 0, Connected: 1, Waiting: 2 } as const;
