@@ -15,7 +15,7 @@ import { dirname, join, relative, resolve } from "node:path";
 
 const root = join(import.meta.dir, "..");
 const outDir = join(root, "bundle");
-/** Inputs outside src/ and bench/ that change what a bundle holds. */
+/** Inputs outside src/ that change what a bundle holds. */
 const EXTRA_INPUTS = ["package.json", "package-lock.json", "scripts/bundle.ts"];
 /**
  * commander loads node:fs and node:child_process (~3 ms of a start) for executable subcommands,
