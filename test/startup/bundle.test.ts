@@ -22,6 +22,9 @@ function copyTree(): string {
   }
   symlinkSync(join(ROOT, "node_modules"), join(dir.path, "node_modules"));
   symlinkSync(join(ROOT, "zig-out"), join(dir.path, "zig-out"));
+  // A build dates its bundle 10 ms before it starts (an edit in that tick must read as newer),
+  // so a copy made just before would make the new bundle stale from the start.
+  Bun.sleepSync(50);
   return dir.path;
 }
 
@@ -69,6 +72,16 @@ describe("the launcher and a bundle", () => {
     expect(usage(tree)).toBe("Files arrive in EDIT-A");
     bundle(tree, "qvm-copy");
     editUnseen(tree, "Files arrive in EDIT-B");
+    expect(usage(tree)).toBe("Files arrive in EDIT-A");
+  }, 30_000);
+
+  test("stays fresh when a file unrelated to the programs is written at the checkout's root", () => {
+    const tree = copyTree();
+    bundle(tree, "qvm-copy");
+    editUnseen(tree, "Files arrive in EDIT-A");
+    writeFileSync(join(tree, "notes.txt"), "a user's note\n");
+    expect(usage(tree)).toBe(ORIGINAL);
+    writeFileSync(join(tree, "tsconfig.json"), "{}\n");
     expect(usage(tree)).toBe("Files arrive in EDIT-A");
   }, 30_000);
 
