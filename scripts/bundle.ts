@@ -23,7 +23,7 @@ import { dirname, join, relative, resolve } from "node:path";
 
 const root = join(import.meta.dir, "..");
 const outDir = join(root, "bundle");
-/** Inputs outside src/ and bench/ that change what a bundle holds. */
+/** Inputs outside src/ that change what a bundle holds. */
 const EXTRA_INPUTS = [
   "package.json",
   "package-lock.json",

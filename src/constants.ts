@@ -32,8 +32,6 @@ export {
   VchanState,
 } from "./abi.generated.ts";
 
-export const RING_BYTES_MAX = 1 << RING_ORDER_MAX;
-
 /** Offsets in the shared page (libxenvchan `struct vchan_interface`). */
 export const SharedPage = {
   leftCons: SharedPageHeader.fields.leftCons.offset,

@@ -35,7 +35,7 @@ export function defaultNativeLibraryPath(): string {
 export const INTERNAL_ENTRIES = {
   "qrx-admin": "src/cli/qrx-admin.ts",
   "qrx-vchan-peer": "src/tools/vchan-peer.ts",
-  "qrx-baseline-peer": "bench/baseline-peer.ts",
+  "qrx-baseline-peer": "src/bench/baseline-peer.ts",
   "qrexec-daemon": "src/cli/qrexec-daemon.ts",
   "qrx-noop": "src/cli/noop.ts",
 } as const;

@@ -51,7 +51,3 @@ export function createLogger(write: (message: string) => void): Logger {
   };
   return Object.assign(at("info"), { debug: at("debug"), info: at("info"), warn: at("warn") });
 }
-
-/** Help text lines for programs that take the flags. */
-export const LOG_HELP =
-  "  QRX_LOG                debug, info (default) or warn; -v and --quiet set it";

@@ -390,7 +390,7 @@ export interface StreamOptions {
   filterStderr?: boolean;
   exitOnClientEof?: boolean;
   exitOnServiceEof?: boolean;
-  /** Service side of a mirage-qubes 2.0 peer (src/agent/peer-profile.ts, spec §14). */
+  /** Service side of a mirage-qubes 2.0 peer (src/protocol/peer-profile.ts, spec §14). */
   mirageService?: boolean;
   /** Reproduce mirage-qubes 2.0's chunk-length bug when sending local data (a test knob). */
   mirageChunkBug?: boolean;

@@ -1,9 +1,3 @@
-// Fails fast, with the fix, when the native library was not built.
-import { existsSync } from "node:fs";
-import { nativeLibraryPathForTests } from "./helpers/paths.ts";
-
-if (!existsSync(nativeLibraryPathForTests())) {
-  throw new Error(
-    `${nativeLibraryPathForTests()} is missing: run \`npm run setup\` (or \`npm test\`, which builds it)`,
-  );
-}
+// Fails fast, with the fix, when the native library is missing or stale: loading src/native.ts
+// opens it, checks its ABI version and says to run `npm run setup` otherwise.
+import "../src/native.ts";

@@ -1,29 +1,17 @@
-// The vchan-socket-compatible backend through the FFI and the pump, and how a backend is chosen
-// (QRX_VCHAN, VCHAN_SOCKET_DIR). Both ends live in this process.
+// The vchan-socket-compatible backend through the FFI, and how a backend is chosen (QRX_VCHAN,
+// VCHAN_SOCKET_DIR). Both ends live in this process; test/pump.test.ts runs the pump over it.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { createHash, randomBytes } from "node:crypto";
-import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { StreamKind } from "../src/constants.ts";
-import {
-  NativeError,
-  type Stream,
-  Vchan,
-  VchanState,
-  defaultVchanDir,
-  vchanBackend,
-} from "../src/native.ts";
+import { readdirSync } from "node:fs";
+import { NativeError, Vchan, VchanState, defaultVchanDir, vchanBackend } from "../src/native.ts";
 import { tempDir } from "./helpers/paths.ts";
 
 let dir: ReturnType<typeof tempDir>;
 let opened: Vchan[] = [];
-let streams: Stream[] = [];
 let savedEnv: Record<string, string | undefined> = {};
 
 beforeEach(() => {
   dir = tempDir();
   opened = [];
-  streams = [];
   savedEnv = { QRX_VCHAN: process.env.QRX_VCHAN, VCHAN_SOCKET_DIR: process.env.VCHAN_SOCKET_DIR };
 });
 
@@ -33,13 +21,8 @@ afterEach(() => {
     else process.env[name] = value;
   }
   for (const vchan of opened) vchan.close();
-  for (const stream of streams) stream.close();
   dir.remove();
 });
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
 
 function errorOf(run: () => unknown): Error {
   try {
@@ -202,81 +185,5 @@ describe("socket vchan through the FFI", () => {
     expect(server.read(buffer)).toBe(3);
     expect(server.isOpen()).toBe(VchanState.Disconnected);
     expect((errorOf(() => server.read(buffer)) as NativeError).code).toBe("EPIPE");
-  });
-});
-
-describe("socket vchan under the pump", () => {
-  let port = 3000;
-
-  /** Runs `script` as a service over a socket vchan; the caller's input is `input`. */
-  async function call(script: string, input: Uint8Array, ringBytes = 4096) {
-    port++;
-    const caller = Vchan.server({
-      backend: "socket",
-      dir: dir.path,
-      localDomain: 2,
-      remoteDomain: 3,
-      port,
-      readMin: ringBytes,
-      writeMin: ringBytes,
-    });
-    const target = Vchan.clientAsync({
-      backend: "socket",
-      dir: dir.path,
-      localDomain: 3,
-      remoteDomain: 2,
-      port,
-    });
-    expect(readdirSync(dir.path)).toContain(`vchan.2.3.${port}.sock`);
-    const client = caller.attach({
-      kind: StreamKind.DataClient,
-      version: 4,
-      sendFirst: true,
-      connectTimeoutMs: 5000,
-    });
-    const service = target.attach({
-      kind: StreamKind.DataService,
-      version: 4,
-      sendFirst: true,
-      connectTimeoutMs: 5000,
-    });
-    streams.push(client, service);
-    const inputPath = join(dir.path, "input");
-    const outputPath = join(dir.path, "output");
-    writeFileSync(inputPath, input);
-    client.setStdio(openSync(outputPath, "w"), openSync(inputPath, "r"), -1, false);
-    expect(await service.connected).toBe(4);
-    expect(await client.connected).toBe(4);
-    const [childStdin, childStdout, childStderr] = service.makeServiceStdio();
-    const child = Bun.spawn(["sh", "-c", script], {
-      stdio: [childStdin, childStdout, childStderr],
-      cwd: dir.path,
-    });
-    for (const fd of [childStdin, childStdout, childStderr]) closeSync(fd);
-    void child.exited.then((code) => service.localExit(code));
-    const [clientStatus, serviceStatus] = await Promise.all([client.finished, service.finished]);
-    return { output: new Uint8Array(readFileSync(outputPath)), clientStatus, serviceStatus };
-  }
-
-  test("4 MiB there and back through 4 KiB rings, checksummed, with the exit code", async () => {
-    const input = new Uint8Array(randomBytes(4 << 20));
-    const result = await call("cat; exit 7", input);
-    expect(result.output.length).toBe(input.length);
-    expect(sha256(result.output)).toBe(sha256(input));
-    expect(result.clientStatus).toBe(7);
-    expect(result.serviceStatus).toBe(7);
-  });
-
-  test("3 MB made by the service arrive as the service wrote them", async () => {
-    // The service keeps its own copy, so the check does not trust anything on the way.
-    const result = await call(
-      "head -c 3000000 /dev/urandom | tee sent.bin",
-      new Uint8Array(0),
-      65536,
-    );
-    const sent = new Uint8Array(readFileSync(join(dir.path, "sent.bin")));
-    expect(sent.length).toBe(3_000_000);
-    expect(sha256(result.output)).toBe(sha256(sent));
-    expect(result).toMatchObject({ clientStatus: 0, serviceStatus: 0 });
   });
 });

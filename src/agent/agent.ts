@@ -38,7 +38,7 @@ import {
 } from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
 import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
-import { peerProfile, type PeerProfile } from "./peer-profile.ts";
+import { peerProfile, type PeerProfile } from "../protocol/peer-profile.ts";
 import { SessionGate } from "./session.ts";
 import { untrusted } from "../io/log-text.ts";
 import type { CallStatusFile } from "./call-status.ts";
@@ -63,7 +63,7 @@ export interface AgentOptions {
   configPath: string;
   env: Record<string, string | undefined>;
   log: (message: string) => void;
-  /** How we behave on the wire (src/agent/peer-profile.ts); the default profile if absent. */
+  /** How we behave on the wire (src/protocol/peer-profile.ts); the default profile if absent. */
   profile?: PeerProfile;
   /** Keeps the running calls for `qrx lab top` (src/agent/call-status.ts); none if absent. */
   statusFile?: CallStatusFile;

@@ -1,17 +1,7 @@
-// What every qrexec program shares: its log line format, the own-domain id, fatal exits.
+// What every qrexec program shares: its log line format, fatal exits, log options.
 import { writeSync } from "node:fs";
 import type { Command } from "commander";
 import { createLogger, type Logger, setLogLevel } from "../log.ts";
-
-/** Our domain id: VCHAN_DOMAIN, as upstream's socket vchan reads it (default 0, dom0). */
-export function ownDomain(env: NodeJS.ProcessEnv = process.env): number {
-  const text = env.VCHAN_DOMAIN ?? "0";
-  const domain = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(domain)) {
-    throw new Error(`VCHAN_DOMAIN must be a domain id (a non-negative integer), got '${text}'`);
-  }
-  return domain;
-}
 
 /**
  * A logger writing `program[pid]: message` lines to stderr (the daemon's is its log file), at the

@@ -1,3 +1,3 @@
 // `qrx-noop`: a program that only starts and exits, the floor under every program of ours
-// (bench/call.ts measures it).
+// (src/bench/call.ts measures it).
 export {};

@@ -47,7 +47,7 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     .action(
       async (options: { json?: boolean; rules: number; domains: number; decisions: number }) => {
         const { runPolicyBench, printPolicyBench, DEFAULT_POLICY_BENCH } =
-          await import("../../bench/policy.ts");
+          await import("../bench/policy.ts");
         const rows = await runPolicyBench({
           ...DEFAULT_POLICY_BENCH,
           rules: options.rules,

@@ -23,7 +23,7 @@ export const PROGRAMS: Record<string, Entry> = {
   "qvm-run": () => import("./qvm-run.ts"),
   "qrx-admin": () => import("./qrx-admin.ts"),
   "qrx-vchan-peer": async () => (await import("../tools/vchan-peer.ts")).main(),
-  "qrx-baseline-peer": async () => (await import("../../bench/baseline-peer.ts")).main(),
+  "qrx-baseline-peer": async () => (await import("../bench/baseline-peer.ts")).main(),
   "qrx-noop": async () => {},
 };
 

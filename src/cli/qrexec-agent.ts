@@ -1,14 +1,15 @@
 // qrexec-agent [--no-fork-server] [--agent-socket=PATH] [--fork-server-socket=PATH]
-//              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/agent/peer-profile.ts).
+//              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/protocol/peer-profile.ts).
 import { Command, Option } from "commander";
 import {
   PEER_PROFILES,
   parsePeerProfileName,
   peerProfile,
   type PeerProfile,
-} from "../agent/peer-profile.ts";
+} from "../protocol/peer-profile.ts";
 import { DEFAULT_AGENT_SOCKET, DEFAULT_FORK_SERVER_SOCKET } from "../protocol/constants.ts";
-import { addLogOptions, die, logger, ownDomain, requireStdio } from "./common.ts";
+import { ownDomain } from "../own-domain.ts";
+import { addLogOptions, die, logger, requireStdio } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 
 const PROGRAM = "qrexec-agent";

@@ -71,7 +71,7 @@ bench
     "\nExamples:\n  qrx bench vchan\n  qrx bench vchan --json --sizes 1K,1M --bytes 256M\n",
   )
   .action(async (options: { json?: boolean; sizes: number[]; bytes: number }) => {
-    const { runVchanBench, printVchanBench } = await import("../../bench/vchan.ts");
+    const { runVchanBench, printVchanBench } = await import("../bench/vchan.ts");
     const rows = await runVchanBench({
       sizes: options.sizes,
       bytes: options.bytes,
@@ -104,7 +104,7 @@ bench
     "\nExamples:\n  qrx bench call\n  qrx bench call --json --bytes 256M --calls 50\n",
   )
   .action(async (options: { json?: boolean; bytes: number; calls: number }) => {
-    const { runCallBench, printCallBench } = await import("../../bench/call.ts");
+    const { runCallBench, printCallBench } = await import("../bench/call.ts");
     const rows = await runCallBench({
       bytes: options.bytes,
       calls: options.calls,
@@ -167,7 +167,7 @@ bench
     "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n",
   )
   .action(async (options: SweepCommandOptions) => {
-    const { runSweep, printSweep, writeSweepOutputs } = await import("../../bench/sweep.ts");
+    const { runSweep, printSweep, writeSweepOutputs } = await import("../bench/sweep.ts");
     const directions =
       options.direction === "both"
         ? (["to-service", "from-service"] as const)
@@ -203,7 +203,7 @@ bench
     "\nTarget: create <= 200 ms.\n\nExamples:\n  qrx bench dispvm\n  qrx bench dispvm --json --samples 50\n",
   )
   .action(async (options: { json?: boolean; samples: number }) => {
-    const { runDispvmBench, printDispvmBench } = await import("../../bench/dispvm.ts");
+    const { runDispvmBench, printDispvmBench } = await import("../bench/dispvm.ts");
     const rows = await runDispvmBench({ samples: options.samples, progress: !options.json });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
     else printDispvmBench(rows);
@@ -236,7 +236,7 @@ bench
     "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\nExamples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n",
   )
   .action(async (options: { json?: boolean; bytes: number; files: number; fileSize: number }) => {
-    const { runCopyBench, printCopyBench } = await import("../../bench/copy.ts");
+    const { runCopyBench, printCopyBench } = await import("../bench/copy.ts");
     const rows = await runCopyBench({
       bytes: options.bytes,
       files: options.files,
@@ -275,7 +275,7 @@ bench
   )
   .action(async (options: { json?: boolean; calls: number; trace?: string }) => {
     if (options.trace) process.env.QRX_TRACE = (await import("node:path")).resolve(options.trace);
-    const { runLatencyBench, printLatencyBench } = await import("../../bench/latency.ts");
+    const { runLatencyBench, printLatencyBench } = await import("../bench/latency.ts");
     const rows = await runLatencyBench({ calls: options.calls, progress: !options.json });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
     else printLatencyBench(rows);
@@ -287,7 +287,7 @@ bench
   .option("--json", "print JSON rows {name, domains, processes, rssMB, pssMB}")
   .addHelpText("after", "\nExamples:\n  qrx bench memory\n  qrx bench memory --json\n")
   .action(async (options: { json?: boolean }) => {
-    const { runMemoryBench, printMemoryBench } = await import("../../bench/memory.ts");
+    const { runMemoryBench, printMemoryBench } = await import("../bench/memory.ts");
     const rows = await runMemoryBench({ progress: !options.json });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
     else printMemoryBench(rows);

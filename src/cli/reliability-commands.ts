@@ -35,7 +35,7 @@ function addSoak(bench: Command): void {
     .option("--json", "print JSON rows {name, calls, failures, callsPerSecond, fdGrowth, ...}")
     .addHelpText("after", "\nExamples:\n  qrx bench soak --seconds 600\n  qrx bench soak --json\n")
     .action(async (options: { seconds: number; json?: boolean }) => {
-      const { runSoak, printSoak } = await import("../../bench/soak.ts");
+      const { runSoak, printSoak } = await import("../bench/soak.ts");
       const rows = await runSoak({ seconds: options.seconds, progress: !options.json });
       if (options.json) console.log(JSON.stringify(rows, null, 2));
       else printSoak(rows);
@@ -55,7 +55,7 @@ function addFaults(bench: Command, parseSize: (text: string) => number): void {
     .option("--victims <list>", "processes to kill, comma separated (default: all)", list)
     .addHelpText("after", "\nExamples:\n  qrx bench faults\n  qrx bench faults --victims caller\n");
   command.action(async (options: { json?: boolean; bytes: number; victims?: string[] }) => {
-    const { runFaults, printFaults, VICTIMS } = await import("../../bench/faults.ts");
+    const { runFaults, printFaults, VICTIMS } = await import("../bench/faults.ts");
     const victims = options.victims ?? [...VICTIMS];
     checkNames(command, "victim", victims, VICTIMS);
     const rows = await runFaults({
@@ -82,7 +82,7 @@ function addExhaustion(bench: Command): void {
       "\nExamples:\n  qrx bench exhaustion\n  qrx bench exhaustion --scenarios nofile-256\n",
     );
   command.action(async (options: { json?: boolean; scenarios?: string[] }) => {
-    const bench = await import("../../bench/exhaustion.ts");
+    const bench = await import("../bench/exhaustion.ts");
     const names = options.scenarios ?? bench.SCENARIO_NAMES;
     checkNames(command, "scenario", names, bench.SCENARIO_NAMES);
     const rows = await bench.runExhaustion({ names, progress: !options.json });

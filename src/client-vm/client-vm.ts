@@ -13,7 +13,7 @@ import {
   QREXEC_EXIT_REQUEST_REFUSED,
 } from "../protocol/exit.ts";
 import { buildClientTrigger } from "../protocol/validate.ts";
-import type { PeerProfile } from "../agent/peer-profile.ts";
+import type { PeerProfile } from "../protocol/peer-profile.ts";
 import { portKey, type CallTrace } from "../trace.ts";
 
 /** Data vchan connect timeout on the VM side (§13.16). */

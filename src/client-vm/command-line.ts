@@ -3,8 +3,8 @@
 // (src/agent/client-host.ts), which must read a command line exactly as the CLI would.
 import { fstatSync } from "node:fs";
 import { ExitError } from "../call/exit-error.ts";
-import { parsePeerProfileName, peerProfile, type PeerProfile } from "../agent/peer-profile.ts";
-import { ownDomain } from "../cli/common.ts";
+import { parsePeerProfileName, peerProfile, type PeerProfile } from "../protocol/peer-profile.ts";
+import { ownDomain } from "../own-domain.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_USAGE } from "../protocol/exit.ts";
 import type { ClientVmCall } from "./client-vm.ts";
 

@@ -19,7 +19,7 @@ import {
   QREXEC_EXIT_SERVICE_NOT_FOUND,
   QREXEC_EXIT_SUCCESS,
 } from "../protocol/exit.ts";
-import { DEFAULT_DATA_RING_BYTES } from "../agent/peer-profile.ts";
+import { DEFAULT_DATA_RING_BYTES } from "../protocol/peer-profile.ts";
 import { connectDaemon, requestExec } from "../daemon/daemon-client.ts";
 import { executeVmCommand, runInDom0, sourceDaemonAt } from "../daemon/execute.ts";
 import { prepareService, type ServiceContext } from "../services/start.ts";

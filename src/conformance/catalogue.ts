@@ -49,10 +49,6 @@ export const PROFILES: Record<string, Profile> = {
   },
 };
 
-export function profileNames(): string[] {
-  return Object.keys(PROFILES);
-}
-
 export function driverFor(role: Role, command: string): RoleDriver<unknown> {
   switch (role) {
     case "agent":

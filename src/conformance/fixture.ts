@@ -181,11 +181,6 @@ export class Inbox {
   }
 }
 
-/** Waits `ms`; resolves early with false if `signal` aborts. */
-export function pause(ms: number): Promise<void> {
-  return Bun.sleep(ms);
-}
-
 /** Races `promise` against `ms`; "timeout" if it did not settle. */
 export async function within<T>(ms: number, promise: Promise<T>): Promise<T | "timeout"> {
   let timer: ReturnType<typeof setTimeout> | undefined;

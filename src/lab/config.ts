@@ -14,7 +14,6 @@ export const BUILTIN_SERVICES_DIR = join(LAB_DATA_DIR, "services");
 
 /** Qubes' domain kinds; a DisposableVM template is an AppVM with template_for_dispvms. */
 export const LAB_DOMAIN_TYPES = ["AppVM", "TemplateVM", "DispVMTemplate", "StandaloneVM"] as const;
-export type LabDomainType = (typeof LAB_DOMAIN_TYPES)[number];
 
 /** A service to install: its name in the domain's rpc dir and the file it is copied from. */
 export interface ServiceFile {

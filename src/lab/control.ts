@@ -105,7 +105,7 @@ const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.len
  */
 async function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOptions) {
   // Loaded here: every other qrx command (qrx run above all) starts faster without the policy.
-  const { loadPolicy } = await import("../policy/load.ts");
+  const { loadPolicy } = await import("../policy/loader.ts");
   const { formatPolicyError } = await import("../policy/errors.ts");
   mkdirSync(layout.policyDir, { recursive: true });
   if (config.policy !== null) writeFileSync(join(layout.policyDir, "50-lab.policy"), config.policy);

@@ -1,27 +1,20 @@
 // Reads a policy.d set (§11.1) into rules in evaluation order: files by bytewise basename, an
 // earlier directory hiding the same basename in a later one, includes expanded where they stand,
 // `!compat-4.0` importing the legacy directory. Every problem is collected, never just the first.
+// A load never throws for a bad policy: the result then denies every call.
 
 import { resolve } from "node:path";
 import type { Origin, PolicyError } from "./errors.ts";
 import { compareBytewise, diskFileSystem, type PolicyFileSystem } from "./files.ts";
 import { DEFAULT_LEGACY_POLICY_DIR } from "./defaults.ts";
 import { listLegacyServiceFiles, translateLegacyLine } from "./legacy.ts";
+import { CompiledPolicy, type ReadPolicy } from "./policy.ts";
 import { buildRule, serviceArgumentErrors, type Rule, type RuleFields } from "./rule.ts";
 
 export interface ReadOptions {
   /** Where `!compat-4.0` reads legacy files; default /etc/qubes-rpc/policy. */
   legacyDir?: string;
   fs?: PolicyFileSystem;
-}
-
-export interface ReadPolicy {
-  rules: Rule[];
-  errors: PolicyError[];
-  /** Lines that load but that upstream reads differently: lint shows them, evaluation does not. */
-  warnings?: PolicyError[];
-  /** Every file and directory read, so a watcher knows what a reload depends on. */
-  paths: string[];
 }
 
 const POLICY_SUFFIX = ".policy";
@@ -303,4 +296,16 @@ export function readLegacyPolicy(
   reader.compat40({ file: reader.legacyDir, line: 0 });
   const { rules, errors, warnings } = reader;
   return { rules, errors, warnings, paths: [...reader.paths] };
+}
+
+export interface LoadedPolicy {
+  /** Always usable: with errors it denies every call. */
+  policy: CompiledPolicy;
+  errors: readonly PolicyError[];
+}
+
+/** Loads `dirs` (one directory, or several where an earlier one hides same-named files). */
+export function loadPolicy(dirs: string | string[], options: ReadOptions = {}): LoadedPolicy {
+  const policy = new CompiledPolicy(readPolicy(typeof dirs === "string" ? [dirs] : dirs, options));
+  return { policy, errors: policy.errors };
 }

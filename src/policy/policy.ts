@@ -5,10 +5,19 @@ import type { Decision } from "./decision.ts";
 import type { DomainFacts } from "./domains.ts";
 import type { PolicyError } from "./errors.ts";
 import { evaluate, explain, type Explanation } from "./evaluate.ts";
-import type { ReadPolicy } from "./loader.ts";
 import type { PolicyQuery } from "./request.ts";
 import { RuleIndex } from "./rule-index.ts";
 import type { Rule } from "./rule.ts";
+
+/** What the loader read: the input of a CompiledPolicy. */
+export interface ReadPolicy {
+  rules: Rule[];
+  errors: PolicyError[];
+  /** Lines that load but that upstream reads differently: lint shows them, evaluation does not. */
+  warnings?: PolicyError[];
+  /** Every file and directory read, so a watcher knows what a reload depends on. */
+  paths: string[];
+}
 
 export class CompiledPolicy {
   /** Every rule in evaluation order. */

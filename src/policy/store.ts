@@ -10,7 +10,7 @@ import { TableDomainFacts, type DomainFacts } from "./domains.ts";
 import { DomainsFileError, loadDomainsFile } from "./domains-file.ts";
 import { fetchSystemInfo } from "./system-info.ts";
 import { formatPolicyError, type PolicyError } from "./errors.ts";
-import { loadPolicy } from "./load.ts";
+import { loadPolicy } from "./loader.ts";
 import { CompiledPolicy } from "./policy.ts";
 
 export interface PolicySource {

@@ -266,10 +266,6 @@ export function qubeNameProblem(name: string): string | null {
   return null;
 }
 
-export function isValidQubeName(name: string): boolean {
-  return qubeNameProblem(name) === null;
-}
-
 // ---------------------------------------------------------------------------------------------
 // qrexec-client-vm (§10).
 

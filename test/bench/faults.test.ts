@@ -3,7 +3,7 @@
 // neither leaves anything behind.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import type { FaultRow } from "../../bench/faults.ts";
+import type { FaultRow } from "../../src/bench/faults.ts";
 
 const QRX = join(import.meta.dir, "..", "..", "bin", "qrx");
 const MiB = 1 << 20;

@@ -1,6 +1,6 @@
 // `qrx bench memory`'s parts: a real default lab measured at rest, and the 20-VM lab definition.
 import { describe, expect, test } from "bun:test";
-import { measureLab, twentyDomainConfig } from "../../bench/memory.ts";
+import { measureLab, twentyDomainConfig } from "../../src/bench/memory.ts";
 import { loadLabConfig } from "../../src/lab/config.ts";
 import { tempDir } from "../helpers/paths.ts";
 

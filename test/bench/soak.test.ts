@@ -1,7 +1,7 @@
 // qrx bench soak end to end, for a few seconds: its JSON rows, and no call failed.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import type { SoakRow } from "../../bench/soak.ts";
+import type { SoakRow } from "../../src/bench/soak.ts";
 
 const QRX = join(import.meta.dir, "..", "..", "bin", "qrx");
 const LAB_PROCESSES = [

@@ -2,7 +2,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { sweepSvg, type SweepRow } from "../../bench/sweep.ts";
+import { sweepSvg, type SweepRow } from "../../src/bench/sweep.ts";
 import { TestLab } from "../helpers/lab.ts";
 import { tempDir } from "../helpers/paths.ts";
 

@@ -1,24 +1,13 @@
 // The agent role against `qrexec-agent --peer-profile=mirage` (a mirage-qubes 2.0-like agent, spec
 // §14): nothing fails; its documented behaviour (HELLO 3 only, no stderr EOF) and, with
 // QRX_MIRAGE_BUGS, its two wire bugs are reported as deviations under --profile mirage.
-// Written against the profile while it was being built; until src/agent/peer-profile.ts exists
-// the tests are todos.
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { failures, resultOf, ROOT, run } from "./helpers.ts";
 
-const landed = existsSync(join(ROOT, "src", "agent", "peer-profile.ts"));
 const MIRAGE_AGENT = `${join(ROOT, "bin", "qrexec-agent")} --peer-profile=mirage`;
 
 describe("conformance: the mirage agent profile", () => {
-  if (!landed) {
-    test.todo(
-      "agent role against qrexec-agent --peer-profile=mirage: deviations reported as deviations (waits for the mirage profile)",
-    );
-    return;
-  }
-
   test("no case fails; HELLO 3 and the missing stderr EOF are deviations", async () => {
     const rows = await run("agent", MIRAGE_AGENT, { profile: "mirage" });
     expect(failures(rows)).toBe("");

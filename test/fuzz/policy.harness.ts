@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { TableDomainFacts, type DomainSpec } from "../../src/policy/domains.ts";
 import { memoryFileSystem } from "../../src/policy/files.ts";
-import { loadPolicy } from "../../src/policy/load.ts";
+import { loadPolicy } from "../../src/policy/loader.ts";
 import { jsonInput, type Harness } from "./harness.ts";
 
 const DOMAINS: (DomainSpec & { type?: string; tags?: string[] })[] = [

@@ -2,7 +2,7 @@
 // own --dir, and HOME / XDG_RUNTIME_DIR point at an empty directory so a test can check that
 // nothing was written outside --dir.
 
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LabStatus } from "../../src/lab/admin.ts";
 import { tempDir } from "./paths.ts";
@@ -29,7 +29,7 @@ export class TestLab {
     base?: string,
     readonly program: string = QRX,
   ) {
-    this.root = base === undefined ? tempDir("qrx-lab-") : tempDirIn(base, "qrx-lab-");
+    this.root = tempDir("qrx-lab-", base);
     this.dir = join(this.root.path, "state");
     this.elsewhere = join(this.root.path, "elsewhere");
     mkdirSync(this.elsewhere);
@@ -120,11 +120,6 @@ export class TestLab {
     await this.qrx(["lab", "down"]);
     this.root.remove();
   }
-}
-
-function tempDirIn(base: string, prefix: string): { path: string; remove: () => void } {
-  const path = mkdtempSync(join(base, prefix));
-  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
 /** Every process whose command line mentions `text` (our lab's dir), as "pid cmdline". */

@@ -39,13 +39,15 @@ export interface RunResult {
 }
 
 export async function waitFor(
-  condition: () => boolean,
-  what: string,
+  condition: () => boolean | Promise<boolean>,
+  what: string | (() => string),
   timeoutMs = 10_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  while (!(await condition())) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
+    }
     await Bun.sleep(10);
   }
 }

@@ -7,6 +7,7 @@ import type { Socket } from "bun";
 import { Connection } from "../../src/io/connection.ts";
 import { ProtocolError } from "../../src/protocol/codec.ts";
 import { tempDir } from "../helpers/paths.ts";
+import { waitFor } from "../helpers/system.ts";
 
 const dir = tempDir("qrx-conn-");
 afterAll(() => dir.remove());
@@ -49,13 +50,15 @@ test("a peer that sends more than is asked of it is disconnected and the read fa
   try {
     const client = await Connection.connect(path);
     client.write(new Uint8Array(8).fill(1));
-    while (accepted.length === 0) await Bun.sleep(5);
+    await waitFor(() => accepted.length > 0, "the connection to be accepted");
     const server = accepted[0]!;
     expect(await server.read(8)).toEqual(new Uint8Array(8).fill(1));
     // Within the limit, unread input waits for a reader.
     client.write(new Uint8Array(4096).fill(2));
-    await Bun.sleep(50);
-    expect(server.buffered).toBe(4096);
+    await waitFor(
+      () => server.buffered === 4096,
+      () => `4096 bytes buffered, not ${server.buffered}`,
+    );
     client.write(new Uint8Array(1 << 20).fill(3));
     await server.closed;
     expect(server.buffered).toBe(0);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chownSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { QRX, type RunResult, TestLab } from "../helpers/lab.ts";
+import { waitFor } from "../helpers/system.ts";
 
 const NOBODY = 65534;
 const BUN = join(import.meta.dir, "..", "..", "node_modules", ".bin", "bun");
@@ -124,10 +125,8 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
     expect(relay).toMatchObject({ code: 0, stderr: "" });
     const log = join(lab.dir, "logs", "admin.log");
     const refused = "refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own";
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused))
-      await Bun.sleep(50);
-    expect(readFileSync(log, "utf8")).toContain(refused);
+    const logged = () => readFileSync(log, "utf8").includes(refused);
+    await waitFor(logged, () => `'${refused}' in ${readFileSync(log, "utf8")}`);
     expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain(
       "shmvchan.1.2.1703.sock",
     );

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { DEFAULT_LAB_FILE } from "../../src/lab/config.ts";
 import { NativeError, Vchan } from "../../src/native.ts";
 import { processesMentioning, TestLab } from "../helpers/lab.ts";
+import { waitFor } from "../helpers/system.ts";
 
 const NATIVE = join(import.meta.dir, "..", "..", "src", "native.ts");
 
@@ -171,10 +172,8 @@ describe("an isolated lab", () => {
         const log = join(lab.dir, "logs", "admin.log");
         const refused =
           "refused shmvchan.1.2.1703.sock in work's directory: not a socket of its own";
-        const deadline = Date.now() + 10_000;
-        while (Date.now() < deadline && !readFileSync(log, "utf8").includes(refused))
-          await Bun.sleep(50);
-        expect(readFileSync(log, "utf8")).toContain(refused);
+        const logged = () => readFileSync(log, "utf8").includes(refused);
+        await waitFor(logged, () => `'${refused}' in ${readFileSync(log, "utf8")}`);
       }
       expect(readdirSync(join(lab.dir, "isolation", "vchan", "2"))).not.toContain(
         "shmvchan.1.2.1703.sock",
@@ -271,9 +270,8 @@ describe("an isolated lab", () => {
     expect(call.code).toBe(0);
     const name = call.stdout.trim();
     expect(name).toMatch(/^disp\d+$/);
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && existsSync(join(lab.dir, "domains", name))) await Bun.sleep(50);
-    expect(existsSync(join(lab.dir, "domains", name))).toBe(false);
+    const removed = () => !existsSync(join(lab.dir, "domains", name));
+    await waitFor(removed, `${name}'s directory to be removed`);
     expect(readdirSync(join(lab.dir, "isolation", "vchan")).sort()).toEqual(["1", "2"]);
     expect(processesMentioning(`domains/${name}`)).toEqual([]);
     expect(existsSync(join(lab.dir, "isolation", "roots", name))).toBe(false);
@@ -287,8 +285,10 @@ describe("an isolated lab", () => {
     const dirs = ["vchan", "isolation/vchan/1", "isolation/vchan/2"];
     const left = () =>
       dirs.flatMap((dir) => readdirSync(join(lab.dir, dir)).map((name) => `${dir}/${name}`));
-    const deadline = Date.now() + 5_000;
-    while (Date.now() < deadline && left().length > 0) await Bun.sleep(50);
-    expect(left()).toEqual([]);
+    await waitFor(
+      () => left().length === 0,
+      () => `no vchan sockets, not ${left()}`,
+      5_000,
+    );
   }, 30_000);
 });

@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { processesMentioning, socketsUnder, TestLab } from "../helpers/lab.ts";
+import { isRunning } from "../helpers/procfs.ts";
+import { waitFor } from "../helpers/system.ts";
 
 describe("a lab's lifecycle", () => {
   test("up and down twice in a row leave no process, socket or state outside --dir", async () => {
@@ -70,7 +72,7 @@ describe("a lab's lifecycle", () => {
       await lab.up();
       const { adminPid } = await lab.status();
       process.kill(-adminPid, "SIGKILL");
-      await Bun.sleep(100);
+      await waitFor(() => !isRunning(adminPid), "the admin service to die");
       const down = await lab.qrx(["lab", "down"]);
       expect(down.code).toBe(1);
       expect(down.stderr).toContain("cleaned up after one that did not shut down");
@@ -138,12 +140,9 @@ describe("in the default lab", () => {
     expect(result.code).toBe(0);
     const name = result.stdout.trim();
     expect(name).toMatch(/^disp\d+$/);
-    const deadline = Date.now() + 5_000;
-    let after = await lab.status();
-    while (after.domains.some((domain) => domain.name === name) && Date.now() < deadline) {
-      await Bun.sleep(20);
-      after = await lab.status();
-    }
+    const gone = async () => !(await lab.status()).domains.some((domain) => domain.name === name);
+    await waitFor(gone, `${name} to be destroyed`, 5_000);
+    const after = await lab.status();
     expect(after.domains.map((domain) => domain.name)).toEqual(
       before.domains.map((domain) => domain.name),
     );
@@ -163,13 +162,9 @@ describe("in the default lab", () => {
     results.forEach((result, index) =>
       expect(result).toEqual({ code: 0, stdout: `${index + 1000}\n`, stderr: "" }),
     );
-    const deadline = Date.now() + 10_000;
-    let status = await lab.status();
-    while (status.domains.some((domain) => domain.klass === "DispVM") && Date.now() < deadline) {
-      await Bun.sleep(50);
-      status = await lab.status();
-    }
-    expect(status.domains.filter((domain) => domain.klass === "DispVM")).toEqual([]);
+    const noDispvm = async () =>
+      !(await lab.status()).domains.some((domain) => domain.klass === "DispVM");
+    await waitFor(noDispvm, "every DisposableVM to be destroyed", 10_000);
     expect(readdirSync(join(lab.dir, "domains")).filter((name) => name.startsWith("disp"))).toEqual(
       [],
     );

@@ -45,13 +45,7 @@ async function nextPreloaded(not?: string): Promise<DomainStatus> {
     found = (await preloaded()).filter((domain) => domain.name !== not);
     return found.length === 1;
   };
-  const deadline = Date.now() + 30_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      throw new Error(`no preloaded DispVM: ${JSON.stringify(await lab.status())}`);
-    }
-    await Bun.sleep(50);
-  }
+  await waitFor(check, () => `one preloaded DispVM, not ${JSON.stringify(found)}`, 30_000);
   return found[0]!;
 }
 

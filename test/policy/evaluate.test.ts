@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { describeDecision } from "../../src/policy/decision.ts";
-import type { LoadedPolicy } from "../../src/policy/load.ts";
+import type { LoadedPolicy } from "../../src/policy/loader.ts";
 import { facts, policyFrom, policyOf, query, ruleOf, summary, uuid } from "./fixtures.ts";
 
 type Case = [source: string, target: string, serviceAndArg: string, expected: string, rule: string];

@@ -2,7 +2,8 @@
 
 import { TableDomainFacts, type DomainSpec } from "../../src/policy/domains.ts";
 import { memoryFileSystem } from "../../src/policy/files.ts";
-import { loadLegacyPolicy, loadPolicy, type LoadedPolicy } from "../../src/policy/load.ts";
+import { loadPolicy, readLegacyPolicy, type LoadedPolicy } from "../../src/policy/loader.ts";
+import { CompiledPolicy } from "../../src/policy/policy.ts";
 import type { Decision } from "../../src/policy/decision.ts";
 
 export const POLICY_DIR = "/policy";
@@ -68,7 +69,8 @@ export function policyOf(text: string): LoadedPolicy {
 export function legacyPolicyFrom(legacy: Record<string, string>): LoadedPolicy {
   const all: Record<string, string> = {};
   for (const [name, text] of Object.entries(legacy)) all[`${LEGACY_DIR}/${name}`] = text;
-  return loadLegacyPolicy(LEGACY_DIR, { fs: memoryFileSystem(all) });
+  const policy = new CompiledPolicy(readLegacyPolicy(LEGACY_DIR, { fs: memoryFileSystem(all) }));
+  return { policy, errors: policy.errors };
 }
 
 /** A compact, comparable summary of a decision: "allow work", "deny: reason", "ask a,b default a". */

@@ -3,7 +3,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatOrigin, formatPolicyError } from "../../src/policy/errors.ts";
 import { memoryFileSystem } from "../../src/policy/files.ts";
-import { loadPolicy } from "../../src/policy/load.ts";
+import { loadPolicy } from "../../src/policy/loader.ts";
 import type { CompiledPolicy } from "../../src/policy/policy.ts";
 import { tempDir } from "../helpers/paths.ts";
 import { policyFrom } from "./fixtures.ts";

@@ -3,8 +3,9 @@
 // call goes on, and SIGTERM then ends it. A dom0 -> dom0 call execs the service, as upstream's
 // does (§2.4), which is what makes that hold there. Real agents and daemons.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { procStat } from "../helpers/procfs.ts";
 import { BIN, QrexecSystem, waitFor } from "../helpers/system.ts";
 
 let system: QrexecSystem;
@@ -57,7 +58,7 @@ describe.each([
 
     client.kill("SIGSTOP");
     // Wait until the kernel reports the whole process stopped.
-    await waitFor(() => processState(client.pid) === "T", "the client to stop");
+    await waitFor(() => procStat(client.pid)?.state === "T", "the client to stop");
     client.stdin.write("two\n");
     client.stdin.flush();
     await Bun.sleep(300);
@@ -103,12 +104,3 @@ describe("qrexec-client dom0 -> dom0 execs the service", () => {
     expect(result.stderr).toMatch(/cannot run .*test\.BadInterpreter: .*ENOENT/);
   });
 });
-
-function processState(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-  } catch {
-    return "?";
-  }
-}

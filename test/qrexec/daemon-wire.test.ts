@@ -20,7 +20,7 @@ import {
 import * as C from "../../src/protocol/constants.ts";
 import { FramePeer } from "../helpers/frame-peer.ts";
 import { tempDir } from "../helpers/paths.ts";
-import { BIN } from "../helpers/system.ts";
+import { BIN, waitFor } from "../helpers/system.ts";
 
 const VM = 42;
 const POLICY_PROGRAM = join(import.meta.dir, "..", "fixtures", "policy-exec");
@@ -105,8 +105,7 @@ beforeAll(async () => {
       daemonLog.push(text(chunk));
   })();
   agent = await acceptAgent(listener.accepted);
-  for (let i = 0; i < 500 && !existsSync(join(dir.path, "run", "qrexec.testvm")); i++)
-    await Bun.sleep(10);
+  await waitFor(() => existsSync(join(dir.path, "run", "qrexec.testvm")), "the daemon's socket");
 });
 
 afterAll(async () => {

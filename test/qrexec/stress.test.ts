@@ -282,13 +282,9 @@ fi`,
 
   /** Clean-up is asynchronous (reaping, closing): allow it a moment, then report what is left. */
   async function expectNoLeaks(before: Resources): Promise<void> {
-    const deadline = Date.now() + 3000;
-    let problems = leaks(before);
-    while (problems.length > 0 && Date.now() < deadline) {
-      await Bun.sleep(50);
-      problems = leaks(before);
-    }
-    expect(problems, system.logs()).toEqual([]);
+    const noLeaks = () => leaks(before).length === 0;
+    await waitFor(noLeaks, "the resources to be released", 3000).catch(() => {});
+    expect(leaks(before), system.logs()).toEqual([]);
   }
 
   // ------------------------------------------------------------------------- big transfers

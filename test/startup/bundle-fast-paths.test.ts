@@ -25,7 +25,7 @@ function copyTreeWithBunLog(): string {
   const dir = tempDir("qrx-help-");
   dirs.push(dir);
   const tree = dir.path;
-  for (const entry of ["bin", "src", "bench", "scripts", "package.json", "package-lock.json"]) {
+  for (const entry of ["bin", "src", "scripts", "package.json", "package-lock.json"]) {
     cpSync(join(ROOT, entry), join(tree, entry), { recursive: true });
   }
   symlinkSync(join(ROOT, "zig-out"), join(tree, "zig-out"));

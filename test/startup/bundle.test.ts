@@ -17,7 +17,7 @@ afterAll(() => dirs.forEach((dir) => dir.remove()));
 function copyTree(): string {
   const dir = tempDir("qrx-bundle-");
   dirs.push(dir);
-  for (const entry of ["bin", "src", "bench", "scripts", "package.json", "package-lock.json"]) {
+  for (const entry of ["bin", "src", "scripts", "package.json", "package-lock.json"]) {
     cpSync(join(ROOT, entry), join(dir.path, entry), { recursive: true });
   }
   symlinkSync(join(ROOT, "node_modules"), join(dir.path, "node_modules"));

@@ -12,13 +12,13 @@
 // Rows: {name, rules, medianUs, p99Us, samples, decisionsPerSecond}. decisionsPerSecond is
 // samples / total time (sequential); for reload it is loads per second.
 
-import { Connection } from "../src/io/connection.ts";
+import { Connection } from "../io/connection.ts";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import type { PolicyQuery } from "../src/policy/request.ts";
-import { loadSnapshot, type PolicySource } from "../src/policy/store.ts";
-import { BIN_DIR } from "../src/install-paths.ts";
+import type { PolicyQuery } from "../policy/request.ts";
+import { loadSnapshot, type PolicySource } from "../policy/store.ts";
+import { BIN_DIR } from "../install-paths.ts";
 
 export interface PolicyBenchRow {
   name: "in-process" | "socket" | "reload";

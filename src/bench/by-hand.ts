@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { BIN_DIR, NATIVE_BIN_DIR } from "../src/lab/environment.ts";
+import { BIN_DIR, NATIVE_BIN_DIR } from "../lab/environment.ts";
 
 export interface ByHandSystem {
   /** The caller's environment and argv prefix: `qrexec-client-vm --agent-socket=... `. */

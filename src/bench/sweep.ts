@@ -21,9 +21,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { existsSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { LabStatus } from "../src/lab/admin.ts";
-import { labDown, labLayout, labUp } from "../src/lab/control.ts";
-import { domainEnv } from "../src/lab/environment.ts";
+import type { LabStatus } from "../lab/admin.ts";
+import { labDown, labLayout, labUp } from "../lab/control.ts";
+import { domainEnv } from "../lab/environment.ts";
 import { formatSize, sweepSvg } from "./sweep-chart.ts";
 
 export { formatSize, sweepSvg };

@@ -17,13 +17,13 @@ import {
   encodeFixedField,
   trigger4To3,
   type Trigger4,
-} from "../protocol/codec.ts";
+} from "./codec.ts";
 import {
   IDENT_BYTES,
   MSG_TRIGGER_SERVICE3,
   QREXEC_PROTOCOL_V3,
   QREXEC_PROTOCOL_VERSION,
-} from "../protocol/constants.ts";
+} from "./constants.ts";
 
 export const PEER_PROFILES = ["default", "mirage"] as const;
 export type PeerProfileName = (typeof PEER_PROFILES)[number];

@@ -24,9 +24,9 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { labDown, labLayout, labUp } from "../src/lab/control.ts";
-import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
-import { writeRandomFile } from "../src/tools/random-file.ts";
+import { labDown, labLayout, labUp } from "../lab/control.ts";
+import { BIN_DIR, domainEnv } from "../lab/environment.ts";
+import { writeRandomFile } from "../tools/random-file.ts";
 
 export interface CopyBenchRow {
   name: "big-file" | "small-files" | "baseline:tar-big" | "baseline:tar-small";

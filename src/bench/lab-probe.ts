@@ -5,10 +5,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { LabStatus } from "../src/lab/admin.ts";
-import { labDown, labLayout, labStatus, labUp } from "../src/lab/control.ts";
-import { domainEnv } from "../src/lab/environment.ts";
-import type { LabLayout } from "../src/lab/layout.ts";
+import type { LabStatus } from "../lab/admin.ts";
+import { labDown, labLayout, labStatus, labUp } from "../lab/control.ts";
+import { domainEnv } from "../lab/environment.ts";
+import type { LabLayout } from "../lab/layout.ts";
 
 /** How long a lab may take to restart what died, and a survivor to close a call's fds. */
 const SETTLE_MS = 30_000;

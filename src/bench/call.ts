@@ -13,11 +13,11 @@
 import { closeSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { labDown, labLayout, labUp } from "../src/lab/control.ts";
-import { COMPILED, entryCommand } from "../src/install-paths.ts";
-import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
-import type { LabLayout } from "../src/lab/layout.ts";
-import { socketPair } from "../src/native.ts";
+import { labDown, labLayout, labUp } from "../lab/control.ts";
+import { COMPILED, entryCommand } from "../install-paths.ts";
+import { BIN_DIR, domainEnv } from "../lab/environment.ts";
+import type { LabLayout } from "../lab/layout.ts";
+import { socketPair } from "../native.ts";
 
 export interface CallThroughputRow {
   name: "to-service" | "from-service" | "baseline:pipe3" | "baseline:socketpair+pipe2";

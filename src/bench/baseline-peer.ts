@@ -1,11 +1,11 @@
 // The kernel baselines of `qrx bench vchan`: a pipe and a unix socketpair between two Bun
 // processes. The parent creates the channel (openChannel) and hands one end to each child as fd 3;
-// the children run this file: `bun bench/baseline-peer.ts write|read <bytes>`. They move 64 KiB
-// blocks with synchronous readSync/writeSync, the same block size and call pattern as the shm
-// peers' FFI calls. The reader prints one JSON line on stdout:
+// the children run this file: `bun src/bench/baseline-peer.ts write|read <bytes>`. They move
+// 64 KiB blocks with synchronous readSync/writeSync, the same block size and call pattern as the
+// shm peers' FFI calls. The reader prints one JSON line on stdout:
 // {"event":"done","bytes":N,"seconds":S}.
 import { closeSync, readSync, writeSync } from "node:fs";
-import { kernelBufferBytes, pipe, socketPair } from "../src/native.ts";
+import { kernelBufferBytes, pipe, socketPair } from "../native.ts";
 
 export const BLOCK_BYTES = 64 * 1024;
 /** Where each child finds its end of the channel (0-2 stay stdio, so Bun leaves it alone). */

@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { labDown, labLayout, labUp } from "../src/lab/control.ts";
+import { labDown, labLayout, labUp } from "../lab/control.ts";
 
 export interface MemoryRow {
   name: "memory-default-lab" | "memory-lab-20";

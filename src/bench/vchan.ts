@@ -6,9 +6,9 @@
 import { closeSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PeerProcess, type PeerEvent } from "../src/tools/peer-process.ts";
+import { PeerProcess, type PeerEvent } from "../tools/peer-process.ts";
 import { openChannel, type ChannelKind } from "./baseline-peer.ts";
-import { entryCommand } from "../src/install-paths.ts";
+import { entryCommand } from "../install-paths.ts";
 
 export interface BenchRow {
   name: string;

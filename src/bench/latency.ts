@@ -6,9 +6,9 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { labDown, labLayout, labUp } from "../src/lab/control.ts";
-import { BIN_DIR, domainEnv } from "../src/lab/environment.ts";
-import type { LabLayout } from "../src/lab/layout.ts";
+import { labDown, labLayout, labUp } from "../lab/control.ts";
+import { BIN_DIR, domainEnv } from "../lab/environment.ts";
+import type { LabLayout } from "../lab/layout.ts";
 import { startByHand } from "./by-hand.ts";
 
 export interface LatencyRow {

@@ -14,9 +14,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { qubesdCallText } from "../src/admin/qubesd.ts";
-import { labDown, labLayout, labUp } from "../src/lab/control.ts";
-import { domainEnv } from "../src/lab/environment.ts";
+import { qubesdCallText } from "../admin/qubesd.ts";
+import { labDown, labLayout, labUp } from "../lab/control.ts";
+import { domainEnv } from "../lab/environment.ts";
 
 export interface DispvmBenchRow {
   name: "create" | "start" | "kill" | "call:$dispvm" | "baseline:call-running-vm";
