@@ -1,5 +1,7 @@
-// The kernel baselines of `qrx bench vchan`: a pipe and a unix socketpair between two Bun processes.
-// The parent creates the channel (openChannel) and hands one end to each child as fd 3; the children
+// The kernel baselines of `qrx bench vchan`: a pipe and a unix socketpair between two Bun
+// processes.
+// The parent creates the channel (openChannel) and hands one end to each child as fd 3; the
+// children
 // run this file: `bun bench/baseline-peer.ts write|read <bytes>`. They move 64 KiB blocks with
 // synchronous readSync/writeSync, the same block size and call pattern as the shm peers' FFI calls.
 // The reader prints one JSON line on stdout: {"event":"done","bytes":N,"seconds":S}.

@@ -69,7 +69,9 @@ export function throughputCommands(
   };
 }
 
-/** Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit. */
+/**
+ * Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit.
+ */
 async function timePipeline(
   lab: Lab,
   domain: string,
@@ -166,7 +168,8 @@ async function measureLatency(
     times.push(performance.now() - start);
     if (code !== 0 || stdout !== expect) {
       throw new Error(
-        `${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}`,
+        `${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} ` +
+          `(expected ${JSON.stringify(expect)}): ${stderr}`,
       );
     }
   }
@@ -239,7 +242,10 @@ function formatBytes(bytes: number): string {
 function describe(row: CallBenchRow): string {
   if ("mbps" in row)
     return `${row.name}: ${row.mbps.toFixed(0)} MB/s (${row.seconds.toFixed(3)} s)`;
-  return `${row.name}: median ${row.medianMs.toFixed(1)} ms, p99 ${row.p99Ms.toFixed(1)} ms (${row.calls} calls)`;
+  return (
+    `${row.name}: median ${row.medianMs.toFixed(1)} ms, ` +
+    `p99 ${row.p99Ms.toFixed(1)} ms (${row.calls} calls)`
+  );
 }
 
 export async function runCallBench(options: CallBenchOptions): Promise<CallBenchRow[]> {
@@ -330,18 +336,21 @@ function targetLines(rows: CallBenchRow[]): string[] {
     if (!row || !pipe) continue;
     const ratio = row.mbps / pipe.mbps;
     lines.push(
-      `${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% (target >= 90%): ${verdict(ratio >= 0.9)}`,
+      `${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% ` +
+        `(target >= 90%): ${verdict(ratio >= 0.9)}`,
     );
   }
   const ceiling = find("baseline:socketpair+pipe2") as CallThroughputRow | undefined;
   if (ceiling && pipe)
     lines.push(
-      `3-hop pipe with a socketpair as its first hop (as a service's stdout): ${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`,
+      `3-hop pipe with a socketpair as its first hop (as a service's stdout): ` +
+        `${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`,
     );
   const vmVm = find("latency-vm-vm") as CallLatencyRow | undefined;
   if (vmVm)
     lines.push(
-      `VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`,
+      `VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ` +
+        `ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`,
     );
   return lines;
 }

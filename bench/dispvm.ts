@@ -112,7 +112,8 @@ export function printDispvmBench(rows: DispvmBenchRow[]): void {
   );
   for (const entry of rows) {
     console.log(
-      `${entry.name.padEnd(26)} ${entry.medianMs.toFixed(1).padStart(8)} ${entry.p90Ms.toFixed(1).padStart(8)} ${String(entry.samples).padStart(8)}`,
+      `${entry.name.padEnd(26)} ${entry.medianMs.toFixed(1).padStart(8)} ` +
+        `${entry.p90Ms.toFixed(1).padStart(8)} ${String(entry.samples).padStart(8)}`,
     );
   }
 }

@@ -93,7 +93,8 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
   writeFileSync(domainsFile, domainLines.join("\n") + "\n");
 
   const lines: string[] = [];
-  const generic = Math.max(1, Math.floor(rules / 100)); // tag / @anyvm / * rules, after the specific ones
+  // tag / @anyvm / * rules, after the specific ones
+  const generic = Math.max(1, Math.floor(rules / 100));
   for (let i = 0; i < rules - generic - 1; i++) {
     const action = i % 97 === 0 ? "ask" : i % 5 === 0 ? "deny" : "allow";
     const redirect = action === "allow" && i % 11 === 0 ? ` target=${vm(pick(domains))}` : "";
@@ -106,7 +107,8 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
   for (let i = 0; i < generic; i++) {
     const source = i % 2 === 0 ? `@tag:tag${pick(TAGS)}` : "@anyvm";
     lines.push(
-      `bench.S${pick(SERVICES)} * ${source} @tag:tag${pick(TAGS)} ${i % 3 === 0 ? "deny" : "allow"}`,
+      `bench.S${pick(SERVICES)} * ${source} ` +
+        `@tag:tag${pick(TAGS)} ${i % 3 === 0 ? "deny" : "allow"}`,
     );
   }
   lines.push("* * @anyvm @anyvm deny");
@@ -173,7 +175,10 @@ function row(
 }
 
 function requestText(query: PolicyQuery): string {
-  return `source=${query.source}\nintended_target=${query.intendedTarget}\nservice_and_arg=${query.serviceAndArg}\n\n`;
+  return (
+    `source=${query.source}\nintended_target=${query.intendedTarget}\n` +
+    `service_and_arg=${query.serviceAndArg}\n\n`
+  );
 }
 
 /** One request over a new connection; resolves with the answer text. */
@@ -202,11 +207,13 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
     const kinds = { allow: 0, deny: 0, ask: 0 };
     for (const query of queries) kinds[policy.evaluate(query, facts).kind]++;
     say(
-      `policy: ${policy.rules.length} rules, ${options.domains} domains; request mix: ${kinds.allow} allow, ${kinds.deny} deny, ${kinds.ask} ask of ${queries.length}`,
+      `policy: ${policy.rules.length} rules, ${options.domains} domains; request mix: ` +
+        `${kinds.allow} allow, ${kinds.deny} deny, ${kinds.ask} ask of ${queries.length}`,
     );
 
     // in-process
-    for (let i = 0; i < 20_000; i++) policy.evaluate(queries[i % queries.length]!, facts); // warm-up (JIT)
+    // warm-up (JIT)
+    for (let i = 0; i < 20_000; i++) policy.evaluate(queries[i % queries.length]!, facts);
     const inProcess: number[] = new Array(options.decisions);
     const started = Bun.nanoseconds();
     for (let i = 0; i < options.decisions; i++) {
@@ -268,7 +275,8 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
       row("reload", policy.rules.length, reloads, (Bun.nanoseconds() - reloadStarted) / 1000),
     );
     say(
-      `reload: median ${(rows.at(-1)!.medianUs / 1000).toFixed(1)} ms, p99 ${(rows.at(-1)!.p99Us / 1000).toFixed(1)} ms`,
+      `reload: median ${(rows.at(-1)!.medianUs / 1000).toFixed(1)} ` +
+        `ms, p99 ${(rows.at(-1)!.p99Us / 1000).toFixed(1)} ms`,
     );
   } finally {
     if (daemon !== null) {
@@ -292,7 +300,9 @@ export function printPolicyBench(rows: PolicyBenchRow[]): void {
       r.name === "reload" ? `${(us / 1000).toFixed(1)} ms` : `${us.toFixed(1)} us`;
     const met = r.medianUs <= targets[r.name] ? "met" : "MISSED";
     console.log(
-      `${r.name.padEnd(11)} ${String(r.rules).padEnd(7)} ${unit(r.medianUs).padEnd(11)} ${unit(r.p99Us).padEnd(11)} ${String(r.decisionsPerSecond).padEnd(11)} median <= ${unit(targets[r.name])}: ${met}`,
+      `${r.name.padEnd(11)} ${String(r.rules).padEnd(7)} ` +
+        `${unit(r.medianUs).padEnd(11)} ${unit(r.p99Us).padEnd(11)} ` +
+        `${String(r.decisionsPerSecond).padEnd(11)} median <= ${unit(targets[r.name])}: ${met}`,
     );
   }
 }

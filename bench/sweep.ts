@@ -85,9 +85,15 @@ export function sweepCommand(name: SweepRow["name"], ringBytes: number, bytes: n
     case "baseline:pipe3":
       return `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`;
     case "to-service":
-      return `head -c ${bytes} /dev/zero | qrexec-client-vm --buffer-size=${ringBytes} vault test.Sink > /dev/null`;
+      return (
+        `head -c ${bytes} /dev/zero | qrexec-client-vm ` +
+        `--buffer-size=${ringBytes} vault test.Sink > /dev/null`
+      );
     case "from-service":
-      return `qrexec-client-vm --buffer-size=${ringBytes} vault test.Source+${bytes} < /dev/null | cat > /dev/null`;
+      return (
+        `qrexec-client-vm --buffer-size=${ringBytes} vault ` +
+        `test.Source+${bytes} < /dev/null | cat > /dev/null`
+      );
   }
 }
 
@@ -107,7 +113,9 @@ export async function measure(
 ): Promise<Measured> {
   const each = Math.floor(bytes / concurrency);
   const command = sweepCommand(name, ringBytes, each);
-  const script = `set -o pipefail; pids=; for i in $(seq ${concurrency}); do ( ${command} ) & pids="$pids $!"; done; status=0; for p in $pids; do wait $p || status=1; done; times; exit $status`;
+  const script =
+    `set -o pipefail; pids=; for i in $(seq ${concurrency}); do ( ${command} ) & pids="$pids ` +
+    `$!"; done; status=0; for p in $pids; do wait $p || status=1; done; times; exit $status`;
   const agentCpu = () => agents.reduce((sum: number, pid) => sum + cpuSecondsOf(pid), 0);
   const before = agentCpu();
   const started = performance.now();
@@ -232,7 +240,8 @@ export function printSweep(rows: SweepRow[]): void {
       (row) => row.name === "baseline:pipe3" && row.concurrency === concurrency,
     );
     console.log(
-      `\nconcurrency ${concurrency}${baseline ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB` : ""}`,
+      `\nconcurrency ` +
+        `${concurrency}${baseline ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB` : ""}`,
     );
     const directions = [
       ...new Set(rows.filter((row) => row.name !== "baseline:pipe3").map((row) => row.name)),

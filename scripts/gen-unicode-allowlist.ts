@@ -83,7 +83,8 @@ function render(ranges: ReadonlyArray<readonly [number, number]>): string {
     "//! This approximates upstream's ICU-generated table (qrexec-lib/unicode-allowlist-table.c):",
     "//! General_Category and Script come from the Unicode property escapes of Bun's regular",
     "//! expressions, and the bidi-class rule is approximated by excluding right-to-left blocks.",
-    `//! Unicode data: Bun ${Bun.version} (process.versions.unicode ${process.versions.unicode ?? "unknown"}).`,
+    `//! Unicode data: Bun ${Bun.version} (process.versions.unicode ` +
+      `${process.versions.unicode ?? "unknown"}).`,
     `//! ${ranges.length} ranges, ${count} code points.`,
     "",
     "pub const ranges = [_][2]u21{",

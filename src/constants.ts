@@ -140,7 +140,9 @@ export const PUMP_MARKS = [
   "exit-received",
 ] as const;
 
-/** The client host's replies to a qrexec-client-vm front end (zig/client_host/wire.zig `ReplyKind`). */
+/**
+ * The client host's replies to a qrexec-client-vm front end (zig/client_host/wire.zig `ReplyKind`).
+ */
 export const ClientReply = { Exit: 1, Fallback: 2, Accepted: 3 } as const;
 /** A client request record's payload starts with i32 fds[3], u32 argc, u32 envc. */
 export const CLIENT_REQUEST_PREFIX_BYTES = 20;

@@ -435,7 +435,8 @@ describe("filecopy: round trips through a child receiver", () => {
     expect(receiver.stats.bytes).toBe(256 * 1024 * 1024);
     expect(lstatSync(join(into, "sparse.img")).size).toBe(256 * 1024 * 1024);
     console.log(
-      `filecopy: 256 MiB sparse file in ${seconds.toFixed(2)} s (${(256 / seconds).toFixed(0)} MiB/s)`,
+      `filecopy: 256 MiB sparse file in ${seconds.toFixed(2)} ` +
+        `s (${(256 / seconds).toFixed(0)} MiB/s)`,
     );
   });
 
@@ -567,7 +568,8 @@ describe("filecopy: the receiver's refusals", () => {
       execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", into], { stdio: "pipe" });
     } catch (error) {
       console.log(
-        `filecopy: skipped the full-disk test: cannot mount a tmpfs (${String(error).split("\n")[0]})`,
+        `filecopy: skipped the full-disk test: cannot ` +
+          `mount a tmpfs (${String(error).split("\n")[0]})`,
       );
       return;
     }

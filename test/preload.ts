@@ -4,6 +4,7 @@ import { nativeLibraryPathForTests } from "./helpers/paths.ts";
 
 if (!existsSync(nativeLibraryPathForTests())) {
   throw new Error(
-    `${nativeLibraryPathForTests()} is missing: run \`npm run setup\` (or \`npm test\`, which builds it)`,
+    `${nativeLibraryPathForTests()} is missing: run ` +
+      `\`npm run setup\` (or \`npm test\`, which builds it)`,
   );
 }

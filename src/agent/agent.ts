@@ -258,7 +258,8 @@ export class Agent {
         default:
           // Upstream exits here; a message we do not know cannot hurt the calls we serve.
           this.#options.log(
-            `ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`,
+            `ignoring control message of unknown type ` +
+              `0x${type.toString(16)} (${payload.length} bytes)`,
           );
       }
     } catch (error) {
@@ -311,7 +312,7 @@ export class Agent {
     const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
     const domain = this.#options.domain;
     const { connectDomain, connectPort } = params;
-    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort));
+    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort)) ?? null;
     trace?.stage("exec-request", { command: request.command.slice(0, 80) });
     const run = () => this.#runCall(params, prepared, justExec, trace);
     const waits =
@@ -432,7 +433,8 @@ export class Agent {
       const { header, payload } = message;
       if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
         throw new Error(
-          `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
+          `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} ` +
+            `bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
         );
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));

@@ -109,7 +109,7 @@ export class ClientVmHost {
 
   #onRequest(request: ClientRequest): void {
     const host = this.#host!;
-    const [input, output, error] = request.fds;
+    const [, output, error] = request.fds;
     const commandLine = this.#hostable(request);
     let call;
     try {

@@ -90,7 +90,8 @@ export function addConformanceCommand(program: Command): Command {
             else
               for (const row of rows)
                 console.log(
-                  `${row.role.padEnd(9)} ${row.case.padEnd(30)} ${row.spec}\n          ${row.checks}`,
+                  `${row.role.padEnd(9)} ${row.case.padEnd(30)} ${row.spec}\n` +
+                    `          ${row.checks}`,
                 );
             return;
           }

@@ -144,7 +144,8 @@ Examples:
   lab
     .command("down")
     .description(
-      "stop every process of the lab and remove its sockets and DisposableVMs (homes and logs stay)",
+      "stop every process of the lab and remove its " +
+        "sockets and DisposableVMs (homes and logs stay)",
     )
     .option("--dir <dir>", DIR_HELP)
     .addHelpText("after", "\nExamples:\n  qrx lab down\n  qrx lab down --dir /tmp/lab\n")
@@ -179,7 +180,8 @@ Examples:
   lab
     .command("logs")
     .description(
-      "print the logs of a domain (its agent and daemon; dom0: admin service and policy daemon), or all",
+      "print the logs of a domain (its agent and daemon; " +
+        "dom0: admin service and policy daemon), or all",
     )
     .argument("[domain]", "domain whose logs to print")
     .option("--dir <dir>", DIR_HELP)
@@ -204,7 +206,8 @@ Examples:
     .description("the lab's domains: list, start, kill, and create DisposableVMs")
     .addHelpText(
       "after",
-      "\nExamples:\n  qrx vm list\n  qrx vm start personal\n  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n",
+      "\nExamples:\n  qrx vm list\n  qrx vm start personal\n" +
+        "  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n",
     );
 
   vm.command("list")
@@ -265,14 +268,16 @@ Examples:
 
   vm.command("create-disposable")
     .description(
-      "create a DisposableVM from a template (default: the lab's default_dispvm) and start it; prints its name",
+      "create a DisposableVM from a template (default: the " +
+        "lab's default_dispvm) and start it; prints its name",
     )
     .argument("[template]", "DisposableVM template")
     .option("--dir <dir>", DIR_HELP)
     .option("--no-start", "only create it (halted)")
     .addHelpText(
       "after",
-      "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n",
+      "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable " +
+        "default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n",
     )
     .action((template: string | undefined, options: { dir?: string; start: boolean }) =>
       guarded(async () => {
@@ -287,7 +292,8 @@ Examples:
   program
     .command("run")
     .description(
-      "run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)",
+      "run a command as if inside a domain of the lab " +
+        "(its qrexec-client-vm talks to that domain's agent)",
     )
     .usage("[--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]")
     .argument("<domain>", "domain to run in (dom0 too)")
@@ -295,7 +301,8 @@ Examples:
     .option("--dir <dir>", DIR_HELP)
     .option(
       "-v, --verbose",
-      "after the command, say why the policy refused a call it made (the rule, and how to explain it)",
+      "after the command, say why the policy refused " +
+        "a call it made (the rule, and how to explain it)",
     )
     .option("--trace <file>", "the command's own qrx programs write a timing trace to FILE")
     .passThroughOptions()

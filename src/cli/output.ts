@@ -55,8 +55,9 @@ export function cheapOutput(program: Command): Command {
   return program.configureOutput({
     writeOut: (text) => writeText(1, text),
     writeErr: (text) => writeText(2, text),
-    getOutHelpWidth: () => (isTerminal(1) ? original.getOutHelpWidth!() : undefined),
-    getErrHelpWidth: () => (isTerminal(2) ? original.getErrHelpWidth!() : undefined),
+    // Commander's own default width when it has none.
+    getOutHelpWidth: () => (isTerminal(1) ? original.getOutHelpWidth?.() : undefined) ?? 80,
+    getErrHelpWidth: () => (isTerminal(2) ? original.getErrHelpWidth?.() : undefined) ?? 80,
     getOutHasColors: () => (isTerminal(1) ? original.getOutHasColors!() : (useColor() ?? false)),
     getErrHasColors: () => (isTerminal(2) ? original.getErrHasColors!() : (useColor() ?? false)),
   });

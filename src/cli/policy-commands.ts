@@ -12,7 +12,9 @@ import {
 
 const EXIT_DENY = 126;
 
-/** The policy with the facts it would be evaluated with now (asked live with --system-info-socket). */
+/**
+ * The policy with the facts it would be evaluated with now (asked live with --system-info-socket).
+ */
 async function snapshotFor(options: PolicyOptionValues) {
   const { loadSnapshot, factsFor } = await import("../policy/store.ts");
   const source = policySourceFrom(options);
@@ -29,7 +31,8 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
   bench
     ?.command("policy")
     .description(
-      "policy decisions on a generated 10,000-rule policy over 500 domains: in process, through the policy daemon's socket, and reload time",
+      "policy decisions on a generated 10,000-rule policy over 500 domains: " +
+        "in process, through the policy daemon's socket, and reload time",
     )
     .option("--json", "print JSON rows {name, rules, medianUs, p99Us, samples, decisionsPerSecond}")
     .option("--rules <n>", "rules in the generated policy", (text) => Number(text), 10_000)
@@ -42,7 +45,8 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     )
     .addHelpText(
       "after",
-      "\nTargets: in-process median <= 20 us, socket median <= 200 us, reload <= 100 ms.\n\nExamples:\n  qrx bench policy\n  qrx bench policy --json\n",
+      "\nTargets: in-process median <= 20 us, socket median <= 200 us, reload <= 100 ms.\n\n" +
+        "Examples:\n  qrx bench policy\n  qrx bench policy --json\n",
     )
     .action(
       async (options: { json?: boolean; rules: number; domains: number; decisions: number }) => {
@@ -73,7 +77,9 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
   )
     .addHelpText(
       "after",
-      "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n  qrx policy lint --policy-dir /run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n",
+      "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n" +
+        "  qrx policy lint --policy-dir " +
+        "/run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n",
     )
     .action(async (dir: string | undefined, options: PolicyOptionValues) => {
       const { lintReport } = await import("../policy/tools.ts");
@@ -88,7 +94,8 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     policy
       .command("eval")
       .description(
-        "the answer qrexec-daemon would get for a call: key=value lines on stdout, the deciding rule on stderr",
+        "the answer qrexec-daemon would get for a call: " +
+          "key=value lines on stdout, the deciding rule on stderr",
       )
       .argument("<source>", "calling domain")
       .argument("<target>", "intended target ('' or @default: let the policy choose)")
@@ -100,7 +107,10 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     .option("--just-evaluate", "print only result=allow or result=deny; never ask")
     .addHelpText(
       "after",
-      "\nExit status: 0 allow, 126 deny.\n\nExamples:\n  qrx policy eval work vault qubes.Filecopy\n  qrx policy eval --domains domains.toml --just-evaluate work @default qubes.OpenURL+https\n",
+      "\nExit status: 0 allow, 126 deny.\n\nExamples:\n" +
+        "  qrx policy eval work vault qubes.Filecopy\n" +
+        "  qrx policy eval --domains domains.toml " +
+        "--just-evaluate work @default qubes.OpenURL+https\n",
     )
     .action(
       async (

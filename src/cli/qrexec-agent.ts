@@ -36,7 +36,8 @@ const program = cheapOutput(new Command(PROGRAM))
   .addOption(
     new Option(
       "--peer-profile <name>",
-      "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)",
+      "behave on the wire as this kind of peer: default (the " +
+        "Linux agent) or mirage (a mirage-qubes 2.0 unikernel)",
     )
       .choices([...PEER_PROFILES])
       .default("default"),
@@ -107,7 +108,8 @@ async function serve(): Promise<void> {
   }
   const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
   log(
-    `serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`,
+    `serving domain ${ownDomain()} on ` +
+      `${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`,
   );
   log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
 

@@ -46,13 +46,16 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     .addOption(
       new Option(
         "--buffer-size <n>",
-        `minimum vchan ring size in each direction (default: ${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`,
+        `minimum vchan ring size in each direction (default: ` +
+          `${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`,
       ),
     )
     .addOption(
       new Option(
         "--peer-profile <name>",
-        "behave on the wire as this kind of peer: default, or mirage (a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)",
+        "behave on the wire as this kind of peer: default, or mirage " +
+          "(a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; " +
+          "QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)",
       ).choices(["default", "mirage"]),
     )
     .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")

@@ -26,7 +26,8 @@ const program = addPolicySourceOptions(
 )
   .option(
     "--ask-program <cmd>",
-    "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)",
+    "answers ask rules (sh -c CMD; question as JSON on stdin and " +
+      "QRX_ASK_* variables; prints the target, or nothing to deny)",
   )
   .option(
     "--ask-queue <dir>",
@@ -35,7 +36,8 @@ const program = addPolicySourceOptions(
   .option("--no-tty", "never prompt on the terminal for ask rules")
   .option(
     "--eval-simple-socket <path>",
-    "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)",
+    "also serve dom0's socket service policy.EvalSimple " +
+      "here (e.g. /etc/qubes-rpc/policy.EvalSimple)",
   )
   .option(
     "--eval-gui-socket <path>",

@@ -10,7 +10,9 @@ import type { ClientVmCall } from "./client-vm.ts";
 
 const INT_MAX = 0x7fff_ffff;
 
-/** C `strtoul(text, &end, 0)` with upstream's checks: a leading digit, nothing after, <= INT_MAX. */
+/**
+ * C `strtoul(text, &end, 0)` with upstream's checks: a leading digit, nothing after, <= INT_MAX.
+ */
 export function parseBufferSize(text: string): number | null {
   if (!/^[0-9]/.test(text)) return null;
   const match = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(text);

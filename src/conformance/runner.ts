@@ -54,7 +54,8 @@ export function selectCases<F>(driver: RoleDriver<F>, names: string[] | undefine
   const unknown = names.filter((name) => !known.has(name));
   if (unknown.length > 0) {
     throw new Error(
-      `unknown case${unknown.length > 1 ? "s" : ""} for role ${driver.role}: ${unknown.join(", ")} (qrx conformance --role ${driver.role} --list)`,
+      `unknown case${unknown.length > 1 ? "s" : ""} for role ${driver.role}: ` +
+        `${unknown.join(", ")} (qrx conformance --role ${driver.role} --list)`,
     );
   }
   return driver.cases.filter((c) => names.includes(c.name));
@@ -160,5 +161,8 @@ export function formatRow(row: Row): string {
 
 export function formatSummary(rows: Row[]): string {
   const count = (result: Row["result"]) => rows.filter((row) => row.result === result).length;
-  return `${rows.length} cases: ${count("pass")} passed, ${count("fail")} failed, ${count("deviation")} documented deviations, ${count("skip")} skipped`;
+  return (
+    `${rows.length} cases: ${count("pass")} passed, ${count("fail")} failed, ` +
+    `${count("deviation")} documented deviations, ${count("skip")} skipped`
+  );
 }

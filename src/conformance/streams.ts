@@ -46,7 +46,9 @@ export function checkServiceStream(
     const isData = message.type === C.MSG_DATA_STDOUT || message.type === C.MSG_DATA_STDERR;
     if (isData && length > limit) {
       // Fatal for any receiver (§3.4): what follows cannot be framed, so nothing after it counts.
-      const problem = `${typeName(message.type)} header announces ${length} bytes, over the chunk limit ${limit} at version ${expected.version} (fatal for a receiver)`;
+      const problem =
+        `${typeName(message.type)} header announces ${length} bytes, over the ` +
+        `chunk limit ${limit} at version ${expected.version} (fatal for a receiver)`;
       return {
         problems: [problem],
         stdout,

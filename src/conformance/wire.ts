@@ -27,7 +27,9 @@ export function vchanPath(dir: string, server: number, client: number, port: num
 export class RawPeer {
   constructor(readonly connection: Connection) {}
 
-  /** Connects to a unix socket, retrying while it does not exist or refuses (the program starts). */
+  /**
+   * Connects to a unix socket, retrying while it does not exist or refuses (the program starts).
+   */
   static async connect(
     path: string,
     timeoutMs: number,

@@ -5,7 +5,9 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 
 export interface CallCounts {
-  /** Calls into this daemon's VM (EXEC_CMDLINE / JUST_EXEC from qrexec-client or another daemon). */
+  /**
+   * Calls into this daemon's VM (EXEC_CMDLINE / JUST_EXEC from qrexec-client or another daemon).
+   */
   served: number;
   /** Calls from this VM into dom0, run by this daemon. */
   toDom0: number;

@@ -403,7 +403,9 @@ export class Daemon {
     }
   }
 
-  /** This daemon as the source daemon of its own VM's allowed calls, without a socket round trip. */
+  /**
+   * This daemon as the source daemon of its own VM's allowed calls, without a socket round trip.
+   */
   readonly #asSource = {
     serviceConnect: async (params: ExecParams, ident: FixedField): Promise<ExecParams | null> => {
       const payload = encodeServiceConnect(params, ident);

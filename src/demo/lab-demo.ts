@@ -60,10 +60,10 @@ class Demo {
   ) {}
 
   /** Starts `script` with sh in `domain`, echoing it as a prompt line. */
-  spawn(
+  spawn<In extends "pipe" | "ignore" = "ignore">(
     domain: string,
     script: string,
-    stdin: "pipe" | "ignore" = "ignore",
+    stdin: In = "ignore" as In,
     stderr: "pipe" | "inherit" = "pipe",
   ) {
     this.say(`\n  ${domain}$ ${script}`);
@@ -116,7 +116,8 @@ export async function runLabDemo(options: {
   try {
     say(`qrx demo: the default lab (dom0, work, vault, personal, default-dvm) in ${layout.dir}`);
     say(
-      "Each domain is an agent process, each has a daemon in dom0, and calls flow over shared-memory vchans.\n",
+      "Each domain is an agent process, each has a daemon " +
+        "in dom0, and calls flow over shared-memory vchans.\n",
     );
     let status = await labUp(layout);
     up = true;
@@ -134,7 +135,8 @@ export async function runLabDemo(options: {
     });
 
     say(
-      "\n2. A call the policy denies: vault may not call test.Add in work (the catch-all deny rule).",
+      "\n2. A call the policy denies: vault may not " +
+        "call test.Add in work (the catch-all deny rule).",
     );
     const deny = await demo.run("vault", "echo 1 2 | qrexec-client-vm work test.Add");
     demo.record({
@@ -146,7 +148,8 @@ export async function runLabDemo(options: {
     });
 
     say(
-      "\n3. A DisposableVM: $dispvm means a fresh copy of default-dvm, created for this call and destroyed after it.",
+      "\n3. A DisposableVM: $dispvm means a fresh copy of " +
+        "default-dvm, created for this call and destroyed after it.",
     );
     const dispStarted = performance.now();
     const dispCall = demo.spawn("work", "qrexec-client-vm '$dispvm' test.Add", "pipe");
@@ -182,18 +185,22 @@ export async function runLabDemo(options: {
       if (!gone) await Bun.sleep(10);
     }
     say(
-      `  (after the call: ${dispvm ?? "the DisposableVM"} ${gone ? "is gone; its directory and domain id are free again" : "is STILL THERE"})`,
+      `  (after the call: ${dispvm ?? "the DisposableVM"} ` +
+        `${gone ? "is gone; its directory and domain id are free again" : "is STILL THERE"})`,
     );
     demo.record({
       what: "work -> $dispvm test.Add 2 3",
       expected: "5 from a new DispVM, destroyed after",
-      seen: `${dispOut.trim() || "nothing"} from ${dispvm ?? "no DispVM"}, ${gone ? "destroyed" : "not destroyed"}`,
+      seen:
+        `${dispOut.trim() || "nothing"} from ${dispvm ?? "no DispVM"}, ` +
+        `${gone ? "destroyed" : "not destroyed"}`,
       ms: performance.now() - dispStarted,
       ok: dispCode === 0 && dispOut.trim() === "5" && dispvm !== null && gone,
     });
 
     say(
-      `\n4. A file copy: qvm-copy sends ${formatBytes(options.bytes)} from work; dom0's policy picks vault for @default.`,
+      `\n4. A file copy: qvm-copy sends ${formatBytes(options.bytes)} ` +
+        `from work; dom0's policy picks vault for @default.`,
     );
     const big = join(layout.home("work"), "big.bin");
     writeRandomFile(big, options.bytes);
@@ -222,12 +229,15 @@ export async function runLabDemo(options: {
     const arrived = join(layout.home("vault"), "QubesIncoming", "work", "big.bin");
     const same = copyCode === 0 && (await sameContent(big, arrived));
     say(
-      `  vault's ~/QubesIncoming/work/big.bin ${same ? "has the same bytes" : "DIFFERS or is missing"}`,
+      `  vault's ~/QubesIncoming/work/big.bin ` +
+        `${same ? "has the same bytes" : "DIFFERS or is missing"}`,
     );
     demo.record({
       what: `work -> vault qvm-copy ${formatBytes(options.bytes)}`,
       expected: "exit 0, identical file in QubesIncoming/work",
-      seen: `exit ${copyCode}, ${same ? "identical" : "different"}, ${formatBytes(options.bytes / seconds)}/s`,
+      seen:
+        `exit ${copyCode}, ${same ? "identical" : "different"}, ` +
+        `${formatBytes(options.bytes / seconds)}/s`,
       ms: seconds * 1000,
       ok: same && (live || /sent .* in .* s, /.test(copyErr)),
     });
@@ -276,7 +286,8 @@ export async function runLabDemo(options: {
   );
   const failed = demo.steps.filter((step) => !step.ok).length;
   say(
-    `\n${failed === 0 ? "All steps passed" : `${failed} step(s) FAILED`} in ${formatDuration(performance.now() - started)}.`,
+    `\n${failed === 0 ? "All steps passed" : `${failed} step(s) FAILED`} ` +
+      `in ${formatDuration(performance.now() - started)}.`,
   );
   return failed === 0 ? 0 : 1;
 }

@@ -211,7 +211,9 @@ export class LabAdmin {
     return next;
   }
 
-  /** Starts `record` (its agent, then waits for its daemon's socket); a running one is left alone. */
+  /**
+   * Starts `record` (its agent, then waits for its daemon's socket); a running one is left alone.
+   */
   start(record: DomainRecord): Promise<void> {
     if (record.id === 0) return Promise.resolve();
     return this.#serialized(record, async () => {
@@ -273,7 +275,9 @@ export class LabAdmin {
           record.state = "Halted";
           throw new QubesdError(
             "QubesException",
-            `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ${layout.log(`${record.name}.agent`)} and ${layout.log(`${record.name}.daemon`)}`,
+            `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ` +
+              `${layout.log(`${record.name}.agent`)} and ` +
+              `${layout.log(`${record.name}.daemon`)}`,
           );
         }
         await Bun.sleep(READY_POLL_MS);
@@ -281,7 +285,9 @@ export class LabAdmin {
       record.state = "Running";
       record.runningSince = Date.now();
       this.log(
-        `${record.name} (domain ${record.id}) started in ${(performance.now() - started).toFixed(0)} ms: agent pid ${agent.pid}, daemon pid ${daemon.pid}`,
+        `${record.name} (domain ${record.id}) started in ` +
+          `${(performance.now() - started).toFixed(0)} ms: ` +
+          `agent pid ${agent.pid}, daemon pid ${daemon.pid}`,
       );
     });
   }
@@ -357,7 +363,8 @@ export class LabAdmin {
     }
     this.#disposablesCreated++;
     this.log(
-      `${record.name} (domain ${record.id}) created from ${template.name} in ${(performance.now() - started).toFixed(1)} ms`,
+      `${record.name} (domain ${record.id}) created from ` +
+        `${template.name} in ${(performance.now() - started).toFixed(1)} ms`,
     );
     return record;
   }

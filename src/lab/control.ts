@@ -134,7 +134,10 @@ export interface UpOptions {
   onProgress?: (message: string) => void;
 }
 
-/** sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent socket. */
+/**
+ * sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent
+ * socket.
+ */
 const SOCKET_PATH_MAX = 107;
 const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.length;
 
@@ -155,11 +158,13 @@ async function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOpti
   if (!options.allowBrokenPolicy) {
     throw new LabError(
       `the lab's policy has errors, so the lab was not brought up:\n${list}\n` +
-        `fix them (qrx policy lint ${layout.policyDir}), or bring the lab up anyway with --allow-broken-policy`,
+        `fix them (qrx policy lint ${layout.policyDir}), or ` +
+        `bring the lab up anyway with --allow-broken-policy`,
     );
   }
   options.onProgress?.(
-    `WARNING: --allow-broken-policy: the lab's policy has errors and DENIES EVERY CALL until they are fixed:\n${list}`,
+    `WARNING: --allow-broken-policy: the lab's policy has ` +
+      `errors and DENIES EVERY CALL until they are fixed:\n${list}`,
   );
 }
 
@@ -167,13 +172,15 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
   const room = SOCKET_PATH_MAX - LONGEST_SOCKET_SUFFIX;
   if (Buffer.byteLength(layout.dir) > room) {
     throw new LabError(
-      `the state directory ${layout.dir} is too long for unix socket paths (${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`,
+      `the state directory ${layout.dir} is too long for unix socket paths ` +
+        `(${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`,
     );
   }
   const running = adminPid(layout);
   if (running !== null)
     throw new LabError(
-      `a lab is already running in ${layout.dir} (admin pid ${running}): qrx lab status shows it, qrx lab down stops it`,
+      `a lab is already running in ${layout.dir} (admin pid ` +
+        `${running}): qrx lab status shows it, qrx lab down stops it`,
     );
   if (cleanUpAfterCrash(layout))
     options.onProgress?.(`cleaned up after a lab in ${layout.dir} that did not shut down`);
@@ -209,13 +216,15 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     await Bun.sleep(20);
     if (admin.exitCode !== null || admin.signalCode !== null) {
       throw new LabError(
-        `the lab did not come up (admin exited with ${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`,
+        `the lab did not come up (admin exited with ` +
+          `${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`,
       );
     }
     if (Date.now() > deadline) {
       admin.kill("SIGTERM");
       throw new LabError(
-        `the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n${tail(logPath, 15)}`,
+        `the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n` +
+          `${tail(logPath, 15)}`,
       );
     }
     if (!existsSync(layout.adminSocket) || adminPid(layout) === null) continue;
@@ -232,7 +241,8 @@ function checkIsolation(layout: LabLayout, config: LabConfig): void {
   const off = `--isolation none (or isolation = "none" in the lab file) runs the domains unisolated`;
   if (config.transport === "socket") {
     throw new LabError(
-      `transport "socket" cannot be isolated: upstream's vchan-socket lets any process that can reach a socket claim any domain id; use transport = "shm", or ${off}`,
+      `transport "socket" cannot be isolated: upstream's vchan-socket lets any process ` +
+        `that can reach a socket claim any domain id; use transport = "shm", or ${off}`,
     );
   }
   const missing = probeIsolation(layout);
@@ -244,7 +254,8 @@ export async function labDown(layout: LabLayout): Promise<void> {
   if (pid === null) {
     const crashed = cleanUpAfterCrash(layout);
     throw new LabError(
-      `no lab running in ${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`,
+      `no lab running in ` +
+        `${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`,
     );
   }
   try {
@@ -257,7 +268,8 @@ export async function labDown(layout: LabLayout): Promise<void> {
     if (Date.now() > deadline) {
       cleanUpAfterCrash(layout);
       throw new LabError(
-        `the lab in ${layout.dir} did not stop within ${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`,
+        `the lab in ${layout.dir} did not stop within ` +
+          `${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`,
       );
     }
     await Bun.sleep(20);
@@ -290,9 +302,11 @@ export function formatTable(header: string[], rows: string[][]): string {
 
 export function formatStatus(status: LabStatus, now = Date.now()): string {
   const head = [
-    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}, isolation ${status.isolation ?? "none"}`,
+    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, ` +
+      `transport ${status.transport}, isolation ${status.isolation ?? "none"}`,
     `config ${status.config}`,
-    `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, DisposableVMs created: ${status.disposablesCreated}`,
+    `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, ` +
+      `DisposableVMs created: ${status.disposablesCreated}`,
     "",
   ];
   const rows = status.domains.map((domain) => [
@@ -357,7 +371,8 @@ export function logFiles(layout: LabLayout, domain?: string): string[] {
       ),
     ];
     throw new LabError(
-      `no logs for '${domain}' in ${layout.logDir} (domains with logs: dom0${domains.map((name) => `, ${name}`).join("")})`,
+      `no logs for '${domain}' in ${layout.logDir} (domains with ` +
+        `logs: dom0${domains.map((name) => `, ${name}`).join("")})`,
     );
   }
   return found.map((name) => join(layout.logDir, name));
@@ -443,7 +458,8 @@ export function domainCommand(
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record)
     throw new LabError(
-      `no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`,
+      `no domain '${domain}' in the lab (domains: ` +
+        `${status.domains.map((candidate) => candidate.name).join(", ")})`,
     );
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
   return { argv: isolatedCommand(layout, status, record, argv, env), env };
@@ -463,7 +479,8 @@ export async function runInDomain(
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record)
     throw new LabError(
-      `no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`,
+      `no domain '${domain}' in the lab (domains: ` +
+        `${status.domains.map((candidate) => candidate.name).join(", ")})`,
     );
   if (record.state !== "Running")
     throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
@@ -482,7 +499,8 @@ export async function runInDomain(
     asks.stop();
     const code = (error as { code?: string }).code;
     throw new LabError(
-      `cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`,
+      `cannot run ${argv[0]}: ` +
+        `${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`,
       code === "ENOENT" ? 127 : 126,
     );
   }

@@ -115,7 +115,9 @@ export class ProgramAsker implements Asker {
     } catch (error) {
       return {
         target: null,
-        reason: `${this.description} could not start: ${error instanceof Error ? error.message : String(error)}`,
+        reason:
+          `${this.description} could not start: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
       };
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -183,12 +185,15 @@ export class TerminalAsker implements Asker {
     } catch (error) {
       return {
         target: null,
-        reason: `cannot open ${this.path}: ${error instanceof Error ? error.message : String(error)}`,
+        reason:
+          `cannot open ${this.path}: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
       };
     }
     try {
       const lines = [
-        `\nqrx policy: ${question.source} wants to call ${question.service}${question.argument} (rule ${question.rule})`,
+        `\nqrx policy: ${question.source} wants to call ` +
+          `${question.service}${question.argument} (rule ${question.rule})`,
       ];
       question.targets.forEach((target, index) =>
         lines.push(

@@ -151,7 +151,8 @@ class PolicyReader {
         this.error(
           path,
           origin.line,
-          `wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got ${words.length}`,
+          `wrong number of fields: expected SERVICE ARGUMENT SOURCE ` +
+            `TARGET ACTION [PARAM=VALUE...], got ${words.length}`,
         );
         continue;
       }

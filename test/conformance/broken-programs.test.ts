@@ -1,4 +1,5 @@
-// Every conformance case can fail, and none hangs the kit: a program that exits at once and one that
+// Every conformance case can fail, and none hangs the kit: a program that exits at once and one
+// that
 // never answers fail every case of every role within the timeouts; deliberately broken agents,
 // daemons and clients (test/conformance/broken/) fail exactly the cases their bug breaks; a
 // documented deviation is reported as "deviation" under its profile, and as "fail" without it.
@@ -147,7 +148,8 @@ describe("documented deviations", () => {
       env: { BROKEN_MODE: "hello-3" },
     });
     expect(rows[0]!.result).toBe("deviation");
-    // A deviation matches only the documented behaviour: EXIT_CODE before the EOFs is no Mirage trait.
+    // A deviation matches only the documented behaviour: EXIT_CODE before the EOFs is no Mirage
+    // trait.
     const other = await run("agent", brokenCommand("agent"), {
       cases: ["exec-service"],
       profile: "mirage",

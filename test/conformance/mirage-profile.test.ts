@@ -14,7 +14,8 @@ const MIRAGE_AGENT = `${join(ROOT, "bin", "qrexec-agent")} --peer-profile=mirage
 describe("conformance: the mirage agent profile", () => {
   if (!landed) {
     test.todo(
-      "agent role against qrexec-agent --peer-profile=mirage: deviations reported as deviations (waits for the mirage profile)",
+      "agent role against qrexec-agent --peer-profile=mirage: " +
+        "deviations reported as deviations (waits for the mirage profile)",
     );
     return;
   }

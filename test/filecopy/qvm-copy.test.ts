@@ -144,7 +144,8 @@ describe("qvm-copy in the lab", () => {
     const again = await inWork(["qvm-copy-to-vm", "--without-progress", "vault", "to-vm.txt"]);
     expect(again.code).toBe(17);
     expect(again.stderr).toContain(
-      "qfile-agent: Fatal error: File copy: not overwriting existing file. Clean QubesIncoming dir, " +
+      "qfile-agent: Fatal error: File copy: not " +
+        "overwriting existing file. Clean QubesIncoming dir, " +
         "and retry copy; Last file: to-vm.txt (error type: File exists)",
     );
     expect(readFileSync(join(incoming, "to-vm.txt"), "utf8")).toBe("first");

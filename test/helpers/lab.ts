@@ -90,7 +90,10 @@ export class TestLab {
     return file;
   }
 
-  /** Unisolated unless asked: most tests reach into domains' files from the host (test/lab/isolation.test.ts is the isolated lab's). */
+  /**
+   * Unisolated unless asked: most tests reach into domains' files from the host
+   * (test/lab/isolation.test.ts is the isolated lab's).
+   */
   async up(config?: string, isolation: "namespaces" | "none" = "none"): Promise<void> {
     const result = await this.qrx([
       "lab",

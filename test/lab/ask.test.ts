@@ -2,7 +2,7 @@
 // (through a real pty), or waiting for `qrx lab asks` / `qrx lab answer` from another terminal,
 // or answered by a program, or denied; and the caller told when the answer was no.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { QRX, TestLab } from "../helpers/lab.ts";
 import { PtySession } from "../helpers/pty.ts";
@@ -126,7 +126,9 @@ describe("ask = tty", () => {
     const again = await lab.qrx(["lab", "answer", id, "deny"]);
     expect(again).toMatchObject({
       code: 1,
-      stderr: `qrx: policy question ${id} was already answered (qrx lab asks --dir ${lab.dir} lists those that are)\n`,
+      stderr:
+        `qrx: policy question ${id} was already answered (qrx ` +
+        `lab asks --dir ${lab.dir} lists those that are)\n`,
     });
   }, 30_000);
 });

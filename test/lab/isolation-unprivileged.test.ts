@@ -107,7 +107,8 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
     const native = join(import.meta.dir, "..", "..", "src", "native.ts");
     const serve = [
       `const { Vchan } = await import(${JSON.stringify(native)});`,
-      `const v = Vchan.server({ localDomain: 0, remoteDomain: 1, port: 1702, readMin: 1024, writeMin: 1024 });`,
+      `const v = Vchan.server({ localDomain: 0, remoteDomain: ` +
+        `1, port: 1702, readMin: 1024, writeMin: 1024 });`,
       "await Bun.sleep(4000); v.close();",
     ].join("\n");
     const offer = qrx(["run", "dom0", "--", BUN, "-e", serve]);

@@ -67,7 +67,8 @@ describe("an isolated lab", () => {
     const [vaultHost, vaultUid] = vault.stdout.trim().split("\n");
     expect([workHost, vaultHost]).toEqual(["work", "vault"]);
     if (process.getuid?.() === 0) expect(workUid).not.toBe(vaultUid);
-    // Its init, its agent, the shell and ls (grep may still be starting): a handful, not the host's.
+    // Its init, its agent, the shell and ls (grep may still be starting): a handful, not the
+    // host's.
     expect(Number(workProcesses)).toBeLessThan(10);
   });
 
@@ -104,7 +105,9 @@ describe("an isolated lab", () => {
   test("work cannot connect to vault's agent or client-host socket", async () => {
     const agentSocket = join(lab.dir, "domains", "vault", "qrexec-agent.sock");
     for (const path of [agentSocket, `${agentSocket}.clients`]) {
-      const code = `await Bun.connect({ unix: ${JSON.stringify(path)}, socket: { data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
+      const code =
+        `await Bun.connect({ unix: ${JSON.stringify(path)}, socket: { data() {} ` +
+        `} }).then(() => console.log("connected"), (e) => console.log(e.code))`;
       const attempt = await lab.run("work", bunInside(code));
       expect(attempt.stdout.trim()).toBe("ENOENT");
     }
@@ -123,7 +126,8 @@ describe("an isolated lab", () => {
     const port = 1700;
     const code = [
       `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
-      `const v = Vchan.server({ localDomain: 2, remoteDomain: 0, port: ${port}, readMin: 1024, writeMin: 1024 });`,
+      `const v = Vchan.server({ localDomain: 2, remoteDomain: ` +
+        `0, port: ${port}, readMin: 1024, writeMin: 1024 });`,
       `await Bun.sleep(1200); v.close(); console.log("served");`,
     ].join("\n");
     const impostor = lab.run("work", bunInside(code));
@@ -205,7 +209,8 @@ describe("an isolated lab", () => {
               `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
               `const { readdirSync } = await import("node:fs");`,
               `console.log(JSON.stringify(readdirSync(process.env.QRX_VCHAN_DIR)));`,
-              `try { Vchan.client({ localDomain: 2, remoteDomain: 0, port: ${port}, timeoutMs: 1000 }).close(); console.log("connected"); }`,
+              `try { Vchan.client({ localDomain: 2, remoteDomain: 0, port: ` +
+                `${port}, timeoutMs: 1000 }).close(); console.log("connected"); }`,
               `catch (e) { console.log("failed: " + e.message); }`,
             ].join("\n"),
           ),
@@ -237,7 +242,9 @@ describe("an isolated lab", () => {
   test("work cannot reach anything over the network: its namespace has only loopback", async () => {
     const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
-      const code = `await Bun.connect({ hostname: "127.0.0.1", port: ${listener.port}, socket: { data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
+      const code =
+        `await Bun.connect({ hostname: "127.0.0.1", port: ${listener.port}, socket: { ` +
+        `data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
       const attempt = await lab.run("work", bunInside(code));
       expect(attempt.stdout.trim()).toBe("ECONNREFUSED");
       const links = await lab.run("work", [

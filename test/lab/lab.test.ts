@@ -315,7 +315,8 @@ describe("errors name what is wrong and what to do", () => {
     const result = await lab.qrx(["lab", "up", "--config", config]);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      `qrx: ${config}:3: domain 'work': type must be one of AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`,
+      `qrx: ${config}:3: domain 'work': type must be one of ` +
+        `AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`,
     );
     expect(existsSync(join(lab.dir, "admin.pid"))).toBe(false);
     const missing = await lab.qrx(["lab", "up", "--config", "/nonexistent.toml"]);
@@ -414,7 +415,10 @@ describe("a lab on the socket transport (upstream's vchan-socket byte stream)", 
     try {
       await lab.up(
         lab.config(
-          `transport = "socket"\ndefault_dispvm = "dvm"\npolicy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\nname = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`,
+          `transport = "socket"\ndefault_dispvm = "dvm"\n` +
+            `policy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm ` +
+            `allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\n` +
+            `name = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`,
         ),
       );
       expect(await lab.run("a", ["qrexec-client-vm", "b", "test.Add"], "1 1\n")).toEqual({

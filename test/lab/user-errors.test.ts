@@ -14,7 +14,8 @@ describe("a lab whose policy has errors", () => {
     const lab = new TestLab();
     try {
       const config = lab.config(
-        'policy = """\ntest.Add * work vault allow\ntest.Echo * work\n"""\n[[domain]]\nname = "work"\n[[domain]]\nname = "vault"\n',
+        'policy = """\ntest.Add * work vault allow\ntest.Echo * work\n"""\n[[domain]]\n' +
+          'name = "work"\n[[domain]]\nname = "vault"\n',
       );
       const refused = await lab.qrx(["lab", "up", "--config", config]);
       expect(refused.code).toBe(1);
@@ -56,7 +57,8 @@ describe("qrx run's options", () => {
       argv: ["cmd", "-v"],
     });
     expect(splitRunArguments(["--user", "root", "--", "id"])).toBe(
-      "'--user' before -- is not an option of qrx run; the command goes after --: qrx run [--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]",
+      "'--user' before -- is not an option of qrx run; the command goes " +
+        "after --: qrx run [--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]",
     );
   });
 });
@@ -110,7 +112,8 @@ describe("in a running lab", () => {
     const copy = await lab.run("work", ["qvm-copy-to-vm", "valut", file]);
     expect(copy.code).toBe(0); // the lab's policy sends work's @default copies to vault
     expect(copy.stderr).toContain(
-      "qrx: target 'valut' does not exist, using @default (no domain 'valut' in the lab: dom0's policy decided where the call went)",
+      "qrx: target 'valut' does not exist, using @default (no domain " +
+        "'valut' in the lab: dom0's policy decided where the call went)",
     );
     const logs = await lab.qrx(["lab", "logs", "dom0"]);
     expect(logs.stdout).toContain("work -> valut: target 'valut' does not exist, using @default");

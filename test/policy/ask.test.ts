@@ -171,7 +171,8 @@ describe("ask: the answer", () => {
   });
 
   test("assume_yes_for_ask compares the spelling literally, as upstream: keywords and uuids are no choice", () => {
-    // The choices hold dom0, @dispvm:default-dvm and personal; other spellings of them do not count.
+    // The choices hold dom0, @dispvm:default-dvm and personal; other spellings of them do not
+    // count.
     expect(assumeYes("@adminvm", "test.Pick")).toBe(
       "deny: intended target @adminvm is not one of the choices",
     );

@@ -71,7 +71,9 @@ export function legacyPolicyFrom(legacy: Record<string, string>): LoadedPolicy {
   return loadLegacyPolicy(LEGACY_DIR, { fs: memoryFileSystem(all) });
 }
 
-/** A compact, comparable summary of a decision: "allow work", "deny: reason", "ask a,b default a". */
+/**
+ * A compact, comparable summary of a decision: "allow work", "deny: reason", "ask a,b default a".
+ */
 export function summary(decision: Decision): string {
   switch (decision.kind) {
     case "allow":

@@ -142,7 +142,8 @@ describe("includes", () => {
       "inc/y.policy": "!include inc/x.policy\n",
     });
     expect(errors.map(formatPolicyError)).toEqual([
-      "/policy/inc/y.policy:1: include loop: /policy/10-a.policy -> /policy/inc/x.policy -> /policy/inc/y.policy -> /policy/inc/x.policy",
+      "/policy/inc/y.policy:1: include loop: /policy/10-a.policy -> " +
+        "/policy/inc/x.policy -> /policy/inc/y.policy -> /policy/inc/x.policy",
     ]);
   });
 
@@ -159,7 +160,8 @@ describe("includes", () => {
     const { policy, errors } = policyFrom({
       "10-a.policy": "!include-service qubes.Svc +arg legacy/svc\n",
       "legacy/svc":
-        "# legacy comment\n$anyvm $dispvm allow,user=root\nwork $default allow,target=vault\n$include:legacy/more\n",
+        "# legacy comment\n$anyvm $dispvm allow,user=root\n" +
+        "work $default allow,target=vault\n$include:legacy/more\n",
       "legacy/more": "$tag:trusted $anyvm ask,default_target=vault\n",
     });
     expect(errors).toEqual([]);
@@ -186,7 +188,8 @@ describe("includes", () => {
       "legacy/svc": "\n$anyvm\n$anyvm $anyvm allow,frob=1\n",
     });
     expect(errors.map(formatPolicyError)).toEqual([
-      "/policy/legacy/svc:2: wrong number of fields: expected SOURCE TARGET ACTION[,PARAM=VALUE...], got 1",
+      "/policy/legacy/svc:2: wrong number of fields: " +
+        "expected SOURCE TARGET ACTION[,PARAM=VALUE...], got 1",
       "/policy/legacy/svc:3: parameter 'frob' is not valid for allow",
     ]);
   });

@@ -63,7 +63,8 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
   test("the service environment and argument", async () => {
     const result = await system.clientVm("work", ["vault", "test.Env+some-arg"]);
     expect(result.stdout, explain(result)).toBe("work|test.Env+some-arg|some-arg|some-arg\n");
-    // The daemon appends '+' to a service without an argument (§2.1 step 4): the argument is set, empty.
+    // The daemon appends '+' to a service without an argument (§2.1 step 4): the argument is set,
+    // empty.
     const plain = await system.clientVm("work", ["vault", "test.Env"]);
     expect(plain.stdout, explain(plain)).toBe("work|test.Env+||\n");
     // A command sent as is (dom0 -> VM) keeps its descriptor: no argument at all.

@@ -6,7 +6,8 @@ import { QrexecSystem } from "../helpers/system.ts";
 import { serviceStdoutPipe } from "../../src/services/start.ts";
 
 const STDIO_KINDS =
-  'for fd in 0 1; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; elif [ -S /dev/fd/$fd ]; then echo "$fd socket"; else echo "$fd other"; fi; done';
+  'for fd in 0 1; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; elif [ ' +
+  '-S /dev/fd/$fd ]; then echo "$fd socket"; else echo "$fd other"; fi; done';
 
 describe.each([
   ["pipe", "0 socket\n1 pipe\n"],

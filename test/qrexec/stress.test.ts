@@ -23,8 +23,11 @@ const GiB = 1 << 30;
 
 /** A cheap deterministic non-periodic byte stream: the AES-128-CTR keystream of a fixed key. */
 const GENERATOR =
-  "openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null";
-/** sha256 of stdin, as `<hex> *stdin` (openssl's uses the CPU's SHA extensions; sha256sum may not). */
+  "openssl enc -aes-128-ctr -nosalt -K " +
+  "000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null";
+/**
+ * sha256 of stdin, as `<hex> *stdin` (openssl's uses the CPU's SHA extensions; sha256sum may not).
+ */
 const SHA256 = "openssl dgst -sha256 -r";
 
 const referenceSums = new Map<number, string>();
@@ -48,7 +51,9 @@ function hexSum(output: string): string {
   return match[1]!;
 }
 
-/** Reads a child's stdout incrementally: `until(text)` waits for text to appear, `rest()` to EOF. */
+/**
+ * Reads a child's stdout incrementally: `until(text)` waits for text to appear, `rest()` to EOF.
+ */
 class OutputReader {
   #text = "";
   #done: Promise<void>;
@@ -135,7 +140,8 @@ describe.each(TRANSPORTS)("robustness over %s", (transport) => {
     system.service(
       "vault",
       "test.Single",
-      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0; read reply; echo "got $reply" >&0',
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via ' +
+        'fd0 $1" >&0; read reply; echo "got $reply" >&0',
     );
     // The same, ending at once after its output: its stdout EOF may reach the agent before its
     // signal does.
@@ -259,7 +265,8 @@ fi`,
       if (!current) continue; // killed by the test
       if (current.fds > earlier.fds + FD_SLACK)
         problems.push(
-          `${earlier.role}: ${earlier.fds} fds before, ${current.fds} after: ${fdTargets(earlier.pid).join(" ")}`,
+          `${earlier.role}: ${earlier.fds} fds before, ` +
+            `${current.fds} after: ${fdTargets(earlier.pid).join(" ")}`,
         );
       if (current.memfds !== earlier.memfds)
         problems.push(
@@ -307,7 +314,9 @@ fi`,
 
   test(`${bigLabel} from a service to the caller: the caller's sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
-    const script = `qrexec-client-vm vault test.Gen+${bigBytes} | ${SHA256}; echo "client exit \${PIPESTATUS[0]}"`;
+    const script =
+      `qrexec-client-vm vault test.Gen+${bigBytes} | ` +
+      `${SHA256}; echo "client exit \${PIPESTATUS[0]}"`;
     const result = await system.run(2, ["bash", "-c", script], "", {
       PATH: `${join(import.meta.dir, "..", "..", "bin")}:${process.env.PATH}`,
     });
@@ -653,7 +662,9 @@ fi`,
     const local = [
       "/bin/sh",
       "-c",
-      'kill -USR1 "$QREXEC_AGENT_PID"; echo "from local" >&0; read reply; echo "local got: $reply; agent pid is parent: $([ "$QREXEC_AGENT_PID" = "$PPID" ] && echo yes)" >&"$SAVED_FD_1"',
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "from local" >&0; read ' +
+        'reply; echo "local got: $reply; agent pid is parent: $([ ' +
+        '"$QREXEC_AGENT_PID" = "$PPID" ] && echo yes)" >&"$SAVED_FD_1"',
     ];
     const client = system.spawnClientVm("work", ["vault", "test.Echo", ...local], {
       stdin: "ignore",
