@@ -319,6 +319,7 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
       ),
     );
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }

@@ -137,6 +137,7 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
       throw new Error("small-files: the last file did not arrive");
     return rows;
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }

@@ -100,6 +100,7 @@ export async function runDispvmBench(options: {
       row("baseline:call-running-vm", runningCalls),
     ];
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }

@@ -183,6 +183,7 @@ export async function withSweepLab<T>(
     const env = domainEnv(layout, domain("work"), status.transport === "socket" ? "socket" : "shm");
     return await work(env, [domain("work").agentPid, domain("vault").agentPid]);
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }

@@ -242,7 +242,9 @@ export class Agent {
   #notify(type: number, body: Uint8Array): void {
     try {
       this.#sendControl(type, body);
-    } catch {}
+    } catch {
+      // #sendControl has logged it, and a notification has nobody to tell.
+    }
   }
 
   #onControlMessage(type: number, payload: Uint8Array): void {

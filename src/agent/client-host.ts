@@ -203,11 +203,15 @@ export class ClientVmHost {
 function singleSocket(stream: Stream): void {
   try {
     stream.singleSocket();
-  } catch {}
+  } catch {
+    // The call already ended: nobody waits for the signal.
+  }
 }
 
 function writeMessage(fd: number, message: string): void {
   try {
     writeSync(fd, `${message}\n`);
-  } catch {}
+  } catch {
+    // The front end is gone: there is nobody left to tell.
+  }
 }

@@ -11,7 +11,9 @@ export function isTerminal(fd: number): boolean {
   let binding: TtyBinding | undefined;
   try {
     binding = (process as unknown as { binding(name: string): TtyBinding }).binding("tty_wrap");
-  } catch {}
+  } catch {
+    // No such binding in this runtime: node:tty answers below.
+  }
   if (typeof binding?.isTTY === "function") return binding.isTTY(fd);
   return (require("node:tty") as typeof import("node:tty")).isatty(fd);
 }

@@ -135,7 +135,9 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
       if (done) break;
       text += new TextDecoder().decode(value);
     }
-  } catch {}
+  } catch {
+    // The child's stdout broke off: what was read so far is the answer.
+  }
   reader.releaseLock();
   return text;
 }
@@ -151,7 +153,9 @@ function openLog(): string {
       const path = join(dir, `qrexec.${name}.log`);
       openSync(path, "a");
       return path;
-    } catch {}
+    } catch {
+      // Not writable here: try the next candidate.
+    }
   }
   die(PROGRAM, `cannot open a log file in ${candidates.join(" or ")}`, 1);
 }

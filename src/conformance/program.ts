@@ -107,7 +107,9 @@ export class ProgramUnderTest {
           while (this.#logBytes > 65536 && this.#log.length > 1)
             this.#logBytes -= this.#log.shift()!.length;
         }
-      } catch {}
+      } catch {
+        // The child's stderr broke off: the log keeps what was read.
+      }
     })();
     if (options.stdout === "pipe") {
       this.#stdoutDone = (async () => {
@@ -115,7 +117,9 @@ export class ProgramUnderTest {
         try {
           for await (const chunk of child.stdout as ReadableStream<Uint8Array>)
             this.#stdout.push(chunk);
-        } catch {}
+        } catch {
+          // The child's stdout broke off: the case sees what was read.
+        }
       })();
     }
     this.exited = child.exited.then((code) => {
@@ -169,7 +173,9 @@ export class ProgramUnderTest {
     } catch {
       try {
         this.child.kill(signal);
-      } catch {}
+      } catch {
+        // Already gone.
+      }
     }
   }
 

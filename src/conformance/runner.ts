@@ -112,6 +112,7 @@ async function runOne<F>(
       step = "running";
       return testCase.run(fixture, context);
     })();
+    // The race below takes its outcome; this only keeps a late rejection from going unhandled.
     work.catch(() => {});
     const seen = await Promise.race([work, timeout]);
     result = { result: "pass", seen };
@@ -140,6 +141,7 @@ async function runOne<F>(
   } finally {
     clearTimeout(timer);
     abort.abort();
+    // The case's outcome is decided; a failing teardown must not replace it.
     if (fixture !== null) await driver.teardown(fixture).catch(() => {});
   }
   if (result.seen.length > SEEN_CHARS_MAX)

@@ -76,7 +76,9 @@ export class RawPeer {
         listener.stop(false);
         try {
           rmSync(path, { force: true });
-        } catch {}
+        } catch {
+          // The socket file is gone already.
+        }
       },
     };
   }

@@ -23,7 +23,9 @@ export class CallStats {
       const saved = JSON.parse(readFileSync(path, "utf8")) as Partial<CallCounts>;
       for (const key of ["served", "toDom0"] as const)
         if (Number.isSafeInteger(saved[key])) this.counts[key] = saved[key]!;
-    } catch {}
+    } catch {
+      // No file yet, or a broken one: count from zero.
+    }
     this.flush();
   }
 

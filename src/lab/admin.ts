@@ -202,6 +202,7 @@ export class LabAdmin {
 
   #serialized(record: DomainRecord, work: () => Promise<void>): Promise<void> {
     const previous = this.#busy.get(record.name) ?? Promise.resolve();
+    // The previous step's failure went to its own caller; this one runs regardless.
     const next = previous.catch(() => {}).then(work);
     this.#busy.set(record.name, next);
     const clear = () => {

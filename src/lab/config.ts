@@ -211,7 +211,9 @@ function syntaxErrorLine(text: string): number {
     try {
       Bun.TOML.parse(lines.slice(0, count).join("\n"));
       return count + 1;
-    } catch {}
+    } catch {
+      // Still a syntax error: try a shorter prefix.
+    }
   }
   return 1;
 }

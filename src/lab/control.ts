@@ -106,7 +106,9 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
   }
   try {
     process.kill(-pid, "SIGKILL");
-  } catch {}
+  } catch {
+    // The process group is already gone.
+  }
   for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket])
     rmSync(path, { force: true });
   for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir, isolationDir(layout)]) {
@@ -231,7 +233,9 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     try {
       const status = await labStatus(layout);
       if (status.ready) return status;
-    } catch {}
+    } catch {
+      // The admin service does not answer yet: poll again until the deadline.
+    }
   }
 }
 

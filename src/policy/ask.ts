@@ -174,6 +174,7 @@ export class TerminalAsker implements Asker {
 
   ask(question: AskQuestion): Promise<AskAnswer> {
     const next = this.#queue.then(() => this.#ask(question));
+    // The queue only orders the questions: each caller gets its own error from `next`.
     this.#queue = next.catch(() => undefined);
     return next;
   }

@@ -141,7 +141,9 @@ export function processesMentioning(text: string): string[] {
         .replaceAll("\0", " ");
       const environ = require("node:fs").readFileSync(`/proc/${entry}/environ`, "utf8");
       if (cmdline.includes(text) || environ.includes(text)) found.push(`${entry} ${cmdline}`);
-    } catch {}
+    } catch {
+      // The process exited while we looked, or is not ours to read.
+    }
   }
   return found;
 }
