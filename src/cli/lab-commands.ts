@@ -64,6 +64,19 @@ Examples:
 `,
     );
 
+  addLabUp(lab);
+  addLabAsks(lab);
+  addLabDown(lab);
+  addLabStatus(lab);
+  addLabLogs(lab);
+  // Required here, not imported: lab-top loads commander, which qrx run's fast path never does.
+  const { addLabTopCommand } = require("./lab-top.ts") as typeof import("./lab-top.ts");
+  addLabTopCommand(lab);
+  addVmCommands(program);
+  addRunCommand(program);
+}
+
+function addLabUp(lab: Command): void {
   lab
     .command("up")
     .description(
@@ -105,7 +118,10 @@ Examples:
         process.stdout.write(`${formatStatus(status)}\n`);
       }),
     );
+}
 
+/** `qrx lab asks` and `qrx lab answer`: the policy's questions, from any terminal. */
+function addLabAsks(lab: Command): void {
   lab
     .command("asks")
     .description("the policy's questions (ask rules) waiting for an answer")
@@ -140,7 +156,9 @@ Examples:
         process.stdout.write(`${answerAsk(labLayout(options.dir), id, target)}\n`);
       }),
     );
+}
 
+function addLabDown(lab: Command): void {
   lab
     .command("down")
     .description(
@@ -157,7 +175,9 @@ Examples:
         process.stdout.write(`lab in ${layout.dir} is down\n`);
       }),
     );
+}
 
+function addLabStatus(lab: Command): void {
   lab
     .command("status")
     .description("domains, their pids, uptime, calls served and restarts")
@@ -176,7 +196,9 @@ Examples:
         );
       }),
     );
+}
 
+function addLabLogs(lab: Command): void {
   lab
     .command("logs")
     .description(
@@ -196,11 +218,9 @@ Examples:
         await printLogs(logFiles(labLayout(options.dir), domain), options.follow ?? false);
       }),
     );
+}
 
-  // Required here, not imported: lab-top loads commander, which qrx run's fast path never does.
-  const { addLabTopCommand } = require("./lab-top.ts") as typeof import("./lab-top.ts");
-  addLabTopCommand(lab);
-
+function addVmCommands(program: Command): void {
   const vm = program
     .command("vm")
     .description("the lab's domains: list, start, kill, and create DisposableVMs")
@@ -210,6 +230,13 @@ Examples:
         "  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n",
     );
 
+  addVmList(vm);
+  addVmStart(vm);
+  addVmKill(vm);
+  addVmCreateDisposable(vm);
+}
+
+function addVmList(vm: Command): void {
   vm.command("list")
     .description("every domain with its id, type and state")
     .option("--dir <dir>", DIR_HELP)
@@ -230,7 +257,9 @@ Examples:
         );
       }),
     );
+}
 
+function addVmStart(vm: Command): void {
   vm.command("start")
     .description("start a halted domain (its agent and daemon)")
     .argument("<name>", "domain to start")
@@ -252,7 +281,9 @@ Examples:
         process.stdout.write(`started ${name}\n`);
       }),
     );
+}
 
+function addVmKill(vm: Command): void {
   vm.command("kill")
     .description("stop a domain at once; a DisposableVM is destroyed")
     .argument("<name>", "domain to kill")
@@ -265,7 +296,9 @@ Examples:
         process.stdout.write(`killed ${name}\n`);
       }),
     );
+}
 
+function addVmCreateDisposable(vm: Command): void {
   vm.command("create-disposable")
     .description(
       "create a DisposableVM from a template (default: the " +
@@ -288,7 +321,9 @@ Examples:
         process.stdout.write(`${name}\n`);
       }),
     );
+}
 
+function addRunCommand(program: Command): void {
   program
     .command("run")
     .description(

@@ -28,8 +28,20 @@ function queryOf(source: string, target: string, service: string) {
 
 /** `qrx policy ...`, and `qrx bench policy` under `bench` when given. */
 export function addPolicyCommands(program: Command, bench?: Command): void {
+  if (bench) addPolicyBenchCommand(bench);
+  const policy = program
+    .command("policy")
+    .description("check, evaluate and explain qrexec policy (policy.d and legacy formats)")
+    .addHelpText("after", `${DOMAINS_FILE_HELP}\n`);
+  addLintCommand(policy);
+  addEvalCommand(policy);
+  addExplainCommand(policy);
+  addGraphCommand(policy);
+}
+
+function addPolicyBenchCommand(bench: Command): void {
   bench
-    ?.command("policy")
+    .command("policy")
     .description(
       "policy decisions on a generated 10,000-rule policy over 500 domains: " +
         "in process, through the policy daemon's socket, and reload time",
@@ -63,12 +75,9 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         else printPolicyBench(rows);
       },
     );
+}
 
-  const policy = program
-    .command("policy")
-    .description("check, evaluate and explain qrexec policy (policy.d and legacy formats)")
-    .addHelpText("after", `${DOMAINS_FILE_HELP}\n`);
-
+function addLintCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("lint")
@@ -89,7 +98,16 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
       for (const line of report.lines) process.stdout.write(`${line}\n`);
       process.exitCode = report.ok ? 0 : 1;
     });
+}
 
+interface EvalOptions extends PolicyOptionValues {
+  askProgram?: string;
+  tty: boolean;
+  assumeYesForAsk?: boolean;
+  justEvaluate?: boolean;
+}
+
+function addEvalCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("eval")
@@ -112,47 +130,44 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         "  qrx policy eval --domains domains.toml " +
         "--just-evaluate work @default qubes.OpenURL+https\n",
     )
-    .action(
-      async (
-        source: string,
-        target: string,
-        service: string,
-        options: PolicyOptionValues & {
-          askProgram?: string;
-          tty: boolean;
-          assumeYesForAsk?: boolean;
-          justEvaluate?: boolean;
-        },
-      ) => {
-        const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] =
-          await Promise.all([
-            import("../policy/answer.ts"),
-            import("../policy/ask.ts"),
-            import("../policy/decision.ts"),
-            import("../policy/store.ts"),
-          ]);
-        const snapshot = await snapshotFor(options);
-        const log = (line: string) => process.stderr.write(`${line}\n`);
-        if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
-        const answered = await answerQuery(
-          queryOf(source, target, service),
-          { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
-          {
-            policy: snapshot.policy,
-            facts: snapshot.facts,
-            asker: chooseAsker({
-              askProgram: askProgramFrom(options.askProgram),
-              terminal: options.tty,
-            }),
-            log,
-          },
-        );
-        process.stdout.write(`${answered.text}\n`);
-        log(`decided by ${decidedBy(answered.decision)}`);
-        process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
-      },
-    );
+    .action(evaluateCall);
+}
 
+/** `qrx policy eval`: the answer on stdout, the deciding rule on stderr, 126 when denied. */
+async function evaluateCall(
+  source: string,
+  target: string,
+  service: string,
+  options: EvalOptions,
+): Promise<void> {
+  const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] = await Promise.all([
+    import("../policy/answer.ts"),
+    import("../policy/ask.ts"),
+    import("../policy/decision.ts"),
+    import("../policy/store.ts"),
+  ]);
+  const snapshot = await snapshotFor(options);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
+  const answered = await answerQuery(
+    queryOf(source, target, service),
+    { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
+    {
+      policy: snapshot.policy,
+      facts: snapshot.facts,
+      asker: chooseAsker({
+        askProgram: askProgramFrom(options.askProgram),
+        terminal: options.tty,
+      }),
+      log,
+    },
+  );
+  process.stdout.write(`${answered.text}\n`);
+  log(`decided by ${decidedBy(answered.decision)}`);
+  process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+}
+
+function addExplainCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("explain")
@@ -179,8 +194,6 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
       },
     );
-
-  addGraphCommand(policy);
 }
 
 /** `qrx policy graph`, with upstream qrexec-policy-graph's options. */
