@@ -248,6 +248,50 @@ function describe(row: CallBenchRow): string {
   );
 }
 
+/** Call latency: Bun's own start-up as the floor, then VM -> VM, VM -> dom0 and dom0 -> VM. */
+async function latencyRows(
+  lab: Lab,
+  calls: number,
+  record: (row: CallBenchRow) => void,
+): Promise<void> {
+  // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
+  // process.stdout alone would add ~10 ms of Bun's stream set-up).
+  const { cmd, argv0 } = BUN_START;
+  record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, calls, "", argv0));
+  const onPath = (domain: string, program: string) =>
+    Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
+  record(
+    await measureLatency(
+      lab,
+      "latency-vm-vm",
+      CALLER,
+      [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"],
+      calls,
+      LINE,
+    ),
+  );
+  record(
+    await measureLatency(
+      lab,
+      "latency-vm-dom0",
+      CALLER,
+      [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"],
+      calls,
+      LINE,
+    ),
+  );
+  record(
+    await measureLatency(
+      lab,
+      "latency-dom0-vm",
+      "dom0",
+      [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"],
+      calls,
+      LINE,
+    ),
+  );
+}
+
 export async function runCallBench(options: CallBenchOptions): Promise<CallBenchRow[]> {
   const rows: CallBenchRow[] = [];
   const record = (row: CallBenchRow) => {
@@ -282,42 +326,7 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     );
 
     say(`${options.calls} calls per latency row`);
-    // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
-    // process.stdout alone would add ~10 ms of Bun's stream set-up).
-    const { cmd, argv0 } = BUN_START;
-    record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, options.calls, "", argv0));
-    const onPath = (domain: string, program: string) =>
-      Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
-    record(
-      await measureLatency(
-        lab,
-        "latency-vm-vm",
-        CALLER,
-        [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"],
-        options.calls,
-        LINE,
-      ),
-    );
-    record(
-      await measureLatency(
-        lab,
-        "latency-vm-dom0",
-        CALLER,
-        [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"],
-        options.calls,
-        LINE,
-      ),
-    );
-    record(
-      await measureLatency(
-        lab,
-        "latency-dom0-vm",
-        "dom0",
-        [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"],
-        options.calls,
-        LINE,
-      ),
-    );
+    await latencyRows(lab, options.calls, record);
   } finally {
     // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
