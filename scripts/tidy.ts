@@ -244,7 +244,8 @@ export function scan(source: string): Scanned {
   return { tokens: tokenize(masked), commentLines };
 }
 
-const OPENERS: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
+// Sets, not objects: `"toString" in {}` is true.
+const OPENERS = new Set(["(", "[", "{"]);
 const CLOSERS = new Set([")", "]", "}"]);
 
 /** For each opening bracket's index, its closing one's (missing when unbalanced). */
@@ -252,7 +253,7 @@ function matchBrackets(tokens: Token[]): Map<number, number> {
   const matches = new Map<number, number>();
   const open: number[] = [];
   tokens.forEach((token, index) => {
-    if (token.text in OPENERS) open.push(index);
+    if (OPENERS.has(token.text)) open.push(index);
     else if (CLOSERS.has(token.text)) {
       const start = open.pop();
       if (start !== undefined) matches.set(start, index);
@@ -301,7 +302,7 @@ function assignedName(tokens: Token[], start: number): string | null {
   for (let j = i - 1, depth = 0; j >= 0 && j > i - 64; j--) {
     const text = tokens[j]?.text ?? "";
     if (CLOSERS.has(text) || text === ">") depth++;
-    else if (text in OPENERS || text === "<") depth--;
+    else if (OPENERS.has(text) || text === "<") depth--;
     if (depth < 0 || text === ";" || text === "," || text === "}") return null;
     const before = tokens[j - 1]?.text ?? "";
     const declares = ["const", "let", "var", "readonly", "static", "private", "public"];
@@ -320,7 +321,7 @@ function arrowAfter(tokens: Token[], close: number, matches: Map<number, number>
     if (text === "=>" && angles === 0) return i;
     if (text === "<") angles++;
     else if (text === ">") angles--;
-    else if (text in OPENERS) i = matches.get(i) ?? i;
+    else if (OPENERS.has(text)) i = matches.get(i) ?? i;
     else if (CLOSERS.has(text) || [";", ",", "=", "?"].includes(text)) return -1;
   }
   return -1;
@@ -331,7 +332,7 @@ function expressionEnd(tokens: Token[], start: number, matches: Map<number, numb
   let i = start;
   for (; i < tokens.length; i++) {
     const text = tokens[i]?.text ?? "";
-    if (text in OPENERS) i = matches.get(i) ?? i;
+    if (OPENERS.has(text)) i = matches.get(i) ?? i;
     else if (CLOSERS.has(text) || text === ";" || text === ",") return i - 1;
   }
   return i - 1;
