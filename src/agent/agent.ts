@@ -331,6 +331,30 @@ export class Agent {
     else run();
   }
 
+  /** The service of a connected call; a failure to start it ends that call only. */
+  #startService(
+    stream: Stream,
+    prepared: ReturnType<typeof prepareService>,
+    justExec: boolean,
+    port: number,
+    trace: CallTrace | null,
+  ): void {
+    try {
+      const pid = startService(stream, prepared, justExec, this.#context);
+      trace?.stage("service-spawned", { child: pid });
+      // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
+      if (pid !== null) stream.setChild(pid);
+    } catch (error) {
+      // Never an unhandled rejection: that would end the agent and every call it serves.
+      this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
+      try {
+        stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
+      } catch {
+        stream.close();
+      }
+    }
+  }
+
   #runCall(
     params: ExecParams,
     prepared: ReturnType<typeof prepareService>,
@@ -380,21 +404,7 @@ export class Agent {
       connected = true;
       this.#shortage.recovered();
       trace?.stage("data-connected");
-      try {
-        const pid = startService(stream, prepared, justExec, this.#context);
-        trace?.stage("service-spawned", { child: pid });
-        // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
-        if (pid !== null) stream.setChild(pid);
-      } catch (error) {
-        // Never an unhandled rejection: that would end the agent and every call it serves.
-        const port = params.connectPort;
-        this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
-        try {
-          stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
-        } catch {
-          stream.close();
-        }
-      }
+      this.#startService(stream, prepared, justExec, params.connectPort, trace);
     });
     const done = (error: Error | null) => {
       trace?.pumpStages(stream.pumpMarks);
