@@ -21,8 +21,8 @@ const PROGRAM = "qrexec-client-vm";
 
 const defaultAgentSocket = () => process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
 
-async function parseWithCommander(): Promise<ClientVmCommandLine> {
-  const { Command, CommanderError, Option } = await import("commander");
+/** The command line as commander describes it, for help and errors. */
+function clientVmProgram({ Command, CommanderError, Option }: typeof import("commander")) {
   const once: Record<string, boolean> = {};
   function atMostOnce(flag: string) {
     return (value: string) => {
@@ -33,7 +33,7 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     };
   }
 
-  const program = cheapOutput(new Command(PROGRAM))
+  return cheapOutput(new Command(PROGRAM))
     .description("call a qrexec service in another domain; dom0's policy decides")
     .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
     .argument(
@@ -86,7 +86,12 @@ Examples:
   echo hello | qrexec-client-vm --buffer-size=1024 work qubes.Echo
 `,
     );
+}
 
+async function parseWithCommander(): Promise<ClientVmCommandLine> {
+  const commander = await import("commander");
+  const { CommanderError } = commander;
+  const program = clientVmProgram(commander);
   try {
     program.parse(process.argv);
   } catch (error) {
