@@ -71,6 +71,20 @@ export async function runCases<F>(driver: RoleDriver<F>, options: RunOptions = {
   return rows;
 }
 
+/** The profile's note when this failure is a deviation it documents, else null. */
+function deviationNote(
+  profile: RunOptions["profile"],
+  role: string,
+  caseName: string,
+  seen: string,
+): string | null {
+  const deviation = profile?.deviations.find(
+    (d) =>
+      d.role === role && (d.case === caseName || d.case === "*") && (!d.when || d.when.test(seen)),
+  );
+  return profile && deviation ? `${profile.name}: ${deviation.note}` : null;
+}
+
 async function runOne<F>(
   driver: RoleDriver<F>,
   testCase: Case<F>,
@@ -128,15 +142,8 @@ async function runOne<F>(
         if (diagnosis && (options.verboseFailures || error instanceof Timeout))
           seen += `; ${diagnosis}`;
       }
-      result = { result: "fail", seen };
-      const deviation = options.profile?.deviations.find(
-        (d) =>
-          d.role === driver.role &&
-          (d.case === testCase.name || d.case === "*") &&
-          (!d.when || d.when.test(seen)),
-      );
-      if (deviation)
-        result = { result: "deviation", seen, note: `${options.profile!.name}: ${deviation.note}` };
+      const note = deviationNote(options.profile, driver.role, testCase.name, seen);
+      result = note === null ? { result: "fail", seen } : { result: "deviation", seen, note };
     }
   } finally {
     clearTimeout(timer);
