@@ -1,5 +1,6 @@
 // qrexec-policy-daemon [--socket PATH] [--policy-dir DIR]... [--legacy-dir DIR] [--domains FILE]
-//                      [--ask-program CMD] [--no-tty] [--eval-simple-socket PATH] [--eval-gui-socket PATH]
+//                      [--ask-program CMD] [--no-tty] [--eval-simple-socket PATH]
+//                      [--eval-gui-socket PATH]
 // Answers upstream's policy socket (§7.4, §11.3) and reloads when policy files change.
 import { Command } from "commander";
 import { mkdirSync } from "node:fs";

@@ -15,6 +15,9 @@ const name =
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
 
+const ANY_QUBE = "a qube that dom0's policy picks or asks you for (target @default)";
+const MOVED = "; the sources are deleted once the receiver has them on disk";
+
 function usage(code: number): never {
   const target = toVm ? "VM " : "";
   const what = move ? "Move" : "Copy";
@@ -22,10 +25,11 @@ function usage(code: number): never {
     `usage: ${name} [--with-progress|--without-progress] ` +
     `[--ignore-symlinks|--no-ignore-symlinks] [--] ${target}FILE...
 
-${what} files to ${toVm ? "VM" : "a qube that dom0's policy picks or asks you for (target @default)"}${move ? "; the sources are deleted once the receiver has them on disk" : ""}.
+${what} files to ${toVm ? "VM" : ANY_QUBE}${move ? MOVED : ""}.
 Files arrive in ~/QubesIncoming/<this qube> of the target.
 
-  --with-progress       show progress (the default on a terminal): bytes, rate, ETA, then what was sent
+  --with-progress       show progress (the default on a terminal): ` +
+    `bytes, rate, ETA, then what was sent
   --without-progress    print only errors
   --ignore-symlinks     leave symbolic links out
   --no-ignore-symlinks  copy symbolic links (the default; they must point inside what is copied)

@@ -292,9 +292,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
       trigger.close();
       const exit = await exitOf(f, context);
       const stderr = f.prog.log();
-      const seen =
-        `exit ${exit}, stderr ` +
-        `${JSON.stringify(stderr.trim().slice(-80))}${existsSync(marker) ? ", the local program ran" : ""}`;
+      const ran = existsSync(marker) ? ", the local program ran" : "";
+      const seen = `exit ${exit}, stderr ${JSON.stringify(stderr.trim().slice(-80))}${ran}`;
       check(exit === 126 && /Request refused/.test(stderr) && !existsSync(marker), seen);
       return seen;
     },

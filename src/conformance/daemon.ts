@@ -461,7 +461,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       check(version === 3, `the daemon answered HELLO 3 with HELLO ${version}`);
       const payload = encodeTrigger3({ target: "dom0", ident: "SOCKET3", service: "test.Denied" });
       f.ctl.send(C.MSG_TRIGGER_SERVICE3, payload);
-      return `HELLO 3; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE3", payload.subarray(64, 96))}`;
+      const ident = payload.subarray(64, 96);
+      return `HELLO 3; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE3", ident)}`;
     },
   },
   {
@@ -475,7 +476,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       check(version === 2, `the daemon answered HELLO 2 with HELLO ${version}`);
       const payload = encodeTriggerV2({ service: "test.Denied", target: "dom0", ident: "SOCKET2" });
       f.ctl.send(C.MSG_TRIGGER_SERVICE, payload);
-      return `HELLO 2; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE", payload.subarray(96, 128))}`;
+      const ident = payload.subarray(96, 128);
+      return `HELLO 2; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE", ident)}`;
     },
   },
   {

@@ -178,8 +178,10 @@ export function describe(message: RawMessage): string {
       ? `EXIT_CODE ${decodeExitCode(message.payload)}`
       : `EXIT_CODE (${message.payload.length}-byte payload)`;
   }
-  if (message.type === C.MSG_HELLO && message.payload.length === 4)
-    return `HELLO ${new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0, true)}`;
+  if (message.type === C.MSG_HELLO && message.payload.length === 4) {
+    const { buffer, byteOffset } = message.payload;
+    return `HELLO ${new DataView(buffer, byteOffset).getUint32(0, true)}`;
+  }
   if (message.type >= C.MSG_DATA_STDIN && message.type <= C.MSG_DATA_STDERR) {
     return message.payload.length === 0 ? `${name} EOF` : `${name} ${quote(message.payload)}`;
   }

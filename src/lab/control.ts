@@ -242,7 +242,8 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
 /** Isolation the lab asks for and this machine cannot give is an error, never a silent fallback. */
 function checkIsolation(layout: LabLayout, config: LabConfig): void {
   if (config.isolation === "none") return;
-  const off = `--isolation none (or isolation = "none" in the lab file) runs the domains unisolated`;
+  const off =
+    '--isolation none (or isolation = "none" in the lab file) runs the domains unisolated';
   if (config.transport === "socket") {
     throw new LabError(
       `transport "socket" cannot be isolated: upstream's vchan-socket lets any process ` +
@@ -502,9 +503,9 @@ export async function runInDomain(
   } catch (error) {
     asks.stop();
     const code = (error as { code?: string }).code;
+    const message = error instanceof Error ? error.message : String(error);
     throw new LabError(
-      `cannot run ${argv[0]}: ` +
-        `${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`,
+      `cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : message}`,
       code === "ENOENT" ? 127 : 126,
     );
   }

@@ -6,7 +6,8 @@
 //   - stdin: one JSON object {"source", "service", "argument", "targets", "default_target",
 //     "intended_target", "rule"} (upstream's policy.Ask request, plus the last two; no icons);
 //   - environment: QRX_ASK_SOURCE, QRX_ASK_SERVICE, QRX_ASK_ARGUMENT ("+ARG"), QRX_ASK_TARGETS
-//     (space separated), QRX_ASK_DEFAULT_TARGET ("" if none), QRX_ASK_INTENDED_TARGET, QRX_ASK_RULE.
+//     (space separated), QRX_ASK_DEFAULT_TARGET ("" if none), QRX_ASK_INTENDED_TARGET,
+//     QRX_ASK_RULE.
 // It answers on stdout with the chosen target (or upstream's `allow:TARGET`); empty output,
 // `deny`, a non-zero exit or no answer within the timeout denies.
 
