@@ -3,7 +3,8 @@
 // lab (on /dev/shm when there is one), beside a 3-hop pipe measured in the same run:
 //
 //   to-service:    head -c B /dev/zero | qrexec-client-vm --buffer-size=S vault test.Sink
-//   from-service:  qrexec-client-vm --buffer-size=S vault test.Source+B < /dev/null | cat > /dev/null
+//   from-service:  qrexec-client-vm --buffer-size=S vault test.Source+B < /dev/null
+//                  | cat > /dev/null
 //   baseline:pipe3 head -c B /dev/zero | cat | cat | cat > /dev/null
 //
 // With concurrency C, C such calls run at once, each moving B/C bytes; the row is the total over
@@ -240,10 +241,11 @@ export function printSweep(rows: SweepRow[]): void {
     const baseline = rows.find(
       (row) => row.name === "baseline:pipe3" && row.concurrency === concurrency,
     );
-    console.log(
-      `\nconcurrency ` +
-        `${concurrency}${baseline ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB` : ""}`,
-    );
+    const pipe = baseline
+      ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ` +
+        `${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB`
+      : "";
+    console.log(`\nconcurrency ${concurrency}${pipe}`);
     const directions = [
       ...new Set(rows.filter((row) => row.name !== "baseline:pipe3").map((row) => row.name)),
     ];

@@ -27,8 +27,23 @@ const OUTPUT = new URL("../zig/filecopy/unicode_allowlist.zig", import.meta.url)
 
 const CATEGORIES = /^[\p{L}\p{N}\p{Pc}\p{Pd}\p{Ps}\p{Pe}\p{Pi}\p{Pf}\p{Po}\p{Sm}\p{Sc}]$/u;
 
-const SCRIPTS =
-  /^[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Script=Han}\p{Script=Hangul}\p{Script=Bopomofo}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Braille}\p{Script=Common}\p{Script=Inherited}]$/u;
+const SCRIPT_NAMES = [
+  "Latin",
+  "Greek",
+  "Cyrillic",
+  "Han",
+  "Hangul",
+  "Bopomofo",
+  "Hiragana",
+  "Katakana",
+  "Braille",
+  "Common",
+  "Inherited",
+];
+const SCRIPTS = new RegExp(
+  `^[${SCRIPT_NAMES.map((name) => `\\p{Script=${name}}`).join("")}]$`,
+  "u",
+);
 
 /** Inclusive ranges whose characters are right-to-left (R, AL) or Arabic numbers (AN). */
 const RTL_RANGES: ReadonlyArray<readonly [number, number]> = [

@@ -16,8 +16,12 @@ path, spec = sys.argv[1], json.loads(sys.argv[2])
 # Lone surrogates in the JSON stand for raw bytes (invalid UTF-8 on purpose).
 encode = lambda text: text.encode("utf-8", "surrogateescape") + b"\0"
 strings = spec["argv"] + spec["env"]
-payload = b"".join(encode(text) for text in strings) if "raw" not in spec else bytes.fromhex(spec["raw"])
-header = struct.pack("<5I", spec.get("magic", 0x48585251), spec.get("version", 1), len(spec["argv"]), len(spec["env"]), len(payload))
+if "raw" in spec:
+    payload = bytes.fromhex(spec["raw"])
+else:
+    payload = b"".join(encode(text) for text in strings)
+magic, version = spec.get("magic", 0x48585251), spec.get("version", 1)
+header = struct.pack("<5I", magic, version, len(spec["argv"]), len(spec["env"]), len(payload))
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(path)
 fds = list(range(spec.get("fds", 3)))
@@ -46,7 +50,8 @@ while len(reply) < 8:
         break
     reply += chunk
 rest = receive(1) if len(reply) == 8 else b""
-result = {"reply": list(struct.unpack("<Ii", reply)) if len(reply) == 8 else None, "eof": rest == b""}
+answer = list(struct.unpack("<Ii", reply)) if len(reply) == 8 else None
+result = {"reply": answer, "eof": rest == b""}
 sys.stdout.close()
 os.write(2, json.dumps(result).encode())
 `;

@@ -185,11 +185,16 @@ async function transfer(
       ? `import { unpackStream } from ${JSON.stringify(nativeTs)};
          import { openSync, writeFileSync } from "node:fs";
          const dirFd = openSync(${JSON.stringify(receiver.into)}, "r");
-         const r = unpackStream({ inFd: 0, outFd: 1, dirFd, allowAllNames: ${receiver.allowAllNames === true} });
+         const allowAllNames = ${receiver.allowAllNames === true};
+         const r = unpackStream({ inFd: 0, outFd: 1, dirFd, allowAllNames });
          writeFileSync(${JSON.stringify(recorded)}, JSON.stringify(r));`
       : `import { readSync, writeSync, writeFileSync } from "node:fs";
          const buffer = new Uint8Array(1 << 20); let got = 0;
-         while (got < ${receiver.expect}) { const n = readSync(0, buffer, got, buffer.length - got, null); if (n === 0) break; got += n; }
+         while (got < ${receiver.expect}) {
+           const n = readSync(0, buffer, got, buffer.length - got, null);
+           if (n === 0) break;
+           got += n;
+         }
          writeFileSync(${JSON.stringify(recorded)}, buffer.subarray(0, got));
          writeSync(1, Buffer.from(${JSON.stringify(hex(receiver.reply))}, "hex"));`;
   const child = Bun.spawn([bun, "-e", script], {

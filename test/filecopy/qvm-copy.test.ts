@@ -103,7 +103,8 @@ describe("qvm-copy in the lab", () => {
       "sh",
       "-c",
       `cd "$HOME/tree" && truncate -s 2G sparse.img && chmod 0750 nested && chmod 0700 empty-dir &&
-       touch -h -d @1700000000.123456789 secret run.sh 'žluťoučký kůň.txt' && touch -d @1600000000.5 nested empty-dir`,
+       touch -h -d @1700000000.123456789 secret run.sh 'žluťoučký kůň.txt' &&
+       touch -d @1600000000.5 nested empty-dir`,
     ]);
     expect(setup.code).toBe(0);
     const copy = await inWork(["qvm-copy", "--without-progress", "tree"]);

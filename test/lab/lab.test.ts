@@ -341,7 +341,10 @@ start = false
     const again = await lab.qrx(["lab", "up"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(
-      /^qrx: a lab is already running in .* \(admin pid \d+\): qrx lab status shows it, qrx lab down stops it\n$/,
+      new RegExp(
+        String.raw`^qrx: a lab is already running in .* \(admin pid \d+\): ` +
+          String.raw`qrx lab status shows it, qrx lab down stops it\n$`,
+      ),
     );
     expect(await lab.run("nope", ["true"])).toMatchObject({
       code: 1,

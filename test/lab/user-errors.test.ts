@@ -28,7 +28,11 @@ describe("a lab whose policy has errors", () => {
       const loud = await lab.qrx(["lab", "up", "--config", config, "--allow-broken-policy"]);
       expect(loud.code).toBe(0);
       expect(loud.stderr).toMatch(
-        /WARNING: --allow-broken-policy: the lab's policy has errors and DENIES EVERY CALL[^\n]*\n.*50-lab\.policy:2:/,
+        new RegExp(
+          String.raw`WARNING: --allow-broken-policy: ` +
+            String.raw`the lab's policy has errors and DENIES EVERY CALL` +
+            String.raw`[^\n]*\n.*50-lab\.policy:2:`,
+        ),
       );
       expect(
         await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 2\n"),
@@ -90,7 +94,11 @@ describe("in a running lab", () => {
     );
     expect(verbose.code).toBe(126);
     expect(verbose.stderr).toMatch(
-      /^Request refused\nqrx: the policy refused vault -> work test.Add\+, by \S+50-lab.policy:(\d+):\nqrx:   \* +\* +@anyvm +@anyvm +deny\n/,
+      new RegExp(
+        String.raw`^Request refused\n` +
+          String.raw`qrx: the policy refused vault -> work test.Add\+, by \S+50-lab.policy:(\d+):\n` +
+          String.raw`qrx:   \* +\* +@anyvm +@anyvm +deny\n`,
+      ),
     );
     expect(verbose.stderr).toContain(
       "qrx: every rule considered: qrx run dom0 -- qrx policy explain vault work test.Add+\n",

@@ -49,7 +49,8 @@ table(
       "work",
       "personal",
       "test.A",
-      "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,default-dvm,disp123,dom0,fedora,personal,relay,remote,standalone,untrusted,untrusted-dvm,vault default -",
+      "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,default-dvm,disp123,dom0,fedora,personal," +
+        "relay,remote,standalone,untrusted,untrusted-dvm,vault default -",
       `${R}:6`,
     ],
     ["work", "vault", "other.Service", "deny: no matching rule", "-"],

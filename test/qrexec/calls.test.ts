@@ -25,7 +25,8 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     system.service(
       "dom0",
       "test.Dom0Env",
-      'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat',
+      'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|' +
+        '$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat',
     );
     system.policy(
       "test.Deny* * * deny",

@@ -149,9 +149,11 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(result.stderr).toBe("Request refused\n");
     await waitFor(
       () =>
-        /request refused: peer protocol error: TRIGGER3 carries the request id in the service-name field \(mirage-qubes 2\.0 bug\)/.test(
-          system.logOf("daemon:buggy"),
-        ),
+        new RegExp(
+          String.raw`request refused: peer protocol error: ` +
+            String.raw`TRIGGER3 carries the request id in the service-name field ` +
+            String.raw`\(mirage-qubes 2\.0 bug\)`,
+        ).test(system.logOf("daemon:buggy")),
       "the daemon to name the TRIGGER3 bug",
     );
     // The faithful mirage agent's TRIGGER3 (same profile, no knob) is fine.
@@ -201,9 +203,10 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
       expect(direct.stderr).toMatch(/refused the command/);
       await waitFor(
         () =>
-          /too long for the agent of mirage: control message of \d+ bytes does not fit the peer's 1024-byte ring/.test(
-            system.logOf("daemon:mirage"),
-          ),
+          new RegExp(
+            String.raw`too long for the agent of mirage: ` +
+              String.raw`control message of \d+ bytes does not fit the peer's 1024-byte ring`,
+          ).test(system.logOf("daemon:mirage")),
         "the daemon's clear error",
       );
       // VM -> mirage through the policy: the caller gets a refusal, not a hang.
@@ -284,8 +287,10 @@ async function stopRawAgent(raw: RawAgent): Promise<void> {
 
 function summary(messages: RawMessage[]): string[] {
   return messages.map((message) => {
-    if (message.type === C.MSG_DATA_EXIT_CODE)
-      return `EXIT ${new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(0, true)}`;
+    if (message.type === C.MSG_DATA_EXIT_CODE) {
+      const { buffer, byteOffset } = message.payload;
+      return `EXIT ${new DataView(buffer, byteOffset).getInt32(0, true)}`;
+    }
     const name =
       { [C.MSG_DATA_STDOUT]: "STDOUT", [C.MSG_DATA_STDERR]: "STDERR" }[message.type] ??
       `0x${message.type.toString(16)}`;

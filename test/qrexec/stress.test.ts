@@ -163,7 +163,8 @@ describe.each(TRANSPORTS)("robustness over %s", (transport) => {
       "test.Usr1",
       `if [ "$1" = switch ]; then
   # A child of the service signals and then uses fd 0: the agent maps it through its parent.
-  sh -c 'kill -USR1 "$QREXEC_AGENT_PID"; echo "switched via fd0" >&0; read line; echo "switched got $line" >&0'
+  sh -c 'kill -USR1 "$QREXEC_AGENT_PID"; echo "switched via fd0" >&0
+    read line; echo "switched got $line" >&0'
 else
   echo "stay ready"
   read line
