@@ -96,7 +96,8 @@ describe("in a running lab", () => {
     expect(verbose.stderr).toMatch(
       new RegExp(
         String.raw`^Request refused\n` +
-          String.raw`qrx: the policy refused vault -> work test.Add\+, by \S+50-lab.policy:(\d+):\n` +
+          String.raw`qrx: the policy refused vault -> work test.Add\+, ` +
+          String.raw`by \S+50-lab.policy:(\d+):\n` +
           String.raw`qrx:   \* +\* +@anyvm +@anyvm +deny\n`,
       ),
     );
