@@ -167,7 +167,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     ).toThrow();
   });
 
-  test("a request arrives decoded with usable fds; a 'U' byte is a signal; reply(42) reaches the front end", async () => {
+  test("a request arrives with usable fds; 'U' is a signal; reply(42) reaches it", async () => {
     const result = await frontEnd(
       { argv: ["vault", "test.Echo+arg", "ünï"], env: ["A=1", "B=x=y", "EMPTY="], signals: 1 },
       async () => {
@@ -191,7 +191,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(events).toEqual([]);
   });
 
-  test("a front end that hangs up after its request is reported gone; answering it then is harmless", async () => {
+  test("a front end gone after its request is reported; answering it is harmless", async () => {
     let connection = -1;
     await frontEnd({ argv: ["vault", "test.Hold"], env: [], then: "exit" }, async () => {
       const event = await next();
@@ -204,7 +204,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(() => host.fallback(connection)).not.toThrow();
   });
 
-  test("bad magic, wrong fd counts and bad payloads are dropped, with their fds closed", async () => {
+  test("bad magic, wrong fd counts and bad payloads are dropped, their fds closed", async () => {
     const drops: FrontEndSpec[] = [
       { argv: ["vault", "x"], env: [], magic: 0x12345678 },
       { argv: ["vault", "x"], env: [], fds: 2 },
@@ -240,7 +240,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(events).toEqual([]);
   });
 
-  test("strings that are not UTF-8, or an env entry without '=', fall back without a request", async () => {
+  test("strings that are not UTF-8, or an env entry without '=', fall back", async () => {
     for (const spec of [
       { argv: ["vault", "bad\udcff"], env: [] },
       { argv: ["vault", "x"], env: ["A=\udcfe"] },

@@ -322,7 +322,7 @@ describe("filecopy: spec §2.9 worked example", () => {
     expect(result.message).toBe("File transfer failed: checksum mismatch");
   });
 
-  test("a receiver that closes without a result is 'eof'; a remote code is 'remote' with a sanitized name", async () => {
+  test("no result before the close: 'eof'; a remote code: 'remote', name sanitized", async () => {
     const source = join(dir.path, "src");
     mkdirSync(join(source, "d"), { recursive: true });
     const eof = await transfer([join(source, "d")], {
@@ -347,7 +347,7 @@ describe("filecopy: spec §2.9 worked example", () => {
 });
 
 describe("filecopy: round trips through a child receiver", () => {
-  test("a tree: nesting, empty files and dirs, links, unicode, modes, nanosecond times", async () => {
+  test("a tree: nesting, empty files and dirs, links, unicode, modes, ns times", async () => {
     const source = join(dir.path, "src");
     const top = join(source, "top");
     mkdirSync(join(top, "sub/deeper/deepest"), { recursive: true });
@@ -409,7 +409,7 @@ describe("filecopy: round trips through a child receiver", () => {
     expect(existsSync(join(into, "top/fifo"))).toBe(false);
   });
 
-  test("--ignore-symlinks sends no links; two arguments follow each other in one stream", async () => {
+  test("--ignore-symlinks sends no links; two arguments follow in one stream", async () => {
     const source = join(dir.path, "src");
     mkdirSync(join(source, "a"), { recursive: true });
     writeFileSync(join(source, "a/f"), "f");
@@ -535,7 +535,7 @@ describe("filecopy: the receiver's refusals", () => {
     expect(readlinkSync(join(into, "d/e/l"))).toBe("../x");
   });
 
-  test("a stream cut inside a name or content is LEGAL_EOF; in or before a header EREMOTEIO (as upstream); nothing half-written", () => {
+  test("a cut in a name or content: LEGAL_EOF; at a header: EREMOTEIO; no half file", () => {
     const stream = workedExample();
     const cases: Array<[number, number, string]> = [
       [0, EREMOTEIO, "before anything"],

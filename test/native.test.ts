@@ -104,7 +104,7 @@ describe("Vchan", () => {
     expect(server.recv(new Uint8Array(1024))).toBe(1024);
   });
 
-  test("non-blocking read of an empty ring returns 0, blocking write of more than the ring is partial", () => {
+  test("non-blocking read of an empty ring is 0; blocking write over the ring is partial", () => {
     const { server, client } = pair(1024, 1024);
     server.setBlocking(false);
     expect(server.read(new Uint8Array(10))).toBe(0);

@@ -113,7 +113,7 @@ describe("deliberately broken programs fail the cases their bug breaks", () => {
   }
 });
 
-test("agent: upstream's reaction to a closed control vchan (exit 1 at the next trigger) passes control-disconnect", async () => {
+test("agent: upstream's exit 1 at the next trigger after a lost control vchan passes", async () => {
   const rows = await run("agent", brokenCommand("agent"), {
     cases: ["control-disconnect"],
     env: { BROKEN_MODE: "upstream-disconnect" },
@@ -125,7 +125,7 @@ test("agent: upstream's reaction to a closed control vchan (exit 1 at the next t
 }, 60_000);
 
 describe("documented deviations", () => {
-  test("an agent that never sends stderr EOF: deviation under --profile mirage, fail under strict", async () => {
+  test("an agent without stderr EOF: a deviation under mirage, failed under strict", async () => {
     const cases = ["exec-service", "eof-and-exit-order", "exit-code-127"];
     const mirage = await run("agent", brokenCommand("agent"), {
       cases,

@@ -64,7 +64,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
-  test("its domains are in user namespaces: calls work, vault's home and mounts are out of reach", async () => {
+  test("its domains are in user namespaces: calls work, vault's home is out of reach", async () => {
     const status = JSON.parse((await qrx(["lab", "status", "--json"])).stdout) as {
       domains: { name: string; isolation: string }[];
     };

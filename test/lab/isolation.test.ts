@@ -48,7 +48,7 @@ async function expectVaultUntouched(): Promise<void> {
 }
 
 describe("an isolated lab", () => {
-  test("status shows each domain's isolation; a domain is its own host, uid and process tree", async () => {
+  test("status shows each domain's isolation; a domain is its own host, uid, pids", async () => {
     const status = await lab.status();
     expect(status.isolation).toBe("namespaces");
     const isolation = Object.fromEntries(
@@ -122,7 +122,7 @@ describe("an isolated lab", () => {
     await expectVaultUntouched();
   });
 
-  test("work cannot offer a vchan as vault: the host refuses it and dom0 never sees it", async () => {
+  test("work cannot offer a vchan as vault: the host refuses, dom0 never sees it", async () => {
     const port = 1700;
     const code = [
       `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
@@ -189,7 +189,7 @@ describe("an isolated lab", () => {
     await expectVaultUntouched();
   });
 
-  test("work cannot connect to a vchan offered to vault, nor see another pair's sockets", async () => {
+  test("work cannot connect to a vchan offered to vault, nor see others' sockets", async () => {
     const port = 1701;
     // dom0 offers vault a vchan; work claims to be vault and tries to take it.
     const offer = Vchan.server({
@@ -272,7 +272,7 @@ describe("an isolated lab", () => {
     if (process.getuid?.() === 0) expect(String(statSync(landed).uid)).toBe(vaultUid);
   });
 
-  test("a DisposableVM gets its own namespaces, and its files are gone after its call", async () => {
+  test("a DisposableVM gets its own namespaces; its files are gone after its call", async () => {
     const script = "echo scratch > ~/left-behind; echo tmp > /tmp/left-behind; hostname\n";
     const call = await lab.run("work", ["qrexec-client-vm", "$dispvm", "qubes.VMShell"], script);
     expect(call.code).toBe(0);
@@ -286,7 +286,7 @@ describe("an isolated lab", () => {
     expect(existsSync(join(lab.dir, "isolation", "roots", name))).toBe(false);
   });
 
-  test("no rendezvous socket outlives its call: the host takes back what it handed out", async () => {
+  test("no rendezvous socket outlives its call: the host takes back what it gave", async () => {
     for (let call = 0; call < 5; call++)
       expect(
         (await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 1\n")).stdout,

@@ -122,7 +122,7 @@ describe("in the default lab", () => {
     );
   });
 
-  test("qrx run passes the exit status through, 128+signal, and 127 for a missing command", async () => {
+  test("qrx run passes the exit status through, 128+signal, 127 for no command", async () => {
     expect((await lab.run("work", ["sh", "-c", "exit 7"])).code).toBe(7);
     expect((await lab.run("work", ["sh", "-c", "kill -9 $$"])).code).toBe(137);
     const missing = await lab.run("work", ["no-such-command-here"]);
@@ -132,7 +132,7 @@ describe("in the default lab", () => {
     expect(env.stdout).toBe(`2 vault ${join(lab.dir, "domains", "vault", "home")}\n`);
   });
 
-  test("$dispvm: a DisposableVM per call, cloned from the template, destroyed after, its id freed", async () => {
+  test("$dispvm: a DisposableVM per call, from the template, destroyed, id freed", async () => {
     const before = await lab.status();
     const result = await lab.run("work", ["qrexec-client-vm", "$dispvm", "test.Whoami"]);
     expect(result.code).toBe(0);

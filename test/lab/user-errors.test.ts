@@ -10,7 +10,7 @@ import { QRX, TestLab } from "../helpers/lab.ts";
 const BIN = join(import.meta.dir, "..", "..", "bin");
 
 describe("a lab whose policy has errors", () => {
-  test("does not come up, and says where the errors are; --allow-broken-policy says it loudly", async () => {
+  test("does not come up and says where the errors are; --allow-broken-policy warns", async () => {
     const lab = new TestLab();
     try {
       const config = lab.config(
@@ -85,7 +85,7 @@ describe("in a running lab", () => {
     );
   }, 30_000);
 
-  test("a refused call: upstream's words by default, the rule and the explain command with -v", async () => {
+  test("a refused call: upstream's words; with -v the rule and the explain command", async () => {
     const plain = await lab.run("vault", ["qrexec-client-vm", "work", "test.Add"], "1 2\n");
     expect(plain).toEqual({ code: 126, stdout: "", stderr: "Request refused\n" });
     const verbose = await lab.qrx(
@@ -115,7 +115,7 @@ describe("in a running lab", () => {
     expect(explain.stdout + explain.stderr).toContain("50-lab.policy");
   }, 30_000);
 
-  test("qvm-copy-to-vm to a VM that does not exist: the name is unknown, dom0's policy decides", async () => {
+  test("qvm-copy-to-vm to a VM that does not exist: unknown name, the policy decides", async () => {
     const file = join(lab.dir, "domains", "work", "home", "typo.txt");
     writeFileSync(file, "x\n");
     const copy = await lab.run("work", ["qvm-copy-to-vm", "valut", file]);
@@ -128,7 +128,7 @@ describe("in a running lab", () => {
     expect(logs.stdout).toContain("work -> valut: target 'valut' does not exist, using @default");
   }, 30_000);
 
-  test("qrexec-client: --help once, -w names a bad value, its examples work as printed", async () => {
+  test("qrexec-client: --help once, -w names a bad value, its examples work", async () => {
     const help = Bun.spawnSync([join(BIN, "qrexec-client"), "--help"]);
     expect(help.exitCode).toBe(0);
     expect(help.stdout.toString().match(/Usage:/g)).toHaveLength(1);

@@ -86,7 +86,7 @@ describe("qrx policy lint", () => {
   });
 });
 
-test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and still passes", async () => {
+test("qrx policy lint warns on each legacy bare anyvm/dispvm, and still passes", async () => {
   const result = await qrx("lint", compat, "--legacy-dir", r2Legacy);
   const file = join(r2Legacy, "test.Old");
   expect(result.stdout).toBe(
@@ -101,7 +101,7 @@ test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and st
 });
 
 describe("qrx policy eval", () => {
-  test("a deny for @type:AdminVM stops dom0 however the caller spells it (no bypass by spelling)", async () => {
+  test("a deny for @type:AdminVM stops dom0 however the caller spells it", async () => {
     for (const target of ["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]) {
       const result = await qrx(
         "eval",
@@ -206,7 +206,7 @@ test("qrx policy explain and graph exit 1 when the policy has errors", async () 
   expect(graphed.code).toBe(1);
 });
 
-test("qrx policy lint rejects an empty target= or default_target=, as upstream's parser", async () => {
+test("qrx policy lint rejects an empty target= or default_target=, as upstream", async () => {
   const emptyTargets = join(dir.path, "empty-targets");
   mkdirSync(emptyTargets);
   writeFileSync(

@@ -128,7 +128,7 @@ describe("askers", () => {
     expect(chooseAsker({ askProgram: "true", terminal: false })).toBeInstanceOf(ProgramAsker);
   });
 
-  test("answerQuery logs every decision with its rule; an answer outside the choices denies", async () => {
+  test("answerQuery logs every decision and its rule; an answer not offered denies", async () => {
     const { policy } = policyOf(
       "test.Ask * work @anyvm ask default_target=vault\ntest.Echo * work vault allow\n",
     );

@@ -125,7 +125,7 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
     );
   });
 
-  test("EvalSimple: ask is settled with assume_yes_for_ask (the intended target), never asked", async () => {
+  test("EvalSimple: ask is settled with assume_yes_for_ask (the intended target)", async () => {
     expect(await exchange(simple, call("test.Ask", "personal", "work", "vault"))).toBe(
       "result=allow\n",
     );
@@ -136,7 +136,7 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
     );
   });
 
-  test("EvalSimple: assume_yes_for_ask compares the intended target literally with the choices", async () => {
+  test("EvalSimple: assume_yes_for_ask compares the intended target literally", async () => {
     expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "dom0"))).toBe(
       "result=allow\n",
     );

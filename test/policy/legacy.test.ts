@@ -102,7 +102,7 @@ describe("legacy format: the same decisions as its current-format translation", 
   });
 
   const expected = decisions(current.policy);
-  test(`over ${expected.size} requests: a legacy directory, !compat-4.0 and !include-service all agree with the translation`, () => {
+  test(`over ${expected.size} requests: legacy dir, compat, include agree with translation`, () => {
     for (const loaded of [legacy, viaCompat, viaIncludeService])
       expect(decisions(loaded.policy)).toEqual(expected);
   });
@@ -199,7 +199,7 @@ describe("legacy line translation", () => {
   });
 });
 
-describe("bare R2 keywords: kept as keywords, with a warning (upstream's compat parser reads names)", () => {
+describe("bare R2 keywords: kept as keywords, with a warning (as upstream's compat)", () => {
   const warningOf = (line: string) => {
     const result = translateLegacyLine(line, "s", "*");
     if (result.kind !== "rule") throw new Error(result.kind);

@@ -138,7 +138,7 @@ describe("PolicyDaemon on a socket", () => {
     );
   });
 
-  test("ask goes to the asker; just_evaluate never asks; assume_yes_for_ask takes the intended target", async () => {
+  test("ask goes to the asker; just_evaluate never asks; assume_yes_for_ask: intent", async () => {
     const asked = await exchange(
       socketPath,
       request(["source=work", "intended_target=vault", "service_and_arg=test.Ask"]),
@@ -200,7 +200,7 @@ describe("PolicyDaemon on a socket", () => {
     for (const answer of answers) expect(answer).toContain("result=allow");
   });
 
-  test("reload: a new file is used, a broken one denies and logs file:line, a broken domains file denies", async () => {
+  test("reload: a new file is used; a broken one, or domains file, denies and logs", async () => {
     const ask = () =>
       exchange(
         socketPath,

@@ -100,7 +100,8 @@ describe("round trip through the daemon's parser (src/protocol/policy-response.t
     ["work", "remote", null],
     ["relay", "vault", "remote"],
   ] as const) {
-    test(`allow ${source} -> ${target || "@default"}${requestedSource ? ` for ${requestedSource}` : ""}`, () => {
+    const forWhom = requestedSource ? ` for ${requestedSource}` : "";
+    test(`allow ${source} -> ${target || "@default"}${forWhom}`, () => {
       const decision = settled(source, target, requestedSource);
       if (decision.kind !== "allow") throw new Error(decision.reason);
       for (const text of [policyResponseText(decision), `${policyResponseText(decision)}\n`]) {
@@ -140,7 +141,7 @@ describe("socket options (§7.4, §11.3)", () => {
     );
   });
 
-  test("settling without a human: assume_yes_for_ask answers with the intended target; otherwise an ask stays open (null)", () => {
+  test("unattended: assume_yes_for_ask answers the intended target; else ask stays", () => {
     const ask = policy.evaluate(query("personal", "vault", "test.R"), facts);
     expect(ask.kind).toBe("ask");
     expect(settleWithoutAsking(ask, {}, facts)).toBeNull();

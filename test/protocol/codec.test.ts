@@ -216,7 +216,7 @@ describe("exec_params and friends (§3.3)", () => {
     ]);
   });
 
-  test("SERVICE_CONNECT: strict decoding wants the last byte NUL; the agent's mode does not", () => {
+  test("SERVICE_CONNECT: strict decoding wants the last byte NUL; agent's mode not", () => {
     const full = new Uint8Array([...new Uint8Array(8), ...new Uint8Array(32).fill(0x41)]);
     expect(() => decodeServiceConnect(full)).toThrow(/not NUL-terminated/);
     expect(fieldText(decodeServiceConnect(full, "terminate").ident)).toBe("A".repeat(32));
@@ -225,7 +225,7 @@ describe("exec_params and friends (§3.3)", () => {
     );
   });
 
-  test("SERVICE_CONNECT: a short ident is zero-padded; none or more than 32 bytes is an error", () => {
+  test("SERVICE_CONNECT: a short ident is zero-padded; none or over 32 bytes is an error", () => {
     const short = decodeServiceConnect(
       new Uint8Array([...new Uint8Array(8), ...text.encode("ab")]),
       "terminate",

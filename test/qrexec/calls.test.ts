@@ -79,7 +79,7 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     expect(result.stderr).toBe("Request refused\n");
   });
 
-  test("an allowed call whose target has no daemon looks like a refusal (§2.1 step 9)", async () => {
+  test("a call allowed to a target without a daemon looks refused (§2.1 step 9)", async () => {
     const result = await system.clientVm("work", ["anywhere", "test.Ghost"]);
     expect(result.code, explain(result)).toBe(126);
     expect(result.stderr).toBe("Request refused\n");

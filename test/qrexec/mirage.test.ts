@@ -69,7 +69,7 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(system.logOf("agent:work")).toMatch(/dom0 connected, protocol 4/);
   });
 
-  test("into a mirage domain from a normal one: small writes, stdout/stderr and the exit code", async () => {
+  test("into a mirage domain from a normal one: small writes, both streams, the code", async () => {
     const add = await system.clientVm("work", ["mirage", "test.Add"], "40 2\n");
     expect(add.stdout, explain(add)).toBe("42\n");
     expect(add.code).toBe(0);
@@ -97,7 +97,7 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(result.code).toBe(0);
   });
 
-  test("out of a mirage domain (TRIGGER3, its own ring sizes and HELLO 3), small and large writes", async () => {
+  test("out of a mirage domain (TRIGGER3, its rings, HELLO 3): small and big writes", async () => {
     const add = await system.clientVm("mirage", [...MIRAGE, "work", "test.Add"], "5 6\n");
     expect(add.stdout, explain(add)).toBe("11\n");
     expect(add.code).toBe(0);
@@ -108,7 +108,7 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(count.stdout.trim(), explain(count)).toBe(String(input.length));
   });
 
-  test("chunk-length bug, service side: the caller reports the peer protocol error, no hang", async () => {
+  test("chunk-length bug, service side: the caller reports the protocol error", async () => {
     // Small writes still work with the bug: they fit one chunk.
     const small = await system.clientVm("work", ["buggy", "test.Add"], "2 2\n");
     expect(small.stdout, explain(small)).toBe("4\n");
@@ -126,7 +126,7 @@ describe.each(TRANSPORTS)("mirage peer profile over %s", (transport) => {
     expect(next.stdout, explain(next)).toBe("7\n");
   });
 
-  test("chunk-length bug, caller side: our agent reports the peer protocol error and the call ends", async () => {
+  test("chunk-length bug, caller side: our agent reports it and the call ends", async () => {
     const input = "w".repeat(100_000);
     const result = await system.clientVm("mirage", [...MIRAGE, "work", "test.Count"], input, {
       QRX_MIRAGE_BUGS: "chunk-length",
@@ -417,7 +417,7 @@ describe("the mirage agent on the wire (socket transport)", () => {
     expect(raw.log.join("")).toMatch(/unknown type 0x2ff/);
   });
 
-  test("outgoing: TRIGGER3 with a MIRAGE<25 digits> request id and the real service name", async () => {
+  test("outgoing: TRIGGER3 with a MIRAGE<25 digits> request id, the real service", async () => {
     const client = await Connection.connect(raw.agentSocket);
     client.write(
       frame(
@@ -480,7 +480,7 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
     }
   });
 
-  test("chunk-length: one write above the chunk limit, every header carries the total remaining length", async () => {
+  test("chunk-length: a write over the chunk limit; each header has the total left", async () => {
     const raw = await startRawAgent({ QRX_MIRAGE_BUGS: "chunk-length" });
     try {
       expect(await raw.control.receiveHello()).toBe(3);
@@ -525,7 +525,7 @@ describe("the mirage agent's bug knobs on the wire (socket transport)", () => {
 // Ring sizes and the page cap, as the shm vchan reports them.
 
 describe("the mirage agent's vchans (shm)", () => {
-  test("control vchan: it reads 1024 and writes 2048 bytes, one page; a Linux agent 4096/4096", async () => {
+  test("control vchan: reads 1024, writes 2048 bytes, one page; Linux: 4096/4096", async () => {
     for (const [args, read, write, pages] of [
       [MIRAGE, 1024, 2048, 1],
       [[], 4096, 4096, 3],

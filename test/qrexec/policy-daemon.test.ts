@@ -129,7 +129,7 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`,
     expect(decisionLog()).toContain("ask answered: work -> vault test.AskNo+: deny (ask program");
   });
 
-  test("a changed file is used for the next call; a broken file denies with file:line in the log", async () => {
+  test("a changed file is used next call; a broken one denies, file:line in the log", async () => {
     const file = system.writePolicy("40-override.policy", "test.Echo * work vault deny\n");
     if (mode === "socket")
       await waitFor(

@@ -301,7 +301,7 @@ fi`,
 
   // ------------------------------------------------------------------------- big transfers
 
-  test(`${bigLabel} from the caller into a service: the service's sha256 is the generator's`, async () => {
+  test(`${bigLabel} from the caller into a service: the sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
     const result = await system.run(
       2,
@@ -313,7 +313,7 @@ fi`,
     expect(hexSum(result.stdout)).toBe(expected);
   });
 
-  test(`${bigLabel} from a service to the caller: the caller's sha256 is the generator's`, async () => {
+  test(`${bigLabel} from a service to the caller: the sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
     const script =
       `qrexec-client-vm vault test.Gen+${bigBytes} | ` +
@@ -420,7 +420,7 @@ fi`,
 
   // Once the caller is gone, the service's stdout and stderr are closed at once (§6.9): a service
   // blocked writing them would never read its remaining input, and the call would never end.
-  test("a caller killed while its output is backed up: the service still ends within 1 s", async () => {
+  test("a caller killed while its output is backed up: the service ends within 1 s", async () => {
     // The caller's stdout is a FIFO nobody reads: both directions back up.
     const fifo = join(system.dir.path, "backed-up.fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
@@ -447,7 +447,7 @@ fi`,
     }
   });
 
-  test("a batch of calls (ended, failed, refused, killed) leaves no fds, shm, zombies or vchan files", async () => {
+  test("a batch of ended, failed, refused and killed calls leaves nothing behind", async () => {
     // Warm up every path once: the runtime opens some fds lazily, on first use.
     await system.clientVm("work", ["vault", "test.Echo"], "warm-up\n");
     await system.clientVm("work", ["dom0", "test.Dom0"], "warm-up\n");
@@ -478,7 +478,7 @@ fi`,
     await expectNoLeaks(before);
   });
 
-  test("the target's agent killed mid-call: the caller ends with 255 within 1 s; after a restart nothing leaked", async () => {
+  test("the target's agent killed mid-call: the caller gets 255 in 1 s; no leak", async () => {
     const before = await settledResources();
     const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-agent"], {
       stdin: Bun.file("/dev/zero"),
@@ -508,7 +508,7 @@ fi`,
 
   // ------------------------------------------------------------------------- restarts
 
-  test("agent restart: kill -9 the agent, start a new one; its daemon reconnects and calls work", async () => {
+  test("agent restart: kill -9 the agent, start another; the daemon reconnects", async () => {
     const vault = system.vms.get("vault")!;
     const daemonPid = vault.daemon.pid;
     const logBefore = system.logOfProcess(vault.daemon).length;
@@ -536,7 +536,7 @@ fi`,
     expect(outgoing.stdout, explain(outgoing)).toBe("and calls out\n");
   });
 
-  test("daemon restart: the agent stays up, accepts the new daemon, and a running call survives", async () => {
+  test("daemon restart: the agent stays up, takes the new daemon; a call survives", async () => {
     const vault = system.vms.get("vault")!;
     const agentPid = vault.agent.pid;
     const client = system.spawnClientVm("work", ["vault", "test.Echo"]);
@@ -562,7 +562,7 @@ fi`,
     expect(fromDom0.stdout, explain(fromDom0)).toBe("dom0 too\n");
   });
 
-  test("a daemon that dies with a request unanswered: the agent refuses it at once, no hang", async () => {
+  test("a daemon dying with a request unanswered: the agent refuses it at once", async () => {
     const rules = [
       "test.Hang work vault hang",
       "test.Deny* * * deny",
@@ -601,7 +601,7 @@ fi`,
 
   // ------------------------------------------------------------------------- SIGUSR1
 
-  test("SIGUSR1: a service switches to its stdin socket for both directions (test_stdio_socket)", async () => {
+  test("SIGUSR1: a service moves to its stdin socket both ways (test_stdio_socket)", async () => {
     for (let i = 0; i < 5; i++) {
       const client = system.spawnClientVm("work", ["vault", `test.Single+${i}`]);
       const output = new OutputReader(client.stdout);
@@ -617,7 +617,7 @@ fi`,
   // The service's stdout EOF (it exits) can reach the pump before its signal's record does (the
   // handler runs on a Bun thread); the pump holds that EOF until it has seen every SIGUSR1 sent
   // before it (zig/pump/pump.zig, settle_held_eof). Lost about 1 call in 10 before that.
-  test("SIGUSR1: a service that writes to fd 0 and exits at once; the caller gets the output every time", async () => {
+  test("SIGUSR1: a service writes fd 0 and exits at once; the output always arrives", async () => {
     const failures: string[] = [];
     for (let i = 0; i < 40; i++) {
       const client = system.spawnClientVm("work", ["vault", `test.SingleExit+${i}`]);
@@ -659,7 +659,7 @@ fi`,
     expect(await stayOutput.rest()).toBe("stay ready\nstay got two\n");
   });
 
-  test("SIGUSR1 from qrexec-client-vm's local program (QREXEC_AGENT_PID is the client's pid)", async () => {
+  test("SIGUSR1 from qrexec-client-vm's local program (QREXEC_AGENT_PID: the client)", async () => {
     const local = [
       "/bin/sh",
       "-c",
@@ -679,7 +679,7 @@ fi`,
     expect(code).toBe(0);
   });
 
-  test("SIGUSR1 from qrexec-client-vm's local program that writes to fd 0 and exits at once", async () => {
+  test("SIGUSR1 from qrexec-client-vm's local program that writes fd 0 and exits", async () => {
     const pids = join(system.dir.path, "pids");
     const failures: string[] = [];
     // Lost about 1 call in 100: the program's exit hung its stdin socket up, which was closed
