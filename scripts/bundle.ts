@@ -75,7 +75,7 @@ const lazyCommanderRequires: import("bun").BunPlugin = {
     builder.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, async ({ path }) => {
       let text = await Bun.file(path).text();
       for (const [line, module] of LAZY_COMMANDER_REQUIRES) {
-        const name = line.split(" ")[1]!;
+        const name = line.split(" ")[1];
         const lazy = `new Proxy({}, { get: (_, key) => require('${module}')[key] })`;
         text = text.replace(line, `const ${name} = ${lazy};`);
       }

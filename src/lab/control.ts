@@ -371,7 +371,7 @@ export function logFiles(layout: LabLayout, domain?: string): string[] {
     const domains = [
       ...new Set(
         all
-          .map((name) => name.split(".")[0]!)
+          .map((name) => name.split(".")[0])
           .filter((name) => name !== "admin" && name !== "policy"),
       ),
     ];

@@ -180,7 +180,7 @@ describe("qrexec-client-vm's client host", () => {
 
   // Issue 15 item 8 (spec §13.21): checked before Bun starts, which would reopen them.
   for (const fd of [0, 1, 2]) {
-    const close = ["0<&-", "1>&-", "2>&-"][fd]!;
+    const close = ["0<&-", "1>&-", "2>&-"][fd];
     test(`a closed fd ${fd} is refused with 125 before any call (client-vm, client)`, async () => {
       const tag = `c${fd}${Math.random().toString(36).slice(2)}`;
       const command = `user:QUBESRPC\\ test.Hold+${tag}\\ dom0`;
