@@ -110,9 +110,9 @@ export function parseFast(args: string[], defaultAgentSocket: string): ClientVmC
     if ((key === "prefixData" || key === "sourceQube") && options[key] !== undefined) return null;
     options[key] = value;
   }
-  const operands = args.slice(index);
-  if (operands.length < 2) return null;
-  return { target: operands[0]!, service: operands[1]!, local: operands.slice(2), options };
+  const [target, service, ...local] = args.slice(index);
+  if (target === undefined || service === undefined) return null;
+  return { target, service, local, options };
 }
 
 /** Linux's major number of the memory devices (/dev/null, /dev/zero, /dev/urandom, ...). */

@@ -205,7 +205,8 @@ export class Connection {
     const out = new Uint8Array(bytes);
     let filled = 0;
     while (filled < bytes) {
-      const chunk = this.#input[0]!;
+      const chunk = this.#input[0];
+      if (chunk === undefined) throw new Error(`#take(${bytes}): only ${filled} bytes buffered`);
       const count = Math.min(chunk.length, bytes - filled);
       out.set(chunk.subarray(0, count), filled);
       filled += count;
@@ -279,8 +280,7 @@ export class Connection {
 
   #flush(): void {
     const socket = this.#socket;
-    while (socket && this.#pendingWrites.length > 0) {
-      const next = this.#pendingWrites[0]!;
+    for (let next = this.#pendingWrites[0]; socket && next; next = this.#pendingWrites[0]) {
       const wrote = socket.write(next);
       if (wrote < 0) return;
       if (wrote < next.length) {

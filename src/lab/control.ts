@@ -293,12 +293,12 @@ export function formatDuration(ms: number): string {
 
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((cell, index) =>
-    Math.max(cell.length, ...rows.map((row) => row[index]!.length)),
+    Math.max(cell.length, ...rows.map((row) => row[index]?.length ?? 0)),
   );
   return [header, ...rows]
     .map((row) =>
       row
-        .map((cell, index) => cell.padEnd(widths[index]!))
+        .map((cell, index) => cell.padEnd(widths[index] ?? 0))
         .join("  ")
         .trimEnd(),
     )
