@@ -28,6 +28,62 @@ pub fn build(b: *std.Build) void {
     const lib = b.addLibrary(.{ .name = "qrx", .linkage = .dynamic, .root_module = lib_module });
     b.installArtifact(lib);
 
+    add_programs(b, target, optimize);
+
+    const test_module = b.createModule(.{
+        .root_source_file = b.path("zig/test.zig"),
+        .target = target,
+        .optimize = b.option(
+            std.builtin.OptimizeMode,
+            "test-optimize",
+            "tests' mode",
+        ) orelse .Debug,
+        .link_libc = true,
+    });
+    const fuzz_options = b.addOptions();
+    fuzz_options.addOption([]const u8, "corpus_dir", b.pathFromRoot("test/fuzz/corpus"));
+    test_module.addOptions("fuzz_options", fuzz_options);
+    const tests = b.addTest(.{
+        .root_module = test_module,
+        .filters = if (b.option([]const u8, "test-filter", "run only matching tests")) |f|
+            b.dupeStrings(&.{f})
+        else
+            &.{},
+    });
+    const run_tests = b.addRunArtifact(tests);
+    const test_step = b.step("test", "Run the Zig unit tests");
+    test_step.dependOn(&run_tests.step);
+    add_tidy_test(b, target, test_step);
+
+    // The data pump's model test (zig/pump/data_model_test.zig) for longer runs: a random seed
+    // (or -Dseed) for -Dseconds, optimised with its assertions on. `zig build test` runs it
+    // briefly with a fixed seed.
+    const model_module = b.createModule(.{
+        .root_source_file = b.path("zig/test.zig"),
+        .target = target,
+        .optimize = .ReleaseSafe,
+        .link_libc = true,
+    });
+    model_module.addOptions("fuzz_options", fuzz_options);
+    const model_tests = b.addTest(.{ .root_module = model_module, .filters = &.{"data model"} });
+    const run_model = b.addRunArtifact(model_tests);
+    run_model.has_side_effects = true;
+    const seconds = b.option(u64, "seconds", "model test: seconds to run (default 60)") orelse 60;
+    run_model.setEnvironmentVariable("QRX_MODEL_SECONDS", b.fmt("{d}", .{seconds}));
+    if (b.option(u64, "seed", "model test: the first run's seed (default: random)")) |seed| {
+        run_model.setEnvironmentVariable("QRX_MODEL_SEED", b.fmt("{d}", .{seed}));
+    }
+    const model_step = b.step("model", "Run the data pump's model test with random seeds");
+    model_step.dependOn(&run_model.step);
+    add_fuzz_targets(b, target);
+}
+
+/// The native programs: qrexec-client-vm's front end, qrexec-client, and the file-copy ones.
+fn add_programs(
+    b: *std.Build,
+    target: std.Build.ResolvedTarget,
+    optimize: std.builtin.OptimizeMode,
+) void {
     // qrexec-client-vm's front end: static and without libc, so it starts in well under 1 ms.
     const front_module = b.createModule(.{
         .root_source_file = b.path("zig/qrexec_client_vm.zig"),
@@ -72,48 +128,18 @@ pub fn build(b: *std.Build) void {
         });
         b.installArtifact(b.addExecutable(.{ .name = program[0], .root_module = module }));
     }
+}
 
-    const test_module = b.createModule(.{
-        .root_source_file = b.path("zig/test.zig"),
+/// The Zig rules (zig/tidy.zig: line and function lengths, commented `catch {}`), run from the
+/// repository root over the sources.
+fn add_tidy_test(b: *std.Build, target: std.Build.ResolvedTarget, test_step: *std.Build.Step) void {
+    const tidy = b.addTest(.{ .root_module = b.createModule(.{
+        .root_source_file = b.path("zig/tidy.zig"),
         .target = target,
-        .optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "tests' mode") orelse .Debug,
-        .link_libc = true,
-    });
-    const fuzz_options = b.addOptions();
-    fuzz_options.addOption([]const u8, "corpus_dir", b.pathFromRoot("test/fuzz/corpus"));
-    test_module.addOptions("fuzz_options", fuzz_options);
-    const tests = b.addTest(.{
-        .root_module = test_module,
-        .filters = if (b.option([]const u8, "test-filter", "run only matching tests")) |f|
-            b.dupeStrings(&.{f})
-        else
-            &.{},
-    });
-    const run_tests = b.addRunArtifact(tests);
-    const test_step = b.step("test", "Run the Zig unit tests");
-    test_step.dependOn(&run_tests.step);
-
-    // The data pump's model test (zig/pump/data_model_test.zig) for longer runs: a random seed
-    // (or -Dseed) for -Dseconds, optimised with its assertions on. `zig build test` runs it
-    // briefly with a fixed seed.
-    const model_module = b.createModule(.{
-        .root_source_file = b.path("zig/test.zig"),
-        .target = target,
-        .optimize = .ReleaseSafe,
-        .link_libc = true,
-    });
-    model_module.addOptions("fuzz_options", fuzz_options);
-    const model_tests = b.addTest(.{ .root_module = model_module, .filters = &.{"data model"} });
-    const run_model = b.addRunArtifact(model_tests);
-    run_model.has_side_effects = true;
-    const seconds = b.option(u64, "seconds", "model test: seconds to run (default 60)") orelse 60;
-    run_model.setEnvironmentVariable("QRX_MODEL_SECONDS", b.fmt("{d}", .{seconds}));
-    if (b.option(u64, "seed", "model test: the first run's seed (default: random)")) |seed| {
-        run_model.setEnvironmentVariable("QRX_MODEL_SEED", b.fmt("{d}", .{seed}));
-    }
-    const model_step = b.step("model", "Run the data pump's model test with random seeds");
-    model_step.dependOn(&run_model.step);
-    add_fuzz_targets(b, target);
+    }) });
+    const run_tidy = b.addRunArtifact(tidy);
+    run_tidy.setCwd(b.path("."));
+    test_step.dependOn(&run_tidy.step);
 }
 
 /// `zig build fuzz`: one AFL++ persistent-mode executable per harness in zig-out/fuzz/, the

@@ -11,6 +11,12 @@ threadlocal var message_buffer: [384]u8 = undefined;
 threadlocal var message_len: usize = 0;
 
 pub fn fail(code: linux.E, comptime fmt: []const u8, args: anytype) Fail {
+    record(code, fmt, args);
+    return error.Fail;
+}
+
+/// `fail` for a caller whose own error is not `Fail`: it records the errno and message only.
+pub fn record(code: linux.E, comptime fmt: []const u8, args: anytype) void {
     errno_last = @intCast(@intFromEnum(code));
     const written = std.fmt.bufPrint(&message_buffer, fmt, args) catch blk: {
         const ellipsis = "...";
@@ -18,7 +24,6 @@ pub fn fail(code: linux.E, comptime fmt: []const u8, args: anytype) Fail {
         break :blk message_buffer[0..];
     };
     message_len = written.len;
-    return error.Fail;
 }
 
 /// Prefixes the recorded message with context from a caller further up.
@@ -27,6 +32,7 @@ pub fn context(comptime fmt: []const u8, args: anytype) void {
     const old = previous[0..message_len];
     @memcpy(old, message_buffer[0..message_len]);
     var stream = std.io.fixedBufferStream(&message_buffer);
+    // A message longer than the buffer is cut there: the start says the most.
     stream.writer().print(fmt ++ ": {s}", args ++ .{old}) catch {};
     message_len = stream.pos;
 }

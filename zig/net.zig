@@ -24,10 +24,18 @@ pub fn connect_unix(path: []const u8) Fail!i32 {
     const prefix, const tail = shown(path);
     if (path.len == 0) return diag.fail(.NOENT, "connect to unix socket: empty path", .{});
     if (std.mem.indexOfScalar(u8, path, 0) != null) {
-        return diag.fail(.INVAL, "connect to unix socket {s}{s}: NUL byte in path", .{ prefix, tail });
+        return diag.fail(
+            .INVAL,
+            "connect to unix socket {s}{s}: NUL byte in path",
+            .{ prefix, tail },
+        );
     }
     if (path.len >= std.fs.max_path_bytes) {
-        return diag.fail(.NAMETOOLONG, "connect to unix socket {s}{s}: NAMETOOLONG", .{ prefix, tail });
+        return diag.fail(
+            .NAMETOOLONG,
+            "connect to unix socket {s}{s}: NAMETOOLONG",
+            .{ prefix, tail },
+        );
     }
 
     var address = linux.sockaddr.un{ .family = AF.UNIX, .path = [_]u8{0} ** 108 };
@@ -47,13 +55,20 @@ pub fn connect_unix(path: []const u8) Fail!i32 {
         const rc = linux.open(terminated[0..path.len :0], .{ .PATH = true, .CLOEXEC = true }, 0);
         const errno = sys.errno_of(rc);
         if (errno != .SUCCESS) {
-            return diag.fail(errno, "connect to unix socket {s}{s}: {s}", .{ prefix, tail, @tagName(errno) });
+            return diag.fail(
+                errno,
+                "connect to unix socket {s}{s}: {s}",
+                .{ prefix, tail, @tagName(errno) },
+            );
         }
         inode = @intCast(rc);
         _ = std.fmt.bufPrint(&address.path, "/proc/self/fd/{d}", .{inode}) catch unreachable;
     }
 
-    const socket = try sys.fd(linux.socket(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0), "socket(AF_UNIX)");
+    const socket = try sys.fd(
+        linux.socket(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0),
+        "socket(AF_UNIX)",
+    );
     errdefer sys.close(socket);
     while (true) {
         const rc = linux.connect(socket, &address, @sizeOf(linux.sockaddr.un));
@@ -65,7 +80,11 @@ pub fn connect_unix(path: []const u8) Fail!i32 {
             .INTR => continue,
             else => {
                 const via = if (inode >= 0) " (through /proc/self/fd)" else "";
-                return diag.fail(errno, "connect to unix socket {s}{s}{s}: {s}", .{ prefix, tail, via, @tagName(errno) });
+                return diag.fail(
+                    errno,
+                    "connect to unix socket {s}{s}{s}: {s}",
+                    .{ prefix, tail, via, @tagName(errno) },
+                );
             },
         }
     }
@@ -79,11 +98,19 @@ pub fn parse_host(host: []const u8, port: u16) Fail!std.net.Address {
     const ipv6 = std.mem.indexOfAny(u8, host, ":%") != null;
     if (ipv6) {
         return std.net.Address.resolveIp6(host, port) catch |err| {
-            return diag.fail(.INVAL, "TCP service: {s}{s} is no numeric IPv6 address ({s})", .{ prefix, tail, @errorName(err) });
+            return diag.fail(
+                .INVAL,
+                "TCP service: {s}{s} is no numeric IPv6 address ({s})",
+                .{ prefix, tail, @errorName(err) },
+            );
         };
     }
     return std.net.Address.parseIp4(host, port) catch |err| {
-        return diag.fail(.INVAL, "TCP service: {s}{s} is no numeric IPv4 address ({s})", .{ prefix, tail, @errorName(err) });
+        return diag.fail(
+            .INVAL,
+            "TCP service: {s}{s} is no numeric IPv4 address ({s})",
+            .{ prefix, tail, @errorName(err) },
+        );
     };
 }
 
@@ -98,7 +125,13 @@ pub fn connect_tcp(host: []const u8, port: u16) Fail!i32 {
     errdefer sys.close(socket);
     const one: i32 = 1;
     _ = try sys.check(
-        linux.setsockopt(socket, linux.IPPROTO.TCP, linux.TCP.NODELAY, std.mem.asBytes(&one), @sizeOf(i32)),
+        linux.setsockopt(
+            socket,
+            linux.IPPROTO.TCP,
+            linux.TCP.NODELAY,
+            std.mem.asBytes(&one),
+            @sizeOf(i32),
+        ),
         "setsockopt(TCP_NODELAY)",
     );
 
@@ -123,7 +156,9 @@ fn finish_interrupted_connect(socket: i32) linux.E {
     }
     var result: i32 = 0;
     var len: linux.socklen_t = @sizeOf(i32);
-    const errno = sys.errno_of(linux.getsockopt(socket, linux.SOL.SOCKET, linux.SO.ERROR, std.mem.asBytes(&result), &len));
+    const errno = sys.errno_of(
+        linux.getsockopt(socket, linux.SOL.SOCKET, linux.SO.ERROR, std.mem.asBytes(&result), &len),
+    );
     if (errno != .SUCCESS) return errno;
     return @enumFromInt(@as(u16, @intCast(result)));
 }
@@ -132,6 +167,9 @@ fn finish_interrupted_connect(socket: i32) linux.E {
 /// (spec §6.6) relies on.
 pub fn socketpair_stream() Fail![2]i32 {
     var fds: [2]i32 = undefined;
-    _ = try sys.check(linux.socketpair(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0, &fds), "socketpair(AF_UNIX)");
+    _ = try sys.check(
+        linux.socketpair(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0, &fds),
+        "socketpair(AF_UNIX)",
+    );
     return fds;
 }

@@ -41,7 +41,10 @@ fn expect_round_trip(a: i32, b: i32) !void {
 /// A listening unix socket bound to `name` in `dir`. Bound under a short name and then renamed
 /// into place, so the test's own listener does not depend on the long-path trick under test.
 fn listen_unix(dir: std.fs.Dir, dir_path: []const u8, name: []const u8) !i32 {
-    const socket = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0), "socket");
+    const socket = try sys.fd(
+        linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0),
+        "socket",
+    );
     errdefer sys.close(socket);
     var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
     const short = try std.fmt.bufPrint(&address.path, "{s}/l", .{dir_path});
@@ -211,7 +214,15 @@ fn expect_tcp_service(host: []const u8) !void {
     try expect_cloexec(client);
     var nodelay: i32 = 0;
     var len: linux.socklen_t = @sizeOf(i32);
-    _ = try ok(linux.getsockopt(client, linux.IPPROTO.TCP, linux.TCP.NODELAY, std.mem.asBytes(&nodelay), &len));
+    _ = try ok(
+        linux.getsockopt(
+            client,
+            linux.IPPROTO.TCP,
+            linux.TCP.NODELAY,
+            std.mem.asBytes(&nodelay),
+            &len,
+        ),
+    );
     try testing.expect(nodelay != 0);
     try expect_round_trip(client, server);
 }
@@ -227,14 +238,20 @@ test "net: connect_tcp reaches an IPv6 loopback listener (skipped without IPv6)"
 test "net: connect_tcp reports a refused connection with the address" {
     // Bound and never listening: the port is ours, so the refusal cannot race another process.
     var address = try std.net.Address.parseIp4("127.0.0.1", 0);
-    const socket = try sys.fd(linux.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0), "socket");
+    const socket = try sys.fd(
+        linux.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0),
+        "socket",
+    );
     defer sys.close(socket);
     _ = try ok(linux.bind(socket, &address.any, address.getOsSockLen()));
     var len: linux.socklen_t = address.getOsSockLen();
     _ = try ok(linux.getsockname(socket, &address.any, &len));
     try testing.expectError(error.Fail, net.connect_tcp("127.0.0.1", address.getPort()));
     var expected: [64]u8 = undefined;
-    try expect_failure(.CONNREFUSED, &.{ try std.fmt.bufPrint(&expected, "127.0.0.1:{d}", .{address.getPort()}), "CONNREFUSED" });
+    try expect_failure(
+        .CONNREFUSED,
+        &.{ try std.fmt.bufPrint(&expected, "127.0.0.1:{d}", .{address.getPort()}), "CONNREFUSED" },
+    );
 }
 
 test "net: hosts must be numeric; ':' or '%' means IPv6" {

@@ -66,7 +66,13 @@ pub fn take_pending(out: []Record) usize {
     var count: usize = 0;
     while (count < out.len) {
         var info: linux.siginfo_t = undefined;
-        const rc = linux.syscall4(.rt_sigtimedwait, @intFromPtr(&set), @intFromPtr(&info), @intFromPtr(&zero), linux.NSIG / 8);
+        const rc = linux.syscall4(
+            .rt_sigtimedwait,
+            @intFromPtr(&set),
+            @intFromPtr(&info),
+            @intFromPtr(&zero),
+            linux.NSIG / 8,
+        );
         const errno = sys.errno_of(rc);
         if (errno == .INTR) continue;
         // EAGAIN: none pending. Standard signals do not queue, so one call takes the one there is.
@@ -85,7 +91,10 @@ pub fn install_sigusr1() Fail!i32 {
     if (read_end >= 0) return read_end;
 
     var fds: [2]i32 = undefined;
-    _ = try sys.check(linux.pipe2(&fds, .{ .NONBLOCK = true, .CLOEXEC = true }), "pipe2 for SIGUSR1");
+    _ = try sys.check(
+        linux.pipe2(&fds, .{ .NONBLOCK = true, .CLOEXEC = true }),
+        "pipe2 for SIGUSR1",
+    );
     errdefer for (fds) |descriptor| sys.close(descriptor);
     write_end.store(fds[1], .release);
     errdefer write_end.store(-1, .release);

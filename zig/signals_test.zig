@@ -40,7 +40,8 @@ test "signals: install_sigusr1 is idempotent and a SIGUSR1 to ourselves reports 
     const fd = try signals.install_sigusr1();
     try testing.expectEqual(fd, try signals.install_sigusr1());
     try testing.expect(linux.fcntl(fd, linux.F.GETFD, 0) & linux.FD_CLOEXEC != 0);
-    try testing.expect(linux.fcntl(fd, linux.F.GETFL, 0) & @as(usize, @as(u32, @bitCast(linux.O{ .NONBLOCK = true }))) != 0);
+    const nonblock: usize = @as(u32, @bitCast(linux.O{ .NONBLOCK = true }));
+    try testing.expect(linux.fcntl(fd, linux.F.GETFL, 0) & nonblock != 0);
     try expect_empty(fd);
 
     const self = linux.getpid();
@@ -100,7 +101,10 @@ test "signals: a grandchild's SIGUSR1 maps to the child it descends from" {
     const parent = linux.getpid();
     // The grandchild stays alive (blocked on this pipe) until we have looked it up in /proc.
     var hold: [2]i32 = undefined;
-    try testing.expectEqual(linux.E.SUCCESS, sys.errno_of(linux.pipe2(&hold, .{ .CLOEXEC = true })));
+    try testing.expectEqual(
+        linux.E.SUCCESS,
+        sys.errno_of(linux.pipe2(&hold, .{ .CLOEXEC = true })),
+    );
     defer sys.close(hold[0]);
     var hold_write_open = true;
     defer if (hold_write_open) sys.close(hold[1]);
@@ -168,13 +172,19 @@ test "signals: take_pending takes a SIGUSR1 that no handler has run for yet, wit
     var usr1 = linux.empty_sigset;
     linux.sigaddset(&usr1, linux.SIG.USR1);
     var old: linux.sigset_t = undefined;
-    try testing.expectEqual(linux.E.SUCCESS, sys.errno_of(linux.sigprocmask(linux.SIG.BLOCK, &usr1, &old)));
+    try testing.expectEqual(
+        linux.E.SUCCESS,
+        sys.errno_of(linux.sigprocmask(linux.SIG.BLOCK, &usr1, &old)),
+    );
     defer _ = linux.sigprocmask(linux.SIG.SETMASK, &old, null);
 
     var records: [4]signals.Record = undefined;
     try testing.expectEqual(@as(usize, 0), signals.take_pending(&records));
     const self = linux.getpid();
-    try testing.expectEqual(linux.E.SUCCESS, sys.errno_of(linux.tkill(linux.gettid(), linux.SIG.USR1)));
+    try testing.expectEqual(
+        linux.E.SUCCESS,
+        sys.errno_of(linux.tkill(linux.gettid(), linux.SIG.USR1)),
+    );
     try testing.expectEqual(@as(usize, 1), signals.take_pending(&records));
     try testing.expectEqual(self, records[0][0]);
     try testing.expectEqual(linux.getppid(), records[0][1]);

@@ -34,6 +34,23 @@ pub fn now_ns() u64 {
     return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
 }
 
+/// A poll timeout that ends at or after `deadline_ns` (rounded up to whole ms, at most
+/// maxInt(i32)); 0 once it has passed.
+pub fn ms_until(deadline_ns: u64, now: u64) i32 {
+    if (deadline_ns <= now) return 0;
+    const ms = std.math.divCeil(u64, deadline_ns - now, std.time.ns_per_ms) catch unreachable;
+    return @intCast(@min(ms, std.math.maxInt(i32)));
+}
+
+test "sys: ms_until rounds up, is 0 once the deadline passed, and clamps" {
+    try std.testing.expectEqual(0, ms_until(5, 5));
+    try std.testing.expectEqual(0, ms_until(5, 9));
+    try std.testing.expectEqual(1, ms_until(1, 0));
+    try std.testing.expectEqual(2, ms_until(2 * std.time.ns_per_ms, 0));
+    try std.testing.expectEqual(3, ms_until(2 * std.time.ns_per_ms + 1, 0));
+    try std.testing.expectEqual(std.math.maxInt(i32), ms_until(std.math.maxInt(u64), 0));
+}
+
 // Constants the standard library does not name on this Zig version.
 pub const SCM_RIGHTS: i32 = 1;
 pub const SO_PEERCRED: u32 = 17;
@@ -80,7 +97,8 @@ pub fn CmsgBuffer(comptime n: usize) type {
             const len = std.mem.readInt(u64, self.bytes[0..8], .little);
             const level = std.mem.readInt(i32, self.bytes[8..12], .little);
             const kind = std.mem.readInt(i32, self.bytes[12..16], .little);
-            if (level != linux.SOL.SOCKET or kind != SCM_RIGHTS or len < header_bytes or len > space) return out;
+            const malformed = level != linux.SOL.SOCKET or kind != SCM_RIGHTS;
+            if (malformed or len < header_bytes or len > space) return out;
             const count = (len - header_bytes) / 4;
             for (0..count) |i| {
                 const descriptor = std.mem.readInt(i32, self.bytes[16 + 4 * i ..][0..4], .little);

@@ -1,11 +1,13 @@
 //! Gathers every Zig test for `zig build test`.
 test {
     _ = @import("handles.zig");
+    _ = @import("sys.zig");
     _ = @import("vchan/layout.zig");
     _ = @import("vchan/shm_test.zig");
     _ = @import("vchan/socket_test.zig");
     _ = @import("vchan/shm.zig");
     _ = @import("vchan/dir_watch.zig");
+    _ = @import("vchan/backend_common.zig");
     _ = @import("vchan/vchan.zig");
     _ = @import("pump/events.zig");
     _ = @import("pump/data.zig");

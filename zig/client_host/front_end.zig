@@ -98,7 +98,8 @@ fn is_valued_option(name: []const u8) bool {
 
 /// `<agent socket>.clients` into `out` (with its NUL); null when it does not fit sun_path.
 fn socket_path(out: *[sun_path_bytes]u8, agent_socket: ?[]const u8) ?usize {
-    const base = if (agent_socket) |value| (if (value.len == 0) default_agent_socket else value) else default_agent_socket;
+    const given = agent_socket orelse "";
+    const base = if (given.len == 0) default_agent_socket else given;
     const len = base.len + wire.socket_suffix.len;
     if (len + 1 > out.len or std.mem.indexOfScalar(u8, base, 0) != null) return null;
     @memcpy(out[0..base.len], base);
@@ -136,12 +137,20 @@ fn send_signal_byte(socket: i32) void {
 }
 
 fn forward_sigusr1() void {
-    const action = linux.Sigaction{ .handler = .{ .handler = on_sigusr1 }, .mask = linux.empty_sigset, .flags = linux.SA.RESTART };
+    const action = linux.Sigaction{
+        .handler = .{ .handler = on_sigusr1 },
+        .mask = linux.empty_sigset,
+        .flags = linux.SA.RESTART,
+    };
     _ = linux.sigaction(linux.SIG.USR1, &action, null);
 }
 
 fn restore_sigusr1() void {
-    const action = linux.Sigaction{ .handler = .{ .handler = linux.SIG.DFL }, .mask = linux.empty_sigset, .flags = 0 };
+    const action = linux.Sigaction{
+        .handler = .{ .handler = linux.SIG.DFL },
+        .mask = linux.empty_sigset,
+        .flags = 0,
+    };
     _ = linux.sigaction(linux.SIG.USR1, &action, null);
 }
 
@@ -195,7 +204,14 @@ fn send_request(socket: i32, args: []const [*:0]const u8) error{ TooLarge, Send 
 fn write_all(socket: i32, data: []const u8) error{Send}!void {
     var done: usize = 0;
     while (done < data.len) {
-        const rc = linux.sendto(socket, data[done..].ptr, data.len - done, linux.MSG.NOSIGNAL, null, 0);
+        const rc = linux.sendto(
+            socket,
+            data[done..].ptr,
+            data.len - done,
+            linux.MSG.NOSIGNAL,
+            null,
+            0,
+        );
         switch (linux.E.init(rc)) {
             .SUCCESS => done += rc,
             .INTR => {},
@@ -306,7 +322,10 @@ test "front end: payload encoding and its limit" {
 }
 
 test "front end: replies and exit statuses" {
-    try std.testing.expectEqual(wire.ReplyKind.accepted, decode_reply(.{ .kind = 3, .value = 0 }).?.kind);
+    try std.testing.expectEqual(
+        wire.ReplyKind.accepted,
+        decode_reply(.{ .kind = 3, .value = 0 }).?.kind,
+    );
     try std.testing.expect(decode_reply(.{ .kind = 9, .value = 0 }) == null);
     try std.testing.expectEqual(@as(u8, 137), exit_status(137));
     try std.testing.expectEqual(@as(u8, 255), exit_status(-1));

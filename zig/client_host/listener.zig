@@ -28,7 +28,13 @@ pub const request_record_prefix_bytes: u32 = 20;
 /// Where reports go: the pump's queue, under the pump's lock (zig/pump/pump.zig `report`).
 pub const Reporter = struct {
     context: *anyopaque,
-    report: *const fn (context: *anyopaque, id: u32, kind: events.Kind, value: i32, payload: []const u8) void,
+    report: *const fn (
+        context: *anyopaque,
+        id: u32,
+        kind: events.Kind,
+        value: i32,
+        payload: []const u8,
+    ) void,
 };
 
 /// What a complete header says to do.
@@ -92,17 +98,35 @@ pub const Listener = struct {
     pub fn listen(self: *Listener, path: []const u8, reporter: Reporter) Fail!void {
         if (self.listen_fd >= 0) return diag.fail(.BUSY, "the client host already listens", .{});
         var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
-        if (path.len == 0 or path.len >= address.path.len or std.mem.indexOfScalar(u8, path, 0) != null) {
-            return diag.fail(.NAMETOOLONG, "client host socket path must be 1-107 bytes without NUL", .{});
+        const has_nul = std.mem.indexOfScalar(u8, path, 0) != null;
+        if (path.len == 0 or path.len >= address.path.len or has_nul) {
+            return diag.fail(
+                .NAMETOOLONG,
+                "client host socket path must be 1-107 bytes without NUL",
+                .{},
+            );
         }
         @memcpy(address.path[0..path.len], path);
-        const socket = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket(AF_UNIX)");
+        const socket = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket(AF_UNIX)",
+        );
         errdefer sys.close(socket);
         const path_z: [*:0]const u8 = @ptrCast(&address.path);
         _ = linux.unlink(path_z);
-        _ = try sys.check(linux.bind(socket, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind client host socket");
+        _ = try sys.check(
+            linux.bind(socket, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
+            "bind client host socket",
+        );
         _ = try sys.check(linux.listen(socket, 128), "listen");
-        self.wake_fd = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        self.wake_fd = try sys.fd(
+            linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK),
+            "eventfd",
+        );
         errdefer sys.close(self.wake_fd);
         self.reporter = reporter;
         self.listen_fd = socket;
@@ -116,18 +140,37 @@ pub const Listener = struct {
     pub fn reply(self: *Listener, id: u32, kind: wire.ReplyKind, value: i32) Fail!void {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const connection = self.lookup(id) orelse return diag.fail(.BADF, "client connection {d} is gone", .{id});
-        if (connection.phase != .handed) return diag.fail(.BADF, "client connection {d} is not waiting for a reply", .{id});
+        const connection = self.lookup(id) orelse return diag.fail(
+            .BADF,
+            "client connection {d} is gone",
+            .{id},
+        );
+        if (connection.phase != .handed) return diag.fail(
+            .BADF,
+            "client connection {d} is not waiting for a reply",
+            .{id},
+        );
         const message = wire.Reply{ .kind = @intFromEnum(kind), .value = value };
         const bytes = std.mem.asBytes(&message);
-        const rc = linux.sendto(connection.fd, bytes, bytes.len, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT, null, 0);
+        const rc = linux.sendto(
+            connection.fd,
+            bytes,
+            bytes.len,
+            linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
+            null,
+            0,
+        );
         const written = sys.errno_of(rc) == .SUCCESS and rc == bytes.len;
         // A short write leaves the front end waiting forever: hang up instead (it exits 255).
         if (!written or kind != .accepted) {
             connection.phase = .closing;
             self.wake();
         }
-        if (!written) return diag.fail(.PIPE, "client connection {d}: the reply could not be written", .{id});
+        if (!written) return diag.fail(
+            .PIPE,
+            "client connection {d}: the reply could not be written",
+            .{id},
+        );
     }
 
     fn wake(self: *Listener) void {
@@ -162,7 +205,7 @@ pub const Listener = struct {
                 pollfds[count] = .{ .fd = self.listen_fd, .events = linux.POLL.IN, .revents = 0 };
                 count += 1;
             } else if (now < self.accept_paused_until_ns) {
-                timeout_ms = @intCast((self.accept_paused_until_ns - now) / std.time.ns_per_ms + 1);
+                timeout_ms = sys.ms_until(self.accept_paused_until_ns, now);
             }
             const fixed = count;
             for (self.connections, 0..) |maybe, slot| {
@@ -172,7 +215,7 @@ pub const Listener = struct {
                 slots[count] = slot;
                 count += 1;
                 if (connection.phase == .header or connection.phase == .payload) {
-                    const left_ms: i32 = if (connection.deadline_ns <= now) 0 else @intCast((connection.deadline_ns - now) / std.time.ns_per_ms + 1);
+                    const left_ms = sys.ms_until(connection.deadline_ns, now);
                     timeout_ms = if (timeout_ms < 0) left_ms else @min(timeout_ms, left_ms);
                 }
             }
@@ -193,7 +236,8 @@ pub const Listener = struct {
             const later = sys.now_ns();
             for (self.connections, 0..) |maybe, slot| {
                 const connection = maybe orelse continue;
-                const overdue = (connection.phase == .header or connection.phase == .payload) and connection.deadline_ns <= later;
+                const reading = connection.phase == .header or connection.phase == .payload;
+                const overdue = reading and connection.deadline_ns <= later;
                 if (connection.phase == .closing or overdue) self.drop(slot);
             }
         }
@@ -201,11 +245,17 @@ pub const Listener = struct {
 
     fn accept_all(self: *Listener) void {
         while (self.count < connections_max) {
-            const rc = linux.accept4(self.listen_fd, null, null, linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK);
+            const rc = linux.accept4(
+                self.listen_fd,
+                null,
+                null,
+                linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+            );
             switch (sys.errno_of(rc)) {
                 .SUCCESS => {},
                 .MFILE, .NFILE, .NOMEM, .NOBUFS => {
-                    self.accept_paused_until_ns = sys.now_ns() + accept_pause_ms * std.time.ns_per_ms;
+                    const pause_ns = accept_pause_ms * std.time.ns_per_ms;
+                    self.accept_paused_until_ns = sys.now_ns() + pause_ns;
                     return;
                 },
                 else => return,
@@ -215,11 +265,16 @@ pub const Listener = struct {
                 sys.close(fd);
                 return;
             };
-            connection.* = .{ .fd = fd, .deadline_ns = sys.now_ns() + request_timeout_ms * std.time.ns_per_ms };
+            connection.* = .{
+                .fd = fd,
+                .deadline_ns = sys.now_ns() + request_timeout_ms * std.time.ns_per_ms,
+            };
             for (&self.connections, 0..) |*slot, index| {
                 if (slot.* != null) continue;
                 slot.* = connection;
-                self.generations[index] = if (self.generations[index] >= (1 << (31 - slot_bits)) - 1) 1 else self.generations[index] + 1;
+                const generation = self.generations[index];
+                self.generations[index] =
+                    if (generation >= (1 << (31 - slot_bits)) - 1) 1 else generation + 1;
                 self.count += 1;
                 break;
             } else unreachable;
@@ -248,7 +303,12 @@ pub const Listener = struct {
     fn read_header(self: *Listener, slot: usize, connection: *Connection) void {
         const bytes = std.mem.asBytes(&connection.header);
         var control: sys.CmsgBuffer(wire.passed_fds + 1) = .{};
-        const message = sys.receive_one(connection.fd, bytes[connection.header_got..], &control.bytes, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+        const message = sys.receive_one(
+            connection.fd,
+            bytes[connection.header_got..],
+            &control.bytes,
+            linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT,
+        );
         const rc = message.rc;
         switch (sys.errno_of(rc)) {
             .SUCCESS => {},
@@ -275,12 +335,25 @@ pub const Listener = struct {
         switch (judge_header(connection.header, connection.fds_received)) {
             .reject => connection.phase = .closing,
             .fallback => {
-                const answer = wire.Reply{ .kind = @intFromEnum(wire.ReplyKind.fallback), .value = 0 };
-                _ = linux.sendto(connection.fd, std.mem.asBytes(&answer), @sizeOf(wire.Reply), linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT, null, 0);
+                const answer = wire.Reply{
+                    .kind = @intFromEnum(wire.ReplyKind.fallback),
+                    .value = 0,
+                };
+                _ = linux.sendto(
+                    connection.fd,
+                    std.mem.asBytes(&answer),
+                    @sizeOf(wire.Reply),
+                    linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
+                    null,
+                    0,
+                );
                 connection.phase = .closing;
             },
             .read_payload => {
-                connection.record = std.heap.c_allocator.alloc(u8, request_record_prefix_bytes + connection.header.payload_bytes) catch {
+                connection.record = std.heap.c_allocator.alloc(
+                    u8,
+                    request_record_prefix_bytes + connection.header.payload_bytes,
+                ) catch {
                     connection.phase = .closing;
                     return;
                 };
@@ -293,7 +366,11 @@ pub const Listener = struct {
     fn read_payload(self: *Listener, slot: usize, connection: *Connection) void {
         const payload = connection.record[request_record_prefix_bytes..];
         while (connection.payload_got < payload.len) {
-            const rc = linux.read(connection.fd, payload[connection.payload_got..].ptr, payload.len - connection.payload_got);
+            const rc = linux.read(
+                connection.fd,
+                payload[connection.payload_got..].ptr,
+                payload.len - connection.payload_got,
+            );
             switch (sys.errno_of(rc)) {
                 .SUCCESS => if (rc == 0) return self.hang_up(slot, connection),
                 .AGAIN => return,
@@ -306,14 +383,25 @@ pub const Listener = struct {
             connection.phase = .closing;
             return;
         }
-        for (connection.fds, 0..) |fd, i| std.mem.writeInt(i32, connection.record[4 * i ..][0..4], fd, .little);
+        for (connection.fds, 0..) |fd, i| std.mem.writeInt(
+            i32,
+            connection.record[4 * i ..][0..4],
+            fd,
+            .little,
+        );
         std.mem.writeInt(u32, connection.record[12..16], connection.header.argc, .little);
         std.mem.writeInt(u32, connection.record[16..20], connection.header.envc, .little);
         // The fds are JavaScript's from here on.
         connection.fds = .{ -1, -1, -1 };
         connection.fds_received = 0;
         connection.phase = .handed;
-        self.reporter.report(self.reporter.context, self.id_of(slot), .client_request, 0, connection.record);
+        self.reporter.report(
+            self.reporter.context,
+            self.id_of(slot),
+            .client_request,
+            0,
+            connection.record,
+        );
         std.heap.c_allocator.free(connection.record);
         connection.record = &.{};
     }
@@ -356,13 +444,25 @@ pub const Listener = struct {
 
     /// The front end closed or died: JS hears of it only once it has the request.
     fn hang_up(self: *Listener, slot: usize, connection: *Connection) void {
-        if (connection.phase == .handed) self.reporter.report(self.reporter.context, self.id_of(slot), .client_gone, 0, "");
+        if (connection.phase == .handed) self.reporter.report(
+            self.reporter.context,
+            self.id_of(slot),
+            .client_gone,
+            0,
+            "",
+        );
         connection.phase = .closing;
     }
 };
 
 fn test_header(argc: u32, envc: u32, payload_bytes: u32) wire.RequestHeader {
-    return .{ .magic = wire.magic, .version = wire.version, .argc = argc, .envc = envc, .payload_bytes = payload_bytes };
+    return .{
+        .magic = wire.magic,
+        .version = wire.version,
+        .argc = argc,
+        .envc = envc,
+        .payload_bytes = payload_bytes,
+    };
 }
 
 test "client host: headers are judged before any payload is read" {
@@ -375,13 +475,21 @@ test "client host: headers are judged before any payload is read" {
     other_version.version += 1;
     try std.testing.expectEqual(HeaderVerdict.fallback, judge_header(other_version, 0));
     try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(2, 1, 20), 2));
-    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(2, 1, wire.payload_bytes_max + 1), 3));
-    try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(0xffff_ffff, 1, 20), 3));
+    try std.testing.expectEqual(
+        HeaderVerdict.reject,
+        judge_header(test_header(2, 1, wire.payload_bytes_max + 1), 3),
+    );
+    try std.testing.expectEqual(
+        HeaderVerdict.reject,
+        judge_header(test_header(0xffff_ffff, 1, 20), 3),
+    );
     try std.testing.expectEqual(HeaderVerdict.reject, judge_header(test_header(15, 6, 20), 3));
 }
 
 test "client host: a payload holds exactly argc + envc strings" {
-    try std.testing.expect(payload_valid(test_header(2, 1, 12), "vault\x00x\x00A=1\x00\x00"[0..12]));
+    try std.testing.expect(
+        payload_valid(test_header(2, 1, 12), "vault\x00x\x00A=1\x00\x00"[0..12]),
+    );
     try std.testing.expect(payload_valid(test_header(2, 1, 11), "vault\x00\x00A=1\x00"));
     try std.testing.expect(payload_valid(test_header(0, 0, 0), ""));
     try std.testing.expect(!payload_valid(test_header(2, 1, 10), "vault\x00\x00A=1"));

@@ -1,7 +1,8 @@
-//! The client-host socket: how the native `qrexec-client-vm` front end (zig/client_host/front_end.zig)
-//! hands a call to the agent it talks to, which runs it in-process (src/agent/client-host.ts)
-//! instead of a new Bun process per call. Local to one domain and one build: both ends come
-//! from this repository, so a version mismatch is answered with `fallback`, never an error.
+//! The client-host socket: how the native `qrexec-client-vm` front end
+//! (zig/client_host/front_end.zig) hands a call to the agent it talks to, which runs it
+//! in-process (src/agent/client-host.ts) instead of a new Bun process per call. Local to one
+//! domain and one build: both ends come from this repository, so a version mismatch is answered
+//! with `fallback`, never an error.
 //!
 //! Front end -> agent, on `<agent socket>.clients` (AF_UNIX, SOCK_STREAM):
 //!   1. `RequestHeader` in one sendmsg carrying SCM_RIGHTS with exactly 3 fds: its 0, 1, 2.

@@ -162,7 +162,8 @@ test "names: validatePath, every §3.4 rule with and without allow_all_names" {
         const outcome_strict = outcomeOf(names.validatePath(case.name, strict));
         const outcome_all = outcomeOf(names.validatePath(case.name, all_names));
         if (outcome_strict != case.strict or outcome_all != case.all_names) {
-            std.debug.print("name \"{}\": strict {s} (want {s}), allow_all_names {s} (want {s})\n", .{
+            std.debug.print("name \"{}\": strict {s} (want {s}), " ++
+                "allow_all_names {s} (want {s})\n", .{
                 std.zig.fmtEscapes(case.name),
                 @tagName(outcome_strict),
                 @tagName(case.strict),
@@ -176,7 +177,12 @@ test "names: validatePath, every §3.4 rule with and without allow_all_names" {
     }
 }
 
-const LinkCase = struct { name: []const u8, target: []const u8, strict: Outcome, all_names: Outcome };
+const LinkCase = struct {
+    name: []const u8,
+    target: []const u8,
+    strict: Outcome,
+    all_names: Outcome,
+};
 
 fn link(name: []const u8, target: []const u8, outcome: Outcome) LinkCase {
     return .{ .name = name, .target = target, .strict = outcome, .all_names = outcome };
@@ -394,7 +400,10 @@ test "names: the binary search agrees with a linear scan of the table" {
     for (ranges) |range| {
         for ([_]u21{ range[0] - 1, range[0], range[1], range[1] + 1 }) |code_point| {
             if (code_point < 0x80) continue;
-            try testing.expectEqual(linearAllowed(code_point), names.isCodePointAllowed(code_point));
+            try testing.expectEqual(
+                linearAllowed(code_point),
+                names.isCodePointAllowed(code_point),
+            );
         }
     }
     // And a sample of the whole code space.
@@ -417,7 +426,9 @@ test "names: decodeUtf8 round-trips every scalar value" {
     while (code_point <= 0x10FFFF) : (code_point += 1) {
         if (code_point >= 0xD800 and code_point <= 0xDFFF) continue;
         const length = try std.unicode.utf8Encode(code_point, &buffer);
-        const decoded = names.decodeUtf8(buffer[0..length]) orelse return error.TestUnexpectedResult;
+        const decoded = names.decodeUtf8(
+            buffer[0..length],
+        ) orelse return error.TestUnexpectedResult;
         try testing.expectEqual(code_point, decoded.code_point);
         try testing.expectEqual(length, decoded.length);
         // Every proper prefix of a multi-byte sequence is truncated.

@@ -141,10 +141,21 @@ pub const Packer = struct {
     /// Our pipe between the file and `out_fd` when `splice` is `.pipe`.
     pipe: [2]i32 = .{ -1, -1 },
 
-    pub fn init(allocator: std.mem.Allocator, out_fd: i32, in_fd: i32, flags: Flags, progress: ?Progress, result: *Result) diag.Fail!*Packer {
+    pub fn init(
+        allocator: std.mem.Allocator,
+        out_fd: i32,
+        in_fd: i32,
+        flags: Flags,
+        progress: ?Progress,
+        result: *Result,
+    ) diag.Fail!*Packer {
         const self = allocator.create(Packer) catch return diag.fail(.NOMEM, "out of memory", .{});
         errdefer allocator.destroy(self);
-        const out = allocator.alloc(u8, out_bytes + out_slack) catch return diag.fail(.NOMEM, "out of memory", .{});
+        const out = allocator.alloc(u8, out_bytes + out_slack) catch return diag.fail(
+            .NOMEM,
+            "out of memory",
+            .{},
+        );
         self.* = .{
             .out_fd = out_fd,
             .in_fd = in_fd,
@@ -212,7 +223,7 @@ pub const Packer = struct {
         assert(self.outcome == .ok);
         if (self.remote_crc != self.crc) {
             self.outcome = .crc_mismatch;
-            diag.fail(.BADMSG, "File transfer failed: checksum mismatch", .{}) catch {};
+            diag.record(.BADMSG, "File transfer failed: checksum mismatch", .{});
         }
     }
 
@@ -224,7 +235,11 @@ pub const Packer = struct {
         const slash = std.mem.lastIndexOfScalar(u8, path, '/');
         const dir_name: []const u8 = if (slash) |at| (if (at == 0) "/" else path[0..at]) else ".";
         const base = if (slash) |at| path[at + 1 ..] else path;
-        if (base.len == 0) return diag.fail(.INVAL, "Invalid argument {s}: no file name in it", .{argument});
+        if (base.len == 0) return diag.fail(
+            .INVAL,
+            "Invalid argument {s}: no file name in it",
+            .{argument},
+        );
         if (base.len > wire.name_bytes_max - 1 or dir_name.len > wire.path_length_max) {
             return diag.fail(.NAMETOOLONG, "File name too long: {s}", .{argument});
         }
@@ -233,7 +248,13 @@ pub const Packer = struct {
         @memcpy(self.path[0..dir_name.len], dir_name);
         self.path[dir_name.len] = 0;
         // The user's own path up to here may go through symlinks (only the walk must not).
-        const dir_fd = try open_directory(linux.AT.FDCWD, self.path[0..dir_name.len :0], .follow, "opendir {s}", dir_name);
+        const dir_fd = try open_directory(
+            linux.AT.FDCWD,
+            self.path[0..dir_name.len :0],
+            .follow,
+            "opendir {s}",
+            dir_name,
+        );
         defer _ = linux.close(dir_fd);
 
         assert(self.levels.items.len == 0);
@@ -250,7 +271,11 @@ pub const Packer = struct {
         const name = self.path[0..self.path_len];
         const component: [*:0]const u8 = @ptrCast(&self.path[component_start]);
         var st: linux.Stat = undefined;
-        _ = try check(linux.fstatat(dir_fd, component, &st, linux.AT.SYMLINK_NOFOLLOW), "stat {s}", name);
+        _ = try check(
+            linux.fstatat(dir_fd, component, &st, linux.AT.SYMLINK_NOFOLLOW),
+            "stat {s}",
+            name,
+        );
         var header: wire.FileHeader = .{
             .namelen = self.path_len + 1,
             .mode = st.mode,
@@ -273,7 +298,12 @@ pub const Packer = struct {
             },
             .symlink => {
                 if (self.flags.ignore_symlinks) return;
-                const rc = linux.readlinkat(dir_fd, component, &self.link_target, self.link_target.len);
+                const rc = linux.readlinkat(
+                    dir_fd,
+                    component,
+                    &self.link_target,
+                    self.link_target.len,
+                );
                 const target_len = try check(rc, "readlink {s}", name);
                 header.filelen = target_len;
                 try self.append_header(header);
@@ -284,11 +314,17 @@ pub const Packer = struct {
                 try self.append_header(header);
                 self.entries += 1;
                 const fd = try open_directory(dir_fd, component, .no_follow, "opendir {s}", name);
-                const buffer = if (self.spare.pop()) |reused| reused else self.allocator.alloc(u8, getdents_bytes) catch {
+                const buffer = if (self.spare.pop()) |reused| reused else self.allocator.alloc(
+                    u8,
+                    getdents_bytes,
+                ) catch {
                     _ = linux.close(fd);
                     return diag.fail(.NOMEM, "out of memory", .{});
                 };
-                self.levels.append(self.allocator, .{ .fd = fd, .path_len = self.path_len, .header = header, .buffer = buffer }) catch {
+                self.levels.append(
+                    self.allocator,
+                    .{ .fd = fd, .path_len = self.path_len, .header = header, .buffer = buffer },
+                ) catch {
                     _ = linux.close(fd);
                     self.allocator.free(buffer);
                     return diag.fail(.NOMEM, "out of memory", .{});
@@ -317,7 +353,9 @@ pub const Packer = struct {
                 level.len = count;
             }
             const entry: *align(1) const linux.dirent64 = @ptrCast(&level.buffer[level.pos]);
-            const name_ptr: [*:0]const u8 = @ptrCast(&level.buffer[level.pos + @offsetOf(linux.dirent64, "name")]);
+            const name_ptr: [*:0]const u8 = @ptrCast(
+                &level.buffer[level.pos + @offsetOf(linux.dirent64, "name")],
+            );
             level.pos += entry.reclen;
             assert(level.pos <= level.len);
             const child = std.mem.span(name_ptr);
@@ -325,7 +363,11 @@ pub const Packer = struct {
 
             const parent_len = level.path_len;
             if (parent_len + 1 + child.len > wire.name_bytes_max - 1) {
-                return diag.fail(.NAMETOOLONG, "File name too long: {s}/{s}", .{ self.path[0..parent_len], child });
+                return diag.fail(
+                    .NAMETOOLONG,
+                    "File name too long: {s}/{s}",
+                    .{ self.path[0..parent_len], child },
+                );
             }
             self.path[parent_len] = '/';
             @memcpy(self.path[parent_len + 1 ..][0..child.len], child);
@@ -367,7 +409,9 @@ pub const Packer = struct {
     /// refused splice leaves) read straight into the output buffer.
     fn send_content(self: *Packer, fd: i32, size: u64) Stop!void {
         var offset: u64 = 0;
-        if (size >= splice_min_bytes and self.splice != .off) offset = try self.send_spliced(fd, size);
+        if (size >= splice_min_bytes and self.splice != .off) {
+            offset = try self.send_spliced(fd, size);
+        }
         try self.send_copied(fd, size - offset);
     }
 
@@ -381,10 +425,18 @@ pub const Packer = struct {
             switch (linux.E.init(rc)) {
                 .SUCCESS => {},
                 .INTR => continue,
-                else => |errno| return diag.fail(errno, "Copying file {s}: Error reading", .{self.path[0..self.path_len]}),
+                else => |errno| return diag.fail(
+                    errno,
+                    "Copying file {s}: Error reading",
+                    .{self.path[0..self.path_len]},
+                ),
             }
             if (rc == 0) {
-                return diag.fail(.IO, "Copying file {s}: Unexpected end of data while reading", .{self.path[0..self.path_len]});
+                return diag.fail(
+                    .IO,
+                    "Copying file {s}: Unexpected end of data while reading",
+                    .{self.path[0..self.path_len]},
+                );
             }
             self.out_len += rc;
             remaining -= rc;
@@ -425,15 +477,27 @@ pub const Packer = struct {
                 .PIPE => if (self.splice == .direct) {
                     try self.read_result();
                     return self.premature();
-                } else return diag.fail(.PIPE, "Copying file {s}: splice", .{self.path[0..self.path_len]}),
+                } else return diag.fail(
+                    .PIPE,
+                    "Copying file {s}: splice",
+                    .{self.path[0..self.path_len]},
+                ),
                 // Not a file splice can read, or an output it cannot write: copy from here on.
                 .INVAL, .OPNOTSUPP, .NOSYS, .BADF => {
                     self.splice = .off;
                     return self.seek_to(fd, offset);
                 },
-                else => |errno| return diag.fail(errno, "Copying file {s}: Error reading", .{self.path[0..self.path_len]}),
+                else => |errno| return diag.fail(
+                    errno,
+                    "Copying file {s}: Error reading",
+                    .{self.path[0..self.path_len]},
+                ),
             }
-            if (moved == 0) return diag.fail(.IO, "Copying file {s}: Unexpected end of data while reading", .{self.path[0..self.path_len]});
+            if (moved == 0) return diag.fail(
+                .IO,
+                "Copying file {s}: Unexpected end of data while reading",
+                .{self.path[0..self.path_len]},
+            );
             // The same bytes again, for the CRC; a file cut short meanwhile is cut short here.
             try self.crc_range(fd, offset, moved);
             if (self.splice == .pipe) {
@@ -460,7 +524,8 @@ pub const Packer = struct {
     /// pipe, through our own pipe otherwise (a socket, a file); `off` without a pipe.
     fn splice_setup(self: *Packer) void {
         var st: linux.Stat = undefined;
-        if (linux.E.init(linux.fstat(self.out_fd, &st)) == .SUCCESS and st.mode & linux.S.IFMT == linux.S.IFIFO) {
+        const stat_ok = linux.E.init(linux.fstat(self.out_fd, &st)) == .SUCCESS;
+        if (stat_ok and st.mode & linux.S.IFMT == linux.S.IFIFO) {
             self.splice = .direct;
             return;
         }
@@ -489,7 +554,11 @@ pub const Packer = struct {
                     return self.premature();
                 },
                 .INVAL, .OPNOTSUPP, .NOSYS, .BADF => {
-                    if (left != count) return diag.fail(.IO, "Writing the stream: splice stopped", .{});
+                    if (left != count) return diag.fail(
+                        .IO,
+                        "Writing the stream: splice stopped",
+                        .{},
+                    );
                     // The bytes are summed already (`crc_range`): write them without the CRC.
                     assert(self.out_len == 0 and count <= self.out.len);
                     var got: usize = 0;
@@ -519,9 +588,17 @@ pub const Packer = struct {
             switch (linux.E.init(rc)) {
                 .SUCCESS => {},
                 .INTR => continue,
-                else => |errno| return diag.fail(errno, "Copying file {s}: Error reading", .{self.path[0..self.path_len]}),
+                else => |errno| return diag.fail(
+                    errno,
+                    "Copying file {s}: Error reading",
+                    .{self.path[0..self.path_len]},
+                ),
             }
-            if (rc == 0) return diag.fail(.IO, "Copying file {s}: Unexpected end of data while reading", .{self.path[0..self.path_len]});
+            if (rc == 0) return diag.fail(
+                .IO,
+                "Copying file {s}: Unexpected end of data while reading",
+                .{self.path[0..self.path_len]},
+            );
             self.crc = wire.crc32(self.crc, self.out[0..rc]);
             done += rc;
         }
@@ -531,7 +608,11 @@ pub const Packer = struct {
     /// own offset at 0).
     fn seek_to(self: *Packer, fd: i32, offset: u64) Stop!u64 {
         const rc = linux.lseek(fd, @intCast(offset), linux.SEEK.SET);
-        if (linux.E.init(rc) != .SUCCESS) return diag.fail(linux.E.init(rc), "Copying file {s}: Error reading", .{self.path[0..self.path_len]});
+        if (linux.E.init(rc) != .SUCCESS) return diag.fail(
+            linux.E.init(rc),
+            "Copying file {s}: Error reading",
+            .{self.path[0..self.path_len]},
+        );
         return offset;
     }
 
@@ -593,7 +674,11 @@ pub const Packer = struct {
     /// A success result before our end marker: not something a receiver sends.
     fn premature(self: *Packer) Stop {
         self.outcome = .premature_ok;
-        diag.fail(.PROTO, "the receiver reported success before the end of the transfer", .{}) catch {};
+        diag.record(
+            .PROTO,
+            "the receiver reported success before the end of the transfer",
+            .{},
+        );
         return error.Finished;
     }
 
@@ -605,7 +690,7 @@ pub const Packer = struct {
         const got = try self.read_in(&header);
         if (got < header.len) {
             self.outcome = .eof;
-            diag.fail(.PIPE, "EOF instead of the receiver's result", .{}) catch {};
+            diag.record(.PIPE, "EOF instead of the receiver's result", .{});
             return error.Finished;
         }
         const decoded = wire.ResultHeader.decode(&header);
@@ -629,7 +714,7 @@ pub const Packer = struct {
         }
         if (decoded.error_code != 0) {
             self.outcome = .remote;
-            diag.fail(.REMOTEIO, "the receiver reported error {d}", .{decoded.error_code}) catch {};
+            diag.record(.REMOTEIO, "the receiver reported error {d}", .{decoded.error_code});
             return error.Finished;
         }
     }
@@ -679,8 +764,19 @@ fn check(rc: usize, comptime fmt: []const u8, name: []const u8) diag.Fail!usize 
     return rc;
 }
 
-fn open_directory(dir_fd: i32, path: [*:0]const u8, links: enum { follow, no_follow }, comptime fmt: []const u8, name: []const u8) diag.Fail!i32 {
-    const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .NOFOLLOW = links == .no_follow, .CLOEXEC = true };
+fn open_directory(
+    dir_fd: i32,
+    path: [*:0]const u8,
+    links: enum { follow, no_follow },
+    comptime fmt: []const u8,
+    name: []const u8,
+) diag.Fail!i32 {
+    const flags: linux.O = .{
+        .ACCMODE = .RDONLY,
+        .DIRECTORY = true,
+        .NOFOLLOW = links == .no_follow,
+        .CLOEXEC = true,
+    };
     while (true) {
         const rc = linux.openat(dir_fd, path, flags, 0);
         if (linux.E.init(rc) == .INTR) continue;
@@ -689,7 +785,12 @@ fn open_directory(dir_fd: i32, path: [*:0]const u8, links: enum { follow, no_fol
 }
 
 fn open_file(dir_fd: i32, path: [*:0]const u8, name: []const u8) diag.Fail!i32 {
-    const flags: linux.O = .{ .ACCMODE = .RDONLY, .NOFOLLOW = true, .CLOEXEC = true, .NOCTTY = true };
+    const flags: linux.O = .{
+        .ACCMODE = .RDONLY,
+        .NOFOLLOW = true,
+        .CLOEXEC = true,
+        .NOCTTY = true,
+    };
     while (true) {
         const rc = linux.openat(dir_fd, path, flags, 0);
         if (linux.E.init(rc) == .INTR) continue;
@@ -699,8 +800,22 @@ fn open_file(dir_fd: i32, path: [*:0]const u8, name: []const u8) diag.Fail!i32 {
 
 /// The C ABI's view of a run: 0, a positive remote code (capped at i32 max; the exact value is
 /// in `result.remote_code`), or -errno with a message in diag.
-pub fn pack(out_fd: i32, in_fd: i32, paths: []const u8, flags: Flags, progress: ?Progress, result: *Result) i32 {
-    const packer = Packer.init(std.heap.page_allocator, out_fd, in_fd, flags, progress, result) catch return -diag.errno();
+pub fn pack(
+    out_fd: i32,
+    in_fd: i32,
+    paths: []const u8,
+    flags: Flags,
+    progress: ?Progress,
+    result: *Result,
+) i32 {
+    const packer = Packer.init(
+        std.heap.page_allocator,
+        out_fd,
+        in_fd,
+        flags,
+        progress,
+        result,
+    ) catch return -diag.errno();
     defer packer.deinit();
     const outcome = packer.run(paths) catch return -diag.errno();
     return switch (outcome) {

@@ -15,12 +15,19 @@ const ok = unpack_test.ok;
 const memfd = unpack_test.memfd;
 
 fn ignore_sigpipe() void {
-    const action = linux.Sigaction{ .handler = .{ .handler = linux.SIG.IGN }, .mask = linux.empty_sigset, .flags = 0 };
+    const action = linux.Sigaction{
+        .handler = .{ .handler = linux.SIG.IGN },
+        .mask = linux.empty_sigset,
+        .flags = 0,
+    };
     _ = linux.sigaction(linux.SIG.PIPE, &action, null);
 }
 
 fn set_times(dir: std.fs.Dir, name: [*:0]const u8, atime_nsec: isize, mtime_nsec: isize) !void {
-    const times = [2]linux.timespec{ .{ .sec = 1700000000, .nsec = atime_nsec }, .{ .sec = 1700000000, .nsec = mtime_nsec } };
+    const times = [2]linux.timespec{
+        .{ .sec = 1700000000, .nsec = atime_nsec },
+        .{ .sec = 1700000000, .nsec = mtime_nsec },
+    };
     _ = try ok(linux.utimensat(dir.fd, name, &times, linux.AT.SYMLINK_NOFOLLOW));
 }
 
@@ -62,7 +69,11 @@ const FakeReceiver = struct {
 
     fn run(self: *FakeReceiver) void {
         while (self.sent_len < self.expect_len) {
-            const rc = linux.read(self.stream_fd, self.sent[self.sent_len..].ptr, self.sent.len - self.sent_len);
+            const rc = linux.read(
+                self.stream_fd,
+                self.sent[self.sent_len..].ptr,
+                self.sent.len - self.sent_len,
+            );
             if (linux.E.init(rc) != .SUCCESS or rc == 0) break;
             self.sent_len += rc;
         }
@@ -80,7 +91,12 @@ fn pack_against(paths: []const u8, reply: []const u8, expect_len: usize) !Faked 
     var back: [2]i32 = undefined;
     _ = try ok(linux.pipe2(&stream, .{ .CLOEXEC = true }));
     _ = try ok(linux.pipe2(&back, .{ .CLOEXEC = true }));
-    var fake: FakeReceiver = .{ .stream_fd = stream[0], .reply_fd = back[1], .expect_len = expect_len, .reply = reply };
+    var fake: FakeReceiver = .{
+        .stream_fd = stream[0],
+        .reply_fd = back[1],
+        .expect_len = expect_len,
+        .reply = reply,
+    };
     const thread = try std.Thread.spawn(.{}, FakeReceiver.run, .{&fake});
     var outcome: Faked = undefined;
     outcome.rc = pack.pack(stream[1], back[0], paths, .{}, null, &outcome.result);
@@ -99,7 +115,29 @@ test "pack: spec §2.9 worked example from a real directory, byte for byte" {
     var paths_buffer: [4096]u8 = undefined;
     const paths = try path_list(&paths_buffer, &tmp, &.{"d/"}); // one trailing '/' is stripped
 
-    const reply = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0, 1, 0, 0, 0, 'd' };
+    const reply = [_]u8{
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0x02,
+        0x8f,
+        0x08,
+        0x6c,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        'd',
+    };
     const outcome = try pack_against(paths, &reply, 143);
     try testing.expectEqual(@as(i32, 0), outcome.rc);
     var expected: [143]u8 = undefined;
@@ -146,11 +184,44 @@ test "pack: a result that is already there is read after the first entry" {
 test "pack: a wrong CRC, a remote code, EOF instead of a result, an old receiver without ext" {
     var result: pack.Result = undefined;
     const wrong_crc = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0x8f, 0x08, 0x6c, 0, 0, 0, 0 };
-    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.BADMSG)), try pack_with_reply(&wrong_crc, &result));
+    try testing.expectEqual(
+        -@as(i32, @intFromEnum(linux.E.BADMSG)),
+        try pack_with_reply(&wrong_crc, &result),
+    );
     try testing.expectEqualStrings("File transfer failed: checksum mismatch", diag.message());
     try testing.expectEqual(@as(u32, 0), result.has_last_name);
 
-    const eexist = [_]u8{ 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 'd', '/', '"', 0x1b, '[', 0xc3, 0xa9, '~', 0x7f };
+    const eexist = [_]u8{
+        17,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        9,
+        0,
+        0,
+        0,
+        'd',
+        '/',
+        '"',
+        0x1b,
+        '[',
+        0xc3,
+        0xa9,
+        '~',
+        0x7f,
+    };
     try testing.expectEqual(@as(i32, 17), try pack_with_reply(&eexist, &result));
     try testing.expectEqual(@as(u32, 17), result.remote_code);
     try testing.expectEqualStrings("d/__[__~_", result.last_name[0..result.last_name_len]);
@@ -160,8 +231,14 @@ test "pack: a wrong CRC, a remote code, EOF instead of a result, an old receiver
     try testing.expectEqual(@as(i32, std.math.maxInt(i32)), try pack_with_reply(&quirk, &result));
     try testing.expectEqual(@as(u32, 0xffffffac), result.remote_code);
 
-    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.PIPE)), try pack_with_reply("", &result));
-    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.PIPE)), try pack_with_reply("\x00\x00\x00", &result));
+    try testing.expectEqual(
+        -@as(i32, @intFromEnum(linux.E.PIPE)),
+        try pack_with_reply("", &result),
+    );
+    try testing.expectEqual(
+        -@as(i32, @intFromEnum(linux.E.PIPE)),
+        try pack_with_reply("\x00\x00\x00", &result),
+    );
 
     const old = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0 };
     try testing.expectEqual(@as(i32, 0), try pack_with_reply(&old, &result));
@@ -189,20 +266,29 @@ test "pack: local errors use upstream's words" {
     var result: pack.Result = undefined;
 
     const missing = try path_list(&paths_buffer, &tmp, &.{"missing"});
-    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.NOENT)), pack.pack(out_fd, in_fd, missing, .{}, null, &result));
+    try testing.expectEqual(
+        -@as(i32, @intFromEnum(linux.E.NOENT)),
+        pack.pack(out_fd, in_fd, missing, .{}, null, &result),
+    );
     try testing.expectEqualStrings("stat missing", diag.message());
 
-    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.INVAL)), pack.pack(out_fd, in_fd, "\x00", .{}, null, &result));
+    try testing.expectEqual(
+        -@as(i32, @intFromEnum(linux.E.INVAL)),
+        pack.pack(out_fd, in_fd, "\x00", .{}, null, &result),
+    );
     try testing.expectEqualStrings("Invalid empty argument", diag.message());
 
     try tmp.dir.makeDir("locked");
     try tmp.dir.writeFile(.{ .sub_path = "locked/f", .data = "" });
     try chmod(tmp.dir, "locked", 0);
-    defer chmod(tmp.dir, "locked", 0o755) catch {};
+    defer chmod(tmp.dir, "locked", 0o755) catch {}; // else tmp's cleanup cannot enter it
     // Root reads through mode 0, so only check the message shape when it fails.
     const locked = try path_list(&paths_buffer, &tmp, &.{"locked"});
     const rc = pack.pack(out_fd, in_fd, locked, .{}, null, &result);
-    if (rc == -@as(i32, @intFromEnum(linux.E.ACCES))) try testing.expectEqualStrings("opendir locked", diag.message());
+    if (rc == -@as(
+        i32,
+        @intFromEnum(linux.E.ACCES),
+    )) try testing.expectEqualStrings("opendir locked", diag.message());
 }
 
 test "pack: a file shorter than its size is 'Unexpected end of data while reading'" {
@@ -218,7 +304,10 @@ test "pack: a file shorter than its size is 'Unexpected end of data while readin
     const file = try memfd("12345");
     defer _ = linux.close(file);
     try testing.expectError(error.Fail, packer.send_content_for_test(file, 10));
-    try testing.expectEqualStrings("Copying file shrunk: Unexpected end of data while reading", diag.message());
+    try testing.expectEqualStrings(
+        "Copying file shrunk: Unexpected end of data while reading",
+        diag.message(),
+    );
 }
 
 // ------------------------------------------------------------------------------ round trips
@@ -241,7 +330,12 @@ const Receiver = struct {
 
 const Transfer = struct { rc: i32, result: pack.Result, receiver: Receiver };
 
-fn transfer(paths: []const u8, flags: pack.Flags, dir_fd: i32, unpack_flags: unpack.Flags) !Transfer {
+fn transfer(
+    paths: []const u8,
+    flags: pack.Flags,
+    dir_fd: i32,
+    unpack_flags: unpack.Flags,
+) !Transfer {
     return transfer_over(.pipes, paths, flags, dir_fd, unpack_flags);
 }
 
@@ -252,18 +346,31 @@ const Channel = enum { pipes, sockets };
 fn channel(kind: Channel, fds: *[2]i32) !void {
     switch (kind) {
         .pipes => _ = try ok(linux.pipe2(fds, .{ .CLOEXEC = true })),
-        .sockets => _ = try ok(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, fds)),
+        .sockets => _ = try ok(
+            linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, fds),
+        ),
     }
 }
 
-fn transfer_over(kind: Channel, paths: []const u8, flags: pack.Flags, dir_fd: i32, unpack_flags: unpack.Flags) !Transfer {
+fn transfer_over(
+    kind: Channel,
+    paths: []const u8,
+    flags: pack.Flags,
+    dir_fd: i32,
+    unpack_flags: unpack.Flags,
+) !Transfer {
     ignore_sigpipe();
     var stream: [2]i32 = undefined;
     var back: [2]i32 = undefined;
     try channel(kind, &stream);
     try channel(kind, &back);
     var outcome: Transfer = undefined;
-    outcome.receiver = .{ .in_fd = stream[0], .out_fd = back[1], .dir_fd = dir_fd, .flags = unpack_flags };
+    outcome.receiver = .{
+        .in_fd = stream[0],
+        .out_fd = back[1],
+        .dir_fd = dir_fd,
+        .flags = unpack_flags,
+    };
     const thread = try std.Thread.spawn(.{}, Receiver.run, .{&outcome.receiver});
     outcome.rc = pack.pack(stream[1], back[0], paths, flags, null, &outcome.result);
     _ = linux.close(stream[1]);
@@ -308,7 +415,11 @@ fn expect_same_tree(a: std.fs.Dir, b: std.fs.Dir, path: []const u8) !void {
                 if (entry.kind == .named_pipe) continue;
                 count += 1;
                 var child: [4096]u8 = undefined;
-                try expect_same_tree(a, b, try std.fmt.bufPrint(&child, "{s}/{s}", .{ path, entry.name }));
+                try expect_same_tree(
+                    a,
+                    b,
+                    try std.fmt.bufPrint(&child, "{s}/{s}", .{ path, entry.name }),
+                );
             }
             var other = try b.openDir(path, .{ .iterate = true });
             defer other.close();
@@ -324,7 +435,7 @@ fn expect_same_tree(a: std.fs.Dir, b: std.fs.Dir, path: []const u8) !void {
     try testing.expectEqual(sa.mtim.nsec, sb.mtim.nsec);
 }
 
-test "pack + unpack: a tree round-trips (nesting, empty files and dirs, links, unicode, modes, ns times)" {
+test "pack + unpack: a tree round-trips (nesting, empties, links, unicode, modes, ns times)" {
     var source = testing.tmpDir(.{ .iterate = true });
     defer source.cleanup();
     var target = testing.tmpDir(.{ .iterate = true });
@@ -349,9 +460,27 @@ test "pack + unpack: a tree round-trips (nesting, empty files and dirs, links, u
     try chmod(s, "top/setgid/run", 0o755);
     try chmod(s, "top/setgid", 0o2755);
     try chmod(s, "top/sub", 0o750);
-    const ns = [_][:0]const u8{ "top/empty", "top/sub/private", "top/sub/big", "top/sub/deeper/deepest/leaf", "top/setgid/run", "top/sub/deeper/deepest", "top/sub/deeper", "top/sub", "top/setgid", "top/empty-dir", "top" };
+    const ns = [_][:0]const u8{
+        "top/empty",
+        "top/sub/private",
+        "top/sub/big",
+        "top/sub/deeper/deepest/leaf",
+        "top/setgid/run",
+        "top/sub/deeper/deepest",
+        "top/sub/deeper",
+        "top/sub",
+        "top/setgid",
+        "top/empty-dir",
+        "top",
+    };
     for (ns, 0..) |name, i| {
-        const times = [2]linux.timespec{ .{ .sec = 1600000000, .nsec = 1 }, .{ .sec = 1650000000 + @as(isize, @intCast(i)), .nsec = 999_999_999 - @as(isize, @intCast(i)) } };
+        const times = [2]linux.timespec{
+            .{ .sec = 1600000000, .nsec = 1 },
+            .{
+                .sec = 1650000000 + @as(isize, @intCast(i)),
+                .nsec = 999_999_999 - @as(isize, @intCast(i)),
+            },
+        };
         _ = try ok(linux.utimensat(s.fd, name, &times, 0));
     }
     var paths_buffer: [4096]u8 = undefined;
@@ -360,7 +489,10 @@ test "pack + unpack: a tree round-trips (nesting, empty files and dirs, links, u
     try testing.expectEqual(@as(i32, 0), outcome.rc);
     try testing.expectEqual(@as(i32, 0), outcome.receiver.code);
     try testing.expectEqual(outcome.result.local_crc, outcome.receiver.stats.crc);
-    try testing.expectEqualStrings("top", outcome.result.last_name[0..outcome.result.last_name_len]);
+    try testing.expectEqualStrings(
+        "top",
+        outcome.result.last_name[0..outcome.result.last_name_len],
+    );
     try testing.expectEqual(@as(u64, 6), outcome.receiver.stats.files);
     try testing.expectEqual(@as(u64, 3), outcome.receiver.stats.symlinks);
     try testing.expectEqual(@as(u64, 300_000 + 6 + 4 + 7 + 10), outcome.result.bytes);
@@ -390,7 +522,9 @@ test "pack + unpack: an early error reaches the sender mid-stream (EEXIST before
     @memset(big, 'b');
     for (0..4) |i| {
         var name: [16]u8 = undefined;
-        try source.dir.writeFile(.{ .sub_path = try std.fmt.bufPrint(&name, "d/z{d}", .{i}), .data = big });
+        try source.dir.writeFile(
+            .{ .sub_path = try std.fmt.bufPrint(&name, "d/z{d}", .{i}), .data = big },
+        );
     }
     var paths_buffer: [4096]u8 = undefined;
     const paths = try path_list(&paths_buffer, &source, &.{"d"});
@@ -398,7 +532,10 @@ test "pack + unpack: an early error reaches the sender mid-stream (EEXIST before
     try testing.expectEqual(@as(i32, 17), outcome.receiver.code);
     // readdir order decides whether d/a comes first; either way the error is EEXIST.
     try testing.expectEqual(@as(i32, 17), outcome.rc);
-    try testing.expectEqualStrings("d/a", outcome.result.last_name[0..outcome.result.last_name_len]);
+    try testing.expectEqualStrings(
+        "d/a",
+        outcome.result.last_name[0..outcome.result.last_name_len],
+    );
     var content: [8]u8 = undefined;
     try testing.expectEqualStrings("old", try target.dir.readFile("d/a", &content));
 }
@@ -416,7 +553,11 @@ fn pattern(buffer: []u8, seed: u8) void {
 }
 
 test "pack + unpack: large files are spliced, over pipes and over socketpairs, byte for byte" {
-    const sizes = [_]usize{ pack.splice_min_bytes - 1, pack.splice_min_bytes, 3 * pack.splice_chunk_bytes + 12345 };
+    const sizes = [_]usize{
+        pack.splice_min_bytes - 1,
+        pack.splice_min_bytes,
+        3 * pack.splice_chunk_bytes + 12345,
+    };
     var source = testing.tmpDir(.{ .iterate = true });
     defer source.cleanup();
     try source.dir.makeDir("big");
@@ -425,8 +566,12 @@ test "pack + unpack: large files are spliced, over pipes and over socketpairs, b
     for (sizes, 0..) |size, i| {
         pattern(data[0..size], @intCast(i));
         var name: [16]u8 = undefined;
-        try source.dir.writeFile(.{ .sub_path = try std.fmt.bufPrint(&name, "big/f{d}", .{i}), .data = data[0..size] });
-        try source.dir.writeFile(.{ .sub_path = try std.fmt.bufPrint(&name, "big/s{d}", .{i}), .data = "small" });
+        try source.dir.writeFile(
+            .{ .sub_path = try std.fmt.bufPrint(&name, "big/f{d}", .{i}), .data = data[0..size] },
+        );
+        try source.dir.writeFile(
+            .{ .sub_path = try std.fmt.bufPrint(&name, "big/s{d}", .{i}), .data = "small" },
+        );
     }
     var paths_buffer: [4096]u8 = undefined;
     const paths = try path_list(&paths_buffer, &source, &.{"big"});
@@ -437,7 +582,10 @@ test "pack + unpack: large files are spliced, over pipes and over socketpairs, b
         try testing.expectEqual(@as(i32, 0), outcome.rc);
         try testing.expectEqual(@as(i32, 0), outcome.receiver.code);
         try testing.expectEqual(outcome.result.local_crc, outcome.receiver.stats.crc);
-        try testing.expectEqual(@as(u64, sizes[0] + sizes[1] + sizes[2] + 15), outcome.result.bytes);
+        try testing.expectEqual(
+            @as(u64, sizes[0] + sizes[1] + sizes[2] + 15),
+            outcome.result.bytes,
+        );
         try expect_same_tree(source.dir, target.dir, "big");
     }
 }
@@ -451,7 +599,16 @@ test "pack: an output that refuses splice (O_APPEND) gets the same bytes and CRC
     pattern(data, 7);
     const file = try memfd(data);
     defer _ = linux.close(file);
-    const out_fd: i32 = @intCast(try ok(linux.openat(tmp.dir.fd, "stream", .{ .ACCMODE = .RDWR, .CREAT = true, .APPEND = true, .CLOEXEC = true }, 0o600)));
+    const out_fd: i32 = @intCast(
+        try ok(
+            linux.openat(
+                tmp.dir.fd,
+                "stream",
+                .{ .ACCMODE = .RDWR, .CREAT = true, .APPEND = true, .CLOEXEC = true },
+                0o600,
+            ),
+        ),
+    );
     defer _ = linux.close(out_fd);
     const in_fd = try memfd("");
     defer _ = linux.close(in_fd);
@@ -482,8 +639,14 @@ test "pack: a spliced file shorter than its size is 'Unexpected end of data whil
     pattern(data, 3);
     const file = try memfd(data);
     defer _ = linux.close(file);
-    try testing.expectError(error.Fail, packer.send_content_for_test(file, 3 * pack.splice_chunk_bytes));
-    try testing.expectEqualStrings("Copying file shrunk: Unexpected end of data while reading", diag.message());
+    try testing.expectError(
+        error.Fail,
+        packer.send_content_for_test(file, 3 * pack.splice_chunk_bytes),
+    );
+    try testing.expectEqualStrings(
+        "Copying file shrunk: Unexpected end of data while reading",
+        diag.message(),
+    );
     try testing.expectEqual(.pipe, packer.splice);
     try testing.expectEqual(@as(u64, data.len), packer.bytes);
 }

@@ -106,10 +106,25 @@ pub const Unpacker = struct {
     /// does not support O_TMPFILE (then O_CREAT|O_EXCL with mode 0, as upstream).
     use_tmpfile: bool,
 
-    pub fn init(allocator: std.mem.Allocator, in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, stats: *Stats) diag.Fail!*Unpacker {
-        const self = allocator.create(Unpacker) catch return diag.fail(.NOMEM, "out of memory", .{});
+    pub fn init(
+        allocator: std.mem.Allocator,
+        in_fd: i32,
+        out_fd: i32,
+        dir_fd: i32,
+        flags: Flags,
+        stats: *Stats,
+    ) diag.Fail!*Unpacker {
+        const self = allocator.create(Unpacker) catch return diag.fail(
+            .NOMEM,
+            "out of memory",
+            .{},
+        );
         errdefer allocator.destroy(self);
-        const in = allocator.alloc(u8, in_bytes) catch return diag.fail(.NOMEM, "out of memory", .{});
+        const in = allocator.alloc(u8, in_bytes) catch return diag.fail(
+            .NOMEM,
+            "out of memory",
+            .{},
+        );
         self.* = .{
             .in_fd = in_fd,
             .out_fd = out_fd,
@@ -169,7 +184,8 @@ pub const Unpacker = struct {
     fn receive_entry(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
         if (untrusted.namelen > wire.name_bytes_max) return self.report(.NAMETOOLONG, .none);
         const namelen: u32 = untrusted.namelen;
-        if (try self.read_stream(self.name[0..namelen]) < namelen) return self.report_legal_eof(.none);
+        const name_bytes = self.name[0..namelen];
+        if (try self.read_stream(name_bytes) < namelen) return self.report_legal_eof(.none);
         self.name[namelen] = 0;
         self.name_len = @intCast(std.mem.indexOfScalar(u8, self.name[0 .. namelen + 1], 0).?);
         self.last = .name;
@@ -182,7 +198,10 @@ pub const Unpacker = struct {
     }
 
     fn validate_name(self: *Unpacker) Stop!void {
-        names.validatePath(self.name[0..self.name_len], self.names_flags()) catch return self.report(.ILSEQ, .name);
+        names.validatePath(
+            self.name[0..self.name_len],
+            self.names_flags(),
+        ) catch return self.report(.ILSEQ, .name);
     }
 
     fn names_flags(self: *const Unpacker) names.Flags {
@@ -214,7 +233,12 @@ pub const Unpacker = struct {
 
     fn create_file(self: *Unpacker, place: Place) Stop!Created {
         if (self.use_tmpfile) {
-            const flags: linux.O = .{ .ACCMODE = .WRONLY, .TMPFILE = true, .DIRECTORY = true, .CLOEXEC = true };
+            const flags: linux.O = .{
+                .ACCMODE = .WRONLY,
+                .TMPFILE = true,
+                .DIRECTORY = true,
+                .CLOEXEC = true,
+            };
             const rc = linux.openat(place.fd, ".", flags, 0o700);
             switch (linux.E.init(rc)) {
                 .SUCCESS => return .{ .fd = @intCast(rc), .linked = false },
@@ -324,7 +348,12 @@ pub const Unpacker = struct {
             else => |errno| return self.report(errno, .name),
         }
         // The closing header, or a directory that already existed: merge into it.
-        const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .NOFOLLOW = true, .CLOEXEC = true };
+        const flags: linux.O = .{
+            .ACCMODE = .RDONLY,
+            .DIRECTORY = true,
+            .NOFOLLOW = true,
+            .CLOEXEC = true,
+        };
         const rc = linux.openat(place.fd, place.last, flags, 0);
         if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
         const fd: i32 = @intCast(rc);
@@ -335,7 +364,8 @@ pub const Unpacker = struct {
     fn receive_symlink(self: *Unpacker, untrusted: wire.FileHeader) Stop!void {
         if (untrusted.filelen > wire.target_bytes_max) return self.report(.NAMETOOLONG, .name);
         const filelen: u32 = @intCast(untrusted.filelen);
-        if (try self.read_stream(self.target[0..filelen]) < filelen) return self.report_legal_eof(.name);
+        const target_bytes = self.target[0..filelen];
+        if (try self.read_stream(target_bytes) < filelen) return self.report_legal_eof(.name);
         self.target[filelen] = 0;
         self.target_len = @intCast(std.mem.indexOfScalar(u8, self.target[0 .. filelen + 1], 0).?);
         const name = self.name[0..self.name_len];
@@ -359,7 +389,11 @@ pub const Unpacker = struct {
     /// above 999999999 would be UTIME_NOW/UTIME_OMIT: upstream exits without a result (§2.2).
     fn apply_mode_and_times(self: *Unpacker, fd: i32, untrusted: wire.FileHeader) Stop!void {
         if (untrusted.atime_nsec > wire.nsec_max or untrusted.mtime_nsec > wire.nsec_max) {
-            diag.fail(.INVAL, "Invalid nanoseconds value in the times of an entry ({d}, {d})", .{ untrusted.atime_nsec, untrusted.mtime_nsec }) catch {};
+            diag.record(
+                .INVAL,
+                "Invalid nanoseconds value in the times of an entry ({d}, {d})",
+                .{ untrusted.atime_nsec, untrusted.mtime_nsec },
+            );
             return error.Fatal;
         }
         const chmod = linux.fchmod(fd, untrusted.mode & wire.mode_permissions);
@@ -406,7 +440,12 @@ pub const Unpacker = struct {
             const end = std.mem.indexOfScalarPos(u8, name, start, '/').?;
             assert(end > start and end <= slash);
             self.name[end] = 0;
-            const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .NOFOLLOW = true, .CLOEXEC = true };
+            const flags: linux.O = .{
+                .ACCMODE = .RDONLY,
+                .DIRECTORY = true,
+                .NOFOLLOW = true,
+                .CLOEXEC = true,
+            };
             const rc = linux.openat(fd, @ptrCast(&self.name[start]), flags, 0);
             self.name[end] = '/';
             if (fd != self.dir_fd) _ = linux.close(fd);
@@ -486,7 +525,9 @@ pub const Unpacker = struct {
                 },
                 .INTR => {},
                 .AGAIN => {
-                    var fds = [1]linux.pollfd{.{ .fd = self.in_fd, .events = linux.POLL.IN, .revents = 0 }};
+                    var fds = [1]linux.pollfd{
+                        .{ .fd = self.in_fd, .events = linux.POLL.IN, .revents = 0 },
+                    };
                     _ = linux.poll(&fds, 1, -1);
                 },
                 .CONNRESET => return false,
@@ -540,7 +581,12 @@ const Statfs = extern struct {
 /// linkat of an O_TMPFILE file goes through /proc/self/fd/N (upstream opens /proc/<pid>/fd
 /// before its chroot for the same purpose).
 fn proc_fd_available() bool {
-    const flags: linux.O = .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .PATH = true, .CLOEXEC = true };
+    const flags: linux.O = .{
+        .ACCMODE = .RDONLY,
+        .DIRECTORY = true,
+        .PATH = true,
+        .CLOEXEC = true,
+    };
     const rc = linux.openat(linux.AT.FDCWD, "/proc/self/fd", flags, 0);
     if (linux.E.init(rc) != .SUCCESS) return false;
     _ = linux.close(@intCast(rc));

@@ -10,7 +10,12 @@ const wire = @import("wire.zig");
 const unpack = @import("unpack.zig");
 const wire_test = @import("wire_test.zig");
 
-pub const Times = struct { atime: u32 = 1700000000, atime_nsec: u32 = 0, mtime: u32 = 1700000000, mtime_nsec: u32 = 0 };
+pub const Times = struct {
+    atime: u32 = 1700000000,
+    atime_nsec: u32 = 0,
+    mtime: u32 = 1700000000,
+    mtime_nsec: u32 = 0,
+};
 
 /// Builds a stream the way a (possibly hostile) sender would.
 pub const Stream = struct {
@@ -32,7 +37,13 @@ pub const Stream = struct {
 
     /// An entry with `name` + NUL and `payload` (content or target); filelen = payload length
     /// unless `filelen` is given.
-    pub fn entry(self: *Stream, name: []const u8, mode: u32, payload: []const u8, times: Times) !void {
+    pub fn entry(
+        self: *Stream,
+        name: []const u8,
+        mode: u32,
+        payload: []const u8,
+        times: Times,
+    ) !void {
         try self.raw_header(.{
             .namelen = @intCast(name.len + 1),
             .mode = mode,
@@ -67,7 +78,9 @@ pub const Stream = struct {
 pub fn memfd(contents: []const u8) !i32 {
     const fd: i32 = @intCast(try ok(linux.memfd_create("filecopy-test", linux.MFD.CLOEXEC)));
     var written: usize = 0;
-    while (written < contents.len) written += try ok(linux.write(fd, contents[written..].ptr, contents.len - written));
+    while (written < contents.len) written += try ok(
+        linux.write(fd, contents[written..].ptr, contents.len - written),
+    );
     _ = try ok(linux.lseek(fd, 0, linux.SEEK.SET));
     return fd;
 }
@@ -101,7 +114,10 @@ pub const Outcome = struct {
         try testing.expectEqual(@as(u64, self.stats.crc), header.crc);
         if (last_name) |name| {
             try testing.expect(reply.len >= 20);
-            try testing.expectEqual(@as(u32, @intCast(name.len)), std.mem.readInt(u32, reply[16..20], .little));
+            try testing.expectEqual(
+                @as(u32, @intCast(name.len)),
+                std.mem.readInt(u32, reply[16..20], .little),
+            );
             try testing.expectEqualSlices(u8, name, reply[20..]);
         } else {
             try testing.expectEqual(@as(usize, 16), reply.len);
@@ -147,7 +163,11 @@ test "unpack: spec §2.9 worked example and its 21-byte reply" {
     var stream: [143]u8 = undefined;
     wire_test.worked_example(&stream);
     const outcome = try run_unpack(&stream, tmp.dir.fd, .{});
-    try testing.expectEqualSlices(u8, &[_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0, 1, 0, 0, 0, 'd' }, outcome.reply_bytes());
+    try testing.expectEqualSlices(
+        u8,
+        &[_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0, 1, 0, 0, 0, 'd' },
+        outcome.reply_bytes(),
+    );
     try testing.expectEqual(@as(i32, 0), outcome.code);
     try testing.expectEqual(@as(u64, 1), outcome.stats.files);
     try testing.expectEqual(@as(u64, 1), outcome.stats.dirs);
@@ -166,7 +186,7 @@ test "unpack: spec §2.9 worked example and its 21-byte reply" {
     try testing.expectEqualStrings("hi\n", try tmp.dir.readFile("d/a.txt", &content));
 }
 
-test "unpack: a stream cut in or before a header is EREMOTEIO, inside a name or content LEGAL_EOF; no partial file" {
+test "unpack: a cut in a header is EREMOTEIO, in a name or content LEGAL_EOF; no partial file" {
     var stream: [143]u8 = undefined;
     wire_test.worked_example(&stream);
     // Entry boundaries: before d, before d/a.txt, before the closing d, before the end marker.
@@ -176,12 +196,15 @@ test "unpack: a stream cut in or before a header is EREMOTEIO, inside a name or 
         defer tmp.cleanup();
         const outcome = try run_unpack(stream[0..cut], tmp.dir.fd, .{});
         const at_boundary = std.mem.indexOfScalar(usize, &boundaries, cut) != null;
-        const in_name = (cut >= 32 and cut < 34) or (cut >= 66 and cut < 74) or (cut >= 109 and cut < 111);
-        const in_header = (cut < 32) or (cut >= 34 and cut < 66) or (cut >= 77 and cut < 109) or cut >= 111;
+        const in_name = (cut >= 32 and cut < 34) or (cut >= 66 and cut < 74) or
+            (cut >= 109 and cut < 111);
+        const in_header = (cut < 32) or (cut >= 34 and cut < 66) or (cut >= 77 and cut < 109) or
+            cut >= 111;
         const in_body = !at_boundary and !in_header; // a name or the file's content
         const expected: u32 = if (in_body) wire.legal_eof else @intFromEnum(linux.E.REMOTEIO);
         // The last name: none when the cut is inside a name; else the last name read.
-        const last: ?[]const u8 = if (in_name) null else if (cut < 34) "" else if (cut < 74) "d" else "d/a.txt";
+        const last: ?[]const u8 =
+            if (in_name) null else if (cut < 34) "" else if (cut < 74) "d" else "d/a.txt";
         const last_fixed: ?[]const u8 = if (last != null and cut >= 111) "d" else last;
         outcome.expect_reply(expected, last_fixed) catch |err| {
             std.debug.print("cut at {d}\n", .{cut});
@@ -269,7 +292,10 @@ test "unpack: symlinks that escape are ENOLINK with the target as last name; goo
         try stream.link(case.name, case.target);
         try stream.end();
         const outcome = try run_unpack(stream.bytes.items, tmp.dir.fd, .{});
-        outcome.expect_reply(case.code, if (case.code == 0) case.name else case.target) catch |err| {
+        outcome.expect_reply(
+            case.code,
+            if (case.code == 0) case.name else case.target,
+        ) catch |err| {
             std.debug.print("link {s} -> {s}\n", .{ case.name, case.target });
             return err;
         };
@@ -279,7 +305,9 @@ test "unpack: symlinks that escape are ENOLINK with the target as last name; goo
             try testing.expectEqualStrings(case.target, made);
             try testing.expectEqual(@as(u64, 1), outcome.stats.symlinks);
         } else {
-            try testing.expect(!exists(tmp.dir, "d/l") and !exists(tmp.dir, "d/e/l") and !exists(tmp.dir, "top"));
+            try testing.expect(
+                !exists(tmp.dir, "d/l") and !exists(tmp.dir, "d/e/l") and !exists(tmp.dir, "top"),
+            );
         }
     }
 }
@@ -378,7 +406,17 @@ test "unpack: limits: long name without ext, long symlink, huge file, unknown ty
     {
         var stream = Stream.init();
         defer stream.deinit();
-        try stream.raw_header(.{ .namelen = 16384, .mode = 0o100644, .filelen = 0, .atime = 0, .atime_nsec = 0, .mtime = 0, .mtime_nsec = 0 });
+        try stream.raw_header(
+            .{
+                .namelen = 16384,
+                .mode = 0o100644,
+                .filelen = 0,
+                .atime = 0,
+                .atime_nsec = 0,
+                .mtime = 0,
+                .mtime_nsec = 0,
+            },
+        );
         const outcome = try run_unpack(stream.bytes.items, tmp.dir.fd, .{});
         try outcome.expect_reply(@intFromEnum(linux.E.NAMETOOLONG), null);
     }
@@ -386,7 +424,17 @@ test "unpack: limits: long name without ext, long symlink, huge file, unknown ty
         var stream = Stream.init();
         defer stream.deinit();
         try stream.dir("d");
-        try stream.raw_header(.{ .namelen = 4, .mode = 0o120777, .filelen = 16384, .atime = 0, .atime_nsec = 0, .mtime = 0, .mtime_nsec = 0 });
+        try stream.raw_header(
+            .{
+                .namelen = 4,
+                .mode = 0o120777,
+                .filelen = 16384,
+                .atime = 0,
+                .atime_nsec = 0,
+                .mtime = 0,
+                .mtime_nsec = 0,
+            },
+        );
         try stream.bytes.appendSlice("d/l\x00");
         const outcome = try run_unpack(stream.bytes.items, tmp.dir.fd, .{});
         try outcome.expect_reply(@intFromEnum(linux.E.NAMETOOLONG), "d/l");
@@ -394,7 +442,17 @@ test "unpack: limits: long name without ext, long symlink, huge file, unknown ty
     {
         var stream = Stream.init();
         defer stream.deinit();
-        try stream.raw_header(.{ .namelen = 2, .mode = 0o100644, .filelen = 1 << 63, .atime = 0, .atime_nsec = 0, .mtime = 0, .mtime_nsec = 0 });
+        try stream.raw_header(
+            .{
+                .namelen = 2,
+                .mode = 0o100644,
+                .filelen = 1 << 63,
+                .atime = 0,
+                .atime_nsec = 0,
+                .mtime = 0,
+                .mtime_nsec = 0,
+            },
+        );
         try stream.bytes.appendSlice("h\x00");
         const outcome = try run_unpack(stream.bytes.items, tmp.dir.fd, .{});
         try outcome.expect_reply(@intFromEnum(linux.E.DQUOT), "h");
@@ -586,7 +644,14 @@ test "unpack: the O_EXCL fallback without O_TMPFILE makes the same tree" {
     const out_fd = try memfd("");
     defer _ = linux.close(out_fd);
     var stats: unpack.Stats = undefined;
-    const unpacker = try unpack.Unpacker.init(testing.allocator, in_fd, out_fd, tmp.dir.fd, .{}, &stats);
+    const unpacker = try unpack.Unpacker.init(
+        testing.allocator,
+        in_fd,
+        out_fd,
+        tmp.dir.fd,
+        .{},
+        &stats,
+    );
     defer unpacker.deinit();
     unpacker.use_tmpfile = false;
     try testing.expectEqual(@as(u32, 0), try unpacker.run());
@@ -603,7 +668,10 @@ test "unpack: a full disk is ENOSPC and leaves nothing visible (tmpfs of 1 MiB)"
     path_buffer[path.len] = 0;
     const mounted = linux.mount("tmpfs", @ptrCast(path.ptr), "tmpfs", 0, @intFromPtr("size=1m"));
     if (linux.E.init(mounted) != .SUCCESS) {
-        std.debug.print("skipped: cannot mount a tmpfs ({s})\n", .{@tagName(linux.E.init(mounted))});
+        std.debug.print(
+            "skipped: cannot mount a tmpfs ({s})\n",
+            .{@tagName(linux.E.init(mounted))},
+        );
         return error.SkipZigTest;
     }
     defer _ = linux.umount2(@ptrCast(path.ptr), linux.MNT.DETACH);

@@ -94,7 +94,12 @@ pub const ResultHeader = struct {
 
 /// Encodes a whole result message into `out`: the 16 bytes plus, when `last_name` is given, the
 /// extension (`last_namelen` + name, no NUL). Returns the bytes used.
-pub fn encode_result(out: *[result_message_bytes_max]u8, error_code: u32, crc: u32, last_name: ?[]const u8) u32 {
+pub fn encode_result(
+    out: *[result_message_bytes_max]u8,
+    error_code: u32,
+    crc: u32,
+    last_name: ?[]const u8,
+) u32 {
     (ResultHeader{ .error_code = error_code, .crc = crc }).encode(out[0..result_bytes]);
     const name = last_name orelse return result_bytes;
     assert(name.len <= name_bytes_max);

@@ -8,7 +8,10 @@ test "crc32: check value and chaining as zlib.crc32" {
     try testing.expectEqual(@as(u32, 0xcbf43926), wire.crc32(0, "123456789"));
     try testing.expectEqual(@as(u32, 0xcbf43926), wire.crc32(wire.crc32(0, "1234"), "56789"));
     try testing.expectEqual(@as(u32, 0), wire.crc32(0, ""));
-    try testing.expectEqual(@as(u32, 0x414fa339), wire.crc32(0, "The quick brown fox jumps over the lazy dog"));
+    try testing.expectEqual(
+        @as(u32, 0x414fa339),
+        wire.crc32(0, "The quick brown fox jumps over the lazy dog"),
+    );
 }
 
 test "crc32: every length and alignment agrees with the byte-wise reference" {
@@ -44,8 +47,24 @@ test "crc32: all-zero and all-ones blocks" {
 /// The 143-byte stream of spec §2.9.
 pub fn worked_example(out: *[143]u8) void {
     var at: usize = 0;
-    const dir: wire.FileHeader = .{ .namelen = 2, .mode = 0o40755, .filelen = 0, .atime = 1700000000, .atime_nsec = 0, .mtime = 1700000000, .mtime_nsec = 0 };
-    const file: wire.FileHeader = .{ .namelen = 8, .mode = 0o100644, .filelen = 3, .atime = 1700000000, .atime_nsec = 5, .mtime = 1700000000, .mtime_nsec = 7 };
+    const dir: wire.FileHeader = .{
+        .namelen = 2,
+        .mode = 0o40755,
+        .filelen = 0,
+        .atime = 1700000000,
+        .atime_nsec = 0,
+        .mtime = 1700000000,
+        .mtime_nsec = 0,
+    };
+    const file: wire.FileHeader = .{
+        .namelen = 8,
+        .mode = 0o100644,
+        .filelen = 3,
+        .atime = 1700000000,
+        .atime_nsec = 5,
+        .mtime = 1700000000,
+        .mtime_nsec = 7,
+    };
     dir.encode(out[at..][0..32]);
     at += 32;
     @memcpy(out[at..][0..2], "d\x00");
@@ -81,7 +100,11 @@ test "spec §2.9: worked example bytes and CRC" {
 
     var reply: [wire.result_message_bytes_max]u8 = undefined;
     const len = wire.encode_result(&reply, 0, 0x6c088f02, "d");
-    try testing.expectEqualSlices(u8, &[_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0, 1, 0, 0, 0, 'd' }, reply[0..len]);
+    try testing.expectEqualSlices(
+        u8,
+        &[_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x8f, 0x08, 0x6c, 0, 0, 0, 0, 1, 0, 0, 0, 'd' },
+        reply[0..len],
+    );
     const result = wire.ResultHeader.decode(reply[0..16]);
     try testing.expectEqual(@as(u64, 0x6c088f02), result.crc);
     try testing.expectEqual(@as(u32, 0), result.error_code);

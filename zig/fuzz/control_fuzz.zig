@@ -24,7 +24,7 @@ pub fn run(bytes: []const u8) void {
     const cuts = input.int(u32);
     const stream = input.rest();
 
-    var control = Control{ .vchan = pair.server };
+    var control = Control{ .vchan = pair.server, .allocator = std.heap.c_allocator };
     defer control.deinit();
     var decoded = std.ArrayList(u8).init(std.heap.c_allocator);
     defer decoded.deinit();

@@ -67,7 +67,7 @@ fn connect_or_error(read_min: u32, write_min: u32) !Pair {
 pub fn reset(pair: Pair, start: u32) void {
     inline for (.{ pair.server, pair.client }) |end| {
         end.shm.peer_gone = false;
-        end.shm.reason_len = 0;
+        end.shm.cause = .{};
         end.shm.debug_set_indices(start);
     }
     const page = pair.server.shm.map.?;

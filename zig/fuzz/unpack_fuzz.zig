@@ -47,6 +47,7 @@ pub fn finish() void {
     root.close();
     var target = at.target;
     target.close();
+    // At exit nobody is left to tell: a tree left behind only costs space.
     std.fs.deleteTreeAbsolute(at.path[0..at.path_len]) catch {};
     places = null;
 }
@@ -60,6 +61,7 @@ fn make_places() !Places {
         .{ base, linux.getpid() },
     );
     at.path_len = path.len;
+    // Usually absent; one that cannot be deleted fails makeDirAbsolute just below.
     std.fs.deleteTreeAbsolute(path) catch {};
     try std.fs.makeDirAbsolute(path);
     at.root = try std.fs.openDirAbsolute(path, .{ .iterate = true });
@@ -130,6 +132,14 @@ fn check_reply(code: i32, stats: unpack.Stats, reply: []const u8) void {
     check.that(reply.len == wire.result_bytes + 4 + ext, "reply extension of {d}", .{ext});
 }
 
+/// What the walk of the target found, to compare with the unpacker's own counts.
+const Tally = struct {
+    seen: u64 = 0,
+    files: u64 = 0,
+    links: u64 = 0,
+    bytes: u64 = 0,
+};
+
 fn check_tree(
     target: std.fs.Dir,
     model: *const model_mod.Model,
@@ -138,48 +148,18 @@ fn check_tree(
 ) void {
     var walker = target.walk(std.heap.c_allocator) catch @panic("out of memory");
     defer walker.deinit();
-    var seen: u64 = 0;
-    var files: u64 = 0;
-    var links: u64 = 0;
-    var bytes: u64 = 0;
+    var tally = Tally{};
     while (walker.next() catch |err| std.debug.panic("walk: {s}", .{@errorName(err)})) |entry| {
-        seen += 1;
+        tally.seen += 1;
         const expected = model.get(entry.path);
         switch (entry.kind) {
             .file => {
-                files += 1;
-                const content = read_file(target, entry.path);
-                defer std.heap.c_allocator.free(content);
-                bytes += content.len;
-                const entry_model = expected orelse std.debug.panic(
-                    "file {s} not in the stream",
-                    .{entry.path},
-                );
-                check.that(entry_model.kind == .regular, "{s} is a file", .{entry.path});
-                check.that(
-                    std.mem.eql(u8, content, entry_model.payload),
-                    "{s}: other content",
-                    .{entry.path},
-                );
+                tally.files += 1;
+                tally.bytes += check_file(target, entry.path, expected);
             },
             .sym_link => {
-                links += 1;
-                var buffer: [std.fs.max_path_bytes]u8 = undefined;
-                const link = target.readLink(entry.path, &buffer) catch @panic("readlink");
-                check.that(
-                    names_fuzz.stays_inside(entry.path, link),
-                    "{s} -> {s} escapes",
-                    .{ entry.path, link },
-                );
-                const entry_model = expected orelse std.debug.panic(
-                    "link {s} not in the stream",
-                    .{entry.path},
-                );
-                check.that(
-                    std.mem.eql(u8, link, entry_model.payload),
-                    "{s}: other target",
-                    .{entry.path},
-                );
+                tally.links += 1;
+                check_link(target, entry.path, expected);
             },
             .directory => {
                 const entry_model = expected orelse std.debug.panic(
@@ -191,25 +171,51 @@ fn check_tree(
             else => std.debug.panic("{s}: a {s}", .{ entry.path, @tagName(entry.kind) }),
         }
     }
+    check_counts(tally, model, code, stats);
+}
+
+/// Returns the file's size.
+fn check_file(target: std.fs.Dir, path: []const u8, expected: ?model_mod.Entry) u64 {
+    const content = read_file(target, path);
+    defer std.heap.c_allocator.free(content);
+    const entry_model = expected orelse std.debug.panic("file {s} not in the stream", .{path});
+    check.that(entry_model.kind == .regular, "{s} is a file", .{path});
+    check.that(std.mem.eql(u8, content, entry_model.payload), "{s}: other content", .{path});
+    return content.len;
+}
+
+fn check_link(target: std.fs.Dir, path: []const u8, expected: ?model_mod.Entry) void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const link = target.readLink(path, &buffer) catch @panic("readlink");
+    check.that(names_fuzz.stays_inside(path, link), "{s} -> {s} escapes", .{ path, link });
+    const entry_model = expected orelse std.debug.panic("link {s} not in the stream", .{path});
+    check.that(std.mem.eql(u8, link, entry_model.payload), "{s}: other target", .{path});
+}
+
+fn check_counts(tally: Tally, model: *const model_mod.Model, code: i32, stats: unpack.Stats) void {
     // A file is counted once its mode and times are set: one that failed there stays on disk.
-    const uncounted = files -% stats.files;
+    const uncounted = tally.files -% stats.files;
     check.that(
         uncounted == 0 or (code != 0 and uncounted == 1),
         "{d} files, {d} counted",
-        .{ files, stats.files },
+        .{ tally.files, stats.files },
     );
-    check.that(links == stats.symlinks, "{d} links, {d} counted", .{ links, stats.symlinks });
     check.that(
-        bytes == stats.bytes or code != 0,
+        tally.links == stats.symlinks,
+        "{d} links, {d} counted",
+        .{ tally.links, stats.symlinks },
+    );
+    check.that(
+        tally.bytes == stats.bytes or code != 0,
         "{d} bytes on disk, {d} counted",
-        .{ bytes, stats.bytes },
+        .{ tally.bytes, stats.bytes },
     );
     if (code != 0) return;
     check.that(model.complete, "success on a stream without its end marker", .{});
     check.that(
-        seen == model.count(),
+        tally.seen == model.count(),
         "{d} entries on disk, {d} in the stream",
-        .{ seen, model.count() },
+        .{ tally.seen, model.count() },
     );
     check.that(stats.crc == wire.crc32_reference(0, model.consumed), "crc of the stream", .{});
 }

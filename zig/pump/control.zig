@@ -22,6 +22,7 @@ pub const incoming_bytes_max: usize = protocol.header_bytes + protocol.control_b
 
 pub const Control = struct {
     vchan: *Vchan,
+    allocator: std.mem.Allocator,
     /// Bytes of the message being received: header first, then its body.
     incoming: std.ArrayListUnmanaged(u8) = .{},
     /// Encoded messages waiting for ring space, in order.
@@ -31,8 +32,8 @@ pub const Control = struct {
     overflowed: bool = false,
 
     pub fn deinit(self: *Control) void {
-        self.incoming.deinit(std.heap.c_allocator);
-        self.outgoing.deinit(std.heap.c_allocator);
+        self.incoming.deinit(self.allocator);
+        self.outgoing.deinit(self.allocator);
     }
 
     pub const Error = error{ TooLarge, Unread, OutOfMemory };
@@ -50,7 +51,7 @@ pub const Control = struct {
         // Sent bytes are only dropped once all are sent (`flush`): reclaim them now.
         self.compact();
         const header = (protocol.Header{ .type = msg_type, .len = @intCast(body.len) }).encode();
-        try self.outgoing.ensureUnusedCapacity(std.heap.c_allocator, header.len + body.len);
+        try self.outgoing.ensureUnusedCapacity(self.allocator, header.len + body.len);
         self.outgoing.appendSliceAssumeCapacity(&header);
         self.outgoing.appendSliceAssumeCapacity(body);
     }
@@ -64,6 +65,7 @@ pub const Control = struct {
     }
 
     fn compact(self: *Control) void {
+        assert(self.outgoing_sent <= self.outgoing.items.len);
         if (self.outgoing_sent == 0) return;
         const unsent = self.unsent_bytes();
         const items = self.outgoing.items;
@@ -78,6 +80,8 @@ pub const Control = struct {
             const pending = self.outgoing.items[self.outgoing_sent..];
             const header = protocol.Header.decode(pending[0..8].*);
             const size = protocol.header_bytes + header.len;
+            // Our own encoding: whole messages, each within the ring it was queued for.
+            assert(size <= pending.len);
             if (self.vchan.buffer_space() < size) return;
             const wrote = try self.vchan.write(pending[0..size]);
             assert(wrote == size);
@@ -93,10 +97,12 @@ pub const Control = struct {
     /// until the next call. A length above `body_bytes_max` is a protocol error.
     pub fn receive(self: *Control, body_bytes_max: u32) !?Received {
         assert(body_bytes_max <= protocol.control_body_bytes_max);
-        const allocator = std.heap.c_allocator;
+        const allocator = self.allocator;
         if (self.incoming.items.len >= protocol.header_bytes) {
             const header = protocol.Header.decode(self.incoming.items[0..8].*);
-            if (self.incoming.items.len == protocol.header_bytes + header.len) self.incoming.clearRetainingCapacity();
+            if (self.incoming.items.len == protocol.header_bytes + header.len) {
+                self.incoming.clearRetainingCapacity();
+            }
         }
         if (self.incoming.items.len < protocol.header_bytes) {
             if (self.vchan.data_ready() < protocol.header_bytes) return null;
@@ -114,14 +120,19 @@ pub const Control = struct {
             const take = @min(ready, total - have);
             try self.incoming.resize(allocator, have + take);
             const got = try self.vchan.read(self.incoming.items[have..][0..take]);
+            assert(got <= take);
             self.incoming.shrinkRetainingCapacity(have + got);
         }
-        return .{ .type = untrusted.type, .body = self.incoming.items[protocol.header_bytes..total] };
+        assert(self.incoming.items.len == total);
+        return .{
+            .type = untrusted.type,
+            .body = self.incoming.items[protocol.header_bytes..total],
+        };
     }
 };
 
 test "control: unsent messages are bounded and the channel is marked at the limit" {
-    var control = Control{ .vchan = undefined };
+    var control = Control{ .vchan = undefined, .allocator = std.testing.allocator };
     defer control.deinit();
     const body = [_]u8{0x5a} ** 1000;
     var queued: usize = 0;

@@ -539,6 +539,7 @@ pub fn DataOver(comptime V: type) type {
                 if (self.flags.mirage_service and self.stdout != .eof_sent) {
                     const needed = protocol.header_bytes + protocol.exit_code_bytes;
                     if (self.vchan.peek_buffer_space() < needed) return;
+                    // The space is there; a closed vchan fails the exit code's send below too.
                     self.send_eof(.data_stdout) catch {};
                     self.set_stdout(.eof_sent);
                 }

@@ -44,22 +44,22 @@ pub const record_header_bytes: u32 = 16;
 pub const congested_bytes: usize = 1 << 20;
 
 pub const Queue = struct {
+    allocator: std.mem.Allocator,
     bytes: std.ArrayListUnmanaged(u8) = .{},
     /// Read end handed to JS; write end rung by the pump.
     doorbell_read: i32 = -1,
     doorbell_write: i32 = -1,
     rung: bool = false,
 
-    pub fn init(self: *Queue) !void {
+    pub fn init(allocator: std.mem.Allocator) !Queue {
         var fds: [2]i32 = undefined;
         const rc = linux.pipe2(&fds, .{ .CLOEXEC = true, .NONBLOCK = true });
         if (linux.E.init(rc) != .SUCCESS) return error.SystemResources;
-        self.doorbell_read = fds[0];
-        self.doorbell_write = fds[1];
+        return .{ .allocator = allocator, .doorbell_read = fds[0], .doorbell_write = fds[1] };
     }
 
     pub fn deinit(self: *Queue) void {
-        self.bytes.deinit(std.heap.c_allocator);
+        self.bytes.deinit(self.allocator);
         _ = linux.close(self.doorbell_read);
         _ = linux.close(self.doorbell_write);
     }
@@ -72,9 +72,14 @@ pub const Queue = struct {
         // One pending SIGUSR1 record per front end is all JS needs (single-socket mode is
         // entered once), so a front end that signals without end cannot grow the queue.
         if (kind == .client_signal and self.pending(stream, kind)) return;
+        // Records are padded to 4 bytes, so each header starts aligned for JS's reads.
+        assert(self.bytes.items.len % 4 == 0);
         const padded = std.mem.alignForward(usize, payload.len, 4);
-        const kept = if (self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes + padded)) payload else |_| payload[0..0];
-        self.bytes.ensureUnusedCapacity(std.heap.c_allocator, record_header_bytes) catch return;
+        const kept = if (self.bytes.ensureUnusedCapacity(
+            self.allocator,
+            record_header_bytes + padded,
+        )) payload else |_| payload[0..0];
+        self.bytes.ensureUnusedCapacity(self.allocator, record_header_bytes) catch return;
         var header: [record_header_bytes]u8 = undefined;
         std.mem.writeInt(u32, header[0..4], stream, .little);
         std.mem.writeInt(u32, header[4..8], @intFromEnum(kind), .little);
@@ -82,7 +87,10 @@ pub const Queue = struct {
         std.mem.writeInt(u32, header[12..16], @intCast(kept.len), .little);
         self.bytes.appendSliceAssumeCapacity(&header);
         self.bytes.appendSliceAssumeCapacity(kept);
-        self.bytes.appendNTimesAssumeCapacity(0, std.mem.alignForward(usize, kept.len, 4) - kept.len);
+        self.bytes.appendNTimesAssumeCapacity(
+            0,
+            std.mem.alignForward(usize, kept.len, 4) - kept.len,
+        );
         if (!self.rung) {
             self.rung = true;
             const one = [_]u8{1};
@@ -118,7 +126,11 @@ pub const Queue = struct {
             offset += size;
         }
         @memcpy(out[0..offset], self.bytes.items[0..offset]);
-        std.mem.copyForwards(u8, self.bytes.items[0 .. self.bytes.items.len - offset], self.bytes.items[offset..]);
+        std.mem.copyForwards(
+            u8,
+            self.bytes.items[0 .. self.bytes.items.len - offset],
+            self.bytes.items[offset..],
+        );
         self.bytes.shrinkRetainingCapacity(self.bytes.items.len - offset);
         if (self.bytes.items.len == 0) {
             self.rung = false;
@@ -140,8 +152,7 @@ pub const Queue = struct {
 };
 
 test "events: records round-trip and the doorbell rings once per batch" {
-    var queue = Queue{};
-    try queue.init();
+    var queue = try Queue.init(std.testing.allocator);
     defer queue.deinit();
     queue.push(7, .connected, 4, "");
     queue.push(7, .message, 0x200, "hello");
@@ -160,8 +171,7 @@ test "events: records round-trip and the doorbell rings once per batch" {
 }
 
 test "events: a front end's signals wait as one record; congestion starts at the limit" {
-    var queue = Queue{};
-    try queue.init();
+    var queue = try Queue.init(std.testing.allocator);
     defer queue.deinit();
     queue.push(3, .client_signal, 0, "");
     queue.push(4, .client_signal, 0, "");

@@ -56,6 +56,8 @@ pub const AttachOptions = struct {
 };
 
 const Stream = struct {
+    /// The pump's, for what the stream holds (stream commands get no pump).
+    allocator: std.mem.Allocator,
     id: u32 = 0,
     kind: Kind,
     vchan: *Vchan,
@@ -104,6 +106,10 @@ const pollfds_max = 1 + 5 * streams_max;
 const Which = enum(u3) { vchan0, vchan1, stdin, stdout, stderr };
 
 pub const Pump = struct {
+    /// Streams and their buffers, vchans (`attach` takes ones made with it), queued control
+    /// messages and the event queue. libc's in the library, whose threads all share it; tests
+    /// pass `std.testing.allocator`, so that a leak fails them.
+    allocator: std.mem.Allocator = std.heap.c_allocator,
     mutex: std.Thread.Mutex = .{},
     thread: ?std.Thread = null,
     wake_fd: i32 = -1,
@@ -124,15 +130,23 @@ pub const Pump = struct {
     /// pump's CPU in a 1 GiB call). Changed only under `mutex`.
     live: [streams_max]*Stream = undefined,
     live_count: u32 = 0,
-    queue: events.Queue = .{},
+    /// Set up by `start`; `stop` is for a pump that started.
+    queue: events.Queue = undefined,
     pollfds: [pollfds_max]linux.pollfd = undefined,
     /// For each pollfd: the stream it belongs to (null for the wake fd) and which of its fds.
     /// Stream ids, not pointers: JS may close a stream while the pump polls without the lock.
     owners: [pollfds_max]struct { stream_id: u32, which: Which } = undefined,
 
     pub fn start(self: *Pump) Fail!void {
-        self.queue.init() catch return diag.fail(.MFILE, "cannot create the pump's doorbell pipe", .{});
-        self.wake_fd = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
+        self.queue = events.Queue.init(self.allocator) catch return diag.fail(
+            .MFILE,
+            "cannot create the pump's doorbell pipe",
+            .{},
+        );
+        self.wake_fd = try sys.fd(
+            linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK),
+            "eventfd",
+        );
         self.thread = std.Thread.spawn(.{}, run, .{self}) catch {
             return diag.fail(.AGAIN, "cannot start the pump thread", .{});
         };
@@ -170,44 +184,18 @@ pub const Pump = struct {
 
     /// Takes ownership of `vchan` (also on failure).
     pub fn attach(self: *Pump, vchan: *Vchan, options: AttachOptions) Fail!u32 {
-        const allocator = std.heap.c_allocator;
-        const stream = allocator.create(Stream) catch {
-            close_vchan(vchan);
-            return diag.fail(.NOMEM, "out of memory", .{});
-        };
-        vchan.set_blocking(false);
-        const timeout_ns: u64 = if (options.connect_timeout_ms < 0) 0 else @as(u64, @intCast(options.connect_timeout_ms)) * std.time.ns_per_ms;
-        stream.* = .{
-            .kind = options.kind,
-            .vchan = vchan,
-            .deadline_ns = if (options.connect_timeout_ms < 0) 0 else sys.now_ns() + timeout_ns,
-            .own_version = options.own_version,
-            .send_first = options.send_first,
-            .body = undefined,
-        };
-        switch (options.kind) {
-            .control => stream.body = .{ .control = .{ .vchan = vchan } },
-            .data_service, .data_client => {
-                // The chunk-length bug knob (a test of mirage-qubes 2.0 behaviour) gathers whole
-                // "writes" in a buffer of its own.
-                const gathered: usize = if (options.flags.mirage_chunk_bug) data_mod.mirage_write_bytes_max else 0;
-                const half = protocol.max_data_chunk_v3;
-                const buffers = allocator.alloc(u8, 2 * half + gathered) catch {
-                    allocator.destroy(stream);
-                    close_vchan(vchan);
-                    return diag.fail(.NOMEM, "out of memory", .{});
-                };
-                stream.buffers = buffers;
-                stream.body = .{ .data = Data.init(vchan, options.kind == .data_service, options.flags, buffers[0..half], buffers[half .. 2 * half]) };
-                stream.body.data.gathered = buffers[2 * half ..];
-            },
-        }
+        const stream = try self.create_stream(vchan, options);
         self.mutex.lock();
         defer self.mutex.unlock();
         // The poll set has room for `streams_max` streams; the handle table alone has more slots.
-        const id = (if (self.live_count < streams_max) self.streams.insert(stream) else null) orelse {
+        const inserted = if (self.live_count < streams_max) self.streams.insert(stream) else null;
+        const id = inserted orelse {
             self.release(stream);
-            return diag.fail(.MFILE, "too many streams in this process (limit {d})", .{streams_max});
+            return diag.fail(
+                .MFILE,
+                "too many streams in this process (limit {d})",
+                .{streams_max},
+            );
         };
         stream.id = id;
         self.live[self.live_count] = stream;
@@ -223,11 +211,67 @@ pub const Pump = struct {
         return id;
     }
 
+    /// A stream around `vchan`, not yet in the table; closes `vchan` when it fails.
+    fn create_stream(self: *Pump, vchan: *Vchan, options: AttachOptions) Fail!*Stream {
+        const allocator = self.allocator;
+        errdefer close_vchan(allocator, vchan);
+        const stream = allocator.create(Stream) catch {
+            return diag.fail(.NOMEM, "out of memory", .{});
+        };
+        errdefer allocator.destroy(stream);
+        vchan.set_blocking(false);
+        const timeout_ms: u64 = @intCast(@max(options.connect_timeout_ms, 0));
+        const timeout_ns = timeout_ms * std.time.ns_per_ms;
+        stream.* = .{
+            .allocator = allocator,
+            .kind = options.kind,
+            .vchan = vchan,
+            .deadline_ns = if (options.connect_timeout_ms < 0) 0 else sys.now_ns() + timeout_ns,
+            .own_version = options.own_version,
+            .send_first = options.send_first,
+            .body = undefined,
+        };
+        switch (options.kind) {
+            .control => stream.body = .{ .control = .{ .vchan = vchan, .allocator = allocator } },
+            .data_service, .data_client => {
+                // The chunk-length bug knob (a test of mirage-qubes 2.0 behaviour) gathers whole
+                // "writes" in a buffer of its own.
+                const gathered: usize =
+                    if (options.flags.mirage_chunk_bug) data_mod.mirage_write_bytes_max else 0;
+                const half = protocol.max_data_chunk_v3;
+                const buffers = allocator.alloc(u8, 2 * half + gathered) catch {
+                    return diag.fail(.NOMEM, "out of memory", .{});
+                };
+                stream.buffers = buffers;
+                stream.body = .{
+                    .data = Data.init(
+                        vchan,
+                        options.kind == .data_service,
+                        options.flags,
+                        buffers[0..half],
+                        buffers[half .. 2 * half],
+                    ),
+                };
+                stream.body.data.gathered = buffers[2 * half ..];
+            },
+        }
+        return stream;
+    }
+
     /// Runs `action(stream, args...)` under the lock, then wakes the pump.
-    pub fn with_stream(self: *Pump, id: u32, comptime action: anytype, args: anytype) @typeInfo(@TypeOf(action)).@"fn".return_type.? {
+    pub fn with_stream(
+        self: *Pump,
+        id: u32,
+        comptime action: anytype,
+        args: anytype,
+    ) @typeInfo(@TypeOf(action)).@"fn".return_type.? {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const stream = self.streams.get(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        const stream = self.streams.get(id) orelse return diag.fail(
+            .BADF,
+            "stream {d} is not open",
+            .{id},
+        );
         defer self.wake();
         return @call(.auto, action, .{stream} ++ args);
     }
@@ -242,7 +286,13 @@ pub const Pump = struct {
     }
 
     /// Hands local fds to a data stream; the pump owns (and finally closes) them.
-    pub fn set_stdio(stream: *Stream, stdin_fd: i32, stdout_fd: i32, stderr_fd: i32, has_child: bool) Fail!void {
+    pub fn set_stdio(
+        stream: *Stream,
+        stdin_fd: i32,
+        stdout_fd: i32,
+        stderr_fd: i32,
+        has_child: bool,
+    ) Fail!void {
         const data = try data_of(stream);
         data.set_fds(stdin_fd, stdout_fd, stderr_fd, has_child);
         if (data.sockets == .requested) data.enter_single_socket();
@@ -251,7 +301,11 @@ pub const Pump = struct {
     /// A client's remote stderr goes to `fd` instead of our fd 2; the pump owns it from now on.
     pub fn set_remote_stderr(stream: *Stream, fd: i32) Fail!void {
         const data = try data_of(stream);
-        if (data.is_service) return diag.fail(.INVAL, "stream {d} is a service's: its stderr is local", .{stream.id});
+        if (data.is_service) return diag.fail(
+            .INVAL,
+            "stream {d} is a service's: its stderr is local",
+            .{stream.id},
+        );
         if (data.remote_stderr_fd > 2) sys.close(data.remote_stderr_fd);
         data.remote_stderr_fd = fd;
     }
@@ -269,15 +323,29 @@ pub const Pump = struct {
         var stdin_pair: [2]i32 = undefined;
         var stdout_pair: [2]i32 = undefined;
         var stderr_pipe: [2]i32 = .{ -1, -1 };
-        _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdin_pair), "socketpair");
+        _ = try sys.check(
+            linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdin_pair),
+            "socketpair",
+        );
         errdefer for (stdin_pair) |fd| sys.close(fd);
         if (stdout_pipe) {
             _ = try sys.check(linux.pipe2(&stdout_pair, .{ .CLOEXEC = true }), "pipe2");
         } else {
-            _ = try sys.check(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &stdout_pair), "socketpair");
+            _ = try sys.check(
+                linux.socketpair(
+                    linux.AF.UNIX,
+                    linux.SOCK.STREAM | linux.SOCK.CLOEXEC,
+                    0,
+                    &stdout_pair,
+                ),
+                "socketpair",
+            );
         }
         errdefer for (stdout_pair) |fd| sys.close(fd);
-        if (with_stderr) _ = try sys.check(linux.pipe2(&stderr_pipe, .{ .CLOEXEC = true }), "pipe2");
+        if (with_stderr) _ = try sys.check(
+            linux.pipe2(&stderr_pipe, .{ .CLOEXEC = true }),
+            "pipe2",
+        );
         data.set_fds(stdin_pair[0], stdout_pair[0], stderr_pipe[0], true);
         return .{ stdin_pair[1], stdout_pair[1], stderr_pipe[1] };
     }
@@ -285,7 +353,11 @@ pub const Pump = struct {
     pub fn set_prefix(stream: *Stream, bytes: []const u8) Fail!void {
         const data = try data_of(stream);
         if (data.prefix.len > 0) return diag.fail(.INVAL, "prefix data was already given", .{});
-        data.prefix = std.heap.c_allocator.dupe(u8, bytes) catch return diag.fail(.NOMEM, "out of memory", .{});
+        data.prefix = stream.allocator.dupe(u8, bytes) catch return diag.fail(
+            .NOMEM,
+            "out of memory",
+            .{},
+        );
     }
 
     pub fn local_exit(stream: *Stream, status: i32) Fail!void {
@@ -295,7 +367,11 @@ pub const Pump = struct {
 
     pub fn finish_with(stream: *Stream, status: i32, eofs: bool) Fail!void {
         const data = try data_of(stream);
-        if (!data.is_service) return diag.fail(.INVAL, "only a service side sends an exit code", .{});
+        if (!data.is_service) return diag.fail(
+            .INVAL,
+            "only a service side sends an exit code",
+            .{},
+        );
         data.finish_with(status, eofs);
     }
 
@@ -322,7 +398,11 @@ pub const Pump = struct {
     pub fn set_child(self: *Pump, id: u32, pid: i32) Fail!void {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const stream = self.streams.get(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+        const stream = self.streams.get(id) orelse return diag.fail(
+            .BADF,
+            "stream {d} is not open",
+            .{id},
+        );
         const data = try data_of(stream);
         stream.child_pid = pid;
         // A stream holding its child's stdout EOF for this (`settle_held_eof`) looks again.
@@ -354,11 +434,24 @@ pub const Pump = struct {
             .control => |*control| control,
             .data => return diag.fail(.INVAL, "stream {d} is a data channel", .{stream.id}),
         };
-        if (stream.phase == .finished or stream.phase == .flushing) return diag.fail(.PIPE, "control channel {d} is closed", .{stream.id});
-        if (stream.phase == .connecting) return diag.fail(.NOTCONN, "control channel {d} is not connected yet", .{stream.id});
+        if (stream.phase == .finished or stream.phase == .flushing) return diag.fail(
+            .PIPE,
+            "control channel {d} is closed",
+            .{stream.id},
+        );
+        if (stream.phase == .connecting) return diag.fail(
+            .NOTCONN,
+            "control channel {d} is not connected yet",
+            .{stream.id},
+        );
         const ring_bytes = stream.vchan.write_ring_bytes();
         control.queue(msg_type, body, ring_bytes) catch |err| switch (err) {
-            error.TooLarge => return diag.fail(.MSGSIZE, "control message of {d} bytes does not fit the peer's {d}-byte ring (at most {d} bytes of body)", .{ body.len, ring_bytes, ring_bytes - protocol.header_bytes }),
+            error.TooLarge => return diag.fail(
+                .MSGSIZE,
+                "control message of {d} bytes does not fit the peer's {d}-byte ring " ++
+                    "(at most {d} bytes of body)",
+                .{ body.len, ring_bytes, ring_bytes - protocol.header_bytes },
+            ),
             // The pump thread fails the channel (`step_control`); `with_stream` wakes it.
             error.Unread => {
                 const limit = control_mod.outgoing_bytes_max;
@@ -373,7 +466,11 @@ pub const Pump = struct {
         const stream = stream: {
             self.mutex.lock();
             defer self.mutex.unlock();
-            const removed = self.streams.remove(id) orelse return diag.fail(.BADF, "stream {d} is not open", .{id});
+            const removed = self.streams.remove(id) orelse return diag.fail(
+                .BADF,
+                "stream {d} is not open",
+                .{id},
+            );
             self.forget(removed);
             break :stream removed;
         };
@@ -415,17 +512,16 @@ pub const Pump = struct {
     }
 
     fn release(self: *Pump, stream: *Stream) void {
-        _ = self;
         switch (stream.body) {
             .control => |*control| control.deinit(),
             .data => |*data| {
                 data.close_all();
-                if (data.prefix.len > 0) std.heap.c_allocator.free(data.prefix);
+                if (data.prefix.len > 0) self.allocator.free(data.prefix);
             },
         }
-        if (!stream.vchan_closed) close_vchan(stream.vchan);
-        if (stream.buffers) |buffers| std.heap.c_allocator.free(buffers);
-        std.heap.c_allocator.destroy(stream);
+        if (!stream.vchan_closed) close_vchan(self.allocator, stream.vchan);
+        if (stream.buffers) |buffers| self.allocator.free(buffers);
+        self.allocator.destroy(stream);
     }
 
     // ------------------------------------------------------------ the loop (pump thread)
@@ -447,32 +543,72 @@ pub const Pump = struct {
         self.mutex.unlock();
     }
 
-    fn add_poll(self: *Pump, count: *u32, fd: i32, interest: i16, stream: ?*Stream, which: Which) void {
+    fn add_poll(
+        self: *Pump,
+        count: *u32,
+        fd: i32,
+        interest: i16,
+        stream: ?*Stream,
+        which: Which,
+    ) void {
         assert(count.* < pollfds_max);
         self.pollfds[count.*] = .{ .fd = fd, .events = interest, .revents = 0 };
-        self.owners[count.*] = .{ .stream_id = if (stream) |known| known.id else 0, .which = which };
+        self.owners[count.*] = .{
+            .stream_id = if (stream) |known| known.id else 0,
+            .which = which,
+        };
         count.* += 1;
     }
 
     fn build_poll_set(self: *Pump) u32 {
         var count: u32 = 0;
         self.add_poll(&count, self.wake_fd, linux.POLL.IN, null, .vchan0);
-        if (self.sigusr1_fd >= 0) self.add_poll(&count, self.sigusr1_fd, linux.POLL.IN, null, .vchan1);
+        if (self.sigusr1_fd >= 0) self.add_poll(
+            &count,
+            self.sigusr1_fd,
+            linux.POLL.IN,
+            null,
+            .vchan1,
+        );
         for (self.live_streams()) |stream| {
             if (stream.phase == .finished) continue;
             var fds: [2]i32 = undefined;
             const vchan_fds = stream.vchan.poll_fds(&fds);
             const vchan_events = stream.vchan.poll_events();
             stream.vchan_fds = @intCast(vchan_fds.len);
-            for (vchan_fds, 0..) |fd, index| self.add_poll(&count, fd, vchan_events[index], stream, if (index == 0) .vchan0 else .vchan1);
+            for (vchan_fds, 0..) |fd, index| self.add_poll(
+                &count,
+                fd,
+                vchan_events[index],
+                stream,
+                if (index == 0) .vchan0 else .vchan1,
+            );
             if (stream.phase != .running) continue;
             switch (stream.body) {
                 .control => {},
                 .data => |*data| {
                     const interest = data.interest();
-                    if (data.stdin_fd >= 0) self.add_poll(&count, data.stdin_fd, interest.stdin, stream, .stdin);
-                    if (data.stdout_fd >= 0 and interest.stdout != 0) self.add_poll(&count, data.stdout_fd, interest.stdout, stream, .stdout);
-                    if (data.stderr_fd >= 0 and interest.stderr != 0) self.add_poll(&count, data.stderr_fd, interest.stderr, stream, .stderr);
+                    if (data.stdin_fd >= 0) self.add_poll(
+                        &count,
+                        data.stdin_fd,
+                        interest.stdin,
+                        stream,
+                        .stdin,
+                    );
+                    if (data.stdout_fd >= 0 and interest.stdout != 0) self.add_poll(
+                        &count,
+                        data.stdout_fd,
+                        interest.stdout,
+                        stream,
+                        .stdout,
+                    );
+                    if (data.stderr_fd >= 0 and interest.stderr != 0) self.add_poll(
+                        &count,
+                        data.stderr_fd,
+                        interest.stderr,
+                        stream,
+                        .stderr,
+                    );
                 },
             }
         }
@@ -489,10 +625,11 @@ pub const Pump = struct {
                 .connecting, .hello, .flushing => {
                     // A socket vchan moves input into its ring whenever it is asked its state;
                     // its fd does not fire again for bytes it already took.
-                    if (stream.phase == .hello and stream.vchan.data_ready() >= protocol.hello_bytes) return 0;
+                    const hello_waiting = stream.vchan.data_ready() >= protocol.hello_bytes;
+                    if (stream.phase == .hello and hello_waiting) return 0;
                     if (stream.phase == .flushing and stream.vchan.data_ready() > 0) return 0;
                     if (stream.deadline_ns != 0) {
-                        const left_ms: i32 = if (stream.deadline_ns <= now) 0 else @intCast(@min((stream.deadline_ns - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
+                        const left_ms = sys.ms_until(stream.deadline_ns, now);
                         if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
                     }
                 },
@@ -508,7 +645,7 @@ pub const Pump = struct {
                         // A held stdout EOF (`settle_held_eof`) is re-examined when a record or
                         // `set_child` wakes us, and at the latest when the hold runs out.
                         if (data.stdout_eof_held_until()) |until| {
-                            const left_ms: i32 = if (until <= now) 0 else @intCast(@min((until - now) / std.time.ns_per_ms + 1, std.math.maxInt(i32)));
+                            const left_ms = sys.ms_until(until, now);
                             if (timeout_ms < 0 or left_ms < timeout_ms) timeout_ms = left_ms;
                         }
                     },
@@ -595,11 +732,17 @@ pub const Pump = struct {
                 .data => |*data| data,
                 .control => continue,
             };
-            if (stream.phase != .running and stream.phase != .hello and stream.phase != .connecting) continue;
+            switch (stream.phase) {
+                .running, .hello, .connecting => {},
+                else => continue,
+            }
             const matches = switch (self.sigusr1_mode) {
                 .off => false,
                 .any => true,
-                .by_child => stream.child_pid > 0 and sender_descends_from(record, stream.child_pid),
+                .by_child => stream.child_pid > 0 and sender_descends_from(
+                    record,
+                    stream.child_pid,
+                ),
             };
             if (!matches) continue;
             data.request_single_socket();
@@ -610,7 +753,11 @@ pub const Pump = struct {
         if (!applied and self.sigusr1_mode == .by_child) {
             // Oldest dropped first: a stray signal must not pin the table.
             if (self.unclaimed_count == self.unclaimed.len) {
-                std.mem.copyForwards(signals.Record, self.unclaimed[0 .. self.unclaimed.len - 1], self.unclaimed[1..]);
+                std.mem.copyForwards(
+                    signals.Record,
+                    self.unclaimed[0 .. self.unclaimed.len - 1],
+                    self.unclaimed[1..],
+                );
                 self.unclaimed_count -= 1;
             }
             self.unclaimed[self.unclaimed_count] = record;
@@ -622,6 +769,7 @@ pub const Pump = struct {
         // `vchan_fds` is 0 for a stream that was not in this round's poll set (attached, or
         // finished, meanwhile).
         if (stream.vchan_fds > 0) {
+            // A vchan that fails here is left disconnected with its reason: the steps report it.
             stream.vchan.on_poll(stream.revents_vchan[0..stream.vchan_fds]) catch {};
             stream.vchan_fds = 0;
         }
@@ -639,13 +787,19 @@ pub const Pump = struct {
                     .done => |status| {
                         self.finish(stream, .done, status, std.mem.asBytes(&data.marks));
                     },
-                    .failed => |failure| self.finish(stream, .failed, -@as(i32, @intCast(@intFromEnum(failure.errno))), failure.message),
+                    .failed => |failure| self.finish(
+                        stream,
+                        .failed,
+                        -@as(i32, @intCast(@intFromEnum(failure.errno))),
+                        failure.message,
+                    ),
                 };
             },
         };
     }
 
     fn step_connect(self: *Pump, stream: *Stream) void {
+        assert(stream.phase == .connecting);
         const vchan = stream.vchan;
         const connected = switch (vchan.role()) {
             .client => (vchan.finish() catch return self.fail_from_diag(stream)) == 0,
@@ -658,17 +812,26 @@ pub const Pump = struct {
         if (vchan.state() == .disconnected) {
             var buffer: [240]u8 = undefined;
             const why = vchan.reason();
-            const message = if (why.len == 0) "vchan peer left before the connection was made" else std.fmt.bufPrint(&buffer, "vchan peer left before the connection was made: {s}", .{why}) catch "vchan peer left before the connection was made";
+            const left = "vchan peer left before the connection was made";
+            const message = if (why.len == 0)
+                left
+            else
+                std.fmt.bufPrint(&buffer, left ++ ": {s}", .{why}) catch left;
             return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), message);
         }
         if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
             var buffer: [160]u8 = undefined;
-            const message = std.fmt.bufPrint(&buffer, "vchan to domain {d} port {d}: no connection within the timeout", .{ vchan.remote_domain(), vchan.port() }) catch "vchan connection timed out";
+            const message = std.fmt.bufPrint(
+                &buffer,
+                "vchan to domain {d} port {d}: no connection within the timeout",
+                .{ vchan.remote_domain(), vchan.port() },
+            ) catch "vchan connection timed out";
             self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.TIMEDOUT)), message);
         }
     }
 
     fn step_hello(self: *Pump, stream: *Stream) void {
+        assert(stream.phase == .hello);
         const vchan = stream.vchan;
         if (stream.send_first and !stream.hello_sent) {
             if (!send_hello(vchan, stream.own_version)) return self.lost_peer(stream);
@@ -680,7 +843,12 @@ pub const Pump = struct {
             if (vchan.data_ready() < protocol.hello_bytes) {
                 if (!open) return self.lost_peer(stream);
                 if (stream.deadline_ns != 0 and sys.now_ns() >= stream.deadline_ns) {
-                    return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.TIMEDOUT)), "peer sent no HELLO within the timeout");
+                    return self.finish(
+                        stream,
+                        .failed,
+                        -@as(i32, @intFromEnum(linux.E.TIMEDOUT)),
+                        "peer sent no HELLO within the timeout",
+                    );
                 }
                 return;
             }
@@ -689,14 +857,32 @@ pub const Pump = struct {
             const header = protocol.Header.decode(raw[0..8].*);
             if (header.type != @intFromEnum(protocol.MsgType.hello) or header.len != 4) {
                 var buffer: [160]u8 = undefined;
-                const message = std.fmt.bufPrint(&buffer, "peer protocol error: expected HELLO, got type 0x{x} length {d}", .{ header.type, header.len }) catch unreachable;
-                return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), message);
+                const message = std.fmt.bufPrint(
+                    &buffer,
+                    "peer protocol error: expected HELLO, got type 0x{x} length {d}",
+                    .{ header.type, header.len },
+                ) catch unreachable;
+                return self.finish(
+                    stream,
+                    .failed,
+                    -@as(i32, @intFromEnum(linux.E.PROTO)),
+                    message,
+                );
             }
             const untrusted_version = std.mem.readInt(u32, raw[8..12], .little);
             if (untrusted_version < protocol.version_min) {
                 var buffer: [160]u8 = undefined;
-                const message = std.fmt.bufPrint(&buffer, "peer protocol error: peer speaks qrexec protocol {d}, at least {d} is needed", .{ untrusted_version, protocol.version_min }) catch unreachable;
-                return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), message);
+                const message = std.fmt.bufPrint(
+                    &buffer,
+                    "peer protocol error: peer speaks qrexec protocol {d}, at least {d} is needed",
+                    .{ untrusted_version, protocol.version_min },
+                ) catch unreachable;
+                return self.finish(
+                    stream,
+                    .failed,
+                    -@as(i32, @intFromEnum(linux.E.PROTO)),
+                    message,
+                );
             }
             stream.peer_version = untrusted_version;
         }
@@ -705,6 +891,7 @@ pub const Pump = struct {
             if (!send_hello(vchan, stream.version)) return self.lost_peer(stream);
             stream.hello_sent = true;
         }
+        assert(stream.hello_sent and stream.version <= stream.own_version);
         stream.phase = .running;
         switch (stream.body) {
             .control => {},
@@ -719,27 +906,48 @@ pub const Pump = struct {
             const limit = control_mod.outgoing_bytes_max;
             const unsent = control.unsent_bytes();
             const arguments = .{ unsent, limit };
-            const message = std.fmt.bufPrint(&buffer, slow_peer_reason, arguments) catch unreachable;
+            const message = std.fmt.bufPrint(
+                &buffer,
+                slow_peer_reason,
+                arguments,
+            ) catch unreachable;
             return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.NOBUFS)), message);
         }
         control.flush() catch return self.lost_peer(stream);
         var rounds: u32 = 0;
         while (rounds < 64 and !self.queue.congested()) : (rounds += 1) {
-            const received = control.receive(protocol.control_body_bytes_max) catch |err| switch (err) {
-                error.MessageTooLarge => return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), "peer protocol error: control message longer than any valid one"),
-                error.OutOfMemory => return self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.NOMEM)), "out of memory"),
+            const received = control.receive(
+                protocol.control_body_bytes_max,
+            ) catch |err| switch (err) {
+                error.MessageTooLarge => return self.finish(
+                    stream,
+                    .failed,
+                    -@as(i32, @intFromEnum(linux.E.PROTO)),
+                    "peer protocol error: control message longer than any valid one",
+                ),
+                error.OutOfMemory => return self.finish(
+                    stream,
+                    .failed,
+                    -@as(i32, @intFromEnum(linux.E.NOMEM)),
+                    "out of memory",
+                ),
                 error.Fail => return self.fail_from_diag(stream),
             } orelse break;
             self.queue.push(stream.id, .message, @bitCast(received.type), received.body);
         }
         // Stepped on every wakeup of the pump: the syscall-free state (see `state_polled`).
-        if (stream.vchan.state_polled() == .disconnected and stream.vchan.data_ready() == 0) self.lost_peer(stream);
+        const drained = stream.vchan.data_ready() == 0;
+        if (stream.vchan.state_polled() == .disconnected and drained) self.lost_peer(stream);
     }
 
     fn lost_peer(self: *Pump, stream: *Stream) void {
         var buffer: [240]u8 = undefined;
         const reason = stream.vchan.reason();
-        const message = std.fmt.bufPrint(&buffer, "vchan closed: {s}", .{if (reason.len > 0) reason else "the peer left"}) catch "vchan closed";
+        const message = std.fmt.bufPrint(
+            &buffer,
+            "vchan closed: {s}",
+            .{if (reason.len > 0) reason else "the peer left"},
+        ) catch "vchan closed";
         self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PIPE)), message);
     }
 
@@ -747,7 +955,13 @@ pub const Pump = struct {
         self.finish(stream, .failed, -diag.errno(), diag.message());
     }
 
-    fn finish(self: *Pump, stream: *Stream, kind: events.Kind, value: i32, message: []const u8) void {
+    fn finish(
+        self: *Pump,
+        stream: *Stream,
+        kind: events.Kind,
+        value: i32,
+        message: []const u8,
+    ) void {
         assert(stream.phase != .finished and stream.phase != .flushing);
         if (stream.vchan.unsent_bytes() == 0) return self.leave(stream, kind, value, message);
         // A socket vchan still holds bytes the kernel has not taken (the exit code, say). Its
@@ -770,13 +984,25 @@ pub const Pump = struct {
         }
         if (stream.vchan.unsent_bytes() > 0 and sys.now_ns() < stream.deadline_ns) return;
         const outcome = stream.outcome;
-        self.leave(stream, outcome.kind, outcome.value, stream.outcome_buffer[0..outcome.message_len]);
+        self.leave(
+            stream,
+            outcome.kind,
+            outcome.value,
+            stream.outcome_buffer[0..outcome.message_len],
+        );
     }
 
-    fn leave(self: *Pump, stream: *Stream, kind: events.Kind, value: i32, message: []const u8) void {
+    fn leave(
+        self: *Pump,
+        stream: *Stream,
+        kind: events.Kind,
+        value: i32,
+        message: []const u8,
+    ) void {
+        assert(stream.phase != .finished and !stream.vchan_closed);
         stream.phase = .finished;
         // Leave the vchan now, so the peer sees the end without waiting for JS to close us.
-        close_vchan(stream.vchan);
+        close_vchan(self.allocator, stream.vchan);
         stream.vchan_closed = true;
         const kept = message[0..@min(message.len, outcome_message_bytes_max)];
         self.queue.push(stream.id, kind, value, kept);
@@ -785,16 +1011,19 @@ pub const Pump = struct {
 
 fn send_hello(vchan: *Vchan, version: u32) bool {
     var message: [protocol.hello_bytes]u8 = undefined;
-    message[0..8].* = (protocol.Header{ .type = @intFromEnum(protocol.MsgType.hello), .len = 4 }).encode();
+    message[0..8].* = (protocol.Header{
+        .type = @intFromEnum(protocol.MsgType.hello),
+        .len = 4,
+    }).encode();
     std.mem.writeInt(u32, message[8..12], version, .little);
     const sent = vchan.send(&message) catch return false;
     // A fresh ring always has room for 12 bytes; 0 would mean a peer that filled it first.
     return sent == message.len;
 }
 
-fn close_vchan(vchan: *Vchan) void {
+fn close_vchan(allocator: std.mem.Allocator, vchan: *Vchan) void {
     vchan.close();
-    std.heap.c_allocator.destroy(vchan);
+    allocator.destroy(vchan);
 }
 
 /// Whether the record's sender (or an ancestor it listed) is `pid`; past the recorded chain,

@@ -36,8 +36,13 @@ const Harness = struct {
 
     fn init(backend: Backend) !*Harness {
         const harness = try testing.allocator.create(Harness);
-        harness.* = .{ .pump = try testing.allocator.create(Pump), .backend = backend, .tmp = testing.tmpDir(.{}), .arena = std.heap.ArenaAllocator.init(testing.allocator) };
-        harness.pump.* = .{};
+        harness.* = .{
+            .pump = try testing.allocator.create(Pump),
+            .backend = backend,
+            .tmp = testing.tmpDir(.{}),
+            .arena = std.heap.ArenaAllocator.init(testing.allocator),
+        };
+        harness.pump.* = .{ .allocator = testing.allocator };
         harness.dir = try harness.tmp.dir.realpath(".", &harness.dir_buffer);
         try harness.pump.start();
         return harness;
@@ -54,12 +59,34 @@ const Harness = struct {
     /// The client asks for the same ring sizes: shm ignores that (the server decides), a socket
     /// client sizes its local rings by it, so a "small ring" test is small on both backends.
     fn vchan(self: *Harness, server: bool, port: i32, ring_bytes: u32) !*vchan_mod.Vchan {
-        const v = try std.heap.c_allocator.create(vchan_mod.Vchan);
-        errdefer std.heap.c_allocator.destroy(v);
+        const v = try testing.allocator.create(vchan_mod.Vchan);
+        errdefer testing.allocator.destroy(v);
         if (server) {
-            try v.server_init(self.backend, .{ .dir = self.dir, .local_domain = 3, .remote_domain = 4, .port = port, .read_min = ring_bytes, .write_min = ring_bytes, .spin_ns = 0 });
+            try v.server_init(
+                self.backend,
+                .{
+                    .dir = self.dir,
+                    .local_domain = 3,
+                    .remote_domain = 4,
+                    .port = port,
+                    .read_min = ring_bytes,
+                    .write_min = ring_bytes,
+                    .spin_ns = 0,
+                },
+            );
         } else {
-            try v.client_init(self.backend, .{ .dir = self.dir, .local_domain = 4, .remote_domain = 3, .port = port, .read_min = ring_bytes, .write_min = ring_bytes, .spin_ns = 0 });
+            try v.client_init(
+                self.backend,
+                .{
+                    .dir = self.dir,
+                    .local_domain = 4,
+                    .remote_domain = 3,
+                    .port = port,
+                    .read_min = ring_bytes,
+                    .write_min = ring_bytes,
+                    .spin_ns = 0,
+                },
+            );
         }
         return v;
     }
@@ -73,7 +100,9 @@ const Harness = struct {
         const deadline = std.time.milliTimestamp() + timeout_ms;
         while (self.count_of(kind) < count) {
             if (std.time.milliTimestamp() > deadline) return error.Timeout;
-            var poll_fd = [_]linux.pollfd{.{ .fd = self.pump.queue.doorbell_read, .events = linux.POLL.IN, .revents = 0 }};
+            var poll_fd = [_]linux.pollfd{
+                .{ .fd = self.pump.queue.doorbell_read, .events = linux.POLL.IN, .revents = 0 },
+            };
             _ = linux.poll(&poll_fd, 1, 50);
             const got = self.pump.drain_events(&self.buffer);
             var offset: usize = 0;
@@ -81,9 +110,14 @@ const Harness = struct {
                 const len = std.mem.readInt(u32, self.buffer[offset + 12 ..][0..4], .little);
                 try self.collected.append(self.arena.allocator(), .{
                     .stream = std.mem.readInt(u32, self.buffer[offset..][0..4], .little),
-                    .kind = @enumFromInt(std.mem.readInt(u32, self.buffer[offset + 4 ..][0..4], .little)),
+                    .kind = @enumFromInt(
+                        std.mem.readInt(u32, self.buffer[offset + 4 ..][0..4], .little),
+                    ),
                     .value = std.mem.readInt(i32, self.buffer[offset + 8 ..][0..4], .little),
-                    .payload = try self.arena.allocator().dupe(u8, self.buffer[offset + 16 ..][0..len]),
+                    .payload = try self.arena.allocator().dupe(
+                        u8,
+                        self.buffer[offset + 16 ..][0..len],
+                    ),
                 });
                 offset += 16 + std.mem.alignForward(usize, len, 4);
             }
@@ -105,7 +139,9 @@ const Harness = struct {
     }
 
     fn find(self: *Harness, stream: u32, kind: events.Kind) ?Event {
-        for (self.collected.items) |event| if (event.stream == stream and event.kind == kind) return event;
+        for (self.collected.items) |event| {
+            if (event.stream == stream and event.kind == kind) return event;
+        }
         return null;
     }
 };
@@ -136,13 +172,30 @@ const Call = struct { client: u32, service: u32, child: [3]i32, caller_out: i32,
 
 fn start_call(harness: *Harness, port: i32, ring_bytes: u32) !Call {
     const pump = harness.pump;
-    const client = try pump.attach(try harness.vchan(true, port, ring_bytes), .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
-    const service = try pump.attach(try harness.vchan(false, port, ring_bytes), .{ .kind = .data_service, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
+    const client = try pump.attach(
+        try harness.vchan(true, port, ring_bytes),
+        .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 },
+    );
+    const service = try pump.attach(
+        try harness.vchan(false, port, ring_bytes),
+        .{
+            .kind = .data_service,
+            .own_version = 4,
+            .send_first = true,
+            .connect_timeout_ms = 5000,
+        },
+    );
     const output = try pipe();
     const input = try pipe();
     try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, false });
     const child = try pump.with_stream(service, Pump.make_service_stdio, .{ true, false });
-    return .{ .client = client, .service = service, .child = child, .caller_out = output[0], .caller_in = input[1] };
+    return .{
+        .client = client,
+        .service = service,
+        .child = child,
+        .caller_out = output[0],
+        .caller_in = input[1],
+    };
 }
 
 test "pump: test.Add — stdin to the service, stdout back, exit status last" {
@@ -227,7 +280,7 @@ fn large_transfer(backend: Backend) !void {
     try testing.expectEqual(@as(i32, 42), harness.find(call.client, .done).?.value);
 }
 
-test "pump: socket: a service done while the kernel still refuses its last bytes flushes them before it reports" {
+test "pump: socket: a done service flushes the bytes the kernel still refuses, then reports" {
     const harness = try Harness.init(.socket);
     defer harness.deinit();
     const call = try start_call(harness, 603, 4096);
@@ -267,7 +320,9 @@ fn settle(fd: i32) !void {
     while (true) : (waited += 1) {
         if (waited > 2000) return error.NotConsumed;
         var queued: i32 = 0;
-        if (linux.E.init(linux.ioctl(fd, linux.SIOCOUTQ, @intFromPtr(&queued))) != .SUCCESS) return error.Ioctl;
+        if (linux.E.init(
+            linux.ioctl(fd, linux.SIOCOUTQ, @intFromPtr(&queued)),
+        ) != .SUCCESS) return error.Ioctl;
         if (queued == 0) break;
         std.time.sleep(std.time.ns_per_ms);
     }
@@ -292,7 +347,10 @@ fn read_pattern(fd: i32) !usize {
         const rc = linux.read(fd, &chunk, chunk.len);
         if (linux.E.init(rc) != .SUCCESS) return error.Read;
         if (rc == 0) return received;
-        for (chunk[0..rc], 0..) |b, i| try testing.expectEqual(@as(u8, @truncate((received + i) *% 31)), b);
+        for (chunk[0..rc], 0..) |b, i| try testing.expectEqual(
+            @as(u8, @truncate((received + i) *% 31)),
+            b,
+        );
         received += rc;
     }
 }
@@ -321,24 +379,43 @@ fn control_channels(backend: Backend) !void {
     const harness = try Harness.init(backend);
     defer harness.deinit();
     const pump = harness.pump;
-    const agent = try pump.attach(try harness.vchan(true, 512, 4096), .{ .kind = .control, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 });
-    const daemon = try pump.attach(try harness.vchan(false, 512, 4096), .{ .kind = .control, .own_version = 3, .send_first = false, .connect_timeout_ms = 5000 });
+    const agent = try pump.attach(
+        try harness.vchan(true, 512, 4096),
+        .{ .kind = .control, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 },
+    );
+    const daemon = try pump.attach(
+        try harness.vchan(false, 512, 4096),
+        .{ .kind = .control, .own_version = 3, .send_first = false, .connect_timeout_ms = 5000 },
+    );
     try harness.wait_for(.connected, 2);
     try testing.expectEqual(@as(i32, 3), harness.find(agent, .connected).?.value);
     try testing.expectEqual(@as(i32, 3), harness.find(daemon, .connected).?.value);
 
-    try pump.with_stream(daemon, Pump.send_message, .{ @intFromEnum(protocol.MsgType.exec_cmdline), "\x04\x00\x00\x00\x01\x02\x00\x00user:QUBESRPC test.Add+ work\x00" });
+    try pump.with_stream(
+        daemon,
+        Pump.send_message,
+        .{
+            @intFromEnum(protocol.MsgType.exec_cmdline),
+            "\x04\x00\x00\x00\x01\x02\x00\x00user:QUBESRPC test.Add+ work\x00",
+        },
+    );
     try harness.wait_for(.message, 1);
     const message = harness.find(agent, .message).?;
     try testing.expectEqual(@as(i32, 0x200), message.value);
     try testing.expectStringEndsWith(message.payload, "test.Add+ work\x00");
     // A message that can never fit the peer's ring is refused up front.
     var huge: [5000]u8 = undefined;
-    try testing.expectError(error.Fail, pump.with_stream(daemon, Pump.send_message, .{ 0x200, &huge }));
+    try testing.expectError(
+        error.Fail,
+        pump.with_stream(daemon, Pump.send_message, .{ 0x200, &huge }),
+    );
     // The agent leaving is reported to the daemon as a failure of the channel.
     try pump.close(agent);
     try harness.wait_for(.failed, 1);
-    try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.PIPE)), harness.find(daemon, .failed).?.value);
+    try testing.expectEqual(
+        -@as(i32, @intFromEnum(linux.E.PIPE)),
+        harness.find(daemon, .failed).?.value,
+    );
 }
 
 test "pump: a vchan whose peer never comes times out" {
@@ -348,7 +425,10 @@ test "pump: a vchan whose peer never comes times out" {
 fn peer_never_comes(backend: Backend) !void {
     const harness = try Harness.init(backend);
     defer harness.deinit();
-    const lonely = try harness.pump.attach(try harness.vchan(true, 700, 1024), .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 100 });
+    const lonely = try harness.pump.attach(
+        try harness.vchan(true, 700, 1024),
+        .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 100 },
+    );
     try harness.wait_for(.failed, 1);
     const event = harness.find(lonely, .failed).?;
     try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.TIMEDOUT)), event.value);
@@ -378,7 +458,7 @@ fn raw_control_peer(harness: *Harness, port: i32) !struct { stream: u32, peer: *
 
 fn close_peer(peer: *vchan_mod.Vchan) void {
     peer.close();
-    std.heap.c_allocator.destroy(peer);
+    testing.allocator.destroy(peer);
 }
 
 test "pump: a control peer that never reads: sends refused at the limit, fails as a slow peer" {

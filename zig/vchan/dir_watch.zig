@@ -38,10 +38,19 @@ pub const Registration = struct {
 pub fn register(dir: [:0]const u8, event_fd: i32) Fail!Registration {
     mutex.lock();
     defer mutex.unlock();
-    if (inotify_fd < 0) inotify_fd = try sys.fd(linux.inotify_init1(linux.IN.NONBLOCK | linux.IN.CLOEXEC), "inotify_init1");
-    waiters.ensureUnusedCapacity(std.heap.c_allocator, 1) catch return diag.fail(.NOMEM, "out of memory", .{});
+    if (inotify_fd < 0) inotify_fd = try sys.fd(
+        linux.inotify_init1(linux.IN.NONBLOCK | linux.IN.CLOEXEC),
+        "inotify_init1",
+    );
+    waiters.ensureUnusedCapacity(std.heap.c_allocator, 1) catch return diag.fail(
+        .NOMEM,
+        "out of memory",
+        .{},
+    );
     // The same directory gets the same wd (same mask: the watch is unchanged).
-    const wd: i32 = @intCast(try sys.check(linux.inotify_add_watch(inotify_fd, dir, mask), "inotify_add_watch"));
+    const wd: i32 = @intCast(
+        try sys.check(linux.inotify_add_watch(inotify_fd, dir, mask), "inotify_add_watch"),
+    );
     waiters.appendAssumeCapacity(.{ .wd = wd, .event_fd = event_fd });
     return .{ .fd = inotify_fd, .wd = wd };
 }
@@ -90,7 +99,7 @@ test "dir_watch: a change wakes every waiter, and watches go with their last wai
     var dir_buffer: [64]u8 = undefined;
     const dir = try std.fmt.bufPrintZ(&dir_buffer, "/tmp/qrx-dirwatch-{d}", .{linux.getpid()});
     std.fs.cwd().makePath(dir) catch unreachable;
-    defer std.fs.cwd().deleteTree(dir) catch {};
+    defer std.fs.cwd().deleteTree(dir) catch {}; // a leftover in /tmp fails no later test
     const a = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
     defer sys.close(a);
     const b = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
@@ -113,5 +122,8 @@ test "dir_watch: a change wakes every waiter, and watches go with their last wai
     try std.testing.expectEqual(@as(usize, 8), linux.read(b, std.mem.asBytes(&counter), 8));
     unregister(rb, b);
     // The last waiter took the watch with it: the kernel now refuses to remove it again.
-    try std.testing.expectEqual(linux.E.INVAL, sys.errno_of(linux.inotify_rm_watch(inotify_fd, rb.wd)));
+    try std.testing.expectEqual(
+        linux.E.INVAL,
+        sys.errno_of(linux.inotify_rm_watch(inotify_fd, rb.wd)),
+    );
 }

@@ -30,9 +30,9 @@ const assert = std.debug.assert;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
-const socket_path = @import("socket_path.zig");
+const backend_common = @import("backend_common.zig");
 const dir_watch = @import("dir_watch.zig");
-const SocketPath = socket_path.SocketPath;
+const SocketPath = backend_common.SocketPath;
 const layout_mod = @import("layout.zig");
 const Layout = layout_mod.Layout;
 const Fail = diag.Fail;
@@ -224,7 +224,7 @@ pub const Vchan = struct {
     connection: i32 = -1,
     /// Client, until mapped: our registration with the process's shared directory watch.
     watch: ?dir_watch.Registration = null,
-    epoll: i32 = -1,
+    epoll: backend_common.Epoll(Tag) = .{},
     socket_path: SocketPath = .{},
     /// The server saw `cli_live == 1`; from then on `2` means a lying peer, read as gone.
     seen_connected: bool = false,
@@ -234,8 +234,7 @@ pub const Vchan = struct {
     write_ring: Ring = undefined,
     spin: Spin,
     stats: Stats = .{},
-    reason_buffer: [200]u8 = undefined,
-    reason_len: u32 = 0,
+    cause: backend_common.Reason = .{},
 
     // ---------------------------------------------------------------- set-up
 
@@ -249,26 +248,53 @@ pub const Vchan = struct {
             .spin = Spin.init(options.spin_ns),
         };
         errdefer self.close();
-        self.layout = layout_mod.select_capped(options.read_min, options.write_min, options.pages_max) catch |err| {
+        self.layout = layout_mod.select_capped(
+            options.read_min,
+            options.write_min,
+            options.pages_max,
+        ) catch |err| {
             return switch (err) {
-                error.RingTooLarge => diag.fail(.MSGSIZE, "ring sizes {d}/{d} exceed the 1 MiB maximum", .{ options.read_min, options.write_min }),
+                error.RingTooLarge => diag.fail(
+                    .MSGSIZE,
+                    "ring sizes {d}/{d} exceed the 1 MiB maximum",
+                    .{ options.read_min, options.write_min },
+                ),
                 error.PageCapExceeded => page_cap_failure(options),
             };
         };
         try self.set_path(options.dir, self.local_domain, self.remote_domain);
         try self.create_common(options);
         try self.create_shared_memory();
-        self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        try self.listen(options.dir);
+    }
+
+    /// Opens the rendezvous socket at `path()`.
+    fn listen(self: *Vchan, dir: []const u8) Fail!void {
+        self.listener = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket",
+        );
         // Bound and listening under a temporary name first, then renamed into place: a client
         // woken by the name's appearance must never find a socket that is not listening yet
         // (it would get ECONNREFUSED and no further event).
         var staging_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined;
         const staging = std.fmt.bufPrintZ(&staging_buffer, "{s}~", .{self.path()}) catch {
-            return diag.fail(.NAMETOOLONG, "vchan directory {s} is too long for a unix socket path (max {d} bytes)", .{ options.dir, constants.socket_path_bytes_max - 1 });
+            return diag.fail(
+                .NAMETOOLONG,
+                "vchan directory {s} is too long for a unix socket path (max {d} bytes)",
+                .{ dir, constants.socket_path_bytes_max - 1 },
+            );
         };
         _ = linux.unlink(staging);
-        var address = socket_path.address_of(staging);
-        _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
+        var address = backend_common.address_of(staging);
+        _ = sys.check(
+            linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
+            "bind",
+        ) catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
         };
@@ -287,16 +313,26 @@ pub const Vchan = struct {
             _ = linux.unlink(staging);
             return error.Fail;
         };
-        try self.epoll_add(self.listener, .listener, linux.EPOLL.IN);
+        try self.epoll.add(self.listener, .listener, linux.EPOLL.IN);
     }
 
     fn page_cap_failure(options: Options) Fail {
         const wanted = layout_mod.select(options.read_min, options.write_min) catch unreachable;
         if (layout_mod.largest_symmetric_fit(options.pages_max)) |fit| {
             return diag.fail(.FBIG, "ring sizes {d}/{d} need {d} pages but the page cap is {d}; " ++
-                "{d} bytes in each direction fit", .{ options.read_min, options.write_min, wanted.pages(), options.pages_max, fit });
+                "{d} bytes in each direction fit", .{
+                options.read_min,
+                options.write_min,
+                wanted.pages(),
+                options.pages_max,
+                fit,
+            });
         }
-        return diag.fail(.FBIG, "ring sizes {d}/{d} need {d} pages but the page cap is {d}; no ring fits", .{ options.read_min, options.write_min, wanted.pages(), options.pages_max });
+        return diag.fail(
+            .FBIG,
+            "ring sizes {d}/{d} need {d} pages but the page cap is {d}; no ring fits",
+            .{ options.read_min, options.write_min, wanted.pages(), options.pages_max },
+        );
     }
 
     /// Starts an asynchronous client; `finish` completes it. Does not wait for the server.
@@ -311,7 +347,11 @@ pub const Vchan = struct {
         };
         errdefer self.close();
         if (options.local_domain == options.remote_domain) {
-            return diag.fail(.INVAL, "loopback vchan connection not supported (domain {d} to itself)", .{options.local_domain});
+            return diag.fail(
+                .INVAL,
+                "loopback vchan connection not supported (domain {d} to itself)",
+                .{options.local_domain},
+            );
         }
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options);
@@ -321,7 +361,7 @@ pub const Vchan = struct {
         // when connected would stall this thread for an SRCU grace period.
         const watch = try dir_watch.register(dir, self.own_event);
         self.watch = watch;
-        try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
+        try self.epoll.add(watch.fd, .watch, linux.EPOLL.IN);
         // Like a Xen watch, which fires once when set: a poller wakes and tries `finish` at once,
         // in case the server is already there.
         const one: u64 = 1;
@@ -330,27 +370,55 @@ pub const Vchan = struct {
 
     fn create_common(self: *Vchan, options: Options) Fail!void {
         if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
-        try socket_path.make_directory(options.dir);
-        self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
-        self.own_event = try sys.fd(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd");
-        try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
+        try backend_common.make_directory(options.dir);
+        try self.epoll.create();
+        self.own_event = try sys.fd(
+            linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK),
+            "eventfd",
+        );
+        try self.epoll.add(self.own_event, .own_event, linux.EPOLL.IN);
     }
 
     fn create_shared_memory(self: *Vchan) Fail!void {
         assert(self.role == .server);
         const total = self.layout.total_bytes();
-        self.memfd = try sys.fd(linux.memfd_create("qrx-vchan", linux.MFD.CLOEXEC | linux.MFD.ALLOW_SEALING), "memfd_create");
+        self.memfd = try sys.fd(
+            linux.memfd_create("qrx-vchan", linux.MFD.CLOEXEC | linux.MFD.ALLOW_SEALING),
+            "memfd_create",
+        );
         _ = try sys.check(linux.ftruncate(self.memfd, total), "ftruncate");
         // Sealed so the client can rely on the size: it cannot be made to SIGBUS by a shrink.
-        _ = try sys.check(linux.fcntl(self.memfd, sys.F_ADD_SEALS, sys.F_SEAL_SHRINK | sys.F_SEAL_GROW | sys.F_SEAL_SEAL), "F_ADD_SEALS");
+        _ = try sys.check(
+            linux.fcntl(
+                self.memfd,
+                sys.F_ADD_SEALS,
+                sys.F_SEAL_SHRINK | sys.F_SEAL_GROW | sys.F_SEAL_SEAL,
+            ),
+            "F_ADD_SEALS",
+        );
         try self.map_shared(total);
         const page = self.map.?;
         @memset(page[0..constants.page_bytes], 0);
-        std.mem.writeInt(u16, page[constants.offset_left_order..][0..2], self.layout.left_order, .little);
-        std.mem.writeInt(u16, page[constants.offset_right_order..][0..2], self.layout.right_order, .little);
+        std.mem.writeInt(
+            u16,
+            page[constants.offset_left_order..][0..2],
+            self.layout.left_order,
+            .little,
+        );
+        std.mem.writeInt(
+            u16,
+            page[constants.offset_right_order..][0..2],
+            self.layout.right_order,
+            .little,
+        );
         var index: u32 = 0;
         while (index < self.layout.grants()) : (index += 1) {
-            std.mem.writeInt(u32, page[constants.offset_grants + 4 * index ..][0..4], self.layout.grant(index), .little);
+            std.mem.writeInt(
+                u32,
+                page[constants.offset_grants + 4 * index ..][0..4],
+                self.layout.grant(index),
+                .little,
+            );
         }
         self.byte(constants.offset_cli_live).* = constants.live_waiting;
         self.byte(constants.offset_srv_live).* = constants.live_connected;
@@ -361,7 +429,17 @@ pub const Vchan = struct {
     }
 
     fn map_shared(self: *Vchan, total: u32) Fail!void {
-        const address = try sys.check(linux.mmap(null, total, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .SHARED }, self.memfd, 0), "mmap");
+        const address = try sys.check(
+            linux.mmap(
+                null,
+                total,
+                linux.PROT.READ | linux.PROT.WRITE,
+                .{ .TYPE = .SHARED },
+                self.memfd,
+                0,
+            ),
+            "mmap",
+        );
         const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(address);
         self.map = base[0..total];
     }
@@ -405,35 +483,17 @@ pub const Vchan = struct {
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        self.socket_path = try SocketPath.init(dir, "shmvchan", server_domain, client_domain, self.port);
+        self.socket_path = try SocketPath.init(
+            dir,
+            "shmvchan",
+            server_domain,
+            client_domain,
+            self.port,
+        );
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
         return self.socket_path.slice();
-    }
-
-    fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
-        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = try sys.check(linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event), "epoll_ctl");
-    }
-
-    fn epoll_modify(self: *Vchan, descriptor: i32, tag: Tag, events: u32) void {
-        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_MOD, descriptor, &event);
-    }
-
-    fn stop_watching(self: *Vchan) void {
-        const watch = self.watch orelse return;
-        if (self.epoll >= 0) _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, watch.fd, null);
-        dir_watch.unregister(watch, self.own_event);
-        self.watch = null;
-    }
-
-    fn drop(self: *Vchan, descriptor: *i32) void {
-        if (descriptor.* < 0) return;
-        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, descriptor.*, null);
-        sys.close(descriptor.*);
-        descriptor.* = -1;
     }
 
     // ---------------------------------------------------------------- rendezvous
@@ -448,21 +508,34 @@ pub const Vchan = struct {
 
     fn server_accept(self: *Vchan) Fail!void {
         assert(self.role == .server);
-        const rc = linux.accept4(self.listener, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
+        const rc = linux.accept4(
+            self.listener,
+            null,
+            null,
+            linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC,
+        );
         if (sys.errno_of(rc) == .AGAIN) return;
         const connection = try sys.fd(rc, "accept4");
         var credentials: sys.Ucred = undefined;
         var length: linux.socklen_t = @sizeOf(sys.Ucred);
-        if (linux.E.init(linux.getsockopt(connection, linux.SOL.SOCKET, sys.SO_PEERCRED, @ptrCast(&credentials), &length)) != .SUCCESS or
+        if (linux.E.init(
+            linux.getsockopt(
+                connection,
+                linux.SOL.SOCKET,
+                sys.SO_PEERCRED,
+                @ptrCast(&credentials),
+                &length,
+            ),
+        ) != .SUCCESS or
             !peer_uid_allowed(credentials.uid))
         {
             sys.close(connection);
             return;
         }
         // One pending handshake at a time; a newer caller replaces one that never said hello.
-        self.drop(&self.connection);
+        self.epoll.drop(&self.connection);
         self.connection = connection;
-        try self.epoll_add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         self.phase = .handshake;
         try self.server_handshake();
     }
@@ -471,36 +544,22 @@ pub const Vchan = struct {
         assert(self.role == .server and self.phase == .handshake);
         var hello: Hello = undefined;
         var control = sys.CmsgBuffer(1){};
-        const received = receive_message(self.connection, std.mem.asBytes(&hello), &control.bytes) orelse return;
+        const received = receive_message(
+            self.connection,
+            std.mem.asBytes(&hello),
+            &control.bytes,
+        ) orelse return;
         if (received.bytes == 0) {
             // The caller went away before finishing; wait for another.
-            self.drop(&self.connection);
+            self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return;
         }
         // A HELLO carries no fd (see the file comment): any the caller sent are closed unused.
         const sent_fds = control.take_fds_any(received.control_bytes);
         for (sent_fds.slice()) |descriptor| sys.close(descriptor);
-        const refusal: u16 = blk: {
-            if (received.bytes != @sizeOf(Hello) or hello.magic != constants.handshake_magic or hello.version != constants.handshake_version) break :blk @intFromEnum(linux.E.PROTO);
-            if (sent_fds.count != 0) break :blk @intFromEnum(linux.E.PROTO);
-            if (hello.client_domain != self.remote_domain or hello.server_domain != self.local_domain or hello.port != self.port) break :blk @intFromEnum(linux.E.ACCES);
-            if (hello.client_pages_max != 0 and self.layout.pages() > hello.client_pages_max) break :blk @intFromEnum(linux.E.FBIG);
-            break :blk 0;
-        };
-        if (refusal != 0) {
-            const reply = Accept{ .magic = constants.handshake_magic, .version = constants.handshake_version, .status = refusal, .shm_bytes = 0, .left_order = 0, .right_order = 0 };
-            send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
-            self.drop(&self.connection);
-            self.phase = .rendezvous;
-            if (refusal == @intFromEnum(linux.E.FBIG)) {
-                // The right client, which can never map these rings (a MirageOS peer's grant
-                // table): nobody else will come, so the vchan fails now instead of at a timeout.
-                self.set_reason("the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}", .{ hello.client_pages_max, self.layout.left_bytes(), self.layout.right_bytes(), self.layout.pages() });
-                self.peer_gone = true;
-            }
-            return;
-        }
+        const refusal = self.hello_refusal(hello, received.bytes, sent_fds.count);
+        if (refusal != 0) return self.refuse(refusal, hello.client_pages_max);
         const reply = Accept{
             .magic = constants.handshake_magic,
             .version = constants.handshake_version,
@@ -512,16 +571,62 @@ pub const Vchan = struct {
         var fds = sys.CmsgBuffer(1){};
         fds.set_fds(.{self.memfd});
         send_message(self.connection, std.mem.asBytes(&reply), &fds.bytes) catch |err| {
-            self.drop(&self.connection);
+            self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return err;
         };
         // Single use, like the xenstore entry a Xen server removes once a client came.
-        self.drop(&self.listener);
+        self.epoll.drop(&self.listener);
         _ = linux.unlink(self.path());
         // From now on the socket carries only the peer's kicks, and its hang-up when it is gone.
-        self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        self.epoll.modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         self.phase = .mapped;
+    }
+
+    /// Why the HELLO is refused, as an errno (0: accepted).
+    fn hello_refusal(self: *const Vchan, hello: Hello, bytes: usize, fd_count: usize) u16 {
+        const foreign = hello.magic != constants.handshake_magic or
+            hello.version != constants.handshake_version;
+        if (bytes != @sizeOf(Hello) or foreign) return @intFromEnum(linux.E.PROTO);
+        if (fd_count != 0) return @intFromEnum(linux.E.PROTO);
+        const elsewhere = hello.client_domain != self.remote_domain or
+            hello.server_domain != self.local_domain or hello.port != self.port;
+        if (elsewhere) return @intFromEnum(linux.E.ACCES);
+        const too_big = self.layout.pages() > hello.client_pages_max;
+        if (hello.client_pages_max != 0 and too_big) return @intFromEnum(linux.E.FBIG);
+        return 0;
+    }
+
+    /// Answers a refused HELLO and waits for another caller, unless the page cap rules out
+    /// every caller.
+    fn refuse(self: *Vchan, refusal: u16, client_pages_max: u32) void {
+        const reply = Accept{
+            .magic = constants.handshake_magic,
+            .version = constants.handshake_version,
+            .status = refusal,
+            .shm_bytes = 0,
+            .left_order = 0,
+            .right_order = 0,
+        };
+        // A courtesy to a caller that may be gone already: it is dropped either way.
+        send_message(self.connection, std.mem.asBytes(&reply), null) catch {};
+        self.epoll.drop(&self.connection);
+        self.phase = .rendezvous;
+        if (refusal == @intFromEnum(linux.E.FBIG)) {
+            // The right client, which can never map these rings (a MirageOS peer's grant
+            // table): nobody else will come, so the vchan fails now instead of at a timeout.
+            self.cause.set(
+                .closed,
+                "the peer's page cap is {d} pages, these rings ({d}/{d} bytes) need {d}",
+                .{
+                    client_pages_max,
+                    self.layout.left_bytes(),
+                    self.layout.right_bytes(),
+                    self.layout.pages(),
+                },
+            );
+            self.peer_gone = true;
+        }
     }
 
     /// 1 = keep waiting, 0 = connected (libvchan_client_init_async_finish).
@@ -532,7 +637,14 @@ pub const Vchan = struct {
             // A caller may poll our fd and call only `finish`: empty the shared watch (waking
             // the other waiters), or it would stay readable.
             dir_watch.drain_and_kick();
-            const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+            const connection = try sys.fd(
+                linux.socket(
+                    linux.AF.UNIX,
+                    linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                    0,
+                ),
+                "socket",
+            );
             var address = self.socket_path.address();
             const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
             switch (sys.errno_of(rc)) {
@@ -560,7 +672,7 @@ pub const Vchan = struct {
                 return err;
             };
             self.connection = connection;
-            try self.epoll_add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+            try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
             self.phase = .handshake;
         }
         return self.client_handshake();
@@ -571,12 +683,16 @@ pub const Vchan = struct {
         var reply: Accept = undefined;
         // Room for one fd more than the protocol sends, to name a server that sends extra.
         var control = sys.CmsgBuffer(2){};
-        const received = receive_message(self.connection, std.mem.asBytes(&reply), &control.bytes) orelse return 1;
+        const received = receive_message(
+            self.connection,
+            std.mem.asBytes(&reply),
+            &control.bytes,
+        ) orelse return 1;
         const fds = control.take_fds_any(received.control_bytes);
         if (received.bytes == 0) {
             for (fds.slice()) |descriptor| sys.close(descriptor);
             // The server went away (or chose another caller); a new one may still appear.
-            self.drop(&self.connection);
+            self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return 1;
         }
@@ -585,33 +701,9 @@ pub const Vchan = struct {
         for (fds.slice()[@min(fds.count, 1)..]) |descriptor| sys.close(descriptor);
         errdefer {
             self.peer_gone = true;
-            self.set_reason("{s}", .{diag.message()});
+            self.cause.set(.closed, "{s}", .{diag.message()});
         }
-        if (received.bytes != @sizeOf(Accept) or reply.magic != constants.handshake_magic or reply.version != constants.handshake_version) {
-            return diag.fail(.PROTO, "vchan server at {s} sent a malformed handshake", .{self.path()});
-        }
-        if (reply.status != 0) {
-            const errno: linux.E = @enumFromInt(reply.status);
-            if (errno == .FBIG and self.pages_max != 0) {
-                return diag.fail(errno, "vchan server at {s} has rings that need more pages than the page cap of {d}", .{ self.path(), self.pages_max });
-            }
-            return diag.fail(errno, "vchan server at {s} refused the connection: {s}", .{ self.path(), @tagName(errno) });
-        }
-        if (fds.count != 1) {
-            return diag.fail(
-                .PROTO,
-                "vchan server at {s} sent {d} fds with its accept; " ++
-                    "protocol version {d} sends exactly one, the shared memory",
-                .{ self.path(), fds.count, constants.handshake_version },
-            );
-        }
-        const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
-            return diag.fail(.PROTO, "vchan server offers an impossible ring layout (orders {d}/{d})", .{ reply.left_order, reply.right_order });
-        };
-        if (self.pages_max != 0 and layout.pages() > self.pages_max) {
-            return diag.fail(.FBIG, "vchan server offers {d} pages; the page cap is {d}", .{ layout.pages(), self.pages_max });
-        }
-        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(.PROTO, "vchan server's memory size does not match its layout", .{});
+        const layout = try self.accepted_layout(reply, received.bytes, fds.count);
         try check_memfd(self.memfd, layout.total_bytes());
         self.layout = layout;
         try self.map_shared(layout.total_bytes());
@@ -619,35 +711,115 @@ pub const Vchan = struct {
         if (layout.right_order >= 12) {
             // We only read the right ring; mapping it read-only protects the server from our bugs.
             const start = layout.right_offset();
-            _ = try sys.check(linux.mprotect(self.map.?.ptr + start, layout.right_bytes(), linux.PROT.READ), "mprotect");
+            _ = try sys.check(
+                linux.mprotect(self.map.?.ptr + start, layout.right_bytes(), linux.PROT.READ),
+                "mprotect",
+            );
         }
         // Whatever the indices are at connect time is where we start; later checks keep them sane.
         self.setup_rings(
             @atomicLoad(u32, self.word(constants.offset_right_cons), .seq_cst),
             @atomicLoad(u32, self.word(constants.offset_left_prod), .seq_cst),
         );
-        self.stop_watching();
+        self.epoll.stop_watching(&self.watch, self.own_event);
         @atomicStore(u8, self.byte(constants.offset_srv_notify), constants.notify_write, .seq_cst);
         @atomicStore(u8, self.byte(constants.offset_cli_live), constants.live_connected, .seq_cst);
         self.phase = .mapped;
-        self.epoll_modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        self.epoll.modify(self.connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
         // The connect kick the Qubes wrapper sends.
         self.kick();
         return 0;
+    }
+
+    /// The ring layout of the server's ACCEPT, once it and its `fd_count` fds are checked.
+    fn accepted_layout(
+        self: *const Vchan,
+        reply: Accept,
+        bytes: usize,
+        fd_count: usize,
+    ) Fail!layout_mod.Layout {
+        const foreign = reply.magic != constants.handshake_magic or
+            reply.version != constants.handshake_version;
+        if (bytes != @sizeOf(Accept) or foreign) {
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent a malformed handshake",
+                .{self.path()},
+            );
+        }
+        if (reply.status != 0) {
+            const errno: linux.E = @enumFromInt(reply.status);
+            if (errno == .FBIG and self.pages_max != 0) {
+                return diag.fail(
+                    errno,
+                    "vchan server at {s} has rings that need more pages than the page cap of {d}",
+                    .{ self.path(), self.pages_max },
+                );
+            }
+            return diag.fail(
+                errno,
+                "vchan server at {s} refused the connection: {s}",
+                .{ self.path(), @tagName(errno) },
+            );
+        }
+        if (fd_count != 1) {
+            return diag.fail(
+                .PROTO,
+                "vchan server at {s} sent {d} fds with its accept; " ++
+                    "protocol version {d} sends exactly one, the shared memory",
+                .{ self.path(), fd_count, constants.handshake_version },
+            );
+        }
+        const layout = layout_mod.validate(reply.left_order, reply.right_order) orelse {
+            return diag.fail(
+                .PROTO,
+                "vchan server offers an impossible ring layout (orders {d}/{d})",
+                .{ reply.left_order, reply.right_order },
+            );
+        };
+        if (self.pages_max != 0 and layout.pages() > self.pages_max) {
+            return diag.fail(
+                .FBIG,
+                "vchan server offers {d} pages; the page cap is {d}",
+                .{ layout.pages(), self.pages_max },
+            );
+        }
+        if (reply.shm_bytes != layout.total_bytes()) return diag.fail(
+            .PROTO,
+            "vchan server's memory size does not match its layout",
+            .{},
+        );
+        return layout;
     }
 
     /// The page header must agree with what the handshake said; grants must be the page indices.
     fn check_page(self: *Vchan) Fail!void {
         const page = self.map.?;
         const left_order = std.mem.readInt(u16, page[constants.offset_left_order..][0..2], .little);
-        const right_order = std.mem.readInt(u16, page[constants.offset_right_order..][0..2], .little);
+        const right_order = std.mem.readInt(
+            u16,
+            page[constants.offset_right_order..][0..2],
+            .little,
+        );
         if (left_order != self.layout.left_order or right_order != self.layout.right_order) {
-            return diag.fail(.PROTO, "vchan page orders {d}/{d} differ from the handshake's", .{ left_order, right_order });
+            return diag.fail(
+                .PROTO,
+                "vchan page orders {d}/{d} differ from the handshake's",
+                .{ left_order, right_order },
+            );
         }
         var index: u32 = 0;
         while (index < self.layout.grants()) : (index += 1) {
-            const grant = std.mem.readInt(u32, page[constants.offset_grants + 4 * index ..][0..4], .little);
-            if (grant != self.layout.grant(index)) return diag.fail(.PROTO, "vchan grant list entry {d} is wrong", .{index});
+            const grant = std.mem.readInt(
+                u32,
+                page[constants.offset_grants + 4 * index ..][0..4],
+                .little,
+            );
+            if (grant != self.layout.grant(index)) return diag.fail(
+                .PROTO,
+                "vchan grant list entry {d} is wrong",
+                .{index},
+            );
         }
     }
 
@@ -665,13 +837,15 @@ pub const Vchan = struct {
 
     /// Ask the peer to kick us when it does `bit`: set it in the byte the peer tests.
     fn request_notify(self: *Vchan, bit: u8) void {
-        const offset = if (self.role == .server) constants.offset_cli_notify else constants.offset_srv_notify;
+        const offset =
+            if (self.role == .server) constants.offset_cli_notify else constants.offset_srv_notify;
         _ = @atomicRmw(u8, self.byte(offset), .Or, bit, .seq_cst);
     }
 
     /// We did `bit`; kick the peer only if it asked.
     fn send_notify(self: *Vchan, bit: u8) void {
-        const offset = if (self.role == .server) constants.offset_srv_notify else constants.offset_cli_notify;
+        const offset =
+            if (self.role == .server) constants.offset_srv_notify else constants.offset_cli_notify;
         const previous = @atomicRmw(u8, self.byte(offset), .And, ~bit, .seq_cst);
         if (previous & bit != 0) self.kick();
     }
@@ -728,7 +902,7 @@ pub const Vchan = struct {
     /// that (and after the peer left) the epoll fd.
     pub fn poll_fds(self: *const Vchan, out: *[2]i32) []i32 {
         const socket_ready = self.phase == .mapped and self.connection >= 0;
-        out[0] = if (socket_ready) self.connection else self.epoll;
+        out[0] = if (socket_ready) self.connection else self.epoll.fd;
         return out[0..1];
     }
 
@@ -755,7 +929,7 @@ pub const Vchan = struct {
     /// Sleeps on the epoll set until something happens (or `timeout_ms`), then handles it.
     pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
         var events: [4]linux.epoll_event = undefined;
-        const rc = linux.epoll_wait(self.epoll, &events, events.len, timeout_ms);
+        const rc = linux.epoll_wait(self.epoll.fd, &events, events.len, timeout_ms);
         if (sys.errno_of(rc) == .INTR) return;
         const count = try sys.check(rc, "epoll_wait");
         if (timeout_ms != 0) self.stats.sleeps +%= 1;
@@ -782,38 +956,36 @@ pub const Vchan = struct {
     fn peer_left(self: *Vchan, why: []const u8) void {
         if (self.peer_gone) return;
         self.peer_gone = true;
-        if (self.reason_len == 0) self.set_reason("{s}", .{why});
+        if (self.cause.kind == .none) self.cause.set(.closed, "{s}", .{why});
         if (self.map != null) {
-            const offset = if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
+            const offset =
+                if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
             @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
         }
-        self.drop(&self.connection);
+        self.epoll.drop(&self.connection);
     }
 
     fn violation(self: *Vchan, comptime fmt: []const u8, args: anytype) Fail {
-        self.set_reason("peer protocol error: " ++ fmt, args);
+        self.cause.set(.violation, "peer protocol error: " ++ fmt, args);
         self.peer_left("peer protocol error");
         return diag.fail(.PROTO, "peer protocol error: " ++ fmt, args);
     }
 
-    fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
-        const written = std.fmt.bufPrint(&self.reason_buffer, fmt, args) catch self.reason_buffer[0..];
-        self.reason_len = @intCast(written.len);
-    }
-
     pub fn reason(self: *const Vchan) []const u8 {
-        return self.reason_buffer[0..self.reason_len];
+        return self.cause.slice();
     }
 
     fn peer_closed(self: *Vchan) State {
-        if (self.reason_len == 0) self.set_reason("the peer closed the vchan", .{});
+        if (self.cause.kind == .none) self.cause.set(.closed, "the peer closed the vchan", .{});
         return .disconnected;
     }
 
     /// When the rendezvous socket has hung up without anyone calling `wait`, notice it now.
     fn check_connection(self: *Vchan) void {
         if (self.connection < 0 or self.peer_gone) return;
-        var poll_fd = [_]linux.pollfd{.{ .fd = self.connection, .events = sys.POLLRDHUP, .revents = 0 }};
+        var poll_fd = [_]linux.pollfd{
+            .{ .fd = self.connection, .events = sys.POLLRDHUP, .revents = 0 },
+        };
         const rc = linux.poll(&poll_fd, 1, 0);
         if (sys.errno_of(rc) != .SUCCESS or rc == 0) return;
         if (poll_fd[0].revents & (sys.POLLRDHUP | linux.POLL.HUP | linux.POLL.ERR) != 0) {
@@ -858,7 +1030,7 @@ pub const Vchan = struct {
     }
 
     pub fn fd_for_select(self: *const Vchan) i32 {
-        return self.epoll;
+        return self.epoll.fd;
     }
 
     /// Bytes ready to read, or a violation.
@@ -866,7 +1038,12 @@ pub const Vchan = struct {
         const untrusted_prod = self.read_ring.load_peer();
         return self.read_ring.used_as_reader(untrusted_prod) orelse self.violation(
             "read ring producer index {d} is {d} bytes ahead of consumer {d}; the ring holds {d}",
-            .{ untrusted_prod, untrusted_prod -% self.read_ring.local, self.read_ring.local, self.read_ring.size },
+            .{
+                untrusted_prod,
+                untrusted_prod -% self.read_ring.local,
+                self.read_ring.local,
+                self.read_ring.size,
+            },
         );
     }
 
@@ -880,7 +1057,7 @@ pub const Vchan = struct {
     }
 
     pub fn data_ready(self: *Vchan) u32 {
-        if (self.phase != .mapped or self.reason_is_violation()) return 0;
+        if (self.phase != .mapped or self.cause.kind == .violation) return 0;
         self.request_notify(constants.notify_write);
         return self.read_ready() catch 0;
     }
@@ -896,7 +1073,7 @@ pub const Vchan = struct {
     /// (with `data_ready`) only when it is about to wait, so a busy peer is not made to kick it
     /// after every write.
     pub fn peek_data_ready(self: *Vchan) u32 {
-        if (self.phase != .mapped or self.reason_is_violation()) return 0;
+        if (self.phase != .mapped or self.cause.kind == .violation) return 0;
         return self.read_ready() catch 0;
     }
 
@@ -906,20 +1083,19 @@ pub const Vchan = struct {
         return self.write_space() catch 0;
     }
 
-    fn reason_is_violation(self: *const Vchan) bool {
-        return std.mem.startsWith(u8, self.reason(), "peer protocol error");
-    }
-
     fn require_mapped(self: *Vchan) Fail!void {
         if (self.phase != .mapped and self.role == .client) {
-            return diag.fail(.NOTCONN, "vchan to domain {d} port {d} is not connected yet", .{ self.remote_domain, self.port });
+            return diag.fail(
+                .NOTCONN,
+                "vchan to domain {d} port {d} is not connected yet",
+                .{ self.remote_domain, self.port },
+            );
         }
-        if (self.reason_is_violation()) return diag.fail(.PROTO, "{s}", .{self.reason()});
+        if (self.cause.kind == .violation) return diag.fail(.PROTO, "{s}", .{self.reason()});
     }
 
-    fn closed_failure(self: *Vchan) Fail {
-        if (self.reason_len > 0) return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed: {s}", .{ self.remote_domain, self.port, self.reason() });
-        return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed by the peer", .{ self.remote_domain, self.port });
+    fn closed_failure(self: *const Vchan) Fail {
+        return self.cause.closed_failure(self.remote_domain, self.port);
     }
 
     /// Server only, before a client came: the shared page exists but nobody maps it yet.
@@ -949,7 +1125,11 @@ pub const Vchan = struct {
     pub fn recv(self: *Vchan, target: []u8) Fail!u32 {
         try self.require_mapped();
         if (target.len > self.read_ring.size) {
-            return diag.fail(.MSGSIZE, "recv of {d} bytes can never complete: the read ring holds {d}", .{ target.len, self.read_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "recv of {d} bytes can never complete: the read ring holds {d}",
+                .{ target.len, self.read_ring.size },
+            );
         }
         const wanted: u32 = @intCast(target.len);
         while (true) {
@@ -990,7 +1170,11 @@ pub const Vchan = struct {
     pub fn send(self: *Vchan, source: []const u8) Fail!u32 {
         try self.require_mapped();
         if (source.len > self.write_ring.size) {
-            return diag.fail(.MSGSIZE, "send of {d} bytes can never complete: the write ring holds {d}", .{ source.len, self.write_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "send of {d} bytes can never complete: the write ring holds {d}",
+                .{ source.len, self.write_ring.size },
+            );
         }
         const wanted: u32 = @intCast(source.len);
         while (true) {
@@ -1017,7 +1201,13 @@ pub const Vchan = struct {
 
     /// Free write-ring space, `count` bytes starting `skip` past our producer index. The caller
     /// has seen `peek_buffer_space() >= skip + count`; nothing is published until `commit_write`.
-    pub fn write_window(self: *Vchan, skip: u32, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+    pub fn write_window(
+        self: *Vchan,
+        skip: u32,
+        count: u32,
+        pieces: *[2]std.posix.iovec,
+    ) []std.posix.iovec {
+        assert(self.map != null);
         return self.write_ring.window(skip, count, pieces);
     }
 
@@ -1030,13 +1220,17 @@ pub const Vchan = struct {
         const total: u32 = @intCast(header.len + count);
         // Our index and the size bound the space; a peer that moved its consumer backwards since
         // the caller looked is refused like any other impossible index.
-        if (try self.write_space() < total) return self.violation("write ring consumer moved backwards (space below {d} bytes already offered)", .{total});
+        if (try self.write_space() < total) return self.violation(
+            "write ring consumer moved backwards (space below {d} bytes already offered)",
+            .{total},
+        );
         var pieces: [2]std.posix.iovec = undefined;
         var offset: usize = 0;
         for (self.write_ring.window(0, @intCast(header.len), &pieces)) |piece| {
             @memcpy(piece.base[0..piece.len], header[offset..][0..piece.len]);
             offset += piece.len;
         }
+        assert(offset == header.len);
         self.write_ring.publish(total);
         self.stats.bytes_written +%= total;
         self.send_notify(constants.notify_write);
@@ -1045,11 +1239,13 @@ pub const Vchan = struct {
     /// Ready read-ring bytes, the first `count` of them. The caller has seen
     /// `peek_data_ready() >= count`; they stay in the ring until `commit_read`.
     pub fn read_window(self: *Vchan, count: u32, pieces: *[2]std.posix.iovec) []std.posix.iovec {
+        assert(self.phase == .mapped);
         return self.read_ring.window(0, count, pieces);
     }
 
     /// Consumes `count` bytes seen through `read_window` and kicks the peer if it asked.
     pub fn commit_read(self: *Vchan, count: u32) void {
+        assert(self.phase == .mapped);
         if (count == 0) return;
         self.read_ring.publish(count);
         self.stats.bytes_read +%= count;
@@ -1071,7 +1267,9 @@ pub const Vchan = struct {
     fn sleep_until(self: *Vchan, want: Want, amount: u32) Fail!void {
         if (self.phase == .mapped and try self.spin_until(want, amount)) return;
         if (self.phase == .mapped) {
-            self.request_notify(if (want == .readable) constants.notify_write else constants.notify_read);
+            self.request_notify(
+                if (want == .readable) constants.notify_write else constants.notify_read,
+            );
             if (try self.ready_for(want, amount)) return;
         }
         try self.wait_event(-1);
@@ -1080,7 +1278,8 @@ pub const Vchan = struct {
     fn spin_until(self: *Vchan, want: Want, amount: u32) Fail!bool {
         const budget = self.spin.budget();
         if (budget == 0) return false;
-        const live_offset = if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
+        const live_offset =
+            if (self.role == .server) constants.offset_cli_live else constants.offset_srv_live;
         const live_before = @atomicLoad(u8, self.byte(live_offset), .monotonic);
         const start = sys.now_ns();
         var iteration: u32 = 0;
@@ -1110,7 +1309,7 @@ pub const Vchan = struct {
 
     /// Waits until connected, for at most `timeout_ms` (negative: no limit).
     pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
-        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(u64, @intCast(timeout_ms)) * std.time.ns_per_ms;
+        const deadline = backend_common.ConnectDeadline.init(timeout_ms);
         while (true) {
             if (self.role == .client and self.phase != .mapped) {
                 if (try self.finish() == 0) return;
@@ -1119,19 +1318,14 @@ pub const Vchan = struct {
                 .disconnected => return self.closed_failure(),
                 .waiting => {},
             }
-            const now = sys.now_ns();
-            if (now >= deadline) {
-                if (self.role == .client) return diag.fail(.TIMEDOUT, "no vchan server at {s} after {d} ms", .{ self.path(), timeout_ms });
-                return diag.fail(.TIMEDOUT, "no client connected to {s} within {d} ms", .{ self.path(), timeout_ms });
-            }
-            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(i32, @intCast(@min((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms, std.math.maxInt(i32))));
-            try self.wait_event(remaining_ms);
+            try self.wait_event(try deadline.remaining_ms(self.role == .client, self.path()));
         }
     }
 
     pub fn close(self: *Vchan) void {
         if (self.map != null and self.phase == .mapped) {
-            const offset = if (self.role == .server) constants.offset_srv_live else constants.offset_cli_live;
+            const offset =
+                if (self.role == .server) constants.offset_srv_live else constants.offset_cli_live;
             @atomicStore(u8, self.byte(offset), constants.live_exited, .seq_cst);
             self.kick();
         }
@@ -1140,18 +1334,24 @@ pub const Vchan = struct {
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
         // Before own_event closes: the shared watch kicks it.
-        self.stop_watching();
-        inline for (.{ "connection", "listener", "own_event", "memfd", "epoll" }) |name| {
+        self.epoll.stop_watching(&self.watch, self.own_event);
+        inline for (.{ "connection", "listener", "own_event", "memfd" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }
+        self.epoll.close();
     }
 
     /// Test hook: start both rings at `index` so wraparound of the u32 indices can be tested
     /// without pushing 4 GiB. Only valid before any data moved.
     pub fn debug_set_indices(self: *Vchan, index: u32) void {
         assert(self.phase == .mapped);
-        inline for (.{ constants.offset_left_cons, constants.offset_left_prod, constants.offset_right_cons, constants.offset_right_prod }) |offset| {
+        inline for (.{
+            constants.offset_left_cons,
+            constants.offset_left_prod,
+            constants.offset_right_cons,
+            constants.offset_right_prod,
+        }) |offset| {
             @atomicStore(u32, self.word(offset), index, .seq_cst);
         }
         self.read_ring.local = index;
@@ -1161,7 +1361,11 @@ pub const Vchan = struct {
     /// Test hook: write a u32 into the shared page, as a hostile peer could.
     pub fn debug_poke(self: *Vchan, offset: u32, value: u32) Fail!void {
         if (self.map == null) return diag.fail(.NOTCONN, "no shared page yet", .{});
-        if (offset % 4 != 0 or offset + 4 > constants.page_bytes) return diag.fail(.INVAL, "offset {d} is not a u32 in page 0", .{offset});
+        if (offset % 4 != 0 or offset + 4 > constants.page_bytes) return diag.fail(
+            .INVAL,
+            "offset {d} is not a u32 in page 0",
+            .{offset},
+        );
         @atomicStore(u32, @as(*u32, @ptrCast(@alignCast(&self.map.?[offset]))), value, .seq_cst);
     }
 };
@@ -1183,22 +1387,38 @@ fn check_memfd(memfd: i32, expected_bytes: u32) Fail!void {
         const what = "vchan shared memory is not a memfd (F_GET_SEALS: {s})";
         return diag.fail(.PROTO, what, .{@tagName(seals_errno)});
     }
-    if (stat.size < expected_bytes) return diag.fail(.PROTO, "vchan shared memory is {d} bytes, {d} expected", .{ stat.size, expected_bytes });
-    if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(.PROTO, "vchan shared memory is not sealed against shrinking", .{});
+    if (stat.size < expected_bytes) return diag.fail(
+        .PROTO,
+        "vchan shared memory is {d} bytes, {d} expected",
+        .{ stat.size, expected_bytes },
+    );
+    if (seals & sys.F_SEAL_SHRINK == 0) return diag.fail(
+        .PROTO,
+        "vchan shared memory is not sealed against shrinking",
+        .{},
+    );
 }
 
 const Received = struct { bytes: usize, control_bytes: usize };
 
 /// One datagram, or null when none is waiting yet. A failed read counts as a hang-up (0 bytes).
 fn receive_message(descriptor: i32, buffer: []u8, control: []u8) ?Received {
-    const received = sys.receive_one(descriptor, buffer, control, linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT);
+    const received = sys.receive_one(
+        descriptor,
+        buffer,
+        control,
+        linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT,
+    );
     switch (sys.errno_of(received.rc)) {
         .SUCCESS => {},
         .AGAIN, .INTR => return null,
         else => return .{ .bytes = 0, .control_bytes = 0 },
     }
     // A truncated datagram or control block is malformed; report a size that fails validation.
-    if (received.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{ .bytes = buffer.len + 1, .control_bytes = received.control_bytes };
+    if (received.flags & (linux.MSG.TRUNC | linux.MSG.CTRUNC) != 0) return .{
+        .bytes = buffer.len + 1,
+        .control_bytes = received.control_bytes,
+    };
     return .{ .bytes = received.rc, .control_bytes = received.control_bytes };
 }
 
@@ -1211,7 +1431,10 @@ fn send_message(descriptor: i32, data: []const u8, control: ?[]const u8) Fail!vo
 test "spin: a probe that finds work turns spinning back on at the probe's budget" {
     var spin = Spin{ .max_ns = 40_000, .budget_ns = 0 };
     var sleeps: u32 = 1;
-    while (sleeps < Spin.probe_after_sleeps) : (sleeps += 1) try std.testing.expectEqual(@as(u32, 0), spin.budget());
+    while (sleeps < Spin.probe_after_sleeps) : (sleeps += 1) try std.testing.expectEqual(
+        @as(u32, 0),
+        spin.budget(),
+    );
     try std.testing.expectEqual(@as(u32, 10_000), spin.budget());
     spin.hit();
     try std.testing.expectEqual(@as(u32, 20_000), spin.budget());

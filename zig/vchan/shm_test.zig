@@ -21,13 +21,37 @@ const Pair = struct {
     }
 };
 
-const PairOptions = struct { read_min: u32 = 1024, write_min: u32 = 1024, spin_ns: u32 = 0, client_pages_max: u32 = 0 };
+const PairOptions = struct {
+    read_min: u32 = 1024,
+    write_min: u32 = 1024,
+    spin_ns: u32 = 0,
+    client_pages_max: u32 = 0,
+};
 
 fn connect_pair(pair: *Pair, pair_options: PairOptions) !void {
     pair.tmp = testing.tmpDir(.{});
     const dir = try pair.tmp.dir.realpath(".", &pair.dir_buffer);
-    try pair.server.server_init(.{ .dir = dir, .local_domain = 0, .remote_domain = 7, .port = 513, .read_min = pair_options.read_min, .write_min = pair_options.write_min, .spin_ns = pair_options.spin_ns });
-    try pair.client.client_init(.{ .dir = dir, .local_domain = 7, .remote_domain = 0, .port = 513, .spin_ns = pair_options.spin_ns, .pages_max = pair_options.client_pages_max });
+    try pair.server.server_init(
+        .{
+            .dir = dir,
+            .local_domain = 0,
+            .remote_domain = 7,
+            .port = 513,
+            .read_min = pair_options.read_min,
+            .write_min = pair_options.write_min,
+            .spin_ns = pair_options.spin_ns,
+        },
+    );
+    try pair.client.client_init(
+        .{
+            .dir = dir,
+            .local_domain = 7,
+            .remote_domain = 0,
+            .port = 513,
+            .spin_ns = pair_options.spin_ns,
+            .pages_max = pair_options.client_pages_max,
+        },
+    );
     var attempts: u32 = 0;
     while (try pair.client.finish() != 0) : (attempts += 1) {
         try testing.expect(attempts < 100);
@@ -65,7 +89,14 @@ test "shm: connect, exchange both ways, close with data left" {
 }
 
 test "shm: every ring order carries a position-derived stream" {
-    const sizes = [_][2]u32{ .{ 1024, 1024 }, .{ 2048, 1024 }, .{ 2048, 2048 }, .{ 4096, 4096 }, .{ 65536, 16384 }, .{ 1 << 20, 1 << 20 } };
+    const sizes = [_][2]u32{
+        .{ 1024, 1024 },
+        .{ 2048, 1024 },
+        .{ 2048, 2048 },
+        .{ 4096, 4096 },
+        .{ 65536, 16384 },
+        .{ 1 << 20, 1 << 20 },
+    };
     for (sizes) |size| {
         var pair: Pair = undefined;
         try connect_pair(&pair, .{ .read_min = size[0], .write_min = size[1] });
@@ -161,16 +192,46 @@ test "shm: page cap refuses big rings and names the size that fits" {
     var dir_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const dir = try tmp.dir.realpath(".", &dir_buffer);
     var server: Vchan = undefined;
-    try testing.expectError(error.Fail, server.server_init(.{ .dir = dir, .local_domain = 0, .remote_domain = 3, .port = 600, .read_min = 1 << 20, .write_min = 1 << 20, .pages_max = 128 }));
+    try testing.expectError(
+        error.Fail,
+        server.server_init(
+            .{
+                .dir = dir,
+                .local_domain = 0,
+                .remote_domain = 3,
+                .port = 600,
+                .read_min = 1 << 20,
+                .write_min = 1 << 20,
+                .pages_max = 128,
+            },
+        ),
+    );
     try testing.expectEqual(@as(i32, @intFromEnum(std.os.linux.E.FBIG)), diag.errno());
     try testing.expect(std.mem.indexOf(u8, diag.message(), "513 pages") != null);
-    try testing.expect(std.mem.indexOf(u8, diag.message(), "131072 bytes in each direction fit") != null);
-    try testing.expectError(error.Fail, server.server_init(.{ .dir = dir, .local_domain = 0, .remote_domain = 3, .port = 600, .read_min = (1 << 20) + 1, .write_min = 1 }));
+    try testing.expect(
+        std.mem.indexOf(u8, diag.message(), "131072 bytes in each direction fit") != null,
+    );
+    try testing.expectError(
+        error.Fail,
+        server.server_init(
+            .{
+                .dir = dir,
+                .local_domain = 0,
+                .remote_domain = 3,
+                .port = 600,
+                .read_min = (1 << 20) + 1,
+                .write_min = 1,
+            },
+        ),
+    );
     try testing.expectEqual(@as(i32, @intFromEnum(std.os.linux.E.MSGSIZE)), diag.errno());
 
     // A capped client refuses a server whose layout needs more pages.
     var pair: Pair = undefined;
-    try testing.expectError(error.Fail, connect_pair(&pair, .{ .read_min = 65536, .write_min = 65536, .client_pages_max = 32 }));
+    try testing.expectError(
+        error.Fail,
+        connect_pair(&pair, .{ .read_min = 65536, .write_min = 65536, .client_pages_max = 32 }),
+    );
     try testing.expectEqual(@as(i32, @intFromEnum(std.os.linux.E.FBIG)), diag.errno());
     pair.deinit();
 }
@@ -195,15 +256,23 @@ test "shm: a peer whose process vanished is seen through its socket" {
     _ = std.os.linux.close(pair.client.connection);
     pair.client.connection = -1;
     try testing.expectEqual(constants.State.disconnected, pair.server.state());
-    try testing.expect(std.mem.indexOf(u8, pair.server.reason(), "closed its vchan socket") != null);
+    try testing.expect(
+        std.mem.indexOf(u8, pair.server.reason(), "closed its vchan socket") != null,
+    );
 }
 
 test "shm: loopback and over-long paths are refused" {
     var client: Vchan = undefined;
-    try testing.expectError(error.Fail, client.client_init(.{ .dir = "/tmp", .local_domain = 4, .remote_domain = 4, .port = 1 }));
+    try testing.expectError(
+        error.Fail,
+        client.client_init(.{ .dir = "/tmp", .local_domain = 4, .remote_domain = 4, .port = 1 }),
+    );
     try testing.expectEqual(@as(i32, @intFromEnum(std.os.linux.E.INVAL)), diag.errno());
     const long = "/tmp/" ++ "d" ** 120;
-    try testing.expectError(error.Fail, client.client_init(.{ .dir = long, .local_domain = 4, .remote_domain = 5, .port = 1 }));
+    try testing.expectError(
+        error.Fail,
+        client.client_init(.{ .dir = long, .local_domain = 4, .remote_domain = 5, .port = 1 }),
+    );
 }
 
 test "shm: bytes_read and bytes_written count every path through the rings" {

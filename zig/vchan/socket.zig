@@ -56,8 +56,8 @@ const assert = std.debug.assert;
 const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
-const socket_path = @import("socket_path.zig");
-const SocketPath = socket_path.SocketPath;
+const backend_common = @import("backend_common.zig");
+const SocketPath = backend_common.SocketPath;
 const dir_watch = @import("dir_watch.zig");
 const shm = @import("shm.zig");
 const Fail = diag.Fail;
@@ -172,7 +172,7 @@ pub const Vchan = struct {
     watch: ?dir_watch.Registration = null,
     own_event: i32 = -1,
     timer: i32 = -1,
-    epoll: i32 = -1,
+    epoll: backend_common.Epoll(Tag) = .{},
     /// The epoll events the connection is registered for; 0 means not registered.
     interest: u32 = 0,
     /// The socket returned EOF or an error to a read: everything the peer sent is in the ring.
@@ -183,8 +183,7 @@ pub const Vchan = struct {
     read_ring: Ring = undefined,
     write_ring: Ring = undefined,
     socket_path: SocketPath = .{},
-    reason_buffer: [200]u8 = undefined,
-    reason_len: u32 = 0,
+    cause: backend_common.Reason = .{},
 
     // ---------------------------------------------------------------- set-up
 
@@ -200,14 +199,24 @@ pub const Vchan = struct {
         try self.create_common(options, options.read_min, options.write_min);
         // vchan-socket's order: unlink whatever an earlier server left, then bind a fresh one.
         _ = linux.unlink(self.path());
-        self.listener = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        self.listener = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket",
+        );
         var address = self.socket_path.address();
-        _ = sys.check(linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)), "bind") catch {
+        _ = sys.check(
+            linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
+            "bind",
+        ) catch {
             diag.context("cannot listen on {s}", .{self.path()});
             return error.Fail;
         };
         _ = try sys.check(linux.listen(self.listener, 1), "listen");
-        try self.epoll_add(self.listener, .listener, linux.EPOLL.IN);
+        try self.epoll.add(self.listener, .listener, linux.EPOLL.IN);
     }
 
     /// Starts an asynchronous client; `finish` (or `wait_event`) completes it. Does not wait.
@@ -220,48 +229,80 @@ pub const Vchan = struct {
         };
         errdefer self.close();
         if (options.local_domain == options.remote_domain) {
-            return diag.fail(.INVAL, "loopback vchan connection not supported (domain {d} to itself)", .{options.local_domain});
+            return diag.fail(
+                .INVAL,
+                "loopback vchan connection not supported (domain {d} to itself)",
+                .{options.local_domain},
+            );
         }
-        const read_bytes = if (options.read_min == 0) client_ring_bytes_default else options.read_min;
-        const write_bytes = if (options.write_min == 0) client_ring_bytes_default else options.write_min;
+        const read_bytes =
+            if (options.read_min == 0) client_ring_bytes_default else options.read_min;
+        const write_bytes =
+            if (options.write_min == 0) client_ring_bytes_default else options.write_min;
         try self.set_path(options.dir, self.remote_domain, self.local_domain);
         try self.create_common(options, read_bytes, write_bytes);
         const event_flags = linux.EFD.CLOEXEC | linux.EFD.NONBLOCK;
         self.own_event = try sys.fd(linux.eventfd(0, event_flags), "eventfd");
-        try self.epoll_add(self.own_event, .own_event, linux.EPOLL.IN);
+        try self.epoll.add(self.own_event, .own_event, linux.EPOLL.IN);
         var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
         // Shorter than the socket path, which fitted.
         const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
         const watch = try dir_watch.register(dir, self.own_event);
         self.watch = watch;
-        try self.epoll_add(watch.fd, .watch, linux.EPOLL.IN);
-        self.timer = try sys.fd(linux.timerfd_create(.MONOTONIC, .{ .NONBLOCK = true, .CLOEXEC = true }), "timerfd_create");
+        try self.epoll.add(watch.fd, .watch, linux.EPOLL.IN);
+        self.timer = try sys.fd(
+            linux.timerfd_create(.MONOTONIC, .{ .NONBLOCK = true, .CLOEXEC = true }),
+            "timerfd_create",
+        );
         const schedule = linux.itimerspec{
             .it_value = .{ .sec = 0, .nsec = 1 },
             .it_interval = .{ .sec = 0, .nsec = connect_retry_ms * std.time.ns_per_ms },
         };
-        _ = try sys.check(linux.timerfd_settime(self.timer, .{}, &schedule, null), "timerfd_settime");
-        try self.epoll_add(self.timer, .timer, linux.EPOLL.IN);
+        _ = try sys.check(
+            linux.timerfd_settime(self.timer, .{}, &schedule, null),
+            "timerfd_settime",
+        );
+        try self.epoll.add(self.timer, .timer, linux.EPOLL.IN);
     }
 
     fn create_common(self: *Vchan, options: Options, read_min: u32, write_min: u32) Fail!void {
         if (options.dir.len == 0) return diag.fail(.INVAL, "no vchan directory given", .{});
         if (read_min > constants.ring_bytes_max or write_min > constants.ring_bytes_max) {
-            return diag.fail(.MSGSIZE, "ring sizes {d}/{d} exceed the 1 MiB maximum", .{ read_min, write_min });
+            return diag.fail(
+                .MSGSIZE,
+                "ring sizes {d}/{d} exceed the 1 MiB maximum",
+                .{ read_min, write_min },
+            );
         }
         const read_bytes = ring_bytes(read_min);
         const write_bytes = ring_bytes(write_min);
-        const address = try sys.check(linux.mmap(null, read_bytes + write_bytes, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0), "mmap");
+        const address = try sys.check(
+            linux.mmap(
+                null,
+                read_bytes + write_bytes,
+                linux.PROT.READ | linux.PROT.WRITE,
+                .{ .TYPE = .PRIVATE, .ANONYMOUS = true },
+                -1,
+                0,
+            ),
+            "mmap",
+        );
         const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(address);
         self.map = base[0 .. read_bytes + write_bytes];
         self.read_ring = .{ .bytes = base, .size = read_bytes };
         self.write_ring = .{ .bytes = base + read_bytes, .size = write_bytes };
-        try socket_path.make_directory(options.dir);
-        self.epoll = try sys.fd(linux.epoll_create1(linux.EPOLL.CLOEXEC), "epoll_create1");
+        try backend_common.make_directory(options.dir);
+        try self.epoll.create();
     }
 
     fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        self.socket_path = try SocketPath.init(dir, "vchan", server_domain, client_domain, self.port);
+        self.socket_path = try SocketPath.init(
+            dir,
+            "vchan",
+            server_domain,
+            client_domain,
+            self.port,
+        );
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
@@ -285,31 +326,16 @@ pub const Vchan = struct {
         return self.write_ring.used();
     }
 
-    fn epoll_add(self: *Vchan, descriptor: i32, tag: Tag, events: u32) Fail!void {
-        var event = linux.epoll_event{ .events = events, .data = .{ .u32 = @intFromEnum(tag) } };
-        _ = try sys.check(linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_ADD, descriptor, &event), "epoll_ctl");
-    }
-
-    fn drop(self: *Vchan, descriptor: *i32) void {
-        if (descriptor.* < 0) return;
-        _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, descriptor.*, null);
-        sys.close(descriptor.*);
-        descriptor.* = -1;
-    }
-
-    /// Leaves the shared watch (its fd is not ours to close). Before `own_event` closes.
-    fn stop_watching(self: *Vchan) void {
-        const watch = self.watch orelse return;
-        if (self.epoll >= 0) _ = linux.epoll_ctl(self.epoll, linux.EPOLL.CTL_DEL, watch.fd, null);
-        dir_watch.unregister(watch, self.own_event);
-        self.watch = null;
-    }
-
     // ---------------------------------------------------------------- connecting
 
     fn accept_one(self: *Vchan) Fail!void {
         assert(self.role == .server and self.phase == .waiting);
-        const rc = linux.accept4(self.listener, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
+        const rc = linux.accept4(
+            self.listener,
+            null,
+            null,
+            linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC,
+        );
         switch (sys.errno_of(rc)) {
             .AGAIN, .INTR, .CONNABORTED => return,
             else => {},
@@ -317,7 +343,15 @@ pub const Vchan = struct {
         const connection = try sys.fd(rc, "accept4");
         var credentials: sys.Ucred = undefined;
         var length: linux.socklen_t = @sizeOf(sys.Ucred);
-        if (linux.E.init(linux.getsockopt(connection, linux.SOL.SOCKET, sys.SO_PEERCRED, @ptrCast(&credentials), &length)) != .SUCCESS or
+        if (linux.E.init(
+            linux.getsockopt(
+                connection,
+                linux.SOL.SOCKET,
+                sys.SO_PEERCRED,
+                @ptrCast(&credentials),
+                &length,
+            ),
+        ) != .SUCCESS or
             (credentials.uid != linux.getuid() and credentials.uid != 0))
         {
             // Xen checks this with xenstore permissions; here only our own user (or root).
@@ -325,7 +359,7 @@ pub const Vchan = struct {
             return;
         }
         // One connection per server, as upstream; the socket file stays (see the top).
-        self.drop(&self.listener);
+        self.epoll.drop(&self.listener);
         self.connected(connection);
     }
 
@@ -343,7 +377,14 @@ pub const Vchan = struct {
         dir_watch.drain_and_kick();
         sys.drain(self.own_event);
         sys.drain(self.timer);
-        const connection = try sys.fd(linux.socket(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, 0), "socket");
+        const connection = try sys.fd(
+            linux.socket(
+                linux.AF.UNIX,
+                linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
+                0,
+            ),
+            "socket",
+        );
         var address = self.socket_path.address();
         const rc = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
         switch (sys.errno_of(rc)) {
@@ -358,9 +399,9 @@ pub const Vchan = struct {
                 return diag.fail(errno, "connect {s}: {s}", .{ self.path(), @tagName(errno) });
             },
         }
-        self.stop_watching();
-        self.drop(&self.own_event);
-        self.drop(&self.timer);
+        self.epoll.stop_watching(&self.watch, self.own_event);
+        self.epoll.drop(&self.own_event);
+        self.epoll.drop(&self.timer);
         self.connected(connection);
     }
 
@@ -416,7 +457,11 @@ pub const Vchan = struct {
                 .flags = 0,
             };
             // NOSIGNAL: a departed peer must become PIPE, not a SIGPIPE that kills the process.
-            const rc = linux.sendmsg(self.connection, &message, linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT);
+            const rc = linux.sendmsg(
+                self.connection,
+                &message,
+                linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
+            );
             switch (sys.errno_of(rc)) {
                 .SUCCESS => {},
                 .AGAIN => break,
@@ -434,14 +479,18 @@ pub const Vchan = struct {
 
     fn end_reading(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
         self.read_ended = true;
-        if (self.reason_len == 0) self.set_reason(fmt, args);
+        if (self.cause.kind == .none) self.cause.set(.closed, fmt, args);
     }
 
     fn fail_writing(self: *Vchan, errno: linux.E) void {
         self.write_failed = true;
         // Nobody will ever take these bytes.
         self.write_ring.cons = self.write_ring.prod;
-        if (self.reason_len == 0) self.set_reason("the peer stopped taking data: {s}", .{@tagName(errno)});
+        if (self.cause.kind == .none) self.cause.set(
+            .closed,
+            "the peer stopped taking data: {s}",
+            .{@tagName(errno)},
+        );
     }
 
     /// Makes the connection's epoll registration match the rings. Called after every change to
@@ -454,9 +503,18 @@ pub const Vchan = struct {
         if (!self.read_ended and self.read_ring.free() > 0) wanted |= linux.EPOLL.IN;
         if (!self.write_failed and self.write_ring.used() > 0) wanted |= linux.EPOLL.OUT;
         if (wanted == self.interest) return;
-        const operation: u32 = if (self.interest == 0) linux.EPOLL.CTL_ADD else if (wanted == 0) linux.EPOLL.CTL_DEL else linux.EPOLL.CTL_MOD;
-        var event = linux.epoll_event{ .events = wanted, .data = .{ .u32 = @intFromEnum(Tag.connection) } };
-        const errno = sys.errno_of(linux.epoll_ctl(self.epoll, operation, self.connection, &event));
+        const operation: u32 = if (self.interest == 0)
+            linux.EPOLL.CTL_ADD
+        else if (wanted == 0)
+            linux.EPOLL.CTL_DEL
+        else
+            linux.EPOLL.CTL_MOD;
+        var event = linux.epoll_event{
+            .events = wanted,
+            .data = .{ .u32 = @intFromEnum(Tag.connection) },
+        };
+        const rc = linux.epoll_ctl(self.epoll.fd, operation, self.connection, &event);
+        const errno = sys.errno_of(rc);
         if (errno != .SUCCESS) {
             // ADD can fail (ENOMEM, ENOSPC). Unwatched, the vchan could block forever; a
             // disconnect with a reason is the honest outcome.
@@ -472,7 +530,7 @@ pub const Vchan = struct {
     /// socket.
     pub fn wait_event(self: *Vchan, timeout_ms: i32) Fail!void {
         var events: [4]linux.epoll_event = undefined;
-        const rc = linux.epoll_wait(self.epoll, &events, events.len, timeout_ms);
+        const rc = linux.epoll_wait(self.epoll.fd, &events, events.len, timeout_ms);
         if (sys.errno_of(rc) == .INTR) return;
         const count = try sys.check(rc, "epoll_wait");
         if (timeout_ms != 0) self.stats.sleeps +%= 1;
@@ -488,22 +546,18 @@ pub const Vchan = struct {
                 },
                 .own_event, .timer => retry_connect = true,
                 .connection => if (self.connection >= 0) {
-                    if (event.events & (linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.fill();
-                    if (event.events & (linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.flush();
+                    const ended = linux.EPOLL.HUP | linux.EPOLL.ERR;
+                    if (event.events & (linux.EPOLL.IN | ended) != 0) self.fill();
+                    if (event.events & (linux.EPOLL.OUT | ended) != 0) self.flush();
                 },
             }
         }
         if (retry_connect and self.phase == .waiting) try self.try_connect();
     }
 
-    fn set_reason(self: *Vchan, comptime fmt: []const u8, args: anytype) void {
-        const written = std.fmt.bufPrint(&self.reason_buffer, fmt, args) catch self.reason_buffer[0..];
-        self.reason_len = @intCast(written.len);
-    }
-
     /// Why the vchan disconnected or stopped taking writes (empty while neither happened).
     pub fn reason(self: *const Vchan) []const u8 {
-        return self.reason_buffer[0..self.reason_len];
+        return self.cause.slice();
     }
 
     // ---------------------------------------------------------------- libvchan API
@@ -517,7 +571,7 @@ pub const Vchan = struct {
     }
 
     pub fn fd_for_select(self: *const Vchan) i32 {
-        return self.epoll;
+        return self.epoll.fd;
     }
 
     pub fn data_ready(self: *Vchan) u32 {
@@ -529,9 +583,8 @@ pub const Vchan = struct {
         return self.write_ring.free();
     }
 
-    fn closed_failure(self: *Vchan) Fail {
-        if (self.reason_len > 0) return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed: {s}", .{ self.remote_domain, self.port, self.reason() });
-        return diag.fail(.PIPE, "vchan to domain {d} port {d} is closed by the peer", .{ self.remote_domain, self.port });
+    fn closed_failure(self: *const Vchan) Fail {
+        return self.cause.closed_failure(self.remote_domain, self.port);
     }
 
     /// Where the blocking calls sleep. They only get here when an event can end the sleep:
@@ -567,7 +620,11 @@ pub const Vchan = struct {
 
     pub fn recv(self: *Vchan, target: []u8) Fail!u32 {
         if (target.len > self.read_ring.size) {
-            return diag.fail(.MSGSIZE, "recv of {d} bytes can never complete: the read ring holds {d}", .{ target.len, self.read_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "recv of {d} bytes can never complete: the read ring holds {d}",
+                .{ target.len, self.read_ring.size },
+            );
         }
         const wanted: u32 = @intCast(target.len);
         while (true) {
@@ -602,7 +659,11 @@ pub const Vchan = struct {
 
     pub fn send(self: *Vchan, source: []const u8) Fail!u32 {
         if (source.len > self.write_ring.size) {
-            return diag.fail(.MSGSIZE, "send of {d} bytes can never complete: the write ring holds {d}", .{ source.len, self.write_ring.size });
+            return diag.fail(
+                .MSGSIZE,
+                "send of {d} bytes can never complete: the write ring holds {d}",
+                .{ source.len, self.write_ring.size },
+            );
         }
         const wanted: u32 = @intCast(source.len);
         while (true) {
@@ -635,16 +696,10 @@ pub const Vchan = struct {
     /// peer has already left counts: what it sent is still to be read, as with qrexec's
     /// qubes_wait_for_vchan_connection_with_timeout.
     pub fn connect_wait(self: *Vchan, timeout_ms: i32) Fail!void {
-        const deadline = if (timeout_ms < 0) std.math.maxInt(u64) else sys.now_ns() + @as(u64, @intCast(timeout_ms)) * std.time.ns_per_ms;
+        const deadline = backend_common.ConnectDeadline.init(timeout_ms);
         if (self.role == .client) _ = try self.finish();
         while (self.phase != .connected) {
-            const now = sys.now_ns();
-            if (now >= deadline) {
-                if (self.role == .client) return diag.fail(.TIMEDOUT, "no vchan server at {s} after {d} ms", .{ self.path(), timeout_ms });
-                return diag.fail(.TIMEDOUT, "no client connected to {s} within {d} ms", .{ self.path(), timeout_ms });
-            }
-            const remaining_ms = if (deadline == std.math.maxInt(u64)) -1 else @as(i32, @intCast(@min((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms, std.math.maxInt(i32))));
-            try self.wait_event(remaining_ms);
+            try self.wait_event(try deadline.remaining_ms(self.role == .client, self.path()));
         }
     }
 
@@ -654,11 +709,12 @@ pub const Vchan = struct {
         if (self.connection >= 0) self.linger();
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
-        self.stop_watching();
-        inline for (.{ "connection", "listener", "own_event", "timer", "epoll" }) |name| {
+        self.epoll.stop_watching(&self.watch, self.own_event);
+        inline for (.{ "connection", "listener", "own_event", "timer" }) |name| {
             sys.close(@field(self, name));
             @field(self, name) = -1;
         }
+        self.epoll.close();
         self.interest = 0;
     }
 
@@ -673,10 +729,12 @@ pub const Vchan = struct {
             if (self.write_failed or self.write_ring.used() == 0) break;
             const now = sys.now_ns();
             if (now >= deadline) break;
-            const events: i16 = if (self.read_ended or discarded >= close_discard_bytes_max) linux.POLL.OUT else linux.POLL.OUT | linux.POLL.IN;
-            var poll_fd = [_]linux.pollfd{.{ .fd = self.connection, .events = events, .revents = 0 }};
-            const remaining_ms: i32 = @intCast((deadline - now + std.time.ns_per_ms - 1) / std.time.ns_per_ms);
-            _ = linux.poll(&poll_fd, 1, remaining_ms);
+            const discarding = !self.read_ended and discarded < close_discard_bytes_max;
+            const events: i16 = if (discarding) linux.POLL.OUT | linux.POLL.IN else linux.POLL.OUT;
+            var poll_fd = [_]linux.pollfd{
+                .{ .fd = self.connection, .events = events, .revents = 0 },
+            };
+            _ = linux.poll(&poll_fd, 1, sys.ms_until(deadline, now));
         }
         self.discard_input(&discarded);
     }

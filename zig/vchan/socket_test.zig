@@ -24,8 +24,26 @@ const Pair = struct {
     fn init(pair: *Pair, ring_bytes: u32) !void {
         pair.tmp = testing.tmpDir(.{});
         pair.dir = try pair.tmp.dir.realpath(".", &pair.dir_buffer);
-        try pair.server.server_init(.{ .dir = pair.dir, .local_domain = 0, .remote_domain = 7, .port = 513, .read_min = ring_bytes, .write_min = ring_bytes });
-        try pair.client.client_init(.{ .dir = pair.dir, .local_domain = 7, .remote_domain = 0, .port = 513, .read_min = ring_bytes, .write_min = ring_bytes });
+        try pair.server.server_init(
+            .{
+                .dir = pair.dir,
+                .local_domain = 0,
+                .remote_domain = 7,
+                .port = 513,
+                .read_min = ring_bytes,
+                .write_min = ring_bytes,
+            },
+        );
+        try pair.client.client_init(
+            .{
+                .dir = pair.dir,
+                .local_domain = 7,
+                .remote_domain = 0,
+                .port = 513,
+                .read_min = ring_bytes,
+                .write_min = ring_bytes,
+            },
+        );
     }
 
     fn connect(pair: *Pair, ring_bytes: u32) !void {
@@ -131,7 +149,16 @@ test "socket: bytes written before the connection exists are delivered" {
     var dir_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const dir = try tmp.dir.realpath(".", &dir_buffer);
     var server: Vchan = undefined;
-    try server.server_init(.{ .dir = dir, .local_domain = 0, .remote_domain = 7, .port = 513, .read_min = 4096, .write_min = 4096 });
+    try server.server_init(
+        .{
+            .dir = dir,
+            .local_domain = 0,
+            .remote_domain = 7,
+            .port = 513,
+            .read_min = 4096,
+            .write_min = 4096,
+        },
+    );
     defer server.close();
     try testing.expectEqual(@as(u32, 4096), server.buffer_space());
     try testing.expectEqual(@as(u32, 5), try server.write("hello"));
@@ -267,9 +294,20 @@ test "socket: a plain unix socket is a peer, so there is no framing" {
     {
         // Our server, a raw client: the name is vchan.<server>.<client>.<port>.sock.
         var server: Vchan = undefined;
-        try server.server_init(.{ .dir = dir, .local_domain = 42, .remote_domain = 0, .port = 512, .read_min = 4096, .write_min = 4096 });
+        try server.server_init(
+            .{
+                .dir = dir,
+                .local_domain = 42,
+                .remote_domain = 0,
+                .port = 512,
+                .read_min = 4096,
+                .write_min = 4096,
+            },
+        );
         defer server.close();
-        const raw = try std.net.connectUnixSocket(try std.fmt.bufPrint(&path_buffer, "{s}/vchan.42.0.512.sock", .{dir}));
+        const raw = try std.net.connectUnixSocket(
+            try std.fmt.bufPrint(&path_buffer, "{s}/vchan.42.0.512.sock", .{dir}),
+        );
         defer raw.close();
         try server.connect_wait(1000);
         try raw.writeAll(&message);
@@ -290,11 +328,15 @@ test "socket: a plain unix socket is a peer, so there is no framing" {
     }
     {
         // A raw server, our client: the client names the socket (remote, local, port).
-        const address = try std.net.Address.initUnix(try std.fmt.bufPrint(&path_buffer, "{s}/vchan.43.42.1024.sock", .{dir}));
+        const address = try std.net.Address.initUnix(
+            try std.fmt.bufPrint(&path_buffer, "{s}/vchan.43.42.1024.sock", .{dir}),
+        );
         var listener = try address.listen(.{});
         defer listener.deinit();
         var client: Vchan = undefined;
-        try client.client_init(.{ .dir = dir, .local_domain = 42, .remote_domain = 43, .port = 1024 });
+        try client.client_init(
+            .{ .dir = dir, .local_domain = 42, .remote_domain = 43, .port = 1024 },
+        );
         defer client.close();
         try client.connect_wait(1000);
         const accepted = try listener.accept();
@@ -351,12 +393,29 @@ test "socket: connect_wait gives up with TIMEDOUT" {
 
 test "socket: loopback, oversized rings and over-long paths are refused" {
     var vchan: Vchan = undefined;
-    try testing.expectError(error.Fail, vchan.client_init(.{ .dir = "/tmp", .local_domain = 4, .remote_domain = 4, .port = 1 }));
+    try testing.expectError(
+        error.Fail,
+        vchan.client_init(.{ .dir = "/tmp", .local_domain = 4, .remote_domain = 4, .port = 1 }),
+    );
     try expect_errno(.INVAL);
-    try testing.expectError(error.Fail, vchan.server_init(.{ .dir = "/tmp", .local_domain = 4, .remote_domain = 5, .port = 1, .read_min = (1 << 20) + 1 }));
+    try testing.expectError(
+        error.Fail,
+        vchan.server_init(
+            .{
+                .dir = "/tmp",
+                .local_domain = 4,
+                .remote_domain = 5,
+                .port = 1,
+                .read_min = (1 << 20) + 1,
+            },
+        ),
+    );
     try expect_errno(.MSGSIZE);
     const long = "/tmp/" ++ "d" ** 120;
-    try testing.expectError(error.Fail, vchan.client_init(.{ .dir = long, .local_domain = 4, .remote_domain = 5, .port = 1 }));
+    try testing.expectError(
+        error.Fail,
+        vchan.client_init(.{ .dir = long, .local_domain = 4, .remote_domain = 5, .port = 1 }),
+    );
     try expect_errno(.NAMETOOLONG);
 }
 

@@ -14,7 +14,10 @@ pub fn fill_pattern(buffer: []u8, start: u64) void {
 pub fn expect_pattern(buffer: []const u8, start: u64) !void {
     for (buffer, 0..) |b, i| {
         if (b != pattern_byte(start + i)) {
-            std.debug.print("byte {d}: got {d}, want {d}\n", .{ start + i, b, pattern_byte(start + i) });
+            std.debug.print(
+                "byte {d}: got {d}, want {d}\n",
+                .{ start + i, b, pattern_byte(start + i) },
+            );
             return error.TestUnexpectedResult;
         }
     }

@@ -24,7 +24,11 @@ pub const Layout = layout_mod.Layout;
 pub const Backend = enum(u32) { shm = 0, socket = 1 };
 
 pub fn backend_from_id(id: u32) Fail!Backend {
-    return std.meta.intToEnum(Backend, id) catch diag.fail(.INVAL, "unknown vchan backend {d} (0 = shm, 1 = socket)", .{id});
+    return std.meta.intToEnum(Backend, id) catch diag.fail(
+        .INVAL,
+        "unknown vchan backend {d} (0 = shm, 1 = socket)",
+        .{id},
+    );
 }
 
 pub const Vchan = union(Backend) {
@@ -168,7 +172,12 @@ pub const Vchan = union(Backend) {
 
     /// Zero-copy writing into the ring (shm only; null on socket, which has its own copying):
     /// see `shm.Vchan.write_window` and `commit_write`.
-    pub fn write_window(self: *Vchan, skip: u32, count: u32, pieces: *[2]std.posix.iovec) ?[]std.posix.iovec {
+    pub fn write_window(
+        self: *Vchan,
+        skip: u32,
+        count: u32,
+        pieces: *[2]std.posix.iovec,
+    ) ?[]std.posix.iovec {
         return switch (self.*) {
             .shm => |*v| v.write_window(skip, count, pieces),
             .socket => null,
@@ -345,7 +354,11 @@ pub const Vchan = union(Backend) {
     }
 
     fn not_shared(comptime what: []const u8) Fail {
-        return diag.fail(.OPNOTSUPP, what ++ " needs a shared page; the socket vchan has none", .{});
+        return diag.fail(
+            .OPNOTSUPP,
+            what ++ " needs a shared page; the socket vchan has none",
+            .{},
+        );
     }
 };
 

@@ -55,6 +55,7 @@ fn run(paths: []const [*:0]const u8, ignore_symlinks: bool) noreturn {
     const flags = pack.Flags{ .ignore_symlinks = ignore_symlinks };
     const rc = pack.pack(1, 0, list, flags, progress, &result);
     if (rc == 0) {
+        // The copy is done: a progress window that went away does not make it fail.
         if (gui_fd >= 0) write_gui(result.bytes) catch {};
         linux.exit_group(0);
     }
