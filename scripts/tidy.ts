@@ -239,7 +239,7 @@ function tokenize(masked: string): Token[] {
   return tokens;
 }
 
-export function scan(source: string): Scanned {
+function scan(source: string): Scanned {
   const { masked, commentLines } = maskSource(source);
   return { tokens: tokenize(masked), commentLines };
 }
