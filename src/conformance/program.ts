@@ -14,9 +14,10 @@ export function shellQuote(word: string): string {
 
 /** `{NAME}` placeholders in the command, replaced by shell-quoted values. */
 export function expandPlaceholders(command: string, values: Record<string, string>): string {
-  return command.replace(/\{([A-Z_]+)\}/g, (whole, name: string) =>
-    name in values ? shellQuote(values[name]!) : whole,
-  );
+  return command.replace(/\{([A-Z_]+)\}/g, (whole, name: string) => {
+    const value = values[name];
+    return value === undefined ? whole : shellQuote(value);
+  });
 }
 
 export function hasPlaceholder(command: string, name: string): boolean {

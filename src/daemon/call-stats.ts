@@ -21,8 +21,10 @@ export class CallStats {
     if (path === null) return;
     try {
       const saved = JSON.parse(readFileSync(path, "utf8")) as Partial<CallCounts>;
-      for (const key of ["served", "toDom0"] as const)
-        if (Number.isSafeInteger(saved[key])) this.counts[key] = saved[key]!;
+      for (const key of ["served", "toDom0"] as const) {
+        const value = saved[key];
+        if (typeof value === "number" && Number.isSafeInteger(value)) this.counts[key] = value;
+      }
     } catch {
       // No file yet, or a broken one: count from zero.
     }

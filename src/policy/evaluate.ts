@@ -21,9 +21,9 @@ export const NO_MATCHING_RULE = "no matching rule";
 
 function brokenPolicyReason(errors: readonly PolicyError[]): string {
   const count = errors.length === 1 ? "an error" : `${errors.length} errors`;
-  return (
-    `the policy has ${count}, so every call is ` + `denied; first: ${formatPolicyError(errors[0]!)}`
-  );
+  const [first] = errors;
+  const what = first === undefined ? "" : `; first: ${formatPolicyError(first)}`;
+  return `the policy has ${count}, so every call is denied${what}`;
 }
 
 function failureReason(error: unknown): string {

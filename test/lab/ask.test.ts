@@ -117,10 +117,10 @@ describe("ask = tty", () => {
       new RegExp(`^${id} +work +test.Add +@default +other,vault\\* `, "m"),
     );
     const wrong = await lab.qrx(["lab", "answer", id, "ghost"]);
+    const choices = "other, vault, or deny";
     expect(wrong).toMatchObject({
       code: 2,
-      stderr:
-        `qrx: 'ghost' is not a choice for question ${id}: ` + `give one of other, vault, or deny\n`,
+      stderr: `qrx: 'ghost' is not a choice for question ${id}: give one of ${choices}\n`,
     });
     expect(await lab.qrx(["lab", "answer", id, "other"])).toMatchObject({
       code: 0,
