@@ -24,6 +24,12 @@ fi
 # the tree where it was built; else the sources, never stale code. QRX_BUNDLE=off: the sources.
 bundle="$root/bundle/$program.js" check="$root/bundle/$program.check.sh"
 if [ "${QRX_BUNDLE-}" != off ] && [ -f "$bundle" ] && [ -f "$check" ] && . "$check"; then
+    # A help option alone (Bun drops a `--` before it) prints the text the check recorded from
+    # this bundle, without starting Bun: ~2 ms instead of 15-40.
+    case $# in
+    1) replay_help "$1" ;;
+    2) [ "$1" = -- ] && replay_help "$2" ;;
+    esac
     exec "$bun" "$bundle" "$@"
 fi
 exec "$bun" "$root/src/cli/$program.ts" "$@"

@@ -22,7 +22,7 @@ const DIR_HELP =
 
 /** Runs an action; a LabError prints `qrx: message` and exits with its code. */
 async function guarded(action: () => Promise<number | void>): Promise<void> {
-  const { LabError } = await import("../lab/control.ts");
+  const { LabError } = await import("../lab/lab-dir.ts");
   try {
     process.exitCode = (await action()) ?? 0;
   } catch (error) {
@@ -372,7 +372,8 @@ export interface RunOptions {
 /** `qrx run`'s work, for commander and for the fast path that skips it (src/cli/qrx.ts). */
 export function runInLab(domain: string, command: string[], options: RunOptions): Promise<void> {
   return guarded(async () => {
-    const { labLayout, runInDomain, LabError } = await import("../lab/control.ts");
+    const { labLayout, LabError } = await import("../lab/lab-dir.ts");
+    const { runInDomain } = await import("../lab/run.ts");
     const { splitRunArguments } = await import("../lab/run-arguments.ts");
     if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
     const split = splitRunArguments(command);

@@ -18,8 +18,7 @@ const program = cheapOutput(new Command(PROGRAM))
   .description("the qrexec agent of this domain: serves dom0's control vchan and qrexec-client-vm")
   .option(
     "--agent-socket <path>",
-    "trigger socket for qrexec-client-vm",
-    process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET,
+    `trigger socket for qrexec-client-vm (default: $QRX_AGENT_SOCKET, else ${DEFAULT_AGENT_SOCKET})`,
   )
   .option(
     "--fork-server-socket <path>",
@@ -65,7 +64,12 @@ Examples:
 
 addLogOptions(program);
 program.parse(process.argv);
-const options = program.opts<{ agentSocket: string; peerProfile: string; statusFile?: string }>();
+const given = program.opts<{ agentSocket?: string; peerProfile: string; statusFile?: string }>();
+// Read after parsing: --help does not depend on the environment (bin/launch.sh replays it).
+const options = {
+  ...given,
+  agentSocket: given.agentSocket ?? process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET,
+};
 requireStdio(PROGRAM, 125);
 const log = logger(PROGRAM);
 

@@ -20,6 +20,12 @@ import { cheapOutput } from "./output.ts";
 const PROGRAM = "qrexec-client-vm";
 
 const defaultAgentSocket = () => process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET;
+/**
+ * What parseFast is given as the default socket, to be replaced by defaultAgentSocket(): no
+ * argument can hold a NUL. The environment is read only once a call's command line is parsed,
+ * so `--help` is the same in every environment and bin/launch.sh replays it without Bun.
+ */
+const UNSET = "\0";
 
 /** The command line as commander describes it, for help and errors. */
 function clientVmProgram({ Command, CommanderError, Option }: typeof import("commander")) {
@@ -62,7 +68,10 @@ function clientVmProgram({ Command, CommanderError, Option }: typeof import("com
     .option("--no-filter-escape-chars-stdout", "never filter stdout")
     .option("-T, --filter-escape-chars-stderr", "replace unsafe characters in the service's stderr")
     .option("--no-filter-escape-chars-stderr", "never filter stderr")
-    .option("-a, --agent-socket <path>", "agent socket", defaultAgentSocket())
+    .option(
+      "-a, --agent-socket <path>",
+      `agent socket (default: $QRX_AGENT_SOCKET, else ${DEFAULT_AGENT_SOCKET})`,
+    )
     .option(
       "-p, --prefix-data <data>",
       "send DATA before the local input",
@@ -105,7 +114,13 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     throw error;
   }
   const [target, service, local] = program.processedArgs as [string, string, string[]];
-  return { target, service, local, options: program.opts<ClientVmOptions>() };
+  const options = program.opts<Partial<ClientVmOptions>>();
+  return {
+    target,
+    service,
+    local,
+    options: { ...options, agentSocket: options.agentSocket ?? UNSET },
+  };
 }
 
 function fail(message: string, code: number): never {
@@ -116,8 +131,9 @@ function fail(message: string, code: number): never {
 // The call's modules load here, after parsing (help and usage errors need only commander), and
 // no top-level await: the start-up bundle is CommonJS (docs/architecture.md, "Start-up").
 async function main(): Promise<never> {
-  const commandLine =
-    parseFast(process.argv.slice(2), defaultAgentSocket()) ?? (await parseWithCommander());
+  const commandLine = parseFast(process.argv.slice(2), UNSET) ?? (await parseWithCommander());
+  if (commandLine.options.agentSocket === UNSET)
+    commandLine.options.agentSocket = defaultAgentSocket();
   requireStdio(PROGRAM, 125);
   const { callService } = await import("../client-vm/client-vm.ts");
   const { watchSigusr1 } = await import("../native.ts");

@@ -33,8 +33,7 @@ const program = cheapOutput(new Command(PROGRAM))
   )
   .option(
     "--socket-dir <dir>",
-    "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)",
-    process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR,
+    `daemon socket directory (default $QRX_SOCKET_DIR, else ${DEFAULT_DAEMON_SOCKET_DIR})`,
   )
   .option("-p, --prefix-data <data>", "send DATA before the local input", (value: string) => {
     if (prefixSeen)
@@ -76,7 +75,7 @@ try {
   usage(QREXEC_EXIT_FATAL);
 }
 
-const options = program.opts<{
+const given = program.opts<{
   d?: string;
   l?: string;
   e?: boolean;
@@ -87,10 +86,15 @@ const options = program.opts<{
   w: string;
   W?: boolean;
   k?: boolean;
-  socketDir: string;
+  socketDir?: string;
   prefixData?: string;
   useStdinSocket?: boolean;
 }>();
+// Read after parsing: --help does not depend on the environment (bin/launch.sh replays it).
+const options = {
+  ...given,
+  socketDir: given.socketDir ?? (process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR),
+};
 const command = program.args[0];
 if (!options.d || !command) usage(QREXEC_EXIT_FATAL);
 if ([options.e, options.l !== undefined, options.c !== undefined].filter(Boolean).length > 1)

@@ -31,8 +31,7 @@ const program = cheapOutput(new Command(PROGRAM))
   .option("-q, --quiet", "do not print progress while waiting for the agent; log only warnings")
   .option(
     "--socket-dir <dir>",
-    "daemon socket directory (default $QRX_SOCKET_DIR, else /var/run/qubes)",
-    process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR,
+    `daemon socket directory (default $QRX_SOCKET_DIR, else ${DEFAULT_DAEMON_SOCKET_DIR})`,
   )
   .option(
     "-p, --policy-program <path>",
@@ -41,15 +40,13 @@ const program = cheapOutput(new Command(PROGRAM))
   )
   .option(
     "--policy-socket <path>",
-    "policy daemon socket (qrx extension)",
-    process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET,
+    `policy daemon socket (default $QREXEC_POLICY_SOCKET, else ${DEFAULT_POLICY_SOCKET}; qrx extension)`,
   )
   .option("-D, --direct", "stay in the foreground and log to stderr")
   .option("-u, --uuid <uuid>", "the VM's UUID (adds the qrexec.uuid:<uuid> socket link)")
   .option(
     "--qubesd-socket <path>",
-    "qubesd (admin service) socket for DisposableVMs and autostart; empty: none (qrx extension)",
-    process.env.QRX_QUBESD_SOCKET ?? DEFAULT_QUBESD_SOCKET,
+    `qubesd (admin service) socket for DisposableVMs and autostart; empty: none (default $QRX_QUBESD_SOCKET, else ${DEFAULT_QUBESD_SOCKET}; qrx extension)`,
   )
   .option(
     "--stats-file <path>",
@@ -75,16 +72,24 @@ Example:
 addLogOptions(program, false);
 program.parse(process.argv);
 const [domain, name, defaultUser] = program.processedArgs as [number, string, string];
-const options = program.opts<{
+const given = program.opts<{
   quiet?: boolean;
-  socketDir: string;
+  socketDir?: string;
   policyProgram: string;
-  policySocket: string;
+  policySocket?: string;
   direct?: boolean;
   uuid?: string;
-  qubesdSocket: string;
+  qubesdSocket?: string;
   statsFile?: string;
 }>();
+// The environment's defaults are read after parsing: --help does not depend on them, so
+// bin/launch.sh replays it without starting Bun (scripts/bundle.ts).
+const options = {
+  ...given,
+  socketDir: given.socketDir ?? (process.env.QRX_SOCKET_DIR || DEFAULT_DAEMON_SOCKET_DIR),
+  policySocket: given.policySocket ?? process.env.QREXEC_POLICY_SOCKET ?? DEFAULT_POLICY_SOCKET,
+  qubesdSocket: given.qubesdSocket ?? process.env.QRX_QUBESD_SOCKET ?? DEFAULT_QUBESD_SOCKET,
+};
 
 const noWait = process.env.QREXEC_STARTUP_NOWAIT !== undefined;
 const startupSeconds = Number(process.env.QREXEC_STARTUP_TIMEOUT ?? "60");

@@ -62,8 +62,9 @@ export class AskWatcher {
     readonly write: (text: string) => void = (text) => process.stderr.write(text),
   ) {}
 
-  start(): void {
-    this.#since = Date.now();
+  /** SINCE: questions asked from then on are this command's (qrx run notes it before the spawn). */
+  start(since = Date.now()): void {
+    this.#since = since;
     try {
       // A description of its own, non-blocking: the command's stdin is left as it is.
       const flags = constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOCTTY;

@@ -14,40 +14,16 @@ import {
   writeFileSync,
   readSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
-import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
-import { defaultStateDir } from "../paths.ts";
+import { join } from "node:path";
 import type { LabStatus } from "./admin.ts";
-import { AskWatcher } from "./ask-prompt.ts";
-import { PolicyLogReader } from "./policy-notes.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
-import { domainEnv } from "./environment.ts";
-import {
-  domainProcesses,
-  enterArgv,
-  type IsolationMode,
-  isolationDir,
-  probeIsolation,
-} from "./isolation.ts";
-import { LabLayout } from "./layout.ts";
+import { callAdmin, dirOption, LabError, labLayout, noLab } from "./lab-dir.ts";
+import { type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
+import type { LabLayout } from "./layout.ts";
 import { entryCommand } from "../install-paths.ts";
 
 const UP_TIMEOUT_MS = 60_000;
 const DOWN_TIMEOUT_MS = 20_000;
-
-export class LabError extends Error {
-  override name = "LabError";
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
-
-export function labLayout(dir: string | undefined): LabLayout {
-  return new LabLayout(resolve(dir ?? defaultStateDir()));
-}
 
 /** The admin service's pid when it is alive (and really ours: pids get reused). */
 export function adminPid(layout: LabLayout): number | null {
@@ -65,16 +41,7 @@ export function adminPid(layout: LabLayout): number | null {
   }
 }
 
-/** " --dir D" when the lab is not in the default directory, for commands printed as advice. */
-export function dirOption(layout: LabLayout): string {
-  return layout.dir === resolve(defaultStateDir()) ? "" : ` --dir ${layout.dir}`;
-}
-
-function noLab(layout: LabLayout): LabError {
-  return new LabError(`no lab running in ${layout.dir}: run qrx lab up${dirOption(layout)}`);
-}
-
-/** One admin call; a missing lab and the service's own errors become LabErrors. */
+/** One admin call, once the admin's pid says the lab is up; errors become LabErrors. */
 export async function adminCall(
   layout: LabLayout,
   method: string,
@@ -82,14 +49,7 @@ export async function adminCall(
   payload?: string,
 ): Promise<string> {
   if (adminPid(layout) === null) throw noLab(layout);
-  try {
-    return await qubesdCallText(layout.adminSocket, method, dest, { payload });
-  } catch (error) {
-    if (error instanceof QubesdError) throw new LabError(error.message);
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT" || code === "ECONNREFUSED") throw noLab(layout);
-    throw error;
-  }
+  return callAdmin(layout, method, dest, payload);
 }
 
 export async function labStatus(layout: LabLayout): Promise<LabStatus> {
@@ -423,106 +383,5 @@ export async function printLogs(
   }
 }
 
-// ---------------------------------------------------------------- running as a domain
-
-/** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
-function isolatedCommand(
-  layout: LabLayout,
-  status: LabStatus,
-  record: LabStatus["domains"][number],
-  argv: string[],
-  env: Record<string, string>,
-): string[] {
-  if (record.isolation !== "namespaces") return argv;
-  // As unisolated: the domain's PATH names the same system and project directories it sees.
-  if (
-    argv[0] !== undefined &&
-    !argv[0].includes("/") &&
-    Bun.which(argv[0], { PATH: env.PATH ?? "" }) === null
-  ) {
-    throw new LabError(`cannot run ${argv[0]}: command not found`, 127);
-  }
-  const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
-  if (target === null)
-    throw new LabError(
-      `cannot find ${record.name}'s namespaces (its agent is restarting?): try again`,
-    );
-  env.TMPDIR = "/tmp";
-  env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;
-  return enterArgv(target, record.id, argv);
-}
-
-/** How to start `argv` as a process of `domain` in a running lab: the command line (entering its
- * namespaces when it is isolated) and its environment. */
-export function domainCommand(
-  layout: LabLayout,
-  status: LabStatus,
-  domain: string,
-  argv: string[],
-): { argv: string[]; env: Record<string, string> } {
-  const record = status.domains.find((candidate) => candidate.name === domain);
-  if (!record)
-    throw new LabError(
-      `no domain '${domain}' in the lab (domains: ` +
-        `${status.domains.map((candidate) => candidate.name).join(", ")})`,
-    );
-  const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
-  return { argv: isolatedCommand(layout, status, record, argv, env), env };
-}
-
-/**
- * Runs `argv` as if inside `domain` of the lab: its environment, its home as HOME, bin/ on PATH.
- * Resolves with the command's exit status (128+signal when a signal ended it).
- */
-export async function runInDomain(
-  layout: LabLayout,
-  domain: string,
-  argv: string[],
-  verbose = false,
-): Promise<number> {
-  const status = await labStatus(layout);
-  const record = status.domains.find((candidate) => candidate.name === domain);
-  if (!record)
-    throw new LabError(
-      `no domain '${domain}' in the lab (domains: ` +
-        `${status.domains.map((candidate) => candidate.name).join(", ")})`,
-    );
-  if (record.state !== "Running")
-    throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
-  if (argv.length === 0)
-    throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
-  const command = domainCommand(layout, status, domain, argv);
-  // Where the policy log and the questions stand before the command can make a call (a call is
-  // refused or asked about in milliseconds, before the lines after the spawn run).
-  const policyLog = new PolicyLogReader(layout.log("policy"));
-  const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
-  asks.start();
-  let child;
-  try {
-    child = Bun.spawn(command.argv, { env: command.env, stdio: ["inherit", "inherit", "inherit"] });
-  } catch (error) {
-    asks.stop();
-    const code = (error as { code?: string }).code;
-    const message = error instanceof Error ? error.message : String(error);
-    throw new LabError(
-      `cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : message}`,
-      code === "ENOENT" ? 127 : 126,
-    );
-  }
-  // The terminal's ^C reaches the command; its status is what we report.
-  const ignore = () => {};
-  process.on("SIGINT", ignore);
-  process.on("SIGTERM", () => child.kill("SIGTERM"));
-  const code = await child.exited;
-  asks.stop();
-  for (const note of policyLog.notes(domain, verbose)) process.stderr.write(`${note}\n`);
-  process.off("SIGINT", ignore);
-  if (child.signalCode !== null) {
-    const number =
-      (require("node:os") as typeof import("node:os")).constants.signals[
-        child.signalCode as NodeJS.Signals
-      ] ?? 0;
-    return 128 + number;
-  }
-  return code;
-}
+export { dirOption, LabError, labLayout } from "./lab-dir.ts";
+export { domainCommand, runInDomain } from "./run.ts";

@@ -72,8 +72,12 @@ export function policyNotes(text: string, domain: string, verbose: boolean): str
 export class PolicyLogReader {
   readonly #offset: number;
 
-  constructor(readonly path: string) {
-    this.#offset = sizeOf(path);
+  /** OFFSET: the log's size when the reading should start (qrx run takes it before loading this). */
+  constructor(
+    readonly path: string,
+    offset = sizeOf(path),
+  ) {
+    this.#offset = offset;
   }
 
   notes(domain: string, verbose: boolean): string[] {

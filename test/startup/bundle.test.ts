@@ -22,6 +22,9 @@ function copyTree(): string {
   }
   symlinkSync(join(ROOT, "node_modules"), join(dir.path, "node_modules"));
   symlinkSync(join(ROOT, "zig-out"), join(dir.path, "zig-out"));
+  // A build dates its bundle 10 ms before it starts (an edit in that tick must read as newer),
+  // so a copy made just before would make the new bundle stale from the start.
+  Bun.sleepSync(50);
   return dir.path;
 }
 
@@ -70,6 +73,24 @@ describe("the launcher and a bundle", () => {
     bundle(tree, "qvm-copy");
     editUnseen(tree, "Files arrive in EDIT-B");
     expect(usage(tree)).toBe("Files arrive in EDIT-A");
+  }, 30_000);
+
+  test("stays fresh when a file unrelated to the programs is written at the checkout's root", () => {
+    // qrx reads package.json (its version), the one program whose inputs lie in the root.
+    const tree = copyTree();
+    bundle(tree, "qrx");
+    const versionSource = join(tree, "src", "cli", "version.ts");
+    const before = statSync(join(tree, "bundle", "qrx.js")).mtimeMs / 1000 - 10;
+    writeFileSync(
+      versionSource,
+      readFileSync(versionSource, "utf8").replace("qrx ${", "EDITED ${"),
+    );
+    utimesSync(versionSource, before, before);
+    const version = () => spawnSync(join(tree, "bin", "qrx"), ["--version"], { encoding: "utf8" });
+    writeFileSync(join(tree, "notes.txt"), "a user's note\n");
+    expect(version().stdout).toStartWith("qrx ");
+    writeFileSync(join(tree, "tsconfig.json"), "{}\n");
+    expect(version().stdout).toStartWith("EDITED ");
   }, 30_000);
 
   test("sees an input replaced by an older file, a changed package.json and a moved tree", () => {
