@@ -18,7 +18,8 @@ const program = cheapOutput(new Command(PROGRAM))
   .description("the qrexec agent of this domain: serves dom0's control vchan and qrexec-client-vm")
   .option(
     "--agent-socket <path>",
-    `trigger socket for qrexec-client-vm (default: $QRX_AGENT_SOCKET, else ${DEFAULT_AGENT_SOCKET})`,
+    "trigger socket for qrexec-client-vm " +
+      `(default: $QRX_AGENT_SOCKET, else ${DEFAULT_AGENT_SOCKET})`,
   )
   .option(
     "--fork-server-socket <path>",

@@ -40,13 +40,15 @@ const program = cheapOutput(new Command(PROGRAM))
   )
   .option(
     "--policy-socket <path>",
-    `policy daemon socket (default $QREXEC_POLICY_SOCKET, else ${DEFAULT_POLICY_SOCKET}; qrx extension)`,
+    "policy daemon socket " +
+      `(default $QREXEC_POLICY_SOCKET, else ${DEFAULT_POLICY_SOCKET}; qrx extension)`,
   )
   .option("-D, --direct", "stay in the foreground and log to stderr")
   .option("-u, --uuid <uuid>", "the VM's UUID (adds the qrexec.uuid:<uuid> socket link)")
   .option(
     "--qubesd-socket <path>",
-    `qubesd (admin service) socket for DisposableVMs and autostart; empty: none (default $QRX_QUBESD_SOCKET, else ${DEFAULT_QUBESD_SOCKET}; qrx extension)`,
+    "qubesd (admin service) socket for DisposableVMs and autostart; empty: none " +
+      `(default $QRX_QUBESD_SOCKET, else ${DEFAULT_QUBESD_SOCKET}; qrx extension)`,
   )
   .option(
     "--stats-file <path>",

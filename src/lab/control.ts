@@ -17,7 +17,7 @@ import {
 import { join } from "node:path";
 import type { LabStatus } from "./admin.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
-import { callAdmin, dirOption, LabError, labLayout, noLab } from "./lab-dir.ts";
+import { callAdmin, LabError, noLab } from "./lab-dir.ts";
 import { type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
 import type { LabLayout } from "./layout.ts";
 import { entryCommand } from "../install-paths.ts";
