@@ -6,7 +6,6 @@ import {
   EventHeader,
   Info,
   PackResult,
-  RING_ORDER_MAX,
   SharedPageHeader,
   UnpackStats,
   VchanBackend as VchanBackendId,
