@@ -51,8 +51,6 @@ const PARTS: Record<string, { module: string; require: string }> = {
 };
 /** Names that need no quoting in the generated shell (our tree's own file names). */
 const PLAIN_PATH = /^[A-Za-z0-9._/+-]+$/;
-/** The help options whose output the check replays without starting Bun (see recordHelp). */
-const HELP_ARGS = ["--help", "-h"] as const;
 /**
  * Preloaded into a help run: which environment variables the program read, so a replay happens
  * only under the same values. A program that lists the environment cannot be replayed.
@@ -63,10 +61,14 @@ const note = (key) => { if (typeof key === "string") names.add(key); };
 process.env = new Proxy(process.env, {
   get(target, key) { note(key); return Reflect.get(target, key); },
   has(target, key) { note(key); return Reflect.has(target, key); },
-  getOwnPropertyDescriptor(target, key) { note(key); return Reflect.getOwnPropertyDescriptor(target, key); },
+  getOwnPropertyDescriptor(target, key) {
+    note(key);
+    return Reflect.getOwnPropertyDescriptor(target, key);
+  },
   ownKeys(target) { listed = true; return Reflect.ownKeys(target); },
 });
-process.on("exit", () => require("node:fs").writeFileSync(out, JSON.stringify({ names: [...names], listed })));
+process.on("exit", () =>
+  require("node:fs").writeFileSync(out, JSON.stringify({ names: [...names], listed })));
 `;
 
 /** Programs whose launcher in bin/ sets `program=NAME` and sources launch.sh. */
@@ -240,7 +242,7 @@ const lazyCommanderRequires: import("bun").BunPlugin = {
     builder.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, async ({ path }) => {
       let text = await Bun.file(path).text();
       for (const [line, module] of LAZY_COMMANDER_REQUIRES) {
-        const name = line.split(" ")[1]!;
+        const name = line.split(" ")[1];
         const lazy = `new Proxy({}, { get: (_, key) => require('${module}')[key] })`;
         text = text.replace(line, `const ${name} = ${lazy};`);
       }

@@ -27,8 +27,23 @@ const OUTPUT = new URL("../zig/filecopy/unicode_allowlist.zig", import.meta.url)
 
 const CATEGORIES = /^[\p{L}\p{N}\p{Pc}\p{Pd}\p{Ps}\p{Pe}\p{Pi}\p{Pf}\p{Po}\p{Sm}\p{Sc}]$/u;
 
-const SCRIPTS =
-  /^[\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}\p{Script=Han}\p{Script=Hangul}\p{Script=Bopomofo}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Braille}\p{Script=Common}\p{Script=Inherited}]$/u;
+const SCRIPT_NAMES = [
+  "Latin",
+  "Greek",
+  "Cyrillic",
+  "Han",
+  "Hangul",
+  "Bopomofo",
+  "Hiragana",
+  "Katakana",
+  "Braille",
+  "Common",
+  "Inherited",
+];
+const SCRIPTS = new RegExp(
+  `^[${SCRIPT_NAMES.map((name) => `\\p{Script=${name}}`).join("")}]$`,
+  "u",
+);
 
 /** Inclusive ranges whose characters are right-to-left (R, AL) or Arabic numbers (AN). */
 const RTL_RANGES: ReadonlyArray<readonly [number, number]> = [
@@ -83,7 +98,8 @@ function render(ranges: ReadonlyArray<readonly [number, number]>): string {
     "//! This approximates upstream's ICU-generated table (qrexec-lib/unicode-allowlist-table.c):",
     "//! General_Category and Script come from the Unicode property escapes of Bun's regular",
     "//! expressions, and the bidi-class rule is approximated by excluding right-to-left blocks.",
-    `//! Unicode data: Bun ${Bun.version} (process.versions.unicode ${process.versions.unicode ?? "unknown"}).`,
+    `//! Unicode data: Bun ${Bun.version} (process.versions.unicode ` +
+      `${process.versions.unicode ?? "unknown"}).`,
     `//! ${ranges.length} ranges, ${count} code points.`,
     "",
     "pub const ranges = [_][2]u21{",

@@ -109,11 +109,12 @@ function domainName(dom: number): string {
 export function groupCalls(events: TraceEvent[]): TracedCall[] {
   const ordered = [...events].sort((a, b) => a.t - b.t);
   const joiner = new Joiner();
-  const nodes = ordered.map((event) => joiner.add(event));
+  // Every event joins before any is looked up: a later event can link two earlier calls.
+  const added = ordered.map((event) => ({ event, node: joiner.add(event) }));
   const side = sides(ordered);
   const byCall = new Map<number, TracedEvent[]>();
-  ordered.forEach((event, index) => {
-    const root = joiner.find(nodes[index]!);
+  added.forEach(({ event, node }) => {
+    const root = joiner.find(node);
     const sideOf = side.get(`${event.pid}:${event.call}`) ?? event.prog;
     const traced: TracedEvent = { ...event, side: sideOf };
     const list = byCall.get(root);

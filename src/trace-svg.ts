@@ -17,7 +17,7 @@ const ENTITIES: Record<string, string> = {
 };
 
 function escape(text: string): string {
-  return text.replace(/[<>&"']/g, (c) => ENTITIES[c]!);
+  return text.replace(/[<>&"']/g, (c) => ENTITIES[c] ?? c);
 }
 
 function text(x: number, y: number, content: string, extra = ""): string {

@@ -16,8 +16,12 @@ path, spec = sys.argv[1], json.loads(sys.argv[2])
 # Lone surrogates in the JSON stand for raw bytes (invalid UTF-8 on purpose).
 encode = lambda text: text.encode("utf-8", "surrogateescape") + b"\0"
 strings = spec["argv"] + spec["env"]
-payload = b"".join(encode(text) for text in strings) if "raw" not in spec else bytes.fromhex(spec["raw"])
-header = struct.pack("<5I", spec.get("magic", 0x48585251), spec.get("version", 1), len(spec["argv"]), len(spec["env"]), len(payload))
+if "raw" in spec:
+    payload = bytes.fromhex(spec["raw"])
+else:
+    payload = b"".join(encode(text) for text in strings)
+magic, version = spec.get("magic", 0x48585251), spec.get("version", 1)
+header = struct.pack("<5I", magic, version, len(spec["argv"]), len(spec["env"]), len(payload))
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(path)
 fds = list(range(spec.get("fds", 3)))
@@ -46,7 +50,8 @@ while len(reply) < 8:
         break
     reply += chunk
 rest = receive(1) if len(reply) == 8 else b""
-result = {"reply": list(struct.unpack("<Ii", reply)) if len(reply) == 8 else None, "eof": rest == b""}
+answer = list(struct.unpack("<Ii", reply)) if len(reply) == 8 else None
+result = {"reply": answer, "eof": rest == b""}
 sys.stdout.close()
 os.write(2, json.dumps(result).encode())
 `;
@@ -162,7 +167,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     ).toThrow();
   });
 
-  test("a request arrives decoded with usable fds; a 'U' byte is a signal; reply(42) reaches the front end", async () => {
+  test("a request arrives with usable fds; 'U' is a signal; reply(42) reaches it", async () => {
     const result = await frontEnd(
       { argv: ["vault", "test.Echo+arg", "ünï"], env: ["A=1", "B=x=y", "EMPTY="], signals: 1 },
       async () => {
@@ -186,7 +191,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(events).toEqual([]);
   });
 
-  test("a front end that hangs up after its request is reported gone; answering it then is harmless", async () => {
+  test("a front end gone after its request is reported; answering it is harmless", async () => {
     let connection = -1;
     await frontEnd({ argv: ["vault", "test.Hold"], env: [], then: "exit" }, async () => {
       const event = await next();
@@ -199,7 +204,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(() => host.fallback(connection)).not.toThrow();
   });
 
-  test("bad magic, wrong fd counts and bad payloads are dropped, with their fds closed", async () => {
+  test("bad magic, wrong fd counts and bad payloads are dropped, their fds closed", async () => {
     const drops: FrontEndSpec[] = [
       { argv: ["vault", "x"], env: [], magic: 0x12345678 },
       { argv: ["vault", "x"], env: [], fds: 2 },
@@ -235,7 +240,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(events).toEqual([]);
   });
 
-  test("strings that are not UTF-8, or an env entry without '=', fall back without a request", async () => {
+  test("strings that are not UTF-8, or an env entry without '=', fall back", async () => {
     for (const spec of [
       { argv: ["vault", "bad\udcff"], env: [] },
       { argv: ["vault", "x"], env: ["A=\udcfe"] },

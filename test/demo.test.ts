@@ -3,7 +3,7 @@ import { join } from "node:path";
 
 const qrx = join(import.meta.dir, "..", "bin", "qrx");
 
-test("the demo brings up the lab, makes every call, tears it down, and says all steps passed", async () => {
+test("the demo brings the lab up, makes every call, takes it down: all steps pass", async () => {
   const run = Bun.spawn([qrx, "demo", "--bytes", "16M"], { stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([
     new Response(run.stdout).text(),

@@ -185,11 +185,16 @@ async function transfer(
       ? `import { unpackStream } from ${JSON.stringify(nativeTs)};
          import { openSync, writeFileSync } from "node:fs";
          const dirFd = openSync(${JSON.stringify(receiver.into)}, "r");
-         const r = unpackStream({ inFd: 0, outFd: 1, dirFd, allowAllNames: ${receiver.allowAllNames === true} });
+         const allowAllNames = ${receiver.allowAllNames === true};
+         const r = unpackStream({ inFd: 0, outFd: 1, dirFd, allowAllNames });
          writeFileSync(${JSON.stringify(recorded)}, JSON.stringify(r));`
       : `import { readSync, writeSync, writeFileSync } from "node:fs";
          const buffer = new Uint8Array(1 << 20); let got = 0;
-         while (got < ${receiver.expect}) { const n = readSync(0, buffer, got, buffer.length - got, null); if (n === 0) break; got += n; }
+         while (got < ${receiver.expect}) {
+           const n = readSync(0, buffer, got, buffer.length - got, null);
+           if (n === 0) break;
+           got += n;
+         }
          writeFileSync(${JSON.stringify(recorded)}, buffer.subarray(0, got));
          writeSync(1, Buffer.from(${JSON.stringify(hex(receiver.reply))}, "hex"));`;
   const child = Bun.spawn([bun, "-e", script], {
@@ -317,7 +322,7 @@ describe("filecopy: spec §2.9 worked example", () => {
     expect(result.message).toBe("File transfer failed: checksum mismatch");
   });
 
-  test("a receiver that closes without a result is 'eof'; a remote code is 'remote' with a sanitized name", async () => {
+  test("no result before the close: 'eof'; a remote code: 'remote', name sanitized", async () => {
     const source = join(dir.path, "src");
     mkdirSync(join(source, "d"), { recursive: true });
     const eof = await transfer([join(source, "d")], {
@@ -342,7 +347,7 @@ describe("filecopy: spec §2.9 worked example", () => {
 });
 
 describe("filecopy: round trips through a child receiver", () => {
-  test("a tree: nesting, empty files and dirs, links, unicode, modes, nanosecond times", async () => {
+  test("a tree: nesting, empty files and dirs, links, unicode, modes, ns times", async () => {
     const source = join(dir.path, "src");
     const top = join(source, "top");
     mkdirSync(join(top, "sub/deeper/deepest"), { recursive: true });
@@ -404,7 +409,7 @@ describe("filecopy: round trips through a child receiver", () => {
     expect(existsSync(join(into, "top/fifo"))).toBe(false);
   });
 
-  test("--ignore-symlinks sends no links; two arguments follow each other in one stream", async () => {
+  test("--ignore-symlinks sends no links; two arguments follow in one stream", async () => {
     const source = join(dir.path, "src");
     mkdirSync(join(source, "a"), { recursive: true });
     writeFileSync(join(source, "a/f"), "f");
@@ -435,7 +440,8 @@ describe("filecopy: round trips through a child receiver", () => {
     expect(receiver.stats.bytes).toBe(256 * 1024 * 1024);
     expect(lstatSync(join(into, "sparse.img")).size).toBe(256 * 1024 * 1024);
     console.log(
-      `filecopy: 256 MiB sparse file in ${seconds.toFixed(2)} s (${(256 / seconds).toFixed(0)} MiB/s)`,
+      `filecopy: 256 MiB sparse file in ${seconds.toFixed(2)} ` +
+        `s (${(256 / seconds).toFixed(0)} MiB/s)`,
     );
   });
 
@@ -529,7 +535,7 @@ describe("filecopy: the receiver's refusals", () => {
     expect(readlinkSync(join(into, "d/e/l"))).toBe("../x");
   });
 
-  test("a stream cut inside a name or content is LEGAL_EOF; in or before a header EREMOTEIO (as upstream); nothing half-written", () => {
+  test("a cut in a name or content: LEGAL_EOF; at a header: EREMOTEIO; no half file", () => {
     const stream = workedExample();
     const cases: Array<[number, number, string]> = [
       [0, EREMOTEIO, "before anything"],
@@ -567,7 +573,8 @@ describe("filecopy: the receiver's refusals", () => {
       execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", into], { stdio: "pipe" });
     } catch (error) {
       console.log(
-        `filecopy: skipped the full-disk test: cannot mount a tmpfs (${String(error).split("\n")[0]})`,
+        `filecopy: skipped the full-disk test: cannot ` +
+          `mount a tmpfs (${String(error).split("\n")[0]})`,
       );
       return;
     }

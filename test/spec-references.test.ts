@@ -133,9 +133,15 @@ function parseItemPath(text: string): number[] {
   return text.split(".").map(Number);
 }
 
+/** A reference's document, which the next one in the same list inherits when it names none. */
+interface Carried {
+  doc: string;
+  end: number;
+}
+
 function referencesIn(file: string, text: string, fallback: string): Reference[] {
   const found: Reference[] = [];
-  let carried: { doc: string; end: number } | null = null;
+  let carried: Carried | null = null;
   let line = 1;
   let counted = 0;
   for (const match of text.matchAll(referencePattern)) {
@@ -143,9 +149,10 @@ function referencesIn(file: string, text: string, fallback: string): Reference[]
     for (; counted < start; counted++) if (text[counted] === "\n") line++;
     const lineStart = text.lastIndexOf("\n", start - 1) + 1;
     if (!match[1] && foreignDocument.test(text.slice(lineStart, start))) continue;
-    const inherits = carried !== null && listGap.test(text.slice(carried.end, start));
-    const doc = match[1] ? `${match[1]}.md` : inherits ? carried!.doc : fallback;
-    carried = match[1] || inherits ? { doc, end: start + match[0].length } : null;
+    const inherited: Carried | null =
+      carried !== null && listGap.test(text.slice(carried.end, start)) ? carried : null;
+    const doc: string = match[1] ? `${match[1]}.md` : (inherited?.doc ?? fallback);
+    carried = match[1] || inherited ? { doc, end: start + match[0].length } : null;
     const items = [match[3], match[4]].filter((path) => path !== undefined);
     found.push({
       file,

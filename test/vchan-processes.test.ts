@@ -71,7 +71,7 @@ describe("vchan between two processes", () => {
     }, 120_000);
   }
 
-  test("the checksum is the stream's: recomputed here, it matches what the receiver saw", async () => {
+  test("the checksum is the stream's: recomputed here, it matches the receiver's", async () => {
     const bytes = (3 << 20) + 12345;
     const { receiver } = await startTransfer(2048, bytes, 710);
     const received = await receiver.result();
@@ -87,7 +87,7 @@ describe("vchan between two processes", () => {
     );
   });
 
-  test("sender killed with SIGKILL mid-transfer: the receiver sees DISCONNECTED within 1 s, nothing left", async () => {
+  test("sender SIGKILLed mid-transfer: the receiver sees DISCONNECTED within 1 s", async () => {
     const { receiver, sender } = await startTransfer(65536, 64 * GiB, 720);
     await receiver.waitFor("progress");
     const killedAt = performance.now();
@@ -105,7 +105,7 @@ describe("vchan between two processes", () => {
     expect(readdirSync(dir.path)).toEqual([]);
   });
 
-  test("receiver killed while the sender waits on a full ring: the sender gets EPIPE within 1 s", async () => {
+  test("receiver killed while the sender waits on a full ring: EPIPE within 1 s", async () => {
     const { receiver, sender } = await startTransfer(1024, 64 * GiB, 730);
     await sender.waitFor("progress");
     const killedAt = performance.now();

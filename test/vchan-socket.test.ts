@@ -34,7 +34,7 @@ function errorOf(run: () => unknown): Error {
 }
 
 describe("choosing the vchan backend", () => {
-  test("QRX_VCHAN: shm by default, socket on request, anything else is an error naming the choices", () => {
+  test("QRX_VCHAN: shm by default, socket on request, else an error naming both", () => {
     expect(vchanBackend({})).toBe("shm");
     expect(vchanBackend({ QRX_VCHAN: "" })).toBe("shm");
     expect(vchanBackend({ QRX_VCHAN: "shm" })).toBe("shm");
@@ -44,7 +44,7 @@ describe("choosing the vchan backend", () => {
     );
   });
 
-  test("default directories: VCHAN_SOCKET_DIR or /var/run/vchan for socket, QRX_VCHAN_DIR for shm", () => {
+  test("default dirs: VCHAN_SOCKET_DIR or /var/run/vchan (socket), QRX_VCHAN_DIR (shm)", () => {
     expect(defaultVchanDir("socket", {})).toBe("/var/run/vchan");
     expect(defaultVchanDir("socket", { VCHAN_SOCKET_DIR: "/tmp/s", QRX_VCHAN_DIR: "/tmp/q" })).toBe(
       "/tmp/s",
@@ -54,7 +54,7 @@ describe("choosing the vchan backend", () => {
     );
   });
 
-  test("QRX_VCHAN=socket makes an endpoint without options a vchan-socket one, in VCHAN_SOCKET_DIR", () => {
+  test("QRX_VCHAN=socket: an endpoint without options is vchan-socket, in VCHAN_SOCKET_DIR", () => {
     process.env.QRX_VCHAN = "socket";
     process.env.VCHAN_SOCKET_DIR = dir.path;
     const server = Vchan.server({

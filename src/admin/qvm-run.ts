@@ -140,6 +140,7 @@ export async function qvmRun(options: QvmRunOptions, sockets = dom0Sockets()): P
     if (code !== 0 && options.verbose > 0) say(`${qube.name}: command failed with code: ${code}`);
     return code;
   } finally {
+    // The call's status is what counts; a DisposableVM already gone needs no kill.
     if (qube.disposable) await admin(sockets, "admin.vm.Kill", qube.name).catch(() => {});
   }
 }

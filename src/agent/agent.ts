@@ -242,7 +242,9 @@ export class Agent {
   #notify(type: number, body: Uint8Array): void {
     try {
       this.#sendControl(type, body);
-    } catch {}
+    } catch {
+      // #sendControl has logged it, and a notification has nobody to tell.
+    }
   }
 
   #onControlMessage(type: number, payload: Uint8Array): void {
@@ -258,7 +260,8 @@ export class Agent {
         default:
           // Upstream exits here; a message we do not know cannot hurt the calls we serve.
           this.#options.log(
-            `ignoring control message of unknown type 0x${type.toString(16)} (${payload.length} bytes)`,
+            `ignoring control message of unknown type ` +
+              `0x${type.toString(16)} (${payload.length} bytes)`,
           );
       }
     } catch (error) {
@@ -311,7 +314,7 @@ export class Agent {
     const params = { connectDomain: request.connectDomain, connectPort: request.connectPort };
     const domain = this.#options.domain;
     const { connectDomain, connectPort } = params;
-    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort));
+    const trace = traceCall(domain)?.link(portKey(domain, connectDomain, connectPort)) ?? null;
     trace?.stage("exec-request", { command: request.command.slice(0, 80) });
     const run = () => this.#runCall(params, prepared, justExec, trace);
     const waits =
@@ -326,6 +329,30 @@ export class Agent {
         run,
       );
     else run();
+  }
+
+  /** The service of a connected call; a failure to start it ends that call only. */
+  #startService(
+    stream: Stream,
+    prepared: ReturnType<typeof prepareService>,
+    justExec: boolean,
+    port: number,
+    trace: CallTrace | null,
+  ): void {
+    try {
+      const pid = startService(stream, prepared, justExec, this.#context);
+      trace?.stage("service-spawned", { child: pid });
+      // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
+      if (pid !== null) stream.setChild(pid);
+    } catch (error) {
+      // Never an unhandled rejection: that would end the agent and every call it serves.
+      this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
+      try {
+        stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
+      } catch {
+        stream.close();
+      }
+    }
   }
 
   #runCall(
@@ -377,21 +404,7 @@ export class Agent {
       connected = true;
       this.#shortage.recovered();
       trace?.stage("data-connected");
-      try {
-        const pid = startService(stream, prepared, justExec, this.#context);
-        trace?.stage("service-spawned", { child: pid });
-        // A SIGUSR1 from this service (or its children) switches this call only (§6.6).
-        if (pid !== null) stream.setChild(pid);
-      } catch (error) {
-        // Never an unhandled rejection: that would end the agent and every call it serves.
-        const port = params.connectPort;
-        this.#options.log(`call on port ${port}: cannot start the service: ${describe(error)}`);
-        try {
-          stream.finishWith(QREXEC_EXIT_PROBLEM, !justExec);
-        } catch {
-          stream.close();
-        }
-      }
+      this.#startService(stream, prepared, justExec, params.connectPort, trace);
     });
     const done = (error: Error | null) => {
       trace?.pumpStages(stream.pumpMarks);
@@ -432,7 +445,8 @@ export class Agent {
       const { header, payload } = message;
       if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
         throw new Error(
-          `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
+          `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} ` +
+            `bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
         );
       }
       const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));

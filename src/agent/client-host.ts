@@ -109,7 +109,7 @@ export class ClientVmHost {
 
   #onRequest(request: ClientRequest): void {
     const host = this.#host!;
-    const [input, output, error] = request.fds;
+    const [, output, error] = request.fds;
     const commandLine = this.#hostable(request);
     let call;
     try {
@@ -203,11 +203,15 @@ export class ClientVmHost {
 function singleSocket(stream: Stream): void {
   try {
     stream.singleSocket();
-  } catch {}
+  } catch {
+    // The call already ended: nobody waits for the signal.
+  }
 }
 
 function writeMessage(fd: number, message: string): void {
   try {
     writeSync(fd, `${message}\n`);
-  } catch {}
+  } catch {
+    // The front end is gone: there is nobody left to tell.
+  }
 }

@@ -69,7 +69,9 @@ export function throughputCommands(
   };
 }
 
-/** Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit. */
+/**
+ * Runs `command` under bash with pipefail in `domain`'s environment; seconds from spawn to exit.
+ */
 async function timePipeline(
   lab: Lab,
   domain: string,
@@ -166,7 +168,8 @@ async function measureLatency(
     times.push(performance.now() - start);
     if (code !== 0 || stdout !== expect) {
       throw new Error(
-        `${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} (expected ${JSON.stringify(expect)}): ${stderr}`,
+        `${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} ` +
+          `(expected ${JSON.stringify(expect)}): ${stderr}`,
       );
     }
   }
@@ -239,7 +242,54 @@ function formatBytes(bytes: number): string {
 function describe(row: CallBenchRow): string {
   if ("mbps" in row)
     return `${row.name}: ${row.mbps.toFixed(0)} MB/s (${row.seconds.toFixed(3)} s)`;
-  return `${row.name}: median ${row.medianMs.toFixed(1)} ms, p99 ${row.p99Ms.toFixed(1)} ms (${row.calls} calls)`;
+  return (
+    `${row.name}: median ${row.medianMs.toFixed(1)} ms, ` +
+    `p99 ${row.p99Ms.toFixed(1)} ms (${row.calls} calls)`
+  );
+}
+
+/** Call latency: Bun's own start-up as the floor, then VM -> VM, VM -> dom0 and dom0 -> VM. */
+async function latencyRows(
+  lab: Lab,
+  calls: number,
+  record: (row: CallBenchRow) => void,
+): Promise<void> {
+  // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
+  // process.stdout alone would add ~10 ms of Bun's stream set-up).
+  const { cmd, argv0 } = BUN_START;
+  record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, calls, "", argv0));
+  const onPath = (domain: string, program: string) =>
+    Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
+  record(
+    await measureLatency(
+      lab,
+      "latency-vm-vm",
+      CALLER,
+      [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"],
+      calls,
+      LINE,
+    ),
+  );
+  record(
+    await measureLatency(
+      lab,
+      "latency-vm-dom0",
+      CALLER,
+      [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"],
+      calls,
+      LINE,
+    ),
+  );
+  record(
+    await measureLatency(
+      lab,
+      "latency-dom0-vm",
+      "dom0",
+      [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"],
+      calls,
+      LINE,
+    ),
+  );
 }
 
 export async function runCallBench(options: CallBenchOptions): Promise<CallBenchRow[]> {
@@ -276,43 +326,9 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
     );
 
     say(`${options.calls} calls per latency row`);
-    // The floor under every Bun program: starting Bun itself (`bun -e 0`, no output; touching
-    // process.stdout alone would add ~10 ms of Bun's stream set-up).
-    const { cmd, argv0 } = BUN_START;
-    record(await measureLatency(lab, "baseline:bun-start", "dom0", cmd, options.calls, "", argv0));
-    const onPath = (domain: string, program: string) =>
-      Bun.which(program, { PATH: lab.env(domain).PATH }) ?? program;
-    record(
-      await measureLatency(
-        lab,
-        "latency-vm-vm",
-        CALLER,
-        [onPath(CALLER, "qrexec-client-vm"), TARGET, "test.Echo"],
-        options.calls,
-        LINE,
-      ),
-    );
-    record(
-      await measureLatency(
-        lab,
-        "latency-vm-dom0",
-        CALLER,
-        [onPath(CALLER, "qrexec-client-vm"), "dom0", "test.Echo"],
-        options.calls,
-        LINE,
-      ),
-    );
-    record(
-      await measureLatency(
-        lab,
-        "latency-dom0-vm",
-        "dom0",
-        [onPath("dom0", "qrexec-client"), "-d", TARGET, "DEFAULT:QUBESRPC test.Echo dom0"],
-        options.calls,
-        LINE,
-      ),
-    );
+    await latencyRows(lab, options.calls, record);
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }
@@ -330,18 +346,21 @@ function targetLines(rows: CallBenchRow[]): string[] {
     if (!row || !pipe) continue;
     const ratio = row.mbps / pipe.mbps;
     lines.push(
-      `${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% (target >= 90%): ${verdict(ratio >= 0.9)}`,
+      `${name} vs 3-hop pipe: ${(ratio * 100).toFixed(0)}% ` +
+        `(target >= 90%): ${verdict(ratio >= 0.9)}`,
     );
   }
   const ceiling = find("baseline:socketpair+pipe2") as CallThroughputRow | undefined;
   if (ceiling && pipe)
     lines.push(
-      `3-hop pipe with a socketpair as its first hop (as a service's stdout): ${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`,
+      `3-hop pipe with a socketpair as its first hop (as a service's stdout): ` +
+        `${((ceiling.mbps / pipe.mbps) * 100).toFixed(0)}% of the 3-hop pipe`,
     );
   const vmVm = find("latency-vm-vm") as CallLatencyRow | undefined;
   if (vmVm)
     lines.push(
-      `VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`,
+      `VM->VM median latency: ${vmVm.medianMs.toFixed(1)} ` +
+        `ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`,
     );
   return lines;
 }

@@ -85,7 +85,8 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
   const record = (entry: CopyBenchRow) => {
     rows.push(entry);
     say(
-      `  ${entry.name}: ${entry.mbps.toFixed(0)} MB/s, ${entry.filesPerSec.toFixed(0)} files/s (${entry.seconds.toFixed(3)} s)`,
+      `  ${entry.name}: ${entry.mbps.toFixed(0)} MB/s, ` +
+        `${entry.filesPerSec.toFixed(0)} files/s (${entry.seconds.toFixed(3)} s)`,
     );
   };
   try {
@@ -98,7 +99,8 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
     const tarTarget = join(layout.dir, "tar-target");
     mkdirSync(source, { recursive: true });
     say(
-      `writing ${options.bytes} bytes and ${options.files} files of ${options.fileBytes} bytes in work`,
+      `writing ${options.bytes} bytes and ${options.files} ` +
+        `files of ${options.fileBytes} bytes in work`,
     );
     writeRandomFile(join(source, "big.bin"), options.bytes);
     writeSmallFiles(join(source, "small"), options.files, options.fileBytes);
@@ -112,7 +114,8 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
         [
           "bash",
           "-c",
-          `set -o pipefail; tar -C '${source}' -cf - '${name}' | cat | cat | tar -C '${tarTarget}' -xf -`,
+          `set -o pipefail; tar -C '${source}' -cf - ` +
+            `'${name}' | cat | cat | tar -C '${tarTarget}' -xf -`,
         ],
         env,
         source,
@@ -134,6 +137,7 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
       throw new Error("small-files: the last file did not arrive");
     return rows;
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }
@@ -145,7 +149,8 @@ export function printCopyBench(rows: CopyBenchRow[]): void {
   );
   for (const entry of rows) {
     console.log(
-      `${entry.name.padEnd(20)} ${entry.mbps.toFixed(0).padStart(8)} ${entry.filesPerSec.toFixed(0).padStart(9)} ${entry.seconds.toFixed(3).padStart(8)}`,
+      `${entry.name.padEnd(20)} ${entry.mbps.toFixed(0).padStart(8)} ` +
+        `${entry.filesPerSec.toFixed(0).padStart(9)} ${entry.seconds.toFixed(3).padStart(8)}`,
     );
   }
   const find = (name: string) => rows.find((entry) => entry.name === name);
@@ -155,11 +160,13 @@ export function printCopyBench(rows: CopyBenchRow[]): void {
   if (big && tarBig) {
     const ratio = big.mbps / tarBig.mbps;
     console.log(
-      `\nbig file vs tar pipeline: ${(ratio * 100).toFixed(0)}% (target >= 80%): ${ratio >= 0.8 ? "met" : "MISSED"}`,
+      `\nbig file vs tar pipeline: ${(ratio * 100).toFixed(0)}% ` +
+        `(target >= 80%): ${ratio >= 0.8 ? "met" : "MISSED"}`,
     );
   }
   if (small)
     console.log(
-      `small files: ${small.filesPerSec.toFixed(0)} files/s (target >= 5,000): ${small.filesPerSec >= 5000 ? "met" : "MISSED"}`,
+      `small files: ${small.filesPerSec.toFixed(0)} files/s (target ` +
+        `>= 5,000): ${small.filesPerSec >= 5000 ? "met" : "MISSED"}`,
     );
 }

@@ -100,6 +100,7 @@ export async function runDispvmBench(options: {
       row("baseline:call-running-vm", runningCalls),
     ];
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }
@@ -112,7 +113,8 @@ export function printDispvmBench(rows: DispvmBenchRow[]): void {
   );
   for (const entry of rows) {
     console.log(
-      `${entry.name.padEnd(26)} ${entry.medianMs.toFixed(1).padStart(8)} ${entry.p90Ms.toFixed(1).padStart(8)} ${String(entry.samples).padStart(8)}`,
+      `${entry.name.padEnd(26)} ${entry.medianMs.toFixed(1).padStart(8)} ` +
+        `${entry.p90Ms.toFixed(1).padStart(8)} ${String(entry.samples).padStart(8)}`,
     );
   }
 }

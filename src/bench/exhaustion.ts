@@ -12,7 +12,7 @@
 // Per scenario: the outcomes (exit codes, the most frequent error lines), the total resident
 // memory and fds of the lab's processes before, at the peak (sampled every 100 ms) and after,
 // whether the agents survived, whether a new call works afterwards, and what was left behind.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { BenchLab, findLeaks, sample, snapshot, totals } from "./lab-probe.ts";
 

@@ -96,6 +96,7 @@ export class BenchLab {
   }
 
   async down(): Promise<void> {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(this.layout).catch(() => {});
     rmSync(this.layout.dir, { recursive: true, force: true });
   }

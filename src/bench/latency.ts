@@ -191,6 +191,7 @@ async function labRows(calls: number, say: Say, record: Recorder): Promise<void>
     say("  --help of every program:");
     record(await helpSlowest(env("work"), Math.min(calls, HELP_RUNS_MAX), say));
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }

@@ -58,6 +58,7 @@ export async function measureLab(name: MemoryRow["name"], config?: string): Prom
     const counts = { domains: running.length, processes: measured.length };
     return { name, ...counts, rssMB: mB("rss"), pssMB: mB("pss") };
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(base, { recursive: true, force: true });
   }

@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import type { PolicyQuery } from "../policy/request.ts";
-import { loadSnapshot, type PolicySource } from "../policy/store.ts";
+import { loadSnapshot, type PolicySnapshot, type PolicySource } from "../policy/store.ts";
 import { BIN_DIR } from "../install-paths.ts";
 
 export interface PolicyBenchRow {
@@ -71,14 +71,8 @@ export interface GeneratedPolicy {
   queries: PolicyQuery[];
 }
 
-/** Writes the policy and domains file under a new temporary directory. */
-export function generatePolicy(rules: number, domains: number): GeneratedPolicy {
-  const dir = mkdtempSync(join(tmpdir(), "qrx-bench-policy-"));
-  const policyDir = join(dir, "policy.d");
-  mkdirSync(policyDir);
-  const next = random(42);
-  const pick = (n: number) => Math.floor(next() * n);
-
+/** The domains file: every domain tagged, a third halted, one DisposableVM template. */
+function writeDomains(dir: string, domains: number): string {
   const domainLines: string[] = [];
   for (let i = 0; i < domains; i++) {
     domainLines.push(
@@ -91,10 +85,13 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
   domainLines.push(`[domains.dvm]`, `template_for_dispvms = true`);
   const domainsFile = join(dir, "domains.toml");
   writeFileSync(domainsFile, domainLines.join("\n") + "\n");
+  return domainsFile;
+}
 
+/** `specific` rules naming services, sources and targets, then the tag / @anyvm / * ones. */
+function ruleLines(specific: number, generic: number, domains: number, pick: Pick): string[] {
   const lines: string[] = [];
-  const generic = Math.max(1, Math.floor(rules / 100)); // tag / @anyvm / * rules, after the specific ones
-  for (let i = 0; i < rules - generic - 1; i++) {
+  for (let i = 0; i < specific; i++) {
     const action = i % 97 === 0 ? "ask" : i % 5 === 0 ? "deny" : "allow";
     const redirect = action === "allow" && i % 11 === 0 ? ` target=${vm(pick(domains))}` : "";
     const argument = i % 7 === 0 ? `+arg${i % 13}` : "*";
@@ -106,10 +103,15 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
   for (let i = 0; i < generic; i++) {
     const source = i % 2 === 0 ? `@tag:tag${pick(TAGS)}` : "@anyvm";
     lines.push(
-      `bench.S${pick(SERVICES)} * ${source} @tag:tag${pick(TAGS)} ${i % 3 === 0 ? "deny" : "allow"}`,
+      `bench.S${pick(SERVICES)} * ${source} ` +
+        `@tag:tag${pick(TAGS)} ${i % 3 === 0 ? "deny" : "allow"}`,
     );
   }
   lines.push("* * @anyvm @anyvm deny");
+  return lines;
+}
+
+function writePolicyFiles(policyDir: string, lines: string[]): void {
   const perFile = Math.ceil(lines.length / FILES);
   for (let file = 0; file < FILES; file++) {
     const chunk = lines.slice(file * perFile, (file + 1) * perFile);
@@ -118,26 +120,42 @@ export function generatePolicy(rules: number, domains: number): GeneratedPolicy 
       chunk.join("\n") + "\n",
     );
   }
+}
+
+/** A request that copies a specific rule's service, source and target. */
+function queryFromRule(line: string, domains: number, pick: Pick): PolicyQuery {
+  const [service = "", argument = "", source = "", target = ""] = line.split(" ");
+  // An @tag:tagN target (the ask rules): a domain that has the tag, so the ask is reached.
+  const tag = /^@tag:tag(\d+)$/.exec(target);
+  const intended = tag ? vm(Number(tag[1]) + TAGS * pick(Math.floor(domains / TAGS))) : target;
+  return {
+    source,
+    intendedTarget: intended,
+    serviceAndArg: argument === "*" ? service : `${service}${argument}`,
+    requestedSource: null,
+  };
+}
+
+type Pick = (n: number) => number;
+
+/** Writes the policy and domains file under a new temporary directory. */
+export function generatePolicy(rules: number, domains: number): GeneratedPolicy {
+  const dir = mkdtempSync(join(tmpdir(), "qrx-bench-policy-"));
+  const policyDir = join(dir, "policy.d");
+  mkdirSync(policyDir);
+  const next = random(42);
+  const pick = (n: number) => Math.floor(next() * n);
+  const domainsFile = writeDomains(dir, domains);
+  const generic = Math.max(1, Math.floor(rules / 100));
+  const specific = rules - generic - 1;
+  const lines = ruleLines(specific, generic, domains, pick);
+  writePolicyFiles(policyDir, lines);
 
   // Requests: 70% copy a specific rule's service/source/target, 30% random triples.
   const queries: PolicyQuery[] = [];
   for (let i = 0; i < 4096; i++) {
     if (next() < 0.7) {
-      const [service, argument, source, target] = lines[pick(rules - generic - 1)]!.split(" ") as [
-        string,
-        string,
-        string,
-        string,
-      ];
-      // An @tag:tagN target (the ask rules): a domain that has the tag, so the ask is reached.
-      const tag = /^@tag:tag(\d+)$/.exec(target);
-      const intended = tag ? vm(Number(tag[1]) + TAGS * pick(Math.floor(domains / TAGS))) : target;
-      queries.push({
-        source,
-        intendedTarget: intended,
-        serviceAndArg: argument === "*" ? service : `${service}${argument}`,
-        requestedSource: null,
-      });
+      queries.push(queryFromRule(lines[pick(specific)] ?? "", domains, pick));
     } else {
       queries.push({
         source: vm(pick(domains)),
@@ -173,7 +191,10 @@ function row(
 }
 
 function requestText(query: PolicyQuery): string {
-  return `source=${query.source}\nintended_target=${query.intendedTarget}\nservice_and_arg=${query.serviceAndArg}\n\n`;
+  return (
+    `source=${query.source}\nintended_target=${query.intendedTarget}\n` +
+    `service_and_arg=${query.serviceAndArg}\n\n`
+  );
 }
 
 /** One request over a new connection; resolves with the answer text. */
@@ -181,12 +202,92 @@ async function askSocket(path: string, request: string): Promise<string> {
   return new TextDecoder().decode(await Connection.exchange(path, request));
 }
 
+/** Nanoseconds to microseconds since `started` (a Bun.nanoseconds() reading). */
+function microsSince(started: number): number {
+  return (Bun.nanoseconds() - started) / 1000;
+}
+
+function timeInProcess(snapshot: PolicySnapshot, queries: PolicyQuery[], decisions: number) {
+  const { policy, facts } = snapshot;
+  const query = (i: number) => queries[i % queries.length] ?? queries[0]!;
+  // Warm-up (JIT).
+  for (let i = 0; i < 20_000; i++) policy.evaluate(query(i), facts);
+  const samples: number[] = new Array(decisions);
+  const started = Bun.nanoseconds();
+  for (let i = 0; i < decisions; i++) {
+    const t0 = Bun.nanoseconds();
+    policy.evaluate(query(i), facts);
+    samples[i] = microsSince(t0);
+  }
+  return row("in-process", policy.rules.length, samples, microsSince(started));
+}
+
+/** The real qrexec-policy-daemon over the generated policy, once its socket is there. */
+async function startPolicyDaemon(generated: GeneratedPolicy, socketPath: string) {
+  const daemon = Bun.spawn(
+    [
+      join(BIN_DIR, "qrexec-policy-daemon"),
+      ...["--socket", socketPath, "--policy-dir", generated.policyDir],
+      ...["--legacy-dir", legacyDir(generated), "--domains", generated.domainsFile, "--no-tty"],
+    ],
+    { stdio: ["ignore", "ignore", "ignore"] },
+  );
+  const deadline = Date.now() + 30_000;
+  while (!existsSync(socketPath)) {
+    if (Date.now() > deadline || daemon.exitCode !== null) {
+      daemon.kill("SIGTERM");
+      throw new Error("the policy daemon did not start");
+    }
+    await Bun.sleep(10);
+  }
+  return daemon;
+}
+
+async function timeSocket(
+  socketPath: string,
+  queries: PolicyQuery[],
+  count: number,
+  rules: number,
+) {
+  const query = (i: number) => queries[i % queries.length] ?? queries[0]!;
+  // Warm-up.
+  for (let i = 0; i < 500; i++) await askSocket(socketPath, requestText(query(i)));
+  const samples: number[] = new Array(count);
+  const started = Bun.nanoseconds();
+  for (let i = 0; i < count; i++) {
+    const t0 = Bun.nanoseconds();
+    const answer = await askSocket(socketPath, requestText(query(i)));
+    samples[i] = microsSince(t0);
+    if (!answer.includes("result="))
+      throw new Error(
+        `no answer from the policy daemon for ${JSON.stringify(query(i))}: '${answer}'`,
+      );
+  }
+  return row("socket", rules, samples, microsSince(started));
+}
+
+function timeReload(source: PolicySource, reloads: number, rules: number): PolicyBenchRow {
+  loadSnapshot(source);
+  const samples: number[] = [];
+  const started = Bun.nanoseconds();
+  for (let i = 0; i < reloads; i++) {
+    const t0 = Bun.nanoseconds();
+    loadSnapshot(source);
+    samples.push(microsSince(t0));
+  }
+  return row("reload", rules, samples, microsSince(started));
+}
+
+function legacyDir(generated: GeneratedPolicy): string {
+  return join(generated.dir, "no-legacy");
+}
+
 export async function runPolicyBench(options: PolicyBenchOptions): Promise<PolicyBenchRow[]> {
   const say = (text: string) => options.progress && process.stderr.write(`${text}\n`);
   const generated = generatePolicy(options.rules, options.domains);
   const source: PolicySource = {
     dirs: [generated.policyDir],
-    legacyDir: join(generated.dir, "no-legacy"),
+    legacyDir: legacyDir(generated),
     domainsFile: generated.domainsFile,
   };
   const rows: PolicyBenchRow[] = [];
@@ -199,76 +300,29 @@ export async function runPolicyBench(options: PolicyBenchOptions): Promise<Polic
       );
     const { policy, facts } = snapshot;
     const queries = generated.queries;
+    const rules = policy.rules.length;
     const kinds = { allow: 0, deny: 0, ask: 0 };
     for (const query of queries) kinds[policy.evaluate(query, facts).kind]++;
     say(
-      `policy: ${policy.rules.length} rules, ${options.domains} domains; request mix: ${kinds.allow} allow, ${kinds.deny} deny, ${kinds.ask} ask of ${queries.length}`,
+      `policy: ${rules} rules, ${options.domains} domains; request mix: ` +
+        `${kinds.allow} allow, ${kinds.deny} deny, ${kinds.ask} ask of ${queries.length}`,
     );
+    const inProcess = timeInProcess(snapshot, queries, options.decisions);
+    rows.push(inProcess);
+    say(`in-process: median ${inProcess.medianUs} us, p99 ${inProcess.p99Us} us`);
 
-    // in-process
-    for (let i = 0; i < 20_000; i++) policy.evaluate(queries[i % queries.length]!, facts); // warm-up (JIT)
-    const inProcess: number[] = new Array(options.decisions);
-    const started = Bun.nanoseconds();
-    for (let i = 0; i < options.decisions; i++) {
-      const t0 = Bun.nanoseconds();
-      policy.evaluate(queries[i % queries.length]!, facts);
-      inProcess[i] = (Bun.nanoseconds() - t0) / 1000;
-    }
-    rows.push(
-      row("in-process", policy.rules.length, inProcess, (Bun.nanoseconds() - started) / 1000),
-    );
-    say(`in-process: median ${rows.at(-1)!.medianUs} us, p99 ${rows.at(-1)!.p99Us} us`);
-
-    // socket, through the real daemon
     const socketPath = join(generated.dir, "policy.sock");
-    daemon = Bun.spawn(
-      [
-        join(BIN_DIR, "qrexec-policy-daemon"),
-        ...["--socket", socketPath, "--policy-dir", generated.policyDir],
-        ...["--legacy-dir", source.legacyDir!, "--domains", generated.domainsFile, "--no-tty"],
-      ],
-      { stdio: ["ignore", "ignore", "ignore"] },
-    );
-    const deadline = Date.now() + 30_000;
-    while (!existsSync(socketPath)) {
-      if (Date.now() > deadline || daemon.exitCode !== null)
-        throw new Error("the policy daemon did not start");
-      await Bun.sleep(10);
-    }
+    daemon = await startPolicyDaemon(generated, socketPath);
     const socketCount = Math.max(1000, Math.floor(options.decisions / 10));
-    for (let i = 0; i < 500; i++)
-      await askSocket(socketPath, requestText(queries[i % queries.length]!)); // warm-up
-    const overSocket: number[] = new Array(socketCount);
-    const socketStarted = Bun.nanoseconds();
-    for (let i = 0; i < socketCount; i++) {
-      const query = queries[i % queries.length]!;
-      const t0 = Bun.nanoseconds();
-      const answer = await askSocket(socketPath, requestText(query));
-      overSocket[i] = (Bun.nanoseconds() - t0) / 1000;
-      if (!answer.includes("result="))
-        throw new Error(
-          `no answer from the policy daemon for ${JSON.stringify(query)}: '${answer}'`,
-        );
-    }
-    rows.push(
-      row("socket", policy.rules.length, overSocket, (Bun.nanoseconds() - socketStarted) / 1000),
-    );
-    say(`socket: median ${rows.at(-1)!.medianUs} us, p99 ${rows.at(-1)!.p99Us} us`);
+    const socket = await timeSocket(socketPath, queries, socketCount, rules);
+    rows.push(socket);
+    say(`socket: median ${socket.medianUs} us, p99 ${socket.p99Us} us`);
 
-    // reload
-    loadSnapshot(source);
-    const reloads: number[] = [];
-    const reloadStarted = Bun.nanoseconds();
-    for (let i = 0; i < options.reloads; i++) {
-      const t0 = Bun.nanoseconds();
-      loadSnapshot(source);
-      reloads.push((Bun.nanoseconds() - t0) / 1000);
-    }
-    rows.push(
-      row("reload", policy.rules.length, reloads, (Bun.nanoseconds() - reloadStarted) / 1000),
-    );
+    const reload = timeReload(source, options.reloads, rules);
+    rows.push(reload);
     say(
-      `reload: median ${(rows.at(-1)!.medianUs / 1000).toFixed(1)} ms, p99 ${(rows.at(-1)!.p99Us / 1000).toFixed(1)} ms`,
+      `reload: median ${(reload.medianUs / 1000).toFixed(1)} ` +
+        `ms, p99 ${(reload.p99Us / 1000).toFixed(1)} ms`,
     );
   } finally {
     if (daemon !== null) {
@@ -292,7 +346,9 @@ export function printPolicyBench(rows: PolicyBenchRow[]): void {
       r.name === "reload" ? `${(us / 1000).toFixed(1)} ms` : `${us.toFixed(1)} us`;
     const met = r.medianUs <= targets[r.name] ? "met" : "MISSED";
     console.log(
-      `${r.name.padEnd(11)} ${String(r.rules).padEnd(7)} ${unit(r.medianUs).padEnd(11)} ${unit(r.p99Us).padEnd(11)} ${String(r.decisionsPerSecond).padEnd(11)} median <= ${unit(targets[r.name])}: ${met}`,
+      `${r.name.padEnd(11)} ${String(r.rules).padEnd(7)} ` +
+        `${unit(r.medianUs).padEnd(11)} ${unit(r.p99Us).padEnd(11)} ` +
+        `${String(r.decisionsPerSecond).padEnd(11)} median <= ${unit(targets[r.name])}: ${met}`,
     );
   }
 }

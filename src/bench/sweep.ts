@@ -3,7 +3,8 @@
 // lab (on /dev/shm when there is one), beside a 3-hop pipe measured in the same run:
 //
 //   to-service:    head -c B /dev/zero | qrexec-client-vm --buffer-size=S vault test.Sink
-//   from-service:  qrexec-client-vm --buffer-size=S vault test.Source+B < /dev/null | cat > /dev/null
+//   from-service:  qrexec-client-vm --buffer-size=S vault test.Source+B < /dev/null
+//                  | cat > /dev/null
 //   baseline:pipe3 head -c B /dev/zero | cat | cat | cat > /dev/null
 //
 // With concurrency C, C such calls run at once, each moving B/C bytes; the row is the total over
@@ -85,9 +86,15 @@ export function sweepCommand(name: SweepRow["name"], ringBytes: number, bytes: n
     case "baseline:pipe3":
       return `head -c ${bytes} /dev/zero | cat | cat | cat > /dev/null`;
     case "to-service":
-      return `head -c ${bytes} /dev/zero | qrexec-client-vm --buffer-size=${ringBytes} vault test.Sink > /dev/null`;
+      return (
+        `head -c ${bytes} /dev/zero | qrexec-client-vm ` +
+        `--buffer-size=${ringBytes} vault test.Sink > /dev/null`
+      );
     case "from-service":
-      return `qrexec-client-vm --buffer-size=${ringBytes} vault test.Source+${bytes} < /dev/null | cat > /dev/null`;
+      return (
+        `qrexec-client-vm --buffer-size=${ringBytes} vault ` +
+        `test.Source+${bytes} < /dev/null | cat > /dev/null`
+      );
   }
 }
 
@@ -107,7 +114,9 @@ export async function measure(
 ): Promise<Measured> {
   const each = Math.floor(bytes / concurrency);
   const command = sweepCommand(name, ringBytes, each);
-  const script = `set -o pipefail; pids=; for i in $(seq ${concurrency}); do ( ${command} ) & pids="$pids $!"; done; status=0; for p in $pids; do wait $p || status=1; done; times; exit $status`;
+  const script =
+    `set -o pipefail; pids=; for i in $(seq ${concurrency}); do ( ${command} ) & pids="$pids ` +
+    `$!"; done; status=0; for p in $pids; do wait $p || status=1; done; times; exit $status`;
   const agentCpu = () => agents.reduce((sum: number, pid) => sum + cpuSecondsOf(pid), 0);
   const before = agentCpu();
   const started = performance.now();
@@ -175,6 +184,7 @@ export async function withSweepLab<T>(
     const env = domainEnv(layout, domain("work"), status.transport === "socket" ? "socket" : "shm");
     return await work(env, [domain("work").agentPid, domain("vault").agentPid]);
   } finally {
+    // A lab that fails to go down must not hide the bench's own result or error.
     await labDown(layout).catch(() => {});
     rmSync(layout.dir, { recursive: true, force: true });
   }
@@ -231,9 +241,11 @@ export function printSweep(rows: SweepRow[]): void {
     const baseline = rows.find(
       (row) => row.name === "baseline:pipe3" && row.concurrency === concurrency,
     );
-    console.log(
-      `\nconcurrency ${concurrency}${baseline ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB` : ""}`,
-    );
+    const pipe = baseline
+      ? `; baseline 3-hop pipe: ${baseline.mbps.toFixed(0)} MB/s, ` +
+        `${baseline.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB`
+      : "";
+    console.log(`\nconcurrency ${concurrency}${pipe}`);
     const directions = [
       ...new Set(rows.filter((row) => row.name !== "baseline:pipe3").map((row) => row.name)),
     ];

@@ -119,7 +119,10 @@ function formatBytes(bytes: number): string {
 }
 
 function describe(r: BenchRow): string {
-  return `${r.name} ${formatBytes(r.ringBytes)}: ${r.mbps.toFixed(0)} MB/s (${r.seconds.toFixed(3)} s)`;
+  return (
+    `${r.name} ${formatBytes(r.ringBytes)}: ` +
+    `${r.mbps.toFixed(0)} MB/s (${r.seconds.toFixed(3)} s)`
+  );
 }
 
 export async function runVchanBench(options: {
@@ -171,7 +174,8 @@ function targetLines(rows: BenchRow[]): string[] {
   if (small.length > 0) {
     const slowest = Math.min(...small.map((r) => r.mbps));
     lines.push(
-      `1-4 KiB rings, slowest: ${slowest.toFixed(0)} MB/s (target >= 300 MB/s): ${verdict(slowest >= 300)}`,
+      `1-4 KiB rings, slowest: ${slowest.toFixed(0)} MB/s ` +
+        `(target >= 300 MB/s): ${verdict(slowest >= 300)}`,
     );
   }
   return lines;
@@ -198,7 +202,8 @@ export function printVchanBench(rows: BenchRow[]): void {
   const bytes = rows[0]?.bytes;
   if (bytes !== undefined) {
     console.log(
-      `\n${formatBytes(bytes)} per row, 64 KiB blocks; seconds: the receiver's, sender connected (pipe, socket: first byte) to last byte`,
+      `\n${formatBytes(bytes)} per row, 64 KiB blocks; seconds: the ` +
+        `receiver's, sender connected (pipe, socket: first byte) to last byte`,
     );
   }
   for (const line of targetLines(rows)) console.log(line);

@@ -126,7 +126,9 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
       localStatus = status;
       try {
         stream.localExit(status);
-      } catch {}
+      } catch {
+        // The stream already ended (the peer is gone): nothing waits for the status.
+      }
     });
     const remote = await stream.finished;
     options.trace?.pumpStages(stream.pumpMarks).stage("teardown");

@@ -33,7 +33,10 @@ export function die(program: string, message: string, code: number): never {
   process.exit(code);
 }
 
-/** Upstream's tools run with SIGPIPE ignored (§13.18); Bun already does. fds 0-2 must be open (§13.21). */
+/**
+ * Upstream's tools run with SIGPIPE ignored (§13.18); Bun already does. fds 0-2 must be open
+ * (§13.21).
+ */
 export function requireStdio(program: string, code: number): void {
   const { fstatSync } = require("node:fs") as typeof import("node:fs");
   for (const fd of [0, 1, 2]) {

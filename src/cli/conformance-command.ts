@@ -58,65 +58,65 @@ export function addConformanceCommand(program: Command): Command {
       .addHelpText("after", EXAMPLES)
       // commander exits 1 on a bad option; the help promises 2 for a usage error.
       .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
-      .action(
-        async (options: {
-          role?: "agent" | "daemon" | "client-vm";
-          cmd?: string;
-          transport: string;
-          json?: boolean;
-          case?: string[];
-          profile: string;
-          timeoutScale: number;
-          list?: boolean;
-          verbose?: boolean;
-        }) => {
-          const { CATALOGUE, PROFILES, runConformance } =
-            await import("../conformance/catalogue.ts");
-          const { formatRow, formatSummary } = await import("../conformance/runner.ts");
-          if (options.list) {
-            const roles = options.role
-              ? [options.role]
-              : (Object.keys(CATALOGUE) as Array<keyof typeof CATALOGUE>);
-            const rows = roles.flatMap((role) =>
-              CATALOGUE[role].map((c) => ({
-                role,
-                case: c.name,
-                spec: c.spec,
-                checks: c.checks,
-                expected: c.expected,
-              })),
-            );
-            if (options.json) console.log(JSON.stringify(rows, null, 2));
-            else
-              for (const row of rows)
-                console.log(
-                  `${row.role.padEnd(9)} ${row.case.padEnd(30)} ${row.spec}\n          ${row.checks}`,
-                );
-            return;
-          }
-          if (!options.role) usage("--role is required (agent, daemon or client-vm)");
-          if (!options.cmd || options.cmd.trim() === "")
-            usage('--cmd is required: the program under test, e.g. --cmd "qrexec-agent"');
-          let rows;
-          try {
-            rows = await runConformance({
-              role: options.role!,
-              command: options.cmd!,
-              cases: options.case,
-              profile: PROFILES[options.profile],
-              timeoutScale: options.timeoutScale,
-              verboseFailures: options.verbose,
-              onRow: options.json ? undefined : (row) => console.log(formatRow(row)),
-            });
-          } catch (error) {
-            usage((error as Error).message);
-          }
-          if (options.json) console.log(JSON.stringify(rows, null, 2));
-          else console.log(`\n${formatSummary(rows!)}`);
-          process.exit(rows!.some((row) => row.result === "fail") ? 1 : 0);
-        },
-      )
+      .action(runConformanceCommand)
   );
+}
+
+interface ConformanceOptions {
+  role?: "agent" | "daemon" | "client-vm";
+  cmd?: string;
+  transport: string;
+  json?: boolean;
+  case?: string[];
+  profile: string;
+  timeoutScale: number;
+  list?: boolean;
+  verbose?: boolean;
+}
+
+async function runConformanceCommand(options: ConformanceOptions): Promise<void> {
+  const { PROFILES, runConformance } = await import("../conformance/catalogue.ts");
+  const { formatRow, formatSummary } = await import("../conformance/runner.ts");
+  if (options.list) return listCases(options);
+  const role = options.role ?? usage("--role is required (agent, daemon or client-vm)");
+  const command = options.cmd?.trim()
+    ? options.cmd
+    : usage('--cmd is required: the program under test, e.g. --cmd "qrexec-agent"');
+  const rows = await runConformance({
+    role,
+    command,
+    cases: options.case,
+    profile: PROFILES[options.profile],
+    timeoutScale: options.timeoutScale,
+    verboseFailures: options.verbose,
+    onRow: options.json ? undefined : (row) => console.log(formatRow(row)),
+  }).catch((error: Error) => usage(error.message));
+  if (options.json) console.log(JSON.stringify(rows, null, 2));
+  else console.log(`\n${formatSummary(rows)}`);
+  process.exit(rows.some((row) => row.result === "fail") ? 1 : 0);
+}
+
+/** --list: the role's cases, or every role's. */
+async function listCases(options: ConformanceOptions): Promise<void> {
+  const { CATALOGUE } = await import("../conformance/catalogue.ts");
+  const roles = options.role
+    ? [options.role]
+    : (Object.keys(CATALOGUE) as Array<keyof typeof CATALOGUE>);
+  const rows = roles.flatMap((role) =>
+    CATALOGUE[role].map((c) => ({
+      role,
+      case: c.name,
+      spec: c.spec,
+      checks: c.checks,
+      expected: c.expected,
+    })),
+  );
+  if (options.json) console.log(JSON.stringify(rows, null, 2));
+  else
+    for (const row of rows)
+      console.log(
+        `${row.role.padEnd(9)} ${row.case.padEnd(30)} ${row.spec}\n          ${row.checks}`,
+      );
 }
 
 function usage(message: string): never {

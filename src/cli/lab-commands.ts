@@ -64,6 +64,19 @@ Examples:
 `,
     );
 
+  addLabUp(lab);
+  addLabAsks(lab);
+  addLabDown(lab);
+  addLabStatus(lab);
+  addLabLogs(lab);
+  // Required here, not imported: lab-top loads commander, which qrx run's fast path never does.
+  const { addLabTopCommand } = require("./lab-top.ts") as typeof import("./lab-top.ts");
+  addLabTopCommand(lab);
+  addVmCommands(program);
+  addRunCommand(program);
+}
+
+function addLabUp(lab: Command): void {
   lab
     .command("up")
     .description(
@@ -105,7 +118,10 @@ Examples:
         process.stdout.write(`${formatStatus(status)}\n`);
       }),
     );
+}
 
+/** `qrx lab asks` and `qrx lab answer`: the policy's questions, from any terminal. */
+function addLabAsks(lab: Command): void {
   lab
     .command("asks")
     .description("the policy's questions (ask rules) waiting for an answer")
@@ -140,11 +156,14 @@ Examples:
         process.stdout.write(`${answerAsk(labLayout(options.dir), id, target)}\n`);
       }),
     );
+}
 
+function addLabDown(lab: Command): void {
   lab
     .command("down")
     .description(
-      "stop every process of the lab and remove its sockets and DisposableVMs (homes and logs stay)",
+      "stop every process of the lab and remove its " +
+        "sockets and DisposableVMs (homes and logs stay)",
     )
     .option("--dir <dir>", DIR_HELP)
     .addHelpText("after", "\nExamples:\n  qrx lab down\n  qrx lab down --dir /tmp/lab\n")
@@ -156,7 +175,9 @@ Examples:
         process.stdout.write(`lab in ${layout.dir} is down\n`);
       }),
     );
+}
 
+function addLabStatus(lab: Command): void {
   lab
     .command("status")
     .description("domains, their pids, uptime, calls served and restarts")
@@ -175,11 +196,14 @@ Examples:
         );
       }),
     );
+}
 
+function addLabLogs(lab: Command): void {
   lab
     .command("logs")
     .description(
-      "print the logs of a domain (its agent and daemon; dom0: admin service and policy daemon), or all",
+      "print the logs of a domain (its agent and daemon; " +
+        "dom0: admin service and policy daemon), or all",
     )
     .argument("[domain]", "domain whose logs to print")
     .option("--dir <dir>", DIR_HELP)
@@ -194,19 +218,25 @@ Examples:
         await printLogs(logFiles(labLayout(options.dir), domain), options.follow ?? false);
       }),
     );
+}
 
-  // Required here, not imported: lab-top loads commander, which qrx run's fast path never does.
-  const { addLabTopCommand } = require("./lab-top.ts") as typeof import("./lab-top.ts");
-  addLabTopCommand(lab);
-
+function addVmCommands(program: Command): void {
   const vm = program
     .command("vm")
     .description("the lab's domains: list, start, kill, and create DisposableVMs")
     .addHelpText(
       "after",
-      "\nExamples:\n  qrx vm list\n  qrx vm start personal\n  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n",
+      "\nExamples:\n  qrx vm list\n  qrx vm start personal\n" +
+        "  qrx vm create-disposable default-dvm\n  qrx vm kill disp1234\n",
     );
 
+  addVmList(vm);
+  addVmStart(vm);
+  addVmKill(vm);
+  addVmCreateDisposable(vm);
+}
+
+function addVmList(vm: Command): void {
   vm.command("list")
     .description("every domain with its id, type and state")
     .option("--dir <dir>", DIR_HELP)
@@ -227,7 +257,9 @@ Examples:
         );
       }),
     );
+}
 
+function addVmStart(vm: Command): void {
   vm.command("start")
     .description("start a halted domain (its agent and daemon)")
     .argument("<name>", "domain to start")
@@ -249,7 +281,9 @@ Examples:
         process.stdout.write(`started ${name}\n`);
       }),
     );
+}
 
+function addVmKill(vm: Command): void {
   vm.command("kill")
     .description("stop a domain at once; a DisposableVM is destroyed")
     .argument("<name>", "domain to kill")
@@ -262,17 +296,21 @@ Examples:
         process.stdout.write(`killed ${name}\n`);
       }),
     );
+}
 
+function addVmCreateDisposable(vm: Command): void {
   vm.command("create-disposable")
     .description(
-      "create a DisposableVM from a template (default: the lab's default_dispvm) and start it; prints its name",
+      "create a DisposableVM from a template (default: the " +
+        "lab's default_dispvm) and start it; prints its name",
     )
     .argument("[template]", "DisposableVM template")
     .option("--dir <dir>", DIR_HELP)
     .option("--no-start", "only create it (halted)")
     .addHelpText(
       "after",
-      "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n",
+      "\nExamples:\n  qrx vm create-disposable\n  name=$(qrx vm create-disposable " +
+        "default-dvm) && qrx run $name -- sh -c 'echo $QRX_DOMAIN_NAME'\n",
     )
     .action((template: string | undefined, options: { dir?: string; start: boolean }) =>
       guarded(async () => {
@@ -283,11 +321,14 @@ Examples:
         process.stdout.write(`${name}\n`);
       }),
     );
+}
 
+function addRunCommand(program: Command): void {
   program
     .command("run")
     .description(
-      "run a command as if inside a domain of the lab (its qrexec-client-vm talks to that domain's agent)",
+      "run a command as if inside a domain of the lab " +
+        "(its qrexec-client-vm talks to that domain's agent)",
     )
     .usage("[--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]")
     .argument("<domain>", "domain to run in (dom0 too)")
@@ -295,7 +336,8 @@ Examples:
     .option("--dir <dir>", DIR_HELP)
     .option(
       "-v, --verbose",
-      "after the command, say why the policy refused a call it made (the rule, and how to explain it)",
+      "after the command, say why the policy refused " +
+        "a call it made (the rule, and how to explain it)",
     )
     .option("--trace <file>", "the command's own qrx programs write a timing trace to FILE")
     .passThroughOptions()

@@ -11,7 +11,9 @@ export function isTerminal(fd: number): boolean {
   let binding: TtyBinding | undefined;
   try {
     binding = (process as unknown as { binding(name: string): TtyBinding }).binding("tty_wrap");
-  } catch {}
+  } catch {
+    // No such binding in this runtime: node:tty answers below.
+  }
   if (typeof binding?.isTTY === "function") return binding.isTTY(fd);
   return (require("node:tty") as typeof import("node:tty")).isatty(fd);
 }
@@ -55,8 +57,9 @@ export function cheapOutput(program: Command): Command {
   return program.configureOutput({
     writeOut: (text) => writeText(1, text),
     writeErr: (text) => writeText(2, text),
-    getOutHelpWidth: () => (isTerminal(1) ? original.getOutHelpWidth!() : undefined),
-    getErrHelpWidth: () => (isTerminal(2) ? original.getErrHelpWidth!() : undefined),
+    // Commander's own default width when it has none.
+    getOutHelpWidth: () => (isTerminal(1) ? original.getOutHelpWidth?.() : undefined) ?? 80,
+    getErrHelpWidth: () => (isTerminal(2) ? original.getErrHelpWidth?.() : undefined) ?? 80,
     getOutHasColors: () => (isTerminal(1) ? original.getOutHasColors!() : (useColor() ?? false)),
     getErrHasColors: () => (isTerminal(2) ? original.getErrHasColors!() : (useColor() ?? false)),
   });

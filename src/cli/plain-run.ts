@@ -13,12 +13,12 @@ export function plainRun(args: readonly string[]): PlainRun | null {
   if (args[0] !== "run") return null;
   let index = 1;
   let dir: string | undefined;
-  const next = args[index + 1];
-  if (args[index] === "--dir" && next !== undefined && !next.startsWith("-")) {
+  const [first, next] = args.slice(index);
+  if (first === "--dir" && next !== undefined && !next.startsWith("-")) {
     dir = next;
     index += 2;
-  } else if (args[index]?.startsWith("--dir=")) {
-    dir = args[index]!.slice("--dir=".length);
+  } else if (first?.startsWith("--dir=")) {
+    dir = first.slice("--dir=".length);
     index += 1;
   }
   const domain = args[index];

@@ -12,7 +12,9 @@ import {
 
 const EXIT_DENY = 126;
 
-/** The policy with the facts it would be evaluated with now (asked live with --system-info-socket). */
+/**
+ * The policy with the facts it would be evaluated with now (asked live with --system-info-socket).
+ */
 async function snapshotFor(options: PolicyOptionValues) {
   const { loadSnapshot, factsFor } = await import("../policy/store.ts");
   const source = policySourceFrom(options);
@@ -26,10 +28,23 @@ function queryOf(source: string, target: string, service: string) {
 
 /** `qrx policy ...`, and `qrx bench policy` under `bench` when given. */
 export function addPolicyCommands(program: Command, bench?: Command): void {
+  if (bench) addPolicyBenchCommand(bench);
+  const policy = program
+    .command("policy")
+    .description("check, evaluate and explain qrexec policy (policy.d and legacy formats)")
+    .addHelpText("after", `${DOMAINS_FILE_HELP}\n`);
+  addLintCommand(policy);
+  addEvalCommand(policy);
+  addExplainCommand(policy);
+  addGraphCommand(policy);
+}
+
+function addPolicyBenchCommand(bench: Command): void {
   bench
-    ?.command("policy")
+    .command("policy")
     .description(
-      "policy decisions on a generated 10,000-rule policy over 500 domains: in process, through the policy daemon's socket, and reload time",
+      "policy decisions on a generated 10,000-rule policy over 500 domains: " +
+        "in process, through the policy daemon's socket, and reload time",
     )
     .option("--json", "print JSON rows {name, rules, medianUs, p99Us, samples, decisionsPerSecond}")
     .option("--rules <n>", "rules in the generated policy", (text) => Number(text), 10_000)
@@ -42,7 +57,8 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     )
     .addHelpText(
       "after",
-      "\nTargets: in-process median <= 20 us, socket median <= 200 us, reload <= 100 ms.\n\nExamples:\n  qrx bench policy\n  qrx bench policy --json\n",
+      "\nTargets: in-process median <= 20 us, socket median <= 200 us, reload <= 100 ms.\n\n" +
+        "Examples:\n  qrx bench policy\n  qrx bench policy --json\n",
     )
     .action(
       async (options: { json?: boolean; rules: number; domains: number; decisions: number }) => {
@@ -59,12 +75,9 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         else printPolicyBench(rows);
       },
     );
+}
 
-  const policy = program
-    .command("policy")
-    .description("check, evaluate and explain qrexec policy (policy.d and legacy formats)")
-    .addHelpText("after", `${DOMAINS_FILE_HELP}\n`);
-
+function addLintCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("lint")
@@ -73,7 +86,9 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
   )
     .addHelpText(
       "after",
-      "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n  qrx policy lint --policy-dir /run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n",
+      "\nExamples:\n  qrx policy lint /etc/qubes/policy.d\n" +
+        "  qrx policy lint --policy-dir " +
+        "/run/qubes/policy.d:/etc/qubes/policy.d --domains domains.toml\n",
     )
     .action(async (dir: string | undefined, options: PolicyOptionValues) => {
       const { lintReport } = await import("../policy/tools.ts");
@@ -83,12 +98,22 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
       for (const line of report.lines) process.stdout.write(`${line}\n`);
       process.exitCode = report.ok ? 0 : 1;
     });
+}
 
+interface EvalOptions extends PolicyOptionValues {
+  askProgram?: string;
+  tty: boolean;
+  assumeYesForAsk?: boolean;
+  justEvaluate?: boolean;
+}
+
+function addEvalCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("eval")
       .description(
-        "the answer qrexec-daemon would get for a call: key=value lines on stdout, the deciding rule on stderr",
+        "the answer qrexec-daemon would get for a call: " +
+          "key=value lines on stdout, the deciding rule on stderr",
       )
       .argument("<source>", "calling domain")
       .argument("<target>", "intended target ('' or @default: let the policy choose)")
@@ -100,49 +125,49 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
     .option("--just-evaluate", "print only result=allow or result=deny; never ask")
     .addHelpText(
       "after",
-      "\nExit status: 0 allow, 126 deny.\n\nExamples:\n  qrx policy eval work vault qubes.Filecopy\n  qrx policy eval --domains domains.toml --just-evaluate work @default qubes.OpenURL+https\n",
+      "\nExit status: 0 allow, 126 deny.\n\nExamples:\n" +
+        "  qrx policy eval work vault qubes.Filecopy\n" +
+        "  qrx policy eval --domains domains.toml " +
+        "--just-evaluate work @default qubes.OpenURL+https\n",
     )
-    .action(
-      async (
-        source: string,
-        target: string,
-        service: string,
-        options: PolicyOptionValues & {
-          askProgram?: string;
-          tty: boolean;
-          assumeYesForAsk?: boolean;
-          justEvaluate?: boolean;
-        },
-      ) => {
-        const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] =
-          await Promise.all([
-            import("../policy/answer.ts"),
-            import("../policy/ask.ts"),
-            import("../policy/decision.ts"),
-            import("../policy/store.ts"),
-          ]);
-        const snapshot = await snapshotFor(options);
-        const log = (line: string) => process.stderr.write(`${line}\n`);
-        if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
-        const answered = await answerQuery(
-          queryOf(source, target, service),
-          { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
-          {
-            policy: snapshot.policy,
-            facts: snapshot.facts,
-            asker: chooseAsker({
-              askProgram: askProgramFrom(options.askProgram),
-              terminal: options.tty,
-            }),
-            log,
-          },
-        );
-        process.stdout.write(`${answered.text}\n`);
-        log(`decided by ${decidedBy(answered.decision)}`);
-        process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
-      },
-    );
+    .action(evaluateCall);
+}
 
+/** `qrx policy eval`: the answer on stdout, the deciding rule on stderr, 126 when denied. */
+async function evaluateCall(
+  source: string,
+  target: string,
+  service: string,
+  options: EvalOptions,
+): Promise<void> {
+  const [{ answerQuery }, { chooseAsker }, { decidedBy }, { describeLoad }] = await Promise.all([
+    import("../policy/answer.ts"),
+    import("../policy/ask.ts"),
+    import("../policy/decision.ts"),
+    import("../policy/store.ts"),
+  ]);
+  const snapshot = await snapshotFor(options);
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  if (snapshot.errors.length > 0) for (const line of describeLoad(snapshot)) log(line);
+  const answered = await answerQuery(
+    queryOf(source, target, service),
+    { assumeYesForAsk: options.assumeYesForAsk, justEvaluate: options.justEvaluate },
+    {
+      policy: snapshot.policy,
+      facts: snapshot.facts,
+      asker: chooseAsker({
+        askProgram: askProgramFrom(options.askProgram),
+        terminal: options.tty,
+      }),
+      log,
+    },
+  );
+  process.stdout.write(`${answered.text}\n`);
+  log(`decided by ${decidedBy(answered.decision)}`);
+  process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
+}
+
+function addExplainCommand(policy: Command): void {
   addPolicySourceOptions(
     policy
       .command("explain")
@@ -169,8 +194,6 @@ export function addPolicyCommands(program: Command, bench?: Command): void {
         process.exitCode = snapshot.errors.length > 0 ? 1 : 0;
       },
     );
-
-  addGraphCommand(policy);
 }
 
 /** `qrx policy graph`, with upstream qrexec-policy-graph's options. */

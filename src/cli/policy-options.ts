@@ -23,7 +23,8 @@ export function addPolicySourceOptions(command: Command): Command {
   return command
     .option(
       "--policy-dir <dir>",
-      `policy directory, repeatable or a colon list (default $QRX_POLICY_DIR, else ${DEFAULT_POLICY_DIRS.join(":")})`,
+      `policy directory, repeatable or a colon list (default ` +
+        `$QRX_POLICY_DIR, else ${DEFAULT_POLICY_DIRS.join(":")})`,
       collect,
     )
     .option(
@@ -37,7 +38,8 @@ export function addPolicySourceOptions(command: Command): Command {
     )
     .option(
       "--system-info-socket <path>",
-      "ask domain facts from this qubesd socket (internal.GetSystemInfo) per request, instead of --domains (default $QRX_SYSTEM_INFO_SOCKET)",
+      "ask domain facts from this qubesd socket (internal.GetSystemInfo) " +
+        "per request, instead of --domains (default $QRX_SYSTEM_INFO_SOCKET)",
     );
 }
 

@@ -107,7 +107,9 @@ switch (result.status) {
     if (guiFd !== null) {
       try {
         writeSync(guiFd, `${result.bytes}\n`);
-      } catch {}
+      } catch {
+        // The progress reader went away: the copy itself succeeded.
+      }
     }
     process.exit(0);
   case "remote":

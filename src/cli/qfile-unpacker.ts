@@ -65,7 +65,9 @@ function defaultDir(): string {
   for (const path of [incoming, join(incoming, source)]) {
     try {
       mkdirSync(path, { mode: 0o700 });
-    } catch {}
+    } catch {
+      // Already there, or cannot be made: the open below reports what matters.
+    }
   }
   return join(incoming, source);
 }

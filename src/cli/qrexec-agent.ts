@@ -1,5 +1,6 @@
 // qrexec-agent [--no-fork-server] [--agent-socket=PATH] [--fork-server-socket=PATH]
-//              [--peer-profile=default|mirage] (§5.1; the mirage profile: §14, src/protocol/peer-profile.ts).
+//              [--peer-profile=default|mirage]
+// (§5.1; the mirage profile: §14, src/protocol/peer-profile.ts).
 import { Command, Option } from "commander";
 import {
   PEER_PROFILES,
@@ -18,7 +19,8 @@ const program = cheapOutput(new Command(PROGRAM))
   .description("the qrexec agent of this domain: serves dom0's control vchan and qrexec-client-vm")
   .option(
     "--agent-socket <path>",
-    `trigger socket for qrexec-client-vm (default: $QRX_AGENT_SOCKET, else ${DEFAULT_AGENT_SOCKET})`,
+    "trigger socket for qrexec-client-vm " +
+      `(default: $QRX_AGENT_SOCKET, else ${DEFAULT_AGENT_SOCKET})`,
   )
   .option(
     "--fork-server-socket <path>",
@@ -36,7 +38,8 @@ const program = cheapOutput(new Command(PROGRAM))
   .addOption(
     new Option(
       "--peer-profile <name>",
-      "behave on the wire as this kind of peer: default (the Linux agent) or mirage (a mirage-qubes 2.0 unikernel)",
+      "behave on the wire as this kind of peer: default (the " +
+        "Linux agent) or mirage (a mirage-qubes 2.0 unikernel)",
     )
       .choices([...PEER_PROFILES])
       .default("default"),
@@ -47,7 +50,8 @@ const program = cheapOutput(new Command(PROGRAM))
 Environment:
   VCHAN_DOMAIN           this domain's id (the vchan toward dom0 is on port 512)
   QRX_VCHAN              vchan transport: shm (default) or socket (VCHAN_SOCKET_DIR)
-  QREXEC_SERVICE_PATH    where services are looked up (default /run/qubes-rpc:/usr/local/etc/qubes-rpc:/etc/qubes-rpc)
+  QREXEC_SERVICE_PATH    where services are looked up ` +
+      `(default /run/qubes-rpc:/usr/local/etc/qubes-rpc:/etc/qubes-rpc)
   QUBES_RPC_CONFIG_PATH  per-service configuration files
   QRX_MAX_PAGES          page cap per vchan (the mirage profile's default: 128)
   QRX_MIRAGE_BUGS        with --peer-profile=mirage, mirage-qubes 2.0 wire bugs to reproduce
@@ -111,9 +115,8 @@ async function serve(): Promise<void> {
     die(PROGRAM, error instanceof Error ? error.message : String(error), 1);
   }
   const bugs = profile.bugs.size > 0 ? `, reproducing bugs: ${[...profile.bugs].join(", ")}` : "";
-  log(
-    `serving domain ${ownDomain()} on ${options.agentSocket}${profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`}`,
-  );
+  const peer = profile.name === "default" ? "" : ` as a ${profile.name} peer${bugs}`;
+  log(`serving domain ${ownDomain()} on ${options.agentSocket}${peer}`);
   log.debug(`services from ${defaultServicePath()}, vchan transport ${vchanBackend()}`);
 
   // Services ask for single-socket mode with SIGUSR1 to QREXEC_AGENT_PID, which is us (§6.6).

@@ -27,8 +27,8 @@ const defaultAgentSocket = () => process.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_S
  */
 const UNSET = "\0";
 
-async function parseWithCommander(): Promise<ClientVmCommandLine> {
-  const { Command, CommanderError, Option } = await import("commander");
+/** The command line as commander describes it, for help and errors. */
+function clientVmProgram({ Command, CommanderError, Option }: typeof import("commander")) {
   const once: Record<string, boolean> = {};
   function atMostOnce(flag: string) {
     return (value: string) => {
@@ -39,7 +39,7 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     };
   }
 
-  const program = cheapOutput(new Command(PROGRAM))
+  return cheapOutput(new Command(PROGRAM))
     .description("call a qrexec service in another domain; dom0's policy decides")
     .usage("[options] TARGET SERVICE[+ARG] [LOCAL_PROGRAM [ARGS...]]")
     .argument(
@@ -52,13 +52,16 @@ async function parseWithCommander(): Promise<ClientVmCommandLine> {
     .addOption(
       new Option(
         "--buffer-size <n>",
-        `minimum vchan ring size in each direction (default: ${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`,
+        `minimum vchan ring size in each direction (default: ` +
+          `${DEFAULT_DATA_RING_BYTES}; 1024 with --peer-profile=mirage)`,
       ),
     )
     .addOption(
       new Option(
         "--peer-profile <name>",
-        "behave on the wire as this kind of peer: default, or mirage (a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)",
+        "behave on the wire as this kind of peer: default, or mirage " +
+          "(a mirage-qubes 2.0 unikernel: HELLO 3, 1 KiB rings; " +
+          "QRX_MIRAGE_BUGS=chunk-length reproduces its chunk-length bug)",
       ).choices(["default", "mirage"]),
     )
     .option("-t, --filter-escape-chars-stdout", "replace unsafe characters in the service's stdout")
@@ -92,7 +95,12 @@ Examples:
   echo hello | qrexec-client-vm --buffer-size=1024 work qubes.Echo
 `,
     );
+}
 
+async function parseWithCommander(): Promise<ClientVmCommandLine> {
+  const commander = await import("commander");
+  const { CommanderError } = commander;
+  const program = clientVmProgram(commander);
   try {
     program.parse(process.argv);
   } catch (error) {

@@ -28,7 +28,8 @@ const program = cheapOutput(new Command(PROGRAM))
   .option("-W", "with -c: wait until the call ends")
   .option(
     "-k",
-    "kill the domain (admin.vm.Kill through $QRX_QUBESD_SOCKET, default /run/qubesd.sock) before exiting",
+    "kill the domain (admin.vm.Kill through $QRX_QUBESD_SOCKET, " +
+      "default /run/qubesd.sock) before exiting",
   )
   .option(
     "--socket-dir <dir>",

@@ -40,13 +40,15 @@ const program = cheapOutput(new Command(PROGRAM))
   )
   .option(
     "--policy-socket <path>",
-    `policy daemon socket (default $QREXEC_POLICY_SOCKET, else ${DEFAULT_POLICY_SOCKET}; qrx extension)`,
+    "policy daemon socket " +
+      `(default $QREXEC_POLICY_SOCKET, else ${DEFAULT_POLICY_SOCKET}; qrx extension)`,
   )
   .option("-D, --direct", "stay in the foreground and log to stderr")
   .option("-u, --uuid <uuid>", "the VM's UUID (adds the qrexec.uuid:<uuid> socket link)")
   .option(
     "--qubesd-socket <path>",
-    `qubesd (admin service) socket for DisposableVMs and autostart; empty: none (default $QRX_QUBESD_SOCKET, else ${DEFAULT_QUBESD_SOCKET}; qrx extension)`,
+    "qubesd (admin service) socket for DisposableVMs and autostart; empty: none " +
+      `(default $QRX_QUBESD_SOCKET, else ${DEFAULT_QUBESD_SOCKET}; qrx extension)`,
   )
   .option(
     "--stats-file <path>",
@@ -140,7 +142,9 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
       if (done) break;
       text += new TextDecoder().decode(value);
     }
-  } catch {}
+  } catch {
+    // The child's stdout broke off: what was read so far is the answer.
+  }
   reader.releaseLock();
   return text;
 }
@@ -156,7 +160,9 @@ function openLog(): string {
       const path = join(dir, `qrexec.${name}.log`);
       openSync(path, "a");
       return path;
-    } catch {}
+    } catch {
+      // Not writable here: try the next candidate.
+    }
   }
   die(PROGRAM, `cannot open a log file in ${candidates.join(" or ")}`, 1);
 }

@@ -1,5 +1,6 @@
 // qrexec-policy-daemon [--socket PATH] [--policy-dir DIR]... [--legacy-dir DIR] [--domains FILE]
-//                      [--ask-program CMD] [--no-tty] [--eval-simple-socket PATH] [--eval-gui-socket PATH]
+//                      [--ask-program CMD] [--no-tty] [--eval-simple-socket PATH]
+//                      [--eval-gui-socket PATH]
 // Answers upstream's policy socket (§7.4, §11.3) and reloads when policy files change.
 import { Command } from "commander";
 import { mkdirSync } from "node:fs";
@@ -26,7 +27,8 @@ const program = addPolicySourceOptions(
 )
   .option(
     "--ask-program <cmd>",
-    "answers ask rules (sh -c CMD; question as JSON on stdin and QRX_ASK_* variables; prints the target, or nothing to deny)",
+    "answers ask rules (sh -c CMD; question as JSON on stdin and " +
+      "QRX_ASK_* variables; prints the target, or nothing to deny)",
   )
   .option(
     "--ask-queue <dir>",
@@ -35,7 +37,8 @@ const program = addPolicySourceOptions(
   .option("--no-tty", "never prompt on the terminal for ask rules")
   .option(
     "--eval-simple-socket <path>",
-    "also serve dom0's socket service policy.EvalSimple here (e.g. /etc/qubes-rpc/policy.EvalSimple)",
+    "also serve dom0's socket service policy.EvalSimple " +
+      "here (e.g. /etc/qubes-rpc/policy.EvalSimple)",
   )
   .option(
     "--eval-gui-socket <path>",

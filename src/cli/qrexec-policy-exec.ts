@@ -73,8 +73,8 @@ const positional = program.args;
 if (positional.length !== 3 && positional.length !== 5) {
   program.error(`${PROGRAM}: expected 3 arguments (or the legacy 5), got ${positional.length}`);
 }
-const legacy: LegacyCall | null =
-  positional.length === 5 ? { domainId: positional[0]!, ident: positional[4]! } : null;
+const [domainId = "", , , , ident = ""] = positional;
+const legacy: LegacyCall | null = positional.length === 5 ? { domainId, ident } : null;
 const request = legacy === null ? positional : positional.slice(1, 4);
 const [source, target, service] = request as [string, string, string];
 const log = logger(PROGRAM);

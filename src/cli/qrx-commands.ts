@@ -84,7 +84,8 @@ bench
 bench
   .command("call")
   .description(
-    "whole qrexec calls in a lab of processes: 1 GiB each way beside a 3-hop pipe, and call latency",
+    "whole qrexec calls in a lab of processes: 1 GiB " +
+      "each way beside a 3-hop pipe, and call latency",
   )
   .option("--json", "print JSON rows instead of a table")
   .option("--bytes <size>", "bytes moved per throughput row", parseSize, parseSize("1G"))
@@ -117,7 +118,8 @@ bench
 bench
   .command("sweep")
   .description(
-    "call throughput and CPU per GiB for every vchan ring size, direction and concurrency, in a lab, beside a 3-hop pipe",
+    "call throughput and CPU per GiB for every vchan ring size, " +
+      "direction and concurrency, in a lab, beside a 3-hop pipe",
   )
   .option(
     "--sizes <list>",
@@ -164,7 +166,9 @@ bench
   )
   .addHelpText(
     "after",
-    "\nExamples:\n  qrx bench sweep --plot sweep.svg\n  qrx bench sweep --sizes 1K,4K,64K --direction to-service --concurrency 1 --bytes 64M --json rows.json\n",
+    "\nExamples:\n  qrx bench sweep --plot sweep.svg\n" +
+      "  qrx bench sweep --sizes 1K,4K,64K --direction " +
+      "to-service --concurrency 1 --bytes 64M --json rows.json\n",
   )
   .action(async (options: SweepCommandOptions) => {
     const { runSweep, printSweep, writeSweepOutputs } = await import("../bench/sweep.ts");
@@ -184,7 +188,8 @@ bench
 bench
   .command("dispvm")
   .description(
-    "DisposableVM create, start, kill and a whole $dispvm call in the default lab, beside a call to a running VM",
+    "DisposableVM create, start, kill and a whole $dispvm " +
+      "call in the default lab, beside a call to a running VM",
   )
   .option("--json", "print JSON rows {name, medianMs, p90Ms, samples} instead of a table")
   .option(
@@ -200,7 +205,8 @@ bench
   )
   .addHelpText(
     "after",
-    "\nTarget: create <= 200 ms.\n\nExamples:\n  qrx bench dispvm\n  qrx bench dispvm --json --samples 50\n",
+    "\nTarget: create <= 200 ms.\n\nExamples:\n  qrx bench dispvm\n" +
+      "  qrx bench dispvm --json --samples 50\n",
   )
   .action(async (options: { json?: boolean; samples: number }) => {
     const { runDispvmBench, printDispvmBench } = await import("../bench/dispvm.ts");
@@ -212,7 +218,8 @@ bench
 bench
   .command("copy")
   .description(
-    "qvm-copy from work to vault in a lab: one big file and many small ones, beside a tar | cat | cat | tar pipeline",
+    "qvm-copy from work to vault in a lab: one big file and " +
+      "many small ones, beside a tar | cat | cat | tar pipeline",
   )
   .option(
     "--json",
@@ -233,7 +240,8 @@ bench
   .option("--file-size <size>", "size of each small file", parseSize, parseSize("4K"))
   .addHelpText(
     "after",
-    "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\nExamples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n",
+    "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\n" +
+      "Examples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n",
   )
   .action(async (options: { json?: boolean; bytes: number; files: number; fileSize: number }) => {
     const { runCopyBench, printCopyBench } = await import("../bench/copy.ts");
@@ -296,7 +304,8 @@ bench
 program
   .command("demo")
   .description(
-    "bring up the default lab in a fresh directory, make calls as a user would (allowed, denied, DisposableVM, a large transfer), take it down",
+    "bring up the default lab in a fresh directory, make calls as a user " +
+      "would (allowed, denied, DisposableVM, a large transfer), take it down",
   )
   .option("--bytes <size>", "size of the large transfer", parseSize, parseSize("1G"))
   .option("--dir <dir>", "lab state directory (default: a new temporary one, removed afterwards)")

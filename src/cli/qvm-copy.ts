@@ -1,7 +1,8 @@
 // qvm-copy, qvm-move, qvm-copy-to-vm, qvm-move-to-vm (spec §5): one program, four names (the
 // launchers in bin/ set QRX_PROGRAM_NAME). Checks the sources, picks qubes.Filecopy or
 // qubes.Filecopy+allow-all-names, and runs
-//   qrexec-client-vm --filter-escape-chars-stderr -- TARGET SERVICE qfile-agent [--ignore-symlinks] -- SOURCES
+// qrexec-client-vm --filter-escape-chars-stderr -- TARGET SERVICE qfile-agent [--ignore-symlinks]
+// -- SOURCES
 // with TARGET @default (dom0's policy picks or asks) or the given VM. A move deletes the sources
 // only once the receiver reported success, which it does only after syncing them to disk.
 import { rmSync } from "node:fs";
@@ -14,15 +15,21 @@ const name =
 const move = name.startsWith("qvm-move");
 const toVm = name.endsWith("-to-vm");
 
+const ANY_QUBE = "a qube that dom0's policy picks or asks you for (target @default)";
+const MOVED = "; the sources are deleted once the receiver has them on disk";
+
 function usage(code: number): never {
   const target = toVm ? "VM " : "";
   const what = move ? "Move" : "Copy";
-  const text = `usage: ${name} [--with-progress|--without-progress] [--ignore-symlinks|--no-ignore-symlinks] [--] ${target}FILE...
+  const text =
+    `usage: ${name} [--with-progress|--without-progress] ` +
+    `[--ignore-symlinks|--no-ignore-symlinks] [--] ${target}FILE...
 
-${what} files to ${toVm ? "VM" : "a qube that dom0's policy picks or asks you for (target @default)"}${move ? "; the sources are deleted once the receiver has them on disk" : ""}.
+${what} files to ${toVm ? "VM" : ANY_QUBE}${move ? MOVED : ""}.
 Files arrive in ~/QubesIncoming/<this qube> of the target.
 
-  --with-progress       show progress (the default on a terminal): bytes, rate, ETA, then what was sent
+  --with-progress       show progress (the default on a terminal): ` +
+    `bytes, rate, ETA, then what was sent
   --without-progress    print only errors
   --ignore-symlinks     leave symbolic links out
   --no-ignore-symlinks  copy symbolic links (the default; they must point inside what is copied)
@@ -104,7 +111,8 @@ async function copy(): Promise<void> {
       } catch (error) {
         writeText(
           2,
-          `${name}: copied, but cannot remove ${source}: ${error instanceof Error ? error.message : String(error)}\n`,
+          `${name}: copied, but cannot remove ${source}: ` +
+            `${error instanceof Error ? error.message : String(error)}\n`,
         );
         process.exit(1);
       }

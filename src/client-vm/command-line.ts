@@ -10,7 +10,9 @@ import type { ClientVmCall } from "./client-vm.ts";
 
 const INT_MAX = 0x7fff_ffff;
 
-/** C `strtoul(text, &end, 0)` with upstream's checks: a leading digit, nothing after, <= INT_MAX. */
+/**
+ * C `strtoul(text, &end, 0)` with upstream's checks: a leading digit, nothing after, <= INT_MAX.
+ */
 export function parseBufferSize(text: string): number | null {
   if (!/^[0-9]/.test(text)) return null;
   const match = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(text);
@@ -108,9 +110,9 @@ export function parseFast(args: string[], defaultAgentSocket: string): ClientVmC
     if ((key === "prefixData" || key === "sourceQube") && options[key] !== undefined) return null;
     options[key] = value;
   }
-  const operands = args.slice(index);
-  if (operands.length < 2) return null;
-  return { target: operands[0]!, service: operands[1]!, local: operands.slice(2), options };
+  const [target, service, ...local] = args.slice(index);
+  if (target === undefined || service === undefined) return null;
+  return { target, service, local, options };
 }
 
 /** Linux's major number of the memory devices (/dev/null, /dev/zero, /dev/urandom, ...). */

@@ -362,11 +362,13 @@ async function forwardedTrigger(
   const want = triggerTypeFor(version);
   check(
     trigger.type === want,
-    `${typeName(trigger.type)} forwarded at control version ${version}; a daemon at that version accepts only ${typeName(want)} (§3.2)`,
+    `${typeName(trigger.type)} forwarded at control version ${version}; ` +
+      `a daemon at that version accepts only ${typeName(want)} (§3.2)`,
   );
   check(
     trigger.target === "vault" && trigger.service === service,
-    `forwarded target ${JSON.stringify(trigger.target)}, service ${JSON.stringify(trigger.service)}; the client sent "vault", ${JSON.stringify(service)}`,
+    `forwarded target ${JSON.stringify(trigger.target)}, service ` +
+      `${JSON.stringify(trigger.service)}; the client sent "vault", ${JSON.stringify(service)}`,
   );
   const problem = identProblem(trigger.ident);
   check(problem === null, `${problem} (§3.5)`);
@@ -387,7 +389,10 @@ async function versionCase(
     reply === null,
     `the client got ${reply?.length} byte(s) after SERVICE_REFUSED instead of EOF`,
   );
-  return `agent HELLO ${agentVersion}, dom0 HELLO ${version}: trigger forwarded as ${typeName(trigger.type)}; REFUSED closed the client`;
+  return (
+    `agent HELLO ${agentVersion}, dom0 HELLO ${version}: trigger ` +
+    `forwarded as ${typeName(trigger.type)}; REFUSED closed the client`
+  );
 }
 
 /** The agent dropped something hostile: it either goes on serving, or exits cleanly (no signal). */
@@ -418,7 +423,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§4.2",
     checks:
-      "The agent, as the control vchan server, sends HELLO at once with version 4, and serves at the negotiated 4.",
+      "The agent, as the control vchan server, sends HELLO " +
+      "at once with version 4, and serves at the negotiated 4.",
     expected:
       "HELLO 4 from the agent before dom0 sends anything; a call served after dom0's HELLO 4",
     async run(f, context) {
@@ -432,9 +438,11 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§4.2, §3.2, §15.1",
     checks:
-      "With a v3 daemon (min rule: 3), a client's trigger reaches dom0 as TRIGGER_SERVICE3, the only trigger a v3 daemon accepts.",
+      "With a v3 daemon (min rule: 3), a client's trigger reaches " +
+      "dom0 as TRIGGER_SERVICE3, the only trigger a v3 daemon accepts.",
     expected:
-      "TRIGGER_SERVICE3 with the client's target and service, a valid ident; REFUSED closes the client",
+      "TRIGGER_SERVICE3 with the client's target and " +
+      "service, a valid ident; REFUSED closes the client",
     run: (f, context) => versionCase(f, context, 3),
   },
   {
@@ -451,7 +459,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§4.2, §3.4",
     checks:
-      "A data vchan whose caller says HELLO 2 gets data chunks of at most 4096 bytes (MAX_DATA_CHUNK_V2).",
+      "A data vchan whose caller says HELLO 2 gets data " +
+      "chunks of at most 4096 bytes (MAX_DATA_CHUNK_V2).",
     expected: "20000 bytes of stdout in chunks of ≤ 4096, both EOFs, EXIT_CODE 0 last",
     async run(f, context) {
       await handshake(f);
@@ -472,7 +481,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     checks:
       "A daemon HELLO with version 1 (below the minimum 2) is fatal for the control connection.",
     expected:
-      "the agent closes the control vchan (and exits, or offers a new one) without serving, no crash",
+      "the agent closes the control vchan (and exits, " +
+      "or offers a new one) without serving, no crash",
     async run(f, context) {
       check(f.agentHello !== null, `no HELLO from the agent: ${f.helloError}`);
       f.ctl.sendHello(1);
@@ -492,7 +502,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§2.3, §6.3",
     checks:
-      "EXEC_CMDLINE runs the service with the caller's stdin; stdout data, one EOF per stream, EXIT_CODE 0 last; CONNECTION_TERMINATED{0, port} on the control vchan.",
+      "EXEC_CMDLINE runs the service with the caller's stdin; stdout data, one EOF per " +
+      "stream, EXIT_CODE 0 last; CONNECTION_TERMINATED{0, port} on the control vchan.",
     expected:
       'STDOUT "33\\n", STDOUT EOF, STDERR EOF, EXIT_CODE 0 last; CONNECTION_TERMINATED{0, port}',
     async run(f, context) {
@@ -537,7 +548,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§3.6, §5.2, §8",
     checks:
-      "A command that does not parse (QUBESRPC without its space) gives both EOFs and EXIT_CODE 125.",
+      "A command that does not parse (QUBESRPC without " +
+      "its space) gives both EOFs and EXIT_CODE 125.",
     expected: "STDOUT EOF, STDERR EOF, EXIT_CODE 125",
     async run(f, context) {
       await handshake(f);
@@ -552,7 +564,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§5.3, §8",
     checks:
-      "A service file that exists but is not executable gives EXIT_CODE 125 (exists, cannot be run).",
+      "A service file that exists but is not executable " +
+      "gives EXIT_CODE 125 (exists, cannot be run).",
     expected: "STDOUT EOF, STDERR EOF, EXIT_CODE 125",
     async run(f, context) {
       await handshake(f);
@@ -604,7 +617,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§6.3, §13.3",
     checks:
-      "A service that closes stdout early, writes stderr later and exits 4: STDOUT EOF once, stderr data, STDERR EOF once, EXIT_CODE 4 only after both EOFs.",
+      "A service that closes stdout early, writes stderr later and exits 4: STDOUT " +
+      "EOF once, stderr data, STDERR EOF once, EXIT_CODE 4 only after both EOFs.",
     expected: 'STDOUT "out\\n", STDOUT EOF, STDERR "late\\n", STDERR EOF, EXIT_CODE 4 last',
     async run(f, context) {
       await handshake(f);
@@ -620,7 +634,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§6.3",
     checks:
-      "The service side does not wait for stdin EOF: a service that exits at once gets its EXIT_CODE out while the caller never closes stdin.",
+      "The service side does not wait for stdin EOF: a service that exits " +
+      "at once gets its EXIT_CODE out while the caller never closes stdin.",
     expected: "STDOUT EOF, STDERR EOF, EXIT_CODE 0 with no STDIN EOF sent",
     async run(f, context) {
       await handshake(f);
@@ -635,7 +650,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§6.2 step 8, §6.8",
     checks:
-      "4 MiB of stdin to a service that reads nothing for 1 s: the agent buffers or throttles (never drops, never dies) and the service counts every byte.",
+      "4 MiB of stdin to a service that reads nothing for 1 s: the agent buffers " +
+      "or throttles (never drops, never dies) and the service counts every byte.",
     expected: 'STDOUT "4194304\\n", both EOFs, EXIT_CODE 0',
     async run(f, context) {
       await handshake(f);
@@ -652,7 +668,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§6.2 step 9, §6.8",
     checks:
-      "8 MiB of stdout while the caller reads nothing for 1 s: chunks sized by buffer space, within the v3 limit, nothing lost.",
+      "8 MiB of stdout while the caller reads nothing for 1 s: chunks " +
+      "sized by buffer space, within the v3 limit, nothing lost.",
     expected: "8388608 bytes of STDOUT in chunks of ≤ 65536, both EOFs, EXIT_CODE 0",
     async run(f, context) {
       await handshake(f);
@@ -676,7 +693,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§3.4, §6.2 step 9, §14 bug 1",
     checks:
-      "A service's single 200000-byte write goes out as several chunks, each header carrying its own length ≤ 65536.",
+      "A service's single 200000-byte write goes out as several " +
+      "chunks, each header carrying its own length ≤ 65536.",
     expected: "200000 bytes of STDOUT in chunks of ≤ 65536, both EOFs, EXIT_CODE 0",
     async run(f, context) {
       await handshake(f);
@@ -691,7 +709,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§3.4, §6.2 step 8.2",
     checks:
-      "A STDIN header announcing 65537 bytes (> MAX_DATA_CHUNK_V3) is fatal for that call: the data vchan closes, CONNECTION_TERMINATED follows, the agent serves on.",
+      "A STDIN header announcing 65537 bytes (> MAX_DATA_CHUNK_V3) is fatal for that " +
+      "call: the data vchan closes, CONNECTION_TERMINATED follows, the agent serves on.",
     expected: "data vchan closed without hanging; CONNECTION_TERMINATED; a following call served",
     async run(f, context) {
       await handshake(f);
@@ -725,7 +744,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§5.1, §14",
     checks:
-      "An unknown control message type is rejected: upstream exits(1), Mirage ignores it; either is fine, a hang or a crash is not.",
+      "An unknown control message type is rejected: upstream exits(1), " +
+      "Mirage ignores it; either is fine, a hang or a crash is not.",
     expected: "the message ignored and calls served, or the control vchan closed and a clean exit",
     async run(f, context) {
       await handshake(f);
@@ -738,7 +758,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§5.1, §3.3",
     checks:
-      "An EXEC_CMDLINE of 4 bytes (shorter than exec_params) is rejected without a crash or a hang.",
+      "An EXEC_CMDLINE of 4 bytes (shorter than " +
+      "exec_params) is rejected without a crash or a hang.",
     expected: "the message dropped and calls served, or the control vchan closed and a clean exit",
     async run(f, context) {
       await handshake(f);
@@ -751,9 +772,12 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§2.1 steps 1-2, §3.5, §15.1",
     checks:
-      "A client's TRIGGER_SERVICE4 is forwarded (at the negotiated version) with its target and service, a valid ident of the agent's choosing; SERVICE_REFUSED closes the client with no bytes.",
+      "A client's TRIGGER_SERVICE4 is forwarded (at the negotiated " +
+      "version) with its target and service, a valid ident of the " +
+      "agent's choosing; SERVICE_REFUSED closes the client with no bytes.",
     expected:
-      "TRIGGER_SERVICE4 {target vault, service test.Add, valid ident}; client reads EOF after REFUSED",
+      "TRIGGER_SERVICE4 {target vault, service test.Add, " +
+      "valid ident}; client reads EOF after REFUSED",
     async run(f, context) {
       return versionCase(f, context, 4);
     },
@@ -763,7 +787,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§2.1 step 5, §5.1",
     checks:
-      "SERVICE_CONNECT for a waiting client hands it the raw 8-byte exec_params; when the client closes, CONNECTION_TERMINATED{domain, port} goes to dom0.",
+      "SERVICE_CONNECT for a waiting client hands it the raw 8-byte exec_params; " +
+      "when the client closes, CONNECTION_TERMINATED{domain, port} goes to dom0.",
     expected:
       "client reads exec_params {7, 700}; CONNECTION_TERMINATED{7, 700} after the client closes",
     async run(f, context) {
@@ -798,7 +823,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§2.1 step 2",
     checks:
-      "A client that sends a TRIGGER_SERVICE3 (not 4) on the trigger socket is closed and nothing is forwarded; a good client after it is forwarded.",
+      "A client that sends a TRIGGER_SERVICE3 (not 4) on the trigger socket " +
+      "is closed and nothing is forwarded; a good client after it is forwarded.",
     expected: "the bad client closed, nothing forwarded for it; the next trigger forwarded",
     async run(f, context) {
       const version = await handshake(f);
@@ -823,7 +849,8 @@ export const AGENT_CASES: Case<AgentFixture>[] = [
     role: "agent",
     spec: "§6.9",
     checks:
-      "The caller closes the data vchan mid-call: the agent ends the call (the service sees EOF) and reports CONNECTION_TERMINATED.",
+      "The caller closes the data vchan mid-call: the agent ends the " +
+      "call (the service sees EOF) and reports CONNECTION_TERMINATED.",
     expected: "CONNECTION_TERMINATED{0, port} after the caller vanished; a following call served",
     async run(f, context) {
       await handshake(f);

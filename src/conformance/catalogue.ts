@@ -36,13 +36,17 @@ export const PROFILES: Record<string, Profile> = {
       {
         role: "agent",
         case: "*",
-        note: "every chunk header carries the total remaining length (§14 bug 1, QRX_MIRAGE_BUGS=chunk-length)",
+        note:
+          "every chunk header carries the total remaining " +
+          "length (§14 bug 1, QRX_MIRAGE_BUGS=chunk-length)",
         when: / — STDOUT header announces \d+ bytes, over the chunk limit/,
       },
       {
         role: "agent",
         case: "*",
-        note: "TRIGGER3 carries the request id in the service-name field (§14 bug 2, QRX_MIRAGE_BUGS=trigger3-ident)",
+        note:
+          "TRIGGER3 carries the request id in the service-name " +
+          "field (§14 bug 2, QRX_MIRAGE_BUGS=trigger3-ident)",
         when: /service "MIRAGE\d*"/,
       },
     ],

@@ -102,7 +102,8 @@ async function launch(
     trigger = await within(50, accepted);
     if (trigger === "timeout" && !f.prog.running)
       throw new CaseFailure(
-        `the client ${f.prog.status()} without connecting to the agent socket; stderr: ${f.prog.log().trim().slice(-300)}`,
+        `the client ${f.prog.status()} without connecting to the ` +
+          `agent socket; stderr: ${f.prog.log().trim().slice(-300)}`,
       );
   }
   f.own(trigger);
@@ -124,7 +125,10 @@ interface Call {
   version: number;
 }
 
-/** Allows the call: exec_params on the trigger socket, then the kit connects the data vchan as the target. */
+/**
+ * Allows the call: exec_params on the trigger socket, then the kit connects the data vchan as the
+ * target.
+ */
 async function allow(
   f: ClientVmFixture,
   context: CaseContext,
@@ -159,9 +163,7 @@ async function exitOf(f: ClientVmFixture, context: CaseContext, ms = 5000): Prom
 }
 
 /** Every message the client sends until it closes (it is the caller: STDIN only). */
-async function callerMessages(
-  data: RawPeer,
-): Promise<{
+async function callerMessages(data: RawPeer): Promise<{
   messages: RawMessage[];
   stdin: string;
   eofs: number;
@@ -243,7 +245,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§2.1 step 1, §3.3, §10",
     checks:
-      "The client sends TRIGGER_SERVICE4 with len = 160 + name + 1: empty source, the target with '$' turned into '@', request_id \"SOCKET\", the service and one NUL.",
+      "The client sends TRIGGER_SERVICE4 with len = 160 + name + 1: empty source, the " +
+      "target with '$' turned into '@', request_id \"SOCKET\", the service and one NUL.",
     expected: 'TRIGGER_SERVICE4 {source "", target "@dispvm", ident "SOCKET", "test.Add+arg\\0"}',
     async run(f, context) {
       const { trigger, message } = await launch(f, context, {
@@ -259,7 +262,10 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
         `payload of ${message.payload.length} bytes`,
       );
       const t = decodeTrigger4(message.payload);
-      const seen = `source ${JSON.stringify(fieldText(t.source))}, target ${JSON.stringify(fieldText(t.target))}, ident ${JSON.stringify(fieldText(t.ident))}, service ${JSON.stringify(text(t.service))}`;
+      const seen =
+        `source ${JSON.stringify(fieldText(t.source))}, target ` +
+        `${JSON.stringify(fieldText(t.target))}, ident ` +
+        `${JSON.stringify(fieldText(t.ident))}, service ${JSON.stringify(text(t.service))}`;
       check(
         fieldText(t.source) === "" &&
           fieldText(t.target) === "@dispvm" &&
@@ -277,7 +283,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§2.1 step 9, §8, §10 step 2-3",
     checks:
-      'The agent closes the trigger socket without a reply: "Request refused" on stderr, exit 126, and the local program never starts.',
+      'The agent closes the trigger socket without a reply: "Request ' +
+      'refused" on stderr, exit 126, and the local program never starts.',
     expected: 'exit 126, stderr "Request refused", the local program not run',
     async run(f, context) {
       const marker = join(f.dir, "local-program-ran");
@@ -285,7 +292,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
       trigger.close();
       const exit = await exitOf(f, context);
       const stderr = f.prog.log();
-      const seen = `exit ${exit}, stderr ${JSON.stringify(stderr.trim().slice(-80))}${existsSync(marker) ? ", the local program ran" : ""}`;
+      const ran = existsSync(marker) ? ", the local program ran" : "";
+      const seen = `exit ${exit}, stderr ${JSON.stringify(stderr.trim().slice(-80))}${ran}`;
       check(exit === 126 && /Request refused/.test(stderr) && !existsSync(marker), seen);
       return seen;
     },
@@ -311,7 +319,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§4.2, §3.4",
     checks:
-      "With a service side that says HELLO 2, 20000 bytes of stdin go out in STDIN chunks of at most 4096 bytes.",
+      "With a service side that says HELLO 2, 20000 bytes " +
+      "of stdin go out in STDIN chunks of at most 4096 bytes.",
     expected: "20000 bytes of STDIN in chunks of ≤ 4096, one STDIN EOF",
     async run(f, context) {
       const call = await allow(f, context, { stdin: bytes("y".repeat(20000)) }, 2);
@@ -339,7 +348,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§6.1, §6.2 step 9, §13.8",
     checks:
-      "The client's stdin goes out as STDIN data and one STDIN EOF; a caller never sends STDOUT, STDERR or EXIT_CODE.",
+      "The client's stdin goes out as STDIN data and one STDIN " +
+      "EOF; a caller never sends STDOUT, STDERR or EXIT_CODE.",
     expected: 'STDIN "abc", STDIN EOF and nothing else; exit 0',
     async run(f, context) {
       const call = await allow(f, context, { stdin: bytes("abc") });
@@ -427,7 +437,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§8, §13.2",
     checks:
-      "With a local program: remote 0 and the local program exiting 3 gives exit 3 (a failed local program must not look like success).",
+      "With a local program: remote 0 and the local program exiting 3 " +
+      "gives exit 3 (a failed local program must not look like success).",
     expected: "exit 3",
     async run(f, context) {
       const call = await allow(f, context, { local: ["/bin/sh", "-c", "cat >/dev/null; exit 3"] });
@@ -443,14 +454,17 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§6.2 step 8.3, §6.3",
     checks:
-      "EXIT_CODE from the service ends the call although the client's stdin is still open: the client sends its STDIN EOF and exits with the code.",
+      "EXIT_CODE from the service ends the call although the client's stdin " +
+      "is still open: the client sends its STDIN EOF and exits with the code.",
     expected: "STDIN EOF sent after EXIT_CODE; exit 6",
     async run(f, context) {
       const call = await allow(f, context, { stdin: "pipe" });
       finish(call, 6);
       const exit = await exitOf(f, context);
       const rest = await within(1000, callerMessages(call.data));
-      const seen = `${rest === "timeout" ? "data vchan still open" : summarize(rest.messages)}; exit ${exit}`;
+      const seen =
+        `${rest === "timeout" ? "data vchan still open" : summarize(rest.messages)}; ` +
+        `exit ${exit}`;
       check(exit === 6 && rest !== "timeout" && rest.eofs === 1, seen);
       return seen;
     },
@@ -460,7 +474,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§6.2 step 8, §6.8",
     checks:
-      "8 MiB of STDOUT while whoever reads the client's stdout waits 1 s: the client buffers or throttles, loses nothing and exits with the code.",
+      "8 MiB of STDOUT while whoever reads the client's stdout waits 1 s: " +
+      "the client buffers or throttles, loses nothing and exits with the code.",
     expected: "8388608 bytes on stdout, exit 0",
     async run(f, context) {
       const call = await allow(f, context, { stdoutDelayMs: 1000 });
@@ -482,7 +497,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§14, §6.2 step 3",
     checks:
-      "A service side that never sends STDERR EOF (mirage-qubes) and keeps the vchan open: the client still ends at EXIT_CODE.",
+      "A service side that never sends STDERR EOF (mirage-qubes) " +
+      "and keeps the vchan open: the client still ends at EXIT_CODE.",
     expected: "exit 0 within 5 s without a STDERR EOF",
     async run(f, context) {
       const call = await allow(f, context);
@@ -539,7 +555,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§6.9",
     checks:
-      "The service side vanishes right after the HELLO exchange: the client notices and exits 255 (no status).",
+      "The service side vanishes right after the HELLO " +
+      "exchange: the client notices and exits 255 (no status).",
     expected: "exit 255",
     run: (f, context) =>
       failsWith(
@@ -555,7 +572,8 @@ export const CLIENT_VM_CASES: Case<ClientVmFixture>[] = [
     role: "client-vm",
     spec: "§3.4, §6.2 step 8.2",
     checks:
-      "A STDOUT header announcing 65537 bytes is fatal: the client exits 1 at once (no hang, no crash).",
+      "A STDOUT header announcing 65537 bytes is fatal: " +
+      "the client exits 1 at once (no hang, no crash).",
     expected: "exit 1",
     run: (f, context) =>
       failsWith(

@@ -50,7 +50,9 @@ const OTHER_NAME = "othervm";
 
 const ALLOW_DOM0 =
   "result=allow\nuser=DEFAULT\ntarget=dom0\nautostart=False\nrequested_target=dom0\n";
-const ALLOW_OTHER = `result=allow\nuser=DEFAULT\ntarget=${OTHER_NAME}\nautostart=False\nrequested_target=${OTHER_NAME}\n`;
+const ALLOW_OTHER =
+  `result=allow\nuser=DEFAULT\ntarget=${OTHER_NAME}\nautostart=False\n` +
+  `requested_target=${OTHER_NAME}\n`;
 
 /** service_and_arg → the policy's answer; anything else is denied. */
 const POLICY: Record<string, string> = {
@@ -299,18 +301,22 @@ async function expectRefused(
   );
   check(
     message.payload.every((b, i) => b === rawIdent[i]),
-    `SERVICE_REFUSED carries ident ${JSON.stringify(fieldText(message.payload))}, not the raw 32 bytes sent`,
+    `SERVICE_REFUSED carries ident ` +
+      `${JSON.stringify(fieldText(message.payload))}, not the raw 32 bytes sent`,
   );
   return `SERVICE_REFUSED with the raw ident for ${what}`;
 }
 
-/** The daemon closes the control vchan after something hostile: then exits cleanly or reconnects. */
+/**
+ * The daemon closes the control vchan after something hostile: then exits cleanly or reconnects.
+ */
 async function dropsAgent(f: DaemonFixture, context: CaseContext, what: string): Promise<string> {
   context.step(`waiting for the daemon to drop the agent after ${what}`);
   const ended = await within(5000, f.messages.whenEnded());
   check(
     ended !== "timeout",
-    `the daemon kept the control vchan open 5 s after ${what} (received: ${summarize(f.messages.all)})`,
+    `the daemon kept the control vchan open 5 s after ` +
+      `${what} (received: ${summarize(f.messages.all)})`,
   );
   return `${what}: control vchan closed; ${await reconnectsOrExits(f, context)}`;
 }
@@ -366,7 +372,8 @@ async function clientExec(
   const params = decodeExecParams(reply.payload);
   check(
     params.connectDomain === VM_DOMAIN,
-    `reply {${params.connectDomain}, ${params.connectPort}}: the domain must be the VM's (${VM_DOMAIN})`,
+    `reply {${params.connectDomain}, ${params.connectPort}}: ` +
+      `the domain must be the VM's (${VM_DOMAIN})`,
   );
   check(
     params.connectPort >= C.DATA_PORT_MIN && params.connectPort <= C.DATA_PORT_MAX,
@@ -433,7 +440,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§4.2",
     checks:
-      "The daemon (control vchan client) answers the agent's HELLO 4 with HELLO 4 and creates its socket.",
+      "The daemon (control vchan client) answers the " +
+      "agent's HELLO 4 with HELLO 4 and creates its socket.",
     expected: "HELLO 4 after the agent's; the daemon socket qrexec.<domid> appears",
     async run(f, context) {
       const version = await handshake(f, context, 4);
@@ -453,7 +461,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       check(version === 3, `the daemon answered HELLO 3 with HELLO ${version}`);
       const payload = encodeTrigger3({ target: "dom0", ident: "SOCKET3", service: "test.Denied" });
       f.ctl.send(C.MSG_TRIGGER_SERVICE3, payload);
-      return `HELLO 3; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE3", payload.subarray(64, 96))}`;
+      const ident = payload.subarray(64, 96);
+      return `HELLO 3; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE3", ident)}`;
     },
   },
   {
@@ -467,7 +476,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       check(version === 2, `the daemon answered HELLO 2 with HELLO ${version}`);
       const payload = encodeTriggerV2({ service: "test.Denied", target: "dom0", ident: "SOCKET2" });
       f.ctl.send(C.MSG_TRIGGER_SERVICE, payload);
-      return `HELLO 2; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE", payload.subarray(96, 128))}`;
+      const ident = payload.subarray(96, 128);
+      return `HELLO 2; ${await expectRefused(f, context, "a denied TRIGGER_SERVICE", ident)}`;
     },
   },
   {
@@ -475,7 +485,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§4.2",
     checks:
-      "An agent HELLO 1 (below the minimum 2) is refused: the daemon drops the control connection, then reconnects or exits, no crash.",
+      "An agent HELLO 1 (below the minimum 2) is refused: the daemon " +
+      "drops the control connection, then reconnects or exits, no crash.",
     expected: "control vchan closed; a reconnect or a clean exit",
     async run(f, context) {
       f.ctl.sendHello(1);
@@ -514,8 +525,12 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§2.3, §7.2",
     checks:
-      "A client's EXEC_CMDLINE{0,0}: reply {domid, P} with P in 513…768; forwarded as EXEC_CMDLINE{0, P} with DEFAULT: replaced by the default user; CONNECTION_TERMINATED for P closes the client.",
-    expected: `reply {${VM_DOMAIN}, P}; agent gets EXEC_CMDLINE{0, P, "${DEFAULT_USER}:QUBESRPC test.X dom0"}; client closed on release`,
+      "A client's EXEC_CMDLINE{0,0}: reply {domid, P} with P in 513…768; " +
+      "forwarded as EXEC_CMDLINE{0, P} with DEFAULT: replaced by the " +
+      "default user; CONNECTION_TERMINATED for P closes the client.",
+    expected:
+      `reply {${VM_DOMAIN}, P}; agent gets EXEC_CMDLINE{0, P, ` +
+      `"${DEFAULT_USER}:QUBESRPC test.X dom0"}; client closed on release`,
     async run(f, context) {
       await handshake(f, context);
       const { client, port, forwarded } = await clientExec(
@@ -530,7 +545,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
       const command = text(params.tail);
       check(
         params.connectDomain === 0 && params.connectPort === port,
-        `forwarded exec_params {${params.connectDomain}, ${params.connectPort}}, expected {0, ${port}}`,
+        `forwarded exec_params {${params.connectDomain}, ` +
+          `${params.connectPort}}, expected {0, ${port}}`,
       );
       check(
         command === `${DEFAULT_USER}:QUBESRPC test.X dom0\0`,
@@ -576,7 +592,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.5",
     checks:
-      "Ports for a peer with a higher domain id are even, for a lower one odd; the next one for a higher peer is higher.",
+      "Ports for a peer with a higher domain id are even, for a " +
+      "lower one odd; the next one for a higher peer is higher.",
     expected: "peer 43: even P1; peer 44: even P2 > P1; peer 7: odd",
     async run(f, context) {
       await handshake(f, context);
@@ -596,7 +613,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§2.1 steps 3-4, 9, §7.4",
     checks:
-      "A trigger the policy denies is answered with SERVICE_REFUSED carrying the request's ident, after asking the policy.",
+      "A trigger the policy denies is answered with SERVICE_REFUSED " +
+      "carrying the request's ident, after asking the policy.",
     expected: "the policy asked (testvm dom0 test.Denied); SERVICE_REFUSED{SOCKET11}",
     async run(f, context) {
       await handshake(f, context);
@@ -616,7 +634,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§3.5, §7.3, §13.12",
     checks:
-      "Invalid idents (a bad character; bytes after the NUL) are refused with the raw 32 bytes and never reach the policy.",
+      "Invalid idents (a bad character; bytes after the NUL) are " +
+      "refused with the raw 32 bytes and never reach the policy.",
     expected: "SERVICE_REFUSED with the unsanitized ident, twice; no policy query",
     async run(f, context) {
       await handshake(f, context);
@@ -642,7 +661,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.3, §13.12",
     checks:
-      "Service names that start with '+', contain a NUL or are empty are refused without a policy query.",
+      "Service names that start with '+', contain a NUL " +
+      "or are empty are refused without a policy query.",
     expected: 'SERVICE_REFUSED for each of "+arg", "a\\0b", ""; no policy query',
     async run(f, context) {
       await handshake(f, context);
@@ -669,9 +689,12 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§2.2, §6.2 step 1, §6.3",
     checks:
-      "An allowed call into dom0: SERVICE_CONNECT{0, P, ident}; the daemon's service side connects to the VM's data vchan, gets the caller's HELLO first, and sends the service's output, STDERR EOF (no stderr in dom0), STDOUT EOF, EXIT_CODE 0 last.",
+      "An allowed call into dom0: SERVICE_CONNECT{0, P, ident}; the daemon's service " +
+      "side connects to the VM's data vchan, gets the caller's HELLO first, and sends the " +
+      "service's output, STDERR EOF (no stderr in dom0), STDOUT EOF, EXIT_CODE 0 last.",
     expected:
-      'SERVICE_CONNECT{0, P, SOCKET12}; STDOUT "from dom0: testvm\\nping\\n", both EOFs, EXIT_CODE 0 last',
+      'SERVICE_CONNECT{0, P, SOCKET12}; STDOUT "from ' +
+      'dom0: testvm\\nping\\n", both EOFs, EXIT_CODE 0 last',
     run: (f, context) =>
       dom0Call(f, context, "test.Echo", [bytes("ping\n"), new Uint8Array(0)], {
         stdout: "from dom0: testvm\nping\n",
@@ -683,7 +706,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§2.2 step 5, §8",
     checks:
-      "An allowed call to a dom0 service that does not exist: both EOFs and EXIT_CODE 127 on the data vchan.",
+      "An allowed call to a dom0 service that does not " +
+      "exist: both EOFs and EXIT_CODE 127 on the data vchan.",
     expected: "SERVICE_CONNECT; STDOUT EOF, STDERR EOF, EXIT_CODE 127",
     run: (f, context) =>
       dom0Call(f, context, "test.Missing", [new Uint8Array(0)], { stdout: "", exitCode: 127 }),
@@ -702,8 +726,12 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§2.1 step 4, §2.5",
     checks:
-      'An allowed VM → VM call: the daemon asks the target\'s daemon (the kit, HELLO 3) with EXEC_CMDLINE{source, 0, "DEFAULT:QUBESRPC svc+ source"}, then sends SERVICE_CONNECT{target, P, ident} to the agent.',
-    expected: `target daemon gets EXEC_CMDLINE{${VM_DOMAIN}, 0, "DEFAULT:QUBESRPC test.Add+ ${VM_NAME}"}; agent gets SERVICE_CONNECT{${OTHER_DOMAIN}, 516, SOCKET21}`,
+      "An allowed VM → VM call: the daemon asks the target's daemon (the " +
+      'kit, HELLO 3) with EXEC_CMDLINE{source, 0, "DEFAULT:QUBESRPC svc+ ' +
+      'source"}, then sends SERVICE_CONNECT{target, P, ident} to the agent.',
+    expected:
+      `target daemon gets EXEC_CMDLINE{${VM_DOMAIN}, 0, "DEFAULT:QUBESRPC test.Add+ ` +
+      `${VM_NAME}"}; agent gets SERVICE_CONNECT{${OTHER_DOMAIN}, 516, SOCKET21}`,
     async run(f, context) {
       await handshake(f, context);
       await waitForSocket(f, context);
@@ -745,9 +773,13 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
         sc.connectDomain === OTHER_DOMAIN &&
           sc.connectPort === 516 &&
           fieldText(sc.ident) === "SOCKET21",
-        `SERVICE_CONNECT{${sc.connectDomain}, ${sc.connectPort}, ${JSON.stringify(fieldText(sc.ident))}}`,
+        `SERVICE_CONNECT{${sc.connectDomain}, ${sc.connectPort}, ` +
+          `${JSON.stringify(fieldText(sc.ident))}}`,
       );
-      return `target daemon got ${JSON.stringify(command)}; agent got SERVICE_CONNECT{${OTHER_DOMAIN}, 516, SOCKET21}`;
+      return (
+        `target daemon got ${JSON.stringify(command)}; agent ` +
+        `got SERVICE_CONNECT{${OTHER_DOMAIN}, 516, SOCKET21}`
+      );
     },
   },
   {
@@ -755,7 +787,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.2, §13.9",
     checks:
-      "A client's SERVICE_CONNECT whose ident matches no pending request is dropped; the daemon serves on.",
+      "A client's SERVICE_CONNECT whose ident matches no " +
+      "pending request is dropped; the daemon serves on.",
     expected: "that client closed, nothing sent to the agent; a following EXEC served",
     async run(f, context) {
       await handshake(f, context);
@@ -780,7 +813,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.2, §3.4",
     checks:
-      "A client header announcing 2 GiB is rejected at once (client dropped, no allocation, no wait); the daemon serves on.",
+      "A client header announcing 2 GiB is rejected at once (client " +
+      "dropped, no allocation, no wait); the daemon serves on.",
     expected: "that client closed; a following EXEC served",
     async run(f, context) {
       await handshake(f, context);
@@ -801,7 +835,9 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.3, §3.4",
     checks:
-      "A TRIGGER_SERVICE4 header announcing 2 GiB from the agent is a protocol error: the control vchan is dropped at once (upstream exits; reconnecting is fine), no crash, no hang.",
+      "A TRIGGER_SERVICE4 header announcing 2 GiB from the agent " +
+      "is a protocol error: the control vchan is dropped at once " +
+      "(upstream exits; reconnecting is fine), no crash, no hang.",
     expected: "control vchan closed; a reconnect or a clean exit",
     async run(f, context) {
       await handshake(f, context);
@@ -814,7 +850,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.3",
     checks:
-      "An unknown message type from the agent is a protocol error: the control vchan is dropped (upstream exits), no crash, no hang.",
+      "An unknown message type from the agent is a protocol error: the " +
+      "control vchan is dropped (upstream exits), no crash, no hang.",
     expected: "control vchan closed; a reconnect or a clean exit",
     async run(f, context) {
       await handshake(f, context);
@@ -827,7 +864,8 @@ export const DAEMON_CASES: Case<DaemonFixture>[] = [
     role: "daemon",
     spec: "§7.1 agent restart, §6.9",
     checks:
-      "The agent goes away: the daemon removes its socket, disconnects its clients, and reconnects to a new agent (or exits cleanly).",
+      "The agent goes away: the daemon removes its socket, disconnects " +
+      "its clients, and reconnects to a new agent (or exits cleanly).",
     expected: "the socket removed and a client dropped; a reconnect that serves, or a clean exit",
     async run(f, context) {
       await handshake(f, context);

@@ -71,12 +71,16 @@ export class BaseFixture {
     for (const peer of this.#peers) {
       try {
         peer.close();
-      } catch {}
+      } catch {
+        // Already closed: teardown only makes sure.
+      }
     }
     for (const stop of this.#listeners) {
       try {
         stop();
-      } catch {}
+      } catch {
+        // Already stopped: teardown only makes sure.
+      }
     }
     await this.program?.stop();
     this.scratch.remove();

@@ -14,9 +14,10 @@ export function shellQuote(word: string): string {
 
 /** `{NAME}` placeholders in the command, replaced by shell-quoted values. */
 export function expandPlaceholders(command: string, values: Record<string, string>): string {
-  return command.replace(/\{([A-Z_]+)\}/g, (whole, name: string) =>
-    name in values ? shellQuote(values[name]!) : whole,
-  );
+  return command.replace(/\{([A-Z_]+)\}/g, (whole, name: string) => {
+    const value = values[name];
+    return value === undefined ? whole : shellQuote(value);
+  });
 }
 
 export function hasPlaceholder(command: string, name: string): boolean {
@@ -63,7 +64,10 @@ export interface StartOptions {
   /** Arguments the kit adds after the command (already plain words; quoted here). */
   append?: string[];
   env: Record<string, string>;
-  /** Bytes are written and then stdin is closed; "pipe" keeps it open (the kit writes or never closes). */
+  /**
+   * Bytes are written and then stdin is closed; "pipe" keeps it open (the kit writes or never
+   * closes).
+   */
   stdin?: "ignore" | "pipe" | Uint8Array;
   stdout?: "ignore" | "pipe";
   /** Start reading its stdout only after this long (a slow reader). */
@@ -79,12 +83,12 @@ export class ProgramUnderTest {
   #stdout: Uint8Array[] = [];
   #stdoutDone: Promise<void> = Promise.resolve();
   exitCode: number | null = null;
-  signal: string | null = null;
+  signal: NodeJS.Signals | number | null = null;
   readonly exited: Promise<number>;
 
   constructor(options: StartOptions) {
     this.commandLine = [options.command, ...(options.append ?? []).map(shellQuote)].join(" ");
-    this.child = Bun.spawn(["/bin/sh", "-c", `exec ${this.commandLine}`], {
+    const child = Bun.spawn(["/bin/sh", "-c", `exec ${this.commandLine}`], {
       env: options.env,
       cwd: options.cwd,
       stdin: options.stdin ?? "ignore",
@@ -93,30 +97,35 @@ export class ProgramUnderTest {
       // Its own process group, so the end of a case stops whatever it started too.
       detached: true,
     }) as Subprocess<"pipe" | "ignore", "pipe" | "ignore", "pipe">;
+    this.child = child;
     const decoder = new TextDecoder();
     void (async () => {
       try {
-        for await (const chunk of this.child.stderr as ReadableStream<Uint8Array>) {
+        for await (const chunk of child.stderr as ReadableStream<Uint8Array>) {
           // Keep the last ~64 KiB: enough to explain a failure.
           this.#log.push(decoder.decode(chunk));
           this.#logBytes += chunk.length;
           while (this.#logBytes > 65536 && this.#log.length > 1)
             this.#logBytes -= this.#log.shift()!.length;
         }
-      } catch {}
+      } catch {
+        // The child's stderr broke off: the log keeps what was read.
+      }
     })();
     if (options.stdout === "pipe") {
       this.#stdoutDone = (async () => {
         if (options.stdoutDelayMs) await Bun.sleep(options.stdoutDelayMs);
         try {
-          for await (const chunk of this.child.stdout as ReadableStream<Uint8Array>)
+          for await (const chunk of child.stdout as ReadableStream<Uint8Array>)
             this.#stdout.push(chunk);
-        } catch {}
+        } catch {
+          // The child's stdout broke off: the case sees what was read.
+        }
       })();
     }
-    this.exited = this.child.exited.then((code) => {
+    this.exited = child.exited.then((code) => {
       this.exitCode = code;
-      this.signal = this.child.signalCode ?? null;
+      this.signal = child.signalCode ?? null;
       return code;
     });
   }
@@ -165,7 +174,9 @@ export class ProgramUnderTest {
     } catch {
       try {
         this.child.kill(signal);
-      } catch {}
+      } catch {
+        // Already gone.
+      }
     }
   }
 

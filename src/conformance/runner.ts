@@ -54,7 +54,8 @@ export function selectCases<F>(driver: RoleDriver<F>, names: string[] | undefine
   const unknown = names.filter((name) => !known.has(name));
   if (unknown.length > 0) {
     throw new Error(
-      `unknown case${unknown.length > 1 ? "s" : ""} for role ${driver.role}: ${unknown.join(", ")} (qrx conformance --role ${driver.role} --list)`,
+      `unknown case${unknown.length > 1 ? "s" : ""} for role ${driver.role}: ` +
+        `${unknown.join(", ")} (qrx conformance --role ${driver.role} --list)`,
     );
   }
   return driver.cases.filter((c) => names.includes(c.name));
@@ -68,6 +69,20 @@ export async function runCases<F>(driver: RoleDriver<F>, options: RunOptions = {
     options.onRow?.(row);
   }
   return rows;
+}
+
+/** The profile's note when this failure is a deviation it documents, else null. */
+function deviationNote(
+  profile: RunOptions["profile"],
+  role: string,
+  caseName: string,
+  seen: string,
+): string | null {
+  const deviation = profile?.deviations.find(
+    (d) =>
+      d.role === role && (d.case === caseName || d.case === "*") && (!d.when || d.when.test(seen)),
+  );
+  return profile && deviation ? `${profile.name}: ${deviation.note}` : null;
 }
 
 async function runOne<F>(
@@ -111,6 +126,7 @@ async function runOne<F>(
       step = "running";
       return testCase.run(fixture, context);
     })();
+    // The race below takes its outcome; this only keeps a late rejection from going unhandled.
     work.catch(() => {});
     const seen = await Promise.race([work, timeout]);
     result = { result: "pass", seen };
@@ -126,19 +142,13 @@ async function runOne<F>(
         if (diagnosis && (options.verboseFailures || error instanceof Timeout))
           seen += `; ${diagnosis}`;
       }
-      result = { result: "fail", seen };
-      const deviation = options.profile?.deviations.find(
-        (d) =>
-          d.role === driver.role &&
-          (d.case === testCase.name || d.case === "*") &&
-          (!d.when || d.when.test(seen)),
-      );
-      if (deviation)
-        result = { result: "deviation", seen, note: `${options.profile!.name}: ${deviation.note}` };
+      const note = deviationNote(options.profile, driver.role, testCase.name, seen);
+      result = note === null ? { result: "fail", seen } : { result: "deviation", seen, note };
     }
   } finally {
     clearTimeout(timer);
     abort.abort();
+    // The case's outcome is decided; a failing teardown must not replace it.
     if (fixture !== null) await driver.teardown(fixture).catch(() => {});
   }
   if (result.seen.length > SEEN_CHARS_MAX)
@@ -160,5 +170,8 @@ export function formatRow(row: Row): string {
 
 export function formatSummary(rows: Row[]): string {
   const count = (result: Row["result"]) => rows.filter((row) => row.result === result).length;
-  return `${rows.length} cases: ${count("pass")} passed, ${count("fail")} failed, ${count("deviation")} documented deviations, ${count("skip")} skipped`;
+  return (
+    `${rows.length} cases: ${count("pass")} passed, ${count("fail")} failed, ` +
+    `${count("deviation")} documented deviations, ${count("skip")} skipped`
+  );
 }

@@ -53,7 +53,10 @@ export interface Case<Fixture> {
   /** What a conforming program does, as printed beside what was seen. */
   expected: string;
   timeoutMs?: number;
-  /** Runs against a fresh fixture (program under test started, kit's side ready); returns what was seen. */
+  /**
+   * Runs against a fresh fixture (program under test started, kit's side ready); returns what was
+   * seen.
+   */
   run(fixture: Fixture, context: CaseContext): Promise<string>;
 }
 

@@ -27,7 +27,9 @@ export function vchanPath(dir: string, server: number, client: number, port: num
 export class RawPeer {
   constructor(readonly connection: Connection) {}
 
-  /** Connects to a unix socket, retrying while it does not exist or refuses (the program starts). */
+  /**
+   * Connects to a unix socket, retrying while it does not exist or refuses (the program starts).
+   */
   static async connect(
     path: string,
     timeoutMs: number,
@@ -74,7 +76,9 @@ export class RawPeer {
         listener.stop(false);
         try {
           rmSync(path, { force: true });
-        } catch {}
+        } catch {
+          // The socket file is gone already.
+        }
       },
     };
   }
@@ -174,8 +178,10 @@ export function describe(message: RawMessage): string {
       ? `EXIT_CODE ${decodeExitCode(message.payload)}`
       : `EXIT_CODE (${message.payload.length}-byte payload)`;
   }
-  if (message.type === C.MSG_HELLO && message.payload.length === 4)
-    return `HELLO ${new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0, true)}`;
+  if (message.type === C.MSG_HELLO && message.payload.length === 4) {
+    const { buffer, byteOffset } = message.payload;
+    return `HELLO ${new DataView(buffer, byteOffset).getUint32(0, true)}`;
+  }
   if (message.type >= C.MSG_DATA_STDIN && message.type <= C.MSG_DATA_STDERR) {
     return message.payload.length === 0 ? `${name} EOF` : `${name} ${quote(message.payload)}`;
   }

@@ -5,7 +5,9 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 
 export interface CallCounts {
-  /** Calls into this daemon's VM (EXEC_CMDLINE / JUST_EXEC from qrexec-client or another daemon). */
+  /**
+   * Calls into this daemon's VM (EXEC_CMDLINE / JUST_EXEC from qrexec-client or another daemon).
+   */
   served: number;
   /** Calls from this VM into dom0, run by this daemon. */
   toDom0: number;
@@ -19,9 +21,13 @@ export class CallStats {
     if (path === null) return;
     try {
       const saved = JSON.parse(readFileSync(path, "utf8")) as Partial<CallCounts>;
-      for (const key of ["served", "toDom0"] as const)
-        if (Number.isSafeInteger(saved[key])) this.counts[key] = saved[key]!;
-    } catch {}
+      for (const key of ["served", "toDom0"] as const) {
+        const value = saved[key];
+        if (typeof value === "number" && Number.isSafeInteger(value)) this.counts[key] = value;
+      }
+    } catch {
+      // No file yet, or a broken one: count from zero.
+    }
     this.flush();
   }
 

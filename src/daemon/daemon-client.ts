@@ -35,7 +35,8 @@ export async function connectDaemon(socketDir: string, target: string): Promise<
     const version = decodeHello(hello.header, hello.payload);
     if (version < QREXEC_CLIENT_PROTOCOL_VERSION) {
       throw new ProtocolError(
-        `daemon for ${target} speaks protocol ${version}, at least ${QREXEC_CLIENT_PROTOCOL_VERSION} is needed`,
+        `daemon for ${target} speaks protocol ${version}, ` +
+          `at least ${QREXEC_CLIENT_PROTOCOL_VERSION} is needed`,
       );
     }
     connection.write(helloMessage(QREXEC_CLIENT_PROTOCOL_VERSION));
@@ -51,7 +52,8 @@ async function readPortReply(connection: Connection, type: number): Promise<Exec
   const reply = await connection.readMessage(EXEC_PARAMS_FIXED_BYTES);
   if (reply === null)
     throw new ProtocolError(
-      "daemon closed the connection without allocating a port (it refused the request; its log says why)",
+      "daemon closed the connection without allocating " +
+        "a port (it refused the request; its log says why)",
     );
   if (reply.header.type !== type || reply.header.len !== EXEC_PARAMS_FIXED_BYTES) {
     throw new ProtocolError(

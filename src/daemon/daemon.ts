@@ -50,6 +50,7 @@ import {
   type AdminService,
 } from "./execute.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
+import type { PolicyResponse } from "../protocol/policy-response.ts";
 import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
 /** What a qrexec-client sends at most: its HELLO, then one request. */
@@ -74,6 +75,16 @@ export interface DaemonOptions {
 }
 
 type PendingState = "pending" | "allowed";
+
+/** A VM's MSG_TRIGGER_SERVICE*, decoded. */
+interface Trigger {
+  source: string | null;
+  target: string;
+  service: string;
+  ident: Uint8Array;
+}
+
+type AllowedCall = Extract<PolicyResponse, { kind: "allow" }>;
 
 /** A request the VM made, between its trigger and the answer (§13.9: one answer per request). */
 interface PendingRequest {
@@ -239,12 +250,66 @@ export class Daemon {
     watcher?.close();
   }
 
-  async #handleTrigger(trigger: {
-    source: string | null;
-    target: string;
-    service: string;
-    ident: Uint8Array;
-  }): Promise<void> {
+  /** An allowed call: into dom0, into a new DisposableVM, or into a VM. */
+  async #runAllowed(
+    trigger: Trigger,
+    decision: AllowedCall,
+    refuse: (why: string) => void,
+  ): Promise<void> {
+    const service = decision.service ?? trigger.service;
+    const source = decision.policySource ?? this.#options.name;
+    this.#options.log(`${source} -> ${decision.target} ${untrusted(service)}: allowed`);
+    if (decision.target === "dom0") {
+      this.#stats.count("toDom0");
+      const status = await runToDom0({
+        socketDir: this.#options.socketDir,
+        sourceDomain: this.#options.domain,
+        sourceName: source,
+        ident: trigger.ident,
+        service,
+        requestedTarget: decision.requestedTarget,
+        context: this.#options.dom0Services,
+        source: this.#asSource,
+      });
+      this.#options.log(`dom0 service ${untrusted(service)} for ${source} exited with ${status}`);
+    } else if (decision.target.startsWith(DISPVM_PREFIX)) {
+      // §7.6: a DispVM needs autostart (it is never running yet) and qubesd to create it.
+      if (!decision.autostart) return refuse(`${decision.target} needs autostart`);
+      if (this.#admin === null)
+        return refuse(
+          `${decision.target}: no admin service (qubesd socket) to create a DisposableVM`,
+        );
+      const template = (decision.targetUuid ?? decision.target).slice(DISPVM_PREFIX.length);
+      const dispvm = await executeDispvm({
+        socketDir: this.#options.socketDir,
+        sourceDomain: this.#options.domain,
+        sourceName: source,
+        ident: trigger.ident,
+        user: decision.user,
+        service,
+        source: this.#asSource,
+        template,
+        admin: this.#admin,
+        log: this.#options.log,
+      });
+      const call = `${source} -> ${dispvm} (DisposableVM of ${template})`;
+      this.#options.log(`${call} ${untrusted(service)}: started`);
+    } else {
+      await executeVm({
+        socketDir: this.#options.socketDir,
+        sourceDomain: this.#options.domain,
+        sourceName: source,
+        ident: trigger.ident,
+        target: decision.targetUuid ?? decision.target,
+        user: decision.user,
+        service,
+        source: this.#asSource,
+        autostart: decision.autostart && this.#admin !== null ? { admin: this.#admin } : null,
+      });
+    }
+  }
+
+  async #handleTrigger(trigger: Trigger): Promise<void> {
     const key = identKey(trigger.ident);
     if (this.#pending.size >= MAX_CLIENTS || this.#pending.has(key)) {
       const ident = untrusted(fieldText(trigger.ident));
@@ -286,57 +351,7 @@ export class Daemon {
       for (const unknown of decision.unknownKeys) {
         this.#options.log(`policy response: unknown key '${untrusted(unknown)}' ignored`);
       }
-      const service = decision.service ?? trigger.service;
-      const source = decision.policySource ?? this.#options.name;
-      this.#options.log(`${source} -> ${decision.target} ${untrusted(service)}: allowed`);
-      if (decision.target === "dom0") {
-        this.#stats.count("toDom0");
-        const status = await runToDom0({
-          socketDir: this.#options.socketDir,
-          sourceDomain: this.#options.domain,
-          sourceName: source,
-          ident: trigger.ident,
-          service,
-          requestedTarget: decision.requestedTarget,
-          context: this.#options.dom0Services,
-          source: this.#asSource,
-        });
-        this.#options.log(`dom0 service ${untrusted(service)} for ${source} exited with ${status}`);
-      } else if (decision.target.startsWith(DISPVM_PREFIX)) {
-        // §7.6: a DispVM needs autostart (it is never running yet) and qubesd to create it.
-        if (!decision.autostart) return refuseIfPending(`${decision.target} needs autostart`);
-        if (this.#admin === null)
-          return refuseIfPending(
-            `${decision.target}: no admin service (qubesd socket) to create a DisposableVM`,
-          );
-        const template = (decision.targetUuid ?? decision.target).slice(DISPVM_PREFIX.length);
-        const dispvm = await executeDispvm({
-          socketDir: this.#options.socketDir,
-          sourceDomain: this.#options.domain,
-          sourceName: source,
-          ident: trigger.ident,
-          user: decision.user,
-          service,
-          source: this.#asSource,
-          template,
-          admin: this.#admin,
-          log: this.#options.log,
-        });
-        const call = `${source} -> ${dispvm} (DisposableVM of ${template})`;
-        this.#options.log(`${call} ${untrusted(service)}: started`);
-      } else {
-        await executeVm({
-          socketDir: this.#options.socketDir,
-          sourceDomain: this.#options.domain,
-          sourceName: source,
-          ident: trigger.ident,
-          target: decision.targetUuid ?? decision.target,
-          user: decision.user,
-          service,
-          source: this.#asSource,
-          autostart: decision.autostart && this.#admin !== null ? { admin: this.#admin } : null,
-        });
-      }
+      await this.#runAllowed(trigger, decision, refuseIfPending);
     } catch (error) {
       refuseIfPending(`call failed: ${describe(error)}`);
     } finally {
@@ -403,7 +418,9 @@ export class Daemon {
     }
   }
 
-  /** This daemon as the source daemon of its own VM's allowed calls, without a socket round trip. */
+  /**
+   * This daemon as the source daemon of its own VM's allowed calls, without a socket round trip.
+   */
   readonly #asSource = {
     serviceConnect: async (params: ExecParams, ident: FixedField): Promise<ExecParams | null> => {
       const payload = encodeServiceConnect(params, ident);

@@ -90,7 +90,8 @@ export function adminServiceAt(socketPath: string): AdminService {
       // §7.6: the reply is checked to be exactly "uuid:" and a 36-character UUID.
       if (!/^uuid:[0-9a-f-]{36}$/.test(reply))
         throw new Error(
-          `admin.vm.CreateDisposable answered ${JSON.stringify(reply.slice(0, 64))}, not uuid:<uuid>`,
+          `admin.vm.CreateDisposable answered ` +
+            `${JSON.stringify(reply.slice(0, 64))}, not uuid:<uuid>`,
         );
       return reply;
     },

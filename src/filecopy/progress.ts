@@ -24,9 +24,10 @@ export function formatRate(bytesPerSecond: number): string {
 
 export function formatSeconds(seconds: number): string {
   if (seconds < 10) return `${seconds.toFixed(1)} s`;
-  if (seconds < 3600)
-    return `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`;
-  return `${Math.floor(seconds / 3600)}:${String(Math.floor((seconds % 3600) / 60)).padStart(2, "0")}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`;
+  const twoDigits = (value: number) => String(Math.floor(value)).padStart(2, "0");
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}:${twoDigits(seconds % 60)}`;
+  const hours = Math.floor(seconds / 3600);
+  return `${hours}:${twoDigits((seconds % 3600) / 60)}:${twoDigits(seconds % 60)}`;
 }
 
 export interface ProgressOptions {

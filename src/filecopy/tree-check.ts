@@ -10,7 +10,9 @@ import { safeForDisplay, validateFilecopySymlink } from "../native.ts";
 export interface TreeCheckResult {
   /** 0: fine; 1: refused (see `problems`); 2: fine, but some name needs allow-all-names. */
   status: 0 | 1 | 2;
-  /** Bytes of regular files, plus symlink targets unless they are ignored (what progress counts). */
+  /**
+   * Bytes of regular files, plus symlink targets unless they are ignored (what progress counts).
+   */
   totalBytes: number;
   files: number;
   problems: string[];
@@ -68,8 +70,10 @@ export function checkTree(sources: string[], options: TreeCheckOptions): TreeChe
       if (validateFilecopySymlink(relative, target, true) !== 0) {
         return refuse(
           relative.includes("/")
-            ? `cannot copy the link '${path}' -> '${target}': it would point outside the copied tree`
-            : `cannot copy the link '${path}' itself (a top-level symlink): copy what it points to, or its directory`,
+            ? `cannot copy the link '${path}' -> '${target}': ` +
+                `it would point outside the copied tree`
+            : `cannot copy the link '${path}' itself (a top-level ` +
+                `symlink): copy what it points to, or its directory`,
         );
       }
       if (!safeForDisplay(target)) result.unsafeNames.push(`${relative} -> ${target}`);

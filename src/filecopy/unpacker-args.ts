@@ -38,7 +38,7 @@ function legacy(args: string[]): UnpackerArgs | { error: string } {
   if (uid === null) return { error: `invalid UID '${args[0]}'` };
   const out: UnpackerArgs = { ...defaults(), uid, dir: args[1] };
   for (let index = 2; index < args.length; index++) {
-    const arg = args[index]!;
+    const arg = args[index];
     if (arg === "-v") out.verbose = true;
     else if (arg === "-w") {
       const value = margin(args[index + 1]);

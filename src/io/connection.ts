@@ -55,7 +55,9 @@ export class Connection {
     this.#inputBytesMax = options.inputBytesMax ?? INPUT_BYTES_MAX_DEFAULT;
   }
 
-  /** Connects to a listening unix socket; rejects with the errno's code (ENOENT, ECONNREFUSED...). */
+  /**
+   * Connects to a listening unix socket; rejects with the errno's code (ENOENT, ECONNREFUSED...).
+   */
   static async connect(path: string, options: ConnectionOptions = {}): Promise<Connection> {
     const connection = new Connection(options);
     await Bun.connect<Connection>({ unix: path, data: connection, socket: Connection.handlers });
@@ -67,7 +69,11 @@ export class Connection {
    * sends EOF when `halfClose` (the request ends there), and reads the answer until the peer
    * closes, refusing more than `bytesMax`.
    */
-  static async exchange(path: string, data: Uint8Array | string, options: { halfClose?: boolean; bytesMax?: number } = {}): Promise<Uint8Array> {
+  static async exchange(
+    path: string,
+    data: Uint8Array | string,
+    options: { halfClose?: boolean; bytesMax?: number } = {},
+  ): Promise<Uint8Array> {
     // One byte more than allowed is what `readToEnd` needs to see to refuse.
     const bytesMax = options.bytesMax ?? 1 << 20;
     const connection = await Connection.connect(path, { inputBytesMax: bytesMax + 1 });
@@ -120,14 +126,20 @@ export class Connection {
       socket.data.#receiveEof();
     },
     close(socket: Socket<Connection>) {
-      socket.data?.#receiveEof();
-      socket.data?.#finish();
+      Connection.#close(socket);
     },
     error(socket: Socket<Connection>, _error: Error) {
-      socket.data?.#receiveEof();
-      socket.data?.#finish();
+      Connection.#close(socket);
     },
   };
+
+  /** A socket can close before `open` attached its connection. */
+  static #close(socket: Socket<Connection>): void {
+    const connection = socket.data;
+    if (!connection) return;
+    connection.#receiveEof();
+    connection.#finish();
+  }
 
   #attach(socket: Socket<Connection>): void {
     this.#socket = socket;
@@ -143,7 +155,9 @@ export class Connection {
 
   #cutOff(): void {
     const [sent, limit] = [this.#inputBytes, this.#inputBytesMax];
-    this.#overflow = new ProtocolError(`peer sent ${sent} bytes that were not read (limit ${limit})`);
+    this.#overflow = new ProtocolError(
+      `peer sent ${sent} bytes that were not read (limit ${limit})`,
+    );
     this.#input = [];
     this.#inputBytes = 0;
     const waiter = this.#waiter;
@@ -180,7 +194,10 @@ export class Connection {
     } else if (this.#eof) {
       this.#waiter = null;
       if (this.#inputBytes === 0) waiter.resolve(null);
-      else waiter.reject(new ShortReadError(`peer closed after ${this.#inputBytes} of ${waiter.bytes} bytes`));
+      else
+        waiter.reject(
+          new ShortReadError(`peer closed after ${this.#inputBytes} of ${waiter.bytes} bytes`),
+        );
     }
   }
 
@@ -188,7 +205,8 @@ export class Connection {
     const out = new Uint8Array(bytes);
     let filled = 0;
     while (filled < bytes) {
-      const chunk = this.#input[0]!;
+      const chunk = this.#input[0];
+      if (chunk === undefined) throw new Error(`#take(${bytes}): only ${filled} bytes buffered`);
       const count = Math.min(chunk.length, bytes - filled);
       out.set(chunk.subarray(0, count), filled);
       filled += count;
@@ -212,15 +230,21 @@ export class Connection {
    * One message: the header, then `len` bytes, refusing a `len` above `payloadBytesMax` before
    * reading it. Null on a clean EOF before the header.
    */
-  async readMessage(payloadBytesMax: number): Promise<{ header: Header; payload: Uint8Array } | null> {
+  async readMessage(
+    payloadBytesMax: number,
+  ): Promise<{ header: Header; payload: Uint8Array } | null> {
     const head = await this.read(HEADER_BYTES);
     if (head === null) return null;
     const header = decodeHeader(head);
     if (header.len > payloadBytesMax) {
-      throw new ProtocolError(`message type 0x${header.type.toString(16)} announces ${header.len} bytes, limit ${payloadBytesMax}`);
+      throw new ProtocolError(
+        `message type 0x${header.type.toString(16)} announces ` +
+          `${header.len} bytes, limit ${payloadBytesMax}`,
+      );
     }
     const payload = header.len === 0 ? new Uint8Array(0) : await this.read(header.len);
-    if (payload === null) throw new ShortReadError(`peer closed after the header of a ${header.len}-byte message`);
+    if (payload === null)
+      throw new ShortReadError(`peer closed after the header of a ${header.len}-byte message`);
     return { header, payload };
   }
 
@@ -228,7 +252,8 @@ export class Connection {
   async readToEnd(bytesMax: number): Promise<Uint8Array> {
     await this.#closedOrEof();
     if (this.#overflow) throw this.#overflow;
-    if (this.#inputBytes > bytesMax) throw new ProtocolError(`peer sent ${this.#inputBytes} bytes, limit ${bytesMax}`);
+    if (this.#inputBytes > bytesMax)
+      throw new ProtocolError(`peer sent ${this.#inputBytes} bytes, limit ${bytesMax}`);
     return this.#take(this.#inputBytes);
   }
 
@@ -255,8 +280,7 @@ export class Connection {
 
   #flush(): void {
     const socket = this.#socket;
-    while (socket && this.#pendingWrites.length > 0) {
-      const next = this.#pendingWrites[0]!;
+    for (let next = this.#pendingWrites[0]; socket && next; next = this.#pendingWrites[0]) {
       const wrote = socket.write(next);
       if (wrote < 0) return;
       if (wrote < next.length) {

@@ -202,6 +202,7 @@ export class LabAdmin {
 
   #serialized(record: DomainRecord, work: () => Promise<void>): Promise<void> {
     const previous = this.#busy.get(record.name) ?? Promise.resolve();
+    // The previous step's failure went to its own caller; this one runs regardless.
     const next = previous.catch(() => {}).then(work);
     this.#busy.set(record.name, next);
     const clear = () => {
@@ -211,7 +212,58 @@ export class LabAdmin {
     return next;
   }
 
-  /** Starts `record` (its agent, then waits for its daemon's socket); a running one is left alone. */
+  /** The domain's qrexec-agent, inside its isolation. */
+  #agentProcess(record: DomainRecord): Supervised {
+    const { layout } = this;
+    const env = this.#isolator.domainEnv(domainEnv(layout, record, this.config.transport));
+    const agentArgv = [
+      join(BIN_DIR, "qrexec-agent"),
+      `--agent-socket=${layout.agentSocket(record.name)}`,
+      `--status-file=${layout.callStatusFile(record.name)}`,
+    ];
+    return new Supervised(
+      {
+        label: `agent of ${record.name}`,
+        argv: this.#isolator.starting(record, agentArgv),
+        env,
+        cwd: layout.home(record.name),
+        logFile: layout.log(`${record.name}.agent`),
+      },
+      this.log,
+    );
+  }
+
+  /** The domain's qrexec-daemon, in dom0. */
+  #daemonProcess(record: DomainRecord): Supervised {
+    const { layout } = this;
+    const dom0Env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
+    return new Supervised(
+      {
+        label: `daemon of ${record.name}`,
+        argv: [
+          join(BIN_DIR, "qrexec-daemon"),
+          "--direct",
+          `--socket-dir=${layout.socketDir}`,
+          `--policy-socket=${layout.policySocket}`,
+          `--policy-program=${join(BIN_DIR, "qrexec-policy-exec")}`,
+          `--qubesd-socket=${layout.adminSocket}`,
+          `--stats-file=${layout.statsFile(record.name)}`,
+          `--uuid=${record.uuid}`,
+          String(record.id),
+          record.name,
+          record.defaultUser,
+        ],
+        env: dom0Env,
+        cwd: layout.home("dom0"),
+        logFile: layout.log(`${record.name}.daemon`),
+      },
+      this.log,
+    );
+  }
+
+  /**
+   * Starts `record` (its agent, then waits for its daemon's socket); a running one is left alone.
+   */
   start(record: DomainRecord): Promise<void> {
     if (record.id === 0) return Promise.resolve();
     return this.#serialized(record, async () => {
@@ -222,45 +274,8 @@ export class LabAdmin {
       const { layout } = this;
       this.#removeSockets(record);
       rmSync(layout.statsFile(record.name), { force: true }); // counts are per run
-      const env = this.#isolator.domainEnv(domainEnv(layout, record, this.config.transport));
-      const agentArgv = [
-        join(BIN_DIR, "qrexec-agent"),
-        `--agent-socket=${layout.agentSocket(record.name)}`,
-        `--status-file=${layout.callStatusFile(record.name)}`,
-      ];
-      const agent = new Supervised(
-        {
-          label: `agent of ${record.name}`,
-          argv: this.#isolator.starting(record, agentArgv),
-          env,
-          cwd: layout.home(record.name),
-          logFile: layout.log(`${record.name}.agent`),
-        },
-        this.log,
-      );
-      const dom0Env = domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport);
-      const daemon = new Supervised(
-        {
-          label: `daemon of ${record.name}`,
-          argv: [
-            join(BIN_DIR, "qrexec-daemon"),
-            "--direct",
-            `--socket-dir=${layout.socketDir}`,
-            `--policy-socket=${layout.policySocket}`,
-            `--policy-program=${join(BIN_DIR, "qrexec-policy-exec")}`,
-            `--qubesd-socket=${layout.adminSocket}`,
-            `--stats-file=${layout.statsFile(record.name)}`,
-            `--uuid=${record.uuid}`,
-            String(record.id),
-            record.name,
-            record.defaultUser,
-          ],
-          env: dom0Env,
-          cwd: layout.home("dom0"),
-          logFile: layout.log(`${record.name}.daemon`),
-        },
-        this.log,
-      );
+      const agent = this.#agentProcess(record);
+      const daemon = this.#daemonProcess(record);
       this.#running.set(record.name, { agent, daemon });
       agent.start();
       daemon.start();
@@ -273,7 +288,9 @@ export class LabAdmin {
           record.state = "Halted";
           throw new QubesdError(
             "QubesException",
-            `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ${layout.log(`${record.name}.agent`)} and ${layout.log(`${record.name}.daemon`)}`,
+            `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ` +
+              `${layout.log(`${record.name}.agent`)} and ` +
+              `${layout.log(`${record.name}.daemon`)}`,
           );
         }
         await Bun.sleep(READY_POLL_MS);
@@ -281,7 +298,9 @@ export class LabAdmin {
       record.state = "Running";
       record.runningSince = Date.now();
       this.log(
-        `${record.name} (domain ${record.id}) started in ${(performance.now() - started).toFixed(0)} ms: agent pid ${agent.pid}, daemon pid ${daemon.pid}`,
+        `${record.name} (domain ${record.id}) started in ` +
+          `${(performance.now() - started).toFixed(0)} ms: ` +
+          `agent pid ${agent.pid}, daemon pid ${daemon.pid}`,
       );
     });
   }
@@ -357,7 +376,8 @@ export class LabAdmin {
     }
     this.#disposablesCreated++;
     this.log(
-      `${record.name} (domain ${record.id}) created from ${template.name} in ${(performance.now() - started).toFixed(1)} ms`,
+      `${record.name} (domain ${record.id}) created from ` +
+        `${template.name} in ${(performance.now() - started).toFixed(1)} ms`,
     );
     return record;
   }

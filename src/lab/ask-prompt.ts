@@ -122,7 +122,8 @@ export class AskWatcher {
         const dir = this.labDirOption;
         this.#said(
           `qrx: policy question ${id} waits for an answer: ${source} -> ${service}; ` +
-            `from another terminal: qrx lab asks${dir}, then qrx lab answer${dir} ${id} TARGET|deny\n`,
+            `from another terminal: qrx lab asks${dir}, ` +
+            `then qrx lab answer${dir} ${id} TARGET|deny\n`,
         );
         continue;
       }

@@ -48,8 +48,10 @@ export function answerAsk(layout: LabLayout, id: string, answer: string): string
   const choice = answer === "" ? undefined : parseChoice(answer, question);
   if (choice === undefined) {
     const choices = question.targets.join(", ");
-    const message = `'${answer}' is not a choice for question ${id}: give one of ${choices}, or deny`;
-    throw new LabError(message, 2);
+    throw new LabError(
+      `'${answer}' is not a choice for question ${id}: give one of ${choices}, or deny`,
+      2,
+    );
   }
   const result = answerQueued(layout.asksDir, id, choice, "qrx lab answer");
   if (result !== "answered") throw new LabError(`policy question ${id}: ${result}`);

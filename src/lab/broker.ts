@@ -174,6 +174,8 @@ export class VchanBroker {
   #unlinkIfSame(link: Link): void {
     try {
       if (lstatSync(link.target).ino === link.ino) rmSync(link.target, { force: true });
-    } catch {}
+    } catch {
+      // Already gone: nothing to unlink.
+    }
   }
 }

@@ -51,6 +51,8 @@ export interface LabConfig {
   transport: "shm" | "socket";
   /** Who answers the policy's ask rules: "tty", "deny" or "program:CMD" (see LAB_ASK_HELP). */
   ask: string;
+  /** Each VM domain in its own namespaces (the default), or a process on the host as dom0. */
+  isolation: IsolationMode;
 }
 
 export const LAB_ASK_HELP =
@@ -61,8 +63,6 @@ export function askModeProblem(ask: string): string | null {
   if (ask === "tty" || ask === "deny") return null;
   if (ask.startsWith("program:") && ask.slice("program:".length).trim() !== "") return null;
   return `ask must be ${LAB_ASK_HELP}; not "${ask}"`;
-  /** Each VM domain in its own namespaces (the default), or a process on the host as dom0. */
-  isolation: IsolationMode;
 }
 
 export class LabConfigError extends Error {
@@ -210,7 +210,9 @@ function syntaxErrorLine(text: string): number {
     try {
       Bun.TOML.parse(lines.slice(0, count).join("\n"));
       return count + 1;
-    } catch {}
+    } catch {
+      // Still a syntax error: try a shorter prefix.
+    }
   }
   return 1;
 }

@@ -17,7 +17,7 @@ import {
 import { join } from "node:path";
 import type { LabStatus } from "./admin.ts";
 import { askModeProblem, DEFAULT_LAB_FILE, loadLabConfig, type LabConfig } from "./config.ts";
-import { callAdmin, dirOption, LabError, labLayout, noLab } from "./lab-dir.ts";
+import { callAdmin, LabError, noLab } from "./lab-dir.ts";
 import { type IsolationMode, isolationDir, probeIsolation } from "./isolation.ts";
 import type { LabLayout } from "./layout.ts";
 import { entryCommand } from "../install-paths.ts";
@@ -66,7 +66,9 @@ function cleanUpAfterCrash(layout: LabLayout): boolean {
   }
   try {
     process.kill(-pid, "SIGKILL");
-  } catch {}
+  } catch {
+    // The process group is already gone.
+  }
   for (const path of [layout.pidFile, layout.adminSocket, layout.policySocket])
     rmSync(path, { force: true });
   for (const dir of [layout.socketDir, layout.vchanDir, layout.asksDir, isolationDir(layout)]) {
@@ -94,7 +96,10 @@ export interface UpOptions {
   onProgress?: (message: string) => void;
 }
 
-/** sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent socket. */
+/**
+ * sun_path holds 107 bytes and a NUL; the lab's longest socket is a 31-character domain's agent
+ * socket.
+ */
 const SOCKET_PATH_MAX = 107;
 const LONGEST_SOCKET_SUFFIX = `/domains/${"x".repeat(31)}/qrexec-agent.sock`.length;
 
@@ -115,11 +120,13 @@ async function checkPolicy(layout: LabLayout, config: LabConfig, options: UpOpti
   if (!options.allowBrokenPolicy) {
     throw new LabError(
       `the lab's policy has errors, so the lab was not brought up:\n${list}\n` +
-        `fix them (qrx policy lint ${layout.policyDir}), or bring the lab up anyway with --allow-broken-policy`,
+        `fix them (qrx policy lint ${layout.policyDir}), or ` +
+        `bring the lab up anyway with --allow-broken-policy`,
     );
   }
   options.onProgress?.(
-    `WARNING: --allow-broken-policy: the lab's policy has errors and DENIES EVERY CALL until they are fixed:\n${list}`,
+    `WARNING: --allow-broken-policy: the lab's policy has ` +
+      `errors and DENIES EVERY CALL until they are fixed:\n${list}`,
   );
 }
 
@@ -127,13 +134,15 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
   const room = SOCKET_PATH_MAX - LONGEST_SOCKET_SUFFIX;
   if (Buffer.byteLength(layout.dir) > room) {
     throw new LabError(
-      `the state directory ${layout.dir} is too long for unix socket paths (${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`,
+      `the state directory ${layout.dir} is too long for unix socket paths ` +
+        `(${Buffer.byteLength(layout.dir)} bytes, at most ${room}): choose a shorter --dir`,
     );
   }
   const running = adminPid(layout);
   if (running !== null)
     throw new LabError(
-      `a lab is already running in ${layout.dir} (admin pid ${running}): qrx lab status shows it, qrx lab down stops it`,
+      `a lab is already running in ${layout.dir} (admin pid ` +
+        `${running}): qrx lab status shows it, qrx lab down stops it`,
     );
   if (cleanUpAfterCrash(layout))
     options.onProgress?.(`cleaned up after a lab in ${layout.dir} that did not shut down`);
@@ -169,30 +178,36 @@ export async function labUp(layout: LabLayout, options: UpOptions = {}): Promise
     await Bun.sleep(20);
     if (admin.exitCode !== null || admin.signalCode !== null) {
       throw new LabError(
-        `the lab did not come up (admin exited with ${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`,
+        `the lab did not come up (admin exited with ` +
+          `${admin.exitCode ?? admin.signalCode}); from ${logPath}:\n${tail(logPath, 15)}`,
       );
     }
     if (Date.now() > deadline) {
       admin.kill("SIGTERM");
       throw new LabError(
-        `the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n${tail(logPath, 15)}`,
+        `the lab did not come up within ${UP_TIMEOUT_MS / 1000} s; from ${logPath}:\n` +
+          `${tail(logPath, 15)}`,
       );
     }
     if (!existsSync(layout.adminSocket) || adminPid(layout) === null) continue;
     try {
       const status = await labStatus(layout);
       if (status.ready) return status;
-    } catch {}
+    } catch {
+      // The admin service does not answer yet: poll again until the deadline.
+    }
   }
 }
 
 /** Isolation the lab asks for and this machine cannot give is an error, never a silent fallback. */
 function checkIsolation(layout: LabLayout, config: LabConfig): void {
   if (config.isolation === "none") return;
-  const off = `--isolation none (or isolation = "none" in the lab file) runs the domains unisolated`;
+  const off =
+    '--isolation none (or isolation = "none" in the lab file) runs the domains unisolated';
   if (config.transport === "socket") {
     throw new LabError(
-      `transport "socket" cannot be isolated: upstream's vchan-socket lets any process that can reach a socket claim any domain id; use transport = "shm", or ${off}`,
+      `transport "socket" cannot be isolated: upstream's vchan-socket lets any process ` +
+        `that can reach a socket claim any domain id; use transport = "shm", or ${off}`,
     );
   }
   const missing = probeIsolation(layout);
@@ -204,7 +219,8 @@ export async function labDown(layout: LabLayout): Promise<void> {
   if (pid === null) {
     const crashed = cleanUpAfterCrash(layout);
     throw new LabError(
-      `no lab running in ${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`,
+      `no lab running in ` +
+        `${layout.dir}${crashed ? " (cleaned up after one that did not shut down)" : ""}`,
     );
   }
   try {
@@ -217,7 +233,8 @@ export async function labDown(layout: LabLayout): Promise<void> {
     if (Date.now() > deadline) {
       cleanUpAfterCrash(layout);
       throw new LabError(
-        `the lab in ${layout.dir} did not stop within ${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`,
+        `the lab in ${layout.dir} did not stop within ` +
+          `${DOWN_TIMEOUT_MS / 1000} s; its processes were killed`,
       );
     }
     await Bun.sleep(20);
@@ -236,12 +253,12 @@ export function formatDuration(ms: number): string {
 
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((cell, index) =>
-    Math.max(cell.length, ...rows.map((row) => row[index]!.length)),
+    Math.max(cell.length, ...rows.map((row) => row[index]?.length ?? 0)),
   );
   return [header, ...rows]
     .map((row) =>
       row
-        .map((cell, index) => cell.padEnd(widths[index]!))
+        .map((cell, index) => cell.padEnd(widths[index] ?? 0))
         .join("  ")
         .trimEnd(),
     )
@@ -250,9 +267,11 @@ export function formatTable(header: string[], rows: string[][]): string {
 
 export function formatStatus(status: LabStatus, now = Date.now()): string {
   const head = [
-    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, transport ${status.transport}, isolation ${status.isolation ?? "none"}`,
+    `lab in ${status.dir}, up ${formatDuration(now - status.startedAt)}, ` +
+      `transport ${status.transport}, isolation ${status.isolation ?? "none"}`,
     `config ${status.config}`,
-    `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, DisposableVMs created: ${status.disposablesCreated}`,
+    `admin pid ${status.adminPid}, policy daemon pid ${status.policyPid ?? "-"}, ` +
+      `DisposableVMs created: ${status.disposablesCreated}`,
     "",
   ];
   const rows = status.domains.map((domain) => [
@@ -312,12 +331,13 @@ export function logFiles(layout: LabLayout, domain?: string): string[] {
     const domains = [
       ...new Set(
         all
-          .map((name) => name.split(".")[0]!)
+          .map((name) => name.split(".")[0])
           .filter((name) => name !== "admin" && name !== "policy"),
       ),
     ];
     throw new LabError(
-      `no logs for '${domain}' in ${layout.logDir} (domains with logs: dom0${domains.map((name) => `, ${name}`).join("")})`,
+      `no logs for '${domain}' in ${layout.logDir} (domains with ` +
+        `logs: dom0${domains.map((name) => `, ${name}`).join("")})`,
     );
   }
   return found.map((name) => join(layout.logDir, name));

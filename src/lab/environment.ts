@@ -8,9 +8,13 @@ import type { LabLayout } from "./layout.ts";
 
 export { BIN_DIR, NATIVE_BIN_DIR };
 
-/** Variables that say which domain and lab a process belongs to: never inherited from the caller. */
-const DOMAIN_SPECIFIC =
-  /^(QREXEC_|VCHAN_|QUBES_RPC_|QRX_(VCHAN|VCHAN_DIR|AGENT_SOCKET|DIR|SOCKET_DIR|DOMAIN_NAME|QUBESD_SOCKET|SYSTEM_INFO_SOCKET|POLICY_DIR|DOMAINS)$)/;
+/**
+ * Variables that say which domain and lab a process belongs to: never inherited from the caller.
+ */
+const DOMAIN_SPECIFIC = new RegExp(
+  "^(QREXEC_|VCHAN_|QUBES_RPC_|QRX_(VCHAN|VCHAN_DIR|AGENT_SOCKET|DIR|SOCKET_DIR|DOMAIN_NAME|" +
+    "QUBESD_SOCKET|SYSTEM_INFO_SOCKET|POLICY_DIR|DOMAINS)$)",
+);
 
 export function domainEnv(
   layout: LabLayout,

@@ -177,7 +177,9 @@ function childOf(parent: number): number | null {
       // Fields after the command (which may hold spaces and parentheses): state, ppid, ...
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
       if (ppid === parent) return Number(entry);
-    } catch {}
+    } catch {
+      // The process exited while we looked: not the child.
+    }
   }
   return null;
 }

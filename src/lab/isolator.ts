@@ -89,7 +89,9 @@ export class Isolator {
     const processes = domainProcesses(unsharePid);
     try {
       if (processes) process.kill(processes.init, "SIGTERM");
-    } catch {}
+    } catch {
+      // The domain's init is already gone.
+    }
   }
 
   /** After `domain`'s processes are gone: its rendezvous directory and root mount point go. */

@@ -72,7 +72,9 @@ export function policyNotes(text: string, domain: string, verbose: boolean): str
 export class PolicyLogReader {
   readonly #offset: number;
 
-  /** OFFSET: the log's size when the reading should start (qrx run takes it before loading this). */
+  /**
+   * OFFSET: the log's size when the reading should start (qrx run takes it before loading this).
+   */
   constructor(
     readonly path: string,
     offset = sizeOf(path),

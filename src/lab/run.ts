@@ -7,6 +7,14 @@ import { domainEnv } from "./environment.ts";
 import { callAdmin, dirOption, LabError } from "./lab-dir.ts";
 import type { LabLayout } from "./layout.ts";
 
+function domainNames(status: LabStatus): string {
+  return status.domains.map((candidate) => candidate.name).join(", ");
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
 function isolatedCommand(
   layout: LabLayout,
@@ -47,9 +55,7 @@ export function domainCommand(
 ): { argv: string[]; env: Record<string, string> } {
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record)
-    throw new LabError(
-      `no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`,
-    );
+    throw new LabError(`no domain '${domain}' in the lab (domains: ${domainNames(status)})`);
   const env = domainEnv(layout, record, status.transport === "socket" ? "socket" : "shm");
   return { argv: isolatedCommand(layout, status, record, argv, env), env };
 }
@@ -69,9 +75,7 @@ export async function runInDomain(
   const status = JSON.parse(await callAdmin(layout, "qrx.lab.Status")) as LabStatus;
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record)
-    throw new LabError(
-      `no domain '${domain}' in the lab (domains: ${status.domains.map((candidate) => candidate.name).join(", ")})`,
-    );
+    throw new LabError(`no domain '${domain}' in the lab (domains: ${domainNames(status)})`);
   if (record.state !== "Running")
     throw new LabError(`${domain} is not running (${record.state}): run qrx vm start ${domain}`);
   if (argv.length === 0)
@@ -89,7 +93,7 @@ export async function runInDomain(
   } catch (error) {
     const code = (error as { code?: string }).code;
     throw new LabError(
-      `cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : error instanceof Error ? error.message : String(error)}`,
+      `cannot run ${argv[0]}: ${code === "ENOENT" ? "command not found" : describe(error)}`,
       code === "ENOENT" ? 127 : 126,
     );
   }

@@ -90,7 +90,8 @@ export async function answerQuery(
             }
           : answerAsk(evaluated, answer.target, facts);
       log(
-        `  ask answered: ${describeDecision(decision)}${answer.target === null ? "" : ` (${answer.reason})`}`,
+        `  ask answered: ` +
+          `${describeDecision(decision)}${answer.target === null ? "" : ` (${answer.reason})`}`,
       );
     }
   }

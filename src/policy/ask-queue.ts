@@ -147,7 +147,9 @@ export class QueueAsker implements Asker {
       // An answer that arrives now loses: the question is gone first.
       rmSync(join(this.dir, `${id}.ask`), { force: true });
       writeFileSync(doneFile, `deny\n${why}\n`);
-    } catch {}
+    } catch {
+      // The directory is gone (the lab is going down): the answer is deny anyway.
+    }
     return { target: null, reason: `question ${id}: ${why}` };
   }
 
@@ -175,7 +177,9 @@ export class QueueAsker implements Asker {
       try {
         const path = join(this.dir, name);
         if (now - statSync(path).mtimeMs > DONE_KEEP_MS) rmSync(path);
-      } catch {}
+      } catch {
+        // Removed meanwhile, by the answerer or another sweep.
+      }
     }
   }
 }

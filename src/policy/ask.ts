@@ -6,7 +6,8 @@
 //   - stdin: one JSON object {"source", "service", "argument", "targets", "default_target",
 //     "intended_target", "rule"} (upstream's policy.Ask request, plus the last two; no icons);
 //   - environment: QRX_ASK_SOURCE, QRX_ASK_SERVICE, QRX_ASK_ARGUMENT ("+ARG"), QRX_ASK_TARGETS
-//     (space separated), QRX_ASK_DEFAULT_TARGET ("" if none), QRX_ASK_INTENDED_TARGET, QRX_ASK_RULE.
+//     (space separated), QRX_ASK_DEFAULT_TARGET ("" if none), QRX_ASK_INTENDED_TARGET,
+//     QRX_ASK_RULE.
 // It answers on stdout with the chosen target (or upstream's `allow:TARGET`); empty output,
 // `deny`, a non-zero exit or no answer within the timeout denies.
 
@@ -115,7 +116,9 @@ export class ProgramAsker implements Asker {
     } catch (error) {
       return {
         target: null,
-        reason: `${this.description} could not start: ${error instanceof Error ? error.message : String(error)}`,
+        reason:
+          `${this.description} could not start: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
       };
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -172,6 +175,7 @@ export class TerminalAsker implements Asker {
 
   ask(question: AskQuestion): Promise<AskAnswer> {
     const next = this.#queue.then(() => this.#ask(question));
+    // The queue only orders the questions: each caller gets its own error from `next`.
     this.#queue = next.catch(() => undefined);
     return next;
   }
@@ -183,12 +187,15 @@ export class TerminalAsker implements Asker {
     } catch (error) {
       return {
         target: null,
-        reason: `cannot open ${this.path}: ${error instanceof Error ? error.message : String(error)}`,
+        reason:
+          `cannot open ${this.path}: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
       };
     }
     try {
       const lines = [
-        `\nqrx policy: ${question.source} wants to call ${question.service}${question.argument} (rule ${question.rule})`,
+        `\nqrx policy: ${question.source} wants to call ` +
+          `${question.service}${question.argument} (rule ${question.rule})`,
       ];
       question.targets.forEach((target, index) =>
         lines.push(

@@ -36,7 +36,9 @@ export interface AllowDecision {
   notify: boolean;
   /** The caller's intended target as written (empty: @default); a redirect does not change it. */
   requestedTarget: string;
-  /** RemoteVM targets: the service the relay runs instead ("<transport_rpc>+<remote>+<svc><arg>"). */
+  /**
+   * RemoteVM targets: the service the relay runs instead ("<transport_rpc>+<remote>+<svc><arg>").
+   */
   service: string | null;
 }
 
@@ -82,6 +84,9 @@ export function describeDecision(decision: Decision): string {
     case "deny":
       return `${call}${via}: deny (${untrusted(decision.reason, 512)}) by ${by}`;
     case "ask":
-      return `${call}${via}: ask [${decision.targets.join(", ")}] default ${decision.defaultTarget ?? "none"} by ${by}`;
+      return (
+        `${call}${via}: ask [${decision.targets.join(", ")}] ` +
+        `default ${decision.defaultTarget ?? "none"} by ${by}`
+      );
   }
 }

@@ -18,7 +18,10 @@ export interface Domain {
   readonly templateForDispvms: boolean;
   /** Power state; `autostart=no` refuses targets that are not running. */
   readonly running: boolean;
-  /** Without the "uuid:" prefix; null when the facts have none (the response then omits target_uuid). */
+  /**
+   * Without the "uuid:" prefix; null when the facts have none (the response then omits
+   * target_uuid).
+   */
   readonly uuid: string | null;
   /** Internal domains are never offered as ask choices. */
   readonly internal: boolean;
@@ -66,7 +69,10 @@ function domainFrom(spec: DomainSpec): Domain {
   });
 }
 
-/** Facts from a fixed table. dom0 is added (AdminVM, running) when the table has none: there always is one. */
+/**
+ * Facts from a fixed table. dom0 is added (AdminVM, running) when the table has none: there always
+ * is one.
+ */
 export class TableDomainFacts implements DomainFacts {
   readonly #byName = new Map<string, Domain>();
   readonly #byUuid = new Map<string, Domain>();

@@ -11,7 +11,10 @@ export function formatPolicyError(error: PolicyError): string {
   return `${error.file}:${error.line}: ${error.message}`;
 }
 
-/** Where a rule or directive came from; `note` explains rules no line spells out (compat's implicit denies). */
+/**
+ * Where a rule or directive came from; `note` explains rules no line spells out (compat's implicit
+ * denies).
+ */
 export interface Origin {
   readonly file: string;
   readonly line: number;

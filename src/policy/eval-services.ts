@@ -99,7 +99,8 @@ export async function evalServiceAnswer(
     facts = await store.facts(snapshot);
   } catch (error) {
     log(
-      `${what} from ${head.caller}: no answer: domain facts unavailable: ${error instanceof Error ? error.message : String(error)}`,
+      `${what} from ${head.caller}: no answer: domain facts unavailable: ` +
+        `${error instanceof Error ? error.message : String(error)}`,
     );
     return null;
   }
@@ -129,7 +130,8 @@ export async function evalServiceAnswer(
     return answered.decision.kind === "allow" ? "result=allow\n" : "result=deny\n";
   } catch (error) {
     log(
-      `${what} from ${head.caller}: failed, denied: ${error instanceof Error ? error.message : String(error)}`,
+      `${what} from ${head.caller}: failed, denied: ` +
+        `${error instanceof Error ? error.message : String(error)}`,
     );
     return "result=deny\n";
   }
@@ -149,7 +151,7 @@ export class EvalServiceServer {
   constructor(readonly options: EvalServiceOptions) {
     const { kind, socketPath, store, log } = options;
     const name = kind === "gui" ? "policy.EvalGUI" : "policy.EvalSimple";
-    this.#server = new RequestServer({
+    this.#server = new RequestServer<{ descriptor: string; body: Buffer }>({
       socketPath,
       mode: 0o660,
       log,
@@ -159,7 +161,9 @@ export class EvalServiceServer {
           if (eof || received.length > EVAL_DESCRIPTOR_BYTES_MAX)
             return {
               kind: "drop",
-              reason: `${name}: no answer: ${eof ? "EOF inside the service descriptor" : "service descriptor too long"}`,
+              reason:
+                `${name}: no answer: ` +
+                `${eof ? "EOF inside the service descriptor" : "service descriptor too long"}`,
             };
           return { kind: "more" };
         }

@@ -21,7 +21,9 @@ export const NO_MATCHING_RULE = "no matching rule";
 
 function brokenPolicyReason(errors: readonly PolicyError[]): string {
   const count = errors.length === 1 ? "an error" : `${errors.length} errors`;
-  return `the policy has ${count}, so every call is denied; first: ${formatPolicyError(errors[0]!)}`;
+  const [first] = errors;
+  const what = first === undefined ? "" : `; first: ${formatPolicyError(first)}`;
+  return `the policy has ${count}, so every call is denied${what}`;
 }
 
 function failureReason(error: unknown): string {
@@ -108,11 +110,16 @@ function why(mismatch: Mismatch, rule: Rule, context: MatchContext): string {
     case "target":
       return `target ${context.target} does not match ${rule.target.text}`;
     case null:
-      return `service, argument, source ${context.source} and target ${context.target} match: ${rule.action}`;
+      return (
+        `service, argument, source ${context.source} and ` +
+        `target ${context.target} match: ${rule.action}`
+      );
   }
 }
 
-/** The decision with every rule's verdict. Slow on purpose (no index); for tools, not the daemon. */
+/**
+ * The decision with every rule's verdict. Slow on purpose (no index); for tools, not the daemon.
+ */
 export function explain(
   policy: EvaluablePolicy,
   query: PolicyQuery,

@@ -65,7 +65,9 @@ export function translateLegacyLine(raw: string, service: string, argument: stri
   if (words.length < 3) {
     return {
       kind: "error",
-      message: `wrong number of fields: expected SOURCE TARGET ACTION[,PARAM=VALUE...], got ${words.length}`,
+      message:
+        `wrong number of fields: expected SOURCE TARGET ` +
+        `ACTION[,PARAM=VALUE...], got ${words.length}`,
     };
   }
   const [source, target, action, ...params] = words as [string, string, string, ...string[]];

@@ -130,9 +130,8 @@ class PolicyReader {
     const text = this.open(path, includedFrom, "included file");
     if (text === null) return;
     this.#reading.push(path);
-    const lines = text.split("\n");
-    for (let index = 0; index < lines.length; index++) {
-      const line = lines[index]!.trim();
+    for (const [index, raw] of text.split("\n").entries()) {
+      const line = raw.trim();
       if (line === "" || line.startsWith("#")) continue;
       const origin = { file: path, line: index + 1 };
       const words = line.split(/\s+/);
@@ -144,7 +143,8 @@ class PolicyReader {
         this.error(
           path,
           origin.line,
-          `wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got ${words.length}`,
+          `wrong number of fields: expected SERVICE ARGUMENT SOURCE ` +
+            `TARGET ACTION [PARAM=VALUE...], got ${words.length}`,
         );
         continue;
       }
@@ -225,16 +225,15 @@ class PolicyReader {
     const text = this.open(path, includedFrom, "legacy policy file");
     if (text === null) return;
     this.#reading.push(path);
-    const lines = text.split("\n");
-    for (let index = 0; index < lines.length; index++) {
+    for (const [index, raw] of text.split("\n").entries()) {
       const origin = { file: path, line: index + 1 };
-      const line = translateLegacyLine(lines[index]!, service, argument);
+      const line = translateLegacyLine(raw, service, argument);
       if (line.kind === "error") this.error(path, origin.line, line.message);
       else if (line.kind === "include")
         this.readLegacyFile(resolve(baseDir, line.path), service, argument, baseDir, origin);
       else if (line.kind === "rule") {
         if (line.warning !== null) this.warnings.push({ ...origin, message: line.warning });
-        this.addRule(line.fields, origin, lines[index]!.trim());
+        this.addRule(line.fields, origin, raw.trim());
       }
     }
     this.#reading.pop();

@@ -77,7 +77,9 @@ function targetDomainOf(target: string, facts: DomainFacts): Domain | undefined 
   return target.startsWith("@") ? undefined : facts.get(target);
 }
 
-/** The normalized intended target, or a reason to deny (§11.1, "as the caller's intended target"). */
+/**
+ * The normalized intended target, or a reason to deny (§11.1, "as the caller's intended target").
+ */
 export function normalizeIntendedTarget(
   target: string,
   facts: DomainFacts,

@@ -3,7 +3,9 @@
 
 import { ADMIN_VM_NAME, ADMIN_VM_UUID } from "./domains.ts";
 
-/** "@dispvm:NAME": a new DisposableVM from template NAME, in rules, requests and responses alike. */
+/**
+ * "@dispvm:NAME": a new DisposableVM from template NAME, in rules, requests and responses alike.
+ */
 export const DISPVM_PREFIX = "@dispvm:";
 
 export type TokenKind =
@@ -88,7 +90,9 @@ function failure(error: string): TokenResult {
   return { ok: false, error };
 }
 
-/** "uuid:<uuid>" → the uuid, lower-cased; null when `text` has no "uuid:" prefix; "" when malformed. */
+/**
+ * "uuid:<uuid>" → the uuid, lower-cased; null when `text` has no "uuid:" prefix; "" when malformed.
+ */
 export function uuidOf(text: string): string | null {
   if (!text.startsWith("uuid:")) return null;
   const uuid = text.slice("uuid:".length).toLowerCase();
@@ -133,7 +137,10 @@ function lexOnce(text: string): TokenResult {
   return result;
 }
 
-/** Parses `text` as a token of `column`; `label` names the column in messages ("source", "target=", ...). */
+/**
+ * Parses `text` as a token of `column`; `label` names the column in messages ("source", "target=",
+ * ...).
+ */
 export function parseToken(text: string, column: Column, label: string = column): TokenResult {
   // Only a parameter can be empty (`target=`); upstream's parser refuses it, so do we.
   if (text === "") return failure(`${label} is empty: it must name a domain or a keyword`);

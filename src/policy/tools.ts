@@ -33,7 +33,8 @@ export function lintReport(snapshot: PolicySnapshot): LintReport {
 export function explainText(snapshot: PolicySnapshot, query: PolicyQuery): string {
   const { decision, trace, errors } = snapshot.policy.explain(query, snapshot.facts);
   const lines = [
-    `request: source=${query.source} intended_target=${query.intendedTarget} service_and_arg=${query.serviceAndArg}`,
+    `request: source=${query.source} intended_target=${query.intendedTarget} ` +
+      `service_and_arg=${query.serviceAndArg}`,
   ];
   for (const error of errors) lines.push(`policy error: ${formatPolicyError(error)}`);
   if (trace.length === 0 && errors.length === 0)
@@ -51,7 +52,8 @@ export function explainText(snapshot: PolicySnapshot, query: PolicyQuery): strin
   lines.push(`decided by: ${decidedBy(decision)}`);
   if (decision.kind === "ask") {
     lines.push(
-      `question: choose one of ${decision.targets.join(", ")}; default ${decision.defaultTarget ?? "none"}`,
+      `question: choose one of ${decision.targets.join(", ")}; ` +
+        `default ${decision.defaultTarget ?? "none"}`,
     );
   } else {
     lines.push(
@@ -134,7 +136,7 @@ export function policyGraph(
           facts,
         );
         const target = edgeTarget(decision, intended, filter.includeAsk ?? false);
-        if (target === null || !keeps(filter.targets, target)) continue;
+        if (target === null || decision.kind === "deny" || !keeps(filter.targets, target)) continue;
         const key = `${label}\0${source}\0${target}\0${decision.kind}`;
         if (seen.has(key)) continue;
         seen.add(key);

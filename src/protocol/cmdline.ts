@@ -80,7 +80,8 @@ export function parseCommand(cmdline: string, options: { stripUser: boolean }): 
   const descriptor = socketDescriptor.slice(0, descriptorEnd);
   if (byteLength(descriptor) > MAX_SERVICE_NAME_LEN) {
     return invalid(
-      `service descriptor too long (${byteLength(descriptor)} bytes, at most ${MAX_SERVICE_NAME_LEN})`,
+      `service descriptor too long (${byteLength(descriptor)} ` +
+        `bytes, at most ${MAX_SERVICE_NAME_LEN})`,
     );
   }
   const plus = descriptor.indexOf("+");
@@ -164,7 +165,9 @@ export function buildVmServiceCommand(request: {
   return `${request.user}:${RPC_REQUEST_COMMAND} ${withPlus(request.service)} ${request.source}`;
 }
 
-/** The command for a call into dom0: "QUBESRPC <svc>[+] <source> <name|keyword> <target>" (§2.2). */
+/**
+ * The command for a call into dom0: "QUBESRPC <svc>[+] <source> <name|keyword> <target>" (§2.2).
+ */
 export function buildDom0ServiceCommand(request: {
   service: string;
   source: string;

@@ -177,7 +177,8 @@ export function readFrame(bytes: Uint8Array, payloadBytesMax: number): Frame | n
   const header = decodeHeader(bytes);
   if (header.len > payloadBytesMax) {
     throw new ProtocolError(
-      `message type 0x${header.type.toString(16)} announces ${header.len} bytes, limit ${payloadBytesMax}`,
+      `message type 0x${header.type.toString(16)} announces ` +
+        `${header.len} bytes, limit ${payloadBytesMax}`,
     );
   }
   const consumed = HEADER_BYTES + header.len;
@@ -193,7 +194,8 @@ export function negotiateVersion(own: number, peer: number): number {
   const version = Math.min(own, peer);
   if (version < QREXEC_PROTOCOL_VERSION_MIN) {
     throw new ProtocolError(
-      `protocol version ${version} (own ${own}, peer ${peer}) is below the minimum ${QREXEC_PROTOCOL_VERSION_MIN}`,
+      `protocol version ${version} (own ${own}, peer ${peer}) ` +
+        `is below the minimum ${QREXEC_PROTOCOL_VERSION_MIN}`,
     );
   }
   return version;
@@ -482,13 +484,15 @@ export function trigger3To2(trigger: Trigger3): TriggerV2 {
   const name = cString(trigger.service);
   if (name.length > SERVICE_NAME_V2_BYTES - 1) {
     throw new ProtocolError(
-      `service name of ${name.length} bytes does not fit protocol 2 (at most ${SERVICE_NAME_V2_BYTES - 1})`,
+      `service name of ${name.length} bytes does not fit ` +
+        `protocol 2 (at most ${SERVICE_NAME_V2_BYTES - 1})`,
     );
   }
   const target = cString(trigger.target);
   if (target.length > DOMAIN_NAME_V2_BYTES - 1) {
     throw new ProtocolError(
-      `target of ${target.length} bytes does not fit protocol 2 (at most ${DOMAIN_NAME_V2_BYTES - 1})`,
+      `target of ${target.length} bytes does not fit ` +
+        `protocol 2 (at most ${DOMAIN_NAME_V2_BYTES - 1})`,
     );
   }
   const service = new Uint8Array(SERVICE_NAME_V2_BYTES);

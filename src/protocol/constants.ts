@@ -72,7 +72,10 @@ export const DEFAULT_SERVICE_PATH = "/run/qubes-rpc:/usr/local/etc/qubes-rpc:/et
 export const DEFAULT_RPC_CONFIG_PATH =
   "/run/qubes/rpc-config:/usr/local/etc/qubes/rpc-config:/etc/qubes/rpc-config";
 export const DEFAULT_AGENT_SOCKET = "/var/run/qubes/qrexec-agent";
-/** qrx's own: the agent's client host listens at the agent socket's path plus this (zig/client_host/wire.zig). */
+/**
+ * qrx's own: the agent's client host listens at the agent socket's path plus this
+ * (zig/client_host/wire.zig).
+ */
 export const CLIENT_HOST_SOCKET_SUFFIX = ".clients";
 export const DEFAULT_DAEMON_SOCKET_DIR = "/var/run/qubes";
 export const DEFAULT_POLICY_SOCKET = "/run/qubes/policy.sock";

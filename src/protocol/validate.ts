@@ -67,7 +67,10 @@ export function identProblem(ident: Uint8Array): string | null {
   }
   for (let i = terminator + 1; i < IDENT_BYTES; i++) {
     if (ident[i] !== 0)
-      return `ident has non-NUL byte ${ident[i]} at offset ${i} after its terminator at ${terminator}`;
+      return (
+        `ident has non-NUL byte ${ident[i]} at offset ` +
+        `${i} after its terminator at ${terminator}`
+      );
   }
   return null;
 }
@@ -210,7 +213,8 @@ export function validateAgentMessage(
       const { connectDomain, connectPort } = decodeConnectionTerminated(body);
       if (connectPort < DATA_PORT_MIN || connectPort > DATA_PORT_MAX) {
         return fatal(
-          `MSG_CONNECTION_TERMINATED for port ${connectPort}, outside ${DATA_PORT_MIN}..${DATA_PORT_MAX}`,
+          `MSG_CONNECTION_TERMINATED for port ${connectPort}, ` +
+            `outside ${DATA_PORT_MIN}..${DATA_PORT_MAX}`,
         );
       }
       return { kind: "connection-terminated", connectDomain, connectPort };
@@ -226,7 +230,8 @@ export function validateAgentMessage(
 export const MIRAGE_IDENT_AS_SERVICE = /^MIRAGE[0-9]{25}$/;
 
 export const MIRAGE_TRIGGER3_BUG =
-  "peer protocol error: TRIGGER3 carries the request id in the service-name field (mirage-qubes 2.0 bug)";
+  "peer protocol error: TRIGGER3 carries the request " +
+  "id in the service-name field (mirage-qubes 2.0 bug)";
 
 function mirageIdentBug(name: Uint8Array): string | null {
   return MIRAGE_IDENT_AS_SERVICE.test(String.fromCharCode(...name.subarray(0, 64))) &&

@@ -7,11 +7,16 @@ import type { RequestedTarget, RpcCommand } from "../protocol/cmdline.ts";
 const KEPT_QREXEC_VARIABLES = new Set(["QREXEC_SERVICE_PATH", "QREXEC_AGENT_PID"]);
 
 export interface ServiceEnvironmentRequest {
-  /** From the parsed command: the descriptor as received, its argument (null without '+'), the source. */
+  /**
+   * From the parsed command: the descriptor as received, its argument (null without '+'), the
+   * source.
+   */
   command: Pick<RpcCommand, "descriptor" | "argument" | "source">;
   /** The dom0 form's `name|keyword TARGET` tokens; null in VMs. */
   requestedTarget: RequestedTarget | null;
-  /** The data handler's pid, to which the service may send SIGUSR1; kept as inherited when absent. */
+  /**
+   * The data handler's pid, to which the service may send SIGUSR1; kept as inherited when absent.
+   */
   agentPid?: number;
 }
 

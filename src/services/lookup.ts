@@ -108,7 +108,8 @@ export function findService(
 
   if (found.stats.isSocket()) return { kind: "socket", path: found.path };
   if (found.tcpLink !== null) return tcpService(found.path, found.tcpLink, argument);
-  // access(X_OK) succeeds on a directory, which exec would then fail on with EACCES: 125 either way.
+  // access(X_OK) succeeds on a directory, which exec would then fail on with EACCES: 125 either
+  // way.
   if (found.stats.isDirectory()) return { kind: "problem", reason: `${found.path} is a directory` };
   try {
     accessSync(found.path, constants.X_OK);

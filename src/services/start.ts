@@ -36,7 +36,10 @@ export interface ServiceContext {
   log: (message: string) => void;
 }
 
-/** Services of this domain as the environment names them (QREXEC_SERVICE_PATH, QUBES_RPC_CONFIG_PATH). */
+/**
+ * Services of this domain as the environment names them (QREXEC_SERVICE_PATH,
+ * QUBES_RPC_CONFIG_PATH).
+ */
 export function localServiceContext(options: {
   captureStderr: boolean;
   log: (message: string) => void;
@@ -267,7 +270,7 @@ export function launchService(
     // Out of fds, say: an fd set-up failure is 125 (§5.9, §8), and the agent serves on.
     context.log(`cannot set up the stdio of ${argv[0]}: ${describe(error)}`);
     stream.finishWith(QREXEC_EXIT_PROBLEM, true);
-    return null;
+    return NOT_STARTED;
   }
   let child: ReturnType<typeof Bun.spawn>;
   try {

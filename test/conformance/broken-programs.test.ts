@@ -1,4 +1,5 @@
-// Every conformance case can fail, and none hangs the kit: a program that exits at once and one that
+// Every conformance case can fail, and none hangs the kit: a program that exits at once and one
+// that
 // never answers fail every case of every role within the timeouts; deliberately broken agents,
 // daemons and clients (test/conformance/broken/) fail exactly the cases their bug breaks; a
 // documented deviation is reported as "deviation" under its profile, and as "fail" without it.
@@ -112,7 +113,7 @@ describe("deliberately broken programs fail the cases their bug breaks", () => {
   }
 });
 
-test("agent: upstream's reaction to a closed control vchan (exit 1 at the next trigger) passes control-disconnect", async () => {
+test("agent: upstream's exit 1 at the next trigger after a lost control vchan passes", async () => {
   const rows = await run("agent", brokenCommand("agent"), {
     cases: ["control-disconnect"],
     env: { BROKEN_MODE: "upstream-disconnect" },
@@ -124,7 +125,7 @@ test("agent: upstream's reaction to a closed control vchan (exit 1 at the next t
 }, 60_000);
 
 describe("documented deviations", () => {
-  test("an agent that never sends stderr EOF: deviation under --profile mirage, fail under strict", async () => {
+  test("an agent without stderr EOF: a deviation under mirage, failed under strict", async () => {
     const cases = ["exec-service", "eof-and-exit-order", "exit-code-127"];
     const mirage = await run("agent", brokenCommand("agent"), {
       cases,
@@ -147,7 +148,8 @@ describe("documented deviations", () => {
       env: { BROKEN_MODE: "hello-3" },
     });
     expect(rows[0]!.result).toBe("deviation");
-    // A deviation matches only the documented behaviour: EXIT_CODE before the EOFs is no Mirage trait.
+    // A deviation matches only the documented behaviour: EXIT_CODE before the EOFs is no Mirage
+    // trait.
     const other = await run("agent", brokenCommand("agent"), {
       cases: ["exec-service"],
       profile: "mirage",

@@ -21,7 +21,7 @@ describe("conformance: the mirage agent profile", () => {
     expect(strict.map((row) => row.result)).toEqual(["fail", "fail"]);
   }, 120_000);
 
-  test("with QRX_MIRAGE_BUGS=chunk-length,trigger3-ident: both bugs are named deviations", async () => {
+  test("QRX_MIRAGE_BUGS=chunk-length,trigger3-ident: both bugs are named deviations", async () => {
     const rows = await run("agent", MIRAGE_AGENT, {
       profile: "mirage",
       cases: ["chunk-size-v3", "trigger-forward", "exec-service"],

@@ -31,7 +31,7 @@ describe("qrx conformance (command line)", () => {
       cwd: ROOT,
     });
 
-  test("--json prints rows {case, role, result, expected, seen, ms}; exit 0 when nothing failed", async () => {
+  test("--json prints rows {case, role, result, expected, seen, ms}; 0: no failure", async () => {
     const child = cli([
       "--role",
       "agent",

@@ -35,7 +35,7 @@ interface Pair {
   receiver: { status: number; stderr: string };
 }
 
-async function ended(child: Bun.Subprocess<"ignore" | number, number | "pipe", "pipe">) {
+async function ended(child: { exited: Promise<number>; stderr: ReadableStream<Uint8Array> }) {
   const [status, stderr] = await Promise.all([child.exited, new Response(child.stderr).text()]);
   return { status, stderr };
 }

@@ -188,7 +188,7 @@ describe("qfile-unpacker", () => {
 
   // Upstream reads a header with one read_all: EOF anywhere in it is "no end marker" (EREMOTEIO);
   // EOF inside a name, content or link target is LEGAL_EOF (§2.6).
-  test("a stream cut at every boundary class: EREMOTEIO in or before a header, LEGAL_EOF inside an entry; nothing half-written", async () => {
+  test("a cut at every boundary: EREMOTEIO at a header, LEGAL_EOF inside an entry", async () => {
     const first = fileEntry("done.txt", "complete");
     const second = fileEntry("partial.bin", "0123456789".repeat(1000));
     const full = concat(first, second, END);
@@ -234,7 +234,7 @@ describe("qfile-unpacker", () => {
     expect(readdirSync(dir)).toEqual(["keep.txt"]);
   });
 
-  test("an existing directory is merged into; modes and times apply on its second header", async () => {
+  test("an existing directory is merged into; modes and times from its 2nd header", async () => {
     const received = await receive(
       concat(
         dirEntry("m", 0o750),
@@ -251,7 +251,7 @@ describe("qfile-unpacker", () => {
     expect(Number(lstatSync(join(received.dir, "m")).mode & 0o7777)).toBe(0o755);
   });
 
-  test("a nanosecond field over 999999999 stops the receiver without a result (exit 1)", async () => {
+  test("a nanosecond field over 999999999 stops the receiver, no result (exit 1)", async () => {
     const received = await receive(
       concat(fileEntry("bad-time", "x", 0o644, { mtimeNsec: 1_000_000_000 }), END),
     );
@@ -260,7 +260,7 @@ describe("qfile-unpacker", () => {
     expect(received.stderr).toContain("qfile-unpacker");
   });
 
-  test("an over-long name: ENAMETOOLONG (36) without a last name; an unknown entry type: EINVAL (22)", async () => {
+  test("over-long name: ENAMETOOLONG (36), no last name; unknown type: EINVAL (22)", async () => {
     const long = await receive(concat(header(16384, S_IFREG | 0o644, 0), END));
     expect(long.result).toMatchObject({ code: 36, lastName: null, bytes: 16 });
     const fifo = await receive(

@@ -18,7 +18,7 @@ export function bytesInput<T extends object>(
 ): Pick<Harness<T>, "toJson" | "fromJson"> {
   return {
     toJson: (input) => {
-      const out: Record<string, unknown> = { ...input };
+      const out: Record<string, unknown> = { ...(input as Record<string, unknown>) };
       for (const field of fields)
         out[field] = Buffer.from(out[field] as Uint8Array).toString("hex");
       return out;

@@ -5,9 +5,10 @@ import { configHarness } from "./config.harness.ts";
 import type { Harness } from "./harness.ts";
 import { policyHarness } from "./policy.harness.ts";
 
-export const harnesses: Harness<never>[] = [
+// Each harness only ever gets back inputs of its own, so their input types can be forgotten here.
+export const harnesses = [
   codecHarness,
   helloHarness,
   configHarness,
   policyHarness,
-] as Harness<never>[];
+] as unknown as Harness<never>[];

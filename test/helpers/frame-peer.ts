@@ -8,7 +8,9 @@ import { RawPeer, vchanPath, type RawMessage } from "../../src/conformance/wire.
 export type { RawMessage };
 
 export class FramePeer extends RawPeer {
-  /** Connects as the vchan client of (server, client=us, port); retries while the server is not up. */
+  /**
+   * Connects as the vchan client of (server, client=us, port); retries while the server is not up.
+   */
   static async connectVchan(
     dir: string,
     server: number,

@@ -90,7 +90,10 @@ export class TestLab {
     return file;
   }
 
-  /** Unisolated unless asked: most tests reach into domains' files from the host (test/lab/isolation.test.ts is the isolated lab's). */
+  /**
+   * Unisolated unless asked: most tests reach into domains' files from the host
+   * (test/lab/isolation.test.ts is the isolated lab's).
+   */
   async up(config?: string, isolation: "namespaces" | "none" = "none"): Promise<void> {
     const result = await this.qrx([
       "lab",
@@ -133,7 +136,9 @@ export function processesMentioning(text: string): string[] {
         .replaceAll("\0", " ");
       const environ = require("node:fs").readFileSync(`/proc/${entry}/environ`, "utf8");
       if (cmdline.includes(text) || environ.includes(text)) found.push(`${entry} ${cmdline}`);
-    } catch {}
+    } catch {
+      // The process exited while we looked, or is not ours to read.
+    }
   }
   return found;
 }

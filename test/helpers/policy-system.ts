@@ -94,7 +94,9 @@ export class PolicySystem extends QrexecSystem {
     return this.#policyDaemonLog.join("");
   }
 
-  /** stderr of the qrexec-daemon of `vm` (in program mode it holds qrexec-policy-exec's decisions). */
+  /**
+   * stderr of the qrexec-daemon of `vm` (in program mode it holds qrexec-policy-exec's decisions).
+   */
   daemonLog(vm: string): string {
     return (this.#daemonLogs.get(vm) ?? []).join("");
   }

@@ -9,19 +9,20 @@ export class PtySession {
   readonly exited: Promise<number>;
 
   constructor(command: string, env: Record<string, string>) {
-    this.#child = Bun.spawn(["script", "-qfec", command, "/dev/null"], {
+    const child = Bun.spawn(["script", "-qfec", command, "/dev/null"], {
       env,
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
     });
+    this.#child = child;
     const reading = (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of this.#child.stdout) {
+      for await (const chunk of child.stdout) {
         this.#output += decoder.decode(chunk, { stream: true });
       }
     })();
-    this.exited = Promise.all([reading, this.#child.exited]).then(([, code]) => code);
+    this.exited = Promise.all([reading, child.exited]).then(([, code]) => code);
   }
 
   /** Everything the terminal showed so far, with the pty's \r\n as \n. */

@@ -49,7 +49,7 @@ function fakeTree(buildSeconds: number, name = `tree-${buildSeconds}`): string {
 
 async function bootstrap(root: string, path = process.env.PATH) {
   const started = performance.now();
-  const env = { ...process.env, PATH: path };
+  const env: Record<string, string | undefined> = { ...process.env, PATH: path };
   delete env.QRX_BOOTSTRAPPING;
   const child = Bun.spawn(["sh", join(root, "scripts", "bootstrap.sh")], {
     env,

@@ -6,7 +6,7 @@ describe("untrusted: a peer's string in a log line", () => {
     expect(untrusted("test.Echo+arg")).toBe("test.Echo+arg");
   });
 
-  test("control characters and backslashes are escaped, so a line cannot be faked or a terminal driven", () => {
+  test("control characters and backslashes are escaped: no faked line or terminal", () => {
     expect(untrusted("a\nb\r\tc\x1b[31m\x00\x7f\x85\\")).toBe(
       "a\\nb\\r\\tc\\x1b[31m\\x00\\x7f\\x85\\\\",
     );
@@ -32,7 +32,7 @@ describe("RefusalLog: refusals rate-limited per source", () => {
     return { lines, log, advance: (ms: number) => (now += ms) };
   }
 
-  test("a burst is logged, then one notice, then nothing until the window ends, then how many were dropped", () => {
+  test("a burst: logged, then one notice, then nothing until the window ends, then a count", () => {
     const { lines, log, advance } = setup();
     for (let i = 0; i < 10; i++) log.log("work", `refused ${i}`);
     expect(lines).toEqual([

@@ -2,7 +2,7 @@
 // (through a real pty), or waiting for `qrx lab asks` / `qrx lab answer` from another terminal,
 // or answered by a program, or denied; and the caller told when the answer was no.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { QRX, TestLab } from "../helpers/lab.ts";
 import { PtySession } from "../helpers/pty.ts";
@@ -71,7 +71,10 @@ describe("ask = tty", () => {
     pty.type("n\n");
     expect(await pty.finish()).toBe(126);
     expect(pty.output).toMatch(
-      /the policy asked \(question \d+, rule \S+50-lab.policy:2\) whether work may call test.Echo, and the answer was no/,
+      new RegExp(
+        String.raw`the policy asked \(question \d+, rule \S+50-lab.policy:2\) ` +
+          String.raw`whether work may call test.Echo, and the answer was no`,
+      ),
     );
     expect(pty.output).toContain("Request refused");
   }, 30_000);
@@ -93,7 +96,10 @@ describe("ask = tty", () => {
     // What a user without a terminal sees first: how to answer from another one.
     await waitFor(() => stderr.includes("waits for an answer"), "the hint on stderr", 20_000);
     expect(stderr).toMatch(
-      /policy question \d+ waits for an answer: work -> test.Add; from another terminal: qrx lab asks/,
+      new RegExp(
+        String.raw`policy question \d+ waits for an answer: work -> test.Add; ` +
+          String.raw`from another terminal: qrx lab asks`,
+      ),
     );
     const listed = Bun.spawnSync([QRX, "lab", "asks", "--json", "--dir", lab.dir], {
       env: lab.env(),
@@ -111,9 +117,10 @@ describe("ask = tty", () => {
       new RegExp(`^${id} +work +test.Add +@default +other,vault\\* `, "m"),
     );
     const wrong = await lab.qrx(["lab", "answer", id, "ghost"]);
+    const choices = "other, vault, or deny";
     expect(wrong).toMatchObject({
       code: 2,
-      stderr: `qrx: 'ghost' is not a choice for question ${id}: give one of other, vault, or deny\n`,
+      stderr: `qrx: 'ghost' is not a choice for question ${id}: give one of ${choices}\n`,
     });
     expect(await lab.qrx(["lab", "answer", id, "other"])).toMatchObject({
       code: 0,
@@ -126,7 +133,9 @@ describe("ask = tty", () => {
     const again = await lab.qrx(["lab", "answer", id, "deny"]);
     expect(again).toMatchObject({
       code: 1,
-      stderr: `qrx: policy question ${id} was already answered (qrx lab asks --dir ${lab.dir} lists those that are)\n`,
+      stderr:
+        `qrx: policy question ${id} was already answered (qrx ` +
+        `lab asks --dir ${lab.dir} lists those that are)\n`,
     });
   }, 30_000);
 });

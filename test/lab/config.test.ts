@@ -99,7 +99,8 @@ services = ["test.Echo", "./my.Service"]
   test("every mistake is named with the file", () => {
     expect(problem("[[domain]\nname=")).toStartWith(`${FILE}:1: not valid TOML`);
     expect(problem("colour = 1")).toBe(
-      `${FILE}:1: unknown key 'colour' (known: default_dispvm, policy, transport, ask, isolation, dom0, domain)`,
+      `${FILE}:1: unknown key 'colour' (known: default_dispvm, ` +
+        `policy, transport, ask, isolation, dom0, domain)`,
     );
     expect(problem('[[domain]]\nname = "work"\nram = 4')).toContain("domain #1: unknown key 'ram'");
     expect(problem('[[domain]]\ntype = "AppVM"')).toContain("domain #1: name must be a string");
@@ -179,7 +180,8 @@ services = ["test.Echo", "./my.Service"]
       expect.stringContaining(`${FILE}:9: domain 'work': type must be one of`),
       expect.stringContaining(`${FILE}:11: domain '9x': a name starts with a letter`),
       expect.stringContaining(`${FILE}:15: domain #3: unknown key 'ask'`),
-      `${FILE}:14: domain 'vault': default_dispvm 'work' is not a DisposableVM template (type = "DispVMTemplate")`,
+      `${FILE}:14: domain 'vault': default_dispvm 'work' is ` +
+        `not a DisposableVM template (type = "DispVMTemplate")`,
     ]);
     expect(problem('a = 1\n[[domain]\nname = "x"')).toStartWith(
       `${FILE}:2: not valid TOML: Expected ']]'`,
@@ -188,7 +190,8 @@ services = ["test.Echo", "./my.Service"]
       `${FILE}:5: not valid TOML`,
     );
     expect(problem('ask = "maybe"')).toBe(
-      `${FILE}:1: ask must be tty (the terminal of qrx run, or qrx lab answer), program:CMD (sh -c CMD answers), or deny; not "maybe"`,
+      `${FILE}:1: ask must be tty (the terminal of qrx run, or qrx lab ` +
+        `answer), program:CMD (sh -c CMD answers), or deny; not "maybe"`,
     );
     expect(parseLabConfig('ask = "program:jq -r .default_target"', FILE).ask).toBe(
       "program:jq -r .default_target",

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { TestLab } from "../helpers/lab.ts";
 
 describe("asking for isolation", () => {
-  test("a bad --isolation, or the socket transport, is refused before anything starts", async () => {
+  test("a bad --isolation, or the socket transport, is refused before it starts", async () => {
     const other = new TestLab();
     try {
       const bad = await other.qrx(["lab", "up", "--isolation", "vm"]);
@@ -29,7 +29,7 @@ describe("asking for isolation", () => {
     }
   });
 
-  test("without what isolation needs, lab up says what is missing and runs unisolated only when asked", async () => {
+  test("without what isolation needs: lab up says what; unisolated only when asked", async () => {
     const other = new TestLab();
     try {
       // Every program of the host but unshare.

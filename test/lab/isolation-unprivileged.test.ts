@@ -65,7 +65,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
-  test("its domains are in user namespaces: calls work, vault's home and mounts are out of reach", async () => {
+  test("its domains are in user namespaces: calls work, vault's home is out of reach", async () => {
     const status = JSON.parse((await qrx(["lab", "status", "--json"])).stdout) as {
       domains: { name: string; isolation: string }[];
     };
@@ -108,7 +108,8 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
     const native = join(import.meta.dir, "..", "..", "src", "native.ts");
     const serve = [
       `const { Vchan } = await import(${JSON.stringify(native)});`,
-      `const v = Vchan.server({ localDomain: 0, remoteDomain: 1, port: 1702, readMin: 1024, writeMin: 1024 });`,
+      `const v = Vchan.server({ localDomain: 0, remoteDomain: ` +
+        `1, port: 1702, readMin: 1024, writeMin: 1024 });`,
       "await Bun.sleep(4000); v.close();",
     ].join("\n");
     const offer = qrx(["run", "dom0", "--", BUN, "-e", serve]);

@@ -49,7 +49,7 @@ async function expectVaultUntouched(): Promise<void> {
 }
 
 describe("an isolated lab", () => {
-  test("status shows each domain's isolation; a domain is its own host, uid and process tree", async () => {
+  test("status shows each domain's isolation; a domain is its own host, uid, pids", async () => {
     const status = await lab.status();
     expect(status.isolation).toBe("namespaces");
     const isolation = Object.fromEntries(
@@ -68,7 +68,8 @@ describe("an isolated lab", () => {
     const [vaultHost, vaultUid] = vault.stdout.trim().split("\n");
     expect([workHost, vaultHost]).toEqual(["work", "vault"]);
     if (process.getuid?.() === 0) expect(workUid).not.toBe(vaultUid);
-    // Its init, its agent, the shell and ls (grep may still be starting): a handful, not the host's.
+    // Its init, its agent, the shell and ls (grep may still be starting): a handful, not the
+    // host's.
     expect(Number(workProcesses)).toBeLessThan(10);
   });
 
@@ -105,7 +106,9 @@ describe("an isolated lab", () => {
   test("work cannot connect to vault's agent or client-host socket", async () => {
     const agentSocket = join(lab.dir, "domains", "vault", "qrexec-agent.sock");
     for (const path of [agentSocket, `${agentSocket}.clients`]) {
-      const code = `await Bun.connect({ unix: ${JSON.stringify(path)}, socket: { data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
+      const code =
+        `await Bun.connect({ unix: ${JSON.stringify(path)}, socket: { data() {} ` +
+        `} }).then(() => console.log("connected"), (e) => console.log(e.code))`;
       const attempt = await lab.run("work", bunInside(code));
       expect(attempt.stdout.trim()).toBe("ENOENT");
     }
@@ -120,11 +123,12 @@ describe("an isolated lab", () => {
     await expectVaultUntouched();
   });
 
-  test("work cannot offer a vchan as vault: the host refuses it and dom0 never sees it", async () => {
+  test("work cannot offer a vchan as vault: the host refuses, dom0 never sees it", async () => {
     const port = 1700;
     const code = [
       `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
-      `const v = Vchan.server({ localDomain: 2, remoteDomain: 0, port: ${port}, readMin: 1024, writeMin: 1024 });`,
+      `const v = Vchan.server({ localDomain: 2, remoteDomain: ` +
+        `0, port: ${port}, readMin: 1024, writeMin: 1024 });`,
       `await Bun.sleep(1200); v.close(); console.log("served");`,
     ].join("\n");
     const impostor = lab.run("work", bunInside(code));
@@ -184,7 +188,7 @@ describe("an isolated lab", () => {
     await expectVaultUntouched();
   });
 
-  test("work cannot connect to a vchan offered to vault, nor see another pair's sockets", async () => {
+  test("work cannot connect to a vchan offered to vault, nor see others' sockets", async () => {
     const port = 1701;
     // dom0 offers vault a vchan; work claims to be vault and tries to take it.
     const offer = Vchan.server({
@@ -204,7 +208,8 @@ describe("an isolated lab", () => {
               `const { Vchan } = await import(${JSON.stringify(NATIVE)});`,
               `const { readdirSync } = await import("node:fs");`,
               `console.log(JSON.stringify(readdirSync(process.env.QRX_VCHAN_DIR)));`,
-              `try { Vchan.client({ localDomain: 2, remoteDomain: 0, port: ${port}, timeoutMs: 1000 }).close(); console.log("connected"); }`,
+              `try { Vchan.client({ localDomain: 2, remoteDomain: 0, port: ` +
+                `${port}, timeoutMs: 1000 }).close(); console.log("connected"); }`,
               `catch (e) { console.log("failed: " + e.message); }`,
             ].join("\n"),
           ),
@@ -236,7 +241,9 @@ describe("an isolated lab", () => {
   test("work cannot reach anything over the network: its namespace has only loopback", async () => {
     const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
-      const code = `await Bun.connect({ hostname: "127.0.0.1", port: ${listener.port}, socket: { data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
+      const code =
+        `await Bun.connect({ hostname: "127.0.0.1", port: ${listener.port}, socket: { ` +
+        `data() {} } }).then(() => console.log("connected"), (e) => console.log(e.code))`;
       const attempt = await lab.run("work", bunInside(code));
       expect(attempt.stdout.trim()).toBe("ECONNREFUSED");
       const links = await lab.run("work", [
@@ -264,7 +271,7 @@ describe("an isolated lab", () => {
     if (process.getuid?.() === 0) expect(String(statSync(landed).uid)).toBe(vaultUid);
   });
 
-  test("a DisposableVM gets its own namespaces, and its files are gone after its call", async () => {
+  test("a DisposableVM gets its own namespaces; its files are gone after its call", async () => {
     const script = "echo scratch > ~/left-behind; echo tmp > /tmp/left-behind; hostname\n";
     const call = await lab.run("work", ["qrexec-client-vm", "$dispvm", "qubes.VMShell"], script);
     expect(call.code).toBe(0);
@@ -277,7 +284,7 @@ describe("an isolated lab", () => {
     expect(existsSync(join(lab.dir, "isolation", "roots", name))).toBe(false);
   });
 
-  test("no rendezvous socket outlives its call: the host takes back what it handed out", async () => {
+  test("no rendezvous socket outlives its call: the host takes back what it gave", async () => {
     for (let call = 0; call < 5; call++)
       expect(
         (await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 1\n")).stdout,

@@ -109,6 +109,7 @@ test("rates are the differences between two samples; calls per second per domain
     dir: "/lab",
     config: "",
     transport: "shm",
+    isolation: "namespaces",
     adminPid: 1,
     policyPid: 2,
     startedAt: 0,
@@ -127,6 +128,8 @@ test("rates are the differences between two samples; calls per second per domain
         runningSince: 0,
         calls,
         restarts: 0,
+        preloaded: false,
+        isolation: "namespaces",
       },
     ],
   });

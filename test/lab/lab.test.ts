@@ -124,7 +124,7 @@ describe("in the default lab", () => {
     );
   });
 
-  test("qrx run passes the exit status through, 128+signal, and 127 for a missing command", async () => {
+  test("qrx run passes the exit status through, 128+signal, 127 for no command", async () => {
     expect((await lab.run("work", ["sh", "-c", "exit 7"])).code).toBe(7);
     expect((await lab.run("work", ["sh", "-c", "kill -9 $$"])).code).toBe(137);
     const missing = await lab.run("work", ["no-such-command-here"]);
@@ -134,7 +134,7 @@ describe("in the default lab", () => {
     expect(env.stdout).toBe(`2 vault ${join(lab.dir, "domains", "vault", "home")}\n`);
   });
 
-  test("$dispvm: a DisposableVM per call, cloned from the template, destroyed after, its id freed", async () => {
+  test("$dispvm: a DisposableVM per call, from the template, destroyed, id freed", async () => {
     const before = await lab.status();
     const result = await lab.run("work", ["qrexec-client-vm", "$dispvm", "test.Whoami"]);
     expect(result.code).toBe(0);
@@ -310,7 +310,8 @@ describe("errors name what is wrong and what to do", () => {
     const result = await lab.qrx(["lab", "up", "--config", config]);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
-      `qrx: ${config}:3: domain 'work': type must be one of AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`,
+      `qrx: ${config}:3: domain 'work': type must be one of ` +
+        `AppVM, TemplateVM, DispVMTemplate, StandaloneVM, not "PVH"\n`,
     );
     expect(existsSync(join(lab.dir, "admin.pid"))).toBe(false);
     const missing = await lab.qrx(["lab", "up", "--config", "/nonexistent.toml"]);
@@ -335,7 +336,10 @@ start = false
     const again = await lab.qrx(["lab", "up"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(
-      /^qrx: a lab is already running in .* \(admin pid \d+\): qrx lab status shows it, qrx lab down stops it\n$/,
+      new RegExp(
+        String.raw`^qrx: a lab is already running in .* \(admin pid \d+\): ` +
+          String.raw`qrx lab status shows it, qrx lab down stops it\n$`,
+      ),
     );
     expect(await lab.run("nope", ["true"])).toMatchObject({
       code: 1,
@@ -409,7 +413,10 @@ describe("a lab on the socket transport (upstream's vchan-socket byte stream)", 
     try {
       await lab.up(
         lab.config(
-          `transport = "socket"\ndefault_dispvm = "dvm"\npolicy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\nname = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`,
+          `transport = "socket"\ndefault_dispvm = "dvm"\n` +
+            `policy = "test.Whoami * a b allow target=@dispvm:dvm\\ntest.Add * @anyvm @anyvm ` +
+            `allow\\ntest.Add * @anyvm @dispvm allow\\n"\n[[domain]]\nname = "a"\n[[domain]]\n` +
+            `name = "b"\n[[domain]]\nname = "dvm"\ntype = "DispVMTemplate"\nstart = false\n`,
         ),
       );
       expect(await lab.run("a", ["qrexec-client-vm", "b", "test.Add"], "1 1\n")).toEqual({

@@ -26,7 +26,7 @@ describe("open and date services", () => {
   afterAll(() => lab.remove());
   const opened = () => readFileSync(join(lab.root.path, "opened.log"), "utf8");
 
-  test("qvm-open-in-vm: the file is opened in the target and the edited file comes back", async () => {
+  test("qvm-open-in-vm: the file opens in the target, the edited file comes back", async () => {
     const file = join(home("work"), "letter.txt");
     writeFileSync(file, "a draft\n");
     expect(await lab.run("work", ["qvm-open-in-vm", "vault", file])).toMatchObject({

@@ -12,7 +12,7 @@ describe("qvm-run in dom0", () => {
   afterAll(() => lab.remove());
   const dom0 = (argv: string[], input = "") => lab.run("dom0", ["qvm-run", ...argv], input);
 
-  test("a command in a qube: --pass-io, stdin after the command line, the exit status", async () => {
+  test("a command in a qube: --pass-io, stdin after the command line, exit status", async () => {
     expect(await dom0(["-p", "work", 'echo "hi from $QRX_DOMAIN_NAME"'])).toEqual({
       code: 0,
       stdout: "hi from work\n",

@@ -10,11 +10,12 @@ import { QRX, TestLab } from "../helpers/lab.ts";
 const BIN = join(import.meta.dir, "..", "..", "bin");
 
 describe("a lab whose policy has errors", () => {
-  test("does not come up, and says where the errors are; --allow-broken-policy says it loudly", async () => {
+  test("does not come up and says where the errors are; --allow-broken-policy warns", async () => {
     const lab = new TestLab();
     try {
       const config = lab.config(
-        'policy = """\ntest.Add * work vault allow\ntest.Echo * work\n"""\n[[domain]]\nname = "work"\n[[domain]]\nname = "vault"\n',
+        'policy = """\ntest.Add * work vault allow\ntest.Echo * work\n"""\n[[domain]]\n' +
+          'name = "work"\n[[domain]]\nname = "vault"\n',
       );
       const refused = await lab.qrx(["lab", "up", "--config", config]);
       expect(refused.code).toBe(1);
@@ -27,7 +28,11 @@ describe("a lab whose policy has errors", () => {
       const loud = await lab.qrx(["lab", "up", "--config", config, "--allow-broken-policy"]);
       expect(loud.code).toBe(0);
       expect(loud.stderr).toMatch(
-        /WARNING: --allow-broken-policy: the lab's policy has errors and DENIES EVERY CALL[^\n]*\n.*50-lab\.policy:2:/,
+        new RegExp(
+          String.raw`WARNING: --allow-broken-policy: ` +
+            String.raw`the lab's policy has errors and DENIES EVERY CALL` +
+            String.raw`[^\n]*\n.*50-lab\.policy:2:`,
+        ),
       );
       expect(
         await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 2\n"),
@@ -56,7 +61,8 @@ describe("qrx run's options", () => {
       argv: ["cmd", "-v"],
     });
     expect(splitRunArguments(["--user", "root", "--", "id"])).toBe(
-      "'--user' before -- is not an option of qrx run; the command goes after --: qrx run [--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]",
+      "'--user' before -- is not an option of qrx run; the command goes " +
+        "after --: qrx run [--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]",
     );
   });
 });
@@ -79,7 +85,7 @@ describe("in a running lab", () => {
     );
   }, 30_000);
 
-  test("a refused call: upstream's words by default, the rule and the explain command with -v", async () => {
+  test("a refused call: upstream's words; with -v the rule and the explain command", async () => {
     const plain = await lab.run("vault", ["qrexec-client-vm", "work", "test.Add"], "1 2\n");
     expect(plain).toEqual({ code: 126, stdout: "", stderr: "Request refused\n" });
     const verbose = await lab.qrx(
@@ -88,7 +94,12 @@ describe("in a running lab", () => {
     );
     expect(verbose.code).toBe(126);
     expect(verbose.stderr).toMatch(
-      /^Request refused\nqrx: the policy refused vault -> work test.Add\+, by \S+50-lab.policy:(\d+):\nqrx:   \* +\* +@anyvm +@anyvm +deny\n/,
+      new RegExp(
+        String.raw`^Request refused\n` +
+          String.raw`qrx: the policy refused vault -> work test.Add\+, ` +
+          String.raw`by \S+50-lab.policy:(\d+):\n` +
+          String.raw`qrx:   \* +\* +@anyvm +@anyvm +deny\n`,
+      ),
     );
     expect(verbose.stderr).toContain(
       "qrx: every rule considered: qrx run dom0 -- qrx policy explain vault work test.Add+\n",
@@ -104,19 +115,20 @@ describe("in a running lab", () => {
     expect(explain.stdout + explain.stderr).toContain("50-lab.policy");
   }, 30_000);
 
-  test("qvm-copy-to-vm to a VM that does not exist: the name is unknown, dom0's policy decides", async () => {
+  test("qvm-copy-to-vm to a VM that does not exist: unknown name, the policy decides", async () => {
     const file = join(lab.dir, "domains", "work", "home", "typo.txt");
     writeFileSync(file, "x\n");
     const copy = await lab.run("work", ["qvm-copy-to-vm", "valut", file]);
     expect(copy.code).toBe(0); // the lab's policy sends work's @default copies to vault
     expect(copy.stderr).toContain(
-      "qrx: target 'valut' does not exist, using @default (no domain 'valut' in the lab: dom0's policy decided where the call went)",
+      "qrx: target 'valut' does not exist, using @default (no domain " +
+        "'valut' in the lab: dom0's policy decided where the call went)",
     );
     const logs = await lab.qrx(["lab", "logs", "dom0"]);
     expect(logs.stdout).toContain("work -> valut: target 'valut' does not exist, using @default");
   }, 30_000);
 
-  test("qrexec-client: --help once, -w names a bad value, its examples work as printed", async () => {
+  test("qrexec-client: --help once, -w names a bad value, its examples work", async () => {
     const help = Bun.spawnSync([join(BIN, "qrexec-client"), "--help"]);
     expect(help.exitCode).toBe(0);
     expect(help.stdout.toString().match(/Usage:/g)).toHaveLength(1);

@@ -44,7 +44,7 @@ describe("the ask queue", () => {
     }
   });
 
-  test("nobody answering within the timeout denies, and a late answer finds no question", async () => {
+  test("nobody answering within the timeout denies; a late answer finds no question", async () => {
     const dir = tempDir();
     try {
       const result = await new QueueAsker(dir.path, 100).ask(QUESTION);

@@ -40,7 +40,7 @@ function ask(decision: Decision): AskDecision {
 describe("ask: the question", () => {
   test("the policy loads", () => expect(errors).toEqual([]));
 
-  test("choices come from the rules for this source, later ones first so earlier denies remove; source and internal VMs dropped", () => {
+  test("choices from this source's rules, later first so earlier denies remove", () => {
     // Walked in reverse: untrusted (line 7) is removed again by line 6's deny; sys-hidden is
     // internal, work is the source; @dispvm becomes work's default template.
     const decision = ask(policy.evaluate(query("work", "", "test.Ask"), facts));
@@ -50,7 +50,7 @@ describe("ask: the question", () => {
     expect(ruleOf(decision)).toBe("50-test.policy:2");
   });
 
-  test("the same targets whatever the caller intended, as long as this rule matches; an earlier deny removes its target", () => {
+  test("the same targets whatever the intended one, while this rule matches", () => {
     const all = [
       "@dispvm:default-dvm",
       "@dispvm:untrusted-dvm",
@@ -77,7 +77,7 @@ describe("ask: the question", () => {
     expect([decision.targets, decision.defaultTarget]).toEqual([["personal"], null]);
   });
 
-  test("target= is the only choice; @dispvm in target= and default_target= is the source's template", () => {
+  test("target= is the only choice; @dispvm there and in default_target= is a template", () => {
     expect(ask(policy.evaluate(query("work", "", "test.Redirect"), facts))).toMatchObject({
       targets: ["vault"],
       defaultTarget: "vault",
@@ -170,8 +170,9 @@ describe("ask: the answer", () => {
     );
   });
 
-  test("assume_yes_for_ask compares the spelling literally, as upstream: keywords and uuids are no choice", () => {
-    // The choices hold dom0, @dispvm:default-dvm and personal; other spellings of them do not count.
+  test("assume_yes_for_ask compares spellings literally: keywords and uuids do not match", () => {
+    // The choices hold dom0, @dispvm:default-dvm and personal; other spellings of them do not
+    // count.
     expect(assumeYes("@adminvm", "test.Pick")).toBe(
       "deny: intended target @adminvm is not one of the choices",
     );

@@ -1,4 +1,5 @@
-// The policy programs as a user runs them: qrx policy lint|eval|explain|graph and qrexec-policy-exec.
+// The policy programs as a user runs them: qrx policy lint|eval|explain|graph and
+// qrexec-policy-exec.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -42,11 +43,13 @@ beforeAll(() => {
   mkdirSync(bad);
   writeFileSync(
     domains,
-    '[domains.work]\npower_state = "Running"\n[domains.vault]\npower_state = "Running"\n[domains.personal]\n',
+    '[domains.work]\npower_state = "Running"\n[domains.vault]\npower_state = "Running"\n' +
+      "[domains.personal]\n",
   );
   writeFileSync(
     join(good, "50-test.policy"),
-    "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n",
+    "test.Echo * work vault allow\ntest.Redir * work @anyvm allow target=vault\n" +
+      "test.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n",
   );
   writeFileSync(join(bad, "10-a.policy"), "# fine\ntest.A * work vault allow\ntest.B * work\n");
   writeFileSync(join(bad, "20-b.policy"), "test.C * @nope vault allow\n!include missing.policy\n");
@@ -83,11 +86,12 @@ describe("qrx policy lint", () => {
   });
 });
 
-test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and still passes", async () => {
+test("qrx policy lint warns on each legacy bare anyvm/dispvm, and still passes", async () => {
   const result = await qrx("lint", compat, "--legacy-dir", r2Legacy);
   const file = join(r2Legacy, "test.Old");
   expect(result.stdout).toBe(
-    `${file}:2: warning: bare 'anyvm' (write '$anyvm') and 'dispvm' (write '$dispvm') read as the keyword here; ` +
+    `${file}:2: warning: bare 'anyvm' (write '$anyvm') and ` +
+      `'dispvm' (write '$dispvm') read as the keyword here; ` +
       "upstream's 4.x compat parser reads it as a qube name\n" +
       `${file}:3: warning: bare 'dispvm' (write '$dispvm') read as the keyword here; ` +
       "upstream's 4.x compat parser reads it as a qube name\n" +
@@ -97,7 +101,7 @@ test("qrx policy lint warns on each legacy line with a bare anyvm/dispvm, and st
 });
 
 describe("qrx policy eval", () => {
-  test("a deny for @type:AdminVM stops dom0 however the caller spells it (no bypass by spelling)", async () => {
+  test("a deny for @type:AdminVM stops dom0 however the caller spells it", async () => {
     for (const target of ["dom0", "@adminvm", "uuid:00000000-0000-0000-0000-000000000000"]) {
       const result = await qrx(
         "eval",
@@ -202,7 +206,7 @@ test("qrx policy explain and graph exit 1 when the policy has errors", async () 
   expect(graphed.code).toBe(1);
 });
 
-test("qrx policy lint rejects an empty target= or default_target=, as upstream's parser", async () => {
+test("qrx policy lint rejects an empty target= or default_target=, as upstream", async () => {
   const emptyTargets = join(dir.path, "empty-targets");
   mkdirSync(emptyTargets);
   writeFileSync(
@@ -211,8 +215,10 @@ test("qrx policy lint rejects an empty target= or default_target=, as upstream's
   );
   const result = await qrx("lint", emptyTargets);
   expect(result.stdout).toBe(
-    `${join(emptyTargets, "50-e.policy")}:1: target= is empty: it must name a domain or a keyword\n` +
-      `${join(emptyTargets, "50-e.policy")}:2: default_target= is empty: it must name a domain or a keyword\n`,
+    `${join(emptyTargets, "50-e.policy")}:1: target= ` +
+      `is empty: it must name a domain or a keyword\n` +
+      `${join(emptyTargets, "50-e.policy")}:2: default_target= ` +
+      `is empty: it must name a domain or a keyword\n`,
   );
   expect(result.code).toBe(1);
 });
@@ -234,7 +240,8 @@ test("qrx policy graph: upstream qrexec-policy-graph's options", async () => {
     "test.Ask",
   );
   expect(limited.stdout).toBe(
-    `test.Ask:\n  work -> personal ask  [${join(good, "50-test.policy")}:3]\n  work -> vault ask  [${join(good, "50-test.policy")}:3]\n`,
+    `test.Ask:\n  work -> personal ask  [${join(good, "50-test.policy")}:3]\n` +
+      `  work -> vault ask  [${join(good, "50-test.policy")}:3]\n`,
   );
   const output = join(dir.path, "graph.dot");
   const written = await qrx(

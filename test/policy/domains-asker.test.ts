@@ -102,7 +102,10 @@ describe("askers", () => {
 
   test("ask program: JSON on stdin and QRX_ASK_* variables", async () => {
     const asker = new ProgramAsker(
-      `read -r json; printf '%s\\n' "$json" >&2; [ "$QRX_ASK_TARGETS" = "personal vault" ] && [ "$QRX_ASK_DEFAULT_TARGET" = vault ] && [ "$QRX_ASK_RULE" = /p/50-test.policy:3 ] && echo "$json" | grep -q '"default_target":"vault"' && echo "$QRX_ASK_DEFAULT_TARGET"`,
+      `read -r json; printf '%s\\n' "$json" >&2; [ "$QRX_ASK_TARGETS" = "personal vault" ] ` +
+        `&& [ "$QRX_ASK_DEFAULT_TARGET" = vault ] && [ "$QRX_ASK_RULE" ` +
+        `= /p/50-test.policy:3 ] && echo "$json" | grep -q ` +
+        `'"default_target":"vault"' && echo "$QRX_ASK_DEFAULT_TARGET"`,
     );
     expect(await asker.ask(QUESTION)).toEqual({
       target: "vault",
@@ -125,7 +128,7 @@ describe("askers", () => {
     expect(chooseAsker({ askProgram: "true", terminal: false })).toBeInstanceOf(ProgramAsker);
   });
 
-  test("answerQuery logs every decision with its rule; an answer outside the choices denies", async () => {
+  test("answerQuery logs every decision and its rule; an answer not offered denies", async () => {
     const { policy } = policyOf(
       "test.Ask * work @anyvm ask default_target=vault\ntest.Echo * work vault allow\n",
     );
@@ -155,7 +158,8 @@ describe("askers", () => {
     );
     expect(denied.text).toBe("result=deny");
     expect(lines.at(-1)).toContain(
-      "ask answered: work -> personal test.Ask+: deny (nobody to ask (no asker in this test)) by /policy/50-test.policy:1",
+      "ask answered: work -> personal test.Ask+: deny (nobody to " +
+        "ask (no asker in this test)) by /policy/50-test.policy:1",
     );
 
     const outside = await answerQuery(

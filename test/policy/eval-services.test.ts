@@ -125,17 +125,18 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
     );
   });
 
-  test("EvalSimple: ask is settled with assume_yes_for_ask (the intended target), never asked", async () => {
+  test("EvalSimple: ask is settled with assume_yes_for_ask (the intended target)", async () => {
     expect(await exchange(simple, call("test.Ask", "personal", "work", "vault"))).toBe(
       "result=allow\n",
     );
-    // The intended target is not among the choices (@anyvm excludes dom0): deny, not the asker's "personal".
+    // The intended target is not among the choices (@anyvm excludes dom0): deny, not the asker's
+    // "personal".
     expect(await exchange(simple, call("test.Ask", "personal", "work", "dom0"))).toBe(
       "result=deny\n",
     );
   });
 
-  test("EvalSimple: assume_yes_for_ask compares the intended target literally with the choices", async () => {
+  test("EvalSimple: assume_yes_for_ask compares the intended target literally", async () => {
     expect(await exchange(simple, call("test.AskAdmin", "personal", "work", "dom0"))).toBe(
       "result=allow\n",
     );
@@ -196,9 +197,12 @@ describe("policy.EvalSimple / policy.EvalGUI sockets", () => {
     expect(await exchange(simple, call("test.Echo", "sys_gui", "personal", "vault"))).toBe(
       "result=allow\n",
     );
-    expect(await exchange(gui, call("test.Echo", "sys_gui", "work", "personal"))).toBe(""); // target untagged
-    expect(await exchange(gui, call("test.Echo", "sys_gui", "personal", "vault"))).toBe(""); // source untagged
-    expect(await exchange(gui, call("test.Echo", "personal", "work", "vault"))).toBe(""); // not their GUI VM
+    // target untagged
+    expect(await exchange(gui, call("test.Echo", "sys_gui", "work", "personal"))).toBe("");
+    // source untagged
+    expect(await exchange(gui, call("test.Echo", "sys_gui", "personal", "vault"))).toBe("");
+    // not their GUI VM
+    expect(await exchange(gui, call("test.Echo", "personal", "work", "vault"))).toBe("");
     expect(await exchange(gui, call("test.Echo", "sys_gui", "work", "nonexistent"))).toBe("");
     expect(log.join("\n")).toContain("personal has no tag guivm-sys_gui");
   });

@@ -49,7 +49,8 @@ table(
       "work",
       "personal",
       "test.A",
-      "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,default-dvm,disp123,dom0,fedora,personal,relay,remote,standalone,untrusted,untrusted-dvm,vault default -",
+      "ask @dispvm:default-dvm,@dispvm:untrusted-dvm,default-dvm,disp123,dom0,fedora,personal," +
+        "relay,remote,standalone,untrusted,untrusted-dvm,vault default -",
       `${R}:6`,
     ],
     ["work", "vault", "other.Service", "deny: no matching rule", "-"],
@@ -273,7 +274,7 @@ describe("relays (requested_source)", () => {
     ].join("\n"),
   );
 
-  test("a RemoteVM relayed by the caller is evaluated as the source, and named as policy_source", () => {
+  test("a RemoteVM relayed by the caller is the source, named as policy_source", () => {
     const decision = policy.evaluate(query("relay", "vault", "test.Relay", "remote"), facts);
     expect(decision).toMatchObject({
       kind: "allow",
@@ -297,7 +298,7 @@ describe("relays (requested_source)", () => {
     );
   });
 
-  test("a RemoteVM target goes to its relay, with the transport service and the default user", () => {
+  test("a RemoteVM target goes to its relay, with the transport service, default user", () => {
     const decision = policy.evaluate(query("work", "remote", "test.Relay+x"), facts);
     expect(decision).toMatchObject({
       kind: "allow",
@@ -319,7 +320,7 @@ describe("what a decision carries", () => {
     ].join("\n"),
   );
 
-  test("allow: target, uuid, user, autostart, notify, the rule, and the requested target as the caller gave it", () => {
+  test("allow: target, uuid, user, autostart, notify, rule, requested target as given", () => {
     const decision = policy.evaluate(query("work", "vault", "test.C+arg"), facts);
     expect(decision).toMatchObject({
       kind: "allow",

@@ -22,7 +22,7 @@ describe("explain", () => {
     "20-b.policy": "* * @anyvm @anyvm deny\n",
   });
 
-  test("every rule, why it did or did not match, which one decided, and the rest not reached", () => {
+  test("every rule, why it matched or not, which one decided, and the rest not reached", () => {
     const explanation = policy.explain(query("work", "vault", "test.E+y"), facts);
     expect(lines(explanation)).toEqual([
       "10-a.policy:1 no match: service test.E is not other.Svc",

@@ -73,7 +73,9 @@ export function legacyPolicyFrom(legacy: Record<string, string>): LoadedPolicy {
   return { policy, errors: policy.errors };
 }
 
-/** A compact, comparable summary of a decision: "allow work", "deny: reason", "ask a,b default a". */
+/**
+ * A compact, comparable summary of a decision: "allow work", "deny: reason", "ask a,b default a".
+ */
 export function summary(decision: Decision): string {
   switch (decision.kind) {
     case "allow":

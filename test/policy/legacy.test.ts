@@ -46,13 +46,10 @@ const CURRENT = [
 /** A decision without where it came from, so the two formats can be compared. */
 function comparable(decision: Decision): unknown {
   const { rule, ...rest } = decision;
+  const action = rule?.action ?? null;
   if (rest.kind === "deny")
-    return {
-      ...rest,
-      reason: rest.reason.replace(/ by \/.*$/, " by a rule"),
-      rule: rule?.action ?? null,
-    };
-  return { ...rest, rule: rule.action };
+    return { ...rest, reason: rest.reason.replace(/ by \/.*$/, " by a rule"), rule: action };
+  return { ...rest, rule: action };
 }
 
 const SOURCES = DOMAINS.map((domain) => domain.name).filter((name) => name !== "remote");
@@ -92,7 +89,9 @@ describe("legacy format: the same decisions as its current-format translation", 
   const viaIncludeService = policyFrom(
     {
       "50-test.policy":
-        "!include-service test.Legacy +arg /legacy/test.Legacy+arg\ntest.Legacy +arg @anyvm @anyvm deny\ntest.Legacy +arg @anyvm @adminvm deny\n!include-service test.Legacy * /legacy/test.Legacy\n",
+        "!include-service test.Legacy +arg /legacy/test.Legacy+arg\n" +
+        "test.Legacy +arg @anyvm @anyvm deny\ntest.Legacy +arg @anyvm @adminvm deny\n" +
+        "!include-service test.Legacy * /legacy/test.Legacy\n",
     },
     LEGACY,
   );
@@ -103,7 +102,7 @@ describe("legacy format: the same decisions as its current-format translation", 
   });
 
   const expected = decisions(current.policy);
-  test(`over ${expected.size} requests: a legacy directory, !compat-4.0 and !include-service all agree with the translation`, () => {
+  test(`over ${expected.size} requests: legacy dir, compat, include agree with translation`, () => {
     for (const loaded of [legacy, viaCompat, viaIncludeService])
       expect(decisions(loaded.policy)).toEqual(expected);
   });
@@ -137,7 +136,8 @@ describe("legacy format: the same decisions as its current-format translation", 
     ["fedora", "work", "test.Legacy", "deny: fedora has no default DisposableVM template"],
     // R2 `dispvm` as a target: the source's default template.
     ["disp123", "@dispvm", "test.Legacy", "allow @dispvm:default-dvm"],
-    // The ask offers what lines 6, 11 and 12 allow; line 13's deny comes later, so it removes nothing.
+    // The ask offers what lines 6, 11 and 12 allow; line 13's deny comes later, so it removes
+    // nothing.
     [
       "disp123",
       "dom0",
@@ -199,7 +199,7 @@ describe("legacy line translation", () => {
   });
 });
 
-describe("bare R2 keywords: kept as keywords, with a warning (upstream's compat parser reads names)", () => {
+describe("bare R2 keywords: kept as keywords, with a warning (as upstream's compat)", () => {
   const warningOf = (line: string) => {
     const result = translateLegacyLine(line, "s", "*");
     if (result.kind !== "rule") throw new Error(result.kind);
@@ -212,7 +212,8 @@ describe("bare R2 keywords: kept as keywords, with a warning (upstream's compat 
         "upstream's 4.x compat parser reads it as a qube name",
     );
     expect(warningOf("anyvm anyvm deny")).toBe(
-      "bare 'anyvm' (write '$anyvm') read as the keyword here; upstream's 4.x compat parser reads it as a qube name",
+      "bare 'anyvm' (write '$anyvm') read as the keyword here; " +
+        "upstream's 4.x compat parser reads it as a qube name",
     );
     expect(warningOf("work $anyvm allow,target=dispvm")).toContain("'dispvm' (write '$dispvm')");
     expect(warningOf("work $anyvm ask,default_target=dispvm")).toContain(

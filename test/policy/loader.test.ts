@@ -46,7 +46,7 @@ describe("which files, in which order", () => {
     expect(order(policy)).toEqual(["10-real.policy:1"]);
   });
 
-  test("a basename in an earlier directory hides the same basename in a later one; the rest interleave by name", () => {
+  test("a basename in an earlier directory hides it in a later one; the rest interleave", () => {
     const fs = memoryFileSystem({
       "/run/policy.d/20-b.policy": "s * work vault allow\n",
       "/run/policy.d/30-same.policy": "s * work vault deny\n",
@@ -85,7 +85,7 @@ describe("includes", () => {
     ]);
   });
 
-  test("relative paths resolve against the top-level file's policy directory, even when nested", () => {
+  test("relative paths resolve against the top-level file's directory, even nested", () => {
     const { policy, errors } = policyFrom({
       "10-a.policy": "!include inc/one.policy\n",
       // Relative to /policy, not to /policy/inc where this file is.
@@ -96,7 +96,7 @@ describe("includes", () => {
     expect(order(policy)).toEqual(["inc/two.policy:1"]);
   });
 
-  test("relative includes of a file from another policy directory resolve against that directory", () => {
+  test("relative includes from another policy directory resolve against that one", () => {
     const fs = memoryFileSystem({
       "/run/p/10-a.policy": "!include inc.policy\n",
       "/run/p/inc.policy.part": "",
@@ -142,7 +142,8 @@ describe("includes", () => {
       "inc/y.policy": "!include inc/x.policy\n",
     });
     expect(errors.map(formatPolicyError)).toEqual([
-      "/policy/inc/y.policy:1: include loop: /policy/10-a.policy -> /policy/inc/x.policy -> /policy/inc/y.policy -> /policy/inc/x.policy",
+      "/policy/inc/y.policy:1: include loop: /policy/10-a.policy -> " +
+        "/policy/inc/x.policy -> /policy/inc/y.policy -> /policy/inc/x.policy",
     ]);
   });
 
@@ -159,7 +160,8 @@ describe("includes", () => {
     const { policy, errors } = policyFrom({
       "10-a.policy": "!include-service qubes.Svc +arg legacy/svc\n",
       "legacy/svc":
-        "# legacy comment\n$anyvm $dispvm allow,user=root\nwork $default allow,target=vault\n$include:legacy/more\n",
+        "# legacy comment\n$anyvm $dispvm allow,user=root\n" +
+        "work $default allow,target=vault\n$include:legacy/more\n",
       "legacy/more": "$tag:trusted $anyvm ask,default_target=vault\n",
     });
     expect(errors).toEqual([]);
@@ -186,7 +188,8 @@ describe("includes", () => {
       "legacy/svc": "\n$anyvm\n$anyvm $anyvm allow,frob=1\n",
     });
     expect(errors.map(formatPolicyError)).toEqual([
-      "/policy/legacy/svc:2: wrong number of fields: expected SOURCE TARGET ACTION[,PARAM=VALUE...], got 1",
+      "/policy/legacy/svc:2: wrong number of fields: " +
+        "expected SOURCE TARGET ACTION[,PARAM=VALUE...], got 1",
       "/policy/legacy/svc:3: parameter 'frob' is not valid for allow",
     ]);
   });
@@ -206,7 +209,7 @@ describe("!compat-4.0", () => {
     "include/shared": "garbage (a directory entry, not a service file)\n",
   };
 
-  test("services sorted; per service the +ARG files sorted, each followed by two implicit denies; the generic file last", () => {
+  test("services sorted; each +ARG file then two implicit denies; the generic file last", () => {
     const { policy, errors } = policyFrom(
       { "35-compat.policy": "s * work vault allow\n!compat-4.0\n" },
       legacy,
@@ -247,7 +250,7 @@ describe("on disk", () => {
   const dir = tempDir("qrx-policy-");
   afterAll(() => dir.remove());
 
-  test("symlinks to files are followed, dangling ones and directories ignored; paths lists what was read", () => {
+  test("symlinks to files followed, dangling ones and directories ignored; paths lists", () => {
     const policyDir = join(dir.path, "policy.d");
     mkdirSync(join(policyDir, "sub.policy"), { recursive: true });
     writeFileSync(join(dir.path, "target"), "s * work vault allow\n");

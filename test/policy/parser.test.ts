@@ -26,7 +26,8 @@ describe("current format: accepted lines", () => {
     ["svc * @tag:x @type:AppVM allow", {}],
     ["svc * @dispvm:default-dvm @dispvm:@tag:t allow", {}],
     [
-      `svc * uuid:11111111-1111-1111-1111-111111111111 uuid:00000000-0000-0000-0000-000000000000 allow`,
+      `svc * uuid:11111111-1111-1111-1111-111111111111 ` +
+        `uuid:00000000-0000-0000-0000-000000000000 allow`,
       {},
     ],
     ["svc * work @default ask target=@dispvm:default-dvm default_target=@dispvm", {}],
@@ -74,7 +75,8 @@ describe("current format: rejected lines, with file:line messages", () => {
     [
       "svc * work",
       [
-        "wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 3",
+        "wrong number of fields: expected SERVICE ARGUMENT " +
+          "SOURCE TARGET ACTION [PARAM=VALUE...], got 3",
       ],
     ],
     ["svc* * work vault allow", ["invalid service name 'svc*'"]],
@@ -184,9 +186,11 @@ describe("errors are collected over the whole file set", () => {
       "inc/more.policy": "\n\nbad\n",
     });
     expect(errors.map(formatPolicyError)).toEqual([
-      "/policy/10-a.policy:2: wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 3",
+      "/policy/10-a.policy:2: wrong number of fields: expected " +
+        "SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 3",
       "/policy/10-a.policy:4: invalid action 'nope' (expected allow, deny or ask)",
-      "/policy/inc/more.policy:3: wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 1",
+      "/policy/inc/more.policy:3: wrong number of fields: expected " +
+        "SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 1",
       "/policy/20-b.policy:2: '@default' is not allowed as source",
     ]);
   });
@@ -213,7 +217,9 @@ describe("errors are collected over the whole file set", () => {
     const decision = policy.evaluate(query("work", "vault", "s"), facts);
     expect(decision).toMatchObject({ kind: "deny", rule: null });
     expect(decision.kind === "deny" && decision.reason).toBe(
-      "the policy has an error, so every call is denied; first: /policy/20-b.policy:1: wrong number of fields: expected SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 3",
+      "the policy has an error, so every call is denied; first: " +
+        "/policy/20-b.policy:1: wrong number of fields: expected " +
+        "SERVICE ARGUMENT SOURCE TARGET ACTION [PARAM=VALUE...], got 3",
     );
     expect(policy.ok).toBe(false);
   });

@@ -21,10 +21,12 @@ describe("parseSocketRequest", () => {
   test.each([
     ["source=work\nintended_target=vault\nservice_and_arg=a.B+c\n", true],
     [
-      "source=work\nrequested_source=\nintended_target=\nservice_and_arg=a.B\nassume_yes_for_ask=yes\njust_evaluate=no\n",
+      "source=work\nrequested_source=\nintended_target=\nservice_and_arg=a.B\n" +
+        "assume_yes_for_ask=yes\njust_evaluate=no\n",
       true,
     ],
-    ["source=work\ndomain_id=2\nintended_target=vault\nservice_and_arg=a.B\n", false], // old daemons' key
+    // old daemons' key
+    ["source=work\ndomain_id=2\nintended_target=vault\nservice_and_arg=a.B\n", false],
     ["source=work\nintended_target=vault\n", false], // missing service_and_arg
     ["source=work\nintended_target vault\nservice_and_arg=a.B\n", false], // no '='
     ["source=wörk\nintended_target=vault\nservice_and_arg=a.B\n", false], // non-ASCII
@@ -67,7 +69,8 @@ describe("PolicyDaemon on a socket", () => {
     );
     writeFileSync(
       join(policyDir, "50-test.policy"),
-      "test.Echo * work vault allow\ntest.Ask * work @anyvm ask default_target=vault\n* * @anyvm @anyvm deny\n",
+      "test.Echo * work vault allow\ntest.Ask * work @anyvm ask default_target=vault\n" +
+        "* * @anyvm @anyvm deny\n",
     );
     store = new PolicyStore(
       { dirs: [policyDir], legacyDir: join(dir.path, "legacy"), domainsFile },
@@ -95,7 +98,9 @@ describe("PolicyDaemon on a socket", () => {
       request(["source=work", "intended_target=vault", "service_and_arg=test.Echo"]),
     );
     expect(answer).toBe(
-      "user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:44444444-4444-4444-4444-444444444444\nautostart=True\nrequested_target=vault\n",
+      "user=DEFAULT\nresult=allow\ntarget=vault\n" +
+        "target_uuid=uuid:44444444-4444-4444-4444-444444444444\nautostart=True\n" +
+        "requested_target=vault\n",
     );
   });
 
@@ -133,7 +138,7 @@ describe("PolicyDaemon on a socket", () => {
     );
   });
 
-  test("ask goes to the asker; just_evaluate never asks; assume_yes_for_ask takes the intended target", async () => {
+  test("ask goes to the asker; just_evaluate never asks; assume_yes_for_ask: intent", async () => {
     const asked = await exchange(
       socketPath,
       request(["source=work", "intended_target=vault", "service_and_arg=test.Ask"]),
@@ -195,7 +200,7 @@ describe("PolicyDaemon on a socket", () => {
     for (const answer of answers) expect(answer).toContain("result=allow");
   });
 
-  test("reload: a new file is used, a broken one denies and logs file:line, a broken domains file denies", async () => {
+  test("reload: a new file is used; a broken one, or domains file, denies and logs", async () => {
     const ask = () =>
       exchange(
         socketPath,

@@ -38,7 +38,8 @@ describe("response text (§11.1 allow response format)", () => {
     [
       "other VM: target_uuid after target",
       settled("work", "vault"),
-      `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid("4")}\nautostart=True\nrequested_target=vault`,
+      `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid("4")}\n` +
+        `autostart=True\nrequested_target=vault`,
     ],
     [
       "dom0: no target_uuid; requested_target as the caller wrote it (name dom0)",
@@ -53,22 +54,26 @@ describe("response text (§11.1 allow response format)", () => {
     [
       "DispVM: the template's uuid",
       settled("work", "@dispvm"),
-      `user=DEFAULT\nresult=allow\ntarget=@dispvm:default-dvm\ntarget_uuid=@dispvm:uuid:${uuid("5")}\nautostart=True\nrequested_target=@dispvm`,
+      `user=DEFAULT\nresult=allow\ntarget=@dispvm:default-dvm\n` +
+        `target_uuid=@dispvm:uuid:${uuid("5")}\nautostart=True\nrequested_target=@dispvm`,
     ],
     [
       "redirect: requested_target stays what the caller asked",
       settled("work", ""),
-      `user=alice\nresult=allow\ntarget=personal\ntarget_uuid=uuid:${uuid("2")}\nautostart=True\nrequested_target=@default`,
+      `user=alice\nresult=allow\ntarget=personal\ntarget_uuid=uuid:${uuid("2")}\n` +
+        `autostart=True\nrequested_target=@default`,
     ],
     [
       "RemoteVM: to the relay, default user, transport service",
       settled("work", "remote"),
-      `user=DEFAULT\nresult=allow\ntarget=relay\ntarget_uuid=uuid:${uuid("b")}\nautostart=True\nrequested_target=remote\nservice=qubesair.SSHProxy+remote+test.R+arg`,
+      `user=DEFAULT\nresult=allow\ntarget=relay\ntarget_uuid=uuid:${uuid("b")}\n` +
+        `autostart=True\nrequested_target=remote\nservice=qubesair.SSHProxy+remote+test.R+arg`,
     ],
     [
       "relayed source: policy_source last",
       settled("relay", "vault", "remote"),
-      `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid("4")}\nautostart=True\nrequested_target=vault\npolicy_source=remote`,
+      `user=DEFAULT\nresult=allow\ntarget=vault\ntarget_uuid=uuid:${uuid("4")}\n` +
+        `autostart=True\nrequested_target=vault\npolicy_source=remote`,
     ],
     ["deny by rule", settled("work", "untrusted"), "result=deny"],
     ["deny without rule", settled("vault", "work"), "result=deny"],
@@ -95,7 +100,8 @@ describe("round trip through the daemon's parser (src/protocol/policy-response.t
     ["work", "remote", null],
     ["relay", "vault", "remote"],
   ] as const) {
-    test(`allow ${source} -> ${target || "@default"}${requestedSource ? ` for ${requestedSource}` : ""}`, () => {
+    const forWhom = requestedSource ? ` for ${requestedSource}` : "";
+    test(`allow ${source} -> ${target || "@default"}${forWhom}`, () => {
       const decision = settled(source, target, requestedSource);
       if (decision.kind !== "allow") throw new Error(decision.reason);
       for (const text of [policyResponseText(decision), `${policyResponseText(decision)}\n`]) {
@@ -135,7 +141,7 @@ describe("socket options (§7.4, §11.3)", () => {
     );
   });
 
-  test("settling without a human: assume_yes_for_ask answers with the intended target; otherwise an ask stays open (null)", () => {
+  test("unattended: assume_yes_for_ask answers the intended target; else ask stays", () => {
     const ask = policy.evaluate(query("personal", "vault", "test.R"), facts);
     expect(ask.kind).toBe("ask");
     expect(settleWithoutAsking(ask, {}, facts)).toBeNull();

@@ -216,7 +216,7 @@ describe("exec_params and friends (§3.3)", () => {
     ]);
   });
 
-  test("SERVICE_CONNECT: strict decoding wants the last byte NUL; the agent's mode does not", () => {
+  test("SERVICE_CONNECT: strict decoding wants the last byte NUL; agent's mode not", () => {
     const full = new Uint8Array([...new Uint8Array(8), ...new Uint8Array(32).fill(0x41)]);
     expect(() => decodeServiceConnect(full)).toThrow(/not NUL-terminated/);
     expect(fieldText(decodeServiceConnect(full, "terminate").ident)).toBe("A".repeat(32));
@@ -225,7 +225,7 @@ describe("exec_params and friends (§3.3)", () => {
     );
   });
 
-  test("SERVICE_CONNECT: a short ident is zero-padded; none or more than 32 bytes is an error", () => {
+  test("SERVICE_CONNECT: a short ident is zero-padded; none or over 32 bytes is an error", () => {
     const short = decodeServiceConnect(
       new Uint8Array([...new Uint8Array(8), ...text.encode("ab")]),
       "terminate",
@@ -289,7 +289,7 @@ describe("triggers (§3.3)", () => {
   test("TRIGGER3 layout: target[64], ident[32], name + NUL", () => {
     const payload = encodeTrigger3({ target: "@dispvm", ident: "SOCKET7", service: "qubes.Svc" });
     expect(hex(payload)).toBe(
-      `${padded("@dispvm", 64)}${padded("SOCKET7", 32)}${Buffer.from("qubes.Svc\0").toString("hex")}`,
+      padded("@dispvm", 64) + padded("SOCKET7", 32) + Buffer.from("qubes.Svc\0").toString("hex"),
     );
     const decoded = decodeTrigger3(payload);
     expect(new TextDecoder().decode(decoded.service)).toBe("qubes.Svc\0");
@@ -305,7 +305,10 @@ describe("triggers (§3.3)", () => {
     });
     expect(payload.length).toBe(160 + 9);
     expect(hex(payload)).toBe(
-      `${padded("relay", 64)}${padded("work", 64)}${padded("SOCKET", 32)}${Buffer.from("test.Add\0").toString("hex")}`,
+      padded("relay", 64) +
+        padded("work", 64) +
+        padded("SOCKET", 32) +
+        Buffer.from("test.Add\0").toString("hex"),
     );
     const decoded = decodeTrigger4(payload);
     expect([

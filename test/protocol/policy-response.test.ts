@@ -58,7 +58,9 @@ describe("policy request (§7.4)", () => {
 
 describe("policy response (§7.4)", () => {
   test("allow with every key", () => {
-    const response = `${ALLOW.replace("target=work", "target=@dispvm:tmpl")}target_uuid=@dispvm:uuid:1234\nservice=other+x\npolicy_source=relay\n`;
+    const response =
+      `${ALLOW.replace("target=work", "target=@dispvm:tmpl")}target_uuid=@dispvm:uuid:1234\n` +
+      `service=other+x\npolicy_source=relay\n`;
     expect(parsePolicyResponse(response)).toEqual({
       kind: "allow",
       user: "DEFAULT",

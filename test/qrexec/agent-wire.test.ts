@@ -172,7 +172,7 @@ describe("qrexec-agent on the wire", () => {
     expect(await client.read(8)).toBeNull();
   });
 
-  test("SERVICE_CONNECT hands the raw exec_params to the client, and its close is reported", async () => {
+  test("SERVICE_CONNECT hands raw exec_params to the client; its close is reported", async () => {
     const client = await Connection.connect(agentSocket);
     client.write(
       frame(
@@ -203,7 +203,7 @@ describe("qrexec-agent on the wire", () => {
     });
   });
 
-  test("hostile input: a bad trigger closes that client, unknown control messages are ignored", async () => {
+  test("hostile input: a bad trigger closes its client; unknown messages ignored", async () => {
     const bad = await Connection.connect(agentSocket);
     bad.write(frame(C.MSG_TRIGGER_SERVICE3, new Uint8Array(100)));
     expect(await bad.read(8)).toBeNull();

@@ -25,7 +25,8 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     system.service(
       "dom0",
       "test.Dom0Env",
-      'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat',
+      'echo "$QREXEC_REMOTE_DOMAIN|$QREXEC_SERVICE_FULL_NAME|$QREXEC_REQUESTED_TARGET_TYPE|' +
+        '$QREXEC_REQUESTED_TARGET$QREXEC_REQUESTED_TARGET_KEYWORD"; cat',
     );
     system.policy(
       "test.Deny* * * deny",
@@ -63,7 +64,8 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
   test("the service environment and argument", async () => {
     const result = await system.clientVm("work", ["vault", "test.Env+some-arg"]);
     expect(result.stdout, explain(result)).toBe("work|test.Env+some-arg|some-arg|some-arg\n");
-    // The daemon appends '+' to a service without an argument (§2.1 step 4): the argument is set, empty.
+    // The daemon appends '+' to a service without an argument (§2.1 step 4): the argument is set,
+    // empty.
     const plain = await system.clientVm("work", ["vault", "test.Env"]);
     expect(plain.stdout, explain(plain)).toBe("work|test.Env+||\n");
     // A command sent as is (dom0 -> VM) keeps its descriptor: no argument at all.
@@ -77,7 +79,7 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     expect(result.stderr).toBe("Request refused\n");
   });
 
-  test("an allowed call whose target has no daemon looks like a refusal (§2.1 step 9)", async () => {
+  test("a call allowed to a target without a daemon looks refused (§2.1 step 9)", async () => {
     const result = await system.clientVm("work", ["anywhere", "test.Ghost"]);
     expect(result.code, explain(result)).toBe(126);
     expect(result.stderr).toBe("Request refused\n");

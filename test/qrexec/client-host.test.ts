@@ -180,7 +180,7 @@ describe("qrexec-client-vm's client host", () => {
 
   // Issue 15 item 8 (spec §13.21): checked before Bun starts, which would reopen them.
   for (const fd of [0, 1, 2]) {
-    const close = ["0<&-", "1>&-", "2>&-"][fd]!;
+    const close = ["0<&-", "1>&-", "2>&-"][fd];
     test(`a closed fd ${fd} is refused with 125 before any call (client-vm, client)`, async () => {
       const tag = `c${fd}${Math.random().toString(36).slice(2)}`;
       const command = `user:QUBESRPC\\ test.Hold+${tag}\\ dom0`;
@@ -234,7 +234,7 @@ describe("qrexec-client-vm's client host", () => {
     expect(bad.stderr).toMatch(/^qrexec-client-vm: invalid service/);
   });
 
-  test("hosted: --help and a bad option are the CLI's (fallback before any input is read)", async () => {
+  test("hosted: --help and a bad option are the CLI's (fallback before input)", async () => {
     const help = await system.clientVm("work", ["--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: qrexec-client-vm/);
@@ -247,7 +247,7 @@ describe("qrexec-client-vm's client host", () => {
     expect(bad.stderr).toMatch(/invalid buffer size/);
   });
 
-  test("hosted: a client killed mid-call ends the service, and the agent keeps no fd of it", async () => {
+  test("hosted: a client killed mid-call ends the service; the agent keeps no fd", async () => {
     const agentPid = system.vms.get("work")!.agent.pid;
     const before = fdTargets(agentPid).length;
     const tag = `k${Math.random().toString(36).slice(2)}`;
@@ -334,7 +334,7 @@ describe("qrexec-client-vm's client host", () => {
 
   // For a caller, SIGUSR1 means that its stdout is a socket to read the input from too (the
   // pump's single-socket mode from the client's side, §6.6); its stdin is dropped.
-  test("hosted: SIGUSR1 to the front end switches its call to the stdout socket (§6.6)", async () => {
+  test("hosted: SIGUSR1 to the front end switches its call to the stdout socket", async () => {
     system.service(
       "vault",
       "test.ReadEcho",
@@ -362,7 +362,7 @@ describe("qrexec-client-vm's client host", () => {
     expect(buffer.subarray(0, read).toString()).toBe("got x\n");
   });
 
-  test("hosted: stdout ends when the service's output ends, while the call still runs", async () => {
+  test("hosted: stdout ends when the service's output ends, the call still running", async () => {
     system.service("vault", "test.CloseEarly", "echo early; exec >&-; read line");
     const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", "test.CloseEarly"], {
       env: system.env(2),

@@ -56,7 +56,7 @@ describe("qrexec-client-vm flags", () => {
     expect(result.stdout === input).toBe(true);
   });
 
-  test("rings: 128 KiB each way by default, what --buffer-size asks otherwise (the service side maps them)", async () => {
+  test("rings: 128 KiB each way by default, else what --buffer-size asks", async () => {
     const vault = system.vms.get("vault")!.agent.pid;
     const page = 4096;
     for (const [args, bytes] of [
@@ -170,7 +170,7 @@ describe("qrexec-client flags", () => {
     expect(plain.code).toBe(9);
   });
 
-  test("unknown options print the usage on stdout and exit 0 (upstream's getopt quirk); no command exits 1", async () => {
+  test("unknown options: usage on stdout, exit 0 (upstream's getopt); no command: 1", async () => {
     const unknown = await system.client(["--bogus"]);
     expect(unknown.code).toBe(0);
     expect(unknown.stdout).toMatch(/Usage: qrexec-client/);

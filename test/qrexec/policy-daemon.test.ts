@@ -40,8 +40,11 @@ describe.each(MODES)("qrexec-daemon with our policy over the %s interface", (mod
     system.writePolicy("50-test.policy", POLICY);
     askLog = join(system.dir.path, "ask.log");
     // Answers test.Ask with vault after recording the question; denies everything else.
-    system.setAskProgram(`cat > ${askLog}.json; echo "$QRX_ASK_SOURCE|$QRX_ASK_SERVICE|$QRX_ASK_TARGETS|$QRX_ASK_DEFAULT_TARGET" >> ${askLog}
-case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`);
+    system.setAskProgram(
+      `cat > ${askLog}.json; echo ` +
+        `"$QRX_ASK_SOURCE|$QRX_ASK_SERVICE|$QRX_ASK_TARGETS|$QRX_ASK_DEFAULT_TARGET" >> ${askLog}
+case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`,
+    );
     if (mode === "socket") await system.startPolicyDaemon();
     await system.startVm(2, "work");
     await system.startVm(3, "vault");
@@ -126,7 +129,7 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`);
     expect(decisionLog()).toContain("ask answered: work -> vault test.AskNo+: deny (ask program");
   });
 
-  test("a changed file is used for the next call; a broken file denies with file:line in the log", async () => {
+  test("a changed file is used next call; a broken one denies, file:line in the log", async () => {
     const file = system.writePolicy("40-override.policy", "test.Echo * work vault deny\n");
     if (mode === "socket")
       await waitFor(

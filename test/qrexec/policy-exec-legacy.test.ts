@@ -98,7 +98,7 @@ afterAll(async () => {
   dir.remove();
 });
 
-test("an allowed call: the target's agent gets the service command, the caller's agent the connect", async () => {
+test("an allowed call: the target's agent gets the command, the caller's the connect", async () => {
   agents
     .get("testvm")!
     .send(

@@ -6,7 +6,8 @@ import { QrexecSystem } from "../helpers/system.ts";
 import { serviceStdoutPipe } from "../../src/services/start.ts";
 
 const STDIO_KINDS =
-  'for fd in 0 1; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; elif [ -S /dev/fd/$fd ]; then echo "$fd socket"; else echo "$fd other"; fi; done';
+  'for fd in 0 1; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; elif [ ' +
+  '-S /dev/fd/$fd ]; then echo "$fd socket"; else echo "$fd other"; fi; done';
 
 describe.each([
   ["pipe", "0 socket\n1 pipe\n"],
@@ -53,7 +54,7 @@ describe.each([
     expect(zeros.code).toBe(0);
   });
 
-  test("SIGUSR1: a service that writes to fd 0 and exits at once; the caller gets the output every time", async () => {
+  test("SIGUSR1: a service writes fd 0 and exits at once; the output always arrives", async () => {
     const failures: string[] = [];
     for (let i = 0; i < 20; i++) {
       const result = await system.clientVm("work", ["vault", `test.SingleExit+${i}`]);

@@ -23,8 +23,11 @@ const GiB = 1 << 30;
 
 /** A cheap deterministic non-periodic byte stream: the AES-128-CTR keystream of a fixed key. */
 const GENERATOR =
-  "openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null";
-/** sha256 of stdin, as `<hex> *stdin` (openssl's uses the CPU's SHA extensions; sha256sum may not). */
+  "openssl enc -aes-128-ctr -nosalt -K " +
+  "000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null";
+/**
+ * sha256 of stdin, as `<hex> *stdin` (openssl's uses the CPU's SHA extensions; sha256sum may not).
+ */
 const SHA256 = "openssl dgst -sha256 -r";
 
 const referenceSums = new Map<number, string>();
@@ -48,7 +51,9 @@ function hexSum(output: string): string {
   return match[1]!;
 }
 
-/** Reads a child's stdout incrementally: `until(text)` waits for text to appear, `rest()` to EOF. */
+/**
+ * Reads a child's stdout incrementally: `until(text)` waits for text to appear, `rest()` to EOF.
+ */
 class OutputReader {
   #text = "";
   #done: Promise<void>;
@@ -135,7 +140,8 @@ describe.each(TRANSPORTS)("robustness over %s", (transport) => {
     system.service(
       "vault",
       "test.Single",
-      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via fd0 $1" >&0; read reply; echo "got $reply" >&0',
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "hello via ' +
+        'fd0 $1" >&0; read reply; echo "got $reply" >&0',
     );
     // The same, ending at once after its output: its stdout EOF may reach the agent before its
     // signal does.
@@ -157,7 +163,8 @@ describe.each(TRANSPORTS)("robustness over %s", (transport) => {
       "test.Usr1",
       `if [ "$1" = switch ]; then
   # A child of the service signals and then uses fd 0: the agent maps it through its parent.
-  sh -c 'kill -USR1 "$QREXEC_AGENT_PID"; echo "switched via fd0" >&0; read line; echo "switched got $line" >&0'
+  sh -c 'kill -USR1 "$QREXEC_AGENT_PID"; echo "switched via fd0" >&0
+    read line; echo "switched got $line" >&0'
 else
   echo "stay ready"
   read line
@@ -259,7 +266,8 @@ fi`,
       if (!current) continue; // killed by the test
       if (current.fds > earlier.fds + FD_SLACK)
         problems.push(
-          `${earlier.role}: ${earlier.fds} fds before, ${current.fds} after: ${fdTargets(earlier.pid).join(" ")}`,
+          `${earlier.role}: ${earlier.fds} fds before, ` +
+            `${current.fds} after: ${fdTargets(earlier.pid).join(" ")}`,
         );
       if (current.memfds !== earlier.memfds)
         problems.push(
@@ -283,13 +291,14 @@ fi`,
   /** Clean-up is asynchronous (reaping, closing): allow it a moment, then report what is left. */
   async function expectNoLeaks(before: Resources): Promise<void> {
     const noLeaks = () => leaks(before).length === 0;
+    // A timeout is not the verdict: the expect below names exactly what is left.
     await waitFor(noLeaks, "the resources to be released", 3000).catch(() => {});
     expect(leaks(before), system.logs()).toEqual([]);
   }
 
   // ------------------------------------------------------------------------- big transfers
 
-  test(`${bigLabel} from the caller into a service: the service's sha256 is the generator's`, async () => {
+  test(`${bigLabel} from the caller into a service: the sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
     const result = await system.run(
       2,
@@ -301,9 +310,11 @@ fi`,
     expect(hexSum(result.stdout)).toBe(expected);
   });
 
-  test(`${bigLabel} from a service to the caller: the caller's sha256 is the generator's`, async () => {
+  test(`${bigLabel} from a service to the caller: the sha256 is the generator's`, async () => {
     const expected = await referenceSum(bigBytes);
-    const script = `qrexec-client-vm vault test.Gen+${bigBytes} | ${SHA256}; echo "client exit \${PIPESTATUS[0]}"`;
+    const script =
+      `qrexec-client-vm vault test.Gen+${bigBytes} | ` +
+      `${SHA256}; echo "client exit \${PIPESTATUS[0]}"`;
     const result = await system.run(2, ["bash", "-c", script], "", {
       PATH: `${join(import.meta.dir, "..", "..", "bin")}:${process.env.PATH}`,
     });
@@ -406,7 +417,7 @@ fi`,
 
   // Once the caller is gone, the service's stdout and stderr are closed at once (§6.9): a service
   // blocked writing them would never read its remaining input, and the call would never end.
-  test("a caller killed while its output is backed up: the service still ends within 1 s", async () => {
+  test("a caller killed while its output is backed up: the service ends within 1 s", async () => {
     // The caller's stdout is a FIFO nobody reads: both directions back up.
     const fifo = join(system.dir.path, "backed-up.fifo");
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
@@ -433,7 +444,7 @@ fi`,
     }
   });
 
-  test("a batch of calls (ended, failed, refused, killed) leaves no fds, shm, zombies or vchan files", async () => {
+  test("a batch of ended, failed, refused and killed calls leaves nothing behind", async () => {
     // Warm up every path once: the runtime opens some fds lazily, on first use.
     await system.clientVm("work", ["vault", "test.Echo"], "warm-up\n");
     await system.clientVm("work", ["dom0", "test.Dom0"], "warm-up\n");
@@ -464,7 +475,7 @@ fi`,
     await expectNoLeaks(before);
   });
 
-  test("the target's agent killed mid-call: the caller ends with 255 within 1 s; after a restart nothing leaked", async () => {
+  test("the target's agent killed mid-call: the caller gets 255 in 1 s; no leak", async () => {
     const before = await settledResources();
     const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-agent"], {
       stdin: Bun.file("/dev/zero"),
@@ -494,7 +505,7 @@ fi`,
 
   // ------------------------------------------------------------------------- restarts
 
-  test("agent restart: kill -9 the agent, start a new one; its daemon reconnects and calls work", async () => {
+  test("agent restart: kill -9 the agent, start another; the daemon reconnects", async () => {
     const vault = system.vms.get("vault")!;
     const daemonPid = vault.daemon.pid;
     const logBefore = system.logOfProcess(vault.daemon).length;
@@ -522,7 +533,7 @@ fi`,
     expect(outgoing.stdout, explain(outgoing)).toBe("and calls out\n");
   });
 
-  test("daemon restart: the agent stays up, accepts the new daemon, and a running call survives", async () => {
+  test("daemon restart: the agent stays up, takes the new daemon; a call survives", async () => {
     const vault = system.vms.get("vault")!;
     const agentPid = vault.agent.pid;
     const client = system.spawnClientVm("work", ["vault", "test.Echo"]);
@@ -548,7 +559,7 @@ fi`,
     expect(fromDom0.stdout, explain(fromDom0)).toBe("dom0 too\n");
   });
 
-  test("a daemon that dies with a request unanswered: the agent refuses it at once, no hang", async () => {
+  test("a daemon dying with a request unanswered: the agent refuses it at once", async () => {
     const rules = [
       "test.Hang work vault hang",
       "test.Deny* * * deny",
@@ -587,7 +598,7 @@ fi`,
 
   // ------------------------------------------------------------------------- SIGUSR1
 
-  test("SIGUSR1: a service switches to its stdin socket for both directions (test_stdio_socket)", async () => {
+  test("SIGUSR1: a service moves to its stdin socket both ways (test_stdio_socket)", async () => {
     for (let i = 0; i < 5; i++) {
       const client = system.spawnClientVm("work", ["vault", `test.Single+${i}`]);
       const output = new OutputReader(client.stdout);
@@ -603,7 +614,7 @@ fi`,
   // The service's stdout EOF (it exits) can reach the pump before its signal's record does (the
   // handler runs on a Bun thread); the pump holds that EOF until it has seen every SIGUSR1 sent
   // before it (zig/pump/pump.zig, settle_held_eof). Lost about 1 call in 10 before that.
-  test("SIGUSR1: a service that writes to fd 0 and exits at once; the caller gets the output every time", async () => {
+  test("SIGUSR1: a service writes fd 0 and exits at once; the output always arrives", async () => {
     const failures: string[] = [];
     for (let i = 0; i < 40; i++) {
       const client = system.spawnClientVm("work", ["vault", `test.SingleExit+${i}`]);
@@ -645,11 +656,13 @@ fi`,
     expect(await stayOutput.rest()).toBe("stay ready\nstay got two\n");
   });
 
-  test("SIGUSR1 from qrexec-client-vm's local program (QREXEC_AGENT_PID is the client's pid)", async () => {
+  test("SIGUSR1 from qrexec-client-vm's local program (QREXEC_AGENT_PID: the client)", async () => {
     const local = [
       "/bin/sh",
       "-c",
-      'kill -USR1 "$QREXEC_AGENT_PID"; echo "from local" >&0; read reply; echo "local got: $reply; agent pid is parent: $([ "$QREXEC_AGENT_PID" = "$PPID" ] && echo yes)" >&"$SAVED_FD_1"',
+      'kill -USR1 "$QREXEC_AGENT_PID"; echo "from local" >&0; read ' +
+        'reply; echo "local got: $reply; agent pid is parent: $([ ' +
+        '"$QREXEC_AGENT_PID" = "$PPID" ] && echo yes)" >&"$SAVED_FD_1"',
     ];
     const client = system.spawnClientVm("work", ["vault", "test.Echo", ...local], {
       stdin: "ignore",
@@ -663,7 +676,7 @@ fi`,
     expect(code).toBe(0);
   });
 
-  test("SIGUSR1 from qrexec-client-vm's local program that writes to fd 0 and exits at once", async () => {
+  test("SIGUSR1 from qrexec-client-vm's local program that writes fd 0 and exits", async () => {
     const pids = join(system.dir.path, "pids");
     const failures: string[] = [];
     // Lost about 1 call in 100: the program's exit hung its stdin socket up, which was closed

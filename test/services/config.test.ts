@@ -41,7 +41,8 @@ describe("TOML subset: accepted (§5.4)", () => {
     ["no newline at the end", "wait-for-session = true", { waitForSession: true }],
     [
       "force-user with the socket-only keys set to false",
-      "force-user = 'u'\nskip-service-descriptor = false\nexit-on-service-eof = false\nexit-on-client-eof = false\n",
+      "force-user = 'u'\nskip-service-descriptor = false\nexit-on-service-eof = false\n" +
+        "exit-on-client-eof = false\n",
       { forceUser: "u" },
     ],
     ["an unknown key with a string", "foo = 'x'\n", {}, ["foo"]],

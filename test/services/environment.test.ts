@@ -105,7 +105,8 @@ describe("what a service started this way sees", () => {
     const script = join(root.path, "test.Echo");
     writeFileSync(
       script,
-      '#!/bin/sh\nprintf \'%s|%s|%s|%s|%s\\n\' "$#" "$1" "$QREXEC_SERVICE_FULL_NAME" "$QREXEC_REMOTE_DOMAIN" "${QREXEC_SERVICE_ARGUMENT-unset}"\n',
+      '#!/bin/sh\nprintf \'%s|%s|%s|%s|%s\\n\' "$#" "$1" "$QREXEC_SERVICE_FULL_NAME" ' +
+        '"$QREXEC_REMOTE_DOMAIN" "${QREXEC_SERVICE_ARGUMENT-unset}"\n',
     );
     chmodSync(script, 0o755);
 

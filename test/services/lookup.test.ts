@@ -109,7 +109,7 @@ describe("broken entries (§5.3, d5d7184)", () => {
     expect(findService("svc+arg", searchPath)).toEqual({ kind: "executable", path: next });
   });
 
-  test("test_exec_broken_specific_service: a link into /dev/null/… stops the search with 125", () => {
+  test("test_exec_broken_specific_service: a link into /dev/null/… ends it with 125", () => {
     symlinkSync("/dev/null/doesnotexist", join(a, "svc+arg"));
     executable(join(b, "svc+arg"));
     executable(join(b, "svc"));

@@ -154,7 +154,8 @@ describe("the help a launcher replays", () => {
     bundleQvmCopy(tree);
     rmSync(join(tree, "node_modules", "bun.log"), { force: true });
     // script(1) gives the launcher a terminal as its stdout.
-    const launcher = `program=qvm-copy here='${join(tree, "bin")}' && set -- --help && . "$here/launch.sh"`;
+    const here = join(tree, "bin");
+    const launcher = `program=qvm-copy here='${here}' && set -- --help && . "$here/launch.sh"`;
     const command = `sh -c '${launcher.replaceAll("'", "'\\''")}'`;
     const env = { ...process.env };
     delete env.QRX_PROGRAM_NAME;

@@ -75,7 +75,7 @@ describe("the launcher and a bundle", () => {
     expect(usage(tree)).toBe("Files arrive in EDIT-A");
   }, 30_000);
 
-  test("stays fresh when a file unrelated to the programs is written at the checkout's root", () => {
+  test("stays fresh when a file no program reads is written at the checkout's root", () => {
     // qrx reads package.json (its version), the one program whose inputs lie in the root.
     const tree = copyTree();
     bundle(tree, "qrx");

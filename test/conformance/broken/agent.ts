@@ -56,8 +56,8 @@ async function serveCall(
   data.write(helloMessage(4));
   const service = /QUBESRPC (\S+)/.exec(command)?.[1]?.replace(/\+$/, "") ?? "";
   const path = join(servicePath, service);
-  let stdout = new Uint8Array(0);
-  let stderr = new Uint8Array(0);
+  let stdout: Uint8Array = new Uint8Array(0);
+  let stderr: Uint8Array = new Uint8Array(0);
   let code = 127;
   if (existsSync(path)) {
     const chunks: Uint8Array[] = [];
