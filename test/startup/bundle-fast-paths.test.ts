@@ -37,11 +37,10 @@ function copyTreeWithBunLog(): string {
   const log = join(tree, "node_modules", "bun.log");
   const wrapper = `#!/bin/sh\necho "$*" >> '${log}'\nexec '${BUN}' "$@"\n`;
   writeFileSync(join(tree, "node_modules", ".bin", "bun"), wrapper, { mode: 0o755 });
-  // The tree's own directory is an input of qrx (it holds package.json): made before the build
-  // starts, as in a checkout, not in the build's first milliseconds.
   mkdirSync(join(tree, "bundle"));
-  const before = Date.now() / 1000 - 5;
-  utimesSync(tree, before, before);
+  // A build dates its bundle 10 ms before it starts (an edit in that tick must read as newer),
+  // so a copy made just before would make the new bundle stale from the start.
+  Bun.sleepSync(50);
   return tree;
 }
 
