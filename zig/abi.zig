@@ -16,10 +16,11 @@ const filecopy_wire = @import("filecopy/wire.zig");
 const filecopy_names = @import("filecopy/names.zig");
 const filecopy_pack = @import("filecopy/pack.zig");
 const filecopy_unpack = @import("filecopy/unpack.zig");
+const protocol = @import("protocol.zig");
 
 /// Bumped whenever an export's signature or anything below changes: src/native.ts refuses a
 /// library whose `qrx_abi_version` differs from the value it was generated with.
-pub const abi_version: u32 = 7;
+pub const abi_version: u32 = 8;
 
 // ---------------------------------------------------------------- vchan
 
@@ -112,6 +113,20 @@ pub const UnpackFlags = filecopy_unpack.Flags;
 pub const UnpackStats = filecopy_unpack.Stats;
 pub const PackFlags = filecopy_pack.Flags;
 pub const PackResult = filecopy_pack.Result;
+
+// ---------------------------------------------------------------- the qrexec wire
+
+// Not used across the FFI boundary: both languages parse the wire themselves, and
+// src/protocol/constants.ts keeps its own spelling of these, which a test compares with them.
+pub const ProtocolMsgType = protocol.MsgType;
+pub const protocol_version_min = protocol.version_min;
+pub const protocol_version_max = protocol.version_max;
+pub const client_protocol_version = protocol.client_protocol_version;
+pub const max_data_chunk_v2 = protocol.max_data_chunk_v2;
+pub const max_data_chunk_v3 = protocol.max_data_chunk_v3;
+pub const protocol_header_bytes = protocol.header_bytes;
+pub const protocol_exit_code_bytes = protocol.exit_code_bytes;
+pub const control_body_bytes_max = protocol.control_body_bytes_max;
 
 comptime {
     // The writers of these records lay them out byte by byte (pump/events.zig `push`,

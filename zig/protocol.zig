@@ -1,5 +1,6 @@
 //! qrexec wire constants and the message header (qrexec-protocol.md §3-4). Pure, no I/O.
-//! src/protocol/constants.ts holds the same values; a test compares them through `qrx_constant`.
+//! src/protocol/constants.ts holds the same values; zig/abi.zig hands these to src/abi.generated.ts
+//! and test/protocol/constants.test.ts compares the two.
 const std = @import("std");
 
 pub const version_min: u32 = 2;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import * as C from "../../src/protocol/constants.ts";
+import * as Abi from "../../src/abi.generated.ts";
 
 describe("protocol constants", () => {
   test("message types are the upstream values (§3.2)", () => {
@@ -90,5 +91,28 @@ describe("protocol constants", () => {
       if (typeof value === "number")
         expect({ name, listed: listed.has(name) }).toEqual({ name, listed: true });
     }
+  });
+});
+
+describe("protocol constants against zig/protocol.zig (via src/abi.generated.ts)", () => {
+  const snake = (pascal: string) => pascal.replace(/(?<=[a-z0-9])(?=[A-Z])/g, "_").toLowerCase();
+
+  test("every message type Zig knows has the same number here, and no other", () => {
+    const zig: Record<string, number> = {};
+    for (const [name, value] of Object.entries(Abi.ProtocolMsgType))
+      zig[`msg_${snake(name)}`] = value;
+    const ours = Object.entries(C.protocolConstants).filter(([key]) => key.startsWith("msg_"));
+    expect(Object.fromEntries(ours)).toEqual(zig);
+  });
+
+  test("versions, chunk limits and sizes agree", () => {
+    expect(C.QREXEC_PROTOCOL_VERSION_MIN).toBe(Abi.PROTOCOL_VERSION_MIN);
+    expect(C.QREXEC_PROTOCOL_VERSION).toBe(Abi.PROTOCOL_VERSION_MAX);
+    expect(C.QREXEC_CLIENT_PROTOCOL_VERSION).toBe(Abi.CLIENT_PROTOCOL_VERSION);
+    expect(C.MAX_DATA_CHUNK_V2).toBe(Abi.MAX_DATA_CHUNK_V2);
+    expect(C.MAX_DATA_CHUNK_V3).toBe(Abi.MAX_DATA_CHUNK_V3);
+    expect(C.HEADER_BYTES).toBe(Abi.PROTOCOL_HEADER_BYTES);
+    expect(C.HEADER_BYTES + C.EXIT_CODE_BYTES).toBe(Abi.PROTOCOL_EXIT_CODE_BYTES);
+    expect(C.TRIGGER4_FIXED_BYTES + C.MAX_SERVICE_NAME_LEN).toBe(Abi.CONTROL_BODY_BYTES_MAX);
   });
 });
