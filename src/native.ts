@@ -1000,11 +1000,6 @@ function packResult(rc: number, raw: Uint8Array): PackResult {
   return result;
 }
 
-/** zlib's CRC-32, chained like `zlib.crc32(data, previous)`. */
-export function crc32(data: Uint8Array, previous = 0): number {
-  return native.qf_crc32(previous >>> 0, data.length > 0 ? data : null, data.length) >>> 0;
-}
-
 function bytesOf(text: string | Uint8Array): Uint8Array {
   return typeof text === "string" ? encoder.encode(text) : text;
 }

@@ -586,15 +586,8 @@ pub export fn qf_safe_for_display(ptr: ?[*]const u8, len: u32) i32 {
 // The qubes.Filecopy sender and receiver (spec filecopy.md §2-§4), each one blocking call on
 // the caller's thread. Conventions as above: -errno with a `qrx_last_error` message on failure.
 
-const filecopy_wire = @import("filecopy/wire.zig");
 const filecopy_pack = @import("filecopy/pack.zig");
 const filecopy_unpack = @import("filecopy/unpack.zig");
-
-/// zlib's CRC-32, chained: `qf_crc32(qf_crc32(0, a), b)` is the CRC of a followed by b.
-pub export fn qf_crc32(previous: u32, ptr: ?[*]const u8, len: u32) u32 {
-    const base = ptr orelse return previous;
-    return filecopy_wire.crc32(previous, base[0..len]);
-}
 
 /// The receiver: returns the code it sent as its 32-bit pattern (0, an errno, 31415926
 /// LEGAL_EOF, (uint32)-84 for a bad directory name), or -1 when it stopped without sending a

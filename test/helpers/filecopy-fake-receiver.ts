@@ -3,7 +3,6 @@
 // chooses: `bun filecopy-fake-receiver.ts CODE CRC_HIGH_BITS`, where the CRC field's low 32 bits
 // are the true CRC of what it read and its high 32 bits are CRC_HIGH_BITS.
 import { readSync, writeSync } from "node:fs";
-import { crc32 } from "../../src/native.ts";
 
 const code = Number(process.argv[2] ?? "0");
 const high = Number(process.argv[3] ?? "0");
@@ -23,7 +22,7 @@ function take(count: number): Uint8Array | null {
   }
   const out = buffer.slice(0, count);
   buffer = buffer.slice(count);
-  crc = crc32(out, crc);
+  crc = Bun.hash.crc32(out, crc);
   return out;
 }
 

@@ -4,6 +4,12 @@ const std = @import("std");
 const testing = std.testing;
 const wire = @import("wire.zig");
 
+test "crc32: agrees with std's IEEE CRC-32 on a large buffer" {
+    var buffer: [1 << 16]u8 = undefined;
+    for (&buffer, 0..) |*byte, index| byte.* = @truncate(index *% 31);
+    try testing.expectEqual(std.hash.Crc32.hash(&buffer), wire.crc32(0, &buffer));
+}
+
 test "crc32: check value and chaining as zlib.crc32" {
     try testing.expectEqual(@as(u32, 0xcbf43926), wire.crc32(0, "123456789"));
     try testing.expectEqual(@as(u32, 0xcbf43926), wire.crc32(wire.crc32(0, "1234"), "56789"));
