@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { BIN_DIR } from "../install-paths.ts";
 import { defaultStateDir } from "../paths.ts";
 import { qubesdCallText, QubesdError } from "./qubesd.ts";
+import { shellQuote } from "../shell-quote.ts";
 
 const QREXEC_CLIENT = join(BIN_DIR, "qrexec-client");
 
@@ -50,11 +51,6 @@ export function dom0Sockets(env: NodeJS.ProcessEnv = process.env): Dom0Sockets {
     qubesd: env.QRX_QUBESD_SOCKET || join(dir, "admin.sock"),
     daemons: env.QRX_SOCKET_DIR || join(dir, "run"),
   };
-}
-
-/** Single quotes for sh: the argument stays one word and nothing in it is expanded. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The shell line qubes.VMShell reads: the command, its arguments quoted, then exit. */

@@ -6,11 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-
-/** Single-quotes `word` for /bin/sh. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
-}
+import { shellQuote } from "../shell-quote.ts";
 
 /** `{NAME}` placeholders in the command, replaced by shell-quoted values. */
 export function expandPlaceholders(command: string, values: Record<string, string>): string {
