@@ -171,44 +171,12 @@ pub const Decoded = struct { code_point: u21, length: u3 };
 
 /// Decodes the UTF-8 sequence at the start of `bytes` if it is well-formed (Unicode §3.9,
 /// table 3-7): no overlong forms, no surrogates, nothing above U+10FFFF, no truncation.
-/// Returns null otherwise.
+/// Returns null otherwise. std.unicode checks exactly these rules.
 pub fn decodeUtf8(bytes: []const u8) ?Decoded {
     assert(bytes.len > 0);
-    const lead = bytes[0];
-    // The allowed range of the second byte narrows for some lead bytes; that is what rules
-    // out overlong forms (E0, F0), surrogates (ED) and code points above U+10FFFF (F4).
-    var second_min: u8 = 0x80;
-    var second_max: u8 = 0xBF;
-    var length: u3 = undefined;
-    var code_point: u21 = undefined;
-    switch (lead) {
-        0x00...0x7F => return .{ .code_point = lead, .length = 1 },
-        0xC2...0xDF => {
-            length = 2;
-            code_point = lead & 0x1F;
-        },
-        0xE0...0xEF => {
-            length = 3;
-            code_point = lead & 0x0F;
-            if (lead == 0xE0) second_min = 0xA0;
-            if (lead == 0xED) second_max = 0x9F;
-        },
-        0xF0...0xF4 => {
-            length = 4;
-            code_point = lead & 0x07;
-            if (lead == 0xF0) second_min = 0x90;
-            if (lead == 0xF4) second_max = 0x8F;
-        },
-        // Continuation bytes, the overlong leads C0 and C1, and F5..FF.
-        else => return null,
-    }
+    const length = std.unicode.utf8ByteSequenceLength(bytes[0]) catch return null;
     if (bytes.len < length) return null;
-    if (bytes[1] < second_min or bytes[1] > second_max) return null;
-    for (bytes[1..length]) |byte| {
-        if (byte & 0xC0 != 0x80) return null;
-        code_point = (code_point << 6) | (byte & 0x3F);
-    }
-    assert(code_point >= 0x80);
+    const code_point = std.unicode.utf8Decode(bytes[0..length]) catch return null;
     assert(code_point <= 0x10FFFF);
     assert(code_point < 0xD800 or code_point > 0xDFFF);
     return .{ .code_point = code_point, .length = length };
