@@ -11,7 +11,7 @@
 import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { AskAnswer, Asker, AskQuestion } from "./ask.ts";
+import type { AskAnswer, Asker, AskQuestion } from "./ask-types.ts";
 
 /** Nobody answering within this long denies, so that a forgotten question does not hang a call. */
 export const ASK_QUEUE_TIMEOUT_MS = 300_000;

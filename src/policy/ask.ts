@@ -14,35 +14,11 @@
 import { closeSync, openSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { QueueAsker } from "./ask-queue.ts";
+import type { AskAnswer, Asker, AskQuestion } from "./ask-types.ts";
 import type { AskDecision } from "./decision.ts";
 import { decidedBy } from "./decision.ts";
 
-export interface AskQuestion {
-  source: string;
-  service: string;
-  /** "+ARG"; "+" for none. */
-  argument: string;
-  /** The choices, never empty. */
-  targets: string[];
-  defaultTarget: string | null;
-  /** What the caller asked for (normalized). */
-  intendedTarget: string;
-  /** file:line of the ask rule. */
-  rule: string;
-}
-
-export interface AskAnswer {
-  /** The chosen target, or null for deny. */
-  target: string | null;
-  /** Who answered or why nobody did, for the log. */
-  reason: string;
-}
-
-export interface Asker {
-  /** For the log: "ask program 'CMD'", "terminal", "nobody (why)". */
-  readonly description: string;
-  ask(question: AskQuestion): Promise<AskAnswer>;
-}
+export type { AskAnswer, Asker, AskQuestion } from "./ask-types.ts";
 
 export function questionOf(decision: AskDecision): AskQuestion {
   return {
