@@ -114,13 +114,29 @@ pub const Unpacker = struct {
         flags: Flags,
         stats: *Stats,
     ) diag.Fail!*Unpacker {
+        return init_sized(allocator, in_bytes, in_fd, out_fd, dir_fd, flags, stats);
+    }
+
+    /// `init` with a stream buffer of `in_size` bytes instead of `in_bytes`. For the fuzz harness
+    /// (zig/fuzz/unpack_fuzz.zig): a safe build fills every new buffer with 0xaa, and 1 MiB per
+    /// input was most of its time; a small buffer also splits headers across reads.
+    pub fn init_sized(
+        allocator: std.mem.Allocator,
+        in_size: usize,
+        in_fd: i32,
+        out_fd: i32,
+        dir_fd: i32,
+        flags: Flags,
+        stats: *Stats,
+    ) diag.Fail!*Unpacker {
+        assert(in_size > 0);
         const self = allocator.create(Unpacker) catch return diag.fail(
             .NOMEM,
             "out of memory",
             .{},
         );
         errdefer allocator.destroy(self);
-        const in = allocator.alloc(u8, in_bytes) catch return diag.fail(
+        const in = allocator.alloc(u8, in_size) catch return diag.fail(
             .NOMEM,
             "out of memory",
             .{},
@@ -608,11 +624,37 @@ pub fn unpack_waiting(
     space_margin: u64,
     stats: *Stats,
 ) i32 {
+    return unpack_buffered(std.heap.page_allocator, in_bytes, .{
+        .in_fd = in_fd,
+        .out_fd = out_fd,
+        .dir_fd = dir_fd,
+        .flags = flags,
+        .space_margin = space_margin,
+    }, stats);
+}
+
+/// One unpack's fds and options, as `unpack_waiting` takes them.
+pub const Job = struct { in_fd: i32, out_fd: i32, dir_fd: i32, flags: Flags, space_margin: u64 };
+
+/// `unpack_waiting` with its buffer of `in_size` bytes from `allocator` (see `init_sized`).
+pub fn unpack_buffered(
+    allocator: std.mem.Allocator,
+    in_size: usize,
+    job: Job,
+    stats: *Stats,
+) i32 {
     stats.* = std.mem.zeroes(Stats);
-    const allocator = std.heap.page_allocator;
-    const unpacker = Unpacker.init(allocator, in_fd, out_fd, dir_fd, flags, stats) catch return -1;
+    const unpacker = Unpacker.init_sized(
+        allocator,
+        in_size,
+        job.in_fd,
+        job.out_fd,
+        job.dir_fd,
+        job.flags,
+        stats,
+    ) catch return -1;
     defer unpacker.deinit();
-    unpacker.space_margin = space_margin;
+    unpacker.space_margin = job.space_margin;
     const code = unpacker.run() catch return -1;
     // No reported code has all bits set (errno values, LEGAL_EOF, -84): -1 stays "no result".
     assert(code != std.math.maxInt(u32));

@@ -3,6 +3,8 @@
 //! outside the target; every symlink made stays inside what was copied; the reply is the code
 //! it returned with the CRC it counted; on success the tree is exactly what a plain reading of
 //! the stream says, the counts and CRC match it; on failure every file present is whole.
+//! The input's first byte picks the options: bit 0 `--allow-all-names`, bit 1 a stream buffer of
+//! a few bytes instead of a page (the receiver's own is 1 MiB, too costly to fill per input).
 const std = @import("std");
 const linux = std.os.linux;
 const unpack = @import("../filecopy/unpack.zig");
@@ -10,6 +12,9 @@ const wire = @import("../filecopy/wire.zig");
 const names_fuzz = @import("names_fuzz.zig");
 const model_mod = @import("unpack_model.zig");
 const check = @import("check.zig");
+
+/// A stream buffer that splits headers, names and content across reads.
+const small_reads = 7;
 
 const Places = struct { root: std.fs.Dir, target: std.fs.Dir, path: [64]u8, path_len: usize };
 var places: ?Places = null;
@@ -20,6 +25,7 @@ pub fn run(bytes: []const u8) void {
         break :blk places.?;
     };
     const flags = unpack.Flags{ .allow_all_names = bytes.len > 0 and bytes[0] & 1 == 1 };
+    const in_size: usize = if (bytes.len > 0 and bytes[0] & 2 == 2) small_reads else 4096;
     const stream = if (bytes.len > 0) bytes[1..] else bytes;
     var stats: unpack.Stats = undefined;
     var reply: [wire.result_message_bytes_max + 1]u8 = undefined;
@@ -27,7 +33,14 @@ pub fn run(bytes: []const u8) void {
     defer _ = linux.close(in_fd);
     const out_fd = memfd("");
     defer _ = linux.close(out_fd);
-    const code = unpack.unpack(in_fd, out_fd, at.target.fd, flags, &stats);
+    const job = unpack.Job{
+        .in_fd = in_fd,
+        .out_fd = out_fd,
+        .dir_fd = at.target.fd,
+        .flags = flags,
+        .space_margin = 0,
+    };
+    const code = unpack.unpack_buffered(std.heap.c_allocator, in_size, job, &stats);
     _ = linux.lseek(out_fd, 0, linux.SEEK.SET);
     const reply_len = linux.read(out_fd, &reply, reply.len);
     check.that(linux.E.init(reply_len) == .SUCCESS, "reply unreadable", .{});
