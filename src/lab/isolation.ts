@@ -170,6 +170,24 @@ function innerPid(pid: number): number | null {
 }
 
 function childOf(parent: number): number | null {
+  try {
+    return listedChildOf(parent);
+  } catch {
+    return scannedChildOf(parent);
+  }
+}
+
+/** The kernel's own list of each thread's children (CONFIG_PROC_CHILDREN): a few reads, where a
+ * scan of /proc reads every process's stat (~4 ms, paid by each `qrx run` in a domain). */
+function listedChildOf(parent: number): number | null {
+  for (const thread of readdirSync(`/proc/${parent}/task`)) {
+    const first = readFileSync(`/proc/${parent}/task/${thread}/children`, "utf8").split(" ")[0];
+    if (first) return Number(first);
+  }
+  return null;
+}
+
+function scannedChildOf(parent: number): number | null {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
