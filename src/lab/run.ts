@@ -1,9 +1,11 @@
 // `qrx run DOMAIN -- COMMAND`: a command run as a process of a lab domain. A script pays this
-// start for every command it runs in a domain, so what watches the policy log and the ask queue
-// loads while the command runs, and the admin service is asked only when running.json cannot
-// vouch for the domain (running-domains.ts).
+// start for every command it runs in a domain, so nothing here loads node:fs (1.3-3 ms of Bun's
+// builtins) before the command is started: what watches the policy log and the ask queue loads
+// while it runs. The admin service is asked only when running.json cannot vouch for the domain
+// (running-domains.ts).
 import { domainEnv } from "./environment.ts";
 import { callAdmin, dirOption, LabError } from "./lab-dir.ts";
+import { enterArgv } from "./enter.ts";
 import type { LabLayout } from "./layout.ts";
 import { knownRunning, type RunnableDomain, type RunnableLab } from "./running-domains.ts";
 
@@ -32,10 +34,10 @@ function isolatedCommand(
   ) {
     throw new LabError(`cannot run ${argv[0]}: command not found`, 127);
   }
-  // Loaded only here: isolation.ts brings node:fs.
-  const { domainProcesses, enterArgv } =
-    require("./isolation.ts") as typeof import("./isolation.ts");
-  const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
+  // Loaded only when running.json did not name them: isolation.ts brings node:fs.
+  const processesOf = (agentPid: number) =>
+    (require("./isolation.ts") as typeof import("./isolation.ts")).domainProcesses(agentPid);
+  const target = record.enter ?? (record.agentPid === null ? null : processesOf(record.agentPid));
   if (target === null)
     throw new LabError(
       `cannot find ${record.name}'s namespaces (its agent is restarting?): try again`,
@@ -73,7 +75,7 @@ export async function runInDomain(
   // No pid check before the call (control.ts's adminCall reads the pid file): only a live admin
   // service listens on the socket.
   const status =
-    knownRunning(layout, domain) ??
+    (await knownRunning(layout, domain)) ??
     (JSON.parse(await callAdmin(layout, "qrx.lab.Status")) as RunnableLab);
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record)
