@@ -130,11 +130,15 @@ export class ClientVmHost {
     this.#calls.set(request.connection, hosted);
     // Gone before it heard of it: the call ends at once, as for a client killed mid-call.
     if (!accepted) hosted.abort.abort();
+    const reason = (failure: unknown) => (failure instanceof Error ? failure.message : failure);
+    // Whatever happens to the call, its front end hears an exit status: never a silent hang.
     void this.#run(request, call, hosted)
+      .catch((failure: unknown) => {
+        this.#log(`hosted call failed: ${reason(failure)}`);
+        return QREXEC_EXIT_FATAL;
+      })
       .then((code) => host.reply(request.connection, code))
-      .catch((failure: unknown) =>
-        this.#log(`hosted call failed: ${failure instanceof Error ? failure.message : failure}`),
-      )
+      .catch((failure: unknown) => this.#log(`hosted call's exit not sent: ${reason(failure)}`))
       .finally(() => this.#calls.delete(request.connection));
   }
 

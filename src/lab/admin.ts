@@ -30,8 +30,10 @@ import type { LabConfig, ServiceFile } from "./config.ts";
 import { BIN_DIR, domainEnv } from "./environment.ts";
 import type { LabLayout } from "./layout.ts";
 import { DispvmPool } from "./preload.ts";
+import { domainProcesses } from "./isolation.ts";
 import { Isolator } from "./isolator.ts";
 import { Registry, type DomainRecord } from "./registry.ts";
+import { writeRunning } from "./running-domains.ts";
 import { Supervised } from "./supervisor.ts";
 
 /** A domain's daemon must be listening this soon after its processes start. */
@@ -297,6 +299,7 @@ export class LabAdmin {
       }
       record.state = "Running";
       record.runningSince = Date.now();
+      writeRunning(layout, this.status(), domainProcesses);
       this.log(
         `${record.name} (domain ${record.id}) started in ` +
           `${(performance.now() - started).toFixed(0)} ms: ` +
@@ -329,6 +332,7 @@ export class LabAdmin {
         await this.#stopProcesses(record);
         record.state = "Halted";
         record.runningSince = 0;
+        writeRunning(this.layout, this.status(), domainProcesses);
         this.log(`${record.name} killed`);
       }
       if (record.klass === "DispVM") this.#destroy(record);

@@ -16,9 +16,11 @@ import {
   rmSync,
 } from "node:fs";
 import { join } from "node:path";
-import { DOMAIN_UID_BASE, DOMAIN_UID_COUNT } from "../constants.ts";
+import { type DomainProcesses, domainUid, privileged } from "./enter.ts";
 import { LIBEXEC_DIR, PROJECT_DIR } from "../install-paths.ts";
 import type { LabLayout } from "./layout.ts";
+
+export { type DomainProcesses, domainUid, enterArgv, privileged } from "./enter.ts";
 
 export const ISOLATION_MODES = ["namespaces", "none"] as const;
 export type IsolationMode = (typeof ISOLATION_MODES)[number];
@@ -27,18 +29,6 @@ const NS_HELPER = join(LIBEXEC_DIR, "qrx-domain-ns");
 /** Programs the namespaces need besides sh: util-linux and iproute2. */
 const TOOLS = ["unshare", "nsenter", "setpriv", "pivot_root", "mount", "umount", "hostname", "ip"];
 const PROBE_TIMEOUT_MS = 20_000;
-
-/** Root on the host: domains get host uids of their own; otherwise user namespaces do it. */
-export function privileged(): boolean {
-  return process.getuid?.() === 0;
-}
-
-/** The host uid an isolated domain runs as (0: none of its own, the unprivileged case). */
-export function domainUid(id: number): number {
-  if (!privileged()) return 0;
-  if (id <= 0 || id >= DOMAIN_UID_COUNT) throw new Error(`domain id ${id} has no lab uid`);
-  return DOMAIN_UID_BASE + id;
-}
 
 /** Everything isolation keeps on the host (libexec/qrx-domain-ns knows the same paths). */
 export function isolationDir(layout: LabLayout): string {
@@ -150,12 +140,6 @@ function explainProbeFailure(stderr: string): string {
   return `${cause} (${why})`;
 }
 
-/** The pids (host's view) of a domain's init (libexec/qrx-domain-ns) and of its program. */
-export interface DomainProcesses {
-  init: number;
-  program: number;
-}
-
 /** The processes `unsharePid` (what the supervisor started) runs the domain as. */
 export function domainProcesses(unsharePid: number): DomainProcesses | null {
   const init = childOf(unsharePid);
@@ -163,13 +147,25 @@ export function domainProcesses(unsharePid: number): DomainProcesses | null {
   return init === null || program === null ? null : { init, program };
 }
 
-/** `pid` as its own PID namespace numbers it (the last NSpid field). */
-function innerPid(pid: number): number | null {
-  const line = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return line === undefined ? null : Number(line.trim().split(/\s+/).at(-1));
+function childOf(parent: number): number | null {
+  try {
+    return listedChildOf(parent);
+  } catch {
+    return scannedChildOf(parent);
+  }
 }
 
-function childOf(parent: number): number | null {
+/** The kernel's own list of each thread's children (CONFIG_PROC_CHILDREN): a few reads, where a
+ * scan of /proc reads every process's stat (~4 ms, paid by each `qrx run` in a domain). */
+function listedChildOf(parent: number): number | null {
+  for (const thread of readdirSync(`/proc/${parent}/task`)) {
+    const first = readFileSync(`/proc/${parent}/task/${thread}/children`, "utf8").split(" ")[0];
+    if (first) return Number(first);
+  }
+  return null;
+}
+
+function scannedChildOf(parent: number): number | null {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -182,23 +178,4 @@ function childOf(parent: number): number | null {
     }
   }
   return null;
-}
-
-/** `argv` entered into domain `id`'s namespaces: the same ones, uid and locks as its program. */
-export function enterArgv(domain: DomainProcesses, id: number, argv: string[]): string[] {
-  const namespaces = ["--mount", "--pid", "--ipc", "--uts", "--net", "--root", "--wd"];
-  if (!privileged()) {
-    // Unprivileged, the program's namespaces belong to init's user namespace and its own (a
-    // nested one) only locks the mounts: enter init's, then, from inside, the program's.
-    const inner = innerPid(domain.program);
-    if (inner === null) throw new Error(`no NSpid for pid ${domain.program}`);
-    const user = ["--user", "--preserve-credentials"];
-    const nested = ["nsenter", `--target=${inner}`, ...user, "--mount", "--root", "--wd", "--"];
-    return ["nsenter", `--target=${domain.init}`, ...user, ...namespaces, "--", ...nested, ...argv];
-  }
-  const target = domain.program;
-  const uid = domainUid(id);
-  const drop = ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups"];
-  drop.push("--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--");
-  return ["nsenter", `--target=${target}`, ...namespaces, "--", ...drop, ...argv];
 }

@@ -1,13 +1,15 @@
 // `qrx run DOMAIN -- COMMAND`: a command run as a process of a lab domain. A script pays this
-// start for every command it runs in a domain, so nothing here loads node:fs (~1.3 ms of Bun's
+// start for every command it runs in a domain, so nothing here loads node:fs (1.3-3 ms of Bun's
 // builtins) before the command is started: what watches the policy log and the ask queue loads
-// while it runs, and isolation.ts only for an isolated domain.
-import type { LabStatus } from "./admin.ts";
+// while it runs. The admin service is asked only when running.json cannot vouch for the domain
+// (running-domains.ts).
 import { domainEnv } from "./environment.ts";
 import { callAdmin, dirOption, LabError } from "./lab-dir.ts";
+import { enterArgv } from "./enter.ts";
 import type { LabLayout } from "./layout.ts";
+import { knownRunning, type RunnableDomain, type RunnableLab } from "./running-domains.ts";
 
-function domainNames(status: LabStatus): string {
+function domainNames(status: RunnableLab): string {
   return status.domains.map((candidate) => candidate.name).join(", ");
 }
 
@@ -18,8 +20,8 @@ function describe(error: unknown): string {
 /** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
 function isolatedCommand(
   layout: LabLayout,
-  status: LabStatus,
-  record: LabStatus["domains"][number],
+  status: RunnableLab,
+  record: RunnableDomain,
   argv: string[],
   env: Record<string, string>,
 ): string[] {
@@ -32,10 +34,10 @@ function isolatedCommand(
   ) {
     throw new LabError(`cannot run ${argv[0]}: command not found`, 127);
   }
-  // Loaded only here: isolation.ts brings node:fs.
-  const { domainProcesses, enterArgv } =
-    require("./isolation.ts") as typeof import("./isolation.ts");
-  const target = record.agentPid === null ? null : domainProcesses(record.agentPid);
+  // Loaded only when running.json did not name them: isolation.ts brings node:fs.
+  const processesOf = (agentPid: number) =>
+    (require("./isolation.ts") as typeof import("./isolation.ts")).domainProcesses(agentPid);
+  const target = record.enter ?? (record.agentPid === null ? null : processesOf(record.agentPid));
   if (target === null)
     throw new LabError(
       `cannot find ${record.name}'s namespaces (its agent is restarting?): try again`,
@@ -49,7 +51,7 @@ function isolatedCommand(
  * namespaces when it is isolated) and its environment. */
 export function domainCommand(
   layout: LabLayout,
-  status: LabStatus,
+  status: RunnableLab,
   domain: string,
   argv: string[],
 ): { argv: string[]; env: Record<string, string> } {
@@ -70,9 +72,11 @@ export async function runInDomain(
   argv: string[],
   verbose = false,
 ): Promise<number> {
-  // No pid check first (control.ts's adminCall reads the pid file): only a live admin service
-  // listens on the socket.
-  const status = JSON.parse(await callAdmin(layout, "qrx.lab.Status")) as LabStatus;
+  // No pid check before the call (control.ts's adminCall reads the pid file): only a live admin
+  // service listens on the socket.
+  const status =
+    (await knownRunning(layout, domain)) ??
+    (JSON.parse(await callAdmin(layout, "qrx.lab.Status")) as RunnableLab);
   const record = status.domains.find((candidate) => candidate.name === domain);
   if (!record)
     throw new LabError(`no domain '${domain}' in the lab (domains: ${domainNames(status)})`);

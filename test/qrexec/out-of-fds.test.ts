@@ -3,7 +3,7 @@
 // (never "lost the qrexec agent", never a hang), the agent says why in its log, stays up, and
 // serves calls again once the flood is over.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { QrexecSystem, waitFor, type Transport } from "../helpers/system.ts";
 
@@ -48,10 +48,24 @@ type Client = Subprocess<"pipe", "pipe", "pipe">;
 async function outcome(client: Client, deadlineMs: number): Promise<Outcome> {
   const deadline = Bun.sleep(deadlineMs).then(() => "hung" as const);
   const code = await Promise.race([client.exited, deadline]);
+  // What a hung caller was (the native front end or the Bun CLI it fell back to) and where it
+  // waited, for the failure message.
+  const where = code === "hung" ? hungState(client.pid) : "";
   if (code === "hung") client.kill("SIGKILL");
   const text = (stream: ReadableStream<Uint8Array>) => new Response(stream).text();
   const [stdout, stderr] = await Promise.all([text(client.stdout), text(client.stderr)]);
-  return { code, stdout, stderr };
+  return { code, stdout, stderr: stderr + where };
+}
+
+function hungState(pid: number): string {
+  const read = (file: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, "utf8").replaceAll("\0", " ").trim();
+    } catch (error) {
+      return String(error);
+    }
+  };
+  return `[${read("cmdline")}; wchan ${read("wchan")}]`;
 }
 
 function tally(outcomes: Outcome[]): Map<string, number> {
@@ -89,7 +103,8 @@ describeTransport("socket", (system) => {
     limitFds(agent.pid, 256);
     const outcomes = await flood(system, 300);
     const counts = tally(outcomes);
-    const seen = JSON.stringify([...counts]);
+    const seen =
+      JSON.stringify([...counts]) + "\n" + system.logs().split("\n").slice(-60).join("\n");
     for (const { code, stdout, stderr } of outcomes) {
       if (code === 0) expect(stdout).toBe("got x\n");
       else expect({ code, stderr }, seen).toEqual({ code: 126, stderr: REFUSED });
