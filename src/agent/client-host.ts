@@ -17,9 +17,11 @@ import {
 import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
-import { FdShortage, outOfFds } from "./fd-shortage.ts";
+import { FdShortage, fdHeadroom, outOfFds } from "./fd-shortage.ts";
 import { traceCall } from "../trace.ts";
 
+/** Fds kept free per hosted call still setting up (see ClientVmHost#reserveFds). */
+const RESERVED_FDS_PER_SET_UP = 4;
 const PROGRAM = "qrexec-client-vm";
 /** What the caller reads when the agent could not set its call up (as the front end says). */
 const REFUSED_OUT_OF_FDS = "Request refused: the qrexec agent is out of file descriptors";
@@ -61,6 +63,8 @@ export class ClientVmHost {
   readonly #shortage: FdShortage;
   #host: ClientHost | null = null;
   readonly #calls = new Map<number, HostedCall>();
+  /** Hosted calls not yet past their set-up (see #reserveFds). */
+  #settingUp = 0;
 
   constructor(options: {
     agentSocket: string;
@@ -147,7 +151,14 @@ export class ClientVmHost {
     const [input, output, error] = request.fds;
     const owned = new Set(call.useStdinSocket ? [input, error] : [input, output, error]);
     if (call.useStdinSocket) closeSync(output);
+    let settingUp = true;
+    const setUp = () => {
+      if (settingUp) this.#settingUp--;
+      settingUp = false;
+    };
+    this.#settingUp++;
     try {
+      this.#reserveFds();
       // The stream's own copy of the stderr: ours stays for the messages written below.
       const remoteStderr = dupFd(error);
       owned.add(remoteStderr);
@@ -160,6 +171,7 @@ export class ClientVmHost {
           // The stream owns its fds now.
           for (const fd of [input, output, remoteStderr]) owned.delete(fd);
           hosted.stream = stream;
+          setUp();
           this.#shortage.recovered();
           if (hosted.signalled) singleSocket(stream);
         },
@@ -181,8 +193,21 @@ export class ClientVmHost {
       );
       return code;
     } finally {
+      setUp();
       for (const fd of owned) closeSync(fd);
     }
+  }
+
+  /**
+   * A hosted call reaches this agent through its own trigger socket, whose accept needs an fd of
+   * this process: calls holding the last fds while they wait for it would wait for ever. So
+   * each call still setting up keeps a few in reserve (the accept takes one), and one that
+   * would eat into them is refused for want of fds, as any other that finds none.
+   */
+  #reserveFds(): void {
+    if (fdHeadroom() >= RESERVED_FDS_PER_SET_UP * this.#settingUp) return;
+    const short = new Error("too few fds left for the calls setting up");
+    throw Object.assign(short, { code: "EMFILE" });
   }
 
   /**
