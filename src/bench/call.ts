@@ -18,6 +18,7 @@ import { COMPILED, entryCommand } from "../install-paths.ts";
 import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { socketPair } from "../native.ts";
+import { printTable } from "./table.ts";
 
 export interface CallThroughputRow {
   name: "to-service" | "from-service" | "baseline:pipe3" | "baseline:socketpair+pipe2";
@@ -363,21 +364,6 @@ function targetLines(rows: CallBenchRow[]): string[] {
         `ms (target <= 5 ms): ${verdict(vmVm.medianMs <= 5)}`,
     );
   return lines;
-}
-
-function printTable(table: string[][]): void {
-  const widths = table[0]!.map((_, column) =>
-    Math.max(...table.map((line) => line[column]!.length)),
-  );
-  for (const line of table) {
-    console.log(
-      line
-        .map((cell, column) =>
-          column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!),
-        )
-        .join("  "),
-    );
-  }
 }
 
 export function printCallBench(rows: CallBenchRow[]): void {

@@ -10,6 +10,7 @@ import { labDown, labLayout, labUp } from "../lab/control.ts";
 import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { startByHand } from "./by-hand.ts";
+import { printTable } from "./table.ts";
 
 export interface LatencyRow {
   name: string;
@@ -228,10 +229,6 @@ function tableLine(entry: LatencyRow): string[] {
 
 export function printLatencyBench(rows: LatencyRow[]): void {
   const table = [["name", "runs", "median ms", "p99 ms", "target ms", ""], ...rows.map(tableLine)];
-  const width = (column: number) => Math.max(...table.map((line) => line[column]!.length));
-  const widths = table[0]!.map((_, column) => width(column));
-  const pad = (cell: string, column: number) =>
-    column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!);
-  for (const line of table) console.log(line.map(pad).join("  "));
+  printTable(table);
   console.log("each run: spawn of the program to its exit, its output checked");
 }

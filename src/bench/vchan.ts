@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { PeerProcess, type PeerEvent } from "../tools/peer-process.ts";
 import { openChannel, type ChannelKind } from "./baseline-peer.ts";
 import { entryCommand } from "../install-paths.ts";
+import { printTable } from "./table.ts";
 
 export interface BenchRow {
   name: string;
@@ -186,19 +187,7 @@ export function printVchanBench(rows: BenchRow[]): void {
     ["name", "ring", "MB/s", "seconds"],
     ...rows.map((r) => [r.name, formatBytes(r.ringBytes), r.mbps.toFixed(0), r.seconds.toFixed(3)]),
   ];
-  const widths = table[0]!.map((_, column) =>
-    Math.max(...table.map((line) => line[column]!.length)),
-  );
-  for (const line of table) {
-    // Text left-aligned, numbers right-aligned.
-    console.log(
-      line
-        .map((cell, column) =>
-          column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!),
-        )
-        .join("  "),
-    );
-  }
+  printTable(table);
   const bytes = rows[0]?.bytes;
   if (bytes !== undefined) {
     console.log(

@@ -1,0 +1,15 @@
+// The benchmarks' tables: the first column (a name) left-aligned, figures right-aligned.
+
+/** `table` (a header line first) as text lines, columns two spaces apart. */
+export function tableLines(table: string[][]): string[] {
+  const widths = (table[0] ?? []).map((_, column) =>
+    Math.max(...table.map((line) => (line[column] ?? "").length)),
+  );
+  const pad = (cell: string, column: number) =>
+    column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0);
+  return table.map((line) => line.map(pad).join("  "));
+}
+
+export function printTable(table: string[][]): void {
+  for (const line of tableLines(table)) console.log(line);
+}
