@@ -202,9 +202,11 @@ export class ClientVmHost {
    * A hosted call reaches this agent through its own trigger socket, whose accept needs an fd of
    * this process: calls holding the last fds while they wait for it would wait for ever. So
    * each call still setting up keeps a few in reserve (the accept takes one), and one that
-   * would eat into them is refused for want of fds, as any other that finds none.
+   * would eat into them is refused for want of fds, as any other that finds none. A call that
+   * sets up alone waits on nobody's fds: it skips the count (two reads of /proc per call).
    */
   #reserveFds(): void {
+    if (this.#settingUp <= 1) return;
     if (fdHeadroom() >= RESERVED_FDS_PER_SET_UP * this.#settingUp) return;
     const short = new Error("too few fds left for the calls setting up");
     throw Object.assign(short, { code: "EMFILE" });
