@@ -63,8 +63,6 @@ export class ClientVmHost {
   readonly #shortage: FdShortage;
   #host: ClientHost | null = null;
   readonly #calls = new Map<number, HostedCall>();
-  /** Hosted calls not yet past their set-up (see #reserveFds). */
-  #settingUp = 0;
 
   constructor(options: {
     agentSocket: string;
@@ -151,12 +149,6 @@ export class ClientVmHost {
     const [input, output, error] = request.fds;
     const owned = new Set(call.useStdinSocket ? [input, error] : [input, output, error]);
     if (call.useStdinSocket) closeSync(output);
-    let settingUp = true;
-    const setUp = () => {
-      if (settingUp) this.#settingUp--;
-      settingUp = false;
-    };
-    this.#settingUp++;
     try {
       this.#reserveFds();
       // The stream's own copy of the stderr: ours stays for the messages written below.
@@ -171,7 +163,6 @@ export class ClientVmHost {
           // The stream owns its fds now.
           for (const fd of [input, output, remoteStderr]) owned.delete(fd);
           hosted.stream = stream;
-          setUp();
           this.#shortage.recovered();
           if (hosted.signalled) singleSocket(stream);
         },
@@ -193,7 +184,6 @@ export class ClientVmHost {
       );
       return code;
     } finally {
-      setUp();
       for (const fd of owned) closeSync(fd);
     }
   }
@@ -206,8 +196,11 @@ export class ClientVmHost {
    * sets up alone waits on nobody's fds: it skips the count (two reads of /proc per call).
    */
   #reserveFds(): void {
-    if (this.#settingUp <= 1) return;
-    if (fdHeadroom() >= RESERVED_FDS_PER_SET_UP * this.#settingUp) return;
+    // Setting up: no stream yet (this call among them).
+    let settingUp = 0;
+    for (const hosted of this.#calls.values()) if (hosted.stream === null) settingUp++;
+    if (settingUp <= 1) return;
+    if (fdHeadroom() >= RESERVED_FDS_PER_SET_UP * settingUp) return;
     const short = new Error("too few fds left for the calls setting up");
     throw Object.assign(short, { code: "EMFILE" });
   }
