@@ -2,6 +2,7 @@
 // keys, then renders a per-call waterfall, a summary (median per stage over all calls) and an SVG.
 
 import { untrusted } from "./io/log-text.ts";
+import { median } from "./stats.ts";
 import type { TraceEvent } from "./trace.ts";
 
 export interface TracedEvent extends TraceEvent {
@@ -160,12 +161,6 @@ export interface StageSummary {
   /** Calls that reached it. */
   calls: number;
   medianMs: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** Median offset of each stage from its call's start, over every call that reached it. */

@@ -18,6 +18,7 @@ import { COMPILED, entryCommand } from "../install-paths.ts";
 import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { socketPair } from "../native.ts";
+import { median, percentile } from "../stats.ts";
 import { printTable } from "./table.ts";
 
 export interface CallThroughputRow {
@@ -133,16 +134,6 @@ function throughputRow(
   seconds: number,
 ): CallThroughputRow {
   return { name, bytes, seconds, mbps: bytes / 1e6 / seconds };
-}
-
-/** Nearest-rank percentile of sorted `values`. */
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function median(sorted: number[]): number {
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** `calls` runs of `argv`, one after another; each must print exactly `expect` and exit 0. */

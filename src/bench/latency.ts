@@ -11,6 +11,7 @@ import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { startByHand } from "./by-hand.ts";
 import { printTable } from "./table.ts";
+import { median, percentile } from "../stats.ts";
 
 export interface LatencyRow {
   name: string;
@@ -91,21 +92,16 @@ async function timeRuns(name: string, run: Run, calls: number): Promise<number[]
   return times.sort((a, b) => a - b);
 }
 
-function median(sorted: number[]): number {
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function p99(sorted: number[]): number {
-  return sorted[Math.max(0, Math.ceil(0.99 * sorted.length) - 1)]!;
-}
-
 function round(value: number): number {
   return Math.round(value * 100) / 100;
 }
 
 function row(name: string, times: number[], extra: Partial<LatencyRow> = {}): LatencyRow {
-  const figures = { calls: times.length, medianMs: round(median(times)), p99Ms: round(p99(times)) };
+  const figures = {
+    calls: times.length,
+    medianMs: round(median(times)),
+    p99Ms: round(percentile(times, 99)),
+  };
   return { name, ...figures, targetMs: TARGETS[name] ?? null, ...extra };
 }
 

@@ -26,6 +26,7 @@ import type { LabStatus } from "../lab/admin.ts";
 import { labDown, labLayout, labUp } from "../lab/control.ts";
 import { domainEnv } from "../lab/environment.ts";
 import { formatSize, sweepSvg } from "./sweep-chart.ts";
+import { median } from "../stats.ts";
 
 export { formatSize, sweepSvg };
 
@@ -138,12 +139,6 @@ export async function measure(
     );
   const cpuSeconds = childrenCpu(stdout) + (name === "baseline:pipe3" ? 0 : agentCpu() - before);
   return { seconds, cpuSeconds };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 export function toRow(

@@ -32,6 +32,14 @@ function parseSamples(text: string): number {
   return samples;
 }
 
+interface CopyCommandOptions {
+  json?: boolean;
+  bytes: number;
+  files: number;
+  fileSize: number;
+  rounds: number;
+}
+
 interface SweepCommandOptions {
   sizes: number[];
   direction: string;
@@ -223,7 +231,7 @@ bench
   )
   .option(
     "--json",
-    "print JSON rows {name, bytes, files, seconds, mbps, filesPerSec} instead of a table",
+    "print JSON rows {name, bytes, files, seconds, mbps, filesPerSec, runs} instead of a table",
   )
   .option("--bytes <size>", "size of the big file", parseSize, parseSize("1G"))
   .option(
@@ -238,17 +246,29 @@ bench
     10_000,
   )
   .option("--file-size <size>", "size of each small file", parseSize, parseSize("4K"))
+  .option(
+    "--rounds <n>",
+    "runs of each row (the baseline and ours take turns going first); rows are medians",
+    (text: string) => {
+      const rounds = Number(text);
+      if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > 99)
+        throw new InvalidArgumentError(`"${text}" is not a number of rounds (1 to 99)`);
+      return rounds;
+    },
+    3,
+  )
   .addHelpText(
     "after",
     "\nTargets: big file >= 80% of the tar pipeline; small files >= 5,000 files/s.\n\n" +
       "Examples:\n  qrx bench copy\n  qrx bench copy --json --bytes 256M --files 2000\n",
   )
-  .action(async (options: { json?: boolean; bytes: number; files: number; fileSize: number }) => {
+  .action(async (options: CopyCommandOptions) => {
     const { runCopyBench, printCopyBench } = await import("../bench/copy.ts");
     const rows = await runCopyBench({
       bytes: options.bytes,
       files: options.files,
       fileBytes: options.fileSize,
+      rounds: options.rounds,
       progress: !options.json,
     });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
