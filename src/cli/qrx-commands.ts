@@ -24,6 +24,13 @@ function parseSizeList(text: string): number[] {
   return text.split(",").map(parseSize);
 }
 
+function parseRounds(text: string): number {
+  const rounds = Number(text);
+  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > 99)
+    throw new InvalidArgumentError(`"${text}" is not a number of rounds (1 to 99)`);
+  return rounds;
+}
+
 function parseSamples(text: string): number {
   const samples = Number(text);
   if (!Number.isSafeInteger(samples) || samples < 1 || samples > 100) {
@@ -108,15 +115,22 @@ bench
     },
     200,
   )
+  .option(
+    "--rounds <n>",
+    "runs of each throughput row (in turns, rotated each round); rows are medians",
+    parseRounds,
+    3,
+  )
   .addHelpText(
     "after",
     "\nExamples:\n  qrx bench call\n  qrx bench call --json --bytes 256M --calls 50\n",
   )
-  .action(async (options: { json?: boolean; bytes: number; calls: number }) => {
+  .action(async (options: { json?: boolean; bytes: number; calls: number; rounds: number }) => {
     const { runCallBench, printCallBench } = await import("../bench/call.ts");
     const rows = await runCallBench({
       bytes: options.bytes,
       calls: options.calls,
+      rounds: options.rounds,
       progress: !options.json,
     });
     if (options.json) console.log(JSON.stringify(rows, null, 2));
@@ -249,12 +263,7 @@ bench
   .option(
     "--rounds <n>",
     "runs of each row (the baseline and ours take turns going first); rows are medians",
-    (text: string) => {
-      const rounds = Number(text);
-      if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > 99)
-        throw new InvalidArgumentError(`"${text}" is not a number of rounds (1 to 99)`);
-      return rounds;
-    },
+    parseRounds,
     3,
   )
   .addHelpText(

@@ -1,8 +1,9 @@
-// `qrx bench copy` run for real, briefly: paired rounds, medians, the shape docs/benchmarks.md
-// shows. And the summaries every benchmark takes from src/stats.ts.
+// `qrx bench copy` and `qrx bench call` run for real, briefly: paired or rotated rounds, medians,
+// the shapes docs/benchmarks.md shows. And the summaries every benchmark takes from src/stats.ts.
 import { describe, expect, test } from "bun:test";
 import { QRX } from "../helpers/lab.ts";
 import { baselineFirst, roundRatios, type CopyBenchRow } from "../../src/bench/copy.ts";
+import { roundOrder } from "../../src/bench/call.ts";
 import { median, percentile } from "../../src/stats.ts";
 
 describe("qrx bench copy", () => {
@@ -68,5 +69,29 @@ describe("stats", () => {
     expect(percentile(hundred, 100)).toBe(100);
     expect(percentile([7], 50)).toBe(7);
     expect(() => median([])).toThrow("no values");
+  });
+});
+
+describe("qrx bench call", () => {
+  test("--rounds 2: each throughput row the median of its two runs, rows in turns", async () => {
+    const argv = [QRX, "bench", "call", "--json", "--bytes", "4M", "--calls", "1", "--rounds", "2"];
+    const child = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
+    const out = new Response(child.stdout).text();
+    const err = new Response(child.stderr).text();
+    const [stdout, stderr, code] = await Promise.all([out, err, child.exited]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+    const rows = JSON.parse(stdout) as Array<{ name: string; runs?: number[]; seconds?: number }>;
+    const throughput = rows.filter((row) => row.runs !== undefined);
+    expect(throughput.map((row) => row.name)).toEqual([...roundOrder(0)]);
+    for (const row of throughput) {
+      expect(row.runs).toHaveLength(2);
+      expect(row.seconds).toBe(median(row.runs!));
+    }
+  }, 60_000);
+
+  test("the throughput rows rotate: each goes first once in four rounds", () => {
+    const firsts = [0, 1, 2, 3].map((round) => roundOrder(round)[0]);
+    expect(new Set(firsts).size).toBe(4);
+    expect(roundOrder(4)).toEqual(roundOrder(0));
   });
 });
