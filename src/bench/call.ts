@@ -20,6 +20,7 @@ import type { LabLayout } from "../lab/layout.ts";
 import { socketPair } from "../native.ts";
 import { median, percentile } from "../stats.ts";
 import { printTable } from "./table.ts";
+import { refreshBundles } from "./fresh-build.ts";
 
 export interface CallThroughputRow {
   name: "to-service" | "from-service" | "baseline:pipe3" | "baseline:socketpair+pipe2";
@@ -340,6 +341,8 @@ export async function runCallBench(options: CallBenchOptions): Promise<CallBench
   // qrexec-client-vm when it is built, else bin/'s launcher).
   const clientVm = "qrexec-client-vm";
   const base = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const rebuilt = refreshBundles();
+  if (rebuilt !== "") say(rebuilt);
   const layout = labLayout(mkdtempSync(join(base, "qrx-bench-call-")));
   say(`starting a default lab in ${layout.dir} (shm vchans)`);
   try {

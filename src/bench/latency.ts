@@ -11,6 +11,7 @@ import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { startByHand } from "./by-hand.ts";
 import { printTable } from "./table.ts";
+import { refreshBundles } from "./fresh-build.ts";
 import { median, percentile } from "../stats.ts";
 
 export interface LatencyRow {
@@ -202,6 +203,8 @@ export async function runLatencyBench(options: LatencyOptions): Promise<LatencyR
     const figures = `median ${entry.medianMs.toFixed(2)} ms, p99 ${entry.p99Ms.toFixed(2)} ms`;
     say(`  ${entry.name}: ${figures} (${entry.calls} runs)`);
   };
+  const rebuilt = refreshBundles();
+  if (rebuilt !== "") say(rebuilt);
   await labRows(options.calls, say, record);
   say("  the README's by-hand two-domain set-up, policy program and all:");
   record(

@@ -6,6 +6,7 @@ import { cpSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync } 
 import { utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../helpers/paths.ts";
+import { refreshBundles } from "../../src/bench/fresh-build.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const BUN = join(ROOT, "node_modules", ".bin", "bun");
@@ -74,6 +75,19 @@ describe("the launcher and a bundle", () => {
     editUnseen(tree, "Files arrive in EDIT-B");
     expect(usage(tree)).toBe("Files arrive in EDIT-A");
   }, 30_000);
+
+  test("a benchmark's refresh rebuilds a bundle an edit made stale, and only then", () => {
+    const tree = copyTree();
+    expect(refreshBundles(tree)).toMatch(/bundled \d+ program/);
+    expect(usage(tree)).toBe(ORIGINAL);
+    expect(refreshBundles(tree)).toBe("");
+    writeFileSync(sourceOf(tree), edited(sourceOf(tree), "Files arrive in EDIT-C"));
+    expect(refreshBundles(tree)).toMatch(/bundled [1-9]\d* program/);
+    expect(usage(tree)).toBe("Files arrive in EDIT-C");
+    // The new text comes from the bundle, not from the sources' fallback: older sources win.
+    editUnseen(tree, "Files arrive in EDIT-D");
+    expect(usage(tree)).toBe("Files arrive in EDIT-C");
+  }, 60_000);
 
   test("stays fresh when a file no program reads is written at the checkout's root", () => {
     // qrx reads package.json (its version), the one program whose inputs lie in the root.
