@@ -12,6 +12,7 @@ export interface PolicyOptionValues {
   legacyDir: string;
   domains?: string;
   systemInfoSocket?: string;
+  systemInfoFile?: string;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -40,6 +41,12 @@ export function addPolicySourceOptions(command: Command): Command {
       "--system-info-socket <path>",
       "ask domain facts from this qubesd socket (internal.GetSystemInfo) " +
         "per request, instead of --domains (default $QRX_SYSTEM_INFO_SOCKET)",
+    )
+    .option(
+      "--system-info-file <path>",
+      "domain facts from this GetSystemInfo JSON, checked at every request and read again " +
+        "when it was replaced; its writer must rename each version into place (the lab's " +
+        "admin keeps one); before --system-info-socket",
     );
 }
 
@@ -53,6 +60,7 @@ export function policySourceFrom(options: PolicyOptionValues): PolicySource {
     legacyDir: options.legacyDir,
     domainsFile: domainsFile === "" ? null : domainsFile,
     systemInfoSocket,
+    systemInfoFile: options.systemInfoFile ?? null,
   };
 }
 

@@ -90,7 +90,9 @@ async function serve(): Promise<void> {
   const { PolicyDaemon } = await import("../policy/daemon.ts");
   const { PolicyStore } = await import("../policy/store.ts");
   const source = policySourceFrom(options);
-  if (source.systemInfoSocket)
+  if (source.systemInfoFile)
+    log(`domain facts from ${source.systemInfoFile}, checked at every request`);
+  else if (source.systemInfoSocket)
     log(`domain facts from ${source.systemInfoSocket} (internal.GetSystemInfo)`);
   else if (source.domainsFile === null) {
     log.warn("no --domains file: only dom0 is known, so calls from VMs are denied");

@@ -35,6 +35,7 @@ import { Isolator } from "./isolator.ts";
 import { Registry, type DomainRecord } from "./registry.ts";
 import { writeRunning } from "./running-domains.ts";
 import { Supervised } from "./supervisor.ts";
+import { SystemInfoPublisher } from "./system-info-publisher.ts";
 
 /** A domain's daemon must be listening this soon after its processes start. */
 const START_TIMEOUT_MS = 30_000;
@@ -105,6 +106,7 @@ export class LabAdmin {
   #disposedCalls = 0;
   onShutdown: () => void = () => {};
   readonly #pool: DispvmPool;
+  readonly #publishSystemInfo: () => void;
 
   constructor(
     readonly layout: LabLayout,
@@ -112,6 +114,9 @@ export class LabAdmin {
     readonly log: (message: string) => void,
   ) {
     this.registry = new Registry(config);
+    const publisher = new SystemInfoPublisher(layout.systemInfoFile, log);
+    this.#publishSystemInfo = () => publisher.publish(this.registry.systemInfo());
+    this.registry.onChange(this.#publishSystemInfo);
     const sizes = new Map(config.domains.map((domain) => [domain.name, domain.preloadDispvm]));
     this.#pool = new DispvmPool(sizes, {
       create: (template) => this.createDisposable(template),
@@ -119,6 +124,7 @@ export class LabAdmin {
       warmUp: (record) => this.#warmUp(record),
       kill: (record) => this.kill(record),
       stopping: () => this.#shuttingDown !== null,
+      setPreloaded: (record, preloaded) => this.registry.setPreloaded(record, preloaded),
       log: this.log,
     });
     // Labs brought up before isolation existed have no such key: they ran unisolated.
@@ -165,6 +171,7 @@ export class LabAdmin {
     if (this.config.policy !== null)
       writeFileSync(join(layout.policyDir, "50-lab.policy"), this.config.policy);
     this.#isolator.prepare();
+    this.#publishSystemInfo();
   }
 
   #prepareDomain(name: string, services: ServiceFile[]): void {
@@ -188,7 +195,7 @@ export class LabAdmin {
           join(BIN_DIR, "qrexec-policy-daemon"),
           `--socket=${layout.policySocket}`,
           `--policy-dir=${layout.policyDir}`,
-          `--system-info-socket=${layout.adminSocket}`,
+          `--system-info-file=${layout.systemInfoFile}`,
           ...askOptions(this.config.ask, layout),
         ],
         env: domainEnv(layout, { name: "dom0", id: 0 }, this.config.transport),
@@ -272,7 +279,7 @@ export class LabAdmin {
       if (record.state === "Running") return;
       if (this.#shuttingDown) throw new QubesdError("QubesException", "the lab is shutting down");
       const started = performance.now();
-      record.state = "Starting";
+      this.registry.setState(record, "Starting");
       const { layout } = this;
       this.#removeSockets(record);
       rmSync(layout.statsFile(record.name), { force: true }); // counts are per run
@@ -287,7 +294,7 @@ export class LabAdmin {
       while (!existsSync(socket)) {
         if (Date.now() > deadline || this.#shuttingDown) {
           await this.#stopProcesses(record);
-          record.state = "Halted";
+          this.registry.setState(record, "Halted");
           throw new QubesdError(
             "QubesException",
             `${record.name} did not start within ${START_TIMEOUT_MS / 1000} s; see ` +
@@ -297,8 +304,7 @@ export class LabAdmin {
         }
         await Bun.sleep(READY_POLL_MS);
       }
-      record.state = "Running";
-      record.runningSince = Date.now();
+      this.registry.setState(record, "Running");
       writeRunning(layout, this.status(), domainProcesses);
       this.log(
         `${record.name} (domain ${record.id}) started in ` +
@@ -328,10 +334,9 @@ export class LabAdmin {
       return Promise.reject(new QubesdError("QubesException", "dom0 cannot be killed"));
     return this.#serialized(record, async () => {
       if (record.state !== "Halted") {
-        record.state = "Stopping";
+        this.registry.setState(record, "Stopping");
         await this.#stopProcesses(record);
-        record.state = "Halted";
-        record.runningSince = 0;
+        this.registry.setState(record, "Halted");
         writeRunning(this.layout, this.status(), domainProcesses);
         this.log(`${record.name} killed`);
       }

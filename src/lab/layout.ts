@@ -29,6 +29,10 @@ export class LabLayout {
   get policySocket(): string {
     return join(this.dir, "policy.sock");
   }
+  /** The registry's GetSystemInfo, kept current for the policy daemon (system-info-publisher). */
+  get systemInfoFile(): string {
+    return join(this.dir, "system-info.json");
+  }
   get socketDir(): string {
     return join(this.dir, "run");
   }

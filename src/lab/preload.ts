@@ -22,6 +22,8 @@ export interface PoolHooks {
   /** Stops and destroys a DispVM. */
   kill(record: DomainRecord): Promise<void>;
   stopping(): boolean;
+  /** Hides a DispVM from the policy while it waits in the pool (the registry's flag). */
+  setPreloaded(record: DomainRecord, preloaded: boolean): void;
   log(message: string): void;
 }
 
@@ -50,7 +52,7 @@ export class DispvmPool {
     const ready = this.#ready.get(template.name) ?? [];
     const record = ready.shift();
     if (!record) return null;
-    record.preloaded = false;
+    this.hooks.setPreloaded(record, false);
     this.hooks.log(`${record.name} handed out (preloaded from ${template.name})`);
     return record;
   }
@@ -73,7 +75,7 @@ export class DispvmPool {
     let record: DomainRecord | null = null;
     try {
       record = this.hooks.create(template);
-      record.preloaded = true;
+      this.hooks.setPreloaded(record, true);
       await this.hooks.start(record);
       await this.hooks.warmUp(record);
       if (this.hooks.stopping()) return;

@@ -1,5 +1,6 @@
 // The lab's domains, as qubesd knows them: names, ids, uuids, kinds, tags, power state. The admin
-// service owns the only instance; the policy reads it through internal.GetSystemInfo.
+// service owns the only instance; the policy reads it through internal.GetSystemInfo, or through
+// the file the admin rewrites on every change (`onChange`). So every change goes through here.
 
 import { ADMIN_VM_NAME, ADMIN_VM_UUID } from "../policy/domains.ts";
 import type { LabConfig } from "./config.ts";
@@ -20,21 +21,24 @@ export interface DomainRecord {
   readonly template: string | null;
   /** Started by `lab up`. */
   readonly autostartAtUp: boolean;
-  state: PowerState;
+  readonly state: PowerState;
   /** When it last became Running (ms since the epoch), 0 when not running. */
-  runningSince: number;
+  readonly runningSince: number;
   /**
    * A DispVM started ahead of a `$dispvm` call and not handed to one yet: the policy does not
    * see it, so nobody can call it by name and spoil it for the caller who gets it.
    */
-  preloaded?: boolean;
+  readonly preloaded?: boolean;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** The highest domain id: ports and Xen both top out well below this; we never need more. */
 const DOMAIN_ID_MAX = 32_767;
 
 export class Registry {
-  readonly #byName = new Map<string, DomainRecord>();
+  readonly #byName = new Map<string, Mutable<DomainRecord>>();
+  readonly #listeners: Array<() => void> = [];
   /** DispVM ids start above the configured domains' so the configured ones are stable. */
   readonly #firstDispId: number;
 
@@ -72,8 +76,37 @@ export class Registry {
     this.#firstDispId = config.domains.length + 1;
   }
 
-  #add(record: DomainRecord): void {
+  #add(record: Mutable<DomainRecord>): void {
     this.#byName.set(record.name, record);
+  }
+
+  /** Calls `listener` after every change of what `systemInfo` reports. */
+  onChange(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #changed(): void {
+    for (const listener of this.#listeners) listener();
+  }
+
+  #own(record: DomainRecord): Mutable<DomainRecord> {
+    const own = this.#byName.get(record.name);
+    if (own !== record) throw new Error(`${record.name} is not in the registry`);
+    return own;
+  }
+
+  /** A new power state; Running also stamps `runningSince`, Halted clears it. */
+  setState(record: DomainRecord, state: PowerState): void {
+    const own = this.#own(record);
+    own.state = state;
+    if (state === "Running") own.runningSince = Date.now();
+    if (state === "Halted") own.runningSince = 0;
+    this.#changed();
+  }
+
+  setPreloaded(record: DomainRecord, preloaded: boolean): void {
+    this.#own(record).preloaded = preloaded;
+    this.#changed();
   }
 
   all(): DomainRecord[] {
@@ -97,7 +130,7 @@ export class Registry {
     let name: string;
     do name = `disp${1 + Math.floor(Math.random() * 9999)}`;
     while (this.#byName.has(name));
-    const record: DomainRecord = {
+    const record: Mutable<DomainRecord> = {
       name,
       id,
       uuid: crypto.randomUUID(),
@@ -112,11 +145,13 @@ export class Registry {
       runningSince: 0,
     };
     this.#add(record);
+    this.#changed();
     return record;
   }
 
   remove(record: DomainRecord): void {
     this.#byName.delete(record.name);
+    this.#changed();
   }
 
   /** qubesd's internal.GetSystemInfo, the shape src/policy/domains-file.ts reads. */

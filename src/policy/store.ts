@@ -8,7 +8,7 @@ import { existsSync, watch, type FSWatcher } from "node:fs";
 import { resolve } from "node:path";
 import { TableDomainFacts, type DomainFacts } from "./domains.ts";
 import { DomainsFileError, loadDomainsFile } from "./domains-file.ts";
-import { fetchSystemInfo } from "./system-info.ts";
+import { fetchSystemInfo, SystemInfoFile } from "./system-info.ts";
 import { formatPolicyError, type PolicyError } from "./errors.ts";
 import { loadPolicy } from "./loader.ts";
 import { CompiledPolicy } from "./policy.ts";
@@ -22,6 +22,13 @@ export interface PolicySource {
   domainsFile: string | null;
   /** qubesd's socket: facts come from internal.GetSystemInfo per request instead of the file. */
   systemInfoSocket?: string | null;
+  /** A system-info file kept current by its writer (SystemInfoFile); before the socket. */
+  systemInfoFile?: string | null;
+}
+
+/** Whether facts are read per request (socket or system-info file), not from the domains file. */
+function liveFacts(source: PolicySource): boolean {
+  return Boolean(source.systemInfoFile || source.systemInfoSocket);
 }
 
 export interface PolicySnapshot {
@@ -40,7 +47,7 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const { policy } = loadPolicy(source.dirs, { legacyDir: source.legacyDir });
   let facts: DomainFacts = new TableDomainFacts([]);
   const domainErrors: PolicyError[] = [];
-  if (source.domainsFile !== null && !source.systemInfoSocket) {
+  if (source.domainsFile !== null && !liveFacts(source)) {
     try {
       facts = loadDomainsFile(source.domainsFile);
     } catch (error) {
@@ -54,8 +61,7 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
   const errors = [...policy.errors, ...domainErrors];
   const watched = new Set(policy.paths);
   for (const dir of source.dirs) watched.add(resolve(dir));
-  if (source.domainsFile !== null && !source.systemInfoSocket)
-    watched.add(resolve(source.domainsFile));
+  if (source.domainsFile !== null && !liveFacts(source)) watched.add(resolve(source.domainsFile));
   // A broken domains file must deny too: fold its error into the policy the engine evaluates.
   const served =
     domainErrors.length === 0
@@ -76,13 +82,18 @@ export function loadSnapshot(source: PolicySource): PolicySnapshot {
 }
 
 /**
- * The facts a request is evaluated with: live from the system-info socket when there is one (a
- * failure there throws, and the request is denied), else the snapshot's.
+ * The facts a request is evaluated with: live from the system-info file or socket when there is
+ * one (a failure there throws, and the request is denied), else the snapshot's. `file` keeps a
+ * reader's cache across requests.
  */
-export function factsFor(source: PolicySource, snapshot: PolicySnapshot): Promise<DomainFacts> {
-  return source.systemInfoSocket
-    ? fetchSystemInfo(source.systemInfoSocket)
-    : Promise.resolve(snapshot.facts);
+export async function factsFor(
+  source: PolicySource,
+  snapshot: PolicySnapshot,
+  file = source.systemInfoFile ? new SystemInfoFile(source.systemInfoFile) : null,
+): Promise<DomainFacts> {
+  if (file !== null) return file.current();
+  if (source.systemInfoSocket) return fetchSystemInfo(source.systemInfoSocket);
+  return snapshot.facts;
 }
 
 /** One log line per problem, or a summary of a good load. */
@@ -108,12 +119,14 @@ export class PolicyStore {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #watching = false;
   #reloads = 0;
+  readonly #systemInfoFile: SystemInfoFile | null;
 
   constructor(
     readonly source: PolicySource,
     readonly options: StoreOptions,
   ) {
     this.#current = loadSnapshot(source);
+    this.#systemInfoFile = source.systemInfoFile ? new SystemInfoFile(source.systemInfoFile) : null;
     for (const line of describeLoad(this.#current)) options.log(line);
   }
 
@@ -123,7 +136,7 @@ export class PolicyStore {
 
   /** The facts to evaluate a request against `snapshot` with (see factsFor). */
   facts(snapshot: PolicySnapshot): Promise<DomainFacts> {
-    return factsFor(this.source, snapshot);
+    return factsFor(this.source, snapshot, this.#systemInfoFile);
   }
 
   /** How many reloads have completed (tests wait on it). */
