@@ -29,9 +29,19 @@ writeFileSync(layout.pidFile, `${process.pid}\n`);
 const admin = new LabAdmin(layout, config, log);
 let failed = false;
 admin.onShutdown = () => {
-  rmSync(layout.pidFile, { force: true });
+  if (admin.ownsLabDir()) rmSync(layout.pidFile, { force: true });
   process.exit(failed ? 1 : 0);
 };
+
+// A lab directory removed under us (rm -rf) and perhaps brought up again by another lab leaves
+// this process without its lab. Its vchan broker would go on sweeping the same paths (refusing
+// and removing the new lab's rendezvous sockets: calls hang), and its shutdown would remove the
+// new lab's sockets. So it checks its pid file every second and, once that names someone else
+// or nobody, ends with its whole process group (its domains), touching no file.
+const OWNERSHIP_CHECK_MS = 1000;
+setInterval(() => {
+  if (!admin.ownsLabDir()) admin.abandon();
+}, OWNERSHIP_CHECK_MS).unref();
 for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const)
   process.on(signal, () => void admin.shutdown());
 

@@ -513,8 +513,36 @@ export class LabAdmin {
 
   // ---------------------------------------------------------------- shutdown
 
+  /** Whether D/admin.pid still names this process: the directory is still this lab's. */
+  ownsLabDir(): boolean {
+    try {
+      return readFileSync(this.layout.pidFile, "utf8").trim() === String(process.pid);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Ends this lab's processes at once, files untouched: for a lab whose directory is no longer
+   * its own (every path in it may be another lab's). The admin leads its process group (`lab up`
+   * starts it detached), which holds the domains' agents and daemons and the policy daemon.
+   */
+  abandon(): never {
+    this.log(
+      `${this.layout.pidFile} no longer names this process (the lab directory was removed or ` +
+        `taken over): stopping this lab's processes, leaving the directory alone`,
+    );
+    try {
+      process.kill(-process.pid, "SIGKILL");
+    } catch (error) {
+      this.log(`cannot end the process group: ${describe(error)}`);
+    }
+    process.exit(1);
+  }
+
   /** Stops every domain and the policy daemon, removes sockets and DispVMs; then onShutdown. */
   shutdown(): Promise<void> {
+    if (!this.ownsLabDir()) this.abandon();
     this.#shuttingDown ??= (async () => {
       this.log("shutting down");
       const domains = this.registry.all().filter((record) => record.id !== 0);

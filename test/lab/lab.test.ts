@@ -1,7 +1,7 @@
 // The lab end to end, through bin/qrx only: real admin service, daemons, agents, policy daemon,
 // shared-memory vchans and services.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { processesMentioning, socketsUnder, TestLab } from "../helpers/lab.ts";
 import { isRunning } from "../helpers/procfs.ts";
@@ -39,6 +39,32 @@ describe("a lab's lifecycle", () => {
       // Homes and logs stay, as a VM's disk would.
       expect(existsSync(join(lab.dir, "domains", "work", "home"))).toBe(true);
       expect(existsSync(join(lab.dir, "logs", "work.agent.log"))).toBe(true);
+    } finally {
+      await lab.remove();
+    }
+  }, 60_000);
+
+  test("a lab whose directory is removed ends itself; a new lab there is left alone", async () => {
+    const lab = new TestLab();
+    try {
+      await lab.up(undefined, "namespaces");
+      const oldAdmin = Number(readFileSync(join(lab.dir, "admin.pid"), "utf8"));
+      expect(isRunning(oldAdmin)).toBe(true);
+      rmSync(lab.dir, { recursive: true, force: true });
+      await lab.up(undefined, "namespaces");
+      await waitFor(() => !isRunning(oldAdmin), "the old admin to end", 5000);
+      // Its shutdown took none of the new lab's files, and its broker no longer sweeps them.
+      expect(existsSync(join(lab.dir, "admin.sock"))).toBe(true);
+      expect(Number(readFileSync(join(lab.dir, "admin.pid"), "utf8"))).not.toBe(oldAdmin);
+      for (let call = 0; call < 20; call++) {
+        const result = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "1 2\n");
+        expect(result).toMatchObject({ code: 0, stdout: "3\n" });
+      }
+      expect(readFileSync(join(lab.dir, "logs", "admin.log"), "utf8")).not.toContain(
+        "not a socket of its own",
+      );
+      await lab.down();
+      expect(processesMentioning(lab.dir)).toEqual([]);
     } finally {
       await lab.remove();
     }
