@@ -28,7 +28,7 @@ import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../lab/control.ts";
 import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
-import { writeRandomFile } from "../tools/random-file.ts";
+import { writeRandomFile, writeRepeated } from "../tools/random-file.ts";
 import { median } from "../stats.ts";
 import { printTable } from "./table.ts";
 
@@ -89,13 +89,9 @@ function writeSmallFiles(dir: string, files: number, fileBytes: number): void {
  */
 function warmPages(dir: string, bytes: number): void {
   const path = join(dir, "warm-pages");
-  const block = new Uint8Array(Math.min(bytes, 1 << 20));
-  const fd = openSync(path, "w");
   try {
-    for (let done = 0; done < bytes;)
-      done += writeSync(fd, block, 0, Math.min(block.length, bytes - done));
+    writeRepeated(path, new Uint8Array(Math.min(bytes, 1 << 20)), bytes);
   } finally {
-    closeSync(fd);
     rmSync(path, { force: true });
   }
 }

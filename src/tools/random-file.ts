@@ -7,6 +7,11 @@ export function writeRandomFile(path: string, bytes: number): void {
   crypto.getRandomValues(block.subarray(0, 65536));
   for (let offset = 65536; offset < block.length; offset += 65536)
     block.copyWithin(offset, 0, 65536);
+  writeRepeated(path, block, bytes);
+}
+
+/** A file of `bytes` bytes: `block` again and again, in writes of a block each. */
+export function writeRepeated(path: string, block: Uint8Array, bytes: number): void {
   const fd = openSync(path, "w");
   try {
     for (let done = 0; done < bytes;)
