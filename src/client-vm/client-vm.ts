@@ -131,6 +131,12 @@ async function runDataVchan(
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
     throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL, { cause: error });
   }
+  if (result.remote === null) {
+    // The service side went away without its exit status (its agent or domain died, §6.9):
+    // still 255, as upstream, but said, as upstream's "vchan connection closed early".
+    const why = `vchan connection closed early: ${call.target} sent no exit status`;
+    throw new ExitError(why, clientExitCode(null, result.local));
+  }
   return clientExitCode(result.remote, result.local);
 }
 

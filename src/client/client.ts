@@ -149,6 +149,11 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       // The dom0 client reports a data vchan that never came as 125 (§8).
       throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
+    if (result.remote === null && !call.noExitCode) {
+      // The VM's side went away without its status (its agent or the VM died, §6.9): 255.
+      const why = `vchan connection closed early: ${call.target} sent no exit status`;
+      throw new ExitError(why, clientExitCode(null, result.local));
+    }
     const code = call.noExitCode
       ? QREXEC_EXIT_SUCCESS
       : clientExitCode(result.remote, result.local);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { QrexecSystem, waitFor, type Transport } from "../helpers/system.ts";
+import { BIN, QrexecSystem, waitFor, type Transport } from "../helpers/system.ts";
 import {
   bytesRead,
   childrenOf,
@@ -475,7 +475,7 @@ fi`,
     await expectNoLeaks(before);
   });
 
-  test("the target's agent killed mid-call: the caller gets 255 in 1 s; no leak", async () => {
+  test("the target's agent killed mid-call: the caller says so, exits 255; no leak", async () => {
     const before = await settledResources();
     const client = system.spawnClientVm("work", ["vault", "test.Pid+killed-agent"], {
       stdin: Bun.file("/dev/zero"),
@@ -489,8 +489,10 @@ fi`,
       const code = await exitWithin(client, 5000);
       const elapsed = performance.now() - killedAt;
       await killing;
-      // The vchan closed before an exit code came (§6.9, §8).
-      expect(code, explain({ code, stderr: await new Response(client.stderr).text() })).toBe(255);
+      // The vchan closed before an exit code came (§6.9, §8): 255, and said.
+      const stderr = await new Response(client.stderr).text();
+      expect(code, explain({ code, stderr })).toBe(255);
+      expect(stderr).toContain("vchan connection closed early: vault sent no exit status");
       expect(elapsed).toBeLessThan(1000);
       // The orphaned service sees its stdin end (or SIGPIPE) and ends too.
       await waitFor(() => !isRunning(pid), "the orphaned service to end", 1000);
@@ -498,6 +500,32 @@ fi`,
       // The caller's agent and both daemons hold what they held before: nothing of the dead
       // call, and the target's daemon a new control vchan in place of the old one.
       await expectNoLeaks(before);
+    } finally {
+      if (system.vms.get("vault")!.agent.exitCode !== null) await system.reviveAgent("vault");
+    }
+  });
+
+  test("the same from dom0: qrexec-client says so and exits 255", async () => {
+    const argv = [
+      join(BIN, "qrexec-client"),
+      `--socket-dir=${system.socketDir}`,
+      "-d",
+      "vault",
+      "DEFAULT:QUBESRPC test.Pid+killed-agent-dom0 dom0",
+    ];
+    const client = system.spawn(0, argv, { stdin: Bun.file("/dev/zero"), stdout: "ignore" });
+    const pid = await servicePid("killed-agent-dom0");
+    await midTransfer(pid);
+    try {
+      const killing = system.killAgent("vault");
+      const code = await exitWithin(client, 5000);
+      await killing;
+      const stderr = await new Response(client.stderr).text();
+      expect(code, explain({ code, stderr })).toBe(255);
+      expect(stderr).toContain(
+        "qrexec-client: vchan connection closed early: vault sent no exit status",
+      );
+      await system.reviveAgent("vault");
     } finally {
       if (system.vms.get("vault")!.agent.exitCode !== null) await system.reviveAgent("vault");
     }

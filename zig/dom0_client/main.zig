@@ -44,7 +44,14 @@ pub fn main() noreturn {
     const outcome = caller.run(call, allocated, settings);
     _ = linux.close(socket);
     switch (outcome) {
-        .remote => |status| linux.exit_group(if (call.no_exit_code) 0 else exit_code(status)),
+        .remote => |status| {
+            if (call.no_exit_code) linux.exit_group(0);
+            // The VM's side went away without its status (its agent or the VM died, §6.9).
+            if (status == null) {
+                say(&.{ "vchan connection closed early: ", call.target, " sent no exit status" });
+            }
+            linux.exit_group(exit_code(status));
+        },
         .failed => |message| fail(&.{message}),
     }
 }
@@ -57,10 +64,14 @@ fn exit_code(remote: ?i32) u8 {
 }
 
 fn fail(parts: []const []const u8) noreturn {
+    say(parts);
+    linux.exit_group(exit_problem);
+}
+
+fn say(parts: []const []const u8) void {
     bun_cli.write_stderr(program ++ ": ");
     for (parts) |part| bun_cli.write_stderr(part);
     bun_cli.write_stderr("\n");
-    linux.exit_group(exit_problem);
 }
 
 fn fallback(argv: []const [*:0]const u8) noreturn {
