@@ -92,8 +92,15 @@ for target in zig-out/fuzz/*; do
 done
 
 # The unpack harness's scratch directory outlives a target that AFL++ killed; keep live ones.
+# AFL++ can return while its fork server is still going away: each gets up to 2 s to end.
 for scratch in /dev/shm/qrx-fuzz-unpack-* /tmp/qrx-fuzz-unpack-*; do
-    [ -d "$scratch" ] && ! kill -0 "${scratch##*-}" 2>/dev/null && rm -rf "$scratch"
+    [ -d "$scratch" ] || continue
+    pid=${scratch##*-} tries=0
+    while kill -0 "$pid" 2>/dev/null && [ "$tries" -lt 20 ]; do
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    kill -0 "$pid" 2>/dev/null || rm -rf "$scratch"
 done
 
 # The data pump's seeded model test (zig/pump/data_model_test.zig), random seeds for the time.
