@@ -19,6 +19,7 @@ import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { socketPair } from "../native.ts";
 import { median, percentile } from "../stats.ts";
+import { runToEnd } from "../io/run-to-end.ts";
 import { printTable } from "./table.ts";
 import { refreshBundles } from "./fresh-build.ts";
 
@@ -85,22 +86,11 @@ async function timePipeline(
   domain: string,
   command: string,
 ): Promise<{ seconds: number; stdout: string }> {
-  const start = performance.now();
-  const child = Bun.spawn(["bash", "-c", `set -o pipefail; ${command}`], {
-    env: lab.env(domain),
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  const seconds = (performance.now() - start) / 1000;
+  const argv = ["bash", "-c", `set -o pipefail; ${command}`];
+  const { code, stdout, stderr, ms } = await runToEnd(argv, { env: lab.env(domain) });
   if (code !== 0)
     throw new Error(`\`${command}\` exited ${code}: ${stderr}\n(lab logs: ${lab.layout.dir})`);
-  return { seconds, stdout };
+  return { seconds: ms / 1000, stdout };
 }
 
 /**
@@ -196,14 +186,8 @@ async function measureLatency(
   const input = new TextEncoder().encode(LINE);
   const times: number[] = [];
   for (let i = 0; i < calls; i++) {
-    const start = performance.now();
-    const child = Bun.spawn(argv, { argv0, env, stdin: input, stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
-    times.push(performance.now() - start);
+    const { code, stdout, stderr, ms } = await runToEnd(argv, { argv0, env, stdin: input });
+    times.push(ms);
     if (code !== 0 || stdout !== expect) {
       throw new Error(
         `${name}: call ${i + 1} exited ${code} with ${JSON.stringify(stdout)} ` +

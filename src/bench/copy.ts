@@ -13,6 +13,7 @@
 // Rows: {name: "big-file"|"small-files"|"baseline:tar-big"|"baseline:tar-small", bytes, files,
 // seconds, mbps, filesPerSec, runs}.
 
+import { runToEnd } from "../io/run-to-end.ts";
 import {
   closeSync,
   existsSync,
@@ -102,16 +103,9 @@ export function baselineFirst(round: number): boolean {
 }
 
 async function timed(argv: string[], env: Record<string, string>, cwd: string): Promise<number> {
-  const started = performance.now();
-  const child = Bun.spawn(argv, { env, cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  const seconds = (performance.now() - started) / 1000;
+  const { code, stdout, stderr, ms } = await runToEnd(argv, { env, cwd });
   if (code !== 0) throw new Error(`\`${argv.join(" ")}\` exited ${code}: ${stdout}${stderr}`);
-  return seconds;
+  return ms / 1000;
 }
 
 /** One timed transfer; `check` runs untimed after it, `clear` removes what it wrote. */

@@ -7,6 +7,7 @@
 // long until a new call from work to vault succeeds, and what was left behind once everything
 // settled: processes, fds and shared-memory mappings of the lab's processes that were not killed
 // (against a sample taken just before the call), and vchan rendezvous sockets.
+import { gather, runToEnd, type Finished } from "../io/run-to-end.ts";
 import { closeSync, openSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -73,7 +74,7 @@ print(total, flush=True)
 
 interface Call {
   child: Subprocess<"ignore" | number, "pipe", "pipe">;
-  output: Promise<[string, string, number]>;
+  output: Promise<Finished>;
 }
 
 function startCall(lab: BenchLab, input: string, env: Record<string, string>): Call {
@@ -85,12 +86,7 @@ function startCall(lab: BenchLab, input: string, env: Record<string, string>): C
       stdout: "pipe",
       stderr: "pipe",
     });
-    const output = Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
-    return { child, output };
+    return { child, output: gather(child) };
   } finally {
     closeSync(inputFd);
   }
@@ -137,17 +133,9 @@ function victimPid(lab: BenchLab, victim: Victim, call: Call, service: number): 
 
 /** A new echo call from work to vault: null when it worked, else how it failed. */
 async function echoCall(lab: BenchLab): Promise<string | null> {
-  const child = Bun.spawn([lab.which("work", "qrexec-client-vm"), "vault", "test.Echo"], {
-    env: lab.env("work"),
-    stdin: new TextEncoder().encode("ping\n"),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
+  const argv = [lab.which("work", "qrexec-client-vm"), "vault", "test.Echo"];
+  const stdin = new TextEncoder().encode("ping\n");
+  const { code, stdout: out, stderr: err } = await runToEnd(argv, { env: lab.env("work"), stdin });
   if (code === 0 && out === "ping\n") return null;
   return `exit ${code}${err.trim() ? `: ${err.trim().split("\n")[0]}` : ""}`;
 }
@@ -177,7 +165,7 @@ async function strike(lab: BenchLab, victim: Victim, input: string, bytes: numbe
   );
   if (!reached || service === null) {
     call.child.kill("SIGKILL");
-    const [, stderr] = await call.output;
+    const { stderr } = await call.output;
     throw new Error(`${victim}: the call did not get going: ${stderr} (lab in ${lab.layout.dir})`);
   }
   const target = victimPid(lab, victim, call, service);
@@ -204,7 +192,7 @@ async function measureRow(lab: BenchLab, victim: Victim, bytes: number): Promise
   const callerEnded = call.child.exited.then(since);
   const exited = await within(callerEnded, DEADLINE_MS);
   if (exited === null) call.child.kill("SIGKILL");
-  const [stdout, stderr] = await call.output;
+  const { stdout, stderr } = await call.output;
   await serviceWatch;
   if (serviceEndedMs === null) process.kill(service, "SIGKILL");
   const recovered = await recovery;

@@ -3,6 +3,7 @@
 // two floors every row stands on (`sh -c true` and `bun -e 0`) measured in the same run. The
 // targets are issue 17's, for a 2-core machine where those two take ~1.8 ms and ~5 ms.
 
+import { runToEnd } from "../io/run-to-end.ts";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,13 +77,12 @@ async function timeRuns(name: string, run: Run, calls: number): Promise<number[]
   const argv = [program, ...run.argv.slice(1)];
   const times: number[] = [];
   for (let i = -1; i < calls; i++) {
-    const start = performance.now();
-    const pipes = { stdin: input, stdout: "pipe", stderr: "pipe" } as const;
-    const child = Bun.spawn(argv, { env: run.env, cwd: run.cwd, ...pipes });
-    const out = new Response(child.stdout).text();
-    const err = new Response(child.stderr).text();
-    const [stdout, stderr, code] = await Promise.all([out, err, child.exited]);
-    if (i >= 0) times.push(performance.now() - start);
+    const { code, stdout, stderr, ms } = await runToEnd(argv, {
+      env: run.env,
+      cwd: run.cwd,
+      stdin: input,
+    });
+    if (i >= 0) times.push(ms);
     if (!checkOutput(run, code, stdout, stderr)) {
       const got = JSON.stringify(stdout.slice(0, 200));
       const problem = `${argv.join(" ")} exited ${code} with ${got}: ${stderr.slice(0, 500)}`;

@@ -5,6 +5,7 @@
 // failures (with the first messages), calls/s over the whole phase and per interval, and the
 // open fds and resident memory of every lab process (admin service, policy daemon, agents,
 // daemons) at the start and the end of the phase.
+import { runToEnd } from "../io/run-to-end.ts";
 import { BenchLab, sample, settledSample, totals, type ProcessSample } from "./lab-probe.ts";
 
 export interface SoakProcessRow {
@@ -68,17 +69,8 @@ class Phase {
 
 /** One echo call; resolves with null when the line came back and the client exited 0. */
 async function echoCall(clientVm: string, env: Record<string, string>, line: string) {
-  const child = Bun.spawn([clientVm, "vault", "test.Echo"], {
-    env,
-    stdin: new TextEncoder().encode(line),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
+  const stdin = new TextEncoder().encode(line);
+  const { code, stdout, stderr } = await runToEnd([clientVm, "vault", "test.Echo"], { env, stdin });
   if (code === 0 && stdout === line) return null;
   const output = JSON.stringify(stdout.slice(0, 80));
   return `exit ${code}, output ${output}: ${stderr.trim().slice(0, 300)}`;

@@ -18,6 +18,7 @@
 // seconds, mbps, cpuSecondsPerGiB, samples: [{seconds, mbps, cpuSecondsPerGiB}]}. The baseline
 // has ringBytes 0.
 
+import { runToEnd } from "../io/run-to-end.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { existsSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -120,19 +121,8 @@ export async function measure(
     `$!"; done; status=0; for p in $pids; do wait $p || status=1; done; times; exit $status`;
   const agentCpu = () => agents.reduce((sum: number, pid) => sum + cpuSecondsOf(pid), 0);
   const before = agentCpu();
-  const started = performance.now();
-  const child = Bun.spawn(["bash", "-c", script], {
-    env,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-    child.exited,
-  ]);
-  const seconds = (performance.now() - started) / 1000;
+  const { code, stdout, stderr, ms } = await runToEnd(["bash", "-c", script], { env });
+  const seconds = ms / 1000;
   if (code !== 0)
     throw new Error(
       `${name} with a ${ringBytes}-byte ring failed (${code}): ${stderr.trim() || stdout.trim()}`,

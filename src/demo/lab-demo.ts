@@ -3,6 +3,7 @@
 // refuses, a DisposableVM that exists for one call, and a large transfer with its throughput.
 // Every step checks its own result; the exit status is 0 only if all did what they should.
 
+import { gather } from "../io/run-to-end.ts";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -81,16 +82,12 @@ class Demo {
     script: string,
   ): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
     const started = performance.now();
-    const child = this.spawn(domain, script);
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.exited,
-    ]);
+    const finished = await gather(this.spawn(domain, script), started);
+    const { code, stdout, stderr } = finished;
     for (const line of `${stdout}${stderr}`.trimEnd().split("\n"))
       if (line !== "") this.say(`  ${line}`);
     this.say(`  (exit status ${code})`);
-    return { code, stdout, stderr, ms: performance.now() - started };
+    return finished;
   }
 
   record(step: Step): void {
