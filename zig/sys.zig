@@ -64,6 +64,15 @@ pub const F_SEAL_GROW: u32 = 0x4;
 
 pub const Ucred = extern struct { pid: i32, uid: u32, gid: u32 };
 
+/// The uid of the process at the other end of unix socket `socket` (SO_PEERCRED), or null.
+pub fn peer_uid(socket: i32) ?u32 {
+    var credentials: Ucred = undefined;
+    var length: linux.socklen_t = @sizeOf(Ucred);
+    const out: [*]u8 = @ptrCast(&credentials);
+    const rc = linux.getsockopt(socket, linux.SOL.SOCKET, SO_PEERCRED, out, &length);
+    return if (linux.E.init(rc) == .SUCCESS) credentials.uid else null;
+}
+
 /// Control buffer big enough for SCM_RIGHTS with up to `n` fds, aligned as cmsghdr must be.
 pub fn CmsgBuffer(comptime n: usize) type {
     return extern struct {

@@ -516,19 +516,8 @@ pub const Vchan = struct {
         );
         if (sys.errno_of(rc) == .AGAIN) return;
         const connection = try sys.fd(rc, "accept4");
-        var credentials: sys.Ucred = undefined;
-        var length: linux.socklen_t = @sizeOf(sys.Ucred);
-        if (linux.E.init(
-            linux.getsockopt(
-                connection,
-                linux.SOL.SOCKET,
-                sys.SO_PEERCRED,
-                @ptrCast(&credentials),
-                &length,
-            ),
-        ) != .SUCCESS or
-            !peer_uid_allowed(credentials.uid))
-        {
+        const uid = sys.peer_uid(connection);
+        if (uid == null or !peer_uid_allowed(uid.?)) {
             sys.close(connection);
             return;
         }

@@ -341,19 +341,8 @@ pub const Vchan = struct {
             else => {},
         }
         const connection = try sys.fd(rc, "accept4");
-        var credentials: sys.Ucred = undefined;
-        var length: linux.socklen_t = @sizeOf(sys.Ucred);
-        if (linux.E.init(
-            linux.getsockopt(
-                connection,
-                linux.SOL.SOCKET,
-                sys.SO_PEERCRED,
-                @ptrCast(&credentials),
-                &length,
-            ),
-        ) != .SUCCESS or
-            (credentials.uid != linux.getuid() and credentials.uid != 0))
-        {
+        const uid = sys.peer_uid(connection);
+        if (uid == null or (uid.? != linux.getuid() and uid.? != 0)) {
             // Xen checks this with xenstore permissions; here only our own user (or root).
             sys.close(connection);
             return;
