@@ -13,3 +13,13 @@ export function tableLines(table: string[][]): string[] {
 export function printTable(table: string[][]): void {
   for (const line of tableLines(table)) console.log(line);
 }
+
+/** A benchmark's rows: as JSON (`--json`, pretty, on stdout) or through its table printer. */
+export function printRows<Row>(
+  rows: Row[],
+  json: boolean | undefined,
+  print: (rows: Row[]) => void,
+): void {
+  if (json) console.log(JSON.stringify(rows, null, 2));
+  else print(rows);
+}

@@ -9,6 +9,7 @@ import {
   policySourceFrom,
   type PolicyOptionValues,
 } from "./policy-options.ts";
+import { printRows } from "../bench/table.ts";
 
 const EXIT_DENY = 126;
 
@@ -71,8 +72,7 @@ function addPolicyBenchCommand(bench: Command): void {
           decisions: options.decisions,
           progress: !options.json,
         });
-        if (options.json) console.log(JSON.stringify(rows, null, 2));
-        else printPolicyBench(rows);
+        printRows(rows, options.json, printPolicyBench);
       },
     );
 }

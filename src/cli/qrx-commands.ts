@@ -9,6 +9,7 @@ import { addPolicyCommands } from "./policy-commands.ts";
 import { addReliabilityBenches } from "./reliability-commands.ts";
 import { addToolCommands } from "./tool-commands.ts";
 import { addTraceCommand } from "./trace-command.ts";
+import { printRows } from "../bench/table.ts";
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)?$/i.exec(text.trim());
@@ -92,8 +93,7 @@ bench
       bytes: options.bytes,
       progress: !options.json,
     });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printVchanBench(rows);
+    printRows(rows, options.json, printVchanBench);
   });
 
 bench
@@ -133,8 +133,7 @@ bench
       rounds: options.rounds,
       progress: !options.json,
     });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printCallBench(rows);
+    printRows(rows, options.json, printCallBench);
   });
 
 bench
@@ -233,8 +232,7 @@ bench
   .action(async (options: { json?: boolean; samples: number }) => {
     const { runDispvmBench, printDispvmBench } = await import("../bench/dispvm.ts");
     const rows = await runDispvmBench({ samples: options.samples, progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printDispvmBench(rows);
+    printRows(rows, options.json, printDispvmBench);
   });
 
 bench
@@ -280,8 +278,7 @@ bench
       rounds: options.rounds,
       progress: !options.json,
     });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printCopyBench(rows);
+    printRows(rows, options.json, printCopyBench);
   });
 
 bench
@@ -314,8 +311,7 @@ bench
     if (options.trace) process.env.QRX_TRACE = (await import("node:path")).resolve(options.trace);
     const { runLatencyBench, printLatencyBench } = await import("../bench/latency.ts");
     const rows = await runLatencyBench({ calls: options.calls, progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printLatencyBench(rows);
+    printRows(rows, options.json, printLatencyBench);
   });
 
 bench
@@ -326,8 +322,7 @@ bench
   .action(async (options: { json?: boolean }) => {
     const { runMemoryBench, printMemoryBench } = await import("../bench/memory.ts");
     const rows = await runMemoryBench({ progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printMemoryBench(rows);
+    printRows(rows, options.json, printMemoryBench);
   });
 
 program

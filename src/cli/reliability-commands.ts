@@ -1,6 +1,7 @@
 // `qrx bench soak|faults|exhaustion`: the reliability benches (docs/reliability.md). Commander
 // wiring only; each bench lives in bench/.
 import { type Command, InvalidArgumentError } from "commander";
+import { printRows } from "../bench/table.ts";
 
 function positiveInteger(text: string): number {
   const value = Number(text);
@@ -37,8 +38,7 @@ function addSoak(bench: Command): void {
     .action(async (options: { seconds: number; json?: boolean }) => {
       const { runSoak, printSoak } = await import("../bench/soak.ts");
       const rows = await runSoak({ seconds: options.seconds, progress: !options.json });
-      if (options.json) console.log(JSON.stringify(rows, null, 2));
-      else printSoak(rows);
+      printRows(rows, options.json, printSoak);
       if (rows.some((row) => row.failures > 0)) process.exitCode = 1;
     });
 }
@@ -63,8 +63,7 @@ function addFaults(bench: Command, parseSize: (text: string) => number): void {
       victims: victims as (typeof VICTIMS)[number][],
       progress: !options.json,
     });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else printFaults(rows, options.bytes);
+    printRows(rows, options.json, (faults) => printFaults(faults, options.bytes));
   });
 }
 
@@ -86,8 +85,7 @@ function addExhaustion(bench: Command): void {
     const names = options.scenarios ?? bench.SCENARIO_NAMES;
     checkNames(command, "scenario", names, bench.SCENARIO_NAMES);
     const rows = await bench.runExhaustion({ names, progress: !options.json });
-    if (options.json) console.log(JSON.stringify(rows, null, 2));
-    else bench.printExhaustion(rows);
+    printRows(rows, options.json, bench.printExhaustion);
   });
 }
 
