@@ -856,32 +856,18 @@ pub const Pump = struct {
             _ = vchan.recv(&raw) catch return self.fail_from_diag(stream);
             const header = protocol.Header.decode(raw[0..8].*);
             if (header.type != @intFromEnum(protocol.MsgType.hello) or header.len != 4) {
-                var buffer: [160]u8 = undefined;
-                const message = std.fmt.bufPrint(
-                    &buffer,
-                    "peer protocol error: expected HELLO, got type 0x{x} length {d}",
-                    .{ header.type, header.len },
-                ) catch unreachable;
-                return self.finish(
+                return self.fail_protocol(
                     stream,
-                    .failed,
-                    -@as(i32, @intFromEnum(linux.E.PROTO)),
-                    message,
+                    "expected HELLO, got type 0x{x} length {d}",
+                    .{ header.type, header.len },
                 );
             }
             const untrusted_version = std.mem.readInt(u32, raw[8..12], .little);
             if (untrusted_version < protocol.version_min) {
-                var buffer: [160]u8 = undefined;
-                const message = std.fmt.bufPrint(
-                    &buffer,
-                    "peer protocol error: peer speaks qrexec protocol {d}, at least {d} is needed",
-                    .{ untrusted_version, protocol.version_min },
-                ) catch unreachable;
-                return self.finish(
+                return self.fail_protocol(
                     stream,
-                    .failed,
-                    -@as(i32, @intFromEnum(linux.E.PROTO)),
-                    message,
+                    "peer speaks qrexec protocol {d}, at least {d} is needed",
+                    .{ untrusted_version, protocol.version_min },
                 );
             }
             stream.peer_version = untrusted_version;
@@ -919,11 +905,10 @@ pub const Pump = struct {
             const received = control.receive(
                 protocol.control_body_bytes_max,
             ) catch |err| switch (err) {
-                error.MessageTooLarge => return self.finish(
+                error.MessageTooLarge => return self.fail_protocol(
                     stream,
-                    .failed,
-                    -@as(i32, @intFromEnum(linux.E.PROTO)),
-                    "peer protocol error: control message longer than any valid one",
+                    "control message longer than any valid one",
+                    .{},
                 ),
                 error.OutOfMemory => return self.finish(
                     stream,
@@ -953,6 +938,19 @@ pub const Pump = struct {
 
     fn fail_from_diag(self: *Pump, stream: *Stream) void {
         self.finish(stream, .failed, -diag.errno(), diag.message());
+    }
+
+    /// Ends `stream` for something its peer sent that the protocol does not allow (EPROTO).
+    fn fail_protocol(
+        self: *Pump,
+        stream: *Stream,
+        comptime format: []const u8,
+        args: anytype,
+    ) void {
+        var buffer: [160]u8 = undefined;
+        const message = std.fmt.bufPrint(&buffer, "peer protocol error: " ++ format, args) catch
+            unreachable;
+        self.finish(stream, .failed, -@as(i32, @intFromEnum(linux.E.PROTO)), message);
     }
 
     fn finish(
