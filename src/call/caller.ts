@@ -13,7 +13,8 @@ import {
   type StreamOptions,
 } from "../native.ts";
 import { QREXEC_PROTOCOL_VERSION } from "../protocol/constants.ts";
-import { waitStatus } from "../protocol/exit.ts";
+import { clientExitCode, waitStatus } from "../protocol/exit.ts";
+import { ExitError } from "./exit-error.ts";
 import type { CallTrace } from "../trace.ts";
 
 export interface LocalProgram {
@@ -90,6 +91,17 @@ export interface CallerResult {
   remote: number | null;
   /** The local program's status, or null without one. */
   local: number | null;
+}
+
+/**
+ * The caller's exit status (§8). A vchan that closed before the remote status came (the target's
+ * agent or domain died, §6.9) is still 255, as upstream, and said, as upstream's "vchan
+ * connection closed early".
+ */
+export function callerExitCode(result: CallerResult, target: string): number {
+  if (result.remote !== null) return clientExitCode(result.remote, result.local);
+  const why = `vchan connection closed early: ${target} sent no exit status`;
+  throw new ExitError(why, clientExitCode(null, result.local));
 }
 
 /** Serves the data vchan as the caller until the end; rejects with a StreamError on failure. */

@@ -2,16 +2,12 @@
 // with our stdio or a local program's. Exit status per §8.
 
 import { ExitError } from "../call/exit-error.ts";
-import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
+import { callerExitCode, runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
 import type { Stream, StreamError } from "../native.ts";
 import { decodeExecParams } from "../protocol/codec.ts";
 import { EXEC_PARAMS_FIXED_BYTES } from "../protocol/constants.ts";
-import {
-  clientExitCode,
-  QREXEC_EXIT_FATAL,
-  QREXEC_EXIT_REQUEST_REFUSED,
-} from "../protocol/exit.ts";
+import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
 import { buildClientTrigger } from "../protocol/validate.ts";
 import type { PeerProfile } from "../protocol/peer-profile.ts";
 import { portKey, type CallTrace } from "../trace.ts";
@@ -131,13 +127,7 @@ async function runDataVchan(
     // A connect timeout or a broken vchan: 1, as upstream's handle_vchan_error (§8).
     throw new ExitError(describe(error as StreamError), QREXEC_EXIT_FATAL, { cause: error });
   }
-  if (result.remote === null) {
-    // The service side went away without its exit status (its agent or domain died, §6.9):
-    // still 255, as upstream, but said, as upstream's "vchan connection closed early".
-    const why = `vchan connection closed early: ${call.target} sent no exit status`;
-    throw new ExitError(why, clientExitCode(null, result.local));
-  }
-  return clientExitCode(result.remote, result.local);
+  return callerExitCode(result, call.target);
 }
 
 /** Our stdin and stdout go to the program as SAVED_FD_0/1 (and stderr as SAVED_FD_2 on request). */

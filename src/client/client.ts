@@ -3,7 +3,7 @@
 
 import { openSync } from "node:fs";
 import { ExitError } from "../call/exit-error.ts";
-import { runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
+import { callerExitCode, runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
 import { parseCommand } from "../protocol/cmdline.ts";
 import {
@@ -14,7 +14,6 @@ import {
   MSG_JUST_EXEC,
 } from "../protocol/constants.ts";
 import {
-  clientExitCode,
   QREXEC_EXIT_PROBLEM,
   QREXEC_EXIT_SERVICE_NOT_FOUND,
   QREXEC_EXIT_SUCCESS,
@@ -149,14 +148,7 @@ export async function runVmCommand(call: ClientCall): Promise<number> {
       // The dom0 client reports a data vchan that never came as 125 (§8).
       throw new ExitError(describe(error), QREXEC_EXIT_PROBLEM);
     }
-    if (result.remote === null && !call.noExitCode) {
-      // The VM's side went away without its status (its agent or the VM died, §6.9): 255.
-      const why = `vchan connection closed early: ${call.target} sent no exit status`;
-      throw new ExitError(why, clientExitCode(null, result.local));
-    }
-    const code = call.noExitCode
-      ? QREXEC_EXIT_SUCCESS
-      : clientExitCode(result.remote, result.local);
+    const code = call.noExitCode ? QREXEC_EXIT_SUCCESS : callerExitCode(result, call.target);
     trace?.stage("exit-code", { code });
     return code;
   } finally {
