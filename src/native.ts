@@ -957,18 +957,9 @@ export function packStream(options: {
 
 /** `paths` as `qf_pack` takes them: each NUL-terminated, one after another. */
 function nulTerminated(paths: string[]): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (const path of paths) {
+  for (const path of paths)
     if (path.includes("\0")) throw new Error(`a path contains a NUL byte: ${JSON.stringify(path)}`);
-    parts.push(encoder.encode(`${path}\0`));
-  }
-  const list = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    list.set(part, offset);
-    offset += part.length;
-  }
-  return list;
+  return encoder.encode(paths.map((path) => `${path}\0`).join(""));
 }
 
 /** What `qf_pack`'s return code `rc` and its result struct `raw` say. */
