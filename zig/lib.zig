@@ -359,7 +359,7 @@ pub export fn qp_set_prefix(stream: u32, data: [*]const u8, len: u32) i32 {
 }
 
 pub export fn qp_send(stream: u32, msg_type: u32, data: [*]const u8, len: u32) i32 {
-    pump.with_stream(stream, Pump.send_message, .{ msg_type, data[0..len] }) catch return failure();
+    pump.send(stream, msg_type, data[0..len]) catch return failure();
     return 0;
 }
 

@@ -300,6 +300,18 @@ bench
     },
     50,
   )
+  .option(
+    "--warm-up <n>",
+    "untimed calls through a call row's processes between its cold runs and its timed ones",
+    (text: string) => {
+      const calls = Number(text);
+      if (!Number.isSafeInteger(calls) || calls < 0) {
+        throw new InvalidArgumentError(`"${text}" is not a number of calls`);
+      }
+      return calls;
+    },
+    200,
+  )
   .option("--trace <file>", "the lab's programs write a timing trace to FILE (see qrx trace)")
   .addHelpText(
     "after",
@@ -307,10 +319,11 @@ bench
       " qrx run 15, --help 15.\n\nExamples:\n  qrx bench latency\n" +
       "  qrx bench latency --json --calls 20 --trace /tmp/latency.jsonl\n",
   )
-  .action(async (options: { json?: boolean; calls: number; trace?: string }) => {
+  .action(async (options: { json?: boolean; calls: number; warmUp: number; trace?: string }) => {
     if (options.trace) process.env.QRX_TRACE = (await import("node:path")).resolve(options.trace);
     const { runLatencyBench, printLatencyBench } = await import("../bench/latency.ts");
-    const rows = await runLatencyBench({ calls: options.calls, progress: !options.json });
+    const { calls, warmUp } = options;
+    const rows = await runLatencyBench({ calls, warmUp, progress: !options.json });
     printRows(rows, options.json, printLatencyBench);
   });
 

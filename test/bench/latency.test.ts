@@ -21,11 +21,12 @@ const ROWS = [
 ];
 
 describe("qrx bench latency", () => {
-  test("--json --calls 1 --trace: every row, with figures and target; calls traced", async () => {
+  test("--json --calls 1 --warm-up 2 --trace: rows, figures, cold figures; traced", async () => {
     const dir = tempDir();
     try {
       const trace = join(dir.path, "latency.jsonl");
-      const argv = [QRX, "bench", "latency", "--json", "--calls", "1", "--trace", trace];
+      const options = ["--json", "--calls", "1", "--warm-up", "2", "--trace", trace];
+      const argv = [QRX, "bench", "latency", ...options];
       const child = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
       const out = new Response(child.stdout).text();
       const err = new Response(child.stderr).text();
@@ -41,6 +42,12 @@ describe("qrx bench latency", () => {
         expect(target === null || (typeof target === "number" && target > 0)).toBe(true);
       }
       const byName = new Map(rows.map((row) => [row.name, row]));
+      // The call rows, timed warm, keep their cold figure; the others have none.
+      const callRows = ["latency-dom0-vm", "latency-vm-dom0", "latency-vm-vm"];
+      for (const row of rows) {
+        const called = callRows.includes(row.name as string) || row.name === ROWS.at(-1);
+        expect(typeof row.coldMedianMs === "number" && row.coldMedianMs > 0).toBe(called);
+      }
       expect(byName.get("baseline:sh")!.targetMs).toBeNull();
       expect(byName.get("latency-vm-vm")!.targetMs).toBe(4);
       expect(byName.get("help-slowest")!.program).toMatch(/^(q[a-z-]+)$/);

@@ -428,8 +428,32 @@ pub const Pump = struct {
         self.wake();
     }
 
+    /// Queues a control message and, on a running shm channel, writes it into the ring from the
+    /// calling thread: the peer hears of it without waiting for the pump thread to be scheduled
+    /// (a wake-up per message on the critical path of every call's set-up). The pump thread is
+    /// woken only for what is left: a full ring, an error, or a socket vchan (whose unsent bytes
+    /// need the pump to poll for room).
+    pub fn send(self: *Pump, id: u32, msg_type: u32, body: []const u8) Fail!void {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const stream = self.streams.get(id) orelse return diag.fail(
+            .BADF,
+            "stream {d} is not open",
+            .{id},
+        );
+        send_message(stream, msg_type, body) catch |err| {
+            self.wake();
+            return err;
+        };
+        const control = &stream.body.control;
+        if (stream.phase != .running or stream.vchan.* != .shm) return self.wake();
+        // A failed write stays queued; the pump thread's own flush then finds the lost peer.
+        control.flush() catch return self.wake();
+        if (control.has_outgoing()) self.wake();
+    }
+
     /// Queues a control message; it must fit the peer's ring whole.
-    pub fn send_message(stream: *Stream, msg_type: u32, body: []const u8) Fail!void {
+    fn send_message(stream: *Stream, msg_type: u32, body: []const u8) Fail!void {
         const control = switch (stream.body) {
             .control => |*control| control,
             .data => return diag.fail(.INVAL, "stream {d} is a data channel", .{stream.id}),

@@ -391,13 +391,10 @@ fn control_channels(backend: Backend) !void {
     try testing.expectEqual(@as(i32, 3), harness.find(agent, .connected).?.value);
     try testing.expectEqual(@as(i32, 3), harness.find(daemon, .connected).?.value);
 
-    try pump.with_stream(
+    try pump.send(
         daemon,
-        Pump.send_message,
-        .{
-            @intFromEnum(protocol.MsgType.exec_cmdline),
-            "\x04\x00\x00\x00\x01\x02\x00\x00user:QUBESRPC test.Add+ work\x00",
-        },
+        @intFromEnum(protocol.MsgType.exec_cmdline),
+        "\x04\x00\x00\x00\x01\x02\x00\x00user:QUBESRPC test.Add+ work\x00",
     );
     try harness.wait_for(.message, 1);
     const message = harness.find(agent, .message).?;
@@ -407,7 +404,7 @@ fn control_channels(backend: Backend) !void {
     var huge: [5000]u8 = undefined;
     try testing.expectError(
         error.Fail,
-        pump.with_stream(daemon, Pump.send_message, .{ 0x200, &huge }),
+        pump.send(daemon, 0x200, &huge),
     );
     // The agent leaving is reported to the daemon as a failure of the channel.
     try pump.close(agent);
@@ -479,7 +476,7 @@ fn control_peer_never_reads(backend: Backend) !void {
     const body = [_]u8{0x41} ** 1000;
     var sent: usize = 0;
     while (sent < 10_000) : (sent += 1) {
-        harness.pump.with_stream(pair.stream, Pump.send_message, .{ 0x210, &body }) catch break;
+        harness.pump.send(pair.stream, 0x210, &body) catch break;
     }
     // Refused once the next one would take what waits past the limit (what the ring took
     // does not count).
@@ -491,7 +488,7 @@ fn control_peer_never_reads(backend: Backend) !void {
     try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.NOBUFS)), failed.value);
     try testing.expectStringStartsWith(failed.payload, "slow peer: ");
     // Refused from then on, without a crash or a queue that grows.
-    const refused = harness.pump.with_stream(pair.stream, Pump.send_message, .{ 0x210, "" });
+    const refused = harness.pump.send(pair.stream, 0x210, "");
     try testing.expectError(error.Fail, refused);
 }
 
