@@ -6,6 +6,8 @@ const std = @import("std");
 pub const version_min: u32 = 2;
 pub const version_max: u32 = 4;
 pub const client_protocol_version: u32 = 3;
+/// A service killed by signal N exits with this plus N (§8).
+pub const exit_signal_base: u32 = 128;
 
 pub const max_data_chunk_v2: u32 = 4096;
 pub const max_data_chunk_v3: u32 = 65536;

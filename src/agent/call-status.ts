@@ -1,7 +1,8 @@
 // The calls an agent is serving, for `qrx lab top` (a qrx extension: qrexec-agent
 // --status-file). While any call runs, the file is rewritten twice a second with each call's
 // source, service, ring sizes and the bytes its data vchan moved each way; once the last call
-// ends it is written once more, empty. Replaced atomically, so a reader never sees half of it.
+// ends it is written once more, empty, if it showed any (a call shorter than the interval never
+// costs a write). Replaced atomically, so a reader never sees half of it.
 import { renameSync, writeFileSync } from "node:fs";
 import type { Stream } from "../native.ts";
 
@@ -38,6 +39,8 @@ interface Entry {
 export class CallStatusFile {
   readonly #calls = new Map<Stream, Entry>();
   #timer: ReturnType<typeof setInterval> | null = null;
+  /** How many calls the file on disk shows. */
+  #shown = 0;
 
   constructor(
     readonly path: string | null,
@@ -59,7 +62,7 @@ export class CallStatusFile {
     if (!this.#calls.delete(stream) || this.#calls.size > 0) return;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    this.#write();
+    if (this.#shown > 0) this.#write();
   }
 
   snapshot(): CallStatus {
@@ -81,9 +84,11 @@ export class CallStatusFile {
 
   #write(): void {
     if (this.path === null) return;
+    const snapshot = this.snapshot();
     try {
-      writeFileSync(`${this.path}.tmp`, JSON.stringify(this.snapshot()));
+      writeFileSync(`${this.path}.tmp`, JSON.stringify(snapshot));
       renameSync(`${this.path}.tmp`, this.path);
+      this.#shown = snapshot.calls.length;
     } catch {
       // A convenience, like the daemon's call counts: a full disk must not take calls down.
     }

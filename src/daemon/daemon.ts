@@ -438,8 +438,9 @@ export class Daemon {
       throw new Error(`malformed request (len ${payload.length}, must be > 8 and NUL-terminated)`);
     }
     const allocated = this.#accept(type, decodeExecParams(payload), connection);
-    if (type !== MSG_SERVICE_CONNECT) this.#stats.count("served");
+    // The reply first: the caller waits on it, nobody waits on the count.
     if (allocated) connection.write(frame(type, encodeExecParams(allocated)));
+    if (type !== MSG_SERVICE_CONNECT) this.#stats.count("served");
     return allocated !== null;
   }
 

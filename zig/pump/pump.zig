@@ -9,7 +9,8 @@
 //!
 //! Locking: `mutex` guards the stream table and the event queue. The pump holds it while it
 //! works and releases it around poll(); JS calls take it briefly and then wake the pump through
-//! `wake_fd`.
+//! `wake_fd` (a control message sent on a running shm channel goes into the ring right there,
+//! under the lock, and wakes the pump only for what did not fit: `send`).
 const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -30,6 +31,11 @@ pub const mark_count = data_mod.mark_count;
 pub const events = @import("events.zig");
 
 const Fail = diag.Fail;
+
+/// siginfo_t.si_code of a child's end (waitid).
+const CLD_EXITED = 1;
+const CLD_KILLED = 2;
+const CLD_DUMPED = 3;
 
 /// Why a control channel fails when its peer leaves too much unread (control.zig's limit).
 const slow_peer_reason = "slow peer: {d} bytes of control messages left unread (limit {d})";
@@ -73,6 +79,8 @@ const Stream = struct {
     buffers: ?[]u8 = null,
     /// The local child (service or local program), for mapping SIGUSR1 senders to this stream.
     child_pid: i32 = 0,
+    /// A service's pidfd, polled until it exits (`take_child_exit`); -1 otherwise.
+    child_pidfd: i32 = -1,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
     outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
     outcome_buffer: [outcome_message_bytes_max]u8 = undefined,
@@ -83,6 +91,7 @@ const Stream = struct {
     revents_stdin: i16 = 0,
     revents_stdout: i16 = 0,
     revents_stderr: i16 = 0,
+    revents_child: i16 = 0,
 };
 
 /// The layout `qp_stream_traffic` fills (four u64, src/native.ts reads them in this order).
@@ -99,11 +108,11 @@ const streams_max = 1024;
 pub const lifecycle_bytes_max =
     streams_max * 2 * (events.record_header_bytes + outcome_message_bytes_max);
 const outcome_message_bytes_max = 240;
-/// Per stream: up to two vchan fds, stdin, stdout, stderr.
-const pollfds_max = 1 + 5 * streams_max;
+/// Per stream: up to two vchan fds, stdin, stdout, stderr, a service's pidfd.
+const pollfds_max = 1 + 6 * streams_max;
 
 /// Which of a stream's fds a pollfd is.
-const Which = enum(u3) { vchan0, vchan1, stdin, stdout, stderr };
+const Which = enum(u3) { vchan0, vchan1, stdin, stdout, stderr, child };
 
 pub const Pump = struct {
     /// Streams and their buffers, vchans (`attach` takes ones made with it), queued control
@@ -405,6 +414,12 @@ pub const Pump = struct {
         );
         const data = try data_of(stream);
         stream.child_pid = pid;
+        // Still unreaped: JS names the child in the turn that spawned it, and Bun reaps on
+        // that same thread later. Without a pidfd, JS's `local_exit` still brings the status.
+        if (data.is_service and stream.child_pidfd < 0 and data.local_status == null) {
+            const opened = linux.pidfd_open(pid, 0);
+            if (sys.errno_of(opened) == .SUCCESS) stream.child_pidfd = @intCast(opened);
+        }
         // A stream holding its child's stdout EOF for this (`settle_held_eof`) looks again.
         self.wake();
         var index: u32 = 0;
@@ -544,6 +559,7 @@ pub const Pump = struct {
             },
         }
         if (!stream.vchan_closed) close_vchan(self.allocator, stream.vchan);
+        if (stream.child_pidfd >= 0) sys.close(stream.child_pidfd);
         if (stream.buffers) |buffers| self.allocator.free(buffers);
         self.allocator.destroy(stream);
     }
@@ -633,6 +649,13 @@ pub const Pump = struct {
                         stream,
                         .stderr,
                     );
+                    if (stream.child_pidfd >= 0) self.add_poll(
+                        &count,
+                        stream.child_pidfd,
+                        linux.POLL.IN,
+                        stream,
+                        .child,
+                    );
                 },
             }
         }
@@ -685,6 +708,7 @@ pub const Pump = struct {
             stream.revents_stdin = 0;
             stream.revents_stdout = 0;
             stream.revents_stderr = 0;
+            stream.revents_child = 0;
         }
         var index: u32 = 0;
         while (index < count) : (index += 1) {
@@ -709,6 +733,7 @@ pub const Pump = struct {
                 .stdin => stream.revents_stdin = revents,
                 .stdout => stream.revents_stdout = revents,
                 .stderr => stream.revents_stderr = revents,
+                .child => stream.revents_child = revents,
             }
         }
         for (self.live_streams()) |stream| {
@@ -803,6 +828,7 @@ pub const Pump = struct {
         if (stream.phase == .running) switch (stream.body) {
             .control => |*control| self.step_control(stream, control),
             .data => |*data| {
+                if (stream.revents_child != 0) take_child_exit(stream, data);
                 data.hold_stdout_eof = self.sigusr1_mode != .off and data.has_child;
                 data.step(stream.revents_stdin, stream.revents_stdout, stream.revents_stderr);
                 if (data.stdout == .eof_held) self.settle_held_eof(stream, data);
@@ -820,6 +846,31 @@ pub const Pump = struct {
                 };
             },
         };
+    }
+
+    /// A service's exit, read from its pidfd without reaping it (WNOWAIT: Bun's own wait still
+    /// reaps it and JS's `local_exit` still comes, and finds the status known): the exit code
+    /// goes out without waiting for JS to hear of the exit and tell us.
+    fn take_child_exit(stream: *Stream, data: *Data) void {
+        var info: linux.siginfo_t = undefined;
+        info.fields.common.first.piduid.pid = 0;
+        const flags = linux.W.EXITED | linux.W.NOWAIT | linux.W.NOHANG;
+        const waited = sys.errno_of(linux.waitid(.PIDFD, stream.child_pidfd, &info, flags));
+        // Not exited after all (0 pid): polled again. Failed: JS brings the status.
+        const exited = waited == .SUCCESS and info.fields.common.first.piduid.pid != 0;
+        if (waited == .SUCCESS and !exited) return;
+        sys.close(stream.child_pidfd);
+        stream.child_pidfd = -1;
+        if (!exited or data.local_status != null) return;
+        const status = info.fields.common.second.sigchld.status;
+        switch (info.code) {
+            // As src/protocol/exit.ts's waitStatus: the code, or the base plus the signal (§8).
+            CLD_EXITED => data.on_local_exit(status),
+            CLD_KILLED, CLD_DUMPED => {
+                data.on_local_exit(@as(i32, protocol.exit_signal_base) + status);
+            },
+            else => {},
+        }
     }
 
     fn step_connect(self: *Pump, stream: *Stream) void {

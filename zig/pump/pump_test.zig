@@ -280,6 +280,37 @@ fn large_transfer(backend: Backend) !void {
     try testing.expectEqual(@as(i32, 42), harness.find(call.client, .done).?.value);
 }
 
+test "pump: a service's exit status comes from its pidfd, without JS telling it" {
+    try each_backend(exit_from_pidfd);
+}
+
+fn exit_from_pidfd(backend: Backend) !void {
+    const harness = try Harness.init(backend);
+    defer harness.deinit();
+    // One child exits 5, the other is killed by SIGKILL (128 + 9, as JS's waitStatus says).
+    const cases = [_]struct { port: i32, kill: bool, expected: i32 }{
+        .{ .port = 610, .kill = false, .expected = 5 },
+        .{ .port = 611, .kill = true, .expected = 137 },
+    };
+    for (cases, 1..) |case, done_count| {
+        const call = try start_call(harness, case.port, 65536);
+        _ = linux.close(call.caller_in);
+        const forked = linux.fork();
+        if (forked == 0) {
+            if (case.kill) _ = linux.kill(linux.getpid(), linux.SIG.KILL);
+            linux.exit_group(5);
+        }
+        const pid: i32 = @intCast(forked);
+        try harness.pump.set_child(call.service, pid);
+        for (call.child) |fd| _ = linux.close(fd);
+        try harness.wait_for(.done, 2 * done_count);
+        try testing.expectEqual(case.expected, harness.find(call.client, .done).?.value);
+        // Read without reaping: the child is still ours (Bun's) to wait for.
+        var status: u32 = 0;
+        try testing.expectEqual(@as(usize, @intCast(pid)), linux.waitpid(pid, &status, 0));
+    }
+}
+
 test "pump: socket: a done service flushes the bytes the kernel still refuses, then reports" {
     const harness = try Harness.init(.socket);
     defer harness.deinit();
