@@ -1,7 +1,8 @@
 // `qrx bench latency`: the fixed cost of everything small, each measured as a user meets it
 // (spawn of the program to its exit, output checked), in a default lab of its own, beside the
-// two floors every row stands on (`sh -c true` and `bun -e 0`) measured in the same run. The
-// targets are issue 17's, for a 2-core machine where those two take ~1.8 ms and ~5 ms.
+// floors the rows stand on, measured in the same run: `sh -c true`, `bun -e 0`, and the call
+// rows' service run alone. The targets are issue 17's, for a 2-core machine where the first two
+// take ~1.8 ms and ~5 ms.
 
 import { runToEnd } from "../io/run-to-end.ts";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -208,9 +209,13 @@ async function labRows(timing: Timing, say: Say, record: Recorder): Promise<void
     const envOf = (domain: (typeof status.domains)[number]) => domainEnv(layout, domain, transport);
     const envs = new Map(status.domains.map((domain) => [domain.name, envOf(domain)]));
     const env = (name: string) => envs.get(name)!;
+    // The call rows' service run alone in vault's environment: what each call row pays besides
+    // ours (two dynamically linked programs, sh and cat).
+    const service = join(layout.rpcDir("vault"), "test.Echo");
     const floors: Array<[string, Run]> = [
       ["baseline:sh", { argv: ["sh", "-c", "true"], env: env("dom0"), expect: "" }],
       ["baseline:bun-start", { argv: [BUN, "-e", "0"], env: env("dom0"), expect: "" }],
+      ["baseline:service", { argv: [service], env: env("vault"), input: LINE, expect: LINE }],
     ];
     for (const [name, run] of [...floors, ...labRuns(layout, env)]) {
       if (!CALL_ROWS.has(name)) {

@@ -10,6 +10,7 @@ import { groupCalls, parseTrace } from "../../src/trace-report.ts";
 const ROWS = [
   "baseline:sh",
   "baseline:bun-start",
+  "baseline:service",
   "latency-dom0-vm",
   "latency-vm-dom0",
   "latency-vm-vm",
