@@ -441,11 +441,17 @@ export class Stream {
   #early: PumpEvent[] = [];
   #handingOver = false;
   readonly connected: Promise<number>;
+  /**
+   * After `spawnOnConnect`: the service's pid, or -errno when it could not be started (the
+   * stream then ends with 127 or 125 itself). Resolves before `connected`.
+   */
+  readonly spawned: Promise<number>;
   /** A data stream's stage times from its DONE record, for the trace (src/trace.ts). */
   pumpMarks: Uint8Array | null = null;
   /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
   readonly finished: Promise<number>;
   #resolveConnected!: (version: number) => void;
+  #resolveSpawned!: (pid: number) => void;
   #resolveFinished!: (status: number) => void;
   #rejectFinished!: (error: Error) => void;
 
@@ -453,6 +459,7 @@ export class Stream {
     this.id = id;
     this.label = label;
     this.connected = new Promise<number>((resolve) => (this.#resolveConnected = resolve));
+    this.spawned = new Promise<number>((resolve) => (this.#resolveSpawned = resolve));
     this.finished = new Promise<number>((resolve, reject) => {
       this.#resolveFinished = resolve;
       this.#rejectFinished = reject;
@@ -463,6 +470,7 @@ export class Stream {
 
   /** @internal Called by the pump driver. */
   deliver(event: PumpEvent): void {
+    if (event.kind === PumpEventKind.Spawned) this.#resolveSpawned(event.value);
     if (event.kind === PumpEventKind.Connected) this.#resolveConnected(event.value);
     if (event.kind === PumpEventKind.Done) {
       this.pumpMarks = event.payload;
@@ -523,6 +531,26 @@ export class Stream {
     return [fds[0]!, fds[1]!, fds[2]!];
   }
 
+  /**
+   * Has the pump start the service itself the moment the data vchan is connected, with the
+   * stdio `makeServiceStdio` would make: `argv[0]` an absolute path. The pump owns and reaps
+   * the child, and sends its exit code; see `spawned`.
+   */
+  spawnOnConnect(
+    argv: string[],
+    env: Record<string, string>,
+    withStderr: boolean,
+    stdoutPipe: boolean,
+  ): void {
+    const strings = [...argv, ...Object.entries(env).map(([name, value]) => `${name}=${value}`)];
+    if (strings.some((text) => text.includes("\0")))
+      throw new TypeError("a spawned program's argument or environment contains a NUL");
+    const block = encoder.encode(strings.join("\0") + "\0");
+    const flags = flagsOf(abi.ServiceStdioFlags, { stderrPipe: withStderr, stdoutPipe });
+    const id = this.#guard();
+    check(native.qp_spawn_on_connect(id, block, block.length, argv.length, flags));
+  }
+
   setPrefix(data: Uint8Array): void {
     check(native.qp_set_prefix(this.#guard(), data, data.length));
   }
@@ -577,6 +605,14 @@ export class Stream {
     check(native.qp_close(this.id));
   }
 }
+
+/** The records of the client host (zig/client_host/): `stream` is a front end's connection. */
+const CLIENT_HOST_EVENTS = new Set<PumpEventKind>([
+  PumpEventKind.ClientRequest,
+  PumpEventKind.ClientSignal,
+  PumpEventKind.ClientGone,
+  PumpEventKind.ClientRefused,
+]);
 
 /** Reads the pump's doorbell and routes event records to their streams. One per process. */
 class Pump {
@@ -645,7 +681,7 @@ class Pump {
     const start = offset + abi.EventHeader.bytes;
     const payload = this.#buffer.slice(start, start + header.payloadLen);
     const kind = header.kind as PumpEventKind;
-    if (kind >= PumpEventKind.ClientRequest) {
+    if (CLIENT_HOST_EVENTS.has(kind)) {
       ClientHost.deliver(header.stream, kind, header.value, payload);
     } else this.#streams.get(header.stream)?.deliver({ kind, value: header.value, payload });
     const padded = Math.ceil(header.payloadLen / abi.EVENT_RECORD_ALIGN) * abi.EVENT_RECORD_ALIGN;

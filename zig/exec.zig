@@ -39,9 +39,9 @@ fn errno_of(err: error{ Invalid, OutOfMemory }) linux.E {
 }
 
 /// The `count` strings in `strings` as a null-terminated pointer list (they point into `strings`).
-const PointerList = [:null]?[*:0]const u8;
+pub const PointerList = [:null]?[*:0]const u8;
 
-fn pointers(
+pub fn pointers(
     allocator: std.mem.Allocator,
     strings: []const u8,
     count: u32,

@@ -353,6 +353,25 @@ pub export fn qp_make_service_stdio(stream: u32, out: *[3]i32, flags: u32) i32 {
     return 0;
 }
 
+/// `strings`: argc argv strings (an absolute path first), then the environment's, each
+/// NUL-terminated; `flags` as `qp_make_service_stdio`'s.
+pub export fn qp_spawn_on_connect(
+    stream: u32,
+    strings: [*]const u8,
+    len: u32,
+    argc: u32,
+    flags: u32,
+) i32 {
+    const wanted: abi.ServiceStdioFlags = @bitCast(flags);
+    if (wanted._pad != 0) return refuse(.INVAL, "unknown service stdio flags 0x{x}", .{flags});
+    const block = strings[0..len];
+    const stderr_pipe = wanted.stderr_pipe;
+    pump.spawn_on_connect(stream, block, argc, stderr_pipe, wanted.stdout_pipe) catch {
+        return failure();
+    };
+    return 0;
+}
+
 pub export fn qp_set_prefix(stream: u32, data: [*]const u8, len: u32) i32 {
     pump.with_stream(stream, Pump.set_prefix, .{data[0..len]}) catch return failure();
     return 0;

@@ -13,6 +13,7 @@ test {
     _ = @import("pump/data.zig");
     _ = @import("pump/data_model_test.zig");
     _ = @import("pump/pump_test.zig");
+    _ = @import("pump/spawn.zig");
     _ = @import("net_test.zig");
     _ = @import("exec.zig");
     _ = @import("signals_test.zig");

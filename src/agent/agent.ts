@@ -33,6 +33,7 @@ import {
 import {
   prepareService,
   serviceStreamFlags,
+  spawnOnConnect,
   startService,
   type ServiceContext,
 } from "../services/start.ts";
@@ -399,12 +400,17 @@ export class Agent {
       const service = argument ? `${serviceName}+${argument}` : serviceName;
       this.#options.statusFile?.add(stream, source, service);
     }
+    // Started by the pump itself the moment the vchan connects, where it can (§5.2's order).
+    const byPump = spawnOnConnect(stream, prepared, justExec, this.#context) !== null;
+    if (byPump) {
+      void stream.spawned.then((pid) => pid > 0 && trace?.stage("service-spawned", { child: pid }));
+    }
     let connected = false;
     void stream.connected.then(() => {
       connected = true;
       this.#shortage.recovered();
       trace?.stage("data-connected");
-      this.#startService(stream, prepared, justExec, params.connectPort, trace);
+      if (!byPump) this.#startService(stream, prepared, justExec, params.connectPort, trace);
     });
     const done = (error: Error | null) => {
       trace?.pumpStages(stream.pumpMarks);

@@ -15,6 +15,7 @@ import { MSG_EXEC_CMDLINE, QREXEC_PROTOCOL_VERSION } from "../protocol/constants
 import {
   launchService,
   prepareService,
+  spawnOnConnect,
   serviceStreamFlags,
   type PreparedService,
   type ServiceContext,
@@ -248,10 +249,14 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
     ...serviceStreamFlags(prepared),
   });
   try {
+    // Started by the pump the moment the vchan connects, where it can (as in the agent).
+    const byPump = spawnOnConnect(stream, prepared, false, call.context) !== null;
     // `finished` rejects when the caller never connects; `connected` alone would wait forever.
     await Promise.race([stream.connected, stream.finished]);
     trace?.stage("data-connected");
-    const { started } = launchService(stream, prepared, false, call.context);
+    const started = byPump
+      ? (await stream.spawned) > 0
+      : launchService(stream, prepared, false, call.context).started;
     trace?.stage("service-spawned");
     const status = await stream.finished;
     trace?.pumpStages(stream.pumpMarks).stage("teardown");

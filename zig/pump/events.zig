@@ -10,7 +10,8 @@
 //! `congested_bytes` (above it they wait in their vchan's ring, and its peer waits for room, as
 //! for a reader that is slow). The other records are one per stream or connection state change
 //! (connected, done or failed; a front end's request, gone or refused), so their number is
-//! bounded by the streams and connections that can exist at once, and a front end's SIGUSR1s
+//! bounded by the streams and connections that can exist at once (a service the pump started
+//! adds its `spawned`), and a front end's SIGUSR1s
 //! are coalesced into one pending record. Hence at most `congested_bytes` + one message record
 //! + those lifecycle records (pump.zig `lifecycle_bytes_max`).
 const std = @import("std");
@@ -36,6 +37,10 @@ pub const Kind = enum(u32) {
     /// The client host turned a front end away for want of a resource (its fds could not be
     /// received); value = -errno (EMFILE, ENFILE). The front end was told and exits 126.
     client_refused = 8,
+    /// A service the pump started itself when its data vchan connected (`spawn_on_connect`),
+    /// before `connected`: value = its pid, or -errno when it could not be started (the stream
+    /// then sends both EOFs and 127 or 125 itself).
+    spawned = 9,
 };
 
 pub const record_header_bytes: u32 = 16;

@@ -24,6 +24,7 @@ const Vchan = @import("../vchan/vchan.zig").Vchan;
 const control_mod = @import("control.zig");
 const Control = control_mod.Control;
 const data_mod = @import("data.zig");
+const spawn_mod = @import("spawn.zig");
 const Data = data_mod.Data;
 pub const Flags = @import("data.zig").Flags;
 /// Stage times in a data stream's DONE record (u64 each, `data.Mark` order).
@@ -81,6 +82,10 @@ const Stream = struct {
     child_pid: i32 = 0,
     /// A service's pidfd, polled until it exits (`take_child_exit`); -1 otherwise.
     child_pidfd: i32 = -1,
+    /// The child is one the pump started (`spawn`), so ours to reap, not Bun's.
+    owns_child: bool = false,
+    /// The service to start when the data vchan connects (`spawn_on_connect`).
+    spawn: ?*spawn_mod.Spec = null,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
     outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
     outcome_buffer: [outcome_message_bytes_max]u8 = undefined,
@@ -103,13 +108,16 @@ pub const Traffic = extern struct {
 };
 
 const streams_max = 1024;
-/// Event records a stream can leave queued besides control messages: connected, then done or
-/// failed with a message of at most `outcome_buffer`'s size (events.zig, "Limits").
+/// Event records a stream can leave queued besides control messages: spawned, connected, then
+/// done or failed with a message of at most `outcome_buffer`'s size (events.zig, "Limits").
 pub const lifecycle_bytes_max =
-    streams_max * 2 * (events.record_header_bytes + outcome_message_bytes_max);
+    streams_max * 3 * (events.record_header_bytes + outcome_message_bytes_max);
 const outcome_message_bytes_max = 240;
-/// Per stream: up to two vchan fds, stdin, stdout, stderr, a service's pidfd.
-const pollfds_max = 1 + 6 * streams_max;
+/// Per stream: up to two vchan fds, stdin, stdout, stderr, a service's pidfd; and the pidfds of
+/// services that outlived their streams, up to `orphans_polled_max` of them.
+const pollfds_max = 2 + 6 * streams_max + orphans_polled_max;
+/// Orphans beyond these are reaped when the pump wakes for anything else.
+const orphans_polled_max = 64;
 
 /// Which of a stream's fds a pollfd is.
 const Which = enum(u3) { vchan0, vchan1, stdin, stdout, stderr, child };
@@ -122,6 +130,9 @@ pub const Pump = struct {
     mutex: std.Thread.Mutex = .{},
     thread: ?std.Thread = null,
     wake_fd: i32 = -1,
+    /// Pidfds of services the pump started whose streams were closed before they exited: still
+    /// ours to reap (`reap_orphans`).
+    orphans: std.ArrayListUnmanaged(i32) = .{},
     /// SIGUSR1 records (zig/signals.zig), read here so single-socket mode is entered by the same
     /// thread that reads the service's output, before it could see that output's EOF (§6.6).
     sigusr1_fd: i32 = -1,
@@ -173,6 +184,8 @@ pub const Pump = struct {
             slot.* = null;
         }
         self.live_count = 0;
+        for (self.orphans.items) |pidfd| sys.close(pidfd);
+        self.orphans.deinit(self.allocator);
         sys.close(self.wake_fd);
         self.queue.deinit();
     }
@@ -359,6 +372,49 @@ pub const Pump = struct {
         return .{ stdin_pair[1], stdout_pair[1], stderr_pipe[1] };
     }
 
+    /// Has the pump start the service itself once the data vchan is connected and HELLOs are
+    /// exchanged (at once if they already are), with stdio from `make_service_stdio(with_stderr,
+    /// stdout_pipe)`; it reports `spawned` (pid or -errno), owns the child and reaps it.
+    pub fn spawn_on_connect(
+        self: *Pump,
+        id: u32,
+        strings: []const u8,
+        argc: u32,
+        with_stderr: bool,
+        stdout_pipe: bool,
+    ) Fail!void {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const stream = self.streams.get(id) orelse return diag.fail(
+            .BADF,
+            "stream {d} is not open",
+            .{id},
+        );
+        const data = try data_of(stream);
+        const waiting = data.is_service and data.phase == .awaiting_fds and
+            stream.spawn == null and stream.child_pid == 0;
+        if (!waiting) return diag.fail(
+            .INVAL,
+            "stream {d} is not a service stream waiting for its service",
+            .{stream.id},
+        );
+        switch (stream.phase) {
+            .connecting, .hello, .running => {},
+            .flushing, .finished => return diag.fail(.PIPE, "stream {d} has ended", .{id}),
+        }
+        stream.spawn = try spawn_mod.Spec.init(
+            stream.allocator,
+            strings,
+            argc,
+            with_stderr,
+            stdout_pipe,
+        );
+        if (stream.phase != .running) return;
+        // Connected already (a fast peer): started now, from this thread.
+        self.start_service(stream, data);
+        self.wake();
+    }
+
     pub fn set_prefix(stream: *Stream, bytes: []const u8) Fail!void {
         const data = try data_of(stream);
         if (data.prefix.len > 0) return diag.fail(.INVAL, "prefix data was already given", .{});
@@ -511,6 +567,16 @@ pub const Pump = struct {
                 .{id},
             );
             self.forget(removed);
+            if (removed.owns_child and removed.child_pidfd >= 0) {
+                // A service outliving its stream (its caller left) still gets reaped.
+                self.orphans.append(self.allocator, removed.child_pidfd) catch {
+                    _ = linux.pidfd_send_signal(removed.child_pidfd, linux.SIG.KILL, null, 0);
+                    var info: linux.siginfo_t = undefined;
+                    _ = linux.waitid(.PIDFD, removed.child_pidfd, &info, linux.W.EXITED);
+                    sys.close(removed.child_pidfd);
+                };
+                removed.child_pidfd = -1;
+            }
             break :stream removed;
         };
         // Outside the lock: closing a socket vchan may linger until its peer reads, and the
@@ -560,6 +626,7 @@ pub const Pump = struct {
         }
         if (!stream.vchan_closed) close_vchan(self.allocator, stream.vchan);
         if (stream.child_pidfd >= 0) sys.close(stream.child_pidfd);
+        if (stream.spawn) |spec| spec.deinit(stream.allocator);
         if (stream.buffers) |buffers| self.allocator.free(buffers);
         self.allocator.destroy(stream);
     }
@@ -610,6 +677,10 @@ pub const Pump = struct {
             null,
             .vchan1,
         );
+        const orphans_polled = @min(self.orphans.items.len, orphans_polled_max);
+        for (self.orphans.items[0..orphans_polled]) |pidfd| {
+            self.add_poll(&count, pidfd, linux.POLL.IN, null, .child);
+        }
         for (self.live_streams()) |stream| {
             if (stream.phase == .finished) continue;
             var fds: [2]i32 = undefined;
@@ -720,6 +791,7 @@ pub const Pump = struct {
                     self.take_sigusr1();
                     continue;
                 }
+                if (owner.which == .child) continue;
                 // One read resets the eventfd.
                 var counter: u64 = 0;
                 _ = linux.read(self.wake_fd, std.mem.asBytes(&counter), 8);
@@ -739,6 +811,7 @@ pub const Pump = struct {
         for (self.live_streams()) |stream| {
             if (stream.phase != .finished) self.step(stream);
         }
+        if (self.orphans.items.len > 0) self.reap_orphans();
     }
 
     /// Applies queued SIGUSR1s before any stream steps, so a service that signalled and then
@@ -854,7 +927,9 @@ pub const Pump = struct {
     fn take_child_exit(stream: *Stream, data: *Data) void {
         var info: linux.siginfo_t = undefined;
         info.fields.common.first.piduid.pid = 0;
-        const flags = linux.W.EXITED | linux.W.NOWAIT | linux.W.NOHANG;
+        // Bun's child: read, left for Bun to reap. Ours (`start_service`): reaped.
+        const keep: u32 = if (stream.owns_child) 0 else linux.W.NOWAIT;
+        const flags = linux.W.EXITED | linux.W.NOHANG | keep;
         const waited = sys.errno_of(linux.waitid(.PIDFD, stream.child_pidfd, &info, flags));
         // Not exited after all (0 pid): polled again. Failed: JS brings the status.
         const exited = waited == .SUCCESS and info.fields.common.first.piduid.pid != 0;
@@ -870,6 +945,65 @@ pub const Pump = struct {
                 data.on_local_exit(@as(i32, protocol.exit_signal_base) + status);
             },
             else => {},
+        }
+    }
+
+    /// `spawn_on_connect`'s service, started as its caller is connected (as the JS path would
+    /// after hearing of it). A failure ends the call as JS's does: both EOFs, then 127 for a
+    /// missing program, else 125 (§5.5, §5.9).
+    fn start_service(self: *Pump, stream: *Stream, data: *Data) void {
+        const spec = stream.spawn.?;
+        defer {
+            spec.deinit(stream.allocator);
+            stream.spawn = null;
+        }
+        const child = make_service_stdio(stream, spec.with_stderr, spec.stdout_pipe) catch {
+            return self.spawn_failed(stream, data, @enumFromInt(diag.errno()));
+        };
+        defer for (child) |fd| if (fd >= 0) sys.close(fd);
+        // The child is ours to reap, through a pidfd: an fd is kept back for it.
+        const reserve = linux.fcntl(self.wake_fd, sys.F_DUPFD_CLOEXEC, 3);
+        if (sys.errno_of(reserve) != .SUCCESS) return self.spawn_failed(stream, data, .MFILE);
+        const started = spawn_mod.start(spec, child);
+        sys.close(@intCast(reserve));
+        const pid = switch (started) {
+            .errno => |errno| return self.spawn_failed(stream, data, errno),
+            .pid => |pid| pid,
+        };
+        const opened = linux.pidfd_open(pid, 0);
+        if (sys.errno_of(opened) != .SUCCESS) {
+            // Another thread took the kept fd: not left a zombie, nor running unwatched.
+            _ = linux.kill(pid, linux.SIG.KILL);
+            var status: u32 = 0;
+            _ = linux.waitpid(pid, &status, 0);
+            return self.spawn_failed(stream, data, .MFILE);
+        }
+        stream.child_pidfd = @intCast(opened);
+        stream.child_pid = pid;
+        stream.owns_child = true;
+        self.queue.push(stream.id, .spawned, pid, "");
+    }
+
+    fn spawn_failed(self: *Pump, stream: *Stream, data: *Data, errno: linux.E) void {
+        data.finish_with(if (errno == .NOENT) 127 else 125, true);
+        self.queue.push(stream.id, .spawned, -@as(i32, @intFromEnum(errno)), "");
+    }
+
+    /// Reaps every orphan that has exited (see `orphans`).
+    fn reap_orphans(self: *Pump) void {
+        var index: usize = 0;
+        while (index < self.orphans.items.len) {
+            const pidfd = self.orphans.items[index];
+            var info: linux.siginfo_t = undefined;
+            info.fields.common.first.piduid.pid = 0;
+            const flags = linux.W.EXITED | linux.W.NOHANG;
+            const waited = sys.errno_of(linux.waitid(.PIDFD, pidfd, &info, flags));
+            if (waited == .SUCCESS and info.fields.common.first.piduid.pid == 0) {
+                index += 1;
+                continue;
+            }
+            sys.close(pidfd);
+            _ = self.orphans.swapRemove(index);
         }
     }
 
@@ -956,7 +1090,10 @@ pub const Pump = struct {
         stream.phase = .running;
         switch (stream.body) {
             .control => {},
-            .data => |*data| data.start(stream.version),
+            .data => |*data| {
+                data.start(stream.version);
+                if (stream.spawn != null) self.start_service(stream, data);
+            },
         }
         self.queue.push(stream.id, .connected, @intCast(stream.version), "");
     }

@@ -311,6 +311,119 @@ fn exit_from_pidfd(backend: Backend) !void {
     }
 }
 
+test "pump: a service the pump starts itself: at connect, at once, a missing one, an orphan" {
+    try each_backend(pump_spawns);
+}
+
+/// `spawn_on_connect`'s strings: argv, then the environment.
+const sh_strings = "/bin/sh\x00-c\x00";
+const spawn_env = "PATH=/usr/bin:/bin\x00";
+
+const service_attach: pump_mod.AttachOptions = .{
+    .kind = .data_service,
+    .own_version = 4,
+    .send_first = true,
+    .connect_timeout_ms = 5000,
+};
+const client_attach: pump_mod.AttachOptions = .{
+    .kind = .data_client,
+    .own_version = 4,
+    .send_first = true,
+    .connect_timeout_ms = 5000,
+};
+
+fn pump_spawns(backend: Backend) !void {
+    const harness = try Harness.init(backend);
+    defer harness.deinit();
+    try spawned_at_connect(harness);
+    try spawned_at_once(harness);
+    try spawn_of_missing_program(harness);
+    try spawned_orphan(harness);
+}
+
+/// Asked before the caller exists: started when it connects; its output and status arrive.
+fn spawned_at_connect(harness: *Harness) !void {
+    const pump = harness.pump;
+    const service = try pump.attach(try harness.vchan(false, 620, 65536), service_attach);
+    const echo = sh_strings ++ "cat; exit 5\x00" ++ spawn_env;
+    try pump.spawn_on_connect(service, echo, 3, true, false);
+    const client = try pump.attach(try harness.vchan(true, 620, 65536), client_attach);
+    const output = try pipe();
+    const input = try pipe();
+    try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, false });
+    write_all(input[1], "hello\n");
+    _ = linux.close(input[1]);
+    try harness.wait_for(.done, 2);
+    const pid = harness.find(service, .spawned).?.value;
+    try testing.expect(pid > 0);
+    try testing.expectEqual(@as(i32, 5), harness.find(client, .done).?.value);
+    var answer: [16]u8 = undefined;
+    try testing.expectEqualStrings("hello\n", answer[0..try read_to_end(output[0], &answer)]);
+    // Reaped by the pump: not even a zombie is left.
+    try expect_gone(pid);
+}
+
+/// Asked once connected (the caller was quicker): started at once.
+fn spawned_at_once(harness: *Harness) !void {
+    const quick = try connected_pair(harness, 621, 4);
+    const exit_3 = sh_strings ++ "exit 3\x00" ++ spawn_env;
+    try harness.pump.spawn_on_connect(quick.service, exit_3, 3, true, false);
+    try harness.wait_for(.done, 4);
+    try testing.expectEqual(@as(i32, 3), harness.find(quick.client, .done).?.value);
+}
+
+/// A program that is not there: both EOFs and 127, as upstream's exec failure (§5.5).
+fn spawn_of_missing_program(harness: *Harness) !void {
+    const missing = try connected_pair(harness, 622, 6);
+    const nothing = "/nonexistent/program\x00" ++ spawn_env;
+    try harness.pump.spawn_on_connect(missing.service, nothing, 1, true, false);
+    try harness.wait_for(.done, 6);
+    const refused = -@as(i32, @intFromEnum(linux.E.NOENT));
+    try testing.expectEqual(refused, harness.find(missing.service, .spawned).?.value);
+    try testing.expectEqual(@as(i32, 127), harness.find(missing.client, .done).?.value);
+}
+
+/// A service that outlives its closed stream is still reaped when it ends.
+fn spawned_orphan(harness: *Harness) !void {
+    const orphan = try connected_pair(harness, 623, 8);
+    const sleeper = sh_strings ++ "exec sleep 0.2\x00" ++ spawn_env;
+    try harness.pump.spawn_on_connect(orphan.service, sleeper, 3, true, false);
+    try harness.wait_for(.spawned, 4);
+    const pid = harness.find(orphan.service, .spawned).?.value;
+    try harness.pump.close(orphan.service);
+    try harness.pump.close(orphan.client);
+    try expect_gone(pid);
+}
+
+const Pair = struct { client: u32, service: u32 };
+
+/// A caller and a service stream, connected (`connected_events` counted so far with these),
+/// the service not started: the caller's stdin is empty and closed, its output discarded.
+fn connected_pair(harness: *Harness, port: i32, connected_events: usize) !Pair {
+    const pump = harness.pump;
+    const client = try pump.attach(try harness.vchan(true, port, 65536), client_attach);
+    const service = try pump.attach(try harness.vchan(false, port, 65536), service_attach);
+    const output = try pipe();
+    const input = try pipe();
+    _ = linux.close(output[0]);
+    _ = linux.close(input[1]);
+    try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, false });
+    try harness.wait_for(.connected, connected_events);
+    return .{ .client = client, .service = service };
+}
+
+/// Waits up to 2 s for `pid` to be gone from /proc (a zombie is still there).
+fn expect_gone(pid: i32) !void {
+    var path: [32]u8 = undefined;
+    const proc = try std.fmt.bufPrintZ(&path, "/proc/{d}", .{pid});
+    var waited: u32 = 0;
+    while (waited < 200) : (waited += 1) {
+        if (linux.E.init(linux.access(proc, linux.F_OK)) == .NOENT) return;
+        std.time.sleep(10 * std.time.ns_per_ms);
+    }
+    return error.ChildNotReaped;
+}
+
 test "pump: socket: a done service flushes the bytes the kernel still refuses, then reports" {
     const harness = try Harness.init(.socket);
     defer harness.deinit();
