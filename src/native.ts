@@ -446,6 +446,9 @@ export class Stream {
    * stream then ends with 127 or 125 itself). Resolves before `connected`.
    */
   readonly spawned: Promise<number>;
+  /** When the pump saw the HELLOs exchanged, and started the service (ms, the trace's clock). */
+  connectedAt: number | undefined;
+  spawnedAt: number | undefined;
   /** A data stream's stage times from its DONE record, for the trace (src/trace.ts). */
   pumpMarks: Uint8Array | null = null;
   /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
@@ -470,8 +473,14 @@ export class Stream {
 
   /** @internal Called by the pump driver. */
   deliver(event: PumpEvent): void {
-    if (event.kind === PumpEventKind.Spawned) this.#resolveSpawned(event.value);
-    if (event.kind === PumpEventKind.Connected) this.#resolveConnected(event.value);
+    if (event.kind === PumpEventKind.Spawned) {
+      this.spawnedAt = wallClockMs(event.payload);
+      this.#resolveSpawned(event.value);
+    }
+    if (event.kind === PumpEventKind.Connected) {
+      this.connectedAt = wallClockMs(event.payload);
+      this.#resolveConnected(event.value);
+    }
     if (event.kind === PumpEventKind.Done) {
       this.pumpMarks = event.payload;
       this.#resolveFinished(event.value);
@@ -604,6 +613,13 @@ export class Stream {
     Pump.get().unregister(this.id);
     check(native.qp_close(this.id));
   }
+}
+
+/** A record's u64 CLOCK_REALTIME ns as milliseconds (src/trace.ts's clock), if it has one. */
+function wallClockMs(payload: Uint8Array): number | undefined {
+  if (payload.length < 8) return undefined;
+  const view = new DataView(payload.buffer, payload.byteOffset, 8);
+  return Number(view.getBigUint64(0, true) / 1000n) / 1000;
 }
 
 /** The records of the client host (zig/client_host/): `stream` is a front end's connection. */

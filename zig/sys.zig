@@ -27,10 +27,19 @@ pub fn close(descriptor: i32) void {
 }
 
 pub fn now_ns() u64 {
+    return clock_ns(.MONOTONIC);
+}
+
+/// The wall clock every process shares: the timing trace's (src/trace.ts).
+pub fn realtime_ns() u64 {
+    return clock_ns(.REALTIME);
+}
+
+fn clock_ns(clock: std.c.clockid_t) u64 {
     // libc's, which goes through the vDSO: std.os.linux's finds the vDSO only in an executable
     // Zig started, so in this library loaded by Bun it made a real syscall every time.
     var ts: std.c.timespec = undefined;
-    _ = std.c.clock_gettime(.MONOTONIC, &ts);
+    _ = std.c.clock_gettime(clock, &ts);
     return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
 }
 

@@ -403,13 +403,15 @@ export class Agent {
     // Started by the pump itself the moment the vchan connects, where it can (§5.2's order).
     const byPump = spawnOnConnect(stream, prepared, justExec, this.#context) !== null;
     if (byPump) {
-      void stream.spawned.then((pid) => pid > 0 && trace?.stage("service-spawned", { child: pid }));
+      void stream.spawned.then((pid) => {
+        if (pid > 0) trace?.stage("service-spawned", { child: pid }, stream.spawnedAt);
+      });
     }
     let connected = false;
     void stream.connected.then(() => {
       connected = true;
       this.#shortage.recovered();
-      trace?.stage("data-connected");
+      trace?.stage("data-connected", {}, stream.connectedAt);
       if (!byPump) this.#startService(stream, prepared, justExec, params.connectPort, trace);
     });
     const done = (error: Error | null) => {

@@ -130,7 +130,9 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
     if (options.remoteStderrFd !== undefined) stream.setRemoteStderr(options.remoteStderrFd);
     stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
     options.onStream?.(stream);
-    void stream.connected.then(() => options.trace?.stage("data-connected"));
+    void stream.connected.then(() =>
+      options.trace?.stage("data-connected", {}, stream.connectedAt),
+    );
     if (options.abort?.aborted) stream.close();
     options.abort?.addEventListener("abort", () => stream.close(), { once: true });
     let localStatus: number | null = null;

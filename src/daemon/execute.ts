@@ -253,11 +253,11 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
     const byPump = spawnOnConnect(stream, prepared, false, call.context) !== null;
     // `finished` rejects when the caller never connects; `connected` alone would wait forever.
     await Promise.race([stream.connected, stream.finished]);
-    trace?.stage("data-connected");
+    trace?.stage("data-connected", {}, stream.connectedAt);
     const started = byPump
       ? (await stream.spawned) > 0
       : launchService(stream, prepared, false, call.context).started;
-    trace?.stage("service-spawned");
+    trace?.stage("service-spawned", {}, byPump ? stream.spawnedAt : undefined);
     const status = await stream.finished;
     trace?.pumpStages(stream.pumpMarks).stage("teardown");
     return { status, started };

@@ -1004,10 +1004,7 @@ pub fn DataOver(comptime V: type) type {
 
         fn mark(self: *Self, which: Mark) void {
             const slot = &self.marks[@intFromEnum(which)];
-            if (slot.* != 0) return;
-            var ts: std.c.timespec = undefined;
-            _ = std.c.clock_gettime(.REALTIME, &ts);
-            slot.* = @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+            if (slot.* == 0) slot.* = sys.realtime_ns();
         }
 
         fn send_failure(self: *Self) Failed {

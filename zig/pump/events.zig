@@ -19,7 +19,8 @@ const linux = std.os.linux;
 const assert = std.debug.assert;
 
 pub const Kind = enum(u32) {
-    /// The HELLO exchange finished; value = negotiated protocol version.
+    /// The HELLO exchange finished; value = negotiated protocol version, payload = when (u64
+    /// CLOCK_REALTIME ns, for the timing trace).
     connected = 1,
     /// A control message; value = message type, payload = body.
     message = 2,
@@ -37,9 +38,9 @@ pub const Kind = enum(u32) {
     /// The client host turned a front end away for want of a resource (its fds could not be
     /// received); value = -errno (EMFILE, ENFILE). The front end was told and exits 126.
     client_refused = 8,
-    /// A service the pump started itself when its data vchan connected (`spawn_on_connect`),
-    /// before `connected`: value = its pid, or -errno when it could not be started (the stream
-    /// then sends both EOFs and 127 or 125 itself).
+    /// A service the pump started itself when its data vchan connected (`spawn_on_connect`):
+    /// value = its pid (payload: when, as `connected`'s), or -errno when it could not be
+    /// started (the stream then sends both EOFs and 127 or 125 itself).
     spawned = 9,
 };
 

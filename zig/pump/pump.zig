@@ -981,7 +981,8 @@ pub const Pump = struct {
         stream.child_pidfd = @intCast(opened);
         stream.child_pid = pid;
         stream.owns_child = true;
-        self.queue.push(stream.id, .spawned, pid, "");
+        const spawned_at = sys.realtime_ns();
+        self.queue.push(stream.id, .spawned, pid, std.mem.asBytes(&spawned_at));
     }
 
     fn spawn_failed(self: *Pump, stream: *Stream, data: *Data, errno: linux.E) void {
@@ -1088,6 +1089,8 @@ pub const Pump = struct {
         }
         assert(stream.hello_sent and stream.version <= stream.own_version);
         stream.phase = .running;
+        // For the timing trace: when the pump got there, not when JS heard of it.
+        const connected_at = sys.realtime_ns();
         switch (stream.body) {
             .control => {},
             .data => |*data| {
@@ -1095,7 +1098,8 @@ pub const Pump = struct {
                 if (stream.spawn != null) self.start_service(stream, data);
             },
         }
-        self.queue.push(stream.id, .connected, @intCast(stream.version), "");
+        const version: i32 = @intCast(stream.version);
+        self.queue.push(stream.id, .connected, version, std.mem.asBytes(&connected_at));
     }
 
     fn step_control(self: *Pump, stream: *Stream, control: *Control) void {
