@@ -185,12 +185,15 @@ describe.each(TRANSPORTS)("the pump over a %s vchan", (backend) => {
     // Not a gate: it only gives the pump time to queue both messages before anyone listens.
     await Bun.sleep(200);
     const seen: string[] = [];
-    daemon.onEvent((event) =>
-      seen.push(`${event.kind}:${event.value}:${new TextDecoder().decode(event.payload)}`),
-    );
+    // A connection's payload is its time (8 bytes), a message's its body.
+    const payloadOf = (event: { kind: number; payload: Uint8Array }) =>
+      event.kind === PumpEventKind.Connected
+        ? `${event.payload.length} bytes`
+        : new TextDecoder().decode(event.payload);
+    daemon.onEvent((event) => seen.push(`${event.kind}:${event.value}:${payloadOf(event)}`));
     await waitFor(() => seen.length >= 3, "the connection and both queued messages");
     expect(seen).toEqual([
-      `${PumpEventKind.Connected}:3:`,
+      `${PumpEventKind.Connected}:3:8 bytes`,
       `${PumpEventKind.Message}:531:first`,
       `${PumpEventKind.Message}:531:second`,
     ]);
