@@ -82,15 +82,15 @@ function checkOutput(run: Run, code: number, stdout: string, stderr: string): bo
 }
 
 /**
- * `calls` runs, one after another, after one untimed run (a new lab's Bun transpiler cache is
- * empty: the first start of each program pays for it). Sorted times in ms.
+ * `calls` runs, one after another, after `untimed` runs (one by default: a new lab's Bun
+ * transpiler cache is empty, and the first start of each program pays for it). Sorted, in ms.
  */
-async function timeRuns(name: string, run: Run, calls: number): Promise<number[]> {
+async function timeRuns(name: string, run: Run, calls: number, untimed = 1): Promise<number[]> {
   const input = new TextEncoder().encode(run.input ?? "");
   const program = Bun.which(run.argv[0]!, { PATH: run.env.PATH }) ?? run.argv[0]!;
   const argv = [program, ...run.argv.slice(1)];
   const times: number[] = [];
-  for (let i = -1; i < calls; i++) {
+  for (let i = -untimed; i < calls; i++) {
     const { code, stdout, stderr, ms } = await runToEnd(argv, {
       env: run.env,
       cwd: run.cwd,
@@ -191,9 +191,33 @@ interface Timing {
 /** `calls` runs in processes that have served none, then the same after the warm-up. */
 async function coldThenWarm(name: string, run: Run, timing: Timing): Promise<[number[], number[]]> {
   const cold = await timeRuns(name, run, timing.calls);
-  // timeRuns makes one untimed run of its own.
-  if (timing.warmUp > 0) await timeRuns(`${name} (warm-up)`, run, timing.warmUp - 1);
-  return [cold, await timeRuns(name, run, timing.calls)];
+  await timeRuns(`${name} (warm-up)`, run, 0, timing.warmUp);
+  return [cold, await timeRuns(name, run, timing.calls, 0)];
+}
+
+/** Calls per turn when the call rows take turns. */
+const CALLS_PER_TURN = 5;
+
+/**
+ * The call rows: each one's first `calls` runs (cold), then every row's warm-up, then the timed
+ * runs with the rows taking turns a few calls at a time, so that a slow spell of the host (they
+ * come and go over seconds here) falls on all of them alike rather than on whichever row it met.
+ */
+async function timeCallRows(
+  rows: Array<[string, Run]>,
+  timing: Timing,
+): Promise<Map<string, { cold: number[]; warm: number[] }>> {
+  const timed = new Map<string, { cold: number[]; warm: number[] }>();
+  for (const [name, run] of rows)
+    timed.set(name, { cold: await timeRuns(name, run, timing.calls), warm: [] });
+  for (const [name, run] of rows) await timeRuns(`${name} (warm-up)`, run, 0, timing.warmUp);
+  for (let done = 0; done < timing.calls; done += CALLS_PER_TURN) {
+    const turn = Math.min(CALLS_PER_TURN, timing.calls - done);
+    for (const [name, run] of rows)
+      timed.get(name)!.warm.push(...(await timeRuns(name, run, turn, 0)));
+  }
+  for (const { warm } of timed.values()) warm.sort((a, b) => a - b);
+  return timed;
 }
 
 type Recorder = (entry: LatencyRow) => void;
@@ -217,13 +241,13 @@ async function labRows(timing: Timing, say: Say, record: Recorder): Promise<void
       ["baseline:bun-start", { argv: [BUN, "-e", "0"], env: env("dom0"), expect: "" }],
       ["baseline:service", { argv: [service], env: env("vault"), input: LINE, expect: LINE }],
     ];
-    for (const [name, run] of [...floors, ...labRuns(layout, env)]) {
-      if (!CALL_ROWS.has(name)) {
-        record(row(name, await timeRuns(name, run, calls)));
-        continue;
-      }
-      const [cold, warm] = await coldThenWarm(name, run, timing);
-      record(row(name, warm, { coldMedianMs: round(median(cold)) }));
+    const runs = [...floors, ...labRuns(layout, env)];
+    const callRows = runs.filter(([name]) => CALL_ROWS.has(name));
+    const timed = await timeCallRows(callRows, timing);
+    for (const [name, run] of runs) {
+      const call = timed.get(name);
+      if (call) record(row(name, call.warm, { coldMedianMs: round(median(call.cold)) }));
+      else record(row(name, await timeRuns(name, run, calls)));
     }
     say("  --help of every program:");
     record(await helpSlowest(env("work"), Math.min(calls, HELP_RUNS_MAX), say));
