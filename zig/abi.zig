@@ -20,7 +20,7 @@ const protocol = @import("protocol.zig");
 
 /// Bumped whenever an export's signature or anything below changes: src/native.ts refuses a
 /// library whose `qrx_abi_version` differs from the value it was generated with.
-pub const abi_version: u32 = 11;
+pub const abi_version: u32 = 12;
 
 // ---------------------------------------------------------------- vchan
 
@@ -123,6 +123,7 @@ pub const protocol_version_min = protocol.version_min;
 pub const protocol_version_max = protocol.version_max;
 pub const client_protocol_version = protocol.client_protocol_version;
 pub const exit_signal_base = protocol.exit_signal_base;
+pub const exit_no_status = protocol.exit_no_status;
 pub const max_data_chunk_v2 = protocol.max_data_chunk_v2;
 pub const max_data_chunk_v3 = protocol.max_data_chunk_v3;
 pub const protocol_header_bytes = protocol.header_bytes;

@@ -8,6 +8,8 @@ pub const version_max: u32 = 4;
 pub const client_protocol_version: u32 = 3;
 /// A service killed by signal N exits with this plus N (§8).
 pub const exit_signal_base: u32 = 128;
+/// The status of a call whose service's status was lost (upstream's -1, §8).
+pub const exit_no_status: u32 = 255;
 
 pub const max_data_chunk_v2: u32 = 4096;
 pub const max_data_chunk_v3: u32 = 65536;

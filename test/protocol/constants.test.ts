@@ -110,6 +110,7 @@ describe("protocol constants against zig/protocol.zig (via src/abi.generated.ts)
     expect(C.QREXEC_PROTOCOL_VERSION).toBe(Abi.PROTOCOL_VERSION_MAX);
     expect(C.QREXEC_CLIENT_PROTOCOL_VERSION).toBe(Abi.CLIENT_PROTOCOL_VERSION);
     expect(C.QREXEC_EXIT_SIGNAL_BASE).toBe(Abi.EXIT_SIGNAL_BASE);
+    expect(C.QREXEC_EXIT_NO_STATUS).toBe(Abi.EXIT_NO_STATUS);
     expect(C.MAX_DATA_CHUNK_V2).toBe(Abi.MAX_DATA_CHUNK_V2);
     expect(C.MAX_DATA_CHUNK_V3).toBe(Abi.MAX_DATA_CHUNK_V3);
     expect(C.HEADER_BYTES).toBe(Abi.PROTOCOL_HEADER_BYTES);

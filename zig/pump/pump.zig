@@ -931,12 +931,17 @@ pub const Pump = struct {
         const keep: u32 = if (stream.owns_child) 0 else linux.W.NOWAIT;
         const flags = linux.W.EXITED | linux.W.NOHANG | keep;
         const waited = sys.errno_of(linux.waitid(.PIDFD, stream.child_pidfd, &info, flags));
-        // Not exited after all (0 pid): polled again. Failed: JS brings the status.
+        // Not exited after all (0 pid): polled again. Failed: JS brings the status of its own
+        // child; nobody would bring ours', so the call ends as one whose status is lost (§8).
         const exited = waited == .SUCCESS and info.fields.common.first.piduid.pid != 0;
         if (waited == .SUCCESS and !exited) return;
         sys.close(stream.child_pidfd);
         stream.child_pidfd = -1;
-        if (!exited or data.local_status != null) return;
+        if (data.local_status != null) return;
+        if (!exited) {
+            if (stream.owns_child) data.on_local_exit(@intCast(protocol.exit_no_status));
+            return;
+        }
         const status = info.fields.common.second.sigchld.status;
         switch (info.code) {
             // As src/protocol/exit.ts's waitStatus: the code, or the base plus the signal (§8).

@@ -339,6 +339,7 @@ fn pump_spawns(backend: Backend) !void {
     try spawned_at_once(harness);
     try spawn_of_missing_program(harness);
     try spawned_orphan(harness);
+    try spawned_reaped_elsewhere(harness);
 }
 
 /// Asked before the caller exists: started when it connects; its output and status arrive.
@@ -393,6 +394,25 @@ fn spawned_orphan(harness: *Harness) !void {
     try harness.pump.close(orphan.service);
     try harness.pump.close(orphan.client);
     try expect_gone(pid);
+}
+
+/// Our service reaped by someone else before the pump could (its status is lost): the call
+/// still ends, with 255, rather than waiting for a status nobody will bring.
+fn spawned_reaped_elsewhere(harness: *Harness) !void {
+    const pair = try connected_pair(harness, 624, 10);
+    const exit_0 = sh_strings ++ "exit 0\x00" ++ spawn_env;
+    try harness.pump.spawn_on_connect(pair.service, exit_0, 3, true, false);
+    // Held from microseconds after the spawn until the child has ended (a shell takes about a
+    // millisecond to), so the pump cannot reap it first.
+    harness.pump.mutex.lock();
+    const pid = harness.pump.streams.get(pair.service).?.child_pid;
+    var status: u32 = 0;
+    const reaped = linux.waitpid(pid, &status, 0);
+    harness.pump.mutex.unlock();
+    try testing.expectEqual(@as(usize, @intCast(pid)), reaped);
+    // Two per call before (the orphan's streams were closed first, without one).
+    try harness.wait_for(.done, 8);
+    try testing.expectEqual(@as(i32, 255), harness.find(pair.client, .done).?.value);
 }
 
 const Pair = struct { client: u32, service: u32 };
