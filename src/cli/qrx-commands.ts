@@ -25,20 +25,23 @@ function parseSizeList(text: string): number[] {
   return text.split(",").map(parseSize);
 }
 
-function parseRounds(text: string): number {
-  const rounds = Number(text);
-  if (!Number.isSafeInteger(rounds) || rounds < 1 || rounds > 99)
-    throw new InvalidArgumentError(`"${text}" is not a number of rounds (1 to 99)`);
-  return rounds;
+/**
+ * A whole number of `what` from `min` (to `max`), refused as "not a number of WHAT (MIN to
+ * MAX)", or without a `max`, "not a positive number of WHAT" (from 1) or "not a number of WHAT".
+ */
+function countOf(what: string, min: number, max?: number): (text: string) => number {
+  const range = max !== undefined ? ` (${min} to ${max})` : "";
+  const kind = max === undefined && min === 1 ? "a positive number" : "a number";
+  return (text: string) => {
+    const count = Number(text);
+    if (!Number.isSafeInteger(count) || count < min || (max !== undefined && count > max))
+      throw new InvalidArgumentError(`"${text}" is not ${kind} of ${what}${range}`);
+    return count;
+  };
 }
 
-function parseSamples(text: string): number {
-  const samples = Number(text);
-  if (!Number.isSafeInteger(samples) || samples < 1 || samples > 100) {
-    throw new InvalidArgumentError(`"${text}" is not a number of samples (1 to 100)`);
-  }
-  return samples;
-}
+const parseRounds = countOf("rounds", 1, 99);
+const parseSamples = countOf("samples", 1, 100);
 
 interface CopyCommandOptions {
   json?: boolean;
@@ -104,17 +107,7 @@ bench
   )
   .option("--json", "print JSON rows instead of a table")
   .option("--bytes <size>", "bytes moved per throughput row", parseSize, parseSize("1G"))
-  .option(
-    "--calls <n>",
-    "calls per latency row",
-    (text: string) => {
-      const calls = Number(text);
-      if (!Number.isSafeInteger(calls) || calls < 1)
-        throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
-      return calls;
-    },
-    200,
-  )
+  .option("--calls <n>", "calls per latency row", countOf("calls", 1), 200)
   .option(
     "--rounds <n>",
     "runs of each throughput row (in turns, rotated each round); rows are medians",
@@ -246,17 +239,7 @@ bench
     "print JSON rows {name, bytes, files, seconds, mbps, filesPerSec, runs} instead of a table",
   )
   .option("--bytes <size>", "size of the big file", parseSize, parseSize("1G"))
-  .option(
-    "--files <n>",
-    "number of small files",
-    (text: string) => {
-      const files = Number(text);
-      if (!Number.isSafeInteger(files) || files < 1 || files > 99_999)
-        throw new InvalidArgumentError(`"${text}" is not a number of files (1 to 99999)`);
-      return files;
-    },
-    10_000,
-  )
+  .option("--files <n>", "number of small files", countOf("files", 1, 99_999), 10_000)
   .option("--file-size <size>", "size of each small file", parseSize, parseSize("4K"))
   .option(
     "--rounds <n>",
@@ -288,28 +271,11 @@ bench
       "call, qrx run, --help, the by-hand set-up; beside sh and bun starts",
   )
   .option("--json", "print JSON rows {name, calls, medianMs, p99Ms, targetMs, program?, ...}")
-  .option(
-    "--calls <n>",
-    "runs per row (--help: at most 10 per program)",
-    (text: string) => {
-      const calls = Number(text);
-      if (!Number.isSafeInteger(calls) || calls < 1) {
-        throw new InvalidArgumentError(`"${text}" is not a positive number of calls`);
-      }
-      return calls;
-    },
-    50,
-  )
+  .option("--calls <n>", "runs per row (--help: at most 10 per program)", countOf("calls", 1), 50)
   .option(
     "--warm-up <n>",
     "untimed calls through a call row's processes between its cold runs and its timed ones",
-    (text: string) => {
-      const calls = Number(text);
-      if (!Number.isSafeInteger(calls) || calls < 0) {
-        throw new InvalidArgumentError(`"${text}" is not a number of calls`);
-      }
-      return calls;
-    },
+    countOf("calls", 0),
     200,
   )
   .option("--trace <file>", "the lab's programs write a timing trace to FILE (see qrx trace)")

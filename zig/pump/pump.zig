@@ -289,13 +289,14 @@ pub const Pump = struct {
     ) @typeInfo(@TypeOf(action)).@"fn".return_type.? {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const stream = self.streams.get(id) orelse return diag.fail(
-            .BADF,
-            "stream {d} is not open",
-            .{id},
-        );
+        const stream = try self.open_stream(id);
         defer self.wake();
         return @call(.auto, action, .{stream} ++ args);
+    }
+
+    /// The open stream `id` (the caller holds the lock).
+    fn open_stream(self: *Pump, id: u32) Fail!*Stream {
+        return self.streams.get(id) orelse diag.fail(.BADF, "stream {d} is not open", .{id});
     }
 
     // Stream commands, run through `with_stream`.
@@ -385,11 +386,7 @@ pub const Pump = struct {
     ) Fail!void {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const stream = self.streams.get(id) orelse return diag.fail(
-            .BADF,
-            "stream {d} is not open",
-            .{id},
-        );
+        const stream = try self.open_stream(id);
         const data = try data_of(stream);
         const waiting = data.is_service and data.phase == .awaiting_fds and
             stream.spawn == null and stream.child_pid == 0;
@@ -463,11 +460,7 @@ pub const Pump = struct {
     pub fn set_child(self: *Pump, id: u32, pid: i32) Fail!void {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const stream = self.streams.get(id) orelse return diag.fail(
-            .BADF,
-            "stream {d} is not open",
-            .{id},
-        );
+        const stream = try self.open_stream(id);
         const data = try data_of(stream);
         stream.child_pid = pid;
         // Still unreaped: JS names the child in the turn that spawned it, and Bun reaps on
@@ -507,11 +500,7 @@ pub const Pump = struct {
     pub fn send(self: *Pump, id: u32, msg_type: u32, body: []const u8) Fail!void {
         self.mutex.lock();
         defer self.mutex.unlock();
-        const stream = self.streams.get(id) orelse return diag.fail(
-            .BADF,
-            "stream {d} is not open",
-            .{id},
-        );
+        const stream = try self.open_stream(id);
         send_message(stream, msg_type, body) catch |err| {
             self.wake();
             return err;
