@@ -12,7 +12,10 @@ export interface ByHandSystem {
   /** The caller's environment and argv prefix: `qrexec-client-vm --agent-socket=... `. */
   callEnv: Record<string, string>;
   clientArgv: string[];
-  /** `qrexec-policy-exec --just-evaluate` for the same call: the policy program's own run time. */
+  /**
+   * The policy program run as the daemons run it for the same call (`qrexec-policy-exec --
+   * work vault test.Echo`): its own run time. It prints `POLICY_ANSWER`.
+   */
   policyArgv: string[];
   stop: () => Promise<void>;
 }
@@ -58,6 +61,10 @@ async function waitForFiles(paths: string[], children: Subprocess[]): Promise<vo
   }
 }
 
+/** What the policy program answers for the call (the set-up's policy allows it). */
+export const POLICY_ANSWER =
+  "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n";
+
 export async function startByHand(): Promise<ByHandSystem> {
   const dir = mkdtempSync(join(tmpdir(), "qrx-hand-"));
   const env = files(dir);
@@ -97,7 +104,7 @@ export async function startByHand(): Promise<ByHandSystem> {
   return {
     callEnv: { ...env, VCHAN_DOMAIN: String(WORK) },
     clientArgv: ["qrexec-client-vm", `--agent-socket=${run}/agent-work`],
-    policyArgv: [policyExec, "--just-evaluate", "--", "work", "vault", "test.Echo"],
+    policyArgv: [policyExec, "--", "work", "vault", "test.Echo"],
     stop,
   };
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { labDown, labLayout, labUp } from "../lab/control.ts";
 import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
-import { startByHand } from "./by-hand.ts";
+import { POLICY_ANSWER, startByHand } from "./by-hand.ts";
 import { printTable } from "./table.ts";
 import { refreshBundles } from "./fresh-build.ts";
 import { median, percentile } from "../stats.ts";
@@ -171,13 +171,21 @@ async function byHandRow(timing: Timing, vmVm: LatencyRow | undefined): Promise<
     const argv = [...system.clientArgv, "vault", "test.Echo"];
     const env = system.callEnv;
     const call: Run = { argv, env, input: LINE, expect: LINE };
-    const [cold, times] = await coldThenWarm("latency-vm-vm-policy-program", call, timing);
-    const evaluate: Run = { argv: system.policyArgv, env, expect: "result=allow\n" };
-    const policyRuns = await timeRuns("policy program", evaluate, timing.calls);
-    const policyProgramMs = round(median(policyRuns));
+    const name = "latency-vm-vm-policy-program";
+    const cold = await timeRuns(name, call, timing.calls);
+    await timeRuns(`${name} (warm-up)`, call, 0, timing.warmUp);
+    const evaluate: Run = { argv: system.policyArgv, env, expect: POLICY_ANSWER };
+    await timeRuns("policy program", evaluate, 0);
+    // Taking turns: the bound is made of the program's runs, which move with the host as much.
+    const rows: Array<[string, Run]> = [
+      [name, call],
+      ["policy program", evaluate],
+    ];
+    const [times, policyRuns] = await takeTurns(rows, timing.calls);
+    const policyProgramMs = round(median(policyRuns!));
     const targetMs = vmVm ? round(vmVm.medianMs + policyProgramMs) : null;
     const figures = { targetMs, policyProgramMs, coldMedianMs: round(median(cold)) };
-    return { ...row("latency-vm-vm-policy-program", times), ...figures };
+    return { ...row(name, times!), ...figures };
   } finally {
     await system.stop();
   }
@@ -188,36 +196,34 @@ interface Timing {
   warmUp: number;
 }
 
-/** `calls` runs in processes that have served none, then the same after the warm-up. */
-async function coldThenWarm(name: string, run: Run, timing: Timing): Promise<[number[], number[]]> {
-  const cold = await timeRuns(name, run, timing.calls);
-  await timeRuns(`${name} (warm-up)`, run, 0, timing.warmUp);
-  return [cold, await timeRuns(name, run, timing.calls, 0)];
-}
-
-/** Calls per turn when the call rows take turns. */
+/** Runs per turn when rows take turns. */
 const CALLS_PER_TURN = 5;
 
 /**
- * The call rows: each one's first `calls` runs (cold), then every row's warm-up, then the timed
- * runs with the rows taking turns a few calls at a time, so that a slow spell of the host (they
- * come and go over seconds here) falls on all of them alike rather than on whichever row it met.
+ * `calls` timed runs of each row, the rows taking turns a few runs at a time, so that a slow
+ * spell of the host (they come and go over seconds here) falls on all of them alike rather than
+ * on whichever row it met. Sorted, per row.
  */
+async function takeTurns(rows: Array<[string, Run]>, calls: number): Promise<number[][]> {
+  const times = rows.map((): number[] => []);
+  for (let done = 0; done < calls; done += CALLS_PER_TURN) {
+    const turn = Math.min(CALLS_PER_TURN, calls - done);
+    for (const [index, [name, run]] of rows.entries())
+      times[index]!.push(...(await timeRuns(name, run, turn, 0)));
+  }
+  return times.map((list) => list.sort((a, b) => a - b));
+}
+
+/** The call rows: each one's first `calls` runs (cold), every row's warm-up, then `takeTurns`. */
 async function timeCallRows(
   rows: Array<[string, Run]>,
   timing: Timing,
 ): Promise<Map<string, { cold: number[]; warm: number[] }>> {
-  const timed = new Map<string, { cold: number[]; warm: number[] }>();
-  for (const [name, run] of rows)
-    timed.set(name, { cold: await timeRuns(name, run, timing.calls), warm: [] });
+  const cold: number[][] = [];
+  for (const [name, run] of rows) cold.push(await timeRuns(name, run, timing.calls));
   for (const [name, run] of rows) await timeRuns(`${name} (warm-up)`, run, 0, timing.warmUp);
-  for (let done = 0; done < timing.calls; done += CALLS_PER_TURN) {
-    const turn = Math.min(CALLS_PER_TURN, timing.calls - done);
-    for (const [name, run] of rows)
-      timed.get(name)!.warm.push(...(await timeRuns(name, run, turn, 0)));
-  }
-  for (const { warm } of timed.values()) warm.sort((a, b) => a - b);
-  return timed;
+  const warm = await takeTurns(rows, timing.calls);
+  return new Map(rows.map(([name], index) => [name, { cold: cold[index]!, warm: warm[index]! }]));
 }
 
 type Recorder = (entry: LatencyRow) => void;
