@@ -910,13 +910,12 @@ pub const Pump = struct {
         };
     }
 
-    /// A service's exit, read from its pidfd without reaping it (WNOWAIT: Bun's own wait still
-    /// reaps it and JS's `local_exit` still comes, and finds the status known): the exit code
-    /// goes out without waiting for JS to hear of the exit and tell us.
+    /// A service's exit, read from its pidfd, so the exit code goes out without waiting for JS
+    /// to hear of it. A child Bun spawned is not reaped (WNOWAIT: Bun's own wait still reaps it,
+    /// and JS's `local_exit` then finds the status known); one of ours (`start_service`) is.
     fn take_child_exit(stream: *Stream, data: *Data) void {
         var info: linux.siginfo_t = undefined;
         info.fields.common.first.piduid.pid = 0;
-        // Bun's child: read, left for Bun to reap. Ours (`start_service`): reaped.
         const keep: u32 = if (stream.owns_child) 0 else linux.W.NOWAIT;
         const flags = linux.W.EXITED | linux.W.NOHANG | keep;
         const waited = sys.errno_of(linux.waitid(.PIDFD, stream.child_pidfd, &info, flags));
