@@ -21,6 +21,7 @@ import { socketPair } from "../native.ts";
 import { median, percentile } from "../stats.ts";
 import { runToEnd } from "../io/run-to-end.ts";
 import { printTable } from "./table.ts";
+import { inTurns, ratioLine } from "./rounds.ts";
 import { refreshBundles } from "./fresh-build.ts";
 
 export interface CallThroughputRow {
@@ -145,8 +146,7 @@ const THROUGHPUT_ROWS = [
  * always the one that runs first (after the lab's start) or right after a given other one.
  */
 export function roundOrder(round: number): Array<CallThroughputRow["name"]> {
-  const shift = round % THROUGHPUT_ROWS.length;
-  return [...THROUGHPUT_ROWS.slice(shift), ...THROUGHPUT_ROWS.slice(0, shift)];
+  return inTurns(THROUGHPUT_ROWS, round);
 }
 
 /** `rounds` runs of every throughput row, in turns; the rows in THROUGHPUT_ROWS order. */
@@ -364,13 +364,7 @@ function targetLines(rows: CallBenchRow[]): string[] {
     const row = find(name) as CallThroughputRow | undefined;
     const base = find(baseline) as CallThroughputRow | undefined;
     if (!row || !base) continue;
-    const ratio = row.mbps / base.mbps;
-    const rounds = row.runs.map((seconds, round) => (base.runs[round] ?? NaN) / seconds);
-    lines.push(
-      `${name} vs ${baseline}: ${(ratio * 100).toFixed(0)}% of the medians, per round ` +
-        `${rounds.map((each) => `${(each * 100).toFixed(0)}%`).join(" ")} ` +
-        `(target >= 90%): ${verdict(ratio >= 0.9)}`,
-    );
+    lines.push(ratioLine([name, baseline], row, base, 0.9));
   }
   const vmVm = find("latency-vm-vm") as CallLatencyRow | undefined;
   if (vmVm)

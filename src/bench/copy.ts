@@ -32,6 +32,7 @@ import type { LabLayout } from "../lab/layout.ts";
 import { writeRandomFile, writeRepeated } from "../tools/random-file.ts";
 import { median } from "../stats.ts";
 import { printTable } from "./table.ts";
+import { inTurns, ratioLine } from "./rounds.ts";
 
 export interface CopyBenchRow {
   name: "big-file" | "small-files" | "baseline:tar-big" | "baseline:tar-small";
@@ -97,11 +98,6 @@ function warmPages(dir: string, bytes: number): void {
   }
 }
 
-/** Which of a pair runs first in round `round`: the baseline, then ours, then the other way. */
-export function baselineFirst(round: number): boolean {
-  return round % 2 === 0;
-}
-
 async function timed(argv: string[], env: Record<string, string>, cwd: string): Promise<number> {
   const { code, stdout, stderr, ms } = await runToEnd(argv, { env, cwd });
   if (code !== 0) throw new Error(`\`${argv.join(" ")}\` exited ${code}: ${stdout}${stderr}`);
@@ -128,10 +124,7 @@ async function pairedRuns(
 ): Promise<{ baseline: number[]; ours: number[] }> {
   const times = { baseline: [] as number[], ours: [] as number[] };
   for (let round = 0; round < rounds; round++) {
-    const order = baselineFirst(round)
-      ? (["baseline", "ours"] as const)
-      : (["ours", "baseline"] as const);
-    for (const which of order) {
+    for (const which of inTurns(["baseline", "ours"] as const, round)) {
       const transfer = which === "baseline" ? baseline : ours;
       transfer.clear();
       warm();
@@ -254,11 +247,6 @@ export async function runCopyBench(options: CopyBenchOptions): Promise<CopyBench
   }
 }
 
-/** Per round, ours / the baseline in throughput (both rows ran `runs.length` rounds). */
-export function roundRatios(ours: CopyBenchRow, baseline: CopyBenchRow): number[] {
-  return ours.runs.map((seconds, round) => (baseline.runs[round] ?? NaN) / seconds);
-}
-
 export function printCopyBench(rows: CopyBenchRow[]): void {
   printTable([
     ["name", "MB/s", "files/s", "seconds", "runs (s)"],
@@ -274,14 +262,7 @@ export function printCopyBench(rows: CopyBenchRow[]): void {
   const big = find("big-file");
   const tarBig = find("baseline:tar-big");
   const small = find("small-files");
-  if (big && tarBig) {
-    const ratio = big.mbps / tarBig.mbps;
-    const rounds = roundRatios(big, tarBig).map((each) => `${(each * 100).toFixed(0)}%`);
-    console.log(
-      `\nbig file vs tar pipeline: ${(ratio * 100).toFixed(0)}% of the medians, per round ` +
-        `${rounds.join(" ")} (target >= 80%): ${ratio >= 0.8 ? "met" : "MISSED"}`,
-    );
-  }
+  if (big && tarBig) console.log(`\n${ratioLine(["big file", "tar pipeline"], big, tarBig, 0.8)}`);
   if (small)
     console.log(
       `small files: ${small.filesPerSec.toFixed(0)} files/s (target ` +

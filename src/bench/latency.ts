@@ -13,6 +13,7 @@ import { BIN_DIR, domainEnv } from "../lab/environment.ts";
 import type { LabLayout } from "../lab/layout.ts";
 import { POLICY_ANSWER, startByHand } from "./by-hand.ts";
 import { printTable } from "./table.ts";
+import { inTurns } from "./rounds.ts";
 import { refreshBundles } from "./fresh-build.ts";
 import { median, percentile } from "../stats.ts";
 
@@ -206,10 +207,13 @@ const CALLS_PER_TURN = 5;
  */
 async function takeTurns(rows: Array<[string, Run]>, calls: number): Promise<number[][]> {
   const times = rows.map((): number[] => []);
-  for (let done = 0; done < calls; done += CALLS_PER_TURN) {
+  const indices = rows.map((_, index) => index);
+  for (let done = 0, round = 0; done < calls; done += CALLS_PER_TURN, round++) {
     const turn = Math.min(CALLS_PER_TURN, calls - done);
-    for (const [index, [name, run]] of rows.entries())
+    for (const index of inTurns(indices, round)) {
+      const [name, run] = rows[index]!;
       times[index]!.push(...(await timeRuns(name, run, turn, 0)));
+    }
   }
   return times.map((list) => list.sort((a, b) => a - b));
 }

@@ -2,8 +2,9 @@
 // the shapes docs/benchmarks.md shows. And the summaries every benchmark takes from src/stats.ts.
 import { describe, expect, test } from "bun:test";
 import { QRX } from "../helpers/lab.ts";
-import { baselineFirst, roundRatios, type CopyBenchRow } from "../../src/bench/copy.ts";
+import type { CopyBenchRow } from "../../src/bench/copy.ts";
 import { roundOrder } from "../../src/bench/call.ts";
+import { inTurns, ratioLine, roundRatios } from "../../src/bench/rounds.ts";
 import { median, percentile } from "../../src/stats.ts";
 
 describe("qrx bench copy", () => {
@@ -51,12 +52,17 @@ describe("qrx bench copy", () => {
   });
 
   test("the baseline and ours take turns going first", () => {
+    const baselineFirst = (round: number) => inTurns(["baseline", "ours"], round)[0] === "baseline";
     expect([0, 1, 2, 3].map(baselineFirst)).toEqual([true, false, true, false]);
   });
 
   test("per-round ratios pair each of our runs with the baseline's run of that round", () => {
-    const row = (runs: number[]) => ({ runs }) as CopyBenchRow;
+    const row = (runs: number[]) => ({ runs, seconds: median(runs) }) as CopyBenchRow;
     expect(roundRatios(row([2, 1]), row([1, 2]))).toEqual([0.5, 2]);
+    // The verdict is the medians' ratio (1.5 s against 1.5 s here), the rounds are beside it.
+    const line =
+      "big file vs tar pipeline: 100% of the medians, per round 50% 200% (target >= 80%): met";
+    expect(ratioLine(["big file", "tar pipeline"], row([2, 1]), row([1, 2]), 0.8)).toBe(line);
   });
 });
 
