@@ -3,7 +3,7 @@
 // source, service, ring sizes and the bytes its data vchan moved each way; once the last call
 // ends it is written once more, empty, if it showed any (a call shorter than the interval never
 // costs a write). Replaced atomically, so a reader never sees half of it.
-import { renameSync, writeFileSync } from "node:fs";
+import { replaceFile } from "../io/replace-file.ts";
 import type { Stream } from "../native.ts";
 
 const INTERVAL_MS = 500;
@@ -86,8 +86,7 @@ export class CallStatusFile {
     if (this.path === null) return;
     const snapshot = this.snapshot();
     try {
-      writeFileSync(`${this.path}.tmp`, JSON.stringify(snapshot));
-      renameSync(`${this.path}.tmp`, this.path);
+      replaceFile(this.path, JSON.stringify(snapshot));
       this.#shown = snapshot.calls.length;
     } catch {
       // A convenience, like the daemon's call counts: a full disk must not take calls down.

@@ -3,7 +3,8 @@
 // write waits for the next turn of the event loop, so it never delays the call being set up,
 // and the calls of one turn share it.
 
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { replaceFile } from "../io/replace-file.ts";
 
 export interface CallCounts {
   /**
@@ -46,8 +47,7 @@ export class CallStats {
     this.#pending = null;
     if (this.path === null) return;
     try {
-      writeFileSync(`${this.path}.tmp`, JSON.stringify(this.counts));
-      renameSync(`${this.path}.tmp`, this.path);
+      replaceFile(this.path, JSON.stringify(this.counts));
     } catch {
       // Statistics are a convenience: a full disk must not take calls down.
     }

@@ -3,7 +3,8 @@
 // (src/policy/system-info.ts). Each version is written aside and renamed into place: a reader
 // sees the old one or the new one, never half of one.
 
-import { renameSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
+import { replaceFile } from "../io/replace-file.ts";
 
 export class SystemInfoPublisher {
   #published: string | null = null;
@@ -16,17 +17,15 @@ export class SystemInfoPublisher {
   publish(info: unknown): void {
     const text = JSON.stringify(info);
     if (text === this.#published) return;
-    const staging = `${this.path}.new`;
     try {
-      writeFileSync(staging, text);
-      renameSync(staging, this.path);
+      replaceFile(this.path, text);
       this.#published = text;
     } catch (error) {
       // Stale facts could allow what the policy no longer would: without the file, the policy
       // daemon denies every call (and says why) until the next change writes it again.
       this.log(`cannot write ${this.path}: ${(error as Error).message}; calls are denied`);
       this.#published = null;
-      for (const path of [staging, this.path]) rmSync(path, { force: true });
+      rmSync(this.path, { force: true });
     }
   }
 }
