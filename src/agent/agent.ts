@@ -401,7 +401,7 @@ export class Agent {
       this.#options.statusFile?.add(stream, source, service);
     }
     // Started by the pump itself the moment the vchan connects, where it can (§5.2's order).
-    const byPump = spawnOnConnect(stream, prepared, justExec, this.#context) !== null;
+    const byPump = spawnOnConnect(stream, prepared, justExec, this.#context);
     if (byPump) {
       void stream.spawned.then((pid) => {
         if (pid > 0) trace?.stage("service-spawned", { child: pid }, stream.spawnedAt);

@@ -250,14 +250,14 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   });
   try {
     // Started by the pump the moment the vchan connects, where it can (as in the agent).
-    const byPump = spawnOnConnect(stream, prepared, false, call.context) !== null;
+    const byPump = spawnOnConnect(stream, prepared, false, call.context);
     // `finished` rejects when the caller never connects; `connected` alone would wait forever.
     await Promise.race([stream.connected, stream.finished]);
     trace?.stage("data-connected", {}, stream.connectedAt);
     const started = byPump
       ? (await stream.spawned) > 0
       : launchService(stream, prepared, false, call.context).started;
-    trace?.stage("service-spawned", {}, byPump ? stream.spawnedAt : undefined);
+    trace?.stage("service-spawned", {}, stream.spawnedAt);
     const status = await stream.finished;
     trace?.pumpStages(stream.pumpMarks).stage("teardown");
     return { status, started };

@@ -168,17 +168,9 @@ function closeAll(fds: number[]): void {
   for (const fd of fds) if (fd >= 0) closeSync(fd);
 }
 
-/** A process for the pump to start itself when the data vchan connects. */
-export interface PumpSpawn {
-  argv: string[];
-  env: Record<string, string>;
-  withStderr: boolean;
-  stdoutPipe: boolean;
-}
-
 /**
- * The process `launchService` would spawn, for the pump to start the moment the data vchan is
- * connected (`Stream.spawnOnConnect`) rather than after JS hears of it; null where JS does the
+ * Has the pump start the process `launchService` would spawn, the moment the data vchan is
+ * connected (`Stream.spawnOnConnect`) rather than after JS hears of it; false where JS does the
  * starting (a call that fails at once, a socket or TCP service, JUST_EXEC, a program named
  * without its path). Asked right after `stream` is attached: a peer that was quicker finds it
  * started at once. A failure to start it is logged here, and the pump ends the call (127 or
@@ -189,23 +181,22 @@ export function spawnOnConnect(
   prepared: PreparedService,
   justExec: boolean,
   context: ServiceContext,
-): PumpSpawn | null {
-  if (justExec || prepared.kind === "failed") return null;
-  if (prepared.kind === "rpc" && prepared.location.kind !== "executable") return null;
+): boolean {
+  if (justExec || prepared.kind === "failed") return false;
+  if (prepared.kind === "rpc" && prepared.location.kind !== "executable") return false;
   const { argv, env } = processSpec(prepared, context);
-  if (!argv[0]!.startsWith("/")) return null;
-  const spawn = { argv, env, withStderr: context.captureStderr, stdoutPipe: SERVICE_STDOUT_PIPE };
+  if (!argv[0]!.startsWith("/")) return false;
   try {
-    stream.spawnOnConnect(spawn.argv, spawn.env, spawn.withStderr, spawn.stdoutPipe);
+    stream.spawnOnConnect(argv, env, context.captureStderr, SERVICE_STDOUT_PIPE);
   } catch (error) {
     // A NUL in the environment, say, or a stream already ended: JS takes it from there.
     context.log(`${argv[0]} is started by JS: ${describe(error)}`);
-    return null;
+    return false;
   }
   void stream.spawned.then((pid) => {
     if (pid < 0) context.log(`cannot run ${argv[0]}: ${new NativeError(-pid, "").code}`);
   });
-  return spawn;
+  return true;
 }
 
 /** The argv and environment of an executable service or a legacy shell command. */
