@@ -628,6 +628,9 @@ const CLIENT_HOST_EVENTS = new Set<PumpEventKind>([
   PumpEventKind.ClientSignal,
   PumpEventKind.ClientGone,
   PumpEventKind.ClientRefused,
+  PumpEventKind.ClientLocalStarted,
+  PumpEventKind.ClientLocalFailed,
+  PumpEventKind.ClientLocalExit,
 ]);
 
 /** Reads the pump's doorbell and routes event records to their streams. One per process. */
@@ -728,6 +731,14 @@ export interface ClientHostHandlers {
   gone(connection: number): void;
   /** A front end was turned away: its fds could not be received (`errno`: EMFILE, ENFILE). */
   refused?(connection: number, errno: number): void;
+  /**
+   * After `startLocal`: the front end started its local program, whose stdin and stdout are
+   * the other ends of `fds` (ours to close), or could not (`errno`).
+   */
+  localStarted?(connection: number, fds: [stdin: number, stdout: number]): void;
+  localFailed?(connection: number, errno: number): void;
+  /** The front end's local program ended with `status` (its code, or 128+N for signal N). */
+  localExit?(connection: number, status: number): void;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -775,6 +786,18 @@ export class ClientHost {
     } else if (kind === PumpEventKind.ClientSignal) handlers?.signal(connection);
     else if (kind === PumpEventKind.ClientGone) handlers?.gone(connection);
     else if (kind === PumpEventKind.ClientRefused) handlers?.refused?.(connection, -value);
+    else if (kind === PumpEventKind.ClientLocalStarted) {
+      // Out of memory, the pump keeps the record without its payload: the fds are lost.
+      if (payload.length < abi.CLIENT_LOCAL_FDS * 4) {
+        return handlers?.localFailed?.(connection, osConstants.errno.ENOMEM);
+      }
+      const fds = new Int32Array(payload.slice(0, abi.CLIENT_LOCAL_FDS * 4).buffer);
+      const pair: [number, number] = [fds[0]!, fds[1]!];
+      if (handlers?.localStarted) handlers.localStarted(connection, pair);
+      else for (const fd of pair) closeSync(fd);
+    } else if (kind === PumpEventKind.ClientLocalFailed)
+      handlers?.localFailed?.(connection, -value);
+    else if (kind === PumpEventKind.ClientLocalExit) handlers?.localExit?.(connection, value);
   }
 
   /**
@@ -783,6 +806,15 @@ export class ClientHost {
    */
   accept(connection: number): boolean {
     return native.qh_reply(connection, abi.ClientReply.Accepted, 0) >= 0;
+  }
+
+  /**
+   * Tells the front end that its call is allowed and to start its local program, its
+   * arguments from `first` on (`localStarted` or `localFailed` follows, then `localExit`).
+   * False if it is gone.
+   */
+  startLocal(connection: number, first: number): boolean {
+    return native.qh_reply(connection, abi.ClientReply.StartLocal, first) >= 0;
   }
 
   /** The front end exits with `code` (0-255). A front end that is gone is no error. */

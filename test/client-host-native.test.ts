@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { CLIENT_HOST_VERSION } from "../src/abi.generated.ts";
 import { ClientHost, type ClientRequest } from "../src/native.ts";
 import { tempDir } from "./helpers/paths.ts";
 
@@ -20,7 +21,7 @@ if "raw" in spec:
     payload = bytes.fromhex(spec["raw"])
 else:
     payload = b"".join(encode(text) for text in strings)
-magic, version = spec.get("magic", 0x48585251), spec.get("version", 1)
+magic, version = spec.get("magic", 0x48585251), spec["version"]
 header = struct.pack("<5I", magic, version, len(spec["argv"]), len(spec["env"]), len(payload))
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(path)
@@ -43,15 +44,31 @@ def receive(count):
         return s.recv(count)
     except ConnectionResetError:
         return b""
-reply = b""
-while len(reply) < 8:
-    chunk = receive(8 - len(reply))
-    if not chunk:
-        break
-    reply += chunk
-rest = receive(1) if len(reply) == 8 else b""
-answer = list(struct.unpack("<Ii", reply)) if len(reply) == 8 else None
-result = {"reply": answer, "eof": rest == b""}
+def reply():
+    got = b""
+    while len(got) < 8:
+        chunk = receive(8 - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return list(struct.unpack("<Ii", got)) if len(got) == 8 else None
+result = {}
+if "local" in spec:
+    # A local program's records: "S" goes with two copies of our stdout as the program's fds,
+    # anything else is hex; after start_local when "waitStart" says so.
+    if spec.get("waitStart"):
+        result["start"] = reply()
+    for record in spec["local"]:
+        try:
+            if record == "S":
+                socket.send_fds(s, [b"S"], [1, 1])
+            else:
+                s.sendall(bytes.fromhex(record))
+        except (BrokenPipeError, ConnectionResetError):
+            break
+answer = reply()
+rest = receive(1) if answer is not None else b""
+result.update({"reply": answer, "eof": rest == b""})
 sys.stdout.close()
 os.write(2, json.dumps(result).encode())
 `;
@@ -67,6 +84,10 @@ interface FrontEndSpec {
   raw?: string;
   /** "exit": hang up right after the request instead of waiting for a reply. */
   then?: "exit";
+  /** Local program records to send after the request: "S" (with fds), else hex bytes. */
+  local?: string[];
+  /** Read the host's `start_local` (`start` in the result) before sending `local`. */
+  waitStart?: boolean;
 }
 
 interface FrontEndResult {
@@ -75,12 +96,16 @@ interface FrontEndResult {
   reply: [number, number] | null;
   /** The host closed the connection after its reply (or without one). */
   eof: boolean;
+  start?: [number, number] | null;
 }
 
 type HostEvent =
   | { type: "request"; request: ClientRequest }
   | { type: "signal"; connection: number }
-  | { type: "gone"; connection: number };
+  | { type: "gone"; connection: number }
+  | { type: "localStarted"; connection: number; fds: [number, number] }
+  | { type: "localFailed"; connection: number; errno: number }
+  | { type: "localExit"; connection: number; status: number };
 
 describe("ClientHost (native listener, fake front end)", () => {
   let dir: { path: string; remove: () => void };
@@ -113,7 +138,8 @@ describe("ClientHost (native listener, fake front end)", () => {
     spec: FrontEndSpec,
     during?: () => Promise<void>,
   ): Promise<FrontEndResult> {
-    const child = Bun.spawn(["python3", script, socketPath, JSON.stringify(spec)], {
+    const versioned = { version: CLIENT_HOST_VERSION, ...spec };
+    const child = Bun.spawn(["python3", script, socketPath, JSON.stringify(versioned)], {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
@@ -133,7 +159,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     });
     try {
       const [stdout, stderr, code] = await Promise.race([outputs, timeout]);
-      let parsed: { reply: [number, number] | null; eof: boolean } = { reply: null, eof: false };
+      let parsed: Pick<FrontEndResult, "reply" | "eof" | "start"> = { reply: null, eof: false };
       if (stderr.startsWith("{")) parsed = JSON.parse(stderr);
       else if (spec.then !== "exit")
         throw new Error(`fake front end failed (exit ${code}): ${stderr}`);
@@ -154,6 +180,9 @@ describe("ClientHost (native listener, fake front end)", () => {
       request: (request) => push({ type: "request", request }),
       signal: (connection) => push({ type: "signal", connection }),
       gone: (connection) => push({ type: "gone", connection }),
+      localStarted: (connection, fds) => push({ type: "localStarted", connection, fds }),
+      localFailed: (connection, errno) => push({ type: "localFailed", connection, errno }),
+      localExit: (connection, status) => push({ type: "localExit", connection, status }),
     });
   });
 
@@ -232,6 +261,76 @@ describe("ClientHost (native listener, fake front end)", () => {
       host.reply(event.request.connection, 0);
     });
     expect(result.reply).toEqual([1, 0]);
+  });
+
+  /** The next event, which must be a request: its fds closed. */
+  async function nextRequest(): Promise<ClientRequest> {
+    const event = await next();
+    if (event.type !== "request") throw new Error(`expected a request, got ${event.type}`);
+    for (const fd of event.request.fds) closeSync(fd);
+    return event.request;
+  }
+
+  test("a local program: start_local, its fds and its status come through, in turn", async () => {
+    const exited = "588f000000"; // 'X', 143
+    const spec = { argv: ["vault", "x", "prog"], env: [], local: ["S", exited], waitStart: true };
+    const result = await frontEnd(spec, async () => {
+      const { connection } = await nextRequest();
+      expect(host.startLocal(connection, 2)).toBe(true);
+      const started = await next();
+      if (started.type !== "localStarted") throw new Error(`got ${started.type}`);
+      expect(started.connection).toBe(connection);
+      writeSync(started.fds[0], "via the program's fd\n");
+      for (const fd of started.fds) closeSync(fd);
+      expect(await next()).toEqual({ type: "localExit", connection, status: 143 });
+      host.reply(connection, 7);
+    });
+    expect(result).toEqual({
+      code: 0,
+      stdout: "via the program's fd\n",
+      start: [5, 2],
+      reply: [1, 7],
+      eof: true,
+    });
+    const failed = await frontEnd({ ...spec, local: ["460d000000"] }, async () => {
+      const { connection } = await nextRequest();
+      host.startLocal(connection, 2);
+      expect(await next()).toEqual({ type: "localFailed", connection, errno: 13 });
+      host.reply(connection, 1);
+    });
+    expect(failed.reply).toEqual([1, 1]);
+  });
+
+  test("local program records out of turn hang the front end up, its fds closed", async () => {
+    const cases: Array<[string[], boolean]> = [
+      [["S"], false], // not asked to start anything
+      [["5800000000"], true], // an exit before a start
+      [["S", "S"], true], // started twice
+      [["S", "5800010000"], true], // a status over 255
+      [["4600000000"], true], // errno 0
+      [["5a"], true], // no such record
+    ];
+    for (const [local, waitStart] of cases) {
+      const result = await frontEnd(
+        { argv: ["vault", "x", "p"], env: [], local, waitStart },
+        async () => {
+          const { connection } = await nextRequest();
+          if (waitStart) host.startLocal(connection, 2);
+          // A start that came before the hang-up was reported: its fds are the test's to close.
+          let event = await next();
+          if (event.type === "localStarted") {
+            for (const fd of event.fds) closeSync(fd);
+            event = await next();
+          }
+          expect({ local, event }).toEqual({ local, event: { type: "gone", connection } });
+        },
+      );
+      expect({ local, reply: result.reply, eof: result.eof }).toEqual({
+        local,
+        reply: null,
+        eof: true,
+      });
+    }
   });
 
   test("a front end of another version is told to fall back", async () => {

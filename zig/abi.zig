@@ -20,7 +20,7 @@ const protocol = @import("protocol.zig");
 
 /// Bumped whenever an export's signature or anything below changes: src/native.ts refuses a
 /// library whose `qrx_abi_version` differs from the value it was generated with.
-pub const abi_version: u32 = 12;
+pub const abi_version: u32 = 13;
 
 // ---------------------------------------------------------------- vchan
 
@@ -95,12 +95,16 @@ pub const PumpMark = pump_data.Mark;
 // ---------------------------------------------------------------- the client host
 
 pub const ClientReply = client_host_wire.ReplyKind;
+/// What a front end's header says (a test's fake front end speaks it).
+pub const client_host_version = client_host_wire.version;
 /// A `client_request` record's payload starts with this; the strings follow.
 pub const ClientRequestPrefix = extern struct {
     fds: [3]i32,
     argc: u32,
     envc: u32,
 };
+/// A `client_local_started` record's payload: our ends of the local program's stdin, stdout.
+pub const client_local_fds = client_host_wire.local_fds;
 
 // ---------------------------------------------------------------- filecopy
 

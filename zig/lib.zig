@@ -466,10 +466,11 @@ pub export fn qh_listen(path: [*]const u8, len: u32) i32 {
     return 0;
 }
 
-/// Answers front end `connection`: kind 1 exit (value = status), 2 fallback, 3 accepted.
+/// Answers front end `connection` (`abi.ClientReply`: exit with value = status, fallback,
+/// accepted, start_local; refused is the listener's own).
 pub export fn qh_reply(connection: u32, kind: u32, value: i32) i32 {
     const reply_kind = std.meta.intToEnum(abi.ClientReply, kind) catch {
-        return refuse(.INVAL, "reply kind {d} is not 1, 2 or 3", .{kind});
+        return refuse(.INVAL, "reply kind {d} is not a client reply", .{kind});
     };
     listener.reply(connection, reply_kind, value) catch return failure();
     return 0;

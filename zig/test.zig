@@ -24,6 +24,7 @@ test {
     _ = @import("client_host/front_end.zig");
     _ = @import("client_host/listener.zig");
     _ = @import("client_host/bun_cli.zig");
+    _ = @import("client_host/local_program.zig");
     _ = @import("dom0_client/main.zig");
     _ = @import("path_join.zig");
     _ = @import("filecopy/cli/messages.zig");

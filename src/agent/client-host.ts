@@ -1,13 +1,15 @@
 // The agent's client host: runs qrexec-client-vm calls inside the agent, for the native front end
 // (zig/client_host/front_end.zig) that hands over its command line, environment and stdio instead
 // of starting Bun for every call (Bun's start alone is about the whole latency budget). The call
-// is the CLI's own code (src/client-vm), fed the front end's fds; anything the host would run
-// differently from the CLI (a local program, an unusual command line, another environment) is
+// is the CLI's own code (src/client-vm), fed the front end's fds; a local program is started by
+// the front end, in the caller's process, when the call is allowed. Anything the host would run
+// differently from the CLI (an unusual command line, another environment, a terminal) is
 // answered "fallback", and the front end runs the Bun CLI itself.
 import { chmodSync, closeSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { ExitError } from "../call/exit-error.ts";
-import { callService, type ClientVmCall } from "../client-vm/client-vm.ts";
+import type { LocalProgram } from "../call/caller.ts";
+import { callService, spawnFailure, type ClientVmCall } from "../client-vm/client-vm.ts";
 import {
   isTerminal,
   parseFast,
@@ -54,6 +56,14 @@ interface HostedCall {
   stream: Stream | null;
   /** SIGUSR1s that came before the stream existed. */
   signalled: boolean;
+  /** What the front end says of the local program it was told to start. */
+  local: LocalReports | null;
+}
+
+interface LocalReports {
+  started(fds: [number, number]): void;
+  failed(errno: number): void;
+  exited(status: number): void;
 }
 
 export class ClientVmHost {
@@ -85,6 +95,13 @@ export class ClientVmHost {
       request: (request) => this.#onRequest(request),
       signal: (connection) => this.#onSignal(connection),
       gone: (connection) => this.#calls.get(connection)?.abort.abort(),
+      localStarted: (connection, fds) => {
+        const local = this.#calls.get(connection)?.local;
+        if (local) local.started(fds);
+        else for (const fd of fds) closeSync(fd);
+      },
+      localFailed: (connection, errno) => this.#calls.get(connection)?.local?.failed(errno),
+      localExit: (connection, status) => this.#calls.get(connection)?.local?.exited(status),
       refused: (_, errno) => {
         const code = errno === osConstants.errno.ENFILE ? "ENFILE" : "EMFILE";
         this.#shortage.refused(code, "a qrexec-client-vm's stdio could not be received");
@@ -105,7 +122,7 @@ export class ClientVmHost {
       request.argv,
       request.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET,
     );
-    if (commandLine === null || commandLine.local.length > 0) return null;
+    if (commandLine === null) return null;
     return commandLine.options.agentSocket === this.#agentSocket ? commandLine : null;
   }
 
@@ -126,12 +143,19 @@ export class ClientVmHost {
       host.fallback(request.connection);
       return;
     }
-    // From here on the front end has given up its stdin and stdout: the call owns them.
-    const accepted = host.accept(request.connection);
-    const hosted: HostedCall = { abort: new AbortController(), stream: null, signalled: false };
+    const hosted: HostedCall = {
+      abort: new AbortController(),
+      stream: null,
+      signalled: false,
+      local: null,
+    };
     this.#calls.set(request.connection, hosted);
+    // From here on the front end has given up its stdin and stdout: the call owns them. With a
+    // local program, the front end keeps them for it, and is told to start it once the call
+    // is allowed (`#startLocal`).
+    const local = call.localProgram !== null;
     // Gone before it heard of it: the call ends at once, as for a client killed mid-call.
-    if (!accepted) hosted.abort.abort();
+    if (!local && !host.accept(request.connection)) hosted.abort.abort();
     const reason = (failure: unknown) => (failure instanceof Error ? failure.message : failure);
     // Whatever happens to the call, its front end hears an exit status: never a silent hang.
     void this.#run(request, call, hosted)
@@ -147,8 +171,10 @@ export class ClientVmHost {
   /** The call on the front end's fds; its exit status. Every fd is closed or handed on. */
   async #run(request: ClientRequest, call: ClientVmCall, hosted: HostedCall): Promise<number> {
     const [input, output, error] = request.fds;
-    const owned = new Set(call.useStdinSocket ? [input, error] : [input, output, error]);
-    if (call.useStdinSocket) closeSync(output);
+    // A local program gets the front end's stdin and stdout from the front end itself.
+    const unused = call.localProgram ? [input, output] : call.useStdinSocket ? [output] : [];
+    for (const fd of unused) closeSync(fd);
+    const owned = new Set([input, output, error].filter((fd) => !unused.includes(fd)));
     try {
       this.#reserveFds();
       // The stream's own copy of the stderr: ours stays for the messages written below.
@@ -158,6 +184,7 @@ export class ClientVmHost {
         ...call,
         stdio: { input, output, error: remoteStderr },
         abort: hosted.abort.signal,
+        startLocal: (argv) => this.#startLocal(request, hosted, argv),
         trace: traceCall(call.domain)?.stage("client-start", { hosted: true }),
         onStream: (stream) => {
           // The stream owns its fds now.
@@ -186,6 +213,43 @@ export class ClientVmHost {
     } finally {
       for (const fd of owned) closeSync(fd);
     }
+  }
+
+  /**
+   * The front end starts `argv`, the last arguments of its command line, in its own process;
+   * the program's stdin and stdout come back as socketpair ends and its status when it ends.
+   * A front end that goes away ends the call (its program's status is then lost).
+   */
+  #startLocal(request: ClientRequest, hosted: HostedCall, argv: string[]): Promise<LocalProgram> {
+    const { signal } = hosted.abort;
+    let exited!: (status: number) => void;
+    const status = new Promise<number>((resolve) => (exited = resolve));
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (then: () => void) => {
+        settled = true;
+        signal.removeEventListener("abort", gone);
+        then();
+      };
+      const gone = () => {
+        exited(QREXEC_EXIT_FATAL);
+        if (!settled) settle(() => reject(new ExitError("call aborted", QREXEC_EXIT_FATAL)));
+      };
+      hosted.local = {
+        started: ([stdinFd, stdoutFd]) => {
+          if (settled) for (const fd of [stdinFd, stdoutFd]) closeSync(fd);
+          else settle(() => resolve({ stdinFd, stdoutFd, exited: status }));
+        },
+        failed: (errno) => {
+          const why = `cannot run ${argv[0]}: ${spawnFailure(argv[0]!, errno)}`;
+          if (!settled) settle(() => reject(new ExitError(why, QREXEC_EXIT_FATAL)));
+        },
+        exited,
+      };
+      signal.addEventListener("abort", gone, { once: true });
+      const first = request.argv.length - argv.length;
+      if (signal.aborted || !this.#host!.startLocal(request.connection, first)) gone();
+    });
   }
 
   /**

@@ -2,7 +2,7 @@
 //
 // Start-up is part of every call's latency, so the common command line is parsed without
 // commander (importing it costs ~7 ms of CPU); anything else (help, errors, combined short
-// flags, `--`) goes through commander exactly as before.
+// flags) goes through commander exactly as before.
 import { DEFAULT_DATA_RING_BYTES } from "../protocol/peer-profile.ts";
 import { ExitError } from "../call/exit-error.ts";
 import {

@@ -1,6 +1,8 @@
 // qrexec-client-vm's call (§10): ask the agent, wait for dom0's answer, then serve the data vchan
 // with our stdio or a local program's. Exit status per §8.
 
+import { basename } from "node:path";
+import { getSystemErrorMap } from "node:util";
 import { ExitError } from "../call/exit-error.ts";
 import { callerExitCode, runCaller, startLocalProgram, type LocalProgram } from "../call/caller.ts";
 import { Connection } from "../io/connection.ts";
@@ -30,6 +32,12 @@ export interface ClientVmCall {
   useStdinSocket: boolean;
   /** argv of the local program (path first), or null. */
   localProgram: string[] | null;
+  /**
+   * Starts the local program elsewhere than in this process (the agent's client host has the
+   * front end start it, in the caller's process). Rejects with an ExitError, as
+   * `startClientProgram` throws one.
+   */
+  startLocal?: (argv: string[]) => Promise<LocalProgram>;
   /**
    * Our stdin, stdout and stderr (default 0, 1 and 2); the call owns them once its stream
    * exists (a stderr other than 2 included).
@@ -101,8 +109,9 @@ async function runDataVchan(
   // The local program starts once the call is allowed, before the vchan connects (§10 step 3).
   // The pump's "stdin" is the local side's: where the remote output goes.
   const { input, output, error } = call.stdio ?? { input: 0, output: 1, error: 2 };
+  const start = call.startLocal ?? startClientProgram;
   const local = call.localProgram
-    ? startClientProgram(call.localProgram)
+    ? await start(call.localProgram)
     : { stdinFd: call.useStdinSocket ? input : output, stdoutFd: input };
   let result;
   try {
@@ -130,8 +139,20 @@ async function runDataVchan(
   return callerExitCode(result, call.target);
 }
 
+/**
+ * Why a local program could not be started, in the words of Bun's spawn (which the Bun CLI
+ * reports), from the errno a native front end sends.
+ */
+export function spawnFailure(program: string, errno: number): string {
+  const [name, message] = getSystemErrorMap().get(-errno) ?? [`errno ${errno}`, "unknown error"];
+  if (name === "ENOENT" && !program.includes("/"))
+    return `Executable not found in $PATH: "${program}"`;
+  // Bun names the program by the argv[0] it is given, its base name (`startLocalProgram`).
+  return `${name}: ${message}, posix_spawn '${basename(program)}'`;
+}
+
 /** Our stdin and stdout go to the program as SAVED_FD_0/1 (and stderr as SAVED_FD_2 on request). */
-function startClientProgram(argv: string[]): LocalProgram {
+async function startClientProgram(argv: string[]): Promise<LocalProgram> {
   const env: Record<string, string | undefined> = {
     ...process.env,
     SAVED_FD_0: "3",

@@ -77,8 +77,8 @@ const VALUED = new Map<
 
 /**
  * The command lines commander accepts without comment: known options (`--name`, `--name=value`,
- * `-x value`, `-xvalue`) before TARGET SERVICE, the first operand ending the options (as
- * passThroughOptions does). Null for anything else (help, errors, combined short flags, `--`),
+ * `-x value`, `-xvalue`) before TARGET SERVICE, the first operand or a `--` ending the options
+ * (as passThroughOptions does). Null for anything else (help, errors, combined short flags),
  * which only commander may judge.
  */
 export function parseFast(args: string[], defaultAgentSocket: string): ClientVmCommandLine | null {
@@ -87,6 +87,11 @@ export function parseFast(args: string[], defaultAgentSocket: string): ClientVmC
   for (; index < args.length; index++) {
     const arg = args[index]!;
     if (!arg.startsWith("-") || arg === "-") break;
+    // The end of the options, as for commander (a later `--` is the local program's).
+    if (arg === "--") {
+      index++;
+      break;
+    }
     const long = arg.startsWith("--");
     const equals = long ? arg.indexOf("=") : -1;
     const name = equals >= 0 ? arg.slice(0, equals) : long ? arg : arg.slice(0, 2);

@@ -60,7 +60,7 @@ describe("qrexec-client-vm's client host", () => {
     args: string[],
     env: Record<string, string> = {},
     unset: string[] = [],
-  ): Promise<{ exe: string; code: number; stdout: string }> {
+  ): Promise<{ exe: string; code: number; stdout: string; pid: number; tag: string }> {
     const tag = `m${Math.random().toString(36).slice(2)}`;
     const childEnv = system.env(2, env);
     for (const name of unset) delete childEnv[name];
@@ -83,7 +83,7 @@ describe("qrexec-client-vm's client host", () => {
       child.exited,
     ]);
     expect(code, explain({ code, stderr })).toBe(0);
-    return { exe, code, stdout };
+    return { exe, code, stdout, pid: child.pid, tag };
   }
 
   test("the front end is built and bin/qrexec-client-vm runs it", () => {
@@ -96,17 +96,76 @@ describe("qrexec-client-vm's client host", () => {
     expect(stdout).toBe("bye\n");
   });
 
-  test("a local program falls back to the Bun CLI (the program is the CLI's child)", async () => {
-    const { exe, stdout } = await whileRunning([
-      "vault",
-      "test.Hold+TAG",
-      "/bin/sh",
-      "-c",
-      'cat <&"$SAVED_FD_0" & exec cat >&"$SAVED_FD_1"',
-    ]);
-    expect(exe).not.toBe(FRONT);
-    expect(exe).toMatch(/bun/);
-    expect(stdout).toBe("bye\n");
+  // What a local program sees of its start, written to a file named after the call's tag.
+  const describeStart =
+    'echo "$PPID $QREXEC_AGENT_PID $SAVED_FD_0 $SAVED_FD_1 ${SAVED_FD_2-none} $0" > "$MARKS.TAG"';
+  const relay = 'cat <&"$SAVED_FD_0" & exec cat >&"$SAVED_FD_1"';
+
+  for (const [mode, env] of [
+    ["hosted", {}],
+    ["the Bun CLI", { QRX_CLIENT_VM_HOST: "off" }],
+  ] as const) {
+    test(`a local program (${mode}) is the client's child, its stdio as fds 3, 4`, async () => {
+      const args = ["vault", "test.Hold+TAG", "/bin/sh", "-c", `${describeStart}; ${relay}`];
+      const { exe, stdout, pid, tag } = await whileRunning(args, { ...env, MARKS: `${marks}.l` });
+      if (mode === "hosted") expect(exe).toBe(FRONT);
+      else expect(exe).toMatch(/bun/);
+      expect(stdout).toBe("bye\n");
+      expect(readFileSync(`${marks}.l.${tag}`, "utf8")).toBe(`${pid} ${pid} 3 4 none sh\n`);
+    });
+  }
+
+  test("hosted: a local program's status, signal and start failure are the CLI's", async () => {
+    const cases: Array<[string[], Record<string, string>]> = [
+      [["vault", "test.Exit+0", "/bin/sh", "-c", "exit 3"], {}],
+      [["vault", "test.Exit+5", "/bin/sh", "-c", "exit 3"], {}],
+      [["vault", "test.Exit+0", "/bin/sh", "-c", "kill -TERM $$"], {}],
+      [["vault", "test.Exit+0", "/nonexistent/program"], {}],
+      [["vault", "test.Exit+0", "no-such-program-qrx"], {}],
+      [["vault", "test.Exit+0", "/etc/passwd"], {}],
+      [["vault", "test.Deny", "/bin/true"], {}],
+      [
+        ["vault", "test.Exit+0", "/bin/sh", "-c", 'echo "${SAVED_FD_2-none}" >&"$SAVED_FD_2"'],
+        { PASS_LOCAL_STDERR: "1" },
+      ],
+    ];
+    for (const [args, extra] of cases) {
+      const hosted = await system.clientVm("work", args, "", extra);
+      const cli = await system.clientVm("work", args, "", { ...extra, QRX_CLIENT_VM_HOST: "off" });
+      const seen = (result: typeof hosted) => [result.code, result.stdout, result.stderr];
+      expect(seen(hosted), `${args.join(" ")}\n${explain(hosted)}`).toEqual(seen(cli));
+    }
+    const missing = await system.clientVm("work", ["vault", "test.Exit+0", "/nonexistent/program"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/cannot run \/nonexistent\/program: ENOENT/);
+  });
+
+  // §6.6 from a local program: it signals its client (QREXEC_AGENT_PID), writes to its fd 0
+  // and exits at once; what it wrote must reach the service, the signal having gone round
+  // through the front end in the hosted case.
+  test("a local program that signals, writes to fd 0 and exits loses nothing", async () => {
+    system.service("vault", "test.Record", `cat > "${marks}.rec.$1"`);
+    const program = 'kill -USR1 "$QREXEC_AGENT_PID"; echo "via fd 0" >&0';
+    for (const env of [{}, { QRX_CLIENT_VM_HOST: "off" }] as Record<string, string>[]) {
+      const tag = `r${Math.random().toString(36).slice(2)}`;
+      const args = ["vault", `test.Record+${tag}`, "/bin/sh", "-c", program];
+      const result = await system.clientVm("work", args, "", env);
+      expect(result.code, explain(result)).toBe(0);
+      expect(readFileSync(`${marks}.rec.${tag}`, "utf8")).toBe("via fd 0\n");
+    }
+  });
+
+  test("hosted: a local program's large output and input cross intact", async () => {
+    const file = join(system.dir.path, "local-input");
+    const data = new Uint8Array(8 << 20);
+    for (let i = 0; i < data.length; i += 1000) data[i] = (i / 1000) & 0xff;
+    await Bun.write(file, data);
+    const args = ["vault", "test.Sum", "/bin/sh", "-c", `cat "${file}"; exec cat >&"$SAVED_FD_1"`];
+    const result = await system.clientVm("work", args);
+    expect(result.stdout.trim(), explain(result)).toBe(
+      createHash("sha256").update(data).digest("hex"),
+    );
+    expect(result.code).toBe(0);
   });
 
   test("an environment the agent does not share falls back (QRX_SPIN_NS)", async () => {
@@ -316,7 +375,7 @@ describe("qrexec-client-vm's client host", () => {
     const header = (magic: number) => {
       const bytes = new Uint8Array(20);
       new DataView(bytes.buffer).setUint32(0, magic, true);
-      new DataView(bytes.buffer).setUint32(4, 1, true);
+      new DataView(bytes.buffer).setUint32(4, 2, true);
       return bytes;
     };
     expect(await hangsUp(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: qrx\r\n\r\n"))).toBe(

@@ -8,6 +8,7 @@ const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 const wire = @import("wire.zig");
+const local_program = @import("local_program.zig");
 const sys = @import("../sys.zig");
 const bun_cli = @import("bun_cli.zig");
 const getenv = bun_cli.getenv;
@@ -38,7 +39,14 @@ pub fn main() noreturn {
     };
     signal_socket.store(socket, .seq_cst);
     if (signal_pending.load(.seq_cst)) send_signal_byte(socket);
+    var local: ?local_program.Started = null;
     while (true) {
+        if (local) |*started| {
+            if (!wait_for_reply_or_exit(socket, started)) {
+                local = null;
+                continue;
+            }
+        }
         const reply = read_reply(socket) orelse lost_agent();
         switch (reply.kind) {
             .exit => linux.exit_group(exit_status(reply.value)),
@@ -47,12 +55,70 @@ pub fn main() noreturn {
                 fallback(args);
             },
             .refused => refused(reply.value),
-            .accepted => {
-                // The agent holds our stdin and stdout now; our copies would keep a reader of
-                // our output from seeing EOF until we exit.
-                _ = linux.close(0);
-                _ = linux.close(1);
-            },
+            .accepted => close_stdin_stdout(),
+            .start_local => local = start_local(socket, args, reply.value),
+        }
+    }
+}
+
+/// The agent holds our stdin and stdout now, or our local program does: our copies would keep
+/// a reader of our output from seeing EOF until we exit.
+fn close_stdin_stdout() void {
+    _ = linux.close(0);
+    _ = linux.close(1);
+}
+
+/// The local program named by our arguments from `first` on (the agent's parser found it
+/// there), started, and the agent told how that went; null when it could not be started.
+fn start_local(socket: i32, args: []const [*:0]const u8, first: i32) ?local_program.Started {
+    if (first < 0 or first >= args.len) lost_agent();
+    switch (local_program.start(args[@intCast(first)..])) {
+        .failed => |errno| {
+            send_local_value(socket, .failed, errno);
+            return null;
+        },
+        .started => |started| {
+            var control: sys.CmsgBuffer(wire.local_fds) = .{};
+            control.set_fds(.{ started.stdin_fd, started.stdout_fd });
+            const tag = [_]u8{@intFromEnum(wire.LocalTag.started)};
+            while (true) {
+                const rc = sys.send_one(socket, &tag, &control.bytes, linux.MSG.NOSIGNAL);
+                if (linux.E.init(rc) != .INTR) break;
+            }
+            _ = linux.close(started.stdin_fd);
+            _ = linux.close(started.stdout_fd);
+            close_stdin_stdout();
+            return started;
+        },
+    }
+}
+
+fn send_local_value(socket: i32, tag: wire.LocalTag, value: i32) void {
+    var record: [wire.local_record_bytes_max]u8 = undefined;
+    record[0] = @intFromEnum(tag);
+    std.mem.writeInt(i32, record[1..5], value, .little);
+    // An agent that cannot hear this is gone: the next read of the socket says so.
+    write_all(socket, &record) catch {};
+}
+
+/// Waits until the agent says something (true) or the local program ends, whose status then
+/// goes to the agent (false). Without a pidfd, the program is polled for every 20 ms.
+fn wait_for_reply_or_exit(socket: i32, started: *const local_program.Started) bool {
+    var fds = [_]linux.pollfd{
+        .{ .fd = socket, .events = linux.POLL.IN, .revents = 0 },
+        .{ .fd = started.pidfd, .events = linux.POLL.IN, .revents = 0 },
+    };
+    while (true) {
+        const count: usize = if (started.pidfd >= 0) 2 else 1;
+        const timeout: i32 = if (started.pidfd >= 0) -1 else 20;
+        const rc = linux.poll(&fds, count, timeout);
+        if (linux.E.init(rc) == .INTR) continue;
+        if (linux.E.init(rc) != .SUCCESS) lost_agent();
+        if (fds[0].revents != 0) return true;
+        if (local_program.poll_exit(started)) |status| {
+            if (started.pidfd >= 0) _ = linux.close(started.pidfd);
+            send_local_value(socket, .exited, status);
+            return false;
         }
     }
 }

@@ -60,6 +60,50 @@ pub fn payload_valid(header: wire.RequestHeader, payload: []const u8) bool {
 
 const Phase = enum { header, payload, handed, closing };
 
+/// Where a call's local program stands: the front end may send each `LocalTag` record only
+/// in its turn, once.
+pub const LocalState = enum { none, asked, started, ended };
+
+pub const Record = union(enum) {
+    signal,
+    /// The fds came with it.
+    started,
+    /// An errno.
+    failed: i32,
+    /// A status.
+    exited: i32,
+};
+
+pub const RecordVerdict = union(enum) {
+    record: struct { record: Record, len: usize },
+    /// A tag whose value is still to come.
+    incomplete,
+    /// Out of turn, malformed or unknown: the front end is hung up on.
+    hostile,
+};
+
+/// The front end record at the start of `bytes` (not empty), in local state `state`;
+/// `with_fds`: the read that brought these bytes carried exactly the fds `started` needs.
+pub fn next_record(bytes: []const u8, state: LocalState, with_fds: bool) RecordVerdict {
+    assert(bytes.len > 0);
+    if (bytes[0] == wire.signal_byte) return .{ .record = .{ .record = .signal, .len = 1 } };
+    const tag = std.meta.intToEnum(wire.LocalTag, bytes[0]) catch return .hostile;
+    const turn: LocalState = if (tag == .exited) .started else .asked;
+    if (state != turn) return .hostile;
+    if (tag == .started) {
+        if (!with_fds) return .hostile;
+        return .{ .record = .{ .record = .started, .len = 1 } };
+    }
+    if (bytes.len < wire.local_record_bytes_max) return .incomplete;
+    const value = std.mem.readInt(i32, bytes[1..5], .little);
+    const record: Record = switch (tag) {
+        .failed => if (value >= 1 and value <= 4095) .{ .failed = value } else return .hostile,
+        .exited => if (value >= 0 and value <= 255) .{ .exited = value } else return .hostile,
+        .started => unreachable,
+    };
+    return .{ .record = .{ .record = record, .len = wire.local_record_bytes_max } };
+}
+
 const Connection = struct {
     fd: i32,
     phase: Phase = .header,
@@ -71,6 +115,10 @@ const Connection = struct {
     /// The request record being assembled: prefix, then the payload.
     record: []u8 = &.{},
     payload_got: u32 = 0,
+    local: LocalState = .none,
+    /// The start of a front end record cut by a read, kept for the next one.
+    partial: [wire.local_record_bytes_max]u8 = undefined,
+    partial_len: u8 = 0,
 
     fn release_fds(self: *Connection) void {
         for (&self.fds) |*fd| {
@@ -136,7 +184,8 @@ pub const Listener = struct {
         };
     }
 
-    /// Answers connection `id` (any thread). `accepted` keeps it open for the final `exit`.
+    /// Answers connection `id` (any thread). `accepted` and `start_local` keep it open for the
+    /// final `exit`.
     pub fn reply(self: *Listener, id: u32, kind: wire.ReplyKind, value: i32) Fail!void {
         self.mutex.lock();
         defer self.mutex.unlock();
@@ -150,6 +199,14 @@ pub const Listener = struct {
             "client connection {d} is not waiting for a reply",
             .{id},
         );
+        if (kind == .start_local) {
+            if (connection.local != .none) return diag.fail(
+                .INVAL,
+                "client connection {d} was already told to start its program",
+                .{id},
+            );
+            connection.local = .asked;
+        }
         const message = wire.Reply{ .kind = @intFromEnum(kind), .value = value };
         const bytes = std.mem.asBytes(&message);
         const rc = linux.sendto(
@@ -162,7 +219,8 @@ pub const Listener = struct {
         );
         const written = sys.errno_of(rc) == .SUCCESS and rc == bytes.len;
         // A short write leaves the front end waiting forever: hang up instead (it exits 255).
-        if (!written or kind != .accepted) {
+        const final = kind != .accepted and kind != .start_local;
+        if (!written or final) {
             connection.phase = .closing;
             self.wake();
         }
@@ -295,7 +353,7 @@ pub const Listener = struct {
         switch (connection.phase) {
             .header => self.read_header(slot, connection),
             .payload => self.read_payload(slot, connection),
-            .handed => self.read_signals(slot, connection),
+            .handed => self.read_records(slot, connection),
             .closing => {},
         }
     }
@@ -406,18 +464,92 @@ pub const Listener = struct {
         connection.record = &.{};
     }
 
-    /// One read per poll round and at most one event for it: single-socket mode is entered once,
-    /// and a peer that writes without end must neither hold the thread nor grow the queue.
-    fn read_signals(self: *Listener, slot: usize, connection: *Connection) void {
+    /// One read per poll round, and at most one record of each kind per connection queued: a
+    /// front end that writes without end neither holds the thread nor grows the queue (its
+    /// SIGUSR1s are coalesced; each local record is accepted once, in its turn).
+    fn read_records(self: *Listener, slot: usize, connection: *Connection) void {
         var buffer: [64]u8 = undefined;
-        const rc = linux.read(connection.fd, &buffer, buffer.len);
+        const kept = connection.partial_len;
+        @memcpy(buffer[0..kept], connection.partial[0..kept]);
+        connection.partial_len = 0;
+        var control: sys.CmsgBuffer(wire.local_fds + 1) = .{};
+        const message = sys.receive_one(
+            connection.fd,
+            buffer[kept..],
+            &control.bytes,
+            linux.MSG.CMSG_CLOEXEC | linux.MSG.DONTWAIT,
+        );
+        const rc = message.rc;
         switch (sys.errno_of(rc)) {
-            .SUCCESS => if (rc == 0) return self.hang_up(slot, connection),
-            .AGAIN, .INTR => return,
+            .SUCCESS => {},
+            .AGAIN, .INTR => {
+                connection.partial_len = kept;
+                return;
+            },
             else => return self.hang_up(slot, connection),
         }
-        if (std.mem.indexOfScalar(u8, buffer[0..rc], wire.signal_byte) != null) {
-            self.reporter.report(self.reporter.context, self.id_of(slot), .client_signal, 0, "");
+        var fds = control.take_fds_any(message.control_bytes);
+        const truncated = message.flags & linux.MSG.CTRUNC != 0;
+        const with_fds = fds.count == wire.local_fds and !truncated;
+        if (rc == 0) {
+            for (fds.slice()) |fd| sys.close(fd);
+            return self.hang_up(slot, connection);
+        }
+        const bytes = buffer[0 .. kept + rc];
+        var offset: usize = 0;
+        var hostile = false;
+        parse: while (offset < bytes.len) {
+            switch (next_record(bytes[offset..], connection.local, with_fds and fds.count > 0)) {
+                .incomplete => break :parse,
+                .hostile => {
+                    hostile = true;
+                    break :parse;
+                },
+                .record => |found| {
+                    offset += found.len;
+                    self.report_record(slot, connection, found.record, &fds);
+                },
+            }
+        }
+        // Fds that no `started` took are as hostile as bytes that are no record.
+        if (fds.count > 0) hostile = true;
+        for (fds.slice()) |fd| sys.close(fd);
+        if (hostile) return self.hang_up(slot, connection);
+        const left = bytes[offset..];
+        assert(left.len < wire.local_record_bytes_max);
+        @memcpy(connection.partial[0..left.len], left);
+        connection.partial_len = @intCast(left.len);
+    }
+
+    fn report_record(
+        self: *Listener,
+        slot: usize,
+        connection: *Connection,
+        record: Record,
+        fds: *sys.CmsgBuffer(wire.local_fds + 1).Fds,
+    ) void {
+        const id = self.id_of(slot);
+        const context = self.reporter.context;
+        switch (record) {
+            .signal => self.reporter.report(context, id, .client_signal, 0, ""),
+            .started => {
+                var payload: [4 * wire.local_fds]u8 = undefined;
+                for (fds.slice(), 0..) |fd, i| {
+                    std.mem.writeInt(i32, payload[4 * i ..][0..4], fd, .little);
+                }
+                // The fds are JavaScript's from here on.
+                fds.count = 0;
+                connection.local = .started;
+                self.reporter.report(context, id, .client_local_started, 0, &payload);
+            },
+            .failed => |errno| {
+                connection.local = .ended;
+                self.reporter.report(context, id, .client_local_failed, -errno, "");
+            },
+            .exited => |status| {
+                connection.local = .ended;
+                self.reporter.report(context, id, .client_local_exit, status, "");
+            },
         }
     }
 
@@ -495,4 +627,30 @@ test "client host: a payload holds exactly argc + envc strings" {
     try std.testing.expect(!payload_valid(test_header(2, 1, 10), "vault\x00\x00A=1"));
     try std.testing.expect(!payload_valid(test_header(2, 2, 11), "vault\x00\x00A=1\x00"));
     try std.testing.expect(!payload_valid(test_header(1, 1, 11), "vault\x00\x00A=1\x00"));
+}
+
+test "client host: a front end's records, each only in its turn" {
+    const signal = next_record("U", .none, false);
+    try std.testing.expectEqual(Record.signal, signal.record.record);
+    // A program is started only when asked to, and its fds come with the tag.
+    try std.testing.expectEqual(RecordVerdict.hostile, next_record("S", .none, true));
+    try std.testing.expectEqual(RecordVerdict.hostile, next_record("S", .asked, false));
+    try std.testing.expectEqual(Record.started, next_record("S", .asked, true).record.record);
+    try std.testing.expectEqual(RecordVerdict.hostile, next_record("S", .started, true));
+    // A value still to come waits for the next read.
+    try std.testing.expectEqual(RecordVerdict.incomplete, next_record("F\x02\x00", .asked, false));
+    const failed = next_record("F\x02\x00\x00\x00U", .asked, false).record;
+    try std.testing.expectEqual(Record{ .failed = 2 }, failed.record);
+    try std.testing.expectEqual(@as(usize, 5), failed.len);
+    const hostile = RecordVerdict.hostile;
+    try std.testing.expectEqual(hostile, next_record("F\x00\x00\x00\x00", .asked, false));
+    try std.testing.expectEqual(hostile, next_record("F\x02\x00\x00\x00", .started, false));
+    // A status is 0-255, and only of a program that started.
+    const exited = next_record("X\x8f\x00\x00\x00", .started, false).record;
+    try std.testing.expectEqual(Record{ .exited = 143 }, exited.record);
+    try std.testing.expectEqual(hostile, next_record("X\x00\x00\x00\x00", .asked, false));
+    try std.testing.expectEqual(hostile, next_record("X\x00\x01\x00\x00", .started, false));
+    try std.testing.expectEqual(hostile, next_record("X\xff\xff\xff\xff", .started, false));
+    try std.testing.expectEqual(hostile, next_record("X\x00\x00\x00\x00", .ended, false));
+    try std.testing.expectEqual(RecordVerdict.hostile, next_record("?", .started, false));
 }

@@ -8,13 +8,16 @@
 //!   1. `RequestHeader` in one sendmsg carrying SCM_RIGHTS with exactly 3 fds: its 0, 1, 2.
 //!   2. `payload_bytes` bytes: `argc` NUL-terminated arguments (argv[1..], not argv[0]), then
 //!      `envc` NUL-terminated `KEY=VALUE` environment entries. Nothing else.
-//!   3. Afterwards, one `signal_byte` per SIGUSR1 the front end receives.
-//! Agent -> front end: `fallback`, or `accepted` and later `exit`; the agent closes after either
-//! last one. A front end that sees EOF before it lost its agent mid-call.
+//!   3. Afterwards, records that each start with a tag byte: `signal_byte` per SIGUSR1 the
+//!      front end receives, and for a call with a local program (`start_local`) the
+//!      `LocalTag` records.
+//! Agent -> front end: `fallback`; or `accepted` (or, with a local program, `start_local`) and
+//! later `exit`; the agent closes after `fallback` or `exit`. A front end that sees EOF before
+//! it lost its agent mid-call.
 const std = @import("std");
 
 pub const magic: u32 = 0x48585251; // "QRXH", little-endian
-pub const version: u32 = 1;
+pub const version: u32 = 2;
 
 /// Appended to the agent's trigger socket path.
 pub const socket_suffix = ".clients";
@@ -27,6 +30,23 @@ pub const passed_fds: u32 = 3;
 
 /// Sent by the front end once per SIGUSR1 (single-socket mode, qrexec-protocol.md §6.6).
 pub const signal_byte: u8 = 'U';
+
+/// The front end's records about its local program, after `start_local` (the program is its
+/// child: its working directory, session and terminal are the caller's, as upstream's).
+pub const LocalTag = enum(u8) {
+    /// The program runs; this byte carries SCM_RIGHTS with exactly `local_fds` fds: our ends
+    /// of its stdin and of its stdout socketpairs, in that order.
+    started = 'S',
+    /// Followed by an i32 (little-endian): the errno with which it could not be started.
+    failed = 'F',
+    /// Followed by an i32 (little-endian): its status, the exit code or 128+N for signal N.
+    exited = 'X',
+};
+
+pub const local_fds: u32 = 2;
+
+/// A tag and its i32.
+pub const local_record_bytes_max: u32 = 5;
 
 pub const RequestHeader = extern struct {
     magic: u32,
@@ -49,6 +69,12 @@ pub const ReplyKind = enum(u32) {
     /// The agent cannot take a call now (`value` = errno: EMFILE, ENFILE): the front end says
     /// so and exits 126, as a call whose set-up failed before CONNECT (qrexec-protocol.md §8).
     refused = 4,
+    /// The call, which names a local program, is allowed: the front end starts the program now
+    /// (as upstream's qrexec-client-vm, §10 step 3: socketpairs as its stdin and stdout, our
+    /// fds 0 and 1 as its 3 and 4, and 2 as 5 with PASS_LOCAL_STDERR, with SAVED_FD_* and
+    /// QREXEC_AGENT_PID set), closes its own stdin and stdout, answers `LocalTag.started` or
+    /// `failed`, later `exited`, and waits for `exit`.
+    start_local = 5,
 };
 
 pub const Reply = extern struct {

@@ -9,7 +9,8 @@
 //! peer can send without end; the pump cuts them only while the queue is below
 //! `congested_bytes` (above it they wait in their vchan's ring, and its peer waits for room, as
 //! for a reader that is slow). The other records are one per stream or connection state change
-//! (connected, done or failed; a front end's request, gone or refused), so their number is
+//! (connected, done or failed; a front end's request, gone or refused, and its local program's
+//! started, failed or exit, each once), so their number is
 //! bounded by the streams and connections that can exist at once (a service the pump started
 //! adds its `spawned`), and a front end's SIGUSR1s
 //! are coalesced into one pending record. Hence at most `congested_bytes` + one message record
@@ -42,6 +43,13 @@ pub const Kind = enum(u32) {
     /// value = its pid (payload: when, as `connected`'s), or -errno when it could not be
     /// started (the stream then sends both EOFs and 127 or 125 itself).
     spawned = 9,
+    /// The front end started its call's local program (after `start_local`): payload = our
+    /// ends of its stdin and stdout (i32 each, JS owns them now).
+    client_local_started = 10,
+    /// The front end could not start its local program; value = -errno.
+    client_local_failed = 11,
+    /// The front end's local program ended; value = its status (0-255).
+    client_local_exit = 12,
 };
 
 pub const record_header_bytes: u32 = 16;
