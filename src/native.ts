@@ -732,10 +732,11 @@ export interface ClientHostHandlers {
   /** A front end was turned away: its fds could not be received (`errno`: EMFILE, ENFILE). */
   refused?(connection: number, errno: number): void;
   /**
-   * After `startLocal`: the front end started its local program, whose stdin and stdout are
-   * the other ends of `fds` (ours to close), or could not (`errno`).
+   * After `startLocal`: the front end started its local program (`pid`, in the front end's
+   * pid namespace), whose stdin and stdout are the other ends of `fds` (ours to close), or
+   * could not (`errno`).
    */
-  localStarted?(connection: number, fds: [stdin: number, stdout: number]): void;
+  localStarted?(connection: number, fds: [stdin: number, stdout: number], pid: number): void;
   localFailed?(connection: number, errno: number): void;
   /** The front end's local program ended with `status` (its code, or 128+N for signal N). */
   localExit?(connection: number, status: number): void;
@@ -793,7 +794,7 @@ export class ClientHost {
       }
       const fds = new Int32Array(payload.slice(0, abi.CLIENT_LOCAL_FDS * 4).buffer);
       const pair: [number, number] = [fds[0]!, fds[1]!];
-      if (handlers?.localStarted) handlers.localStarted(connection, pair);
+      if (handlers?.localStarted) handlers.localStarted(connection, pair, value);
       else for (const fd of pair) closeSync(fd);
     } else if (kind === PumpEventKind.ClientLocalFailed)
       handlers?.localFailed?.(connection, -value);

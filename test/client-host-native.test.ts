@@ -54,14 +54,14 @@ def reply():
     return list(struct.unpack("<Ii", got)) if len(got) == 8 else None
 result = {}
 if "local" in spec:
-    # A local program's records: "S" goes with two copies of our stdout as the program's fds,
-    # anything else is hex; after start_local when "waitStart" says so.
+    # A local program's records: "S" (our pid as the program's) goes with two copies of our
+    # stdout as its fds, anything else is hex; after start_local when "waitStart" says so.
     if spec.get("waitStart"):
         result["start"] = reply()
     for record in spec["local"]:
         try:
             if record == "S":
-                socket.send_fds(s, [b"S"], [1, 1])
+                socket.send_fds(s, [b"S" + struct.pack("<i", os.getpid())], [1, 1])
             else:
                 s.sendall(bytes.fromhex(record))
         except (BrokenPipeError, ConnectionResetError):
@@ -103,7 +103,7 @@ type HostEvent =
   | { type: "request"; request: ClientRequest }
   | { type: "signal"; connection: number }
   | { type: "gone"; connection: number }
-  | { type: "localStarted"; connection: number; fds: [number, number] }
+  | { type: "localStarted"; connection: number; fds: [number, number]; pid: number }
   | { type: "localFailed"; connection: number; errno: number }
   | { type: "localExit"; connection: number; status: number };
 
@@ -136,7 +136,7 @@ describe("ClientHost (native listener, fake front end)", () => {
   /** Runs the fake front end; `during` sees its process while the test serves it. */
   async function frontEnd(
     spec: FrontEndSpec,
-    during?: () => Promise<void>,
+    during?: (pid: number) => Promise<void>,
   ): Promise<FrontEndResult> {
     const versioned = { version: CLIENT_HOST_VERSION, ...spec };
     const child = Bun.spawn(["python3", script, socketPath, JSON.stringify(versioned)], {
@@ -149,7 +149,7 @@ describe("ClientHost (native listener, fake front end)", () => {
       new Response(child.stderr).text(),
       child.exited,
     ]);
-    if (during) await during();
+    if (during) await during(child.pid);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -180,7 +180,7 @@ describe("ClientHost (native listener, fake front end)", () => {
       request: (request) => push({ type: "request", request }),
       signal: (connection) => push({ type: "signal", connection }),
       gone: (connection) => push({ type: "gone", connection }),
-      localStarted: (connection, fds) => push({ type: "localStarted", connection, fds }),
+      localStarted: (connection, fds, pid) => push({ type: "localStarted", connection, fds, pid }),
       localFailed: (connection, errno) => push({ type: "localFailed", connection, errno }),
       localExit: (connection, status) => push({ type: "localExit", connection, status }),
     });
@@ -274,12 +274,13 @@ describe("ClientHost (native listener, fake front end)", () => {
   test("a local program: start_local, its fds and its status come through, in turn", async () => {
     const exited = "588f000000"; // 'X', 143
     const spec = { argv: ["vault", "x", "prog"], env: [], local: ["S", exited], waitStart: true };
-    const result = await frontEnd(spec, async () => {
+    const result = await frontEnd(spec, async (pid) => {
       const { connection } = await nextRequest();
       expect(host.startLocal(connection, 2)).toBe(true);
       const started = await next();
       if (started.type !== "localStarted") throw new Error(`got ${started.type}`);
       expect(started.connection).toBe(connection);
+      expect(started.pid).toBe(pid);
       writeSync(started.fds[0], "via the program's fd\n");
       for (const fd of started.fds) closeSync(fd);
       expect(await next()).toEqual({ type: "localExit", connection, status: 143 });

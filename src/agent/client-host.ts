@@ -61,7 +61,7 @@ interface HostedCall {
 }
 
 interface LocalReports {
-  started(fds: [number, number]): void;
+  started(fds: [number, number], pid: number): void;
   failed(errno: number): void;
   exited(status: number): void;
 }
@@ -95,9 +95,9 @@ export class ClientVmHost {
       request: (request) => this.#onRequest(request),
       signal: (connection) => this.#onSignal(connection),
       gone: (connection) => this.#calls.get(connection)?.abort.abort(),
-      localStarted: (connection, fds) => {
+      localStarted: (connection, fds, pid) => {
         const local = this.#calls.get(connection)?.local;
-        if (local) local.started(fds);
+        if (local) local.started(fds, pid);
         else for (const fd of fds) closeSync(fd);
       },
       localFailed: (connection, errno) => this.#calls.get(connection)?.local?.failed(errno),
@@ -236,9 +236,9 @@ export class ClientVmHost {
         if (!settled) settle(() => reject(new ExitError("call aborted", QREXEC_EXIT_FATAL)));
       };
       hosted.local = {
-        started: ([stdinFd, stdoutFd]) => {
+        started: ([stdinFd, stdoutFd], pid) => {
           if (settled) for (const fd of [stdinFd, stdoutFd]) closeSync(fd);
-          else settle(() => resolve({ stdinFd, stdoutFd, exited: status }));
+          else settle(() => resolve({ stdinFd, stdoutFd, exited: status, pid }));
         },
         failed: (errno) => {
           const why = `cannot run ${argv[0]}: ${spawnFailure(argv[0]!, errno)}`;

@@ -22,6 +22,12 @@ export interface LocalProgram {
   stdinFd: number;
   stdoutFd: number;
   exited: Promise<number>;
+  /**
+   * Its pid, when another process started it (a hosted call's front end): the pump names it
+   * the stream's child, and so holds a stdout EOF for a SIGUSR1 only as it does for any child
+   * (the signal comes round through the front end and this process's JS, not as a signal).
+   */
+  pid?: number;
 }
 
 /**
@@ -129,6 +135,7 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
     // if nothing else is set yet (a hosted call's stderr would land in the agent's log).
     if (options.remoteStderrFd !== undefined) stream.setRemoteStderr(options.remoteStderrFd);
     stream.setStdio(options.local.stdinFd, options.local.stdoutFd, -1, program !== null);
+    if (program?.pid !== undefined) stream.setChild(program.pid);
     options.onStream?.(stream);
     void stream.connected.then(() =>
       options.trace?.stage("data-connected", {}, stream.connectedAt),

@@ -80,9 +80,13 @@ fn start_local(socket: i32, args: []const [*:0]const u8, first: i32) ?local_prog
         .started => |started| {
             var control: sys.CmsgBuffer(wire.local_fds) = .{};
             control.set_fds(.{ started.stdin_fd, started.stdout_fd });
-            const tag = [_]u8{@intFromEnum(wire.LocalTag.started)};
+            var record: [wire.local_record_bytes_max]u8 = undefined;
+            record[0] = @intFromEnum(wire.LocalTag.started);
+            std.mem.writeInt(i32, record[1..5], started.pid, .little);
+            // One send: the agent takes the fds only with the whole record (five bytes, which a
+            // unix stream socket does not split).
             while (true) {
-                const rc = sys.send_one(socket, &tag, &control.bytes, linux.MSG.NOSIGNAL);
+                const rc = sys.send_one(socket, &record, &control.bytes, linux.MSG.NOSIGNAL);
                 if (linux.E.init(rc) != .INTR) break;
             }
             _ = linux.close(started.stdin_fd);

@@ -66,8 +66,8 @@ pub const LocalState = enum { none, asked, started, ended };
 
 pub const Record = union(enum) {
     signal,
-    /// The fds came with it.
-    started,
+    /// A pid; the fds came with it.
+    started: i32,
     /// An errno.
     failed: i32,
     /// A status.
@@ -90,16 +90,14 @@ pub fn next_record(bytes: []const u8, state: LocalState, with_fds: bool) RecordV
     const tag = std.meta.intToEnum(wire.LocalTag, bytes[0]) catch return .hostile;
     const turn: LocalState = if (tag == .exited) .started else .asked;
     if (state != turn) return .hostile;
-    if (tag == .started) {
-        if (!with_fds) return .hostile;
-        return .{ .record = .{ .record = .started, .len = 1 } };
-    }
+    // The fds come with the first byte of the one send that holds the whole record.
+    if (tag == .started and (!with_fds or bytes.len < wire.local_record_bytes_max)) return .hostile;
     if (bytes.len < wire.local_record_bytes_max) return .incomplete;
     const value = std.mem.readInt(i32, bytes[1..5], .little);
     const record: Record = switch (tag) {
+        .started => if (value >= 1) .{ .started = value } else return .hostile,
         .failed => if (value >= 1 and value <= 4095) .{ .failed = value } else return .hostile,
         .exited => if (value >= 0 and value <= 255) .{ .exited = value } else return .hostile,
-        .started => unreachable,
     };
     return .{ .record = .{ .record = record, .len = wire.local_record_bytes_max } };
 }
@@ -532,7 +530,7 @@ pub const Listener = struct {
         const context = self.reporter.context;
         switch (record) {
             .signal => self.reporter.report(context, id, .client_signal, 0, ""),
-            .started => {
+            .started => |pid| {
                 var payload: [4 * wire.local_fds]u8 = undefined;
                 for (fds.slice(), 0..) |fd, i| {
                     std.mem.writeInt(i32, payload[4 * i ..][0..4], fd, .little);
@@ -540,7 +538,7 @@ pub const Listener = struct {
                 // The fds are JavaScript's from here on.
                 fds.count = 0;
                 connection.local = .started;
-                self.reporter.report(context, id, .client_local_started, 0, &payload);
+                self.reporter.report(context, id, .client_local_started, pid, &payload);
             },
             .failed => |errno| {
                 connection.local = .ended;
@@ -630,19 +628,24 @@ test "client host: a payload holds exactly argc + envc strings" {
 }
 
 test "client host: a front end's records, each only in its turn" {
+    const hostile = RecordVerdict.hostile;
     const signal = next_record("U", .none, false);
     try std.testing.expectEqual(Record.signal, signal.record.record);
-    // A program is started only when asked to, and its fds come with the tag.
-    try std.testing.expectEqual(RecordVerdict.hostile, next_record("S", .none, true));
-    try std.testing.expectEqual(RecordVerdict.hostile, next_record("S", .asked, false));
-    try std.testing.expectEqual(Record.started, next_record("S", .asked, true).record.record);
-    try std.testing.expectEqual(RecordVerdict.hostile, next_record("S", .started, true));
+    // A program is started only when asked to, and its fds come with the whole record.
+    const started = "S\x39\x30\x00\x00";
+    try std.testing.expectEqual(hostile, next_record(started, .none, true));
+    try std.testing.expectEqual(hostile, next_record(started, .asked, false));
+    const found = next_record(started, .asked, true).record;
+    try std.testing.expectEqual(Record{ .started = 12345 }, found.record);
+    try std.testing.expectEqual(@as(usize, 5), found.len);
+    try std.testing.expectEqual(hostile, next_record(started, .started, true));
+    try std.testing.expectEqual(hostile, next_record("S\x39\x30", .asked, true));
+    try std.testing.expectEqual(hostile, next_record("S\x00\x00\x00\x00", .asked, true));
     // A value still to come waits for the next read.
     try std.testing.expectEqual(RecordVerdict.incomplete, next_record("F\x02\x00", .asked, false));
     const failed = next_record("F\x02\x00\x00\x00U", .asked, false).record;
     try std.testing.expectEqual(Record{ .failed = 2 }, failed.record);
     try std.testing.expectEqual(@as(usize, 5), failed.len);
-    const hostile = RecordVerdict.hostile;
     try std.testing.expectEqual(hostile, next_record("F\x00\x00\x00\x00", .asked, false));
     try std.testing.expectEqual(hostile, next_record("F\x02\x00\x00\x00", .started, false));
     // A status is 0-255, and only of a program that started.

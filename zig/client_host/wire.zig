@@ -34,8 +34,10 @@ pub const signal_byte: u8 = 'U';
 /// The front end's records about its local program, after `start_local` (the program is its
 /// child: its working directory, session and terminal are the caller's, as upstream's).
 pub const LocalTag = enum(u8) {
-    /// The program runs; this byte carries SCM_RIGHTS with exactly `local_fds` fds: our ends
-    /// of its stdin and of its stdout socketpairs, in that order.
+    /// The program runs. Followed by an i32 (little-endian): its pid (the agent's pump names
+    /// it the stream's child, see pump.zig `settle_held_eof`). The record carries SCM_RIGHTS
+    /// with exactly `local_fds` fds: our ends of its stdin and of its stdout socketpairs, in
+    /// that order.
     started = 'S',
     /// Followed by an i32 (little-endian): the errno with which it could not be started.
     failed = 'F',

@@ -43,8 +43,8 @@ pub const Kind = enum(u32) {
     /// value = its pid (payload: when, as `connected`'s), or -errno when it could not be
     /// started (the stream then sends both EOFs and 127 or 125 itself).
     spawned = 9,
-    /// The front end started its call's local program (after `start_local`): payload = our
-    /// ends of its stdin and stdout (i32 each, JS owns them now).
+    /// The front end started its call's local program (after `start_local`): value = its pid,
+    /// payload = our ends of its stdin and stdout (i32 each, JS owns them now).
     client_local_started = 10,
     /// The front end could not start its local program; value = -errno.
     client_local_failed = 11,

@@ -820,20 +820,17 @@ pub const Pump = struct {
     /// a handler on another thread (its record is on the way: the pipe wakes us), or in the
     /// pipe (taken here). Only then is the EOF acted on, so a child that signals, writes to fd
     /// 0 and exits never loses that output. Held longer, up to `stdout_eof_hold_ns`: while JS
-    /// has neither named the child (`set_child` wakes us) nor given its status, and while the
-    /// child's writes to fd 0 wait unread with no record for them yet, which covers the
-    /// kernel's short hand-over of a signal to a thread that has not entered the handler yet.
+    /// has not named the child yet (`set_child` wakes us), and while the child's writes to fd 0
+    /// wait unread with no record for them yet, which covers the kernel's short hand-over of a
+    /// signal to a thread that has not entered the handler yet.
     fn settle_held_eof(self: *Pump, stream: *Stream, data: *Data) void {
         self.take_sigusr1();
         var records: [4]signals.Record = undefined;
         for (records[0..signals.take_pending(&records)]) |record| self.apply_sigusr1(record);
         // A record for this stream switched it; the held EOF went with the old stdout.
         const until = data.stdout_eof_held_until() orelse return;
-        // A child JS never names (a hosted call's local program, the front end's child) has its
-        // signals forwarded by the front end ahead of its status (`local_exit`).
-        const unnamed = stream.child_pid == 0 and data.local_status == null;
         const may_come = signals.handlers_running() or
-            (self.sigusr1_mode == .by_child and unnamed) or
+            (self.sigusr1_mode == .by_child and stream.child_pid == 0) or
             data.child_wrote_to_stdin_socket();
         if (may_come and sys.now_ns() < until) return;
         data.release_stdout_eof();
