@@ -11,6 +11,7 @@ const events = pump_mod.events;
 const vchan_mod = @import("../vchan/vchan.zig");
 const Backend = vchan_mod.Backend;
 const protocol = @import("../protocol.zig");
+const diag = @import("../diag.zig");
 
 const Event = struct { stream: u32, kind: events.Kind, value: i32, payload: []const u8 };
 
@@ -594,6 +595,31 @@ fn peer_never_comes(backend: Backend) !void {
     try harness.wait_for(.failed, 1);
     const event = harness.find(lonely, .failed).?;
     try testing.expectEqual(-@as(i32, @intFromEnum(linux.E.TIMEDOUT)), event.value);
+}
+
+test "pump: a waiting shm server's HELLO is in its ring before any client comes" {
+    const harness = try Harness.init(.shm);
+    defer harness.deinit();
+    const server = try harness.vchan(true, 710, 65536);
+    const empty = server.peek_buffer_space();
+    const stream = try harness.pump.attach(
+        server,
+        .{ .kind = .data_client, .own_version = 4, .send_first = true, .connect_timeout_ms = 5000 },
+    );
+    // The pump steps a new stream at once; nobody connects, so only an early HELLO can fill it.
+    var space = empty;
+    var waited_ms: u32 = 0;
+    while (space == empty and waited_ms < 2000) : (waited_ms += 1) {
+        std.time.sleep(std.time.ns_per_ms);
+        space = try harness.pump.with_stream(stream, ring_space, .{});
+    }
+    try testing.expectEqual(empty - protocol.hello_bytes, space);
+}
+
+const StreamPointer = @typeInfo(@TypeOf(Pump.set_stdio)).@"fn".params[0].type.?;
+
+fn ring_space(stream: StreamPointer) diag.Fail!u32 {
+    return stream.vchan.peek_buffer_space();
 }
 
 /// A control peer outside the pump (it reads and writes only when the test says), connected
