@@ -1,7 +1,7 @@
 // Where qrx keeps its runtime state. One state directory per lab; the vchan rendezvous sockets
 // live in its `vchan/` subdirectory unless QRX_VCHAN_DIR says otherwise. The socket backend
 // follows upstream's vchan-socket instead: VCHAN_SOCKET_DIR, by default /var/run/vchan.
-import { join } from "node:path";
+import { join } from "./posix-path.ts";
 import type { VchanBackendName } from "./constants.ts";
 
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,7 +1,7 @@
 // Which lab a command means, how it says there is none, and one call to its admin service: what
 // every lab command needs first. No node:fs here (Bun loads it in ~1.3 ms), so `qrx run` can
 // start its command before loading it (src/lab/run.ts).
-import { resolve } from "node:path";
+import { resolve } from "../posix-path.ts";
 import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
 import { defaultStateDir } from "../paths.ts";
 import { LabLayout } from "./layout.ts";
