@@ -2,7 +2,7 @@
 // and the single executable of `npm run dist` (dist/qrx, the program names as symlinks to it,
 // libqrx.so and share/qrx/ beside it). Every place that starts one of our programs or reads
 // our data files asks here, so both shapes run the same code.
-import { dirname, join } from "node:path";
+import { dirname, join } from "./posix-path.ts";
 
 /** Bun serves a compiled executable's modules from this virtual directory. */
 export const COMPILED = import.meta.dir.startsWith("/$bunfs/");

@@ -2,7 +2,7 @@
 // commander wiring; the work is in src/lab/control.ts. Modules load inside the actions so
 // `qrx --help` stays fast.
 import type { Command } from "commander";
-import { resolve } from "node:path";
+import { resolve } from "../posix-path.ts";
 
 const ISOLATION_HELP =
   "namespaces (each VM domain in its own Linux namespaces) or none; " +

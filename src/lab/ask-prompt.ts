@@ -52,19 +52,21 @@ export class AskWatcher {
   /** The question on the terminal now, and what has been typed toward its answer. */
   #current: { id: string; typed: string } | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
-  /** Questions asked before this command started are about other calls. */
-  #since = 0;
 
+  /**
+   * SINCE: questions asked from then on are this command's (qrx run notes it before the spawn;
+   * those asked before are about other calls).
+   */
   constructor(
     readonly dir: string,
     readonly domain: string,
     readonly labDirOption: string,
+    readonly since: number,
     readonly write: (text: string) => void = (text) => process.stderr.write(text),
   ) {}
 
-  /** SINCE: questions asked from then on are this command's (qrx run notes it before the spawn). */
-  start(since = Date.now()): void {
-    this.#since = since;
+  /** Looks at the queue now, then every POLL_MS until stop(). */
+  start(): void {
     try {
       // A description of its own, non-blocking: the command's stdin is left as it is.
       const flags = constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOCTTY;
@@ -72,6 +74,7 @@ export class AskWatcher {
     } catch {
       this.#tty = null;
     }
+    this.#tick();
     this.#timer = setInterval(() => this.#tick(), POLL_MS);
   }
 
@@ -86,7 +89,7 @@ export class AskWatcher {
 
   #tick(prompting = true): void {
     for (const pending of pendingAsks(this.dir)) {
-      if (pending.question.source !== this.domain || pending.askedAt < this.#since) continue;
+      if (pending.question.source !== this.domain || pending.askedAt < this.since) continue;
       if (this.#tracked.has(pending.id)) continue;
       this.#tracked.set(pending.id, { question: pending.question, prompted: false });
     }

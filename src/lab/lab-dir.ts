@@ -1,8 +1,8 @@
 // Which lab a command means, how it says there is none, and one call to its admin service: what
 // every lab command needs first. No node:fs here (Bun loads it in ~1.3 ms), so `qrx run` can
-// start its command before loading it (src/lab/run.ts).
-import { resolve } from "node:path";
-import { qubesdCallText, QubesdError } from "../admin/qubesd.ts";
+// start its command before loading it (src/lab/run.ts); nor the admin service's client before
+// the first call (~0.1 ms), which `qrx run` makes only when running.json cannot vouch for it.
+import { resolve } from "../posix-path.ts";
 import { defaultStateDir } from "../paths.ts";
 import { LabLayout } from "./layout.ts";
 
@@ -36,6 +36,7 @@ export async function callAdmin(
   dest = "dom0",
   payload?: string,
 ): Promise<string> {
+  const { qubesdCallText, QubesdError } = await import("../admin/qubesd.ts");
   try {
     return await qubesdCallText(layout.adminSocket, method, dest, { payload });
   } catch (error) {

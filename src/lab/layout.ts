@@ -12,7 +12,7 @@
 //   D/domains/<name>/     home/, rpc/, rpc-config/, qrexec-agent.sock, calls.json
 //   D/domains/dom0/       home/, rpc/, rpc-config/, policy.d/
 
-import { join } from "node:path";
+import { join } from "../posix-path.ts";
 
 export class LabLayout {
   constructor(readonly dir: string) {}

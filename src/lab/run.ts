@@ -1,8 +1,10 @@
 // `qrx run DOMAIN -- COMMAND`: a command run as a process of a lab domain. A script pays this
-// start for every command it runs in a domain, so nothing here loads node:fs (1.3-3 ms of Bun's
-// builtins) before the command is started: what watches the policy log and the ask queue loads
-// while it runs. The admin service is asked only when running.json cannot vouch for the domain
+// start for every command it runs in a domain, so nothing here loads node:fs (2-4 ms of a run,
+// with what Bun does at exit) before the command is started, nor after it unless the command ran
+// long enough for the ask queue's first look, or the policy log or the queue changed meanwhile.
+// The admin service is asked only when running.json cannot vouch for the domain
 // (running-domains.ts).
+import type { AskWatcher } from "./ask-prompt.ts";
 import { domainEnv } from "./environment.ts";
 import { callAdmin, dirOption, LabError } from "./lab-dir.ts";
 import { enterArgv } from "./enter.ts";
@@ -15,6 +17,50 @@ function domainNames(status: RunnableLab): string {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The ask watcher's first look comes this long after the spawn: a question needs a call, which
+ * takes a round trip through the daemons first.
+ */
+const FIRST_ASK_LOOK_MS = 30;
+/** How far a file's mtime may trail Date.now(): the file system's granularity (1 s on some). */
+const MTIME_SLACK_MS = 2_000;
+
+/**
+ * Watches the ask queue for `domain`'s command, started at SINCE. ask-prompt.ts (node:fs) loads
+ * at the first look, or at stop() when the queue's directory changed since the command started:
+ * only then can it hold a question of the command.
+ */
+function watchAsks(layout: LabLayout, domain: string, since: number): { stop(): void } {
+  let watcher: AskWatcher | undefined;
+  const load = (): AskWatcher => {
+    const { AskWatcher } = require("./ask-prompt.ts") as typeof import("./ask-prompt.ts");
+    return (watcher = new AskWatcher(layout.asksDir, domain, dirOption(layout), since));
+  };
+  const firstLook = setTimeout(() => load().start(), FIRST_ASK_LOOK_MS);
+  return {
+    stop() {
+      clearTimeout(firstLook);
+      // A question asked since SINCE would have dated the directory SINCE or later (less the
+      // slack); an older date says the last look has nothing to tell.
+      const unchanged = Bun.file(layout.asksDir).lastModified < since - MTIME_SLACK_MS;
+      if (watcher !== undefined || !unchanged) (watcher ?? load()).stop();
+    },
+  };
+}
+
+/** What the policy log says about `domain`'s calls since it was OFFSET bytes long. */
+async function policyLogNotes(
+  path: string,
+  offset: number,
+  domain: string,
+  verbose: boolean,
+): Promise<string[]> {
+  // Nothing logged, nothing to read: policy-notes.ts brings node:fs.
+  if (Bun.file(path).size <= offset) return [];
+  const { PolicyLogReader } = await import("./policy-notes.ts");
+  return new PolicyLogReader(path, offset).notes(domain, verbose);
 }
 
 /** `argv` entered into an isolated domain's namespaces (dom0 stays on the host), else as it is. */
@@ -86,8 +132,7 @@ export async function runInDomain(
     throw new LabError("no command given: qrx run DOMAIN -- COMMAND [ARGS...]", 2);
   const command = domainCommand(layout, status, domain, argv);
   // Where the policy log and the questions stand before the command can make a call (a call is
-  // refused or asked about in milliseconds, before the lines after the spawn run); what reads
-  // them loads while the command runs.
+  // refused or asked about in milliseconds, before the lines after the spawn run).
   const policyLogPath = layout.log("policy");
   const policyLogOffset = Bun.file(policyLogPath).size;
   const since = Date.now();
@@ -105,14 +150,12 @@ export async function runInDomain(
   const ignore = () => {};
   process.on("SIGINT", ignore);
   process.on("SIGTERM", () => child.kill("SIGTERM"));
-  const { AskWatcher } = await import("./ask-prompt.ts");
-  const { PolicyLogReader } = await import("./policy-notes.ts");
-  const policyLog = new PolicyLogReader(policyLogPath, policyLogOffset);
-  const asks = new AskWatcher(layout.asksDir, domain, dirOption(layout));
-  asks.start(since);
+  const asks = watchAsks(layout, domain, since);
   const code = await child.exited;
   asks.stop();
-  for (const note of policyLog.notes(domain, verbose)) process.stderr.write(`${note}\n`);
+  for (const note of await policyLogNotes(policyLogPath, policyLogOffset, domain, verbose)) {
+    process.stderr.write(`${note}\n`);
+  }
   process.off("SIGINT", ignore);
   if (child.signalCode !== null) {
     const number =

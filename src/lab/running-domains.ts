@@ -5,7 +5,7 @@
 // admin's to answer, with its own errors. The status call costs ~3 ms of each `qrx run`, most of
 // it Bun setting up its event loop on the first socket; the reads here go through Bun.file, since
 // node:fs would cost as much again before the command starts.
-import { join } from "node:path";
+import { join } from "../posix-path.ts";
 import type { DomainStatus, LabStatus } from "./admin.ts";
 import type { DomainProcesses } from "./enter.ts";
 import type { LabLayout } from "./layout.ts";
