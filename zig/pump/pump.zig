@@ -1016,7 +1016,9 @@ pub const Pump = struct {
         }
         const connected = switch (vchan.role()) {
             .client => (vchan.finish() catch return self.fail_from_diag(stream)) == 0,
-            .server => vchan.state() == .connected,
+            // A client that found our early HELLO may have connected, said all it had to say
+            // and left before we looked: what it wrote is read as from any peer that left.
+            .server => vchan.state() == .connected or vchan.peek_data_ready() > 0,
         };
         if (connected) {
             stream.phase = .hello;

@@ -616,6 +616,54 @@ test "pump: a waiting shm server's HELLO is in its ring before any client comes"
     try testing.expectEqual(empty - protocol.hello_bytes, space);
 }
 
+test "pump: a service side that connected, said everything and left before the server looked" {
+    const harness = try Harness.init(.shm);
+    defer harness.deinit();
+    const server = try harness.vchan(true, 720, 4096);
+    const empty = server.peek_buffer_space();
+    const options: pump_mod.AttachOptions = .{
+        .kind = .data_client,
+        .own_version = 4,
+        .send_first = true,
+        .connect_timeout_ms = 5000,
+    };
+    const stream = try harness.pump.attach(server, options);
+    const output = try pipe();
+    // Our stdin stays open: nothing is to be sent to the peer that left.
+    const input = try pipe();
+    defer _ = linux.close(input[1]);
+    try harness.pump.with_stream(stream, Pump.set_stdio, .{ output[1], input[0], -1, false });
+    var space = empty;
+    while (space == empty) space = try harness.pump.with_stream(stream, ring_space, .{});
+    // The pump's early HELLO is out. With the pump held, this thread plays the server's side
+    // of the rendezvous, and the service side its whole call, then goes.
+    {
+        harness.pump.mutex.lock();
+        defer harness.pump.mutex.unlock();
+        const peer = try harness.vchan(false, 720, 4096);
+        defer close_peer(peer);
+        var rounds: u32 = 0;
+        while (try peer.finish() != 0 and rounds < 1000) : (rounds += 1) try server.wait_event(10);
+        for ([_][]const u8{
+            &framed(.hello, &.{ 4, 0, 0, 0 }),
+            &framed(.data_stdout, "out"),
+            &framed(.data_stdout, ""),
+            &framed(.data_exit_code, &.{ 7, 0, 0, 0 }),
+        }) |bytes| _ = try peer.send(bytes);
+    }
+    try harness.wait_for(.done, 1);
+    try testing.expectEqual(@as(i32, 7), harness.find(stream, .done).?.value);
+    var got: [16]u8 = undefined;
+    try testing.expectEqualStrings("out", got[0..try read_to_end(output[0], &got)]);
+    try harness.pump.close(stream);
+}
+
+/// A qrexec message: header and body.
+fn framed(comptime kind: protocol.MsgType, comptime body: []const u8) [8 + body.len]u8 {
+    const header = protocol.Header{ .type = @intFromEnum(kind), .len = body.len };
+    return header.encode() ++ body[0..body.len].*;
+}
+
 const StreamPointer = @typeInfo(@TypeOf(Pump.set_stdio)).@"fn".params[0].type.?;
 
 fn ring_space(stream: StreamPointer) diag.Fail!u32 {
