@@ -186,6 +186,23 @@ pub fn receive_one(descriptor: i32, buffer: []u8, control: []u8, flags: u32) Rec
     return .{ .rc = rc, .flags = @bitCast(message.flags), .control_bytes = message.controllen };
 }
 
+/// Reads a blocking fd until `out` is full: the bytes read, fewer at EOF or on an error (EINTR
+/// is retried).
+pub fn read_full(descriptor: i32, out: []u8) usize {
+    var got: usize = 0;
+    while (got < out.len) {
+        const rc = linux.read(descriptor, out[got..].ptr, out.len - got);
+        switch (errno_of(rc)) {
+            .SUCCESS => if (rc == 0) return got else {
+                got += rc;
+            },
+            .INTR => {},
+            else => return got,
+        }
+    }
+    return got;
+}
+
 /// Reads a non-blocking fd (eventfd, inotify, pipe) until it has nothing more to give.
 pub fn drain(descriptor: i32) void {
     if (descriptor < 0) return;

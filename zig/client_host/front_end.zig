@@ -296,17 +296,7 @@ const Reply = struct { kind: wire.ReplyKind, value: i32 };
 fn read_reply(socket: i32) ?Reply {
     var raw: wire.Reply = undefined;
     const bytes = std.mem.asBytes(&raw);
-    var got: usize = 0;
-    while (got < bytes.len) {
-        const rc = linux.read(socket, bytes[got..].ptr, bytes.len - got);
-        switch (linux.E.init(rc)) {
-            .SUCCESS => if (rc == 0) return null else {
-                got += rc;
-            },
-            .INTR => {},
-            else => return null,
-        }
-    }
+    if (sys.read_full(socket, bytes) != bytes.len) return null;
     return decode_reply(raw);
 }
 

@@ -8,6 +8,7 @@
 const std = @import("std");
 const linux = std.os.linux;
 const getenv = @import("bun_cli.zig").getenv;
+const sys = @import("../sys.zig");
 
 pub const Started = struct {
     pid: i32,
@@ -80,7 +81,7 @@ pub fn start(argv: []const [*:0]const u8) Result {
     close_all(&.{ stdin_pair[1], stdout_pair[1], report[1] });
     // EOF: the exec closed the pipe. Four bytes: the child's errno, and it has exited.
     var errno: i32 = 0;
-    const got = read_full(report[0], std.mem.asBytes(&errno));
+    const got = sys.read_full(report[0], std.mem.asBytes(&errno));
     close_all(&.{report[0]});
     if (got == @sizeOf(i32)) {
         reap(pid);
@@ -184,21 +185,6 @@ fn child_failed(rc: usize, report: i32) noreturn {
     const errno: i32 = @intCast(@intFromEnum(linux.E.init(rc)));
     _ = linux.write(report, std.mem.asBytes(&errno).ptr, @sizeOf(i32));
     linux.exit_group(127);
-}
-
-fn read_full(fd: i32, out: []u8) usize {
-    var got: usize = 0;
-    while (got < out.len) {
-        const rc = linux.read(fd, out[got..].ptr, out.len - got);
-        switch (linux.E.init(rc)) {
-            .SUCCESS => if (rc == 0) return got else {
-                got += rc;
-            },
-            .INTR => {},
-            else => return got,
-        }
-    }
-    return got;
 }
 
 fn reap(pid: i32) void {
