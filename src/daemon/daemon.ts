@@ -49,6 +49,7 @@ import {
   runToDom0,
   type AdminService,
 } from "./execute.ts";
+import { SpareConnections } from "./spare-connections.ts";
 import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
 import type { PolicyResponse } from "../protocol/policy-response.ts";
 import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
@@ -116,6 +117,8 @@ export class Daemon {
   readonly #stats: CallStats;
   /** Refusals are free for the VM to cause: their lines are rate-limited. */
   readonly #refusals: RefusalLog;
+  /** Connections to the daemons of VMs we called, greeted ahead of the next call. */
+  readonly #spares: SpareConnections;
 
   constructor(options: DaemonOptions) {
     this.#options = options;
@@ -123,6 +126,7 @@ export class Daemon {
     this.#admin = options.qubesdSocket ? adminServiceAt(options.qubesdSocket) : null;
     this.#stats = new CallStats(options.statsFile);
     this.#refusals = new RefusalLog(options.log);
+    this.#spares = new SpareConnections(options.socketDir);
   }
 
   /** Connects to the agent and opens the daemon socket; rejects when the agent never comes. */
@@ -135,6 +139,7 @@ export class Daemon {
 
   stop(): void {
     this.#stopping = true;
+    this.#spares.stop();
     this.#stats.flush();
     this.#unlisten();
     this.#control?.close();
@@ -305,6 +310,7 @@ export class Daemon {
         service,
         source: this.#asSource,
         autostart: decision.autostart && this.#admin !== null ? { admin: this.#admin } : null,
+        spares: this.#spares,
       });
     }
   }

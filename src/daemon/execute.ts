@@ -22,6 +22,7 @@ import {
 } from "../services/start.ts";
 import { needsSession, waitForSession } from "../services/wait-for-session.ts";
 import { connectDaemon, requestExec, requestServiceConnect } from "./daemon-client.ts";
+import type { SpareConnections } from "./spare-connections.ts";
 import { portKey, traceCall, traceKeyed, tracing, triggerKey } from "../trace.ts";
 
 /** The daemon's fixed VM -> dom0 connection timeout (§13.16). */
@@ -124,7 +125,7 @@ function isNotListening(error: unknown): boolean {
  * is started first when the policy said autostart (§7.6).
  */
 export async function executeVm(
-  call: VmCall & { autostart?: { admin: AdminService } | null },
+  call: VmCall & Pick<VmCommand, "autostart" | "spares">,
 ): Promise<Connection | null> {
   const command = buildVmServiceCommand({
     user: call.user,
@@ -144,11 +145,14 @@ export interface VmCommand {
   keepTargetConnection?: boolean;
   source: SourceDaemon;
   autostart?: { admin: AdminService } | null;
+  /** Target daemon connections greeted ahead (a daemon's own calls); none if absent. */
+  spares?: SpareConnections;
 }
 
 /** `executeVm` with the command as given. */
 export async function executeVmCommand(call: VmCommand): Promise<Connection | null> {
-  const targetDaemon = await connectTarget(call);
+  const spares = call.keepTargetConnection ? undefined : call.spares;
+  const targetDaemon = spares?.take(call.target) ?? (await connectTarget(call));
   let allocated;
   try {
     allocated = await requestExec(targetDaemon, MSG_EXEC_CMDLINE, call.sourceDomain, call.command);
@@ -157,6 +161,7 @@ export async function executeVmCommand(call: VmCommand): Promise<Connection | nu
     throw error;
   }
   if (!call.keepTargetConnection) targetDaemon.close();
+  spares?.refill(call.target);
   try {
     await call.source.serviceConnect(allocated, call.ident);
   } catch (error) {

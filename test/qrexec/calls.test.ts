@@ -73,6 +73,18 @@ describe.each(TRANSPORTS)("qrexec calls over %s", (transport) => {
     expect(direct.stdout, explain(direct)).toBe("dom0|test.Env|unset|\n");
   });
 
+  // The calling daemon keeps a connection to the target's daemon greeted for its next call
+  // (src/daemon/spare-connections.ts): a target daemon that restarted in between closed it.
+  test("VM -> VM calls go on across a restart of the target's daemon", async () => {
+    for (let round = 0; round < 2; round++) {
+      for (const input of ["1 2\n", "3 4\n"]) {
+        const result = await system.clientVm("work", ["vault", "test.Add"], input);
+        expect(result.code, explain(result)).toBe(0);
+      }
+      if (round === 0) await system.restartDaemon("vault");
+    }
+  });
+
   test("a denied call: 126 and exactly 'Request refused'", async () => {
     const result = await system.clientVm("work", ["vault", "test.Deny"]);
     expect(result.code, explain(result)).toBe(126);
