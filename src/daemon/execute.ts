@@ -161,13 +161,14 @@ export async function executeVmCommand(call: VmCommand): Promise<Connection | nu
     throw error;
   }
   if (!call.keepTargetConnection) targetDaemon.close();
-  spares?.refill(call.target);
   try {
     await call.source.serviceConnect(allocated, call.ident);
   } catch (error) {
     targetDaemon.close();
     throw error;
   }
+  // Once this call's messages are out: the spare's connect is not on its path.
+  spares?.refill(call.target);
   return call.keepTargetConnection ? targetDaemon : null;
 }
 
