@@ -226,24 +226,23 @@ export class ClientVmHost {
     const status = new Promise<number>((resolve) => (exited = resolve));
     return new Promise((resolve, reject) => {
       let settled = false;
-      const settle = (then: () => void) => {
+      const fail = (why: string) => {
+        if (settled) return;
         settled = true;
-        signal.removeEventListener("abort", gone);
-        then();
+        reject(new ExitError(why, QREXEC_EXIT_FATAL));
       };
+      // Before the start or after it: nobody will report the program's status any more.
       const gone = () => {
         exited(QREXEC_EXIT_FATAL);
-        if (!settled) settle(() => reject(new ExitError("call aborted", QREXEC_EXIT_FATAL)));
+        fail("call aborted");
       };
       hosted.local = {
         started: ([stdinFd, stdoutFd], pid) => {
-          if (settled) for (const fd of [stdinFd, stdoutFd]) closeSync(fd);
-          else settle(() => resolve({ stdinFd, stdoutFd, exited: status, pid }));
+          if (settled) return [stdinFd, stdoutFd].forEach((fd) => closeSync(fd));
+          settled = true;
+          resolve({ stdinFd, stdoutFd, exited: status, pid });
         },
-        failed: (errno) => {
-          const why = `cannot run ${argv[0]}: ${spawnFailure(argv[0]!, errno)}`;
-          if (!settled) settle(() => reject(new ExitError(why, QREXEC_EXIT_FATAL)));
-        },
+        failed: (errno) => fail(`cannot run ${argv[0]}: ${spawnFailure(argv[0]!, errno)}`),
         exited,
       };
       signal.addEventListener("abort", gone, { once: true });

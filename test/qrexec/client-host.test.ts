@@ -306,28 +306,34 @@ describe("qrexec-client-vm's client host", () => {
     expect(bad.stderr).toMatch(/invalid buffer size/);
   });
 
-  test("hosted: a client killed mid-call ends the service; the agent keeps no fd", async () => {
-    const agentPid = system.vms.get("work")!.agent.pid;
-    const before = fdTargets(agentPid).length;
-    const tag = `k${Math.random().toString(36).slice(2)}`;
-    const child = Bun.spawn([join(BIN, "qrexec-client-vm"), "vault", `test.Hold+${tag}`], {
-      env: system.env(2),
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
+  // The last: the service has ended (its stdin closed) and the call waits for the program.
+  const closesStdout = ["/bin/sh", "-c", "exec >&-; exec sleep 5"];
+  for (const local of [[], ["/bin/sh", "-c", relay], closesStdout]) {
+    const what = local.length > 0 ? `a client with a local program (${local[2]})` : "a client";
+    test(`hosted: ${what} killed mid-call ends the service; the agent keeps no fd`, async () => {
+      const agentPid = system.vms.get("work")!.agent.pid;
+      const before = fdTargets(agentPid).length;
+      const tag = `k${Math.random().toString(36).slice(2)}`;
+      const argv = [join(BIN, "qrexec-client-vm"), "vault", `test.Hold+${tag}`, ...local];
+      const child = Bun.spawn(argv, {
+        env: system.env(2),
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
+      expect(executable(child.pid)).toBe(FRONT);
+      child.kill("SIGKILL");
+      await child.exited;
+      await waitFor(
+        () => fdTargets(agentPid).length <= before,
+        `the agent to drop the call's fds (${fdTargets(agentPid).join(" ")})`,
+        5000,
+      );
+      const after = await system.clientVm("work", ["vault", "test.Exit+0"]);
+      expect(after.code, explain(after)).toBe(0);
     });
-    await waitFor(() => existsSync(`${marks}.${tag}`), "the service to start");
-    expect(executable(child.pid)).toBe(FRONT);
-    child.kill("SIGKILL");
-    await child.exited;
-    await waitFor(
-      () => fdTargets(agentPid).length <= before,
-      `the agent to drop the call's fds (${fdTargets(agentPid).join(" ")})`,
-      5000,
-    );
-    const after = await system.clientVm("work", ["vault", "test.Exit+0"]);
-    expect(after.code, explain(after)).toBe(0);
-  });
+  }
 
   test("an agent whose host socket path would be too long serves without a host", async () => {
     const dir = join(
