@@ -16,7 +16,11 @@ zig="$root/.tools/zig/ziglang/zig"
 
 say() { printf 'qrx setup: %s\n' "$*" >&2; }
 
-if [ ! -x node_modules/.bin/bun ] || [ ! -d node_modules/commander ] || [ package.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+    # A worktree sharing another checkout's dependencies: `npm ci` would empty that checkout's
+    # node_modules through the link (it clears the directory first). Their owner keeps them.
+    [ -x node_modules/.bin/bun ] || { say "node_modules links to a tree without Bun: set that one up"; exit 1; }
+elif [ ! -x node_modules/.bin/bun ] || [ ! -d node_modules/commander ] || [ package.json -nt node_modules/.package-lock.json ]; then
     command -v npm >/dev/null 2>&1 || { say "npm is needed to install Bun (apt-get install npm)"; exit 1; }
     say "installing Bun and JS dependencies with npm"
     # Under `npm install -g` (this script as `prepare`) npm's settings for the global install

@@ -101,3 +101,25 @@ test("installing Zig with pip says so, without pip's warning about running as ro
     `qrx setup: installing Zig ${version} from PyPI (ziglang) into .tools/zig\n`,
   );
 }, 20_000);
+
+// A worktree may link another checkout's node_modules: `npm ci` there would empty the other
+// tree's dependencies through the link (it clears the directory first), so it never runs.
+test("a node_modules linked from another tree is never reinstalled", async () => {
+  const root = fakeTree(0, "linked");
+  // The other tree's dependencies, installed before this tree's package.json was written.
+  const other = join(tree.path, "other-node_modules");
+  mkdirSync(join(other, ".bin"), { recursive: true });
+  mkdirSync(join(other, "commander"));
+  copyFileSync(join(ROOT, "node_modules", ".bin", "bun"), join(other, ".bin", "bun"));
+  writeFileSync(join(other, ".package-lock.json"), "{}");
+  const older = new Date(Date.now() - 2 * 86_400_000);
+  utimesSync(join(other, ".package-lock.json"), older, older);
+  rmSync(join(root, "node_modules"));
+  symlinkSync(other, join(root, "node_modules"));
+  const bin = join(root, "stand-in-bin");
+  mkdirSync(bin);
+  writeFileSync(join(bin, "npm"), '#!/bin/sh\necho "npm ran: $*" >&2\nexit 3\n');
+  chmodSync(join(bin, "npm"), 0o755);
+  const result = await bootstrap(root, `${bin}:${process.env.PATH}`);
+  expect(result).toMatchObject({ code: 0, stderr: "" });
+}, 20_000);
