@@ -569,6 +569,14 @@ export class Stream {
     check(native.qp_send(this.#guard(), type, body, body.length));
   }
 
+  /**
+   * A hosted call's stream: the pump thread tells client host `connection`'s front end its
+   * exit status as soon as the stream is done with the remote's status (before JS hears).
+   */
+  replyWhenDone(connection: number): void {
+    check(native.qp_reply_when_done(this.#guard(), connection));
+  }
+
   /** The local child exited with `status` (exit code, or 128+signal). */
   localExit(status: number): void {
     check(native.qp_local_exit(this.#guard(), status));
@@ -816,6 +824,15 @@ export class ClientHost {
    */
   startLocal(connection: number, first: number): boolean {
     return native.qh_reply(connection, abi.ClientReply.StartLocal, first) >= 0;
+  }
+
+  /**
+   * The front end writes `text` to its stderr (cut to the wire's limit). A front end that is
+   * gone is no error.
+   */
+  message(connection: number, text: string): void {
+    const bytes = encoder.encode(text).subarray(0, abi.CLIENT_MESSAGE_BYTES_MAX);
+    if (bytes.length > 0) native.qh_message(connection, bytes, bytes.length);
   }
 
   /** The front end exits with `code` (0-255). A front end that is gone is no error. */

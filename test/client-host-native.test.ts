@@ -44,15 +44,25 @@ def receive(count):
         return s.recv(count)
     except ConnectionResetError:
         return b""
-def reply():
+def exactly(count):
     got = b""
-    while len(got) < 8:
-        chunk = receive(8 - len(got))
+    while len(got) < count:
+        chunk = receive(count - len(got))
         if not chunk:
             break
         got += chunk
-    return list(struct.unpack("<Ii", got)) if len(got) == 8 else None
-result = {}
+    return got
+result = {"messages": []}
+def reply():
+    # Kind 6 (message) carries that many bytes of text: kept, and the next reply read.
+    while True:
+        got = exactly(8)
+        if len(got) < 8:
+            return None
+        kind, value = struct.unpack("<Ii", got)
+        if kind != 6:
+            return [kind, value]
+        result["messages"].append(exactly(value).decode())
 if "local" in spec:
     # A local program's records: "S" (our pid as the program's) goes with two copies of our
     # stdout as its fds, anything else is hex; after start_local when "waitStart" says so.
@@ -97,6 +107,8 @@ interface FrontEndResult {
   /** The host closed the connection after its reply (or without one). */
   eof: boolean;
   start?: [number, number] | null;
+  /** The text of `message` replies, in order. */
+  messages?: string[];
 }
 
 type HostEvent =
@@ -159,7 +171,10 @@ describe("ClientHost (native listener, fake front end)", () => {
     });
     try {
       const [stdout, stderr, code] = await Promise.race([outputs, timeout]);
-      let parsed: Pick<FrontEndResult, "reply" | "eof" | "start"> = { reply: null, eof: false };
+      let parsed: Pick<FrontEndResult, "reply" | "eof" | "start" | "messages"> = {
+        reply: null,
+        eof: false,
+      };
       if (stderr.startsWith("{")) parsed = JSON.parse(stderr);
       else if (spec.then !== "exit")
         throw new Error(`fake front end failed (exit ${code}): ${stderr}`);
@@ -209,13 +224,21 @@ describe("ClientHost (native listener, fake front end)", () => {
         writeSync(request.fds[1], "through fd 1\n");
         for (const fd of request.fds) closeSync(fd);
         expect(await next()).toEqual({ type: "signal", connection: request.connection });
+        // What the agent says once the call's stream holds the front end's stderr.
+        host.message(request.connection, "said by the agent\n");
         host.reply(request.connection, 42);
         // Answered: the host closes the connection and reports nothing more for it.
         host.reply(request.connection, 1);
         host.fallback(request.connection);
       },
     );
-    expect(result).toEqual({ code: 0, stdout: "through fd 1\n", reply: [1, 42], eof: true });
+    expect(result).toEqual({
+      code: 0,
+      stdout: "through fd 1\n",
+      messages: ["said by the agent\n"],
+      reply: [1, 42],
+      eof: true,
+    });
     await Bun.sleep(100);
     expect(events).toEqual([]);
   });
@@ -248,7 +271,7 @@ describe("ClientHost (native listener, fake front end)", () => {
       const result = await frontEnd(spec);
       expect({ spec, result }).toEqual({
         spec,
-        result: { code: 0, stdout: "", reply: null, eof: true },
+        result: { code: 0, stdout: "", messages: [], reply: null, eof: true },
       });
     }
     expect(events).toEqual([]);
@@ -289,6 +312,7 @@ describe("ClientHost (native listener, fake front end)", () => {
     expect(result).toEqual({
       code: 0,
       stdout: "via the program's fd\n",
+      messages: [],
       start: [5, 2],
       reply: [1, 7],
       eof: true,
@@ -336,7 +360,7 @@ describe("ClientHost (native listener, fake front end)", () => {
 
   test("a front end of another version is told to fall back", async () => {
     const result = await frontEnd({ argv: ["vault", "x"], env: [], version: 99 });
-    expect(result).toEqual({ code: 0, stdout: "", reply: [2, 0], eof: true });
+    expect(result).toEqual({ code: 0, stdout: "", messages: [], reply: [2, 0], eof: true });
     expect(events).toEqual([]);
   });
 
@@ -349,7 +373,7 @@ describe("ClientHost (native listener, fake front end)", () => {
       const result = await frontEnd(spec);
       expect({ spec, result }).toEqual({
         spec,
-        result: { code: 0, stdout: "", reply: [2, 0], eof: true },
+        result: { code: 0, stdout: "", messages: [], reply: [2, 0], eof: true },
       });
     }
     expect(events).toEqual([]);

@@ -20,7 +20,7 @@ const protocol = @import("protocol.zig");
 
 /// Bumped whenever an export's signature or anything below changes: src/native.ts refuses a
 /// library whose `qrx_abi_version` differs from the value it was generated with.
-pub const abi_version: u32 = 13;
+pub const abi_version: u32 = 14;
 
 // ---------------------------------------------------------------- vchan
 
@@ -95,6 +95,8 @@ pub const PumpMark = pump_data.Mark;
 // ---------------------------------------------------------------- the client host
 
 pub const ClientReply = client_host_wire.ReplyKind;
+/// The longest text of a `message` reply.
+pub const client_message_bytes_max = client_host_wire.message_bytes_max;
 /// What a front end's header says (a test's fake front end speaks it).
 pub const client_host_version = client_host_wire.version;
 /// A `client_request` record's payload starts with this; the strings follow.

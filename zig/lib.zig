@@ -382,6 +382,13 @@ pub export fn qp_send(stream: u32, msg_type: u32, data: [*]const u8, len: u32) i
     return 0;
 }
 
+/// The exit status of the hosted call on `stream` goes to client host `connection` as soon as
+/// the stream is done with the remote's status.
+pub export fn qp_reply_when_done(stream: u32, connection: u32) i32 {
+    pump.with_stream(stream, Pump.reply_when_done, .{connection}) catch return failure();
+    return 0;
+}
+
 pub export fn qp_local_exit(stream: u32, status: i32) i32 {
     pump.with_stream(stream, Pump.local_exit, .{status}) catch return failure();
     return 0;
@@ -458,11 +465,25 @@ fn report_to_pump(
     target.report(id, kind, value, payload);
 }
 
+/// Front end `connection` writes `text` to its stderr (a `message` reply).
+pub export fn qh_message(connection: u32, text: [*]const u8, len: u32) i32 {
+    listener.send_message(connection, text[0..len]) catch return failure();
+    return 0;
+}
+
+fn reply_to_front_end(connection: u32, status: i32) void {
+    // A front end that is gone (or was answered already) needs no status.
+    listener.reply(connection, .exit, status) catch {};
+}
+
 /// Listens on `path` (a stale socket there is replaced); requests arrive as pump events.
 pub export fn qh_listen(path: [*]const u8, len: u32) i32 {
     const started = started_pump() catch return failure();
     const reporter: client_host.Reporter = .{ .context = started, .report = report_to_pump };
     listener.listen(path[0..len], reporter) catch return failure();
+    started.mutex.lock();
+    defer started.mutex.unlock();
+    started.reply_hook = reply_to_front_end;
     return 0;
 }
 

@@ -16,7 +16,7 @@ import {
   resolveCall,
   type ClientVmCommandLine,
 } from "../client-vm/command-line.ts";
-import { ClientHost, dupFd, type ClientRequest, type Stream } from "../native.ts";
+import { ClientHost, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
 import { FdShortage, fdHeadroom, outOfFds } from "./fd-shortage.ts";
@@ -175,21 +175,27 @@ export class ClientVmHost {
     const unused = call.localProgram ? [input, output] : call.useStdinSocket ? [output] : [];
     for (const fd of unused) closeSync(fd);
     const owned = new Set([input, output, error].filter((fd) => !unused.includes(fd)));
+    // What goes to the caller's stderr from here: written to it until the stream has it, then
+    // sent to the front end, which writes it (we keep no copy, so that stderr ends with the
+    // stream and the front end).
+    const say = (text: string) => {
+      if (owned.has(error)) writeMessage(error, text);
+      else this.#host!.message(request.connection, `${text}\n`);
+    };
     try {
       this.#reserveFds();
-      // The stream's own copy of the stderr: ours stays for the messages written below.
-      const remoteStderr = dupFd(error);
-      owned.add(remoteStderr);
       return await callService({
         ...call,
-        stdio: { input, output, error: remoteStderr },
+        stdio: { input, output, error },
         abort: hosted.abort.signal,
         startLocal: (argv) => this.#startLocal(request, hosted, argv),
         trace: traceCall(call.domain)?.stage("client-start", { hosted: true }),
         onStream: (stream) => {
           // The stream owns its fds now.
-          for (const fd of [input, output, remoteStderr]) owned.delete(fd);
+          for (const fd of [input, output, error]) owned.delete(fd);
           hosted.stream = stream;
+          // The exit status computed below is the same; the pump's goes out a wake-up sooner.
+          stream.replyWhenDone(request.connection);
           this.#shortage.recovered();
           if (hosted.signalled) singleSocket(stream);
         },
@@ -201,14 +207,11 @@ export class ClientVmHost {
       const short = hosted.stream === null ? this.#shortOfFds(failure) : null;
       if (short !== null) {
         this.#shortage.refused(short, message);
-        writeMessage(error, `${REFUSED_OUT_OF_FDS} (${short})`);
+        say(`${REFUSED_OUT_OF_FDS} (${short})`);
         return QREXEC_EXIT_REQUEST_REFUSED;
       }
       const code = failure instanceof ExitError ? failure.code : QREXEC_EXIT_FATAL;
-      writeMessage(
-        error,
-        code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`,
-      );
+      say(code === QREXEC_EXIT_REQUEST_REFUSED ? message : `${PROGRAM}: ${message}`);
       return code;
     } finally {
       for (const fd of owned) closeSync(fd);

@@ -57,8 +57,19 @@ pub fn main() noreturn {
             .refused => refused(reply.value),
             .accepted => close_stdin_stdout(),
             .start_local => local = start_local(socket, args, reply.value),
+            .message => write_message(socket, reply.value),
         }
     }
+}
+
+var message_buffer: [wire.message_bytes_max]u8 = undefined;
+
+/// The agent's words about the call, to our stderr, which the call's stream holds for it.
+fn write_message(socket: i32, length: i32) void {
+    if (length < 1 or length > wire.message_bytes_max) lost_agent();
+    const text = message_buffer[0..@intCast(length)];
+    if (sys.read_full(socket, text) != text.len) lost_agent();
+    write_stderr(text);
 }
 
 /// The agent holds our stdin and stdout now, or our local program does: our copies would keep

@@ -229,6 +229,53 @@ pub const Listener = struct {
         );
     }
 
+    /// Sends connection `id` the text of a `message` reply (any thread); it stays open.
+    pub fn send_message(self: *Listener, id: u32, text: []const u8) Fail!void {
+        if (text.len == 0 or text.len > wire.message_bytes_max) return diag.fail(
+            .INVAL,
+            "a message is 1 to {d} bytes",
+            .{wire.message_bytes_max},
+        );
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        const connection = self.lookup(id) orelse return diag.fail(
+            .BADF,
+            "client connection {d} is gone",
+            .{id},
+        );
+        if (connection.phase != .handed) return diag.fail(
+            .BADF,
+            "client connection {d} is not waiting for a reply",
+            .{id},
+        );
+        var bytes: [@sizeOf(wire.Reply) + wire.message_bytes_max]u8 = undefined;
+        const header = wire.Reply{
+            .kind = @intFromEnum(wire.ReplyKind.message),
+            .value = @intCast(text.len),
+        };
+        @memcpy(bytes[0..@sizeOf(wire.Reply)], std.mem.asBytes(&header));
+        @memcpy(bytes[@sizeOf(wire.Reply)..][0..text.len], text);
+        const total = @sizeOf(wire.Reply) + text.len;
+        const rc = linux.sendto(
+            connection.fd,
+            &bytes,
+            total,
+            linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
+            null,
+            0,
+        );
+        if (sys.errno_of(rc) != .SUCCESS or rc != total) {
+            // Half a message would leave the front end reading text that never comes.
+            connection.phase = .closing;
+            self.wake();
+            return diag.fail(
+                .PIPE,
+                "client connection {d}: the message could not be written",
+                .{id},
+            );
+        }
+    }
+
     fn wake(self: *Listener) void {
         const one: u64 = 1;
         _ = linux.write(self.wake_fd, std.mem.asBytes(&one), 8);

@@ -77,7 +77,14 @@ pub const ReplyKind = enum(u32) {
     /// QREXEC_AGENT_PID set), closes its own stdin and stdout, answers `LocalTag.started` or
     /// `failed`, later `exited`, and waits for `exit`.
     start_local = 5,
+    /// `value` bytes of text (1 to `message_bytes_max`) follow: the front end writes them to
+    /// its stderr. What the agent says about a call once the call's stream holds the front
+    /// end's stderr, so that the agent keeps no copy of it: the caller sees that stderr end
+    /// when the call's stream does and the front end exits. Comes before `exit`.
+    message = 6,
 };
+
+pub const message_bytes_max: u32 = 4096;
 
 pub const Reply = extern struct {
     kind: u32,

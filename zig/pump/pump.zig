@@ -84,6 +84,9 @@ const Stream = struct {
     child_pidfd: i32 = -1,
     /// The child is one the pump started (`spawn`), so ours to reap, not Bun's.
     owns_child: bool = false,
+    /// A hosted call's front end (client host connection), told its exit status by this
+    /// thread when the stream is done with the remote's status (`reply_when_done`).
+    reply_to: ?u32 = null,
     /// The service to start when the data vchan connects (`spawn_on_connect`).
     spawn: ?*spawn_mod.Spec = null,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
@@ -98,6 +101,16 @@ const Stream = struct {
     revents_stderr: i16 = 0,
     revents_child: i16 = 0,
 };
+
+const OwedReply = struct { connection: u32, status: i32 };
+
+/// A caller's exit status from the remote's and its local program's, as src/protocol/exit.ts
+/// `clientExitCode` makes it (§8): the remote's if not 0, else the local program's (0 without
+/// one), the low 8 bits.
+pub fn client_exit_status(remote: i32, local: ?i32) i32 {
+    const status = if (remote != 0) remote else local orelse 0;
+    return status & 0xff;
+}
 
 /// The layout `qp_stream_traffic` fills (four u64, src/native.ts reads them in this order).
 pub const Traffic = extern struct {
@@ -144,6 +157,11 @@ pub const Pump = struct {
     unclaimed: [8]signals.Record = undefined,
     unclaimed_count: u32 = 0,
     stopping: bool = false,
+    /// Answers a hosted call's front end (zig/lib.zig sets it when the client host listens).
+    reply_hook: ?*const fn (connection: u32, status: i32) void = null,
+    /// Exit statuses owed to front ends, sent by the pump thread outside the lock: the client
+    /// host's listener takes its own lock and then the pump's, never the other way round.
+    owed_replies: std.ArrayListUnmanaged(OwedReply) = .{},
     streams: handles.Table(Stream) = .{},
     /// The streams in `streams`, packed, so the loop visits only live ones (the table has
     /// `handles_max` slots; scanning all of them several times per wakeup cost a fifth of the
@@ -186,6 +204,7 @@ pub const Pump = struct {
         self.live_count = 0;
         for (self.orphans.items) |pidfd| sys.close(pidfd);
         self.orphans.deinit(self.allocator);
+        self.owed_replies.deinit(self.allocator);
         sys.close(self.wake_fd);
         self.queue.deinit();
     }
@@ -422,6 +441,13 @@ pub const Pump = struct {
         );
     }
 
+    /// The stream is a hosted call's: `connection`'s front end hears its exit status from the
+    /// pump thread (`owe_reply`).
+    pub fn reply_when_done(stream: *Stream, connection: u32) Fail!void {
+        _ = try data_of(stream);
+        stream.reply_to = connection;
+    }
+
     pub fn local_exit(stream: *Stream, status: i32) Fail!void {
         const data = try data_of(stream);
         data.on_local_exit(status);
@@ -628,10 +654,15 @@ pub const Pump = struct {
         @memset(std.mem.asBytes(&all), 0xff);
         _ = linux.sigprocmask(linux.SIG.BLOCK, &all, null);
         self.mutex.lock();
+        var replies: std.ArrayListUnmanaged(OwedReply) = .{};
+        defer replies.deinit(self.allocator);
         while (!self.stopping) {
             const count = self.build_poll_set();
             const timeout_ms = self.poll_timeout();
+            std.mem.swap(std.ArrayListUnmanaged(OwedReply), &replies, &self.owed_replies);
             self.mutex.unlock();
+            for (replies.items) |owed| self.reply_hook.?(owed.connection, owed.status);
+            replies.clearRetainingCapacity();
             _ = linux.poll(&self.pollfds, count, timeout_ms);
             self.mutex.lock();
             self.dispatch(count);
@@ -1225,6 +1256,26 @@ pub const Pump = struct {
         stream.vchan_closed = true;
         const kept = message[0..@min(message.len, outcome_message_bytes_max)];
         self.queue.push(stream.id, kind, value, kept);
+        if (kind == .done and value != -1) self.owe_reply(stream, value);
+    }
+
+    /// A hosted call that ended with the remote's status: its front end is told from here, a
+    /// wake-up of JS sooner (JS's own answer, later, finds the front end answered). A call
+    /// without that status (a vchan closed early), or whose local program is still running (a
+    /// peer that left first ends the stream before it), is JS's to word and answer.
+    fn owe_reply(self: *Pump, stream: *Stream, remote: i32) void {
+        const connection = stream.reply_to orelse return;
+        const data = switch (stream.body) {
+            .data => |*data| data,
+            .control => return,
+        };
+        if (data.is_service or self.reply_hook == null) return;
+        if (data.has_child and data.local_status == null) return;
+        const status = client_exit_status(remote, data.local_status);
+        const owed: OwedReply = .{ .connection = connection, .status = status };
+        // Out of memory, JS answers as before.
+        self.owed_replies.append(self.allocator, owed) catch return;
+        self.wake();
     }
 };
 

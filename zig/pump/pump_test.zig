@@ -133,6 +133,17 @@ const Harness = struct {
         return if (found.vchan_closed) 0 else found.vchan.unsent_bytes();
     }
 
+    /// Until `stream` is done or failed.
+    fn wait_until_either(self: *Harness, stream: u32) !void {
+        var rounds: u32 = 0;
+        while (self.find(stream, .done) == null and self.find(stream, .failed) == null) {
+            if (rounds == 100) return error.Timeout;
+            rounds += 1;
+            // Only to collect what came within 50 ms: the loop looks for either kind itself.
+            self.wait_until(.done, std.math.maxInt(usize), 50) catch {};
+        }
+    }
+
     fn count_of(self: *Harness, kind: events.Kind) usize {
         var count: usize = 0;
         for (self.collected.items) |event| count += @intFromBool(event.kind == kind);
@@ -279,6 +290,98 @@ fn large_transfer(backend: Backend) !void {
     try harness.pump.with_stream(call.service, Pump.local_exit, .{42});
     try harness.wait_for(.done, 2);
     try testing.expectEqual(@as(i32, 42), harness.find(call.client, .done).?.value);
+}
+
+/// What `reply_hook` was called with (the pump thread calls it).
+var replied = std.atomic.Value(u64).init(0);
+
+fn record_reply(connection: u32, status: i32) void {
+    const status_bits: u64 = @as(u32, @bitCast(status));
+    replied.store(@as(u64, connection) << 32 | status_bits, .seq_cst);
+}
+
+test "pump: a hosted call's front end hears the status from the pump thread, and only then" {
+    const harness = try Harness.init(.shm);
+    defer harness.deinit();
+    harness.pump.mutex.lock();
+    harness.pump.reply_hook = record_reply;
+    harness.pump.mutex.unlock();
+    replied.store(0, .seq_cst);
+    const call = try start_call(harness, 630, 65536);
+    try harness.pump.with_stream(call.client, Pump.reply_when_done, .{0x1234});
+    // A service stream never answers a front end.
+    try harness.pump.with_stream(call.service, Pump.reply_when_done, .{0x5678});
+    _ = linux.close(call.caller_in);
+    for (call.child) |fd| _ = linux.close(fd);
+    try harness.pump.with_stream(call.service, Pump.local_exit, .{300});
+    try harness.wait_for(.done, 2);
+    var waited_ms: u32 = 0;
+    while (replied.load(.seq_cst) == 0 and waited_ms < 2000) : (waited_ms += 1) {
+        std.time.sleep(std.time.ns_per_ms);
+    }
+    // 300's low 8 bits, as the caller's exit status (§8).
+    try testing.expectEqual(@as(u64, 0x1234) << 32 | 44, replied.load(.seq_cst));
+    // A caller whose service side vanished without a status: JS words that one.
+    replied.store(0, .seq_cst);
+    const lost = try start_call(harness, 631, 65536);
+    try harness.pump.with_stream(lost.client, Pump.reply_when_done, .{0x4321});
+    try harness.wait_for(.connected, 4);
+    try harness.pump.close(lost.service);
+    try harness.wait_until_either(lost.client);
+    std.time.sleep(50 * std.time.ns_per_ms);
+    try testing.expectEqual(@as(u64, 0), replied.load(.seq_cst));
+}
+
+test "pump: a front end is not answered while its local program's status is unknown" {
+    const harness = try Harness.init(.shm);
+    defer harness.deinit();
+    harness.pump.mutex.lock();
+    harness.pump.reply_hook = record_reply;
+    harness.pump.mutex.unlock();
+    replied.store(0, .seq_cst);
+    const options = AttachOptionsFor{};
+    const client = try harness.pump.attach(try harness.vchan(true, 640, 65536), options.client);
+    const service = try harness.pump.attach(try harness.vchan(false, 640, 65536), options.service);
+    const output = try pipe();
+    const input = try pipe();
+    // The caller has a local program (its status is to come from JS).
+    try harness.pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, true });
+    try harness.pump.with_stream(client, Pump.reply_when_done, .{0x2222});
+    const child = try harness.pump.with_stream(service, Pump.make_service_stdio, .{ true, false });
+    try harness.wait_for(.connected, 2);
+    // The service ends and its side leaves before the caller's program does.
+    for (child) |fd| _ = linux.close(fd);
+    try harness.pump.with_stream(service, Pump.local_exit, .{0});
+    try harness.wait_for(.done, 1);
+    try harness.pump.close(service);
+    try harness.wait_until_either(client);
+    std.time.sleep(50 * std.time.ns_per_ms);
+    try testing.expectEqual(@as(u64, 0), replied.load(.seq_cst));
+    _ = linux.close(input[1]);
+    try harness.pump.close(client);
+}
+
+const AttachOptionsFor = struct {
+    client: pump_mod.AttachOptions = .{
+        .kind = .data_client,
+        .own_version = 4,
+        .send_first = true,
+        .connect_timeout_ms = 5000,
+    },
+    service: pump_mod.AttachOptions = .{
+        .kind = .data_service,
+        .own_version = 4,
+        .send_first = true,
+        .connect_timeout_ms = 5000,
+    },
+};
+
+test "pump: a caller's exit status is the remote's if not 0, else its program's" {
+    try testing.expectEqual(@as(i32, 7), pump_mod.client_exit_status(7, 3));
+    try testing.expectEqual(@as(i32, 3), pump_mod.client_exit_status(0, 3));
+    try testing.expectEqual(@as(i32, 0), pump_mod.client_exit_status(0, null));
+    try testing.expectEqual(@as(i32, 251), pump_mod.client_exit_status(-5, null));
+    try testing.expectEqual(@as(i32, 44), pump_mod.client_exit_status(0, 300));
 }
 
 test "pump: a service's exit status comes from its pidfd, without JS telling it" {
