@@ -185,18 +185,10 @@ pub const Listener = struct {
     /// Answers connection `id` (any thread). `accepted` and `start_local` keep it open for the
     /// final `exit`.
     pub fn reply(self: *Listener, id: u32, kind: wire.ReplyKind, value: i32) Fail!void {
+        assert(kind != .message);
         self.mutex.lock();
         defer self.mutex.unlock();
-        const connection = self.lookup(id) orelse return diag.fail(
-            .BADF,
-            "client connection {d} is gone",
-            .{id},
-        );
-        if (connection.phase != .handed) return diag.fail(
-            .BADF,
-            "client connection {d} is not waiting for a reply",
-            .{id},
-        );
+        const connection = try self.waiting(id);
         if (kind == .start_local) {
             if (connection.local != .none) return diag.fail(
                 .INVAL,
@@ -205,28 +197,11 @@ pub const Listener = struct {
             );
             connection.local = .asked;
         }
-        const message = wire.Reply{ .kind = @intFromEnum(kind), .value = value };
-        const bytes = std.mem.asBytes(&message);
-        const rc = linux.sendto(
-            connection.fd,
-            bytes,
-            bytes.len,
-            linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
-            null,
-            0,
-        );
-        const written = sys.errno_of(rc) == .SUCCESS and rc == bytes.len;
-        // A short write leaves the front end waiting forever: hang up instead (it exits 255).
-        const final = kind != .accepted and kind != .start_local;
-        if (!written or final) {
+        try self.answer(connection, kind, value, "");
+        if (kind != .accepted and kind != .start_local) {
             connection.phase = .closing;
             self.wake();
         }
-        if (!written) return diag.fail(
-            .PIPE,
-            "client connection {d}: the reply could not be written",
-            .{id},
-        );
     }
 
     /// Sends connection `id` the text of a `message` reply (any thread); it stays open.
@@ -238,6 +213,11 @@ pub const Listener = struct {
         );
         self.mutex.lock();
         defer self.mutex.unlock();
+        try self.answer(try self.waiting(id), .message, @intCast(text.len), text);
+    }
+
+    /// Connection `id`, handed to JS and not answered for good yet (the caller holds the lock).
+    fn waiting(self: *Listener, id: u32) Fail!*Connection {
         const connection = self.lookup(id) orelse return diag.fail(
             .BADF,
             "client connection {d} is gone",
@@ -248,32 +228,30 @@ pub const Listener = struct {
             "client connection {d} is not waiting for a reply",
             .{id},
         );
+        return connection;
+    }
+
+    /// One reply and the text after it, in one send: a short one would leave the front end
+    /// waiting for the rest for ever, so it is hung up on instead (it exits 255).
+    fn answer(
+        self: *Listener,
+        connection: *Connection,
+        kind: wire.ReplyKind,
+        value: i32,
+        text: []const u8,
+    ) Fail!void {
+        assert(text.len <= wire.message_bytes_max);
         var bytes: [@sizeOf(wire.Reply) + wire.message_bytes_max]u8 = undefined;
-        const header = wire.Reply{
-            .kind = @intFromEnum(wire.ReplyKind.message),
-            .value = @intCast(text.len),
-        };
+        const header = wire.Reply{ .kind = @intFromEnum(kind), .value = value };
         @memcpy(bytes[0..@sizeOf(wire.Reply)], std.mem.asBytes(&header));
         @memcpy(bytes[@sizeOf(wire.Reply)..][0..text.len], text);
         const total = @sizeOf(wire.Reply) + text.len;
-        const rc = linux.sendto(
-            connection.fd,
-            &bytes,
-            total,
-            linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
-            null,
-            0,
-        );
-        if (sys.errno_of(rc) != .SUCCESS or rc != total) {
-            // Half a message would leave the front end reading text that never comes.
-            connection.phase = .closing;
-            self.wake();
-            return diag.fail(
-                .PIPE,
-                "client connection {d}: the message could not be written",
-                .{id},
-            );
-        }
+        const flags = linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT;
+        const rc = linux.sendto(connection.fd, &bytes, total, flags, null, 0);
+        if (sys.errno_of(rc) == .SUCCESS and rc == total) return;
+        connection.phase = .closing;
+        self.wake();
+        return diag.fail(.PIPE, "client connection: the reply could not be written", .{});
     }
 
     fn wake(self: *Listener) void {
@@ -438,18 +416,8 @@ pub const Listener = struct {
         switch (judge_header(connection.header, connection.fds_received)) {
             .reject => connection.phase = .closing,
             .fallback => {
-                const answer = wire.Reply{
-                    .kind = @intFromEnum(wire.ReplyKind.fallback),
-                    .value = 0,
-                };
-                _ = linux.sendto(
-                    connection.fd,
-                    std.mem.asBytes(&answer),
-                    @sizeOf(wire.Reply),
-                    linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT,
-                    null,
-                    0,
-                );
+                // Closed either way: a front end that cannot hear it sees the hang-up.
+                self.answer(connection, .fallback, 0, "") catch {};
                 connection.phase = .closing;
             },
             .read_payload => {
@@ -608,13 +576,8 @@ pub const Listener = struct {
         if (sys.errno_of(probe) == .SUCCESS) sys.close(@intCast(probe));
         // The table may have room again by now; ENFILE is the only other cause we can name.
         const errno: linux.E = if (sys.errno_of(probe) == .NFILE) .NFILE else .MFILE;
-        const answer = wire.Reply{
-            .kind = @intFromEnum(wire.ReplyKind.refused),
-            .value = @intCast(@intFromEnum(errno)),
-        };
-        const bytes = std.mem.asBytes(&answer);
-        const flags = linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT;
-        _ = linux.sendto(connection.fd, bytes, bytes.len, flags, null, 0);
+        // A courtesy: the caller drops the connection either way.
+        self.answer(connection, .refused, @intCast(@intFromEnum(errno)), "") catch {};
         const value = -@as(i32, @intCast(@intFromEnum(errno)));
         self.reporter.report(self.reporter.context, self.id_of(slot), .client_refused, value, "");
     }
