@@ -183,6 +183,11 @@ fn read_to_end(fd: i32, out: []u8) !usize {
 const Call = struct { client: u32, service: u32, child: [3]i32, caller_out: i32, caller_in: i32 };
 
 fn start_call(harness: *Harness, port: i32, ring_bytes: u32) !Call {
+    return start_call_with(harness, port, ring_bytes, false);
+}
+
+/// `start_call`, the caller having a local program (whose status JS brings) when `local`.
+fn start_call_with(harness: *Harness, port: i32, ring_bytes: u32, local: bool) !Call {
     const pump = harness.pump;
     const client = try pump.attach(
         try harness.vchan(true, port, ring_bytes),
@@ -199,7 +204,7 @@ fn start_call(harness: *Harness, port: i32, ring_bytes: u32) !Call {
     );
     const output = try pipe();
     const input = try pipe();
-    try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, false });
+    try pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, local });
     const child = try pump.with_stream(service, Pump.make_service_stdio, .{ true, false });
     return .{
         .client = client,
@@ -300,13 +305,19 @@ fn record_reply(connection: u32, status: i32) void {
     replied.store(@as(u64, connection) << 32 | status_bits, .seq_cst);
 }
 
-test "pump: a hosted call's front end hears the status from the pump thread, and only then" {
+/// A pump whose front end answers go to `record_reply`.
+fn recording_harness() !*Harness {
     const harness = try Harness.init(.shm);
-    defer harness.deinit();
     harness.pump.mutex.lock();
     harness.pump.reply_hook = record_reply;
     harness.pump.mutex.unlock();
     replied.store(0, .seq_cst);
+    return harness;
+}
+
+test "pump: a hosted call's front end hears the status from the pump thread, and only then" {
+    const harness = try recording_harness();
+    defer harness.deinit();
     const call = try start_call(harness, 630, 65536);
     try harness.pump.with_stream(call.client, Pump.reply_when_done, .{0x1234});
     // A service stream never answers a front end.
@@ -333,48 +344,23 @@ test "pump: a hosted call's front end hears the status from the pump thread, and
 }
 
 test "pump: a front end is not answered while its local program's status is unknown" {
-    const harness = try Harness.init(.shm);
+    const harness = try recording_harness();
     defer harness.deinit();
-    harness.pump.mutex.lock();
-    harness.pump.reply_hook = record_reply;
-    harness.pump.mutex.unlock();
-    replied.store(0, .seq_cst);
-    const options = AttachOptionsFor{};
-    const client = try harness.pump.attach(try harness.vchan(true, 640, 65536), options.client);
-    const service = try harness.pump.attach(try harness.vchan(false, 640, 65536), options.service);
-    const output = try pipe();
-    const input = try pipe();
-    // The caller has a local program (its status is to come from JS).
-    try harness.pump.with_stream(client, Pump.set_stdio, .{ output[1], input[0], -1, true });
-    try harness.pump.with_stream(client, Pump.reply_when_done, .{0x2222});
-    const child = try harness.pump.with_stream(service, Pump.make_service_stdio, .{ true, false });
+    // The caller has a local program, whose status is to come from JS.
+    const call = try start_call_with(harness, 640, 65536, true);
+    try harness.pump.with_stream(call.client, Pump.reply_when_done, .{0x2222});
     try harness.wait_for(.connected, 2);
     // The service ends and its side leaves before the caller's program does.
-    for (child) |fd| _ = linux.close(fd);
-    try harness.pump.with_stream(service, Pump.local_exit, .{0});
+    for (call.child) |fd| _ = linux.close(fd);
+    try harness.pump.with_stream(call.service, Pump.local_exit, .{0});
     try harness.wait_for(.done, 1);
-    try harness.pump.close(service);
-    try harness.wait_until_either(client);
+    try harness.pump.close(call.service);
+    try harness.wait_until_either(call.client);
     std.time.sleep(50 * std.time.ns_per_ms);
     try testing.expectEqual(@as(u64, 0), replied.load(.seq_cst));
-    _ = linux.close(input[1]);
-    try harness.pump.close(client);
+    _ = linux.close(call.caller_in);
+    try harness.pump.close(call.client);
 }
-
-const AttachOptionsFor = struct {
-    client: pump_mod.AttachOptions = .{
-        .kind = .data_client,
-        .own_version = 4,
-        .send_first = true,
-        .connect_timeout_ms = 5000,
-    },
-    service: pump_mod.AttachOptions = .{
-        .kind = .data_service,
-        .own_version = 4,
-        .send_first = true,
-        .connect_timeout_ms = 5000,
-    },
-};
 
 test "pump: a caller's exit status is the remote's if not 0, else its program's" {
     try testing.expectEqual(@as(i32, 7), pump_mod.client_exit_status(7, 3));
