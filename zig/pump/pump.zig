@@ -1035,12 +1035,11 @@ pub const Pump = struct {
     fn step_connect(self: *Pump, stream: *Stream) void {
         assert(stream.phase == .connecting);
         const vchan = stream.vchan;
-        // A waiting shm server already has its rings, as libxenvchan's (whose is_open is true
-        // before the client comes): its HELLO is there when the client maps them, and the
-        // client's side (a service, about to be started) connects in that same step instead
-        // of waiting a round trip for it.
-        const early = stream.send_first and !stream.hello_sent and vchan.* == .shm and
-            vchan.role() == .server and vchan.peek_buffer_space() >= protocol.hello_bytes;
+        // A waiting server's HELLO is there when the client maps the rings, and the client's
+        // side (a service, about to be started) connects in that same step instead of waiting
+        // a round trip for it.
+        const early = stream.send_first and !stream.hello_sent and
+            vchan.waiting_space() >= protocol.hello_bytes;
         if (early) {
             if (!send_hello(vchan, stream.own_version)) return self.lost_peer(stream);
             stream.hello_sent = true;

@@ -162,6 +162,15 @@ pub const Vchan = union(Backend) {
         };
     }
 
+    /// Room a server may write into before its client has come, as libxenvchan's may (its
+    /// rings exist from the start): shm's rings; the socket backend has none to offer.
+    pub fn waiting_space(self: *Vchan) u32 {
+        return switch (self.*) {
+            .shm => |*v| if (v.role == .server) v.peek_buffer_space() else 0,
+            .socket => 0,
+        };
+    }
+
     /// `buffer_space` without arming the peer's kick (shm); the socket backend has no kicks.
     pub fn peek_buffer_space(self: *Vchan) u32 {
         return switch (self.*) {
