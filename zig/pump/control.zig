@@ -82,7 +82,10 @@ pub const Control = struct {
             const size = protocol.header_bytes + header.len;
             // Our own encoding: whole messages, each within the ring it was queued for.
             assert(size <= pending.len);
-            if (self.vchan.buffer_space() < size) return;
+            // The peer is asked to kick us when it reads (the arming `buffer_space`, which
+            // checks again after arming) only when the ring is short: asked every time, it woke
+            // our pump for nothing after every control message it read.
+            if (self.vchan.peek_buffer_space() < size and self.vchan.buffer_space() < size) return;
             const wrote = try self.vchan.write(pending[0..size]);
             assert(wrote == size);
             self.outgoing_sent += size;

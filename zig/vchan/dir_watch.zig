@@ -78,7 +78,8 @@ pub fn unregister(registration: Registration, event_fd: i32) void {
     if (!others) _ = linux.inotify_rm_watch(inotify_fd, registration.wd);
 }
 
-/// The shared fd was readable: empty it and wake every waiter.
+/// The shared fd was readable: empty it and wake every waiter, unless every event was about a
+/// name still being made (see `under_construction`).
 pub fn drain_and_kick() void {
     mutex.lock();
     defer mutex.unlock();
@@ -88,11 +89,65 @@ pub fn drain_and_kick() void {
     while (true) {
         const rc = linux.read(inotify_fd, &buffer, buffer.len);
         if (sys.errno_of(rc) != .SUCCESS or rc == 0) break;
-        any = true;
+        if (!any) any = worth_a_kick(buffer[0..rc]);
     }
     if (!any) return;
     const one: u64 = 1;
     for (waiters.items) |waiter| _ = linux.write(waiter.event_fd, std.mem.asBytes(&one), 8);
+}
+
+/// Whether `events` (what one read returned) name anything a waiter could connect to. The
+/// kernel only ever returns whole events; a short or odd buffer counts as worth a kick.
+fn worth_a_kick(events: []const u8) bool {
+    const header_bytes = @sizeOf(linux.inotify_event);
+    var offset: usize = 0;
+    while (offset + header_bytes <= events.len) {
+        const event: *align(1) const linux.inotify_event = @ptrCast(events[offset..].ptr);
+        const name_end = offset + header_bytes + event.len;
+        if (name_end > events.len) return true;
+        const name = std.mem.sliceTo(events[offset + header_bytes .. name_end], 0);
+        if (!under_construction(name)) return true;
+        offset = name_end;
+    }
+    return offset != events.len;
+}
+
+/// A shm server binds its socket under `NAME~` and renames it into place, and the lab's
+/// broker links under `.broker.NAME` first (src/lab/broker.ts): their creation and chmod are
+/// not yet anything to connect to, and woke every waiter for a `connect` bound to fail.
+fn under_construction(name: []const u8) bool {
+    return std.mem.endsWith(u8, name, "~") or std.mem.startsWith(u8, name, ".broker.");
+}
+
+test "dir_watch: names under construction wake nobody, anything else does" {
+    try std.testing.expect(under_construction("shmvchan.1.2.513.sock~"));
+    try std.testing.expect(under_construction(".broker.shmvchan.1.2.513.sock"));
+    try std.testing.expect(!under_construction("shmvchan.1.2.513.sock"));
+    try std.testing.expect(!under_construction(""));
+    var buffer: [256]u8 align(@alignOf(linux.inotify_event)) = undefined;
+    const staging = event_bytes(buffer[0..], "shmvchan.1.2.513.sock~");
+    try std.testing.expect(!worth_a_kick(buffer[0..staging]));
+    const both = staging + event_bytes(buffer[staging..], "shmvchan.1.2.513.sock");
+    try std.testing.expect(worth_a_kick(buffer[0..both]));
+    // An event about the directory itself carries no name: a kick, to be safe.
+    try std.testing.expect(worth_a_kick(buffer[0..event_bytes(buffer[0..], "")]));
+    try std.testing.expect(worth_a_kick(buffer[0 .. staging - 1]));
+}
+
+/// Writes one inotify event naming `name` (NUL-padded to 16 bytes, as the kernel pads).
+fn event_bytes(out: []u8, name: []const u8) usize {
+    const padded = if (name.len == 0) 0 else std.mem.alignForward(usize, name.len + 1, 16);
+    const event = linux.inotify_event{
+        .wd = 1,
+        .mask = linux.IN.CREATE,
+        .cookie = 0,
+        .len = @intCast(padded),
+    };
+    @memcpy(out[0..@sizeOf(linux.inotify_event)], std.mem.asBytes(&event));
+    const name_area = out[@sizeOf(linux.inotify_event)..][0..padded];
+    @memset(name_area, 0);
+    @memcpy(name_area[0..name.len], name);
+    return @sizeOf(linux.inotify_event) + padded;
 }
 
 test "dir_watch: a change wakes every waiter, and watches go with their last waiter" {

@@ -624,8 +624,11 @@ pub const Vchan = struct {
         if (self.phase == .mapped) return 0;
         if (self.phase == .rendezvous) {
             // A caller may poll our fd and call only `finish`: empty the shared watch (waking
-            // the other waiters), or it would stay readable.
+            // the other waiters), or it would stay readable. Our own kicks, from it or from
+            // anyone's drain before now, are answered by the connect below: left, they woke
+            // the pump once more for nothing once connected.
             dir_watch.drain_and_kick();
+            sys.drain(self.own_event);
             const connection = try sys.fd(
                 linux.socket(
                     linux.AF.UNIX,
