@@ -61,6 +61,8 @@ pub const domain_uid_count: u32 = 0x1_0000;
 
 /// A unix socket path must fit `sockaddr_un.sun_path` (108 bytes with the NUL).
 pub const socket_path_bytes_max: u32 = 107;
+/// The name prefix of a waiting shm client's offer socket (zig/vchan/shm.zig, "Who connects").
+pub const shm_offer_prefix = "shmoffer";
 
 /// Bounded spin before sleeping on the event fd (vchan.md §5.3); 0 disables spinning.
 pub const spin_ns_default: u32 = 50 * std.time.ns_per_us;

@@ -16,6 +16,7 @@
 const std = @import("std");
 const linux = std.os.linux;
 
+const constants = @import("../constants.zig");
 const diag = @import("../diag.zig");
 const sys = @import("../sys.zig");
 const Fail = diag.Fail;
@@ -79,7 +80,7 @@ pub fn unregister(registration: Registration, event_fd: i32) void {
 }
 
 /// The shared fd was readable: empty it and wake every waiter, unless every event was about a
-/// name still being made (see `under_construction`).
+/// name no waiter connects to (see `not_for_waiters`).
 pub fn drain_and_kick() void {
     mutex.lock();
     defer mutex.unlock();
@@ -106,7 +107,7 @@ fn worth_a_kick(events: []const u8) bool {
         const name_end = offset + header_bytes + event.len;
         if (name_end > events.len) return true;
         const name = std.mem.sliceTo(events[offset + header_bytes .. name_end], 0);
-        if (!under_construction(name)) return true;
+        if (!not_for_waiters(name)) return true;
         offset = name_end;
     }
     return offset != events.len;
@@ -114,16 +115,20 @@ fn worth_a_kick(events: []const u8) bool {
 
 /// A shm server binds its socket under `NAME~` and renames it into place, and the lab's
 /// broker links under `.broker.NAME` first (src/lab/broker.ts): their creation and chmod are
-/// not yet anything to connect to, and woke every waiter for a `connect` bound to fail.
-fn under_construction(name: []const u8) bool {
-    return std.mem.endsWith(u8, name, "~") or std.mem.startsWith(u8, name, ".broker.");
+/// not yet anything to connect to, and woke every waiter for a `connect` bound to fail. A
+/// waiting client's offer (shm.zig, "Who connects") is for servers, which do not watch.
+fn not_for_waiters(name: []const u8) bool {
+    return std.mem.endsWith(u8, name, "~") or std.mem.startsWith(u8, name, ".broker.") or
+        (std.mem.startsWith(u8, name, constants.shm_offer_prefix) and
+            std.mem.startsWith(u8, name[constants.shm_offer_prefix.len..], "."));
 }
 
-test "dir_watch: names under construction wake nobody, anything else does" {
-    try std.testing.expect(under_construction("shmvchan.1.2.513.sock~"));
-    try std.testing.expect(under_construction(".broker.shmvchan.1.2.513.sock"));
-    try std.testing.expect(!under_construction("shmvchan.1.2.513.sock"));
-    try std.testing.expect(!under_construction(""));
+test "dir_watch: names no waiter connects to wake nobody, anything else does" {
+    try std.testing.expect(not_for_waiters("shmvchan.1.2.513.sock~"));
+    try std.testing.expect(not_for_waiters(".broker.shmvchan.1.2.513.sock"));
+    try std.testing.expect(not_for_waiters("shmoffer.1.2.513.sock"));
+    try std.testing.expect(!not_for_waiters("shmvchan.1.2.513.sock"));
+    try std.testing.expect(!not_for_waiters(""));
     var buffer: [256]u8 align(@alignOf(linux.inotify_event)) = undefined;
     const staging = event_bytes(buffer[0..], "shmvchan.1.2.513.sock~");
     try std.testing.expect(!worth_a_kick(buffer[0..staging]));

@@ -23,6 +23,15 @@
 //! so EAGAIN means a wake-up is already pending for it and the kick can be dropped: a peer that
 //! stops draining only slows itself. The handshake therefore carries exactly one fd, the
 //! server's memfd, checked to be one; anything else is refused with a reason.
+//!
+//! Who connects: a server listens on `shmvchan.S.C.P.sock` and a client connects to it, sends
+//! a HELLO and gets the memfd back: three wake-ups when the client came first (its watch
+//! seeing the name, the server's accept, the client's map). So a client that comes first and
+//! has no page cap also offers itself on `shmoffer.S.C.P.sock`; a server that finds the offer
+//! when it starts connects to it and sends its ACCEPT and memfd at once, and never lists its
+//! own socket: the client maps after one wake-up. The HELLO's checks are the name's (domains
+//! and port) and the page cap's, which only a capless client skips. Under isolation the offer
+//! is in the client's own directory, where the server does not look: the broker's way stays.
 const std = @import("std");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -47,7 +56,7 @@ const Phase = enum { rendezvous, handshake, mapped };
 
 /// What an epoll event is about; stored in `epoll_event.data.u32`. `own_event` is only ever
 /// written by this process (the shared directory watch, `client_init`), never by the peer.
-const Tag = enum(u32) { own_event = 1, listener = 2, connection = 3, watch = 4 };
+const Tag = enum(u32) { own_event = 1, listener = 2, connection = 3, watch = 4, offer = 5 };
 
 pub const Options = struct {
     dir: []const u8,
@@ -222,6 +231,9 @@ pub const Vchan = struct {
     own_event: i32 = -1,
     listener: i32 = -1,
     connection: i32 = -1,
+    /// Client, until a server came: listening for a server that connects to it.
+    offer: i32 = -1,
+    offer_path: SocketPath = .{},
     /// Client, until mapped: our registration with the process's shared directory watch.
     watch: ?dir_watch.Registration = null,
     epoll: backend_common.Epoll(Tag) = .{},
@@ -265,12 +277,66 @@ pub const Vchan = struct {
         try self.set_path(options.dir, self.local_domain, self.remote_domain);
         try self.create_common(options);
         try self.create_shared_memory();
-        try self.listen(options.dir);
+        if (self.answer_offer(options.dir)) return;
+        self.listener = try listening_socket(self.path(), options.dir);
+        try self.epoll.add(self.listener, .listener, linux.EPOLL.IN);
     }
 
-    /// Opens the rendezvous socket at `path()`.
-    fn listen(self: *Vchan, dir: []const u8) Fail!void {
-        self.listener = try sys.fd(
+    /// A client already waiting offered itself: connect to it and hand it the rings now.
+    /// False (and nothing changed) when there is no offer, or it cannot be answered.
+    fn answer_offer(self: *Vchan, dir: []const u8) bool {
+        assert(self.role == .server and self.phase == .rendezvous);
+        const offer = SocketPath.init(
+            dir,
+            constants.shm_offer_prefix,
+            self.local_domain,
+            self.remote_domain,
+            self.port,
+        ) catch return false;
+        const flags = linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK;
+        const rc = linux.socket(linux.AF.UNIX, flags, 0);
+        if (sys.errno_of(rc) != .SUCCESS) return false;
+        var connection: i32 = @intCast(rc);
+        var address = offer.address();
+        const connected = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
+        const uid = sys.peer_uid(connection);
+        const allowed = uid != null and peer_uid_allowed(uid.?);
+        if (sys.errno_of(connected) != .SUCCESS or !allowed) {
+            sys.close(connection);
+            return false;
+        }
+        self.send_accept(connection) catch {
+            sys.close(connection);
+            return false;
+        };
+        self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP) catch {
+            sys.close(connection);
+            connection = -1;
+            return false;
+        };
+        self.connection = connection;
+        self.phase = .mapped;
+        return true;
+    }
+
+    /// The ACCEPT that hands the client our rings, with the memfd.
+    fn send_accept(self: *Vchan, connection: i32) Fail!void {
+        const reply = Accept{
+            .magic = constants.handshake_magic,
+            .version = constants.handshake_version,
+            .status = 0,
+            .shm_bytes = self.layout.total_bytes(),
+            .left_order = self.layout.left_order,
+            .right_order = self.layout.right_order,
+        };
+        var fds = sys.CmsgBuffer(1){};
+        fds.set_fds(.{self.memfd});
+        try send_message(connection, std.mem.asBytes(&reply), &fds.bytes);
+    }
+
+    /// A listening rendezvous socket named `name` (in `dir`); the caller owns the fd.
+    fn listening_socket(name: [:0]const u8, dir: []const u8) Fail!i32 {
+        const listener = try sys.fd(
             linux.socket(
                 linux.AF.UNIX,
                 linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK,
@@ -278,11 +344,12 @@ pub const Vchan = struct {
             ),
             "socket",
         );
+        errdefer sys.close(listener);
         // Bound and listening under a temporary name first, then renamed into place: a client
         // woken by the name's appearance must never find a socket that is not listening yet
         // (it would get ECONNREFUSED and no further event).
         var staging_buffer: [constants.socket_path_bytes_max + 1]u8 = undefined;
-        const staging = std.fmt.bufPrintZ(&staging_buffer, "{s}~", .{self.path()}) catch {
+        const staging = std.fmt.bufPrintZ(&staging_buffer, "{s}~", .{name}) catch {
             return diag.fail(
                 .NAMETOOLONG,
                 "vchan directory {s} is too long for a unix socket path (max {d} bytes)",
@@ -292,10 +359,10 @@ pub const Vchan = struct {
         _ = linux.unlink(staging);
         var address = backend_common.address_of(staging);
         _ = sys.check(
-            linux.bind(self.listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
+            linux.bind(listener, @ptrCast(&address), @sizeOf(linux.sockaddr.un)),
             "bind",
         ) catch {
-            diag.context("cannot listen on {s}", .{self.path()});
+            diag.context("cannot listen on {s}", .{name});
             return error.Fail;
         };
         // Who may connect is decided by who can reach the name (and the peer uid check in
@@ -304,16 +371,16 @@ pub const Vchan = struct {
             _ = linux.unlink(staging);
             return error.Fail;
         };
-        _ = sys.check(linux.listen(self.listener, 4), "listen") catch {
+        _ = sys.check(linux.listen(listener, 4), "listen") catch {
             _ = linux.unlink(staging);
             return error.Fail;
         };
         // Replaces a stale file from a server that died before its client came.
-        _ = sys.check(linux.rename(staging, self.path()), "rename") catch {
+        _ = sys.check(linux.rename(staging, name), "rename") catch {
             _ = linux.unlink(staging);
             return error.Fail;
         };
-        try self.epoll.add(self.listener, .listener, linux.EPOLL.IN);
+        return listener;
     }
 
     fn page_cap_failure(options: Options) Fail {
@@ -362,10 +429,57 @@ pub const Vchan = struct {
         const watch = try dir_watch.register(dir, self.own_event);
         self.watch = watch;
         try self.epoll.add(watch.fd, .watch, linux.EPOLL.IN);
+        if (options.pages_max == 0) self.make_offer(options.dir);
         // Like a Xen watch, which fires once when set: a poller wakes and tries `finish` at once,
         // in case the server is already there.
         const one: u64 = 1;
         _ = linux.write(self.own_event, std.mem.asBytes(&one), 8);
+    }
+
+    /// Lists us for a server that comes later (see "Who connects"). Only a shortcut: when it
+    /// cannot be made, the server's socket is still watched for, as always.
+    fn make_offer(self: *Vchan, dir: []const u8) void {
+        assert(self.role == .client and self.offer < 0);
+        self.offer_path = SocketPath.init(
+            dir,
+            constants.shm_offer_prefix,
+            self.remote_domain,
+            self.local_domain,
+            self.port,
+        ) catch return;
+        const offer = listening_socket(self.offer_path.slice(), dir) catch return;
+        self.epoll.add(offer, .offer, linux.EPOLL.IN) catch {
+            _ = linux.unlink(self.offer_path.slice());
+            sys.close(offer);
+            return;
+        };
+        self.offer = offer;
+    }
+
+    /// The offer is single use: gone once a server connected either way (or we close).
+    fn withdraw_offer(self: *Vchan) void {
+        if (self.offer < 0) return;
+        _ = linux.unlink(self.offer_path.slice());
+        self.epoll.drop(&self.offer);
+    }
+
+    /// A server took our offer: its connection is ours, the ACCEPT and memfd on their way.
+    fn take_offer(self: *Vchan) Fail!void {
+        assert(self.role == .client and self.phase == .rendezvous and self.offer >= 0);
+        const flags = linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
+        const rc = linux.accept4(self.offer, null, null, flags);
+        if (sys.errno_of(rc) == .AGAIN) return;
+        const connection = try sys.fd(rc, "accept4");
+        const uid = sys.peer_uid(connection);
+        if (uid == null or !peer_uid_allowed(uid.?)) {
+            sys.close(connection);
+            return;
+        }
+        self.withdraw_offer();
+        errdefer sys.close(connection);
+        try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
+        self.connection = connection;
+        self.phase = .handshake;
     }
 
     fn create_common(self: *Vchan, options: Options) Fail!void {
@@ -549,17 +663,7 @@ pub const Vchan = struct {
         for (sent_fds.slice()) |descriptor| sys.close(descriptor);
         const refusal = self.hello_refusal(hello, received.bytes, sent_fds.count);
         if (refusal != 0) return self.refuse(refusal, hello.client_pages_max);
-        const reply = Accept{
-            .magic = constants.handshake_magic,
-            .version = constants.handshake_version,
-            .status = 0,
-            .shm_bytes = self.layout.total_bytes(),
-            .left_order = self.layout.left_order,
-            .right_order = self.layout.right_order,
-        };
-        var fds = sys.CmsgBuffer(1){};
-        fds.set_fds(.{self.memfd});
-        send_message(self.connection, std.mem.asBytes(&reply), &fds.bytes) catch |err| {
+        self.send_accept(self.connection) catch |err| {
             self.epoll.drop(&self.connection);
             self.phase = .rendezvous;
             return err;
@@ -629,6 +733,9 @@ pub const Vchan = struct {
             // the pump once more for nothing once connected.
             dir_watch.drain_and_kick();
             sys.drain(self.own_event);
+            if (self.offer >= 0) try self.take_offer();
+        }
+        if (self.phase == .rendezvous) {
             const connection = try sys.fd(
                 linux.socket(
                     linux.AF.UNIX,
@@ -666,6 +773,7 @@ pub const Vchan = struct {
             self.connection = connection;
             try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
             self.phase = .handshake;
+            self.withdraw_offer();
         }
         return self.client_handshake();
     }
@@ -940,6 +1048,7 @@ pub const Vchan = struct {
                     .rendezvous => {},
                 },
                 .watch => dir_watch.drain_and_kick(),
+                .offer => if (self.offer >= 0 and self.phase == .rendezvous) try self.take_offer(),
             }
         }
     }
@@ -1323,6 +1432,7 @@ pub const Vchan = struct {
         }
         // Still listening: our name is in the directory, and nobody will ever connect to it.
         if (self.role == .server and self.listener >= 0) _ = linux.unlink(self.path());
+        self.withdraw_offer();
         if (self.map) |map| _ = linux.munmap(map.ptr, map.len);
         self.map = null;
         // Before own_event closes: the shared watch kicks it.

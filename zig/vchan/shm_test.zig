@@ -26,11 +26,37 @@ const PairOptions = struct {
     write_min: u32 = 1024,
     spin_ns: u32 = 0,
     client_pages_max: u32 = 0,
+    /// The client starts first (and offers itself, when it has no page cap).
+    client_first: bool = false,
 };
 
 fn connect_pair(pair: *Pair, pair_options: PairOptions) !void {
     pair.tmp = testing.tmpDir(.{});
     const dir = try pair.tmp.dir.realpath(".", &pair.dir_buffer);
+    if (pair_options.client_first) {
+        try init_client(pair, dir, pair_options);
+        init_server(pair, dir, pair_options) catch |err| {
+            pair.client.close();
+            return err;
+        };
+    } else {
+        try init_server(pair, dir, pair_options);
+        init_client(pair, dir, pair_options) catch |err| {
+            pair.server.close();
+            return err;
+        };
+    }
+    var attempts: u32 = 0;
+    while (try pair.client.finish() != 0) : (attempts += 1) {
+        try testing.expect(attempts < 100);
+        try pair.server.wait_event(10);
+    }
+    try pair.server.wait_event(0);
+    try testing.expectEqual(constants.State.connected, pair.server.state());
+    try testing.expectEqual(constants.State.connected, pair.client.state());
+}
+
+fn init_server(pair: *Pair, dir: []const u8, pair_options: PairOptions) !void {
     try pair.server.server_init(
         .{
             .dir = dir,
@@ -42,6 +68,9 @@ fn connect_pair(pair: *Pair, pair_options: PairOptions) !void {
             .spin_ns = pair_options.spin_ns,
         },
     );
+}
+
+fn init_client(pair: *Pair, dir: []const u8, pair_options: PairOptions) !void {
     try pair.client.client_init(
         .{
             .dir = dir,
@@ -52,14 +81,68 @@ fn connect_pair(pair: *Pair, pair_options: PairOptions) !void {
             .pages_max = pair_options.client_pages_max,
         },
     );
+}
+
+fn exists(dir: std.fs.Dir, name: []const u8) bool {
+    dir.access(name, .{}) catch return false;
+    return true;
+}
+
+test "shm: a client that came first is handed the rings by the server, in one step" {
+    var pair: Pair = undefined;
+    pair.tmp = testing.tmpDir(.{});
+    const dir = try pair.tmp.dir.realpath(".", &pair.dir_buffer);
+    try init_client(&pair, dir, .{});
+    try testing.expect(exists(pair.tmp.dir, "shmoffer.0.7.513.sock"));
+    try init_server(&pair, dir, .{});
+    defer pair.deinit();
+    // The server answered the offer: it never listed a socket of its own.
+    try testing.expect(!exists(pair.tmp.dir, "shmvchan.0.7.513.sock"));
+    try testing.expectEqual(@as(u32, 0), try pair.client.finish());
+    try testing.expect(!exists(pair.tmp.dir, "shmoffer.0.7.513.sock"));
+    try testing.expectEqual(constants.State.connected, pair.server.state());
+    try testing.expectEqual(@as(u32, 5), try pair.client.send("hello"));
+    var buffer: [16]u8 = undefined;
+    try testing.expectEqual(@as(u32, 5), try pair.server.recv(buffer[0..5]));
+    try testing.expectEqualStrings("hello", buffer[0..5]);
+    try testing.expectEqual(@as(u32, 3), try pair.server.send("abc"));
+    try testing.expectEqual(@as(u32, 3), try pair.client.recv(buffer[0..3]));
+    try testing.expectEqualStrings("abc", buffer[0..3]);
+}
+
+test "shm: a capped client offers nothing, and a dead offer is passed over" {
+    // A page cap needs the HELLO's check: the client waits for the server's socket instead.
+    var capped: Pair = undefined;
+    try connect_pair(&capped, .{ .client_first = true, .client_pages_max = 64 });
+    capped.deinit();
+    // An offer left by a client that died: the server lists its socket as if there were none.
+    var pair: Pair = undefined;
+    pair.tmp = testing.tmpDir(.{});
+    const dir = try pair.tmp.dir.realpath(".", &pair.dir_buffer);
+    const linux = std.os.linux;
+    const dead = linux.socket(linux.AF.UNIX, linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC, 0);
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buffer, "{s}/shmoffer.0.7.513.sock", .{dir});
+    var address = linux.sockaddr.un{ .family = linux.AF.UNIX, .path = [_]u8{0} ** 108 };
+    @memcpy(address.path[0..path.len], path);
+    const bound = linux.bind(@intCast(dead), @ptrCast(&address), @sizeOf(linux.sockaddr.un));
+    try testing.expectEqual(@as(usize, 0), bound);
+    _ = linux.close(@intCast(dead));
+    try init_server(&pair, dir, .{});
+    try testing.expect(exists(pair.tmp.dir, "shmvchan.0.7.513.sock"));
+    init_client(&pair, dir, .{}) catch |err| {
+        pair.server.close();
+        return err;
+    };
+    defer pair.deinit();
     var attempts: u32 = 0;
     while (try pair.client.finish() != 0) : (attempts += 1) {
         try testing.expect(attempts < 100);
         try pair.server.wait_event(10);
     }
-    try pair.server.wait_event(0);
-    try testing.expectEqual(constants.State.connected, pair.server.state());
-    try testing.expectEqual(constants.State.connected, pair.client.state());
+    try testing.expectEqual(@as(u32, 2), try pair.client.send("ok"));
+    var buffer: [2]u8 = undefined;
+    try testing.expectEqual(@as(u32, 2), try pair.server.recv(&buffer));
 }
 
 test "shm: connect, exchange both ways, close with data left" {
