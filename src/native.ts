@@ -864,22 +864,25 @@ function decodeClientRequest(
 ): ClientRequest | null {
   const argv: string[] = [];
   const env: Record<string, string> = {};
-  let start = 0;
+  // Each string ends with a NUL; a NUL is never part of another UTF-8 character, so the whole
+  // block decodes (and fails) as its strings would one by one, in one call instead of fifty.
+  if (strings.length > 0 && strings[strings.length - 1] !== 0) return null;
+  let texts: string[];
   try {
-    for (let index = 0; start < strings.length; index++) {
-      const end = strings.indexOf(0, start);
-      const text = strictUtf8.decode(strings.subarray(start, end));
-      start = end + 1;
-      if (index < argc) {
-        argv.push(text);
-        continue;
-      }
-      const equals = text.indexOf("=");
-      if (equals <= 0) return null;
-      env[text.slice(0, equals)] ??= text.slice(equals + 1);
-    }
+    texts = strictUtf8.decode(strings).split("\0");
   } catch {
     return null;
+  }
+  texts.pop(); // what follows the last NUL: nothing
+  for (let index = 0; index < texts.length; index++) {
+    const text = texts[index]!;
+    if (index < argc) {
+      argv.push(text);
+      continue;
+    }
+    const equals = text.indexOf("=");
+    if (equals <= 0) return null;
+    env[text.slice(0, equals)] ??= text.slice(equals + 1);
   }
   return { connection, fds, argv, env };
 }

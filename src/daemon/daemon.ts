@@ -39,7 +39,7 @@ import {
 import { isDataPort, PortAllocator } from "../protocol/ports.ts";
 import { validateAgentMessage } from "../protocol/validate.ts";
 import type { ServiceContext } from "../services/start.ts";
-import { daemonSocketPath } from "./daemon-client.ts";
+import { connectDaemon, daemonSocketPath } from "./daemon-client.ts";
 import { DISPVM_PREFIX } from "../policy/tokens.ts";
 import { CallStats } from "./call-stats.ts";
 import {
@@ -50,7 +50,7 @@ import {
   type AdminService,
 } from "./execute.ts";
 import { SpareConnections } from "./spare-connections.ts";
-import { queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
+import { policyConnection, queryPolicy, type PolicyEndpoints } from "./policy-query.ts";
 import type { PolicyResponse } from "../protocol/policy-response.ts";
 import { portKey, traceCall, traceKeyed, tracing, triggerKey, type CallTrace } from "../trace.ts";
 
@@ -119,6 +119,8 @@ export class Daemon {
   readonly #refusals: RefusalLog;
   /** Connections to the daemons of VMs we called, greeted ahead of the next call. */
   readonly #spares: SpareConnections;
+  /** The next call's connection to the policy daemon, made ahead of it. */
+  readonly #policySpare: SpareConnections;
 
   constructor(options: DaemonOptions) {
     this.#options = options;
@@ -126,7 +128,8 @@ export class Daemon {
     this.#admin = options.qubesdSocket ? adminServiceAt(options.qubesdSocket) : null;
     this.#stats = new CallStats(options.statsFile);
     this.#refusals = new RefusalLog(options.log);
-    this.#spares = new SpareConnections(options.socketDir);
+    this.#spares = new SpareConnections((target) => connectDaemon(options.socketDir, target));
+    this.#policySpare = new SpareConnections((path) => policyConnection(path));
   }
 
   /** Connects to the agent and opens the daemon socket; rejects when the agent never comes. */
@@ -140,6 +143,7 @@ export class Daemon {
   stop(): void {
     this.#stopping = true;
     this.#spares.stop();
+    this.#policySpare.stop();
     this.#stats.flush();
     this.#unlisten();
     this.#control?.close();
@@ -347,7 +351,7 @@ export class Daemon {
           intendedTarget: trigger.target,
           serviceAndArg: trigger.service,
         },
-        { ...this.#options.policy, log: this.#options.log },
+        { ...this.#options.policy, log: this.#options.log, spare: this.#policySpare },
       );
       trace?.stage("policy-answered", {
         answer: decision.kind === "allow" ? decision.target : "no",

@@ -10,6 +10,7 @@ import {
   type PolicyResponse,
 } from "../protocol/policy-response.ts";
 import { untrusted } from "../io/log-text.ts";
+import type { SpareConnections } from "./spare-connections.ts";
 
 export interface PolicyEndpoints {
   /** The policy daemon's socket, or null to go straight to the program. */
@@ -17,18 +18,46 @@ export interface PolicyEndpoints {
   /** Run as `PROGRAM -- SOURCE TARGET SERVICE`; prints key=value lines, exit 0 = may allow. */
   program: string;
   log: (message: string) => void;
+  /** Connections to the socket made ahead of the query that uses them; none if absent. */
+  spare?: SpareConnections;
 }
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-async function askSocket(socketPath: string, request: PolicyRequest): Promise<PolicyResponse> {
-  return parsePolicyResponse(
-    await Connection.exchange(socketPath, buildPolicyRequest(request), {
-      bytesMax: POLICY_RESPONSE_BYTES_MAX - 1,
-    }),
-  );
+/** Most bytes of an answer; one more is what `readToEnd` needs to see to refuse. */
+const ANSWER_BYTES_MAX = POLICY_RESPONSE_BYTES_MAX - 1;
+
+/** A connection to the policy socket, for one query (the daemon answers one, then closes). */
+export function policyConnection(socketPath: string): Promise<Connection> {
+  return Connection.connect(socketPath, { inputBytesMax: ANSWER_BYTES_MAX + 1 });
+}
+
+async function askSocket(
+  socketPath: string,
+  request: PolicyRequest,
+  spare: SpareConnections | undefined,
+): Promise<PolicyResponse> {
+  const ready = spare?.take(socketPath) ?? null;
+  // The next query's connection, once this call's own messages are out.
+  if (spare) setImmediate(() => spare.refill(socketPath));
+  if (ready !== null) {
+    // A spare whose daemon went away since (closed, not yet noticed) answers nothing: that
+    // says nothing about this request, which is asked again on a new connection.
+    const answer = await exchange(ready, request).catch(() => null);
+    if (answer !== null && answer.length > 0) return parsePolicyResponse(answer);
+  }
+  return parsePolicyResponse(await exchange(await policyConnection(socketPath), request));
+}
+
+async function exchange(connection: Connection, request: PolicyRequest): Promise<Uint8Array> {
+  try {
+    connection.write(new TextEncoder().encode(buildPolicyRequest(request)));
+    return await connection.readToEnd(ANSWER_BYTES_MAX);
+  } finally {
+    connection.close();
+  }
 }
 
 async function askProgram(program: string, request: PolicyRequest): Promise<PolicyResponse> {
@@ -52,7 +81,7 @@ export async function queryPolicy(
 ): Promise<PolicyResponse> {
   if (endpoints.socketPath !== null) {
     try {
-      const response = await askSocket(endpoints.socketPath, request);
+      const response = await askSocket(endpoints.socketPath, request, endpoints.spare);
       if (response.kind !== "malformed") return response;
       const reason = untrusted(response.reason, 512);
       const fallback = `asking ${endpoints.program}`;

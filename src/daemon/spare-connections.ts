@@ -1,30 +1,31 @@
-// Connections to other VMs' daemons opened and greeted ahead of the next call to them. A daemon
-// that carries out its VM's call to another VM first connects to the target's daemon and waits
-// for its HELLO (§7.2, the daemon speaks first) before it can send EXEC_CMDLINE: a round trip
-// between two processes on every VM -> VM call. After a call to a target, the next one's
-// connection is made and greeted while nothing waits for it, so that call's request goes out at
-// once. A daemon keeps at most one per target it has called; one the target's daemon closed (it
-// stopped or restarted) is dropped and the next call connects as before.
+// Connections opened ahead of the next call that needs them. A daemon that carries out its VM's
+// call to another VM first connects to the target's daemon and waits for its HELLO (§7.2, the
+// daemon speaks first) before it can send EXEC_CMDLINE: a round trip between two processes on
+// every VM -> VM call. Every call from a VM also first connects to the policy daemon (§7.4),
+// whose accept is a wake-up of its own before the request can go. After a call, the next one's
+// connection is made (and greeted) while nothing waits for it, so that call's request goes out
+// at once. At most one is kept per target; one its peer closed (it stopped or restarted) is
+// dropped and the next call connects as before.
 import type { Connection } from "../io/connection.ts";
-import { connectDaemon } from "./daemon-client.ts";
 
 export class SpareConnections {
-  readonly #socketDir: string;
+  readonly #connect: (target: string) => Promise<Connection>;
   readonly #spares = new Map<string, Connection>();
   /** Targets whose spare is being connected. */
   readonly #connecting = new Set<string>();
   #stopped = false;
 
-  constructor(socketDir: string) {
-    this.#socketDir = socketDir;
+  /** `connect` makes a connection to `target` ready for a request (greeted where it must be). */
+  constructor(connect: (target: string) => Promise<Connection>) {
+    this.#connect = connect;
   }
 
-  /** The spare for `target`, greeted and unused, or null (the caller connects itself). */
+  /** The spare for `target`, ready and unused, or null (the caller connects itself). */
   take(target: string): Connection | null {
     const spare = this.#spares.get(target);
     if (spare === undefined) return null;
     this.#spares.delete(target);
-    // Anything the target's daemon said after its HELLO is not an answer to us: not usable.
+    // Anything the peer said (after its HELLO) is not an answer to us: not usable.
     if (!spare.isClosed && spare.buffered === 0) return spare;
     spare.close();
     return null;
@@ -34,7 +35,7 @@ export class SpareConnections {
   refill(target: string): void {
     if (this.#stopped || this.#spares.has(target) || this.#connecting.has(target)) return;
     this.#connecting.add(target);
-    connectDaemon(this.#socketDir, target).then(
+    this.#connect(target).then(
       (connection) => {
         this.#connecting.delete(target);
         if (this.#stopped || this.#spares.has(target)) return connection.close();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Connection } from "../../src/io/connection.ts";
 import { SpareConnections } from "../../src/daemon/spare-connections.ts";
-import { daemonSocketPath } from "../../src/daemon/daemon-client.ts";
+import { connectDaemon, daemonSocketPath } from "../../src/daemon/daemon-client.ts";
 import { decodeHello, helloMessage } from "../../src/protocol/codec.ts";
 import { PEER_INFO_BYTES, QREXEC_CLIENT_PROTOCOL_VERSION } from "../../src/protocol/constants.ts";
 import { tempDir } from "../helpers/paths.ts";
@@ -37,6 +37,10 @@ class StandInDaemon {
   }
 }
 
+function daemonSpares(socketDir: string): SpareConnections {
+  return new SpareConnections((target) => connectDaemon(socketDir, target));
+}
+
 describe("spare daemon connections", () => {
   let dir: { path: string; remove: () => void };
   let daemon: StandInDaemon;
@@ -52,7 +56,7 @@ describe("spare daemon connections", () => {
   });
 
   test("none before a call; one greeted spare after, made once however often asked", async () => {
-    const spares = new SpareConnections(dir.path);
+    const spares = daemonSpares(dir.path);
     expect(spares.take("vault")).toBeNull();
     spares.refill("vault");
     spares.refill("vault");
@@ -71,7 +75,7 @@ describe("spare daemon connections", () => {
   });
 
   test("a spare the target's daemon closed is dropped; none is made after stop", async () => {
-    const spares = new SpareConnections(dir.path);
+    const spares = daemonSpares(dir.path);
     const before = daemon.accepted.length;
     spares.refill("vault");
     await waitFor(() => daemon.accepted.length === before + 1, "the spare's connection");
@@ -85,7 +89,7 @@ describe("spare daemon connections", () => {
   });
 
   test("stop closes the spares it keeps", async () => {
-    const spares = new SpareConnections(dir.path);
+    const spares = daemonSpares(dir.path);
     const before = daemon.accepted.length;
     spares.refill("vault");
     await waitFor(() => daemon.greeted.length === before + 1, "the spare's HELLO");
@@ -96,7 +100,7 @@ describe("spare daemon connections", () => {
   });
 
   test("a target whose daemon is not there: no spare, no error", async () => {
-    const spares = new SpareConnections(join(dir.path, "nowhere"));
+    const spares = daemonSpares(join(dir.path, "nowhere"));
     spares.refill("vault");
     await Bun.sleep(100);
     expect(spares.take("vault")).toBeNull();
