@@ -86,10 +86,20 @@ type Scalars<L extends Layout> = {
 function readStruct<L extends Layout>(layout: L, bytes: Uint8Array, base = 0): Scalars<L> {
   const view = new DataView(bytes.buffer, bytes.byteOffset + base, layout.bytes);
   const values: Record<string, number> = {};
-  for (const [name, field] of Object.entries(layout.fields)) {
-    if (field.count === undefined) values[name] = readScalar(view, field);
-  }
+  for (const [name, field] of scalarFields(layout)) values[name] = readScalar(view, field);
   return values as Scalars<L>;
+}
+
+/** A layout's scalar fields, listed once: every pump event's header is read with them. */
+const scalarFieldLists = new WeakMap<Layout, Array<[string, Field]>>();
+
+function scalarFields(layout: Layout): Array<[string, Field]> {
+  let fields = scalarFieldLists.get(layout);
+  if (fields === undefined) {
+    fields = Object.entries(layout.fields).filter(([, field]) => field.count === undefined);
+    scalarFieldLists.set(layout, fields);
+  }
+  return fields;
 }
 
 function readScalar(view: DataView, field: Field): number {
@@ -457,6 +467,8 @@ export class Stream {
   #resolveSpawned!: (pid: number) => void;
   #resolveFinished!: (status: number) => void;
   #rejectFinished!: (error: Error) => void;
+  /** `finished` resolved or rejected. */
+  #settled = false;
 
   constructor(id: number, label: string) {
     this.id = id;
@@ -464,8 +476,14 @@ export class Stream {
     this.connected = new Promise<number>((resolve) => (this.#resolveConnected = resolve));
     this.spawned = new Promise<number>((resolve) => (this.#resolveSpawned = resolve));
     this.finished = new Promise<number>((resolve, reject) => {
-      this.#resolveFinished = resolve;
-      this.#rejectFinished = reject;
+      this.#resolveFinished = (status) => {
+        this.#settled = true;
+        resolve(status);
+      };
+      this.#rejectFinished = (error) => {
+        this.#settled = true;
+        reject(error);
+      };
     });
     // A failure nobody awaits must not crash the process; callers that care await `finished`.
     this.finished.catch(() => {});
@@ -551,10 +569,16 @@ export class Stream {
     withStderr: boolean,
     stdoutPipe: boolean,
   ): void {
-    const strings = [...argv, ...Object.entries(env).map(([name, value]) => `${name}=${value}`)];
-    if (strings.some((text) => text.includes("\0")))
+    // One string, built in place: this runs for every call a service answers.
+    let text = "";
+    for (const arg of argv) text += `${arg}\0`;
+    for (const name in env) text += `${name}=${env[name]}\0`;
+    const strings = argv.length + Object.keys(env).length;
+    let nuls = 0;
+    for (let at = text.indexOf("\0"); at !== -1; at = text.indexOf("\0", at + 1)) nuls++;
+    if (nuls !== strings)
       throw new TypeError("a spawned program's argument or environment contains a NUL");
-    const block = encoder.encode(strings.join("\0") + "\0");
+    const block = encoder.encode(text);
     const flags = flagsOf(abi.ServiceStdioFlags, { stderrPipe: withStderr, stdoutPipe });
     const id = this.#guard();
     check(native.qp_spawn_on_connect(id, block, block.length, argv.length, flags));
@@ -617,7 +641,9 @@ export class Stream {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#rejectFinished(new StreamError(osConstants.errno.ECANCELED, `${this.label}: closed`));
+    // Only when it is still awaited: an Error's stack costs more than the rest of the close.
+    if (!this.#settled)
+      this.#rejectFinished(new StreamError(osConstants.errno.ECANCELED, `${this.label}: closed`));
     Pump.get().unregister(this.id);
     check(native.qp_close(this.id));
   }
