@@ -15,8 +15,10 @@ import {
   encodeConnectionTerminated,
   encodeExecParams,
   fieldText,
+  readFrame,
   withIdent,
   type ExecParams,
+  type Header,
 } from "../protocol/codec.ts";
 import {
   HEADER_BYTES,
@@ -38,6 +40,7 @@ import {
   type ServiceContext,
 } from "../services/start.ts";
 import { ClientVmHost } from "./client-host.ts";
+import { InProcessTrigger, type TriggerPeer } from "./in-process-trigger.ts";
 import { FdShortage, fdErrorCode } from "./fd-shortage.ts";
 import { peerProfile, type PeerProfile } from "../protocol/peer-profile.ts";
 import { SessionGate } from "./session.ts";
@@ -73,7 +76,7 @@ export interface AgentOptions {
 /** A qrexec-client-vm connection waiting for the daemon's answer, or running its call. */
 interface TriggerClient {
   id: number;
-  connection: Connection;
+  connection: TriggerPeer;
   /** Set once SERVICE_CONNECT arrived: the call's data vchan, reported as terminated on close. */
   params: ExecParams | null;
   /** The control stream its trigger went out on; only that daemon can answer it. */
@@ -137,7 +140,9 @@ export class Agent {
     // Only a default-profile agent's process settings are a client's (a mirage one caps pages).
     if (this.#profile.name === "default") {
       const { agentSocket, env, log } = this.#options;
-      const host = new ClientVmHost({ agentSocket, env, log, shortage: this.#shortage });
+      const shortage = this.#shortage;
+      const openTrigger = () => this.openLocalTrigger();
+      const host = new ClientVmHost({ agentSocket, env, log, shortage, openTrigger });
       try {
         host.start();
         this.#clientHost = host;
@@ -433,6 +438,38 @@ export class Agent {
   // ---------------------------------------------------------------- trigger socket
 
   async #serveTrigger(connection: Connection): Promise<void> {
+    const client = this.#addClient(connection);
+    try {
+      const message = await connection.readMessage(TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN);
+      if (message === null) return;
+      await this.#acceptTrigger(client, message.header, message.payload);
+    } catch (error) {
+      this.#refuseTrigger(client, error);
+    }
+  }
+
+  /**
+   * A trigger connection inside this process, for a call the client host runs: the same as one
+   * through the trigger socket, without its connect, accept and reads.
+   */
+  openLocalTrigger(): InProcessTrigger {
+    const link: InProcessTrigger = new InProcessTrigger((message) => {
+      try {
+        const frame = readFrame(message, MAX_SERVICE_NAME_LEN + TRIGGER4_FIXED_BYTES);
+        if (frame === null || frame.consumed !== message.length)
+          throw new Error(`a trigger of ${message.length} bytes is not one whole message`);
+        this.#acceptTrigger(client, frame.header, frame.payload).catch((error: unknown) =>
+          this.#refuseTrigger(client, error),
+        );
+      } catch (error) {
+        this.#refuseTrigger(client, error);
+      }
+    });
+    const client = this.#addClient(link);
+    return link;
+  }
+
+  #addClient(connection: TriggerPeer): TriggerClient {
     const client: TriggerClient = {
       id: this.#nextClientId++,
       connection,
@@ -447,30 +484,32 @@ export class Agent {
       if (client.params)
         this.#notify(MSG_CONNECTION_TERMINATED, encodeConnectionTerminated(client.params));
     });
-    try {
-      const message = await connection.readMessage(TRIGGER4_FIXED_BYTES + MAX_SERVICE_NAME_LEN);
-      if (message === null) return;
-      const { header, payload } = message;
-      if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
-        throw new Error(
-          `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} ` +
-            `bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
-        );
-      }
-      const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
-      const domain = this.#options.domain;
-      const trace = traceCall(domain)?.link(triggerKey(domain, this.#profile.ident(client.id)));
-      const asked = { target: fieldText(trigger.target), service: fieldText(trigger.service) };
-      trace?.stage("agent-trigger", asked);
-      await this.#ready;
-      const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
-      this.#sendControl(type, body);
-      client.sentOn = this.#control;
-    } catch (error) {
-      const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
-      this.#options.log(`trigger from ${connection.label} refused: ${reason}`);
-      this.#clients.delete(client.id);
-      connection.close();
+    return client;
+  }
+
+  /** Checks a caller's trigger and sends it to dom0; throws what refuses it. */
+  async #acceptTrigger(client: TriggerClient, header: Header, payload: Uint8Array): Promise<void> {
+    if (header.type !== MSG_TRIGGER_SERVICE4 || header.len <= TRIGGER4_FIXED_BYTES) {
+      throw new Error(
+        `expected MSG_TRIGGER_SERVICE4 with more than ${TRIGGER4_FIXED_BYTES} ` +
+          `bytes, got type 0x${header.type.toString(16)} len ${header.len}`,
+      );
     }
+    const trigger = withIdent(decodeTrigger4(payload), this.#profile.ident(client.id));
+    const domain = this.#options.domain;
+    const trace = traceCall(domain)?.link(triggerKey(domain, this.#profile.ident(client.id)));
+    const asked = { target: fieldText(trigger.target), service: fieldText(trigger.service) };
+    trace?.stage("agent-trigger", asked);
+    await this.#ready;
+    const { type, payload: body } = this.#profile.encodeTrigger(trigger, this.#version);
+    this.#sendControl(type, body);
+    client.sentOn = this.#control;
+  }
+
+  #refuseTrigger(client: TriggerClient, error: unknown): void {
+    const reason = untrusted(String(error instanceof Error ? error.message : error), 512);
+    this.#options.log(`trigger from ${client.connection.label} refused: ${reason}`);
+    this.#clients.delete(client.id);
+    client.connection.close();
   }
 }

@@ -1,7 +1,8 @@
 // The agent's client host: runs qrexec-client-vm calls inside the agent, for the native front end
 // (zig/client_host/front_end.zig) that hands over its command line, environment and stdio instead
 // of starting Bun for every call (Bun's start alone is about the whole latency budget). The call
-// is the CLI's own code (src/client-vm), fed the front end's fds; a local program is started by
+// is the CLI's own code (src/client-vm), fed the front end's fds and reaching the agent through
+// an in-process trigger connection (src/agent/in-process-trigger.ts); a local program is started by
 // the front end, in the caller's process, when the call is allowed. Anything the host would run
 // differently from the CLI (an unusual command line, another environment, a terminal) is
 // answered "fallback", and the front end runs the Bun CLI itself.
@@ -9,7 +10,12 @@ import { chmodSync, closeSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { ExitError } from "../call/exit-error.ts";
 import type { LocalProgram } from "../call/caller.ts";
-import { callService, spawnFailure, type ClientVmCall } from "../client-vm/client-vm.ts";
+import {
+  callService,
+  spawnFailure,
+  type AgentLink,
+  type ClientVmCall,
+} from "../client-vm/client-vm.ts";
 import {
   isTerminal,
   parseFast,
@@ -19,11 +25,9 @@ import {
 import { ClientHost, type ClientRequest, type Stream } from "../native.ts";
 import { CLIENT_HOST_SOCKET_SUFFIX, DEFAULT_AGENT_SOCKET } from "../protocol/constants.ts";
 import { QREXEC_EXIT_FATAL, QREXEC_EXIT_REQUEST_REFUSED } from "../protocol/exit.ts";
-import { FdShortage, fdHeadroom, outOfFds } from "./fd-shortage.ts";
+import { FdShortage, outOfFds } from "./fd-shortage.ts";
 import { traceCall } from "../trace.ts";
 
-/** Fds kept free per hosted call still setting up (see ClientVmHost#reserveFds). */
-const RESERVED_FDS_PER_SET_UP = 4;
 const PROGRAM = "qrexec-client-vm";
 /** What the caller reads when the agent could not set its call up (as the front end says). */
 const REFUSED_OUT_OF_FDS = "Request refused: the qrexec agent is out of file descriptors";
@@ -71,6 +75,7 @@ export class ClientVmHost {
   readonly #env: Record<string, string | undefined>;
   readonly #log: (message: string) => void;
   readonly #shortage: FdShortage;
+  readonly #openTrigger: () => AgentLink;
   #host: ClientHost | null = null;
   readonly #calls = new Map<number, HostedCall>();
 
@@ -79,11 +84,14 @@ export class ClientVmHost {
     env: Record<string, string | undefined>;
     log: (message: string) => void;
     shortage: FdShortage;
+    /** The agent's in-process trigger connection (`Agent.openLocalTrigger`). */
+    openTrigger: () => AgentLink;
   }) {
     this.#agentSocket = options.agentSocket;
     this.#env = options.env;
     this.#log = options.log;
     this.#shortage = options.shortage;
+    this.#openTrigger = options.openTrigger;
   }
 
   get socketPath(): string {
@@ -183,9 +191,9 @@ export class ClientVmHost {
       else this.#host!.message(request.connection, `${text}\n`);
     };
     try {
-      this.#reserveFds();
       return await callService({
         ...call,
+        openAgent: this.#openTrigger,
         stdio: { input, output, error },
         abort: hosted.abort.signal,
         startLocal: (argv) => this.#startLocal(request, hosted, argv),
@@ -204,7 +212,7 @@ export class ClientVmHost {
       if (hosted.abort.signal.aborted) return QREXEC_EXIT_FATAL;
       const message = failure instanceof Error ? failure.message : String(failure);
       // The agent could not set the call up (§8: 126, as when it closes the trigger socket).
-      const short = hosted.stream === null ? this.#shortOfFds(failure) : null;
+      const short = hosted.stream === null ? outOfFds(failure) : null;
       if (short !== null) {
         this.#shortage.refused(short, message);
         say(`${REFUSED_OUT_OF_FDS} (${short})`);
@@ -252,33 +260,6 @@ export class ClientVmHost {
       const first = request.argv.length - argv.length;
       if (signal.aborted || !this.#host!.startLocal(request.connection, first)) gone();
     });
-  }
-
-  /**
-   * A hosted call reaches this agent through its own trigger socket, whose accept needs an fd of
-   * this process: calls holding the last fds while they wait for it would wait for ever. So
-   * each call still setting up keeps a few in reserve (the accept takes one), and one that
-   * would eat into them is refused for want of fds, as any other that finds none. A call that
-   * sets up alone waits on nobody's fds: it skips the count (two reads of /proc per call).
-   */
-  #reserveFds(): void {
-    // Setting up: no stream yet (this call among them).
-    let settingUp = 0;
-    for (const hosted of this.#calls.values()) if (hosted.stream === null) settingUp++;
-    if (settingUp <= 1) return;
-    if (fdHeadroom() >= RESERVED_FDS_PER_SET_UP * settingUp) return;
-    const short = new Error("too few fds left for the calls setting up");
-    throw Object.assign(short, { code: "EMFILE" });
-  }
-
-  /**
-   * The errno when a call failed for want of fds. A failed connect to our own trigger socket
-   * says ECONNREFUSED whatever the cause (Bun's), so during a shortage it is put down to it.
-   */
-  #shortOfFds(failure: unknown): string | null {
-    const cause = failure instanceof Error ? failure.cause : undefined;
-    const connecting = (cause as { syscall?: unknown } | undefined)?.syscall === "connect";
-    return outOfFds(failure) ?? (connecting ? this.#shortage.ongoing : null);
   }
 
   #onSignal(connection: number): void {

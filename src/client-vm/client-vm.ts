@@ -17,6 +17,26 @@ import { portKey, type CallTrace } from "../trace.ts";
 /** Data vchan connect timeout on the VM side (§13.16). */
 const CONNECT_TIMEOUT_MS = 120_000;
 
+/** What a call needs of its trigger connection to the agent (§10). */
+export interface AgentLink {
+  /** The trigger message, whole. */
+  send(trigger: Uint8Array): void;
+  /** The 8-byte exec_params once dom0 allowed the call; null when the agent closed instead. */
+  read(): Promise<Uint8Array | null>;
+  /** Ends the call, for the agent: it reports the data vchan terminated. */
+  close(): void;
+}
+
+/** The agent's trigger socket as an `AgentLink`. */
+async function agentSocketLink(path: string): Promise<AgentLink> {
+  const connection = await Connection.connect(path);
+  return {
+    send: (trigger) => connection.write(trigger),
+    read: () => connection.read(EXEC_PARAMS_FIXED_BYTES),
+    close: () => connection.close(),
+  };
+}
+
 export interface ClientVmCall {
   domain: number;
   agentSocket: string;
@@ -45,6 +65,8 @@ export interface ClientVmCall {
   stdio?: { input: number; output: number; error: number };
   /** The stream is running with our stdio (for SIGUSR1 delivered by someone else than the pump). */
   onStream?: (stream: Stream) => void;
+  /** The agent's own link, when the call runs inside it; else its socket is connected. */
+  openAgent?: () => AgentLink;
   /** Ends the call early, as if this process had died: the trigger or data vchan is closed. */
   abort?: AbortSignal;
   trace?: CallTrace | null;
@@ -65,21 +87,21 @@ export async function callService(call: ClientVmCall): Promise<number> {
     throw new ExitError(`invalid service '${call.service}': ${trigger.reason}`, QREXEC_EXIT_FATAL);
 
   if (call.abort?.aborted) throw new ExitError("call aborted", QREXEC_EXIT_FATAL);
-  let agent: Connection;
+  let agent: AgentLink;
   try {
-    agent = await Connection.connect(call.agentSocket);
+    agent = call.openAgent ? call.openAgent() : await agentSocketLink(call.agentSocket);
   } catch (error) {
     const message = `cannot connect to the qrexec agent at ${call.agentSocket}: ${describe(error)}`;
     throw new ExitError(message, QREXEC_EXIT_FATAL, { cause: error });
   }
   try {
-    agent.write(trigger.message);
+    agent.send(trigger.message);
     call.trace?.stage("trigger-sent", { target: call.target, service: call.service });
     let reply: Uint8Array | null;
     const aborted = () => agent.close();
     call.abort?.addEventListener("abort", aborted);
     try {
-      reply = await agent.read(EXEC_PARAMS_FIXED_BYTES);
+      reply = await agent.read();
     } catch (error) {
       throw new ExitError(
         `short reply from the qrexec agent: ${describe(error)}`,

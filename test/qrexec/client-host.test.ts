@@ -11,6 +11,7 @@ import {
   readFileSync,
   readSync,
   readlinkSync,
+  renameSync,
   writeSync,
 } from "node:fs";
 import { createConnection } from "node:net";
@@ -94,6 +95,18 @@ describe("qrexec-client-vm's client host", () => {
     const { exe, stdout } = await whileRunning(["vault", "test.Hold+TAG"]);
     expect(exe).toBe(FRONT);
     expect(stdout).toBe("bye\n");
+  });
+
+  test("a hosted call reaches its agent in-process: it needs no trigger socket", async () => {
+    const socket = system.env(2).QRX_AGENT_SOCKET!;
+    renameSync(socket, `${socket}.away`);
+    try {
+      const { exe, stdout } = await whileRunning(["vault", "test.Hold+TAG"]);
+      expect(exe).toBe(FRONT);
+      expect(stdout).toBe("bye\n");
+    } finally {
+      renameSync(`${socket}.away`, socket);
+    }
   });
 
   // What a local program sees of its start, written to a file named after the call's tag.
