@@ -55,13 +55,15 @@ export function findFile(searchPath: string, name: string): FoundFile {
   for (const directory of searchPath.split(":")) {
     if (directory === "") continue;
     const path = `${directory}/${name}`;
-    let stats: Stats;
+    let stats: Stats | undefined;
     try {
-      stats = lstatSync(path);
+      // Absent is the common case (a `svc+` tried first, configs most services lack), and an
+      // error object per absent name costs more than the lstat itself.
+      stats = lstatSync(path, { throwIfNoEntry: false });
     } catch (error) {
-      if (errorCode(error) === "ENOENT") continue;
       return { kind: "error", reason: `cannot stat ${path}: ${describe(error)}` };
     }
+    if (stats === undefined) continue;
     if (!stats.isSymbolicLink()) return { kind: "found", path, stats, tcpLink: null };
     try {
       const target = readlinkSync(path);
