@@ -364,6 +364,8 @@ export class Vchan {
   attach(options: StreamOptions): Stream {
     const handle = this.#guard();
     const flags = flagsOf(abi.AttachFlags, options);
+    const spawn = options.spawn ?? NO_SPAWN;
+    const spawnFlags = flagsOf(abi.ServiceStdioFlags, spawn);
     const pump = Pump.get();
     this.#handle = 0;
     const id = check(
@@ -374,6 +376,10 @@ export class Vchan {
         options.sendFirst ? 1 : 0,
         options.connectTimeoutMs,
         flags,
+        spawn.block,
+        spawn.block.length,
+        spawn.argc,
+        spawnFlags,
       ),
     );
     return pump.register(id, `${this.label} (${streamKindName(options.kind)})`);
@@ -406,6 +412,49 @@ export interface StreamOptions {
   mirageChunkBug?: boolean;
   /** Service side that never has a stderr fd (dom0): stderr's EOF leads, failures included. */
   stderrEofFirst?: boolean;
+  /**
+   * A service stream's service (`spawnSpec`), started by the pump itself the moment the data
+   * vchan is connected, with the stdio `makeServiceStdio` would make. The pump owns and reaps
+   * the child, and sends its exit code; see `Stream.spawned`.
+   */
+  spawn?: SpawnSpec;
+}
+
+/** What `StreamOptions.spawn` takes: argv and environment as the pump's strings. */
+export interface SpawnSpec {
+  block: Uint8Array;
+  argc: number;
+  stderrPipe: boolean;
+  stdoutPipe: boolean;
+}
+
+/** No service: qp_attach reads no strings when their length is 0. */
+const NO_SPAWN: SpawnSpec = {
+  block: new Uint8Array(0),
+  argc: 0,
+  stderrPipe: false,
+  stdoutPipe: false,
+};
+
+/**
+ * `argv` (its first an absolute path) and `env` as a spawn; a TypeError when a string holds a
+ * NUL, which would split it.
+ */
+export function spawnSpec(
+  argv: string[],
+  env: Record<string, string>,
+  stdio: { stderrPipe: boolean; stdoutPipe: boolean },
+): SpawnSpec {
+  // One string, built in place: this runs for every call a service answers.
+  let text = "";
+  for (const arg of argv) text += `${arg}\0`;
+  for (const name in env) text += `${name}=${env[name]}\0`;
+  const strings = argv.length + Object.keys(env).length;
+  let nuls = 0;
+  for (let at = text.indexOf("\0"); at !== -1; at = text.indexOf("\0", at + 1)) nuls++;
+  if (nuls !== strings)
+    throw new TypeError("a spawned program's argument or environment contains a NUL");
+  return { block: encoder.encode(text), argc: argv.length, ...stdio };
 }
 
 export interface PumpEvent {
@@ -452,7 +501,7 @@ export class Stream {
   #handingOver = false;
   readonly connected: Promise<number>;
   /**
-   * After `spawnOnConnect`: the service's pid, or -errno when it could not be started (the
+   * With `StreamOptions.spawn`: the service's pid, or -errno when it could not be started (the
    * stream then ends with 127 or 125 itself). Resolves before `connected`.
    */
   readonly spawned: Promise<number>;
@@ -556,32 +605,6 @@ export class Stream {
     const flags = flagsOf(abi.ServiceStdioFlags, { stderrPipe: withStderr, stdoutPipe });
     check(native.qp_make_service_stdio(this.#guard(), fds, flags));
     return [fds[0]!, fds[1]!, fds[2]!];
-  }
-
-  /**
-   * Has the pump start the service itself the moment the data vchan is connected, with the
-   * stdio `makeServiceStdio` would make: `argv[0]` an absolute path. The pump owns and reaps
-   * the child, and sends its exit code; see `spawned`.
-   */
-  spawnOnConnect(
-    argv: string[],
-    env: Record<string, string>,
-    withStderr: boolean,
-    stdoutPipe: boolean,
-  ): void {
-    // One string, built in place: this runs for every call a service answers.
-    let text = "";
-    for (const arg of argv) text += `${arg}\0`;
-    for (const name in env) text += `${name}=${env[name]}\0`;
-    const strings = argv.length + Object.keys(env).length;
-    let nuls = 0;
-    for (let at = text.indexOf("\0"); at !== -1; at = text.indexOf("\0", at + 1)) nuls++;
-    if (nuls !== strings)
-      throw new TypeError("a spawned program's argument or environment contains a NUL");
-    const block = encoder.encode(text);
-    const flags = flagsOf(abi.ServiceStdioFlags, { stderrPipe: withStderr, stdoutPipe });
-    const id = this.#guard();
-    check(native.qp_spawn_on_connect(id, block, block.length, argv.length, flags));
   }
 
   setPrefix(data: Uint8Array): void {

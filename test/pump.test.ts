@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PumpEventKind, StreamKind } from "../src/constants.ts";
-import { StreamError, Vchan, type Stream } from "../src/native.ts";
+import { spawnSpec, StreamError, Vchan, type Stream } from "../src/native.ts";
 import { tempDir } from "./helpers/paths.ts";
 import { waitFor, type Transport } from "./helpers/system.ts";
 
@@ -95,27 +95,25 @@ function sha256(data: Uint8Array): string {
 }
 
 describe.each(TRANSPORTS)("the pump over a %s vchan", (backend) => {
-  test("spawnOnConnect: exactly the argv and environment given, a NUL refused", async () => {
+  test("a spawn given at attach: exactly its argv and environment, a NUL refused", async () => {
     port++;
     const endpoint = { backend, dir: dir.path, port };
     const rings = { readMin: 1024, writeMin: 1024 };
     const caller = Vchan.server({ ...endpoint, ...rings, localDomain: 2, remoteDomain: 3 });
     const target = Vchan.clientAsync({ ...endpoint, localDomain: 3, remoteDomain: 2 });
     const flags = { version: 4, sendFirst: true, connectTimeoutMs: 5000 };
-    const client = caller.attach({ kind: StreamKind.DataClient, ...flags });
-    const service = target.attach({ kind: StreamKind.DataService, ...flags });
-    streams.push(client, service);
+    const stdio = { stderrPipe: false, stdoutPipe: false };
     const env = { A: "1", B: "two words", C: "x=y" };
-    expect(() => service.spawnOnConnect(["/usr/bin/env"], { D: "a\0b" }, false, false)).toThrow(
-      /contains a NUL/,
-    );
-    expect(() => service.spawnOnConnect(["/usr/bin/env\0"], env, false, false)).toThrow(
-      /contains a NUL/,
-    );
-    service.spawnOnConnect(["/usr/bin/env"], env, false, false);
+    expect(() => spawnSpec(["/usr/bin/env"], { D: "a\0b" }, stdio)).toThrow(/contains a NUL/);
+    expect(() => spawnSpec(["/usr/bin/env\0"], env, stdio)).toThrow(/contains a NUL/);
+    const spawn = spawnSpec(["/usr/bin/env"], env, stdio);
+    const client = caller.attach({ kind: StreamKind.DataClient, ...flags });
+    const service = target.attach({ kind: StreamKind.DataService, ...flags, spawn });
+    streams.push(client, service);
     const outputPath = join(dir.path, "output");
     client.setStdio(openSync(outputPath, "w"), openSync("/dev/null", "r"), -1, false);
     expect(await Promise.all([client.finished, service.finished])).toEqual([0, 0]);
+    expect(await service.spawned).toBeGreaterThan(0);
     expect(readFileSync(outputPath, "utf8")).toBe("A=1\nB=two words\nC=x=y\n");
   });
 

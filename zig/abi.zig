@@ -20,7 +20,7 @@ const protocol = @import("protocol.zig");
 
 /// Bumped whenever an export's signature or anything below changes: src/native.ts refuses a
 /// library whose `qrx_abi_version` differs from the value it was generated with.
-pub const abi_version: u32 = 14;
+pub const abi_version: u32 = 15;
 
 // ---------------------------------------------------------------- vchan
 
@@ -69,7 +69,7 @@ pub const StreamKind = pump.Kind;
 /// `qp_attach`'s flags.
 pub const AttachFlags = pump.Flags;
 pub const Sigusr1Mode = pump.Sigusr1Mode;
-/// `qp_make_service_stdio`'s and `qp_spawn_on_connect`'s flags.
+/// `qp_make_service_stdio`'s flags, and `qp_attach`'s for the service it starts.
 pub const ServiceStdioFlags = packed struct(u32) {
     stderr_pipe: bool = false,
     /// Stdout as a pipe instead of upstream's socketpair (a qrx option).

@@ -299,6 +299,9 @@ pub export fn qp_start() i32 {
 }
 
 /// Hands vchan `handle` to the pump as a stream of `kind`; the handle is dead afterwards.
+/// With `spawn_len` > 0, a service stream's service (argv then environment, NUL-terminated,
+/// `spawn_argc` of them argv; `spawn_flags` as `ServiceStdioFlags`) is started by the pump the
+/// moment the data vchan connects.
 pub export fn qp_attach(
     handle: u32,
     kind: u32,
@@ -306,6 +309,10 @@ pub export fn qp_attach(
     send_first: u32,
     connect_timeout_ms: i32,
     flags: u32,
+    spawn_strings: ?[*]const u8,
+    spawn_len: u32,
+    spawn_argc: u32,
+    spawn_flags: u32,
 ) i32 {
     const started = started_pump() catch return failure();
     const stream_kind = std.meta.intToEnum(abi.StreamKind, kind) catch {
@@ -314,6 +321,20 @@ pub export fn qp_attach(
     if (own_version < 2 or own_version > 4) {
         return refuse(.INVAL, "protocol version {d} is not 2, 3 or 4", .{own_version});
     }
+    const wanted: abi.ServiceStdioFlags = @bitCast(spawn_flags);
+    if (wanted._pad != 0) {
+        return refuse(.INVAL, "unknown service stdio flags 0x{x}", .{spawn_flags});
+    }
+    var spawn: ?pump_mod.SpawnRequest = null;
+    if (spawn_len > 0) {
+        const strings = spawn_strings orelse return refuse(.INVAL, "no spawn strings", .{});
+        spawn = .{
+            .strings = strings[0..spawn_len],
+            .argc = spawn_argc,
+            .with_stderr = wanted.stderr_pipe,
+            .stdout_pipe = wanted.stdout_pipe,
+        };
+    }
     const vchan = vchans.remove(handle) orelse return not_open(handle);
     const id = started.attach(vchan, .{
         .kind = stream_kind,
@@ -321,6 +342,7 @@ pub export fn qp_attach(
         .send_first = send_first != 0,
         .connect_timeout_ms = connect_timeout_ms,
         .flags = @bitCast(flags),
+        .spawn = spawn,
     }) catch return failure();
     return @intCast(id);
 }
@@ -355,23 +377,6 @@ pub export fn qp_make_service_stdio(stream: u32, out: *[3]i32, flags: u32) i32 {
 
 /// `strings`: argc argv strings (an absolute path first), then the environment's, each
 /// NUL-terminated; `flags` as `qp_make_service_stdio`'s.
-pub export fn qp_spawn_on_connect(
-    stream: u32,
-    strings: [*]const u8,
-    len: u32,
-    argc: u32,
-    flags: u32,
-) i32 {
-    const wanted: abi.ServiceStdioFlags = @bitCast(flags);
-    if (wanted._pad != 0) return refuse(.INVAL, "unknown service stdio flags 0x{x}", .{flags});
-    const block = strings[0..len];
-    const stderr_pipe = wanted.stderr_pipe;
-    pump.spawn_on_connect(stream, block, argc, stderr_pipe, wanted.stdout_pipe) catch {
-        return failure();
-    };
-    return 0;
-}
-
 pub export fn qp_set_prefix(stream: u32, data: [*]const u8, len: u32) i32 {
     pump.with_stream(stream, Pump.set_prefix, .{data[0..len]}) catch return failure();
     return 0;

@@ -35,7 +35,8 @@ import {
 import {
   prepareService,
   serviceStreamFlags,
-  spawnOnConnect,
+  pumpSpawn,
+  logSpawnFailure,
   startService,
   type ServiceContext,
 } from "../services/start.ts";
@@ -378,6 +379,8 @@ export class Agent {
       setTimeout(() => this.#runCall(params, prepared, justExec, trace, deadline), FD_RETRY_MS);
       return true;
     };
+    // Started by the pump itself the moment the vchan connects, where it can (§5.2's order).
+    const spawn = pumpSpawn(prepared, justExec, this.#context);
     let stream: Stream;
     try {
       const vchan = Vchan.clientAsync({
@@ -392,6 +395,7 @@ export class Agent {
         connectTimeoutMs: Math.max(deadline - Date.now(), 1),
         ...serviceStreamFlags(prepared),
         ...this.#profile.serviceFlags,
+        ...(spawn && { spawn }),
       });
     } catch (error) {
       if (retry(error)) return;
@@ -405,9 +409,9 @@ export class Agent {
       const service = argument ? `${serviceName}+${argument}` : serviceName;
       this.#options.statusFile?.add(stream, source, service);
     }
-    // Started by the pump itself the moment the vchan connects, where it can (§5.2's order).
-    const byPump = spawnOnConnect(stream, prepared, justExec, this.#context);
-    if (byPump) {
+    const byPump = spawn !== null;
+    if (spawn) {
+      logSpawnFailure(stream, spawn, this.#context);
       void stream.spawned.then((pid) => {
         if (pid > 0) trace?.stage("service-spawned", { child: pid }, stream.spawnedAt);
       });

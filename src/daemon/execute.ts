@@ -15,7 +15,8 @@ import { MSG_EXEC_CMDLINE, QREXEC_PROTOCOL_VERSION } from "../protocol/constants
 import {
   launchService,
   prepareService,
-  spawnOnConnect,
+  pumpSpawn,
+  logSpawnFailure,
   serviceStreamFlags,
   type PreparedService,
   type ServiceContext,
@@ -245,6 +246,8 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
   const { connectDomain: remoteDomain, connectPort: port } = allocated;
   const trace = traceCall(0)?.link(portKey(0, remoteDomain, port));
   trace?.stage("exec-request", { command: call.command.slice(0, 80) });
+  // Started by the pump the moment the vchan connects, where it can (as in the agent).
+  const spawn = pumpSpawn(prepared, false, call.context);
   const vchan = Vchan.clientAsync({ localDomain: 0, remoteDomain, port });
   const stream = vchan.attach({
     kind: StreamKind.DataService,
@@ -253,10 +256,11 @@ export async function runInDom0(call: Dom0Command): Promise<Dom0Result> {
     connectTimeoutMs: DOM0_CONNECT_TIMEOUT_MS,
     stderrEofFirst: true,
     ...serviceStreamFlags(prepared),
+    ...(spawn && { spawn }),
   });
   try {
-    // Started by the pump the moment the vchan connects, where it can (as in the agent).
-    const byPump = spawnOnConnect(stream, prepared, false, call.context);
+    const byPump = spawn !== null;
+    if (spawn) logSpawnFailure(stream, spawn, call.context);
     // `finished` rejects when the caller never connects; `connected` alone would wait forever.
     await Promise.race([stream.connected, stream.finished]);
     trace?.stage("data-connected", {}, stream.connectedAt);

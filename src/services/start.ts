@@ -16,6 +16,8 @@ import {
   connectTcp,
   connectUnix,
   NativeError,
+  spawnSpec,
+  type SpawnSpec,
   type Stream,
   type StreamOptions,
 } from "../native.ts";
@@ -169,34 +171,36 @@ function closeAll(fds: number[]): void {
 }
 
 /**
- * Has the pump start the process `launchService` would spawn, the moment the data vchan is
- * connected (`Stream.spawnOnConnect`) rather than after JS hears of it; false where JS does the
+ * The process `launchService` would spawn, for the pump to start the moment the data vchan is
+ * connected (`StreamOptions.spawn`) rather than after JS hears of it; null where JS does the
  * starting (a call that fails at once, a socket or TCP service, JUST_EXEC, a program named
- * without its path). Asked right after `stream` is attached: a peer that was quicker finds it
- * started at once. A failure to start it is logged here, and the pump ends the call (127 or
- * 125).
+ * without its path, a NUL in its strings).
  */
-export function spawnOnConnect(
-  stream: Stream,
+export function pumpSpawn(
   prepared: PreparedService,
   justExec: boolean,
   context: ServiceContext,
-): boolean {
-  if (justExec || prepared.kind === "failed") return false;
-  if (prepared.kind === "rpc" && prepared.location.kind !== "executable") return false;
+): SpawnSpec | null {
+  if (justExec || prepared.kind === "failed") return null;
+  if (prepared.kind === "rpc" && prepared.location.kind !== "executable") return null;
   const { argv, env } = processSpec(prepared, context);
-  if (!argv[0]!.startsWith("/")) return false;
+  if (!argv[0]!.startsWith("/")) return null;
   try {
-    stream.spawnOnConnect(argv, env, context.captureStderr, SERVICE_STDOUT_PIPE);
+    const stdio = { stderrPipe: context.captureStderr, stdoutPipe: SERVICE_STDOUT_PIPE };
+    return spawnSpec(argv, env, stdio);
   } catch (error) {
-    // A NUL in the environment, say, or a stream already ended: JS takes it from there.
     context.log(`${argv[0]} is started by JS: ${describe(error)}`);
-    return false;
+    return null;
   }
+}
+
+/** A failure of the pump to start `stream`'s service goes to the log; the pump ends the call. */
+export function logSpawnFailure(stream: Stream, spawn: SpawnSpec, context: ServiceContext): void {
   void stream.spawned.then((pid) => {
-    if (pid < 0) context.log(`cannot run ${argv[0]}: ${new NativeError(-pid, "").code}`);
+    if (pid >= 0) return;
+    const program = new TextDecoder().decode(spawn.block.subarray(0, spawn.block.indexOf(0)));
+    context.log(`cannot run ${program}: ${new NativeError(-pid, "").code}`);
   });
-  return true;
 }
 
 /** The argv and environment of an executable service or a legacy shell command. */

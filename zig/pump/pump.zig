@@ -60,6 +60,18 @@ pub const AttachOptions = struct {
     send_first: bool,
     connect_timeout_ms: i32,
     flags: Flags = .{},
+    /// A service stream's service, started by the pump the moment the data vchan connects.
+    /// Given with the stream, so that no later command waits on the pump's lock while it
+    /// works on the new stream.
+    spawn: ?SpawnRequest = null,
+};
+
+/// Argv then the environment, each NUL-terminated (`spawn.Spec`), and how its stdio is made.
+pub const SpawnRequest = struct {
+    strings: []const u8,
+    argc: u32,
+    with_stderr: bool,
+    stdout_pipe: bool,
 };
 
 const Stream = struct {
@@ -87,7 +99,7 @@ const Stream = struct {
     /// A hosted call's front end (client host connection), told its exit status by this
     /// thread when the stream is done with the remote's status (`reply_when_done`).
     reply_to: ?u32 = null,
-    /// The service to start when the data vchan connects (`spawn_on_connect`).
+    /// The service to start when the data vchan connects (`AttachOptions.spawn`).
     spawn: ?*spawn_mod.Spec = null,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
     outcome: struct { kind: events.Kind = .done, value: i32 = 0, message_len: u32 = 0 } = .{},
@@ -226,6 +238,12 @@ pub const Pump = struct {
     /// Takes ownership of `vchan` (also on failure).
     pub fn attach(self: *Pump, vchan: *Vchan, options: AttachOptions) Fail!u32 {
         const stream = try self.create_stream(vchan, options);
+        if (options.spawn) |request| {
+            stream.spawn = spawn_spec(stream, request) catch |err| {
+                self.release(stream);
+                return err;
+            };
+        }
         self.mutex.lock();
         defer self.mutex.unlock();
         // The poll set has room for `streams_max` streams; the handle table alone has more slots.
@@ -395,40 +413,19 @@ pub const Pump = struct {
     /// Has the pump start the service itself once the data vchan is connected and HELLOs are
     /// exchanged (at once if they already are), with stdio from `make_service_stdio(with_stderr,
     /// stdout_pipe)`; it reports `spawned` (pid or -errno), owns the child and reaps it.
-    pub fn spawn_on_connect(
-        self: *Pump,
-        id: u32,
-        strings: []const u8,
-        argc: u32,
-        with_stderr: bool,
-        stdout_pipe: bool,
-    ) Fail!void {
-        self.mutex.lock();
-        defer self.mutex.unlock();
-        const stream = try self.open_stream(id);
-        const data = try data_of(stream);
-        const waiting = data.is_service and data.phase == .awaiting_fds and
-            stream.spawn == null and stream.child_pid == 0;
-        if (!waiting) return diag.fail(
+    fn spawn_spec(stream: *Stream, request: SpawnRequest) Fail!*spawn_mod.Spec {
+        if (stream.kind != .data_service) return diag.fail(
             .INVAL,
-            "stream {d} is not a service stream waiting for its service",
-            .{stream.id},
+            "only a service stream starts a service",
+            .{},
         );
-        switch (stream.phase) {
-            .connecting, .hello, .running => {},
-            .flushing, .finished => return diag.fail(.PIPE, "stream {d} has ended", .{id}),
-        }
-        stream.spawn = try spawn_mod.Spec.init(
+        return spawn_mod.Spec.init(
             stream.allocator,
-            strings,
-            argc,
-            with_stderr,
-            stdout_pipe,
+            request.strings,
+            request.argc,
+            request.with_stderr,
+            request.stdout_pipe,
         );
-        if (stream.phase != .running) return;
-        // Connected already (a fast peer): started now, from this thread.
-        self.start_service(stream, data);
-        self.wake();
     }
 
     pub fn set_prefix(stream: *Stream, bytes: []const u8) Fail!void {
@@ -972,7 +969,7 @@ pub const Pump = struct {
         }
     }
 
-    /// `spawn_on_connect`'s service, started as its caller is connected (as the JS path would
+    /// The stream's service, started as its caller is connected (as the JS path would
     /// after hearing of it). A failure ends the call as JS's does: both EOFs, then 127 for a
     /// missing program, else 125 (§5.5, §5.9).
     fn start_service(self: *Pump, stream: *Stream, data: *Data) void {

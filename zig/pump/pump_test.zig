@@ -401,11 +401,11 @@ fn exit_from_pidfd(backend: Backend) !void {
     }
 }
 
-test "pump: a service the pump starts itself: at connect, at once, a missing one, an orphan" {
+test "pump: a service the pump starts itself: at connect, a missing one, an orphan" {
     try each_backend(pump_spawns);
 }
 
-/// `spawn_on_connect`'s strings: argv, then the environment.
+/// A spawn's strings: argv, then the environment.
 const sh_strings = "/bin/sh\x00-c\x00";
 const spawn_env = "PATH=/usr/bin:/bin\x00";
 
@@ -426,18 +426,19 @@ fn pump_spawns(backend: Backend) !void {
     const harness = try Harness.init(backend);
     defer harness.deinit();
     try spawned_at_connect(harness);
-    try spawned_at_once(harness);
     try spawn_of_missing_program(harness);
+    try spawn_refused_on_a_client(harness);
     try spawned_orphan(harness);
     try spawned_reaped_elsewhere(harness);
 }
 
-/// Asked before the caller exists: started when it connects; its output and status arrive.
+/// The service attached with its spawn: started when the caller connects; its output and
+/// status arrive.
 fn spawned_at_connect(harness: *Harness) !void {
     const pump = harness.pump;
-    const service = try pump.attach(try harness.vchan(false, 620, 65536), service_attach);
     const echo = sh_strings ++ "cat; exit 5\x00" ++ spawn_env;
-    try pump.spawn_on_connect(service, echo, 3, true, false);
+    const options = with_spawn(echo, 3);
+    const service = try pump.attach(try harness.vchan(false, 620, 65536), options);
     const client = try pump.attach(try harness.vchan(true, 620, 65536), client_attach);
     const output = try pipe();
     const input = try pipe();
@@ -454,21 +455,33 @@ fn spawned_at_connect(harness: *Harness) !void {
     try expect_gone(pid);
 }
 
-/// Asked once connected (the caller was quicker): started at once.
-fn spawned_at_once(harness: *Harness) !void {
-    const quick = try connected_pair(harness, 621, 4);
-    const exit_3 = sh_strings ++ "exit 3\x00" ++ spawn_env;
-    try harness.pump.spawn_on_connect(quick.service, exit_3, 3, true, false);
-    try harness.wait_for(.done, 4);
-    try testing.expectEqual(@as(i32, 3), harness.find(quick.client, .done).?.value);
+fn with_spawn(strings: []const u8, argc: u32) pump_mod.AttachOptions {
+    var options = service_attach;
+    options.spawn = .{
+        .strings = strings,
+        .argc = argc,
+        .with_stderr = true,
+        .stdout_pipe = false,
+    };
+    return options;
+}
+
+/// Only a service stream starts a service: a caller's spawn is refused, its vchan closed.
+fn spawn_refused_on_a_client(harness: *Harness) !void {
+    var options = with_spawn(sh_strings ++ "exit 0\x00" ++ spawn_env, 3);
+    options.kind = .data_client;
+    try testing.expectError(
+        error.Fail,
+        harness.pump.attach(try harness.vchan(true, 625, 65536), options),
+    );
+    try testing.expectEqual(@as(i32, @intFromEnum(linux.E.INVAL)), diag.errno());
 }
 
 /// A program that is not there: both EOFs and 127, as upstream's exec failure (§5.5).
 fn spawn_of_missing_program(harness: *Harness) !void {
-    const missing = try connected_pair(harness, 622, 6);
     const nothing = "/nonexistent/program\x00" ++ spawn_env;
-    try harness.pump.spawn_on_connect(missing.service, nothing, 1, true, false);
-    try harness.wait_for(.done, 6);
+    const missing = try connected_pair(harness, 622, 4, with_spawn(nothing, 1));
+    try harness.wait_for(.done, 4);
     const refused = -@as(i32, @intFromEnum(linux.E.NOENT));
     try testing.expectEqual(refused, harness.find(missing.service, .spawned).?.value);
     try testing.expectEqual(@as(i32, 127), harness.find(missing.client, .done).?.value);
@@ -476,10 +489,9 @@ fn spawn_of_missing_program(harness: *Harness) !void {
 
 /// A service that outlives its closed stream is still reaped when it ends.
 fn spawned_orphan(harness: *Harness) !void {
-    const orphan = try connected_pair(harness, 623, 8);
     const sleeper = sh_strings ++ "exec sleep 0.2\x00" ++ spawn_env;
-    try harness.pump.spawn_on_connect(orphan.service, sleeper, 3, true, false);
-    try harness.wait_for(.spawned, 4);
+    const orphan = try connected_pair(harness, 623, 6, with_spawn(sleeper, 3));
+    try harness.wait_for(.spawned, 3);
     const pid = harness.find(orphan.service, .spawned).?.value;
     try harness.pump.close(orphan.service);
     try harness.pump.close(orphan.client);
@@ -489,9 +501,8 @@ fn spawned_orphan(harness: *Harness) !void {
 /// Our service reaped by someone else before the pump could (its status is lost): the call
 /// still ends, with 255, rather than waiting for a status nobody will bring.
 fn spawned_reaped_elsewhere(harness: *Harness) !void {
-    const pair = try connected_pair(harness, 624, 10);
     const exit_0 = sh_strings ++ "sleep 0.3; exit 0\x00" ++ spawn_env;
-    try harness.pump.spawn_on_connect(pair.service, exit_0, 3, true, false);
+    const pair = try connected_pair(harness, 624, 8, with_spawn(exit_0, 3));
     // Held from microseconds after the spawn until the child has ended (0.3 s later), so the
     // pump cannot reap it first.
     harness.pump.mutex.lock();
@@ -508,12 +519,18 @@ fn spawned_reaped_elsewhere(harness: *Harness) !void {
 
 const Pair = struct { client: u32, service: u32 };
 
-/// A caller and a service stream, connected (`connected_events` counted so far with these),
-/// the service not started: the caller's stdin is empty and closed, its output discarded.
-fn connected_pair(harness: *Harness, port: i32, connected_events: usize) !Pair {
+/// A caller and a service stream attached with `service_options`, connected
+/// (`connected_events` counted so far with these): the caller's stdin is empty and closed,
+/// its output discarded.
+fn connected_pair(
+    harness: *Harness,
+    port: i32,
+    connected_events: usize,
+    service_options: pump_mod.AttachOptions,
+) !Pair {
     const pump = harness.pump;
     const client = try pump.attach(try harness.vchan(true, port, 65536), client_attach);
-    const service = try pump.attach(try harness.vchan(false, port, 65536), service_attach);
+    const service = try pump.attach(try harness.vchan(false, port, 65536), service_options);
     const output = try pipe();
     const input = try pipe();
     _ = linux.close(output[0]);
