@@ -95,8 +95,9 @@ export async function callService(call: ClientVmCall): Promise<number> {
     throw new ExitError(message, QREXEC_EXIT_FATAL, { cause: error });
   }
   try {
-    agent.send(trigger.message);
+    // Stamped first: an in-process agent takes the trigger (and stamps it) within the send.
     call.trace?.stage("trigger-sent", { target: call.target, service: call.service });
+    agent.send(trigger.message);
     let reply: Uint8Array | null;
     const aborted = () => agent.close();
     call.abort?.addEventListener("abort", aborted);

@@ -77,6 +77,11 @@ function tally(outcomes: Outcome[]): Map<string, number> {
   return counts;
 }
 
+/** Whether vault's daemon has logged that it ran out of data ports. */
+function vaultOutOfPorts(system: QrexecSystem): () => boolean {
+  return () => system.logOfProcess(system.vms.get("vault")!.daemon).includes("no free data port");
+}
+
 function describeTransport(transport: Transport, body: (system: QrexecSystem) => void): void {
   describe(`${transport}`, () => {
     const system = new QrexecSystem(transport);
@@ -105,8 +110,13 @@ describeTransport("socket", (system) => {
     const counts = tally(outcomes);
     const seen =
       JSON.stringify([...counts]) + "\n" + system.logs().split("\n").slice(-60).join("\n");
+    // Calls the agent could set up all hold a data port of vault's daemon until released: past
+    // its 128 ports for work, it refuses the rest itself, as upstream's does ("Request
+    // refused", no fd shortage of ours to name).
+    const noPort = vaultOutOfPorts(system);
     for (const { code, stdout, stderr } of outcomes) {
       if (code === 0) expect(stdout).toBe("got x\n");
+      else if (stderr === "Request refused\n" && noPort()) expect(code).toBe(126);
       else expect({ code, stderr }, seen).toEqual({ code: 126, stderr: REFUSED });
     }
     // The flood did exhaust the agent, and some calls still went through.
