@@ -466,15 +466,7 @@ pub const Vchan = struct {
     /// A server took our offer: its connection is ours, the ACCEPT and memfd on their way.
     fn take_offer(self: *Vchan) Fail!void {
         assert(self.role == .client and self.phase == .rendezvous and self.offer >= 0);
-        const flags = linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
-        const rc = linux.accept4(self.offer, null, null, flags);
-        if (sys.errno_of(rc) == .AGAIN) return;
-        const connection = try sys.fd(rc, "accept4");
-        const uid = sys.peer_uid(connection);
-        if (uid == null or !peer_uid_allowed(uid.?)) {
-            sys.close(connection);
-            return;
-        }
+        const connection = try accept_allowed(self.offer) orelse return;
         self.withdraw_offer();
         errdefer sys.close(connection);
         try self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP);
@@ -620,21 +612,22 @@ pub const Vchan = struct {
         return uid -% constants.domain_uid_base < constants.domain_uid_count;
     }
 
-    fn server_accept(self: *Vchan) Fail!void {
-        assert(self.role == .server);
-        const rc = linux.accept4(
-            self.listener,
-            null,
-            null,
-            linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC,
-        );
-        if (sys.errno_of(rc) == .AGAIN) return;
+    /// The next connection on `listener` from a peer `peer_uid_allowed` lets in; null when there
+    /// is none (or it was another's, then closed).
+    fn accept_allowed(listener: i32) Fail!?i32 {
+        const flags = linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
+        const rc = linux.accept4(listener, null, null, flags);
+        if (sys.errno_of(rc) == .AGAIN) return null;
         const connection = try sys.fd(rc, "accept4");
         const uid = sys.peer_uid(connection);
-        if (uid == null or !peer_uid_allowed(uid.?)) {
-            sys.close(connection);
-            return;
-        }
+        if (uid != null and peer_uid_allowed(uid.?)) return connection;
+        sys.close(connection);
+        return null;
+    }
+
+    fn server_accept(self: *Vchan) Fail!void {
+        assert(self.role == .server);
+        const connection = try accept_allowed(self.listener) orelse return;
         // One pending handshake at a time; a newer caller replaces one that never said hello.
         self.epoll.drop(&self.connection);
         self.connection = connection;
