@@ -296,7 +296,7 @@ pub const Vchan = struct {
         const flags = linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK;
         const rc = linux.socket(linux.AF.UNIX, flags, 0);
         if (sys.errno_of(rc) != .SUCCESS) return false;
-        var connection: i32 = @intCast(rc);
+        const connection: i32 = @intCast(rc);
         var address = offer.address();
         const connected = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
         const uid = sys.peer_uid(connection);
@@ -311,7 +311,6 @@ pub const Vchan = struct {
         };
         self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP) catch {
             sys.close(connection);
-            connection = -1;
             return false;
         };
         self.connection = connection;
