@@ -337,8 +337,13 @@ test "pump: a hosted call's front end hears the status from the pump thread, and
     const lost = try start_call(harness, 631, 65536);
     try harness.pump.with_stream(lost.client, Pump.reply_when_done, .{0x4321});
     try harness.wait_for(.connected, 4);
-    try harness.pump.close(lost.service);
-    try harness.wait_until_either(lost.client);
+    try expect_unanswered_once_service_gone(harness, lost);
+}
+
+/// The call's service side closes; its caller's front end is not answered by the pump.
+fn expect_unanswered_once_service_gone(harness: *Harness, call: Call) !void {
+    try harness.pump.close(call.service);
+    try harness.wait_until_either(call.client);
     std.time.sleep(50 * std.time.ns_per_ms);
     try testing.expectEqual(@as(u64, 0), replied.load(.seq_cst));
 }
@@ -354,10 +359,7 @@ test "pump: a front end is not answered while its local program's status is unkn
     for (call.child) |fd| _ = linux.close(fd);
     try harness.pump.with_stream(call.service, Pump.local_exit, .{0});
     try harness.wait_for(.done, 1);
-    try harness.pump.close(call.service);
-    try harness.wait_until_either(call.client);
-    std.time.sleep(50 * std.time.ns_per_ms);
-    try testing.expectEqual(@as(u64, 0), replied.load(.seq_cst));
+    try expect_unanswered_once_service_gone(harness, call);
     _ = linux.close(call.caller_in);
     try harness.pump.close(call.client);
 }

@@ -274,7 +274,7 @@ pub const Vchan = struct {
                 error.PageCapExceeded => page_cap_failure(options),
             };
         };
-        try self.set_path(options.dir, self.local_domain, self.remote_domain);
+        try self.set_path(options.dir);
         try self.create_common(options);
         try self.create_shared_memory();
         if (self.answer_offer(options.dir)) return;
@@ -286,13 +286,7 @@ pub const Vchan = struct {
     /// False (and nothing changed) when there is no offer, or it cannot be answered.
     fn answer_offer(self: *Vchan, dir: []const u8) bool {
         assert(self.role == .server and self.phase == .rendezvous);
-        const offer = SocketPath.init(
-            dir,
-            constants.shm_offer_prefix,
-            self.local_domain,
-            self.remote_domain,
-            self.port,
-        ) catch return false;
+        const offer = self.rendezvous_path(dir, constants.shm_offer_prefix) catch return false;
         const flags = linux.SOCK.SEQPACKET | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK;
         const rc = linux.socket(linux.AF.UNIX, flags, 0);
         if (sys.errno_of(rc) != .SUCCESS) return false;
@@ -419,7 +413,7 @@ pub const Vchan = struct {
                 .{options.local_domain},
             );
         }
-        try self.set_path(options.dir, self.remote_domain, self.local_domain);
+        try self.set_path(options.dir);
         try self.create_common(options);
         var dir_z: [constants.socket_path_bytes_max + 1]u8 = undefined;
         const dir = std.fmt.bufPrintZ(&dir_z, "{s}", .{options.dir}) catch unreachable;
@@ -439,13 +433,7 @@ pub const Vchan = struct {
     /// cannot be made, the server's socket is still watched for, as always.
     fn make_offer(self: *Vchan, dir: []const u8) void {
         assert(self.role == .client and self.offer < 0);
-        self.offer_path = SocketPath.init(
-            dir,
-            constants.shm_offer_prefix,
-            self.remote_domain,
-            self.local_domain,
-            self.port,
-        ) catch return;
+        self.offer_path = self.rendezvous_path(dir, constants.shm_offer_prefix) catch return;
         const offer = listening_socket(self.offer_path.slice(), dir) catch return;
         self.epoll.add(offer, .offer, linux.EPOLL.IN) catch {
             _ = linux.unlink(self.offer_path.slice());
@@ -587,14 +575,17 @@ pub const Vchan = struct {
         assert(std.math.isPowerOfTwo(self.write_ring.size));
     }
 
-    fn set_path(self: *Vchan, dir: []const u8, server_domain: i32, client_domain: i32) Fail!void {
-        self.socket_path = try SocketPath.init(
-            dir,
-            "shmvchan",
-            server_domain,
-            client_domain,
-            self.port,
-        );
+    fn set_path(self: *Vchan, dir: []const u8) Fail!void {
+        self.socket_path = try self.rendezvous_path(dir, "shmvchan");
+    }
+
+    /// `DIR/PREFIX.SERVER.CLIENT.PORT.sock` for this vchan's pair, whichever end we are.
+    fn rendezvous_path(self: *const Vchan, dir: []const u8, prefix: []const u8) Fail!SocketPath {
+        const server, const client = switch (self.role) {
+            .server => .{ self.local_domain, self.remote_domain },
+            .client => .{ self.remote_domain, self.local_domain },
+        };
+        return SocketPath.init(dir, prefix, server, client, self.port);
     }
 
     pub fn path(self: *const Vchan) [:0]const u8 {
