@@ -129,7 +129,7 @@ export class Daemon {
     this.#stats = new CallStats(options.statsFile);
     this.#refusals = new RefusalLog(options.log);
     this.#spares = new SpareConnections((target) => connectDaemon(options.socketDir, target));
-    this.#policySpare = new SpareConnections((path) => policyConnection(path));
+    this.#policySpare = new SpareConnections(policyConnection);
   }
 
   /** Connects to the agent and opens the daemon socket; rejects when the agent never comes. */

@@ -40,15 +40,19 @@ async function askSocket(
   spare: SpareConnections | undefined,
 ): Promise<PolicyResponse> {
   const ready = spare?.take(socketPath) ?? null;
-  // The next query's connection, once this call's own messages are out.
-  if (spare) setImmediate(() => spare.refill(socketPath));
+  let answer: Uint8Array | null = null;
   if (ready !== null) {
     // A spare whose daemon went away since (closed, not yet noticed) answers nothing: that
     // says nothing about this request, which is asked again on a new connection.
-    const answer = await exchange(ready, request).catch(() => null);
-    if (answer !== null && answer.length > 0) return parsePolicyResponse(answer);
+    answer = await exchange(ready, request).catch(() => null);
+    if (answer?.length === 0) answer = null;
   }
-  return parsePolicyResponse(await exchange(await policyConnection(socketPath), request));
+  answer ??= await exchange(await policyConnection(socketPath), request);
+  // The next query's connection: only for a socket that answers (not while the policy daemon
+  // works on this answer, nor for a socket that is not there), once this call's own messages
+  // are out.
+  if (spare) setImmediate(() => spare.refill(socketPath));
+  return parsePolicyResponse(answer);
 }
 
 async function exchange(connection: Connection, request: PolicyRequest): Promise<Uint8Array> {

@@ -50,6 +50,8 @@ describe("the policy query's spare connection", () => {
   let socketPath: string;
   let policy: StandInPolicy;
   let spare: SpareConnections;
+  /** Spares the daemon tried to make. */
+  let connects = 0;
   const logged: string[] = [];
   const ask = () =>
     queryPolicy(
@@ -67,7 +69,11 @@ describe("the policy query's spare connection", () => {
     dir = tempDir("qrx-policy-spare-");
     socketPath = join(dir.path, "policy.sock");
     policy = new StandInPolicy(socketPath);
-    spare = new SpareConnections((path) => policyConnection(path));
+    connects = 0;
+    spare = new SpareConnections((path) => {
+      connects++;
+      return policyConnection(path);
+    });
     logged.length = 0;
   });
 
@@ -95,5 +101,16 @@ describe("the policy query's spare connection", () => {
     expect((await ask()).kind).toBe("allow");
     expect(policy.requests.length).toBe(3);
     expect(logged).toEqual([]);
+  });
+
+  test("no socket, no spare: each query goes to the program, nothing connected ahead", async () => {
+    policy.stop();
+    socketPath = join(dir.path, "nowhere.sock");
+    // The program does not exist either: a deny, after the socket's failure is logged.
+    expect((await ask()).kind).toBe("deny");
+    expect((await ask()).kind).toBe("deny");
+    await Bun.sleep(20);
+    expect(connects).toBe(0);
+    expect(logged.filter((line) => line.includes("nowhere.sock")).length).toBe(2);
   });
 });
