@@ -12,7 +12,7 @@
 // `deny`, a non-zero exit or no answer within the timeout denies.
 
 import { closeSync, openSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { QueueAsker } from "./ask-queue.ts";
 import type { AskAnswer, Asker, AskQuestion } from "./ask-types.ts";
 import type { AskDecision } from "./decision.ts";
@@ -159,6 +159,8 @@ export class TerminalAsker implements Asker {
   async #ask(question: AskQuestion): Promise<AskAnswer> {
     let tty: FileHandle;
     try {
+      // Loaded here: node:fs/promises is ~1 ms of qrexec-policy-exec's start, which rarely asks.
+      const { open } = await import("node:fs/promises");
       tty = await open(this.path, "r+");
     } catch (error) {
       return {

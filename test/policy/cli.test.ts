@@ -344,6 +344,44 @@ describe("qrexec-policy-exec", () => {
     expect([denied.code, denied.stdout]).toEqual([126, "result=deny\n"]);
   });
 
+  test("the daemon's command line: commander's answer, without loading commander", async () => {
+    const env = { QRX_POLICY_DIR: good, QRX_DOMAINS: domains };
+    const program = join(BIN, "qrexec-policy-exec");
+    // A default option's value sends the same request through commander.
+    const viaCommander = ["--legacy-dir", "/etc/qubes-rpc/policy"];
+    const requests = [
+      ["work", "vault", "test.Echo"],
+      ["work", "", "test.Redir"],
+      ["work", "vault", "test.Nope"],
+      ["2", "work", "vault", "test.Nope", "SOCKET7"],
+    ];
+    for (const request of requests) {
+      const fast = await run([program, "--", ...request], env);
+      const parsed = await run([program, ...viaCommander, "--", ...request], env);
+      expect([fast.code, fast.stdout]).toEqual([parsed.code, parsed.stdout]);
+    }
+    const hook = join(dir.path, "report-commander.ts");
+    const count =
+      "Object.keys(require.cache).filter((name) => /node_modules.commander/.test(name))";
+    writeFileSync(
+      hook,
+      `process.on("exit", () => console.error("commander modules: " + ${count}.length));\n`,
+    );
+    const entry = join(BIN, "..", "src", "cli", "qrexec-policy-exec.ts");
+    const bun = [process.execPath, "--preload", hook, entry];
+    const daemonForm = await run([...bun, "work", "vault", "test.Echo"], env);
+    expect([daemonForm.code, daemonForm.stderr]).toEqual([
+      0,
+      expect.stringContaining("commander modules: 0"),
+    ]);
+    const optionForm = await run(
+      [...bun, ...viaCommander, "--", "work", "vault", "test.Echo"],
+      env,
+    );
+    expect(optionForm.stderr).not.toContain("commander modules: 0");
+    expect(optionForm.stderr).toContain("commander modules: ");
+  });
+
   test("a broken policy denies and names file:line", async () => {
     const result = await run([
       join(BIN, "qrexec-policy-exec"),

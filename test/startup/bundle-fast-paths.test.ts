@@ -220,3 +220,23 @@ describe("qrx's commands part", () => {
     });
   }, 60_000);
 });
+
+test("qrexec-policy-exec's entry leaves commander to its part, which its other forms load", () => {
+  const tree = copyTreeWithBunLog();
+  bundleProgram(tree, "qrexec-policy-exec");
+  const entry = readFileSync(join(tree, "bundle", "qrexec-policy-exec.js"), "utf8");
+  expect(entry).not.toContain("node_modules/commander/");
+  expect(entry).toContain("src/cli/policy-exec-run.ts");
+  const part = readFileSync(join(tree, "bundle", "qrexec-policy-exec-commands.js"), "utf8");
+  expect(part).toContain("node_modules/commander/");
+  const program = join(tree, "bin", "qrexec-policy-exec");
+  const result = spawnSync(program, ["--bogus", "--", "work", "vault", "test.A"], {
+    encoding: "utf8",
+  });
+  expect({ status: result.status, stderr: result.stderr }).toEqual({
+    status: 1,
+    stderr: expect.stringContaining("unknown option '--bogus'"),
+  });
+  const ran = readFileSync(join(tree, "node_modules", "bun.log"), "utf8").split(" ")[0]!;
+  expect(ran).toEndWith("bundle/qrexec-policy-exec.js");
+}, 60_000);
