@@ -2,6 +2,7 @@
 // Upstream's flag names (qubesadmin/tools/qvm_run.py); the work is in src/admin/qvm-run.ts.
 import { Command, CommanderError, Option } from "commander";
 import { qvmRun, QvmRunError, type QvmRunOptions } from "../admin/qvm-run.ts";
+import { isTerminal } from "./output.ts";
 
 const PROGRAM = "qvm-run";
 
@@ -93,7 +94,7 @@ const options: QvmRunOptions = {
   service: flags.service === true,
   noShell: flags.shell === false,
   dispvm,
-  filterEscapes: flags.filterEscapeChars ?? (flags.passIo === true && !!process.stdout.isTTY),
+  filterEscapes: flags.filterEscapeChars ?? (flags.passIo === true && isTerminal(1)),
   verbose: 1 + flags.verbose - flags.quiet,
 };
 

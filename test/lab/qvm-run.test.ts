@@ -1,8 +1,9 @@
 // dom0's qvm-run in the default lab, as a user types it: through `qrx run dom0` and directly
 // with QRX_DIR; the flags of upstream's qvm-run and the exit status of the command.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { TestLab } from "../helpers/lab.ts";
+import { QRX, TestLab } from "../helpers/lab.ts";
 
 const QVM_RUN = join(import.meta.dir, "..", "..", "bin", "qvm-run");
 
@@ -46,6 +47,17 @@ describe("qvm-run in dom0", () => {
     expect((await dom0(["--localcmd", "true", "work", "true"])).stderr).toEndWith(
       "qvm-run: error: --localcmd requires --pass-io\n",
     );
+  }, 30_000);
+
+  test("--pass-io filters escape characters by default only for a terminal", async () => {
+    const red = 'printf "\\033[31mred\\n"';
+    const inTerminal = (flags: string) => {
+      const command = `${QRX} run --dir ${lab.dir} dom0 -- qvm-run -p -q ${flags} work '${red}'`;
+      return spawnSync("script", ["-qec", command, "/dev/null"], { encoding: "utf8" }).stdout;
+    };
+    expect(inTerminal("")).toBe("_[31mred\r\n");
+    expect(inTerminal("--no-filter-escape-chars")).toBe("\x1b[31mred\r\n");
+    expect((await dom0(["-p", "-q", "work", red])).stdout).toBe("\x1b[31mred\n");
   }, 30_000);
 
   test("--service calls a service with its argument; --user is accepted", async () => {
