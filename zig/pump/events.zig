@@ -39,7 +39,7 @@ pub const Kind = enum(u32) {
     /// The client host turned a front end away for want of a resource (its fds could not be
     /// received); value = -errno (EMFILE, ENFILE). The front end was told and exits 126.
     client_refused = 8,
-    /// A service the pump started itself when its data vchan connected (`spawn_on_connect`):
+    /// A service the pump started itself when its data vchan connected (`qp_attach`'s spawn):
     /// value = its pid (payload: when, as `connected`'s), or -errno when it could not be
     /// started (the stream then sends both EOFs and 127 or 125 itself).
     spawned = 9,

@@ -1,5 +1,5 @@
-//! Starting a service from the pump thread, the moment its data vchan connects (`Spec`, from
-//! `qp_spawn_on_connect`): no wait for JS to hear of the connection and spawn it. glibc's
+//! Starting a service from the pump thread, the moment its data vchan connects (`Spec`, given
+//! with `qp_attach`): no wait for JS to hear of the connection and spawn it. glibc's
 //! posix_spawn (a vfork-style clone): the child gets the signal mask emptied and every handler
 //! back to the default (the pump thread blocks all signals; Bun and we install handlers), its
 //! stdio from the socketpairs and pipe the pump made, and nothing else (ours are close-on-exec).
