@@ -382,6 +382,27 @@ describe("qrexec-policy-exec", () => {
     expect(optionForm.stderr).toContain("commander modules: ");
   });
 
+  test("a SERVICE+ARG starting with '-' after the daemon's `--` is the service", async () => {
+    const dashed = join(dir.path, "dashed");
+    mkdirSync(dashed);
+    writeFileSync(join(dashed, "50-dash.policy"), "-dash * work vault allow\n");
+    const env = { QRX_POLICY_DIR: dashed, QRX_DOMAINS: domains };
+    const program = join(BIN, "qrexec-policy-exec");
+    const allow =
+      "user=DEFAULT\nresult=allow\ntarget=vault\nautostart=True\nrequested_target=vault\n";
+    // Bun drops a `--` that comes first, so the first form needs the program to find it again.
+    for (const before of [[], ["--legacy-dir", "/etc/qubes-rpc/policy"]]) {
+      const result = await run([program, ...before, "--", "work", "vault", "-dash"], env);
+      expect([result.code, result.stdout]).toEqual([0, allow]);
+    }
+    // Without a `--` it is an option, as upstream's argparse reads it.
+    const bare = await run([program, "work", "vault", "-dash"], env);
+    expect([bare.code, bare.stderr]).toEqual([
+      1,
+      expect.stringContaining("unknown option '-dash'"),
+    ]);
+  });
+
   test("a broken policy denies and names file:line", async () => {
     const result = await run([
       join(BIN, "qrexec-policy-exec"),

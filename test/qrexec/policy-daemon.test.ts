@@ -25,6 +25,7 @@ test.Redirect * work  @anyvm     allow target=vault
 test.Ask     *  work  @anyvm     ask default_target=vault
 test.AskNo   *  work  @anyvm     ask
 test.Arg     +yes work vault     allow
+-dash        *  work  vault      allow
 *            *  @anyvm @anyvm    deny
 `;
 
@@ -55,6 +56,7 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`,
       "test.AskNo",
       "test.Deny",
       "test.Arg",
+      "-dash",
     ]) {
       system.service(
         "vault",
@@ -99,6 +101,12 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`,
     expect(yes.stdout, why(yes)).toBe("vault test.Arg+yes from work\n");
   });
 
+  test("a service whose name starts with '-' (the program reads it after the `--`)", async () => {
+    const result = await system.clientVm("work", ["vault", "-dash"]);
+    expect(result.stdout, why(result)).toBe("vault -dash+ from work\n");
+    expect(result.code).toBe(0);
+  });
+
   test("redirect: a call to personal goes to vault", async () => {
     const result = await system.clientVm("work", ["personal", "test.Redirect"]);
     expect(result.stdout, why(result)).toBe("vault test.Redirect+ from work\n");
@@ -133,7 +141,7 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`,
     const file = system.writePolicy("40-override.policy", "test.Echo * work vault deny\n");
     if (mode === "socket")
       await waitFor(
-        () => system.policyDaemonLog().includes("policy reloaded: 8 rules"),
+        () => system.policyDaemonLog().includes("policy reloaded: 9 rules"),
         "the reload",
       );
     const denied = await system.clientVm("work", ["vault", "test.Echo"]);
@@ -156,7 +164,7 @@ case $QRX_ASK_SERVICE in test.Ask) echo vault ;; *) ;; esac`,
     system.writePolicy("40-override.policy", "# fixed\n");
     if (mode === "socket")
       await waitFor(
-        () => system.policyDaemonLog().split("policy reloaded: 7 rules").length > 1,
+        () => system.policyDaemonLog().split("policy reloaded: 8 rules").length > 1,
         "the fixed reload",
       );
     const fixed = await system.clientVm("work", ["vault", "test.Echo"]);
