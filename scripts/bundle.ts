@@ -42,10 +42,10 @@ const LAZY_COMMANDER_REQUIRES = [
 ] as const;
 /**
  * Programs whose entry loads a module only for some command lines (`qrx`: all but a plain
- * `qrx run` and `--version`; `qrexec-policy-exec`: all but the daemon's): that module is
- * bundled into a file of its own, bundle/MODULE.js, so the other command lines do not load its
- * bytecode (~4 ms of `qrx run`'s start). Both are one bundle for the check: the union of their
- * inputs, built and replaced together.
+ * `qrx run` and `--version`; `qrexec-policy-exec`: all but the daemon's; `qvm-run`: all but a
+ * plain one): that module is bundled into a file of its own, bundle/MODULE.js, so the other
+ * command lines do not load its bytecode (~4 ms of `qrx run`'s start). Both are one bundle for
+ * the check: the union of their inputs, built and replaced together.
  */
 const PARTS: Record<string, { module: string; require: string }> = {
   qrx: { module: "qrx-commands", require: 'require("./qrx-commands.ts")' },
@@ -53,6 +53,7 @@ const PARTS: Record<string, { module: string; require: string }> = {
     module: "qrexec-policy-exec-commands",
     require: 'require("./qrexec-policy-exec-commands.ts")',
   },
+  "qvm-run": { module: "qvm-run-command", require: 'require("./qvm-run-command.ts")' },
 };
 /** Names that need no quoting in the generated shell (our tree's own file names). */
 const PLAIN_PATH = /^[A-Za-z0-9._/+-]+$/;
