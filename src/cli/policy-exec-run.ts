@@ -76,8 +76,8 @@ export function runPolicyExec(positional: string[], options: ExecOptions): Promi
     if (legacy !== null) {
       process.exitCode = await connectLegacy(legacy, answered);
     } else {
-      // Not process.stdout: its stream costs ~5 ms of this program's ~13 (it is on every call
-      // of a daemon without a policy daemon).
+      // Not process.stdout: building its stream cost ~5 ms of this program's run, which is on
+      // every call of a daemon without a policy daemon.
       writeText(1, answered.text + "\n");
       process.exitCode = answered.decision.kind === "allow" ? 0 : EXIT_DENY;
     }
