@@ -410,8 +410,8 @@ pub const Pump = struct {
         return .{ stdin_pair[1], stdout_pair[1], stderr_pipe[1] };
     }
 
-    /// Has the pump start the service itself once the data vchan is connected and HELLOs are
-    /// exchanged (at once if they already are), with stdio from `make_service_stdio(with_stderr,
+    /// The service `attach` was given, checked: the pump starts it once the data vchan is
+    /// connected and HELLOs are exchanged, with stdio from `make_service_stdio(with_stderr,
     /// stdout_pipe)`; it reports `spawned` (pid or -errno), owns the child and reaps it.
     fn spawn_spec(stream: *Stream, request: SpawnRequest) Fail!*spawn_mod.Spec {
         if (stream.kind != .data_service) return diag.fail(

@@ -291,25 +291,25 @@ pub const Vchan = struct {
         const rc = linux.socket(linux.AF.UNIX, flags, 0);
         if (sys.errno_of(rc) != .SUCCESS) return false;
         const connection: i32 = @intCast(rc);
-        var address = offer.address();
-        const connected = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
-        const uid = sys.peer_uid(connection);
-        const allowed = uid != null and peer_uid_allowed(uid.?);
-        if (sys.errno_of(connected) != .SUCCESS or !allowed) {
-            sys.close(connection);
-            return false;
-        }
-        self.send_accept(connection) catch {
-            sys.close(connection);
-            return false;
-        };
-        self.epoll.add(connection, .connection, linux.EPOLL.IN | linux.EPOLL.RDHUP) catch {
+        self.hand_rings(connection, offer) catch {
             sys.close(connection);
             return false;
         };
         self.connection = connection;
         self.phase = .mapped;
         return true;
+    }
+
+    /// Connects `connection` to the offer at `offer` and sends it our rings.
+    fn hand_rings(self: *Vchan, connection: i32, offer: SocketPath) error{NoOffer}!void {
+        var address = offer.address();
+        const connected = linux.connect(connection, @ptrCast(&address), @sizeOf(linux.sockaddr.un));
+        if (sys.errno_of(connected) != .SUCCESS or !peer_allowed(connection)) {
+            return error.NoOffer;
+        }
+        self.send_accept(connection) catch return error.NoOffer;
+        const events = linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        self.epoll.add(connection, .connection, events) catch return error.NoOffer;
     }
 
     /// The ACCEPT that hands the client our rings, with the memfd.
@@ -602,6 +602,12 @@ pub const Vchan = struct {
         return uid -% constants.domain_uid_base < constants.domain_uid_count;
     }
 
+    /// Whether the peer of `connection` (a connected unix socket) is one `peer_uid_allowed`.
+    fn peer_allowed(connection: i32) bool {
+        const uid = sys.peer_uid(connection) orelse return false;
+        return peer_uid_allowed(uid);
+    }
+
     /// The next connection on `listener` from a peer `peer_uid_allowed` lets in; null when there
     /// is none (or it was another's, then closed).
     fn accept_allowed(listener: i32) Fail!?i32 {
@@ -609,8 +615,7 @@ pub const Vchan = struct {
         const rc = linux.accept4(listener, null, null, flags);
         if (sys.errno_of(rc) == .AGAIN) return null;
         const connection = try sys.fd(rc, "accept4");
-        const uid = sys.peer_uid(connection);
-        if (uid != null and peer_uid_allowed(uid.?)) return connection;
+        if (peer_allowed(connection)) return connection;
         sys.close(connection);
         return null;
     }
