@@ -34,6 +34,13 @@ export interface LatencyRow {
    * for that long. Not part of the target; it shows how much of a miss is that.
    */
   labAfterProgramMs?: number;
+  /**
+   * latency-vm-vm-policy-program: `sh -c true` back to back and right after a run of the policy
+   * program, timed in the same turns: what the host adds after the program to a run of two
+   * plain processes, with none of ours in it. Not part of the target.
+   */
+  shMs?: number;
+  shAfterProgramMs?: number;
   /** A call row: the median of the first `calls` runs in fresh processes, before the warm-up. */
   coldMedianMs?: number;
 }
@@ -197,16 +204,17 @@ async function byHandRow(timing: Timing, lab: LabCall | undefined): Promise<Late
       [name, call],
       ["policy program", evaluate],
     ];
-    if (lab) {
-      const program = async () => void (await runToEnd(system.policyArgv, { env }));
-      rows.push(["latency-vm-vm after the policy program", { ...lab.run, before: program }]);
-    }
-    const [times, policyRuns, afterProgram] = await takeTurns(rows, timing.calls);
+    const program = async () => void (await runToEnd(system.policyArgv, { env }));
+    const sh: Run = { argv: ["sh", "-c", "true"], env, expect: "" };
+    rows.push(["sh", sh], ["sh after the policy program", { ...sh, before: program }]);
+    if (lab) rows.push(["latency-vm-vm after the policy program", { ...lab.run, before: program }]);
+    const [times, policyRuns, shRuns, shAfter, afterProgram] = await takeTurns(rows, timing.calls);
     const policyProgramMs = round(median(policyRuns!));
     const targetMs = lab ? round(lab.row.medianMs + policyProgramMs) : null;
     const figures = { targetMs, policyProgramMs, coldMedianMs: round(median(cold)) };
+    const host = { shMs: round(median(shRuns!)), shAfterProgramMs: round(median(shAfter!)) };
     const after = afterProgram ? { labAfterProgramMs: round(median(afterProgram)) } : {};
-    return { ...row(name, times!), ...figures, ...after };
+    return { ...row(name, times!), ...figures, ...host, ...after };
   } finally {
     await system.stop();
   }
@@ -317,6 +325,9 @@ function tableLine(entry: LatencyRow): string[] {
     program,
     policy !== undefined ? `policy program ${policy.toFixed(1)} ms` : undefined,
     afterProgram !== undefined ? `lab call after it ${afterProgram.toFixed(2)} ms` : undefined,
+    entry.shAfterProgramMs !== undefined
+      ? `sh -c true ${entry.shMs!.toFixed(2)} ms, after it ${entry.shAfterProgramMs.toFixed(2)} ms`
+      : undefined,
     cold !== undefined ? `cold ${cold.toFixed(2)} ms` : undefined,
   ].filter((text) => text !== undefined);
   const note = notes.length > 0 ? ` (${notes.join(", ")})` : "";

@@ -57,6 +57,9 @@ describe("qrx bench latency", () => {
       expect(byHand.targetMs).toBeCloseTo(vmVm + (byHand.policyProgramMs as number), 1);
       // The lab's call timed after each run of the program, beside the bound.
       expect(byHand.labAfterProgramMs).toBeGreaterThan(0);
+      // And sh beside it, back to back and after the program, for the host's share.
+      expect(byHand.shMs).toBeGreaterThan(0);
+      expect(byHand.shAfterProgramMs).toBeGreaterThan(0);
       const calls = groupCalls(parseTrace(readFileSync(trace, "utf8")).events);
       const titles = calls.map((call) => call.title);
       const kinds = [
