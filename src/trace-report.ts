@@ -25,22 +25,68 @@ export interface ParsedTrace {
   badLines: number;
 }
 
+/**
+ * The trace file is written by every process of a call, some inside domains that may be hostile:
+ * a line is an event only when each field the report reads has its exact type, so nothing past
+ * this point has to doubt them. Strings and key lists are bounded (ours are far shorter) so that
+ * one line cannot swell the report.
+ */
+export const TRACE_TEXT_MAX = 4096;
+export const TRACE_KEYS_MAX = 64;
+/** Optional string fields the report reads (the title takes service, target and command). */
+const TEXT_FIELDS = ["prog", "call", "fresh", "side", "service", "target", "command"] as const;
+
+function isText(value: unknown): value is string {
+  return typeof value === "string" && value.length <= TRACE_TEXT_MAX;
+}
+
+/** pids and domain ids: whole, not negative, exact as numbers. */
+function isId(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/** t is milliseconds since the epoch: bounded so that differences between events stay finite. */
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && value >= 0 && value <= Number.MAX_SAFE_INTEGER;
+}
+
+function isKeys(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length <= TRACE_KEYS_MAX && value.every(isText);
+}
+
+function isTraceEvent(value: unknown): value is TraceEvent {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const event = value as Record<string, unknown>;
+  if (!isTime(event.t) || !isText(event.stage) || !isId(event.pid)) return false;
+  if (event.dom !== undefined && !isId(event.dom)) return false;
+  if (event.keys !== undefined && !isKeys(event.keys)) return false;
+  return TEXT_FIELDS.every((name) => event[name] === undefined || isText(event[name]));
+}
+
 export function parseTrace(text: string): ParsedTrace {
   const events: TraceEvent[] = [];
   let badLines = 0;
   for (const line of text.split("\n")) {
     if (line.trim() === "") continue;
+    let value: unknown;
     try {
-      const event = JSON.parse(line) as TraceEvent;
-      const { t, stage, pid } = event;
-      const valid = typeof t === "number" && typeof stage === "string" && typeof pid === "number";
-      if (valid) events.push(event);
-      else badLines++;
+      value = JSON.parse(line);
     } catch {
-      badLines++;
+      // A torn line (two processes' writes cut short) or one that is not JSON: counted below.
+      value = undefined;
     }
+    if (isTraceEvent(value)) events.push(value);
+    else badLines++;
   }
   return { events, badLines };
+}
+
+/**
+ * The call of one process: its pid alone is not enough, since isolated domains each have their
+ * own PID namespace (two domains' agents can both be pid 56 and both name a call "56.1").
+ */
+function processCallId(event: TraceEvent): string {
+  return `${event.dom}:${event.pid}:${event.call}`;
 }
 
 /** Union-find over calls: an event's local id and keys name the call it belongs to. */
@@ -58,7 +104,7 @@ class Joiner {
   /** The call of `event` (events must come in time order: a fresh key starts a new call). */
   add(event: TraceEvent): number {
     const found: number[] = [];
-    const id = event.call === undefined ? undefined : `${event.pid}:${event.call}`;
+    const id = event.call === undefined ? undefined : processCallId(event);
     if (id !== undefined && this.#byId.has(id)) found.push(this.find(this.#byId.get(id)!));
     for (const key of event.keys ?? []) {
       if (key !== event.fresh && this.#byKey.has(key)) found.push(this.find(this.#byKey.get(key)!));
@@ -79,7 +125,7 @@ class Joiner {
 function sides(events: TraceEvent[]): Map<string, string> {
   const side = new Map<string, string>();
   for (const event of events) {
-    const id = `${event.pid}:${event.call}`;
+    const id = processCallId(event);
     if (event.stage === "exec-request") side.set(id, "service");
     if (event.stage === "client-start" || event.stage === "call-allowed") side.set(id, "client");
   }
@@ -116,7 +162,7 @@ export function groupCalls(events: TraceEvent[]): TracedCall[] {
   const byCall = new Map<number, TracedEvent[]>();
   added.forEach(({ event, node }) => {
     const root = joiner.find(node);
-    const sideOf = side.get(`${event.pid}:${event.call}`) ?? event.prog;
+    const sideOf = side.get(processCallId(event)) ?? event.prog ?? "?";
     const traced: TracedEvent = { ...event, side: sideOf };
     const list = byCall.get(root);
     if (list) list.push(traced);
@@ -129,9 +175,21 @@ export function groupCalls(events: TraceEvent[]): TracedCall[] {
   });
 }
 
+/** Characters of a stage, side or program name shown: ours are a few dozen at most. */
+const NAME_MAX = 64;
+
+/**
+ * A name from the trace as shown: any process of a call, a hostile one too, wrote it, so it is
+ * cut short and stripped of control characters before a terminal (or, XML-escaped, the SVG)
+ * gets it.
+ */
+export function shownName(name: string | undefined): string {
+  return name === undefined ? "?" : untrusted(name, NAME_MAX);
+}
+
 /** "stage [side]": how the summary tells apart both ends reaching the same stage. */
 export function stageLabel(event: TracedEvent): string {
-  return `${event.stage} [${event.side}]`;
+  return `${shownName(event.stage)} [${shownName(event.side)}]`;
 }
 
 const BAR_WIDTH = 40;
@@ -146,7 +204,7 @@ export function waterfallText(call: TracedCall): string[] {
     const from = Math.floor((previous - call.start) * scale);
     const to = Math.max(from + 1, Math.round(offset * scale));
     const bar = " ".repeat(from) + "#".repeat(Math.min(to, BAR_WIDTH) - from);
-    const who = `${event.prog}[${event.pid}] dom${event.dom}`;
+    const who = `${shownName(event.prog)}[${event.pid}] dom${event.dom}`;
     const step = (event.t - previous).toFixed(2);
     const times = `${offset.toFixed(2).padStart(8)} ${`+${step}`.padStart(8)}`;
     const what = `${stageLabel(event).padEnd(34)} ${who.padEnd(28)}`;
@@ -172,7 +230,10 @@ export function summarize(calls: TracedCall[]): { stages: StageSummary[]; median
       const label = stageLabel(event);
       if (seen.has(label)) continue;
       seen.add(label);
-      offsets.set(label, [...(offsets.get(label) ?? []), event.t - call.start]);
+      // Pushed, not copied: a trace of many calls must not cost their square.
+      const values = offsets.get(label);
+      if (values) values.push(event.t - call.start);
+      else offsets.set(label, [event.t - call.start]);
     }
   }
   const stages = [...offsets].map(([label, values]) => {
@@ -186,7 +247,11 @@ export function summarize(calls: TracedCall[]): { stages: StageSummary[]; median
 /** A summary per kind of call (its title): medians over different paths would mean nothing. */
 export function summaryText(calls: TracedCall[]): string[] {
   const kinds = new Map<string, TracedCall[]>();
-  for (const call of calls) kinds.set(call.title, [...(kinds.get(call.title) ?? []), call]);
+  for (const call of calls) {
+    const group = kinds.get(call.title);
+    if (group) group.push(call);
+    else kinds.set(call.title, [call]);
+  }
   const blocks = [...kinds].map(([title, group]) => kindSummary(title, group));
   return blocks.flatMap((block, index) => (index > 0 ? ["", ...block] : block));
 }

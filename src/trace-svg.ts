@@ -1,7 +1,7 @@
 // `qrx trace --svg`: the calls' waterfalls as one SVG, a block per call, a row per stage, each
 // bar spanning the step from the previous stage, coloured by the process that reached it.
 
-import { stageLabel, type TracedCall } from "./trace-report.ts";
+import { shownName, stageLabel, type TracedCall } from "./trace-report.ts";
 
 const ROW = 16;
 const LABEL_WIDTH = 470;
@@ -16,6 +16,10 @@ const ENTITIES: Record<string, string> = {
   "'": "&apos;",
 };
 
+/**
+ * Every string from the trace reaches here already stripped of control characters (which XML
+ * does not allow either) by trace-report.ts; this makes it text, never markup.
+ */
 function escape(text: string): string {
   return text.replace(/[<>&"']/g, (c) => ENTITIES[c] ?? c);
 }
@@ -38,7 +42,7 @@ function callBlock(
     const x = LABEL_WIDTH + (previous - call.start) * scale;
     const width = Math.max(1, (event.t - previous) * scale);
     const offset = (event.t - call.start).toFixed(2);
-    const who = `${event.prog} dom${event.dom}`;
+    const who = `${shownName(event.prog)} dom${event.dom}`;
     svg.push(text(MARGIN, y + 12, `${offset} ms  ${stageLabel(event)}  ${who}`));
     const box = `x="${x.toFixed(1)}" y="${y + 3}" width="${width.toFixed(1)}" height="${ROW - 5}"`;
     svg.push(`<rect ${box} fill="${colourOf(event.pid)}"/>`);

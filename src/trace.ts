@@ -18,9 +18,10 @@ function traceNow(): number {
 }
 
 const file = process.env.QRX_TRACE || null;
+const inherited = takeInheritedFd();
 /** Whether this process records a trace (for call sites that would compute keys first). */
-export const tracing = file !== null;
-let fd = -1;
+export const tracing = file !== null || inherited >= 0;
+let fd = inherited;
 let nextCall = 1;
 const program = programName(process.argv[1] ?? process.argv[0] ?? "bun");
 
@@ -46,10 +47,22 @@ export interface TraceEvent {
   [extra: string]: unknown;
 }
 
+/**
+ * An isolated lab domain's processes get the trace as an open fd (`QRX_TRACE_FD`, from
+ * libexec/qrx-domain-ns): the file is on the host. The variable leaves the environment here, so
+ * that no child takes an fd of its own with that number for the trace.
+ */
+function takeInheritedFd(): number {
+  const text = process.env.QRX_TRACE_FD;
+  if (text === undefined) return -1;
+  delete process.env.QRX_TRACE_FD;
+  return /^\d{1,4}$/.test(text) && Number(text) > 2 ? Number(text) : -1;
+}
+
 function append(event: TraceEvent): void {
-  if (file === null) return;
+  if (!tracing) return;
   try {
-    if (fd < 0) fd = openSync(file, "a");
+    if (fd < 0) fd = openSync(file!, "a");
     writeSync(fd, `${JSON.stringify(event)}\n`);
   } catch {
     // A trace must never break a call: a file that cannot be written just stays incomplete.
@@ -102,9 +115,9 @@ export class CallTrace {
   }
 }
 
-/** A trace for one call in this process, or null when QRX_TRACE is unset. */
+/** A trace for one call in this process, or null when it records none. */
 export function traceCall(dom: number): CallTrace | null {
-  return file === null ? null : new CallTrace(dom);
+  return tracing ? new CallTrace(dom) : null;
 }
 
 /** One event joined to a call by its keys alone (no process-local state to keep). */
@@ -115,7 +128,7 @@ export function traceKeyed(
   extra: Record<string, unknown> = {},
   fresh?: string,
 ): void {
-  if (file === null) return;
+  if (!tracing) return;
   const trace = new CallTrace(dom);
   for (const key of keys) trace.link(key, key === fresh);
   trace.stage(stage, extra);

@@ -4,6 +4,7 @@ import { codecHarness, helloHarness } from "./codec.harness.ts";
 import { configHarness } from "./config.harness.ts";
 import type { Harness } from "./harness.ts";
 import { policyHarness } from "./policy.harness.ts";
+import { traceHarness } from "./trace.harness.ts";
 
 // Each harness only ever gets back inputs of its own, so their input types can be forgotten here.
 export const harnesses = [
@@ -11,4 +12,5 @@ export const harnesses = [
   helloHarness,
   configHarness,
   policyHarness,
+  traceHarness,
 ] as unknown as Harness<never>[];

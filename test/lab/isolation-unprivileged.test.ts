@@ -6,6 +6,7 @@ import { chownSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { QRX, type RunResult, TestLab } from "../helpers/lab.ts";
 import { waitFor } from "../helpers/system.ts";
+import { parseTrace } from "../../src/trace-report.ts";
 
 const NOBODY = 65534;
 const BUN = join(import.meta.dir, "..", "..", "node_modules", ".bin", "bun");
@@ -33,6 +34,8 @@ const lab = new TestLab();
 /** Where an exposed command mounts its view of the checkout (in its own mount namespace). */
 const STAGE = join(lab.root.path, "expose");
 mkdirSync(STAGE);
+/** The lab's timing trace, on the host: each domain's agent writes it through its init's fd. */
+const TRACE = join(lab.root.path, "trace.jsonl");
 
 /** `qrx ARGS` as nobody, in this lab. */
 async function qrx(args: string[], input = ""): Promise<RunResult> {
@@ -58,7 +61,7 @@ async function qrx(args: string[], input = ""): Promise<RunResult> {
 beforeAll(async () => {
   if (!root) return;
   for (const path of [lab.root.path, lab.elsewhere]) chownSync(path, NOBODY, NOBODY);
-  const up = await qrx(["lab", "up", "--isolation", "namespaces"]);
+  const up = await qrx(["lab", "up", "--isolation", "namespaces", "--trace", TRACE]);
   expect(up).toMatchObject({ code: 0 });
 }, 60_000);
 
@@ -102,6 +105,12 @@ describe.skipIf(!root)("an isolated lab of an unprivileged user", () => {
     expect(
       await qrx(["run", "work", "--", "qrexec-client-vm", "vault", "test.Add"], "20 22\n"),
     ).toMatchObject({ code: 0, stdout: "42\n" });
+    // Both agents recorded their side of the calls in the host's trace file.
+    const agents = parseTrace(readFileSync(TRACE, "utf8"))
+      .events.filter((event) => event.prog === "qrexec-agent")
+      .map((event) => `${event.dom} ${event.stage}`);
+    expect(agents).toContain("1 agent-service-connect");
+    expect(agents).toContain("2 exec-request");
   }, 30_000);
 
   test("work cannot pass on, as its own offer, a vchan socket it was handed", async () => {

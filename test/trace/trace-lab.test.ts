@@ -1,18 +1,17 @@
 // QRX_TRACE end to end: a lab started with it, real calls, and `qrx trace` on what they wrote.
+// Twice: with the domains as plain processes, and isolated (the default), where the trace file
+// is on the host and each domain's agent gets it as an fd from its namespace's init.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestLab } from "../helpers/lab.ts";
 import { groupCalls, parseTrace, type TracedCall } from "../../src/trace-report.ts";
 
-let lab: TestLab;
-let file: string;
-
-beforeAll(async () => {
-  lab = new TestLab();
-  file = join(lab.root.path, "trace.jsonl");
+async function tracedLab(isolation: string): Promise<{ lab: TestLab; file: string }> {
+  const lab = new TestLab();
+  const file = join(lab.root.path, "trace.jsonl");
   // The lab's programs trace through `lab up --trace`, the client through `run --trace`.
-  const up = await lab.qrx(["lab", "up", "--isolation", "none", "--trace", file]);
+  const up = await lab.qrx(["lab", "up", "--isolation", isolation, "--trace", file]);
   if (up.code !== 0) throw new Error(`qrx lab up failed: ${up.stderr}`);
   const vmToVm = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n");
   expect(vmToVm).toMatchObject({ code: 0, stdout: "33\n" });
@@ -23,13 +22,10 @@ beforeAll(async () => {
     env: { QRX_DIR: lab.dir },
   });
   expect(dom0).toMatchObject({ code: 0, stdout: "hi\n" });
-}, 60_000);
+  return { lab, file };
+}
 
-afterAll(async () => {
-  await lab.remove();
-});
-
-function callTitled(text: string): TracedCall {
+function callTitled(file: string, text: string): TracedCall {
   const calls = groupCalls(parseTrace(readFileSync(file, "utf8")).events);
   const found = calls.filter((call) => call.title.includes(text));
   expect(found.map((call) => call.title)).toHaveLength(1);
@@ -56,9 +52,20 @@ function expectInOrder(call: TracedCall, labels: string[]): void {
   }
 }
 
-describe("QRX_TRACE in a lab", () => {
+describe.each(["none", "namespaces"])("QRX_TRACE in a lab (isolation %s)", (isolation) => {
+  let lab: TestLab;
+  let file: string;
+
+  beforeAll(async () => {
+    ({ lab, file } = await tracedLab(isolation));
+  }, 60_000);
+
+  afterAll(async () => {
+    await lab.remove();
+  });
+
   test("a VM -> VM call has every stage, in order, from the four processes of the call", () => {
-    const call = callTitled("-> vault test.Add");
+    const call = callTitled(file, "-> vault test.Add");
     expectInOrder(call, [
       "client-start [client]",
       "trigger-sent [client]",
@@ -88,8 +95,10 @@ describe("QRX_TRACE in a lab", () => {
     expectInOrder(call, ["exit-sent [service]", "exit-received [client]"]);
     expectInOrder(call, ["call-allowed [client]", "data-connected [client]", "teardown [client]"]);
     expectInOrder(call, ["data-connected [service]", "teardown [service]"]);
-    // work's agent, work's daemon, vault's daemon, vault's agent.
-    expect(new Set(call.events.map((event) => event.pid)).size).toBeGreaterThanOrEqual(4);
+    // work's agent, work's daemon, vault's daemon, vault's agent (isolated agents may share a
+    // pid, each in its own PID namespace: a process is its domain and pid).
+    const processes = new Set(call.events.map((event) => `${event.dom}:${event.pid}`));
+    expect(processes.size).toBeGreaterThanOrEqual(4);
     const domOf = (side: string) => call.events.find((event) => event.side === side)!.dom;
     expect(domOf("client")).not.toBe(domOf("service"));
     const doms = new Set(call.events.map((event) => event.dom));
@@ -97,7 +106,7 @@ describe("QRX_TRACE in a lab", () => {
   });
 
   test("a dom0 -> VM call from qrexec-client starts with the client process itself", () => {
-    const call = callTitled("-> vault: user:QUBESRPC test.Echo dom0");
+    const call = callTitled(file, "-> vault: user:QUBESRPC test.Echo dom0");
     expectInOrder(call, [
       "process-start [client]",
       "client-start [client]",

@@ -2,7 +2,14 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { groupCalls, parseTrace, summarize } from "../../src/trace-report.ts";
+import {
+  groupCalls,
+  parseTrace,
+  summarize,
+  summaryText,
+  waterfallText,
+  type TracedCall,
+} from "../../src/trace-report.ts";
 import { waterfallSvg } from "../../src/trace-svg.ts";
 import { portKey, pumpStages, triggerKey, type TraceEvent } from "../../src/trace.ts";
 import { QRX } from "../helpers/lab.ts";
@@ -72,6 +79,12 @@ describe("joining a trace into calls", () => {
     expect(waterfallSvg(calls)).toContain("dom2 -&gt; vault x\\x1b[2J\\x07&lt;svg&gt;");
   });
 
+  test("two isolated domains' processes with the same pid and call id stay two calls", () => {
+    const agent = (dom: number, t: number) => ({ ...event(t, "client-start", 56, "56.1"), dom });
+    const calls = groupCalls([agent(1, 1), agent(2, 2)]);
+    expect(calls.map((call) => call.events.map((e) => e.dom))).toEqual([[1], [2]]);
+  });
+
   test("torn and foreign lines are counted and skipped", () => {
     const good = JSON.stringify(event(1, "client-start", 1, "1.1"));
     const parsed = parseTrace(`${good}\n{"t":\nnot json\n{"stage":"x"}\n\n${good}\n`);
@@ -106,6 +119,86 @@ describe("qrx trace on bad input", () => {
       expect(empty.exitCode).toBe(1);
       const skipped = `qrx trace: 1 line(s) in ${junk} are not trace events; skipped\n`;
       expect(empty.stderr.toString()).toBe(`${skipped}qrx trace: no calls in ${junk}\n`);
+    } finally {
+      dir.remove();
+    }
+  });
+});
+
+/** One event's line with `field` set to `json` (raw JSON text, so 1e999 and the like fit). */
+function lineWith(field: string, json: string): string {
+  const fields = { t: "5", stage: '"x"', pid: "7", prog: '"p"', dom: "2", call: '"7.1"' };
+  const all: Record<string, string> = { ...fields, [field]: json };
+  return `{${Object.entries(all)
+    .map(([name, value]) => `${JSON.stringify(name)}:${value}`)
+    .join(",")}}`;
+}
+
+/** Every field the report reads, each with values of the wrong type (or out of bounds). */
+const MISTYPED: [string, string[]][] = [
+  ["t", ["1e999", "-1e999", "1e308", "-1", "null"]],
+  ["stage", [JSON.stringify("s".repeat(4097)), "null"]],
+  ["pid", ["-1", "1.5", '"7"', "9007199254740992", "null"]],
+  ["prog", ["{}", '["<script>"]', "5", "null"]],
+  ["dom", ['"x"', "1.5", "-1", "{}", "null"]],
+  ["call", ['{"toString":1}', "5", "[]", "null"]],
+  ["keys", ["5", '"k"', "[{}]", "[1]", "[null]", JSON.stringify(Array(65).fill("k"))]],
+  ["fresh", ["5", '["k"]', "null"]],
+  ["side", ["5", "{}"]],
+  ["service", ["5", '["a"]']],
+  ["target", ["{}", "5"]],
+  ["command", ["[]", JSON.stringify("c".repeat(4097))]],
+];
+
+/** Everything `qrx trace` prints or draws for `calls`. */
+function render(calls: TracedCall[]): { text: string; svg: string } {
+  const text = [...calls.flatMap(waterfallText), ...summaryText(calls)].join("\n");
+  return { text, svg: waterfallSvg(calls) };
+}
+
+describe("a hostile trace (written in part by domains that may not be ours)", () => {
+  test("a field of the wrong type, or too long, makes its line a bad line", () => {
+    expect(parseTrace(lineWith("keys", '["k"]'))).toMatchObject({ badLines: 0 });
+    const accepted = MISTYPED.flatMap(([field, values]) =>
+      values.map((json) => lineWith(field, json)).filter((line) => parseTrace(line).badLines !== 1),
+    );
+    expect(accepted).toEqual([]);
+  });
+
+  test("a trace with every such line reports the valid call alone, without a throw", () => {
+    const valid = lineWith("keys", '["k"]');
+    const lines = MISTYPED.flatMap(([field, values]) => values.map((v) => lineWith(field, v)));
+    const parsed = parseTrace([valid, ...lines, valid].join("\n"));
+    expect(parsed.badLines).toBe(lines.length);
+    const calls = groupCalls(parsed.events);
+    expect(calls.map((call) => call.events.length)).toEqual([2]);
+    expect(render(calls).text).toContain("x [p]");
+  });
+
+  test("an SVG label with markup and control characters is escaped text, valid XML", () => {
+    const label = "<script>alert(1)</script>\x1b\x00";
+    const line = JSON.stringify({ ...event(1, label, 1, "1.1"), prog: `<b>${label}` });
+    const { svg } = render(groupCalls(parseTrace(line).events));
+    expect(svg).toContain("&lt;script&gt;alert(1)&lt;/script&gt;\\x1b\\x00 [&lt;b&gt;&lt;script");
+    expect(svg).not.toContain("<script>");
+    // XML 1.0 allows no C0 control character but tab and newline: one would break the document.
+    expect(svg).not.toMatch(/[\x00-\x08\x0b-\x1f]/);
+  });
+
+  test("a stage name with ESC is printed with the ESC escaped, by the report and qrx trace", () => {
+    const stage = "\x1b[2J\x1b]0;owned\x07exit-code";
+    const line = JSON.stringify(event(1, stage, 1, "1.1"));
+    const { text } = render(groupCalls(parseTrace(line).events));
+    expect(text).toContain("\\x1b[2J\\x1b]0;owned\\x07exit-code [qrexec-agent]");
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    const dir = tempDir();
+    try {
+      const file = join(dir.path, "trace.jsonl");
+      writeFileSync(file, `${line}\n`);
+      const shown = Bun.spawnSync([QRX, "trace", file]);
+      expect(shown.exitCode).toBe(0);
+      expect(shown.stdout.toString()).toContain("\\x1b[2J");
+      expect(shown.stdout.toString()).not.toContain("\x1b");
     } finally {
       dir.remove();
     }
