@@ -16,12 +16,17 @@ const ENTITIES: Record<string, string> = {
   "'": "&apos;",
 };
 
+/** What XML 1.0 allows in no document: U+FFFE, U+FFFF and a surrogate without its pair. */
+const NOT_XML =
+  /[\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /**
  * Every string from the trace reaches here already stripped of control characters (which XML
- * does not allow either) by trace-report.ts; this makes it text, never markup.
+ * does not allow either) by trace-report.ts; this makes it text, never markup, and a document
+ * that parses whatever the file held.
  */
 function escape(text: string): string {
-  return text.replace(/[<>&"']/g, (c) => ENTITIES[c] ?? c);
+  return text.replace(NOT_XML, "\uFFFD").replace(/[<>&"']/g, (c) => ENTITIES[c] ?? c);
 }
 
 function text(x: number, y: number, content: string, extra = ""): string {

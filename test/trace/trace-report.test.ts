@@ -185,6 +185,13 @@ describe("a hostile trace (written in part by domains that may not be ours)", ()
     expect(svg).not.toMatch(/[\x00-\x08\x0b-\x1f]/);
   });
 
+  test("characters XML allows nowhere (U+FFFF, a lone surrogate) become U+FFFD in the SVG", () => {
+    const line = `{"t":1,"stage":"a\\uffffb\\ud800c\\udc00d","pid":1,"prog":"p","call":"1.1"}`;
+    const { svg } = render(groupCalls(parseTrace(line).events));
+    expect(svg).toContain("a\uFFFDb\uFFFDc\uFFFDd");
+    expect(svg).not.toMatch(/[\uFFFE\uFFFF]|[\uD800-\uDFFF]/);
+  });
+
   test("a stage name with ESC is printed with the ESC escaped, by the report and qrx trace", () => {
     const stage = "\x1b[2J\x1b]0;owned\x07exit-code";
     const line = JSON.stringify(event(1, stage, 1, "1.1"));
