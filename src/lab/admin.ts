@@ -356,7 +356,10 @@ export class LabAdmin {
   #removeSockets(record: DomainRecord): void {
     for (const name of [String(record.id), record.name, `uuid:${record.uuid}`])
       rmSync(join(this.layout.socketDir, `qrexec.${name}`), { force: true });
+    // An agent that did not get to remove its own (an isolated domain's, killed with its
+    // namespace) would leave them for the next lab's agent to find.
     rmSync(this.layout.agentSocket(record.name), { force: true });
+    rmSync(this.layout.clientHostSocket(record.name), { force: true });
   }
 
   /** A Halted DispVM of `template`, its dirs cloned from the template's. */

@@ -13,6 +13,7 @@
 //   D/domains/dom0/       home/, rpc/, rpc-config/, policy.d/
 
 import { join } from "../posix-path.ts";
+import { CLIENT_HOST_SOCKET_SUFFIX } from "../protocol/constants.ts";
 
 export class LabLayout {
   constructor(readonly dir: string) {}
@@ -67,6 +68,10 @@ export class LabLayout {
   }
   agentSocket(name: string): string {
     return join(this.domainDir(name), "qrexec-agent.sock");
+  }
+  /** Where the agent of `name` takes qrexec-client-vm front ends' calls (its client host). */
+  clientHostSocket(name: string): string {
+    return this.agentSocket(name) + CLIENT_HOST_SOCKET_SUFFIX;
   }
   /** The agent of `name` keeps its running calls here (qrexec-agent --status-file). */
   callStatusFile(name: string): string {

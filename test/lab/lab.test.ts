@@ -8,41 +8,45 @@ import { isRunning } from "../helpers/procfs.ts";
 import { waitFor } from "../helpers/system.ts";
 
 describe("a lab's lifecycle", () => {
-  test("up and down twice in a row leave no process, socket or state outside --dir", async () => {
-    const lab = new TestLab();
-    try {
-      for (let round = 1; round <= 2; round++) {
-        await lab.up();
-        const status = await lab.status();
-        expect(status.ready).toBe(true);
-        expect(
-          status.domains
-            .filter((domain) => domain.state === "Running")
-            .map((domain) => domain.name),
-        ).toEqual(["dom0", "work", "vault"]);
-        for (const domain of status.domains.filter(
-          (domain) => domain.name === "work" || domain.name === "vault",
-        )) {
-          expect(domain.agentPid).toBeGreaterThan(0);
-          expect(domain.daemonPid).toBeGreaterThan(0);
+  test.each(["none", "namespaces"] as const)(
+    "up and down twice in a row leave no process, socket or state outside --dir (isolation %s)",
+    async (isolation) => {
+      const lab = new TestLab();
+      try {
+        for (let round = 1; round <= 2; round++) {
+          await lab.up(undefined, isolation);
+          const status = await lab.status();
+          expect(status.ready).toBe(true);
+          expect(
+            status.domains
+              .filter((domain) => domain.state === "Running")
+              .map((domain) => domain.name),
+          ).toEqual(["dom0", "work", "vault"]);
+          for (const domain of status.domains.filter(
+            (domain) => domain.name === "work" || domain.name === "vault",
+          )) {
+            expect(domain.agentPid).toBeGreaterThan(0);
+            expect(domain.daemonPid).toBeGreaterThan(0);
+          }
+          const call = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n");
+          expect(call).toMatchObject({ code: 0, stdout: "33\n" });
+          expect(processesMentioning(lab.dir).length).toBeGreaterThanOrEqual(6);
+          await lab.down();
+          expect(processesMentioning(lab.dir)).toEqual([]);
+          expect(socketsUnder(lab.dir)).toEqual([]);
+          for (const gone of ["admin.pid", "admin.sock", "policy.sock", "run", "vchan"])
+            expect(existsSync(join(lab.dir, gone))).toBe(false);
+          expect(readdirSync(lab.elsewhere)).toEqual([]);
         }
-        const call = await lab.run("work", ["qrexec-client-vm", "vault", "test.Add"], "11 22\n");
-        expect(call).toMatchObject({ code: 0, stdout: "33\n" });
-        expect(processesMentioning(lab.dir).length).toBeGreaterThanOrEqual(6);
-        await lab.down();
-        expect(processesMentioning(lab.dir)).toEqual([]);
-        expect(socketsUnder(lab.dir)).toEqual([]);
-        for (const gone of ["admin.pid", "admin.sock", "policy.sock", "run", "vchan"])
-          expect(existsSync(join(lab.dir, gone))).toBe(false);
-        expect(readdirSync(lab.elsewhere)).toEqual([]);
+        // Homes and logs stay, as a VM's disk would.
+        expect(existsSync(join(lab.dir, "domains", "work", "home"))).toBe(true);
+        expect(existsSync(join(lab.dir, "logs", "work.agent.log"))).toBe(true);
+      } finally {
+        await lab.remove();
       }
-      // Homes and logs stay, as a VM's disk would.
-      expect(existsSync(join(lab.dir, "domains", "work", "home"))).toBe(true);
-      expect(existsSync(join(lab.dir, "logs", "work.agent.log"))).toBe(true);
-    } finally {
-      await lab.remove();
-    }
-  }, 60_000);
+    },
+    60_000,
+  );
 
   test("a lab whose directory is removed ends itself; a new lab there is left alone", async () => {
     const lab = new TestLab();
