@@ -9,7 +9,7 @@
 // process of the call learns. Ports are reused, so the daemon that allocates one marks its key
 // fresh: from then on that key means the new call.
 
-import { openSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { PUMP_MARKS } from "./constants.ts";
 
 /** Where each stage's time was taken, the clock shared by every process (ms, µs precision). */
@@ -50,13 +50,25 @@ export interface TraceEvent {
 /**
  * An isolated lab domain's processes get the trace as an open fd (`QRX_TRACE_FD`, from
  * libexec/qrx-domain-ns): the file is on the host. The variable leaves the environment here, so
- * that no child takes an fd of its own with that number for the trace.
+ * that no child takes an fd of its own with that number for the trace, and the fd is moved to a
+ * close-on-exec copy, so that no child (a service) inherits the file either.
  */
 function takeInheritedFd(): number {
   const text = process.env.QRX_TRACE_FD;
   if (text === undefined) return -1;
   delete process.env.QRX_TRACE_FD;
-  return /^\d{1,4}$/.test(text) && Number(text) > 2 ? Number(text) : -1;
+  if (!/^\d{1,4}$/.test(text) || Number(text) < 3) return -1;
+  const inherited = Number(text);
+  try {
+    // Only a traced domain's processes load the native library for this (the agent has it).
+    const { dupFd } = require("./native.ts") as typeof import("./native.ts");
+    const copy = dupFd(inherited);
+    closeSync(inherited);
+    return copy;
+  } catch {
+    // Not open (nothing to trace into), or no native library: the fd as it is, if any.
+    return inherited;
+  }
 }
 
 function append(event: TraceEvent): void {

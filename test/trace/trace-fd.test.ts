@@ -1,6 +1,7 @@
 // QRX_TRACE_FD: a process handed the trace as an open fd (an isolated lab domain's agent, from
 // its namespace's init) writes its stages there, and takes the variable out of its environment
-// so that its children cannot mistake an fd of their own for the trace.
+// so that its children cannot mistake an fd of their own for the trace, and keeps the file in a
+// close-on-exec copy of the fd, so that its children do not inherit it.
 import { expect, test } from "bun:test";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,6 +18,11 @@ test("stages go to the inherited fd, and QRX_TRACE_FD leaves the environment", a
       `const { traceCall } = await import(${JSON.stringify(TRACE_MODULE)});`,
       "traceCall(7)?.stage('probe-stage');",
       "console.log(process.env.QRX_TRACE_FD ?? 'gone');",
+      // The trace's fd is a close-on-exec copy now: a child (a service) gets neither.
+      "const links = ['sh', '-c', 'for f in /proc/$$/fd/*; do readlink $f; done'];",
+      "const open = Bun.spawnSync(links).stdout.toString();",
+      "const still = require('node:fs').existsSync('/proc/self/fd/9');",
+      "console.log(still, open.includes('trace.jsonl'));",
     ].join("\n");
     const filler = Array.from({ length: 6 }, () => "ignore" as const);
     const child = Bun.spawn([process.execPath, "-e", code], {
@@ -29,7 +35,7 @@ test("stages go to the inherited fd, and QRX_TRACE_FD leaves the environment", a
     ]);
     expect({ code: await child.exited, stdout, stderr }).toEqual({
       code: 0,
-      stdout: "gone\n",
+      stdout: "gone\nfalse false\n",
       stderr: "",
     });
     closeSync(fd);
