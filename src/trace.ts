@@ -66,8 +66,9 @@ function takeInheritedFd(): number {
     closeSync(inherited);
     return copy;
   } catch {
-    // Not open (nothing to trace into), or no native library: the fd as it is, if any.
-    return inherited;
+    // Not open, or no native library: no trace, rather than writes into whatever this process
+    // opens later under that number.
+    return -1;
   }
 }
 

@@ -50,8 +50,9 @@ test("stages go to the inherited fd, and QRX_TRACE_FD leaves the environment", a
   }
 });
 
-test("a QRX_TRACE_FD that is not a number above 2 is ignored", async () => {
-  for (const value of ["1", "abc", "-3", "99999"]) {
+test("a QRX_TRACE_FD that is not a number above 2, or not an open fd, is ignored", async () => {
+  // "9": not open here, and whatever the process opened later as fd 9 must not get the trace.
+  for (const value of ["1", "abc", "-3", "99999", "9"]) {
     const code = `const t = await import(${JSON.stringify(TRACE_MODULE)}); console.log(t.tracing);`;
     const child = Bun.spawnSync([process.execPath, "-e", code], {
       env: { ...process.env, QRX_TRACE: "", QRX_TRACE_FD: value },
