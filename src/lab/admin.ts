@@ -183,7 +183,7 @@ export class LabAdmin {
       copyFileSync(service.path, target);
       chmodSync(target, 0o755);
     }
-    rmSync(layout.agentSocket(name), { force: true });
+    this.#removeAgentSockets(name);
   }
 
   #startPolicy(): void {
@@ -356,10 +356,16 @@ export class LabAdmin {
   #removeSockets(record: DomainRecord): void {
     for (const name of [String(record.id), record.name, `uuid:${record.uuid}`])
       rmSync(join(this.layout.socketDir, `qrexec.${name}`), { force: true });
-    // An agent that did not get to remove its own (an isolated domain's, killed with its
-    // namespace) would leave them for the next lab's agent to find.
-    rmSync(this.layout.agentSocket(record.name), { force: true });
-    rmSync(this.layout.clientHostSocket(record.name), { force: true });
+    this.#removeAgentSockets(record.name);
+  }
+
+  /**
+   * The sockets an agent of `name` listens on: an agent that did not get to remove its own (an
+   * isolated domain's, killed with its namespace; any, killed) leaves them behind.
+   */
+  #removeAgentSockets(name: string): void {
+    rmSync(this.layout.agentSocket(name), { force: true });
+    rmSync(this.layout.clientHostSocket(name), { force: true });
   }
 
   /** A Halted DispVM of `template`, its dirs cloned from the template's. */

@@ -55,6 +55,13 @@ function bundleProgram(tree: string, program: string): void {
 
 const bundleQvmCopy = (tree: string) => bundleProgram(tree, "qvm-copy");
 
+/** A fresh tree with `program` bundled, and the text of its entry bundle. */
+function bundledEntry(program: string): { tree: string; entry: string } {
+  const tree = copyTreeWithBunLog();
+  bundleProgram(tree, program);
+  return { tree, entry: readFileSync(join(tree, "bundle", `${program}.js`), "utf8") };
+}
+
 type Run = { status: number | null; stdout: string; stderr: string; startedBun: boolean };
 
 /** qvm-copy's launcher path (bin/launch.sh for the Bun program) with ARGS, output to pipes. */
@@ -181,9 +188,7 @@ describe("qrx's commands part", () => {
   const ORIGINAL_POLICY = "check, evaluate and explain qrexec policy (policy.d and legacy formats)";
 
   test("is left out of the entry, which loads it for commander's command lines", () => {
-    const tree = copyTreeWithBunLog();
-    bundleProgram(tree, "qrx");
-    const entry = readFileSync(join(tree, "bundle", "qrx.js"), "utf8");
+    const { tree, entry } = bundledEntry("qrx");
     expect(entry).not.toContain("src/cli/policy-commands.ts");
     expect(entry).toContain("src/cli/plain-run.ts");
     const help = qrx(tree, "help", "policy");
@@ -222,9 +227,7 @@ describe("qrx's commands part", () => {
 });
 
 test("qrexec-policy-exec's entry leaves commander to its part, which its other forms load", () => {
-  const tree = copyTreeWithBunLog();
-  bundleProgram(tree, "qrexec-policy-exec");
-  const entry = readFileSync(join(tree, "bundle", "qrexec-policy-exec.js"), "utf8");
+  const { tree, entry } = bundledEntry("qrexec-policy-exec");
   expect(entry).not.toContain("node_modules/commander/");
   expect(entry).toContain("src/cli/policy-exec-run.ts");
   const part = readFileSync(join(tree, "bundle", "qrexec-policy-exec-commands.js"), "utf8");
