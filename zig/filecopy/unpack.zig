@@ -105,6 +105,9 @@ pub const Unpacker = struct {
     /// O_TMPFILE + linkat through /proc/self/fd; off when /proc is missing or the filesystem
     /// does not support O_TMPFILE (then O_CREAT|O_EXCL with mode 0, as upstream).
     use_tmpfile: bool,
+    /// /proc/self/fd, opened once (O_PATH) when there is one, -1 otherwise, as upstream keeps
+    /// /proc/<pid>/fd: a link looks up one name in it instead of walking /proc/self/fd/N.
+    proc_fd_dir: i32,
 
     pub fn init(
         allocator: std.mem.Allocator,
@@ -141,6 +144,7 @@ pub const Unpacker = struct {
             "out of memory",
             .{},
         );
+        const proc_fd_dir = open_proc_fd_dir();
         self.* = .{
             .in_fd = in_fd,
             .out_fd = out_fd,
@@ -149,13 +153,15 @@ pub const Unpacker = struct {
             .stats = stats,
             .allocator = allocator,
             .in = in,
-            .use_tmpfile = proc_fd_available(),
+            .use_tmpfile = proc_fd_dir >= 0,
+            .proc_fd_dir = proc_fd_dir,
         };
         stats.* = std.mem.zeroes(Stats);
         return self;
     }
 
     pub fn deinit(self: *Unpacker) void {
+        if (self.proc_fd_dir >= 0) _ = linux.close(self.proc_fd_dir);
         self.allocator.free(self.in);
         const allocator = self.allocator;
         allocator.destroy(self);
@@ -292,10 +298,11 @@ pub const Unpacker = struct {
     }
 
     fn link_tmpfile(self: *Unpacker, fd: i32, place: Place) Stop!void {
-        var proc_path: [32]u8 = undefined;
-        const path = std.fmt.bufPrintZ(&proc_path, "/proc/self/fd/{d}", .{fd}) catch unreachable;
+        assert(self.proc_fd_dir >= 0);
+        var fd_name: [16]u8 = undefined;
+        const name = std.fmt.bufPrintZ(&fd_name, "{d}", .{fd}) catch unreachable;
         const follow = linux.AT.SYMLINK_FOLLOW;
-        const rc = linux.linkat(linux.AT.FDCWD, path, place.fd, place.last, follow);
+        const rc = linux.linkat(self.proc_fd_dir, name, place.fd, place.last, follow);
         if (linux.E.init(rc) != .SUCCESS) return self.report(linux.E.init(rc), .name);
     }
 
@@ -595,8 +602,8 @@ const Statfs = extern struct {
 };
 
 /// linkat of an O_TMPFILE file goes through /proc/self/fd/N (upstream opens /proc/<pid>/fd
-/// before its chroot for the same purpose).
-fn proc_fd_available() bool {
+/// before its chroot for the same purpose). The fd, or -1 without /proc.
+fn open_proc_fd_dir() i32 {
     const flags: linux.O = .{
         .ACCMODE = .RDONLY,
         .DIRECTORY = true,
@@ -604,9 +611,8 @@ fn proc_fd_available() bool {
         .CLOEXEC = true,
     };
     const rc = linux.openat(linux.AT.FDCWD, "/proc/self/fd", flags, 0);
-    if (linux.E.init(rc) != .SUCCESS) return false;
-    _ = linux.close(@intCast(rc));
-    return true;
+    if (linux.E.init(rc) != .SUCCESS) return -1;
+    return @intCast(rc);
 }
 
 /// The C ABI's view: the code reported (0, errno, LEGAL_EOF, (uint32)-84...) as its 32-bit

@@ -557,6 +557,34 @@ test "unpack: many files in many directories (siblings, descent, return)" {
     try testing.expectEqual(@as(u64, 4), outcome.stats.dirs);
 }
 
+fn open_fd_count() !usize {
+    var fds = try std.fs.openDirAbsolute("/proc/self/fd", .{ .iterate = true });
+    defer fds.close();
+    var count: usize = 0;
+    var entries = fds.iterate();
+    while (try entries.next()) |_| count += 1;
+    return count;
+}
+
+test "unpack: the /proc/self/fd it links files through is closed after the run" {
+    var tmp = testing.tmpDir(.{ .iterate = true });
+    defer tmp.cleanup();
+    var stream = Stream.init();
+    defer stream.deinit();
+    try stream.dir("d");
+    for ([_][]const u8{ "d/1", "d/2", "d/3" }) |name| try stream.file(name, name);
+    try stream.dir("d");
+    try stream.end();
+    const before = try open_fd_count();
+    const outcome = try run_unpack(stream.bytes.items, tmp.dir.fd, .{});
+    try testing.expectEqual(before, try open_fd_count());
+    try outcome.expect_reply(0, "d");
+    var content: [4]u8 = undefined;
+    for ([_][]const u8{ "d/1", "d/2", "d/3" }) |name| {
+        try testing.expectEqualStrings(name, try tmp.dir.readFile(name, &content));
+    }
+}
+
 /// Plays the sender on a pipe: `first`, then (once `a/f` exists in the target) moves `a` out of
 /// it, optionally puts a new `a` in its place, and sends `rest`.
 const Mover = struct {
