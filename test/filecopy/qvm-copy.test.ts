@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   existsSync,
+  lchownSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -27,8 +28,25 @@ beforeAll(async () => {
 });
 afterAll(() => lab.remove());
 
+/**
+ * What the test wrote into work's home from the host becomes work's own: an isolated domain
+ * runs as its own uid, which could not change or remove root's files.
+ */
+function handToWork(): void {
+  const { uid, gid } = lstatSync(workHome);
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      lchownSync(path, uid, gid);
+      if (entry.isDirectory()) walk(path);
+    }
+  };
+  walk(workHome);
+}
+
 /** `qvm-* ARGS` run in work with its home as the working directory. */
 function inWork(argv: string[]) {
+  handToWork();
   return lab.run("work", ["sh", "-c", `cd "$HOME" && exec "$@"`, "sh", ...argv]);
 }
 
@@ -99,6 +117,7 @@ describe("qvm-copy in the lab", () => {
     writeFileSync(join(tree, "secret"), "s", { mode: 0o600 });
     symlinkSync("../empty-file", join(tree, "nested", "link-up"));
     symlinkSync("b/c.txt", join(tree, "nested", "a", "link-same"));
+    handToWork();
     const setup = await lab.run("work", [
       "sh",
       "-c",

@@ -91,10 +91,11 @@ export class TestLab {
   }
 
   /**
-   * Unisolated unless asked: most tests reach into domains' files from the host
-   * (test/lab/isolation.test.ts is the isolated lab's).
+   * Isolated unless asked, as `qrx lab up` is: tests then run what a user gets. A test that
+   * writes into a domain's files from the host gives them to the domain's uid (the host's root
+   * owns what it writes).
    */
-  async up(config?: string, isolation: "namespaces" | "none" = "none"): Promise<void> {
+  async up(config?: string, isolation: "namespaces" | "none" = "namespaces"): Promise<void> {
     const result = await this.qrx([
       "lab",
       "up",

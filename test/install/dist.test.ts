@@ -85,10 +85,19 @@ test("a lab from the executable: a call, a file copy, nothing run from the check
     ).toBe("hello\n");
     const shell = await lab.run("dom0", ["qvm-run", "-p", "work", "echo hi"]);
     expect(shell).toMatchObject({ code: 0, stdout: "hi\n" });
-    // The admin service, policy daemon, agents and daemons: all the one executable.
-    const pids = processesMentioning(lab.dir).map((line) => line.split(" ")[0]);
-    expect(pids.length).toBeGreaterThanOrEqual(6);
-    for (const pid of pids) expect(readlinkSync(`/proc/${pid}/exe`)).toBe(qrx);
+    // The admin service, policy daemon, agents and daemons: all the one executable. Each isolated
+    // domain's namespaces are the system's unshare running the dist's own init script.
+    const processes = processesMentioning(lab.dir).map((line) => {
+      const pid = line.split(" ")[0];
+      return { exe: readlinkSync(`/proc/${pid}/exe`), line };
+    });
+    expect(processes.filter(({ exe }) => exe === qrx).length).toBeGreaterThanOrEqual(6);
+    for (const { exe, line } of processes) {
+      expect(line).not.toContain(ROOT);
+      if (exe === qrx) continue;
+      expect(exe).toMatch(/^\/(usr\/)?bin\//);
+      expect(line).toContain(` ${join(dist, "libexec", "qrx-domain-ns")} `);
+    }
     await lab.down();
   } finally {
     await lab.remove();
