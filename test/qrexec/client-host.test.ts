@@ -250,6 +250,42 @@ describe("qrexec-client-vm's client host", () => {
     expect(result.stderr).toStartWith(message);
   });
 
+  // Upstream's client reads its connect parameters from the trigger socket: an agent that goes
+  // away before sending them is a refusal (§2.1 step 9). Ours hears `accepted` first; after it,
+  // the call was the agent's, and losing the agent is 255 (docs/cli.md).
+  for (const [what, reply, code, message] of [
+    ["before its first reply", null, 126, "Request refused\n"],
+    [
+      "after accepting the call",
+      3,
+      255,
+      "qrexec-client-vm: lost the qrexec agent during the call\n",
+    ],
+  ] as const) {
+    test(`a host that goes away ${what}: ${code}`, async () => {
+      const agentSocket = join(system.dir.path, `gone-${code}`);
+      const server = Bun.listen({
+        unix: `${agentSocket}.clients`,
+        socket: {
+          data(socket) {
+            if (reply !== null) socket.write(new Uint8Array(new Uint32Array([reply, 0]).buffer));
+            socket.end();
+          },
+        },
+      });
+      try {
+        const result = await system.clientVm("work", [
+          `--agent-socket=${agentSocket}`,
+          "vault",
+          "test.Exit+0",
+        ]);
+        expect({ code: result.code, stderr: result.stderr }).toEqual({ code, stderr: message });
+      } finally {
+        server.stop(true);
+      }
+    });
+  }
+
   // Issue 15 item 8 (spec §13.21): checked before Bun starts, which would reopen them.
   for (const fd of [0, 1, 2]) {
     const close = ["0<&-", "1>&-", "2>&-"][fd];

@@ -40,6 +40,7 @@ pub fn main() noreturn {
     signal_socket.store(socket, .seq_cst);
     if (signal_pending.load(.seq_cst)) send_signal_byte(socket);
     var local: ?local_program.Started = null;
+    var replied = false;
     while (true) {
         if (local) |*started| {
             if (!wait_for_reply_or_exit(socket, started)) {
@@ -47,7 +48,8 @@ pub fn main() noreturn {
                 continue;
             }
         }
-        const reply = read_reply(socket) orelse lost_agent();
+        const reply = read_reply(socket) orelse if (replied) lost_agent() else not_taken();
+        replied = true;
         switch (reply.kind) {
             .exit => linux.exit_group(exit_status(reply.value)),
             .fallback => {
@@ -318,6 +320,13 @@ fn decode_reply(raw: wire.Reply) ?Reply {
 
 fn exit_status(value: i32) u8 {
     return if (value >= 0 and value <= 255) @intCast(value) else 255;
+}
+
+/// The agent went away before its first reply: as upstream's client whose trigger socket ends
+/// before the connect parameters (qrexec-protocol.md §2.1 step 9), a refusal.
+fn not_taken() noreturn {
+    write_stderr("Request refused\n");
+    linux.exit_group(126);
 }
 
 fn lost_agent() noreturn {
