@@ -126,6 +126,10 @@ export class ClientVmHost {
     // too, reading or writing it from outside the foreground job would stop the agent (SIGTTIN,
     // SIGTTOU). Interactive calls are not the ones whose start-up matters.
     if (request.fds.some((fd) => isTerminal(fd))) return null;
+    // A caller tracing into a file of its own (`qrx run --trace`) gets the CLI, which writes
+    // it: the agent records its calls only in its own trace.
+    const trace = request.env.QRX_TRACE;
+    if (trace && trace !== this.#env.QRX_TRACE) return null;
     const commandLine = parseFast(
       request.argv,
       request.env.QRX_AGENT_SOCKET ?? DEFAULT_AGENT_SOCKET,

@@ -20,6 +20,34 @@ interface LabUpOptions {
 const DIR_HELP =
   "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
+/** Why a file could not be opened, in words rather than Node's `ENOENT: ..., open 'PATH'`. */
+const OPEN_FAILURES: Record<string, string> = {
+  ENOENT: "its directory does not exist",
+  ENOTDIR: "a component of its path is not a directory",
+  EACCES: "permission denied",
+  EISDIR: "it is a directory",
+  EROFS: "the file system is read-only",
+};
+
+/**
+ * `--trace FILE`: FILE, made absolute, becomes QRX_TRACE for the programs qrx starts, once it is
+ * known to be writable here (each program opens it for itself, and one that cannot traces
+ * nothing, silently). Throws a LabError saying why it is not.
+ */
+export async function traceInto(file: string): Promise<void> {
+  const { closeSync, openSync } = await import("node:fs");
+  const path = resolve(file);
+  try {
+    closeSync(openSync(path, "a"));
+  } catch (error) {
+    const { LabError } = await import("../lab/lab-dir.ts");
+    const code = (error as NodeJS.ErrnoException).code ?? "";
+    const why = OPEN_FAILURES[code] ?? (error as Error).message;
+    throw new LabError(`cannot write the trace file ${path}: ${why}`, 1);
+  }
+  process.env.QRX_TRACE = path;
+}
+
 /** Runs an action; a LabError prints `qrx: message` and exits with its code. */
 async function guarded(action: () => Promise<number | void>): Promise<void> {
   const { LabError } = await import("../lab/lab-dir.ts");
@@ -109,7 +137,7 @@ function addLabUp(lab: Command): void {
             2,
           );
         }
-        if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
+        if (options.trace) await traceInto(options.trace);
         const layout = labLayout(options.dir);
         const onProgress = (message: string) => process.stderr.write(`qrx: ${message}\n`);
         const { config, ask, allowBrokenPolicy } = options;
@@ -375,7 +403,7 @@ export function runInLab(domain: string, command: string[], options: RunOptions)
     const { labLayout, LabError } = await import("../lab/lab-dir.ts");
     const { runInDomain } = await import("../lab/run.ts");
     const { splitRunArguments } = await import("../lab/run-arguments.ts");
-    if (options.trace) process.env.QRX_TRACE = resolve(options.trace);
+    if (options.trace) await traceInto(options.trace);
     const split = splitRunArguments(command);
     if (typeof split === "string") throw new LabError(split, 2);
     const dir = split.dir ?? options.dir;

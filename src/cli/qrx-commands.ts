@@ -2,7 +2,7 @@
 // only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
-import { addLabCommands } from "./lab-commands.ts";
+import { addLabCommands, traceInto } from "./lab-commands.ts";
 import { addLogOptions, runUntilBrokenPipe } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
@@ -264,6 +264,18 @@ bench
     printRows(rows, options.json, printCopyBench);
   });
 
+/** A bench's `--trace FILE` (traceInto); false, said and exit 1, when FILE cannot be written. */
+async function traceOption(file: string): Promise<boolean> {
+  try {
+    await traceInto(file);
+    return true;
+  } catch (error) {
+    process.stderr.write(`qrx: ${error instanceof Error ? error.message : error}\n`);
+    process.exitCode = 1;
+    return false;
+  }
+}
+
 bench
   .command("latency")
   .description(
@@ -286,7 +298,7 @@ bench
       "  qrx bench latency --json --calls 20 --trace /tmp/latency.jsonl\n",
   )
   .action(async (options: { json?: boolean; calls: number; warmUp: number; trace?: string }) => {
-    if (options.trace) process.env.QRX_TRACE = (await import("node:path")).resolve(options.trace);
+    if (options.trace && !(await traceOption(options.trace))) return;
     const { runLatencyBench, printLatencyBench } = await import("../bench/latency.ts");
     const { calls, warmUp } = options;
     const rows = await runLatencyBench({ calls, warmUp, progress: !options.json });
