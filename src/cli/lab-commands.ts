@@ -358,7 +358,7 @@ function addRunCommand(program: Command): void {
       "run a command as if inside a domain of the lab " +
         "(its qrexec-client-vm talks to that domain's agent)",
     )
-    .usage("[--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]")
+    .usage("[--dir DIR] [-v] [--trace FILE] DOMAIN -- COMMAND [ARGS...]")
     .argument("<domain>", "domain to run in (dom0 too)")
     .argument("<command...>", "the command and its arguments (after --)")
     .option("--dir <dir>", DIR_HELP)
@@ -403,9 +403,10 @@ export function runInLab(domain: string, command: string[], options: RunOptions)
     const { labLayout, LabError } = await import("../lab/lab-dir.ts");
     const { runInDomain } = await import("../lab/run.ts");
     const { splitRunArguments } = await import("../lab/run-arguments.ts");
-    if (options.trace) await traceInto(options.trace);
     const split = splitRunArguments(command);
     if (typeof split === "string") throw new LabError(split, 2);
+    const trace = split.trace ?? options.trace;
+    if (trace) await traceInto(trace);
     const dir = split.dir ?? options.dir;
     const verbose = split.verbose || options.verbose === true;
     return runInDomain(labLayout(dir), domain, split.argv, verbose);

@@ -90,6 +90,9 @@ function isolatedCommand(
     );
   env.TMPDIR = "/tmp";
   env.BUN_RUNTIME_TRANSPILER_CACHE_PATH = layout.bunCacheDir;
+  // A trace file is on the host, out of the domain's reach: its client would only leave the
+  // call to a Bun CLI that cannot write it. The domain's agent traces when the lab does.
+  delete env.QRX_TRACE;
   return enterArgv(target, record.id, argv);
 }
 

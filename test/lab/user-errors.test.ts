@@ -48,21 +48,34 @@ describe("qrx run's options", () => {
     expect(splitRunArguments(["--dir", "/x", "-v", "--", "cmd", "-v"])).toEqual({
       dir: "/x",
       verbose: true,
+      trace: undefined,
       argv: ["cmd", "-v"],
     });
     expect(splitRunArguments(["--dir=/x", "cmd", "--dir", "y"])).toEqual({
       dir: "/x",
       verbose: false,
+      trace: undefined,
       argv: ["cmd", "--dir", "y"],
     });
     expect(splitRunArguments(["cmd", "-v"])).toEqual({
       dir: undefined,
       verbose: false,
+      trace: undefined,
       argv: ["cmd", "-v"],
     });
+    expect(splitRunArguments(["--trace", "/t", "--", "cmd", "--trace", "u"])).toEqual({
+      dir: undefined,
+      verbose: false,
+      trace: "/t",
+      argv: ["cmd", "--trace", "u"],
+    });
+    expect(splitRunArguments(["--trace=/t", "--", "cmd"])).toMatchObject({ trace: "/t" });
+    const usage = "qrx run [--dir DIR] [-v] [--trace FILE] DOMAIN -- COMMAND [ARGS...]";
+    expect(splitRunArguments(["--trace", "--", "cmd"])).toBe(
+      `option '--trace <file>' needs a file: ${usage}`,
+    );
     expect(splitRunArguments(["--user", "root", "--", "id"])).toBe(
-      "'--user' before -- is not an option of qrx run; the command goes " +
-        "after --: qrx run [--dir DIR] [-v] DOMAIN -- COMMAND [ARGS...]",
+      `'--user' before -- is not an option of qrx run; the command goes after --: ${usage}`,
     );
   });
 });

@@ -51,7 +51,8 @@ describe("--trace FILE", () => {
   test("qrx run --trace traces a plain qrexec-client-vm call in an untraced lab", async () => {
     const file = join(lab.root.path, "run.jsonl");
     const client = ["qrexec-client-vm", "vault", "test.Add"];
-    const run = await lab.qrx(["run", "--trace", file, "work", "--", ...client], {
+    // After DOMAIN, as qrx run's other options may be.
+    const run = await lab.qrx(["run", "work", "--trace", file, "--", ...client], {
       ...inLab,
       input: "1 2\n",
     });
@@ -62,3 +63,19 @@ describe("--trace FILE", () => {
     expect(stages).toContain("exit-code");
   });
 });
+
+test("in an isolated domain COMMAND gets no QRX_TRACE: the file is out of its reach", async () => {
+  const lab = new TestLab();
+  try {
+    await lab.up();
+    const file = join(lab.root.path, "isolated.jsonl");
+    const show = ["sh", "-c", 'echo "${QRX_TRACE-unset}"'];
+    const run = await lab.qrx(["run", "--trace", file, "work", "--", ...show], {
+      withDir: false,
+      env: { QRX_DIR: lab.dir },
+    });
+    expect({ code: run.code, stdout: run.stdout }).toEqual({ code: 0, stdout: "unset\n" });
+  } finally {
+    await lab.remove();
+  }
+}, 30_000);
