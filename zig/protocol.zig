@@ -54,6 +54,32 @@ pub const header_bytes: u32 = @sizeOf(Header);
 pub const hello_bytes: u32 = header_bytes + 4;
 pub const exit_code_bytes: u32 = header_bytes + 4;
 
+/// What a peer's HELLO (§4.1), 12 untrusted bytes, says.
+pub const Hello = union(enum) {
+    /// A version we can speak (at least `version_min`; a higher one is negotiated down).
+    version: u32,
+    /// Not a HELLO: the header that came instead.
+    not_hello: Header,
+    /// A HELLO of a version below `version_min`.
+    too_old: u32,
+};
+
+pub fn decode_hello(raw: [hello_bytes]u8) Hello {
+    const header = Header.decode(raw[0..header_bytes].*);
+    const hello = header.type == @intFromEnum(MsgType.hello) and header.len == 4;
+    if (!hello) return .{ .not_hello = header };
+    const untrusted_version = std.mem.readInt(u32, raw[header_bytes..hello_bytes], .little);
+    if (untrusted_version < version_min) return .{ .too_old = untrusted_version };
+    return .{ .version = untrusted_version };
+}
+
+pub fn encode_hello(version: u32) [hello_bytes]u8 {
+    var message: [hello_bytes]u8 = undefined;
+    message[0..header_bytes].* = (Header{ .type = @intFromEnum(MsgType.hello), .len = 4 }).encode();
+    std.mem.writeInt(u32, message[header_bytes..hello_bytes], version, .little);
+    return message;
+}
+
 /// Largest control message body we accept from a peer (trigger fixed part + service name).
 pub const control_body_bytes_max: u32 = 160 + 65000;
 

@@ -34,10 +34,7 @@ pub fn handshake(socket: i32) error{Failed}!void {
     if (message.header.len != 4) return error.Failed;
     const version = std.mem.readInt(u32, message.payload[0..4], .little);
     if (version < protocol.client_protocol_version) return error.Failed;
-    var hello: [protocol.hello_bytes]u8 = undefined;
-    const header = protocol.Header{ .type = @intFromEnum(protocol.MsgType.hello), .len = 4 };
-    hello[0..8].* = header.encode();
-    std.mem.writeInt(u32, hello[8..12], protocol.client_protocol_version, .little);
+    const hello = protocol.encode_hello(protocol.client_protocol_version);
     write_all(socket, &hello) catch return error.Failed;
 }
 

@@ -131,6 +131,10 @@ test "fuzz replay: unpack" {
     try replay("unpack");
 }
 
+test "fuzz replay: hello" {
+    try replay("hello");
+}
+
 test {
     _ = @import("input.zig");
 }

@@ -1096,23 +1096,19 @@ pub const Pump = struct {
             }
             var raw: [protocol.hello_bytes]u8 = undefined;
             _ = vchan.recv(&raw) catch return self.fail_from_diag(stream);
-            const header = protocol.Header.decode(raw[0..8].*);
-            if (header.type != @intFromEnum(protocol.MsgType.hello) or header.len != 4) {
-                return self.fail_protocol(
+            stream.peer_version = switch (protocol.decode_hello(raw)) {
+                .version => |version| version,
+                .not_hello => |header| return self.fail_protocol(
                     stream,
                     "expected HELLO, got type 0x{x} length {d}",
                     .{ header.type, header.len },
-                );
-            }
-            const untrusted_version = std.mem.readInt(u32, raw[8..12], .little);
-            if (untrusted_version < protocol.version_min) {
-                return self.fail_protocol(
+                ),
+                .too_old => |version| return self.fail_protocol(
                     stream,
                     "peer speaks qrexec protocol {d}, at least {d} is needed",
-                    .{ untrusted_version, protocol.version_min },
-                );
-            }
-            stream.peer_version = untrusted_version;
+                    .{ version, protocol.version_min },
+                ),
+            };
         }
         stream.version = @min(stream.own_version, stream.peer_version.?);
         if (!stream.hello_sent) {
@@ -1276,12 +1272,7 @@ pub const Pump = struct {
 };
 
 fn send_hello(vchan: *Vchan, version: u32) bool {
-    var message: [protocol.hello_bytes]u8 = undefined;
-    message[0..8].* = (protocol.Header{
-        .type = @intFromEnum(protocol.MsgType.hello),
-        .len = 4,
-    }).encode();
-    std.mem.writeInt(u32, message[8..12], version, .little);
+    const message = protocol.encode_hello(version);
     const sent = vchan.send(&message) catch return false;
     // A fresh ring always has room for 12 bytes; 0 would mean a peer that filled it first.
     return sent == message.len;
