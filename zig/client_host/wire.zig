@@ -13,7 +13,8 @@
 //!      `LocalTag` records.
 //! Agent -> front end: `fallback`; or `accepted` (or, with a local program, `start_local`) and
 //! later `exit`; the agent closes after `fallback` or `exit`. A front end that sees EOF before
-//! it lost its agent mid-call.
+//! any reply was refused (the agent never had its call); after one, before `exit`, it lost its
+//! agent mid-call.
 const std = @import("std");
 
 pub const magic: u32 = 0x48585251; // "QRXH", little-endian

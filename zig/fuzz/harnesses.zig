@@ -20,6 +20,7 @@ pub const all = [_]Harness{
     .{ .name = "data", .run = @import("data_fuzz.zig").run, .brief_runs = 3_000 },
     .{ .name = "unpack", .run = unpack.run, .brief_runs = 1_000, .finish = unpack.finish },
     .{ .name = "hello", .run = @import("hello_fuzz.zig").run, .brief_runs = 20_000 },
+    .{ .name = "host", .run = @import("host_fuzz.zig").run, .brief_runs = 20_000 },
 };
 
 const unpack = @import("unpack_fuzz.zig");

@@ -135,6 +135,10 @@ test "fuzz replay: hello" {
     try replay("hello");
 }
 
+test "fuzz replay: host" {
+    try replay("host");
+}
+
 test {
     _ = @import("input.zig");
 }
