@@ -413,6 +413,11 @@ export interface StreamOptions {
   /** Service side that never has a stderr fd (dom0): stderr's EOF leads, failures included. */
   stderrEofFirst?: boolean;
   /**
+   * The child signals SIGUSR1 to a front end, not to us (a hosted call's local program): a
+   * held stdout EOF waits for `frontEndSynced`, which `onFrontEndSync` is the cue to get.
+   */
+  frontEndSignals?: boolean;
+  /**
    * A service stream's service (`spawnSpec`), started by the pump itself the moment the data
    * vchan is connected, with the stdio `makeServiceStdio` would make. The pump owns and reaps
    * the child, and sends its exit code; see `Stream.spawned`.
@@ -510,6 +515,8 @@ export class Stream {
   spawnedAt: number | undefined;
   /** A data stream's stage times from its DONE record, for the trace (src/trace.ts). */
   pumpMarks: Uint8Array | null = null;
+  /** With `frontEndSignals`: the pump holds stdout's EOF until `frontEndSynced`. */
+  onFrontEndSync: (() => void) | null = null;
   /** Resolves with the DONE status; rejects with a StreamError when the stream fails. */
   readonly finished: Promise<number>;
   #resolveConnected!: (version: number) => void;
@@ -557,6 +564,7 @@ export class Stream {
         new StreamError(-event.value, `${this.label}: ${decoder.decode(event.payload)}`),
       );
     }
+    if (event.kind === PumpEventKind.FrontEndSync) this.onFrontEndSync?.();
     if (this.#listeners.length === 0 || this.#handingOver) {
       this.#early.push(event);
       return;
@@ -647,6 +655,14 @@ export class Stream {
     check(native.qp_single_socket(this.#guard()));
   }
 
+  /**
+   * For `frontEndSignals`: its front end has sent every SIGUSR1 it got (`FrontEndSync` asked),
+   * so a held stdout EOF may go.
+   */
+  frontEndSynced(): void {
+    check(native.qp_front_end_synced(this.#guard()));
+  }
+
   /** What the stream's vchan moved so far and its ring sizes; null once it left the vchan. */
   traffic(): StreamTraffic | null {
     if (this.#closed) return null;
@@ -688,6 +704,7 @@ const CLIENT_HOST_EVENTS = new Set<PumpEventKind>([
   PumpEventKind.ClientLocalStarted,
   PumpEventKind.ClientLocalFailed,
   PumpEventKind.ClientLocalExit,
+  PumpEventKind.ClientSynced,
 ]);
 
 /** Reads the pump's doorbell and routes event records to their streams. One per process. */
@@ -797,6 +814,8 @@ export interface ClientHostHandlers {
   localFailed?(connection: number, errno: number): void;
   /** The front end's local program ended with `status` (its code, or 128+N for signal N). */
   localExit?(connection: number, status: number): void;
+  /** The front end answered `sync`: the byte of every SIGUSR1 it got came before this. */
+  synced?(connection: number): void;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -856,6 +875,7 @@ export class ClientHost {
     } else if (kind === PumpEventKind.ClientLocalFailed)
       handlers?.localFailed?.(connection, -value);
     else if (kind === PumpEventKind.ClientLocalExit) handlers?.localExit?.(connection, value);
+    else if (kind === PumpEventKind.ClientSynced) handlers?.synced?.(connection);
   }
 
   /**
@@ -882,6 +902,14 @@ export class ClientHost {
   message(connection: number, text: string): void {
     const bytes = encoder.encode(text).subarray(0, abi.CLIENT_MESSAGE_BYTES_MAX);
     if (bytes.length > 0) native.qh_message(connection, bytes, bytes.length);
+  }
+
+  /**
+   * Asks the front end to answer once it has sent the byte of every SIGUSR1 it got (`synced`).
+   * False if it is gone.
+   */
+  sync(connection: number): boolean {
+    return native.qh_reply(connection, abi.ClientReply.Sync, 0) >= 0;
   }
 
   /** The front end exits with `code` (0-255). A front end that is gone is no error. */

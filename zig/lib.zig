@@ -432,6 +432,11 @@ pub export fn qp_single_socket(stream: u32) i32 {
     return 0;
 }
 
+pub export fn qp_front_end_synced(stream: u32) i32 {
+    pump.with_stream(stream, Pump.front_end_synced, .{}) catch return failure();
+    return 0;
+}
+
 /// Copies whole event records into `out`; returns the bytes written. When a record does not
 /// fit, returns -EMSGSIZE and `qp_pending_event_bytes` tells the size needed.
 pub export fn qp_poll_events(out: [*]u8, capacity: u32) i32 {

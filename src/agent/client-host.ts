@@ -110,6 +110,10 @@ export class ClientVmHost {
       },
       localFailed: (connection, errno) => this.#calls.get(connection)?.local?.failed(errno),
       localExit: (connection, status) => this.#calls.get(connection)?.local?.exited(status),
+      synced: (connection) => {
+        const stream = this.#calls.get(connection)?.stream;
+        if (stream) frontEndSynced(stream);
+      },
       refused: (_, errno) => {
         const code = errno === osConstants.errno.ENFILE ? "ENFILE" : "EMFILE";
         this.#shortage.refused(code, "a qrexec-client-vm's stdio could not be received");
@@ -251,11 +255,15 @@ export class ClientVmHost {
         exited(QREXEC_EXIT_FATAL);
         fail("call aborted");
       };
+      // Its SIGUSR1 reaches us from the front end: a held stdout EOF waits for its `synced`.
+      const onSync = (stream: Stream) => {
+        if (!this.#host!.sync(request.connection)) frontEndSynced(stream);
+      };
       hosted.local = {
         started: ([stdinFd, stdoutFd], pid) => {
           if (settled) return [stdinFd, stdoutFd].forEach((fd) => closeSync(fd));
           settled = true;
-          resolve({ stdinFd, stdoutFd, exited: status, pid });
+          resolve({ stdinFd, stdoutFd, exited: status, pid, frontEnd: { onSync } });
         },
         failed: (errno) => fail(`cannot run ${argv[0]}: ${spawnFailure(argv[0]!, errno)}`),
         exited,
@@ -280,6 +288,15 @@ function singleSocket(stream: Stream): void {
     stream.singleSocket();
   } catch {
     // The call already ended: nobody waits for the signal.
+  }
+}
+
+/** Nor is a front end's answer to `sync`. */
+function frontEndSynced(stream: Stream): void {
+  try {
+    stream.frontEndSynced();
+  } catch {
+    // The call already ended: its stdout's EOF went with it.
   }
 }
 

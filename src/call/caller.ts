@@ -24,10 +24,15 @@ export interface LocalProgram {
   exited: Promise<number>;
   /**
    * Its pid, when another process started it (a hosted call's front end): the pump names it
-   * the stream's child, and so holds a stdout EOF for a SIGUSR1 only as it does for any child
-   * (the signal comes round through the front end and this process's JS, not as a signal).
+   * the stream's child, and so holds a stdout EOF for a SIGUSR1 as it does for any child.
    */
   pid?: number;
+  /**
+   * Its SIGUSR1 goes to that front end, which sends it on as a byte that comes round through
+   * this process's JS: the stream is attached with `frontEndSignals` and given
+   * `onFrontEndSync`, which must lead to `Stream.frontEndSynced`.
+   */
+  frontEnd?: { onSync: (stream: Stream) => void };
 }
 
 /**
@@ -127,8 +132,11 @@ export async function runCaller(options: CallerOptions): Promise<CallerResult> {
     connectTimeoutMs: options.connectTimeoutMs,
     filterStdout: options.filterStdout,
     filterStderr: options.filterStderr,
+    frontEndSignals: program?.frontEnd !== undefined,
     ...options.streamFlags,
   });
+  const frontEnd = program?.frontEnd;
+  if (frontEnd) stream.onFrontEndSync = () => frontEnd.onSync(stream);
   try {
     if (options.prefix && options.prefix.length > 0) stream.setPrefix(options.prefix);
     // Before the stdio: once that is set the pump thread may write remote stderr, to our fd 2

@@ -60,6 +60,7 @@ pub fn main() noreturn {
             .accepted => close_stdin_stdout(),
             .start_local => local = start_local(socket, args, reply.value),
             .message => write_message(socket, reply.value),
+            .sync => send_local_value(socket, .synced, 0),
         }
     }
 }

@@ -66,6 +66,8 @@ pub const LocalState = enum { none, asked, started, ended };
 
 pub const Record = union(enum) {
     signal,
+    /// The answer to `sync`.
+    synced,
     /// A pid; the fds came with it.
     started: i32,
     /// An errno.
@@ -88,8 +90,13 @@ pub fn next_record(bytes: []const u8, state: LocalState, with_fds: bool) RecordV
     assert(bytes.len > 0);
     if (bytes[0] == wire.signal_byte) return .{ .record = .{ .record = .signal, .len = 1 } };
     const tag = std.meta.intToEnum(wire.LocalTag, bytes[0]) catch return .hostile;
-    const turn: LocalState = if (tag == .exited) .started else .asked;
-    if (state != turn) return .hostile;
+    // A `sync` may find the program running or ended; the other records have one turn each.
+    const in_turn = switch (tag) {
+        .synced => state == .started or state == .ended,
+        .exited => state == .started,
+        .started, .failed => state == .asked,
+    };
+    if (!in_turn) return .hostile;
     // The fds come with the first byte of the one send that holds the whole record.
     if (tag == .started and (!with_fds or bytes.len < wire.local_record_bytes_max)) return .hostile;
     if (bytes.len < wire.local_record_bytes_max) return .incomplete;
@@ -98,6 +105,7 @@ pub fn next_record(bytes: []const u8, state: LocalState, with_fds: bool) RecordV
         .started => if (value >= 1) .{ .started = value } else return .hostile,
         .failed => if (value >= 1 and value <= 4095) .{ .failed = value } else return .hostile,
         .exited => if (value >= 0 and value <= 255) .{ .exited = value } else return .hostile,
+        .synced => if (value == 0) .synced else return .hostile,
     };
     return .{ .record = .{ .record = record, .len = wire.local_record_bytes_max } };
 }
@@ -182,8 +190,8 @@ pub const Listener = struct {
         };
     }
 
-    /// Answers connection `id` (any thread). `accepted` and `start_local` keep it open for the
-    /// final `exit`.
+    /// Answers connection `id` (any thread). `accepted`, `start_local` and `sync` keep it open
+    /// for the final `exit`.
     pub fn reply(self: *Listener, id: u32, kind: wire.ReplyKind, value: i32) Fail!void {
         assert(kind != .message);
         self.mutex.lock();
@@ -198,7 +206,7 @@ pub const Listener = struct {
             connection.local = .asked;
         }
         try self.answer(connection, kind, value, "");
-        if (kind != .accepted and kind != .start_local) {
+        if (kind != .accepted and kind != .start_local and kind != .sync) {
             connection.phase = .closing;
             self.wake();
         }
@@ -545,6 +553,7 @@ pub const Listener = struct {
         const context = self.reporter.context;
         switch (record) {
             .signal => self.reporter.report(context, id, .client_signal, 0, ""),
+            .synced => self.reporter.report(context, id, .client_synced, 0, ""),
             .started => |pid| {
                 var payload: [4 * wire.local_fds]u8 = undefined;
                 for (fds.slice(), 0..) |fd, i| {
@@ -665,5 +674,13 @@ test "client host: a front end's records, each only in its turn" {
     try std.testing.expectEqual(hostile, next_record("X\x00\x01\x00\x00", .started, false));
     try std.testing.expectEqual(hostile, next_record("X\xff\xff\xff\xff", .started, false));
     try std.testing.expectEqual(hostile, next_record("X\x00\x00\x00\x00", .ended, false));
+    // The answer to `sync`: while the program runs or after it ended, and always 0.
+    for ([_]LocalState{ .started, .ended }) |state| {
+        const synced = next_record("Y\x00\x00\x00\x00", state, false).record;
+        try std.testing.expectEqual(Record.synced, synced.record);
+        try std.testing.expectEqual(@as(usize, 5), synced.len);
+    }
+    try std.testing.expectEqual(hostile, next_record("Y\x00\x00\x00\x00", .asked, false));
+    try std.testing.expectEqual(hostile, next_record("Y\x01\x00\x00\x00", .started, false));
     try std.testing.expectEqual(RecordVerdict.hostile, next_record("?", .started, false));
 }

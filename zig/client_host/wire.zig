@@ -11,10 +11,10 @@
 //!   3. Afterwards, records that each start with a tag byte: `signal_byte` per SIGUSR1 the
 //!      front end receives, and for a call with a local program (`start_local`) the
 //!      `LocalTag` records.
-//! Agent -> front end: `fallback`; or `accepted` (or, with a local program, `start_local`) and
-//! later `exit`; the agent closes after `fallback` or `exit`. A front end that sees EOF before
-//! any reply was refused (the agent never had its call); after one, before `exit`, it lost its
-//! agent mid-call.
+//! Agent -> front end: `fallback`; or `accepted` (or, with a local program, `start_local`, and
+//! `sync` when its stdout ends) and later `exit`; the agent closes after `fallback` or `exit`.
+//! A front end that sees EOF before any reply was refused (the agent never had its call);
+//! after one, before `exit`, it lost its agent mid-call.
 const std = @import("std");
 
 pub const magic: u32 = 0x48585251; // "QRXH", little-endian
@@ -44,6 +44,8 @@ pub const LocalTag = enum(u8) {
     failed = 'F',
     /// Followed by an i32 (little-endian): its status, the exit code or 128+N for signal N.
     exited = 'X',
+    /// Followed by an i32 0: the answer to `sync`, after every `signal_byte` owed before it.
+    synced = 'Y',
 };
 
 pub const local_fds: u32 = 2;
@@ -83,6 +85,11 @@ pub const ReplyKind = enum(u32) {
     /// end's stderr, so that the agent keeps no copy of it: the caller sees that stderr end
     /// when the call's stream does and the front end exits. Comes before `exit`.
     message = 6,
+    /// The local program's stdout has ended and the agent holds that EOF until it knows no
+    /// SIGUSR1 of the program's is still on its way (§6.6: a program may signal, close its
+    /// stdout, then write to its fd 0). The front end answers `LocalTag.synced` once it has sent
+    /// the byte of every SIGUSR1 it got: its handler runs before it reads this. `value` is 0.
+    sync = 7,
 };
 
 pub const message_bytes_max: u32 = 4096;

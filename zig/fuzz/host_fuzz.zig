@@ -3,8 +3,9 @@
 //! agent runs as root and the socket is every user's, so these bytes cross a privilege boundary.
 //! Against a plain reading of zig/client_host/wire.zig: a header is read on only when every
 //! limit holds; a payload is valid exactly when it is argc + envc NUL-terminated strings; a run
-//! of front end records is taken only in its turn, each record whole, with its value in range,
-//! and never past the bytes there are.
+//! of front end records is taken only in its turn (`synced`, the answer to `sync`, while the
+//! program runs or after), each record whole, with its value in range, and never past the bytes
+//! there are.
 const std = @import("std");
 const wire = @import("../client_host/wire.zig");
 const listener = @import("../client_host/listener.zig");
@@ -93,6 +94,11 @@ fn next_state(
     switch (record) {
         .signal => {
             check.that(raw.len == 1 and raw[0] == wire.signal_byte, "signal {any}", .{raw});
+            return state;
+        },
+        .synced => {
+            const turn = state == .started or state == .ended;
+            check.that(turn and raw[0] == 'Y' and value == 0, "synced out of turn", .{});
             return state;
         },
         .started => |pid| {

@@ -42,7 +42,11 @@ pub const Flags = packed struct(u32) {
     /// STDOUT(""), EXIT_CODE, as upstream's `handle_failed_exec` (an agent's failure sends
     /// stdout's EOF first, §5.9).
     stderr_eof_first: bool = false,
-    _: u25 = 0,
+    /// The child is a hosted qrexec-client-vm call's local program, whose SIGUSR1 reaches us
+    /// through its front end (zig/client_host): a held stdout EOF also waits for the front
+    /// end's word that every signal it got is sent (pump.zig `settle_held_eof`). Not read here.
+    front_end_signals: bool = false,
+    _: u24 = 0,
 };
 
 /// The largest "write" the chunk-length bug gathers before it sends (see `Flags`).

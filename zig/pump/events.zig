@@ -50,6 +50,11 @@ pub const Kind = enum(u32) {
     client_local_failed = 11,
     /// The front end's local program ended; value = its status (0-255).
     client_local_exit = 12,
+    /// The front end sent every SIGUSR1 byte it got before this answer to `sync`.
+    client_synced = 13,
+    /// A stream with `front_end_signals` holds its stdout EOF: JS asks its front end to `sync`
+    /// and tells the stream when the front end answered (`qp_front_end_synced`).
+    front_end_sync = 14,
 };
 
 pub const record_header_bytes: u32 = 16;

@@ -99,6 +99,9 @@ const Stream = struct {
     /// A hosted call's front end (client host connection), told its exit status by this
     /// thread when the stream is done with the remote's status (`reply_when_done`).
     reply_to: ?u32 = null,
+    /// With `Flags.front_end_signals`: whether the front end was asked, and has answered,
+    /// that every SIGUSR1 its local program sent it is on its way (`settle_held_eof`).
+    front_end_sync: enum { none, asked, answered } = .none,
     /// The service to start when the data vchan connects (`AttachOptions.spawn`).
     spawn: ?*spawn_mod.Spec = null,
     /// The event a flushing stream reports once flushed (the message lives in `outcome_buffer`).
@@ -463,6 +466,13 @@ pub const Pump = struct {
     pub fn single_socket(stream: *Stream) Fail!void {
         const data = try data_of(stream);
         data.enter_single_socket();
+    }
+
+    /// The front end of a stream with `Flags.front_end_signals` has sent every SIGUSR1 it got
+    /// before it answered `front_end_sync` (or is gone): a held stdout EOF may go now.
+    pub fn front_end_synced(stream: *Stream) Fail!void {
+        _ = try data_of(stream);
+        stream.front_end_sync = .answered;
     }
 
     /// What a live stream's vchan moved so far and its ring sizes (`qp_stream_traffic`): the
@@ -857,7 +867,14 @@ pub const Pump = struct {
         for (records[0..signals.take_pending(&records)]) |record| self.apply_sigusr1(record);
         // A record for this stream switched it; the held EOF went with the old stdout.
         const until = data.stdout_eof_held_until() orelse return;
-        const may_come = signals.handlers_running() or
+        // A hosted local program signals its front end, whose byte comes through JS: the
+        // front end, asked once, answers after every signal it got (zig/client_host/wire.zig).
+        const via_front_end = data.flags.front_end_signals and stream.front_end_sync != .answered;
+        if (via_front_end and stream.front_end_sync == .none) {
+            stream.front_end_sync = .asked;
+            self.queue.push(stream.id, .front_end_sync, 0, "");
+        }
+        const may_come = signals.handlers_running() or via_front_end or
             (self.sigusr1_mode == .by_child and stream.child_pid == 0) or
             data.child_wrote_to_stdin_socket();
         if (may_come and sys.now_ns() < until) return;
