@@ -20,7 +20,7 @@ const protocol = @import("protocol.zig");
 
 /// Bumped whenever an export's signature or anything below changes: src/native.ts refuses a
 /// library whose `qrx_abi_version` differs from the value it was generated with.
-pub const abi_version: u32 = 16;
+pub const abi_version: u32 = 17;
 
 // ---------------------------------------------------------------- vchan
 

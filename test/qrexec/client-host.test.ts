@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
+import { CLIENT_HOST_VERSION } from "../../src/abi.generated.ts";
 import { socketPair } from "../../src/native.ts";
 import { fdTargets } from "../helpers/procfs.ts";
 import { BIN, QrexecSystem, waitFor } from "../helpers/system.ts";
@@ -454,7 +455,7 @@ describe("qrexec-client-vm's client host", () => {
     const header = (magic: number) => {
       const bytes = new Uint8Array(20);
       new DataView(bytes.buffer).setUint32(0, magic, true);
-      new DataView(bytes.buffer).setUint32(4, 2, true);
+      new DataView(bytes.buffer).setUint32(4, CLIENT_HOST_VERSION, true);
       return bytes;
     };
     expect(await hangsUp(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: qrx\r\n\r\n"))).toBe(

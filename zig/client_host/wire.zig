@@ -18,7 +18,7 @@
 const std = @import("std");
 
 pub const magic: u32 = 0x48585251; // "QRXH", little-endian
-pub const version: u32 = 2;
+pub const version: u32 = 3;
 
 /// Appended to the agent's trigger socket path.
 pub const socket_suffix = ".clients";
