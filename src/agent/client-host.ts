@@ -282,23 +282,17 @@ export class ClientVmHost {
   }
 }
 
-/** A signal after the call ended is nobody's business. */
-function singleSocket(stream: Stream): void {
+/** A signal, or a front end's answer to `sync`, after the call ended is nobody's business. */
+function unlessEnded(stream: Stream, tell: (stream: Stream) => void): void {
   try {
-    stream.singleSocket();
+    tell(stream);
   } catch {
-    // The call already ended: nobody waits for the signal.
+    // The call already ended: nobody waits for the signal, and stdout's EOF went with it.
   }
 }
 
-/** Nor is a front end's answer to `sync`. */
-function frontEndSynced(stream: Stream): void {
-  try {
-    stream.frontEndSynced();
-  } catch {
-    // The call already ended: its stdout's EOF went with it.
-  }
-}
+const singleSocket = (stream: Stream) => unlessEnded(stream, (live) => live.singleSocket());
+const frontEndSynced = (stream: Stream) => unlessEnded(stream, (live) => live.frontEndSynced());
 
 function writeMessage(fd: number, message: string): void {
   try {
