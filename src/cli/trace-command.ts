@@ -16,6 +16,13 @@ function positive(text: string): number {
   return value;
 }
 
+/** Why FILE could not be read, in words rather than Node's `ENOENT: ..., open 'FILE'`. */
+const READ_FAILURES: Record<string, string> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EISDIR: "it is a directory",
+};
+
 async function showTrace(file: string, options: TraceOptions): Promise<number> {
   const { readFileSync, writeFileSync } = await import("node:fs");
   const { groupCalls, parseTrace, summaryText, waterfallText } = await import("../trace-report.ts");
@@ -23,7 +30,8 @@ async function showTrace(file: string, options: TraceOptions): Promise<number> {
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    const reason = error instanceof Error ? error.message : error;
+    const code = (error as NodeJS.ErrnoException).code ?? "";
+    const reason = READ_FAILURES[code] ?? (error instanceof Error ? error.message : error);
     process.stderr.write(`qrx trace: cannot read ${file}: ${reason}\n`);
     return 1;
   }

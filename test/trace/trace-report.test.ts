@@ -112,7 +112,13 @@ describe("qrx trace on bad input", () => {
     try {
       const missing = Bun.spawnSync([QRX, "trace", join(dir.path, "nope.jsonl")]);
       expect(missing.exitCode).toBe(1);
-      expect(missing.stderr.toString()).toMatch(/^qrx trace: cannot read .*nope\.jsonl: .*ENOENT/);
+      const nope = join(dir.path, "nope.jsonl");
+      expect(missing.stderr.toString()).toBe(`qrx trace: cannot read ${nope}: no such file\n`);
+      const directory = Bun.spawnSync([QRX, "trace", dir.path]);
+      expect(directory.exitCode).toBe(1);
+      expect(directory.stderr.toString()).toBe(
+        `qrx trace: cannot read ${dir.path}: it is a directory\n`,
+      );
       const junk = join(dir.path, "junk.jsonl");
       writeFileSync(junk, "hello\n");
       const empty = Bun.spawnSync([QRX, "trace", junk]);
