@@ -20,29 +20,17 @@ interface LabUpOptions {
 const DIR_HELP =
   "lab state directory (default $QRX_DIR, else $XDG_RUNTIME_DIR/qrx, else ~/.local/state/qrx)";
 
-/** Why a file could not be opened, in words rather than Node's `ENOENT: ..., open 'PATH'`. */
-const OPEN_FAILURES: Record<string, string> = {
-  ENOENT: "its directory does not exist",
-  ENOTDIR: "a component of its path is not a directory",
-  EACCES: "permission denied",
-  EISDIR: "it is a directory",
-  EROFS: "the file system is read-only",
-};
-
 /**
  * `--trace FILE`: FILE, made absolute, becomes QRX_TRACE for the programs qrx starts, once it is
  * known to be writable here (each program opens it for itself, and one that cannot traces
  * nothing, silently). Throws a LabError saying why it is not.
  */
 export async function traceInto(file: string): Promise<void> {
-  const { closeSync, openSync } = await import("node:fs");
+  const { unwritable } = await import("./output-files.ts");
   const path = resolve(file);
-  try {
-    closeSync(openSync(path, "a"));
-  } catch (error) {
+  const why = unwritable(path);
+  if (why !== null) {
     const { LabError } = await import("../lab/lab-dir.ts");
-    const code = (error as NodeJS.ErrnoException).code ?? "";
-    const why = OPEN_FAILURES[code] ?? (error as Error).message;
     throw new LabError(`cannot write the trace file ${path}: ${why}`, 1);
   }
   process.env.QRX_TRACE = path;

@@ -185,6 +185,14 @@ bench
       "to-service --concurrency 1 --bytes 64M --json rows.json\n",
   )
   .action(async (options: SweepCommandOptions) => {
+    const { unwritable } = await import("./output-files.ts");
+    for (const output of [options.json, options.plot]) {
+      const why = output === undefined ? null : unwritable(output);
+      if (why === null) continue;
+      process.stderr.write(`qrx: cannot write ${output}: ${why}\n`);
+      process.exitCode = 1;
+      return;
+    }
     const { runSweep, printSweep, writeSweepOutputs } = await import("../bench/sweep.ts");
     const directions =
       options.direction === "both"

@@ -25,6 +25,14 @@ const READ_FAILURES: Record<string, string> = {
 
 async function showTrace(file: string, options: TraceOptions): Promise<number> {
   const { readFileSync, writeFileSync } = await import("node:fs");
+  if (options.svg) {
+    const { unwritable } = await import("./output-files.ts");
+    const why = unwritable(options.svg);
+    if (why !== null) {
+      process.stderr.write(`qrx trace: cannot write ${options.svg}: ${why}\n`);
+      return 1;
+    }
+  }
   const { groupCalls, parseTrace, summaryText, waterfallText } = await import("../trace-report.ts");
   let text;
   try {

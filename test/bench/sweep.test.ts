@@ -1,6 +1,6 @@
 // qrx bench sweep end to end: its JSON rows and SVG chart, and a direct measurement beside it.
 import { afterAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { sweepSvg, type SweepRow } from "../../src/bench/sweep.ts";
 import { TestLab } from "../helpers/lab.ts";
@@ -109,6 +109,17 @@ function synthetic(name: Name, ringBytes: number, concurrency: number, mbps: num
   const row: SweepRow = { name, ringBytes, concurrency, bytes: 1, ...sample, samples: [sample] };
   return row;
 }
+
+test("an output it could not write is refused before the sweep runs, and none is left", () => {
+  const missing = join(out.path, "no-such-dir", "sweep.svg");
+  const json = join(out.path, "rows-not-written.json");
+  const plot = Bun.spawnSync([QRX, "bench", "sweep", "--json", json, "--plot", missing]);
+  expect(plot.exitCode).toBe(1);
+  expect(plot.stderr.toString()).toBe(
+    `qrx: cannot write ${missing}: its directory does not exist\n`,
+  );
+  expect(existsSync(json)).toBe(false);
+});
 
 test("the chart draws every concurrency and escapes its title", () => {
   const rows = [

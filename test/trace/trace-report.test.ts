@@ -107,7 +107,7 @@ describe("joining a trace into calls", () => {
 });
 
 describe("qrx trace on bad input", () => {
-  test("a missing file and a file without calls: a message and exit 1", async () => {
+  test("a missing file, a file without calls, an unwritable SVG: a message, exit 1", async () => {
     const dir = tempDir();
     try {
       const missing = Bun.spawnSync([QRX, "trace", join(dir.path, "nope.jsonl")]);
@@ -125,6 +125,13 @@ describe("qrx trace on bad input", () => {
       expect(empty.exitCode).toBe(1);
       const skipped = `qrx trace: 1 line(s) in ${junk} are not trace events; skipped\n`;
       expect(empty.stderr.toString()).toBe(`${skipped}qrx trace: no calls in ${junk}\n`);
+      // An SVG it could not write is said before any work, not a stack trace after it.
+      const svg = join(dir.path, "no-such-dir", "calls.svg");
+      const unwritable = Bun.spawnSync([QRX, "trace", junk, "--svg", svg]);
+      expect(unwritable.exitCode).toBe(1);
+      expect(unwritable.stderr.toString()).toBe(
+        `qrx trace: cannot write ${svg}: its directory does not exist\n`,
+      );
     } finally {
       dir.remove();
     }
