@@ -37,7 +37,7 @@ export async function traceInto(file: string): Promise<void> {
 }
 
 /** Runs an action; a LabError prints `qrx: message` and exits with its code. */
-async function guarded(action: () => Promise<number | void>): Promise<void> {
+export async function guarded(action: () => Promise<number | void>): Promise<void> {
   const { LabError } = await import("../lab/lab-dir.ts");
   try {
     process.exitCode = (await action()) ?? 0;

@@ -2,7 +2,7 @@
 // only; each command lives in its own module.
 import { Command, InvalidArgumentError } from "commander";
 import { addConformanceCommand } from "./conformance-command.ts";
-import { addLabCommands, traceInto } from "./lab-commands.ts";
+import { addLabCommands, guarded, traceInto } from "./lab-commands.ts";
 import { addLogOptions, runUntilBrokenPipe } from "./common.ts";
 import { cheapOutput } from "./output.ts";
 import { addPolicyCommands } from "./policy-commands.ts";
@@ -272,18 +272,6 @@ bench
     printRows(rows, options.json, printCopyBench);
   });
 
-/** A bench's `--trace FILE` (traceInto); false, said and exit 1, when FILE cannot be written. */
-async function traceOption(file: string): Promise<boolean> {
-  try {
-    await traceInto(file);
-    return true;
-  } catch (error) {
-    process.stderr.write(`qrx: ${error instanceof Error ? error.message : error}\n`);
-    process.exitCode = 1;
-    return false;
-  }
-}
-
 bench
   .command("latency")
   .description(
@@ -305,13 +293,15 @@ bench
       " qrx run 15, --help 15.\n\nExamples:\n  qrx bench latency\n" +
       "  qrx bench latency --json --calls 20 --trace /tmp/latency.jsonl\n",
   )
-  .action(async (options: { json?: boolean; calls: number; warmUp: number; trace?: string }) => {
-    if (options.trace && !(await traceOption(options.trace))) return;
-    const { runLatencyBench, printLatencyBench } = await import("../bench/latency.ts");
-    const { calls, warmUp } = options;
-    const rows = await runLatencyBench({ calls, warmUp, progress: !options.json });
-    printRows(rows, options.json, printLatencyBench);
-  });
+  .action((options: { json?: boolean; calls: number; warmUp: number; trace?: string }) =>
+    guarded(async () => {
+      if (options.trace) await traceInto(options.trace);
+      const { runLatencyBench, printLatencyBench } = await import("../bench/latency.ts");
+      const { calls, warmUp } = options;
+      const rows = await runLatencyBench({ calls, warmUp, progress: !options.json });
+      printRows(rows, options.json, printLatencyBench);
+    }),
+  );
 
 bench
   .command("memory")

@@ -16,17 +16,10 @@ function positive(text: string): number {
   return value;
 }
 
-/** Why FILE could not be read, in words rather than Node's `ENOENT: ..., open 'FILE'`. */
-const READ_FAILURES: Record<string, string> = {
-  ENOENT: "no such file",
-  EACCES: "permission denied",
-  EISDIR: "it is a directory",
-};
-
 async function showTrace(file: string, options: TraceOptions): Promise<number> {
   const { readFileSync, writeFileSync } = await import("node:fs");
+  const { openFailure, unwritable } = await import("./output-files.ts");
   if (options.svg) {
-    const { unwritable } = await import("./output-files.ts");
     const why = unwritable(options.svg);
     if (why !== null) {
       process.stderr.write(`qrx trace: cannot write ${options.svg}: ${why}\n`);
@@ -38,9 +31,7 @@ async function showTrace(file: string, options: TraceOptions): Promise<number> {
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "";
-    const reason = READ_FAILURES[code] ?? (error instanceof Error ? error.message : error);
-    process.stderr.write(`qrx trace: cannot read ${file}: ${reason}\n`);
+    process.stderr.write(`qrx trace: cannot read ${file}: ${openFailure(error, false)}\n`);
     return 1;
   }
   const { events, badLines } = parseTrace(text);
